@@ -1,0 +1,88 @@
+import { Type, type Static } from 'typebox';
+
+/**
+ * Every failure floe reports, with its HTTP status. This table is the one place
+ * where domain errors meet HTTP; docs/api/errors.md is generated from it.
+ */
+export const ERROR_CODES = {
+  validation_failed: { status: 400, description: 'A field is missing or invalid; `details.field` names it.' },
+  invalid_cursor: { status: 400, description: 'The pagination cursor is malformed.' },
+  invalid_label_selector: { status: 400, description: 'A `label` filter is not `key` or `key=value`.' },
+  metadata_too_large: { status: 400, description: '`metadata` serializes to more than 64 KiB.' },
+  unauthenticated: { status: 401, description: 'No bearer token, or the token is unknown, revoked or expired.' },
+  forbidden: { status: 403, description: 'The token is valid but may not do this (for example, an admin-only action).' },
+  not_found: { status: 404, description: 'No such route.' },
+  project_not_found: { status: 404, description: 'No project with that id or name is visible to this token.' },
+  token_not_found: { status: 404, description: 'No API token with that id.' },
+  host_not_found: { status: 404, description: 'No host with that id or name.' },
+  image_not_found: { status: 404, description: 'No image with that id or name in the project.' },
+  machine_type_not_found: { status: 404, description: 'No machine type with that id or name.' },
+  instance_not_found: { status: 404, description: 'No instance with that id or name in the project.' },
+  operation_not_found: { status: 404, description: 'No operation with that id visible to this token.' },
+  name_conflict: { status: 409, description: 'A resource of that kind and name already exists in the project.' },
+  revision_mismatch: { status: 412, description: '`If-Match` does not match the current revision (ETag).' },
+  idempotency_key_reused: { status: 422, description: 'The `Idempotency-Key` was used before with a different request.' },
+  invalid_state: { status: 409, description: 'The resource is in a state that does not allow this action.' },
+  in_use: { status: 409, description: 'The resource is still used by others (for example, a project with instances).' },
+  operation_not_cancellable: { status: 409, description: 'Only pending operations can be cancelled.' },
+  no_host_capacity: { status: 409, description: 'No online host has enough free vCPUs and memory for the instance.' },
+  join_token_invalid: { status: 401, description: 'The host join token is unknown, used or expired.' },
+  invalid_csr: { status: 400, description: 'The certificate signing request cannot be parsed or its signature is wrong.' },
+  client_certificate_required: { status: 401, description: 'The agent endpoint needs a client certificate signed by floe\'s CA.' },
+  payload_too_large: { status: 413, description: 'The request body is larger than the server accepts.' },
+  unsupported_media_type: { status: 415, description: 'The request body is not JSON (or merge-patch JSON for PATCH).' },
+  rate_limited: { status: 429, description: 'Too many requests.' },
+  internal_error: { status: 500, description: 'An unexpected error; the server log has the details.' },
+  host_offline: { status: 503, description: 'The host that runs the resource is not connected.' },
+  operation_timeout: { status: 504, description: 'Waiting for the operation took longer than asked; it goes on.' },
+} as const satisfies Record<string, { status: number; description: string }>;
+
+/** A stable error code. */
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** The error body inside the envelope. */
+export const ErrorBody = Type.Object({
+  code: Type.String({ description: 'stable code, see docs/api/errors.md' }),
+  message: Type.String(),
+  details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+});
+export type ErrorBody = Static<typeof ErrorBody>;
+
+/** The one error envelope: `{"error": {"code", "message", "details"}}`. */
+export const ErrorEnvelope = Type.Object({ error: ErrorBody });
+export type ErrorEnvelope = Static<typeof ErrorEnvelope>;
+
+/**
+ * A failure with a stable code. Domain code throws these; the HTTP layer maps
+ * the code to a status through ERROR_CODES.
+ *
+ * @example
+ * throw new FloeError('instance_not_found', 'instance "web" not found', { kind: 'instance', id: 'web' })
+ */
+export class FloeError extends Error {
+  override readonly name = 'FloeError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+
+  /** The HTTP status for this error's code. */
+  get status(): number {
+    return ERROR_CODES[this.code].status;
+  }
+
+  /** The body of the error envelope. */
+  toBody(): ErrorBody {
+    return this.details === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, details: this.details };
+  }
+}
+
+/** True when `code` is one of floe's stable codes. */
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.prototype.hasOwnProperty.call(ERROR_CODES, code);
+}

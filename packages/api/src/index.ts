@@ -1,0 +1,12 @@
+/**
+ * @floe/api: the schemas, types, error codes and event types shared by the
+ * floe server, agent, client, CLI and web UI.
+ *
+ * @example
+ * import { InstanceCreate, FloeError } from '@floe/api';
+ */
+export * from './common.js';
+export * from './errors.js';
+export * from './resources.js';
+export * from './agent-protocol.js';
+export * from './driver.js';

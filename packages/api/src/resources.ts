@@ -1,0 +1,383 @@
+import { Type, type Static } from 'typebox';
+import { CommonCreateFields, Id, Labels, Metadata, Name, ProjectScopedFields, ResourceFields, Timestamp } from './common.js';
+import { ErrorBody } from './errors.js';
+
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+
+// ---------------------------------------------------------------- projects
+
+/** A tenant: every other resource but hosts and machine types belongs to one. */
+export const Project = Type.Object({
+  ...ResourceFields,
+  description: Type.String({ maxLength: 1024 }),
+});
+export type Project = Static<typeof Project>;
+
+/** Body of `POST /v1/projects`. */
+export const ProjectCreate = Type.Object({
+  ...CommonCreateFields,
+  description: Type.Optional(Type.String({ maxLength: 1024 })),
+});
+export type ProjectCreate = Static<typeof ProjectCreate>;
+
+/** Body of `PATCH /v1/projects/{id}` (JSON merge patch). */
+export const ProjectPatch = Type.Object({
+  labels: Type.Optional(Labels),
+  metadata: Type.Optional(Metadata),
+  description: Type.Optional(Type.String({ maxLength: 1024 })),
+});
+export type ProjectPatch = Static<typeof ProjectPatch>;
+
+// ---------------------------------------------------------------- tokens
+
+/** An API token. Its secret is shown once, at creation, and stored only as a hash. */
+export const Token = Type.Object({
+  id: Id,
+  name: Name,
+  admin: Type.Boolean({ description: 'sees and manages everything, including hosts' }),
+  projects: Type.Array(Name, { description: 'projects a non-admin token may use' }),
+  created_at: Timestamp,
+  expires_at: Nullable(Timestamp),
+  last_used_at: Nullable(Timestamp),
+});
+export type Token = Static<typeof Token>;
+
+/** Body of `POST /v1/tokens`. */
+export const TokenCreate = Type.Object({
+  name: Name,
+  admin: Type.Optional(Type.Boolean({ default: false })),
+  projects: Type.Optional(Type.Array(Name, { maxItems: 100 })),
+  expires_in_days: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650 })),
+});
+export type TokenCreate = Static<typeof TokenCreate>;
+
+/** Answer of `POST /v1/tokens`: the token and, once, its secret. */
+export const TokenCreated = Type.Object({ token: Token, secret: Type.String() });
+export type TokenCreated = Static<typeof TokenCreated>;
+
+// ---------------------------------------------------------------- hosts
+
+/** What an agent reports about its host when it connects. */
+export const HostFacts = Type.Object({
+  hostname: Type.String(),
+  agent_version: Type.String(),
+  arch: Type.String(),
+  kernel: Type.String(),
+  cpus: Type.Integer({ minimum: 1 }),
+  memory_mib: Type.Integer({ minimum: 0 }),
+  disk_free_gib: Type.Number({ minimum: 0 }),
+  qemu_version: Nullable(Type.String()),
+  kvm: Type.Object({
+    present: Type.Boolean({ description: '/dev/kvm exists' }),
+    usable: Type.Boolean({ description: 'a probe guest really ran under KVM' }),
+    detail: Type.String({ description: 'why KVM is or is not used' }),
+  }),
+  accelerator: Type.Union([Type.Literal('kvm'), Type.Literal('tcg'), Type.Literal('none')]),
+  wireguard_kernel: Type.Boolean(),
+  vm_driver: Type.String({ description: '"qemu", or "fake" when VMs are simulated' }),
+});
+export type HostFacts = Static<typeof HostFacts>;
+
+/** Host connection state, written only by the control plane from the agent link. */
+export const HostState = Type.Union([Type.Literal('pending'), Type.Literal('online'), Type.Literal('offline')]);
+export type HostState = Static<typeof HostState>;
+
+/** A machine that runs instances, owned by one floe-agent. */
+export const Host = Type.Object({
+  ...ResourceFields,
+  spec: Type.Object({
+    schedulable: Type.Boolean({ description: 'false drains the host: nothing new is placed there' }),
+  }),
+  status: Type.Object({
+    state: HostState,
+    facts: Nullable(HostFacts),
+    connected_at: Nullable(Timestamp),
+    last_heartbeat_at: Nullable(Timestamp),
+    allocated: Type.Object({ instances: Type.Integer(), vcpus: Type.Integer(), memory_mib: Type.Integer() }),
+    capacity: Type.Object({ vcpus: Type.Integer(), memory_mib: Type.Integer() }),
+  }),
+});
+export type Host = Static<typeof Host>;
+
+/** Body of `PATCH /v1/hosts/{id}`. */
+export const HostPatch = Type.Object({
+  labels: Type.Optional(Labels),
+  metadata: Type.Optional(Metadata),
+  spec: Type.Optional(Type.Object({ schedulable: Type.Optional(Type.Boolean()) })),
+});
+export type HostPatch = Static<typeof HostPatch>;
+
+/** Body of `POST /v1/hosts/join-tokens`. */
+export const JoinTokenCreate = Type.Object({
+  expires_in_minutes: Type.Optional(Type.Integer({ minimum: 1, maximum: 60 * 24 * 7, default: 60 })),
+});
+/** A one-time host join token, shown once. */
+export const JoinTokenCreated = Type.Object({ id: Id, token: Type.String(), expires_at: Timestamp });
+export type JoinTokenCreated = Static<typeof JoinTokenCreated>;
+
+/** Body of `POST /v1/hosts/join`: an agent trades a join token and a CSR for a certificate. */
+export const HostJoin = Type.Object({
+  token: Type.String({ minLength: 10, maxLength: 200 }),
+  name: Name,
+  csr: Type.String({ minLength: 100, maxLength: 16384, description: 'PEM PKCS#10 request' }),
+});
+export type HostJoin = Static<typeof HostJoin>;
+
+/** Answer of `POST /v1/hosts/join`. */
+export const HostJoined = Type.Object({
+  host: Host,
+  certificate: Type.String({ description: 'PEM client certificate for the agent' }),
+  ca: Type.String({ description: 'PEM certificate of floe\'s CA' }),
+});
+export type HostJoined = Static<typeof HostJoined>;
+
+// ---------------------------------------------------------------- images
+
+/** Disk image formats floe stores. */
+export const ImageFormat = Type.Union([Type.Literal('qcow2'), Type.Literal('raw')]);
+
+/** A bootable disk image (the record; files arrive with the QEMU driver). */
+export const Image = Type.Object({
+  ...ProjectScopedFields,
+  spec: Type.Object({
+    format: ImageFormat,
+    os: Type.String({ maxLength: 100 }),
+    min_disk_gib: Type.Integer({ minimum: 1 }),
+    public: Type.Boolean({ description: 'visible to every project' }),
+  }),
+  status: Type.Object({
+    state: Type.Union([Type.Literal('pending'), Type.Literal('ready'), Type.Literal('error')]),
+    size_bytes: Nullable(Type.Integer()),
+    sha256: Nullable(Type.String()),
+  }),
+});
+export type Image = Static<typeof Image>;
+
+/** Body of `POST /v1/images`. */
+export const ImageCreate = Type.Object({
+  ...CommonCreateFields,
+  project: Type.Optional(Name),
+  format: Type.Optional(ImageFormat),
+  os: Type.Optional(Type.String({ maxLength: 100 })),
+  min_disk_gib: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536 })),
+  public: Type.Optional(Type.Boolean()),
+});
+export type ImageCreate = Static<typeof ImageCreate>;
+
+/** Body of `PATCH /v1/images/{id}`. */
+export const ImagePatch = Type.Object({
+  labels: Type.Optional(Labels),
+  metadata: Type.Optional(Metadata),
+  spec: Type.Optional(Type.Object({ os: Type.Optional(Type.String({ maxLength: 100 })), public: Type.Optional(Type.Boolean()) })),
+});
+export type ImagePatch = Static<typeof ImagePatch>;
+
+// ---------------------------------------------------------------- machine types
+
+/** A named size: vCPUs, memory and a default disk. */
+export const MachineType = Type.Object({
+  ...ResourceFields,
+  spec: Type.Object({
+    vcpus: Type.Integer({ minimum: 1, maximum: 256 }),
+    memory_mib: Type.Integer({ minimum: 128, maximum: 4 * 1024 * 1024 }),
+    disk_gib: Type.Integer({ minimum: 1, maximum: 65536 }),
+  }),
+  builtin: Type.Boolean(),
+});
+export type MachineType = Static<typeof MachineType>;
+
+/** Body of `POST /v1/machine-types` (admin). */
+export const MachineTypeCreate = Type.Object({
+  ...CommonCreateFields,
+  vcpus: Type.Integer({ minimum: 1, maximum: 256 }),
+  memory_mib: Type.Integer({ minimum: 128, maximum: 4 * 1024 * 1024 }),
+  disk_gib: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536 })),
+});
+export type MachineTypeCreate = Static<typeof MachineTypeCreate>;
+
+// ---------------------------------------------------------------- instances
+
+/** What the user wants the VM to be doing. */
+export const PowerState = Type.Union([Type.Literal('running'), Type.Literal('stopped')]);
+export type PowerState = Static<typeof PowerState>;
+
+/** What happens when a VM stops without being asked to. */
+export const RestartPolicy = Type.Union([Type.Literal('never'), Type.Literal('on-failure'), Type.Literal('always')]);
+export type RestartPolicy = Static<typeof RestartPolicy>;
+
+/** Largest user-data, in bytes. */
+export const USER_DATA_MAX_BYTES = 64 * 1024;
+
+/** The desired state of a VM. Written by users. */
+export const InstanceSpec = Type.Object({
+  image: Type.String({ description: 'image id' }),
+  machine_type: Nullable(Type.String({ description: 'machine type name, or null for a custom size' })),
+  vcpus: Type.Integer({ minimum: 1, maximum: 256 }),
+  memory_mib: Type.Integer({ minimum: 128, maximum: 4 * 1024 * 1024 }),
+  disk_gib: Type.Integer({ minimum: 1, maximum: 65536 }),
+  user_data: Nullable(Type.String({ maxLength: USER_DATA_MAX_BYTES })),
+  ssh_keys: Type.Array(Type.String({ maxLength: 16384 }), { maxItems: 32 }),
+  power_state: PowerState,
+  restart_policy: RestartPolicy,
+});
+export type InstanceSpec = Static<typeof InstanceSpec>;
+
+/** Observed VM states. */
+export const InstanceState = Type.Union([
+  Type.Literal('pending'),
+  Type.Literal('scheduled'),
+  Type.Literal('creating'),
+  Type.Literal('starting'),
+  Type.Literal('running'),
+  Type.Literal('stopping'),
+  Type.Literal('stopped'),
+  Type.Literal('deleting'),
+  Type.Literal('error'),
+  Type.Literal('unknown'),
+]);
+export type InstanceState = Static<typeof InstanceState>;
+
+/** What the host reports about a VM. Written only by the agent (and the scheduler for `host`). */
+export const InstanceStatus = Type.Object({
+  state: InstanceState,
+  host: Nullable(Type.String({ description: 'host id' })),
+  reason: Nullable(Type.String()),
+  accelerator: Nullable(Type.Union([Type.Literal('kvm'), Type.Literal('tcg'), Type.Literal('fake')])),
+  observed_revision: Type.Integer({ description: 'spec revision the host last applied' }),
+  started_at: Nullable(Timestamp),
+  stopped_at: Nullable(Timestamp),
+});
+export type InstanceStatus = Static<typeof InstanceStatus>;
+
+/** A virtual machine. */
+export const Instance = Type.Object({
+  ...ProjectScopedFields,
+  spec: InstanceSpec,
+  status: InstanceStatus,
+});
+export type Instance = Static<typeof Instance>;
+
+/** Body of `POST /v1/instances`. Size comes from `machine_type`, or `vcpus` + `memory_mib`. */
+export const InstanceCreate = Type.Object({
+  ...CommonCreateFields,
+  project: Type.Optional(Name),
+  image: Type.String({ minLength: 1, maxLength: 100, description: 'image id or name' }),
+  machine_type: Type.Optional(Type.String({ minLength: 1, maxLength: 100, description: 'machine type id or name' })),
+  vcpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
+  memory_mib: Type.Optional(Type.Integer({ minimum: 128, maximum: 4 * 1024 * 1024 })),
+  disk_gib: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536 })),
+  user_data: Type.Optional(Type.String({ maxLength: USER_DATA_MAX_BYTES })),
+  ssh_keys: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 16384 }), { maxItems: 32 })),
+  start: Type.Optional(Type.Boolean({ default: true, description: 'start the VM once created' })),
+  restart_policy: Type.Optional(RestartPolicy),
+});
+export type InstanceCreate = Static<typeof InstanceCreate>;
+
+/** Body of `PATCH /v1/instances/{id}` (JSON merge patch). */
+export const InstancePatch = Type.Object({
+  labels: Type.Optional(Labels),
+  metadata: Type.Optional(Metadata),
+  spec: Type.Optional(Type.Object({ restart_policy: Type.Optional(RestartPolicy) })),
+});
+export type InstancePatch = Static<typeof InstancePatch>;
+
+/** Body of `POST /v1/instances/{id}/stop`. */
+export const InstanceStop = Type.Object({
+  force: Type.Optional(Type.Boolean({ default: false, description: 'kill at once instead of an ACPI power-down' })),
+});
+
+// ---------------------------------------------------------------- history
+
+/** One change to a resource. */
+export const HistoryEntry = Type.Object({
+  id: Id,
+  kind: Type.String(),
+  resource_id: Type.String(),
+  revision: Type.Integer(),
+  action: Type.String({ description: 'create, update, delete, start, stop, ...' }),
+  actor: Type.String({ description: 'token id, "agent:<host>" or "system"' }),
+  time: Timestamp,
+  before: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()]),
+  after: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()]),
+});
+export type HistoryEntry = Static<typeof HistoryEntry>;
+
+// ---------------------------------------------------------------- operations
+
+/** Operation states; only `pending` can be cancelled. */
+export const OperationStatus = Type.Union([
+  Type.Literal('pending'),
+  Type.Literal('running'),
+  Type.Literal('succeeded'),
+  Type.Literal('failed'),
+  Type.Literal('cancelled'),
+]);
+export type OperationStatus = Static<typeof OperationStatus>;
+
+/** A reference to a resource an operation touches. */
+export const ResourceRef = Type.Object({ kind: Type.String(), id: Type.String(), name: Type.Optional(Type.String()) });
+export type ResourceRef = Static<typeof ResourceRef>;
+
+/** Work on a host, tracked until it ends. */
+export const Operation = Type.Object({
+  id: Id,
+  project: Nullable(Name),
+  kind: Type.String({ description: 'e.g. instance.create, instance.stop' }),
+  status: OperationStatus,
+  progress: Type.Integer({ minimum: 0, maximum: 100 }),
+  message: Type.String(),
+  resources: Type.Array(ResourceRef),
+  error: Nullable(ErrorBody),
+  created_by: Type.String(),
+  created_at: Timestamp,
+  updated_at: Timestamp,
+  finished_at: Nullable(Timestamp),
+});
+export type Operation = Static<typeof Operation>;
+
+/** Query of `GET /v1/operations/{id}`. */
+export const OperationWaitQuery = Type.Object({
+  wait: Type.Optional(Type.Number({ minimum: 0, maximum: 3600, description: 'block up to this many seconds until the operation ends' })),
+});
+
+/** Query of `POST` routes that answer with an operation. */
+export const WaitQuery = OperationWaitQuery;
+
+// ---------------------------------------------------------------- events
+
+/** Event types on `/v1/events`. */
+export const EVENT_TYPES = [
+  'resource.created',
+  'resource.updated',
+  'resource.deleted',
+  'instance.state',
+  'operation.created',
+  'operation.updated',
+  'host.online',
+  'host.offline',
+  'log',
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/** One event. `seq` orders events and resumes a stream (`?since=` or `Last-Event-ID`). */
+export const Event = Type.Object({
+  seq: Type.Integer(),
+  id: Id,
+  time: Timestamp,
+  type: Type.String(),
+  project: Nullable(Name),
+  kind: Type.String({ description: 'resource kind: instance, operation, host, ...' }),
+  resource_id: Type.String(),
+  data: Type.Record(Type.String(), Type.Unknown()),
+});
+export type Event = Static<typeof Event>;
+
+/** Query of `GET /v1/events`. */
+export const EventsQuery = Type.Object({
+  project: Type.Optional(Name),
+  kind: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String())])),
+  type: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String())])),
+  resource: Type.Optional(Type.String({ maxLength: 100 })),
+  since: Type.Optional(Type.Integer({ minimum: 0, description: 'replay events after this seq' })),
+});
+export type EventsQuery = Static<typeof EventsQuery>;

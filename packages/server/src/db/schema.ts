@@ -1,0 +1,158 @@
+import type { Generated } from 'kysely';
+
+/**
+ * Table shapes as the application sees them, for both dialects.
+ * Portable storage rules (the normalizer enforces them):
+ * - ids are text (`prefix_ULID`, sortable), times are ISO 8601 UTC text;
+ * - JSON values are stored as text and parsed by the caller (`json()` helpers);
+ * - booleans are integers 0/1;
+ * - `events.seq` is the only auto-increment column.
+ */
+
+/** Columns shared by every named resource. */
+export interface ResourceRow {
+  id: string;
+  name: string;
+  labels: string; // JSON object
+  metadata: string; // JSON object
+  revision: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface ProjectsTable extends ResourceRow {
+  description: string;
+}
+
+export interface TokensTable {
+  id: string;
+  name: string;
+  secret_hash: string; // hex sha256 of the secret
+  admin: number; // 0 | 1
+  projects: string; // JSON array of project names
+  created_at: string;
+  expires_at: string | null;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+
+export interface HostsTable extends ResourceRow {
+  spec: string; // JSON HostSpec
+  state: string; // pending | online | offline
+  facts: string | null; // JSON HostFacts
+  connected_at: string | null;
+  last_heartbeat_at: string | null;
+  cert_serial: string | null;
+  /** Control plane instance that holds the agent link (many control planes). */
+  connected_to: string | null;
+}
+
+export interface JoinTokensTable {
+  id: string;
+  secret_hash: string;
+  created_by: string;
+  created_at: string;
+  expires_at: string;
+  used_at: string | null;
+  host_id: string | null;
+}
+
+export interface ImagesTable extends ResourceRow {
+  project: string;
+  spec: string; // JSON
+  status: string; // JSON
+}
+
+export interface MachineTypesTable extends ResourceRow {
+  spec: string; // JSON
+  builtin: number; // 0 | 1
+}
+
+export interface InstancesTable extends ResourceRow {
+  project: string;
+  spec: string; // JSON InstanceSpec
+  status: string; // JSON InstanceStatus
+  /** Denormalized from status/spec for indexed queries (scheduler, agent snapshot). */
+  host_id: string | null;
+  state: string;
+  vcpus: number;
+  memory_mib: number;
+  deleting: number; // 0 | 1
+  generation: number;
+}
+
+export interface ResourceLabelsTable {
+  resource_id: string;
+  key: string;
+  value: string;
+}
+
+export interface HistoryTable {
+  id: string;
+  kind: string;
+  resource_id: string;
+  project: string | null;
+  revision: number;
+  action: string;
+  actor: string;
+  time: string;
+  before: string | null; // JSON
+  after: string | null; // JSON
+}
+
+export interface OperationsTable {
+  id: string;
+  project: string | null;
+  kind: string;
+  status: string;
+  progress: number;
+  message: string;
+  resources: string; // JSON ResourceRef[]
+  error: string | null; // JSON ErrorBody
+  created_by: string;
+  created_at: string;
+  updated_at: string;
+  finished_at: string | null;
+  /** The resource whose observed state completes the operation. */
+  target_id: string | null;
+  /** Instance generation (or revision) the operation waits for the agent to observe. */
+  target_generation: number | null;
+}
+
+export interface EventsTable {
+  seq: Generated<number>; // auto-increment
+  id: string;
+  time: string;
+  type: string;
+  project: string | null;
+  kind: string;
+  resource_id: string;
+  data: string; // JSON
+}
+
+export interface IdempotencyKeysTable {
+  token_id: string;
+  key: string;
+  method: string;
+  path: string;
+  body_hash: string;
+  status_code: number;
+  response: string; // JSON body
+  created_at: string;
+}
+
+/** The whole database, for Kysely. */
+export interface Database {
+  projects: ProjectsTable;
+  tokens: TokensTable;
+  hosts: HostsTable;
+  join_tokens: JoinTokensTable;
+  images: ImagesTable;
+  machine_types: MachineTypesTable;
+  instances: InstancesTable;
+  resource_labels: ResourceLabelsTable;
+  history: HistoryTable;
+  operations: OperationsTable;
+  events: EventsTable;
+  idempotency_keys: IdempotencyKeysTable;
+}
