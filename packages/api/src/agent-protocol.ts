@@ -18,8 +18,12 @@ export interface DesiredInstance {
   spec: InstanceSpec;
   /** True once the user deleted it: the agent tears it down and reports `deleted`. */
   deleting: boolean;
-  /** Bumped by start/stop/restart requests so a repeated "restart" is a new intent. */
+  /** Bumped by every start/stop/restart request; operations wait for the agent to observe it. */
   generation: number;
+  /** Bumped only by restart requests: the agent restarts the VM when this exceeds what it last applied. */
+  restart_generation: number;
+  /** Stop without an ACPI power-down (set by `stop --force`). */
+  force_stop: boolean;
 }
 
 /** What the agent observes for one instance. */
@@ -30,6 +34,7 @@ export interface ObservedInstance {
   /** Revision and generation of the desired state last applied. */
   observed_revision: number;
   observed_generation: number;
+  observed_restart_generation: number;
   reason: string | null;
   accelerator: 'kvm' | 'tcg' | 'fake' | null;
   started_at: string | null;

@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   operation_not_found: { status: 404, description: 'No operation with that id visible to this token.' },
   name_conflict: { status: 409, description: 'A resource of that kind and name already exists in the project.' },
   revision_mismatch: { status: 412, description: '`If-Match` does not match the current revision (ETag).' },
+  idempotency_key_in_progress: { status: 409, description: 'A request with this `Idempotency-Key` is still being processed; retry later.' },
   idempotency_key_reused: { status: 422, description: 'The `Idempotency-Key` was used before with a different request.' },
   invalid_state: { status: 409, description: 'The resource is in a state that does not allow this action.' },
   in_use: { status: 409, description: 'The resource is still used by others (for example, a project with instances).' },
@@ -33,6 +34,7 @@ export const ERROR_CODES = {
   unsupported_media_type: { status: 415, description: 'The request body is not JSON (or merge-patch JSON for PATCH).' },
   rate_limited: { status: 429, description: 'Too many requests.' },
   internal_error: { status: 500, description: 'An unexpected error; the server log has the details.' },
+  host_operation_failed: { status: 502, description: 'The host could not carry out the operation; `message` says why.' },
   host_offline: { status: 503, description: 'The host that runs the resource is not connected.' },
   operation_timeout: { status: 504, description: 'Waiting for the operation took longer than asked; it goes on.' },
 } as const satisfies Record<string, { status: number; description: string }>;

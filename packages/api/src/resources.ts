@@ -351,6 +351,7 @@ export const EVENT_TYPES = [
   'resource.updated',
   'resource.deleted',
   'instance.state',
+  'instance.event',
   'operation.created',
   'operation.updated',
   'host.online',

@@ -74,11 +74,14 @@ export interface InstancesTable extends ResourceRow {
   status: string; // JSON InstanceStatus
   /** Denormalized from status/spec for indexed queries (scheduler, agent snapshot). */
   host_id: string | null;
+  image_id: string;
   state: string;
   vcpus: number;
   memory_mib: number;
   deleting: number; // 0 | 1
   generation: number;
+  restart_generation: number;
+  force_stop: number; // 0 | 1
 }
 
 export interface ResourceLabelsTable {
@@ -117,6 +120,10 @@ export interface OperationsTable {
   target_id: string | null;
   /** Instance generation (or revision) the operation waits for the agent to observe. */
   target_generation: number | null;
+  /** Observed state that completes the operation: running | stopped | deleted. */
+  target_state: string | null;
+  /** JSON: what cancelling a pending operation restores. */
+  undo: string | null;
 }
 
 export interface EventsTable {

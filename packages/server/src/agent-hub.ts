@@ -1,0 +1,176 @@
+import { randomUUID } from 'node:crypto';
+import { AGENT_CLOSE, AGENT_PROTOCOL_VERSION, type AgentMessage, type ControlMessage } from '@floe/api';
+import type { FastifyBaseLogger } from 'fastify';
+import type { WebSocket } from 'ws';
+import type { Config } from './config.js';
+import type { ServiceContext } from './services/context.js';
+import type { HostService } from './services/hosts.js';
+import type { InstanceService } from './services/instances.js';
+
+/** One live agent link. */
+interface Link {
+  id: string;
+  hostId: string;
+  socket: WebSocket;
+  /** Agent messages are applied strictly in order. */
+  queue: Promise<void>;
+  ready: boolean;
+}
+
+/** How long an agent has to say hello after connecting. */
+const HELLO_TIMEOUT_MS = 10_000;
+
+/**
+ * The control plane's side of the agent links: greets agents, sends them the
+ * desired state (a full snapshot on connect, then changes), applies their
+ * reports, and marks hosts offline when links close or heartbeats stop.
+ */
+export class AgentHub {
+  private readonly links = new Map<string, Link>();
+  private sweeper: NodeJS.Timeout | null = null;
+  private readonly stopSignals: () => void;
+  /** Identifies this control plane process in `hosts.connected_to`. */
+  readonly processId = randomUUID();
+
+  constructor(
+    private readonly ctx: ServiceContext,
+    private readonly hosts: HostService,
+    private readonly instances: InstanceService,
+    private readonly log: FastifyBaseLogger,
+  ) {
+    this.stopSignals = ctx.signals.listen('desired', (instanceId, hostId) => {
+      void this.push(instanceId, hostId).catch((err) => this.log.error({ err, instanceId }, 'pushing desired state failed'));
+    });
+  }
+
+  /** Start the heartbeat sweeper. */
+  start(config: Config): void {
+    const every = Math.max(100, Math.min(1000, Math.floor(config.hostOfflineAfterMs / 3)));
+    this.sweeper = setInterval(() => void this.sweep(config.hostOfflineAfterMs).catch((err) => this.log.error({ err }, 'host sweep failed')), every);
+    this.sweeper.unref();
+  }
+
+  /** Hosts connected to this process. */
+  connectedHosts(): string[] {
+    return [...this.links.values()].filter((l) => l.ready).map((l) => l.hostId);
+  }
+
+  /** Take over a new authenticated WebSocket from the agent of `hostId`. */
+  async accept(socket: WebSocket, hostId: string): Promise<void> {
+    const host = await this.hosts.forAgent(hostId);
+    if (!host) {
+      socket.close(AGENT_CLOSE.revoked, 'host removed');
+      return;
+    }
+    const previous = this.links.get(hostId);
+    if (previous) previous.socket.close(AGENT_CLOSE.replaced, 'replaced by a new connection');
+    const link: Link = { id: `${this.processId}:${randomUUID()}`, hostId, socket, queue: Promise.resolve(), ready: false };
+    this.links.set(hostId, link);
+    const helloTimer = setTimeout(() => { if (!link.ready) socket.close(AGENT_CLOSE.protocol, 'no hello'); }, HELLO_TIMEOUT_MS);
+    socket.on('message', (data) => {
+      let msg: AgentMessage;
+      try {
+        msg = JSON.parse(String(data)) as AgentMessage;
+      } catch {
+        socket.close(AGENT_CLOSE.protocol, 'invalid JSON');
+        return;
+      }
+      link.queue = link.queue.then(() => this.handle(link, msg)).catch((err) => {
+        this.log.error({ err, hostId, type: msg.type }, 'agent message failed');
+      });
+    });
+    socket.on('close', () => {
+      clearTimeout(helloTimer);
+      if (this.links.get(hostId) === link) this.links.delete(hostId);
+      link.queue = link.queue.then(async () => {
+        if (await this.hosts.markOffline(hostId, 'agent disconnected', link.id)) this.log.info({ hostId }, 'host offline: agent disconnected');
+      });
+    });
+    socket.on('error', (err) => this.log.warn({ err, hostId }, 'agent link error'));
+  }
+
+  private send(link: Link, msg: ControlMessage): void {
+    if (link.socket.readyState === link.socket.OPEN) link.socket.send(JSON.stringify(msg));
+  }
+
+  private async handle(link: Link, msg: AgentMessage): Promise<void> {
+    switch (msg.type) {
+      case 'hello': {
+        if (msg.protocol !== AGENT_PROTOCOL_VERSION) {
+          this.send(link, { type: 'error', code: 'protocol', message: `agent protocol ${msg.protocol} is not supported (want ${AGENT_PROTOCOL_VERSION})` });
+          link.socket.close(AGENT_CLOSE.protocol, 'protocol version');
+          return;
+        }
+        const host = await this.hosts.forAgent(link.hostId);
+        if (!host) {
+          link.socket.close(AGENT_CLOSE.revoked, 'host removed');
+          return;
+        }
+        await this.hosts.markOnline(link.hostId, msg.facts, link.id);
+        this.send(link, { type: 'welcome', host_id: host.id, host_name: host.name, heartbeat_interval_ms: this.ctx.config.heartbeatIntervalMs });
+        // What the agent already runs first, so operations settle from real state.
+        for (const obs of msg.instances) await this.instances.applyObserved(link.hostId, obs);
+        const desired = await this.instances.desiredForHost(link.hostId);
+        this.send(link, { type: 'snapshot', instances: desired });
+        link.ready = true;
+        await this.instances.dispatched(link.hostId, desired.map((d) => d.id));
+        this.log.info({ hostId: link.hostId, instances: desired.length }, 'agent connected');
+        return;
+      }
+      case 'heartbeat':
+        await this.hosts.heartbeat(link.hostId);
+        return;
+      case 'status':
+        if (!link.ready) return;
+        await this.instances.applyObserved(link.hostId, msg.instance);
+        return;
+      case 'event': {
+        const desired = await this.instances.desiredOne(msg.instance_id);
+        await this.ctx.bus.publish({
+          type: 'instance.event', project: desired?.project ?? null, kind: 'instance', resource_id: msg.instance_id,
+          data: { event: msg.event, message: msg.message, host: link.hostId, ...(msg.data ?? {}) },
+        });
+        return;
+      }
+      default:
+        link.socket.close(AGENT_CLOSE.protocol, 'unknown message type');
+    }
+  }
+
+  /** Send one instance's desired state to its agent, if connected here. */
+  private async push(instanceId: string, hostId: string): Promise<void> {
+    const link = this.links.get(hostId);
+    if (!link || !link.ready) return;
+    const desired = await this.instances.desiredOne(instanceId);
+    if (!desired) return;
+    this.send(link, { type: 'instance', instance: desired });
+    await this.instances.dispatched(hostId, [instanceId]);
+  }
+
+  /** Mark hosts without recent heartbeats offline and drop their links. */
+  private async sweep(offlineAfterMs: number): Promise<void> {
+    const stale = await this.hosts.stale(new Date(Date.now() - offlineAfterMs).toISOString());
+    for (const hostId of stale) {
+      const link = this.links.get(hostId);
+      // Only judge links of this process, or hosts no process holds.
+      if (await this.hosts.markOffline(hostId, 'heartbeats missed')) {
+        this.log.warn({ hostId }, 'host offline: heartbeats missed');
+        link?.socket.terminate();
+      }
+    }
+  }
+
+  /** Disconnect a removed host for good. */
+  revoke(hostId: string): void {
+    this.links.get(hostId)?.socket.close(AGENT_CLOSE.revoked, 'host removed');
+  }
+
+  /** Close every link (agents reconnect to another control plane or later). */
+  async close(): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.stopSignals();
+    for (const link of this.links.values()) link.socket.close(1001, 'control plane shutting down');
+    await Promise.all([...this.links.values()].map((l) => l.queue));
+    this.links.clear();
+  }
+}

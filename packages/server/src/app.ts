@@ -1,0 +1,141 @@
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import fastifyWebsocket from '@fastify/websocket';
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Config } from './config.js';
+import type { Store } from './db/index.js';
+import { AgentHub } from './agent-hub.js';
+import { installErrorHandlers } from './http/errors.js';
+import { installIdempotency } from './http/idempotency.js';
+import { computeRoutes } from './http/routes/compute.js';
+import { resourceRoutes } from './http/routes/resources.js';
+import { streamRoutes } from './http/routes/streams.js';
+import { ImageService, MachineTypeService } from './services/catalog.js';
+import { SignalBus, type ServiceContext } from './services/context.js';
+import { EventBus } from './services/events.js';
+import { HostService } from './services/hosts.js';
+import { InstanceService } from './services/instances.js';
+import { OperationService } from './services/operations.js';
+import { ProjectService } from './services/projects.js';
+import { TokenService } from './services/tokens.js';
+import { VERSION } from './version.js';
+
+/** The certificate authority as the control plane uses it. */
+export interface ControlPki {
+  caPem: string;
+  /** TLS material of this control plane's HTTPS listener. */
+  server: { certPem: string; keyPem: string };
+  /** Sign an agent's CSR for `hostId` (CN = host id). */
+  signCsr(csrPem: string, hostId: string): Promise<{ certPem: string; serial: string }>;
+}
+
+/** Everything the routes call. */
+export interface Services {
+  bus: EventBus;
+  projects: ProjectService;
+  tokens: TokenService;
+  hosts: HostService;
+  images: ImageService;
+  machineTypes: MachineTypeService;
+  instances: InstanceService;
+  operations: OperationService;
+  hub: AgentHub;
+  pki: ControlPki;
+}
+
+/** A built control plane: the HTTP server and its services. */
+export interface App {
+  http: FastifyInstance;
+  services: Services;
+  close(): Promise<void>;
+}
+
+/** Build the services over a store. */
+export function buildServices(store: Store, config: Config, pki: ControlPki, log: FastifyInstance['log']): Services {
+  const bus = new EventBus(store);
+  const ctx: ServiceContext = { store, config, bus, signals: new SignalBus() };
+  const projects = new ProjectService(ctx);
+  const images = new ImageService(ctx, projects);
+  const machineTypes = new MachineTypeService(ctx);
+  const operations = new OperationService(ctx);
+  const instances = new InstanceService(ctx, projects, images, machineTypes, operations);
+  const hosts = new HostService(ctx);
+  const hub = new AgentHub(ctx, hosts, instances, log);
+  return { bus, projects, tokens: new TokenService(ctx), hosts, images, machineTypes, instances, operations, hub, pki };
+}
+
+/** Create the default project and the builtin machine types if they are missing. */
+export async function seed(services: Services): Promise<void> {
+  await services.machineTypes.seed();
+  try {
+    await services.projects.get({ actor: 'system', admin: true, projects: new Set() }, 'default');
+  } catch {
+    await services.projects.create({ actor: 'system', admin: true, projects: new Set() }, { name: 'default', description: 'created on first start' }).catch(() => undefined);
+  }
+}
+
+/**
+ * Build the control plane's HTTP server: routes, auth, idempotency, errors,
+ * OpenAPI. Does not listen; call `app.http.listen()`.
+ */
+export async function buildApp(opts: { store: Store; config: Config; pki: ControlPki; logger?: FastifyServerOptions['logger'] }): Promise<App> {
+  const { store, config, pki } = opts;
+  const http = Fastify({
+    logger: opts.logger ?? { level: config.logLevel },
+    bodyLimit: config.bodyLimit,
+    ...(config.tls
+      ? { https: { key: pki.server.keyPem, cert: pki.server.certPem, ca: [pki.caPem], requestCert: true, rejectUnauthorized: false } }
+      : {}),
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+    return503OnClosing: true,
+    forceCloseConnections: true,
+    // Per-request lines are noise at this level; errors are logged by the error handler.
+    logController: new LogController({ disableRequestLogging: true }),
+  }) as unknown as FastifyInstance;
+  const services = buildServices(store, config, pki, http.log);
+
+  installErrorHandlers(http);
+  http.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, http.getDefaultJsonParser('error', 'error'));
+
+  await http.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'floe API', version: VERSION, description: 'Virtual machines, networks and tenants on your own hosts. Every request needs `Authorization: Bearer <token>` unless marked otherwise.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await http.register(fastifySwaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list' } });
+  await http.register(fastifyWebsocket, { options: { maxPayload: 4 * 1024 * 1024 } });
+
+  http.addHook('onRequest', async (request) => {
+    if (request.routeOptions.config.public || request.url.startsWith('/docs')) return;
+    const header = request.headers.authorization;
+    let token = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
+    // Browsers cannot set headers on WebSocket and EventSource requests.
+    if (token === undefined && request.url.startsWith('/v1/events')) {
+      token = (request.query as { access_token?: string }).access_token;
+    }
+    request.principal = await services.tokens.authenticate(token);
+  });
+  installIdempotency(http, store);
+
+  http.get('/healthz', { config: { public: true }, schema: { tags: ['system'], summary: 'Liveness and version', security: [] } }, async () => ({
+    status: 'ok', version: VERSION, database: store.dialect,
+  }));
+  http.get('/v1/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => http.swagger());
+  resourceRoutes(http, services);
+  computeRoutes(http, services);
+  streamRoutes(http, services);
+
+  await http.ready();
+  services.hub.start(config);
+  return {
+    http,
+    services,
+    async close() {
+      await services.hub.close();
+      await http.close();
+    },
+  };
+}

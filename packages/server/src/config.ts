@@ -1,0 +1,88 @@
+import path from 'node:path';
+import { FloeError } from '@floe/api';
+
+/** Control plane settings, parsed once at start and frozen. */
+export interface Config {
+  /** Holds the SQLite database, the PKI and the local agent's files. */
+  readonly dataDir: string;
+  /** `postgres://...` to use PostgreSQL; null for SQLite in the data directory. */
+  readonly databaseUrl: string | null;
+  readonly host: string;
+  readonly port: number;
+  /** Serve HTTPS with floe's CA (default). Off only behind a TLS-terminating proxy; agents then cannot connect. */
+  readonly tls: boolean;
+  /** The URL agents and the CLI use to reach this control plane. */
+  readonly publicUrl: string;
+  /** Extra names and addresses for the server certificate. */
+  readonly certNames: readonly string[];
+  readonly heartbeatIntervalMs: number;
+  /** A host without a heartbeat for this long is marked offline. */
+  readonly hostOfflineAfterMs: number;
+  /** vCPUs that may be allocated per host CPU. */
+  readonly cpuOvercommit: number;
+  /** Memory that may be allocated per MiB of host memory. */
+  readonly memoryOvercommit: number;
+  readonly scheduler: 'spread' | 'pack';
+  /** Largest request body, in bytes. */
+  readonly bodyLimit: number;
+  readonly logLevel: string;
+}
+
+function num(env: NodeJS.ProcessEnv, key: string, fallback: number, min: number, max: number): number {
+  const raw = env[key];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min || value > max) {
+    throw new FloeError('validation_failed', `${key} must be a number from ${min} to ${max}, got "${raw}"`, { field: key });
+  }
+  return value;
+}
+
+/**
+ * Read the configuration from environment variables (FLOE_*). Invalid values
+ * fail here, at start, with the variable named.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
+  const dataDir = path.resolve(cwd, env.FLOE_DATA || 'data');
+  const listen = env.FLOE_LISTEN || '127.0.0.1:7443';
+  const match = /^(\[[0-9a-fA-F:]+\]|[^:]+):(\d{1,5})$/.exec(listen);
+  if (!match) {
+    throw new FloeError('validation_failed', `FLOE_LISTEN must be HOST:PORT, got "${listen}"`, { field: 'FLOE_LISTEN' });
+  }
+  const host = match[1]!.replace(/^\[|\]$/g, '');
+  const port = Number(match[2]);
+  if (port > 65535) throw new FloeError('validation_failed', `FLOE_LISTEN port out of range: ${port}`, { field: 'FLOE_LISTEN' });
+  const tlsRaw = (env.FLOE_TLS || 'on').toLowerCase();
+  if (!['on', 'off'].includes(tlsRaw)) {
+    throw new FloeError('validation_failed', `FLOE_TLS must be "on" or "off", got "${env.FLOE_TLS}"`, { field: 'FLOE_TLS' });
+  }
+  const tls = tlsRaw === 'on';
+  const dbUrl = env.FLOE_DATABASE_URL || null;
+  if (dbUrl !== null && !/^postgres(ql)?:\/\//.test(dbUrl)) {
+    throw new FloeError('validation_failed', 'FLOE_DATABASE_URL must be a postgres:// URL (leave it unset for SQLite)', { field: 'FLOE_DATABASE_URL' });
+  }
+  const scheduler = env.FLOE_SCHEDULER || 'spread';
+  if (scheduler !== 'spread' && scheduler !== 'pack') {
+    throw new FloeError('validation_failed', `FLOE_SCHEDULER must be "spread" or "pack", got "${scheduler}"`, { field: 'FLOE_SCHEDULER' });
+  }
+  const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  const publicUrl = (env.FLOE_PUBLIC_URL || `${tls ? 'https' : 'http'}://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`).replace(/\/+$/, '');
+  const heartbeatIntervalMs = num(env, 'FLOE_HEARTBEAT_MS', 5000, 100, 600_000);
+  const config: Config = {
+    dataDir,
+    databaseUrl: dbUrl,
+    host,
+    port,
+    tls,
+    publicUrl,
+    certNames: (env.FLOE_CERT_NAMES || '').split(',').map((s) => s.trim()).filter(Boolean),
+    heartbeatIntervalMs,
+    hostOfflineAfterMs: num(env, 'FLOE_HOST_OFFLINE_AFTER_MS', heartbeatIntervalMs * 3, 200, 3_600_000),
+    cpuOvercommit: num(env, 'FLOE_CPU_OVERCOMMIT', 4, 0.1, 64),
+    memoryOvercommit: num(env, 'FLOE_MEMORY_OVERCOMMIT', 1, 0.1, 16),
+    scheduler,
+    bodyLimit: num(env, 'FLOE_BODY_LIMIT', 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    logLevel: env.FLOE_LOG_LEVEL || 'info',
+  };
+  return Object.freeze(config);
+}

@@ -1,0 +1,266 @@
+import { Migrator, sql, type CreateTableBuilder, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import type { Dialect } from './index.js';
+
+/** Table where applied migrations are recorded. */
+export const MIGRATION_TABLE = 'floe_migrations';
+/** Table Kysely's Migrator uses as its lock row. */
+export const MIGRATION_LOCK_TABLE = 'floe_migrations_lock';
+
+// Kysely's builders are typed per table; migrations describe history, not the current schema.
+type AnyDb = Kysely<any>;
+type AnyTable = CreateTableBuilder<any, any>;
+
+/**
+ * Text columns compare bytewise on both dialects: SQLite's default collation is binary, and on
+ * PostgreSQL `COLLATE "C"` keeps ordering (keyset pagination by id or name) independent of the
+ * database's locale, so a cursor means the same on either store.
+ */
+function textType(dialect: Dialect) {
+  return dialect === 'postgres' ? sql`text collate "C"` : sql`text`;
+}
+
+// Columns every named resource has (ResourceRow).
+function resourceColumns(t: AnyTable, text: ReturnType<typeof textType>): AnyTable {
+  return t
+    .addColumn('id', text, (c) => c.primaryKey().notNull())
+    .addColumn('name', text, (c) => c.notNull())
+    .addColumn('labels', text, (c) => c.notNull())
+    .addColumn('metadata', text, (c) => c.notNull())
+    .addColumn('revision', 'integer', (c) => c.notNull())
+    .addColumn('created_at', text, (c) => c.notNull())
+    .addColumn('updated_at', text, (c) => c.notNull());
+}
+
+function initial(dialect: Dialect): Migration {
+  const text = textType(dialect);
+  return {
+    async up(db: AnyDb) {
+      await resourceColumns(db.schema.createTable('projects'), text)
+        .addColumn('description', text, (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('projects_name_key').unique().on('projects').column('name').execute();
+
+      await db.schema
+        .createTable('tokens')
+        .addColumn('id', text, (c) => c.primaryKey().notNull())
+        .addColumn('name', text, (c) => c.notNull())
+        .addColumn('secret_hash', text, (c) => c.notNull())
+        .addColumn('admin', 'integer', (c) => c.notNull())
+        .addColumn('projects', text, (c) => c.notNull())
+        .addColumn('created_at', text, (c) => c.notNull())
+        .addColumn('expires_at', text)
+        .addColumn('last_used_at', text)
+        .addColumn('revoked_at', text)
+        .execute();
+      await db.schema.createIndex('tokens_secret_hash_key').unique().on('tokens').column('secret_hash').execute();
+
+      await resourceColumns(db.schema.createTable('hosts'), text)
+        .addColumn('spec', text, (c) => c.notNull())
+        .addColumn('state', text, (c) => c.notNull())
+        .addColumn('facts', text)
+        .addColumn('connected_at', text)
+        .addColumn('last_heartbeat_at', text)
+        .addColumn('cert_serial', text)
+        .addColumn('connected_to', text)
+        .execute();
+      await db.schema.createIndex('hosts_name_key').unique().on('hosts').column('name').execute();
+
+      await db.schema
+        .createTable('join_tokens')
+        .addColumn('id', text, (c) => c.primaryKey().notNull())
+        .addColumn('secret_hash', text, (c) => c.notNull())
+        .addColumn('created_by', text, (c) => c.notNull())
+        .addColumn('created_at', text, (c) => c.notNull())
+        .addColumn('expires_at', text, (c) => c.notNull())
+        .addColumn('used_at', text)
+        .addColumn('host_id', text)
+        .execute();
+      await db.schema
+        .createIndex('join_tokens_secret_hash_key')
+        .unique()
+        .on('join_tokens')
+        .column('secret_hash')
+        .execute();
+
+      await resourceColumns(db.schema.createTable('images'), text)
+        .addColumn('project', text, (c) => c.notNull())
+        .addColumn('spec', text, (c) => c.notNull())
+        .addColumn('status', text, (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('images_project_name_key').unique().on('images').columns(['project', 'name']).execute();
+      await db.schema.createIndex('images_project_id_idx').on('images').columns(['project', 'id']).execute();
+
+      await resourceColumns(db.schema.createTable('machine_types'), text)
+        .addColumn('spec', text, (c) => c.notNull())
+        .addColumn('builtin', 'integer', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('machine_types_name_key').unique().on('machine_types').column('name').execute();
+
+      await resourceColumns(db.schema.createTable('instances'), text)
+        .addColumn('project', text, (c) => c.notNull())
+        .addColumn('spec', text, (c) => c.notNull())
+        .addColumn('status', text, (c) => c.notNull())
+        .addColumn('host_id', text)
+        .addColumn('image_id', text, (c) => c.notNull())
+        .addColumn('state', text, (c) => c.notNull())
+        .addColumn('vcpus', 'integer', (c) => c.notNull())
+        .addColumn('memory_mib', 'integer', (c) => c.notNull())
+        .addColumn('deleting', 'integer', (c) => c.notNull())
+        .addColumn('generation', 'integer', (c) => c.notNull())
+        .addColumn('restart_generation', 'integer', (c) => c.notNull())
+        .addColumn('force_stop', 'integer', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createIndex('instances_project_name_key')
+        .unique()
+        .on('instances')
+        .columns(['project', 'name'])
+        .execute();
+      await db.schema.createIndex('instances_project_id_idx').on('instances').columns(['project', 'id']).execute();
+      await db.schema.createIndex('instances_host_id_idx').on('instances').column('host_id').execute();
+      await db.schema.createIndex('instances_image_id_idx').on('instances').column('image_id').execute();
+
+      await db.schema
+        .createTable('resource_labels')
+        .addColumn('resource_id', text, (c) => c.notNull())
+        .addColumn('key', text, (c) => c.notNull())
+        .addColumn('value', text, (c) => c.notNull())
+        .addPrimaryKeyConstraint('resource_labels_pkey', ['resource_id', 'key'])
+        .execute();
+      await db.schema
+        .createIndex('resource_labels_key_value_idx')
+        .on('resource_labels')
+        .columns(['key', 'value', 'resource_id'])
+        .execute();
+
+      await db.schema
+        .createTable('history')
+        .addColumn('id', text, (c) => c.primaryKey().notNull())
+        .addColumn('kind', text, (c) => c.notNull())
+        .addColumn('resource_id', text, (c) => c.notNull())
+        .addColumn('project', text)
+        .addColumn('revision', 'integer', (c) => c.notNull())
+        .addColumn('action', text, (c) => c.notNull())
+        .addColumn('actor', text, (c) => c.notNull())
+        .addColumn('time', text, (c) => c.notNull())
+        .addColumn('before', text)
+        .addColumn('after', text)
+        .execute();
+      await db.schema
+        .createIndex('history_resource_id_revision_idx')
+        .on('history')
+        .columns(['resource_id', 'revision'])
+        .execute();
+
+      await db.schema
+        .createTable('operations')
+        .addColumn('id', text, (c) => c.primaryKey().notNull())
+        .addColumn('project', text)
+        .addColumn('kind', text, (c) => c.notNull())
+        .addColumn('status', text, (c) => c.notNull())
+        .addColumn('progress', 'integer', (c) => c.notNull())
+        .addColumn('message', text, (c) => c.notNull())
+        .addColumn('resources', text, (c) => c.notNull())
+        .addColumn('error', text)
+        .addColumn('created_by', text, (c) => c.notNull())
+        .addColumn('created_at', text, (c) => c.notNull())
+        .addColumn('updated_at', text, (c) => c.notNull())
+        .addColumn('finished_at', text)
+        .addColumn('target_id', text)
+        .addColumn('target_generation', 'integer')
+        .addColumn('target_state', text)
+        .addColumn('undo', text)
+        .execute();
+      await db.schema
+        .createIndex('operations_target_id_status_idx')
+        .on('operations')
+        .columns(['target_id', 'status'])
+        .execute();
+      await db.schema.createIndex('operations_project_id_idx').on('operations').columns(['project', 'id']).execute();
+
+      // The one auto-increment column: SQLite's AUTOINCREMENT never reuses a seq, even after deletes.
+      await db.schema
+        .createTable('events')
+        .addColumn('seq', dialect === 'postgres' ? 'bigserial' : 'integer', (c) =>
+          dialect === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement().notNull(),
+        )
+        .addColumn('id', text, (c) => c.notNull())
+        .addColumn('time', text, (c) => c.notNull())
+        .addColumn('type', text, (c) => c.notNull())
+        .addColumn('project', text)
+        .addColumn('kind', text, (c) => c.notNull())
+        .addColumn('resource_id', text, (c) => c.notNull())
+        .addColumn('data', text, (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('events_project_seq_idx').on('events').columns(['project', 'seq']).execute();
+
+      await db.schema
+        .createTable('idempotency_keys')
+        .addColumn('token_id', text, (c) => c.notNull())
+        .addColumn('key', text, (c) => c.notNull())
+        .addColumn('method', text, (c) => c.notNull())
+        .addColumn('path', text, (c) => c.notNull())
+        .addColumn('body_hash', text, (c) => c.notNull())
+        .addColumn('status_code', 'integer', (c) => c.notNull())
+        .addColumn('response', text, (c) => c.notNull())
+        .addColumn('created_at', text, (c) => c.notNull())
+        .addPrimaryKeyConstraint('idempotency_keys_pkey', ['token_id', 'key'])
+        .execute();
+      await db.schema
+        .createIndex('idempotency_keys_created_at_idx')
+        .on('idempotency_keys')
+        .column('created_at')
+        .execute();
+    },
+
+    async down(db: AnyDb) {
+      for (const table of INITIAL_TABLES.toReversed()) await db.schema.dropTable(table).execute();
+    },
+  };
+}
+
+const INITIAL_TABLES = [
+  'projects',
+  'tokens',
+  'hosts',
+  'join_tokens',
+  'images',
+  'machine_types',
+  'instances',
+  'resource_labels',
+  'history',
+  'operations',
+  'events',
+  'idempotency_keys',
+] as const;
+
+/** Every migration, by name; names sort in the order they apply. Never edit one that has shipped: add the next. */
+export function migrations(dialect: Dialect): Record<string, Migration> {
+  return { '0001_initial': initial(dialect) };
+}
+
+/** The migrations as Kysely's Migrator wants them, in code so a built floed runs from any directory. */
+export function migrationProvider(dialect: Dialect): MigrationProvider {
+  return { getMigrations: async () => migrations(dialect) };
+}
+
+/**
+ * Applies pending migrations and returns the names it applied (none when up to date). Safe to run
+ * from several control planes at once: PostgreSQL takes an advisory lock, SQLite the write lock.
+ */
+export async function migrate(db: AnyDb, dialect: Dialect): Promise<string[]> {
+  const migrator = new Migrator({
+    db,
+    provider: migrationProvider(dialect),
+    migrationTableName: MIGRATION_TABLE,
+    migrationLockTableName: MIGRATION_LOCK_TABLE,
+  });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error !== undefined) {
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName;
+    throw new Error(`database migration ${failed ?? ''} failed: ${String(error instanceof Error ? error.message : error)}`, {
+      cause: error,
+    });
+  }
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}

@@ -1,0 +1,58 @@
+import { FloeError, type ErrorBody } from '@floe/api';
+import type { FastifyError, FastifyInstance } from 'fastify';
+
+/** Turn a Fastify validation error into the field it is about. */
+function fieldOf(err: FastifyError): string {
+  const first = err.validation?.[0];
+  if (!first) return 'body';
+  const missing = (first.params as { missingProperty?: string; additionalProperty?: string } | undefined);
+  const base = first.instancePath.replace(/^\//, '').replace(/\//g, '.');
+  const leaf = missing?.missingProperty ?? missing?.additionalProperty;
+  if (leaf) return base ? `${base}.${leaf}` : leaf;
+  return base || (err.validationContext ?? 'body');
+}
+
+/** Map any error to the envelope and its status. The one place errors meet HTTP. */
+export function toEnvelope(err: unknown): { status: number; body: { error: ErrorBody }; internal: boolean } {
+  if (err instanceof FloeError) return { status: err.status, body: { error: err.toBody() }, internal: false };
+  const fe = err as FastifyError;
+  if (fe.validation) {
+    const field = fieldOf(fe);
+    const first = fe.validation[0];
+    const params = first?.params as { additionalProperty?: string } | undefined;
+    const why = params?.additionalProperty ? 'is not a known field' : (first?.message ?? 'is invalid');
+    const e = new FloeError('validation_failed', `${field} ${why}`, { field, location: fe.validationContext ?? 'body' });
+    return { status: 400, body: { error: e.toBody() }, internal: false };
+  }
+  switch (fe.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { status: 413, body: { error: new FloeError('payload_too_large', 'the request body is too large').toBody() }, internal: false };
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return { status: 415, body: { error: new FloeError('unsupported_media_type', 'send JSON (application/json, or application/merge-patch+json for PATCH)').toBody() }, internal: false };
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return { status: 400, body: { error: new FloeError('validation_failed', 'the body is not valid JSON', { field: 'body' }).toBody() }, internal: false };
+    default:
+      break;
+  }
+  if (fe.statusCode === 429) {
+    return { status: 429, body: { error: new FloeError('rate_limited', 'too many requests').toBody() }, internal: false };
+  }
+  if (fe.statusCode !== undefined && fe.statusCode >= 400 && fe.statusCode < 500 && err instanceof SyntaxError) {
+    return { status: 400, body: { error: new FloeError('validation_failed', 'the body is not valid JSON', { field: 'body' }).toBody() }, internal: false };
+  }
+  return { status: 500, body: { error: new FloeError('internal_error', 'internal error; see the server log').toBody() }, internal: true };
+}
+
+/** Install the error and not-found handlers. */
+export function installErrorHandlers(app: FastifyInstance): void {
+  app.setErrorHandler((err, request, reply) => {
+    const { status, body, internal } = toEnvelope(err);
+    if (internal) request.log.error({ err }, 'request failed');
+    return reply.code(status).type('application/json').send(body);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const e = new FloeError('not_found', `no route ${request.method} ${request.url.split('?')[0]}`);
+    return reply.code(404).send({ error: e.toBody() });
+  });
+}

@@ -1,0 +1,105 @@
+import type { TLSSocket } from 'node:tls';
+import { Event, EventsQuery, FloeError, type Event as EventT, type EventsQuery as EventsQueryT } from '@floe/api';
+import { Type } from 'typebox';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Services } from '../../app.js';
+import { filterFromQuery, matches } from '../../services/events.js';
+import { errors } from './resources.js';
+
+/** How often an idle event stream gets a keepalive. */
+const KEEPALIVE_MS = 15_000;
+
+/** Where a stream resumes: `?since=`, else `Last-Event-ID`, else now. */
+function resumeFrom(req: FastifyRequest, q: EventsQueryT): number | null {
+  if (q.since !== undefined) return q.since;
+  const last = req.headers['last-event-id'];
+  if (last !== undefined && /^\d+$/.test(String(last))) return Number(last);
+  return null;
+}
+
+/** `/v1/events` (SSE, WebSocket or a JSON page) and `/v1/agent` (the agent link). */
+export function streamRoutes(app: FastifyInstance, s: Services): void {
+  app.route({
+    method: 'GET',
+    url: '/v1/events',
+    schema: {
+      tags: ['events'],
+      summary: 'Event stream: Server-Sent Events with Accept: text/event-stream, a WebSocket on upgrade, else a JSON page of events after ?since=',
+      querystring: EventsQuery,
+      response: { 200: Type.Object({ items: Type.Array(Event), next_cursor: Type.Union([Type.String(), Type.Null()]) }), ...errors },
+    },
+    handler: async (req, reply) => {
+      const q = req.query as EventsQueryT;
+      const filter = filterFromQuery(req.principal, q);
+      const since = resumeFrom(req, q);
+      if (!String(req.headers.accept ?? '').includes('text/event-stream')) {
+        const items = await s.bus.replay(since ?? 0, filter, 100);
+        return { items, next_cursor: items.length === 100 ? String(items[items.length - 1]!.seq) : null };
+      }
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+      res.write(': floe events\n\n');
+      const write = (e: EventT) => res.write(`id: ${e.seq}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+      // Subscribe first and buffer, so nothing falls between replay and live.
+      let buffered: EventT[] | null = [];
+      let lastSent = since ?? (await s.bus.lastSeq());
+      const unsubscribe = s.bus.subscribe((e) => {
+        if (!matches(e, filter)) return;
+        if (buffered) buffered.push(e);
+        else if (e.seq > lastSent) { lastSent = e.seq; write(e); }
+      });
+      const keepalive = setInterval(() => res.write(': keepalive\n\n'), KEEPALIVE_MS);
+      req.raw.on('close', () => { clearInterval(keepalive); unsubscribe(); });
+      if (since !== null) {
+        for (let batch = await s.bus.replay(lastSent, filter); batch.length > 0; batch = await s.bus.replay(lastSent, filter)) {
+          for (const e of batch) { write(e); lastSent = e.seq; }
+          if (batch.length < 1000) break;
+        }
+      }
+      for (const e of buffered) if (e.seq > lastSent) { write(e); lastSent = e.seq; }
+      buffered = null;
+    },
+    wsHandler: async (socket, req) => {
+      const q = req.query as EventsQueryT;
+      const filter = filterFromQuery(req.principal, q);
+      const since = resumeFrom(req, q);
+      let buffered: EventT[] | null = [];
+      let lastSent = since ?? (await s.bus.lastSeq());
+      const send = (e: EventT) => { if (e.seq > lastSent) { lastSent = e.seq; socket.send(JSON.stringify(e)); } };
+      const unsubscribe = s.bus.subscribe((e) => {
+        if (!matches(e, filter)) return;
+        if (buffered) buffered.push(e);
+        else send(e);
+      });
+      socket.on('close', unsubscribe);
+      if (since !== null) for (const e of await s.bus.replay(since, filter)) send(e);
+      for (const e of buffered) send(e);
+      buffered = null;
+    },
+  });
+
+  app.route({
+    method: 'GET',
+    url: '/v1/agent',
+    config: { public: true },
+    schema: { hide: true },
+    preValidation: async (req) => {
+      const socket = req.raw.socket as TLSSocket;
+      if (typeof socket.getPeerCertificate !== 'function' || !socket.authorized) {
+        throw new FloeError('client_certificate_required', 'the agent link needs a client certificate signed by floe\'s CA');
+      }
+      const cn = socket.getPeerCertificate().subject?.CN;
+      if (typeof cn !== 'string' || !cn.startsWith('host_')) {
+        throw new FloeError('client_certificate_required', 'the client certificate is not a host certificate');
+      }
+    },
+    handler: async () => {
+      throw new FloeError('validation_failed', 'the agent link is a WebSocket; upgrade the connection', { field: 'upgrade' });
+    },
+    wsHandler: (socket, req) => {
+      const cn = String((req.raw.socket as TLSSocket).getPeerCertificate().subject.CN);
+      void s.hub.accept(socket, cn);
+    },
+  });
+}

@@ -1,0 +1,7 @@
+/** @floe/server: the floe control plane. */
+export { buildApp, buildServices, seed, type App, type ControlPki, type Services } from './app.js';
+export { loadConfig, type Config } from './config.js';
+export { init, start, openPki, openConfiguredStore, dataPaths, localHostName, type InitResult } from './control.js';
+export { openStore, type Store } from './db/index.js';
+export * from './ca/index.js';
+export { VERSION } from './version.js';

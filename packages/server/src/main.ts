@@ -1,0 +1,69 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { FloeError } from '@floe/api';
+import { loadConfig } from './config.js';
+import { init, start } from './control.js';
+import { VERSION } from './version.js';
+
+const HELP = `floed ${VERSION}: the floe control plane
+
+Usage:
+  floed [run]          start the control plane (HTTPS API, agent links)
+  floed init [--json]  prepare the data directory and print what was made
+  floed --version
+
+Environment:
+  FLOE_DATA                    data directory (default ./data)
+  FLOE_DATABASE_URL            postgres://... to use PostgreSQL (default: SQLite in FLOE_DATA)
+  FLOE_LISTEN                  HOST:PORT to listen on (default 127.0.0.1:7443)
+  FLOE_PUBLIC_URL              URL agents and clients use (default from FLOE_LISTEN)
+  FLOE_CERT_NAMES              extra names/addresses for the server certificate, comma separated
+  FLOE_TLS                     on (default) | off (only behind a TLS proxy; agents need TLS)
+  FLOE_HEARTBEAT_MS            agent heartbeat interval (default 5000)
+  FLOE_HOST_OFFLINE_AFTER_MS   host offline after this long without heartbeat (default 3x heartbeat)
+  FLOE_CPU_OVERCOMMIT          vCPUs per host CPU (default 4)
+  FLOE_MEMORY_OVERCOMMIT       memory overcommit ratio (default 1)
+  FLOE_SCHEDULER               spread (default) | pack
+  FLOE_LOG_LEVEL               info (default), debug, warn, ...
+`;
+
+async function main(): Promise<number> {
+  const { values, positionals } = parseArgs({ allowPositionals: true, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } } });
+  if (values.help) { process.stdout.write(HELP); return 0; }
+  if (values.version) { process.stdout.write(`${VERSION}\n`); return 0; }
+  const command = positionals[0] ?? 'run';
+  const config = loadConfig();
+  if (command === 'init') {
+    const result = await init(config);
+    if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+    else {
+      process.stdout.write(`data directory ready: ${config.dataDir} (${result.database})\n`);
+      process.stdout.write(`local host: ${result.host.name} (${result.host.id})\n`);
+      if (result.admin_token) process.stdout.write(`admin token (shown once, store it now): ${result.admin_token}\n`);
+    }
+    return 0;
+  }
+  if (command !== 'run') {
+    process.stderr.write(`floed: unknown command "${command}"\n\n${HELP}`);
+    return 2;
+  }
+  const app = await start(config);
+  app.http.log.info({ url: config.publicUrl, database: app.store.dialect }, 'floe control plane listening');
+  const stop = async (signal: string) => {
+    app.http.log.info({ signal }, 'shutting down; VMs keep running');
+    await app.close();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.once('SIGINT', () => void stop('SIGINT'));
+  return -1;
+}
+
+main().then(
+  (code) => { if (code >= 0) process.exit(code); },
+  (err) => {
+    if (err instanceof FloeError) process.stderr.write(`floed: ${err.message} (${err.code})\n`);
+    else process.stderr.write(`floed: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

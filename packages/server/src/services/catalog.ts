@@ -1,0 +1,185 @@
+import {
+  FloeError, type Image, type ImageCreate, type ImagePatch, type MachineType, type MachineTypeCreate, type PageOf,
+} from '@floe/api';
+import { fromJson, isUniqueViolation, nowIso, toJson, transaction } from '../db/index.js';
+import type { ImagesTable, MachineTypesTable } from '../db/schema.js';
+import {
+  baseFields, canUseProject, checkMetadata, checkRevision, findRow, listPage, mergePatch, newBase, parseLabelSelectors, recordHistory, requireAdmin,
+  visibleProjects, writeLabels, type Db,
+} from './common.js';
+import type { Principal, ServiceContext } from './context.js';
+import type { ProjectService } from './projects.js';
+
+/** Sizes seeded into every new installation: 1 vCPU/256 MiB upwards. */
+export const BUILTIN_MACHINE_TYPES: ReadonlyArray<{ name: string; vcpus: number; memory_mib: number; disk_gib: number }> = [
+  { name: 'nano', vcpus: 1, memory_mib: 256, disk_gib: 1 },
+  { name: 'micro', vcpus: 1, memory_mib: 512, disk_gib: 5 },
+  { name: 'small', vcpus: 1, memory_mib: 1024, disk_gib: 10 },
+  { name: 'medium', vcpus: 2, memory_mib: 2048, disk_gib: 20 },
+  { name: 'large', vcpus: 2, memory_mib: 4096, disk_gib: 40 },
+  { name: 'xlarge', vcpus: 4, memory_mib: 8192, disk_gib: 80 },
+  { name: '2xlarge', vcpus: 8, memory_mib: 16384, disk_gib: 160 },
+];
+
+/** Row → API shape. */
+export function machineTypeFromRow(row: MachineTypesTable): MachineType {
+  return { ...baseFields(row), spec: fromJson(row.spec), builtin: row.builtin === 1 };
+}
+
+/** Row → API shape. */
+export function imageFromRow(row: ImagesTable): Image {
+  return { ...baseFields(row), project: row.project, spec: fromJson(row.spec), status: fromJson(row.status) };
+}
+
+/** Machine types: global, readable by everyone, written by admins. */
+export class MachineTypeService {
+  constructor(private readonly ctx: ServiceContext) {}
+
+  /** Insert the builtin types that are missing (idempotent). */
+  async seed(): Promise<void> {
+    for (const t of BUILTIN_MACHINE_TYPES) {
+      const exists = await this.ctx.store.db.selectFrom('machine_types').select('id').where('name', '=', t.name).executeTakeFirst();
+      if (exists) continue;
+      const row: MachineTypesTable = { ...newBase('machine_type', t.name, {}, {}), spec: toJson({ vcpus: t.vcpus, memory_mib: t.memory_mib, disk_gib: t.disk_gib }), builtin: 1 };
+      try {
+        await this.ctx.store.db.insertInto('machine_types').values(row).execute();
+      } catch (err) {
+        if (!isUniqueViolation(err)) throw err; // another control plane seeded it first
+      }
+    }
+  }
+
+  /** All machine types, smallest first by id order of creation. */
+  async list(q: { limit?: number; cursor?: string; label?: string | string[] }): Promise<PageOf<MachineType>> {
+    return listPage<MachineTypesTable, MachineType>(this.ctx.store.db, 'machine_types', { limit: q.limit, cursor: q.cursor, labels: parseLabelSelectors(q.label) }, machineTypeFromRow);
+  }
+
+  /** One machine type by id or name. */
+  async get(ref: string, db: Db = this.ctx.store.db): Promise<MachineType> {
+    return machineTypeFromRow(await findRow<MachineTypesTable>(db, 'machine_types', 'machine_type', ref, { code: 'machine_type_not_found', label: 'machine type' }));
+  }
+
+  /** Add a custom machine type (admin). */
+  async create(principal: Principal, body: MachineTypeCreate): Promise<MachineType> {
+    requireAdmin(principal, 'create machine types');
+    const row: MachineTypesTable = {
+      ...newBase('machine_type', body.name, body.labels, body.metadata),
+      spec: toJson({ vcpus: body.vcpus, memory_mib: body.memory_mib, disk_gib: body.disk_gib ?? 10 }),
+      builtin: 0,
+    };
+    try {
+      await transaction(this.ctx.store, async (trx) => {
+        await trx.insertInto('machine_types').values(row).execute();
+        await writeLabels(trx, row.id, body.labels ?? {});
+      });
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new FloeError('name_conflict', `machine type "${body.name}" already exists`, { field: 'name', kind: 'machine_type', name: body.name });
+      throw err;
+    }
+    await this.ctx.bus.publish({ type: 'resource.created', project: null, kind: 'machine_type', resource_id: row.id, data: { name: row.name } });
+    return machineTypeFromRow(row);
+  }
+
+  /** Remove a machine type (admin). Instances keep their size; it is copied into their spec. */
+  async delete(principal: Principal, ref: string): Promise<void> {
+    requireAdmin(principal, 'delete machine types');
+    const t = await this.get(ref);
+    await transaction(this.ctx.store, async (trx) => {
+      await trx.deleteFrom('machine_types').where('id', '=', t.id).execute();
+      await trx.deleteFrom('resource_labels').where('resource_id', '=', t.id).execute();
+    });
+    await this.ctx.bus.publish({ type: 'resource.deleted', project: null, kind: 'machine_type', resource_id: t.id, data: { name: t.name } });
+  }
+}
+
+/** Image records. Files, upload and checksums arrive with the QEMU driver. */
+export class ImageService {
+  constructor(private readonly ctx: ServiceContext, private readonly projects: ProjectService) {}
+
+  /** Images of the visible projects (plus public ones when `project` is given). */
+  async list(principal: Principal, q: { limit?: number; cursor?: string; label?: string | string[]; project?: string }): Promise<PageOf<Image>> {
+    const projects = visibleProjects(principal, q.project);
+    return listPage<ImagesTable, Image>(this.ctx.store.db, 'images', { limit: q.limit, cursor: q.cursor, labels: parseLabelSelectors(q.label), projects }, imageFromRow);
+  }
+
+  /**
+   * One image by id, or by name in `project`; a public image of another project
+   * is found by id, or by name when the project has none of that name.
+   */
+  async get(principal: Principal, ref: string, project: string, db: Db = this.ctx.store.db): Promise<Image> {
+    try {
+      return imageFromRow(await findRow<ImagesTable>(db, 'images', 'image', ref, { project, principal, code: 'image_not_found', label: 'image' }));
+    } catch (err) {
+      if (!(err instanceof FloeError) || err.code !== 'image_not_found') throw err;
+      const publicRow = (await db.selectFrom('images').selectAll().where((eb) => eb.or([eb('id', '=', ref), eb('name', '=', ref)])).execute())
+        .map(imageFromRow)
+        .find((img) => img.spec.public);
+      if (publicRow) return publicRow;
+      throw err;
+    }
+  }
+
+  /** Register an image record. */
+  async create(principal: Principal, body: ImageCreate): Promise<Image> {
+    const project = body.project ?? 'default';
+    await this.projects.require(principal, project);
+    if (body.public && !principal.admin) throw new FloeError('forbidden', 'only an admin token may publish images to every project');
+    const row: ImagesTable = {
+      ...newBase('image', body.name, body.labels, body.metadata),
+      project,
+      spec: toJson({ format: body.format ?? 'qcow2', os: body.os ?? '', min_disk_gib: body.min_disk_gib ?? 1, public: body.public ?? false }),
+      status: toJson({ state: 'ready', size_bytes: null, sha256: null }),
+    };
+    try {
+      await transaction(this.ctx.store, async (trx) => {
+        await trx.insertInto('images').values(row).execute();
+        await writeLabels(trx, row.id, body.labels ?? {});
+        await recordHistory(trx, { kind: 'image', resource_id: row.id, project, revision: 1, action: 'create', actor: principal.actor, before: null, after: imageFromRow(row) });
+      });
+    } catch (err) {
+      if (isUniqueViolation(err)) throw new FloeError('name_conflict', `image "${body.name}" already exists in project "${project}"`, { field: 'name', kind: 'image', name: body.name });
+      throw err;
+    }
+    await this.ctx.bus.publish({ type: 'resource.created', project, kind: 'image', resource_id: row.id, data: { name: row.name } });
+    return imageFromRow(row);
+  }
+
+  /** Merge-patch labels, metadata, os or public. */
+  async update(principal: Principal, ref: string, project: string, patch: ImagePatch, ifMatch?: number): Promise<Image> {
+    if (patch.spec?.public !== undefined && !principal.admin) throw new FloeError('forbidden', 'only an admin token may change whether an image is public');
+    const after = await transaction(this.ctx.store, async (trx) => {
+      const before = imageFromRow(await findRow<ImagesTable>(trx, 'images', 'image', ref, { project, principal, code: 'image_not_found', label: 'image' }));
+      checkRevision(ifMatch, before.revision);
+      const next: Image = {
+        ...before,
+        labels: patch.labels === undefined ? before.labels : (mergePatch(before.labels, patch.labels) as Record<string, string>),
+        metadata: patch.metadata === undefined ? before.metadata : checkMetadata(mergePatch(before.metadata, patch.metadata) as Record<string, unknown>),
+        spec: { ...before.spec, ...(patch.spec?.os !== undefined ? { os: patch.spec.os } : {}), ...(patch.spec?.public !== undefined ? { public: patch.spec.public } : {}) },
+        revision: before.revision + 1,
+        updated_at: nowIso(),
+      };
+      await trx.updateTable('images').set({ labels: toJson(next.labels), metadata: toJson(next.metadata), spec: toJson(next.spec), revision: next.revision, updated_at: next.updated_at }).where('id', '=', before.id).execute();
+      await writeLabels(trx, before.id, next.labels);
+      await recordHistory(trx, { kind: 'image', resource_id: before.id, project: before.project, revision: next.revision, action: 'update', actor: principal.actor, before, after: next });
+      return next;
+    });
+    await this.ctx.bus.publish({ type: 'resource.updated', project: after.project, kind: 'image', resource_id: after.id, data: { revision: after.revision } });
+    return after;
+  }
+
+  /** Delete an image no instance uses. */
+  async delete(principal: Principal, ref: string, project: string, ifMatch?: number): Promise<void> {
+    const image = await transaction(this.ctx.store, async (trx) => {
+      const img = imageFromRow(await findRow<ImagesTable>(trx, 'images', 'image', ref, { project, principal, code: 'image_not_found', label: 'image' }));
+      if (!canUseProject(principal, img.project)) throw new FloeError('image_not_found', `image "${ref}" not found`, { kind: 'image', id: ref });
+      checkRevision(ifMatch, img.revision);
+      const user = await trx.selectFrom('instances').select(['id', 'name']).where('spec', 'like', `%"image":"${img.id}"%`).limit(1).executeTakeFirst();
+      if (user) throw new FloeError('in_use', `image "${img.name}" is used by instance "${user.name}"`, { kind: 'image', id: img.id, used_by: user.id });
+      await trx.deleteFrom('images').where('id', '=', img.id).execute();
+      await trx.deleteFrom('resource_labels').where('resource_id', '=', img.id).execute();
+      await recordHistory(trx, { kind: 'image', resource_id: img.id, project: img.project, revision: img.revision + 1, action: 'delete', actor: principal.actor, before: img, after: null });
+      return img;
+    });
+    await this.ctx.bus.publish({ type: 'resource.deleted', project: image.project, kind: 'image', resource_id: image.id, data: { name: image.name } });
+  }
+}

@@ -1,0 +1,115 @@
+import type { Event, EventsQuery } from '@floe/api';
+import { fromJson, toJson, nowIso, type Store } from '../db/index.js';
+import { newId } from '../ids.js';
+import type { Principal } from './context.js';
+
+/** An event before it is stored (seq, id and time are assigned on publish). */
+export interface NewEvent {
+  type: string;
+  project: string | null;
+  kind: string;
+  resource_id: string;
+  data: Record<string, unknown>;
+}
+
+/** A filter over events, from `/v1/events` query parameters and the caller's token. */
+export interface EventFilter {
+  principal: Principal;
+  project?: string;
+  kinds?: string[];
+  types?: string[];
+  resource?: string;
+}
+
+/** True when the principal may see events of `project` (null: global events, admins only). */
+function visible(principal: Principal, project: string | null): boolean {
+  if (principal.admin) return true;
+  return project !== null && principal.projects.has(project);
+}
+
+/** True when `event` passes `filter`. */
+export function matches(event: Event, filter: EventFilter): boolean {
+  if (!visible(filter.principal, event.project)) return false;
+  if (filter.project !== undefined && event.project !== filter.project) return false;
+  if (filter.kinds && filter.kinds.length > 0 && !filter.kinds.includes(event.kind)) return false;
+  if (filter.types && filter.types.length > 0 && !filter.types.some((t) => event.type === t || event.type.startsWith(`${t}.`))) return false;
+  if (filter.resource !== undefined && event.resource_id !== filter.resource) return false;
+  return true;
+}
+
+/** Turn the query of `/v1/events` into a filter. */
+export function filterFromQuery(principal: Principal, q: EventsQuery): EventFilter {
+  const list = (v: string | string[] | undefined) => (v === undefined ? undefined : Array.isArray(v) ? v : v.split(','));
+  const filter: EventFilter = { principal };
+  if (q.project !== undefined) filter.project = q.project;
+  const kinds = list(q.kind);
+  if (kinds) filter.kinds = kinds;
+  const types = list(q.type);
+  if (types) filter.types = types;
+  if (q.resource !== undefined) filter.resource = q.resource;
+  return filter;
+}
+
+type Listener = (event: Event) => void;
+
+/**
+ * Stores events (so streams can resume from a seq) and fans them out to
+ * subscribers in this process.
+ */
+export class EventBus {
+  private readonly listeners = new Set<Listener>();
+  /** Publishes run one after another, so seq order is commit order within this process. */
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly store: Store) {}
+
+  /** Store events and deliver them to subscribers, in order. */
+  async publish(...events: NewEvent[]): Promise<Event[]> {
+    if (events.length === 0) return [];
+    const run = this.tail.then(() => this.insertAndDeliver(events));
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  private async insertAndDeliver(events: NewEvent[]): Promise<Event[]> {
+    const out: Event[] = [];
+    for (const e of events) {
+      const row = { id: newId('event'), time: nowIso(), type: e.type, project: e.project, kind: e.kind, resource_id: e.resource_id, data: toJson(e.data) };
+      const inserted = await this.store.db.insertInto('events').values(row).returning('seq').executeTakeFirstOrThrow();
+      out.push({ ...row, seq: Number(inserted.seq), data: e.data });
+    }
+    for (const event of out) {
+      for (const listener of this.listeners) {
+        try {
+          listener(event);
+        } catch {
+          // A broken subscriber must not stop the others.
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Call `fn` for every new event; returns the unsubscribe function. */
+  subscribe(fn: Listener): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Stored events after `since` that pass the filter, oldest first (at most `limit`). */
+  async replay(since: number, filter: EventFilter, limit = 1000): Promise<Event[]> {
+    let q = this.store.db.selectFrom('events').selectAll().where('seq', '>', since).orderBy('seq', 'asc').limit(limit);
+    if (filter.project !== undefined) q = q.where('project', '=', filter.project);
+    if (filter.resource !== undefined) q = q.where('resource_id', '=', filter.resource);
+    const rows = await q.execute();
+    return rows
+      .map((r) => ({ ...r, seq: Number(r.seq), data: fromJson<Record<string, unknown>>(r.data) ?? {} }))
+      .filter((e) => matches(e, filter));
+  }
+
+  /** Highest stored seq (0 when empty). */
+  async lastSeq(): Promise<number> {
+    const row = await this.store.db.selectFrom('events').select((eb) => eb.fn.max('seq').as('m')).executeTakeFirst();
+    return Number(row?.m ?? 0);
+  }
+}
