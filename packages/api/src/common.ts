@@ -21,6 +21,13 @@ export const Labels = Type.Record(Type.String({ pattern: LABEL_KEY_PATTERN }), T
 });
 export type Labels = Static<typeof Labels>;
 
+/** Labels in a merge patch: `null` removes a label. */
+export const LabelsPatch = Type.Record(Type.String({ pattern: LABEL_KEY_PATTERN }), Type.Union([Type.Null(), Type.String({ pattern: LABEL_VALUE_PATTERN })]), {
+  maxProperties: 64,
+  description: 'labels to set; null removes one',
+});
+export type LabelsPatch = Static<typeof LabelsPatch>;
+
 /** Opaque customer JSON, at most 64 KiB when serialized (checked by the server). */
 export const Metadata = Type.Record(Type.String(), Type.Unknown(), { description: 'opaque JSON object, at most 64 KiB' });
 export type Metadata = Static<typeof Metadata>;

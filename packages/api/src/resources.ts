@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox';
-import { CommonCreateFields, Id, Labels, Metadata, Name, ProjectScopedFields, ResourceFields, Timestamp } from './common.js';
+import { CommonCreateFields, Id, Labels, LabelsPatch, Metadata, Name, ProjectScopedFields, ResourceFields, Timestamp } from './common.js';
 import { ErrorBody } from './errors.js';
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
@@ -22,7 +22,7 @@ export type ProjectCreate = Static<typeof ProjectCreate>;
 
 /** Body of `PATCH /v1/projects/{id}` (JSON merge patch). */
 export const ProjectPatch = Type.Object({
-  labels: Type.Optional(Labels),
+  labels: Type.Optional(LabelsPatch),
   metadata: Type.Optional(Metadata),
   description: Type.Optional(Type.String({ maxLength: 1024 })),
 });
@@ -101,7 +101,7 @@ export type Host = Static<typeof Host>;
 
 /** Body of `PATCH /v1/hosts/{id}`. */
 export const HostPatch = Type.Object({
-  labels: Type.Optional(Labels),
+  labels: Type.Optional(LabelsPatch),
   metadata: Type.Optional(Metadata),
   spec: Type.Optional(Type.Object({ schedulable: Type.Optional(Type.Boolean()) })),
 });
@@ -166,7 +166,7 @@ export type ImageCreate = Static<typeof ImageCreate>;
 
 /** Body of `PATCH /v1/images/{id}`. */
 export const ImagePatch = Type.Object({
-  labels: Type.Optional(Labels),
+  labels: Type.Optional(LabelsPatch),
   metadata: Type.Optional(Metadata),
   spec: Type.Optional(Type.Object({ os: Type.Optional(Type.String({ maxLength: 100 })), public: Type.Optional(Type.Boolean()) })),
 });
@@ -275,7 +275,7 @@ export type InstanceCreate = Static<typeof InstanceCreate>;
 
 /** Body of `PATCH /v1/instances/{id}` (JSON merge patch). */
 export const InstancePatch = Type.Object({
-  labels: Type.Optional(Labels),
+  labels: Type.Optional(LabelsPatch),
   metadata: Type.Optional(Metadata),
   spec: Type.Optional(Type.Object({ restart_policy: Type.Optional(RestartPolicy) })),
 });

@@ -1,0 +1,144 @@
+import { pino, type Logger } from 'pino';
+import type { ControlMessage, HostFacts, VmDriver } from '@floe/api';
+import { probeFacts } from './facts.js';
+import { AgentLink, type BackoffOptions } from './link.js';
+import { Reconciler, type ReconcilerOptions } from './reconciler.js';
+import { AgentState, type AgentConfig } from './state.js';
+
+/** Options of the agent. */
+export interface AgentOptions {
+  /** The data directory holding the identity from `joinControlPlane`. */
+  dataDir: string;
+  driver: VmDriver;
+  logger?: Logger;
+  /** Use this control plane URL instead of the one in agent.json. */
+  server?: string;
+  /** Host facts for `hello`; probed on this host when absent. */
+  facts?: () => Promise<HostFacts>;
+  linkBackoff?: BackoffOptions;
+  /** Reconciler timing (resync, retry and restart backoff, stop timeout). */
+  reconciler?: Pick<ReconcilerOptions, 'resyncIntervalMs' | 'retryBackoff' | 'restartBackoff' | 'stopTimeoutMs'>;
+}
+
+/** Why the agent stopped. */
+export type AgentExit = { reason: 'stopped' } | { reason: 'revoked'; message: string };
+
+/**
+ * floe-agent: the link to the control plane plus the reconciler over one VM
+ * driver. `stop()` closes the link and the driver but leaves VMs running.
+ */
+export class Agent {
+  /** Resolves when the agent stopped, by `stop()` or because the control plane revoked the host. */
+  readonly done: Promise<AgentExit>;
+  private resolveDone!: (exit: AgentExit) => void;
+  private readonly log: Logger;
+  private readonly state: AgentState;
+  private link: AgentLink | null = null;
+  private reconciler: Reconciler | null = null;
+  private config: AgentConfig | null = null;
+  private stopping: Promise<void> | null = null;
+
+  constructor(private readonly opts: AgentOptions) {
+    this.log = opts.logger ?? pino({ level: 'silent' });
+    this.state = new AgentState(opts.dataDir);
+    this.done = new Promise((resolve) => (this.resolveDone = resolve));
+  }
+
+  /** The host id the control plane gave this agent, once known. */
+  get hostId(): string | undefined {
+    return this.config?.host_id;
+  }
+
+  /** Load the identity, start the reconciler and dial the control plane. */
+  async start(): Promise<void> {
+    const [config, credentials] = await Promise.all([this.state.readConfig(), this.state.readCredentials()]);
+    if (config === null || credentials === null) {
+      throw new Error(`this agent has not joined a control plane yet (no identity in ${this.opts.dataDir})`);
+    }
+    this.config = config;
+    const server = this.opts.server ?? config.server;
+    const driver = this.opts.driver;
+    const facts = this.opts.facts ?? (() => probeFacts({ dataDir: this.opts.dataDir, driver: driver.name }));
+
+    const reconciler = new Reconciler({
+      ...this.opts.reconciler,
+      driver,
+      store: this.state.appliedStore(),
+      logger: this.log.child({ component: 'reconciler' }),
+      reporter: {
+        status: (instance) => {
+          this.link?.send({ type: 'status', instance });
+        },
+        event: (instanceId, event, message, data) => {
+          this.link?.send({ type: 'event', instance_id: instanceId, event, message, ...(data === undefined ? {} : { data }) });
+        },
+      },
+    });
+    await reconciler.start();
+    this.reconciler = reconciler;
+
+    this.link = new AgentLink({
+      server,
+      credentials,
+      logger: this.log.child({ component: 'link' }),
+      ...(this.opts.linkBackoff === undefined ? {} : { backoff: this.opts.linkBackoff }),
+      hello: async () => ({ facts: await facts(), instances: await reconciler.observed() }),
+      onMessage: (msg) => this.onMessage(msg),
+      onRevoked: (reason) => {
+        this.log.fatal({ reason }, 'the control plane revoked this host; stopping (VMs keep running)');
+        void this.shutdown().then(() => this.resolveDone({ reason: 'revoked', message: reason }));
+      },
+    });
+    this.link.start();
+    this.log.info({ server, host: config.host_name, driver: driver.name }, 'agent started');
+  }
+
+  /** Close the link and the driver; VMs keep running. */
+  async stop(): Promise<void> {
+    await this.shutdown();
+    this.resolveDone({ reason: 'stopped' });
+  }
+
+  private shutdown(): Promise<void> {
+    this.stopping ??= (async () => {
+      await this.link?.stop();
+      await this.reconciler?.stop();
+      await this.opts.driver.close();
+      this.log.info('agent stopped');
+    })();
+    return this.stopping;
+  }
+
+  private onMessage(msg: ControlMessage): void {
+    const reconciler = this.reconciler;
+    if (reconciler === null) return;
+    switch (msg.type) {
+      case 'welcome':
+        this.log.info({ host_id: msg.host_id, host_name: msg.host_name }, 'welcomed by the control plane');
+        void this.remember(msg.host_id, msg.host_name);
+        break;
+      case 'snapshot':
+        this.log.debug({ instances: msg.instances.length }, 'snapshot');
+        reconciler.setSnapshot(msg.instances);
+        break;
+      case 'instance':
+        reconciler.update(msg.instance);
+        break;
+      case 'error':
+        this.log.warn({ code: msg.code, message: msg.message }, 'the control plane reported an error');
+        break;
+    }
+  }
+
+  // Keep agent.json in step with what the control plane calls this host.
+  private async remember(hostId: string, hostName: string): Promise<void> {
+    const config = this.config;
+    if (config === null || (config.host_id === hostId && config.host_name === hostName)) return;
+    this.config = { ...config, host_id: hostId, host_name: hostName };
+    try {
+      await this.state.writeConfig(this.config);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot update agent.json');
+    }
+  }
+}

@@ -1,0 +1,281 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { access, mkdtemp, readFile, rm, statfs } from 'node:fs/promises';
+import { createConnection } from 'node:net';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import type { HostFacts } from '@floe/api';
+import { run, startProcess, which, type ProcessHandle } from './host/exec.js';
+
+/** What the KVM probe found out; goes into HostFacts.kvm. */
+export interface KvmProbe {
+  present: boolean;
+  usable: boolean;
+  detail: string;
+}
+
+/** Options of the KVM probe. */
+export interface KvmProbeOptions {
+  /** QEMU binary to probe with; default qemu-system-x86_64. */
+  qemu?: string;
+  /** How long the probe guest runs before it is asked for its status; default 1.5 s. */
+  settleMs?: number;
+  /**
+   * A Linux kernel to boot under KVM as a second probe (the firmware alone
+   * runs on some nested setups where real guests hang). Default: this host's
+   * /boot/vmlinuz-<release> when readable; null skips the kernel probe.
+   */
+  kernel?: string | null;
+  /** How long the probe kernel gets to print its banner; default 8 s. */
+  kernelTimeoutMs?: number;
+}
+
+const QEMU = 'qemu-system-x86_64';
+const KVM_DEVICE = '/dev/kvm';
+/** Temp dirs of the probe start with this, so leftovers are easy to recognise. */
+export const KVM_PROBE_PREFIX = 'floe-kvm-probe-';
+
+/** The agent's version, from its package.json (the same file in src and dist layouts). */
+export const AGENT_VERSION: string = (() => {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+})();
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+// Ask a QEMU for its run state over QMP: greeting, qmp_capabilities, query-status.
+function qmpQueryStatus(socketPath: string, timeoutMs: number): Promise<string> {
+  return new Promise((resolvePromise, reject) => {
+    const conn = createConnection(socketPath);
+    let buffer = '';
+    let step: 'greeting' | 'capabilities' | 'status' = 'greeting';
+    let settled = false;
+    const finish = (err: Error | null, status?: string) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      conn.destroy();
+      if (err) reject(err);
+      else resolvePromise(status!);
+    };
+    const timer = setTimeout(() => finish(new Error('QMP did not answer')), timeoutMs);
+    conn.setEncoding('utf8');
+    conn.on('error', (err) => finish(err));
+    conn.on('close', () => finish(new Error('QMP connection closed')));
+    conn.on('data', (data: string) => {
+      buffer += data;
+      let newline: number;
+      while ((newline = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, newline).trim();
+        buffer = buffer.slice(newline + 1);
+        if (line.length === 0) continue;
+        let msg: Record<string, unknown>;
+        try {
+          msg = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          finish(new Error('QMP sent something that is not JSON'));
+          return;
+        }
+        if ('event' in msg) continue;
+        if ('error' in msg) {
+          finish(new Error(`QMP error: ${JSON.stringify(msg.error)}`));
+        } else if (step === 'greeting' && 'QMP' in msg) {
+          step = 'capabilities';
+          conn.write('{"execute":"qmp_capabilities"}\n');
+        } else if (step === 'capabilities' && 'return' in msg) {
+          step = 'status';
+          conn.write('{"execute":"query-status"}\n');
+        } else if (step === 'status' && 'return' in msg) {
+          const ret = msg.return as { status?: unknown };
+          finish(null, typeof ret.status === 'string' ? ret.status : 'unknown');
+        }
+      }
+    });
+  });
+}
+
+// The line of QEMU's stderr that explains a failure (warnings are noise).
+function explain(stderr: string): string {
+  const lines = stderr.split('\n').map((l) => l.replace(/^qemu-system-\S+:\s*/, '').trim()).filter((l) => l.length > 0);
+  if (lines.some((l) => /emulation failure/i.test(l))) return 'emulation failure';
+  return lines.filter((l) => !/^warning:/i.test(l)).at(-1) ?? lines.at(-1) ?? 'no message';
+}
+
+async function stopProbe(proc: ProcessHandle): Promise<void> {
+  proc.kill('SIGKILL');
+  await Promise.race([proc.exited, sleep(5000)]);
+}
+
+const PROBE_BASE_ARGS = ['-machine', 'q35,accel=kvm', '-display', 'none', '-nodefaults', '-no-user-config', '-no-reboot'];
+
+// Firmware probe: no disk, so SeaBIOS runs real guest code, then idles looking for a boot device.
+async function probeFirmware(qemu: string, dir: string, settleMs: number): Promise<string | null> {
+  const socketPath = join(dir, 'qmp.sock');
+  const proc = await startProcess(qemu, [...PROBE_BASE_ARGS, '-m', '64', '-qmp', `unix:${socketPath},server=on,wait=off`]);
+  try {
+    await Promise.race([proc.exited, sleep(settleMs)]);
+    if (proc.hasExited()) return explain(proc.stderr());
+    let status: string;
+    try {
+      status = await qmpQueryStatus(socketPath, 3000);
+    } catch (err) {
+      return proc.hasExited() ? explain(proc.stderr()) : `no status from QMP: ${(err as Error).message}`;
+    }
+    if (status === 'running') return null;
+    const why = explain(proc.stderr());
+    return why === 'no message' ? `guest status ${status}` : why;
+  } finally {
+    await stopProbe(proc);
+  }
+}
+
+// Kernel probe: the kernel prints its banner only after its decompressor ran in long mode.
+async function probeKernel(qemu: string, dir: string, kernel: string, timeoutMs: number): Promise<string | null> {
+  const serial = join(dir, 'serial.log');
+  const proc = await startProcess(qemu, [
+    ...PROBE_BASE_ARGS,
+    '-m', '128',
+    '-kernel', kernel,
+    '-append', 'console=ttyS0 earlyprintk=ttyS0 panic=-1',
+    '-serial', `file:${serial}`,
+  ]);
+  try {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const text = await readFile(serial, 'utf8').catch(() => '');
+      if (text.includes('Linux version')) return null;
+      if (proc.hasExited()) return explain(proc.stderr());
+      await sleep(100);
+    }
+    return proc.hasExited() ? explain(proc.stderr()) : `no boot progress within ${Math.round(timeoutMs / 1000)} s`;
+  } finally {
+    await stopProbe(proc);
+  }
+}
+
+async function defaultKernel(): Promise<string | null> {
+  const path = `/boot/vmlinuz-${os.release()}`;
+  try {
+    await access(path);
+    return path;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Find out whether KVM really works: /dev/kvm existing is not enough (nested
+ * virtualization may fail at the first instruction). Runs a probe guest under
+ * KVM and asks it over QMP whether it is still running. Never leaves a
+ * process or temp dir behind. Uncached; see `probeKvm`.
+ */
+export async function runKvmProbe(opts: KvmProbeOptions = {}): Promise<KvmProbe> {
+  const present = existsSync(KVM_DEVICE);
+  const qemu = await which(opts.qemu ?? QEMU);
+  if (!present) {
+    return { present, usable: false, detail: qemu === null ? 'no /dev/kvm and no QEMU' : 'no /dev/kvm; using TCG' };
+  }
+  if (qemu === null) return { present, usable: false, detail: 'KVM present but QEMU is not installed' };
+
+  const dir = await mkdtemp(join(os.tmpdir(), KVM_PROBE_PREFIX));
+  try {
+    const firmware = await probeFirmware(qemu, dir, opts.settleMs ?? 1500);
+    if (firmware !== null) {
+      return { present, usable: false, detail: `KVM present but a probe guest failed (${firmware}); using TCG` };
+    }
+    const kernel = opts.kernel === undefined ? await defaultKernel() : opts.kernel;
+    if (kernel === null) return { present, usable: true, detail: 'a probe guest ran under KVM' };
+    const booted = await probeKernel(qemu, dir, kernel, opts.kernelTimeoutMs ?? 8000);
+    if (booted !== null) {
+      return { present, usable: false, detail: `KVM present but a probe kernel failed under it (${booted}); using TCG` };
+    }
+    return { present, usable: true, detail: 'a probe guest and kernel ran under KVM' };
+  } catch (err) {
+    return { present, usable: false, detail: `KVM present but the probe could not run (${(err as Error).message}); using TCG` };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+let cachedProbe: Promise<KvmProbe> | undefined;
+
+/** The KVM probe, run once per process (it takes a couple of seconds); later calls share the first result. */
+export function probeKvm(opts: KvmProbeOptions = {}): Promise<KvmProbe> {
+  cachedProbe ??= runKvmProbe(opts);
+  return cachedProbe;
+}
+
+async function qemuVersion(): Promise<string | null> {
+  if ((await which(QEMU)) === null) return null;
+  try {
+    const { stdout } = await run(QEMU, ['--version'], { timeoutMs: 10_000 });
+    return /version\s+(\S+)/i.exec(stdout)?.[1] ?? (stdout.split('\n')[0]?.trim() || null);
+  } catch {
+    return null;
+  }
+}
+
+async function wireguardInKernel(): Promise<boolean> {
+  if (existsSync('/sys/module/wireguard')) return true;
+  if ((await which('modprobe')) === null) return false;
+  try {
+    return (await run('modprobe', ['-n', 'wireguard'], { timeoutMs: 5000, allowFail: true })).code === 0;
+  } catch {
+    return false;
+  }
+}
+
+// Free space of the file system that holds `dir`, looking at the closest existing parent.
+async function diskFreeGib(dir: string): Promise<number> {
+  let path = resolve(dir);
+  for (;;) {
+    try {
+      const s = await statfs(path);
+      return Math.round(((s.bavail * s.bsize) / 2 ** 30) * 100) / 100;
+    } catch (err) {
+      const parent = dirname(path);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || parent === path) return 0;
+      path = parent;
+    }
+  }
+}
+
+// Node's names for CPU architectures, spelled as `uname -m` does.
+const UNAME_ARCH: Record<string, string> = { x64: 'x86_64', arm64: 'aarch64', ia32: 'i686' };
+
+/** Options of `probeFacts`. */
+export interface ProbeFactsOptions {
+  /** The agent's data directory: its file system's free space is reported. */
+  dataDir: string;
+  /** The VM driver in use ("qemu" or "fake"). */
+  driver: string;
+  /** Passed to the (cached) KVM probe. */
+  kvm?: KvmProbeOptions;
+}
+
+/** Everything the agent tells the control plane about its host in `hello`. */
+export async function probeFacts(opts: ProbeFactsOptions): Promise<HostFacts> {
+  const [qemu_version, wireguard_kernel, disk_free_gib, kvm] = await Promise.all([
+    qemuVersion(),
+    wireguardInKernel(),
+    diskFreeGib(opts.dataDir),
+    probeKvm(opts.kvm),
+  ]);
+  return {
+    hostname: os.hostname(),
+    agent_version: AGENT_VERSION,
+    arch: UNAME_ARCH[os.arch()] ?? os.arch(),
+    kernel: os.release(),
+    cpus: Math.max(1, os.availableParallelism()),
+    memory_mib: Math.floor(os.totalmem() / 2 ** 20),
+    disk_free_gib,
+    qemu_version,
+    kvm,
+    accelerator: qemu_version === null ? 'none' : kvm.usable ? 'kvm' : 'tcg',
+    wireguard_kernel,
+    vm_driver: opts.driver,
+  };
+}

@@ -1,0 +1,9 @@
+/** @floe/agent: the floe host agent (link to the control plane, reconciler, host probes). */
+export { Agent, type AgentExit, type AgentOptions } from './agent.js';
+export { AgentLink, agentLinkUrl, backoffDelay, type AgentLinkOptions, type BackoffOptions } from './link.js';
+export { Reconciler, memoryAppliedStore, type ReconcilerOptions, type ReconcilerReporter } from './reconciler.js';
+export { AgentState, writeFileAtomic, type AgentConfig, type AgentCredentials, type AppliedInstance, type AppliedStore } from './state.js';
+export { joinControlPlane, normalizeServerUrl, type JoinOptions, type JoinResult } from './join.js';
+export { createCsr } from './pki.js';
+export { AGENT_VERSION, probeFacts, probeKvm, runKvmProbe, type KvmProbe, type KvmProbeOptions, type ProbeFactsOptions } from './facts.js';
+export { ExecError, run, startProcess, which, type ProcessHandle, type RunOptions, type RunResult } from './host/exec.js';

@@ -1,0 +1,137 @@
+#!/usr/bin/env node
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pino, type Level } from 'pino';
+import { FloeError, type VmDriver } from '@floe/api';
+import { FakeVmDriver } from '@floe/testkit';
+import { Agent } from './agent.js';
+import { AGENT_VERSION } from './facts.js';
+import { joinControlPlane } from './join.js';
+import { AgentState } from './state.js';
+
+const HELP = `floe-agent ${AGENT_VERSION}: the floe host agent.
+
+It dials the control plane over mutual TLS, receives the desired state of the
+instances placed on this host and makes the host match it. Stopping the agent
+never stops a VM.
+
+Usage:
+  floe-agent --server URL --join-token TOKEN --name NAME (--ca FILE | --insecure-join) [options]
+      join the control plane once, then run
+  floe-agent [options]
+      run with the identity stored in the data directory
+
+Options:
+  --server URL          control plane base URL (https://host:port); stored at join
+  --data DIR            data directory (default: $FLOE_DATA/agent, or ./data/agent)
+  --join-token TOKEN    one-time join token (floe host join-token create)
+  --name NAME           this host's name in floe (a DNS label); used when joining
+  --ca FILE             floe's CA certificate, to verify the control plane when joining
+  --insecure-join       join without verifying the control plane, then pin the CA it returns
+  --driver fake|qemu    VM driver (default: qemu)
+  --log-level LEVEL     fatal, error, warn, info, debug or trace (default: info)
+  -h, --help            show this help
+  --version             show the version
+
+Exit status: 0 after SIGTERM/SIGINT, 1 on errors, 2 on bad usage, 3 when the
+control plane revoked this host.
+`;
+
+const LEVELS = new Set<string>(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+class UsageError extends Error {}
+
+function openDriver(name: string, dataDir: string): VmDriver {
+  switch (name) {
+    case 'fake':
+      return new FakeVmDriver({ stateDir: join(dataDir, 'fake') });
+    case 'qemu':
+      throw new UsageError('the QEMU driver is not available in this version of floe-agent; use --driver fake to simulate VMs');
+    default:
+      throw new UsageError(`unknown driver "${name}" (expected fake or qemu)`);
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      server: { type: 'string' },
+      data: { type: 'string' },
+      'join-token': { type: 'string' },
+      name: { type: 'string' },
+      ca: { type: 'string' },
+      'insecure-join': { type: 'boolean', default: false },
+      driver: { type: 'string', default: 'qemu' },
+      'log-level': { type: 'string', default: 'info' },
+      help: { type: 'boolean', short: 'h', default: false },
+      version: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (values.version) {
+    process.stdout.write(`${AGENT_VERSION}\n`);
+    return 0;
+  }
+  const level = values['log-level'];
+  if (!LEVELS.has(level)) throw new UsageError(`unknown log level "${level}"`);
+  const log = pino({ level: level as Level, base: { service: 'floe-agent' } });
+  const dataDir = values.data ?? join(process.env.FLOE_DATA ?? './data', 'agent');
+  const driver = openDriver(values.driver, dataDir);
+
+  const state = new AgentState(dataDir);
+  const identity = await state.readCredentials();
+  const token = values['join-token'];
+  if (token !== undefined) {
+    if (identity !== null) {
+      log.warn({ data: dataDir }, 'this agent has already joined; ignoring --join-token');
+    } else {
+      if (values.server === undefined || values.name === undefined) {
+        throw new UsageError('joining needs --server URL and --name NAME');
+      }
+      const caPem = values.ca === undefined ? undefined : await readFile(values.ca, 'utf8');
+      const joined = await joinControlPlane({
+        server: values.server,
+        token,
+        name: values.name,
+        dataDir,
+        ...(caPem === undefined ? {} : { caPem }),
+        insecure: values['insecure-join'],
+      });
+      log.info({ host_id: joined.hostId, host: joined.hostName, server: joined.server }, 'joined the control plane');
+    }
+  } else if (identity === null) {
+    throw new UsageError(`not joined yet (no identity in ${dataDir}): run once with --server URL --join-token TOKEN --name NAME (--ca FILE | --insecure-join)`);
+  }
+
+  const agent = new Agent({ dataDir, driver, logger: log, ...(values.server === undefined ? {} : { server: values.server }) });
+  const onSignal = (signal: NodeJS.Signals) => {
+    log.info({ signal }, 'stopping; VMs keep running');
+    void agent.stop();
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  await agent.start();
+  const exit = await agent.done;
+  if (exit.reason === 'revoked') {
+    process.stderr.write(`floe-agent: the control plane revoked this host (${exit.message}); join again with a new token to come back\n`);
+    return 3;
+  }
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    const usage = err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+    const message = err instanceof FloeError ? `${err.message} (${err.code})` : (err as Error).message;
+    process.stderr.write(`floe-agent: ${message}\n${usage ? 'Try floe-agent --help.\n' : ''}`);
+    process.exit(usage ? 2 : 1);
+  },
+);

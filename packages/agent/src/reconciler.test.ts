@@ -1,0 +1,316 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { DesiredInstance, ObservedInstance } from '@floe/api';
+import { desiredInstance, FakeVmDriver } from '@floe/testkit';
+import { Reconciler, type ReconcilerReporter } from './reconciler.js';
+import { AgentState } from './state.js';
+
+class Recorder implements ReconcilerReporter {
+  statuses: ObservedInstance[] = [];
+  events: Array<{ instanceId: string; event: string; message: string; data?: Record<string, unknown> }> = [];
+  status(instance: ObservedInstance): void {
+    this.statuses.push(instance);
+  }
+  event(instanceId: string, event: string, message: string, data?: Record<string, unknown>): void {
+    this.events.push({ instanceId, event, message, ...(data === undefined ? {} : { data }) });
+  }
+  of(id: string): ObservedInstance[] {
+    return this.statuses.filter((s) => s.id === id);
+  }
+  latest(id: string): ObservedInstance | undefined {
+    return this.of(id).at(-1);
+  }
+  eventsOf(id: string): string[] {
+    return this.events.filter((e) => e.instanceId === id).map((e) => e.event);
+  }
+}
+
+async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const mutating = (d: FakeVmDriver) => ({
+  create: d.calls.create ?? 0,
+  start: d.calls.start ?? 0,
+  stop: d.calls.stop ?? 0,
+  destroy: d.calls.destroy ?? 0,
+});
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function setup(opts: { driver?: FakeVmDriver; dataDir?: string } = {}) {
+  const driver = opts.driver ?? new FakeVmDriver();
+  const reporter = new Recorder();
+  const reconciler = new Reconciler({
+    driver,
+    reporter,
+    ...(opts.dataDir === undefined ? {} : { store: new AgentState(opts.dataDir).appliedStore() }),
+    resyncIntervalMs: 60_000,
+    retryBackoff: { initialMs: 20, maxMs: 80 },
+    restartBackoff: { initialMs: 20, maxMs: 80 },
+  });
+  await reconciler.start();
+  cleanups.push(() => reconciler.stop());
+  return { driver, reporter, reconciler };
+}
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'floe-reconciler-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function bump(d: DesiredInstance, changes: Partial<DesiredInstance> & { power_state?: 'running' | 'stopped' }): DesiredInstance {
+  const { power_state, ...top } = changes;
+  return {
+    ...d,
+    revision: d.revision + 1,
+    ...top,
+    spec: { ...d.spec, ...(power_state === undefined ? {} : { power_state }) },
+  };
+}
+
+describe('Reconciler', () => {
+  it('applies a snapshot once, and an identical snapshot changes nothing', async () => {
+    const { driver, reporter, reconciler } = await setup();
+    const running = desiredInstance({ generation: 3, revision: 5 });
+    const stopped = desiredInstance({ spec: { power_state: 'stopped' } });
+    const doomed = desiredInstance({ deleting: true, revision: 9, generation: 2 });
+    await driver.create(doomed);
+    await driver.start(doomed.id);
+
+    reconciler.setSnapshot([running, stopped, doomed]);
+    await reconciler.whenIdle();
+
+    expect(mutating(driver)).toEqual({ create: 3, start: 2, stop: 0, destroy: 1 });
+    expect(await driver.inspect(running.id)).toMatchObject({ state: 'running' });
+    expect(await driver.inspect(stopped.id)).toMatchObject({ state: 'stopped' });
+    expect(await driver.inspect(doomed.id)).toBeNull();
+
+    expect(reporter.of(running.id).map((s) => s.state)).toEqual(['creating', 'starting', 'running']);
+    expect(reporter.latest(running.id)).toMatchObject({
+      observed_revision: 5,
+      observed_generation: 3,
+      observed_restart_generation: 0,
+      accelerator: 'fake',
+      stopped_at: null,
+    });
+    expect(reporter.latest(running.id)?.started_at).not.toBeNull();
+    expect(reporter.of(stopped.id).map((s) => s.state)).toEqual(['creating', 'stopped']);
+    expect(reporter.latest(stopped.id)?.stopped_at).not.toBeNull();
+    expect(reporter.of(doomed.id).map((s) => s.state)).toEqual(['deleting', 'deleted']);
+    expect(reporter.latest(doomed.id)).toMatchObject({ observed_revision: 9, observed_generation: 2 });
+
+    const before = mutating(driver);
+    const reported = reporter.statuses.length;
+    reconciler.setSnapshot([running, stopped, doomed]);
+    await reconciler.whenIdle();
+    await reconciler.resync();
+    await reconciler.whenIdle();
+    expect(mutating(driver)).toEqual(before);
+    // Only the deletion is confirmed again (the control plane still lists it); nothing else is re-reported.
+    const again = reporter.statuses.slice(reported);
+    expect(again.length).toBeGreaterThan(0);
+    expect(again.every((s) => s.id === doomed.id && s.state === 'deleted')).toBe(true);
+  });
+
+  it('stops a running VM when asked, honouring force_stop', async () => {
+    const { driver, reporter, reconciler } = await setup();
+    const vm = desiredInstance();
+    reconciler.setSnapshot([vm]);
+    await reconciler.whenIdle();
+    const stop = bump(vm, { generation: 2, power_state: 'stopped', force_stop: true });
+    let forced: boolean | undefined;
+    const realStop = driver.stop.bind(driver);
+    driver.stop = (id, opts) => {
+      forced = opts?.force;
+      return realStop(id, opts);
+    };
+    reconciler.update(stop);
+    await reconciler.whenIdle();
+    expect(forced).toBe(true);
+    expect(mutating(driver).stop).toBe(1);
+    expect(reporter.of(vm.id).slice(-2).map((s) => s.state)).toEqual(['stopping', 'stopped']);
+    expect(reporter.latest(vm.id)).toMatchObject({ observed_generation: 2, started_at: null });
+  });
+
+  it('restarts once per restart_generation, also across an agent restart', async () => {
+    const dataDir = await tempDir();
+    const stateDir = join(dataDir, 'fake');
+    const first = await setup({ driver: new FakeVmDriver({ stateDir }), dataDir });
+    const vm = desiredInstance({ generation: 1, restart_generation: 0 });
+    first.reconciler.setSnapshot([vm]);
+    await first.reconciler.whenIdle();
+    const startedAt = (await first.driver.inspect(vm.id))?.started_at;
+
+    const restarted = bump(vm, { generation: 2, restart_generation: 1 });
+    first.reconciler.update(restarted);
+    await first.reconciler.whenIdle();
+    expect(mutating(first.driver)).toMatchObject({ start: 2, stop: 1 });
+    expect(first.reporter.of(vm.id).slice(-3).map((s) => s.state)).toEqual(['stopping', 'starting', 'running']);
+    expect(first.reporter.latest(vm.id)).toMatchObject({ observed_restart_generation: 1, observed_generation: 2 });
+    expect((await first.driver.inspect(vm.id))?.started_at).not.toBe(startedAt);
+
+    first.reconciler.setSnapshot([restarted]);
+    await first.reconciler.whenIdle();
+    expect(mutating(first.driver)).toMatchObject({ start: 2, stop: 1 });
+
+    expect((await new AgentState(dataDir).readApplied())[vm.id]).toMatchObject({ restart_generation: 1, generation: 2 });
+
+    // The agent restarts: new driver over the same host state, new reconciler over the same data dir.
+    await first.reconciler.stop();
+    await first.driver.close();
+    const second = await setup({ driver: new FakeVmDriver({ stateDir }), dataDir });
+    const hello = await second.reconciler.observed();
+    expect(hello).toEqual([expect.objectContaining({ id: vm.id, state: 'running', observed_restart_generation: 1, observed_generation: 2 })]);
+    second.reconciler.setSnapshot([restarted]);
+    await second.reconciler.whenIdle();
+    expect(mutating(second.driver)).toEqual({ create: 0, start: 0, stop: 0, destroy: 0 });
+    expect((await second.driver.inspect(vm.id))?.state).toBe('running');
+
+    second.reconciler.update(bump(restarted, { generation: 3, restart_generation: 2 }));
+    await second.reconciler.whenIdle();
+    expect(mutating(second.driver)).toMatchObject({ start: 1, stop: 1 });
+  });
+
+  it('restarts a crashed VM under on-failure, with an event', async () => {
+    const { driver, reporter, reconciler } = await setup();
+    const vm = desiredInstance({ spec: { restart_policy: 'on-failure' } });
+    reconciler.setSnapshot([vm]);
+    await reconciler.whenIdle();
+
+    driver.crash(vm.id, 1);
+    expect(reporter.latest(vm.id)).toMatchObject({ state: 'stopped', reason: expect.stringContaining('crashed') });
+    await waitFor('the restart', () => (driver.calls.start ?? 0) === 2);
+    await reconciler.whenIdle();
+    expect(reporter.latest(vm.id)?.state).toBe('running');
+    expect(reporter.eventsOf(vm.id)).toEqual(['crashed', 'restarted']);
+    expect(reporter.events.find((e) => e.event === 'restarted')?.message).toMatch(/on-failure/);
+
+    // A clean guest power-off is not a failure.
+    driver.guestShutdown(vm.id);
+    await sleep(150);
+    expect(driver.calls.start).toBe(2);
+    expect((await driver.inspect(vm.id))?.state).toBe('stopped');
+  });
+
+  it('restarts under always even after a clean power-off, and backs off between crashes', async () => {
+    const { driver, reporter, reconciler } = await setup();
+    const vm = desiredInstance({ spec: { restart_policy: 'always' } });
+    reconciler.setSnapshot([vm]);
+    await reconciler.whenIdle();
+    driver.guestShutdown(vm.id);
+    await waitFor('the first restart', () => (driver.calls.start ?? 0) === 2);
+    await reconciler.whenIdle();
+    driver.crash(vm.id, 2);
+    await waitFor('the second restart', () => (driver.calls.start ?? 0) === 3);
+    await reconciler.whenIdle();
+    expect(reporter.eventsOf(vm.id)).toEqual(['stopped', 'restarted', 'crashed', 'restarted']);
+    expect((await driver.inspect(vm.id))?.state).toBe('running');
+  });
+
+  it('leaves a crashed VM stopped under never, until the user starts it again', async () => {
+    const { driver, reporter, reconciler } = await setup();
+    const vm = desiredInstance({ spec: { restart_policy: 'never' } });
+    reconciler.setSnapshot([vm]);
+    await reconciler.whenIdle();
+
+    driver.crash(vm.id, 1);
+    await sleep(150);
+    await reconciler.resync();
+    await reconciler.whenIdle();
+    expect(driver.calls.start).toBe(1);
+    expect((await driver.inspect(vm.id))?.state).toBe('stopped');
+    expect(reporter.latest(vm.id)?.state).toBe('stopped');
+    expect(reporter.eventsOf(vm.id)).toEqual(['crashed']);
+
+    reconciler.update(bump(vm, { generation: vm.generation + 1 }));
+    await reconciler.whenIdle();
+    expect(driver.calls.start).toBe(2);
+    expect(reporter.latest(vm.id)?.state).toBe('running');
+  });
+
+  it('reports VMs outside the desired state once and never destroys them', async () => {
+    const { driver, reporter, reconciler } = await setup();
+    const orphan = desiredInstance();
+    await driver.create(orphan);
+    await driver.start(orphan.id);
+    const wanted = desiredInstance();
+
+    reconciler.setSnapshot([wanted]);
+    await reconciler.whenIdle();
+    await waitFor('the orphan event', () => reporter.eventsOf(orphan.id).length > 0);
+    reconciler.setSnapshot([wanted]);
+    await reconciler.resync();
+    await reconciler.whenIdle();
+    reconciler.setSnapshot([]);
+    await reconciler.resync();
+    await reconciler.whenIdle();
+
+    expect(reporter.eventsOf(orphan.id)).toEqual(['orphan']);
+    expect(driver.calls.destroy ?? 0).toBe(0);
+    expect(driver.calls.stop ?? 0).toBe(0);
+    expect((await driver.inspect(orphan.id))?.state).toBe('running');
+    expect((await driver.inspect(wanted.id))?.state).toBe('running');
+    // A crash of a VM nobody wants is noted, not acted upon.
+    driver.crash(orphan.id);
+    await sleep(100);
+    expect(driver.calls.start).toBe(2);
+  });
+
+  it('retries a failing start with backoff until it runs', async () => {
+    const { driver, reporter, reconciler } = await setup();
+    const vm = desiredInstance();
+    let failures = 0;
+    driver.failOn = { start: () => failures++ < 3 };
+    const t0 = Date.now();
+    reconciler.setSnapshot([vm]);
+    await waitFor('running', () => reporter.latest(vm.id)?.state === 'running');
+    // Delays at least ~10 + 20 + 40 ms (jitter keeps half of 20, 40, 80).
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(60);
+    expect(driver.calls.start).toBe(4);
+    const errors = reporter.of(vm.id).filter((s) => s.state === 'error');
+    expect(errors.length).toBeGreaterThanOrEqual(1);
+    expect(errors[0]?.reason).toMatch(/start failed/);
+    expect(reporter.latest(vm.id)).toMatchObject({ reason: null, observed_generation: vm.generation });
+  });
+
+  it('destroys an instance once it is deleting, and forgets it', async () => {
+    const dataDir = await tempDir();
+    const { driver, reporter, reconciler } = await setup({ dataDir });
+    const vm = desiredInstance();
+    reconciler.setSnapshot([vm]);
+    await reconciler.whenIdle();
+    expect(Object.keys(await new AgentState(dataDir).readApplied())).toEqual([vm.id]);
+    reconciler.update(bump(vm, { deleting: true }));
+    await reconciler.whenIdle();
+    expect(driver.calls.destroy).toBe(1);
+    expect(reporter.latest(vm.id)?.state).toBe('deleted');
+    expect(await driver.inspect(vm.id)).toBeNull();
+    expect(await new AgentState(dataDir).readApplied()).toEqual({});
+    expect(await reconciler.observed()).toEqual([]);
+  });
+
+  it('stopping the reconciler leaves VMs running', async () => {
+    const { driver, reconciler } = await setup();
+    const vm = desiredInstance();
+    reconciler.setSnapshot([vm]);
+    await reconciler.whenIdle();
+    await reconciler.stop();
+    expect((await driver.inspect(vm.id))?.state).toBe('running');
+    driver.crash(vm.id);
+    await sleep(100);
+    expect(driver.calls.start).toBe(1);
+  });
+});

@@ -1,0 +1,25 @@
+import type { Command } from 'commander';
+import { registerEvents } from './events.js';
+import { registerHost } from './host.js';
+import { registerImage } from './image.js';
+import { registerInstance } from './instance.js';
+import { registerLogin } from './login.js';
+import { registerOperation } from './operation.js';
+import { registerProject } from './project.js';
+import { registerToken } from './token.js';
+import { registerType } from './type.js';
+import { registerUp } from './up.js';
+
+/** Adds every noun's commands to the program; the order is the order in `floe --help`. */
+export function registerCommands(program: Command): void {
+  registerUp(program);
+  registerLogin(program);
+  registerProject(program);
+  registerToken(program);
+  registerHost(program);
+  registerImage(program);
+  registerType(program);
+  registerInstance(program);
+  registerOperation(program);
+  registerEvents(program);
+}

@@ -1,0 +1,66 @@
+import { Option, type Command } from 'commander';
+import type { Token } from '@floe/api';
+import { age, ago, renderTable } from '../output.js';
+import { checkName, intArg } from '../parse.js';
+import { runtimeOf } from '../runtime.js';
+import { examples, fetchPage, listOptions, type ListFlags } from './shared.js';
+
+/** Table rows of tokens. */
+export function tokenTable(items: Token[], now: number): string {
+  return renderTable(
+    ['ID', 'NAME', 'ADMIN', 'PROJECTS', 'EXPIRES', 'LAST USED', 'AGE'],
+    items.map((t) => [
+      t.id,
+      t.name,
+      t.admin ? 'yes' : 'no',
+      t.admin ? '*' : t.projects.join(','),
+      t.expires_at === null ? 'never' : t.expires_at,
+      ago(t.last_used_at, now),
+      age(t.created_at, now),
+    ]),
+  );
+}
+
+/** `floe token ls|create|rm`. */
+export function registerToken(program: Command): void {
+  const token = program.command('token').description('manage API tokens');
+
+  listOptions(token.command('ls').description('list API tokens')).action(async (opts: ListFlags, cmd: Command) => {
+    const rt = runtimeOf(cmd);
+    const page = await fetchPage(rt, rt.client(cmd).tokens, {}, opts);
+    rt.print(cmd, page, () => tokenTable(page.items, rt.now()));
+  });
+
+  const create = token
+    .command('create')
+    .description('create an API token and print its secret (shown only once)')
+    .argument('<name>', 'token name')
+    .option('--admin', 'the token may do everything, including managing hosts')
+    .addOption(new Option('--expires-in-days <n>', 'expire after this many days').argParser(intArg(1, 3650)))
+    .addHelpText('after', '\nThe projects a non-admin token may use are given with --project (repeatable, or comma-separated).\n')
+    .action(async (name: string, opts: { admin?: boolean; expiresInDays?: number }, cmd: Command) => {
+      const rt = runtimeOf(cmd);
+      checkName(name, 'token name');
+      const projects = rt.globals(cmd).projects;
+      projects.forEach((p) => checkName(p, 'project'));
+      const res = await rt.client(cmd).tokens.create({
+        name,
+        ...(opts.admin === true ? { admin: true } : {}),
+        ...(projects.length > 0 ? { projects } : {}),
+        ...(opts.expiresInDays === undefined ? {} : { expires_in_days: opts.expiresInDays }),
+      });
+      rt.print(cmd, res, () => `token ${res.token.name} created (${res.token.id})\nsecret: ${res.secret}\n`);
+      rt.warn('warning: the secret is shown only now; store it safely, it cannot be shown again');
+    });
+  examples(create, ['floe token create ci --project shop --expires-in-days 30', 'floe token create ops --admin']);
+
+  token
+    .command('rm')
+    .description('revoke an API token')
+    .argument('<id>', 'token id')
+    .action(async (id: string, _opts: unknown, cmd: Command) => {
+      const rt = runtimeOf(cmd);
+      await rt.client(cmd).tokens.delete(id);
+      rt.print(cmd, { deleted: id }, () => `token ${id} revoked\n`);
+    });
+}

@@ -1,0 +1,127 @@
+import { createRequire } from 'node:module';
+import type { Dispatcher } from 'undici';
+import { EventsApi, HostsApi, ImagesApi, InstancesApi, MachineTypesApi, OperationsApi, ProjectsApi, TokensApi } from './resources.js';
+import { HttpTransport, type ApiResponse, type HttpMethod, type OpenStream, type RequestOptions, type Transport } from './transport.js';
+
+/**
+ * The client package's version, sent in the default User-Agent.
+ *
+ * @example
+ * console.log(`floe-client/${CLIENT_VERSION}`);
+ */
+export const CLIENT_VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
+
+/**
+ * Options of {@link FloeClient}.
+ *
+ * @example
+ * const options: FloeClientOptions = { url: 'https://floe.example:8443', token: process.env.FLOE_TOKEN, ca: readFileSync('ca.pem', 'utf8') };
+ */
+export interface FloeClientOptions {
+  /** Base URL of the API, http or https, optionally with a path prefix. */
+  url: string;
+  /** API token, sent as `Authorization: Bearer <token>`. */
+  token?: string;
+  /** PEM certificate(s) to trust for https: floe's own CA. */
+  ca?: string;
+  /** Time limit of each request in milliseconds (default 30 s; long-polls add their wait). */
+  timeoutMs?: number;
+  /** User-Agent header (default `floe-client/<version>`). */
+  userAgent?: string;
+  /** A custom undici dispatcher, e.g. a MockAgent in tests; `ca` is ignored when set. */
+  dispatcher?: Dispatcher;
+}
+
+/**
+ * Answer of `GET /healthz`.
+ *
+ * @example
+ * const { version } = await client.health();
+ */
+export interface Health {
+  status: 'ok';
+  version: string;
+}
+
+/**
+ * The typed floe API client. Every call returns the server's JSON; failures
+ * reject with a {@link FloeApiError} carrying the stable error code.
+ *
+ * @example
+ * import { FloeClient } from '@floe/client';
+ * const client = new FloeClient({ url: 'https://floe.example:8443', token, ca });
+ * const { items } = await client.instances.list({ project: 'shop', label: ['env=prod'] });
+ * const op = await client.instances.start('web', { project: 'shop' });
+ * const done = await client.operations.wait(op);
+ * await client.close();
+ */
+export class FloeClient implements Transport {
+  readonly #http: HttpTransport;
+  /** Projects: list, get, create, update, delete. */
+  readonly projects: ProjectsApi;
+  /** API tokens: list, create, delete. */
+  readonly tokens: TokensApi;
+  /** Hosts (admin): list, get, update, delete, joinToken. */
+  readonly hosts: HostsApi;
+  /** Images: list, get, create, update, delete. */
+  readonly images: ImagesApi;
+  /** Machine types: list, get, create, delete. */
+  readonly machineTypes: MachineTypesApi;
+  /** Instances: list, get, create, update, delete, start, stop, restart, history. */
+  readonly instances: InstancesApi;
+  /** Operations: list, get, cancel, wait. */
+  readonly operations: OperationsApi;
+  /** The event stream. */
+  readonly events: EventsApi;
+
+  constructor(options: FloeClientOptions) {
+    this.#http = new HttpTransport({ ...options, userAgent: options.userAgent ?? `floe-client/${CLIENT_VERSION}` });
+    this.projects = new ProjectsApi(this, '/v1/projects');
+    this.tokens = new TokensApi(this, '/v1/tokens');
+    this.hosts = new HostsApi(this, '/v1/hosts');
+    this.images = new ImagesApi(this, '/v1/images');
+    this.machineTypes = new MachineTypesApi(this, '/v1/machine-types');
+    this.instances = new InstancesApi(this, '/v1/instances');
+    this.operations = new OperationsApi(this, '/v1/operations');
+    this.events = new EventsApi(this);
+  }
+
+  /** The base URL this client talks to. */
+  get url(): string {
+    return this.#http.url;
+  }
+
+  /** Default per-request time limit, in milliseconds. */
+  get timeoutMs(): number {
+    return this.#http.timeoutMs;
+  }
+
+  /**
+   * Sends any request and returns the parsed JSON body. POSTs carry a random
+   * `Idempotency-Key` unless one is given, and are re-sent once with the same
+   * key after a connection reset.
+   */
+  request<T>(method: HttpMethod, path: string, options: RequestOptions = {}): Promise<T> {
+    return this.#http.request<T>(method, path, options);
+  }
+
+  /** Like {@link FloeClient.request} but also returns status, headers and the ETag revision. */
+  send<T>(method: HttpMethod, path: string, options: RequestOptions = {}): Promise<ApiResponse<T>> {
+    return this.#http.send<T>(method, path, options);
+  }
+
+  /** Opens a streaming GET (used by `events.stream`); the caller must destroy the body. */
+  openStream(path: string, options: RequestOptions & { idleTimeoutMs?: number } = {}): Promise<OpenStream> {
+    return this.#http.openStream(path, options);
+  }
+
+  /** Checks that the server is up (`GET /healthz`, no token needed). */
+  health(options: { signal?: AbortSignal } = {}): Promise<Health> {
+    return this.#http.request<Health>('GET', '/healthz', options.signal === undefined ? {} : { signal: options.signal });
+  }
+
+  /** Closes the client's connections; the client must not be used afterwards. */
+  close(): Promise<void> {
+    return this.#http.close();
+  }
+}

@@ -1,0 +1,15 @@
+/**
+ * @floe/client: the typed HTTP and events client for the floe API.
+ *
+ * @example
+ * import { FloeClient, FloeApiError } from '@floe/client';
+ * const client = new FloeClient({ url: 'https://floe.example:8443', token: process.env.FLOE_TOKEN, ca });
+ * const { instance, operation } = await client.instances.create({ name: 'web', image: 'debian-12', machine_type: 'm1-small' });
+ * const done = await client.operations.wait(operation);
+ */
+export * from './client.js';
+export * from './errors.js';
+export * from './query.js';
+export * from './resources.js';
+export * from './sse.js';
+export * from './transport.js';

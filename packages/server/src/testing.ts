@@ -1,0 +1,57 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { buildApp, type App, type ControlPki } from './app.js';
+import { createCa, issueServerCert, signCsr, type Pki } from './ca/index.js';
+import { loadConfig, type Config } from './config.js';
+import type { Store } from './db/index.js';
+import type { Principal } from './services/context.js';
+
+/** A control plane for tests: real store, real HTTP(S) on 127.0.0.1, a fresh CA. */
+export interface TestControlPlane {
+  app: App;
+  store: Store;
+  config: Config;
+  /** Base URL, e.g. https://127.0.0.1:41234 */
+  url: string;
+  ca: Pki;
+  pki: ControlPki;
+  adminToken: string;
+  admin: Principal;
+  dataDir: string;
+  close(): Promise<void>;
+}
+
+/** Make a PKI for tests (fresh CA, server cert for 127.0.0.1 and localhost). */
+export async function testPki(): Promise<{ ca: Pki; pki: ControlPki }> {
+  const ca = await createCa({ commonName: 'floe test CA' });
+  const server = await issueServerCert(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'] });
+  return { ca, pki: { caPem: ca.certPem, server, signCsr: (csr, hostId) => signCsr(ca, csr, { commonName: hostId }) } };
+}
+
+/**
+ * Start a control plane on an ephemeral port over `store` (which it closes on
+ * close). `env` overrides FLOE_* settings, e.g. a short heartbeat.
+ */
+export async function startTestControlPlane(store: Store, env: Record<string, string> = {}): Promise<TestControlPlane> {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'floe-cp-'));
+  const config = loadConfig({ FLOE_DATA: dataDir, FLOE_LISTEN: '127.0.0.1:0', FLOE_LOG_LEVEL: 'warn', ...env });
+  const { ca, pki } = await testPki();
+  const app = await buildApp({ store, config, pki, logger: { level: env.FLOE_LOG_LEVEL ?? 'warn' } });
+  const { seed } = await import('./app.js');
+  await seed(app.services);
+  const adminToken = (await app.services.tokens.bootstrapAdmin())!;
+  await app.http.listen({ host: '127.0.0.1', port: 0 });
+  const port = (app.http.server.address() as AddressInfo).port;
+  const url = `${config.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+  return {
+    app, store, config: { ...config, publicUrl: url }, url, ca, pki, adminToken, dataDir,
+    admin: { actor: 'test-admin', admin: true, projects: new Set() },
+    async close() {
+      await app.close();
+      await store.close();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,95 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { VmDriverEvent } from '@floe/api';
+import { desiredInstance } from './factories.js';
+import { FakeVmDriver } from './fake-driver.js';
+import { vmDriverContract } from './vm-driver-contract.js';
+
+vmDriverContract('fake (in memory)', async () => {
+  const driver = new FakeVmDriver();
+  return { driver, cleanup: async () => driver.close() };
+}, (id) => desiredInstance({ id }));
+
+vmDriverContract('fake (persisted, with delays)', async () => {
+  const stateDir = await mkdtemp(join(tmpdir(), 'floe-fake-driver-'));
+  const opened: FakeVmDriver[] = [];
+  const open = async () => {
+    const d = new FakeVmDriver({ stateDir, startDelayMs: 5, stopDelayMs: 5 });
+    opened.push(d);
+    return d;
+  };
+  return {
+    driver: await open(),
+    reopen: open,
+    cleanup: async () => {
+      for (const d of opened) await d.close();
+      await rm(stateDir, { recursive: true, force: true });
+    },
+  };
+}, (id) => desiredInstance({ id }));
+
+describe('FakeVmDriver', () => {
+  it('crash stops the VM and emits a crashed event with the exit code', async () => {
+    const driver = new FakeVmDriver();
+    const vm = desiredInstance();
+    const events: VmDriverEvent[] = [];
+    const off = driver.onEvent((e) => events.push(e));
+    await driver.create(vm);
+    await driver.start(vm.id);
+    driver.crash(vm.id, 137);
+    expect((await driver.inspect(vm.id))?.state).toBe('stopped');
+    expect(events).toEqual([{ id: vm.id, type: 'crashed', message: expect.stringContaining('137'), exit_code: 137 }]);
+    off();
+    driver.crash(vm.id);
+    expect(events).toHaveLength(1);
+  });
+
+  it('guestShutdown emits a stopped event with exit code 0', async () => {
+    const driver = new FakeVmDriver();
+    const vm = desiredInstance();
+    const events: VmDriverEvent[] = [];
+    driver.onEvent((e) => events.push(e));
+    await driver.create(vm);
+    await driver.start(vm.id);
+    driver.guestShutdown(vm.id);
+    expect(events).toMatchObject([{ id: vm.id, type: 'stopped', exit_code: 0 }]);
+  });
+
+  it('failOn makes the chosen operation fail for the chosen ids, and counts the attempt', async () => {
+    const bad = desiredInstance();
+    const good = desiredInstance();
+    const driver = new FakeVmDriver({ failOn: { start: (id) => id === bad.id } });
+    await driver.create(bad);
+    await driver.create(good);
+    await expect(driver.start(bad.id)).rejects.toThrow(/start failed/);
+    expect((await driver.inspect(bad.id))?.state).toBe('stopped');
+    expect((await driver.start(good.id)).state).toBe('running');
+    expect(driver.calls.start).toBe(2);
+    driver.failOn = undefined;
+    expect((await driver.start(bad.id)).state).toBe('running');
+  });
+
+  it('starting an unknown VM fails with instance_not_found', async () => {
+    const driver = new FakeVmDriver();
+    await expect(driver.start('inst_unknown')).rejects.toMatchObject({ code: 'instance_not_found' });
+  });
+
+  it('a persisted VM that crashed stays stopped for the next driver', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'floe-fake-driver-'));
+    try {
+      const first = new FakeVmDriver({ stateDir });
+      const vm = desiredInstance();
+      await first.create(vm);
+      await first.start(vm.id);
+      first.crash(vm.id);
+      await first.close();
+      const second = new FakeVmDriver({ stateDir });
+      expect((await second.inspect(vm.id))?.state).toBe('stopped');
+      await expect(first.list()).rejects.toThrow(/closed/);
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  });
+});

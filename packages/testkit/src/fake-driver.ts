@@ -1,0 +1,182 @@
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { FloeError, type DesiredInstance, type VmDriver, type VmDriverEvent, type VmInfo } from '@floe/api';
+
+/** Driver operations a test can make fail. */
+export type FakeDriverOp = 'create' | 'start' | 'stop' | 'destroy';
+
+/** Options of the fake driver; every field is optional. */
+export interface FakeVmDriverOptions {
+  /** Keep the VMs in `<stateDir>/fake-vms.json`, so a new driver (a restarted agent) finds them again. */
+  stateDir?: string;
+  /** How long `start` takes. */
+  startDelayMs?: number;
+  /** How long a graceful `stop` takes (a forced one is immediate). */
+  stopDelayMs?: number;
+  /** Make an operation throw for the ids the predicate accepts. */
+  failOn?: Partial<Record<FakeDriverOp, (id: string) => boolean>>;
+}
+
+interface FakeVm {
+  id: string;
+  name: string;
+  project: string;
+  state: VmInfo['state'];
+  reason: string | null;
+  started_at: string | null;
+  pid: number | null;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * An in-memory VmDriver for tests and for running floe without a hypervisor.
+ * With a `stateDir`, VMs outlive the driver like real detached QEMU processes:
+ * a new instance over the same directory sees them still running.
+ */
+export class FakeVmDriver implements VmDriver {
+  readonly name = 'fake';
+  /** How often each method was called (counted before any injected failure). */
+  readonly calls: Record<string, number> = {};
+  /** Injected failures; tests may change this at any time. */
+  failOn: FakeVmDriverOptions['failOn'];
+  private readonly vms = new Map<string, FakeVm>();
+  private readonly listeners = new Set<(event: VmDriverEvent) => void>();
+  private readonly file: string | null;
+  private nextPid = 40_000 + Math.floor(Math.random() * 10_000);
+  private closed = false;
+
+  constructor(private readonly opts: FakeVmDriverOptions = {}) {
+    this.failOn = opts.failOn;
+    this.file = opts.stateDir === undefined ? null : join(opts.stateDir, 'fake-vms.json');
+    if (this.file !== null) this.load(this.file);
+  }
+
+  async list(): Promise<VmInfo[]> {
+    this.enter('list');
+    return [...this.vms.values()].map((vm) => this.info(vm));
+  }
+
+  async create(vm: DesiredInstance): Promise<void> {
+    this.enter('create', vm.id);
+    if (this.vms.has(vm.id)) return;
+    this.vms.set(vm.id, { id: vm.id, name: vm.name, project: vm.project, state: 'stopped', reason: null, started_at: null, pid: null });
+    this.save();
+  }
+
+  async start(id: string): Promise<VmInfo> {
+    this.enter('start', id);
+    const vm = this.get(id);
+    if (vm.state === 'running') return this.info(vm);
+    if (this.opts.startDelayMs) await sleep(this.opts.startDelayMs);
+    // Look again: the VM may have been destroyed or started meanwhile.
+    const current = this.get(id);
+    if (current.state !== 'running') {
+      current.state = 'running';
+      current.reason = null;
+      current.started_at = new Date().toISOString();
+      current.pid = this.nextPid++;
+      this.save();
+    }
+    return this.info(current);
+  }
+
+  async stop(id: string, opts: { force?: boolean; timeoutMs?: number } = {}): Promise<VmInfo> {
+    this.enter('stop', id);
+    const vm = this.get(id);
+    if (vm.state === 'stopped') return this.info(vm);
+    if (!opts.force && this.opts.stopDelayMs) await sleep(Math.min(this.opts.stopDelayMs, opts.timeoutMs ?? Infinity));
+    this.markStopped(vm, null);
+    return this.info(vm);
+  }
+
+  async destroy(id: string): Promise<void> {
+    this.enter('destroy', id);
+    if (this.vms.delete(id)) this.save();
+  }
+
+  async inspect(id: string): Promise<VmInfo | null> {
+    this.enter('inspect');
+    const vm = this.vms.get(id);
+    return vm === undefined ? null : this.info(vm);
+  }
+
+  onEvent(listener: (event: VmDriverEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.listeners.clear();
+  }
+
+  /** Test hook: the VM dies on its own (stopped, `crashed` event with this exit code). */
+  crash(id: string, exitCode: number | null = 1): void {
+    const vm = this.get(id);
+    this.markStopped(vm, `exited with code ${exitCode ?? 'unknown'}`);
+    this.emit({ id, type: 'crashed', message: `VM process exited with code ${exitCode ?? 'unknown'}`, exit_code: exitCode });
+  }
+
+  /** Test hook: the guest powers itself off cleanly (stopped, `stopped` event with exit code 0). */
+  guestShutdown(id: string): void {
+    const vm = this.get(id);
+    this.markStopped(vm, null);
+    this.emit({ id, type: 'stopped', message: 'guest powered off', exit_code: 0 });
+  }
+
+  private enter(op: string, id?: string): void {
+    if (this.closed) throw new Error('fake driver is closed');
+    this.calls[op] = (this.calls[op] ?? 0) + 1;
+    const fail = id === undefined ? undefined : this.failOn?.[op as FakeDriverOp];
+    if (fail !== undefined && id !== undefined && fail(id)) throw new Error(`fake driver: ${op} failed for ${id}`);
+  }
+
+  private get(id: string): FakeVm {
+    const vm = this.vms.get(id);
+    if (vm === undefined) throw new FloeError('instance_not_found', `fake driver: no VM ${id}`);
+    return vm;
+  }
+
+  private markStopped(vm: FakeVm, reason: string | null): void {
+    vm.state = 'stopped';
+    vm.reason = reason;
+    vm.started_at = null;
+    vm.pid = null;
+    this.save();
+  }
+
+  private info(vm: FakeVm): VmInfo {
+    return { id: vm.id, state: vm.state, reason: vm.reason, accelerator: 'fake', started_at: vm.started_at, pid: vm.pid };
+  }
+
+  private emit(event: VmDriverEvent): void {
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(event);
+      } catch {
+        // A failing listener must not stop the others from hearing about the VM.
+      }
+    }
+  }
+
+  private load(file: string): void {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    const saved = JSON.parse(text) as { vms: FakeVm[] };
+    for (const vm of saved.vms) this.vms.set(vm.id, vm);
+  }
+
+  private save(): void {
+    if (this.file === null) return;
+    mkdirSync(join(this.file, '..'), { recursive: true });
+    const tmp = `${this.file}.tmp-${process.pid}`;
+    writeFileSync(tmp, JSON.stringify({ vms: [...this.vms.values()] }, null, 2));
+    renameSync(tmp, this.file);
+  }
+}
