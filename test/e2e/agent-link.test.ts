@@ -115,7 +115,7 @@ for (const target of storeTargets()) {
 
     it('killing the agent marks the host offline; restarting it reconciles without duplicating', async () => {
       const client = clientFor(cp);
-      const fakeState = async () => JSON.parse(await readFile(path.join(agentDir, 'fake-vms.json'), 'utf8')) as unknown;
+      const fakeState = async () => JSON.parse(await readFile(path.join(agentDir, 'fake', 'fake-vms.json'), 'utf8')) as unknown;
       const before = await fakeState();
       const eventsBefore = (await client.request<{ items: Array<{ type: string; resource_id: string }> }>('GET', '/v1/events', { query: { since: 0 } })).items.length;
       await kill(agent, 'SIGKILL');
@@ -155,7 +155,7 @@ for (const target of storeTargets()) {
       const op = await client.instances.delete('vm-2', { wait: 10 });
       expect(op.status).toBe('succeeded');
       await expect(client.instances.get('vm-2')).rejects.toMatchObject({ code: 'instance_not_found' });
-      const state = JSON.parse(await readFile(path.join(agentDir, 'fake-vms.json'), 'utf8')) as unknown;
+      const state = JSON.parse(await readFile(path.join(agentDir, 'fake', 'fake-vms.json'), 'utf8')) as unknown;
       expect(JSON.stringify(state)).not.toContain(op.resources[0]!.id);
     });
   });

@@ -76,6 +76,11 @@ export class Agent {
     });
     await reconciler.start();
     this.reconciler = reconciler;
+    if (this.stopping !== null) {
+      // stop() came while starting: do not dial.
+      await reconciler.stop();
+      return;
+    }
 
     this.link = new AgentLink({
       server,

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { access, mkdtemp, readFile, rm, statfs } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import os from 'node:os';
@@ -45,6 +45,24 @@ export const AGENT_VERSION: string = (() => {
 })();
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+// Probes in flight, cleaned up even if the agent exits in the middle of one.
+const inFlight = new Set<{ dir: string; procs: Set<ProcessHandle> }>();
+let exitHookInstalled = false;
+function trackProbe(dir: string): { dir: string; procs: Set<ProcessHandle> } {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', () => {
+      for (const probe of inFlight) {
+        for (const proc of probe.procs) proc.kill('SIGKILL');
+        rmSync(probe.dir, { recursive: true, force: true });
+      }
+    });
+  }
+  const probe = { dir, procs: new Set<ProcessHandle>() };
+  inFlight.add(probe);
+  return probe;
+}
 
 // Ask a QEMU for its run state over QMP: greeting, qmp_capabilities, query-status.
 function qmpQueryStatus(socketPath: string, timeoutMs: number): Promise<string> {
@@ -112,9 +130,10 @@ async function stopProbe(proc: ProcessHandle): Promise<void> {
 const PROBE_BASE_ARGS = ['-machine', 'q35,accel=kvm', '-display', 'none', '-nodefaults', '-no-user-config', '-no-reboot'];
 
 // Firmware probe: no disk, so SeaBIOS runs real guest code, then idles looking for a boot device.
-async function probeFirmware(qemu: string, dir: string, settleMs: number): Promise<string | null> {
+async function probeFirmware(qemu: string, dir: string, settleMs: number, procs: Set<ProcessHandle>): Promise<string | null> {
   const socketPath = join(dir, 'qmp.sock');
   const proc = await startProcess(qemu, [...PROBE_BASE_ARGS, '-m', '64', '-qmp', `unix:${socketPath},server=on,wait=off`]);
+  procs.add(proc);
   try {
     await Promise.race([proc.exited, sleep(settleMs)]);
     if (proc.hasExited()) return explain(proc.stderr());
@@ -133,7 +152,7 @@ async function probeFirmware(qemu: string, dir: string, settleMs: number): Promi
 }
 
 // Kernel probe: the kernel prints its banner only after its decompressor ran in long mode.
-async function probeKernel(qemu: string, dir: string, kernel: string, timeoutMs: number): Promise<string | null> {
+async function probeKernel(qemu: string, dir: string, kernel: string, timeoutMs: number, procs: Set<ProcessHandle>): Promise<string | null> {
   const serial = join(dir, 'serial.log');
   const proc = await startProcess(qemu, [
     ...PROBE_BASE_ARGS,
@@ -142,6 +161,7 @@ async function probeKernel(qemu: string, dir: string, kernel: string, timeoutMs:
     '-append', 'console=ttyS0 earlyprintk=ttyS0 panic=-1',
     '-serial', `file:${serial}`,
   ]);
+  procs.add(proc);
   try {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
@@ -181,14 +201,15 @@ export async function runKvmProbe(opts: KvmProbeOptions = {}): Promise<KvmProbe>
   if (qemu === null) return { present, usable: false, detail: 'KVM present but QEMU is not installed' };
 
   const dir = await mkdtemp(join(os.tmpdir(), KVM_PROBE_PREFIX));
+  const probe = trackProbe(dir);
   try {
-    const firmware = await probeFirmware(qemu, dir, opts.settleMs ?? 1500);
+    const firmware = await probeFirmware(qemu, dir, opts.settleMs ?? 1500, probe.procs);
     if (firmware !== null) {
       return { present, usable: false, detail: `KVM present but a probe guest failed (${firmware}); using TCG` };
     }
     const kernel = opts.kernel === undefined ? await defaultKernel() : opts.kernel;
     if (kernel === null) return { present, usable: true, detail: 'a probe guest ran under KVM' };
-    const booted = await probeKernel(qemu, dir, kernel, opts.kernelTimeoutMs ?? 8000);
+    const booted = await probeKernel(qemu, dir, kernel, opts.kernelTimeoutMs ?? 8000, probe.procs);
     if (booted !== null) {
       return { present, usable: false, detail: `KVM present but a probe kernel failed under it (${booted}); using TCG` };
     }
@@ -197,6 +218,7 @@ export async function runKvmProbe(opts: KvmProbeOptions = {}): Promise<KvmProbe>
     return { present, usable: false, detail: `KVM present but the probe could not run (${(err as Error).message}); using TCG` };
   } finally {
     await rm(dir, { recursive: true, force: true });
+    inFlight.delete(probe);
   }
 }
 

@@ -1,6 +1,7 @@
 /** @floe/agent: the floe host agent (link to the control plane, reconciler, host probes). */
 export { Agent, type AgentExit, type AgentOptions } from './agent.js';
-export { AgentLink, agentLinkUrl, backoffDelay, type AgentLinkOptions, type BackoffOptions } from './link.js';
+export { AgentLink, agentLinkUrl, type AgentLinkOptions, type BackoffOptions } from './link.js';
+export { backoffDelay } from './backoff.js';
 export { Reconciler, memoryAppliedStore, type ReconcilerOptions, type ReconcilerReporter } from './reconciler.js';
 export { AgentState, writeFileAtomic, type AgentConfig, type AgentCredentials, type AppliedInstance, type AppliedStore } from './state.js';
 export { joinControlPlane, normalizeServerUrl, type JoinOptions, type JoinResult } from './join.js';

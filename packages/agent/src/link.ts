@@ -8,6 +8,7 @@ import {
   type HostFacts,
   type ObservedInstance,
 } from '@floe/api';
+import { backoffDelay } from './backoff.js';
 import type { AgentCredentials } from './state.js';
 
 /** Reconnect timing: exponential from `initialMs` to `maxMs`, reset after a connection lasted `stableMs`. */
@@ -49,11 +50,6 @@ export function agentLinkUrl(server: string): string {
   return url.toString();
 }
 
-/** The delay before reconnect attempt `attempt` (0-based): exponential, capped, with jitter in [d/2, d]. */
-export function backoffDelay(attempt: number, initialMs: number, maxMs: number, random: () => number = Math.random): number {
-  const d = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
-  return Math.round(d / 2 + (random() * d) / 2);
-}
 
 /**
  * The agent's side of the agent link: one WebSocket over mutual TLS to the

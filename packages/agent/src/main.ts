@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino, type Level } from 'pino';
 import { FloeError, type VmDriver } from '@floe/api';
-import { FakeVmDriver } from '@floe/testkit';
+import { FakeVmDriver } from '@floe/testkit/fake-driver';
 import { Agent } from './agent.js';
 import { AGENT_VERSION } from './facts.js';
 import { joinControlPlane } from './join.js';

@@ -1,6 +1,6 @@
 import { pino, type Logger } from 'pino';
 import type { DesiredInstance, ObservedInstance, VmDriver, VmDriverEvent, VmInfo } from '@floe/api';
-import { backoffDelay } from './link.js';
+import { backoffDelay } from './backoff.js';
 import type { AppliedInstance, AppliedStore } from './state.js';
 
 /** Where the reconciler sends what it observes (the agent link, or a test recorder). */

@@ -28,6 +28,9 @@ const HELLO_TIMEOUT_MS = 10_000;
 export class AgentHub {
   private readonly links = new Map<string, Link>();
   private sweeper: NodeJS.Timeout | null = null;
+  private closing = false;
+  /** Work of links that closed but is not finished yet (close() waits for it). */
+  private readonly draining = new Set<Promise<void>>();
   private readonly stopSignals: () => void;
   /** Identifies this control plane process in `hosts.connected_to`. */
   readonly processId = randomUUID();
@@ -82,9 +85,12 @@ export class AgentHub {
     socket.on('close', () => {
       clearTimeout(helloTimer);
       if (this.links.get(hostId) === link) this.links.delete(hostId);
-      link.queue = link.queue.then(async () => {
+      if (this.closing) return; // close() already marked it offline
+      const last = link.queue.then(async () => {
         if (await this.hosts.markOffline(hostId, 'agent disconnected', link.id)) this.log.info({ hostId }, 'host offline: agent disconnected');
-      });
+      }).catch((err) => this.log.error({ err, hostId }, 'marking host offline failed'));
+      this.draining.add(last);
+      void last.finally(() => this.draining.delete(last));
     });
     socket.on('error', (err) => this.log.warn({ err, hostId }, 'agent link error'));
   }
@@ -169,8 +175,11 @@ export class AgentHub {
   async close(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
     this.stopSignals();
-    for (const link of this.links.values()) link.socket.close(1001, 'control plane shutting down');
-    await Promise.all([...this.links.values()].map((l) => l.queue));
+    this.closing = true;
+    const links = [...this.links.values()];
     this.links.clear();
+    for (const link of links) link.socket.close(1001, 'control plane shutting down');
+    await Promise.all([...links.map((l) => l.queue), ...this.draining]);
+    for (const link of links) await this.hosts.markOffline(link.hostId, 'control plane shut down', link.id).catch(() => false);
   }
 }

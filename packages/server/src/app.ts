@@ -95,6 +95,8 @@ export async function buildApp(opts: { store: Store; config: Config; pki: Contro
   const services = buildServices(store, config, pki, http.log);
 
   installErrorHandlers(http);
+  // Bodies are JSON only: without this, text/plain would be parsed as a string and fail validation as a 400, not a 415.
+  http.removeContentTypeParser('text/plain');
   http.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, http.getDefaultJsonParser('error', 'error'));
 
   await http.register(fastifySwagger, {
@@ -136,6 +138,7 @@ export async function buildApp(opts: { store: Store; config: Config; pki: Contro
     async close() {
       await services.hub.close();
       await http.close();
+      await services.bus.idle();
     },
   };
 }

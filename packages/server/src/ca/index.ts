@@ -40,10 +40,12 @@ async function importSigningKey(keyPem: string): Promise<CryptoKey> {
   return webcrypto.subtle.importKey('pkcs8', der, KEY_ALG, false, ['sign']);
 }
 
-// Positive, non-zero 128-bit serial (RFC 5280 allows up to 20 octets).
+// Positive 128-bit serial (RFC 5280 allows up to 20 octets). The first byte is
+// 0x10-0x7f: no sign padding and no leading zero digit, so every tool prints
+// the same hex digits (Node's TLS peer certificate uses upper case).
 function newSerial(): string {
   const bytes = randomBytes(16);
-  bytes[0] = (bytes[0]! & 0x7f) | 0x01;
+  bytes[0] = (bytes[0]! & 0x6f) | 0x10;
   return bytes.toString('hex');
 }
 

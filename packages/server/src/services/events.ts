@@ -90,6 +90,11 @@ export class EventBus {
     return out;
   }
 
+  /** Resolves once every publish so far is stored and delivered. */
+  async idle(): Promise<void> {
+    await this.tail;
+  }
+
   /** Call `fn` for every new event; returns the unsubscribe function. */
   subscribe(fn: Listener): () => void {
     this.listeners.add(fn);
@@ -101,6 +106,16 @@ export class EventBus {
     let q = this.store.db.selectFrom('events').selectAll().where('seq', '>', since).orderBy('seq', 'asc').limit(limit);
     if (filter.project !== undefined) q = q.where('project', '=', filter.project);
     if (filter.resource !== undefined) q = q.where('resource_id', '=', filter.resource);
+    // Visibility, kinds and types are filtered in SQL too, so a page holds up to `limit` matching
+    // events rather than `limit` rows of which few (or none) match; `matches` below stays the judge.
+    if (!filter.principal.admin) {
+      const projects = [...filter.principal.projects];
+      if (projects.length === 0) return [];
+      q = q.where('project', 'in', projects);
+    }
+    if (filter.kinds && filter.kinds.length > 0) q = q.where('kind', 'in', filter.kinds);
+    const types = filter.types ?? [];
+    if (types.length > 0) q = q.where((eb) => eb.or(types.flatMap((t) => [eb('type', '=', t), eb('type', 'like', `${t}.%`)])));
     const rows = await q.execute();
     return rows
       .map((r) => ({ ...r, seq: Number(r.seq), data: fromJson<Record<string, unknown>>(r.data) ?? {} }))

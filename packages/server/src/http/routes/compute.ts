@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Services } from '../../app.js';
 import { isTerminal } from '../../services/operations.js';
 import { etag, ifMatch, projectOf } from '../request.js';
-import { errors, noContent, strict } from './resources.js';
+import { bodyOptional, errors, noContent, strict } from './resources.js';
 
 const ProjectWaitQuery = Type.Object({ ...ProjectQuery.properties, ...OperationWaitQuery.properties });
 type PW = { project?: string; wait?: number };
@@ -53,7 +53,8 @@ export function computeRoutes(app: FastifyInstance, s: Services): void {
     answerOperation(s, req, reply, await s.instances.delete(req.principal, (req.params as { id: string }).id, projectOf(req.query as PW), ifMatch(req))));
   for (const action of ['start', 'stop', 'restart'] as const) {
     app.post(`/v1/instances/:id/${action}`, {
-      schema: { tags: ['instances'], summary: `${action[0]!.toUpperCase()}${action.slice(1)} an instance`, params: IdOrNameParams, querystring: ProjectWaitQuery, ...(action === 'stop' ? { body: Type.Optional(strict(InstanceStop)) } : {}), response: { 200: Operation, 202: Operation, ...errors } },
+      ...(action === 'stop' ? { preValidation: bodyOptional } : {}),
+      schema: { tags: ['instances'], summary: `${action[0]!.toUpperCase()}${action.slice(1)} an instance`, params: IdOrNameParams, querystring: ProjectWaitQuery, ...(action === 'stop' ? { body: strict(InstanceStop) } : {}), response: { 200: Operation, 202: Operation, ...errors } },
     }, async (req, reply) => {
       const force = action === 'stop' && (req.body as { force?: boolean } | undefined)?.force === true;
       return answerOperation(s, req, reply, await s.instances.power(req.principal, (req.params as { id: string }).id, projectOf(req.query as PW), action, force));
@@ -95,7 +96,7 @@ export function computeRoutes(app: FastifyInstance, s: Services): void {
     s.hub.revoke(h.id);
     return reply.code(204).send();
   });
-  app.post('/v1/hosts/join-tokens', { schema: { tags: ['hosts'], summary: 'Create a one-time host join token (admin)', body: Type.Optional(strict(JoinTokenCreate)), response: { 201: JoinTokenCreated, ...errors } } }, async (req, reply) =>
+  app.post('/v1/hosts/join-tokens', { preValidation: bodyOptional, schema: { tags: ['hosts'], summary: 'Create a one-time host join token (admin)', body: strict(JoinTokenCreate), response: { 201: JoinTokenCreated, ...errors } } }, async (req, reply) =>
     reply.code(201).send(await s.hosts.createJoinToken(req.principal, (req.body as { expires_in_minutes?: number } | undefined)?.expires_in_minutes ?? 60)));
   app.post('/v1/hosts/join', {
     config: { public: true },

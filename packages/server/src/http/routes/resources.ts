@@ -3,13 +3,21 @@ import {
   ProjectQuery, Token, TokenCreate, TokenCreated,
 } from '@floe/api';
 import { Type, type TSchema } from 'typebox';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Services } from '../../app.js';
 import { etag, ifMatch, projectOf } from '../request.js';
 
 /** Reject unknown fields in request bodies (typos must not pass silently). */
 export function strict<T extends TSchema>(schema: T): T {
   return { ...schema, additionalProperties: false } as T;
+}
+
+/**
+ * preValidation hook for POSTs whose body fields are all optional: no body at
+ * all (as `curl -X POST` sends) is validated as `{}` instead of failing.
+ */
+export async function bodyOptional(request: FastifyRequest): Promise<void> {
+  if (request.body === undefined) request.body = {};
 }
 
 /** Error answers every route documents. */

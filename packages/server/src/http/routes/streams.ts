@@ -36,21 +36,31 @@ export function streamRoutes(app: FastifyInstance, s: Services): void {
         const items = await s.bus.replay(since ?? 0, filter, 100);
         return { items, next_cursor: items.length === 100 ? String(items[items.length - 1]!.seq) : null };
       }
-      reply.hijack();
+      // Subscribe before anything is sent and buffer, so no event falls between the opening
+      // comment, the replay and live delivery.
       const res = reply.raw;
-      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
-      res.write(': floe events\n\n');
       const write = (e: EventT) => res.write(`id: ${e.seq}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
-      // Subscribe first and buffer, so nothing falls between replay and live.
       let buffered: EventT[] | null = [];
-      let lastSent = since ?? (await s.bus.lastSeq());
+      let lastSent = 0;
       const unsubscribe = s.bus.subscribe((e) => {
         if (!matches(e, filter)) return;
         if (buffered) buffered.push(e);
         else if (e.seq > lastSent) { lastSent = e.seq; write(e); }
       });
-      const keepalive = setInterval(() => res.write(': keepalive\n\n'), KEEPALIVE_MS);
-      req.raw.on('close', () => { clearInterval(keepalive); unsubscribe(); });
+      let keepalive: NodeJS.Timeout | undefined;
+      let closed = false;
+      req.raw.on('close', () => { closed = true; clearInterval(keepalive); unsubscribe(); });
+      try {
+        lastSent = since ?? (await s.bus.lastSeq());
+      } catch (err) {
+        unsubscribe();
+        throw err;
+      }
+      reply.hijack();
+      if (closed) return;
+      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+      res.write(': floe events\n\n');
+      keepalive = setInterval(() => res.write(': keepalive\n\n'), KEEPALIVE_MS);
       if (since !== null) {
         for (let batch = await s.bus.replay(lastSent, filter); batch.length > 0; batch = await s.bus.replay(lastSent, filter)) {
           for (const e of batch) { write(e); lastSent = e.seq; }
@@ -64,8 +74,9 @@ export function streamRoutes(app: FastifyInstance, s: Services): void {
       const q = req.query as EventsQueryT;
       const filter = filterFromQuery(req.principal, q);
       const since = resumeFrom(req, q);
+      // As for SSE: subscribe first and buffer, then replay in batches, then go live.
       let buffered: EventT[] | null = [];
-      let lastSent = since ?? (await s.bus.lastSeq());
+      let lastSent = 0;
       const send = (e: EventT) => { if (e.seq > lastSent) { lastSent = e.seq; socket.send(JSON.stringify(e)); } };
       const unsubscribe = s.bus.subscribe((e) => {
         if (!matches(e, filter)) return;
@@ -73,7 +84,13 @@ export function streamRoutes(app: FastifyInstance, s: Services): void {
         else send(e);
       });
       socket.on('close', unsubscribe);
-      if (since !== null) for (const e of await s.bus.replay(since, filter)) send(e);
+      lastSent = since ?? (await s.bus.lastSeq());
+      if (since !== null) {
+        for (let batch = await s.bus.replay(lastSent, filter); batch.length > 0; batch = await s.bus.replay(lastSent, filter)) {
+          for (const e of batch) send(e);
+          if (batch.length < 1000) break;
+        }
+      }
       for (const e of buffered) send(e);
       buffered = null;
     },
