@@ -101,6 +101,18 @@ for (const target of storeTargets()) {
       expect(status).toBe(401);
     });
 
+    it('refuses a certificate of floe\'s CA that is not the host\'s current one', async () => {
+      const stale = await issueClientCert(cp.ca, { commonName: hostId });
+      const code = await new Promise<number>((resolve) => {
+        const ws = new WebSocket(`${cp.url.replace('https', 'wss')}/v1/agent`, { ca: cp.ca.certPem, cert: stale.certPem, key: stale.keyPem });
+        ws.on('close', (c) => resolve(c));
+        ws.on('error', () => resolve(-1));
+      });
+      expect(code).toBe(4003);
+      // The real agent is not disturbed.
+      expect((await clientFor(cp).hosts.get(hostId)).status.state).toBe('online');
+    });
+
     it('an idempotent POST repeated returns the same resource', async () => {
       const client = clientFor(cp);
       const key = 'create-vm-2';

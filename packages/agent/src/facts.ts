@@ -208,7 +208,7 @@ export async function runKvmProbe(opts: KvmProbeOptions = {}): Promise<KvmProbe>
       return { present, usable: false, detail: `KVM present but a probe guest failed (${firmware}); using TCG` };
     }
     const kernel = opts.kernel === undefined ? await defaultKernel() : opts.kernel;
-    if (kernel === null) return { present, usable: true, detail: 'a probe guest ran under KVM' };
+    if (kernel === null) return { present, usable: true, detail: 'firmware ran under KVM; no Linux kernel was found to confirm a full boot' };
     const booted = await probeKernel(qemu, dir, kernel, opts.kernelTimeoutMs ?? 8000, probe.procs);
     if (booted !== null) {
       return { present, usable: false, detail: `KVM present but a probe kernel failed under it (${booted}); using TCG` };

@@ -25,7 +25,7 @@ Usage:
 Options:
   --server URL          control plane base URL (https://host:port); stored at join
   --data DIR            data directory (default: $FLOE_DATA/agent, or ./data/agent)
-  --join-token TOKEN    one-time join token (floe host join-token create)
+  --join-token TOKEN    one-time join token (from: floe host join-token)
   --name NAME           this host's name in floe (a DNS label); used when joining
   --ca FILE             floe's CA certificate, to verify the control plane when joining
   --insecure-join       join without verifying the control plane, then pin the CA it returns

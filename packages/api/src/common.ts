@@ -17,6 +17,7 @@ export const LABEL_VALUE_PATTERN = '^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9
 /** String map for filtering and grouping: `?label=env=prod`. At most 64 labels. */
 export const Labels = Type.Record(Type.String({ pattern: LABEL_KEY_PATTERN }), Type.String({ pattern: LABEL_VALUE_PATTERN }), {
   maxProperties: 64,
+  propertyNames: { pattern: LABEL_KEY_PATTERN },
   description: 'string map, filterable with ?label=key=value',
 });
 export type Labels = Static<typeof Labels>;
@@ -24,6 +25,7 @@ export type Labels = Static<typeof Labels>;
 /** Labels in a merge patch: `null` removes a label. */
 export const LabelsPatch = Type.Record(Type.String({ pattern: LABEL_KEY_PATTERN }), Type.Union([Type.Null(), Type.String({ pattern: LABEL_VALUE_PATTERN })]), {
   maxProperties: 64,
+  propertyNames: { pattern: LABEL_KEY_PATTERN },
   description: 'labels to set; null removes one',
 });
 export type LabelsPatch = Static<typeof LabelsPatch>;

@@ -59,10 +59,16 @@ export class AgentHub {
   }
 
   /** Take over a new authenticated WebSocket from the agent of `hostId`. */
-  async accept(socket: WebSocket, hostId: string): Promise<void> {
+  async accept(socket: WebSocket, hostId: string, certSerial: string): Promise<void> {
     const host = await this.hosts.forAgent(hostId);
     if (!host) {
       socket.close(AGENT_CLOSE.revoked, 'host removed');
+      return;
+    }
+    // Only the host's current certificate counts: a reissued one replaces the old.
+    if (host.cert_serial !== null && host.cert_serial.toLowerCase() !== certSerial.toLowerCase()) {
+      this.log.warn({ hostId }, 'agent presented a superseded certificate');
+      socket.close(AGENT_CLOSE.revoked, 'certificate superseded');
       return;
     }
     const previous = this.links.get(hostId);

@@ -1,6 +1,8 @@
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import fastifyWebsocket from '@fastify/websocket';
+import { Ajv } from 'ajv';
+import ajvFormats from 'ajv-formats';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Config } from './config.js';
 import type { Store } from './db/index.js';
@@ -86,13 +88,22 @@ export async function buildApp(opts: { store: Store; config: Config; pki: Contro
     ...(config.tls
       ? { https: { key: pki.server.keyPem, cert: pki.server.certPem, ca: [pki.caPem], requestCert: true, rejectUnauthorized: false } }
       : {}),
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
     return503OnClosing: true,
     forceCloseConnections: true,
     // Per-request lines are noise at this level; errors are logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),
   }) as unknown as FastifyInstance;
   const services = buildServices(store, config, pki, http.log);
+  // Bodies are JSON and must have the right types ("2" is not a number);
+  // query strings and path parameters are text and are converted.
+  const ajvFor = (coerce: boolean) => {
+    const ajv = new Ajv({ removeAdditional: false, useDefaults: true, allErrors: false, strict: false, coerceTypes: coerce ? 'array' : false });
+    (ajvFormats as unknown as (a: Ajv) => void)(ajv);
+    return ajv;
+  };
+  const bodyAjv = ajvFor(false);
+  const textAjv = ajvFor(true);
+  http.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema));
 
   installErrorHandlers(http);
   // Bodies are JSON only: without this, text/plain would be parsed as a string and fail validation as a 400, not a 415.

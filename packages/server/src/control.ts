@@ -108,6 +108,7 @@ export async function init(config: Config): Promise<InitResult> {
       const cert = await issueClientCert(pki.ca, { commonName: host.id });
       keyPem = cert.keyPem;
       certPem = cert.certPem;
+      await services.hosts.setCertSerial(host.id, certificateSerial(cert.certPem));
     }
     if (certPem !== null && keyPem !== null) {
       await writeAtomic(path.join(agentDir, 'agent.key'), keyPem, 0o600);

@@ -1,3 +1,4 @@
+import type { ClientRequest } from 'node:http';
 import https from 'node:https';
 import { ERROR_CODES, isErrorCode, type ErrorCode, type HostFacts, type Instance, type Operation } from '@floe/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +16,6 @@ import { startTestControlPlane, type TestControlPlane } from '../testing.js';
 interface Res {
   status: number;
   headers: Record<string, string | string[] | undefined>;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   body: any;
 }
 
@@ -100,7 +100,7 @@ class Api {
   async call(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, opts: CallOptions = {}): Promise<Res> {
     const payload = this.payload(opts);
     const res = await this.cp.app.http.inject({ method, url, headers: this.headers(opts), ...(payload === undefined ? {} : { payload }) });
-    return decode(res.statusCode, res.headers, res.body);
+    return decode(res.statusCode, res.headers as Res['headers'], res.body);
   }
 
   get(url: string, opts?: CallOptions) { return this.call('GET', url, opts); }
@@ -178,7 +178,6 @@ class Api {
 interface SseMessage {
   id: string | null;
   event: string | null;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   data: any;
 }
 
@@ -189,7 +188,7 @@ class SseStream {
   private buffer = '';
   private waiters: Array<() => void> = [];
 
-  constructor(private readonly req: import('node:http').ClientRequest, readonly status: number, readonly contentType: string) {}
+  constructor(private readonly req: ClientRequest, readonly status: number, readonly contentType: string) {}
 
   feed(chunk: string): void {
     this.buffer += chunk;
@@ -318,6 +317,10 @@ for (const target of storeTargets()) {
         // Admin-only actions.
         expectError(await api.https('POST', '/v1/projects', { token: tok, body: { name: 'sneaky' } }), 'forbidden');
         expectError(await api.https('GET', '/v1/hosts', { token: tok }), 'forbidden');
+        expectError(await api.https('POST', '/v1/hosts/join-tokens', { token: tok }), 'forbidden');
+        const join = await api.https('POST', '/v1/hosts/join-tokens'); // admin, no body at all
+        expect(join.status).toBe(201);
+        expect(join.body.token).toMatch(/^floejoin_/);
         expectError(await api.https('GET', `/v1/hosts/${smallHost}`, { token: tok }), 'forbidden');
         expectError(await api.https('POST', '/v1/tokens', { token: tok, body: { name: 'escalate', admin: true } }), 'forbidden');
         expectError(await api.https('POST', '/v1/machine-types', { token: tok, body: { name: 'mine', vcpus: 1, memory_mib: 128 } }), 'forbidden');

@@ -1,5 +1,12 @@
-import { FloeError, type ErrorBody } from '@floe/api';
+import { FloeError, LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN, NAME_PATTERN, type ErrorBody } from '@floe/api';
 import type { FastifyError, FastifyInstance } from 'fastify';
+
+/** Plain words for the patterns of the API schemas, instead of the regular expression. */
+const PATTERN_WORDS: Record<string, string> = {
+  [NAME_PATTERN]: 'must be a DNS label: lower-case letters, digits and "-", 1 to 63 characters, starting and ending with a letter or digit',
+  [LABEL_KEY_PATTERN]: 'must be a label key: [prefix/]name of letters, digits, "-", "_" and "."',
+  [LABEL_VALUE_PATTERN]: 'must be a label value: up to 63 letters, digits, "-", "_" and "."',
+};
 
 /** Turn a Fastify validation error into the field it is about. */
 function fieldOf(err: FastifyError): string {
@@ -7,7 +14,8 @@ function fieldOf(err: FastifyError): string {
   if (!first) return 'body';
   const missing = (first.params as { missingProperty?: string; additionalProperty?: string } | undefined);
   const base = first.instancePath.replace(/^\//, '').replace(/\//g, '.');
-  const leaf = missing?.missingProperty ?? missing?.additionalProperty;
+  // A bad key of a map (labels) is named by ajv as `propertyName`.
+  const leaf = missing?.missingProperty ?? missing?.additionalProperty ?? (first as { propertyName?: string }).propertyName;
   if (leaf) return base ? `${base}.${leaf}` : leaf;
   return base || (err.validationContext ?? 'body');
 }
@@ -20,7 +28,10 @@ export function toEnvelope(err: unknown): { status: number; body: { error: Error
     const field = fieldOf(fe);
     const first = fe.validation[0];
     const params = first?.params as { additionalProperty?: string } | undefined;
-    const why = params?.additionalProperty ? 'is not a known field' : (first?.message ?? 'is invalid');
+    const pattern = (first?.params as { pattern?: string } | undefined)?.pattern;
+    const why = params?.additionalProperty
+      ? 'is not a known field'
+      : (pattern !== undefined ? PATTERN_WORDS[pattern] : undefined) ?? first?.message ?? 'is invalid';
     const e = new FloeError('validation_failed', `${field} ${why}`, { field, location: fe.validationContext ?? 'body' });
     return { status: 400, body: { error: e.toBody() }, internal: false };
   }

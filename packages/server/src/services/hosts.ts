@@ -164,6 +164,11 @@ export class HostService {
     return { ...newBase('host', name, {}, {}), spec: toJson({ schedulable: true }), state: 'pending', facts: null, connected_at: null, last_heartbeat_at: null, cert_serial: null, connected_to: null };
   }
 
+  /** Record a newly issued agent certificate; older ones stop being accepted. */
+  async setCertSerial(hostId: string, serial: string): Promise<void> {
+    await this.ctx.store.db.updateTable('hosts').set({ cert_serial: serial, updated_at: nowIso() }).where('id', '=', hostId).execute();
+  }
+
   /** The row for an agent's certificate, or null when the host is gone. */
   async forAgent(hostId: string): Promise<HostsTable | null> {
     return (await this.ctx.store.db.selectFrom('hosts').selectAll().where('id', '=', hostId).executeTakeFirst()) ?? null;

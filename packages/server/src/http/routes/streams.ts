@@ -115,8 +115,8 @@ export function streamRoutes(app: FastifyInstance, s: Services): void {
       throw new FloeError('validation_failed', 'the agent link is a WebSocket; upgrade the connection', { field: 'upgrade' });
     },
     wsHandler: (socket, req) => {
-      const cn = String((req.raw.socket as TLSSocket).getPeerCertificate().subject.CN);
-      void s.hub.accept(socket, cn);
+      const cert = (req.raw.socket as TLSSocket).getPeerCertificate();
+      void s.hub.accept(socket, String(cert.subject.CN), String(cert.serialNumber ?? ''));
     },
   });
 }

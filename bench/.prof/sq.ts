@@ -1,0 +1,28 @@
+import { storeTargetsFor } from '../../packages/server/src/db/testing.js';
+import BetterSqlite3 from 'better-sqlite3';
+import { newId } from '../../packages/server/src/ids.js';
+const t = storeTargetsFor(process.env).find((x) => x.name === 'sqlite')!;
+const store = await t.open();
+const path = (store.options as any).sqlitePath;
+await store.db.insertInto('projects').values({ id: newId('project'), name: 'default', labels: '{}', metadata: '{}', revision: 1, created_at: 'x', updated_at: 'x', description: '' } as any).execute();
+const db = new BetterSqlite3(path);
+db.pragma('journal_mode = WAL');
+const id = newId('instance');
+db.prepare(`insert into instances (id,name,labels,metadata,revision,created_at,updated_at,project,spec,status,host_id,image_id,state,vcpus,memory_mib,deleting,generation,restart_generation,force_stop) values (?,?,?,?,1,'a','a','default','{}','{}',null,'img','running',1,256,0,1,0,0)`).run(id, 'vm', '{}', '{}');
+const sqlText = 'select * from "instances" where "id" = ? limit ?';
+let t0 = performance.now();
+for (let i = 0; i < 20000; i++) db.prepare(sqlText).all(id, 2);
+console.log('prepare+all µs', ((performance.now() - t0) / 20000 * 1000).toFixed(1));
+const st = db.prepare(sqlText);
+t0 = performance.now();
+for (let i = 0; i < 20000; i++) st.all(id, 2);
+console.log('all µs', ((performance.now() - t0) / 20000 * 1000).toFixed(1));
+t0 = performance.now();
+for (let i = 0; i < 20000; i++) db.prepare(sqlText);
+console.log('prepare µs', ((performance.now() - t0) / 20000 * 1000).toFixed(1));
+console.log(db.prepare('explain query plan ' + sqlText).all(id, 2));
+// through kysely
+t0 = performance.now();
+for (let i = 0; i < 20000; i++) await store.db.selectFrom('instances').selectAll().where('id', '=', id).limit(2).execute();
+console.log('kysely µs', ((performance.now() - t0) / 20000 * 1000).toFixed(1));
+db.close(); await store.close();

@@ -1,0 +1,274 @@
+/**
+ * The API benchmark (`npm run bench:api`). For SQLite and PostgreSQL it
+ * measures, against baselines taken in this same process and run:
+ *   1. authenticated GET /v1/instances/{id} throughput, as a ratio to a bare
+ *      Fastify hello-world on the same transport (HTTPS, same CA, keep-alive);
+ *   2. POST /v1/instances throughput with a real agent (fake VM driver) over
+ *      mutual TLS, and how long until every create operation succeeded;
+ *   3. latency of GET /v1/instances?limit=100 pages out of 10,000 instances.
+ * The load generator and the agent run in worker threads, so neither shares
+ * the control plane's event loop. Benchmarks report; they never fail on times.
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import Fastify from 'fastify';
+import { sql } from 'kysely';
+import type { Event, Operation } from '@floe/api';
+import { FloeClient } from '@floe/client';
+import { certificateSerial, issueClientCert } from '../packages/server/src/ca/index.js';
+import { transaction } from '../packages/server/src/db/index.js';
+import { storeTargetsFor, type StoreTarget } from '../packages/server/src/db/testing.js';
+import { newId } from '../packages/server/src/ids.js';
+import { startTestControlPlane, type TestControlPlane } from '../packages/server/src/testing.js';
+import type { AgentJob, AgentWorkerData } from './agent-worker.js';
+import type { CreatesResult, LoadJob, RateResult, Target, WalkResult } from './load-worker.js';
+import { fmt, percentile, sorted, table } from './report.js';
+import { BenchWorker, epochMs } from './worker.js';
+
+const CONNECTIONS = 32;
+const WARMUP_MS = 1_000;
+const DURATION_MS = Number(process.env.FLOE_BENCH_SECONDS ?? 5) * 1000;
+const CREATES = 500;
+const CREATE_CONCURRENCY = 16;
+const TOTAL_INSTANCES = 10_000;
+const LIST_REQUESTS = 200;
+const LIST_LIMIT = 100;
+/** What the agent reports instead of this machine's size, so the host has room for every create. */
+const AGENT_CPUS = 256;
+const AGENT_MEMORY_MIB = 256 * 1024;
+
+const GET_TARGET = 0.5;
+const LIST_P50_TARGET_MS = 20;
+
+/** Everything measured on one store. */
+interface StoreResult {
+  name: string;
+  version: string;
+  bare: RateResult;
+  get: RateResult;
+  creates: CreatesResult;
+  /** Seconds from the first create sent until the last create operation succeeded; null if some never did. */
+  allSucceededS: number | null;
+  succeeded: number;
+  failed: number;
+  running: number;
+  list: WalkResult;
+}
+
+const log = (line: string) => process.stdout.write(`${line}\n`);
+
+async function until<T>(check: () => Promise<T | false | undefined> | T | false | undefined, what: string, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== false && v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Register a host and write an agent data directory for it, as `floed init` does for the local host. */
+async function prepareAgent(cp: TestControlPlane, name: string): Promise<{ hostId: string; dataDir: string }> {
+  let certPem = '';
+  let keyPem = '';
+  const { id } = await cp.app.services.hosts.ensureLocal(name, async (hostId) => {
+    const cert = await issueClientCert(cp.ca, { commonName: hostId });
+    certPem = cert.certPem;
+    keyPem = cert.keyPem;
+    return { serial: certificateSerial(cert.certPem) };
+  });
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), `floe-bench-agent-`));
+  await mkdir(dataDir, { recursive: true });
+  await writeFile(path.join(dataDir, 'agent.key'), keyPem, { mode: 0o600 });
+  await writeFile(path.join(dataDir, 'agent.crt'), certPem);
+  await writeFile(path.join(dataDir, 'ca.crt'), cp.ca.certPem);
+  await writeFile(path.join(dataDir, 'agent.json'), JSON.stringify({ server: cp.url, host_id: id, host_name: name }));
+  return { hostId: id, dataDir };
+}
+
+/** The baseline: Fastify answering `{"hello":"world"}` with the control plane's TLS material and options. */
+async function startBareFastify(cp: TestControlPlane): Promise<{ url: string; close: () => Promise<void> }> {
+  const app = Fastify({
+    logger: false,
+    https: { key: cp.pki.server.keyPem, cert: cp.pki.server.certPem, ca: [cp.pki.caPem], requestCert: true, rejectUnauthorized: false },
+    forceCloseConnections: true,
+  });
+  app.get('/', async () => ({ hello: 'world' }));
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as AddressInfo;
+  return { url: `https://127.0.0.1:${port}`, close: () => app.close() };
+}
+
+/** Copy one real instance row `count` times under new ids and names: valid rows, seeded without the API's per-row cost. */
+async function seedInstances(cp: TestControlPlane, templateName: string, count: number): Promise<void> {
+  const db = cp.store.db;
+  const template = await db.selectFrom('instances').selectAll().where('name', '=', templateName).executeTakeFirstOrThrow();
+  const BATCH = 500;
+  await transaction(cp.store, async (trx) => {
+    for (let done = 0; done < count; done += BATCH) {
+      const rows = Array.from({ length: Math.min(BATCH, count - done) }, (_, i) => ({
+        ...template,
+        id: newId('instance'),
+        name: `seed-${String(done + i).padStart(5, '0')}`,
+      }));
+      await trx.insertInto('instances').values(rows).execute();
+    }
+  });
+  // What autovacuum would soon do after a bulk load; SQLite plans from its indexes alone.
+  if (cp.store.dialect === 'postgres') await sql`analyze instances`.execute(db);
+}
+
+async function databaseVersion(cp: TestControlPlane): Promise<string> {
+  if (cp.store.dialect === 'postgres') {
+    const { rows } = await sql<{ v: string }>`show server_version`.execute(cp.store.db);
+    return `PostgreSQL ${rows[0]!.v}`;
+  }
+  const { rows } = await sql<{ v: string }>`select sqlite_version() as v`.execute(cp.store.db);
+  return `SQLite ${rows[0]!.v}`;
+}
+
+async function benchStore(target: StoreTarget, load: BenchWorker<LoadJob>): Promise<StoreResult> {
+  const tag = `[${target.name}]`;
+  const cp = await startTestControlPlane(await target.open(), { FLOE_LOG_LEVEL: 'error' });
+  let agentDir: string | null = null;
+  let agent: BenchWorker<AgentJob> | null = null;
+  try {
+    const version = await databaseVersion(cp);
+    log(`${tag} ${version}; control plane at ${cp.url}`);
+    const client = new FloeClient({ url: cp.url, token: cp.adminToken, ca: cp.ca.certPem });
+    const floe: Target = { origin: cp.url, ca: cp.ca.certPem, headers: { authorization: `Bearer ${cp.adminToken}` } };
+
+    // ---- 2. creates through a real agent
+    const prepared = await prepareAgent(cp, 'bench-host');
+    agentDir = prepared.dataDir;
+    agent = new BenchWorker<AgentJob>(new URL('./agent-worker.ts', import.meta.url), {
+      dataDir: prepared.dataDir, server: cp.url, cpus: AGENT_CPUS, memoryMib: AGENT_MEMORY_MIB,
+    } satisfies AgentWorkerData);
+    await agent.call({ kind: 'start' });
+    await until(async () => (await client.hosts.get(prepared.hostId)).status.state === 'online', 'the agent to connect', 20_000);
+    await client.images.create({ name: 'bench' });
+
+    const finished = new Map<string, { status: string; at: number }>();
+    const unsubscribe = cp.app.services.bus.subscribe((e: Event) => {
+      if (e.kind !== 'operation') return;
+      const op = e.data.operation as Operation | undefined;
+      if (op && (op.status === 'succeeded' || op.status === 'failed' || op.status === 'cancelled')) finished.set(op.id, { status: op.status, at: epochMs() });
+    });
+    const creates = await load.call<CreatesResult>({
+      kind: 'creates', target: floe, count: CREATES, concurrency: CREATE_CONCURRENCY, namePrefix: 'bench-', image: 'bench', machineType: 'nano',
+    });
+    let allSucceededS: number | null = null;
+    try {
+      await until(() => creates.operationIds.every((id) => finished.has(id)), 'every create operation to end', 120_000);
+    } catch (err) {
+      log(`${tag} ${(err as Error).message}`);
+    }
+    unsubscribe();
+    const ends = creates.operationIds.map((id) => finished.get(id));
+    const succeeded = ends.filter((e) => e?.status === 'succeeded').length;
+    const failed = ends.filter((e) => e !== undefined && e.status !== 'succeeded').length;
+    if (succeeded === CREATES) allSucceededS = (Math.max(...ends.map((e) => e!.at)) - creates.startedAt) / 1000;
+    const running = await agent.call<number>({ kind: 'count' });
+    const createS = (creates.endedAt - creates.startedAt) / 1000;
+    log(`${tag} POST /v1/instances x${CREATES} (c=${CREATE_CONCURRENCY}): ${JSON.stringify(creates.statuses)} in ${createS.toFixed(2)} s = ${fmt(CREATES / createS)} req/s; ` +
+      `operations succeeded ${succeeded}, failed ${failed}, all succeeded after ${fmt(allSucceededS, 2)} s; the agent runs ${running} fake VMs`);
+    if (creates.firstError) log(`${tag} first create error: ${creates.firstError}`);
+    await agent.call({ kind: 'stop' });
+    await agent.close();
+    agent = null;
+
+    // ---- seed to 10,000 instances
+    const seedStart = performance.now();
+    const existing = Number((await cp.store.db.selectFrom('instances').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+    await seedInstances(cp, 'bench-00000', TOTAL_INSTANCES - existing);
+    log(`${tag} seeded ${TOTAL_INSTANCES - existing} instances (copies of a created one) in ${((performance.now() - seedStart) / 1000).toFixed(2)} s`);
+
+    // ---- 1. GET one instance vs bare Fastify, same transport and load
+    const instance = await client.instances.get('bench-00000');
+    const bareServer = await startBareFastify(cp);
+    let bare: RateResult;
+    try {
+      bare = await load.call<RateResult>({ kind: 'rate', target: { ...floe, origin: bareServer.url }, path: '/', connections: CONNECTIONS, warmupMs: WARMUP_MS, durationMs: DURATION_MS });
+    } finally {
+      await bareServer.close();
+    }
+    const get = await load.call<RateResult>({ kind: 'rate', target: floe, path: `/v1/instances/${instance.id}`, connections: CONNECTIONS, warmupMs: WARMUP_MS, durationMs: DURATION_MS });
+    const rps = (r: RateResult) => r.requests / (r.windowMs / 1000);
+    log(`${tag} bare Fastify GET /: ${fmt(rps(bare))} req/s (p50 ${fmt(percentile(bare.latencies, 0.5), 2)} ms, non-2xx ${bare.non2xx}, errors ${bare.errors})`);
+    log(`${tag} floe GET /v1/instances/{id}: ${fmt(rps(get))} req/s (p50 ${fmt(percentile(get.latencies, 0.5), 2)} ms, non-2xx ${get.non2xx}, errors ${get.errors}) = ${(rps(get) / rps(bare)).toFixed(2)}x bare`);
+
+    // ---- 3. list pages out of 10,000
+    const list = await load.call<WalkResult>({ kind: 'walk', target: floe, path: `/v1/instances?limit=${LIST_LIMIT}`, requests: LIST_REQUESTS });
+    const lat = sorted(list.latencies);
+    const deep = sorted(list.latencies.filter((_, i) => list.pages[i]! >= 90));
+    log(`${tag} GET /v1/instances?limit=${LIST_LIMIT} x${LIST_REQUESTS}: p50 ${fmt(percentile(lat, 0.5), 2)} ms, p95 ${fmt(percentile(lat, 0.95), 2)} ms, ` +
+      `first page ${fmt(list.latencies[0], 2)} ms, pages 90-99 p50 ${fmt(percentile(deep, 0.5), 2)} ms; items per full walk ${JSON.stringify(list.itemsPerWalk)}, non-2xx ${list.non2xx}`);
+    await client.close();
+    return { name: target.name, version, bare, get, creates, allSucceededS, succeeded, failed, running, list };
+  } finally {
+    if (agent) await agent.close();
+    await cp.close();
+    if (agentDir) await rm(agentDir, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const cpus = os.cpus();
+  log(`floe API benchmark — ${cpus.length} CPU(s) (${cpus[0]?.model ?? 'unknown'}), ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Node.js ${process.version}, ${os.platform()} ${os.release()}`);
+  log(`GET: ${CONNECTIONS} keep-alive HTTPS connections, ${WARMUP_MS / 1000} s warm-up + ${DURATION_MS / 1000} s measured; creates: ${CREATES} at concurrency ${CREATE_CONCURRENCY}; ` +
+    `list: ${LIST_REQUESTS} sequential pages of ${LIST_LIMIT} out of ${TOTAL_INSTANCES.toLocaleString('en')} instances`);
+  log(`The load generator and the agent run in worker threads of this process. The agent is a real floe Agent (mutual TLS link, reconciler) ` +
+    `with the in-memory fake VM driver; it reports ${AGENT_CPUS} CPUs and ${AGENT_MEMORY_MIB / 1024} GiB instead of this machine's ${cpus.length} CPUs and ` +
+    `${Math.round(os.totalmem() / 2 ** 30)} GiB, so the host has room for every create (overcommit settings are the defaults; placement still checks capacity).`);
+  log('');
+
+  const wanted = new Set((process.env.FLOE_BENCH_STORES ?? 'sqlite,postgres').split(',').map((s) => s.trim()));
+  const load = new BenchWorker<LoadJob>(new URL('./load-worker.ts', import.meta.url));
+  const results = new Map<string, StoreResult | string>();
+  const started = performance.now();
+  try {
+    for (const target of storeTargetsFor(process.env)) {
+      if (!wanted.has(target.name)) continue;
+      if (target.skip !== null) {
+        log(`[${target.name}] skipped: ${target.skip}`);
+        results.set(target.name, 'skipped');
+        continue;
+      }
+      try {
+        results.set(target.name, await benchStore(target, load));
+      } catch (err) {
+        log(`[${target.name}] failed: ${(err as Error).stack ?? String(err)}`);
+        results.set(target.name, 'failed');
+        process.exitCode = 1;
+      }
+      log('');
+    }
+  } finally {
+    await load.close();
+  }
+
+  const names = ['sqlite', 'postgres'].filter((n) => results.has(n));
+  const cell = (name: string, f: (r: StoreResult) => string) => {
+    const r = results.get(name);
+    return typeof r === 'string' || r === undefined ? (r ?? '—') : f(r);
+  };
+  const rps = (r: RateResult) => r.requests / (r.windowMs / 1000);
+  const ratio = (r: StoreResult) => rps(r.get) / rps(r.bare);
+  const p50 = (r: StoreResult) => percentile(sorted(r.list.latencies), 0.5);
+  const met = (f: (r: StoreResult) => boolean) => names.map((n) => `${n} ${cell(n, (r) => (f(r) ? 'yes' : 'NO'))}`).join(', ');
+  const rows: string[][] = [
+    ['bare Fastify GET / (req/s, baseline)', ...names.map((n) => cell(n, (r) => fmt(rps(r.bare)))), 'baseline', ''],
+    ['GET /v1/instances/{id} (req/s)', ...names.map((n) => cell(n, (r) => fmt(rps(r.get)))), '', ''],
+    ['GET ratio to bare Fastify', ...names.map((n) => cell(n, (r) => `${ratio(r).toFixed(2)}x`)), `>= ${GET_TARGET.toFixed(2)}x`, met((r) => ratio(r) >= GET_TARGET)],
+    [`POST /v1/instances (req/s, c=${CREATE_CONCURRENCY})`, ...names.map((n) => cell(n, (r) => fmt(CREATES / ((r.creates.endedAt - r.creates.startedAt) / 1000)))), 'reported', ''],
+    [`all ${CREATES} create operations succeeded (s)`, ...names.map((n) => cell(n, (r) => (r.allSucceededS === null ? `${r.succeeded}/${CREATES} only` : fmt(r.allSucceededS, 2)))), 'reported', ''],
+    [`list ?limit=${LIST_LIMIT} of 10k, p50 (ms)`, ...names.map((n) => cell(n, (r) => fmt(p50(r), 2))), `<= ${LIST_P50_TARGET_MS} ms`, met((r) => p50(r) <= LIST_P50_TARGET_MS)],
+    [`list ?limit=${LIST_LIMIT} of 10k, p95 (ms)`, ...names.map((n) => cell(n, (r) => fmt(percentile(sorted(r.list.latencies), 0.95), 2))), 'reported', ''],
+  ];
+  log(`Summary (${cpus.length} CPU(s), Node.js ${process.version}; whole run ${((performance.now() - started) / 1000).toFixed(0)} s)`);
+  log(table(['metric', ...names, 'target', 'met?'], rows));
+}
+
+await main();

@@ -1,0 +1,70 @@
+import { Worker } from 'node:worker_threads';
+
+/** A request to a bench worker and the id its answer carries. */
+interface Envelope<T> {
+  id: number;
+  job: T;
+}
+
+/** A worker's answer to one job. */
+type Answer = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: string };
+
+/**
+ * A worker thread running a TypeScript module, with request/answer calls. The
+ * module listens on `parentPort` (see `serveJobs`). Workers do not inherit the
+ * `--import tsx` hook, so the module is loaded through tsx's API explicitly.
+ */
+export class BenchWorker<Job> {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private nextId = 1;
+
+  constructor(moduleUrl: URL, workerData: unknown = null) {
+    const tsxApi = import.meta.resolve('tsx/esm/api');
+    const code = `import(${JSON.stringify(tsxApi)}).then(({ tsImport }) => tsImport(${JSON.stringify(moduleUrl.href)}, ${JSON.stringify(import.meta.url)}))`;
+    this.worker = new Worker(code, { eval: true, workerData });
+    this.worker.on('message', (a: Answer) => {
+      const p = this.pending.get(a.id);
+      if (!p) return;
+      this.pending.delete(a.id);
+      if (a.ok) p.resolve(a.result);
+      else p.reject(new Error(a.error));
+    });
+    this.worker.on('error', (err) => this.failAll(err));
+    this.worker.on('exit', (code) => this.failAll(new Error(`bench worker exited with code ${code}`)));
+  }
+
+  /** Run one job in the worker and wait for its result. */
+  call<R>(job: Job): Promise<R> {
+    const id = this.nextId++;
+    return new Promise<R>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.worker.postMessage({ id, job } satisfies Envelope<Job>);
+    });
+  }
+
+  /** Stop the thread. */
+  async close(): Promise<void> {
+    await this.worker.terminate();
+  }
+
+  private failAll(err: Error): void {
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+}
+
+/** Inside a worker: answer each job posted by `BenchWorker.call` with `handle`'s result. */
+export function serveJobs<Job>(port: import('node:worker_threads').MessagePort, handle: (job: Job) => Promise<unknown>): void {
+  port.on('message', (msg: Envelope<Job>) => {
+    handle(msg.job).then(
+      (result) => port.postMessage({ id: msg.id, ok: true, result } satisfies Answer),
+      (err: unknown) => port.postMessage({ id: msg.id, ok: false, error: err instanceof Error ? (err.stack ?? err.message) : String(err) } satisfies Answer),
+    );
+  });
+}
+
+/** Epoch milliseconds with sub-millisecond precision, comparable across threads. */
+export function epochMs(): number {
+  return performance.timeOrigin + performance.now();
+}
