@@ -8,6 +8,15 @@ import type { HostFacts, InstanceSpec, InstanceState } from './resources.js';
  */
 export const AGENT_PROTOCOL_VERSION = 1;
 
+/** The base image of an instance, as the agent needs it to fetch and cache the file. */
+export interface DesiredImage {
+  id: string;
+  name: string;
+  /** sha256 of the stored qcow2 file; null when the image is a record without a file. */
+  sha256: string | null;
+  size_bytes: number | null;
+}
+
 /** Everything the agent must make true for one instance. */
 export interface DesiredInstance {
   id: string;
@@ -16,6 +25,8 @@ export interface DesiredInstance {
   /** Instance revision this desired state was taken from. */
   revision: number;
   spec: InstanceSpec;
+  /** The base image; the agent fetches it from `GET /v1/agent/images/{id}` (mTLS) and caches it by sha256. */
+  image: DesiredImage | null;
   /** True once the user deleted it: the agent tears it down and reports `deleted`. */
   deleting: boolean;
   /** Bumped by every start/stop/restart request; operations wait for the agent to observe it. */
@@ -41,19 +52,40 @@ export interface ObservedInstance {
   stopped_at: string | null;
 }
 
+/**
+ * Streams multiplexed on the link (console, logs) are named by a `channel` the
+ * control plane picks (unique per link). Bytes travel base64-encoded.
+ * Requests with one answer (stats) carry a `request_id`.
+ */
+export type ChannelId = string;
+
 /** Agent → control plane. */
 export type AgentMessage =
   | { type: 'hello'; protocol: number; facts: HostFacts; instances: ObservedInstance[] }
   | { type: 'heartbeat'; time: string }
   | { type: 'status'; instance: ObservedInstance }
-  | { type: 'event'; instance_id: string; event: string; message: string; data?: Record<string, unknown> };
+  | { type: 'event'; instance_id: string; event: string; message: string; data?: Record<string, unknown> }
+  /** Bytes of a console or log channel. */
+  | { type: 'channel.data'; channel: ChannelId; data: string }
+  /** The channel ended (log read done, console closed); `error` when it could not open. */
+  | { type: 'channel.closed'; channel: ChannelId; error?: { code: string; message: string } }
+  | { type: 'stats'; request_id: string; instance_id: string; stats?: import('./driver.js').VmStats; error?: { code: string; message: string } };
 
 /** Control plane → agent. */
 export type ControlMessage =
   | { type: 'welcome'; host_id: string; host_name: string; heartbeat_interval_ms: number }
   | { type: 'snapshot'; instances: DesiredInstance[] }
   | { type: 'instance'; instance: DesiredInstance }
-  | { type: 'error'; code: string; message: string };
+  | { type: 'error'; code: string; message: string }
+  /** Attach to the serial console of an instance. */
+  | { type: 'console.open'; channel: ChannelId; instance_id: string }
+  /** Read the console history (`tail_bytes` of its end), then keep following when `follow`. */
+  | { type: 'logs.open'; channel: ChannelId; instance_id: string; tail_bytes?: number; follow: boolean }
+  /** Keystrokes for a console channel. */
+  | { type: 'channel.data'; channel: ChannelId; data: string }
+  /** Close a console or log channel. */
+  | { type: 'channel.close'; channel: ChannelId }
+  | { type: 'stats.get'; request_id: string; instance_id: string };
 
 /** WebSocket close codes the control plane uses on the agent link. */
 export const AGENT_CLOSE = {

@@ -1,5 +1,39 @@
 import type { DesiredInstance, ObservedInstance } from './agent-protocol.js';
 
+/** Host-side inputs for creating a VM, prepared by the agent before it calls the driver. */
+export interface VmCreateContext {
+  /** Local path of the instance's base image (qcow2, cached by sha256), or null when the image has no file. */
+  imagePath: string | null;
+}
+
+/** Counters of one running VM. Null where the driver cannot tell. */
+export interface VmStats {
+  /** When the counters were read (ISO 8601). */
+  at: string;
+  /** CPU time used by the VM since it started, in nanoseconds. */
+  cpu_time_ns: number | null;
+  /** Memory the VM uses on the host (resident), in bytes. */
+  memory_bytes: number | null;
+  /** Memory the guest was given, in bytes. */
+  memory_assigned_bytes: number | null;
+  disk_read_bytes: number | null;
+  disk_write_bytes: number | null;
+  net_rx_bytes: number | null;
+  net_tx_bytes: number | null;
+}
+
+/** An interactive serial console: bytes both ways until either side closes. */
+export interface ConsoleStream {
+  /** Send keystrokes to the guest. */
+  write(data: Buffer): void;
+  /** Output from the guest; returns an unsubscribe function. */
+  onData(listener: (data: Buffer) => void): () => void;
+  /** Called once when the console closes (VM stopped, driver closed, or close()). */
+  onClose(listener: (reason: string) => void): () => void;
+  /** Close this console session; the VM is not affected. */
+  close(): void;
+}
+
 /** One VM as a driver sees it on its host. */
 export interface VmInfo {
   id: string;
@@ -31,7 +65,7 @@ export interface VmDriver {
   /** VMs that exist on this host (running or stopped), found again after an agent restart. */
   list(): Promise<VmInfo[]>;
   /** Create the VM's disk and runtime files; does not start it. Idempotent. */
-  create(vm: DesiredInstance): Promise<void>;
+  create(vm: DesiredInstance, ctx?: VmCreateContext): Promise<void>;
   /** Start a created VM. Idempotent. */
   start(id: string): Promise<VmInfo>;
   /** Stop a VM: graceful unless `force`, killing it after `timeoutMs`. Idempotent. */
@@ -40,6 +74,14 @@ export interface VmDriver {
   destroy(id: string): Promise<void>;
   /** Current state of one VM, or null when it does not exist. */
   inspect(id: string): Promise<VmInfo | null>;
+  /** The console history (bounded, kept across agent restarts), oldest first; at most `tailBytes` of its end. */
+  readLog(id: string, opts?: { tailBytes?: number }): Promise<Buffer>;
+  /** Follow new console output of a VM; returns an unsubscribe function. */
+  followLog(id: string, listener: (data: Buffer) => void): Promise<() => void>;
+  /** Attach to the VM's serial console. Fails with `invalid_state` when the VM is not running. */
+  openConsole(id: string): Promise<ConsoleStream>;
+  /** Counters of a running VM. Fails with `invalid_state` when it is not running. */
+  stats(id: string): Promise<VmStats>;
   /** Register a listener for unsolicited events; returns an unsubscribe function. */
   onEvent(listener: (event: VmDriverEvent) => void): () => void;
   /** Release resources (sockets, timers). VMs keep running. */

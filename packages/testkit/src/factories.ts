@@ -31,6 +31,7 @@ export function desiredInstance(overrides: DesiredInstanceOverrides = {}): Desir
     generation: 1,
     restart_generation: 0,
     force_stop: false,
+    image: null,
     ...top,
     spec: {
       image: 'img_01JB8X0Q3E6M2T9K4V7W5YB1C3',

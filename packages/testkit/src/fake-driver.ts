@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FloeError, type DesiredInstance, type VmDriver, type VmDriverEvent, type VmInfo } from '@floe/api';
+import { FloeError, type ConsoleStream, type DesiredInstance, type VmDriver, type VmDriverEvent, type VmInfo, type VmStats } from '@floe/api';
 
 /** Driver operations a test can make fail. */
 export type FakeDriverOp = 'create' | 'start' | 'stop' | 'destroy';
@@ -42,6 +42,9 @@ export class FakeVmDriver implements VmDriver {
   failOn: FakeVmDriverOptions['failOn'];
   private readonly vms = new Map<string, FakeVm>();
   private readonly listeners = new Set<(event: VmDriverEvent) => void>();
+  /** Simulated serial output per VM (in memory, bounded) and who follows it. */
+  private readonly logs = new Map<string, Buffer>();
+  private readonly followers = new Map<string, Set<(data: Buffer) => void>>();
   private readonly file: string | null;
   private nextPid = 40_000 + Math.floor(Math.random() * 10_000);
   private closed = false;
@@ -77,6 +80,7 @@ export class FakeVmDriver implements VmDriver {
       current.started_at = new Date().toISOString();
       current.pid = this.nextPid++;
       this.save();
+      this.console(id, `fake VM ${current.name} started\r\nFLOE-FAKE READY ${current.name}\r\n`);
     }
     return this.info(current);
   }
@@ -92,6 +96,8 @@ export class FakeVmDriver implements VmDriver {
 
   async destroy(id: string): Promise<void> {
     this.enter('destroy', id);
+    this.logs.delete(id);
+    this.followers.delete(id);
     if (this.vms.delete(id)) this.save();
   }
 
@@ -136,6 +142,64 @@ export class FakeVmDriver implements VmDriver {
     const vm = this.vms.get(id);
     if (vm === undefined) throw new FloeError('instance_not_found', `fake driver: no VM ${id}`);
     return vm;
+  }
+
+  async readLog(id: string, opts: { tailBytes?: number } = {}): Promise<Buffer> {
+    this.enter('readLog');
+    this.get(id);
+    const log = this.logs.get(id) ?? Buffer.alloc(0);
+    return opts.tailBytes !== undefined && log.length > opts.tailBytes ? log.subarray(log.length - opts.tailBytes) : log;
+  }
+
+  async followLog(id: string, listener: (data: Buffer) => void): Promise<() => void> {
+    this.enter('followLog');
+    this.get(id);
+    const set = this.followers.get(id) ?? new Set();
+    this.followers.set(id, set);
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  /** A console that echoes what is typed, as a line-mode shell would. */
+  async openConsole(id: string): Promise<ConsoleStream> {
+    this.enter('openConsole');
+    const vm = this.get(id);
+    if (vm.state !== 'running') throw new FloeError('invalid_state', `VM ${vm.name} is not running`);
+    const data = new Set<(d: Buffer) => void>();
+    const closers = new Set<(reason: string) => void>();
+    const unfollow = await this.followLog(id, (d) => { for (const l of data) l(d); });
+    let open = true;
+    return {
+      write: (d) => { if (open) this.console(id, d.toString('utf8')); },
+      onData: (l) => { data.add(l); return () => data.delete(l); },
+      onClose: (l) => { closers.add(l); return () => closers.delete(l); },
+      close: () => {
+        if (!open) return;
+        open = false;
+        unfollow();
+        for (const l of closers) l('closed');
+      },
+    };
+  }
+
+  /** Counters that grow with the time the VM has run. */
+  async stats(id: string): Promise<VmStats> {
+    this.enter('stats');
+    const vm = this.get(id);
+    if (vm.state !== 'running' || vm.started_at === null) throw new FloeError('invalid_state', `VM ${vm.name} is not running`);
+    const ms = Date.now() - Date.parse(vm.started_at);
+    return {
+      at: new Date().toISOString(), cpu_time_ns: ms * 10_000, memory_bytes: 64 * 1024 * 1024, memory_assigned_bytes: 256 * 1024 * 1024,
+      disk_read_bytes: ms * 100, disk_write_bytes: ms * 10, net_rx_bytes: 0, net_tx_bytes: 0,
+    };
+  }
+
+  /** Append simulated console output and hand it to followers. */
+  private console(id: string, text: string): void {
+    const chunk = Buffer.from(text, 'utf8');
+    const log = Buffer.concat([this.logs.get(id) ?? Buffer.alloc(0), chunk]);
+    this.logs.set(id, log.length > 64 * 1024 ? log.subarray(log.length - 64 * 1024) : log);
+    for (const l of this.followers.get(id) ?? []) l(chunk);
   }
 
   private markStopped(vm: FakeVm, reason: string | null): void {

@@ -1,6 +1,6 @@
 import {
   FloeError, USER_DATA_MAX_BYTES, type DesiredInstance, type HistoryEntry, type Instance, type InstanceCreate, type InstancePatch, type InstanceSpec,
-  type InstanceStatus, type ObservedInstance, type Operation, type PageOf,
+  type InstanceStatus, type ObservedInstance, type Operation, type PageOf, type DesiredImage,
 } from '@floe/api';
 import { fromJson, isUniqueViolation, nowIso, toJson, transaction } from '../db/index.js';
 import type { InstancesTable, OperationsTable } from '../db/schema.js';
@@ -20,14 +20,15 @@ export function instanceFromRow(row: InstancesTable): Instance {
   return { ...baseFields(row), project: row.project, spec: fromJson<InstanceSpec>(row.spec), status: fromJson<InstanceStatus>(row.status) };
 }
 
-/** Row → what the agent must make true. */
-export function desiredFromRow(row: InstancesTable): DesiredInstance {
+/** Row (and its image) → what the agent must make true. */
+export function desiredFromRow(row: InstancesTable, image: DesiredImage | null = null): DesiredInstance {
   return {
     id: row.id,
     name: row.name,
     project: row.project,
     revision: Number(row.revision),
     spec: fromJson<InstanceSpec>(row.spec),
+    image,
     deleting: row.deleting === 1,
     generation: Number(row.generation),
     restart_generation: Number(row.restart_generation),
@@ -255,13 +256,26 @@ export class InstanceService {
   /** Everything placed on a host, for the snapshot an agent gets on connect. */
   async desiredForHost(hostId: string): Promise<DesiredInstance[]> {
     const rows = await this.ctx.store.db.selectFrom('instances').selectAll().where('host_id', '=', hostId).orderBy('id').execute();
-    return rows.map(desiredFromRow);
+    const images = await this.desiredImages(rows.map((r) => r.image_id));
+    return rows.map((r) => desiredFromRow(r, images.get(r.image_id) ?? null));
   }
 
   /** The desired state of one instance, or null when it is gone. */
   async desiredOne(id: string): Promise<DesiredInstance | null> {
     const row = await this.ctx.store.db.selectFrom('instances').selectAll().where('id', '=', id).executeTakeFirst();
-    return row ? desiredFromRow(row) : null;
+    if (!row) return null;
+    return desiredFromRow(row, (await this.desiredImages([row.image_id])).get(row.image_id) ?? null);
+  }
+
+  /** What agents need to know of images to fetch and cache their files. */
+  private async desiredImages(ids: string[]): Promise<Map<string, DesiredImage>> {
+    const unique = [...new Set(ids)];
+    if (unique.length === 0) return new Map();
+    const rows = await this.ctx.store.db.selectFrom('images').select(['id', 'name', 'status']).where('id', 'in', unique).execute();
+    return new Map(rows.map((r) => {
+      const status = fromJson<{ sha256: string | null; size_bytes: number | null }>(r.status);
+      return [r.id, { id: r.id, name: r.name, sha256: status.sha256, size_bytes: status.size_bytes }];
+    }));
   }
 
   /** Pending operations for instances on a host become running once the agent has their desired state. */
