@@ -7,6 +7,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions
 import type { Config } from './config.js';
 import type { Store } from './db/index.js';
 import { AgentHub } from './agent-hub.js';
+import { openCluster, type Cluster } from './cluster.js';
 import { installErrorHandlers } from './http/errors.js';
 import { installIdempotency } from './http/idempotency.js';
 import { computeRoutes } from './http/routes/compute.js';
@@ -53,9 +54,9 @@ export interface App {
 }
 
 /** Build the services over a store. */
-export function buildServices(store: Store, config: Config, pki: ControlPki, log: FastifyInstance['log']): Services {
-  const bus = new EventBus(store);
-  const ctx: ServiceContext = { store, config, bus, signals: new SignalBus() };
+export function buildServices(store: Store, config: Config, pki: ControlPki, log: FastifyInstance['log'], cluster?: Cluster): Services {
+  const bus = new EventBus(store, cluster);
+  const ctx: ServiceContext = { store, config, bus, signals: new SignalBus(cluster), cluster: cluster ?? localOnly };
   const projects = new ProjectService(ctx);
   const images = new ImageService(ctx, projects);
   const machineTypes = new MachineTypeService(ctx);
@@ -65,6 +66,9 @@ export function buildServices(store: Store, config: Config, pki: ControlPki, log
   const hub = new AgentHub(ctx, hosts, instances, log);
   return { bus, projects, tokens: new TokenService(ctx), hosts, images, machineTypes, instances, operations, hub, pki };
 }
+
+/** Stand-in for services built without a cluster (init, tools). */
+const localOnly: Cluster = { origin: 'local', publish: async () => undefined, subscribe: () => () => undefined, close: async () => undefined };
 
 /** Create the default project and the builtin machine types if they are missing. */
 export async function seed(services: Services): Promise<void> {
@@ -93,7 +97,8 @@ export async function buildApp(opts: { store: Store; config: Config; pki: Contro
     // Per-request lines are noise at this level; errors are logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),
   }) as unknown as FastifyInstance;
-  const services = buildServices(store, config, pki, http.log);
+  const cluster = await openCluster(store, (err) => http.log.warn({ err }, 'cluster connection error'));
+  const services = buildServices(store, config, pki, http.log, cluster);
   // Bodies are JSON and must have the right types ("2" is not a number);
   // query strings and path parameters are text and are converted.
   const ajvFor = (coerce: boolean) => {
@@ -150,6 +155,8 @@ export async function buildApp(opts: { store: Store; config: Config; pki: Contro
       await services.hub.close();
       await http.close();
       await services.bus.idle();
+      services.bus.close();
+      await cluster.close();
     },
   };
 }

@@ -34,14 +34,20 @@ export async function testPki(): Promise<{ ca: Pki; pki: ControlPki }> {
  * Start a control plane on an ephemeral port over `store` (which it closes on
  * close). `env` overrides FLOE_* settings, e.g. a short heartbeat.
  */
-export async function startTestControlPlane(store: Store, env: Record<string, string> = {}): Promise<TestControlPlane> {
+export async function startTestControlPlane(
+  store: Store,
+  env: Record<string, string> = {},
+  /** Share the CA of another control plane (several control planes, one database). */
+  shared?: { ca: Pki; pki: ControlPki },
+): Promise<TestControlPlane> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'floe-cp-'));
   const config = loadConfig({ FLOE_DATA: dataDir, FLOE_LISTEN: '127.0.0.1:0', FLOE_LOG_LEVEL: 'warn', ...env });
-  const { ca, pki } = await testPki();
+  const { ca, pki } = shared ?? (await testPki());
   const app = await buildApp({ store, config, pki, logger: { level: env.FLOE_LOG_LEVEL ?? 'warn' } });
   const { seed } = await import('./app.js');
   await seed(app.services);
-  const adminToken = (await app.services.tokens.bootstrapAdmin())!;
+  // With a shared database the first control plane made the admin token; others get ''.
+  const adminToken = (await app.services.tokens.bootstrapAdmin()) ?? '';
   await app.http.listen({ host: '127.0.0.1', port: 0 });
   const port = (app.http.server.address() as AddressInfo).port;
   const url = `${config.tls ? 'https' : 'http'}://127.0.0.1:${port}`;

@@ -38,6 +38,8 @@ export type Dialect = 'sqlite' | 'postgres';
 export interface Store {
   db: Kysely<Database>;
   dialect: Dialect;
+  /** The PostgreSQL URL (for LISTEN connections); absent for SQLite. */
+  url?: string;
   close(): Promise<void>;
 }
 
@@ -75,7 +77,7 @@ function openPostgres(url: string, onError: ((err: Error) => void) | undefined):
   // An idle client that loses its connection emits on the pool; unhandled, that would end the process.
   pool.on('error', (err) => onError?.(err));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-  return { db, dialect: 'postgres', close: () => db.destroy() };
+  return { db, dialect: 'postgres', url, close: () => db.destroy() };
 }
 
 function openSqlite(path: string | undefined): Store {

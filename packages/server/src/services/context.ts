@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { Cluster } from '../cluster.js';
 import type { Config } from '../config.js';
 import type { Store } from '../db/index.js';
 import type { EventBus } from './events.js';
@@ -21,11 +22,33 @@ export interface Signals {
   desired: (instanceId: string, hostId: string) => void;
 }
 
-/** Typed wrapper over EventEmitter for Signals. */
+/**
+ * Typed signals between services and the agent hub. With a cluster, a signal
+ * also reaches the other control planes (the agent may be connected to one of
+ * them), and theirs reach this one.
+ */
 export class SignalBus extends EventEmitter {
-  /** Announce a change. */
+  private readonly unsubscribe: () => void;
+
+  constructor(private readonly cluster?: Cluster) {
+    super();
+    this.unsubscribe = cluster?.subscribe('floe_desired', (p) => {
+      if (typeof p.instance_id === 'string' && typeof p.host_id === 'string') this.emit('desired', p.instance_id, p.host_id);
+    }) ?? (() => undefined);
+  }
+
+  /** Announce a change here and to the other control planes. */
   send<K extends keyof Signals>(name: K, ...args: Parameters<Signals[K]>): void {
     this.emit(name, ...args);
+    if (this.cluster && name === 'desired') {
+      const [instance_id, host_id] = args as [string, string];
+      void this.cluster.publish('floe_desired', { instance_id, host_id }).catch(() => undefined);
+    }
+  }
+
+  /** Stop hearing other control planes. */
+  close(): void {
+    this.unsubscribe();
   }
   /** Listen for a change. */
   listen<K extends keyof Signals>(name: K, fn: Signals[K]): () => void {
@@ -40,4 +63,5 @@ export interface ServiceContext {
   readonly config: Config;
   readonly bus: EventBus;
   readonly signals: SignalBus;
+  readonly cluster: Cluster;
 }

@@ -1,6 +1,7 @@
 import type { Event, EventsQuery } from '@floe/api';
 import { fromJson, toJson, nowIso, type Store } from '../db/index.js';
 import { newId } from '../ids.js';
+import type { Cluster } from '../cluster.js';
 import type { Principal } from './context.js';
 
 /** An event before it is stored (seq, id and time are assigned on publish). */
@@ -61,7 +62,37 @@ export class EventBus {
   /** Publishes run one after another, so seq order is commit order within this process. */
   private tail: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly store: Store) {}
+  private readonly unsubscribeCluster: () => void;
+
+  constructor(private readonly store: Store, private readonly cluster?: Cluster) {
+    // Events stored by other control planes reach this one's subscribers too.
+    this.unsubscribeCluster = cluster?.subscribe('floe_events', (p) => {
+      const seqs = Array.isArray(p.seqs) ? p.seqs.filter((n): n is number => typeof n === 'number') : [];
+      if (seqs.length > 0) void this.deliverRemote(seqs).catch(() => undefined);
+    }) ?? (() => undefined);
+  }
+
+  private async deliverRemote(seqs: number[]): Promise<void> {
+    const rows = await this.store.db.selectFrom('events').selectAll().where('seq', 'in', seqs).orderBy('seq').execute();
+    this.deliver(rows.map((r) => ({ ...r, seq: Number(r.seq), data: fromJson<Record<string, unknown>>(r.data) ?? {} })));
+  }
+
+  private deliver(events: Event[]): void {
+    for (const event of events) {
+      for (const listener of this.listeners) {
+        try {
+          listener(event);
+        } catch {
+          // A broken subscriber must not stop the others.
+        }
+      }
+    }
+  }
+
+  /** Stop hearing other control planes. */
+  close(): void {
+    this.unsubscribeCluster();
+  }
 
   /** Store events and deliver them to subscribers, in order. */
   async publish(...events: NewEvent[]): Promise<Event[]> {
@@ -78,15 +109,8 @@ export class EventBus {
       const inserted = await this.store.db.insertInto('events').values(row).returning('seq').executeTakeFirstOrThrow();
       out.push({ ...row, seq: Number(inserted.seq), data: e.data });
     }
-    for (const event of out) {
-      for (const listener of this.listeners) {
-        try {
-          listener(event);
-        } catch {
-          // A broken subscriber must not stop the others.
-        }
-      }
-    }
+    this.deliver(out);
+    if (this.cluster) await this.cluster.publish('floe_events', { seqs: out.map((e) => e.seq) }).catch(() => undefined);
     return out;
   }
 
