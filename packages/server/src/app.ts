@@ -8,6 +8,7 @@ import type { Config } from './config.js';
 import type { Store } from './db/index.js';
 import { AgentHub } from './agent-hub.js';
 import { openCluster, type Cluster } from './cluster.js';
+import { scheduleMaintenance } from './maintenance.js';
 import { installErrorHandlers } from './http/errors.js';
 import { installIdempotency } from './http/idempotency.js';
 import { computeRoutes } from './http/routes/compute.js';
@@ -148,10 +149,12 @@ export async function buildApp(opts: { store: Store; config: Config; pki: Contro
 
   await http.ready();
   services.hub.start(config);
+  const stopMaintenance = scheduleMaintenance(store, config, http.log);
   return {
     http,
     services,
     async close() {
+      await stopMaintenance();
       await services.hub.close();
       await http.close();
       await services.bus.idle();

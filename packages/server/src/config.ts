@@ -23,6 +23,8 @@ export interface Config {
   /** Memory that may be allocated per MiB of host memory. */
   readonly memoryOvercommit: number;
   readonly scheduler: 'spread' | 'pack';
+  /** Events older than this many days are deleted (streams resume only within it). */
+  readonly eventRetentionDays: number;
   /** Largest request body, in bytes. */
   readonly bodyLimit: number;
   readonly logLevel: string;
@@ -81,6 +83,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     cpuOvercommit: num(env, 'FLOE_CPU_OVERCOMMIT', 4, 0.1, 64),
     memoryOvercommit: num(env, 'FLOE_MEMORY_OVERCOMMIT', 1, 0.1, 16),
     scheduler,
+    eventRetentionDays: num(env, 'FLOE_EVENT_RETENTION_DAYS', 7, 1, 3650),
     bodyLimit: num(env, 'FLOE_BODY_LIMIT', 1024 * 1024, 1024, 1024 * 1024 * 1024),
     logLevel: env.FLOE_LOG_LEVEL || 'info',
   };

@@ -24,6 +24,8 @@ Environment:
   FLOE_CPU_OVERCOMMIT          vCPUs per host CPU (default 4)
   FLOE_MEMORY_OVERCOMMIT       memory overcommit ratio (default 1)
   FLOE_SCHEDULER               spread (default) | pack
+  FLOE_EVENT_RETENTION_DAYS    keep events this many days (default 7)
+  FLOE_BODY_LIMIT              largest JSON request body in bytes (default 1 MiB)
   FLOE_LOG_LEVEL               info (default), debug, warn, ...
 `;
 

@@ -1,0 +1,49 @@
+import type { FastifyBaseLogger } from 'fastify';
+import { sql } from 'kysely';
+import type { Config } from './config.js';
+import { transaction, type Store } from './db/index.js';
+import { IDEMPOTENCY_TTL_MS } from './http/idempotency.js';
+
+/** Advisory lock key of the housekeeping job ("floe" in ASCII), so one control plane runs it at a time. */
+const LOCK_KEY = 0x666c6f65;
+
+/** What one pass removed. */
+export interface MaintenanceResult {
+  ran: boolean;
+  idempotencyKeys: number;
+  events: number;
+}
+
+/**
+ * Housekeeping: forget stored Idempotency-Key answers after their TTL and
+ * events after the retention period. On PostgreSQL an advisory lock makes
+ * sure only one control plane does it per pass.
+ */
+export async function maintain(store: Store, config: Config, now = Date.now()): Promise<MaintenanceResult> {
+  return transaction(store, async (trx) => {
+    if (store.dialect === 'postgres') {
+      const { rows } = await sql<{ locked: boolean }>`select pg_try_advisory_xact_lock(${LOCK_KEY}) as locked`.execute(trx);
+      if (!rows[0]?.locked) return { ran: false, idempotencyKeys: 0, events: 0 };
+    }
+    const keys = await trx.deleteFrom('idempotency_keys').where('created_at', '<', new Date(now - IDEMPOTENCY_TTL_MS).toISOString()).executeTakeFirst();
+    const events = await trx.deleteFrom('events').where('time', '<', new Date(now - config.eventRetentionDays * 86_400_000).toISOString()).executeTakeFirst();
+    return { ran: true, idempotencyKeys: Number(keys.numDeletedRows), events: Number(events.numDeletedRows) };
+  });
+}
+
+/** Run `maintain` now and then every `everyMs`; returns a stop function. */
+export function scheduleMaintenance(store: Store, config: Config, log: FastifyBaseLogger, everyMs = 10 * 60_000): () => Promise<void> {
+  let running: Promise<unknown> = Promise.resolve();
+  const pass = () => {
+    running = maintain(store, config)
+      .then((r) => { if (r.ran && (r.idempotencyKeys > 0 || r.events > 0)) log.info(r, 'housekeeping'); })
+      .catch((err) => log.warn({ err }, 'housekeeping failed'));
+  };
+  const timer = setInterval(pass, everyMs);
+  timer.unref();
+  pass();
+  return async () => {
+    clearInterval(timer);
+    await running;
+  };
+}
