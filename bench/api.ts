@@ -10,6 +10,7 @@
  * the control plane's event loop. Benchmarks report; they never fail on times.
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector/promises';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -29,7 +30,9 @@ import { BenchWorker, epochMs } from './worker.js';
 
 const CONNECTIONS = 32;
 const WARMUP_MS = 1_000;
-const DURATION_MS = Number(process.env.FLOE_BENCH_SECONDS ?? 5) * 1000;
+const DURATION_MS = 5_000;
+/** The measured GET time is split into this many windows, bare and floe taking turns. */
+const ROUNDS = 4;
 const CREATES = 500;
 const CREATE_CONCURRENCY = 16;
 const TOTAL_INSTANCES = 10_000;
@@ -46,8 +49,8 @@ const LIST_P50_TARGET_MS = 20;
 interface StoreResult {
   name: string;
   version: string;
-  bare: RateResult;
-  get: RateResult;
+  bare: GetResult;
+  get: GetResult;
   creates: CreatesResult;
   /** Seconds from the first create sent until the last create operation succeeded; null if some never did. */
   allSucceededS: number | null;
@@ -58,6 +61,82 @@ interface StoreResult {
 }
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
+
+/** GET throughput of one server over all its measured windows. */
+interface GetResult {
+  requests: number;
+  seconds: number;
+  non2xx: number;
+  errors: number;
+  /** Latencies (ms), ascending. */
+  latencies: number[];
+  /** Requests per window, in order. */
+  perWindow: number[];
+  /** Time this thread (where both servers run) was busy during the windows: the server's CPU cost. */
+  busyMs: number;
+  /** Wall time of the windows as this thread saw them (busy + idle). */
+  wallMs: number;
+}
+
+const rps = (r: GetResult) => r.requests / r.seconds;
+/** Server thread busy time per request, in microseconds. */
+const busyUs = (r: GetResult) => (r.busyMs * 1000) / r.requests;
+
+/**
+ * GET throughput of several servers under the same closed-loop load. After a
+ * warm-up each, they take turns window after window, so background load on
+ * the machine hits them alike; this thread's event-loop utilization during
+ * each window gives the server's own cost per request.
+ */
+async function measureGets(load: BenchWorker<LoadJob>, targets: Array<{ target: Target; path: string }>): Promise<GetResult[]> {
+  const job = (t: { target: Target; path: string }, durationMs: number): LoadJob => ({ kind: 'rate', target: t.target, path: t.path, connections: CONNECTIONS, durationMs });
+  try {
+    for (const t of targets) await load.call<RateResult>(job(t, WARMUP_MS));
+    const out: GetResult[] = targets.map(() => ({ requests: 0, seconds: 0, non2xx: 0, errors: 0, latencies: [], perWindow: [], busyMs: 0, wallMs: 0 }));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [i, t] of targets.entries()) {
+        const before = performance.eventLoopUtilization();
+        const r = await load.call<RateResult>(job(t, DURATION_MS / ROUNDS));
+        const elu = performance.eventLoopUtilization(before);
+        const o = out[i]!;
+        o.requests += r.requests;
+        o.seconds += r.durationMs / 1000;
+        o.non2xx += r.non2xx;
+        o.errors += r.errors;
+        o.latencies.push(...r.latencies);
+        o.perWindow.push(r.requests);
+        o.busyMs += elu.active;
+        o.wallMs += elu.active + elu.idle;
+      }
+    }
+    for (const o of out) o.latencies.sort((a, b) => a - b);
+    return out;
+  } finally {
+    await load.call({ kind: 'close' });
+  }
+}
+
+/**
+ * With FLOE_BENCH_PROFILE=DIR, each phase's CPU profile of this thread (the
+ * control plane) is written to DIR/<store>-<phase>.cpuprofile. Profiling
+ * slows the server down: read those runs for where time goes, not for speed.
+ */
+async function profiled<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  const dir = process.env.FLOE_BENCH_PROFILE;
+  if (!dir) return fn();
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  try {
+    return await fn();
+  } finally {
+    const { profile } = await session.post('Profiler.stop');
+    session.disconnect();
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, `${name}.cpuprofile`), JSON.stringify(profile));
+  }
+}
 
 async function until<T>(check: () => Promise<T | false | undefined> | T | false | undefined, what: string, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -79,8 +158,7 @@ async function prepareAgent(cp: TestControlPlane, name: string): Promise<{ hostI
     keyPem = cert.keyPem;
     return { serial: certificateSerial(cert.certPem) };
   });
-  const dataDir = await mkdtemp(path.join(os.tmpdir(), `floe-bench-agent-`));
-  await mkdir(dataDir, { recursive: true });
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'floe-bench-agent-'));
   await writeFile(path.join(dataDir, 'agent.key'), keyPem, { mode: 0o600 });
   await writeFile(path.join(dataDir, 'agent.crt'), certPem);
   await writeFile(path.join(dataDir, 'ca.crt'), cp.ca.certPem);
@@ -122,7 +200,7 @@ async function seedInstances(cp: TestControlPlane, templateName: string, count: 
 
 async function databaseVersion(cp: TestControlPlane): Promise<string> {
   if (cp.store.dialect === 'postgres') {
-    const { rows } = await sql<{ v: string }>`show server_version`.execute(cp.store.db);
+    const { rows } = await sql<{ v: string }>`select current_setting('server_version') as v`.execute(cp.store.db);
     return `PostgreSQL ${rows[0]!.v}`;
   }
   const { rows } = await sql<{ v: string }>`select sqlite_version() as v`.execute(cp.store.db);
@@ -132,12 +210,12 @@ async function databaseVersion(cp: TestControlPlane): Promise<string> {
 async function benchStore(target: StoreTarget, load: BenchWorker<LoadJob>): Promise<StoreResult> {
   const tag = `[${target.name}]`;
   const cp = await startTestControlPlane(await target.open(), { FLOE_LOG_LEVEL: 'error' });
+  const client = new FloeClient({ url: cp.url, token: cp.adminToken, ca: cp.ca.certPem });
   let agentDir: string | null = null;
   let agent: BenchWorker<AgentJob> | null = null;
   try {
     const version = await databaseVersion(cp);
     log(`${tag} ${version}; control plane at ${cp.url}`);
-    const client = new FloeClient({ url: cp.url, token: cp.adminToken, ca: cp.ca.certPem });
     const floe: Target = { origin: cp.url, ca: cp.ca.certPem, headers: { authorization: `Bearer ${cp.adminToken}` } };
 
     // ---- 2. creates through a real agent
@@ -147,7 +225,7 @@ async function benchStore(target: StoreTarget, load: BenchWorker<LoadJob>): Prom
       dataDir: prepared.dataDir, server: cp.url, cpus: AGENT_CPUS, memoryMib: AGENT_MEMORY_MIB,
     } satisfies AgentWorkerData);
     await agent.call({ kind: 'start' });
-    await until(async () => (await client.hosts.get(prepared.hostId)).status.state === 'online', 'the agent to connect', 20_000);
+    await until(async () => (await client.hosts.get(prepared.hostId)).status.state === 'online', 'the agent to connect', 60_000);
     await client.images.create({ name: 'bench' });
 
     const finished = new Map<string, { status: string; at: number }>();
@@ -156,20 +234,22 @@ async function benchStore(target: StoreTarget, load: BenchWorker<LoadJob>): Prom
       const op = e.data.operation as Operation | undefined;
       if (op && (op.status === 'succeeded' || op.status === 'failed' || op.status === 'cancelled')) finished.set(op.id, { status: op.status, at: epochMs() });
     });
-    const creates = await load.call<CreatesResult>({
-      kind: 'creates', target: floe, count: CREATES, concurrency: CREATE_CONCURRENCY, namePrefix: 'bench-', image: 'bench', machineType: 'nano',
+    const creates = await profiled(`${target.name}-create`, async () => {
+      const result = await load.call<CreatesResult>({
+        kind: 'creates', target: floe, count: CREATES, concurrency: CREATE_CONCURRENCY, namePrefix: 'bench-', image: 'bench', machineType: 'nano',
+      });
+      try {
+        await until(() => result.operationIds.every((id) => finished.has(id)), 'every create operation to end', 120_000);
+      } catch (err) {
+        log(`${tag} ${(err as Error).message}`);
+      }
+      return result;
     });
-    let allSucceededS: number | null = null;
-    try {
-      await until(() => creates.operationIds.every((id) => finished.has(id)), 'every create operation to end', 120_000);
-    } catch (err) {
-      log(`${tag} ${(err as Error).message}`);
-    }
     unsubscribe();
     const ends = creates.operationIds.map((id) => finished.get(id));
     const succeeded = ends.filter((e) => e?.status === 'succeeded').length;
     const failed = ends.filter((e) => e !== undefined && e.status !== 'succeeded').length;
-    if (succeeded === CREATES) allSucceededS = (Math.max(...ends.map((e) => e!.at)) - creates.startedAt) / 1000;
+    const allSucceededS = succeeded === CREATES ? (Math.max(...ends.map((e) => e!.at)) - creates.startedAt) / 1000 : null;
     const running = await agent.call<number>({ kind: 'count' });
     const createS = (creates.endedAt - creates.startedAt) / 1000;
     log(`${tag} POST /v1/instances x${CREATES} (c=${CREATE_CONCURRENCY}): ${JSON.stringify(creates.statuses)} in ${createS.toFixed(2)} s = ${fmt(CREATES / createS)} req/s; ` +
@@ -188,36 +268,48 @@ async function benchStore(target: StoreTarget, load: BenchWorker<LoadJob>): Prom
     // ---- 1. GET one instance vs bare Fastify, same transport and load
     const instance = await client.instances.get('bench-00000');
     const bareServer = await startBareFastify(cp);
-    let bare: RateResult;
+    let bare: GetResult;
+    let get: GetResult;
     try {
-      bare = await load.call<RateResult>({ kind: 'rate', target: { ...floe, origin: bareServer.url }, path: '/', connections: CONNECTIONS, warmupMs: WARMUP_MS, durationMs: DURATION_MS });
+      [bare, get] = (await profiled(`${target.name}-get`, () =>
+        measureGets(load, [{ target: { ...floe, origin: bareServer.url }, path: '/' }, { target: floe, path: `/v1/instances/${instance.id}` }]))) as [GetResult, GetResult];
     } finally {
       await bareServer.close();
     }
-    const get = await load.call<RateResult>({ kind: 'rate', target: floe, path: `/v1/instances/${instance.id}`, connections: CONNECTIONS, warmupMs: WARMUP_MS, durationMs: DURATION_MS });
-    const rps = (r: RateResult) => r.requests / (r.windowMs / 1000);
-    log(`${tag} bare Fastify GET /: ${fmt(rps(bare))} req/s (p50 ${fmt(percentile(bare.latencies, 0.5), 2)} ms, non-2xx ${bare.non2xx}, errors ${bare.errors})`);
-    log(`${tag} floe GET /v1/instances/{id}: ${fmt(rps(get))} req/s (p50 ${fmt(percentile(get.latencies, 0.5), 2)} ms, non-2xx ${get.non2xx}, errors ${get.errors}) = ${(rps(get) / rps(bare)).toFixed(2)}x bare`);
+    const describe = (r: GetResult) => `${fmt(rps(r))} req/s, p50 ${fmt(percentile(r.latencies, 0.5), 2)} ms, ` +
+      `server thread ${fmt((100 * r.busyMs) / r.wallMs, 0)}% busy = ${fmt(busyUs(r), 0)} µs/request, non-2xx ${r.non2xx}, errors ${r.errors}`;
+    log(`${tag} bare Fastify GET /: ${describe(bare)}`);
+    log(`${tag} floe GET /v1/instances/{id}: ${describe(get)}`);
+    const windows = get.perWindow.map((n, i) => n / bare.perWindow[i]!);
+    log(`${tag} ratio ${(rps(get) / rps(bare)).toFixed(2)}x (per window: ${windows.map((r) => r.toFixed(2)).join(', ')}); ` +
+      `floe's server work per request is ${(busyUs(get) / busyUs(bare)).toFixed(1)}x bare Fastify's`);
+    if (Math.max(...windows) > 1.5 * Math.min(...windows)) {
+      log(`${tag} WARNING: the ratio varied a lot between windows, so something else was using the CPUs; rerun on a quiet machine`);
+    }
 
     // ---- 3. list pages out of 10,000
-    const list = await load.call<WalkResult>({ kind: 'walk', target: floe, path: `/v1/instances?limit=${LIST_LIMIT}`, requests: LIST_REQUESTS });
+    const list = await profiled(`${target.name}-list`, () => load.call<WalkResult>({ kind: 'walk', target: floe, path: `/v1/instances?limit=${LIST_LIMIT}`, requests: LIST_REQUESTS }));
     const lat = sorted(list.latencies);
     const deep = sorted(list.latencies.filter((_, i) => list.pages[i]! >= 90));
     log(`${tag} GET /v1/instances?limit=${LIST_LIMIT} x${LIST_REQUESTS}: p50 ${fmt(percentile(lat, 0.5), 2)} ms, p95 ${fmt(percentile(lat, 0.95), 2)} ms, ` +
-      `first page ${fmt(list.latencies[0], 2)} ms, pages 90-99 p50 ${fmt(percentile(deep, 0.5), 2)} ms; items per full walk ${JSON.stringify(list.itemsPerWalk)}, non-2xx ${list.non2xx}`);
-    await client.close();
+      `first request (cold) ${fmt(list.latencies[0], 2)} ms, pages 90-99 p50 ${fmt(percentile(deep, 0.5), 2)} ms; items per full walk ${JSON.stringify(list.itemsPerWalk)}, non-2xx ${list.non2xx}`);
     return { name: target.name, version, bare, get, creates, allSucceededS, succeeded, failed, running, list };
   } finally {
+    await client.close();
     if (agent) await agent.close();
     await cp.close();
     if (agentDir) await rm(agentDir, { recursive: true, force: true });
   }
 }
 
+const loadavg = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
+
 async function main(): Promise<void> {
   const cpus = os.cpus();
-  log(`floe API benchmark — ${cpus.length} CPU(s) (${cpus[0]?.model ?? 'unknown'}), ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Node.js ${process.version}, ${os.platform()} ${os.release()}`);
-  log(`GET: ${CONNECTIONS} keep-alive HTTPS connections, ${WARMUP_MS / 1000} s warm-up + ${DURATION_MS / 1000} s measured; creates: ${CREATES} at concurrency ${CREATE_CONCURRENCY}; ` +
+  log(`floe API benchmark — ${cpus.length} CPU(s) (${cpus[0]?.model ?? 'unknown'}), ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Node.js ${process.version}, ` +
+    `${os.platform()} ${os.release()}, load average ${loadavg()} before the run`);
+  log(`GET: ${CONNECTIONS} keep-alive HTTPS connections, ${WARMUP_MS / 1000} s warm-up + ${DURATION_MS / 1000} s measured per server ` +
+    `(${ROUNDS} windows, bare Fastify and floe taking turns); creates: ${CREATES} at concurrency ${CREATE_CONCURRENCY}; ` +
     `list: ${LIST_REQUESTS} sequential pages of ${LIST_LIMIT} out of ${TOTAL_INSTANCES.toLocaleString('en')} instances`);
   log(`The load generator and the agent run in worker threads of this process. The agent is a real floe Agent (mutual TLS link, reconciler) ` +
     `with the in-memory fake VM driver; it reports ${AGENT_CPUS} CPUs and ${AGENT_MEMORY_MIB / 1024} GiB instead of this machine's ${cpus.length} CPUs and ` +
@@ -254,20 +346,20 @@ async function main(): Promise<void> {
     const r = results.get(name);
     return typeof r === 'string' || r === undefined ? (r ?? '—') : f(r);
   };
-  const rps = (r: RateResult) => r.requests / (r.windowMs / 1000);
   const ratio = (r: StoreResult) => rps(r.get) / rps(r.bare);
   const p50 = (r: StoreResult) => percentile(sorted(r.list.latencies), 0.5);
   const met = (f: (r: StoreResult) => boolean) => names.map((n) => `${n} ${cell(n, (r) => (f(r) ? 'yes' : 'NO'))}`).join(', ');
   const rows: string[][] = [
     ['bare Fastify GET / (req/s, baseline)', ...names.map((n) => cell(n, (r) => fmt(rps(r.bare)))), 'baseline', ''],
     ['GET /v1/instances/{id} (req/s)', ...names.map((n) => cell(n, (r) => fmt(rps(r.get)))), '', ''],
+    ['server µs/request, floe / bare', ...names.map((n) => cell(n, (r) => `${fmt(busyUs(r.get), 0)} / ${fmt(busyUs(r.bare), 0)}`)), 'reported', ''],
     ['GET ratio to bare Fastify', ...names.map((n) => cell(n, (r) => `${ratio(r).toFixed(2)}x`)), `>= ${GET_TARGET.toFixed(2)}x`, met((r) => ratio(r) >= GET_TARGET)],
     [`POST /v1/instances (req/s, c=${CREATE_CONCURRENCY})`, ...names.map((n) => cell(n, (r) => fmt(CREATES / ((r.creates.endedAt - r.creates.startedAt) / 1000)))), 'reported', ''],
     [`all ${CREATES} create operations succeeded (s)`, ...names.map((n) => cell(n, (r) => (r.allSucceededS === null ? `${r.succeeded}/${CREATES} only` : fmt(r.allSucceededS, 2)))), 'reported', ''],
     [`list ?limit=${LIST_LIMIT} of 10k, p50 (ms)`, ...names.map((n) => cell(n, (r) => fmt(p50(r), 2))), `<= ${LIST_P50_TARGET_MS} ms`, met((r) => p50(r) <= LIST_P50_TARGET_MS)],
     [`list ?limit=${LIST_LIMIT} of 10k, p95 (ms)`, ...names.map((n) => cell(n, (r) => fmt(percentile(sorted(r.list.latencies), 0.95), 2))), 'reported', ''],
   ];
-  log(`Summary (${cpus.length} CPU(s), Node.js ${process.version}; whole run ${((performance.now() - started) / 1000).toFixed(0)} s)`);
+  log(`Summary (${cpus.length} CPU(s), Node.js ${process.version}; whole run ${((performance.now() - started) / 1000).toFixed(0)} s; load average ${loadavg()} after it)`);
   log(table(['metric', ...names, 'target', 'met?'], rows));
 }
 

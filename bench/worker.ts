@@ -1,4 +1,4 @@
-import { Worker } from 'node:worker_threads';
+import { Worker, type MessagePort } from 'node:worker_threads';
 
 /** A request to a bench worker and the id its answer carries. */
 interface Envelope<T> {
@@ -18,6 +18,8 @@ export class BenchWorker<Job> {
   private readonly worker: Worker;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private nextId = 1;
+  /** Why the thread is gone, once it is. */
+  private dead: Error | null = null;
 
   constructor(moduleUrl: URL, workerData: unknown = null) {
     const tsxApi = import.meta.resolve('tsx/esm/api');
@@ -36,6 +38,7 @@ export class BenchWorker<Job> {
 
   /** Run one job in the worker and wait for its result. */
   call<R>(job: Job): Promise<R> {
+    if (this.dead !== null) return Promise.reject(this.dead);
     const id = this.nextId++;
     return new Promise<R>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
@@ -49,13 +52,14 @@ export class BenchWorker<Job> {
   }
 
   private failAll(err: Error): void {
+    this.dead ??= err;
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
   }
 }
 
 /** Inside a worker: answer each job posted by `BenchWorker.call` with `handle`'s result. */
-export function serveJobs<Job>(port: import('node:worker_threads').MessagePort, handle: (job: Job) => Promise<unknown>): void {
+export function serveJobs<Job>(port: MessagePort, handle: (job: Job) => Promise<unknown>): void {
   port.on('message', (msg: Envelope<Job>) => {
     handle(msg.job).then(
       (result) => port.postMessage({ id: msg.id, ok: true, result } satisfies Answer),

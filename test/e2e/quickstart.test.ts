@@ -59,7 +59,7 @@ describe('floe up and the CLI, end to end', () => {
   });
 
   it('starts from an empty data directory and says what it made', () => {
-    const r = floe('up', '--detach');
+    const r = floe('up', '--detach', '--driver', 'fake');
     expect(r.code, `${r.out}\n${r.err}`).toBe(0);
     expect(r.out).toMatch(/admin token \(shown once/);
     expect(r.out).toContain('floe is up');
@@ -117,7 +117,7 @@ describe('floe up and the CLI, end to end', () => {
 
   it('reuses the data directory on the next start', () => {
     expect(floe('down', '--data', data).code).toBe(0);
-    const r = floe('up', '--detach');
+    const r = floe('up', '--detach', '--driver', 'fake');
     expect(r.code, `${r.out}\n${r.err}`).toBe(0);
     expect(r.out).not.toMatch(/admin token \(shown once/);
     expect(r.out).toContain('floe is up');

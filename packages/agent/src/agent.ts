@@ -1,6 +1,9 @@
+import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { ControlMessage, HostFacts, VmDriver } from '@floe/api';
+import { AgentChannels } from './channels.js';
 import { probeFacts } from './facts.js';
+import { ImageCache } from './images.js';
 import { AgentLink, type BackoffOptions } from './link.js';
 import { Reconciler, type ReconcilerOptions } from './reconciler.js';
 import { AgentState, type AgentConfig } from './state.js';
@@ -35,6 +38,7 @@ export class Agent {
   private readonly state: AgentState;
   private link: AgentLink | null = null;
   private reconciler: Reconciler | null = null;
+  private channels: AgentChannels | null = null;
   private config: AgentConfig | null = null;
   private stopping: Promise<void> | null = null;
 
@@ -63,6 +67,7 @@ export class Agent {
     const reconciler = new Reconciler({
       ...this.opts.reconciler,
       driver,
+      images: new ImageCache({ dir: join(this.opts.dataDir, 'images'), server, credentials, logger: this.log.child({ component: 'images' }) }),
       store: this.state.appliedStore(),
       logger: this.log.child({ component: 'reconciler' }),
       reporter: {
@@ -82,6 +87,12 @@ export class Agent {
       return;
     }
 
+    const link = (): AgentLink | null => this.link;
+    this.channels = new AgentChannels({
+      driver,
+      logger: this.log.child({ component: 'channels' }),
+      link: { send: (msg) => link()?.send(msg) ?? false, get bufferedAmount() { return link()?.bufferedAmount ?? 0; } },
+    });
     this.link = new AgentLink({
       server,
       credentials,
@@ -89,6 +100,7 @@ export class Agent {
       ...(this.opts.linkBackoff === undefined ? {} : { backoff: this.opts.linkBackoff }),
       hello: async () => ({ facts: await facts(), instances: await reconciler.observed() }),
       onMessage: (msg) => this.onMessage(msg),
+      onDown: () => this.channels?.closeAll(),
       onRevoked: (reason) => {
         this.log.fatal({ reason }, 'the control plane revoked this host; stopping (VMs keep running)');
         void this.shutdown().then(() => this.resolveDone({ reason: 'revoked', message: reason }));
@@ -107,6 +119,7 @@ export class Agent {
   private shutdown(): Promise<void> {
     this.stopping ??= (async () => {
       await this.link?.stop();
+      this.channels?.closeAll();
       await this.reconciler?.stop();
       await this.opts.driver.close();
       this.log.info('agent stopped');
@@ -117,6 +130,7 @@ export class Agent {
   private onMessage(msg: ControlMessage): void {
     const reconciler = this.reconciler;
     if (reconciler === null) return;
+    if (this.channels?.handle(msg) === true) return;
     switch (msg.type) {
       case 'welcome':
         this.log.info({ host_id: msg.host_id, host_name: msg.host_name }, 'welcomed by the control plane');
@@ -139,11 +153,13 @@ export class Agent {
   private async remember(hostId: string, hostName: string): Promise<void> {
     const config = this.config;
     if (config === null || (config.host_id === hostId && config.host_name === hostName)) return;
-    this.config = { ...config, host_id: hostId, host_name: hostName };
+    const next = { ...config, host_id: hostId, host_name: hostName };
     try {
-      await this.state.writeConfig(this.config);
+      // The file first: whoever sees the new id in memory may rely on it being on disk.
+      await this.state.writeConfig(next);
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'cannot update agent.json');
     }
+    this.config = next;
   }
 }

@@ -276,6 +276,8 @@ export interface ProbeFactsOptions {
   driver: string;
   /** Passed to the (cached) KVM probe. */
   kvm?: KvmProbeOptions;
+  /** The accelerator the VM driver was told to use (`--accel`, FLOE_ACCEL); reported instead of the probe's suggestion. */
+  accelerator?: 'kvm' | 'tcg';
 }
 
 /** Everything the agent tells the control plane about its host in `hello`. */
@@ -296,7 +298,7 @@ export async function probeFacts(opts: ProbeFactsOptions): Promise<HostFacts> {
     disk_free_gib,
     qemu_version,
     kvm,
-    accelerator: qemu_version === null ? 'none' : kvm.usable ? 'kvm' : 'tcg',
+    accelerator: qemu_version === null ? 'none' : (opts.accelerator ?? (kvm.usable ? 'kvm' : 'tcg')),
     wireguard_kernel,
     vm_driver: opts.driver,
   };

@@ -30,6 +30,8 @@ export interface AgentLinkOptions {
   onMessage: (msg: ControlMessage) => void;
   /** The control plane revoked this host: the link has stopped for good. */
   onRevoked?: (reason: string) => void;
+  /** A connection closed (channels of that connection are gone). */
+  onDown?: () => void;
   logger?: Logger;
   backoff?: BackoffOptions;
   /** Heartbeat interval until `welcome` names one; default 15 s. */
@@ -37,7 +39,7 @@ export interface AgentLinkOptions {
   handshakeTimeoutMs?: number;
 }
 
-const CONTROL_TYPES = new Set<string>(['welcome', 'snapshot', 'instance', 'error']);
+const CONTROL_TYPES = new Set<string>(['welcome', 'snapshot', 'instance', 'error', 'console.open', 'logs.open', 'channel.data', 'channel.close', 'stats.get']);
 
 /** The wss URL of the agent endpoint for a control plane base URL. */
 export function agentLinkUrl(server: string): string {
@@ -86,6 +88,11 @@ export class AgentLink {
   /** How many times a connection was opened (tests and logs). */
   get connections(): number {
     return this.connectCount;
+  }
+
+  /** Bytes queued on the socket and not yet written (0 while down). */
+  get bufferedAmount(): number {
+    return this.ws?.bufferedAmount ?? 0;
   }
 
   /** Start dialing. */
@@ -199,6 +206,7 @@ export class AgentLink {
       this.ready = false;
       this.stopHeartbeat();
       if (wasReady) this.log.info({ code, reason }, 'agent link closed');
+      if (wasReady) this.opts.onDown?.();
       if (this.stopped) return;
       if (code === AGENT_CLOSE.revoked) {
         this.stopped = true;

@@ -6,7 +6,8 @@ import { pino, type Level } from 'pino';
 import { FloeError, type VmDriver } from '@floe/api';
 import { FakeVmDriver } from '@floe/testkit/fake-driver';
 import { Agent } from './agent.js';
-import { AGENT_VERSION } from './facts.js';
+import { QemuDriver } from './drivers/vm/qemu/index.js';
+import { AGENT_VERSION, probeFacts, probeKvm } from './facts.js';
 import { joinControlPlane } from './join.js';
 import { AgentState } from './state.js';
 
@@ -29,7 +30,9 @@ Options:
   --name NAME           this host's name in floe (a DNS label); used when joining
   --ca FILE             floe's CA certificate, to verify the control plane when joining
   --insecure-join       join without verifying the control plane, then pin the CA it returns
-  --driver fake|qemu    VM driver (default: qemu)
+  --driver fake|qemu    VM driver (default: qemu); QEMU keeps VMs in DIR/vms
+  --accel auto|kvm|tcg  how QEMU runs guests (default: $FLOE_ACCEL, or auto: KVM
+                        when a probe guest really runs under it, else TCG)
   --log-level LEVEL     fatal, error, warn, info, debug or trace (default: info)
   -h, --help            show this help
   --version             show the version
@@ -42,12 +45,18 @@ const LEVELS = new Set<string>(['fatal', 'error', 'warn', 'info', 'debug', 'trac
 
 class UsageError extends Error {}
 
-function openDriver(name: string, dataDir: string): VmDriver {
+const ACCELERATORS = new Set<string>(['auto', 'kvm', 'tcg']);
+
+// The VM driver and, for QEMU, the accelerator it runs guests with (auto: KVM only when the probe saw it work).
+async function openDriver(name: string, dataDir: string, accel: string): Promise<{ driver: VmDriver; accelerator?: 'kvm' | 'tcg' }> {
+  if (!ACCELERATORS.has(accel)) throw new UsageError(`unknown accelerator "${accel}" (expected auto, kvm or tcg)`);
   switch (name) {
     case 'fake':
-      return new FakeVmDriver({ stateDir: join(dataDir, 'fake') });
-    case 'qemu':
-      throw new UsageError('the QEMU driver is not available in this version of floe-agent; use --driver fake to simulate VMs');
+      return { driver: new FakeVmDriver({ stateDir: join(dataDir, 'fake') }) };
+    case 'qemu': {
+      const accelerator = accel === 'auto' ? ((await probeKvm()).usable ? 'kvm' : 'tcg') : (accel as 'kvm' | 'tcg');
+      return { driver: new QemuDriver({ stateDir: join(dataDir, 'vms'), accelerator }), accelerator };
+    }
     default:
       throw new UsageError(`unknown driver "${name}" (expected fake or qemu)`);
   }
@@ -66,6 +75,7 @@ async function main(argv: string[]): Promise<number> {
       ca: { type: 'string' },
       'insecure-join': { type: 'boolean', default: false },
       driver: { type: 'string', default: 'qemu' },
+      accel: { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', short: 'h', default: false },
       version: { type: 'boolean', default: false },
@@ -83,7 +93,7 @@ async function main(argv: string[]): Promise<number> {
   if (!LEVELS.has(level)) throw new UsageError(`unknown log level "${level}"`);
   const log = pino({ level: level as Level, base: { service: 'floe-agent' } });
   const dataDir = values.data ?? join(process.env.FLOE_DATA ?? './data', 'agent');
-  const driver = openDriver(values.driver, dataDir);
+  const { driver, accelerator } = await openDriver(values.driver, dataDir, values.accel ?? process.env.FLOE_ACCEL ?? 'auto');
 
   const state = new AgentState(dataDir);
   const identity = await state.readCredentials();
@@ -110,7 +120,8 @@ async function main(argv: string[]): Promise<number> {
     throw new UsageError(`not joined yet (no identity in ${dataDir}): run once with --server URL --join-token TOKEN --name NAME (--ca FILE | --insecure-join)`);
   }
 
-  const agent = new Agent({ dataDir, driver, logger: log, ...(values.server === undefined ? {} : { server: values.server }) });
+  const facts = () => probeFacts({ dataDir, driver: driver.name, ...(accelerator === undefined ? {} : { accelerator }) });
+  const agent = new Agent({ dataDir, driver, facts, logger: log, ...(values.server === undefined ? {} : { server: values.server }) });
   const onSignal = (signal: NodeJS.Signals) => {
     log.info({ signal }, 'stopping; VMs keep running');
     void agent.stop();

@@ -1,5 +1,5 @@
 import { pino, type Logger } from 'pino';
-import type { DesiredInstance, ObservedInstance, VmDriver, VmDriverEvent, VmInfo } from '@floe/api';
+import type { DesiredImage, DesiredInstance, ObservedInstance, VmDriver, VmDriverEvent, VmInfo } from '@floe/api';
 import { backoffDelay } from './backoff.js';
 import type { AppliedInstance, AppliedStore } from './state.js';
 
@@ -24,6 +24,8 @@ export interface ReconcilerOptions {
   restartBackoff?: { initialMs?: number; maxMs?: number; resetAfterMs?: number };
   /** Passed to graceful `driver.stop`. */
   stopTimeoutMs?: number;
+  /** Fetches and caches base images before `driver.create` (the agent's ImageCache); without it VMs get no image path. */
+  images?: { ensure(image: DesiredImage | null): Promise<string | null> };
 }
 
 /** An in-memory AppliedStore (tests, and agents that keep no state). */
@@ -336,7 +338,9 @@ export class Reconciler {
     let vm = await this.driver.inspect(id);
     if (vm === null) {
       this.report(this.observation(id, 'creating'));
-      await this.driver.create(desired);
+      // A failed fetch fails this pass: the instance is reported as error with why, and retried with backoff.
+      const imagePath = this.opts.images === undefined ? null : await this.opts.images.ensure(desired.image);
+      await this.driver.create(desired, { imagePath });
       vm = await this.driver.inspect(id);
       if (vm === null) throw new Error('the driver does not know the VM it just created');
     }

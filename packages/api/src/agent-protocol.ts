@@ -56,6 +56,9 @@ export interface ObservedInstance {
  * Streams multiplexed on the link (console, logs) are named by a `channel` the
  * control plane picks (unique per link). Bytes travel base64-encoded.
  * Requests with one answer (stats) carry a `request_id`.
+ * When a console or log channel opens, the agent first sends an empty
+ * `channel.data` (or `channel.closed` with an error), so the control plane can
+ * answer the user's request with a plain HTTP status before streaming.
  */
 export type ChannelId = string;
 

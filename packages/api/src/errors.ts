@@ -31,12 +31,18 @@ export const ERROR_CODES = {
   invalid_csr: { status: 400, description: 'The certificate signing request cannot be parsed or its signature is wrong.' },
   client_certificate_required: { status: 401, description: 'The agent endpoint needs a client certificate signed by floe\'s CA.' },
   payload_too_large: { status: 413, description: 'The request body is larger than the server accepts.' },
+  image_checksum_mismatch: { status: 400, description: 'The uploaded image file does not have the expected sha256; nothing was kept.' },
+  image_format_unsupported: { status: 422, description: 'The uploaded image file is neither raw nor qcow2 (or is an encrypted qcow2).' },
+  image_backing_file_forbidden: { status: 422, description: 'The uploaded qcow2 names a backing file or an external data file; only self-contained images are accepted.' },
+  image_too_large: { status: 422, description: 'The virtual size of the uploaded image is over the limit of this control plane (FLOE_IMAGE_MAX_VIRTUAL_GIB).' },
   unsupported_media_type: { status: 415, description: 'The request body is not JSON (or merge-patch JSON for PATCH).' },
   rate_limited: { status: 429, description: 'Too many requests.' },
   internal_error: { status: 500, description: 'An unexpected error; the server log has the details.' },
   host_operation_failed: { status: 502, description: 'The host could not carry out the operation; `message` says why.' },
   host_offline: { status: 503, description: 'The host that runs the resource is not connected.' },
+  stream_overflow: { status: 503, description: 'A console or log stream was closed because its output came faster than the reader took it; reconnect to continue.' },
   operation_timeout: { status: 504, description: 'Waiting for the operation took longer than asked; it goes on.' },
+  host_timeout: { status: 504, description: 'The host did not answer in time (console, logs or stats).' },
 } as const satisfies Record<string, { status: number; description: string }>;
 
 /** A stable error code. */

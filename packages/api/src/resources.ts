@@ -136,19 +136,21 @@ export type HostJoined = Static<typeof HostJoined>;
 /** Disk image formats floe stores. */
 export const ImageFormat = Type.Union([Type.Literal('qcow2'), Type.Literal('raw')]);
 
-/** A bootable disk image (the record; files arrive with the QEMU driver). */
+/** A bootable disk image: the record, and once uploaded its file (stored as qcow2, addressed by sha256). */
 export const Image = Type.Object({
   ...ProjectScopedFields,
   spec: Type.Object({
+    /** qcow2 once a file was uploaded: raw uploads are converted. */
     format: ImageFormat,
     os: Type.String({ maxLength: 100 }),
     min_disk_gib: Type.Integer({ minimum: 1 }),
     public: Type.Boolean({ description: 'visible to every project' }),
   }),
   status: Type.Object({
-    state: Type.Union([Type.Literal('pending'), Type.Literal('ready'), Type.Literal('error')]),
-    size_bytes: Nullable(Type.Integer()),
-    sha256: Nullable(Type.String()),
+    state: Type.Union([Type.Literal('pending'), Type.Literal('ready'), Type.Literal('error')], { description: 'pending until a file is uploaded (PUT /v1/images/{id}/file), then ready' }),
+    size_bytes: Nullable(Type.Integer({ description: 'size of the stored qcow2 file' })),
+    sha256: Nullable(Type.String({ description: 'sha256 of the stored qcow2 file (hex)' })),
+    virtual_size_bytes: Nullable(Type.Integer({ description: 'size of the disk the image describes' })),
   }),
 });
 export type Image = Static<typeof Image>;
@@ -285,6 +287,19 @@ export type InstancePatch = Static<typeof InstancePatch>;
 export const InstanceStop = Type.Object({
   force: Type.Optional(Type.Boolean({ default: false, description: 'kill at once instead of an ACPI power-down' })),
 });
+
+/** Counters of a running VM (`GET /v1/instances/{id}/stats`); the schema of the driver's `VmStats`. Null where the host cannot tell. */
+export const InstanceStats = Type.Object({
+  at: Timestamp,
+  cpu_time_ns: Nullable(Type.Number({ description: 'CPU time used since the VM started, in nanoseconds' })),
+  memory_bytes: Nullable(Type.Number({ description: 'memory the VM uses on the host (resident), in bytes' })),
+  memory_assigned_bytes: Nullable(Type.Number({ description: 'memory the guest was given, in bytes' })),
+  disk_read_bytes: Nullable(Type.Number()),
+  disk_write_bytes: Nullable(Type.Number()),
+  net_rx_bytes: Nullable(Type.Number()),
+  net_tx_bytes: Nullable(Type.Number()),
+});
+export type InstanceStats = Static<typeof InstanceStats>;
 
 // ---------------------------------------------------------------- history
 

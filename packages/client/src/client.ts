@@ -1,5 +1,8 @@
 import { createRequire } from 'node:module';
 import type { Dispatcher } from 'undici';
+import type WebSocket from 'ws';
+import { openWebSocket, type WebSocketSettings } from './io.js';
+import type { Query } from './query.js';
 import { EventsApi, HostsApi, ImagesApi, InstancesApi, MachineTypesApi, OperationsApi, ProjectsApi, TokensApi } from './resources.js';
 import { HttpTransport, type ApiResponse, type HttpMethod, type OpenStream, type RequestOptions, type Transport } from './transport.js';
 
@@ -57,6 +60,7 @@ export interface Health {
  */
 export class FloeClient implements Transport {
   readonly #http: HttpTransport;
+  readonly #ws: WebSocketSettings;
   /** Projects: list, get, create, update, delete. */
   readonly projects: ProjectsApi;
   /** API tokens: list, create, delete. */
@@ -76,6 +80,7 @@ export class FloeClient implements Transport {
 
   constructor(options: FloeClientOptions) {
     this.#http = new HttpTransport({ ...options, userAgent: options.userAgent ?? `floe-client/${CLIENT_VERSION}` });
+    this.#ws = { url: options.url, token: options.token, ca: options.ca, userAgent: options.userAgent ?? `floe-client/${CLIENT_VERSION}` };
     this.projects = new ProjectsApi(this, '/v1/projects');
     this.tokens = new TokensApi(this, '/v1/tokens');
     this.hosts = new HostsApi(this, '/v1/hosts');
@@ -113,6 +118,11 @@ export class FloeClient implements Transport {
   /** Opens a streaming GET (used by `events.stream`); the caller must destroy the body. */
   openStream(path: string, options: RequestOptions & { idleTimeoutMs?: number } = {}): Promise<OpenStream> {
     return this.#http.openStream(path, options);
+  }
+
+  /** Opens a WebSocket to the API with this client's token and CA (used by `instances.console`). */
+  openWebSocket(path: string, query?: Query): WebSocket {
+    return openWebSocket(this.#ws, path, query);
   }
 
   /** Checks that the server is up (`GET /healthz`, no token needed). */

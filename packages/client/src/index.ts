@@ -9,6 +9,7 @@
  */
 export * from './client.js';
 export * from './errors.js';
+export * from './io.js';
 export * from './query.js';
 export * from './resources.js';
 export * from './sse.js';

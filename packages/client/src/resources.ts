@@ -1,4 +1,6 @@
-import type { Readable } from 'node:stream';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { pipeline, Readable, Transform } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type {
   Event,
@@ -12,6 +14,7 @@ import type {
   Instance,
   InstanceCreate,
   InstancePatch,
+  InstanceStats,
   JoinTokenCreated,
   ListQuery,
   MachineType,
@@ -27,6 +30,7 @@ import type {
   TokenCreated,
 } from '@floe/api';
 import { FloeApiError, isFloeApiError } from './errors.js';
+import { connectConsole, streamLogs, type ConsoleOptions, type ConsoleSession, type LogsOptions, type WebSocketOpener } from './io.js';
 import { segment, type Query } from './query.js';
 import { SseParser } from './sse.js';
 import { networkError, type Transport } from './transport.js';
@@ -220,10 +224,28 @@ export class HostsApi extends ListApi<Host> {
 }
 
 /**
+ * Options of {@link ImagesApi.upload}.
+ *
+ * @example
+ * const options: ImageUploadOptions = { project: 'shop', sha256: 'e3b0c4...', onProgress: (sent, total) => console.log(sent, total) };
+ */
+export interface ImageUploadOptions extends CallOptions {
+  /** Expected sha256 (hex) of the bytes sent; the server refuses the file (`image_checksum_mismatch`) when it differs. */
+  sha256?: string;
+  /** Size of a stream source, when known (sent as Content-Length); files and buffers know theirs. */
+  size?: number;
+  /** Called as bytes go out: bytes sent so far, and the total or null when unknown (a pipe). */
+  onProgress?: (sentBytes: number, totalBytes: number | null) => void;
+  /** Time limit in milliseconds until the server answers; none by default (large files take long to check and convert). */
+  timeoutMs?: number;
+}
+
+/**
  * Images: `client.images`.
  *
  * @example
  * await client.images.create({ name: 'debian-12', format: 'qcow2', os: 'debian', min_disk_gib: 2 });
+ * await client.images.upload('debian-12', './debian-12.qcow2');
  */
 export class ImagesApi extends ListApi<Image> {
   /** Fetches one image by id or name. */
@@ -241,6 +263,49 @@ export class ImagesApi extends ListApi<Image> {
   /** Deletes an image. */
   async delete(id: string, options: CallOptions = {}): Promise<void> {
     await this.t.request('DELETE', this.path(id), defined({ query: scoped(options), signal: options.signal }));
+  }
+  /**
+   * Streams the file of an image that has none yet (a path, a stream such as
+   * stdin, or a buffer; raw or qcow2). The server checks it, stores it as
+   * qcow2 and answers with the image, now `ready`.
+   */
+  async upload(id: string, source: string | Readable | Buffer, options: ImageUploadOptions = {}): Promise<Image> {
+    let body: Readable | Buffer;
+    let total: number | null;
+    if (typeof source === 'string') {
+      total = (await stat(source)).size;
+      body = createReadStream(source);
+    } else if (Buffer.isBuffer(source)) {
+      total = source.length;
+      body = source;
+    } else {
+      total = options.size ?? null;
+      body = source;
+    }
+    const onProgress = options.onProgress;
+    if (onProgress !== undefined) {
+      let sent = 0;
+      const counter = new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          sent += chunk.length;
+          onProgress(sent, total);
+          done(null, chunk);
+        },
+      });
+      const input = Buffer.isBuffer(body) ? Readable.from([body]) : body;
+      // Errors of the source reach the request through the counter, which pipeline destroys with it.
+      body = pipeline(input, counter, () => undefined);
+    }
+    const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
+    if (total !== null) headers['content-length'] = String(total);
+    if (options.sha256 !== undefined) headers['x-floe-sha256'] = options.sha256;
+    return this.t.request<Image>('PUT', this.path(id, '/file'), defined({
+      query: scoped(options),
+      rawBody: body,
+      headers,
+      timeoutMs: options.timeoutMs ?? 0,
+      signal: options.signal,
+    }));
   }
 }
 
@@ -322,6 +387,23 @@ export class InstancesApi extends ListApi<Instance> {
   /** Restarts an instance. */
   restart(id: string, options: OperationCallOptions = {}): Promise<Operation> {
     return this.#power(id, 'restart', undefined, options);
+  }
+  /**
+   * The console log as raw bytes: the history the host keeps (or its last
+   * `tailBytes`), then with `follow` new output until `signal` aborts.
+   */
+  logs(id: string, options: LogsOptions = {}): AsyncGenerator<Buffer> {
+    return streamLogs(this.t, this.path(id, '/logs'), options);
+  }
+  /** Counters of a running instance (`invalid_state` when it is not running). */
+  stats(id: string, options: CallOptions = {}): Promise<InstanceStats> {
+    return this.t.request('GET', this.path(id, '/stats'), defined({ query: scoped(options), signal: options.signal }));
+  }
+  /** Attaches to the serial console over a WebSocket; rejects with the server's error when it cannot. */
+  console(id: string, options: ConsoleOptions = {}): Promise<ConsoleSession> {
+    const t = this.t as Transport & Partial<WebSocketOpener>;
+    if (typeof t.openWebSocket !== 'function') return Promise.reject(new TypeError('this transport cannot open WebSockets'));
+    return connectConsole(t.openWebSocket(this.path(id, '/console'), scoped(options)), options.signal);
   }
   /** One page of the instance's change history. */
   history(id: string, query: Omit<ListQuery, 'label'> = {}, options: { signal?: AbortSignal } = {}): Promise<PageOf<HistoryEntry>> {

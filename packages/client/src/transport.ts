@@ -23,6 +23,8 @@ export interface RequestOptions {
   query?: Query;
   /** JSON body. PATCH bodies are sent as `application/merge-patch+json`. */
   body?: unknown;
+  /** A body sent as is instead of JSON (an image upload); set its `content-type` in `headers`. A stream is never re-sent. */
+  rawBody?: Readable | Buffer;
   /** Extra headers (lower- or mixed-case names). */
   headers?: Record<string, string>;
   /** `Idempotency-Key` of a POST; a random one is sent when not given. */
@@ -219,9 +221,9 @@ export class HttpTransport implements Transport {
     const url = joinUrl(this.#url, path, options.query);
     // Built once, so a retried POST carries the same Idempotency-Key.
     const headers = this.#headers(method, options, 'application/json');
-    const body = options.body === undefined ? undefined : JSON.stringify(options.body);
+    const body = options.rawBody ?? (options.body === undefined ? undefined : JSON.stringify(options.body));
     const timeout = options.timeoutMs ?? this.timeoutMs;
-    const retryable = method === 'GET' || method === 'HEAD' || method === 'POST';
+    const retryable = (method === 'GET' || method === 'HEAD' || method === 'POST') && !(options.rawBody !== undefined && !Buffer.isBuffer(options.rawBody));
     for (let attempt = 0; ; attempt++) {
       let status: number;
       let resHeaders: Record<string, string>;

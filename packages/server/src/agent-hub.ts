@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { AGENT_CLOSE, AGENT_PROTOCOL_VERSION, type AgentMessage, type ControlMessage } from '@floe/api';
+import { AGENT_CLOSE, AGENT_PROTOCOL_VERSION, FloeError, type AgentMessage, type ControlMessage, type VmStats } from '@floe/api';
 import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket } from 'ws';
+import { LinkChannels, type ChannelOpen, type ServerChannel } from './channels.js';
 import type { Config } from './config.js';
 import type { ServiceContext } from './services/context.js';
 import type { HostService } from './services/hosts.js';
@@ -15,6 +16,8 @@ interface Link {
   /** Agent messages are applied strictly in order. */
   queue: Promise<void>;
   ready: boolean;
+  /** Console and log channels and stats requests on this link. */
+  channels: LinkChannels;
 }
 
 /** How long an agent has to say hello after connecting. */
@@ -73,7 +76,8 @@ export class AgentHub {
     }
     const previous = this.links.get(hostId);
     if (previous) previous.socket.close(AGENT_CLOSE.replaced, 'replaced by a new connection');
-    const link: Link = { id: `${this.processId}:${randomUUID()}`, hostId, socket, queue: Promise.resolve(), ready: false };
+    const channels = new LinkChannels((msg) => this.send(link, msg), () => socket.bufferedAmount);
+    const link: Link = { id: `${this.processId}:${randomUUID()}`, hostId, socket, queue: Promise.resolve(), ready: false, channels };
     this.links.set(hostId, link);
     const helloTimer = setTimeout(() => { if (!link.ready) socket.close(AGENT_CLOSE.protocol, 'no hello'); }, HELLO_TIMEOUT_MS);
     socket.on('message', (data) => {
@@ -84,12 +88,15 @@ export class AgentHub {
         socket.close(AGENT_CLOSE.protocol, 'invalid JSON');
         return;
       }
+      // Channel bytes and stats answers skip the queue: they must not wait behind database work.
+      if (link.ready && link.channels.deliver(msg)) return;
       link.queue = link.queue.then(() => this.handle(link, msg)).catch((err) => {
         this.log.error({ err, hostId, type: msg.type }, 'agent message failed');
       });
     });
     socket.on('close', () => {
       clearTimeout(helloTimer);
+      link.channels.closeAll({ code: 'host_offline', message: 'the host disconnected' });
       if (this.links.get(hostId) === link) this.links.delete(hostId);
       if (this.closing) return; // close() already marked it offline
       const last = link.queue.then(async () => {
@@ -101,8 +108,27 @@ export class AgentHub {
     socket.on('error', (err) => this.log.warn({ err, hostId }, 'agent link error'));
   }
 
-  private send(link: Link, msg: ControlMessage): void {
-    if (link.socket.readyState === link.socket.OPEN) link.socket.send(JSON.stringify(msg));
+  private send(link: Link, msg: ControlMessage): boolean {
+    if (link.socket.readyState !== link.socket.OPEN) return false;
+    link.socket.send(JSON.stringify(msg));
+    return true;
+  }
+
+  /** The ready link of a host connected to this process, or host_offline. */
+  private linkFor(hostId: string): Link {
+    const link = this.links.get(hostId);
+    if (link === undefined || !link.ready) throw new FloeError('host_offline', 'the host is not connected to this control plane', { host: hostId });
+    return link;
+  }
+
+  /** Open a console or log channel on a connected host; resolves once the agent opened it. */
+  async openChannel(hostId: string, open: ChannelOpen, timeoutMs = 5000): Promise<ServerChannel> {
+    return this.linkFor(hostId).channels.openChannel(open, timeoutMs);
+  }
+
+  /** Ask a connected host for one answer (a VM's stats); `host_timeout` after `timeoutMs`. */
+  async request(hostId: string, msg: { type: 'stats.get'; instance_id: string }, timeoutMs = 5000): Promise<VmStats> {
+    return this.linkFor(hostId).channels.stats(msg.instance_id, timeoutMs);
   }
 
   private async handle(link: Link, msg: AgentMessage): Promise<void> {
@@ -184,6 +210,7 @@ export class AgentHub {
     this.closing = true;
     const links = [...this.links.values()];
     this.links.clear();
+    for (const link of links) link.channels.closeAll({ code: 'host_offline', message: 'the control plane is shutting down' });
     for (const link of links) link.socket.close(1001, 'control plane shutting down');
     await Promise.all([...links.map((l) => l.queue), ...this.draining]);
     for (const link of links) await this.hosts.markOffline(link.hostId, 'control plane shut down', link.id).catch(() => false);

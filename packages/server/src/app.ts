@@ -12,9 +12,12 @@ import { scheduleMaintenance } from './maintenance.js';
 import { installErrorHandlers } from './http/errors.js';
 import { installIdempotency } from './http/idempotency.js';
 import { computeRoutes } from './http/routes/compute.js';
+import { imageFileRoutes } from './http/routes/image-files.js';
+import { acceptsQueryToken, instanceIoRoutes } from './http/routes/instance-io.js';
 import { resourceRoutes } from './http/routes/resources.js';
 import { streamRoutes } from './http/routes/streams.js';
 import { ImageService, MachineTypeService } from './services/catalog.js';
+import { ImageFileService } from './services/image-files.js';
 import { SignalBus, type ServiceContext } from './services/context.js';
 import { EventBus } from './services/events.js';
 import { HostService } from './services/hosts.js';
@@ -40,6 +43,8 @@ export interface Services {
   tokens: TokenService;
   hosts: HostService;
   images: ImageService;
+  /** Image files: upload, agent download, removal. */
+  imageFiles: ImageFileService;
   machineTypes: MachineTypeService;
   instances: InstanceService;
   operations: OperationService;
@@ -59,13 +64,14 @@ export function buildServices(store: Store, config: Config, pki: ControlPki, log
   const bus = new EventBus(store, cluster);
   const ctx: ServiceContext = { store, config, bus, signals: new SignalBus(cluster), cluster: cluster ?? localOnly };
   const projects = new ProjectService(ctx);
-  const images = new ImageService(ctx, projects);
+  const imageFiles = new ImageFileService(ctx);
+  const images = new ImageService(ctx, projects, imageFiles);
   const machineTypes = new MachineTypeService(ctx);
   const operations = new OperationService(ctx);
   const instances = new InstanceService(ctx, projects, images, machineTypes, operations);
   const hosts = new HostService(ctx);
   const hub = new AgentHub(ctx, hosts, instances, log);
-  return { bus, projects, tokens: new TokenService(ctx), hosts, images, machineTypes, instances, operations, hub, pki };
+  return { bus, projects, tokens: new TokenService(ctx), hosts, images, imageFiles, machineTypes, instances, operations, hub, pki };
 }
 
 /** Stand-in for services built without a cluster (init, tools). */
@@ -132,7 +138,7 @@ export async function buildApp(opts: { store: Store; config: Config; pki: Contro
     const header = request.headers.authorization;
     let token = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
     // Browsers cannot set headers on WebSocket and EventSource requests.
-    if (token === undefined && request.url.startsWith('/v1/events')) {
+    if (token === undefined && (request.url.startsWith('/v1/events') || acceptsQueryToken(request.url))) {
       token = (request.query as { access_token?: string }).access_token;
     }
     request.principal = await services.tokens.authenticate(token);
@@ -145,6 +151,8 @@ export async function buildApp(opts: { store: Store; config: Config; pki: Contro
   http.get('/v1/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => http.swagger());
   resourceRoutes(http, services);
   computeRoutes(http, services);
+  imageFileRoutes(http, services);
+  instanceIoRoutes(http, services);
   streamRoutes(http, services);
 
   await http.ready();

@@ -27,6 +27,10 @@ export interface Config {
   readonly eventRetentionDays: number;
   /** Largest request body, in bytes. */
   readonly bodyLimit: number;
+  /** Largest image file upload, in bytes (FLOE_IMAGE_MAX_UPLOAD_BYTES); JSON bodies stay under `bodyLimit`. */
+  readonly imageMaxUploadBytes: number;
+  /** Largest virtual disk size an uploaded image may describe, in bytes (FLOE_IMAGE_MAX_VIRTUAL_GIB). */
+  readonly imageMaxVirtualBytes: number;
   readonly logLevel: string;
 }
 
@@ -85,6 +89,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     scheduler,
     eventRetentionDays: num(env, 'FLOE_EVENT_RETENTION_DAYS', 7, 1, 3650),
     bodyLimit: num(env, 'FLOE_BODY_LIMIT', 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    imageMaxUploadBytes: num(env, 'FLOE_IMAGE_MAX_UPLOAD_BYTES', 64 * 1024 ** 3, 1024, Number.MAX_SAFE_INTEGER),
+    imageMaxVirtualBytes: num(env, 'FLOE_IMAGE_MAX_VIRTUAL_GIB', 1024, 1, 1024 * 1024) * 1024 ** 3,
     logLevel: env.FLOE_LOG_LEVEL || 'info',
   };
   return Object.freeze(config);

@@ -3,6 +3,7 @@ import type { Image } from '@floe/api';
 import { age, bytes, renderDetails, renderTable, stateColor, type Colors } from '../output.js';
 import { checkName, intArg } from '../parse.js';
 import { runtimeOf } from '../runtime.js';
+import { registerImageImport } from './image-import.js';
 import { examples, fetchPage, listOptions, type ListFlags } from './shared.js';
 
 /** Table rows of images. */
@@ -22,7 +23,7 @@ export function imageTable(items: Image[], now: number, c: Colors): string {
   );
 }
 
-/** `floe image ls|show|create|rm`. */
+/** `floe image ls|show|create|import|rm`. */
 export function registerImage(program: Command): void {
   const image = program.command('image').description('manage disk images instances boot from');
 
@@ -44,7 +45,7 @@ export function registerImage(program: Command): void {
 
   const create = image
     .command('create')
-    .description('register an image')
+    .description('register an image record without a file (pending until "floe image import --name" fills it)')
     .argument('<name>', 'image name')
     .addOption(new Option('--format <format>', 'disk format').choices(['qcow2', 'raw']))
     .option('--os <os>', 'operating system, e.g. debian-12')
@@ -65,6 +66,7 @@ export function registerImage(program: Command): void {
       rt.print(cmd, i, () => `image ${i.name} created (${i.id}, ${i.status.state})\n`);
     });
   examples(create, ['floe image create debian-12 --format qcow2 --os debian-12 --min-disk-gib 2 --public']);
+  registerImageImport(image);
 
   image
     .command('rm')

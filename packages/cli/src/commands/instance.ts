@@ -5,6 +5,7 @@ import { age, mib, oneLine, renderDetails, renderTable, stateColor, type Colors 
 import { checkName, collect, intArg, parseLabels, readSshKeys, readUserData } from '../parse.js';
 import { followOperation } from '../progress.js';
 import { runtimeOf, type CliRuntime } from '../runtime.js';
+import { registerInstanceIo } from './instance-io.js';
 import { examples, fetchPage, listOptions, nameMap, type ListFlags } from './shared.js';
 
 /** Table rows of instances; host and image ids are shown by name when known. */
@@ -224,4 +225,6 @@ export function registerInstance(program: Command): void {
     const page = await fetchPage(rt, history, {}, opts);
     rt.print(cmd, page, () => historyTable(page.items, rt.now()));
   });
+
+  registerInstanceIo(instance);
 }

@@ -42,6 +42,14 @@ function entryOf(pkg: '@floe/server' | '@floe/agent'): string {
   return main;
 }
 
+/** The full path of `cmd` on PATH, or null. */
+function findOnPath(cmd: string, pathVar: string): string | null {
+  for (const dir of pathVar.split(path.delimiter)) {
+    if (dir && existsSync(path.join(dir, cmd))) return path.join(dir, cmd);
+  }
+  return null;
+}
+
 /** Files `up` keeps in the data directory. */
 function runPaths(dataDir: string) {
   return {
@@ -106,7 +114,10 @@ async function up(rt: CliRuntime, flags: UpFlags): Promise<void> {
   const dataDir = path.resolve(flags.data ?? rt.env.FLOE_DATA ?? 'data');
   const env: NodeJS.ProcessEnv = { ...process.env, ...rt.env, FLOE_DATA: dataDir };
   if (flags.listen) env.FLOE_LISTEN = flags.listen;
-  if (flags.driver !== 'fake') throw new CliError(`the "${flags.driver}" VM driver is not available in this version; use --driver fake`, 'usage', 2);
+  if (!['auto', 'qemu', 'fake'].includes(flags.driver)) throw new CliError(`unknown VM driver "${flags.driver}": use auto, qemu or fake`, 'usage', 2);
+  const hasQemu = findOnPath('qemu-system-x86_64', env.PATH ?? '');
+  if (flags.driver === 'qemu' && !hasQemu) throw new CliError('the qemu driver needs qemu-system-x86_64; install qemu-system-x86 (./floe up does this as root) or use --driver fake', 'qemu_missing');
+  const driver = flags.driver === 'auto' ? (hasQemu ? 'qemu' : 'fake') : flags.driver;
   const paths = runPaths(dataDir);
   const floed = entryOf('@floe/server');
   const agentMain = entryOf('@floe/agent');
@@ -152,7 +163,7 @@ async function up(rt: CliRuntime, flags: UpFlags): Promise<void> {
   const client = new FloeClient({ url: result.url, ca: caPem, ...(token ? { token } : {}) });
   try {
     await waitFor(async () => (await client.health()).status === 'ok', server, 'the control plane', paths.log('floed'), 30_000);
-    const agent = daemon(agentMain, ['--server', result.url, '--data', result.agent_dir, '--driver', flags.driver], env, paths.log('agent'), detach);
+    const agent = daemon(agentMain, ['--server', result.url, '--data', result.agent_dir, '--driver', driver], env, paths.log('agent'), detach);
     children.push(agent);
     writeFileSync(paths.pid('agent'), `${agent.pid}\n`);
     let hostLine = `${result.host.name} (${result.host.id})`;
@@ -160,7 +171,7 @@ async function up(rt: CliRuntime, flags: UpFlags): Promise<void> {
       await waitFor(async () => (await client.hosts.get(result.host.id)).status.state === 'online', agent, 'the local agent', paths.log('agent'), 60_000);
       const host = await client.hosts.get(result.host.id);
       const f = host.status.facts;
-      if (f) hostLine += `: online, ${f.cpus} CPUs, ${Math.round(f.memory_mib / 1024)} GiB, KVM ${f.kvm.usable ? 'usable' : 'not usable'} (${f.kvm.detail})`;
+      if (f) hostLine += `: online, ${f.cpus} CPUs, ${Math.round(f.memory_mib / 1024)} GiB, accelerator ${f.accelerator} (${f.kvm.detail})`;
     } else {
       await sleep(1500);
       if (agent.exitCode !== null) throw new CliError(`the local agent exited; see ${paths.log('agent')}:\n${tail(paths.log('agent'))}`, 'start_failed');
@@ -171,7 +182,9 @@ async function up(rt: CliRuntime, flags: UpFlags): Promise<void> {
       `  API       ${result.url}   (OpenAPI: ${result.url}/v1/openapi.json, docs: ${result.url}/docs)`,
       `  database  ${result.database}${result.database === 'sqlite' ? ` (${path.join(dataDir, 'floe.db')})` : ''}`,
       `  host      ${hostLine}`,
-      `  ${c.yellow('VMs are simulated')}: the local agent runs the fake VM driver; it creates, starts and stops VMs but boots nothing.`,
+      driver === 'fake'
+        ? `  ${c.yellow('VMs are simulated')}: the local agent runs the fake VM driver; it creates, starts and stops VMs but boots nothing.`
+        : `  VMs       real, with QEMU (${hasQemu})`,
       token
         ? `  CLI       context "${flags.context}" is set up: try  floe vm ls  (or ./floe vm ls in this checkout)`
         : `  CLI       floe login ${result.url} --ca ${result.ca_file} --token <the admin token printed on the first start>`,
@@ -233,7 +246,7 @@ export function registerUp(program: Command): void {
       .description('start floe on this machine: the control plane and a local agent (the first run creates the data directory, the CA and an admin token)')
       .option('--data <dir>', 'data directory (default: $FLOE_DATA or ./data)')
       .option('--listen <host:port>', 'address of the API (default: $FLOE_LISTEN or 127.0.0.1:7443)')
-      .option('--driver <name>', 'VM driver of the local agent', 'fake')
+      .option('--driver <name>', 'VM driver of the local agent: qemu, fake (simulated VMs), or auto (qemu when installed)', 'auto')
       .option('--context <name>', 'CLI context to save the admin token in on first start', 'local')
       .option('-d, --detach', 'start in the background and return once everything is ready')
       .action(async (flags: UpFlags, cmd: Command) => up(runtimeOf(cmd), flags)),

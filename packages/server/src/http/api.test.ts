@@ -463,7 +463,7 @@ for (const target of storeTargets()) {
         await api.project('crud-i');
         const img = await api.post('/v1/images', { name: 'debian', project: 'crud-i', os: 'debian-12', min_disk_gib: 2, labels: { os: 'debian' } });
         expect(img.status).toBe(201);
-        expect(img.body).toMatchObject({ name: 'debian', project: 'crud-i', spec: { format: 'qcow2', os: 'debian-12', min_disk_gib: 2, public: false }, status: { state: 'ready' } });
+        expect(img.body).toMatchObject({ name: 'debian', project: 'crud-i', spec: { format: 'qcow2', os: 'debian-12', min_disk_gib: 2, public: false }, status: { state: 'pending', sha256: null } });
         const got = await api.get('/v1/images/debian?project=crud-i');
         expect(got.body).toEqual(img.body);
         expect(got.headers.etag).toBe('"1"');

@@ -8,6 +8,7 @@ import {
   visibleProjects, writeLabels, type Db,
 } from './common.js';
 import type { Principal, ServiceContext } from './context.js';
+import type { ImageFileService } from './image-files.js';
 import type { ProjectService } from './projects.js';
 
 /** Sizes seeded into every new installation: 1 vCPU/256 MiB upwards. */
@@ -28,7 +29,8 @@ export function machineTypeFromRow(row: MachineTypesTable): MachineType {
 
 /** Row → API shape. */
 export function imageFromRow(row: ImagesTable): Image {
-  return { ...baseFields(row), project: row.project, spec: fromJson(row.spec), status: fromJson(row.status) };
+  // Records from before uploads existed have no virtual size.
+  return { ...baseFields(row), project: row.project, spec: fromJson(row.spec), status: { virtual_size_bytes: null, ...fromJson<Omit<Image['status'], 'virtual_size_bytes'> & { virtual_size_bytes?: number | null }>(row.status) } };
 }
 
 /** Machine types: global, readable by everyone, written by admins. */
@@ -92,9 +94,14 @@ export class MachineTypeService {
   }
 }
 
-/** Image records. Files, upload and checksums arrive with the QEMU driver. */
+/** Image records; their files are kept by the ImageFileService. */
 export class ImageService {
-  constructor(private readonly ctx: ServiceContext, private readonly projects: ProjectService) {}
+  constructor(
+    private readonly ctx: ServiceContext,
+    private readonly projects: ProjectService,
+    /** Removes a stored file once no record names it. */
+    private readonly files?: Pick<ImageFileService, 'release'>,
+  ) {}
 
   /** Images of the visible projects (plus public ones when `project` is given). */
   async list(principal: Principal, q: { limit?: number; cursor?: string; label?: string | string[]; project?: string }): Promise<PageOf<Image>> {
@@ -119,7 +126,7 @@ export class ImageService {
     }
   }
 
-  /** Register an image record. */
+  /** Register an image record; it stays `pending` until its file is uploaded. */
   async create(principal: Principal, body: ImageCreate): Promise<Image> {
     const project = body.project ?? 'default';
     await this.projects.require(principal, project);
@@ -128,7 +135,7 @@ export class ImageService {
       ...newBase('image', body.name, body.labels, body.metadata),
       project,
       spec: toJson({ format: body.format ?? 'qcow2', os: body.os ?? '', min_disk_gib: body.min_disk_gib ?? 1, public: body.public ?? false }),
-      status: toJson({ state: 'ready', size_bytes: null, sha256: null }),
+      status: toJson({ state: 'pending', size_bytes: null, sha256: null, virtual_size_bytes: null }),
     };
     try {
       await transaction(this.ctx.store, async (trx) => {
@@ -167,19 +174,21 @@ export class ImageService {
     return after;
   }
 
-  /** Delete an image no instance uses. */
+  /** Delete an image no instance uses, and its file unless another image has the same one. */
   async delete(principal: Principal, ref: string, project: string, ifMatch?: number): Promise<void> {
     const image = await transaction(this.ctx.store, async (trx) => {
       const img = imageFromRow(await findRow<ImagesTable>(trx, 'images', 'image', ref, { project, principal, code: 'image_not_found', label: 'image' }));
       if (!canUseProject(principal, img.project)) throw new FloeError('image_not_found', `image "${ref}" not found`, { kind: 'image', id: ref });
       checkRevision(ifMatch, img.revision);
-      const user = await trx.selectFrom('instances').select(['id', 'name']).where('spec', 'like', `%"image":"${img.id}"%`).limit(1).executeTakeFirst();
+      const user = await trx.selectFrom('instances').select(['id', 'name']).where('image_id', '=', img.id).limit(1).executeTakeFirst();
       if (user) throw new FloeError('in_use', `image "${img.name}" is used by instance "${user.name}"`, { kind: 'image', id: img.id, used_by: user.id });
       await trx.deleteFrom('images').where('id', '=', img.id).execute();
       await trx.deleteFrom('resource_labels').where('resource_id', '=', img.id).execute();
       await recordHistory(trx, { kind: 'image', resource_id: img.id, project: img.project, revision: img.revision + 1, action: 'delete', actor: principal.actor, before: img, after: null });
       return img;
     });
+    // The record is gone either way; a file that cannot be removed now is only disk space.
+    if (image.status.sha256 !== null) await this.files?.release(image.status.sha256).catch(() => undefined);
     await this.ctx.bus.publish({ type: 'resource.deleted', project: image.project, kind: 'image', resource_id: image.id, data: { name: image.name } });
   }
 }

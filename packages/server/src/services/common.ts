@@ -55,12 +55,15 @@ export function checkMetadata(metadata: Record<string, unknown> | undefined): Re
   return value;
 }
 
-/** Replace the label rows of a resource. Keys are checked here because the body schema cannot check map keys. */
-export async function writeLabels(db: Db, resourceId: string, labels: Labels): Promise<void> {
+/**
+ * Replace the label rows of a resource; `created` says the resource was just inserted, so it has none
+ * to delete. Keys are checked here because the body schema cannot check map keys.
+ */
+export async function writeLabels(db: Db, resourceId: string, labels: Labels, created = false): Promise<void> {
   for (const key of Object.keys(labels)) {
     if (!keyRe.test(key)) throw new FloeError('validation_failed', `label key "${key}" must be [prefix/]name of letters, digits, "-", "_" and "."`, { field: `labels.${key}` });
   }
-  await db.deleteFrom('resource_labels').where('resource_id', '=', resourceId).execute();
+  if (!created) await db.deleteFrom('resource_labels').where('resource_id', '=', resourceId).execute();
   const rows = Object.entries(labels).map(([key, value]) => ({ resource_id: resourceId, key, value }));
   if (rows.length > 0) await db.insertInto('resource_labels').values(rows).execute();
 }

@@ -124,12 +124,12 @@ export class InstanceService {
             force_stop: 0,
           };
           await trx.insertInto('instances').values(row).execute();
-          await writeLabels(trx, row.id, body.labels ?? {});
+          await writeLabels(trx, row.id, body.labels ?? {}, true);
           const instance = instanceFromRow(row);
           await recordHistory(trx, { kind: 'instance', resource_id: row.id, project, revision: 1, action: 'create', actor: principal.actor, before: null, after: instance });
           const { operation, events } = await this.operations.create(trx, {
             project, kind: 'instance.create', resources: [{ kind: 'instance', id: row.id, name: row.name }], created_by: principal.actor,
-            message: 'scheduled', target_id: row.id, target_generation: 1, target_state: spec.power_state, undo: { action: 'create' },
+            message: 'scheduled', target_id: row.id, target_generation: 1, target_state: spec.power_state, undo: { action: 'create' }, new_target: true,
           });
           return { instance, operation, events };
         });

@@ -40,6 +40,8 @@ export interface NewOperation {
   target_generation: number;
   target_state: 'running' | 'stopped' | 'deleted';
   undo?: unknown;
+  /** The target was created in this same transaction, so no older operation can be waiting on it. */
+  new_target?: boolean;
 }
 
 /** Undoes a cancelled pending operation inside the cancelling transaction. */
@@ -66,7 +68,9 @@ export class OperationService {
   async create(trx: Db, op: NewOperation): Promise<{ operation: Operation; events: NewEvent[] }> {
     const now = nowIso();
     const events: NewEvent[] = [];
-    const older = await trx.selectFrom('operations').selectAll().where('target_id', '=', op.target_id).where('status', 'in', ['pending', 'running']).execute();
+    const older = op.new_target
+      ? []
+      : await trx.selectFrom('operations').selectAll().where('target_id', '=', op.target_id).where('status', 'in', ['pending', 'running']).execute();
     const row: OperationsTable = {
       id: newId('operation'),
       project: op.project,

@@ -4,6 +4,7 @@ import { Type } from 'typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Services } from '../../app.js';
 import { filterFromQuery, matches } from '../../services/events.js';
+import { requireAgentCertificate } from '../agent-auth.js';
 import { errors } from './resources.js';
 
 /** How often an idle event stream gets a keepalive. */
@@ -101,16 +102,7 @@ export function streamRoutes(app: FastifyInstance, s: Services): void {
     url: '/v1/agent',
     config: { public: true },
     schema: { hide: true },
-    preValidation: async (req) => {
-      const socket = req.raw.socket as TLSSocket;
-      if (typeof socket.getPeerCertificate !== 'function' || !socket.authorized) {
-        throw new FloeError('client_certificate_required', 'the agent link needs a client certificate signed by floe\'s CA');
-      }
-      const cn = socket.getPeerCertificate().subject?.CN;
-      if (typeof cn !== 'string' || !cn.startsWith('host_')) {
-        throw new FloeError('client_certificate_required', 'the client certificate is not a host certificate');
-      }
-    },
+    preValidation: requireAgentCertificate,
     handler: async () => {
       throw new FloeError('validation_failed', 'the agent link is a WebSocket; upgrade the connection', { field: 'upgrade' });
     },

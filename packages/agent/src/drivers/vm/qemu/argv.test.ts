@@ -1,0 +1,115 @@
+import { describe, expect, it } from 'vitest';
+import { FloeError } from '@floe/api';
+import { qemuArgv, type QemuSpec } from './argv.js';
+
+const dir = '/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3';
+
+function spec(overrides: Partial<QemuSpec> = {}, paths: Partial<QemuSpec['paths']> = {}): QemuSpec {
+  return {
+    id: 'inst_01JB8X0Q3E6M2T9K4V7W5YB1C3',
+    name: 'web-1',
+    vcpus: 2,
+    memoryMib: 512,
+    accelerator: 'tcg',
+    diskCache: 'none',
+    ...overrides,
+    paths: {
+      pidfile: `${dir}/qemu.pid`,
+      qmpSocket: `${dir}/qmp.sock`,
+      serialSocket: `${dir}/serial.sock`,
+      consoleLog: `${dir}/console.log`,
+      disk: `${dir}/disk.qcow2`,
+      seedIso: `${dir}/seed.iso`,
+      ...paths,
+    },
+  };
+}
+
+function expectInvalid(fn: () => unknown, field: string): void {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(FloeError);
+    expect((err as FloeError).code).toBe('validation_failed');
+    expect((err as FloeError).details?.field).toBe(field);
+    return;
+  }
+  throw new Error(`expected a validation error for ${field}`);
+}
+
+describe('qemuArgv', () => {
+  it('builds the TCG command line', () => {
+    expect(qemuArgv(spec())).toEqual([
+      '-name', 'guest=web-1',
+      '-machine', 'q35,accel=tcg,graphics=off',
+      '-cpu', 'max',
+      '-smp', '2',
+      '-m', '512M',
+      '-nodefaults',
+      '-no-user-config',
+      '-display', 'none',
+      '-daemonize',
+      '-pidfile', '/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/qemu.pid',
+      '-qmp', 'unix:/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/qmp.sock,server=on,wait=off',
+      '-chardev', 'socket,id=serial0,path=/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/serial.sock,server=on,wait=off,logfile=/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/console.log,logappend=on',
+      '-serial', 'chardev:serial0',
+      '-object', 'rng-random,id=rng0,filename=/dev/urandom',
+      '-device', 'virtio-rng-pci,rng=rng0',
+      '-drive', 'if=none,id=disk0,file=/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/disk.qcow2,format=qcow2,cache=none,discard=unmap',
+      '-device', 'virtio-blk-pci,drive=disk0,bootindex=0',
+      '-drive', 'if=none,id=seed,file=/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/seed.iso,format=raw,media=cdrom,readonly=on',
+      '-device', 'ide-cd,drive=seed',
+    ]);
+  });
+
+  it('uses the host CPU under KVM, writeback caching, and no CD-ROM without a seed', () => {
+    expect(qemuArgv(spec({ accelerator: 'kvm', diskCache: 'writeback', vcpus: 1, memoryMib: 128 }, { seedIso: null }))).toEqual([
+      '-name', 'guest=web-1',
+      '-machine', 'q35,accel=kvm,graphics=off',
+      '-cpu', 'host',
+      '-smp', '1',
+      '-m', '128M',
+      '-nodefaults',
+      '-no-user-config',
+      '-display', 'none',
+      '-daemonize',
+      '-pidfile', '/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/qemu.pid',
+      '-qmp', 'unix:/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/qmp.sock,server=on,wait=off',
+      '-chardev', 'socket,id=serial0,path=/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/serial.sock,server=on,wait=off,logfile=/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/console.log,logappend=on',
+      '-serial', 'chardev:serial0',
+      '-object', 'rng-random,id=rng0,filename=/dev/urandom',
+      '-device', 'virtio-rng-pci,rng=rng0',
+      '-drive', 'if=none,id=disk0,file=/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/disk.qcow2,format=qcow2,cache=writeback,discard=unmap',
+      '-device', 'virtio-blk-pci,drive=disk0,bootindex=0',
+    ]);
+  });
+
+  it('refuses ids and names that could smuggle options or paths', () => {
+    expectInvalid(() => qemuArgv(spec({ id: '../inst_01JB8X0Q3E6M2T9K4V7W5YB1C3' })), 'id');
+    expectInvalid(() => qemuArgv(spec({ id: 'inst_01jb8x0q3e6m2t9k4v7w5yb1c3' })), 'id');
+    expectInvalid(() => qemuArgv(spec({ name: 'web,debug-threads=on' })), 'name');
+    expectInvalid(() => qemuArgv(spec({ name: 'Web' })), 'name');
+    expectInvalid(() => qemuArgv(spec({ name: '' })), 'name');
+  });
+
+  it('refuses paths with commas, control characters, or relative paths', () => {
+    expectInvalid(() => qemuArgv(spec({}, { disk: '/srv/vm,file=/etc/shadow/disk.qcow2' })), 'disk');
+    expectInvalid(() => qemuArgv(spec({}, { seedIso: '/srv/a,b/seed.iso' })), 'seed_iso');
+    expectInvalid(() => qemuArgv(spec({}, { consoleLog: '/srv/log\nx' })), 'console_log');
+    expectInvalid(() => qemuArgv(spec({}, { pidfile: 'relative/qemu.pid' })), 'pidfile');
+    expectInvalid(() => qemuArgv(spec({}, { qmpSocket: '/srv/x,server=off' })), 'qmp_socket');
+  });
+
+  it('refuses socket paths longer than a unix socket allows', () => {
+    const long = `/${'d'.repeat(100)}/serial.sock`;
+    expectInvalid(() => qemuArgv(spec({}, { serialSocket: long })), 'serial_socket');
+  });
+
+  it('refuses impossible sizes and unknown modes', () => {
+    expectInvalid(() => qemuArgv(spec({ vcpus: 0 })), 'vcpus');
+    expectInvalid(() => qemuArgv(spec({ vcpus: 1.5 })), 'vcpus');
+    expectInvalid(() => qemuArgv(spec({ memoryMib: 8 })), 'memory_mib');
+    expectInvalid(() => qemuArgv(spec({ accelerator: 'hvf' as 'kvm' })), 'accelerator');
+    expectInvalid(() => qemuArgv(spec({ diskCache: 'unsafe' as 'none' })), 'disk_cache');
+  });
+});

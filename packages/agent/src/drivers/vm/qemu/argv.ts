@@ -1,0 +1,127 @@
+import { isAbsolute } from 'node:path';
+import { FloeError, NAME_PATTERN } from '@floe/api';
+
+/** Accelerators the QEMU driver runs guests with. */
+export type QemuAccelerator = 'kvm' | 'tcg';
+
+/** How QEMU caches the VM's disk: `none` (O_DIRECT) where the file system allows it, else `writeback`. */
+export type QemuDiskCache = 'none' | 'writeback';
+
+/** The files of one VM's runtime directory that QEMU opens or creates. */
+export interface QemuRuntimePaths {
+  pidfile: string;
+  qmpSocket: string;
+  serialSocket: string;
+  /** The console history; QEMU appends everything the guest writes to the serial port. */
+  consoleLog: string;
+  /** The VM's qcow2 overlay. */
+  disk: string;
+  /** The cloud-init NoCloud seed, attached as a CD-ROM; null for none. */
+  seedIso: string | null;
+}
+
+/** Everything the QEMU command line is built from. */
+export interface QemuSpec {
+  id: string;
+  /** The instance name (a DNS label), shown as QEMU's guest name. */
+  name: string;
+  vcpus: number;
+  memoryMib: number;
+  accelerator: QemuAccelerator;
+  diskCache: QemuDiskCache;
+  paths: QemuRuntimePaths;
+}
+
+/** The QEMU binary floe runs. */
+export const QEMU_BINARY = 'qemu-system-x86_64';
+
+/** floe's id shape (`inst_` + ULID); ids become directory names, so they are checked before. */
+export const INSTANCE_ID_RE = /^[a-z]{2,5}_[0-9A-HJKMNP-TV-Z]{26}$/;
+const NAME_RE = new RegExp(NAME_PATTERN);
+/** A unix socket path must fit `sun_path` (108 bytes with the terminating NUL). */
+export const MAX_SOCKET_PATH_BYTES = 107;
+
+function invalid(field: string, message: string): FloeError {
+  return new FloeError('validation_failed', message, { field });
+}
+
+/**
+ * A path QEMU can take inside its option syntax: absolute (QEMU daemonizes
+ * into `/`), and without commas, which separate QEMU options (QEMU would read
+ * `a,b` as two options), nor control characters.
+ */
+export function checkQemuPath(field: string, path: string): string {
+  if (!isAbsolute(path)) throw invalid(field, `${field} must be an absolute path: ${JSON.stringify(path)}`);
+  if (path.includes(',')) throw invalid(field, `${field} must not contain a comma (QEMU's option separator): ${JSON.stringify(path)}`);
+  if (/[\u0000-\u001f\u007f]/.test(path)) throw invalid(field, `${field} must not contain control characters: ${JSON.stringify(path)}`);
+  return path;
+}
+
+function checkSocketPath(field: string, path: string): string {
+  checkQemuPath(field, path);
+  if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) {
+    throw invalid(field, `${field} is longer than a unix socket path may be (${MAX_SOCKET_PATH_BYTES} bytes); use a shorter state directory: ${path}`);
+  }
+  return path;
+}
+
+function checkInt(field: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) throw invalid(field, `${field} must be an integer from ${min} to ${max}, not ${value}`);
+  return value;
+}
+
+/**
+ * The arguments of `qemu-system-x86_64` for one VM: q35, detached
+ * (`-daemonize` + pidfile), QMP and the serial console on unix sockets in the
+ * runtime directory, the console logged to a file, a virtio disk and the seed
+ * on q35's AHCI CD-ROM. `graphics=off` makes SeaBIOS print to the serial
+ * port, so boot failures show up in the console log. Pure; throws
+ * `validation_failed` for anything that could break QEMU's option syntax.
+ *
+ * @example
+ * run(QEMU_BINARY, qemuArgv(spec));
+ */
+export function qemuArgv(spec: QemuSpec): string[] {
+  if (!INSTANCE_ID_RE.test(spec.id)) throw invalid('id', `instance id ${JSON.stringify(spec.id)} is malformed`);
+  if (!NAME_RE.test(spec.name)) throw invalid('name', `instance name ${JSON.stringify(spec.name)} is not a DNS label`);
+  const vcpus = checkInt('vcpus', spec.vcpus, 1, 256);
+  const memory = checkInt('memory_mib', spec.memoryMib, 16, 4 * 1024 * 1024);
+  if (spec.accelerator !== 'kvm' && spec.accelerator !== 'tcg') throw invalid('accelerator', `unknown accelerator ${JSON.stringify(spec.accelerator)}`);
+  if (spec.diskCache !== 'none' && spec.diskCache !== 'writeback') throw invalid('disk_cache', `unknown disk cache mode ${JSON.stringify(spec.diskCache)}`);
+  const p = spec.paths;
+  const pidfile = checkQemuPath('pidfile', p.pidfile);
+  const qmp = checkSocketPath('qmp_socket', p.qmpSocket);
+  const serial = checkSocketPath('serial_socket', p.serialSocket);
+  const log = checkQemuPath('console_log', p.consoleLog);
+  const disk = checkQemuPath('disk', p.disk);
+  const seed = p.seedIso === null ? null : checkQemuPath('seed_iso', p.seedIso);
+
+  const argv = [
+    '-name', `guest=${spec.name}`,
+    '-machine', `q35,accel=${spec.accelerator},graphics=off`,
+    // TCG cannot pass the host CPU through; `max` is everything TCG emulates.
+    '-cpu', spec.accelerator === 'kvm' ? 'host' : 'max',
+    '-smp', String(vcpus),
+    '-m', `${memory}M`,
+    '-nodefaults',
+    '-no-user-config',
+    '-display', 'none',
+    '-daemonize',
+    '-pidfile', pidfile,
+    '-qmp', `unix:${qmp},server=on,wait=off`,
+    '-chardev', `socket,id=serial0,path=${serial},server=on,wait=off,logfile=${log},logappend=on`,
+    '-serial', 'chardev:serial0',
+    // Guests (cloud-init's key generation, above all) would otherwise wait for entropy under TCG.
+    '-object', 'rng-random,id=rng0,filename=/dev/urandom',
+    '-device', 'virtio-rng-pci,rng=rng0',
+    '-drive', `if=none,id=disk0,file=${disk},format=qcow2,cache=${spec.diskCache},discard=unmap`,
+    '-device', 'virtio-blk-pci,drive=disk0,bootindex=0',
+  ];
+  if (seed !== null) {
+    argv.push(
+      '-drive', `if=none,id=seed,file=${seed},format=raw,media=cdrom,readonly=on`,
+      '-device', 'ide-cd,drive=seed',
+    );
+  }
+  return argv;
+}

@@ -1,0 +1,125 @@
+import { randomBytes } from 'node:crypto';
+import { rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { FloeError } from '@floe/api';
+import { ExecError, run } from '../../../host/exec.js';
+import { checkQemuPath } from './argv.js';
+
+/**
+ * A VM's disk is a qcow2 overlay on its base image: creating one is O(1)
+ * whatever the image's size (QEMU reads unchanged blocks from the base), and
+ * the base is never written. The base must stay where it is while overlays
+ * use it; the agent's image cache keeps it by sha256.
+ */
+
+/** The tool that creates, inspects and grows disk images. */
+export const QEMU_IMG = 'qemu-img';
+
+/** What `qemu-img info` says about an image. */
+export interface QemuImageInfo {
+  /** `qcow2`, `raw`, ... */
+  format: string;
+  /** The size the guest sees, in bytes. */
+  virtualSize: number;
+  /** Bytes the file takes on the host, when reported. */
+  actualSize: number | null;
+  /** The image this one is an overlay on, if any. */
+  backingFile: string | null;
+}
+
+/** Options shared by the disk functions. */
+export interface DiskOptions {
+  /** The qemu-img binary; default `qemu-img` from PATH. */
+  qemuImg?: string;
+}
+
+function hostError(what: string, err: unknown): unknown {
+  if (err instanceof ExecError) return new FloeError('host_operation_failed', `${what}: ${err.message}`, { stderr: err.stderr.slice(0, 2000) });
+  return err;
+}
+
+/** The arguments of `qemu-img create` for an overlay on `base` (pure). */
+export function overlayCreateArgs(base: string, baseFormat: string, overlay: string, sizeBytes: number): string[] {
+  if (!/^[a-z0-9]+$/.test(baseFormat)) throw new FloeError('validation_failed', `unknown image format ${JSON.stringify(baseFormat)}`, { field: 'format' });
+  if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) throw new FloeError('validation_failed', `disk size must be a positive number of bytes, not ${sizeBytes}`, { field: 'disk_gib' });
+  return ['create', '-q', '-f', 'qcow2', '-F', baseFormat, '-b', checkQemuPath('image', base), checkQemuPath('disk', overlay), String(sizeBytes)];
+}
+
+/** `qemu-img info` of an image; works while a VM has it open (`-U`). */
+export async function imageInfo(path: string, opts: DiskOptions = {}): Promise<QemuImageInfo> {
+  let stdout: string;
+  try {
+    ({ stdout } = await run(opts.qemuImg ?? QEMU_IMG, ['info', '-U', '--output=json', path], { timeoutMs: 30_000 }));
+  } catch (err) {
+    throw hostError(`cannot read the image ${path}`, err);
+  }
+  const info = JSON.parse(stdout) as { format?: string; 'virtual-size'?: number; 'actual-size'?: number; 'backing-filename'?: string; 'full-backing-filename'?: string };
+  if (typeof info.format !== 'string' || typeof info['virtual-size'] !== 'number') {
+    throw new FloeError('host_operation_failed', `qemu-img info gave no format or size for ${path}`);
+  }
+  return {
+    format: info.format,
+    virtualSize: info['virtual-size'],
+    actualSize: typeof info['actual-size'] === 'number' ? info['actual-size'] : null,
+    backingFile: info['full-backing-filename'] ?? info['backing-filename'] ?? null,
+  };
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/** What `ensureOverlay` did. */
+export interface OverlayResult {
+  created: boolean;
+  resized: boolean;
+  /** The disk's size as the guest sees it now. */
+  virtualSize: number;
+}
+
+/**
+ * Make `overlay` a qcow2 overlay on `base` of at least `sizeBytes` (never
+ * smaller than the base). Idempotent: an existing overlay is kept and only
+ * grown. The file appears atomically, so a crash never leaves half a disk.
+ */
+export async function ensureOverlay(base: string, overlay: string, sizeBytes: number, opts: DiskOptions = {}): Promise<OverlayResult> {
+  if (await exists(overlay)) {
+    const grown = await growDisk(overlay, sizeBytes, opts);
+    return { created: false, ...grown };
+  }
+  checkQemuPath('disk', overlay);
+  const baseInfo = await imageInfo(checkQemuPath('image', base), opts);
+  const size = Math.max(sizeBytes, baseInfo.virtualSize);
+  const partial = join(dirname(overlay), `.${basename(overlay)}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    await run(opts.qemuImg ?? QEMU_IMG, overlayCreateArgs(base, baseInfo.format, partial, size), { timeoutMs: 60_000 });
+    await rename(partial, overlay);
+  } catch (err) {
+    await rm(partial, { force: true });
+    throw hostError(`cannot create the disk of ${overlay}`, err);
+  }
+  return { created: true, resized: false, virtualSize: size };
+}
+
+/** Grow a disk image to `sizeBytes` when it is smaller; never shrinks. Fails while a VM has it open. */
+export async function growDisk(path: string, sizeBytes: number, opts: DiskOptions = {}): Promise<{ resized: boolean; virtualSize: number }> {
+  const info = await imageInfo(checkQemuPath('disk', path), opts);
+  if (info.virtualSize >= sizeBytes) return { resized: false, virtualSize: info.virtualSize };
+  try {
+    await run(opts.qemuImg ?? QEMU_IMG, ['resize', '-q', '-f', info.format, path, String(sizeBytes)], { timeoutMs: 60_000 });
+  } catch (err) {
+    throw hostError(`cannot grow the disk ${path}`, err);
+  }
+  return { resized: true, virtualSize: sizeBytes };
+}
+
+/** Delete a disk image; a missing one is fine. */
+export async function removeDisk(path: string): Promise<void> {
+  await rm(path, { force: true });
+}

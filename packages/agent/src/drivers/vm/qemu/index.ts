@@ -1,0 +1,21 @@
+/** The QEMU VM driver: detached QEMU processes, QMP, qcow2 overlays, console logs. */
+export { QemuDriver, KVM_FAILURE_MESSAGE, VM_FILES, type QemuDriverOptions } from './driver.js';
+export { qemuArgv, checkQemuPath, INSTANCE_ID_RE, QEMU_BINARY, MAX_SOCKET_PATH_BYTES, type QemuSpec, type QemuRuntimePaths, type QemuAccelerator, type QemuDiskCache } from './argv.js';
+export { ensureOverlay, growDisk, imageInfo, overlayCreateArgs, removeDisk, QEMU_IMG, type QemuImageInfo, type OverlayResult, type DiskOptions } from './disk.js';
+export {
+  QmpClient,
+  QmpError,
+  QmpTimeoutError,
+  QmpConnectionError,
+  connectWithRetry,
+  type QmpCommands,
+  type QmpCommandName,
+  type QmpEvent,
+  type QmpGreeting,
+  type QmpStatusInfo,
+  type QmpBlockStats,
+  type QmpConnectOptions,
+  type QmpExecuteOptions,
+  type QmpRetryOptions,
+} from './qmp.js';
+export { DEFAULT_LOG_MAX_BYTES, LogFollower, readLogTail, trimLog } from './console-log.js';

@@ -1,0 +1,113 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FloeError, NAME_PATTERN, USER_DATA_MAX_BYTES, type DesiredInstance } from '@floe/api';
+import { ExecError, run } from '../../host/exec.js';
+
+/**
+ * The cloud-init NoCloud seed of a VM: `meta-data`, `user-data` and optional
+ * `vendor-data` on an ISO 9660 volume labelled `cidata`. Real cloud-init finds
+ * it by that label; floe's test image reads the same files.
+ */
+
+/** File name of the seed ISO inside a VM's directory. */
+export const SEED_ISO_NAME = 'seed.iso';
+/** Volume label cloud-init's NoCloud data source looks for. */
+export const SEED_VOLUME_LABEL = 'cidata';
+
+/** The seed files cloud-init reads; `vendor-data` only when given. */
+export type SeedFiles = Record<string, string>;
+
+const NAME_RE = new RegExp(NAME_PATTERN);
+const ID_RE = /^[a-z]{2,5}_[0-9A-HJKMNP-TV-Z]{26}$/;
+const SEED_FILE_RE = /^(meta-data|user-data|vendor-data|network-config)$/;
+
+/**
+ * A YAML double-quoted scalar. JSON's escapes are a subset of YAML's; the
+ * characters JSON leaves raw but YAML wants escaped (DEL, C1 controls, line and
+ * paragraph separators, BOM) are escaped as well.
+ */
+export function yamlString(value: string): string {
+  return JSON.stringify(value).replace(/[\u007f-\u009f\u2028\u2029\ufeff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+function sshKeys(vm: DesiredInstance): string[] {
+  return vm.spec.ssh_keys.map((key, i) => {
+    const k = key.trim();
+    if (k.length === 0 || /[\r\n]/.test(k)) {
+      throw new FloeError('validation_failed', `ssh key ${i + 1} must be one non-empty line`, { field: `ssh_keys[${i}]` });
+    }
+    return k;
+  });
+}
+
+/**
+ * The NoCloud seed files of a VM. `user-data` is the user's document as given
+ * (`#cloud-config` or a `#!` script); without one, a minimal `#cloud-config`
+ * that installs the ssh keys. The keys are always in `meta-data` too
+ * (`public-keys`), which cloud-init reads next to the user's own document.
+ *
+ * @example
+ * seedFiles(vm) // { 'meta-data': 'instance-id: inst_...\nlocal-hostname: web\n', 'user-data': '#cloud-config\n' }
+ */
+export function seedFiles(vm: DesiredInstance, opts: { vendorData?: string } = {}): SeedFiles {
+  if (!ID_RE.test(vm.id)) throw new FloeError('validation_failed', `instance id ${JSON.stringify(vm.id)} is malformed`, { field: 'id' });
+  if (!NAME_RE.test(vm.name)) throw new FloeError('validation_failed', `instance name ${JSON.stringify(vm.name)} is not a DNS label`, { field: 'name' });
+  const keys = sshKeys(vm);
+  const userData = vm.spec.user_data;
+  if (userData !== null && Buffer.byteLength(userData, 'utf8') > USER_DATA_MAX_BYTES) {
+    throw new FloeError('validation_failed', `user_data is larger than ${USER_DATA_MAX_BYTES} bytes`, { field: 'user_data', limit: USER_DATA_MAX_BYTES });
+  }
+
+  let metaData = `instance-id: ${vm.id}\nlocal-hostname: ${vm.name}\n`;
+  if (keys.length > 0) metaData += `public-keys:\n${keys.map((k) => `  - ${yamlString(k)}\n`).join('')}`;
+
+  let user: string;
+  if (userData !== null && userData.length > 0) {
+    user = userData;
+  } else if (keys.length > 0) {
+    user = `#cloud-config\nssh_authorized_keys:\n${keys.map((k) => `  - ${yamlString(k)}\n`).join('')}`;
+  } else {
+    // NoCloud wants a user-data file even when there is nothing to do.
+    user = '#cloud-config\n';
+  }
+
+  const files: SeedFiles = { 'meta-data': metaData, 'user-data': user };
+  if (opts.vendorData !== undefined) files['vendor-data'] = opts.vendorData;
+  return files;
+}
+
+/**
+ * Write `files` onto a fresh ISO 9660 volume labelled `cidata` (Joliet and
+ * Rock Ridge names) at `<dir>/seed.iso`, replacing any old one atomically.
+ * Returns the ISO's path.
+ */
+export async function writeSeedIso(dir: string, files: SeedFiles): Promise<string> {
+  const names = Object.keys(files).sort();
+  for (const name of names) {
+    if (!SEED_FILE_RE.test(name)) throw new FloeError('validation_failed', `${JSON.stringify(name)} is not a NoCloud seed file`, { field: 'files' });
+  }
+  if (!names.includes('meta-data') || !names.includes('user-data')) {
+    throw new FloeError('validation_failed', 'a NoCloud seed needs meta-data and user-data', { field: 'files' });
+  }
+  const target = join(dir, SEED_ISO_NAME);
+  const partial = join(dir, `.${SEED_ISO_NAME}.${randomBytes(6).toString('hex')}.tmp`);
+  const staging = await mkdtemp(join(dir, '.seed-'));
+  try {
+    for (const name of names) await writeFile(join(staging, name), files[name]!, { mode: 0o644 });
+    await run('genisoimage', [
+      '-output', partial, '-volid', SEED_VOLUME_LABEL, '-joliet', '-rock', '-quiet',
+      ...names.map((name) => join(staging, name)),
+    ], { timeoutMs: 60_000 });
+    await rename(partial, target);
+    return target;
+  } catch (err) {
+    await rm(partial, { force: true });
+    if (err instanceof ExecError) {
+      throw new FloeError('host_operation_failed', `cannot build the seed ISO: ${err.message}`, { stderr: err.stderr.slice(0, 2000) });
+    }
+    throw err;
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,91 @@
+import { createReadStream } from 'node:fs';
+import { FloeError, IdOrNameParams, Image, Name } from '@floe/api';
+import { Type } from 'typebox';
+import type { FastifyInstance, FastifySchemaCompiler } from 'fastify';
+import type { Services } from '../../app.js';
+import { agentPeer, requireAgentCertificate } from '../agent-auth.js';
+import { etag, projectOf } from '../request.js';
+import { errors } from './resources.js';
+
+/** Query of the upload: the project a name resolves in, and the expected sha256. */
+const UploadQuery = Type.Object({
+  project: Type.Optional(Name),
+  sha256: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'expected sha256 of the uploaded bytes (or header X-Floe-Sha256)' })),
+});
+
+/** Header carrying a sha256: expected on upload, of the sent file on download. */
+export const SHA256_HEADER = 'x-floe-sha256';
+
+/**
+ * `PUT /v1/images/{id}/file` (the upload, streamed: no JSON body limit) and
+ * `GET /v1/agent/images/{id}` (agents fetch files with their client certificate).
+ */
+export function imageFileRoutes(app: FastifyInstance, s: Services): void {
+  void app.register(async (scope) => {
+    // Leave the body unread: the handler streams request.raw to disk. A body without a
+    // content type (curl -T) is taken too; JSON and anything else is refused.
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('application/octet-stream', (_req, _payload, done) => done(null));
+    scope.addContentTypeParser('*', (req, _payload, done) => {
+      if (req.headers['content-type'] === undefined) done(null);
+      else done(new FloeError('unsupported_media_type', 'send the image file as application/octet-stream'), undefined);
+    });
+    // The body schema only documents the upload; the stream itself is checked by the service.
+    const passBody: FastifySchemaCompiler<unknown> = (def) => (def.httpPart === 'body' ? () => true : scope.validatorCompiler!(def));
+
+    scope.put('/v1/images/:id/file', {
+      validatorCompiler: passBody,
+      schema: {
+        tags: ['images'],
+        summary: 'Upload the file of an image (raw or qcow2, streamed as application/octet-stream); it is checked with qemu-img and stored as qcow2',
+        description: 'Only an image without a file takes one. A raw upload is converted to qcow2; `status.sha256` is the sha256 of the stored qcow2. A qcow2 with a backing file or an external data file is refused.',
+        params: IdOrNameParams,
+        querystring: UploadQuery,
+        consumes: ['application/octet-stream'],
+        body: Type.String({ format: 'binary', description: 'the disk image' }),
+        response: { 200: Image, ...errors },
+      },
+    }, async (req, reply) => {
+      const q = req.query as { project?: string; sha256?: string };
+      const header = req.headers[SHA256_HEADER];
+      const fromHeader = typeof header === 'string' ? header.trim() : undefined;
+      if (q.sha256 !== undefined && fromHeader !== undefined && q.sha256.toLowerCase() !== fromHeader.toLowerCase()) {
+        throw new FloeError('validation_failed', `?sha256= and the ${SHA256_HEADER} header disagree`, { field: 'sha256' });
+      }
+      const sha256 = q.sha256 ?? fromHeader;
+      const length = req.headers['content-length'];
+      let img;
+      try {
+        img = await s.imageFiles.upload(req.principal, (req.params as { id: string }).id, projectOf(q), req.raw, {
+          ...(sha256 === undefined ? {} : { sha256 }),
+          ...(length === undefined ? {} : { contentLength: Number(length) }),
+        });
+      } catch (err) {
+        // Refused before the whole file arrived: answer, then drop the connection instead of reading the rest.
+        if (!req.raw.complete) reply.header('connection', 'close');
+        throw err;
+      }
+      etag(reply, img.revision);
+      return img;
+    });
+  });
+
+  app.get('/v1/agent/images/:id', {
+    config: { public: true },
+    preValidation: requireAgentCertificate,
+    schema: { hide: true, params: IdOrNameParams },
+  }, async (req, reply) => {
+    const peer = agentPeer(req);
+    const host = await s.hosts.forAgent(peer.hostId);
+    if (!host) throw new FloeError('client_certificate_required', 'the host of this certificate was removed');
+    // Only the host's current certificate counts: a reissued one replaces the old.
+    if (host.cert_serial !== null && host.cert_serial.toLowerCase() !== peer.serial.toLowerCase()) {
+      throw new FloeError('client_certificate_required', 'the client certificate was superseded by a newer one');
+    }
+    const file = await s.imageFiles.forHost(peer.hostId, (req.params as { id: string }).id);
+    reply.header('content-type', 'application/octet-stream');
+    reply.header('content-length', String(file.size));
+    reply.header(SHA256_HEADER, file.sha256);
+    return reply.send(createReadStream(file.path));
+  });
+}

@@ -1,0 +1,177 @@
+import { ERROR_CODES, FloeError, IdOrNameParams, InstanceStats, isErrorCode, Name, type Instance } from '@floe/api';
+import { Type } from 'typebox';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { RawData, WebSocket } from 'ws';
+import type { Services } from '../../app.js';
+import type { ChannelEnd, ServerChannel } from '../../channels.js';
+import { projectOf } from '../request.js';
+import { errors } from './resources.js';
+
+/** How long the host may take to open a console or log, or to answer a stats request. */
+const HOST_ANSWER_MS = 5000;
+/** Bytes queued towards one slow reader before its stream is given up. */
+const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
+/** Keepalive pings on an idle console, so proxies do not cut it. */
+const PING_MS = 30_000;
+/** The largest `tail_bytes` accepted (the host keeps less than this anyway). */
+const MAX_TAIL_BYTES = 64 * 1024 * 1024;
+
+const CONSOLE_PATH = /^\/v1\/instances\/[^/?#]+\/console(?:[?#]|$)/;
+
+/** True for URLs that may carry their token as `?access_token=` (browsers cannot set headers on a WebSocket). */
+export function acceptsQueryToken(url: string): boolean {
+  return CONSOLE_PATH.test(url);
+}
+
+/**
+ * The WebSocket close code for a failed console: 4000 + the HTTP status of
+ * the error code (4409 invalid_state, 4503 host_offline, ...).
+ */
+export function consoleCloseCode(code: string): number {
+  return 4000 + (isErrorCode(code) ? ERROR_CODES[code].status : 502);
+}
+
+const ConsoleQuery = Type.Object({
+  project: Type.Optional(Name),
+  access_token: Type.Optional(Type.String({ maxLength: 500, description: 'the API token, for clients that cannot send an Authorization header (browsers)' })),
+});
+const LogsQuery = Type.Object({
+  project: Type.Optional(Name),
+  tail_bytes: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_TAIL_BYTES, description: 'only the last N bytes of the history (default: all the host keeps)' })),
+  follow: Type.Optional(Type.Boolean({ default: false, description: 'keep the response open and stream new output until the client goes' })),
+});
+
+/** Consoles opened in preHandler, waiting for their WebSocket. */
+const consoles = new WeakMap<FastifyRequest, ServerChannel>();
+
+/** The bytes of one WebSocket message. */
+function bytesOf(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
+
+/** End a console WebSocket: a normal close, or the error envelope as a text frame and a 4xxx close. */
+function closeConsole(socket: WebSocket, end: ChannelEnd): void {
+  if (socket.readyState !== socket.OPEN) return;
+  if (end === undefined) {
+    socket.close(1000, 'console closed');
+    return;
+  }
+  socket.send(JSON.stringify({ error: end }));
+  socket.close(consoleCloseCode(end.code), end.code.slice(0, 120));
+}
+
+/** Serial console (WebSocket), console log (streamed text) and stats of an instance: all through its host's agent link. */
+export function instanceIoRoutes(app: FastifyInstance, s: Services): void {
+  /** The instance and the host it is placed on. */
+  async function locate(req: FastifyRequest): Promise<{ instance: Instance; hostId: string }> {
+    const instance = await s.instances.get(req.principal, (req.params as { id: string }).id, projectOf(req.query as { project?: string }));
+    const hostId = instance.status.host;
+    if (hostId === null) throw new FloeError('invalid_state', `instance ${instance.name} is not placed on a host`);
+    return { instance, hostId };
+  }
+
+  app.route({
+    method: 'GET',
+    url: '/v1/instances/:id/console',
+    schema: {
+      tags: ['instances'],
+      summary: 'Serial console (WebSocket): binary frames carry the bytes both ways. Errors before the upgrade are JSON answers; a console that fails later sends the error envelope as a text frame and closes with 4000 + its HTTP status. Browsers may pass ?access_token=.',
+      params: IdOrNameParams,
+      querystring: ConsoleQuery,
+      response: { ...errors },
+    },
+    preHandler: async (req) => {
+      if (!req.ws) throw new FloeError('validation_failed', 'the console is a WebSocket; upgrade the connection', { field: 'upgrade' });
+      const { instance, hostId } = await locate(req);
+      const channel = await s.hub.openChannel(hostId, { type: 'console.open', instance_id: instance.id }, HOST_ANSWER_MS);
+      // Covers a client that leaves before or during the upgrade.
+      if (req.raw.socket.destroyed) {
+        channel.close();
+        return;
+      }
+      consoles.set(req, channel);
+      req.raw.socket.once('close', () => channel.close());
+    },
+    handler: async () => {
+      throw new FloeError('validation_failed', 'the console is a WebSocket; upgrade the connection', { field: 'upgrade' });
+    },
+    wsHandler: (socket, req) => {
+      const channel = consoles.get(req);
+      consoles.delete(req);
+      if (channel === undefined) {
+        socket.close(1011, 'console not open');
+        return;
+      }
+      const ping = setInterval(() => socket.ping(), PING_MS);
+      ping.unref();
+      channel.onData((chunk) => {
+        if (socket.bufferedAmount > MAX_QUEUED_BYTES) {
+          channel.close({ code: 'stream_overflow', message: 'the console output came faster than this client read it; reconnect to continue' });
+          return;
+        }
+        socket.send(chunk, { binary: true });
+      });
+      channel.onClose((end) => closeConsole(socket, end));
+      socket.on('message', (data) => {
+        if (channel.backedUp) channel.close({ code: 'stream_overflow', message: 'input came faster than the host took it; reconnect to continue' });
+        else channel.write(bytesOf(data));
+      });
+      socket.on('close', () => {
+        clearInterval(ping);
+        channel.close();
+      });
+    },
+  });
+
+  app.get('/v1/instances/:id/logs', {
+    schema: {
+      tags: ['instances'],
+      summary: 'Console log of an instance as text: the history the host keeps (or its last tail_bytes); with follow=true the response stays open and streams new output',
+      params: IdOrNameParams,
+      querystring: LogsQuery,
+      response: { 200: { description: 'console output, as the guest wrote it', content: { 'text/plain': { schema: Type.String() } } }, ...errors },
+    },
+  }, async (req, reply) => {
+    const q = req.query as { tail_bytes?: number; follow?: boolean };
+    const { instance, hostId } = await locate(req);
+    const follow = q.follow === true;
+    const channel = await s.hub.openChannel(hostId, {
+      type: 'logs.open', instance_id: instance.id, follow, ...(q.tail_bytes === undefined ? {} : { tail_bytes: q.tail_bytes }),
+    }, HOST_ANSWER_MS);
+    const res = reply.raw;
+    reply.hijack();
+    if (res.destroyed || req.raw.socket.destroyed) {
+      channel.close(); // the client left while the host was opening the log
+      return;
+    }
+    res.on('close', () => channel.close());
+    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
+    res.flushHeaders();
+    channel.onData((chunk) => {
+      if (res.writableLength > MAX_QUEUED_BYTES) {
+        channel.close({ code: 'stream_overflow', message: 'the client read the log too slowly' });
+        return;
+      }
+      res.write(chunk);
+    });
+    channel.onClose((end) => {
+      if (end !== undefined) req.log.info({ instance: instance.id, code: end.code }, 'log stream ended early');
+      res.end();
+    });
+  });
+
+  app.get('/v1/instances/:id/stats', {
+    schema: {
+      tags: ['instances'],
+      summary: 'Counters of a running instance: CPU time, memory, disk and network bytes (read from its host; 409 invalid_state when it is not running)',
+      params: IdOrNameParams,
+      querystring: Type.Object({ project: Type.Optional(Name) }),
+      response: { 200: InstanceStats, ...errors },
+    },
+  }, async (req): Promise<InstanceStats> => {
+    const { instance, hostId } = await locate(req);
+    return s.hub.request(hostId, { type: 'stats.get', instance_id: instance.id }, HOST_ANSWER_MS);
+  });
+}
