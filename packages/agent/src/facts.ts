@@ -176,14 +176,18 @@ async function probeKernel(qemu: string, dir: string, kernel: string, timeoutMs:
   }
 }
 
+/** The kernel the probe boots: $FLOE_KVM_PROBE_KERNEL, else the host's own, else none. */
 async function defaultKernel(): Promise<string | null> {
-  const path = `/boot/vmlinuz-${os.release()}`;
-  try {
-    await access(path);
-    return path;
-  } catch {
-    return null;
+  for (const path of [process.env.FLOE_KVM_PROBE_KERNEL, `/boot/vmlinuz-${os.release()}`, '/vmlinuz']) {
+    if (!path) continue;
+    try {
+      await access(path);
+      return path;
+    } catch {
+      // try the next
+    }
   }
+  return null;
 }
 
 /**
@@ -208,7 +212,11 @@ export async function runKvmProbe(opts: KvmProbeOptions = {}): Promise<KvmProbe>
       return { present, usable: false, detail: `KVM present but a probe guest failed (${firmware}); using TCG` };
     }
     const kernel = opts.kernel === undefined ? await defaultKernel() : opts.kernel;
-    if (kernel === null) return { present, usable: true, detail: 'firmware ran under KVM; no Linux kernel was found to confirm a full boot' };
+    // Firmware alone is not proof: under broken nested KVM, firmware runs and
+    // a Linux kernel then hangs. Without a kernel to try, stay on the safe side.
+    if (kernel === null) {
+      return { present, usable: false, detail: 'KVM present, but no Linux kernel was found to confirm a guest boots under it (set FLOE_KVM_PROBE_KERNEL, or FLOE_ACCEL=kvm to use it anyway); using TCG' };
+    }
     const booted = await probeKernel(qemu, dir, kernel, opts.kernelTimeoutMs ?? 8000, probe.procs);
     if (booted !== null) {
       return { present, usable: false, detail: `KVM present but a probe kernel failed under it (${booted}); using TCG` };
