@@ -17,6 +17,50 @@ export interface DesiredImage {
   size_bytes: number | null;
 }
 
+/** One NIC of an instance, with everything the host needs for its tap, DHCP lease and network-config. */
+export interface DesiredNic {
+  id: string;
+  network_id: string;
+  vni: number;
+  /** Slot in the VM, from 0; also the order of network-config entries. */
+  index: number;
+  mac: string;
+  ipv4: string | null;
+  ipv4_prefix: number | null;
+  ipv6: string | null;
+  ipv6_prefix: number | null;
+  gateway4: string | null;
+  gateway6: string | null;
+  mtu: number;
+  dns_servers: string[];
+}
+
+/** A network with members on the receiving host: what its bridge, VXLAN device and dnsmasq need. */
+export interface DesiredNetwork {
+  id: string;
+  name: string;
+  project: string;
+  kind: 'private' | 'public';
+  vni: number;
+  mtu: number;
+  /** CIDRs, or null when the family is off. */
+  ipv4: string | null;
+  ipv6: string | null;
+  gateway: string;
+  gateway4: string | null;
+  gateway6: string | null;
+  /** The host's own address on the bridge (DHCP/DNS server; router when the gateway is "host"). */
+  host_ipv4: string | null;
+  host_ipv6: string | null;
+  dns: boolean;
+  /** Public networks: host interface the bridge takes over; null for private ones. */
+  uplink: string | null;
+  /** Underlay addresses of the other hosts with members: the VXLAN unicast forwarding entries. */
+  peers: string[];
+  /** DHCP leases pinned to IPAM: every NIC on the network (on any host), with its DNS name. */
+  leases: Array<{ nic_id: string; instance_id: string; mac: string; ipv4: string | null; ipv6: string | null; hostname: string }>;
+}
+
 /** Everything the agent must make true for one instance. */
 export interface DesiredInstance {
   id: string;
@@ -35,6 +79,8 @@ export interface DesiredInstance {
   restart_generation: number;
   /** Stop without an ACPI power-down (set by `stop --force`). */
   force_stop: boolean;
+  /** NICs in slot order; absent from control planes without networking (no NICs). */
+  nics?: DesiredNic[];
 }
 
 /** What the agent observes for one instance. */
@@ -77,7 +123,10 @@ export type AgentMessage =
 /** Control plane → agent. */
 export type ControlMessage =
   | { type: 'welcome'; host_id: string; host_name: string; heartbeat_interval_ms: number }
-  | { type: 'snapshot'; instances: DesiredInstance[] }
+  /** `networks`: every network with members on this host (absent from control planes without networking). */
+  | { type: 'snapshot'; instances: DesiredInstance[]; networks?: DesiredNetwork[] }
+  /** The networks of this host changed (members or peers): the full list again, level-triggered. */
+  | { type: 'networks'; networks: DesiredNetwork[] }
   | { type: 'instance'; instance: DesiredInstance }
   | { type: 'error'; code: string; message: string }
   /** Attach to the serial console of an instance. */

@@ -104,6 +104,8 @@ export const ID_PREFIX = {
   operation: 'op',
   event: 'evt',
   history: 'hist',
+  network: 'net',
+  nic: 'nic',
 } as const;
 /** Resource kinds that have ids. */
 export type Kind = keyof typeof ID_PREFIX;

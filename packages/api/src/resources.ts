@@ -75,6 +75,7 @@ export const HostFacts = Type.Object({
   accelerator: Type.Union([Type.Literal('kvm'), Type.Literal('tcg'), Type.Literal('none')]),
   wireguard_kernel: Type.Boolean(),
   vm_driver: Type.String({ description: '"qemu", or "fake" when VMs are simulated' }),
+  underlay_ipv4: Type.Optional(Nullable(Type.String({ description: 'address other hosts reach this one at for VXLAN' }))),
 });
 export type HostFacts = Static<typeof HostFacts>;
 
@@ -197,6 +198,102 @@ export const MachineTypeCreate = Type.Object({
 });
 export type MachineTypeCreate = Static<typeof MachineTypeCreate>;
 
+// ---------------------------------------------------------------- networks
+
+/** Most NICs one instance may have. */
+export const MAX_NICS = 8;
+
+/** `private`: a VXLAN-joined L2 segment; `public` (admin): bridged to a host uplink, addresses from a pool. */
+export const NetworkKind = Type.Union([Type.Literal('private'), Type.Literal('public')]);
+export type NetworkKind = Static<typeof NetworkKind>;
+
+/** An IPv4 CIDR such as `10.10.0.0/24`. */
+export const Ipv4Cidr = Type.String({ pattern: '^[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}$', maxLength: 18, description: 'IPv4 CIDR, e.g. 10.10.0.0/24' });
+/** An IPv6 CIDR such as `fd12:3456:789a::/64`. */
+export const Ipv6Cidr = Type.String({ pattern: '^[0-9a-fA-F:]+/[0-9]{1,3}$', maxLength: 43, description: 'IPv6 CIDR, e.g. fd12:3456:789a::/64' });
+
+/** The desired shape of a network. */
+export const NetworkSpec = Type.Object({
+  kind: NetworkKind,
+  ipv4: Nullable(Ipv4Cidr),
+  ipv6: Nullable(Ipv6Cidr),
+  gateway: Type.String({ description: '"host" (the host routes and NATs), "none" (isolated) or the IPv4 address of a VM on the network that routes' }),
+  mtu: Type.Integer({ minimum: 576, maximum: 9000 }),
+  dns: Type.Boolean({ description: 'the host answers DNS for instance names on the network' }),
+  reserved: Type.Array(Type.String({ maxLength: 45 }), { maxItems: 256, description: 'addresses IPAM never hands out' }),
+  pool: Nullable(Type.Object({ start: Type.String({ maxLength: 45 }), end: Type.String({ maxLength: 45 }) }, { description: 'public networks: the IPv4 range instances get addresses from' })),
+  uplink: Nullable(Type.String({ maxLength: 15, description: 'public networks: host interface the bridge takes over' })),
+});
+export type NetworkSpec = Static<typeof NetworkSpec>;
+
+/** A layer-2 network instances attach NICs to. */
+export const Network = Type.Object({
+  ...ProjectScopedFields,
+  spec: NetworkSpec,
+  vni: Type.Integer({ minimum: 1, maximum: 16777215, description: 'VXLAN network identifier, unique' }),
+  status: Type.Object({
+    hosts: Type.Array(Type.String(), { description: 'ids of the hosts that run members' }),
+    nics: Type.Integer({ description: 'NICs attached' }),
+    gateway4: Nullable(Type.String()),
+    gateway6: Nullable(Type.String()),
+    host_ipv4: Nullable(Type.String({ description: 'address of the host on the bridge (DHCP, DNS, and gateway when "host")' })),
+    host_ipv6: Nullable(Type.String()),
+  }),
+});
+export type Network = Static<typeof Network>;
+
+/** Body of `POST /v1/networks`. */
+export const NetworkCreate = Type.Object({
+  ...CommonCreateFields,
+  project: Type.Optional(Name),
+  kind: Type.Optional(NetworkKind),
+  ipv4: Type.Optional(Nullable(Ipv4Cidr)),
+  ipv6: Type.Optional(Nullable(Type.Union([Ipv6Cidr, Type.Literal('auto')], { description: 'CIDR, or "auto" for a ULA /64' }))),
+  gateway: Type.Optional(Type.String({ minLength: 1, maxLength: 45 })),
+  mtu: Type.Optional(Type.Integer({ minimum: 576, maximum: 9000 })),
+  dns: Type.Optional(Type.Boolean()),
+  reserved: Type.Optional(Type.Array(Type.String({ minLength: 2, maxLength: 45 }), { maxItems: 256 })),
+  pool: Type.Optional(Nullable(Type.Object({ start: Type.String({ maxLength: 45 }), end: Type.String({ maxLength: 45 }) }))),
+  uplink: Type.Optional(Nullable(Type.String({ pattern: '^[a-zA-Z0-9_.-]{1,15}$' }))),
+});
+export type NetworkCreate = Static<typeof NetworkCreate>;
+
+/** Body of `PATCH /v1/networks/{id}`: labels, metadata, DNS, reserved addresses. */
+export const NetworkPatch = Type.Object({
+  labels: Type.Optional(LabelsPatch),
+  metadata: Type.Optional(Metadata),
+  spec: Type.Optional(Type.Object({
+    dns: Type.Optional(Type.Boolean()),
+    reserved: Type.Optional(Type.Array(Type.String({ minLength: 2, maxLength: 45 }), { maxItems: 256 })),
+  })),
+});
+export type NetworkPatch = Static<typeof NetworkPatch>;
+
+/** A network interface of an instance, with its stable MAC and addresses. */
+export const Nic = Type.Object({
+  id: Id,
+  instance: Type.String({ description: 'instance id' }),
+  network: Type.String({ description: 'network id' }),
+  network_name: Name,
+  index: Type.Integer({ minimum: 0, description: 'slot of the NIC in the VM, from 0' }),
+  mac: Type.String(),
+  ipv4: Nullable(Type.String()),
+  ipv6: Nullable(Type.String()),
+  created_at: Timestamp,
+});
+export type Nic = Static<typeof Nic>;
+
+/** A NIC to create: a network id or name, or the network with requested addresses. */
+export const NicRequest = Type.Union([
+  Type.String({ minLength: 1, maxLength: 100, description: 'network id or name' }),
+  Type.Object({
+    network: Type.String({ minLength: 1, maxLength: 100 }),
+    ipv4: Type.Optional(Type.String({ minLength: 7, maxLength: 15 })),
+    ipv6: Type.Optional(Type.String({ minLength: 2, maxLength: 45 })),
+  }, { additionalProperties: false }),
+]);
+export type NicRequest = Static<typeof NicRequest>;
+
 // ---------------------------------------------------------------- instances
 
 /** What the user wants the VM to be doing. */
@@ -272,6 +369,7 @@ export const InstanceCreate = Type.Object({
   ssh_keys: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 16384 }), { maxItems: 32 })),
   start: Type.Optional(Type.Boolean({ default: true, description: 'start the VM once created' })),
   restart_policy: Type.Optional(RestartPolicy),
+  networks: Type.Optional(Type.Array(NicRequest, { maxItems: MAX_NICS, description: 'one NIC per entry, in order' })),
 });
 export type InstanceCreate = Static<typeof InstanceCreate>;
 

@@ -502,3 +502,53 @@ describe('config', () => {
     expect(configPath({ HOME: '/h' })).toBe('/h/.config/floe/config.json');
   });
 });
+
+describe('networks', () => {
+  it('net create maps flags to the body, net ls prints a table, help has examples', async () => {
+    const created = await floe(['net', 'create', 'lan', '--ipv4', '10.10.0.0/24', '--ipv6', 'auto', '--gateway', 'host', '--reserve', '10.10.0.9', '-p', 'shop'], {
+      responses: { 'networks.create': (body: any) => Promise.resolve({ id: 'net_01JB8X0Q3E6M2T9K4V7W5YB1C3', name: body.name, vni: 77, spec: { ipv4: body.ipv4, ipv6: 'fd12:3456:789a::/64' } }) },
+    });
+    expect(created.err).toBe('');
+    expect(created.code).toBe(0);
+    expect(created.calls).toEqual([{ method: 'networks.create', args: [{ name: 'lan', project: 'shop', ipv4: '10.10.0.0/24', ipv6: 'auto', gateway: 'host', reserved: ['10.10.0.9'] }] }]);
+    expect(created.out).toBe('network lan created (net_01JB8X0Q3E6M2T9K4V7W5YB1C3, vni 77, 10.10.0.0/24, fd12:3456:789a::/64)\n');
+
+    const pub = await floe(['network', 'create', 'internet', '--public', '--ipv4', '198.51.100.0/24', '--gateway', '198.51.100.1', '--pool', '198.51.100.10-198.51.100.99', '--uplink', 'eth0', '--no-dns', '--mtu', '1500']);
+    expect(pub.calls[0]!.args[0]).toEqual({
+      name: 'internet', kind: 'public', ipv4: '198.51.100.0/24', gateway: '198.51.100.1', mtu: 1500, dns: false, pool: { start: '198.51.100.10', end: '198.51.100.99' }, uplink: 'eth0',
+    });
+    expect((await floe(['net', 'create', 'x', '--pool', '1.2.3.4'])).code).toBe(2);
+
+    const net = {
+      id: 'net_01JB8X0Q3E6M2T9K4V7W5YB1C3', name: 'lan', project: 'shop', vni: 77, created_at: '2025-01-01T22:00:00.000Z',
+      spec: { kind: 'private', ipv4: '10.10.0.0/24', ipv6: null, gateway: 'host', mtu: 1450 }, status: { nics: 3, hosts: ['h1', 'h2'] },
+    };
+    const ls = await floe(['net', 'ls'], { responses: { 'networks.list': () => Promise.resolve({ items: [net], next_cursor: null }) } });
+    expect(ls.out.split('\n')[0]).toMatch(/^NAME\s+KIND\s+IPV4\s+IPV6\s+GATEWAY\s+VNI\s+MTU\s+NICS\s+HOSTS\s+AGE$/);
+    expect(ls.out.split('\n')[1]).toMatch(/^lan\s+private\s+10\.10\.0\.0\/24\s+-\s+host\s+77\s+1450\s+3\s+2\s+2h$/);
+
+    const help = await floe(['net', 'create', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.out).toContain('Examples:');
+    expect(help.out).toContain('--gateway <gw>');
+  });
+
+  it('vm create --network and net attach/detach call the client', async () => {
+    const r = await floe(['vm', 'create', 'web', '--image', 'img', '--type', 'small', '--network', 'lan', '--network', 'dmz=10.20.0.5,fd00::5'], {
+      responses: { 'instances.create': () => Promise.resolve({ instance: instance(), operation: op({ kind: 'instance.create' }) }) },
+    });
+    expect(r.code).toBe(0);
+    expect((r.calls[0]!.args[0] as { networks: unknown }).networks).toEqual(['lan', { network: 'dmz', ipv4: '10.20.0.5', ipv6: 'fd00::5' }]);
+
+    const nic = { id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C3', index: 1, network_name: 'lan', mac: '02:aa:bb:cc:dd:ee', ipv4: '10.10.0.7', ipv6: null };
+    const a = await floe(['net', 'attach', 'web', 'lan', '--ipv4', '10.10.0.7', '-p', 'shop'], {
+      responses: { 'instances.addNic': () => Promise.resolve({ nic, operation: op({ kind: 'instance.nic-add' }) }) },
+    });
+    expect(a.calls).toEqual([{ method: 'instances.addNic', args: ['web', { network: 'lan', ipv4: '10.10.0.7' }, { project: 'shop' }] }]);
+    expect(a.out).toContain('NIC nic_01JB8X0Q3E6M2T9K4V7W5YB1C3 (02:aa:bb:cc:dd:ee, 10.10.0.7, -) added to web');
+    const d = await floe(['net', 'detach', 'web', nic.id], { responses: { 'instances.removeNic': () => Promise.resolve(op({ kind: 'instance.nic-remove' })) } });
+    expect(d.calls).toEqual([{ method: 'instances.removeNic', args: ['web', nic.id, { project: undefined }] }]);
+    const l = await floe(['net', 'nics', 'web'], { responses: { 'instances.nics': () => Promise.resolve([nic]) } });
+    expect(l.out).toMatch(/^SLOT\s+ID\s+NETWORK\s+MAC\s+IPV4\s+IPV6\n1\s+nic_01JB8X0Q3E6M2T9K4V7W5YB1C3\s+lan\s+02:aa:bb:cc:dd:ee\s+10\.10\.0\.7\s+-\n$/);
+  });
+});

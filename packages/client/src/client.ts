@@ -3,7 +3,7 @@ import type { Dispatcher } from 'undici';
 import type WebSocket from 'ws';
 import { openWebSocket, type WebSocketSettings } from './io.js';
 import type { Query } from './query.js';
-import { EventsApi, HostsApi, ImagesApi, InstancesApi, MachineTypesApi, OperationsApi, ProjectsApi, TokensApi } from './resources.js';
+import { EventsApi, HostsApi, ImagesApi, InstancesApi, MachineTypesApi, NetworksApi, OperationsApi, ProjectsApi, TokensApi } from './resources.js';
 import { HttpTransport, type ApiResponse, type HttpMethod, type OpenStream, type RequestOptions, type Transport } from './transport.js';
 
 /**
@@ -73,6 +73,8 @@ export class FloeClient implements Transport {
   readonly machineTypes: MachineTypesApi;
   /** Instances: list, get, create, update, delete, start, stop, restart, history. */
   readonly instances: InstancesApi;
+  /** Networks: list, get, create, update, delete. */
+  readonly networks: NetworksApi;
   /** Operations: list, get, cancel, wait. */
   readonly operations: OperationsApi;
   /** The event stream. */
@@ -87,6 +89,7 @@ export class FloeClient implements Transport {
     this.images = new ImagesApi(this, '/v1/images');
     this.machineTypes = new MachineTypesApi(this, '/v1/machine-types');
     this.instances = new InstancesApi(this, '/v1/instances');
+    this.networks = new NetworksApi(this, '/v1/networks');
     this.operations = new OperationsApi(this, '/v1/operations');
     this.events = new EventsApi(this);
   }

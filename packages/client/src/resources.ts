@@ -19,6 +19,10 @@ import type {
   ListQuery,
   MachineType,
   MachineTypeCreate,
+  Network,
+  NetworkCreate,
+  NetworkPatch,
+  Nic,
   Operation,
   OperationStatus,
   PageOf,
@@ -310,6 +314,31 @@ export class ImagesApi extends ListApi<Image> {
 }
 
 /**
+ * Networks: `client.networks`.
+ *
+ * @example
+ * await client.networks.create({ name: 'lan', project: 'shop', ipv4: '10.10.0.0/24', ipv6: 'auto', gateway: 'host' });
+ */
+export class NetworksApi extends ListApi<Network> {
+  /** Fetches one network by id or name (names resolve in the project, then among public networks). */
+  get(id: string, options: CallOptions = {}): Promise<Network> {
+    return this.t.request('GET', this.path(id), defined({ query: scoped(options), signal: options.signal }));
+  }
+  /** Creates a network (`kind: 'public'` needs an admin token). */
+  create(body: NetworkCreate, options: PostOptions = {}): Promise<Network> {
+    return this.t.request('POST', this.base, defined({ body, ...options }));
+  }
+  /** Changes labels, metadata, `spec.dns` or `spec.reserved`. */
+  update(id: string, patch: MergePatch<NetworkPatch>, options: UpdateOptions = {}): Promise<Network> {
+    return this.t.request('PATCH', this.path(id), defined({ query: scoped(options), body: patch, ifMatch: options.ifMatch, signal: options.signal }));
+  }
+  /** Deletes a network; `in_use` while NICs are attached to it. */
+  async delete(id: string, options: CallOptions = {}): Promise<void> {
+    await this.t.request('DELETE', this.path(id), defined({ query: scoped(options), signal: options.signal }));
+  }
+}
+
+/**
  * Machine types (sizes): `client.machineTypes`.
  *
  * @example
@@ -408,6 +437,24 @@ export class InstancesApi extends ListApi<Instance> {
   /** One page of the instance's change history. */
   history(id: string, query: Omit<ListQuery, 'label'> = {}, options: { signal?: AbortSignal } = {}): Promise<PageOf<HistoryEntry>> {
     return this.t.request('GET', this.path(id, '/history'), defined({ query: query as Query, signal: options.signal }));
+  }
+
+  /** The NICs of an instance, in slot order. */
+  async nics(id: string, options: CallOptions = {}): Promise<Nic[]> {
+    const page = await this.t.request<{ items: Nic[] }>('GET', this.path(id, '/nics'), defined({ query: scoped(options), signal: options.signal }));
+    return page.items;
+  }
+  /** Adds a NIC on `network` (hot-plugged when running), with the addresses asked for or the next free ones. */
+  addNic(id: string, body: { network: string; ipv4?: string; ipv6?: string }, options: OperationCallOptions = {}): Promise<{ nic: Nic; operation: Operation }> {
+    return this.t.request('POST', this.path(id, '/nics'), defined({
+      query: scoped(options, { wait: options.wait }), body, idempotencyKey: options.idempotencyKey, signal: options.signal, timeoutMs: waitTimeout(this.t, options.wait),
+    }));
+  }
+  /** Removes a NIC (hot-unplugged when running); its addresses are freed. */
+  removeNic(id: string, nic: string, options: OperationCallOptions = {}): Promise<Operation> {
+    return this.t.request('DELETE', this.path(id, `/nics/${segment(nic)}`), defined({
+      query: scoped(options, { wait: options.wait }), signal: options.signal, timeoutMs: waitTimeout(this.t, options.wait),
+    }));
   }
 
   #power(id: string, action: string, body: unknown, options: OperationCallOptions): Promise<Operation> {

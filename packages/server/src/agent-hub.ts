@@ -7,6 +7,7 @@ import type { Config } from './config.js';
 import type { ServiceContext } from './services/context.js';
 import type { HostService } from './services/hosts.js';
 import type { InstanceService } from './services/instances.js';
+import type { NetworkService } from './services/networks.js';
 
 /** One live agent link. */
 interface Link {
@@ -43,10 +44,18 @@ export class AgentHub {
     private readonly hosts: HostService,
     private readonly instances: InstanceService,
     private readonly log: FastifyBaseLogger,
+    private readonly networks?: NetworkService,
   ) {
-    this.stopSignals = ctx.signals.listen('desired', (instanceId, hostId) => {
+    const stopDesired = ctx.signals.listen('desired', (instanceId, hostId) => {
       void this.push(instanceId, hostId).catch((err) => this.log.error({ err, instanceId }, 'pushing desired state failed'));
     });
+    const stopNetworks = ctx.signals.listen('networks', (hostId) => {
+      void this.pushNetworks(hostId).catch((err) => this.log.error({ err, hostId }, 'pushing networks failed'));
+    });
+    this.stopSignals = () => {
+      stopDesired();
+      stopNetworks();
+    };
   }
 
   /** Start the heartbeat sweeper. */
@@ -149,9 +158,14 @@ export class AgentHub {
         // What the agent already runs first, so operations settle from real state.
         for (const obs of msg.instances) await this.instances.applyObserved(link.hostId, obs);
         const desired = await this.instances.desiredForHost(link.hostId);
-        this.send(link, { type: 'snapshot', instances: desired });
+        const networks = this.networks === undefined ? undefined : await this.networks.desiredForHost(link.hostId);
+        this.send(link, { type: 'snapshot', instances: desired, ...(networks === undefined ? {} : { networks }) });
         link.ready = true;
         await this.instances.dispatched(link.hostId, desired.map((d) => d.id));
+        // Its underlay address may have changed: the other members' hosts refresh their VXLAN peers.
+        if (networks !== undefined && networks.length > 0) {
+          this.networks!.announce((await this.networks!.hostsOf(networks.map((n) => n.id))).filter((h) => h !== link.hostId));
+        }
         this.log.info({ hostId: link.hostId, instances: desired.length }, 'agent connected');
         return;
       }
@@ -183,6 +197,13 @@ export class AgentHub {
     if (!desired) return;
     this.send(link, { type: 'instance', instance: desired });
     await this.instances.dispatched(hostId, [instanceId]);
+  }
+
+  /** Send a host's networks (members, VXLAN peers, leases) to its agent, if connected here. */
+  private async pushNetworks(hostId: string): Promise<void> {
+    const link = this.links.get(hostId);
+    if (!link || !link.ready || this.networks === undefined) return;
+    this.send(link, { type: 'networks', networks: await this.networks.desiredForHost(hostId) });
   }
 
   /** Mark hosts without recent heartbeats offline and drop their links. */

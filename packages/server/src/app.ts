@@ -12,6 +12,7 @@ import { scheduleMaintenance } from './maintenance.js';
 import { installErrorHandlers } from './http/errors.js';
 import { installIdempotency } from './http/idempotency.js';
 import { computeRoutes } from './http/routes/compute.js';
+import { networkRoutes } from './http/routes/networks.js';
 import { imageFileRoutes } from './http/routes/image-files.js';
 import { acceptsQueryToken, instanceIoRoutes } from './http/routes/instance-io.js';
 import { resourceRoutes } from './http/routes/resources.js';
@@ -22,6 +23,7 @@ import { SignalBus, type ServiceContext } from './services/context.js';
 import { EventBus } from './services/events.js';
 import { HostService } from './services/hosts.js';
 import { InstanceService } from './services/instances.js';
+import { NetworkService } from './services/networks.js';
 import { OperationService } from './services/operations.js';
 import { ProjectService } from './services/projects.js';
 import { TokenService } from './services/tokens.js';
@@ -47,6 +49,8 @@ export interface Services {
   imageFiles: ImageFileService;
   machineTypes: MachineTypeService;
   instances: InstanceService;
+  /** Networks and the agents' view of them. */
+  networks: NetworkService;
   operations: OperationService;
   hub: AgentHub;
   pki: ControlPki;
@@ -62,20 +66,29 @@ export interface App {
 /** Build the services over a store. */
 export function buildServices(store: Store, config: Config, pki: ControlPki, log: FastifyInstance['log'], cluster?: Cluster): Services {
   const bus = new EventBus(store, cluster);
-  const ctx: ServiceContext = { store, config, bus, signals: new SignalBus(cluster), cluster: cluster ?? localOnly };
+  const ctx: ServiceContext = { store, config, bus, signals: new SignalBus(cluster), cluster: cluster ?? localOnly(store) };
   const projects = new ProjectService(ctx);
   const imageFiles = new ImageFileService(ctx);
   const images = new ImageService(ctx, projects, imageFiles);
   const machineTypes = new MachineTypeService(ctx);
   const operations = new OperationService(ctx);
-  const instances = new InstanceService(ctx, projects, images, machineTypes, operations);
+  const networks = new NetworkService(ctx, projects);
+  const instances = new InstanceService(ctx, projects, images, machineTypes, operations, networks);
   const hosts = new HostService(ctx);
-  const hub = new AgentHub(ctx, hosts, instances, log);
-  return { bus, projects, tokens: new TokenService(ctx), hosts, images, imageFiles, machineTypes, instances, operations, hub, pki };
+  const hub = new AgentHub(ctx, hosts, instances, log, networks);
+  return { bus, projects, tokens: new TokenService(ctx), hosts, images, imageFiles, machineTypes, instances, networks, operations, hub, pki };
 }
 
-/** Stand-in for services built without a cluster (init, tools). */
-const localOnly: Cluster = { origin: 'local', publish: async () => undefined, subscribe: () => () => undefined, close: async () => undefined };
+/**
+ * Stand-in for services built without a cluster (init, tools). It hears nothing, so on PostgreSQL,
+ * where other control planes may write, it says it is not listening (which keeps read caches off).
+ */
+function localOnly(store: Store): Cluster {
+  return {
+    origin: 'local', listening: store.dialect === 'sqlite', publish: async () => undefined, subscribe: () => () => undefined,
+    onListening: () => () => undefined, close: async () => undefined,
+  };
+}
 
 /** Create the default project and the builtin machine types if they are missing. */
 export async function seed(services: Services): Promise<void> {
@@ -151,6 +164,7 @@ export async function buildApp(opts: { store: Store; config: Config; pki: Contro
   http.get('/v1/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => http.swagger());
   resourceRoutes(http, services);
   computeRoutes(http, services);
+  networkRoutes(http, services);
   imageFileRoutes(http, services);
   instanceIoRoutes(http, services);
   streamRoutes(http, services);
@@ -167,6 +181,7 @@ export async function buildApp(opts: { store: Store; config: Config; pki: Contro
       await http.close();
       await services.bus.idle();
       services.bus.close();
+      services.instances.close();
       await cluster.close();
     },
   };

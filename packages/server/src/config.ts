@@ -32,6 +32,12 @@ export interface Config {
   /** Largest virtual disk size an uploaded image may describe, in bytes (FLOE_IMAGE_MAX_VIRTUAL_GIB). */
   readonly imageMaxVirtualBytes: number;
   readonly logLevel: string;
+  /**
+   * Instances kept in the in-process read cache of single-instance GETs (FLOE_READ_CACHE_ENTRIES);
+   * 0 when FLOE_READ_CACHE=off. With PostgreSQL, another control plane's writes reach it after the
+   * LISTEN/NOTIFY latency.
+   */
+  readonly readCacheEntries: number;
 }
 
 function num(env: NodeJS.ProcessEnv, key: string, fallback: number, min: number, max: number): number {
@@ -71,6 +77,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   if (scheduler !== 'spread' && scheduler !== 'pack') {
     throw new FloeError('validation_failed', `FLOE_SCHEDULER must be "spread" or "pack", got "${scheduler}"`, { field: 'FLOE_SCHEDULER' });
   }
+  const readCacheRaw = (env.FLOE_READ_CACHE || 'on').toLowerCase();
+  if (!['on', 'off'].includes(readCacheRaw)) {
+    throw new FloeError('validation_failed', `FLOE_READ_CACHE must be "on" or "off", got "${env.FLOE_READ_CACHE}"`, { field: 'FLOE_READ_CACHE' });
+  }
+  const readCacheEntries = num(env, 'FLOE_READ_CACHE_ENTRIES', 10_000, 1, 10_000_000);
   const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
   const publicUrl = (env.FLOE_PUBLIC_URL || `${tls ? 'https' : 'http'}://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`).replace(/\/+$/, '');
   const heartbeatIntervalMs = num(env, 'FLOE_HEARTBEAT_MS', 5000, 100, 600_000);
@@ -92,6 +103,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     imageMaxUploadBytes: num(env, 'FLOE_IMAGE_MAX_UPLOAD_BYTES', 64 * 1024 ** 3, 1024, Number.MAX_SAFE_INTEGER),
     imageMaxVirtualBytes: num(env, 'FLOE_IMAGE_MAX_VIRTUAL_GIB', 1024, 1, 1024 * 1024) * 1024 ** 3,
     logLevel: env.FLOE_LOG_LEVEL || 'info',
+    readCacheEntries: readCacheRaw === 'on' ? readCacheEntries : 0,
   };
   return Object.freeze(config);
 }

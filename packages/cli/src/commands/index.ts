@@ -4,6 +4,7 @@ import { registerHost } from './host.js';
 import { registerImage } from './image.js';
 import { registerInstance } from './instance.js';
 import { registerLogin } from './login.js';
+import { registerNetwork } from './network.js';
 import { registerOperation } from './operation.js';
 import { registerProject } from './project.js';
 import { registerToken } from './token.js';
@@ -20,6 +21,7 @@ export function registerCommands(program: Command): void {
   registerImage(program);
   registerType(program);
   registerInstance(program);
+  registerNetwork(program);
   registerOperation(program);
   registerEvents(program);
 }

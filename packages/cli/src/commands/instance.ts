@@ -6,6 +6,7 @@ import { checkName, collect, intArg, parseLabels, readSshKeys, readUserData } fr
 import { followOperation } from '../progress.js';
 import { runtimeOf, type CliRuntime } from '../runtime.js';
 import { registerInstanceIo } from './instance-io.js';
+import { parseNetworkArg } from './network.js';
 import { examples, fetchPage, listOptions, nameMap, type ListFlags } from './shared.js';
 
 /** Table rows of instances; host and image ids are shown by name when known. */
@@ -62,6 +63,7 @@ interface CreateFlags {
   label?: string[];
   start: boolean;
   restartPolicy?: RestartPolicy;
+  network?: string[];
   wait?: boolean;
 }
 
@@ -83,6 +85,7 @@ export function instanceCreateBody(name: string, flags: CreateFlags, project: st
   if (flags.label !== undefined) body.labels = parseLabels(flags.label);
   if (!flags.start) body.start = false;
   if (flags.restartPolicy !== undefined) body.restart_policy = flags.restartPolicy;
+  if (flags.network !== undefined) body.networks = flags.network.map(parseNetworkArg);
   return body;
 }
 
@@ -142,6 +145,7 @@ export function registerInstance(program: Command): void {
     .option('--user-data <file>', 'cloud-init user-data file (first-boot script)')
     .option('--ssh-key <file|key>', 'SSH public key, or a file of keys (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--label <key=value>', 'label (repeatable)', collect)
+    .option('--network <net[=addresses]>', 'a NIC on this network, optionally with its addresses: lan=10.10.0.7,fd00::7 (repeatable, in slot order)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--no-start', 'create the instance stopped')
     .addOption(new Option('--restart-policy <policy>', 'what to do when the VM stops by itself').choices(['never', 'on-failure', 'always']))
     .option('--wait', 'wait until the instance is created (and started)')

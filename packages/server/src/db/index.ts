@@ -19,7 +19,9 @@ import {
   type QueryResult,
   type RootOperationNode,
   type SelectQueryBuilder,
+  type SqliteDatabase,
   type SqliteDialectConfig,
+  type SqliteStatement,
   type Transaction,
   type UnknownRow,
 } from 'kysely';
@@ -91,7 +93,7 @@ function openSqlite(path: string | undefined): Store {
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
   const db = new Kysely<Database>({
-    dialect: new FloeSqliteDialect({ database: sqlite }),
+    dialect: new FloeSqliteDialect({ database: new StatementCache(sqlite, STATEMENT_CACHE_SIZE) }),
     plugins: [new StripRowLocksPlugin()],
   });
   return {
@@ -132,6 +134,50 @@ class ImmediateSqliteDriver extends SqliteDriver {
 class TransactionalDdlSqliteAdapter extends SqliteAdapter {
   override get supportsTransactionalDdl(): boolean {
     return true;
+  }
+}
+
+/** How many prepared SQLite statements the store keeps; floe's queries are far fewer, `in (?, ?, ...)` lists vary. */
+export const STATEMENT_CACHE_SIZE = 500;
+
+/**
+ * The SQLite database as Kysely sees it, with prepared statements kept by SQL text (least recently used
+ * go first). Kysely prepares every query afresh; preparing costs more than running floe's small queries.
+ * Reuse is safe: Kysely runs one query at a time on SQLite's single connection, statements are bound anew
+ * on every run, and SQLite re-prepares a statement by itself when the schema changed under it.
+ */
+export class StatementCache implements SqliteDatabase {
+  readonly #db: BetterSqlite3.Database;
+  readonly #max: number;
+  readonly #statements = new Map<string, SqliteStatement>();
+
+  constructor(db: BetterSqlite3.Database, max: number) {
+    this.#db = db;
+    this.#max = max;
+  }
+
+  /** Statements held now (for tests). */
+  get size(): number {
+    return this.#statements.size;
+  }
+
+  prepare(sql: string): SqliteStatement {
+    const hit = this.#statements.get(sql);
+    if (hit !== undefined) {
+      // Map keeps insertion order: moving the hit to the end makes the first key the least recently used.
+      this.#statements.delete(sql);
+      this.#statements.set(sql, hit);
+      return hit;
+    }
+    const stmt = this.#db.prepare(sql);
+    if (this.#statements.size >= this.#max) this.#statements.delete(this.#statements.keys().next().value!);
+    this.#statements.set(sql, stmt);
+    return stmt;
+  }
+
+  close(): void {
+    this.#statements.clear();
+    if (this.#db.open) this.#db.close();
   }
 }
 

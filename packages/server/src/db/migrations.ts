@@ -234,9 +234,55 @@ const INITIAL_TABLES = [
   'idempotency_keys',
 ] as const;
 
+// Networks, NICs and the address table IPAM allocates from.
+function networks(dialect: Dialect): Migration {
+  const text = textType(dialect);
+  return {
+    async up(db: AnyDb) {
+      await resourceColumns(db.schema.createTable('networks'), text)
+        .addColumn('project', text, (c) => c.notNull())
+        .addColumn('kind', text, (c) => c.notNull())
+        .addColumn('spec', text, (c) => c.notNull())
+        .addColumn('vni', 'integer', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('networks_project_name_key').unique().on('networks').columns(['project', 'name']).execute();
+      await db.schema.createIndex('networks_vni_key').unique().on('networks').column('vni').execute();
+
+      await db.schema
+        .createTable('nics')
+        .addColumn('id', text, (c) => c.primaryKey().notNull())
+        .addColumn('project', text, (c) => c.notNull())
+        .addColumn('instance_id', text, (c) => c.notNull())
+        .addColumn('network_id', text, (c) => c.notNull())
+        .addColumn('idx', 'integer', (c) => c.notNull())
+        .addColumn('mac', text, (c) => c.notNull())
+        .addColumn('ipv4', text)
+        .addColumn('ipv6', text)
+        .addColumn('created_at', text, (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('nics_instance_idx_key').unique().on('nics').columns(['instance_id', 'idx']).execute();
+      await db.schema.createIndex('nics_network_mac_key').unique().on('nics').columns(['network_id', 'mac']).execute();
+
+      await db.schema
+        .createTable('ip_addresses')
+        .addColumn('network_id', text, (c) => c.notNull())
+        .addColumn('address', text, (c) => c.notNull())
+        .addColumn('family', 'integer', (c) => c.notNull())
+        .addColumn('nic_id', text)
+        .addColumn('created_at', text, (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('ip_addresses_network_address_key').unique().on('ip_addresses').columns(['network_id', 'address']).execute();
+      await db.schema.createIndex('ip_addresses_nic_id_idx').on('ip_addresses').column('nic_id').execute();
+    },
+    async down(db: AnyDb) {
+      for (const table of ['ip_addresses', 'nics', 'networks']) await db.schema.dropTable(table).execute();
+    },
+  };
+}
+
 /** Every migration, by name; names sort in the order they apply. Never edit one that has shipped: add the next. */
 export function migrations(dialect: Dialect): Record<string, Migration> {
-  return { '0001_initial': initial(dialect) };
+  return { '0001_initial': initial(dialect), '0002_networks': networks(dialect) };
 }
 
 /** The migrations as Kysely's Migrator wants them, in code so a built floed runs from any directory. */

@@ -84,6 +84,37 @@ export interface InstancesTable extends ResourceRow {
   force_stop: number; // 0 | 1
 }
 
+export interface NetworksTable extends ResourceRow {
+  project: string;
+  kind: string; // private | public
+  spec: string; // JSON NetworkSpec
+  /** VXLAN network identifier, unique across networks. */
+  vni: number;
+}
+
+export interface NicsTable {
+  id: string;
+  project: string;
+  instance_id: string;
+  network_id: string;
+  /** Slot in the VM, unique per instance. */
+  idx: number;
+  /** Unique per network. */
+  mac: string;
+  ipv4: string | null;
+  ipv6: string | null;
+  created_at: string;
+}
+
+/** One address taken on a network; the unique (network_id, address) is what keeps IPAM from handing it out twice. */
+export interface IpAddressesTable {
+  network_id: string;
+  address: string; // canonical text form
+  family: number; // 4 | 6
+  nic_id: string | null;
+  created_at: string;
+}
+
 export interface ResourceLabelsTable {
   resource_id: string;
   key: string;
@@ -157,6 +188,9 @@ export interface Database {
   images: ImagesTable;
   machine_types: MachineTypesTable;
   instances: InstancesTable;
+  networks: NetworksTable;
+  nics: NicsTable;
+  ip_addresses: IpAddressesTable;
   resource_labels: ResourceLabelsTable;
   history: HistoryTable;
   operations: OperationsTable;

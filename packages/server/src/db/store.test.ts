@@ -101,6 +101,12 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
   },
   machine_types: { pk: ['id'], row: { ...resource('mt_1', 'small'), spec: toJson({ vcpus: 1 }), builtin: 1 } },
   instances: { pk: ['id'], row: instance('inst_1', 'web') },
+  networks: { pk: ['id'], row: { ...resource('net_1', 'lan'), project: 'alpha', kind: 'private', spec: toJson({ ipv4: '10.0.0.0/24' }), vni: 4242 } },
+  nics: {
+    pk: ['id'],
+    row: { id: 'nic_1', project: 'alpha', instance_id: 'inst_1', network_id: 'net_1', idx: 0, mac: '02:00:00:00:00:01', ipv4: '10.0.0.2', ipv6: null, created_at: T0 },
+  },
+  ip_addresses: { pk: ['network_id', 'address'], row: { network_id: 'net_1', address: '10.0.0.2', family: 4, nic_id: null, created_at: T0 } },
   resource_labels: { pk: ['resource_id', 'key'], row: { resource_id: 'inst_1', key: 'env', value: 'prod' } },
   history: {
     pk: ['id'],
@@ -186,6 +192,12 @@ const EXPECTED_INDEXES = [
   'index events(project,seq)',
   'primary idempotency_keys(token_id,key)',
   'index idempotency_keys(created_at)',
+  'unique networks(project,name)',
+  'unique networks(vni)',
+  'unique nics(instance_id,idx)',
+  'unique nics(network_id,mac)',
+  'unique ip_addresses(network_id,address)',
+  'index ip_addresses(nic_id)',
 ].sort();
 
 async function indexesOf(store: Store): Promise<string[]> {
@@ -315,7 +327,7 @@ for (const t of storeTargets()) {
         const row = await again.db.selectFrom('projects').select('name').where('id', '=', 'prj_keep').executeTakeFirst();
         expect(row?.name).toBe('keep');
         const applied = await sql<{ name: string }>`select name from ${sql.table(MIGRATION_TABLE)}`.execute(again.db);
-        expect(applied.rows.map((r) => r.name)).toEqual(['0001_initial']);
+        expect(applied.rows.map((r) => r.name)).toEqual(['0001_initial', '0002_networks']);
       } finally {
         await again.close();
       }
@@ -331,6 +343,8 @@ for (const t of storeTargets()) {
         if (table === 'projects' || table === 'hosts' || table === 'machine_types') nulled.name = 'other';
         if (table === 'images' || table === 'instances') nulled.name = 'other';
         if (table === 'tokens' || table === 'join_tokens') nulled.secret_hash = '00'.repeat(32);
+        if (table === 'networks') Object.assign(nulled, { name: 'other', vni: 4243 });
+        if (table === 'nics') Object.assign(nulled, { idx: 1, mac: '02:00:00:00:00:02' });
 
         for (const sample of [row, nulled]) {
           await anyDb.insertInto(table).values(sample).execute();
@@ -589,7 +603,7 @@ for (const t of storeTargets()) {
         const opened = await open2();
         for (const s of opened) await s.close();
         const applied = await sql<{ name: string }>`select name from ${sql.table(MIGRATION_TABLE)}`.execute(fresh.db);
-        expect(applied.rows.map((r) => r.name)).toEqual(['0001_initial']);
+        expect(applied.rows.map((r) => r.name)).toEqual(['0001_initial', '0002_networks']);
         expect(await migrate(fresh.db, fresh.dialect)).toEqual([]);
       } finally {
         await fresh.close();

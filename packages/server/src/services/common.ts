@@ -69,7 +69,7 @@ export async function writeLabels(db: Db, resourceId: string, labels: Labels, cr
 }
 
 /** Tables that hold named, listable resources. */
-export type ResourceTable = 'projects' | 'hosts' | 'images' | 'machine_types' | 'instances';
+export type ResourceTable = 'projects' | 'hosts' | 'images' | 'machine_types' | 'instances' | 'networks';
 
 /** Options of listPage. */
 export interface ListOptions {

@@ -20,6 +20,8 @@ export const SYSTEM: Principal = Object.freeze({ actor: 'system', admin: true, p
 export interface Signals {
   /** Desired state of an instance changed: push it to its host's agent. */
   desired: (instanceId: string, hostId: string) => void;
+  /** Networks with members on a host changed (members, peers, leases): push the list to its agent. */
+  networks: (hostId: string) => void;
 }
 
 /**
@@ -34,6 +36,8 @@ export class SignalBus extends EventEmitter {
     super();
     this.unsubscribe = cluster?.subscribe('floe_desired', (p) => {
       if (typeof p.instance_id === 'string' && typeof p.host_id === 'string') this.emit('desired', p.instance_id, p.host_id);
+      // A network change names only the host (no instance).
+      else if (p.instance_id === null && typeof p.host_id === 'string') this.emit('networks', p.host_id);
     }) ?? (() => undefined);
   }
 
@@ -43,6 +47,9 @@ export class SignalBus extends EventEmitter {
     if (this.cluster && name === 'desired') {
       const [instance_id, host_id] = args as [string, string];
       void this.cluster.publish('floe_desired', { instance_id, host_id }).catch(() => undefined);
+    } else if (this.cluster && name === 'networks') {
+      const [host_id] = args as [string];
+      void this.cluster.publish('floe_desired', { instance_id: null, host_id }).catch(() => undefined);
     }
   }
 

@@ -83,8 +83,9 @@ export class ProjectService {
       const p = await this.get(principal, ref, trx);
       checkRevision(ifMatch, p.revision);
       const used = await trx.selectFrom('instances').select('id').where('project', '=', p.name).limit(1).executeTakeFirst()
-        ?? await trx.selectFrom('images').select('id').where('project', '=', p.name).limit(1).executeTakeFirst();
-      if (used) throw new FloeError('in_use', `project "${p.name}" still has instances or images`, { kind: 'project', id: p.id });
+        ?? await trx.selectFrom('images').select('id').where('project', '=', p.name).limit(1).executeTakeFirst()
+        ?? await trx.selectFrom('networks').select('id').where('project', '=', p.name).limit(1).executeTakeFirst();
+      if (used) throw new FloeError('in_use', `project "${p.name}" still has instances, images or networks`, { kind: 'project', id: p.id });
       await trx.deleteFrom('projects').where('id', '=', p.id).execute();
       await trx.deleteFrom('resource_labels').where('resource_id', '=', p.id).execute();
       await recordHistory(trx, { kind: 'project', resource_id: p.id, project: p.name, revision: p.revision + 1, action: 'delete', actor: principal.actor, before: p, after: null });

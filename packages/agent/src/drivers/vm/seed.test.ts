@@ -37,6 +37,20 @@ describe('seedFiles', () => {
     expect(files['vendor-data']).toBeUndefined();
   });
 
+  it('adds network-config with the static addresses of the NICs', () => {
+    const nics = [{
+      id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C3', network_id: 'net_01JB8X0Q3E6M2T9K4V7W5YB1C3', vni: 7, index: 0, mac: '02:12:34:56:78:9a',
+      ipv4: '10.10.0.2', ipv4_prefix: 24, ipv6: null, ipv6_prefix: null, gateway4: null, gateway6: null, mtu: 1450, dns_servers: [],
+    }];
+    const files = seedFiles(desiredInstance({ id: ID, name: 'web-1', nics }));
+    expect(Object.keys(files).sort()).toEqual(['meta-data', 'network-config', 'user-data']);
+    expect(files['network-config']).toBe(
+      'version: 2\nethernets:\n  eth0:\n    match:\n      macaddress: "02:12:34:56:78:9a"\n    set-name: "eth0"\n    mtu: 1450\n' +
+      '    dhcp4: false\n    dhcp6: false\n    addresses:\n      - "10.10.0.2/24"\n',
+    );
+    expect(seedFiles(desiredInstance({ id: ID, name: 'web-1', nics: [] }))['network-config']).toBeUndefined();
+  });
+
   it("keeps the user's #cloud-config as given and leaves the keys to meta-data", () => {
     const doc = '#cloud-config\npackages: [nginx]\nruncmd:\n  - [systemctl, start, nginx]\n';
     const files = seedFiles(desiredInstance({ id: ID, name: 'web', spec: { user_data: doc, ssh_keys: [KEY_A] } }));

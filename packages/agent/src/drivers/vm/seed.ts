@@ -3,6 +3,7 @@ import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FloeError, NAME_PATTERN, USER_DATA_MAX_BYTES, type DesiredInstance } from '@floe/api';
 import { ExecError, run } from '../../host/exec.js';
+import { networkConfig } from './network-config.js';
 
 /**
  * The cloud-init NoCloud seed of a VM: `meta-data`, `user-data` and optional
@@ -74,6 +75,9 @@ export function seedFiles(vm: DesiredInstance, opts: { vendorData?: string } = {
 
   const files: SeedFiles = { 'meta-data': metaData, 'user-data': user };
   if (opts.vendorData !== undefined) files['vendor-data'] = opts.vendorData;
+  // Static addresses from IPAM, so the guest is configured even without DHCP.
+  const network = networkConfig(vm.nics ?? []);
+  if (network !== null) files['network-config'] = network;
   return files;
 }
 

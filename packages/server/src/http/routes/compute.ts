@@ -12,6 +12,9 @@ import { bodyOptional, errors, noContent, strict } from './resources.js';
 const ProjectWaitQuery = Type.Object({ ...ProjectQuery.properties, ...OperationWaitQuery.properties });
 type PW = { project?: string; wait?: number };
 
+/** The response text of instances the read cache shares (frozen objects), made by the route's own serializer. */
+const instanceJson = new WeakMap<Instance, ReturnType<FastifyReply['serialize']>>();
+
 /** Answer with an operation: 202 while it runs, 200 once it ended (after `?wait=`). */
 async function answerOperation(s: Services, req: FastifyRequest, reply: FastifyReply, op: Operation): Promise<Operation> {
   const wait = (req.query as PW).wait ?? 0;
@@ -42,7 +45,14 @@ export function computeRoutes(app: FastifyInstance, s: Services): void {
   app.get('/v1/instances/:id', { schema: { tags: ['instances'], summary: 'Show an instance', params: IdOrNameParams, querystring: ProjectQuery, response: { 200: Instance, ...errors } } }, async (req, reply) => {
     const i = await s.instances.get(req.principal, (req.params as { id: string }).id, projectOf(req.query as PW));
     etag(reply, i.revision);
-    return i;
+    if (!Object.isFrozen(i)) return i;
+    // A frozen instance is shared through the read cache and never changes: serialize it once.
+    let json = instanceJson.get(i);
+    if (json === undefined) {
+      json = reply.serialize(i);
+      instanceJson.set(i, json);
+    }
+    return reply.type('application/json; charset=utf-8').send(json);
   });
   app.patch('/v1/instances/:id', { schema: { tags: ['instances'], summary: 'Update labels, metadata or the restart policy (JSON merge patch)', params: IdOrNameParams, querystring: ProjectQuery, body: strict(InstancePatch), response: { 200: Instance, ...errors } } }, async (req, reply) => {
     const i = await s.instances.update(req.principal, (req.params as { id: string }).id, projectOf(req.query as PW), req.body as InstancePatch, ifMatch(req));

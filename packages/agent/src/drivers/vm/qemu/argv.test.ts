@@ -113,3 +113,33 @@ describe('qemuArgv', () => {
     expectInvalid(() => qemuArgv(spec({ diskCache: 'unsafe' as 'none' })), 'disk_cache');
   });
 });
+
+describe('qemuArgv with NICs', () => {
+  const nics = [
+    { id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C4', tap: 'fltp2b9227216a2', mac: '52:54:00:12:34:56' },
+    { id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C6', tap: 'fltp0123456789a', mac: '52:54:00:ab:cd:ef' },
+  ];
+
+  it('adds a tap netdev and a virtio-net-pci device per NIC, after the disk and before the seed', () => {
+    const argv = qemuArgv(spec({ nics }));
+    const base = qemuArgv(spec());
+    const at = base.indexOf('-drive', base.indexOf('virtio-blk-pci,drive=disk0,bootindex=0'));
+    expect(argv.slice(at, at + 8)).toEqual([
+      '-netdev', 'tap,id=nd-nic_01JB8X0Q3E6M2T9K4V7W5YB1C4,ifname=fltp2b9227216a2,script=no,downscript=no,vhost=off',
+      '-device', 'virtio-net-pci,netdev=nd-nic_01JB8X0Q3E6M2T9K4V7W5YB1C4,id=nic_01JB8X0Q3E6M2T9K4V7W5YB1C4,mac=52:54:00:12:34:56',
+      '-netdev', 'tap,id=nd-nic_01JB8X0Q3E6M2T9K4V7W5YB1C6,ifname=fltp0123456789a,script=no,downscript=no,vhost=off',
+      '-device', 'virtio-net-pci,netdev=nd-nic_01JB8X0Q3E6M2T9K4V7W5YB1C6,id=nic_01JB8X0Q3E6M2T9K4V7W5YB1C6,mac=52:54:00:ab:cd:ef',
+    ]);
+    expect(argv.length).toBe(base.length + 8);
+    expect(qemuArgv(spec({ nics: [] }))).toEqual(base);
+  });
+
+  it('rejects NIC values that could break QEMU option syntax', () => {
+    expectInvalid(() => qemuArgv(spec({ nics: [{ ...nics[0]!, tap: 'tap0,script=/x' }] })), 'nics[0].tap');
+    expectInvalid(() => qemuArgv(spec({ nics: [{ ...nics[0]!, tap: 'fltp0123456789ab' }] })), 'nics[0].tap');
+    expectInvalid(() => qemuArgv(spec({ nics: [nics[0]!, { ...nics[1]!, mac: '53:54:00:ab:cd:ef' }] })), 'nics[1].mac');
+    expectInvalid(() => qemuArgv(spec({ nics: [{ ...nics[0]!, mac: '52:54:00:AB:CD:EF' }] })), 'nics[0].mac');
+    expectInvalid(() => qemuArgv(spec({ nics: [{ ...nics[0]!, id: 'nic_x,y' }] })), 'nics[0].id');
+    expectInvalid(() => qemuArgv(spec({ nics: Array.from({ length: 9 }, () => nics[0]!) })), 'nics');
+  });
+});

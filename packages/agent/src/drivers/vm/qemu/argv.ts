@@ -20,6 +20,15 @@ export interface QemuRuntimePaths {
   seedIso: string | null;
 }
 
+/** One NIC of a VM: the host tap it is plugged into and its stable MAC. */
+export interface QemuNic {
+  /** The NIC id; QEMU's netdev/device ids derive from it. */
+  id: string;
+  /** The tap the agent created (`fltp...`), at most 15 characters. */
+  tap: string;
+  mac: string;
+}
+
 /** Everything the QEMU command line is built from. */
 export interface QemuSpec {
   id: string;
@@ -30,6 +39,8 @@ export interface QemuSpec {
   accelerator: QemuAccelerator;
   diskCache: QemuDiskCache;
   paths: QemuRuntimePaths;
+  /** Network interfaces in guest order (0 to 8); absent means none. */
+  nics?: readonly QemuNic[];
 }
 
 /** The QEMU binary floe runs. */
@@ -68,6 +79,31 @@ function checkSocketPath(field: string, path: string): string {
 function checkInt(field: string, value: number, min: number, max: number): number {
   if (!Number.isInteger(value) || value < min || value > max) throw invalid(field, `${field} must be an integer from ${min} to ${max}, not ${value}`);
   return value;
+}
+
+const NIC_ID_RE = /^[a-z]{2,8}_[0-9A-Za-z]{1,40}$/;
+const TAP_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
+const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+/** Most NICs an instance may have. */
+export const MAX_NICS = 8;
+
+/**
+ * QEMU's `-netdev`/`-device` values of one NIC: a tap the agent created
+ * (QEMU runs no scripts, vhost off so no /dev/vhost-net is needed) and a
+ * virtio-net-pci with the NIC's MAC. The ids derive from the NIC id, not
+ * its position, so QMP `device_del <nic id>` / `netdev_del nd-<nic id>`
+ * hot-remove the right one.
+ */
+export function nicArgs(nic: QemuNic, index: number): { netdev: string; device: string } {
+  const field = `nics[${index}]`;
+  if (!Number.isInteger(index) || index < 0 || index >= MAX_NICS) throw invalid('nics', `an instance has at most ${MAX_NICS} NICs`);
+  if (!NIC_ID_RE.test(nic.id)) throw invalid(`${field}.id`, `NIC id ${JSON.stringify(nic.id)} is malformed`);
+  if (!TAP_RE.test(nic.tap)) throw invalid(`${field}.tap`, `tap name ${JSON.stringify(nic.tap)} is not a valid interface name`);
+  if (!MAC_RE.test(nic.mac) || (parseInt(nic.mac.slice(0, 2), 16) & 1) === 1) throw invalid(`${field}.mac`, `${JSON.stringify(nic.mac)} is not a lower-case unicast MAC address`);
+  return {
+    netdev: `tap,id=nd-${nic.id},ifname=${nic.tap},script=no,downscript=no,vhost=off`,
+    device: `virtio-net-pci,netdev=nd-${nic.id},id=${nic.id},mac=${nic.mac}`,
+  };
 }
 
 /**
@@ -117,6 +153,10 @@ export function qemuArgv(spec: QemuSpec): string[] {
     '-drive', `if=none,id=disk0,file=${disk},format=qcow2,cache=${spec.diskCache},discard=unmap`,
     '-device', 'virtio-blk-pci,drive=disk0,bootindex=0',
   ];
+  (spec.nics ?? []).forEach((nic, i) => {
+    const { netdev, device } = nicArgs(nic, i);
+    argv.push('-netdev', netdev, '-device', device);
+  });
   if (seed !== null) {
     argv.push(
       '-drive', `if=none,id=seed,file=${seed},format=raw,media=cdrom,readonly=on`,

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FloeError } from '@floe/api';
 import { run, which } from '../../../host/exec.js';
-import { ensureOverlay, growDisk, imageInfo, overlayCreateArgs, removeDisk } from './disk.js';
+import { baseImageInfo, ensureOverlay, growDisk, imageInfo, overlayCreateArgs, removeDisk } from './disk.js';
 
 const MIB = 1024 ** 2;
 const GIB = 1024 ** 3;
@@ -82,6 +82,20 @@ describe.skipIf(qemuImg === null)('qcow2 overlays', () => {
     expect((await imageInfo(overlay)).virtualSize).toBe(2 * GIB);
     expect(await growDisk(overlay, GIB)).toEqual({ resized: false, virtualSize: 2 * GIB });
     expect((await imageInfo(overlay)).virtualSize).toBe(2 * GIB);
+  });
+
+  it('reads a base image once while it is unchanged, and again after it changed', async () => {
+    const changing = join(dir, 'changing.qcow2');
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', changing, '64M']);
+    const first = await baseImageInfo(changing);
+    expect(first.virtualSize).toBe(64 * MIB);
+    expect(await baseImageInfo(changing)).toBe(first);
+    await run('qemu-img', ['resize', '-q', '-f', 'qcow2', changing, '128M']);
+    const after = await baseImageInfo(changing);
+    expect(after).not.toBe(first);
+    expect(after.virtualSize).toBe(128 * MIB);
+    // A new overlay sees the base as it is now.
+    expect((await ensureOverlay(changing, join(dir, 'vm7.qcow2'), MIB)).virtualSize).toBe(128 * MIB);
   });
 
   it('reports a missing base as a host failure and leaves no partial file', async () => {

@@ -83,6 +83,31 @@ export interface OverlayResult {
   virtualSize: number;
 }
 
+/** What `qemu-img info` said about base images, and which state of the file it said it about. */
+const baseInfos = new Map<string, { key: string; info: QemuImageInfo }>();
+const BASE_INFOS_MAX = 64;
+
+/**
+ * `imageInfo` of a base image, remembered while the file stays the same
+ * (device, inode, size, mtime, ctime): bases are not written while VMs use
+ * them, and so each new VM on a known base starts one process (the overlay's
+ * `qemu-img create`) instead of two. Any change to the file reads it again.
+ */
+export async function baseImageInfo(path: string, opts: DiskOptions = {}): Promise<QemuImageInfo> {
+  const st = await stat(path).catch(() => null);
+  // No stat: let imageInfo say what is wrong with the file.
+  const key = st === null ? null : `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}:${opts.qemuImg ?? QEMU_IMG}`;
+  const known = baseInfos.get(path);
+  if (key !== null && known?.key === key) return known.info;
+  const info = Object.freeze(await imageInfo(path, opts));
+  if (key !== null) {
+    baseInfos.delete(path);
+    if (baseInfos.size >= BASE_INFOS_MAX) baseInfos.delete(baseInfos.keys().next().value!);
+    baseInfos.set(path, { key, info });
+  }
+  return info;
+}
+
 /**
  * Make `overlay` a qcow2 overlay on `base` of at least `sizeBytes` (never
  * smaller than the base). Idempotent: an existing overlay is kept and only
@@ -94,7 +119,7 @@ export async function ensureOverlay(base: string, overlay: string, sizeBytes: nu
     return { created: false, ...grown };
   }
   checkQemuPath('disk', overlay);
-  const baseInfo = await imageInfo(checkQemuPath('image', base), opts);
+  const baseInfo = await baseImageInfo(checkQemuPath('image', base), opts);
   const size = Math.max(sizeBytes, baseInfo.virtualSize);
   const partial = join(dirname(overlay), `.${basename(overlay)}.${randomBytes(6).toString('hex')}.tmp`);
   try {

@@ -216,6 +216,8 @@ export class QemuDriver implements VmDriver {
   private readonly locks = new Map<string, Promise<unknown>>();
   /** Why each VM last stopped on its own; cleared by start. */
   private readonly reasons = new Map<string, string>();
+  /** The disk size create() just made or checked, so the next start need not run `qemu-img info` again; used once. */
+  private readonly sizedDisks = new Map<string, number>();
   private closed = false;
 
   constructor(private readonly opts: QemuDriverOptions) {
@@ -274,18 +276,26 @@ export class QemuDriver implements VmDriver {
         const previous = await readJson<VmRecord>(this.path(vm.id, 'record'));
         const disk = this.path(vm.id, 'disk');
         const size = vm.spec.disk_gib * GIB;
-        if (!(await exists(disk))) {
-          const imagePath = ctx?.imagePath ?? null;
-          if (imagePath === null) {
-            throw new FloeError('invalid_state', `image ${vm.image?.name ?? vm.spec.image} has no file; import it with floe image import`, {
-              image: vm.image?.id ?? vm.spec.image,
-            });
+        this.sizedDisks.delete(vm.id);
+        const diskStep = async () => {
+          if (!(await exists(disk))) {
+            const imagePath = ctx?.imagePath ?? null;
+            if (imagePath === null) {
+              throw new FloeError('invalid_state', `image ${vm.image?.name ?? vm.spec.image} has no file; import it with floe image import`, {
+                image: vm.image?.id ?? vm.spec.image,
+              });
+            }
+            this.sizedDisks.set(vm.id, (await ensureOverlay(resolve(imagePath), disk, size, this.diskOpts())).virtualSize);
+          } else if (!(await this.observe(vm.id, { adopt: false }))?.running) {
+            this.sizedDisks.set(vm.id, (await growDisk(disk, size, this.diskOpts())).virtualSize);
           }
-          await ensureOverlay(resolve(imagePath), disk, size, this.diskOpts());
-        } else if (!(await this.observe(vm.id, { adopt: false }))?.running) {
-          await growDisk(disk, size, this.diskOpts());
-        }
-        if (!(await exists(this.path(vm.id, 'seed')))) await writeSeedIso(dir, seedFiles(vm));
+        };
+        const seedStep = async () => {
+          if (!(await exists(this.path(vm.id, 'seed')))) await writeSeedIso(dir, seedFiles(vm));
+        };
+        // Disk and seed are independent files: make them side by side; both finish before any cleanup.
+        const steps = await Promise.allSettled([diskStep(), seedStep()]);
+        for (const step of steps) if (step.status === 'rejected') throw step.reason;
         const record: VmRecord = {
           id: vm.id,
           name: vm.name,
@@ -300,6 +310,7 @@ export class QemuDriver implements VmDriver {
         // Written last: a directory without vm.json is a VM that was never fully created.
         await writeJson(this.path(vm.id, 'record'), record);
       } catch (err) {
+        this.sizedDisks.delete(vm.id);
         if (fresh) await rm(dir, { recursive: true, force: true });
         throw err;
       }
@@ -310,10 +321,13 @@ export class QemuDriver implements VmDriver {
     this.checkOpen();
     checkId(id);
     return this.locked(id, async () => {
+      // What create() noted about the disk holds for the next start only.
+      const sized = this.sizedDisks.get(id) ?? null;
+      this.sizedDisks.delete(id);
       const seen = await this.observe(id, { adopt: true });
       if (seen === null) throw notFound(id);
       if (seen.running) return this.info(id, seen);
-      return this.launch(seen.record);
+      return this.launch(seen.record, sized);
     });
   }
 
@@ -345,6 +359,7 @@ export class QemuDriver implements VmDriver {
       this.dropMonitor(id);
       await rm(dir, { recursive: true, force: true });
       this.reasons.delete(id);
+      this.sizedDisks.delete(id);
     });
   }
 
@@ -634,13 +649,14 @@ export class QemuDriver implements VmDriver {
     }
   }
 
-  private async launch(record: VmRecord): Promise<VmInfo> {
+  // `sizedBytes`: the disk's size as create() just left it, if it did; spares a `qemu-img info`.
+  private async launch(record: VmRecord, sizedBytes: number | null): Promise<VmInfo> {
     const id = record.id;
     const accelerator = this.opts.accelerator;
     const pidfile = this.path(id, 'pidfile');
     const disk = this.path(id, 'disk');
     if (!(await exists(disk))) throw new FloeError('invalid_state', `VM ${record.name} has no disk; delete and create it again`, { id });
-    await growDisk(disk, record.disk_gib * GIB, this.diskOpts());
+    if (sizedBytes === null || sizedBytes < record.disk_gib * GIB) await growDisk(disk, record.disk_gib * GIB, this.diskOpts());
     await this.clearRuntime(id);
     const followers = [...(this.followers.get(id) ?? [])];
     for (const f of followers) f.pause();
@@ -689,9 +705,13 @@ export class QemuDriver implements VmDriver {
         await this.waitGone(pid, pidfile, 5000);
       });
       const startedAt = new Date().toISOString();
-      await writeJson(this.path(id, 'run'), { pid, started_at: startedAt, accelerator } satisfies RunRecord);
       undo.push(() => this.clearRuntime(id));
-      await writeJson(this.path(id, 'record'), { ...record, accelerator } satisfies VmRecord);
+      // Two independent files, written side by side (both done before any undo); vm.json only when the accelerator changed.
+      const written = await Promise.allSettled([
+        writeJson(this.path(id, 'run'), { pid, started_at: startedAt, accelerator } satisfies RunRecord),
+        record.accelerator === accelerator ? null : writeJson(this.path(id, 'record'), { ...record, accelerator } satisfies VmRecord),
+      ]);
+      for (const w of written) if (w.status === 'rejected') throw w.reason;
 
       const client = await connectWithRetry(this.path(id, 'qmp'), { attempts: 50, delayMs: 100, timeoutMs: 5000 });
       undo.push(() => client.close());

@@ -1,0 +1,136 @@
+import { createHash } from 'node:crypto';
+import { FloeError } from '@floe/api';
+import {
+  bridgeName, checkCidr, checkHostname, checkId, checkIfName, checkInt, checkIp, checkMac, tapName, vxlanName,
+} from './names.js';
+import type { NetSpec, NicSpec } from './types.js';
+
+/** One command as an argument array, the program first (`ip`, `bridge`). */
+export type Argv = readonly string[];
+
+/** The UDP port of VXLAN (IANA). */
+export const VXLAN_PORT = 4789;
+/** Bytes VXLAN adds over IPv4 (outer IP 20 + UDP 8 + VXLAN 8 + inner Ethernet 14); the underlay MTU must be this much larger. */
+export const VXLAN_OVERHEAD = 50;
+
+function invalid(field: string, message: string): FloeError {
+  return new FloeError('validation_failed', message, { field });
+}
+
+/** A NetSpec with every value that reaches `ip`, `nft` or dnsmasq checked, and the derived names. */
+export interface CheckedNet {
+  net: NetSpec;
+  bridge: string;
+  vxlan: string;
+  /** The MAC of the bridge, the same on every host, so the gateway answers with one MAC wherever a guest runs. */
+  gatewayMac: string;
+  v4: { cidr: string; address: string; prefix: number; gateway: string | null } | null;
+  v6: { cidr: string; address: string; prefix: number; gateway: string | null } | null;
+}
+
+/** The locally administered MAC of a network's bridge: 02 + 5 bytes of sha256(id). */
+export function gatewayMac(netId: string): string {
+  const h = createHash('sha256').update(checkId('network_id', netId)).digest('hex');
+  return ['02', h.slice(0, 2), h.slice(2, 4), h.slice(4, 6), h.slice(6, 8), h.slice(8, 10)].join(':');
+}
+
+/** Validate a NetSpec once; every builder starts here. */
+export function checkNet(net: NetSpec): CheckedNet {
+  checkId('network_id', net.id);
+  checkInt('vni', net.vni, 1, 0xffffff);
+  checkInt('mtu', net.mtu, net.ipv6 ? 1280 : 576, 9000);
+  if (!['host', 'none', 'vm'].includes(net.gatewayMode)) throw invalid('gateway_mode', `unknown gateway mode ${JSON.stringify(net.gatewayMode)}`);
+  if (!Array.isArray(net.peers)) throw invalid('peers', 'peers must be a list of addresses');
+  net.peers.forEach((p, i) => checkIp(`peers[${i}]`, p));
+  if (net.uplink !== undefined) checkIfName('uplink', net.uplink);
+  const fam = (f: NetSpec['ipv4'], v: 4 | 6, field: string): CheckedNet['v4'] => {
+    if (f === null) return null;
+    const c = checkCidr(`${field}.cidr`, f.cidr, v);
+    if (f.gateway !== null) checkIp(`${field}.gateway`, f.gateway, v);
+    return { cidr: f.cidr, address: c.address, prefix: c.prefix, gateway: f.gateway };
+  };
+  const v4 = fam(net.ipv4, 4, 'ipv4');
+  const v6 = fam(net.ipv6, 6, 'ipv6');
+  if (net.gatewayMode === 'host' && (v4?.gateway ?? v6?.gateway ?? null) === null) {
+    throw invalid('gateway', 'a host gateway needs a gateway address');
+  }
+  return { net, bridge: bridgeName(net.id), vxlan: vxlanName(net.id), gatewayMac: gatewayMac(net.id), v4, v6 };
+}
+
+/** Validate a NicSpec; `field` prefixes the error's field name. */
+export function checkNic(nic: NicSpec, field = 'nic'): NicSpec {
+  checkId(`${field}.id`, nic.id);
+  checkId(`${field}.instance_id`, nic.instanceId);
+  checkId(`${field}.network_id`, nic.networkId);
+  checkMac(`${field}.mac`, nic.mac);
+  if (nic.ipv4 !== null) checkIp(`${field}.ipv4`, nic.ipv4, 4);
+  if (nic.ipv6 !== null) checkIp(`${field}.ipv6`, nic.ipv6, 6);
+  checkHostname(`${field}.hostname`, nic.hostname);
+  return nic;
+}
+
+/** Create the network's bridge (down, with its MTU and the shared gateway MAC). */
+export function bridgeCreateCommands(c: CheckedNet): Argv[] {
+  return [['ip', 'link', 'add', c.bridge, 'address', c.gatewayMac, 'mtu', String(c.net.mtu), 'type', 'bridge']];
+}
+
+/** Create the VXLAN device (unicast only: no group, no learning) and enslave it to the bridge. */
+export function vxlanCreateCommands(c: CheckedNet, underlay: string): Argv[] {
+  checkIp('underlay', underlay);
+  return [
+    ['ip', 'link', 'add', c.vxlan, 'mtu', String(c.net.mtu), 'type', 'vxlan', 'id', String(c.net.vni), 'local', underlay, 'dstport', String(VXLAN_PORT), 'nolearning'],
+    ['ip', 'link', 'set', c.vxlan, 'master', c.bridge, 'up'],
+  ];
+}
+
+/** One head-end replication target: broadcast/unknown frames go to `peer` too. */
+export function fdbCommand(c: CheckedNet, peer: string, action: 'append' | 'del'): Argv {
+  checkIp('peer', peer);
+  return ['bridge', 'fdb', action, '00:00:00:00:00:00', 'dev', c.vxlan, 'dst', peer];
+}
+
+/** The host's gateway addresses on the bridge (host gateway only); `replace` keeps it idempotent. */
+export function addressCommands(c: CheckedNet): Argv[] {
+  if (c.net.gatewayMode !== 'host') return [];
+  const out: Argv[] = [];
+  if (c.v4?.gateway) out.push(['ip', 'addr', 'replace', `${c.v4.gateway}/${c.v4.prefix}`, 'dev', c.bridge]);
+  // Every host carries the same gateway address and MAC; DAD across hosts would only fight itself.
+  if (c.v6?.gateway) out.push(['ip', 'addr', 'replace', `${c.v6.gateway}/${c.v6.prefix}`, 'dev', c.bridge, 'nodad']);
+  return out;
+}
+
+/**
+ * Every `ip`/`bridge` command that builds a network on a fresh host: bridge,
+ * VXLAN device attached to it, one all-zero FDB entry per peer (unicast
+ * head-end replication, no multicast), gateway addresses, bridge up.
+ *
+ * @example
+ * for (const [cmd, ...args] of bridgeCommands(net, { underlay: '192.0.2.1' })) await run(cmd, args);
+ */
+export function bridgeCommands(net: NetSpec, host: { underlay: string }): Argv[] {
+  const c = checkNet(net);
+  return [
+    ...bridgeCreateCommands(c),
+    ...vxlanCreateCommands(c, host.underlay),
+    ...c.net.peers.map((p) => fdbCommand(c, p, 'append')),
+    ...addressCommands(c),
+    ['ip', 'link', 'set', c.bridge, 'up'],
+  ];
+}
+
+/** Create a persistent tap for QEMU and plug it into the network's bridge. */
+export function tapCommands(nic: NicSpec, net: NetSpec): Argv[] {
+  const c = checkNet(net);
+  checkNic(nic);
+  const tap = tapName(nic.id);
+  return [
+    ['ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap'],
+    ...portCommands(tap, c),
+  ];
+}
+
+/** Attach an existing interface (a tap, or a veth standing in for one) to the bridge with the network's MTU. */
+export function portCommands(ifname: string, c: CheckedNet): Argv[] {
+  checkIfName('ifname', ifname);
+  return [['ip', 'link', 'set', ifname, 'mtu', String(c.net.mtu), 'master', c.bridge, 'up']];
+}

@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import { dnsmasqConfig, dnsmasqPaths } from './dnsmasq.js';
+import type { NetSpec, NicSpec } from './types.js';
+
+const NET: NetSpec = {
+  id: 'net_01JB8X0Q3E6M2T9K4V7W5YB1C3',
+  vni: 100,
+  ipv4: { cidr: '10.10.0.0/24', gateway: '10.10.0.1' },
+  ipv6: { cidr: 'fd00:10::/64', gateway: 'fd00:10::1' },
+  mtu: 1450,
+  gatewayMode: 'host',
+  dns: true,
+  peers: ['192.0.2.2', '192.0.2.3'],
+  uplink: 'eth0',
+};
+/** A NIC on NET. */
+const NIC: NicSpec = {
+  id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C4',
+  instanceId: 'inst_01JB8X0Q3E6M2T9K4V7W5YB1C5',
+  networkId: NET.id,
+  mac: '52:54:00:12:34:56',
+  ipv4: '10.10.0.5',
+  ipv6: 'fd00:10::5054:ff:fe12:3456',
+  hostname: 'web-1',
+};
+
+const REMOTE: NicSpec = { ...NIC, id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C7', mac: '52:54:00:00:00:07', ipv4: '10.10.0.7', ipv6: null, hostname: 'db-1' };
+const PATHS = dnsmasqPaths('/var/lib/floe/agent', NET.id);
+
+describe('dnsmasqConfig', () => {
+  it('serves pinned DHCPv4, SLAAC with stateless DHCPv6 and DNS names on the bridge only', () => {
+    expect(dnsmasqConfig(NET, [NIC], PATHS, [REMOTE])).toBe(`# floe network net_01JB8X0Q3E6M2T9K4V7W5YB1C3; generated, do not edit
+interface=flbrad9af9a2ebc
+bind-interfaces
+except-interface=lo
+pid-file=/var/lib/floe/agent/net/net_01JB8X0Q3E6M2T9K4V7W5YB1C3/dnsmasq.pid
+dhcp-leasefile=/var/lib/floe/agent/net/net_01JB8X0Q3E6M2T9K4V7W5YB1C3/dnsmasq.leases
+no-hosts
+dhcp-authoritative
+log-facility=/var/lib/floe/agent/net/net_01JB8X0Q3E6M2T9K4V7W5YB1C3/dnsmasq.log
+domain-needed
+bogus-priv
+no-poll
+dhcp-range=set:v4,10.10.0.0,static,255.255.255.0,12h
+dhcp-option=tag:v4,option:router,10.10.0.1
+dhcp-option=tag:v4,option:mtu,1450
+enable-ra
+dhcp-range=set:v6,::,constructor:flbrad9af9a2ebc,ra-stateless,64,12h
+ra-param=flbrad9af9a2ebc,mtu:1450,60
+dhcp-host=52:54:00:12:34:56,set:v4,10.10.0.5,web-1
+host-record=web-1,10.10.0.5,fd00:10::5054:ff:fe12:3456
+host-record=db-1,10.10.0.7
+`);
+  });
+
+  it('without DNS and without a router: no DNS port, no resolv.conf, no router option, RA with lifetime 0', () => {
+    const net: NetSpec = { ...NET, dns: false, gatewayMode: 'none', ipv6: { cidr: 'fd00:10::/64', gateway: null } };
+    expect(dnsmasqConfig(net, [NIC], PATHS)).toBe(`# floe network net_01JB8X0Q3E6M2T9K4V7W5YB1C3; generated, do not edit
+interface=flbrad9af9a2ebc
+bind-interfaces
+except-interface=lo
+pid-file=/var/lib/floe/agent/net/net_01JB8X0Q3E6M2T9K4V7W5YB1C3/dnsmasq.pid
+dhcp-leasefile=/var/lib/floe/agent/net/net_01JB8X0Q3E6M2T9K4V7W5YB1C3/dnsmasq.leases
+no-hosts
+dhcp-authoritative
+log-facility=/var/lib/floe/agent/net/net_01JB8X0Q3E6M2T9K4V7W5YB1C3/dnsmasq.log
+port=0
+no-resolv
+dhcp-range=set:v4,10.10.0.0,static,255.255.255.0,12h
+dhcp-option=tag:v4,option:router
+dhcp-option=tag:v4,option:mtu,1450
+dhcp-option=tag:v4,option:dns-server
+enable-ra
+dhcp-range=set:v6,::,constructor:flbrad9af9a2ebc,ra-only,64,12h
+ra-param=flbrad9af9a2ebc,mtu:1450,60,0
+dhcp-host=52:54:00:12:34:56,set:v4,10.10.0.5,web-1
+`);
+  });
+
+  it('refuses values that would inject config lines or escape the state directory', () => {
+    expect(() => dnsmasqConfig(NET, [{ ...NIC, hostname: 'web\nserver=1.1.1.1' }], PATHS)).toThrow(/not a DNS label/);
+    expect(() => dnsmasqConfig({ ...NET, ipv4: { cidr: '10.10.0.0/24\nx', gateway: null } }, [], PATHS)).toThrow(/prefix/);
+    expect(() => dnsmasqPaths('/var/lib/floe', '../x')).toThrow(/malformed/);
+    expect(() => dnsmasqPaths('relative', NET.id)).toThrow(/absolute/);
+  });
+});

@@ -1,0 +1,245 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { run, startProcess, which, type ProcessHandle } from '../../host/exec.js';
+import { HostNetworkDriver } from './driver.js';
+import { bridgeName, eui64Address, tapName, vxlanName } from './names.js';
+import type { NetSpec, NicSpec } from './types.js';
+
+/*
+ * Two "hosts" (network namespaces hA, hB) joined by a veth underlay
+ * (192.0.2.0/24), an "internet" namespace behind hA's uplink
+ * (198.51.100.0/24), and "VMs": namespaces whose eth0 is a veth whose other
+ * end sits in the host namespace under the NIC's tap name and is plugged into
+ * the bridge, standing in for a tap + QEMU (same bridge port, same firewall
+ * rules, no guest image needed). Every namespace is created and deleted here;
+ * no traffic leaves them.
+ */
+
+const TOOLS = ['ip', 'bridge', 'nft', 'dnsmasq', 'ping', 'busybox'];
+
+async function unavailable(): Promise<string | null> {
+  if (process.getuid?.() !== 0) return 'network namespace tests need root';
+  for (const t of TOOLS) if ((await which(t)) === null) return `${t} is not installed`;
+  const probe = await run('ip', ['netns', 'list'], { allowFail: true }).catch(() => null);
+  if (probe === null || probe.code !== 0) return '`ip netns` is not available';
+  return null;
+}
+
+const reason = await unavailable();
+if (reason !== null) {
+  if (process.env.CI) throw new Error(`network namespace tests cannot run under CI: ${reason}`);
+  console.log(`skipping network namespace tests: ${reason}`);
+}
+
+const sfx = randomBytes(3).toString('hex');
+const ns = { hA: `floe-t-${sfx}-ha`, hB: `floe-t-${sfx}-hb`, inet: `floe-t-${sfx}-in`, vm1: `floe-t-${sfx}-v1`, vm2: `floe-t-${sfx}-v2`, vm3: `floe-t-${sfx}-v3` };
+
+const NET1: NetSpec = {
+  id: `net_t${sfx}a`, vni: 4242, ipv4: { cidr: '10.10.0.0/24', gateway: '10.10.0.1' }, ipv6: { cidr: 'fd00:10::/64', gateway: 'fd00:10::1' },
+  mtu: 1450, gatewayMode: 'host', dns: true, peers: [],
+};
+const NET2: NetSpec = { id: `net_t${sfx}b`, vni: 4343, ipv4: { cidr: '10.20.0.0/24', gateway: '10.20.0.1' }, ipv6: null, mtu: 1450, gatewayMode: 'host', dns: false, peers: [] };
+const NET1_A: NetSpec = { ...NET1, peers: ['192.0.2.2'], uplink: 'up0' };
+const NET1_B: NetSpec = { ...NET1, peers: ['192.0.2.1'] };
+const NET2_A: NetSpec = { ...NET2, uplink: 'up0' };
+
+function nic(n: number, net: NetSpec, ipv4: string, hostname: string): NicSpec {
+  const mac = `52:54:00:00:${sfx.slice(0, 2)}:0${n}`;
+  return { id: `nic_t${sfx}${n}`, instanceId: `inst_t${sfx}${n}`, networkId: net.id, mac, ipv4, ipv6: net.ipv6 ? eui64Address(net.ipv6.cidr, mac) : null, hostname };
+}
+const NIC1 = nic(1, NET1, '10.10.0.5', 'web-1');
+const NIC2 = nic(2, NET1, '10.10.0.6', 'web-2');
+const NIC3 = nic(3, NET2, '10.20.0.5', 'other-1');
+
+let state: string;
+let hostA: HostNetworkDriver;
+let hostB: HostNetworkDriver;
+
+const inNs = (n: string, ...args: string[]) => run('ip', ['netns', 'exec', n, ...args]);
+const ipIn = (n: string, ...args: string[]) => run('ip', ['-n', n, ...args]);
+
+async function ping(from: string, to: string, opts: { source?: string; v6?: boolean } = {}): Promise<boolean> {
+  const args = ['netns', 'exec', from, 'ping', opts.v6 ? '-6' : '-4', '-c', '1', '-W', '1', ...(opts.source ? ['-I', opts.source] : []), to];
+  return (await run('ip', args, { allowFail: true })).code === 0;
+}
+
+/** A "VM": namespace `vm` whose eth0 (the NIC's MAC, the network MTU) is wired to `tapName(nic)` in `host`. */
+async function plugVm(vm: string, host: string, driver: HostNetworkDriver, n: NicSpec, net: NetSpec): Promise<void> {
+  await run('ip', ['link', 'add', tapName(n.id), 'netns', host, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', vm]);
+  await ipIn(vm, 'link', 'set', 'lo', 'up');
+  await ipIn(vm, 'link', 'set', 'eth0', 'address', n.mac, 'mtu', String(net.mtu), 'up');
+  await driver.attachPort(tapName(n.id), net);
+}
+
+/** Ask dnsmasq for an address like a guest would (busybox udhcpc), and configure what it offered. */
+async function dhcp(vm: string, gateway: string): Promise<string> {
+  const out = await inNs(vm, 'busybox', 'udhcpc', '-i', 'eth0', '-f', '-q', '-n', '-t', '5', '-T', '1', '-s', '/bin/true');
+  const m = /lease of (\d+\.\d+\.\d+\.\d+) obtained/.exec(out.stdout + out.stderr);
+  if (!m) throw new Error(`udhcpc got no lease: ${out.stdout}${out.stderr}`);
+  await ipIn(vm, 'addr', 'add', `${m[1]}/24`, 'dev', 'eth0');
+  await ipIn(vm, 'route', 'add', 'default', 'via', gateway);
+  return m[1]!;
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, ms = 8000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+async function hasAddr(vm: string, addr: string): Promise<boolean> {
+  const { stdout } = await ipIn(vm, '-j', 'addr', 'show', 'dev', 'eth0');
+  const info = (JSON.parse(stdout) as { addr_info: { local: string; tentative?: boolean }[] }[])[0]?.addr_info ?? [];
+  return info.some((a) => a.local === addr && !a.tentative);
+}
+
+describe.skipIf(reason !== null)('HostNetworkDriver in network namespaces', () => {
+  beforeAll(async () => {
+    state = await mkdtemp(join(tmpdir(), 'floe-net-'));
+    for (const n of Object.values(ns)) await run('ip', ['netns', 'add', n]);
+    for (const n of Object.values(ns)) await ipIn(n, 'link', 'set', 'lo', 'up');
+    await run('ip', ['link', 'add', 'ua', 'netns', ns.hA, 'type', 'veth', 'peer', 'name', 'ub', 'netns', ns.hB]);
+    await ipIn(ns.hA, 'addr', 'add', '192.0.2.1/24', 'dev', 'ua');
+    await ipIn(ns.hB, 'addr', 'add', '192.0.2.2/24', 'dev', 'ub');
+    await ipIn(ns.hA, 'link', 'set', 'ua', 'up');
+    await ipIn(ns.hB, 'link', 'set', 'ub', 'up');
+    await run('ip', ['link', 'add', 'up0', 'netns', ns.hA, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.inet]);
+    await ipIn(ns.hA, 'addr', 'add', '198.51.100.1/24', 'dev', 'up0');
+    await ipIn(ns.inet, 'addr', 'add', '198.51.100.2/24', 'dev', 'eth0');
+    await ipIn(ns.hA, 'link', 'set', 'up0', 'up');
+    await ipIn(ns.inet, 'link', 'set', 'eth0', 'up');
+
+    hostA = new HostNetworkDriver({ stateDir: join(state, 'a'), underlay: '192.0.2.1', netns: ns.hA });
+    hostB = new HostNetworkDriver({ stateDir: join(state, 'b'), underlay: '192.0.2.2', netns: ns.hB });
+    await hostA.ensureNetwork(NET1_A);
+    await hostA.ensureNetwork(NET2_A);
+    await hostB.ensureNetwork(NET1_B);
+    await hostA.applyFirewall([NET1_A, NET2_A], [NIC1, NIC3]);
+    await hostB.applyFirewall([NET1_B], [NIC2]);
+    await hostA.ensureDhcp(NET1_A, [NIC1], [NIC2]);
+    await hostA.ensureDhcp(NET2_A, [NIC3]);
+    await hostB.ensureDhcp(NET1_B, [NIC2], [NIC1]);
+    await plugVm(ns.vm1, ns.hA, hostA, NIC1, NET1_A);
+    await plugVm(ns.vm2, ns.hB, hostB, NIC2, NET1_B);
+    await plugVm(ns.vm3, ns.hA, hostA, NIC3, NET2_A);
+  }, 40_000);
+
+  afterAll(async () => {
+    // dnsmasq first: a process inside a namespace keeps it alive after `ip netns del`.
+    for (const [d, id] of [[hostA, NET1.id], [hostA, NET2.id], [hostB, NET1.id]] as const) await d?.stopDhcp(id).catch(() => undefined);
+    for (const n of Object.values(ns)) await run('ip', ['netns', 'del', n], { allowFail: true });
+    if (state) await rm(state, { recursive: true, force: true });
+  });
+
+  it('builds what it was asked for and is idempotent', async () => {
+    const again = await hostA.ensureNetwork(NET1_A);
+    expect(again).toBe(bridgeName(NET1.id));
+    const o = await hostA.observe();
+    expect(o.links.get(bridgeName(NET1.id))).toMatchObject({ kind: 'bridge', mtu: 1450, up: true });
+    expect(o.links.get(vxlanName(NET1.id))).toMatchObject({ kind: 'vxlan', vni: 4242, local: '192.0.2.1', master: bridgeName(NET1.id) });
+    expect(o.links.get(tapName(NIC1.id))?.master).toBe(bridgeName(NET1.id));
+    expect(o.floods.get(vxlanName(NET1.id))).toEqual(['192.0.2.2']);
+    expect(o.addrs.get(bridgeName(NET1.id))).toEqual(expect.arrayContaining(['10.10.0.1/24', 'fd00:10::1/64']));
+    const pid = await hostA.dhcpPid(NET1.id);
+    expect(await hostA.ensureDhcp(NET1_A, [NIC1], [NIC2])).toEqual({ pid, started: false });
+    // An agent restart: a new driver finds the running dnsmasq by its pidfile instead of starting a second one.
+    const restarted = new HostNetworkDriver({ stateDir: join(state, 'a'), underlay: '192.0.2.1', netns: ns.hA });
+    expect(await restarted.ensureDhcp(NET1_A, [NIC1], [NIC2])).toEqual({ pid, started: false });
+    expect(pid).not.toBeNull();
+  });
+
+  it('hands each VM its pinned address by DHCP from its own host, and SLAAC by RA', async () => {
+    expect(await dhcp(ns.vm1, '10.10.0.1')).toBe('10.10.0.5');
+    expect(await dhcp(ns.vm2, '10.10.0.1')).toBe('10.10.0.6');
+    await waitFor('SLAAC on vm1', () => hasAddr(ns.vm1, NIC1.ipv6!));
+    await waitFor('SLAAC on vm2', () => hasAddr(ns.vm2, NIC2.ipv6!));
+    await ipIn(ns.vm3, 'addr', 'add', '10.20.0.5/24', 'dev', 'eth0');
+    await ipIn(ns.vm3, 'route', 'add', 'default', 'via', '10.20.0.1');
+  }, 20_000);
+
+  it('connects VMs of one network across hosts over VXLAN, IPv4 and IPv6', async () => {
+    expect(await ping(ns.vm1, '10.10.0.6')).toBe(true);
+    expect(await ping(ns.vm2, '10.10.0.5')).toBe(true);
+    expect(await ping(ns.vm1, NIC2.ipv6!, { v6: true })).toBe(true);
+  });
+
+  it('serves the names of the network, local and remote', async () => {
+    const out = await inNs(ns.vm1, 'busybox', 'nslookup', 'web-2', '10.10.0.1');
+    expect(out.stdout).toContain('10.10.0.6');
+  });
+
+  it('isolates networks, even through the host that routes both', async () => {
+    expect(await ping(ns.vm3, '10.20.0.1')).toBe(true);
+    expect(await ping(ns.vm3, '10.10.0.5')).toBe(false);
+    expect(await ping(ns.vm1, '10.20.0.5')).toBe(false);
+  });
+
+  it('NATs a host-gateway network to the uplink', async () => {
+    expect(await ping(ns.vm1, '198.51.100.2')).toBe(true);
+    expect(await ping(ns.vm3, '198.51.100.2')).toBe(true);
+    // The "internet" has no route back to 10.10.0.0/24: the reply can only have come through masquerade.
+    expect((await ipIn(ns.inet, 'route', 'get', '10.10.0.5').catch(() => null))).toBeNull();
+  });
+
+  it('drops frames with a spoofed source IP or MAC; the others keep working', async () => {
+    await ipIn(ns.vm1, 'addr', 'add', '10.10.0.99/24', 'dev', 'eth0');
+    expect(await ping(ns.vm1, '10.10.0.6', { source: '10.10.0.99' })).toBe(false);
+    expect(await ping(ns.vm2, '10.10.0.5')).toBe(true);
+    await ipIn(ns.vm1, 'addr', 'del', '10.10.0.99/24', 'dev', 'eth0');
+    // The guest's ARP entry may have been resolved with the spoofed source, which was dropped too.
+    await ipIn(ns.vm1, 'neigh', 'flush', 'dev', 'eth0');
+    await waitFor('vm1 with its own address', () => ping(ns.vm1, '10.10.0.6'));
+    await ipIn(ns.vm1, 'link', 'set', 'eth0', 'address', '52:54:00:00:ee:ee');
+    expect(await ping(ns.vm1, '10.10.0.6')).toBe(false);
+    expect(await ping(ns.vm2, '10.10.0.1')).toBe(true);
+    await ipIn(ns.vm1, 'link', 'set', 'eth0', 'address', NIC1.mac);
+    await waitFor('vm1 back', () => ping(ns.vm1, '10.10.0.6'));
+  }, 20_000);
+
+  it('keeps a rogue DHCP server in a VM from reaching anybody', async () => {
+    const out = join(state, 'received');
+    // Listens on the DHCP client port and on a control port; writes what arrives.
+    const listener = `const d=require('node:dgram'),fs=require('node:fs');for(const p of [68,1068]){const s=d.createSocket({type:'udp4',reuseAddr:true});s.on('message',(m)=>fs.appendFileSync(${JSON.stringify(out)},m+'\\n'));s.bind(p);}setTimeout(()=>process.exit(0),4000);`;
+    const sender = `const d=require('node:dgram');const send=(sp,dp,msg)=>new Promise((r)=>{const s=d.createSocket('udp4');s.bind(sp,()=>{s.setBroadcast(true);s.send(msg,dp,process.argv[1],()=>{s.close();r();});});});(async()=>{await send(67,68,'rogue');await send(1067,1068,'control');})();`;
+    let handle: ProcessHandle | null = null;
+    try {
+      handle = await startProcess('ip', ['netns', 'exec', ns.vm2, process.execPath, '-e', listener]);
+      await sleep(500);
+      for (const dst of ['10.10.0.6', '10.10.0.255']) await inNs(ns.vm1, process.execPath, '-e', sender, dst);
+      await waitFor('the control packet', async () => (await readFile(out, 'utf8').catch(() => '')).includes('control'), 3000);
+      const got = await readFile(out, 'utf8');
+      expect(got).toContain('control');
+      expect(got).not.toContain('rogue');
+    } finally {
+      handle?.kill();
+    }
+  }, 15_000);
+
+  it('repairs drift: a bridge deleted by hand comes back on the next ensure', async () => {
+    await ipIn(ns.hA, 'link', 'del', bridgeName(NET1.id));
+    expect(await ping(ns.vm1, '10.10.0.6')).toBe(false);
+    await hostA.ensureNetwork(NET1_A);
+    await hostA.attachPort(tapName(NIC1.id), NET1_A);
+    const dhcpState = await hostA.ensureDhcp(NET1_A, [NIC1], [NIC2]);
+    expect(dhcpState.started).toBe(true);
+    await waitFor('vm1 across hosts again', () => ping(ns.vm1, '10.10.0.6'));
+    expect(await ping(ns.vm1, '198.51.100.2')).toBe(true);
+    expect((await hostA.observe()).floods.get(vxlanName(NET1.id))).toEqual(['192.0.2.2']);
+  }, 15_000);
+
+  it('removes a network with its dnsmasq', async () => {
+    const pid = await hostA.dhcpPid(NET2.id);
+    expect(pid).not.toBeNull();
+    await hostA.removeNetwork(NET2.id);
+    expect(await hostA.dhcpPid(NET2.id)).toBeNull();
+    const o = await hostA.observe();
+    expect(o.links.has(bridgeName(NET2.id))).toBe(false);
+    expect(o.links.has(vxlanName(NET2.id))).toBe(false);
+  });
+});

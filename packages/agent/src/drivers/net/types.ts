@@ -1,0 +1,41 @@
+/** What the control plane sends a host about one network and its NICs (agent side of the network contract). */
+
+/** Who routes a network: the host (NAT to its uplink), nobody, or a VM whose address is the gateway. */
+export type GatewayMode = 'host' | 'none' | 'vm';
+
+/** One IP family of a network: its prefix and the gateway address in it (null: no router for this family). */
+export interface NetFamily {
+  /** e.g. `10.10.0.0/24` or `fd00:10::/64`. */
+  cidr: string;
+  gateway: string | null;
+}
+
+/** One private layer-2 network as a host builds it: bridge + VXLAN + dnsmasq + firewall. */
+export interface NetSpec {
+  id: string;
+  /** VXLAN network identifier, 1..16777215, one per network. */
+  vni: number;
+  ipv4: NetFamily | null;
+  ipv6: NetFamily | null;
+  /** The guests' MTU; the bridge and VXLAN device carry it, the underlay needs 50 bytes more. */
+  mtu: number;
+  gatewayMode: GatewayMode;
+  /** Serve DNS names of the network's instances (dnsmasq); without it dnsmasq does DHCP/RA only. */
+  dns: boolean;
+  /** Underlay IPs of the other hosts with members (VXLAN head-end replication targets). */
+  peers: string[];
+  /** The host interface NATed to when gatewayMode is `host`; no NAT without it. */
+  uplink?: string;
+}
+
+/** One NIC of an instance, with its stable MAC and its IPAM addresses. */
+export interface NicSpec {
+  id: string;
+  instanceId: string;
+  networkId: string;
+  mac: string;
+  ipv4: string | null;
+  ipv6: string | null;
+  /** The instance's DNS label, served by dnsmasq and sent by DHCP. */
+  hostname: string;
+}

@@ -1,0 +1,184 @@
+import { Option, type Command } from 'commander';
+import type { Network, NetworkCreate, Nic, NicRequest, Operation } from '@floe/api';
+import { UsageError } from '../errors.js';
+import { age, renderDetails, renderTable, type Colors } from '../output.js';
+import { checkName, collect, intArg, parseLabels } from '../parse.js';
+import { followOperation } from '../progress.js';
+import { runtimeOf, type CliRuntime } from '../runtime.js';
+import { examples, fetchPage, listOptions, type ListFlags } from './shared.js';
+
+/** Table rows of networks. */
+export function networkTable(items: Network[], now: number, _c: Colors): string {
+  return renderTable(
+    ['NAME', 'KIND', 'IPV4', 'IPV6', 'GATEWAY', 'VNI', 'MTU', 'NICS', 'HOSTS', 'AGE'],
+    items.map((n) => [
+      n.name, n.spec.kind, n.spec.ipv4 ?? '-', n.spec.ipv6 ?? '-', n.spec.gateway, String(n.vni), String(n.spec.mtu), String(n.status.nics), String(n.status.hosts.length), age(n.created_at, now),
+    ]),
+  );
+}
+
+/** Table rows of NICs. */
+export function nicTable(items: Nic[]): string {
+  return renderTable(['SLOT', 'ID', 'NETWORK', 'MAC', 'IPV4', 'IPV6'], items.map((n) => [String(n.index), n.id, n.network_name, n.mac, n.ipv4 ?? '-', n.ipv6 ?? '-']));
+}
+
+/**
+ * One `--network` of `floe instance create`: `lan`, or `lan=10.10.0.7` for a
+ * fixed IPv4 (an address with ":" is taken as IPv6; `lan=10.10.0.7,fd00::7` gives both).
+ */
+export function parseNetworkArg(arg: string): NicRequest {
+  const eq = arg.indexOf('=');
+  if (eq === -1) return arg;
+  const network = arg.slice(0, eq);
+  if (network === '') throw new UsageError(`--network ${arg}: the network name is missing`);
+  const req: { network: string; ipv4?: string; ipv6?: string } = { network };
+  for (const addr of arg.slice(eq + 1).split(',')) {
+    if (addr === '') continue;
+    if (addr.includes(':')) req.ipv6 = addr;
+    else req.ipv4 = addr;
+  }
+  return req;
+}
+
+interface CreateFlags {
+  ipv4?: string;
+  ipv6?: string;
+  gateway?: string;
+  mtu?: number;
+  dns?: boolean;
+  reserve?: string[];
+  label?: string[];
+  public?: boolean;
+  pool?: string;
+  uplink?: string;
+}
+
+/** The body of `floe net create` (pure, for tests). */
+export function networkCreateBody(name: string, flags: CreateFlags, project: string | undefined): NetworkCreate {
+  checkName(name, 'network name');
+  const body: NetworkCreate = { name };
+  if (project !== undefined) body.project = project;
+  if (flags.public === true) body.kind = 'public';
+  if (flags.ipv4 !== undefined) body.ipv4 = flags.ipv4 === 'none' ? null : flags.ipv4;
+  if (flags.ipv6 !== undefined) body.ipv6 = flags.ipv6 === 'none' ? null : flags.ipv6;
+  if (flags.gateway !== undefined) body.gateway = flags.gateway;
+  if (flags.mtu !== undefined) body.mtu = flags.mtu;
+  if (flags.dns === false) body.dns = false;
+  if (flags.reserve !== undefined) body.reserved = flags.reserve;
+  if (flags.label !== undefined) body.labels = parseLabels(flags.label);
+  if (flags.pool !== undefined) {
+    const [start, end, ...rest] = flags.pool.split('-');
+    if (start === undefined || end === undefined || rest.length > 0) throw new UsageError('--pool wants FIRST-LAST, e.g. 198.51.100.10-198.51.100.99');
+    body.pool = { start, end };
+  }
+  if (flags.uplink !== undefined) body.uplink = flags.uplink;
+  return body;
+}
+
+async function report(rt: CliRuntime, cmd: Command, op: Operation, wait: boolean | undefined, what: string): Promise<void> {
+  if (wait === true) {
+    await followOperation(rt, cmd, op);
+    return;
+  }
+  rt.print(cmd, op, () => `${what}: operation ${op.id} ${op.status} (follow it with "floe operation wait ${op.id}")\n`);
+}
+
+/** `floe network` (alias `net`): private networks, public uplinks, and the NICs of instances. */
+export function registerNetwork(program: Command): void {
+  const net = program.command('network').alias('net').description('manage networks and the NICs that join instances to them');
+  examples(net, [
+    'floe net create lan --ipv4 10.10.0.0/24 --ipv6 auto --gateway host',
+    'floe vm create web --image debian-12 --type small --network lan --network dmz=10.20.0.5',
+    'floe net attach web lan --ipv4 10.10.0.7 --wait',
+  ]);
+
+  listOptions(net.command('ls').description('list networks')).action(async (opts: ListFlags, cmd: Command) => {
+    const rt = runtimeOf(cmd);
+    const page = await fetchPage(rt, rt.client(cmd).networks, { project: rt.project(cmd) }, opts);
+    rt.print(cmd, page, () => networkTable(page.items, rt.now(), rt.colors));
+  });
+
+  net
+    .command('show')
+    .description('show one network')
+    .argument('<id>', 'network id or name')
+    .action(async (id: string, _opts: unknown, cmd: Command) => {
+      const rt = runtimeOf(cmd);
+      const n = await rt.client(cmd).networks.get(id, { project: rt.project(cmd) });
+      rt.print(cmd, n, () => renderDetails(n));
+    });
+
+  const create = net
+    .command('create')
+    .description('create a network: a layer-2 segment on every host with members, joined by VXLAN')
+    .argument('<name>', 'network name (a DNS label)')
+    .option('--ipv4 <cidr>', 'IPv4 range, e.g. 10.10.0.0/24, or "none"')
+    .option('--ipv6 <cidr>', 'IPv6 range, "auto" for a unique local /64, or "none"')
+    .option('--gateway <gw>', '"host" (route and NAT through the host), "none" (isolated) or the IPv4 address of a VM that routes')
+    .addOption(new Option('--mtu <n>', 'MTU (default 1450 for VXLAN, 1500 for public networks)').argParser(intArg(576, 9000)))
+    .option('--no-dns', 'do not answer DNS for instance names on the network')
+    .option('--reserve <address>', 'address never handed out (repeatable)', collect)
+    .option('--label <key=value>', 'label (repeatable)', collect)
+    .option('--public', 'a public network bridged to a host uplink (admin)')
+    .option('--pool <first-last>', 'public networks: the IPv4 range instances get addresses from')
+    .option('--uplink <interface>', 'public networks: host interface the bridge takes over')
+    .action(async (name: string, flags: CreateFlags, cmd: Command) => {
+      const rt = runtimeOf(cmd);
+      const n = await rt.client(cmd).networks.create(networkCreateBody(name, flags, rt.project(cmd)));
+      rt.print(cmd, n, () => `network ${n.name} created (${n.id}, vni ${n.vni}${n.spec.ipv4 ? `, ${n.spec.ipv4}` : ''}${n.spec.ipv6 ? `, ${n.spec.ipv6}` : ''})\n`);
+    });
+  examples(create, [
+    'floe net create lan --ipv4 10.10.0.0/24 --ipv6 auto --gateway host',
+    'floe net create backend --ipv4 10.20.0.0/24 --gateway none --no-dns',
+    'floe net create behind-fw --ipv4 10.30.0.0/24 --gateway 10.30.0.254',
+    'floe net create internet --public --ipv4 198.51.100.0/24 --gateway 198.51.100.1 --pool 198.51.100.10-198.51.100.99 --uplink eth0 --project default',
+  ]);
+
+  net
+    .command('rm')
+    .description('delete a network (refused while instances have NICs on it)')
+    .argument('<id>', 'network id or name')
+    .action(async (id: string, _opts: unknown, cmd: Command) => {
+      const rt = runtimeOf(cmd);
+      await rt.client(cmd).networks.delete(id, { project: rt.project(cmd) });
+      rt.print(cmd, { deleted: id }, () => `network ${id} deleted\n`);
+    });
+
+  net
+    .command('nics')
+    .description('list the NICs of an instance')
+    .argument('<instance>', 'instance id or name')
+    .action(async (instance: string, _opts: unknown, cmd: Command) => {
+      const rt = runtimeOf(cmd);
+      const nics = await rt.client(cmd).instances.nics(instance, { project: rt.project(cmd) });
+      rt.print(cmd, { items: nics }, () => nicTable(nics));
+    });
+
+  const attach = net
+    .command('attach')
+    .description('add a NIC on a network to an instance (hot-plugged when it runs)')
+    .argument('<instance>', 'instance id or name')
+    .argument('<network>', 'network id or name')
+    .option('--ipv4 <address>', 'IPv4 address to take (default: the next free one)')
+    .option('--ipv6 <address>', 'IPv6 address to take (default: SLAAC address of the MAC on a /64)')
+    .option('--wait', 'wait until the host has plugged it in')
+    .action(async (instance: string, network: string, opts: { ipv4?: string; ipv6?: string; wait?: boolean }, cmd: Command) => {
+      const rt = runtimeOf(cmd);
+      const body = { network, ...(opts.ipv4 === undefined ? {} : { ipv4: opts.ipv4 }), ...(opts.ipv6 === undefined ? {} : { ipv6: opts.ipv6 }) };
+      const { nic, operation } = await rt.client(cmd).instances.addNic(instance, body, { project: rt.project(cmd) });
+      await report(rt, cmd, operation, opts.wait, `NIC ${nic.id} (${nic.mac}, ${nic.ipv4 ?? '-'}, ${nic.ipv6 ?? '-'}) added to ${instance}`);
+    });
+  examples(attach, ['floe net attach web lan', 'floe net attach fw dmz --ipv4 10.20.0.254 --wait']);
+
+  net
+    .command('detach')
+    .description('remove a NIC from an instance (hot-unplugged when it runs); its addresses are freed')
+    .argument('<instance>', 'instance id or name')
+    .argument('<nic>', 'NIC id (see "floe net nics <instance>")')
+    .option('--wait', 'wait until the host has unplugged it')
+    .action(async (instance: string, nic: string, opts: { wait?: boolean }, cmd: Command) => {
+      const rt = runtimeOf(cmd);
+      const op = await rt.client(cmd).instances.removeNic(instance, nic, { project: rt.project(cmd) });
+      await report(rt, cmd, op, opts.wait, `NIC ${nic} removed from ${instance}`);
+    });
+}
