@@ -26,6 +26,9 @@ Environment:
   FLOE_SCHEDULER               spread (default) | pack
   FLOE_EVENT_RETENTION_DAYS    keep events this many days (default 7)
   FLOE_BODY_LIMIT              largest JSON request body in bytes (default 1 MiB)
+  FLOE_READ_CACHE              on (default) | off: cache single-instance reads; other control
+                               planes see a write within the LISTEN/NOTIFY latency
+  FLOE_READ_CACHE_ENTRIES      size of that cache (default 10000)
   FLOE_IMAGE_MAX_UPLOAD_BYTES  largest image file upload in bytes (default 64 GiB)
   FLOE_IMAGE_MAX_VIRTUAL_GIB   largest virtual disk an uploaded image may describe (default 1024)
   FLOE_LOG_LEVEL               info (default), debug, warn, ...
