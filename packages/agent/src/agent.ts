@@ -5,6 +5,7 @@ import { AgentChannels } from './channels.js';
 import { probeFacts } from './facts.js';
 import { ImageCache } from './images.js';
 import { AgentLink, type BackoffOptions } from './link.js';
+import { NetworkReconciler, type NetworkReconcilerOptions } from './networks.js';
 import { Reconciler, type ReconcilerOptions } from './reconciler.js';
 import { AgentState, type AgentConfig } from './state.js';
 
@@ -21,6 +22,8 @@ export interface AgentOptions {
   linkBackoff?: BackoffOptions;
   /** Reconciler timing (resync, retry and restart backoff, stop timeout). */
   reconciler?: Pick<ReconcilerOptions, 'resyncIntervalMs' | 'retryBackoff' | 'restartBackoff' | 'stopTimeoutMs'>;
+  /** Build this host's networks (bridges, VXLAN, dnsmasq, firewall); without it the agent ignores networks. */
+  network?: Omit<NetworkReconcilerOptions, 'logger'>;
 }
 
 /** Why the agent stopped. */
@@ -38,6 +41,7 @@ export class Agent {
   private readonly state: AgentState;
   private link: AgentLink | null = null;
   private reconciler: Reconciler | null = null;
+  private networks: NetworkReconciler | null = null;
   private channels: AgentChannels | null = null;
   private config: AgentConfig | null = null;
   private stopping: Promise<void> | null = null;
@@ -64,8 +68,11 @@ export class Agent {
     const driver = this.opts.driver;
     const facts = this.opts.facts ?? (() => probeFacts({ dataDir: this.opts.dataDir, driver: driver.name }));
 
+    const networks = this.opts.network === undefined ? null : new NetworkReconciler({ ...this.opts.network, logger: this.log.child({ component: 'networks' }) });
+    this.networks = networks;
     const reconciler = new Reconciler({
       ...this.opts.reconciler,
+      ...(networks === null ? {} : { nics: { ensure: (vm) => networks.ensureTaps(vm), remove: (vm) => networks.removeTaps(vm) } }),
       driver,
       images: new ImageCache({ dir: join(this.opts.dataDir, 'images'), server, credentials, logger: this.log.child({ component: 'images' }) }),
       store: this.state.appliedStore(),
@@ -121,6 +128,7 @@ export class Agent {
       await this.link?.stop();
       this.channels?.closeAll();
       await this.reconciler?.stop();
+      await this.networks?.stop();
       await this.opts.driver.close();
       this.log.info('agent stopped');
     })();
@@ -138,9 +146,15 @@ export class Agent {
         break;
       case 'snapshot':
         this.log.debug({ instances: msg.instances.length }, 'snapshot');
+        this.networks?.setInstances(msg.instances);
+        if (msg.networks !== undefined) this.networks?.setNetworks(msg.networks);
         reconciler.setSnapshot(msg.instances);
         break;
+      case 'networks':
+        this.networks?.setNetworks(msg.networks);
+        break;
       case 'instance':
+        this.networks?.updateInstance(msg.instance);
         reconciler.update(msg.instance);
         break;
       case 'error':

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { KVM_PROBE_PREFIX, probeFacts, runKvmProbe } from './facts.js';
+import { checkUnderlay, detectUnderlay, KVM_PROBE_PREFIX, probeFacts, runKvmProbe } from './facts.js';
 import { which } from './host/exec.js';
 
 // Command lines of every running process that mention the probe's temp dir prefix.
@@ -58,5 +58,24 @@ describe('probeFacts', () => {
     expect(facts.qemu_version === null).toBe(!haveQemu);
     expect(facts.accelerator).toBe(!haveQemu ? 'none' : facts.kvm.usable ? 'kvm' : 'tcg');
     expect(typeof facts.wireguard_kernel).toBe('boolean');
+  });
+});
+
+describe('underlay address', () => {
+  it('is the source address toward the control plane', async () => {
+    expect(await detectUnderlay('https://127.0.0.1:8443')).toBe('127.0.0.1');
+    expect(await detectUnderlay('https://[::1]:8443')).toBe(null);
+    expect(await detectUnderlay('not a url')).toBe(null);
+  });
+
+  it('accepts only unicast IPv4 from the flag', () => {
+    expect(checkUnderlay('192.0.2.7')).toBe('192.0.2.7');
+    for (const bad of ['0.0.0.0', '239.1.1.1', 'fd00::1', '10.0.0.1/24', 'host', '']) expect(() => checkUnderlay(bad)).toThrow(/unicast IPv4/);
+  });
+
+  it('is reported in the facts', async () => {
+    const dir = tmpdir();
+    expect((await probeFacts({ dataDir: dir, driver: 'fake', underlay: '192.0.2.9', kvm: { kernel: null } })).underlay_ipv4).toBe('192.0.2.9');
+    expect((await probeFacts({ dataDir: dir, driver: 'fake', server: 'https://127.0.0.1:1', kvm: { kernel: null } })).underlay_ipv4).toBe('127.0.0.1');
   });
 });

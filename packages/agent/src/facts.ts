@@ -1,6 +1,8 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { access, mkdtemp, readFile, rm, statfs } from 'node:fs/promises';
-import { createConnection } from 'node:net';
+import { createSocket } from 'node:dgram';
+import { createConnection, isIPv4 } from 'node:net';
+import { FloeError } from '@floe/api';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { HostFacts } from '@floe/api';
@@ -286,6 +288,49 @@ export interface ProbeFactsOptions {
   kvm?: KvmProbeOptions;
   /** The accelerator the VM driver was told to use (`--accel`, FLOE_ACCEL); reported instead of the probe's suggestion. */
   accelerator?: 'kvm' | 'tcg';
+  /** The underlay address to report (`--underlay`, FLOE_UNDERLAY_IPV4); detected from `server` when absent. */
+  underlay?: string;
+  /** The control plane URL: the source address toward it is the underlay address by default. */
+  server?: string;
+}
+
+/** Validate an underlay address given by flag or environment: a unicast IPv4 address. */
+export function checkUnderlay(address: string): string {
+  if (!isIPv4(address) || address === '0.0.0.0' || address === '255.255.255.255' || /^(22[4-9]|2[3-5]\d)\./.test(address)) {
+    throw new FloeError('validation_failed', `underlay address must be a unicast IPv4 address: ${JSON.stringify(address)}`, { field: 'underlay' });
+  }
+  return address;
+}
+
+/**
+ * The IPv4 source address this host uses toward the control plane (the
+ * kernel's route choice, read from a connected UDP socket: nothing is sent).
+ * Null when the control plane is not reachable over IPv4 or cannot be resolved.
+ */
+export async function detectUnderlay(server: string): Promise<string | null> {
+  let url: URL;
+  try {
+    url = new URL(server);
+  } catch {
+    return null;
+  }
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const port = Number(url.port || (url.protocol === 'http:' ? 80 : 443));
+  return new Promise((resolvePromise) => {
+    const sock = createSocket('udp4');
+    const done = (address: string | null) => {
+      sock.close();
+      resolvePromise(address !== null && isIPv4(address) && address !== '0.0.0.0' ? address : null);
+    };
+    sock.once('error', () => done(null));
+    sock.connect(port, host, () => {
+      try {
+        done(sock.address().address);
+      } catch {
+        done(null);
+      }
+    });
+  });
 }
 
 /** Everything the agent tells the control plane about its host in `hello`. */
@@ -309,5 +354,6 @@ export async function probeFacts(opts: ProbeFactsOptions): Promise<HostFacts> {
     accelerator: qemu_version === null ? 'none' : (opts.accelerator ?? (kvm.usable ? 'kvm' : 'tcg')),
     wireguard_kernel,
     vm_driver: opts.driver,
+    underlay_ipv4: opts.underlay !== undefined ? checkUnderlay(opts.underlay) : opts.server !== undefined ? await detectUnderlay(opts.server) : null,
   };
 }

@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino, type Level } from 'pino';
 import { FloeError, type VmDriver } from '@floe/api';
 import { FakeVmDriver } from '@floe/testkit/fake-driver';
 import { Agent } from './agent.js';
 import { QemuDriver } from './drivers/vm/qemu/index.js';
-import { AGENT_VERSION, probeFacts, probeKvm } from './facts.js';
+import { HostNetworkDriver } from './drivers/net/driver.js';
+import { AGENT_VERSION, checkUnderlay, detectUnderlay, probeFacts, probeKvm } from './facts.js';
 import { joinControlPlane } from './join.js';
 import { AgentState } from './state.js';
 
@@ -33,6 +34,13 @@ Options:
   --driver fake|qemu    VM driver (default: qemu); QEMU keeps VMs in DIR/vms
   --accel auto|kvm|tcg  how QEMU runs guests (default: $FLOE_ACCEL, or auto: KVM
                         when a probe guest really runs under it, else TCG)
+  --network-driver host|none
+                        build networks on this host (bridges, VXLAN, dnsmasq,
+                        nftables) or ignore them (default: host with the qemu
+                        driver as root, else none)
+  --underlay ADDRESS    this host's IPv4 address for VXLAN between hosts
+                        (default: $FLOE_UNDERLAY_IPV4, or the source address
+                        toward the control plane)
   --log-level LEVEL     fatal, error, warn, info, debug or trace (default: info)
   -h, --help            show this help
   --version             show the version
@@ -76,6 +84,8 @@ async function main(argv: string[]): Promise<number> {
       'insecure-join': { type: 'boolean', default: false },
       driver: { type: 'string', default: 'qemu' },
       accel: { type: 'string' },
+      'network-driver': { type: 'string' },
+      underlay: { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', short: 'h', default: false },
       version: { type: 'boolean', default: false },
@@ -120,8 +130,29 @@ async function main(argv: string[]): Promise<number> {
     throw new UsageError(`not joined yet (no identity in ${dataDir}): run once with --server URL --join-token TOKEN --name NAME (--ca FILE | --insecure-join)`);
   }
 
-  const facts = () => probeFacts({ dataDir, driver: driver.name, ...(accelerator === undefined ? {} : { accelerator }) });
-  const agent = new Agent({ dataDir, driver, facts, logger: log, ...(values.server === undefined ? {} : { server: values.server }) });
+  const server = values.server ?? (await state.readConfig())?.server;
+  const underlayFlag = values.underlay ?? process.env.FLOE_UNDERLAY_IPV4;
+  const underlay = underlayFlag !== undefined ? checkUnderlay(underlayFlag) : server === undefined ? null : await detectUnderlay(server);
+  let networkDriver = values['network-driver'] ?? (driver.name === 'qemu' && process.getuid?.() === 0 ? 'host' : 'none');
+  if (values['network-driver'] === undefined && networkDriver === 'host' && underlay === null) {
+    log.warn('no underlay address found (pass --underlay ADDRESS): networks are not built on this host');
+    networkDriver = 'none';
+  }
+  if (networkDriver !== 'host' && networkDriver !== 'none') throw new UsageError(`unknown network driver "${networkDriver}" (expected host or none)`);
+  let network: ConstructorParameters<typeof Agent>[0]['network'];
+  if (networkDriver === 'host') {
+    if (underlay === null) throw new UsageError('the host network driver needs an underlay address: pass --underlay ADDRESS');
+    const stateDir = resolve(dataDir);
+    network = { host: new HostNetworkDriver({ stateDir, underlay }), stateDir };
+  }
+  log.info({ network_driver: networkDriver, underlay }, 'networking');
+
+  const facts = () => probeFacts({
+    dataDir, driver: driver.name, ...(accelerator === undefined ? {} : { accelerator }), ...(underlay === null ? {} : { underlay }),
+  });
+  const agent = new Agent({
+    dataDir, driver, facts, logger: log, ...(values.server === undefined ? {} : { server: values.server }), ...(network === undefined ? {} : { network }),
+  });
   const onSignal = (signal: NodeJS.Signals) => {
     log.info({ signal }, 'stopping; VMs keep running');
     void agent.stop();

@@ -314,3 +314,43 @@ describe('Reconciler', () => {
     expect(driver.calls.start).toBe(1);
   });
 });
+
+describe('NIC taps', () => {
+  it('creates taps before create and start, hands them to the driver, and removes them after destroy', async () => {
+    const driver = new FakeVmDriver();
+    const contexts: unknown[] = [];
+    const create = driver.create.bind(driver);
+    driver.create = async (vm, ctx) => {
+      contexts.push(ctx);
+      return create(vm, ctx);
+    };
+    const calls: string[] = [];
+    const reconciler = new Reconciler({
+      driver,
+      reporter: new Recorder(),
+      resyncIntervalMs: 60_000,
+      retryBackoff: { initialMs: 20, maxMs: 80 },
+      nics: {
+        ensure: async (vm) => {
+          calls.push(`ensure ${vm.id}`);
+          return (vm.nics ?? []).map((n) => ({ id: n.id, tap: `tap-${n.index}`, mac: n.mac }));
+        },
+        remove: async (vm) => {
+          calls.push(`remove ${vm.id}`);
+        },
+      },
+    });
+    await reconciler.start();
+    cleanups.push(() => reconciler.stop());
+    const base = desiredInstance({ spec: { power_state: 'running' } });
+    const nic = { id: 'nic_01A', network_id: 'net_01A', vni: 5, index: 0, mac: '52:54:00:00:00:01', ipv4: '10.0.0.5', ipv4_prefix: 24, ipv6: null, ipv6_prefix: null, gateway4: null, gateway6: null, mtu: 1450, dns_servers: [] };
+    const vm: DesiredInstance = { ...base, nics: [nic] };
+    reconciler.setSnapshot([vm]);
+    await waitFor('running', async () => (await driver.inspect(vm.id))?.state === 'running');
+    expect(contexts).toEqual([expect.objectContaining({ nics: [{ id: 'nic_01A', tap: 'tap-0', mac: '52:54:00:00:00:01' }] })]);
+    expect(calls).toEqual([`ensure ${vm.id}`, `ensure ${vm.id}`]);
+    reconciler.update({ ...vm, revision: vm.revision + 1, deleting: true });
+    await waitFor('removed', () => calls.includes(`remove ${vm.id}`));
+    expect(await driver.inspect(vm.id)).toBeNull();
+  });
+});

@@ -26,6 +26,11 @@ export interface ReconcilerOptions {
   stopTimeoutMs?: number;
   /** Fetches and caches base images before `driver.create` (the agent's ImageCache); without it VMs get no image path. */
   images?: { ensure(image: DesiredImage | null): Promise<string | null> };
+  /** Creates the taps of an instance's NICs before create/start and removes them after destroy; without it VMs get no NICs. */
+  nics?: {
+    ensure(vm: DesiredInstance): Promise<Array<{ id: string; tap: string; mac: string }>>;
+    remove(vm: DesiredInstance): Promise<void>;
+  };
 }
 
 /** An in-memory AppliedStore (tests, and agents that keep no state). */
@@ -340,7 +345,8 @@ export class Reconciler {
       this.report(this.observation(id, 'creating'));
       // A failed fetch fails this pass: the instance is reported as error with why, and retried with backoff.
       const imagePath = this.opts.images === undefined ? null : await this.opts.images.ensure(desired.image);
-      await this.driver.create(desired, { imagePath });
+      const nics = this.opts.nics !== undefined && (desired.nics ?? []).length > 0 ? await this.opts.nics.ensure(desired) : undefined;
+      await this.driver.create(desired, { imagePath, ...(nics === undefined ? {} : { nics }) });
       vm = await this.driver.inspect(id);
       if (vm === null) throw new Error('the driver does not know the VM it just created');
     }
@@ -360,6 +366,8 @@ export class Reconciler {
             return;
           }
           this.report(this.observation(id, 'starting'));
+          // Taps do not survive a host reboot or a hand-deleted link: make them exist before QEMU opens them.
+          if (this.opts.nics !== undefined && (desired.nics ?? []).length > 0) await this.opts.nics.ensure(desired);
           vm = await this.driver.start(id);
           w.restartNotBefore = 0;
           if (w.restartMessage !== null) {
@@ -415,6 +423,7 @@ export class Reconciler {
       } finally {
         w.expectingStop = false;
       }
+      if (this.opts.nics !== undefined && (desired.nics ?? []).length > 0) await this.opts.nics.remove(desired);
       this.destroyed.add(id);
       if (this.applied[id] !== undefined) {
         delete this.applied[id];

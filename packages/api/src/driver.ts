@@ -4,6 +4,8 @@ import type { DesiredInstance, ObservedInstance } from './agent-protocol.js';
 export interface VmCreateContext {
   /** Local path of the instance's base image (qcow2, cached by sha256), or null when the image has no file. */
   imagePath: string | null;
+  /** The instance's NICs in guest order, each with the tap the agent created for it; kept across restarts. */
+  nics?: Array<{ id: string; tap: string; mac: string }>;
 }
 
 /** Counters of one running VM. Null where the driver cannot tell. */

@@ -334,7 +334,7 @@ describe.skipIf(!haveQemu)('QEMU driver', () => {
     describe('with a fake QEMU', () => {
       // A stand-in for qemu-system-x86_64: daemonizes, writes the pidfile and
       // serves QMP, reporting the guest status the mode asks for.
-      async function fakeQemu(mode: 'internal-error' | 'fail-later' | 'poweroff'): Promise<string> {
+      async function fakeQemu(mode: 'internal-error' | 'fail-later' | 'poweroff' | 'run'): Promise<string> {
         const path = join(workDir, `fake-qemu-${mode}`);
         await writeFile(path, `#!${process.execPath}
 const { spawn } = require('node:child_process');
@@ -367,7 +367,7 @@ if (args[0] !== '--serve') {
         if (m.execute === 'query-status') send({ return: { status, running: status === 'running' }, id: m.id });
         else send({ return: {}, id: m.id });
         if (m.execute === 'quit') { fs.rmSync(pidfile, { force: true }); process.exit(0); }
-        if (m.execute === 'query-status' && !later && mode !== 'internal-error') {
+        if (m.execute === 'query-status' && !later && mode !== 'internal-error' && mode !== 'run') {
           later = true;
           setTimeout(() => {
             if (mode === 'fail-later') { status = 'internal-error'; event('STOP', {}); }
@@ -406,6 +406,27 @@ if (args[0] !== '--serve') {
         await expect.poll(() => events.find((e) => e.type === 'crashed'), { timeout: 10_000 }).toMatchObject({ id: vm.id, message: KVM_FAILURE_MESSAGE });
         expect(alive(pid!, join(driver.vmDir(vm.id), VM_FILES.pidfile))).toBe(false);
         expect((await driver.inspect(vm.id))?.reason).toBe(KVM_FAILURE_MESSAGE);
+      });
+
+      it('passes the NICs and their taps to QEMU and keeps them in vm.json for later starts', async () => {
+        const qemuBinary = await fakeQemu('run');
+        const { driver, stateDir } = await setup({ qemuBinary });
+        const nics = [{ id: 'nic_01A', tap: 'fltp00000000001', mac: '52:54:00:12:34:56' }];
+        const vm = desiredInstance({ id: testId('inst') });
+        await driver.create(vm, { imagePath: base, nics });
+        const record = JSON.parse(await readFile(join(driver.vmDir(vm.id), VM_FILES.record), 'utf8')) as Record<string, unknown>;
+        expect(record.nics).toEqual(nics);
+        const cmdline = async (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+        const first = await driver.start(vm.id);
+        expect(await cmdline(first.pid!)).toMatch(/-netdev tap,\S*ifname=fltp00000000001/);
+        expect(await cmdline(first.pid!)).toContain('52:54:00:12:34:56');
+        await driver.stop(vm.id, { force: true });
+        // A create without NICs in its context (an agent that re-creates) keeps the recorded ones.
+        const again = await setup({ qemuBinary, stateDir });
+        await again.driver.create(vm, { imagePath: base });
+        const second = await again.driver.start(vm.id);
+        expect(await cmdline(second.pid!)).toMatch(/ifname=fltp00000000001/);
+        await again.driver.stop(vm.id, { force: true });
       });
 
       it('a guest that powers off is reported as stopped with exit code 0', async () => {

@@ -16,7 +16,7 @@ import {
 } from '@floe/api';
 import { ExecError, run } from '../../../host/exec.js';
 import { SEED_ISO_NAME, seedFiles, writeSeedIso } from '../seed.js';
-import { INSTANCE_ID_RE, QEMU_BINARY, qemuArgv, type QemuAccelerator, type QemuDiskCache, type QemuSpec } from './argv.js';
+import { INSTANCE_ID_RE, QEMU_BINARY, qemuArgv, type QemuAccelerator, type QemuDiskCache, type QemuNic, type QemuSpec } from './argv.js';
 import { DEFAULT_LOG_MAX_BYTES, LogFollower, readLogTail, trimLog } from './console-log.js';
 import { ensureOverlay, growDisk } from './disk.js';
 import { connectWithRetry, type QmpClient, type QmpEvent } from './qmp.js';
@@ -65,6 +65,8 @@ interface VmRecord {
   created_at: string;
   /** The accelerator of the last start; null before the first. */
   accelerator: QemuAccelerator | null;
+  /** NICs with their taps, in guest order; absent in records written before networking. */
+  nics?: QemuNic[];
 }
 
 /** Kept in run.json while the VM runs. */
@@ -306,6 +308,7 @@ export class QemuDriver implements VmDriver {
           image_path: ctx?.imagePath ?? previous?.image_path ?? null,
           created_at: previous?.created_at ?? new Date().toISOString(),
           accelerator: previous?.accelerator ?? null,
+          ...((ctx?.nics ?? previous?.nics ?? []).length > 0 ? { nics: ctx?.nics ?? previous?.nics } : {}),
         };
         // Written last: a directory without vm.json is a VM that was never fully created.
         await writeJson(this.path(vm.id, 'record'), record);
@@ -682,6 +685,7 @@ export class QemuDriver implements VmDriver {
         disk,
         seedIso: (await exists(seed)) ? seed : null,
       },
+      ...(record.nics !== undefined && record.nics.length > 0 ? { nics: record.nics } : {}),
     };
     const argv = qemuArgv(spec);
 

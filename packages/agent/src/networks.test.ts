@@ -1,0 +1,301 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { DesiredInstance, DesiredNetwork } from '@floe/api';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { run, which, type RunOptions, type RunResult } from './host/exec.js';
+import { HostNetworkDriver } from './drivers/net/driver.js';
+import { bridgeName, tapName } from './drivers/net/names.js';
+import { hostAddressCommands, NetworkReconciler, parseDefaultRoute, toNetSpec, toNicSpecs, type NetworkHost } from './networks.js';
+import type { NetSpec, NicSpec } from './drivers/net/types.js';
+
+const NET: DesiredNetwork = {
+  id: 'net_01AAA', name: 'lan', project: 'default', kind: 'private', vni: 4200, mtu: 1450,
+  ipv4: '10.10.0.0/24', ipv6: 'fd00:10::/64', gateway: 'host', gateway4: '10.10.0.1', gateway6: 'fd00:10::1',
+  host_ipv4: '10.10.0.1', host_ipv6: 'fd00:10::1', dns: true, uplink: null, peers: ['192.0.2.2'],
+  leases: [
+    { nic_id: 'nic_01A', instance_id: 'inst_01A', mac: '52:54:00:00:00:01', ipv4: '10.10.0.5', ipv6: null, hostname: 'web-1' },
+    { nic_id: 'nic_01B', instance_id: 'inst_01B', mac: '52:54:00:00:00:02', ipv4: '10.10.0.6', ipv6: null, hostname: 'web-2' },
+  ],
+};
+
+function instance(id: string, nicId: string, deleting = false): DesiredInstance {
+  return {
+    id, name: id, project: 'default', revision: 1, image: null, deleting, generation: 1, restart_generation: 0, force_stop: false,
+    spec: {} as DesiredInstance['spec'],
+    nics: [{ id: nicId, network_id: NET.id, vni: NET.vni, index: 0, mac: '52:54:00:00:00:01', ipv4: '10.10.0.5', ipv4_prefix: 24, ipv6: null, ipv6_prefix: null, gateway4: '10.10.0.1', gateway6: null, mtu: 1450, dns_servers: [] }],
+  };
+}
+
+describe('DesiredNetwork → NetSpec', () => {
+  it('maps a host gateway, with the NAT uplink only the agent knows', () => {
+    expect(toNetSpec(NET, { natUplink: 'eth0' })).toEqual({
+      id: NET.id, vni: 4200, mtu: 1450, dns: true, gatewayMode: 'host', peers: ['192.0.2.2'], uplink: 'eth0',
+      ipv4: { cidr: '10.10.0.0/24', gateway: '10.10.0.1' }, ipv6: { cidr: 'fd00:10::/64', gateway: 'fd00:10::1' },
+    });
+    expect(toNetSpec(NET).uplink).toBeUndefined();
+    expect(hostAddressCommands(NET)).toEqual([]);
+  });
+
+  it('keeps no gateway in none mode and puts the host address on the bridge itself', () => {
+    const none = { ...NET, gateway: 'none', gateway4: null, gateway6: null };
+    const spec = toNetSpec(none, { natUplink: 'eth0' });
+    expect([spec.gatewayMode, spec.ipv4?.gateway, spec.ipv6?.gateway, spec.uplink]).toEqual(['none', null, null, undefined]);
+    const cmds = hostAddressCommands(none);
+    expect(cmds).toHaveLength(2);
+    expect(cmds[0]).toEqual(['ip', 'addr', 'replace', '10.10.0.1/24', 'dev', expect.stringMatching(/^flbr[0-9a-f]{11}$/)]);
+    expect(cmds[1]?.slice(0, 4)).toEqual(['ip', 'addr', 'replace', 'fd00:10::1/64']);
+  });
+
+  it('routes through a VM in vm mode', () => {
+    const vm = { ...NET, gateway: '10.10.0.5', gateway4: '10.10.0.5', gateway6: null };
+    const spec = toNetSpec(vm);
+    expect([spec.gatewayMode, spec.ipv4?.gateway]).toEqual(['vm', '10.10.0.5']);
+    expect(hostAddressCommands(vm)[0]?.[3]).toBe('10.10.0.1/24');
+  });
+
+  it('refuses public networks and malformed values', () => {
+    expect(() => toNetSpec({ ...NET, kind: 'public', uplink: 'eth1' })).toThrow(/public/);
+    expect(() => toNetSpec({ ...NET, id: '../x' })).toThrow(/malformed/);
+    expect(() => hostAddressCommands({ ...NET, gateway: 'none', host_ipv4: '10.10.0.1; rm' })).toThrow();
+    expect(() => toNetSpec(NET, { natUplink: 'eth0 x' })).toThrow(/interface name/);
+  });
+
+  it('turns leases into NICs', () => {
+    expect(toNicSpecs(NET)[1]).toEqual({ id: 'nic_01B', instanceId: 'inst_01B', networkId: NET.id, mac: '52:54:00:00:00:02', ipv4: '10.10.0.6', ipv6: null, hostname: 'web-2' });
+  });
+
+  it('finds the default route interface', () => {
+    expect(parseDefaultRoute('[{"dst":"default","gateway":"192.0.2.1","dev":"eth0"}]')).toBe('eth0');
+    expect(parseDefaultRoute('[]')).toBe(null);
+    expect(parseDefaultRoute('[{"dst":"default","dev":"bad name"}]')).toBe(null);
+    expect(parseDefaultRoute('garbage')).toBe(null);
+  });
+});
+
+/** A host that records what the reconciler asks of it. */
+class RecordingHost implements NetworkHost {
+  calls: string[] = [];
+  dhcp: Array<{ net: string; local: string[]; remote: string[] }> = [];
+  firewall: Array<{ nets: string[]; nics: string[] }> = [];
+  failNext = 0;
+  constructor(private readonly stateDir: string) {}
+  async exec(argv: readonly string[], _o?: RunOptions): Promise<RunResult> {
+    this.calls.push(argv.join(' '));
+    const stdout = argv.includes('route') ? '[{"dst":"default","dev":"up0"}]' : '';
+    return { code: 0, stdout, stderr: '' } as RunResult;
+  }
+  async ensureNetwork(net: NetSpec): Promise<string> {
+    if (this.failNext > 0) {
+      this.failNext--;
+      throw new Error('bridge busy');
+    }
+    this.calls.push(`ensureNetwork ${net.id} uplink=${net.uplink ?? '-'}`);
+    return 'br';
+  }
+  async removeNetwork(id: string): Promise<void> {
+    this.calls.push(`removeNetwork ${id}`);
+    await rm(join(this.stateDir, 'net', id), { recursive: true, force: true });
+  }
+  async ensureDhcp(net: NetSpec, nics: readonly NicSpec[], remote: readonly NicSpec[] = []) {
+    this.dhcp.push({ net: net.id, local: nics.map((n) => n.id), remote: remote.map((n) => n.id) });
+    return { pid: 1, started: false };
+  }
+  async applyFirewall(nets: readonly NetSpec[], nics: readonly NicSpec[]): Promise<void> {
+    this.firewall.push({ nets: nets.map((n) => n.id), nics: nics.map((n) => n.id) });
+  }
+  async ensureTap(): Promise<string> {
+    return 'tap';
+  }
+  async removeTap(): Promise<void> {}
+}
+
+describe('NetworkReconciler', () => {
+  let dir: string;
+  let host: RecordingHost;
+  let rec: NetworkReconciler;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'floe-netrec-'));
+    host = new RecordingHost(dir);
+    rec = new NetworkReconciler({ host, stateDir: dir, retryBackoff: { initialMs: 10, maxMs: 20 } });
+  });
+  afterEach(async () => {
+    await rec.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('does nothing until the control plane sends networks', async () => {
+    rec.setInstances([instance('inst_01A', 'nic_01A')]);
+    await rec.settled();
+    expect(host.calls).toEqual([]);
+  });
+
+  it('builds networks with local leases pinned and NATs host gateways to the default route', async () => {
+    rec.setInstances([instance('inst_01A', 'nic_01A')]);
+    rec.setNetworks([NET]);
+    await rec.settled();
+    expect(host.calls).toContain(`ensureNetwork ${NET.id} uplink=up0`);
+    expect(host.dhcp.at(-1)).toEqual({ net: NET.id, local: ['nic_01A'], remote: ['nic_01B'] });
+    expect(host.firewall.at(-1)).toEqual({ nets: [NET.id], nics: ['nic_01A'] });
+    expect(await readdir(join(dir, 'net'))).toEqual([NET.id]);
+
+    // A deleted instance's NIC is no longer local.
+    rec.updateInstance(instance('inst_01A', 'nic_01A', true));
+    await rec.settled();
+    expect(host.dhcp.at(-1)?.local).toEqual([]);
+    expect(host.firewall.at(-1)?.nics).toEqual([]);
+  });
+
+  it('removes networks that are gone, also those built before a restart', async () => {
+    await mkdir(join(dir, 'net', 'net_01OLD'), { recursive: true });
+    rec.setNetworks([NET]);
+    await rec.settled();
+    expect(host.calls).toContain('removeNetwork net_01OLD');
+    expect(host.calls).not.toContain(`removeNetwork ${NET.id}`);
+    rec.setNetworks([]);
+    await rec.settled();
+    expect(host.calls).toContain(`removeNetwork ${NET.id}`);
+    expect(host.firewall.at(-1)).toEqual({ nets: [], nics: [] });
+    expect(await readdir(join(dir, 'net'))).toEqual([]);
+  });
+
+  it('retries a failed pass with backoff', async () => {
+    host.failNext = 2;
+    rec.setNetworks([NET]);
+    const deadline = Date.now() + 3000;
+    while (!host.calls.some((c) => c.startsWith('ensureNetwork')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(host.failNext).toBe(0);
+    expect(host.calls.filter((c) => c.startsWith('ensureNetwork'))).toHaveLength(1);
+  });
+});
+
+describe('NetworkReconciler taps', () => {
+  it('plugs taps into built networks only, in guest order, and removes them', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'floe-netrec-'));
+    const taps: string[] = [];
+    const removed: string[] = [];
+    const host = new RecordingHost(dir);
+    host.ensureTap = async (nic: NicSpec, net: NetSpec) => {
+      taps.push(`${nic.id}@${net.id}:${nic.hostname}`);
+      return `tap-${nic.id}`;
+    };
+    host.removeTap = async (id: string) => {
+      removed.push(id);
+    };
+    const rec = new NetworkReconciler({ host, stateDir: dir });
+    try {
+      const vm = instance('inst_01A', 'nic_01A');
+      vm.nics!.push({ ...vm.nics![0]!, id: 'nic_01Z', index: 1, network_id: 'net_01OTHER' });
+      vm.nics!.reverse();
+      await expect(rec.ensureTaps(vm)).rejects.toThrow(/not built on this host yet/);
+      rec.setInstances([vm]);
+      rec.setNetworks([NET, { ...NET, id: 'net_01OTHER', vni: 4201, leases: [] }]);
+      expect(await rec.ensureTaps(vm)).toEqual([
+        { id: 'nic_01A', tap: 'tap-nic_01A', mac: '52:54:00:00:00:01' },
+        { id: 'nic_01Z', tap: 'tap-nic_01Z', mac: '52:54:00:00:00:01' },
+      ]);
+      expect(taps).toEqual([`nic_01A@${NET.id}:web-1`, 'nic_01Z@net_01OTHER:inst_01A']);
+      await rec.removeTaps(vm);
+      expect(removed.sort()).toEqual(['nic_01A', 'nic_01Z']);
+    } finally {
+      await rec.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/*
+ * The reconciler over the real host driver, in a network namespace standing
+ * in for the host and a second one for a guest (a veth in place of tap +
+ * QEMU). Private test addresses only; every namespace and dnsmasq is removed.
+ */
+async function netnsUnavailable(): Promise<string | null> {
+  if (process.getuid?.() !== 0) return 'network namespace tests need root';
+  for (const t of ['ip', 'bridge', 'nft', 'dnsmasq', 'busybox']) if ((await which(t)) === null) return `${t} is not installed`;
+  const probe = await run('ip', ['netns', 'list'], { allowFail: true }).catch(() => null);
+  return probe === null || probe.code !== 0 ? '`ip netns` is not available' : null;
+}
+const netnsReason = await netnsUnavailable();
+if (netnsReason !== null) {
+  if (process.env.CI) throw new Error(`network namespace tests cannot run under CI: ${netnsReason}`);
+  console.log(`skipping network reconciler namespace tests: ${netnsReason}`);
+}
+
+describe.skipIf(netnsReason !== null)('NetworkReconciler on a real host (namespaces)', () => {
+  const sfx = randomBytes(3).toString('hex');
+  const hostNs = `floe-nr-${sfx}-h`;
+  const vmNs = `floe-nr-${sfx}-v`;
+  // Isolated network: no gateway, so the host's address on the bridge comes from host_ipv4 only.
+  const net: DesiredNetwork = {
+    ...NET, id: `net_nr${sfx}`, gateway: 'none', gateway4: null, gateway6: null, ipv6: null, host_ipv6: null, peers: [], dns: false,
+    leases: [
+      { nic_id: `nic_nr${sfx}1`, instance_id: `inst_nr${sfx}1`, mac: '52:54:00:77:00:01', ipv4: '10.10.0.5', ipv6: null, hostname: 'web-1' },
+      { nic_id: `nic_nr${sfx}2`, instance_id: `inst_nr${sfx}2`, mac: '52:54:00:77:00:02', ipv4: '10.10.0.6', ipv6: null, hostname: 'web-2' },
+    ],
+  };
+  const vm1: DesiredInstance = { ...instance(`inst_nr${sfx}1`, `nic_nr${sfx}1`) };
+  vm1.nics = [{ ...vm1.nics![0]!, network_id: net.id, mac: '52:54:00:77:00:01' }];
+  const vm2: DesiredInstance = { ...instance(`inst_nr${sfx}2`, `nic_nr${sfx}2`) };
+  vm2.nics = [{ ...vm2.nics![0]!, network_id: net.id, mac: '52:54:00:77:00:02', ipv4: '10.10.0.6' }];
+  let dir: string;
+  let host: HostNetworkDriver;
+  let rec: NetworkReconciler;
+  const ipIn = (n: string, ...args: string[]) => run('ip', ['-n', n, ...args]);
+  const links = async () => (JSON.parse((await ipIn(hostNs, '-j', 'link', 'show')).stdout) as { ifname: string; master?: string }[]);
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'floe-nr-'));
+    for (const n of [hostNs, vmNs]) {
+      await run('ip', ['netns', 'add', n]);
+      await ipIn(n, 'link', 'set', 'lo', 'up');
+    }
+    // The underlay: a veth pair inside the host namespace, so nothing leaves it.
+    await ipIn(hostNs, 'link', 'add', 'u0', 'type', 'veth', 'peer', 'name', 'u1');
+    await ipIn(hostNs, 'addr', 'add', '192.0.2.1/24', 'dev', 'u0');
+    await ipIn(hostNs, 'link', 'set', 'u0', 'up');
+    await ipIn(hostNs, 'link', 'set', 'u1', 'up');
+    host = new HostNetworkDriver({ stateDir: dir, underlay: '192.0.2.1', netns: hostNs });
+    rec = new NetworkReconciler({ host, stateDir: dir, retryBackoff: { initialMs: 50, maxMs: 200 } });
+  });
+  afterAll(async () => {
+    await rec?.stop();
+    await host?.removeNetwork(net.id).catch(() => undefined);
+    for (const n of [hostNs, vmNs]) await run('ip', ['netns', 'del', n], { allowFail: true });
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('builds the network, serves the pinned lease in none mode, repairs drift and removes it', async () => {
+    rec.setInstances([vm1, vm2]);
+    rec.setNetworks([net]);
+    await rec.settled();
+    const br = bridgeName(net.id);
+    expect((await links()).map((l) => l.ifname)).toContain(br);
+    expect((await ipIn(hostNs, '-j', 'addr', 'show', 'dev', br)).stdout).toContain('"local":"10.10.0.1"');
+    expect(await host.dhcpPid(net.id)).not.toBe(null);
+
+    // A real tap for one NIC; a veth under the other NIC's tap name plays its guest.
+    expect(await rec.ensureTaps(vm1)).toEqual([{ id: vm1.nics![0]!.id, tap: tapName(vm1.nics![0]!.id), mac: '52:54:00:77:00:01' }]);
+    expect((await links()).find((l) => l.ifname === tapName(vm1.nics![0]!.id))?.master).toBe(br);
+    await run('ip', ['link', 'add', tapName(vm2.nics![0]!.id), 'netns', hostNs, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', vmNs]);
+    await ipIn(vmNs, 'link', 'set', 'eth0', 'address', '52:54:00:77:00:02', 'up');
+    await host.attachPort(tapName(vm2.nics![0]!.id), toNetSpec(net));
+    const got = await run('ip', ['netns', 'exec', vmNs, 'busybox', 'udhcpc', '-i', 'eth0', '-f', '-q', '-n', '-t', '5', '-T', '1', '-s', '/bin/true'], { allowFail: true });
+    expect(got.stdout + got.stderr).toMatch(/lease of 10\.10\.0\.6 obtained/);
+
+    // Drift: a bridge deleted by hand is back after the next pass.
+    await ipIn(hostNs, 'link', 'del', br);
+    rec.setNetworks([net]);
+    await rec.settled();
+    expect((await links()).map((l) => l.ifname)).toContain(br);
+    expect(await host.dhcpPid(net.id)).not.toBe(null);
+
+    await rec.removeTaps(vm1);
+    expect((await links()).map((l) => l.ifname)).not.toContain(tapName(vm1.nics![0]!.id));
+    rec.setNetworks([]);
+    await rec.settled();
+    expect((await links()).map((l) => l.ifname)).not.toContain(br);
+    expect(await host.dhcpPid(net.id)).toBe(null);
+    expect(await readdir(join(dir, 'net'))).toEqual([]);
+  }, 30_000);
+});

@@ -1,0 +1,301 @@
+import { mkdir, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import { FloeError, type DesiredInstance, type DesiredNetwork } from '@floe/api';
+import { backoffDelay } from './backoff.js';
+import type { Argv } from './drivers/net/builders.js';
+import type { HostNetworkDriver } from './drivers/net/driver.js';
+import { bridgeName, checkCidr, checkId, checkIfName, checkIp, NET_ID_RE } from './drivers/net/names.js';
+import type { GatewayMode, NetSpec, NicSpec } from './drivers/net/types.js';
+
+/** The part of HostNetworkDriver the network reconciler uses (a recording fake in unit tests). */
+export type NetworkHost = Pick<HostNetworkDriver, 'exec' | 'ensureNetwork' | 'removeNetwork' | 'ensureDhcp' | 'applyFirewall' | 'ensureTap' | 'removeTap'>;
+
+/** Options of the adapter: what the agent knows about its host that the control plane does not send. */
+export interface NetSpecOptions {
+  /** The host interface NATed to for `host` gateways (the default route's device); no NAT without it. */
+  natUplink?: string | undefined;
+}
+
+// The control plane's gateway is "host", "none" or the address of a VM.
+function gatewayMode(gateway: string): GatewayMode {
+  return gateway === 'host' || gateway === 'none' ? gateway : 'vm';
+}
+
+/**
+ * A DesiredNetwork as the host driver builds it. Mismatches between the two
+ * shapes, resolved here:
+ * - `gateway` is "host", "none" or a VM's address; NetSpec splits it into a
+ *   mode and the per-family gateway addresses (`gateway4`/`gateway6`, null in
+ *   `none` mode).
+ * - `uplink` of a DesiredNetwork is the physical interface a public network's
+ *   bridge takes over; NetSpec's `uplink` is the interface a host gateway NATs
+ *   to, which only the agent knows (`natUplink`). Public networks are not built
+ *   by the host driver yet and are refused.
+ * - The host's own address on the bridge (`host_ipv4`/`host_ipv6`, where
+ *   dnsmasq answers DHCP and DNS) is the gateway in `host` mode, which the
+ *   driver puts on the bridge; in `none`/`vm` mode the driver puts nothing
+ *   there, so `hostAddressCommands` adds it.
+ */
+export function toNetSpec(net: DesiredNetwork, opts: NetSpecOptions = {}): NetSpec {
+  checkId('network_id', net.id);
+  if (net.kind !== 'private') throw new FloeError('validation_failed', `network ${net.name}: ${net.kind} networks are not supported by this agent yet`, { field: 'kind' });
+  const mode = gatewayMode(net.gateway);
+  const family = (cidr: string | null, gateway: string | null): NetSpec['ipv4'] => (cidr === null ? null : { cidr, gateway: mode === 'none' ? null : gateway });
+  return {
+    id: net.id,
+    vni: net.vni,
+    ipv4: family(net.ipv4, net.gateway4),
+    ipv6: family(net.ipv6, net.gateway6),
+    mtu: net.mtu,
+    gatewayMode: mode,
+    dns: net.dns,
+    peers: [...net.peers],
+    ...(mode === 'host' && opts.natUplink !== undefined ? { uplink: checkIfName('uplink', opts.natUplink) } : {}),
+  };
+}
+
+/** Every NIC of the network (on any host) from its leases. */
+export function toNicSpecs(net: DesiredNetwork): NicSpec[] {
+  return net.leases.map((l) => ({ id: l.nic_id, instanceId: l.instance_id, networkId: net.id, mac: l.mac, ipv4: l.ipv4, ipv6: l.ipv6, hostname: l.hostname }));
+}
+
+/**
+ * The host's DHCP/DNS address on the bridge in `none` and `vm` mode (in `host`
+ * mode the gateway address is the same and the driver adds it). dnsmasq needs
+ * an address of the subnet on its interface to serve DHCPv4 there.
+ */
+export function hostAddressCommands(net: DesiredNetwork): Argv[] {
+  if (gatewayMode(net.gateway) === 'host') return [];
+  const br = bridgeName(net.id);
+  const out: Argv[] = [];
+  if (net.ipv4 !== null && net.host_ipv4 !== null) {
+    const { prefix } = checkCidr('ipv4', net.ipv4, 4);
+    out.push(['ip', 'addr', 'replace', `${checkIp('host_ipv4', net.host_ipv4, 4)}/${prefix}`, 'dev', br]);
+  }
+  if (net.ipv6 !== null && net.host_ipv6 !== null) {
+    const { prefix } = checkCidr('ipv6', net.ipv6, 6);
+    out.push(['ip', 'addr', 'replace', `${checkIp('host_ipv6', net.host_ipv6, 6)}/${prefix}`, 'dev', br, 'nodad']);
+  }
+  return out;
+}
+
+/** The interface of the default IPv4 route, from `ip -j route show default` output; null when there is none. */
+export function parseDefaultRoute(json: string): string | null {
+  try {
+    const routes = JSON.parse(json || '[]') as { dst?: string; dev?: string }[];
+    const dev = routes.find((r) => r.dst === 'default' && typeof r.dev === 'string')?.dev ?? null;
+    return dev !== null && /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/.test(dev) ? dev : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Options of the network reconciler. */
+export interface NetworkReconcilerOptions {
+  host: NetworkHost;
+  /** The host driver's state directory: `<stateDir>/net/<network id>` marks a network built here (found again after a restart). */
+  stateDir: string;
+  logger?: Logger;
+  /** NAT uplink for host gateways; detected from the default route when absent. */
+  natUplink?: string;
+  /** Retry after a failed pass (exponential with jitter); default 1 s .. 30 s. */
+  retryBackoff?: { initialMs: number; maxMs: number };
+}
+
+/** A NIC of an instance on this host, with the tap the QEMU driver plugs in. */
+export interface LocalNic {
+  id: string;
+  tap: string;
+  mac: string;
+}
+
+/**
+ * Makes this host's networks match what the control plane sends: for every
+ * network with members here, the bridge, VXLAN peers, dnsmasq (pinned leases
+ * for local NICs, names for all) and the firewall; networks that are gone are
+ * removed. Level-triggered and idempotent: every pass compares with the host;
+ * a failed pass is retried with backoff, and a new message triggers a pass.
+ */
+export class NetworkReconciler {
+  private readonly log: Logger;
+  private networks: DesiredNetwork[] | null = null;
+  /** Instances on this host (not being deleted): their NICs are local. */
+  private instances = new Map<string, DesiredInstance>();
+  private running: Promise<void> | null = null;
+  private again = false;
+  private timer: NodeJS.Timeout | null = null;
+  private attempt = 0;
+  private stopped = false;
+  private firewallApplied = false;
+  private uplink: string | null | undefined;
+  /** Networks the last pass built here, by id: taps can only be plugged into these. */
+  private built = new Map<string, NetSpec>();
+
+  constructor(private readonly opts: NetworkReconcilerOptions) {
+    this.log = opts.logger ?? pino({ level: 'silent' });
+    this.uplink = opts.natUplink;
+  }
+
+  /** The full list of this host's networks (snapshot or `networks` message). */
+  setNetworks(networks: DesiredNetwork[]): void {
+    this.networks = networks;
+    this.kick();
+  }
+
+  /** The instances of a snapshot: which NICs are local. */
+  setInstances(instances: DesiredInstance[]): void {
+    this.instances = new Map(instances.filter((i) => !i.deleting).map((i) => [i.id, i]));
+    this.kick();
+  }
+
+  /** One instance changed (placed, updated or being deleted). */
+  updateInstance(instance: DesiredInstance): void {
+    if (instance.deleting) this.instances.delete(instance.id);
+    else this.instances.set(instance.id, instance);
+    this.kick();
+  }
+
+  /**
+   * Create the taps of a local instance's NICs, plugged into their bridges,
+   * before QEMU starts; returns them in guest order for the VM driver. Fails
+   * (and the instance reconciler retries) while a network is not built yet.
+   */
+  async ensureTaps(vm: DesiredInstance): Promise<LocalNic[]> {
+    await this.settled();
+    const out: LocalNic[] = [];
+    for (const nic of [...(vm.nics ?? [])].sort((a, b) => a.index - b.index)) {
+      const net = this.built.get(nic.network_id);
+      if (net === undefined) {
+        throw new FloeError('invalid_state', `network ${nic.network_id} of NIC ${nic.id} is not built on this host yet`, { network_id: nic.network_id });
+      }
+      const lease = this.networks?.find((n) => n.id === nic.network_id)?.leases.find((l) => l.nic_id === nic.id);
+      const spec: NicSpec = { id: nic.id, instanceId: vm.id, networkId: nic.network_id, mac: nic.mac, ipv4: nic.ipv4, ipv6: nic.ipv6, hostname: lease?.hostname ?? vm.name };
+      out.push({ id: nic.id, tap: await this.opts.host.ensureTap(spec, net), mac: nic.mac });
+    }
+    return out;
+  }
+
+  /** Delete the taps of an instance's NICs (after its VM is gone); missing taps are fine. */
+  async removeTaps(vm: DesiredInstance): Promise<void> {
+    for (const nic of vm.nics ?? []) {
+      checkId('nic_id', nic.id);
+      await this.opts.host.removeTap(nic.id);
+    }
+  }
+
+  /** Wait for the pass in flight (tests, shutdown). */
+  async settled(): Promise<void> {
+    while (this.running !== null) await this.running;
+  }
+
+  /** Stop retrying; the host's networks stay as they are (guests keep their connectivity). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    await this.settled();
+  }
+
+  private kick(): void {
+    if (this.stopped || this.networks === null) return;
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (this.running !== null) {
+      this.again = true;
+      return;
+    }
+    this.running = this.pass().finally(() => {
+      this.running = null;
+      if (this.again) {
+        this.again = false;
+        this.kick();
+      }
+    });
+  }
+
+  private async pass(): Promise<void> {
+    const networks = this.networks ?? [];
+    let failed = false;
+    const fail = (err: unknown, what: string, network?: string) => {
+      failed = true;
+      this.log.warn({ err: (err as Error).message, network }, what);
+    };
+    const localNicIds = new Set<string>();
+    for (const inst of this.instances.values()) for (const n of inst.nics ?? []) localNicIds.add(n.id);
+
+    if (this.uplink === undefined && networks.some((n) => n.gateway === 'host')) {
+      const out = await this.opts.host.exec(['ip', '-j', 'route', 'show', 'default'], { allowFail: true }).catch(() => null);
+      this.uplink = out === null ? null : parseDefaultRoute(out.stdout);
+      if (this.uplink === null) this.log.warn('no default route: host-gateway networks are not NATed');
+    }
+
+    const built: NetSpec[] = [];
+    const builtById = new Map<string, NetSpec>();
+    const localNics: NicSpec[] = [];
+    for (const net of networks) {
+      let spec: NetSpec;
+      try {
+        spec = toNetSpec(net, { natUplink: this.uplink ?? undefined });
+      } catch (err) {
+        fail(err, 'cannot build network', net.id);
+        continue;
+      }
+      const nics = toNicSpecs(net);
+      const local = nics.filter((n) => localNicIds.has(n.id));
+      try {
+        // The marker first: a network half built before a failure is still found and removed later.
+        await mkdir(join(this.opts.stateDir, 'net', net.id), { recursive: true, mode: 0o755 });
+        await this.opts.host.ensureNetwork(spec);
+        for (const cmd of hostAddressCommands(net)) await this.opts.host.exec(cmd);
+        const dhcp = await this.opts.host.ensureDhcp(spec, local, nics.filter((n) => !localNicIds.has(n.id)));
+        if (dhcp.started) this.log.info({ network: net.id, name: net.name, pid: dhcp.pid }, 'dnsmasq started');
+        built.push(spec);
+        builtById.set(spec.id, spec);
+        localNics.push(...local);
+      } catch (err) {
+        fail(err, 'cannot build network', net.id);
+      }
+    }
+
+    this.built = builtById;
+
+    // Networks built here before (this run or an earlier one) that are no longer wanted.
+    const wanted = new Set(networks.map((n) => n.id));
+    const present = await readdir(join(this.opts.stateDir, 'net')).catch(() => [] as string[]);
+    const stale = present.filter((id) => NET_ID_RE.test(id) && !wanted.has(id));
+    for (const id of stale) {
+      try {
+        await this.opts.host.removeNetwork(id);
+        this.log.info({ network: id }, 'network removed from this host');
+      } catch (err) {
+        fail(err, 'cannot remove network', id);
+      }
+    }
+
+    if (built.length > 0 || stale.length > 0 || this.firewallApplied) {
+      try {
+        await this.opts.host.applyFirewall(built, localNics);
+        this.firewallApplied = true;
+      } catch (err) {
+        fail(err, 'cannot apply the firewall');
+      }
+    }
+
+    if (!failed) {
+      this.attempt = 0;
+      return;
+    }
+    const { initialMs, maxMs } = this.opts.retryBackoff ?? { initialMs: 1000, maxMs: 30_000 };
+    const delay = backoffDelay(this.attempt++, initialMs, maxMs);
+    if (!this.stopped) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.kick();
+      }, delay);
+      this.timer.unref();
+    }
+  }
+}
