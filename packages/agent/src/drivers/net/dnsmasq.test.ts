@@ -1,28 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { dnsmasqConfig, dnsmasqPaths } from './dnsmasq.js';
+import { NET, NIC } from './spec.fixtures.js';
 import type { NetSpec, NicSpec } from './types.js';
 
-const NET: NetSpec = {
-  id: 'net_01JB8X0Q3E6M2T9K4V7W5YB1C3',
-  vni: 100,
-  ipv4: { cidr: '10.10.0.0/24', gateway: '10.10.0.1' },
-  ipv6: { cidr: 'fd00:10::/64', gateway: 'fd00:10::1' },
-  mtu: 1450,
-  gatewayMode: 'host',
-  dns: true,
-  peers: ['192.0.2.2', '192.0.2.3'],
-  uplink: 'eth0',
-};
-/** A NIC on NET. */
-const NIC: NicSpec = {
-  id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C4',
-  instanceId: 'inst_01JB8X0Q3E6M2T9K4V7W5YB1C5',
-  networkId: NET.id,
-  mac: '52:54:00:12:34:56',
-  ipv4: '10.10.0.5',
-  ipv6: 'fd00:10::5054:ff:fe12:3456',
-  hostname: 'web-1',
-};
 
 const REMOTE: NicSpec = { ...NIC, id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C7', mac: '52:54:00:00:00:07', ipv4: '10.10.0.7', ipv6: null, hostname: 'db-1' };
 const PATHS = dnsmasqPaths('/var/lib/floe/agent', NET.id);
