@@ -9,7 +9,7 @@
  * The load generator and the agent run in worker threads, so neither shares
  * the control plane's event loop. Benchmarks report; they never fail on times.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -18,11 +18,10 @@ import Fastify from 'fastify';
 import { sql } from 'kysely';
 import type { Event, Operation } from '@floe/api';
 import { FloeClient } from '@floe/client';
-import { certificateSerial, issueClientCert } from '../packages/server/src/ca/index.js';
 import { transaction } from '../packages/server/src/db/index.js';
 import { storeTargetsFor, type StoreTarget } from '../packages/server/src/db/testing.js';
 import { newId } from '../packages/server/src/ids.js';
-import { startTestControlPlane, type TestControlPlane } from '../packages/server/src/testing.js';
+import { prepareAgentDir, startTestControlPlane, type TestControlPlane } from '../packages/server/src/testing.js';
 import type { AgentJob, AgentWorkerData } from './agent-worker.js';
 import type { CreatesResult, LoadJob, RateResult, Target, WalkResult } from './load-worker.js';
 import { fmt, percentile, sorted, table } from './report.js';
@@ -148,22 +147,9 @@ async function until<T>(check: () => Promise<T | false | undefined> | T | false 
   }
 }
 
-/** Register a host and write an agent data directory for it, as `floed init` does for the local host. */
-async function prepareAgent(cp: TestControlPlane, name: string): Promise<{ hostId: string; dataDir: string }> {
-  let certPem = '';
-  let keyPem = '';
-  const { id } = await cp.app.services.hosts.ensureLocal(name, async (hostId) => {
-    const cert = await issueClientCert(cp.ca, { commonName: hostId });
-    certPem = cert.certPem;
-    keyPem = cert.keyPem;
-    return { serial: certificateSerial(cert.certPem) };
-  });
-  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'floe-bench-agent-'));
-  await writeFile(path.join(dataDir, 'agent.key'), keyPem, { mode: 0o600 });
-  await writeFile(path.join(dataDir, 'agent.crt'), certPem);
-  await writeFile(path.join(dataDir, 'ca.crt'), cp.ca.certPem);
-  await writeFile(path.join(dataDir, 'agent.json'), JSON.stringify({ server: cp.url, host_id: id, host_name: name }));
-  return { hostId: id, dataDir };
+/** Register a host and write an agent data directory for it. */
+function prepareAgent(cp: TestControlPlane, name: string): Promise<{ hostId: string; dataDir: string }> {
+  return prepareAgentDir(cp, name);
 }
 
 /** The baseline: Fastify answering `{"hello":"world"}` with the control plane's TLS material and options. */

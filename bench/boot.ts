@@ -22,9 +22,8 @@ import { ensureOverlay, overlayCreateArgs, QEMU_IMG } from '../packages/agent/sr
 import { connectWithRetry, type QmpClient } from '../packages/agent/src/drivers/vm/qemu/qmp.js';
 import { QEMU_BINARY, qemuArgv, type QemuAccelerator, type QemuDiskCache, type QemuSpec } from '../packages/agent/src/drivers/vm/qemu/argv.js';
 import { seedFiles, writeSeedIso } from '../packages/agent/src/drivers/vm/seed.js';
-import { certificateSerial, issueClientCert } from '../packages/server/src/ca/index.js';
 import { openStore } from '../packages/server/src/db/index.js';
-import { startTestControlPlane, type TestControlPlane } from '../packages/server/src/testing.js';
+import { prepareAgentDir, startTestControlPlane, type TestControlPlane } from '../packages/server/src/testing.js';
 import type { BootAgentJob, BootAgentWorkerData, DriverTimings } from './boot-agent-worker.js';
 import { fmt, percentile, sorted, table } from './report.js';
 import { BenchWorker, epochMs } from './worker.js';
@@ -87,22 +86,9 @@ const ms = (v: number, digits = 1) => `${fmt(v, digits)} ms`;
 const s = (v: number) => `${(v / 1000).toFixed(2)} s`;
 const spread = (x: Summary, f: (v: number) => string) => `${f(x.p50)} (p10 ${f(x.p10)}, p90 ${f(x.p90)})`;
 
-/** Register a host and write an agent data directory for it, as `floed init` does for the local host. */
+/** Register a host and write an agent data directory for it in `dataDir`. */
 async function prepareAgent(cp: TestControlPlane, name: string, dataDir: string): Promise<string> {
-  let certPem = '';
-  let keyPem = '';
-  const { id } = await cp.app.services.hosts.ensureLocal(name, async (hostId) => {
-    const cert = await issueClientCert(cp.ca, { commonName: hostId });
-    certPem = cert.certPem;
-    keyPem = cert.keyPem;
-    return { serial: certificateSerial(cert.certPem) };
-  });
-  await mkdir(dataDir, { recursive: true });
-  await writeFile(path.join(dataDir, 'agent.key'), keyPem, { mode: 0o600 });
-  await writeFile(path.join(dataDir, 'agent.crt'), certPem);
-  await writeFile(path.join(dataDir, 'ca.crt'), cp.ca.certPem);
-  await writeFile(path.join(dataDir, 'agent.json'), JSON.stringify({ server: cp.url, host_id: id, host_name: name }));
-  return id;
+  return (await prepareAgentDir(cp, name, dataDir)).hostId;
 }
 
 async function until<T>(check: () => Promise<T | false | undefined> | T | false | undefined, what: string, timeoutMs: number): Promise<T> {

@@ -1,12 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, mkdir, writeFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Event } from '@floe/api';
 import { FloeClient } from '@floe/client';
-import { certificateSerial, issueClientCert } from '../../packages/server/src/ca/index.js';
-import type { TestControlPlane } from '../../packages/server/src/testing.js';
+import { prepareAgentDir, type TestControlPlane } from '../../packages/server/src/testing.js';
 
 /** The repository root. */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -16,23 +13,9 @@ export function nodeArgs(entry: string, args: string[]): string[] {
   return ['--conditions=floe-source', '--import', 'tsx', path.join(ROOT, entry), ...args];
 }
 
-/** Register a host and write an agent data directory for it, as `floed init` does for the local host. */
-export async function prepareAgent(cp: TestControlPlane, name: string): Promise<{ hostId: string; dataDir: string }> {
-  let certPem = '';
-  let keyPem = '';
-  const { id } = await cp.app.services.hosts.ensureLocal(name, async (hostId) => {
-    const cert = await issueClientCert(cp.ca, { commonName: hostId });
-    certPem = cert.certPem;
-    keyPem = cert.keyPem;
-    return { serial: certificateSerial(cert.certPem) };
-  });
-  const dataDir = await mkdtemp(path.join(os.tmpdir(), `floe-agent-${name}-`));
-  await mkdir(dataDir, { recursive: true });
-  await writeFile(path.join(dataDir, 'agent.key'), keyPem, { mode: 0o600 });
-  await writeFile(path.join(dataDir, 'agent.crt'), certPem);
-  await writeFile(path.join(dataDir, 'ca.crt'), cp.ca.certPem);
-  await writeFile(path.join(dataDir, 'agent.json'), JSON.stringify({ server: cp.url, host_id: id, host_name: name }));
-  return { hostId: id, dataDir };
+/** Register a host and write an agent data directory for it. */
+export function prepareAgent(cp: TestControlPlane, name: string): Promise<{ hostId: string; dataDir: string }> {
+  return prepareAgentDir(cp, name);
 }
 
 /** A floe-agent process with the fake VM driver. */

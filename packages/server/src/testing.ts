@@ -1,9 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { buildApp, type App, type ControlPki } from './app.js';
-import { createCa, issueServerCert, signCsr, type Pki } from './ca/index.js';
+import { certificateSerial, createCa, issueClientCert, issueServerCert, signCsr, type Pki } from './ca/index.js';
 import { loadConfig, type Config } from './config.js';
 import type { Store } from './db/index.js';
 import type { Principal } from './services/context.js';
@@ -60,4 +60,27 @@ export async function startTestControlPlane(
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Register a host on a test control plane and write an agent data directory
+ * for it (key, certificate, CA, agent.json), as `floed init` does for the
+ * local host. `dataDir` defaults to a new temporary directory.
+ */
+export async function prepareAgentDir(cp: TestControlPlane, name: string, dataDir?: string): Promise<{ hostId: string; dataDir: string }> {
+  let certPem = '';
+  let keyPem = '';
+  const { id } = await cp.app.services.hosts.ensureLocal(name, async (hostId) => {
+    const cert = await issueClientCert(cp.ca, { commonName: hostId });
+    certPem = cert.certPem;
+    keyPem = cert.keyPem;
+    return { serial: certificateSerial(cert.certPem) };
+  });
+  const dir = dataDir ?? (await mkdtemp(path.join(os.tmpdir(), `floe-agent-${name}-`)));
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, 'agent.key'), keyPem, { mode: 0o600 });
+  await writeFile(path.join(dir, 'agent.crt'), certPem);
+  await writeFile(path.join(dir, 'ca.crt'), cp.ca.certPem);
+  await writeFile(path.join(dir, 'agent.json'), JSON.stringify({ server: cp.url, host_id: id, host_name: name }));
+  return { hostId: id, dataDir: dir };
 }
