@@ -167,9 +167,16 @@ describe.skipIf(skip)('real VMs with QEMU, end to end', () => {
     // The console of a re-adopted VM works: the guest's shell answers.
     const console = spawn(process.execPath, [cli, 'vm', 'console', 't2', '--linger', '3000'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
+    let errOut = '';
     console.stdout.on('data', (d) => { out += String(d); });
-    console.stdin.write('\r\necho CONSOLE-$((40+2))\r\n');
-    await waitFor('console answer', () => out.includes('CONSOLE-42'), 60_000);
+    console.stderr.on('data', (d) => { errOut += String(d); });
+    // Typed input can be lost while the shell is busy (e.g. its terminal query): ask again until it answers.
+    const deadline = Date.now() + 90_000;
+    while (!out.includes('CONSOLE-42') && Date.now() < deadline) {
+      console.stdin.write('\r\necho CONSOLE-$((40+2))\r\n');
+      for (let i = 0; i < 10 && !out.includes('CONSOLE-42'); i++) await sleep(500);
+    }
+    expect(out, `console stderr: ${errOut}; exit: ${console.exitCode}`).toContain('CONSOLE-42');
     console.stdin.end();
     await new Promise((r) => console.once('exit', r));
   }, 600_000);

@@ -168,7 +168,12 @@ async function up(rt: CliRuntime, flags: UpFlags): Promise<void> {
     writeFileSync(paths.pid('agent'), `${agent.pid}\n`);
     let hostLine = `${result.host.name} (${result.host.id})`;
     if (token) {
-      await waitFor(async () => (await client.hosts.get(result.host.id)).status.state === 'online', agent, 'the local agent', paths.log('agent'), 60_000);
+      // A host record can still say "online" from before a crash: wait for a connection made by this agent.
+      const agentStarted = new Date(Date.now() - 1000).toISOString();
+      await waitFor(async () => {
+        const h = await client.hosts.get(result.host.id);
+        return h.status.state === 'online' && h.status.connected_at !== null && h.status.connected_at >= agentStarted;
+      }, agent, 'the local agent', paths.log('agent'), 60_000);
       const host = await client.hosts.get(result.host.id);
       const f = host.status.facts;
       if (f) hostLine += `: online, ${f.cpus} CPUs, ${Math.round(f.memory_mib / 1024)} GiB, accelerator ${f.accelerator} (${f.kvm.detail})`;
