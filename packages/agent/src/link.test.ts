@@ -151,6 +151,10 @@ describe('AgentLink', () => {
     cp.send(conn, snapshot);
     await waitFor('snapshot', () => received.length === 2);
     expect(received[1]).toEqual(snapshot);
+    const networks: ControlMessage = { type: 'networks', networks: [] };
+    cp.send(conn, networks);
+    await waitFor('networks', () => received.length === 3);
+    expect(received[2]).toEqual(networks);
 
     expect(l.send({ type: 'event', instance_id: 'inst_x', event: 'test', message: 'hi' })).toBe(true);
     await waitFor('event', () => conn.messages.some((m) => m.type === 'event'));

@@ -39,7 +39,12 @@ export interface AgentLinkOptions {
   handshakeTimeoutMs?: number;
 }
 
-const CONTROL_TYPES = new Set<string>(['welcome', 'snapshot', 'instance', 'error', 'console.open', 'logs.open', 'channel.data', 'channel.close', 'stats.get']);
+// Every control message type, checked against the protocol's union: a type added there and missing here is a compile error.
+const CONTROL_TYPE_LIST: Record<ControlMessage['type'], true> = {
+  welcome: true, snapshot: true, networks: true, instance: true, error: true,
+  'console.open': true, 'logs.open': true, 'channel.data': true, 'channel.close': true, 'stats.get': true,
+};
+const CONTROL_TYPES = new Set<string>(Object.keys(CONTROL_TYPE_LIST));
 
 /** The wss URL of the agent endpoint for a control plane base URL. */
 export function agentLinkUrl(server: string): string {

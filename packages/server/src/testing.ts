@@ -23,34 +23,37 @@ export interface TestControlPlane {
   close(): Promise<void>;
 }
 
-/** Make a PKI for tests (fresh CA, server cert for 127.0.0.1 and localhost). */
-export async function testPki(): Promise<{ ca: Pki; pki: ControlPki }> {
+/** Make a PKI for tests (fresh CA, server cert for 127.0.0.1, ::1, localhost and any `extraIps`). */
+export async function testPki(extraIps: readonly string[] = []): Promise<{ ca: Pki; pki: ControlPki }> {
   const ca = await createCa({ commonName: 'floe test CA' });
-  const server = await issueServerCert(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'] });
+  const server = await issueServerCert(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1', ...extraIps] });
   return { ca, pki: { caPem: ca.certPem, server, signCsr: (csr, hostId) => signCsr(ca, csr, { commonName: hostId }) } };
 }
 
 /**
  * Start a control plane on an ephemeral port over `store` (which it closes on
- * close). `env` overrides FLOE_* settings, e.g. a short heartbeat.
+ * close). `env` overrides FLOE_* settings, e.g. a short heartbeat. `host` is
+ * the IPv4 address it listens on (127.0.0.1 by default; an address of a veth
+ * lets agents inside network namespaces reach it); its certificate names it.
  */
 export async function startTestControlPlane(
   store: Store,
   env: Record<string, string> = {},
   /** Share the CA of another control plane (several control planes, one database). */
   shared?: { ca: Pki; pki: ControlPki },
+  host = '127.0.0.1',
 ): Promise<TestControlPlane> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'floe-cp-'));
-  const config = loadConfig({ FLOE_DATA: dataDir, FLOE_LISTEN: '127.0.0.1:0', FLOE_LOG_LEVEL: 'warn', ...env });
-  const { ca, pki } = shared ?? (await testPki());
+  const config = loadConfig({ FLOE_DATA: dataDir, FLOE_LISTEN: `${host}:0`, FLOE_LOG_LEVEL: 'warn', ...env });
+  const { ca, pki } = shared ?? (await testPki(host === '127.0.0.1' ? [] : [host]));
   const app = await buildApp({ store, config, pki, logger: { level: env.FLOE_LOG_LEVEL ?? 'warn' } });
   const { seed } = await import('./app.js');
   await seed(app.services);
   // With a shared database the first control plane made the admin token; others get ''.
   const adminToken = (await app.services.tokens.bootstrapAdmin()) ?? '';
-  await app.http.listen({ host: '127.0.0.1', port: 0 });
+  await app.http.listen({ host, port: 0 });
   const port = (app.http.server.address() as AddressInfo).port;
-  const url = `${config.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+  const url = `${config.tls ? 'https' : 'http'}://${host}:${port}`;
   return {
     app, store, config: { ...config, publicUrl: url }, url, ca, pki, adminToken, dataDir,
     admin: { actor: 'test-admin', admin: true, projects: new Set() },
