@@ -1,12 +1,13 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Instance, Nic } from '@floe/api';
 import type { FloeClient } from '@floe/client';
+import { run } from '@floe/process';
 import { ensureTestImage } from '@floe/testkit/guest-image';
 import { bridgeName, tapName, vxlanName } from '../../packages/agent/src/drivers/net/names.js';
 import { storeTargets } from '../../packages/server/src/db/testing.js';
@@ -46,6 +47,7 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
   let client: FloeClient;
   const agents: ReturnType<typeof startAgentIn>[] = [];
   const hostIds: Record<string, string> = {};
+  const agentDirs: Record<string, string> = {};
   const vms: Record<string, Instance> = {};
   const nics: Record<string, Nic> = {};
   const shells: Record<string, GuestShell> = {};
@@ -95,6 +97,7 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     for (const [name, netns, underlay] of [['h1', h1, `${base}.0.1`], ['h2', h2, `${base}.0.2`]] as const) {
       const { hostId, dataDir } = await prepareAgentDir(cp, name);
       hostIds[name] = hostId;
+      agentDirs[name] = dataDir;
       agents.push(startAgentIn(netns, cp.url, dataDir, underlay));
     }
     await eventually(async () => {
@@ -254,4 +257,38 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     const ok = await ns.exec(probe, ['busybox', 'udhcpc', '-i', 'eth0', '-f', '-q', '-n', '-t', '4', '-T', '2', '-s', '/bin/true'], { allowFail: true, timeoutMs: 30_000 });
     expect(ok.code, `${ok.stdout}${ok.stderr}`).toBe(0);
   }, 120_000);
+
+  it('an agent restart leaves traffic flowing and adopts what runs', async () => {
+    const dnsmasqOf = async (netns: string) => {
+      const pids = (await run('ip', ['netns', 'pids', netns])).stdout.split(/\s+/).filter(Boolean);
+      const named = await Promise.all(pids.map(async (p) => ((await readFile(`/proc/${p}/comm`, 'utf8').catch(() => '')).trim() === 'dnsmasq' ? p : null)));
+      return named.filter((p): p is string => p !== null).sort();
+    };
+    const before = await dnsmasqOf(h1);
+    expect(before.length).toBeGreaterThan(0);
+    // The console rides the agent's link, so the guest pings in the background while h1's agent is killed and started again.
+    await shells.a!.sh(`(ping -c 20 -i 0.5 -W 2 ${nics.b!.ipv4} >/run/ping.out 2>&1 &)`);
+    await new Promise((r) => setTimeout(r, 2000));
+    await kill(agents[0]!);
+    agents[0] = startAgentIn(h1, cp.url, agentDirs.h1!, `${base}.0.1`);
+    await eventually(async () => (await client.hosts.get(hostIds.h1!)).status.state === 'online', 'h1 online again', 60_000);
+    const out = await shells.a!.until('grep -q "packets transmitted" /run/ping.out && cat /run/ping.out', 'the background ping to end', 60_000);
+    expect(out).toMatch(/20 packets transmitted, 20 (packets )?received/);
+    // The same dnsmasq processes, adopted rather than started twice.
+    await new Promise((res) => setTimeout(res, 2000));
+    expect(await dnsmasqOf(h1)).toEqual(before);
+  }, 120_000);
+
+  it('a network with NICs cannot be deleted; its last member leaving a host takes its bridge away', async () => {
+    await expect(client.networks.delete('other')).rejects.toMatchObject({ status: 409 });
+    const otherId = (await client.networks.get('other')).id;
+    const links = async () => (await ns.exec(h1, ['ip', '-o', 'link', 'show'])).stdout;
+    expect(await links()).toContain(`${bridgeName(otherId)}:`);
+    await succeeds((await client.instances.delete('c')).id, 120_000);
+    delete vms.c;
+    await eventually(async () => !(await links()).includes(`${bridgeName(otherId)}:`), 'the bridge of other to go from h1', 30_000);
+    expect(await links()).not.toContain(`${vxlanName(otherId)}:`);
+    await client.networks.delete('other');
+    await expect(client.networks.get('other')).rejects.toMatchObject({ status: 404 });
+  }, 180_000);
 });
