@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DesiredInstance, DesiredNetwork } from '@floe/api';
+import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { run, which, type RunOptions, type RunResult } from './host/exec.js';
 import { HostNetworkDriver } from './drivers/net/driver.js';
@@ -18,6 +19,14 @@ const NET: DesiredNetwork = {
     { nic_id: 'nic_01A', instance_id: 'inst_01A', mac: '52:54:00:00:00:01', ipv4: '10.10.0.5', ipv6: null, hostname: 'web-1' },
     { nic_id: 'nic_01B', instance_id: 'inst_01B', mac: '52:54:00:00:00:02', ipv4: '10.10.0.6', ipv6: null, hostname: 'web-2' },
   ],
+};
+
+/** A public network over eth1, its router on the LAN, one NIC from the pool. */
+const PUBLIC: DesiredNetwork = {
+  id: 'net_01PUB', name: 'wan', project: 'default', kind: 'public', vni: 4300, mtu: 1500,
+  ipv4: '203.0.113.0/24', ipv6: null, gateway: '203.0.113.1', gateway4: '203.0.113.1', gateway6: null,
+  host_ipv4: null, host_ipv6: null, dns: false, uplink: 'eth1', peers: [],
+  leases: [{ nic_id: 'nic_01P', instance_id: 'inst_01A', mac: '52:54:00:00:00:03', ipv4: '203.0.113.50', ipv6: null, hostname: 'web-1' }],
 };
 
 function instance(id: string, nicId: string, deleting = false): DesiredInstance {
@@ -55,8 +64,25 @@ describe('DesiredNetwork → NetSpec', () => {
     expect(hostAddressCommands(vm)[0]?.[3]).toBe('10.10.0.1/24');
   });
 
-  it('refuses public networks and malformed values', () => {
-    expect(() => toNetSpec({ ...NET, kind: 'public', uplink: 'eth1' })).toThrow(/public/);
+  it('maps a public network: the uplink is the interface to take over, the gateway the LAN\'s router', () => {
+    expect(toNetSpec(PUBLIC, { natUplink: 'eth0' })).toEqual({
+      id: PUBLIC.id, kind: 'public', physical: 'eth1', vni: 4300, mtu: 1500, dns: false, gatewayMode: 'vm', peers: [],
+      ipv4: { cidr: '203.0.113.0/24', gateway: '203.0.113.1' }, ipv6: null,
+    });
+    const none = toNetSpec({ ...PUBLIC, gateway: 'none', gateway4: null });
+    expect([none.gatewayMode, none.ipv4?.gateway, none.physical]).toEqual(['none', null, 'eth1']);
+    // The host's address on a public bridge is its own LAN address, moved there by the driver.
+    expect(hostAddressCommands(PUBLIC)).toEqual([]);
+  });
+
+  it('refuses a public network without an interface, with a host gateway or a malformed interface', () => {
+    expect(() => toNetSpec({ ...PUBLIC, uplink: null })).toThrow(/no host interface/);
+    expect(() => toNetSpec({ ...PUBLIC, gateway: 'host' })).toThrow(/router is on the LAN/);
+    expect(() => toNetSpec({ ...PUBLIC, uplink: 'eth1; reboot' })).toThrow(/interface name/);
+    expect(() => toNetSpec({ ...PUBLIC, kind: 'overlay' as 'public' })).toThrow(/unknown network kind/);
+  });
+
+  it('refuses malformed values', () => {
     expect(() => toNetSpec({ ...NET, id: '../x' })).toThrow(/malformed/);
     expect(() => hostAddressCommands({ ...NET, gateway: 'none', host_ipv4: '10.10.0.1; rm' })).toThrow();
     expect(() => toNetSpec(NET, { natUplink: 'eth0 x' })).toThrow(/interface name/);
@@ -158,6 +184,49 @@ describe('NetworkReconciler', () => {
     expect(host.calls).toContain(`removeNetwork ${NET.id}`);
     expect(host.firewall.at(-1)).toEqual({ nets: [], nics: [] });
     expect(await readdir(join(dir, 'net'))).toEqual([]);
+  });
+
+  it('builds public networks first and NATs host gateways through the public bridge that took over the uplink', async () => {
+    host.exec = async (argv: readonly string[]) => {
+      host.calls.push(argv.join(' '));
+      return { code: 0, stdout: argv.includes('route') ? '[{"dst":"default","dev":"eth1"}]' : '', stderr: '' } as RunResult;
+    };
+    rec.setNetworks([NET, PUBLIC]);
+    await rec.settled();
+    const ensured = host.calls.filter((c) => c.startsWith('ensureNetwork'));
+    expect(ensured).toEqual([`ensureNetwork ${PUBLIC.id} uplink=-`, `ensureNetwork ${NET.id} uplink=${bridgeName(PUBLIC.id)}`]);
+    expect(host.firewall.at(-1)?.nets).toEqual([PUBLIC.id, NET.id]);
+    rec.setNetworks([NET]);
+    await rec.settled();
+    // With the public network gone, eth1 is the uplink again.
+    expect(host.calls.filter((c) => c.startsWith('ensureNetwork')).at(-1)).toBe(`ensureNetwork ${NET.id} uplink=eth1`);
+  });
+
+  it('follows the default route from pass to pass, e.g. on the public bridge after a restart', async () => {
+    let dev = bridgeName(PUBLIC.id);
+    host.exec = async (argv: readonly string[]) => {
+      host.calls.push(argv.join(' '));
+      return { code: 0, stdout: argv.includes('route') ? `[{"dst":"default","dev":"${dev}"}]` : '', stderr: '' } as RunResult;
+    };
+    rec.setNetworks([PUBLIC, NET]);
+    await rec.settled();
+    expect(host.calls.filter((c) => c.startsWith('ensureNetwork')).at(-1)).toBe(`ensureNetwork ${NET.id} uplink=${bridgeName(PUBLIC.id)}`);
+    dev = 'eth1';
+    rec.setNetworks([NET]);
+    await rec.settled();
+    expect(host.calls.filter((c) => c.startsWith('ensureNetwork')).at(-1)).toBe(`ensureNetwork ${NET.id} uplink=eth1`);
+  });
+
+  it('warns and carries on when a public network has no DHCP on this host', async () => {
+    host.ensureDhcp = async () => ({ pid: null, started: false, skipped: 'the host has no address of 203.0.113.0/24' });
+    const lines: string[] = [];
+    await rec.stop();
+    rec = new NetworkReconciler({ host, stateDir: dir, logger: pino({ level: 'info' }, { write: (l: string) => void lines.push(l) }) });
+    rec.setNetworks([PUBLIC]);
+    await rec.settled();
+    expect(lines.map((l) => JSON.parse(l) as { msg: string; reason?: string })).toContainEqual(expect.objectContaining({ msg: 'no DHCP on this network', reason: expect.stringContaining('203.0.113.0/24') }));
+    expect(host.firewall.at(-1)?.nets).toEqual([PUBLIC.id]);
+    expect(host.calls).toContain(`ensureNetwork ${PUBLIC.id} uplink=-`);
   });
 
   it('retries a failed pass with backoff', async () => {
@@ -297,5 +366,82 @@ describe.skipIf(netnsReason !== null)('NetworkReconciler on a real host (namespa
     expect((await links()).map((l) => l.ifname)).not.toContain(br);
     expect(await host.dhcpPid(net.id)).toBe(null);
     expect(await readdir(join(dir, 'net'))).toEqual([]);
+  }, 30_000);
+});
+
+/*
+ * A public network over a veth standing in for the host's physical interface
+ * (its other end in a "lan" namespace with the router), next to a host-gateway
+ * private network whose guest is NATed out through the public bridge.
+ */
+describe.skipIf(netnsReason !== null)('NetworkReconciler with a public network (namespaces)', () => {
+  const sfx = randomBytes(3).toString('hex');
+  const ns = { host: `floe-np-${sfx}-h`, lan: `floe-np-${sfx}-l`, vm: `floe-np-${sfx}-v` };
+  const pub: DesiredNetwork = {
+    id: `net_np${sfx}p`, name: 'wan', project: 'default', kind: 'public', vni: 4400, mtu: 1500,
+    ipv4: '192.0.2.0/24', ipv6: null, gateway: '192.0.2.1', gateway4: '192.0.2.1', gateway6: null,
+    host_ipv4: null, host_ipv6: null, dns: false, uplink: 'phys0', peers: [], leases: [],
+  };
+  const lan: DesiredNetwork = {
+    ...NET, id: `net_np${sfx}l`, ipv6: null, gateway6: null, host_ipv6: null, peers: [], dns: false,
+    leases: [{ nic_id: `nic_np${sfx}1`, instance_id: `inst_np${sfx}1`, mac: '52:54:00:78:00:01', ipv4: '10.10.0.5', ipv6: null, hostname: 'web-1' }],
+  };
+  const vm: DesiredInstance = instance(`inst_np${sfx}1`, `nic_np${sfx}1`);
+  vm.nics = [{ ...vm.nics![0]!, network_id: lan.id, mac: '52:54:00:78:00:01' }];
+  let dir: string;
+  let host: HostNetworkDriver;
+  let rec: NetworkReconciler;
+  const ipIn = (n: string, ...args: string[]) => run('ip', ['-n', n, ...args]);
+  const defaultDev = async () => (JSON.parse((await ipIn(ns.host, '-j', 'route', 'show', 'default')).stdout || '[]') as { dev?: string }[])[0]?.dev;
+  const ping = async (from: string, to: string) => (await run('ip', ['netns', 'exec', from, 'ping', '-c', '1', '-W', '1', to], { allowFail: true })).code === 0;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'floe-np-'));
+    for (const n of Object.values(ns)) {
+      await run('ip', ['netns', 'add', n]);
+      await ipIn(n, 'link', 'set', 'lo', 'up');
+    }
+    await run('ip', ['link', 'add', 'phys0', 'netns', ns.host, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.lan]);
+    await ipIn(ns.lan, 'addr', 'add', '192.0.2.1/24', 'dev', 'eth0');
+    await ipIn(ns.lan, 'link', 'set', 'eth0', 'up');
+    await ipIn(ns.host, 'addr', 'add', '192.0.2.10/24', 'dev', 'phys0');
+    await ipIn(ns.host, 'link', 'set', 'phys0', 'up');
+    await ipIn(ns.host, 'route', 'add', 'default', 'via', '192.0.2.1');
+    host = new HostNetworkDriver({ stateDir: dir, underlay: '192.0.2.10', netns: ns.host });
+    rec = new NetworkReconciler({ host, stateDir: dir, retryBackoff: { initialMs: 50, maxMs: 200 } });
+  });
+  afterAll(async () => {
+    await rec?.stop();
+    for (const id of [pub.id, lan.id]) await host?.stopDhcp(id).catch(() => undefined);
+    for (const n of Object.values(ns)) await run('ip', ['netns', 'del', n], { allowFail: true });
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('takes over the interface, NATs a private network out through the public bridge, and gives the interface back', async () => {
+    rec.setInstances([vm]);
+    rec.setNetworks([lan, pub]);
+    await rec.settled();
+    const pubBr = bridgeName(pub.id);
+    expect(await defaultDev()).toBe(pubBr);
+    expect((await ipIn(ns.host, '-j', 'addr', 'show', 'dev', pubBr)).stdout).toContain('"local":"192.0.2.10"');
+    // The host has its address in the public subnet: dnsmasq serves the (empty) pool there.
+    expect(await host.dhcpPid(pub.id)).not.toBeNull();
+    expect((await run('ip', ['netns', 'exec', ns.host, 'nft', 'list', 'table', 'inet', 'floe_nat'])).stdout).toContain(`oifname "${pubBr}" masquerade`);
+
+    await run('ip', ['link', 'add', tapName(vm.nics![0]!.id), 'netns', ns.host, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.vm]);
+    await ipIn(ns.vm, 'link', 'set', 'eth0', 'address', '52:54:00:78:00:01', 'up');
+    await host.attachPort(tapName(vm.nics![0]!.id), toNetSpec(lan));
+    await ipIn(ns.vm, 'addr', 'add', '10.10.0.5/24', 'dev', 'eth0');
+    await ipIn(ns.vm, 'route', 'add', 'default', 'via', '10.10.0.1');
+    // The LAN has no route to 10.10.0.0/24: a reply can only come back through masquerade on the public bridge.
+    expect(await ping(ns.vm, '192.0.2.1')).toBe(true);
+    expect(await ping(ns.host, '192.0.2.1')).toBe(true);
+
+    rec.setNetworks([lan]);
+    await rec.settled();
+    expect(await defaultDev()).toBe('phys0');
+    expect((await ipIn(ns.host, '-j', 'addr', 'show', 'dev', 'phys0')).stdout).toContain('"local":"192.0.2.10"');
+    expect((await run('ip', ['netns', 'exec', ns.host, 'nft', 'list', 'table', 'inet', 'floe_nat'])).stdout).toContain('oifname "phys0" masquerade');
+    expect(await ping(ns.vm, '192.0.2.1')).toBe(true);
   }, 30_000);
 });

@@ -29,9 +29,10 @@ function gatewayMode(gateway: string): GatewayMode {
  *   mode and the per-family gateway addresses (`gateway4`/`gateway6`, null in
  *   `none` mode).
  * - `uplink` of a DesiredNetwork is the physical interface a public network's
- *   bridge takes over; NetSpec's `uplink` is the interface a host gateway NATs
- *   to, which only the agent knows (`natUplink`). Public networks are not built
- *   by the host driver yet and are refused.
+ *   bridge takes over (NetSpec's `physical`); NetSpec's `uplink` is the
+ *   interface a host gateway NATs to, which only the agent knows (`natUplink`).
+ * - A public network's gateway is its LAN's router (mode `vm`: "a router
+ *   elsewhere", named to guests by DHCP) or `none`; it has no VXLAN peers.
  * - The host's own address on the bridge (`host_ipv4`/`host_ipv6`, where
  *   dnsmasq answers DHCP and DNS) is the gateway in `host` mode, which the
  *   driver puts on the bridge; in `none`/`vm` mode the driver puts nothing
@@ -39,9 +40,25 @@ function gatewayMode(gateway: string): GatewayMode {
  */
 export function toNetSpec(net: DesiredNetwork, opts: NetSpecOptions = {}): NetSpec {
   checkId('network_id', net.id);
-  if (net.kind !== 'private') throw new FloeError('validation_failed', `network ${net.name}: ${net.kind} networks are not supported by this agent yet`, { field: 'kind' });
+  if (net.kind !== 'private' && net.kind !== 'public') throw new FloeError('validation_failed', `network ${net.name}: unknown network kind ${JSON.stringify(net.kind)}`, { field: 'kind' });
   const mode = gatewayMode(net.gateway);
   const family = (cidr: string | null, gateway: string | null): NetSpec['ipv4'] => (cidr === null ? null : { cidr, gateway: mode === 'none' ? null : gateway });
+  if (net.kind === 'public') {
+    if (net.uplink === null) throw new FloeError('validation_failed', `public network ${net.name} names no host interface to take over`, { field: 'uplink' });
+    if (mode === 'host') throw new FloeError('validation_failed', `public network ${net.name}: its router is on the LAN, not the host`, { field: 'gateway' });
+    return {
+      id: net.id,
+      kind: 'public',
+      physical: checkIfName('uplink', net.uplink),
+      vni: net.vni,
+      ipv4: family(net.ipv4, net.gateway4),
+      ipv6: family(net.ipv6, net.gateway6),
+      mtu: net.mtu,
+      gatewayMode: mode,
+      dns: net.dns,
+      peers: [],
+    };
+  }
   return {
     id: net.id,
     vni: net.vni,
@@ -61,12 +78,14 @@ export function toNicSpecs(net: DesiredNetwork): NicSpec[] {
 }
 
 /**
- * The host's DHCP/DNS address on the bridge in `none` and `vm` mode (in `host`
- * mode the gateway address is the same and the driver adds it). dnsmasq needs
- * an address of the subnet on its interface to serve DHCPv4 there.
+ * The host's DHCP/DNS address on the bridge of a private network in `none` and
+ * `vm` mode (in `host` mode the gateway address is the same and the driver adds
+ * it; a public bridge has the host's LAN address). dnsmasq needs an address of
+ * the subnet on its interface to serve DHCPv4 there.
  */
 export function hostAddressCommands(net: DesiredNetwork): Argv[] {
-  if (gatewayMode(net.gateway) === 'host') return [];
+  // A public bridge carries the host's own LAN address, moved there from the physical interface.
+  if (gatewayMode(net.gateway) === 'host' || net.kind === 'public') return [];
   const br = bridgeName(net.id);
   const out: Argv[] = [];
   if (net.ipv4 !== null && net.host_ipv4 !== null) {
@@ -226,19 +245,40 @@ export class NetworkReconciler {
     const localNicIds = new Set<string>();
     for (const inst of this.instances.values()) for (const n of inst.nics ?? []) localNicIds.add(n.id);
 
-    if (this.uplink === undefined && networks.some((n) => n.gateway === 'host')) {
+    // Networks built here before (this run or an earlier one) that are no longer wanted; removed first, so that a
+    // public network giving the host's address back to its interface does so before the NAT uplink is looked up.
+    const wanted = new Set(networks.map((n) => n.id));
+    const present = await readdir(join(this.opts.stateDir, 'net')).catch(() => [] as string[]);
+    const stale = present.filter((id) => NET_ID_RE.test(id) && !wanted.has(id));
+    for (const id of stale) {
+      try {
+        await this.opts.host.removeNetwork(id);
+        this.log.info({ network: id }, 'network removed from this host');
+      } catch (err) {
+        fail(err, 'cannot remove network', id);
+      }
+    }
+
+    // Looked up on every pass: a public network taking over (or giving back) the default route's interface moves it.
+    if (this.opts.natUplink === undefined && networks.some((n) => n.gateway === 'host')) {
       const out = await this.opts.host.exec(['ip', '-j', 'route', 'show', 'default'], { allowFail: true }).catch(() => null);
-      this.uplink = out === null ? null : parseDefaultRoute(out.stdout);
-      if (this.uplink === null) this.log.warn('no default route: host-gateway networks are not NATed');
+      const uplink = out === null ? null : parseDefaultRoute(out.stdout);
+      if (uplink === null && this.uplink !== null) this.log.warn('no default route: host-gateway networks are not NATed');
+      this.uplink = uplink;
     }
 
     const built: NetSpec[] = [];
     const builtById = new Map<string, NetSpec>();
     const localNics: NicSpec[] = [];
-    for (const net of networks) {
+    // Public networks first: they hold the host's address, and private ones may NAT through them.
+    const ordered = [...networks.filter((n) => n.kind === 'public'), ...networks.filter((n) => n.kind !== 'public')];
+    for (const net of ordered) {
+      // Once a public network's bridge took over the default route's interface, host gateways NAT out through the bridge.
+      const owner = this.uplink == null ? undefined : built.find((b) => b.physical === this.uplink);
+      const natUplink = this.uplink == null ? undefined : owner !== undefined ? bridgeName(owner.id) : this.uplink;
       let spec: NetSpec;
       try {
-        spec = toNetSpec(net, { natUplink: this.uplink ?? undefined });
+        spec = toNetSpec(net, { natUplink });
       } catch (err) {
         fail(err, 'cannot build network', net.id);
         continue;
@@ -252,6 +292,7 @@ export class NetworkReconciler {
         for (const cmd of hostAddressCommands(net)) await this.opts.host.exec(cmd);
         const dhcp = await this.opts.host.ensureDhcp(spec, local, nics.filter((n) => !localNicIds.has(n.id)));
         if (dhcp.started) this.log.info({ network: net.id, name: net.name, pid: dhcp.pid }, 'dnsmasq started');
+        if (dhcp.skipped !== undefined) this.log.warn({ network: net.id, name: net.name, reason: dhcp.skipped }, 'no DHCP on this network');
         built.push(spec);
         builtById.set(spec.id, spec);
         localNics.push(...local);
@@ -261,19 +302,6 @@ export class NetworkReconciler {
     }
 
     this.built = builtById;
-
-    // Networks built here before (this run or an earlier one) that are no longer wanted.
-    const wanted = new Set(networks.map((n) => n.id));
-    const present = await readdir(join(this.opts.stateDir, 'net')).catch(() => [] as string[]);
-    const stale = present.filter((id) => NET_ID_RE.test(id) && !wanted.has(id));
-    for (const id of stale) {
-      try {
-        await this.opts.host.removeNetwork(id);
-        this.log.info({ network: id }, 'network removed from this host');
-      } catch (err) {
-        fail(err, 'cannot remove network', id);
-      }
-    }
 
     if (built.length > 0 || stale.length > 0 || this.firewallApplied) {
       try {

@@ -22,7 +22,9 @@ export interface CheckedNet {
   net: NetSpec;
   bridge: string;
   vxlan: string;
-  /** The MAC of the bridge, the same on every host, so the gateway answers with one MAC wherever a guest runs. */
+  /** Public networks: the host interface the bridge takes over; null for private ones. */
+  physical: string | null;
+  /** The MAC of the bridge of a private network, the same on every host, so the gateway answers with one MAC wherever a guest runs. */
   gatewayMac: string;
   v4: { cidr: string; address: string; prefix: number; gateway: string | null } | null;
   v6: { cidr: string; address: string; prefix: number; gateway: string | null } | null;
@@ -37,12 +39,23 @@ export function gatewayMac(netId: string): string {
 /** Validate a NetSpec once; every builder starts here. */
 export function checkNet(net: NetSpec): CheckedNet {
   checkId('network_id', net.id);
+  if (net.kind !== undefined && net.kind !== 'private' && net.kind !== 'public') throw invalid('kind', `unknown network kind ${JSON.stringify(net.kind)}`);
+  const pub = net.kind === 'public';
   checkInt('vni', net.vni, 1, 0xffffff);
   checkInt('mtu', net.mtu, net.ipv6 ? 1280 : 576, 9000);
   if (!['host', 'none', 'vm'].includes(net.gatewayMode)) throw invalid('gateway_mode', `unknown gateway mode ${JSON.stringify(net.gatewayMode)}`);
   if (!Array.isArray(net.peers)) throw invalid('peers', 'peers must be a list of addresses');
   net.peers.forEach((p, i) => checkIp(`peers[${i}]`, p));
   if (net.uplink !== undefined) checkIfName('uplink', net.uplink);
+  if (pub) {
+    if (net.physical === undefined) throw invalid('physical', 'a public network needs the host interface its bridge takes over');
+    checkIfName('physical', net.physical);
+    if (/^fl(br|vx|tp)/.test(net.physical)) throw invalid('physical', `${net.physical} is an interface of floe, not a physical one`);
+    if (net.gatewayMode === 'host') throw invalid('gateway_mode', 'the router of a public network is on its LAN, not the host');
+    if (net.ipv4 === null) throw invalid('ipv4', 'a public network needs an IPv4 range');
+  } else if (net.physical !== undefined) {
+    throw invalid('physical', 'only public networks take over a physical interface');
+  }
   const fam = (f: NetSpec['ipv4'], v: 4 | 6, field: string): CheckedNet['v4'] => {
     if (f === null) return null;
     const c = checkCidr(`${field}.cidr`, f.cidr, v);
@@ -54,7 +67,7 @@ export function checkNet(net: NetSpec): CheckedNet {
   if (net.gatewayMode === 'host' && (v4?.gateway ?? v6?.gateway ?? null) === null) {
     throw invalid('gateway', 'a host gateway needs a gateway address');
   }
-  return { net, bridge: bridgeName(net.id), vxlan: vxlanName(net.id), gatewayMac: gatewayMac(net.id), v4, v6 };
+  return { net, bridge: bridgeName(net.id), vxlan: vxlanName(net.id), physical: pub ? net.physical! : null, gatewayMac: gatewayMac(net.id), v4, v6 };
 }
 
 /** Validate a NicSpec; `field` prefixes the error's field name. */
@@ -100,7 +113,7 @@ export function addressCommands(c: CheckedNet): Argv[] {
 }
 
 /**
- * Every `ip`/`bridge` command that builds a network on a fresh host: bridge,
+ * Every `ip`/`bridge` command that builds a private network on a fresh host: bridge,
  * VXLAN device attached to it, one all-zero FDB entry per peer (unicast
  * head-end replication, no multicast), gateway addresses, bridge up.
  *
@@ -109,6 +122,7 @@ export function addressCommands(c: CheckedNet): Argv[] {
  */
 export function bridgeCommands(net: NetSpec, host: { underlay: string }): Argv[] {
   const c = checkNet(net);
+  if (c.physical !== null) throw invalid('kind', 'a public network is built from what its physical interface has: see takeoverCommands');
   return [
     ...bridgeCreateCommands(c),
     ...vxlanCreateCommands(c, host.underlay),

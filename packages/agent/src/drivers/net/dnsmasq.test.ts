@@ -57,6 +57,35 @@ dhcp-host=52:54:00:12:34:56,set:v4,10.10.0.5,web-1
 `);
   });
 
+  it('on a public network: floe\'s NICs only, not authoritative, the LAN\'s router, no RAs, no DNS unless asked', () => {
+    const pub: NetSpec = {
+      id: 'net_01JB8X0Q3E6M2T9K4V7W5YB1CB', kind: 'public', physical: 'eth1', vni: 102, ipv4: { cidr: '203.0.113.0/24', gateway: '203.0.113.1' },
+      ipv6: { cidr: '2001:db8::/64', gateway: null }, mtu: 1500, gatewayMode: 'vm', dns: false, peers: [],
+    };
+    const nic: NicSpec = { ...NIC, networkId: pub.id, ipv4: '203.0.113.50', ipv6: null, hostname: 'pub-1' };
+    const paths = dnsmasqPaths('/var/lib/floe/agent', pub.id);
+    expect(dnsmasqConfig(pub, [nic], paths)).toBe(`# floe network net_01JB8X0Q3E6M2T9K4V7W5YB1CB; generated, do not edit
+interface=flbr079b079bcba
+bind-interfaces
+except-interface=lo
+pid-file=/var/lib/floe/agent/net/net_01JB8X0Q3E6M2T9K4V7W5YB1CB/dnsmasq.pid
+dhcp-leasefile=/var/lib/floe/agent/net/net_01JB8X0Q3E6M2T9K4V7W5YB1CB/dnsmasq.leases
+no-hosts
+dhcp-ignore=tag:!known
+log-facility=/var/lib/floe/agent/net/net_01JB8X0Q3E6M2T9K4V7W5YB1CB/dnsmasq.log
+port=0
+no-resolv
+dhcp-range=set:v4,203.0.113.0,static,255.255.255.0,12h
+dhcp-option=tag:v4,option:router,203.0.113.1
+dhcp-option=tag:v4,option:mtu,1500
+dhcp-option=tag:v4,option:dns-server
+dhcp-host=52:54:00:12:34:56,set:v4,203.0.113.50,pub-1
+`);
+    const withDns = dnsmasqConfig({ ...pub, dns: true }, [nic], paths);
+    expect(withDns).not.toContain('port=0');
+    expect(withDns).toContain('host-record=pub-1,203.0.113.50\n');
+  });
+
   it('refuses values that would inject config lines or escape the state directory', () => {
     expect(() => dnsmasqConfig(NET, [{ ...NIC, hostname: 'web\nserver=1.1.1.1' }], PATHS)).toThrow(/not a DNS label/);
     expect(() => dnsmasqConfig({ ...NET, ipv4: { cidr: '10.10.0.0/24\nx', gateway: null } }, [], PATHS)).toThrow(/prefix/);

@@ -28,6 +28,11 @@ export function dnsmasqPaths(stateDir: string, netId: string): DnsmasqPaths {
  * when `dns`); `host-record` for every NIC of the network, local and remote;
  * no DNS at all (`port=0`) when `dns` is off.
  *
+ * On a public network the bridge is shared with a LAN that may have its own
+ * DHCP server and routers: dnsmasq ignores every client that is not one of
+ * floe's NICs (`dhcp-ignore=tag:!known`), is not authoritative (it never NAKs
+ * a LAN client), sends no router advertisements and names the LAN's router.
+ *
  * @example
  * await writeFile(paths.conf, dnsmasqConfig(net, localNics, paths, remoteNics));
  */
@@ -46,6 +51,8 @@ export function dnsmasqConfig(net: NetSpec, nics: readonly NicSpec[], paths: Dns
     'dhcp-authoritative',
     `log-facility=${paths.logFile}`,
   ];
+  const pub = c.physical !== null;
+  if (pub) lines.splice(lines.indexOf('dhcp-authoritative'), 1, 'dhcp-ignore=tag:!known');
   if (net.dns) {
     lines.push('domain-needed', 'bogus-priv', 'no-poll');
   } else {
@@ -58,7 +65,7 @@ export function dnsmasqConfig(net: NetSpec, nics: readonly NicSpec[], paths: Dns
     lines.push(`dhcp-option=tag:v4,option:mtu,${net.mtu}`);
     if (!net.dns) lines.push('dhcp-option=tag:v4,option:dns-server');
   }
-  if (c.v6) {
+  if (c.v6 && !pub) {
     lines.push('enable-ra');
     lines.push(`dhcp-range=set:v6,::,constructor:${c.bridge},${net.dns ? 'ra-stateless' : 'ra-only'},${c.v6.prefix},12h`);
     // Router lifetime 0 when the host is not the v6 router: guests take the prefix, not a default route.

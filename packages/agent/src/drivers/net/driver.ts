@@ -1,13 +1,18 @@
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { FloeError } from '@floe/api';
 import { run, type RunOptions, type RunResult } from '../../host/exec.js';
 import {
-  addressCommands, bridgeCreateCommands, checkNet, checkNic, fdbCommand, portCommands, vxlanCreateCommands, type Argv,
+  addressCommands, bridgeCreateCommands, checkNet, checkNic, fdbCommand, portCommands, vxlanCreateCommands, type Argv, type CheckedNet,
 } from './builders.js';
 import { dnsmasqConfig, dnsmasqPaths } from './dnsmasq.js';
 import { nftRuleset } from './nft.js';
 import { bridgeName, checkId, checkIfName, checkIp, checkNetns, tapName, vxlanName } from './names.js';
 import type { NetSpec, NicSpec } from './types.js';
+import {
+  hostConfig, parseIfAddrs, parseRoutes, releaseCommands, takeoverCommands, toBatch, type HostConfig, type HostRoute, type UplinkObserved,
+} from './uplink.js';
 
 /** How a HostNetworkDriver reaches its host. */
 export interface HostNetworkOptions {
@@ -46,6 +51,14 @@ export interface DhcpState {
   pid: number | null;
   /** True when dnsmasq was started (first time, config change, or it had died). */
   started: boolean;
+  /** Why no dnsmasq runs (a public network without a host address in its subnet); guests rely on static network-config. */
+  skipped?: string;
+}
+
+/** The record of a public network's takeover: which interface, and what it had. */
+interface UplinkRecord {
+  physical: string;
+  config: HostConfig;
 }
 
 interface IpLink {
@@ -59,8 +72,20 @@ interface IpLink {
 
 const ZERO_MAC = '00:00:00:00:00:00';
 
+function ipv4ToInt(ip: string): number {
+  return ip.split('.').reduce((acc, x) => ((acc << 8) | Number(x)) >>> 0, 0);
+}
+
+/** Whether an IPv4 address lies in `net/prefix` (false for IPv6 addresses). */
+function inIpv4Subnet(ip: string, net: string, prefix: number): boolean {
+  if (!/^\d+\.\d+\.\d+\.\d+$/.test(ip)) return false;
+  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  return ((ipv4ToInt(ip) & mask) >>> 0) === ((ipv4ToInt(net) & mask) >>> 0);
+}
+
 /**
- * The host half of floe networking: bridges joined by VXLAN, taps for QEMU,
+ * The host half of floe networking: bridges joined by VXLAN or bridged to a
+ * physical interface of the host (public networks), taps for QEMU,
  * one dnsmasq per network, and the nftables ruleset. Every method compares
  * with what it observes first and is safe to call again (drift repair: a
  * bridge deleted by hand is recreated by the next ensureNetwork).
@@ -112,9 +137,14 @@ export class HostNetworkDriver {
     return out;
   }
 
-  /** Make the network's bridge, VXLAN device, flood entries and gateway addresses match `net`. Returns the bridge name. */
+  /**
+   * Make the network's bridge, VXLAN device, flood entries and gateway
+   * addresses match `net` (a public network: its bridge over the physical
+   * interface, holding the host's addresses and routes). Returns the bridge name.
+   */
   async ensureNetwork(net: NetSpec): Promise<string> {
     const c = checkNet(net);
+    if (c.physical !== null) return this.ensurePublic(c);
     const o = await this.observe();
     const br = o.links.get(c.bridge);
     if (br === undefined) {
@@ -148,10 +178,105 @@ export class HostNetworkDriver {
     return c.bridge;
   }
 
-  /** Remove the network from this host: its dnsmasq, VXLAN device, bridge and state files. Missing pieces are fine. */
+  /**
+   * A public network: the bridge takes over its physical interface (see
+   * takeoverCommands). What the interface had is recorded first, so that a
+   * bridge deleted by hand (which takes the moved addresses with it) is rebuilt
+   * with them; the steps run as one `ip -batch`, and a batch that fails
+   * halfway is undone (addresses and routes back on the interface) before the
+   * error is thrown, for the next pass to retry.
+   */
+  private async ensurePublic(c: CheckedNet): Promise<string> {
+    const phys = c.physical!;
+    const o = await this.observeUplink(c);
+    const link = (await this.observe()).links.get(c.bridge);
+    if (link !== undefined && link.kind !== 'bridge') throw new Error(`interface ${c.bridge} exists and is not a bridge`);
+    // A dnsmasq of a vanished bridge holds sockets on an interface that is gone; ensureDhcp starts a fresh one.
+    if (!o.bridgeExists) await this.stopDhcp(c.net.id);
+    const cfg = hostConfig(o);
+    await this.saveUplink(c.net.id, { physical: phys, config: cfg });
+    const cmds = takeoverCommands(c, o);
+    try {
+      await this.exec(['ip', '-batch', '-'], { input: toBatch(cmds) });
+    } catch (err) {
+      await this.exec(['ip', '-force', '-batch', '-'], { input: toBatch(releaseCommands(c, cfg)), allowFail: true }).catch(() => undefined);
+      throw err;
+    }
+    return c.bridge;
+  }
+
+  /** Read the physical interface and the bridge of a public network (addresses, routes) and the record of the last takeover. */
+  async observeUplink(c: CheckedNet): Promise<UplinkObserved> {
+    const phys = c.physical!;
+    const show = async (dev: string) => {
+      const a = await this.exec(['ip', '-j', 'addr', 'show', 'dev', dev], { allowFail: true });
+      if (a.code !== 0) return null;
+      const parsed = parseIfAddrs(a.stdout);
+      if (parsed === null) return null;
+      const routes: HostRoute[] = [];
+      for (const family of [4, 6] as const) {
+        const r = await this.exec(['ip', '-j', `-${family}`, 'route', 'show', 'dev', dev]);
+        routes.push(...parseRoutes(r.stdout, family));
+      }
+      return { ...parsed, routes };
+    };
+    const p = await show(phys);
+    if (p === null) throw new FloeError('validation_failed', `network ${c.net.id}: the host has no interface ${phys}`, { field: 'physical' });
+    const b = await show(c.bridge);
+    const saved = await this.loadUplink(c.net.id);
+    return {
+      physical: { mac: p.mac, master: p.master },
+      bridgeExists: b !== null,
+      physAddrs: p.addrs,
+      physRoutes: p.routes,
+      bridgeAddrs: b?.addrs ?? [],
+      bridgeRoutes: b?.routes ?? [],
+      saved: saved !== null && saved.physical === phys ? saved.config : null,
+    };
+  }
+
+  private uplinkFile(netId: string): string {
+    return join(dnsmasqPaths(this.opts.stateDir, netId).dir, 'uplink.json');
+  }
+
+  private async loadUplink(netId: string): Promise<UplinkRecord | null> {
+    const text = await readFile(this.uplinkFile(netId), 'utf8').catch(() => null);
+    if (text === null) return null;
+    try {
+      return JSON.parse(text) as UplinkRecord;
+    } catch {
+      return null;
+    }
+  }
+
+  private async saveUplink(netId: string, rec: UplinkRecord): Promise<void> {
+    const file = this.uplinkFile(netId);
+    await mkdir(join(file, '..'), { recursive: true, mode: 0o755 });
+    // Written whole and renamed: a crash never leaves half a record of the host's addresses.
+    await writeFile(`${file}.tmp`, `${JSON.stringify(rec, null, 2)}\n`, { mode: 0o600 });
+    await rename(`${file}.tmp`, file);
+  }
+
+  /**
+   * Remove the network from this host: its dnsmasq, VXLAN device, bridge and
+   * state files; a public network first gives the host's addresses and routes
+   * back to its physical interface. Missing pieces are fine.
+   */
   async removeNetwork(netId: string): Promise<void> {
     checkId('network_id', netId);
     await this.stopDhcp(netId);
+    const rec = await this.loadUplink(netId);
+    if (rec !== null) {
+      // Only the id is known here: a minimal public spec names the bridge and the interface.
+      const c = checkNet({ id: netId, kind: 'public', physical: rec.physical, vni: 1, mtu: 1500, gatewayMode: 'none', dns: false, peers: [], ipv4: { cidr: '192.0.2.0/24', gateway: null }, ipv6: null });
+      const physGone = (await this.exec(['ip', 'link', 'show', 'dev', rec.physical], { allowFail: true })).code !== 0;
+      if (!physGone) {
+        // What is on the bridge and the interface now wins over the record (an address the admin changed since).
+        const cfg = hostConfig(await this.observeUplink(c));
+        // A failure throws before the bridge is deleted: the host keeps its address there, and the next pass retries.
+        await this.exec(['ip', '-batch', '-'], { input: toBatch(releaseCommands(c, cfg)) });
+      }
+    }
     await this.exec(['ip', 'link', 'del', vxlanName(netId)], { allowFail: true });
     await this.exec(['ip', 'link', 'del', bridgeName(netId)], { allowFail: true });
     await rm(dnsmasqPaths(this.opts.stateDir, netId).dir, { recursive: true, force: true });
@@ -193,6 +318,14 @@ export class HostNetworkDriver {
   async ensureDhcp(net: NetSpec, nics: readonly NicSpec[], remoteNics: readonly NicSpec[] = []): Promise<DhcpState> {
     const paths = dnsmasqPaths(this.opts.stateDir, net.id);
     const conf = dnsmasqConfig(net, nics, paths, remoteNics);
+    if (net.kind === 'public') {
+      const c = checkNet(net);
+      const have = (await this.observe()).addrs.get(c.bridge) ?? [];
+      if (!have.some((a) => c.v4 !== null && inIpv4Subnet(a.split('/')[0]!, c.v4.address, c.v4.prefix))) {
+        await this.stopDhcp(net.id);
+        return { pid: null, started: false, skipped: `the host has no address of ${c.v4?.cidr} on ${c.bridge}: no DHCP, guests need static network-config` };
+      }
+    }
     const running = await this.dhcpPid(net.id);
     const old = await readFile(paths.conf, 'utf8').catch(() => null);
     if (running !== null && old === conf) return { pid: running, started: false };

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { run, which } from '../../host/exec.js';
+import { bridgeName } from './names.js';
 import { nftRuleset } from './nft.js';
 import { NET, NIC } from './spec.fixtures.js';
 import type { NetSpec, NicSpec } from './types.js';
@@ -51,9 +52,9 @@ table inet floe_nat {
 		type filter hook forward priority 0; policy accept;
 		iifname "flbrad9af9a2ebc" oifname "flbrad9af9a2ebc" accept
 		iifname "flbrf8d0e2ef27d" oifname "flbrf8d0e2ef27d" accept
-		iifname "flbr*" oifname "flbr*" drop
 		iifname "flbrad9af9a2ebc" oifname "eth0" accept
 		iifname "eth0" oifname "flbrad9af9a2ebc" ct state established,related accept
+		iifname "flbr*" oifname "flbr*" drop
 		iifname "flbrad9af9a2ebc" drop
 		oifname "flbrad9af9a2ebc" drop
 		iifname "flbrf8d0e2ef27d" drop
@@ -67,7 +68,71 @@ table inet floe_nat {
 }
 `;
 
+/** A public network over eth1 whose router 203.0.113.1 is on the LAN, and a guest on it. */
+const PUBNET: NetSpec = {
+  id: 'net_01JB8X0Q3E6M2T9K4V7W5YB1CB', kind: 'public', physical: 'eth1', vni: 102, ipv4: { cidr: '203.0.113.0/24', gateway: '203.0.113.1' }, ipv6: null,
+  mtu: 1500, gatewayMode: 'vm', dns: false, peers: [],
+};
+const PUBNIC: NicSpec = { id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1CC', instanceId: 'inst_01JB8X0Q3E6M2T9K4V7W5YB1CD', networkId: PUBNET.id, mac: '52:54:00:00:00:0b', ipv4: '203.0.113.50', ipv6: null, hostname: 'pub-1' };
+
 describe('nftRuleset', () => {
+  it('pins guests of a public bridge like any tap, with no VXLAN rules, no NAT and the host-gateway NAT out through the public bridge', () => {
+    const text = nftRuleset([PUBNET, { ...NET, uplink: bridgeName(PUBNET.id) }], [PUBNIC]);
+    const pubBr = bridgeName(PUBNET.id);
+    expect(pubBr).toBe('flbr079b079bcba');
+    expect(text).toBe(`table bridge floe
+delete table bridge floe
+table bridge floe {
+	chain prerouting {
+		type filter hook prerouting priority -200; policy accept;
+		iifname "fltp66a1d8a6d49" jump tap_fltp66a1d8a6d49
+		iifname "flvxad9af9a2ebc" ether saddr 02:ad:9a:f9:a2:eb drop
+	}
+	chain output {
+		type filter hook output priority 0; policy accept;
+		oifname "flvxad9af9a2ebc" ether saddr 02:ad:9a:f9:a2:eb drop
+	}
+	chain tap_fltp66a1d8a6d49 {
+		ether saddr != 52:54:00:00:00:0b drop
+		ether type != { ip, ip6, arp } drop
+		udp sport { 67, 547 } drop
+		arp saddr ether != 52:54:00:00:00:0b drop
+		icmpv6 type { nd-router-advert, nd-redirect } drop
+		arp saddr ip != { 0.0.0.0, 203.0.113.50 } drop
+		ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept
+		ip saddr != 203.0.113.50 drop
+		ip6 saddr :: icmpv6 type { nd-neighbor-solicit, mld2-listener-report, mld-listener-report } accept
+		ip6 saddr != { fe80::/10 } drop
+	}
+}
+table inet floe_nat
+delete table inet floe_nat
+table inet floe_nat {
+	chain forward {
+		type filter hook forward priority 0; policy accept;
+		iifname "flbrad9af9a2ebc" oifname "flbrad9af9a2ebc" accept
+		iifname "flbr079b079bcba" oifname "flbr079b079bcba" accept
+		iifname "flbrad9af9a2ebc" oifname "flbr079b079bcba" accept
+		iifname "flbr079b079bcba" oifname "flbrad9af9a2ebc" ct state established,related accept
+		iifname "flbr*" oifname "flbr*" drop
+		iifname "flbrad9af9a2ebc" drop
+		oifname "flbrad9af9a2ebc" drop
+	}
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr 10.10.0.0/24 oifname "flbr079b079bcba" masquerade
+		ip6 saddr fd00:10::/64 oifname "flbr079b079bcba" masquerade
+	}
+}
+`);
+    expect(text).not.toContain('eth1');
+  });
+
+  it('does not exempt a public network\'s NIC as a router, even with the router\'s address', () => {
+    const text = nftRuleset([PUBNET], [{ ...PUBNIC, ipv4: '203.0.113.1' }]);
+    expect(text).toContain('\t\tip saddr != 203.0.113.1 drop\n');
+  });
+
   it('builds the whole floe firewall as one transaction', () => {
     expect(nftRuleset([VMNET, NET], [ROUTER, NIC])).toBe(GOLDEN);
   });

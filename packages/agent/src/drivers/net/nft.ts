@@ -12,7 +12,8 @@ function tapChain(nic: NicSpec, net: CheckedNet | undefined): string[] {
   r.push('\t\tudp sport { 67, 547 } drop');
   r.push(`\t\tarp saddr ether != ${nic.mac} drop`);
   // A router VM forwards packets of other hosts and advertises itself: only its MAC is pinned.
-  const router = net?.net.gatewayMode === 'vm' && ((nic.ipv4 !== null && nic.ipv4 === net.v4?.gateway) || (nic.ipv6 !== null && nic.ipv6 === net.v6?.gateway));
+  // On a public network the router is on the LAN, never a floe NIC.
+  const router = net?.physical === null && net.net.gatewayMode === 'vm' && ((nic.ipv4 !== null && nic.ipv4 === net.v4?.gateway) || (nic.ipv6 !== null && nic.ipv6 === net.v6?.gateway));
   if (router) {
     r.push('\t}');
     return r;
@@ -36,7 +37,9 @@ function tapChain(nic: NicSpec, net: CheckedNet | undefined): string[] {
  * The whole floe firewall of a host as one `nft -f` transaction (each table is
  * declared, deleted and redefined, so applying it is atomic and idempotent):
  * `table bridge floe` pins every tap to its NIC (MAC, IPv4/ARP, IPv6 source,
- * no DHCP server, no RAs) and keeps each host's gateway MAC off the VXLAN;
+ * no DHCP server, no RAs), on private and public bridges alike, and keeps each
+ * host's gateway MAC off the VXLAN (the physical port of a public bridge is
+ * not filtered);
  * `table inet floe_nat` drops routed traffic between floe bridges (isolation),
  * lets host-gateway networks out of their uplink with masquerade and keeps
  * other networks from being routed at all.
@@ -55,10 +58,12 @@ export function nftRuleset(nets: readonly NetSpec[], nics: readonly NicSpec[]): 
   b.push('\tchain prerouting {', '\t\ttype filter hook prerouting priority -200; policy accept;');
   for (const n of sortedNics) b.push(`\t\tiifname "${tapName(n.id)}" jump tap_${tapName(n.id)}`);
   // Each host answers as the gateway for its own guests only: the shared gateway MAC never crosses the VXLAN.
-  for (const c of sortedNets) b.push(`\t\tiifname "${c.vxlan}" ether saddr ${c.gatewayMac} drop`);
+  // Public networks have no VXLAN, and their physical port is the LAN, not a guest: no rules for it.
+  const privateNets = sortedNets.filter((c) => c.physical === null);
+  for (const c of privateNets) b.push(`\t\tiifname "${c.vxlan}" ether saddr ${c.gatewayMac} drop`);
   b.push('\t}');
   b.push('\tchain output {', '\t\ttype filter hook output priority 0; policy accept;');
-  for (const c of sortedNets) b.push(`\t\toifname "${c.vxlan}" ether saddr ${c.gatewayMac} drop`);
+  for (const c of privateNets) b.push(`\t\toifname "${c.vxlan}" ether saddr ${c.gatewayMac} drop`);
   b.push('\t}');
   for (const n of sortedNics) b.push(...tapChain(n, byId.get(n.networkId)));
   b.push('}');
@@ -67,17 +72,19 @@ export function nftRuleset(nets: readonly NetSpec[], nics: readonly NicSpec[]): 
   i.push('\tchain forward {', '\t\ttype filter hook forward priority 0; policy accept;');
   // With br_netfilter loaded, frames bridged inside one network pass this hook too, in and out of the same bridge.
   for (const c of sortedNets) i.push(`\t\tiifname "${c.bridge}" oifname "${c.bridge}" accept`);
-  i.push('\t\tiifname "flbr*" oifname "flbr*" drop');
-  for (const c of sortedNets) {
+  // NAT first: the uplink may itself be a floe bridge, that of a public network holding the host's address.
+  for (const c of privateNets) {
     if (c.net.gatewayMode === 'host' && c.net.uplink !== undefined) {
       i.push(`\t\tiifname "${c.bridge}" oifname "${c.net.uplink}" accept`);
       i.push(`\t\tiifname "${c.net.uplink}" oifname "${c.bridge}" ct state established,related accept`);
     }
-    i.push(`\t\tiifname "${c.bridge}" drop`, `\t\toifname "${c.bridge}" drop`);
   }
+  i.push('\t\tiifname "flbr*" oifname "flbr*" drop');
+  // A public bridge is the host's own LAN interface: what the host routes there is none of floe's business.
+  for (const c of privateNets) i.push(`\t\tiifname "${c.bridge}" drop`, `\t\toifname "${c.bridge}" drop`);
   i.push('\t}');
   i.push('\tchain postrouting {', '\t\ttype nat hook postrouting priority srcnat; policy accept;');
-  for (const c of sortedNets) {
+  for (const c of privateNets) {
     if (c.net.gatewayMode !== 'host' || c.net.uplink === undefined) continue;
     if (c.v4) i.push(`\t\tip saddr ${c.v4.address}/${c.v4.prefix} oifname "${c.net.uplink}" masquerade`);
     if (c.v6) i.push(`\t\tip6 saddr ${c.v6.address}/${c.v6.prefix} oifname "${c.net.uplink}" masquerade`);

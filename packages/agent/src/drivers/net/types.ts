@@ -2,6 +2,7 @@
 
 /** Who routes a network: the host (NAT to its uplink), nobody, or a VM whose address is the gateway. */
 export type GatewayMode = 'host' | 'none' | 'vm';
+// Public networks use `vm` for "a router elsewhere on the LAN" (its address is the gateway) or `none`; never `host`.
 
 /** One IP family of a network: its prefix and the gateway address in it (null: no router for this family). */
 export interface NetFamily {
@@ -10,9 +11,23 @@ export interface NetFamily {
   gateway: string | null;
 }
 
-/** One private layer-2 network as a host builds it: bridge + VXLAN + dnsmasq + firewall. */
+/** `private`: a bridge per host joined by VXLAN; `public`: a bridge that takes over a physical interface of the host. */
+export type NetKind = 'private' | 'public';
+
+/**
+ * One layer-2 network as a host builds it: bridge + VXLAN + dnsmasq + firewall
+ * (private), or bridge over a physical interface + dnsmasq + firewall (public).
+ */
 export interface NetSpec {
   id: string;
+  /** Absent means `private`. */
+  kind?: NetKind;
+  /**
+   * Public networks only: the host interface the bridge takes over. The host's
+   * global addresses and routes move from it onto the bridge, and back when the
+   * network is removed; the LAN behind it joins the hosts, so there is no VXLAN.
+   */
+  physical?: string;
   /** VXLAN network identifier, 1..16777215, one per network. */
   vni: number;
   ipv4: NetFamily | null;
@@ -22,9 +37,9 @@ export interface NetSpec {
   gatewayMode: GatewayMode;
   /** Serve DNS names of the network's instances (dnsmasq); without it dnsmasq does DHCP/RA only. */
   dns: boolean;
-  /** Underlay IPs of the other hosts with members (VXLAN head-end replication targets). */
+  /** Underlay IPs of the other hosts with members (VXLAN head-end replication targets); unused by public networks. */
   peers: string[];
-  /** The host interface NATed to when gatewayMode is `host`; no NAT without it. */
+  /** The host interface NATed to when gatewayMode is `host` (private networks); no NAT without it. */
   uplink?: string;
 }
 
