@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
-import type { ControlMessage, HostFacts, VmDriver } from '@floe/api';
+import type { ControlMessage, DesiredInstance, HostFacts, VmDriver } from '@floe/api';
 import { AgentChannels } from './channels.js';
 import { probeFacts } from './facts.js';
 import { ImageCache } from './images.js';
@@ -68,11 +68,21 @@ export class Agent {
     const driver = this.opts.driver;
     const facts = this.opts.facts ?? (() => probeFacts({ dataDir: this.opts.dataDir, driver: driver.name }));
 
-    const networks = this.opts.network === undefined ? null : new NetworkReconciler({ ...this.opts.network, logger: this.log.child({ component: 'networks' }) });
+    const network = this.opts.network;
+    const networks = network === undefined ? null : new NetworkReconciler({ ...network, logger: this.log.child({ component: 'networks' }) });
     this.networks = networks;
     const reconciler = new Reconciler({
       ...this.opts.reconciler,
-      ...(networks === null ? {} : { nics: { ensure: (vm) => networks.ensureTaps(vm), remove: (vm) => networks.removeTaps(vm) } }),
+      ...(networks === null || network === undefined
+        ? {}
+        : {
+            nics: {
+              ensure: (vm: DesiredInstance) => networks.ensureTaps(vm),
+              remove: (vm: DesiredInstance) => networks.removeTaps(vm),
+              // A hot-removed NIC's tap; the host driver checks the id before it reaches `ip`.
+              removeNic: (nicId: string) => network.host.removeTap(nicId),
+            },
+          }),
       driver,
       images: new ImageCache({ dir: join(this.opts.dataDir, 'images'), server, credentials, logger: this.log.child({ component: 'images' }) }),
       store: this.state.appliedStore(),

@@ -338,6 +338,9 @@ describe('NIC taps', () => {
         remove: async (vm) => {
           calls.push(`remove ${vm.id}`);
         },
+        removeNic: async (nicId) => {
+          calls.push(`removeNic ${nicId}`);
+        },
       },
     });
     await reconciler.start();
@@ -347,10 +350,141 @@ describe('NIC taps', () => {
     const vm: DesiredInstance = { ...base, nics: [nic] };
     reconciler.setSnapshot([vm]);
     await waitFor('running', async () => (await driver.inspect(vm.id))?.state === 'running');
-    expect(contexts).toEqual([expect.objectContaining({ nics: [{ id: 'nic_01A', tap: 'tap-0', mac: '52:54:00:00:00:01' }] })]);
+    expect(contexts).toEqual([expect.objectContaining({ nics: [{ id: 'nic_01A', tap: 'tap-0', mac: '52:54:00:00:00:01', index: 0 }] })]);
     expect(calls).toEqual([`ensure ${vm.id}`, `ensure ${vm.id}`]);
     reconciler.update({ ...vm, revision: vm.revision + 1, deleting: true });
     await waitFor('removed', () => calls.includes(`remove ${vm.id}`));
     expect(await driver.inspect(vm.id)).toBeNull();
+  });
+});
+
+describe('NIC hot-plug', () => {
+  const nic = (n: number, index = n) => ({
+    id: `nic_01A${n}`, network_id: 'net_01A', vni: 5, index, mac: `52:54:00:00:00:0${n}`,
+    ipv4: `10.0.0.${10 + n}`, ipv4_prefix: 24, ipv6: null, ipv6_prefix: null, gateway4: null, gateway6: null, mtu: 1450, dns_servers: [],
+  });
+
+  async function setupNics(opts: { dataDir?: string; driver?: FakeVmDriver } = {}) {
+    const driver = opts.driver ?? new FakeVmDriver();
+    const reporter = new Recorder();
+    const calls: string[] = [];
+    const reconciler = new Reconciler({
+      driver,
+      reporter,
+      ...(opts.dataDir === undefined ? {} : { store: new AgentState(opts.dataDir).appliedStore() }),
+      resyncIntervalMs: 60_000,
+      retryBackoff: { initialMs: 20, maxMs: 80 },
+      nics: {
+        ensure: async (vm) => {
+          calls.push(`ensure ${(vm.nics ?? []).map((n) => n.id).join(',')}`);
+          return [...(vm.nics ?? [])].sort((a, b) => a.index - b.index).map((n) => ({ id: n.id, tap: `tap-${n.id.slice(-2)}`, mac: n.mac }));
+        },
+        remove: async (vm) => {
+          calls.push(`remove ${vm.id}`);
+        },
+        removeNic: async (nicId) => {
+          calls.push(`removeNic ${nicId}`);
+        },
+      },
+    });
+    await reconciler.start();
+    cleanups.push(() => reconciler.stop());
+    return { driver, reporter, reconciler, calls };
+  }
+
+  const generationSeen = (reporter: Recorder, id: string, generation: number) => () =>
+    reporter.latest(id)?.observed_generation === generation && reporter.latest(id)?.state === 'running';
+
+  it('hot-adds and hot-removes NICs of a running VM, then reports the generation', async () => {
+    const { driver, reporter, reconciler, calls } = await setupNics();
+    const vm: DesiredInstance = { ...desiredInstance({ spec: { power_state: 'running' } }), nics: [nic(1)] };
+    reconciler.setSnapshot([vm]);
+    await waitFor('running', generationSeen(reporter, vm.id, vm.generation));
+    expect(calls).toEqual(['ensure nic_01A1', 'ensure nic_01A1']);
+    calls.length = 0;
+
+    const added: DesiredInstance = { ...vm, revision: vm.revision + 1, generation: vm.generation + 1, nics: [nic(1), nic(2, 5)] };
+    reconciler.update(added);
+    await waitFor('the added NIC applied', generationSeen(reporter, vm.id, added.generation));
+    expect(driver.nicsOf(vm.id)).toEqual([
+      { id: 'nic_01A1', tap: 'tap-A1', mac: '52:54:00:00:00:01', index: 1 },
+      { id: 'nic_01A2', tap: 'tap-A2', mac: '52:54:00:00:00:02', index: 5 },
+    ]);
+    expect((await driver.readLog(vm.id)).toString()).toContain('NIC nic_01A2 added on tap-A2');
+    expect(calls).toEqual(['ensure nic_01A1,nic_01A2']);
+    expect(mutating(driver)).toMatchObject({ start: 1, stop: 0 });
+
+    // Nothing changed: no tap work, no driver call.
+    const setNicsCalls = driver.calls.setNics;
+    await reconciler.resync();
+    await reconciler.whenIdle();
+    reconciler.update({ ...added, revision: added.revision + 1 });
+    await reconciler.whenIdle();
+    expect(calls).toEqual(['ensure nic_01A1,nic_01A2']);
+    expect(driver.calls.setNics).toBe(setNicsCalls);
+
+    const removed: DesiredInstance = { ...added, revision: added.revision + 2, generation: added.generation + 1, nics: [nic(2, 5)] };
+    reconciler.update(removed);
+    await waitFor('the removed NIC applied', generationSeen(reporter, vm.id, removed.generation));
+    expect(driver.nicsOf(vm.id).map((n) => n.id)).toEqual(['nic_01A2']);
+    expect(calls.slice(1)).toEqual(['ensure nic_01A2', 'removeNic nic_01A1']);
+    expect((await driver.inspect(vm.id))?.state).toBe('running');
+
+    const none: DesiredInstance = { ...removed, revision: removed.revision + 1, generation: removed.generation + 1, nics: [] };
+    reconciler.update(none);
+    await waitFor('no NICs', generationSeen(reporter, vm.id, none.generation));
+    expect(driver.nicsOf(vm.id)).toEqual([]);
+    // No taps to make for no NICs; the last one's tap goes.
+    expect(calls.slice(3)).toEqual(['removeNic nic_01A2']);
+  });
+
+  it('keeps the old generation and the tap while the driver cannot remove a NIC, and retries', async () => {
+    const driver = new FakeVmDriver();
+    const { reporter, reconciler, calls } = await setupNics({ driver });
+    const vm: DesiredInstance = { ...desiredInstance({ spec: { power_state: 'running' } }), nics: [nic(1), nic(2)] };
+    reconciler.setSnapshot([vm]);
+    await waitFor('running', generationSeen(reporter, vm.id, vm.generation));
+    calls.length = 0;
+
+    driver.failOn = { setNics: () => true };
+    const removed: DesiredInstance = { ...vm, revision: vm.revision + 1, generation: vm.generation + 1, nics: [nic(2)] };
+    reconciler.update(removed);
+    await waitFor('an error', () => reporter.latest(vm.id)?.state === 'error');
+    expect(reporter.latest(vm.id)).toMatchObject({ observed_generation: vm.generation, reason: expect.stringMatching(/setNics failed/) });
+    await waitFor('a retry', () => (driver.calls.setNics ?? 0) >= 2);
+    expect(calls.filter((c) => c.startsWith('removeNic'))).toEqual([]);
+
+    driver.failOn = undefined;
+    await waitFor('the removal applied', generationSeen(reporter, vm.id, removed.generation), 5000);
+    expect(calls.filter((c) => c.startsWith('removeNic'))).toEqual(['removeNic nic_01A1']);
+    expect(driver.nicsOf(vm.id).map((n) => n.id)).toEqual(['nic_01A2']);
+  });
+
+  it('records NIC changes on a stopped VM for its next start, and remembers them across a restart', async () => {
+    const dataDir = await tempDir();
+    const driver = new FakeVmDriver();
+    const first = await setupNics({ dataDir, driver });
+    const vm: DesiredInstance = { ...desiredInstance({ spec: { power_state: 'stopped' } }), nics: [nic(1)] };
+    first.reconciler.setSnapshot([vm]);
+    await waitFor('created', () => first.reporter.latest(vm.id)?.state === 'stopped');
+    const changed: DesiredInstance = { ...vm, revision: vm.revision + 1, generation: vm.generation + 1, nics: [nic(3, 2)] };
+    first.reconciler.update(changed);
+    await waitFor('recorded', () => first.reporter.latest(vm.id)?.observed_generation === changed.generation);
+    expect(driver.nicsOf(vm.id)).toEqual([{ id: 'nic_01A3', tap: 'tap-A3', mac: '52:54:00:00:00:03', index: 2 }]);
+    expect(first.calls).toEqual(['ensure nic_01A1', 'ensure nic_01A3', 'removeNic nic_01A1']);
+    expect(driver.calls.start ?? 0).toBe(0);
+    await first.reconciler.stop();
+
+    // A restarted agent with the same state: nothing to redo for the NICs.
+    const second = await setupNics({ dataDir, driver });
+    second.reconciler.setSnapshot([changed]);
+    await second.reconciler.whenIdle();
+    expect(second.calls).toEqual([]);
+    const started: DesiredInstance = { ...changed, revision: changed.revision + 1, generation: changed.generation + 1, spec: { ...changed.spec, power_state: 'running' } };
+    second.reconciler.update(started);
+    await waitFor('running', generationSeen(second.reporter, vm.id, started.generation));
+    // Taps are made again before the start (they do not survive a host reboot); the NICs are unchanged.
+    expect(second.calls).toEqual(['ensure nic_01A3']);
+    expect(driver.nicsOf(vm.id).map((n) => n.id)).toEqual(['nic_01A3']);
   });
 });

@@ -1,7 +1,7 @@
 import { pino, type Logger } from 'pino';
-import type { DesiredImage, DesiredInstance, ObservedInstance, VmDriver, VmDriverEvent, VmInfo } from '@floe/api';
+import type { DesiredImage, DesiredInstance, ObservedInstance, VmDriver, VmDriverEvent, VmInfo, VmNic } from '@floe/api';
 import { backoffDelay } from './backoff.js';
-import type { AppliedInstance, AppliedStore } from './state.js';
+import type { AppliedInstance, AppliedNic, AppliedStore } from './state.js';
 
 /** Where the reconciler sends what it observes (the agent link, or a test recorder). */
 export interface ReconcilerReporter {
@@ -26,11 +26,34 @@ export interface ReconcilerOptions {
   stopTimeoutMs?: number;
   /** Fetches and caches base images before `driver.create` (the agent's ImageCache); without it VMs get no image path. */
   images?: { ensure(image: DesiredImage | null): Promise<string | null> };
-  /** Creates the taps of an instance's NICs before create/start and removes them after destroy; without it VMs get no NICs. */
+  /**
+   * Creates the taps of an instance's NICs before create/start (and before a
+   * NIC is hot-added), removes them after destroy, and removes one NIC's tap
+   * after it was hot-removed; without it VMs get no NICs.
+   */
   nics?: {
     ensure(vm: DesiredInstance): Promise<Array<{ id: string; tap: string; mac: string }>>;
     remove(vm: DesiredInstance): Promise<void>;
+    removeNic(nicId: string): Promise<void>;
   };
+}
+
+/** The NICs of a desired instance as the reconciler records them once applied, in slot order. */
+function desiredNics(vm: DesiredInstance): AppliedNic[] {
+  return (vm.nics ?? []).map((n) => ({ id: n.id, index: n.index, mac: n.mac })).sort((a, b) => a.index - b.index);
+}
+
+function sameNics(a: AppliedNic[] | undefined, b: AppliedNic[]): boolean {
+  return a !== undefined && a.length === b.length && a.every((n, i) => n.id === b[i]!.id && n.index === b[i]!.index && n.mac === b[i]!.mac);
+}
+
+// The driver's view of the NICs: each tap with its NIC's slot.
+function withSlots(vm: DesiredInstance, taps: Array<{ id: string; tap: string; mac: string }>): VmNic[] {
+  const slots = new Map((vm.nics ?? []).map((n) => [n.id, n.index]));
+  return taps.map((t) => {
+    const index = slots.get(t.id);
+    return index === undefined ? { id: t.id, tap: t.tap, mac: t.mac } : { id: t.id, tap: t.tap, mac: t.mac, index };
+  });
 }
 
 /** An in-memory AppliedStore (tests, and agents that keep no state). */
@@ -340,15 +363,22 @@ export class Reconciler {
       return;
     }
     const applied = this.appliedFor(desired);
+    let nicsApplied = applied.nics;
     let vm = await this.driver.inspect(id);
     if (vm === null) {
       this.report(this.observation(id, 'creating'));
       // A failed fetch fails this pass: the instance is reported as error with why, and retried with backoff.
       const imagePath = this.opts.images === undefined ? null : await this.opts.images.ensure(desired.image);
-      const nics = this.opts.nics !== undefined && (desired.nics ?? []).length > 0 ? await this.opts.nics.ensure(desired) : undefined;
+      const nics = this.opts.nics !== undefined && (desired.nics ?? []).length > 0 ? withSlots(desired, await this.opts.nics.ensure(desired)) : undefined;
       await this.driver.create(desired, { imagePath, ...(nics === undefined ? {} : { nics }) });
       vm = await this.driver.inspect(id);
       if (vm === null) throw new Error('the driver does not know the VM it just created');
+      // The VM was made with these NICs.
+      if (this.opts.nics !== undefined) nicsApplied = desiredNics(desired);
+    }
+    // NICs added or removed (hot-plugged into a running VM, recorded for the next start of a stopped one).
+    if (this.opts.nics !== undefined && !sameNics(nicsApplied, desiredNics(desired))) {
+      nicsApplied = await this.applyNics(desired, nicsApplied);
     }
 
     const userActed = desired.generation !== applied.generation;
@@ -387,17 +417,39 @@ export class Reconciler {
       generation: desired.generation,
       restart_generation: desired.restart_generation,
       halted_generation: applied.halted_generation === desired.generation && !restartDue ? applied.halted_generation : null,
+      ...(nicsApplied === undefined ? {} : { nics: nicsApplied }),
     };
     if (
       next.revision !== applied.revision ||
       next.generation !== applied.generation ||
       next.restart_generation !== applied.restart_generation ||
-      next.halted_generation !== applied.halted_generation
+      next.halted_generation !== applied.halted_generation ||
+      next.nics !== applied.nics
     ) {
       this.applied[id] = next;
       await this.saveApplied();
     }
     this.report(this.fromVm(vm));
+  }
+
+  /**
+   * Bring the VM's NICs in line with the desired ones: taps for all of them
+   * first, then the driver (hot-plug or record), then the taps of the NICs
+   * the VM no longer has. Returns what is now applied. Throws (and the pass
+   * is retried) while the guest has not released a removed NIC.
+   */
+  private async applyNics(desired: DesiredInstance, before: AppliedNic[] | undefined): Promise<AppliedNic[]> {
+    const nics = this.opts.nics!;
+    const want = desiredNics(desired);
+    const taps = want.length > 0 ? withSlots(desired, await nics.ensure(desired)) : [];
+    const { removed } = await this.driver.setNics(desired.id, taps);
+    const wanted = new Set(want.map((n) => n.id));
+    const gone = new Set([...removed, ...(before ?? []).map((n) => n.id)].filter((nicId) => !wanted.has(nicId)));
+    for (const nicId of gone) await nics.removeNic(nicId);
+    if (removed.length > 0 || want.length !== (before ?? []).length) {
+      this.log.info({ id: desired.id, nics: want.map((n) => n.id), removed: [...gone] }, 'NICs applied');
+    }
+    return want;
   }
 
   private async stopVm(desired: DesiredInstance, vm: VmInfo, w: Work): Promise<VmInfo> {

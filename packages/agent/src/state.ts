@@ -28,6 +28,19 @@ export interface AppliedInstance {
    * generation and lifts the hold.
    */
   halted_generation: number | null;
+  /**
+   * The NICs last handed to the VM driver (taps made, plugged or recorded),
+   * in slot order; absent before any were. Compared with the desired NICs so
+   * that a pass with nothing changed runs no `ip` command.
+   */
+  nics?: AppliedNic[];
+}
+
+/** One NIC as the reconciler last applied it. */
+export interface AppliedNic {
+  id: string;
+  index: number;
+  mac: string;
 }
 
 /** Where the reconciler keeps what it applied. */
@@ -134,6 +147,7 @@ export class AgentState {
         generation: a.generation ?? 0,
         restart_generation: a.restart_generation ?? 0,
         halted_generation: a.halted_generation ?? null,
+        ...(Array.isArray(a.nics) ? { nics: a.nics } : {}),
       };
     }
     return out;

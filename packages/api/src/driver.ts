@@ -5,7 +5,25 @@ export interface VmCreateContext {
   /** Local path of the instance's base image (qcow2, cached by sha256), or null when the image has no file. */
   imagePath: string | null;
   /** The instance's NICs in guest order, each with the tap the agent created for it; kept across restarts. */
-  nics?: Array<{ id: string; tap: string; mac: string }>;
+  nics?: VmNic[];
+}
+
+/** One NIC of a VM as the driver plugs it in: the tap the agent created for it and its stable MAC. */
+export interface VmNic {
+  id: string;
+  /** Host tap the NIC is connected to (created by the agent beforehand). */
+  tap: string;
+  mac: string;
+  /** The slot in the VM (0..7), which keeps the guest's PCI address stable; when absent, the position in the list. */
+  index?: number;
+}
+
+/** What `setNics` did. */
+export interface SetNicsResult {
+  /** NICs the VM no longer has (unplugged from the running VM, or dropped from the record): their taps may go. */
+  removed: string[];
+  /** NICs plugged into the running VM by this call. */
+  added: string[];
 }
 
 /** Counters of one running VM. Null where the driver cannot tell. */
@@ -84,6 +102,15 @@ export interface VmDriver {
   openConsole(id: string): Promise<ConsoleStream>;
   /** Counters of a running VM. Fails with `invalid_state` when it is not running. */
   stats(id: string): Promise<VmStats>;
+  /**
+   * Make the VM's NICs match `nics`: record them for later starts and, when
+   * the VM runs, hot-remove the NICs no longer listed and hot-add the new
+   * ones (a NIC whose tap, MAC or slot changed is removed and added again).
+   * Idempotent. Fails with `instance_not_found` for an unknown VM, and with
+   * `host_operation_failed` when the guest does not release a NIC in time
+   * (the caller retries; the NIC stays recorded until it is gone).
+   */
+  setNics(id: string, nics: VmNic[], opts?: { timeoutMs?: number }): Promise<SetNicsResult>;
   /** Register a listener for unsolicited events; returns an unsubscribe function. */
   onEvent(listener: (event: VmDriverEvent) => void): () => void;
   /** Release resources (sockets, timers). VMs keep running. */

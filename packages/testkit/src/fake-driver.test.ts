@@ -9,7 +9,7 @@ import { vmDriverContract } from './vm-driver-contract.js';
 
 vmDriverContract('fake (in memory)', async () => {
   const driver = new FakeVmDriver();
-  return { driver, cleanup: async () => driver.close() };
+  return { driver, cleanup: async () => driver.close(), taps: ['fltpfake0', 'fltpfake1'] };
 }, (id) => desiredInstance({ id }));
 
 vmDriverContract('fake (persisted, with delays)', async () => {
@@ -23,6 +23,7 @@ vmDriverContract('fake (persisted, with delays)', async () => {
   return {
     driver: await open(),
     reopen: open,
+    taps: ['fltpfake0', 'fltpfake1'],
     cleanup: async () => {
       for (const d of opened) await d.close();
       await rm(stateDir, { recursive: true, force: true });
@@ -88,6 +89,31 @@ describe('FakeVmDriver', () => {
       const second = new FakeVmDriver({ stateDir });
       expect((await second.inspect(vm.id))?.state).toBe('stopped');
       await expect(first.list()).rejects.toThrow(/closed/);
+    } finally {
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it('keeps NICs across drivers and tells the console about hot-plugged ones', async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'floe-fake-driver-'));
+    try {
+      const first = new FakeVmDriver({ stateDir });
+      const vm = desiredInstance();
+      const a = { id: 'nic_A', tap: 'fltpa', mac: '52:54:00:00:00:0a' };
+      const b = { id: 'nic_B', tap: 'fltpb', mac: '52:54:00:00:00:0b', index: 4 };
+      await first.create(vm, { imagePath: null, nics: [a] });
+      expect(first.nicsOf(vm.id)).toEqual([{ ...a, index: 0 }]);
+      await first.start(vm.id);
+      expect(await first.setNics(vm.id, [{ ...a, index: 0 }, b])).toEqual({ removed: [], added: ['nic_B'] });
+      expect(await first.setNics(vm.id, [b])).toEqual({ removed: ['nic_A'], added: [] });
+      const log = (await first.readLog(vm.id)).toString('utf8');
+      expect(log).toContain(`fake VM ${vm.name}: NIC nic_B added on fltpb`);
+      expect(log).toContain(`fake VM ${vm.name}: NIC nic_A removed`);
+      await first.close();
+      const second = new FakeVmDriver({ stateDir, failOn: { setNics: () => true } });
+      expect(second.nicsOf(vm.id)).toEqual([b]);
+      await expect(second.setNics(vm.id, [])).rejects.toThrow(/setNics failed/);
+      expect(second.calls.setNics).toBe(1);
     } finally {
       await rm(stateDir, { recursive: true, force: true });
     }

@@ -1,9 +1,20 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FloeError, type ConsoleStream, type DesiredInstance, type VmDriver, type VmDriverEvent, type VmInfo, type VmStats } from '@floe/api';
+import {
+  FloeError,
+  type ConsoleStream,
+  type DesiredInstance,
+  type SetNicsResult,
+  type VmCreateContext,
+  type VmDriver,
+  type VmDriverEvent,
+  type VmInfo,
+  type VmNic,
+  type VmStats,
+} from '@floe/api';
 
 /** Driver operations a test can make fail. */
-export type FakeDriverOp = 'create' | 'start' | 'stop' | 'destroy';
+export type FakeDriverOp = 'create' | 'start' | 'stop' | 'destroy' | 'setNics';
 
 /** Options of the fake driver; every field is optional. */
 export interface FakeVmDriverOptions {
@@ -25,9 +36,15 @@ interface FakeVm {
   reason: string | null;
   started_at: string | null;
   pid: number | null;
+  /** The VM's NICs with their slots; absent in files written before NICs. */
+  nics?: Array<VmNic & { index: number }>;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+function slotted(nics: readonly VmNic[]): Array<VmNic & { index: number }> {
+  return nics.map((n, i) => ({ id: n.id, tap: n.tap, mac: n.mac, index: n.index ?? i })).sort((a, b) => a.index - b.index);
+}
 
 /**
  * An in-memory VmDriver for tests and for running floe without a hypervisor.
@@ -60,11 +77,43 @@ export class FakeVmDriver implements VmDriver {
     return [...this.vms.values()].map((vm) => this.info(vm));
   }
 
-  async create(vm: DesiredInstance): Promise<void> {
+  async create(vm: DesiredInstance, ctx?: VmCreateContext): Promise<void> {
     this.enter('create', vm.id);
     if (this.vms.has(vm.id)) return;
-    this.vms.set(vm.id, { id: vm.id, name: vm.name, project: vm.project, state: 'stopped', reason: null, started_at: null, pid: null });
+    this.vms.set(vm.id, { id: vm.id, name: vm.name, project: vm.project, state: 'stopped', reason: null, started_at: null, pid: null, nics: slotted(ctx?.nics ?? []) });
     this.save();
+  }
+
+  /**
+   * Record the NICs; on a running VM, NICs that come and go are announced on
+   * the console as a guest would see them (`fake VM <name>: NIC <id> added`).
+   */
+  async setNics(id: string, nics: VmNic[]): Promise<SetNicsResult> {
+    this.enter('setNics', id);
+    const vm = this.get(id);
+    const wanted = slotted(nics);
+    const slots = new Set(wanted.map((n) => n.index));
+    const ids = new Set(wanted.map((n) => n.id));
+    if (slots.size !== wanted.length || ids.size !== wanted.length || wanted.some((n) => !Number.isInteger(n.index) || n.index < 0 || n.index > 7)) {
+      throw new FloeError('validation_failed', 'NICs need unique ids and unique slots from 0 to 7', { field: 'nics' });
+    }
+    const before = vm.nics ?? [];
+    const same = (a: VmNic & { index: number }, b: VmNic & { index: number }) => a.id === b.id && a.tap === b.tap && a.mac === b.mac && a.index === b.index;
+    const going = before.filter((n) => !wanted.some((w) => same(w, n)));
+    const coming = wanted.filter((w) => !before.some((n) => same(w, n)));
+    vm.nics = wanted;
+    this.save();
+    const running = vm.state === 'running';
+    if (running) {
+      for (const n of going) this.console(id, `fake VM ${vm.name}: NIC ${n.id} removed\r\n`);
+      for (const n of coming) this.console(id, `fake VM ${vm.name}: NIC ${n.id} added on ${n.tap}\r\n`);
+    }
+    return { removed: before.filter((n) => !ids.has(n.id)).map((n) => n.id), added: running ? coming.map((n) => n.id) : [] };
+  }
+
+  /** Test hook: the NICs the VM has (what the next start, or the running VM, plugs in), in slot order. */
+  nicsOf(id: string): Array<VmNic & { index: number }> {
+    return structuredClone(this.get(id).nics ?? []);
   }
 
   async start(id: string): Promise<VmInfo> {

@@ -9,6 +9,11 @@ export interface VmDriverContractSetup {
   reopen?: () => Promise<VmDriver>;
   /** Remove every trace of the test (VMs, files). */
   cleanup: () => Promise<void>;
+  /**
+   * Host taps the NIC cases may plug VMs into (made by the setup, removed by
+   * its cleanup); at least two. Without them, the NIC cases are skipped.
+   */
+  taps?: string[];
 }
 
 // Real hypervisors boot slowly (TCG); every case gets room for a few boots.
@@ -113,6 +118,45 @@ export function vmDriverContract(
       const listed = new Map((await driver.list()).map((v) => [v.id, v.state]));
       expect(listed.get(a)).toBe('stopped');
       expect(listed.get(b)).toBe('running');
+    }, CASE_TIMEOUT_MS);
+
+    const nicsFor = (taps: string[]) =>
+      taps.slice(0, 2).map((tap, i) => ({ id: testId('nic'), tap, mac: `52:54:00:00:00:${(0x10 + i).toString(16)}`, index: i * 3 }));
+
+    it('records NICs on a stopped VM idempotently and says which ones went', async (t) => {
+      if (ctx.taps === undefined || ctx.taps.length < 2) {
+        t.skip();
+        return;
+      }
+      const id = await created();
+      const [a, b] = nicsFor(ctx.taps) as [ReturnType<typeof nicsFor>[number], ReturnType<typeof nicsFor>[number]];
+      expect(await driver.setNics(id, [a, b])).toEqual({ removed: [], added: [] });
+      expect(await driver.setNics(id, [b, a])).toEqual({ removed: [], added: [] });
+      expect(await driver.setNics(id, [b])).toEqual({ removed: [a.id], added: [] });
+      expect(await driver.setNics(id, [b])).toEqual({ removed: [], added: [] });
+      // The recorded NIC goes with the next start.
+      expect((await driver.start(id)).state).toBe('running');
+      expect(await driver.setNics(id, [b])).toEqual({ removed: [], added: [] });
+      await expect(driver.setNics(testId('inst'), [a])).rejects.toMatchObject({ code: 'instance_not_found' });
+      await expect(driver.setNics(id, [a, { ...b, index: a.index }])).rejects.toMatchObject({ code: 'validation_failed' });
+    }, CASE_TIMEOUT_MS);
+
+    it('hot-adds NICs to a running VM, once', async (t) => {
+      if (ctx.taps === undefined || ctx.taps.length < 2) {
+        t.skip();
+        return;
+      }
+      const id = await created();
+      const [a, b] = nicsFor(ctx.taps) as [ReturnType<typeof nicsFor>[number], ReturnType<typeof nicsFor>[number]];
+      await driver.start(id);
+      expect(await driver.setNics(id, [a])).toEqual({ removed: [], added: [a.id] });
+      expect(await driver.setNics(id, [a, b])).toEqual({ removed: [], added: [b.id] });
+      expect(await driver.setNics(id, [a, b])).toEqual({ removed: [], added: [] });
+      expect((await driver.inspect(id))?.state).toBe('running');
+      // A stopped VM starts again with both.
+      await driver.stop(id, { force: true });
+      expect((await driver.start(id)).state).toBe('running');
+      expect(await driver.setNics(id, [b, a])).toEqual({ removed: [], added: [] });
     }, CASE_TIMEOUT_MS);
 
     it('a reopened driver still sees the running VM running', async (t) => {

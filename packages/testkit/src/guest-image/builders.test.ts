@@ -1,11 +1,13 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cpioNewc } from './cpio.js';
 import { aptListsStamp, parseAptShow } from './debian.js';
-import { CONSOLE_SCRIPT, FIRSTBOOT_SCRIPT, GUEST_KERNEL_CMDLINE, GUEST_MODULES, INITTAB, POWER_BUTTON_SCRIPT, SHUTDOWN_SCRIPT, UDHCPC_SCRIPT, initScript, syslinuxConfig } from './guest-files.js';
+import {
+  CONSOLE_SCRIPT, FIRSTBOOT_SCRIPT, GUEST_KERNEL_CMDLINE, GUEST_MODULES, INITTAB, NETWORK_FUNCTIONS, POWER_BUTTON_SCRIPT, SHUTDOWN_SCRIPT, UDHCPC_SCRIPT, initScript, syslinuxConfig,
+} from './guest-files.js';
 import { buildMbr, chs } from './mbr.js';
 import { modinfoDepends, moduleName, modulesDep, parseModinfo, resolveModules } from './modules.js';
 import { partitionMib } from './disk.js';
@@ -152,7 +154,7 @@ describe('kernel modules', () => {
 
 describe('guest files', () => {
   it('are valid shell scripts', () => {
-    for (const script of [initScript(GUEST_MODULES), FIRSTBOOT_SCRIPT, CONSOLE_SCRIPT, SHUTDOWN_SCRIPT, POWER_BUTTON_SCRIPT, UDHCPC_SCRIPT]) {
+    for (const script of [initScript(GUEST_MODULES), `#!/bin/sh\n${NETWORK_FUNCTIONS}`, FIRSTBOOT_SCRIPT, CONSOLE_SCRIPT, SHUTDOWN_SCRIPT, POWER_BUTTON_SCRIPT, UDHCPC_SCRIPT]) {
       expect(script.startsWith('#!/bin/sh\n')).toBe(true);
       const r = spawnSync('sh', ['-n'], { input: script, encoding: 'utf8' });
       expect(r.stderr).toBe('');
@@ -168,6 +170,61 @@ describe('guest files', () => {
     expect(INITTAB.split('\n')[0]).toBe('::once:/etc/floe-firstboot');
     expect(INITTAB).toContain('::shutdown:/etc/floe-shutdown');
     expect(FIRSTBOOT_SCRIPT.endsWith('echo "FLOE-TEST READY $(hostname)"\ntouch /run/floe/ready\n')).toBe(true);
+  });
+
+  it('watch the NICs: DHCP on each new one, stop on the ones that went, IPv6 addresses announced once', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'floe-guest-net-'));
+    try {
+      const sys = join(dir, 'sys');
+      const runDir = join(dir, 'run');
+      const bin = join(dir, 'bin');
+      for (const d of [sys, runDir, bin]) await mkdir(d);
+      const log = join(dir, 'calls.log');
+      // Stand-ins for busybox's ip and udhcpc: they log what they were asked; udhcpc "gets" a lease and keeps running.
+      await writeFile(join(bin, 'ip'), `#!/bin/sh\necho "ip $*" >>${log}\ncase "$*" in *"-6 addr show dev eth0"*) echo "    inet6 fd00::5/64 scope global dynamic"; echo "    inet6 fd00::9/64 scope global tentative"; echo "    inet6 fec0::7/64 scope site dynamic flags 100"; echo "    inet6 fe80::1/64 scope link";; esac\n`);
+      await writeFile(join(bin, 'udhcpc'), `#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = -i ] && i=$2; shift; done\necho "udhcpc $i" >>${log}\ntouch "$NET_RUN/lease.$i"\nexec sleep 300\n`);
+      await chmod(join(bin, 'ip'), 0o755);
+      await chmod(join(bin, 'udhcpc'), 0o755);
+      const nic = (name: string, ifindex: number, mac: string) => `mkdir -p $NET_SYS/${name}; echo ${ifindex} >$NET_SYS/${name}/ifindex; echo ${mac} >$NET_SYS/${name}/address`;
+      const script = `${NETWORK_FUNCTIONS}
+${nic('eth0', 2, '52:54:00:00:00:01')}
+net_sweep
+i=0; while [ $i -lt 50 ] && ! net_leased; do i=$((i + 1)); sleep 0.1; done
+net_leased && echo leased
+net_sweep
+${nic('eth1', 3, '52:54:00:00:00:02')}
+net_sweep
+read -r _ first <$NET_RUN/nic.eth1
+rm -r $NET_SYS/eth1
+net_sweep
+sleep 0.2
+kill -0 $first 2>/dev/null && echo "udhcpc of the pulled eth1 still runs"
+touch $NET_RUN/ready
+${nic('eth1', 4, '52:54:00:00:00:03')}
+net_sweep
+for f in $NET_RUN/nic.*; do read -r _ pid <$f; kill $pid; done
+`;
+      const r = spawnSync('sh', ['-c', script], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, NET_SYS: sys, NET_RUN: runDir, name: 'vm-1' }, timeout: 20_000 });
+      expect(r.stderr).toBe('');
+      expect(r.stdout.split('\n').filter((l) => l !== '')).toEqual([
+        'FLOE-TEST LINK eth0 52:54:00:00:00:01 up',
+        'FLOE-TEST IP eth0 fd00::5/64',
+        'FLOE-TEST IP eth0 fec0::7/64',
+        'leased',
+        'FLOE-TEST LINK eth1 52:54:00:00:00:02 up',
+        'FLOE-TEST LINK eth1 gone',
+        'FLOE-TEST LINK eth1 52:54:00:00:00:03 up',
+      ]);
+      // Once the console shell runs, a marker starts on a line of its own.
+      expect(r.stdout).toContain('gone\n\nFLOE-TEST LINK eth1 52:54:00:00:00:03 up\n');
+      expect(r.stdout.startsWith('FLOE-TEST LINK eth0 52:54:00:00:00:01 up\n')).toBe(true);
+      const calls = (await readFile(log, 'utf8')).split('\n');
+      expect(calls).toContain('ip link set eth0 up');
+      expect(calls).toContain('ip link set eth1 up');
+      expect(calls.filter((c) => c.startsWith('udhcpc')).sort()).toEqual(['udhcpc eth0', 'udhcpc eth1', 'udhcpc eth1']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('boot syslinux without a prompt, on the serial console', () => {

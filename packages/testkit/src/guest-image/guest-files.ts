@@ -6,8 +6,9 @@
  * What the guest does at boot, in order: mount /proc, /sys, /dev; load the
  * modules; find the NoCloud seed (a device labelled `cidata`, ISO 9660 or
  * FAT, on a CD-ROM or a disk) and mount it read-only; set the hostname from
- * `local-hostname`; bring eth0 up with DHCP when there is one (waits a few
- * seconds for a lease, then keeps trying in the background); start acpid,
+ * `local-hostname`; bring every ethN up with DHCP (waits a few seconds for
+ * the leases, then keeps trying in the background) and keep watching for
+ * NICs plugged in or pulled out later (see NETWORK_FUNCTIONS); start acpid,
  * which powers off on the ACPI power button; hand PID 1 to busybox init. Its
  * first job runs user-data when it is a `#!` script (output on the console;
  * `poweroff` and `reboot` work there) and prints `FLOE-TEST READY <hostname>`;
@@ -21,6 +22,11 @@
 export const READY_MARKER = 'FLOE-TEST READY';
 /** Printed on the serial console for every DHCP lease: `FLOE-TEST IP eth0 10.0.2.15/24`. */
 export const IP_MARKER = 'FLOE-TEST IP';
+/**
+ * Printed on the serial console when a NIC appears or goes:
+ * `FLOE-TEST LINK eth1 52:54:00:12:34:56 up`, `FLOE-TEST LINK eth1 gone`.
+ */
+export const LINK_MARKER = 'FLOE-TEST LINK';
 /** The hostname when no seed names one. */
 export const DEFAULT_GUEST_HOSTNAME = 'floe-test';
 
@@ -39,6 +45,68 @@ export const GUEST_MODULES = [
 
 /** The kernel command line of the test guest: everything on the first serial port. */
 export const GUEST_KERNEL_CMDLINE = 'console=ttyS0,115200 quiet';
+
+/**
+ * The guest's network handling, as shell functions for /init. `net_sweep`
+ * looks at every `eth*` in `$NET_SYS` (default /sys/class/net): a NIC it has
+ * not seen (by name and ifindex, so a new NIC that takes a pulled one's name
+ * counts as new) is brought up (so IPv6 SLAAC configures it) and gets a
+ * udhcpc that keeps asking until a lease comes and then renews it; a NIC that
+ * went has its udhcpc stopped. It prints LINK_MARKER lines for both, and an
+ * IP_MARKER line for each new global (or site-local) IPv6 address once it
+ * passed duplicate address detection (the udhcpc hook prints the
+ * IPv4 ones). `net_leased` is true once every NIC seen has an IPv4 lease.
+ * State lives in `$NET_RUN` (default /run/floe). `$name` is the hostname sent
+ * with DHCP.
+ */
+export const NETWORK_FUNCTIONS = `# Once the console shell runs, its prompt ends the line: start markers on a line of their own.
+net_say() {
+  if [ -e "\${NET_RUN:-/run/floe}/ready" ]; then printf '\\n%s\\n' "$*"; else printf '%s\\n' "$*"; fi
+}
+
+net_start() {
+  n=$1
+  ip link set "$n" up
+  # In the foreground of a background job: keeps asking every few seconds until a lease comes, then renews it.
+  udhcpc -f -i "$n" -s /etc/udhcpc/default.script -x "hostname:$name" -t 3 -T 1 -A 2 -p "\${NET_RUN:-/run/floe}/udhcpc.$n.pid" </dev/null >"\${NET_RUN:-/run/floe}/udhcpc.$n.log" 2>&1 &
+  echo "$(cat "\${NET_SYS:-/sys/class/net}/$n/ifindex") $!" >"\${NET_RUN:-/run/floe}/nic.$n"
+  net_say "${LINK_MARKER} $n $(cat "\${NET_SYS:-/sys/class/net}/$n/address") up"
+}
+
+net_stop() {
+  n=$1
+  read -r _ pid <"\${NET_RUN:-/run/floe}/nic.$n" && kill "$pid" 2>/dev/null
+  rm -f "\${NET_RUN:-/run/floe}/nic.$n" "\${NET_RUN:-/run/floe}/lease.$n" "\${NET_RUN:-/run/floe}/ipv6.$n"
+  net_say "${LINK_MARKER} $n gone"
+}
+
+net_sweep() {
+  for f in "\${NET_RUN:-/run/floe}"/nic.*; do
+    [ -e "$f" ] || continue
+    n=\${f##*/nic.}
+    read -r seen _ <"$f"
+    [ "$(cat "\${NET_SYS:-/sys/class/net}/$n/ifindex" 2>/dev/null)" = "$seen" ] || net_stop "$n"
+  done
+  for d in "\${NET_SYS:-/sys/class/net}"/eth*; do
+    [ -e "$d/ifindex" ] || continue
+    n=\${d##*/}
+    [ -e "\${NET_RUN:-/run/floe}/nic.$n" ] || net_start "$n"
+    for a in $(ip -6 addr show dev "$n" 2>/dev/null | sed -n '/tentative/d; s/^ *inet6 \\([0-9a-f:]*\\/[0-9]*\\) scope \\(global\\|site\\) .*/\\1/p'); do
+      grep -qx "$a" "\${NET_RUN:-/run/floe}/ipv6.$n" 2>/dev/null && continue
+      echo "$a" >>"\${NET_RUN:-/run/floe}/ipv6.$n"
+      net_say "${IP_MARKER} $n $a"
+    done
+  done
+}
+
+net_leased() {
+  for f in "\${NET_RUN:-/run/floe}"/nic.*; do
+    [ -e "$f" ] || continue
+    [ -e "\${NET_RUN:-/run/floe}/lease.\${f##*/nic.}" ] || return 1
+  done
+  return 0
+}
+`;
 
 /** The guest's /init: prepares the machine (see above), then becomes busybox init. */
 export function initScript(modules: readonly string[]): string {
@@ -90,10 +158,16 @@ echo "$name" >/etc/hostname
 echo "127.0.1.1 $name" >>/etc/hosts
 
 ip link set lo up
-if [ -e /sys/class/net/eth0 ]; then
-  ip link set eth0 up
-  udhcpc -i eth0 -s /etc/udhcpc/default.script -x "hostname:$name" -t 5 -T 1 -b -p /run/udhcpc.eth0.pid
-fi
+${NETWORK_FUNCTIONS}
+# DHCP (and, with the links up, SLAAC) on every NIC there is now; wait a few
+# seconds for the leases, then keep watching for NICs plugged in or pulled out.
+net_sweep
+i=0
+while [ "$i" -lt 50 ] && ! net_leased; do
+  i=$((i + 1))
+  sleep 0.1
+done
+(while :; do sleep 1; net_sweep; done) </dev/null >/dev/console 2>&1 &
 
 acpid -c /etc/acpi -l /run/acpid.log -p /run/acpid.pid || say "cannot start acpid"
 
@@ -147,6 +221,7 @@ exec /sbin/poweroff
 export const UDHCPC_SCRIPT = `#!/bin/sh
 case "$1" in
   deconfig)
+    rm -f "/run/floe/lease.$interface"
     ip -4 addr flush dev "$interface"
     ip link set "$interface" up
     ;;
@@ -159,7 +234,10 @@ case "$1" in
     : >/etc/resolv.conf
     for d in $dns; do echo "nameserver $d" >>/etc/resolv.conf; done
     [ -n "$domain" ] && echo "search $domain" >>/etc/resolv.conf
-    echo "${IP_MARKER} $interface $ip/\${mask:-24}" >/dev/console
+    # After boot the console shell's prompt ends the line: start on a new one.
+    nl=; [ -e /run/floe/ready ] && nl='\\n'
+    printf "$nl%s\\n" "${IP_MARKER} $interface $ip/\${mask:-24}" >/dev/console
+    touch "/run/floe/lease.$interface"
     ;;
 esac
 exit 0

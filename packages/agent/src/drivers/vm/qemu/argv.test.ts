@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FloeError } from '@floe/api';
-import { qemuArgv, type QemuSpec } from './argv.js';
+import { nicQmpArgs, qemuArgv, type QemuSpec } from './argv.js';
 
 const dir = '/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3';
 
@@ -57,6 +57,14 @@ describe('qemuArgv', () => {
       '-device', 'virtio-rng-pci,rng=rng0',
       '-drive', 'if=none,id=disk0,file=/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/disk.qcow2,format=qcow2,cache=none,discard=unmap',
       '-device', 'virtio-blk-pci,drive=disk0,bootindex=0',
+      '-device', 'pcie-root-port,id=nicport0,chassis=1,slot=0,io-reserve=0',
+      '-device', 'pcie-root-port,id=nicport1,chassis=2,slot=0,io-reserve=0',
+      '-device', 'pcie-root-port,id=nicport2,chassis=3,slot=0,io-reserve=0',
+      '-device', 'pcie-root-port,id=nicport3,chassis=4,slot=0,io-reserve=0',
+      '-device', 'pcie-root-port,id=nicport4,chassis=5,slot=0,io-reserve=0',
+      '-device', 'pcie-root-port,id=nicport5,chassis=6,slot=0,io-reserve=0',
+      '-device', 'pcie-root-port,id=nicport6,chassis=7,slot=0,io-reserve=0',
+      '-device', 'pcie-root-port,id=nicport7,chassis=8,slot=0,io-reserve=0',
       '-drive', 'if=none,id=seed,file=/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/seed.iso,format=raw,media=cdrom,readonly=on',
       '-device', 'ide-cd,drive=seed',
     ]);
@@ -81,6 +89,14 @@ describe('qemuArgv', () => {
       '-device', 'virtio-rng-pci,rng=rng0',
       '-drive', 'if=none,id=disk0,file=/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/disk.qcow2,format=qcow2,cache=writeback,discard=unmap',
       '-device', 'virtio-blk-pci,drive=disk0,bootindex=0',
+      '-device', 'pcie-root-port,id=nicport0,chassis=1,slot=0,io-reserve=0',
+      '-device', 'pcie-root-port,id=nicport1,chassis=2,slot=0,io-reserve=0',
+      '-device', 'pcie-root-port,id=nicport2,chassis=3,slot=0,io-reserve=0',
+      '-device', 'pcie-root-port,id=nicport3,chassis=4,slot=0,io-reserve=0',
+      '-device', 'pcie-root-port,id=nicport4,chassis=5,slot=0,io-reserve=0',
+      '-device', 'pcie-root-port,id=nicport5,chassis=6,slot=0,io-reserve=0',
+      '-device', 'pcie-root-port,id=nicport6,chassis=7,slot=0,io-reserve=0',
+      '-device', 'pcie-root-port,id=nicport7,chassis=8,slot=0,io-reserve=0',
     ]);
   });
 
@@ -116,22 +132,36 @@ describe('qemuArgv', () => {
 
 describe('qemuArgv with NICs', () => {
   const nics = [
-    { id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C4', tap: 'fltp2b9227216a2', mac: '52:54:00:12:34:56' },
-    { id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C6', tap: 'fltp0123456789a', mac: '52:54:00:ab:cd:ef' },
+    { id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C4', tap: 'fltp2b9227216a2', mac: '52:54:00:12:34:56', index: 0 },
+    { id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C6', tap: 'fltp0123456789a', mac: '52:54:00:ab:cd:ef', index: 5 },
   ];
 
-  it('adds a tap netdev and a virtio-net-pci device per NIC, after the disk and before the seed', () => {
+  it('adds a tap netdev and a virtio-net-pci device per NIC on its slot\'s root port, after the ports and before the seed', () => {
     const argv = qemuArgv(spec({ nics }));
     const base = qemuArgv(spec());
-    const at = base.indexOf('-drive', base.indexOf('virtio-blk-pci,drive=disk0,bootindex=0'));
+    const at = base.indexOf('-drive', base.indexOf('pcie-root-port,id=nicport7,chassis=8,slot=0,io-reserve=0'));
     expect(argv.slice(at, at + 8)).toEqual([
       '-netdev', 'tap,id=nd-nic_01JB8X0Q3E6M2T9K4V7W5YB1C4,ifname=fltp2b9227216a2,script=no,downscript=no,vhost=off',
-      '-device', 'virtio-net-pci,netdev=nd-nic_01JB8X0Q3E6M2T9K4V7W5YB1C4,id=nic_01JB8X0Q3E6M2T9K4V7W5YB1C4,mac=52:54:00:12:34:56',
+      '-device', 'virtio-net-pci,netdev=nd-nic_01JB8X0Q3E6M2T9K4V7W5YB1C4,id=nic_01JB8X0Q3E6M2T9K4V7W5YB1C4,mac=52:54:00:12:34:56,bus=nicport0',
       '-netdev', 'tap,id=nd-nic_01JB8X0Q3E6M2T9K4V7W5YB1C6,ifname=fltp0123456789a,script=no,downscript=no,vhost=off',
-      '-device', 'virtio-net-pci,netdev=nd-nic_01JB8X0Q3E6M2T9K4V7W5YB1C6,id=nic_01JB8X0Q3E6M2T9K4V7W5YB1C6,mac=52:54:00:ab:cd:ef',
+      '-device', 'virtio-net-pci,netdev=nd-nic_01JB8X0Q3E6M2T9K4V7W5YB1C6,id=nic_01JB8X0Q3E6M2T9K4V7W5YB1C6,mac=52:54:00:ab:cd:ef,bus=nicport5',
     ]);
     expect(argv.length).toBe(base.length + 8);
     expect(qemuArgv(spec({ nics: [] }))).toEqual(base);
+  });
+
+  it('puts NICs recorded without a slot on the port of their position', () => {
+    const argv = qemuArgv(spec({ nics: nics.map(({ index: _, ...nic }) => nic) }));
+    expect(argv.filter((a) => a.startsWith('virtio-net-pci')).map((a) => a.split(',').at(-1))).toEqual(['bus=nicport0', 'bus=nicport1']);
+  });
+
+  it('builds the same NIC for QMP hot-plug', () => {
+    expect(nicQmpArgs(nics[1]!, 1)).toEqual({
+      netdev: { type: 'tap', id: 'nd-nic_01JB8X0Q3E6M2T9K4V7W5YB1C6', ifname: 'fltp0123456789a', script: 'no', downscript: 'no', vhost: false },
+      device: { driver: 'virtio-net-pci', netdev: 'nd-nic_01JB8X0Q3E6M2T9K4V7W5YB1C6', id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C6', mac: '52:54:00:ab:cd:ef', bus: 'nicport5' },
+    });
+    expectInvalid(() => nicQmpArgs({ ...nics[0]!, index: 8 }, 0), 'nics[0].index');
+    expectInvalid(() => nicQmpArgs({ ...nics[0]!, tap: 'a b' }, 0), 'nics[0].tap');
   });
 
   it('rejects NIC values that could break QEMU option syntax', () => {
@@ -140,6 +170,13 @@ describe('qemuArgv with NICs', () => {
     expectInvalid(() => qemuArgv(spec({ nics: [nics[0]!, { ...nics[1]!, mac: '53:54:00:ab:cd:ef' }] })), 'nics[1].mac');
     expectInvalid(() => qemuArgv(spec({ nics: [{ ...nics[0]!, mac: '52:54:00:AB:CD:EF' }] })), 'nics[0].mac');
     expectInvalid(() => qemuArgv(spec({ nics: [{ ...nics[0]!, id: 'nic_x,y' }] })), 'nics[0].id');
-    expectInvalid(() => qemuArgv(spec({ nics: Array.from({ length: 9 }, () => nics[0]!) })), 'nics');
+    expectInvalid(() => qemuArgv(spec({ nics: Array.from({ length: 9 }, (_, i) => ({ ...nics[0]!, index: i })) })), 'nics');
+  });
+
+  it('rejects slots out of range and two NICs in one slot or with one id', () => {
+    expectInvalid(() => qemuArgv(spec({ nics: [{ ...nics[0]!, index: 8 }] })), 'nics[0].index');
+    expectInvalid(() => qemuArgv(spec({ nics: [{ ...nics[0]!, index: -1 }] })), 'nics[0].index');
+    expectInvalid(() => qemuArgv(spec({ nics: [nics[0]!, { ...nics[1]!, index: 0 }] })), 'nics[1].index');
+    expectInvalid(() => qemuArgv(spec({ nics: [nics[0]!, { ...nics[1]!, id: nics[0]!.id }] })), 'nics[1].id');
   });
 });

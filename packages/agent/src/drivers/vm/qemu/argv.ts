@@ -27,6 +27,11 @@ export interface QemuNic {
   /** The tap the agent created (`fltp...`), at most 15 characters. */
   tap: string;
   mac: string;
+  /**
+   * The NIC's slot (0..7): it sits on that slot's PCIe root port. Absent in
+   * records written before slots existed; then its position in the list.
+   */
+  index?: number;
 }
 
 /** Everything the QEMU command line is built from. */
@@ -87,30 +92,88 @@ const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 /** Most NICs an instance may have. */
 export const MAX_NICS = 8;
 
+/** QEMU id of the PCIe root port of NIC slot `index`. */
+export function nicPortId(index: number): string {
+  return `nicport${index}`;
+}
+
 /**
- * QEMU's `-netdev`/`-device` values of one NIC: a tap the agent created
- * (QEMU runs no scripts, vhost off so no /dev/vhost-net is needed) and a
- * virtio-net-pci with the NIC's MAC. The ids derive from the NIC id, not
- * its position, so QMP `device_del <nic id>` / `netdev_del nd-<nic id>`
- * hot-remove the right one.
+ * The PCIe root ports NICs are plugged into, one per slot: q35's root bus
+ * takes no hot-plugged devices, a root port does. Each port is its own
+ * chassis (unique chassis/slot pairs are required); `io-reserve=0` keeps the
+ * ports from claiming I/O space (a 4 KiB window each would run the 64 KiB I/O
+ * space out), which virtio-net (modern, MMIO) does not need.
  */
-export function nicArgs(nic: QemuNic, index: number): { netdev: string; device: string } {
-  const field = `nics[${index}]`;
-  if (!Number.isInteger(index) || index < 0 || index >= MAX_NICS) throw invalid('nics', `an instance has at most ${MAX_NICS} NICs`);
+export function nicPortArgs(index: number): string {
+  return `pcie-root-port,id=${nicPortId(index)},chassis=${index + 1},slot=0,io-reserve=0`;
+}
+
+/** The slot of a NIC (its `index`, or its position for records from before slots). */
+export function nicSlot(nic: QemuNic, position: number): number {
+  return nic.index ?? position;
+}
+
+/**
+ * The `netdev_add` and `device_add` arguments of one NIC, as QMP takes them:
+ * the same tap netdev and virtio-net-pci device `nicArgs` puts on the command line.
+ */
+export function nicQmpArgs(nic: QemuNic, position: number): { netdev: Record<string, unknown>; device: Record<string, unknown> } {
+  const slot = checkNic(nic, position);
+  return {
+    netdev: { type: 'tap', id: `nd-${nic.id}`, ifname: nic.tap, script: 'no', downscript: 'no', vhost: false },
+    device: { driver: 'virtio-net-pci', netdev: `nd-${nic.id}`, id: nic.id, mac: nic.mac, bus: nicPortId(slot) },
+  };
+}
+
+function checkNic(nic: QemuNic, position: number): number {
+  const field = `nics[${position}]`;
+  const slot = nicSlot(nic, position);
+  if (!Number.isInteger(slot) || slot < 0 || slot >= MAX_NICS) throw invalid(nic.index === undefined ? 'nics' : `${field}.index`, `an instance has at most ${MAX_NICS} NICs, in slots 0 to ${MAX_NICS - 1}`);
   if (!NIC_ID_RE.test(nic.id)) throw invalid(`${field}.id`, `NIC id ${JSON.stringify(nic.id)} is malformed`);
   if (!TAP_RE.test(nic.tap)) throw invalid(`${field}.tap`, `tap name ${JSON.stringify(nic.tap)} is not a valid interface name`);
   if (!MAC_RE.test(nic.mac) || (parseInt(nic.mac.slice(0, 2), 16) & 1) === 1) throw invalid(`${field}.mac`, `${JSON.stringify(nic.mac)} is not a lower-case unicast MAC address`);
+  return slot;
+}
+
+/**
+ * QEMU's `-netdev`/`-device` values of one NIC: a tap the agent created
+ * (QEMU runs no scripts, vhost off so no /dev/vhost-net is needed) and a
+ * virtio-net-pci with the NIC's MAC on the root port of its slot. The ids
+ * derive from the NIC id, not its position, so QMP `device_del <nic id>` /
+ * `netdev_del nd-<nic id>` hot-remove the right one.
+ */
+export function nicArgs(nic: QemuNic, position: number): { netdev: string; device: string } {
+  const slot = checkNic(nic, position);
   return {
     netdev: `tap,id=nd-${nic.id},ifname=${nic.tap},script=no,downscript=no,vhost=off`,
-    device: `virtio-net-pci,netdev=nd-${nic.id},id=${nic.id},mac=${nic.mac}`,
+    device: `virtio-net-pci,netdev=nd-${nic.id},id=${nic.id},mac=${nic.mac},bus=${nicPortId(slot)}`,
   };
+}
+
+/**
+ * Check a VM's NIC list as a whole: each NIC valid, at most MAX_NICS, slots
+ * and ids unique. Returns the slot of each, in list order.
+ */
+export function checkNics(nics: readonly QemuNic[]): number[] {
+  if (nics.length > MAX_NICS) throw invalid('nics', `an instance has at most ${MAX_NICS} NICs`);
+  const slots = nics.map((nic, i) => checkNic(nic, i));
+  const seenSlots = new Set<number>();
+  const seenIds = new Set<string>();
+  nics.forEach((nic, i) => {
+    if (seenSlots.has(slots[i]!)) throw invalid(`nics[${i}].index`, `two NICs in slot ${slots[i]}`);
+    if (seenIds.has(nic.id)) throw invalid(`nics[${i}].id`, `NIC ${nic.id} is listed twice`);
+    seenSlots.add(slots[i]!);
+    seenIds.add(nic.id);
+  });
+  return slots;
 }
 
 /**
  * The arguments of `qemu-system-x86_64` for one VM: q35, detached
  * (`-daemonize` + pidfile), QMP and the serial console on unix sockets in the
  * runtime directory, the console logged to a file, a virtio disk and the seed
- * on q35's AHCI CD-ROM. `graphics=off` makes SeaBIOS print to the serial
+ * on q35's AHCI CD-ROM, one PCIe root port per NIC slot (so NICs can be
+ * hot-plugged later) with each NIC on its slot's port. `graphics=off` makes SeaBIOS print to the serial
  * port, so boot failures show up in the console log. Pure; throws
  * `validation_failed` for anything that could break QEMU's option syntax.
  *
@@ -153,7 +216,10 @@ export function qemuArgv(spec: QemuSpec): string[] {
     '-drive', `if=none,id=disk0,file=${disk},format=qcow2,cache=${spec.diskCache},discard=unmap`,
     '-device', 'virtio-blk-pci,drive=disk0,bootindex=0',
   ];
-  (spec.nics ?? []).forEach((nic, i) => {
+  const nics = spec.nics ?? [];
+  checkNics(nics);
+  for (let slot = 0; slot < MAX_NICS; slot++) argv.push('-device', nicPortArgs(slot));
+  nics.forEach((nic, i) => {
     const { netdev, device } = nicArgs(nic, i);
     argv.push('-netdev', netdev, '-device', device);
   });

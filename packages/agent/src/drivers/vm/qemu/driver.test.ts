@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -5,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FloeError, type DesiredInstance, type VmDriver, type VmDriverEvent } from '@floe/api';
 import { desiredInstance, testId, vmDriverContract } from '@floe/testkit';
+import { ensureTestImage, READY_MARKER, TestImageError } from '@floe/testkit/guest-image';
 import { run, which } from '../../../host/exec.js';
 import { imageInfo } from './disk.js';
 import { KVM_FAILURE_MESSAGE, QemuDriver, VM_FILES, type QemuDriverOptions } from './driver.js';
@@ -25,6 +27,15 @@ const haveQemu = missing.length === 0;
 const CONTRACT_POWERDOWN_WAIT_MS = 1000;
 
 const stateDirs: string[] = [];
+/** Taps the tests made (unique `fltp` names, attached to nothing, QEMU sends nowhere); deleted in afterAll. */
+const taps: string[] = [];
+
+async function newTap(): Promise<string> {
+  const name = `fltp${randomBytes(5).toString('hex')}`;
+  await run('ip', ['tuntap', 'add', 'dev', name, 'mode', 'tap']);
+  taps.push(name);
+  return name;
+}
 let workDir: string;
 let base: string;
 
@@ -71,6 +82,7 @@ function contractView(driver: QemuDriver, imagePath: string): VmDriver {
     followLog: (id, listener) => driver.followLog(id, listener),
     openConsole: (id) => driver.openConsole(id),
     stats: (id) => driver.stats(id),
+    setNics: (id, nics, opts) => driver.setNics(id, nics, opts),
     onEvent: (listener) => driver.onEvent(listener),
     close: () => driver.close(),
   };
@@ -89,6 +101,7 @@ afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
   }
   if (workDir !== undefined) await rm(workDir, { recursive: true, force: true });
+  for (const tap of taps) await run('ip', ['link', 'del', tap]).catch(() => {});
 });
 
 describe.skipIf(!haveQemu)('QEMU driver', () => {
@@ -96,6 +109,8 @@ describe.skipIf(!haveQemu)('QEMU driver', () => {
     'qemu',
     async () => {
       const stateDir = await newStateDir();
+      // Two taps for the NIC cases, made once and shared: the cases run one after the other.
+      while (taps.length < 2) await newTap();
       const drivers: VmDriver[] = [];
       const open = () => {
         const d = contractView(new QemuDriver({ stateDir, accelerator: 'tcg' }), base);
@@ -105,6 +120,7 @@ describe.skipIf(!haveQemu)('QEMU driver', () => {
       return {
         driver: open(),
         reopen: async () => open(),
+        taps: taps.slice(0, 2),
         cleanup: async () => {
           for (const d of drivers) await d.close();
           await killAll(stateDir);
@@ -329,6 +345,99 @@ describe.skipIf(!haveQemu)('QEMU driver', () => {
       expect(events.find((e) => e.id === quit.id)).toMatchObject({ type: 'stopped', exit_code: 0 });
       await next.list();
       expect(events).toHaveLength(2);
+    });
+
+    describe('NIC hot-plug with the test guest', () => {
+      const BOOT_TIMEOUT_MS = 180_000;
+
+      async function guestImage(ctx: { skip: (note?: string) => void }): Promise<string | null> {
+        try {
+          return (await ensureTestImage()).path;
+        } catch (err) {
+          if (err instanceof TestImageError && err.reason === 'unavailable' && !process.env.CI) {
+            ctx.skip(err.message);
+            return null;
+          }
+          throw err;
+        }
+      }
+
+      // Type a command on the serial console and wait for a pattern in what comes back.
+      // At the start of a line even when the shell's prompt was the last thing on the console.
+      const linkUp = (mac: string) => new RegExp(`^FLOE-TEST LINK eth0 ${mac} up\\r?$`, 'm');
+
+      async function ask(serial: Awaited<ReturnType<QemuDriver['openConsole']>>, command: string, pattern: RegExp, timeoutMs = 30_000): Promise<string> {
+        const chunks: Buffer[] = [];
+        const off = serial.onData((d) => chunks.push(d));
+        try {
+          serial.write(Buffer.from(`${command}\r`));
+          await expect.poll(() => Buffer.concat(chunks).toString('utf8'), { timeout: timeoutMs, interval: 100 }).toMatch(pattern);
+          return Buffer.concat(chunks).toString('utf8');
+        } finally {
+          off();
+        }
+      }
+
+      it('hot-adds a NIC the guest sees, hot-removes it, and starts a stopped VM with the NICs set meanwhile', async (ctx) => {
+        const imagePath = await guestImage(ctx);
+        if (imagePath === null) return;
+        const { driver, events } = await setup();
+        const tap = await newTap();
+        const nic = { id: testId('nic'), tap, mac: `52:54:00:${randomBytes(3).toString('hex').match(/../g)!.join(':')}`, index: 2 };
+        const vm = desiredInstance({ id: testId('inst'), name: 'hotplug', spec: { memory_mib: 256 } });
+        await driver.create(vm, { imagePath });
+        await driver.start(vm.id);
+        await expect.poll(() => logText(driver, vm.id), { timeout: BOOT_TIMEOUT_MS, interval: 500 }).toMatch(new RegExp(`^${READY_MARKER} hotplug\\r?$`, 'm'));
+        const serial = await driver.openConsole(vm.id);
+        try {
+          await ask(serial, 'ls /sys/class/net; echo listed-$((1 + 1))', /listed-2/);
+
+          const plugged = Date.now();
+          expect(await driver.setNics(vm.id, [nic])).toEqual({ removed: [], added: [nic.id] });
+          await expect.poll(() => logText(driver, vm.id), { timeout: 60_000, interval: 200 }).toMatch(linkUp(nic.mac));
+          console.log(`hot-add to the guest's link watcher under TCG: ${((Date.now() - plugged) / 1000).toFixed(1)} s`);
+          await ask(serial, 'cat /sys/class/net/eth0/address; ip link show eth0 | grep -c UP', new RegExp(`${nic.mac}\\s+1\\s`));
+          const cmd = await driver.qmpExecute<Array<{ name: string; type: string }>>(vm.id, 'qom-list', { path: '/machine/peripheral' });
+          expect(cmd).toContainEqual({ name: nic.id, type: 'child<virtio-net-pci>' });
+          // The same list again changes nothing.
+          expect(await driver.setNics(vm.id, [nic])).toEqual({ removed: [], added: [] });
+
+          const pulled = Date.now();
+          expect(await driver.setNics(vm.id, [])).toEqual({ removed: [nic.id], added: [] });
+          console.log(`hot-remove (device_del to DEVICE_DELETED) under TCG: ${((Date.now() - pulled) / 1000).toFixed(1)} s`);
+          const devices = await driver.qmpExecute<Array<{ name: string }>>(vm.id, 'qom-list', { path: '/machine/peripheral' });
+          expect(devices.map((d) => d.name)).not.toContain(nic.id);
+          await expect.poll(() => logText(driver, vm.id), { timeout: 30_000, interval: 200 }).toMatch(/^FLOE-TEST LINK eth0 gone\r?$/m);
+          const listing = await ask(serial, 'ls /sys/class/net; echo listed-$((2 + 1))', /listed-3/);
+          expect(listing).not.toMatch(/eth0/);
+          // The netdev went with it: the tap is free for the NIC to be plugged in again.
+          expect(await driver.setNics(vm.id, [nic])).toEqual({ removed: [], added: [nic.id] });
+        } finally {
+          serial.close();
+        }
+
+        await driver.stop(vm.id, { force: true });
+        const other = { ...nic, id: testId('nic'), mac: '52:54:00:fe:00:07', index: 7 };
+        expect(await driver.setNics(vm.id, [other])).toEqual({ removed: [nic.id], added: [] });
+        const record = JSON.parse(await readFile(join(driver.vmDir(vm.id), VM_FILES.record), 'utf8')) as { nics: unknown };
+        expect(record.nics).toEqual([other]);
+        const again = await driver.start(vm.id);
+        const cmdline = readFileSync(`/proc/${again.pid}/cmdline`, 'utf8').split('\0');
+        expect(cmdline).toContain(`virtio-net-pci,netdev=nd-${other.id},id=${other.id},mac=${other.mac},bus=nicport7`);
+        expect(cmdline).toContain('pcie-root-port,id=nicport7,chassis=8,slot=0,io-reserve=0');
+        await expect.poll(async () => (await logText(driver, vm.id)).split(READY_MARKER).length, { timeout: BOOT_TIMEOUT_MS, interval: 500 }).toBe(3);
+        expect((await logText(driver, vm.id)).split(READY_MARKER)[1]).toMatch(linkUp(other.mac));
+        // A NIC the guest holds on to is removed after it lets go; with no time at all the driver says so, and the NIC stays recorded.
+        const err = await driver.setNics(vm.id, [], { timeoutMs: 0 }).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(FloeError);
+        expect(err).toMatchObject({ code: 'host_operation_failed', details: { reason: 'unplug_timeout' } });
+        expect((JSON.parse(await readFile(join(driver.vmDir(vm.id), VM_FILES.record), 'utf8')) as { nics: unknown }).nics).toEqual([other]);
+        // Asked again, the unplug already under way completes.
+        expect(await driver.setNics(vm.id, [])).toEqual({ removed: [other.id], added: [] });
+        expect((JSON.parse(await readFile(join(driver.vmDir(vm.id), VM_FILES.record), 'utf8')) as { nics?: unknown }).nics).toBeUndefined();
+        await driver.stop(vm.id, { force: true });
+        expect(events.filter((e) => e.type === 'crashed')).toEqual([]);
+      }, 2 * 180_000 + 120_000);
     });
 
     describe('with a fake QEMU', () => {

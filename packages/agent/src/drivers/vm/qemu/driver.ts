@@ -8,7 +8,9 @@ import {
   NAME_PATTERN,
   type ConsoleStream,
   type DesiredInstance,
+  type SetNicsResult,
   type VmCreateContext,
+  type VmNic,
   type VmDriver,
   type VmDriverEvent,
   type VmInfo,
@@ -16,10 +18,10 @@ import {
 } from '@floe/api';
 import { ExecError, run } from '../../../host/exec.js';
 import { SEED_ISO_NAME, seedFiles, writeSeedIso } from '../seed.js';
-import { INSTANCE_ID_RE, QEMU_BINARY, qemuArgv, type QemuAccelerator, type QemuDiskCache, type QemuNic, type QemuSpec } from './argv.js';
+import { checkNics, INSTANCE_ID_RE, nicPortId, nicQmpArgs, QEMU_BINARY, qemuArgv, type QemuAccelerator, type QemuDiskCache, type QemuNic, type QemuSpec } from './argv.js';
 import { DEFAULT_LOG_MAX_BYTES, LogFollower, readLogTail, trimLog } from './console-log.js';
 import { ensureOverlay, growDisk } from './disk.js';
-import { connectWithRetry, type QmpClient, type QmpEvent } from './qmp.js';
+import { connectWithRetry, QmpError, type QmpClient, type QmpEvent } from './qmp.js';
 
 /** Options of the QEMU driver. */
 export interface QemuDriverOptions {
@@ -37,6 +39,11 @@ export interface QemuDriverOptions {
   logMaxBytes?: number;
   /** Disk cache mode; default `none` when the state directory's file system supports O_DIRECT, else `writeback`. */
   diskCache?: QemuDiskCache;
+  /**
+   * How long a NIC hot-remove waits for the guest to release the device;
+   * default 60 s (Linux waits 5 s after the PCIe attention button, and TCG is slow).
+   */
+  nicUnplugTimeoutMs?: number;
 }
 
 /** Files of a VM's runtime directory. */
@@ -65,7 +72,7 @@ interface VmRecord {
   created_at: string;
   /** The accelerator of the last start; null before the first. */
   accelerator: QemuAccelerator | null;
-  /** NICs with their taps, in guest order; absent in records written before networking. */
+  /** NICs with their taps and slots; absent in records written before networking (and slots before hot-plug). */
   nics?: QemuNic[];
 }
 
@@ -111,6 +118,15 @@ export const KVM_FAILURE_MESSAGE =
   '(often nested virtualization); start floe-agent with FLOE_ACCEL=tcg (or --accel tcg) to use software emulation';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** A NIC as vm.json keeps it: with its slot (records from before slots get their position). */
+function slotted(nics: readonly QemuNic[]): Array<QemuNic & { index: number }> {
+  return nics.map((n, i) => ({ id: n.id, tap: n.tap, mac: n.mac, index: n.index ?? i }));
+}
+
+function sameNic(a: QemuNic & { index: number }, b: QemuNic & { index: number }): boolean {
+  return a.id === b.id && a.tap === b.tap && a.mac === b.mac && a.index === b.index;
+}
 
 function notFound(id: string): FloeError {
   return new FloeError('instance_not_found', `no VM ${id} on this host`, { id });
@@ -207,6 +223,7 @@ export class QemuDriver implements VmDriver {
   private readonly qemu: string;
   private readonly stopTimeoutMs: number;
   private readonly logMaxBytes: number;
+  private readonly nicUnplugTimeoutMs: number;
   private diskCache: Promise<QemuDiskCache> | null;
   private readonly listeners = new Set<(event: VmDriverEvent) => void>();
   private readonly monitors = new Map<string, Monitor>();
@@ -230,6 +247,7 @@ export class QemuDriver implements VmDriver {
     this.stopTimeoutMs = opts.stopTimeoutMs ?? 30_000;
     this.logMaxBytes = opts.logMaxBytes ?? DEFAULT_LOG_MAX_BYTES;
     this.diskCache = opts.diskCache === undefined ? null : Promise.resolve(opts.diskCache);
+    this.nicUnplugTimeoutMs = opts.nicUnplugTimeoutMs ?? 60_000;
   }
 
   /** The accelerator new starts use. */
@@ -528,6 +546,136 @@ export class QemuDriver implements VmDriver {
     const monitor = this.monitors.get(id);
     if (!seen.running || monitor === undefined) throw new FloeError('invalid_state', `VM ${seen.record.name} is not running (or its QMP socket does not answer)`, { id });
     return monitor.client.execute<T>(command, args, opts);
+  }
+
+  /**
+   * Make the VM's NICs match `nics` (see VmDriver.setNics). vm.json always
+   * holds what the next start plugs in. On a running VM, NICs to go are
+   * unplugged first (`device_del`, then the guest releases the device and
+   * QEMU says DEVICE_DELETED, then `netdev_del`), freeing their slots, then
+   * new ones are plugged in (`netdev_add` + `device_add` on the slot's root
+   * port). What QEMU has is read from `/machine/peripheral`, so a call after
+   * a partial failure picks up where it stopped.
+   */
+  async setNics(id: string, nics: VmNic[], opts: { timeoutMs?: number } = {}): Promise<SetNicsResult> {
+    this.checkOpen();
+    checkId(id);
+    const wanted = slotted(nics);
+    checkNics(wanted);
+    wanted.sort((a, b) => a.index - b.index);
+    return this.locked(id, async () => {
+      const seen = await this.observe(id, { adopt: true });
+      if (seen === null) throw notFound(id);
+      const recorded = slotted(seen.record.nics ?? []);
+      const wantedIds = new Set(wanted.map((n) => n.id));
+      if (!seen.running || seen.pid === null) {
+        await this.recordNics(seen.record, wanted);
+        return { removed: recorded.filter((n) => !wantedIds.has(n.id)).map((n) => n.id), added: [] };
+      }
+      const monitor = this.monitors.get(id) ?? (await this.attach(id, seen.pid));
+      if (monitor === null) throw new FloeError('host_operation_failed', `the QMP socket of VM ${seen.record.name} does not answer`, { id });
+      const qmp = monitor.client;
+      const devices = new Map((await qmp.execute('qom-list', { path: '/machine/peripheral' }, { timeoutMs: 5000 })).map((d) => [d.name, d.type]));
+      const isNic = (name: string) => devices.get(name) === 'child<virtio-net-pci>';
+      // What the VM has now: the recorded NICs QEMU still has, and any NIC device the record does not know (half done before).
+      let current = recorded.filter((n) => isNic(n.id));
+      const unknown = [...devices.keys()].filter((name) => isNic(name) && !recorded.some((n) => n.id === name));
+      const removed: string[] = [];
+      const added: string[] = [];
+      try {
+        const timeoutMs = opts.timeoutMs ?? this.nicUnplugTimeoutMs;
+        // A NIC recorded without a slot was started on the root bus, where its slot means nothing (and it cannot be unplugged): same id, tap and MAC suffice.
+        const unslotted = new Set((seen.record.nics ?? []).filter((n) => n.index === undefined).map((n) => n.id));
+        const keeps = (n: QemuNic & { index: number }) =>
+          wanted.some((w) => sameNic(w, n) || (unslotted.has(n.id) && w.id === n.id && w.tap === n.tap && w.mac === n.mac));
+        const going = [...current.filter((n) => !keeps(n)).map((n) => n.id), ...unknown];
+        for (const nicId of going) {
+          await this.unplugNic(qmp, seen.record.name, id, nicId, timeoutMs);
+          current = current.filter((n) => n.id !== nicId);
+          if (!wantedIds.has(nicId)) removed.push(nicId);
+        }
+        for (const nic of wanted) {
+          if (current.some((n) => n.id === nic.id)) continue;
+          if (devices.get(nicPortId(nic.index)) !== 'child<pcie-root-port>') {
+            throw new FloeError(
+              'invalid_state',
+              `VM ${seen.record.name} was started without hot-plug slots for NICs; restart it to add NIC ${nic.id} (it is recorded for the next start)`,
+              { id, nic_id: nic.id, reason: 'restart_required' },
+            );
+          }
+          const args = nicQmpArgs(nic, 0);
+          // A netdev left by an attempt that failed between netdev_add and device_add would block its id.
+          await qmp.execute('netdev_del', { id: `nd-${nic.id}` }, { timeoutMs: 5000 }).catch(() => {});
+          await qmp.execute('netdev_add', args.netdev as { type: string; id: string }, { timeoutMs: 10_000 });
+          try {
+            await qmp.execute('device_add', args.device as { driver: string; id: string }, { timeoutMs: 10_000 });
+          } catch (err) {
+            await qmp.execute('netdev_del', { id: `nd-${nic.id}` }, { timeoutMs: 5000 }).catch(() => {});
+            throw this.nicError(err, seen.record.name, id, nic.id, 'plug in');
+          }
+          current.push(nic);
+          added.push(nic.id);
+        }
+      } finally {
+        // vm.json says what the next start plugs in: everything wanted, plus what could not be unplugged yet.
+        const stuck = current.filter((n) => !wanted.some((w) => w.id === n.id));
+        const next = [...wanted.filter((w) => !stuck.some((n) => n.index === w.index)), ...stuck].sort((a, b) => a.index - b.index);
+        await this.recordNics(seen.record, next);
+      }
+      // NICs recorded for a start that never came, no longer wanted: their taps may go too.
+      for (const n of recorded) if (!wantedIds.has(n.id) && !removed.includes(n.id)) removed.push(n.id);
+      return { removed, added };
+    });
+  }
+
+  private async unplugNic(qmp: QmpClient, name: string, id: string, nicId: string, timeoutMs: number): Promise<void> {
+    const present = async () => (await qmp.execute('qom-list', { path: '/machine/peripheral' }, { timeoutMs: 5000 })).some((d) => d.name === nicId);
+    let deleted = false;
+    const off = qmp.onEvent('DEVICE_DELETED', (e) => {
+      if (e.data.device === nicId) deleted = true;
+    });
+    try {
+      try {
+        await qmp.execute('device_del', { id: nicId }, { timeoutMs: 10_000 });
+      } catch (err) {
+        // Already gone, or an unplug asked for before is still pending: both end the same way.
+        if (!(await present())) deleted = true;
+        else if (!(err instanceof QmpError) || !/progress|pending/i.test(err.desc)) throw this.nicError(err, name, id, nicId, 'unplug');
+      }
+      const deadline = Date.now() + timeoutMs;
+      let lookedAt = Date.now();
+      while (!deleted) {
+        // The event may have been missed (it came during an earlier attempt): look at QEMU's devices now and then.
+        const late = Date.now() >= deadline;
+        if (late || Date.now() - lookedAt >= 1000) {
+          lookedAt = Date.now();
+          if (!(await present())) break;
+          if (late) {
+            throw new FloeError('host_operation_failed', `the guest of VM ${name} did not release NIC ${nicId} within ${Math.round(timeoutMs / 1000)} s; will try again`, {
+              id,
+              nic_id: nicId,
+              reason: 'unplug_timeout',
+            });
+          }
+        }
+        await sleep(100);
+      }
+    } finally {
+      off();
+    }
+    await qmp.execute('netdev_del', { id: `nd-${nicId}` }, { timeoutMs: 5000 }).catch(() => {});
+  }
+
+  private nicError(err: unknown, name: string, id: string, nicId: string, what: string): unknown {
+    if (!(err instanceof QmpError)) return err;
+    return new FloeError('host_operation_failed', `QEMU could not ${what} NIC ${nicId} of VM ${name}: ${err.desc}`, { id, nic_id: nicId });
+  }
+
+  private async recordNics(record: VmRecord, nics: Array<QemuNic & { index: number }>): Promise<void> {
+    const before = slotted(record.nics ?? []);
+    if (before.length === nics.length && before.every((n, i) => sameNic(n, nics[i]!))) return;
+    const { nics: _, ...rest } = record;
+    await writeJson(this.path(record.id, 'record'), nics.length > 0 ? { ...rest, nics } : rest);
   }
 
   onEvent(listener: (event: VmDriverEvent) => void): () => void {

@@ -68,6 +68,19 @@ export interface QmpCommands {
   quit: { args: NoArgs; returns: Empty };
   stop: { args: NoArgs; returns: Empty };
   cont: { args: NoArgs; returns: Empty };
+  /** The children of a QOM path; `/machine/peripheral` lists the devices that have an id (`type` is `child<driver>`). */
+  'qom-list': { args: { path: string }; returns: QmpObjectProperty[] };
+  device_add: { args: { driver: string; id: string; bus?: string } & Record<string, unknown>; returns: Empty };
+  /** Asks the guest to release the device; DEVICE_DELETED follows once it has. */
+  device_del: { args: { id: string }; returns: Empty };
+  netdev_add: { args: { type: string; id: string } & Record<string, unknown>; returns: Empty };
+  netdev_del: { args: { id: string }; returns: Empty };
+}
+
+/** One entry of `qom-list`. */
+export interface QmpObjectProperty {
+  name: string;
+  type: string;
 }
 
 /** A QMP command name floe knows the reply type of. */
