@@ -72,7 +72,8 @@ export class Namespaces {
 /** A floe-agent process with the QEMU driver (TCG) inside a namespace. */
 export function startAgentIn(ns: string, server: string, dataDir: string, underlay: string): ChildProcess & { output: () => string } {
   const child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...nodeArgs('packages/agent/src/main.ts', [
-    '--server', server, '--data', dataDir, '--driver', 'qemu', '--accel', 'tcg', '--underlay', underlay, '--log-level', 'info',
+    // A short resync, so drift made by a test is repaired within seconds.
+    '--server', server, '--data', dataDir, '--driver', 'qemu', '--accel', 'tcg', '--underlay', underlay, '--resync', '2', '--log-level', 'info',
   ])], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] }) as ChildProcess & { output: () => string };
   let out = '';
   child.stdout!.on('data', (d) => { out += String(d); });

@@ -279,6 +279,62 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     expect(await dnsmasqOf(h1)).toEqual(before);
   }, 120_000);
 
+  it('repairs drift: a bridge deleted by hand comes back with its taps, and the VMs talk again', async () => {
+    await ns.exec(h1, ['ip', 'link', 'del', bridgeName(lanId)]);
+    expect((await shells.a!.sh(`ping -c 1 -W 1 ${nics.b!.ipv4}`)).code).not.toBe(0);
+    // No message from the control plane: the agent's resync finds the bridge missing, rebuilds it and plugs a's and b's taps back in.
+    await shells.a!.until(`ping -c 1 -W 2 ${nics.b!.ipv4}`, 'a reaching b again', 60_000);
+    const master = await ns.exec(h1, ['ip', '-j', 'link', 'show', 'dev', tapName(nics.b!.id)]);
+    expect((JSON.parse(master.stdout) as { master?: string }[])[0]?.master).toBe(bridgeName(lanId));
+    // Across hosts too: the VXLAN device came back with its flood entry.
+    await shells.a!.until(`ping -c 1 -W 2 ${nics.d!.ipv4}`, 'a reaching d on h2 again', 60_000);
+  }, 150_000);
+
+  it('a public network bridged to a host interface: a VM gets a pool address by DHCP and talks with the LAN; removal gives the host its address back', async () => {
+    // h2's "physical" interface phys0 with the host's LAN address, and a LAN namespace with the router.
+    const lan = await ns.add('ln');
+    await ns.link({ ns: h2, name: 'phys0', addr: '192.0.2.10/24' }, { ns: lan, name: 'eth0', addr: '192.0.2.1/24' });
+    const physAddrs = async (dev: string) => {
+      const out = await ns.exec(h2, ['ip', '-j', '-4', 'addr', 'show', 'dev', dev], { allowFail: true });
+      if (out.code !== 0) return null;
+      return ((JSON.parse(out.stdout || '[]') as { addr_info?: { local: string; prefixlen: number }[] }[])[0]?.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`);
+    };
+    const pub = await client.networks.create({
+      name: 'pub', kind: 'public', ipv4: '192.0.2.0/24', gateway: '192.0.2.1', pool: { start: '192.0.2.50', end: '192.0.2.59' }, uplink: 'phys0',
+    });
+    await placeOn('h2');
+    const { instance, operation } = await client.instances.create({ name: 'e', image: 'floe-test', machine_type: 'nano', networks: ['pub'] });
+    vms.e = instance;
+    await client.hosts.update(hostIds.h1!, { spec: { schedulable: true } });
+    await succeeds(operation.id, 180_000);
+    const [nic] = await client.instances.nics('e');
+    expect(nic!.ipv4).toMatch(/^192\.0\.2\.5\d$/);
+    shells.e = new GuestShell(client, 'e');
+    await eventually(async () => (await logsOf('e')).includes(`FLOE-TEST IP eth0 ${nic!.ipv4}/24`), `e leased ${nic!.ipv4} by DHCP\n${agentOutput()}`, 240_000);
+    // The host's address moved onto the bridge, which carries phys0's MAC.
+    expect(await physAddrs(bridgeName(pub.id))).toEqual(['192.0.2.10/24']);
+    expect(await physAddrs('phys0')).toEqual([]);
+    // The guest reaches the LAN's router and the host; the LAN reaches the guest, with no NAT in between.
+    const r = await shells.e.sh('ping -c 2 -W 3 192.0.2.1');
+    expect(r.code, r.out).toBe(0);
+    expect((await shells.e.sh('ping -c 1 -W 3 192.0.2.10')).code).toBe(0);
+    const fromLan = await ns.exec(lan, ['ping', '-c', '2', '-W', '3', nic!.ipv4!], { allowFail: true });
+    expect(fromLan.code, fromLan.stdout).toBe(0);
+    // The anti-spoofing rules hold on a public bridge too.
+    await shells.e.sh('ip addr add 192.0.2.99/24 dev eth0');
+    const spoof = await shells.e.sh('ping -I 192.0.2.99 -c 2 -W 2 192.0.2.1');
+    expect(spoof.code, spoof.out).not.toBe(0);
+
+    shells.e.close();
+    delete shells.e;
+    await succeeds((await client.instances.delete('e')).id, 120_000);
+    delete vms.e;
+    await client.networks.delete('pub');
+    await eventually(async () => JSON.stringify(await physAddrs('phys0')) === '["192.0.2.10/24"]', 'the host\'s address back on phys0', 30_000);
+    expect(await physAddrs(bridgeName(pub.id))).toBeNull();
+    expect((await ns.exec(lan, ['ping', '-c', '1', '-W', '3', '192.0.2.10'], { allowFail: true })).code).toBe(0);
+  }, 300_000);
+
   it('a network with NICs cannot be deleted; its last member leaving a host takes its bridge away', async () => {
     await expect(client.networks.delete('other')).rejects.toMatchObject({ status: 409 });
     const otherId = (await client.networks.get('other')).id;

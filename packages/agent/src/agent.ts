@@ -69,7 +69,11 @@ export class Agent {
     const facts = this.opts.facts ?? (() => probeFacts({ dataDir: this.opts.dataDir, driver: driver.name }));
 
     const network = this.opts.network;
-    const networks = network === undefined ? null : new NetworkReconciler({ ...network, logger: this.log.child({ component: 'networks' }) });
+    const networks = network === undefined ? null : new NetworkReconciler({
+      ...network,
+      ...(this.opts.reconciler?.resyncIntervalMs === undefined ? {} : { resyncIntervalMs: this.opts.reconciler.resyncIntervalMs }),
+      logger: this.log.child({ component: 'networks' }),
+    });
     this.networks = networks;
     const reconciler = new Reconciler({
       ...this.opts.reconciler,

@@ -41,6 +41,8 @@ Options:
   --underlay ADDRESS    this host's IPv4 address for VXLAN between hosts
                         (default: $FLOE_UNDERLAY_IPV4, or the source address
                         toward the control plane)
+  --resync SECONDS      look at every VM and network again this often, repairing
+                        drift such as a bridge deleted by hand (default: 30)
   --log-level LEVEL     fatal, error, warn, info, debug or trace (default: info)
   -h, --help            show this help
   --version             show the version
@@ -86,6 +88,7 @@ async function main(argv: string[]): Promise<number> {
       accel: { type: 'string' },
       'network-driver': { type: 'string' },
       underlay: { type: 'string' },
+      resync: { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', short: 'h', default: false },
       version: { type: 'boolean', default: false },
@@ -99,6 +102,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${AGENT_VERSION}\n`);
     return 0;
   }
+  const resyncS = values.resync === undefined ? 30 : Number(values.resync);
+  if (!Number.isFinite(resyncS) || resyncS < 1 || resyncS > 3600) throw new UsageError(`--resync wants seconds from 1 to 3600, not "${values.resync}"`);
   const level = values['log-level'];
   if (!LEVELS.has(level)) throw new UsageError(`unknown log level "${level}"`);
   const log = pino({ level: level as Level, base: { service: 'floe-agent' } });
@@ -151,7 +156,7 @@ async function main(argv: string[]): Promise<number> {
     dataDir, driver: driver.name, ...(accelerator === undefined ? {} : { accelerator }), ...(underlay === null ? {} : { underlay }),
   });
   const agent = new Agent({
-    dataDir, driver, facts, logger: log, ...(values.server === undefined ? {} : { server: values.server }), ...(network === undefined ? {} : { network }),
+    dataDir, driver, facts, logger: log, reconciler: { resyncIntervalMs: resyncS * 1000 }, ...(values.server === undefined ? {} : { server: values.server }), ...(network === undefined ? {} : { network }),
   });
   const onSignal = (signal: NodeJS.Signals) => {
     log.info({ signal }, 'stopping; VMs keep running');

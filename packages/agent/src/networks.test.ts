@@ -134,6 +134,11 @@ class RecordingHost implements NetworkHost {
   async ensureTap(): Promise<string> {
     return 'tap';
   }
+  ports: Array<{ net: string; nics: string[] }> = [];
+  async ensurePorts(net: NetSpec, nics: readonly NicSpec[]): Promise<string[]> {
+    this.ports.push({ net: net.id, nics: nics.map((n) => n.id) });
+    return [];
+  }
   async removeTap(): Promise<void> {}
 }
 
@@ -227,6 +232,25 @@ describe('NetworkReconciler', () => {
     expect(lines.map((l) => JSON.parse(l) as { msg: string; reason?: string })).toContainEqual(expect.objectContaining({ msg: 'no DHCP on this network', reason: expect.stringContaining('203.0.113.0/24') }));
     expect(host.firewall.at(-1)?.nets).toEqual([PUBLIC.id]);
     expect(host.calls).toContain(`ensureNetwork ${PUBLIC.id} uplink=-`);
+  });
+
+  it('looks again on its own every resync interval, plugging the local taps back into their bridge', async () => {
+    await rec.stop();
+    rec = new NetworkReconciler({ host, stateDir: dir, resyncIntervalMs: 50 });
+    rec.setInstances([instance('inst_01A', 'nic_01A')]);
+    rec.setNetworks([NET]);
+    await rec.settled();
+    const passes = () => host.calls.filter((c) => c.startsWith('ensureNetwork')).length;
+    expect(passes()).toBe(1);
+    expect(host.ports.at(-1)).toEqual({ net: NET.id, nics: ['nic_01A'] });
+    const deadline = Date.now() + 3000;
+    while (passes() < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(passes()).toBeGreaterThanOrEqual(3);
+    // Stopped, it stays still.
+    await rec.stop();
+    const after = passes();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(passes()).toBe(after);
   });
 
   it('retries a failed pass with backoff', async () => {

@@ -9,7 +9,7 @@ import { bridgeName, checkCidr, checkId, checkIfName, checkIp, NET_ID_RE } from 
 import type { GatewayMode, NetSpec, NicSpec } from './drivers/net/types.js';
 
 /** The part of HostNetworkDriver the network reconciler uses (a recording fake in unit tests). */
-export type NetworkHost = Pick<HostNetworkDriver, 'exec' | 'ensureNetwork' | 'removeNetwork' | 'ensureDhcp' | 'applyFirewall' | 'ensureTap' | 'removeTap'>;
+export type NetworkHost = Pick<HostNetworkDriver, 'exec' | 'ensureNetwork' | 'removeNetwork' | 'ensureDhcp' | 'applyFirewall' | 'ensureTap' | 'ensurePorts' | 'removeTap'>;
 
 /** Options of the adapter: what the agent knows about its host that the control plane does not send. */
 export interface NetSpecOptions {
@@ -120,6 +120,8 @@ export interface NetworkReconcilerOptions {
   natUplink?: string;
   /** Retry after a failed pass (exponential with jitter); default 1 s .. 30 s. */
   retryBackoff?: { initialMs: number; maxMs: number };
+  /** A pass this often even when nothing was sent, to repair drift (a bridge or tap changed by hand); default 30 s. */
+  resyncIntervalMs?: number;
 }
 
 /** A NIC of an instance on this host, with the tap the QEMU driver plugs in. */
@@ -144,6 +146,7 @@ export class NetworkReconciler {
   private running: Promise<void> | null = null;
   private again = false;
   private timer: NodeJS.Timeout | null = null;
+  private resyncTimer: NodeJS.Timeout | null = null;
   private attempt = 0;
   private stopped = false;
   private firewallApplied = false;
@@ -159,6 +162,13 @@ export class NetworkReconciler {
   /** The full list of this host's networks (snapshot or `networks` message). */
   setNetworks(networks: DesiredNetwork[]): void {
     this.networks = networks;
+    if (this.resyncTimer === null && !this.stopped) {
+      // Drift (a bridge deleted by hand, a dnsmasq killed) is found by looking again now and then.
+      this.resyncTimer = setInterval(() => {
+        if (this.running === null && this.timer === null) this.kick();
+      }, this.opts.resyncIntervalMs ?? 30_000);
+      this.resyncTimer.unref();
+    }
     this.kick();
   }
 
@@ -213,6 +223,8 @@ export class NetworkReconciler {
     this.stopped = true;
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
+    if (this.resyncTimer !== null) clearInterval(this.resyncTimer);
+    this.resyncTimer = null;
     await this.settled();
   }
 
@@ -293,6 +305,9 @@ export class NetworkReconciler {
         const dhcp = await this.opts.host.ensureDhcp(spec, local, nics.filter((n) => !localNicIds.has(n.id)));
         if (dhcp.started) this.log.info({ network: net.id, name: net.name, pid: dhcp.pid }, 'dnsmasq started');
         if (dhcp.skipped !== undefined) this.log.warn({ network: net.id, name: net.name, reason: dhcp.skipped }, 'no DHCP on this network');
+        // Taps that left the bridge (it was deleted by hand and rebuilt above) go back in.
+        const plugged = await this.opts.host.ensurePorts(spec, local);
+        if (plugged.length > 0) this.log.warn({ network: net.id, name: net.name, taps: plugged }, 'taps plugged back into their bridge');
         built.push(spec);
         builtById.set(spec.id, spec);
         localNics.push(...local);

@@ -299,6 +299,29 @@ export class HostNetworkDriver {
     for (const cmd of portCommands(checkIfName('ifname', ifname), checkNet(net))) await this.exec(cmd);
   }
 
+  /**
+   * Plug the taps of `nics` that exist on this host back into the network's
+   * bridge when they are not in it or down (a bridge deleted by hand and
+   * rebuilt leaves them without a master). A missing tap is left alone: only
+   * the QEMU that opened it could use it, and the instance reconciler makes it.
+   * Returns the taps that were plugged back.
+   */
+  async ensurePorts(net: NetSpec, nics: readonly NicSpec[]): Promise<string[]> {
+    const c = checkNet(net);
+    if (nics.length === 0) return [];
+    const o = await this.observe();
+    const fixed: string[] = [];
+    for (const nic of nics) {
+      checkNic(nic);
+      const tap = tapName(nic.id);
+      const link = o.links.get(tap);
+      if (link === undefined || (link.master === c.bridge && link.up && link.mtu === c.net.mtu)) continue;
+      await this.attachPort(tap, net);
+      fixed.push(tap);
+    }
+    return fixed;
+  }
+
   /** Delete a NIC's tap; a missing tap is fine. */
   async removeTap(nicId: string): Promise<void> {
     await this.exec(['ip', 'link', 'del', tapName(nicId)], { allowFail: true });
