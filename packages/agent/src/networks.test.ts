@@ -64,6 +64,13 @@ describe('DesiredNetwork → NetSpec', () => {
     expect(hostAddressCommands(vm)[0]?.[3]).toBe('10.10.0.1/24');
   });
 
+  it('passes DHCPv6 on for networks with IPv6 only; a control plane that never sent it means SLAAC', () => {
+    expect(toNetSpec({ ...NET, dhcpv6: true }).dhcpv6).toBe(true);
+    expect(toNetSpec({ ...NET, dhcpv6: true, ipv6: null, gateway6: null, host_ipv6: null }).dhcpv6).toBeUndefined();
+    expect(toNetSpec(NET).dhcpv6).toBeUndefined();
+    expect(toNetSpec({ ...NET, dhcpv6: false }).dhcpv6).toBeUndefined();
+  });
+
   it('maps a public network: the uplink is the interface to take over, the gateway the LAN\'s router', () => {
     expect(toNetSpec(PUBLIC, { natUplink: 'eth0' })).toEqual({
       id: PUBLIC.id, kind: 'public', physical: 'eth1', vni: 4300, mtu: 1500, dns: false, gatewayMode: 'vm', peers: [],

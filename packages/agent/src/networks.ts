@@ -67,6 +67,7 @@ export function toNetSpec(net: DesiredNetwork, opts: NetSpecOptions = {}): NetSp
     mtu: net.mtu,
     gatewayMode: mode,
     dns: net.dns,
+    ...(net.dhcpv6 === true && net.ipv6 !== null ? { dhcpv6: true } : {}),
     peers: [...net.peers],
     ...(mode === 'host' && opts.natUplink !== undefined ? { uplink: checkIfName('uplink', opts.natUplink) } : {}),
   };

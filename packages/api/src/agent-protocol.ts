@@ -53,6 +53,8 @@ export interface DesiredNetwork {
   host_ipv4: string | null;
   host_ipv6: string | null;
   dns: boolean;
+  /** IPv6 addresses by stateful DHCPv6 (pinned to the leases) instead of SLAAC. Absent from older control planes: false. */
+  dhcpv6?: boolean;
   /** Public networks: host interface the bridge takes over; null for private ones. */
   uplink: string | null;
   /** Underlay addresses of the other hosts with members: the VXLAN unicast forwarding entries. */

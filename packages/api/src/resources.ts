@@ -220,6 +220,9 @@ export const NetworkSpec = Type.Object({
   gateway: Type.String({ description: '"host" (the host routes and NATs), "none" (isolated) or the IPv4 address of a VM on the network that routes' }),
   mtu: Type.Integer({ minimum: 576, maximum: 9000 }),
   dns: Type.Boolean({ description: 'the host answers DNS for instance names on the network' }),
+  dhcpv6: Type.Boolean({
+    description: 'IPv6 addresses come from stateful DHCPv6, pinned to IPAM (router advertisements set the managed flag, no SLAAC); otherwise SLAAC, with stateless DHCPv6 for DNS',
+  }),
   reserved: Type.Array(Type.String({ maxLength: 45 }), { maxItems: 256, description: 'addresses IPAM never hands out' }),
   pool: Nullable(Type.Object({ start: Type.String({ maxLength: 45 }), end: Type.String({ maxLength: 45 }) }, { description: 'public networks: the IPv4 range instances get addresses from' })),
   uplink: Nullable(Type.String({ maxLength: 15, description: 'public networks: host interface the bridge takes over' })),
@@ -252,18 +255,20 @@ export const NetworkCreate = Type.Object({
   gateway: Type.Optional(Type.String({ minLength: 1, maxLength: 45 })),
   mtu: Type.Optional(Type.Integer({ minimum: 576, maximum: 9000 })),
   dns: Type.Optional(Type.Boolean()),
+  dhcpv6: Type.Optional(Type.Boolean({ description: 'stateful DHCPv6 instead of SLAAC (default false); needs IPv6' })),
   reserved: Type.Optional(Type.Array(Type.String({ minLength: 2, maxLength: 45 }), { maxItems: 256 })),
   pool: Type.Optional(Nullable(Type.Object({ start: Type.String({ maxLength: 45 }), end: Type.String({ maxLength: 45 }) }))),
   uplink: Type.Optional(Nullable(Type.String({ pattern: '^[a-zA-Z0-9_.-]{1,15}$' }))),
 });
 export type NetworkCreate = Static<typeof NetworkCreate>;
 
-/** Body of `PATCH /v1/networks/{id}`: labels, metadata, DNS, reserved addresses. */
+/** Body of `PATCH /v1/networks/{id}`: labels, metadata, DNS, DHCPv6, reserved addresses. */
 export const NetworkPatch = Type.Object({
   labels: Type.Optional(LabelsPatch),
   metadata: Type.Optional(Metadata),
   spec: Type.Optional(Type.Object({
     dns: Type.Optional(Type.Boolean()),
+    dhcpv6: Type.Optional(Type.Boolean()),
     reserved: Type.Optional(Type.Array(Type.String({ minLength: 2, maxLength: 45 }), { maxItems: 256 })),
   })),
 });

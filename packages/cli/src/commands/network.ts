@@ -46,6 +46,7 @@ interface CreateFlags {
   gateway?: string;
   mtu?: number;
   dns?: boolean;
+  dhcpv6?: boolean;
   reserve?: string[];
   label?: string[];
   public?: boolean;
@@ -64,6 +65,7 @@ export function networkCreateBody(name: string, flags: CreateFlags, project: str
   if (flags.gateway !== undefined) body.gateway = flags.gateway;
   if (flags.mtu !== undefined) body.mtu = flags.mtu;
   if (flags.dns === false) body.dns = false;
+  if (flags.dhcpv6 === true) body.dhcpv6 = true;
   if (flags.reserve !== undefined) body.reserved = flags.reserve;
   if (flags.label !== undefined) body.labels = parseLabels(flags.label);
   if (flags.pool !== undefined) {
@@ -117,6 +119,7 @@ export function registerNetwork(program: Command): void {
     .option('--gateway <gw>', '"host" (route and NAT through the host), "none" (isolated) or the IPv4 address of a VM that routes')
     .addOption(new Option('--mtu <n>', 'MTU (default 1450 for VXLAN, 1500 for public networks)').argParser(intArg(576, 9000)))
     .option('--no-dns', 'do not answer DNS for instance names on the network')
+    .option('--dhcpv6', 'hand out IPv6 addresses by stateful DHCPv6 instead of SLAAC (for requested addresses and guests without SLAAC)')
     .option('--reserve <address>', 'address never handed out (repeatable)', collect)
     .option('--label <key=value>', 'label (repeatable)', collect)
     .option('--public', 'a public network bridged to a host uplink (admin)')
@@ -130,6 +133,7 @@ export function registerNetwork(program: Command): void {
   examples(create, [
     'floe net create lan --ipv4 10.10.0.0/24 --ipv6 auto --gateway host',
     'floe net create backend --ipv4 10.20.0.0/24 --gateway none --no-dns',
+    'floe net create v6lan --ipv4 none --ipv6 fd00:60::/64 --dhcpv6',
     'floe net create behind-fw --ipv4 10.30.0.0/24 --gateway 10.30.0.254',
     'floe net create internet --public --ipv4 198.51.100.0/24 --gateway 198.51.100.1 --pool 198.51.100.10-198.51.100.99 --uplink eth0 --project default',
   ]);

@@ -63,7 +63,7 @@ for (const t of storeTargets()) {
       const res = await call('POST', '/v1/networks', { name: 'lan', project: 'net', ipv4: '10.10.0.0/24', ipv6: 'auto', gateway: 'host' }, userToken);
       expect(res.status, JSON.stringify(res.body)).toBe(201);
       const lan = res.body as Network;
-      expect(lan.spec).toMatchObject({ kind: 'private', ipv4: '10.10.0.0/24', gateway: 'host', mtu: 1450, dns: true, reserved: [] });
+      expect(lan.spec).toMatchObject({ kind: 'private', ipv4: '10.10.0.0/24', gateway: 'host', mtu: 1450, dns: true, dhcpv6: false, reserved: [] });
       expect(lan.spec.ipv6).toMatch(/^fd[0-9a-f]{2}:.*::\/64$/);
       expect(lan.vni).toBeGreaterThanOrEqual(1);
       expect(lan.vni).toBeLessThanOrEqual(16_777_215);
@@ -80,6 +80,26 @@ for (const t of storeTargets()) {
       expect(patched.status, JSON.stringify(patched.body)).toBe(200);
       expect(patched.body.spec.reserved).toEqual(['10.20.0.2']);
       expect(patched.body.revision).toBe(2);
+    });
+
+    it('hands IPv6 out by DHCPv6 when asked, only with IPv6 and never on public networks; older records read as SLAAC', async () => {
+      const v6 = await call('POST', '/v1/networks', { name: 'v6', project: 'net', ipv4: null, ipv6: 'fd00:60::/64', gateway: 'none', dhcpv6: true }, userToken);
+      expect(v6.status, JSON.stringify(v6.body)).toBe(201);
+      expect(v6.body.spec).toMatchObject({ ipv4: null, ipv6: 'fd00:60::/64', dhcpv6: true });
+      expectError(await call('POST', '/v1/networks', { name: 'bad', project: 'net', ipv4: '10.0.0.0/24', dhcpv6: true }), 'validation_failed', 'dhcpv6');
+      expectError(await call('POST', '/v1/networks', {
+        name: 'bad', project: 'default', kind: 'public', ipv4: '198.51.100.0/24', ipv6: '2001:db8::/64', pool: { start: '198.51.100.10', end: '198.51.100.11' }, uplink: 'eth0', dhcpv6: true,
+      }), 'validation_failed', 'dhcpv6');
+      const off = await call('PATCH', '/v1/networks/v6?project=net', { spec: { dhcpv6: false } }, userToken);
+      expect(off.status, JSON.stringify(off.body)).toBe(200);
+      expect(off.body.spec.dhcpv6).toBe(false);
+      expectError(await call('PATCH', '/v1/networks/dmz?project=net', { spec: { dhcpv6: true } }), 'validation_failed', 'dhcpv6');
+      // A network stored before the field existed.
+      const row = await cp.store.db.selectFrom('networks').select(['id', 'spec']).where('name', '=', 'v6').executeTakeFirstOrThrow();
+      const { dhcpv6: _, ...older } = JSON.parse(row.spec) as Record<string, unknown>;
+      await cp.store.db.updateTable('networks').set({ spec: JSON.stringify(older) }).where('id', '=', row.id).execute();
+      expect((await call('GET', '/v1/networks/v6?project=net', undefined, userToken)).body.spec.dhcpv6).toBe(false);
+      expect((await call('DELETE', '/v1/networks/v6?project=net', undefined, userToken)).status).toBe(204);
     });
 
     it('rejects bad specs, duplicate names, and public networks from non-admins', async () => {
@@ -144,7 +164,7 @@ for (const t of storeTargets()) {
       const lanA = onA.find((n) => n.name === 'lan')!;
       expect(lanA.peers).toEqual(['192.0.2.11']);
       expect(onB[0]!.peers).toEqual(['192.0.2.10']);
-      expect(lanA).toMatchObject({ ipv4: '10.10.0.0/24', gateway: 'host', gateway4: '10.10.0.1', host_ipv4: '10.10.0.1', dns: true, mtu: 1450 });
+      expect(lanA).toMatchObject({ ipv4: '10.10.0.0/24', gateway: 'host', gateway4: '10.10.0.1', host_ipv4: '10.10.0.1', dns: true, dhcpv6: false, mtu: 1450 });
       expect(lanA.leases.map((l) => [l.hostname, l.ipv4])).toEqual([['db', '10.10.0.3'], ['web', '10.10.0.2'], ['web-1', '10.10.0.50']]);
       expect(onA.find((n) => n.name === 'internet')).toMatchObject({ kind: 'public', uplink: 'eth0', peers: [] });
       expect((await call('GET', '/v1/networks/lan?project=net')).body.status.hosts).toEqual([hostA, hostB].sort());

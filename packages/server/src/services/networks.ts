@@ -20,9 +20,15 @@ export const MAX_VNI = 16_777_215;
 /** Default MTU of private networks: 1500 less the 50 bytes of VXLAN over IPv4. */
 export const PRIVATE_MTU = 1450;
 
+/** A stored network spec, with the fields added since it was written filled in. */
+export function networkSpecOf(json: string): NetworkSpec {
+  const spec = fromJson<Omit<NetworkSpec, 'dhcpv6'> & { dhcpv6?: boolean }>(json);
+  return { ...spec, dhcpv6: spec.dhcpv6 ?? false };
+}
+
 /** Row → API shape, with the status computed from the NICs. */
 export function networkFromRow(row: NetworksTable, members: { hosts: string[]; nics: number } = { hosts: [], nics: 0 }): Network {
-  const spec = fromJson<NetworkSpec>(row.spec);
+  const spec = networkSpecOf(row.spec);
   const plan = addressPlan(spec);
   return {
     ...baseFields(row), project: row.project, spec, vni: Number(row.vni),
@@ -37,7 +43,7 @@ export function nicFromRow(row: NicsTable, networkName: string): Nic {
 
 /** What the agent needs for one NIC (pure). */
 export function desiredNic(nic: NicsTable, network: NetworksTable): DesiredNic {
-  const spec = fromJson<NetworkSpec>(network.spec);
+  const spec = networkSpecOf(network.spec);
   const plan = addressPlan(spec);
   return {
     id: nic.id, network_id: network.id, vni: Number(network.vni), index: Number(nic.idx), mac: nic.mac,
@@ -64,6 +70,7 @@ export function networkSpecFrom(body: NetworkCreate, id: string): NetworkSpec {
     gateway: body.gateway ?? (kind === 'public' ? 'none' : 'host'),
     mtu: body.mtu ?? (kind === 'public' ? 1500 : PRIVATE_MTU),
     dns: body.dns ?? kind === 'private',
+    dhcpv6: body.dhcpv6 ?? false,
     reserved: (body.reserved ?? []).map((r, i) => (r.includes(':') ? formatIpv6(parseIpv6(r, `reserved[${i}]`)) : formatIpv4(parseIpv4(r, `reserved[${i}]`)))),
     pool: body.pool ?? null,
     uplink: body.uplink ?? null,
@@ -72,11 +79,19 @@ export function networkSpecFrom(body: NetworkCreate, id: string): NetworkSpec {
   if (kind === 'private' && (spec.pool !== null || spec.uplink !== null)) {
     throw new FloeError('validation_failed', 'pool and uplink are for public networks', { field: spec.pool !== null ? 'pool' : 'uplink' });
   }
+  checkDhcpv6(spec);
   if (spec.ipv4 === null && spec.ipv6 === null && spec.gateway !== 'none') {
     throw new FloeError('validation_failed', 'a network without addresses cannot have a gateway; use --gateway none', { field: 'gateway' });
   }
   addressPlan(spec); // validates
   return spec;
+}
+
+/** DHCPv6 hands out IPv6 addresses: a network needs them, and public networks leave IPv6 to their LAN. */
+function checkDhcpv6(spec: NetworkSpec): void {
+  if (!spec.dhcpv6) return;
+  if (spec.ipv6 === null) throw new FloeError('validation_failed', 'DHCPv6 needs an IPv6 range (--ipv6)', { field: 'dhcpv6' });
+  if (spec.kind === 'public') throw new FloeError('validation_failed', 'public networks leave IPv6 to their LAN\'s routers: no DHCPv6', { field: 'dhcpv6' });
 }
 
 /** A NIC request in its object form. */
@@ -150,7 +165,7 @@ export class NetworkService {
     }
   }
 
-  /** Merge-patch labels, metadata, DNS and the reserved addresses. */
+  /** Merge-patch labels, metadata, DNS, DHCPv6 and the reserved addresses. */
   async update(principal: Principal, ref: string, project: string, patch: NetworkPatch, ifMatch?: number): Promise<Network> {
     const { after, hosts } = await transaction(this.ctx.store, async (trx) => {
       const row = await this.row(principal, ref, project, trx);
@@ -159,6 +174,10 @@ export class NetworkService {
       checkRevision(ifMatch, before.revision);
       const spec: NetworkSpec = { ...before.spec };
       if (patch.spec?.dns !== undefined) spec.dns = patch.spec.dns;
+      if (patch.spec?.dhcpv6 !== undefined) {
+        spec.dhcpv6 = patch.spec.dhcpv6;
+        checkDhcpv6(spec);
+      }
       if (patch.spec?.reserved !== undefined) {
         spec.reserved = patch.spec.reserved.map((r, i) => (r.includes(':') ? formatIpv6(parseIpv6(r, `reserved[${i}]`)) : formatIpv4(parseIpv4(r, `reserved[${i}]`))));
         const reserved = [...addressPlan(spec).reserved];
@@ -241,7 +260,7 @@ export class NetworkService {
       if (network.project !== instance.project && network.kind !== 'public') {
         throw new FloeError('network_not_found', `network "${req.network}" not found in project "${instance.project}"`, { field, kind: 'network', id: req.network });
       }
-      const plan: AddressPlan = addressPlan(fromJson<NetworkSpec>(network.spec));
+      const plan: AddressPlan = addressPlan(networkSpecOf(network.spec));
       const id = newId('nic');
       let mac = macFor(id);
       for (let attempt = 1; await trx.selectFrom('nics').select('id').where('network_id', '=', network.id).where('mac', '=', mac).executeTakeFirst(); attempt++) {
@@ -310,14 +329,14 @@ export class NetworkService {
     const hosts = hostIds.length === 0 ? [] : await db.selectFrom('hosts').select(['id', 'facts']).where('id', 'in', hostIds).execute();
     const underlay = new Map(hosts.map((h) => [h.id, fromJson<HostFacts>(h.facts)?.underlay_ipv4 ?? null]));
     return [...networks.values()].sort((a, b) => (a.id < b.id ? -1 : 1)).map((net) => {
-      const spec = fromJson<NetworkSpec>(net.spec);
+      const spec = networkSpecOf(net.spec);
       const plan = addressPlan(spec);
       const members = nics.filter((n) => n.network_id === net.id);
       const peers = [...new Set(members.map((m) => (m.host_id === null || m.host_id === hostId ? null : underlay.get(m.host_id) ?? null)).filter((a): a is string => a !== null))].sort();
       return {
         id: net.id, name: net.name, project: net.project, kind: spec.kind, vni: Number(net.vni), mtu: spec.mtu, ipv4: spec.ipv4, ipv6: spec.ipv6,
         gateway: spec.gateway, gateway4: plan.gateway4, gateway6: plan.gateway6, host_ipv4: plan.host4, host_ipv6: plan.host6, dns: spec.dns,
-        uplink: spec.uplink, peers,
+        dhcpv6: spec.dhcpv6, uplink: spec.uplink, peers,
         // The first NIC of an instance on a network answers to its name; more get name-<slot>.
         leases: members.map((m, i) => ({
           nic_id: m.nic_id, instance_id: m.instance_id, mac: m.mac, ipv4: m.ipv4, ipv6: m.ipv6,

@@ -47,6 +47,8 @@ export function checkNet(net: NetSpec): CheckedNet {
   if (!Array.isArray(net.peers)) throw invalid('peers', 'peers must be a list of addresses');
   net.peers.forEach((p, i) => checkIp(`peers[${i}]`, p));
   if (net.uplink !== undefined) checkIfName('uplink', net.uplink);
+  if (net.dhcpv6 !== undefined && typeof net.dhcpv6 !== 'boolean') throw invalid('dhcpv6', 'dhcpv6 must be true or false');
+  if (net.dhcpv6 === true && (net.ipv6 === null || pub)) throw invalid('dhcpv6', 'DHCPv6 needs the IPv6 range of a private network');
   if (pub) {
     if (net.physical === undefined) throw invalid('physical', 'a public network needs the host interface its bridge takes over');
     checkIfName('physical', net.physical);

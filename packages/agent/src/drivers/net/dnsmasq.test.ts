@@ -57,6 +57,29 @@ dhcp-host=52:54:00:12:34:56,set:v4,10.10.0.5,web-1
 `);
   });
 
+  it('with DHCPv6: managed RAs without SLAAC, and the NIC\'s pinned IPv6 address beside its IPv4 one', () => {
+    const conf = dnsmasqConfig({ ...NET, dhcpv6: true }, [NIC], PATHS, [REMOTE]);
+    const base = dnsmasqConfig(NET, [NIC], PATHS, [REMOTE]).split('\n');
+    const lines = conf.split('\n');
+    expect(lines.filter((l) => !base.includes(l))).toEqual([
+      'dhcp-range=set:v6,::,constructor:flbrad9af9a2ebc,static,64,12h',
+      'dhcp-host=52:54:00:12:34:56,set:v4,10.10.0.5,[fd00:10::5054:ff:fe12:3456],web-1',
+    ]);
+    expect(base.filter((l) => !lines.includes(l))).toEqual([
+      'dhcp-range=set:v6,::,constructor:flbrad9af9a2ebc,ra-stateless,64,12h',
+      'dhcp-host=52:54:00:12:34:56,set:v4,10.10.0.5,web-1',
+    ]);
+    // Without DNS the guests are told of no DNS server over DHCPv6 either.
+    expect(dnsmasqConfig({ ...NET, dhcpv6: true, dns: false }, [NIC], PATHS)).toContain('\ndhcp-option=option6:dns-server\n');
+    // An IPv6-only NIC gets a line of its own.
+    expect(dnsmasqConfig({ ...NET, dhcpv6: true }, [{ ...NIC, ipv4: null }], PATHS)).toContain('\ndhcp-host=52:54:00:12:34:56,[fd00:10::5054:ff:fe12:3456],web-1\n');
+  });
+
+  it('refuses DHCPv6 without IPv6 or on a public network', () => {
+    expect(() => dnsmasqConfig({ ...NET, dhcpv6: true, ipv6: null }, [NIC], PATHS)).toThrow(/DHCPv6/);
+    expect(() => dnsmasqConfig({ ...NET, dhcpv6: 'yes' as unknown as boolean }, [NIC], PATHS)).toThrow(/true or false/);
+  });
+
   it('on a public network: floe\'s NICs only, not authoritative, the LAN\'s router, no RAs, no DNS unless asked', () => {
     const pub: NetSpec = {
       id: 'net_01JB8X0Q3E6M2T9K4V7W5YB1CB', kind: 'public', physical: 'eth1', vni: 102, ipv4: { cidr: '203.0.113.0/24', gateway: '203.0.113.1' },

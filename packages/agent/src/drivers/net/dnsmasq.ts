@@ -28,6 +28,10 @@ export function dnsmasqPaths(stateDir: string, netId: string): DnsmasqPaths {
  * when `dns`); `host-record` for every NIC of the network, local and remote;
  * no DNS at all (`port=0`) when `dns` is off.
  *
+ * With `dhcpv6` the IPv6 addresses come from stateful DHCPv6 instead: the
+ * router advertisements set the managed flag without a SLAAC prefix, and each
+ * local NIC's `dhcp-host` line carries its IPv6 address next to its IPv4 one.
+ *
  * On a public network the bridge is shared with a LAN that may have its own
  * DHCP server and routers: dnsmasq ignores every client that is not one of
  * floe's NICs (`dhcp-ignore=tag:!known`), is not authoritative (it never NAKs
@@ -67,13 +71,20 @@ export function dnsmasqConfig(net: NetSpec, nics: readonly NicSpec[], paths: Dns
   }
   if (c.v6 && !pub) {
     lines.push('enable-ra');
-    lines.push(`dhcp-range=set:v6,::,constructor:${c.bridge},${net.dns ? 'ra-stateless' : 'ra-only'},${c.v6.prefix},12h`);
+    // Stateful DHCPv6: `static` hands out only the pinned addresses below; the RAs say "managed" and leave SLAAC off.
+    const mode = net.dhcpv6 === true ? 'static' : net.dns ? 'ra-stateless' : 'ra-only';
+    lines.push(`dhcp-range=set:v6,::,constructor:${c.bridge},${mode},${c.v6.prefix},12h`);
+    if (net.dhcpv6 === true && !net.dns) lines.push('dhcp-option=option6:dns-server');
     // Router lifetime 0 when the host is not the v6 router: guests take the prefix, not a default route.
     const hostRoutesV6 = net.gatewayMode === 'host' && c.v6.gateway !== null;
     lines.push(`ra-param=${c.bridge},mtu:${net.mtu},60${hostRoutesV6 ? '' : ',0'}`);
   }
+  const dhcpv6 = net.dhcpv6 === true && c.v6 !== null && !pub;
   for (const n of nics) {
-    if (n.ipv4 !== null && c.v4) lines.push(`dhcp-host=${n.mac},set:v4,${n.ipv4},${n.hostname}`);
+    // One line per NIC: dnsmasq knows a DHCPv6 client by its MAC (from its DUID or the neighbour table) as well.
+    const v4 = n.ipv4 !== null && c.v4 ? `,set:v4,${n.ipv4}` : '';
+    const v6 = dhcpv6 && n.ipv6 !== null ? `,[${n.ipv6}]` : '';
+    if (v4 !== '' || v6 !== '') lines.push(`dhcp-host=${n.mac}${v4}${v6},${n.hostname}`);
   }
   if (net.dns) {
     for (const n of [...nics, ...remoteNics]) {

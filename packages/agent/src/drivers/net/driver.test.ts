@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -36,7 +36,16 @@ if (reason !== null) {
 }
 
 const sfx = randomBytes(3).toString('hex');
-const ns = { hA: `floe-t-${sfx}-ha`, hB: `floe-t-${sfx}-hb`, inet: `floe-t-${sfx}-in`, vm1: `floe-t-${sfx}-v1`, vm2: `floe-t-${sfx}-v2`, vm3: `floe-t-${sfx}-v3` };
+const ns = {
+  hA: `floe-t-${sfx}-ha`, hB: `floe-t-${sfx}-hb`, inet: `floe-t-${sfx}-in`, vm1: `floe-t-${sfx}-v1`, vm2: `floe-t-${sfx}-v2`, vm3: `floe-t-${sfx}-v3`, vm4: `floe-t-${sfx}-v4`,
+};
+
+// A DHCPv6 client for the "VM" of the DHCPv6 test (Debian's dhcpcd-base); under CI it must be there.
+const dhcpcd = await which('dhcpcd');
+if (dhcpcd === null && reason === null) {
+  if (process.env.CI) throw new Error('dhcpcd is not installed: the DHCPv6 test cannot run under CI');
+  console.log('skipping the DHCPv6 test: dhcpcd is not installed (apt-get install dhcpcd-base)');
+}
 
 const NET1: NetSpec = {
   id: `net_t${sfx}a`, vni: 4242, ipv4: { cidr: '10.10.0.0/24', gateway: '10.10.0.1' }, ipv6: { cidr: 'fd00:10::/64', gateway: 'fd00:10::1' },
@@ -51,6 +60,8 @@ function nic(n: number, net: NetSpec, ipv4: string, hostname: string): NicSpec {
   const mac = `52:54:00:00:${sfx.slice(0, 2)}:0${n}`;
   return { id: `nic_t${sfx}${n}`, instanceId: `inst_t${sfx}${n}`, networkId: net.id, mac, ipv4, ipv6: net.ipv6 ? eui64Address(net.ipv6.cidr, mac) : null, hostname };
 }
+/** IPv6 only, addresses by stateful DHCPv6, no router. */
+const NET3: NetSpec = { id: `net_t${sfx}c`, vni: 4444, ipv4: null, ipv6: { cidr: 'fd00:30::/64', gateway: null }, mtu: 1450, gatewayMode: 'none', dns: false, peers: [], dhcpv6: true };
 const NIC1 = nic(1, NET1, '10.10.0.5', 'web-1');
 const NIC2 = nic(2, NET1, '10.10.0.6', 'web-2');
 const NIC3 = nic(3, NET2, '10.20.0.5', 'other-1');
@@ -132,7 +143,7 @@ describe.skipIf(reason !== null)('HostNetworkDriver in network namespaces', () =
 
   afterAll(async () => {
     // dnsmasq first: a process inside a namespace keeps it alive after `ip netns del`.
-    for (const [d, id] of [[hostA, NET1.id], [hostA, NET2.id], [hostB, NET1.id]] as const) await d?.stopDhcp(id).catch(() => undefined);
+    for (const [d, id] of [[hostA, NET1.id], [hostA, NET2.id], [hostB, NET1.id], [hostA, NET3.id]] as const) await d?.stopDhcp(id).catch(() => undefined);
     for (const n of Object.values(ns)) await run('ip', ['netns', 'del', n], { allowFail: true });
     if (state) await rm(state, { recursive: true, force: true });
   });
@@ -234,6 +245,25 @@ describe.skipIf(reason !== null)('HostNetworkDriver in network namespaces', () =
     expect(await ping(ns.vm1, '198.51.100.2')).toBe(true);
     expect((await hostA.observe()).floods.get(vxlanName(NET1.id))).toEqual(['192.0.2.2']);
   }, 15_000);
+
+  it.skipIf(dhcpcd === null)('with DHCPv6 hands a VM its pinned IPv6 address by DHCPv6, in managed RAs without SLAAC', async () => {
+    // An address IPAM chose, not the EUI-64 one SLAAC would make from the MAC.
+    const nic4: NicSpec = { id: `nic_t${sfx}4`, instanceId: `inst_t${sfx}4`, networkId: NET3.id, mac: `52:54:00:00:${sfx.slice(0, 2)}:04`, ipv4: null, ipv6: 'fd00:30::42', hostname: 'v6-1' };
+    await hostA.ensureNetwork(NET3);
+    // dnsmasq needs an address of the prefix on its interface to serve it.
+    await ipIn(ns.hA, 'addr', 'replace', 'fd00:30::1/64', 'dev', bridgeName(NET3.id), 'nodad');
+    await hostA.applyFirewall([NET1_A, NET2_A, NET3], [NIC1, NIC3, nic4]);
+    expect((await hostA.ensureDhcp(NET3, [nic4])).started).toBe(true);
+    await plugVm(ns.vm4, ns.hA, hostA, nic4, NET3);
+    // dhcpcd's test mode asks and prints what it was given, without configuring anything; it keeps a DUID, removed again if it was not there.
+    const duid = '/var/lib/dhcpcd/duid';
+    const hadDuid = await access(duid).then(() => true, () => false);
+    const out = await inNs(ns.vm4, 'dhcpcd', '-6', '-1', '-T', '-t', '20', '--nohook', 'resolv.conf', 'eth0').finally(() => (hadDuid ? undefined : rm(duid, { force: true })));
+    const vars = Object.fromEntries([...out.stdout.matchAll(/^(\w+)='([^']*)'$/gm)].map((m) => [m[1]!, m[2]!]));
+    expect(vars.new_dhcp6_ia_na1_ia_addr1, out.stdout + out.stderr).toBe('fd00:30::42');
+    expect(vars.nd1_flags).toContain('M');
+    expect(vars.nd1_prefix_information1_flags ?? '').not.toContain('A');
+  }, 40_000);
 
   it('removes a network with its dnsmasq', async () => {
     const pid = await hostA.dhcpPid(NET2.id);

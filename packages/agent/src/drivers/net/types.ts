@@ -37,6 +37,12 @@ export interface NetSpec {
   gatewayMode: GatewayMode;
   /** Serve DNS names of the network's instances (dnsmasq); without it dnsmasq does DHCP/RA only. */
   dns: boolean;
+  /**
+   * IPv6 addresses by stateful DHCPv6, pinned like the DHCPv4 leases (router
+   * advertisements with the managed flag and no SLAAC); absent or false: SLAAC
+   * with stateless DHCPv6 for DNS.
+   */
+  dhcpv6?: boolean;
   /** Underlay IPs of the other hosts with members (VXLAN head-end replication targets); unused by public networks. */
   peers: string[];
   /** The host interface NATed to when gatewayMode is `host` (private networks); no NAT without it. */
