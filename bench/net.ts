@@ -21,7 +21,7 @@ import path from 'node:path';
 import type { Network, Nic } from '@floe/api';
 import { FloeClient } from '@floe/client';
 import { bridgeCommands, tapCommands } from '../packages/agent/src/drivers/net/builders.js';
-import { dnsmasqConfig, dnsmasqPaths } from '../packages/agent/src/drivers/net/dnsmasq.js';
+import { dnsmasqFiles, dnsmasqPaths, dnsmasqRunDir } from '../packages/agent/src/drivers/net/dnsmasq.js';
 import { HostNetworkDriver } from '../packages/agent/src/drivers/net/driver.js';
 import { bridgeName, tapName } from '../packages/agent/src/drivers/net/names.js';
 import { nftRuleset } from '../packages/agent/src/drivers/net/nft.js';
@@ -134,7 +134,7 @@ interface Round {
 async function byHand(state: string, s: Subject): Promise<Round> {
   const paths = dnsmasqPaths(state, s.net.id);
   const cmds = [...bridgeCommands(s.net, { underlay: UNDERLAY }), ...tapCommands(s.nic, s.net)];
-  const conf = dnsmasqConfig(s.net, [s.nic], paths);
+  const files = dnsmasqFiles(s.net, [s.nic], paths);
   const ruleset = nftRuleset([s.net], [s.nic]);
   const ns = await hostNamespace();
   const vm = await vmNamespace(ns, s.nic.mac, s.net.mtu);
@@ -143,7 +143,10 @@ async function byHand(state: string, s: Subject): Promise<Round> {
     for (const [cmd, ...args] of cmds) await run('ip', ['netns', 'exec', ns, cmd!, ...args]);
     await run('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: ruleset });
     await mkdir(paths.dir, { recursive: true });
-    await writeFile(paths.conf, conf);
+    await mkdir(paths.runDir, { recursive: true });
+    await writeFile(paths.hostsFile, files.hosts);
+    await writeFile(paths.namesFile, files.names);
+    await writeFile(paths.conf, files.conf);
     await run('ip', ['netns', 'exec', ns, 'dnsmasq', `--conf-file=${paths.conf}`]);
     const dhcpAt = performance.now() - t0;
     const lease = await plugAndLease(ns, vm, bridgeName(s.net.id));
@@ -153,6 +156,7 @@ async function byHand(state: string, s: Subject): Promise<Round> {
   } finally {
     // dnsmasq first: a process inside a namespace keeps it alive after `ip netns del`.
     await new HostNetworkDriver({ stateDir: state, underlay: UNDERLAY, netns: ns }).stopDhcp(s.net.id);
+    await rm(dnsmasqRunDir(state), { recursive: true, force: true });
     await deleteNamespace(vm);
     await deleteNamespace(ns);
   }
@@ -176,6 +180,7 @@ async function viaDriver(state: string, s: Subject): Promise<Round> {
     return { ms, parts: { dnsmasq: dhcpAt } };
   } finally {
     await driver.stopDhcp(s.net.id);
+    await rm(dnsmasqRunDir(state), { recursive: true, force: true });
     await deleteNamespace(vm);
     await deleteNamespace(ns);
   }
@@ -220,6 +225,7 @@ async function stopRig(rig: ApiRig): Promise<void> {
   await rig.client.close();
   await rig.cp.close();
   await rm(rig.agentDir, { recursive: true, force: true });
+  await rm(dnsmasqRunDir(rig.stateDir), { recursive: true, force: true });
 }
 
 /** Every interface of the namespace by name: its `master` and whether it is up (`ip -j link show`). */
@@ -269,8 +275,8 @@ async function viaApi(rig: ApiRig, round: string): Promise<{ round: Round; netwo
     }, 'the tap in the bridge');
     const leaseDone = (async () => {
       await until(async () => {
-        const conf = await readFile(paths.conf, 'utf8').catch(() => '');
-        return conf.includes(`dhcp-host=${nic.mac},`) && (await rig.reader.dhcpPid(net.id)) !== null;
+        const hosts = await readFile(paths.hostsFile, 'utf8').catch(() => '');
+        return hosts.includes(`${nic.mac},`) && (await rig.reader.dhcpPid(net.id)) !== null;
       }, "the network's dnsmasq with the NIC's lease");
       const dnsmasqAt = at();
       const lease = await plugAndLease(hostNs, vm, bridge);

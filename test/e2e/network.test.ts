@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import type { Instance, Nic } from '@floe/api';
 import type { FloeClient } from '@floe/client';
 import { run } from '@floe/process';
 import { ensureTestImage } from '@floe/testkit/guest-image';
+import { dnsmasqRunDir } from '../../packages/agent/src/drivers/net/dnsmasq.js';
 import { bridgeName, tapName, vxlanName } from '../../packages/agent/src/drivers/net/names.js';
 import { storeTargets } from '../../packages/server/src/db/testing.js';
 import { prepareAgentDir, startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
@@ -146,6 +147,8 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     if (process.env.FLOE_TEST_AGENT_LOG) agents.forEach((a, i) => writeFileSync(`${process.env.FLOE_TEST_AGENT_LOG}.${i}`, a.output()));
     await cp?.close();
     await ns.cleanup();
+    // What the agents' dnsmasq re-read lives under /run, outside their data directories.
+    for (const d of Object.values(agentDirs)) await rm(dnsmasqRunDir(path.resolve(d)), { recursive: true, force: true });
   }, 120_000);
 
   it('two VMs on one network take their IPAM addresses by DHCP and ping each other over IPv4 and IPv6', async () => {

@@ -148,7 +148,7 @@ async function main(argv: string[]): Promise<number> {
   if (networkDriver === 'host') {
     if (underlay === null) throw new UsageError('the host network driver needs an underlay address: pass --underlay ADDRESS');
     const stateDir = resolve(dataDir);
-    network = { host: new HostNetworkDriver({ stateDir, underlay }), stateDir };
+    network = { host: new HostNetworkDriver({ stateDir, underlay, logger: log.child({ component: 'host-network' }) }), stateDir };
   }
   log.info({ network_driver: networkDriver, underlay }, 'networking');
 

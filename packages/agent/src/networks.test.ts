@@ -6,9 +6,10 @@ import type { DesiredInstance, DesiredNetwork } from '@floe/api';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { run, which, type RunOptions, type RunResult } from './host/exec.js';
+import { dnsmasqRunDir } from './drivers/net/dnsmasq.js';
 import { HostNetworkDriver } from './drivers/net/driver.js';
 import { bridgeName, tapName } from './drivers/net/names.js';
-import { hostAddressCommands, NetworkReconciler, parseDefaultRoute, toNetSpec, toNicSpecs, type NetworkHost } from './networks.js';
+import { NetworkReconciler, parseDefaultRoute, toNetSpec, toNicSpecs, type NetworkHost } from './networks.js';
 import type { NetSpec, NicSpec } from './drivers/net/types.js';
 
 const NET: DesiredNetwork = {
@@ -44,24 +45,21 @@ describe('DesiredNetwork → NetSpec', () => {
       ipv4: { cidr: '10.10.0.0/24', gateway: '10.10.0.1' }, ipv6: { cidr: 'fd00:10::/64', gateway: 'fd00:10::1' },
     });
     expect(toNetSpec(NET).uplink).toBeUndefined();
-    expect(hostAddressCommands(NET)).toEqual([]);
+    expect(toNetSpec(NET).hostAddrs).toBeUndefined();
   });
 
   it('keeps no gateway in none mode and puts the host address on the bridge itself', () => {
     const none = { ...NET, gateway: 'none', gateway4: null, gateway6: null };
     const spec = toNetSpec(none, { natUplink: 'eth0' });
     expect([spec.gatewayMode, spec.ipv4?.gateway, spec.ipv6?.gateway, spec.uplink]).toEqual(['none', null, null, undefined]);
-    const cmds = hostAddressCommands(none);
-    expect(cmds).toHaveLength(2);
-    expect(cmds[0]).toEqual(['ip', 'addr', 'replace', '10.10.0.1/24', 'dev', expect.stringMatching(/^flbr[0-9a-f]{11}$/)]);
-    expect(cmds[1]?.slice(0, 4)).toEqual(['ip', 'addr', 'replace', 'fd00:10::1/64']);
+    expect(spec.hostAddrs).toEqual(['10.10.0.1/24', 'fd00:10::1/64']);
   });
 
   it('routes through a VM in vm mode', () => {
     const vm = { ...NET, gateway: '10.10.0.5', gateway4: '10.10.0.5', gateway6: null };
     const spec = toNetSpec(vm);
     expect([spec.gatewayMode, spec.ipv4?.gateway]).toEqual(['vm', '10.10.0.5']);
-    expect(hostAddressCommands(vm)[0]?.[3]).toBe('10.10.0.1/24');
+    expect(spec.hostAddrs).toEqual(['10.10.0.1/24', 'fd00:10::1/64']);
   });
 
   it('passes DHCPv6 on for networks with IPv6 only; a control plane that never sent it means SLAAC', () => {
@@ -79,7 +77,7 @@ describe('DesiredNetwork → NetSpec', () => {
     const none = toNetSpec({ ...PUBLIC, gateway: 'none', gateway4: null });
     expect([none.gatewayMode, none.ipv4?.gateway, none.physical]).toEqual(['none', null, 'eth1']);
     // The host's address on a public bridge is its own LAN address, moved there by the driver.
-    expect(hostAddressCommands(PUBLIC)).toEqual([]);
+    expect(toNetSpec(PUBLIC).hostAddrs).toBeUndefined();
   });
 
   it('refuses a public network without an interface, with a host gateway or a malformed interface', () => {
@@ -91,7 +89,7 @@ describe('DesiredNetwork → NetSpec', () => {
 
   it('refuses malformed values', () => {
     expect(() => toNetSpec({ ...NET, id: '../x' })).toThrow(/malformed/);
-    expect(() => hostAddressCommands({ ...NET, gateway: 'none', host_ipv4: '10.10.0.1; rm' })).toThrow();
+    expect(() => toNetSpec({ ...NET, gateway: 'none', host_ipv4: '10.10.0.1; rm' })).toThrow();
     expect(() => toNetSpec(NET, { natUplink: 'eth0 x' })).toThrow(/interface name/);
   });
 
@@ -119,12 +117,14 @@ class RecordingHost implements NetworkHost {
     const stdout = argv.includes('route') ? '[{"dst":"default","dev":"up0"}]' : '';
     return { code: 0, stdout, stderr: '' } as RunResult;
   }
-  async ensureNetwork(net: NetSpec): Promise<string> {
+  ports: Array<{ net: string; nics: string[] }> = [];
+  async ensureNetwork(net: NetSpec, nics: readonly NicSpec[] = []): Promise<string> {
     if (this.failNext > 0) {
       this.failNext--;
       throw new Error('bridge busy');
     }
     this.calls.push(`ensureNetwork ${net.id} uplink=${net.uplink ?? '-'}`);
+    this.ports.push({ net: net.id, nics: nics.map((n) => n.id) });
     return 'br';
   }
   async removeNetwork(id: string): Promise<void> {
@@ -140,11 +140,6 @@ class RecordingHost implements NetworkHost {
   }
   async ensureTap(): Promise<string> {
     return 'tap';
-  }
-  ports: Array<{ net: string; nics: string[] }> = [];
-  async ensurePorts(net: NetSpec, nics: readonly NicSpec[]): Promise<string[]> {
-    this.ports.push({ net: net.id, nics: nics.map((n) => n.id) });
-    return [];
   }
   async removeTap(): Promise<void> {}
 }
@@ -363,6 +358,7 @@ describe.skipIf(netnsReason !== null)('NetworkReconciler on a real host (namespa
     await host?.removeNetwork(net.id).catch(() => undefined);
     for (const n of [hostNs, vmNs]) await run('ip', ['netns', 'del', n], { allowFail: true });
     await rm(dir, { recursive: true, force: true });
+    await rm(dnsmasqRunDir(dir), { recursive: true, force: true });
   });
 
   it('builds the network, serves the pinned lease in none mode, repairs drift and removes it', async () => {
@@ -446,6 +442,7 @@ describe.skipIf(netnsReason !== null)('NetworkReconciler with a public network (
     for (const id of [pub.id, lan.id]) await host?.stopDhcp(id).catch(() => undefined);
     for (const n of Object.values(ns)) await run('ip', ['netns', 'del', n], { allowFail: true });
     await rm(dir, { recursive: true, force: true });
+    await rm(dnsmasqRunDir(dir), { recursive: true, force: true });
   });
 
   it('takes over the interface, NATs a private network out through the public bridge, and gives the interface back', async () => {

@@ -3,13 +3,12 @@ import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { FloeError, type DesiredInstance, type DesiredNetwork } from '@floe/api';
 import { backoffDelay } from './backoff.js';
-import type { Argv } from './drivers/net/builders.js';
 import type { HostNetworkDriver } from './drivers/net/driver.js';
 import { bridgeName, checkCidr, checkId, checkIfName, checkIp, NET_ID_RE } from './drivers/net/names.js';
 import type { GatewayMode, NetSpec, NicSpec } from './drivers/net/types.js';
 
 /** The part of HostNetworkDriver the network reconciler uses (a recording fake in unit tests). */
-export type NetworkHost = Pick<HostNetworkDriver, 'exec' | 'ensureNetwork' | 'removeNetwork' | 'ensureDhcp' | 'applyFirewall' | 'ensureTap' | 'ensurePorts' | 'removeTap'>;
+export type NetworkHost = Pick<HostNetworkDriver, 'exec' | 'ensureNetwork' | 'removeNetwork' | 'ensureDhcp' | 'applyFirewall' | 'ensureTap' | 'removeTap'>;
 
 /** Options of the adapter: what the agent knows about its host that the control plane does not send. */
 export interface NetSpecOptions {
@@ -34,9 +33,8 @@ function gatewayMode(gateway: string): GatewayMode {
  * - A public network's gateway is its LAN's router (mode `vm`: "a router
  *   elsewhere", named to guests by DHCP) or `none`; it has no VXLAN peers.
  * - The host's own address on the bridge (`host_ipv4`/`host_ipv6`, where
- *   dnsmasq answers DHCP and DNS) is the gateway in `host` mode, which the
- *   driver puts on the bridge; in `none`/`vm` mode the driver puts nothing
- *   there, so `hostAddressCommands` adds it.
+ *   dnsmasq answers DHCP and DNS) is the gateway in `host` mode; in
+ *   `none`/`vm` mode it goes into NetSpec's `hostAddrs`.
  */
 export function toNetSpec(net: DesiredNetwork, opts: NetSpecOptions = {}): NetSpec {
   checkId('network_id', net.id);
@@ -70,34 +68,25 @@ export function toNetSpec(net: DesiredNetwork, opts: NetSpecOptions = {}): NetSp
     ...(net.dhcpv6 === true && net.ipv6 !== null ? { dhcpv6: true } : {}),
     peers: [...net.peers],
     ...(mode === 'host' && opts.natUplink !== undefined ? { uplink: checkIfName('uplink', opts.natUplink) } : {}),
+    ...(mode === 'host' ? {} : { hostAddrs: hostAddrs(net) }),
   };
+}
+
+/**
+ * The host's DHCP/DNS addresses on the bridge of a private network in `none`
+ * and `vm` mode (in `host` mode the gateway address is the same and serves).
+ * dnsmasq needs an address of the subnet on its interface to serve DHCPv4 there.
+ */
+function hostAddrs(net: DesiredNetwork): string[] {
+  const out: string[] = [];
+  if (net.ipv4 !== null && net.host_ipv4 !== null) out.push(`${checkIp('host_ipv4', net.host_ipv4, 4)}/${checkCidr('ipv4', net.ipv4, 4).prefix}`);
+  if (net.ipv6 !== null && net.host_ipv6 !== null) out.push(`${checkIp('host_ipv6', net.host_ipv6, 6)}/${checkCidr('ipv6', net.ipv6, 6).prefix}`);
+  return out;
 }
 
 /** Every NIC of the network (on any host) from its leases. */
 export function toNicSpecs(net: DesiredNetwork): NicSpec[] {
   return net.leases.map((l) => ({ id: l.nic_id, instanceId: l.instance_id, networkId: net.id, mac: l.mac, ipv4: l.ipv4, ipv6: l.ipv6, hostname: l.hostname }));
-}
-
-/**
- * The host's DHCP/DNS address on the bridge of a private network in `none` and
- * `vm` mode (in `host` mode the gateway address is the same and the driver adds
- * it; a public bridge has the host's LAN address). dnsmasq needs an address of
- * the subnet on its interface to serve DHCPv4 there.
- */
-export function hostAddressCommands(net: DesiredNetwork): Argv[] {
-  // A public bridge carries the host's own LAN address, moved there from the physical interface.
-  if (gatewayMode(net.gateway) === 'host' || net.kind === 'public') return [];
-  const br = bridgeName(net.id);
-  const out: Argv[] = [];
-  if (net.ipv4 !== null && net.host_ipv4 !== null) {
-    const { prefix } = checkCidr('ipv4', net.ipv4, 4);
-    out.push(['ip', 'addr', 'replace', `${checkIp('host_ipv4', net.host_ipv4, 4)}/${prefix}`, 'dev', br]);
-  }
-  if (net.ipv6 !== null && net.host_ipv6 !== null) {
-    const { prefix } = checkCidr('ipv6', net.ipv6, 6);
-    out.push(['ip', 'addr', 'replace', `${checkIp('host_ipv6', net.host_ipv6, 6)}/${prefix}`, 'dev', br, 'nodad']);
-  }
-  return out;
 }
 
 /** The interface of the default IPv4 route, from `ip -j route show default` output; null when there is none. */
@@ -301,14 +290,11 @@ export class NetworkReconciler {
       try {
         // The marker first: a network half built before a failure is still found and removed later.
         await mkdir(join(this.opts.stateDir, 'net', net.id), { recursive: true, mode: 0o755 });
-        await this.opts.host.ensureNetwork(spec);
-        for (const cmd of hostAddressCommands(net)) await this.opts.host.exec(cmd);
+        // With the local NICs: their taps go back into a bridge that was rebuilt.
+        await this.opts.host.ensureNetwork(spec, local);
         const dhcp = await this.opts.host.ensureDhcp(spec, local, nics.filter((n) => !localNicIds.has(n.id)));
         if (dhcp.started) this.log.info({ network: net.id, name: net.name, pid: dhcp.pid }, 'dnsmasq started');
         if (dhcp.skipped !== undefined) this.log.warn({ network: net.id, name: net.name, reason: dhcp.skipped }, 'no DHCP on this network');
-        // Taps that left the bridge (it was deleted by hand and rebuilt above) go back in.
-        const plugged = await this.opts.host.ensurePorts(spec, local);
-        if (plugged.length > 0) this.log.warn({ network: net.id, name: net.name, taps: plugged }, 'taps plugged back into their bridge');
         built.push(spec);
         builtById.set(spec.id, spec);
         localNics.push(...local);

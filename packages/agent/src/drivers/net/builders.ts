@@ -3,7 +3,7 @@ import { FloeError } from '@floe/api';
 import {
   bridgeName, checkCidr, checkHostname, checkId, checkIfName, checkInt, checkIp, checkMac, tapName, vxlanName,
 } from './names.js';
-import type { NetSpec, NicSpec } from './types.js';
+import type { NetSpec, NicSpec, ObservedNet } from './types.js';
 
 /** One command as an argument array, the program first (`ip`, `bridge`). */
 export type Argv = readonly string[];
@@ -66,6 +66,15 @@ export function checkNet(net: NetSpec): CheckedNet {
   };
   const v4 = fam(net.ipv4, 4, 'ipv4');
   const v6 = fam(net.ipv6, 6, 'ipv6');
+  if (net.hostAddrs !== undefined) {
+    if (!Array.isArray(net.hostAddrs) || pub || net.gatewayMode === 'host') throw invalid('host_addrs', 'host addresses are for private networks in none or vm mode');
+    net.hostAddrs.forEach((a, i) => {
+      const m = /^([^/]+)\/(\d{1,3})$/.exec(a);
+      const fam = m === null ? null : m[1]!.includes(':') ? v6 : v4;
+      if (m === null || fam === null || Number(m[2]) !== fam.prefix) throw invalid(`host_addrs[${i}]`, `${JSON.stringify(a)} is not an address/prefix of the network`);
+      checkIp(`host_addrs[${i}]`, m[1]!, m[1]!.includes(':') ? 6 : 4);
+    });
+  }
   if (net.gatewayMode === 'host' && (v4?.gateway ?? v6?.gateway ?? null) === null) {
     throw invalid('gateway', 'a host gateway needs a gateway address');
   }
@@ -104,9 +113,15 @@ export function fdbCommand(c: CheckedNet, peer: string, action: 'append' | 'del'
   return ['bridge', 'fdb', action, '00:00:00:00:00:00', 'dev', c.vxlan, 'dst', peer];
 }
 
-/** The host's gateway addresses on the bridge (host gateway only); `replace` keeps it idempotent. */
+/**
+ * The host's addresses on the bridge: the gateway addresses with a host
+ * gateway, else the addresses dnsmasq serves from (`hostAddrs`); `replace`
+ * keeps it idempotent.
+ */
 export function addressCommands(c: CheckedNet): Argv[] {
-  if (c.net.gatewayMode !== 'host') return [];
+  if (c.net.gatewayMode !== 'host') {
+    return (c.net.hostAddrs ?? []).map((a) => ['ip', 'addr', 'replace', a, 'dev', c.bridge, ...(a.includes(':') ? ['nodad'] : [])]);
+  }
   const out: Argv[] = [];
   if (c.v4?.gateway) out.push(['ip', 'addr', 'replace', `${c.v4.gateway}/${c.v4.prefix}`, 'dev', c.bridge]);
   // Every host carries the same gateway address and MAC; DAD across hosts would only fight itself.
@@ -116,22 +131,56 @@ export function addressCommands(c: CheckedNet): Argv[] {
 
 /**
  * Every `ip`/`bridge` command that builds a private network on a fresh host: bridge,
- * VXLAN device attached to it, one all-zero FDB entry per peer (unicast
- * head-end replication, no multicast), gateway addresses, bridge up.
+ * VXLAN device attached to it, gateway addresses, bridge up, then one
+ * all-zero FDB entry per peer (unicast head-end replication, no multicast).
  *
  * @example
  * for (const [cmd, ...args] of bridgeCommands(net, { underlay: '192.0.2.1' })) await run(cmd, args);
  */
 export function bridgeCommands(net: NetSpec, host: { underlay: string }): Argv[] {
+  return networkCommands(net, { bridge: undefined, vxlan: undefined, bridgeAddrs: [], floods: [], ports: [] }, host.underlay);
+}
+
+/**
+ * The commands that bring a private network on this host from what it has
+ * (`o`) to what `net` asks for, and nothing else: on a fresh host all of
+ * `bridgeCommands`; on a host where all is well, none. A VXLAN device with
+ * another VNI or source is replaced (its flood entries go with it); the
+ * bridge's MAC and MTU, the VXLAN device's port, the flood entries, the
+ * gateway addresses and ports that left the bridge (`o.ports`) are repaired.
+ * `ip` commands come before `bridge` ones in the list, in the order they can
+ * run as one `ip -batch` and one `bridge -batch`.
+ *
+ * @example
+ * const { ip, bridge } = splitByTool(networkCommands(net, observed, '192.0.2.1'));
+ */
+export function networkCommands(net: NetSpec, o: ObservedNet, underlay: string): Argv[] {
   const c = checkNet(net);
   if (c.physical !== null) throw invalid('kind', 'a public network is built from what its physical interface has: see takeoverCommands');
-  return [
-    ...bridgeCreateCommands(c),
-    ...vxlanCreateCommands(c, host.underlay),
-    ...c.net.peers.map((p) => fdbCommand(c, p, 'append')),
-    ...addressCommands(c),
-    ['ip', 'link', 'set', c.bridge, 'up'],
-  ];
+  checkIp('underlay', underlay);
+  const mtu = String(net.mtu);
+  const ip: Argv[] = [];
+  const br: Argv[] = [];
+  if (o.bridge !== undefined && o.bridge.kind !== 'bridge') throw new FloeError('invalid_state', `interface ${c.bridge} exists and is not a bridge`, { interface: c.bridge });
+  if (o.bridge === undefined) ip.push(...bridgeCreateCommands(c));
+  else if (o.bridge.address !== c.gatewayMac || o.bridge.mtu !== net.mtu) ip.push(['ip', 'link', 'set', c.bridge, 'address', c.gatewayMac, 'mtu', mtu]);
+  const vx = o.vxlan;
+  const vxOk = vx !== undefined && vx.kind === 'vxlan' && vx.vni === net.vni && vx.local === underlay;
+  if (vx !== undefined && !vxOk) ip.push(['ip', 'link', 'del', c.vxlan]);
+  if (!vxOk) ip.push(...vxlanCreateCommands(c, underlay));
+  else if (vx.master !== c.bridge || !vx.up || vx.mtu !== net.mtu) ip.push(['ip', 'link', 'set', c.vxlan, 'mtu', mtu, 'master', c.bridge, 'up']);
+  // A new VXLAN device has no entries; a kept one may have stale ones.
+  const have = vxOk ? o.floods : [];
+  for (const p of net.peers) if (!have.includes(p)) br.push(fdbCommand(c, p, 'append'));
+  for (const p of have) if (!net.peers.includes(p)) br.push(fdbCommand(c, p, 'del'));
+  const addrs = o.bridge === undefined ? [] : o.bridgeAddrs;
+  for (const cmd of addressCommands(c)) if (!addrs.includes(cmd[3]!)) ip.push(cmd);
+  if (o.bridge === undefined || !o.bridge.up) ip.push(['ip', 'link', 'set', c.bridge, 'up']);
+  for (const port of o.ports) {
+    if (o.bridge !== undefined && port.master === c.bridge && port.up && port.mtu === net.mtu) continue;
+    ip.push(...portCommands(port.name, c));
+  }
+  return [...ip, ...br];
 }
 
 /** Create a persistent tap for QEMU and plug it into the network's bridge. */

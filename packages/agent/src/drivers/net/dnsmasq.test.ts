@@ -1,23 +1,26 @@
 import { describe, expect, it } from 'vitest';
-import { dnsmasqConfig, dnsmasqPaths } from './dnsmasq.js';
+import { dnsmasqFiles, dnsmasqPaths, dnsmasqRunDir } from './dnsmasq.js';
 import { NET, NIC } from './spec.fixtures.js';
 import type { NetSpec, NicSpec } from './types.js';
 
 
 const REMOTE: NicSpec = { ...NIC, id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C7', mac: '52:54:00:00:00:07', ipv4: '10.10.0.7', ipv6: null, hostname: 'db-1' };
-const PATHS = dnsmasqPaths('/var/lib/floe/agent', NET.id);
+const PATHS = dnsmasqPaths('/var/lib/floe/agent', NET.id, '/run/floe/dnsmasq-test');
+const DIR = '/var/lib/floe/agent/net/net_01JB8X0Q3E6M2T9K4V7W5YB1C3';
+const RUN = '/run/floe/dnsmasq-test/net_01JB8X0Q3E6M2T9K4V7W5YB1C3';
 
-describe('dnsmasqConfig', () => {
-  it('serves pinned DHCPv4, SLAAC with stateless DHCPv6 and DNS names on the bridge only', () => {
-    expect(dnsmasqConfig(NET, [NIC], PATHS, [REMOTE])).toBe(`# floe network net_01JB8X0Q3E6M2T9K4V7W5YB1C3; generated, do not edit
+describe('dnsmasqFiles', () => {
+  it('serves pinned DHCPv4, SLAAC with stateless DHCPv6 and DNS names on the bridge only; leases and names in files of their own', () => {
+    expect(dnsmasqFiles(NET, [NIC], PATHS, [REMOTE])).toEqual({
+      conf: `# floe network net_01JB8X0Q3E6M2T9K4V7W5YB1C3; generated, do not edit
 interface=flbrad9af9a2ebc
-bind-interfaces
+bind-dynamic
 except-interface=lo
-pid-file=/var/lib/floe/agent/net/net_01JB8X0Q3E6M2T9K4V7W5YB1C3/dnsmasq.pid
-dhcp-leasefile=/var/lib/floe/agent/net/net_01JB8X0Q3E6M2T9K4V7W5YB1C3/dnsmasq.leases
+pid-file=${DIR}/dnsmasq.pid
+dhcp-leasefile=${DIR}/dnsmasq.leases
 no-hosts
 dhcp-authoritative
-log-facility=/var/lib/floe/agent/net/net_01JB8X0Q3E6M2T9K4V7W5YB1C3/dnsmasq.log
+log-facility=${DIR}/dnsmasq.log
 domain-needed
 bogus-priv
 no-poll
@@ -27,23 +30,34 @@ dhcp-option=tag:v4,option:mtu,1450
 enable-ra
 dhcp-range=set:v6,::,constructor:flbrad9af9a2ebc,ra-stateless,64,12h
 ra-param=flbrad9af9a2ebc,mtu:1450,60
-dhcp-host=52:54:00:12:34:56,set:v4,10.10.0.5,web-1
-host-record=web-1,10.10.0.5,fd00:10::5054:ff:fe12:3456
-host-record=db-1,10.10.0.7
-`);
+dhcp-hostsfile=${RUN}/dhcp-hosts
+addn-hosts=${RUN}/names
+`,
+      hosts: '52:54:00:12:34:56,10.10.0.5,web-1\n',
+      names: '10.10.0.5 web-1\nfd00:10::5054:ff:fe12:3456 web-1\n10.10.0.7 db-1\n',
+    });
   });
 
-  it('without DNS and without a router: no DNS port, no resolv.conf, no router option, RA with lifetime 0', () => {
+  it('keeps the configuration when only NICs change, so a VM joining is a reload, not a restart', () => {
+    const one = dnsmasqFiles(NET, [NIC], PATHS);
+    const two = dnsmasqFiles(NET, [NIC, { ...REMOTE, ipv6: 'fd00:10::7' }], PATHS);
+    expect(two.conf).toBe(one.conf);
+    expect(two.hosts).toBe('52:54:00:12:34:56,10.10.0.5,web-1\n52:54:00:00:00:07,10.10.0.7,db-1\n');
+    expect(dnsmasqFiles(NET, [], PATHS)).toEqual({ conf: one.conf, hosts: '', names: '' });
+  });
+
+  it('without DNS and without a router: no DNS port, no resolv.conf, no router option, RA with lifetime 0, no names', () => {
     const net: NetSpec = { ...NET, dns: false, gatewayMode: 'none', ipv6: { cidr: 'fd00:10::/64', gateway: null } };
-    expect(dnsmasqConfig(net, [NIC], PATHS)).toBe(`# floe network net_01JB8X0Q3E6M2T9K4V7W5YB1C3; generated, do not edit
+    expect(dnsmasqFiles(net, [NIC], PATHS, [REMOTE])).toEqual({
+      conf: `# floe network net_01JB8X0Q3E6M2T9K4V7W5YB1C3; generated, do not edit
 interface=flbrad9af9a2ebc
-bind-interfaces
+bind-dynamic
 except-interface=lo
-pid-file=/var/lib/floe/agent/net/net_01JB8X0Q3E6M2T9K4V7W5YB1C3/dnsmasq.pid
-dhcp-leasefile=/var/lib/floe/agent/net/net_01JB8X0Q3E6M2T9K4V7W5YB1C3/dnsmasq.leases
+pid-file=${DIR}/dnsmasq.pid
+dhcp-leasefile=${DIR}/dnsmasq.leases
 no-hosts
 dhcp-authoritative
-log-facility=/var/lib/floe/agent/net/net_01JB8X0Q3E6M2T9K4V7W5YB1C3/dnsmasq.log
+log-facility=${DIR}/dnsmasq.log
 port=0
 no-resolv
 dhcp-range=set:v4,10.10.0.0,static,255.255.255.0,12h
@@ -53,31 +67,30 @@ dhcp-option=tag:v4,option:dns-server
 enable-ra
 dhcp-range=set:v6,::,constructor:flbrad9af9a2ebc,ra-only,64,12h
 ra-param=flbrad9af9a2ebc,mtu:1450,60,0
-dhcp-host=52:54:00:12:34:56,set:v4,10.10.0.5,web-1
-`);
+dhcp-hostsfile=${RUN}/dhcp-hosts
+`,
+      hosts: '52:54:00:12:34:56,10.10.0.5,web-1\n',
+      names: '',
+    });
   });
 
   it('with DHCPv6: managed RAs without SLAAC, and the NIC\'s pinned IPv6 address beside its IPv4 one', () => {
-    const conf = dnsmasqConfig({ ...NET, dhcpv6: true }, [NIC], PATHS, [REMOTE]);
-    const base = dnsmasqConfig(NET, [NIC], PATHS, [REMOTE]).split('\n');
-    const lines = conf.split('\n');
-    expect(lines.filter((l) => !base.includes(l))).toEqual([
-      'dhcp-range=set:v6,::,constructor:flbrad9af9a2ebc,static,64,12h',
-      'dhcp-host=52:54:00:12:34:56,set:v4,10.10.0.5,[fd00:10::5054:ff:fe12:3456],web-1',
-    ]);
-    expect(base.filter((l) => !lines.includes(l))).toEqual([
-      'dhcp-range=set:v6,::,constructor:flbrad9af9a2ebc,ra-stateless,64,12h',
-      'dhcp-host=52:54:00:12:34:56,set:v4,10.10.0.5,web-1',
-    ]);
+    const files = dnsmasqFiles({ ...NET, dhcpv6: true }, [NIC], PATHS, [REMOTE]);
+    const base = dnsmasqFiles(NET, [NIC], PATHS, [REMOTE]);
+    const lines = files.conf.split('\n');
+    const baseLines = base.conf.split('\n');
+    expect(lines.filter((l) => !baseLines.includes(l))).toEqual(['dhcp-range=set:v6,::,constructor:flbrad9af9a2ebc,static,64,12h']);
+    expect(baseLines.filter((l) => !lines.includes(l))).toEqual(['dhcp-range=set:v6,::,constructor:flbrad9af9a2ebc,ra-stateless,64,12h']);
+    expect(files.hosts).toBe('52:54:00:12:34:56,10.10.0.5,[fd00:10::5054:ff:fe12:3456],web-1\n');
     // Without DNS the guests are told of no DNS server over DHCPv6 either.
-    expect(dnsmasqConfig({ ...NET, dhcpv6: true, dns: false }, [NIC], PATHS)).toContain('\ndhcp-option=option6:dns-server\n');
+    expect(dnsmasqFiles({ ...NET, dhcpv6: true, dns: false }, [NIC], PATHS).conf).toContain('\ndhcp-option=option6:dns-server\n');
     // An IPv6-only NIC gets a line of its own.
-    expect(dnsmasqConfig({ ...NET, dhcpv6: true }, [{ ...NIC, ipv4: null }], PATHS)).toContain('\ndhcp-host=52:54:00:12:34:56,[fd00:10::5054:ff:fe12:3456],web-1\n');
+    expect(dnsmasqFiles({ ...NET, dhcpv6: true }, [{ ...NIC, ipv4: null }], PATHS).hosts).toBe('52:54:00:12:34:56,[fd00:10::5054:ff:fe12:3456],web-1\n');
   });
 
   it('refuses DHCPv6 without IPv6 or on a public network', () => {
-    expect(() => dnsmasqConfig({ ...NET, dhcpv6: true, ipv6: null }, [NIC], PATHS)).toThrow(/DHCPv6/);
-    expect(() => dnsmasqConfig({ ...NET, dhcpv6: 'yes' as unknown as boolean }, [NIC], PATHS)).toThrow(/true or false/);
+    expect(() => dnsmasqFiles({ ...NET, dhcpv6: true, ipv6: null }, [NIC], PATHS)).toThrow(/DHCPv6/);
+    expect(() => dnsmasqFiles({ ...NET, dhcpv6: 'yes' as unknown as boolean }, [NIC], PATHS)).toThrow(/true or false/);
   });
 
   it('on a public network: floe\'s NICs only, not authoritative, the LAN\'s router, no RAs, no DNS unless asked', () => {
@@ -86,33 +99,48 @@ dhcp-host=52:54:00:12:34:56,set:v4,10.10.0.5,web-1
       ipv6: { cidr: '2001:db8::/64', gateway: null }, mtu: 1500, gatewayMode: 'vm', dns: false, peers: [],
     };
     const nic: NicSpec = { ...NIC, networkId: pub.id, ipv4: '203.0.113.50', ipv6: null, hostname: 'pub-1' };
-    const paths = dnsmasqPaths('/var/lib/floe/agent', pub.id);
-    expect(dnsmasqConfig(pub, [nic], paths)).toBe(`# floe network net_01JB8X0Q3E6M2T9K4V7W5YB1CB; generated, do not edit
+    const paths = dnsmasqPaths('/var/lib/floe/agent', pub.id, '/run/floe/dnsmasq-test');
+    const dir = '/var/lib/floe/agent/net/net_01JB8X0Q3E6M2T9K4V7W5YB1CB';
+    const run = '/run/floe/dnsmasq-test/net_01JB8X0Q3E6M2T9K4V7W5YB1CB';
+    expect(dnsmasqFiles(pub, [nic], paths)).toEqual({
+      conf: `# floe network net_01JB8X0Q3E6M2T9K4V7W5YB1CB; generated, do not edit
 interface=flbr079b079bcba
-bind-interfaces
+bind-dynamic
 except-interface=lo
-pid-file=/var/lib/floe/agent/net/net_01JB8X0Q3E6M2T9K4V7W5YB1CB/dnsmasq.pid
-dhcp-leasefile=/var/lib/floe/agent/net/net_01JB8X0Q3E6M2T9K4V7W5YB1CB/dnsmasq.leases
+pid-file=${dir}/dnsmasq.pid
+dhcp-leasefile=${dir}/dnsmasq.leases
 no-hosts
 dhcp-ignore=tag:!known
-log-facility=/var/lib/floe/agent/net/net_01JB8X0Q3E6M2T9K4V7W5YB1CB/dnsmasq.log
+log-facility=${dir}/dnsmasq.log
 port=0
 no-resolv
 dhcp-range=set:v4,203.0.113.0,static,255.255.255.0,12h
 dhcp-option=tag:v4,option:router,203.0.113.1
 dhcp-option=tag:v4,option:mtu,1500
 dhcp-option=tag:v4,option:dns-server
-dhcp-host=52:54:00:12:34:56,set:v4,203.0.113.50,pub-1
-`);
-    const withDns = dnsmasqConfig({ ...pub, dns: true }, [nic], paths);
-    expect(withDns).not.toContain('port=0');
-    expect(withDns).toContain('host-record=pub-1,203.0.113.50\n');
+dhcp-hostsfile=${run}/dhcp-hosts
+`,
+      hosts: '52:54:00:12:34:56,203.0.113.50,pub-1\n',
+      names: '',
+    });
+    const withDns = dnsmasqFiles({ ...pub, dns: true }, [nic], paths);
+    expect(withDns.conf).not.toContain('port=0');
+    expect(withDns.conf).toContain(`\naddn-hosts=${run}/names\n`);
+    expect(withDns.names).toBe('203.0.113.50 pub-1\n');
   });
 
   it('refuses values that would inject config lines or escape the state directory', () => {
-    expect(() => dnsmasqConfig(NET, [{ ...NIC, hostname: 'web\nserver=1.1.1.1' }], PATHS)).toThrow(/not a DNS label/);
-    expect(() => dnsmasqConfig({ ...NET, ipv4: { cidr: '10.10.0.0/24\nx', gateway: null } }, [], PATHS)).toThrow(/prefix/);
+    expect(() => dnsmasqFiles(NET, [{ ...NIC, hostname: 'web\nserver=1.1.1.1' }], PATHS)).toThrow(/not a DNS label/);
+    expect(() => dnsmasqFiles(NET, [], PATHS, [{ ...REMOTE, ipv4: '10.10.0.7\n10.0.0.1 evil' }])).toThrow();
+    expect(() => dnsmasqFiles({ ...NET, ipv4: { cidr: '10.10.0.0/24\nx', gateway: null } }, [], PATHS)).toThrow(/prefix/);
     expect(() => dnsmasqPaths('/var/lib/floe', '../x')).toThrow(/malformed/);
     expect(() => dnsmasqPaths('relative', NET.id)).toThrow(/absolute/);
+    expect(() => dnsmasqPaths('/var/lib/floe', NET.id, '/run/a b')).toThrow(/without spaces/);
+  });
+
+  it('keeps what dnsmasq re-reads unprivileged under /run, one directory per agent', () => {
+    expect(dnsmasqPaths('/var/lib/floe/agent', NET.id).hostsFile).toBe(`${dnsmasqRunDir('/var/lib/floe/agent')}/${NET.id}/dhcp-hosts`);
+    expect(dnsmasqRunDir('/var/lib/floe/agent')).toMatch(/^\/run\/floe\/dnsmasq-[0-9a-f]{12}$/);
+    expect(dnsmasqRunDir('/var/lib/floe/agent')).not.toBe(dnsmasqRunDir('/srv/floe/agent'));
   });
 });

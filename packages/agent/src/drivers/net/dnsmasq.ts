@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { isAbsolute, join } from 'node:path';
 import { FloeError } from '@floe/api';
 import { checkNet, checkNic } from './builders.js';
@@ -7,30 +8,69 @@ import type { NetSpec, NicSpec } from './types.js';
 /** Where one network's dnsmasq keeps its files. */
 export interface DnsmasqPaths {
   dir: string;
+  /** The directory of the files dnsmasq re-reads unprivileged (mode 0755, files 0644: nothing in them is secret). */
+  runDir: string;
   conf: string;
+  /** The pinned leases (`dhcp-hostsfile`), re-read on SIGHUP. */
+  hostsFile: string;
+  /** The instances' DNS names (`addn-hosts`), re-read on SIGHUP. */
+  namesFile: string;
   pidFile: string;
   leaseFile: string;
   logFile: string;
 }
 
-/** dnsmasq's files of a network under the agent's state directory. */
-export function dnsmasqPaths(stateDir: string, netId: string): DnsmasqPaths {
-  if (!isAbsolute(stateDir) || /[\u0000-\u001f\u007f]/.test(stateDir)) throw new FloeError('validation_failed', `state directory must be an absolute path: ${JSON.stringify(stateDir)}`, { field: 'state_dir' });
-  const dir = join(stateDir, 'net', checkId('network_id', netId));
-  return { dir, conf: join(dir, 'dnsmasq.conf'), pidFile: join(dir, 'dnsmasq.pid'), leaseFile: join(dir, 'dnsmasq.leases'), logFile: join(dir, 'dnsmasq.log') };
+/**
+ * Where the files dnsmasq reads after it has dropped root (leases, names)
+ * live for the agent with this state directory: under /run, whose path any
+ * user may walk, unlike a state directory inside a private data directory.
+ * One directory per agent (a hash of its state directory), so that agents
+ * sharing a machine (tests, simulations) do not share it.
+ */
+export function dnsmasqRunDir(stateDir: string): string {
+  return join('/run/floe', `dnsmasq-${createHash('sha256').update(stateDir).digest('hex').slice(0, 12)}`);
 }
 
 /**
- * The dnsmasq configuration of one network on this host: bound to its bridge
- * only; static-only DHCPv4 with one `dhcp-host` per local NIC (leases pinned to
- * IPAM; unknown MACs get no answer, so the dnsmasq of each host only answers
- * its own guests); router advertisements for SLAAC (stateless DHCPv6 for DNS
- * when `dns`); `host-record` for every NIC of the network, local and remote;
- * no DNS at all (`port=0`) when `dns` is off.
+ * dnsmasq's files of a network: configuration, pidfile, lease database and log
+ * under the agent's state directory (dnsmasq opens them as root), the pinned
+ * leases and names under `runDir` (it re-reads them unprivileged).
+ */
+export function dnsmasqPaths(stateDir: string, netId: string, runDir = dnsmasqRunDir(stateDir)): DnsmasqPaths {
+  for (const [field, d] of [['state_dir', stateDir], ['run_dir', runDir]] as const) {
+    if (!isAbsolute(d) || /[\u0000-\u001f\u007f\s]/.test(d)) throw new FloeError('validation_failed', `${field} must be an absolute path without spaces: ${JSON.stringify(d)}`, { field });
+  }
+  const dir = join(stateDir, 'net', checkId('network_id', netId));
+  const run = join(runDir, netId);
+  return {
+    dir, runDir: run, conf: join(dir, 'dnsmasq.conf'), hostsFile: join(run, 'dhcp-hosts'), namesFile: join(run, 'names'),
+    pidFile: join(dir, 'dnsmasq.pid'), leaseFile: join(dir, 'dnsmasq.leases'), logFile: join(dir, 'dnsmasq.log'),
+  };
+}
+
+/** The three files of one network's dnsmasq. */
+export interface DnsmasqFiles {
+  /** The configuration; a change needs a restart. */
+  conf: string;
+  /** One pinned lease per local NIC (`dhcp-hostsfile`); a change needs only SIGHUP. */
+  hosts: string;
+  /** Every NIC's names, local and remote (`addn-hosts`, hosts format); a change needs only SIGHUP. */
+  names: string;
+}
+
+/**
+ * The dnsmasq files of one network on this host. The configuration: bound to
+ * its bridge only; static-only DHCPv4 (leases pinned to IPAM; unknown MACs get
+ * no answer, so the dnsmasq of each host only answers its own guests); router
+ * advertisements for SLAAC (stateless DHCPv6 for DNS when `dns`); no DNS at
+ * all (`port=0`) when `dns` is off. The leases (one line per local NIC) and
+ * the DNS names (every NIC of the network, local and remote) live in files of
+ * their own, so that a VM joining or leaving the network is a SIGHUP, never a
+ * restart that would interrupt DHCP and DNS for the others.
  *
  * With `dhcpv6` the IPv6 addresses come from stateful DHCPv6 instead: the
  * router advertisements set the managed flag without a SLAAC prefix, and each
- * local NIC's `dhcp-host` line carries its IPv6 address next to its IPv4 one.
+ * local NIC's lease carries its IPv6 address next to its IPv4 one.
  *
  * On a public network the bridge is shared with a LAN that may have its own
  * DHCP server and routers: dnsmasq ignores every client that is not one of
@@ -38,16 +78,19 @@ export function dnsmasqPaths(stateDir: string, netId: string): DnsmasqPaths {
  * a LAN client), sends no router advertisements and names the LAN's router.
  *
  * @example
- * await writeFile(paths.conf, dnsmasqConfig(net, localNics, paths, remoteNics));
+ * const files = dnsmasqFiles(net, localNics, paths, remoteNics);
+ * await writeFile(paths.conf, files.conf);
  */
-export function dnsmasqConfig(net: NetSpec, nics: readonly NicSpec[], paths: DnsmasqPaths, remoteNics: readonly NicSpec[] = []): string {
+export function dnsmasqFiles(net: NetSpec, nics: readonly NicSpec[], paths: DnsmasqPaths, remoteNics: readonly NicSpec[] = []): DnsmasqFiles {
   const c = checkNet(net);
   nics.forEach((n, i) => checkNic(n, `nics[${i}]`));
   remoteNics.forEach((n, i) => checkNic(n, `remote_nics[${i}]`));
   const lines = [
     `# floe network ${net.id}; generated, do not edit`,
     `interface=${c.bridge}`,
-    'bind-interfaces',
+    // Like bind-interfaces, one socket per address of the bridge, but addresses that appear later (the bridge's
+    // link-local one) are bound too: dnsmasq keeps the right to bind port 53 after it dropped root.
+    'bind-dynamic',
     'except-interface=lo',
     `pid-file=${paths.pidFile}`,
     `dhcp-leasefile=${paths.leaseFile}`,
@@ -79,18 +122,21 @@ export function dnsmasqConfig(net: NetSpec, nics: readonly NicSpec[], paths: Dns
     const hostRoutesV6 = net.gatewayMode === 'host' && c.v6.gateway !== null;
     lines.push(`ra-param=${c.bridge},mtu:${net.mtu},60${hostRoutesV6 ? '' : ',0'}`);
   }
+  lines.push(`dhcp-hostsfile=${paths.hostsFile}`);
+  if (net.dns) lines.push(`addn-hosts=${paths.namesFile}`);
   const dhcpv6 = net.dhcpv6 === true && c.v6 !== null && !pub;
+  const hosts: string[] = [];
   for (const n of nics) {
     // One line per NIC: dnsmasq knows a DHCPv6 client by its MAC (from its DUID or the neighbour table) as well.
-    const v4 = n.ipv4 !== null && c.v4 ? `,set:v4,${n.ipv4}` : '';
+    // No `set:` tag here (the range tags its requests already): dnsmasq 2.90 crashes re-reading a tagged line once it holds a lease.
+    const v4 = n.ipv4 !== null && c.v4 ? `,${n.ipv4}` : '';
     const v6 = dhcpv6 && n.ipv6 !== null ? `,[${n.ipv6}]` : '';
-    if (v4 !== '' || v6 !== '') lines.push(`dhcp-host=${n.mac}${v4}${v6},${n.hostname}`);
+    if (v4 !== '' || v6 !== '') hosts.push(`${n.mac}${v4}${v6},${n.hostname}`);
   }
+  const names: string[] = [];
   if (net.dns) {
-    for (const n of [...nics, ...remoteNics]) {
-      const addrs = [n.ipv4, n.ipv6].filter((a): a is string => a !== null);
-      if (addrs.length > 0) lines.push(`host-record=${n.hostname},${addrs.join(',')}`);
-    }
+    for (const n of [...nics, ...remoteNics]) for (const a of [n.ipv4, n.ipv6]) if (a !== null) names.push(`${a} ${n.hostname}`);
   }
-  return `${lines.join('\n')}\n`;
+  const text = (l: string[]) => (l.length === 0 ? '' : `${l.join('\n')}\n`);
+  return { conf: text(lines), hosts: text(hosts), names: text(names) };
 }

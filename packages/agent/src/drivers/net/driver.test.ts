@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run, startProcess, which, type ProcessHandle } from '../../host/exec.js';
+import { dnsmasqRunDir } from './dnsmasq.js';
 import { HostNetworkDriver } from './driver.js';
 import { bridgeName, eui64Address, tapName, vxlanName } from './names.js';
 import type { NetSpec, NicSpec } from './types.js';
@@ -145,6 +146,7 @@ describe.skipIf(reason !== null)('HostNetworkDriver in network namespaces', () =
     // dnsmasq first: a process inside a namespace keeps it alive after `ip netns del`.
     for (const [d, id] of [[hostA, NET1.id], [hostA, NET2.id], [hostB, NET1.id], [hostA, NET3.id]] as const) await d?.stopDhcp(id).catch(() => undefined);
     for (const n of Object.values(ns)) await run('ip', ['netns', 'del', n], { allowFail: true });
+    if (state) for (const d of [state, join(state, 'a'), join(state, 'b')]) await rm(dnsmasqRunDir(d), { recursive: true, force: true });
     if (state) await rm(state, { recursive: true, force: true });
   });
 
@@ -173,6 +175,28 @@ describe.skipIf(reason !== null)('HostNetworkDriver in network namespaces', () =
     await ipIn(ns.vm3, 'addr', 'add', '10.20.0.5/24', 'dev', 'eth0');
     await ipIn(ns.vm3, 'route', 'add', 'default', 'via', '10.20.0.1');
   }, 20_000);
+
+  it('a NIC joining or leaving a network reloads its dnsmasq, never restarts it', async () => {
+    const pid = await hostA.dhcpPid(NET1.id);
+    const extra = nic(7, NET1, '10.10.0.7', 'web-7');
+    expect(await hostA.ensureDhcp(NET1_A, [NIC1, extra], [NIC2])).toEqual({ pid, started: false, reloaded: true });
+    // The new lease is served at once by the same process: a client with that MAC gets it.
+    const probe = `floe-t-${sfx}-p7`;
+    await run('ip', ['netns', 'add', probe]);
+    try {
+      await plugVm(probe, ns.hA, hostA, { ...extra, id: `nic_t${sfx}7` }, NET1_A);
+      expect(await dhcp(probe, '10.10.0.1')).toBe('10.10.0.7');
+      // Its name resolves through the same dnsmasq.
+      const name = await inNs(ns.vm1, 'busybox', 'nslookup', 'web-7', '10.10.0.1');
+      expect(name.stdout).toContain('10.10.0.7');
+    } finally {
+      await run('ip', ['netns', 'del', probe], { allowFail: true });
+    }
+    expect(await hostA.ensureDhcp(NET1_A, [NIC1], [NIC2])).toEqual({ pid, started: false, reloaded: true });
+    expect(await hostA.ensureDhcp(NET1_A, [NIC1], [NIC2])).toEqual({ pid, started: false });
+    expect(await hostA.dhcpPid(NET1.id)).toBe(pid);
+  }, 30_000);
+
 
   it('connects VMs of one network across hosts over VXLAN, IPv4 and IPv6', async () => {
     expect(await ping(ns.vm1, '10.10.0.6')).toBe(true);
@@ -235,10 +259,10 @@ describe.skipIf(reason !== null)('HostNetworkDriver in network namespaces', () =
   it('repairs drift: a bridge deleted by hand comes back on the next ensure', async () => {
     await ipIn(ns.hA, 'link', 'del', bridgeName(NET1.id));
     expect(await ping(ns.vm1, '10.10.0.6')).toBe(false);
-    await hostA.ensureNetwork(NET1_A);
-    // The NIC's port lost its bridge with it; it goes back in, once.
-    expect(await hostA.ensurePorts(NET1_A, [NIC1])).toEqual([tapName(NIC1.id)]);
-    expect(await hostA.ensurePorts(NET1_A, [NIC1])).toEqual([]);
+    // The NIC's port lost its bridge with it: rebuilding the network with its local NICs puts it back.
+    expect((await hostA.observe([])).links.get(tapName(NIC1.id))?.master).toBeNull();
+    await hostA.ensureNetwork(NET1_A, [NIC1]);
+    expect((await hostA.observe([])).links.get(tapName(NIC1.id))?.master).toBe(bridgeName(NET1.id));
     const dhcpState = await hostA.ensureDhcp(NET1_A, [NIC1], [NIC2]);
     expect(dhcpState.started).toBe(true);
     await waitFor('vm1 across hosts again', () => ping(ns.vm1, '10.10.0.6'));
@@ -258,11 +282,24 @@ describe.skipIf(reason !== null)('HostNetworkDriver in network namespaces', () =
     // dhcpcd's test mode asks and prints what it was given, without configuring anything; it keeps a DUID, removed again if it was not there.
     const duid = '/var/lib/dhcpcd/duid';
     const hadDuid = await access(duid).then(() => true, () => false);
-    const out = await inNs(ns.vm4, 'dhcpcd', '-6', '-1', '-T', '-t', '20', '--nohook', 'resolv.conf', 'eth0').finally(() => (hadDuid ? undefined : rm(duid, { force: true })));
-    const vars = Object.fromEntries([...out.stdout.matchAll(/^(\w+)='([^']*)'$/gm)].map((m) => [m[1]!, m[2]!]));
-    expect(vars.new_dhcp6_ia_na1_ia_addr1, out.stdout + out.stderr).toBe('fd00:30::42');
-    expect(vars.nd1_flags).toContain('M');
-    expect(vars.nd1_prefix_information1_flags ?? '').not.toContain('A');
+    const ask = () => inNs(ns.vm4, 'dhcpcd', '-6', '-1', '-T', '-t', '20', '--nohook', 'resolv.conf', 'eth0');
+    try {
+      const out = await ask();
+      const vars = Object.fromEntries([...out.stdout.matchAll(/^(\w+)='([^']*)'$/gm)].map((m) => [m[1]!, m[2]!]));
+      expect(vars.new_dhcp6_ia_na1_ia_addr1, out.stdout + out.stderr).toBe('fd00:30::42');
+      expect(vars.nd1_flags).toContain('M');
+      expect(vars.nd1_prefix_information1_flags ?? '').not.toContain('A');
+      // Another VM joins: the same dnsmasq re-reads its leases and keeps serving this one.
+      const pid = await hostA.dhcpPid(NET3.id);
+      const other: NicSpec = { ...nic4, id: `nic_t${sfx}5`, mac: `52:54:00:00:${sfx.slice(0, 2)}:05`, ipv6: 'fd00:30::43', hostname: 'v6-2' };
+      expect(await hostA.ensureDhcp(NET3, [nic4, other])).toEqual({ pid, started: false, reloaded: true });
+      // The same client (same DUID) asks again.
+      const again = await ask();
+      expect(again.stdout).toContain("new_dhcp6_ia_na1_ia_addr1='fd00:30::42'");
+      expect(await hostA.dhcpPid(NET3.id)).toBe(pid);
+    } finally {
+      if (!hadDuid) await rm(duid, { force: true });
+    }
   }, 40_000);
 
   it('removes a network with its dnsmasq', async () => {

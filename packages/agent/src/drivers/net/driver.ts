@@ -1,15 +1,16 @@
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FloeError } from '@floe/api';
 import { run, type RunOptions, type RunResult } from '../../host/exec.js';
-import {
-  addressCommands, bridgeCreateCommands, checkNet, checkNic, fdbCommand, portCommands, vxlanCreateCommands, type Argv, type CheckedNet,
-} from './builders.js';
-import { dnsmasqConfig, dnsmasqPaths } from './dnsmasq.js';
+import type { Logger } from 'pino';
+import { checkNet, checkNic, networkCommands, portCommands, type Argv, type CheckedNet } from './builders.js';
+import { dnsmasqFiles, dnsmasqPaths } from './dnsmasq.js';
 import { nftRuleset } from './nft.js';
 import { bridgeName, checkId, checkIfName, checkIp, checkNetns, tapName, vxlanName } from './names.js';
-import type { NetSpec, NicSpec } from './types.js';
+import type { NetSpec, NicSpec, ObservedLink, ObservedNet } from './types.js';
+
+export type { ObservedLink } from './types.js';
 import {
   hostConfig, parseIfAddrs, parseRoutes, releaseCommands, takeoverCommands, toBatch, type HostConfig, type HostRoute, type UplinkObserved,
 } from './uplink.js';
@@ -22,19 +23,8 @@ export interface HostNetworkOptions {
   underlay: string;
   /** Run every command inside this network namespace (`ip netns exec <ns> ...`): tests and multi-host simulations. */
   netns?: string;
-}
-
-/** One interface as `ip -j -d link` reports it, reduced to what floe compares. */
-export interface ObservedLink {
-  name: string;
-  kind: string | null;
-  master: string | null;
-  mtu: number;
-  up: boolean;
-  address: string;
-  /** VXLAN only: the VNI and the local address. */
-  vni: number | null;
-  local: string | null;
+  /** Where repairs of drift are reported (a bridge rebuilt, a tap plugged back in). */
+  logger?: Logger;
 }
 
 /** What the host has, read back with the JSON modes of `ip` and `bridge`. */
@@ -51,8 +41,18 @@ export interface DhcpState {
   pid: number | null;
   /** True when dnsmasq was started (first time, config change, or it had died). */
   started: boolean;
+  /** True when a running dnsmasq was told to re-read its leases and names (SIGHUP). */
+  reloaded?: boolean;
   /** Why no dnsmasq runs (a public network without a host address in its subnet); guests rely on static network-config. */
   skipped?: string;
+}
+
+/** Write `text` to `file` (whole, by rename) unless it already holds it; true when it changed. */
+async function writeIfChanged(file: string, text: string): Promise<boolean> {
+  if ((await readFile(file, 'utf8').catch(() => null)) === text) return false;
+  await writeFile(`${file}.tmp`, text, { mode: 0o644 });
+  await rename(`${file}.tmp`, file);
+  return true;
 }
 
 /** The record of a public network's takeover: which interface, and what it had. */
@@ -68,6 +68,7 @@ interface IpLink {
   flags?: string[];
   address?: string;
   linkinfo?: { info_kind?: string; info_data?: { id?: number; local?: string } };
+  addr_info?: { local: string; prefixlen: number }[];
 }
 
 const ZERO_MAC = '00:00:00:00:00:00';
@@ -106,15 +107,15 @@ export class HostNetworkDriver {
     return this.netns === undefined ? run(cmd, args, options) : run('ip', ['netns', 'exec', this.netns, cmd, ...args], options);
   }
 
-  /** Read links, addresses and flood entries (`ip -j -d link`, `ip -j addr`, `bridge -j fdb`). */
-  async observe(): Promise<ObservedHost> {
-    const [links, addrs, fdb] = await Promise.all([
-      this.exec(['ip', '-j', '-d', 'link', 'show']),
-      this.exec(['ip', '-j', 'addr', 'show']),
-      this.exec(['bridge', '-j', 'fdb', 'show']),
-    ]);
+  /**
+   * Read links with their addresses (`ip -j -d addr`, one process) and the
+   * flood entries of the VXLAN devices in `floodsOf` (`bridge -j fdb show dev`;
+   * all of them when omitted).
+   */
+  async observe(floodsOf?: readonly string[]): Promise<ObservedHost> {
     const out: ObservedHost = { links: new Map(), addrs: new Map(), floods: new Map() };
-    for (const l of JSON.parse(links.stdout || '[]') as IpLink[]) {
+    const addrs = await this.exec(['ip', '-j', '-d', 'addr', 'show']);
+    for (const l of JSON.parse(addrs.stdout || '[]') as IpLink[]) {
       out.links.set(l.ifname, {
         name: l.ifname,
         kind: l.linkinfo?.info_kind ?? null,
@@ -125,57 +126,79 @@ export class HostNetworkDriver {
         vni: l.linkinfo?.info_data?.id ?? null,
         local: l.linkinfo?.info_data?.local ?? null,
       });
+      out.addrs.set(l.ifname, (l.addr_info ?? []).map((i) => `${i.local}/${i.prefixlen}`));
     }
-    for (const a of JSON.parse(addrs.stdout || '[]') as { ifname: string; addr_info?: { local: string; prefixlen: number }[] }[]) {
-      out.addrs.set(a.ifname, (a.addr_info ?? []).map((i) => `${i.local}/${i.prefixlen}`));
-    }
-    for (const e of JSON.parse(fdb.stdout || '[]') as { mac: string; ifname?: string; dev?: string; dst?: string }[]) {
-      const dev = e.ifname ?? e.dev;
-      if (e.mac !== ZERO_MAC || dev === undefined || e.dst === undefined) continue;
-      out.floods.set(dev, [...(out.floods.get(dev) ?? []), e.dst]);
+    const devices = floodsOf === undefined ? [undefined] : floodsOf.filter((d) => out.links.get(d)?.kind === 'vxlan');
+    for (const dev of devices) {
+      const fdb = await this.exec(['bridge', '-j', 'fdb', 'show', ...(dev === undefined ? [] : ['dev', checkIfName('dev', dev)])], { allowFail: dev !== undefined });
+      if (fdb.code !== 0) continue;
+      for (const e of JSON.parse(fdb.stdout || '[]') as { mac: string; ifname?: string; dev?: string; dst?: string }[]) {
+        const name = e.ifname ?? e.dev ?? dev;
+        if (e.mac !== ZERO_MAC || name === undefined || e.dst === undefined) continue;
+        out.floods.set(name, [...(out.floods.get(name) ?? []), e.dst]);
+      }
     }
     return out;
   }
 
+  /** Run `ip` (or `bridge`) commands as one `-batch` process: one process start instead of one per command. */
+  private async batch(cmds: readonly Argv[]): Promise<void> {
+    for (const tool of ['ip', 'bridge'] as const) {
+      const mine = cmds.filter((c) => c[0] === tool);
+      if (mine.length === 1) await this.exec(mine[0]!);
+      else if (mine.length > 1) await this.exec([tool, '-batch', '-'], { input: toBatch(mine, tool) });
+    }
+  }
+
   /**
    * Make the network's bridge, VXLAN device, flood entries and gateway
-   * addresses match `net` (a public network: its bridge over the physical
-   * interface, holding the host's addresses and routes). Returns the bridge name.
+   * addresses match `net`, and put the taps of `nics` that exist back into the
+   * bridge if they left it (a bridge deleted by hand takes its ports along);
+   * a missing tap is left to the instance reconciler. Only what differs from
+   * the host is changed, in one `ip -batch` (and one `bridge -batch` for flood
+   * entries). A public network: its bridge over the physical interface,
+   * holding the host's addresses and routes. Returns the bridge name.
    */
-  async ensureNetwork(net: NetSpec): Promise<string> {
+  async ensureNetwork(net: NetSpec, nics: readonly NicSpec[] = []): Promise<string> {
     const c = checkNet(net);
     if (c.physical !== null) return this.ensurePublic(c);
-    const o = await this.observe();
-    const br = o.links.get(c.bridge);
-    if (br === undefined) {
-      // A dnsmasq of a vanished bridge holds sockets on an interface that is gone; ensureDhcp starts a fresh one.
-      await this.stopDhcp(net.id);
-      for (const cmd of bridgeCreateCommands(c)) await this.exec(cmd);
-    } else if (br.kind !== 'bridge') {
-      throw new Error(`interface ${c.bridge} exists and is not a bridge`);
-    } else {
-      await this.exec(['ip', 'link', 'set', c.bridge, 'address', c.gatewayMac, 'mtu', String(net.mtu)]);
+    nics.forEach((n, i) => checkNic(n, `nics[${i}]`));
+    const o = await this.observe([c.vxlan]);
+    const observed: ObservedNet = {
+      bridge: o.links.get(c.bridge),
+      vxlan: o.links.get(c.vxlan),
+      bridgeAddrs: o.addrs.get(c.bridge) ?? [],
+      floods: o.floods.get(c.vxlan) ?? [],
+      ports: nics.map((n) => o.links.get(tapName(n.id))).filter((l): l is ObservedLink => l !== undefined),
+    };
+    const cmds = networkCommands(net, observed, this.opts.underlay);
+    // A dnsmasq of a vanished bridge holds sockets on an interface that is gone; ensureDhcp starts a fresh one.
+    if (observed.bridge === undefined) await this.stopDhcp(net.id);
+    await this.batch(cmds);
+    if (cmds.length > 0 && observed.bridge !== undefined) {
+      this.opts.logger?.warn({ network: net.id, bridge: c.bridge, commands: cmds.map((a) => a.join(' ')) }, 'network repaired on this host');
     }
-    const vx = o.links.get(c.vxlan);
-    if (vx !== undefined && (vx.kind !== 'vxlan' || vx.vni !== net.vni || vx.local !== this.opts.underlay)) {
-      await this.exec(['ip', 'link', 'del', c.vxlan]);
-    }
-    if (vx === undefined || vx.vni !== net.vni || vx.local !== this.opts.underlay || vx.kind !== 'vxlan') {
-      for (const cmd of vxlanCreateCommands(c, this.opts.underlay)) await this.exec(cmd);
-    } else {
-      await this.exec(['ip', 'link', 'set', c.vxlan, 'mtu', String(net.mtu), 'master', c.bridge, 'up']);
-    }
-    // A recreated VXLAN device has no entries; a kept one may have stale ones.
-    const have = vx !== undefined && vx.vni === net.vni && vx.local === this.opts.underlay ? (o.floods.get(c.vxlan) ?? []) : [];
-    for (const p of net.peers) if (!have.includes(p)) await this.exec(fdbCommand(c, p, 'append'));
-    for (const p of have) if (!net.peers.includes(p)) await this.exec(fdbCommand(c, p, 'del'));
-    for (const cmd of addressCommands(c)) await this.exec(cmd);
-    await this.exec(['ip', 'link', 'set', c.bridge, 'up']);
-    if (net.gatewayMode === 'host' && net.uplink !== undefined) {
-      if (c.v4) await this.exec(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
-      if (c.v6) await this.exec(['sysctl', '-q', '-w', 'net.ipv6.conf.all.forwarding=1']);
-    }
+    if (net.gatewayMode === 'host' && net.uplink !== undefined) await this.ensureForwarding(c.v4 !== null, c.v6 !== null);
     return c.bridge;
+  }
+
+  private forwarding = { 4: false, 6: false };
+
+  /**
+   * IP forwarding on, for a host gateway. On the host itself it is read and
+   * written in /proc (no process); inside a namespace (tests) `sysctl` sets it
+   * once per driver, since nobody else changes a namespace the test made.
+   */
+  private async ensureForwarding(v4: boolean, v6: boolean): Promise<void> {
+    const want = [...(v4 ? [[4, '/proc/sys/net/ipv4/ip_forward', 'net.ipv4.ip_forward'] as const] : []), ...(v6 ? [[6, '/proc/sys/net/ipv6/conf/all/forwarding', 'net.ipv6.conf.all.forwarding'] as const] : [])];
+    for (const [family, file, key] of want) {
+      if (this.netns === undefined) {
+        if ((await readFile(file, 'utf8').catch(() => '')).trim() !== '1') await writeFile(file, '1\n');
+      } else if (!this.forwarding[family]) {
+        await this.exec(['sysctl', '-q', '-w', `${key}=1`]);
+        this.forwarding[family] = true;
+      }
+    }
   }
 
   /**
@@ -189,7 +212,7 @@ export class HostNetworkDriver {
   private async ensurePublic(c: CheckedNet): Promise<string> {
     const phys = c.physical!;
     const o = await this.observeUplink(c);
-    const link = (await this.observe()).links.get(c.bridge);
+    const link = (await this.observe([])).links.get(c.bridge);
     if (link !== undefined && link.kind !== 'bridge') throw new Error(`interface ${c.bridge} exists and is not a bridge`);
     // A dnsmasq of a vanished bridge holds sockets on an interface that is gone; ensureDhcp starts a fresh one.
     if (!o.bridgeExists) await this.stopDhcp(c.net.id);
@@ -279,47 +302,29 @@ export class HostNetworkDriver {
     }
     await this.exec(['ip', 'link', 'del', vxlanName(netId)], { allowFail: true });
     await this.exec(['ip', 'link', 'del', bridgeName(netId)], { allowFail: true });
-    await rm(dnsmasqPaths(this.opts.stateDir, netId).dir, { recursive: true, force: true });
+    const paths = dnsmasqPaths(this.opts.stateDir, netId);
+    await rm(paths.dir, { recursive: true, force: true });
+    await rm(paths.runDir, { recursive: true, force: true });
+    // The agent's directory under /run goes with its last network.
+    await rmdir(dirname(paths.runDir)).catch(() => undefined);
   }
 
   /** Create the NIC's persistent tap (unless it exists) and plug it into its network's bridge, up. Returns the tap name for QEMU. */
   async ensureTap(nic: NicSpec, net: NetSpec): Promise<string> {
     checkNic(nic);
     const tap = tapName(nic.id);
-    const o = await this.observe();
+    const o = await this.observe([]);
     const link = o.links.get(tap);
     if (link !== undefined && link.kind !== 'tun') throw new Error(`interface ${tap} exists and is not a tap`);
-    if (link === undefined) await this.exec(['ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap']);
-    await this.attachPort(tap, net);
+    const c = checkNet(net);
+    if (link !== undefined && link.master === c.bridge && link.up && link.mtu === net.mtu) return tap;
+    await this.batch([...(link === undefined ? [['ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap']] : []), ...portCommands(tap, c)]);
     return tap;
   }
 
   /** Plug an existing interface into the network's bridge (a tap, or a veth standing in for one in tests). */
   async attachPort(ifname: string, net: NetSpec): Promise<void> {
     for (const cmd of portCommands(checkIfName('ifname', ifname), checkNet(net))) await this.exec(cmd);
-  }
-
-  /**
-   * Plug the taps of `nics` that exist on this host back into the network's
-   * bridge when they are not in it or down (a bridge deleted by hand and
-   * rebuilt leaves them without a master). A missing tap is left alone: only
-   * the QEMU that opened it could use it, and the instance reconciler makes it.
-   * Returns the taps that were plugged back.
-   */
-  async ensurePorts(net: NetSpec, nics: readonly NicSpec[]): Promise<string[]> {
-    const c = checkNet(net);
-    if (nics.length === 0) return [];
-    const o = await this.observe();
-    const fixed: string[] = [];
-    for (const nic of nics) {
-      checkNic(nic);
-      const tap = tapName(nic.id);
-      const link = o.links.get(tap);
-      if (link === undefined || (link.master === c.bridge && link.up && link.mtu === c.net.mtu)) continue;
-      await this.attachPort(tap, net);
-      fixed.push(tap);
-    }
-    return fixed;
   }
 
   /** Delete a NIC's tap; a missing tap is fine. */
@@ -335,26 +340,34 @@ export class HostNetworkDriver {
   /**
    * Run the network's dnsmasq with the config for `nics` (this host's) and
    * `remoteNics` (names only). A dnsmasq already running from the pidfile with
-   * the same config is adopted, not duplicated (an agent restart keeps it); a
-   * changed config restarts it. dnsmasq daemonizes, so it outlives the agent.
+   * the same config is adopted, not duplicated (an agent restart keeps it); new
+   * leases or names only make it re-read its files (SIGHUP); a changed config
+   * restarts it. dnsmasq daemonizes, so it outlives the agent.
    */
   async ensureDhcp(net: NetSpec, nics: readonly NicSpec[], remoteNics: readonly NicSpec[] = []): Promise<DhcpState> {
     const paths = dnsmasqPaths(this.opts.stateDir, net.id);
-    const conf = dnsmasqConfig(net, nics, paths, remoteNics);
+    const files = dnsmasqFiles(net, nics, paths, remoteNics);
     if (net.kind === 'public') {
       const c = checkNet(net);
-      const have = (await this.observe()).addrs.get(c.bridge) ?? [];
+      const have = (await this.observe([])).addrs.get(c.bridge) ?? [];
       if (!have.some((a) => c.v4 !== null && inIpv4Subnet(a.split('/')[0]!, c.v4.address, c.v4.prefix))) {
         await this.stopDhcp(net.id);
         return { pid: null, started: false, skipped: `the host has no address of ${c.v4?.cidr} on ${c.bridge}: no DHCP, guests need static network-config` };
       }
     }
+    await mkdir(paths.dir, { recursive: true, mode: 0o755 });
+    await mkdir(paths.runDir, { recursive: true, mode: 0o755 });
+    // Leases and names first, whole files renamed into place: dnsmasq never reads half of one.
+    const changed = (await Promise.all([writeIfChanged(paths.hostsFile, files.hosts), writeIfChanged(paths.namesFile, files.names)])).some(Boolean);
     const running = await this.dhcpPid(net.id);
     const old = await readFile(paths.conf, 'utf8').catch(() => null);
-    if (running !== null && old === conf) return { pid: running, started: false };
+    if (running !== null && old === files.conf) {
+      if (!changed) return { pid: running, started: false };
+      process.kill(running, 'SIGHUP');
+      return { pid: running, started: false, reloaded: true };
+    }
     if (running !== null) await this.stopDhcp(net.id);
-    await mkdir(paths.dir, { recursive: true, mode: 0o755 });
-    await writeFile(paths.conf, conf, { mode: 0o644 });
+    await writeFile(paths.conf, files.conf, { mode: 0o644 });
     await this.exec(['dnsmasq', `--conf-file=${paths.conf}`]);
     return { pid: await this.dhcpPid(net.id), started: true };
   }

@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run, which } from '../../host/exec.js';
 import { checkNet } from './builders.js';
+import { dnsmasqRunDir } from './dnsmasq.js';
 import { HostNetworkDriver } from './driver.js';
 import { bridgeName, tapName } from './names.js';
 import type { NetSpec, NicSpec } from './types.js';
@@ -119,6 +120,7 @@ describe.skipIf(reason !== null)('public network in network namespaces', () => {
     await host?.stopDhcp(PUB.id).catch(() => undefined);
     for (const n of Object.values(ns)) await run('ip', ['netns', 'del', n], { allowFail: true });
     if (state) await rm(state, { recursive: true, force: true });
+    if (state) await rm(dnsmasqRunDir(join(state, 'agent')), { recursive: true, force: true });
   });
 
   it('moves the host\'s addresses and routes onto the bridge, keeping its MAC and connectivity', async () => {

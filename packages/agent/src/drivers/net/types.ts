@@ -47,6 +47,12 @@ export interface NetSpec {
   peers: string[];
   /** The host interface NATed to when gatewayMode is `host` (private networks); no NAT without it. */
   uplink?: string;
+  /**
+   * Private networks in `none` and `vm` mode: the host's own addresses on the
+   * bridge (`address/prefix`), where dnsmasq answers DHCP and DNS without
+   * routing anything. In `host` mode the gateway addresses serve.
+   */
+  hostAddrs?: string[];
 }
 
 /** One NIC of an instance, with its stable MAC and its IPAM addresses. */
@@ -59,4 +65,29 @@ export interface NicSpec {
   ipv6: string | null;
   /** The instance's DNS label, served by dnsmasq and sent by DHCP. */
   hostname: string;
+}
+
+/** One interface as `ip -j -d addr` reports it, reduced to what floe compares. */
+export interface ObservedLink {
+  name: string;
+  kind: string | null;
+  master: string | null;
+  mtu: number;
+  up: boolean;
+  address: string;
+  /** VXLAN only: the VNI and the local address. */
+  vni: number | null;
+  local: string | null;
+}
+
+/** What one private network has on a host now: the input of `networkCommands`. */
+export interface ObservedNet {
+  bridge: ObservedLink | undefined;
+  vxlan: ObservedLink | undefined;
+  /** `address/prefix` on the bridge. */
+  bridgeAddrs: readonly string[];
+  /** Destinations of the VXLAN device's all-zero (flood) FDB entries. */
+  floods: readonly string[];
+  /** Interfaces that belong in the bridge (the local NICs' taps), as far as they exist. */
+  ports: readonly ObservedLink[];
 }

@@ -234,12 +234,12 @@ export function releaseCommands(c: CheckedNet, cfg: HostConfig): Argv[] {
   ];
 }
 
-/** `ip -batch` input for commands that all run `ip`: one process, so the steps follow each other without gaps. */
-export function toBatch(cmds: readonly Argv[]): string {
+/** `ip -batch` (or `bridge -batch`) input for commands that all run that tool: one process, so the steps follow each other without gaps. */
+export function toBatch(cmds: readonly Argv[], tool: 'ip' | 'bridge' = 'ip'): string {
   return cmds.map((cmd) => {
-    if (cmd[0] !== 'ip') throw new Error(`not an ip command: ${cmd.join(' ')}`);
+    if (cmd[0] !== tool) throw new Error(`not ${tool === 'ip' ? 'an' : 'a'} ${tool} command: ${cmd.join(' ')}`);
     // Every value was validated: no whitespace, quotes or comment characters reach the batch parser.
-    for (const a of cmd) if (!/^[A-Za-z0-9_.:/-]+$/.test(a)) throw invalid('argument', `${JSON.stringify(a)} cannot go into an ip batch`);
+    for (const a of cmd) if (!/^[A-Za-z0-9_.:/-]+$/.test(a)) throw invalid('argument', `${JSON.stringify(a)} cannot go into a ${tool} batch`);
     return cmd.slice(1).join(' ');
   }).join('\n') + '\n';
 }
