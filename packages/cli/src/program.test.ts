@@ -548,6 +548,20 @@ describe('networks', () => {
     expect(a.out).toContain('NIC nic_01JB8X0Q3E6M2T9K4V7W5YB1C3 (02:aa:bb:cc:dd:ee, 10.10.0.7, -) added to web');
     const d = await floe(['net', 'detach', 'web', nic.id], { responses: { 'instances.removeNic': () => Promise.resolve(op({ kind: 'instance.nic-remove' })) } });
     expect(d.calls).toEqual([{ method: 'instances.removeNic', args: ['web', nic.id, { project: undefined }] }]);
+    // By network: the instance's only NIC there; none or several is a usage error that says what to do.
+    const byNet = await floe(['net', 'detach', 'web', 'lan'], {
+      responses: { 'instances.nics': () => Promise.resolve([nic]), 'instances.removeNic': () => Promise.resolve(op({ kind: 'instance.nic-remove' })) },
+    });
+    expect(byNet.calls.map((c) => c.method)).toEqual(['instances.nics', 'instances.removeNic']);
+    expect(byNet.calls[1]!.args[1]).toBe(nic.id);
+    const none = await floe(['net', 'detach', 'web', 'dmz'], { responses: { 'instances.nics': () => Promise.resolve([nic]) } });
+    expect([none.code, none.err]).toEqual([2, expect.stringContaining('web has no NIC on network dmz')]);
+    const two = await floe(['net', 'detach', 'web', 'lan'], { responses: { 'instances.nics': () => Promise.resolve([nic, { ...nic, id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C9' }]) } });
+    expect([two.code, two.err]).toEqual([2, expect.stringContaining('name one by id')]);
+    expect(two.calls.map((c) => c.method)).toEqual(['instances.nics']);
+
+    const v6 = await floe(['net', 'create', 'v6', '--ipv4', 'none', '--ipv6', 'fd00:60::/64', '--dhcpv6']);
+    expect(v6.calls[0]!.args[0]).toMatchObject({ name: 'v6', ipv4: null, ipv6: 'fd00:60::/64', dhcpv6: true });
     const l = await floe(['net', 'nics', 'web'], { responses: { 'instances.nics': () => Promise.resolve([nic]) } });
     expect(l.out).toMatch(/^SLOT\s+ID\s+NETWORK\s+MAC\s+IPV4\s+IPV6\n1\s+nic_01JB8X0Q3E6M2T9K4V7W5YB1C3\s+lan\s+02:aa:bb:cc:dd:ee\s+10\.10\.0\.7\s+-\n$/);
   });

@@ -174,15 +174,27 @@ export function registerNetwork(program: Command): void {
     });
   examples(attach, ['floe net attach web lan', 'floe net attach fw dmz --ipv4 10.20.0.254 --wait']);
 
-  net
+  const detach = net
     .command('detach')
     .description('remove a NIC from an instance (hot-unplugged when it runs); its addresses are freed')
     .argument('<instance>', 'instance id or name')
-    .argument('<nic>', 'NIC id (see "floe net nics <instance>")')
+    .argument('<nic>', 'NIC id (see "floe net nics <instance>"), or the network of its only NIC there')
     .option('--wait', 'wait until the host has unplugged it')
-    .action(async (instance: string, nic: string, opts: { wait?: boolean }, cmd: Command) => {
+    .action(async (instance: string, nicRef: string, opts: { wait?: boolean }, cmd: Command) => {
       const rt = runtimeOf(cmd);
-      const op = await rt.client(cmd).instances.removeNic(instance, nic, { project: rt.project(cmd) });
+      const client = rt.client(cmd);
+      const project = rt.project(cmd);
+      const nic = nicRef.startsWith('nic_') ? nicRef : pickNic(await client.instances.nics(instance, { project }), instance, nicRef);
+      const op = await client.instances.removeNic(instance, nic, { project });
       await report(rt, cmd, op, opts.wait, `NIC ${nic} removed from ${instance}`);
     });
+  examples(detach, ['floe net detach web backend --wait', 'floe net detach web nic_01J9Z8K3W5 --wait']);
+}
+
+/** The id of an instance's only NIC on a network (by name or id); a usage error when it has none or several there. */
+export function pickNic(nics: readonly Nic[], instance: string, network: string): string {
+  const on = nics.filter((n) => n.network_name === network || n.network === network);
+  if (on.length === 1) return on[0]!.id;
+  if (on.length === 0) throw new UsageError(`${instance} has no NIC on network ${network} (see "floe net nics ${instance}")`);
+  throw new UsageError(`${instance} has ${on.length} NICs on network ${network}: name one by id (${on.map((n) => n.id).join(', ')})`);
 }
