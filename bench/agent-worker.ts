@@ -3,7 +3,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { HostFacts } from '@floe/api';
 import { AGENT_VERSION, Agent } from '@floe/agent';
 import { FakeVmDriver } from '@floe/testkit/fake-driver';
-import { serveJobs } from './worker.js';
+import { HostNetworkDriver } from '../packages/agent/src/drivers/net/driver.js';
+import { serveAgentJobs } from './worker.js';
 
 /** What the agent thread is started with. */
 export interface AgentWorkerData {
@@ -12,14 +13,22 @@ export interface AgentWorkerData {
   /** The CPU count and memory the agent reports instead of this machine's (they size the host's capacity). */
   cpus: number;
   memoryMib: number;
+  /**
+   * Build networks too: every command of the host network driver (ip, bridge,
+   * nft, dnsmasq) runs inside `netns`, which stands in for the host; the agent
+   * itself stays in this process's namespace and talks to the control plane on
+   * 127.0.0.1. Without it the agent ignores networks.
+   */
+  network?: { netns: string; stateDir: string; underlay: string };
 }
 
 /** Jobs of the agent thread. */
 export type AgentJob = { kind: 'start' } | { kind: 'stop' } | { kind: 'count' };
 
-// A real floe agent (link over mutual TLS, reconciler, applied-state file) in
+// A real floe agent (link over mutual TLS, reconcilers, applied-state file) in
 // its own thread, so its work does not share the control plane's event loop,
-// as on a real host. VMs are simulated in memory by the fake driver.
+// as on a real host. VMs are simulated in memory by the fake driver, which
+// leaves the taps the agent creates for them unopened.
 const data = workerData as AgentWorkerData;
 const facts: HostFacts = {
   hostname: os.hostname(),
@@ -34,19 +43,16 @@ const facts: HostFacts = {
   accelerator: 'none',
   wireguard_kernel: false,
   vm_driver: 'fake',
+  ...(data.network === undefined ? {} : { underlay_ipv4: data.network.underlay }),
 };
 const driver = new FakeVmDriver();
-const agent = new Agent({ dataDir: data.dataDir, server: data.server, driver, facts: async () => facts });
-
-serveJobs<AgentJob>(parentPort!, async (job) => {
-  switch (job.kind) {
-    case 'start':
-      await agent.start();
-      return null;
-    case 'stop':
-      await agent.stop();
-      return null;
-    case 'count':
-      return (await driver.list()).filter((vm) => vm.state === 'running').length;
-  }
+const net = data.network;
+const agent = new Agent({
+  dataDir: data.dataDir,
+  server: data.server,
+  driver,
+  facts: async () => facts,
+  ...(net === undefined ? {} : { network: { host: new HostNetworkDriver({ stateDir: net.stateDir, underlay: net.underlay, netns: net.netns }), stateDir: net.stateDir } }),
 });
+
+serveAgentJobs<AgentJob>(parentPort!, agent, async () => (await driver.list()).filter((vm) => vm.state === 'running').length);

@@ -19,12 +19,13 @@ import { sql } from 'kysely';
 import type { Event, Operation } from '@floe/api';
 import { FloeClient } from '@floe/client';
 import { transaction } from '../packages/server/src/db/index.js';
-import { storeTargetsFor, type StoreTarget } from '../packages/server/src/db/testing.js';
+import type { StoreTarget } from '../packages/server/src/db/testing.js';
 import { newId } from '../packages/server/src/ids.js';
 import { prepareAgentDir, startTestControlPlane, type TestControlPlane } from '../packages/server/src/testing.js';
 import type { AgentJob, AgentWorkerData } from './agent-worker.js';
 import type { CreatesResult, LoadJob, RateResult, Target, WalkResult } from './load-worker.js';
 import { fmt, percentile, sorted, table } from './report.js';
+import { benchEachStore, storeCell, type StoreOutcome } from './stores.js';
 import { BenchWorker, epochMs } from './worker.js';
 
 const CONNECTIONS = 32;
@@ -302,36 +303,17 @@ async function main(): Promise<void> {
     `${Math.round(os.totalmem() / 2 ** 30)} GiB, so the host has room for every create (overcommit settings are the defaults; placement still checks capacity).`);
   log('');
 
-  const wanted = new Set((process.env.FLOE_BENCH_STORES ?? 'sqlite,postgres').split(',').map((s) => s.trim()));
   const load = new BenchWorker<LoadJob>(new URL('./load-worker.ts', import.meta.url));
-  const results = new Map<string, StoreResult | string>();
   const started = performance.now();
+  let results: Map<string, StoreOutcome<StoreResult>>;
   try {
-    for (const target of storeTargetsFor(process.env)) {
-      if (!wanted.has(target.name)) continue;
-      if (target.skip !== null) {
-        log(`[${target.name}] skipped: ${target.skip}`);
-        results.set(target.name, 'skipped');
-        continue;
-      }
-      try {
-        results.set(target.name, await benchStore(target, load));
-      } catch (err) {
-        log(`[${target.name}] failed: ${(err as Error).stack ?? String(err)}`);
-        results.set(target.name, 'failed');
-        process.exitCode = 1;
-      }
-      log('');
-    }
+    results = await benchEachStore(log, (target) => benchStore(target, load));
   } finally {
     await load.close();
   }
 
   const names = ['sqlite', 'postgres'].filter((n) => results.has(n));
-  const cell = (name: string, f: (r: StoreResult) => string) => {
-    const r = results.get(name);
-    return typeof r === 'string' || r === undefined ? (r ?? '—') : f(r);
-  };
+  const cell = (name: string, f: (r: StoreResult) => string) => storeCell(results, name, f);
   const ratio = (r: StoreResult) => rps(r.get) / rps(r.bare);
   const p50 = (r: StoreResult) => percentile(sorted(r.list.latencies), 0.5);
   const met = (f: (r: StoreResult) => boolean) => names.map((n) => `${n} ${cell(n, (r) => (f(r) ? 'yes' : 'NO'))}`).join(', ');

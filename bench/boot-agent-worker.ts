@@ -5,7 +5,7 @@ import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { DesiredInstance, HostFacts, VmCreateContext, VmInfo } from '@floe/api';
 import { AGENT_VERSION, Agent, QemuDriver } from '@floe/agent';
-import { epochMs, serveJobs } from './worker.js';
+import { epochMs, serveAgentJobs } from './worker.js';
 
 /** What the agent thread of the boot benchmark is started with. */
 export interface BootAgentWorkerData {
@@ -121,20 +121,11 @@ const facts: HostFacts = {
 const driver = new TimedQemuDriver({ stateDir: path.join(data.dataDir, 'vms'), accelerator: data.accelerator });
 const agent = new Agent({ dataDir: data.dataDir, server: data.server, driver, facts: async () => facts });
 
-serveJobs<BootAgentJob>(parentPort!, async (job) => {
-  switch (job.kind) {
-    case 'start':
-      await agent.start();
-      return null;
-    case 'stop':
-      await agent.stop();
-      return null;
-    case 'timings': {
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, job.timeoutMs)));
-      await Promise.race([driver.settled(job.id), timedOut]);
-      clearTimeout(timer);
-      return driver.timings.get(job.id) ?? empty();
-    }
-  }
+serveAgentJobs<BootAgentJob>(parentPort!, agent, async (job) => {
+  if (job.kind !== 'timings') return null;
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, job.timeoutMs)));
+  await Promise.race([driver.settled(job.id), timedOut]);
+  clearTimeout(timer);
+  return driver.timings.get(job.id) ?? empty();
 });

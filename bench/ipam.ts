@@ -16,12 +16,13 @@ import { rm } from 'node:fs/promises';
 import type { Network } from '@floe/api';
 import { FloeClient } from '@floe/client';
 import type { Store } from '../packages/server/src/db/index.js';
-import { storeTargetsFor, type StoreTarget } from '../packages/server/src/db/testing.js';
+import type { StoreTarget } from '../packages/server/src/db/testing.js';
 import { prepareAgentDir, startTestControlPlane } from '../packages/server/src/testing.js';
 import type { AgentJob, AgentWorkerData } from './agent-worker.js';
 import type { IpamJob, NicsResult } from './ipam-worker.js';
 import type { Target } from './load-worker.js';
 import { fmt, percentile, sorted, table } from './report.js';
+import { benchEachStore, storeCell, type StoreOutcome } from './stores.js';
 import { BenchWorker } from './worker.js';
 
 const CONCURRENCY = 100;
@@ -174,35 +175,16 @@ async function main(): Promise<void> {
   log(`${ROUNDS} rounds of ${CONCURRENCY} concurrent POST /v1/instances/{id}/nics (one per instance, one network with IPv4 and IPv6, keep-alive HTTPS connections opened beforehand); ` +
     'each NIC takes one IPv4 and one IPv6 address; the NICs are removed between rounds');
   log('');
-  const wanted = new Set((process.env.FLOE_BENCH_STORES ?? 'sqlite,postgres').split(',').map((s) => s.trim()));
   const load = new BenchWorker<IpamJob>(new URL('./ipam-worker.ts', import.meta.url));
-  const results = new Map<string, StoreResult | string>();
+  let results: Map<string, StoreOutcome<StoreResult>>;
   try {
-    for (const target of storeTargetsFor(process.env)) {
-      if (!wanted.has(target.name)) continue;
-      if (target.skip !== null) {
-        log(`[${target.name}] skipped: ${target.skip}`);
-        results.set(target.name, 'skipped');
-        continue;
-      }
-      try {
-        results.set(target.name, await benchStore(target, load));
-      } catch (err) {
-        log(`[${target.name}] failed: ${(err as Error).stack ?? String(err)}`);
-        results.set(target.name, 'failed');
-        process.exitCode = 1;
-      }
-      log('');
-    }
+    results = await benchEachStore(log, (target) => benchStore(target, load));
   } finally {
     await load.close();
   }
 
   const names = ['sqlite', 'postgres'].filter((n) => results.has(n));
-  const cell = (name: string, f: (r: StoreResult) => string) => {
-    const r = results.get(name);
-    return typeof r === 'string' || r === undefined ? (r ?? '—') : f(r);
-  };
+  const cell = (name: string, f: (r: StoreResult) => string) => storeCell(results, name, f);
   const sum = (r: StoreResult, f: (x: RoundResult) => number) => String(r.rounds.reduce((s, x) => s + f(x), 0));
   const mid = (values: number[]) => {
     const s = sorted(values);

@@ -29,7 +29,7 @@ import type { NetSpec, NicSpec } from '../packages/agent/src/drivers/net/types.j
 import { run } from '../packages/agent/src/host/exec.js';
 import { storeTargetsFor } from '../packages/server/src/db/testing.js';
 import { prepareAgentDir, startTestControlPlane, type TestControlPlane } from '../packages/server/src/testing.js';
-import type { NetAgentJob, NetAgentWorkerData } from './net-agent-worker.js';
+import type { AgentJob, AgentWorkerData } from './agent-worker.js';
 import { fmt, percentile, sorted, table } from './report.js';
 import { BenchWorker } from './worker.js';
 
@@ -190,7 +190,7 @@ async function viaDriver(state: string, s: Subject): Promise<Round> {
 interface ApiRig {
   cp: TestControlPlane;
   client: FloeClient;
-  agent: BenchWorker<NetAgentJob>;
+  agent: BenchWorker<AgentJob>;
   agentDir: string;
   /** The agent's host network driver state directory, and a driver over it that only reads (pidfiles). */
   stateDir: string;
@@ -204,9 +204,9 @@ async function startRig(state: string, hostNs: string): Promise<ApiRig> {
   const client = new FloeClient({ url: cp.url, token: cp.adminToken, ca: cp.ca.certPem });
   const { hostId, dataDir } = await prepareAgentDir(cp, 'bench-net-host');
   const stateDir = path.join(state, 'agent-net');
-  const agent = new BenchWorker<NetAgentJob>(new URL('./net-agent-worker.ts', import.meta.url), {
-    dataDir, server: cp.url, netns: hostNs, stateDir, underlay: UNDERLAY,
-  } satisfies NetAgentWorkerData);
+  const agent = new BenchWorker<AgentJob>(new URL('./agent-worker.ts', import.meta.url), {
+    dataDir, server: cp.url, cpus: 64, memoryMib: 64 * 1024, network: { netns: hostNs, stateDir, underlay: UNDERLAY },
+  } satisfies AgentWorkerData);
   const rig: ApiRig = { cp, client, agent, agentDir: dataDir, stateDir, reader: new HostNetworkDriver({ stateDir, underlay: UNDERLAY, netns: hostNs }), hostNs };
   try {
     await agent.call({ kind: 'start' });

@@ -68,6 +68,23 @@ export function serveJobs<Job>(port: MessagePort, handle: (job: Job) => Promise<
   });
 }
 
+/**
+ * Inside an agent worker: `start` and `stop` the agent; any other job goes to
+ * `other` (counters, timings).
+ */
+export function serveAgentJobs<Job extends { kind: string }>(
+  port: MessagePort,
+  agent: { start(): Promise<void>; stop(): Promise<void> },
+  other: (job: Job) => Promise<unknown>,
+): void {
+  serveJobs<Job>(port, async (job) => {
+    if (job.kind === 'start') await agent.start();
+    else if (job.kind === 'stop') await agent.stop();
+    else return other(job);
+    return null;
+  });
+}
+
 /** Epoch milliseconds with sub-millisecond precision, comparable across threads. */
 export function epochMs(): number {
   return performance.timeOrigin + performance.now();

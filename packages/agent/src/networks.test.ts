@@ -8,6 +8,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { run, which, type RunOptions, type RunResult } from './host/exec.js';
 import { dnsmasqRunDir } from './drivers/net/dnsmasq.js';
 import { HostNetworkDriver } from './drivers/net/driver.js';
+import { ipIn, netnsUnavailable } from './drivers/net/testing.js';
 import { bridgeName, tapName } from './drivers/net/names.js';
 import { NetworkReconciler, parseDefaultRoute, toNetSpec, toNicSpecs, type NetworkHost } from './networks.js';
 import type { NetSpec, NicSpec } from './drivers/net/types.js';
@@ -305,17 +306,7 @@ describe('NetworkReconciler taps', () => {
  * in for the host and a second one for a guest (a veth in place of tap +
  * QEMU). Private test addresses only; every namespace and dnsmasq is removed.
  */
-async function netnsUnavailable(): Promise<string | null> {
-  if (process.getuid?.() !== 0) return 'network namespace tests need root';
-  for (const t of ['ip', 'bridge', 'nft', 'dnsmasq', 'busybox']) if ((await which(t)) === null) return `${t} is not installed`;
-  const probe = await run('ip', ['netns', 'list'], { allowFail: true }).catch(() => null);
-  return probe === null || probe.code !== 0 ? '`ip netns` is not available' : null;
-}
-const netnsReason = await netnsUnavailable();
-if (netnsReason !== null) {
-  if (process.env.CI) throw new Error(`network namespace tests cannot run under CI: ${netnsReason}`);
-  console.log(`skipping network reconciler namespace tests: ${netnsReason}`);
-}
+const netnsReason = await netnsUnavailable('network reconciler namespace tests');
 
 describe.skipIf(netnsReason !== null)('NetworkReconciler on a real host (namespaces)', () => {
   const sfx = randomBytes(3).toString('hex');
@@ -336,7 +327,6 @@ describe.skipIf(netnsReason !== null)('NetworkReconciler on a real host (namespa
   let dir: string;
   let host: HostNetworkDriver;
   let rec: NetworkReconciler;
-  const ipIn = (n: string, ...args: string[]) => run('ip', ['-n', n, ...args]);
   const links = async () => (JSON.parse((await ipIn(hostNs, '-j', 'link', 'show')).stdout) as { ifname: string; master?: string }[]);
 
   beforeAll(async () => {
@@ -418,7 +408,6 @@ describe.skipIf(netnsReason !== null)('NetworkReconciler with a public network (
   let dir: string;
   let host: HostNetworkDriver;
   let rec: NetworkReconciler;
-  const ipIn = (n: string, ...args: string[]) => run('ip', ['-n', n, ...args]);
   const defaultDev = async () => (JSON.parse((await ipIn(ns.host, '-j', 'route', 'show', 'default')).stdout || '[]') as { dev?: string }[])[0]?.dev;
   const ping = async (from: string, to: string) => (await run('ip', ['netns', 'exec', from, 'ping', '-c', '1', '-W', '1', to], { allowFail: true })).code === 0;
 

@@ -41,30 +41,16 @@ export function toNetSpec(net: DesiredNetwork, opts: NetSpecOptions = {}): NetSp
   if (net.kind !== 'private' && net.kind !== 'public') throw new FloeError('validation_failed', `network ${net.name}: unknown network kind ${JSON.stringify(net.kind)}`, { field: 'kind' });
   const mode = gatewayMode(net.gateway);
   const family = (cidr: string | null, gateway: string | null): NetSpec['ipv4'] => (cidr === null ? null : { cidr, gateway: mode === 'none' ? null : gateway });
+  const common = {
+    id: net.id, vni: net.vni, ipv4: family(net.ipv4, net.gateway4), ipv6: family(net.ipv6, net.gateway6), mtu: net.mtu, gatewayMode: mode, dns: net.dns,
+  };
   if (net.kind === 'public') {
     if (net.uplink === null) throw new FloeError('validation_failed', `public network ${net.name} names no host interface to take over`, { field: 'uplink' });
     if (mode === 'host') throw new FloeError('validation_failed', `public network ${net.name}: its router is on the LAN, not the host`, { field: 'gateway' });
-    return {
-      id: net.id,
-      kind: 'public',
-      physical: checkIfName('uplink', net.uplink),
-      vni: net.vni,
-      ipv4: family(net.ipv4, net.gateway4),
-      ipv6: family(net.ipv6, net.gateway6),
-      mtu: net.mtu,
-      gatewayMode: mode,
-      dns: net.dns,
-      peers: [],
-    };
+    return { ...common, kind: 'public', physical: checkIfName('uplink', net.uplink), peers: [] };
   }
   return {
-    id: net.id,
-    vni: net.vni,
-    ipv4: family(net.ipv4, net.gateway4),
-    ipv6: family(net.ipv6, net.gateway6),
-    mtu: net.mtu,
-    gatewayMode: mode,
-    dns: net.dns,
+    ...common,
     ...(net.dhcpv6 === true && net.ipv6 !== null ? { dhcpv6: true } : {}),
     peers: [...net.peers],
     ...(mode === 'host' && opts.natUplink !== undefined ? { uplink: checkIfName('uplink', opts.natUplink) } : {}),

@@ -35,7 +35,8 @@ class FakeAgent {
     });
     const agent = new FakeAgent(id, ws);
     ws.send(JSON.stringify({ type: 'hello', protocol: AGENT_PROTOCOL_VERSION, facts: { ...FACTS, hostname: name, underlay_ipv4: underlay }, instances: [] }));
-    await agent.next('snapshot');
+    // Generous: on a loaded machine (the whole suite in parallel) the first snapshot can take seconds.
+    await agent.next('snapshot', 0, 20_000);
     return agent;
   }
 

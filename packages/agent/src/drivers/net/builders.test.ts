@@ -1,19 +1,11 @@
 import { describe, expect, it } from 'vitest';
+import { fieldOf } from './testing.js';
 import { FloeError } from '@floe/api';
 import { bridgeCommands, gatewayMac, networkCommands, tapCommands } from './builders.js';
 import { NET, NIC } from './spec.fixtures.js';
 import type { NetSpec, NicSpec, ObservedLink, ObservedNet } from './types.js';
 
 
-function fieldOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(FloeError);
-    return (err as FloeError).details?.field as string | undefined;
-  }
-  throw new Error('expected a validation error');
-}
 
 describe('bridgeCommands', () => {
   it('builds bridge, unicast VXLAN, flood entries per peer and the host gateway', () => {

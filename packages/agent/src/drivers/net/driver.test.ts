@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run, startProcess, which, type ProcessHandle } from '../../host/exec.js';
 import { dnsmasqRunDir } from './dnsmasq.js';
 import { HostNetworkDriver } from './driver.js';
+import { inNs, ipIn, netnsUnavailable, ping, waitFor } from './testing.js';
 import { bridgeName, eui64Address, tapName, vxlanName } from './names.js';
 import type { NetSpec, NicSpec } from './types.js';
 
@@ -20,21 +21,7 @@ import type { NetSpec, NicSpec } from './types.js';
  * no traffic leaves them.
  */
 
-const TOOLS = ['ip', 'bridge', 'nft', 'dnsmasq', 'ping', 'busybox'];
-
-async function unavailable(): Promise<string | null> {
-  if (process.getuid?.() !== 0) return 'network namespace tests need root';
-  for (const t of TOOLS) if ((await which(t)) === null) return `${t} is not installed`;
-  const probe = await run('ip', ['netns', 'list'], { allowFail: true }).catch(() => null);
-  if (probe === null || probe.code !== 0) return '`ip netns` is not available';
-  return null;
-}
-
-const reason = await unavailable();
-if (reason !== null) {
-  if (process.env.CI) throw new Error(`network namespace tests cannot run under CI: ${reason}`);
-  console.log(`skipping network namespace tests: ${reason}`);
-}
+const reason = await netnsUnavailable('network namespace tests');
 
 const sfx = randomBytes(3).toString('hex');
 const ns = {
@@ -71,13 +58,7 @@ let state: string;
 let hostA: HostNetworkDriver;
 let hostB: HostNetworkDriver;
 
-const inNs = (n: string, ...args: string[]) => run('ip', ['netns', 'exec', n, ...args]);
-const ipIn = (n: string, ...args: string[]) => run('ip', ['-n', n, ...args]);
 
-async function ping(from: string, to: string, opts: { source?: string; v6?: boolean } = {}): Promise<boolean> {
-  const args = ['netns', 'exec', from, 'ping', opts.v6 ? '-6' : '-4', '-c', '1', '-W', '1', ...(opts.source ? ['-I', opts.source] : []), to];
-  return (await run('ip', args, { allowFail: true })).code === 0;
-}
 
 /** A "VM": namespace `vm` whose eth0 (the NIC's MAC, the network MTU) is wired to `tapName(nic)` in `host`. */
 async function plugVm(vm: string, host: string, driver: HostNetworkDriver, n: NicSpec, net: NetSpec): Promise<void> {
@@ -97,13 +78,6 @@ async function dhcp(vm: string, gateway: string): Promise<string> {
   return m[1]!;
 }
 
-async function waitFor(what: string, check: () => Promise<boolean>, ms = 8000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 async function hasAddr(vm: string, addr: string): Promise<boolean> {
   const { stdout } = await ipIn(vm, '-j', 'addr', 'show', 'dev', 'eth0');

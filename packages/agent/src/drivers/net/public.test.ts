@@ -8,6 +8,7 @@ import { run, which } from '../../host/exec.js';
 import { checkNet } from './builders.js';
 import { dnsmasqRunDir } from './dnsmasq.js';
 import { HostNetworkDriver } from './driver.js';
+import { inNs, ipIn, netnsUnavailable, ping, waitFor } from './testing.js';
 import { bridgeName, tapName } from './names.js';
 import type { NetSpec, NicSpec } from './types.js';
 import { takeoverCommands } from './uplink.js';
@@ -21,21 +22,7 @@ import { takeoverCommands } from './uplink.js';
  * created and deleted here; no traffic leaves them.
  */
 
-const TOOLS = ['ip', 'bridge', 'nft', 'dnsmasq', 'ping', 'busybox'];
-
-async function unavailable(): Promise<string | null> {
-  if (process.getuid?.() !== 0) return 'network namespace tests need root';
-  for (const t of TOOLS) if ((await which(t)) === null) return `${t} is not installed`;
-  const probe = await run('ip', ['netns', 'list'], { allowFail: true }).catch(() => null);
-  if (probe === null || probe.code !== 0) return '`ip netns` is not available';
-  return null;
-}
-
-const reason = await unavailable();
-if (reason !== null) {
-  if (process.env.CI) throw new Error(`network namespace tests cannot run under CI: ${reason}`);
-  console.log(`skipping public network tests: ${reason}`);
-}
+const reason = await netnsUnavailable('public network tests');
 
 const sfx = randomBytes(3).toString('hex');
 const ns = { lan: `floe-t-${sfx}-lan`, host: `floe-t-${sfx}-h`, vm: `floe-t-${sfx}-vm` };
@@ -51,21 +38,8 @@ let state: string;
 let host: HostNetworkDriver;
 let physMac: string;
 
-const inNs = (n: string, ...args: string[]) => run('ip', ['netns', 'exec', n, ...args]);
-const ipIn = (n: string, ...args: string[]) => run('ip', ['-n', n, ...args]);
 
-async function ping(from: string, to: string, opts: { source?: string; v6?: boolean } = {}): Promise<boolean> {
-  const args = ['netns', 'exec', from, 'ping', opts.v6 ? '-6' : '-4', '-c', '1', '-W', '1', ...(opts.source ? ['-I', opts.source] : []), to];
-  return (await run('ip', args, { allowFail: true })).code === 0;
-}
 
-async function waitFor(what: string, check: () => Promise<boolean>, ms = 8000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 /** Global addresses of an interface of the host namespace, as `address/prefix`. */
 async function globalAddrs(dev: string): Promise<string[]> {

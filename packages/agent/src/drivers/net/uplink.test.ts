@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { fieldOf } from './testing.js';
 import { FloeError } from '@floe/api';
 import { bridgeCommands, checkNet } from './builders.js';
 import type { NetSpec } from './types.js';
@@ -24,15 +25,6 @@ const FRESH: UplinkObserved = {
   physAddrs: [V4, V6], physRoutes: [DEF4, STATIC, DEF6], bridgeAddrs: [], bridgeRoutes: [], saved: null,
 };
 
-function fieldOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(FloeError);
-    return (err as FloeError).details?.field as string | undefined;
-  }
-  throw new Error('expected an error');
-}
 
 describe('takeoverCommands', () => {
   it('moves addresses and routes onto a new bridge with the interface\'s MAC, removing them from the interface last', () => {
