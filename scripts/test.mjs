@@ -16,7 +16,7 @@ function run(cmd, argv, opts = {}) {
   return r.status ?? 1;
 }
 
-console.log('== build (tsc -b) and type-check of benchmarks, scripts and end-to-end tests');
+console.log('== build (tsc -b) and type-check of the tests, benchmarks and scripts');
 if (run('npm', ['run', '--silent', 'typecheck']) !== 0) {
   console.log('build: 0 passed, 1 failed');
   process.exit(1);

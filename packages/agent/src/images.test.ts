@@ -109,7 +109,7 @@ describe.skipIf(!QEMU_IMG || storeTargets()[0]!.skip !== null)('image cache agai
     const stored = join(cp.dataDir, 'images', `${image.sha256}.qcow2`);
     const original = readFileSync(stored);
     const damaged = Buffer.from(original);
-    damaged[damaged.length - 1] ^= 0xff;
+    damaged[damaged.length - 1] = damaged.at(-1)! ^ 0xff;
     writeFileSync(stored, damaged);
     try {
       await expect(cache.ensure(image)).rejects.toThrow(/the downloaded file has sha256 [0-9a-f]{64}, expected/);

@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { run, which, type RunOptions, type RunResult } from './host/exec.js';
 import { dnsmasqRunDir } from './drivers/net/dnsmasq.js';
-import { HostNetworkDriver } from './drivers/net/driver.js';
+import { HostNetworkDriver, type DhcpState } from './drivers/net/driver.js';
 import { ipIn, netnsUnavailable } from './drivers/net/testing.js';
 import { bridgeName, tapName } from './drivers/net/names.js';
 import { NetworkReconciler, parseDefaultRoute, toNetSpec, toNicSpecs, type NetworkHost } from './networks.js';
@@ -132,17 +132,17 @@ class RecordingHost implements NetworkHost {
     this.calls.push(`removeNetwork ${id}`);
     await rm(join(this.stateDir, 'net', id), { recursive: true, force: true });
   }
-  async ensureDhcp(net: NetSpec, nics: readonly NicSpec[], remote: readonly NicSpec[] = []) {
+  async ensureDhcp(net: NetSpec, nics: readonly NicSpec[], remote: readonly NicSpec[] = []): Promise<DhcpState> {
     this.dhcp.push({ net: net.id, local: nics.map((n) => n.id), remote: remote.map((n) => n.id) });
     return { pid: 1, started: false };
   }
   async applyFirewall(nets: readonly NetSpec[], nics: readonly NicSpec[]): Promise<void> {
     this.firewall.push({ nets: nets.map((n) => n.id), nics: nics.map((n) => n.id) });
   }
-  async ensureTap(): Promise<string> {
+  async ensureTap(_nic: NicSpec, _net: NetSpec): Promise<string> {
     return 'tap';
   }
-  async removeTap(): Promise<void> {}
+  async removeTap(_nicId: string): Promise<void> {}
 }
 
 describe('NetworkReconciler', () => {

@@ -323,12 +323,12 @@ describe('operations.wait', () => {
 
 describe('https with floe\'s own CA', () => {
   it('trusts the given CA and rejects the server without it', async () => {
-    x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+    x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
     const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
     const subtle = webcrypto.subtle;
     const notBefore = new Date(Date.now() - 60_000);
     const notAfter = new Date(Date.now() + 3600_000);
-    const caKeys = (await subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair;
+    const caKeys = (await subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
     const ca = await x509.X509CertificateGenerator.createSelfSigned({
       serialNumber: '01',
       name: 'CN=floe test CA',
@@ -338,7 +338,7 @@ describe('https with floe\'s own CA', () => {
       signingAlgorithm: alg,
       extensions: [new x509.BasicConstraintsExtension(true, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true)],
     });
-    const leafKeys = (await subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair;
+    const leafKeys = (await subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
     const leaf = await x509.X509CertificateGenerator.create({
       serialNumber: '02',
       subject: 'CN=127.0.0.1',

@@ -9,7 +9,7 @@ import {
 } from './ipam.js';
 
 const spec = (over: Partial<NetworkSpec> = {}): NetworkSpec => ({
-  kind: 'private', ipv4: '10.10.0.0/24', ipv6: null, gateway: 'host', mtu: 1450, dns: true, reserved: [], pool: null, uplink: null, ...over,
+  kind: 'private', ipv4: '10.10.0.0/24', ipv6: null, gateway: 'host', mtu: 1450, dns: true, dhcpv6: false, reserved: [], pool: null, uplink: null, ...over,
 });
 
 function codeOf(fn: () => unknown): string | undefined {
