@@ -5,7 +5,7 @@ import { storeTargets } from '../db/testing.js';
 import { newId } from '../ids.js';
 import { startTestControlPlane, type TestControlPlane } from '../testing.js';
 import {
-  addressPlan, eui64, formatIpv4, formatIpv6, freeIpv4, macFor, parseCidr4, parseCidr6, parseIpv4, parseIpv6, ula64,
+  addressPlan, checkRequested4, eui64, formatIpv4, formatIpv6, freeIpv4, macFor, parseCidr4, parseCidr6, parseIpv4, parseIpv6, ula64,
 } from './ipam.js';
 
 const spec = (over: Partial<NetworkSpec> = {}): NetworkSpec => ({
@@ -87,7 +87,10 @@ describe('address plans', () => {
     expect([...freeIpv4(none, new Set())][0]).toBe('10.10.0.3');
     const vm = addressPlan(spec({ gateway: '10.10.0.254' }));
     expect(vm.gateway4).toBe('10.10.0.254');
-    expect([...freeIpv4(vm, new Set())]).toContain('10.10.0.254'); // the router VM asks for it
+    // Next-free never hands out the router's address; the router VM asks for it.
+    expect([...freeIpv4(vm, new Set())]).not.toContain('10.10.0.254');
+    expect([...freeIpv4(vm, new Set())]).toHaveLength(252);
+    expect(checkRequested4(vm, '10.10.0.254', 'ipv4')).toBe('10.10.0.254');
     expect(codeOf(() => addressPlan(spec({ gateway: '10.10.0.1' })))).toBe('validation_failed');
     expect(codeOf(() => addressPlan(spec({ gateway: '10.11.0.5' })))).toBe('validation_failed');
     expect(codeOf(() => addressPlan(spec({ reserved: ['10.11.0.5'] })))).toBe('validation_failed');

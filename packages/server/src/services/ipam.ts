@@ -241,12 +241,16 @@ export function addressPlan(spec: Pick<NetworkSpec, 'kind' | 'ipv4' | 'ipv6' | '
   return { v4, v6, first4, last4, gateway4, gateway6, host4, host6, reserved, dnsServers };
 }
 
-/** The IPv4 addresses of a plan that may go to NICs, lowest first, skipping `taken`. */
+/**
+ * The IPv4 addresses of a plan that may go to NICs, lowest first, skipping
+ * `taken`. A router VM's address is skipped too: it goes only to the NIC that
+ * asks for it, never to whichever VM happens to come next.
+ */
 export function* freeIpv4(plan: AddressPlan, taken: ReadonlySet<string>): Generator<string> {
   if (plan.first4 === null || plan.last4 === null) return;
   for (let a = plan.first4; a <= plan.last4; a++) {
     const text = formatIpv4(a);
-    if (!plan.reserved.has(text) && !taken.has(text)) yield text;
+    if (!plan.reserved.has(text) && !taken.has(text) && text !== plan.gateway4) yield text;
   }
 }
 
