@@ -219,37 +219,45 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     await placeOn('h1');
     const made = await Promise.all([
       client.instances.create({ name: 'fw', image: 'floe-test', machine_type: 'nano', networks: [{ network: 'behind', ipv4: '10.30.0.254' }] }),
-      client.instances.create({ name: 'e', image: 'floe-test', machine_type: 'nano', networks: ['behind'] }),
+      client.instances.create({ name: 'g', image: 'floe-test', machine_type: 'nano', networks: ['behind'] }),
     ]);
     await client.hosts.update(hostIds.h2!, { spec: { schedulable: true } });
     for (const m of made) vms[m.instance.name] = m.instance;
-    for (const m of made) await succeeds(m.operation.id, 180_000);
-    const [eNic] = await client.instances.nics('e');
-    // Next-free skipped the router's address: only fw, which asked, has it.
-    expect(eNic!.ipv4).not.toBe('10.30.0.254');
-    shells.fw = new GuestShell(client, 'fw');
-    shells.e = new GuestShell(client, 'e');
-    await eventually(async () => (await logsOf('e')).includes(`FLOE-TEST IP eth0 ${eNic!.ipv4}/24`), `e leased ${eNic!.ipv4}\n${agentOutput()}`, 240_000);
-    // DHCP named fw as e's router.
-    await shells.e.until('ip route | grep -q "default via 10.30.0.254"', 'a default route via fw', 60_000);
-    expect((await shells.e.sh('ping -c 2 -W 3 10.30.0.254')).code).toBe(0);
-    // fw answers from an address that is not its own (as a router forwarding for others would), and e hears it;
-    // any other VM doing so is dropped (the spoofing test).
-    await shells.fw.until('ip -4 addr show dev eth0 | grep -q 10.30.0.254', 'fw on its address');
-    await shells.fw.sh('ip addr add 10.30.0.77/24 dev eth0');
-    const forwarded = await shells.fw.sh(`ping -I 10.30.0.77 -c 2 -W 3 ${eNic!.ipv4}`);
-    expect(forwarded.code, forwarded.out).toBe(0);
-    // The host routes nothing for this network: the internet namespace stays out of reach.
-    const out = await shells.e.sh('ping -c 1 -W 2 198.51.100.2');
-    expect(out.code, out.out).not.toBe(0);
-    for (const n of ['fw', 'e']) {
-      shells[n]!.close();
-      delete shells[n];
+    try {
+      for (const m of made) await succeeds(m.operation.id, 180_000);
+      const [gNic] = await client.instances.nics('g');
+      // Next-free skipped the router's address: only fw, which asked, has it.
+      expect(gNic!.ipv4).not.toBe('10.30.0.254');
+      // Both booted (their shells take input only then) with their leases.
+      for (const [n, ip] of [['fw', '10.30.0.254'], ['g', gNic!.ipv4!]] as const) {
+        await eventually(async () => {
+          const log = await logsOf(n);
+          return log.includes('FLOE-TEST READY') && log.includes(`FLOE-TEST IP eth0 ${ip}/24`);
+        }, `${n} booted with ${ip}\n${agentOutput()}`, 240_000);
+      }
+      shells.fw = new GuestShell(client, 'fw');
+      shells.g = new GuestShell(client, 'g');
+      // DHCP named fw as g's router.
+      await shells.g.until('ip route | grep -q "default via 10.30.0.254"', 'a default route via fw', 60_000);
+      await shells.g.until('ping -c 1 -W 3 10.30.0.254', 'g reaching fw', 30_000);
+      // fw answers from an address that is not its own (as a router forwarding for others would), and g hears it;
+      // any other VM doing so is dropped (the spoofing test).
+      await shells.fw.sh('ip addr add 10.30.0.77/24 dev eth0');
+      const forwarded = await shells.fw.sh(`ping -I 10.30.0.77 -c 2 -W 3 ${gNic!.ipv4}`);
+      expect(forwarded.code, forwarded.out).toBe(0);
+      // The host routes nothing for this network: the internet namespace stays out of reach.
+      const out = await shells.g.sh('ping -c 1 -W 2 198.51.100.2');
+      expect(out.code, out.out).not.toBe(0);
+    } finally {
+      for (const n of ['fw', 'g']) {
+        shells[n]?.close();
+        delete shells[n];
+      }
+      await Promise.all(['fw', 'g'].map(async (n) => client.instances.delete(n, { wait: 60 }).catch(() => undefined)));
+      delete vms.fw;
+      delete vms.g;
+      await eventually(async () => (await client.networks.delete('behind').then(() => true, () => false)), 'network behind deleted', 60_000);
     }
-    await Promise.all(['fw', 'e'].map(async (n) => succeeds((await client.instances.delete(n)).id, 120_000)));
-    delete vms.fw;
-    delete vms.e;
-    await client.networks.delete('behind');
   }, 300_000);
 
   it('a guest that changes its IP or MAC loses connectivity; other VMs are unaffected', async () => {
@@ -351,7 +359,11 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     const [nic] = await client.instances.nics('e');
     expect(nic!.ipv4).toMatch(/^192\.0\.2\.5\d$/);
     shells.e = new GuestShell(client, 'e');
-    await eventually(async () => (await logsOf('e')).includes(`FLOE-TEST IP eth0 ${nic!.ipv4}/24`), `e leased ${nic!.ipv4} by DHCP\n${agentOutput()}`, 240_000);
+    // Booted (its shell takes input only then) with its lease.
+    await eventually(async () => {
+      const log = await logsOf('e');
+      return log.includes('FLOE-TEST READY') && log.includes(`FLOE-TEST IP eth0 ${nic!.ipv4}/24`);
+    }, `e leased ${nic!.ipv4} by DHCP\n${agentOutput()}`, 240_000);
     // The host's address moved onto the bridge, which carries phys0's MAC.
     expect(await physAddrs(bridgeName(pub.id))).toEqual(['192.0.2.10/24']);
     expect(await physAddrs('phys0')).toEqual([]);
