@@ -68,6 +68,11 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     const lines = [...new Set(a.output().split('\n').map((l) => l.replace(/"time":\d+,|"retry_in_ms":\d+,|"failures":\d+,/g, '')))];
     return `--- agent ${i + 1}\n${lines.join('\n').slice(-4000)}`;
   }).join('\n');
+  /** Wait until a guest has booted (its shell takes input only then) and announced `ip` leased by DHCP on eth0. */
+  const booted = (name: string, ip: string) => eventually(async () => {
+    const log = await logsOf(name);
+    return log.includes('FLOE-TEST READY') && log.includes(`FLOE-TEST IP eth0 ${ip}/24`);
+  }, `${name} booted with its IPAM address ${ip} by DHCP\n${agentOutput()}`, 240_000);
   /** Wait for an operation to succeed; on failure say what the instances and agents were doing. */
   const succeeds = async (opId: string, timeoutMs: number) => {
     let status = 'unknown';
@@ -130,10 +135,7 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
       shells[name] = new GuestShell(client, name);
     }
     // Every guest announces its DHCP lease on the console: it must be the address IPAM gave its NIC.
-    await Promise.all(Object.keys(vms).map((name) => eventually(async () => {
-      const log = await logsOf(name);
-      return log.includes('FLOE-TEST READY') && log.includes(`FLOE-TEST IP eth0 ${nics[name]!.ipv4}/24`);
-    }, `${name} booted with its IPAM address ${nics[name]!.ipv4}\n${agentOutput()}`, 240_000)));
+    await Promise.all(Object.keys(vms).map((name) => booted(name, nics[name]!.ipv4!)));
   }, 420_000);
 
   afterAll(async () => {
@@ -229,12 +231,7 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
       // Next-free skipped the router's address: only fw, which asked, has it.
       expect(gNic!.ipv4).not.toBe('10.30.0.254');
       // Both booted (their shells take input only then) with their leases.
-      for (const [n, ip] of [['fw', '10.30.0.254'], ['g', gNic!.ipv4!]] as const) {
-        await eventually(async () => {
-          const log = await logsOf(n);
-          return log.includes('FLOE-TEST READY') && log.includes(`FLOE-TEST IP eth0 ${ip}/24`);
-        }, `${n} booted with ${ip}\n${agentOutput()}`, 240_000);
-      }
+      await Promise.all([booted('fw', '10.30.0.254'), booted('g', gNic!.ipv4!)]);
       shells.fw = new GuestShell(client, 'fw');
       shells.g = new GuestShell(client, 'g');
       // DHCP named fw as g's router.
@@ -360,10 +357,7 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     expect(nic!.ipv4).toMatch(/^192\.0\.2\.5\d$/);
     shells.e = new GuestShell(client, 'e');
     // Booted (its shell takes input only then) with its lease.
-    await eventually(async () => {
-      const log = await logsOf('e');
-      return log.includes('FLOE-TEST READY') && log.includes(`FLOE-TEST IP eth0 ${nic!.ipv4}/24`);
-    }, `e leased ${nic!.ipv4} by DHCP\n${agentOutput()}`, 240_000);
+    await booted('e', nic!.ipv4!);
     // The host's address moved onto the bridge, which carries phys0's MAC.
     expect(await physAddrs(bridgeName(pub.id))).toEqual(['192.0.2.10/24']);
     expect(await physAddrs('phys0')).toEqual([]);
