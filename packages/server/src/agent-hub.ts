@@ -70,24 +70,20 @@ export class AgentHub {
     return [...this.links.values()].filter((l) => l.ready).map((l) => l.hostId);
   }
 
-  /** Take over a new authenticated WebSocket from the agent of `hostId`. */
-  async accept(socket: WebSocket, hostId: string, certSerial: string): Promise<void> {
-    const host = await this.hosts.forAgent(hostId);
-    if (!host) {
-      socket.close(AGENT_CLOSE.revoked, 'host removed');
-      return;
-    }
-    // Only the host's current certificate counts: a reissued one replaces the old.
-    if (host.cert_serial !== null && host.cert_serial.toLowerCase() !== certSerial.toLowerCase()) {
-      this.log.warn({ hostId }, 'agent presented a superseded certificate');
-      socket.close(AGENT_CLOSE.revoked, 'certificate superseded');
-      return;
-    }
-    const previous = this.links.get(hostId);
-    if (previous) previous.socket.close(AGENT_CLOSE.replaced, 'replaced by a new connection');
+  /**
+   * Take over a new authenticated WebSocket from the agent of `hostId`. Listeners are
+   * attached before anything is awaited: an agent says hello as soon as the socket
+   * opens, and a message that arrives while no listener is attached is lost. The
+   * host check runs first on the link's queue, so messages wait behind it.
+   */
+  accept(socket: WebSocket, hostId: string, certSerial: string): void {
     const channels = new LinkChannels((msg) => this.send(link, msg), () => socket.bufferedAmount);
     const link: Link = { id: `${this.processId}:${randomUUID()}`, hostId, socket, queue: Promise.resolve(), ready: false, channels };
-    this.links.set(hostId, link);
+    let admitted = false;
+    link.queue = this.admit(link, certSerial).then((ok) => { admitted = ok; }, (err) => {
+      this.log.error({ err, hostId }, 'checking an agent failed');
+      socket.close(1011, 'internal error');
+    });
     const helloTimer = setTimeout(() => { if (!link.ready) socket.close(AGENT_CLOSE.protocol, 'no hello'); }, HELLO_TIMEOUT_MS);
     socket.on('message', (data) => {
       let msg: AgentMessage;
@@ -99,7 +95,7 @@ export class AgentHub {
       }
       // Channel bytes and stats answers skip the queue: they must not wait behind database work.
       if (link.ready && link.channels.deliver(msg)) return;
-      link.queue = link.queue.then(() => this.handle(link, msg)).catch((err) => {
+      link.queue = link.queue.then(() => (admitted && socket.readyState === socket.OPEN ? this.handle(link, msg) : undefined)).catch((err) => {
         this.log.error({ err, hostId, type: msg.type }, 'agent message failed');
       });
     });
@@ -109,12 +105,33 @@ export class AgentHub {
       if (this.links.get(hostId) === link) this.links.delete(hostId);
       if (this.closing) return; // close() already marked it offline
       const last = link.queue.then(async () => {
+        if (!admitted) return;
         if (await this.hosts.markOffline(hostId, 'agent disconnected', link.id)) this.log.info({ hostId }, 'host offline: agent disconnected');
       }).catch((err) => this.log.error({ err, hostId }, 'marking host offline failed'));
       this.draining.add(last);
       void last.finally(() => this.draining.delete(last));
     });
     socket.on('error', (err) => this.log.warn({ err, hostId }, 'agent link error'));
+  }
+
+  /** Whether the link's host still exists and presents its current certificate; if so, the link replaces any older one. */
+  private async admit(link: Link, certSerial: string): Promise<boolean> {
+    const host = await this.hosts.forAgent(link.hostId);
+    if (!host) {
+      link.socket.close(AGENT_CLOSE.revoked, 'host removed');
+      return false;
+    }
+    // Only the host's current certificate counts: a reissued one replaces the old.
+    if (host.cert_serial !== null && host.cert_serial.toLowerCase() !== certSerial.toLowerCase()) {
+      this.log.warn({ hostId: link.hostId }, 'agent presented a superseded certificate');
+      link.socket.close(AGENT_CLOSE.revoked, 'certificate superseded');
+      return false;
+    }
+    if (link.socket.readyState !== link.socket.OPEN || this.closing) return false;
+    const previous = this.links.get(link.hostId);
+    if (previous) previous.socket.close(AGENT_CLOSE.replaced, 'replaced by a new connection');
+    this.links.set(link.hostId, link);
+    return true;
   }
 
   private send(link: Link, msg: ControlMessage): boolean {

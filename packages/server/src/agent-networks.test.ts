@@ -22,7 +22,7 @@ class FakeAgent {
     ws.on('message', (data) => this.messages.push(JSON.parse(String(data)) as ControlMessage));
   }
 
-  static async connect(cp: TestControlPlane, name: string, underlay: string): Promise<FakeAgent> {
+  static async connect(cp: TestControlPlane, name: string, underlay: string, snapshotWithinMs = 20_000): Promise<FakeAgent> {
     let cert: { certPem: string; keyPem: string } | undefined;
     const { id } = await cp.app.services.hosts.ensureLocal(name, async (hostId) => {
       cert = await issueClientCert(cp.ca, { commonName: hostId });
@@ -36,7 +36,7 @@ class FakeAgent {
     const agent = new FakeAgent(id, ws);
     ws.send(JSON.stringify({ type: 'hello', protocol: AGENT_PROTOCOL_VERSION, facts: { ...FACTS, hostname: name, underlay_ipv4: underlay }, instances: [] }));
     // Generous: on a loaded machine (the whole suite in parallel) the first snapshot can take seconds.
-    await agent.next('snapshot', 0, 20_000);
+    await agent.next('snapshot', 0, snapshotWithinMs);
     return agent;
   }
 
@@ -83,6 +83,23 @@ for (const t of storeTargets()) {
       a?.close();
       b?.close();
       await cp?.close();
+    });
+
+    it('hears a hello sent the moment the socket opens, even while the host lookup is slow', async () => {
+      const hosts = cp.app.services.hosts;
+      const forAgent = hosts.forAgent.bind(hosts);
+      hosts.forAgent = async (id: string) => {
+        await new Promise((r) => setTimeout(r, 300));
+        return forAgent(id);
+      };
+      try {
+        const c = await FakeAgent.connect(cp, 'node-c', '192.0.2.12', 5000);
+        expect(c.messages.map((m) => m.type).slice(0, 2)).toEqual(['welcome', 'snapshot']);
+        c.close();
+      } finally {
+        hosts.forAgent = forAgent;
+      }
+      await cp.app.services.hosts.delete(cp.admin, 'node-c');
     });
 
     it('sends NICs with instances and networks with their VXLAN peers to every member host', async () => {

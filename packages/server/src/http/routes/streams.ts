@@ -108,7 +108,7 @@ export function streamRoutes(app: FastifyInstance, s: Services): void {
     },
     wsHandler: (socket, req) => {
       const cert = (req.raw.socket as TLSSocket).getPeerCertificate();
-      void s.hub.accept(socket, String(cert.subject.CN), String(cert.serialNumber ?? ''));
+      s.hub.accept(socket, String(cert.subject.CN), String(cert.serialNumber ?? ''));
     },
   });
 }
