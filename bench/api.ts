@@ -25,7 +25,7 @@ import { prepareAgentDir, startTestControlPlane, type TestControlPlane } from '.
 import type { AgentJob, AgentWorkerData } from './agent-worker.js';
 import type { CreatesResult, LoadJob, RateResult, Target, WalkResult } from './load-worker.js';
 import { fmt, percentile, sorted, table } from './report.js';
-import { benchEachStore, storeCell, type StoreOutcome } from './stores.js';
+import { benchEachStore, type StoreResults } from './stores.js';
 import { BenchWorker, epochMs } from './worker.js';
 
 const CONNECTIONS = 32;
@@ -305,15 +305,14 @@ async function main(): Promise<void> {
 
   const load = new BenchWorker<LoadJob>(new URL('./load-worker.ts', import.meta.url));
   const started = performance.now();
-  let results: Map<string, StoreOutcome<StoreResult>>;
+  let results: StoreResults<StoreResult>;
   try {
     results = await benchEachStore(log, (target) => benchStore(target, load));
   } finally {
     await load.close();
   }
 
-  const names = ['sqlite', 'postgres'].filter((n) => results.has(n));
-  const cell = (name: string, f: (r: StoreResult) => string) => storeCell(results, name, f);
+  const { names, cell } = results;
   const ratio = (r: StoreResult) => rps(r.get) / rps(r.bare);
   const p50 = (r: StoreResult) => percentile(sorted(r.list.latencies), 0.5);
   const met = (f: (r: StoreResult) => boolean) => names.map((n) => `${n} ${cell(n, (r) => (f(r) ? 'yes' : 'NO'))}`).join(', ');

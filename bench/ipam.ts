@@ -22,7 +22,7 @@ import type { AgentJob, AgentWorkerData } from './agent-worker.js';
 import type { IpamJob, NicsResult } from './ipam-worker.js';
 import type { Target } from './load-worker.js';
 import { fmt, percentile, sorted, table } from './report.js';
-import { benchEachStore, storeCell, type StoreOutcome } from './stores.js';
+import { benchEachStore, type StoreResults } from './stores.js';
 import { BenchWorker } from './worker.js';
 
 const CONCURRENCY = 100;
@@ -176,15 +176,14 @@ async function main(): Promise<void> {
     'each NIC takes one IPv4 and one IPv6 address; the NICs are removed between rounds');
   log('');
   const load = new BenchWorker<IpamJob>(new URL('./ipam-worker.ts', import.meta.url));
-  let results: Map<string, StoreOutcome<StoreResult>>;
+  let results: StoreResults<StoreResult>;
   try {
     results = await benchEachStore(log, (target) => benchStore(target, load));
   } finally {
     await load.close();
   }
 
-  const names = ['sqlite', 'postgres'].filter((n) => results.has(n));
-  const cell = (name: string, f: (r: StoreResult) => string) => storeCell(results, name, f);
+  const { names, cell } = results;
   const sum = (r: StoreResult, f: (x: RoundResult) => number) => String(r.rounds.reduce((s, x) => s + f(x), 0));
   const mid = (values: number[]) => {
     const s = sorted(values);
@@ -202,7 +201,7 @@ async function main(): Promise<void> {
     ['answers differing from the store', ...names.map((n) => cell(n, (r) => sum(r, (x) => x.storeMismatch)))],
     ['addresses not freed after removal', ...names.map((n) => cell(n, (r) => sum(r, (x) => x.leaked)))],
   ]));
-  const bad = [...results.values()].some((r) => typeof r !== 'string' && r.rounds.some((x) => x.errors + x.duplicates + x.invalid + x.storeMismatch + x.leaked > 0));
+  const bad = [...results.outcomes.values()].some((r) => typeof r !== 'string' && r.rounds.some((x) => x.errors + x.duplicates + x.invalid + x.storeMismatch + x.leaked > 0));
   if (bad) {
     log('WARNING: some allocations failed or were wrong (see above); the rates count successful allocations only');
     process.exitCode = 1;

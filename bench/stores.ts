@@ -3,14 +3,22 @@ import { storeTargetsFor, type StoreTarget } from '../packages/server/src/db/tes
 /** What a store's run came to: its result, or why there is none. */
 export type StoreOutcome<R> = R | 'skipped' | 'failed';
 
+/** The outcomes of a benchmark on each store, with what its summary table needs. */
+export interface StoreResults<R> {
+  outcomes: Map<string, StoreOutcome<R>>;
+  /** The stores that were asked for, in table order. */
+  names: string[];
+  /** A table cell of one store: `f` of its result, or what happened instead (— when it did not run). */
+  cell(name: string, f: (r: R) => string): string;
+}
+
 /**
  * Run `bench` once per store (SQLite, then PostgreSQL from
  * `FLOE_TEST_DATABASE_URL`), limited to those named in `FLOE_BENCH_STORES`.
  * A store that cannot be had is `skipped`; one whose run threw is `failed`,
- * logged with its stack, and sets a non-zero exit code. Returns the outcomes
- * by store name.
+ * logged with its stack, and sets a non-zero exit code.
  */
-export async function benchEachStore<R>(log: (line: string) => void, bench: (target: StoreTarget) => Promise<R>): Promise<Map<string, StoreOutcome<R>>> {
+export async function benchEachStore<R>(log: (line: string) => void, bench: (target: StoreTarget) => Promise<R>): Promise<StoreResults<R>> {
   const wanted = new Set((process.env.FLOE_BENCH_STORES ?? 'sqlite,postgres').split(',').map((s) => s.trim()));
   const results = new Map<string, StoreOutcome<R>>();
   for (const target of storeTargetsFor(process.env)) {
@@ -29,13 +37,14 @@ export async function benchEachStore<R>(log: (line: string) => void, bench: (tar
     }
     log('');
   }
-  return results;
-}
-
-/** A table cell of one store: `f` of its result, or what happened instead (— when it did not run). */
-export function storeCell<R>(results: Map<string, StoreOutcome<R>>, name: string, f: (r: R) => string): string {
-  const r = results.get(name);
-  if (r === undefined) return '—';
-  if (r === 'skipped' || r === 'failed') return r as 'skipped' | 'failed';
-  return f(r as R);
+  return {
+    outcomes: results,
+    names: ['sqlite', 'postgres'].filter((n) => results.has(n)),
+    cell(name, f) {
+      const r = results.get(name);
+      if (r === undefined) return '—';
+      if (r === 'skipped' || r === 'failed') return r as 'skipped' | 'failed';
+      return f(r as R);
+    },
+  };
 }
