@@ -303,15 +303,9 @@ async function main(): Promise<void> {
     `${Math.round(os.totalmem() / 2 ** 30)} GiB, so the host has room for every create (overcommit settings are the defaults; placement still checks capacity).`);
   log('');
 
-  const load = new BenchWorker<LoadJob>(new URL('./load-worker.ts', import.meta.url));
   const started = performance.now();
-  let results: StoreResults<StoreResult>;
-  try {
-    results = await benchEachStore(log, (target) => benchStore(target, load));
-  } finally {
-    await load.close();
-  }
-
+  const results = await BenchWorker.using<LoadJob, StoreResults<StoreResult>>(new URL('./load-worker.ts', import.meta.url), (load) =>
+    benchEachStore(log, (target) => benchStore(target, load)));
   const { names, cell } = results;
   const ratio = (r: StoreResult) => rps(r.get) / rps(r.bare);
   const p50 = (r: StoreResult) => percentile(sorted(r.list.latencies), 0.5);

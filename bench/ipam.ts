@@ -175,14 +175,8 @@ async function main(): Promise<void> {
   log(`${ROUNDS} rounds of ${CONCURRENCY} concurrent POST /v1/instances/{id}/nics (one per instance, one network with IPv4 and IPv6, keep-alive HTTPS connections opened beforehand); ` +
     'each NIC takes one IPv4 and one IPv6 address; the NICs are removed between rounds');
   log('');
-  const load = new BenchWorker<IpamJob>(new URL('./ipam-worker.ts', import.meta.url));
-  let results: StoreResults<StoreResult>;
-  try {
-    results = await benchEachStore(log, (target) => benchStore(target, load));
-  } finally {
-    await load.close();
-  }
-
+  const results = await BenchWorker.using<IpamJob, StoreResults<StoreResult>>(new URL('./ipam-worker.ts', import.meta.url), (load) =>
+    benchEachStore(log, (target) => benchStore(target, load)));
   const { names, cell } = results;
   const sum = (r: StoreResult, f: (x: RoundResult) => number) => String(r.rounds.reduce((s, x) => s + f(x), 0));
   const mid = (values: number[]) => {

@@ -36,6 +36,16 @@ export class BenchWorker<Job> {
     this.worker.on('exit', (code) => this.failAll(new Error(`bench worker exited with code ${code}`)));
   }
 
+  /** Start a worker for `use` and stop it afterwards, whatever `use` came to. */
+  static async using<Job, T>(moduleUrl: URL, use: (worker: BenchWorker<Job>) => Promise<T>): Promise<T> {
+    const worker = new BenchWorker<Job>(moduleUrl);
+    try {
+      return await use(worker);
+    } finally {
+      await worker.close();
+    }
+  }
+
   /** Run one job in the worker and wait for its result. */
   call<R>(job: Job): Promise<R> {
     if (this.dead !== null) return Promise.reject(this.dead);
