@@ -29,8 +29,11 @@ Environment:
   FLOE_READ_CACHE              on (default) | off: cache single-instance reads; other control
                                planes see a write within the LISTEN/NOTIFY latency
   FLOE_READ_CACHE_ENTRIES      size of that cache (default 10000)
-  FLOE_IMAGE_MAX_UPLOAD_BYTES  largest image file upload in bytes (default 64 GiB)
+  FLOE_IMAGE_MAX_UPLOAD_BYTES  largest image file upload or URL download in bytes (default 64 GiB)
   FLOE_IMAGE_MAX_VIRTUAL_GIB   largest virtual disk an uploaded image may describe (default 1024)
+  FLOE_IMAGE_IMPORT_CONNECT_TIMEOUT_S  image URL imports: seconds until the server answers (default 30)
+  FLOE_IMAGE_IMPORT_IDLE_TIMEOUT_S     longest silence during a download (default 60)
+  FLOE_IMAGE_IMPORT_TIMEOUT_S          longest whole download (default 21600, 6 hours)
   FLOE_LOG_LEVEL               info (default), debug, warn, ...
 `;
 
