@@ -433,6 +433,14 @@ for (const target of storeTargets()) {
       expect(JSON.parse(upload.body).error).toMatchObject({ code: 'disk_too_small', details: { instance: inst.body.instance.id, requested_gib: 1, minimum_gib: 2 } });
       expect((await call('GET', '/v1/images/later-wide')).body.status.state).toBe('pending');
       expect(leftovers()).toEqual([]);
+      // Without that instance the upload is taken, and the image's minimum disk is its virtual size.
+      await cp.store.db.deleteFrom('instances').where('id', '=', inst.body.instance.id).execute();
+      const again = await cp.app.http.inject({
+        method: 'PUT', url: '/v1/images/later-wide/file', payload: server.files.get('wide.qcow2')!,
+        headers: { authorization: `Bearer ${cp.adminToken}`, 'content-type': 'application/octet-stream' },
+      });
+      expect(again.statusCode, again.body).toBe(200);
+      expect(JSON.parse(again.body).spec.min_disk_gib).toBe(2);
     });
 
     it('fails imports a stopped control plane left behind', async () => {
