@@ -39,6 +39,7 @@ export const ERROR_CODES = {
   image_checksum_mismatch: { status: 400, description: 'The uploaded or downloaded image file does not have the expected checksum; nothing was kept.' },
   image_checksum_not_found: { status: 422, description: 'The checksum file (`source.checksum_url`) has no sha256 or sha512 line for the image\'s file name.' },
   image_url_unsupported: { status: 400, description: 'The image URL is not an absolute http:// or https:// URL (file:, ftp: and the like are refused), or it carries credentials.' },
+  image_url_forbidden: { status: 403, description: 'The image URL leads to a loopback, private or link-local address, which only admin tokens may import from (unless FLOE_IMAGE_IMPORT_PRIVATE=allow).' },
   image_download_failed: { status: 502, description: 'The image (or checksum) URL could not be fetched: the server answered with an HTTP error such as 404, or the connection or TLS handshake failed; `details` say which.' },
   image_download_incomplete: { status: 502, description: 'The connection closed before the whole file arrived (fewer bytes than its Content-Length).' },
   image_download_timeout: { status: 504, description: 'The image server did not connect, went silent, or the whole download took longer than allowed; `details.timeout` says which.' },

@@ -37,6 +37,8 @@ export interface Config {
   readonly imageImportIdleTimeoutMs: number;
   /** Longest whole download (FLOE_IMAGE_IMPORT_TIMEOUT_S). */
   readonly imageImportTimeoutMs: number;
+  /** Non-admins may import from loopback, private and link-local addresses (FLOE_IMAGE_IMPORT_PRIVATE=allow). */
+  readonly imageImportPrivate: boolean;
   readonly logLevel: string;
   /**
    * Instances kept in the in-process read cache of single-instance GETs (FLOE_READ_CACHE_ENTRIES);
@@ -87,6 +89,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   if (!['on', 'off'].includes(readCacheRaw)) {
     throw new FloeError('validation_failed', `FLOE_READ_CACHE must be "on" or "off", got "${env.FLOE_READ_CACHE}"`, { field: 'FLOE_READ_CACHE' });
   }
+  const importPrivate = (env.FLOE_IMAGE_IMPORT_PRIVATE || 'deny').toLowerCase();
+  if (!['allow', 'deny'].includes(importPrivate)) {
+    throw new FloeError('validation_failed', `FLOE_IMAGE_IMPORT_PRIVATE must be "allow" or "deny", got "${env.FLOE_IMAGE_IMPORT_PRIVATE}"`, { field: 'FLOE_IMAGE_IMPORT_PRIVATE' });
+  }
   const readCacheEntries = num(env, 'FLOE_READ_CACHE_ENTRIES', 10_000, 1, 10_000_000);
   const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
   const publicUrl = (env.FLOE_PUBLIC_URL || `${tls ? 'https' : 'http'}://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`).replace(/\/+$/, '');
@@ -111,6 +117,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     imageImportConnectTimeoutMs: num(env, 'FLOE_IMAGE_IMPORT_CONNECT_TIMEOUT_S', 30, 0.1, 3600) * 1000,
     imageImportIdleTimeoutMs: num(env, 'FLOE_IMAGE_IMPORT_IDLE_TIMEOUT_S', 60, 0.1, 3600) * 1000,
     imageImportTimeoutMs: num(env, 'FLOE_IMAGE_IMPORT_TIMEOUT_S', 6 * 3600, 1, 7 * 86400) * 1000,
+    imageImportPrivate: importPrivate === 'allow',
     logLevel: env.FLOE_LOG_LEVEL || 'info',
     readCacheEntries: readCacheRaw === 'on' ? readCacheEntries : 0,
   };

@@ -34,6 +34,8 @@ Environment:
   FLOE_IMAGE_IMPORT_CONNECT_TIMEOUT_S  image URL imports: seconds until the server answers (default 30)
   FLOE_IMAGE_IMPORT_IDLE_TIMEOUT_S     longest silence during a download (default 60)
   FLOE_IMAGE_IMPORT_TIMEOUT_S          longest whole download (default 21600, 6 hours)
+  FLOE_IMAGE_IMPORT_PRIVATE            deny (default) | allow: non-admin tokens may import from
+                                       loopback, private and link-local addresses
   FLOE_LOG_LEVEL               info (default), debug, warn, ...
 `;
 

@@ -1,5 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
+import dns from 'node:dns';
 import { createWriteStream, readFileSync } from 'node:fs';
+import { BlockList, isIP, type LookupFunction } from 'node:net';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { Transform } from 'node:stream';
@@ -27,6 +29,8 @@ export interface DownloadOptions {
   maxRedirects?: number;
   /** PEM certificates trusted besides the system's CAs. */
   extraCaPem?: string;
+  /** Connect to loopback, private and link-local addresses too (admins; FLOE_IMAGE_IMPORT_PRIVATE=allow). */
+  allowPrivate?: boolean;
   signal?: AbortSignal;
   /** Called as bytes arrive, with the total when the server sent Content-Length. */
   onProgress?: (doneBytes: number, totalBytes: number | null) => void;
@@ -58,6 +62,48 @@ export function checkImageUrl(raw: string, field = 'source.url'): URL {
     throw new FloeError('image_url_unsupported', `${field} carries a user name or password; credentials in URLs are not taken`, { field });
   }
   return url;
+}
+
+// Addresses a download must not reach unless allowed: the control plane's own host and networks
+// (loopback, RFC 1918, shared, link-local with cloud metadata, ULA) are not the internet.
+const PRIVATE = new BlockList();
+for (const [net, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.168.0.0', 16]] as const) {
+  PRIVATE.addSubnet(net, bits, 'ipv4');
+}
+for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10]] as const) PRIVATE.addSubnet(net, bits, 'ipv6');
+
+/** True for loopback, private, shared and link-local addresses (IPv4-mapped IPv6 included). */
+export function isPrivateAddress(address: string): boolean {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return PRIVATE.check(mapped[1]!, 'ipv4');
+  const family = isIP(address);
+  if (family === 0) return false;
+  return PRIVATE.check(address, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+function forbidden(url: URL, address: string): FloeError {
+  return new FloeError('image_url_forbidden', `${shownUrl(url)} leads to ${address}, a loopback, private or link-local address; only admins may import from there`, { url: shownUrl(url), address });
+}
+
+/** Refuse `url` when its host is a private IP literal and those are not allowed (names are checked as they resolve). */
+export function checkUrlAddress(url: URL, allowPrivate: boolean): void {
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  if (!allowPrivate && isIP(host) !== 0 && isPrivateAddress(host)) throw forbidden(url, host);
+}
+
+// dns.lookup that refuses private answers: checked on the addresses really connected to (no rebinding).
+function guardedLookup(url: URL): LookupFunction {
+  return (hostname, options, callback) => {
+    dns.lookup(hostname, { ...options, all: true }, (err, addresses) => {
+      if (err) return callback(err, '', 0);
+      const bad = addresses.find((a) => isPrivateAddress(a.address));
+      if (bad) return callback(forbidden(url, bad.address) as unknown as NodeJS.ErrnoException, '', 0);
+      if (options.all) return (callback as unknown as (e: null, a: dns.LookupAddress[]) => void)(null, addresses);
+      const first = addresses[0];
+      if (!first) return callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), '', 0);
+      callback(null, first.address, first.family);
+    });
+  };
 }
 
 /** A URL as errors and progress show it: no query string (signed URLs carry secrets there). */
@@ -100,6 +146,7 @@ async function open(start: URL, opts: DownloadOptions, stop: AbortSignal): Promi
   const limit = opts.maxRedirects ?? MAX_REDIRECTS;
   let url = start;
   for (let hop = 0; ; hop++) {
+    checkUrlAddress(url, opts.allowPrivate === true);
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
       const client = url.protocol === 'https:' ? https : http;
       const req = client.request(url, {
@@ -107,6 +154,7 @@ async function open(start: URL, opts: DownloadOptions, stop: AbortSignal): Promi
         headers: { 'user-agent': 'floe-image-import', accept: '*/*', 'accept-encoding': 'identity' },
         agent: false,
         signal: stop,
+        ...(opts.allowPrivate === true ? {} : { lookup: guardedLookup(url) }),
         ...(url.protocol === 'https:' ? { ca: trustedCas(opts.extraCaPem) } : {}),
       });
       const timer = setTimeout(() => {

@@ -13,7 +13,7 @@ import { storeTargets } from '../db/testing.js';
 import { startImageServer, type ImageServer } from '../testing-image-server.js';
 import { startTestControlPlane, type TestControlPlane } from '../testing.js';
 import { fileNameOf, findChecksum, parseChecksum } from './checksums.js';
-import { checkImageUrl, looksLikeHtml, shownUrl } from './image-download.js';
+import { checkImageUrl, isPrivateAddress, looksLikeHtml, shownUrl } from './image-download.js';
 import { downloadMessage } from './image-import.js';
 
 const QEMU_IMG = spawnSync('qemu-img', ['--version']).status === 0;
@@ -63,6 +63,15 @@ describe('checksum files and URLs (pure)', () => {
     expect(fileNameOf(new URL('https://h/dir/my%20disk.qcow2'))).toBe('my disk.qcow2');
     expect(downloadMessage(3 * MiB, 12 * MiB)).toBe('downloading 3.0 MiB of 12.0 MiB');
     expect(downloadMessage(512, null)).toBe('downloading 512 B');
+  });
+
+  it('knows loopback, private and link-local addresses', () => {
+    for (const a of ['127.0.0.1', '10.1.2.3', '172.16.0.1', '172.31.255.255', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', '::', 'fd00::1', 'fe80::1', '::ffff:127.0.0.1', '::FFFF:10.0.0.1']) {
+      expect(isPrivateAddress(a), a).toBe(true);
+    }
+    for (const a of ['8.8.8.8', '172.32.0.1', '192.169.0.1', '151.101.2.132', '2a04:4e42::644', '::ffff:8.8.8.8', 'not-an-ip']) {
+      expect(isPrivateAddress(a), a).toBe(false);
+    }
   });
 
   it('recognises web pages by their first bytes', () => {
@@ -326,6 +335,25 @@ for (const target of storeTargets()) {
       expect(taken.status).toBe(409);
       expect(taken.body.error.code).toBe('name_conflict');
       expect(await cp.store.db.selectFrom('images').select('id').execute()).toEqual(before);
+    });
+
+    it('lets only admins import from loopback and private addresses, literal or resolved', async () => {
+      const token = await cp.app.services.tokens.create(cp.admin, { name: `user-${target.name}`, projects: ['default'] }, async () => undefined);
+      const asUser = { authorization: `Bearer ${token.secret}` };
+      const literal = await call('POST', '/v1/images/import', { name: 'private', source: { url: `${server.url}/files/good.qcow2` } }, asUser);
+      expect(literal.status).toBe(403);
+      expect(literal.body.error).toMatchObject({ code: 'image_url_forbidden', details: { address: '127.0.0.1' } });
+      const sums = await call('POST', '/v1/images/import', { name: 'private', source: { url: 'https://example.invalid/x.qcow2', checksum_url: `${server.url}/sums/SHA256SUMS` } }, asUser);
+      expect(sums.body.error.code).toBe('image_url_forbidden');
+      // A name is checked on the addresses it resolves to, as the connection is made.
+      const port = new URL(server.url).port;
+      const named = await call('POST', '/v1/images/import', { name: 'private', source: { url: `http://localhost:${port}/files/good.qcow2` } }, asUser);
+      expect(named.status, JSON.stringify(named.body)).toBe(202);
+      const done = await finished(named.body.operation);
+      expect(done.status).toBe('failed');
+      expect(done.error?.code).toBe('image_url_forbidden');
+      expect((await call('GET', '/v1/images/private')).status).toBe(404);
+      expect(leftovers()).toEqual([]);
     });
 
     it('answers a repeated Idempotency-Key with the first answer and imports once', async () => {

@@ -7,7 +7,7 @@ import { fileNameOf, findChecksum, formatChecksum, parseChecksum, type Checksum 
 import { newBase, recordHistory, writeLabels, type Db } from './common.js';
 import type { Principal, ServiceContext } from './context.js';
 import type { NewEvent } from './events.js';
-import { checkImageUrl, downloadFile, fetchText, shownUrl, type DownloadOptions } from './image-download.js';
+import { checkImageUrl, checkUrlAddress, downloadFile, fetchText, shownUrl, type DownloadOptions } from './image-download.js';
 import type { ImageFileService } from './image-files.js';
 import { isTerminal, operationFromRow, type OperationService } from './operations.js';
 import type { ProjectService } from './projects.js';
@@ -107,6 +107,8 @@ export class ImageImportService {
     }
     const checksum = body.source.checksum === undefined ? null : parseChecksum(body.source.checksum);
     const checksumUrl = body.source.checksum_url === undefined ? null : checkImageUrl(body.source.checksum_url, 'source.checksum_url');
+    const allowPrivate = principal.admin || this.ctx.config.imageImportPrivate;
+    for (const u of [url, checksumUrl]) if (u !== null) checkUrlAddress(u, allowPrivate);
     if (body.public && !principal.admin) throw new FloeError('forbidden', 'only an admin token may publish images to every project');
     const row: ImagesTable = {
       ...newBase('image', body.name, body.labels, body.metadata),
@@ -140,9 +142,10 @@ export class ImageImportService {
     return { image, operation: created.operation };
   }
 
-  private downloadOptions(signal: AbortSignal, caPem: string | undefined): DownloadOptions {
+  private downloadOptions(principal: Principal, signal: AbortSignal, caPem: string | undefined): DownloadOptions {
     const c = this.ctx.config;
     return {
+      allowPrivate: principal.admin || c.imageImportPrivate,
       maxBytes: c.imageMaxUploadBytes, connectTimeoutMs: c.imageImportConnectTimeoutMs, idleTimeoutMs: c.imageImportIdleTimeoutMs,
       totalTimeoutMs: c.imageImportTimeoutMs, signal, ...(caPem === undefined ? {} : { extraCaPem: caPem }),
     };
@@ -170,7 +173,7 @@ export class ImageImportService {
     try {
       report(last, true);
       let checksum = given;
-      const opts = this.downloadOptions(signal, caPem);
+      const opts = this.downloadOptions(principal, signal, caPem);
       if (checksumUrl !== null) {
         report({ ...last, message: `fetching ${shownUrl(checksumUrl)}` }, true);
         const sums = await fetchText(checksumUrl, opts);
