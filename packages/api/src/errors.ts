@@ -27,7 +27,7 @@ export const ERROR_CODES = {
   idempotency_key_reused: { status: 422, description: 'The `Idempotency-Key` was used before with a different request.' },
   invalid_state: { status: 409, description: 'The resource is in a state that does not allow this action.' },
   in_use: { status: 409, description: 'The resource is still used by others (for example, a project with instances).' },
-  operation_not_cancellable: { status: 409, description: 'Only pending operations can be cancelled.' },
+  operation_not_cancellable: { status: 409, description: 'Only pending operations (and running image imports) can be cancelled.' },
   network_full: { status: 409, description: 'The network has no free address left in its range (IPv4, or IPv6 when it is not a /64).' },
   address_in_use: { status: 409, description: 'The requested address is already given to another NIC, or reserved, on that network.' },
   too_many_nics: { status: 409, description: 'An instance has at most 8 NICs.' },

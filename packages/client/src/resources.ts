@@ -549,7 +549,7 @@ export class OperationsApi extends ListApi<Operation, ListQuery & { status?: Ope
       defined({ query: { wait: options.wait }, signal: options.signal, timeoutMs: options.timeoutMs ?? waitTimeout(this.t, options.wait) }),
     );
   }
-  /** Cancels a pending operation (`operation_not_cancellable` once it runs). */
+  /** Cancels a pending operation, or a running image import (`operation_not_cancellable` for others once they run). */
   cancel(id: string, options: PostOptions = {}): Promise<Operation> {
     return this.t.request('POST', this.path(id, '/cancel'), defined({ ...options }));
   }
