@@ -230,13 +230,13 @@ for (const target of storeTargets()) {
       const off = cp.app.services.bus.subscribe((e) => {
         if (e.kind === 'operation') seen.push(e.data.operation as Operation);
       });
-      // 64 KiB every 100 ms: several progress writes, one a second.
-      server.files.set('slow-good.qcow2', server.files.get('good.qcow2')!);
-      const { operation } = await startImport('slow-good', { url: `${server.url}/slow/slow-good.qcow2` });
+      // 64 KiB every 100 ms for 2.5 MiB: a few progress writes, one a second.
+      server.files.set('slow.raw', Buffer.alloc(2.5 * MiB, 1));
+      const { operation } = await startImport('slow-good', { url: `${server.url}/slow/slow.raw` });
       const done = await finished(operation);
       off();
       expect(done.status, JSON.stringify(done)).toBe('succeeded');
-      const total = server.files.get('good.qcow2')!.length;
+      const total = 2.5 * MiB;
       const midway = seen.filter((o) => o.id === operation.id && o.transfer !== undefined && o.transfer.done_bytes > 0 && o.transfer.done_bytes < total);
       expect(midway.length).toBeGreaterThan(0);
       for (const o of midway) {
