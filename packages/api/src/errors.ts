@@ -38,7 +38,7 @@ export const ERROR_CODES = {
   payload_too_large: { status: 413, description: 'The request body is larger than the server accepts.' },
   image_checksum_mismatch: { status: 400, description: 'The uploaded or downloaded image file does not have the expected checksum; nothing was kept.' },
   image_checksum_not_found: { status: 422, description: 'The checksum file (`source.checksum_url`) has no sha256 or sha512 line for the image\'s file name.' },
-  image_url_unsupported: { status: 400, description: 'The image URL is not an absolute http:// or https:// URL (file:, ftp: and the like are refused), or it carries credentials.' },
+  image_url_unsupported: { status: 400, description: 'The image URL is not an absolute http:// or https:// URL (file:, ftp: and the like are refused), carries credentials, or redirects there or from https down to http.' },
   image_url_forbidden: { status: 403, description: 'The image URL leads to a loopback, private or link-local address, which only admin tokens may import from (unless FLOE_IMAGE_IMPORT_PRIVATE=allow).' },
   image_download_failed: { status: 502, description: 'The image (or checksum) URL could not be fetched: the server answered with an HTTP error such as 404, or the connection or TLS handshake failed; `details` say which.' },
   image_download_incomplete: { status: 502, description: 'The connection closed before the whole file arrived (fewer bytes than its Content-Length).' },

@@ -9,7 +9,7 @@ import { createCa, issueServerCert } from './ca/index.js';
  *
  * - `/files/NAME`: the file, with Content-Length; `/chunked/NAME`: without
  * - `/sums/NAME`: a text file (SHA256SUMS and the like)
- * - `/redirect/N/NAME`: N redirects, then `/files/NAME`
+ * - `/redirect/N/NAME`: N redirects, then `/files/NAME`; `/to/URL`: a redirect to the (encoded) URL
  * - `/stall/NAME`: half the file, then silence; `/silent`: no answer at all
  * - `/truncate/NAME`: Content-Length of the whole file, half of it, then the connection closes
  * - `/slow/NAME`: 64 KiB every 100 ms
@@ -49,6 +49,8 @@ export async function startImageServer(files: Record<string, Buffer> = {}): Prom
       const n = Number(rest[0]);
       const target = n <= 1 ? `/files/${rest.slice(1).join('/')}` : `/redirect/${n - 1}/${rest.slice(1).join('/')}`;
       res.writeHead(302, { location: target }).end();
+    } else if (route === 'to') {
+      res.writeHead(302, { location: name }).end();
     } else if (route === 'html') {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': String(PAGE.length) }).end(PAGE);
     } else if (route === 'html-octet') {

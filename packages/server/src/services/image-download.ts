@@ -182,7 +182,14 @@ async function open(start: URL, opts: DownloadOptions, stop: AbortSignal): Promi
       } catch {
         throw new FloeError('image_download_failed', `${shownUrl(url)} redirected to an invalid URL`, { url: shownUrl(url), reason: 'bad_redirect' });
       }
-      url = checkImageUrl(next.href, 'redirect');
+      next = checkImageUrl(next.href, 'redirect');
+      // What https promised (this is the server named) a plain http hop cannot keep.
+      if (url.protocol === 'https:' && next.protocol === 'http:') {
+        throw new FloeError('image_url_unsupported', `${shownUrl(url)} redirected from https to plain http (${shownUrl(next)}); use the http URL directly if that is meant`, {
+          field: 'redirect', url: shownUrl(next), reason: 'https_to_http',
+        });
+      }
+      url = next;
       continue;
     }
     if (status < 200 || status > 299) {

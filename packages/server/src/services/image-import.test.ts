@@ -270,6 +270,9 @@ for (const target of storeTargets()) {
     it('over https: refuses an unknown CA, takes the server with its CA given', async () => {
       const failed = await expectRefused('tls-unknown', { url: `${server.httpsUrl}/files/good.qcow2` }, 'image_download_failed');
       expect(failed.error?.details).toMatchObject({ url: `${server.httpsUrl}/files/good.qcow2` });
+      // A redirect from https down to http is refused: https promised the server it names.
+      const down = await expectRefused('tls-down', { url: `${server.httpsUrl}/to/${encodeURIComponent(`${server.url}/files/good.qcow2`)}`, ca_pem: server.caPem }, 'image_url_unsupported');
+      expect(down.error?.details).toMatchObject({ field: 'redirect', reason: 'https_to_http' });
       const { operation } = await startImport('tls', { url: `${server.httpsUrl}/files/good.qcow2`, ca_pem: server.caPem, checksum: `sha256:${sha['good.qcow2']}` });
       expect((await finished(operation)).status).toBe('succeeded');
     });
