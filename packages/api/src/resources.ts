@@ -144,11 +144,13 @@ export const Image = Type.Object({
     /** qcow2 once a file was uploaded: raw uploads are converted. */
     format: ImageFormat,
     os: Type.String({ maxLength: 100 }),
-    min_disk_gib: Type.Integer({ minimum: 1 }),
+    min_disk_gib: Type.Integer({ minimum: 1, description: 'smallest disk an instance of this image may have: the virtual size of its file rounded up to GiB, or more if asked at creation' }),
     public: Type.Boolean({ description: 'visible to every project' }),
   }),
   status: Type.Object({
-    state: Type.Union([Type.Literal('pending'), Type.Literal('ready'), Type.Literal('error')], { description: 'pending until a file is uploaded (PUT /v1/images/{id}/file), then ready' }),
+    state: Type.Union([Type.Literal('pending'), Type.Literal('importing'), Type.Literal('ready'), Type.Literal('error')], {
+      description: 'pending until a file is uploaded (PUT /v1/images/{id}/file), importing while its file is downloaded (POST /v1/images/import), then ready',
+    }),
     size_bytes: Nullable(Type.Integer({ description: 'size of the stored qcow2 file' })),
     sha256: Nullable(Type.String({ description: 'sha256 of the stored qcow2 file (hex)' })),
     virtual_size_bytes: Nullable(Type.Integer({ description: 'size of the disk the image describes' })),
@@ -166,6 +168,32 @@ export const ImageCreate = Type.Object({
   public: Type.Optional(Type.Boolean()),
 });
 export type ImageCreate = Static<typeof ImageCreate>;
+
+/** A checksum such as `sha256:HEX` or `sha512:HEX`. */
+export const ImageChecksum = Type.String({ pattern: '^(sha256:[0-9a-fA-F]{64}|sha512:[0-9a-fA-F]{128})$', description: 'sha256:HEX or sha512:HEX of the file at the URL' });
+
+/** Where an imported image's file comes from. */
+export const ImageSource = Type.Object({
+  url: Type.String({ minLength: 8, maxLength: 2048, description: 'http:// or https:// URL of a raw or qcow2 file; up to 5 redirects are followed' }),
+  checksum: Type.Optional(ImageChecksum),
+  checksum_url: Type.Optional(Type.String({
+    minLength: 8, maxLength: 2048,
+    description: 'URL of a SHA256SUMS or SHA512SUMS file (GNU "HEX  name" or BSD "SHA256 (name) = HEX" lines); the line for the file name of `url` is used',
+  })),
+  ca_pem: Type.Optional(Type.String({ minLength: 1, maxLength: 65536, description: 'PEM certificate(s) trusted for this download besides the system CAs' })),
+}, { additionalProperties: false });
+export type ImageSource = Static<typeof ImageSource>;
+
+/** Body of `POST /v1/images/import`: a new image whose file the control plane downloads. */
+export const ImageImport = Type.Object({
+  ...CommonCreateFields,
+  project: Type.Optional(Name),
+  os: Type.Optional(Type.String({ maxLength: 100 })),
+  min_disk_gib: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536, description: 'raised to the virtual size of the file when that is larger' })),
+  public: Type.Optional(Type.Boolean()),
+  source: ImageSource,
+});
+export type ImageImport = Static<typeof ImageImport>;
 
 /** Body of `PATCH /v1/images/{id}`. */
 export const ImagePatch = Type.Object({
@@ -391,7 +419,10 @@ export const InstanceCreate = Type.Object({
   machine_type: Type.Optional(Type.String({ minLength: 1, maxLength: 100, description: 'machine type id or name' })),
   vcpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
   memory_mib: Type.Optional(Type.Integer({ minimum: 128, maximum: 4 * 1024 * 1024 })),
-  disk_gib: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536 })),
+  disk_gib: Type.Optional(Type.Integer({
+    minimum: 1, maximum: 65536,
+    description: 'disk size; below the image\'s min_disk_gib is refused (disk_too_small). Without it: the machine type\'s disk, or the image\'s min_disk_gib when that is larger (or no machine type is given)',
+  })),
   user_data: Type.Optional(Type.String({ maxLength: USER_DATA_MAX_BYTES })),
   vendor_data: Type.Optional(Type.String({ maxLength: USER_DATA_MAX_BYTES, description: "cloud-init vendor-data for this instance instead of the operator's default" })),
   config_drive: Type.Optional(Type.Boolean({ default: true, description: 'attach the NoCloud seed disk (default); false: first-boot data from the metadata service at 169.254.169.254 only' })),
@@ -470,12 +501,20 @@ export const Operation = Type.Object({
   message: Type.String(),
   resources: Type.Array(ResourceRef),
   error: Nullable(ErrorBody),
+  transfer: Type.Optional(Type.Object({
+    done_bytes: Type.Integer({ minimum: 0 }),
+    total_bytes: Nullable(Type.Integer({ minimum: 0, description: 'null when the server sent no Content-Length' })),
+  }, { description: 'operations that move a file (image.import): bytes so far' })),
   created_by: Type.String(),
   created_at: Timestamp,
   updated_at: Timestamp,
   finished_at: Nullable(Timestamp),
 });
 export type Operation = Static<typeof Operation>;
+
+/** Answer of `POST /v1/images/import`: the image (importing) and the operation that downloads its file. */
+export const ImageImported = Type.Object({ image: Image, operation: Operation });
+export type ImageImported = Static<typeof ImageImported>;
 
 /** Query of `GET /v1/operations/{id}`. */
 export const OperationWaitQuery = Type.Object({

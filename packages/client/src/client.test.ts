@@ -195,6 +195,28 @@ describe('requests and errors', () => {
   });
 });
 
+describe('images.import', () => {
+  it('POSTs the source to /v1/images/import with ?wait and the Idempotency-Key, and answers image and operation', async () => {
+    const answer = { image: { id: 'img_1', name: 'debian-12', status: { state: 'importing' } }, operation: op({ kind: 'image.import', status: 'pending' }) };
+    const { url, seen } = await stub((_req, res) => json(res, 202, answer));
+    const source = { url: 'https://mirror.example/debian.qcow2', checksum_url: 'https://mirror.example/SHA512SUMS' };
+    const got = await client(url).images.import({ name: 'debian-12', source }, { wait: 5, idempotencyKey: 'k-1' });
+    expect(got).toEqual(answer);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatchObject({ method: 'POST', url: '/v1/images/import?wait=5' });
+    expect(seen[0]!.headers['idempotency-key']).toBe('k-1');
+    expect(JSON.parse(seen[0]!.body)).toEqual({ name: 'debian-12', source });
+  });
+
+  it('rejects with the stable code of the error', async () => {
+    const { url } = await stub((_req, res) => json(res, 400, { error: { code: 'image_url_unsupported', message: 'only http and https', details: { field: 'source.url' } } }));
+    const err = await client(url).images.import({ name: 'x', source: { url: 'file:///etc/shadow' } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FloeApiError);
+    expect((err as FloeApiError).code).toBe('image_url_unsupported');
+    expect((err as FloeApiError).status).toBe(400);
+  });
+});
+
 describe('SseParser', () => {
   const stream =
     '\uFEFF: keepalive\n' +

@@ -10,6 +10,8 @@ import type {
   HostPatch,
   Image,
   ImageCreate,
+  ImageImport,
+  ImageImported,
   ImagePatch,
   Instance,
   InstanceCreate,
@@ -267,6 +269,24 @@ export class ImagesApi extends ListApi<Image> {
   /** Deletes an image. */
   async delete(id: string, options: CallOptions = {}): Promise<void> {
     await this.t.request('DELETE', this.path(id), defined({ query: scoped(options), signal: options.signal }));
+  }
+  /**
+   * Creates an image whose file the control plane downloads from an http(s)
+   * URL, checked against `source.checksum` or `source.checksum_url`. Answers
+   * at once with the image (`importing`) and the `image.import` operation;
+   * follow it with `client.operations.wait` (its `transfer` has the bytes).
+   * A failed import keeps nothing: `operation.error.code` says why.
+   *
+   * @example
+   * const { operation } = await client.images.import({ name: 'debian-12', source: { url, checksum_url: `${dir}/SHA512SUMS` } });
+   * const done = await client.operations.wait(operation, { onUpdate: (op) => console.log(op.progress, op.transfer) });
+   */
+  import(body: ImageImport, options: Omit<OperationCallOptions, 'project'> = {}): Promise<ImageImported> {
+    return this.t.request(
+      'POST',
+      `${this.base}/import`,
+      defined({ body, query: { wait: options.wait }, idempotencyKey: options.idempotencyKey, signal: options.signal, timeoutMs: waitTimeout(this.t, options.wait) }),
+    );
   }
   /**
    * Streams the file of an image that has none yet (a path, a stream such as
@@ -529,7 +549,7 @@ export class OperationsApi extends ListApi<Operation, ListQuery & { status?: Ope
       defined({ query: { wait: options.wait }, signal: options.signal, timeoutMs: options.timeoutMs ?? waitTimeout(this.t, options.wait) }),
     );
   }
-  /** Cancels a pending operation (`operation_not_cancellable` once it runs). */
+  /** Cancels a pending operation, or a running image import (`operation_not_cancellable` for others once they run). */
   cancel(id: string, options: PostOptions = {}): Promise<Operation> {
     return this.t.request('POST', this.path(id, '/cancel'), defined({ ...options }));
   }

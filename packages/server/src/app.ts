@@ -19,6 +19,7 @@ import { resourceRoutes } from './http/routes/resources.js';
 import { streamRoutes } from './http/routes/streams.js';
 import { ImageService, MachineTypeService } from './services/catalog.js';
 import { ImageFileService } from './services/image-files.js';
+import { ImageImportService } from './services/image-import.js';
 import { SignalBus, type ServiceContext } from './services/context.js';
 import { EventBus } from './services/events.js';
 import { HostService } from './services/hosts.js';
@@ -47,6 +48,8 @@ export interface Services {
   images: ImageService;
   /** Image files: upload, agent download, removal. */
   imageFiles: ImageFileService;
+  /** Images downloaded from URLs. */
+  imageImports: ImageImportService;
   machineTypes: MachineTypeService;
   instances: InstanceService;
   /** Networks and the agents' view of them. */
@@ -69,14 +72,15 @@ export function buildServices(store: Store, config: Config, pki: ControlPki, log
   const ctx: ServiceContext = { store, config, bus, signals: new SignalBus(cluster), cluster: cluster ?? localOnly(store) };
   const projects = new ProjectService(ctx);
   const imageFiles = new ImageFileService(ctx);
-  const images = new ImageService(ctx, projects, imageFiles);
-  const machineTypes = new MachineTypeService(ctx);
   const operations = new OperationService(ctx);
+  const images = new ImageService(ctx, projects, imageFiles, operations);
+  const imageImports = new ImageImportService(ctx, projects, operations, imageFiles);
+  const machineTypes = new MachineTypeService(ctx);
   const networks = new NetworkService(ctx, projects);
   const instances = new InstanceService(ctx, projects, images, machineTypes, operations, networks);
   const hosts = new HostService(ctx);
   const hub = new AgentHub(ctx, hosts, instances, log, networks);
-  return { bus, projects, tokens: new TokenService(ctx), hosts, images, imageFiles, machineTypes, instances, networks, operations, hub, pki };
+  return { bus, projects, tokens: new TokenService(ctx), hosts, images, imageFiles, imageImports, machineTypes, instances, networks, operations, hub, pki };
 }
 
 /**
@@ -171,12 +175,15 @@ export async function buildApp(opts: { store: Store; config: Config; pki: Contro
 
   await http.ready();
   services.hub.start(config);
+  services.imageImports.start();
+  await services.imageFiles.measureOldImages().catch((err: unknown) => http.log.warn({ err }, 'could not measure the virtual size of stored images'));
   const stopMaintenance = scheduleMaintenance(store, config, http.log);
   return {
     http,
     services,
     async close() {
       await stopMaintenance();
+      await services.imageImports.close();
       await services.hub.close();
       await http.close();
       await services.bus.idle();

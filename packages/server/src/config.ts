@@ -32,6 +32,14 @@ export interface Config {
   readonly imageMaxUploadBytes: number;
   /** Largest virtual disk size an uploaded image may describe, in bytes (FLOE_IMAGE_MAX_VIRTUAL_GIB). */
   readonly imageMaxVirtualBytes: number;
+  /** Image imports from URLs: time until the server answers (FLOE_IMAGE_IMPORT_CONNECT_TIMEOUT_S). */
+  readonly imageImportConnectTimeoutMs: number;
+  /** Longest silence while an image downloads (FLOE_IMAGE_IMPORT_IDLE_TIMEOUT_S). */
+  readonly imageImportIdleTimeoutMs: number;
+  /** Longest whole download (FLOE_IMAGE_IMPORT_TIMEOUT_S). */
+  readonly imageImportTimeoutMs: number;
+  /** Non-admins may import from loopback, private and link-local addresses (FLOE_IMAGE_IMPORT_PRIVATE=allow). */
+  readonly imageImportPrivate: boolean;
   readonly logLevel: string;
   /**
    * Instances kept in the in-process read cache of single-instance GETs (FLOE_READ_CACHE_ENTRIES);
@@ -84,6 +92,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   if (!['on', 'off'].includes(readCacheRaw)) {
     throw new FloeError('validation_failed', `FLOE_READ_CACHE must be "on" or "off", got "${env.FLOE_READ_CACHE}"`, { field: 'FLOE_READ_CACHE' });
   }
+  const importPrivate = (env.FLOE_IMAGE_IMPORT_PRIVATE || 'deny').toLowerCase();
+  if (!['allow', 'deny'].includes(importPrivate)) {
+    throw new FloeError('validation_failed', `FLOE_IMAGE_IMPORT_PRIVATE must be "allow" or "deny", got "${env.FLOE_IMAGE_IMPORT_PRIVATE}"`, { field: 'FLOE_IMAGE_IMPORT_PRIVATE' });
+  }
   const readCacheEntries = num(env, 'FLOE_READ_CACHE_ENTRIES', 10_000, 1, 10_000_000);
   const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
   const publicUrl = (env.FLOE_PUBLIC_URL || `${tls ? 'https' : 'http'}://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`).replace(/\/+$/, '');
@@ -105,6 +117,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     bodyLimit: num(env, 'FLOE_BODY_LIMIT', 1024 * 1024, 1024, 1024 * 1024 * 1024),
     imageMaxUploadBytes: num(env, 'FLOE_IMAGE_MAX_UPLOAD_BYTES', 64 * 1024 ** 3, 1024, Number.MAX_SAFE_INTEGER),
     imageMaxVirtualBytes: num(env, 'FLOE_IMAGE_MAX_VIRTUAL_GIB', 1024, 1, 1024 * 1024) * 1024 ** 3,
+    imageImportConnectTimeoutMs: num(env, 'FLOE_IMAGE_IMPORT_CONNECT_TIMEOUT_S', 30, 0.1, 3600) * 1000,
+    imageImportIdleTimeoutMs: num(env, 'FLOE_IMAGE_IMPORT_IDLE_TIMEOUT_S', 60, 0.1, 3600) * 1000,
+    imageImportTimeoutMs: num(env, 'FLOE_IMAGE_IMPORT_TIMEOUT_S', 6 * 3600, 1, 7 * 86400) * 1000,
+    imageImportPrivate: importPrivate === 'allow',
     logLevel: env.FLOE_LOG_LEVEL || 'info',
     readCacheEntries: readCacheRaw === 'on' ? readCacheEntries : 0,
     vendorData: readVendorData(env.FLOE_VENDOR_DATA_FILE, cwd),

@@ -29,8 +29,13 @@ Environment:
   FLOE_READ_CACHE              on (default) | off: cache single-instance reads; other control
                                planes see a write within the LISTEN/NOTIFY latency
   FLOE_READ_CACHE_ENTRIES      size of that cache (default 10000)
-  FLOE_IMAGE_MAX_UPLOAD_BYTES  largest image file upload in bytes (default 64 GiB)
+  FLOE_IMAGE_MAX_UPLOAD_BYTES  largest image file upload or URL download in bytes (default 64 GiB)
   FLOE_IMAGE_MAX_VIRTUAL_GIB   largest virtual disk an uploaded image may describe (default 1024)
+  FLOE_IMAGE_IMPORT_CONNECT_TIMEOUT_S  image URL imports: seconds until the server answers (default 30)
+  FLOE_IMAGE_IMPORT_IDLE_TIMEOUT_S     longest silence during a download (default 60)
+  FLOE_IMAGE_IMPORT_TIMEOUT_S          longest whole download (default 21600, 6 hours)
+  FLOE_IMAGE_IMPORT_PRIVATE            deny (default) | allow: non-admin tokens may import from
+                                       loopback, private and link-local addresses
   FLOE_VENDOR_DATA_FILE        cloud-init vendor-data every instance gets unless it brings its own
                                (#cloud-config, #! script or MIME multipart; at most 64 KiB)
   FLOE_LOG_LEVEL               info (default), debug, warn, ...

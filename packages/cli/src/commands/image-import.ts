@@ -8,6 +8,7 @@ import { bytes, renderDetails } from '../output.js';
 import { checkName, intArg } from '../parse.js';
 import { progressMode, type ProgressMode } from '../progress.js';
 import { runtimeOf, type CliRuntime } from '../runtime.js';
+import { importFromUrl, isUrlSource, type UrlImportFlags } from './image-import-url.js';
 import { examples } from './shared.js';
 
 /** Flags of `floe image import`. */
@@ -90,21 +91,33 @@ async function recordFor(rt: CliRuntime, client: FloeClient, project: string | u
   return { image, created: true };
 }
 
-/** `floe image import FILE|- --name NAME`: register an image and stream its file. */
+/** `floe image import FILE|-|URL --name NAME`: register an image and stream its file, or have the control plane download it. */
 export function registerImageImport(image: Command): void {
   const cmd = image
     .command('import')
-    .description('upload a disk image (raw or qcow2; stored as qcow2) into a new image, or into a pending one of that name')
-    .argument('<file>', 'the image file, or - to read it from stdin')
+    .description('import a disk image (raw or qcow2; stored as qcow2): upload a file into a new image (or a pending one of that name), '
+      + 'or let the control plane download an http(s) URL, verified with --checksum or --checksum-url')
+    .argument('<source>', 'the image file, - to read it from stdin, or an http:// or https:// URL')
     .requiredOption('--name <name>', 'image name')
-    .option('--sha256 <hex>', 'expected sha256 of the file; the upload is refused when it differs')
+    .option('--sha256 <hex>', 'expected sha256 of the file; the import is refused when it differs')
+    .option('--checksum <algo:hex>', 'URL imports: expected sha256:HEX or sha512:HEX of the file')
+    .option('--checksum-url <url>', 'URL imports: a SHA256SUMS or SHA512SUMS file with a line for the file ("HEX  name" or "SHA256 (name) = HEX")')
+    .option('--ca-file <pem>', 'URL imports: extra CA certificate(s) to trust for an https URL, besides the system CAs')
+    .option('--no-wait', 'URL imports: answer with the import operation at once instead of following its progress')
     .option('--os <os>', 'operating system, e.g. debian-12')
-    .addOption(new Option('--min-disk-gib <n>', 'smallest disk the image fits on').argParser(intArg(1, 65536)))
+    .addOption(new Option('--min-disk-gib <n>', 'smallest disk the image fits on (at least the virtual size of its file)').argParser(intArg(1, 65536)))
     .option('--public', 'visible to every project (admin)')
-    .action(async (file: string, opts: ImportFlags, command: Command) => {
+    .action(async (file: string, opts: ImportFlags & UrlImportFlags, command: Command) => {
       const rt = runtimeOf(command);
       checkName(opts.name, 'image name');
       if (opts.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(opts.sha256)) throw new UsageError('--sha256 must be 64 hex digits');
+      if (isUrlSource(file)) {
+        await importFromUrl(file, opts, command);
+        return;
+      }
+      if (opts.checksum !== undefined || opts.checksumUrl !== undefined || opts.caFile !== undefined || !opts.wait) {
+        throw new UsageError('--checksum, --checksum-url, --ca-file and --no-wait are for URL imports; a file upload takes --sha256');
+      }
       let total: number | null = null;
       if (file !== '-') {
         try {
@@ -150,6 +163,8 @@ export function registerImageImport(image: Command): void {
     });
   examples(cmd, [
     'floe image import debian-12.qcow2 --name debian-12 --os debian-12 --min-disk-gib 2',
+    'floe image import https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2 --name debian-12 \\\n'
+      + '      --checksum-url https://cloud.debian.org/images/cloud/bookworm/latest/SHA512SUMS',
     'curl -sL https://example.org/disk.raw | floe image import - --name disk --sha256 9f86d0...',
   ]);
 }

@@ -147,7 +147,7 @@ export function registerInstance(program: Command): void {
     .option('--type <type>', 'machine type id or name')
     .addOption(new Option('--vcpus <n>', 'virtual CPUs (custom size, with --memory-mib)').argParser(intArg(1, 256)))
     .addOption(new Option('--memory-mib <n>', 'memory in MiB (custom size, with --vcpus)').argParser(intArg(128, 4 * 1024 * 1024)))
-    .addOption(new Option('--disk-gib <n>', 'disk size in GiB').argParser(intArg(1, 65536)))
+    .addOption(new Option('--disk-gib <n>', 'disk size in GiB, at least the image\'s MIN DISK (else refused: disk_too_small); default: the type\'s disk, raised to the image\'s MIN DISK when smaller').argParser(intArg(1, 65536)))
     .option('--user-data <file>', 'cloud-init user-data file (first-boot script)')
     .option('--vendor-data <file>', "cloud-init vendor-data file, instead of the operator's default")
     .option('--no-config-drive', 'attach no seed disk: the guest reads its first-boot data from the metadata service (169.254.169.254)')

@@ -59,7 +59,7 @@ export function registerOperation(program: Command): void {
 
   operation
     .command('cancel')
-    .description('cancel a pending operation')
+    .description('cancel a pending operation, or a running image import')
     .argument('<id>', 'operation id')
     .action(async (id: string, _opts: unknown, cmd: Command) => {
       const rt = runtimeOf(cmd);

@@ -280,9 +280,35 @@ function networks(dialect: Dialect): Migration {
   };
 }
 
+/**
+ * Image imports report bytes on their operation; every image gets the minimum disk its file needs:
+ * `spec.min_disk_gib` is raised to its virtual size rounded up to GiB where the record knows that
+ * size (files stored before virtual sizes were recorded are measured when the control plane starts).
+ */
+function imageImports(dialect: Dialect): Migration {
+  return {
+    async up(db: AnyDb) {
+      await db.schema.alterTable('operations').addColumn('transfer', textType(dialect)).execute();
+      const rows: Array<{ id: string; spec: string; status: string }> = await db.selectFrom('images').select(['id', 'spec', 'status']).execute();
+      for (const row of rows) {
+        const spec = JSON.parse(row.spec) as { min_disk_gib?: number };
+        const status = JSON.parse(row.status) as { virtual_size_bytes?: number | null };
+        const virtual = status.virtual_size_bytes;
+        if (typeof virtual !== 'number' || virtual <= 0) continue;
+        const needed = Math.max(1, Math.ceil(virtual / 1024 ** 3));
+        if ((spec.min_disk_gib ?? 0) >= needed) continue;
+        await db.updateTable('images').set({ spec: JSON.stringify({ ...spec, min_disk_gib: needed }) }).where('id', '=', row.id).execute();
+      }
+    },
+    async down(db: AnyDb) {
+      await db.schema.alterTable('operations').dropColumn('transfer').execute();
+    },
+  };
+}
+
 /** Every migration, by name; names sort in the order they apply. Never edit one that has shipped: add the next. */
 export function migrations(dialect: Dialect): Record<string, Migration> {
-  return { '0001_initial': initial(dialect), '0002_networks': networks(dialect) };
+  return { '0001_initial': initial(dialect), '0002_networks': networks(dialect), '0003_image_imports': imageImports(dialect) };
 }
 
 /** The migrations as Kysely's Migrator wants them, in code so a built floed runs from any directory. */

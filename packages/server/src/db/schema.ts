@@ -155,6 +155,8 @@ export interface OperationsTable {
   target_state: string | null;
   /** JSON: what cancelling a pending operation restores. */
   undo: string | null;
+  /** JSON `{ done_bytes, total_bytes }` of an operation that moves a file (migration 0003). */
+  transfer: string | null;
 }
 
 export interface EventsTable {

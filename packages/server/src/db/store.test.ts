@@ -142,6 +142,7 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
       target_generation: 3,
       target_state: 'running',
       undo: toJson({ delete: 'inst_1' }),
+      transfer: toJson({ done_bytes: 10, total_bytes: 100 }),
     },
   },
   events: {
@@ -327,7 +328,7 @@ for (const t of storeTargets()) {
         const row = await again.db.selectFrom('projects').select('name').where('id', '=', 'prj_keep').executeTakeFirst();
         expect(row?.name).toBe('keep');
         const applied = await sql<{ name: string }>`select name from ${sql.table(MIGRATION_TABLE)}`.execute(again.db);
-        expect(applied.rows.map((r) => r.name)).toEqual(['0001_initial', '0002_networks']);
+        expect(applied.rows.map((r) => r.name)).toEqual(['0001_initial', '0002_networks', '0003_image_imports']);
       } finally {
         await again.close();
       }
@@ -603,7 +604,7 @@ for (const t of storeTargets()) {
         const opened = await open2();
         for (const s of opened) await s.close();
         const applied = await sql<{ name: string }>`select name from ${sql.table(MIGRATION_TABLE)}`.execute(fresh.db);
-        expect(applied.rows.map((r) => r.name)).toEqual(['0001_initial', '0002_networks']);
+        expect(applied.rows.map((r) => r.name)).toEqual(['0001_initial', '0002_networks', '0003_image_imports']);
         expect(await migrate(fresh.db, fresh.dialect)).toEqual([]);
       } finally {
         await fresh.close();

@@ -258,6 +258,7 @@ export const SCHEMA_COLUMNS: SchemaColumns = {
     target_generation: 'integer null',
     target_state: 'text null',
     undo: 'text null',
+    transfer: 'text null',
   },
   events: {
     seq: 'integer',

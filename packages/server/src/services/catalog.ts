@@ -9,6 +9,7 @@ import {
 } from './common.js';
 import type { Principal, ServiceContext } from './context.js';
 import type { ImageFileService } from './image-files.js';
+import type { OperationService } from './operations.js';
 import type { ProjectService } from './projects.js';
 
 /** Sizes seeded into every new installation: 1 vCPU/256 MiB upwards. */
@@ -31,6 +32,12 @@ export function machineTypeFromRow(row: MachineTypesTable): MachineType {
 export function imageFromRow(row: ImagesTable): Image {
   // Records from before uploads existed have no virtual size.
   return { ...baseFields(row), project: row.project, spec: fromJson(row.spec), status: { virtual_size_bytes: null, ...fromJson<Omit<Image['status'], 'virtual_size_bytes'> & { virtual_size_bytes?: number | null }>(row.status) } };
+}
+
+/** The smallest disk, in GiB, an instance of `image` may have: its minimum, and at least its file's virtual size. */
+export function imageMinDiskGib(image: Image): number {
+  const virtual = image.status.virtual_size_bytes;
+  return Math.max(image.spec.min_disk_gib, virtual === null ? 1 : Math.ceil(virtual / 1024 ** 3));
 }
 
 /** Machine types: global, readable by everyone, written by admins. */
@@ -101,6 +108,8 @@ export class ImageService {
     private readonly projects: ProjectService,
     /** Removes a stored file once no record names it. */
     private readonly files?: Pick<ImageFileService, 'release'>,
+    /** Cancels the import of an image deleted while it downloads. */
+    private readonly operations?: Pick<OperationService, 'cancel'>,
   ) {}
 
   /** Images of the visible projects (plus public ones when `project` is given). */
@@ -176,6 +185,21 @@ export class ImageService {
 
   /** Delete an image no instance uses, and its file unless another image has the same one. */
   async delete(principal: Principal, ref: string, project: string, ifMatch?: number): Promise<void> {
+    // An image still downloading goes with its import: cancelling it removes the record and stops the download.
+    const current = await this.get(principal, ref, project);
+    if (current.status.state === 'importing' && this.operations !== undefined && canUseProject(principal, current.project)) {
+      checkRevision(ifMatch, current.revision);
+      const op = await this.ctx.store.db.selectFrom('operations').select('id').where('target_id', '=', current.id).where('status', 'in', ['pending', 'running']).executeTakeFirst();
+      if (op) {
+        try {
+          await this.operations.cancel(principal, op.id);
+          return;
+        } catch (err) {
+          // It finished meanwhile: delete the image as any other.
+          if (!(err instanceof FloeError) || err.code !== 'operation_not_cancellable') throw err;
+        }
+      }
+    }
     const image = await transaction(this.ctx.store, async (trx) => {
       const img = imageFromRow(await findRow<ImagesTable>(trx, 'images', 'image', ref, { project, principal, code: 'image_not_found', label: 'image' }));
       if (!canUseProject(principal, img.project)) throw new FloeError('image_not_found', `image "${ref}" not found`, { kind: 'image', id: ref });

@@ -5,12 +5,16 @@ import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FloeError, type Image } from '@floe/api';
-import { forUpdate, nowIso, toJson, transaction } from '../db/index.js';
+import { forUpdate, fromJson, nowIso, toJson, transaction } from '../db/index.js';
 import type { ImagesTable } from '../db/schema.js';
 import { ExecError, run } from '../exec.js';
 import { imageFromRow } from './catalog.js';
-import { canUseProject, findRow, recordHistory } from './common.js';
+import { canUseProject, findRow, recordHistory, type Db } from './common.js';
+import type { NewEvent } from './events.js';
 import type { Principal, ServiceContext } from './context.js';
+import { checkImageInfo, checkQcow2Header, parseQcow2Header, sniffImageFormat } from './image-checks.js';
+
+export { checkImageInfo, checkQcow2Header, parseQcow2Header, sniffImageFormat, type CheckedImageInfo, type Qcow2Header } from './image-checks.js';
 
 /** A sha256 in hex, as floe names stored image files. */
 export const SHA256_PATTERN = /^[0-9a-f]{64}$/;
@@ -19,134 +23,28 @@ export const SHA256_PATTERN = /^[0-9a-f]{64}$/;
 const HEAD_BYTES = 64 * 1024;
 /** Bytes read from the end: some formats (VHD, DMG) keep their signature in a footer. */
 const TAIL_BYTES = 512;
-/** qcow2 incompatible-feature bits. */
-const QCOW2_INCOMPAT_CORRUPT = 1n << 1n;
-const QCOW2_INCOMPAT_DATA_FILE = 1n << 2n;
-/** qcow2 header extension naming an external data file ("DATA"). */
-const QCOW2_EXT_DATA_FILE = 0x44415441;
-
-/**
- * The disk format of an upload, recognised by its magic bytes the way QEMU's
- * own probes do: "qcow2", "raw", or the name of a format floe does not take.
- * floe never lets `qemu-img` guess: a probed VMDK descriptor makes it open
- * whatever host files its extents name.
- */
-export function sniffImageFormat(head: Buffer, tail: Buffer = Buffer.alloc(0)): string {
-  const at = (offset: number, text: string) => head.subarray(offset, offset + text.length).equals(Buffer.from(text, 'latin1'));
-  if (at(0, 'QFI\xfb')) return head.length >= 8 && head.readUInt32BE(4) >= 2 ? 'qcow2' : 'qcow';
-  if (at(0, 'QED\0')) return 'qed';
-  if (at(0, 'KDMV') || at(0, 'COWD')) return 'vmdk';
-  if (/^#\s*Disk\s*Descriptor\s*File/i.test(head.subarray(0, 64).toString('latin1'))) return 'vmdk';
-  if (head.length >= 68 && head.readUInt32LE(64) === 0xbeda107f) return 'vdi';
-  if (at(0, 'vhdxfile')) return 'vhdx';
-  if (at(0, 'conectix') || tail.subarray(0, 8).equals(Buffer.from('conectix', 'latin1'))) return 'vpc';
-  if (at(0, 'LUKS\xba\xbe')) return 'luks';
-  if (at(0, 'WithoutFreeSpace') || at(0, 'WithouFreSpacExt')) return 'parallels';
-  if (at(0, 'Bochs Virtual HD Image')) return 'bochs';
-  if (at(0, '#!/bin/sh\n#V2.0 Format\n')) return 'cloop';
-  if (tail.length >= 4 && tail.subarray(0, 4).equals(Buffer.from('koly', 'latin1'))) return 'dmg';
-  return 'raw';
-}
-
-/** The fields of a qcow2 header floe checks before any tool opens the file. */
-export interface Qcow2Header {
-  version: number;
-  backingFileOffset: bigint;
-  backingFileSize: number;
-  virtualSize: bigint;
-  cryptMethod: number;
-  incompatibleFeatures: bigint;
-  /** A header extension names an external data file. */
-  dataFileExtension: boolean;
-}
-
-/** Parse the header (and header extensions) of a qcow2 file from its first bytes. */
-export function parseQcow2Header(head: Buffer): Qcow2Header {
-  if (head.length < 72 || head.readUInt32BE(0) !== 0x514649fb) {
-    throw new FloeError('image_format_unsupported', 'the file is not a qcow2 image: its header is incomplete');
-  }
-  const version = head.readUInt32BE(4);
-  const v3 = version >= 3 && head.length >= 104;
-  const incompatibleFeatures = v3 ? head.readBigUInt64BE(72) : 0n;
-  const headerLength = v3 ? head.readUInt32BE(100) : 72;
-  let dataFileExtension = false;
-  // Header extensions follow the header: type, length, data padded to 8 bytes; type 0 ends them.
-  for (let off = headerLength; off + 8 <= head.length; ) {
-    const type = head.readUInt32BE(off);
-    const len = head.readUInt32BE(off + 4);
-    if (type === 0) break;
-    if (type === QCOW2_EXT_DATA_FILE) dataFileExtension = true;
-    off += 8 + Math.ceil(len / 8) * 8;
-  }
-  return {
-    version,
-    backingFileOffset: head.readBigUInt64BE(8),
-    backingFileSize: head.readUInt32BE(16),
-    virtualSize: head.readBigUInt64BE(24),
-    cryptMethod: head.readUInt32BE(32),
-    incompatibleFeatures,
-    dataFileExtension,
-  };
-}
-
-/** Reject a qcow2 header that points outside the file (backing file, data file) or that QEMU could not use. */
-export function checkQcow2Header(h: Qcow2Header): void {
-  if (h.backingFileOffset !== 0n || h.backingFileSize !== 0) {
-    throw new FloeError('image_backing_file_forbidden', 'the qcow2 image names a backing file; upload a self-contained image (qemu-img convert -O qcow2 merges the chain)');
-  }
-  if ((h.incompatibleFeatures & QCOW2_INCOMPAT_DATA_FILE) !== 0n || h.dataFileExtension) {
-    throw new FloeError('image_backing_file_forbidden', 'the qcow2 image keeps its data in an external data file; upload a self-contained image');
-  }
-  if (h.cryptMethod !== 0) throw new FloeError('image_format_unsupported', 'encrypted qcow2 images are not supported');
-  if ((h.incompatibleFeatures & QCOW2_INCOMPAT_CORRUPT) !== 0n) throw new FloeError('image_format_unsupported', 'the qcow2 image is marked corrupt');
-}
-
-/** What floe takes from `qemu-img info --output=json`. */
-export interface CheckedImageInfo {
-  format: 'qcow2' | 'raw';
-  virtualSize: number;
-}
-
-/**
- * Check the JSON of `qemu-img info --output=json`: the expected format, no
- * backing file or external data file, not encrypted, a virtual size within
- * `maxVirtualBytes`.
- */
-export function checkImageInfo(info: unknown, expected: 'qcow2' | 'raw', maxVirtualBytes: number): CheckedImageInfo {
-  const i = (typeof info === 'object' && info !== null ? info : {}) as Record<string, unknown>;
-  if (i.format !== expected) {
-    throw new FloeError('image_format_unsupported', `qemu-img reads the file as ${String(i.format)}, expected ${expected}`);
-  }
-  const data = ((i['format-specific'] as { data?: Record<string, unknown> } | undefined)?.data ?? {}) as Record<string, unknown>;
-  if (i['backing-filename'] !== undefined || i['full-backing-filename'] !== undefined) {
-    throw new FloeError('image_backing_file_forbidden', 'the image names a backing file; upload a self-contained image');
-  }
-  if (data['data-file'] !== undefined) {
-    throw new FloeError('image_backing_file_forbidden', 'the image keeps its data in an external data file; upload a self-contained image');
-  }
-  if (i.encrypted === true || data.encrypt !== undefined) throw new FloeError('image_format_unsupported', 'encrypted images are not supported');
-  const virtualSize = i['virtual-size'];
-  if (typeof virtualSize !== 'number' || !Number.isSafeInteger(virtualSize) || virtualSize <= 0) {
-    throw new FloeError('image_format_unsupported', 'qemu-img reports no virtual size for the image');
-  }
-  if (virtualSize > maxVirtualBytes) {
-    throw new FloeError('image_too_large', `the image describes a disk of ${gib(virtualSize)}; this control plane takes at most ${gib(maxVirtualBytes)}`, {
-      virtual_size_bytes: virtualSize,
-      limit_bytes: maxVirtualBytes,
-    });
-  }
-  return { format: expected, virtualSize };
-}
-
-function gib(bytes: number): string {
-  return `${Math.round((bytes / 1024 ** 3) * 100) / 100} GiB`;
-}
-
 /** sha256 (hex) of a file. */
 export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
   await pipeline(createReadStream(path), hash);
   return hash.digest('hex');
+}
+
+/** The smallest whole number of GiB that holds `bytes`. */
+export function gibCeil(bytes: number): number {
+  return Math.max(1, Math.ceil(bytes / 1024 ** 3));
+}
+
+/** How a received file is recorded by `ImageFileService.ingest`. */
+export interface IngestOptions {
+  /** sha256 of the file as received. */
+  sha256: string;
+  /** History action; an import records onto an `importing` image, an upload onto one without a file. */
+  action: 'upload' | 'import';
+  /** Runs first in the recording transaction (an import locks and checks its operation there). */
+  lock?: (trx: Db) => Promise<void>;
+  /** Runs last in the recording transaction; returns events to publish after it. */
+  within?: (trx: Db, image: Image) => Promise<NewEvent[]>;
 }
 
 /** An image file ready to be sent to an agent. */
@@ -204,40 +102,60 @@ export class ImageFileService {
     if (opts.contentLength !== undefined && opts.contentLength > max) {
       throw new FloeError('payload_too_large', `the image file is ${opts.contentLength} bytes; this control plane takes at most ${max}`, { limit_bytes: max });
     }
-    await this.prepare();
-    const upload = join(this.tmpDir, `${randomBytes(12).toString('hex')}.upload`);
-    const converted = `${upload}.qcow2`;
+    const upload = await this.tempPath('upload');
     try {
       const received = await receive(body, upload, max);
       if (expected !== undefined && received.sha256 !== expected) {
         throw new FloeError('image_checksum_mismatch', `the uploaded file has sha256 ${received.sha256}, expected ${expected}`, { expected, actual: received.sha256 });
       }
-      const format = await this.detect(upload);
-      const info = checkImageInfo(await this.info(upload, format), format, this.ctx.config.imageMaxVirtualBytes);
-      let file = upload;
-      let sha256 = received.sha256;
+      return await this.ingest(principal, image.id, upload, { sha256: received.sha256, action: 'upload' });
+    } finally {
+      await rm(upload, { force: true });
+    }
+  }
+
+  /** A new path in the temporary directory (created, and cleared of a crash's leftovers, on first use). */
+  async tempPath(kind: string): Promise<string> {
+    await this.prepare();
+    return join(this.tmpDir, `${randomBytes(12).toString('hex')}.${kind}`);
+  }
+
+  /**
+   * Check a received file (uploaded or downloaded; its sha256 already known),
+   * convert raw to qcow2, store it by sha256 and record it on image `id`. The
+   * same checks for every way a file arrives. `file` is moved or removed.
+   * `within` runs in the recording transaction (an import finishes its
+   * operation there); its events are published after the commit.
+   */
+  async ingest(principal: Principal, id: string, file: string, opts: IngestOptions): Promise<Image> {
+    const converted = `${file}.qcow2`;
+    try {
+      const format = await this.detect(file);
+      const info = checkImageInfo(await this.info(file, format), format, this.ctx.config.imageMaxVirtualBytes);
+      let stored = file;
+      let sha256 = opts.sha256;
       if (format === 'raw') {
-        await this.qemu(['convert', '-q', '-f', 'raw', '-O', 'qcow2', upload, converted], 6 * 3600_000);
-        await rm(upload, { force: true });
-        file = converted;
+        await this.qemu(['convert', '-q', '-f', 'raw', '-O', 'qcow2', file, converted], 6 * 3600_000);
+        await rm(file, { force: true });
+        stored = converted;
         sha256 = await sha256File(converted);
       } else {
-        await this.check(upload);
+        await this.check(file);
       }
-      const size = (await stat(file)).size;
+      const size = (await stat(stored)).size;
       return await this.withLock(sha256, async () => {
         const target = this.pathOf(sha256);
-        if (await exists(target)) await rm(file, { force: true });
-        else await rename(file, target);
+        if (await exists(target)) await rm(stored, { force: true });
+        else await rename(stored, target);
         try {
-          return await this.commit(principal, image.id, { sha256, size_bytes: size, virtual_size_bytes: info.virtualSize }, format);
+          return await this.commit(principal, id, { sha256, size_bytes: size, virtual_size_bytes: info.virtualSize }, format, opts);
         } catch (err) {
           await this.removeIfUnused(sha256);
           throw err;
         }
       });
     } finally {
-      await Promise.all([rm(upload, { force: true }), rm(converted, { force: true })]);
+      await Promise.all([rm(file, { force: true }), rm(converted, { force: true })]);
     }
   }
 
@@ -263,6 +181,41 @@ export class ImageFileService {
     return { path, size, sha256: image.status.sha256 };
   }
 
+  /**
+   * Give images stored before virtual sizes were recorded their virtual size and minimum disk,
+   * read from the header of their stored qcow2 (migration 0003 did the others). Returns how many.
+   */
+  async measureOldImages(): Promise<number> {
+    const rows = await this.ctx.store.db.selectFrom('images').select(['id', 'status']).where('status', 'not like', '%"sha256":null%').execute();
+    let measured = 0;
+    for (const r of rows) {
+      const status = fromJson<{ sha256?: string | null; virtual_size_bytes?: number | null }>(r.status);
+      if (typeof status.sha256 !== 'string' || typeof status.virtual_size_bytes === 'number') continue;
+      let virtual: number;
+      try {
+        const fh = await open(this.pathOf(status.sha256), 'r');
+        try {
+          const head = Buffer.alloc(104);
+          await fh.read(head, 0, head.length, 0);
+          virtual = Number(parseQcow2Header(head).virtualSize);
+        } finally {
+          await fh.close();
+        }
+      } catch {
+        continue; // a lost or unreadable file: its instances fail to fetch it anyway
+      }
+      await transaction(this.ctx.store, async (trx) => {
+        const row = await forUpdate(trx.selectFrom('images').selectAll().where('id', '=', r.id)).executeTakeFirst();
+        if (!row) return;
+        const img = imageFromRow(row);
+        const spec = { ...img.spec, min_disk_gib: Math.max(img.spec.min_disk_gib, gibCeil(virtual)) };
+        await trx.updateTable('images').set({ spec: toJson(spec), status: toJson({ ...img.status, virtual_size_bytes: virtual }) }).where('id', '=', r.id).execute();
+      });
+      measured++;
+    }
+    return measured;
+  }
+
   /** Remove the stored file of `sha256` unless an image record still names it. */
   async release(sha256: string): Promise<void> {
     if (!SHA256_PATTERN.test(sha256)) return;
@@ -281,37 +234,58 @@ export class ImageFileService {
     if (image.status.sha256 !== null) {
       throw new FloeError('invalid_state', `image "${image.name}" already has a file; register a new image for another file`, { kind: 'image', id: image.id, sha256: image.status.sha256 });
     }
+    if (image.status.state === 'importing') {
+      throw new FloeError('invalid_state', `image "${image.name}" is being imported from a URL; cancel its operation or delete it first`, { kind: 'image', id: image.id, state: 'importing' });
+    }
     return image;
   }
 
   // Record the file on the image; instances already placed with it get their desired state again.
-  private async commit(principal: Principal, id: string, status: { sha256: string; size_bytes: number; virtual_size_bytes: number }, uploaded: 'qcow2' | 'raw'): Promise<Image> {
-    const { after, users } = await transaction(this.ctx.store, async (trx) => {
+  private async commit(principal: Principal, id: string, status: { sha256: string; size_bytes: number; virtual_size_bytes: number }, uploaded: 'qcow2' | 'raw', opts: IngestOptions): Promise<Image> {
+    const { after, users, extra } = await transaction(this.ctx.store, async (trx) => {
+      await opts.lock?.(trx);
       const row = await forUpdate(trx.selectFrom('images').selectAll().where('id', '=', id)).executeTakeFirst();
-      if (!row) throw new FloeError('image_not_found', `image "${id}" was deleted during the upload`, { kind: 'image', id });
+      const gone = opts.action === 'import' ? 'was deleted, or its import cancelled, before the file was stored' : 'was deleted during the upload';
+      if (!row) throw new FloeError('image_not_found', `image "${id}" ${gone}`, { kind: 'image', id });
       const before = imageFromRow(row);
       if (before.status.sha256 !== null) {
         throw new FloeError('invalid_state', `image "${before.name}" received a file from another upload meanwhile`, { kind: 'image', id, sha256: before.status.sha256 });
       }
+      if ((before.status.state === 'importing') !== (opts.action === 'import')) {
+        throw new FloeError('invalid_state', `image "${before.name}" is ${before.status.state}`, { kind: 'image', id, state: before.status.state });
+      }
+      const minDisk = Math.max(before.spec.min_disk_gib, gibCeil(status.virtual_size_bytes));
       const next: Image = {
         ...before,
-        spec: { ...before.spec, format: 'qcow2' },
+        spec: { ...before.spec, format: 'qcow2', min_disk_gib: minDisk },
         status: { state: 'ready', ...status },
         revision: before.revision + 1,
         updated_at: nowIso(),
       };
+      const placed = await trx.selectFrom('instances').select(['id', 'name', 'host_id', 'spec']).where('image_id', '=', id).where('deleting', '=', 0).execute();
+      // Instances made while the image had no file could not be checked against its size then.
+      const small = placed.find((p) => fromJson<{ disk_gib: number }>(p.spec).disk_gib < minDisk);
+      if (small) {
+        const requested = fromJson<{ disk_gib: number }>(small.spec).disk_gib;
+        throw new FloeError('disk_too_small', `instance "${small.name}" has a ${requested} GiB disk but this file needs ${minDisk} GiB; delete it or use another image`, {
+          field: 'disk_gib', instance: small.id, requested_gib: requested, minimum_gib: minDisk,
+        });
+      }
       await trx.updateTable('images').set({ spec: toJson(next.spec), status: toJson(next.status), revision: next.revision, updated_at: next.updated_at }).where('id', '=', id).execute();
-      await recordHistory(trx, { kind: 'image', resource_id: id, project: before.project, revision: next.revision, action: 'upload', actor: principal.actor, before, after: next });
-      const placed = await trx.selectFrom('instances').select(['id', 'host_id']).where('image_id', '=', id).where('deleting', '=', 0).execute();
-      return { after: next, users: placed };
+      await recordHistory(trx, { kind: 'image', resource_id: id, project: before.project, revision: next.revision, action: opts.action, actor: principal.actor, before, after: next });
+      const extra = opts.within ? await opts.within(trx, next) : [];
+      return { after: next, users: placed, extra };
     });
-    await this.ctx.bus.publish({
-      type: 'resource.updated',
-      project: after.project,
-      kind: 'image',
-      resource_id: after.id,
-      data: { revision: after.revision, state: 'ready', sha256: status.sha256, size_bytes: status.size_bytes, uploaded_format: uploaded },
-    });
+    await this.ctx.bus.publish(
+      {
+        type: 'resource.updated',
+        project: after.project,
+        kind: 'image',
+        resource_id: after.id,
+        data: { revision: after.revision, state: 'ready', sha256: status.sha256, size_bytes: status.size_bytes, uploaded_format: uploaded },
+      },
+      ...extra,
+    );
     for (const u of users) if (u.host_id !== null) this.ctx.signals.send('desired', u.id, u.host_id);
     return after;
   }

@@ -11,6 +11,7 @@ import {
 import { isIdOf } from '../ids.js';
 import type { Principal, ServiceContext } from './context.js';
 import type { NewEvent } from './events.js';
+import { checkImageDisk } from './image-disk.js';
 import type { ImageService, MachineTypeService } from './catalog.js';
 import type { NetworkService } from './networks.js';
 import type { OperationService } from './operations.js';
@@ -177,12 +178,14 @@ export class InstanceService {
           await this.projects.require(principal, project, trx);
           const image = await this.images.get(principal, body.image, project, trx);
           const type = body.machine_type === undefined ? null : await this.types.get(body.machine_type, trx);
+          const minDisk = checkImageDisk(image, body.disk_gib);
           const spec: InstanceSpec = {
             image: image.id,
             machine_type: type?.name ?? null,
             vcpus: body.vcpus ?? type!.spec.vcpus,
             memory_mib: body.memory_mib ?? type!.spec.memory_mib,
-            disk_gib: Math.max(body.disk_gib ?? type?.spec.disk_gib ?? image.spec.min_disk_gib, image.spec.min_disk_gib),
+            // Without disk_gib, a machine type's disk smaller than the image grows to the image's minimum.
+            disk_gib: Math.max(body.disk_gib ?? type?.spec.disk_gib ?? minDisk, minDisk),
             user_data: body.user_data ?? null,
             vendor_data: body.vendor_data ?? null,
             config_drive: body.config_drive ?? true,
@@ -190,9 +193,6 @@ export class InstanceService {
             power_state: body.start === false ? 'stopped' : 'running',
             restart_policy: body.restart_policy ?? 'never',
           };
-          if (body.disk_gib !== undefined && body.disk_gib < image.spec.min_disk_gib) {
-            throw new FloeError('validation_failed', `image "${image.name}" needs a disk of at least ${image.spec.min_disk_gib} GiB`, { field: 'disk_gib', minimum: image.spec.min_disk_gib });
-          }
           const hostId = await placeInstance(trx, this.ctx.store.dialect, this.ctx.config, { vcpus: spec.vcpus, memory_mib: spec.memory_mib });
           const status: InstanceStatus = { state: 'scheduled', host: hostId, reason: null, accelerator: null, observed_revision: 0, started_at: null, stopped_at: null, first_boot: NO_FIRST_BOOT };
           const row: InstancesTable = {

@@ -1,5 +1,5 @@
 import { FloeError, type ErrorBody, type Operation, type OperationStatus, type PageOf, type ResourceRef } from '@floe/api';
-import { fromJson, nowIso, toJson, transaction } from '../db/index.js';
+import { forUpdate, fromJson, nowIso, toJson, transaction } from '../db/index.js';
 import type { OperationsTable } from '../db/schema.js';
 import { newId } from '../ids.js';
 import { canUseProject, decodeCursor, encodeCursor, type Db } from './common.js';
@@ -21,6 +21,7 @@ export function operationFromRow(row: OperationsTable): Operation {
     created_at: row.created_at,
     updated_at: row.updated_at,
     finished_at: row.finished_at,
+    ...(row.transfer === null || row.transfer === undefined ? {} : { transfer: fromJson<{ done_bytes: number; total_bytes: number | null }>(row.transfer) }),
   };
 }
 
@@ -38,7 +39,7 @@ export interface NewOperation {
   message: string;
   target_id: string;
   target_generation: number;
-  target_state: 'running' | 'stopped' | 'deleted';
+  target_state: 'running' | 'stopped' | 'deleted' | 'ready';
   undo?: unknown;
   /** The target was created in this same transaction, so no older operation can be waiting on it. */
   new_target?: boolean;
@@ -52,13 +53,31 @@ export type CancelHandler = (trx: Db, op: OperationsTable, undo: unknown) => Pro
  * inside their transaction; agent reports move them forward.
  */
 export class OperationService {
-  private readonly cancelHandlers = new Map<string, CancelHandler>();
+  private readonly cancelHandlers = new Map<string, { handler: CancelHandler; running: boolean }>();
 
   constructor(private readonly ctx: ServiceContext) {}
 
-  /** Register how pending operations of a kind prefix (e.g. "instance.") are undone on cancel. */
-  onCancel(kindPrefix: string, handler: CancelHandler): void {
-    this.cancelHandlers.set(kindPrefix, handler);
+  /**
+   * Register how pending operations of a kind prefix (e.g. "instance.") are undone on cancel.
+   * With `running`, running ones may be cancelled too: work the control plane does itself (an
+   * image download) watches its operation and stops when it is cancelled.
+   */
+  onCancel(kindPrefix: string, handler: CancelHandler, opts: { running?: boolean } = {}): void {
+    this.cancelHandlers.set(kindPrefix, { handler, running: opts.running === true });
+  }
+
+  /**
+   * Record the progress of a running operation the control plane works on itself. False when the
+   * operation is no longer pending or running (cancelled meanwhile): the work should stop.
+   */
+  async progress(id: string, p: { progress: number; message: string; transfer?: { done_bytes: number; total_bytes: number | null } }): Promise<boolean> {
+    const now = nowIso();
+    const patch = { status: 'running', progress: p.progress, message: p.message, updated_at: now, ...(p.transfer === undefined ? {} : { transfer: toJson(p.transfer) }) };
+    const res = await this.ctx.store.db.updateTable('operations').set(patch).where('id', '=', id).where('status', 'in', ['pending', 'running']).executeTakeFirst();
+    if (Number(res.numUpdatedRows) === 0) return false;
+    const row = await this.ctx.store.db.selectFrom('operations').selectAll().where('id', '=', id).executeTakeFirst();
+    if (row) await this.ctx.bus.publish(this.event(operationFromRow(row)));
+    return true;
   }
 
   /**
@@ -88,6 +107,7 @@ export class OperationService {
       target_generation: op.target_generation,
       target_state: op.target_state,
       undo: op.undo === undefined ? null : toJson(op.undo),
+      transfer: null,
     };
     for (const o of older) {
       await trx.updateTable('operations').set({ status: 'cancelled', message: `superseded by ${row.id}`, updated_at: now, finished_at: now }).where('id', '=', o.id).execute();
@@ -163,12 +183,16 @@ export class OperationService {
   async cancel(principal: Principal, id: string): Promise<Operation> {
     const { op, events } = await transaction(this.ctx.store, async (trx) => {
       const current = await this.get(principal, id, trx);
-      if (current.status !== 'pending') {
-        throw new FloeError('operation_not_cancellable', `operation "${id}" is ${current.status}; only pending operations can be cancelled`, { status: current.status });
+      const registered = [...this.cancelHandlers.entries()].find(([prefix]) => current.kind.startsWith(prefix))?.[1];
+      if (current.status !== 'pending' && !(current.status === 'running' && registered?.running === true)) {
+        throw new FloeError('operation_not_cancellable', `operation "${id}" is ${current.status}; only pending operations${registered?.running ? ' and running ones of this kind' : ''} can be cancelled`, { status: current.status });
       }
-      const row = (await trx.selectFrom('operations').selectAll().where('id', '=', id).executeTakeFirstOrThrow());
-      const handler = [...this.cancelHandlers.entries()].find(([prefix]) => row.kind.startsWith(prefix))?.[1];
-      const undoEvents = handler ? await handler(trx, row, fromJson(row.undo)) : [];
+      // Locked first, as the work that finishes a running operation does: the two never interleave.
+      const row = await forUpdate(trx.selectFrom('operations').selectAll().where('id', '=', id)).executeTakeFirstOrThrow();
+      if (isTerminal(row.status)) {
+        throw new FloeError('operation_not_cancellable', `operation "${id}" is ${row.status}`, { status: row.status });
+      }
+      const undoEvents = registered ? await registered.handler(trx, row, fromJson(row.undo)) : [];
       const now = nowIso();
       await trx.updateTable('operations').set({ status: 'cancelled', message: `cancelled by ${principal.actor}`, updated_at: now, finished_at: now }).where('id', '=', id).execute();
       const op = operationFromRow({ ...row, status: 'cancelled', message: `cancelled by ${principal.actor}`, updated_at: now, finished_at: now });

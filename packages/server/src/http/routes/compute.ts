@@ -85,7 +85,7 @@ export function computeRoutes(app: FastifyInstance, s: Services): void {
     req.raw.once('close', () => abort.abort());
     return s.operations.wait(req.principal, id, wait, abort.signal);
   });
-  app.post('/v1/operations/:id/cancel', { schema: { tags: ['operations'], summary: 'Cancel a pending operation', params: IdOrNameParams, response: { 200: Operation, ...errors } } }, (req) =>
+  app.post('/v1/operations/:id/cancel', { schema: { tags: ['operations'], summary: 'Cancel a pending operation, or a running image import (the download stops)', params: IdOrNameParams, response: { 200: Operation, ...errors } } }, (req) =>
     s.operations.cancel(req.principal, (req.params as { id: string }).id));
 
   // ---------------------------------------------------------------- hosts

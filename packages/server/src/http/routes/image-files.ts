@@ -1,11 +1,12 @@
 import { createReadStream } from 'node:fs';
-import { FloeError, IdOrNameParams, Image, Name } from '@floe/api';
+import { FloeError, IdOrNameParams, Image, ImageImport, ImageImported, Name, OperationWaitQuery } from '@floe/api';
 import { Type } from 'typebox';
 import type { FastifyInstance, FastifySchemaCompiler } from 'fastify';
 import type { Services } from '../../app.js';
 import { agentPeer, requireAgentCertificate } from '../agent-auth.js';
 import { etag, projectOf } from '../request.js';
-import { errors } from './resources.js';
+import { isTerminal } from '../../services/operations.js';
+import { errors, strict } from './resources.js';
 
 /** Query of the upload: the project a name resolves in, and the expected sha256. */
 const UploadQuery = Type.Object({
@@ -68,6 +69,29 @@ export function imageFileRoutes(app: FastifyInstance, s: Services): void {
       etag(reply, img.revision);
       return img;
     });
+  });
+
+  app.post('/v1/images/import', {
+    schema: {
+      tags: ['images'],
+      summary: 'Import an image from an http(s) URL; answers with the image (importing) and the operation that downloads it',
+      description: 'The control plane downloads the file (redirects followed up to 5 times; connect, idle and total timeouts; at most FLOE_IMAGE_MAX_UPLOAD_BYTES), '
+        + 'verifies `source.checksum` or the line for the file in `source.checksum_url` (a SHA256SUMS or SHA512SUMS file), then checks it exactly like an upload. '
+        + 'The operation shows bytes done and total (`transfer`) and ends `succeeded` with the image `ready`, or `failed` with a stable error code; '
+        + 'then nothing is kept, not even the image record. Cancelling the operation, or deleting the image, stops the download. `min_disk_gib` becomes at least the virtual size of the file.',
+      querystring: OperationWaitQuery,
+      body: strict(ImageImport),
+      response: { 200: ImageImported, 202: ImageImported, ...errors },
+    },
+  }, async (req, reply) => {
+    let { image, operation } = await s.imageImports.importFromUrl(req.principal, req.body as ImageImport);
+    const wait = (req.query as { wait?: number }).wait ?? 0;
+    if (wait > 0) {
+      operation = await s.operations.wait(req.principal, operation.id, wait);
+      image = await s.images.get(req.principal, image.id, image.project).catch(() => image);
+    }
+    reply.header('location', `/v1/operations/${operation.id}`);
+    return reply.code(isTerminal(operation.status) ? 200 : 202).send({ image, operation });
   });
 
   app.get('/v1/agent/images/:id', {
