@@ -34,6 +34,13 @@ export function checkPortRange(range: PortRange): PortRange {
   return range;
 }
 
+/** A port range as `FIRST-LAST` (the `--metadata-ports` flag). */
+export function parsePortRange(text: string): PortRange {
+  const m = /^(\d{1,5})-(\d{1,5})$/.exec(text);
+  if (m === null) throw new FloeError('validation_failed', `${JSON.stringify(text)} is not a port range FIRST-LAST`, { field: 'metadata_ports' });
+  return checkPortRange({ first: Number(m[1]), last: Number(m[2]) });
+}
+
 /** The nft script that removes floe's metadata tables (declared first, so it works when they are absent). */
 export const METADATA_NFT_REMOVE = 'table bridge floe_meta\ndelete table bridge floe_meta\ntable inet floe_meta\ndelete table inet floe_meta\n';
 
