@@ -42,7 +42,7 @@ function doc(body: string, fetched = false): MetadataAnswer {
 export function pathSegments(target: string): string[] | null {
   const path = target.split('?', 1)[0]!;
   if (path.length > 256 || !PATH_RE.test(path)) return null;
-  const trimmed = path.replace(/^\/+/, '');
+  const trimmed = path.slice(1);
   const dir = trimmed.endsWith('/');
   const segs = trimmed.split('/').filter((s, i, all) => !(dir && i === all.length - 1));
   if (trimmed === '') return [];
