@@ -32,7 +32,7 @@ export class MetadataServer {
   private readonly log: Logger;
   private readonly http: http.Server;
   private readonly nicOf = new WeakMap<net.Socket, string>();
-  private readonly listeners = new Map<string, { port: number; server: net.Server }>();
+  private readonly listeners = new Map<string, { port: number; server: net.Server; sockets: Set<net.Socket> }>();
   private readonly fetched = new Set<string>();
 
   constructor(private readonly opts: MetadataServerOptions) {
@@ -57,8 +57,11 @@ export class MetadataServer {
     const have = this.listeners.get(nicId);
     if (have?.port === port) return;
     if (have !== undefined) await this.close(nicId);
+    const sockets = new Set<net.Socket>();
     const server = net.createServer({ pauseOnConnect: true }, (socket) => {
       this.nicOf.set(socket, nicId);
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
       this.http.emit('connection', socket);
       socket.resume();
     });
@@ -71,7 +74,7 @@ export class MetadataServer {
       });
     });
     server.on('error', (err) => this.log.warn({ nic: nicId, port, err: err.message }, 'metadata listener error'));
-    this.listeners.set(nicId, { port, server });
+    this.listeners.set(nicId, { port, server, sockets });
   }
 
   /** Stop listening for `nicId`; its open connections end. */
@@ -79,7 +82,10 @@ export class MetadataServer {
     const l = this.listeners.get(nicId);
     if (l === undefined) return;
     this.listeners.delete(nicId);
-    await new Promise<void>((resolve) => l.server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => l.server.close(() => resolve()));
+    // Kept-alive connections would hold the listener open; the NIC is gone, so are they.
+    for (const s of l.sockets) s.destroy();
+    await closed;
   }
 
   /** Close every listener and connection. */
