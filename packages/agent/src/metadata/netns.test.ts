@@ -13,6 +13,7 @@ import { HostNetworkDriver } from '../drivers/net/driver.js';
 import { inNs, ipIn, netnsUnavailable, waitFor } from '../drivers/net/testing.js';
 import { bridgeName, tapName } from '../drivers/net/names.js';
 import type { NetSpec, NicSpec } from '../drivers/net/types.js';
+import { NOCLOUD_NET_SERIAL } from '../drivers/vm/qemu/argv.js';
 import { seedFiles } from '../drivers/vm/seed.js';
 
 /*
@@ -25,6 +26,21 @@ import { seedFiles } from '../drivers/vm/seed.js';
 
 const reason = await netnsUnavailable('metadata namespace tests');
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
+
+/**
+ * Real cloud-init (Debian's 22.4 package) for the Python probe: installed, or
+ * its files extracted somewhere (`dpkg -x cloud-init_*.deb DIR`, then
+ * FLOE_CLOUD_INIT_PYTHONPATH=DIR/usr/lib/python3/dist-packages) with its
+ * Python dependencies (python3-yaml, -requests, -jinja2, -jsonschema, -configobj, -oauthlib).
+ */
+const PYTHON = process.env.FLOE_CLOUD_INIT_PYTHON ?? '/usr/bin/python3';
+const PYTHONPATH = process.env.FLOE_CLOUD_INIT_PYTHONPATH ?? '';
+const cloudInit = reason !== null ? null
+  : (await run('env', [`PYTHONPATH=${PYTHONPATH}`, PYTHON, '-c', 'import cloudinit.user_data, cloudinit.config.cc_phone_home'], { allowFail: true }).catch(() => null))?.code === 0;
+if (reason === null && !cloudInit) {
+  if (process.env.CI) throw new Error('cloud-init is not importable: the cloud-init test cannot run under CI');
+  console.log('skipping the cloud-init probe: cloud-init is not importable (see FLOE_CLOUD_INIT_PYTHONPATH)');
+}
 const sfx = randomBytes(3).toString('hex');
 const ns = { host: `floe-m-${sfx}-h`, vm1: `floe-m-${sfx}-1`, vm2: `floe-m-${sfx}-2`, lan: `floe-m-${sfx}-l` };
 const PORTS = { first: 21000, last: 21099 };
@@ -60,9 +76,9 @@ class Service {
   }
 
   /** Apply a state; resolves with the NIC ports once applied. */
-  async apply(instances: DesiredInstance[]): Promise<Record<string, number>> {
+  async apply(instances: DesiredInstance[], vendorData?: string): Promise<Record<string, number>> {
     const before = this.lines().filter((l) => 'ready' in l).length;
-    this.child.stdin!.write(`${JSON.stringify({ instances, ports: PORTS })}\n`);
+    this.child.stdin!.write(`${JSON.stringify({ instances, ports: PORTS, vendorData })}\n`);
     await waitFor(`the metadata service to apply a state\n${this.out}`, async () => this.lines().filter((l) => 'ready' in l).length > before, 20_000);
     return (this.lines().filter((l) => 'ready' in l).at(-1) as { ready: Record<string, number> }).ready;
   }
@@ -185,6 +201,30 @@ describe.skipIf(reason !== null)('metadata service in network namespaces', () =>
     expect(await get(ns.host, `http://127.0.0.1:${ports[NIC1.id]}/meta-data`)).toBeNull();
     expect(await get(ns.host, `http://10.10.0.1:${ports[NIC1.id]}/meta-data`)).toBeNull();
   }, 60_000);
+
+  it.skipIf(!cloudInit)("real cloud-init selects NoCloud from the SMBIOS serial, reads the seed, runs floe's vendor-data: phone_home and the webhook's result", async () => {
+    const before = service!.events().length;
+    // The operator's own vendor-data goes in as a second part.
+    await service!.apply([VM1, VM2], '#!/bin/sh\necho vendor\n');
+    const probe = join(ROOT, 'packages/agent/src/metadata/cloud-init-probe.py');
+    const r = await run('ip', ['netns', 'exec', ns.vm1, 'env', `PYTHONPATH=${PYTHONPATH}`, PYTHON, probe, NOCLOUD_NET_SERIAL, 'FAIL'], { timeoutMs: 60_000 });
+    const out = JSON.parse(r.stdout) as Record<string, unknown>;
+    expect(out).toEqual({
+      seedfrom: 'http://169.254.169.254/',
+      dsmode: 'net',
+      meta: { 'instance-id': VM1.id, 'local-hostname': 'vm-1', 'public-keys': ['ssh-ed25519 AAAAkey1 one@x'] },
+      user: '#!/bin/sh\necho one\n',
+      parts: [['text/cloud-config', '#cloud-config'], ['text/x-shellscript', '#!/bin/sh']],
+      cfg: ['phone_home', 'reporting'],
+    });
+    // cloud-init's phone_home posted, then its webhook reporter sent the FAIL of modules-final; both from vm1's tap.
+    const finished = () => service!.events().slice(before).filter((e) => e.event.type === 'finished');
+    await waitFor(`the reports of the probe\n${r.stderr.slice(-3000)}`, async () => finished().length >= 2);
+    expect(finished().map((e) => [e.instance, e.event.type, e.event.result])).toEqual([
+      [VM1.id, 'finished', 'ok'],
+      [VM1.id, 'finished', 'failed'],
+    ]);
+  }, 90_000);
 
   it('a NIC that goes loses its rules and listener; a restarted service serves the running guests again', async () => {
     const left = await service!.apply([VM1]);

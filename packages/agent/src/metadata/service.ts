@@ -25,6 +25,8 @@ export interface MetadataServiceOptions {
   retryBackoff?: { initialMs: number; maxMs: number };
   /** Listener address; default `::`. */
   host?: string;
+  /** The operator's or instance's own vendor-data of a VM, served after floe's part; none by default. */
+  vendorData?: (vm: DesiredInstance) => string | null;
   /** Apply the rules again this often even when nothing changed (rules flushed by hand); default 30 s. */
   resyncIntervalMs?: number;
 }
@@ -150,7 +152,7 @@ export class MetadataService {
 
   private lookup(nicId: string): MetadataContext | null {
     const vm = this.byNic.get(nicId);
-    return vm === undefined ? null : { vm, nicId, vendorData: null };
+    return vm === undefined ? null : { vm, nicId, vendorData: this.opts.vendorData?.(vm) ?? null };
   }
 
   // New listeners first: the rules must never redirect to a port nobody listens on. Returns the NICs whose port is taken.
