@@ -26,6 +26,25 @@ if (skip && !process.env.CI) console.warn(`skipping networking end-to-end tests:
 const sqlite = storeTargets().find((t) => t.name === 'sqlite')!;
 
 /**
+ * a's user-data: once DHCP has configured eth0, read its own documents from
+ * the metadata service and print them on the console, then phone home as
+ * cloud-init's phone_home would. `timeout`, because a SYN nobody answers would
+ * keep wget waiting for minutes.
+ */
+const METADATA_SCRIPT = `#!/bin/sh
+md() { timeout 5 wget -q -O - "http://169.254.169.254/$1"; }
+i=0
+until id=$(md latest/meta-data/instance-id); do
+  i=$((i + 1)); [ "$i" -ge 60 ] && break; sleep 1
+done
+echo "MD instance-id $id"
+echo "MD hostname $(md latest/meta-data/hostname)"
+md meta-data | sed 's/^/MD meta-data /'
+md user-data | head -n 1 | sed 's/^/MD user-data /'
+timeout 5 wget -q -O - --post-data "instance_id=$id&hostname=$(hostname)" http://169.254.169.254/phone-home >/dev/null && echo "MD phoned home"
+`;
+
+/**
  * Networking with real VMs from the test image (QEMU, TCG), end to end: one
  * control plane in this process, two floe-agent processes each in its own
  * network namespace ("h1", "h2") linked by a veth underlay, and a namespace
@@ -117,13 +136,15 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     lanId = (await client.networks.create({ name: 'lan', ipv4: '10.10.0.0/24', ipv6: 'auto', gateway: 'host' })).id;
     await client.networks.create({ name: 'other', ipv4: '10.20.0.0/24', ipv6: 'auto', gateway: 'host' });
 
-    const create = async (name: string, network: string) => {
-      const { instance, operation } = await client.instances.create({ name, image: 'floe-test', machine_type: 'nano', networks: [network] });
+    const create = async (name: string, network: string, userData?: string) => {
+      const { instance, operation } = await client.instances.create({
+        name, image: 'floe-test', machine_type: 'nano', networks: [network], ...(userData === undefined ? {} : { user_data: userData }),
+      });
       vms[name] = instance;
       return operation;
     };
     await placeOn('h1');
-    const ops = [await create('a', 'lan'), await create('b', 'lan'), await create('c', 'other')];
+    const ops = [await create('a', 'lan', METADATA_SCRIPT), await create('b', 'lan'), await create('c', 'other')];
     await placeOn('h2');
     ops.push(await create('d', 'lan'));
     await client.hosts.update(hostIds.h1!, { spec: { schedulable: true } });
@@ -167,6 +188,31 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     // Names of the network's instances resolve through the host's dnsmasq.
     const dns = await shells.a!.sh('nslookup b 10.10.0.1');
     expect(dns.out).toContain(nics.b!.ipv4);
+  }, 120_000);
+
+  it("the metadata service: a guest reads its own documents at boot and phones home; it gets nothing of another's", async () => {
+    const log = await logsOf('a');
+    expect(log).toContain(`MD instance-id ${vms.a!.id}`);
+    expect(log).toMatch(/MD hostname a\r?\n/);
+    expect(log).toContain(`MD meta-data instance-id: ${vms.a!.id}`);
+    expect(log).toContain('MD user-data #!/bin/sh');
+    expect(log).toContain('MD phoned home');
+    // The agent recorded the fetch and the phone_home as first-boot events of a.
+    await eventually(async () => {
+      const page = await client.request<{ items: Array<{ type: string; data: { event?: string; type?: string; result?: string } }> }>('GET', '/v1/events', { query: { since: 0, resource: vms.a!.id } });
+      const boot = page.items.filter((e) => e.type === 'instance.event' && e.data.event === 'first_boot').map((e) => `${e.data.type}:${e.data.result ?? ''}`);
+      return boot.includes('fetched:') && boot.includes('finished:ok');
+    }, 'first_boot events of a', 30_000);
+    // Each guest gets its own, on either host; the path names no VM, and the ports are out of reach.
+    for (const name of ['b', 'd']) {
+      const own = await shells[name]!.sh('timeout 5 wget -q -O - http://169.254.169.254/latest/meta-data/instance-id');
+      expect(own.out.trim(), own.out).toBe(vms[name]!.id);
+    }
+    const other = await shells.b!.sh(`timeout 5 wget -q -O - http://169.254.169.254/${vms.a!.id}/meta-data`);
+    expect(other.code, other.out).not.toBe(0);
+    const ports = await shells.b!.sh('for p in 20000 20001 20002 20003; do timeout 3 wget -q -O - http://10.10.0.1:$p/meta-data && echo LEAK; done; true');
+    expect(ports.out).not.toContain('LEAK');
+    expect(ports.out).not.toContain('instance-id');
   }, 120_000);
 
   it('a VM on another network cannot reach them', async () => {
