@@ -42,7 +42,7 @@ if (reason === null && !cloudInit) {
   console.log('skipping the cloud-init probe: cloud-init is not importable (see FLOE_CLOUD_INIT_PYTHONPATH)');
 }
 const sfx = randomBytes(3).toString('hex');
-const ns = { host: `floe-m-${sfx}-h`, vm1: `floe-m-${sfx}-1`, vm2: `floe-m-${sfx}-2`, lan: `floe-m-${sfx}-l` };
+const ns = { host: `floe-m-${sfx}-h`, vm1: `floe-m-${sfx}-1`, vm2: `floe-m-${sfx}-2`, lan: `floe-m-${sfx}-l`, router: `floe-m-${sfx}-r` };
 const PORTS = { first: 21000, last: 21099 };
 
 const NET: NetSpec = {
@@ -114,6 +114,7 @@ let state: string;
 let host: HostNetworkDriver;
 let service: Service | null = null;
 let ports: Record<string, number> = {};
+let routerHttp: ChildProcess | null = null;
 
 describe.skipIf(reason !== null)('metadata service in network namespaces', () => {
   beforeAll(async () => {
@@ -141,12 +142,23 @@ describe.skipIf(reason !== null)('metadata service in network namespaces', () =>
     await ipIn(ns.lan, 'addr', 'add', '10.10.0.50/24', 'dev', 'eth0');
     await ipIn(ns.lan, 'link', 'set', 'eth0', 'up');
     await ipIn(ns.lan, 'route', 'add', '169.254.169.254/32', 'via', '10.10.0.1');
+    // vm2's router: a namespace with its MAC on another unfiltered port, holding 169.254.169.254 itself and serving
+    // HTTP on it (ports 80 and 8080), as a cloud's own metadata service behind a host would.
+    await run('ip', ['link', 'add', 'rt0', 'netns', ns.host, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.router]);
+    await ipIn(ns.host, 'link', 'set', 'rt0', 'master', bridgeName(NET.id), 'up');
+    await ipIn(ns.router, 'link', 'set', 'eth0', 'address', '02:00:00:00:00:fe', 'up');
+    await ipIn(ns.router, 'addr', 'add', '10.10.0.254/24', 'dev', 'eth0');
+    await ipIn(ns.router, 'addr', 'add', '169.254.169.254/32', 'dev', 'lo');
+    routerHttp = spawn('ip', ['netns', 'exec', ns.router, process.execPath, '-e',
+      "const h=require('http');for(const p of [80,8080])h.createServer((q,r)=>r.end('router\\n')).listen(p)"], { stdio: 'ignore' });
+    await waitFor('the router\'s HTTP server', async () => (await get(ns.vm2, 'http://10.10.0.254:8080/')) === 'router\n');
     service = new Service();
     ports = await service.apply([VM1, VM2]);
   }, 60_000);
 
   afterAll(async () => {
     await service?.stop();
+    routerHttp?.kill('SIGKILL');
     for (const n of Object.values(ns)) await run('ip', ['netns', 'del', n], { allowFail: true });
     if (state) {
       await rm(state, { recursive: true, force: true });
@@ -194,6 +206,14 @@ describe.skipIf(reason !== null)('metadata service in network namespaces', () =>
     // Control: back to itself, vm2 is served again.
     expect(await get(ns.vm2, 'http://169.254.169.254/latest/meta-data/instance-id')).toBe(VM2.id);
   }, 60_000);
+
+  it("a guest's request goes to floe's service, not to a 169.254.169.254 its router has; other ports to it go nowhere", async () => {
+    // vm2's next hop holds the address and answers on port 80: floe's service answers first, with vm2's own data.
+    expect(await get(ns.vm2, 'http://169.254.169.254/latest/meta-data/instance-id')).toBe(VM2.id);
+    // Another port of the metadata address is dropped on the bridge, though the router serves it (control: by its own address).
+    expect(await get(ns.vm2, 'http://10.10.0.254:8080/')).toBe('router\n');
+    expect(await get(ns.vm2, 'http://169.254.169.254:8080/')).toBeNull();
+  }, 30_000);
 
   it('the LAN side and the host itself cannot reach the service or its ports', async () => {
     expect(await get(ns.lan, 'http://169.254.169.254/meta-data')).toBeNull();

@@ -21,6 +21,8 @@ table bridge floe_meta {
 		iifname "fltp2b9227216a2" ip6 daddr fd00:ec2::254 tcp dport 80 meta mark set 0x666c4e20 ether daddr set 02:ad:9a:f9:a2:eb meta pkttype set host
 		iifname "fltpb2ad5b4aa50" ip daddr 169.254.169.254 tcp dport 80 meta mark set 0x666c4e21 meta pkttype set host
 		iifname "fltpb2ad5b4aa50" ip6 daddr fd00:ec2::254 tcp dport 80 meta mark set 0x666c4e21 meta pkttype set host
+		iifname "fltp*" ip daddr 169.254.169.254 meta mark & 0xffff0000 != 0x666c0000 drop
+		iifname "fltp*" ip6 daddr fd00:ec2::254 meta mark & 0xffff0000 != 0x666c0000 drop
 	}
 }
 table inet floe_meta

@@ -78,6 +78,10 @@ export function metadataRuleset(nics: readonly MetadataNic[], range: PortRange):
     b.push(`\t\tiifname "${tap}" ip daddr ${METADATA_IPV4} tcp dport 80 ${to}`);
     b.push(`\t\tiifname "${tap}" ip6 daddr ${METADATA_IPV6} tcp dport 80 ${to}`);
   }
+  // Anything else from a guest to the metadata address (another port, UDP) goes nowhere: not out of a host gateway's
+  // NAT to whatever answers there on the host's network (a cloud's own metadata service), nor to a router VM.
+  b.push(`\t\tiifname "fltp*" ip daddr ${METADATA_IPV4} meta mark & 0xffff0000 != 0x666c0000 drop`);
+  b.push(`\t\tiifname "fltp*" ip6 daddr ${METADATA_IPV6} meta mark & 0xffff0000 != 0x666c0000 drop`);
   b.push('\t}', '}');
   const i: string[] = ['table inet floe_meta', 'delete table inet floe_meta', 'table inet floe_meta {'];
   i.push('\tchain prerouting {', '\t\ttype nat hook prerouting priority dstnat; policy accept;');

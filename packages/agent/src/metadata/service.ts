@@ -83,6 +83,8 @@ export class MetadataService {
   private attempt = 0;
   private stopped = false;
   private appliedRules: string | null = null;
+  /** The last ruleset logged: a resync that applies the same rules again says so only at debug level. */
+  private loggedRules: string | null = null;
   /** Ports another process holds: never handed out again while the agent runs. */
   private readonly taken = new Set<number>();
   private resyncTimer: NodeJS.Timeout | null = null;
@@ -209,7 +211,9 @@ export class MetadataService {
       if (ruleset !== this.appliedRules) {
         await this.opts.exec(['nft', '-f', '-'], { input: ruleset });
         this.appliedRules = ruleset;
-        this.log.info({ nics: nics.length }, 'metadata rules applied');
+        if (ruleset !== this.loggedRules) this.log.info({ nics: nics.length }, 'metadata rules applied');
+        else this.log.debug({ nics: nics.length }, 'metadata rules applied again');
+        this.loggedRules = ruleset;
       }
       const keep = new Set(nics.map((n) => n.nicId));
       for (const nic of this.server.ports().keys()) if (!keep.has(nic)) await this.server.close(nic);
