@@ -197,12 +197,11 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     expect(log).toContain(`MD meta-data instance-id: ${vms.a!.id}`);
     expect(log).toContain('MD user-data #!/bin/sh');
     expect(log).toContain('MD phoned home');
-    // The agent recorded the fetch and the phone_home as first-boot events of a.
+    // The agent recorded a's first fetch and its phone_home in a's status. (The seed disk may have been seen first.)
     await eventually(async () => {
-      const page = await client.request<{ items: Array<{ type: string; data: { event?: string; type?: string; result?: string } }> }>('GET', '/v1/events', { query: { since: 0, resource: vms.a!.id } });
-      const boot = page.items.filter((e) => e.type === 'instance.event' && e.data.event === 'first_boot').map((e) => `${e.data.type}:${e.data.result ?? ''}`);
-      return boot.includes('fetched:') && boot.includes('finished:ok');
-    }, 'first_boot events of a', 30_000);
+      const fb = (await client.instances.get('a')).status.first_boot;
+      return fb.fetched_at !== null && fb.finished_at !== null && fb.result === 'ok';
+    }, `a's first boot in its status: ${JSON.stringify((await client.instances.get('a')).status.first_boot)}`, 30_000);
     // Each guest gets its own, on either host; the path names no VM, and the ports are out of reach.
     for (const name of ['b', 'd']) {
       const own = await shells[name]!.sh('timeout 5 wget -q -O - http://169.254.169.254/latest/meta-data/instance-id');

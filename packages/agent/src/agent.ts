@@ -32,7 +32,7 @@ export interface AgentOptions {
    * with the default port range; false turns it off and removes its rules.
    */
   metadata?: { ports?: PortRange } | false;
-  /** Also told of every first-boot event (sent to the control plane as `first_boot` instance events either way). */
+  /** Also told of every first-boot event of the metadata service (the instance's status gets them either way). */
   onFirstBoot?: (instanceId: string, event: FirstBootEvent) => void;
 }
 
@@ -207,11 +207,13 @@ export class Agent {
     }
   }
 
-  // A VM fetched its configuration or reported its first boot: an instance event for the control plane.
+  // A VM fetched its data from the metadata service or reported its first boot: the reconciler folds it into the
+  // instance's status (first_boot) and reports it as a `first-boot` instance event.
   private firstBoot(instanceId: string, event: FirstBootEvent): void {
     this.log.info({ id: instanceId, ...event }, 'first boot');
-    const message = event.type === 'fetched' ? 'fetched its configuration from the metadata service' : `first boot finished: ${event.result}${event.detail === undefined ? '' : ` (${event.detail})`}`;
-    this.link?.send({ type: 'event', instance_id: instanceId, event: 'first_boot', message, data: { ...event } });
+    this.reconciler?.noteFirstBoot(instanceId, event.type === 'fetched'
+      ? { source: 'metadata', fetched_at: event.at }
+      : { finished_at: event.at, result: event.result, detail: event.detail ?? null });
     this.opts.onFirstBoot?.(instanceId, event);
   }
 

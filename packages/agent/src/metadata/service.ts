@@ -25,7 +25,7 @@ export interface MetadataServiceOptions {
   retryBackoff?: { initialMs: number; maxMs: number };
   /** Listener address; default `::`. */
   host?: string;
-  /** The operator's or instance's own vendor-data of a VM, served after floe's part; none by default. */
+  /** The operator's or instance's own vendor-data of a VM, served after floe's part; default: the desired state's `vendor_data`. */
   vendorData?: (vm: DesiredInstance) => string | null;
   /** Apply the rules again this often even when nothing changed (rules flushed by hand); default 30 s. */
   resyncIntervalMs?: number;
@@ -154,7 +154,7 @@ export class MetadataService {
 
   private lookup(nicId: string): MetadataContext | null {
     const vm = this.byNic.get(nicId);
-    return vm === undefined ? null : { vm, nicId, vendorData: this.opts.vendorData?.(vm) ?? null };
+    return vm === undefined ? null : { vm, nicId, vendorData: this.opts.vendorData?.(vm) ?? vm.vendor_data ?? null };
   }
 
   // New listeners first: the rules must never redirect to a port nobody listens on. Returns the NICs whose port is taken.

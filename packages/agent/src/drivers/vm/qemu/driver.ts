@@ -79,9 +79,9 @@ interface VmRecord {
   config_drive?: boolean;
 }
 
-/** Whether a VM gets a seed disk (`spec.config_drive`, true unless set to false). */
+/** Whether a VM gets a seed disk (`spec.config_drive`; records of control planes without the field mean true). */
 function wantsConfigDrive(vm: DesiredInstance): boolean {
-  return (vm.spec as { config_drive?: boolean }).config_drive !== false;
+  return vm.spec.config_drive !== false;
 }
 
 /** Kept in run.json while the VM runs. */
