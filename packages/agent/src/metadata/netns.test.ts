@@ -15,6 +15,7 @@ import { bridgeName, tapName } from '../drivers/net/names.js';
 import type { NetSpec, NicSpec } from '../drivers/net/types.js';
 import { NOCLOUD_NET_SERIAL } from '../drivers/vm/qemu/argv.js';
 import { seedFiles } from '../drivers/vm/seed.js';
+import { MetadataService } from './service.js';
 
 /*
  * The metadata service with real nftables in namespaces: a "host" namespace
@@ -261,4 +262,16 @@ describe.skipIf(reason !== null)('metadata service in network namespaces', () =>
     expect(await get(ns.vm1, 'http://169.254.169.254/latest/meta-data/instance-id')).toBe(VM1.id);
     expect(await get(ns.vm2, 'http://169.254.169.254/latest/meta-data/instance-id')).toBe(VM2.id);
   }, 60_000);
+
+  it('--metadata off removes both tables, also when they are already gone', async () => {
+    await service!.stop();
+    expect((await inNs(ns.host, 'nft', 'list', 'tables')).stdout).toContain('table inet floe_meta');
+    const exec = (argv: readonly string[], o?: { input?: string }) => run('ip', ['netns', 'exec', ns.host, ...argv], o);
+    await MetadataService.removeRules(exec);
+    await MetadataService.removeRules(exec);
+    const tables = (await inNs(ns.host, 'nft', 'list', 'tables')).stdout;
+    expect(tables).not.toContain('floe_meta');
+    // floe's own tables stay.
+    expect(tables).toContain('table bridge floe');
+  }, 30_000);
 });
