@@ -26,6 +26,25 @@ if (skip && !process.env.CI) console.warn(`skipping networking end-to-end tests:
 const sqlite = storeTargets().find((t) => t.name === 'sqlite')!;
 
 /**
+ * a's user-data: once DHCP has configured eth0, read its own documents from
+ * the metadata service and print them on the console, then phone home as
+ * cloud-init's phone_home would. `timeout`, because a SYN nobody answers would
+ * keep wget waiting for minutes.
+ */
+const METADATA_SCRIPT = `#!/bin/sh
+md() { timeout 5 wget -q -O - "http://169.254.169.254/$1"; }
+i=0
+until id=$(md latest/meta-data/instance-id); do
+  i=$((i + 1)); [ "$i" -ge 60 ] && break; sleep 1
+done
+echo "MD instance-id $id"
+echo "MD hostname $(md latest/meta-data/hostname)"
+md meta-data | sed 's/^/MD meta-data /'
+md user-data | head -n 1 | sed 's/^/MD user-data /'
+timeout 5 wget -q -O - --post-data "instance_id=$id&hostname=$(hostname)" http://169.254.169.254/phone-home >/dev/null && echo "MD phoned home"
+`;
+
+/**
  * Networking with real VMs from the test image (QEMU, TCG), end to end: one
  * control plane in this process, two floe-agent processes each in its own
  * network namespace ("h1", "h2") linked by a veth underlay, and a namespace
@@ -117,13 +136,15 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     lanId = (await client.networks.create({ name: 'lan', ipv4: '10.10.0.0/24', ipv6: 'auto', gateway: 'host' })).id;
     await client.networks.create({ name: 'other', ipv4: '10.20.0.0/24', ipv6: 'auto', gateway: 'host' });
 
-    const create = async (name: string, network: string) => {
-      const { instance, operation } = await client.instances.create({ name, image: 'floe-test', machine_type: 'nano', networks: [network] });
+    const create = async (name: string, network: string, userData?: string) => {
+      const { instance, operation } = await client.instances.create({
+        name, image: 'floe-test', machine_type: 'nano', networks: [network], ...(userData === undefined ? {} : { user_data: userData }),
+      });
       vms[name] = instance;
       return operation;
     };
     await placeOn('h1');
-    const ops = [await create('a', 'lan'), await create('b', 'lan'), await create('c', 'other')];
+    const ops = [await create('a', 'lan', METADATA_SCRIPT), await create('b', 'lan'), await create('c', 'other')];
     await placeOn('h2');
     ops.push(await create('d', 'lan'));
     await client.hosts.update(hostIds.h1!, { spec: { schedulable: true } });
@@ -167,6 +188,31 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     // Names of the network's instances resolve through the host's dnsmasq.
     const dns = await shells.a!.sh('nslookup b 10.10.0.1');
     expect(dns.out).toContain(nics.b!.ipv4);
+  }, 120_000);
+
+  it("the metadata service: a guest reads its own documents at boot and phones home; it gets nothing of another's", async () => {
+    const log = await logsOf('a');
+    expect(log).toContain(`MD instance-id ${vms.a!.id}`);
+    expect(log).toMatch(/MD hostname a\r?\n/);
+    expect(log).toContain(`MD meta-data instance-id: ${vms.a!.id}`);
+    expect(log).toContain('MD user-data #!/bin/sh');
+    expect(log).toContain('MD phoned home');
+    // The agent recorded a's first fetch and its phone_home in a's status. (The seed disk may have been seen first.)
+    await eventually(async () => {
+      const fb = (await client.instances.get('a')).status.first_boot;
+      return fb.fetched_at !== null && fb.finished_at !== null && fb.result === 'ok';
+    }, `a's first boot in its status: ${JSON.stringify((await client.instances.get('a')).status.first_boot)}`, 30_000);
+    // Each guest gets its own, on either host; the path names no VM, and the ports are out of reach.
+    for (const name of ['b', 'd']) {
+      const own = await shells[name]!.sh('timeout 5 wget -q -O - http://169.254.169.254/latest/meta-data/instance-id');
+      expect(own.out.trim(), own.out).toBe(vms[name]!.id);
+    }
+    const other = await shells.b!.sh(`timeout 5 wget -q -O - http://169.254.169.254/${vms.a!.id}/meta-data`);
+    expect(other.code, other.out).not.toBe(0);
+    // h1 has three NICs (a, b, c): their ports are the first three of the range.
+    const ports = await shells.b!.sh('for p in 20000 20001 20002; do timeout 2 wget -q -O - http://10.10.0.1:$p/meta-data && echo LEAK; done; true');
+    expect(ports.out).not.toContain('LEAK');
+    expect(ports.out).not.toContain('instance-id');
   }, 120_000);
 
   it('a VM on another network cannot reach them', async () => {
@@ -323,6 +369,9 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     // The same dnsmasq processes, adopted rather than started twice.
     await new Promise((res) => setTimeout(res, 2000));
     expect(await dnsmasqOf(h1)).toEqual(before);
+    // The metadata service came back with the agent: the running guest reads its data again.
+    const md = await shells.a!.until('timeout 5 wget -q -O - http://169.254.169.254/latest/meta-data/instance-id', 'a reading its metadata after the agent restart', 60_000);
+    expect(md.trim()).toBe(vms.a!.id);
   }, 120_000);
 
   it('repairs drift: a bridge deleted by hand comes back with its taps, and the VMs talk again', async () => {

@@ -6,6 +6,9 @@ import { probeFacts } from './facts.js';
 import { ImageCache } from './images.js';
 import { AgentLink, type BackoffOptions } from './link.js';
 import { NetworkReconciler, type NetworkReconcilerOptions } from './networks.js';
+import { MetadataService } from './metadata/service.js';
+import type { PortRange } from './metadata/nft.js';
+import type { FirstBootEvent } from './metadata/reports.js';
 import { Reconciler, type ReconcilerOptions } from './reconciler.js';
 import { AgentState, type AgentConfig } from './state.js';
 
@@ -24,6 +27,13 @@ export interface AgentOptions {
   reconciler?: Pick<ReconcilerOptions, 'resyncIntervalMs' | 'retryBackoff' | 'restartBackoff' | 'stopTimeoutMs'>;
   /** Build this host's networks (bridges, VXLAN, dnsmasq, firewall); without it the agent ignores networks. */
   network?: Omit<NetworkReconcilerOptions, 'logger'>;
+  /**
+   * The metadata service on 169.254.169.254 (needs `network`): on by default
+   * with the default port range; false turns it off and removes its rules.
+   */
+  metadata?: { ports?: PortRange } | false;
+  /** Also told of every first-boot event of the metadata service (the instance's status gets them either way). */
+  onFirstBoot?: (instanceId: string, event: FirstBootEvent) => void;
 }
 
 /** Why the agent stopped. */
@@ -42,6 +52,7 @@ export class Agent {
   private link: AgentLink | null = null;
   private reconciler: Reconciler | null = null;
   private networks: NetworkReconciler | null = null;
+  private metadata: MetadataService | null = null;
   private channels: AgentChannels | null = null;
   private config: AgentConfig | null = null;
   private stopping: Promise<void> | null = null;
@@ -75,6 +86,20 @@ export class Agent {
       logger: this.log.child({ component: 'networks' }),
     });
     this.networks = networks;
+    if (network !== undefined && this.opts.metadata !== false) {
+      const ports = this.opts.metadata?.ports;
+      this.metadata = new MetadataService({
+        exec: (argv, o) => network.host.exec(argv, o),
+        ...(ports === undefined ? {} : { ports }),
+        ...(this.opts.reconciler?.resyncIntervalMs === undefined ? {} : { resyncIntervalMs: this.opts.reconciler.resyncIntervalMs }),
+        logger: this.log.child({ component: 'metadata' }),
+        onFirstBoot: (instanceId, event) => this.firstBoot(instanceId, event),
+      });
+    } else if (network !== undefined) {
+      await MetadataService.removeRules((argv, o) => network.host.exec(argv, o)).catch((err: unknown) => {
+        this.log.warn({ err: (err as Error).message }, 'cannot remove the metadata rules');
+      });
+    }
     const reconciler = new Reconciler({
       ...this.opts.reconciler,
       ...(networks === null || network === undefined
@@ -143,6 +168,7 @@ export class Agent {
       this.channels?.closeAll();
       await this.reconciler?.stop();
       await this.networks?.stop();
+      await this.metadata?.stop();
       await this.opts.driver.close();
       this.log.info('agent stopped');
     })();
@@ -161,20 +187,34 @@ export class Agent {
       case 'snapshot':
         this.log.debug({ instances: msg.instances.length }, 'snapshot');
         this.networks?.setInstances(msg.instances);
+        this.metadata?.setInstances(msg.instances);
         if (msg.networks !== undefined) this.networks?.setNetworks(msg.networks);
+        if (msg.networks !== undefined) this.metadata?.setNetworks(msg.networks);
         reconciler.setSnapshot(msg.instances);
         break;
       case 'networks':
         this.networks?.setNetworks(msg.networks);
+        this.metadata?.setNetworks(msg.networks);
         break;
       case 'instance':
         this.networks?.updateInstance(msg.instance);
+        this.metadata?.updateInstance(msg.instance);
         reconciler.update(msg.instance);
         break;
       case 'error':
         this.log.warn({ code: msg.code, message: msg.message }, 'the control plane reported an error');
         break;
     }
+  }
+
+  // A VM fetched its data from the metadata service or reported its first boot: the reconciler folds it into the
+  // instance's status (first_boot) and reports it as a `first-boot` instance event.
+  private firstBoot(instanceId: string, event: FirstBootEvent): void {
+    this.log.info({ id: instanceId, ...event }, 'first boot');
+    this.reconciler?.noteFirstBoot(instanceId, event.type === 'fetched'
+      ? { source: 'metadata', fetched_at: event.at }
+      : { finished_at: event.at, result: event.result, detail: event.detail ?? null });
+    this.opts.onFirstBoot?.(instanceId, event);
   }
 
   // Keep agent.json in step with what the control plane calls this host.

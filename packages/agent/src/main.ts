@@ -10,6 +10,7 @@ import { QemuDriver } from './drivers/vm/qemu/index.js';
 import { HostNetworkDriver } from './drivers/net/driver.js';
 import { AGENT_VERSION, checkUnderlay, detectUnderlay, probeFacts, probeKvm } from './facts.js';
 import { joinControlPlane } from './join.js';
+import { parsePortRange, type PortRange } from './metadata/nft.js';
 import { AgentState } from './state.js';
 
 const HELP = `floe-agent ${AGENT_VERSION}: the floe host agent.
@@ -43,6 +44,12 @@ Options:
                         toward the control plane)
   --resync SECONDS      look at every VM and network again this often, repairing
                         drift such as a bridge deleted by hand (default: 30)
+  --metadata on|off     serve 169.254.169.254 to the VMs of this host's networks
+                        (default: on, with the host network driver)
+  --metadata-ports FIRST-LAST
+                        the host ports of the VMs' metadata listeners, one per
+                        NIC, reached only through the firewall's redirect
+                        (default: 20000-20999)
   --log-level LEVEL     fatal, error, warn, info, debug or trace (default: info)
   -h, --help            show this help
   --version             show the version
@@ -89,6 +96,8 @@ async function main(argv: string[]): Promise<number> {
       'network-driver': { type: 'string' },
       underlay: { type: 'string' },
       resync: { type: 'string' },
+      metadata: { type: 'string', default: 'on' },
+      'metadata-ports': { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', short: 'h', default: false },
       version: { type: 'boolean', default: false },
@@ -151,12 +160,22 @@ async function main(argv: string[]): Promise<number> {
     network = { host: new HostNetworkDriver({ stateDir, underlay, logger: log.child({ component: 'host-network' }) }), stateDir };
   }
   log.info({ network_driver: networkDriver, underlay }, 'networking');
+  if (values.metadata !== 'on' && values.metadata !== 'off') throw new UsageError(`--metadata wants on or off, not "${values.metadata}"`);
+  let metadataPorts: PortRange | undefined;
+  if (values['metadata-ports'] !== undefined) {
+    try {
+      metadataPorts = parsePortRange(values['metadata-ports']);
+    } catch (err) {
+      throw new UsageError(`--metadata-ports: ${(err as Error).message}`);
+    }
+  }
+  const metadata = values.metadata === 'off' ? false as const : metadataPorts === undefined ? {} : { ports: metadataPorts };
 
   const facts = () => probeFacts({
     dataDir, driver: driver.name, ...(accelerator === undefined ? {} : { accelerator }), ...(underlay === null ? {} : { underlay }),
   });
   const agent = new Agent({
-    dataDir, driver, facts, logger: log, reconciler: { resyncIntervalMs: resyncS * 1000 }, ...(values.server === undefined ? {} : { server: values.server }), ...(network === undefined ? {} : { network }),
+    dataDir, driver, facts, logger: log, reconciler: { resyncIntervalMs: resyncS * 1000 }, ...(values.server === undefined ? {} : { server: values.server }), ...(network === undefined ? {} : { network }), metadata,
   });
   const onSignal = (signal: NodeJS.Signals) => {
     log.info({ signal }, 'stopping; VMs keep running');

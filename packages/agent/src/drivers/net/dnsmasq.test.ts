@@ -144,3 +144,29 @@ dhcp-hostsfile=${run}/dhcp-hosts
     expect(dnsmasqRunDir('/var/lib/floe/agent')).not.toBe(dnsmasqRunDir('/srv/floe/agent'));
   });
 });
+
+describe('dnsmasqFiles: the route to the metadata service', () => {
+  const routes = (net: NetSpec) => dnsmasqFiles(net, [NIC], PATHS).conf.split('\n').filter((l) => l.includes('option:router') || l.includes('classless'));
+
+  it('with a host gateway the default route reaches the host: no option 121', () => {
+    expect(routes(NET)).toEqual(['dhcp-option=tag:v4,option:router,10.10.0.1']);
+  });
+
+  it("without a router: a route to 169.254.169.254 via the host's address on the bridge", () => {
+    const net: NetSpec = { ...NET, gatewayMode: 'none', ipv4: { cidr: '10.10.0.0/24', gateway: null }, ipv6: null, hostAddrs: ['10.10.0.1/24'] };
+    expect(routes(net)).toEqual(['dhcp-option=tag:v4,option:router', 'dhcp-option=tag:v4,option:classless-static-route,169.254.169.254/32,10.10.0.1']);
+  });
+
+  it('with a router VM: the metadata route via the host and the default route via the VM, since option 121 overrides option 3', () => {
+    const net: NetSpec = { ...NET, gatewayMode: 'vm', ipv4: { cidr: '10.10.0.0/24', gateway: '10.10.0.254' }, ipv6: null, hostAddrs: ['10.10.0.1/24'] };
+    expect(routes(net)).toEqual([
+      'dhcp-option=tag:v4,option:router,10.10.0.254',
+      'dhcp-option=tag:v4,option:classless-static-route,169.254.169.254/32,10.10.0.1,0.0.0.0/0,10.10.0.254',
+    ]);
+  });
+
+  it('on a public network the LAN router is the way: requests to it are handed to the host on the bridge', () => {
+    const net: NetSpec = { ...NET, kind: 'public', physical: 'eth1', gatewayMode: 'vm', ipv4: { cidr: '192.0.2.0/24', gateway: '192.0.2.1' }, ipv6: null, peers: [] };
+    expect(routes(net)).toEqual(['dhcp-option=tag:v4,option:router,192.0.2.1']);
+  });
+});

@@ -1,9 +1,25 @@
 import { createHash } from 'node:crypto';
 import { isAbsolute, join } from 'node:path';
 import { FloeError } from '@floe/api';
-import { checkNet, checkNic } from './builders.js';
+import { METADATA_IPV4 } from '../../metadata/vendor-data.js';
+import { checkNet, checkNic, type CheckedNet } from './builders.js';
 import { checkId, ipv4Netmask } from './names.js';
 import type { NetSpec, NicSpec } from './types.js';
+
+/**
+ * Classless static routes (DHCP option 121) to the metadata address of a
+ * private network whose host is not the router (`none`, or a router VM): via
+ * the host's own address on the bridge, so a guest reaches the service even
+ * while its router VM is down. Clients ignore option 3 when option 121 is
+ * present, so the default route goes in as well. Null when the host routes
+ * (its gateway address is the default route) or has no address there.
+ */
+function metadataRoutes(c: CheckedNet, router: string | null): string | null {
+  if (c.physical !== null || c.net.gatewayMode === 'host') return null;
+  const host = (c.net.hostAddrs ?? []).find((a) => !a.includes(':'))?.split('/')[0];
+  if (host === undefined) return null;
+  return `${METADATA_IPV4}/32,${host}${router === null ? '' : `,0.0.0.0/0,${router}`}`;
+}
 
 /** Where one network's dnsmasq keeps its files. */
 export interface DnsmasqPaths {
@@ -109,6 +125,8 @@ export function dnsmasqFiles(net: NetSpec, nics: readonly NicSpec[], paths: Dnsm
   if (c.v4) {
     lines.push(`dhcp-range=set:v4,${c.v4.address},static,${ipv4Netmask(c.v4.prefix)},12h`);
     lines.push(router ? `dhcp-option=tag:v4,option:router,${router}` : 'dhcp-option=tag:v4,option:router');
+    const routes = metadataRoutes(c, router);
+    if (routes !== null) lines.push(`dhcp-option=tag:v4,option:classless-static-route,${routes}`);
     lines.push(`dhcp-option=tag:v4,option:mtu,${net.mtu}`);
     if (!net.dns) lines.push('dhcp-option=tag:v4,option:dns-server');
   }

@@ -32,7 +32,8 @@ export function yamlString(value: string): string {
   return JSON.stringify(value).replace(/[\u007f-\u009f\u2028\u2029\ufeff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-function sshKeys(vm: DesiredInstance): string[] {
+/** The instance's ssh keys, each one trimmed line; throws `validation_failed` for a key that is not. */
+export function sshKeys(vm: DesiredInstance): string[] {
   return vm.spec.ssh_keys.map((key, i) => {
     const k = key.trim();
     if (k.length === 0 || /[\r\n]/.test(k)) {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FloeError } from '@floe/api';
-import { nicQmpArgs, qemuArgv, type QemuSpec } from './argv.js';
+import { NOCLOUD_NET_SERIAL, nicQmpArgs, qemuArgv, type QemuSpec } from './argv.js';
 
 const dir = '/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3';
 
@@ -178,5 +178,18 @@ describe('qemuArgv with NICs', () => {
     expectInvalid(() => qemuArgv(spec({ nics: [{ ...nics[0]!, index: -1 }] })), 'nics[0].index');
     expectInvalid(() => qemuArgv(spec({ nics: [nics[0]!, { ...nics[1]!, index: 0 }] })), 'nics[1].index');
     expectInvalid(() => qemuArgv(spec({ nics: [nics[0]!, { ...nics[1]!, id: nics[0]!.id }] })), 'nics[1].id');
+  });
+});
+
+describe('qemuArgv without a seed disk', () => {
+  it('names the metadata service in the SMBIOS serial, as cloud-init\'s NoCloudNet reads it', () => {
+    const argv = qemuArgv(spec({ smbiosSerial: NOCLOUD_NET_SERIAL }, { seedIso: null }));
+    expect(argv.slice(argv.indexOf('-smbios'))).toEqual(['-smbios', 'type=1,serial=ds=nocloud-net;s=http://169.254.169.254/']);
+    expect(argv.join(' ')).not.toContain('media=cdrom');
+    expect(qemuArgv(spec())).not.toContain('-smbios');
+  });
+
+  it('refuses a serial that would break the option syntax', () => {
+    for (const bad of ['ds=nocloud,s=x', 'a b', '', 'x\n']) expectInvalid(() => qemuArgv(spec({ smbiosSerial: bad })), 'smbios_serial');
   });
 });

@@ -46,7 +46,16 @@ export interface QemuSpec {
   paths: QemuRuntimePaths;
   /** Network interfaces in guest order (0 to 8); absent means none. */
   nics?: readonly QemuNic[];
+  /** The SMBIOS system serial number (type 1), e.g. NOCLOUD_NET_SERIAL for a VM without a seed disk; absent means QEMU's default. */
+  smbiosSerial?: string;
 }
+
+/**
+ * The SMBIOS serial that makes cloud-init (ds-identify, then NoCloudNet) fetch
+ * meta-data, user-data and vendor-data from floe's metadata service: the
+ * `nocloud-net` form takes an http:// seed, which must end with `/`.
+ */
+export const NOCLOUD_NET_SERIAL = 'ds=nocloud-net;s=http://169.254.169.254/';
 
 /** The QEMU binary floe runs. */
 export const QEMU_BINARY = 'qemu-system-x86_64';
@@ -223,6 +232,11 @@ export function qemuArgv(spec: QemuSpec): string[] {
     const { netdev, device } = nicArgs(nic, i);
     argv.push('-netdev', netdev, '-device', device);
   });
+  if (spec.smbiosSerial !== undefined) {
+    // QEMU reads a comma as the next option; nothing but printable ASCII goes into the firmware table.
+    if (!/^[\x21-\x2b\x2d-\x7e]{1,200}$/.test(spec.smbiosSerial)) throw invalid('smbios_serial', `SMBIOS serial ${JSON.stringify(spec.smbiosSerial)} must be printable ASCII without spaces or commas`);
+    argv.push('-smbios', `type=1,serial=${spec.smbiosSerial}`);
+  }
   if (seed !== null) {
     argv.push(
       '-drive', `if=none,id=seed,file=${seed},format=raw,media=cdrom,readonly=on`,

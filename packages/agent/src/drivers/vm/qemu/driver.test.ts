@@ -542,6 +542,18 @@ if (args[0] !== '--serve') {
         await again.driver.stop(vm.id, { force: true });
       });
 
+      it('without a config drive: no seed ISO, and the SMBIOS serial names the metadata service', async () => {
+        const { driver } = await setup({ qemuBinary: await fakeQemu('run') });
+        const vm = desiredInstance({ id: testId('inst'), spec: { config_drive: false } });
+        await driver.create(vm, { imagePath: base });
+        expect(await readdir(driver.vmDir(vm.id))).not.toContain(VM_FILES.seed);
+        const { pid } = await driver.start(vm.id);
+        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        expect(argv.slice(argv.indexOf('-smbios'), argv.indexOf('-smbios') + 2)).toEqual(['-smbios', 'type=1,serial=ds=nocloud-net;s=http://169.254.169.254/']);
+        expect(argv.join(' ')).not.toContain('media=cdrom');
+        await driver.stop(vm.id, { force: true });
+      });
+
       it('a guest that powers off is reported as stopped with exit code 0', async () => {
         const { driver, events } = await setup({ qemuBinary: await fakeQemu('poweroff') });
         const vm = await createdVm(driver);

@@ -18,7 +18,7 @@ import {
 } from '@floe/api';
 import { ExecError, run } from '../../../host/exec.js';
 import { SEED_ISO_NAME, seedFiles, writeSeedIso } from '../seed.js';
-import { checkNics, INSTANCE_ID_RE, nicPortId, nicQmpArgs, QEMU_BINARY, qemuArgv, type QemuAccelerator, type QemuDiskCache, type QemuNic, type QemuSpec } from './argv.js';
+import { checkNics, INSTANCE_ID_RE, NOCLOUD_NET_SERIAL, nicPortId, nicQmpArgs, QEMU_BINARY, qemuArgv, type QemuAccelerator, type QemuDiskCache, type QemuNic, type QemuSpec } from './argv.js';
 import { DEFAULT_LOG_MAX_BYTES, LogFollower, readLogTail, trimLog } from './console-log.js';
 import { ensureOverlay, growDisk } from './disk.js';
 import { connectWithRetry, QmpError, type QmpClient, type QmpEvent } from './qmp.js';
@@ -75,6 +75,13 @@ interface VmRecord {
   accelerator: QemuAccelerator | null;
   /** NICs with their taps and slots; absent in records written before networking (and slots before hot-plug). */
   nics?: QemuNic[];
+  /** False: no seed disk; the VM finds the metadata service through its SMBIOS serial. Absent means true. */
+  config_drive?: boolean;
+}
+
+/** Whether a VM gets a seed disk (`spec.config_drive`; records of control planes without the field mean true). */
+function wantsConfigDrive(vm: DesiredInstance): boolean {
+  return vm.spec.config_drive !== false;
 }
 
 /** Kept in run.json while the VM runs. */
@@ -316,7 +323,7 @@ export class QemuDriver implements VmDriver {
           }
         };
         const seedStep = async () => {
-          if (!(await exists(this.path(vm.id, 'seed')))) await writeSeedIso(dir, seedFiles(vm));
+          if (wantsConfigDrive(vm) && !(await exists(this.path(vm.id, 'seed')))) await writeSeedIso(dir, seedFiles(vm));
         };
         // Disk and seed are independent files: make them side by side; both finish before any cleanup.
         const steps = await Promise.allSettled([diskStep(), seedStep()]);
@@ -332,6 +339,7 @@ export class QemuDriver implements VmDriver {
           created_at: previous?.created_at ?? new Date().toISOString(),
           accelerator: previous?.accelerator ?? null,
           ...((ctx?.nics ?? previous?.nics ?? []).length > 0 ? { nics: ctx?.nics ?? previous?.nics } : {}),
+          ...(wantsConfigDrive(vm) ? {} : { config_drive: false }),
         };
         // Written last: a directory without vm.json is a VM that was never fully created.
         await writeJson(this.path(vm.id, 'record'), record);
@@ -839,6 +847,7 @@ export class QemuDriver implements VmDriver {
         seedIso: (await exists(seed)) ? seed : null,
       },
       ...(record.nics !== undefined && record.nics.length > 0 ? { nics: record.nics } : {}),
+      ...(record.config_drive === false ? { smbiosSerial: NOCLOUD_NET_SERIAL } : {}),
     };
     const argv = qemuArgv(spec);
 
