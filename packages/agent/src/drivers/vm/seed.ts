@@ -7,8 +7,10 @@ import { networkConfig } from './network-config.js';
 
 /**
  * The cloud-init NoCloud seed of a VM: `meta-data`, `user-data` and optional
- * `vendor-data` on an ISO 9660 volume labelled `cidata`. Real cloud-init finds
- * it by that label; floe's test image reads the same files.
+ * `vendor-data` on an ISO 9660 volume labelled `cidata`, which the QEMU driver
+ * attaches as a read-only virtio disk (not a CD-ROM: cloud kernels have no
+ * AHCI). Real cloud-init finds it by that label on any block device; floe's
+ * test image looks for it the same way.
  */
 
 /** File name of the seed ISO inside a VM's directory. */
