@@ -6,7 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { cpioNewc } from './cpio.js';
 import { aptListsStamp, parseAptShow } from './debian.js';
 import {
-  CONSOLE_SCRIPT, FIRSTBOOT_SCRIPT, GUEST_KERNEL_CMDLINE, GUEST_MODULES, INITTAB, NETWORK_FUNCTIONS, POWER_BUTTON_SCRIPT, SHUTDOWN_SCRIPT, UDHCPC_SCRIPT, initScript, syslinuxConfig,
+  CONSOLE_SCRIPT, FIRSTBOOT_SCRIPT, GUEST_KERNEL_CMDLINE, GUEST_MODULES, INITTAB, NETWORK_FUNCTIONS, POWER_BUTTON_SCRIPT, SEED_FUNCTIONS, SHUTDOWN_SCRIPT, UDHCPC_SCRIPT,
+  initScript, syslinuxConfig,
 } from './guest-files.js';
 import { buildMbr, chs } from './mbr.js';
 import { modinfoDepends, moduleName, modulesDep, parseModinfo, resolveModules } from './modules.js';
@@ -154,7 +155,7 @@ describe('kernel modules', () => {
 
 describe('guest files', () => {
   it('are valid shell scripts', () => {
-    for (const script of [initScript(GUEST_MODULES), `#!/bin/sh\n${NETWORK_FUNCTIONS}`, FIRSTBOOT_SCRIPT, CONSOLE_SCRIPT, SHUTDOWN_SCRIPT, POWER_BUTTON_SCRIPT, UDHCPC_SCRIPT]) {
+    for (const script of [initScript(GUEST_MODULES), `#!/bin/sh\n${NETWORK_FUNCTIONS}`, `#!/bin/sh\n${SEED_FUNCTIONS}`, FIRSTBOOT_SCRIPT, CONSOLE_SCRIPT, SHUTDOWN_SCRIPT, POWER_BUTTON_SCRIPT, UDHCPC_SCRIPT]) {
       expect(script.startsWith('#!/bin/sh\n')).toBe(true);
       const r = spawnSync('sh', ['-n'], { input: script, encoding: 'utf8' });
       expect(r.stderr).toBe('');
@@ -225,6 +226,23 @@ for f in $NET_RUN/nic.*; do read -r _ pid <$f; kill $pid; done
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it('find the seed as cloud-init does: any device labelled cidata (or CIDATA), mounted as ISO 9660 or FAT only', () => {
+    // Stand-ins for busybox's findfs and mount: findfs knows the devices in $LABELS, mount (logging to fd 3) only takes the types in $FS.
+    const run = (labels: string, fs: string, call: string) => {
+      const stubs = `findfs() { for e in $LABELS; do [ "LABEL=\${e#*=}" = "$1" ] && { echo "\${e%%=*}"; return 0; }; done; return 1; }
+mount() { echo "mount $*" >&3; case " $FS " in *" $2 "*) return 0 ;; esac; return 1; }`;
+      const r = spawnSync('sh', ['-c', `exec 3>&2\n${stubs}\n${SEED_FUNCTIONS}\n${call}`], { encoding: 'utf8', timeout: 10_000, env: { ...process.env, LABELS: labels, FS: fs } });
+      return { out: r.stdout, mounts: r.stderr.split('\n').filter((l) => l !== ''), status: r.status };
+    };
+    expect(run('/dev/vda1=root /dev/vdb=cidata', '', 'seed_find').out).toBe('/dev/vdb\n');
+    expect(run('/dev/sr0=CIDATA', '', 'seed_find').out).toBe('/dev/sr0\n');
+    expect(run('/dev/vdb=cidata /dev/sr0=CIDATA', '', 'seed_find').out).toBe('/dev/vdb\n');
+    expect(run('/dev/vdb=config-2 /dev/vdc=cidata2', '', 'seed_find')).toMatchObject({ out: '', status: 1 });
+    expect(run('', 'iso9660', 'seed_mount /dev/vdb')).toEqual({ out: '', mounts: ['mount -t iso9660 -o ro /dev/vdb /mnt/seed'], status: 0 });
+    expect(run('', 'vfat', 'seed_mount /dev/vdb')).toEqual({ out: '', mounts: ['mount -t iso9660 -o ro /dev/vdb /mnt/seed', 'mount -t vfat -o ro /dev/vdb /mnt/seed'], status: 0 });
+    expect(run('', 'ext4', 'seed_mount /dev/vdb').status).toBe(1);
   });
 
   it('boot syslinux without a prompt, on the serial console', () => {

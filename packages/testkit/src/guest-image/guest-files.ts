@@ -4,8 +4,9 @@
  * the image's cache key can hash them and tests can read them.
  *
  * What the guest does at boot, in order: mount /proc, /sys, /dev; load the
- * modules; find the NoCloud seed (a device labelled `cidata`, ISO 9660 or
- * FAT, on a CD-ROM or a disk) and mount it read-only; set the hostname from
+ * modules; find the NoCloud seed as cloud-init does (every block device is
+ * probed for an ISO 9660 or FAT file system labelled `cidata`, see
+ * SEED_FUNCTIONS) and mount it read-only; set the hostname from
  * `local-hostname`; bring every ethN up with DHCP (waits a few seconds for
  * the leases, then keeps trying in the background) and keep watching for
  * NICs plugged in or pulled out later (see NETWORK_FUNCTIONS); start acpid,
@@ -31,17 +32,44 @@ export const LINK_MARKER = 'FLOE-TEST LINK';
 export const DEFAULT_GUEST_HOSTNAME = 'floe-test';
 
 /**
- * Modules the guest loads: virtio (PCI, block, SCSI, net), SATA/IDE and
- * CD-ROM (a seed attached as an AHCI or IDE CD), the seed's file systems, the
- * ACPI power button with the event device acpid reads, and pvpanic (so a
- * host can see a guest kernel panic as a QMP GUEST_PANICKED event).
+ * Modules the guest loads, all from Debian's cloud kernel, which is what
+ * distribution cloud images boot: virtio (PCI, block, SCSI, net, rng), the
+ * disk and CD-ROM drivers that kernel has (PIIX IDE, SCSI disk and CD; it has
+ * no AHCI, so a CD-ROM on q35's own SATA controller stays invisible, as it
+ * does to a real cloud image), the seed's file systems, the ACPI power button
+ * with the event device acpid reads, and pvpanic (so a host can see a guest
+ * kernel panic as a QMP GUEST_PANICKED event).
  */
 export const GUEST_MODULES = [
-  'virtio_pci', 'virtio_blk', 'virtio_scsi', 'virtio_net',
-  'ahci', 'ata_piix', 'sr_mod', 'sd_mod',
+  'virtio_pci', 'virtio_blk', 'virtio_scsi', 'virtio_net', 'virtio_rng',
+  'ata_piix', 'sr_mod', 'sd_mod',
   'isofs', 'vfat', 'nls_cp437', 'nls_utf8',
   'button', 'evdev', 'pvpanic_mmio', 'pvpanic_pci',
 ] as const;
+
+/**
+ * How the guest finds and mounts its NoCloud seed, as shell functions for
+ * /init, the way cloud-init's NoCloud data source does: `seed_find` prints
+ * the first block device, whatever its bus or name, whose file system is
+ * labelled `cidata` (or `CIDATA`); busybox's findfs probes every block device
+ * in /dev for it, as `blkid -t LABEL=cidata` does for cloud-init (the static
+ * busybox has no blkid applet). `seed_mount` mounts it read-only on
+ * /mnt/seed, as ISO 9660 or FAT only, the two types cloud-init accepts.
+ */
+export const SEED_FUNCTIONS = `seed_find() {
+  findfs LABEL=cidata 2>/dev/null || findfs LABEL=CIDATA 2>/dev/null
+}
+
+seed_mount() {
+  mount -t iso9660 -o ro "$1" /mnt/seed 2>/dev/null || mount -t vfat -o ro "$1" /mnt/seed 2>/dev/null
+}
+`;
+
+/**
+ * busybox applets the guest's scripts call that a busybox build may lack (the
+ * static one has findfs but no blkid, for one); the build checks them.
+ */
+export const GUEST_APPLETS = ['findfs', 'mount', 'umount', 'modprobe', 'ip', 'udhcpc', 'acpid', 'init', 'poweroff', 'hostname', 'sed', 'grep', 'head', 'tr'] as const;
 
 /** The kernel command line of the test guest: everything on the first serial port. */
 export const GUEST_KERNEL_CMDLINE = 'console=ttyS0,115200 quiet';
@@ -130,19 +158,20 @@ for m in ${modules.join(' ')}; do
   modprobe -q "$m" || say "cannot load module $m"
 done
 
-# The NoCloud seed: a device labelled cidata. Devices may appear a little
-# after their driver loads, so look for a while.
+# The NoCloud seed: any block device with a file system labelled cidata.
+# Devices may appear a little after their driver loads, so look for a while.
+${SEED_FUNCTIONS}
 seed=
 i=0
 while [ "$i" -lt 100 ]; do
-  seed=$(findfs LABEL=cidata 2>/dev/null) || seed=$(findfs LABEL=CIDATA 2>/dev/null) || seed=
+  seed=$(seed_find)
   [ -n "$seed" ] && break
   i=$((i + 1))
   sleep 0.1
 done
 
 name=${DEFAULT_GUEST_HOSTNAME}
-if [ -n "$seed" ] && mount -o ro "$seed" /mnt/seed; then
+if [ -n "$seed" ] && seed_mount "$seed"; then
   say "NoCloud seed on $seed"
   h=$(sed -n 's/^local-hostname:[[:space:]]*//p' /mnt/seed/meta-data 2>/dev/null | head -n 1 | tr -d "\\"' \\t\\r")
   case "$h" in

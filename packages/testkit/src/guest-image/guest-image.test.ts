@@ -8,10 +8,11 @@ import { join } from 'node:path';
 import { describe, it } from 'vitest';
 import type { TestContext } from 'vitest';
 import { runTool } from './exec.js';
-import { ensureTestImage, IP_MARKER, READY_MARKER, TestImageError, type TestImage } from './index.js';
+import { DEFAULT_GUEST_HOSTNAME, ensureTestImage, IP_MARKER, READY_MARKER, TestImageError, type TestImage } from './index.js';
 import { desiredInstance } from '../factories.js';
-// The seed builder lives with the agent's VM driver; testkit cannot depend on the agent package.
+// The seed builder and the seed's QEMU arguments live with the agent's VM driver; testkit cannot depend on the agent package.
 import { seedFiles, writeSeedIso } from '../../../agent/src/drivers/vm/seed.js';
+import { seedDriveArgs } from '../../../agent/src/drivers/vm/qemu/argv.js';
 
 const BOOT_TIMEOUT_MS = 120_000;
 const POWEROFF_TIMEOUT_MS = 20_000;
@@ -66,7 +67,9 @@ class Guest {
       '-nodefaults', '-no-user-config', '-display', 'none',
       '-serial', `file:${join(dir, 'serial.log')}`,
       '-qmp', `unix:${join(dir, 'qmp.sock')},server=on,wait=off`,
-      '-drive', `file=${join(dir, 'disk.qcow2')},if=virtio,format=qcow2`,
+      // The boot disk first, as floe's driver has it: the firmware never tries a seed disk.
+      '-drive', `file=${join(dir, 'disk.qcow2')},if=none,id=disk0,format=qcow2`,
+      '-device', 'virtio-blk-pci,drive=disk0,bootindex=0',
       ...devices,
     ];
     return new Guest(spawn('qemu-system-x86_64', argv, { stdio: ['ignore', 'ignore', 'pipe'] }), dir);
@@ -149,7 +152,7 @@ async function scratch(image: TestImage): Promise<string> {
 }
 
 describe('test guest image', () => {
-  it('boots from its disk, reads the seed from a CD-ROM, gets a DHCP lease, runs user-data, powers off on the ACPI button', async (ctx) => {
+  it('boots from its disk, finds the seed where floe attaches it, gets a DHCP lease, runs user-data, powers off on the ACPI button', async (ctx) => {
     const { expect } = ctx;
     const image = await imageOrSkip(ctx);
     if (image === null) return;
@@ -161,9 +164,8 @@ describe('test guest image', () => {
       const iso = await writeSeedIso(dir, seedFiles(vm));
       const started = Date.now();
       guest = Guest.start(dir, [
-        // The seed as a CD-ROM on q35's own AHCI controller, a NIC on QEMU's user network (no way out).
-        '-drive', `file=${iso},if=none,id=seed,media=cdrom,format=raw,readonly=on`,
-        '-device', 'ide-cd,bus=ide.0,drive=seed',
+        // The seed exactly as floe's QEMU driver attaches it, a NIC on QEMU's user network (no way out).
+        ...seedDriveArgs(iso),
         '-netdev', 'user,id=net0,restrict=on',
         '-device', 'virtio-net-pci,netdev=net0',
       ]);
@@ -174,6 +176,8 @@ describe('test guest image', () => {
       expect(text).toMatch(new RegExp(`^${IP_MARKER} eth0 10\\.0\\.2\\.15/24\\r?$`, 'm'));
       expect(text).toContain('floe-test: user-data exited with 0');
       expect(text).not.toContain('cannot load module');
+      // Found by its label on whatever device the cloud kernel made of it.
+      expect(text).toMatch(/^floe-test: NoCloud seed on \/dev\/vd[b-z]\r?$/m);
 
       const powerdown = Date.now();
       expect(await guest.qmp('system_powerdown')).toHaveProperty('return');
@@ -188,6 +192,36 @@ describe('test guest image', () => {
       await rm(dir, { recursive: true, force: true });
     }
   }, BOOT_TIMEOUT_MS + POWEROFF_TIMEOUT_MS + 60_000);
+
+  it('does not see a seed on an IDE CD-ROM on q35 (AHCI), as a cloud kernel does not', async (ctx) => {
+    const { expect } = ctx;
+    const image = await imageOrSkip(ctx);
+    if (image === null) return;
+    const dir = await scratch(image);
+    let guest: Guest | null = null;
+    try {
+      const token = randomBytes(6).toString('hex');
+      const vm = desiredInstance({ name: 'guest-ahci', spec: { user_data: `#!/bin/sh\necho "user-data-${token}"\n` } });
+      const iso = await writeSeedIso(dir, seedFiles(vm));
+      guest = Guest.start(dir, [
+        // What floe did before: the seed as a CD-ROM on q35's own AHCI controller. Debian's cloud kernel has no AHCI driver.
+        '-drive', `file=${iso},if=none,id=seed,media=cdrom,format=raw,readonly=on`,
+        '-device', 'ide-cd,bus=ide.0,drive=seed',
+      ]);
+      // Without a seed the guest keeps its default name and runs no user-data.
+      const text = await guest.waitFor([new RegExp(`^${READY_MARKER} ${DEFAULT_GUEST_HOSTNAME}\\r?$`, 'm')], BOOT_TIMEOUT_MS);
+      expect(text).toContain('floe-test: no NoCloud seed (a device labelled cidata) found');
+      expect(text).not.toContain(`user-data-${token}`);
+      expect(text).not.toContain('guest-ahci');
+      expect(text).not.toContain('cannot load module');
+      // QEMU did attach the CD-ROM with the seed in it: the guest is what cannot see it.
+      const block = (await guest.qmp('query-block')) as { return: Array<{ device: string; inserted?: { file: string } }> };
+      expect(block.return.find((b) => b.device === 'seed')?.inserted?.file).toBe(iso);
+    } finally {
+      guest?.kill();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, BOOT_TIMEOUT_MS + 60_000);
 
   // Two guests at once: each is one TCG thread, and the machine has two cores.
   describe.concurrent('more seed attachments and power paths', () => {

@@ -9,13 +9,13 @@ import { aptCandidate, aptDownload, aptListsStamp, debExtract, resolveKernelPack
 import { buildBootDisk } from './disk.js';
 import { runTool, ToolError } from './exec.js';
 import {
-  CONSOLE_SCRIPT, ETC_FILES, FIRSTBOOT_SCRIPT, GUEST_KERNEL_CMDLINE, GUEST_MODULES, INITTAB, POWER_BUTTON_SCRIPT, SHUTDOWN_SCRIPT, UDHCPC_SCRIPT,
+  CONSOLE_SCRIPT, ETC_FILES, FIRSTBOOT_SCRIPT, GUEST_APPLETS, GUEST_KERNEL_CMDLINE, GUEST_MODULES, INITTAB, POWER_BUTTON_SCRIPT, SHUTDOWN_SCRIPT, UDHCPC_SCRIPT,
   initScript, syslinuxConfig,
 } from './guest-files.js';
 import { modulesDep, resolveKernelModules } from './modules.js';
 
 /**
- * floe's test guest image: a Debian kernel, the few modules it needs and a
+ * floe's test guest image: Debian's cloud kernel, the few modules it needs and a
  * busybox initramfs on a small MBR + FAT disk that syslinux boots, as qcow2.
  * It boots in seconds under TCG, reads the NoCloud seed and prints markers on
  * its serial console (see guest-files.ts). Built once and cached, keyed by the
@@ -54,17 +54,18 @@ export class TestImageError extends Error {
 }
 
 /**
- * Debian's generic kernel: virtio, AHCI/IDE/SCSI CD-ROM, ISO 9660 and FAT are
- * all modules, so any seed attachment works. (The cloud kernel has no AHCI, so
- * a seed on q35's own CD-ROM controller would stay invisible to it.)
+ * Debian's cloud kernel, the flavour distribution cloud images boot: virtio,
+ * but no AHCI, so a seed on q35's own CD-ROM controller stays invisible to it
+ * just as it does to a real cloud image. The guest sees what such an image
+ * sees.
  */
-export const KERNEL_META_PACKAGE = 'linux-image-amd64';
+export const KERNEL_META_PACKAGE = 'linux-image-cloud-amd64';
 /** A statically linked busybox: the guest's whole userland. */
 export const BUSYBOX_PACKAGE = 'busybox-static';
 /** Name of the image file inside its cache directory. */
 export const TEST_IMAGE_FILE = 'floe-test.qcow2';
 /** Bumped whenever the build changes in a way the other inputs of the key do not show. */
-const RECIPE_VERSION = 4;
+const RECIPE_VERSION = 5;
 const MANIFEST = 'manifest.json';
 const APT_MEMO = 'apt-versions.json';
 
@@ -149,8 +150,9 @@ async function lookUpPackages(cacheDir: string, log: (line: string) => void): Pr
   const stamp = await aptListsStamp();
   if (stamp !== null) {
     try {
-      const memo = JSON.parse(await readFile(memoPath, 'utf8')) as { stamp: string; kernel: DebPackage; busybox: DebPackage };
-      if (memo.stamp === stamp) return [memo.kernel, memo.busybox];
+      const memo = JSON.parse(await readFile(memoPath, 'utf8')) as { stamp: string; meta?: string; kernel: DebPackage; busybox: DebPackage };
+      // The answer holds for the same lists and the same kernel flavour only.
+      if (memo.stamp === stamp && memo.meta === KERNEL_META_PACKAGE) return [memo.kernel, memo.busybox];
     } catch {
       // no memo yet
     }
@@ -174,7 +176,7 @@ async function lookUpPackages(cacheDir: string, log: (line: string) => void): Pr
   const fresh = await aptListsStamp();
   if (found !== null && fresh !== null) {
     const tmp = `${memoPath}.${randomBytes(4).toString('hex')}.tmp`;
-    await writeFile(tmp, `${JSON.stringify({ stamp: fresh, kernel: found[0], busybox: found[1] })}\n`);
+    await writeFile(tmp, `${JSON.stringify({ stamp: fresh, meta: KERNEL_META_PACKAGE, kernel: found[0], busybox: found[1] })}\n`);
     await rename(tmp, memoPath);
   }
   return found;
@@ -325,6 +327,10 @@ async function build(work: string, inputs: Inputs, log: (line: string) => void):
   await debExtract(kernelDeb, kernelRoot);
   await debExtract(busyboxDeb, busyboxRoot);
   await rm(debs, { recursive: true, force: true });
+
+  const applets = new Set((await runTool(join(busyboxRoot, 'bin', 'busybox'), ['--list'], { timeoutMs: 10_000 })).stdout.split('\n'));
+  const missing = GUEST_APPLETS.filter((a) => !applets.has(a));
+  if (missing.length > 0) throw new TestImageError(`${inputs.busybox.name} lacks the applets ${missing.join(', ')} the guest uses`, 'build');
 
   const versions = await readdir(join(kernelRoot, 'lib', 'modules'));
   if (versions.length !== 1) throw new TestImageError(`expected one kernel in ${inputs.kernel.name}, found ${versions.join(', ')}`, 'build');

@@ -110,8 +110,8 @@ describe('writeSeedIso', () => {
   });
 
   it('builds an ISO labelled cidata that holds exactly the seed files', async (ctx) => {
-    if ((await which('genisoimage')) === null || (await which('isoinfo')) === null) {
-      ctx.skip('genisoimage/isoinfo are not installed (Debian package genisoimage)');
+    if ((await which('isoinfo')) === null) {
+      ctx.skip('isoinfo is not installed (Debian package genisoimage)');
       return;
     }
     dir = await mkdtemp(join(tmpdir(), 'floe-seed-'));

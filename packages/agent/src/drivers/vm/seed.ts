@@ -1,14 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FloeError, NAME_PATTERN, USER_DATA_MAX_BYTES, type DesiredInstance } from '@floe/api';
-import { ExecError, run } from '../../host/exec.js';
+import { buildIso } from './iso9660.js';
 import { networkConfig } from './network-config.js';
 
 /**
  * The cloud-init NoCloud seed of a VM: `meta-data`, `user-data` and optional
- * `vendor-data` on an ISO 9660 volume labelled `cidata`. Real cloud-init finds
- * it by that label; floe's test image reads the same files.
+ * `vendor-data` on an ISO 9660 volume labelled `cidata`, which the QEMU driver
+ * attaches as a read-only virtio disk (not a CD-ROM: cloud kernels have no
+ * AHCI). Real cloud-init finds it by that label on any block device; floe's
+ * test image looks for it the same way.
  */
 
 /** File name of the seed ISO inside a VM's directory. */
@@ -84,11 +86,12 @@ export function seedFiles(vm: DesiredInstance, opts: { vendorData?: string } = {
 }
 
 /**
- * Write `files` onto a fresh ISO 9660 volume labelled `cidata` (Joliet and
- * Rock Ridge names) at `<dir>/seed.iso`, replacing any old one atomically.
- * Returns the ISO's path.
+ * Write `files` onto a fresh ISO 9660 volume labelled `cidata` (Rock Ridge and
+ * Joliet names, see iso9660.ts) at `<dir>/seed.iso`, replacing any old one
+ * atomically. Built in memory: no genisoimage, no staging directory. Returns
+ * the ISO's path.
  */
-export async function writeSeedIso(dir: string, files: SeedFiles): Promise<string> {
+export async function writeSeedIso(dir: string, files: SeedFiles, opts: { date?: Date } = {}): Promise<string> {
   const names = Object.keys(files).sort();
   for (const name of names) {
     if (!SEED_FILE_RE.test(name)) throw new FloeError('validation_failed', `${JSON.stringify(name)} is not a NoCloud seed file`, { field: 'files' });
@@ -96,24 +99,19 @@ export async function writeSeedIso(dir: string, files: SeedFiles): Promise<strin
   if (!names.includes('meta-data') || !names.includes('user-data')) {
     throw new FloeError('validation_failed', 'a NoCloud seed needs meta-data and user-data', { field: 'files' });
   }
+  const iso = buildIso({
+    label: SEED_VOLUME_LABEL,
+    date: opts.date ?? new Date(),
+    files: names.map((name) => ({ name, data: Buffer.from(files[name]!, 'utf8') })),
+  });
   const target = join(dir, SEED_ISO_NAME);
   const partial = join(dir, `.${SEED_ISO_NAME}.${randomBytes(6).toString('hex')}.tmp`);
-  const staging = await mkdtemp(join(dir, '.seed-'));
   try {
-    for (const name of names) await writeFile(join(staging, name), files[name]!, { mode: 0o644 });
-    await run('genisoimage', [
-      '-output', partial, '-volid', SEED_VOLUME_LABEL, '-joliet', '-rock', '-quiet',
-      ...names.map((name) => join(staging, name)),
-    ], { timeoutMs: 60_000 });
+    await writeFile(partial, iso, { mode: 0o644 });
     await rename(partial, target);
     return target;
   } catch (err) {
     await rm(partial, { force: true });
-    if (err instanceof ExecError) {
-      throw new FloeError('host_operation_failed', `cannot build the seed ISO: ${err.message}`, { stderr: err.stderr.slice(0, 2000) });
-    }
-    throw err;
-  } finally {
-    await rm(staging, { recursive: true, force: true });
+    throw new FloeError('host_operation_failed', `cannot write the seed ISO: ${(err as Error).message}`, { path: target });
   }
 }

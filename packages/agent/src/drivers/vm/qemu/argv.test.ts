@@ -65,12 +65,12 @@ describe('qemuArgv', () => {
       '-device', 'pcie-root-port,id=nicport5,chassis=6,slot=0,io-reserve=0',
       '-device', 'pcie-root-port,id=nicport6,chassis=7,slot=0,io-reserve=0',
       '-device', 'pcie-root-port,id=nicport7,chassis=8,slot=0,io-reserve=0',
-      '-drive', 'if=none,id=seed,file=/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/seed.iso,format=raw,media=cdrom,readonly=on',
-      '-device', 'ide-cd,drive=seed',
+      '-drive', 'if=none,id=seed,file=/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/seed.iso,format=raw,readonly=on',
+      '-device', 'virtio-blk-pci,drive=seed,serial=cidata',
     ]);
   });
 
-  it('uses the host CPU under KVM, writeback caching, and no CD-ROM without a seed', () => {
+  it('uses the host CPU under KVM, writeback caching, and no seed disk without a seed', () => {
     expect(qemuArgv(spec({ accelerator: 'kvm', diskCache: 'writeback', vcpus: 1, memoryMib: 128 }, { seedIso: null }))).toEqual([
       '-name', 'guest=web-1',
       '-machine', 'q35,accel=kvm,graphics=off',
@@ -98,6 +98,20 @@ describe('qemuArgv', () => {
       '-device', 'pcie-root-port,id=nicport6,chassis=7,slot=0,io-reserve=0',
       '-device', 'pcie-root-port,id=nicport7,chassis=8,slot=0,io-reserve=0',
     ]);
+  });
+
+  it('puts the seed on virtio, the one bus every cloud kernel has, read-only and never booted', () => {
+    const argv = qemuArgv(spec());
+    // Every -drive/-device value that mentions the seed drive.
+    const seedArgs = argv.filter((a, i) => i > 0 && (argv[i - 1] === '-drive' || argv[i - 1] === '-device') && /(^|,)(id|drive)=seed(,|$)/.test(a));
+    expect(seedArgs).toHaveLength(2);
+    const [drive, device] = seedArgs as [string, string];
+    expect(drive.split(',')).toEqual(expect.arrayContaining(['if=none', 'id=seed', 'format=raw', 'readonly=on']));
+    expect(drive).not.toMatch(/media=cdrom/);
+    // Cloud kernels have no AHCI (q35's CD-ROM controller) and no IDE/SATA/SCSI CD on q35: only virtio-blk-pci will do.
+    expect(device.split(',')[0]).toBe('virtio-blk-pci');
+    expect(device).not.toMatch(/ide|ahci|sata|scsi|usb|bootindex/);
+    expect(argv.join(' ')).not.toMatch(/ide-cd|ide-hd|ahci|scsi-cd|usb-storage/);
   });
 
   it('refuses ids and names that could smuggle options or paths', () => {

@@ -16,7 +16,7 @@ export interface QemuRuntimePaths {
   consoleLog: string;
   /** The VM's qcow2 overlay. */
   disk: string;
-  /** The cloud-init NoCloud seed, attached as a CD-ROM; null for none. */
+  /** The cloud-init NoCloud seed, attached as a read-only virtio disk; null for none. */
   seedIso: string | null;
 }
 
@@ -180,9 +180,9 @@ export function checkNics(nics: readonly QemuNic[]): number[] {
 /**
  * The arguments of `qemu-system-x86_64` for one VM: q35, detached
  * (`-daemonize` + pidfile), QMP and the serial console on unix sockets in the
- * runtime directory, the console logged to a file, a virtio disk and the seed
- * on q35's AHCI CD-ROM, one PCIe root port per NIC slot (so NICs can be
- * hot-plugged later) with each NIC on its slot's port. `graphics=off` makes SeaBIOS print to the serial
+ * runtime directory, the console logged to a file, a virtio disk, one PCIe
+ * root port per NIC slot (so NICs can be hot-plugged later) with each NIC on
+ * its slot's port, and the seed (see `seedDriveArgs`). `graphics=off` makes SeaBIOS print to the serial
  * port, so boot failures show up in the console log. Pure; throws
  * `validation_failed` for anything that could break QEMU's option syntax.
  *
@@ -237,11 +237,24 @@ export function qemuArgv(spec: QemuSpec): string[] {
     if (!/^[\x21-\x2b\x2d-\x7e]{1,200}$/.test(spec.smbiosSerial)) throw invalid('smbios_serial', `SMBIOS serial ${JSON.stringify(spec.smbiosSerial)} must be printable ASCII without spaces or commas`);
     argv.push('-smbios', `type=1,serial=${spec.smbiosSerial}`);
   }
-  if (seed !== null) {
-    argv.push(
-      '-drive', `if=none,id=seed,file=${seed},format=raw,media=cdrom,readonly=on`,
-      '-device', 'ide-cd,drive=seed',
-    );
-  }
+  if (seed !== null) argv.push(...seedDriveArgs(seed));
   return argv;
+}
+
+/** The serial number the seed disk shows the guest (`/dev/disk/by-id/virtio-cidata`). */
+export const SEED_DISK_SERIAL = 'cidata';
+
+/**
+ * The NoCloud seed as a read-only raw virtio-blk disk. Cloud kernels (Debian's
+ * `linux-image-cloud-amd64`, Ubuntu's `-kvm`, ...) carry virtio but no AHCI,
+ * so a CD-ROM on q35's AHCI controller would be invisible to them; cloud-init
+ * finds the seed by its `cidata` label on any block device, a disk included.
+ * No bootindex: the firmware must never try to boot it.
+ */
+export function seedDriveArgs(seedPath: string): string[] {
+  const seed = checkQemuPath('seed_iso', seedPath);
+  return [
+    '-drive', `if=none,id=seed,file=${seed},format=raw,readonly=on`,
+    '-device', `virtio-blk-pci,drive=seed,serial=${SEED_DISK_SERIAL}`,
+  ];
 }

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { rename, rm, stat } from 'node:fs/promises';
+import { open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { FloeError } from '@floe/api';
 import { ExecError, run } from '../../../host/exec.js';
 import { checkQemuPath } from './argv.js';
+import { qcow2OverlayLayout } from './qcow2.js';
 
 /**
  * A VM's disk is a qcow2 overlay on its base image: creating one is O(1)
@@ -38,7 +39,7 @@ function hostError(what: string, err: unknown): unknown {
   return err;
 }
 
-/** The arguments of `qemu-img create` for an overlay on `base` (pure). */
+/** The arguments of `qemu-img create` for an overlay on `base` (pure); ensureOverlay writes the same file itself. */
 export function overlayCreateArgs(base: string, baseFormat: string, overlay: string, sizeBytes: number): string[] {
   if (!/^[a-z0-9]+$/.test(baseFormat)) throw new FloeError('validation_failed', `unknown image format ${JSON.stringify(baseFormat)}`, { field: 'format' });
   if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) throw new FloeError('validation_failed', `disk size must be a positive number of bytes, not ${sizeBytes}`, { field: 'disk_gib' });
@@ -120,14 +121,23 @@ export async function ensureOverlay(base: string, overlay: string, sizeBytes: nu
   }
   checkQemuPath('disk', overlay);
   const baseInfo = await baseImageInfo(checkQemuPath('image', base), opts);
-  const size = Math.max(sizeBytes, baseInfo.virtualSize);
+  // qcow2 sizes are whole 512-byte sectors (qemu-img rounds up the same way).
+  const size = Math.ceil(Math.max(sizeBytes, baseInfo.virtualSize) / 512) * 512;
+  // The same file `qemu-img create` (overlayCreateArgs) makes, written directly: no process to spawn on the hot path.
+  const layout = qcow2OverlayLayout(base, baseInfo.format, size);
   const partial = join(dirname(overlay), `.${basename(overlay)}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    await run(opts.qemuImg ?? QEMU_IMG, overlayCreateArgs(base, baseInfo.format, partial, size), { timeoutMs: 60_000 });
+    const fh = await open(partial, 'wx', 0o644);
+    try {
+      for (const piece of layout.pieces) await fh.write(piece.data, 0, piece.data.length, piece.offset);
+      await fh.truncate(layout.length);
+    } finally {
+      await fh.close();
+    }
     await rename(partial, overlay);
   } catch (err) {
     await rm(partial, { force: true });
-    throw hostError(`cannot create the disk of ${overlay}`, err);
+    throw new FloeError('host_operation_failed', `cannot create the disk of ${overlay}: ${(err as Error).message}`, { path: overlay });
   }
   return { created: true, resized: false, virtualSize: size };
 }
