@@ -11,6 +11,7 @@ import { HostNetworkDriver } from './drivers/net/driver.js';
 import { AGENT_VERSION, checkUnderlay, detectUnderlay, probeFacts, probeKvm } from './facts.js';
 import { joinControlPlane } from './join.js';
 import { parsePortRange, type PortRange } from './metadata/nft.js';
+import { seedVendorData } from './metadata/vendor-data.js';
 import { AgentState } from './state.js';
 
 const HELP = `floe-agent ${AGENT_VERSION}: the floe host agent.
@@ -170,6 +171,8 @@ async function main(argv: string[]): Promise<number> {
     }
   }
   const metadata = values.metadata === 'off' ? false as const : metadataPorts === undefined ? {} : { ports: metadataPorts };
+  // Seeded guests on this host's networks reach the metadata service: their vendor-data asks them to report first boot there too.
+  if (metadata !== false && network !== undefined && driver instanceof QemuDriver) driver.useSeedVendorData(seedVendorData);
 
   const facts = () => probeFacts({
     dataDir, driver: driver.name, ...(accelerator === undefined ? {} : { accelerator }), ...(underlay === null ? {} : { underlay }),

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { firstBootReport } from './reports.js';
-import { floeVendorPart, vendorData } from './vendor-data.js';
+import { desiredInstance } from '@floe/testkit';
+import { floeVendorPart, seedVendorData, vendorData } from './vendor-data.js';
 
 describe('vendorData', () => {
   it("is a MIME multipart with floe's cloud-config part (phone_home, webhook reporter)", () => {
@@ -50,5 +51,19 @@ describe('firstBootReport', () => {
     expect(hook({ ...base, result: 'MAYBE' })).toBeNull();
     expect(firstBootReport('webhook', 'application/x-www-form-urlencoded', 'name=modules-final&result=FAIL', now)).toBeNull();
     expect(firstBootReport('webhook', 'application/json', 'null', now)).toBeNull();
+  });
+});
+
+describe('seedVendorData', () => {
+  const nic = { id: 'nic_1', network_id: 'net_1', vni: 1, index: 0, mac: '52:54:00:00:00:01', ipv4: '10.0.0.5', ipv4_prefix: 24, ipv6: null, ipv6_prefix: null, gateway4: null, gateway6: null, mtu: 1450, dns_servers: [] };
+
+  it("gives a seeded VM with NICs floe's part before its own vendor-data, so it reports first boot to the service", () => {
+    expect(seedVendorData(desiredInstance({ nics: [nic], vendor_data: '#!/bin/sh\necho vendor\n' }))).toBe(vendorData('#!/bin/sh\necho vendor\n'));
+    expect(seedVendorData(desiredInstance({ nics: [nic] }))).toBe(vendorData(null));
+  });
+
+  it('gives a VM without NICs, which cannot reach the service, only its own', () => {
+    expect(seedVendorData(desiredInstance({ nics: [], vendor_data: '#cloud-config\n' }))).toBe('#cloud-config\n');
+    expect(seedVendorData(desiredInstance({}))).toBeNull();
   });
 });

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { DesiredInstance } from '@floe/api';
 
 /** The address guests reach the metadata service at (IPv4). */
 export const METADATA_IPV4 = '169.254.169.254';
@@ -57,4 +58,15 @@ export function vendorData(own: string | null = null, base?: string): string {
   for (const p of parts) lines.push(`--${boundary}`, p.endsWith('\n') ? p.slice(0, -1) : p);
   lines.push(`--${boundary}--`, '');
   return lines.join('\n');
+}
+
+/**
+ * The vendor-data of a VM's seed disk when the metadata service runs on its
+ * host: a VM with NICs reaches the service, so it gets floe's part too and
+ * reports the end of its first boot like a VM without a seed disk; a VM
+ * without NICs gets only its own (or the operator's) vendor-data.
+ */
+export function seedVendorData(vm: DesiredInstance): string | null {
+  const own = vm.vendor_data ?? null;
+  return (vm.nics ?? []).length > 0 ? vendorData(own) : own;
 }

@@ -250,6 +250,7 @@ export class QemuDriver implements VmDriver {
   /** The disk size create() just made or checked, so the next start need not run `qemu-img info` again; used once. */
   private readonly sizedDisks = new Map<string, number>();
   private closed = false;
+  private seedVendorData: ((vm: DesiredInstance) => string | null) | null = null;
 
   constructor(private readonly opts: QemuDriverOptions) {
     if (opts.accelerator !== 'kvm' && opts.accelerator !== 'tcg') throw new Error(`unknown accelerator ${JSON.stringify(opts.accelerator)}`);
@@ -323,7 +324,10 @@ export class QemuDriver implements VmDriver {
           }
         };
         const seedStep = async () => {
-          if (wantsConfigDrive(vm) && !(await exists(this.path(vm.id, 'seed')))) await writeSeedIso(dir, seedFiles(vm));
+          if (wantsConfigDrive(vm) && !(await exists(this.path(vm.id, 'seed')))) {
+            const vendorData = this.seedVendorData?.(vm) ?? null;
+            await writeSeedIso(dir, seedFiles(vm, vendorData === null ? {} : { vendorData }));
+          }
         };
         // Disk and seed are independent files: make them side by side; both finish before any cleanup.
         const steps = await Promise.allSettled([diskStep(), seedStep()]);
@@ -697,6 +701,15 @@ export class QemuDriver implements VmDriver {
   }
 
   /** Close QMP connections, consoles and log followers; the VMs keep running. */
+  /**
+   * Decide the vendor-data of the seed disks this driver writes (default: the
+   * instance's own, from the desired state); the agent sets it when its
+   * metadata service runs, so seeded guests report their first boot too.
+   */
+  useSeedVendorData(decide: (vm: DesiredInstance) => string | null): void {
+    this.seedVendorData = decide;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
