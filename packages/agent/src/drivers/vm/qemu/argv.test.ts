@@ -65,12 +65,12 @@ describe('qemuArgv', () => {
       '-device', 'pcie-root-port,id=nicport5,chassis=6,slot=0,io-reserve=0',
       '-device', 'pcie-root-port,id=nicport6,chassis=7,slot=0,io-reserve=0',
       '-device', 'pcie-root-port,id=nicport7,chassis=8,slot=0,io-reserve=0',
-      '-drive', 'if=none,id=seed,file=/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/seed.iso,format=raw,media=cdrom,readonly=on',
-      '-device', 'ide-cd,drive=seed',
+      '-drive', 'if=none,id=seed,file=/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/seed.iso,format=raw,readonly=on',
+      '-device', 'virtio-blk-pci,drive=seed',
     ]);
   });
 
-  it('uses the host CPU under KVM, writeback caching, and no CD-ROM without a seed', () => {
+  it('uses the host CPU under KVM, writeback caching, and no seed disk without a seed', () => {
     expect(qemuArgv(spec({ accelerator: 'kvm', diskCache: 'writeback', vcpus: 1, memoryMib: 128 }, { seedIso: null }))).toEqual([
       '-name', 'guest=web-1',
       '-machine', 'q35,accel=kvm,graphics=off',

@@ -16,7 +16,7 @@ export interface QemuRuntimePaths {
   consoleLog: string;
   /** The VM's qcow2 overlay. */
   disk: string;
-  /** The cloud-init NoCloud seed, attached as a CD-ROM; null for none. */
+  /** The cloud-init NoCloud seed, attached as a read-only virtio disk; null for none. */
   seedIso: string | null;
 }
 
@@ -172,8 +172,9 @@ export function checkNics(nics: readonly QemuNic[]): number[] {
  * The arguments of `qemu-system-x86_64` for one VM: q35, detached
  * (`-daemonize` + pidfile), QMP and the serial console on unix sockets in the
  * runtime directory, the console logged to a file, a virtio disk and the seed
- * on q35's AHCI CD-ROM, one PCIe root port per NIC slot (so NICs can be
- * hot-plugged later) with each NIC on its slot's port. `graphics=off` makes SeaBIOS print to the serial
+ * as a read-only virtio disk (cloud kernels have virtio but no AHCI), one
+ * PCIe root port per NIC slot (so NICs can be hot-plugged later) with each
+ * NIC on its slot's port. `graphics=off` makes SeaBIOS print to the serial
  * port, so boot failures show up in the console log. Pure; throws
  * `validation_failed` for anything that could break QEMU's option syntax.
  *
@@ -225,8 +226,8 @@ export function qemuArgv(spec: QemuSpec): string[] {
   });
   if (seed !== null) {
     argv.push(
-      '-drive', `if=none,id=seed,file=${seed},format=raw,media=cdrom,readonly=on`,
-      '-device', 'ide-cd,drive=seed',
+      '-drive', `if=none,id=seed,file=${seed},format=raw,readonly=on`,
+      '-device', 'virtio-blk-pci,drive=seed',
     );
   }
   return argv;
