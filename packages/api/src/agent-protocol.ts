@@ -1,4 +1,4 @@
-import type { HostFacts, InstanceSpec, InstanceState } from './resources.js';
+import type { FirstBoot, HostFacts, InstanceSpec, InstanceState } from './resources.js';
 
 /**
  * The agent link: JSON messages over one WebSocket (mutual TLS), agent dials
@@ -83,6 +83,8 @@ export interface DesiredInstance {
   force_stop: boolean;
   /** NICs in slot order; absent from control planes without networking (no NICs). */
   nics?: DesiredNic[];
+  /** The vendor-data the guest gets: the instance's own, else the operator's default; null for none. */
+  vendor_data?: string | null;
 }
 
 /** What the agent observes for one instance. */
@@ -98,6 +100,8 @@ export interface ObservedInstance {
   accelerator: 'kvm' | 'tcg' | 'fake' | null;
   started_at: string | null;
   stopped_at: string | null;
+  /** What the agent saw of first boot; absent or null fields leave what the control plane has. */
+  first_boot?: Partial<FirstBoot>;
 }
 
 /**

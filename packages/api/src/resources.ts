@@ -320,6 +320,8 @@ export const InstanceSpec = Type.Object({
   memory_mib: Type.Integer({ minimum: 128, maximum: 4 * 1024 * 1024 }),
   disk_gib: Type.Integer({ minimum: 1, maximum: 65536 }),
   user_data: Nullable(Type.String({ maxLength: USER_DATA_MAX_BYTES })),
+  vendor_data: Nullable(Type.String({ maxLength: USER_DATA_MAX_BYTES, description: "the instance's own vendor-data; null for the operator's default" })),
+  config_drive: Type.Boolean({ description: 'attach the NoCloud seed disk; false: the guest reads its first-boot data from the metadata service only' }),
   ssh_keys: Type.Array(Type.String({ maxLength: 16384 }), { maxItems: 32 }),
   power_state: PowerState,
   restart_policy: RestartPolicy,
@@ -341,6 +343,25 @@ export const InstanceState = Type.Union([
 ]);
 export type InstanceState = Static<typeof InstanceState>;
 
+/** Where a guest took its first-boot data from: the seed disk or the metadata service. */
+export const FirstBootSource = Type.Union([Type.Literal('config-drive'), Type.Literal('metadata')]);
+export type FirstBootSource = Static<typeof FirstBootSource>;
+
+/**
+ * What is known of a VM's first boot. `fetched_at` is set when the guest read
+ * its data (the seed disk, or the metadata service); `finished_at` and
+ * `result` when the guest reported the end of first boot (cloud-init's
+ * phone_home or its reporting events to the metadata service). Null until then.
+ */
+export const FirstBoot = Type.Object({
+  source: Nullable(FirstBootSource),
+  fetched_at: Nullable(Timestamp),
+  finished_at: Nullable(Timestamp),
+  result: Nullable(Type.Union([Type.Literal('ok'), Type.Literal('failed')])),
+  detail: Nullable(Type.String({ description: 'what the guest said about a failure' })),
+});
+export type FirstBoot = Static<typeof FirstBoot>;
+
 /** What the host reports about a VM. Written only by the agent (and the scheduler for `host`). */
 export const InstanceStatus = Type.Object({
   state: InstanceState,
@@ -350,6 +371,7 @@ export const InstanceStatus = Type.Object({
   observed_revision: Type.Integer({ description: 'spec revision the host last applied' }),
   started_at: Nullable(Timestamp),
   stopped_at: Nullable(Timestamp),
+  first_boot: FirstBoot,
 });
 export type InstanceStatus = Static<typeof InstanceStatus>;
 
@@ -371,6 +393,8 @@ export const InstanceCreate = Type.Object({
   memory_mib: Type.Optional(Type.Integer({ minimum: 128, maximum: 4 * 1024 * 1024 })),
   disk_gib: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536 })),
   user_data: Type.Optional(Type.String({ maxLength: USER_DATA_MAX_BYTES })),
+  vendor_data: Type.Optional(Type.String({ maxLength: USER_DATA_MAX_BYTES, description: "cloud-init vendor-data for this instance instead of the operator's default" })),
+  config_drive: Type.Optional(Type.Boolean({ default: true, description: 'attach the NoCloud seed disk (default); false: first-boot data from the metadata service at 169.254.169.254 only' })),
   ssh_keys: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 16384 }), { maxItems: 32 })),
   start: Type.Optional(Type.Boolean({ default: true, description: 'start the VM once created' })),
   restart_policy: Type.Optional(RestartPolicy),

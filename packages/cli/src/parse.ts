@@ -72,14 +72,14 @@ export function parseSelectors(args: readonly string[]): string[] {
 }
 
 /** Reads a user-data file, refusing files larger than the API accepts. */
-export function readUserData(path: string): string {
+export function readUserData(path: string, what = 'user-data'): string {
   let size: number;
   try {
     size = statSync(path).size;
   } catch {
-    throw new UsageError(`cannot read user-data file ${path}`);
+    throw new UsageError(`cannot read ${what} file ${path}`);
   }
-  if (size > USER_DATA_MAX_BYTES) throw new UsageError(`user-data file ${path} is ${size} bytes; at most ${USER_DATA_MAX_BYTES} are allowed`);
+  if (size > USER_DATA_MAX_BYTES) throw new UsageError(`${what} file ${path} is ${size} bytes; at most ${USER_DATA_MAX_BYTES} are allowed`);
   return readFileSync(path, 'utf8');
 }
 

@@ -115,6 +115,8 @@ function instance(over: Partial<Instance> = {}): Instance {
       memory_mib: 2048,
       disk_gib: 10,
       user_data: null,
+      vendor_data: null,
+      config_drive: true,
       ssh_keys: [],
       power_state: 'running',
       restart_policy: 'never',
@@ -127,6 +129,7 @@ function instance(over: Partial<Instance> = {}): Instance {
       observed_revision: 1,
       started_at: null,
       stopped_at: null,
+      first_boot: { source: null, fetched_at: null, finished_at: null, result: null, detail: null },
     },
     ...over,
   };
@@ -183,6 +186,23 @@ describe('commands call the client', () => {
     ]);
     expect(r.out).toContain('instance web created (inst_01JB8X0Q3E6M2T9K4V7W5YB1C3)');
     expect(r.clients[0]).toMatchObject({ url: 'http://127.0.0.1:1', token: 'tok-secret' });
+  });
+
+  it('instance create takes vendor-data and --no-config-drive, and refuses --wait-boot with --no-start', async () => {
+    const vendor = join(dir, 'vendor.yaml');
+    writeFileSync(vendor, '#cloud-config\ntimezone: UTC\n');
+    const r = await floe(['vm', 'create', 'web', '--image', 'debian-12', '--type', 'small', '--vendor-data', vendor, '--no-config-drive'], {
+      responses: { 'instances.create': () => Promise.resolve({ instance: instance(), operation: op({ kind: 'instance.create' }) }) },
+    });
+    expect(r.code).toBe(0);
+    expect(r.calls[0]?.args[0]).toEqual({ name: 'web', image: 'debian-12', machine_type: 'small', vendor_data: '#cloud-config\ntimezone: UTC\n', config_drive: false });
+    const bad = await floe(['vm', 'create', 'web', '--image', 'debian-12', '--type', 'small', '--no-start', '--wait-boot', '60']);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('--wait-boot needs the instance started');
+    expect(bad.calls).toEqual([]);
+    const missing = await floe(['vm', 'create', 'web', '--image', 'debian-12', '--type', 'small', '--vendor-data', join(dir, 'nope.yaml')]);
+    expect(missing.code).toBe(2);
+    expect(missing.err).toContain('cannot read vendor-data file');
   });
 
   it('passes the project, force and label changes through', async () => {

@@ -41,7 +41,7 @@ FLOE_CA (CA file), FLOE_CONTEXT and FLOE_PROJECT override it.
 
 Examples:
   $ floe login https://floe.example:8443 --token floe_xxx --ca ca.pem
-  $ floe instance create web --image debian-12 --type m1-small --wait
+  $ floe instance create web --image debian-12 --type small --wait
   $ floe vm ls -o json
   $ floe events --kind instance
 `,

@@ -4,7 +4,7 @@
  * @example
  * import { FloeClient, FloeApiError } from '@floe/client';
  * const client = new FloeClient({ url: 'https://floe.example:8443', token: process.env.FLOE_TOKEN, ca });
- * const { instance, operation } = await client.instances.create({ name: 'web', image: 'debian-12', machine_type: 'm1-small' });
+ * const { instance, operation } = await client.instances.create({ name: 'web', image: 'debian-12', machine_type: 'small' });
  * const done = await client.operations.wait(operation);
  */
 export * from './client.js';

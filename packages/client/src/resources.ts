@@ -363,7 +363,7 @@ export class MachineTypesApi extends ListApi<MachineType> {
  * Answer of `POST /v1/instances`: the new instance and the operation creating it.
  *
  * @example
- * const { instance, operation } = await client.instances.create({ name: 'web', image: 'debian-12', machine_type: 'm1-small' });
+ * const { instance, operation } = await client.instances.create({ name: 'web', image: 'debian-12', machine_type: 'small' });
  */
 export interface InstanceCreated {
   operation: Operation;

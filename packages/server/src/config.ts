@@ -1,5 +1,6 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { FloeError } from '@floe/api';
+import { FloeError, USER_DATA_MAX_BYTES } from '@floe/api';
 
 /** Control plane settings, parsed once at start and frozen. */
 export interface Config {
@@ -38,6 +39,8 @@ export interface Config {
    * LISTEN/NOTIFY latency.
    */
   readonly readCacheEntries: number;
+  /** The operator's default cloud-init vendor-data (FLOE_VENDOR_DATA_FILE, read at start); null for none. */
+  readonly vendorData: string | null;
 }
 
 function num(env: NodeJS.ProcessEnv, key: string, fallback: number, min: number, max: number): number {
@@ -104,6 +107,29 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     imageMaxVirtualBytes: num(env, 'FLOE_IMAGE_MAX_VIRTUAL_GIB', 1024, 1, 1024 * 1024) * 1024 ** 3,
     logLevel: env.FLOE_LOG_LEVEL || 'info',
     readCacheEntries: readCacheRaw === 'on' ? readCacheEntries : 0,
+    vendorData: readVendorData(env.FLOE_VENDOR_DATA_FILE, cwd),
   };
   return Object.freeze(config);
+}
+
+/**
+ * The operator's default vendor-data: a `#cloud-config` document, a `#!`
+ * script or a MIME multipart document of at most 64 KiB, checked at start so
+ * a typo fails here and not at every first boot.
+ */
+function readVendorData(file: string | undefined, cwd: string): string | null {
+  if (file === undefined || file === '') return null;
+  let text: string;
+  try {
+    text = readFileSync(path.resolve(cwd, file), 'utf8');
+  } catch (err) {
+    throw new FloeError('validation_failed', `FLOE_VENDOR_DATA_FILE cannot be read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { field: 'FLOE_VENDOR_DATA_FILE' });
+  }
+  if (Buffer.byteLength(text, 'utf8') > USER_DATA_MAX_BYTES) {
+    throw new FloeError('validation_failed', `FLOE_VENDOR_DATA_FILE is larger than ${USER_DATA_MAX_BYTES} bytes`, { field: 'FLOE_VENDOR_DATA_FILE', limit: USER_DATA_MAX_BYTES });
+  }
+  if (!/^(#cloud-config|#!|Content-Type: multipart\/)/i.test(text)) {
+    throw new FloeError('validation_failed', 'FLOE_VENDOR_DATA_FILE must be a #cloud-config document, a #! script or MIME multipart', { field: 'FLOE_VENDOR_DATA_FILE' });
+  }
+  return text;
 }

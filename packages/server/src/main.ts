@@ -31,6 +31,8 @@ Environment:
   FLOE_READ_CACHE_ENTRIES      size of that cache (default 10000)
   FLOE_IMAGE_MAX_UPLOAD_BYTES  largest image file upload in bytes (default 64 GiB)
   FLOE_IMAGE_MAX_VIRTUAL_GIB   largest virtual disk an uploaded image may describe (default 1024)
+  FLOE_VENDOR_DATA_FILE        cloud-init vendor-data every instance gets unless it brings its own
+                               (#cloud-config, #! script or MIME multipart; at most 64 KiB)
   FLOE_LOG_LEVEL               info (default), debug, warn, ...
 `;
 

@@ -7,6 +7,7 @@ import { certificateSerial, createCa, issueClientCert, issueServerCert, signCsr,
 import { loadConfig, type Config } from './config.js';
 import type { Store } from './db/index.js';
 import type { Principal } from './services/context.js';
+import type { HostFacts } from '@floe/api';
 
 /** A control plane for tests: real store, real HTTP(S) on 127.0.0.1, a fresh CA. */
 export interface TestControlPlane {
@@ -86,4 +87,36 @@ export async function prepareAgentDir(cp: TestControlPlane, name: string, dataDi
   await writeFile(path.join(dir, 'ca.crt'), cp.ca.certPem);
   await writeFile(path.join(dir, 'agent.json'), JSON.stringify({ server: cp.url, host_id: id, host_name: name }));
   return { hostId: id, dataDir: dir };
+}
+
+/** Facts of a test host with room for anything (64 CPUs, 128 GiB). */
+export const TEST_HOST_FACTS: HostFacts = {
+  hostname: 'test', agent_version: '0.0.0', arch: 'x86_64', kernel: '6.1.0', cpus: 64, memory_mib: 131_072, disk_free_gib: 100,
+  qemu_version: null, kvm: { present: false, usable: false, detail: 'test host' }, accelerator: 'tcg', wireguard_kernel: false, vm_driver: 'fake',
+};
+
+/** Register a host and mark it online, as its agent's hello would. */
+export async function onlineTestHost(app: App, name: string, facts: Partial<HostFacts> = {}): Promise<string> {
+  const { id } = await app.services.hosts.ensureLocal(name, async () => ({ serial: 'x' }));
+  await app.services.hosts.markOnline(id, { ...TEST_HOST_FACTS, hostname: name, ...facts }, 'test');
+  return id;
+}
+
+/** An answer of `injectJson`, its body decoded. */
+export interface InjectedResponse {
+  status: number;
+  headers: Record<string, unknown>;
+  body: any;
+}
+
+/** A JSON request through the control plane's full HTTP stack (hooks, auth, validation), without a socket. */
+export async function injectJson(
+  cp: TestControlPlane, method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, body?: unknown, token = cp.adminToken,
+): Promise<InjectedResponse> {
+  const res = await cp.app.http.inject({
+    method, url,
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': method === 'PATCH' ? 'application/merge-patch+json' : 'application/json' }) },
+    ...(body === undefined ? {} : { payload: JSON.stringify(body) }),
+  });
+  return { status: res.statusCode, headers: res.headers, body: res.body === '' ? null : JSON.parse(res.body) };
 }

@@ -40,6 +40,8 @@ export function desiredInstance(overrides: DesiredInstanceOverrides = {}): Desir
       memory_mib: 128,
       disk_gib: 1,
       user_data: null,
+      vendor_data: null,
+      config_drive: true,
       ssh_keys: [],
       power_state: 'running',
       restart_policy: 'on-failure',

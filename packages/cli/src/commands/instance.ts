@@ -5,6 +5,7 @@ import { age, mib, oneLine, renderDetails, renderTable, stateColor, type Colors 
 import { checkName, collect, intArg, parseLabels, readSshKeys, readUserData } from '../parse.js';
 import { followOperation } from '../progress.js';
 import { runtimeOf, type CliRuntime } from '../runtime.js';
+import { waitFirstBoot } from './first-boot.js';
 import { registerInstanceIo } from './instance-io.js';
 import { parseNetworkArg } from './network.js';
 import { examples, fetchPage, listOptions, nameMap, type ListFlags } from './shared.js';
@@ -59,12 +60,15 @@ interface CreateFlags {
   memoryMib?: number;
   diskGib?: number;
   userData?: string;
+  vendorData?: string;
+  configDrive: boolean;
   sshKey?: string[];
   label?: string[];
   start: boolean;
   restartPolicy?: RestartPolicy;
   network?: string[];
   wait?: boolean;
+  waitBoot?: number | true;
 }
 
 /** Builds the create body from flags (reading user-data and key files). */
@@ -81,6 +85,8 @@ export function instanceCreateBody(name: string, flags: CreateFlags, project: st
   if (flags.memoryMib !== undefined) body.memory_mib = flags.memoryMib;
   if (flags.diskGib !== undefined) body.disk_gib = flags.diskGib;
   if (flags.userData !== undefined) body.user_data = readUserData(flags.userData);
+  if (flags.vendorData !== undefined) body.vendor_data = readUserData(flags.vendorData, 'vendor-data');
+  if (flags.configDrive === false) body.config_drive = false;
   if (flags.sshKey !== undefined) body.ssh_keys = flags.sshKey.flatMap(readSshKeys);
   if (flags.label !== undefined) body.labels = parseLabels(flags.label);
   if (!flags.start) body.start = false;
@@ -102,7 +108,7 @@ async function reportOperation(rt: CliRuntime, cmd: Command, op: Operation, wait
 export function registerInstance(program: Command): void {
   const instance = program.command('instance').alias('vm').description('create, run and remove virtual machines');
   examples(instance, [
-    'floe instance create web --image debian-12 --type m1-small --ssh-key ~/.ssh/id_ed25519.pub --wait',
+    'floe instance create web --image debian-12 --type small --ssh-key ~/.ssh/id_ed25519.pub --wait',
     'floe vm ls --label env=prod',
     'floe vm stop web --force --wait',
   ]);
@@ -143,27 +149,38 @@ export function registerInstance(program: Command): void {
     .addOption(new Option('--memory-mib <n>', 'memory in MiB (custom size, with --vcpus)').argParser(intArg(128, 4 * 1024 * 1024)))
     .addOption(new Option('--disk-gib <n>', 'disk size in GiB').argParser(intArg(1, 65536)))
     .option('--user-data <file>', 'cloud-init user-data file (first-boot script)')
+    .option('--vendor-data <file>', "cloud-init vendor-data file, instead of the operator's default")
+    .option('--no-config-drive', 'attach no seed disk: the guest reads its first-boot data from the metadata service (169.254.169.254)')
     .option('--ssh-key <file|key>', 'SSH public key, or a file of keys (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--label <key=value>', 'label (repeatable)', collect)
     .option('--network <net[=addresses]>', 'a NIC on this network, optionally with its addresses: lan=10.10.0.7,fd00::7 (repeatable, in slot order)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--no-start', 'create the instance stopped')
     .addOption(new Option('--restart-policy <policy>', 'what to do when the VM stops by itself').choices(['never', 'on-failure', 'always']))
     .option('--wait', 'wait until the instance is created (and started)')
+    .addOption(new Option('--wait-boot [seconds]', 'also wait until the guest reports the end of first boot (default 600 s); implies --wait').argParser(intArg(1, 86_400)))
     .action(async (name: string, flags: CreateFlags, cmd: Command) => {
       const rt = runtimeOf(cmd);
       const body = instanceCreateBody(name, flags, rt.project(cmd));
-      const res = await rt.client(cmd).instances.create(body);
-      if (flags.wait === true) {
+      if (flags.waitBoot !== undefined && body.start === false) throw new UsageError('--wait-boot needs the instance started (drop --no-start)');
+      const client = rt.client(cmd);
+      const res = await client.instances.create(body);
+      if (flags.wait === true || flags.waitBoot !== undefined) {
         await followOperation(rt, cmd, res.operation);
         rt.say(cmd, `instance ${res.instance.name} created (${res.instance.id})`);
+        if (flags.waitBoot !== undefined) {
+          const seconds = flags.waitBoot === true ? 600 : flags.waitBoot;
+          const done = await waitFirstBoot(() => client.instances.get(res.instance.id), seconds * 1000, (m) => rt.say(cmd, m));
+          rt.say(cmd, `first boot of ${done.name} finished`);
+        }
         return;
       }
       rt.print(cmd, res, () => `instance ${res.instance.name} created (${res.instance.id}); operation ${res.operation.id} ${res.operation.status}\n`);
     });
   examples(create, [
-    'floe instance create web --image debian-12 --type m1-small --wait',
+    'floe instance create web --image debian-12 --type small --wait',
+    'floe instance create web --image debian-12 --type small --user-data cloud-config.yaml --wait-boot',
     'floe instance create db --image debian-12 --vcpus 2 --memory-mib 4096 --disk-gib 40 --label env=prod --restart-policy always',
-    'floe instance create job --image debian-12 --type m1-small --user-data ./init.sh --ssh-key ~/.ssh/id_ed25519.pub --no-start',
+    'floe instance create job --image debian-12 --type small --user-data ./init.sh --ssh-key ~/.ssh/id_ed25519.pub --no-start',
   ]);
 
   for (const verb of ['start', 'restart'] as const) {

@@ -1,42 +1,16 @@
-import type { HostFacts, Instance, ObservedInstance } from '@floe/api';
+import type { Instance, ObservedInstance } from '@floe/api';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { App } from '../app.js';
 import { openStore } from '../db/index.js';
 import { storeTargets } from '../db/testing.js';
-import { startTestControlPlane, type TestControlPlane } from '../testing.js';
+import { injectJson, onlineTestHost, startTestControlPlane, type TestControlPlane } from '../testing.js';
 
 // The read cache of GET /v1/instances/{id}, through the HTTP API on both dialects: answers stay fresh
 // after every kind of write, project scoping still applies to cached rows, and on PostgreSQL a write on
 // one control plane reaches another's cache.
 
-const FACTS: HostFacts = {
-  hostname: 'test', agent_version: '0.0.0', arch: 'x86_64', kernel: '6.1.0', cpus: 64, memory_mib: 131_072, disk_free_gib: 100,
-  qemu_version: null, kvm: { present: false, usable: false, detail: 'test host' }, accelerator: 'tcg', wireguard_kernel: false, vm_driver: 'fake',
-};
-
-/** Register a host and mark it online, as its agent's hello would. */
-async function onlineHost(app: App, name: string): Promise<string> {
-  const { id } = await app.services.hosts.ensureLocal(name, async () => ({ serial: 'x' }));
-  await app.services.hosts.markOnline(id, { ...FACTS, hostname: name }, 'test');
-  return id;
-}
-
-interface Res {
-  status: number;
-  headers: Record<string, unknown>;
-  body: any;
-}
-
-/** A request through the control plane's full HTTP stack (hooks, auth, validation), without a socket. */
-async function call(cp: TestControlPlane, method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, body?: unknown, token = cp.adminToken): Promise<Res> {
-  const res = await cp.app.http.inject({
-    method, url,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': method === 'PATCH' ? 'application/merge-patch+json' : 'application/json' }) },
-    ...(body === undefined ? {} : { payload: JSON.stringify(body) }),
-  });
-  return { status: res.statusCode, headers: res.headers, body: res.body === '' ? null : JSON.parse(res.body) };
-}
+const onlineHost = onlineTestHost;
+const call = injectJson;
 
 async function createInstance(cp: TestControlPlane, project: string, name: string): Promise<Instance> {
   const res = await call(cp, 'POST', '/v1/instances', { name, project, image: 'img', vcpus: 1, memory_mib: 128 });

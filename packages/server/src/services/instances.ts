@@ -15,6 +15,7 @@ import type { ImageService, MachineTypeService } from './catalog.js';
 import type { NetworkService } from './networks.js';
 import type { OperationService } from './operations.js';
 import type { ProjectService } from './projects.js';
+import { mergeFirstBoot, NO_FIRST_BOOT, normalizeSpec, normalizeStatus } from './first-boot.js';
 import { placeInstance } from './scheduler.js';
 import { deepFreeze, ReadCache } from './read-cache.js';
 
@@ -26,23 +27,25 @@ export const READ_CACHE_MAX_AGE_MS = 5_000;
 
 /** Row → API shape. */
 export function instanceFromRow(row: InstancesTable): Instance {
-  return { ...baseFields(row), project: row.project, spec: fromJson<InstanceSpec>(row.spec), status: fromJson<InstanceStatus>(row.status) };
+  return { ...baseFields(row), project: row.project, spec: normalizeSpec(fromJson<InstanceSpec>(row.spec)), status: normalizeStatus(fromJson<InstanceStatus>(row.status)) };
 }
 
 /** Row (and its image) → what the agent must make true. */
-export function desiredFromRow(row: InstancesTable, image: DesiredImage | null = null, nics: DesiredNic[] = []): DesiredInstance {
+export function desiredFromRow(row: InstancesTable, image: DesiredImage | null = null, nics: DesiredNic[] = [], defaultVendorData: string | null = null): DesiredInstance {
+  const spec = normalizeSpec(fromJson<InstanceSpec>(row.spec));
   return {
     id: row.id,
     name: row.name,
     project: row.project,
     revision: Number(row.revision),
-    spec: fromJson<InstanceSpec>(row.spec),
+    spec,
     image,
     deleting: row.deleting === 1,
     generation: Number(row.generation),
     restart_generation: Number(row.restart_generation),
     force_stop: row.force_stop === 1,
     nics,
+    vendor_data: spec.vendor_data ?? defaultVendorData,
   };
 }
 
@@ -158,8 +161,11 @@ export class InstanceService {
    */
   async create(principal: Principal, body: InstanceCreate): Promise<CreatedInstance> {
     const project = body.project ?? 'default';
-    if (body.user_data !== undefined && Buffer.byteLength(body.user_data, 'utf8') > USER_DATA_MAX_BYTES) {
-      throw new FloeError('validation_failed', `user_data is larger than ${USER_DATA_MAX_BYTES} bytes`, { field: 'user_data', limit: USER_DATA_MAX_BYTES });
+    for (const field of ['user_data', 'vendor_data'] as const) {
+      const doc = body[field];
+      if (doc !== undefined && Buffer.byteLength(doc, 'utf8') > USER_DATA_MAX_BYTES) {
+        throw new FloeError('validation_failed', `${field} is larger than ${USER_DATA_MAX_BYTES} bytes`, { field, limit: USER_DATA_MAX_BYTES });
+      }
     }
     if (body.machine_type === undefined && (body.vcpus === undefined || body.memory_mib === undefined)) {
       throw new FloeError('validation_failed', 'give machine_type, or both vcpus and memory_mib', { field: 'machine_type' });
@@ -178,6 +184,8 @@ export class InstanceService {
             memory_mib: body.memory_mib ?? type!.spec.memory_mib,
             disk_gib: Math.max(body.disk_gib ?? type?.spec.disk_gib ?? image.spec.min_disk_gib, image.spec.min_disk_gib),
             user_data: body.user_data ?? null,
+            vendor_data: body.vendor_data ?? null,
+            config_drive: body.config_drive ?? true,
             ssh_keys: body.ssh_keys ?? [],
             power_state: body.start === false ? 'stopped' : 'running',
             restart_policy: body.restart_policy ?? 'never',
@@ -186,7 +194,7 @@ export class InstanceService {
             throw new FloeError('validation_failed', `image "${image.name}" needs a disk of at least ${image.spec.min_disk_gib} GiB`, { field: 'disk_gib', minimum: image.spec.min_disk_gib });
           }
           const hostId = await placeInstance(trx, this.ctx.store.dialect, this.ctx.config, { vcpus: spec.vcpus, memory_mib: spec.memory_mib });
-          const status: InstanceStatus = { state: 'scheduled', host: hostId, reason: null, accelerator: null, observed_revision: 0, started_at: null, stopped_at: null };
+          const status: InstanceStatus = { state: 'scheduled', host: hostId, reason: null, accelerator: null, observed_revision: 0, started_at: null, stopped_at: null, first_boot: NO_FIRST_BOOT };
           const row: InstancesTable = {
             ...newBase('instance', body.name, body.labels, metadata),
             project,
@@ -423,7 +431,7 @@ export class InstanceService {
     const rows = await this.ctx.store.db.selectFrom('instances').selectAll().where('host_id', '=', hostId).orderBy('id').execute();
     const images = await this.desiredImages(rows.map((r) => r.image_id));
     const nics = await this.networks.desiredNics(rows.map((r) => r.id));
-    return rows.map((r) => desiredFromRow(r, images.get(r.image_id) ?? null, nics.get(r.id) ?? []));
+    return rows.map((r) => desiredFromRow(r, images.get(r.image_id) ?? null, nics.get(r.id) ?? [], this.ctx.config.vendorData));
   }
 
   /** The desired state of one instance, or null when it is gone. */
@@ -431,7 +439,7 @@ export class InstanceService {
     const row = await this.ctx.store.db.selectFrom('instances').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) return null;
     const nics = await this.networks.desiredNics([row.id]);
-    return desiredFromRow(row, (await this.desiredImages([row.image_id])).get(row.image_id) ?? null, nics.get(row.id) ?? []);
+    return desiredFromRow(row, (await this.desiredImages([row.image_id])).get(row.image_id) ?? null, nics.get(row.id) ?? [], this.ctx.config.vendorData);
   }
 
   /** What agents need to know of images to fetch and cache their files. */
@@ -471,7 +479,7 @@ export class InstanceService {
       const row = await trx.selectFrom('instances').selectAll().where('id', '=', obs.id).executeTakeFirst();
       if (!row || row.host_id !== hostId) return [];
       const out: NewEvent[] = [];
-      const before = fromJson<InstanceStatus>(row.status);
+      const before = normalizeStatus(fromJson<InstanceStatus>(row.status));
       if (obs.state === 'deleted') {
         if (row.deleting !== 1) return []; // a stale report; the instance is wanted
         const nics = await trx.selectFrom('nics').select(['id', 'network_id']).where('instance_id', '=', row.id).execute();
@@ -492,6 +500,7 @@ export class InstanceService {
           observed_revision: obs.observed_revision,
           started_at: obs.started_at,
           stopped_at: obs.stopped_at,
+          first_boot: mergeFirstBoot(before.first_boot, obs.first_boot),
         };
         if (JSON.stringify(status) !== JSON.stringify(before)) {
           await this.forget(trx, row.id);

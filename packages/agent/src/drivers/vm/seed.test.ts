@@ -72,6 +72,12 @@ describe('seedFiles', () => {
     });
   });
 
+  it('takes the vendor-data the control plane sends with the instance', () => {
+    const vm = desiredInstance({ id: ID, name: 'job', vendor_data: '#!/bin/sh\necho vendor\n' });
+    expect(seedFiles(vm)['vendor-data']).toBe('#!/bin/sh\necho vendor\n');
+    expect(seedFiles(desiredInstance({ id: ID, name: 'job', vendor_data: null }))['vendor-data']).toBeUndefined();
+  });
+
   it('refuses names, ids and keys that would break the YAML, and oversized user-data', () => {
     const bad = [
       desiredInstance({ id: ID, name: 'Web\nevil: 1' }),

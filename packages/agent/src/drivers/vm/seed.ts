@@ -74,7 +74,8 @@ export function seedFiles(vm: DesiredInstance, opts: { vendorData?: string } = {
   }
 
   const files: SeedFiles = { 'meta-data': metaData, 'user-data': user };
-  if (opts.vendorData !== undefined) files['vendor-data'] = opts.vendorData;
+  const vendorData = opts.vendorData ?? vm.vendor_data ?? null;
+  if (vendorData !== null) files['vendor-data'] = vendorData;
   // Static addresses from IPAM, so the guest is configured even without DHCP.
   const network = networkConfig(vm.nics ?? []);
   if (network !== null) files['network-config'] = network;
