@@ -63,6 +63,8 @@ export const CLOUD_KERNEL_CMDLINE = `root=UUID=${ROOT_FS_UUID} ro console=tty0 c
 export const ROOTFS_FILES: Readonly<Record<string, string>> = {
   'etc/fstab': `UUID=${ROOT_FS_UUID} / ext4 rw,discard,errors=remount-ro 0 1\n`,
   'etc/hostname': 'localhost\n',
+  // As in Debian's images: cloud-init's locale module then has nothing to generate (en_US.UTF-8 is not built).
+  'etc/default/locale': 'LANG=C.UTF-8\n',
   'etc/hosts': '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\nff02::1 ip6-allnodes\nff02::2 ip6-allrouters\n',
   // Empty: systemd makes a new machine id on first boot, so each instance has its own.
   'etc/machine-id': '',
