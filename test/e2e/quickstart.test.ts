@@ -85,10 +85,18 @@ describe('floe up and the CLI, end to end', () => {
 
   it('creates, lists, stops and deletes a simulated VM', () => {
     expect(floe('image', 'create', 'img1').code).toBe(0);
-    const created = floe('vm', 'create', 't1', '--image', 'img1', '--type', 'nano', '--label', 'env=test', '--wait');
+    const created = floe('vm', 'create', 't1', '--image', 'img1', '--type', 'nano', '--label', 'env=test', '--wait-boot', '60');
     expect(created.code, created.err).toBe(0);
-    const shown = json<{ name: string; status: { state: string }; labels: Record<string, string> }>('vm', 'show', 't1');
+    expect(created.out).toContain('first boot of t1 finished');
+    const shown = json<{ name: string; status: { state: string; first_boot: { source: string; result: string } }; labels: Record<string, string> }>('vm', 'show', 't1');
     expect(shown.status.state).toBe('running');
+    expect(shown.status.first_boot).toMatchObject({ source: 'config-drive', result: 'ok' });
+    // A guest that never fetches its data (the simulated one has no metadata client): --wait-boot says so and fails.
+    const silent = floe('vm', 'create', 't0', '--image', 'img1', '--type', 'nano', '--no-config-drive', '--wait-boot', '3');
+    expect(silent.code, silent.out).toBe(1);
+    expect(silent.err).toContain('never fetched its first-boot data from the metadata service at 169.254.169.254');
+    expect(silent.err).toContain('first_boot_not_fetched');
+    expect(floe('vm', 'rm', 't0', '--yes', '--wait').code).toBe(0);
     expect(shown.labels).toEqual({ env: 'test' });
     const table = floe('vm', 'ls');
     expect(table.code).toBe(0);

@@ -62,7 +62,7 @@ async function openDriver(name: string, dataDir: string, accel: string): Promise
   if (!ACCELERATORS.has(accel)) throw new UsageError(`unknown accelerator "${accel}" (expected auto, kvm or tcg)`);
   switch (name) {
     case 'fake':
-      return { driver: new FakeVmDriver({ stateDir: join(dataDir, 'fake') }) };
+      return { driver: new FakeVmDriver({ stateDir: join(dataDir, 'fake'), simulateFirstBoot: true }) };
     case 'qemu': {
       const accelerator = accel === 'auto' ? ((await probeKvm()).usable ? 'kvm' : 'tcg') : (accel as 'kvm' | 'tcg');
       return { driver: new QemuDriver({ stateDir: join(dataDir, 'vms'), accelerator }), accelerator };

@@ -488,3 +488,43 @@ describe('NIC hot-plug', () => {
     expect(driver.nicsOf(vm.id).map((n) => n.id)).toEqual(['nic_01A3']);
   });
 });
+
+describe('first boot', () => {
+  it('reports what the driver and the metadata service saw with the status, once, and keeps it while the VM runs', async () => {
+    const dir = await tempDir();
+    const { reporter, reconciler } = await setup({ driver: new FakeVmDriver({ stateDir: dir, simulateFirstBoot: true }), dataDir: dir });
+    const vm = desiredInstance();
+    reconciler.setSnapshot([vm]);
+    await waitFor('first boot reported', () => reporter.latest(vm.id)?.first_boot?.finished_at != null);
+    const seen = reporter.latest(vm.id)!;
+    expect(seen.state).toBe('running');
+    expect(seen.first_boot).toMatchObject({ source: 'config-drive', result: 'ok' });
+    expect(seen.first_boot!.fetched_at).toBe(seen.first_boot!.finished_at);
+    expect(reporter.eventsOf(vm.id)).toContain('first-boot');
+
+    // A later report (the metadata service hears cloud-init's failure) replaces the end; the first fetch stays.
+    reconciler.noteFirstBoot(vm.id, { source: 'metadata', fetched_at: '2099-01-01T00:00:00.000Z', finished_at: '2099-01-01T00:00:01.000Z', result: 'failed', detail: 'runcmd' });
+    expect(reporter.latest(vm.id)!.first_boot).toEqual({ ...seen.first_boot, finished_at: '2099-01-01T00:00:01.000Z', result: 'failed', detail: 'runcmd' });
+    const count = reporter.of(vm.id).length;
+    reconciler.noteFirstBoot(vm.id, { finished_at: '2099-01-01T00:00:01.000Z', result: 'failed', detail: 'runcmd' });
+    expect(reporter.of(vm.id).length).toBe(count);
+  });
+
+  it('says nothing of a first boot for a VM without a seed disk, and nothing again after an agent restart', async () => {
+    const dir = await tempDir();
+    const first = await setup({ driver: new FakeVmDriver({ stateDir: dir, simulateFirstBoot: true }), dataDir: dir });
+    const noSeed = desiredInstance({ spec: { config_drive: false } });
+    const seeded = desiredInstance();
+    first.reconciler.setSnapshot([noSeed, seeded]);
+    await waitFor('both running', () => first.reporter.latest(noSeed.id)?.state === 'running' && first.reporter.latest(seeded.id)?.first_boot?.finished_at != null);
+    expect(first.reporter.latest(noSeed.id)!.first_boot).toBeUndefined();
+    await first.reconciler.stop();
+
+    const again = await setup({ driver: new FakeVmDriver({ stateDir: dir, simulateFirstBoot: true }), dataDir: dir });
+    again.reconciler.setSnapshot([noSeed, seeded]);
+    await again.reconciler.whenIdle();
+    await waitFor('status after restart', () => again.reporter.latest(seeded.id)?.state === 'running');
+    expect(again.reporter.latest(seeded.id)!.first_boot).toBeUndefined();
+    expect(again.reporter.eventsOf(seeded.id)).not.toContain('first-boot');
+  });
+});

@@ -1,5 +1,5 @@
 import { pino, type Logger } from 'pino';
-import type { DesiredImage, DesiredInstance, ObservedInstance, VmDriver, VmDriverEvent, VmInfo, VmNic } from '@floe/api';
+import { mergeFirstBoot, NO_FIRST_BOOT, type DesiredImage, type DesiredInstance, type FirstBoot, type ObservedInstance, type VmDriver, type VmDriverEvent, type VmInfo, type VmNic } from '@floe/api';
 import { backoffDelay } from './backoff.js';
 import type { AppliedInstance, AppliedNic, AppliedStore } from './state.js';
 
@@ -97,7 +97,8 @@ function sameObserved(a: ObservedInstance | undefined, b: ObservedInstance): boo
     a.reason === b.reason &&
     a.accelerator === b.accelerator &&
     a.started_at === b.started_at &&
-    a.stopped_at === b.stopped_at
+    a.stopped_at === b.stopped_at &&
+    JSON.stringify(a.first_boot) === JSON.stringify(b.first_boot)
   );
 }
 
@@ -120,6 +121,8 @@ export class Reconciler {
   private applied: Record<string, AppliedInstance> = {};
   private readonly work = new Map<string, Work>();
   private readonly last = new Map<string, ObservedInstance>();
+  /** What was seen of each VM's first boot since the agent started (the control plane keeps it for good). */
+  private readonly firstBoot = new Map<string, FirstBoot>();
   /** Destroyed while the control plane may still list them as deleting. */
   private readonly destroyed = new Set<string>();
   private readonly orphansReported = new Set<string>();
@@ -495,6 +498,7 @@ export class Reconciler {
       stopped_at: this.last.get(id)?.stopped_at ?? new Date().toISOString(),
     };
     this.last.delete(id);
+    this.firstBoot.delete(id);
     w.restartMessage = null;
     this.reporter.status(obs);
   }
@@ -517,7 +521,26 @@ export class Reconciler {
       accelerator: prev?.accelerator ?? null,
       started_at: prev?.started_at ?? null,
       stopped_at: prev?.stopped_at ?? null,
+      ...(this.firstBoot.has(id) ? { first_boot: this.firstBoot.get(id)! } : {}),
     };
+  }
+
+  /**
+   * Something saw a VM take its first-boot data or finish first boot (the VM
+   * driver, the metadata service): remember it and report it with the VM's status.
+   */
+  noteFirstBoot(id: string, seen: Partial<FirstBoot>): void {
+    if (this.stopped || !this.desired.has(id)) return;
+    const before = this.firstBoot.get(id) ?? NO_FIRST_BOOT;
+    const after = mergeFirstBoot(before, seen);
+    if (JSON.stringify(after) === JSON.stringify(before)) return;
+    this.firstBoot.set(id, after);
+    const message = after.finished_at !== before.finished_at
+      ? `first boot finished${after.result === 'failed' ? ` with a failure${after.detail === null ? '' : `: ${after.detail}`}` : ''}`
+      : `the guest fetched its first-boot data from ${after.source === 'metadata' ? 'the metadata service' : 'its seed disk'}`;
+    this.reporter.event(id, 'first-boot', message, { ...after });
+    const last = this.last.get(id);
+    if (last !== undefined && last.state !== 'deleted') this.report({ ...last, first_boot: after });
   }
 
   private fromVm(vm: VmInfo): ObservedInstance {
@@ -536,6 +559,10 @@ export class Reconciler {
 
   private onDriverEvent(event: VmDriverEvent): void {
     if (this.stopped) return;
+    if (event.type === 'first-boot') {
+      if (event.first_boot !== undefined) this.noteFirstBoot(event.id, event.first_boot);
+      return;
+    }
     if (event.type !== 'crashed' && event.type !== 'stopped') {
       this.log.debug({ id: event.id, type: event.type, message: event.message }, 'driver event');
       return;

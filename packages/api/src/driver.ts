@@ -1,4 +1,5 @@
 import type { DesiredInstance, ObservedInstance } from './agent-protocol.js';
+import type { FirstBoot } from './resources.js';
 
 /** Host-side inputs for creating a VM, prepared by the agent before it calls the driver. */
 export interface VmCreateContext {
@@ -68,9 +69,11 @@ export interface VmInfo {
 /** Something a driver tells the agent without being asked (a VM died, a boot finished). */
 export interface VmDriverEvent {
   id: string;
-  type: 'started' | 'stopped' | 'crashed' | 'log';
+  /** `first-boot`: the driver saw the guest take its first-boot data (`first_boot` says what it saw). */
+  type: 'started' | 'stopped' | 'crashed' | 'log' | 'first-boot';
   message: string;
   exit_code?: number | null;
+  first_boot?: Partial<FirstBoot>;
 }
 
 /**

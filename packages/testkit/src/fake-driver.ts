@@ -24,6 +24,8 @@ export interface FakeVmDriverOptions {
   startDelayMs?: number;
   /** How long a graceful `stop` takes (a forced one is immediate). */
   stopDelayMs?: number;
+  /** Simulate a guest that reads its seed and finishes first boot at its first start (a `first-boot` event). */
+  simulateFirstBoot?: boolean;
   /** Make an operation throw for the ids the predicate accepts. */
   failOn?: Partial<Record<FakeDriverOp, (id: string) => boolean>>;
 }
@@ -38,6 +40,10 @@ interface FakeVm {
   pid: number | null;
   /** The VM's NICs with their slots; absent in files written before NICs. */
   nics?: Array<VmNic & { index: number }>;
+  /** The VM has a seed disk its simulated guest reads on first boot (absent: yes). */
+  seed?: boolean;
+  /** The simulated guest has been through its first boot. */
+  booted?: boolean;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -80,7 +86,10 @@ export class FakeVmDriver implements VmDriver {
   async create(vm: DesiredInstance, ctx?: VmCreateContext): Promise<void> {
     this.enter('create', vm.id);
     if (this.vms.has(vm.id)) return;
-    this.vms.set(vm.id, { id: vm.id, name: vm.name, project: vm.project, state: 'stopped', reason: null, started_at: null, pid: null, nics: slotted(ctx?.nics ?? []) });
+    this.vms.set(vm.id, {
+      id: vm.id, name: vm.name, project: vm.project, state: 'stopped', reason: null, started_at: null, pid: null, nics: slotted(ctx?.nics ?? []),
+      seed: vm.spec.config_drive !== false,
+    });
     this.save();
   }
 
@@ -130,6 +139,13 @@ export class FakeVmDriver implements VmDriver {
       current.pid = this.nextPid++;
       this.save();
       this.console(id, `fake VM ${current.name} started\r\nFLOE-FAKE READY ${current.name}\r\n`);
+      if (this.opts.simulateFirstBoot === true && current.booted !== true && current.seed !== false) {
+        // The simulated guest reads its seed and finishes first boot at once, as a guest with cloud-init would report it.
+        current.booted = true;
+        this.save();
+        const at = new Date().toISOString();
+        this.emit({ id, type: 'first-boot', message: 'the guest read its seed disk and finished first boot', first_boot: { source: 'config-drive', fetched_at: at, finished_at: at, result: 'ok' } });
+      }
     }
     return this.info(current);
   }

@@ -1,12 +1,12 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { Instance, ObservedInstance } from '@floe/api';
+import { mergeFirstBoot, NO_FIRST_BOOT, type Instance, type ObservedInstance } from '@floe/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../config.js';
 import { storeTargets } from '../db/testing.js';
 import { injectJson, onlineTestHost, startTestControlPlane, type TestControlPlane } from '../testing.js';
-import { mergeFirstBoot, NO_FIRST_BOOT, normalizeSpec, normalizeStatus } from './first-boot.js';
+import { normalizeSpec, normalizeStatus } from './first-boot.js';
 
 const T1 = '2026-01-01T10:00:00.000Z';
 const T2 = '2026-01-01T10:01:00.000Z';

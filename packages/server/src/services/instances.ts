@@ -1,5 +1,5 @@
 import {
-  FloeError, MAX_NICS, USER_DATA_MAX_BYTES, type DesiredInstance, type HistoryEntry, type Instance, type InstanceCreate, type InstancePatch, type InstanceSpec,
+  FloeError, MAX_NICS, mergeFirstBoot, NO_FIRST_BOOT, USER_DATA_MAX_BYTES, type DesiredInstance, type HistoryEntry, type Instance, type InstanceCreate, type InstancePatch, type InstanceSpec,
   type InstanceStatus, type ObservedInstance, type Operation, type PageOf, type DesiredImage, type DesiredNic, type Nic, type NicRequest,
 } from '@floe/api';
 import { fromJson, isUniqueViolation, nowIso, toJson, transaction } from '../db/index.js';
@@ -15,7 +15,7 @@ import type { ImageService, MachineTypeService } from './catalog.js';
 import type { NetworkService } from './networks.js';
 import type { OperationService } from './operations.js';
 import type { ProjectService } from './projects.js';
-import { mergeFirstBoot, NO_FIRST_BOOT, normalizeSpec, normalizeStatus } from './first-boot.js';
+import { normalizeSpec, normalizeStatus } from './first-boot.js';
 import { placeInstance } from './scheduler.js';
 import { deepFreeze, ReadCache } from './read-cache.js';
 

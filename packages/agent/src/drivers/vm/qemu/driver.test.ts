@@ -388,6 +388,10 @@ describe.skipIf(!haveQemu)('QEMU driver', () => {
         await driver.create(vm, { imagePath });
         await driver.start(vm.id);
         await expect.poll(() => logText(driver, vm.id), { timeout: BOOT_TIMEOUT_MS, interval: 500 }).toMatch(new RegExp(`^${READY_MARKER} hotplug\\r?$`, 'm'));
+        // The guest read its seed on the way to READY, and the driver saw it (once).
+        await expect.poll(() => events.filter((e) => e.id === vm.id && e.type === 'first-boot'), { timeout: 5000 }).toEqual([
+          expect.objectContaining({ first_boot: { source: 'config-drive', fetched_at: expect.any(String) } }),
+        ]);
         const serial = await driver.openConsole(vm.id);
         try {
           await ask(serial, 'ls /sys/class/net; echo listed-$((1 + 1))', /listed-2/);

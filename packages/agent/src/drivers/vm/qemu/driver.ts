@@ -22,6 +22,7 @@ import { checkNics, INSTANCE_ID_RE, nicPortId, nicQmpArgs, QEMU_BINARY, qemuArgv
 import { DEFAULT_LOG_MAX_BYTES, LogFollower, readLogTail, trimLog } from './console-log.js';
 import { ensureOverlay, growDisk } from './disk.js';
 import { connectWithRetry, QmpError, type QmpClient, type QmpEvent } from './qmp.js';
+import { watchSeedReads } from './seed-watch.js';
 
 /** Options of the QEMU driver. */
 export interface QemuDriverOptions {
@@ -84,6 +85,10 @@ interface RunRecord {
 }
 
 /** The QMP connection to one running VM, through which its events arrive. */
+/** How often a started VM's seed drive is looked at until the guest reads it, and for how long at most. */
+const SEED_WATCH_INTERVAL_MS = 1000;
+const SEED_WATCH_MAX_MS = 30 * 60_000;
+
 interface Monitor {
   id: string;
   pid: number;
@@ -875,7 +880,7 @@ export class QemuDriver implements VmDriver {
           qemu_status: status,
         });
       }
-      this.watch(id, pid, client);
+      this.watch(id, pid, client, false);
       this.reasons.delete(id);
       return { id, state: 'running', reason: null, accelerator, started_at: startedAt, pid };
     } catch (err) {
@@ -915,7 +920,7 @@ export class QemuDriver implements VmDriver {
         client.close();
         return this.monitors.get(id) ?? null;
       }
-      const monitor = this.watch(id, pid, client);
+      const monitor = this.watch(id, pid, client, true);
       try {
         const { status } = await client.execute('query-status', undefined, { timeoutMs: 5000 });
         if (status === 'internal-error') await this.failGuest(monitor);
@@ -929,7 +934,8 @@ export class QemuDriver implements VmDriver {
     return p;
   }
 
-  private watch(id: string, pid: number, client: QmpClient): Monitor {
+  // `adopted`: a VM found running after a restart, whose seed may have been read long ago.
+  private watch(id: string, pid: number, client: QmpClient, adopted: boolean): Monitor {
     const monitor: Monitor = { id, pid, client, shutdown: null, quiet: false, fatal: null };
     if (this.closed) {
       // An operation finished after close(): the VM runs on, unwatched, like every other.
@@ -952,6 +958,12 @@ export class QemuDriver implements VmDriver {
       if (!monitor.quiet) this.emit({ id, type: 'log', message: `VM reset (${String(e.data.reason ?? 'unknown')})` });
     });
     client.onClose(() => void this.onMonitorClosed(monitor));
+    watchSeedReads(client, {
+      intervalMs: SEED_WATCH_INTERVAL_MS, maxMs: SEED_WATCH_MAX_MS, requireUnreadFirst: adopted,
+      onRead: (at) => {
+        if (!monitor.quiet) this.emit({ id, type: 'first-boot', message: 'the guest read its seed disk', first_boot: { source: 'config-drive', fetched_at: at } });
+      },
+    });
     return monitor;
   }
 
