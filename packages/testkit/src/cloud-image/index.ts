@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { aptCandidate, resolveKernelPackage, type DebPackage } from '../guest-image/debian.js';
+import { aptCandidates, resolveKernelPackage, type DebPackage } from '../guest-image/debian.js';
 import { runTool, ToolError } from '../guest-image/exec.js';
 import { lock, lockState } from '../guest-image/lock.js';
 import { buildCloudImage, CLOUD_IMAGE_FILE, CloudImageError } from './build.js';
@@ -89,9 +89,9 @@ async function newestCached(cacheDir: string): Promise<CloudImage | null> {
 async function lookUpPackages(): Promise<DebPackage[] | null> {
   try {
     const kernel = await resolveKernelPackage(CLOUD_KERNEL_META_PACKAGE);
-    const others = await Promise.all(CLOUD_IMAGE_PACKAGES.map(async (name) => ({ name, c: await aptCandidate(name) })));
-    if (kernel === null || others.some((o) => o.c === null)) return null;
-    return [kernel, ...others.map((o) => ({ name: o.name, version: o.c!.version }))];
+    const others = await aptCandidates(CLOUD_IMAGE_PACKAGES);
+    if (kernel === null || others === null) return null;
+    return [kernel, ...CLOUD_IMAGE_PACKAGES.map((name) => ({ name, version: others.get(name)! }))];
   } catch (err) {
     if (err instanceof ToolError && err.missing) return null;
     throw err;
@@ -143,7 +143,10 @@ export async function ensureCloudImage(opts: EnsureCloudImageOptions = {}): Prom
   const packages = await lookUpPackages();
   if (packages === null) {
     const newest = await newestCached(cacheDir);
-    if (newest !== null) return newest;
+    if (newest !== null) {
+      log(`apt cannot tell the current package versions; using the cached image ${newest.path}`);
+      return newest;
+    }
     throw new CloudImageError(`apt does not know ${CLOUD_KERNEL_META_PACKAGE} and ${CLOUD_IMAGE_PACKAGES.join(', ')} (run apt-get update), and no cloud image is cached`, 'unavailable');
   }
   const tools = { mmdebstrap: await toolVersion('mmdebstrap'), syslinux: await toolVersion('syslinux'), e2fsprogs: await toolVersion('mke2fs') };
