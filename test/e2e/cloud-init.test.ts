@@ -168,6 +168,9 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
     const json = await ssh('cloud-init status --long --format json');
     const parsed = JSON.parse(json.out) as { status: string; datasource: string; errors: unknown[] };
     expect({ status: parsed.status, datasource: parsed.datasource, errors: parsed.errors }).toEqual({ status: 'done', datasource: 'nocloud', errors: [] });
+    // ds-identify (not a list fixed in the image) chose the data source: it writes what it found here.
+    const identified = await ssh('cat /run/cloud-init/cloud.cfg');
+    expect(identified.out).toMatch(/^datasource_list: \[ ?NoCloud, None ?\]$/m);
     const result = await ssh('cat /run/cloud-init/result.json');
     expect((JSON.parse(result.out) as { v1: { errors: unknown[] } }).v1.errors).toEqual([]);
   }, 120_000);
