@@ -61,11 +61,11 @@ function multipartUserData(boundary: string): string {
   ].join('\n');
 }
 
+// The user's write_files and runcmd replace the vendor's (user-data wins over vendor-data), so the vendor uses bootcmd.
 const VENDOR_DATA = [
   '#cloud-config',
-  'write_files:',
-  '  - path: /etc/floe-e2e/vendor',
-  '    content: "written by vendor-data\\n"',
+  'bootcmd:',
+  '  - [sh, -c, "mkdir -p /etc/floe-e2e && echo written by vendor-data > /etc/floe-e2e/vendor"]',
   '',
 ].join('\n');
 
@@ -179,6 +179,11 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
     const r = await ssh('cat /etc/floe-e2e/written /etc/floe-e2e/runcmd /etc/floe-e2e/script /etc/floe-e2e/vendor');
     expect(r.code, `${r.out}${r.err}`).toBe(0);
     expect(r.out).toBe('written by write_files\nran by runcmd on cloudy\nran by the script as root\nwritten by vendor-data\n');
+    // cloud-init kept both documents as floe delivered them.
+    const kept = await ssh('sudo cat /var/lib/cloud/instance/vendor-data.txt');
+    expect(kept.out).toBe(VENDOR_DATA);
+    const user = await ssh('sudo cat /var/lib/cloud/instance/user-data.txt');
+    expect(user.out).toContain('Content-Type: text/x-shellscript');
   }, 60_000);
 
   it('named the guest after the instance', async () => {

@@ -3,6 +3,7 @@ import { mkdtemp, open, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parseAptShowAll } from '../guest-image/debian.js';
 import { buildBootDisk } from '../guest-image/disk.js';
 import { cloudImageCacheDir } from './index.js';
 import { CLOUD_KERNEL_CMDLINE, ROOTFS_FILES, cloudImageKey, mmdebstrapArgs, rootFsMib } from './recipe.js';
@@ -40,6 +41,12 @@ describe('cloud image recipe', () => {
     expect(cloudImageKey({ packages: [b, a], tools: { mmdebstrap: 'mmdebstrap 1.3.5' } })).toBe(key);
     expect(cloudImageKey({ packages: [a, { ...b, version: '6.1.193-1' }], tools: { mmdebstrap: 'mmdebstrap 1.3.5' } })).not.toBe(key);
     expect(cloudImageKey({ packages: [a, b], tools: { mmdebstrap: 'mmdebstrap 1.3.6' } })).not.toBe(key);
+  });
+
+  it('reads the versions of several packages from one apt-cache show', () => {
+    const text = 'Package: cloud-init\nVersion: 22.4.2-1+deb12u4\nDepends: python3\n\nPackage: netbase\nVersion: 6.4\n\nPackage: netbase\nVersion: 6.3\n';
+    expect([...parseAptShowAll(text)]).toEqual([['cloud-init', '22.4.2-1+deb12u4'], ['netbase', '6.4']]);
+    expect(parseAptShowAll('').size).toBe(0);
   });
 
   it('sizes the root file system with room to spare, in whole MiB', () => {

@@ -62,12 +62,18 @@ export async function aptCandidates(names: readonly string[]): Promise<Map<strin
     if (err instanceof ToolError && !err.missing) return null;
     throw err;
   }
+  const found = parseAptShowAll(stdout);
+  return names.every((n) => found.has(n)) ? found : null;
+}
+
+/** Package → version from the stanzas of one `apt-cache show` (the first stanza of a package counts). Pure. */
+export function parseAptShowAll(text: string): Map<string, string> {
   const found = new Map<string, string>();
-  for (const stanza of stdout.split(/\n\n+/)) {
+  for (const stanza of text.split(/\n\n+/)) {
     const parsed = parseAptShow(stanza);
     if (parsed !== null && !found.has(parsed.package)) found.set(parsed.package, parsed.version);
   }
-  return names.every((n) => found.has(n)) ? found : null;
+  return found;
 }
 
 /**
