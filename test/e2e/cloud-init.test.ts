@@ -161,7 +161,11 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
     if (agent) await kill(agent);
     await cp?.close();
     await ns.cleanup();
-    if (agentDir) await rm(dnsmasqRunDir(path.resolve(agentDir)), { recursive: true, force: true });
+    if (agentDir) {
+      await rm(dnsmasqRunDir(path.resolve(agentDir)), { recursive: true, force: true });
+      // The agent's copy of the image and the VM's overlay: a few hundred MB a run.
+      await rm(agentDir, { recursive: true, force: true });
+    }
     if (keyDir) await rm(keyDir, { recursive: true, force: true });
   }, 120_000);
 
