@@ -50,6 +50,33 @@ export async function aptCandidate(name: string): Promise<{ version: string; dep
 }
 
 /**
+ * The candidate versions of several packages from one `apt-cache` run (apt
+ * loads its cache once, not once a package); null when apt does not know one.
+ */
+export async function aptCandidates(names: readonly string[]): Promise<Map<string, string> | null> {
+  for (const name of names) if (!PACKAGE_RE.test(name)) throw new Error(`bad Debian package name ${name}`);
+  let stdout: string;
+  try {
+    ({ stdout } = await runTool('apt-cache', ['show', '--no-all-versions', ...names], { timeoutMs: 5 * 60_000 }));
+  } catch (err) {
+    if (err instanceof ToolError && !err.missing) return null;
+    throw err;
+  }
+  const found = parseAptShowAll(stdout);
+  return names.every((n) => found.has(n)) ? found : null;
+}
+
+/** Package → version from the stanzas of one `apt-cache show` (the first stanza of a package counts). Pure. */
+export function parseAptShowAll(text: string): Map<string, string> {
+  const found = new Map<string, string>();
+  for (const stanza of text.split(/\n\n+/)) {
+    const parsed = parseAptShow(stanza);
+    if (parsed !== null && !found.has(parsed.package)) found.set(parsed.package, parsed.version);
+  }
+  return found;
+}
+
+/**
  * The kernel image package a meta-package such as `linux-image-amd64` points
  * at (`linux-image-6.1.0-56-amd64`), at its candidate version.
  */

@@ -3,11 +3,12 @@ import { access, open, readFile, stat, truncate, utimes, writeFile } from 'node:
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { runTool } from './exec.js';
-import { buildMbr, SECTOR } from './mbr.js';
+import { buildMbr, SECTOR, type MbrPartition } from './mbr.js';
 
 /**
- * The test image's disk: an MBR (syslinux's boot code) and one bootable FAT16
- * partition holding the kernel, the initramfs and syslinux. Built entirely in
+ * The test images' disks: an MBR (syslinux's boot code), one bootable FAT16
+ * partition holding the kernel, the initramfs and syslinux, and optionally a
+ * root file system partition after it. Built entirely in
  * files with mkfs.vfat, mtools and syslinux's mtools installer: no loop
  * device, no mount, no root.
  */
@@ -16,6 +17,8 @@ import { buildMbr, SECTOR } from './mbr.js';
 export const PARTITION_START = 2048;
 /** MBR type byte of a FAT16 partition addressed by LBA. */
 const FAT16_LBA = 0x0e;
+/** MBR type byte of a Linux file system partition. */
+const LINUX = 0x83;
 const MIB = 1024 * 1024;
 
 /** Places Debian and other distributions keep syslinux's MBR boot code. */
@@ -44,9 +47,11 @@ export type BootFiles = Record<string, string>;
 
 /**
  * Build a raw bootable disk at `out` from the files in `files` (which must
- * include `syslinux.cfg`), using `work` as scratch space.
+ * include `syslinux.cfg`), using `work` as scratch space. `rootPartition`, a
+ * file system image of whole MiB, becomes a second (Linux) partition after
+ * the boot partition.
  */
-export async function buildBootDisk(out: string, files: BootFiles, work: string): Promise<void> {
+export async function buildBootDisk(out: string, files: BootFiles, work: string, opts: { rootPartition?: string } = {}): Promise<void> {
   const mbrBin = await findMbrBin();
   if (mbrBin === null) throw new Error('syslinux MBR boot code (mbr.bin) not found; install the Debian package syslinux-common');
   let payload = 0;
@@ -68,7 +73,16 @@ export async function buildBootDisk(out: string, files: BootFiles, work: string)
   }
   await runTool('syslinux', ['--install', part]);
 
-  const mbr = buildMbr(await readFile(mbrBin), [{ start: PARTITION_START, sectors, type: FAT16_LBA, bootable: true }], 0x666c6f65);
+  const partitions: MbrPartition[] = [{ start: PARTITION_START, sectors, type: FAT16_LBA, bootable: true }];
+  const rootStart = PARTITION_START + sectors;
+  let rootSectors = 0;
+  if (opts.rootPartition !== undefined) {
+    const bytes = (await stat(opts.rootPartition)).size;
+    if (bytes === 0 || bytes % MIB !== 0) throw new Error(`root partition image must be whole MiB, not ${bytes} bytes`);
+    rootSectors = bytes / SECTOR;
+    partitions.push({ start: rootStart, sectors: rootSectors, type: LINUX });
+  }
+  const mbr = buildMbr(await readFile(mbrBin), partitions, 0x666c6f65);
   const disk = await open(out, 'w');
   try {
     await disk.write(mbr, 0, mbr.length, 0);
@@ -76,5 +90,8 @@ export async function buildBootDisk(out: string, files: BootFiles, work: string)
     await disk.close();
   }
   await pipeline(createReadStream(part), createWriteStream(out, { flags: 'r+', start: PARTITION_START * SECTOR }));
-  await truncate(out, (PARTITION_START + sectors) * SECTOR);
+  if (opts.rootPartition !== undefined) {
+    await pipeline(createReadStream(opts.rootPartition), createWriteStream(out, { flags: 'r+', start: rootStart * SECTOR }));
+  }
+  await truncate(out, (rootStart + rootSectors) * SECTOR);
 }

@@ -8,6 +8,7 @@ import { cpioNewc, type CpioEntry } from './cpio.js';
 import { aptCandidate, aptDownload, aptListsStamp, debExtract, resolveKernelPackage, type DebPackage } from './debian.js';
 import { buildBootDisk } from './disk.js';
 import { runTool, ToolError } from './exec.js';
+import { lock, lockState } from './lock.js';
 import {
   CONSOLE_SCRIPT, ETC_FILES, FIRSTBOOT_SCRIPT, GUEST_APPLETS, GUEST_KERNEL_CMDLINE, GUEST_MODULES, INITTAB, POWER_BUTTON_SCRIPT, SHUTDOWN_SCRIPT, UDHCPC_SCRIPT,
   initScript, syslinuxConfig,
@@ -201,59 +202,6 @@ async function lookUpInputs(cacheDir: string, log: (line: string) => void): Prom
   return { kernel, busybox, syslinux, key };
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-type LockState = { state: 'free' } | { state: 'held'; pid: number | null } | { state: 'stale' };
-
-/** Who holds a lock file: nobody, a live process, or a process that died (stale). */
-async function lockState(path: string): Promise<LockState> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { state: 'free' };
-    throw err;
-  }
-  const pid = Number.parseInt(text, 10);
-  if (Number.isInteger(pid) && pid > 0) return alive(pid) ? { state: 'held', pid } : { state: 'stale' };
-  // Created but its pid not written yet: held, unless it stayed empty for long.
-  const age = await stat(path).then((s) => Date.now() - s.mtimeMs, () => null);
-  if (age === null) return { state: 'free' };
-  return age < 10_000 ? { state: 'held', pid: null } : { state: 'stale' };
-}
-
-/** Take `<path>` as a lock file (holding our pid); waits while another live process holds it. */
-async function lock(path: string, log: (line: string) => void): Promise<() => Promise<void>> {
-  const deadline = Date.now() + 20 * 60_000;
-  let told = false;
-  for (;;) {
-    try {
-      const fh = await open(path, 'wx');
-      await fh.writeFile(String(process.pid));
-      await fh.close();
-      return async () => {
-        await unlink(path).catch(() => undefined);
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const holder = await lockState(path);
-    if (holder.state === 'stale') await unlink(path).catch(() => undefined);
-    if (holder.state !== 'held') continue;
-    if (Date.now() > deadline) throw new TestImageError(`lock ${path} held by process ${holder.pid ?? '?'} for too long`, 'build');
-    if (!told) log(`waiting for process ${holder.pid ?? '?'} to finish building the test image`);
-    told = true;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
-
 /** Parents of `path` (a/b/c → a, a/b), outermost first. */
 function parents(path: string): string[] {
   const parts = path.split('/');
@@ -405,7 +353,7 @@ export async function ensureTestImage(opts: EnsureTestImageOptions = {}): Promis
   const p = (async (): Promise<TestImage> => {
     const hit = await cachedImage(target);
     if (hit !== null) return hit;
-    const unlock = await lock(`${target}.lock`, log);
+    const unlock = await lock(`${target}.lock`, log, { what: 'the test image', fail: (message) => new TestImageError(message, 'build') });
     try {
       const again = await cachedImage(target);
       if (again !== null) return again;

@@ -72,6 +72,19 @@ describe('seedFiles', () => {
     });
   });
 
+  it('passes MIME multipart user-data (cloud-config and shell script parts, CRLF lines) through byte for byte', () => {
+    const multipart = [
+      'Content-Type: multipart/mixed; boundary="==b=="', 'MIME-Version: 1.0', '',
+      '--==b==', 'Content-Type: text/cloud-config; charset="us-ascii"', '', '#cloud-config', 'runcmd:', '  - [touch, /x]', '',
+      '--==b==', 'Content-Type: text/x-shellscript; charset="us-ascii"', '', '#!/bin/sh', 'echo hi > /y', '',
+      '--==b==--', '',
+    ].join('\r\n');
+    const files = seedFiles(desiredInstance({ id: ID, name: 'mime', spec: { user_data: multipart, ssh_keys: [KEY_A] } }));
+    expect(files['user-data']).toBe(multipart);
+    // The keys still reach the guest through meta-data, as with any document of the user's.
+    expect(files['meta-data']).toContain(KEY_A);
+  });
+
   it('takes the vendor-data the control plane sends with the instance', () => {
     const vm = desiredInstance({ id: ID, name: 'job', vendor_data: '#!/bin/sh\necho vendor\n' });
     expect(seedFiles(vm)['vendor-data']).toBe('#!/bin/sh\necho vendor\n');
