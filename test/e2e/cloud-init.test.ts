@@ -61,6 +61,15 @@ function multipartUserData(boundary: string): string {
   ].join('\n');
 }
 
+/** The user-data of the VM without a seed disk, which it can only have from the metadata service. */
+const METADATA_USER_DATA = [
+  '#cloud-config',
+  'write_files:',
+  '  - path: /etc/floe-e2e/from-metadata',
+  '    content: "served by the metadata service\\n"',
+  '',
+].join('\n');
+
 // The user's write_files and runcmd replace the vendor's (user-data wins over vendor-data), so the vendor uses bootcmd.
 const VENDOR_DATA = [
   '#cloud-config',
@@ -87,9 +96,13 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
   let agent: ReturnType<typeof startAgentIn> | null = null;
   let agentDir = '';
   let keyDir = '';
+  /** The VM with a seed disk, and the one that has only the metadata service. */
   let vm: Instance;
   let nic: Nic;
   let finished: RegExpExecArray | null = null;
+  let metaVm: Instance;
+  let metaNic: Nic;
+  let metaFinished: RegExpExecArray | null = null;
 
   const logsOf = async (id: string) => {
     const parts: Buffer[] = [];
@@ -97,16 +110,16 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
     return Buffer.concat(parts).toString('utf8');
   };
   /** What went on, for a failure message: the console's end and the agent's log. */
-  const diagnostics = async () => {
-    const consoleLog = await logsOf(vm.name).catch((err: unknown) => `(no console log: ${String(err)})`);
-    const status = await client.instances.get(vm.name).then((i) => JSON.stringify(i.status), (err: unknown) => String(err));
+  const diagnostics = async (of: Instance = vm) => {
+    const consoleLog = await logsOf(of.name).catch((err: unknown) => `(no console log: ${String(err)})`);
+    const status = await client.instances.get(of.name).then((i) => JSON.stringify(i.status), (err: unknown) => String(err));
     return `--- status\n${status}\n--- console (end)\n${consoleLog.slice(-8000)}\n--- agent (end)\n${agent?.output().slice(-3000) ?? ''}`;
   };
   /** Run a command in the guest over ssh from h1 (which reaches the network's bridge). */
-  const ssh = async (command: string) => {
+  const ssh = async (command: string, to: Nic = nic) => {
     const r = await ns.exec(h1, [
       'ssh', '-i', path.join(keyDir, 'id'), '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null',
-      '-o', 'ConnectTimeout=10', '-o', 'LogLevel=ERROR', `debian@${nic.ipv4}`, command,
+      '-o', 'ConnectTimeout=10', '-o', 'LogLevel=ERROR', `debian@${to.ipv4}`, command,
     ], { allowFail: true, timeoutMs: 60_000 });
     return { code: r.code, out: r.stdout, err: r.stderr };
   };
@@ -134,30 +147,49 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
       name: 'cloudy', image: 'debian-12', vcpus: 1, memory_mib: 768, disk_gib: 2, networks: ['lan'],
       ssh_keys: [publicKey], user_data: multipartUserData(`floe-${randomBytes(6).toString('hex')}`), vendor_data: VENDOR_DATA,
     });
+    // No seed disk: cloud-init finds the metadata service through the SMBIOS serial and reads everything from it.
+    const madeMeta = await client.instances.create({
+      name: 'airy', image: 'debian-12', vcpus: 1, memory_mib: 768, disk_gib: 2, networks: ['lan'], config_drive: false,
+      ssh_keys: [publicKey], user_data: METADATA_USER_DATA,
+    });
     vm = made.instance;
-    const op = await client.operations.wait(made.operation.id, { timeoutMs: 180_000 });
-    if (op.status !== 'succeeded') expect.fail(`creating the VM: ${op.status} ${JSON.stringify(op.error ?? null)}\n${await diagnostics()}`);
+    metaVm = madeMeta.instance;
+    for (const [m, of] of [[made, vm], [madeMeta, metaVm]] as const) {
+      const op = await client.operations.wait(m.operation.id, { timeoutMs: 180_000 });
+      if (op.status !== 'succeeded') expect.fail(`creating ${of.name}: ${op.status} ${JSON.stringify(op.error ?? null)}\n${await diagnostics(of)}`);
+    }
     [nic] = (await client.instances.nics(vm.name)) as [Nic];
+    [metaNic] = (await client.instances.nics(metaVm.name)) as [Nic];
 
     // cloud-init's final stage prints its "finished" line on the serial console (console=ttyS0).
     const started = Date.now();
-    const deadline = started + 12 * 60_000;
-    while (finished === null && Date.now() < deadline) {
-      const consoleLog = await logsOf(vm.name);
-      finished = FINISHED_RE.exec(consoleLog);
-      // A login prompt with no word from cloud-init: its generator disabled it (ds-identify found no data source, as
-      // when the seed sits where the guest kernel cannot see it); waiting longer would not help.
-      if (finished === null && /^\S+ login: /m.test(consoleLog) && !consoleLog.includes('Cloud-init v. ')) {
-        expect.fail(`the guest booted to a login prompt but cloud-init never ran (no data source found?)\n${await diagnostics()}`);
+    const deadline = started + 15 * 60_000;
+    while ((finished === null || metaFinished === null) && Date.now() < deadline) {
+      for (const of of [vm, metaVm]) {
+        const consoleLog = await logsOf(of.name);
+        const seen = FINISHED_RE.exec(consoleLog);
+        if (seen !== null && of === vm && finished === null) {
+          finished = seen;
+          console.log(`${of.name}: cloud-init finished ${((Date.now() - started) / 1000).toFixed(0)} s after the VM was created; the guest says: up ${seen[2]} s, ${seen[1]}`);
+        }
+        if (seen !== null && of === metaVm && metaFinished === null) {
+          metaFinished = seen;
+          console.log(`${of.name}: cloud-init finished ${((Date.now() - started) / 1000).toFixed(0)} s after the VM was created; the guest says: up ${seen[2]} s, ${seen[1]}`);
+        }
+        // A login prompt with no word from cloud-init: its generator disabled it (ds-identify found no data source, as
+        // when the seed sits where the guest kernel cannot see it); waiting longer would not help.
+        if (seen === null && /^\S+ login: /m.test(consoleLog) && !consoleLog.includes('Cloud-init v. ')) {
+          expect.fail(`${of.name} booted to a login prompt but cloud-init never ran (no data source found?)\n${await diagnostics(of)}`);
+        }
       }
-      if (finished === null) await new Promise((r) => setTimeout(r, 3000));
+      if (finished === null || metaFinished === null) await new Promise((r) => setTimeout(r, 3000));
     }
-    if (finished === null) expect.fail(`cloud-init did not finish within 12 minutes\n${await diagnostics()}`);
-    console.log(`cloud-init finished ${((Date.now() - started) / 1000).toFixed(0)} s after the VM was created; the guest says: up ${finished[2]} s, ${finished[1]}`);
+    if (finished === null) expect.fail(`cloud-init did not finish within 15 minutes\n${await diagnostics(vm)}`);
+    if (metaFinished === null) expect.fail(`cloud-init did not finish within 15 minutes\n${await diagnostics(metaVm)}`);
   }, 45 * 60_000);
 
   afterAll(async () => {
-    if (client && vm) await client.instances.delete(vm.name, { wait: 60 }).catch(() => undefined);
+    for (const of of [vm, metaVm]) if (client && of) await client.instances.delete(of.name, { wait: 60 }).catch(() => undefined);
     if (agent) await kill(agent);
     await cp?.close();
     await ns.cleanup();
@@ -189,9 +221,11 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
     const r = await ssh('cat /etc/floe-e2e/written /etc/floe-e2e/runcmd /etc/floe-e2e/script /etc/floe-e2e/vendor');
     expect(r.code, `${r.out}${r.err}`).toBe(0);
     expect(r.out).toBe('written by write_files\nran by runcmd on cloudy\nran by the script as root\nwritten by vendor-data\n');
-    // cloud-init kept both documents as floe delivered them.
+    // cloud-init kept both documents as floe delivered them: the vendor-data behind floe's own part (first-boot reports).
     const kept = await ssh('sudo cat /var/lib/cloud/instance/vendor-data.txt');
-    expect(kept.out).toBe(VENDOR_DATA);
+    expect(kept.out).toContain(`\n\n${VENDOR_DATA}`);
+    expect(kept.out).toMatch(/^Content-Type: multipart\/mixed/);
+    expect(kept.out).toContain('phone_home:');
     const user = await ssh('sudo cat /var/lib/cloud/instance/user-data.txt');
     expect(user.out).toContain('Content-Type: text/x-shellscript');
   }, 60_000);
@@ -215,4 +249,32 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
     const rendered = await ssh('cat /etc/netplan/50-cloud-init.yaml');
     expect(rendered.out).toContain(nic.ipv4);
   }, 60_000);
+
+  it('reported the first boot of the seeded VM: the seed read, then the end with its result', async () => {
+    const fb = await eventually(async () => {
+      const i = await client.instances.get(vm.name);
+      return i.status.first_boot.finished_at !== null ? i.status.first_boot : undefined;
+    }, `the end of first boot in the status\n${await diagnostics(vm)}`, 60_000);
+    expect(fb).toMatchObject({ source: 'config-drive', result: 'ok' });
+    expect(fb.fetched_at! <= fb.finished_at!).toBe(true);
+  }, 90_000);
+
+  it('configured a VM without a seed disk from the metadata service alone, and heard its first boot there', async () => {
+    expect(metaFinished![1]).toMatch(/^DataSourceNoCloudNet/);
+    expect(metaFinished![0]).toContain('seed=http://169.254.169.254/');
+    const disks = await ssh('lsblk -dno NAME', metaNic);
+    expect(disks.code, `${disks.out}${disks.err}\n${await diagnostics(metaVm)}`).toBe(0);
+    expect(disks.out.trim().split('\n')).toEqual(['vda']);
+    const r = await ssh('hostname; cat /etc/floe-e2e/from-metadata; cloud-init status', metaNic);
+    expect(r.out).toBe('airy\nserved by the metadata service\nstatus: done\n');
+    // DHCP handed out its IPAM address (NoCloud-net reads no network-config over HTTP).
+    const addr = await ssh('ip -j -4 addr show dev eth0', metaNic);
+    expect(JSON.parse(addr.out)[0].addr_info.map((a: { local: string }) => a.local)).toContain(metaNic.ipv4);
+    const fb = await eventually(async () => {
+      const i = await client.instances.get(metaVm.name);
+      return i.status.first_boot.finished_at !== null ? i.status.first_boot : undefined;
+    }, `the end of first boot in the status\n${await diagnostics(metaVm)}`, 60_000);
+    expect(fb).toMatchObject({ source: 'metadata', result: 'ok' });
+    expect(fb.fetched_at! <= fb.finished_at!).toBe(true);
+  }, 120_000);
 });

@@ -376,10 +376,13 @@ export const FirstBootSource = Type.Union([Type.Literal('config-drive'), Type.Li
 export type FirstBootSource = Static<typeof FirstBootSource>;
 
 /**
- * What is known of a VM's first boot. `fetched_at` is set when the guest read
- * its data (the seed disk, or the metadata service); `finished_at` and
- * `result` when the guest reported the end of first boot (cloud-init's
- * phone_home or its reporting events to the metadata service). Null until then.
+ * What is known of a VM's first boot. `fetched_at` is set when the guest took
+ * its data: its first request to the metadata service (`metadata`), or its
+ * first read of the seed disk (`config-drive`, seen over QMP; the guest's
+ * kernel reads the disk's label whether or not cloud-init then uses it).
+ * `finished_at` and `result` are set when the guest reported the end of first
+ * boot (cloud-init's phone_home, then its webhook report of the final stage,
+ * to the metadata service). Null until then.
  */
 export const FirstBoot = Type.Object({
   source: Nullable(FirstBootSource),

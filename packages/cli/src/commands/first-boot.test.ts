@@ -23,7 +23,7 @@ function vm(firstBoot: Partial<FirstBoot>, extra: { state?: Instance['status']['
 describe('--wait-boot', () => {
   it('waits while the guest has not fetched, or fetched and not finished', () => {
     expect(firstBootVerdict(vm({}), false)).toEqual({ done: false, message: 'waiting for the guest to fetch its first-boot data' });
-    expect(firstBootVerdict(vm({ source: 'metadata', fetched_at: 'x' }), false)).toEqual({ done: false, message: 'first-boot data read from the metadata service; waiting for the guest to finish' });
+    expect(firstBootVerdict(vm({ source: 'metadata', fetched_at: 'x' }), false)).toEqual({ done: false, message: 'the guest fetched its first-boot data from the metadata service; waiting for it to finish first boot' });
   });
 
   it('ends well when the guest reported the end, and with first_boot_failed when it reported a failure', () => {
@@ -37,7 +37,7 @@ describe('--wait-boot', () => {
   it('says clearly, at the deadline, that the guest never fetched its data, and from where it should have', () => {
     expect(firstBootVerdict(vm({}), true)).toMatchObject({ code: 'first_boot_not_fetched', message: expect.stringContaining('never fetched its first-boot data from its seed disk (label cidata)') });
     expect(firstBootVerdict(vm({}, { configDrive: false }), true)).toMatchObject({ code: 'first_boot_not_fetched', message: expect.stringContaining('metadata service at 169.254.169.254') });
-    expect(firstBootVerdict(vm({ source: 'config-drive', fetched_at: 'x' }), true)).toMatchObject({ code: 'first_boot_timeout', message: expect.stringContaining('read its first-boot data from its seed disk') });
+    expect(firstBootVerdict(vm({ source: 'config-drive', fetched_at: 'x' }), true)).toMatchObject({ code: 'first_boot_timeout', message: expect.stringContaining('read its seed disk but did not report the end of first boot') });
   });
 
   it('polls until done, telling each new state once, and throws a CliError with the code', async () => {
@@ -45,7 +45,7 @@ describe('--wait-boot', () => {
     const said: string[] = [];
     const done = await waitFirstBoot(async () => seq.shift()!, 10_000, (m) => said.push(m), 1);
     expect(done.status.first_boot.result).toBe('ok');
-    expect(said).toEqual(['waiting for the guest to fetch its first-boot data', 'first-boot data read from the metadata service; waiting for the guest to finish']);
+    expect(said).toEqual(['waiting for the guest to fetch its first-boot data', 'the guest fetched its first-boot data from the metadata service; waiting for it to finish first boot']);
     const err = await waitFirstBoot(async () => vm({}), 30, () => {}, 5).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CliError);
     expect((err as CliError).code).toBe('first_boot_not_fetched');

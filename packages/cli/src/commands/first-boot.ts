@@ -14,7 +14,7 @@ export type FirstBootVerdict =
  */
 export function firstBootVerdict(i: Instance, timedOut: boolean): FirstBootVerdict {
   const fb = i.status.first_boot;
-  const from = fb.source === 'metadata' ? 'the metadata service' : 'its seed disk';
+  const seen = fb.source === 'metadata' ? 'fetched its first-boot data from the metadata service' : 'read its seed disk';
   if (fb.finished_at !== null) {
     if (fb.result === 'failed') {
       return { done: true, ok: false, code: 'first_boot_failed', message: `first boot of ${i.name} failed${fb.detail === null ? '' : `: ${fb.detail}`} (see "floe vm logs ${i.name}")` };
@@ -25,7 +25,7 @@ export function firstBootVerdict(i: Instance, timedOut: boolean): FirstBootVerdi
     return { done: true, ok: false, code: 'first_boot_failed', message: `${i.name} is ${i.status.state} before first boot finished${i.status.reason === null ? '' : `: ${i.status.reason}`}` };
   }
   if (!timedOut) {
-    return { done: false, message: fb.fetched_at === null ? 'waiting for the guest to fetch its first-boot data' : `first-boot data read from ${from}; waiting for the guest to finish` };
+    return { done: false, message: fb.fetched_at === null ? 'waiting for the guest to fetch its first-boot data' : `the guest ${seen}; waiting for it to finish first boot` };
   }
   if (fb.fetched_at === null) {
     const where = i.spec.config_drive ? 'its seed disk (label cidata) or the metadata service' : 'the metadata service at 169.254.169.254';
@@ -36,7 +36,8 @@ export function firstBootVerdict(i: Instance, timedOut: boolean): FirstBootVerdi
   }
   return {
     done: true, ok: false, code: 'first_boot_timeout',
-    message: `the guest of ${i.name} read its first-boot data from ${from} but did not report the end of first boot in time (it reports through the metadata service; see "floe vm logs ${i.name}")`,
+    message: `the guest of ${i.name} ${seen} but did not report the end of first boot in time: does the image run cloud-init, `
+      + `and can the guest reach 169.254.169.254? (see "floe vm logs ${i.name}")`,
   };
 }
 
