@@ -261,7 +261,8 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
 
   it('configured a VM without a seed disk from the metadata service alone, and heard its first boot there', async () => {
     expect(metaFinished![1]).toMatch(/^DataSourceNoCloudNet/);
-    expect(metaFinished![0]).toContain('seed=http://169.254.169.254/');
+    // ds-identify found the seed's URL in the SMBIOS serial (dmi).
+    expect(metaFinished![0]).toContain('[seed=dmi,http://169.254.169.254/]');
     const disks = await ssh('lsblk -dno NAME', metaNic);
     expect(disks.code, `${disks.out}${disks.err}\n${await diagnostics(metaVm)}`).toBe(0);
     expect(disks.out.trim().split('\n')).toEqual(['vda']);

@@ -257,6 +257,10 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
 
     await succeeds((await client.instances.removeNic('a', nic.id)).id, 150_000);
     await shells.a!.until('! test -e /sys/class/net/eth1', 'eth1 to disappear', 60_000);
+    // The test guest's DHCP client moved its default route to eth1, which took it along: give a its route on lan back.
+    const lan = await client.networks.get('lan');
+    await shells.a!.sh(`ip route replace default via ${lan.status.gateway4} dev eth0`);
+    await shells.a!.until(`ip route | grep -q "default via ${lan.status.gateway4} dev eth0"`, 'a default route on eth0 again', 10_000);
     // Its tap is gone from the host too.
     const links = await ns.exec(h1, ['ip', '-o', 'link', 'show']);
     expect(links.stdout).not.toContain(`${tapName(nic.id)}:`);
