@@ -109,3 +109,22 @@ export const ID_PREFIX = {
 } as const;
 /** Resource kinds that have ids. */
 export type Kind = keyof typeof ID_PREFIX;
+
+/**
+ * A byte count as people read it, in powers of 1024 with one decimal
+ * (`512 B`, `12.3 MiB`); the CLI and the control plane's progress messages
+ * show sizes alike.
+ *
+ * @example
+ * formatBytes(3 * 1024 * 1024) // '3.0 MiB'
+ */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+}

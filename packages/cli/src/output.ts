@@ -1,5 +1,6 @@
 import Table from 'cli-table3';
 import pc from 'picocolors';
+import { formatBytes } from '@floe/api';
 
 /** Output formats of `--output`. */
 export const OUTPUT_FORMATS = ['table', 'json'] as const;
@@ -96,17 +97,9 @@ export function mib(n: number | null | undefined): string {
   return `${Number.isInteger(gib) ? gib : gib.toFixed(1)} GiB`;
 }
 
-/** Bytes as `12.3 MiB` etc. */
+/** Bytes as `12.3 MiB` etc.; `-` when unknown. */
 export function bytes(n: number | null | undefined): string {
-  if (n === null || n === undefined) return '-';
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+  return n === null || n === undefined ? '-' : formatBytes(n);
 }
 
 /** `k=v,k2=v2` for a label map. */

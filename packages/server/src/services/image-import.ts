@@ -1,5 +1,5 @@
 import { rm } from 'node:fs/promises';
-import { FloeError, type ErrorBody, type Image, type ImageImport, type ImageImported, type Operation } from '@floe/api';
+import { FloeError, formatBytes, type ErrorBody, type Image, type ImageImport, type ImageImported, type Operation } from '@floe/api';
 import { forUpdate, isUniqueViolation, nowIso, toJson, transaction } from '../db/index.js';
 import type { ImagesTable, OperationsTable } from '../db/schema.js';
 import { imageFromRow } from './catalog.js';
@@ -21,18 +21,6 @@ const HEARTBEAT_EVERY_MS = 15_000;
 const STALE_AFTER_MS = 2 * 60_000;
 /** Share of the progress bar the download takes; checks and conversion take the rest. */
 const DOWNLOAD_SHARE = 90;
-
-/** `12.0 MiB`, as progress messages show sizes. */
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
-}
 
 /** The progress message of a download: `downloading 12.0 MiB of 100.0 MiB`. */
 export function downloadMessage(done: number, total: number | null): string {
