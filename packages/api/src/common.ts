@@ -1,5 +1,8 @@
 import { Type, type Static, type TSchema } from 'typebox';
 
+/** A schema that also admits null. */
+export const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+
 /** A DNS label: lower-case letters, digits and hyphens, 1-63 chars, no leading or trailing hyphen. */
 export const NAME_PATTERN = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$';
 
