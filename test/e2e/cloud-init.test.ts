@@ -268,9 +268,13 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
     expect(disks.out.trim().split('\n')).toEqual(['vda']);
     const r = await ssh('hostname; cat /etc/floe-e2e/from-metadata; cloud-init status', metaNic);
     expect(r.out).toBe('airy\nserved by the metadata service\nstatus: done\n');
-    // DHCP handed out its IPAM address (NoCloud-net reads no network-config over HTTP).
-    const addr = await ssh('ip -j -4 addr show dev eth0', metaNic);
-    expect(JSON.parse(addr.out)[0].addr_info.map((a: { local: string }) => a.local)).toContain(metaNic.ipv4);
+    // DHCP handed out its IPAM address (NoCloud-net reads no network-config over HTTP, so cloud-init's fallback
+    // configures the first NIC under the kernel's name for it).
+    const addr = await ssh('ip -j addr show', metaNic);
+    expect(addr.code, addr.err).toBe(0);
+    const links = JSON.parse(addr.out) as { address: string; addr_info: { family: string; local: string }[] }[];
+    const v4 = links.find((l) => l.address === metaNic.mac)?.addr_info.filter((a) => a.family === 'inet').map((a) => a.local);
+    expect(v4).toEqual([metaNic.ipv4]);
     const fb = await eventually(async () => {
       const i = await client.instances.get(metaVm.name);
       return i.status.first_boot.finished_at !== null ? i.status.first_boot : undefined;
