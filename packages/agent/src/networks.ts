@@ -2,7 +2,7 @@ import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { FloeError, type DesiredInstance, type DesiredNetwork } from '@floe/api';
-import { backoffDelay } from './backoff.js';
+import { PassLoop } from './pass-loop.js';
 import type { HostNetworkDriver } from './drivers/net/driver.js';
 import { bridgeName, checkCidr, checkId, checkIfName, checkIp, NET_ID_RE } from './drivers/net/names.js';
 import type { GatewayMode, NetSpec, NicSpec } from './drivers/net/types.js';
@@ -119,12 +119,7 @@ export class NetworkReconciler {
   private networks: DesiredNetwork[] | null = null;
   /** Instances on this host (not being deleted): their NICs are local. */
   private instances = new Map<string, DesiredInstance>();
-  private running: Promise<void> | null = null;
-  private again = false;
-  private timer: NodeJS.Timeout | null = null;
-  private resyncTimer: NodeJS.Timeout | null = null;
-  private attempt = 0;
-  private stopped = false;
+  private readonly loop: PassLoop;
   private firewallApplied = false;
   private uplink: string | null | undefined;
   /** Networks the last pass built here, by id: taps can only be plugged into these. */
@@ -133,18 +128,17 @@ export class NetworkReconciler {
   constructor(private readonly opts: NetworkReconcilerOptions) {
     this.log = opts.logger ?? pino({ level: 'silent' });
     this.uplink = opts.natUplink;
+    this.loop = new PassLoop(() => this.pass(), {
+      ...(opts.retryBackoff === undefined ? {} : { retryBackoff: opts.retryBackoff }),
+      ...(opts.resyncIntervalMs === undefined ? {} : { resyncIntervalMs: opts.resyncIntervalMs }),
+    });
   }
 
   /** The full list of this host's networks (snapshot or `networks` message). */
   setNetworks(networks: DesiredNetwork[]): void {
     this.networks = networks;
-    if (this.resyncTimer === null && !this.stopped) {
-      // Drift (a bridge deleted by hand, a dnsmasq killed) is found by looking again now and then.
-      this.resyncTimer = setInterval(() => {
-        if (this.running === null && this.timer === null) this.kick();
-      }, this.opts.resyncIntervalMs ?? 30_000);
-      this.resyncTimer.unref();
-    }
+    // Drift (a bridge deleted by hand, a dnsmasq killed) is found by looking again now and then.
+    this.loop.startResync();
     this.kick();
   }
 
@@ -191,36 +185,16 @@ export class NetworkReconciler {
 
   /** Wait for the pass in flight (tests, shutdown). */
   async settled(): Promise<void> {
-    while (this.running !== null) await this.running;
+    await this.loop.settled();
   }
 
   /** Stop retrying; the host's networks stay as they are (guests keep their connectivity). */
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
-    if (this.resyncTimer !== null) clearInterval(this.resyncTimer);
-    this.resyncTimer = null;
-    await this.settled();
+    await this.loop.stop();
   }
 
   private kick(): void {
-    if (this.stopped || this.networks === null) return;
-    if (this.timer !== null) {
-      clearTimeout(this.timer);
-      this.timer = null;
-    }
-    if (this.running !== null) {
-      this.again = true;
-      return;
-    }
-    this.running = this.pass().finally(() => {
-      this.running = null;
-      if (this.again) {
-        this.again = false;
-        this.kick();
-      }
-    });
+    if (this.networks !== null) this.loop.kick();
   }
 
   private async pass(): Promise<void> {
@@ -300,18 +274,7 @@ export class NetworkReconciler {
       }
     }
 
-    if (!failed) {
-      this.attempt = 0;
-      return;
-    }
-    const { initialMs, maxMs } = this.opts.retryBackoff ?? { initialMs: 1000, maxMs: 30_000 };
-    const delay = backoffDelay(this.attempt++, initialMs, maxMs);
-    if (!this.stopped) {
-      this.timer = setTimeout(() => {
-        this.timer = null;
-        this.kick();
-      }, delay);
-      this.timer.unref();
-    }
+    // Each failure was logged where it happened; the loop retries the whole pass with backoff.
+    if (failed) throw new Error('network pass failed');
   }
 }

@@ -1,6 +1,6 @@
 import { pino, type Logger } from 'pino';
 import type { DesiredInstance, DesiredNetwork } from '@floe/api';
-import { backoffDelay } from '../backoff.js';
+import { PassLoop } from '../pass-loop.js';
 import { gatewayMac } from '../drivers/net/builders.js';
 import { checkId } from '../drivers/net/names.js';
 import type { RunOptions, RunResult } from '../host/exec.js';
@@ -77,17 +77,12 @@ export class MetadataService {
   private instances = new Map<string, DesiredInstance>();
   private byNic = new Map<string, DesiredInstance>();
   private publicNets = new Set<string>();
-  private running: Promise<void> | null = null;
-  private again = false;
-  private timer: NodeJS.Timeout | null = null;
-  private attempt = 0;
-  private stopped = false;
+  private readonly loop: PassLoop;
   private appliedRules: string | null = null;
   /** The last ruleset logged: a resync that applies the same rules again says so only at debug level. */
   private loggedRules: string | null = null;
   /** Ports another process holds: never handed out again while the agent runs. */
   private readonly taken = new Set<number>();
-  private resyncTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: MetadataServiceOptions) {
     this.log = opts.logger ?? pino({ level: 'silent' });
@@ -98,11 +93,16 @@ export class MetadataService {
       ...(opts.onFirstBoot === undefined ? {} : { onFirstBoot: opts.onFirstBoot }),
       ...(opts.host === undefined ? {} : { host: opts.host }),
     });
-    this.resyncTimer = setInterval(() => {
-      this.appliedRules = null;
-      if (this.running === null && this.timer === null) this.kick();
-    }, opts.resyncIntervalMs ?? 30_000);
-    this.resyncTimer.unref();
+    this.loop = new PassLoop(() => this.pass(), {
+      ...(opts.retryBackoff === undefined ? {} : { retryBackoff: opts.retryBackoff }),
+      ...(opts.resyncIntervalMs === undefined ? {} : { resyncIntervalMs: opts.resyncIntervalMs }),
+      onResync: () => { this.appliedRules = null; },
+      onFailure: (err, delay) => {
+        this.appliedRules = null;
+        this.log.warn({ err: (err as Error).message, retry_in_ms: delay }, 'metadata service pass failed');
+      },
+    });
+    this.loop.startResync();
   }
 
   /** The instances of a snapshot (those being deleted lose their listeners). */
@@ -133,17 +133,12 @@ export class MetadataService {
 
   /** Wait for the pass in flight. */
   async settled(): Promise<void> {
-    while (this.running !== null) await this.running;
+    await this.loop.settled();
   }
 
   /** Stop: listeners close, the rules stay (a restarted agent replaces them; until then requests are refused). */
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
-    if (this.resyncTimer !== null) clearInterval(this.resyncTimer);
-    this.resyncTimer = null;
-    await this.settled();
+    await this.loop.stop();
     await this.server.stop();
   }
 
@@ -172,64 +167,34 @@ export class MetadataService {
   }
 
   private kick(): void {
-    if (this.stopped) return;
-    if (this.timer !== null) {
-      clearTimeout(this.timer);
-      this.timer = null;
-    }
-    if (this.running !== null) {
-      this.again = true;
-      return;
-    }
-    this.running = this.pass().finally(() => {
-      this.running = null;
-      if (this.again) {
-        this.again = false;
-        this.kick();
-      }
-    });
+    this.loop.kick();
   }
 
   private async pass(): Promise<void> {
-    try {
-      let plan = planMetadata(this.instances.values(), this.publicNets, this.ports, this.range, this.taken);
-      for (let tries = 0; ; tries++) {
-        const busy = await this.openAll(plan.nics);
-        if (busy.length === 0 || tries > 8) break;
-        // A port another process holds: its NIC takes another one.
-        for (const [nic, port] of busy) {
-          this.taken.add(port);
-          this.ports.delete(nic);
-          this.log.warn({ nic, port }, 'metadata port in use by another process; taking another');
-        }
-        plan = planMetadata(this.instances.values(), this.publicNets, this.ports, this.range, this.taken);
+    let plan = planMetadata(this.instances.values(), this.publicNets, this.ports, this.range, this.taken);
+    for (let tries = 0; ; tries++) {
+      const busy = await this.openAll(plan.nics);
+      if (busy.length === 0 || tries > 8) break;
+      // A port another process holds: its NIC takes another one.
+      for (const [nic, port] of busy) {
+        this.taken.add(port);
+        this.ports.delete(nic);
+        this.log.warn({ nic, port }, 'metadata port in use by another process; taking another');
       }
-      const { nics, ruleset } = plan;
-      const byNic = new Map<string, DesiredInstance>();
-      for (const vm of this.instances.values()) for (const n of vm.nics ?? []) byNic.set(n.id, vm);
-      this.byNic = byNic;
-      if (ruleset !== this.appliedRules) {
-        await this.opts.exec(['nft', '-f', '-'], { input: ruleset });
-        this.appliedRules = ruleset;
-        if (ruleset !== this.loggedRules) this.log.info({ nics: nics.length }, 'metadata rules applied');
-        else this.log.debug({ nics: nics.length }, 'metadata rules applied again');
-        this.loggedRules = ruleset;
-      }
-      const keep = new Set(nics.map((n) => n.nicId));
-      for (const nic of this.server.ports().keys()) if (!keep.has(nic)) await this.server.close(nic);
-      this.attempt = 0;
-    } catch (err) {
-      const { initialMs, maxMs } = this.opts.retryBackoff ?? { initialMs: 1000, maxMs: 30_000 };
-      const delay = backoffDelay(this.attempt++, initialMs, maxMs);
-      this.log.warn({ err: (err as Error).message, retry_in_ms: delay }, 'metadata service pass failed');
-      this.appliedRules = null;
-      if (!this.stopped) {
-        this.timer = setTimeout(() => {
-          this.timer = null;
-          this.kick();
-        }, delay);
-        this.timer.unref();
-      }
+      plan = planMetadata(this.instances.values(), this.publicNets, this.ports, this.range, this.taken);
     }
+    const { nics, ruleset } = plan;
+    const byNic = new Map<string, DesiredInstance>();
+    for (const vm of this.instances.values()) for (const n of vm.nics ?? []) byNic.set(n.id, vm);
+    this.byNic = byNic;
+    if (ruleset !== this.appliedRules) {
+      await this.opts.exec(['nft', '-f', '-'], { input: ruleset });
+      this.appliedRules = ruleset;
+      if (ruleset !== this.loggedRules) this.log.info({ nics: nics.length }, 'metadata rules applied');
+      else this.log.debug({ nics: nics.length }, 'metadata rules applied again');
+      this.loggedRules = ruleset;
+    }
+    const keep = new Set(nics.map((n) => n.nicId));
+    for (const nic of this.server.ports().keys()) if (!keep.has(nic)) await this.server.close(nic);
   }
 }
