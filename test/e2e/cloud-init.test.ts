@@ -115,6 +115,14 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
     const status = await client.instances.get(of.name).then((i) => JSON.stringify(i.status), (err: unknown) => String(err));
     return `--- status\n${status}\n--- console (end)\n${consoleLog.slice(-8000)}\n--- agent (end)\n${agent?.output().slice(-3000) ?? ''}`;
   };
+  /** The instance's first_boot once the guest reported the end of its first boot. */
+  const firstBootEnd = async (of: Instance) => {
+    const end = async () => {
+      const fb = (await client.instances.get(of.name)).status.first_boot;
+      return fb.finished_at !== null ? fb : undefined;
+    };
+    return eventually(end, 'the end of first boot in the status', 60_000).catch(async (err: unknown) => expect.fail(`${String(err)}\n${await diagnostics(of)}`));
+  };
   /** Run a command in the guest over ssh from h1 (which reaches the network's bridge). */
   const ssh = async (command: string, to: Nic = nic) => {
     const r = await ns.exec(h1, [
@@ -251,10 +259,7 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
   }, 60_000);
 
   it('reported the first boot of the seeded VM: the seed read, then the end with its result', async () => {
-    const fb = await eventually(async () => {
-      const i = await client.instances.get(vm.name);
-      return i.status.first_boot.finished_at !== null ? i.status.first_boot : undefined;
-    }, `the end of first boot in the status\n${await diagnostics(vm)}`, 60_000);
+    const fb = await firstBootEnd(vm);
     expect(fb).toMatchObject({ source: 'config-drive', result: 'ok' });
     expect(fb.fetched_at! <= fb.finished_at!).toBe(true);
   }, 90_000);
@@ -275,10 +280,7 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
     const links = JSON.parse(addr.out) as { address: string; addr_info: { family: string; local: string }[] }[];
     const v4 = links.find((l) => l.address === metaNic.mac)?.addr_info.filter((a) => a.family === 'inet').map((a) => a.local);
     expect(v4).toEqual([metaNic.ipv4]);
-    const fb = await eventually(async () => {
-      const i = await client.instances.get(metaVm.name);
-      return i.status.first_boot.finished_at !== null ? i.status.first_boot : undefined;
-    }, `the end of first boot in the status\n${await diagnostics(metaVm)}`, 60_000);
+    const fb = await firstBootEnd(metaVm);
     expect(fb).toMatchObject({ source: 'metadata', result: 'ok' });
     expect(fb.fetched_at! <= fb.finished_at!).toBe(true);
   }, 120_000);

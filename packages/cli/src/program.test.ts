@@ -10,6 +10,7 @@ import { configPath, loadConfig, saveContext } from './config.js';
 import { age, mib, renderTable } from './output.js';
 import { labelPatch } from './parse.js';
 import { run } from './program.js';
+import { OutputBuffer as Buf } from './testing.js';
 
 const NOW = Date.parse('2025-01-02T00:00:00.000Z');
 
@@ -43,15 +44,6 @@ function fakeClient(responses: Responses, calls: Call[]): FloeClient {
       },
     },
   ) as FloeClient;
-}
-
-class Buf {
-  text = '';
-  constructor(readonly isTTY = false) {}
-  write(s: string): boolean {
-    this.text += s;
-    return true;
-  }
 }
 
 let dir: string;

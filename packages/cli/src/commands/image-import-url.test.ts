@@ -13,18 +13,10 @@ import { startTestControlPlane, type TestControlPlane } from '../../../server/sr
 import { UsageError } from '../errors.js';
 import { run } from '../program.js';
 import { isUrlSource, urlImportBody, type UrlImportFlags } from './image-import-url.js';
+import { OutputBuffer as Buf } from '../testing.js';
 
 const QEMU_IMG = spawnSync('qemu-img', ['--version']).status === 0;
 if (!QEMU_IMG) console.warn('[floe] image URL import tests skipped: qemu-img is not installed (Debian package qemu-utils)');
-
-class Buf {
-  text = '';
-  constructor(readonly isTTY = false) {}
-  write(s: string): boolean {
-    this.text += s;
-    return true;
-  }
-}
 
 const HEX = 'ab'.repeat(32);
 

@@ -12,20 +12,12 @@ import { storeTargets } from '../../../server/src/db/testing.js';
 import { startTestControlPlane, type TestControlPlane } from '../../../server/src/testing.js';
 import { run } from '../program.js';
 import { uploadLine } from './image-import.js';
+import { OutputBuffer as Buf } from '../testing.js';
 
 const QEMU_IMG = spawnSync('qemu-img', ['--version']).status === 0;
 if (!QEMU_IMG) console.warn('[floe] image import tests skipped: qemu-img is not installed (Debian package qemu-utils)');
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../../../..');
-
-class Buf {
-  text = '';
-  constructor(readonly isTTY = false) {}
-  write(s: string): boolean {
-    this.text += s;
-    return true;
-  }
-}
 
 const sha256Of = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 

@@ -5,6 +5,7 @@ import { FloeApiError, type FloeClient, type LogsOptions } from '@floe/client';
 import { describe, expect, it } from 'vitest';
 import { run } from '../program.js';
 import { cpuTime, splitAtDetach, statsTable } from './instance-io.js';
+import { OutputBuffer as Buf } from '../testing.js';
 
 const STATS: InstanceStats = {
   at: '2025-01-02T00:00:00.000Z',
@@ -16,14 +17,6 @@ const STATS: InstanceStats = {
   net_rx_bytes: null,
   net_tx_bytes: 3 * 1024 * 1024 * 1024,
 };
-
-class Buf {
-  text = '';
-  write(s: string | Uint8Array): boolean {
-    this.text += typeof s === 'string' ? s : Buffer.from(s).toString('utf8');
-    return true;
-  }
-}
 
 interface Calls {
   logs: Array<{ id: string; options: LogsOptions }>;
