@@ -52,9 +52,20 @@ const agent = new Agent({
   server: data.server,
   driver,
   facts: async () => facts,
-  ...(net === undefined ? {} : { network: { host: new HostNetworkDriver({ stateDir: net.stateDir, underlay: net.underlay, netns: net.netns }), stateDir: net.stateDir } }),
+  ...(net === undefined
+    ? {}
+    : {
+        network: {
+          host: new HostNetworkDriver({ stateDir: net.stateDir, underlay: net.underlay, netns: net.netns }),
+          stateDir: net.stateDir,
+        },
+      }),
   // Its listeners would open in this process's namespace, not the simulated host's.
   metadata: false,
 });
 
-serveAgentJobs<AgentJob>(parentPort!, agent, async () => (await driver.list()).filter((vm) => vm.state === 'running').length);
+serveAgentJobs<AgentJob>(
+  parentPort!,
+  agent,
+  async () => (await driver.list()).filter((vm) => vm.state === 'running').length,
+);

@@ -88,11 +88,29 @@ const busyUs = (r: GetResult) => (r.busyMs * 1000) / r.requests;
  * the machine hits them alike; this thread's event-loop utilization during
  * each window gives the server's own cost per request.
  */
-async function measureGets(load: BenchWorker<LoadJob>, targets: Array<{ target: Target; path: string }>): Promise<GetResult[]> {
-  const job = (t: { target: Target; path: string }, durationMs: number): LoadJob => ({ kind: 'rate', target: t.target, path: t.path, connections: CONNECTIONS, durationMs });
+async function measureGets(
+  load: BenchWorker<LoadJob>,
+  targets: Array<{ target: Target; path: string }>,
+): Promise<GetResult[]> {
+  const job = (t: { target: Target; path: string }, durationMs: number): LoadJob => ({
+    kind: 'rate',
+    target: t.target,
+    path: t.path,
+    connections: CONNECTIONS,
+    durationMs,
+  });
   try {
     for (const t of targets) await load.call<RateResult>(job(t, WARMUP_MS));
-    const out: GetResult[] = targets.map(() => ({ requests: 0, seconds: 0, non2xx: 0, errors: 0, latencies: [], perWindow: [], busyMs: 0, wallMs: 0 }));
+    const out: GetResult[] = targets.map(() => ({
+      requests: 0,
+      seconds: 0,
+      non2xx: 0,
+      errors: 0,
+      latencies: [],
+      perWindow: [],
+      busyMs: 0,
+      wallMs: 0,
+    }));
     for (let round = 0; round < ROUNDS; round++) {
       for (const [i, t] of targets.entries()) {
         const before = performance.eventLoopUtilization();
@@ -138,7 +156,11 @@ async function profiled<T>(name: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-async function until<T>(check: () => Promise<T | false | undefined> | T | false | undefined, what: string, timeoutMs: number): Promise<T> {
+async function until<T>(
+  check: () => Promise<T | false | undefined> | T | false | undefined,
+  what: string,
+  timeoutMs: number,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await check();
@@ -157,7 +179,13 @@ function prepareAgent(cp: TestControlPlane, name: string): Promise<{ hostId: str
 async function startBareFastify(cp: TestControlPlane): Promise<{ url: string; close: () => Promise<void> }> {
   const app = Fastify({
     logger: false,
-    https: { key: cp.pki.server.keyPem, cert: cp.pki.server.certPem, ca: [cp.pki.caPem], requestCert: true, rejectUnauthorized: false },
+    https: {
+      key: cp.pki.server.keyPem,
+      cert: cp.pki.server.certPem,
+      ca: [cp.pki.caPem],
+      requestCert: true,
+      rejectUnauthorized: false,
+    },
     forceCloseConnections: true,
   });
   app.get('/', async () => ({ hello: 'world' }));
@@ -169,7 +197,11 @@ async function startBareFastify(cp: TestControlPlane): Promise<{ url: string; cl
 /** Copy one real instance row `count` times under new ids and names: valid rows, seeded without the API's per-row cost. */
 async function seedInstances(cp: TestControlPlane, templateName: string, count: number): Promise<void> {
   const db = cp.store.db;
-  const template = await db.selectFrom('instances').selectAll().where('name', '=', templateName).executeTakeFirstOrThrow();
+  const template = await db
+    .selectFrom('instances')
+    .selectAll()
+    .where('name', '=', templateName)
+    .executeTakeFirstOrThrow();
   const BATCH = 500;
   await transaction(cp.store, async (trx) => {
     for (let done = 0; done < count; done += BATCH) {
@@ -209,24 +241,42 @@ async function benchStore(target: StoreTarget, load: BenchWorker<LoadJob>): Prom
     const prepared = await prepareAgent(cp, 'bench-host');
     agentDir = prepared.dataDir;
     agent = new BenchWorker<AgentJob>(new URL('./agent-worker.ts', import.meta.url), {
-      dataDir: prepared.dataDir, server: cp.url, cpus: AGENT_CPUS, memoryMib: AGENT_MEMORY_MIB,
+      dataDir: prepared.dataDir,
+      server: cp.url,
+      cpus: AGENT_CPUS,
+      memoryMib: AGENT_MEMORY_MIB,
     } satisfies AgentWorkerData);
     await agent.call({ kind: 'start' });
-    await until(async () => (await client.hosts.get(prepared.hostId)).status.state === 'online', 'the agent to connect', 60_000);
+    await until(
+      async () => (await client.hosts.get(prepared.hostId)).status.state === 'online',
+      'the agent to connect',
+      60_000,
+    );
     await client.images.create({ name: 'bench' });
 
     const finished = new Map<string, { status: string; at: number }>();
     const unsubscribe = cp.app.services.bus.subscribe((e: Event) => {
       if (e.kind !== 'operation') return;
       const op = e.data.operation as Operation | undefined;
-      if (op && (op.status === 'succeeded' || op.status === 'failed' || op.status === 'cancelled')) finished.set(op.id, { status: op.status, at: epochMs() });
+      if (op && (op.status === 'succeeded' || op.status === 'failed' || op.status === 'cancelled'))
+        finished.set(op.id, { status: op.status, at: epochMs() });
     });
     const creates = await profiled(`${target.name}-create`, async () => {
       const result = await load.call<CreatesResult>({
-        kind: 'creates', target: floe, count: CREATES, concurrency: CREATE_CONCURRENCY, namePrefix: 'bench-', image: 'bench', machineType: 'nano',
+        kind: 'creates',
+        target: floe,
+        count: CREATES,
+        concurrency: CREATE_CONCURRENCY,
+        namePrefix: 'bench-',
+        image: 'bench',
+        machineType: 'nano',
       });
       try {
-        await until(() => result.operationIds.every((id) => finished.has(id)), 'every create operation to end', 120_000);
+        await until(
+          () => result.operationIds.every((id) => finished.has(id)),
+          'every create operation to end',
+          120_000,
+        );
       } catch (err) {
         log(`${tag} ${(err as Error).message}`);
       }
@@ -236,11 +286,14 @@ async function benchStore(target: StoreTarget, load: BenchWorker<LoadJob>): Prom
     const ends = creates.operationIds.map((id) => finished.get(id));
     const succeeded = ends.filter((e) => e?.status === 'succeeded').length;
     const failed = ends.filter((e) => e !== undefined && e.status !== 'succeeded').length;
-    const allSucceededS = succeeded === CREATES ? (Math.max(...ends.map((e) => e!.at)) - creates.startedAt) / 1000 : null;
+    const allSucceededS =
+      succeeded === CREATES ? (Math.max(...ends.map((e) => e!.at)) - creates.startedAt) / 1000 : null;
     const running = await agent.call<number>({ kind: 'count' });
     const createS = (creates.endedAt - creates.startedAt) / 1000;
-    log(`${tag} POST /v1/instances x${CREATES} (c=${CREATE_CONCURRENCY}): ${JSON.stringify(creates.statuses)} in ${createS.toFixed(2)} s = ${fmt(CREATES / createS)} req/s; ` +
-      `operations succeeded ${succeeded}, failed ${failed}, all succeeded after ${fmt(allSucceededS, 2)} s; the agent runs ${running} fake VMs`);
+    log(
+      `${tag} POST /v1/instances x${CREATES} (c=${CREATE_CONCURRENCY}): ${JSON.stringify(creates.statuses)} in ${createS.toFixed(2)} s = ${fmt(CREATES / createS)} req/s; ` +
+        `operations succeeded ${succeeded}, failed ${failed}, all succeeded after ${fmt(allSucceededS, 2)} s; the agent runs ${running} fake VMs`,
+    );
     if (creates.firstError) log(`${tag} first create error: ${creates.firstError}`);
     await agent.call({ kind: 'stop' });
     await agent.close();
@@ -248,9 +301,18 @@ async function benchStore(target: StoreTarget, load: BenchWorker<LoadJob>): Prom
 
     // ---- seed to 10,000 instances
     const seedStart = performance.now();
-    const existing = Number((await cp.store.db.selectFrom('instances').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+    const existing = Number(
+      (
+        await cp.store.db
+          .selectFrom('instances')
+          .select((eb) => eb.fn.countAll().as('n'))
+          .executeTakeFirstOrThrow()
+      ).n,
+    );
     await seedInstances(cp, 'bench-00000', TOTAL_INSTANCES - existing);
-    log(`${tag} seeded ${TOTAL_INSTANCES - existing} instances (copies of a created one) in ${((performance.now() - seedStart) / 1000).toFixed(2)} s`);
+    log(
+      `${tag} seeded ${TOTAL_INSTANCES - existing} instances (copies of a created one) in ${((performance.now() - seedStart) / 1000).toFixed(2)} s`,
+    );
 
     // ---- 1. GET one instance vs bare Fastify, same transport and load
     const instance = await client.instances.get('bench-00000');
@@ -259,27 +321,45 @@ async function benchStore(target: StoreTarget, load: BenchWorker<LoadJob>): Prom
     let get: GetResult;
     try {
       [bare, get] = (await profiled(`${target.name}-get`, () =>
-        measureGets(load, [{ target: { ...floe, origin: bareServer.url }, path: '/' }, { target: floe, path: `/v1/instances/${instance.id}` }]))) as [GetResult, GetResult];
+        measureGets(load, [
+          { target: { ...floe, origin: bareServer.url }, path: '/' },
+          { target: floe, path: `/v1/instances/${instance.id}` },
+        ]),
+      )) as [GetResult, GetResult];
     } finally {
       await bareServer.close();
     }
-    const describe = (r: GetResult) => `${fmt(rps(r))} req/s, p50 ${fmt(percentile(r.latencies, 0.5), 2)} ms, ` +
+    const describe = (r: GetResult) =>
+      `${fmt(rps(r))} req/s, p50 ${fmt(percentile(r.latencies, 0.5), 2)} ms, ` +
       `server thread ${fmt((100 * r.busyMs) / r.wallMs, 0)}% busy = ${fmt(busyUs(r), 0)} µs/request, non-2xx ${r.non2xx}, errors ${r.errors}`;
     log(`${tag} bare Fastify GET /: ${describe(bare)}`);
     log(`${tag} floe GET /v1/instances/{id}: ${describe(get)}`);
     const windows = get.perWindow.map((n, i) => n / bare.perWindow[i]!);
-    log(`${tag} ratio ${(rps(get) / rps(bare)).toFixed(2)}x (per window: ${windows.map((r) => r.toFixed(2)).join(', ')}); ` +
-      `floe's server work per request is ${(busyUs(get) / busyUs(bare)).toFixed(1)}x bare Fastify's`);
+    log(
+      `${tag} ratio ${(rps(get) / rps(bare)).toFixed(2)}x (per window: ${windows.map((r) => r.toFixed(2)).join(', ')}); ` +
+        `floe's server work per request is ${(busyUs(get) / busyUs(bare)).toFixed(1)}x bare Fastify's`,
+    );
     if (Math.max(...windows) > 1.5 * Math.min(...windows)) {
-      log(`${tag} WARNING: the ratio varied a lot between windows, so something else was using the CPUs; rerun on a quiet machine`);
+      log(
+        `${tag} WARNING: the ratio varied a lot between windows, so something else was using the CPUs; rerun on a quiet machine`,
+      );
     }
 
     // ---- 3. list pages out of 10,000
-    const list = await profiled(`${target.name}-list`, () => load.call<WalkResult>({ kind: 'walk', target: floe, path: `/v1/instances?limit=${LIST_LIMIT}`, requests: LIST_REQUESTS }));
+    const list = await profiled(`${target.name}-list`, () =>
+      load.call<WalkResult>({
+        kind: 'walk',
+        target: floe,
+        path: `/v1/instances?limit=${LIST_LIMIT}`,
+        requests: LIST_REQUESTS,
+      }),
+    );
     const lat = sorted(list.latencies);
     const deep = sorted(list.latencies.filter((_, i) => list.pages[i]! >= 90));
-    log(`${tag} GET /v1/instances?limit=${LIST_LIMIT} x${LIST_REQUESTS}: p50 ${fmt(percentile(lat, 0.5), 2)} ms, p95 ${fmt(percentile(lat, 0.95), 2)} ms, ` +
-      `first request (cold) ${fmt(list.latencies[0], 2)} ms, pages 90-99 p50 ${fmt(percentile(deep, 0.5), 2)} ms; items per full walk ${JSON.stringify(list.itemsPerWalk)}, non-2xx ${list.non2xx}`);
+    log(
+      `${tag} GET /v1/instances?limit=${LIST_LIMIT} x${LIST_REQUESTS}: p50 ${fmt(percentile(lat, 0.5), 2)} ms, p95 ${fmt(percentile(lat, 0.95), 2)} ms, ` +
+        `first request (cold) ${fmt(list.latencies[0], 2)} ms, pages 90-99 p50 ${fmt(percentile(deep, 0.5), 2)} ms; items per full walk ${JSON.stringify(list.itemsPerWalk)}, non-2xx ${list.non2xx}`,
+    );
     return { name: target.name, version, bare, get, creates, allSucceededS, succeeded, failed, running, list };
   } finally {
     await client.close();
@@ -289,38 +369,85 @@ async function benchStore(target: StoreTarget, load: BenchWorker<LoadJob>): Prom
   }
 }
 
-const loadavg = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
+const loadavg = () =>
+  os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
 
 async function main(): Promise<void> {
   const cpus = os.cpus();
-  log(`floe API benchmark — ${cpus.length} CPU(s) (${cpus[0]?.model ?? 'unknown'}), ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Node.js ${process.version}, ` +
-    `${os.platform()} ${os.release()}, load average ${loadavg()} before the run`);
-  log(`GET: ${CONNECTIONS} keep-alive HTTPS connections, ${WARMUP_MS / 1000} s warm-up + ${DURATION_MS / 1000} s measured per server ` +
-    `(${ROUNDS} windows, bare Fastify and floe taking turns); creates: ${CREATES} at concurrency ${CREATE_CONCURRENCY}; ` +
-    `list: ${LIST_REQUESTS} sequential pages of ${LIST_LIMIT} out of ${TOTAL_INSTANCES.toLocaleString('en')} instances`);
-  log(`The load generator and the agent run in worker threads of this process. The agent is a real floe Agent (mutual TLS link, reconciler) ` +
-    `with the in-memory fake VM driver; it reports ${AGENT_CPUS} CPUs and ${AGENT_MEMORY_MIB / 1024} GiB instead of this machine's ${cpus.length} CPUs and ` +
-    `${Math.round(os.totalmem() / 2 ** 30)} GiB, so the host has room for every create (overcommit settings are the defaults; placement still checks capacity).`);
+  log(
+    `floe API benchmark — ${cpus.length} CPU(s) (${cpus[0]?.model ?? 'unknown'}), ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Node.js ${process.version}, ` +
+      `${os.platform()} ${os.release()}, load average ${loadavg()} before the run`,
+  );
+  log(
+    `GET: ${CONNECTIONS} keep-alive HTTPS connections, ${WARMUP_MS / 1000} s warm-up + ${DURATION_MS / 1000} s measured per server ` +
+      `(${ROUNDS} windows, bare Fastify and floe taking turns); creates: ${CREATES} at concurrency ${CREATE_CONCURRENCY}; ` +
+      `list: ${LIST_REQUESTS} sequential pages of ${LIST_LIMIT} out of ${TOTAL_INSTANCES.toLocaleString('en')} instances`,
+  );
+  log(
+    `The load generator and the agent run in worker threads of this process. The agent is a real floe Agent (mutual TLS link, reconciler) ` +
+      `with the in-memory fake VM driver; it reports ${AGENT_CPUS} CPUs and ${AGENT_MEMORY_MIB / 1024} GiB instead of this machine's ${cpus.length} CPUs and ` +
+      `${Math.round(os.totalmem() / 2 ** 30)} GiB, so the host has room for every create (overcommit settings are the defaults; placement still checks capacity).`,
+  );
   log('');
 
   const started = performance.now();
-  const results = await BenchWorker.using<LoadJob, StoreResults<StoreResult>>(new URL('./load-worker.ts', import.meta.url), (load) =>
-    benchEachStore(log, (target) => benchStore(target, load)));
+  const results = await BenchWorker.using<LoadJob, StoreResults<StoreResult>>(
+    new URL('./load-worker.ts', import.meta.url),
+    (load) => benchEachStore(log, (target) => benchStore(target, load)),
+  );
   const { names, cell } = results;
   const ratio = (r: StoreResult) => rps(r.get) / rps(r.bare);
   const p50 = (r: StoreResult) => percentile(sorted(r.list.latencies), 0.5);
-  const met = (f: (r: StoreResult) => boolean) => names.map((n) => `${n} ${cell(n, (r) => (f(r) ? 'yes' : 'NO'))}`).join(', ');
+  const met = (f: (r: StoreResult) => boolean) =>
+    names.map((n) => `${n} ${cell(n, (r) => (f(r) ? 'yes' : 'NO'))}`).join(', ');
   const rows: string[][] = [
     ['bare Fastify GET / (req/s, baseline)', ...names.map((n) => cell(n, (r) => fmt(rps(r.bare)))), 'baseline', ''],
     ['GET /v1/instances/{id} (req/s)', ...names.map((n) => cell(n, (r) => fmt(rps(r.get)))), '', ''],
-    ['server µs/request, floe / bare', ...names.map((n) => cell(n, (r) => `${fmt(busyUs(r.get), 0)} / ${fmt(busyUs(r.bare), 0)}`)), 'reported', ''],
-    ['GET ratio to bare Fastify', ...names.map((n) => cell(n, (r) => `${ratio(r).toFixed(2)}x`)), `>= ${GET_TARGET.toFixed(2)}x`, met((r) => ratio(r) >= GET_TARGET)],
-    [`POST /v1/instances (req/s, c=${CREATE_CONCURRENCY})`, ...names.map((n) => cell(n, (r) => fmt(CREATES / ((r.creates.endedAt - r.creates.startedAt) / 1000)))), 'reported', ''],
-    [`all ${CREATES} create operations succeeded (s)`, ...names.map((n) => cell(n, (r) => (r.allSucceededS === null ? `${r.succeeded}/${CREATES} only` : fmt(r.allSucceededS, 2)))), 'reported', ''],
-    [`list ?limit=${LIST_LIMIT} of 10k, p50 (ms)`, ...names.map((n) => cell(n, (r) => fmt(p50(r), 2))), `<= ${LIST_P50_TARGET_MS} ms`, met((r) => p50(r) <= LIST_P50_TARGET_MS)],
-    [`list ?limit=${LIST_LIMIT} of 10k, p95 (ms)`, ...names.map((n) => cell(n, (r) => fmt(percentile(sorted(r.list.latencies), 0.95), 2))), 'reported', ''],
+    [
+      'server µs/request, floe / bare',
+      ...names.map((n) => cell(n, (r) => `${fmt(busyUs(r.get), 0)} / ${fmt(busyUs(r.bare), 0)}`)),
+      'reported',
+      '',
+    ],
+    [
+      'GET ratio to bare Fastify',
+      ...names.map((n) => cell(n, (r) => `${ratio(r).toFixed(2)}x`)),
+      `>= ${GET_TARGET.toFixed(2)}x`,
+      met((r) => ratio(r) >= GET_TARGET),
+    ],
+    [
+      `POST /v1/instances (req/s, c=${CREATE_CONCURRENCY})`,
+      ...names.map((n) => cell(n, (r) => fmt(CREATES / ((r.creates.endedAt - r.creates.startedAt) / 1000)))),
+      'reported',
+      '',
+    ],
+    [
+      `all ${CREATES} create operations succeeded (s)`,
+      ...names.map((n) =>
+        cell(n, (r) => (r.allSucceededS === null ? `${r.succeeded}/${CREATES} only` : fmt(r.allSucceededS, 2))),
+      ),
+      'reported',
+      '',
+    ],
+    [
+      `list ?limit=${LIST_LIMIT} of 10k, p50 (ms)`,
+      ...names.map((n) => cell(n, (r) => fmt(p50(r), 2))),
+      `<= ${LIST_P50_TARGET_MS} ms`,
+      met((r) => p50(r) <= LIST_P50_TARGET_MS),
+    ],
+    [
+      `list ?limit=${LIST_LIMIT} of 10k, p95 (ms)`,
+      ...names.map((n) => cell(n, (r) => fmt(percentile(sorted(r.list.latencies), 0.95), 2))),
+      'reported',
+      '',
+    ],
   ];
-  log(`Summary (${cpus.length} CPU(s), Node.js ${process.version}; whole run ${((performance.now() - started) / 1000).toFixed(0)} s; load average ${loadavg()} after it)`);
+  log(
+    `Summary (${cpus.length} CPU(s), Node.js ${process.version}; whole run ${((performance.now() - started) / 1000).toFixed(0)} s; load average ${loadavg()} after it)`,
+  );
   log(table(['metric', ...names, 'target', 'met?'], rows));
 }
 

@@ -33,7 +33,14 @@ export interface DriverTimings {
   pid: number | null;
 }
 
-const empty = (): DriverTimings => ({ createCalled: null, createDone: null, startCalled: null, startDone: null, error: null, pid: null });
+const empty = (): DriverTimings => ({
+  createCalled: null,
+  createDone: null,
+  startCalled: null,
+  startDone: null,
+  error: null,
+  pid: null,
+});
 
 /**
  * The real QEMU driver, with a clock on the calls the reconciler makes. It
@@ -113,7 +120,11 @@ const facts: HostFacts = {
   memory_mib: Math.floor(os.totalmem() / 2 ** 20),
   disk_free_gib: 64,
   qemu_version: qemuVersion(),
-  kvm: { present: existsSync('/dev/kvm'), usable: data.accelerator === 'kvm', detail: 'not probed: the boot benchmark chose the accelerator' },
+  kvm: {
+    present: existsSync('/dev/kvm'),
+    usable: data.accelerator === 'kvm',
+    detail: 'not probed: the boot benchmark chose the accelerator',
+  },
   accelerator: data.accelerator,
   wireguard_kernel: false,
   vm_driver: 'qemu',

@@ -20,7 +20,13 @@ import { desiredInstance, testId } from '@floe/testkit';
 import { ensureTestImage, READY_MARKER } from '@floe/testkit/guest-image';
 import { ensureOverlay, overlayCreateArgs, QEMU_IMG } from '../packages/agent/src/drivers/vm/qemu/disk.js';
 import { connectWithRetry, type QmpClient } from '../packages/agent/src/drivers/vm/qemu/qmp.js';
-import { QEMU_BINARY, qemuArgv, type QemuAccelerator, type QemuDiskCache, type QemuSpec } from '../packages/agent/src/drivers/vm/qemu/argv.js';
+import {
+  QEMU_BINARY,
+  qemuArgv,
+  type QemuAccelerator,
+  type QemuDiskCache,
+  type QemuSpec,
+} from '../packages/agent/src/drivers/vm/qemu/argv.js';
 import { seedFiles, writeSeedIso } from '../packages/agent/src/drivers/vm/seed.js';
 import { openStore } from '../packages/server/src/db/index.js';
 import { prepareAgentDir, startTestControlPlane, type TestControlPlane } from '../packages/server/src/testing.js';
@@ -91,7 +97,11 @@ async function prepareAgent(cp: TestControlPlane, name: string, dataDir: string)
   return (await prepareAgentDir(cp, name, dataDir)).hostId;
 }
 
-async function until<T>(check: () => Promise<T | false | undefined> | T | false | undefined, what: string, timeoutMs: number): Promise<T> {
+async function until<T>(
+  check: () => Promise<T | false | undefined> | T | false | undefined,
+  what: string,
+  timeoutMs: number,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await check();
@@ -177,16 +187,31 @@ interface BareVm {
   marker: string;
 }
 
-async function prepareBare(root: string, base: string, size: { vcpus: number; memoryMib: number; diskBytes: number }, accelerator: QemuAccelerator, diskCache: QemuDiskCache, name: string): Promise<BareVm> {
+async function prepareBare(
+  root: string,
+  base: string,
+  size: { vcpus: number; memoryMib: number; diskBytes: number },
+  accelerator: QemuAccelerator,
+  diskCache: QemuDiskCache,
+  name: string,
+): Promise<BareVm> {
   const id = testId('inst');
   const dir = path.join(root, 'bare', id);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const disk = path.join(dir, 'disk.qcow2');
   await run(QEMU_IMG, overlayCreateArgs(base, 'qcow2', disk, size.diskBytes));
   // The same seed floe writes for an instance of this name (no user-data, no keys).
-  const seed = await writeSeedIso(dir, seedFiles(desiredInstance({ id, name, spec: { user_data: null, ssh_keys: [] } })));
+  const seed = await writeSeedIso(
+    dir,
+    seedFiles(desiredInstance({ id, name, spec: { user_data: null, ssh_keys: [] } })),
+  );
   const spec: QemuSpec = {
-    id, name, vcpus: size.vcpus, memoryMib: size.memoryMib, accelerator, diskCache,
+    id,
+    name,
+    vcpus: size.vcpus,
+    memoryMib: size.memoryMib,
+    accelerator,
+    diskCache,
     paths: {
       pidfile: path.join(dir, 'qemu.pid'),
       qmpSocket: path.join(dir, 'qmp.sock'),
@@ -240,19 +265,33 @@ interface FloeContext {
 }
 
 /** Create an instance through the API and follow it to READY; then delete it and wait until its VM is gone. */
-async function bootFloe(ctx: FloeContext, name: string, onStarted?: (id: string, pid: number | null) => void): Promise<FloeRun> {
+async function bootFloe(
+  ctx: FloeContext,
+  name: string,
+  onStarted?: (id: string, pid: number | null) => void,
+): Promise<FloeRun> {
   const { client, agent } = ctx;
   const marker = `${READY_MARKER} ${name}`;
   const post = epochMs();
-  const { instance, operation } = await client.instances.create({ name, image: IMAGE_NAME, machine_type: MACHINE_TYPE });
+  const { instance, operation } = await client.instances.create({
+    name,
+    image: IMAGE_NAME,
+    machine_type: MACHINE_TYPE,
+  });
   const postAnswered = epochMs();
   const abort = new AbortController();
   try {
-    const readyFile = waitForText(path.join(ctx.vmsDir, instance.id, 'console.log'), marker, BOOT_TIMEOUT_MS, abort.signal);
+    const readyFile = waitForText(
+      path.join(ctx.vmsDir, instance.id, 'console.log'),
+      marker,
+      BOOT_TIMEOUT_MS,
+      abort.signal,
+    );
     readyFile.catch(() => {});
     const driver = await agent.call<DriverTimings>({ kind: 'timings', id: instance.id, timeoutMs: BOOT_TIMEOUT_MS });
     if (driver.error !== null) throw new Error(`the agent could not boot ${name}: ${driver.error}`);
-    if (driver.startDone === null) throw new Error(`the agent did not start ${name} within ${BOOT_TIMEOUT_MS / 1000} s`);
+    if (driver.startDone === null)
+      throw new Error(`the agent did not start ${name} within ${BOOT_TIMEOUT_MS / 1000} s`);
     onStarted?.(instance.id, driver.pid);
     // What a user sees: the console through the API (the VM runs now, READY comes seconds later).
     const readyApi = (async () => {
@@ -266,7 +305,14 @@ async function bootFloe(ctx: FloeContext, name: string, onStarted?: (id: string,
     const ready = await readyFile;
     const api = await Promise.race([readyApi, sleep(10_000).then(() => null)]);
     const op = ctx.finished.get(operation.id);
-    return { post, postAnswered, driver, opSucceeded: op?.status === 'succeeded' ? op.at : null, readyFile: ready, readyApi: api };
+    return {
+      post,
+      postAnswered,
+      driver,
+      opSucceeded: op?.status === 'succeeded' ? op.at : null,
+      readyFile: ready,
+      readyApi: api,
+    };
   } finally {
     abort.abort();
     try {
@@ -275,7 +321,15 @@ async function bootFloe(ctx: FloeContext, name: string, onStarted?: (id: string,
     } catch (err) {
       log(`  warning: deleting ${name} failed: ${(err as Error).message}`);
     }
-    await until(async () => !(await stat(path.join(ctx.vmsDir, instance.id)).then(() => true, () => false)), `the VM directory of ${name} to go`, 30_000);
+    await until(
+      async () =>
+        !(await stat(path.join(ctx.vmsDir, instance.id)).then(
+          () => true,
+          () => false,
+        )),
+      `the VM directory of ${name} to go`,
+      30_000,
+    );
   }
 }
 
@@ -291,10 +345,16 @@ async function floeDisk(base: string, overlay: string, bytes: number): Promise<v
 
 /** One bare `qemu-img create` of the same overlay. */
 async function bareDisk(base: string, overlay: string, bytes: number): Promise<void> {
-  await run(QEMU_IMG, ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, overlay, String(bytes)], { timeoutMs: 60_000 });
+  await run(QEMU_IMG, ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, overlay, String(bytes)], {
+    timeoutMs: 60_000,
+  });
 }
 
-async function benchDisks(root: string, base: string, bytes: number): Promise<{ floe: number[]; bare: number[]; floeFirst: number }> {
+async function benchDisks(
+  root: string,
+  base: string,
+  bytes: number,
+): Promise<{ floe: number[]; bare: number[]; floeFirst: number }> {
   const dir = path.join(root, 'disks');
   await mkdir(dir, { recursive: true });
   const floe: number[] = [];
@@ -326,7 +386,8 @@ async function benchDisks(root: string, base: string, bytes: number): Promise<{ 
 /** The accelerator both sides use: TCG unless FLOE_ACCEL says kvm, or auto (KVM when the agent's probe sees a guest run under it). */
 async function chooseAccelerator(): Promise<{ accelerator: QemuAccelerator; why: string }> {
   const want = process.env.FLOE_ACCEL ?? 'tcg';
-  if (want === 'kvm' || want === 'tcg') return { accelerator: want, why: `FLOE_ACCEL=${process.env.FLOE_ACCEL ?? '(unset, default tcg)'}` };
+  if (want === 'kvm' || want === 'tcg')
+    return { accelerator: want, why: `FLOE_ACCEL=${process.env.FLOE_ACCEL ?? '(unset, default tcg)'}` };
   if (want !== 'auto') throw new Error(`FLOE_ACCEL must be auto, kvm or tcg, not ${JSON.stringify(want)}`);
   const probe = await probeKvm();
   return { accelerator: probe.usable ? 'kvm' : 'tcg', why: `FLOE_ACCEL=auto: ${probe.detail}` };
@@ -341,20 +402,33 @@ async function toolVersion(cmd: string): Promise<string> {
   }
 }
 
-const loadavg = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
+const loadavg = () =>
+  os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
 
 async function main(): Promise<void> {
   const started = performance.now();
   const cpus = os.cpus();
   const { accelerator, why } = await chooseAccelerator();
   const [qemuVersion, qemuImgVersion, kvmPresent] = await Promise.all([
-    toolVersion(QEMU_BINARY), toolVersion(QEMU_IMG), stat('/dev/kvm').then(() => true, () => false),
+    toolVersion(QEMU_BINARY),
+    toolVersion(QEMU_IMG),
+    stat('/dev/kvm').then(
+      () => true,
+      () => false,
+    ),
   ]);
-  log(`floe boot benchmark — ${cpus.length} CPU(s) (${cpus[0]?.model ?? 'unknown'}), ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, ` +
-    `Node.js ${process.version}, ${os.platform()} ${os.release()}, QEMU ${qemuVersion}, qemu-img ${qemuImgVersion}, ` +
-    `/dev/kvm ${kvmPresent ? 'present' : 'absent'}; load average ${loadavg()} before the run`);
-  log(`Accelerator ${accelerator.toUpperCase()} for floe and bare alike (${why}); machine type ${MACHINE_TYPE}; ` +
-    `${RUNS} boots per side, one VM at a time, floe and bare taking turns; ${DISK_RUNS} disk provisionings per side.`);
+  log(
+    `floe boot benchmark — ${cpus.length} CPU(s) (${cpus[0]?.model ?? 'unknown'}), ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, ` +
+      `Node.js ${process.version}, ${os.platform()} ${os.release()}, QEMU ${qemuVersion}, qemu-img ${qemuImgVersion}, ` +
+      `/dev/kvm ${kvmPresent ? 'present' : 'absent'}; load average ${loadavg()} before the run`,
+  );
+  log(
+    `Accelerator ${accelerator.toUpperCase()} for floe and bare alike (${why}); machine type ${MACHINE_TYPE}; ` +
+      `${RUNS} boots per side, one VM at a time, floe and bare taking turns; ${DISK_RUNS} disk provisionings per side.`,
+  );
 
   const image = await ensureTestImage();
   log(`Test image ${image.path} (guest kernel ${image.kernelVersion})`);
@@ -377,15 +451,23 @@ async function main(): Promise<void> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    cp = await startTestControlPlane(await openStore({ sqlitePath: path.join(root, 'floe.db') }), { FLOE_LOG_LEVEL: 'error' });
+    cp = await startTestControlPlane(await openStore({ sqlitePath: path.join(root, 'floe.db') }), {
+      FLOE_LOG_LEVEL: 'error',
+    });
     client = new FloeClient({ url: cp.url, token: cp.adminToken, ca: cp.ca.certPem });
     const agentDir = path.join(root, 'agent');
     const hostId = await prepareAgent(cp, 'bench-host', agentDir);
     agent = new BenchWorker<BootAgentJob>(new URL('./boot-agent-worker.ts', import.meta.url), {
-      dataDir: agentDir, server: cp.url, accelerator,
+      dataDir: agentDir,
+      server: cp.url,
+      accelerator,
     } satisfies BootAgentWorkerData);
     await agent.call({ kind: 'start' });
-    await until(async () => (await client!.hosts.get(hostId)).status.state === 'online', 'the agent to connect', 60_000);
+    await until(
+      async () => (await client!.hosts.get(hostId)).status.state === 'online',
+      'the agent to connect',
+      60_000,
+    );
     await client.images.create({ name: IMAGE_NAME });
     await client.images.upload(IMAGE_NAME, image.path);
     const type = await client.machineTypes.get(MACHINE_TYPE);
@@ -395,7 +477,8 @@ async function main(): Promise<void> {
     unsubscribe = cp.app.services.bus.subscribe((e: Event) => {
       if (e.kind !== 'operation') return;
       const op = e.data.operation as Operation | undefined;
-      if (op && (op.status === 'succeeded' || op.status === 'failed' || op.status === 'cancelled')) finished.set(op.id, { status: op.status, at: epochMs() });
+      if (op && (op.status === 'succeeded' || op.status === 'failed' || op.status === 'cancelled'))
+        finished.set(op.id, { status: op.status, at: epochMs() });
     });
     const ctx: FloeContext = { client, agent, vmsDir: path.join(agentDir, 'vms'), finished };
 
@@ -409,27 +492,44 @@ async function main(): Promise<void> {
       seen.argv = pid === null ? null : (readCmdline(pid)?.slice(1) ?? null);
     });
     const cached = (await readdir(path.join(agentDir, 'images'))).filter((f) => f.endsWith('.qcow2'));
-    if (cached.length !== 1) throw new Error(`expected one cached image in the agent, found ${cached.join(', ') || 'none'}`);
+    if (cached.length !== 1)
+      throw new Error(`expected one cached image in the agent, found ${cached.join(', ') || 'none'}`);
     const base = path.join(agentDir, 'images', cached[0]!);
-    log(`  floe: QMP answered ${ms(warm.driver.startDone! - warm.post)} and READY ${s(warm.readyFile - warm.post)} after POST (image fetch included)`);
+    log(
+      `  floe: QMP answered ${ms(warm.driver.startDone! - warm.post)} and READY ${s(warm.readyFile - warm.post)} after POST (image fetch included)`,
+    );
 
     // The bare command line must be floe's, paths and names aside: rebuild floe's own from the same spec and compare.
     const { id: warmId, argv: floeArgv } = seen;
     if (floeArgv === null || warmId === null) throw new Error('could not read the command line of the warm-up VM');
     const warmDir = path.join(ctx.vmsDir, warmId);
     const floeSpec = (diskCache: QemuDiskCache): QemuSpec => ({
-      id: warmId, name: warmName, vcpus: size.vcpus, memoryMib: size.memoryMib, accelerator, diskCache,
+      id: warmId,
+      name: warmName,
+      vcpus: size.vcpus,
+      memoryMib: size.memoryMib,
+      accelerator,
+      diskCache,
       paths: {
-        pidfile: path.join(warmDir, 'qemu.pid'), qmpSocket: path.join(warmDir, 'qmp.sock'), serialSocket: path.join(warmDir, 'serial.sock'),
-        consoleLog: path.join(warmDir, 'console.log'), disk: path.join(warmDir, 'disk.qcow2'), seedIso: path.join(warmDir, 'seed.iso'),
+        pidfile: path.join(warmDir, 'qemu.pid'),
+        qmpSocket: path.join(warmDir, 'qmp.sock'),
+        serialSocket: path.join(warmDir, 'serial.sock'),
+        consoleLog: path.join(warmDir, 'console.log'),
+        disk: path.join(warmDir, 'disk.qcow2'),
+        seedIso: path.join(warmDir, 'seed.iso'),
       },
     });
     const same = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
     const diskCache = (['none', 'writeback'] as const).find((c) => same(qemuArgv(floeSpec(c)), floeArgv));
-    if (diskCache === undefined) throw new Error(`the floe VM's QEMU command line is not qemuArgv's:\n  ${floeArgv.join(' ')}`);
-    log(`  the floe VM ran exactly qemuArgv(spec) (disk cache=${diskCache}); the bare VMs run qemuArgv with the same sizes, accelerator and cache, own paths`);
+    if (diskCache === undefined)
+      throw new Error(`the floe VM's QEMU command line is not qemuArgv's:\n  ${floeArgv.join(' ')}`);
+    log(
+      `  the floe VM ran exactly qemuArgv(spec) (disk cache=${diskCache}); the bare VMs run qemuArgv with the same sizes, accelerator and cache, own paths`,
+    );
     const warmBare = await bootBare(await prepareBare(root, base, size, accelerator, diskCache, 'warm-bare'));
-    log(`  bare: QMP answered ${ms(warmBare.qmp - warmBare.spawn)} and READY ${s(warmBare.ready - warmBare.spawn)} after spawn`);
+    log(
+      `  bare: QMP answered ${ms(warmBare.qmp - warmBare.spawn)} and READY ${s(warmBare.ready - warmBare.spawn)} after spawn`,
+    );
 
     // ---- the boots, floe and bare taking turns
     log('');
@@ -460,52 +560,107 @@ async function main(): Promise<void> {
     // ---- report
     const bareQmp = summary(bareRuns.map((r) => r.qmp - r.spawn));
     const floeQmp = summary(floeRuns.map((r) => r.driver.startDone! - r.post));
-    const pairQmp = summary(floeRuns.map((r, i) => r.driver.startDone! - r.post - (bareRuns[i]!.qmp - bareRuns[i]!.spawn)));
+    const pairQmp = summary(
+      floeRuns.map((r, i) => r.driver.startDone! - r.post - (bareRuns[i]!.qmp - bareRuns[i]!.spawn)),
+    );
     const qmpDelta = floeQmp.p50 - bareQmp.p50;
     const bareReady = summary(bareRuns.map((r) => r.ready - r.spawn));
     const floeReady = summary(floeRuns.map((r) => r.readyFile - r.post));
-    const pairReady = summary(floeRuns.map((r, i) => (r.readyFile - r.post) / (bareRuns[i]!.ready - bareRuns[i]!.spawn)));
+    const pairReady = summary(
+      floeRuns.map((r, i) => (r.readyFile - r.post) / (bareRuns[i]!.ready - bareRuns[i]!.spawn)),
+    );
     const readyRatio = floeReady.p50 / bareReady.p50;
     const bareDiskS = summary(disks.bare);
     const floeDiskS = summary(disks.floe);
     const diskRatio = floeDiskS.p50 / bareDiskS.p50;
 
     log('Where the time goes (medians over the runs):');
-    const phase = (label: string, values: number[]) => log(`  ${label.padEnd(58)} ${spread(summary(values), (v) => ms(v))}`);
-    phase('floe: POST sent → POST answered (202)', floeRuns.map((r) => r.postAnswered - r.post));
-    phase('floe: POST sent → driver.create called (control plane, link)', floeRuns.map((r) => r.driver.createCalled! - r.post));
-    phase('floe: driver.create (overlay, seed ISO, vm.json)', floeRuns.map((r) => r.driver.createDone! - r.driver.createCalled!));
-    phase('floe: create done → driver.start called (reconciler)', floeRuns.map((r) => r.driver.startCalled! - r.driver.createDone!));
-    phase('floe: driver.start (disk check, QEMU up, QMP query-status)', floeRuns.map((r) => r.driver.startDone! - r.driver.startCalled!));
-    phase('bare: spawn → -daemonize parent exited', bareRuns.map((r) => r.daemonized - r.spawn));
-    phase('bare: daemonized → QMP query-status answered', bareRuns.map((r) => r.qmp - r.daemonized));
+    const phase = (label: string, values: number[]) =>
+      log(`  ${label.padEnd(58)} ${spread(summary(values), (v) => ms(v))}`);
+    phase(
+      'floe: POST sent → POST answered (202)',
+      floeRuns.map((r) => r.postAnswered - r.post),
+    );
+    phase(
+      'floe: POST sent → driver.create called (control plane, link)',
+      floeRuns.map((r) => r.driver.createCalled! - r.post),
+    );
+    phase(
+      'floe: driver.create (overlay, seed ISO, vm.json)',
+      floeRuns.map((r) => r.driver.createDone! - r.driver.createCalled!),
+    );
+    phase(
+      'floe: create done → driver.start called (reconciler)',
+      floeRuns.map((r) => r.driver.startCalled! - r.driver.createDone!),
+    );
+    phase(
+      'floe: driver.start (disk check, QEMU up, QMP query-status)',
+      floeRuns.map((r) => r.driver.startDone! - r.driver.startCalled!),
+    );
+    phase(
+      'bare: spawn → -daemonize parent exited',
+      bareRuns.map((r) => r.daemonized - r.spawn),
+    );
+    phase(
+      'bare: daemonized → QMP query-status answered',
+      bareRuns.map((r) => r.qmp - r.daemonized),
+    );
     const opDone = floeRuns.filter((r) => r.opSucceeded !== null);
-    phase(`floe: QMP answered → create operation succeeded (${opDone.length}/${floeRuns.length})`, opDone.map((r) => r.opSucceeded! - r.driver.startDone!));
+    phase(
+      `floe: QMP answered → create operation succeeded (${opDone.length}/${floeRuns.length})`,
+      opDone.map((r) => r.opSucceeded! - r.driver.startDone!),
+    );
     const viaApi = floeRuns.filter((r) => r.readyApi !== null);
-    phase(`floe: READY in console.log → READY via GET /logs?follow (${viaApi.length}/${floeRuns.length})`, viaApi.map((r) => r.readyApi! - r.readyFile));
-    log(`  floe disk work for a new VM: first call (base image not known yet) ${ms(disks.floeFirst)}, then ${spread(floeDiskS, (v) => ms(v))}; ` +
-      `bare qemu-img create ${spread(bareDiskS, (v) => ms(v))}`);
-    log(`  per-pair floe − bare QMP: ${spread(pairQmp, (v) => ms(v))}; per-pair READY ratio: ${spread(pairReady, (v) => `${v.toFixed(3)}x`)}`);
+    phase(
+      `floe: READY in console.log → READY via GET /logs?follow (${viaApi.length}/${floeRuns.length})`,
+      viaApi.map((r) => r.readyApi! - r.readyFile),
+    );
+    log(
+      `  floe disk work for a new VM: first call (base image not known yet) ${ms(disks.floeFirst)}, then ${spread(floeDiskS, (v) => ms(v))}; ` +
+        `bare qemu-img create ${spread(bareDiskS, (v) => ms(v))}`,
+    );
+    log(
+      `  per-pair floe − bare QMP: ${spread(pairQmp, (v) => ms(v))}; per-pair READY ratio: ${spread(pairReady, (v) => `${v.toFixed(3)}x`)}`,
+    );
 
     const rows: string[][] = [
       ['bare qemu → QMP answering (baseline)', spread(bareQmp, (v) => ms(v)), 'baseline', ''],
       ['floe API create → QMP answering', spread(floeQmp, (v) => ms(v)), '', ''],
-      ['QMP: floe − bare (difference of medians)', ms(qmpDelta), `<= ${QMP_DELTA_TARGET_MS} ms`, qmpDelta <= QMP_DELTA_TARGET_MS ? 'yes' : 'NO'],
+      [
+        'QMP: floe − bare (difference of medians)',
+        ms(qmpDelta),
+        `<= ${QMP_DELTA_TARGET_MS} ms`,
+        qmpDelta <= QMP_DELTA_TARGET_MS ? 'yes' : 'NO',
+      ],
       ['bare qemu → READY (baseline)', spread(bareReady, s), 'baseline', ''],
       ['floe API create → READY', spread(floeReady, s), '', ''],
-      ['READY: floe ÷ bare (ratio of medians)', `${readyRatio.toFixed(3)}x`, `<= ${READY_RATIO_TARGET.toFixed(2)}x`, readyRatio <= READY_RATIO_TARGET ? 'yes' : 'NO'],
+      [
+        'READY: floe ÷ bare (ratio of medians)',
+        `${readyRatio.toFixed(3)}x`,
+        `<= ${READY_RATIO_TARGET.toFixed(2)}x`,
+        readyRatio <= READY_RATIO_TARGET ? 'yes' : 'NO',
+      ],
       ['bare qemu-img create (baseline)', spread(bareDiskS, (v) => ms(v)), 'baseline', ''],
       ['floe disk provisioning', spread(floeDiskS, (v) => ms(v)), '', ''],
-      ['disk: floe ÷ bare (ratio of medians)', `${diskRatio.toFixed(2)}x`, `<= ${DISK_RATIO_TARGET.toFixed(2)}x`, diskRatio <= DISK_RATIO_TARGET ? 'yes' : 'NO'],
+      [
+        'disk: floe ÷ bare (ratio of medians)',
+        `${diskRatio.toFixed(2)}x`,
+        `<= ${DISK_RATIO_TARGET.toFixed(2)}x`,
+        diskRatio <= DISK_RATIO_TARGET ? 'yes' : 'NO',
+      ],
     ];
     const noise = (bareReady.p90 - bareReady.p10) / bareReady.p50;
     if (noise > 0.1) {
-      log(`  WARNING: bare boots to READY alone varied by ${(100 * noise).toFixed(0)}% (p10 to p90) between runs, so the machine was busy; ` +
-        `a READY ratio within a few percent of 1 is inside that noise: rerun on a quiet machine, or with more runs (FLOE_BENCH_RUNS)`);
+      log(
+        `  WARNING: bare boots to READY alone varied by ${(100 * noise).toFixed(0)}% (p10 to p90) between runs, so the machine was busy; ` +
+          `a READY ratio within a few percent of 1 is inside that noise: rerun on a quiet machine, or with more runs (FLOE_BENCH_RUNS)`,
+      );
     }
     log('');
-    log(`Summary (${cpus.length} CPU(s), ${accelerator.toUpperCase()}, QEMU ${qemuVersion}, Node.js ${process.version}; ${RUNS} boots per side, ` +
-      `${DISK_RUNS} disks per side; whole run ${((performance.now() - started) / 1000).toFixed(0)} s; load average ${loadavg()} after it)`);
+    log(
+      `Summary (${cpus.length} CPU(s), ${accelerator.toUpperCase()}, QEMU ${qemuVersion}, Node.js ${process.version}; ${RUNS} boots per side, ` +
+        `${DISK_RUNS} disks per side; whole run ${((performance.now() - started) / 1000).toFixed(0)} s; load average ${loadavg()} after it)`,
+    );
     log(table(['metric', 'measured: median (p10, p90)', 'target', 'met?'], rows));
   } finally {
     unsubscribe?.();
@@ -525,7 +680,11 @@ async function main(): Promise<void> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     const left = await ourQemus(root);
-    log(left.length === 0 ? `Cleaned up: no QEMU of this run left, ${root} removed.` : `WARNING: QEMU ${left.join(', ')} of this run still running`);
+    log(
+      left.length === 0
+        ? `Cleaned up: no QEMU of this run left, ${root} removed.`
+        : `WARNING: QEMU ${left.join(', ')} of this run still running`,
+    );
   }
 }
 

@@ -31,7 +31,11 @@ let pool: Pool | null = null;
 async function connected(target: Target, connections: number): Promise<Pool> {
   if (pool === null) {
     pool = new Pool(target.origin, { connections, pipelining: 1, connect: { ca: target.ca } });
-    await Promise.all(Array.from({ length: connections }, async () => (await pool!.request({ path: '/healthz', method: 'GET' })).body.dump()));
+    await Promise.all(
+      Array.from({ length: connections }, async () =>
+        (await pool!.request({ path: '/healthz', method: 'GET' })).body.dump(),
+      ),
+    );
   }
   return pool;
 }
@@ -41,36 +45,56 @@ async function nics(job: Extract<IpamJob, { kind: 'nics' }>): Promise<NicsResult
   const headers = { ...job.target.headers, 'content-type': 'application/json' };
   const body = JSON.stringify({ network: job.network });
   const t0 = performance.now();
-  const answers = await Promise.all(job.instanceIds.map(async (id): Promise<NicAnswer> => {
-    const s = performance.now();
-    try {
-      const res = await p.request({ path: `/v1/instances/${encodeURIComponent(id)}/nics`, method: 'POST', headers, body });
-      const text = await res.body.text();
-      const latencyMs = performance.now() - s;
-      if (res.statusCode >= 200 && res.statusCode < 300) {
-        return { status: res.statusCode, nic: (JSON.parse(text) as { nic: NicAnswer['nic'] }).nic, error: null, latencyMs };
+  const answers = await Promise.all(
+    job.instanceIds.map(async (id): Promise<NicAnswer> => {
+      const s = performance.now();
+      try {
+        const res = await p.request({
+          path: `/v1/instances/${encodeURIComponent(id)}/nics`,
+          method: 'POST',
+          headers,
+          body,
+        });
+        const text = await res.body.text();
+        const latencyMs = performance.now() - s;
+        if (res.statusCode >= 200 && res.statusCode < 300) {
+          return {
+            status: res.statusCode,
+            nic: (JSON.parse(text) as { nic: NicAnswer['nic'] }).nic,
+            error: null,
+            latencyMs,
+          };
+        }
+        return { status: res.statusCode, nic: null, error: text.slice(0, 300), latencyMs };
+      } catch (err) {
+        return { status: 0, nic: null, error: (err as Error).message, latencyMs: performance.now() - s };
       }
-      return { status: res.statusCode, nic: null, error: text.slice(0, 300), latencyMs };
-    } catch (err) {
-      return { status: 0, nic: null, error: (err as Error).message, latencyMs: performance.now() - s };
-    }
-  }));
+    }),
+  );
   return { answers, ms: performance.now() - t0 };
 }
 
 /** Remove NICs (not measured); answers the number of failures and the first error. */
-async function remove(job: Extract<IpamJob, { kind: 'remove' }>): Promise<{ failed: number; firstError: string | null }> {
+async function remove(
+  job: Extract<IpamJob, { kind: 'remove' }>,
+): Promise<{ failed: number; firstError: string | null }> {
   const p = await connected(job.target, job.nics.length);
   let failed = 0;
   let firstError: string | null = null;
-  await Promise.all(job.nics.map(async (n) => {
-    const res = await p.request({ path: `/v1/instances/${encodeURIComponent(n.instanceId)}/nics/${encodeURIComponent(n.nicId)}`, method: 'DELETE', headers: job.target.headers });
-    const text = await res.body.text();
-    if (res.statusCode < 200 || res.statusCode > 299) {
-      failed++;
-      firstError ??= `${res.statusCode} ${text.slice(0, 300)}`;
-    }
-  }));
+  await Promise.all(
+    job.nics.map(async (n) => {
+      const res = await p.request({
+        path: `/v1/instances/${encodeURIComponent(n.instanceId)}/nics/${encodeURIComponent(n.nicId)}`,
+        method: 'DELETE',
+        headers: job.target.headers,
+      });
+      const text = await res.body.text();
+      if (res.statusCode < 200 || res.statusCode > 299) {
+        failed++;
+        firstError ??= `${res.statusCode} ${text.slice(0, 300)}`;
+      }
+    }),
+  );
   return { failed, firstError };
 }
 

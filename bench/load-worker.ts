@@ -12,7 +12,15 @@ export interface Target {
 /** The jobs the load worker runs; each answers with the matching result type below. */
 export type LoadJob =
   | { kind: 'rate'; target: Target; path: string; connections: number; durationMs: number }
-  | { kind: 'creates'; target: Target; count: number; concurrency: number; namePrefix: string; image: string; machineType: string }
+  | {
+      kind: 'creates';
+      target: Target;
+      count: number;
+      concurrency: number;
+      namePrefix: string;
+      image: string;
+      machineType: string;
+    }
   | { kind: 'walk'; target: Target; path: string; requests: number }
   | { kind: 'close' };
 
@@ -92,9 +100,18 @@ async function creates(job: Extract<LoadJob, { kind: 'creates' }>): Promise<Crea
   const startedAt = epochMs();
   const client = async () => {
     for (let i = next++; i < job.count; i = next++) {
-      const body = JSON.stringify({ name: `${job.namePrefix}${String(i).padStart(5, '0')}`, image: job.image, machine_type: job.machineType });
+      const body = JSON.stringify({
+        name: `${job.namePrefix}${String(i).padStart(5, '0')}`,
+        image: job.image,
+        machine_type: job.machineType,
+      });
       try {
-        const res = await p.request({ path: '/v1/instances', method: 'POST', headers: { ...job.target.headers, 'content-type': 'application/json' }, body });
+        const res = await p.request({
+          path: '/v1/instances',
+          method: 'POST',
+          headers: { ...job.target.headers, 'content-type': 'application/json' },
+          body,
+        });
         const text = await res.body.text();
         statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1;
         if (res.statusCode === 202 || res.statusCode === 200) {

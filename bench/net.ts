@@ -88,13 +88,38 @@ async function vmNamespace(hostNs: string, mac: string | null, mtu: number): Pro
 /** Plug the VM's veth into the bridge and ask for an address like a guest would (busybox udhcpc); the address leased. */
 async function plugAndLease(hostNs: string, vmNs: string, bridge: string): Promise<string> {
   await ip(hostNs, 'link', 'set', VM_PORT, 'master', bridge, 'up');
-  const out = await run('ip', ['netns', 'exec', vmNs, 'busybox', 'udhcpc', '-i', 'eth0', '-f', '-q', '-n', '-t', '5', '-T', '1', '-s', '/bin/true'], { allowFail: true });
+  const out = await run(
+    'ip',
+    [
+      'netns',
+      'exec',
+      vmNs,
+      'busybox',
+      'udhcpc',
+      '-i',
+      'eth0',
+      '-f',
+      '-q',
+      '-n',
+      '-t',
+      '5',
+      '-T',
+      '1',
+      '-s',
+      '/bin/true',
+    ],
+    { allowFail: true },
+  );
   const m = /lease of (\d+\.\d+\.\d+\.\d+) obtained/.exec(out.stdout + out.stderr);
   if (!m) throw new Error(`udhcpc got no lease: ${(out.stdout + out.stderr).trim()}`);
   return m[1]!;
 }
 
-async function until<T>(check: () => Promise<T | false | undefined | null>, what: string, timeoutMs = TIMEOUT_MS): Promise<T> {
+async function until<T>(
+  check: () => Promise<T | false | undefined | null>,
+  what: string,
+  timeoutMs = TIMEOUT_MS,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await check();
@@ -121,7 +146,18 @@ function subjectOf(network: Network, nic: Nic, hostname: string): Subject {
     dns: network.spec.dns,
     peers: [],
   };
-  return { net, nic: { id: nic.id, instanceId: nic.instance, networkId: network.id, mac: nic.mac, ipv4: nic.ipv4, ipv6: nic.ipv6, hostname } };
+  return {
+    net,
+    nic: {
+      id: nic.id,
+      instanceId: nic.instance,
+      networkId: network.id,
+      mac: nic.mac,
+      ipv4: nic.ipv4,
+      ipv6: nic.ipv6,
+      hostname,
+    },
+  };
 }
 
 /** One measured round: total ms, and for the API, when each part was done (ms after the start). */
@@ -205,9 +241,21 @@ async function startRig(state: string, hostNs: string): Promise<ApiRig> {
   const { hostId, dataDir } = await prepareAgentDir(cp, 'bench-net-host');
   const stateDir = path.join(state, 'agent-net');
   const agent = new BenchWorker<AgentJob>(new URL('./agent-worker.ts', import.meta.url), {
-    dataDir, server: cp.url, cpus: 64, memoryMib: 64 * 1024, network: { netns: hostNs, stateDir, underlay: UNDERLAY },
+    dataDir,
+    server: cp.url,
+    cpus: 64,
+    memoryMib: 64 * 1024,
+    network: { netns: hostNs, stateDir, underlay: UNDERLAY },
   } satisfies AgentWorkerData);
-  const rig: ApiRig = { cp, client, agent, agentDir: dataDir, stateDir, reader: new HostNetworkDriver({ stateDir, underlay: UNDERLAY, netns: hostNs }), hostNs };
+  const rig: ApiRig = {
+    cp,
+    client,
+    agent,
+    agentDir: dataDir,
+    stateDir,
+    reader: new HostNetworkDriver({ stateDir, underlay: UNDERLAY, netns: hostNs }),
+    hostNs,
+  };
   try {
     await agent.call({ kind: 'start' });
     await until(async () => (await client.hosts.get(hostId)).status.state === 'online', 'the agent to connect');
@@ -243,7 +291,10 @@ async function links(ns: string): Promise<Map<string, { master: string | null; u
  * (its files polled every POLL_MS); the tap is polled alongside with one
  * `ip -j link show` every POLL_MS.
  */
-async function viaApi(rig: ApiRig, round: string): Promise<{ round: Round; network: Network; nic: Nic; hostname: string }> {
+async function viaApi(
+  rig: ApiRig,
+  round: string,
+): Promise<{ round: Round; network: Network; nic: Nic; hostname: string }> {
   const { client, hostNs } = rig;
   // The MAC is not known before the API answers: the VM's eth0 gets it while floe works.
   const vm = await vmNamespace(hostNs, null, 1450);
@@ -255,7 +306,12 @@ async function viaApi(rig: ApiRig, round: string): Promise<{ round: Round; netwo
     const at = () => performance.now() - t0;
     network = await client.networks.create({ name, ipv4: IPV4, ipv6: IPV6, gateway: 'host' });
     const networkAt = at();
-    const { instance } = await client.instances.create({ name, image: 'bench', machine_type: 'nano', networks: [network.id] });
+    const { instance } = await client.instances.create({
+      name,
+      image: 'bench',
+      machine_type: 'nano',
+      networks: [network.id],
+    });
     instanceId = instance.id;
     const instanceAt = at();
     const [nic] = await client.instances.nics(instance.id);
@@ -288,7 +344,15 @@ async function viaApi(rig: ApiRig, round: string): Promise<{ round: Round; netwo
     });
     const [tapAt, { dnsmasqAt, leaseAt }] = await Promise.all([tapDone, leaseDone]);
     const ms = Math.max(tapAt, leaseAt);
-    return { round: { ms, parts: { network: networkAt, instance: instanceAt, dnsmasq: dnsmasqAt, tap: tapAt, lease: leaseAt } }, network: net, nic, hostname: name };
+    return {
+      round: {
+        ms,
+        parts: { network: networkAt, instance: instanceAt, dnsmasq: dnsmasqAt, tap: tapAt, lease: leaseAt },
+      },
+      network: net,
+      nic,
+      hostname: name,
+    };
   } finally {
     await deleteNamespace(vm);
     // Not measured: take it all down again, and wait until the agent removed the network from the host.
@@ -299,7 +363,10 @@ async function viaApi(rig: ApiRig, round: string): Promise<{ round: Round; netwo
     if (network !== null) {
       const id = network.id;
       await client.networks.delete(id);
-      await until(async () => !(await links(hostNs)).has(bridgeName(id)) && (await rig.reader.dhcpPid(id)) === null, 'the agent to remove the network');
+      await until(
+        async () => !(await links(hostNs)).has(bridgeName(id)) && (await rig.reader.dhcpPid(id)) === null,
+        'the agent to remove the network',
+      );
     }
   }
 }
@@ -310,8 +377,10 @@ async function killDnsmasqUnder(dir: string): Promise<void> {
   for (const f of files.filter((x) => path.basename(x) === 'dnsmasq.pid')) {
     const pidFile = path.join(dir, f);
     const pid = Number.parseInt(await readFile(pidFile, 'utf8').catch(() => ''), 10);
-    const cmdline = Number.isInteger(pid) && pid > 1 ? await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '') : '';
-    if (cmdline.split('\0').includes(`--conf-file=${path.join(path.dirname(pidFile), 'dnsmasq.conf')}`)) process.kill(pid, 'SIGKILL');
+    const cmdline =
+      Number.isInteger(pid) && pid > 1 ? await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '') : '';
+    if (cmdline.split('\0').includes(`--conf-file=${path.join(path.dirname(pidFile), 'dnsmasq.conf')}`))
+      process.kill(pid, 'SIGKILL');
   }
 }
 
@@ -331,9 +400,16 @@ async function main(): Promise<void> {
     return;
   }
   const cpus = os.cpus();
-  log(`floe networking benchmark — ${cpus.length} CPU(s) (${cpus[0]?.model ?? 'unknown'}), Node.js ${process.version}, ${os.platform()} ${os.release()}, ` +
-    `load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} before the run`);
-  log(`${ROUNDS} rounds after a warm-up of each; by hand, the driver and the API take turns. Every round ends with busybox udhcpc in a "VM" namespace leasing the NIC's address.`);
+  log(
+    `floe networking benchmark — ${cpus.length} CPU(s) (${cpus[0]?.model ?? 'unknown'}), Node.js ${process.version}, ${os.platform()} ${os.release()}, ` +
+      `load average ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')} before the run`,
+  );
+  log(
+    `${ROUNDS} rounds after a warm-up of each; by hand, the driver and the API take turns. Every round ends with busybox udhcpc in a "VM" namespace leasing the NIC's address.`,
+  );
   const state = await mkdtemp(path.join(os.tmpdir(), 'floe-bench-net-'));
   const hostNs = await hostNamespace();
   let rig: ApiRig | null = null;
@@ -354,10 +430,14 @@ async function main(): Promise<void> {
   const api: Column = { label: 'floe API request → working network', rounds: [] };
   try {
     rig = await startRig(state, hostNs);
-    log(`control plane (SQLite) at ${rig.cp.url}; agent in a worker thread, its network commands in namespace ${hostNs}`);
+    log(
+      `control plane (SQLite) at ${rig.cp.url}; agent in a worker thread, its network commands in namespace ${hostNs}`,
+    );
     const warm = await viaApi(rig, 'warm');
     const subject = subjectOf(warm.network, warm.nic, warm.hostname);
-    log(`network ${subject.net.ipv4?.cidr} + ${subject.net.ipv6?.cidr}, gateway host, MTU ${subject.net.mtu}; NIC ${subject.nic.mac} → ${subject.nic.ipv4}, ${subject.nic.ipv6}`);
+    log(
+      `network ${subject.net.ipv4?.cidr} + ${subject.net.ipv6?.cidr}, gateway host, MTU ${subject.net.mtu}; NIC ${subject.nic.mac} → ${subject.nic.ipv4}, ${subject.nic.ipv6}`,
+    );
     await byHand(path.join(state, 'hw'), subject);
     await viaDriver(path.join(state, 'dw'), subject);
     for (let i = 0; i < ROUNDS; i++) {
@@ -382,18 +462,38 @@ async function main(): Promise<void> {
   const p50 = (c: Column) => percentile(sorted(c.rounds.map((r) => r.ms)), 0.5);
   log('');
   log('Where the API rounds spend their time (ms after the request was sent, median (p10, p90)):');
-  log(table(['step', 'done at'], ['network', 'instance', 'dnsmasq', 'tap', 'lease'].map((k) => [
-    { network: 'POST /v1/networks answered', instance: 'POST /v1/instances answered', dnsmasq: "dnsmasq runs with the NIC's lease", tap: 'tap in the bridge, up', lease: 'udhcpc leased the address' }[k]!,
-    mid(api.rounds.map((r) => r.parts[k]!)),
-  ])));
-  log(`by hand, dnsmasq ran after ${mid(hand.rounds.map((r) => r.parts.dnsmasq!))} ms; driver, after ${mid(driver.rounds.map((r) => r.parts.dnsmasq!))} ms`);
+  log(
+    table(
+      ['step', 'done at'],
+      ['network', 'instance', 'dnsmasq', 'tap', 'lease'].map((k) => [
+        {
+          network: 'POST /v1/networks answered',
+          instance: 'POST /v1/instances answered',
+          dnsmasq: "dnsmasq runs with the NIC's lease",
+          tap: 'tap in the bridge, up',
+          lease: 'udhcpc leased the address',
+        }[k]!,
+        mid(api.rounds.map((r) => r.parts[k]!)),
+      ]),
+    ),
+  );
+  log(
+    `by hand, dnsmasq ran after ${mid(hand.rounds.map((r) => r.parts.dnsmasq!))} ms; driver, after ${mid(driver.rounds.map((r) => r.parts.dnsmasq!))} ms`,
+  );
   log('');
-  log(`Summary: time to a working network (bridge up, tap in it, dnsmasq leasing the NIC's address to a client), ${ROUNDS} rounds`);
-  log(table(['metric', 'median (p10, p90) ms', 'ratio to by hand'], [
-    [`${hand.label} (baseline)`, mid(hand.rounds.map((r) => r.ms)), '1.00x'],
-    [driver.label, mid(driver.rounds.map((r) => r.ms)), `${(p50(driver) / p50(hand)).toFixed(2)}x`],
-    [api.label, mid(api.rounds.map((r) => r.ms)), `${(p50(api) / p50(hand)).toFixed(2)}x`],
-  ]));
+  log(
+    `Summary: time to a working network (bridge up, tap in it, dnsmasq leasing the NIC's address to a client), ${ROUNDS} rounds`,
+  );
+  log(
+    table(
+      ['metric', 'median (p10, p90) ms', 'ratio to by hand'],
+      [
+        [`${hand.label} (baseline)`, mid(hand.rounds.map((r) => r.ms)), '1.00x'],
+        [driver.label, mid(driver.rounds.map((r) => r.ms)), `${(p50(driver) / p50(hand)).toFixed(2)}x`],
+        [api.label, mid(api.rounds.map((r) => r.ms)), `${(p50(api) / p50(hand)).toFixed(2)}x`],
+      ],
+    ),
+  );
   log(`floe API − by hand (difference of medians): ${fmt(p50(api) - p50(hand))} ms`);
 }
 

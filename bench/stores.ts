@@ -18,7 +18,10 @@ export interface StoreResults<R> {
  * A store that cannot be had is `skipped`; one whose run threw is `failed`,
  * logged with its stack, and sets a non-zero exit code.
  */
-export async function benchEachStore<R>(log: (line: string) => void, bench: (target: StoreTarget) => Promise<R>): Promise<StoreResults<R>> {
+export async function benchEachStore<R>(
+  log: (line: string) => void,
+  bench: (target: StoreTarget) => Promise<R>,
+): Promise<StoreResults<R>> {
   const wanted = new Set((process.env.FLOE_BENCH_STORES ?? 'sqlite,postgres').split(',').map((s) => s.trim()));
   const results = new Map<string, StoreOutcome<R>>();
   for (const target of storeTargetsFor(process.env)) {

@@ -73,7 +73,12 @@ export function serveJobs<Job>(port: MessagePort, handle: (job: Job) => Promise<
   port.on('message', (msg: Envelope<Job>) => {
     handle(msg.job).then(
       (result) => port.postMessage({ id: msg.id, ok: true, result } satisfies Answer),
-      (err: unknown) => port.postMessage({ id: msg.id, ok: false, error: err instanceof Error ? (err.stack ?? err.message) : String(err) } satisfies Answer),
+      (err: unknown) =>
+        port.postMessage({
+          id: msg.id,
+          ok: false,
+          error: err instanceof Error ? (err.stack ?? err.message) : String(err),
+        } satisfies Answer),
     );
   });
 }

@@ -25,11 +25,22 @@ if (run('npm', ['run', '--silent', 'typecheck']) !== 0) {
 const dir = mkdtempSync(path.join(os.tmpdir(), 'floe-test-'));
 const report = path.join(dir, 'vitest.json');
 console.log('== tests (vitest)');
-const code = run(path.join(root, 'node_modules', '.bin', 'vitest'), ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...args]);
+const code = run(path.join(root, 'node_modules', '.bin', 'vitest'), [
+  'run',
+  '--reporter=default',
+  '--reporter=json',
+  `--outputFile.json=${report}`,
+  ...args,
+]);
 let summary = null;
 try {
   const r = JSON.parse(readFileSync(report, 'utf8'));
-  summary = { passed: r.numPassedTests, failed: r.numFailedTests, skipped: r.numPendingTests + r.numTodoTests, suitesFailed: r.numFailedTestSuites };
+  summary = {
+    passed: r.numPassedTests,
+    failed: r.numFailedTests,
+    skipped: r.numPendingTests + r.numTodoTests,
+    suitesFailed: r.numFailedTestSuites,
+  };
 } catch {
   // no report: vitest itself failed before running tests
 }

@@ -17,11 +17,16 @@ import { Namespaces, startAgentIn } from './netns.js';
 const have = (cmd: string, ...args: string[]) => spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
 // ssh-keygen has no --version; it is there when it starts at all.
 const installed = (cmd: string) => spawnSync(cmd, ['--help'], { stdio: 'ignore' }).error === undefined;
-const skip = process.getuid?.() !== 0 ? 'needs root (network namespaces, building the image)'
-  : !have('qemu-system-x86_64', '--version') ? 'qemu-system-x86_64 is not installed'
-    : !have('dnsmasq', '--version') ? 'dnsmasq is not installed'
-      : !have('ssh', '-V') || !installed('ssh-keygen') ? 'ssh or ssh-keygen is not installed (Debian package openssh-client)'
-        : null;
+const skip =
+  process.getuid?.() !== 0
+    ? 'needs root (network namespaces, building the image)'
+    : !have('qemu-system-x86_64', '--version')
+      ? 'qemu-system-x86_64 is not installed'
+      : !have('dnsmasq', '--version')
+        ? 'dnsmasq is not installed'
+        : !have('ssh', '-V') || !installed('ssh-keygen')
+          ? 'ssh or ssh-keygen is not installed (Debian package openssh-client)'
+          : null;
 if (skip && !process.env.CI) console.warn(`skipping the real cloud image test: ${skip}`);
 
 const sqlite = storeTargets().find((t) => t.name === 'sqlite')!;
@@ -112,7 +117,10 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
   /** What went on, for a failure message: the console's end and the agent's log. */
   const diagnostics = async (of: Instance = vm) => {
     const consoleLog = await logsOf(of.name).catch((err: unknown) => `(no console log: ${String(err)})`);
-    const status = await client.instances.get(of.name).then((i) => JSON.stringify(i.status), (err: unknown) => String(err));
+    const status = await client.instances.get(of.name).then(
+      (i) => JSON.stringify(i.status),
+      (err: unknown) => String(err),
+    );
     return `--- status\n${status}\n--- console (end)\n${consoleLog.slice(-8000)}\n--- agent (end)\n${agent?.output().slice(-3000) ?? ''}`;
   };
   /** The instance's first_boot once the guest reported the end of its first boot. */
@@ -121,14 +129,33 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
       const fb = (await client.instances.get(of.name)).status.first_boot;
       return fb.finished_at !== null ? fb : undefined;
     };
-    return eventually(end, 'the end of first boot in the status', 60_000).catch(async (err: unknown) => expect.fail(`${String(err)}\n${await diagnostics(of)}`));
+    return eventually(end, 'the end of first boot in the status', 60_000).catch(async (err: unknown) =>
+      expect.fail(`${String(err)}\n${await diagnostics(of)}`),
+    );
   };
   /** Run a command in the guest over ssh from h1 (which reaches the network's bridge). */
   const ssh = async (command: string, to: Nic = nic) => {
-    const r = await ns.exec(h1, [
-      'ssh', '-i', path.join(keyDir, 'id'), '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null',
-      '-o', 'ConnectTimeout=10', '-o', 'LogLevel=ERROR', `debian@${to.ipv4}`, command,
-    ], { allowFail: true, timeoutMs: 60_000 });
+    const r = await ns.exec(
+      h1,
+      [
+        'ssh',
+        '-i',
+        path.join(keyDir, 'id'),
+        '-o',
+        'BatchMode=yes',
+        '-o',
+        'StrictHostKeyChecking=no',
+        '-o',
+        'UserKnownHostsFile=/dev/null',
+        '-o',
+        'ConnectTimeout=10',
+        '-o',
+        'LogLevel=ERROR',
+        `debian@${to.ipv4}`,
+        command,
+      ],
+      { allowFail: true, timeoutMs: 60_000 },
+    );
     return { code: r.code, out: r.stdout, err: r.stderr };
   };
 
@@ -140,31 +167,61 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
     const publicKey = (await readFile(path.join(keyDir, 'id.pub'), 'utf8')).trim();
 
     h1 = await ns.add('h1');
-    await ns.link({ ns: null, name: `fe${ns.tag}c1`, addr: `${base}.1.1/24` }, { ns: h1, name: 'cp0', addr: `${base}.1.2/24` });
-    cp = await startTestControlPlane(await sqlite.open(), { FLOE_HEARTBEAT_MS: '500', FLOE_HOST_OFFLINE_AFTER_MS: '5000' }, undefined, `${base}.1.1`);
+    await ns.link(
+      { ns: null, name: `fe${ns.tag}c1`, addr: `${base}.1.1/24` },
+      { ns: h1, name: 'cp0', addr: `${base}.1.2/24` },
+    );
+    cp = await startTestControlPlane(
+      await sqlite.open(),
+      { FLOE_HEARTBEAT_MS: '500', FLOE_HOST_OFFLINE_AFTER_MS: '5000' },
+      undefined,
+      `${base}.1.1`,
+    );
     client = clientFor(cp);
     const prepared = await prepareAgentDir(cp, 'h1');
     agentDir = prepared.dataDir;
     agent = startAgentIn(h1, cp.url, agentDir, `${base}.1.2`);
-    await eventually(async () => (await client.hosts.get(prepared.hostId)).status.state === 'online', `the agent online\n${agent?.output()}`, 60_000);
+    await eventually(
+      async () => (await client.hosts.get(prepared.hostId)).status.state === 'online',
+      `the agent online\n${agent?.output()}`,
+      60_000,
+    );
 
     await client.images.create({ name: 'debian-12' });
     await client.images.upload('debian-12', image.path);
     await client.networks.create({ name: 'lan', ipv4: '10.10.0.0/24', ipv6: 'auto', gateway: 'host' });
     const made = await client.instances.create({
-      name: 'cloudy', image: 'debian-12', vcpus: 1, memory_mib: 768, disk_gib: 2, networks: ['lan'],
-      ssh_keys: [publicKey], user_data: multipartUserData(`floe-${randomBytes(6).toString('hex')}`), vendor_data: VENDOR_DATA,
+      name: 'cloudy',
+      image: 'debian-12',
+      vcpus: 1,
+      memory_mib: 768,
+      disk_gib: 2,
+      networks: ['lan'],
+      ssh_keys: [publicKey],
+      user_data: multipartUserData(`floe-${randomBytes(6).toString('hex')}`),
+      vendor_data: VENDOR_DATA,
     });
     // No seed disk: cloud-init finds the metadata service through the SMBIOS serial and reads everything from it.
     const madeMeta = await client.instances.create({
-      name: 'airy', image: 'debian-12', vcpus: 1, memory_mib: 768, disk_gib: 2, networks: ['lan'], config_drive: false,
-      ssh_keys: [publicKey], user_data: METADATA_USER_DATA,
+      name: 'airy',
+      image: 'debian-12',
+      vcpus: 1,
+      memory_mib: 768,
+      disk_gib: 2,
+      networks: ['lan'],
+      config_drive: false,
+      ssh_keys: [publicKey],
+      user_data: METADATA_USER_DATA,
     });
     vm = made.instance;
     metaVm = madeMeta.instance;
-    for (const [m, of] of [[made, vm], [madeMeta, metaVm]] as const) {
+    for (const [m, of] of [
+      [made, vm],
+      [madeMeta, metaVm],
+    ] as const) {
       const op = await client.operations.wait(m.operation.id, { timeoutMs: 180_000 });
-      if (op.status !== 'succeeded') expect.fail(`creating ${of.name}: ${op.status} ${JSON.stringify(op.error ?? null)}\n${await diagnostics(of)}`);
+      if (op.status !== 'succeeded')
+        expect.fail(`creating ${of.name}: ${op.status} ${JSON.stringify(op.error ?? null)}\n${await diagnostics(of)}`);
     }
     [nic] = (await client.instances.nics(vm.name)) as [Nic];
     [metaNic] = (await client.instances.nics(metaVm.name)) as [Nic];
@@ -178,16 +235,22 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
         const seen = FINISHED_RE.exec(consoleLog);
         if (seen !== null && of === vm && finished === null) {
           finished = seen;
-          console.log(`${of.name}: cloud-init finished ${((Date.now() - started) / 1000).toFixed(0)} s after the VM was created; the guest says: up ${seen[2]} s, ${seen[1]}`);
+          console.log(
+            `${of.name}: cloud-init finished ${((Date.now() - started) / 1000).toFixed(0)} s after the VM was created; the guest says: up ${seen[2]} s, ${seen[1]}`,
+          );
         }
         if (seen !== null && of === metaVm && metaFinished === null) {
           metaFinished = seen;
-          console.log(`${of.name}: cloud-init finished ${((Date.now() - started) / 1000).toFixed(0)} s after the VM was created; the guest says: up ${seen[2]} s, ${seen[1]}`);
+          console.log(
+            `${of.name}: cloud-init finished ${((Date.now() - started) / 1000).toFixed(0)} s after the VM was created; the guest says: up ${seen[2]} s, ${seen[1]}`,
+          );
         }
         // A login prompt with no word from cloud-init: its generator disabled it (ds-identify found no data source, as
         // when the seed sits where the guest kernel cannot see it); waiting longer would not help.
         if (seen === null && /^\S+ login: /m.test(consoleLog) && !consoleLog.includes('Cloud-init v. ')) {
-          expect.fail(`${of.name} booted to a login prompt but cloud-init never ran (no data source found?)\n${await diagnostics(of)}`);
+          expect.fail(
+            `${of.name} booted to a login prompt but cloud-init never ran (no data source found?)\n${await diagnostics(of)}`,
+          );
         }
       }
       if (finished === null || metaFinished === null) await new Promise((r) => setTimeout(r, 3000));
@@ -197,7 +260,8 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
   }, 45 * 60_000);
 
   afterAll(async () => {
-    for (const of of [vm, metaVm]) if (client && of) await client.instances.delete(of.name, { wait: 60 }).catch(() => undefined);
+    for (const of of [vm, metaVm])
+      if (client && of) await client.instances.delete(of.name, { wait: 60 }).catch(() => undefined);
     if (agent) await kill(agent);
     await cp?.close();
     await ns.cleanup();
@@ -217,7 +281,11 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
     expect(status.out).toMatch(/DataSourceNoCloud \[seed=\/dev\/vd[a-z]\]/);
     const json = await ssh('cloud-init status --long --format json');
     const parsed = JSON.parse(json.out) as { status: string; datasource: string; errors: unknown[] };
-    expect({ status: parsed.status, datasource: parsed.datasource, errors: parsed.errors }).toEqual({ status: 'done', datasource: 'nocloud', errors: [] });
+    expect({ status: parsed.status, datasource: parsed.datasource, errors: parsed.errors }).toEqual({
+      status: 'done',
+      datasource: 'nocloud',
+      errors: [],
+    });
     // ds-identify (not a list fixed in the image) chose the data source: it writes what it found here.
     const identified = await ssh('cat /run/cloud-init/cloud.cfg');
     expect(identified.out).toMatch(/^datasource_list: \[ ?NoCloud, None ?\]$/m);
@@ -228,7 +296,9 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
   it('ran both parts of the multipart user-data and the vendor-data', async () => {
     const r = await ssh('cat /etc/floe-e2e/written /etc/floe-e2e/runcmd /etc/floe-e2e/script /etc/floe-e2e/vendor');
     expect(r.code, `${r.out}${r.err}`).toBe(0);
-    expect(r.out).toBe('written by write_files\nran by runcmd on cloudy\nran by the script as root\nwritten by vendor-data\n');
+    expect(r.out).toBe(
+      'written by write_files\nran by runcmd on cloudy\nran by the script as root\nwritten by vendor-data\n',
+    );
     // cloud-init kept both documents as floe delivered them: the vendor-data behind floe's own part (first-boot reports).
     const kept = await ssh('sudo cat /var/lib/cloud/instance/vendor-data.txt');
     expect(kept.out).toContain(`\n\n${VENDOR_DATA}`);
@@ -248,7 +318,11 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
     expect(nic.ipv4).toMatch(/^10\.10\.0\.\d+$/);
     const r = await ssh('ip -j addr show dev eth0');
     expect(r.code, r.err).toBe(0);
-    const [link] = JSON.parse(r.out) as { address: string; mtu: number; addr_info: { family: string; local: string; prefixlen: number; scope: string }[] }[];
+    const [link] = JSON.parse(r.out) as {
+      address: string;
+      mtu: number;
+      addr_info: { family: string; local: string; prefixlen: number; scope: string }[];
+    }[];
     expect(link!.address).toBe(nic.mac);
     const global = link!.addr_info.filter((a) => a.scope === 'global').map((a) => `${a.local}/${a.prefixlen}`);
     expect(global).toContain(`${nic.ipv4}/24`);
@@ -278,7 +352,10 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
     const addr = await ssh('ip -j addr show', metaNic);
     expect(addr.code, addr.err).toBe(0);
     const links = JSON.parse(addr.out) as { address: string; addr_info: { family: string; local: string }[] }[];
-    const v4 = links.find((l) => l.address === metaNic.mac)?.addr_info.filter((a) => a.family === 'inet').map((a) => a.local);
+    const v4 = links
+      .find((l) => l.address === metaNic.mac)
+      ?.addr_info.filter((a) => a.family === 'inet')
+      .map((a) => a.local);
     expect(v4).toEqual([metaNic.ipv4]);
     const fb = await firstBootEnd(metaVm);
     expect(fb).toMatchObject({ source: 'metadata', result: 'ok' });

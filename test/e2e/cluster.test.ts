@@ -26,7 +26,10 @@ describe.skipIf(pgTarget.skip)('two control planes sharing PostgreSQL', () => {
     cp2 = await startTestControlPlane(store2, { FLOE_HEARTBEAT_MS: '300' }, { ca: cp1.ca, pki: cp1.pki });
     ({ hostId, dataDir: agentDir } = await prepareAgent(cp2, 'node-c'));
     agent = startAgent(cp2.url, agentDir);
-    await eventually(async () => (await clientFor(cp1).hosts.get(hostId)).status.state === 'online', 'host online (seen from the other control plane)');
+    await eventually(
+      async () => (await clientFor(cp1).hosts.get(hostId)).status.state === 'online',
+      'host online (seen from the other control plane)',
+    );
     await clientFor(cp1).images.create({ name: 'img' });
   }, 60_000);
 
@@ -47,8 +50,20 @@ describe.skipIf(pgTarget.skip)('two control planes sharing PostgreSQL', () => {
     expect(done.status).toBe('succeeded');
     expect((await c2.instances.get('vm-x')).status.state).toBe('running');
     // The state changes were published by the control plane holding the agent link.
-    await eventually(async () => stream.events.some((e) => e.type === 'instance.state' && e.resource_id === instance.id && e.data.state === 'running'), 'remote instance.state event');
-    await eventually(async () => stream.events.some((e) => e.resource_id === operation.id && (e.data.operation as Operation).status === 'succeeded'), 'remote operation event');
+    await eventually(
+      async () =>
+        stream.events.some(
+          (e) => e.type === 'instance.state' && e.resource_id === instance.id && e.data.state === 'running',
+        ),
+      'remote instance.state event',
+    );
+    await eventually(
+      async () =>
+        stream.events.some(
+          (e) => e.resource_id === operation.id && (e.data.operation as Operation).status === 'succeeded',
+        ),
+      'remote operation event',
+    );
     stream.stop();
   });
 

@@ -19,14 +19,36 @@ export function prepareAgent(cp: TestControlPlane, name: string): Promise<{ host
 }
 
 /** A floe-agent process with the fake VM driver. */
-export function startAgent(server: string, dataDir: string, extra: string[] = []): ChildProcess & { output: () => string } {
-  const child = spawn(process.execPath, nodeArgs('packages/agent/src/main.ts', ['--server', server, '--data', dataDir, '--driver', 'fake', '--log-level', 'warn', ...extra]), {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  }) as ChildProcess & { output: () => string };
+export function startAgent(
+  server: string,
+  dataDir: string,
+  extra: string[] = [],
+): ChildProcess & { output: () => string } {
+  const child = spawn(
+    process.execPath,
+    nodeArgs('packages/agent/src/main.ts', [
+      '--server',
+      server,
+      '--data',
+      dataDir,
+      '--driver',
+      'fake',
+      '--log-level',
+      'warn',
+      ...extra,
+    ]),
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  ) as ChildProcess & { output: () => string };
   let out = '';
-  child.stdout!.on('data', (d) => { out += String(d); });
-  child.stderr!.on('data', (d) => { out += String(d); });
+  child.stdout!.on('data', (d) => {
+    out += String(d);
+  });
+  child.stderr!.on('data', (d) => {
+    out += String(d);
+  });
   child.output = () => out;
   return child;
 }
@@ -41,7 +63,11 @@ export async function kill(child: ChildProcess, signal: NodeJS.Signals = 'SIGKIL
 }
 
 /** Poll `check` until it returns a value (not undefined/false) or time runs out. */
-export async function eventually<T>(check: () => Promise<T | undefined | false>, what: string, timeoutMs = 15_000): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T | undefined | false>,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -62,7 +88,10 @@ export function clientFor(cp: TestControlPlane, token = cp.adminToken): FloeClie
 }
 
 /** Collect events from the SSE stream in the background. */
-export function collectEvents(client: FloeClient, query: Record<string, unknown> = {}): { events: Event[]; stop: () => void } {
+export function collectEvents(
+  client: FloeClient,
+  query: Record<string, unknown> = {},
+): { events: Event[]; stop: () => void } {
   const events: Event[] = [];
   const ac = new AbortController();
   void (async () => {

@@ -50,7 +50,11 @@ async function failure(p: Promise<unknown>): Promise<FloeApiError> {
 }
 
 /** Read a whole log through the client. */
-async function readLogs(client: FloeClient, id: string, options: { tailBytes?: number; project?: string } = {}): Promise<string> {
+async function readLogs(
+  client: FloeClient,
+  id: string,
+  options: { tailBytes?: number; project?: string } = {},
+): Promise<string> {
   const parts: Buffer[] = [];
   for await (const chunk of client.instances.logs(id, options)) parts.push(chunk);
   return Buffer.concat(parts).toString('utf8');
@@ -83,7 +87,10 @@ describe('console, logs and stats through the agent link', () => {
   let webId: string;
 
   beforeAll(async () => {
-    cp = await startTestControlPlane(await sqlite.open(), { FLOE_HEARTBEAT_MS: '300', FLOE_HOST_OFFLINE_AFTER_MS: '1500' });
+    cp = await startTestControlPlane(await sqlite.open(), {
+      FLOE_HEARTBEAT_MS: '300',
+      FLOE_HOST_OFFLINE_AFTER_MS: '1500',
+    });
     ({ hostId, dataDir: agentDir } = await prepareAgent(cp, 'node-io'));
     agent = startAgent(cp.url, agentDir);
     client = clientFor(cp);
@@ -142,7 +149,9 @@ describe('console, logs and stats through the agent link', () => {
     }
     times.sort((a, b) => a - b);
     const p = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))]!.toFixed(2);
-    console.log(`[floe] console round trip client → control plane → agent → driver → back: median ${p(0.5)} ms, p95 ${p(0.95)} ms, max ${p(1)} ms (${times.length} sequential samples)`);
+    console.log(
+      `[floe] console round trip client → control plane → agent → driver → back: median ${p(0.5)} ms, p95 ${p(0.95)} ms, max ${p(1)} ms (${times.length} sequential samples)`,
+    );
     expect(times.length).toBe(50);
     session.close();
     const end = await session.done;
@@ -190,7 +199,7 @@ describe('console, logs and stats through the agent link', () => {
     expect(await readLogs(client, 'idle')).toBe('');
   });
 
-  it('another project\'s token sees none of it (404)', async () => {
+  it("another project's token sees none of it (404)", async () => {
     await client.projects.create({ name: 'other' });
     const { secret } = await client.tokens.create({ name: 'other-user', projects: ['other'] });
     const stranger = clientFor(cp, secret);
@@ -218,7 +227,9 @@ describe('console, logs and stats through the agent link', () => {
       ws.on('open', () => resolve());
       ws.on('error', reject);
     });
-    ws.on('message', (d, isBinary) => { if (isBinary) got.push(d as Buffer); });
+    ws.on('message', (d, isBinary) => {
+      if (isBinary) got.push(d as Buffer);
+    });
     ws.send(Buffer.from('raw-frame\r\n'));
     await until('raw echo', () => Buffer.concat(got).toString().includes('raw-frame'));
     ws.close();
@@ -238,7 +249,10 @@ describe('console, logs and stats through the agent link', () => {
     // A VM of its own: the flood fills its console log.
     const noisy = await client.instances.create({ name: 'noisy', image: 'img', machine_type: 'nano' });
     expect((await client.operations.wait(noisy.operation.id, { timeoutMs: 15_000 })).status).toBe('succeeded');
-    const ws = new WebSocket(`${cp.url.replace('https', 'wss')}/v1/instances/noisy/console`, { ca: cp.ca.certPem, headers: { authorization: `Bearer ${cp.adminToken}` } });
+    const ws = new WebSocket(`${cp.url.replace('https', 'wss')}/v1/instances/noisy/console`, {
+      ca: cp.ca.certPem,
+      headers: { authorization: `Bearer ${cp.adminToken}` },
+    });
     await new Promise<void>((resolve, reject) => {
       ws.on('open', () => resolve());
       ws.on('error', reject);
@@ -270,7 +284,13 @@ describe('console, logs and stats through the agent link', () => {
   }, 30_000);
 
   it('the CLI prints logs and stats', async () => {
-    const env = { FLOE_CONFIG: path.join(tmp, 'config.json'), FLOE_URL: cp.url, FLOE_TOKEN: cp.adminToken, FLOE_CA: caFile, NO_COLOR: '1' };
+    const env = {
+      FLOE_CONFIG: path.join(tmp, 'config.json'),
+      FLOE_URL: cp.url,
+      FLOE_TOKEN: cp.adminToken,
+      FLOE_CA: caFile,
+      NO_COLOR: '1',
+    };
     const floe = async (...argv: string[]) => {
       const out = new Buf();
       const err = new Buf();
@@ -294,8 +314,19 @@ describe('console, logs and stats through the agent link', () => {
   });
 
   it('floe vm console pipes stdin to the console and stdout back, and exits at EOF', async () => {
-    const env = { ...process.env, FLOE_CONFIG: path.join(tmp, 'config.json'), FLOE_URL: cp.url, FLOE_TOKEN: cp.adminToken, FLOE_CA: caFile, NO_COLOR: '1' };
-    const child = spawn(process.execPath, nodeArgs('packages/cli/src/main.ts', ['vm', 'console', 'web', '--linger', '300']), { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const env = {
+      ...process.env,
+      FLOE_CONFIG: path.join(tmp, 'config.json'),
+      FLOE_URL: cp.url,
+      FLOE_TOKEN: cp.adminToken,
+      FLOE_CA: caFile,
+      NO_COLOR: '1',
+    };
+    const child = spawn(
+      process.execPath,
+      nodeArgs('packages/cli/src/main.ts', ['vm', 'console', 'web', '--linger', '300']),
+      { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] },
+    );
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += String(d)));

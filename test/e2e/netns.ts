@@ -31,12 +31,18 @@ export class Namespaces {
    * A veth pair between two namespaces (null: the root namespace), each end
    * up with its address (`a.b.c.d/len`).
    */
-  async link(a: { ns: string | null; name: string; addr?: string }, b: { ns: string | null; name: string; addr?: string }): Promise<void> {
+  async link(
+    a: { ns: string | null; name: string; addr?: string },
+    b: { ns: string | null; name: string; addr?: string },
+  ): Promise<void> {
     // Made in the root namespace, then moved: a name only has to be unique there for a moment.
     const tmpA = `fv${this.tag}${randomBytes(2).toString('hex')}`;
     const tmpB = `fv${this.tag}${randomBytes(2).toString('hex')}`;
     await run('ip', ['link', 'add', tmpA, 'type', 'veth', 'peer', 'name', tmpB]);
-    for (const [end, tmp] of [[a, tmpA], [b, tmpB]] as const) {
+    for (const [end, tmp] of [
+      [a, tmpA],
+      [b, tmpB],
+    ] as const) {
       if (end.ns === null) {
         await run('ip', ['link', 'set', tmp, 'name', end.name]);
         this.rootLinks.push(end.name);
@@ -70,14 +76,46 @@ export class Namespaces {
 }
 
 /** A floe-agent process with the QEMU driver (TCG) inside a namespace. */
-export function startAgentIn(ns: string, server: string, dataDir: string, underlay: string): ChildProcess & { output: () => string } {
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...nodeArgs('packages/agent/src/main.ts', [
-    // A short resync, so drift made by a test is repaired within seconds.
-    '--server', server, '--data', dataDir, '--driver', 'qemu', '--accel', 'tcg', '--underlay', underlay, '--resync', '2', '--log-level', 'info',
-  ])], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] }) as ChildProcess & { output: () => string };
+export function startAgentIn(
+  ns: string,
+  server: string,
+  dataDir: string,
+  underlay: string,
+): ChildProcess & { output: () => string } {
+  const child = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      ns,
+      process.execPath,
+      ...nodeArgs('packages/agent/src/main.ts', [
+        // A short resync, so drift made by a test is repaired within seconds.
+        '--server',
+        server,
+        '--data',
+        dataDir,
+        '--driver',
+        'qemu',
+        '--accel',
+        'tcg',
+        '--underlay',
+        underlay,
+        '--resync',
+        '2',
+        '--log-level',
+        'info',
+      ]),
+    ],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+  ) as ChildProcess & { output: () => string };
   let out = '';
-  child.stdout!.on('data', (d) => { out += String(d); });
-  child.stderr!.on('data', (d) => { out += String(d); });
+  child.stdout!.on('data', (d) => {
+    out += String(d);
+  });
+  child.stderr!.on('data', (d) => {
+    out += String(d);
+  });
   child.output = () => out;
   return child;
 }
@@ -91,7 +129,10 @@ export class GuestShell {
   private text = '';
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly client: FloeClient, readonly instance: string) {}
+  constructor(
+    private readonly client: FloeClient,
+    readonly instance: string,
+  ) {}
 
   /** Run `command` in the guest's shell; resolves with what it printed and its exit status. */
   sh(command: string, timeoutMs = 60_000): Promise<{ code: number; out: string }> {
@@ -103,8 +144,12 @@ export class GuestShell {
   private async runOne(command: string, timeoutMs: number): Promise<{ code: number; out: string }> {
     if (this.session === null) {
       this.session = await this.client.instances.console(this.instance);
-      this.session.onData((d) => { this.text += d.toString('utf8'); });
-      this.session.onClose(() => { this.session = null; });
+      this.session.onData((d) => {
+        this.text += d.toString('utf8');
+      });
+      this.session.onClose(() => {
+        this.session = null;
+      });
     }
     const nonce = randomBytes(4).toString('hex');
     // The markers are printed by echo; the echoed command line has them followed by a quote, never by a newline.
@@ -115,7 +160,10 @@ export class GuestShell {
     for (;;) {
       const m = done.exec(this.text.slice(start));
       if (m) return { out: m[1]!.replace(/\r/g, ''), code: Number(m[2]) };
-      if (Date.now() > deadline) throw new Error(`${this.instance}: no answer to ${JSON.stringify(command)} in ${timeoutMs} ms; console: ${this.text.slice(start).slice(-2000)}`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `${this.instance}: no answer to ${JSON.stringify(command)} in ${timeoutMs} ms; console: ${this.text.slice(start).slice(-2000)}`,
+        );
       await new Promise((r) => setTimeout(r, 50));
     }
   }

@@ -17,10 +17,14 @@ import { clientFor, eventually, kill } from './helpers.js';
 import { GuestShell, Namespaces, startAgentIn } from './netns.js';
 
 const have = (cmd: string, ...args: string[]) => spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
-const skip = process.getuid?.() !== 0 ? 'needs root (network namespaces)'
-  : !have('qemu-system-x86_64', '--version') ? 'qemu-system-x86_64 is not installed'
-    : !have('dnsmasq', '--version') ? 'dnsmasq is not installed'
-      : null;
+const skip =
+  process.getuid?.() !== 0
+    ? 'needs root (network namespaces)'
+    : !have('qemu-system-x86_64', '--version')
+      ? 'qemu-system-x86_64 is not installed'
+      : !have('dnsmasq', '--version')
+        ? 'dnsmasq is not installed'
+        : null;
 if (skip && !process.env.CI) console.warn(`skipping networking end-to-end tests: ${skip}`);
 
 const sqlite = storeTargets().find((t) => t.name === 'sqlite')!;
@@ -83,15 +87,30 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     return Buffer.concat(parts).toString('utf8');
   };
   // What the agents logged, without the retries of one failure over and over.
-  const agentOutput = () => agents.map((a, i) => {
-    const lines = [...new Set(a.output().split('\n').map((l) => l.replace(/"time":\d+,|"retry_in_ms":\d+,|"failures":\d+,/g, '')))];
-    return `--- agent ${i + 1}\n${lines.join('\n').slice(-4000)}`;
-  }).join('\n');
+  const agentOutput = () =>
+    agents
+      .map((a, i) => {
+        const lines = [
+          ...new Set(
+            a
+              .output()
+              .split('\n')
+              .map((l) => l.replace(/"time":\d+,|"retry_in_ms":\d+,|"failures":\d+,/g, '')),
+          ),
+        ];
+        return `--- agent ${i + 1}\n${lines.join('\n').slice(-4000)}`;
+      })
+      .join('\n');
   /** Wait until a guest has booted (its shell takes input only then) and announced `ip` leased by DHCP on eth0. */
-  const booted = (name: string, ip: string) => eventually(async () => {
-    const log = await logsOf(name);
-    return log.includes('FLOE-TEST READY') && log.includes(`FLOE-TEST IP eth0 ${ip}/24`);
-  }, `${name} booted with its IPAM address ${ip} by DHCP\n${agentOutput()}`, 240_000);
+  const booted = (name: string, ip: string) =>
+    eventually(
+      async () => {
+        const log = await logsOf(name);
+        return log.includes('FLOE-TEST READY') && log.includes(`FLOE-TEST IP eth0 ${ip}/24`);
+      },
+      `${name} booted with its IPAM address ${ip} by DHCP\n${agentOutput()}`,
+      240_000,
+    );
   /** Wait for an operation to succeed; on failure say what the instances and agents were doing. */
   const succeeds = async (opId: string, timeoutMs: number) => {
     let status = 'unknown';
@@ -101,7 +120,9 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
       status = String(err);
     }
     if (status !== 'succeeded') {
-      const states = await Promise.all(Object.keys(vms).map(async (n) => `${n}: ${JSON.stringify((await client.instances.get(n)).status)}`));
+      const states = await Promise.all(
+        Object.keys(vms).map(async (n) => `${n}: ${JSON.stringify((await client.instances.get(n)).status)}`),
+      );
       expect.fail(`operation ${opId}: ${status}\n${states.join('\n')}\n${agentOutput()}`);
     }
   };
@@ -110,25 +131,47 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     h1 = await ns.add('h1');
     h2 = await ns.add('h2');
     inet = await ns.add('in');
-    await ns.link({ ns: null, name: `fe${ns.tag}c1`, addr: `${base}.1.1/24` }, { ns: h1, name: 'cp0', addr: `${base}.1.2/24` });
-    await ns.link({ ns: null, name: `fe${ns.tag}c2`, addr: `${base}.2.1/24` }, { ns: h2, name: 'cp0', addr: `${base}.2.2/24` });
+    await ns.link(
+      { ns: null, name: `fe${ns.tag}c1`, addr: `${base}.1.1/24` },
+      { ns: h1, name: 'cp0', addr: `${base}.1.2/24` },
+    );
+    await ns.link(
+      { ns: null, name: `fe${ns.tag}c2`, addr: `${base}.2.1/24` },
+      { ns: h2, name: 'cp0', addr: `${base}.2.2/24` },
+    );
     await ns.exec(h2, ['ip', 'route', 'add', `${base}.1.0/24`, 'via', `${base}.2.1`]);
     await ns.link({ ns: h1, name: 'ul0', addr: `${base}.0.1/24` }, { ns: h2, name: 'ul0', addr: `${base}.0.2/24` });
-    await ns.link({ ns: h1, name: 'up0', addr: '198.51.100.1/24' }, { ns: inet, name: 'eth0', addr: '198.51.100.2/24' });
+    await ns.link(
+      { ns: h1, name: 'up0', addr: '198.51.100.1/24' },
+      { ns: inet, name: 'eth0', addr: '198.51.100.2/24' },
+    );
     await ns.exec(h1, ['ip', 'route', 'add', 'default', 'via', '198.51.100.2']);
 
-    cp = await startTestControlPlane(await sqlite.open(), { FLOE_HEARTBEAT_MS: '500', FLOE_HOST_OFFLINE_AFTER_MS: '5000' }, undefined, `${base}.1.1`);
+    cp = await startTestControlPlane(
+      await sqlite.open(),
+      { FLOE_HEARTBEAT_MS: '500', FLOE_HOST_OFFLINE_AFTER_MS: '5000' },
+      undefined,
+      `${base}.1.1`,
+    );
     client = clientFor(cp);
-    for (const [name, netns, underlay] of [['h1', h1, `${base}.0.1`], ['h2', h2, `${base}.0.2`]] as const) {
+    for (const [name, netns, underlay] of [
+      ['h1', h1, `${base}.0.1`],
+      ['h2', h2, `${base}.0.2`],
+    ] as const) {
       const { hostId, dataDir } = await prepareAgentDir(cp, name);
       hostIds[name] = hostId;
       agentDirs[name] = dataDir;
       agents.push(startAgentIn(netns, cp.url, dataDir, underlay));
     }
-    await eventually(async () => {
-      for (const id of Object.values(hostIds)) if ((await client.hosts.get(id)).status.state !== 'online') return false;
-      return true;
-    }, `both agents online\n${agentOutput()}`, 60_000);
+    await eventually(
+      async () => {
+        for (const id of Object.values(hostIds))
+          if ((await client.hosts.get(id)).status.state !== 'online') return false;
+        return true;
+      },
+      `both agents online\n${agentOutput()}`,
+      60_000,
+    );
 
     const image = await ensureTestImage();
     await client.images.create({ name: 'floe-test' });
@@ -138,7 +181,11 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
 
     const create = async (name: string, network: string, userData?: string) => {
       const { instance, operation } = await client.instances.create({
-        name, image: 'floe-test', machine_type: 'nano', networks: [network], ...(userData === undefined ? {} : { user_data: userData }),
+        name,
+        image: 'floe-test',
+        machine_type: 'nano',
+        networks: [network],
+        ...(userData === undefined ? {} : { user_data: userData }),
       });
       vms[name] = instance;
       return operation;
@@ -163,15 +210,19 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     for (const s of Object.values(shells)) s.close();
     // Deleting through the API stops the VMs; the namespace cleanup kills whatever is left.
     if (client) {
-      await Promise.all(Object.keys(vms).map((name) => client.instances.delete(name, { wait: 30 }).catch(() => undefined)));
+      await Promise.all(
+        Object.keys(vms).map((name) => client.instances.delete(name, { wait: 30 }).catch(() => undefined)),
+      );
     }
     for (const a of agents) await kill(a);
     // FLOE_TEST_AGENT_LOG=<prefix> keeps each agent's whole log as <prefix>.<n>.
-    if (process.env.FLOE_TEST_AGENT_LOG) agents.forEach((a, i) => writeFileSync(`${process.env.FLOE_TEST_AGENT_LOG}.${i}`, a.output()));
+    if (process.env.FLOE_TEST_AGENT_LOG)
+      agents.forEach((a, i) => writeFileSync(`${process.env.FLOE_TEST_AGENT_LOG}.${i}`, a.output()));
     await cp?.close();
     await ns.cleanup();
     // What the agents' dnsmasq re-read lives under /run, outside their data directories.
-    for (const d of Object.values(agentDirs)) await rm(dnsmasqRunDir(path.resolve(d)), { recursive: true, force: true });
+    for (const d of Object.values(agentDirs))
+      await rm(dnsmasqRunDir(path.resolve(d)), { recursive: true, force: true });
   }, 120_000);
 
   it('two VMs on one network take their IPAM addresses by DHCP and ping each other over IPv4 and IPv6', async () => {
@@ -181,7 +232,10 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     expect(v4.code, v4.out).toBe(0);
     // SLAAC from the host's router advertisements: the EUI-64 address IPAM recorded.
     for (const name of ['a', 'b']) {
-      await shells[name]!.until(`ip -6 addr show dev eth0 | grep -v tentative | grep -F ' ${nics[name]!.ipv6}/64'`, `${name}'s IPv6 address ${nics[name]!.ipv6}`);
+      await shells[name]!.until(
+        `ip -6 addr show dev eth0 | grep -v tentative | grep -F ' ${nics[name]!.ipv6}/64'`,
+        `${name}'s IPv6 address ${nics[name]!.ipv6}`,
+      );
     }
     const v6 = await shells.a!.sh(`ping -6 -c 2 -W 3 ${nics.b!.ipv6}`);
     expect(v6.code, v6.out).toBe(0);
@@ -198,10 +252,14 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     expect(log).toContain('MD user-data #!/bin/sh');
     expect(log).toContain('MD phoned home');
     // The agent recorded a's first fetch and its phone_home in a's status. (The seed disk may have been seen first.)
-    await eventually(async () => {
-      const fb = (await client.instances.get('a')).status.first_boot;
-      return fb.fetched_at !== null && fb.finished_at !== null && fb.result === 'ok';
-    }, `a's first boot in its status: ${JSON.stringify((await client.instances.get('a')).status.first_boot)}`, 30_000);
+    await eventually(
+      async () => {
+        const fb = (await client.instances.get('a')).status.first_boot;
+        return fb.fetched_at !== null && fb.finished_at !== null && fb.result === 'ok';
+      },
+      `a's first boot in its status: ${JSON.stringify((await client.instances.get('a')).status.first_boot)}`,
+      30_000,
+    );
     // Each guest gets its own, on either host; the path names no VM, and the ports are out of reach.
     for (const name of ['b', 'd']) {
       const own = await shells[name]!.sh('timeout 5 wget -q -O - http://169.254.169.254/latest/meta-data/instance-id');
@@ -210,7 +268,9 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     const other = await shells.b!.sh(`timeout 5 wget -q -O - http://169.254.169.254/${vms.a!.id}/meta-data`);
     expect(other.code, other.out).not.toBe(0);
     // h1 has three NICs (a, b, c): their ports are the first three of the range.
-    const ports = await shells.b!.sh('for p in 20000 20001 20002; do timeout 2 wget -q -O - http://10.10.0.1:$p/meta-data && echo LEAK; done; true');
+    const ports = await shells.b!.sh(
+      'for p in 20000 20001 20002; do timeout 2 wget -q -O - http://10.10.0.1:$p/meta-data && echo LEAK; done; true',
+    );
     expect(ports.out).not.toContain('LEAK');
     expect(ports.out).not.toContain('instance-id');
   }, 120_000);
@@ -238,7 +298,10 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     expect((await client.instances.get('a')).status.host).toBe(hostIds.h1);
     const v4 = await shells.d!.sh(`ping -c 2 -W 3 ${nics.a!.ipv4}`);
     expect(v4.code, v4.out).toBe(0);
-    await shells.d!.until(`ip -6 addr show dev eth0 | grep -v tentative | grep -F ' ${nics.d!.ipv6}/64'`, 'd\'s IPv6 address');
+    await shells.d!.until(
+      `ip -6 addr show dev eth0 | grep -v tentative | grep -F ' ${nics.d!.ipv6}/64'`,
+      "d's IPv6 address",
+    );
     const v6 = await shells.d!.sh(`ping -6 -c 2 -W 3 ${nics.a!.ipv6}`);
     expect(v6.code, v6.out).toBe(0);
     // The traffic crossed the underlay: h1's VXLAN device for lan has a flood entry towards h2.
@@ -260,7 +323,11 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     // The test guest's DHCP client moved its default route to eth1, which took it along: give a its route on lan back.
     const lan = await client.networks.get('lan');
     await shells.a!.sh(`ip route replace default via ${lan.status.gateway4} dev eth0`);
-    await shells.a!.until(`ip route | grep -q "default via ${lan.status.gateway4} dev eth0"`, 'a default route on eth0 again', 10_000);
+    await shells.a!.until(
+      `ip route | grep -q "default via ${lan.status.gateway4} dev eth0"`,
+      'a default route on eth0 again',
+      10_000,
+    );
     // Its tap is gone from the host too.
     const links = await ns.exec(h1, ['ip', '-o', 'link', 'show']);
     expect(links.stdout).not.toContain(`${tapName(nic.id)}:`);
@@ -270,7 +337,12 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     await client.networks.create({ name: 'behind', ipv4: '10.30.0.0/24', gateway: '10.30.0.254' });
     await placeOn('h1');
     const made = await Promise.all([
-      client.instances.create({ name: 'fw', image: 'floe-test', machine_type: 'nano', networks: [{ network: 'behind', ipv4: '10.30.0.254' }] }),
+      client.instances.create({
+        name: 'fw',
+        image: 'floe-test',
+        machine_type: 'nano',
+        networks: [{ network: 'behind', ipv4: '10.30.0.254' }],
+      }),
       client.instances.create({ name: 'g', image: 'floe-test', machine_type: 'nano', networks: ['behind'] }),
     ]);
     await client.hosts.update(hostIds.h2!, { spec: { schedulable: true } });
@@ -303,7 +375,15 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
       await Promise.all(['fw', 'g'].map(async (n) => client.instances.delete(n, { wait: 60 }).catch(() => undefined)));
       delete vms.fw;
       delete vms.g;
-      await eventually(async () => (await client.networks.delete('behind').then(() => true, () => false)), 'network behind deleted', 60_000);
+      await eventually(
+        async () =>
+          await client.networks.delete('behind').then(
+            () => true,
+            () => false,
+          ),
+        'network behind deleted',
+        60_000,
+      );
     }
   }, 300_000);
 
@@ -316,7 +396,9 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     await shells.b!.sh('ip addr del 10.10.0.77/24 dev eth0');
     expect(spoofIp.code, spoofIp.out).not.toBe(0);
     // Another MAC on b's NIC.
-    const spoofMac = await shells.b!.sh(`ip link set eth0 down; ip link set eth0 address 02:00:5e:00:00:99; ip link set eth0 up; ping -c 2 -W 2 ${nics.a!.ipv4}`);
+    const spoofMac = await shells.b!.sh(
+      `ip link set eth0 down; ip link set eth0 address 02:00:5e:00:00:99; ip link set eth0 up; ping -c 2 -W 2 ${nics.a!.ipv4}`,
+    );
     expect(spoofMac.code, spoofMac.out).not.toBe(0);
     // Others are unaffected: a and d still talk across hosts.
     const others = await shells.a!.sh(`ping -c 2 -W 3 ${nics.d!.ipv4}`);
@@ -328,8 +410,16 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
 
   it('a rogue DHCP server in a guest reaches nobody', async () => {
     // b serves DHCP on lan (busybox udhcpd, dynamic range, itself as router).
-    const conf = ['start 10.10.0.150', 'end 10.10.0.160', 'interface eth0', `option router ${nics.b!.ipv4}`, 'option subnet 255.255.255.0', 'lease_file /run/rogue.leases']
-      .map((l) => `echo '${l}' >>/run/rogue.conf`).join('; ');
+    const conf = [
+      'start 10.10.0.150',
+      'end 10.10.0.160',
+      'interface eth0',
+      `option router ${nics.b!.ipv4}`,
+      'option subnet 255.255.255.0',
+      'lease_file /run/rogue.leases',
+    ]
+      .map((l) => `echo '${l}' >>/run/rogue.conf`)
+      .join('; ');
     await shells.b!.sh(`rm -f /run/rogue.conf; touch /run/rogue.leases; ${conf}; udhcpd /run/rogue.conf`);
     expect((await shells.b!.sh('pidof udhcpd')).code).toBe(0);
     // A client the host's dnsmasq does not know (static leases only): plugged into lan's bridge on h1
@@ -337,7 +427,11 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     const probe = await ns.add('pr');
     await ns.link({ ns: h1, name: 'probe0' }, { ns: probe, name: 'eth0' });
     await ns.exec(h1, ['ip', 'link', 'set', 'probe0', 'master', bridgeName(lanId), 'up']);
-    const dhcp = await ns.exec(probe, ['busybox', 'udhcpc', '-i', 'eth0', '-f', '-q', '-n', '-t', '4', '-T', '2', '-s', '/bin/true'], { allowFail: true, timeoutMs: 30_000 });
+    const dhcp = await ns.exec(
+      probe,
+      ['busybox', 'udhcpc', '-i', 'eth0', '-f', '-q', '-n', '-t', '4', '-T', '2', '-s', '/bin/true'],
+      { allowFail: true, timeoutMs: 30_000 },
+    );
     expect(dhcp.code, `${dhcp.stdout}${dhcp.stderr}`).not.toBe(0);
     expect(`${dhcp.stdout}${dhcp.stderr}`).not.toMatch(/lease of 10\.10\.0\.1[56]\d/);
     await shells.b!.sh('killall udhcpd');
@@ -346,18 +440,29 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     await ns.link({ ns: h1, name: 'dhcps0' }, { ns: server, name: 'eth0', addr: '10.10.0.250/24' });
     await ns.exec(h1, ['ip', 'link', 'set', 'dhcps0', 'master', bridgeName(lanId), 'up']);
     const dir = await mkdtemp(path.join(os.tmpdir(), 'floe-dhcpd-'));
-    await writeFile(path.join(dir, 'udhcpd.conf'), `start 10.10.0.240\nend 10.10.0.245\ninterface eth0\nlease_file ${dir}/leases\n`);
+    await writeFile(
+      path.join(dir, 'udhcpd.conf'),
+      `start 10.10.0.240\nend 10.10.0.245\ninterface eth0\nlease_file ${dir}/leases\n`,
+    );
     await writeFile(path.join(dir, 'leases'), '');
     // Forks into the background inside the namespace; the namespace cleanup ends it.
     await ns.exec(server, ['busybox', 'udhcpd', path.join(dir, 'udhcpd.conf')]);
-    const ok = await ns.exec(probe, ['busybox', 'udhcpc', '-i', 'eth0', '-f', '-q', '-n', '-t', '4', '-T', '2', '-s', '/bin/true'], { allowFail: true, timeoutMs: 30_000 });
+    const ok = await ns.exec(
+      probe,
+      ['busybox', 'udhcpc', '-i', 'eth0', '-f', '-q', '-n', '-t', '4', '-T', '2', '-s', '/bin/true'],
+      { allowFail: true, timeoutMs: 30_000 },
+    );
     expect(ok.code, `${ok.stdout}${ok.stderr}`).toBe(0);
   }, 120_000);
 
   it('an agent restart leaves traffic flowing and adopts what runs', async () => {
     const dnsmasqOf = async (netns: string) => {
       const pids = (await run('ip', ['netns', 'pids', netns])).stdout.split(/\s+/).filter(Boolean);
-      const named = await Promise.all(pids.map(async (p) => ((await readFile(`/proc/${p}/comm`, 'utf8').catch(() => '')).trim() === 'dnsmasq' ? p : null)));
+      const named = await Promise.all(
+        pids.map(async (p) =>
+          (await readFile(`/proc/${p}/comm`, 'utf8').catch(() => '')).trim() === 'dnsmasq' ? p : null,
+        ),
+      );
       return named.filter((p): p is string => p !== null).sort();
     };
     const before = await dnsmasqOf(h1);
@@ -367,14 +472,26 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     await new Promise((r) => setTimeout(r, 2000));
     await kill(agents[0]!);
     agents[0] = startAgentIn(h1, cp.url, agentDirs.h1!, `${base}.0.1`);
-    await eventually(async () => (await client.hosts.get(hostIds.h1!)).status.state === 'online', 'h1 online again', 60_000);
-    const out = await shells.a!.until('grep -q "packets transmitted" /run/ping.out && cat /run/ping.out', 'the background ping to end', 60_000);
+    await eventually(
+      async () => (await client.hosts.get(hostIds.h1!)).status.state === 'online',
+      'h1 online again',
+      60_000,
+    );
+    const out = await shells.a!.until(
+      'grep -q "packets transmitted" /run/ping.out && cat /run/ping.out',
+      'the background ping to end',
+      60_000,
+    );
     expect(out).toMatch(/20 packets transmitted, 20 (packets )?received/);
     // The same dnsmasq processes, adopted rather than started twice.
     await new Promise((res) => setTimeout(res, 2000));
     expect(await dnsmasqOf(h1)).toEqual(before);
     // The metadata service came back with the agent: the running guest reads its data again.
-    const md = await shells.a!.until('timeout 5 wget -q -O - http://169.254.169.254/latest/meta-data/instance-id', 'a reading its metadata after the agent restart', 60_000);
+    const md = await shells.a!.until(
+      'timeout 5 wget -q -O - http://169.254.169.254/latest/meta-data/instance-id',
+      'a reading its metadata after the agent restart',
+      60_000,
+    );
     expect(md.trim()).toBe(vms.a!.id);
   }, 120_000);
 
@@ -396,13 +513,25 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     const physAddrs = async (dev: string) => {
       const out = await ns.exec(h2, ['ip', '-j', '-4', 'addr', 'show', 'dev', dev], { allowFail: true });
       if (out.code !== 0) return null;
-      return ((JSON.parse(out.stdout || '[]') as { addr_info?: { local: string; prefixlen: number }[] }[])[0]?.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`);
+      return (
+        (JSON.parse(out.stdout || '[]') as { addr_info?: { local: string; prefixlen: number }[] }[])[0]?.addr_info ?? []
+      ).map((a) => `${a.local}/${a.prefixlen}`);
     };
     const pub = await client.networks.create({
-      name: 'pub', kind: 'public', ipv4: '192.0.2.0/24', gateway: '192.0.2.1', pool: { start: '192.0.2.50', end: '192.0.2.59' }, uplink: 'phys0',
+      name: 'pub',
+      kind: 'public',
+      ipv4: '192.0.2.0/24',
+      gateway: '192.0.2.1',
+      pool: { start: '192.0.2.50', end: '192.0.2.59' },
+      uplink: 'phys0',
     });
     await placeOn('h2');
-    const { instance, operation } = await client.instances.create({ name: 'e', image: 'floe-test', machine_type: 'nano', networks: ['pub'] });
+    const { instance, operation } = await client.instances.create({
+      name: 'e',
+      image: 'floe-test',
+      machine_type: 'nano',
+      networks: ['pub'],
+    });
     vms.e = instance;
     await client.hosts.update(hostIds.h1!, { spec: { schedulable: true } });
     await succeeds(operation.id, 180_000);
@@ -431,8 +560,16 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     delete vms.e;
     await client.networks.delete('pub');
     // The address goes back to phys0 first, then the bridge is deleted.
-    await eventually(async () => JSON.stringify(await physAddrs('phys0')) === '["192.0.2.10/24"]', 'the host\'s address back on phys0', 30_000);
-    await eventually(async () => (await physAddrs(bridgeName(pub.id))) === null, 'the public bridge gone from h2', 30_000);
+    await eventually(
+      async () => JSON.stringify(await physAddrs('phys0')) === '["192.0.2.10/24"]',
+      "the host's address back on phys0",
+      30_000,
+    );
+    await eventually(
+      async () => (await physAddrs(bridgeName(pub.id))) === null,
+      'the public bridge gone from h2',
+      30_000,
+    );
     expect((await ns.exec(lan, ['ping', '-c', '1', '-W', '3', '192.0.2.10'], { allowFail: true })).code).toBe(0);
   }, 300_000);
 
@@ -443,7 +580,11 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     expect(await links()).toContain(`${bridgeName(otherId)}:`);
     await succeeds((await client.instances.delete('c')).id, 120_000);
     delete vms.c;
-    await eventually(async () => !(await links()).includes(`${bridgeName(otherId)}:`), 'the bridge of other to go from h1', 30_000);
+    await eventually(
+      async () => !(await links()).includes(`${bridgeName(otherId)}:`),
+      'the bridge of other to go from h1',
+      30_000,
+    );
     expect(await links()).not.toContain(`${vxlanName(otherId)}:`);
     await client.networks.delete('other');
     await expect(client.networks.get('other')).rejects.toMatchObject({ status: 404 });

@@ -58,7 +58,8 @@ describe.skipIf(skip)('real VMs with QEMU, end to end', () => {
     expect(r.code, `${args.join(' ')}: ${r.err}`).toBe(0);
     return JSON.parse(r.out) as T;
   };
-  const vm = (name: string) => json<{ id: string; status: { state: string; accelerator: string | null } }>('vm', 'show', name);
+  const vm = (name: string) =>
+    json<{ id: string; status: { state: string; accelerator: string | null } }>('vm', 'show', name);
   const pidOf = (id: string) => Number(readFileSync(path.join(data, 'agent', 'vms', id, 'qemu.pid'), 'utf8').trim());
   const logsOf = (name: string) => floe('vm', 'logs', name).out;
   const waitFor = async (what: string, check: () => boolean, timeoutMs = 180_000) => {
@@ -77,8 +78,13 @@ describe.skipIf(skip)('real VMs with QEMU, end to end', () => {
     }
     image = (await ensureTestImage()).path;
     env = {
-      ...process.env, FLOE_DATA: data, XDG_CONFIG_HOME: home, FLOE_LISTEN: `127.0.0.1:${await freePort()}`,
-      FLOE_ACCEL: 'tcg', FLOE_HEARTBEAT_MS: '500', NO_COLOR: '1',
+      ...process.env,
+      FLOE_DATA: data,
+      XDG_CONFIG_HOME: home,
+      FLOE_LISTEN: `127.0.0.1:${await freePort()}`,
+      FLOE_ACCEL: 'tcg',
+      FLOE_HEARTBEAT_MS: '500',
+      NO_COLOR: '1',
     };
     for (const k of ['FLOE_CONFIG', 'FLOE_URL', 'FLOE_TOKEN', 'FLOE_CONTEXT']) delete env[k];
     const up = floe('up', '--detach', '--driver', 'qemu');
@@ -104,7 +110,9 @@ describe.skipIf(skip)('real VMs with QEMU, end to end', () => {
     expect(img.status.sha256).toMatch(/^[0-9a-f]{64}$/);
 
     const evil = path.join(work, 'evil.qcow2');
-    expect(spawnSync('qemu-img', ['create', '-f', 'qcow2', '-F', 'raw', '-b', '/etc/shadow', '-u', evil, '1M']).status).toBe(0);
+    expect(
+      spawnSync('qemu-img', ['create', '-f', 'qcow2', '-F', 'raw', '-b', '/etc/shadow', '-u', evil, '1M']).status,
+    ).toBe(0);
     const refused = floe('image', 'import', evil, '--name', 'evil');
     expect(refused.code).toBe(1);
     expect(refused.err).toContain('image_backing_file_forbidden');
@@ -114,7 +122,18 @@ describe.skipIf(skip)('real VMs with QEMU, end to end', () => {
   it('boots a VM that runs its first-boot script, then stops, starts, restarts and deletes it', async () => {
     const script = path.join(work, 'hello.sh');
     writeFileSync(script, '#!/bin/sh\necho "HELLO FROM USER-DATA on $(hostname)"\n');
-    const created = floe('vm', 'create', 't1', '--image', 'floe-test', '--type', 'nano', '--user-data', script, '--wait');
+    const created = floe(
+      'vm',
+      'create',
+      't1',
+      '--image',
+      'floe-test',
+      '--type',
+      'nano',
+      '--user-data',
+      script,
+      '--wait',
+    );
     expect(created.code, created.err).toBe(0);
     const t1 = vm('t1');
     expect(t1.status.state).toBe('running');
@@ -145,7 +164,10 @@ describe.skipIf(skip)('real VMs with QEMU, end to end', () => {
 
   it('keeps VMs running through kill -9 of the agent and the control plane, and re-adopts them', async () => {
     expect(floe('vm', 'create', 't2', '--image', 'floe-test', '--type', 'nano', '--wait').code).toBe(0);
-    expect(floe('vm', 'create', 't3', '--image', 'floe-test', '--type', 'nano', '--restart-policy', 'on-failure', '--wait').code).toBe(0);
+    expect(
+      floe('vm', 'create', 't3', '--image', 'floe-test', '--type', 'nano', '--restart-policy', 'on-failure', '--wait')
+        .code,
+    ).toBe(0);
     const ids = { t2: vm('t2').id, t3: vm('t3').id };
     await waitFor('t2 READY', () => logsOf('t2').includes('FLOE-TEST READY t2'));
     const pids = { t2: pidOf(ids.t2), t3: pidOf(ids.t3) };
@@ -160,16 +182,27 @@ describe.skipIf(skip)('real VMs with QEMU, end to end', () => {
 
     const up = floe('up', '--detach', '--driver', 'qemu');
     expect(up.code, `${up.out}\n${up.err}`).toBe(0);
-    await waitFor('re-adopted VMs running', () => vm('t2').status.state === 'running' && vm('t3').status.state === 'running', 60_000);
+    await waitFor(
+      're-adopted VMs running',
+      () => vm('t2').status.state === 'running' && vm('t3').status.state === 'running',
+      60_000,
+    );
     expect(pidOf(ids.t2)).toBe(pids.t2);
     expect(pidOf(ids.t3)).toBe(pids.t3);
 
     // The console of a re-adopted VM works: the guest's shell answers.
-    const console = spawn(process.execPath, [cli, 'vm', 'console', 't2', '--linger', '3000'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const console = spawn(process.execPath, [cli, 'vm', 'console', 't2', '--linger', '3000'], {
+      env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let out = '';
     let errOut = '';
-    console.stdout.on('data', (d) => { out += String(d); });
-    console.stderr.on('data', (d) => { errOut += String(d); });
+    console.stdout.on('data', (d) => {
+      out += String(d);
+    });
+    console.stderr.on('data', (d) => {
+      errOut += String(d);
+    });
     // Typed input can be lost while the shell is busy (e.g. its terminal query): ask again until it answers.
     const deadline = Date.now() + 90_000;
     while (!out.includes('CONSOLE-42') && Date.now() < deadline) {
@@ -185,17 +218,29 @@ describe.skipIf(skip)('real VMs with QEMU, end to end', () => {
     const id = vm('t3').id;
     const before = pidOf(id);
     process.kill(before, 'SIGKILL');
-    await waitFor('t3 restarted with a new QEMU', () => {
-      try {
-        return pidOf(id) !== before && alive(pidOf(id)) && vm('t3').status.state === 'running';
-      } catch {
-        return false;
+    await waitFor(
+      't3 restarted with a new QEMU',
+      () => {
+        try {
+          return pidOf(id) !== before && alive(pidOf(id)) && vm('t3').status.state === 'running';
+        } catch {
+          return false;
+        }
+      },
+      120_000,
+    );
+    const ctx = (
+      JSON.parse(readFileSync(path.join(home, 'floe', 'config.json'), 'utf8')) as {
+        contexts: { local: { url: string; token: string; ca_file: string } };
       }
-    }, 120_000);
-    const ctx = (JSON.parse(readFileSync(path.join(home, 'floe', 'config.json'), 'utf8')) as { contexts: { local: { url: string; token: string; ca_file: string } } }).contexts.local;
+    ).contexts.local;
     const client = new FloeClient({ url: ctx.url, token: ctx.token, ca: readFileSync(ctx.ca_file, 'utf8') });
     try {
-      const page = await client.request<{ items: Array<{ type: string; data: { event?: string } }> }>('GET', '/v1/events', { query: { since: 0, resource: id } });
+      const page = await client.request<{ items: Array<{ type: string; data: { event?: string } }> }>(
+        'GET',
+        '/v1/events',
+        { query: { since: 0, resource: id } },
+      );
       expect(page.items.some((e) => e.type === 'instance.event' && e.data.event === 'restarted')).toBe(true);
     } finally {
       await client.close();

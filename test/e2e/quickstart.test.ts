@@ -45,7 +45,14 @@ describe('floe up and the CLI, end to end', () => {
       if (build.status !== 0) throw new Error(`build failed: ${build.stdout}${build.stderr}`);
     }
     const port = await freePort();
-    env = { ...process.env, FLOE_DATA: data, XDG_CONFIG_HOME: home, FLOE_LISTEN: `127.0.0.1:${port}`, FLOE_HEARTBEAT_MS: '500', NO_COLOR: '1' };
+    env = {
+      ...process.env,
+      FLOE_DATA: data,
+      XDG_CONFIG_HOME: home,
+      FLOE_LISTEN: `127.0.0.1:${port}`,
+      FLOE_HEARTBEAT_MS: '500',
+      NO_COLOR: '1',
+    };
     delete env.FLOE_CONFIG;
     delete env.FLOE_URL;
     delete env.FLOE_TOKEN;
@@ -68,7 +75,9 @@ describe('floe up and the CLI, end to end', () => {
       expect(existsSync(path.join(data, f)), f).toBe(true);
     }
     // The token is stored by the CLI, never in clear by the server.
-    const config = JSON.parse(readFileSync(path.join(home, 'floe', 'config.json'), 'utf8')) as { contexts: { local: { token: string } } };
+    const config = JSON.parse(readFileSync(path.join(home, 'floe', 'config.json'), 'utf8')) as {
+      contexts: { local: { token: string } };
+    };
     const token = config.contexts.local.token;
     expect(token).toMatch(/^floe_/);
     const db = readFileSync(path.join(data, 'floe.db'));
@@ -76,7 +85,9 @@ describe('floe up and the CLI, end to end', () => {
   }, 120_000);
 
   it('shows the local host online with its facts', () => {
-    const hosts = json<{ items: Array<{ status: { state: string; facts: { vm_driver: string; kvm: { detail: string } } } }> }>('host', 'ls');
+    const hosts = json<{
+      items: Array<{ status: { state: string; facts: { vm_driver: string; kvm: { detail: string } } } }>;
+    }>('host', 'ls');
     const list = Array.isArray(hosts) ? hosts : hosts.items;
     expect(list).toHaveLength(1);
     expect(list[0]!.status.state).toBe('online');
@@ -85,14 +96,41 @@ describe('floe up and the CLI, end to end', () => {
 
   it('creates, lists, stops and deletes a simulated VM', () => {
     expect(floe('image', 'create', 'img1').code).toBe(0);
-    const created = floe('vm', 'create', 't1', '--image', 'img1', '--type', 'nano', '--label', 'env=test', '--wait-boot', '60');
+    const created = floe(
+      'vm',
+      'create',
+      't1',
+      '--image',
+      'img1',
+      '--type',
+      'nano',
+      '--label',
+      'env=test',
+      '--wait-boot',
+      '60',
+    );
     expect(created.code, created.err).toBe(0);
     expect(created.out).toContain('first boot of t1 finished');
-    const shown = json<{ name: string; status: { state: string; first_boot: { source: string; result: string } }; labels: Record<string, string> }>('vm', 'show', 't1');
+    const shown = json<{
+      name: string;
+      status: { state: string; first_boot: { source: string; result: string } };
+      labels: Record<string, string>;
+    }>('vm', 'show', 't1');
     expect(shown.status.state).toBe('running');
     expect(shown.status.first_boot).toMatchObject({ source: 'config-drive', result: 'ok' });
     // A guest that never fetches its data (the simulated one has no metadata client): --wait-boot says so and fails.
-    const silent = floe('vm', 'create', 't0', '--image', 'img1', '--type', 'nano', '--no-config-drive', '--wait-boot', '3');
+    const silent = floe(
+      'vm',
+      'create',
+      't0',
+      '--image',
+      'img1',
+      '--type',
+      'nano',
+      '--no-config-drive',
+      '--wait-boot',
+      '3',
+    );
     expect(silent.code, silent.out).toBe(1);
     expect(silent.err).toContain('never fetched its first-boot data from the metadata service at 169.254.169.254');
     expect(silent.err).toContain('first_boot_not_fetched');

@@ -60,7 +60,13 @@ describe('Agent', () => {
   beforeAll(async () => {
     ca = await createCa();
     const serverPki = await issueServerCert(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
-    https = createServer({ cert: serverPki.certPem, key: serverPki.keyPem, ca: [ca.certPem], requestCert: true, rejectUnauthorized: true });
+    https = createServer({
+      cert: serverPki.certPem,
+      key: serverPki.keyPem,
+      ca: [ca.certPem],
+      requestCert: true,
+      rejectUnauthorized: true,
+    });
     wss = new WebSocketServer({ server: https, path: '/v1/agent' });
     wss.on('connection', (ws) => {
       const conn: Conn = { ws, messages: [], closed: false };
@@ -70,7 +76,12 @@ describe('Agent', () => {
         const msg = JSON.parse(data.toString()) as AgentMessage;
         conn.messages.push(msg);
         if (msg.type === 'hello') {
-          const welcome: ControlMessage = { type: 'welcome', host_id: HOST_ID, host_name: 'host-a', heartbeat_interval_ms: 1000 };
+          const welcome: ControlMessage = {
+            type: 'welcome',
+            host_id: HOST_ID,
+            host_name: 'host-a',
+            heartbeat_interval_ms: 1000,
+          };
           ws.send(JSON.stringify(welcome));
         }
       });
@@ -164,7 +175,18 @@ describe('Agent', () => {
     const main = fileURLToPath(new URL('./main.ts', import.meta.url));
     const child = spawn(
       process.execPath,
-      ['--conditions=floe-source', '--import', 'tsx', main, '--data', dataDir, '--driver', 'fake', '--log-level', 'info'],
+      [
+        '--conditions=floe-source',
+        '--import',
+        'tsx',
+        main,
+        '--data',
+        dataDir,
+        '--driver',
+        'fake',
+        '--log-level',
+        'info',
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let stdout = '';
@@ -182,7 +204,10 @@ describe('Agent', () => {
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
       expect(stderr).toBe('');
-      const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as { msg: string; level: number });
+      const lines = stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { msg: string; level: number });
       expect(lines.map((l) => l.msg)).toEqual(expect.arrayContaining(['agent started', 'agent stopped']));
       expect((await new FakeVmDriver({ stateDir: join(dataDir, 'fake') }).inspect(vm.id))?.state).toBe('running');
     } finally {

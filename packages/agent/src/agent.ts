@@ -80,18 +80,25 @@ export class Agent {
     const facts = this.opts.facts ?? (() => probeFacts({ dataDir: this.opts.dataDir, driver: driver.name }));
 
     const network = this.opts.network;
-    const networks = network === undefined ? null : new NetworkReconciler({
-      ...network,
-      ...(this.opts.reconciler?.resyncIntervalMs === undefined ? {} : { resyncIntervalMs: this.opts.reconciler.resyncIntervalMs }),
-      logger: this.log.child({ component: 'networks' }),
-    });
+    const networks =
+      network === undefined
+        ? null
+        : new NetworkReconciler({
+            ...network,
+            ...(this.opts.reconciler?.resyncIntervalMs === undefined
+              ? {}
+              : { resyncIntervalMs: this.opts.reconciler.resyncIntervalMs }),
+            logger: this.log.child({ component: 'networks' }),
+          });
     this.networks = networks;
     if (network !== undefined && this.opts.metadata !== false) {
       const ports = this.opts.metadata?.ports;
       this.metadata = new MetadataService({
         exec: (argv, o) => network.host.exec(argv, o),
         ...(ports === undefined ? {} : { ports }),
-        ...(this.opts.reconciler?.resyncIntervalMs === undefined ? {} : { resyncIntervalMs: this.opts.reconciler.resyncIntervalMs }),
+        ...(this.opts.reconciler?.resyncIntervalMs === undefined
+          ? {}
+          : { resyncIntervalMs: this.opts.reconciler.resyncIntervalMs }),
         logger: this.log.child({ component: 'metadata' }),
         onFirstBoot: (instanceId, event) => this.firstBoot(instanceId, event),
       });
@@ -113,7 +120,12 @@ export class Agent {
             },
           }),
       driver,
-      images: new ImageCache({ dir: join(this.opts.dataDir, 'images'), server, credentials, logger: this.log.child({ component: 'images' }) }),
+      images: new ImageCache({
+        dir: join(this.opts.dataDir, 'images'),
+        server,
+        credentials,
+        logger: this.log.child({ component: 'images' }),
+      }),
       store: this.state.appliedStore(),
       logger: this.log.child({ component: 'reconciler' }),
       reporter: {
@@ -121,7 +133,13 @@ export class Agent {
           this.link?.send({ type: 'status', instance });
         },
         event: (instanceId, event, message, data) => {
-          this.link?.send({ type: 'event', instance_id: instanceId, event, message, ...(data === undefined ? {} : { data }) });
+          this.link?.send({
+            type: 'event',
+            instance_id: instanceId,
+            event,
+            message,
+            ...(data === undefined ? {} : { data }),
+          });
         },
       },
     });
@@ -137,7 +155,12 @@ export class Agent {
     this.channels = new AgentChannels({
       driver,
       logger: this.log.child({ component: 'channels' }),
-      link: { send: (msg) => link()?.send(msg) ?? false, get bufferedAmount() { return link()?.bufferedAmount ?? 0; } },
+      link: {
+        send: (msg) => link()?.send(msg) ?? false,
+        get bufferedAmount() {
+          return link()?.bufferedAmount ?? 0;
+        },
+      },
     });
     this.link = new AgentLink({
       server,
@@ -211,9 +234,12 @@ export class Agent {
   // instance's status (first_boot) and reports it as a `first-boot` instance event.
   private firstBoot(instanceId: string, event: FirstBootEvent): void {
     this.log.info({ id: instanceId, ...event }, 'first boot');
-    this.reconciler?.noteFirstBoot(instanceId, event.type === 'fetched'
-      ? { source: 'metadata', fetched_at: event.at }
-      : { finished_at: event.at, result: event.result, detail: event.detail ?? null });
+    this.reconciler?.noteFirstBoot(
+      instanceId,
+      event.type === 'fetched'
+        ? { source: 'metadata', fetched_at: event.at }
+        : { finished_at: event.at, result: event.result, detail: event.detail ?? null },
+    );
     this.opts.onFirstBoot?.(instanceId, event);
   }
 

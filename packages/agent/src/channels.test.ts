@@ -17,10 +17,14 @@ class FakeLink {
   }
   /** The bytes of a channel, decoded and joined. */
   bytes(channel: string): string {
-    return Buffer.concat(this.of(channel).flatMap((m) => (m.type === 'channel.data' ? [Buffer.from(m.data, 'base64')] : []))).toString('utf8');
+    return Buffer.concat(
+      this.of(channel).flatMap((m) => (m.type === 'channel.data' ? [Buffer.from(m.data, 'base64')] : [])),
+    ).toString('utf8');
   }
   closed(channel: string): Extract<AgentMessage, { type: 'channel.closed' }> | undefined {
-    return this.of(channel).find((m): m is Extract<AgentMessage, { type: 'channel.closed' }> => m.type === 'channel.closed');
+    return this.of(channel).find(
+      (m): m is Extract<AgentMessage, { type: 'channel.closed' }> => m.type === 'channel.closed',
+    );
   }
 }
 
@@ -149,8 +153,14 @@ describe('AgentChannels', () => {
     send({ type: 'stats.get', request_id: 'r1', instance_id: vm.id });
     send({ type: 'stats.get', request_id: 'r2', instance_id: stopped.id });
     await until('two answers', () => link.sent.filter((m) => m.type === 'stats').length === 2);
-    const r1 = link.sent.find((m) => m.type === 'stats' && m.request_id === 'r1') as Extract<AgentMessage, { type: 'stats' }>;
-    const r2 = link.sent.find((m) => m.type === 'stats' && m.request_id === 'r2') as Extract<AgentMessage, { type: 'stats' }>;
+    const r1 = link.sent.find((m) => m.type === 'stats' && m.request_id === 'r1') as Extract<
+      AgentMessage,
+      { type: 'stats' }
+    >;
+    const r2 = link.sent.find((m) => m.type === 'stats' && m.request_id === 'r2') as Extract<
+      AgentMessage,
+      { type: 'stats' }
+    >;
     expect(r1.instance_id).toBe(vm.id);
     expect(r1.stats?.memory_bytes).toBeGreaterThan(0);
     expect(r1.error).toBeUndefined();

@@ -1,5 +1,12 @@
 import { pino, type Logger } from 'pino';
-import { FloeError, type AgentMessage, type ChannelId, type ConsoleStream, type ControlMessage, type VmDriver } from '@floe/api';
+import {
+  FloeError,
+  type AgentMessage,
+  type ChannelId,
+  type ConsoleStream,
+  type ControlMessage,
+  type VmDriver,
+} from '@floe/api';
 
 /** What the channels need from the agent link. */
 export interface ChannelLink {
@@ -30,7 +37,13 @@ export interface AgentChannelsOptions {
 export const MAX_LOG_TAIL_BYTES = 64 * 1024 * 1024;
 
 /** The control messages {@link AgentChannels.handle} takes. */
-export const CHANNEL_CONTROL_TYPES: ReadonlySet<string> = new Set(['console.open', 'logs.open', 'channel.data', 'channel.close', 'stats.get']);
+export const CHANNEL_CONTROL_TYPES: ReadonlySet<string> = new Set([
+  'console.open',
+  'logs.open',
+  'channel.data',
+  'channel.close',
+  'stats.get',
+]);
 
 const INSTANCE_ID = /^inst_[0-9A-HJKMNP-TV-Z]{26}$/;
 const CHANNEL_ID = /^[A-Za-z0-9_.:-]{1,100}$/;
@@ -60,7 +73,8 @@ export function errorBody(err: unknown): { code: string; message: string } {
 export function dropSeen(history: Buffer, early: Buffer[]): Buffer[] {
   for (let n = early.length; n > 0; n--) {
     const head = Buffer.concat(early.slice(0, n));
-    if (head.length > 0 && head.length <= history.length && history.subarray(history.length - head.length).equals(head)) return early.slice(n);
+    if (head.length > 0 && head.length <= history.length && history.subarray(history.length - head.length).equals(head))
+      return early.slice(n);
   }
   return early;
 }
@@ -233,7 +247,12 @@ export class AgentChannels {
 
   private async stats(requestId: string, instanceId: string): Promise<void> {
     if (typeof instanceId !== 'string' || !INSTANCE_ID.test(instanceId)) {
-      this.opts.link.send({ type: 'stats', request_id: requestId, instance_id: String(instanceId), error: { code: 'validation_failed', message: 'the instance id is not valid' } });
+      this.opts.link.send({
+        type: 'stats',
+        request_id: requestId,
+        instance_id: String(instanceId),
+        error: { code: 'validation_failed', message: 'the instance id is not valid' },
+      });
       return;
     }
     try {
@@ -257,8 +276,14 @@ export class AgentChannels {
   private live(ch: Channel, d: Buffer): void {
     if (ch.closed) return;
     if (this.opts.link.bufferedAmount > this.maxBuffered) {
-      this.log.warn({ channel: ch.id, kind: ch.kind, buffered: this.opts.link.bufferedAmount }, 'link backed up; closing the channel');
-      this.finish(ch, { code: 'stream_overflow', message: `the ${ch.kind} output came faster than it could be delivered; reconnect to continue` });
+      this.log.warn(
+        { channel: ch.id, kind: ch.kind, buffered: this.opts.link.bufferedAmount },
+        'link backed up; closing the channel',
+      );
+      this.finish(ch, {
+        code: 'stream_overflow',
+        message: `the ${ch.kind} output came faster than it could be delivered; reconnect to continue`,
+      });
       return;
     }
     for (const piece of chunks(d, this.chunkBytes)) this.data(ch, piece);
@@ -285,6 +310,7 @@ export class AgentChannels {
     }
     ch.console = null;
     ch.pending = [];
-    if (notify) this.opts.link.send({ type: 'channel.closed', channel: ch.id, ...(error === undefined ? {} : { error }) });
+    if (notify)
+      this.opts.link.send({ type: 'channel.closed', channel: ch.id, ...(error === undefined ? {} : { error }) });
   }
 }

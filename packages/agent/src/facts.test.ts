@@ -48,7 +48,11 @@ describe('KVM probe', () => {
 
 describe('probeFacts', () => {
   it('describes this host', async () => {
-    const facts = await probeFacts({ dataDir: `${tmpdir()}/floe-facts-missing/agent`, driver: 'fake', kvm: { kernel: null } });
+    const facts = await probeFacts({
+      dataDir: `${tmpdir()}/floe-facts-missing/agent`,
+      driver: 'fake',
+      kvm: { kernel: null },
+    });
     expect(facts.vm_driver).toBe('fake');
     expect(facts.cpus).toBeGreaterThanOrEqual(1);
     expect(facts.memory_mib).toBeGreaterThan(0);
@@ -70,12 +74,18 @@ describe('underlay address', () => {
 
   it('accepts only unicast IPv4 from the flag', () => {
     expect(checkUnderlay('192.0.2.7')).toBe('192.0.2.7');
-    for (const bad of ['0.0.0.0', '239.1.1.1', 'fd00::1', '10.0.0.1/24', 'host', '']) expect(() => checkUnderlay(bad)).toThrow(/unicast IPv4/);
+    for (const bad of ['0.0.0.0', '239.1.1.1', 'fd00::1', '10.0.0.1/24', 'host', ''])
+      expect(() => checkUnderlay(bad)).toThrow(/unicast IPv4/);
   });
 
   it('is reported in the facts', async () => {
     const dir = tmpdir();
-    expect((await probeFacts({ dataDir: dir, driver: 'fake', underlay: '192.0.2.9', kvm: { kernel: null } })).underlay_ipv4).toBe('192.0.2.9');
-    expect((await probeFacts({ dataDir: dir, driver: 'fake', server: 'https://127.0.0.1:1', kvm: { kernel: null } })).underlay_ipv4).toBe('127.0.0.1');
+    expect(
+      (await probeFacts({ dataDir: dir, driver: 'fake', underlay: '192.0.2.9', kvm: { kernel: null } })).underlay_ipv4,
+    ).toBe('192.0.2.9');
+    expect(
+      (await probeFacts({ dataDir: dir, driver: 'fake', server: 'https://127.0.0.1:1', kvm: { kernel: null } }))
+        .underlay_ipv4,
+    ).toBe('127.0.0.1');
   });
 });

@@ -119,7 +119,10 @@ function qmpQueryStatus(socketPath: string, timeoutMs: number): Promise<string> 
 
 // The line of QEMU's stderr that explains a failure (warnings are noise).
 function explain(stderr: string): string {
-  const lines = stderr.split('\n').map((l) => l.replace(/^qemu-system-\S+:\s*/, '').trim()).filter((l) => l.length > 0);
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.replace(/^qemu-system-\S+:\s*/, '').trim())
+    .filter((l) => l.length > 0);
   if (lines.some((l) => /emulation failure/i.test(l))) return 'emulation failure';
   return lines.filter((l) => !/^warning:/i.test(l)).at(-1) ?? lines.at(-1) ?? 'no message';
 }
@@ -129,12 +132,31 @@ async function stopProbe(proc: ProcessHandle): Promise<void> {
   await Promise.race([proc.exited, sleep(5000)]);
 }
 
-const PROBE_BASE_ARGS = ['-machine', 'q35,accel=kvm', '-display', 'none', '-nodefaults', '-no-user-config', '-no-reboot'];
+const PROBE_BASE_ARGS = [
+  '-machine',
+  'q35,accel=kvm',
+  '-display',
+  'none',
+  '-nodefaults',
+  '-no-user-config',
+  '-no-reboot',
+];
 
 // Firmware probe: no disk, so SeaBIOS runs real guest code, then idles looking for a boot device.
-async function probeFirmware(qemu: string, dir: string, settleMs: number, procs: Set<ProcessHandle>): Promise<string | null> {
+async function probeFirmware(
+  qemu: string,
+  dir: string,
+  settleMs: number,
+  procs: Set<ProcessHandle>,
+): Promise<string | null> {
   const socketPath = join(dir, 'qmp.sock');
-  const proc = await startProcess(qemu, [...PROBE_BASE_ARGS, '-m', '64', '-qmp', `unix:${socketPath},server=on,wait=off`]);
+  const proc = await startProcess(qemu, [
+    ...PROBE_BASE_ARGS,
+    '-m',
+    '64',
+    '-qmp',
+    `unix:${socketPath},server=on,wait=off`,
+  ]);
   procs.add(proc);
   try {
     await Promise.race([proc.exited, sleep(settleMs)]);
@@ -154,14 +176,24 @@ async function probeFirmware(qemu: string, dir: string, settleMs: number, procs:
 }
 
 // Kernel probe: the kernel prints its banner only after its decompressor ran in long mode.
-async function probeKernel(qemu: string, dir: string, kernel: string, timeoutMs: number, procs: Set<ProcessHandle>): Promise<string | null> {
+async function probeKernel(
+  qemu: string,
+  dir: string,
+  kernel: string,
+  timeoutMs: number,
+  procs: Set<ProcessHandle>,
+): Promise<string | null> {
   const serial = join(dir, 'serial.log');
   const proc = await startProcess(qemu, [
     ...PROBE_BASE_ARGS,
-    '-m', '128',
-    '-kernel', kernel,
-    '-append', 'console=ttyS0 earlyprintk=ttyS0 panic=-1',
-    '-serial', `file:${serial}`,
+    '-m',
+    '128',
+    '-kernel',
+    kernel,
+    '-append',
+    'console=ttyS0 earlyprintk=ttyS0 panic=-1',
+    '-serial',
+    `file:${serial}`,
   ]);
   procs.add(proc);
   try {
@@ -217,15 +249,28 @@ export async function runKvmProbe(opts: KvmProbeOptions = {}): Promise<KvmProbe>
     // Firmware alone is not proof: under broken nested KVM, firmware runs and
     // a Linux kernel then hangs. Without a kernel to try, stay on the safe side.
     if (kernel === null) {
-      return { present, usable: false, detail: 'KVM present, but no Linux kernel was found to confirm a guest boots under it (set FLOE_KVM_PROBE_KERNEL, or FLOE_ACCEL=kvm to use it anyway); using TCG' };
+      return {
+        present,
+        usable: false,
+        detail:
+          'KVM present, but no Linux kernel was found to confirm a guest boots under it (set FLOE_KVM_PROBE_KERNEL, or FLOE_ACCEL=kvm to use it anyway); using TCG',
+      };
     }
     const booted = await probeKernel(qemu, dir, kernel, opts.kernelTimeoutMs ?? 8000, probe.procs);
     if (booted !== null) {
-      return { present, usable: false, detail: `KVM present but a probe kernel failed under it (${booted}); using TCG` };
+      return {
+        present,
+        usable: false,
+        detail: `KVM present but a probe kernel failed under it (${booted}); using TCG`,
+      };
     }
     return { present, usable: true, detail: 'a probe guest and kernel ran under KVM' };
   } catch (err) {
-    return { present, usable: false, detail: `KVM present but the probe could not run (${(err as Error).message}); using TCG` };
+    return {
+      present,
+      usable: false,
+      detail: `KVM present but the probe could not run (${(err as Error).message}); using TCG`,
+    };
   } finally {
     await rm(dir, { recursive: true, force: true });
     inFlight.delete(probe);
@@ -296,8 +341,17 @@ export interface ProbeFactsOptions {
 
 /** Validate an underlay address given by flag or environment: a unicast IPv4 address. */
 export function checkUnderlay(address: string): string {
-  if (!isIPv4(address) || address === '0.0.0.0' || address === '255.255.255.255' || /^(22[4-9]|2[3-5]\d)\./.test(address)) {
-    throw new FloeError('validation_failed', `underlay address must be a unicast IPv4 address: ${JSON.stringify(address)}`, { field: 'underlay' });
+  if (
+    !isIPv4(address) ||
+    address === '0.0.0.0' ||
+    address === '255.255.255.255' ||
+    /^(22[4-9]|2[3-5]\d)\./.test(address)
+  ) {
+    throw new FloeError(
+      'validation_failed',
+      `underlay address must be a unicast IPv4 address: ${JSON.stringify(address)}`,
+      { field: 'underlay' },
+    );
   }
   return address;
 }
@@ -354,6 +408,11 @@ export async function probeFacts(opts: ProbeFactsOptions): Promise<HostFacts> {
     accelerator: qemu_version === null ? 'none' : (opts.accelerator ?? (kvm.usable ? 'kvm' : 'tcg')),
     wireguard_kernel,
     vm_driver: opts.driver,
-    underlay_ipv4: opts.underlay !== undefined ? checkUnderlay(opts.underlay) : opts.server !== undefined ? await detectUnderlay(opts.server) : null,
+    underlay_ipv4:
+      opts.underlay !== undefined
+        ? checkUnderlay(opts.underlay)
+        : opts.server !== undefined
+          ? await detectUnderlay(opts.server)
+          : null,
   };
 }

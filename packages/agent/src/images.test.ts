@@ -16,18 +16,33 @@ import { Reconciler } from './reconciler.js';
 import type { AgentCredentials } from './state.js';
 
 const QEMU_IMG = spawnSync('qemu-img', ['--version']).status === 0;
-if (!QEMU_IMG) console.warn('[floe] agent image cache tests skipped: qemu-img is not installed (Debian package qemu-utils)');
+if (!QEMU_IMG)
+  console.warn('[floe] agent image cache tests skipped: qemu-img is not installed (Debian package qemu-utils)');
 
 const FACTS = {
-  hostname: 'cache-host', agent_version: '0.0.0', arch: 'x86_64', kernel: '6.1.0', cpus: 8, memory_mib: 16384, disk_free_gib: 100, qemu_version: null,
-  kvm: { present: false, usable: false, detail: 'test host' }, accelerator: 'tcg' as const, wireguard_kernel: false, vm_driver: 'fake',
+  hostname: 'cache-host',
+  agent_version: '0.0.0',
+  arch: 'x86_64',
+  kernel: '6.1.0',
+  cpus: 8,
+  memory_mib: 16384,
+  disk_free_gib: 100,
+  qemu_version: null,
+  kvm: { present: false, usable: false, detail: 'test host' },
+  accelerator: 'tcg' as const,
+  wireguard_kernel: false,
+  vm_driver: 'fake',
 };
 
 const sha256Of = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 
 it('builds the download URL under the control plane base', () => {
-  expect(imageDownloadUrl('https://floe.example:8443/', 'img_01JB8X0Q3E6M2T9K4V7W5YB1C3')).toBe('https://floe.example:8443/v1/agent/images/img_01JB8X0Q3E6M2T9K4V7W5YB1C3');
-  expect(imageDownloadUrl('https://floe.example/base', 'img_01JB8X0Q3E6M2T9K4V7W5YB1C3')).toBe('https://floe.example/base/v1/agent/images/img_01JB8X0Q3E6M2T9K4V7W5YB1C3');
+  expect(imageDownloadUrl('https://floe.example:8443/', 'img_01JB8X0Q3E6M2T9K4V7W5YB1C3')).toBe(
+    'https://floe.example:8443/v1/agent/images/img_01JB8X0Q3E6M2T9K4V7W5YB1C3',
+  );
+  expect(imageDownloadUrl('https://floe.example/base', 'img_01JB8X0Q3E6M2T9K4V7W5YB1C3')).toBe(
+    'https://floe.example/base/v1/agent/images/img_01JB8X0Q3E6M2T9K4V7W5YB1C3',
+  );
   expect(() => imageDownloadUrl('http://floe.example', 'img_01JB8X0Q3E6M2T9K4V7W5YB1C3')).toThrow(/https/);
 });
 
@@ -50,7 +65,12 @@ describe.skipIf(!QEMU_IMG || storeTargets()[0]!.skip !== null)('image cache agai
     const svc = cp.app.services;
     await svc.images.create(cp.admin, { name });
     await svc.imageFiles.upload(cp.admin, name, 'default', createReadStream(file));
-    const { instance } = await svc.instances.create(cp.admin, { name: `vm-${name}`, image: name, vcpus: 1, memory_mib: 128 });
+    const { instance } = await svc.instances.create(cp.admin, {
+      name: `vm-${name}`,
+      image: name,
+      vcpus: 1,
+      memory_mib: 128,
+    });
     const desired = await svc.instances.desiredOne(instance.id);
     expect(desired?.image?.sha256).toBe(sha256Of(file));
     return { desired: desired!, file };
@@ -84,7 +104,11 @@ describe.skipIf(!QEMU_IMG || storeTargets()[0]!.skip !== null)('image cache agai
     const dir = join(work, 'cache-alpha');
     const cache = new ImageCache({ dir, server: cp.url, credentials });
     const before = downloads;
-    const paths = await Promise.all([cache.ensure(desired.image), cache.ensure(desired.image), cache.ensure({ ...desired.image! })]);
+    const paths = await Promise.all([
+      cache.ensure(desired.image),
+      cache.ensure(desired.image),
+      cache.ensure({ ...desired.image! }),
+    ]);
     expect(new Set(paths)).toEqual(new Set([join(dir, `${desired.image!.sha256}.qcow2`)]));
     expect(downloads - before).toBe(1);
     expect(readFileSync(paths[0]!).equals(readFileSync(file))).toBe(true);
@@ -121,11 +145,15 @@ describe.skipIf(!QEMU_IMG || storeTargets()[0]!.skip !== null)('image cache agai
     expect(await cache.ensure(image)).toBe(join(dir, `${image.sha256}.qcow2`));
   });
 
-  it('needs a certificate signed by floe\'s CA for a host that uses the image', async () => {
+  it("needs a certificate signed by floe's CA for a host that uses the image", async () => {
     const { desired } = await placed('gamma');
     const otherCa = await createCa({ commonName: 'not floe' });
     const stranger = await issueClientCert(otherCa, { commonName: hostId });
-    const cache = new ImageCache({ dir: join(work, 'cache-gamma'), server: cp.url, credentials: { ...credentials, certPem: stranger.certPem, keyPem: stranger.keyPem } });
+    const cache = new ImageCache({
+      dir: join(work, 'cache-gamma'),
+      server: cp.url,
+      credentials: { ...credentials, certPem: stranger.certPem, keyPem: stranger.keyPem },
+    });
     await expect(cache.ensure(desired.image)).rejects.toThrow(/401.*client_certificate_required/);
     // A record the host has no instance of is not handed out.
     await cp.app.services.images.create(cp.admin, { name: 'unplaced' });
@@ -133,7 +161,12 @@ describe.skipIf(!QEMU_IMG || storeTargets()[0]!.skip !== null)('image cache agai
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', file, '3M']);
     const img = await cp.app.services.imageFiles.upload(cp.admin, 'unplaced', 'default', createReadStream(file));
     const honest = new ImageCache({ dir: join(work, 'cache-unplaced'), server: cp.url, credentials });
-    const unplaced: DesiredImage = { id: img.id, name: img.name, sha256: img.status.sha256, size_bytes: img.status.size_bytes };
+    const unplaced: DesiredImage = {
+      id: img.id,
+      name: img.name,
+      sha256: img.status.sha256,
+      size_bytes: img.status.size_bytes,
+    };
     await expect(honest.ensure(unplaced)).rejects.toThrow(/404.*image_not_found/);
   });
 
@@ -164,13 +197,16 @@ describe.skipIf(!QEMU_IMG || storeTargets()[0]!.skip !== null)('image cache agai
       const until = async (what: string, check: () => boolean) => {
         const deadline = Date.now() + 10_000;
         while (!check()) {
-          if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(statuses.at(-1))}`);
+          if (Date.now() > deadline)
+            throw new Error(`timed out waiting for ${what}: ${JSON.stringify(statuses.at(-1))}`);
           await new Promise((r) => setTimeout(r, 20));
         }
       };
       await until('an error', () => statuses.some((s) => s.state === 'error'));
       const error = statuses.find((s) => s.state === 'error')!;
-      expect(error.reason).toMatch(/^cannot fetch image "delta" \(img_[0-9A-Z]{26}\): the control plane answered 404: .*\(image_not_found\)$/);
+      expect(error.reason).toMatch(
+        /^cannot fetch image "delta" \(img_[0-9A-Z]{26}\): the control plane answered 404: .*\(image_not_found\)$/,
+      );
       expect(contexts).toEqual([]);
       renameSync(hidden, stored);
       await until('running', () => statuses.at(-1)?.state === 'running');

@@ -120,36 +120,57 @@ export class ImageCache {
     const url = imageDownloadUrl(this.opts.server, image.id);
     const idle = this.opts.idleTimeoutMs ?? 60_000;
     return new Promise<number>((resolve, reject) => {
-      const req = https.get(url, { cert: credentials.certPem, key: credentials.keyPem, ca: [credentials.caPem], rejectUnauthorized: true, agent: false }, (res) => {
-        if (res.statusCode !== 200) {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => { if (chunks.length < 16) chunks.push(c); });
-          res.on('error', reject);
-          res.on('end', () => reject(new Error(`the control plane answered ${res.statusCode}: ${describeError(Buffer.concat(chunks).toString('utf8'))}`)));
-          return;
-        }
-        const announced = res.headers[SHA256_HEADER];
-        if (typeof announced === 'string' && announced !== image.sha256) {
-          res.destroy();
-          reject(new Error(`the control plane sends a file with sha256 ${announced}, expected ${image.sha256}`));
-          return;
-        }
-        const hash = createHash('sha256');
-        let size = 0;
-        const meter = new Transform({
-          transform(chunk: Buffer, _enc, done) {
-            size += chunk.length;
-            hash.update(chunk);
-            done(null, chunk);
-          },
-        });
-        pipeline(res, meter, createWriteStream(part, { flags: 'wx', mode: 0o600 })).then(() => {
-          if (!res.complete) throw new Error('the download ended early');
-          const actual = hash.digest('hex');
-          if (actual !== image.sha256) throw new Error(`the downloaded file has sha256 ${actual}, expected ${image.sha256}`);
-          resolve(size);
-        }).catch(reject);
-      });
+      const req = https.get(
+        url,
+        {
+          cert: credentials.certPem,
+          key: credentials.keyPem,
+          ca: [credentials.caPem],
+          rejectUnauthorized: true,
+          agent: false,
+        },
+        (res) => {
+          if (res.statusCode !== 200) {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => {
+              if (chunks.length < 16) chunks.push(c);
+            });
+            res.on('error', reject);
+            res.on('end', () =>
+              reject(
+                new Error(
+                  `the control plane answered ${res.statusCode}: ${describeError(Buffer.concat(chunks).toString('utf8'))}`,
+                ),
+              ),
+            );
+            return;
+          }
+          const announced = res.headers[SHA256_HEADER];
+          if (typeof announced === 'string' && announced !== image.sha256) {
+            res.destroy();
+            reject(new Error(`the control plane sends a file with sha256 ${announced}, expected ${image.sha256}`));
+            return;
+          }
+          const hash = createHash('sha256');
+          let size = 0;
+          const meter = new Transform({
+            transform(chunk: Buffer, _enc, done) {
+              size += chunk.length;
+              hash.update(chunk);
+              done(null, chunk);
+            },
+          });
+          pipeline(res, meter, createWriteStream(part, { flags: 'wx', mode: 0o600 }))
+            .then(() => {
+              if (!res.complete) throw new Error('the download ended early');
+              const actual = hash.digest('hex');
+              if (actual !== image.sha256)
+                throw new Error(`the downloaded file has sha256 ${actual}, expected ${image.sha256}`);
+              resolve(size);
+            })
+            .catch(reject);
+        },
+      );
       req.setTimeout(idle, () => req.destroy(new Error(`no data for ${idle} ms`)));
       req.on('error', reject);
     });
@@ -159,7 +180,8 @@ export class ImageCache {
   private prepare(): Promise<void> {
     this.prepared ??= (async () => {
       await mkdir(this.tmpDir, { recursive: true, mode: 0o700 });
-      for (const name of await readdir(this.tmpDir)) await rm(join(this.tmpDir, name), { force: true, recursive: true });
+      for (const name of await readdir(this.tmpDir))
+        await rm(join(this.tmpDir, name), { force: true, recursive: true });
     })().catch((err: unknown) => {
       this.prepared = null;
       throw err;

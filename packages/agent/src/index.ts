@@ -4,9 +4,43 @@ export { AgentLink, agentLinkUrl, type AgentLinkOptions, type BackoffOptions } f
 export { backoffDelay } from './backoff.js';
 export { ImageCache, imageDownloadUrl, type ImageCacheOptions } from './images.js';
 export { Reconciler, memoryAppliedStore, type ReconcilerOptions, type ReconcilerReporter } from './reconciler.js';
-export { AgentState, writeFileAtomic, type AgentConfig, type AgentCredentials, type AppliedInstance, type AppliedStore } from './state.js';
+export {
+  AgentState,
+  writeFileAtomic,
+  type AgentConfig,
+  type AgentCredentials,
+  type AppliedInstance,
+  type AppliedStore,
+} from './state.js';
 export { joinControlPlane, normalizeServerUrl, type JoinOptions, type JoinResult } from './join.js';
 export { createCsr } from './pki.js';
-export { AGENT_VERSION, probeFacts, probeKvm, runKvmProbe, type KvmProbe, type KvmProbeOptions, type ProbeFactsOptions } from './facts.js';
-export { ExecError, run, startProcess, which, type ProcessHandle, type RunOptions, type RunResult } from './host/exec.js';
-export { QemuDriver, KVM_FAILURE_MESSAGE, qemuArgv, QmpClient, QmpError, QmpTimeoutError, QmpConnectionError, connectWithRetry, type QemuDriverOptions, type QemuSpec } from './drivers/vm/qemu/index.js';
+export {
+  AGENT_VERSION,
+  probeFacts,
+  probeKvm,
+  runKvmProbe,
+  type KvmProbe,
+  type KvmProbeOptions,
+  type ProbeFactsOptions,
+} from './facts.js';
+export {
+  ExecError,
+  run,
+  startProcess,
+  which,
+  type ProcessHandle,
+  type RunOptions,
+  type RunResult,
+} from './host/exec.js';
+export {
+  QemuDriver,
+  KVM_FAILURE_MESSAGE,
+  qemuArgv,
+  QmpClient,
+  QmpError,
+  QmpTimeoutError,
+  QmpConnectionError,
+  connectWithRetry,
+  type QemuDriverOptions,
+  type QemuSpec,
+} from './drivers/vm/qemu/index.js';

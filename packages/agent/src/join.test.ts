@@ -36,12 +36,22 @@ describe('joinControlPlane', () => {
         requests.push(joinReq);
         if (joinReq.token !== TOKEN) {
           res.statusCode = 401;
-          res.end(JSON.stringify({ error: { code: 'join_token_invalid', message: 'the join token is unknown, used or expired' } }));
+          res.end(
+            JSON.stringify({
+              error: { code: 'join_token_invalid', message: 'the join token is unknown, used or expired' },
+            }),
+          );
           return;
         }
         try {
           const { certPem } = await signCsr(ca, joinReq.csr, { commonName: joinReq.name });
-          res.end(JSON.stringify({ host: { id: 'host_01JB8X0Q3E6M2T9K4V7W5YB1C3', name: joinReq.name }, certificate: certPem, ca: ca.certPem }));
+          res.end(
+            JSON.stringify({
+              host: { id: 'host_01JB8X0Q3E6M2T9K4V7W5YB1C3', name: joinReq.name },
+              certificate: certPem,
+              ca: ca.certPem,
+            }),
+          );
         } catch (err) {
           res.statusCode = 400;
           res.end(JSON.stringify({ error: (err as FloeError).toBody() }));
@@ -61,7 +71,13 @@ describe('joinControlPlane', () => {
 
   it('joins with --ca and stores a complete identity', async () => {
     const dataDir = join(dir, 'with-ca');
-    const result = await joinControlPlane({ server: `${url}/`, token: TOKEN, name: 'host-a', dataDir, caPem: ca.certPem });
+    const result = await joinControlPlane({
+      server: `${url}/`,
+      token: TOKEN,
+      name: 'host-a',
+      dataDir,
+      caPem: ca.certPem,
+    });
     expect(result).toEqual({ hostId: 'host_01JB8X0Q3E6M2T9K4V7W5YB1C3', hostName: 'host-a', server: url });
     expect(requests.at(-1)).toMatchObject({ token: TOKEN, name: 'host-a' });
     expect(requests.at(-1)?.csr).toMatch(/BEGIN CERTIFICATE REQUEST/);
@@ -70,7 +86,11 @@ describe('joinControlPlane', () => {
     const creds = await state.readCredentials();
     expect(creds?.caPem).toBe(ca.certPem);
     expect(commonNameOf(creds!.certPem)).toBe('host-a');
-    expect(await state.readConfig()).toEqual({ server: url, host_id: 'host_01JB8X0Q3E6M2T9K4V7W5YB1C3', host_name: 'host-a' });
+    expect(await state.readConfig()).toEqual({
+      server: url,
+      host_id: 'host_01JB8X0Q3E6M2T9K4V7W5YB1C3',
+      host_name: 'host-a',
+    });
     expect((await stat(state.paths.key)).mode & 0o777).toBe(0o600);
     expect((await stat(dataDir)).mode & 0o777).toBe(0o700);
     // The key in agent.key belongs to the certificate: it was made here, never sent.
@@ -81,9 +101,17 @@ describe('joinControlPlane', () => {
   it('refuses a control plane it cannot verify', async () => {
     const other = await createCa();
     await expect(
-      joinControlPlane({ server: url, token: TOKEN, name: 'host-b', dataDir: join(dir, 'wrong-ca'), caPem: other.certPem }),
+      joinControlPlane({
+        server: url,
+        token: TOKEN,
+        name: 'host-b',
+        dataDir: join(dir, 'wrong-ca'),
+        caPem: other.certPem,
+      }),
     ).rejects.toThrow(/cannot join.*(self-signed|verify|certificate)/i);
-    await expect(joinControlPlane({ server: url, token: TOKEN, name: 'host-b', dataDir: join(dir, 'no-ca') })).rejects.toMatchObject({
+    await expect(
+      joinControlPlane({ server: url, token: TOKEN, name: 'host-b', dataDir: join(dir, 'no-ca') }),
+    ).rejects.toMatchObject({
       code: 'validation_failed',
       details: { field: 'ca' },
     });
@@ -96,17 +124,23 @@ describe('joinControlPlane', () => {
     expect((await new AgentState(dataDir).readCredentials())?.caPem).toBe(ca.certPem);
   });
 
-  it('passes on the control plane\'s error code', async () => {
-    const err = await joinControlPlane({ server: url, token: 'join_wrongwrongwrong', name: 'host-d', dataDir: join(dir, 'bad'), caPem: ca.certPem }).catch(
-      (e: unknown) => e,
-    );
+  it("passes on the control plane's error code", async () => {
+    const err = await joinControlPlane({
+      server: url,
+      token: 'join_wrongwrongwrong',
+      name: 'host-d',
+      dataDir: join(dir, 'bad'),
+      caPem: ca.certPem,
+    }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FloeError);
     expect((err as FloeError).code).toBe('join_token_invalid');
   });
 
   it('validates the name and the URL before sending anything', async () => {
     const count = requests.length;
-    await expect(joinControlPlane({ server: url, token: TOKEN, name: 'Bad_Name', dataDir: join(dir, 'x'), insecure: true })).rejects.toMatchObject({
+    await expect(
+      joinControlPlane({ server: url, token: TOKEN, name: 'Bad_Name', dataDir: join(dir, 'x'), insecure: true }),
+    ).rejects.toMatchObject({
       code: 'validation_failed',
       details: { field: 'name' },
     });

@@ -36,10 +36,16 @@ export function normalizeServerUrl(server: string): string {
     throw new FloeError('validation_failed', `"${server}" is not a URL`, { field: 'server' });
   }
   if (url.protocol !== 'https:') {
-    throw new FloeError('validation_failed', `the control plane URL must use https, not ${url.protocol}`, { field: 'server' });
+    throw new FloeError('validation_failed', `the control plane URL must use https, not ${url.protocol}`, {
+      field: 'server',
+    });
   }
   if (url.username || url.password || url.search || url.hash) {
-    throw new FloeError('validation_failed', 'the control plane URL must not carry credentials, a query or a fragment', { field: 'server' });
+    throw new FloeError(
+      'validation_failed',
+      'the control plane URL must not carry credentials, a query or a fragment',
+      { field: 'server' },
+    );
   }
   return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
 }
@@ -51,14 +57,23 @@ interface HttpAnswer {
 
 const MAX_ANSWER_BYTES = 1024 * 1024;
 
-function postJson(url: string, body: unknown, tls: { ca?: string; insecure: boolean }, timeoutMs: number): Promise<HttpAnswer> {
+function postJson(
+  url: string,
+  body: unknown,
+  tls: { ca?: string; insecure: boolean },
+  timeoutMs: number,
+): Promise<HttpAnswer> {
   const payload = JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const req = request(
       url,
       {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), accept: 'application/json' },
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(payload),
+          accept: 'application/json',
+        },
         ca: tls.ca === undefined ? undefined : [tls.ca],
         rejectUnauthorized: tls.ca !== undefined || !tls.insecure,
         timeout: timeoutMs,
@@ -107,13 +122,15 @@ function errorFromAnswer(answer: HttpAnswer): FloeError {
  */
 export async function joinControlPlane(opts: JoinOptions): Promise<JoinResult> {
   if (!new RegExp(NAME_PATTERN).test(opts.name)) {
-    throw new FloeError('validation_failed', `host name "${opts.name}" is not a DNS label (a-z, 0-9, "-")`, { field: 'name' });
+    throw new FloeError('validation_failed', `host name "${opts.name}" is not a DNS label (a-z, 0-9, "-")`, {
+      field: 'name',
+    });
   }
   const server = normalizeServerUrl(opts.server);
   if (opts.caPem === undefined && !opts.insecure) {
     throw new FloeError(
       'validation_failed',
-      'joining needs floe\'s CA certificate (--ca FILE) to verify the control plane, or --insecure-join to trust it this once',
+      "joining needs floe's CA certificate (--ca FILE) to verify the control plane, or --insecure-join to trust it this once",
       { field: 'ca' },
     );
   }
@@ -121,7 +138,12 @@ export async function joinControlPlane(opts: JoinOptions): Promise<JoinResult> {
   const body: HostJoin = { token: opts.token, name: opts.name, csr: csrPem };
   let answer: HttpAnswer;
   try {
-    answer = await postJson(`${server}/v1/hosts/join`, body, { ca: opts.caPem, insecure: opts.insecure ?? false }, opts.timeoutMs ?? 30_000);
+    answer = await postJson(
+      `${server}/v1/hosts/join`,
+      body,
+      { ca: opts.caPem, insecure: opts.insecure ?? false },
+      opts.timeoutMs ?? 30_000,
+    );
   } catch (err) {
     throw new Error(`cannot join ${server}: ${(err as Error).message}`);
   }
@@ -134,7 +156,12 @@ export async function joinControlPlane(opts: JoinOptions): Promise<JoinResult> {
     throw new Error('the control plane answered the join with something that is not JSON');
   }
   const { certificate, ca, host } = joined;
-  if (typeof certificate !== 'string' || typeof ca !== 'string' || typeof host?.id !== 'string' || typeof host.name !== 'string') {
+  if (
+    typeof certificate !== 'string' ||
+    typeof ca !== 'string' ||
+    typeof host?.id !== 'string' ||
+    typeof host.name !== 'string'
+  ) {
     throw new Error('the join answer lacks host, certificate or ca');
   }
   if (!(await isSignedBy(certificate, ca))) {

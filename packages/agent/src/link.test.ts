@@ -56,13 +56,23 @@ class TestControlPlane {
     this.wss = new WebSocketServer({ server: this.https, path: '/v1/agent' });
     this.wss.on('connection', (ws, req) => {
       const peer = (req.socket as TLSSocket).getPeerCertificate();
-      const conn: Conn = { ws, cn: typeof peer.subject?.CN === 'string' ? peer.subject.CN : null, messages: [], at: Date.now() };
+      const conn: Conn = {
+        ws,
+        cn: typeof peer.subject?.CN === 'string' ? peer.subject.CN : null,
+        messages: [],
+        at: Date.now(),
+      };
       this.conns.push(conn);
       ws.on('message', (data) => {
         const msg = JSON.parse(data.toString()) as AgentMessage;
         conn.messages.push(msg);
         if (msg.type === 'hello') {
-          this.send(conn, { type: 'welcome', host_id: 'host_01JB8X0Q3E6M2T9K4V7W5YB1C3', host_name: 'host-a', heartbeat_interval_ms: this.heartbeatMs });
+          this.send(conn, {
+            type: 'welcome',
+            host_id: 'host_01JB8X0Q3E6M2T9K4V7W5YB1C3',
+            host_name: 'host-a',
+            heartbeat_interval_ms: this.heartbeatMs,
+          });
         }
       });
     });
@@ -120,7 +130,10 @@ describe('AgentLink', () => {
     return cp;
   }
 
-  function link(server: string, extra: { onMessage?: (m: ControlMessage) => void; onRevoked?: (r: string) => void } = {}): AgentLink {
+  function link(
+    server: string,
+    extra: { onMessage?: (m: ControlMessage) => void; onRevoked?: (r: string) => void } = {},
+  ): AgentLink {
     const l = new AgentLink({
       server,
       credentials: creds,

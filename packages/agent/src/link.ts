@@ -41,8 +41,16 @@ export interface AgentLinkOptions {
 
 // Every control message type, checked against the protocol's union: a type added there and missing here is a compile error.
 const CONTROL_TYPE_LIST: Record<ControlMessage['type'], true> = {
-  welcome: true, snapshot: true, networks: true, instance: true, error: true,
-  'console.open': true, 'logs.open': true, 'channel.data': true, 'channel.close': true, 'stats.get': true,
+  welcome: true,
+  snapshot: true,
+  networks: true,
+  instance: true,
+  error: true,
+  'console.open': true,
+  'logs.open': true,
+  'channel.data': true,
+  'channel.close': true,
+  'stats.get': true,
 };
 const CONTROL_TYPES = new Set<string>(Object.keys(CONTROL_TYPE_LIST));
 
@@ -56,7 +64,6 @@ export function agentLinkUrl(server: string): string {
   url.hash = '';
   return url.toString();
 }
-
 
 /**
  * The agent's side of the agent link: one WebSocket over mutual TLS to the
@@ -240,7 +247,12 @@ export class AgentLink {
       return;
     }
     if (this.ws !== ws || ws.readyState !== WebSocket.OPEN) return;
-    const msg: AgentMessage = { type: 'hello', protocol: AGENT_PROTOCOL_VERSION, facts: hello.facts, instances: hello.instances };
+    const msg: AgentMessage = {
+      type: 'hello',
+      protocol: AGENT_PROTOCOL_VERSION,
+      facts: hello.facts,
+      instances: hello.instances,
+    };
     ws.send(JSON.stringify(msg));
     this.ready = true;
     this.startHeartbeat(this.heartbeatMs);

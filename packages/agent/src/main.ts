@@ -66,7 +66,11 @@ class UsageError extends Error {}
 const ACCELERATORS = new Set<string>(['auto', 'kvm', 'tcg']);
 
 // The VM driver and, for QEMU, the accelerator it runs guests with (auto: KVM only when the probe saw it work).
-async function openDriver(name: string, dataDir: string, accel: string): Promise<{ driver: VmDriver; accelerator?: 'kvm' | 'tcg' }> {
+async function openDriver(
+  name: string,
+  dataDir: string,
+  accel: string,
+): Promise<{ driver: VmDriver; accelerator?: 'kvm' | 'tcg' }> {
   if (!ACCELERATORS.has(accel)) throw new UsageError(`unknown accelerator "${accel}" (expected auto, kvm or tcg)`);
   switch (name) {
     case 'fake':
@@ -113,12 +117,17 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const resyncS = values.resync === undefined ? 30 : Number(values.resync);
-  if (!Number.isFinite(resyncS) || resyncS < 1 || resyncS > 3600) throw new UsageError(`--resync wants seconds from 1 to 3600, not "${values.resync}"`);
+  if (!Number.isFinite(resyncS) || resyncS < 1 || resyncS > 3600)
+    throw new UsageError(`--resync wants seconds from 1 to 3600, not "${values.resync}"`);
   const level = values['log-level'];
   if (!LEVELS.has(level)) throw new UsageError(`unknown log level "${level}"`);
   const log = pino({ level: level as Level, base: { service: 'floe-agent' } });
   const dataDir = values.data ?? join(process.env.FLOE_DATA ?? './data', 'agent');
-  const { driver, accelerator } = await openDriver(values.driver, dataDir, values.accel ?? process.env.FLOE_ACCEL ?? 'auto');
+  const { driver, accelerator } = await openDriver(
+    values.driver,
+    dataDir,
+    values.accel ?? process.env.FLOE_ACCEL ?? 'auto',
+  );
 
   const state = new AgentState(dataDir);
   const identity = await state.readCredentials();
@@ -142,26 +151,40 @@ async function main(argv: string[]): Promise<number> {
       log.info({ host_id: joined.hostId, host: joined.hostName, server: joined.server }, 'joined the control plane');
     }
   } else if (identity === null) {
-    throw new UsageError(`not joined yet (no identity in ${dataDir}): run once with --server URL --join-token TOKEN --name NAME (--ca FILE | --insecure-join)`);
+    throw new UsageError(
+      `not joined yet (no identity in ${dataDir}): run once with --server URL --join-token TOKEN --name NAME (--ca FILE | --insecure-join)`,
+    );
   }
 
   const server = values.server ?? (await state.readConfig())?.server;
   const underlayFlag = values.underlay ?? process.env.FLOE_UNDERLAY_IPV4;
-  const underlay = underlayFlag !== undefined ? checkUnderlay(underlayFlag) : server === undefined ? null : await detectUnderlay(server);
-  let networkDriver = values['network-driver'] ?? (driver.name === 'qemu' && process.getuid?.() === 0 ? 'host' : 'none');
+  const underlay =
+    underlayFlag !== undefined
+      ? checkUnderlay(underlayFlag)
+      : server === undefined
+        ? null
+        : await detectUnderlay(server);
+  let networkDriver =
+    values['network-driver'] ?? (driver.name === 'qemu' && process.getuid?.() === 0 ? 'host' : 'none');
   if (values['network-driver'] === undefined && networkDriver === 'host' && underlay === null) {
     log.warn('no underlay address found (pass --underlay ADDRESS): networks are not built on this host');
     networkDriver = 'none';
   }
-  if (networkDriver !== 'host' && networkDriver !== 'none') throw new UsageError(`unknown network driver "${networkDriver}" (expected host or none)`);
+  if (networkDriver !== 'host' && networkDriver !== 'none')
+    throw new UsageError(`unknown network driver "${networkDriver}" (expected host or none)`);
   let network: ConstructorParameters<typeof Agent>[0]['network'];
   if (networkDriver === 'host') {
-    if (underlay === null) throw new UsageError('the host network driver needs an underlay address: pass --underlay ADDRESS');
+    if (underlay === null)
+      throw new UsageError('the host network driver needs an underlay address: pass --underlay ADDRESS');
     const stateDir = resolve(dataDir);
-    network = { host: new HostNetworkDriver({ stateDir, underlay, logger: log.child({ component: 'host-network' }) }), stateDir };
+    network = {
+      host: new HostNetworkDriver({ stateDir, underlay, logger: log.child({ component: 'host-network' }) }),
+      stateDir,
+    };
   }
   log.info({ network_driver: networkDriver, underlay }, 'networking');
-  if (values.metadata !== 'on' && values.metadata !== 'off') throw new UsageError(`--metadata wants on or off, not "${values.metadata}"`);
+  if (values.metadata !== 'on' && values.metadata !== 'off')
+    throw new UsageError(`--metadata wants on or off, not "${values.metadata}"`);
   let metadataPorts: PortRange | undefined;
   if (values['metadata-ports'] !== undefined) {
     try {
@@ -170,15 +193,28 @@ async function main(argv: string[]): Promise<number> {
       throw new UsageError(`--metadata-ports: ${(err as Error).message}`);
     }
   }
-  const metadata = values.metadata === 'off' ? false as const : metadataPorts === undefined ? {} : { ports: metadataPorts };
+  const metadata =
+    values.metadata === 'off' ? (false as const) : metadataPorts === undefined ? {} : { ports: metadataPorts };
   // Seeded guests on this host's networks reach the metadata service: their vendor-data asks them to report first boot there too.
-  if (metadata !== false && network !== undefined && driver instanceof QemuDriver) driver.useSeedVendorData(seedVendorData);
+  if (metadata !== false && network !== undefined && driver instanceof QemuDriver)
+    driver.useSeedVendorData(seedVendorData);
 
-  const facts = () => probeFacts({
-    dataDir, driver: driver.name, ...(accelerator === undefined ? {} : { accelerator }), ...(underlay === null ? {} : { underlay }),
-  });
+  const facts = () =>
+    probeFacts({
+      dataDir,
+      driver: driver.name,
+      ...(accelerator === undefined ? {} : { accelerator }),
+      ...(underlay === null ? {} : { underlay }),
+    });
   const agent = new Agent({
-    dataDir, driver, facts, logger: log, reconciler: { resyncIntervalMs: resyncS * 1000 }, ...(values.server === undefined ? {} : { server: values.server }), ...(network === undefined ? {} : { network }), metadata,
+    dataDir,
+    driver,
+    facts,
+    logger: log,
+    reconciler: { resyncIntervalMs: resyncS * 1000 },
+    ...(values.server === undefined ? {} : { server: values.server }),
+    ...(network === undefined ? {} : { network }),
+    metadata,
   });
   const onSignal = (signal: NodeJS.Signals) => {
     log.info({ signal }, 'stopping; VMs keep running');
@@ -189,7 +225,9 @@ async function main(argv: string[]): Promise<number> {
   await agent.start();
   const exit = await agent.done;
   if (exit.reason === 'revoked') {
-    process.stderr.write(`floe-agent: the control plane revoked this host (${exit.message}); join again with a new token to come back\n`);
+    process.stderr.write(
+      `floe-agent: the control plane revoked this host (${exit.message}); join again with a new token to come back\n`,
+    );
     return 3;
   }
   return 0;

@@ -14,36 +14,116 @@ import { NetworkReconciler, parseDefaultRoute, toNetSpec, toNicSpecs, type Netwo
 import type { NetSpec, NicSpec } from './drivers/net/types.js';
 
 const NET: DesiredNetwork = {
-  id: 'net_01AAA', name: 'lan', project: 'default', kind: 'private', vni: 4200, mtu: 1450,
-  ipv4: '10.10.0.0/24', ipv6: 'fd00:10::/64', gateway: 'host', gateway4: '10.10.0.1', gateway6: 'fd00:10::1',
-  host_ipv4: '10.10.0.1', host_ipv6: 'fd00:10::1', dns: true, uplink: null, peers: ['192.0.2.2'],
+  id: 'net_01AAA',
+  name: 'lan',
+  project: 'default',
+  kind: 'private',
+  vni: 4200,
+  mtu: 1450,
+  ipv4: '10.10.0.0/24',
+  ipv6: 'fd00:10::/64',
+  gateway: 'host',
+  gateway4: '10.10.0.1',
+  gateway6: 'fd00:10::1',
+  host_ipv4: '10.10.0.1',
+  host_ipv6: 'fd00:10::1',
+  dns: true,
+  uplink: null,
+  peers: ['192.0.2.2'],
   leases: [
-    { nic_id: 'nic_01A', instance_id: 'inst_01A', mac: '52:54:00:00:00:01', ipv4: '10.10.0.5', ipv6: null, hostname: 'web-1' },
-    { nic_id: 'nic_01B', instance_id: 'inst_01B', mac: '52:54:00:00:00:02', ipv4: '10.10.0.6', ipv6: null, hostname: 'web-2' },
+    {
+      nic_id: 'nic_01A',
+      instance_id: 'inst_01A',
+      mac: '52:54:00:00:00:01',
+      ipv4: '10.10.0.5',
+      ipv6: null,
+      hostname: 'web-1',
+    },
+    {
+      nic_id: 'nic_01B',
+      instance_id: 'inst_01B',
+      mac: '52:54:00:00:00:02',
+      ipv4: '10.10.0.6',
+      ipv6: null,
+      hostname: 'web-2',
+    },
   ],
 };
 
 /** A public network over eth1, its router on the LAN, one NIC from the pool. */
 const PUBLIC: DesiredNetwork = {
-  id: 'net_01PUB', name: 'wan', project: 'default', kind: 'public', vni: 4300, mtu: 1500,
-  ipv4: '203.0.113.0/24', ipv6: null, gateway: '203.0.113.1', gateway4: '203.0.113.1', gateway6: null,
-  host_ipv4: null, host_ipv6: null, dns: false, uplink: 'eth1', peers: [],
-  leases: [{ nic_id: 'nic_01P', instance_id: 'inst_01A', mac: '52:54:00:00:00:03', ipv4: '203.0.113.50', ipv6: null, hostname: 'web-1' }],
+  id: 'net_01PUB',
+  name: 'wan',
+  project: 'default',
+  kind: 'public',
+  vni: 4300,
+  mtu: 1500,
+  ipv4: '203.0.113.0/24',
+  ipv6: null,
+  gateway: '203.0.113.1',
+  gateway4: '203.0.113.1',
+  gateway6: null,
+  host_ipv4: null,
+  host_ipv6: null,
+  dns: false,
+  uplink: 'eth1',
+  peers: [],
+  leases: [
+    {
+      nic_id: 'nic_01P',
+      instance_id: 'inst_01A',
+      mac: '52:54:00:00:00:03',
+      ipv4: '203.0.113.50',
+      ipv6: null,
+      hostname: 'web-1',
+    },
+  ],
 };
 
 function instance(id: string, nicId: string, deleting = false): DesiredInstance {
   return {
-    id, name: id, project: 'default', revision: 1, image: null, deleting, generation: 1, restart_generation: 0, force_stop: false,
+    id,
+    name: id,
+    project: 'default',
+    revision: 1,
+    image: null,
+    deleting,
+    generation: 1,
+    restart_generation: 0,
+    force_stop: false,
     spec: {} as DesiredInstance['spec'],
-    nics: [{ id: nicId, network_id: NET.id, vni: NET.vni, index: 0, mac: '52:54:00:00:00:01', ipv4: '10.10.0.5', ipv4_prefix: 24, ipv6: null, ipv6_prefix: null, gateway4: '10.10.0.1', gateway6: null, mtu: 1450, dns_servers: [] }],
+    nics: [
+      {
+        id: nicId,
+        network_id: NET.id,
+        vni: NET.vni,
+        index: 0,
+        mac: '52:54:00:00:00:01',
+        ipv4: '10.10.0.5',
+        ipv4_prefix: 24,
+        ipv6: null,
+        ipv6_prefix: null,
+        gateway4: '10.10.0.1',
+        gateway6: null,
+        mtu: 1450,
+        dns_servers: [],
+      },
+    ],
   };
 }
 
 describe('DesiredNetwork → NetSpec', () => {
   it('maps a host gateway, with the NAT uplink only the agent knows', () => {
     expect(toNetSpec(NET, { natUplink: 'eth0' })).toEqual({
-      id: NET.id, vni: 4200, mtu: 1450, dns: true, gatewayMode: 'host', peers: ['192.0.2.2'], uplink: 'eth0',
-      ipv4: { cidr: '10.10.0.0/24', gateway: '10.10.0.1' }, ipv6: { cidr: 'fd00:10::/64', gateway: 'fd00:10::1' },
+      id: NET.id,
+      vni: 4200,
+      mtu: 1450,
+      dns: true,
+      gatewayMode: 'host',
+      peers: ['192.0.2.2'],
+      uplink: 'eth0',
+      ipv4: { cidr: '10.10.0.0/24', gateway: '10.10.0.1' },
+      ipv6: { cidr: 'fd00:10::/64', gateway: 'fd00:10::1' },
     });
     expect(toNetSpec(NET).uplink).toBeUndefined();
     expect(toNetSpec(NET).hostAddrs).toBeUndefined();
@@ -52,7 +132,12 @@ describe('DesiredNetwork → NetSpec', () => {
   it('keeps no gateway in none mode and puts the host address on the bridge itself', () => {
     const none = { ...NET, gateway: 'none', gateway4: null, gateway6: null };
     const spec = toNetSpec(none, { natUplink: 'eth0' });
-    expect([spec.gatewayMode, spec.ipv4?.gateway, spec.ipv6?.gateway, spec.uplink]).toEqual(['none', null, null, undefined]);
+    expect([spec.gatewayMode, spec.ipv4?.gateway, spec.ipv6?.gateway, spec.uplink]).toEqual([
+      'none',
+      null,
+      null,
+      undefined,
+    ]);
     expect(spec.hostAddrs).toEqual(['10.10.0.1/24', 'fd00:10::1/64']);
   });
 
@@ -70,10 +155,18 @@ describe('DesiredNetwork → NetSpec', () => {
     expect(toNetSpec({ ...NET, dhcpv6: false }).dhcpv6).toBeUndefined();
   });
 
-  it('maps a public network: the uplink is the interface to take over, the gateway the LAN\'s router', () => {
+  it("maps a public network: the uplink is the interface to take over, the gateway the LAN's router", () => {
     expect(toNetSpec(PUBLIC, { natUplink: 'eth0' })).toEqual({
-      id: PUBLIC.id, kind: 'public', physical: 'eth1', vni: 4300, mtu: 1500, dns: false, gatewayMode: 'vm', peers: [],
-      ipv4: { cidr: '203.0.113.0/24', gateway: '203.0.113.1' }, ipv6: null,
+      id: PUBLIC.id,
+      kind: 'public',
+      physical: 'eth1',
+      vni: 4300,
+      mtu: 1500,
+      dns: false,
+      gatewayMode: 'vm',
+      peers: [],
+      ipv4: { cidr: '203.0.113.0/24', gateway: '203.0.113.1' },
+      ipv6: null,
     });
     const none = toNetSpec({ ...PUBLIC, gateway: 'none', gateway4: null });
     expect([none.gatewayMode, none.ipv4?.gateway, none.physical]).toEqual(['none', null, 'eth1']);
@@ -95,7 +188,15 @@ describe('DesiredNetwork → NetSpec', () => {
   });
 
   it('turns leases into NICs', () => {
-    expect(toNicSpecs(NET)[1]).toEqual({ id: 'nic_01B', instanceId: 'inst_01B', networkId: NET.id, mac: '52:54:00:00:00:02', ipv4: '10.10.0.6', ipv6: null, hostname: 'web-2' });
+    expect(toNicSpecs(NET)[1]).toEqual({
+      id: 'nic_01B',
+      instanceId: 'inst_01B',
+      networkId: NET.id,
+      mac: '52:54:00:00:00:02',
+      ipv4: '10.10.0.6',
+      ipv6: null,
+      hostname: 'web-2',
+    });
   });
 
   it('finds the default route interface', () => {
@@ -197,12 +298,19 @@ describe('NetworkReconciler', () => {
   it('builds public networks first and NATs host gateways through the public bridge that took over the uplink', async () => {
     host.exec = async (argv: readonly string[]) => {
       host.calls.push(argv.join(' '));
-      return { code: 0, stdout: argv.includes('route') ? '[{"dst":"default","dev":"eth1"}]' : '', stderr: '' } as RunResult;
+      return {
+        code: 0,
+        stdout: argv.includes('route') ? '[{"dst":"default","dev":"eth1"}]' : '',
+        stderr: '',
+      } as RunResult;
     };
     rec.setNetworks([NET, PUBLIC]);
     await rec.settled();
     const ensured = host.calls.filter((c) => c.startsWith('ensureNetwork'));
-    expect(ensured).toEqual([`ensureNetwork ${PUBLIC.id} uplink=-`, `ensureNetwork ${NET.id} uplink=${bridgeName(PUBLIC.id)}`]);
+    expect(ensured).toEqual([
+      `ensureNetwork ${PUBLIC.id} uplink=-`,
+      `ensureNetwork ${NET.id} uplink=${bridgeName(PUBLIC.id)}`,
+    ]);
     expect(host.firewall.at(-1)?.nets).toEqual([PUBLIC.id, NET.id]);
     rec.setNetworks([NET]);
     await rec.settled();
@@ -214,11 +322,17 @@ describe('NetworkReconciler', () => {
     let dev = bridgeName(PUBLIC.id);
     host.exec = async (argv: readonly string[]) => {
       host.calls.push(argv.join(' '));
-      return { code: 0, stdout: argv.includes('route') ? `[{"dst":"default","dev":"${dev}"}]` : '', stderr: '' } as RunResult;
+      return {
+        code: 0,
+        stdout: argv.includes('route') ? `[{"dst":"default","dev":"${dev}"}]` : '',
+        stderr: '',
+      } as RunResult;
     };
     rec.setNetworks([PUBLIC, NET]);
     await rec.settled();
-    expect(host.calls.filter((c) => c.startsWith('ensureNetwork')).at(-1)).toBe(`ensureNetwork ${NET.id} uplink=${bridgeName(PUBLIC.id)}`);
+    expect(host.calls.filter((c) => c.startsWith('ensureNetwork')).at(-1)).toBe(
+      `ensureNetwork ${NET.id} uplink=${bridgeName(PUBLIC.id)}`,
+    );
     dev = 'eth1';
     rec.setNetworks([NET]);
     await rec.settled();
@@ -229,10 +343,16 @@ describe('NetworkReconciler', () => {
     host.ensureDhcp = async () => ({ pid: null, started: false, skipped: 'the host has no address of 203.0.113.0/24' });
     const lines: string[] = [];
     await rec.stop();
-    rec = new NetworkReconciler({ host, stateDir: dir, logger: pino({ level: 'info' }, { write: (l: string) => void lines.push(l) }) });
+    rec = new NetworkReconciler({
+      host,
+      stateDir: dir,
+      logger: pino({ level: 'info' }, { write: (l: string) => void lines.push(l) }),
+    });
     rec.setNetworks([PUBLIC]);
     await rec.settled();
-    expect(lines.map((l) => JSON.parse(l) as { msg: string; reason?: string })).toContainEqual(expect.objectContaining({ msg: 'no DHCP on this network', reason: expect.stringContaining('203.0.113.0/24') }));
+    expect(lines.map((l) => JSON.parse(l) as { msg: string; reason?: string })).toContainEqual(
+      expect.objectContaining({ msg: 'no DHCP on this network', reason: expect.stringContaining('203.0.113.0/24') }),
+    );
     expect(host.firewall.at(-1)?.nets).toEqual([PUBLIC.id]);
     expect(host.calls).toContain(`ensureNetwork ${PUBLIC.id} uplink=-`);
   });
@@ -260,7 +380,8 @@ describe('NetworkReconciler', () => {
     host.failNext = 2;
     rec.setNetworks([NET]);
     const deadline = Date.now() + 3000;
-    while (!host.calls.some((c) => c.startsWith('ensureNetwork')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    while (!host.calls.some((c) => c.startsWith('ensureNetwork')) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 10));
     expect(host.failNext).toBe(0);
     expect(host.calls.filter((c) => c.startsWith('ensureNetwork'))).toHaveLength(1);
   });
@@ -314,10 +435,32 @@ describe.skipIf(netnsReason !== null)('NetworkReconciler on a real host (namespa
   const vmNs = `floe-nr-${sfx}-v`;
   // Isolated network: no gateway, so the host's address on the bridge comes from host_ipv4 only.
   const net: DesiredNetwork = {
-    ...NET, id: `net_nr${sfx}`, gateway: 'none', gateway4: null, gateway6: null, ipv6: null, host_ipv6: null, peers: [], dns: false,
+    ...NET,
+    id: `net_nr${sfx}`,
+    gateway: 'none',
+    gateway4: null,
+    gateway6: null,
+    ipv6: null,
+    host_ipv6: null,
+    peers: [],
+    dns: false,
     leases: [
-      { nic_id: `nic_nr${sfx}1`, instance_id: `inst_nr${sfx}1`, mac: '52:54:00:77:00:01', ipv4: '10.10.0.5', ipv6: null, hostname: 'web-1' },
-      { nic_id: `nic_nr${sfx}2`, instance_id: `inst_nr${sfx}2`, mac: '52:54:00:77:00:02', ipv4: '10.10.0.6', ipv6: null, hostname: 'web-2' },
+      {
+        nic_id: `nic_nr${sfx}1`,
+        instance_id: `inst_nr${sfx}1`,
+        mac: '52:54:00:77:00:01',
+        ipv4: '10.10.0.5',
+        ipv6: null,
+        hostname: 'web-1',
+      },
+      {
+        nic_id: `nic_nr${sfx}2`,
+        instance_id: `inst_nr${sfx}2`,
+        mac: '52:54:00:77:00:02',
+        ipv4: '10.10.0.6',
+        ipv6: null,
+        hostname: 'web-2',
+      },
     ],
   };
   const vm1: DesiredInstance = { ...instance(`inst_nr${sfx}1`, `nic_nr${sfx}1`) };
@@ -327,7 +470,8 @@ describe.skipIf(netnsReason !== null)('NetworkReconciler on a real host (namespa
   let dir: string;
   let host: HostNetworkDriver;
   let rec: NetworkReconciler;
-  const links = async () => (JSON.parse((await ipIn(hostNs, '-j', 'link', 'show')).stdout) as { ifname: string; master?: string }[]);
+  const links = async () =>
+    JSON.parse((await ipIn(hostNs, '-j', 'link', 'show')).stdout) as { ifname: string; master?: string }[];
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'floe-nr-'));
@@ -361,12 +505,48 @@ describe.skipIf(netnsReason !== null)('NetworkReconciler on a real host (namespa
     expect(await host.dhcpPid(net.id)).not.toBe(null);
 
     // A real tap for one NIC; a veth under the other NIC's tap name plays its guest.
-    expect(await rec.ensureTaps(vm1)).toEqual([{ id: vm1.nics![0]!.id, tap: tapName(vm1.nics![0]!.id), mac: '52:54:00:77:00:01' }]);
+    expect(await rec.ensureTaps(vm1)).toEqual([
+      { id: vm1.nics![0]!.id, tap: tapName(vm1.nics![0]!.id), mac: '52:54:00:77:00:01' },
+    ]);
     expect((await links()).find((l) => l.ifname === tapName(vm1.nics![0]!.id))?.master).toBe(br);
-    await run('ip', ['link', 'add', tapName(vm2.nics![0]!.id), 'netns', hostNs, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', vmNs]);
+    await run('ip', [
+      'link',
+      'add',
+      tapName(vm2.nics![0]!.id),
+      'netns',
+      hostNs,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'eth0',
+      'netns',
+      vmNs,
+    ]);
     await ipIn(vmNs, 'link', 'set', 'eth0', 'address', '52:54:00:77:00:02', 'up');
     await host.attachPort(tapName(vm2.nics![0]!.id), toNetSpec(net));
-    const got = await run('ip', ['netns', 'exec', vmNs, 'busybox', 'udhcpc', '-i', 'eth0', '-f', '-q', '-n', '-t', '5', '-T', '1', '-s', '/bin/true'], { allowFail: true });
+    const got = await run(
+      'ip',
+      [
+        'netns',
+        'exec',
+        vmNs,
+        'busybox',
+        'udhcpc',
+        '-i',
+        'eth0',
+        '-f',
+        '-q',
+        '-n',
+        '-t',
+        '5',
+        '-T',
+        '1',
+        '-s',
+        '/bin/true',
+      ],
+      { allowFail: true },
+    );
     expect(got.stdout + got.stderr).toMatch(/lease of 10\.10\.0\.6 obtained/);
 
     // Drift: a bridge deleted by hand is back after the next pass.
@@ -395,21 +575,52 @@ describe.skipIf(netnsReason !== null)('NetworkReconciler with a public network (
   const sfx = randomBytes(3).toString('hex');
   const ns = { host: `floe-np-${sfx}-h`, lan: `floe-np-${sfx}-l`, vm: `floe-np-${sfx}-v` };
   const pub: DesiredNetwork = {
-    id: `net_np${sfx}p`, name: 'wan', project: 'default', kind: 'public', vni: 4400, mtu: 1500,
-    ipv4: '192.0.2.0/24', ipv6: null, gateway: '192.0.2.1', gateway4: '192.0.2.1', gateway6: null,
-    host_ipv4: null, host_ipv6: null, dns: false, uplink: 'phys0', peers: [], leases: [],
+    id: `net_np${sfx}p`,
+    name: 'wan',
+    project: 'default',
+    kind: 'public',
+    vni: 4400,
+    mtu: 1500,
+    ipv4: '192.0.2.0/24',
+    ipv6: null,
+    gateway: '192.0.2.1',
+    gateway4: '192.0.2.1',
+    gateway6: null,
+    host_ipv4: null,
+    host_ipv6: null,
+    dns: false,
+    uplink: 'phys0',
+    peers: [],
+    leases: [],
   };
   const lan: DesiredNetwork = {
-    ...NET, id: `net_np${sfx}l`, ipv6: null, gateway6: null, host_ipv6: null, peers: [], dns: false,
-    leases: [{ nic_id: `nic_np${sfx}1`, instance_id: `inst_np${sfx}1`, mac: '52:54:00:78:00:01', ipv4: '10.10.0.5', ipv6: null, hostname: 'web-1' }],
+    ...NET,
+    id: `net_np${sfx}l`,
+    ipv6: null,
+    gateway6: null,
+    host_ipv6: null,
+    peers: [],
+    dns: false,
+    leases: [
+      {
+        nic_id: `nic_np${sfx}1`,
+        instance_id: `inst_np${sfx}1`,
+        mac: '52:54:00:78:00:01',
+        ipv4: '10.10.0.5',
+        ipv6: null,
+        hostname: 'web-1',
+      },
+    ],
   };
   const vm: DesiredInstance = instance(`inst_np${sfx}1`, `nic_np${sfx}1`);
   vm.nics = [{ ...vm.nics![0]!, network_id: lan.id, mac: '52:54:00:78:00:01' }];
   let dir: string;
   let host: HostNetworkDriver;
   let rec: NetworkReconciler;
-  const defaultDev = async () => (JSON.parse((await ipIn(ns.host, '-j', 'route', 'show', 'default')).stdout || '[]') as { dev?: string }[])[0]?.dev;
-  const ping = async (from: string, to: string) => (await run('ip', ['netns', 'exec', from, 'ping', '-c', '1', '-W', '1', to], { allowFail: true })).code === 0;
+  const defaultDev = async () =>
+    (JSON.parse((await ipIn(ns.host, '-j', 'route', 'show', 'default')).stdout || '[]') as { dev?: string }[])[0]?.dev;
+  const ping = async (from: string, to: string) =>
+    (await run('ip', ['netns', 'exec', from, 'ping', '-c', '1', '-W', '1', to], { allowFail: true })).code === 0;
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'floe-np-'));
@@ -417,7 +628,20 @@ describe.skipIf(netnsReason !== null)('NetworkReconciler with a public network (
       await run('ip', ['netns', 'add', n]);
       await ipIn(n, 'link', 'set', 'lo', 'up');
     }
-    await run('ip', ['link', 'add', 'phys0', 'netns', ns.host, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.lan]);
+    await run('ip', [
+      'link',
+      'add',
+      'phys0',
+      'netns',
+      ns.host,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'eth0',
+      'netns',
+      ns.lan,
+    ]);
     await ipIn(ns.lan, 'addr', 'add', '192.0.2.1/24', 'dev', 'eth0');
     await ipIn(ns.lan, 'link', 'set', 'eth0', 'up');
     await ipIn(ns.host, 'addr', 'add', '192.0.2.10/24', 'dev', 'phys0');
@@ -443,9 +667,24 @@ describe.skipIf(netnsReason !== null)('NetworkReconciler with a public network (
     expect((await ipIn(ns.host, '-j', 'addr', 'show', 'dev', pubBr)).stdout).toContain('"local":"192.0.2.10"');
     // The host has its address in the public subnet: dnsmasq serves the (empty) pool there.
     expect(await host.dhcpPid(pub.id)).not.toBeNull();
-    expect((await run('ip', ['netns', 'exec', ns.host, 'nft', 'list', 'table', 'inet', 'floe_nat'])).stdout).toContain(`oifname "${pubBr}" masquerade`);
+    expect((await run('ip', ['netns', 'exec', ns.host, 'nft', 'list', 'table', 'inet', 'floe_nat'])).stdout).toContain(
+      `oifname "${pubBr}" masquerade`,
+    );
 
-    await run('ip', ['link', 'add', tapName(vm.nics![0]!.id), 'netns', ns.host, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.vm]);
+    await run('ip', [
+      'link',
+      'add',
+      tapName(vm.nics![0]!.id),
+      'netns',
+      ns.host,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'eth0',
+      'netns',
+      ns.vm,
+    ]);
     await ipIn(ns.vm, 'link', 'set', 'eth0', 'address', '52:54:00:78:00:01', 'up');
     await host.attachPort(tapName(vm.nics![0]!.id), toNetSpec(lan));
     await ipIn(ns.vm, 'addr', 'add', '10.10.0.5/24', 'dev', 'eth0');
@@ -458,7 +697,9 @@ describe.skipIf(netnsReason !== null)('NetworkReconciler with a public network (
     await rec.settled();
     expect(await defaultDev()).toBe('phys0');
     expect((await ipIn(ns.host, '-j', 'addr', 'show', 'dev', 'phys0')).stdout).toContain('"local":"192.0.2.10"');
-    expect((await run('ip', ['netns', 'exec', ns.host, 'nft', 'list', 'table', 'inet', 'floe_nat'])).stdout).toContain('oifname "phys0" masquerade');
+    expect((await run('ip', ['netns', 'exec', ns.host, 'nft', 'list', 'table', 'inet', 'floe_nat'])).stdout).toContain(
+      'oifname "phys0" masquerade',
+    );
     expect(await ping(ns.vm, '192.0.2.1')).toBe(true);
   }, 30_000);
 });

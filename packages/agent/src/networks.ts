@@ -8,7 +8,10 @@ import { bridgeName, checkCidr, checkId, checkIfName, checkIp, NET_ID_RE } from 
 import type { GatewayMode, NetSpec, NicSpec } from './drivers/net/types.js';
 
 /** The part of HostNetworkDriver the network reconciler uses (a recording fake in unit tests). */
-export type NetworkHost = Pick<HostNetworkDriver, 'exec' | 'ensureNetwork' | 'removeNetwork' | 'ensureDhcp' | 'applyFirewall' | 'ensureTap' | 'removeTap'>;
+export type NetworkHost = Pick<
+  HostNetworkDriver,
+  'exec' | 'ensureNetwork' | 'removeNetwork' | 'ensureDhcp' | 'applyFirewall' | 'ensureTap' | 'removeTap'
+>;
 
 /** Options of the adapter: what the agent knows about its host that the control plane does not send. */
 export interface NetSpecOptions {
@@ -38,15 +41,31 @@ function gatewayMode(gateway: string): GatewayMode {
  */
 export function toNetSpec(net: DesiredNetwork, opts: NetSpecOptions = {}): NetSpec {
   checkId('network_id', net.id);
-  if (net.kind !== 'private' && net.kind !== 'public') throw new FloeError('validation_failed', `network ${net.name}: unknown network kind ${JSON.stringify(net.kind)}`, { field: 'kind' });
+  if (net.kind !== 'private' && net.kind !== 'public')
+    throw new FloeError('validation_failed', `network ${net.name}: unknown network kind ${JSON.stringify(net.kind)}`, {
+      field: 'kind',
+    });
   const mode = gatewayMode(net.gateway);
-  const family = (cidr: string | null, gateway: string | null): NetSpec['ipv4'] => (cidr === null ? null : { cidr, gateway: mode === 'none' ? null : gateway });
+  const family = (cidr: string | null, gateway: string | null): NetSpec['ipv4'] =>
+    cidr === null ? null : { cidr, gateway: mode === 'none' ? null : gateway };
   const common = {
-    id: net.id, vni: net.vni, ipv4: family(net.ipv4, net.gateway4), ipv6: family(net.ipv6, net.gateway6), mtu: net.mtu, gatewayMode: mode, dns: net.dns,
+    id: net.id,
+    vni: net.vni,
+    ipv4: family(net.ipv4, net.gateway4),
+    ipv6: family(net.ipv6, net.gateway6),
+    mtu: net.mtu,
+    gatewayMode: mode,
+    dns: net.dns,
   };
   if (net.kind === 'public') {
-    if (net.uplink === null) throw new FloeError('validation_failed', `public network ${net.name} names no host interface to take over`, { field: 'uplink' });
-    if (mode === 'host') throw new FloeError('validation_failed', `public network ${net.name}: its router is on the LAN, not the host`, { field: 'gateway' });
+    if (net.uplink === null)
+      throw new FloeError('validation_failed', `public network ${net.name} names no host interface to take over`, {
+        field: 'uplink',
+      });
+    if (mode === 'host')
+      throw new FloeError('validation_failed', `public network ${net.name}: its router is on the LAN, not the host`, {
+        field: 'gateway',
+      });
     return { ...common, kind: 'public', physical: checkIfName('uplink', net.uplink), peers: [] };
   }
   return {
@@ -65,14 +84,24 @@ export function toNetSpec(net: DesiredNetwork, opts: NetSpecOptions = {}): NetSp
  */
 function hostAddrs(net: DesiredNetwork): string[] {
   const out: string[] = [];
-  if (net.ipv4 !== null && net.host_ipv4 !== null) out.push(`${checkIp('host_ipv4', net.host_ipv4, 4)}/${checkCidr('ipv4', net.ipv4, 4).prefix}`);
-  if (net.ipv6 !== null && net.host_ipv6 !== null) out.push(`${checkIp('host_ipv6', net.host_ipv6, 6)}/${checkCidr('ipv6', net.ipv6, 6).prefix}`);
+  if (net.ipv4 !== null && net.host_ipv4 !== null)
+    out.push(`${checkIp('host_ipv4', net.host_ipv4, 4)}/${checkCidr('ipv4', net.ipv4, 4).prefix}`);
+  if (net.ipv6 !== null && net.host_ipv6 !== null)
+    out.push(`${checkIp('host_ipv6', net.host_ipv6, 6)}/${checkCidr('ipv6', net.ipv6, 6).prefix}`);
   return out;
 }
 
 /** Every NIC of the network (on any host) from its leases. */
 export function toNicSpecs(net: DesiredNetwork): NicSpec[] {
-  return net.leases.map((l) => ({ id: l.nic_id, instanceId: l.instance_id, networkId: net.id, mac: l.mac, ipv4: l.ipv4, ipv6: l.ipv6, hostname: l.hostname }));
+  return net.leases.map((l) => ({
+    id: l.nic_id,
+    instanceId: l.instance_id,
+    networkId: net.id,
+    mac: l.mac,
+    ipv4: l.ipv4,
+    ipv6: l.ipv6,
+    hostname: l.hostname,
+  }));
 }
 
 /** The interface of the default IPv4 route, from `ip -j route show default` output; null when there is none. */
@@ -166,10 +195,22 @@ export class NetworkReconciler {
     for (const nic of [...(vm.nics ?? [])].sort((a, b) => a.index - b.index)) {
       const net = this.built.get(nic.network_id);
       if (net === undefined) {
-        throw new FloeError('invalid_state', `network ${nic.network_id} of NIC ${nic.id} is not built on this host yet`, { network_id: nic.network_id });
+        throw new FloeError(
+          'invalid_state',
+          `network ${nic.network_id} of NIC ${nic.id} is not built on this host yet`,
+          { network_id: nic.network_id },
+        );
       }
       const lease = this.networks?.find((n) => n.id === nic.network_id)?.leases.find((l) => l.nic_id === nic.id);
-      const spec: NicSpec = { id: nic.id, instanceId: vm.id, networkId: nic.network_id, mac: nic.mac, ipv4: nic.ipv4, ipv6: nic.ipv6, hostname: lease?.hostname ?? vm.name };
+      const spec: NicSpec = {
+        id: nic.id,
+        instanceId: vm.id,
+        networkId: nic.network_id,
+        mac: nic.mac,
+        ipv4: nic.ipv4,
+        ipv6: nic.ipv6,
+        hostname: lease?.hostname ?? vm.name,
+      };
       out.push({ id: nic.id, tap: await this.opts.host.ensureTap(spec, net), mac: nic.mac });
     }
     return out;
@@ -223,9 +264,12 @@ export class NetworkReconciler {
 
     // Looked up on every pass: a public network taking over (or giving back) the default route's interface moves it.
     if (this.opts.natUplink === undefined && networks.some((n) => n.gateway === 'host')) {
-      const out = await this.opts.host.exec(['ip', '-j', 'route', 'show', 'default'], { allowFail: true }).catch(() => null);
+      const out = await this.opts.host
+        .exec(['ip', '-j', 'route', 'show', 'default'], { allowFail: true })
+        .catch(() => null);
       const uplink = out === null ? null : parseDefaultRoute(out.stdout);
-      if (uplink === null && this.uplink !== null) this.log.warn('no default route: host-gateway networks are not NATed');
+      if (uplink === null && this.uplink !== null)
+        this.log.warn('no default route: host-gateway networks are not NATed');
       this.uplink = uplink;
     }
 
@@ -252,9 +296,14 @@ export class NetworkReconciler {
         await mkdir(join(this.opts.stateDir, 'net', net.id), { recursive: true, mode: 0o755 });
         // With the local NICs: their taps go back into a bridge that was rebuilt.
         await this.opts.host.ensureNetwork(spec, local);
-        const dhcp = await this.opts.host.ensureDhcp(spec, local, nics.filter((n) => !localNicIds.has(n.id)));
+        const dhcp = await this.opts.host.ensureDhcp(
+          spec,
+          local,
+          nics.filter((n) => !localNicIds.has(n.id)),
+        );
         if (dhcp.started) this.log.info({ network: net.id, name: net.name, pid: dhcp.pid }, 'dnsmasq started');
-        if (dhcp.skipped !== undefined) this.log.warn({ network: net.id, name: net.name, reason: dhcp.skipped }, 'no DHCP on this network');
+        if (dhcp.skipped !== undefined)
+          this.log.warn({ network: net.id, name: net.name, reason: dhcp.skipped }, 'no DHCP on this network');
         built.push(spec);
         builtById.set(spec.id, spec);
         localNics.push(...local);

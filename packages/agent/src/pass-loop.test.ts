@@ -25,10 +25,13 @@ describe('PassLoop', () => {
   it('retries a failed pass with backoff, says so, and stops retrying once a pass succeeds', async () => {
     const failures: number[] = [];
     let passes = 0;
-    const loop = new PassLoop(async () => {
-      passes++;
-      if (passes < 3) throw new Error('not yet');
-    }, { retryBackoff: { initialMs: 5, maxMs: 10 }, onFailure: (_err, delay) => failures.push(delay) });
+    const loop = new PassLoop(
+      async () => {
+        passes++;
+        if (passes < 3) throw new Error('not yet');
+      },
+      { retryBackoff: { initialMs: 5, maxMs: 10 }, onFailure: (_err, delay) => failures.push(delay) },
+    );
     loop.kick();
     await sleep(100);
     await loop.settled();
@@ -41,7 +44,17 @@ describe('PassLoop', () => {
   it('resyncs when idle, and does nothing after stop', async () => {
     let passes = 0;
     let resyncs = 0;
-    const loop = new PassLoop(async () => { passes++; }, { resyncIntervalMs: 10, onResync: () => { resyncs++; } });
+    const loop = new PassLoop(
+      async () => {
+        passes++;
+      },
+      {
+        resyncIntervalMs: 10,
+        onResync: () => {
+          resyncs++;
+        },
+      },
+    );
     loop.startResync();
     loop.startResync();
     await sleep(55);

@@ -71,7 +71,10 @@ async function tempDir(): Promise<string> {
   return dir;
 }
 
-function bump(d: DesiredInstance, changes: Partial<DesiredInstance> & { power_state?: 'running' | 'stopped' }): DesiredInstance {
+function bump(
+  d: DesiredInstance,
+  changes: Partial<DesiredInstance> & { power_state?: 'running' | 'stopped' },
+): DesiredInstance {
   const { power_state, ...top } = changes;
   return {
     ...d,
@@ -141,7 +144,12 @@ describe('Reconciler', () => {
     await reconciler.whenIdle();
     expect(forced).toBe(true);
     expect(mutating(driver).stop).toBe(1);
-    expect(reporter.of(vm.id).slice(-2).map((s) => s.state)).toEqual(['stopping', 'stopped']);
+    expect(
+      reporter
+        .of(vm.id)
+        .slice(-2)
+        .map((s) => s.state),
+    ).toEqual(['stopping', 'stopped']);
     expect(reporter.latest(vm.id)).toMatchObject({ observed_generation: 2, started_at: null });
   });
 
@@ -158,7 +166,12 @@ describe('Reconciler', () => {
     first.reconciler.update(restarted);
     await first.reconciler.whenIdle();
     expect(mutating(first.driver)).toMatchObject({ start: 2, stop: 1 });
-    expect(first.reporter.of(vm.id).slice(-3).map((s) => s.state)).toEqual(['stopping', 'starting', 'running']);
+    expect(
+      first.reporter
+        .of(vm.id)
+        .slice(-3)
+        .map((s) => s.state),
+    ).toEqual(['stopping', 'starting', 'running']);
     expect(first.reporter.latest(vm.id)).toMatchObject({ observed_restart_generation: 1, observed_generation: 2 });
     expect((await first.driver.inspect(vm.id))?.started_at).not.toBe(startedAt);
 
@@ -166,14 +179,19 @@ describe('Reconciler', () => {
     await first.reconciler.whenIdle();
     expect(mutating(first.driver)).toMatchObject({ start: 2, stop: 1 });
 
-    expect((await new AgentState(dataDir).readApplied())[vm.id]).toMatchObject({ restart_generation: 1, generation: 2 });
+    expect((await new AgentState(dataDir).readApplied())[vm.id]).toMatchObject({
+      restart_generation: 1,
+      generation: 2,
+    });
 
     // The agent restarts: new driver over the same host state, new reconciler over the same data dir.
     await first.reconciler.stop();
     await first.driver.close();
     const second = await setup({ driver: new FakeVmDriver({ stateDir }), dataDir });
     const hello = await second.reconciler.observed();
-    expect(hello).toEqual([expect.objectContaining({ id: vm.id, state: 'running', observed_restart_generation: 1, observed_generation: 2 })]);
+    expect(hello).toEqual([
+      expect.objectContaining({ id: vm.id, state: 'running', observed_restart_generation: 1, observed_generation: 2 }),
+    ]);
     second.reconciler.setSnapshot([restarted]);
     await second.reconciler.whenIdle();
     expect(mutating(second.driver)).toEqual({ create: 0, start: 0, stop: 0, destroy: 0 });
@@ -346,11 +364,27 @@ describe('NIC taps', () => {
     await reconciler.start();
     cleanups.push(() => reconciler.stop());
     const base = desiredInstance({ spec: { power_state: 'running' } });
-    const nic = { id: 'nic_01A', network_id: 'net_01A', vni: 5, index: 0, mac: '52:54:00:00:00:01', ipv4: '10.0.0.5', ipv4_prefix: 24, ipv6: null, ipv6_prefix: null, gateway4: null, gateway6: null, mtu: 1450, dns_servers: [] };
+    const nic = {
+      id: 'nic_01A',
+      network_id: 'net_01A',
+      vni: 5,
+      index: 0,
+      mac: '52:54:00:00:00:01',
+      ipv4: '10.0.0.5',
+      ipv4_prefix: 24,
+      ipv6: null,
+      ipv6_prefix: null,
+      gateway4: null,
+      gateway6: null,
+      mtu: 1450,
+      dns_servers: [],
+    };
     const vm: DesiredInstance = { ...base, nics: [nic] };
     reconciler.setSnapshot([vm]);
     await waitFor('running', async () => (await driver.inspect(vm.id))?.state === 'running');
-    expect(contexts).toEqual([expect.objectContaining({ nics: [{ id: 'nic_01A', tap: 'tap-0', mac: '52:54:00:00:00:01', index: 0 }] })]);
+    expect(contexts).toEqual([
+      expect.objectContaining({ nics: [{ id: 'nic_01A', tap: 'tap-0', mac: '52:54:00:00:00:01', index: 0 }] }),
+    ]);
     expect(calls).toEqual([`ensure ${vm.id}`, `ensure ${vm.id}`]);
     reconciler.update({ ...vm, revision: vm.revision + 1, deleting: true });
     await waitFor('removed', () => calls.includes(`remove ${vm.id}`));
@@ -360,8 +394,19 @@ describe('NIC taps', () => {
 
 describe('NIC hot-plug', () => {
   const nic = (n: number, index = n) => ({
-    id: `nic_01A${n}`, network_id: 'net_01A', vni: 5, index, mac: `52:54:00:00:00:0${n}`,
-    ipv4: `10.0.0.${10 + n}`, ipv4_prefix: 24, ipv6: null, ipv6_prefix: null, gateway4: null, gateway6: null, mtu: 1450, dns_servers: [],
+    id: `nic_01A${n}`,
+    network_id: 'net_01A',
+    vni: 5,
+    index,
+    mac: `52:54:00:00:00:0${n}`,
+    ipv4: `10.0.0.${10 + n}`,
+    ipv4_prefix: 24,
+    ipv6: null,
+    ipv6_prefix: null,
+    gateway4: null,
+    gateway6: null,
+    mtu: 1450,
+    dns_servers: [],
   });
 
   async function setupNics(opts: { dataDir?: string; driver?: FakeVmDriver } = {}) {
@@ -377,7 +422,9 @@ describe('NIC hot-plug', () => {
       nics: {
         ensure: async (vm) => {
           calls.push(`ensure ${(vm.nics ?? []).map((n) => n.id).join(',')}`);
-          return [...(vm.nics ?? [])].sort((a, b) => a.index - b.index).map((n) => ({ id: n.id, tap: `tap-${n.id.slice(-2)}`, mac: n.mac }));
+          return [...(vm.nics ?? [])]
+            .sort((a, b) => a.index - b.index)
+            .map((n) => ({ id: n.id, tap: `tap-${n.id.slice(-2)}`, mac: n.mac }));
         },
         remove: async (vm) => {
           calls.push(`remove ${vm.id}`);
@@ -403,7 +450,12 @@ describe('NIC hot-plug', () => {
     expect(calls).toEqual(['ensure nic_01A1', 'ensure nic_01A1']);
     calls.length = 0;
 
-    const added: DesiredInstance = { ...vm, revision: vm.revision + 1, generation: vm.generation + 1, nics: [nic(1), nic(2, 5)] };
+    const added: DesiredInstance = {
+      ...vm,
+      revision: vm.revision + 1,
+      generation: vm.generation + 1,
+      nics: [nic(1), nic(2, 5)],
+    };
     reconciler.update(added);
     await waitFor('the added NIC applied', generationSeen(reporter, vm.id, added.generation));
     expect(driver.nicsOf(vm.id)).toEqual([
@@ -423,14 +475,24 @@ describe('NIC hot-plug', () => {
     expect(calls).toEqual(['ensure nic_01A1,nic_01A2']);
     expect(driver.calls.setNics).toBe(setNicsCalls);
 
-    const removed: DesiredInstance = { ...added, revision: added.revision + 2, generation: added.generation + 1, nics: [nic(2, 5)] };
+    const removed: DesiredInstance = {
+      ...added,
+      revision: added.revision + 2,
+      generation: added.generation + 1,
+      nics: [nic(2, 5)],
+    };
     reconciler.update(removed);
     await waitFor('the removed NIC applied', generationSeen(reporter, vm.id, removed.generation));
     expect(driver.nicsOf(vm.id).map((n) => n.id)).toEqual(['nic_01A2']);
     expect(calls.slice(1)).toEqual(['ensure nic_01A2', 'removeNic nic_01A1']);
     expect((await driver.inspect(vm.id))?.state).toBe('running');
 
-    const none: DesiredInstance = { ...removed, revision: removed.revision + 1, generation: removed.generation + 1, nics: [] };
+    const none: DesiredInstance = {
+      ...removed,
+      revision: removed.revision + 1,
+      generation: removed.generation + 1,
+      nics: [],
+    };
     reconciler.update(none);
     await waitFor('no NICs', generationSeen(reporter, vm.id, none.generation));
     expect(driver.nicsOf(vm.id)).toEqual([]);
@@ -447,10 +509,18 @@ describe('NIC hot-plug', () => {
     calls.length = 0;
 
     driver.failOn = { setNics: () => true };
-    const removed: DesiredInstance = { ...vm, revision: vm.revision + 1, generation: vm.generation + 1, nics: [nic(2)] };
+    const removed: DesiredInstance = {
+      ...vm,
+      revision: vm.revision + 1,
+      generation: vm.generation + 1,
+      nics: [nic(2)],
+    };
     reconciler.update(removed);
     await waitFor('an error', () => reporter.latest(vm.id)?.state === 'error');
-    expect(reporter.latest(vm.id)).toMatchObject({ observed_generation: vm.generation, reason: expect.stringMatching(/setNics failed/) });
+    expect(reporter.latest(vm.id)).toMatchObject({
+      observed_generation: vm.generation,
+      reason: expect.stringMatching(/setNics failed/),
+    });
     await waitFor('a retry', () => (driver.calls.setNics ?? 0) >= 2);
     expect(calls.filter((c) => c.startsWith('removeNic'))).toEqual([]);
 
@@ -467,7 +537,12 @@ describe('NIC hot-plug', () => {
     const vm: DesiredInstance = { ...desiredInstance({ spec: { power_state: 'stopped' } }), nics: [nic(1)] };
     first.reconciler.setSnapshot([vm]);
     await waitFor('created', () => first.reporter.latest(vm.id)?.state === 'stopped');
-    const changed: DesiredInstance = { ...vm, revision: vm.revision + 1, generation: vm.generation + 1, nics: [nic(3, 2)] };
+    const changed: DesiredInstance = {
+      ...vm,
+      revision: vm.revision + 1,
+      generation: vm.generation + 1,
+      nics: [nic(3, 2)],
+    };
     first.reconciler.update(changed);
     await waitFor('recorded', () => first.reporter.latest(vm.id)?.observed_generation === changed.generation);
     expect(driver.nicsOf(vm.id)).toEqual([{ id: 'nic_01A3', tap: 'tap-A3', mac: '52:54:00:00:00:03', index: 2 }]);
@@ -480,7 +555,12 @@ describe('NIC hot-plug', () => {
     second.reconciler.setSnapshot([changed]);
     await second.reconciler.whenIdle();
     expect(second.calls).toEqual([]);
-    const started: DesiredInstance = { ...changed, revision: changed.revision + 1, generation: changed.generation + 1, spec: { ...changed.spec, power_state: 'running' } };
+    const started: DesiredInstance = {
+      ...changed,
+      revision: changed.revision + 1,
+      generation: changed.generation + 1,
+      spec: { ...changed.spec, power_state: 'running' },
+    };
     second.reconciler.update(started);
     await waitFor('running', generationSeen(second.reporter, vm.id, started.generation));
     // Taps are made again before the start (they do not survive a host reboot); the NICs are unchanged.
@@ -492,7 +572,10 @@ describe('NIC hot-plug', () => {
 describe('first boot', () => {
   it('reports what the driver and the metadata service saw with the status, once, and keeps it while the VM runs', async () => {
     const dir = await tempDir();
-    const { reporter, reconciler } = await setup({ driver: new FakeVmDriver({ stateDir: dir, simulateFirstBoot: true }), dataDir: dir });
+    const { reporter, reconciler } = await setup({
+      driver: new FakeVmDriver({ stateDir: dir, simulateFirstBoot: true }),
+      dataDir: dir,
+    });
     const vm = desiredInstance();
     reconciler.setSnapshot([vm]);
     await waitFor('first boot reported', () => reporter.latest(vm.id)?.first_boot?.finished_at != null);
@@ -503,8 +586,19 @@ describe('first boot', () => {
     expect(reporter.eventsOf(vm.id)).toContain('first-boot');
 
     // A later report (the metadata service hears cloud-init's failure) replaces the end; the first fetch stays.
-    reconciler.noteFirstBoot(vm.id, { source: 'metadata', fetched_at: '2099-01-01T00:00:00.000Z', finished_at: '2099-01-01T00:00:01.000Z', result: 'failed', detail: 'runcmd' });
-    expect(reporter.latest(vm.id)!.first_boot).toEqual({ ...seen.first_boot, finished_at: '2099-01-01T00:00:01.000Z', result: 'failed', detail: 'runcmd' });
+    reconciler.noteFirstBoot(vm.id, {
+      source: 'metadata',
+      fetched_at: '2099-01-01T00:00:00.000Z',
+      finished_at: '2099-01-01T00:00:01.000Z',
+      result: 'failed',
+      detail: 'runcmd',
+    });
+    expect(reporter.latest(vm.id)!.first_boot).toEqual({
+      ...seen.first_boot,
+      finished_at: '2099-01-01T00:00:01.000Z',
+      result: 'failed',
+      detail: 'runcmd',
+    });
     const count = reporter.of(vm.id).length;
     reconciler.noteFirstBoot(vm.id, { finished_at: '2099-01-01T00:00:01.000Z', result: 'failed', detail: 'runcmd' });
     expect(reporter.of(vm.id).length).toBe(count);
@@ -516,7 +610,12 @@ describe('first boot', () => {
     const noSeed = desiredInstance({ spec: { config_drive: false } });
     const seeded = desiredInstance();
     first.reconciler.setSnapshot([noSeed, seeded]);
-    await waitFor('both running', () => first.reporter.latest(noSeed.id)?.state === 'running' && first.reporter.latest(seeded.id)?.first_boot?.finished_at != null);
+    await waitFor(
+      'both running',
+      () =>
+        first.reporter.latest(noSeed.id)?.state === 'running' &&
+        first.reporter.latest(seeded.id)?.first_boot?.finished_at != null,
+    );
     expect(first.reporter.latest(noSeed.id)!.first_boot).toBeUndefined();
     await first.reconciler.stop();
 

@@ -1,5 +1,16 @@
 import { pino, type Logger } from 'pino';
-import { mergeFirstBoot, NO_FIRST_BOOT, type DesiredImage, type DesiredInstance, type FirstBoot, type ObservedInstance, type VmDriver, type VmDriverEvent, type VmInfo, type VmNic } from '@floe/api';
+import {
+  mergeFirstBoot,
+  NO_FIRST_BOOT,
+  type DesiredImage,
+  type DesiredInstance,
+  type FirstBoot,
+  type ObservedInstance,
+  type VmDriver,
+  type VmDriverEvent,
+  type VmInfo,
+  type VmNic,
+} from '@floe/api';
 import { backoffDelay } from './backoff.js';
 import type { AppliedInstance, AppliedNic, AppliedStore } from './state.js';
 
@@ -44,7 +55,11 @@ function desiredNics(vm: DesiredInstance): AppliedNic[] {
 }
 
 function sameNics(a: AppliedNic[] | undefined, b: AppliedNic[]): boolean {
-  return a !== undefined && a.length === b.length && a.every((n, i) => n.id === b[i]!.id && n.index === b[i]!.index && n.mac === b[i]!.mac);
+  return (
+    a !== undefined &&
+    a.length === b.length &&
+    a.every((n, i) => n.id === b[i]!.id && n.index === b[i]!.index && n.mac === b[i]!.mac)
+  );
 }
 
 // The driver's view of the NICs: each tap with its NIC's slot.
@@ -57,7 +72,9 @@ function withSlots(vm: DesiredInstance, taps: Array<{ id: string; tap: string; m
 }
 
 /** An in-memory AppliedStore (tests, and agents that keep no state). */
-export function memoryAppliedStore(initial: Record<string, AppliedInstance> = {}): AppliedStore & { data: Record<string, AppliedInstance> } {
+export function memoryAppliedStore(
+  initial: Record<string, AppliedInstance> = {},
+): AppliedStore & { data: Record<string, AppliedInstance> } {
   const store = {
     data: structuredClone(initial),
     load: async () => structuredClone(store.data),
@@ -179,7 +196,10 @@ export class Reconciler {
     this.assertStarted();
     const current = this.desired.get(instance.id);
     if (current !== undefined && instance.revision < current.revision) {
-      this.log.debug({ id: instance.id, revision: instance.revision, have: current.revision }, 'ignoring an older desired state');
+      this.log.debug(
+        { id: instance.id, revision: instance.revision, have: current.revision },
+        'ignoring an older desired state',
+      );
       return;
     }
     this.desired.set(instance.id, instance);
@@ -372,7 +392,10 @@ export class Reconciler {
       this.report(this.observation(id, 'creating'));
       // A failed fetch fails this pass: the instance is reported as error with why, and retried with backoff.
       const imagePath = this.opts.images === undefined ? null : await this.opts.images.ensure(desired.image);
-      const nics = this.opts.nics !== undefined && (desired.nics ?? []).length > 0 ? withSlots(desired, await this.opts.nics.ensure(desired)) : undefined;
+      const nics =
+        this.opts.nics !== undefined && (desired.nics ?? []).length > 0
+          ? withSlots(desired, await this.opts.nics.ensure(desired))
+          : undefined;
       await this.driver.create(desired, { imagePath, ...(nics === undefined ? {} : { nics }) });
       vm = await this.driver.inspect(id);
       if (vm === null) throw new Error('the driver does not know the VM it just created');
@@ -391,7 +414,8 @@ export class Reconciler {
         vm = await this.stopVm(desired, vm, w);
       }
       if (vm.state !== 'running') {
-        const halted = applied.halted_generation !== null && applied.halted_generation === desired.generation && !restartDue;
+        const halted =
+          applied.halted_generation !== null && applied.halted_generation === desired.generation && !restartDue;
         if (!halted) {
           const wait = w.restartNotBefore - Date.now();
           if (wait > 0 && !userActed && !restartDue) {
@@ -419,7 +443,8 @@ export class Reconciler {
       revision: desired.revision,
       generation: desired.generation,
       restart_generation: desired.restart_generation,
-      halted_generation: applied.halted_generation === desired.generation && !restartDue ? applied.halted_generation : null,
+      halted_generation:
+        applied.halted_generation === desired.generation && !restartDue ? applied.halted_generation : null,
       ...(nicsApplied === undefined ? {} : { nics: nicsApplied }),
     };
     if (
@@ -508,7 +533,11 @@ export class Reconciler {
   }
 
   // An observation that keeps what is known of the VM and changes the state (and reason).
-  private observation(id: string, state: ObservedInstance['state'], extra: { reason?: string | null } = {}): ObservedInstance {
+  private observation(
+    id: string,
+    state: ObservedInstance['state'],
+    extra: { reason?: string | null } = {},
+  ): ObservedInstance {
     const prev = this.last.get(id);
     const a = this.applied[id];
     return {
@@ -535,9 +564,10 @@ export class Reconciler {
     const after = mergeFirstBoot(before, seen);
     if (JSON.stringify(after) === JSON.stringify(before)) return;
     this.firstBoot.set(id, after);
-    const message = after.finished_at !== before.finished_at
-      ? `first boot finished${after.result === 'failed' ? ` with a failure${after.detail === null ? '' : `: ${after.detail}`}` : ''}`
-      : `the guest fetched its first-boot data from ${after.source === 'metadata' ? 'the metadata service' : 'its seed disk'}`;
+    const message =
+      after.finished_at !== before.finished_at
+        ? `first boot finished${after.result === 'failed' ? ` with a failure${after.detail === null ? '' : `: ${after.detail}`}` : ''}`
+        : `the guest fetched its first-boot data from ${after.source === 'metadata' ? 'the metadata service' : 'its seed disk'}`;
     this.reporter.event(id, 'first-boot', message, { ...after });
     const last = this.last.get(id);
     if (last !== undefined && last.state !== 'deleted') this.report({ ...last, first_boot: after });
@@ -587,7 +617,11 @@ export class Reconciler {
     const now = Date.now();
     const exitCode = event.exit_code ?? null;
     const reason = event.type === 'crashed' ? `crashed: ${event.message}` : event.message;
-    this.report({ ...this.observation(id, 'stopped', { reason }), started_at: null, stopped_at: new Date(now).toISOString() });
+    this.report({
+      ...this.observation(id, 'stopped', { reason }),
+      started_at: null,
+      stopped_at: new Date(now).toISOString(),
+    });
     this.reporter.event(id, event.type, event.message, { exit_code: exitCode });
     // A pass in progress may be about to report what it saw before the stop: make it look again.
     if (w.busy) w.dirty = true;
@@ -598,7 +632,9 @@ export class Reconciler {
     if (!restart) {
       // Keep it stopped until the user asks again (which bumps the generation).
       this.appliedFor(desired).halted_generation = desired.generation;
-      void this.saveApplied().catch((err: unknown) => this.log.error({ err: errorMessage(err) }, 'cannot save applied state'));
+      void this.saveApplied().catch((err: unknown) =>
+        this.log.error({ err: errorMessage(err) }, 'cannot save applied state'),
+      );
       this.log.info({ id, policy, exit_code: exitCode }, 'VM stopped on its own; restart policy keeps it stopped');
       return;
     }
@@ -628,9 +664,14 @@ export class Reconciler {
       if (this.desired.has(vm.id) || this.destroyed.has(vm.id) || this.orphansReported.has(vm.id)) continue;
       this.orphansReported.add(vm.id);
       this.log.warn({ id: vm.id, state: vm.state }, 'VM not in the desired state; leaving it alone');
-      this.reporter.event(vm.id, 'orphan', `VM ${vm.id} (${vm.state}) exists on this host but not in the desired state; left alone`, {
-        state: vm.state,
-      });
+      this.reporter.event(
+        vm.id,
+        'orphan',
+        `VM ${vm.id} (${vm.state}) exists on this host but not in the desired state; left alone`,
+        {
+          state: vm.state,
+        },
+      );
     }
     for (const id of [...this.orphansReported]) if (!present.has(id)) this.orphansReported.delete(id);
   }

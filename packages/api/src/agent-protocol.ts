@@ -60,7 +60,14 @@ export interface DesiredNetwork {
   /** Underlay addresses of the other hosts with members: the VXLAN unicast forwarding entries. */
   peers: string[];
   /** DHCP leases pinned to IPAM: every NIC on the network (on any host), with its DNS name. */
-  leases: Array<{ nic_id: string; instance_id: string; mac: string; ipv4: string | null; ipv6: string | null; hostname: string }>;
+  leases: Array<{
+    nic_id: string;
+    instance_id: string;
+    mac: string;
+    ipv4: string | null;
+    ipv6: string | null;
+    hostname: string;
+  }>;
 }
 
 /** Everything the agent must make true for one instance. */
@@ -124,7 +131,13 @@ export type AgentMessage =
   | { type: 'channel.data'; channel: ChannelId; data: string }
   /** The channel ended (log read done, console closed); `error` when it could not open. */
   | { type: 'channel.closed'; channel: ChannelId; error?: { code: string; message: string } }
-  | { type: 'stats'; request_id: string; instance_id: string; stats?: import('./driver.js').VmStats; error?: { code: string; message: string } };
+  | {
+      type: 'stats';
+      request_id: string;
+      instance_id: string;
+      stats?: import('./driver.js').VmStats;
+      error?: { code: string; message: string };
+    };
 
 /** Control plane → agent. */
 export type ControlMessage =

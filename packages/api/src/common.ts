@@ -7,34 +7,50 @@ export const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: 
 export const NAME_PATTERN = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$';
 
 /** Resource name (a DNS label, unique per project and kind). @example "web-1" */
-export const Name = Type.String({ pattern: NAME_PATTERN, minLength: 1, maxLength: 63, description: 'DNS label: a-z, 0-9 and "-", 1-63 characters' });
+export const Name = Type.String({
+  pattern: NAME_PATTERN,
+  minLength: 1,
+  maxLength: 63,
+  description: 'DNS label: a-z, 0-9 and "-", 1-63 characters',
+});
 
 /** A prefixed, sortable id such as `inst_01JB8X0Q3E6M2T9K4V7W5YB1C3`. */
 export const Id = Type.String({ pattern: '^[a-z]{2,5}_[0-9A-HJKMNP-TV-Z]{26}$', description: 'prefixed, sortable id' });
 
 /** Label keys: `[prefix/]name`, Kubernetes style; values up to 63 characters. */
-export const LABEL_KEY_PATTERN = '^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$';
+export const LABEL_KEY_PATTERN =
+  '^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$';
 /** Label values: empty or up to 63 characters of `[A-Za-z0-9_.-]`. */
 export const LABEL_VALUE_PATTERN = '^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$';
 
 /** String map for filtering and grouping: `?label=env=prod`. At most 64 labels. */
-export const Labels = Type.Record(Type.String({ pattern: LABEL_KEY_PATTERN }), Type.String({ pattern: LABEL_VALUE_PATTERN }), {
-  maxProperties: 64,
-  propertyNames: { pattern: LABEL_KEY_PATTERN },
-  description: 'string map, filterable with ?label=key=value',
-});
+export const Labels = Type.Record(
+  Type.String({ pattern: LABEL_KEY_PATTERN }),
+  Type.String({ pattern: LABEL_VALUE_PATTERN }),
+  {
+    maxProperties: 64,
+    propertyNames: { pattern: LABEL_KEY_PATTERN },
+    description: 'string map, filterable with ?label=key=value',
+  },
+);
 export type Labels = Static<typeof Labels>;
 
 /** Labels in a merge patch: `null` removes a label. */
-export const LabelsPatch = Type.Record(Type.String({ pattern: LABEL_KEY_PATTERN }), Type.Union([Type.Null(), Type.String({ pattern: LABEL_VALUE_PATTERN })]), {
-  maxProperties: 64,
-  propertyNames: { pattern: LABEL_KEY_PATTERN },
-  description: 'labels to set; null removes one',
-});
+export const LabelsPatch = Type.Record(
+  Type.String({ pattern: LABEL_KEY_PATTERN }),
+  Type.Union([Type.Null(), Type.String({ pattern: LABEL_VALUE_PATTERN })]),
+  {
+    maxProperties: 64,
+    propertyNames: { pattern: LABEL_KEY_PATTERN },
+    description: 'labels to set; null removes one',
+  },
+);
 export type LabelsPatch = Static<typeof LabelsPatch>;
 
 /** Opaque customer JSON, at most 64 KiB when serialized (checked by the server). */
-export const Metadata = Type.Record(Type.String(), Type.Unknown(), { description: 'opaque JSON object, at most 64 KiB' });
+export const Metadata = Type.Record(Type.String(), Type.Unknown(), {
+  description: 'opaque JSON object, at most 64 KiB',
+});
 export type Metadata = Static<typeof Metadata>;
 
 /** Largest serialized size of `metadata`, in bytes. */
@@ -77,7 +93,11 @@ export interface PageOf<T> {
 export const ListQuery = Type.Object({
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
   cursor: Type.Optional(Type.String({ maxLength: 200 })),
-  label: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String())], { description: 'key=value or key; repeatable (all must match)' })),
+  label: Type.Optional(
+    Type.Union([Type.String(), Type.Array(Type.String())], {
+      description: 'key=value or key; repeatable (all must match)',
+    }),
+  ),
   project: Type.Optional(Name),
 });
 export type ListQuery = Static<typeof ListQuery>;

@@ -121,4 +121,7 @@ export interface VmDriver {
 }
 
 /** Helper type for a reconciler's report of one instance. */
-export type ObservedFromDriver = Omit<ObservedInstance, 'observed_revision' | 'observed_generation' | 'observed_restart_generation'>;
+export type ObservedFromDriver = Omit<
+  ObservedInstance,
+  'observed_revision' | 'observed_generation' | 'observed_restart_generation'
+>;

@@ -10,7 +10,10 @@ export const ERROR_CODES = {
   invalid_label_selector: { status: 400, description: 'A `label` filter is not `key` or `key=value`.' },
   metadata_too_large: { status: 400, description: '`metadata` serializes to more than 64 KiB.' },
   unauthenticated: { status: 401, description: 'No bearer token, or the token is unknown, revoked or expired.' },
-  forbidden: { status: 403, description: 'The token is valid but may not do this (for example, an admin-only action).' },
+  forbidden: {
+    status: 403,
+    description: 'The token is valid but may not do this (for example, an admin-only action).',
+  },
   not_found: { status: 404, description: 'No such route.' },
   project_not_found: { status: 404, description: 'No project with that id or name is visible to this token.' },
   token_not_found: { status: 404, description: 'No API token with that id.' },
@@ -18,44 +21,124 @@ export const ERROR_CODES = {
   image_not_found: { status: 404, description: 'No image with that id or name in the project.' },
   machine_type_not_found: { status: 404, description: 'No machine type with that id or name.' },
   instance_not_found: { status: 404, description: 'No instance with that id or name in the project.' },
-  network_not_found: { status: 404, description: 'No network with that id or name in the project (public networks are found from every project).' },
+  network_not_found: {
+    status: 404,
+    description: 'No network with that id or name in the project (public networks are found from every project).',
+  },
   nic_not_found: { status: 404, description: 'No NIC with that id on the instance.' },
   operation_not_found: { status: 404, description: 'No operation with that id visible to this token.' },
   name_conflict: { status: 409, description: 'A resource of that kind and name already exists in the project.' },
   revision_mismatch: { status: 412, description: '`If-Match` does not match the current revision (ETag).' },
-  idempotency_key_in_progress: { status: 409, description: 'A request with this `Idempotency-Key` is still being processed; retry later.' },
-  idempotency_key_reused: { status: 422, description: 'The `Idempotency-Key` was used before with a different request.' },
+  idempotency_key_in_progress: {
+    status: 409,
+    description: 'A request with this `Idempotency-Key` is still being processed; retry later.',
+  },
+  idempotency_key_reused: {
+    status: 422,
+    description: 'The `Idempotency-Key` was used before with a different request.',
+  },
   invalid_state: { status: 409, description: 'The resource is in a state that does not allow this action.' },
   in_use: { status: 409, description: 'The resource is still used by others (for example, a project with instances).' },
-  operation_not_cancellable: { status: 409, description: 'Only pending operations (and running image imports) can be cancelled.' },
-  network_full: { status: 409, description: 'The network has no free address left in its range (IPv4, or IPv6 when it is not a /64).' },
-  address_in_use: { status: 409, description: 'The requested address is already given to another NIC, or reserved, on that network.' },
+  operation_not_cancellable: {
+    status: 409,
+    description: 'Only pending operations (and running image imports) can be cancelled.',
+  },
+  network_full: {
+    status: 409,
+    description: 'The network has no free address left in its range (IPv4, or IPv6 when it is not a /64).',
+  },
+  address_in_use: {
+    status: 409,
+    description: 'The requested address is already given to another NIC, or reserved, on that network.',
+  },
   too_many_nics: { status: 409, description: 'An instance has at most 8 NICs.' },
   no_host_capacity: { status: 409, description: 'No online host has enough free vCPUs and memory for the instance.' },
   join_token_invalid: { status: 401, description: 'The host join token is unknown, used or expired.' },
-  invalid_csr: { status: 400, description: 'The certificate signing request cannot be parsed or its signature is wrong.' },
-  client_certificate_required: { status: 401, description: 'The agent endpoint needs a client certificate signed by floe\'s CA.' },
+  invalid_csr: {
+    status: 400,
+    description: 'The certificate signing request cannot be parsed or its signature is wrong.',
+  },
+  client_certificate_required: {
+    status: 401,
+    description: "The agent endpoint needs a client certificate signed by floe's CA.",
+  },
   payload_too_large: { status: 413, description: 'The request body is larger than the server accepts.' },
-  image_checksum_mismatch: { status: 400, description: 'The uploaded or downloaded image file does not have the expected checksum; nothing was kept.' },
-  image_checksum_not_found: { status: 422, description: 'The checksum file (`source.checksum_url`) has no sha256 or sha512 line for the image\'s file name.' },
-  image_url_unsupported: { status: 400, description: 'The image URL is not an absolute http:// or https:// URL (file:, ftp: and the like are refused), carries credentials, or redirects there or from https down to http.' },
-  image_url_forbidden: { status: 403, description: 'The image URL leads to a loopback, private or link-local address, which only admin tokens may import from (unless FLOE_IMAGE_IMPORT_PRIVATE=allow).' },
-  image_download_failed: { status: 502, description: 'The image (or checksum) URL could not be fetched: the server answered with an HTTP error such as 404, or the connection or TLS handshake failed; `details` say which.' },
-  image_download_incomplete: { status: 502, description: 'The connection closed before the whole file arrived (fewer bytes than its Content-Length).' },
-  image_download_timeout: { status: 504, description: 'The image server did not connect, went silent, or the whole download took longer than allowed; `details.timeout` says which.' },
-  image_download_too_many_redirects: { status: 502, description: 'The image URL redirected more often than allowed; `details.limit` says how often.' },
-  image_download_too_large: { status: 413, description: 'The downloaded file is larger than this control plane takes (FLOE_IMAGE_MAX_UPLOAD_BYTES).' },
-  image_download_not_an_image: { status: 422, description: 'The URL answered with a web page or other text instead of a disk image.' },
-  disk_too_small: { status: 422, description: 'The requested disk is smaller than the image needs; `details` give the requested and the minimum GiB.' },
-  image_format_unsupported: { status: 422, description: 'The uploaded image file is neither raw nor qcow2 (or is an encrypted qcow2).' },
-  image_backing_file_forbidden: { status: 422, description: 'The uploaded qcow2 names a backing file or an external data file; only self-contained images are accepted.' },
-  image_too_large: { status: 422, description: 'The virtual size of the uploaded image is over the limit of this control plane (FLOE_IMAGE_MAX_VIRTUAL_GIB).' },
+  image_checksum_mismatch: {
+    status: 400,
+    description: 'The uploaded or downloaded image file does not have the expected checksum; nothing was kept.',
+  },
+  image_checksum_not_found: {
+    status: 422,
+    description: "The checksum file (`source.checksum_url`) has no sha256 or sha512 line for the image's file name.",
+  },
+  image_url_unsupported: {
+    status: 400,
+    description:
+      'The image URL is not an absolute http:// or https:// URL (file:, ftp: and the like are refused), carries credentials, or redirects there or from https down to http.',
+  },
+  image_url_forbidden: {
+    status: 403,
+    description:
+      'The image URL leads to a loopback, private or link-local address, which only admin tokens may import from (unless FLOE_IMAGE_IMPORT_PRIVATE=allow).',
+  },
+  image_download_failed: {
+    status: 502,
+    description:
+      'The image (or checksum) URL could not be fetched: the server answered with an HTTP error such as 404, or the connection or TLS handshake failed; `details` say which.',
+  },
+  image_download_incomplete: {
+    status: 502,
+    description: 'The connection closed before the whole file arrived (fewer bytes than its Content-Length).',
+  },
+  image_download_timeout: {
+    status: 504,
+    description:
+      'The image server did not connect, went silent, or the whole download took longer than allowed; `details.timeout` says which.',
+  },
+  image_download_too_many_redirects: {
+    status: 502,
+    description: 'The image URL redirected more often than allowed; `details.limit` says how often.',
+  },
+  image_download_too_large: {
+    status: 413,
+    description: 'The downloaded file is larger than this control plane takes (FLOE_IMAGE_MAX_UPLOAD_BYTES).',
+  },
+  image_download_not_an_image: {
+    status: 422,
+    description: 'The URL answered with a web page or other text instead of a disk image.',
+  },
+  disk_too_small: {
+    status: 422,
+    description:
+      'The requested disk is smaller than the image needs; `details` give the requested and the minimum GiB.',
+  },
+  image_format_unsupported: {
+    status: 422,
+    description: 'The uploaded image file is neither raw nor qcow2 (or is an encrypted qcow2).',
+  },
+  image_backing_file_forbidden: {
+    status: 422,
+    description:
+      'The uploaded qcow2 names a backing file or an external data file; only self-contained images are accepted.',
+  },
+  image_too_large: {
+    status: 422,
+    description:
+      'The virtual size of the uploaded image is over the limit of this control plane (FLOE_IMAGE_MAX_VIRTUAL_GIB).',
+  },
   unsupported_media_type: { status: 415, description: 'The request body is not JSON (or merge-patch JSON for PATCH).' },
   rate_limited: { status: 429, description: 'Too many requests.' },
   internal_error: { status: 500, description: 'An unexpected error; the server log has the details.' },
-  host_operation_failed: { status: 502, description: 'The host could not carry out the operation; `message` says why.' },
+  host_operation_failed: {
+    status: 502,
+    description: 'The host could not carry out the operation; `message` says why.',
+  },
   host_offline: { status: 503, description: 'The host that runs the resource is not connected.' },
-  stream_overflow: { status: 503, description: 'A console or log stream was closed because its output came faster than the reader took it; reconnect to continue.' },
+  stream_overflow: {
+    status: 503,
+    description:
+      'A console or log stream was closed because its output came faster than the reader took it; reconnect to continue.',
+  },
   operation_timeout: { status: 504, description: 'Waiting for the operation took longer than asked; it goes on.' },
   host_timeout: { status: 504, description: 'The host did not answer in time (console, logs or stats).' },
 } as const satisfies Record<string, { status: number; description: string }>;

@@ -2,7 +2,13 @@ import type { ObservedInstance } from './agent-protocol.js';
 import type { FirstBoot } from './resources.js';
 
 /** Nothing known yet of a VM's first boot. */
-export const NO_FIRST_BOOT: FirstBoot = Object.freeze({ source: null, fetched_at: null, finished_at: null, result: null, detail: null });
+export const NO_FIRST_BOOT: FirstBoot = Object.freeze({
+  source: null,
+  fetched_at: null,
+  finished_at: null,
+  result: null,
+  detail: null,
+});
 
 function earliest(a: string | null, b: string | null | undefined): string | null {
   if (b === undefined || b === null) return a;

@@ -1,8 +1,18 @@
 import { Type, type Static } from 'typebox';
-import { CommonCreateFields, Id, Labels, LabelsPatch, Metadata, Name, Nullable, ProjectScopedFields, ResourceFields, Timestamp } from './common.js';
+import {
+  CommonCreateFields,
+  Id,
+  Labels,
+  LabelsPatch,
+  Metadata,
+  Name,
+  Nullable,
+  ProjectScopedFields,
+  ResourceFields,
+  Timestamp,
+} from './common.js';
 import { Image } from './images.js';
 import { ErrorBody } from './errors.js';
-
 
 // ---------------------------------------------------------------- projects
 
@@ -75,7 +85,9 @@ export const HostFacts = Type.Object({
   accelerator: Type.Union([Type.Literal('kvm'), Type.Literal('tcg'), Type.Literal('none')]),
   wireguard_kernel: Type.Boolean(),
   vm_driver: Type.String({ description: '"qemu", or "fake" when VMs are simulated' }),
-  underlay_ipv4: Type.Optional(Nullable(Type.String({ description: 'address other hosts reach this one at for VXLAN' }))),
+  underlay_ipv4: Type.Optional(
+    Nullable(Type.String({ description: 'address other hosts reach this one at for VXLAN' })),
+  ),
 });
 export type HostFacts = Static<typeof HostFacts>;
 
@@ -128,7 +140,7 @@ export type HostJoin = Static<typeof HostJoin>;
 export const HostJoined = Type.Object({
   host: Host,
   certificate: Type.String({ description: 'PEM client certificate for the agent' }),
-  ca: Type.String({ description: 'PEM certificate of floe\'s CA' }),
+  ca: Type.String({ description: "PEM certificate of floe's CA" }),
 });
 export type HostJoined = Static<typeof HostJoined>;
 
@@ -165,24 +177,46 @@ export const NetworkKind = Type.Union([Type.Literal('private'), Type.Literal('pu
 export type NetworkKind = Static<typeof NetworkKind>;
 
 /** An IPv4 CIDR such as `10.10.0.0/24`. */
-export const Ipv4Cidr = Type.String({ pattern: '^[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}$', maxLength: 18, description: 'IPv4 CIDR, e.g. 10.10.0.0/24' });
+export const Ipv4Cidr = Type.String({
+  pattern: '^[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}$',
+  maxLength: 18,
+  description: 'IPv4 CIDR, e.g. 10.10.0.0/24',
+});
 /** An IPv6 CIDR such as `fd12:3456:789a::/64`. */
-export const Ipv6Cidr = Type.String({ pattern: '^[0-9a-fA-F:]+/[0-9]{1,3}$', maxLength: 43, description: 'IPv6 CIDR, e.g. fd12:3456:789a::/64' });
+export const Ipv6Cidr = Type.String({
+  pattern: '^[0-9a-fA-F:]+/[0-9]{1,3}$',
+  maxLength: 43,
+  description: 'IPv6 CIDR, e.g. fd12:3456:789a::/64',
+});
 
 /** The desired shape of a network. */
 export const NetworkSpec = Type.Object({
   kind: NetworkKind,
   ipv4: Nullable(Ipv4Cidr),
   ipv6: Nullable(Ipv6Cidr),
-  gateway: Type.String({ description: '"host" (the host routes and NATs), "none" (isolated) or the IPv4 address of a VM on the network that routes' }),
+  gateway: Type.String({
+    description:
+      '"host" (the host routes and NATs), "none" (isolated) or the IPv4 address of a VM on the network that routes',
+  }),
   mtu: Type.Integer({ minimum: 576, maximum: 9000 }),
   dns: Type.Boolean({ description: 'the host answers DNS for instance names on the network' }),
   dhcpv6: Type.Boolean({
-    description: 'IPv6 addresses come from stateful DHCPv6, pinned to IPAM (router advertisements set the managed flag, no SLAAC); otherwise SLAAC, with stateless DHCPv6 for DNS',
+    description:
+      'IPv6 addresses come from stateful DHCPv6, pinned to IPAM (router advertisements set the managed flag, no SLAAC); otherwise SLAAC, with stateless DHCPv6 for DNS',
   }),
-  reserved: Type.Array(Type.String({ maxLength: 45 }), { maxItems: 256, description: 'addresses IPAM never hands out' }),
-  pool: Nullable(Type.Object({ start: Type.String({ maxLength: 45 }), end: Type.String({ maxLength: 45 }) }, { description: 'public networks: the IPv4 range instances get addresses from' })),
-  uplink: Nullable(Type.String({ maxLength: 15, description: 'public networks: host interface the bridge takes over' })),
+  reserved: Type.Array(Type.String({ maxLength: 45 }), {
+    maxItems: 256,
+    description: 'addresses IPAM never hands out',
+  }),
+  pool: Nullable(
+    Type.Object(
+      { start: Type.String({ maxLength: 45 }), end: Type.String({ maxLength: 45 }) },
+      { description: 'public networks: the IPv4 range instances get addresses from' },
+    ),
+  ),
+  uplink: Nullable(
+    Type.String({ maxLength: 15, description: 'public networks: host interface the bridge takes over' }),
+  ),
 });
 export type NetworkSpec = Static<typeof NetworkSpec>;
 
@@ -196,7 +230,9 @@ export const Network = Type.Object({
     nics: Type.Integer({ description: 'NICs attached' }),
     gateway4: Nullable(Type.String()),
     gateway6: Nullable(Type.String()),
-    host_ipv4: Nullable(Type.String({ description: 'address of the host on the bridge (DHCP, DNS, and gateway when "host")' })),
+    host_ipv4: Nullable(
+      Type.String({ description: 'address of the host on the bridge (DHCP, DNS, and gateway when "host")' }),
+    ),
     host_ipv6: Nullable(Type.String()),
   }),
 });
@@ -208,13 +244,17 @@ export const NetworkCreate = Type.Object({
   project: Type.Optional(Name),
   kind: Type.Optional(NetworkKind),
   ipv4: Type.Optional(Nullable(Ipv4Cidr)),
-  ipv6: Type.Optional(Nullable(Type.Union([Ipv6Cidr, Type.Literal('auto')], { description: 'CIDR, or "auto" for a ULA /64' }))),
+  ipv6: Type.Optional(
+    Nullable(Type.Union([Ipv6Cidr, Type.Literal('auto')], { description: 'CIDR, or "auto" for a ULA /64' })),
+  ),
   gateway: Type.Optional(Type.String({ minLength: 1, maxLength: 45 })),
   mtu: Type.Optional(Type.Integer({ minimum: 576, maximum: 9000 })),
   dns: Type.Optional(Type.Boolean()),
   dhcpv6: Type.Optional(Type.Boolean({ description: 'stateful DHCPv6 instead of SLAAC (default false); needs IPv6' })),
   reserved: Type.Optional(Type.Array(Type.String({ minLength: 2, maxLength: 45 }), { maxItems: 256 })),
-  pool: Type.Optional(Nullable(Type.Object({ start: Type.String({ maxLength: 45 }), end: Type.String({ maxLength: 45 }) }))),
+  pool: Type.Optional(
+    Nullable(Type.Object({ start: Type.String({ maxLength: 45 }), end: Type.String({ maxLength: 45 }) })),
+  ),
   uplink: Type.Optional(Nullable(Type.String({ pattern: '^[a-zA-Z0-9_.-]{1,15}$' }))),
 });
 export type NetworkCreate = Static<typeof NetworkCreate>;
@@ -223,11 +263,13 @@ export type NetworkCreate = Static<typeof NetworkCreate>;
 export const NetworkPatch = Type.Object({
   labels: Type.Optional(LabelsPatch),
   metadata: Type.Optional(Metadata),
-  spec: Type.Optional(Type.Object({
-    dns: Type.Optional(Type.Boolean()),
-    dhcpv6: Type.Optional(Type.Boolean()),
-    reserved: Type.Optional(Type.Array(Type.String({ minLength: 2, maxLength: 45 }), { maxItems: 256 })),
-  })),
+  spec: Type.Optional(
+    Type.Object({
+      dns: Type.Optional(Type.Boolean()),
+      dhcpv6: Type.Optional(Type.Boolean()),
+      reserved: Type.Optional(Type.Array(Type.String({ minLength: 2, maxLength: 45 }), { maxItems: 256 })),
+    }),
+  ),
 });
 export type NetworkPatch = Static<typeof NetworkPatch>;
 
@@ -248,11 +290,14 @@ export type Nic = Static<typeof Nic>;
 /** A NIC to create: a network id or name, or the network with requested addresses. */
 export const NicRequest = Type.Union([
   Type.String({ minLength: 1, maxLength: 100, description: 'network id or name' }),
-  Type.Object({
-    network: Type.String({ minLength: 1, maxLength: 100 }),
-    ipv4: Type.Optional(Type.String({ minLength: 7, maxLength: 15 })),
-    ipv6: Type.Optional(Type.String({ minLength: 2, maxLength: 45 })),
-  }, { additionalProperties: false }),
+  Type.Object(
+    {
+      network: Type.String({ minLength: 1, maxLength: 100 }),
+      ipv4: Type.Optional(Type.String({ minLength: 7, maxLength: 15 })),
+      ipv6: Type.Optional(Type.String({ minLength: 2, maxLength: 45 })),
+    },
+    { additionalProperties: false },
+  ),
 ]);
 export type NicRequest = Static<typeof NicRequest>;
 
@@ -277,8 +322,16 @@ export const InstanceSpec = Type.Object({
   memory_mib: Type.Integer({ minimum: 128, maximum: 4 * 1024 * 1024 }),
   disk_gib: Type.Integer({ minimum: 1, maximum: 65536 }),
   user_data: Nullable(Type.String({ maxLength: USER_DATA_MAX_BYTES })),
-  vendor_data: Nullable(Type.String({ maxLength: USER_DATA_MAX_BYTES, description: "the instance's own vendor-data; null for the operator's default" })),
-  config_drive: Type.Boolean({ description: 'attach the NoCloud seed disk; false: the guest reads its first-boot data from the metadata service only' }),
+  vendor_data: Nullable(
+    Type.String({
+      maxLength: USER_DATA_MAX_BYTES,
+      description: "the instance's own vendor-data; null for the operator's default",
+    }),
+  ),
+  config_drive: Type.Boolean({
+    description:
+      'attach the NoCloud seed disk; false: the guest reads its first-boot data from the metadata service only',
+  }),
   ssh_keys: Type.Array(Type.String({ maxLength: 16384 }), { maxItems: 32 }),
   power_state: PowerState,
   restart_policy: RestartPolicy,
@@ -351,13 +404,28 @@ export const InstanceCreate = Type.Object({
   machine_type: Type.Optional(Type.String({ minLength: 1, maxLength: 100, description: 'machine type id or name' })),
   vcpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
   memory_mib: Type.Optional(Type.Integer({ minimum: 128, maximum: 4 * 1024 * 1024 })),
-  disk_gib: Type.Optional(Type.Integer({
-    minimum: 1, maximum: 65536,
-    description: 'disk size; below the image\'s min_disk_gib is refused (disk_too_small). Without it: the machine type\'s disk, or the image\'s min_disk_gib when that is larger (or no machine type is given)',
-  })),
+  disk_gib: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: 65536,
+      description:
+        "disk size; below the image's min_disk_gib is refused (disk_too_small). Without it: the machine type's disk, or the image's min_disk_gib when that is larger (or no machine type is given)",
+    }),
+  ),
   user_data: Type.Optional(Type.String({ maxLength: USER_DATA_MAX_BYTES })),
-  vendor_data: Type.Optional(Type.String({ maxLength: USER_DATA_MAX_BYTES, description: "cloud-init vendor-data for this instance instead of the operator's default" })),
-  config_drive: Type.Optional(Type.Boolean({ default: true, description: 'attach the NoCloud seed disk (default); false: first-boot data from the metadata service at 169.254.169.254 only' })),
+  vendor_data: Type.Optional(
+    Type.String({
+      maxLength: USER_DATA_MAX_BYTES,
+      description: "cloud-init vendor-data for this instance instead of the operator's default",
+    }),
+  ),
+  config_drive: Type.Optional(
+    Type.Boolean({
+      default: true,
+      description:
+        'attach the NoCloud seed disk (default); false: first-boot data from the metadata service at 169.254.169.254 only',
+    }),
+  ),
   ssh_keys: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 16384 }), { maxItems: 32 })),
   start: Type.Optional(Type.Boolean({ default: true, description: 'start the VM once created' })),
   restart_policy: Type.Optional(RestartPolicy),
@@ -433,10 +501,15 @@ export const Operation = Type.Object({
   message: Type.String(),
   resources: Type.Array(ResourceRef),
   error: Nullable(ErrorBody),
-  transfer: Type.Optional(Type.Object({
-    done_bytes: Type.Integer({ minimum: 0 }),
-    total_bytes: Nullable(Type.Integer({ minimum: 0, description: 'null when the server sent no Content-Length' })),
-  }, { description: 'operations that move a file (image.import): bytes so far' })),
+  transfer: Type.Optional(
+    Type.Object(
+      {
+        done_bytes: Type.Integer({ minimum: 0 }),
+        total_bytes: Nullable(Type.Integer({ minimum: 0, description: 'null when the server sent no Content-Length' })),
+      },
+      { description: 'operations that move a file (image.import): bytes so far' },
+    ),
+  ),
   created_by: Type.String(),
   created_at: Timestamp,
   updated_at: Timestamp,
@@ -450,7 +523,9 @@ export type ImageImported = Static<typeof ImageImported>;
 
 /** Query of `GET /v1/operations/{id}`. */
 export const OperationWaitQuery = Type.Object({
-  wait: Type.Optional(Type.Number({ minimum: 0, maximum: 3600, description: 'block up to this many seconds until the operation ends' })),
+  wait: Type.Optional(
+    Type.Number({ minimum: 0, maximum: 3600, description: 'block up to this many seconds until the operation ends' }),
+  ),
 });
 
 /** Query of `POST` routes that answer with an operation. */

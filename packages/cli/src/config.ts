@@ -42,14 +42,18 @@ const CONTEXT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 /** Throws a usage error unless `name` is a valid context name. */
 export function checkContextName(name: string): string {
-  if (!CONTEXT_NAME.test(name)) throw new UsageError(`invalid context name ${JSON.stringify(name)}: use letters, digits, ".", "_" and "-"`);
+  if (!CONTEXT_NAME.test(name))
+    throw new UsageError(`invalid context name ${JSON.stringify(name)}: use letters, digits, ".", "_" and "-"`);
   return name;
 }
 
 /** Where the config file lives: `$FLOE_CONFIG`, else `$XDG_CONFIG_HOME/floe/config.json`, else `~/.config/floe/config.json`. */
 export function configPath(env: Env = process.env): string {
   if (env.FLOE_CONFIG !== undefined && env.FLOE_CONFIG !== '') return resolve(env.FLOE_CONFIG);
-  const base = env.XDG_CONFIG_HOME !== undefined && env.XDG_CONFIG_HOME !== '' ? env.XDG_CONFIG_HOME : join(env.HOME ?? homedir(), '.config');
+  const base =
+    env.XDG_CONFIG_HOME !== undefined && env.XDG_CONFIG_HOME !== ''
+      ? env.XDG_CONFIG_HOME
+      : join(env.HOME ?? homedir(), '.config');
   return join(base, 'floe', 'config.json');
 }
 
@@ -69,12 +73,15 @@ export function parseConfig(text: string, path: string): FloeConfig {
   if (obj.current !== undefined && typeof obj.current !== 'string') bad('"current" must be a string');
   const contexts: Record<string, ContextConfig> = {};
   if (obj.contexts !== undefined) {
-    if (typeof obj.contexts !== 'object' || obj.contexts === null || Array.isArray(obj.contexts)) bad('"contexts" must be an object');
+    if (typeof obj.contexts !== 'object' || obj.contexts === null || Array.isArray(obj.contexts))
+      bad('"contexts" must be an object');
     for (const [name, c] of Object.entries(obj.contexts as Record<string, unknown>)) {
       const ctx = c as Record<string, unknown> | null;
-      if (typeof ctx !== 'object' || ctx === null || typeof ctx.url !== 'string') bad(`context ${JSON.stringify(name)} needs a "url"`);
+      if (typeof ctx !== 'object' || ctx === null || typeof ctx.url !== 'string')
+        bad(`context ${JSON.stringify(name)} needs a "url"`);
       for (const k of ['token', 'ca_file', 'ca', 'project'] as const) {
-        if (ctx![k] !== undefined && typeof ctx![k] !== 'string') bad(`context ${JSON.stringify(name)}: "${k}" must be a string`);
+        if (ctx![k] !== undefined && typeof ctx![k] !== 'string')
+          bad(`context ${JSON.stringify(name)}: "${k}" must be a string`);
       }
       contexts[name] = ctx as unknown as ContextConfig;
     }
@@ -115,7 +122,9 @@ export function saveContext(name: string, ctx: ContextConfig, options: SaveConte
   checkContextName(name);
   const path = options.path ?? configPath(options.env);
   const config = loadConfig(path);
-  const clean = Object.fromEntries(Object.entries(ctx).filter(([, v]) => v !== undefined && v !== '')) as unknown as ContextConfig;
+  const clean = Object.fromEntries(
+    Object.entries(ctx).filter(([, v]) => v !== undefined && v !== ''),
+  ) as unknown as ContextConfig;
   config.contexts[name] = clean;
   if (options.makeCurrent ?? true) config.current = name;
   writeConfig(path, config);
@@ -138,9 +147,13 @@ export function readCaFile(path: string): string {
   try {
     pem = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new CliError(`cannot read CA file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'ca_unreadable');
+    throw new CliError(
+      `cannot read CA file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      'ca_unreadable',
+    );
   }
-  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new CliError(`${path} is not a PEM certificate`, 'ca_invalid');
+  if (!pem.includes('-----BEGIN CERTIFICATE-----'))
+    throw new CliError(`${path} is not a PEM certificate`, 'ca_invalid');
   return pem;
 }
 
@@ -149,17 +162,25 @@ export function readCaFile(path: string): string {
  * (`FLOE_CONTEXT`, `FLOE_URL`, `FLOE_TOKEN`, `FLOE_CA`, `FLOE_PROJECT`), which
  * beats the config file. Throws `not_logged_in` when no URL is known.
  */
-export function resolveContext(config: FloeConfig, flags: { context?: string; project?: string }, env: Env): ResolvedContext {
+export function resolveContext(
+  config: FloeConfig,
+  flags: { context?: string; project?: string },
+  env: Env,
+): ResolvedContext {
   const name = flags.context ?? nonEmpty(env.FLOE_CONTEXT) ?? config.current;
   let saved: ContextConfig | undefined;
   if (name !== undefined) {
     saved = Object.prototype.hasOwnProperty.call(config.contexts, name) ? config.contexts[name] : undefined;
     const explicit = flags.context !== undefined || nonEmpty(env.FLOE_CONTEXT) !== undefined;
-    if (saved === undefined && explicit) throw new CliError(`no context named ${JSON.stringify(name)} (see "floe context ls")`, 'context_not_found');
+    if (saved === undefined && explicit)
+      throw new CliError(`no context named ${JSON.stringify(name)} (see "floe context ls")`, 'context_not_found');
   }
   const url = nonEmpty(env.FLOE_URL) ?? saved?.url;
   if (url === undefined) {
-    throw new CliError('no floe server configured: run "floe login <url> --token <token>" or set FLOE_URL and FLOE_TOKEN', 'not_logged_in');
+    throw new CliError(
+      'no floe server configured: run "floe login <url> --token <token>" or set FLOE_URL and FLOE_TOKEN',
+      'not_logged_in',
+    );
   }
   const caFile = nonEmpty(env.FLOE_CA) ?? saved?.ca_file;
   const ca = caFile !== undefined ? readCaFile(caFile) : saved?.ca;

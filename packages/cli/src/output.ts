@@ -25,15 +25,31 @@ export function renderTable(head: readonly string[], rows: readonly (readonly Ce
   const t = new Table({
     head: [...head],
     chars: {
-      top: '', 'top-mid': '', 'top-left': '', 'top-right': '',
-      bottom: '', 'bottom-mid': '', 'bottom-left': '', 'bottom-right': '',
-      left: '', 'left-mid': '', mid: '', 'mid-mid': '', right: '', 'right-mid': '', middle: '',
+      top: '',
+      'top-mid': '',
+      'top-left': '',
+      'top-right': '',
+      bottom: '',
+      'bottom-mid': '',
+      'bottom-left': '',
+      'bottom-right': '',
+      left: '',
+      'left-mid': '',
+      mid: '',
+      'mid-mid': '',
+      right: '',
+      'right-mid': '',
+      middle: '',
     },
     style: { head: [], border: [], 'padding-left': 0, 'padding-right': 3, compact: true },
   });
   for (const row of rows) t.push(row.map((c) => (c === null || c === undefined || c === '' ? '-' : String(c))));
   // cli-table3 pads the last column too; trim so lines do not end in spaces.
-  return `${t.toString().split('\n').map((l) => l.trimEnd()).join('\n')}\n`;
+  return `${t
+    .toString()
+    .split('\n')
+    .map((l) => l.trimEnd())
+    .join('\n')}\n`;
 }
 
 /** Renders `key: value` lines from nested data (`spec.vcpus: 2`), for `show`. */

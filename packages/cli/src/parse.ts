@@ -9,13 +9,20 @@ const name = new RegExp(NAME_PATTERN);
 
 /** Option parser for repeatable flags: `--x a --x b,c` gives `['a', 'b', 'c']`. */
 export function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, ...value.split(',').map((v) => v.trim()).filter((v) => v !== '')];
+  return [
+    ...previous,
+    ...value
+      .split(',')
+      .map((v) => v.trim())
+      .filter((v) => v !== ''),
+  ];
 }
 
 /** Option parser for integers in a range; commander turns the throw into a usage error. */
 export function intArg(min: number, max: number): (value: string) => number {
   return (value: string) => {
-    if (!/^\d+$/.test(value.trim())) throw new InvalidArgumentError(`expected a whole number, got ${JSON.stringify(value)}`);
+    if (!/^\d+$/.test(value.trim()))
+      throw new InvalidArgumentError(`expected a whole number, got ${JSON.stringify(value)}`);
     const n = Number(value);
     if (n < min || n > max) throw new InvalidArgumentError(`must be between ${min} and ${max}`);
     return n;
@@ -24,7 +31,10 @@ export function intArg(min: number, max: number): (value: string) => number {
 
 /** Checks a resource name (a DNS label) before it is sent. */
 export function checkName(value: string, what = 'name'): string {
-  if (!name.test(value)) throw new UsageError(`invalid ${what} ${JSON.stringify(value)}: use a-z, 0-9 and "-", 1-63 characters, starting and ending with a letter or digit`);
+  if (!name.test(value))
+    throw new UsageError(
+      `invalid ${what} ${JSON.stringify(value)}: use a-z, 0-9 and "-", 1-63 characters, starting and ending with a letter or digit`,
+    );
   return value;
 }
 
@@ -65,7 +75,8 @@ export function labelPatch(args: readonly string[]): Record<string, string | nul
 export function parseSelectors(args: readonly string[]): string[] {
   for (const arg of args) {
     const key = arg.includes('=') ? arg.slice(0, arg.indexOf('=')) : arg;
-    if (!labelKey.test(key)) throw new UsageError(`invalid label selector ${JSON.stringify(arg)}: expected key or key=value`);
+    if (!labelKey.test(key))
+      throw new UsageError(`invalid label selector ${JSON.stringify(arg)}: expected key or key=value`);
     if (arg.includes('=')) parseLabel(arg);
   }
   return [...args];
@@ -79,7 +90,8 @@ export function readUserData(path: string, what = 'user-data'): string {
   } catch {
     throw new UsageError(`cannot read ${what} file ${path}`);
   }
-  if (size > USER_DATA_MAX_BYTES) throw new UsageError(`${what} file ${path} is ${size} bytes; at most ${USER_DATA_MAX_BYTES} are allowed`);
+  if (size > USER_DATA_MAX_BYTES)
+    throw new UsageError(`${what} file ${path} is ${size} bytes; at most ${USER_DATA_MAX_BYTES} are allowed`);
   return readFileSync(path, 'utf8');
 }
 
@@ -89,11 +101,13 @@ const KEY_PREFIX = /^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-|sk-(ssh-ed25519|ecdsa-sh
 export function readSshKeys(arg: string): string[] {
   const value = arg.trim();
   if (KEY_PREFIX.test(value)) return [value];
-  if (!existsSync(value)) throw new UsageError(`--ssh-key ${JSON.stringify(arg)} is neither a public key nor a readable file`);
+  if (!existsSync(value))
+    throw new UsageError(`--ssh-key ${JSON.stringify(arg)} is neither a public key nor a readable file`);
   const keys = readFileSync(value, 'utf8')
     .split('\n')
     .map((l) => l.trim())
     .filter((l) => l !== '' && !l.startsWith('#'));
-  if (keys.length === 0 || !keys.every((k) => KEY_PREFIX.test(k))) throw new UsageError(`${value} does not hold OpenSSH public keys`);
+  if (keys.length === 0 || !keys.every((k) => KEY_PREFIX.test(k)))
+    throw new UsageError(`${value} does not hold OpenSSH public keys`);
   return keys;
 }

@@ -67,14 +67,16 @@ export function reportError(runtime: CliRuntime, err: unknown): number {
     return EXIT.failure;
   }
   runtime.err.write(`error: ${err instanceof Error ? err.message : String(err)} (internal_error)\n`);
-  if (runtime.env.FLOE_DEBUG !== undefined && err instanceof Error && err.stack !== undefined) runtime.err.write(`${err.stack}\n`);
+  if (runtime.env.FLOE_DEBUG !== undefined && err instanceof Error && err.stack !== undefined)
+    runtime.err.write(`${err.stack}\n`);
   return EXIT.failure;
 }
 
 /** A hint for the usual TLS trouble with floe's own CA. */
 function tlsHint(err: FloeApiError): string {
   const cause = String(err.details.cause ?? '');
-  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(cause)) return "the server's certificate is not trusted: pass floe's CA with --ca <file> (login) or FLOE_CA";
+  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(cause))
+    return "the server's certificate is not trusted: pass floe's CA with --ca <file> (login) or FLOE_CA";
   return '';
 }
 

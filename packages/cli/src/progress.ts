@@ -52,9 +52,15 @@ export async function followOperation(rt: CliRuntime, cmd: Command, op: Operatio
     bar?.stop();
   }
   if (mode === 'silent') rt.out.write(renderJson(final));
-  else if (mode === 'bar') rt.out.write(`${op.kind} ${stateColor(rt.colors, final.status)}${final.message === '' ? '' : `: ${final.message}`}\n`);
+  else if (mode === 'bar')
+    rt.out.write(
+      `${op.kind} ${stateColor(rt.colors, final.status)}${final.message === '' ? '' : `: ${final.message}`}\n`,
+    );
   if (final.status === 'failed') {
-    throw new CliError(`${final.kind} failed: ${final.error?.message ?? (final.message || 'no reason given')}`, final.error?.code ?? 'operation_failed');
+    throw new CliError(
+      `${final.kind} failed: ${final.error?.message ?? (final.message || 'no reason given')}`,
+      final.error?.code ?? 'operation_failed',
+    );
   }
   if (final.status === 'cancelled') throw new CliError(`${final.kind} was cancelled`, 'operation_cancelled');
   return final;

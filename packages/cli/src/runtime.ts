@@ -118,7 +118,9 @@ export class CliRuntime {
 
   /** A client for explicit options (login); closed at the end of the run. */
   connect(options: FloeClientOptions): FloeClient {
-    const clean = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as unknown as FloeClientOptions;
+    const clean = Object.fromEntries(
+      Object.entries(options).filter(([, v]) => v !== undefined),
+    ) as unknown as FloeClientOptions;
     const c = this.#createClient({ userAgent: 'floe-cli', ...clean });
     this.#clients.push(c);
     return c;

@@ -83,9 +83,16 @@ function op(over: Partial<Operation>): Operation {
 describe('requests and errors', () => {
   it('turns the error envelope into a FloeApiError with status, code, details and request id', async () => {
     const { url } = await stub((_req, res) =>
-      json(res, 404, { error: { code: 'instance_not_found', message: 'instance "web" not found', details: { id: 'web' } } }, { 'x-request-id': 'req-7' }),
+      json(
+        res,
+        404,
+        { error: { code: 'instance_not_found', message: 'instance "web" not found', details: { id: 'web' } } },
+        { 'x-request-id': 'req-7' },
+      ),
     );
-    const err = await client(url).instances.get('web').catch((e: unknown) => e);
+    const err = await client(url)
+      .instances.get('web')
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FloeApiError);
     const e = err as FloeApiError;
     expect(e.status).toBe(404);
@@ -100,7 +107,9 @@ describe('requests and errors', () => {
       res.writeHead(502, { 'content-type': 'text/html' });
       res.end('<h1>Bad Gateway</h1>');
     });
-    const bad = (await client(url).projects.list().catch((e: unknown) => e)) as FloeApiError;
+    const bad = (await client(url)
+      .projects.list()
+      .catch((e: unknown) => e)) as FloeApiError;
     expect(bad.code).toBe('invalid_response');
     expect(bad.status).toBe(502);
 
@@ -109,7 +118,9 @@ describe('requests and errors', () => {
     await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
     const { port } = probe.address() as AddressInfo;
     await new Promise<void>((r) => probe.close(() => r()));
-    const down = (await client(`http://127.0.0.1:${port}`).health().catch((e: unknown) => e)) as FloeApiError;
+    const down = (await client(`http://127.0.0.1:${port}`)
+      .health()
+      .catch((e: unknown) => e)) as FloeApiError;
     expect(down).toBeInstanceOf(FloeApiError);
     expect(down.code).toBe('network_error');
     expect(down.status).toBe(0);
@@ -158,7 +169,8 @@ describe('requests and errors', () => {
 
   it('retries a POST once after a connection reset, with the same Idempotency-Key', async () => {
     const { url, seen } = await stub((req, res, _body, n) => {
-      if (n === 1) req.socket.destroy(); // drop the first attempt without an answer
+      if (n === 1)
+        req.socket.destroy(); // drop the first attempt without an answer
       else json(res, 202, op({ id: 'op_01JB8X0Q3E6M2T9K4V7W5YB1C4' }));
     });
     const result = await client(url).instances.start('web', { project: 'shop' });
@@ -170,7 +182,9 @@ describe('requests and errors', () => {
 
   it('does not retry forever: a second reset is a network_error', async () => {
     const { url, seen } = await stub((req) => req.socket.destroy());
-    const err = (await client(url).projects.create({ name: 'x' }).catch((e: unknown) => e)) as FloeApiError;
+    const err = (await client(url)
+      .projects.create({ name: 'x' })
+      .catch((e: unknown) => e)) as FloeApiError;
     expect(err.code).toBe('network_error');
     expect(seen).toHaveLength(2);
   });
@@ -197,7 +211,10 @@ describe('requests and errors', () => {
 
 describe('images.import', () => {
   it('POSTs the source to /v1/images/import with ?wait and the Idempotency-Key, and answers image and operation', async () => {
-    const answer = { image: { id: 'img_1', name: 'debian-12', status: { state: 'importing' } }, operation: op({ kind: 'image.import', status: 'pending' }) };
+    const answer = {
+      image: { id: 'img_1', name: 'debian-12', status: { state: 'importing' } },
+      operation: op({ kind: 'image.import', status: 'pending' }),
+    };
     const { url, seen } = await stub((_req, res) => json(res, 202, answer));
     const source = { url: 'https://mirror.example/debian.qcow2', checksum_url: 'https://mirror.example/SHA512SUMS' };
     const got = await client(url).images.import({ name: 'debian-12', source }, { wait: 5, idempotencyKey: 'k-1' });
@@ -209,8 +226,14 @@ describe('images.import', () => {
   });
 
   it('rejects with the stable code of the error', async () => {
-    const { url } = await stub((_req, res) => json(res, 400, { error: { code: 'image_url_unsupported', message: 'only http and https', details: { field: 'source.url' } } }));
-    const err = await client(url).images.import({ name: 'x', source: { url: 'file:///etc/shadow' } }).catch((e: unknown) => e);
+    const { url } = await stub((_req, res) =>
+      json(res, 400, {
+        error: { code: 'image_url_unsupported', message: 'only http and https', details: { field: 'source.url' } },
+      }),
+    );
+    const err = await client(url)
+      .images.import({ name: 'x', source: { url: 'file:///etc/shadow' } })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FloeApiError);
     expect((err as FloeApiError).code).toBe('image_url_unsupported');
     expect((err as FloeApiError).status).toBe(400);
@@ -290,7 +313,10 @@ describe('events.stream', () => {
     });
     const ac = new AbortController();
     const got: Event[] = [];
-    for await (const ev of client(url).events.stream({ project: 'default', kind: ['instance', 'operation'] }, { signal: ac.signal, reconnectDelayMs: 10 })) {
+    for await (const ev of client(url).events.stream(
+      { project: 'default', kind: ['instance', 'operation'] },
+      { signal: ac.signal, reconnectDelayMs: 10 },
+    )) {
       got.push(ev);
       if (got.length === 3) ac.abort();
     }
@@ -315,10 +341,17 @@ describe('events.stream', () => {
 
 describe('operations.wait', () => {
   it('long-polls until a terminal status and reports each change', async () => {
-    const states = [op({ progress: 10, message: 'placing' }), op({ progress: 10, message: 'placing' }), op({ progress: 60, message: 'booting', updated_at: '2025-01-01T00:00:05.000Z' }), op({ status: 'succeeded', progress: 100, message: 'done' })];
+    const states = [
+      op({ progress: 10, message: 'placing' }),
+      op({ progress: 10, message: 'placing' }),
+      op({ progress: 60, message: 'booting', updated_at: '2025-01-01T00:00:05.000Z' }),
+      op({ status: 'succeeded', progress: 100, message: 'done' }),
+    ];
     const { url, seen } = await stub((_req, res, _b, n) => json(res, 200, states[Math.min(n, states.length) - 1]));
     const updates: string[] = [];
-    const final = await client(url).operations.wait('op_01JB8X0Q3E6M2T9K4V7W5YB1C3', { onUpdate: (o) => updates.push(`${o.status}:${o.progress}`) });
+    const final = await client(url).operations.wait('op_01JB8X0Q3E6M2T9K4V7W5YB1C3', {
+      onUpdate: (o) => updates.push(`${o.status}:${o.progress}`),
+    });
     expect(final.status).toBe('succeeded');
     expect(updates).toEqual(['running:10', 'running:60', 'succeeded:100']);
     expect(seen).toHaveLength(4);
@@ -338,12 +371,14 @@ describe('operations.wait', () => {
     expect(seen).toHaveLength(1);
 
     const { url: url2 } = await stub((_req, res) => json(res, 200, op({})));
-    const err = (await client(url2).operations.wait('op_01JB8X0Q3E6M2T9K4V7W5YB1C3', { timeoutMs: 300 }).catch((e: unknown) => e)) as FloeApiError;
+    const err = (await client(url2)
+      .operations.wait('op_01JB8X0Q3E6M2T9K4V7W5YB1C3', { timeoutMs: 300 })
+      .catch((e: unknown) => e)) as FloeApiError;
     expect(err.code).toBe('operation_timeout');
   });
 });
 
-describe('https with floe\'s own CA', () => {
+describe("https with floe's own CA", () => {
   it('trusts the given CA and rejects the server without it', async () => {
     x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
     const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
@@ -358,7 +393,10 @@ describe('https with floe\'s own CA', () => {
       notAfter,
       keys: caKeys,
       signingAlgorithm: alg,
-      extensions: [new x509.BasicConstraintsExtension(true, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true)],
+      extensions: [
+        new x509.BasicConstraintsExtension(true, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true),
+      ],
     });
     const leafKeys = (await subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
     const leaf = await x509.X509CertificateGenerator.create({
@@ -379,7 +417,9 @@ describe('https with floe\'s own CA', () => {
     expect(url.startsWith('https://127.0.0.1:')).toBe(true);
 
     expect(await client(url, { ca: ca.toString('pem') }).health()).toEqual({ status: 'ok', version: '1.2.3' });
-    const err = (await client(url).health().catch((e: unknown) => e)) as FloeApiError;
+    const err = (await client(url)
+      .health()
+      .catch((e: unknown) => e)) as FloeApiError;
     expect(err.code).toBe('network_error');
   });
 });

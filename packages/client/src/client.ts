@@ -3,8 +3,25 @@ import type { Dispatcher } from 'undici';
 import type WebSocket from 'ws';
 import { openWebSocket, type WebSocketSettings } from './io.js';
 import type { Query } from './query.js';
-import { EventsApi, HostsApi, ImagesApi, InstancesApi, MachineTypesApi, NetworksApi, OperationsApi, ProjectsApi, TokensApi } from './resources.js';
-import { HttpTransport, type ApiResponse, type HttpMethod, type OpenStream, type RequestOptions, type Transport } from './transport.js';
+import {
+  EventsApi,
+  HostsApi,
+  ImagesApi,
+  InstancesApi,
+  MachineTypesApi,
+  NetworksApi,
+  OperationsApi,
+  ProjectsApi,
+  TokensApi,
+} from './resources.js';
+import {
+  HttpTransport,
+  type ApiResponse,
+  type HttpMethod,
+  type OpenStream,
+  type RequestOptions,
+  type Transport,
+} from './transport.js';
 
 /**
  * The client package's version, sent in the default User-Agent.
@@ -12,7 +29,8 @@ import { HttpTransport, type ApiResponse, type HttpMethod, type OpenStream, type
  * @example
  * console.log(`floe-client/${CLIENT_VERSION}`);
  */
-export const CLIENT_VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
+export const CLIENT_VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string })
+  .version;
 
 /**
  * Options of {@link FloeClient}.
@@ -82,7 +100,12 @@ export class FloeClient implements Transport {
 
   constructor(options: FloeClientOptions) {
     this.#http = new HttpTransport({ ...options, userAgent: options.userAgent ?? `floe-client/${CLIENT_VERSION}` });
-    this.#ws = { url: options.url, token: options.token, ca: options.ca, userAgent: options.userAgent ?? `floe-client/${CLIENT_VERSION}` };
+    this.#ws = {
+      url: options.url,
+      token: options.token,
+      ca: options.ca,
+      userAgent: options.userAgent ?? `floe-client/${CLIENT_VERSION}`,
+    };
     this.projects = new ProjectsApi(this, '/v1/projects');
     this.tokens = new TokensApi(this, '/v1/tokens');
     this.hosts = new HostsApi(this, '/v1/hosts');
@@ -130,7 +153,11 @@ export class FloeClient implements Transport {
 
   /** Checks that the server is up (`GET /healthz`, no token needed). */
   health(options: { signal?: AbortSignal } = {}): Promise<Health> {
-    return this.#http.request<Health>('GET', '/healthz', options.signal === undefined ? {} : { signal: options.signal });
+    return this.#http.request<Health>(
+      'GET',
+      '/healthz',
+      options.signal === undefined ? {} : { signal: options.signal },
+    );
   }
 
   /** Closes the client's connections; the client must not be used afterwards. */

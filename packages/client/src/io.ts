@@ -114,7 +114,8 @@ function readRefusal(res: import('node:http').IncomingMessage): Promise<FloeApiE
     });
     const done = (): void => {
       const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
+      for (const [k, v] of Object.entries(res.headers))
+        if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
       resolve(errorFromResponse(res.statusCode ?? 0, headers, text));
     };
     res.on('end', done);
@@ -163,13 +164,17 @@ export function connectConsole(ws: WebSocket, signal?: AbortSignal): Promise<Con
       if (!isBinary) {
         // Text frames carry the error envelope just before the server closes.
         try {
-          const body = JSON.parse(bytes.toString('utf8')) as { error?: { code?: unknown; message?: unknown; details?: unknown } };
+          const body = JSON.parse(bytes.toString('utf8')) as {
+            error?: { code?: unknown; message?: unknown; details?: unknown };
+          };
           if (body.error !== undefined && typeof body.error.code === 'string') {
             failure = new FloeApiError({
               status: 0,
               code: body.error.code,
               message: typeof body.error.message === 'string' ? body.error.message : body.error.code,
-              ...(typeof body.error.details === 'object' && body.error.details !== null ? { details: body.error.details as Record<string, unknown> } : {}),
+              ...(typeof body.error.details === 'object' && body.error.details !== null
+                ? { details: body.error.details as Record<string, unknown> }
+                : {}),
             });
           }
         } catch {
@@ -183,8 +188,16 @@ export function connectConsole(ws: WebSocket, signal?: AbortSignal): Promise<Con
     ws.on('close', (code) => {
       signal?.removeEventListener('abort', onAbort);
       if (!opened) return;
-      const error = failure ?? (code === 1000 || code === 1005 ? null : new FloeApiError({ status: 0, code: 'network_error', message: `console connection closed (${code})` }));
-      end = { code, error: error !== null && error.status === 0 && code >= 4000 && code < 5000 ? withStatus(error, code - 4000) : error };
+      const error =
+        failure ??
+        (code === 1000 || code === 1005
+          ? null
+          : new FloeApiError({ status: 0, code: 'network_error', message: `console connection closed (${code})` }));
+      end = {
+        code,
+        error:
+          error !== null && error.status === 0 && code >= 4000 && code < 5000 ? withStatus(error, code - 4000) : error,
+      };
       for (const l of [...closeListeners]) l(end);
       closeListeners.clear();
       resolveDone(end);
@@ -249,10 +262,19 @@ export interface LogsOptions {
  */
 export async function* streamLogs(t: Transport, path: string, options: LogsOptions = {}): AsyncGenerator<Buffer> {
   const { signal } = options;
-  const query: Query = { project: options.project, tail_bytes: options.tailBytes, follow: options.follow === true ? true : undefined };
+  const query: Query = {
+    project: options.project,
+    tail_bytes: options.tailBytes,
+    follow: options.follow === true ? true : undefined,
+  };
   let body: Readable;
   try {
-    const opened = await t.openStream(path, { query, headers: { accept: 'text/plain' }, idleTimeoutMs: 0, ...(signal === undefined ? {} : { signal }) });
+    const opened = await t.openStream(path, {
+      query,
+      headers: { accept: 'text/plain' },
+      idleTimeoutMs: 0,
+      ...(signal === undefined ? {} : { signal }),
+    });
     body = opened.body;
   } catch (err) {
     if (signal?.aborted === true) return;

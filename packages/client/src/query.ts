@@ -40,7 +40,8 @@ export function buildQuery(query: Query | undefined): string {
  */
 export function joinUrl(base: string, path: string, query?: Query): string {
   const u = new URL(base);
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TypeError(`floe URL must be http or https, got ${u.protocol}`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new TypeError(`floe URL must be http or https, got ${u.protocol}`);
   const prefix = u.pathname.replace(/\/+$/, '');
   return `${u.origin}${prefix}${path.startsWith('/') ? path : `/${path}`}${buildQuery(query)}`;
 }
@@ -52,6 +53,7 @@ export function joinUrl(base: string, path: string, query?: Query): string {
  * `/v1/instances/${segment('web-1')}`
  */
 export function segment(idOrName: string): string {
-  if (idOrName === '' || idOrName === '.' || idOrName === '..') throw new TypeError(`invalid id or name: ${JSON.stringify(idOrName)}`);
+  if (idOrName === '' || idOrName === '.' || idOrName === '..')
+    throw new TypeError(`invalid id or name: ${JSON.stringify(idOrName)}`);
   return encodeURIComponent(idOrName);
 }

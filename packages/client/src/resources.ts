@@ -36,7 +36,14 @@ import type {
   TokenCreated,
 } from '@floe/api';
 import { FloeApiError, isFloeApiError } from './errors.js';
-import { connectConsole, streamLogs, type ConsoleOptions, type ConsoleSession, type LogsOptions, type WebSocketOpener } from './io.js';
+import {
+  connectConsole,
+  streamLogs,
+  type ConsoleOptions,
+  type ConsoleSession,
+  type LogsOptions,
+  type WebSocketOpener,
+} from './io.js';
 import { segment, type Query } from './query.js';
 import { SseParser } from './sse.js';
 import { networkError, type Transport } from './transport.js';
@@ -149,7 +156,13 @@ export class ListApi<T, Q extends object = ListQuery> {
     for (;;) {
       const page = await this.list({ ...query, cursor } as Q, options);
       yield* page.items;
-      if (page.next_cursor === null || page.next_cursor === undefined || page.next_cursor === '' || page.next_cursor === cursor) return;
+      if (
+        page.next_cursor === null ||
+        page.next_cursor === undefined ||
+        page.next_cursor === '' ||
+        page.next_cursor === cursor
+      )
+        return;
       cursor = page.next_cursor;
     }
   }
@@ -178,7 +191,11 @@ export class ProjectsApi extends ListApi<Project> {
   }
   /** Changes labels, metadata or description (JSON merge patch). */
   update(id: string, patch: MergePatch<ProjectPatch>, options: UpdateOptions = {}): Promise<Project> {
-    return this.t.request('PATCH', this.path(id), defined({ body: patch, ifMatch: options.ifMatch, signal: options.signal }));
+    return this.t.request(
+      'PATCH',
+      this.path(id),
+      defined({ body: patch, ifMatch: options.ifMatch, signal: options.signal }),
+    );
   }
   /** Deletes an empty project (`in_use` otherwise). */
   async delete(id: string, options: CallOptions = {}): Promise<void> {
@@ -217,7 +234,11 @@ export class HostsApi extends ListApi<Host> {
   }
   /** Changes labels, metadata or `spec.schedulable`. */
   update(id: string, patch: MergePatch<HostPatch>, options: UpdateOptions = {}): Promise<Host> {
-    return this.t.request('PATCH', this.path(id), defined({ body: patch, ifMatch: options.ifMatch, signal: options.signal }));
+    return this.t.request(
+      'PATCH',
+      this.path(id),
+      defined({ body: patch, ifMatch: options.ifMatch, signal: options.signal }),
+    );
   }
   /** Removes a host record. */
   async delete(id: string, options: { signal?: AbortSignal } = {}): Promise<void> {
@@ -264,7 +285,11 @@ export class ImagesApi extends ListApi<Image> {
   }
   /** Changes labels, metadata, `spec.os` or `spec.public`. */
   update(id: string, patch: MergePatch<ImagePatch>, options: UpdateOptions = {}): Promise<Image> {
-    return this.t.request('PATCH', this.path(id), defined({ query: scoped(options), body: patch, ifMatch: options.ifMatch, signal: options.signal }));
+    return this.t.request(
+      'PATCH',
+      this.path(id),
+      defined({ query: scoped(options), body: patch, ifMatch: options.ifMatch, signal: options.signal }),
+    );
   }
   /** Deletes an image. */
   async delete(id: string, options: CallOptions = {}): Promise<void> {
@@ -285,7 +310,13 @@ export class ImagesApi extends ListApi<Image> {
     return this.t.request(
       'POST',
       `${this.base}/import`,
-      defined({ body, query: { wait: options.wait }, idempotencyKey: options.idempotencyKey, signal: options.signal, timeoutMs: waitTimeout(this.t, options.wait) }),
+      defined({
+        body,
+        query: { wait: options.wait },
+        idempotencyKey: options.idempotencyKey,
+        signal: options.signal,
+        timeoutMs: waitTimeout(this.t, options.wait),
+      }),
     );
   }
   /**
@@ -323,13 +354,17 @@ export class ImagesApi extends ListApi<Image> {
     const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
     if (total !== null) headers['content-length'] = String(total);
     if (options.sha256 !== undefined) headers['x-floe-sha256'] = options.sha256;
-    return this.t.request<Image>('PUT', this.path(id, '/file'), defined({
-      query: scoped(options),
-      rawBody: body,
-      headers,
-      timeoutMs: options.timeoutMs ?? 0,
-      signal: options.signal,
-    }));
+    return this.t.request<Image>(
+      'PUT',
+      this.path(id, '/file'),
+      defined({
+        query: scoped(options),
+        rawBody: body,
+        headers,
+        timeoutMs: options.timeoutMs ?? 0,
+        signal: options.signal,
+      }),
+    );
   }
 }
 
@@ -350,7 +385,11 @@ export class NetworksApi extends ListApi<Network> {
   }
   /** Changes labels, metadata, `spec.dns` or `spec.reserved`. */
   update(id: string, patch: MergePatch<NetworkPatch>, options: UpdateOptions = {}): Promise<Network> {
-    return this.t.request('PATCH', this.path(id), defined({ query: scoped(options), body: patch, ifMatch: options.ifMatch, signal: options.signal }));
+    return this.t.request(
+      'PATCH',
+      this.path(id),
+      defined({ query: scoped(options), body: patch, ifMatch: options.ifMatch, signal: options.signal }),
+    );
   }
   /** Deletes a network; `in_use` while NICs are attached to it. */
   async delete(id: string, options: CallOptions = {}): Promise<void> {
@@ -410,19 +449,33 @@ export class InstancesApi extends ListApi<Instance> {
     return this.t.request(
       'POST',
       this.base,
-      defined({ body, query: { wait: options.wait }, idempotencyKey: options.idempotencyKey, signal: options.signal, timeoutMs: waitTimeout(this.t, options.wait) }),
+      defined({
+        body,
+        query: { wait: options.wait },
+        idempotencyKey: options.idempotencyKey,
+        signal: options.signal,
+        timeoutMs: waitTimeout(this.t, options.wait),
+      }),
     );
   }
   /** Changes labels, metadata or `spec.restart_policy`. */
   update(id: string, patch: MergePatch<InstancePatch>, options: UpdateOptions = {}): Promise<Instance> {
-    return this.t.request('PATCH', this.path(id), defined({ query: scoped(options), body: patch, ifMatch: options.ifMatch, signal: options.signal }));
+    return this.t.request(
+      'PATCH',
+      this.path(id),
+      defined({ query: scoped(options), body: patch, ifMatch: options.ifMatch, signal: options.signal }),
+    );
   }
   /** Deletes an instance (stopping it first); answers with the operation. */
   delete(id: string, options: OperationCallOptions = {}): Promise<Operation> {
     return this.t.request(
       'DELETE',
       this.path(id),
-      defined({ query: scoped(options, { wait: options.wait }), signal: options.signal, timeoutMs: waitTimeout(this.t, options.wait) }),
+      defined({
+        query: scoped(options, { wait: options.wait }),
+        signal: options.signal,
+        timeoutMs: waitTimeout(this.t, options.wait),
+      }),
     );
   }
   /** Starts an instance. */
@@ -451,30 +504,57 @@ export class InstancesApi extends ListApi<Instance> {
   /** Attaches to the serial console over a WebSocket; rejects with the server's error when it cannot. */
   console(id: string, options: ConsoleOptions = {}): Promise<ConsoleSession> {
     const t = this.t as Transport & Partial<WebSocketOpener>;
-    if (typeof t.openWebSocket !== 'function') return Promise.reject(new TypeError('this transport cannot open WebSockets'));
+    if (typeof t.openWebSocket !== 'function')
+      return Promise.reject(new TypeError('this transport cannot open WebSockets'));
     return connectConsole(t.openWebSocket(this.path(id, '/console'), scoped(options)), options.signal);
   }
   /** One page of the instance's change history. */
-  history(id: string, query: Omit<ListQuery, 'label'> = {}, options: { signal?: AbortSignal } = {}): Promise<PageOf<HistoryEntry>> {
+  history(
+    id: string,
+    query: Omit<ListQuery, 'label'> = {},
+    options: { signal?: AbortSignal } = {},
+  ): Promise<PageOf<HistoryEntry>> {
     return this.t.request('GET', this.path(id, '/history'), defined({ query: query as Query, signal: options.signal }));
   }
 
   /** The NICs of an instance, in slot order. */
   async nics(id: string, options: CallOptions = {}): Promise<Nic[]> {
-    const page = await this.t.request<{ items: Nic[] }>('GET', this.path(id, '/nics'), defined({ query: scoped(options), signal: options.signal }));
+    const page = await this.t.request<{ items: Nic[] }>(
+      'GET',
+      this.path(id, '/nics'),
+      defined({ query: scoped(options), signal: options.signal }),
+    );
     return page.items;
   }
   /** Adds a NIC on `network` (hot-plugged when running), with the addresses asked for or the next free ones. */
-  addNic(id: string, body: { network: string; ipv4?: string; ipv6?: string }, options: OperationCallOptions = {}): Promise<{ nic: Nic; operation: Operation }> {
-    return this.t.request('POST', this.path(id, '/nics'), defined({
-      query: scoped(options, { wait: options.wait }), body, idempotencyKey: options.idempotencyKey, signal: options.signal, timeoutMs: waitTimeout(this.t, options.wait),
-    }));
+  addNic(
+    id: string,
+    body: { network: string; ipv4?: string; ipv6?: string },
+    options: OperationCallOptions = {},
+  ): Promise<{ nic: Nic; operation: Operation }> {
+    return this.t.request(
+      'POST',
+      this.path(id, '/nics'),
+      defined({
+        query: scoped(options, { wait: options.wait }),
+        body,
+        idempotencyKey: options.idempotencyKey,
+        signal: options.signal,
+        timeoutMs: waitTimeout(this.t, options.wait),
+      }),
+    );
   }
   /** Removes a NIC (hot-unplugged when running); its addresses are freed. */
   removeNic(id: string, nic: string, options: OperationCallOptions = {}): Promise<Operation> {
-    return this.t.request('DELETE', this.path(id, `/nics/${segment(nic)}`), defined({
-      query: scoped(options, { wait: options.wait }), signal: options.signal, timeoutMs: waitTimeout(this.t, options.wait),
-    }));
+    return this.t.request(
+      'DELETE',
+      this.path(id, `/nics/${segment(nic)}`),
+      defined({
+        query: scoped(options, { wait: options.wait }),
+        signal: options.signal,
+        timeoutMs: waitTimeout(this.t, options.wait),
+      }),
+    );
   }
 
   #power(id: string, action: string, body: unknown, options: OperationCallOptions): Promise<Operation> {
@@ -546,7 +626,11 @@ export class OperationsApi extends ListApi<Operation, ListQuery & { status?: Ope
     return this.t.request(
       'GET',
       this.path(id),
-      defined({ query: { wait: options.wait }, signal: options.signal, timeoutMs: options.timeoutMs ?? waitTimeout(this.t, options.wait) }),
+      defined({
+        query: { wait: options.wait },
+        signal: options.signal,
+        timeoutMs: options.timeoutMs ?? waitTimeout(this.t, options.wait),
+      }),
     );
   }
   /** Cancels a pending operation, or a running image import (`operation_not_cancellable` for others once they run). */
@@ -585,7 +669,8 @@ export class OperationsApi extends ListApi<Operation, ListQuery & { status?: Ope
       if (isNew) options.onUpdate?.(next);
       if (isTerminal(next)) return next;
       // A server that answered at once without news would make this loop spin.
-      if (!isNew && Date.now() - started < 250) await sleep(Math.min(1000, Math.max(0, deadline - Date.now())), undefined, defined({ signal: options.signal }));
+      if (!isNew && Date.now() - started < 250)
+        await sleep(Math.min(1000, Math.max(0, deadline - Date.now())), undefined, defined({ signal: options.signal }));
     }
   }
 }

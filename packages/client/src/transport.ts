@@ -122,7 +122,12 @@ export function networkError(err: unknown, method: string, url: string): FloeApi
   const cause = typeof e?.code === 'string' ? e.code : undefined;
   const why = typeof e?.message === 'string' && e.message !== '' ? e.message : String(err);
   return new FloeApiError(
-    { status: 0, code: 'network_error', message: `${method} ${url}: ${why}`, details: cause === undefined ? {} : { cause } },
+    {
+      status: 0,
+      code: 'network_error',
+      message: `${method} ${url}: ${why}`,
+      details: cause === undefined ? {} : { cause },
+    },
     { cause: err },
   );
 }
@@ -154,7 +159,8 @@ export function errorFromResponse(status: number, headers: Record<string, string
       status,
       code: body.code,
       message: typeof body.message === 'string' ? body.message : body.code,
-      details: typeof body.details === 'object' && body.details !== null ? (body.details as Record<string, unknown>) : {},
+      details:
+        typeof body.details === 'object' && body.details !== null ? (body.details as Record<string, unknown>) : {},
       ...(requestId === undefined ? {} : { requestId }),
     });
   }
@@ -223,7 +229,9 @@ export class HttpTransport implements Transport {
     const headers = this.#headers(method, options, 'application/json');
     const body = options.rawBody ?? (options.body === undefined ? undefined : JSON.stringify(options.body));
     const timeout = options.timeoutMs ?? this.timeoutMs;
-    const retryable = (method === 'GET' || method === 'HEAD' || method === 'POST') && !(options.rawBody !== undefined && !Buffer.isBuffer(options.rawBody));
+    const retryable =
+      (method === 'GET' || method === 'HEAD' || method === 'POST') &&
+      !(options.rawBody !== undefined && !Buffer.isBuffer(options.rawBody));
     for (let attempt = 0; ; attempt++) {
       let status: number;
       let resHeaders: Record<string, string>;

@@ -80,7 +80,12 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
   checkCommand(cmd, args);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { shell: false, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C', ...opts.env } });
+    const child = spawn(cmd, args, {
+      shell: false,
+      cwd: opts.cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, LC_ALL: 'C', ...opts.env },
+    });
     const stdout = collect(child.stdout);
     const stderr = collect(child.stderr);
     let timedOut = false;
@@ -109,7 +114,9 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
         reject(new ExecError(`${cmd} was killed by ${signal ?? 'a signal'}`, cmd, args, null, err));
       } else if (code !== 0 && !opts.allowFail) {
         const firstLine = err.trim().split('\n')[0] ?? '';
-        reject(new ExecError(`${cmd} exited with code ${code}${firstLine ? `: ${firstLine}` : ''}`, cmd, args, code, err));
+        reject(
+          new ExecError(`${cmd} exited with code ${code}${firstLine ? `: ${firstLine}` : ''}`, cmd, args, code, err),
+        );
       } else {
         resolve({ code, stdout: stdout(), stderr: err });
       }
@@ -137,7 +144,11 @@ export interface ProcessHandle {
 export async function startProcess(cmd: string, args: readonly string[]): Promise<ProcessHandle> {
   checkCommand(cmd, args);
   return new Promise((resolve, reject) => {
-    const child: ChildProcess = spawn(cmd, args, { shell: false, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    const child: ChildProcess = spawn(cmd, args, {
+      shell: false,
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, LC_ALL: 'C' },
+    });
     const stderr = collect(child.stderr);
     let exited = false;
     const exitedP = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => {
@@ -164,12 +175,13 @@ export async function startProcess(cmd: string, args: readonly string[]): Promis
 /** The full path of an executable found in PATH (or the path itself when absolute), or null. */
 export async function which(cmd: string): Promise<string | null> {
   if (cmd.length === 0 || cmd.includes('\0')) return null;
-  const candidates = isAbsolute(cmd) || cmd.includes('/')
-    ? [cmd]
-    : (process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin')
-        .split(delimiter)
-        .filter((dir) => dir.length > 0)
-        .map((dir) => join(dir, cmd));
+  const candidates =
+    isAbsolute(cmd) || cmd.includes('/')
+      ? [cmd]
+      : (process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin')
+          .split(delimiter)
+          .filter((dir) => dir.length > 0)
+          .map((dir) => join(dir, cmd));
   for (const path of candidates) {
     try {
       await access(path, constants.X_OK);

@@ -1,5 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { AGENT_CLOSE, AGENT_PROTOCOL_VERSION, FloeError, type AgentMessage, type ControlMessage, type VmStats } from '@floe/api';
+import {
+  AGENT_CLOSE,
+  AGENT_PROTOCOL_VERSION,
+  FloeError,
+  type AgentMessage,
+  type ControlMessage,
+  type VmStats,
+} from '@floe/api';
 import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket } from 'ws';
 import { LinkChannels, type ChannelOpen, type ServerChannel } from './channels.js';
@@ -47,7 +54,9 @@ export class AgentHub {
     private readonly networks?: NetworkService,
   ) {
     const stopDesired = ctx.signals.listen('desired', (instanceId, hostId) => {
-      void this.push(instanceId, hostId).catch((err) => this.log.error({ err, instanceId }, 'pushing desired state failed'));
+      void this.push(instanceId, hostId).catch((err) =>
+        this.log.error({ err, instanceId }, 'pushing desired state failed'),
+      );
     });
     const stopNetworks = ctx.signals.listen('networks', (hostId) => {
       void this.pushNetworks(hostId).catch((err) => this.log.error({ err, hostId }, 'pushing networks failed'));
@@ -61,7 +70,10 @@ export class AgentHub {
   /** Start the heartbeat sweeper. */
   start(config: Config): void {
     const every = Math.max(100, Math.min(1000, Math.floor(config.hostOfflineAfterMs / 3)));
-    this.sweeper = setInterval(() => void this.sweep(config.hostOfflineAfterMs).catch((err) => this.log.error({ err }, 'host sweep failed')), every);
+    this.sweeper = setInterval(
+      () => void this.sweep(config.hostOfflineAfterMs).catch((err) => this.log.error({ err }, 'host sweep failed')),
+      every,
+    );
     this.sweeper.unref();
   }
 
@@ -77,14 +89,31 @@ export class AgentHub {
    * host check runs first on the link's queue, so messages wait behind it.
    */
   accept(socket: WebSocket, hostId: string, certSerial: string): void {
-    const channels = new LinkChannels((msg) => this.send(link, msg), () => socket.bufferedAmount);
-    const link: Link = { id: `${this.processId}:${randomUUID()}`, hostId, socket, queue: Promise.resolve(), ready: false, channels };
+    const channels = new LinkChannels(
+      (msg) => this.send(link, msg),
+      () => socket.bufferedAmount,
+    );
+    const link: Link = {
+      id: `${this.processId}:${randomUUID()}`,
+      hostId,
+      socket,
+      queue: Promise.resolve(),
+      ready: false,
+      channels,
+    };
     let admitted = false;
-    link.queue = this.admit(link, certSerial).then((ok) => { admitted = ok; }, (err) => {
-      this.log.error({ err, hostId }, 'checking an agent failed');
-      socket.close(1011, 'internal error');
-    });
-    const helloTimer = setTimeout(() => { if (!link.ready) socket.close(AGENT_CLOSE.protocol, 'no hello'); }, HELLO_TIMEOUT_MS);
+    link.queue = this.admit(link, certSerial).then(
+      (ok) => {
+        admitted = ok;
+      },
+      (err) => {
+        this.log.error({ err, hostId }, 'checking an agent failed');
+        socket.close(1011, 'internal error');
+      },
+    );
+    const helloTimer = setTimeout(() => {
+      if (!link.ready) socket.close(AGENT_CLOSE.protocol, 'no hello');
+    }, HELLO_TIMEOUT_MS);
     socket.on('message', (data) => {
       let msg: AgentMessage;
       try {
@@ -95,19 +124,24 @@ export class AgentHub {
       }
       // Channel bytes and stats answers skip the queue: they must not wait behind database work.
       if (link.ready && link.channels.deliver(msg)) return;
-      link.queue = link.queue.then(() => (admitted && socket.readyState === socket.OPEN ? this.handle(link, msg) : undefined)).catch((err) => {
-        this.log.error({ err, hostId, type: msg.type }, 'agent message failed');
-      });
+      link.queue = link.queue
+        .then(() => (admitted && socket.readyState === socket.OPEN ? this.handle(link, msg) : undefined))
+        .catch((err) => {
+          this.log.error({ err, hostId, type: msg.type }, 'agent message failed');
+        });
     });
     socket.on('close', () => {
       clearTimeout(helloTimer);
       link.channels.closeAll({ code: 'host_offline', message: 'the host disconnected' });
       if (this.links.get(hostId) === link) this.links.delete(hostId);
       if (this.closing) return; // close() already marked it offline
-      const last = link.queue.then(async () => {
-        if (!admitted) return;
-        if (await this.hosts.markOffline(hostId, 'agent disconnected', link.id)) this.log.info({ hostId }, 'host offline: agent disconnected');
-      }).catch((err) => this.log.error({ err, hostId }, 'marking host offline failed'));
+      const last = link.queue
+        .then(async () => {
+          if (!admitted) return;
+          if (await this.hosts.markOffline(hostId, 'agent disconnected', link.id))
+            this.log.info({ hostId }, 'host offline: agent disconnected');
+        })
+        .catch((err) => this.log.error({ err, hostId }, 'marking host offline failed'));
       this.draining.add(last);
       void last.finally(() => this.draining.delete(last));
     });
@@ -143,7 +177,8 @@ export class AgentHub {
   /** The ready link of a host connected to this process, or host_offline. */
   private linkFor(hostId: string): Link {
     const link = this.links.get(hostId);
-    if (link === undefined || !link.ready) throw new FloeError('host_offline', 'the host is not connected to this control plane', { host: hostId });
+    if (link === undefined || !link.ready)
+      throw new FloeError('host_offline', 'the host is not connected to this control plane', { host: hostId });
     return link;
   }
 
@@ -161,7 +196,11 @@ export class AgentHub {
     switch (msg.type) {
       case 'hello': {
         if (msg.protocol !== AGENT_PROTOCOL_VERSION) {
-          this.send(link, { type: 'error', code: 'protocol', message: `agent protocol ${msg.protocol} is not supported (want ${AGENT_PROTOCOL_VERSION})` });
+          this.send(link, {
+            type: 'error',
+            code: 'protocol',
+            message: `agent protocol ${msg.protocol} is not supported (want ${AGENT_PROTOCOL_VERSION})`,
+          });
           link.socket.close(AGENT_CLOSE.protocol, 'protocol version');
           return;
         }
@@ -171,17 +210,27 @@ export class AgentHub {
           return;
         }
         await this.hosts.markOnline(link.hostId, msg.facts, link.id);
-        this.send(link, { type: 'welcome', host_id: host.id, host_name: host.name, heartbeat_interval_ms: this.ctx.config.heartbeatIntervalMs });
+        this.send(link, {
+          type: 'welcome',
+          host_id: host.id,
+          host_name: host.name,
+          heartbeat_interval_ms: this.ctx.config.heartbeatIntervalMs,
+        });
         // What the agent already runs first, so operations settle from real state.
         for (const obs of msg.instances) await this.instances.applyObserved(link.hostId, obs);
         const desired = await this.instances.desiredForHost(link.hostId);
         const networks = this.networks === undefined ? undefined : await this.networks.desiredForHost(link.hostId);
         this.send(link, { type: 'snapshot', instances: desired, ...(networks === undefined ? {} : { networks }) });
         link.ready = true;
-        await this.instances.dispatched(link.hostId, desired.map((d) => d.id));
+        await this.instances.dispatched(
+          link.hostId,
+          desired.map((d) => d.id),
+        );
         // Its underlay address may have changed: the other members' hosts refresh their VXLAN peers.
         if (networks !== undefined && networks.length > 0) {
-          this.networks!.announce((await this.networks!.hostsOf(networks.map((n) => n.id))).filter((h) => h !== link.hostId));
+          this.networks!.announce(
+            (await this.networks!.hostsOf(networks.map((n) => n.id))).filter((h) => h !== link.hostId),
+          );
         }
         this.log.info({ hostId: link.hostId, instances: desired.length }, 'agent connected');
         return;
@@ -196,7 +245,10 @@ export class AgentHub {
       case 'event': {
         const desired = await this.instances.desiredOne(msg.instance_id);
         await this.ctx.bus.publish({
-          type: 'instance.event', project: desired?.project ?? null, kind: 'instance', resource_id: msg.instance_id,
+          type: 'instance.event',
+          project: desired?.project ?? null,
+          kind: 'instance',
+          resource_id: msg.instance_id,
           data: { event: msg.event, message: msg.message, host: link.hostId, ...(msg.data ?? {}) },
         });
         return;
@@ -248,9 +300,11 @@ export class AgentHub {
     this.closing = true;
     const links = [...this.links.values()];
     this.links.clear();
-    for (const link of links) link.channels.closeAll({ code: 'host_offline', message: 'the control plane is shutting down' });
+    for (const link of links)
+      link.channels.closeAll({ code: 'host_offline', message: 'the control plane is shutting down' });
     for (const link of links) link.socket.close(1001, 'control plane shutting down');
     await Promise.all([...links.map((l) => l.queue), ...this.draining]);
-    for (const link of links) await this.hosts.markOffline(link.hostId, 'control plane shut down', link.id).catch(() => false);
+    for (const link of links)
+      await this.hosts.markOffline(link.hostId, 'control plane shut down', link.id).catch(() => false);
   }
 }

@@ -11,42 +11,76 @@ import { startTestControlPlane, type TestControlPlane } from './testing.js';
 // VXLAN peers change on any host.
 
 const FACTS: HostFacts = {
-  hostname: 'test', agent_version: '0.0.0', arch: 'x86_64', kernel: '6.1.0', cpus: 4, memory_mib: 8192, disk_free_gib: 100, qemu_version: null,
-  kvm: { present: false, usable: false, detail: 'test host' }, accelerator: 'tcg', wireguard_kernel: false, vm_driver: 'fake',
+  hostname: 'test',
+  agent_version: '0.0.0',
+  arch: 'x86_64',
+  kernel: '6.1.0',
+  cpus: 4,
+  memory_mib: 8192,
+  disk_free_gib: 100,
+  qemu_version: null,
+  kvm: { present: false, usable: false, detail: 'test host' },
+  accelerator: 'tcg',
+  wireguard_kernel: false,
+  vm_driver: 'fake',
 };
 
 /** A stand-in agent: says hello and records what the control plane sends. */
 class FakeAgent {
   readonly messages: ControlMessage[] = [];
-  constructor(readonly hostId: string, private readonly ws: WebSocket) {
+  constructor(
+    readonly hostId: string,
+    private readonly ws: WebSocket,
+  ) {
     ws.on('message', (data) => this.messages.push(JSON.parse(String(data)) as ControlMessage));
   }
 
-  static async connect(cp: TestControlPlane, name: string, underlay: string, snapshotWithinMs = 20_000): Promise<FakeAgent> {
+  static async connect(
+    cp: TestControlPlane,
+    name: string,
+    underlay: string,
+    snapshotWithinMs = 20_000,
+  ): Promise<FakeAgent> {
     let cert: { certPem: string; keyPem: string } | undefined;
     const { id } = await cp.app.services.hosts.ensureLocal(name, async (hostId) => {
       cert = await issueClientCert(cp.ca, { commonName: hostId });
       return { serial: new X509Certificate(cert.certPem).serialNumber };
     });
-    const ws = new WebSocket(`${cp.url.replace('https', 'wss')}/v1/agent`, { ca: cp.ca.certPem, cert: cert!.certPem, key: cert!.keyPem });
+    const ws = new WebSocket(`${cp.url.replace('https', 'wss')}/v1/agent`, {
+      ca: cp.ca.certPem,
+      cert: cert!.certPem,
+      key: cert!.keyPem,
+    });
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
       ws.once('error', reject);
     });
     const agent = new FakeAgent(id, ws);
-    ws.send(JSON.stringify({ type: 'hello', protocol: AGENT_PROTOCOL_VERSION, facts: { ...FACTS, hostname: name, underlay_ipv4: underlay }, instances: [] }));
+    ws.send(
+      JSON.stringify({
+        type: 'hello',
+        protocol: AGENT_PROTOCOL_VERSION,
+        facts: { ...FACTS, hostname: name, underlay_ipv4: underlay },
+        instances: [],
+      }),
+    );
     // Generous: on a loaded machine (the whole suite in parallel) the first snapshot can take seconds.
     await agent.next('snapshot', 0, snapshotWithinMs);
     return agent;
   }
 
   /** The first message of `type` after `from` (an index into messages), waiting for it. */
-  async next<T extends ControlMessage['type']>(type: T, from = 0, timeoutMs = 5000): Promise<Extract<ControlMessage, { type: T }>> {
+  async next<T extends ControlMessage['type']>(
+    type: T,
+    from = 0,
+    timeoutMs = 5000,
+  ): Promise<Extract<ControlMessage, { type: T }>> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const m = this.messages.slice(from).find((x) => x.type === type);
       if (m) return m as Extract<ControlMessage, { type: T }>;
-      if (Date.now() > deadline) throw new Error(`no ${type} message; got ${this.messages.map((x) => x.type).join(', ')}`);
+      if (Date.now() > deadline)
+        throw new Error(`no ${type} message; got ${this.messages.map((x) => x.type).join(', ')}`);
       await new Promise((r) => setTimeout(r, 20));
     }
   }
@@ -107,17 +141,45 @@ for (const t of storeTargets()) {
       const lan = await cp.app.services.networks.create(cp.admin, { name: 'lan', ipv4: '10.10.0.0/24', ipv6: 'auto' });
       await cp.app.services.hosts.update(cp.admin, b.hostId, { spec: { schedulable: false } });
       const fromA = a.messages.length;
-      const one = await cp.app.services.instances.create(cp.admin, { name: 'one', image: 'img', vcpus: 1, memory_mib: 128, networks: ['lan'] });
+      const one = await cp.app.services.instances.create(cp.admin, {
+        name: 'one',
+        image: 'img',
+        vcpus: 1,
+        memory_mib: 128,
+        networks: ['lan'],
+      });
       expect(one.instance.status.host).toBe(a.hostId);
       const pushed = await a.next('instance', fromA);
-      expect(pushed.instance.nics).toEqual([expect.objectContaining({ network_id: lan.id, vni: lan.vni, index: 0, ipv4: '10.10.0.2', ipv4_prefix: 24, gateway4: '10.10.0.1', mtu: 1450 })]);
+      expect(pushed.instance.nics).toEqual([
+        expect.objectContaining({
+          network_id: lan.id,
+          vni: lan.vni,
+          index: 0,
+          ipv4: '10.10.0.2',
+          ipv4_prefix: 24,
+          gateway4: '10.10.0.1',
+          mtu: 1450,
+        }),
+      ]);
       const onA = await a.networks((n) => n.length === 1);
-      expect(onA[0]).toMatchObject({ id: lan.id, vni: lan.vni, peers: [], host_ipv4: '10.10.0.1', leases: [{ hostname: 'one', ipv4: '10.10.0.2' }] });
+      expect(onA[0]).toMatchObject({
+        id: lan.id,
+        vni: lan.vni,
+        peers: [],
+        host_ipv4: '10.10.0.1',
+        leases: [{ hostname: 'one', ipv4: '10.10.0.2' }],
+      });
 
       // A member on node-b: both hosts learn of each other.
       await cp.app.services.hosts.update(cp.admin, b.hostId, { spec: { schedulable: true } });
       await cp.app.services.hosts.update(cp.admin, a.hostId, { spec: { schedulable: false } });
-      const two = await cp.app.services.instances.create(cp.admin, { name: 'two', image: 'img', vcpus: 1, memory_mib: 128, networks: ['lan'] });
+      const two = await cp.app.services.instances.create(cp.admin, {
+        name: 'two',
+        image: 'img',
+        vcpus: 1,
+        memory_mib: 128,
+        networks: ['lan'],
+      });
       expect(two.instance.status.host).toBe(b.hostId);
       const lanA = await a.networks((n) => n[0]?.peers.length === 1);
       expect(lanA[0]!.peers).toEqual(['192.0.2.11']);

@@ -67,9 +67,21 @@ export interface App {
 }
 
 /** Build the services over a store. */
-export function buildServices(store: Store, config: Config, pki: ControlPki, log: FastifyInstance['log'], cluster?: Cluster): Services {
+export function buildServices(
+  store: Store,
+  config: Config,
+  pki: ControlPki,
+  log: FastifyInstance['log'],
+  cluster?: Cluster,
+): Services {
   const bus = new EventBus(store, cluster);
-  const ctx: ServiceContext = { store, config, bus, signals: new SignalBus(cluster), cluster: cluster ?? localOnly(store) };
+  const ctx: ServiceContext = {
+    store,
+    config,
+    bus,
+    signals: new SignalBus(cluster),
+    cluster: cluster ?? localOnly(store),
+  };
   const projects = new ProjectService(ctx);
   const imageFiles = new ImageFileService(ctx);
   const operations = new OperationService(ctx);
@@ -80,7 +92,21 @@ export function buildServices(store: Store, config: Config, pki: ControlPki, log
   const instances = new InstanceService(ctx, projects, images, machineTypes, operations, networks);
   const hosts = new HostService(ctx);
   const hub = new AgentHub(ctx, hosts, instances, log, networks);
-  return { bus, projects, tokens: new TokenService(ctx), hosts, images, imageFiles, imageImports, machineTypes, instances, networks, operations, hub, pki };
+  return {
+    bus,
+    projects,
+    tokens: new TokenService(ctx),
+    hosts,
+    images,
+    imageFiles,
+    imageImports,
+    machineTypes,
+    instances,
+    networks,
+    operations,
+    hub,
+    pki,
+  };
 }
 
 /**
@@ -89,8 +115,12 @@ export function buildServices(store: Store, config: Config, pki: ControlPki, log
  */
 function localOnly(store: Store): Cluster {
   return {
-    origin: 'local', listening: store.dialect === 'sqlite', publish: async () => undefined, subscribe: () => () => undefined,
-    onListening: () => () => undefined, close: async () => undefined,
+    origin: 'local',
+    listening: store.dialect === 'sqlite',
+    publish: async () => undefined,
+    subscribe: () => () => undefined,
+    onListening: () => () => undefined,
+    close: async () => undefined,
   };
 }
 
@@ -100,7 +130,12 @@ export async function seed(services: Services): Promise<void> {
   try {
     await services.projects.get({ actor: 'system', admin: true, projects: new Set() }, 'default');
   } catch {
-    await services.projects.create({ actor: 'system', admin: true, projects: new Set() }, { name: 'default', description: 'created on first start' }).catch(() => undefined);
+    await services.projects
+      .create(
+        { actor: 'system', admin: true, projects: new Set() },
+        { name: 'default', description: 'created on first start' },
+      )
+      .catch(() => undefined);
   }
 }
 
@@ -108,13 +143,26 @@ export async function seed(services: Services): Promise<void> {
  * Build the control plane's HTTP server: routes, auth, idempotency, errors,
  * OpenAPI. Does not listen; call `app.http.listen()`.
  */
-export async function buildApp(opts: { store: Store; config: Config; pki: ControlPki; logger?: FastifyServerOptions['logger'] }): Promise<App> {
+export async function buildApp(opts: {
+  store: Store;
+  config: Config;
+  pki: ControlPki;
+  logger?: FastifyServerOptions['logger'];
+}): Promise<App> {
   const { store, config, pki } = opts;
   const http = Fastify({
     logger: opts.logger ?? { level: config.logLevel },
     bodyLimit: config.bodyLimit,
     ...(config.tls
-      ? { https: { key: pki.server.keyPem, cert: pki.server.certPem, ca: [pki.caPem], requestCert: true, rejectUnauthorized: false } }
+      ? {
+          https: {
+            key: pki.server.keyPem,
+            cert: pki.server.certPem,
+            ca: [pki.caPem],
+            requestCert: true,
+            rejectUnauthorized: false,
+          },
+        }
       : {}),
     return503OnClosing: true,
     forceCloseConnections: true,
@@ -126,7 +174,13 @@ export async function buildApp(opts: { store: Store; config: Config; pki: Contro
   // Bodies are JSON and must have the right types ("2" is not a number);
   // query strings and path parameters are text and are converted.
   const ajvFor = (coerce: boolean) => {
-    const ajv = new Ajv({ removeAdditional: false, useDefaults: true, allErrors: false, strict: false, coerceTypes: coerce ? 'array' : false });
+    const ajv = new Ajv({
+      removeAdditional: false,
+      useDefaults: true,
+      allErrors: false,
+      strict: false,
+      coerceTypes: coerce ? 'array' : false,
+    });
     (ajvFormats as unknown as (a: Ajv) => void)(ajv);
     return ajv;
   };
@@ -137,12 +191,21 @@ export async function buildApp(opts: { store: Store; config: Config; pki: Contro
   installErrorHandlers(http);
   // Bodies are JSON only: without this, text/plain would be parsed as a string and fail validation as a 400, not a 415.
   http.removeContentTypeParser('text/plain');
-  http.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, http.getDefaultJsonParser('error', 'error'));
+  http.addContentTypeParser(
+    'application/merge-patch+json',
+    { parseAs: 'string' },
+    http.getDefaultJsonParser('error', 'error'),
+  );
 
   await http.register(fastifySwagger, {
     openapi: {
       openapi: '3.1.0',
-      info: { title: 'floe API', version: VERSION, description: 'Virtual machines, networks and tenants on your own hosts. Every request needs `Authorization: Bearer <token>` unless marked otherwise.' },
+      info: {
+        title: 'floe API',
+        version: VERSION,
+        description:
+          'Virtual machines, networks and tenants on your own hosts. Every request needs `Authorization: Bearer <token>` unless marked otherwise.',
+      },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
     },
@@ -162,9 +225,15 @@ export async function buildApp(opts: { store: Store; config: Config; pki: Contro
   });
   installIdempotency(http, store);
 
-  http.get('/healthz', { config: { public: true }, schema: { tags: ['system'], summary: 'Liveness and version', security: [] } }, async () => ({
-    status: 'ok', version: VERSION, database: store.dialect,
-  }));
+  http.get(
+    '/healthz',
+    { config: { public: true }, schema: { tags: ['system'], summary: 'Liveness and version', security: [] } },
+    async () => ({
+      status: 'ok',
+      version: VERSION,
+      database: store.dialect,
+    }),
+  );
   http.get('/v1/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => http.swagger());
   resourceRoutes(http, services);
   computeRoutes(http, services);
@@ -176,7 +245,9 @@ export async function buildApp(opts: { store: Store; config: Config; pki: Contro
   await http.ready();
   services.hub.start(config);
   services.imageImports.start();
-  await services.imageFiles.measureOldImages().catch((err: unknown) => http.log.warn({ err }, 'could not measure the virtual size of stored images'));
+  await services.imageFiles
+    .measureOldImages()
+    .catch((err: unknown) => http.log.warn({ err }, 'could not measure the virtual size of stored images'));
   const stopMaintenance = scheduleMaintenance(store, config, http.log);
   return {
     http,

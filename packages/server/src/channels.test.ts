@@ -17,11 +17,18 @@ const channelOf = (msg: ControlMessage): string => (msg as { channel: string }).
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
 const STATS: VmStats = {
-  at: '2025-01-01T00:00:00.000Z', cpu_time_ns: 1, memory_bytes: 2, memory_assigned_bytes: 3, disk_read_bytes: 4, disk_write_bytes: 5, net_rx_bytes: 6, net_tx_bytes: 7,
+  at: '2025-01-01T00:00:00.000Z',
+  cpu_time_ns: 1,
+  memory_bytes: 2,
+  memory_assigned_bytes: 3,
+  disk_read_bytes: 4,
+  disk_write_bytes: 5,
+  net_rx_bytes: 6,
+  net_tx_bytes: 7,
 };
 
 describe('LinkChannels', () => {
-  it('opens a channel on the agent\'s first data message and routes bytes both ways', async () => {
+  it("opens a channel on the agent's first data message and routes bytes both ways", async () => {
     const { sent, channels, last } = fakeLink();
     const opening = channels.openChannel({ type: 'console.open', instance_id: 'inst_x' }, 1000);
     const id = channelOf(last());
@@ -46,13 +53,21 @@ describe('LinkChannels', () => {
     expect(sent.filter((m) => m.type === 'channel.close')).toHaveLength(0);
   });
 
-  it('rejects with the agent\'s error when the channel cannot open', async () => {
+  it("rejects with the agent's error when the channel cannot open", async () => {
     const { channels, last } = fakeLink();
     const opening = channels.openChannel({ type: 'console.open', instance_id: 'inst_x' }, 1000);
-    channels.deliver({ type: 'channel.closed', channel: channelOf(last()), error: { code: 'invalid_state', message: 'VM web is not running' } });
+    channels.deliver({
+      type: 'channel.closed',
+      channel: channelOf(last()),
+      error: { code: 'invalid_state', message: 'VM web is not running' },
+    });
     await expect(opening).rejects.toMatchObject({ code: 'invalid_state', message: 'VM web is not running' });
     const odd = channels.openChannel({ type: 'logs.open', instance_id: 'inst_x', follow: false }, 1000);
-    channels.deliver({ type: 'channel.closed', channel: channelOf(last()), error: { code: 'qmp_exploded', message: 'boom' } });
+    channels.deliver({
+      type: 'channel.closed',
+      channel: channelOf(last()),
+      error: { code: 'qmp_exploded', message: 'boom' },
+    });
     await expect(odd).rejects.toMatchObject({ code: 'host_operation_failed' });
     expect(channels.size).toBe(0);
   });
@@ -91,7 +106,10 @@ describe('LinkChannels', () => {
   it('says when the link towards the agent is backed up', async () => {
     let queued = 0;
     const sent: ControlMessage[] = [];
-    const channels = new LinkChannels((msg) => sent.push(msg) > 0, () => queued);
+    const channels = new LinkChannels(
+      (msg) => sent.push(msg) > 0,
+      () => queued,
+    );
     const opening = channels.openChannel({ type: 'console.open', instance_id: 'inst_x' }, 1000);
     channels.deliver({ type: 'channel.data', channel: channelOf(sent[0]!), data: '' });
     const ch = await opening;
@@ -107,7 +125,12 @@ describe('LinkChannels', () => {
     const b = channels.stats('inst_b', 1000);
     const rb = (last() as { request_id: string }).request_id;
     expect(ra).not.toBe(rb);
-    channels.deliver({ type: 'stats', request_id: rb, instance_id: 'inst_b', error: { code: 'invalid_state', message: 'stopped' } });
+    channels.deliver({
+      type: 'stats',
+      request_id: rb,
+      instance_id: 'inst_b',
+      error: { code: 'invalid_state', message: 'stopped' },
+    });
     channels.deliver({ type: 'stats', request_id: ra, instance_id: 'inst_a', stats: STATS });
     await expect(a).resolves.toEqual(STATS);
     await expect(b).rejects.toMatchObject({ code: 'invalid_state' });
@@ -132,7 +155,9 @@ describe('LinkChannels', () => {
 
   it('fails at once when the message cannot be sent', async () => {
     const { channels } = fakeLink(false);
-    await expect(channels.openChannel({ type: 'console.open', instance_id: 'inst_x' }, 1000)).rejects.toMatchObject({ code: 'host_offline' });
+    await expect(channels.openChannel({ type: 'console.open', instance_id: 'inst_x' }, 1000)).rejects.toMatchObject({
+      code: 'host_offline',
+    });
     await expect(channels.stats('inst_x', 1000)).rejects.toMatchObject({ code: 'host_offline' });
   });
 

@@ -1,4 +1,11 @@
-import { FloeError, isErrorCode, type AgentMessage, type ChannelId, type ControlMessage, type VmStats } from '@floe/api';
+import {
+  FloeError,
+  isErrorCode,
+  type AgentMessage,
+  type ChannelId,
+  type ControlMessage,
+  type VmStats,
+} from '@floe/api';
 
 /** What opens a channel on the agent: a serial console or the console log. */
 export type ChannelOpen =
@@ -15,7 +22,9 @@ const MAX_LINK_QUEUE_BYTES = 8 * 1024 * 1024;
 
 /** The error a failure the agent reported becomes; unknown codes are the host's failure. */
 export function agentError(error: { code: string; message: string }): FloeError {
-  return isErrorCode(error.code) ? new FloeError(error.code, error.message) : new FloeError('host_operation_failed', `${error.code}: ${error.message}`);
+  return isErrorCode(error.code)
+    ? new FloeError(error.code, error.message)
+    : new FloeError('host_operation_failed', `${error.code}: ${error.message}`);
 }
 
 /**
@@ -84,7 +93,8 @@ export class ServerChannel {
     }
     this.unread.push(chunk);
     this.unreadBytes += chunk.length;
-    if (this.unreadBytes > MAX_UNREAD_BYTES) this.close({ code: 'stream_overflow', message: 'nobody read the channel' });
+    if (this.unreadBytes > MAX_UNREAD_BYTES)
+      this.close({ code: 'stream_overflow', message: 'nobody read the channel' });
   }
 
   /** @internal End the channel locally. */
@@ -142,7 +152,8 @@ export class LinkChannels {
    * agent's error (for example `invalid_state`), `host_timeout` or `host_offline`.
    */
   openChannel(req: ChannelOpen, timeoutMs: number): Promise<ServerChannel> {
-    if (this.down !== null) return Promise.reject(new FloeError('host_offline', this.down?.message ?? 'the host is not connected'));
+    if (this.down !== null)
+      return Promise.reject(new FloeError('host_offline', this.down?.message ?? 'the host is not connected'));
     const id = `ch${(++this.counter).toString(36)}`;
     const channel = new ServerChannel(id, this);
     return new Promise<ServerChannel>((resolve, reject) => {
@@ -150,7 +161,12 @@ export class LinkChannels {
         this.opening.delete(id);
         this.forget(id, true);
         channel.finish({ code: 'host_timeout', message: 'the host did not answer' });
-        reject(new FloeError('host_timeout', `the host did not open the ${req.type === 'console.open' ? 'console' : 'log'} within ${timeoutMs} ms`));
+        reject(
+          new FloeError(
+            'host_timeout',
+            `the host did not open the ${req.type === 'console.open' ? 'console' : 'log'} within ${timeoutMs} ms`,
+          ),
+        );
       }, timeoutMs);
       this.opening.set(id, { channel, resolve, reject, timer });
       if (!this.send({ ...req, channel: id })) {
@@ -163,7 +179,8 @@ export class LinkChannels {
 
   /** Ask the agent for a VM's counters. */
   stats(instanceId: string, timeoutMs: number): Promise<VmStats> {
-    if (this.down !== null) return Promise.reject(new FloeError('host_offline', this.down?.message ?? 'the host is not connected'));
+    if (this.down !== null)
+      return Promise.reject(new FloeError('host_offline', this.down?.message ?? 'the host is not connected'));
     const id = `rq${(++this.counter).toString(36)}`;
     return new Promise<VmStats>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -201,13 +218,18 @@ export class LinkChannels {
         return true;
       }
       case 'channel.closed': {
-        const error = msg.error === undefined ? undefined : { code: String(msg.error.code), message: String(msg.error.message) };
+        const error =
+          msg.error === undefined ? undefined : { code: String(msg.error.code), message: String(msg.error.message) };
         const opening = this.opening.get(msg.channel);
         if (opening !== undefined) {
           clearTimeout(opening.timer);
           this.opening.delete(msg.channel);
           opening.channel.finish(error);
-          opening.reject(agentError(error ?? { code: 'host_operation_failed', message: 'the host closed the channel before it opened' }));
+          opening.reject(
+            agentError(
+              error ?? { code: 'host_operation_failed', message: 'the host closed the channel before it opened' },
+            ),
+          );
           return true;
         }
         const timer = this.closing.get(msg.channel);
@@ -226,7 +248,8 @@ export class LinkChannels {
         clearTimeout(pending.timer);
         this.requests.delete(msg.request_id);
         if (msg.stats !== undefined) pending.resolve(msg.stats);
-        else pending.reject(agentError(msg.error ?? { code: 'host_operation_failed', message: 'the host sent no stats' }));
+        else
+          pending.reject(agentError(msg.error ?? { code: 'host_operation_failed', message: 'the host sent no stats' }));
         return true;
       }
       default:

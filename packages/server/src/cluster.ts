@@ -61,7 +61,11 @@ class PostgresCluster implements Cluster {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private heard = false;
 
-  constructor(private readonly store: Store, private readonly url: string, private readonly onError: (err: Error) => void) {
+  constructor(
+    private readonly store: Store,
+    private readonly url: string,
+    private readonly onError: (err: Error) => void,
+  ) {
     this.emitter.setMaxListeners(0);
   }
 
@@ -116,12 +120,19 @@ class PostgresCluster implements Cluster {
     this.client = null;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
-      this.connect().catch((err: Error) => { this.onError(err); this.scheduleReconnect(); });
+      this.connect().catch((err: Error) => {
+        this.onError(err);
+        this.scheduleReconnect();
+      });
     }, 1000);
     this.reconnectTimer.unref();
   }
 
-  async publish(channel: ClusterChannel, payload: Record<string, unknown>, db: Kysely<Database> = this.store.db): Promise<void> {
+  async publish(
+    channel: ClusterChannel,
+    payload: Record<string, unknown>,
+    db: Kysely<Database> = this.store.db,
+  ): Promise<void> {
     await sql`select pg_notify(${channel}, ${JSON.stringify({ ...payload, origin: this.origin })})`.execute(db);
   }
 

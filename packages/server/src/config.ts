@@ -56,7 +56,9 @@ function num(env: NodeJS.ProcessEnv, key: string, fallback: number, min: number,
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
   if (!Number.isFinite(value) || value < min || value > max) {
-    throw new FloeError('validation_failed', `${key} must be a number from ${min} to ${max}, got "${raw}"`, { field: key });
+    throw new FloeError('validation_failed', `${key} must be a number from ${min} to ${max}, got "${raw}"`, {
+      field: key,
+    });
   }
   return value;
 }
@@ -70,35 +72,55 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   const listen = env.FLOE_LISTEN || '127.0.0.1:7443';
   const match = /^(\[[0-9a-fA-F:]+\]|[^:]+):(\d{1,5})$/.exec(listen);
   if (!match) {
-    throw new FloeError('validation_failed', `FLOE_LISTEN must be HOST:PORT, got "${listen}"`, { field: 'FLOE_LISTEN' });
+    throw new FloeError('validation_failed', `FLOE_LISTEN must be HOST:PORT, got "${listen}"`, {
+      field: 'FLOE_LISTEN',
+    });
   }
   const host = match[1]!.replace(/^\[|\]$/g, '');
   const port = Number(match[2]);
-  if (port > 65535) throw new FloeError('validation_failed', `FLOE_LISTEN port out of range: ${port}`, { field: 'FLOE_LISTEN' });
+  if (port > 65535)
+    throw new FloeError('validation_failed', `FLOE_LISTEN port out of range: ${port}`, { field: 'FLOE_LISTEN' });
   const tlsRaw = (env.FLOE_TLS || 'on').toLowerCase();
   if (!['on', 'off'].includes(tlsRaw)) {
-    throw new FloeError('validation_failed', `FLOE_TLS must be "on" or "off", got "${env.FLOE_TLS}"`, { field: 'FLOE_TLS' });
+    throw new FloeError('validation_failed', `FLOE_TLS must be "on" or "off", got "${env.FLOE_TLS}"`, {
+      field: 'FLOE_TLS',
+    });
   }
   const tls = tlsRaw === 'on';
   const dbUrl = env.FLOE_DATABASE_URL || null;
   if (dbUrl !== null && !/^postgres(ql)?:\/\//.test(dbUrl)) {
-    throw new FloeError('validation_failed', 'FLOE_DATABASE_URL must be a postgres:// URL (leave it unset for SQLite)', { field: 'FLOE_DATABASE_URL' });
+    throw new FloeError(
+      'validation_failed',
+      'FLOE_DATABASE_URL must be a postgres:// URL (leave it unset for SQLite)',
+      { field: 'FLOE_DATABASE_URL' },
+    );
   }
   const scheduler = env.FLOE_SCHEDULER || 'spread';
   if (scheduler !== 'spread' && scheduler !== 'pack') {
-    throw new FloeError('validation_failed', `FLOE_SCHEDULER must be "spread" or "pack", got "${scheduler}"`, { field: 'FLOE_SCHEDULER' });
+    throw new FloeError('validation_failed', `FLOE_SCHEDULER must be "spread" or "pack", got "${scheduler}"`, {
+      field: 'FLOE_SCHEDULER',
+    });
   }
   const readCacheRaw = (env.FLOE_READ_CACHE || 'on').toLowerCase();
   if (!['on', 'off'].includes(readCacheRaw)) {
-    throw new FloeError('validation_failed', `FLOE_READ_CACHE must be "on" or "off", got "${env.FLOE_READ_CACHE}"`, { field: 'FLOE_READ_CACHE' });
+    throw new FloeError('validation_failed', `FLOE_READ_CACHE must be "on" or "off", got "${env.FLOE_READ_CACHE}"`, {
+      field: 'FLOE_READ_CACHE',
+    });
   }
   const importPrivate = (env.FLOE_IMAGE_IMPORT_PRIVATE || 'deny').toLowerCase();
   if (!['allow', 'deny'].includes(importPrivate)) {
-    throw new FloeError('validation_failed', `FLOE_IMAGE_IMPORT_PRIVATE must be "allow" or "deny", got "${env.FLOE_IMAGE_IMPORT_PRIVATE}"`, { field: 'FLOE_IMAGE_IMPORT_PRIVATE' });
+    throw new FloeError(
+      'validation_failed',
+      `FLOE_IMAGE_IMPORT_PRIVATE must be "allow" or "deny", got "${env.FLOE_IMAGE_IMPORT_PRIVATE}"`,
+      { field: 'FLOE_IMAGE_IMPORT_PRIVATE' },
+    );
   }
   const readCacheEntries = num(env, 'FLOE_READ_CACHE_ENTRIES', 10_000, 1, 10_000_000);
   const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
-  const publicUrl = (env.FLOE_PUBLIC_URL || `${tls ? 'https' : 'http'}://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`).replace(/\/+$/, '');
+  const publicUrl = (
+    env.FLOE_PUBLIC_URL ||
+    `${tls ? 'https' : 'http'}://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`
+  ).replace(/\/+$/, '');
   const heartbeatIntervalMs = num(env, 'FLOE_HEARTBEAT_MS', 5000, 100, 600_000);
   const config: Config = {
     dataDir,
@@ -107,7 +129,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     port,
     tls,
     publicUrl,
-    certNames: (env.FLOE_CERT_NAMES || '').split(',').map((s) => s.trim()).filter(Boolean),
+    certNames: (env.FLOE_CERT_NAMES || '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
     heartbeatIntervalMs,
     hostOfflineAfterMs: num(env, 'FLOE_HOST_OFFLINE_AFTER_MS', heartbeatIntervalMs * 3, 200, 3_600_000),
     cpuOvercommit: num(env, 'FLOE_CPU_OVERCOMMIT', 4, 0.1, 64),
@@ -139,13 +164,24 @@ function readVendorData(file: string | undefined, cwd: string): string | null {
   try {
     text = readFileSync(path.resolve(cwd, file), 'utf8');
   } catch (err) {
-    throw new FloeError('validation_failed', `FLOE_VENDOR_DATA_FILE cannot be read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { field: 'FLOE_VENDOR_DATA_FILE' });
+    throw new FloeError(
+      'validation_failed',
+      `FLOE_VENDOR_DATA_FILE cannot be read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      { field: 'FLOE_VENDOR_DATA_FILE' },
+    );
   }
   if (Buffer.byteLength(text, 'utf8') > USER_DATA_MAX_BYTES) {
-    throw new FloeError('validation_failed', `FLOE_VENDOR_DATA_FILE is larger than ${USER_DATA_MAX_BYTES} bytes`, { field: 'FLOE_VENDOR_DATA_FILE', limit: USER_DATA_MAX_BYTES });
+    throw new FloeError('validation_failed', `FLOE_VENDOR_DATA_FILE is larger than ${USER_DATA_MAX_BYTES} bytes`, {
+      field: 'FLOE_VENDOR_DATA_FILE',
+      limit: USER_DATA_MAX_BYTES,
+    });
   }
   if (!/^(#cloud-config|#!|Content-Type: multipart\/)/i.test(text)) {
-    throw new FloeError('validation_failed', 'FLOE_VENDOR_DATA_FILE must be a #cloud-config document, a #! script or MIME multipart', { field: 'FLOE_VENDOR_DATA_FILE' });
+    throw new FloeError(
+      'validation_failed',
+      'FLOE_VENDOR_DATA_FILE must be a #cloud-config document, a #! script or MIME multipart',
+      { field: 'FLOE_VENDOR_DATA_FILE' },
+    );
   }
   return text;
 }

@@ -26,12 +26,18 @@ function certNames(config: Config): { dnsNames: string[]; ipAddresses: string[] 
     if (isIP(n)) ips.add(n);
     else names.add(n);
   }
-  for (const n of [...names]) if (isIP(n)) { names.delete(n); ips.add(n); }
+  for (const n of [...names])
+    if (isIP(n)) {
+      names.delete(n);
+      ips.add(n);
+    }
   return { dnsNames: [...names], ipAddresses: [...ips] };
 }
 
 /** Open the PKI of the data directory, creating the CA and server certificate on first start. */
-export async function openPki(config: Config): Promise<ControlPki & { ca: { certPem: string; keyPem: string }; created: boolean }> {
+export async function openPki(
+  config: Config,
+): Promise<ControlPki & { ca: { certPem: string; keyPem: string }; created: boolean }> {
   const { ca, server, created } = await loadOrCreatePki(dataPaths(config.dataDir).pki, certNames(config));
   return {
     ca,
@@ -45,12 +51,20 @@ export async function openPki(config: Config): Promise<ControlPki & { ca: { cert
 /** Open the configured store: PostgreSQL when FLOE_DATABASE_URL is set, else SQLite in the data directory. */
 export async function openConfiguredStore(config: Config): Promise<Store> {
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
-  return config.databaseUrl ? openStore({ url: config.databaseUrl }) : openStore({ sqlitePath: dataPaths(config.dataDir).sqlite });
+  return config.databaseUrl
+    ? openStore({ url: config.databaseUrl })
+    : openStore({ sqlitePath: dataPaths(config.dataDir).sqlite });
 }
 
 /** A DNS label made from this machine's hostname, for the local host record. */
 export function localHostName(): string {
-  const label = os.hostname().toLowerCase().split('.')[0]!.replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
+  const label = os
+    .hostname()
+    .toLowerCase()
+    .split('.')[0]!
+    .replace(/[^a-z0-9-]/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63);
   return label || 'local';
 }
 
@@ -81,7 +95,18 @@ export async function init(config: Config): Promise<InitResult> {
   const pki = await openPki(config);
   const store = await openConfiguredStore(config);
   try {
-    const silent = { level: 'silent', info() {}, warn() {}, error() {}, debug() {}, trace() {}, fatal() {}, child() { return silent; } } as never;
+    const silent = {
+      level: 'silent',
+      info() {},
+      warn() {},
+      error() {},
+      debug() {},
+      trace() {},
+      fatal() {},
+      child() {
+        return silent;
+      },
+    } as never;
     const services = buildServices(store, config, pki, silent);
     await seed(services);
     const adminToken = await services.tokens.bootstrapAdmin();
@@ -115,8 +140,19 @@ export async function init(config: Config): Promise<InitResult> {
       await writeAtomic(path.join(agentDir, 'agent.crt'), certPem, 0o644);
     }
     await writeAtomic(path.join(agentDir, 'ca.crt'), pki.caPem, 0o644);
-    await writeAtomic(agentJson, `${JSON.stringify({ server: config.publicUrl, host_id: host.id, host_name: name }, null, 2)}\n`, 0o600);
-    return { url: config.publicUrl, ca_file: dataPaths(config.dataDir).caCert, admin_token: adminToken, database: store.dialect, host: { id: host.id, name }, agent_dir: agentDir };
+    await writeAtomic(
+      agentJson,
+      `${JSON.stringify({ server: config.publicUrl, host_id: host.id, host_name: name }, null, 2)}\n`,
+      0o600,
+    );
+    return {
+      url: config.publicUrl,
+      ca_file: dataPaths(config.dataDir).caCert,
+      admin_token: adminToken,
+      database: store.dialect,
+      host: { id: host.id, name },
+      agent_dir: agentDir,
+    };
   } finally {
     await store.close();
   }

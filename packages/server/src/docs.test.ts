@@ -32,7 +32,13 @@ async function sourceFiles(): Promise<string[]> {
   for (const pkg of await readdir(path.join(root, 'packages'), { withFileTypes: true })) {
     if (!pkg.isDirectory()) continue;
     const src = path.join(root, 'packages', pkg.name, 'src');
-    if (await readdir(src).then(() => true, () => false)) await walk(src);
+    if (
+      await readdir(src).then(
+        () => true,
+        () => false,
+      )
+    )
+      await walk(src);
   }
   return out;
 }
@@ -52,7 +58,9 @@ describe('generated API documents', () => {
   it('errors.md lists every error code with its status', async () => {
     const md = await committed(DOC_FILES.errors);
     for (const [code, { status }] of Object.entries(ERROR_CODES)) {
-      expect(md, `${code} missing from ${DOC_FILES.errors}; run \`npm run openapi\``).toContain(`| \`${code}\` | ${status} |`);
+      expect(md, `${code} missing from ${DOC_FILES.errors}; run \`npm run openapi\``).toContain(
+        `| \`${code}\` | ${status} |`,
+      );
     }
   });
 
@@ -65,7 +73,8 @@ describe('generated API documents', () => {
       const text = await readFile(file, 'utf8');
       for (const m of text.matchAll(/new\s+FloeError\(\s*(['"`])([^'"`]*)\1/g)) {
         found++;
-        if (!Object.prototype.hasOwnProperty.call(ERROR_CODES, m[2]!)) unknown.push(`${path.relative(root, file)}: ${m[2]}`);
+        if (!Object.prototype.hasOwnProperty.call(ERROR_CODES, m[2]!))
+          unknown.push(`${path.relative(root, file)}: ${m[2]}`);
       }
     }
     expect(found).toBeGreaterThan(20);

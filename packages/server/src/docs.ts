@@ -16,7 +16,9 @@ function cell(text: string): string {
 
 /** docs/api/errors.md: every stable error code with its HTTP status and meaning, generated from ERROR_CODES. */
 export function renderErrorsMarkdown(): string {
-  const rows = Object.entries(ERROR_CODES).map(([code, { status, description }]) => `| \`${code}\` | ${status} | ${cell(description)} |`);
+  const rows = Object.entries(ERROR_CODES).map(
+    ([code, { status, description }]) => `| \`${code}\` | ${status} | ${cell(description)} |`,
+  );
   return [
     '# floe API errors',
     '',
@@ -71,7 +73,8 @@ export function normalizeOpenapi(doc: Record<string, unknown>): Record<string, u
   }
   const full: Record<string, unknown> = { ...sorted, paths: sortedPaths };
   const result: Record<string, unknown> = {};
-  for (const k of Object.keys(full).sort((a, b) => rank(TOP_ORDER, a) - rank(TOP_ORDER, b) || (a < b ? -1 : 1))) result[k] = full[k];
+  for (const k of Object.keys(full).sort((a, b) => rank(TOP_ORDER, a) - rank(TOP_ORDER, b) || (a < b ? -1 : 1)))
+    result[k] = full[k];
   return result;
 }
 
@@ -92,7 +95,10 @@ export async function openapiDocument(): Promise<Record<string, unknown>> {
   try {
     const store = await openStore({ sqlitePath: path.join(dir, 'floe.db') });
     try {
-      const config = loadConfig({ FLOE_DATA: dir, FLOE_TLS: 'off', FLOE_LISTEN: '127.0.0.1:0', FLOE_LOG_LEVEL: 'silent' }, dir);
+      const config = loadConfig(
+        { FLOE_DATA: dir, FLOE_TLS: 'off', FLOE_LISTEN: '127.0.0.1:0', FLOE_LOG_LEVEL: 'silent' },
+        dir,
+      );
       const app = await buildApp({ store, config, pki: NO_PKI, logger: false });
       try {
         return normalizeOpenapi(app.http.swagger() as unknown as Record<string, unknown>);

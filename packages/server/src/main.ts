@@ -42,9 +42,18 @@ Environment:
 `;
 
 async function main(): Promise<number> {
-  const { values, positionals } = parseArgs({ allowPositionals: true, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } } });
-  if (values.help) { process.stdout.write(HELP); return 0; }
-  if (values.version) { process.stdout.write(`${VERSION}\n`); return 0; }
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (values.version) {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
   const command = positionals[0] ?? 'run';
   const config = loadConfig();
   if (command === 'init') {
@@ -74,7 +83,9 @@ async function main(): Promise<number> {
 }
 
 main().then(
-  (code) => { if (code >= 0) process.exit(code); },
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
   (err) => {
     if (err instanceof FloeError) process.stderr.write(`floed: ${err.message} (${err.code})\n`);
     else process.stderr.write(`floed: ${(err as Error).stack ?? String(err)}\n`);

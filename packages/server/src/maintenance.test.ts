@@ -14,13 +14,38 @@ for (const t of storeTargets()) {
         const now = Date.now();
         const old = new Date(now - 8 * 86_400_000).toISOString();
         const recent = new Date(now - 60_000).toISOString();
-        const key = (k: string, at: string) => ({ token_id: 'tok', key: k, method: 'POST', path: '/v1/x', body_hash: 'h', status_code: 201, response: '{}', created_at: at });
-        await store.db.insertInto('idempotency_keys').values([key('old', old), key('new', recent)]).execute();
-        const ev = (id: string, at: string) => ({ id, time: at, type: 'resource.created', project: null, kind: 'project', resource_id: 'prj', data: '{}' });
-        await store.db.insertInto('events').values([ev('evt_old', old), ev('evt_new', recent)]).execute();
+        const key = (k: string, at: string) => ({
+          token_id: 'tok',
+          key: k,
+          method: 'POST',
+          path: '/v1/x',
+          body_hash: 'h',
+          status_code: 201,
+          response: '{}',
+          created_at: at,
+        });
+        await store.db
+          .insertInto('idempotency_keys')
+          .values([key('old', old), key('new', recent)])
+          .execute();
+        const ev = (id: string, at: string) => ({
+          id,
+          time: at,
+          type: 'resource.created',
+          project: null,
+          kind: 'project',
+          resource_id: 'prj',
+          data: '{}',
+        });
+        await store.db
+          .insertInto('events')
+          .values([ev('evt_old', old), ev('evt_new', recent)])
+          .execute();
         const r = await maintain(store, config, now);
         expect(r).toEqual({ ran: true, idempotencyKeys: 1, events: 1 });
-        expect((await store.db.selectFrom('idempotency_keys').select('key').execute()).map((x) => x.key)).toEqual(['new']);
+        expect((await store.db.selectFrom('idempotency_keys').select('key').execute()).map((x) => x.key)).toEqual([
+          'new',
+        ]);
         expect((await store.db.selectFrom('events').select('id').execute()).map((x) => x.id)).toEqual(['evt_new']);
         expect(await maintain(store, config, now)).toEqual({ ran: true, idempotencyKeys: 0, events: 0 });
       } finally {
@@ -38,9 +63,13 @@ describe.skipIf(pg.skip)('housekeeping across control planes', () => {
     try {
       const config = loadConfig({});
       let release!: () => void;
-      const held = new Promise<void>((r) => { release = r; });
+      const held = new Promise<void>((r) => {
+        release = r;
+      });
       let locked!: () => void;
-      const isLocked = new Promise<void>((r) => { locked = r; });
+      const isLocked = new Promise<void>((r) => {
+        locked = r;
+      });
       const holder = transaction(other, async (trx) => {
         await sql`select pg_advisory_xact_lock(${0x666c6f65})`.execute(trx);
         locked();

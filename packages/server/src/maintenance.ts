@@ -22,21 +22,36 @@ export interface MaintenanceResult {
 export async function maintain(store: Store, config: Config, now = Date.now()): Promise<MaintenanceResult> {
   return transaction(store, async (trx) => {
     if (store.dialect === 'postgres') {
-      const { rows } = await sql<{ locked: boolean }>`select pg_try_advisory_xact_lock(${LOCK_KEY}) as locked`.execute(trx);
+      const { rows } = await sql<{ locked: boolean }>`select pg_try_advisory_xact_lock(${LOCK_KEY}) as locked`.execute(
+        trx,
+      );
       if (!rows[0]?.locked) return { ran: false, idempotencyKeys: 0, events: 0 };
     }
-    const keys = await trx.deleteFrom('idempotency_keys').where('created_at', '<', new Date(now - IDEMPOTENCY_TTL_MS).toISOString()).executeTakeFirst();
-    const events = await trx.deleteFrom('events').where('time', '<', new Date(now - config.eventRetentionDays * 86_400_000).toISOString()).executeTakeFirst();
+    const keys = await trx
+      .deleteFrom('idempotency_keys')
+      .where('created_at', '<', new Date(now - IDEMPOTENCY_TTL_MS).toISOString())
+      .executeTakeFirst();
+    const events = await trx
+      .deleteFrom('events')
+      .where('time', '<', new Date(now - config.eventRetentionDays * 86_400_000).toISOString())
+      .executeTakeFirst();
     return { ran: true, idempotencyKeys: Number(keys.numDeletedRows), events: Number(events.numDeletedRows) };
   });
 }
 
 /** Run `maintain` now and then every `everyMs`; returns a stop function. */
-export function scheduleMaintenance(store: Store, config: Config, log: FastifyBaseLogger, everyMs = 10 * 60_000): () => Promise<void> {
+export function scheduleMaintenance(
+  store: Store,
+  config: Config,
+  log: FastifyBaseLogger,
+  everyMs = 10 * 60_000,
+): () => Promise<void> {
   let running: Promise<unknown> = Promise.resolve();
   const pass = () => {
     running = maintain(store, config)
-      .then((r) => { if (r.ran && (r.idempotencyKeys > 0 || r.events > 0)) log.info(r, 'housekeeping'); })
+      .then((r) => {
+        if (r.ran && (r.idempotencyKeys > 0 || r.events > 0)) log.info(r, 'housekeeping');
+      })
       .catch((err) => log.warn({ err }, 'housekeeping failed'));
   };
   const timer = setInterval(pass, everyMs);

@@ -31,7 +31,9 @@ export interface ImageServer {
   close(): Promise<void>;
 }
 
-const PAGE = Buffer.from('<!DOCTYPE html>\n<html><head><title>Not here</title></head><body><h1>Download page</h1></body></html>\n');
+const PAGE = Buffer.from(
+  '<!DOCTYPE html>\n<html><head><title>Not here</title></head><body><h1>Download page</h1></body></html>\n',
+);
 
 /** Start an ImageServer with `files`. */
 export async function startImageServer(files: Record<string, Buffer> = {}): Promise<ImageServer> {
@@ -44,7 +46,11 @@ export async function startImageServer(files: Record<string, Buffer> = {}): Prom
     const [, route = '', ...rest] = path.split('/');
     const name = decodeURIComponent(rest.join('/'));
     const file = state.files.get(name);
-    const octet = (length: number | null) => res.writeHead(200, { 'content-type': 'application/octet-stream', ...(length === null ? {} : { 'content-length': String(length) }) });
+    const octet = (length: number | null) =>
+      res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        ...(length === null ? {} : { 'content-length': String(length) }),
+      });
     if (route === 'redirect') {
       const n = Number(rest[0]);
       const target = n <= 1 ? `/files/${rest.slice(1).join('/')}` : `/redirect/${n - 1}/${rest.slice(1).join('/')}`;
@@ -52,9 +58,13 @@ export async function startImageServer(files: Record<string, Buffer> = {}): Prom
     } else if (route === 'to') {
       res.writeHead(302, { location: name }).end();
     } else if (route === 'html') {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': String(PAGE.length) }).end(PAGE);
+      res
+        .writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': String(PAGE.length) })
+        .end(PAGE);
     } else if (route === 'html-octet') {
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(PAGE.length) }).end(PAGE);
+      res
+        .writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(PAGE.length) })
+        .end(PAGE);
     } else if (route === 'silent') {
       // Never answer: the client's connect (headers) timeout must end it.
     } else if (file === undefined) {

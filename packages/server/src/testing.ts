@@ -56,7 +56,14 @@ export async function startTestControlPlane(
   const port = (app.http.server.address() as AddressInfo).port;
   const url = `${config.tls ? 'https' : 'http'}://${host}:${port}`;
   return {
-    app, store, config: { ...config, publicUrl: url }, url, ca, pki, adminToken, dataDir,
+    app,
+    store,
+    config: { ...config, publicUrl: url },
+    url,
+    ca,
+    pki,
+    adminToken,
+    dataDir,
     admin: { actor: 'test-admin', admin: true, projects: new Set() },
     async close() {
       await app.close();
@@ -71,7 +78,11 @@ export async function startTestControlPlane(
  * for it (key, certificate, CA, agent.json), as `floed init` does for the
  * local host. `dataDir` defaults to a new temporary directory.
  */
-export async function prepareAgentDir(cp: TestControlPlane, name: string, dataDir?: string): Promise<{ hostId: string; dataDir: string }> {
+export async function prepareAgentDir(
+  cp: TestControlPlane,
+  name: string,
+  dataDir?: string,
+): Promise<{ hostId: string; dataDir: string }> {
   let certPem = '';
   let keyPem = '';
   const { id } = await cp.app.services.hosts.ensureLocal(name, async (hostId) => {
@@ -91,8 +102,18 @@ export async function prepareAgentDir(cp: TestControlPlane, name: string, dataDi
 
 /** Facts of a test host with room for anything (64 CPUs, 128 GiB). */
 export const TEST_HOST_FACTS: HostFacts = {
-  hostname: 'test', agent_version: '0.0.0', arch: 'x86_64', kernel: '6.1.0', cpus: 64, memory_mib: 131_072, disk_free_gib: 100,
-  qemu_version: null, kvm: { present: false, usable: false, detail: 'test host' }, accelerator: 'tcg', wireguard_kernel: false, vm_driver: 'fake',
+  hostname: 'test',
+  agent_version: '0.0.0',
+  arch: 'x86_64',
+  kernel: '6.1.0',
+  cpus: 64,
+  memory_mib: 131_072,
+  disk_free_gib: 100,
+  qemu_version: null,
+  kvm: { present: false, usable: false, detail: 'test host' },
+  accelerator: 'tcg',
+  wireguard_kernel: false,
+  vm_driver: 'fake',
 };
 
 /** Register a host and mark it online, as its agent's hello would. */
@@ -111,11 +132,21 @@ export interface InjectedResponse {
 
 /** A JSON request through the control plane's full HTTP stack (hooks, auth, validation), without a socket. */
 export async function injectJson(
-  cp: TestControlPlane, method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, body?: unknown, token = cp.adminToken,
+  cp: TestControlPlane,
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
+  url: string,
+  body?: unknown,
+  token = cp.adminToken,
 ): Promise<InjectedResponse> {
   const res = await cp.app.http.inject({
-    method, url,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': method === 'PATCH' ? 'application/merge-patch+json' : 'application/json' }) },
+    method,
+    url,
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body === undefined
+        ? {}
+        : { 'content-type': method === 'PATCH' ? 'application/merge-patch+json' : 'application/json' }),
+    },
     ...(body === undefined ? {} : { payload: JSON.stringify(body) }),
   });
   return { status: res.statusCode, headers: res.headers, body: res.body === '' ? null : JSON.parse(res.body) };

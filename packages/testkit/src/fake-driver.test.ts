@@ -7,29 +7,37 @@ import { desiredInstance } from './factories.js';
 import { FakeVmDriver } from './fake-driver.js';
 import { vmDriverContract } from './vm-driver-contract.js';
 
-vmDriverContract('fake (in memory)', async () => {
-  const driver = new FakeVmDriver();
-  return { driver, cleanup: async () => driver.close(), taps: ['fltpfake0', 'fltpfake1'] };
-}, (id) => desiredInstance({ id }));
+vmDriverContract(
+  'fake (in memory)',
+  async () => {
+    const driver = new FakeVmDriver();
+    return { driver, cleanup: async () => driver.close(), taps: ['fltpfake0', 'fltpfake1'] };
+  },
+  (id) => desiredInstance({ id }),
+);
 
-vmDriverContract('fake (persisted, with delays)', async () => {
-  const stateDir = await mkdtemp(join(tmpdir(), 'floe-fake-driver-'));
-  const opened: FakeVmDriver[] = [];
-  const open = async () => {
-    const d = new FakeVmDriver({ stateDir, startDelayMs: 5, stopDelayMs: 5 });
-    opened.push(d);
-    return d;
-  };
-  return {
-    driver: await open(),
-    reopen: open,
-    taps: ['fltpfake0', 'fltpfake1'],
-    cleanup: async () => {
-      for (const d of opened) await d.close();
-      await rm(stateDir, { recursive: true, force: true });
-    },
-  };
-}, (id) => desiredInstance({ id }));
+vmDriverContract(
+  'fake (persisted, with delays)',
+  async () => {
+    const stateDir = await mkdtemp(join(tmpdir(), 'floe-fake-driver-'));
+    const opened: FakeVmDriver[] = [];
+    const open = async () => {
+      const d = new FakeVmDriver({ stateDir, startDelayMs: 5, stopDelayMs: 5 });
+      opened.push(d);
+      return d;
+    };
+    return {
+      driver: await open(),
+      reopen: open,
+      taps: ['fltpfake0', 'fltpfake1'],
+      cleanup: async () => {
+        for (const d of opened) await d.close();
+        await rm(stateDir, { recursive: true, force: true });
+      },
+    };
+  },
+  (id) => desiredInstance({ id }),
+);
 
 describe('FakeVmDriver', () => {
   it('crash stops the VM and emits a crashed event with the exit code', async () => {

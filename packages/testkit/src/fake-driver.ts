@@ -49,7 +49,9 @@ interface FakeVm {
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 function slotted(nics: readonly VmNic[]): Array<VmNic & { index: number }> {
-  return nics.map((n, i) => ({ id: n.id, tap: n.tap, mac: n.mac, index: n.index ?? i })).sort((a, b) => a.index - b.index);
+  return nics
+    .map((n, i) => ({ id: n.id, tap: n.tap, mac: n.mac, index: n.index ?? i }))
+    .sort((a, b) => a.index - b.index);
 }
 
 /**
@@ -87,7 +89,14 @@ export class FakeVmDriver implements VmDriver {
     this.enter('create', vm.id);
     if (this.vms.has(vm.id)) return;
     this.vms.set(vm.id, {
-      id: vm.id, name: vm.name, project: vm.project, state: 'stopped', reason: null, started_at: null, pid: null, nics: slotted(ctx?.nics ?? []),
+      id: vm.id,
+      name: vm.name,
+      project: vm.project,
+      state: 'stopped',
+      reason: null,
+      started_at: null,
+      pid: null,
+      nics: slotted(ctx?.nics ?? []),
       seed: vm.spec.config_drive !== false,
     });
     this.save();
@@ -103,11 +112,16 @@ export class FakeVmDriver implements VmDriver {
     const wanted = slotted(nics);
     const slots = new Set(wanted.map((n) => n.index));
     const ids = new Set(wanted.map((n) => n.id));
-    if (slots.size !== wanted.length || ids.size !== wanted.length || wanted.some((n) => !Number.isInteger(n.index) || n.index < 0 || n.index > 7)) {
+    if (
+      slots.size !== wanted.length ||
+      ids.size !== wanted.length ||
+      wanted.some((n) => !Number.isInteger(n.index) || n.index < 0 || n.index > 7)
+    ) {
       throw new FloeError('validation_failed', 'NICs need unique ids and unique slots from 0 to 7', { field: 'nics' });
     }
     const before = vm.nics ?? [];
-    const same = (a: VmNic & { index: number }, b: VmNic & { index: number }) => a.id === b.id && a.tap === b.tap && a.mac === b.mac && a.index === b.index;
+    const same = (a: VmNic & { index: number }, b: VmNic & { index: number }) =>
+      a.id === b.id && a.tap === b.tap && a.mac === b.mac && a.index === b.index;
     const going = before.filter((n) => !wanted.some((w) => same(w, n)));
     const coming = wanted.filter((w) => !before.some((n) => same(w, n)));
     vm.nics = wanted;
@@ -117,7 +131,10 @@ export class FakeVmDriver implements VmDriver {
       for (const n of going) this.console(id, `fake VM ${vm.name}: NIC ${n.id} removed\r\n`);
       for (const n of coming) this.console(id, `fake VM ${vm.name}: NIC ${n.id} added on ${n.tap}\r\n`);
     }
-    return { removed: before.filter((n) => !ids.has(n.id)).map((n) => n.id), added: running ? coming.map((n) => n.id) : [] };
+    return {
+      removed: before.filter((n) => !ids.has(n.id)).map((n) => n.id),
+      added: running ? coming.map((n) => n.id) : [],
+    };
   }
 
   /** Test hook: the NICs the VM has (what the next start, or the running VM, plugs in), in slot order. */
@@ -144,7 +161,12 @@ export class FakeVmDriver implements VmDriver {
         current.booted = true;
         this.save();
         const at = new Date().toISOString();
-        this.emit({ id, type: 'first-boot', message: 'the guest read its seed disk and finished first boot', first_boot: { source: 'config-drive', fetched_at: at, finished_at: at, result: 'ok' } });
+        this.emit({
+          id,
+          type: 'first-boot',
+          message: 'the guest read its seed disk and finished first boot',
+          first_boot: { source: 'config-drive', fetched_at: at, finished_at: at, result: 'ok' },
+        });
       }
     }
     return this.info(current);
@@ -186,7 +208,12 @@ export class FakeVmDriver implements VmDriver {
   crash(id: string, exitCode: number | null = 1): void {
     const vm = this.get(id);
     this.markStopped(vm, `exited with code ${exitCode ?? 'unknown'}`);
-    this.emit({ id, type: 'crashed', message: `VM process exited with code ${exitCode ?? 'unknown'}`, exit_code: exitCode });
+    this.emit({
+      id,
+      type: 'crashed',
+      message: `VM process exited with code ${exitCode ?? 'unknown'}`,
+      exit_code: exitCode,
+    });
   }
 
   /** Test hook: the guest powers itself off cleanly (stopped, `stopped` event with exit code 0). */
@@ -213,7 +240,9 @@ export class FakeVmDriver implements VmDriver {
     this.enter('readLog');
     this.get(id);
     const log = this.logs.get(id) ?? Buffer.alloc(0);
-    return opts.tailBytes !== undefined && log.length > opts.tailBytes ? log.subarray(log.length - opts.tailBytes) : log;
+    return opts.tailBytes !== undefined && log.length > opts.tailBytes
+      ? log.subarray(log.length - opts.tailBytes)
+      : log;
   }
 
   async followLog(id: string, listener: (data: Buffer) => void): Promise<() => void> {
@@ -232,12 +261,22 @@ export class FakeVmDriver implements VmDriver {
     if (vm.state !== 'running') throw new FloeError('invalid_state', `VM ${vm.name} is not running`);
     const data = new Set<(d: Buffer) => void>();
     const closers = new Set<(reason: string) => void>();
-    const unfollow = await this.followLog(id, (d) => { for (const l of data) l(d); });
+    const unfollow = await this.followLog(id, (d) => {
+      for (const l of data) l(d);
+    });
     let open = true;
     return {
-      write: (d) => { if (open) this.console(id, d.toString('utf8')); },
-      onData: (l) => { data.add(l); return () => data.delete(l); },
-      onClose: (l) => { closers.add(l); return () => closers.delete(l); },
+      write: (d) => {
+        if (open) this.console(id, d.toString('utf8'));
+      },
+      onData: (l) => {
+        data.add(l);
+        return () => data.delete(l);
+      },
+      onClose: (l) => {
+        closers.add(l);
+        return () => closers.delete(l);
+      },
       close: () => {
         if (!open) return;
         open = false;
@@ -251,11 +290,18 @@ export class FakeVmDriver implements VmDriver {
   async stats(id: string): Promise<VmStats> {
     this.enter('stats');
     const vm = this.get(id);
-    if (vm.state !== 'running' || vm.started_at === null) throw new FloeError('invalid_state', `VM ${vm.name} is not running`);
+    if (vm.state !== 'running' || vm.started_at === null)
+      throw new FloeError('invalid_state', `VM ${vm.name} is not running`);
     const ms = Date.now() - Date.parse(vm.started_at);
     return {
-      at: new Date().toISOString(), cpu_time_ns: ms * 10_000, memory_bytes: 64 * 1024 * 1024, memory_assigned_bytes: 256 * 1024 * 1024,
-      disk_read_bytes: ms * 100, disk_write_bytes: ms * 10, net_rx_bytes: 0, net_tx_bytes: 0,
+      at: new Date().toISOString(),
+      cpu_time_ns: ms * 10_000,
+      memory_bytes: 64 * 1024 * 1024,
+      memory_assigned_bytes: 256 * 1024 * 1024,
+      disk_read_bytes: ms * 100,
+      disk_write_bytes: ms * 10,
+      net_rx_bytes: 0,
+      net_tx_bytes: 0,
     };
   }
 
@@ -276,7 +322,14 @@ export class FakeVmDriver implements VmDriver {
   }
 
   private info(vm: FakeVm): VmInfo {
-    return { id: vm.id, state: vm.state, reason: vm.reason, accelerator: 'fake', started_at: vm.started_at, pid: vm.pid };
+    return {
+      id: vm.id,
+      state: vm.state,
+      reason: vm.reason,
+      accelerator: 'fake',
+      started_at: vm.started_at,
+      pid: vm.pid,
+    };
   }
 
   private emit(event: VmDriverEvent): void {

@@ -50,134 +50,182 @@ export function vmDriverContract(
       return vm.id;
     };
 
-    it('creates idempotently', async () => {
-      const vm = sample(testId('inst'));
-      await driver.create(vm);
-      await driver.create(vm);
-      const listed = (await driver.list()).filter((v) => v.id === vm.id);
-      expect(listed).toHaveLength(1);
-      expect(listed[0]!.state).toBe('stopped');
-      expect((await driver.inspect(vm.id))?.state).toBe('stopped');
-    }, CASE_TIMEOUT_MS);
+    it(
+      'creates idempotently',
+      async () => {
+        const vm = sample(testId('inst'));
+        await driver.create(vm);
+        await driver.create(vm);
+        const listed = (await driver.list()).filter((v) => v.id === vm.id);
+        expect(listed).toHaveLength(1);
+        expect(listed[0]!.state).toBe('stopped');
+        expect((await driver.inspect(vm.id))?.state).toBe('stopped');
+      },
+      CASE_TIMEOUT_MS,
+    );
 
-    it('starts a VM: running, with started_at', async () => {
-      const id = await created();
-      const before = Date.now();
-      const info = await driver.start(id);
-      expect(info.id).toBe(id);
-      expect(info.state).toBe('running');
-      expect(info.started_at).not.toBeNull();
-      expect(Date.parse(info.started_at!)).toBeGreaterThanOrEqual(before - 1000);
-      expect((await driver.inspect(id))?.state).toBe('running');
-    }, CASE_TIMEOUT_MS);
+    it(
+      'starts a VM: running, with started_at',
+      async () => {
+        const id = await created();
+        const before = Date.now();
+        const info = await driver.start(id);
+        expect(info.id).toBe(id);
+        expect(info.state).toBe('running');
+        expect(info.started_at).not.toBeNull();
+        expect(Date.parse(info.started_at!)).toBeGreaterThanOrEqual(before - 1000);
+        expect((await driver.inspect(id))?.state).toBe('running');
+      },
+      CASE_TIMEOUT_MS,
+    );
 
-    it('starting a running VM changes nothing', async () => {
-      const id = await created();
-      const first = await driver.start(id);
-      const second = await driver.start(id);
-      expect(second.state).toBe('running');
-      expect(second.started_at).toBe(first.started_at);
-      expect(second.pid).toBe(first.pid);
-    }, CASE_TIMEOUT_MS);
+    it(
+      'starting a running VM changes nothing',
+      async () => {
+        const id = await created();
+        const first = await driver.start(id);
+        const second = await driver.start(id);
+        expect(second.state).toBe('running');
+        expect(second.started_at).toBe(first.started_at);
+        expect(second.pid).toBe(first.pid);
+      },
+      CASE_TIMEOUT_MS,
+    );
 
-    it('stops a VM gracefully', async () => {
-      const id = await created();
-      await driver.start(id);
-      const info = await driver.stop(id, { timeoutMs: 30_000 });
-      expect(info.state).toBe('stopped');
-      expect((await driver.inspect(id))?.state).toBe('stopped');
-      expect((await driver.stop(id)).state).toBe('stopped');
-    }, CASE_TIMEOUT_MS);
+    it(
+      'stops a VM gracefully',
+      async () => {
+        const id = await created();
+        await driver.start(id);
+        const info = await driver.stop(id, { timeoutMs: 30_000 });
+        expect(info.state).toBe('stopped');
+        expect((await driver.inspect(id))?.state).toBe('stopped');
+        expect((await driver.stop(id)).state).toBe('stopped');
+      },
+      CASE_TIMEOUT_MS,
+    );
 
-    it('force-stops a VM', async () => {
-      const id = await created();
-      await driver.start(id);
-      const info = await driver.stop(id, { force: true });
-      expect(info.state).toBe('stopped');
-      expect((await driver.inspect(id))?.state).toBe('stopped');
-    }, CASE_TIMEOUT_MS);
+    it(
+      'force-stops a VM',
+      async () => {
+        const id = await created();
+        await driver.start(id);
+        const info = await driver.stop(id, { force: true });
+        expect(info.state).toBe('stopped');
+        expect((await driver.inspect(id))?.state).toBe('stopped');
+      },
+      CASE_TIMEOUT_MS,
+    );
 
-    it('destroys a running VM completely', async () => {
-      const id = await created();
-      await driver.start(id);
-      await driver.destroy(id);
-      expect(await driver.inspect(id)).toBeNull();
-      expect((await driver.list()).map((v) => v.id)).not.toContain(id);
-      await driver.destroy(id);
-    }, CASE_TIMEOUT_MS);
+    it(
+      'destroys a running VM completely',
+      async () => {
+        const id = await created();
+        await driver.start(id);
+        await driver.destroy(id);
+        expect(await driver.inspect(id)).toBeNull();
+        expect((await driver.list()).map((v) => v.id)).not.toContain(id);
+        await driver.destroy(id);
+      },
+      CASE_TIMEOUT_MS,
+    );
 
-    it('destroying an unknown id succeeds', async () => {
-      await expect(driver.destroy(testId('inst'))).resolves.toBeUndefined();
-      expect(await driver.inspect(testId('inst'))).toBeNull();
-    }, CASE_TIMEOUT_MS);
+    it(
+      'destroying an unknown id succeeds',
+      async () => {
+        await expect(driver.destroy(testId('inst'))).resolves.toBeUndefined();
+        expect(await driver.inspect(testId('inst'))).toBeNull();
+      },
+      CASE_TIMEOUT_MS,
+    );
 
-    it('lists the VMs it created, running or not', async () => {
-      const a = await created();
-      const b = await created();
-      await driver.start(b);
-      const listed = new Map((await driver.list()).map((v) => [v.id, v.state]));
-      expect(listed.get(a)).toBe('stopped');
-      expect(listed.get(b)).toBe('running');
-    }, CASE_TIMEOUT_MS);
+    it(
+      'lists the VMs it created, running or not',
+      async () => {
+        const a = await created();
+        const b = await created();
+        await driver.start(b);
+        const listed = new Map((await driver.list()).map((v) => [v.id, v.state]));
+        expect(listed.get(a)).toBe('stopped');
+        expect(listed.get(b)).toBe('running');
+      },
+      CASE_TIMEOUT_MS,
+    );
 
     const nicsFor = (taps: string[]) =>
-      taps.slice(0, 2).map((tap, i) => ({ id: testId('nic'), tap, mac: `52:54:00:00:00:${(0x10 + i).toString(16)}`, index: i * 3 }));
+      taps
+        .slice(0, 2)
+        .map((tap, i) => ({ id: testId('nic'), tap, mac: `52:54:00:00:00:${(0x10 + i).toString(16)}`, index: i * 3 }));
 
-    it('records NICs on a stopped VM idempotently and says which ones went', async (t) => {
-      if (ctx.taps === undefined || ctx.taps.length < 2) {
-        t.skip();
-        return;
-      }
-      const id = await created();
-      const [a, b] = nicsFor(ctx.taps) as [ReturnType<typeof nicsFor>[number], ReturnType<typeof nicsFor>[number]];
-      expect(await driver.setNics(id, [a, b])).toEqual({ removed: [], added: [] });
-      expect(await driver.setNics(id, [b, a])).toEqual({ removed: [], added: [] });
-      expect(await driver.setNics(id, [b])).toEqual({ removed: [a.id], added: [] });
-      expect(await driver.setNics(id, [b])).toEqual({ removed: [], added: [] });
-      // The recorded NIC goes with the next start.
-      expect((await driver.start(id)).state).toBe('running');
-      expect(await driver.setNics(id, [b])).toEqual({ removed: [], added: [] });
-      await expect(driver.setNics(testId('inst'), [a])).rejects.toMatchObject({ code: 'instance_not_found' });
-      await expect(driver.setNics(id, [a, { ...b, index: a.index }])).rejects.toMatchObject({ code: 'validation_failed' });
-    }, CASE_TIMEOUT_MS);
+    it(
+      'records NICs on a stopped VM idempotently and says which ones went',
+      async (t) => {
+        if (ctx.taps === undefined || ctx.taps.length < 2) {
+          t.skip();
+          return;
+        }
+        const id = await created();
+        const [a, b] = nicsFor(ctx.taps) as [ReturnType<typeof nicsFor>[number], ReturnType<typeof nicsFor>[number]];
+        expect(await driver.setNics(id, [a, b])).toEqual({ removed: [], added: [] });
+        expect(await driver.setNics(id, [b, a])).toEqual({ removed: [], added: [] });
+        expect(await driver.setNics(id, [b])).toEqual({ removed: [a.id], added: [] });
+        expect(await driver.setNics(id, [b])).toEqual({ removed: [], added: [] });
+        // The recorded NIC goes with the next start.
+        expect((await driver.start(id)).state).toBe('running');
+        expect(await driver.setNics(id, [b])).toEqual({ removed: [], added: [] });
+        await expect(driver.setNics(testId('inst'), [a])).rejects.toMatchObject({ code: 'instance_not_found' });
+        await expect(driver.setNics(id, [a, { ...b, index: a.index }])).rejects.toMatchObject({
+          code: 'validation_failed',
+        });
+      },
+      CASE_TIMEOUT_MS,
+    );
 
-    it('hot-adds NICs to a running VM, once', async (t) => {
-      if (ctx.taps === undefined || ctx.taps.length < 2) {
-        t.skip();
-        return;
-      }
-      const id = await created();
-      const [a, b] = nicsFor(ctx.taps) as [ReturnType<typeof nicsFor>[number], ReturnType<typeof nicsFor>[number]];
-      await driver.start(id);
-      expect(await driver.setNics(id, [a])).toEqual({ removed: [], added: [a.id] });
-      expect(await driver.setNics(id, [a, b])).toEqual({ removed: [], added: [b.id] });
-      expect(await driver.setNics(id, [a, b])).toEqual({ removed: [], added: [] });
-      expect((await driver.inspect(id))?.state).toBe('running');
-      // A stopped VM starts again with both.
-      await driver.stop(id, { force: true });
-      expect((await driver.start(id)).state).toBe('running');
-      expect(await driver.setNics(id, [b, a])).toEqual({ removed: [], added: [] });
-    }, CASE_TIMEOUT_MS);
+    it(
+      'hot-adds NICs to a running VM, once',
+      async (t) => {
+        if (ctx.taps === undefined || ctx.taps.length < 2) {
+          t.skip();
+          return;
+        }
+        const id = await created();
+        const [a, b] = nicsFor(ctx.taps) as [ReturnType<typeof nicsFor>[number], ReturnType<typeof nicsFor>[number]];
+        await driver.start(id);
+        expect(await driver.setNics(id, [a])).toEqual({ removed: [], added: [a.id] });
+        expect(await driver.setNics(id, [a, b])).toEqual({ removed: [], added: [b.id] });
+        expect(await driver.setNics(id, [a, b])).toEqual({ removed: [], added: [] });
+        expect((await driver.inspect(id))?.state).toBe('running');
+        // A stopped VM starts again with both.
+        await driver.stop(id, { force: true });
+        expect((await driver.start(id)).state).toBe('running');
+        expect(await driver.setNics(id, [b, a])).toEqual({ removed: [], added: [] });
+      },
+      CASE_TIMEOUT_MS,
+    );
 
-    it('a reopened driver still sees the running VM running', async (t) => {
-      if (ctx.reopen === undefined) {
-        t.skip();
-        return;
-      }
-      const id = await created();
-      const started = await driver.start(id);
-      await driver.close();
-      const reopened = await ctx.reopen();
-      try {
-        const seen = (await reopened.list()).find((v) => v.id === id);
-        expect(seen?.state).toBe('running');
-        expect(seen?.started_at).toBe(started.started_at);
-        expect((await reopened.inspect(id))?.state).toBe('running');
-        await reopened.destroy(id);
-        expect(await reopened.inspect(id)).toBeNull();
-      } finally {
-        await reopened.close();
-      }
-    }, CASE_TIMEOUT_MS);
+    it(
+      'a reopened driver still sees the running VM running',
+      async (t) => {
+        if (ctx.reopen === undefined) {
+          t.skip();
+          return;
+        }
+        const id = await created();
+        const started = await driver.start(id);
+        await driver.close();
+        const reopened = await ctx.reopen();
+        try {
+          const seen = (await reopened.list()).find((v) => v.id === id);
+          expect(seen?.state).toBe('running');
+          expect(seen?.started_at).toBe(started.started_at);
+          expect((await reopened.inspect(id))?.state).toBe('running');
+          await reopened.destroy(id);
+          expect(await reopened.inspect(id)).toBeNull();
+        } finally {
+          await reopened.close();
+        }
+      },
+      CASE_TIMEOUT_MS,
+    );
   });
 }

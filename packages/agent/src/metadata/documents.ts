@@ -99,11 +99,18 @@ export function metadataAnswer(method: string, target: string, ctx: MetadataCont
     if (method !== 'POST') return { kind: 'error', status: 405, body: 'method not allowed\n', allow: 'POST' };
     return { kind: 'report', report: path === PHONE_HOME_PATH ? 'phone-home' : 'webhook' };
   }
-  if (method !== 'GET' && method !== 'HEAD') return { kind: 'error', status: 405, body: 'method not allowed\n', allow: 'GET, HEAD' };
+  if (method !== 'GET' && method !== 'HEAD')
+    return { kind: 'error', status: 405, body: 'method not allowed\n', allow: 'GET, HEAD' };
 
   const seed = seedFiles(ctx.vm, { vendorData: vendorData(ctx.vendorData ?? null) });
-  if (segs.length === 0) return doc(['meta-data', 'user-data', 'vendor-data', ...(seed['network-config'] ? ['network-config'] : []), 'latest/'].join('\n'));
-  if (segs.length === 1 && seed[segs[0]!] !== undefined) return doc(seed[segs[0]!]!, segs[0] === 'meta-data' || segs[0] === 'user-data');
+  if (segs.length === 0)
+    return doc(
+      ['meta-data', 'user-data', 'vendor-data', ...(seed['network-config'] ? ['network-config'] : []), 'latest/'].join(
+        '\n',
+      ),
+    );
+  if (segs.length === 1 && seed[segs[0]!] !== undefined)
+    return doc(seed[segs[0]!]!, segs[0] === 'meta-data' || segs[0] === 'user-data');
 
   const [version, kind, ...rest] = segs;
   if (!VERSION_RE.test(version!)) return notFound();

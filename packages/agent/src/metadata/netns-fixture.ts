@@ -21,7 +21,12 @@ const print = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const lines = createInterface({ input: process.stdin });
 lines.on('line', (line) => {
   void (async () => {
-    const state = JSON.parse(line) as { instances: DesiredInstance[]; networks?: DesiredNetwork[]; ports: PortRange; vendorData?: string };
+    const state = JSON.parse(line) as {
+      instances: DesiredInstance[];
+      networks?: DesiredNetwork[];
+      ports: PortRange;
+      vendorData?: string;
+    };
     vendor = state.vendorData ?? null;
     service ??= new MetadataService({
       exec: (argv, o) => run(argv[0]!, argv.slice(1), o),

@@ -37,12 +37,16 @@ export function checkPortRange(range: PortRange): PortRange {
 /** A port range as `FIRST-LAST` (the `--metadata-ports` flag). */
 export function parsePortRange(text: string): PortRange {
   const m = /^(\d{1,5})-(\d{1,5})$/.exec(text);
-  if (m === null) throw new FloeError('validation_failed', `${JSON.stringify(text)} is not a port range FIRST-LAST`, { field: 'metadata_ports' });
+  if (m === null)
+    throw new FloeError('validation_failed', `${JSON.stringify(text)} is not a port range FIRST-LAST`, {
+      field: 'metadata_ports',
+    });
   return checkPortRange({ first: Number(m[1]), last: Number(m[2]) });
 }
 
 /** The nft script that removes floe's metadata tables (declared first, so it works when they are absent). */
-export const METADATA_NFT_REMOVE = 'table bridge floe_meta\ndelete table bridge floe_meta\ntable inet floe_meta\ndelete table inet floe_meta\n';
+export const METADATA_NFT_REMOVE =
+  'table bridge floe_meta\ndelete table bridge floe_meta\ntable inet floe_meta\ndelete table inet floe_meta\n';
 
 /**
  * The metadata service's firewall as one `nft -f` transaction (tables
@@ -65,7 +69,8 @@ export function metadataRuleset(nics: readonly MetadataNic[], range: PortRange):
   const ports = new Set<number>();
   sorted.forEach((n, i) => {
     checkInt(`nics[${i}].port`, n.port, range.first, range.last);
-    if (ports.has(n.port)) throw new FloeError('validation_failed', `two NICs on metadata port ${n.port}`, { field: `nics[${i}].port` });
+    if (ports.has(n.port))
+      throw new FloeError('validation_failed', `two NICs on metadata port ${n.port}`, { field: `nics[${i}].port` });
     ports.add(n.port);
     if (n.bridgeMac !== undefined) checkMac(`nics[${i}].bridge_mac`, n.bridgeMac);
   });

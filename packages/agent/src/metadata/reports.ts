@@ -16,7 +16,12 @@ export type FirstBootEvent =
  * none (another webhook event, or a malformed body). Pure; `body` is whatever
  * the guest sent and is only read, never trusted beyond the fields it names.
  */
-export function firstBootReport(kind: 'phone-home' | 'webhook', contentType: string, body: string, now: Date): FirstBootEvent | null {
+export function firstBootReport(
+  kind: 'phone-home' | 'webhook',
+  contentType: string,
+  body: string,
+  now: Date,
+): FirstBootEvent | null {
   const at = now.toISOString();
   if (kind === 'phone-home') {
     // cloud-init posts a form (instance_id, hostname, keys); the instance is already known from the tap.

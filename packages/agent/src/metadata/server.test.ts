@@ -25,24 +25,33 @@ async function start(): Promise<[number, number]> {
     onFirstBoot: (id, e) => events.push([id, e]),
   });
   // Ports the OS picks are not known before listening: find two free ones first.
-  const free = async () => new Promise<number>((resolve) => {
-    const s = http.createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
+  const free = async () =>
+    new Promise<number>((resolve) => {
+      const s = http.createServer().listen(0, '127.0.0.1', () => {
+        const port = (s.address() as { port: number }).port;
+        s.close(() => resolve(port));
+      });
     });
-  });
   const [a, b] = [await free(), await free()];
   await server.open(NIC_A, a);
   await server.open(NIC_B, b);
   return [a, b];
 }
 
-function request(port: number, method: string, path: string, body?: string | Buffer, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+function request(
+  port: number,
+  method: string,
+  path: string,
+  body?: string | Buffer,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
     const req = http.request({ host: '127.0.0.1', port, method, path, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
+      res.on('end', () =>
+        resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }),
+      );
     });
     req.on('error', reject);
     req.end(body);
@@ -56,13 +65,25 @@ afterEach(async () => {
 });
 
 describe('MetadataServer', () => {
-  it('answers each port with its own NIC\'s VM', async () => {
+  it("answers each port with its own NIC's VM", async () => {
     const [a, b] = await start();
     expect((await request(a, 'GET', '/latest/meta-data/instance-id')).body).toBe(VM_A.id);
     expect((await request(b, 'GET', '/latest/meta-data/instance-id')).body).toBe(VM_B.id);
     // Nothing the caller sends changes whose data it gets.
-    expect((await request(b, 'GET', '/latest/meta-data/instance-id', undefined, { 'x-instance-id': VM_A.id, host: '169.254.169.254' })).body).toBe(VM_B.id);
-    expect(server!.ports()).toEqual(new Map([[NIC_A, a], [NIC_B, b]]));
+    expect(
+      (
+        await request(b, 'GET', '/latest/meta-data/instance-id', undefined, {
+          'x-instance-id': VM_A.id,
+          host: '169.254.169.254',
+        })
+      ).body,
+    ).toBe(VM_B.id);
+    expect(server!.ports()).toEqual(
+      new Map([
+        [NIC_A, a],
+        [NIC_B, b],
+      ]),
+    );
   });
 
   it('HEAD has the length and no body; wrong methods get 405 with Allow; unknown paths 404', async () => {
@@ -83,16 +104,34 @@ describe('MetadataServer', () => {
     await request(a, 'GET', '/meta-data');
     await request(a, 'GET', '/user-data');
     expect(events.map(([id, e]) => [id, e.type])).toEqual([[VM_A.id, 'fetched']]);
-    const form = await request(a, 'POST', '/phone-home', 'instance_id=x&hostname=a', { 'content-type': 'application/x-www-form-urlencoded' });
+    const form = await request(a, 'POST', '/phone-home', 'instance_id=x&hostname=a', {
+      'content-type': 'application/x-www-form-urlencoded',
+    });
     expect(form.status).toBe(200);
-    const hook = await request(a, 'POST', '/report', JSON.stringify({ name: 'modules-final', event_type: 'finish', result: 'FAIL', description: 'running modules for final' }), { 'content-type': 'application/json' });
+    const hook = await request(
+      a,
+      'POST',
+      '/report',
+      JSON.stringify({
+        name: 'modules-final',
+        event_type: 'finish',
+        result: 'FAIL',
+        description: 'running modules for final',
+      }),
+      { 'content-type': 'application/json' },
+    );
     expect(hook.status).toBe(200);
-    expect(events.slice(1).map(([id, e]) => [id, e.type, e.type === 'finished' ? e.result : null])).toEqual([[VM_A.id, 'finished', 'ok'], [VM_A.id, 'finished', 'failed']]);
+    expect(events.slice(1).map(([id, e]) => [id, e.type, e.type === 'finished' ? e.result : null])).toEqual([
+      [VM_A.id, 'finished', 'ok'],
+      [VM_A.id, 'finished', 'failed'],
+    ]);
   });
 
   it('refuses bodies over the limit', async () => {
     const [a] = await start();
-    const big = await request(a, 'POST', '/report', Buffer.alloc(MAX_BODY_BYTES + 1, 'x')).catch(() => ({ status: 413 }));
+    const big = await request(a, 'POST', '/report', Buffer.alloc(MAX_BODY_BYTES + 1, 'x')).catch(() => ({
+      status: 413,
+    }));
     expect(big.status).toBe(413);
     expect(events).toEqual([]);
   });

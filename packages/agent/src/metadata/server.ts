@@ -37,13 +37,16 @@ export class MetadataServer {
 
   constructor(private readonly opts: MetadataServerOptions) {
     this.log = opts.logger ?? pino({ level: 'silent' });
-    this.http = http.createServer({ maxHeaderSize: 8192, requestTimeout: 10_000, headersTimeout: 5_000, keepAliveTimeout: 5_000 }, (req, res) => {
-      void this.handle(req, res).catch((err: unknown) => {
-        this.log.warn({ err: (err as Error).message }, 'metadata request failed');
-        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
-        res.end('internal error\n');
-      });
-    });
+    this.http = http.createServer(
+      { maxHeaderSize: 8192, requestTimeout: 10_000, headersTimeout: 5_000, keepAliveTimeout: 5_000 },
+      (req, res) => {
+        void this.handle(req, res).catch((err: unknown) => {
+          this.log.warn({ err: (err as Error).message }, 'metadata request failed');
+          if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+          res.end('internal error\n');
+        });
+      },
+    );
     this.http.on('clientError', (_err, socket) => socket.destroy());
   }
 
@@ -101,17 +104,34 @@ export class MetadataServer {
     const method = req.method ?? 'GET';
     const target = req.url ?? '/';
     if (ctx === null) {
-      this.log.debug({ nic: nicId, method, path: target.slice(0, 200) }, 'metadata request from a NIC not on this host');
+      this.log.debug(
+        { nic: nicId, method, path: target.slice(0, 200) },
+        'metadata request from a NIC not on this host',
+      );
       req.resume();
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
       return;
     }
     const answer = metadataAnswer(method, target, ctx);
     const instanceId = ctx.vm.id;
-    this.log.debug({ nic: nicId, instance: instanceId, method, path: target.slice(0, 200), answer: answer.kind === 'error' ? answer.status : answer.kind }, 'metadata request');
+    this.log.debug(
+      {
+        nic: nicId,
+        instance: instanceId,
+        method,
+        path: target.slice(0, 200),
+        answer: answer.kind === 'error' ? answer.status : answer.kind,
+      },
+      'metadata request',
+    );
     if (answer.kind === 'error') {
       req.resume();
-      res.writeHead(answer.status, { 'content-type': 'text/plain', ...(answer.allow === undefined ? {} : { allow: answer.allow }) }).end(answer.body);
+      res
+        .writeHead(answer.status, {
+          'content-type': 'text/plain',
+          ...(answer.allow === undefined ? {} : { allow: answer.allow }),
+        })
+        .end(answer.body);
       return;
     }
     if (answer.kind === 'document') {

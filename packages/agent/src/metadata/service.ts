@@ -37,7 +37,10 @@ export interface MetadataServiceOptions {
  * free one. Pure: `ports` is updated in place for the NICs that got one.
  */
 export function planMetadata(
-  instances: Iterable<DesiredInstance>, publicNets: ReadonlySet<string>, ports: Map<string, number>, range: PortRange,
+  instances: Iterable<DesiredInstance>,
+  publicNets: ReadonlySet<string>,
+  ports: Map<string, number>,
+  range: PortRange,
   unavailable: ReadonlySet<number> = new Set(),
 ): { nics: MetadataNic[]; ruleset: string } {
   const wanted = new Map<string, string>();
@@ -96,7 +99,9 @@ export class MetadataService {
     this.loop = new PassLoop(() => this.pass(), {
       ...(opts.retryBackoff === undefined ? {} : { retryBackoff: opts.retryBackoff }),
       ...(opts.resyncIntervalMs === undefined ? {} : { resyncIntervalMs: opts.resyncIntervalMs }),
-      onResync: () => { this.appliedRules = null; },
+      onResync: () => {
+        this.appliedRules = null;
+      },
       onFailure: (err, delay) => {
         this.appliedRules = null;
         this.log.warn({ err: (err as Error).message, retry_in_ms: delay }, 'metadata service pass failed');

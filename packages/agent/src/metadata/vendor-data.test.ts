@@ -9,11 +9,11 @@ describe('vendorData', () => {
     const boundary = /boundary="(floe-[0-9a-f]{24})"/.exec(doc)![1]!;
     expect(doc).toBe(
       `Content-Type: multipart/mixed; boundary="${boundary}"\nMIME-Version: 1.0\n\n` +
-      `--${boundary}\n` +
-      'Content-Type: text/cloud-config; charset="utf-8"\nMIME-Version: 1.0\nContent-Transfer-Encoding: 8bit\nContent-Disposition: attachment; filename="floe.cfg"\n\n' +
-      '#cloud-config\nphone_home:\n  url: "http://169.254.169.254/phone-home"\n  post: [instance_id, hostname]\n  tries: 3\n' +
-      'reporting:\n  floe:\n    type: webhook\n    endpoint: "http://169.254.169.254/report"\n    timeout: 5\n    retries: 2\n' +
-      `--${boundary}--\n`,
+        `--${boundary}\n` +
+        'Content-Type: text/cloud-config; charset="utf-8"\nMIME-Version: 1.0\nContent-Transfer-Encoding: 8bit\nContent-Disposition: attachment; filename="floe.cfg"\n\n' +
+        '#cloud-config\nphone_home:\n  url: "http://169.254.169.254/phone-home"\n  post: [instance_id, hostname]\n  tries: 3\n' +
+        'reporting:\n  floe:\n    type: webhook\n    endpoint: "http://169.254.169.254/report"\n    timeout: 5\n    retries: 2\n' +
+        `--${boundary}--\n`,
     );
     // The same document on every request.
     expect(vendorData(null)).toBe(doc);
@@ -27,7 +27,9 @@ describe('vendorData', () => {
     const parts = doc.split(`--${boundary}`);
     expect(parts).toHaveLength(4);
     expect(parts[1]).toContain(floeVendorPart().trimEnd());
-    expect(parts[2]).toBe('\nContent-Type: text/plain; charset="utf-8"\nMIME-Version: 1.0\nContent-Transfer-Encoding: 8bit\nContent-Disposition: attachment; filename="vendor-data"\n\n#!/bin/sh\necho vendor\n');
+    expect(parts[2]).toBe(
+      '\nContent-Type: text/plain; charset="utf-8"\nMIME-Version: 1.0\nContent-Transfer-Encoding: 8bit\nContent-Disposition: attachment; filename="vendor-data"\n\n#!/bin/sh\necho vendor\n',
+    );
     expect(parts[3]).toBe('--\n');
   });
 });
@@ -38,27 +40,68 @@ describe('firstBootReport', () => {
   const hook = (e: Record<string, unknown>) => firstBootReport('webhook', 'application/json', JSON.stringify(e), now);
 
   it('takes phone_home as the end of the first boot', () => {
-    expect(firstBootReport('phone-home', 'application/x-www-form-urlencoded', 'instance_id=i-1&hostname=x', now)).toEqual({ type: 'finished', result: 'ok', at, detail: 'phone_home' });
+    expect(
+      firstBootReport('phone-home', 'application/x-www-form-urlencoded', 'instance_id=i-1&hostname=x', now),
+    ).toEqual({ type: 'finished', result: 'ok', at, detail: 'phone_home' });
   });
 
   it("reads the result of modules-final's finish event, and nothing else", () => {
-    const base = { name: 'modules-final', event_type: 'finish', origin: 'cloudinit', timestamp: 1.5, description: 'running modules for final' };
-    expect(hook({ ...base, result: 'SUCCESS' })).toEqual({ type: 'finished', result: 'ok', at, detail: 'SUCCESS: running modules for final' });
-    expect(hook({ ...base, result: 'WARN' })).toEqual({ type: 'finished', result: 'ok', at, detail: 'WARN: running modules for final' });
-    expect(hook({ ...base, result: 'FAIL' })).toEqual({ type: 'finished', result: 'failed', at, detail: 'FAIL: running modules for final' });
+    const base = {
+      name: 'modules-final',
+      event_type: 'finish',
+      origin: 'cloudinit',
+      timestamp: 1.5,
+      description: 'running modules for final',
+    };
+    expect(hook({ ...base, result: 'SUCCESS' })).toEqual({
+      type: 'finished',
+      result: 'ok',
+      at,
+      detail: 'SUCCESS: running modules for final',
+    });
+    expect(hook({ ...base, result: 'WARN' })).toEqual({
+      type: 'finished',
+      result: 'ok',
+      at,
+      detail: 'WARN: running modules for final',
+    });
+    expect(hook({ ...base, result: 'FAIL' })).toEqual({
+      type: 'finished',
+      result: 'failed',
+      at,
+      detail: 'FAIL: running modules for final',
+    });
     expect(hook({ ...base, event_type: 'start' })).toBeNull();
     expect(hook({ ...base, name: 'modules-config', result: 'FAIL' })).toBeNull();
     expect(hook({ ...base, result: 'MAYBE' })).toBeNull();
-    expect(firstBootReport('webhook', 'application/x-www-form-urlencoded', 'name=modules-final&result=FAIL', now)).toBeNull();
+    expect(
+      firstBootReport('webhook', 'application/x-www-form-urlencoded', 'name=modules-final&result=FAIL', now),
+    ).toBeNull();
     expect(firstBootReport('webhook', 'application/json', 'null', now)).toBeNull();
   });
 });
 
 describe('seedVendorData', () => {
-  const nic = { id: 'nic_1', network_id: 'net_1', vni: 1, index: 0, mac: '52:54:00:00:00:01', ipv4: '10.0.0.5', ipv4_prefix: 24, ipv6: null, ipv6_prefix: null, gateway4: null, gateway6: null, mtu: 1450, dns_servers: [] };
+  const nic = {
+    id: 'nic_1',
+    network_id: 'net_1',
+    vni: 1,
+    index: 0,
+    mac: '52:54:00:00:00:01',
+    ipv4: '10.0.0.5',
+    ipv4_prefix: 24,
+    ipv6: null,
+    ipv6_prefix: null,
+    gateway4: null,
+    gateway6: null,
+    mtu: 1450,
+    dns_servers: [],
+  };
 
   it("gives a seeded VM with NICs floe's part before its own vendor-data, so it reports first boot to the service", () => {
-    expect(seedVendorData(desiredInstance({ nics: [nic], vendor_data: '#!/bin/sh\necho vendor\n' }))).toBe(vendorData('#!/bin/sh\necho vendor\n'));
+    expect(seedVendorData(desiredInstance({ nics: [nic], vendor_data: '#!/bin/sh\necho vendor\n' }))).toBe(
+      vendorData('#!/bin/sh\necho vendor\n'),
+    );
     expect(seedVendorData(desiredInstance({ nics: [nic] }))).toBe(vendorData(null));
   });
 

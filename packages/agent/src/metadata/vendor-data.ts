@@ -37,7 +37,14 @@ export function floeVendorPart(base = `http://${METADATA_IPV4}`): string {
 
 // cloud-init guesses the type of a text/plain part from its first line (#cloud-config, #!, #include, ...).
 function part(type: string, filename: string, body: string): string {
-  return [`Content-Type: ${type}; charset="utf-8"`, 'MIME-Version: 1.0', 'Content-Transfer-Encoding: 8bit', `Content-Disposition: attachment; filename="${filename}"`, '', body].join('\n');
+  return [
+    `Content-Type: ${type}; charset="utf-8"`,
+    'MIME-Version: 1.0',
+    'Content-Transfer-Encoding: 8bit',
+    `Content-Disposition: attachment; filename="${filename}"`,
+    '',
+    body,
+  ].join('\n');
 }
 
 /**

@@ -13,9 +13,18 @@ export function eventLine(ev: Event): string {
   const data = ev.data;
   const name = typeof data.name === 'string' ? `${data.name}/${ev.resource_id}` : ev.resource_id;
   const parts = SUMMARY_KEYS.filter((k) => data[k] !== undefined && data[k] !== null && data[k] !== '').map((k) =>
-    k === 'progress' ? `${String(data[k])}%` : k === 'message' || k === 'line' ? String(data[k]) : `${k}=${String(data[k])}`,
+    k === 'progress'
+      ? `${String(data[k])}%`
+      : k === 'message' || k === 'line'
+        ? String(data[k])
+        : `${k}=${String(data[k])}`,
   );
-  const summary = parts.length > 0 ? parts.join(' ') : Object.keys(data).filter((k) => k !== 'name').length > 0 ? JSON.stringify(data) : '';
+  const summary =
+    parts.length > 0
+      ? parts.join(' ')
+      : Object.keys(data).filter((k) => k !== 'name').length > 0
+        ? JSON.stringify(data)
+        : '';
   return [ev.time, ev.type, ev.kind, name, oneLine(summary, 120)].filter((s) => s !== '').join(' ');
 }
 
@@ -27,7 +36,11 @@ export function registerEvents(program: Command): void {
     .option('--kind <kind>', 'only events about this resource kind, e.g. instance (repeatable)', collect)
     .option('--type <type>', `only events of this type (repeatable): ${EVENT_TYPES.join(', ')}`, collect)
     .option('--resource <id>', 'only events about this resource id')
-    .addOption(new Option('--since <seq>', 'replay events after this sequence number first').argParser(intArg(0, Number.MAX_SAFE_INTEGER)))
+    .addOption(
+      new Option('--since <seq>', 'replay events after this sequence number first').argParser(
+        intArg(0, Number.MAX_SAFE_INTEGER),
+      ),
+    )
     .action(async (opts: { kind?: string[]; type?: string[]; resource?: string; since?: number }, cmd: Command) => {
       const rt = runtimeOf(cmd);
       const json = rt.globals(cmd).output === 'json';

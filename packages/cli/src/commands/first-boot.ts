@@ -14,30 +14,54 @@ export type FirstBootVerdict =
  */
 export function firstBootVerdict(i: Instance, timedOut: boolean): FirstBootVerdict {
   const fb = i.status.first_boot;
-  const seen = fb.source === 'metadata' ? 'fetched its first-boot data from the metadata service' : 'read its seed disk';
+  const seen =
+    fb.source === 'metadata' ? 'fetched its first-boot data from the metadata service' : 'read its seed disk';
   if (fb.finished_at !== null) {
     if (fb.result === 'failed') {
-      return { done: true, ok: false, code: 'first_boot_failed', message: `first boot of ${i.name} failed${fb.detail === null ? '' : `: ${fb.detail}`} (see "floe vm logs ${i.name}")` };
+      return {
+        done: true,
+        ok: false,
+        code: 'first_boot_failed',
+        message: `first boot of ${i.name} failed${fb.detail === null ? '' : `: ${fb.detail}`} (see "floe vm logs ${i.name}")`,
+      };
     }
     return { done: true, ok: true, message: `first boot of ${i.name} finished` };
   }
   if (['error', 'stopped', 'deleting'].includes(i.status.state)) {
-    return { done: true, ok: false, code: 'first_boot_failed', message: `${i.name} is ${i.status.state} before first boot finished${i.status.reason === null ? '' : `: ${i.status.reason}`}` };
+    return {
+      done: true,
+      ok: false,
+      code: 'first_boot_failed',
+      message: `${i.name} is ${i.status.state} before first boot finished${i.status.reason === null ? '' : `: ${i.status.reason}`}`,
+    };
   }
   if (!timedOut) {
-    return { done: false, message: fb.fetched_at === null ? 'waiting for the guest to fetch its first-boot data' : `the guest ${seen}; waiting for it to finish first boot` };
+    return {
+      done: false,
+      message:
+        fb.fetched_at === null
+          ? 'waiting for the guest to fetch its first-boot data'
+          : `the guest ${seen}; waiting for it to finish first boot`,
+    };
   }
   if (fb.fetched_at === null) {
-    const where = i.spec.config_drive ? 'its seed disk (label cidata) or the metadata service' : 'the metadata service at 169.254.169.254';
+    const where = i.spec.config_drive
+      ? 'its seed disk (label cidata) or the metadata service'
+      : 'the metadata service at 169.254.169.254';
     return {
-      done: true, ok: false, code: 'first_boot_not_fetched',
+      done: true,
+      ok: false,
+      code: 'first_boot_not_fetched',
       message: `the guest of ${i.name} never fetched its first-boot data from ${where}: does the image run cloud-init? (see "floe vm logs ${i.name}")`,
     };
   }
   return {
-    done: true, ok: false, code: 'first_boot_timeout',
-    message: `the guest of ${i.name} ${seen} but did not report the end of first boot in time: does the image run cloud-init, `
-      + `and can the guest reach 169.254.169.254? (see "floe vm logs ${i.name}")`,
+    done: true,
+    ok: false,
+    code: 'first_boot_timeout',
+    message:
+      `the guest of ${i.name} ${seen} but did not report the end of first boot in time: does the image run cloud-init, ` +
+      `and can the guest reach 169.254.169.254? (see "floe vm logs ${i.name}")`,
   };
 }
 
@@ -46,7 +70,10 @@ export function firstBootVerdict(i: Instance, timedOut: boolean): FirstBootVerdi
  * `onMessage` hears each new state. Throws a CliError unless it finished well.
  */
 export async function waitFirstBoot(
-  get: () => Promise<Instance>, timeoutMs: number, onMessage: (m: string) => void, pollMs = 2000,
+  get: () => Promise<Instance>,
+  timeoutMs: number,
+  onMessage: (m: string) => void,
+  pollMs = 2000,
 ): Promise<Instance> {
   const deadline = Date.now() + timeoutMs;
   let last = '';

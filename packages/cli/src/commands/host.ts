@@ -57,12 +57,18 @@ export function registerHost(program: Command): void {
   const join = host
     .command('join-token')
     .description('create a one-time token for a new host, and print the command to run there')
-    .addOption(new Option('--expires-in-minutes <n>', 'how long the token stays valid (default 60)').argParser(intArg(1, 60 * 24 * 7)))
+    .addOption(
+      new Option('--expires-in-minutes <n>', 'how long the token stays valid (default 60)').argParser(
+        intArg(1, 60 * 24 * 7),
+      ),
+    )
     .option('--name <host>', 'name of the new host, filled into the printed command')
     .action(async (opts: { expiresInMinutes?: number; name?: string }, cmd: Command) => {
       const rt = runtimeOf(cmd);
       const ctx = rt.context(cmd);
-      const res = await rt.client(cmd).hosts.joinToken(opts.expiresInMinutes === undefined ? {} : { expires_in_minutes: opts.expiresInMinutes });
+      const res = await rt
+        .client(cmd)
+        .hosts.joinToken(opts.expiresInMinutes === undefined ? {} : { expires_in_minutes: opts.expiresInMinutes });
       const line = agentJoinLine(ctx.url, res.token, opts.name ?? '<name>', ctx.caFile ?? '<ca.pem>');
       rt.print(cmd, { ...res, command: line }, () =>
         [
@@ -71,7 +77,9 @@ export function registerHost(program: Command): void {
           '',
           'Run on the new host:',
           `  ${line}`,
-          ...(ctx.caFile === undefined ? ["(copy floe's CA certificate to the host and pass its path with --ca)"] : [`(copy ${ctx.caFile} to the same path on the host)`]),
+          ...(ctx.caFile === undefined
+            ? ["(copy floe's CA certificate to the host and pass its path with --ca)"]
+            : [`(copy ${ctx.caFile} to the same path on the host)`]),
           '',
         ].join('\n'),
       );
@@ -89,7 +97,12 @@ export function registerHost(program: Command): void {
       .action(async (id: string, _opts: unknown, cmd: Command) => {
         const rt = runtimeOf(cmd);
         const h = await rt.client(cmd).hosts.update(id, { spec: { schedulable } });
-        rt.print(cmd, h, () => `host ${h.name} ${schedulable ? 'accepts new instances again' : 'drained: no new instances are placed there'}\n`);
+        rt.print(
+          cmd,
+          h,
+          () =>
+            `host ${h.name} ${schedulable ? 'accepts new instances again' : 'drained: no new instances are placed there'}\n`,
+        );
       });
   }
 

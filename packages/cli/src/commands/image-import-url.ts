@@ -28,13 +28,20 @@ export function isUrlSource(source: string): boolean {
  * The body of `POST /v1/images/import` from the command line: `--sha256 HEX`
  * is `--checksum sha256:HEX`; a checksum and a checksum URL exclude each other.
  */
-export function urlImportBody(url: string, opts: UrlImportFlags, project: string | undefined, caPem: string | undefined): ImageImport {
-  if (opts.sha256 !== undefined && opts.checksum !== undefined) throw new UsageError('give --sha256 or --checksum, not both');
+export function urlImportBody(
+  url: string,
+  opts: UrlImportFlags,
+  project: string | undefined,
+  caPem: string | undefined,
+): ImageImport {
+  if (opts.sha256 !== undefined && opts.checksum !== undefined)
+    throw new UsageError('give --sha256 or --checksum, not both');
   const checksum = opts.checksum ?? (opts.sha256 === undefined ? undefined : `sha256:${opts.sha256}`);
   if (checksum !== undefined && !/^(sha256:[0-9a-fA-F]{64}|sha512:[0-9a-fA-F]{128})$/.test(checksum)) {
     throw new UsageError('--checksum must be sha256:HEX (64 hex digits) or sha512:HEX (128 hex digits)');
   }
-  if (checksum !== undefined && opts.checksumUrl !== undefined) throw new UsageError('give --checksum (or --sha256) or --checksum-url, not both');
+  if (checksum !== undefined && opts.checksumUrl !== undefined)
+    throw new UsageError('give --checksum (or --sha256) or --checksum-url, not both');
   return {
     name: opts.name,
     ...(project === undefined ? {} : { project }),
@@ -73,10 +80,18 @@ export async function importFromUrl(url: string, opts: UrlImportFlags, command: 
   const client = rt.client(command);
   const { image, operation } = await client.images.import(body);
   if (!opts.wait) {
-    rt.print(command, { image, operation }, () => `image ${image.name} importing (${image.id}): operation ${operation.id} (follow it with "floe operation wait ${operation.id}")\n`);
+    rt.print(
+      command,
+      { image, operation },
+      () =>
+        `image ${image.name} importing (${image.id}): operation ${operation.id} (follow it with "floe operation wait ${operation.id}")\n`,
+    );
     return;
   }
-  const cancel = () => void client.operations.cancel(operation.id).catch((e: unknown) => rt.warn(`could not cancel ${operation.id}: ${(e as Error).message}`));
+  const cancel = () =>
+    void client.operations
+      .cancel(operation.id)
+      .catch((e: unknown) => rt.warn(`could not cancel ${operation.id}: ${(e as Error).message}`));
   process.once('SIGINT', cancel);
   rt.signal?.addEventListener('abort', cancel);
   const json = rt.globals(command).output === 'json';
@@ -85,7 +100,10 @@ export async function importFromUrl(url: string, opts: UrlImportFlags, command: 
       // As for uploads, -o json prints the image and nothing else.
       const final = await client.operations.wait(operation, { pollSeconds: 30 });
       if (final.status !== 'succeeded') {
-        throw new CliError(`${final.kind} ${final.status}: ${final.error?.message ?? final.message}`, final.error?.code ?? `operation_${final.status}`);
+        throw new CliError(
+          `${final.kind} ${final.status}: ${final.error?.message ?? final.message}`,
+          final.error?.code ?? `operation_${final.status}`,
+        );
       }
     } else {
       await followOperation(rt, command, operation);

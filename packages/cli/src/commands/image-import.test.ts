@@ -42,7 +42,12 @@ describe.skipIf(!QEMU_IMG || storeTargets()[0]!.skip !== null)('floe image impor
     cp = await startTestControlPlane(await storeTargets()[0]!.open());
     dir = await mkdtemp(join(tmpdir(), 'floe-cli-import-'));
     writeFileSync(join(dir, 'ca.pem'), cp.ca.certPem);
-    env = { FLOE_CONFIG: join(dir, 'config.json'), FLOE_URL: cp.url, FLOE_TOKEN: cp.adminToken, FLOE_CA: join(dir, 'ca.pem') };
+    env = {
+      FLOE_CONFIG: join(dir, 'config.json'),
+      FLOE_URL: cp.url,
+      FLOE_TOKEN: cp.adminToken,
+      FLOE_CA: join(dir, 'ca.pem'),
+    };
   });
   afterAll(async () => {
     await cp?.close();
@@ -64,10 +69,24 @@ describe.skipIf(!QEMU_IMG || storeTargets()[0]!.skip !== null)('floe image impor
     // -o json: the image and nothing else.
     const again = join(dir, 'again.qcow2');
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', again, '5M']);
-    const j = await floe(['-o', 'json', 'image', 'import', again, '--name', 'again', '--sha256', sha256Of(again).toUpperCase()]);
+    const j = await floe([
+      '-o',
+      'json',
+      'image',
+      'import',
+      again,
+      '--name',
+      'again',
+      '--sha256',
+      sha256Of(again).toUpperCase(),
+    ]);
     expect(j.code, j.err).toBe(0);
     const shown = JSON.parse(j.out) as Image;
-    expect(shown.status).toMatchObject({ state: 'ready', sha256: sha256Of(again), virtual_size_bytes: 5 * 1024 * 1024 });
+    expect(shown.status).toMatchObject({
+      state: 'ready',
+      sha256: sha256Of(again),
+      virtual_size_bytes: 5 * 1024 * 1024,
+    });
 
     // A name whose image already has a file is refused before anything is sent.
     const dup = await floe(['image', 'import', again, '--name', 'again']);
@@ -81,14 +100,18 @@ describe.skipIf(!QEMU_IMG || storeTargets()[0]!.skip !== null)('floe image impor
     const r = await floe(['image', 'import', file, '--name', 'wrong', '--sha256', 'b'.repeat(64)]);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/^error: .*\(image_checksum_mismatch\)\n$/);
-    await expect(cp.app.services.images.get(cp.admin, 'wrong', 'default')).rejects.toMatchObject({ code: 'image_not_found' });
+    await expect(cp.app.services.images.get(cp.admin, 'wrong', 'default')).rejects.toMatchObject({
+      code: 'image_not_found',
+    });
     // A backing file is refused the same way.
     const evil = join(dir, 'evil.qcow2');
     execFileSync('qemu-img', ['create', '-q', '-u', '-f', 'qcow2', '-F', 'raw', '-b', '/etc/shadow', evil, '1M']);
     const e = await floe(['image', 'import', evil, '--name', 'evil']);
     expect(e.code).toBe(1);
     expect(e.err).toContain('(image_backing_file_forbidden)');
-    await expect(cp.app.services.images.get(cp.admin, 'evil', 'default')).rejects.toMatchObject({ code: 'image_not_found' });
+    await expect(cp.app.services.images.get(cp.admin, 'evil', 'default')).rejects.toMatchObject({
+      code: 'image_not_found',
+    });
   });
 
   it('fills a pending record of that name, and keeps it when the upload fails', async () => {
@@ -100,7 +123,10 @@ describe.skipIf(!QEMU_IMG || storeTargets()[0]!.skip !== null)('floe image impor
     expect((await cp.app.services.images.get(cp.admin, 'planned', 'default')).status.state).toBe('pending');
     const ok = await floe(['image', 'import', file, '--name', 'planned']);
     expect(ok.code, ok.err).toBe(0);
-    expect(await cp.app.services.images.get(cp.admin, 'planned', 'default')).toMatchObject({ spec: { os: 'planned-os' }, status: { state: 'ready', sha256: sha256Of(file) } });
+    expect(await cp.app.services.images.get(cp.admin, 'planned', 'default')).toMatchObject({
+      spec: { os: 'planned-os' },
+      status: { state: 'ready', sha256: sha256Of(file) },
+    });
     const missing = await floe(['image', 'import', join(dir, 'nope.qcow2'), '--name', 'nope']);
     expect(missing.code).toBe(1);
     expect(missing.err).toContain('(file_unreadable)');
@@ -111,11 +137,27 @@ describe.skipIf(!QEMU_IMG || storeTargets()[0]!.skip !== null)('floe image impor
     const buf = Buffer.alloc(2 * 1024 * 1024);
     buf.write('piped through stdin', 4096);
     writeFileSync(raw, buf);
-    const child = spawn(process.execPath, ['--conditions=floe-source', '--import', 'tsx', join(ROOT, 'packages/cli/src/main.ts'), '-o', 'json', 'image', 'import', '-', '--name', 'piped'], {
-      cwd: ROOT,
-      env: { ...process.env, ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        '--conditions=floe-source',
+        '--import',
+        'tsx',
+        join(ROOT, 'packages/cli/src/main.ts'),
+        '-o',
+        'json',
+        'image',
+        'import',
+        '-',
+        '--name',
+        'piped',
+      ],
+      {
+        cwd: ROOT,
+        env: { ...process.env, ...env },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += String(d)));

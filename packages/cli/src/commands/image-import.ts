@@ -30,7 +30,11 @@ export function uploadLine(sent: number, total: number | null): string {
 }
 
 /** Shows upload progress the way `--wait` shows operations: a bar, plain lines, or nothing. */
-function uploadProgress(rt: CliRuntime, mode: ProgressMode, total: number | null): { update: (sent: number, total: number | null) => void; stop: () => void } {
+function uploadProgress(
+  rt: CliRuntime,
+  mode: ProgressMode,
+  total: number | null,
+): { update: (sent: number, total: number | null) => void; stop: () => void } {
   if (mode === 'silent') return { update: () => undefined, stop: () => undefined };
   if (mode === 'lines') {
     let last = 0;
@@ -65,16 +69,26 @@ function uploadProgress(rt: CliRuntime, mode: ProgressMode, total: number | null
 }
 
 /** The pending record of that name in the project, or a new one; `created` says which. */
-async function recordFor(rt: CliRuntime, client: FloeClient, project: string | undefined, opts: ImportFlags): Promise<{ image: Image; created: boolean }> {
+async function recordFor(
+  rt: CliRuntime,
+  client: FloeClient,
+  project: string | undefined,
+  opts: ImportFlags,
+): Promise<{ image: Image; created: boolean }> {
   try {
     const existing = await client.images.get(opts.name, { ...(project === undefined ? {} : { project }) });
     // A public image of another project with the same name does not count.
     if (existing.project === (project ?? 'default')) {
       if (existing.status.sha256 !== null) {
-        throw new CliError(`image "${opts.name}" already has a file (sha256 ${existing.status.sha256}); import under another name`, 'name_conflict');
+        throw new CliError(
+          `image "${opts.name}" already has a file (sha256 ${existing.status.sha256}); import under another name`,
+          'name_conflict',
+        );
       }
       if (opts.os !== undefined || opts.minDiskGib !== undefined || opts.public === true) {
-        rt.warn(`using the existing image record "${opts.name}"; --os, --min-disk-gib and --public are left as they are`);
+        rt.warn(
+          `using the existing image record "${opts.name}"; --os, --min-disk-gib and --public are left as they are`,
+        );
       }
       return { image: existing, created: false };
     }
@@ -95,28 +109,41 @@ async function recordFor(rt: CliRuntime, client: FloeClient, project: string | u
 export function registerImageImport(image: Command): void {
   const cmd = image
     .command('import')
-    .description('import a disk image (raw or qcow2; stored as qcow2): upload a file into a new image (or a pending one of that name), '
-      + 'or let the control plane download an http(s) URL, verified with --checksum or --checksum-url')
+    .description(
+      'import a disk image (raw or qcow2; stored as qcow2): upload a file into a new image (or a pending one of that name), ' +
+        'or let the control plane download an http(s) URL, verified with --checksum or --checksum-url',
+    )
     .argument('<source>', 'the image file, - to read it from stdin, or an http:// or https:// URL')
     .requiredOption('--name <name>', 'image name')
     .option('--sha256 <hex>', 'expected sha256 of the file; the import is refused when it differs')
     .option('--checksum <algo:hex>', 'URL imports: expected sha256:HEX or sha512:HEX of the file')
-    .option('--checksum-url <url>', 'URL imports: a SHA256SUMS or SHA512SUMS file with a line for the file ("HEX  name" or "SHA256 (name) = HEX")')
+    .option(
+      '--checksum-url <url>',
+      'URL imports: a SHA256SUMS or SHA512SUMS file with a line for the file ("HEX  name" or "SHA256 (name) = HEX")',
+    )
     .option('--ca-file <pem>', 'URL imports: extra CA certificate(s) to trust for an https URL, besides the system CAs')
     .option('--no-wait', 'URL imports: answer with the import operation at once instead of following its progress')
     .option('--os <os>', 'operating system, e.g. debian-12')
-    .addOption(new Option('--min-disk-gib <n>', 'smallest disk the image fits on (at least the virtual size of its file)').argParser(intArg(1, 65536)))
+    .addOption(
+      new Option(
+        '--min-disk-gib <n>',
+        'smallest disk the image fits on (at least the virtual size of its file)',
+      ).argParser(intArg(1, 65536)),
+    )
     .option('--public', 'visible to every project (admin)')
     .action(async (file: string, opts: ImportFlags & UrlImportFlags, command: Command) => {
       const rt = runtimeOf(command);
       checkName(opts.name, 'image name');
-      if (opts.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(opts.sha256)) throw new UsageError('--sha256 must be 64 hex digits');
+      if (opts.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(opts.sha256))
+        throw new UsageError('--sha256 must be 64 hex digits');
       if (isUrlSource(file)) {
         await importFromUrl(file, opts, command);
         return;
       }
       if (opts.checksum !== undefined || opts.checksumUrl !== undefined || opts.caFile !== undefined || !opts.wait) {
-        throw new UsageError('--checksum, --checksum-url, --ca-file and --no-wait are for URL imports; a file upload takes --sha256');
+        throw new UsageError(
+          '--checksum, --checksum-url, --ca-file and --no-wait are for URL imports; a file upload takes --sha256',
+        );
       }
       let total: number | null = null;
       if (file !== '-') {
@@ -150,7 +177,9 @@ export function registerImageImport(image: Command): void {
       } catch (err) {
         progress.stop();
         if (created) {
-          await client.images.delete(record.id).catch((e: unknown) => rt.warn(`could not remove the image record ${record.id}: ${(e as Error).message}`));
+          await client.images
+            .delete(record.id)
+            .catch((e: unknown) => rt.warn(`could not remove the image record ${record.id}: ${(e as Error).message}`));
         }
         if (abort.signal.aborted) throw new CliError('upload interrupted', 'interrupted');
         throw err;
@@ -163,8 +192,8 @@ export function registerImageImport(image: Command): void {
     });
   examples(cmd, [
     'floe image import debian-12.qcow2 --name debian-12 --os debian-12 --min-disk-gib 2',
-    'floe image import https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2 --name debian-12 \\\n'
-      + '      --checksum-url https://cloud.debian.org/images/cloud/bookworm/latest/SHA512SUMS',
+    'floe image import https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2 --name debian-12 \\\n' +
+      '      --checksum-url https://cloud.debian.org/images/cloud/bookworm/latest/SHA512SUMS',
     'curl -sL https://example.org/disk.raw | floe image import - --name disk --sha256 9f86d0...',
   ]);
 }

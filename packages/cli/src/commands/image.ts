@@ -51,20 +51,26 @@ export function registerImage(program: Command): void {
     .option('--os <os>', 'operating system, e.g. debian-12')
     .addOption(new Option('--min-disk-gib <n>', 'smallest disk the image fits on').argParser(intArg(1, 65536)))
     .option('--public', 'visible to every project')
-    .action(async (name: string, opts: { format?: 'qcow2' | 'raw'; os?: string; minDiskGib?: number; public?: boolean }, cmd: Command) => {
-      const rt = runtimeOf(cmd);
-      checkName(name, 'image name');
-      const project = rt.project(cmd);
-      const i = await rt.client(cmd).images.create({
-        name,
-        ...(project === undefined ? {} : { project }),
-        ...(opts.format === undefined ? {} : { format: opts.format }),
-        ...(opts.os === undefined ? {} : { os: opts.os }),
-        ...(opts.minDiskGib === undefined ? {} : { min_disk_gib: opts.minDiskGib }),
-        ...(opts.public === true ? { public: true } : {}),
-      });
-      rt.print(cmd, i, () => `image ${i.name} created (${i.id}, ${i.status.state})\n`);
-    });
+    .action(
+      async (
+        name: string,
+        opts: { format?: 'qcow2' | 'raw'; os?: string; minDiskGib?: number; public?: boolean },
+        cmd: Command,
+      ) => {
+        const rt = runtimeOf(cmd);
+        checkName(name, 'image name');
+        const project = rt.project(cmd);
+        const i = await rt.client(cmd).images.create({
+          name,
+          ...(project === undefined ? {} : { project }),
+          ...(opts.format === undefined ? {} : { format: opts.format }),
+          ...(opts.os === undefined ? {} : { os: opts.os }),
+          ...(opts.minDiskGib === undefined ? {} : { min_disk_gib: opts.minDiskGib }),
+          ...(opts.public === true ? { public: true } : {}),
+        });
+        rt.print(cmd, i, () => `image ${i.name} created (${i.id}, ${i.status.state})\n`);
+      },
+    );
   examples(create, ['floe image create debian-12 --format qcow2 --os debian-12 --min-disk-gib 2 --public']);
   registerImageImport(image);
 

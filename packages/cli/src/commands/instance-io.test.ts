@@ -45,7 +45,12 @@ async function floe(argv: string[], answers: { chunks?: string[]; stats?: () => 
     createClient: () => client,
     stdout: out,
     stderr: err,
-    env: { FLOE_CONFIG: join(tmpdir(), 'floe-cli-io-test-none.json'), FLOE_URL: 'http://127.0.0.1:1', FLOE_TOKEN: 'tok', NO_COLOR: '1' },
+    env: {
+      FLOE_CONFIG: join(tmpdir(), 'floe-cli-io-test-none.json'),
+      FLOE_URL: 'http://127.0.0.1:1',
+      FLOE_TOKEN: 'tok',
+      NO_COLOR: '1',
+    },
     stdinIsTTY: false,
   });
   return { code, out: out.text, err: err.text, calls };
@@ -92,7 +97,8 @@ describe('floe vm stats', () => {
 
   it('reports a stopped VM with its code', async () => {
     const r = await floe(['vm', 'stats', 'web'], {
-      stats: () => Promise.reject(new FloeApiError({ status: 409, code: 'invalid_state', message: 'VM web is not running' })),
+      stats: () =>
+        Promise.reject(new FloeApiError({ status: 409, code: 'invalid_state', message: 'VM web is not running' })),
     });
     expect(r.code).toBe(1);
     expect(r.err).toBe('error: VM web is not running (invalid_state)\n');

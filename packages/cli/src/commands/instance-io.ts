@@ -29,10 +29,22 @@ export function cpuTime(ns: number | null | undefined): string {
 
 /** The table of `floe vm stats`: one row of counters. */
 export function statsTable(s: InstanceStats): string {
-  const memory = s.memory_assigned_bytes === null ? bytes(s.memory_bytes) : `${bytes(s.memory_bytes)} / ${bytes(s.memory_assigned_bytes)}`;
+  const memory =
+    s.memory_assigned_bytes === null
+      ? bytes(s.memory_bytes)
+      : `${bytes(s.memory_bytes)} / ${bytes(s.memory_assigned_bytes)}`;
   return renderTable(
     ['CPU TIME', 'MEMORY', 'DISK READ', 'DISK WRITE', 'NET RX', 'NET TX'],
-    [[cpuTime(s.cpu_time_ns), memory, bytes(s.disk_read_bytes), bytes(s.disk_write_bytes), bytes(s.net_rx_bytes), bytes(s.net_tx_bytes)]],
+    [
+      [
+        cpuTime(s.cpu_time_ns),
+        memory,
+        bytes(s.disk_read_bytes),
+        bytes(s.disk_write_bytes),
+        bytes(s.net_rx_bytes),
+        bytes(s.net_tx_bytes),
+      ],
+    ],
   );
 }
 
@@ -64,7 +76,12 @@ type ConsoleOutcome = { kind: 'detached' } | { kind: 'closed'; end: ConsoleEnd }
  * raw mode with Ctrl-] to detach; otherwise piping stdin and ending after its
  * EOF once the output has been quiet for `lingerMs`.
  */
-async function runConsole(rt: CliRuntime, session: ConsoleSession, name: string, lingerMs: number): Promise<ConsoleOutcome> {
+async function runConsole(
+  rt: CliRuntime,
+  session: ConsoleSession,
+  name: string,
+  lingerMs: number,
+): Promise<ConsoleOutcome> {
   const stdin = process.stdin;
   const tty = rt.stdinIsTTY && stdin.isTTY === true;
   let lastOutput = Date.now();
@@ -130,7 +147,14 @@ export function registerInstanceIo(instance: Command): void {
     .command('console')
     .description('attach to the serial console of a running instance (detach with Ctrl-])')
     .argument('<id>', 'instance id or name')
-    .addOption(new Option('--linger <ms>', 'when stdin is not a terminal: after it ends, keep printing until the output was quiet this long').argParser(intArg(0, 600_000)).default(300))
+    .addOption(
+      new Option(
+        '--linger <ms>',
+        'when stdin is not a terminal: after it ends, keep printing until the output was quiet this long',
+      )
+        .argParser(intArg(0, 600_000))
+        .default(300),
+    )
     .action(async (id: string, opts: { linger: number }, cmd: Command) => {
       const rt = runtimeOf(cmd);
       const session = await rt.client(cmd).instances.console(id, { project: rt.project(cmd) });
@@ -143,10 +167,7 @@ export function registerInstanceIo(instance: Command): void {
       if (outcome.end.error !== null) throw outcome.end.error;
       if (tty) rt.warn('\r\nconsole closed');
     });
-  examples(consoleCmd, [
-    'floe vm console web',
-    "printf 'uname -a\\n' | floe vm console web --linger 1000",
-  ]);
+  examples(consoleCmd, ['floe vm console web', "printf 'uname -a\\n' | floe vm console web --linger 1000"]);
 
   const logs = instance
     .command('logs')

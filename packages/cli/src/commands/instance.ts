@@ -11,7 +11,13 @@ import { parseNetworkArg } from './network.js';
 import { examples, fetchPage, listOptions, nameMap, type ListFlags } from './shared.js';
 
 /** Table rows of instances; host and image ids are shown by name when known. */
-export function instanceTable(items: Instance[], now: number, c: Colors, hosts = new Map<string, string>(), images = new Map<string, string>()): string {
+export function instanceTable(
+  items: Instance[],
+  now: number,
+  c: Colors,
+  hosts = new Map<string, string>(),
+  images = new Map<string, string>(),
+): string {
   return renderTable(
     ['NAME', 'STATE', 'HOST', 'VCPUS', 'MEMORY', 'IMAGE', 'AGE'],
     items.map((i) => [
@@ -30,7 +36,8 @@ export function instanceTable(items: Instance[], now: number, c: Colors, hosts =
 export function changedFields(before: Record<string, unknown> | null, after: Record<string, unknown> | null): string[] {
   const flat = (v: unknown, prefix: string, out: Map<string, string>): Map<string, string> => {
     if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
-      for (const [k, x] of Object.entries(v as Record<string, unknown>)) flat(x, prefix === '' ? k : `${prefix}.${k}`, out);
+      for (const [k, x] of Object.entries(v as Record<string, unknown>))
+        flat(x, prefix === '' ? k : `${prefix}.${k}`, out);
     } else out.set(prefix, JSON.stringify(v));
     return out;
   };
@@ -77,7 +84,8 @@ export function instanceCreateBody(name: string, flags: CreateFlags, project: st
   if (flags.type !== undefined && (flags.vcpus !== undefined || flags.memoryMib !== undefined)) {
     throw new UsageError('give either --type or --vcpus with --memory-mib, not both');
   }
-  if ((flags.vcpus === undefined) !== (flags.memoryMib === undefined)) throw new UsageError('--vcpus and --memory-mib go together');
+  if ((flags.vcpus === undefined) !== (flags.memoryMib === undefined))
+    throw new UsageError('--vcpus and --memory-mib go together');
   const body: InstanceCreate = { name, image: flags.image };
   if (project !== undefined) body.project = project;
   if (flags.type !== undefined) body.machine_type = flags.type;
@@ -96,7 +104,13 @@ export function instanceCreateBody(name: string, flags: CreateFlags, project: st
 }
 
 /** Prints an accepted operation, or follows it with `--wait`. */
-async function reportOperation(rt: CliRuntime, cmd: Command, op: Operation, wait: boolean | undefined, what: string): Promise<void> {
+async function reportOperation(
+  rt: CliRuntime,
+  cmd: Command,
+  op: Operation,
+  wait: boolean | undefined,
+  what: string,
+): Promise<void> {
   if (wait === true) {
     await followOperation(rt, cmd, op);
     return;
@@ -146,22 +160,54 @@ export function registerInstance(program: Command): void {
     .requiredOption('--image <image>', 'image id or name')
     .option('--type <type>', 'machine type id or name')
     .addOption(new Option('--vcpus <n>', 'virtual CPUs (custom size, with --memory-mib)').argParser(intArg(1, 256)))
-    .addOption(new Option('--memory-mib <n>', 'memory in MiB (custom size, with --vcpus)').argParser(intArg(128, 4 * 1024 * 1024)))
-    .addOption(new Option('--disk-gib <n>', 'disk size in GiB, at least the image\'s MIN DISK (else refused: disk_too_small); default: the type\'s disk, raised to the image\'s MIN DISK when smaller').argParser(intArg(1, 65536)))
+    .addOption(
+      new Option('--memory-mib <n>', 'memory in MiB (custom size, with --vcpus)').argParser(
+        intArg(128, 4 * 1024 * 1024),
+      ),
+    )
+    .addOption(
+      new Option(
+        '--disk-gib <n>',
+        "disk size in GiB, at least the image's MIN DISK (else refused: disk_too_small); default: the type's disk, raised to the image's MIN DISK when smaller",
+      ).argParser(intArg(1, 65536)),
+    )
     .option('--user-data <file>', 'cloud-init user-data file (first-boot script)')
     .option('--vendor-data <file>', "cloud-init vendor-data file, instead of the operator's default")
-    .option('--no-config-drive', 'attach no seed disk: the guest reads its first-boot data from the metadata service (169.254.169.254)')
-    .option('--ssh-key <file|key>', 'SSH public key, or a file of keys (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option(
+      '--no-config-drive',
+      'attach no seed disk: the guest reads its first-boot data from the metadata service (169.254.169.254)',
+    )
+    .option(
+      '--ssh-key <file|key>',
+      'SSH public key, or a file of keys (repeatable)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .option('--label <key=value>', 'label (repeatable)', collect)
-    .option('--network <net[=addresses]>', 'a NIC on this network, optionally with its addresses: lan=10.10.0.7,fd00::7 (repeatable, in slot order)', (v: string, prev: string[] = []) => [...prev, v])
+    .option(
+      '--network <net[=addresses]>',
+      'a NIC on this network, optionally with its addresses: lan=10.10.0.7,fd00::7 (repeatable, in slot order)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .option('--no-start', 'create the instance stopped')
-    .addOption(new Option('--restart-policy <policy>', 'what to do when the VM stops by itself').choices(['never', 'on-failure', 'always']))
+    .addOption(
+      new Option('--restart-policy <policy>', 'what to do when the VM stops by itself').choices([
+        'never',
+        'on-failure',
+        'always',
+      ]),
+    )
     .option('--wait', 'wait until the instance is created (and started)')
-    .addOption(new Option('--wait-boot [seconds]', 'also wait until the guest reports the end of first boot (default 600 s); implies --wait').argParser(intArg(1, 86_400)))
+    .addOption(
+      new Option(
+        '--wait-boot [seconds]',
+        'also wait until the guest reports the end of first boot (default 600 s); implies --wait',
+      ).argParser(intArg(1, 86_400)),
+    )
     .action(async (name: string, flags: CreateFlags, cmd: Command) => {
       const rt = runtimeOf(cmd);
       const body = instanceCreateBody(name, flags, rt.project(cmd));
-      if (flags.waitBoot !== undefined && body.start === false) throw new UsageError('--wait-boot needs the instance started (drop --no-start)');
+      if (flags.waitBoot !== undefined && body.start === false)
+        throw new UsageError('--wait-boot needs the instance started (drop --no-start)');
       const client = rt.client(cmd);
       const res = await client.instances.create(body);
       if (flags.wait === true || flags.waitBoot !== undefined) {
@@ -169,12 +215,21 @@ export function registerInstance(program: Command): void {
         rt.say(cmd, `instance ${res.instance.name} created (${res.instance.id})`);
         if (flags.waitBoot !== undefined) {
           const seconds = flags.waitBoot === true ? 600 : flags.waitBoot;
-          const done = await waitFirstBoot(() => client.instances.get(res.instance.id), seconds * 1000, (m) => rt.say(cmd, m));
+          const done = await waitFirstBoot(
+            () => client.instances.get(res.instance.id),
+            seconds * 1000,
+            (m) => rt.say(cmd, m),
+          );
           rt.say(cmd, `first boot of ${done.name} finished`);
         }
         return;
       }
-      rt.print(cmd, res, () => `instance ${res.instance.name} created (${res.instance.id}); operation ${res.operation.id} ${res.operation.status}\n`);
+      rt.print(
+        cmd,
+        res,
+        () =>
+          `instance ${res.instance.name} created (${res.instance.id}); operation ${res.operation.id} ${res.operation.status}\n`,
+      );
     });
   examples(create, [
     'floe instance create web --image debian-12 --type small --wait',
@@ -204,7 +259,9 @@ export function registerInstance(program: Command): void {
     .option('--wait', 'wait until it is stopped')
     .action(async (id: string, opts: { force?: boolean; wait?: boolean }, cmd: Command) => {
       const rt = runtimeOf(cmd);
-      const op = await rt.client(cmd).instances.stop(id, { project: rt.project(cmd), ...(opts.force === true ? { force: true } : {}) });
+      const op = await rt
+        .client(cmd)
+        .instances.stop(id, { project: rt.project(cmd), ...(opts.force === true ? { force: true } : {}) });
       await reportOperation(rt, cmd, op, opts.wait, `stop of ${id} requested`);
     });
 
@@ -225,18 +282,26 @@ export function registerInstance(program: Command): void {
     });
 
   listOptions(
-    instance.command('history').description('show the change history of an instance').argument('<id>', 'instance id or name'),
+    instance
+      .command('history')
+      .description('show the change history of an instance')
+      .argument('<id>', 'instance id or name'),
     { labels: false },
   ).action(async (id: string, opts: ListFlags, cmd: Command) => {
     const rt = runtimeOf(cmd);
     const client = rt.client(cmd);
     const history = {
-      list: (q: { cursor?: string; limit?: number } = {}) => client.instances.history(id, { ...q, project: rt.project(cmd) }),
+      list: (q: { cursor?: string; limit?: number } = {}) =>
+        client.instances.history(id, { ...q, project: rt.project(cmd) }),
       listAll: async (q: { limit?: number } = {}) => {
         const all: HistoryEntry[] = [];
         let cursor: string | undefined;
         do {
-          const page = await client.instances.history(id, { ...q, project: rt.project(cmd), ...(cursor === undefined ? {} : { cursor }) });
+          const page = await client.instances.history(id, {
+            ...q,
+            project: rt.project(cmd),
+            ...(cursor === undefined ? {} : { cursor }),
+          });
           all.push(...page.items);
           cursor = page.next_cursor ?? undefined;
         } while (cursor !== undefined);

@@ -30,9 +30,11 @@ export function registerLogin(program: Command): void {
       } catch {
         throw new UsageError(`invalid URL ${JSON.stringify(url)}`);
       }
-      if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new UsageError('the URL must start with http:// or https://');
+      if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+        throw new UsageError('the URL must start with http:// or https://');
       const token = opts.token ?? rt.env.FLOE_TOKEN;
-      if (token === undefined || token === '') throw new UsageError('a token is needed: --token <token> (or $FLOE_TOKEN)');
+      if (token === undefined || token === '')
+        throw new UsageError('a token is needed: --token <token> (or $FLOE_TOKEN)');
       const name = checkContextName(g.context ?? contextNameFromUrl(url));
       if (g.project !== undefined) checkName(g.project, 'project');
       const caFile = opts.ca === undefined ? undefined : resolve(opts.ca);
@@ -43,9 +45,15 @@ export function registerLogin(program: Command): void {
       await client.projects.list({ limit: 1 }); // proves the token works
       if (g.project !== undefined) await client.projects.get(g.project);
 
-      const path = saveContext(name, { url, token, ca_file: caFile, project: g.project }, { makeCurrent: true, path: rt.configPath });
-      rt.print(cmd, { context: name, url, version: health.version, project: g.project ?? null, config: path }, () =>
-        `logged in to ${url} (floe ${health.version}); context "${name}" saved in ${path} and made current\n`,
+      const path = saveContext(
+        name,
+        { url, token, ca_file: caFile, project: g.project },
+        { makeCurrent: true, path: rt.configPath },
+      );
+      rt.print(
+        cmd,
+        { context: name, url, version: health.version, project: g.project ?? null, config: path },
+        () => `logged in to ${url} (floe ${health.version}); context "${name}" saved in ${path} and made current\n`,
       );
     });
   examples(login, [
@@ -69,7 +77,10 @@ export function registerLogin(program: Command): void {
         ca_file: c.ca_file ?? null,
       }));
       rt.print(cmd, rows, () =>
-        renderTable(['CURRENT', 'NAME', 'URL', 'PROJECT'], rows.map((r) => [r.current ? '*' : '', r.name, r.url, r.project])),
+        renderTable(
+          ['CURRENT', 'NAME', 'URL', 'PROJECT'],
+          rows.map((r) => [r.current ? '*' : '', r.name, r.url, r.project]),
+        ),
       );
     });
   ctx
@@ -79,7 +90,8 @@ export function registerLogin(program: Command): void {
     .action((name: string, _opts: unknown, cmd: Command) => {
       const rt = runtimeOf(cmd);
       const config = rt.loadConfig();
-      if (!Object.prototype.hasOwnProperty.call(config.contexts, name)) throw new CliError(`no context named ${JSON.stringify(name)}`, 'context_not_found');
+      if (!Object.prototype.hasOwnProperty.call(config.contexts, name))
+        throw new CliError(`no context named ${JSON.stringify(name)}`, 'context_not_found');
       config.current = name;
       writeConfig(rt.configPath, config);
       rt.say(cmd, `switched to context "${name}"`);
@@ -90,7 +102,8 @@ export function registerLogin(program: Command): void {
     .argument('<name>', 'context name')
     .action((name: string, _opts: unknown, cmd: Command) => {
       const rt = runtimeOf(cmd);
-      if (!removeContext(rt.configPath, name)) throw new CliError(`no context named ${JSON.stringify(name)}`, 'context_not_found');
+      if (!removeContext(rt.configPath, name))
+        throw new CliError(`no context named ${JSON.stringify(name)}`, 'context_not_found');
       rt.say(cmd, `context "${name}" removed`);
     });
 }

@@ -12,14 +12,26 @@ export function networkTable(items: Network[], now: number, _c: Colors): string 
   return renderTable(
     ['NAME', 'KIND', 'IPV4', 'IPV6', 'GATEWAY', 'VNI', 'MTU', 'NICS', 'HOSTS', 'AGE'],
     items.map((n) => [
-      n.name, n.spec.kind, n.spec.ipv4 ?? '-', n.spec.ipv6 ?? '-', n.spec.gateway, String(n.vni), String(n.spec.mtu), String(n.status.nics), String(n.status.hosts.length), age(n.created_at, now),
+      n.name,
+      n.spec.kind,
+      n.spec.ipv4 ?? '-',
+      n.spec.ipv6 ?? '-',
+      n.spec.gateway,
+      String(n.vni),
+      String(n.spec.mtu),
+      String(n.status.nics),
+      String(n.status.hosts.length),
+      age(n.created_at, now),
     ]),
   );
 }
 
 /** Table rows of NICs. */
 export function nicTable(items: Nic[]): string {
-  return renderTable(['SLOT', 'ID', 'NETWORK', 'MAC', 'IPV4', 'IPV6'], items.map((n) => [String(n.index), n.id, n.network_name, n.mac, n.ipv4 ?? '-', n.ipv6 ?? '-']));
+  return renderTable(
+    ['SLOT', 'ID', 'NETWORK', 'MAC', 'IPV4', 'IPV6'],
+    items.map((n) => [String(n.index), n.id, n.network_name, n.mac, n.ipv4 ?? '-', n.ipv6 ?? '-']),
+  );
 }
 
 /**
@@ -70,14 +82,21 @@ export function networkCreateBody(name: string, flags: CreateFlags, project: str
   if (flags.label !== undefined) body.labels = parseLabels(flags.label);
   if (flags.pool !== undefined) {
     const [start, end, ...rest] = flags.pool.split('-');
-    if (start === undefined || end === undefined || rest.length > 0) throw new UsageError('--pool wants FIRST-LAST, e.g. 198.51.100.10-198.51.100.99');
+    if (start === undefined || end === undefined || rest.length > 0)
+      throw new UsageError('--pool wants FIRST-LAST, e.g. 198.51.100.10-198.51.100.99');
     body.pool = { start, end };
   }
   if (flags.uplink !== undefined) body.uplink = flags.uplink;
   return body;
 }
 
-async function report(rt: CliRuntime, cmd: Command, op: Operation, wait: boolean | undefined, what: string): Promise<void> {
+async function report(
+  rt: CliRuntime,
+  cmd: Command,
+  op: Operation,
+  wait: boolean | undefined,
+  what: string,
+): Promise<void> {
   if (wait === true) {
     await followOperation(rt, cmd, op);
     return;
@@ -87,7 +106,10 @@ async function report(rt: CliRuntime, cmd: Command, op: Operation, wait: boolean
 
 /** `floe network` (alias `net`): private networks, public uplinks, and the NICs of instances. */
 export function registerNetwork(program: Command): void {
-  const net = program.command('network').alias('net').description('manage networks and the NICs that join instances to them');
+  const net = program
+    .command('network')
+    .alias('net')
+    .description('manage networks and the NICs that join instances to them');
   examples(net, [
     'floe net create lan --ipv4 10.10.0.0/24 --ipv6 auto --gateway host',
     'floe vm create web --image debian-12 --type small --network lan --network dmz=10.20.0.5',
@@ -116,10 +138,18 @@ export function registerNetwork(program: Command): void {
     .argument('<name>', 'network name (a DNS label)')
     .option('--ipv4 <cidr>', 'IPv4 range, e.g. 10.10.0.0/24, or "none"')
     .option('--ipv6 <cidr>', 'IPv6 range, "auto" for a unique local /64, or "none"')
-    .option('--gateway <gw>', '"host" (route and NAT through the host), "none" (isolated) or the IPv4 address of a VM that routes')
-    .addOption(new Option('--mtu <n>', 'MTU (default 1450 for VXLAN, 1500 for public networks)').argParser(intArg(576, 9000)))
+    .option(
+      '--gateway <gw>',
+      '"host" (route and NAT through the host), "none" (isolated) or the IPv4 address of a VM that routes',
+    )
+    .addOption(
+      new Option('--mtu <n>', 'MTU (default 1450 for VXLAN, 1500 for public networks)').argParser(intArg(576, 9000)),
+    )
     .option('--no-dns', 'do not answer DNS for instance names on the network')
-    .option('--dhcpv6', 'hand out IPv6 addresses by stateful DHCPv6 instead of SLAAC (for requested addresses and guests without SLAAC)')
+    .option(
+      '--dhcpv6',
+      'hand out IPv6 addresses by stateful DHCPv6 instead of SLAAC (for requested addresses and guests without SLAAC)',
+    )
     .option('--reserve <address>', 'address never handed out (repeatable)', collect)
     .option('--label <key=value>', 'label (repeatable)', collect)
     .option('--public', 'a public network bridged to a host uplink (admin)')
@@ -128,7 +158,12 @@ export function registerNetwork(program: Command): void {
     .action(async (name: string, flags: CreateFlags, cmd: Command) => {
       const rt = runtimeOf(cmd);
       const n = await rt.client(cmd).networks.create(networkCreateBody(name, flags, rt.project(cmd)));
-      rt.print(cmd, n, () => `network ${n.name} created (${n.id}, vni ${n.vni}${n.spec.ipv4 ? `, ${n.spec.ipv4}` : ''}${n.spec.ipv6 ? `, ${n.spec.ipv6}` : ''})\n`);
+      rt.print(
+        cmd,
+        n,
+        () =>
+          `network ${n.name} created (${n.id}, vni ${n.vni}${n.spec.ipv4 ? `, ${n.spec.ipv4}` : ''}${n.spec.ipv6 ? `, ${n.spec.ipv6}` : ''})\n`,
+      );
     });
   examples(create, [
     'floe net create lan --ipv4 10.10.0.0/24 --ipv6 auto --gateway host',
@@ -166,12 +201,29 @@ export function registerNetwork(program: Command): void {
     .option('--ipv4 <address>', 'IPv4 address to take (default: the next free one)')
     .option('--ipv6 <address>', 'IPv6 address to take (default: SLAAC address of the MAC on a /64)')
     .option('--wait', 'wait until the host has plugged it in')
-    .action(async (instance: string, network: string, opts: { ipv4?: string; ipv6?: string; wait?: boolean }, cmd: Command) => {
-      const rt = runtimeOf(cmd);
-      const body = { network, ...(opts.ipv4 === undefined ? {} : { ipv4: opts.ipv4 }), ...(opts.ipv6 === undefined ? {} : { ipv6: opts.ipv6 }) };
-      const { nic, operation } = await rt.client(cmd).instances.addNic(instance, body, { project: rt.project(cmd) });
-      await report(rt, cmd, operation, opts.wait, `NIC ${nic.id} (${nic.mac}, ${nic.ipv4 ?? '-'}, ${nic.ipv6 ?? '-'}) added to ${instance}`);
-    });
+    .action(
+      async (
+        instance: string,
+        network: string,
+        opts: { ipv4?: string; ipv6?: string; wait?: boolean },
+        cmd: Command,
+      ) => {
+        const rt = runtimeOf(cmd);
+        const body = {
+          network,
+          ...(opts.ipv4 === undefined ? {} : { ipv4: opts.ipv4 }),
+          ...(opts.ipv6 === undefined ? {} : { ipv6: opts.ipv6 }),
+        };
+        const { nic, operation } = await rt.client(cmd).instances.addNic(instance, body, { project: rt.project(cmd) });
+        await report(
+          rt,
+          cmd,
+          operation,
+          opts.wait,
+          `NIC ${nic.id} (${nic.mac}, ${nic.ipv4 ?? '-'}, ${nic.ipv6 ?? '-'}) added to ${instance}`,
+        );
+      },
+    );
   examples(attach, ['floe net attach web lan', 'floe net attach fw dmz --ipv4 10.20.0.254 --wait']);
 
   const detach = net
@@ -184,7 +236,9 @@ export function registerNetwork(program: Command): void {
       const rt = runtimeOf(cmd);
       const client = rt.client(cmd);
       const project = rt.project(cmd);
-      const nic = nicRef.startsWith('nic_') ? nicRef : pickNic(await client.instances.nics(instance, { project }), instance, nicRef);
+      const nic = nicRef.startsWith('nic_')
+        ? nicRef
+        : pickNic(await client.instances.nics(instance, { project }), instance, nicRef);
       const op = await client.instances.removeNic(instance, nic, { project });
       await report(rt, cmd, op, opts.wait, `NIC ${nic} removed from ${instance}`);
     });
@@ -195,6 +249,9 @@ export function registerNetwork(program: Command): void {
 export function pickNic(nics: readonly Nic[], instance: string, network: string): string {
   const on = nics.filter((n) => n.network_name === network || n.network === network);
   if (on.length === 1) return on[0]!.id;
-  if (on.length === 0) throw new UsageError(`${instance} has no NIC on network ${network} (see "floe net nics ${instance}")`);
-  throw new UsageError(`${instance} has ${on.length} NICs on network ${network}: name one by id (${on.map((n) => n.id).join(', ')})`);
+  if (on.length === 0)
+    throw new UsageError(`${instance} has no NIC on network ${network} (see "floe net nics ${instance}")`);
+  throw new UsageError(
+    `${instance} has ${on.length} NICs on network ${network}: name one by id (${on.map((n) => n.id).join(', ')})`,
+  );
 }

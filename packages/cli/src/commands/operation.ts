@@ -25,7 +25,10 @@ const STATUSES: OperationStatus[] = ['pending', 'running', 'succeeded', 'failed'
 
 /** `floe operation` (alias `op`): follow and cancel host work. */
 export function registerOperation(program: Command): void {
-  const operation = program.command('operation').alias('op').description('follow and cancel operations (work done on hosts)');
+  const operation = program
+    .command('operation')
+    .alias('op')
+    .description('follow and cancel operations (work done on hosts)');
   examples(operation, ['floe op ls --status running', 'floe op wait op_01JB8X0Q3E6M2T9K4V7W5YB1C3']);
 
   listOptions(operation.command('ls').description('list operations'), { labels: false })

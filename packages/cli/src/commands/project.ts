@@ -16,7 +16,10 @@ export function projectTable(items: Project[], now: number): string {
 /** `floe project ls|create|show|rm|label`. */
 export function registerProject(program: Command): void {
   const project = program.command('project').description('manage projects (tenants that own instances, images, ...)');
-  examples(project, ['floe project create shop --description "web shop" --label team=web', 'floe project label shop env=prod old-']);
+  examples(project, [
+    'floe project create shop --description "web shop" --label team=web',
+    'floe project label shop env=prod old-',
+  ]);
 
   listOptions(project.command('ls').description('list projects')).action(async (opts: ListFlags, cmd: Command) => {
     const rt = runtimeOf(cmd);
@@ -72,7 +75,9 @@ export function registerProject(program: Command): void {
       const patch = labelPatch(changes);
       const p = await rt.client(cmd).projects.update(id, { labels: patch });
       rt.print(cmd, p, () => `project ${p.name}: ${labelList(p.labels)}\n`);
-      const kept = Object.keys(patch).filter((k) => patch[k] === null && Object.prototype.hasOwnProperty.call(p.labels, k));
+      const kept = Object.keys(patch).filter(
+        (k) => patch[k] === null && Object.prototype.hasOwnProperty.call(p.labels, k),
+      );
       if (kept.length > 0) rt.warn(`warning: the server kept label(s) ${kept.join(', ')} instead of removing them`);
     });
 }

@@ -12,7 +12,12 @@ export interface ListFlags {
 
 /** Adds `--label`, `--limit` and `--all-pages` to an `ls` command. */
 export function listOptions(cmd: Command, { labels = true }: { labels?: boolean } = {}): Command {
-  if (labels) cmd.option('-l, --label <key=value>', 'only items with this label (key or key=value; repeatable, all must match)', collect);
+  if (labels)
+    cmd.option(
+      '-l, --label <key=value>',
+      'only items with this label (key or key=value; repeatable, all must match)',
+      collect,
+    );
   return cmd
     .addOption(new Option('--limit <n>', 'items per page').argParser(intArg(1, 1000)))
     .option('-A, --all-pages', 'follow the cursor and list every page');
@@ -25,8 +30,17 @@ export interface Listable<T, Q> {
 }
 
 /** Lists one page (with a hint when more exist) or every page with `--all-pages`. */
-export async function fetchPage<T, Q extends object>(rt: CliRuntime, api: Listable<T, Q>, query: Q, flags: ListFlags): Promise<PageOf<T>> {
-  const q = { ...query, ...(flags.label === undefined ? {} : { label: parseSelectors(flags.label) }), ...(flags.limit === undefined ? {} : { limit: flags.limit }) } as Q;
+export async function fetchPage<T, Q extends object>(
+  rt: CliRuntime,
+  api: Listable<T, Q>,
+  query: Q,
+  flags: ListFlags,
+): Promise<PageOf<T>> {
+  const q = {
+    ...query,
+    ...(flags.label === undefined ? {} : { label: parseSelectors(flags.label) }),
+    ...(flags.limit === undefined ? {} : { limit: flags.limit }),
+  } as Q;
   if (flags.allPages === true) return { items: await api.listAll(q), next_cursor: null };
   const page = await api.list(q);
   if (page.next_cursor !== null) rt.warn('(more items exist: use --all-pages)');

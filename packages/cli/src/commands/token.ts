@@ -37,7 +37,10 @@ export function registerToken(program: Command): void {
     .argument('<name>', 'token name')
     .option('--admin', 'the token may do everything, including managing hosts')
     .addOption(new Option('--expires-in-days <n>', 'expire after this many days').argParser(intArg(1, 3650)))
-    .addHelpText('after', '\nThe projects a non-admin token may use are given with --project (repeatable, or comma-separated).\n')
+    .addHelpText(
+      'after',
+      '\nThe projects a non-admin token may use are given with --project (repeatable, or comma-separated).\n',
+    )
     .action(async (name: string, opts: { admin?: boolean; expiresInDays?: number }, cmd: Command) => {
       const rt = runtimeOf(cmd);
       checkName(name, 'token name');

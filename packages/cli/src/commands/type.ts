@@ -9,7 +9,13 @@ import { examples, fetchPage, listOptions, type ListFlags } from './shared.js';
 export function typeTable(items: MachineType[]): string {
   return renderTable(
     ['NAME', 'VCPUS', 'MEMORY', 'DISK', 'BUILTIN'],
-    items.map((t) => [t.name, t.spec.vcpus, mib(t.spec.memory_mib), `${t.spec.disk_gib} GiB`, t.builtin ? 'yes' : 'no']),
+    items.map((t) => [
+      t.name,
+      t.spec.vcpus,
+      mib(t.spec.memory_mib),
+      `${t.spec.disk_gib} GiB`,
+      t.builtin ? 'yes' : 'no',
+    ]),
   );
 }
 
@@ -38,7 +44,9 @@ export function registerType(program: Command): void {
     .description('create a machine type (admin)')
     .argument('<name>', 'machine type name')
     .addOption(new Option('--vcpus <n>', 'virtual CPUs').argParser(intArg(1, 256)).makeOptionMandatory())
-    .addOption(new Option('--memory-mib <n>', 'memory in MiB').argParser(intArg(128, 4 * 1024 * 1024)).makeOptionMandatory())
+    .addOption(
+      new Option('--memory-mib <n>', 'memory in MiB').argParser(intArg(128, 4 * 1024 * 1024)).makeOptionMandatory(),
+    )
     .addOption(new Option('--disk-gib <n>', 'default disk size in GiB').argParser(intArg(1, 65536)))
     .action(async (name: string, opts: { vcpus: number; memoryMib: number; diskGib?: number }, cmd: Command) => {
       const rt = runtimeOf(cmd);
@@ -49,7 +57,12 @@ export function registerType(program: Command): void {
         memory_mib: opts.memoryMib,
         ...(opts.diskGib === undefined ? {} : { disk_gib: opts.diskGib }),
       });
-      rt.print(cmd, t, () => `machine type ${t.name} created (${t.spec.vcpus} vCPU, ${mib(t.spec.memory_mib)}, ${t.spec.disk_gib} GiB)\n`);
+      rt.print(
+        cmd,
+        t,
+        () =>
+          `machine type ${t.name} created (${t.spec.vcpus} vCPU, ${mib(t.spec.memory_mib)}, ${t.spec.disk_gib} GiB)\n`,
+      );
     });
   examples(create, ['floe type create m1-small --vcpus 1 --memory-mib 1024 --disk-gib 10']);
 

@@ -35,10 +35,14 @@ function entryOf(pkg: '@floe/server' | '@floe/agent'): string {
   try {
     dir = path.dirname(require.resolve(`${pkg}/package.json`));
   } catch {
-    throw new CliError(`${pkg} is not installed next to the CLI; run floe up from a floe checkout (./floe up)`, 'not_installed');
+    throw new CliError(
+      `${pkg} is not installed next to the CLI; run floe up from a floe checkout (./floe up)`,
+      'not_installed',
+    );
   }
   const main = path.join(dir, 'dist', 'main.js');
-  if (!existsSync(main)) throw new CliError(`${main} is missing; build first (npm run build, or ./floe up)`, 'not_built');
+  if (!existsSync(main))
+    throw new CliError(`${main} is missing; build first (npm run build, or ./floe up)`, 'not_built');
   return main;
 }
 
@@ -98,25 +102,42 @@ function daemon(entry: string, args: string[], env: NodeJS.ProcessEnv, log: stri
 }
 
 /** Wait until `check` is true, or fail with `what` and the log's tail. */
-async function waitFor(check: () => Promise<boolean>, child: ChildProcess, what: string, log: string, timeoutMs: number): Promise<void> {
+async function waitFor(
+  check: () => Promise<boolean>,
+  child: ChildProcess,
+  what: string,
+  log: string,
+  timeoutMs: number,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new CliError(`${what} exited (${child.exitCode ?? child.signalCode}); last lines of ${log}:\n${tail(log)}`, 'start_failed');
+      throw new CliError(
+        `${what} exited (${child.exitCode ?? child.signalCode}); last lines of ${log}:\n${tail(log)}`,
+        'start_failed',
+      );
     }
     if (await check().catch(() => false)) return;
     await sleep(200);
   }
-  throw new CliError(`${what} did not become ready within ${timeoutMs / 1000} s; see ${log}:\n${tail(log)}`, 'start_failed');
+  throw new CliError(
+    `${what} did not become ready within ${timeoutMs / 1000} s; see ${log}:\n${tail(log)}`,
+    'start_failed',
+  );
 }
 
 async function up(rt: CliRuntime, flags: UpFlags): Promise<void> {
   const dataDir = path.resolve(flags.data ?? rt.env.FLOE_DATA ?? 'data');
   const env: NodeJS.ProcessEnv = { ...process.env, ...rt.env, FLOE_DATA: dataDir };
   if (flags.listen) env.FLOE_LISTEN = flags.listen;
-  if (!['auto', 'qemu', 'fake'].includes(flags.driver)) throw new CliError(`unknown VM driver "${flags.driver}": use auto, qemu or fake`, 'usage', 2);
+  if (!['auto', 'qemu', 'fake'].includes(flags.driver))
+    throw new CliError(`unknown VM driver "${flags.driver}": use auto, qemu or fake`, 'usage', 2);
   const hasQemu = findOnPath('qemu-system-x86_64', env.PATH ?? '');
-  if (flags.driver === 'qemu' && !hasQemu) throw new CliError('the qemu driver needs qemu-system-x86_64; install qemu-system-x86 (./floe up does this as root) or use --driver fake', 'qemu_missing');
+  if (flags.driver === 'qemu' && !hasQemu)
+    throw new CliError(
+      'the qemu driver needs qemu-system-x86_64; install qemu-system-x86 (./floe up does this as root) or use --driver fake',
+      'qemu_missing',
+    );
   const driver = flags.driver === 'auto' ? (hasQemu ? 'qemu' : 'fake') : flags.driver;
   const paths = runPaths(dataDir);
   const floed = entryOf('@floe/server');
@@ -130,7 +151,8 @@ async function up(rt: CliRuntime, flags: UpFlags): Promise<void> {
 
   rt.warn(`preparing ${dataDir}`);
   const init = spawnSync(process.execPath, [floed, 'init', '--json'], { env, encoding: 'utf8' });
-  if (init.status !== 0) throw new CliError(`floed init failed:\n${(init.stderr || init.stdout).trim()}`, 'init_failed');
+  if (init.status !== 0)
+    throw new CliError(`floed init failed:\n${(init.stderr || init.stdout).trim()}`, 'init_failed');
   const result = JSON.parse(init.stdout.trim().split('\n').pop()!) as InitResult;
   const caPem = readFileSync(result.ca_file, 'utf8');
 
@@ -138,7 +160,9 @@ async function up(rt: CliRuntime, flags: UpFlags): Promise<void> {
   if (result.admin_token) {
     token = result.admin_token;
     const file = saveContext(flags.context, { url: result.url, token, ca_file: result.ca_file }, { env: rt.env });
-    rt.out.write(`\nadmin token (shown once; saved for the CLI as context "${flags.context}" in ${file}):\n  ${token}\n\n`);
+    rt.out.write(
+      `\nadmin token (shown once; saved for the CLI as context "${flags.context}" in ${file}):\n  ${token}\n\n`,
+    );
   } else {
     try {
       const cfg = rt.loadConfig().contexts[flags.context];
@@ -162,42 +186,69 @@ async function up(rt: CliRuntime, flags: UpFlags): Promise<void> {
   };
   const client = new FloeClient({ url: result.url, ca: caPem, ...(token ? { token } : {}) });
   try {
-    await waitFor(async () => (await client.health()).status === 'ok', server, 'the control plane', paths.log('floed'), 30_000);
-    const agent = daemon(agentMain, ['--server', result.url, '--data', result.agent_dir, '--driver', driver], env, paths.log('agent'), detach);
+    await waitFor(
+      async () => (await client.health()).status === 'ok',
+      server,
+      'the control plane',
+      paths.log('floed'),
+      30_000,
+    );
+    const agent = daemon(
+      agentMain,
+      ['--server', result.url, '--data', result.agent_dir, '--driver', driver],
+      env,
+      paths.log('agent'),
+      detach,
+    );
     children.push(agent);
     writeFileSync(paths.pid('agent'), `${agent.pid}\n`);
     let hostLine = `${result.host.name} (${result.host.id})`;
     if (token) {
       // A host record can still say "online" from before a crash: wait for a connection made by this agent.
       const agentStarted = new Date(Date.now() - 1000).toISOString();
-      await waitFor(async () => {
-        const h = await client.hosts.get(result.host.id);
-        return h.status.state === 'online' && h.status.connected_at !== null && h.status.connected_at >= agentStarted;
-      }, agent, 'the local agent', paths.log('agent'), 60_000);
+      await waitFor(
+        async () => {
+          const h = await client.hosts.get(result.host.id);
+          return h.status.state === 'online' && h.status.connected_at !== null && h.status.connected_at >= agentStarted;
+        },
+        agent,
+        'the local agent',
+        paths.log('agent'),
+        60_000,
+      );
       const host = await client.hosts.get(result.host.id);
       const f = host.status.facts;
-      if (f) hostLine += `: online, ${f.cpus} CPUs, ${Math.round(f.memory_mib / 1024)} GiB, accelerator ${f.accelerator} (${f.kvm.detail})`;
+      if (f)
+        hostLine += `: online, ${f.cpus} CPUs, ${Math.round(f.memory_mib / 1024)} GiB, accelerator ${f.accelerator} (${f.kvm.detail})`;
     } else {
       await sleep(1500);
-      if (agent.exitCode !== null) throw new CliError(`the local agent exited; see ${paths.log('agent')}:\n${tail(paths.log('agent'))}`, 'start_failed');
+      if (agent.exitCode !== null)
+        throw new CliError(
+          `the local agent exited; see ${paths.log('agent')}:\n${tail(paths.log('agent'))}`,
+          'start_failed',
+        );
     }
     const c = rt.colors;
-    rt.out.write([
-      `${c.green('floe is up')}`,
-      `  API       ${result.url}   (OpenAPI: ${result.url}/v1/openapi.json, docs: ${result.url}/docs)`,
-      `  database  ${result.database}${result.database === 'sqlite' ? ` (${path.join(dataDir, 'floe.db')})` : ''}`,
-      `  host      ${hostLine}`,
-      driver === 'fake'
-        ? `  ${c.yellow('VMs are simulated')}: the local agent runs the fake VM driver; it creates, starts and stops VMs but boots nothing.`
-        : `  VMs       real, with QEMU (${hasQemu})`,
-      token
-        ? `  CLI       context "${flags.context}" is set up: try  floe vm ls  (or ./floe vm ls in this checkout)`
-        : `  CLI       floe login ${result.url} --ca ${result.ca_file} --token <the admin token printed on the first start>`,
-      `  curl      curl --cacert ${result.ca_file} -H "Authorization: Bearer $TOKEN" ${result.url}/v1/instances`,
-      `  logs      ${paths.log('floed')}, ${paths.log('agent')}`,
-      detach ? `running in the background; stop with: floe down --data ${dataDir} (VMs keep running)` : 'Press Ctrl-C to stop floe (VMs keep running).',
-      '',
-    ].join('\n'));
+    rt.out.write(
+      [
+        `${c.green('floe is up')}`,
+        `  API       ${result.url}   (OpenAPI: ${result.url}/v1/openapi.json, docs: ${result.url}/docs)`,
+        `  database  ${result.database}${result.database === 'sqlite' ? ` (${path.join(dataDir, 'floe.db')})` : ''}`,
+        `  host      ${hostLine}`,
+        driver === 'fake'
+          ? `  ${c.yellow('VMs are simulated')}: the local agent runs the fake VM driver; it creates, starts and stops VMs but boots nothing.`
+          : `  VMs       real, with QEMU (${hasQemu})`,
+        token
+          ? `  CLI       context "${flags.context}" is set up: try  floe vm ls  (or ./floe vm ls in this checkout)`
+          : `  CLI       floe login ${result.url} --ca ${result.ca_file} --token <the admin token printed on the first start>`,
+        `  curl      curl --cacert ${result.ca_file} -H "Authorization: Bearer $TOKEN" ${result.url}/v1/instances`,
+        `  logs      ${paths.log('floed')}, ${paths.log('agent')}`,
+        detach
+          ? `running in the background; stop with: floe down --data ${dataDir} (VMs keep running)`
+          : 'Press Ctrl-C to stop floe (VMs keep running).',
+        '',
+      ].join('\n'),
+    );
   } catch (err) {
     await stopAll();
     throw err;
@@ -221,7 +272,14 @@ async function up(rt: CliRuntime, flags: UpFlags): Promise<void> {
         if (stopping) return;
         stopping = true;
         const name = child === server ? 'floed' : 'agent';
-        void stopAll().then(() => reject(new CliError(`${name} exited (${code ?? signal}); last lines of ${paths.log(name)}:\n${tail(paths.log(name))}`, 'exited')));
+        void stopAll().then(() =>
+          reject(
+            new CliError(
+              `${name} exited (${code ?? signal}); last lines of ${paths.log(name)}:\n${tail(paths.log(name))}`,
+              'exited',
+            ),
+          ),
+        );
       });
     }
   });
@@ -248,10 +306,16 @@ export function registerUp(program: Command): void {
   examples(
     program
       .command('up')
-      .description('start floe on this machine: the control plane and a local agent (the first run creates the data directory, the CA and an admin token)')
+      .description(
+        'start floe on this machine: the control plane and a local agent (the first run creates the data directory, the CA and an admin token)',
+      )
       .option('--data <dir>', 'data directory (default: $FLOE_DATA or ./data)')
       .option('--listen <host:port>', 'address of the API (default: $FLOE_LISTEN or 127.0.0.1:7443)')
-      .option('--driver <name>', 'VM driver of the local agent: qemu, fake (simulated VMs), or auto (qemu when installed)', 'auto')
+      .option(
+        '--driver <name>',
+        'VM driver of the local agent: qemu, fake (simulated VMs), or auto (qemu when installed)',
+        'auto',
+      )
       .option('--context <name>', 'CLI context to save the admin token in on first start', 'local')
       .option('-d, --detach', 'start in the background and return once everything is ready')
       .action(async (flags: UpFlags, cmd: Command) => up(runtimeOf(cmd), flags)),

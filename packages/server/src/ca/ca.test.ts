@@ -25,7 +25,11 @@ x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoPro
 async function makeCsr(commonName: string): Promise<{ csrPem: string; keyPem: string }> {
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
   const keys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: `CN=${commonName}`, keys, signingAlgorithm: alg });
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: `CN=${commonName}`,
+    keys,
+    signingAlgorithm: alg,
+  });
   const der = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
   return { csrPem: csr.toString('pem'), keyPem: x509.PemConverter.encode(der, 'PRIVATE KEY') };
 }
@@ -65,7 +69,13 @@ describe('floe CA', () => {
     other = await createCa({ commonName: 'someone else' });
     const serverPki = await issueServerCert(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'] });
     server = createServer(
-      { cert: serverPki.certPem, key: serverPki.keyPem, ca: [ca.certPem], requestCert: true, rejectUnauthorized: false },
+      {
+        cert: serverPki.certPem,
+        key: serverPki.keyPem,
+        ca: [ca.certPem],
+        requestCert: true,
+        rejectUnauthorized: false,
+      },
       (req, res) => {
         const socket = req.socket as TLSSocket;
         const peer = socket.getPeerCertificate();
@@ -99,7 +109,7 @@ describe('floe CA', () => {
     expect(ca.keyPem).toMatch(/^-----BEGIN PRIVATE KEY-----/);
   });
 
-  it('authorizes a client certificate issued by floe\'s CA and reads its CN', async () => {
+  it("authorizes a client certificate issued by floe's CA and reads its CN", async () => {
     const client = await issueClientCert(ca, { commonName: 'host-a' });
     const seen = await get(port, { ca: ca.certPem, cert: client.certPem, key: client.keyPem });
     expect(seen).toMatchObject({ authorized: true, cn: 'host-a', error: null });
@@ -118,7 +128,7 @@ describe('floe CA', () => {
     expect(seen.authorized).toBe(false);
   });
 
-  it('serves a certificate that a client trusting only floe\'s CA accepts, by IP and by name', async () => {
+  it("serves a certificate that a client trusting only floe's CA accepts, by IP and by name", async () => {
     await expect(get(port, { ca: ca.certPem })).resolves.toBeDefined();
     await expect(get(port, { ca: ca.certPem, host: 'localhost' })).resolves.toBeDefined();
     await expect(get(port, { ca: other.certPem })).rejects.toThrow(/self-signed|unable to verify|certificate/i);
@@ -165,12 +175,17 @@ describe('floe CA', () => {
       expect(again.ca).toEqual(first.ca);
       expect(again.server).toEqual(first.server);
 
-      const wider = await loadOrCreatePki(dir, { dnsNames: ['localhost', 'floe.example'], ipAddresses: ['127.0.0.1', '::1'] });
+      const wider = await loadOrCreatePki(dir, {
+        dnsNames: ['localhost', 'floe.example'],
+        ipAddresses: ['127.0.0.1', '::1'],
+      });
       expect(wider.created).toBe(false);
       expect(wider.ca).toEqual(first.ca);
       expect(wider.server.certPem).not.toBe(first.server.certPem);
       const san = new x509.X509Certificate(wider.server.certPem).getExtension(x509.SubjectAlternativeNameExtension);
-      expect(san?.names.toJSON().map((n) => n.value)).toEqual(expect.arrayContaining(['floe.example', 'localhost', '127.0.0.1']));
+      expect(san?.names.toJSON().map((n) => n.value)).toEqual(
+        expect.arrayContaining(['floe.example', 'localhost', '127.0.0.1']),
+      );
       const reused = await loadOrCreatePki(dir, { dnsNames: ['floe.example'], ipAddresses: ['0:0:0:0:0:0:0:1'] });
       expect(reused.server).toEqual(wider.server);
     } finally {

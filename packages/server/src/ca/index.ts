@@ -106,10 +106,13 @@ export async function issueServerCert(
   opts: { dnsNames: string[]; ipAddresses: string[]; days?: number },
 ): Promise<Pki> {
   if (opts.dnsNames.length + opts.ipAddresses.length === 0) {
-    throw new FloeError('validation_failed', 'a server certificate needs at least one DNS name or IP address', { field: 'dnsNames' });
+    throw new FloeError('validation_failed', 'a server certificate needs at least one DNS name or IP address', {
+      field: 'dnsNames',
+    });
   }
   for (const ip of opts.ipAddresses) {
-    if (isIP(ip) === 0) throw new FloeError('validation_failed', `"${ip}" is not an IP address`, { field: 'ipAddresses' });
+    if (isIP(ip) === 0)
+      throw new FloeError('validation_failed', `"${ip}" is not an IP address`, { field: 'ipAddresses' });
   }
   const keys = await newKeyPair();
   const names: x509.JsonGeneralNames = [
@@ -209,7 +212,9 @@ export async function serverCertCovers(
   const names = san?.names.toJSON() ?? [];
   const dns = new Set(names.filter((n) => n.type === 'dns').map((n) => n.value.toLowerCase()));
   const ips = new Set(names.filter((n) => n.type === 'ip').map((n) => canonicalIp(n.value)));
-  return opts.dnsNames.every((d) => dns.has(d.toLowerCase())) && opts.ipAddresses.every((ip) => ips.has(canonicalIp(ip)));
+  return (
+    opts.dnsNames.every((d) => dns.has(d.toLowerCase())) && opts.ipAddresses.every((ip) => ips.has(canonicalIp(ip)))
+  );
 }
 
 async function readIfExists(path: string): Promise<string | null> {

@@ -218,7 +218,9 @@ class StripRowLocksPlugin implements KyselyPlugin {
  * the lock clause is removed (the transaction already holds the database's write lock), so callers can
  * write `forUpdate(trx.selectFrom(...))` — or `.forUpdate()` directly — on both dialects.
  */
-export function forUpdate<DB, TB extends keyof DB, O>(qb: SelectQueryBuilder<DB, TB, O>): SelectQueryBuilder<DB, TB, O> {
+export function forUpdate<DB, TB extends keyof DB, O>(
+  qb: SelectQueryBuilder<DB, TB, O>,
+): SelectQueryBuilder<DB, TB, O> {
   return qb.forUpdate();
 }
 
@@ -255,7 +257,9 @@ export async function transaction<T>(store: Store, fn: (trx: Transaction<Databas
   for (let retry = 0; ; retry++) {
     try {
       const builder =
-        store.dialect === 'postgres' ? store.db.transaction().setIsolationLevel('read committed') : store.db.transaction();
+        store.dialect === 'postgres'
+          ? store.db.transaction().setIsolationLevel('read committed')
+          : store.db.transaction();
       return await builder.execute(fn);
     } catch (err) {
       if (retry >= TRANSACTION_RETRIES || !isRetryableTransactionError(err)) throw err;

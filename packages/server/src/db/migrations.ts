@@ -87,7 +87,12 @@ function initial(dialect: Dialect): Migration {
         .addColumn('spec', text, (c) => c.notNull())
         .addColumn('status', text, (c) => c.notNull())
         .execute();
-      await db.schema.createIndex('images_project_name_key').unique().on('images').columns(['project', 'name']).execute();
+      await db.schema
+        .createIndex('images_project_name_key')
+        .unique()
+        .on('images')
+        .columns(['project', 'name'])
+        .execute();
       await db.schema.createIndex('images_project_id_idx').on('images').columns(['project', 'id']).execute();
 
       await resourceColumns(db.schema.createTable('machine_types'), text)
@@ -245,7 +250,12 @@ function networks(dialect: Dialect): Migration {
         .addColumn('spec', text, (c) => c.notNull())
         .addColumn('vni', 'integer', (c) => c.notNull())
         .execute();
-      await db.schema.createIndex('networks_project_name_key').unique().on('networks').columns(['project', 'name']).execute();
+      await db.schema
+        .createIndex('networks_project_name_key')
+        .unique()
+        .on('networks')
+        .columns(['project', 'name'])
+        .execute();
       await db.schema.createIndex('networks_vni_key').unique().on('networks').column('vni').execute();
 
       await db.schema
@@ -260,7 +270,12 @@ function networks(dialect: Dialect): Migration {
         .addColumn('ipv6', text)
         .addColumn('created_at', text, (c) => c.notNull())
         .execute();
-      await db.schema.createIndex('nics_instance_idx_key').unique().on('nics').columns(['instance_id', 'idx']).execute();
+      await db.schema
+        .createIndex('nics_instance_idx_key')
+        .unique()
+        .on('nics')
+        .columns(['instance_id', 'idx'])
+        .execute();
       await db.schema.createIndex('nics_network_mac_key').unique().on('nics').columns(['network_id', 'mac']).execute();
 
       await db.schema
@@ -271,7 +286,12 @@ function networks(dialect: Dialect): Migration {
         .addColumn('nic_id', text)
         .addColumn('created_at', text, (c) => c.notNull())
         .execute();
-      await db.schema.createIndex('ip_addresses_network_address_key').unique().on('ip_addresses').columns(['network_id', 'address']).execute();
+      await db.schema
+        .createIndex('ip_addresses_network_address_key')
+        .unique()
+        .on('ip_addresses')
+        .columns(['network_id', 'address'])
+        .execute();
       await db.schema.createIndex('ip_addresses_nic_id_idx').on('ip_addresses').column('nic_id').execute();
     },
     async down(db: AnyDb) {
@@ -289,7 +309,10 @@ function imageImports(dialect: Dialect): Migration {
   return {
     async up(db: AnyDb) {
       await db.schema.alterTable('operations').addColumn('transfer', textType(dialect)).execute();
-      const rows: Array<{ id: string; spec: string; status: string }> = await db.selectFrom('images').select(['id', 'spec', 'status']).execute();
+      const rows: Array<{ id: string; spec: string; status: string }> = await db
+        .selectFrom('images')
+        .select(['id', 'spec', 'status'])
+        .execute();
       for (const row of rows) {
         const spec = JSON.parse(row.spec) as { min_disk_gib?: number };
         const status = JSON.parse(row.status) as { virtual_size_bytes?: number | null };
@@ -297,7 +320,11 @@ function imageImports(dialect: Dialect): Migration {
         if (typeof virtual !== 'number' || virtual <= 0) continue;
         const needed = Math.max(1, Math.ceil(virtual / 1024 ** 3));
         if ((spec.min_disk_gib ?? 0) >= needed) continue;
-        await db.updateTable('images').set({ spec: JSON.stringify({ ...spec, min_disk_gib: needed }) }).where('id', '=', row.id).execute();
+        await db
+          .updateTable('images')
+          .set({ spec: JSON.stringify({ ...spec, min_disk_gib: needed }) })
+          .where('id', '=', row.id)
+          .execute();
       }
     },
     async down(db: AnyDb) {
@@ -308,7 +335,11 @@ function imageImports(dialect: Dialect): Migration {
 
 /** Every migration, by name; names sort in the order they apply. Never edit one that has shipped: add the next. */
 export function migrations(dialect: Dialect): Record<string, Migration> {
-  return { '0001_initial': initial(dialect), '0002_networks': networks(dialect), '0003_image_imports': imageImports(dialect) };
+  return {
+    '0001_initial': initial(dialect),
+    '0002_networks': networks(dialect),
+    '0003_image_imports': imageImports(dialect),
+  };
 }
 
 /** The migrations as Kysely's Migrator wants them, in code so a built floed runs from any directory. */
@@ -330,9 +361,12 @@ export async function migrate(db: AnyDb, dialect: Dialect): Promise<string[]> {
   const { error, results } = await migrator.migrateToLatest();
   if (error !== undefined) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName;
-    throw new Error(`database migration ${failed ?? ''} failed: ${String(error instanceof Error ? error.message : error)}`, {
-      cause: error,
-    });
+    throw new Error(
+      `database migration ${failed ?? ''} failed: ${String(error instanceof Error ? error.message : error)}`,
+      {
+        cause: error,
+      },
+    );
   }
   return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
 }

@@ -50,7 +50,12 @@ describe('SQLite store with cached statements', () => {
   it('prepares a query once however often it runs', async () => {
     const prepare = vi.spyOn(BetterSqlite3.prototype, 'prepare');
     try {
-      for (let i = 0; i < 10; i++) await store.db.selectFrom('t' as never).selectAll().where('id' as never, '=', i as never).execute();
+      for (let i = 0; i < 10; i++)
+        await store.db
+          .selectFrom('t' as never)
+          .selectAll()
+          .where('id' as never, '=', i as never)
+          .execute();
       expect(prepare.mock.calls.filter(([text]) => String(text).startsWith('select * from "t"'))).toHaveLength(1);
     } finally {
       prepare.mockRestore();
@@ -58,7 +63,11 @@ describe('SQLite store with cached statements', () => {
   });
 
   it('binds parameters afresh on every run of the same statement', async () => {
-    for (let i = 0; i < 5; i++) await store.db.insertInto('t' as never).values({ id: i, v: `v${i}` } as never).execute();
+    for (let i = 0; i < 5; i++)
+      await store.db
+        .insertInto('t' as never)
+        .values({ id: i, v: `v${i}` } as never)
+        .execute();
     for (let i = 0; i < 5; i++) {
       const row = await sql<{ v: string }>`select v from t where id = ${i}`.execute(store.db);
       expect(row.rows).toEqual([{ v: `v${i}` }]);
@@ -69,16 +78,21 @@ describe('SQLite store with cached statements', () => {
     await transaction(store, async (trx) => {
       await sql`insert into t (id, v) values (${1}, ${'kept'})`.execute(trx);
     });
-    await expect(transaction(store, async (trx) => {
-      await sql`insert into t (id, v) values (${2}, ${'dropped'})`.execute(trx);
-      throw new Error('roll back');
-    })).rejects.toThrow('roll back');
+    await expect(
+      transaction(store, async (trx) => {
+        await sql`insert into t (id, v) values (${2}, ${'dropped'})`.execute(trx);
+        throw new Error('roll back');
+      }),
+    ).rejects.toThrow('roll back');
     // The same cached "begin immediate" and "insert" statements run again.
     await transaction(store, async (trx) => {
       await sql`insert into t (id, v) values (${3}, ${'kept too'})`.execute(trx);
     });
     const rows = await sql<{ id: number; v: string }>`select id, v from t order by id`.execute(store.db);
-    expect(rows.rows).toEqual([{ id: 1, v: 'kept' }, { id: 3, v: 'kept too' }]);
+    expect(rows.rows).toEqual([
+      { id: 1, v: 'kept' },
+      { id: 3, v: 'kept too' },
+    ]);
   });
 
   it('runs a statement again after it failed', async () => {

@@ -97,16 +97,43 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
   },
   images: {
     pk: ['id'],
-    row: { ...resource('img_1', 'debian'), project: 'alpha', spec: toJson({ url: 'x' }), status: toJson({ ready: true }) },
+    row: {
+      ...resource('img_1', 'debian'),
+      project: 'alpha',
+      spec: toJson({ url: 'x' }),
+      status: toJson({ ready: true }),
+    },
   },
   machine_types: { pk: ['id'], row: { ...resource('mt_1', 'small'), spec: toJson({ vcpus: 1 }), builtin: 1 } },
   instances: { pk: ['id'], row: instance('inst_1', 'web') },
-  networks: { pk: ['id'], row: { ...resource('net_1', 'lan'), project: 'alpha', kind: 'private', spec: toJson({ ipv4: '10.0.0.0/24' }), vni: 4242 } },
+  networks: {
+    pk: ['id'],
+    row: {
+      ...resource('net_1', 'lan'),
+      project: 'alpha',
+      kind: 'private',
+      spec: toJson({ ipv4: '10.0.0.0/24' }),
+      vni: 4242,
+    },
+  },
   nics: {
     pk: ['id'],
-    row: { id: 'nic_1', project: 'alpha', instance_id: 'inst_1', network_id: 'net_1', idx: 0, mac: '02:00:00:00:00:01', ipv4: '10.0.0.2', ipv6: null, created_at: T0 },
+    row: {
+      id: 'nic_1',
+      project: 'alpha',
+      instance_id: 'inst_1',
+      network_id: 'net_1',
+      idx: 0,
+      mac: '02:00:00:00:00:01',
+      ipv4: '10.0.0.2',
+      ipv6: null,
+      created_at: T0,
+    },
   },
-  ip_addresses: { pk: ['network_id', 'address'], row: { network_id: 'net_1', address: '10.0.0.2', family: 4, nic_id: null, created_at: T0 } },
+  ip_addresses: {
+    pk: ['network_id', 'address'],
+    row: { network_id: 'net_1', address: '10.0.0.2', family: 4, nic_id: null, created_at: T0 },
+  },
   resource_labels: { pk: ['resource_id', 'key'], row: { resource_id: 'inst_1', key: 'env', value: 'prod' } },
   history: {
     pk: ['id'],
@@ -206,11 +233,15 @@ async function indexesOf(store: Store): Promise<string[]> {
   const out: string[] = [];
   if (store.dialect === 'sqlite') {
     for (const table of tables) {
-      const list = await sql<{ name: string; unique: number; origin: string }>`select * from pragma_index_list(${table})`.execute(
-        store.db,
-      );
+      const list = await sql<{
+        name: string;
+        unique: number;
+        origin: string;
+      }>`select * from pragma_index_list(${table})`.execute(store.db);
       for (const ix of list.rows) {
-        const cols = await sql<{ name: string }>`select name from pragma_index_info(${ix.name}) order by seqno`.execute(store.db);
+        const cols = await sql<{ name: string }>`select name from pragma_index_info(${ix.name}) order by seqno`.execute(
+          store.db,
+        );
         const kind = ix.origin === 'pk' ? 'primary' : ix.unique ? 'unique' : 'index';
         out.push(`${kind} ${table}(${cols.rows.map((c) => c.name).join(',')})`);
       }
@@ -325,7 +356,11 @@ for (const t of storeTargets()) {
       const again = await openStore(store.options);
       try {
         expect(again.dialect).toBe(t.name);
-        const row = await again.db.selectFrom('projects').select('name').where('id', '=', 'prj_keep').executeTakeFirst();
+        const row = await again.db
+          .selectFrom('projects')
+          .select('name')
+          .where('id', '=', 'prj_keep')
+          .executeTakeFirst();
         expect(row?.name).toBe('keep');
         const applied = await sql<{ name: string }>`select name from ${sql.table(MIGRATION_TABLE)}`.execute(again.db);
         expect(applied.rows.map((r) => r.name)).toEqual(['0001_initial', '0002_networks', '0003_image_imports']);
@@ -374,9 +409,20 @@ for (const t of storeTargets()) {
       const dupId = await caught(db.insertInto('projects').values(project('prj_u1', 'dup2')).execute());
       expect(isUniqueViolation(dupId)).toBe(true);
 
-      await db.insertInto('instances').values(instance('inst_u1', 'db', 'p1')).execute();
-      await db.insertInto('instances').values(instance('inst_u2', 'db', 'p2')).execute();
-      const dupInst = await caught(db.insertInto('instances').values(instance('inst_u3', 'db', 'p1')).execute());
+      await db
+        .insertInto('instances')
+        .values(instance('inst_u1', 'db', 'p1'))
+        .execute();
+      await db
+        .insertInto('instances')
+        .values(instance('inst_u2', 'db', 'p2'))
+        .execute();
+      const dupInst = await caught(
+        db
+          .insertInto('instances')
+          .values(instance('inst_u3', 'db', 'p1'))
+          .execute(),
+      );
       expect(isUniqueViolation(dupInst)).toBe(true);
 
       const notNull = await caught(
@@ -389,8 +435,14 @@ for (const t of storeTargets()) {
 
       // Token names are labels, not identities.
       const token = { ...(SAMPLES.tokens.row as Insertable<Database['tokens']>), name: 'shared' };
-      await db.insertInto('tokens').values({ ...token, id: 'tok_s1', secret_hash: 's1' }).execute();
-      await db.insertInto('tokens').values({ ...token, id: 'tok_s2', secret_hash: 's2' }).execute();
+      await db
+        .insertInto('tokens')
+        .values({ ...token, id: 'tok_s1', secret_hash: 's1' })
+        .execute();
+      await db
+        .insertInto('tokens')
+        .values({ ...token, id: 'tok_s2', secret_hash: 's2' })
+        .execute();
       const shared = await db.selectFrom('tokens').select('id').where('name', '=', 'shared').execute();
       expect(shared).toHaveLength(2);
     });
@@ -418,7 +470,12 @@ for (const t of storeTargets()) {
       const next = await db.insertInto('events').values(event(99)).returning('seq').executeTakeFirstOrThrow();
       expect(next.seq).toBeGreaterThan(seqs.at(-1)!);
 
-      const rows = await db.selectFrom('events').select('seq').where('id', 'like', 'evt_seq_%').orderBy('seq').execute();
+      const rows = await db
+        .selectFrom('events')
+        .select('seq')
+        .where('id', 'like', 'evt_seq_%')
+        .orderBy('seq')
+        .execute();
       expect(rows.every((r) => typeof r.seq === 'number')).toBe(true);
       const { n, top } = await db
         .selectFrom('events')
@@ -446,8 +503,9 @@ for (const t of storeTargets()) {
       await Promise.all(
         Array.from({ length: 20 }, () =>
           transaction(store, async (trx) => {
-            const row = await forUpdate(trx.selectFrom('projects').select('revision').where('id', '=', 'prj_ctr'))
-              .executeTakeFirstOrThrow();
+            const row = await forUpdate(
+              trx.selectFrom('projects').select('revision').where('id', '=', 'prj_ctr'),
+            ).executeTakeFirstOrThrow();
             await sleep(2); // let the others read in between, if they could
             await trx
               .updateTable('projects')
@@ -457,7 +515,11 @@ for (const t of storeTargets()) {
           }),
         ),
       );
-      const { revision } = await db.selectFrom('projects').select('revision').where('id', '=', 'prj_ctr').executeTakeFirstOrThrow();
+      const { revision } = await db
+        .selectFrom('projects')
+        .select('revision')
+        .where('id', '=', 'prj_ctr')
+        .executeTakeFirstOrThrow();
       expect(revision).toBe(21);
     });
 
@@ -473,7 +535,8 @@ for (const t of storeTargets()) {
         attempts++;
         // A rolled-back attempt leaves nothing behind, or the next insert would collide.
         await trx.insertInto('projects').values(project('prj_retry', 'retry')).execute();
-        if (attempts < 3) throw Object.assign(new Error('could not serialize access'), { code: attempts === 1 ? '40001' : '40P01' });
+        if (attempts < 3)
+          throw Object.assign(new Error('could not serialize access'), { code: attempts === 1 ? '40001' : '40P01' });
         return 'done';
       });
       expect(result).toBe('done');
@@ -499,7 +562,10 @@ for (const t of storeTargets()) {
     });
 
     it.skipIf(t.name !== 'postgres')('recovers from a real deadlock by retrying the victim', async () => {
-      await db.insertInto('projects').values([project('prj_dl_a', 'dl-a'), project('prj_dl_b', 'dl-b')]).execute();
+      await db
+        .insertInto('projects')
+        .values([project('prj_dl_a', 'dl-a'), project('prj_dl_b', 'dl-b')])
+        .execute();
       const barrier = () => {
         let open!: () => void;
         const opened = new Promise<void>((r) => (open = r));
@@ -521,9 +587,16 @@ for (const t of storeTargets()) {
             .where('id', 'in', [first, second])
             .execute();
         });
-      await Promise.all([bump('prj_dl_a', 'prj_dl_b', aLocked, bLocked), bump('prj_dl_b', 'prj_dl_a', bLocked, aLocked)]);
+      await Promise.all([
+        bump('prj_dl_a', 'prj_dl_b', aLocked, bLocked),
+        bump('prj_dl_b', 'prj_dl_a', bLocked, aLocked),
+      ]);
       expect(attempts).toBe(3);
-      const rows = await db.selectFrom('projects').select('revision').where('id', 'in', ['prj_dl_a', 'prj_dl_b']).execute();
+      const rows = await db
+        .selectFrom('projects')
+        .select('revision')
+        .where('id', 'in', ['prj_dl_a', 'prj_dl_b'])
+        .execute();
       expect(rows.map((r) => r.revision)).toEqual([3, 3]);
     });
 

@@ -53,10 +53,17 @@ export function storeTargetsFor(env: NodeJS.ProcessEnv): StoreTarget[] {
       : ci
         ? {
             name: 'postgres',
-            open: () => Promise.reject(new Error(`PostgreSQL at ${redact(adminUrl)} is unreachable and CI is set: ${unreachable}`)),
+            open: () =>
+              Promise.reject(
+                new Error(`PostgreSQL at ${redact(adminUrl)} is unreachable and CI is set: ${unreachable}`),
+              ),
             skip: null,
           }
-        : { name: 'postgres', open: () => Promise.reject(new Error('skipped')), skip: `PostgreSQL at ${redact(adminUrl)} is unreachable (${unreachable}); set FLOE_TEST_DATABASE_URL` };
+        : {
+            name: 'postgres',
+            open: () => Promise.reject(new Error('skipped')),
+            skip: `PostgreSQL at ${redact(adminUrl)} is unreachable (${unreachable}); set FLOE_TEST_DATABASE_URL`,
+          };
   return [{ name: 'sqlite', open: openSqliteTestStore, skip: null }, postgres];
 }
 

@@ -18,7 +18,10 @@ export interface AgentPeer {
 export function agentPeer(req: FastifyRequest): AgentPeer {
   const socket = req.raw.socket as TLSSocket;
   if (typeof socket.getPeerCertificate !== 'function' || !socket.authorized) {
-    throw new FloeError('client_certificate_required', 'the agent endpoints need a client certificate signed by floe\'s CA');
+    throw new FloeError(
+      'client_certificate_required',
+      "the agent endpoints need a client certificate signed by floe's CA",
+    );
   }
   const cert = socket.getPeerCertificate();
   const cn = cert.subject?.CN;

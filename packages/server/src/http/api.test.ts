@@ -57,11 +57,15 @@ function checkEnvelope(res: Res): void {
   expect(res.body !== null && typeof res.body === 'object' && !Array.isArray(res.body), where).toBe(true);
   expect(Object.keys(res.body), where).toEqual(['error']);
   const e = res.body.error;
-  expect(Object.keys(e).every((k) => k === 'code' || k === 'message' || k === 'details'), where).toBe(true);
+  expect(
+    Object.keys(e).every((k) => k === 'code' || k === 'message' || k === 'details'),
+    where,
+  ).toBe(true);
   expect(typeof e.code === 'string' && isErrorCode(e.code), where).toBe(true);
   expect(ERROR_CODES[e.code as ErrorCode].status, where).toBe(res.status);
   expect(typeof e.message === 'string' && e.message.length > 0, where).toBe(true);
-  if ('details' in e) expect(e.details !== null && typeof e.details === 'object' && !Array.isArray(e.details), where).toBe(true);
+  if ('details' in e)
+    expect(e.details !== null && typeof e.details === 'object' && !Array.isArray(e.details), where).toBe(true);
 }
 
 /** Assert an error answer: status from ERROR_CODES, the code, and (for validation) the field. */
@@ -99,33 +103,52 @@ class Api {
   /** In-process request (no socket). */
   async call(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, opts: CallOptions = {}): Promise<Res> {
     const payload = this.payload(opts);
-    const res = await this.cp.app.http.inject({ method, url, headers: this.headers(opts), ...(payload === undefined ? {} : { payload }) });
+    const res = await this.cp.app.http.inject({
+      method,
+      url,
+      headers: this.headers(opts),
+      ...(payload === undefined ? {} : { payload }),
+    });
     return decode(res.statusCode, res.headers as Res['headers'], res.body);
   }
 
-  get(url: string, opts?: CallOptions) { return this.call('GET', url, opts); }
-  post(url: string, body?: unknown, opts: CallOptions = {}) { return this.call('POST', url, { ...opts, body }); }
-  patch(url: string, body: unknown, opts: CallOptions = {}) {
-    return this.call('PATCH', url, { ...opts, body, headers: { 'content-type': 'application/merge-patch+json', ...opts.headers } });
+  get(url: string, opts?: CallOptions) {
+    return this.call('GET', url, opts);
   }
-  del(url: string, opts?: CallOptions) { return this.call('DELETE', url, opts); }
+  post(url: string, body?: unknown, opts: CallOptions = {}) {
+    return this.call('POST', url, { ...opts, body });
+  }
+  patch(url: string, body: unknown, opts: CallOptions = {}) {
+    return this.call('PATCH', url, {
+      ...opts,
+      body,
+      headers: { 'content-type': 'application/merge-patch+json', ...opts.headers },
+    });
+  }
+  del(url: string, opts?: CallOptions) {
+    return this.call('DELETE', url, opts);
+  }
 
   /** A real HTTPS request to the listening server, trusting only the test CA. */
   https(method: string, path: string, opts: CallOptions = {}): Promise<Res> {
     const payload = this.payload(opts);
     return new Promise((resolve, reject) => {
-      const req = https.request(new URL(path, this.cp.url), { method, headers: this.headers(opts), ca: this.cp.ca.certPem, agent: false }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', reject);
-        res.on('end', () => {
-          try {
-            resolve(decode(res.statusCode ?? 0, res.headers, Buffer.concat(chunks).toString('utf8')));
-          } catch (err) {
-            reject(err);
-          }
-        });
-      });
+      const req = https.request(
+        new URL(path, this.cp.url),
+        { method, headers: this.headers(opts), ca: this.cp.ca.certPem, agent: false },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', reject);
+          res.on('end', () => {
+            try {
+              resolve(decode(res.statusCode ?? 0, res.headers, Buffer.concat(chunks).toString('utf8')));
+            } catch (err) {
+              reject(err);
+            }
+          });
+        },
+      );
       req.on('error', reject);
       req.end(payload);
     });
@@ -138,15 +161,27 @@ class Api {
   }
 
   /** Create a small instance; answers the 202 body. */
-  async instance(project: string, name: string, extra: Record<string, unknown> = {}, opts: CallOptions = {}): Promise<{ instance: Instance; operation: Operation }> {
-    const res = await this.post('/v1/instances', { name, project, image: 'img', vcpus: 1, memory_mib: 128, ...extra }, opts);
+  async instance(
+    project: string,
+    name: string,
+    extra: Record<string, unknown> = {},
+    opts: CallOptions = {},
+  ): Promise<{ instance: Instance; operation: Operation }> {
+    const res = await this.post(
+      '/v1/instances',
+      { name, project, image: 'img', vcpus: 1, memory_mib: 128, ...extra },
+      opts,
+    );
     expect(res.status, JSON.stringify(res.body)).toBe(202);
     return res.body;
   }
 
   /** Rows in a table. */
   async count(table: keyof Database): Promise<number> {
-    const row = await this.cp.store.db.selectFrom(table).select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    const row = await this.cp.store.db
+      .selectFrom(table)
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow();
     return Number(row.n);
   }
 
@@ -154,21 +189,29 @@ class Api {
   sse(path: string, opts: { token?: string; headers?: Record<string, string> } = {}): Promise<SseStream> {
     return new Promise((resolve, reject) => {
       const headers = { ...this.headers({ token: opts.token }), accept: 'text/event-stream', ...opts.headers };
-      const req = https.request(new URL(path, this.cp.url), { method: 'GET', headers, ca: this.cp.ca.certPem, agent: false }, (res) => {
-        const stream = new SseStream(req, res.statusCode ?? 0, String(res.headers['content-type']));
-        res.setEncoding('utf8');
-        let started = false;
-        res.on('data', (chunk: string) => {
-          stream.feed(chunk);
-          if (!started && stream.comments.length > 0) {
-            started = true;
-            resolve(stream);
-          }
-        });
-        res.on('error', () => undefined);
-        res.on('end', () => { if (!started) reject(new Error(`event stream ended before it started (status ${res.statusCode})`)); });
+      const req = https.request(
+        new URL(path, this.cp.url),
+        { method: 'GET', headers, ca: this.cp.ca.certPem, agent: false },
+        (res) => {
+          const stream = new SseStream(req, res.statusCode ?? 0, String(res.headers['content-type']));
+          res.setEncoding('utf8');
+          let started = false;
+          res.on('data', (chunk: string) => {
+            stream.feed(chunk);
+            if (!started && stream.comments.length > 0) {
+              started = true;
+              resolve(stream);
+            }
+          });
+          res.on('error', () => undefined);
+          res.on('end', () => {
+            if (!started) reject(new Error(`event stream ended before it started (status ${res.statusCode})`));
+          });
+        },
+      );
+      req.on('error', (err) => {
+        if ((err as NodeJS.ErrnoException).code !== 'ECONNRESET') reject(err);
       });
-      req.on('error', (err) => { if ((err as NodeJS.ErrnoException).code !== 'ECONNRESET') reject(err); });
       req.end();
     });
   }
@@ -188,7 +231,11 @@ class SseStream {
   private buffer = '';
   private waiters: Array<() => void> = [];
 
-  constructor(private readonly req: ClientRequest, readonly status: number, readonly contentType: string) {}
+  constructor(
+    private readonly req: ClientRequest,
+    readonly status: number,
+    readonly contentType: string,
+  ) {}
 
   feed(chunk: string): void {
     this.buffer += chunk;
@@ -219,10 +266,16 @@ class SseStream {
       const found = this.messages.find(pred);
       if (found) return found;
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no matching event within ${ms} ms; got: ${this.messages.map((m) => `${m.id}:${m.event}`).join(', ')}`);
+      if (left <= 0)
+        throw new Error(
+          `no matching event within ${ms} ms; got: ${this.messages.map((m) => `${m.id}:${m.event}`).join(', ')}`,
+        );
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
-        this.waiters.push(() => { clearTimeout(timer); resolve(); });
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
       });
     }
   }
@@ -262,8 +315,14 @@ for (const target of storeTargets()) {
       it('needs a valid bearer token, except for health, the spec and the docs', async () => {
         expectError(await api.https('GET', '/v1/projects', { token: null }), 'unauthenticated');
         expectError(await api.https('GET', '/v1/projects', { token: 'floe_not-a-real-token' }), 'unauthenticated');
-        expectError(await api.https('GET', '/v1/projects', { token: null, headers: { authorization: 'Basic YWRtaW46YWRtaW4=' } }), 'unauthenticated');
-        expectError(await api.https('GET', `/v1/instances/${newId('instance')}`, { token: 'floe_x' }), 'unauthenticated');
+        expectError(
+          await api.https('GET', '/v1/projects', { token: null, headers: { authorization: 'Basic YWRtaW46YWRtaW4=' } }),
+          'unauthenticated',
+        );
+        expectError(
+          await api.https('GET', `/v1/instances/${newId('instance')}`, { token: 'floe_x' }),
+          'unauthenticated',
+        );
 
         const ok = await api.https('GET', '/v1/projects');
         expect(ok.status).toBe(200);
@@ -303,11 +362,17 @@ for (const target of storeTargets()) {
 
         // Other project: not found, never forbidden, so existence does not leak.
         expectError(await api.https('GET', `/v1/instances/${b.instance.id}`, { token: tok }), 'instance_not_found');
-        expectError(await api.https('GET', '/v1/instances/theirs?project=auth-b', { token: tok }), 'instance_not_found');
+        expectError(
+          await api.https('GET', '/v1/instances/theirs?project=auth-b', { token: tok }),
+          'instance_not_found',
+        );
         expectError(await api.https('GET', `/v1/instances/${newId('instance')}`, { token: tok }), 'instance_not_found');
         expectError(await api.https('GET', `/v1/operations/${b.operation.id}`, { token: tok }), 'operation_not_found');
         expectError(await api.https('GET', '/v1/projects/auth-b', { token: tok }), 'project_not_found');
-        expectError(await api.https('POST', `/v1/instances/${b.instance.id}/stop`, { token: tok }), 'instance_not_found');
+        expectError(
+          await api.https('POST', `/v1/instances/${b.instance.id}/stop`, { token: tok }),
+          'instance_not_found',
+        );
         const theirs = await api.https('GET', '/v1/instances?project=auth-b', { token: tok });
         expect(theirs.status).toBe(200);
         expect(theirs.body).toEqual({ items: [], next_cursor: null });
@@ -322,8 +387,17 @@ for (const target of storeTargets()) {
         expect(join.status).toBe(201);
         expect(join.body.token).toMatch(/^floejoin_/);
         expectError(await api.https('GET', `/v1/hosts/${smallHost}`, { token: tok }), 'forbidden');
-        expectError(await api.https('POST', '/v1/tokens', { token: tok, body: { name: 'escalate', admin: true } }), 'forbidden');
-        expectError(await api.https('POST', '/v1/machine-types', { token: tok, body: { name: 'mine', vcpus: 1, memory_mib: 128 } }), 'forbidden');
+        expectError(
+          await api.https('POST', '/v1/tokens', { token: tok, body: { name: 'escalate', admin: true } }),
+          'forbidden',
+        );
+        expectError(
+          await api.https('POST', '/v1/machine-types', {
+            token: tok,
+            body: { name: 'mine', vcpus: 1, memory_mib: 128 },
+          }),
+          'forbidden',
+        );
         expectError(await api.get('/v1/projects/sneaky'), 'project_not_found');
 
         // Revoked: rejected at once.
@@ -345,20 +419,61 @@ for (const target of storeTargets()) {
         expectError(await api.post('/v1/projects', {}), 'validation_failed', 'name');
         expectError(await api.post('/v1/projects', { name: 'x', labels: 'env=prod' }), 'validation_failed', 'labels');
         const base = { name: 'v1', project: 'val', image: 'img' };
-        expectError(await api.post('/v1/instances', { ...base, vcpus: 0, memory_mib: 256 }), 'validation_failed', 'vcpus');
-        expectError(await api.post('/v1/instances', { ...base, vcpus: 1, memory_mib: 'lots' }), 'validation_failed', 'memory_mib');
-        expectError(await api.post('/v1/instances', { ...base, vcpus: 1, memory_mib: 256, ssh_keys: { key: 'ssh-ed25519 AAAA' } }), 'validation_failed', 'ssh_keys');
-        expectError(await api.post('/v1/instances', { ...base, vcpus: 1, memory_mib: 256, restart_policy: 'sometimes' }), 'validation_failed', 'restart_policy');
+        expectError(
+          await api.post('/v1/instances', { ...base, vcpus: 0, memory_mib: 256 }),
+          'validation_failed',
+          'vcpus',
+        );
+        expectError(
+          await api.post('/v1/instances', { ...base, vcpus: 1, memory_mib: 'lots' }),
+          'validation_failed',
+          'memory_mib',
+        );
+        expectError(
+          await api.post('/v1/instances', {
+            ...base,
+            vcpus: 1,
+            memory_mib: 256,
+            ssh_keys: { key: 'ssh-ed25519 AAAA' },
+          }),
+          'validation_failed',
+          'ssh_keys',
+        );
+        expectError(
+          await api.post('/v1/instances', { ...base, vcpus: 1, memory_mib: 256, restart_policy: 'sometimes' }),
+          'validation_failed',
+          'restart_policy',
+        );
         expectError(await api.post('/v1/instances', { ...base, vcpus: 1 }), 'validation_failed', 'machine_type');
-        expectError(await api.patch('/v1/projects/val', { labels: { 'bad key!': 'x' } }), 'validation_failed', 'labels.bad key!');
-        expectError(await api.post('/v1/images', { name: 'bad-labels', project: 'val', labels: { '-x': 'y' } }), 'validation_failed', 'labels.-x');
-        expectError(await api.patch('/v1/projects/val', { labels: { ok: 'bad value!' } }), 'validation_failed', 'labels.ok');
+        expectError(
+          await api.patch('/v1/projects/val', { labels: { 'bad key!': 'x' } }),
+          'validation_failed',
+          'labels.bad key!',
+        );
+        expectError(
+          await api.post('/v1/images', { name: 'bad-labels', project: 'val', labels: { '-x': 'y' } }),
+          'validation_failed',
+          'labels.-x',
+        );
+        expectError(
+          await api.patch('/v1/projects/val', { labels: { ok: 'bad value!' } }),
+          'validation_failed',
+          'labels.ok',
+        );
         expect((await api.get('/v1/projects/val')).body).toMatchObject({ revision: 1, labels: {} });
         expectError(await api.get('/v1/images/bad-labels?project=val'), 'image_not_found');
         expectError(await api.patch('/v1/projects/val', { name: 'renamed' }), 'validation_failed', 'name');
-        expectError(await api.call('POST', '/v1/projects', { raw: '{"name": ', headers: { 'content-type': 'application/json' } }), 'validation_failed', 'body');
+        expectError(
+          await api.call('POST', '/v1/projects', { raw: '{"name": ', headers: { 'content-type': 'application/json' } }),
+          'validation_failed',
+          'body',
+        );
         expectError(await api.get('/v1/instances?limit=0'), 'validation_failed', 'limit');
-        expectError(await api.patch('/v1/projects/val', {}, { headers: { 'if-match': 'nope' } }), 'validation_failed', 'If-Match');
+        expectError(
+          await api.patch('/v1/projects/val', {}, { headers: { 'if-match': 'nope' } }),
+          'validation_failed',
+          'If-Match',
+        );
         // None of the rejected creates left anything behind.
         expectError(await api.get('/v1/instances/v1?project=val'), 'instance_not_found');
         expectError(await api.get('/v1/projects/ok-name'), 'project_not_found');
@@ -386,9 +501,18 @@ for (const target of storeTargets()) {
         }
         expectError(await api.post(`/v1/operations/${newId('operation')}/cancel`), 'operation_not_found');
         expectError(await api.del(`/v1/tokens/${newId('token')}`), 'token_not_found');
-        expectError(await api.post('/v1/instances', { name: 'x', project: 'val', image: 'nope', vcpus: 1, memory_mib: 128 }), 'image_not_found');
-        expectError(await api.post('/v1/instances', { name: 'x', project: 'val', image: 'img', machine_type: 'nope' }), 'machine_type_not_found');
-        expectError(await api.post('/v1/instances', { name: 'x', project: 'nope', image: 'img', vcpus: 1, memory_mib: 128 }), 'project_not_found');
+        expectError(
+          await api.post('/v1/instances', { name: 'x', project: 'val', image: 'nope', vcpus: 1, memory_mib: 128 }),
+          'image_not_found',
+        );
+        expectError(
+          await api.post('/v1/instances', { name: 'x', project: 'val', image: 'img', machine_type: 'nope' }),
+          'machine_type_not_found',
+        );
+        expectError(
+          await api.post('/v1/instances', { name: 'x', project: 'nope', image: 'img', vcpus: 1, memory_mib: 128 }),
+          'project_not_found',
+        );
         expectError(await api.get('/v1/nothing-here'), 'not_found');
         expectError(await api.call('DELETE', '/v1/instances'), 'not_found');
       });
@@ -396,25 +520,57 @@ for (const target of storeTargets()) {
       it('answers 409 on a name clash', async () => {
         expectError(await api.post('/v1/projects', { name: 'val' }), 'name_conflict', 'name');
         expectError(await api.post('/v1/images', { name: 'img', project: 'val' }), 'name_conflict', 'name');
-        expectError(await api.post('/v1/machine-types', { name: 'small', vcpus: 1, memory_mib: 256 }), 'name_conflict', 'name');
+        expectError(
+          await api.post('/v1/machine-types', { name: 'small', vcpus: 1, memory_mib: 256 }),
+          'name_conflict',
+          'name',
+        );
         await api.instance('val', 'twin');
         const before = await api.count('operations');
-        expectError(await api.post('/v1/instances', { name: 'twin', project: 'val', image: 'img', vcpus: 1, memory_mib: 128 }), 'name_conflict', 'name');
+        expectError(
+          await api.post('/v1/instances', { name: 'twin', project: 'val', image: 'img', vcpus: 1, memory_mib: 128 }),
+          'name_conflict',
+          'name',
+        );
         expect(await api.count('operations')).toBe(before);
       });
 
       it('rejects oversized bodies, non-JSON bodies, big metadata and bad selectors', async () => {
         const big = { name: 'big', metadata: { blob: 'x'.repeat(200 * 1024) } };
         expectError(await api.post('/v1/projects', big), 'payload_too_large');
-        expectError(await api.call('POST', '/v1/projects', { raw: 'name=plain', headers: { 'content-type': 'text/plain' } }), 'unsupported_media_type');
-        expectError(await api.call('PATCH', '/v1/projects/val', { raw: '<labels/>', headers: { 'content-type': 'application/xml' } }), 'unsupported_media_type');
+        expectError(
+          await api.call('POST', '/v1/projects', { raw: 'name=plain', headers: { 'content-type': 'text/plain' } }),
+          'unsupported_media_type',
+        );
+        expectError(
+          await api.call('PATCH', '/v1/projects/val', {
+            raw: '<labels/>',
+            headers: { 'content-type': 'application/xml' },
+          }),
+          'unsupported_media_type',
+        );
         const meta = { blob: 'x'.repeat(65 * 1024) };
         expectError(await api.post('/v1/projects', { name: 'meta', metadata: meta }), 'metadata_too_large', 'metadata');
-        expectError(await api.post('/v1/instances', { name: 'meta', project: 'val', image: 'img', vcpus: 1, memory_mib: 128, metadata: meta }), 'metadata_too_large', 'metadata');
+        expectError(
+          await api.post('/v1/instances', {
+            name: 'meta',
+            project: 'val',
+            image: 'img',
+            vcpus: 1,
+            memory_mib: 128,
+            metadata: meta,
+          }),
+          'metadata_too_large',
+          'metadata',
+        );
         expectError(await api.patch('/v1/projects/val', { metadata: meta }), 'metadata_too_large', 'metadata');
         expectError(await api.get('/v1/projects/meta'), 'project_not_found');
         expectError(await api.get('/v1/instances?cursor=garbage'), 'invalid_cursor', 'cursor');
-        expectError(await api.get(`/v1/projects?cursor=${Buffer.from('inst_nope').toString('base64url')}`), 'invalid_cursor', 'cursor');
+        expectError(
+          await api.get(`/v1/projects?cursor=${Buffer.from('inst_nope').toString('base64url')}`),
+          'invalid_cursor',
+          'cursor',
+        );
         expectError(await api.get('/v1/operations?cursor=garbage'), 'invalid_cursor');
         expectError(await api.get('/v1/instances?label=%21bad'), 'invalid_label_selector', 'label');
         expectError(await api.get('/v1/images?label=env%3D%20spaces'), 'invalid_label_selector', 'label');
@@ -425,7 +581,12 @@ for (const target of storeTargets()) {
         const tables = ['instances', 'operations', 'history', 'events', 'resource_labels'] as const;
         const before = await Promise.all(tables.map((t) => api.count(t)));
         const res = await api.post('/v1/instances', {
-          name: 'huge', project: 'val', image: 'img', vcpus: 256, memory_mib: 4 * 1024 * 1024, labels: { size: 'huge' },
+          name: 'huge',
+          project: 'val',
+          image: 'img',
+          vcpus: 256,
+          memory_mib: 4 * 1024 * 1024,
+          labels: { size: 'huge' },
         });
         expectError(res, 'no_host_capacity');
         expect(res.body.error.details.requested).toEqual({ vcpus: 256, memory_mib: 4 * 1024 * 1024 });
@@ -437,18 +598,37 @@ for (const target of storeTargets()) {
     // ------------------------------------------------------------ resources
     describe('resources', () => {
       it('creates, reads, updates and deletes projects', async () => {
-        const created = await api.post('/v1/projects', { name: 'crud-p', description: 'first', labels: { team: 'core' }, metadata: { owner: { email: 'a@example.org' } } });
+        const created = await api.post('/v1/projects', {
+          name: 'crud-p',
+          description: 'first',
+          labels: { team: 'core' },
+          metadata: { owner: { email: 'a@example.org' } },
+        });
         expect(created.status).toBe(201);
         const p = created.body;
-        expect(p).toMatchObject({ name: 'crud-p', description: 'first', labels: { team: 'core' }, metadata: { owner: { email: 'a@example.org' } }, revision: 1 });
+        expect(p).toMatchObject({
+          name: 'crud-p',
+          description: 'first',
+          labels: { team: 'core' },
+          metadata: { owner: { email: 'a@example.org' } },
+          revision: 1,
+        });
         expect(p.id).toMatch(/^prj_/);
         expect(created.headers.etag).toBe('"1"');
         expect((await api.get(`/v1/projects/${p.id}`)).body).toEqual(p);
         expect((await api.get('/v1/projects/crud-p')).body).toEqual(p);
         expect((await api.get('/v1/projects')).body.items.map((x: { id: string }) => x.id)).toContain(p.id);
-        const patched = await api.patch('/v1/projects/crud-p', { description: 'second', metadata: { owner: null, tier: 1 } });
+        const patched = await api.patch('/v1/projects/crud-p', {
+          description: 'second',
+          metadata: { owner: null, tier: 1 },
+        });
         expect(patched.status).toBe(200);
-        expect(patched.body).toMatchObject({ description: 'second', metadata: { tier: 1 }, labels: { team: 'core' }, revision: 2 });
+        expect(patched.body).toMatchObject({
+          description: 'second',
+          metadata: { tier: 1 },
+          labels: { team: 'core' },
+          revision: 2,
+        });
         expect(patched.body.metadata).not.toHaveProperty('owner');
         expect((await api.del('/v1/projects/crud-p')).status).toBe(204);
         expectError(await api.get(`/v1/projects/${p.id}`), 'project_not_found');
@@ -461,28 +641,64 @@ for (const target of storeTargets()) {
 
       it('creates, reads, updates and deletes images and machine types', async () => {
         await api.project('crud-i');
-        const img = await api.post('/v1/images', { name: 'debian', project: 'crud-i', os: 'debian-12', min_disk_gib: 2, labels: { os: 'debian' } });
+        const img = await api.post('/v1/images', {
+          name: 'debian',
+          project: 'crud-i',
+          os: 'debian-12',
+          min_disk_gib: 2,
+          labels: { os: 'debian' },
+        });
         expect(img.status).toBe(201);
-        expect(img.body).toMatchObject({ name: 'debian', project: 'crud-i', spec: { format: 'qcow2', os: 'debian-12', min_disk_gib: 2, public: false }, status: { state: 'pending', sha256: null } });
+        expect(img.body).toMatchObject({
+          name: 'debian',
+          project: 'crud-i',
+          spec: { format: 'qcow2', os: 'debian-12', min_disk_gib: 2, public: false },
+          status: { state: 'pending', sha256: null },
+        });
         const got = await api.get('/v1/images/debian?project=crud-i');
         expect(got.body).toEqual(img.body);
         expect(got.headers.etag).toBe('"1"');
         expectError(await api.get('/v1/images/debian'), 'image_not_found'); // names resolve in ?project=, default "default"
-        const patched = await api.patch(`/v1/images/${img.body.id}?project=crud-i`, { spec: { os: 'debian-13' }, labels: { os: null, arch: 'amd64' } });
+        const patched = await api.patch(`/v1/images/${img.body.id}?project=crud-i`, {
+          spec: { os: 'debian-13' },
+          labels: { os: null, arch: 'amd64' },
+        });
         expect(patched.body).toMatchObject({ spec: { os: 'debian-13' }, labels: { arch: 'amd64' }, revision: 2 });
         expect(patched.body.labels).not.toHaveProperty('os');
-        expect((await api.get('/v1/images?project=crud-i')).body.items.map((i: { name: string }) => i.name).sort()).toEqual(['debian', 'img']);
+        expect(
+          (await api.get('/v1/images?project=crud-i')).body.items.map((i: { name: string }) => i.name).sort(),
+        ).toEqual(['debian', 'img']);
         expect((await api.del('/v1/images/debian?project=crud-i')).status).toBe(204);
         expectError(await api.get(`/v1/images/${img.body.id}`), 'image_not_found');
 
         const builtins = await api.get('/v1/machine-types?limit=1000');
-        expect(builtins.body.items.map((t: { name: string }) => t.name)).toEqual(expect.arrayContaining(['nano', 'small', 'xlarge']));
-        const mt = await api.post('/v1/machine-types', { name: 'crud-mt', vcpus: 3, memory_mib: 3072, labels: { custom: 'yes' } });
+        expect(builtins.body.items.map((t: { name: string }) => t.name)).toEqual(
+          expect.arrayContaining(['nano', 'small', 'xlarge']),
+        );
+        const mt = await api.post('/v1/machine-types', {
+          name: 'crud-mt',
+          vcpus: 3,
+          memory_mib: 3072,
+          labels: { custom: 'yes' },
+        });
         expect(mt.status).toBe(201);
-        expect(mt.body).toMatchObject({ name: 'crud-mt', spec: { vcpus: 3, memory_mib: 3072, disk_gib: 10 }, builtin: false });
+        expect(mt.body).toMatchObject({
+          name: 'crud-mt',
+          spec: { vcpus: 3, memory_mib: 3072, disk_gib: 10 },
+          builtin: false,
+        });
         expect((await api.get('/v1/machine-types/crud-mt')).body).toEqual(mt.body);
-        const sized = await api.instance('crud-i', 'sized', { machine_type: 'crud-mt', vcpus: undefined, memory_mib: undefined });
-        expect(sized.instance.spec).toMatchObject({ machine_type: 'crud-mt', vcpus: 3, memory_mib: 3072, disk_gib: 10 });
+        const sized = await api.instance('crud-i', 'sized', {
+          machine_type: 'crud-mt',
+          vcpus: undefined,
+          memory_mib: undefined,
+        });
+        expect(sized.instance.spec).toMatchObject({
+          machine_type: 'crud-mt',
+          vcpus: 3,
+          memory_mib: 3072,
+          disk_gib: 10,
+        });
         expect((await api.del('/v1/machine-types/crud-mt')).status).toBe(204);
         expectError(await api.get(`/v1/machine-types/${mt.body.id}`), 'machine_type_not_found');
         expectError(await api.del('/v1/images/img?project=crud-i'), 'in_use');
@@ -490,10 +706,25 @@ for (const target of storeTargets()) {
 
       it('creates, reads, updates, stops and deletes instances', async () => {
         await api.project('crud-vm');
-        const { instance, operation } = await api.instance('crud-vm', 'web-1', { labels: { role: 'web' }, ssh_keys: ['ssh-ed25519 AAAAC3 test'], user_data: '#!/bin/sh\necho hi\n' });
+        const { instance, operation } = await api.instance('crud-vm', 'web-1', {
+          labels: { role: 'web' },
+          ssh_keys: ['ssh-ed25519 AAAAC3 test'],
+          user_data: '#!/bin/sh\necho hi\n',
+        });
         expect(instance).toMatchObject({
-          name: 'web-1', project: 'crud-vm', labels: { role: 'web' }, revision: 1,
-          spec: { vcpus: 1, memory_mib: 128, machine_type: null, power_state: 'running', restart_policy: 'never', ssh_keys: ['ssh-ed25519 AAAAC3 test'], user_data: '#!/bin/sh\necho hi\n' },
+          name: 'web-1',
+          project: 'crud-vm',
+          labels: { role: 'web' },
+          revision: 1,
+          spec: {
+            vcpus: 1,
+            memory_mib: 128,
+            machine_type: null,
+            power_state: 'running',
+            restart_policy: 'never',
+            ssh_keys: ['ssh-ed25519 AAAAC3 test'],
+            user_data: '#!/bin/sh\necho hi\n',
+          },
           status: { state: 'scheduled' },
         });
         expect(instance.status.host).toMatch(/^host_/);
@@ -501,13 +732,24 @@ for (const target of storeTargets()) {
         const byName = await api.get('/v1/instances/web-1?project=crud-vm');
         expect(byName.body).toEqual(instance);
         expect((await api.get(`/v1/instances/${instance.id}`)).body).toEqual(instance);
-        const patched = await api.patch(`/v1/instances/${instance.id}`, { spec: { restart_policy: 'always' }, metadata: { note: 'x' } });
-        expect(patched.body).toMatchObject({ spec: { restart_policy: 'always' }, metadata: { note: 'x' }, revision: 2 });
+        const patched = await api.patch(`/v1/instances/${instance.id}`, {
+          spec: { restart_policy: 'always' },
+          metadata: { note: 'x' },
+        });
+        expect(patched.body).toMatchObject({
+          spec: { restart_policy: 'always' },
+          metadata: { note: 'x' },
+          revision: 2,
+        });
         // As curl sends it: POST without a body.
         const plainStop = await api.https('POST', `/v1/instances/${instance.id}/stop`);
         expect(plainStop.status).toBe(202);
         expect(plainStop.body).toMatchObject({ kind: 'instance.stop', status: 'pending' });
-        expectError(await api.post(`/v1/instances/${instance.id}/stop`, { force: 'yes please' }), 'validation_failed', 'force');
+        expectError(
+          await api.post(`/v1/instances/${instance.id}/stop`, { force: 'yes please' }),
+          'validation_failed',
+          'force',
+        );
         const stop = await api.post(`/v1/instances/${instance.id}/stop`, { force: true });
         expect(stop.status).toBe(202);
         expect(stop.body).toMatchObject({ kind: 'instance.stop', status: 'pending' });
@@ -528,12 +770,31 @@ for (const target of storeTargets()) {
 
       it('filters every list by labels: key=value, key, and several (AND)', async () => {
         await api.project('lbl');
-        const sets: Array<Record<string, string>> = [{ env: 'prod', tier: 'web' }, { env: 'prod' }, { env: 'dev', tier: 'web' }, {}];
+        const sets: Array<Record<string, string>> = [
+          { env: 'prod', tier: 'web' },
+          { env: 'prod' },
+          { env: 'dev', tier: 'web' },
+          {},
+        ];
         const kinds: Array<{ list: string; create: (i: number, labels: Record<string, string>) => Promise<string> }> = [
-          { list: '/v1/projects', create: async (i, labels) => (await api.post('/v1/projects', { name: `lbl-p${i}`, labels })).body.id },
-          { list: '/v1/images?project=lbl', create: async (i, labels) => (await api.post('/v1/images', { name: `lbl-i${i}`, project: 'lbl', labels })).body.id },
-          { list: '/v1/machine-types', create: async (i, labels) => (await api.post('/v1/machine-types', { name: `lbl-m${i}`, vcpus: 1, memory_mib: 128, labels })).body.id },
-          { list: '/v1/instances?project=lbl', create: async (i, labels) => (await api.instance('lbl', `lbl-v${i}`, { labels })).instance.id },
+          {
+            list: '/v1/projects',
+            create: async (i, labels) => (await api.post('/v1/projects', { name: `lbl-p${i}`, labels })).body.id,
+          },
+          {
+            list: '/v1/images?project=lbl',
+            create: async (i, labels) =>
+              (await api.post('/v1/images', { name: `lbl-i${i}`, project: 'lbl', labels })).body.id,
+          },
+          {
+            list: '/v1/machine-types',
+            create: async (i, labels) =>
+              (await api.post('/v1/machine-types', { name: `lbl-m${i}`, vcpus: 1, memory_mib: 128, labels })).body.id,
+          },
+          {
+            list: '/v1/instances?project=lbl',
+            create: async (i, labels) => (await api.instance('lbl', `lbl-v${i}`, { labels })).instance.id,
+          },
           {
             list: '/v1/hosts',
             create: async (i, labels) => {
@@ -565,12 +826,15 @@ for (const target of storeTargets()) {
       it('walks 250 instances in pages of 100 without duplicates or gaps', async () => {
         await api.project('paging');
         const created: string[] = [];
-        for (let i = 0; i < 250; i++) created.push((await api.instance('paging', `p-${String(i).padStart(3, '0')}`)).instance.id);
+        for (let i = 0; i < 250; i++)
+          created.push((await api.instance('paging', `p-${String(i).padStart(3, '0')}`)).instance.id);
         const seen: string[] = [];
         const sizes: number[] = [];
         let cursor: string | null = null;
         do {
-          const res: Res = await api.get(`/v1/instances?project=paging&limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+          const res: Res = await api.get(
+            `/v1/instances?project=paging&limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
+          );
           expect(res.status).toBe(200);
           sizes.push(res.body.items.length);
           seen.push(...res.body.items.map((i: Instance) => i.id));
@@ -588,17 +852,28 @@ for (const target of storeTargets()) {
 
       it('applies PATCH as a JSON merge patch, with ETag and If-Match', async () => {
         await api.project('etag');
-        const { instance } = await api.instance('etag', 'e-1', { labels: { a: '1', b: '2' }, metadata: { keep: true, drop: 'x', nested: { x: 1, y: 2 } } });
+        const { instance } = await api.instance('etag', 'e-1', {
+          labels: { a: '1', b: '2' },
+          metadata: { keep: true, drop: 'x', nested: { x: 1, y: 2 } },
+        });
         const got = await api.get(`/v1/instances/${instance.id}`);
         expect(got.headers.etag).toBe(`"${got.body.revision}"`);
         expect(got.body.revision).toBe(1);
 
-        const stale = await api.patch(`/v1/instances/${instance.id}`, { labels: { a: null } }, { headers: { 'if-match': '"7"' } });
+        const stale = await api.patch(
+          `/v1/instances/${instance.id}`,
+          { labels: { a: null } },
+          { headers: { 'if-match': '"7"' } },
+        );
         expectError(stale, 'revision_mismatch');
         expect(stale.body.error.details).toMatchObject({ current: 1, expected: 7 });
         expect((await api.get(`/v1/instances/${instance.id}`)).body.labels).toEqual({ a: '1', b: '2' });
 
-        const ok = await api.patch(`/v1/instances/${instance.id}`, { labels: { a: null, c: '3' }, metadata: { drop: null, nested: { y: null, z: 3 } } }, { headers: { 'if-match': '"1"' } });
+        const ok = await api.patch(
+          `/v1/instances/${instance.id}`,
+          { labels: { a: null, c: '3' }, metadata: { drop: null, nested: { y: null, z: 3 } } },
+          { headers: { 'if-match': '"1"' } },
+        );
         expect(ok.status).toBe(200);
         expect(ok.body.revision).toBe(2);
         expect(ok.headers.etag).toBe('"2"');
@@ -608,13 +883,28 @@ for (const target of storeTargets()) {
         expect((await api.get('/v1/instances?project=etag&label=a')).body.items).toEqual([]);
         expect(sortIds((await api.get('/v1/instances?project=etag&label=c=3')).body.items)).toEqual([instance.id]);
         // W/ and unquoted forms are accepted; plain JSON works for PATCH too.
-        const weak = await api.call('PATCH', `/v1/instances/${instance.id}`, { body: { labels: { d: '4' } }, headers: { 'if-match': 'W/"2"' } });
+        const weak = await api.call('PATCH', `/v1/instances/${instance.id}`, {
+          body: { labels: { d: '4' } },
+          headers: { 'if-match': 'W/"2"' },
+        });
         expect(weak.body.revision).toBe(3);
-        expectError(await api.patch(`/v1/instances/${instance.id}`, {}, { headers: { 'if-match': '2' } }), 'revision_mismatch');
-        expectError(await api.del(`/v1/instances/${instance.id}`, { headers: { 'if-match': '"1"' } }), 'revision_mismatch');
+        expectError(
+          await api.patch(`/v1/instances/${instance.id}`, {}, { headers: { 'if-match': '2' } }),
+          'revision_mismatch',
+        );
+        expectError(
+          await api.del(`/v1/instances/${instance.id}`, { headers: { 'if-match': '"1"' } }),
+          'revision_mismatch',
+        );
         await api.post('/v1/projects', { name: 'etag-p' });
-        expectError(await api.patch('/v1/projects/etag-p', { description: 'x' }, { headers: { 'if-match': '"2"' } }), 'revision_mismatch');
-        expect((await api.patch('/v1/projects/etag-p', { description: 'x' }, { headers: { 'if-match': '"1"' } })).headers.etag).toBe('"2"');
+        expectError(
+          await api.patch('/v1/projects/etag-p', { description: 'x' }, { headers: { 'if-match': '"2"' } }),
+          'revision_mismatch',
+        );
+        expect(
+          (await api.patch('/v1/projects/etag-p', { description: 'x' }, { headers: { 'if-match': '"1"' } })).headers
+            .etag,
+        ).toBe('"2"');
       });
 
       it('keeps the history of an instance with before and after', async () => {
@@ -625,7 +915,15 @@ for (const target of storeTargets()) {
         await api.post(`/v1/instances/${instance.id}/restart`);
         const res = await api.get(`/v1/instances/${instance.id}/history`);
         expect(res.status).toBe(200);
-        const items = res.body.items as Array<{ action: string; revision: number; actor: string; kind: string; resource_id: string; before: Instance | null; after: Instance | null }>;
+        const items = res.body.items as Array<{
+          action: string;
+          revision: number;
+          actor: string;
+          kind: string;
+          resource_id: string;
+          before: Instance | null;
+          after: Instance | null;
+        }>;
         expect(items.map((h) => h.action)).toEqual(['create', 'update', 'stop', 'restart']);
         expect(items.map((h) => h.revision)).toEqual([1, 2, 3, 4]);
         for (const h of items) {
@@ -656,12 +954,25 @@ for (const target of storeTargets()) {
 
       it('answers 202 with the pending operation; cancelling undoes the create', async () => {
         const hostBefore = (await api.get(`/v1/hosts/${smallHost}`)).body.status.allocated;
-        const res = await api.post('/v1/instances', { name: 'o-1', project: 'ops', image: 'img', vcpus: 1, memory_mib: 128 });
+        const res = await api.post('/v1/instances', {
+          name: 'o-1',
+          project: 'ops',
+          image: 'img',
+          vcpus: 1,
+          memory_mib: 128,
+        });
         expect(res.status).toBe(202);
         expect(Object.keys(res.body).sort()).toEqual(['instance', 'operation']);
         const { instance, operation } = res.body as { instance: Instance; operation: Operation };
         expect(res.headers.location).toBe(`/v1/instances/${instance.id}`);
-        expect(operation).toMatchObject({ status: 'pending', kind: 'instance.create', project: 'ops', progress: 0, error: null, finished_at: null });
+        expect(operation).toMatchObject({
+          status: 'pending',
+          kind: 'instance.create',
+          project: 'ops',
+          progress: 0,
+          error: null,
+          finished_at: null,
+        });
         expect(operation.resources).toEqual([{ kind: 'instance', id: instance.id, name: 'o-1' }]);
         const got = await api.get(`/v1/operations/${operation.id}`);
         expect(got.status).toBe(200);
@@ -674,7 +985,9 @@ for (const target of storeTargets()) {
         expect(cancelled.body).toMatchObject({ id: operation.id, status: 'cancelled' });
         expect(cancelled.body.finished_at).not.toBeNull();
         expectError(await api.get(`/v1/instances/${instance.id}`), 'instance_not_found');
-        expect((await api.get('/v1/instances?project=ops')).body.items.map((i: Instance) => i.id)).not.toContain(instance.id);
+        expect((await api.get('/v1/instances?project=ops')).body.items.map((i: Instance) => i.id)).not.toContain(
+          instance.id,
+        );
         expect((await api.get(`/v1/operations/${operation.id}`)).body.status).toBe('cancelled');
         expectError(await api.post(`/v1/operations/${operation.id}/cancel`), 'operation_not_cancellable');
         expect((await api.get(`/v1/hosts/${smallHost}`)).body.status.allocated).toEqual(hostBefore);
@@ -722,14 +1035,18 @@ for (const target of storeTargets()) {
         const first = await api.post('/v1/instances', body, { headers });
         expect(first.status).toBe(202);
         expect(first.headers['idempotent-replayed']).toBeUndefined();
-        const counts = await Promise.all((['instances', 'operations', 'history', 'events'] as const).map((t) => api.count(t)));
+        const counts = await Promise.all(
+          (['instances', 'operations', 'history', 'events'] as const).map((t) => api.count(t)),
+        );
         const again = await api.post('/v1/instances', body, { headers });
         expect(again.status).toBe(202);
         expect(again.headers['idempotent-replayed']).toBe('true');
         expect(again.body.instance.id).toBe(first.body.instance.id);
         expect(again.body.operation.id).toBe(first.body.operation.id);
         expect(again.body).toEqual(first.body);
-        expect(await Promise.all((['instances', 'operations', 'history', 'events'] as const).map((t) => api.count(t)))).toEqual(counts);
+        expect(
+          await Promise.all((['instances', 'operations', 'history', 'events'] as const).map((t) => api.count(t))),
+        ).toEqual(counts);
 
         expectError(await api.post('/v1/instances', { ...body, vcpus: 2 }, { headers }), 'idempotency_key_reused');
         expectError(await api.post('/v1/instances', { ...body, name: 'i-2' }, { headers }), 'idempotency_key_reused');
@@ -749,7 +1066,9 @@ for (const target of storeTargets()) {
         expect(again.status).toBe(201);
         expect(again.headers['idempotent-replayed']).toBe('true');
         expect(again.body).toEqual(first.body);
-        expect((await api.get('/v1/projects?limit=1000')).body.items.filter((p: { name: string }) => p.name === 'idem-p')).toHaveLength(1);
+        expect(
+          (await api.get('/v1/projects?limit=1000')).body.items.filter((p: { name: string }) => p.name === 'idem-p'),
+        ).toHaveLength(1);
         expectError(await api.post('/v1/projects', { name: 'idem-q' }, { headers }), 'idempotency_key_reused');
         expectError(await api.get('/v1/projects/idem-q'), 'project_not_found');
         // A final 4xx is replayed as well.
@@ -758,7 +1077,11 @@ for (const target of storeTargets()) {
         const clash2 = await api.post('/v1/projects', { name: 'idem-p' }, { headers: { 'idempotency-key': 'clash' } });
         expectError(clash2, 'name_conflict');
         expect(clash2.headers['idempotent-replayed']).toBe('true');
-        expectError(await api.post('/v1/projects', { name: 'idem-r' }, { headers: { 'idempotency-key': 'x'.repeat(201) } }), 'validation_failed', 'Idempotency-Key');
+        expectError(
+          await api.post('/v1/projects', { name: 'idem-r' }, { headers: { 'idempotency-key': 'x'.repeat(201) } }),
+          'validation_failed',
+          'Idempotency-Key',
+        );
       });
     });
 
@@ -779,10 +1102,23 @@ for (const target of storeTargets()) {
           expect(stream.status).toBe(200);
           expect(stream.contentType).toMatch(/^text\/event-stream/);
           const { instance, operation } = await api.instance('ev', 'ev-1');
-          const created = await stream.next((m) => m.event === 'resource.created' && m.data.resource_id === instance.id);
-          const opCreated = await stream.next((m) => m.event === 'operation.created' && m.data.resource_id === operation.id);
-          expect(created.data).toMatchObject({ type: 'resource.created', kind: 'instance', project: 'ev', data: { name: 'ev-1' } });
-          expect(opCreated.data.data.operation).toMatchObject({ id: operation.id, status: 'pending', kind: 'instance.create' });
+          const created = await stream.next(
+            (m) => m.event === 'resource.created' && m.data.resource_id === instance.id,
+          );
+          const opCreated = await stream.next(
+            (m) => m.event === 'operation.created' && m.data.resource_id === operation.id,
+          );
+          expect(created.data).toMatchObject({
+            type: 'resource.created',
+            kind: 'instance',
+            project: 'ev',
+            data: { name: 'ev-1' },
+          });
+          expect(opCreated.data.data.operation).toMatchObject({
+            id: operation.id,
+            status: 'pending',
+            kind: 'instance.create',
+          });
           for (const m of stream.messages) {
             expect(m.id).toBe(String(m.data.seq));
             expect(m.event).toBe(m.data.type);
@@ -815,7 +1151,7 @@ for (const target of storeTargets()) {
         expect(subscribers()).toBe(idle);
       });
 
-      it('shows a project-scoped token only its projects\' events', async () => {
+      it("shows a project-scoped token only its projects' events", async () => {
         const tok = (await api.post('/v1/tokens', { name: 'ev-reader', projects: ['ev'] })).body.secret as string;
         const stream = await api.sse('/v1/events', { token: tok });
         try {
@@ -825,7 +1161,11 @@ for (const target of storeTargets()) {
           await stream.next((m) => m.event === 'operation.created' && m.data.resource_id === own.operation.id);
           expect(stream.messages.length).toBeGreaterThanOrEqual(2);
           for (const m of stream.messages) expect(m.data.project).toBe('ev');
-          expect(stream.messages.some((m) => m.data.resource_id === foreign.instance.id || m.data.resource_id === foreign.operation.id)).toBe(false);
+          expect(
+            stream.messages.some(
+              (m) => m.data.resource_id === foreign.instance.id || m.data.resource_id === foreign.operation.id,
+            ),
+          ).toBe(false);
         } finally {
           stream.close();
         }
@@ -852,7 +1192,8 @@ for (const target of storeTargets()) {
         expect(next.body.items[0].seq).toBeGreaterThan(items[99]!.seq);
         const filtered = await api.get('/v1/events?since=0&project=ev&type=operation&kind=operation');
         expect(filtered.body.items.length).toBeGreaterThan(0);
-        for (const e of filtered.body.items) expect(e).toMatchObject({ project: 'ev', kind: 'operation', type: expect.stringMatching(/^operation\./) });
+        for (const e of filtered.body.items)
+          expect(e).toMatchObject({ project: 'ev', kind: 'operation', type: expect.stringMatching(/^operation\./) });
         expectError(await api.get('/v1/events?since=-1'), 'validation_failed', 'since');
       });
     });

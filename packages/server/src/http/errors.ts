@@ -3,7 +3,8 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 
 /** Plain words for the patterns of the API schemas, instead of the regular expression. */
 const PATTERN_WORDS: Record<string, string> = {
-  [NAME_PATTERN]: 'must be a DNS label: lower-case letters, digits and "-", 1 to 63 characters, starting and ending with a letter or digit',
+  [NAME_PATTERN]:
+    'must be a DNS label: lower-case letters, digits and "-", 1 to 63 characters, starting and ending with a letter or digit',
   [LABEL_KEY_PATTERN]: 'must be a label key: [prefix/]name of letters, digits, "-", "_" and "."',
   [LABEL_VALUE_PATTERN]: 'must be a label value: up to 63 letters, digits, "-", "_" and "."',
 };
@@ -12,10 +13,11 @@ const PATTERN_WORDS: Record<string, string> = {
 function fieldOf(err: FastifyError): string {
   const first = err.validation?.[0];
   if (!first) return 'body';
-  const missing = (first.params as { missingProperty?: string; additionalProperty?: string } | undefined);
+  const missing = first.params as { missingProperty?: string; additionalProperty?: string } | undefined;
   const base = first.instancePath.replace(/^\//, '').replace(/\//g, '.');
   // A bad key of a map (labels) is named by ajv as `propertyName`.
-  const leaf = missing?.missingProperty ?? missing?.additionalProperty ?? (first as { propertyName?: string }).propertyName;
+  const leaf =
+    missing?.missingProperty ?? missing?.additionalProperty ?? (first as { propertyName?: string }).propertyName;
   if (leaf) return base ? `${base}.${leaf}` : leaf;
   return base || (err.validationContext ?? 'body');
 }
@@ -31,28 +33,60 @@ export function toEnvelope(err: unknown): { status: number; body: { error: Error
     const pattern = (first?.params as { pattern?: string } | undefined)?.pattern;
     const why = params?.additionalProperty
       ? 'is not a known field'
-      : (pattern !== undefined ? PATTERN_WORDS[pattern] : undefined) ?? first?.message ?? 'is invalid';
-    const e = new FloeError('validation_failed', `${field} ${why}`, { field, location: fe.validationContext ?? 'body' });
+      : ((pattern !== undefined ? PATTERN_WORDS[pattern] : undefined) ?? first?.message ?? 'is invalid');
+    const e = new FloeError('validation_failed', `${field} ${why}`, {
+      field,
+      location: fe.validationContext ?? 'body',
+    });
     return { status: 400, body: { error: e.toBody() }, internal: false };
   }
   switch (fe.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return { status: 413, body: { error: new FloeError('payload_too_large', 'the request body is too large').toBody() }, internal: false };
+      return {
+        status: 413,
+        body: { error: new FloeError('payload_too_large', 'the request body is too large').toBody() },
+        internal: false,
+      };
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return { status: 415, body: { error: new FloeError('unsupported_media_type', 'send JSON (application/json, or application/merge-patch+json for PATCH)').toBody() }, internal: false };
+      return {
+        status: 415,
+        body: {
+          error: new FloeError(
+            'unsupported_media_type',
+            'send JSON (application/json, or application/merge-patch+json for PATCH)',
+          ).toBody(),
+        },
+        internal: false,
+      };
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return { status: 400, body: { error: new FloeError('validation_failed', 'the body is not valid JSON', { field: 'body' }).toBody() }, internal: false };
+      return {
+        status: 400,
+        body: { error: new FloeError('validation_failed', 'the body is not valid JSON', { field: 'body' }).toBody() },
+        internal: false,
+      };
     default:
       break;
   }
   if (fe.statusCode === 429) {
-    return { status: 429, body: { error: new FloeError('rate_limited', 'too many requests').toBody() }, internal: false };
+    return {
+      status: 429,
+      body: { error: new FloeError('rate_limited', 'too many requests').toBody() },
+      internal: false,
+    };
   }
   if (fe.statusCode !== undefined && fe.statusCode >= 400 && fe.statusCode < 500 && err instanceof SyntaxError) {
-    return { status: 400, body: { error: new FloeError('validation_failed', 'the body is not valid JSON', { field: 'body' }).toBody() }, internal: false };
+    return {
+      status: 400,
+      body: { error: new FloeError('validation_failed', 'the body is not valid JSON', { field: 'body' }).toBody() },
+      internal: false,
+    };
   }
-  return { status: 500, body: { error: new FloeError('internal_error', 'internal error; see the server log').toBody() }, internal: true };
+  return {
+    status: 500,
+    body: { error: new FloeError('internal_error', 'internal error; see the server log').toBody() },
+    internal: true,
+  };
 }
 
 /** Install the error and not-found handlers. */

@@ -25,25 +25,55 @@ export function installIdempotency(app: FastifyInstance, store: Store): void {
     const raw = request.headers['idempotency-key'];
     if (raw === undefined) return;
     const key = String(raw);
-    if (key.length < 1 || key.length > 200) throw new FloeError('validation_failed', 'Idempotency-Key must be 1 to 200 characters', { field: 'Idempotency-Key' });
+    if (key.length < 1 || key.length > 200)
+      throw new FloeError('validation_failed', 'Idempotency-Key must be 1 to 200 characters', {
+        field: 'Idempotency-Key',
+      });
     const tokenId = request.principal?.actor ?? 'public';
     const path = request.url;
-    const bodyHash = createHash('sha256').update(JSON.stringify(request.body ?? null)).digest('hex');
-    const found = await store.db.selectFrom('idempotency_keys').selectAll().where('token_id', '=', tokenId).where('key', '=', key).executeTakeFirst();
+    const bodyHash = createHash('sha256')
+      .update(JSON.stringify(request.body ?? null))
+      .digest('hex');
+    const found = await store.db
+      .selectFrom('idempotency_keys')
+      .selectAll()
+      .where('token_id', '=', tokenId)
+      .where('key', '=', key)
+      .executeTakeFirst();
     if (found && found.created_at < new Date(Date.now() - IDEMPOTENCY_TTL_MS).toISOString()) {
       await store.db.deleteFrom('idempotency_keys').where('token_id', '=', tokenId).where('key', '=', key).execute();
     } else if (found) {
       if (found.method !== request.method || found.path !== path || found.body_hash !== bodyHash) {
-        throw new FloeError('idempotency_key_reused', 'this Idempotency-Key was used with a different request', { field: 'Idempotency-Key' });
+        throw new FloeError('idempotency_key_reused', 'this Idempotency-Key was used with a different request', {
+          field: 'Idempotency-Key',
+        });
       }
-      if (found.status_code === 0) throw new FloeError('idempotency_key_in_progress', 'a request with this Idempotency-Key is still in progress', { field: 'Idempotency-Key' });
+      if (found.status_code === 0)
+        throw new FloeError('idempotency_key_in_progress', 'a request with this Idempotency-Key is still in progress', {
+          field: 'Idempotency-Key',
+        });
       reply.header('idempotent-replayed', 'true');
       return reply.code(found.status_code).type('application/json').send(found.response);
     }
     try {
-      await store.db.insertInto('idempotency_keys').values({ token_id: tokenId, key, method: request.method, path, body_hash: bodyHash, status_code: 0, response: '', created_at: nowIso() }).execute();
+      await store.db
+        .insertInto('idempotency_keys')
+        .values({
+          token_id: tokenId,
+          key,
+          method: request.method,
+          path,
+          body_hash: bodyHash,
+          status_code: 0,
+          response: '',
+          created_at: nowIso(),
+        })
+        .execute();
     } catch (err) {
-      if (isUniqueViolation(err)) throw new FloeError('idempotency_key_in_progress', 'a request with this Idempotency-Key is still in progress', { field: 'Idempotency-Key' });
+      if (isUniqueViolation(err))
+        throw new FloeError('idempotency_key_in_progress', 'a request with this Idempotency-Key is still in progress', {
+          field: 'Idempotency-Key',
+        });
       throw err;
     }
     reservations.set(request, { tokenId, key });
@@ -57,7 +87,12 @@ export function installIdempotency(app: FastifyInstance, store: Store): void {
     if (reply.statusCode >= 500 || typeof payload !== 'string') {
       await q.execute(); // not final: let the client retry with the same key
     } else {
-      await store.db.updateTable('idempotency_keys').set({ status_code: reply.statusCode, response: payload }).where('token_id', '=', r.tokenId).where('key', '=', r.key).execute();
+      await store.db
+        .updateTable('idempotency_keys')
+        .set({ status_code: reply.statusCode, response: payload })
+        .where('token_id', '=', r.tokenId)
+        .where('key', '=', r.key)
+        .execute();
     }
     return payload;
   });
@@ -67,12 +102,20 @@ export function installIdempotency(app: FastifyInstance, store: Store): void {
     const r = reservations.get(request);
     if (!r) return;
     reservations.delete(request);
-    await store.db.deleteFrom('idempotency_keys').where('token_id', '=', r.tokenId).where('key', '=', r.key).where('status_code', '=', 0).execute();
+    await store.db
+      .deleteFrom('idempotency_keys')
+      .where('token_id', '=', r.tokenId)
+      .where('key', '=', r.key)
+      .where('status_code', '=', 0)
+      .execute();
   });
 }
 
 /** Forget answers older than the TTL. */
 export async function expireIdempotencyKeys(store: Store): Promise<number> {
-  const res = await store.db.deleteFrom('idempotency_keys').where('created_at', '<', new Date(Date.now() - IDEMPOTENCY_TTL_MS).toISOString()).executeTakeFirst();
+  const res = await store.db
+    .deleteFrom('idempotency_keys')
+    .where('created_at', '<', new Date(Date.now() - IDEMPOTENCY_TTL_MS).toISOString())
+    .executeTakeFirst();
   return Number(res.numDeletedRows);
 }

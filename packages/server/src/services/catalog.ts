@@ -1,11 +1,29 @@
 import {
-  FloeError, type Image, type ImageCreate, type ImagePatch, type MachineType, type MachineTypeCreate, type PageOf,
+  FloeError,
+  type Image,
+  type ImageCreate,
+  type ImagePatch,
+  type MachineType,
+  type MachineTypeCreate,
+  type PageOf,
 } from '@floe/api';
 import { fromJson, isUniqueViolation, nowIso, toJson, transaction } from '../db/index.js';
 import type { ImagesTable, MachineTypesTable } from '../db/schema.js';
 import {
-  baseFields, canUseProject, checkMetadata, checkRevision, findRow, listPage, mergePatch, newBase, parseLabelSelectors, recordHistory, requireAdmin,
-  visibleProjects, writeLabels, type Db,
+  baseFields,
+  canUseProject,
+  checkMetadata,
+  checkRevision,
+  findRow,
+  listPage,
+  mergePatch,
+  newBase,
+  parseLabelSelectors,
+  recordHistory,
+  requireAdmin,
+  visibleProjects,
+  writeLabels,
+  type Db,
 } from './common.js';
 import type { Principal, ServiceContext } from './context.js';
 import type { ImageFileService } from './image-files.js';
@@ -13,7 +31,12 @@ import type { OperationService } from './operations.js';
 import type { ProjectService } from './projects.js';
 
 /** Sizes seeded into every new installation: 1 vCPU/256 MiB upwards. */
-export const BUILTIN_MACHINE_TYPES: ReadonlyArray<{ name: string; vcpus: number; memory_mib: number; disk_gib: number }> = [
+export const BUILTIN_MACHINE_TYPES: ReadonlyArray<{
+  name: string;
+  vcpus: number;
+  memory_mib: number;
+  disk_gib: number;
+}> = [
   { name: 'nano', vcpus: 1, memory_mib: 256, disk_gib: 1 },
   { name: 'micro', vcpus: 1, memory_mib: 512, disk_gib: 5 },
   { name: 'small', vcpus: 1, memory_mib: 1024, disk_gib: 10 },
@@ -31,7 +54,15 @@ export function machineTypeFromRow(row: MachineTypesTable): MachineType {
 /** Row → API shape. */
 export function imageFromRow(row: ImagesTable): Image {
   // Records from before uploads existed have no virtual size.
-  return { ...baseFields(row), project: row.project, spec: fromJson(row.spec), status: { virtual_size_bytes: null, ...fromJson<Omit<Image['status'], 'virtual_size_bytes'> & { virtual_size_bytes?: number | null }>(row.status) } };
+  return {
+    ...baseFields(row),
+    project: row.project,
+    spec: fromJson(row.spec),
+    status: {
+      virtual_size_bytes: null,
+      ...fromJson<Omit<Image['status'], 'virtual_size_bytes'> & { virtual_size_bytes?: number | null }>(row.status),
+    },
+  };
 }
 
 /** The smallest disk, in GiB, an instance of `image` may have: its minimum, and at least its file's virtual size. */
@@ -47,9 +78,17 @@ export class MachineTypeService {
   /** Insert the builtin types that are missing (idempotent). */
   async seed(): Promise<void> {
     for (const t of BUILTIN_MACHINE_TYPES) {
-      const exists = await this.ctx.store.db.selectFrom('machine_types').select('id').where('name', '=', t.name).executeTakeFirst();
+      const exists = await this.ctx.store.db
+        .selectFrom('machine_types')
+        .select('id')
+        .where('name', '=', t.name)
+        .executeTakeFirst();
       if (exists) continue;
-      const row: MachineTypesTable = { ...newBase('machine_type', t.name, {}, {}), spec: toJson({ vcpus: t.vcpus, memory_mib: t.memory_mib, disk_gib: t.disk_gib }), builtin: 1 };
+      const row: MachineTypesTable = {
+        ...newBase('machine_type', t.name, {}, {}),
+        spec: toJson({ vcpus: t.vcpus, memory_mib: t.memory_mib, disk_gib: t.disk_gib }),
+        builtin: 1,
+      };
       try {
         await this.ctx.store.db.insertInto('machine_types').values(row).execute();
       } catch (err) {
@@ -60,12 +99,22 @@ export class MachineTypeService {
 
   /** All machine types, smallest first by id order of creation. */
   async list(q: { limit?: number; cursor?: string; label?: string | string[] }): Promise<PageOf<MachineType>> {
-    return listPage<MachineTypesTable, MachineType>(this.ctx.store.db, 'machine_types', { limit: q.limit, cursor: q.cursor, labels: parseLabelSelectors(q.label) }, machineTypeFromRow);
+    return listPage<MachineTypesTable, MachineType>(
+      this.ctx.store.db,
+      'machine_types',
+      { limit: q.limit, cursor: q.cursor, labels: parseLabelSelectors(q.label) },
+      machineTypeFromRow,
+    );
   }
 
   /** One machine type by id or name. */
   async get(ref: string, db: Db = this.ctx.store.db): Promise<MachineType> {
-    return machineTypeFromRow(await findRow<MachineTypesTable>(db, 'machine_types', 'machine_type', ref, { code: 'machine_type_not_found', label: 'machine type' }));
+    return machineTypeFromRow(
+      await findRow<MachineTypesTable>(db, 'machine_types', 'machine_type', ref, {
+        code: 'machine_type_not_found',
+        label: 'machine type',
+      }),
+    );
   }
 
   /** Add a custom machine type (admin). */
@@ -82,10 +131,21 @@ export class MachineTypeService {
         await writeLabels(trx, row.id, body.labels ?? {});
       });
     } catch (err) {
-      if (isUniqueViolation(err)) throw new FloeError('name_conflict', `machine type "${body.name}" already exists`, { field: 'name', kind: 'machine_type', name: body.name });
+      if (isUniqueViolation(err))
+        throw new FloeError('name_conflict', `machine type "${body.name}" already exists`, {
+          field: 'name',
+          kind: 'machine_type',
+          name: body.name,
+        });
       throw err;
     }
-    await this.ctx.bus.publish({ type: 'resource.created', project: null, kind: 'machine_type', resource_id: row.id, data: { name: row.name } });
+    await this.ctx.bus.publish({
+      type: 'resource.created',
+      project: null,
+      kind: 'machine_type',
+      resource_id: row.id,
+      data: { name: row.name },
+    });
     return machineTypeFromRow(row);
   }
 
@@ -97,7 +157,13 @@ export class MachineTypeService {
       await trx.deleteFrom('machine_types').where('id', '=', t.id).execute();
       await trx.deleteFrom('resource_labels').where('resource_id', '=', t.id).execute();
     });
-    await this.ctx.bus.publish({ type: 'resource.deleted', project: null, kind: 'machine_type', resource_id: t.id, data: { name: t.name } });
+    await this.ctx.bus.publish({
+      type: 'resource.deleted',
+      project: null,
+      kind: 'machine_type',
+      resource_id: t.id,
+      data: { name: t.name },
+    });
   }
 }
 
@@ -113,9 +179,17 @@ export class ImageService {
   ) {}
 
   /** Images of the visible projects (plus public ones when `project` is given). */
-  async list(principal: Principal, q: { limit?: number; cursor?: string; label?: string | string[]; project?: string }): Promise<PageOf<Image>> {
+  async list(
+    principal: Principal,
+    q: { limit?: number; cursor?: string; label?: string | string[]; project?: string },
+  ): Promise<PageOf<Image>> {
     const projects = visibleProjects(principal, q.project);
-    return listPage<ImagesTable, Image>(this.ctx.store.db, 'images', { limit: q.limit, cursor: q.cursor, labels: parseLabelSelectors(q.label), projects }, imageFromRow);
+    return listPage<ImagesTable, Image>(
+      this.ctx.store.db,
+      'images',
+      { limit: q.limit, cursor: q.cursor, labels: parseLabelSelectors(q.label), projects },
+      imageFromRow,
+    );
   }
 
   /**
@@ -124,10 +198,23 @@ export class ImageService {
    */
   async get(principal: Principal, ref: string, project: string, db: Db = this.ctx.store.db): Promise<Image> {
     try {
-      return imageFromRow(await findRow<ImagesTable>(db, 'images', 'image', ref, { project, principal, code: 'image_not_found', label: 'image' }));
+      return imageFromRow(
+        await findRow<ImagesTable>(db, 'images', 'image', ref, {
+          project,
+          principal,
+          code: 'image_not_found',
+          label: 'image',
+        }),
+      );
     } catch (err) {
       if (!(err instanceof FloeError) || err.code !== 'image_not_found') throw err;
-      const publicRow = (await db.selectFrom('images').selectAll().where((eb) => eb.or([eb('id', '=', ref), eb('name', '=', ref)])).execute())
+      const publicRow = (
+        await db
+          .selectFrom('images')
+          .selectAll()
+          .where((eb) => eb.or([eb('id', '=', ref), eb('name', '=', ref)]))
+          .execute()
+      )
         .map(imageFromRow)
         .find((img) => img.spec.public);
       if (publicRow) return publicRow;
@@ -139,47 +226,122 @@ export class ImageService {
   async create(principal: Principal, body: ImageCreate): Promise<Image> {
     const project = body.project ?? 'default';
     await this.projects.require(principal, project);
-    if (body.public && !principal.admin) throw new FloeError('forbidden', 'only an admin token may publish images to every project');
+    if (body.public && !principal.admin)
+      throw new FloeError('forbidden', 'only an admin token may publish images to every project');
     const row: ImagesTable = {
       ...newBase('image', body.name, body.labels, body.metadata),
       project,
-      spec: toJson({ format: body.format ?? 'qcow2', os: body.os ?? '', min_disk_gib: body.min_disk_gib ?? 1, public: body.public ?? false }),
+      spec: toJson({
+        format: body.format ?? 'qcow2',
+        os: body.os ?? '',
+        min_disk_gib: body.min_disk_gib ?? 1,
+        public: body.public ?? false,
+      }),
       status: toJson({ state: 'pending', size_bytes: null, sha256: null, virtual_size_bytes: null }),
     };
     try {
       await transaction(this.ctx.store, async (trx) => {
         await trx.insertInto('images').values(row).execute();
         await writeLabels(trx, row.id, body.labels ?? {});
-        await recordHistory(trx, { kind: 'image', resource_id: row.id, project, revision: 1, action: 'create', actor: principal.actor, before: null, after: imageFromRow(row) });
+        await recordHistory(trx, {
+          kind: 'image',
+          resource_id: row.id,
+          project,
+          revision: 1,
+          action: 'create',
+          actor: principal.actor,
+          before: null,
+          after: imageFromRow(row),
+        });
       });
     } catch (err) {
-      if (isUniqueViolation(err)) throw new FloeError('name_conflict', `image "${body.name}" already exists in project "${project}"`, { field: 'name', kind: 'image', name: body.name });
+      if (isUniqueViolation(err))
+        throw new FloeError('name_conflict', `image "${body.name}" already exists in project "${project}"`, {
+          field: 'name',
+          kind: 'image',
+          name: body.name,
+        });
       throw err;
     }
-    await this.ctx.bus.publish({ type: 'resource.created', project, kind: 'image', resource_id: row.id, data: { name: row.name } });
+    await this.ctx.bus.publish({
+      type: 'resource.created',
+      project,
+      kind: 'image',
+      resource_id: row.id,
+      data: { name: row.name },
+    });
     return imageFromRow(row);
   }
 
   /** Merge-patch labels, metadata, os or public. */
-  async update(principal: Principal, ref: string, project: string, patch: ImagePatch, ifMatch?: number): Promise<Image> {
-    if (patch.spec?.public !== undefined && !principal.admin) throw new FloeError('forbidden', 'only an admin token may change whether an image is public');
+  async update(
+    principal: Principal,
+    ref: string,
+    project: string,
+    patch: ImagePatch,
+    ifMatch?: number,
+  ): Promise<Image> {
+    if (patch.spec?.public !== undefined && !principal.admin)
+      throw new FloeError('forbidden', 'only an admin token may change whether an image is public');
     const after = await transaction(this.ctx.store, async (trx) => {
-      const before = imageFromRow(await findRow<ImagesTable>(trx, 'images', 'image', ref, { project, principal, code: 'image_not_found', label: 'image' }));
+      const before = imageFromRow(
+        await findRow<ImagesTable>(trx, 'images', 'image', ref, {
+          project,
+          principal,
+          code: 'image_not_found',
+          label: 'image',
+        }),
+      );
       checkRevision(ifMatch, before.revision);
       const next: Image = {
         ...before,
-        labels: patch.labels === undefined ? before.labels : (mergePatch(before.labels, patch.labels) as Record<string, string>),
-        metadata: patch.metadata === undefined ? before.metadata : checkMetadata(mergePatch(before.metadata, patch.metadata) as Record<string, unknown>),
-        spec: { ...before.spec, ...(patch.spec?.os !== undefined ? { os: patch.spec.os } : {}), ...(patch.spec?.public !== undefined ? { public: patch.spec.public } : {}) },
+        labels:
+          patch.labels === undefined
+            ? before.labels
+            : (mergePatch(before.labels, patch.labels) as Record<string, string>),
+        metadata:
+          patch.metadata === undefined
+            ? before.metadata
+            : checkMetadata(mergePatch(before.metadata, patch.metadata) as Record<string, unknown>),
+        spec: {
+          ...before.spec,
+          ...(patch.spec?.os !== undefined ? { os: patch.spec.os } : {}),
+          ...(patch.spec?.public !== undefined ? { public: patch.spec.public } : {}),
+        },
         revision: before.revision + 1,
         updated_at: nowIso(),
       };
-      await trx.updateTable('images').set({ labels: toJson(next.labels), metadata: toJson(next.metadata), spec: toJson(next.spec), revision: next.revision, updated_at: next.updated_at }).where('id', '=', before.id).execute();
+      await trx
+        .updateTable('images')
+        .set({
+          labels: toJson(next.labels),
+          metadata: toJson(next.metadata),
+          spec: toJson(next.spec),
+          revision: next.revision,
+          updated_at: next.updated_at,
+        })
+        .where('id', '=', before.id)
+        .execute();
       await writeLabels(trx, before.id, next.labels);
-      await recordHistory(trx, { kind: 'image', resource_id: before.id, project: before.project, revision: next.revision, action: 'update', actor: principal.actor, before, after: next });
+      await recordHistory(trx, {
+        kind: 'image',
+        resource_id: before.id,
+        project: before.project,
+        revision: next.revision,
+        action: 'update',
+        actor: principal.actor,
+        before,
+        after: next,
+      });
       return next;
     });
-    await this.ctx.bus.publish({ type: 'resource.updated', project: after.project, kind: 'image', resource_id: after.id, data: { revision: after.revision } });
+    await this.ctx.bus.publish({
+      type: 'resource.updated',
+      project: after.project,
+      kind: 'image',
+      resource_id: after.id,
+      data: { revision: after.revision },
+    });
     return after;
   }
 
@@ -187,9 +349,18 @@ export class ImageService {
   async delete(principal: Principal, ref: string, project: string, ifMatch?: number): Promise<void> {
     // An image still downloading goes with its import: cancelling it removes the record and stops the download.
     const current = await this.get(principal, ref, project);
-    if (current.status.state === 'importing' && this.operations !== undefined && canUseProject(principal, current.project)) {
+    if (
+      current.status.state === 'importing' &&
+      this.operations !== undefined &&
+      canUseProject(principal, current.project)
+    ) {
       checkRevision(ifMatch, current.revision);
-      const op = await this.ctx.store.db.selectFrom('operations').select('id').where('target_id', '=', current.id).where('status', 'in', ['pending', 'running']).executeTakeFirst();
+      const op = await this.ctx.store.db
+        .selectFrom('operations')
+        .select('id')
+        .where('target_id', '=', current.id)
+        .where('status', 'in', ['pending', 'running'])
+        .executeTakeFirst();
       if (op) {
         try {
           await this.operations.cancel(principal, op.id);
@@ -201,18 +372,51 @@ export class ImageService {
       }
     }
     const image = await transaction(this.ctx.store, async (trx) => {
-      const img = imageFromRow(await findRow<ImagesTable>(trx, 'images', 'image', ref, { project, principal, code: 'image_not_found', label: 'image' }));
-      if (!canUseProject(principal, img.project)) throw new FloeError('image_not_found', `image "${ref}" not found`, { kind: 'image', id: ref });
+      const img = imageFromRow(
+        await findRow<ImagesTable>(trx, 'images', 'image', ref, {
+          project,
+          principal,
+          code: 'image_not_found',
+          label: 'image',
+        }),
+      );
+      if (!canUseProject(principal, img.project))
+        throw new FloeError('image_not_found', `image "${ref}" not found`, { kind: 'image', id: ref });
       checkRevision(ifMatch, img.revision);
-      const user = await trx.selectFrom('instances').select(['id', 'name']).where('image_id', '=', img.id).limit(1).executeTakeFirst();
-      if (user) throw new FloeError('in_use', `image "${img.name}" is used by instance "${user.name}"`, { kind: 'image', id: img.id, used_by: user.id });
+      const user = await trx
+        .selectFrom('instances')
+        .select(['id', 'name'])
+        .where('image_id', '=', img.id)
+        .limit(1)
+        .executeTakeFirst();
+      if (user)
+        throw new FloeError('in_use', `image "${img.name}" is used by instance "${user.name}"`, {
+          kind: 'image',
+          id: img.id,
+          used_by: user.id,
+        });
       await trx.deleteFrom('images').where('id', '=', img.id).execute();
       await trx.deleteFrom('resource_labels').where('resource_id', '=', img.id).execute();
-      await recordHistory(trx, { kind: 'image', resource_id: img.id, project: img.project, revision: img.revision + 1, action: 'delete', actor: principal.actor, before: img, after: null });
+      await recordHistory(trx, {
+        kind: 'image',
+        resource_id: img.id,
+        project: img.project,
+        revision: img.revision + 1,
+        action: 'delete',
+        actor: principal.actor,
+        before: img,
+        after: null,
+      });
       return img;
     });
     // The record is gone either way; a file that cannot be removed now is only disk space.
     if (image.status.sha256 !== null) await this.files?.release(image.status.sha256).catch(() => undefined);
-    await this.ctx.bus.publish({ type: 'resource.deleted', project: image.project, kind: 'image', resource_id: image.id, data: { name: image.name } });
+    await this.ctx.bus.publish({
+      type: 'resource.deleted',
+      project: image.project,
+      kind: 'image',
+      resource_id: image.id,
+      data: { name: image.name },
+    });
   }
 }

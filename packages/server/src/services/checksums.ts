@@ -17,7 +17,11 @@ const HEX_LENGTH: Record<ChecksumAlgo, number> = { sha256: 64, sha512: 128 };
 export function parseChecksum(text: string, field = 'source.checksum'): Checksum {
   const m = /^(sha256|sha512):([0-9a-fA-F]+)$/.exec(text.trim());
   if (!m || m[2]!.length !== HEX_LENGTH[m[1] as ChecksumAlgo]) {
-    throw new FloeError('validation_failed', `${field} must be sha256:HEX (64 hex digits) or sha512:HEX (128 hex digits)`, { field });
+    throw new FloeError(
+      'validation_failed',
+      `${field} must be sha256:HEX (64 hex digits) or sha512:HEX (128 hex digits)`,
+      { field },
+    );
   }
   return { algo: m[1] as ChecksumAlgo, hex: m[2]!.toLowerCase() };
 }

@@ -1,4 +1,13 @@
-import { FloeError, METADATA_MAX_BYTES, LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN, type ErrorCode, type Kind, type Labels, type PageOf } from '@floe/api';
+import {
+  FloeError,
+  METADATA_MAX_BYTES,
+  LABEL_KEY_PATTERN,
+  LABEL_VALUE_PATTERN,
+  type ErrorCode,
+  type Kind,
+  type Labels,
+  type PageOf,
+} from '@floe/api';
 import type { Kysely, Transaction } from 'kysely';
 import type { Database } from '../db/schema.js';
 import { fromJson, nowIso, toJson } from '../db/index.js';
@@ -21,15 +30,21 @@ const valueRe = new RegExp(LABEL_VALUE_PATTERN);
 export function parseLabelSelectors(raw: string | string[] | undefined): LabelSelector[] {
   if (raw === undefined) return [];
   const items = Array.isArray(raw) ? raw : [raw];
-  return items.flatMap((item) => item.split(',')).filter((s) => s !== '').map((item) => {
-    const eq = item.indexOf('=');
-    const key = eq === -1 ? item : item.slice(0, eq);
-    const value = eq === -1 ? null : item.slice(eq + 1);
-    if (!keyRe.test(key) || (value !== null && !valueRe.test(value))) {
-      throw new FloeError('invalid_label_selector', `label selector "${item}" must be key or key=value`, { field: 'label', value: item });
-    }
-    return { key, value };
-  });
+  return items
+    .flatMap((item) => item.split(','))
+    .filter((s) => s !== '')
+    .map((item) => {
+      const eq = item.indexOf('=');
+      const key = eq === -1 ? item : item.slice(0, eq);
+      const value = eq === -1 ? null : item.slice(eq + 1);
+      if (!keyRe.test(key) || (value !== null && !valueRe.test(value))) {
+        throw new FloeError('invalid_label_selector', `label selector "${item}" must be key or key=value`, {
+          field: 'label',
+          value: item,
+        });
+      }
+      return { key, value };
+    });
 }
 
 /** Encode the last id of a page as an opaque cursor. */
@@ -41,7 +56,9 @@ export function encodeCursor(id: string): string {
 export function decodeCursor(cursor: string): string {
   const id = Buffer.from(cursor, 'base64url').toString('utf8');
   if (!/^[a-z]{2,5}_[0-9A-HJKMNP-TV-Z]{26}$/.test(id)) {
-    throw new FloeError('invalid_cursor', 'the cursor is not valid; use next_cursor from a previous page', { field: 'cursor' });
+    throw new FloeError('invalid_cursor', 'the cursor is not valid; use next_cursor from a previous page', {
+      field: 'cursor',
+    });
   }
   return id;
 }
@@ -50,7 +67,10 @@ export function decodeCursor(cursor: string): string {
 export function checkMetadata(metadata: Record<string, unknown> | undefined): Record<string, unknown> {
   const value = metadata ?? {};
   if (Buffer.byteLength(JSON.stringify(value), 'utf8') > METADATA_MAX_BYTES) {
-    throw new FloeError('metadata_too_large', `metadata is larger than ${METADATA_MAX_BYTES} bytes`, { field: 'metadata', limit: METADATA_MAX_BYTES });
+    throw new FloeError('metadata_too_large', `metadata is larger than ${METADATA_MAX_BYTES} bytes`, {
+      field: 'metadata',
+      limit: METADATA_MAX_BYTES,
+    });
   }
   return value;
 }
@@ -61,7 +81,12 @@ export function checkMetadata(metadata: Record<string, unknown> | undefined): Re
  */
 export async function writeLabels(db: Db, resourceId: string, labels: Labels, created = false): Promise<void> {
   for (const key of Object.keys(labels)) {
-    if (!keyRe.test(key)) throw new FloeError('validation_failed', `label key "${key}" must be [prefix/]name of letters, digits, "-", "_" and "."`, { field: `labels.${key}` });
+    if (!keyRe.test(key))
+      throw new FloeError(
+        'validation_failed',
+        `label key "${key}" must be [prefix/]name of letters, digits, "-", "_" and "."`,
+        { field: `labels.${key}` },
+      );
   }
   if (!created) await db.deleteFrom('resource_labels').where('resource_id', '=', resourceId).execute();
   const rows = Object.entries(labels).map(([key, value]) => ({ resource_id: resourceId, key, value }));
@@ -86,9 +111,18 @@ export interface ListOptions {
  * One page of a resource table, ordered by id, filtered by labels and projects.
  * Uses keyset pagination so page N costs the same as page 1.
  */
-export async function listPage<R extends { id: string }, T>(db: Db, table: ResourceTable, opts: ListOptions, map: (row: R) => T): Promise<PageOf<T>> {
+export async function listPage<R extends { id: string }, T>(
+  db: Db,
+  table: ResourceTable,
+  opts: ListOptions,
+  map: (row: R) => T,
+): Promise<PageOf<T>> {
   const limit = Math.min(Math.max(opts.limit ?? 100, 1), 1000);
-  let q: any = (db as Kysely<any>).selectFrom(table).selectAll().orderBy('id', 'asc').limit(limit + 1);
+  let q: any = (db as Kysely<any>)
+    .selectFrom(table)
+    .selectAll()
+    .orderBy('id', 'asc')
+    .limit(limit + 1);
   if (opts.cursor) q = q.where('id', '>', decodeCursor(opts.cursor));
   if (opts.projects) {
     if (opts.projects.length === 0) return { items: [], next_cursor: null };
@@ -129,7 +163,11 @@ export async function findRow<R>(
   }
   const rows = (await q.limit(2).execute()) as Array<R & { project?: string }>;
   const row = rows[0];
-  const hidden = row !== undefined && opts.principal !== undefined && row.project !== undefined && !canUseProject(opts.principal, row.project);
+  const hidden =
+    row !== undefined &&
+    opts.principal !== undefined &&
+    row.project !== undefined &&
+    !canUseProject(opts.principal, row.project);
   if (row === undefined || hidden) {
     throw new FloeError(opts.code, `${opts.label} "${ref}" not found`, { kind: opts.label, id: ref });
   }
@@ -153,7 +191,15 @@ export function requireAdmin(principal: Principal, what: string): void {
 }
 
 /** Parse the JSON columns every resource has. */
-export function baseFields(row: { id: string; name: string; labels: string; metadata: string; revision: number; created_at: string; updated_at: string }) {
+export function baseFields(row: {
+  id: string;
+  name: string;
+  labels: string;
+  metadata: string;
+  revision: number;
+  created_at: string;
+  updated_at: string;
+}) {
   return {
     id: row.id,
     name: row.name,
@@ -166,7 +212,12 @@ export function baseFields(row: { id: string; name: string; labels: string; meta
 }
 
 /** Column values for a new resource row. */
-export function newBase(kind: Kind, name: string, labels: Labels | undefined, metadata: Record<string, unknown> | undefined) {
+export function newBase(
+  kind: Kind,
+  name: string,
+  labels: Labels | undefined,
+  metadata: Record<string, unknown> | undefined,
+) {
   const now = nowIso();
   return {
     id: newId(kind),
@@ -185,7 +236,10 @@ export function newBase(kind: Kind, name: string, labels: Labels | undefined, me
  */
 export function mergePatch(target: unknown, patch: unknown): unknown {
   if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
-  const base: Record<string, unknown> = target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
+  const base: Record<string, unknown> =
+    target !== null && typeof target === 'object' && !Array.isArray(target)
+      ? { ...(target as Record<string, unknown>) }
+      : {};
   for (const [key, value] of Object.entries(patch as Record<string, unknown>)) {
     if (value === null) delete base[key];
     else base[key] = mergePatch(base[key], value);
@@ -196,14 +250,26 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
 /** Compare `If-Match` with the current revision. */
 export function checkRevision(ifMatch: number | undefined, current: number): void {
   if (ifMatch !== undefined && ifMatch !== current) {
-    throw new FloeError('revision_mismatch', `the resource is at revision ${current}, not ${ifMatch}`, { current, expected: ifMatch });
+    throw new FloeError('revision_mismatch', `the resource is at revision ${current}, not ${ifMatch}`, {
+      current,
+      expected: ifMatch,
+    });
   }
 }
 
 /** Record one change in the history table. */
 export async function recordHistory(
   db: Db,
-  entry: { kind: string; resource_id: string; project: string | null; revision: number; action: string; actor: string; before: unknown; after: unknown },
+  entry: {
+    kind: string;
+    resource_id: string;
+    project: string | null;
+    revision: number;
+    action: string;
+    actor: string;
+    before: unknown;
+    after: unknown;
+  },
 ): Promise<void> {
   await db
     .insertInto('history')

@@ -34,11 +34,13 @@ export class SignalBus extends EventEmitter {
 
   constructor(private readonly cluster?: Cluster) {
     super();
-    this.unsubscribe = cluster?.subscribe('floe_desired', (p) => {
-      if (typeof p.instance_id === 'string' && typeof p.host_id === 'string') this.emit('desired', p.instance_id, p.host_id);
-      // A network change names only the host (no instance).
-      else if (p.instance_id === null && typeof p.host_id === 'string') this.emit('networks', p.host_id);
-    }) ?? (() => undefined);
+    this.unsubscribe =
+      cluster?.subscribe('floe_desired', (p) => {
+        if (typeof p.instance_id === 'string' && typeof p.host_id === 'string')
+          this.emit('desired', p.instance_id, p.host_id);
+        // A network change names only the host (no instance).
+        else if (p.instance_id === null && typeof p.host_id === 'string') this.emit('networks', p.host_id);
+      }) ?? (() => undefined);
   }
 
   /** Announce a change here and to the other control planes. */

@@ -33,14 +33,20 @@ export function matches(event: Event, filter: EventFilter): boolean {
   if (!visible(filter.principal, event.project)) return false;
   if (filter.project !== undefined && event.project !== filter.project) return false;
   if (filter.kinds && filter.kinds.length > 0 && !filter.kinds.includes(event.kind)) return false;
-  if (filter.types && filter.types.length > 0 && !filter.types.some((t) => event.type === t || event.type.startsWith(`${t}.`))) return false;
+  if (
+    filter.types &&
+    filter.types.length > 0 &&
+    !filter.types.some((t) => event.type === t || event.type.startsWith(`${t}.`))
+  )
+    return false;
   if (filter.resource !== undefined && event.resource_id !== filter.resource) return false;
   return true;
 }
 
 /** Turn the query of `/v1/events` into a filter. */
 export function filterFromQuery(principal: Principal, q: EventsQuery): EventFilter {
-  const list = (v: string | string[] | undefined) => (v === undefined ? undefined : Array.isArray(v) ? v : v.split(','));
+  const list = (v: string | string[] | undefined) =>
+    v === undefined ? undefined : Array.isArray(v) ? v : v.split(',');
   const filter: EventFilter = { principal };
   if (q.project !== undefined) filter.project = q.project;
   const kinds = list(q.kind);
@@ -67,17 +73,23 @@ export class EventBus {
 
   private readonly unsubscribeCluster: () => void;
 
-  constructor(private readonly store: Store, private readonly cluster?: Cluster) {
+  constructor(
+    private readonly store: Store,
+    private readonly cluster?: Cluster,
+  ) {
     // Events stored by other control planes reach this one's subscribers too.
-    this.unsubscribeCluster = cluster?.subscribe('floe_events', (p) => {
-      const seqs = Array.isArray(p.seqs) ? p.seqs.filter((n): n is number => typeof n === 'number') : [];
-      if (seqs.length > 0) void this.deliverRemote(seqs).catch(() => undefined);
-    }) ?? (() => undefined);
+    this.unsubscribeCluster =
+      cluster?.subscribe('floe_events', (p) => {
+        const seqs = Array.isArray(p.seqs) ? p.seqs.filter((n): n is number => typeof n === 'number') : [];
+        if (seqs.length > 0) void this.deliverRemote(seqs).catch(() => undefined);
+      }) ?? (() => undefined);
   }
 
   private async deliverRemote(seqs: number[]): Promise<void> {
     const rows = await this.store.db.selectFrom('events').selectAll().where('seq', 'in', seqs).orderBy('seq').execute();
-    this.deliver(rows.map((r) => ({ ...r, seq: Number(r.seq), data: fromJson<Record<string, unknown>>(r.data) ?? {} })));
+    this.deliver(
+      rows.map((r) => ({ ...r, seq: Number(r.seq), data: fromJson<Record<string, unknown>>(r.data) ?? {} })),
+    );
   }
 
   private deliver(events: Event[]): void {
@@ -111,7 +123,15 @@ export class EventBus {
     // commit with its WAL flush per publish, not per event. Chunks stay far below parameter limits.
     for (let start = 0; start < events.length; start += EVENT_INSERT_CHUNK) {
       const chunk = events.slice(start, start + EVENT_INSERT_CHUNK);
-      const rows = chunk.map((e) => ({ id: newId('event'), time: nowIso(), type: e.type, project: e.project, kind: e.kind, resource_id: e.resource_id, data: toJson(e.data) }));
+      const rows = chunk.map((e) => ({
+        id: newId('event'),
+        time: nowIso(),
+        type: e.type,
+        project: e.project,
+        kind: e.kind,
+        resource_id: e.resource_id,
+        data: toJson(e.data),
+      }));
       const inserted = await this.store.db.insertInto('events').values(rows).returning(['id', 'seq']).execute();
       const seqOf = new Map(inserted.map((r) => [r.id, Number(r.seq)]));
       const stored = rows.map((row, i) => ({ ...row, seq: seqOf.get(row.id)!, data: chunk[i]!.data }));
@@ -147,7 +167,8 @@ export class EventBus {
     }
     if (filter.kinds && filter.kinds.length > 0) q = q.where('kind', 'in', filter.kinds);
     const types = filter.types ?? [];
-    if (types.length > 0) q = q.where((eb) => eb.or(types.flatMap((t) => [eb('type', '=', t), eb('type', 'like', `${t}.%`)])));
+    if (types.length > 0)
+      q = q.where((eb) => eb.or(types.flatMap((t) => [eb('type', '=', t), eb('type', 'like', `${t}.%`)])));
     const rows = await q.execute();
     return rows
       .map((r) => ({ ...r, seq: Number(r.seq), data: fromJson<Record<string, unknown>>(r.data) ?? {} }))
@@ -156,7 +177,10 @@ export class EventBus {
 
   /** Highest stored seq (0 when empty). */
   async lastSeq(): Promise<number> {
-    const row = await this.store.db.selectFrom('events').select((eb) => eb.fn.max('seq').as('m')).executeTakeFirst();
+    const row = await this.store.db
+      .selectFrom('events')
+      .select((eb) => eb.fn.max('seq').as('m'))
+      .executeTakeFirst();
     return Number(row?.m ?? 0);
   }
 }

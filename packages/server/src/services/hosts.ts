@@ -1,9 +1,28 @@
-import { FloeError, type Host, type HostFacts, type HostPatch, type HostState, type JoinTokenCreated, type PageOf } from '@floe/api';
+import {
+  FloeError,
+  type Host,
+  type HostFacts,
+  type HostPatch,
+  type HostState,
+  type JoinTokenCreated,
+  type PageOf,
+} from '@floe/api';
 import { fromJson, isUniqueViolation, nowIso, toJson, transaction } from '../db/index.js';
 import type { HostsTable } from '../db/schema.js';
 import { newId } from '../ids.js';
 import {
-  baseFields, checkMetadata, checkRevision, findRow, listPage, mergePatch, newBase, parseLabelSelectors, recordHistory, requireAdmin, writeLabels, type Db,
+  baseFields,
+  checkMetadata,
+  checkRevision,
+  findRow,
+  listPage,
+  mergePatch,
+  newBase,
+  parseLabelSelectors,
+  recordHistory,
+  requireAdmin,
+  writeLabels,
+  type Db,
 } from './common.js';
 import type { Principal, ServiceContext } from './context.js';
 import { hashSecret, newSecret } from './tokens.js';
@@ -21,16 +40,27 @@ const EMPTY: Allocation = { instances: 0, vcpus: 0, memory_mib: 0 };
 export async function allocations(db: Db, hostIds?: string[]): Promise<Map<string, Allocation>> {
   let q = db
     .selectFrom('instances')
-    .select((eb) => ['host_id', eb.fn.countAll<number>().as('n'), eb.fn.sum<number>('vcpus').as('v'), eb.fn.sum<number>('memory_mib').as('m')])
+    .select((eb) => [
+      'host_id',
+      eb.fn.countAll<number>().as('n'),
+      eb.fn.sum<number>('vcpus').as('v'),
+      eb.fn.sum<number>('memory_mib').as('m'),
+    ])
     .where('host_id', 'is not', null)
     .groupBy('host_id');
   if (hostIds) q = q.where('host_id', 'in', hostIds.length > 0 ? hostIds : ['']);
   const rows = await q.execute();
-  return new Map(rows.map((r) => [r.host_id!, { instances: Number(r.n), vcpus: Number(r.v ?? 0), memory_mib: Number(r.m ?? 0) }]));
+  return new Map(
+    rows.map((r) => [r.host_id!, { instances: Number(r.n), vcpus: Number(r.v ?? 0), memory_mib: Number(r.m ?? 0) }]),
+  );
 }
 
 /** What a host may hold, after overcommit. */
-export function capacityOf(facts: HostFacts | null, cpuOvercommit: number, memoryOvercommit: number): { vcpus: number; memory_mib: number } {
+export function capacityOf(
+  facts: HostFacts | null,
+  cpuOvercommit: number,
+  memoryOvercommit: number,
+): { vcpus: number; memory_mib: number } {
   if (!facts) return { vcpus: 0, memory_mib: 0 };
   return { vcpus: Math.floor(facts.cpus * cpuOvercommit), memory_mib: Math.floor(facts.memory_mib * memoryOvercommit) };
 }
@@ -60,10 +90,21 @@ export class HostService {
   }
 
   /** Hosts (admin). */
-  async list(principal: Principal, q: { limit?: number; cursor?: string; label?: string | string[] }): Promise<PageOf<Host>> {
+  async list(
+    principal: Principal,
+    q: { limit?: number; cursor?: string; label?: string | string[] },
+  ): Promise<PageOf<Host>> {
     requireAdmin(principal, 'list hosts');
-    const page = await listPage<HostsTable, HostsTable>(this.ctx.store.db, 'hosts', { limit: q.limit, cursor: q.cursor, labels: parseLabelSelectors(q.label) }, (r) => r);
-    const alloc = await allocations(this.ctx.store.db, page.items.map((h) => h.id));
+    const page = await listPage<HostsTable, HostsTable>(
+      this.ctx.store.db,
+      'hosts',
+      { limit: q.limit, cursor: q.cursor, labels: parseLabelSelectors(q.label) },
+      (r) => r,
+    );
+    const alloc = await allocations(
+      this.ctx.store.db,
+      page.items.map((h) => h.id),
+    );
     return { items: page.items.map((r) => this.toHost(r, alloc.get(r.id))), next_cursor: page.next_cursor };
   }
 
@@ -81,18 +122,52 @@ export class HostService {
       checkRevision(ifMatch, before.revision);
       const after: Host = {
         ...before,
-        labels: patch.labels === undefined ? before.labels : (mergePatch(before.labels, patch.labels) as Record<string, string>),
-        metadata: patch.metadata === undefined ? before.metadata : checkMetadata(mergePatch(before.metadata, patch.metadata) as Record<string, unknown>),
-        spec: { ...before.spec, ...(patch.spec?.schedulable !== undefined ? { schedulable: patch.spec.schedulable } : {}) },
+        labels:
+          patch.labels === undefined
+            ? before.labels
+            : (mergePatch(before.labels, patch.labels) as Record<string, string>),
+        metadata:
+          patch.metadata === undefined
+            ? before.metadata
+            : checkMetadata(mergePatch(before.metadata, patch.metadata) as Record<string, unknown>),
+        spec: {
+          ...before.spec,
+          ...(patch.spec?.schedulable !== undefined ? { schedulable: patch.spec.schedulable } : {}),
+        },
         revision: before.revision + 1,
         updated_at: nowIso(),
       };
-      await trx.updateTable('hosts').set({ labels: toJson(after.labels), metadata: toJson(after.metadata), spec: toJson(after.spec), revision: after.revision, updated_at: after.updated_at }).where('id', '=', before.id).execute();
+      await trx
+        .updateTable('hosts')
+        .set({
+          labels: toJson(after.labels),
+          metadata: toJson(after.metadata),
+          spec: toJson(after.spec),
+          revision: after.revision,
+          updated_at: after.updated_at,
+        })
+        .where('id', '=', before.id)
+        .execute();
       await writeLabels(trx, before.id, after.labels);
-      await recordHistory(trx, { kind: 'host', resource_id: before.id, project: null, revision: after.revision, action: 'update', actor: principal.actor, before: { spec: before.spec, labels: before.labels }, after: { spec: after.spec, labels: after.labels } });
+      await recordHistory(trx, {
+        kind: 'host',
+        resource_id: before.id,
+        project: null,
+        revision: after.revision,
+        action: 'update',
+        actor: principal.actor,
+        before: { spec: before.spec, labels: before.labels },
+        after: { spec: after.spec, labels: after.labels },
+      });
       return after;
     });
-    await this.ctx.bus.publish({ type: 'resource.updated', project: null, kind: 'host', resource_id: host.id, data: { revision: host.revision, schedulable: host.spec.schedulable } });
+    await this.ctx.bus.publish({
+      type: 'resource.updated',
+      project: null,
+      kind: 'host',
+      resource_id: host.id,
+      data: { revision: host.revision, schedulable: host.spec.schedulable },
+    });
     return host;
   }
 
@@ -101,14 +176,33 @@ export class HostService {
     const host = await transaction(this.ctx.store, async (trx) => {
       const h = await this.get(principal, ref, trx);
       if (h.status.allocated.instances > 0) {
-        throw new FloeError('in_use', `host "${h.name}" still has ${h.status.allocated.instances} instance(s); move or delete them first`, { kind: 'host', id: h.id });
+        throw new FloeError(
+          'in_use',
+          `host "${h.name}" still has ${h.status.allocated.instances} instance(s); move or delete them first`,
+          { kind: 'host', id: h.id },
+        );
       }
       await trx.deleteFrom('hosts').where('id', '=', h.id).execute();
       await trx.deleteFrom('resource_labels').where('resource_id', '=', h.id).execute();
-      await recordHistory(trx, { kind: 'host', resource_id: h.id, project: null, revision: h.revision + 1, action: 'delete', actor: principal.actor, before: { name: h.name }, after: null });
+      await recordHistory(trx, {
+        kind: 'host',
+        resource_id: h.id,
+        project: null,
+        revision: h.revision + 1,
+        action: 'delete',
+        actor: principal.actor,
+        before: { name: h.name },
+        after: null,
+      });
       return h;
     });
-    await this.ctx.bus.publish({ type: 'resource.deleted', project: null, kind: 'host', resource_id: host.id, data: { name: host.name } });
+    await this.ctx.bus.publish({
+      type: 'resource.deleted',
+      project: null,
+      kind: 'host',
+      resource_id: host.id,
+      data: { name: host.name },
+    });
     return host;
   }
 
@@ -118,7 +212,18 @@ export class HostService {
     const token = newSecret(JOIN_PREFIX);
     const id = newId('join_token');
     const expires_at = new Date(Date.now() + minutes * 60_000).toISOString();
-    await this.ctx.store.db.insertInto('join_tokens').values({ id, secret_hash: hashSecret(token), created_by: principal.actor, created_at: nowIso(), expires_at, used_at: null, host_id: null }).execute();
+    await this.ctx.store.db
+      .insertInto('join_tokens')
+      .values({
+        id,
+        secret_hash: hashSecret(token),
+        created_by: principal.actor,
+        created_at: nowIso(),
+        expires_at,
+        used_at: null,
+        host_id: null,
+      })
+      .execute();
     return { id, token, expires_at };
   }
 
@@ -126,79 +231,177 @@ export class HostService {
    * Spend a join token and register a host named `name`. `issue` signs the
    * agent's CSR for the new host id; if it throws, nothing is kept.
    */
-  async join(token: string, name: string, issue: (hostId: string) => Promise<{ certPem: string; serial: string }>): Promise<{ host: Host; certPem: string }> {
+  async join(
+    token: string,
+    name: string,
+    issue: (hostId: string) => Promise<{ certPem: string; serial: string }>,
+  ): Promise<{ host: Host; certPem: string }> {
     const hash = hashSecret(token);
     try {
       const result = await transaction(this.ctx.store, async (trx) => {
         const jt = await trx.selectFrom('join_tokens').selectAll().where('secret_hash', '=', hash).executeTakeFirst();
-        if (!jt || jt.used_at !== null || jt.expires_at <= nowIso()) throw new FloeError('join_token_invalid', 'the join token is unknown, already used or expired; create a new one with `floe host join-token`');
+        if (!jt || jt.used_at !== null || jt.expires_at <= nowIso())
+          throw new FloeError(
+            'join_token_invalid',
+            'the join token is unknown, already used or expired; create a new one with `floe host join-token`',
+          );
         const row = this.newHostRow(name);
         const cert = await issue(row.id);
         row.cert_serial = cert.serial;
-        const used = await trx.updateTable('join_tokens').set({ used_at: nowIso(), host_id: row.id }).where('id', '=', jt.id).where('used_at', 'is', null).executeTakeFirst();
-        if (Number(used.numUpdatedRows) !== 1) throw new FloeError('join_token_invalid', 'the join token was used concurrently');
+        const used = await trx
+          .updateTable('join_tokens')
+          .set({ used_at: nowIso(), host_id: row.id })
+          .where('id', '=', jt.id)
+          .where('used_at', 'is', null)
+          .executeTakeFirst();
+        if (Number(used.numUpdatedRows) !== 1)
+          throw new FloeError('join_token_invalid', 'the join token was used concurrently');
         await trx.insertInto('hosts').values(row).execute();
-        await recordHistory(trx, { kind: 'host', resource_id: row.id, project: null, revision: 1, action: 'join', actor: `join:${jt.id}`, before: null, after: { name } });
+        await recordHistory(trx, {
+          kind: 'host',
+          resource_id: row.id,
+          project: null,
+          revision: 1,
+          action: 'join',
+          actor: `join:${jt.id}`,
+          before: null,
+          after: { name },
+        });
         return { host: this.toHost(row), certPem: cert.certPem };
       });
-      await this.ctx.bus.publish({ type: 'resource.created', project: null, kind: 'host', resource_id: result.host.id, data: { name } });
+      await this.ctx.bus.publish({
+        type: 'resource.created',
+        project: null,
+        kind: 'host',
+        resource_id: result.host.id,
+        data: { name },
+      });
       return result;
     } catch (err) {
-      if (isUniqueViolation(err)) throw new FloeError('name_conflict', `a host named "${name}" already exists`, { field: 'name', kind: 'host', name });
+      if (isUniqueViolation(err))
+        throw new FloeError('name_conflict', `a host named "${name}" already exists`, {
+          field: 'name',
+          kind: 'host',
+          name,
+        });
       throw err;
     }
   }
 
   /** Register a host directly (the local host of `floe up`), or return the existing one of that name. */
-  async ensureLocal(name: string, issue: (hostId: string) => Promise<{ serial: string }>): Promise<{ id: string; created: boolean }> {
-    const existing = await this.ctx.store.db.selectFrom('hosts').select('id').where('name', '=', name).executeTakeFirst();
+  async ensureLocal(
+    name: string,
+    issue: (hostId: string) => Promise<{ serial: string }>,
+  ): Promise<{ id: string; created: boolean }> {
+    const existing = await this.ctx.store.db
+      .selectFrom('hosts')
+      .select('id')
+      .where('name', '=', name)
+      .executeTakeFirst();
     if (existing) return { id: existing.id, created: false };
     const row = this.newHostRow(name);
     row.cert_serial = (await issue(row.id)).serial;
     await this.ctx.store.db.insertInto('hosts').values(row).execute();
-    await this.ctx.bus.publish({ type: 'resource.created', project: null, kind: 'host', resource_id: row.id, data: { name } });
+    await this.ctx.bus.publish({
+      type: 'resource.created',
+      project: null,
+      kind: 'host',
+      resource_id: row.id,
+      data: { name },
+    });
     return { id: row.id, created: true };
   }
 
   private newHostRow(name: string): HostsTable {
-    return { ...newBase('host', name, {}, {}), spec: toJson({ schedulable: true }), state: 'pending', facts: null, connected_at: null, last_heartbeat_at: null, cert_serial: null, connected_to: null };
+    return {
+      ...newBase('host', name, {}, {}),
+      spec: toJson({ schedulable: true }),
+      state: 'pending',
+      facts: null,
+      connected_at: null,
+      last_heartbeat_at: null,
+      cert_serial: null,
+      connected_to: null,
+    };
   }
 
   /** Record a newly issued agent certificate; older ones stop being accepted. */
   async setCertSerial(hostId: string, serial: string): Promise<void> {
-    await this.ctx.store.db.updateTable('hosts').set({ cert_serial: serial, updated_at: nowIso() }).where('id', '=', hostId).execute();
+    await this.ctx.store.db
+      .updateTable('hosts')
+      .set({ cert_serial: serial, updated_at: nowIso() })
+      .where('id', '=', hostId)
+      .execute();
   }
 
   /** The row for an agent's certificate, or null when the host is gone. */
   async forAgent(hostId: string): Promise<HostsTable | null> {
-    return (await this.ctx.store.db.selectFrom('hosts').selectAll().where('id', '=', hostId).executeTakeFirst()) ?? null;
+    return (
+      (await this.ctx.store.db.selectFrom('hosts').selectAll().where('id', '=', hostId).executeTakeFirst()) ?? null
+    );
   }
 
   /** The agent said hello: record its facts and mark the host online. */
   async markOnline(hostId: string, facts: HostFacts, connection: string): Promise<void> {
     const now = nowIso();
-    await this.ctx.store.db.updateTable('hosts').set({ state: 'online', facts: toJson(facts), connected_at: now, last_heartbeat_at: now, connected_to: connection, updated_at: now }).where('id', '=', hostId).execute();
-    await this.ctx.bus.publish({ type: 'host.online', project: null, kind: 'host', resource_id: hostId, data: { hostname: facts.hostname, accelerator: facts.accelerator, vm_driver: facts.vm_driver } });
+    await this.ctx.store.db
+      .updateTable('hosts')
+      .set({
+        state: 'online',
+        facts: toJson(facts),
+        connected_at: now,
+        last_heartbeat_at: now,
+        connected_to: connection,
+        updated_at: now,
+      })
+      .where('id', '=', hostId)
+      .execute();
+    await this.ctx.bus.publish({
+      type: 'host.online',
+      project: null,
+      kind: 'host',
+      resource_id: hostId,
+      data: { hostname: facts.hostname, accelerator: facts.accelerator, vm_driver: facts.vm_driver },
+    });
   }
 
   /** A heartbeat arrived. */
   async heartbeat(hostId: string): Promise<void> {
-    await this.ctx.store.db.updateTable('hosts').set({ last_heartbeat_at: nowIso() }).where('id', '=', hostId).execute();
+    await this.ctx.store.db
+      .updateTable('hosts')
+      .set({ last_heartbeat_at: nowIso() })
+      .where('id', '=', hostId)
+      .execute();
   }
 
   /** Mark a host offline (link closed or heartbeats missed); only this connection's own state is touched. */
   async markOffline(hostId: string, reason: string, connection?: string): Promise<boolean> {
-    let q = this.ctx.store.db.updateTable('hosts').set({ state: 'offline', connected_to: null, updated_at: nowIso() }).where('id', '=', hostId).where('state', '=', 'online');
+    let q = this.ctx.store.db
+      .updateTable('hosts')
+      .set({ state: 'offline', connected_to: null, updated_at: nowIso() })
+      .where('id', '=', hostId)
+      .where('state', '=', 'online');
     if (connection !== undefined) q = q.where('connected_to', '=', connection);
     const res = await q.executeTakeFirst();
     if (Number(res.numUpdatedRows) === 0) return false;
-    await this.ctx.bus.publish({ type: 'host.offline', project: null, kind: 'host', resource_id: hostId, data: { reason } });
+    await this.ctx.bus.publish({
+      type: 'host.offline',
+      project: null,
+      kind: 'host',
+      resource_id: hostId,
+      data: { reason },
+    });
     return true;
   }
 
   /** Online hosts whose last heartbeat is older than `before`. */
   async stale(before: string): Promise<string[]> {
-    const rows = await this.ctx.store.db.selectFrom('hosts').select('id').where('state', '=', 'online').where('last_heartbeat_at', '<', before).execute();
+    const rows = await this.ctx.store.db
+      .selectFrom('hosts')
+      .select('id')
+      .where('state', '=', 'online')
+      .where('last_heartbeat_at', '<', before)
+      .execute();
     return rows.map((r) => r.id);
   }
 }

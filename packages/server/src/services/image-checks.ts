@@ -16,7 +16,8 @@ const QCOW2_EXT_DATA_FILE = 0x44415441;
  * whatever host files its extents name.
  */
 export function sniffImageFormat(head: Buffer, tail: Buffer = Buffer.alloc(0)): string {
-  const at = (offset: number, text: string) => head.subarray(offset, offset + text.length).equals(Buffer.from(text, 'latin1'));
+  const at = (offset: number, text: string) =>
+    head.subarray(offset, offset + text.length).equals(Buffer.from(text, 'latin1'));
   if (at(0, 'QFI\xfb')) return head.length >= 8 && head.readUInt32BE(4) >= 2 ? 'qcow2' : 'qcow';
   if (at(0, 'QED\0')) return 'qed';
   if (at(0, 'KDMV') || at(0, 'COWD')) return 'vmdk';
@@ -55,7 +56,7 @@ export function parseQcow2Header(head: Buffer): Qcow2Header {
   const headerLength = v3 ? head.readUInt32BE(100) : 72;
   let dataFileExtension = false;
   // Header extensions follow the header: type, length, data padded to 8 bytes; type 0 ends them.
-  for (let off = headerLength; off + 8 <= head.length; ) {
+  for (let off = headerLength; off + 8 <= head.length;) {
     const type = head.readUInt32BE(off);
     const len = head.readUInt32BE(off + 4);
     if (type === 0) break;
@@ -76,13 +77,20 @@ export function parseQcow2Header(head: Buffer): Qcow2Header {
 /** Reject a qcow2 header that points outside the file (backing file, data file) or that QEMU could not use. */
 export function checkQcow2Header(h: Qcow2Header): void {
   if (h.backingFileOffset !== 0n || h.backingFileSize !== 0) {
-    throw new FloeError('image_backing_file_forbidden', 'the qcow2 image names a backing file; upload a self-contained image (qemu-img convert -O qcow2 merges the chain)');
+    throw new FloeError(
+      'image_backing_file_forbidden',
+      'the qcow2 image names a backing file; upload a self-contained image (qemu-img convert -O qcow2 merges the chain)',
+    );
   }
   if ((h.incompatibleFeatures & QCOW2_INCOMPAT_DATA_FILE) !== 0n || h.dataFileExtension) {
-    throw new FloeError('image_backing_file_forbidden', 'the qcow2 image keeps its data in an external data file; upload a self-contained image');
+    throw new FloeError(
+      'image_backing_file_forbidden',
+      'the qcow2 image keeps its data in an external data file; upload a self-contained image',
+    );
   }
   if (h.cryptMethod !== 0) throw new FloeError('image_format_unsupported', 'encrypted qcow2 images are not supported');
-  if ((h.incompatibleFeatures & QCOW2_INCOMPAT_CORRUPT) !== 0n) throw new FloeError('image_format_unsupported', 'the qcow2 image is marked corrupt');
+  if ((h.incompatibleFeatures & QCOW2_INCOMPAT_CORRUPT) !== 0n)
+    throw new FloeError('image_format_unsupported', 'the qcow2 image is marked corrupt');
 }
 
 /** What floe takes from `qemu-img info --output=json`. */
@@ -99,25 +107,42 @@ export interface CheckedImageInfo {
 export function checkImageInfo(info: unknown, expected: 'qcow2' | 'raw', maxVirtualBytes: number): CheckedImageInfo {
   const i = (typeof info === 'object' && info !== null ? info : {}) as Record<string, unknown>;
   if (i.format !== expected) {
-    throw new FloeError('image_format_unsupported', `qemu-img reads the file as ${String(i.format)}, expected ${expected}`);
+    throw new FloeError(
+      'image_format_unsupported',
+      `qemu-img reads the file as ${String(i.format)}, expected ${expected}`,
+    );
   }
-  const data = ((i['format-specific'] as { data?: Record<string, unknown> } | undefined)?.data ?? {}) as Record<string, unknown>;
+  const data = ((i['format-specific'] as { data?: Record<string, unknown> } | undefined)?.data ?? {}) as Record<
+    string,
+    unknown
+  >;
   if (i['backing-filename'] !== undefined || i['full-backing-filename'] !== undefined) {
-    throw new FloeError('image_backing_file_forbidden', 'the image names a backing file; upload a self-contained image');
+    throw new FloeError(
+      'image_backing_file_forbidden',
+      'the image names a backing file; upload a self-contained image',
+    );
   }
   if (data['data-file'] !== undefined) {
-    throw new FloeError('image_backing_file_forbidden', 'the image keeps its data in an external data file; upload a self-contained image');
+    throw new FloeError(
+      'image_backing_file_forbidden',
+      'the image keeps its data in an external data file; upload a self-contained image',
+    );
   }
-  if (i.encrypted === true || data.encrypt !== undefined) throw new FloeError('image_format_unsupported', 'encrypted images are not supported');
+  if (i.encrypted === true || data.encrypt !== undefined)
+    throw new FloeError('image_format_unsupported', 'encrypted images are not supported');
   const virtualSize = i['virtual-size'];
   if (typeof virtualSize !== 'number' || !Number.isSafeInteger(virtualSize) || virtualSize <= 0) {
     throw new FloeError('image_format_unsupported', 'qemu-img reports no virtual size for the image');
   }
   if (virtualSize > maxVirtualBytes) {
-    throw new FloeError('image_too_large', `the image describes a disk of ${gib(virtualSize)}; this control plane takes at most ${gib(maxVirtualBytes)}`, {
-      virtual_size_bytes: virtualSize,
-      limit_bytes: maxVirtualBytes,
-    });
+    throw new FloeError(
+      'image_too_large',
+      `the image describes a disk of ${gib(virtualSize)}; this control plane takes at most ${gib(maxVirtualBytes)}`,
+      {
+        virtual_size_bytes: virtualSize,
+        limit_bytes: maxVirtualBytes,
+      },
+    );
   }
   return { format: expected, virtualSize };
 }

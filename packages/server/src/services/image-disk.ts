@@ -9,13 +9,24 @@ import { imageMinDiskGib } from './catalog.js';
  */
 export function checkImageDisk(image: Image, diskGib: number | undefined): number {
   if (image.status.state === 'importing') {
-    throw new FloeError('invalid_state', `image "${image.name}" is still being imported; wait for its image.import operation`, { kind: 'image', id: image.id, state: 'importing' });
+    throw new FloeError(
+      'invalid_state',
+      `image "${image.name}" is still being imported; wait for its image.import operation`,
+      { kind: 'image', id: image.id, state: 'importing' },
+    );
   }
   const minimum = imageMinDiskGib(image);
   if (diskGib !== undefined && diskGib < minimum) {
-    throw new FloeError('disk_too_small', `image "${image.name}" needs a disk of at least ${minimum} GiB; ${diskGib} GiB was asked for`, {
-      field: 'disk_gib', image: image.id, requested_gib: diskGib, minimum_gib: minimum,
-    });
+    throw new FloeError(
+      'disk_too_small',
+      `image "${image.name}" needs a disk of at least ${minimum} GiB; ${diskGib} GiB was asked for`,
+      {
+        field: 'disk_gib',
+        image: image.id,
+        requested_gib: diskGib,
+        minimum_gib: minimum,
+      },
+    );
   }
   return minimum;
 }

@@ -56,10 +56,18 @@ export function checkImageUrl(raw: string, field = 'source.url'): URL {
     throw new FloeError('image_url_unsupported', `${field} is not an absolute URL: "${raw.slice(0, 200)}"`, { field });
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new FloeError('image_url_unsupported', `${field} uses ${url.protocol.replace(/:$/, '')}:; only http:// and https:// URLs are fetched`, { field, scheme: url.protocol.replace(/:$/, '') });
+    throw new FloeError(
+      'image_url_unsupported',
+      `${field} uses ${url.protocol.replace(/:$/, '')}:; only http:// and https:// URLs are fetched`,
+      { field, scheme: url.protocol.replace(/:$/, '') },
+    );
   }
   if (url.username !== '' || url.password !== '') {
-    throw new FloeError('image_url_unsupported', `${field} carries a user name or password; credentials in URLs are not taken`, { field });
+    throw new FloeError(
+      'image_url_unsupported',
+      `${field} carries a user name or password; credentials in URLs are not taken`,
+      { field },
+    );
   }
   return url;
 }
@@ -67,10 +75,24 @@ export function checkImageUrl(raw: string, field = 'source.url'): URL {
 // Addresses a download must not reach unless allowed: the control plane's own host and networks
 // (loopback, RFC 1918, shared, link-local with cloud metadata, ULA) are not the internet.
 const PRIVATE = new BlockList();
-for (const [net, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.168.0.0', 16]] as const) {
+for (const [net, bits] of [
+  ['0.0.0.0', 8],
+  ['10.0.0.0', 8],
+  ['100.64.0.0', 10],
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16],
+  ['172.16.0.0', 12],
+  ['192.168.0.0', 16],
+] as const) {
   PRIVATE.addSubnet(net, bits, 'ipv4');
 }
-for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10]] as const) PRIVATE.addSubnet(net, bits, 'ipv6');
+for (const [net, bits] of [
+  ['::', 128],
+  ['::1', 128],
+  ['fc00::', 7],
+  ['fe80::', 10],
+] as const)
+  PRIVATE.addSubnet(net, bits, 'ipv6');
 
 /** True for loopback, private, shared and link-local addresses (IPv4-mapped IPv6 included). */
 export function isPrivateAddress(address: string): boolean {
@@ -82,7 +104,11 @@ export function isPrivateAddress(address: string): boolean {
 }
 
 function forbidden(url: URL, address: string): FloeError {
-  return new FloeError('image_url_forbidden', `${shownUrl(url)} leads to ${address}, a loopback, private or link-local address; only admins may import from there`, { url: shownUrl(url), address });
+  return new FloeError(
+    'image_url_forbidden',
+    `${shownUrl(url)} leads to ${address}, a loopback, private or link-local address; only admins may import from there`,
+    { url: shownUrl(url), address },
+  );
 }
 
 /** Refuse `url` when its host is a private IP literal and those are not allowed (names are checked as they resolve). */
@@ -132,7 +158,10 @@ function connectError(err: unknown, url: URL): FloeError {
   if (err instanceof FloeError) return err;
   const e = err as NodeJS.ErrnoException;
   const reason = e.code ?? 'error';
-  return new FloeError('image_download_failed', `cannot fetch ${shownUrl(url)}: ${e.message}`, { url: shownUrl(url), reason });
+  return new FloeError('image_download_failed', `cannot fetch ${shownUrl(url)}: ${e.message}`, {
+    url: shownUrl(url),
+    reason,
+  });
 }
 
 /**
@@ -158,7 +187,13 @@ async function open(start: URL, opts: DownloadOptions, stop: AbortSignal): Promi
         ...(url.protocol === 'https:' ? { ca: trustedCas(opts.extraCaPem) } : {}),
       });
       const timer = setTimeout(() => {
-        req.destroy(new FloeError('image_download_timeout', `${shownUrl(url)} did not answer within ${opts.connectTimeoutMs / 1000} s`, { url: shownUrl(url), timeout: 'connect', seconds: opts.connectTimeoutMs / 1000 }));
+        req.destroy(
+          new FloeError(
+            'image_download_timeout',
+            `${shownUrl(url)} did not answer within ${opts.connectTimeoutMs / 1000} s`,
+            { url: shownUrl(url), timeout: 'connect', seconds: opts.connectTimeoutMs / 1000 },
+          ),
+        );
       }, opts.connectTimeoutMs);
       req.once('response', (r) => {
         clearTimeout(timer);
@@ -174,27 +209,44 @@ async function open(start: URL, opts: DownloadOptions, stop: AbortSignal): Promi
     if ([301, 302, 303, 307, 308].includes(status) && res.headers.location !== undefined) {
       res.destroy();
       if (hop >= limit) {
-        throw new FloeError('image_download_too_many_redirects', `${shownUrl(start)} redirected more than ${limit} times`, { url: shownUrl(start), limit });
+        throw new FloeError(
+          'image_download_too_many_redirects',
+          `${shownUrl(start)} redirected more than ${limit} times`,
+          { url: shownUrl(start), limit },
+        );
       }
       let next: URL;
       try {
         next = new URL(res.headers.location, url);
       } catch {
-        throw new FloeError('image_download_failed', `${shownUrl(url)} redirected to an invalid URL`, { url: shownUrl(url), reason: 'bad_redirect' });
+        throw new FloeError('image_download_failed', `${shownUrl(url)} redirected to an invalid URL`, {
+          url: shownUrl(url),
+          reason: 'bad_redirect',
+        });
       }
       next = checkImageUrl(next.href, 'redirect');
       // What https promised (this is the server named) a plain http hop cannot keep.
       if (url.protocol === 'https:' && next.protocol === 'http:') {
-        throw new FloeError('image_url_unsupported', `${shownUrl(url)} redirected from https to plain http (${shownUrl(next)}); use the http URL directly if that is meant`, {
-          field: 'redirect', url: shownUrl(next), reason: 'https_to_http',
-        });
+        throw new FloeError(
+          'image_url_unsupported',
+          `${shownUrl(url)} redirected from https to plain http (${shownUrl(next)}); use the http URL directly if that is meant`,
+          {
+            field: 'redirect',
+            url: shownUrl(next),
+            reason: 'https_to_http',
+          },
+        );
       }
       url = next;
       continue;
     }
     if (status < 200 || status > 299) {
       res.destroy();
-      throw new FloeError('image_download_failed', `${shownUrl(url)} answered ${status} ${res.statusMessage ?? ''}`.trim(), { url: shownUrl(url), http_status: status });
+      throw new FloeError(
+        'image_download_failed',
+        `${shownUrl(url)} answered ${status} ${res.statusMessage ?? ''}`.trim(),
+        { url: shownUrl(url), http_status: status },
+      );
     }
     return { res, url };
   }
@@ -202,8 +254,19 @@ async function open(start: URL, opts: DownloadOptions, stop: AbortSignal): Promi
 
 /** True when the first bytes of a body are a web page, not a disk image. */
 export function looksLikeHtml(head: Buffer): boolean {
-  const text = head.subarray(0, 512).toString('latin1').replace(/^\uFEFF|^\xEF\xBB\xBF/, '').trimStart().toLowerCase();
-  return text.startsWith('<!doctype html') || text.startsWith('<html') || text.startsWith('<?xml') || text.startsWith('<head') || text.startsWith('<body');
+  const text = head
+    .subarray(0, 512)
+    .toString('latin1')
+    .replace(/^\uFEFF|^\xEF\xBB\xBF/, '')
+    .trimStart()
+    .toLowerCase();
+  return (
+    text.startsWith('<!doctype html') ||
+    text.startsWith('<html') ||
+    text.startsWith('<?xml') ||
+    text.startsWith('<head') ||
+    text.startsWith('<body')
+  );
 }
 
 /**
@@ -223,7 +286,13 @@ async function withResponse<T>(
   if (opts.signal?.aborted) throw opts.signal.reason;
   opts.signal?.addEventListener('abort', onAbort);
   const totalTimer = setTimeout(() => {
-    abort(new FloeError('image_download_timeout', `the download of ${shownUrl(raw)} took longer than ${opts.totalTimeoutMs / 1000} s`, { url: shownUrl(raw), timeout: 'total', seconds: opts.totalTimeoutMs / 1000 }));
+    abort(
+      new FloeError(
+        'image_download_timeout',
+        `the download of ${shownUrl(raw)} took longer than ${opts.totalTimeoutMs / 1000} s`,
+        { url: shownUrl(raw), timeout: 'total', seconds: opts.totalTimeoutMs / 1000 },
+      ),
+    );
   }, opts.totalTimeoutMs);
   let idleTimer: NodeJS.Timeout | undefined;
   try {
@@ -232,12 +301,22 @@ async function withResponse<T>(
     const total = length !== undefined && /^\d+$/.test(length) ? Number(length) : null;
     if (total !== null && total > opts.maxBytes) {
       res.destroy();
-      throw new FloeError('image_download_too_large', `${shownUrl(url)} is ${total} bytes; this control plane takes at most ${opts.maxBytes}`, { url: shownUrl(url), size_bytes: total, limit_bytes: opts.maxBytes });
+      throw new FloeError(
+        'image_download_too_large',
+        `${shownUrl(url)} is ${total} bytes; this control plane takes at most ${opts.maxBytes}`,
+        { url: shownUrl(url), size_bytes: total, limit_bytes: opts.maxBytes },
+      );
     }
     const idle = () => {
       clearTimeout(idleTimer);
       idleTimer = setTimeout(() => {
-        abort(new FloeError('image_download_timeout', `${shownUrl(url)} sent nothing for ${opts.idleTimeoutMs / 1000} s`, { url: shownUrl(url), timeout: 'idle', seconds: opts.idleTimeoutMs / 1000 }));
+        abort(
+          new FloeError('image_download_timeout', `${shownUrl(url)} sent nothing for ${opts.idleTimeoutMs / 1000} s`, {
+            url: shownUrl(url),
+            timeout: 'idle',
+            seconds: opts.idleTimeoutMs / 1000,
+          }),
+        );
       }, opts.idleTimeoutMs);
     };
     idle();
@@ -247,7 +326,13 @@ async function withResponse<T>(
         idle();
         done += chunk.length;
         if (done > opts.maxBytes) {
-          next(new FloeError('image_download_too_large', `${shownUrl(url)} sent more than ${opts.maxBytes} bytes, the most this control plane takes`, { url: shownUrl(url), limit_bytes: opts.maxBytes }));
+          next(
+            new FloeError(
+              'image_download_too_large',
+              `${shownUrl(url)} sent more than ${opts.maxBytes} bytes, the most this control plane takes`,
+              { url: shownUrl(url), limit_bytes: opts.maxBytes },
+            ),
+          );
           return;
         }
         opts.onProgress?.(done, total);
@@ -262,11 +347,19 @@ async function withResponse<T>(
       if (stop.signal.aborted) throw stop.signal.reason;
       if (err instanceof FloeError) throw err;
       // The connection broke off mid-body (a reset, or a close before the last chunk).
-      throw new FloeError('image_download_incomplete', `the connection to ${shownUrl(url)} closed after ${done}${total === null ? '' : ` of ${total}`} bytes`, { url: shownUrl(url), received_bytes: done, ...(total === null ? {} : { expected_bytes: total }) });
+      throw new FloeError(
+        'image_download_incomplete',
+        `the connection to ${shownUrl(url)} closed after ${done}${total === null ? '' : ` of ${total}`} bytes`,
+        { url: shownUrl(url), received_bytes: done, ...(total === null ? {} : { expected_bytes: total }) },
+      );
     }
     if (stop.signal.aborted) throw stop.signal.reason;
     if (total !== null && done !== total) {
-      throw new FloeError('image_download_incomplete', `${shownUrl(url)} sent ${done} of ${total} bytes`, { url: shownUrl(url), received_bytes: done, expected_bytes: total });
+      throw new FloeError('image_download_incomplete', `${shownUrl(url)} sent ${done} of ${total} bytes`, {
+        url: shownUrl(url),
+        received_bytes: done,
+        expected_bytes: total,
+      });
     }
     return result;
   } finally {
@@ -287,7 +380,11 @@ export async function downloadFile(url: URL, file: string, opts: DownloadOptions
     const type = String(res.headers['content-type'] ?? '').toLowerCase();
     if (/^(text\/html|application\/xhtml\+xml)\b/.test(type)) {
       res.destroy();
-      throw new FloeError('image_download_not_an_image', `${shownUrl(finalUrl)} answered with a web page (${type.split(';')[0]}), not a disk image`, { url: shownUrl(finalUrl), content_type: type.split(';')[0] });
+      throw new FloeError(
+        'image_download_not_an_image',
+        `${shownUrl(finalUrl)} answered with a web page (${type.split(';')[0]}), not a disk image`,
+        { url: shownUrl(finalUrl), content_type: type.split(';')[0] },
+      );
     }
     const hashes: Record<ChecksumAlgo, Hash> = { sha256: createHash('sha256'), sha512: createHash('sha512') };
     let first = true;
@@ -297,7 +394,13 @@ export async function downloadFile(url: URL, file: string, opts: DownloadOptions
         if (first) {
           first = false;
           if (looksLikeHtml(chunk)) {
-            next(new FloeError('image_download_not_an_image', `${shownUrl(finalUrl)} answered with a web page, not a disk image`, { url: shownUrl(finalUrl), content_type: type.split(';')[0] || null }));
+            next(
+              new FloeError(
+                'image_download_not_an_image',
+                `${shownUrl(finalUrl)} answered with a web page, not a disk image`,
+                { url: shownUrl(finalUrl), content_type: type.split(';')[0] || null },
+              ),
+            );
             return;
           }
         }

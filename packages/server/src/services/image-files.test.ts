@@ -52,9 +52,17 @@ describe.skipIf(!QEMU_IMG)('image file checks (pure)', () => {
     const vdi = join(work, 'sniff.vdi');
     qemuImg('create', '-q', '-f', 'vdi', vdi, '1M');
     expect(sniffImageFormat(readFileSync(vdi))).toBe('vdi');
-    const vpc = readFileSync((() => { const p = join(work, 'sniff.vhd'); qemuImg('create', '-q', '-f', 'vpc', p, '1M'); return p; })());
+    const vpc = readFileSync(
+      (() => {
+        const p = join(work, 'sniff.vhd');
+        qemuImg('create', '-q', '-f', 'vpc', p, '1M');
+        return p;
+      })(),
+    );
     expect(sniffImageFormat(vpc.subarray(0, 4096), vpc.subarray(vpc.length - 512))).toBe('vpc');
-    expect(sniffImageFormat(Buffer.from('# Disk DescriptorFile\nversion=1\nRW 2048 FLAT "/etc/shadow" 0\n'))).toBe('vmdk');
+    expect(sniffImageFormat(Buffer.from('# Disk DescriptorFile\nversion=1\nRW 2048 FLAT "/etc/shadow" 0\n'))).toBe(
+      'vmdk',
+    );
     expect(sniffImageFormat(Buffer.concat([Buffer.from('QFI\xfb', 'latin1'), Buffer.from([0, 0, 0, 1])]))).toBe('qcow');
     expect(sniffImageFormat(readFileSync(rawDisk('sniff.raw', 128 * 1024)))).toBe('raw');
     expect(sniffImageFormat(Buffer.alloc(0))).toBe('raw');
@@ -70,7 +78,9 @@ describe.skipIf(!QEMU_IMG)('image file checks (pure)', () => {
 
     const evil = join(work, 'evil-header.qcow2');
     qemuImg('create', '-q', '-u', '-f', 'qcow2', '-F', 'raw', '-b', '/etc/shadow', evil, '1M');
-    expect(() => checkQcow2Header(parseQcow2Header(readFileSync(evil)))).toThrow(expect.objectContaining({ code: 'image_backing_file_forbidden' }));
+    expect(() => checkQcow2Header(parseQcow2Header(readFileSync(evil)))).toThrow(
+      expect.objectContaining({ code: 'image_backing_file_forbidden' }),
+    );
 
     // The data file is one of ours: qemu-img create resizes whatever file it is given.
     const data = join(work, 'header-data.raw');
@@ -85,12 +95,20 @@ describe.skipIf(!QEMU_IMG)('image file checks (pure)', () => {
   });
 
   it('checks what qemu-img info reports', () => {
-    const ok = { format: 'qcow2', 'virtual-size': 2 * MiB, 'format-specific': { type: 'qcow2', data: { compat: '1.1' } } };
+    const ok = {
+      format: 'qcow2',
+      'virtual-size': 2 * MiB,
+      'format-specific': { type: 'qcow2', data: { compat: '1.1' } },
+    };
     expect(checkImageInfo(ok, 'qcow2', 4 * MiB)).toEqual({ format: 'qcow2', virtualSize: 2 * MiB });
-    const fail = (info: unknown, code: ErrorCode) => expect(() => checkImageInfo(info, 'qcow2', 4 * MiB)).toThrow(expect.objectContaining({ code }));
+    const fail = (info: unknown, code: ErrorCode) =>
+      expect(() => checkImageInfo(info, 'qcow2', 4 * MiB)).toThrow(expect.objectContaining({ code }));
     fail({ ...ok, 'backing-filename': '/etc/shadow' }, 'image_backing_file_forbidden');
     fail({ ...ok, 'full-backing-filename': '/etc/shadow' }, 'image_backing_file_forbidden');
-    fail({ ...ok, 'format-specific': { type: 'qcow2', data: { 'data-file': '/etc/shadow' } } }, 'image_backing_file_forbidden');
+    fail(
+      { ...ok, 'format-specific': { type: 'qcow2', data: { 'data-file': '/etc/shadow' } } },
+      'image_backing_file_forbidden',
+    );
     fail({ ...ok, 'virtual-size': 4 * MiB + 1 }, 'image_too_large');
     fail({ ...ok, format: 'vmdk' }, 'image_format_unsupported');
     fail({ ...ok, encrypted: true }, 'image_format_unsupported');
@@ -128,7 +146,10 @@ for (const target of storeTargets()) {
     let hostCert: { certPem: string; keyPem: string };
 
     /** Files under images/ and images/tmp/ besides the tmp directory itself. */
-    const stored = () => readdirSync(imagesDir).filter((f) => f !== 'tmp').sort();
+    const stored = () =>
+      readdirSync(imagesDir)
+        .filter((f) => f !== 'tmp')
+        .sort();
     const leftovers = () => (existsSync(join(imagesDir, 'tmp')) ? readdirSync(join(imagesDir, 'tmp')) : []);
 
     function expectError(res: Res, code: ErrorCode): void {
@@ -137,26 +158,48 @@ for (const target of storeTargets()) {
     }
 
     /** A real HTTPS request; `file` is streamed as the body (chunked, no content-length). */
-    function call(method: string, path: string, opts: { file?: string; body?: unknown; cert?: { certPem: string; keyPem: string }; token?: string | null; headers?: Record<string, string> } = {}): Promise<Res> {
+    function call(
+      method: string,
+      path: string,
+      opts: {
+        file?: string;
+        body?: unknown;
+        cert?: { certPem: string; keyPem: string };
+        token?: string | null;
+        headers?: Record<string, string>;
+      } = {},
+    ): Promise<Res> {
       const headers: Record<string, string> = { ...opts.headers };
       const token = opts.token === undefined ? cp.adminToken : opts.token;
       if (token !== null) headers.authorization = `Bearer ${token}`;
       if (opts.file !== undefined) headers['content-type'] = 'application/octet-stream';
       if (opts.body !== undefined) headers['content-type'] = 'application/json';
       return new Promise((resolve, reject) => {
-        const req = https.request(new URL(path, cp.url), {
-          method, headers, ca: cp.ca.certPem, agent: false,
-          ...(opts.cert === undefined ? {} : { cert: opts.cert.certPem, key: opts.cert.keyPem }),
-        }, (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('error', reject);
-          res.on('end', () => {
-            const bytes = Buffer.concat(chunks);
-            const json = String(res.headers['content-type'] ?? '').startsWith('application/json') && bytes.length > 0;
-            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: json ? JSON.parse(bytes.toString('utf8')) : undefined, bytes });
-          });
-        });
+        const req = https.request(
+          new URL(path, cp.url),
+          {
+            method,
+            headers,
+            ca: cp.ca.certPem,
+            agent: false,
+            ...(opts.cert === undefined ? {} : { cert: opts.cert.certPem, key: opts.cert.keyPem }),
+          },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('error', reject);
+            res.on('end', () => {
+              const bytes = Buffer.concat(chunks);
+              const json = String(res.headers['content-type'] ?? '').startsWith('application/json') && bytes.length > 0;
+              resolve({
+                status: res.statusCode ?? 0,
+                headers: res.headers,
+                body: json ? JSON.parse(bytes.toString('utf8')) : undefined,
+                bytes,
+              });
+            });
+          },
+        );
         req.on('error', reject);
         if (opts.file !== undefined) createReadStream(opts.file).pipe(req);
         else req.end(opts.body === undefined ? undefined : JSON.stringify(opts.body));
@@ -171,7 +214,10 @@ for (const target of storeTargets()) {
     const upload = (ref: string, file: string, query = '') => call('PUT', `/v1/images/${ref}/file${query}`, { file });
 
     beforeAll(async () => {
-      cp = await startTestControlPlane(await target.open(), { FLOE_IMAGE_MAX_VIRTUAL_GIB: '1', FLOE_IMAGE_MAX_UPLOAD_BYTES: String(8 * MiB) });
+      cp = await startTestControlPlane(await target.open(), {
+        FLOE_IMAGE_MAX_VIRTUAL_GIB: '1',
+        FLOE_IMAGE_MAX_UPLOAD_BYTES: String(8 * MiB),
+      });
       imagesDir = join(cp.dataDir, 'images');
       const host = await cp.app.services.hosts.ensureLocal('img-host', async (id) => {
         hostCert = await issueClientCert(cp.ca, { commonName: id });
@@ -192,19 +238,35 @@ for (const target of storeTargets()) {
       const res = await upload('keep', file, `?sha256=${sha256Of(file)}`);
       expect(res.status, JSON.stringify(res.body)).toBe(200);
       const sha = sha256Of(file);
-      expect(res.body.status).toEqual({ state: 'ready', size_bytes: statSync(file).size, sha256: sha, virtual_size_bytes: MiB });
+      expect(res.body.status).toEqual({
+        state: 'ready',
+        size_bytes: statSync(file).size,
+        sha256: sha,
+        virtual_size_bytes: MiB,
+      });
       expect(res.body.spec.format).toBe('qcow2');
       expect(res.body.revision).toBe(2);
       expect(res.headers.etag).toBe('"2"');
       expect(sha256Of(join(imagesDir, `${sha}.qcow2`))).toBe(sha);
       expect(leftovers()).toEqual([]);
-      const history = await cp.store.db.selectFrom('history').select(['action', 'revision']).where('resource_id', '=', img.id).orderBy('revision').execute();
+      const history = await cp.store.db
+        .selectFrom('history')
+        .select(['action', 'revision'])
+        .where('resource_id', '=', img.id)
+        .orderBy('revision')
+        .execute();
       expect(history.map((h) => h.action)).toEqual(['create', 'upload']);
-      const events = await cp.store.db.selectFrom('events').select(['type', 'data']).where('resource_id', '=', img.id).execute();
+      const events = await cp.store.db
+        .selectFrom('events')
+        .select(['type', 'data'])
+        .where('resource_id', '=', img.id)
+        .execute();
       expect(events.some((e) => e.type === 'resource.updated' && JSON.parse(e.data).sha256 === sha)).toBe(true);
       // One file per image: a second upload is refused (before the body is read: no socket here, so the answer is seen).
       const again = await cp.app.http.inject({
-        method: 'PUT', url: '/v1/images/keep/file', payload: readFileSync(file),
+        method: 'PUT',
+        url: '/v1/images/keep/file',
+        payload: readFileSync(file),
         headers: { authorization: `Bearer ${cp.adminToken}`, 'content-type': 'application/octet-stream' },
       });
       expect(again.statusCode).toBe(409);
@@ -222,7 +284,9 @@ for (const target of storeTargets()) {
       expect(sha256Of(storedFile)).toBe(sha256);
       expect(size_bytes).toBe(statSync(storedFile).size);
       expect(virtual_size_bytes).toBe(3 * MiB);
-      const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', '-f', 'qcow2', storedFile], { encoding: 'utf8' }));
+      const info = JSON.parse(
+        execFileSync('qemu-img', ['info', '--output=json', '-f', 'qcow2', storedFile], { encoding: 'utf8' }),
+      );
       expect(info.format).toBe('qcow2');
       // Same guest-visible bytes as the raw upload.
       expect(spawnSync('qemu-img', ['compare', '-q', '-f', 'raw', '-F', 'qcow2', raw, storedFile]).status).toBe(0);
@@ -240,7 +304,12 @@ for (const target of storeTargets()) {
       expect(stored()).toEqual(before);
       expect(leftovers()).toEqual([]);
       expect((await call('GET', '/v1/images/mismatch')).body.status.state).toBe('pending');
-      const bad = await cp.app.http.inject({ method: 'PUT', url: '/v1/images/mismatch/file?sha256=xyz', payload: readFileSync(file), headers: { authorization: `Bearer ${cp.adminToken}`, 'content-type': 'application/octet-stream' } });
+      const bad = await cp.app.http.inject({
+        method: 'PUT',
+        url: '/v1/images/mismatch/file?sha256=xyz',
+        payload: readFileSync(file),
+        headers: { authorization: `Bearer ${cp.adminToken}`, 'content-type': 'application/octet-stream' },
+      });
       expect(JSON.parse(bad.body).error).toMatchObject({ code: 'validation_failed', details: { field: 'sha256' } });
     });
 
@@ -258,7 +327,10 @@ for (const target of storeTargets()) {
       expectError(await upload('evil', external), 'image_backing_file_forbidden');
       // A VMDK descriptor naming a host file is never opened: it is not raw or qcow2.
       const vmdk = join(work, `evil-${target.name}.vmdk`);
-      writeFileSync(vmdk, '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 2048 FLAT "/etc/shadow" 0\n');
+      writeFileSync(
+        vmdk,
+        '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 2048 FLAT "/etc/shadow" 0\n',
+      );
       expectError(await upload('evil', vmdk), 'image_format_unsupported');
       expect(stored()).toEqual(before);
       expect(leftovers()).toEqual([]);
@@ -275,13 +347,17 @@ for (const target of storeTargets()) {
       expect(res.body.error.details).toEqual({ virtual_size_bytes: 2 * 1024 ** 3, limit_bytes: 1024 ** 3 });
       // Declared too large: refused before reading.
       const declared = await cp.app.http.inject({
-        method: 'PUT', url: '/v1/images/big/file', payload: Buffer.alloc(9 * MiB),
+        method: 'PUT',
+        url: '/v1/images/big/file',
+        payload: Buffer.alloc(9 * MiB),
         headers: { authorization: `Bearer ${cp.adminToken}`, 'content-type': 'application/octet-stream' },
       });
       expect(declared.statusCode).toBe(413);
       expect(JSON.parse(declared.body).error.code).toBe('payload_too_large');
       // Streamed without a length: refused once the limit is passed.
-      const streamed = await upload('big', rawDisk(`over-${target.name}.raw`, 9 * MiB)).catch((err: NodeJS.ErrnoException) => err);
+      const streamed = await upload('big', rawDisk(`over-${target.name}.raw`, 9 * MiB)).catch(
+        (err: NodeJS.ErrnoException) => err,
+      );
       if (!(streamed instanceof Error)) expectError(streamed, 'payload_too_large');
       else expect(streamed.code).toMatch(/ECONNRESET|EPIPE/);
       expect(stored()).toEqual(before);
@@ -293,11 +369,22 @@ for (const target of storeTargets()) {
       const before = stored();
       await new Promise<void>((resolve) => {
         const req = https.request(new URL('/v1/images/cut/file', cp.url), {
-          method: 'PUT', ca: cp.ca.certPem, agent: false,
-          headers: { authorization: `Bearer ${cp.adminToken}`, 'content-type': 'application/octet-stream', 'content-length': String(4 * MiB) },
+          method: 'PUT',
+          ca: cp.ca.certPem,
+          agent: false,
+          headers: {
+            authorization: `Bearer ${cp.adminToken}`,
+            'content-type': 'application/octet-stream',
+            'content-length': String(4 * MiB),
+          },
         });
         req.on('error', () => resolve());
-        req.write(Buffer.alloc(MiB, 1), () => setTimeout(() => { req.destroy(); resolve(); }, 100));
+        req.write(Buffer.alloc(MiB, 1), () =>
+          setTimeout(() => {
+            req.destroy();
+            resolve();
+          }, 100),
+        );
       });
       const deadline = Date.now() + 5000;
       while (leftovers().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -309,21 +396,40 @@ for (const target of storeTargets()) {
     it('refuses other content types and images of projects the token cannot use', async () => {
       await create('typed');
       // Refusals before the body is read close the connection; in-process requests see every answer.
-      const json = await cp.app.http.inject({ method: 'PUT', url: '/v1/images/typed/file', payload: { not: 'a file' }, headers: { authorization: `Bearer ${cp.adminToken}` } });
+      const json = await cp.app.http.inject({
+        method: 'PUT',
+        url: '/v1/images/typed/file',
+        payload: { not: 'a file' },
+        headers: { authorization: `Bearer ${cp.adminToken}` },
+      });
       expect(json.statusCode).toBe(415);
       expect(JSON.parse(json.body).error.code).toBe('unsupported_media_type');
       // No content type at all (curl -T) is an upload.
       const bare = join(work, `bare-${target.name}.qcow2`);
       qemuImg('create', '-q', '-f', 'qcow2', bare, '1M');
-      const res = await cp.app.http.inject({ method: 'PUT', url: '/v1/images/typed/file', payload: readFileSync(bare), headers: { authorization: `Bearer ${cp.adminToken}` } });
+      const res = await cp.app.http.inject({
+        method: 'PUT',
+        url: '/v1/images/typed/file',
+        payload: readFileSync(bare),
+        headers: { authorization: `Bearer ${cp.adminToken}` },
+      });
       expect(res.statusCode, res.body).toBe(200);
       await call('DELETE', '/v1/images/typed');
       await create('typed');
       await cp.app.services.projects.create(cp.admin, { name: 'other' });
-      const token = await cp.app.services.tokens.create(cp.admin, { name: 'other', projects: ['other'] }, async () => undefined);
+      const token = await cp.app.services.tokens.create(
+        cp.admin,
+        { name: 'other', projects: ['other'] },
+        async () => undefined,
+      );
       const file = join(work, `typed-${target.name}.qcow2`);
       qemuImg('create', '-q', '-f', 'qcow2', file, '1M');
-      const hidden = await cp.app.http.inject({ method: 'PUT', url: '/v1/images/typed/file', payload: readFileSync(file), headers: { authorization: `Bearer ${token.secret}`, 'content-type': 'application/octet-stream' } });
+      const hidden = await cp.app.http.inject({
+        method: 'PUT',
+        url: '/v1/images/typed/file',
+        payload: readFileSync(file),
+        headers: { authorization: `Bearer ${token.secret}`, 'content-type': 'application/octet-stream' },
+      });
       expect(hidden.statusCode).toBe(404);
       expect(JSON.parse(hidden.body).error.code).toBe('image_not_found');
     });
@@ -338,7 +444,9 @@ for (const target of storeTargets()) {
       expect((await upload('twin-b', file)).body.status.sha256).toBe(sha);
       expect(stored().filter((f) => f === `${sha}.qcow2`)).toHaveLength(1);
 
-      const inst = await call('POST', '/v1/instances', { body: { name: 'user', image: 'twin-a', vcpus: 1, memory_mib: 128 } });
+      const inst = await call('POST', '/v1/instances', {
+        body: { name: 'user', image: 'twin-a', vcpus: 1, memory_mib: 128 },
+      });
       expect(inst.status, JSON.stringify(inst.body)).toBe(202);
       const inUse = await call('DELETE', '/v1/images/twin-a');
       expectError(inUse, 'in_use');
@@ -354,7 +462,9 @@ for (const target of storeTargets()) {
 
     it('lets instances be created from a pending image', async () => {
       await create('later');
-      const inst = await call('POST', '/v1/instances', { body: { name: 'early', image: 'later', vcpus: 1, memory_mib: 128 } });
+      const inst = await call('POST', '/v1/instances', {
+        body: { name: 'early', image: 'later', vcpus: 1, memory_mib: 128 },
+      });
       expect(inst.status, JSON.stringify(inst.body)).toBe(202);
       const desired = await cp.app.services.instances.desiredOne(inst.body.instance.id);
       expect(desired?.image).toMatchObject({ name: 'later', sha256: null });
@@ -367,7 +477,9 @@ for (const target of storeTargets()) {
       const unused = await create('unused');
       await upload('fetched', file);
       await upload('unused', join(work, `keep-${target.name}.qcow2`)).catch(() => undefined);
-      const inst = await call('POST', '/v1/instances', { body: { name: 'fetcher', image: 'fetched', vcpus: 1, memory_mib: 128 } });
+      const inst = await call('POST', '/v1/instances', {
+        body: { name: 'fetcher', image: 'fetched', vcpus: 1, memory_mib: 128 },
+      });
       expect(inst.body.instance.status.host).toBe(hostId);
 
       const got = await call('GET', `/v1/agent/images/${img.id}`, { cert: hostCert, token: null });
@@ -381,13 +493,22 @@ for (const target of storeTargets()) {
       // A bearer token is no way in either.
       expectError(await call('GET', `/v1/agent/images/${img.id}`), 'client_certificate_required');
       // Images no instance on this host uses, and records without a file, are not handed out.
-      expectError(await call('GET', `/v1/agent/images/${unused.id}`, { cert: hostCert, token: null }), 'image_not_found');
+      expectError(
+        await call('GET', `/v1/agent/images/${unused.id}`, { cert: hostCert, token: null }),
+        'image_not_found',
+      );
       const pending = await create('nofile');
-      expectError(await call('GET', `/v1/agent/images/${pending.id}`, { cert: hostCert, token: null }), 'image_not_found');
+      expectError(
+        await call('GET', `/v1/agent/images/${pending.id}`, { cert: hostCert, token: null }),
+        'image_not_found',
+      );
       // A certificate that was replaced no longer counts.
       const newer = await issueClientCert(cp.ca, { commonName: hostId });
       await cp.app.services.hosts.setCertSerial(hostId, certificateSerial(newer.certPem));
-      expectError(await call('GET', `/v1/agent/images/${img.id}`, { cert: hostCert, token: null }), 'client_certificate_required');
+      expectError(
+        await call('GET', `/v1/agent/images/${img.id}`, { cert: hostCert, token: null }),
+        'client_certificate_required',
+      );
       expect((await call('GET', `/v1/agent/images/${img.id}`, { cert: newer, token: null })).status).toBe(200);
       await cp.app.services.hosts.setCertSerial(hostId, certificateSerial(hostCert.certPem));
     });

@@ -14,7 +14,14 @@ import type { NewEvent } from './events.js';
 import type { Principal, ServiceContext } from './context.js';
 import { checkImageInfo, checkQcow2Header, parseQcow2Header, sniffImageFormat } from './image-checks.js';
 
-export { checkImageInfo, checkQcow2Header, parseQcow2Header, sniffImageFormat, type CheckedImageInfo, type Qcow2Header } from './image-checks.js';
+export {
+  checkImageInfo,
+  checkQcow2Header,
+  parseQcow2Header,
+  sniffImageFormat,
+  type CheckedImageInfo,
+  type Qcow2Header,
+} from './image-checks.js';
 
 /** A sha256 in hex, as floe names stored image files. */
 export const SHA256_PATTERN = /^[0-9a-f]{64}$/;
@@ -75,7 +82,10 @@ export class ImageFileService {
   /** Per-sha256 serialization of "store file + record it" against "forget record + remove file". */
   private readonly locks = new Map<string, Promise<unknown>>();
 
-  constructor(private readonly ctx: ServiceContext, opts: ImageFileOptions = {}) {
+  constructor(
+    private readonly ctx: ServiceContext,
+    opts: ImageFileOptions = {},
+  ) {
     this.dir = join(ctx.config.dataDir, 'images');
     this.tmpDir = join(this.dir, 'tmp');
     this.qemuImg = opts.qemuImg ?? 'qemu-img';
@@ -92,7 +102,13 @@ export class ImageFileService {
    * file while hashing, check it, convert raw to qcow2, store it by sha256
    * and mark the image ready. On any failure nothing is kept.
    */
-  async upload(principal: Principal, ref: string, project: string, body: Readable, opts: { sha256?: string; contentLength?: number } = {}): Promise<Image> {
+  async upload(
+    principal: Principal,
+    ref: string,
+    project: string,
+    body: Readable,
+    opts: { sha256?: string; contentLength?: number } = {},
+  ): Promise<Image> {
     const expected = opts.sha256?.toLowerCase();
     if (expected !== undefined && !SHA256_PATTERN.test(expected)) {
       throw new FloeError('validation_failed', 'sha256 must be 64 hex digits', { field: 'sha256' });
@@ -100,13 +116,21 @@ export class ImageFileService {
     const image = await this.writable(principal, ref, project);
     const max = this.ctx.config.imageMaxUploadBytes;
     if (opts.contentLength !== undefined && opts.contentLength > max) {
-      throw new FloeError('payload_too_large', `the image file is ${opts.contentLength} bytes; this control plane takes at most ${max}`, { limit_bytes: max });
+      throw new FloeError(
+        'payload_too_large',
+        `the image file is ${opts.contentLength} bytes; this control plane takes at most ${max}`,
+        { limit_bytes: max },
+      );
     }
     const upload = await this.tempPath('upload');
     try {
       const received = await receive(body, upload, max);
       if (expected !== undefined && received.sha256 !== expected) {
-        throw new FloeError('image_checksum_mismatch', `the uploaded file has sha256 ${received.sha256}, expected ${expected}`, { expected, actual: received.sha256 });
+        throw new FloeError(
+          'image_checksum_mismatch',
+          `the uploaded file has sha256 ${received.sha256}, expected ${expected}`,
+          { expected, actual: received.sha256 },
+        );
       }
       return await this.ingest(principal, image.id, upload, { sha256: received.sha256, action: 'upload' });
     } finally {
@@ -148,7 +172,13 @@ export class ImageFileService {
         if (await exists(target)) await rm(stored, { force: true });
         else await rename(stored, target);
         try {
-          return await this.commit(principal, id, { sha256, size_bytes: size, virtual_size_bytes: info.virtualSize }, format, opts);
+          return await this.commit(
+            principal,
+            id,
+            { sha256, size_bytes: size, virtual_size_bytes: info.virtualSize },
+            format,
+            opts,
+          );
         } catch (err) {
           await this.removeIfUnused(sha256);
           throw err;
@@ -169,7 +199,13 @@ export class ImageFileService {
     if (!row) throw notFound('not found');
     const image = imageFromRow(row);
     if (image.status.sha256 === null) throw notFound('has no file yet');
-    const user = await this.ctx.store.db.selectFrom('instances').select('id').where('image_id', '=', id).where('host_id', '=', hostId).limit(1).executeTakeFirst();
+    const user = await this.ctx.store.db
+      .selectFrom('instances')
+      .select('id')
+      .where('image_id', '=', id)
+      .where('host_id', '=', hostId)
+      .limit(1)
+      .executeTakeFirst();
     if (!user) throw notFound('is not used by any instance on this host');
     const path = this.pathOf(image.status.sha256);
     let size: number;
@@ -186,7 +222,11 @@ export class ImageFileService {
    * read from the header of their stored qcow2 (migration 0003 did the others). Returns how many.
    */
   async measureOldImages(): Promise<number> {
-    const rows = await this.ctx.store.db.selectFrom('images').select(['id', 'status']).where('status', 'not like', '%"sha256":null%').execute();
+    const rows = await this.ctx.store.db
+      .selectFrom('images')
+      .select(['id', 'status'])
+      .where('status', 'not like', '%"sha256":null%')
+      .execute();
     let measured = 0;
     for (const r of rows) {
       const status = fromJson<{ sha256?: string | null; virtual_size_bytes?: number | null }>(r.status);
@@ -209,7 +249,11 @@ export class ImageFileService {
         if (!row) return;
         const img = imageFromRow(row);
         const spec = { ...img.spec, min_disk_gib: Math.max(img.spec.min_disk_gib, gibCeil(virtual)) };
-        await trx.updateTable('images').set({ spec: toJson(spec), status: toJson({ ...img.status, virtual_size_bytes: virtual }) }).where('id', '=', r.id).execute();
+        await trx
+          .updateTable('images')
+          .set({ spec: toJson(spec), status: toJson({ ...img.status, virtual_size_bytes: virtual }) })
+          .where('id', '=', r.id)
+          .execute();
       });
       measured++;
     }
@@ -224,35 +268,73 @@ export class ImageFileService {
 
   private async removeIfUnused(sha256: string): Promise<void> {
     // status is JSON text written by toJson; a hex digest needs no escaping in LIKE.
-    const user = await this.ctx.store.db.selectFrom('images').select('id').where('status', 'like', `%"sha256":"${sha256}"%`).limit(1).executeTakeFirst();
+    const user = await this.ctx.store.db
+      .selectFrom('images')
+      .select('id')
+      .where('status', 'like', `%"sha256":"${sha256}"%`)
+      .limit(1)
+      .executeTakeFirst();
     if (!user) await rm(this.pathOf(sha256), { force: true });
   }
 
   private async writable(principal: Principal, ref: string, project: string): Promise<Image> {
-    const image = imageFromRow(await findRow<ImagesTable>(this.ctx.store.db, 'images', 'image', ref, { project, principal, code: 'image_not_found', label: 'image' }));
-    if (!canUseProject(principal, image.project)) throw new FloeError('image_not_found', `image "${ref}" not found`, { kind: 'image', id: ref });
+    const image = imageFromRow(
+      await findRow<ImagesTable>(this.ctx.store.db, 'images', 'image', ref, {
+        project,
+        principal,
+        code: 'image_not_found',
+        label: 'image',
+      }),
+    );
+    if (!canUseProject(principal, image.project))
+      throw new FloeError('image_not_found', `image "${ref}" not found`, { kind: 'image', id: ref });
     if (image.status.sha256 !== null) {
-      throw new FloeError('invalid_state', `image "${image.name}" already has a file; register a new image for another file`, { kind: 'image', id: image.id, sha256: image.status.sha256 });
+      throw new FloeError(
+        'invalid_state',
+        `image "${image.name}" already has a file; register a new image for another file`,
+        { kind: 'image', id: image.id, sha256: image.status.sha256 },
+      );
     }
     if (image.status.state === 'importing') {
-      throw new FloeError('invalid_state', `image "${image.name}" is being imported from a URL; cancel its operation or delete it first`, { kind: 'image', id: image.id, state: 'importing' });
+      throw new FloeError(
+        'invalid_state',
+        `image "${image.name}" is being imported from a URL; cancel its operation or delete it first`,
+        { kind: 'image', id: image.id, state: 'importing' },
+      );
     }
     return image;
   }
 
   // Record the file on the image; instances already placed with it get their desired state again.
-  private async commit(principal: Principal, id: string, status: { sha256: string; size_bytes: number; virtual_size_bytes: number }, uploaded: 'qcow2' | 'raw', opts: IngestOptions): Promise<Image> {
+  private async commit(
+    principal: Principal,
+    id: string,
+    status: { sha256: string; size_bytes: number; virtual_size_bytes: number },
+    uploaded: 'qcow2' | 'raw',
+    opts: IngestOptions,
+  ): Promise<Image> {
     const { after, users, extra } = await transaction(this.ctx.store, async (trx) => {
       await opts.lock?.(trx);
       const row = await forUpdate(trx.selectFrom('images').selectAll().where('id', '=', id)).executeTakeFirst();
-      const gone = opts.action === 'import' ? 'was deleted, or its import cancelled, before the file was stored' : 'was deleted during the upload';
+      const gone =
+        opts.action === 'import'
+          ? 'was deleted, or its import cancelled, before the file was stored'
+          : 'was deleted during the upload';
       if (!row) throw new FloeError('image_not_found', `image "${id}" ${gone}`, { kind: 'image', id });
       const before = imageFromRow(row);
       if (before.status.sha256 !== null) {
-        throw new FloeError('invalid_state', `image "${before.name}" received a file from another upload meanwhile`, { kind: 'image', id, sha256: before.status.sha256 });
+        throw new FloeError('invalid_state', `image "${before.name}" received a file from another upload meanwhile`, {
+          kind: 'image',
+          id,
+          sha256: before.status.sha256,
+        });
       }
       if ((before.status.state === 'importing') !== (opts.action === 'import')) {
-        throw new FloeError('invalid_state', `image "${before.name}" is ${before.status.state}`, { kind: 'image', id, state: before.status.state });
+        throw new FloeError('invalid_state', `image "${before.name}" is ${before.status.state}`, {
+          kind: 'image',
+          id,
+          state: before.status.state,
+        });
       }
       const minDisk = Math.max(before.spec.min_disk_gib, gibCeil(status.virtual_size_bytes));
       const next: Image = {
@@ -262,17 +344,47 @@ export class ImageFileService {
         revision: before.revision + 1,
         updated_at: nowIso(),
       };
-      const placed = await trx.selectFrom('instances').select(['id', 'name', 'host_id', 'spec']).where('image_id', '=', id).where('deleting', '=', 0).execute();
+      const placed = await trx
+        .selectFrom('instances')
+        .select(['id', 'name', 'host_id', 'spec'])
+        .where('image_id', '=', id)
+        .where('deleting', '=', 0)
+        .execute();
       // Instances made while the image had no file could not be checked against its size then.
       const small = placed.find((p) => fromJson<{ disk_gib: number }>(p.spec).disk_gib < minDisk);
       if (small) {
         const requested = fromJson<{ disk_gib: number }>(small.spec).disk_gib;
-        throw new FloeError('disk_too_small', `instance "${small.name}" has a ${requested} GiB disk but this file needs ${minDisk} GiB; delete it or use another image`, {
-          field: 'disk_gib', instance: small.id, requested_gib: requested, minimum_gib: minDisk,
-        });
+        throw new FloeError(
+          'disk_too_small',
+          `instance "${small.name}" has a ${requested} GiB disk but this file needs ${minDisk} GiB; delete it or use another image`,
+          {
+            field: 'disk_gib',
+            instance: small.id,
+            requested_gib: requested,
+            minimum_gib: minDisk,
+          },
+        );
       }
-      await trx.updateTable('images').set({ spec: toJson(next.spec), status: toJson(next.status), revision: next.revision, updated_at: next.updated_at }).where('id', '=', id).execute();
-      await recordHistory(trx, { kind: 'image', resource_id: id, project: before.project, revision: next.revision, action: opts.action, actor: principal.actor, before, after: next });
+      await trx
+        .updateTable('images')
+        .set({
+          spec: toJson(next.spec),
+          status: toJson(next.status),
+          revision: next.revision,
+          updated_at: next.updated_at,
+        })
+        .where('id', '=', id)
+        .execute();
+      await recordHistory(trx, {
+        kind: 'image',
+        resource_id: id,
+        project: before.project,
+        revision: next.revision,
+        action: opts.action,
+        actor: principal.actor,
+        before,
+        after: next,
+      });
       const extra = opts.within ? await opts.within(trx, next) : [];
       return { after: next, users: placed, extra };
     });
@@ -282,7 +394,13 @@ export class ImageFileService {
         project: after.project,
         kind: 'image',
         resource_id: after.id,
-        data: { revision: after.revision, state: 'ready', sha256: status.sha256, size_bytes: status.size_bytes, uploaded_format: uploaded },
+        data: {
+          revision: after.revision,
+          state: 'ready',
+          sha256: status.sha256,
+          size_bytes: status.size_bytes,
+          uploaded_format: uploaded,
+        },
       },
       ...extra,
     );
@@ -307,7 +425,12 @@ export class ImageFileService {
     }
     const format = sniffImageFormat(head, tail);
     if (format === 'qcow2') checkQcow2Header(parseQcow2Header(head));
-    else if (format !== 'raw') throw new FloeError('image_format_unsupported', `the file is a ${format} image; floe takes raw or qcow2 (convert it with qemu-img convert -O qcow2)`, { format });
+    else if (format !== 'raw')
+      throw new FloeError(
+        'image_format_unsupported',
+        `the file is a ${format} image; floe takes raw or qcow2 (convert it with qemu-img convert -O qcow2)`,
+        { format },
+      );
     return format;
   }
 
@@ -315,10 +438,15 @@ export class ImageFileService {
     // An explicit -f: qemu-img never guesses, and without --backing-chain it opens no backing file.
     let stdout: string;
     try {
-      ({ stdout } = await run(this.qemuImg, ['info', '--output=json', '-U', '-f', format, file], { timeoutMs: 60_000 }));
+      ({ stdout } = await run(this.qemuImg, ['info', '--output=json', '-U', '-f', format, file], {
+        timeoutMs: 60_000,
+      }));
     } catch (err) {
       if (err instanceof ExecError && err.code === 1) {
-        throw new FloeError('image_format_unsupported', `qemu-img cannot read the ${format} image: ${err.stderr.trim().split('\n')[0] || 'no reason given'}`);
+        throw new FloeError(
+          'image_format_unsupported',
+          `qemu-img cannot read the ${format} image: ${err.stderr.trim().split('\n')[0] || 'no reason given'}`,
+        );
       }
       throw toFloeError(err, this.qemuImg, 'info');
     }
@@ -336,7 +464,10 @@ export class ImageFileService {
     } catch (err) {
       if (err instanceof ExecError && err.code === 3) return;
       if (err instanceof ExecError && (err.code === 1 || err.code === 2)) {
-        throw new FloeError('image_format_unsupported', `the qcow2 image is damaged: ${err.stderr.trim().split('\n')[0] || `qemu-img check exited with code ${err.code}`}`);
+        throw new FloeError(
+          'image_format_unsupported',
+          `the qcow2 image is damaged: ${err.stderr.trim().split('\n')[0] || `qemu-img check exited with code ${err.code}`}`,
+        );
       }
       throw toFloeError(err, this.qemuImg, 'check');
     }
@@ -354,7 +485,8 @@ export class ImageFileService {
   private prepare(): Promise<void> {
     this.prepared ??= (async () => {
       await mkdir(this.tmpDir, { recursive: true, mode: 0o700 });
-      for (const name of await readdir(this.tmpDir)) await rm(join(this.tmpDir, name), { force: true, recursive: true });
+      for (const name of await readdir(this.tmpDir))
+        await rm(join(this.tmpDir, name), { force: true, recursive: true });
     })().catch((err: unknown) => {
       this.prepared = null;
       throw err;
@@ -378,7 +510,10 @@ export class ImageFileService {
 function toFloeError(err: unknown, qemuImg: string, sub: string): unknown {
   if (!(err instanceof ExecError)) return err;
   if (err.code === null && /ENOENT/.test(err.message)) {
-    return new FloeError('internal_error', `${qemuImg} is not installed on the control plane (Debian package qemu-utils)`);
+    return new FloeError(
+      'internal_error',
+      `${qemuImg} is not installed on the control plane (Debian package qemu-utils)`,
+    );
   }
   return new FloeError('internal_error', `qemu-img ${sub} failed: ${err.stderr.trim().split('\n')[0] || err.message}`);
 }
@@ -402,7 +537,11 @@ async function receive(body: Readable, file: string, maxBytes: number): Promise<
     transform(chunk: Buffer, _enc, done) {
       size += chunk.length;
       if (size > maxBytes) {
-        done(new FloeError('payload_too_large', `the image file is larger than ${maxBytes} bytes`, { limit_bytes: maxBytes }));
+        done(
+          new FloeError('payload_too_large', `the image file is larger than ${maxBytes} bytes`, {
+            limit_bytes: maxBytes,
+          }),
+        );
         return;
       }
       hash.update(chunk);
@@ -411,7 +550,8 @@ async function receive(body: Readable, file: string, maxBytes: number): Promise<
   });
   const written = pipeline(meter, createWriteStream(file, { flags: 'wx', mode: 0o600 }));
   // The client went away: a failed request, not a server fault.
-  const interrupted = () => new FloeError('validation_failed', 'the upload was interrupted before the file was complete', { field: 'body' });
+  const interrupted = () =>
+    new FloeError('validation_failed', 'the upload was interrupted before the file was complete', { field: 'body' });
   const onError = () => meter.destroy(interrupted());
   const onClose = () => {
     if (!body.readableEnded) meter.destroy(interrupted());

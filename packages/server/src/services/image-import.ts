@@ -1,5 +1,13 @@
 import { rm } from 'node:fs/promises';
-import { FloeError, formatBytes, type ErrorBody, type Image, type ImageImport, type ImageImported, type Operation } from '@floe/api';
+import {
+  FloeError,
+  formatBytes,
+  type ErrorBody,
+  type Image,
+  type ImageImport,
+  type ImageImported,
+  type Operation,
+} from '@floe/api';
 import { forUpdate, isUniqueViolation, nowIso, toJson, transaction } from '../db/index.js';
 import type { ImagesTable, OperationsTable } from '../db/schema.js';
 import { imageFromRow } from './catalog.js';
@@ -7,7 +15,14 @@ import { fileNameOf, findChecksum, formatChecksum, parseChecksum, type Checksum 
 import { newBase, recordHistory, writeLabels, type Db } from './common.js';
 import type { Principal, ServiceContext } from './context.js';
 import type { NewEvent } from './events.js';
-import { checkImageUrl, checkUrlAddress, downloadFile, fetchText, shownUrl, type DownloadOptions } from './image-download.js';
+import {
+  checkImageUrl,
+  checkUrlAddress,
+  downloadFile,
+  fetchText,
+  shownUrl,
+  type DownloadOptions,
+} from './image-download.js';
 import type { ImageFileService } from './image-files.js';
 import { isTerminal, operationFromRow, type OperationService } from './operations.js';
 import type { ProjectService } from './projects.js';
@@ -24,7 +39,9 @@ const DOWNLOAD_SHARE = 90;
 
 /** The progress message of a download: `downloading 12.0 MiB of 100.0 MiB`. */
 export function downloadMessage(done: number, total: number | null): string {
-  return total === null ? `downloading ${formatBytes(done)}` : `downloading ${formatBytes(done)} of ${formatBytes(total)}`;
+  return total === null
+    ? `downloading ${formatBytes(done)}`
+    : `downloading ${formatBytes(done)} of ${formatBytes(total)}`;
 }
 
 /** Marks the end of an import that was cancelled (or whose image was deleted) meanwhile. */
@@ -53,7 +70,11 @@ export class ImageImportService {
     private readonly operations: OperationService,
     private readonly files: ImageFileService,
   ) {
-    operations.onCancel(IMPORT_KIND, (trx, op) => this.dropImage(trx, op, 'cancel').then((e) => (e === null ? [] : [e])), { running: true });
+    operations.onCancel(
+      IMPORT_KIND,
+      (trx, op) => this.dropImage(trx, op, 'cancel').then((e) => (e === null ? [] : [e])),
+      { running: true },
+    );
     // A cancel (or delete) on any control plane ends the operation; the one downloading hears it here.
     this.unsubscribe = ctx.bus.subscribe((e) => {
       if (e.kind !== 'operation') return;
@@ -74,7 +95,8 @@ export class ImageImportService {
   async close(): Promise<void> {
     clearInterval(this.sweeper);
     this.unsubscribe();
-    for (const job of this.jobs.values()) job.abort.abort(new FloeError('internal_error', 'the control plane stopped during the import'));
+    for (const job of this.jobs.values())
+      job.abort.abort(new FloeError('internal_error', 'the control plane stopped during the import'));
     await Promise.all([...this.jobs.values()].map((j) => j.done));
   }
 
@@ -91,17 +113,26 @@ export class ImageImportService {
     const project = body.project ?? 'default';
     const url = checkImageUrl(body.source.url);
     if (body.source.checksum !== undefined && body.source.checksum_url !== undefined) {
-      throw new FloeError('validation_failed', 'give source.checksum or source.checksum_url, not both', { field: 'source.checksum' });
+      throw new FloeError('validation_failed', 'give source.checksum or source.checksum_url, not both', {
+        field: 'source.checksum',
+      });
     }
     const checksum = body.source.checksum === undefined ? null : parseChecksum(body.source.checksum);
-    const checksumUrl = body.source.checksum_url === undefined ? null : checkImageUrl(body.source.checksum_url, 'source.checksum_url');
+    const checksumUrl =
+      body.source.checksum_url === undefined ? null : checkImageUrl(body.source.checksum_url, 'source.checksum_url');
     const allowPrivate = principal.admin || this.ctx.config.imageImportPrivate;
     for (const u of [url, checksumUrl]) if (u !== null) checkUrlAddress(u, allowPrivate);
-    if (body.public && !principal.admin) throw new FloeError('forbidden', 'only an admin token may publish images to every project');
+    if (body.public && !principal.admin)
+      throw new FloeError('forbidden', 'only an admin token may publish images to every project');
     const row: ImagesTable = {
       ...newBase('image', body.name, body.labels, body.metadata),
       project,
-      spec: toJson({ format: 'qcow2', os: body.os ?? '', min_disk_gib: body.min_disk_gib ?? 1, public: body.public ?? false }),
+      spec: toJson({
+        format: 'qcow2',
+        os: body.os ?? '',
+        min_disk_gib: body.min_disk_gib ?? 1,
+        public: body.public ?? false,
+      }),
       status: toJson({ state: 'importing', size_bytes: null, sha256: null, virtual_size_bytes: null }),
     };
     const image = imageFromRow(row);
@@ -111,22 +142,60 @@ export class ImageImportService {
         await this.projects.require(principal, project, trx);
         await trx.insertInto('images').values(row).execute();
         await writeLabels(trx, row.id, body.labels ?? {});
-        await recordHistory(trx, { kind: 'image', resource_id: row.id, project, revision: 1, action: 'create', actor: principal.actor, before: null, after: image });
+        await recordHistory(trx, {
+          kind: 'image',
+          resource_id: row.id,
+          project,
+          revision: 1,
+          action: 'create',
+          actor: principal.actor,
+          before: null,
+          after: image,
+        });
         return this.operations.create(trx, {
-          project, kind: IMPORT_KIND, resources: [{ kind: 'image', id: row.id, name: row.name }], created_by: principal.actor,
-          message: `importing from ${shownUrl(url)}`, target_id: row.id, target_generation: 1, target_state: 'ready', new_target: true,
+          project,
+          kind: IMPORT_KIND,
+          resources: [{ kind: 'image', id: row.id, name: row.name }],
+          created_by: principal.actor,
+          message: `importing from ${shownUrl(url)}`,
+          target_id: row.id,
+          target_generation: 1,
+          target_state: 'ready',
+          new_target: true,
         });
       });
     } catch (err) {
-      if (isUniqueViolation(err)) throw new FloeError('name_conflict', `image "${body.name}" already exists in project "${project}"`, { field: 'name', kind: 'image', name: body.name });
+      if (isUniqueViolation(err))
+        throw new FloeError('name_conflict', `image "${body.name}" already exists in project "${project}"`, {
+          field: 'name',
+          kind: 'image',
+          name: body.name,
+        });
       throw err;
     }
-    await this.ctx.bus.publish({ type: 'resource.created', project, kind: 'image', resource_id: row.id, data: { name: row.name, state: 'importing' } }, ...created.events);
+    await this.ctx.bus.publish(
+      {
+        type: 'resource.created',
+        project,
+        kind: 'image',
+        resource_id: row.id,
+        data: { name: row.name, state: 'importing' },
+      },
+      ...created.events,
+    );
     const abort = new AbortController();
     const job: Job = { abort, done: Promise.resolve() };
     this.jobs.set(created.operation.id, job);
-    job.done = this.run(principal, image, created.operation.id, url, checksum, checksumUrl, body.source.ca_pem, abort.signal)
-      .finally(() => this.jobs.delete(created.operation.id));
+    job.done = this.run(
+      principal,
+      image,
+      created.operation.id,
+      url,
+      checksum,
+      checksumUrl,
+      body.source.ca_pem,
+      abort.signal,
+    ).finally(() => this.jobs.delete(created.operation.id));
     return { image, operation: created.operation };
   }
 
@@ -134,15 +203,32 @@ export class ImageImportService {
     const c = this.ctx.config;
     return {
       allowPrivate: principal.admin || c.imageImportPrivate,
-      maxBytes: c.imageMaxUploadBytes, connectTimeoutMs: c.imageImportConnectTimeoutMs, idleTimeoutMs: c.imageImportIdleTimeoutMs,
-      totalTimeoutMs: c.imageImportTimeoutMs, signal, ...(caPem === undefined ? {} : { extraCaPem: caPem }),
+      maxBytes: c.imageMaxUploadBytes,
+      connectTimeoutMs: c.imageImportConnectTimeoutMs,
+      idleTimeoutMs: c.imageImportIdleTimeoutMs,
+      totalTimeoutMs: c.imageImportTimeoutMs,
+      signal,
+      ...(caPem === undefined ? {} : { extraCaPem: caPem }),
     };
   }
 
   // The import itself: checksum file, download, verification, the upload's checks, the record.
-  private async run(principal: Principal, image: Image, opId: string, url: URL, given: Checksum | null, checksumUrl: URL | null, caPem: string | undefined, signal: AbortSignal): Promise<void> {
+  private async run(
+    principal: Principal,
+    image: Image,
+    opId: string,
+    url: URL,
+    given: Checksum | null,
+    checksumUrl: URL | null,
+    caPem: string | undefined,
+    signal: AbortSignal,
+  ): Promise<void> {
     let file: string | null = null;
-    let last = { progress: 0, message: `importing from ${shownUrl(url)}`, transfer: { done_bytes: 0, total_bytes: null as number | null } };
+    let last = {
+      progress: 0,
+      message: `importing from ${shownUrl(url)}`,
+      transfer: { done_bytes: 0, total_bytes: null as number | null },
+    };
     let writing: Promise<unknown> = Promise.resolve();
     let lastWrite = 0;
     const abort = (reason: unknown) => {
@@ -153,9 +239,14 @@ export class ImageImportService {
       last = next;
       if (!force && Date.now() - lastWrite < PROGRESS_EVERY_MS) return;
       lastWrite = Date.now();
-      writing = writing.then(() => this.operations.progress(opId, last)).then((alive) => {
-        if (!alive) abort(new Cancelled('the operation ended'));
-      }, () => undefined);
+      writing = writing
+        .then(() => this.operations.progress(opId, last))
+        .then(
+          (alive) => {
+            if (!alive) abort(new Cancelled('the operation ended'));
+          },
+          () => undefined,
+        );
     };
     const heartbeat = setInterval(() => report(last, true), HEARTBEAT_EVERY_MS);
     try {
@@ -167,25 +258,43 @@ export class ImageImportService {
         const sums = await fetchText(checksumUrl, opts);
         checksum = findChecksum(sums.text, fileNameOf(url));
         if (checksum === null) {
-          throw new FloeError('image_checksum_not_found', `${shownUrl(checksumUrl)} has no sha256 or sha512 line for "${fileNameOf(url)}"`, { checksum_url: shownUrl(checksumUrl), file: fileNameOf(url) });
+          throw new FloeError(
+            'image_checksum_not_found',
+            `${shownUrl(checksumUrl)} has no sha256 or sha512 line for "${fileNameOf(url)}"`,
+            { checksum_url: shownUrl(checksumUrl), file: fileNameOf(url) },
+          );
         }
       }
       file = await this.files.tempPath('download');
       const got = await downloadFile(url, file, {
         ...opts,
-        onProgress: (done, total) => report({
-          progress: total === null || total === 0 ? 0 : Math.floor((done / total) * DOWNLOAD_SHARE),
-          message: downloadMessage(done, total),
-          transfer: { done_bytes: done, total_bytes: total },
-        }),
+        onProgress: (done, total) =>
+          report({
+            progress: total === null || total === 0 ? 0 : Math.floor((done / total) * DOWNLOAD_SHARE),
+            message: downloadMessage(done, total),
+            transfer: { done_bytes: done, total_bytes: total },
+          }),
       });
       const transfer = { done_bytes: got.size, total_bytes: last.transfer.total_bytes ?? got.size };
       if (checksum !== null && got.digests[checksum.algo] !== checksum.hex) {
-        throw new FloeError('image_checksum_mismatch', `the file at ${shownUrl(url)} has ${checksum.algo} ${got.digests[checksum.algo]}, expected ${checksum.hex}`, {
-          algorithm: checksum.algo, expected: checksum.hex, actual: got.digests[checksum.algo],
-        });
+        throw new FloeError(
+          'image_checksum_mismatch',
+          `the file at ${shownUrl(url)} has ${checksum.algo} ${got.digests[checksum.algo]}, expected ${checksum.hex}`,
+          {
+            algorithm: checksum.algo,
+            expected: checksum.hex,
+            actual: got.digests[checksum.algo],
+          },
+        );
       }
-      report({ progress: DOWNLOAD_SHARE, message: `downloaded ${formatBytes(got.size)}${checksum === null ? '' : `, ${checksum.algo} verified`}; checking the image`, transfer }, true);
+      report(
+        {
+          progress: DOWNLOAD_SHARE,
+          message: `downloaded ${formatBytes(got.size)}${checksum === null ? '' : `, ${checksum.algo} verified`}; checking the image`,
+          transfer,
+        },
+        true,
+      );
       await writing;
       if (signal.aborted) throw signal.reason;
       const verified = checksum === null ? 'no checksum given' : `${formatChecksum(checksum).slice(0, 19)}… verified`;
@@ -193,10 +302,22 @@ export class ImageImportService {
         sha256: got.digests.sha256,
         action: 'import',
         lock: async (trx) => {
-          const op = await forUpdate(trx.selectFrom('operations').select('status').where('id', '=', opId)).executeTakeFirst();
+          const op = await forUpdate(
+            trx.selectFrom('operations').select('status').where('id', '=', opId),
+          ).executeTakeFirst();
           if (op === undefined || isTerminal(op.status)) throw new Cancelled('the operation ended');
         },
-        within: (trx) => this.operations.advance(trx, image.id, (row) => (row.id === opId ? { status: 'succeeded', progress: 100, message: `imported ${formatBytes(got.size)} (${verified})`, error: null } : null)),
+        within: (trx) =>
+          this.operations.advance(trx, image.id, (row) =>
+            row.id === opId
+              ? {
+                  status: 'succeeded',
+                  progress: 100,
+                  message: `imported ${formatBytes(got.size)} (${verified})`,
+                  error: null,
+                }
+              : null,
+          ),
       });
     } catch (err) {
       clearInterval(heartbeat);
@@ -215,12 +336,21 @@ export class ImageImportService {
 
   /** End an import: the operation failed with `err`, its image removed. */
   private async fail(opId: string, err: unknown): Promise<void> {
-    const error: ErrorBody = err instanceof FloeError ? err.toBody() : { code: 'internal_error', message: `the import failed: ${(err as Error)?.message ?? String(err)}` };
+    const error: ErrorBody =
+      err instanceof FloeError
+        ? err.toBody()
+        : { code: 'internal_error', message: `the import failed: ${(err as Error)?.message ?? String(err)}` };
     const events = await transaction(this.ctx.store, async (trx) => {
       const row = await forUpdate(trx.selectFrom('operations').selectAll().where('id', '=', opId)).executeTakeFirst();
       if (!row || isTerminal(row.status)) return [];
       const now = nowIso();
-      const patch = { status: 'failed', message: error.message, error: toJson(error), updated_at: now, finished_at: now };
+      const patch = {
+        status: 'failed',
+        message: error.message,
+        error: toJson(error),
+        updated_at: now,
+        finished_at: now,
+      };
       await trx.updateTable('operations').set(patch).where('id', '=', opId).execute();
       const dropped = await this.dropImage(trx, row, 'import failed');
       return [...(dropped === null ? [] : [dropped]), this.operations.event(operationFromRow({ ...row, ...patch }))];
@@ -237,8 +367,23 @@ export class ImageImportService {
     if (img.status.state !== 'importing') return null;
     await trx.deleteFrom('images').where('id', '=', img.id).execute();
     await trx.deleteFrom('resource_labels').where('resource_id', '=', img.id).execute();
-    await recordHistory(trx, { kind: 'image', resource_id: img.id, project: img.project, revision: img.revision + 1, action: 'delete', actor: 'system', before: img, after: null });
-    return { type: 'resource.deleted', project: img.project, kind: 'image', resource_id: img.id, data: { name: img.name, reason: why } };
+    await recordHistory(trx, {
+      kind: 'image',
+      resource_id: img.id,
+      project: img.project,
+      revision: img.revision + 1,
+      action: 'delete',
+      actor: 'system',
+      before: img,
+      after: null,
+    });
+    return {
+      type: 'resource.deleted',
+      project: img.project,
+      kind: 'image',
+      resource_id: img.id,
+      data: { name: img.name, reason: why },
+    };
   }
 
   /**
@@ -246,12 +391,24 @@ export class ImageImportService {
    * this process does not run; with PostgreSQL those whose operation went untouched too long.
    */
   async sweep(now = Date.now()): Promise<number> {
-    const rows = await this.ctx.store.db.selectFrom('operations').select(['id', 'updated_at']).where('kind', '=', IMPORT_KIND).where('status', 'in', ['pending', 'running']).execute();
+    const rows = await this.ctx.store.db
+      .selectFrom('operations')
+      .select(['id', 'updated_at'])
+      .where('kind', '=', IMPORT_KIND)
+      .where('status', 'in', ['pending', 'running'])
+      .execute();
     let swept = 0;
     for (const r of rows) {
       if (this.jobs.has(r.id)) continue;
-      if (this.ctx.store.dialect === 'postgres' && r.updated_at > new Date(now - STALE_AFTER_MS).toISOString()) continue;
-      await this.fail(r.id, new FloeError('internal_error', 'the control plane that ran this import stopped before it finished; import again'));
+      if (this.ctx.store.dialect === 'postgres' && r.updated_at > new Date(now - STALE_AFTER_MS).toISOString())
+        continue;
+      await this.fail(
+        r.id,
+        new FloeError(
+          'internal_error',
+          'the control plane that ran this import stopped before it finished; import again',
+        ),
+      );
       swept++;
     }
     return swept;

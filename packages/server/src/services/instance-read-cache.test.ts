@@ -20,13 +20,25 @@ async function createInstance(cp: TestControlPlane, project: string, name: strin
 
 /** Change a row behind floe's back: a GET that still shows the old value proves it came from the cache. */
 async function writeBehind(cp: TestControlPlane, id: string, labels: Record<string, string>): Promise<void> {
-  await cp.store.db.updateTable('instances').set({ labels: JSON.stringify(labels) }).where('id', '=', id).execute();
+  await cp.store.db
+    .updateTable('instances')
+    .set({ labels: JSON.stringify(labels) })
+    .where('id', '=', id)
+    .execute();
 }
 
 function observed(instance: Instance, patch: Partial<ObservedInstance>): ObservedInstance {
   return {
-    id: instance.id, state: 'running', observed_revision: instance.revision, observed_generation: 1, observed_restart_generation: 0,
-    reason: null, accelerator: 'fake', started_at: new Date().toISOString(), stopped_at: null, ...patch,
+    id: instance.id,
+    state: 'running',
+    observed_revision: instance.revision,
+    observed_generation: 1,
+    observed_restart_generation: 0,
+    reason: null,
+    accelerator: 'fake',
+    started_at: new Date().toISOString(),
+    stopped_at: null,
+    ...patch,
   };
 }
 
@@ -45,7 +57,10 @@ for (const target of storeTargets()) {
     let hostId: string;
 
     beforeAll(async () => {
-      cp = await startTestControlPlane(await target.open(), { FLOE_HOST_OFFLINE_AFTER_MS: '3600000', FLOE_LOG_LEVEL: 'silent' });
+      cp = await startTestControlPlane(await target.open(), {
+        FLOE_HOST_OFFLINE_AFTER_MS: '3600000',
+        FLOE_LOG_LEVEL: 'silent',
+      });
       hostId = await onlineHost(cp.app, 'node-1');
       for (const project of ['rc-a', 'rc-b']) {
         expect((await call(cp, 'POST', '/v1/projects', { name: project })).status).toBe(201);
@@ -66,13 +81,17 @@ for (const target of storeTargets()) {
       expect(again.body).toEqual(first.body);
       expect(again.headers['content-type']).toBe('application/json; charset=utf-8');
       expect(again.headers.etag).toBe('"1"');
-      expect((await call(cp, 'GET', '/v1/instances?project=rc-a')).body.items.find((x: Instance) => x.id === i.id)).toEqual(first.body);
+      expect(
+        (await call(cp, 'GET', '/v1/instances?project=rc-a')).body.items.find((x: Instance) => x.id === i.id),
+      ).toEqual(first.body);
       await writeBehind(cp, i.id, { behind: 'yes' });
       // By id and by name: the cached row, not the database.
       expect((await call(cp, 'GET', `/v1/instances/${i.id}`)).body.labels).toEqual({});
       expect((await call(cp, 'GET', '/v1/instances/cached?project=rc-a')).body.labels).toEqual({});
       // Lists never use the cache.
-      const listed = (await call(cp, 'GET', '/v1/instances?project=rc-a')).body.items.find((x: Instance) => x.id === i.id);
+      const listed = (await call(cp, 'GET', '/v1/instances?project=rc-a')).body.items.find(
+        (x: Instance) => x.id === i.id,
+      );
       expect(listed.labels).toEqual({ behind: 'yes' });
     });
 
@@ -104,7 +123,10 @@ for (const target of storeTargets()) {
       expect((await get()).spec.power_state).toBe('running');
 
       expect((await call(cp, 'POST', `/v1/instances/${i.id}/stop`)).status).toBe(202);
-      await cp.app.services.instances.applyObserved(hostId, observed(i, { state: 'stopped', observed_generation: 3, stopped_at: new Date().toISOString() }));
+      await cp.app.services.instances.applyObserved(
+        hostId,
+        observed(i, { state: 'stopped', observed_generation: 3, stopped_at: new Date().toISOString() }),
+      );
       const stopped = await get();
       expect(stopped.status.state).toBe('stopped');
       expect(stopped.spec.power_state).toBe('stopped');
@@ -115,11 +137,19 @@ for (const target of storeTargets()) {
       expect((await get()).status.state).toBe('deleting');
       await cp.app.services.instances.applyObserved(hostId, observed(i, { state: 'deleted', observed_generation: 4 }));
       expect((await call(cp, 'GET', `/v1/instances/${i.id}`)).body.error.code).toBe('instance_not_found');
-      expect((await call(cp, 'GET', '/v1/instances/lifecycle?project=rc-a')).body.error.code).toBe('instance_not_found');
+      expect((await call(cp, 'GET', '/v1/instances/lifecycle?project=rc-a')).body.error.code).toBe(
+        'instance_not_found',
+      );
     });
 
     it('forgets an instance whose create was cancelled, and does not confuse a new one of the same name', async () => {
-      const res = await call(cp, 'POST', '/v1/instances', { name: 'reborn', project: 'rc-a', image: 'img', vcpus: 1, memory_mib: 128 });
+      const res = await call(cp, 'POST', '/v1/instances', {
+        name: 'reborn',
+        project: 'rc-a',
+        image: 'img',
+        vcpus: 1,
+        memory_mib: 128,
+      });
       const first = res.body.instance as Instance;
       expect((await call(cp, 'GET', '/v1/instances/reborn?project=rc-a')).body.id).toBe(first.id);
       expect((await call(cp, 'POST', `/v1/operations/${res.body.operation.id}/cancel`)).status).toBe(200);
@@ -137,7 +167,8 @@ for (const target of storeTargets()) {
       expect((await call(cp, 'GET', `/v1/instances/${b.id}`)).status).toBe(200);
       expect((await call(cp, 'GET', '/v1/instances/scoped?project=rc-b')).status).toBe(200);
       await writeBehind(cp, b.id, { behind: 'yes' }); // b is served from the cache from here on
-      const token = (await call(cp, 'POST', '/v1/tokens', { name: 'rc-team-a', projects: ['rc-a'] })).body.secret as string;
+      const token = (await call(cp, 'POST', '/v1/tokens', { name: 'rc-team-a', projects: ['rc-a'] })).body
+        .secret as string;
       const own = await call(cp, 'GET', `/v1/instances/${a.id}`, undefined, token);
       expect(own.status).toBe(200);
       expect(own.body.id).toBe(a.id);
@@ -154,7 +185,11 @@ for (const target of storeTargets()) {
     let cp: TestControlPlane;
 
     beforeAll(async () => {
-      cp = await startTestControlPlane(await target.open(), { FLOE_READ_CACHE: 'off', FLOE_HOST_OFFLINE_AFTER_MS: '3600000', FLOE_LOG_LEVEL: 'silent' });
+      cp = await startTestControlPlane(await target.open(), {
+        FLOE_READ_CACHE: 'off',
+        FLOE_HOST_OFFLINE_AFTER_MS: '3600000',
+        FLOE_LOG_LEVEL: 'silent',
+      });
       await onlineHost(cp.app, 'node-1');
       expect((await call(cp, 'POST', '/v1/images', { name: 'img' })).status).toBe(201);
     });
@@ -181,7 +216,11 @@ describe.skipIf(pgTarget.skip)('instance read cache across two control planes on
   beforeAll(async () => {
     const store1 = await pgTarget.open();
     cp1 = await startTestControlPlane(store1, { FLOE_HOST_OFFLINE_AFTER_MS: '3600000', FLOE_LOG_LEVEL: 'silent' });
-    cp2 = await startTestControlPlane(await openStore({ url: store1.options.url! }), { FLOE_HOST_OFFLINE_AFTER_MS: '3600000', FLOE_LOG_LEVEL: 'silent' }, { ca: cp1.ca, pki: cp1.pki });
+    cp2 = await startTestControlPlane(
+      await openStore({ url: store1.options.url! }),
+      { FLOE_HOST_OFFLINE_AFTER_MS: '3600000', FLOE_LOG_LEVEL: 'silent' },
+      { ca: cp1.ca, pki: cp1.pki },
+    );
     hostId = await onlineHost(cp1.app, 'node-1');
     expect((await call(cp1, 'POST', '/v1/images', { name: 'img' })).status).toBe(201);
   }, 30_000);
@@ -191,16 +230,27 @@ describe.skipIf(pgTarget.skip)('instance read cache across two control planes on
     await cp1?.close();
   });
 
-  const get = async (cp: TestControlPlane, id: string) => (await call(cp, 'GET', `/v1/instances/${id}`, undefined, cp1.adminToken)).body as Instance;
+  const get = async (cp: TestControlPlane, id: string) =>
+    (await call(cp, 'GET', `/v1/instances/${id}`, undefined, cp1.adminToken)).body as Instance;
 
   /** Create on cp1 and wait until cp2 heard of it (its event also drops the id from cp2's cache). */
   async function createHeard(name: string): Promise<Instance> {
     let heard: (id: string) => void = () => undefined;
     const ids = new Set<string>();
-    const stop = cp2.app.services.bus.subscribe((e) => { if (e.type === 'resource.created') { ids.add(e.resource_id); heard(e.resource_id); } });
+    const stop = cp2.app.services.bus.subscribe((e) => {
+      if (e.type === 'resource.created') {
+        ids.add(e.resource_id);
+        heard(e.resource_id);
+      }
+    });
     try {
       const i = await createInstance(cp1, 'default', name);
-      if (!ids.has(i.id)) await new Promise<void>((resolve) => { heard = (id) => { if (id === i.id) resolve(); }; });
+      if (!ids.has(i.id))
+        await new Promise<void>((resolve) => {
+          heard = (id) => {
+            if (id === i.id) resolve();
+          };
+        });
       return i;
     } finally {
       stop();
@@ -234,7 +284,9 @@ describe.skipIf(pgTarget.skip)('instance read cache across two control planes on
     await admin.connect();
     try {
       await eventually(async () => {
-        const { rows } = await admin.query(`select pg_terminate_backend(pid) as t from pg_stat_activity where datname = current_database() and query like 'LISTEN %' and pid <> pg_backend_pid()`);
+        const { rows } = await admin.query(
+          `select pg_terminate_backend(pid) as t from pg_stat_activity where datname = current_database() and query like 'LISTEN %' and pid <> pg_backend_pid()`,
+        );
         return rows.length > 0;
       }, 'LISTEN connections to cut');
     } finally {

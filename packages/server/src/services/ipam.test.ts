@@ -5,11 +5,32 @@ import { storeTargets } from '../db/testing.js';
 import { newId } from '../ids.js';
 import { startTestControlPlane, type TestControlPlane } from '../testing.js';
 import {
-  addressPlan, checkRequested4, eui64, formatIpv4, formatIpv6, freeIpv4, macFor, parseCidr4, parseCidr6, parseIpv4, parseIpv6, ula64,
+  addressPlan,
+  checkRequested4,
+  eui64,
+  formatIpv4,
+  formatIpv6,
+  freeIpv4,
+  macFor,
+  parseCidr4,
+  parseCidr6,
+  parseIpv4,
+  parseIpv6,
+  ula64,
 } from './ipam.js';
 
 const spec = (over: Partial<NetworkSpec> = {}): NetworkSpec => ({
-  kind: 'private', ipv4: '10.10.0.0/24', ipv6: null, gateway: 'host', mtu: 1450, dns: true, dhcpv6: false, reserved: [], pool: null, uplink: null, ...over,
+  kind: 'private',
+  ipv4: '10.10.0.0/24',
+  ipv6: null,
+  gateway: 'host',
+  mtu: 1450,
+  dns: true,
+  dhcpv6: false,
+  reserved: [],
+  pool: null,
+  uplink: null,
+  ...over,
 });
 
 function codeOf(fn: () => unknown): string | undefined {
@@ -25,7 +46,11 @@ describe('address arithmetic', () => {
   it('parses and formats IPv4 and rejects malformed text', () => {
     expect(parseIpv4('10.1.2.3')).toBe(0x0a010203);
     expect(formatIpv4(0xc0a80001)).toBe('192.168.0.1');
-    for (const bad of ['10.1.2', '10.1.2.256', '01.1.1.1', '1.1.1.1 ', 'a.b.c.d']) expect(codeOf(() => parseIpv4(bad)), bad).toBe('validation_failed');
+    for (const bad of ['10.1.2', '10.1.2.256', '01.1.1.1', '1.1.1.1 ', 'a.b.c.d'])
+      expect(
+        codeOf(() => parseIpv4(bad)),
+        bad,
+      ).toBe('validation_failed');
     expect(parseCidr4('10.10.0.0/24')).toEqual({ network: 0x0a0a0000, prefix: 24, broadcast: 0x0a0a00ff });
     expect(codeOf(() => parseCidr4('10.10.0.1/24'))).toBe('validation_failed');
     expect(codeOf(() => parseCidr4('10.10.0.0/31'))).toBe('validation_failed');
@@ -37,7 +62,11 @@ describe('address arithmetic', () => {
     expect(formatIpv6(parseIpv6('::'))).toBe('::');
     expect(formatIpv6(parseIpv6('::ffff:10.0.0.1'))).toBe('::ffff:a00:1');
     expect(formatIpv6(parseIpv6('2001:db8:1:2:3:4:5:6'))).toBe('2001:db8:1:2:3:4:5:6');
-    for (const bad of ['1::2::3', 'fd00:::1', '1:2:3:4:5:6:7:8:9', 'g::1', '12345::']) expect(codeOf(() => parseIpv6(bad)), bad).toBe('validation_failed');
+    for (const bad of ['1::2::3', 'fd00:::1', '1:2:3:4:5:6:7:8:9', 'g::1', '12345::'])
+      expect(
+        codeOf(() => parseIpv6(bad)),
+        bad,
+      ).toBe('validation_failed');
     expect(codeOf(() => parseCidr6('fd00::1/64'))).toBe('validation_failed');
     expect(parseCidr6('fd00::/64').prefix).toBe(64);
   });
@@ -96,12 +125,24 @@ describe('address plans', () => {
     expect(codeOf(() => addressPlan(spec({ reserved: ['10.11.0.5'] })))).toBe('validation_failed');
   });
 
-  it('hands out a public network\'s pool only, never its router', () => {
-    const p = addressPlan(spec({ kind: 'public', ipv4: '192.0.2.0/24', gateway: '192.0.2.1', dns: false, pool: { start: '192.0.2.100', end: '192.0.2.102' } }));
+  it("hands out a public network's pool only, never its router", () => {
+    const p = addressPlan(
+      spec({
+        kind: 'public',
+        ipv4: '192.0.2.0/24',
+        gateway: '192.0.2.1',
+        dns: false,
+        pool: { start: '192.0.2.100', end: '192.0.2.102' },
+      }),
+    );
     expect([...freeIpv4(p, new Set())]).toEqual(['192.0.2.100', '192.0.2.101', '192.0.2.102']);
     expect(p.host4).toBe(null);
     expect(p.gateway4).toBe('192.0.2.1');
-    expect(codeOf(() => addressPlan(spec({ kind: 'public', ipv4: '192.0.2.0/24', pool: { start: '192.0.2.9', end: '192.0.2.3' } })))).toBe('validation_failed');
+    expect(
+      codeOf(() =>
+        addressPlan(spec({ kind: 'public', ipv4: '192.0.2.0/24', pool: { start: '192.0.2.9', end: '192.0.2.3' } })),
+      ),
+    ).toBe('validation_failed');
   });
 });
 
@@ -132,17 +173,28 @@ for (const t of storeTargets()) {
       const ms = performance.now() - started;
       const ok = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
       const failed = results.flatMap((r) => (r.status === 'rejected' ? [String((r.reason as Error).message)] : []));
-      expect(failed.every((m) => m === 'rolled back on purpose'), failed.join('; ')).toBe(true);
+      expect(
+        failed.every((m) => m === 'rolled back on purpose'),
+        failed.join('; '),
+      ).toBe(true);
       expect(ok.length).toBe(90);
       const v4 = ok.map((n) => n.ipv4!);
       expect(new Set(v4).size).toBe(90);
       // The lowest 90 host addresses after the host's own .1: rolled-back addresses were reused.
-      expect(v4.map((a) => parseIpv4(a)).sort((a, b) => a - b)).toEqual(Array.from({ length: 90 }, (_, i) => parseIpv4('10.20.0.2') + i));
+      expect(v4.map((a) => parseIpv4(a)).sort((a, b) => a - b)).toEqual(
+        Array.from({ length: 90 }, (_, i) => parseIpv4('10.20.0.2') + i),
+      );
       expect(new Set(ok.map((n) => n.mac)).size).toBe(90);
       expect(new Set(ok.map((n) => n.ipv6)).size).toBe(90);
-      const rows = await cp.store.db.selectFrom('ip_addresses').select(['address', 'nic_id']).where('network_id', '=', net.id).execute();
+      const rows = await cp.store.db
+        .selectFrom('ip_addresses')
+        .select(['address', 'nic_id'])
+        .where('network_id', '=', net.id)
+        .execute();
       expect(rows.length).toBe(180); // one IPv4 and one IPv6 per committed NIC, nothing from the rolled-back ones
-      console.log(`[floe] IPAM on ${t.name}: 100 concurrent allocations in ${ms.toFixed(0)} ms (${((100 / ms) * 1000).toFixed(0)}/s)`);
+      console.log(
+        `[floe] IPAM on ${t.name}: 100 concurrent allocations in ${ms.toFixed(0)} ms (${((100 / ms) * 1000).toFixed(0)}/s)`,
+      );
     });
 
     it('a full network is network_full; a taken address is address_in_use', async () => {
@@ -151,7 +203,13 @@ for (const t of storeTargets()) {
       const attach = (req: Parameters<typeof s.attach>[3][number]) =>
         transaction(cp.store, (trx) => s.attach(trx, cp.admin, { id: newId('instance'), project: 'default' }, [req]));
       const got = await Promise.all(Array.from({ length: 5 }, () => attach('tiny')));
-      expect(got.map(([n]) => n!.ipv4).sort()).toEqual(['10.30.0.2', '10.30.0.3', '10.30.0.4', '10.30.0.5', '10.30.0.6']);
+      expect(got.map(([n]) => n!.ipv4).sort()).toEqual([
+        '10.30.0.2',
+        '10.30.0.3',
+        '10.30.0.4',
+        '10.30.0.5',
+        '10.30.0.6',
+      ]);
       await expect(attach('tiny')).rejects.toMatchObject({ code: 'network_full' });
       await expect(attach({ network: 'tiny', ipv4: '10.30.0.3' })).rejects.toMatchObject({ code: 'address_in_use' });
       // Released addresses go back to the pool.

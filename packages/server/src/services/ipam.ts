@@ -45,7 +45,11 @@ export function parseCidr4(text: string, field = 'ipv4'): Cidr4 {
   const network = parseIpv4(m[1]!, field);
   const size = 2 ** (32 - prefix);
   if (network % size !== 0) {
-    throw new FloeError('validation_failed', `"${text}" has host bits set; the network is ${formatIpv4(network - (network % size))}/${prefix}`, { field });
+    throw new FloeError(
+      'validation_failed',
+      `"${text}" has host bits set; the network is ${formatIpv4(network - (network % size))}/${prefix}`,
+      { field },
+    );
   }
   return { network, prefix, broadcast: network + size - 1 };
 }
@@ -85,7 +89,7 @@ export function formatIpv6(n: bigint): string {
   for (let i = 7; i >= 0; i--) groups.push(Number((n >> BigInt(i * 16)) & 0xffffn));
   let best = -1;
   let bestLen = 1;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (groups[i] !== 0) {
       i++;
       continue;
@@ -156,7 +160,9 @@ export function eui64(network: bigint, mac: string): bigint {
  * network). Stable: the same NIC always gets the same MAC.
  */
 export function macFor(nicId: string, attempt = 0): string {
-  const h = createHash('sha256').update(attempt === 0 ? nicId : `${nicId}#${attempt}`).digest();
+  const h = createHash('sha256')
+    .update(attempt === 0 ? nicId : `${nicId}#${attempt}`)
+    .digest();
   return ['02', ...[...h.subarray(0, 5)].map((x) => x.toString(16).padStart(2, '0'))].join(':');
 }
 
@@ -185,18 +191,28 @@ export interface AddressPlan {
  * bridge even when isolated); `gateway: <address>` names a VM that routes, which
  * must request that address.
  */
-export function addressPlan(spec: Pick<NetworkSpec, 'kind' | 'ipv4' | 'ipv6' | 'gateway' | 'dns' | 'reserved' | 'pool'>): AddressPlan {
+export function addressPlan(
+  spec: Pick<NetworkSpec, 'kind' | 'ipv4' | 'ipv6' | 'gateway' | 'dns' | 'reserved' | 'pool'>,
+): AddressPlan {
   const v4 = spec.ipv4 === null ? null : parseCidr4(spec.ipv4, 'ipv4');
   const v6 = spec.ipv6 === null ? null : parseCidr6(spec.ipv6, 'ipv6');
   const reserved = new Set<string>();
   for (const [i, r] of spec.reserved.entries()) {
     if (r.includes(':')) {
       const a = parseIpv6(r, `reserved[${i}]`);
-      if (v6 === null || a < v6.network || a > v6.last) throw new FloeError('validation_failed', `reserved address ${r} is not in the network's IPv6 range`, { field: `reserved[${i}]` });
+      if (v6 === null || a < v6.network || a > v6.last)
+        throw new FloeError('validation_failed', `reserved address ${r} is not in the network's IPv6 range`, {
+          field: `reserved[${i}]`,
+        });
       reserved.add(formatIpv6(a));
     } else {
       const a = parseIpv4(r, `reserved[${i}]`);
-      if (v4 === null || a <= v4.network || a >= v4.broadcast) throw new FloeError('validation_failed', `reserved address ${r} is not a host address of the network's IPv4 range`, { field: `reserved[${i}]` });
+      if (v4 === null || a <= v4.network || a >= v4.broadcast)
+        throw new FloeError(
+          'validation_failed',
+          `reserved address ${r} is not a host address of the network's IPv4 range`,
+          { field: `reserved[${i}]` },
+        );
       reserved.add(formatIpv4(a));
     }
   }
@@ -207,17 +223,27 @@ export function addressPlan(spec: Pick<NetworkSpec, 'kind' | 'ipv4' | 'ipv6' | '
   let gateway4: string | null = null;
   let gateway6: string | null = null;
   if (spec.kind === 'public') {
-    if (v4 === null) throw new FloeError('validation_failed', 'a public network needs an IPv4 range', { field: 'ipv4' });
+    if (v4 === null)
+      throw new FloeError('validation_failed', 'a public network needs an IPv4 range', { field: 'ipv4' });
     if (spec.pool !== null) {
       const start = parseIpv4(spec.pool.start, 'pool.start');
       const end = parseIpv4(spec.pool.end, 'pool.end');
       if (start > end || start <= v4.network || end >= v4.broadcast) {
-        throw new FloeError('validation_failed', `the pool ${spec.pool.start}-${spec.pool.end} must be an ascending range of host addresses of ${spec.ipv4}`, { field: 'pool' });
+        throw new FloeError(
+          'validation_failed',
+          `the pool ${spec.pool.start}-${spec.pool.end} must be an ascending range of host addresses of ${spec.ipv4}`,
+          { field: 'pool' },
+        );
       }
       first4 = start;
       last4 = end;
     }
-    if (spec.gateway === 'host') throw new FloeError('validation_failed', 'a public network\'s gateway is its upstream router\'s address, or "none"', { field: 'gateway' });
+    if (spec.gateway === 'host')
+      throw new FloeError(
+        'validation_failed',
+        'a public network\'s gateway is its upstream router\'s address, or "none"',
+        { field: 'gateway' },
+      );
   } else if (v4 !== null) {
     host4 = formatIpv4(v4.network + 1);
     reserved.add(host4);
@@ -231,9 +257,19 @@ export function addressPlan(spec: Pick<NetworkSpec, 'kind' | 'ipv4' | 'ipv6' | '
     gateway6 = host6;
   } else if (spec.gateway !== 'none') {
     const g = parseIpv4(spec.gateway, 'gateway');
-    if (v4 === null || g <= v4.network || g >= v4.broadcast) throw new FloeError('validation_failed', `gateway ${spec.gateway} is not a host address of the network's IPv4 range`, { field: 'gateway' });
+    if (v4 === null || g <= v4.network || g >= v4.broadcast)
+      throw new FloeError(
+        'validation_failed',
+        `gateway ${spec.gateway} is not a host address of the network's IPv4 range`,
+        { field: 'gateway' },
+      );
     gateway4 = formatIpv4(g);
-    if (gateway4 === host4) throw new FloeError('validation_failed', `gateway ${spec.gateway} is the host's own address on the network; pick another, or "host"`, { field: 'gateway' });
+    if (gateway4 === host4)
+      throw new FloeError(
+        'validation_failed',
+        `gateway ${spec.gateway} is the host's own address on the network; pick another, or "host"`,
+        { field: 'gateway' },
+      );
     // On a public network the router is outside floe: never hand its address out.
     if (spec.kind === 'public') reserved.add(gateway4);
   }
@@ -272,8 +308,10 @@ export function checkRequested4(plan: AddressPlan, text: string, field: string):
   if (plan.v4 === null) throw new FloeError('validation_failed', 'the network has no IPv4 range', { field });
   const a = parseIpv4(text, field);
   const canonical = formatIpv4(a);
-  if (a < plan.first4! || a > plan.last4!) throw new FloeError('validation_failed', `${text} is not an address the network hands out`, { field });
-  if (plan.reserved.has(canonical)) throw new FloeError('address_in_use', `${canonical} is reserved on the network`, { field, address: canonical });
+  if (a < plan.first4! || a > plan.last4!)
+    throw new FloeError('validation_failed', `${text} is not an address the network hands out`, { field });
+  if (plan.reserved.has(canonical))
+    throw new FloeError('address_in_use', `${canonical} is reserved on the network`, { field, address: canonical });
   return canonical;
 }
 
@@ -282,8 +320,10 @@ export function checkRequested6(plan: AddressPlan, text: string, field: string):
   if (plan.v6 === null) throw new FloeError('validation_failed', 'the network has no IPv6 range', { field });
   const a = parseIpv6(text, field);
   const canonical = formatIpv6(a);
-  if (a <= plan.v6.network || a > plan.v6.last) throw new FloeError('validation_failed', `${text} is not in the network's IPv6 range`, { field });
-  if (plan.reserved.has(canonical)) throw new FloeError('address_in_use', `${canonical} is reserved on the network`, { field, address: canonical });
+  if (a <= plan.v6.network || a > plan.v6.last)
+    throw new FloeError('validation_failed', `${text} is not in the network's IPv6 range`, { field });
+  if (plan.reserved.has(canonical))
+    throw new FloeError('address_in_use', `${canonical} is reserved on the network`, { field, address: canonical });
   return canonical;
 }
 
@@ -302,7 +342,13 @@ export interface Allocation {
 }
 
 /** Take `address` on a network for a NIC; false when someone has it (or is taking it in a transaction still open). */
-export async function claimAddress(db: Db, networkId: string, family: 4 | 6, address: string, nicId: string): Promise<boolean> {
+export async function claimAddress(
+  db: Db,
+  networkId: string,
+  family: 4 | 6,
+  address: string,
+  nicId: string,
+): Promise<boolean> {
   const res = await db
     .insertInto('ip_addresses')
     .values({ network_id: networkId, address, family, nic_id: nicId, created_at: nowIso() })
@@ -312,17 +358,32 @@ export async function claimAddress(db: Db, networkId: string, family: 4 | 6, add
 }
 
 async function taken(db: Db, networkId: string, family: 4 | 6): Promise<Set<string>> {
-  const rows = await db.selectFrom('ip_addresses').select('address').where('network_id', '=', networkId).where('family', '=', family).execute();
+  const rows = await db
+    .selectFrom('ip_addresses')
+    .select('address')
+    .where('network_id', '=', networkId)
+    .where('family', '=', family)
+    .execute();
   return new Set(rows.map((r) => r.address));
 }
 
-async function claimNext(db: Db, networkId: string, family: 4 | 6, candidates: Iterable<string>, nicId: string, networkName: string): Promise<string> {
+async function claimNext(
+  db: Db,
+  networkId: string,
+  family: 4 | 6,
+  candidates: Iterable<string>,
+  nicId: string,
+  networkName: string,
+): Promise<string> {
   // Another transaction may take a candidate between our read and our insert: the unique index refuses
   // ours (ON CONFLICT DO NOTHING), and we go on with the next one.
   for (const address of candidates) {
     if (await claimAddress(db, networkId, family, address, nicId)) return address;
   }
-  throw new FloeError('network_full', `network "${networkName}" has no free IPv${family} address left`, { network: networkName, family });
+  throw new FloeError('network_full', `network "${networkName}" has no free IPv${family} address left`, {
+    network: networkName,
+    family,
+  });
 }
 
 /**
@@ -344,7 +405,10 @@ export async function allocate(
   if (req.ipv4 !== undefined) {
     ipv4 = checkRequested4(plan, req.ipv4, `${field}.ipv4`);
     if (!(await claimAddress(db, network.id, 4, ipv4, nicId))) {
-      throw new FloeError('address_in_use', `${ipv4} is already used on network "${network.name}"`, { field: `${field}.ipv4`, address: ipv4 });
+      throw new FloeError('address_in_use', `${ipv4} is already used on network "${network.name}"`, {
+        field: `${field}.ipv4`,
+        address: ipv4,
+      });
     }
   } else if (plan.v4 !== null) {
     ipv4 = await claimNext(db, network.id, 4, freeIpv4(plan, await taken(db, network.id, 4)), nicId, network.name);
@@ -352,13 +416,20 @@ export async function allocate(
   if (req.ipv6 !== undefined) {
     ipv6 = checkRequested6(plan, req.ipv6, `${field}.ipv6`);
     if (!(await claimAddress(db, network.id, 6, ipv6, nicId))) {
-      throw new FloeError('address_in_use', `${ipv6} is already used on network "${network.name}"`, { field: `${field}.ipv6`, address: ipv6 });
+      throw new FloeError('address_in_use', `${ipv6} is already used on network "${network.name}"`, {
+        field: `${field}.ipv6`,
+        address: ipv6,
+      });
     }
   } else if (plan.v6 !== null) {
     if (plan.v6.prefix === 64) {
       ipv6 = formatIpv6(eui64(plan.v6.network, mac));
       if (!(await claimAddress(db, network.id, 6, ipv6, nicId))) {
-        throw new FloeError('address_in_use', `the SLAAC address ${ipv6} of MAC ${mac} is taken on network "${network.name}"`, { address: ipv6 });
+        throw new FloeError(
+          'address_in_use',
+          `the SLAAC address ${ipv6} of MAC ${mac} is taken on network "${network.name}"`,
+          { address: ipv6 },
+        );
       }
     } else {
       ipv6 = await claimNext(db, network.id, 6, freeIpv6(plan, await taken(db, network.id, 6)), nicId, network.name);
@@ -370,5 +441,8 @@ export async function allocate(
 /** Give back every address of these NICs. */
 export async function release(db: Db, nicIds: readonly string[]): Promise<void> {
   if (nicIds.length === 0) return;
-  await db.deleteFrom('ip_addresses').where('nic_id', 'in', [...nicIds]).execute();
+  await db
+    .deleteFrom('ip_addresses')
+    .where('nic_id', 'in', [...nicIds])
+    .execute();
 }

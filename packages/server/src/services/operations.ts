@@ -1,4 +1,11 @@
-import { FloeError, type ErrorBody, type Operation, type OperationStatus, type PageOf, type ResourceRef } from '@floe/api';
+import {
+  FloeError,
+  type ErrorBody,
+  type Operation,
+  type OperationStatus,
+  type PageOf,
+  type ResourceRef,
+} from '@floe/api';
 import { forUpdate, fromJson, nowIso, toJson, transaction } from '../db/index.js';
 import type { OperationsTable } from '../db/schema.js';
 import { newId } from '../ids.js';
@@ -21,7 +28,9 @@ export function operationFromRow(row: OperationsTable): Operation {
     created_at: row.created_at,
     updated_at: row.updated_at,
     finished_at: row.finished_at,
-    ...(row.transfer === null || row.transfer === undefined ? {} : { transfer: fromJson<{ done_bytes: number; total_bytes: number | null }>(row.transfer) }),
+    ...(row.transfer === null || row.transfer === undefined
+      ? {}
+      : { transfer: fromJson<{ done_bytes: number; total_bytes: number | null }>(row.transfer) }),
   };
 }
 
@@ -70,10 +79,24 @@ export class OperationService {
    * Record the progress of a running operation the control plane works on itself. False when the
    * operation is no longer pending or running (cancelled meanwhile): the work should stop.
    */
-  async progress(id: string, p: { progress: number; message: string; transfer?: { done_bytes: number; total_bytes: number | null } }): Promise<boolean> {
+  async progress(
+    id: string,
+    p: { progress: number; message: string; transfer?: { done_bytes: number; total_bytes: number | null } },
+  ): Promise<boolean> {
     const now = nowIso();
-    const patch = { status: 'running', progress: p.progress, message: p.message, updated_at: now, ...(p.transfer === undefined ? {} : { transfer: toJson(p.transfer) }) };
-    const res = await this.ctx.store.db.updateTable('operations').set(patch).where('id', '=', id).where('status', 'in', ['pending', 'running']).executeTakeFirst();
+    const patch = {
+      status: 'running',
+      progress: p.progress,
+      message: p.message,
+      updated_at: now,
+      ...(p.transfer === undefined ? {} : { transfer: toJson(p.transfer) }),
+    };
+    const res = await this.ctx.store.db
+      .updateTable('operations')
+      .set(patch)
+      .where('id', '=', id)
+      .where('status', 'in', ['pending', 'running'])
+      .executeTakeFirst();
     if (Number(res.numUpdatedRows) === 0) return false;
     const row = await this.ctx.store.db.selectFrom('operations').selectAll().where('id', '=', id).executeTakeFirst();
     if (row) await this.ctx.bus.publish(this.event(operationFromRow(row)));
@@ -89,7 +112,12 @@ export class OperationService {
     const events: NewEvent[] = [];
     const older = op.new_target
       ? []
-      : await trx.selectFrom('operations').selectAll().where('target_id', '=', op.target_id).where('status', 'in', ['pending', 'running']).execute();
+      : await trx
+          .selectFrom('operations')
+          .selectAll()
+          .where('target_id', '=', op.target_id)
+          .where('status', 'in', ['pending', 'running'])
+          .execute();
     const row: OperationsTable = {
       id: newId('operation'),
       project: op.project,
@@ -110,18 +138,44 @@ export class OperationService {
       transfer: null,
     };
     for (const o of older) {
-      await trx.updateTable('operations').set({ status: 'cancelled', message: `superseded by ${row.id}`, updated_at: now, finished_at: now }).where('id', '=', o.id).execute();
-      events.push(this.event(operationFromRow({ ...o, status: 'cancelled', message: `superseded by ${row.id}`, updated_at: now, finished_at: now })));
+      await trx
+        .updateTable('operations')
+        .set({ status: 'cancelled', message: `superseded by ${row.id}`, updated_at: now, finished_at: now })
+        .where('id', '=', o.id)
+        .execute();
+      events.push(
+        this.event(
+          operationFromRow({
+            ...o,
+            status: 'cancelled',
+            message: `superseded by ${row.id}`,
+            updated_at: now,
+            finished_at: now,
+          }),
+        ),
+      );
     }
     await trx.insertInto('operations').values(row).execute();
     const operation = operationFromRow(row);
-    events.push({ type: 'operation.created', project: op.project, kind: 'operation', resource_id: row.id, data: { operation } });
+    events.push({
+      type: 'operation.created',
+      project: op.project,
+      kind: 'operation',
+      resource_id: row.id,
+      data: { operation },
+    });
     return { operation, events };
   }
 
   /** An operation.updated event for `op`. */
   event(op: Operation): NewEvent {
-    return { type: 'operation.updated', project: op.project, kind: 'operation', resource_id: op.id, data: { operation: op } };
+    return {
+      type: 'operation.updated',
+      project: op.project,
+      kind: 'operation',
+      resource_id: op.id,
+      data: { operation: op },
+    };
   }
 
   /** One operation the principal may see. */
@@ -134,9 +188,16 @@ export class OperationService {
   }
 
   /** Operations of the visible projects, newest first. */
-  async list(principal: Principal, q: { limit?: number; cursor?: string; project?: string; status?: string }): Promise<PageOf<Operation>> {
+  async list(
+    principal: Principal,
+    q: { limit?: number; cursor?: string; project?: string; status?: string },
+  ): Promise<PageOf<Operation>> {
     const limit = Math.min(q.limit ?? 100, 1000);
-    let query = this.ctx.store.db.selectFrom('operations').selectAll().orderBy('id', 'desc').limit(limit + 1);
+    let query = this.ctx.store.db
+      .selectFrom('operations')
+      .selectAll()
+      .orderBy('id', 'desc')
+      .limit(limit + 1);
     if (q.cursor) query = query.where('id', '<', decodeCursor(q.cursor));
     if (q.status) query = query.where('status', '=', q.status);
     if (q.project !== undefined) {
@@ -149,7 +210,10 @@ export class OperationService {
     }
     const rows = await query.execute();
     const page = rows.slice(0, limit);
-    return { items: page.map(operationFromRow), next_cursor: rows.length > limit ? encodeCursor(page[page.length - 1]!.id) : null };
+    return {
+      items: page.map(operationFromRow),
+      next_cursor: rows.length > limit ? encodeCursor(page[page.length - 1]!.id) : null,
+    };
   }
 
   /**
@@ -170,12 +234,22 @@ export class OperationService {
         this.get(principal, id).then(resolve, reject);
       };
       const unsubscribe = this.ctx.bus.subscribe((e) => {
-        if (e.kind === 'operation' && e.resource_id === id && isTerminal(String((e.data.operation as Operation | undefined)?.status))) finish();
+        if (
+          e.kind === 'operation' &&
+          e.resource_id === id &&
+          isTerminal(String((e.data.operation as Operation | undefined)?.status))
+        )
+          finish();
       });
       const timer = setTimeout(finish, seconds * 1000);
       signal?.addEventListener('abort', finish);
       // The operation may have ended between the first read and the subscription.
-      this.get(principal, id).then((op) => { if (isTerminal(op.status)) finish(); }, () => undefined);
+      this.get(principal, id).then(
+        (op) => {
+          if (isTerminal(op.status)) finish();
+        },
+        () => undefined,
+      );
     });
   }
 
@@ -185,17 +259,33 @@ export class OperationService {
       const current = await this.get(principal, id, trx);
       const registered = [...this.cancelHandlers.entries()].find(([prefix]) => current.kind.startsWith(prefix))?.[1];
       if (current.status !== 'pending' && !(current.status === 'running' && registered?.running === true)) {
-        throw new FloeError('operation_not_cancellable', `operation "${id}" is ${current.status}; only pending operations${registered?.running ? ' and running ones of this kind' : ''} can be cancelled`, { status: current.status });
+        throw new FloeError(
+          'operation_not_cancellable',
+          `operation "${id}" is ${current.status}; only pending operations${registered?.running ? ' and running ones of this kind' : ''} can be cancelled`,
+          { status: current.status },
+        );
       }
       // Locked first, as the work that finishes a running operation does: the two never interleave.
-      const row = await forUpdate(trx.selectFrom('operations').selectAll().where('id', '=', id)).executeTakeFirstOrThrow();
+      const row = await forUpdate(
+        trx.selectFrom('operations').selectAll().where('id', '=', id),
+      ).executeTakeFirstOrThrow();
       if (isTerminal(row.status)) {
         throw new FloeError('operation_not_cancellable', `operation "${id}" is ${row.status}`, { status: row.status });
       }
       const undoEvents = registered ? await registered.handler(trx, row, fromJson(row.undo)) : [];
       const now = nowIso();
-      await trx.updateTable('operations').set({ status: 'cancelled', message: `cancelled by ${principal.actor}`, updated_at: now, finished_at: now }).where('id', '=', id).execute();
-      const op = operationFromRow({ ...row, status: 'cancelled', message: `cancelled by ${principal.actor}`, updated_at: now, finished_at: now });
+      await trx
+        .updateTable('operations')
+        .set({ status: 'cancelled', message: `cancelled by ${principal.actor}`, updated_at: now, finished_at: now })
+        .where('id', '=', id)
+        .execute();
+      const op = operationFromRow({
+        ...row,
+        status: 'cancelled',
+        message: `cancelled by ${principal.actor}`,
+        updated_at: now,
+        finished_at: now,
+      });
       return { op, events: [...undoEvents, this.event(op)] };
     });
     await this.ctx.bus.publish(...events);
@@ -206,14 +296,22 @@ export class OperationService {
   async advance(
     trx: Db,
     targetId: string,
-    update: (row: OperationsTable) => { status: OperationStatus; progress: number; message: string; error?: ErrorBody | null } | null,
+    update: (
+      row: OperationsTable,
+    ) => { status: OperationStatus; progress: number; message: string; error?: ErrorBody | null } | null,
   ): Promise<NewEvent[]> {
-    const rows = await trx.selectFrom('operations').selectAll().where('target_id', '=', targetId).where('status', 'in', ['pending', 'running']).execute();
+    const rows = await trx
+      .selectFrom('operations')
+      .selectAll()
+      .where('target_id', '=', targetId)
+      .where('status', 'in', ['pending', 'running'])
+      .execute();
     const events: NewEvent[] = [];
     for (const row of rows) {
       const next = update(row);
       if (!next) continue;
-      if (next.status === row.status && next.progress === Number(row.progress) && next.message === row.message) continue;
+      if (next.status === row.status && next.progress === Number(row.progress) && next.message === row.message)
+        continue;
       const now = nowIso();
       const patch = {
         status: next.status,

@@ -4,7 +4,9 @@ import { deepFreeze, ReadCache } from './read-cache.js';
 /** A promise whose settling the test controls: a database read that takes as long as the test wants. */
 function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
   let resolve!: (v: T) => void;
-  const promise = new Promise<T>((r) => { resolve = r; });
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
   return { promise, resolve };
 }
 
@@ -86,7 +88,7 @@ describe('ReadCache', () => {
     // Random schedules of readers and writers over a few ids; after every write completes, any read
     // that begins afterwards must see at least that value (values only grow).
     let seed = 42;
-    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     const tick = () => new Promise<void>((r) => setImmediate(r));
     for (let round = 0; round < 20; round++) {
       const store = new FakeStore(new ReadCache<number>({ maxEntries: 2, maxAgeMs: 60_000 }));
@@ -100,17 +102,30 @@ describe('ReadCache', () => {
         const id = ids[Math.floor(random() * ids.length)]!;
         if (random() < 0.3) {
           const value = next++;
-          work.push(store.write(id, value, async () => { for (let k = Math.floor(random() * 3); k > 0; k--) await tick(); })
-            .then(() => { committed.set(id, Math.max(committed.get(id)!, value)); }));
+          work.push(
+            store
+              .write(id, value, async () => {
+                for (let k = Math.floor(random() * 3); k > 0; k--) await tick();
+              })
+              .then(() => {
+                committed.set(id, Math.max(committed.get(id)!, value));
+              }),
+          );
         } else {
           const atLeast = committed.get(id)!;
           // The database answers what it holds when the read runs, after a random delay.
           const delays = Math.floor(random() * 3);
-          work.push(store.read(id, async () => {
-            const seen = store.rows.get(id)!;
-            for (let k = delays; k > 0; k--) await tick();
-            return seen;
-          }).then((v) => { if (v < atLeast) failures.push(`${id}: read ${v} after ${atLeast} was committed`); }));
+          work.push(
+            store
+              .read(id, async () => {
+                const seen = store.rows.get(id)!;
+                for (let k = delays; k > 0; k--) await tick();
+                return seen;
+              })
+              .then((v) => {
+                if (v < atLeast) failures.push(`${id}: read ${v} after ${atLeast} was committed`);
+              }),
+          );
         }
         if (random() < 0.5) await tick();
       }
@@ -191,6 +206,8 @@ describe('deepFreeze', () => {
     expect(Object.isFrozen(value.a)).toBe(true);
     expect(Object.isFrozen(value.a.b)).toBe(true);
     expect(Object.isFrozen(value.a.b[1])).toBe(true);
-    expect(() => { (value.a as { b: unknown }).b = 1; }).toThrow(TypeError);
+    expect(() => {
+      (value.a as { b: unknown }).b = 1;
+    }).toThrow(TypeError);
   });
 });

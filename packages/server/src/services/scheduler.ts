@@ -25,11 +25,15 @@ export interface Candidate {
  */
 export function choose(candidates: Candidate[], demand: Demand, strategy: 'spread' | 'pack'): Candidate | null {
   const fits = candidates.filter(
-    (c) => c.capacity.vcpus - c.used.vcpus >= demand.vcpus && c.capacity.memory_mib - c.used.memory_mib >= demand.memory_mib,
+    (c) =>
+      c.capacity.vcpus - c.used.vcpus >= demand.vcpus && c.capacity.memory_mib - c.used.memory_mib >= demand.memory_mib,
   );
   if (fits.length === 0) return null;
   const load = (c: Candidate) =>
-    Math.max((c.used.vcpus + demand.vcpus) / c.capacity.vcpus, (c.used.memory_mib + demand.memory_mib) / c.capacity.memory_mib);
+    Math.max(
+      (c.used.vcpus + demand.vcpus) / c.capacity.vcpus,
+      (c.used.memory_mib + demand.memory_mib) / c.capacity.memory_mib,
+    );
   fits.sort((a, b) => {
     const d = strategy === 'spread' ? load(a) - load(b) : load(b) - load(a);
     if (d !== 0) return d;
@@ -44,11 +48,19 @@ export function choose(candidates: Candidate[], demand: Demand, strategy: 'sprea
  * caller's transaction. On PostgreSQL the host rows are locked so concurrent
  * placements cannot overfill a host; SQLite serializes writers anyway.
  */
-export async function placeInstance(trx: Db, dialect: 'sqlite' | 'postgres', config: Config, demand: Demand): Promise<string> {
+export async function placeInstance(
+  trx: Db,
+  dialect: 'sqlite' | 'postgres',
+  config: Config,
+  demand: Demand,
+): Promise<string> {
   let q = trx.selectFrom('hosts').select(['id', 'name', 'facts', 'spec']).where('state', '=', 'online').orderBy('id');
   if (dialect === 'postgres') q = q.forUpdate();
   const hosts = (await q.execute()).filter((h) => fromJson<{ schedulable: boolean }>(h.spec)?.schedulable !== false);
-  const used = await allocations(trx, hosts.map((h) => h.id));
+  const used = await allocations(
+    trx,
+    hosts.map((h) => h.id),
+  );
   const candidates: Candidate[] = hosts.map((h) => ({
     id: h.id,
     name: h.name,
@@ -57,10 +69,14 @@ export async function placeInstance(trx: Db, dialect: 'sqlite' | 'postgres', con
   }));
   const chosen = choose(candidates, demand, config.scheduler);
   if (!chosen) {
-    throw new FloeError('no_host_capacity', `no online host has ${demand.vcpus} vCPU(s) and ${demand.memory_mib} MiB free`, {
-      requested: demand,
-      hosts_online: candidates.length,
-    });
+    throw new FloeError(
+      'no_host_capacity',
+      `no online host has ${demand.vcpus} vCPU(s) and ${demand.memory_mib} MiB free`,
+      {
+        requested: demand,
+        hosts_online: candidates.length,
+      },
+    );
   }
   return chosen.id;
 }

@@ -58,12 +58,20 @@ export class TokenService {
     const now = Date.now();
     const hit = this.cache.get(hash);
     if (hit && hit.expiresAt > now) return hit.principal;
-    const row = await this.ctx.store.db.selectFrom('tokens').selectAll().where('secret_hash', '=', hash).executeTakeFirst();
+    const row = await this.ctx.store.db
+      .selectFrom('tokens')
+      .selectAll()
+      .where('secret_hash', '=', hash)
+      .executeTakeFirst();
     if (!row || row.revoked_at !== null || (row.expires_at !== null && row.expires_at <= nowIso())) {
       this.cache.delete(hash);
       throw new FloeError('unauthenticated', 'the token is unknown, revoked or expired');
     }
-    const principal: Principal = Object.freeze({ actor: row.id, admin: row.admin === 1, projects: new Set(fromJson<string[]>(row.projects) ?? []) });
+    const principal: Principal = Object.freeze({
+      actor: row.id,
+      admin: row.admin === 1,
+      projects: new Set(fromJson<string[]>(row.projects) ?? []),
+    });
     if (this.cache.size > 10_000) this.cache.clear();
     this.cache.set(hash, { principal, expiresAt: now + CACHE_MS });
     // last_used_at is informative: write it at most once a minute per token.
@@ -75,7 +83,11 @@ export class TokenService {
   }
 
   /** Create a token; the secret is returned once and stored only as a hash. */
-  async create(principal: Principal, body: TokenCreate, projectExists: (name: string) => Promise<void>): Promise<TokenCreated> {
+  async create(
+    principal: Principal,
+    body: TokenCreate,
+    projectExists: (name: string) => Promise<void>,
+  ): Promise<TokenCreated> {
     requireAdmin(principal, 'create tokens');
     const projects = [...new Set(body.projects ?? [])];
     for (const p of projects) await projectExists(p);
@@ -95,7 +107,13 @@ export class TokenService {
       revoked_at: null,
     };
     await this.ctx.store.db.insertInto('tokens').values(row).execute();
-    await this.ctx.bus.publish({ type: 'resource.created', project: null, kind: 'token', resource_id: row.id, data: { name: row.name, admin: row.admin === 1 } });
+    await this.ctx.bus.publish({
+      type: 'resource.created',
+      project: null,
+      kind: 'token',
+      resource_id: row.id,
+      data: { name: row.name, admin: row.admin === 1 },
+    });
     return { token: tokenFromRow(row), secret };
   }
 
@@ -103,31 +121,67 @@ export class TokenService {
   async list(principal: Principal, q: { limit?: number; cursor?: string }): Promise<PageOf<Token>> {
     requireAdmin(principal, 'list tokens');
     const limit = Math.min(q.limit ?? 100, 1000);
-    let query = this.ctx.store.db.selectFrom('tokens').selectAll().where('revoked_at', 'is', null).orderBy('id', 'asc').limit(limit + 1);
+    let query = this.ctx.store.db
+      .selectFrom('tokens')
+      .selectAll()
+      .where('revoked_at', 'is', null)
+      .orderBy('id', 'asc')
+      .limit(limit + 1);
     if (q.cursor) query = query.where('id', '>', decodeCursor(q.cursor));
     const rows = await query.execute();
     const page = rows.slice(0, limit);
-    return { items: page.map(tokenFromRow), next_cursor: rows.length > limit ? encodeCursor(page[page.length - 1]!.id) : null };
+    return {
+      items: page.map(tokenFromRow),
+      next_cursor: rows.length > limit ? encodeCursor(page[page.length - 1]!.id) : null,
+    };
   }
 
   /** Revoke a token at once (the cache forgets it too). */
   async revoke(principal: Principal, id: string): Promise<void> {
     requireAdmin(principal, 'revoke tokens');
-    const row = await this.ctx.store.db.selectFrom('tokens').selectAll().where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();
+    const row = await this.ctx.store.db
+      .selectFrom('tokens')
+      .selectAll()
+      .where('id', '=', id)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
     if (!row) throw new FloeError('token_not_found', `token "${id}" not found`, { kind: 'token', id });
     await this.ctx.store.db.updateTable('tokens').set({ revoked_at: nowIso() }).where('id', '=', id).execute();
     this.cache.delete(row.secret_hash);
-    await this.ctx.bus.publish({ type: 'resource.deleted', project: null, kind: 'token', resource_id: id, data: { name: row.name } });
+    await this.ctx.bus.publish({
+      type: 'resource.deleted',
+      project: null,
+      kind: 'token',
+      resource_id: id,
+      data: { name: row.name },
+    });
   }
 
   /** Create the first admin token when there is none yet; returns its secret, or null. */
   async bootstrapAdmin(): Promise<string | null> {
-    const any = await this.ctx.store.db.selectFrom('tokens').select('id').where('admin', '=', 1).where('revoked_at', 'is', null).limit(1).executeTakeFirst();
+    const any = await this.ctx.store.db
+      .selectFrom('tokens')
+      .select('id')
+      .where('admin', '=', 1)
+      .where('revoked_at', 'is', null)
+      .limit(1)
+      .executeTakeFirst();
     if (any) return null;
     const secret = newSecret();
-    await this.ctx.store.db.insertInto('tokens').values({
-      id: newId('token'), name: 'admin', secret_hash: hashSecret(secret), admin: 1, projects: '[]', created_at: nowIso(), expires_at: null, last_used_at: null, revoked_at: null,
-    }).execute();
+    await this.ctx.store.db
+      .insertInto('tokens')
+      .values({
+        id: newId('token'),
+        name: 'admin',
+        secret_hash: hashSecret(secret),
+        admin: 1,
+        projects: '[]',
+        created_at: nowIso(),
+        expires_at: null,
+        last_used_at: null,
+        revoked_at: null,
+      })
+      .execute();
     return secret;
   }
 }

@@ -5,7 +5,14 @@ import { buildBootDisk } from '../guest-image/disk.js';
 import { runTool, ToolError } from '../guest-image/exec.js';
 import { syslinuxConfig } from '../guest-image/guest-files.js';
 import {
-  CLOUD_KERNEL_CMDLINE, ENABLED_UNITS, MASKED_UNITS, ROOT_FS_UUID, ROOTFS_FILES, ROOTFS_REMOVE, mmdebstrapArgs, rootFsMib,
+  CLOUD_KERNEL_CMDLINE,
+  ENABLED_UNITS,
+  MASKED_UNITS,
+  ROOT_FS_UUID,
+  ROOTFS_FILES,
+  ROOTFS_REMOVE,
+  mmdebstrapArgs,
+  rootFsMib,
 } from './recipe.js';
 
 /**
@@ -18,8 +25,14 @@ import {
 
 /** Host tools a build needs, with the Debian package that has each. */
 export const CLOUD_BUILD_TOOLS: ReadonlyArray<[string, string]> = [
-  ['mmdebstrap', 'mmdebstrap'], ['mkfs.ext4', 'e2fsprogs'], ['mkfs.vfat', 'dosfstools'], ['mcopy', 'mtools'],
-  ['syslinux', 'syslinux'], ['qemu-img', 'qemu-utils'], ['systemctl', 'systemd'], ['du', 'coreutils'],
+  ['mmdebstrap', 'mmdebstrap'],
+  ['mkfs.ext4', 'e2fsprogs'],
+  ['mkfs.vfat', 'dosfstools'],
+  ['mcopy', 'mtools'],
+  ['syslinux', 'syslinux'],
+  ['qemu-img', 'qemu-utils'],
+  ['systemctl', 'systemd'],
+  ['du', 'coreutils'],
 ];
 
 /** The file name of the image inside its cache directory. */
@@ -42,7 +55,11 @@ export async function checkBuildTools(): Promise<void> {
     try {
       await runTool(tool, ['--version'], { timeoutMs: 10_000 });
     } catch (err) {
-      if (err instanceof ToolError && err.missing) throw new CloudImageError(`${tool} is not installed (Debian package ${pkg}); ./floe test installs it`, 'unavailable');
+      if (err instanceof ToolError && err.missing)
+        throw new CloudImageError(
+          `${tool} is not installed (Debian package ${pkg}); ./floe test installs it`,
+          'unavailable',
+        );
       // Some tools answer --version with a non-zero exit; being there is enough.
     }
   }
@@ -56,7 +73,12 @@ async function removeMatching(root: string, pattern: string): Promise<void> {
     await rm(join(root, pattern), { recursive: true, force: true });
     return;
   }
-  const re = new RegExp(`^${base.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+  const re = new RegExp(
+    `^${base
+      .split('*')
+      .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+      .join('.*')}$`,
+  );
   let names: string[];
   try {
     names = await readdir(join(root, dir));
@@ -78,7 +100,12 @@ export interface BuiltCloudImage {
  * Build the image into `work` (an empty directory) from `packages` at their
  * versions, with apt's `sources` files. Leaves only the qcow2 behind.
  */
-export async function buildCloudImage(work: string, packages: readonly DebPackage[], sources: readonly string[], log: (line: string) => void): Promise<BuiltCloudImage> {
+export async function buildCloudImage(
+  work: string,
+  packages: readonly DebPackage[],
+  sources: readonly string[],
+  log: (line: string) => void,
+): Promise<BuiltCloudImage> {
   await checkBuildTools();
   const root = join(work, 'rootfs');
   log(`mmdebstrap: ${packages.map((p) => `${p.name}=${p.version}`).join(' ')}`);
@@ -102,7 +129,8 @@ export async function buildCloudImage(work: string, packages: readonly DebPackag
 
   const boot = await readdir(join(root, 'boot'));
   const vmlinuz = boot.filter((n) => n.startsWith('vmlinuz-'));
-  if (vmlinuz.length !== 1) throw new CloudImageError(`expected one kernel in the image, found ${vmlinuz.join(', ') || 'none'}`, 'build');
+  if (vmlinuz.length !== 1)
+    throw new CloudImageError(`expected one kernel in the image, found ${vmlinuz.join(', ') || 'none'}`, 'build');
   const kernelVersion = vmlinuz[0]!.slice('vmlinuz-'.length);
   const kernel = join(work, 'vmlinuz');
   const initrd = join(work, 'initrd.img');
@@ -111,22 +139,31 @@ export async function buildCloudImage(work: string, packages: readonly DebPackag
 
   log('making the root file system');
   const used = Number.parseInt((await runTool('du', ['-s', '-x', '--block-size=1M', root])).stdout, 10);
-  if (!Number.isInteger(used) || used <= 0) throw new CloudImageError(`cannot tell how big the root file system is`, 'build');
+  if (!Number.isInteger(used) || used <= 0)
+    throw new CloudImageError(`cannot tell how big the root file system is`, 'build');
   const mib = rootFsMib(used);
   const rootImg = join(work, 'root.ext4');
   await writeFile(rootImg, '');
   await truncate(rootImg, mib * 1024 * 1024);
-  await runTool('mkfs.ext4', ['-q', '-F', '-L', 'root', '-U', ROOT_FS_UUID, '-m', '1', '-E', 'root_owner=0:0', '-d', root, rootImg], { timeoutMs: 20 * 60_000 });
+  await runTool(
+    'mkfs.ext4',
+    ['-q', '-F', '-L', 'root', '-U', ROOT_FS_UUID, '-m', '1', '-E', 'root_owner=0:0', '-d', root, rootImg],
+    { timeoutMs: 20 * 60_000 },
+  );
   await rm(root, { recursive: true, force: true });
 
   log('making the disk');
   const cfg = join(work, 'syslinux.cfg');
   await writeFile(cfg, syslinuxConfig(CLOUD_KERNEL_CMDLINE));
   const raw = join(work, 'disk.raw');
-  await buildBootDisk(raw, { vmlinuz: kernel, 'initrd.img': initrd, 'syslinux.cfg': cfg }, work, { rootPartition: rootImg });
+  await buildBootDisk(raw, { vmlinuz: kernel, 'initrd.img': initrd, 'syslinux.cfg': cfg }, work, {
+    rootPartition: rootImg,
+  });
   for (const f of [rootImg, kernel, initrd, cfg, join(work, 'boot-partition.img')]) await rm(f, { force: true });
   const image = join(work, 'image.qcow2');
-  await runTool('qemu-img', ['convert', '-q', '-c', '-f', 'raw', '-O', 'qcow2', raw, image], { timeoutMs: 20 * 60_000 });
+  await runTool('qemu-img', ['convert', '-q', '-c', '-f', 'raw', '-O', 'qcow2', raw, image], {
+    timeoutMs: 20 * 60_000,
+  });
   await rm(raw, { force: true });
   return { path: image, kernelVersion, rootFsMib: mib };
 }

@@ -67,7 +67,15 @@ async function cached(dir: string): Promise<(CloudImage & { builtAt: string }) |
     const m = JSON.parse(await readFile(join(dir, MANIFEST), 'utf8')) as Manifest;
     const path = join(dir, CLOUD_IMAGE_FILE);
     if (typeof m.sha256 !== 'string' || (await stat(path)).size !== m.sizeBytes) return null;
-    return { path, kernelVersion: m.kernelVersion, sha256: m.sha256, sizeBytes: m.sizeBytes, packages: m.packages, buildSeconds: m.buildSeconds, builtAt: m.builtAt };
+    return {
+      path,
+      kernelVersion: m.kernelVersion,
+      sha256: m.sha256,
+      sizeBytes: m.sizeBytes,
+      packages: m.packages,
+      buildSeconds: m.buildSeconds,
+      builtAt: m.builtAt,
+    };
   } catch {
     return null;
   }
@@ -111,8 +119,14 @@ async function toolVersion(tool: string): Promise<string> {
 async function aptSources(): Promise<string[]> {
   const dir = '/etc/apt/sources.list.d';
   const names = await readdir(dir).catch(() => [] as string[]);
-  const files = names.filter((n) => /^[A-Za-z0-9._-]+\.(list|sources)$/.test(n)).sort().map((n) => join(dir, n));
-  const main = await stat('/etc/apt/sources.list').then((s) => (s.size > 0 ? ['/etc/apt/sources.list'] : []), () => []);
+  const files = names
+    .filter((n) => /^[A-Za-z0-9._-]+\.(list|sources)$/.test(n))
+    .sort()
+    .map((n) => join(dir, n));
+  const main = await stat('/etc/apt/sources.list').then(
+    (s) => (s.size > 0 ? ['/etc/apt/sources.list'] : []),
+    () => [],
+  );
   return [...main, ...files];
 }
 
@@ -147,14 +161,24 @@ export async function ensureCloudImage(opts: EnsureCloudImageOptions = {}): Prom
       log(`apt cannot tell the current package versions; using the cached image ${newest.path}`);
       return newest;
     }
-    throw new CloudImageError(`apt does not know ${CLOUD_KERNEL_META_PACKAGE} and ${CLOUD_IMAGE_PACKAGES.join(', ')} (run apt-get update), and no cloud image is cached`, 'unavailable');
+    throw new CloudImageError(
+      `apt does not know ${CLOUD_KERNEL_META_PACKAGE} and ${CLOUD_IMAGE_PACKAGES.join(', ')} (run apt-get update), and no cloud image is cached`,
+      'unavailable',
+    );
   }
-  const tools = { mmdebstrap: await toolVersion('mmdebstrap'), syslinux: await toolVersion('syslinux'), e2fsprogs: await toolVersion('mke2fs') };
+  const tools = {
+    mmdebstrap: await toolVersion('mmdebstrap'),
+    syslinux: await toolVersion('syslinux'),
+    e2fsprogs: await toolVersion('mke2fs'),
+  };
   const key = cloudImageKey({ packages, tools });
   const target = join(cacheDir, key);
   const hit = await cached(target);
   if (hit !== null) return hit;
-  const unlock = await lock(`${target}.lock`, log, { what: 'the cloud image', fail: (message) => new CloudImageError(message, 'build') });
+  const unlock = await lock(`${target}.lock`, log, {
+    what: 'the cloud image',
+    fail: (message) => new CloudImageError(message, 'build'),
+  });
   try {
     const again = await cached(target);
     if (again !== null) return again;
@@ -168,13 +192,23 @@ export async function ensureCloudImage(opts: EnsureCloudImageOptions = {}): Prom
       await rename(built.path, join(work, CLOUD_IMAGE_FILE));
       const sizeBytes = (await stat(join(work, CLOUD_IMAGE_FILE))).size;
       const manifest: Manifest = {
-        key, kernelVersion: built.kernelVersion, sha256: await sha256File(join(work, CLOUD_IMAGE_FILE)), sizeBytes, packages, buildSeconds,
+        key,
+        kernelVersion: built.kernelVersion,
+        sha256: await sha256File(join(work, CLOUD_IMAGE_FILE)),
+        sizeBytes,
+        packages,
+        buildSeconds,
         builtAt: new Date().toISOString(),
       };
-      await writeFile(join(work, MANIFEST), `${JSON.stringify({ ...manifest, tools, rootFsMib: built.rootFsMib }, null, 2)}\n`);
+      await writeFile(
+        join(work, MANIFEST),
+        `${JSON.stringify({ ...manifest, tools, rootFsMib: built.rootFsMib }, null, 2)}\n`,
+      );
       await rename(work, target);
       await prune(cacheDir, key);
-      log(`built ${join(target, CLOUD_IMAGE_FILE)} (${(sizeBytes / 1024 / 1024).toFixed(1)} MiB, kernel ${built.kernelVersion}) in ${buildSeconds} s`);
+      log(
+        `built ${join(target, CLOUD_IMAGE_FILE)} (${(sizeBytes / 1024 / 1024).toFixed(1)} MiB, kernel ${built.kernelVersion}) in ${buildSeconds} s`,
+      );
       return { path: join(target, CLOUD_IMAGE_FILE), ...manifest };
     } catch (err) {
       if (err instanceof CloudImageError) throw err;

@@ -27,14 +27,30 @@ export const CLOUD_KERNEL_META_PACKAGE = 'linux-image-cloud-amd64';
  * networking, cloud-guest-utils so cloud-init can grow the root partition.
  */
 export const CLOUD_IMAGE_PACKAGES: readonly string[] = [
-  'initramfs-tools', 'systemd-sysv', 'udev', 'dbus', 'libpam-systemd', 'cloud-init', 'cloud-guest-utils',
-  'openssh-server', 'netplan.io', 'systemd-resolved', 'sudo', 'iproute2', 'iputils-ping', 'netbase',
+  'initramfs-tools',
+  'systemd-sysv',
+  'udev',
+  'dbus',
+  'libpam-systemd',
+  'cloud-init',
+  'cloud-guest-utils',
+  'openssh-server',
+  'netplan.io',
+  'systemd-resolved',
+  'sudo',
+  'iproute2',
+  'iputils-ping',
+  'netbase',
 ];
 
 /** Files dpkg leaves out of the image: documentation, manuals, translations. */
 export const DPKG_PATH_EXCLUDES: readonly string[] = [
-  'path-exclude=/usr/share/man/*', 'path-exclude=/usr/share/info/*', 'path-exclude=/usr/share/doc/*',
-  'path-include=/usr/share/doc/*/copyright', 'path-exclude=/usr/share/locale/*', 'path-exclude=/usr/share/lintian/*',
+  'path-exclude=/usr/share/man/*',
+  'path-exclude=/usr/share/info/*',
+  'path-exclude=/usr/share/doc/*',
+  'path-include=/usr/share/doc/*/copyright',
+  'path-exclude=/usr/share/locale/*',
+  'path-exclude=/usr/share/lintian/*',
 ];
 
 /**
@@ -42,8 +58,14 @@ export const DPKG_PATH_EXCLUDES: readonly string[] = [
  * apt's daily runs, e2scrub, fstrim, man-db's cache.
  */
 export const MASKED_UNITS: readonly string[] = [
-  'apt-daily.timer', 'apt-daily-upgrade.timer', 'apt-daily.service', 'apt-daily-upgrade.service',
-  'e2scrub_all.timer', 'e2scrub_reap.service', 'fstrim.timer', 'man-db.timer',
+  'apt-daily.timer',
+  'apt-daily-upgrade.timer',
+  'apt-daily.service',
+  'apt-daily-upgrade.service',
+  'e2scrub_all.timer',
+  'e2scrub_reap.service',
+  'fstrim.timer',
+  'man-db.timer',
 ];
 
 /** Units enabled as in Debian's cloud images: netplan renders for networkd, names resolve through resolved. */
@@ -65,7 +87,8 @@ export const ROOTFS_FILES: Readonly<Record<string, string>> = {
   'etc/hostname': 'localhost\n',
   // As in Debian's images: cloud-init's locale module then has nothing to generate (en_US.UTF-8 is not built).
   'etc/default/locale': 'LANG=C.UTF-8\n',
-  'etc/hosts': '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\nff02::1 ip6-allnodes\nff02::2 ip6-allrouters\n',
+  'etc/hosts':
+    '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\nff02::1 ip6-allnodes\nff02::2 ip6-allrouters\n',
   // Empty: systemd makes a new machine id on first boot, so each instance has its own.
   'etc/machine-id': '',
 };
@@ -76,8 +99,16 @@ export const ROOTFS_FILES: Readonly<Record<string, string>> = {
  * A trailing `/*` empties a directory.
  */
 export const ROOTFS_REMOVE: readonly string[] = [
-  'etc/ssh/ssh_host_*', 'var/lib/dbus/machine-id', 'var/lib/apt/lists/*', 'var/cache/apt/*', 'var/cache/debconf/*-old',
-  'var/log/*.log', 'var/log/apt/*', 'etc/apt/apt.conf.d/99mmdebstrap', 'boot/System.map-*', 'boot/config-*',
+  'etc/ssh/ssh_host_*',
+  'var/lib/dbus/machine-id',
+  'var/lib/apt/lists/*',
+  'var/cache/apt/*',
+  'var/cache/debconf/*-old',
+  'var/log/*.log',
+  'var/log/apt/*',
+  'etc/apt/apt.conf.d/99mmdebstrap',
+  'boot/System.map-*',
+  'boot/config-*',
 ];
 
 const PACKAGE_RE = /^[a-z0-9][a-z0-9+.-]+$/;
@@ -93,15 +124,21 @@ const SOURCES_RE = /^\/[A-Za-z0-9._/-]+\.(list|sources)$/;
  */
 export function mmdebstrapArgs(target: string, packages: readonly DebPackage[], sources: readonly string[]): string[] {
   for (const p of packages) {
-    if (!PACKAGE_RE.test(p.name) || !VERSION_RE.test(p.version)) throw new RangeError(`bad Debian package ${p.name}=${p.version}`);
+    if (!PACKAGE_RE.test(p.name) || !VERSION_RE.test(p.version))
+      throw new RangeError(`bad Debian package ${p.name}=${p.version}`);
   }
   for (const s of sources) if (!SOURCES_RE.test(s)) throw new RangeError(`bad apt sources file ${s}`);
   if (!target.startsWith('/') || /[\0\n]/.test(target)) throw new RangeError(`bad target directory ${target}`);
   return [
-    '--mode=unshare', '--variant=apt', '--format=directory', '--quiet',
+    '--mode=unshare',
+    '--variant=apt',
+    '--format=directory',
+    '--quiet',
     ...DPKG_PATH_EXCLUDES.map((o) => `--dpkgopt=${o}`),
     `--include=${packages.map((p) => `${p.name}=${p.version}`).join(',')}`,
-    CLOUD_IMAGE_SUITE, target, ...sources,
+    CLOUD_IMAGE_SUITE,
+    target,
+    ...sources,
   ];
 }
 
@@ -124,10 +161,20 @@ export interface CloudImageKeyInputs {
  */
 export function cloudImageKey(inputs: CloudImageKeyInputs): string {
   const recipe = JSON.stringify({
-    version: CLOUD_IMAGE_RECIPE_VERSION, suite: CLOUD_IMAGE_SUITE, excludes: DPKG_PATH_EXCLUDES, masked: MASKED_UNITS,
-    enabled: ENABLED_UNITS, cmdline: CLOUD_KERNEL_CMDLINE, files: ROOTFS_FILES, remove: ROOTFS_REMOVE,
+    version: CLOUD_IMAGE_RECIPE_VERSION,
+    suite: CLOUD_IMAGE_SUITE,
+    excludes: DPKG_PATH_EXCLUDES,
+    masked: MASKED_UNITS,
+    enabled: ENABLED_UNITS,
+    cmdline: CLOUD_KERNEL_CMDLINE,
+    files: ROOTFS_FILES,
+    remove: ROOTFS_REMOVE,
   });
-  const packages = [...inputs.packages].sort((a, b) => a.name.localeCompare(b.name)).map((p) => `${p.name}=${p.version}`);
-  const tools = Object.keys(inputs.tools).sort().map((k) => `${k}=${inputs.tools[k]}`);
+  const packages = [...inputs.packages]
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((p) => `${p.name}=${p.version}`);
+  const tools = Object.keys(inputs.tools)
+    .sort()
+    .map((k) => `${k}=${inputs.tools[k]}`);
   return createHash('sha256').update(JSON.stringify({ recipe, packages, tools })).digest('hex').slice(0, 16);
 }

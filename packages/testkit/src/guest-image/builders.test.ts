@@ -6,8 +6,18 @@ import { describe, expect, it } from 'vitest';
 import { cpioNewc } from './cpio.js';
 import { aptListsStamp, parseAptShow } from './debian.js';
 import {
-  CONSOLE_SCRIPT, FIRSTBOOT_SCRIPT, GUEST_KERNEL_CMDLINE, GUEST_MODULES, INITTAB, NETWORK_FUNCTIONS, POWER_BUTTON_SCRIPT, SEED_FUNCTIONS, SHUTDOWN_SCRIPT, UDHCPC_SCRIPT,
-  initScript, syslinuxConfig,
+  CONSOLE_SCRIPT,
+  FIRSTBOOT_SCRIPT,
+  GUEST_KERNEL_CMDLINE,
+  GUEST_MODULES,
+  INITTAB,
+  NETWORK_FUNCTIONS,
+  POWER_BUTTON_SCRIPT,
+  SEED_FUNCTIONS,
+  SHUTDOWN_SCRIPT,
+  UDHCPC_SCRIPT,
+  initScript,
+  syslinuxConfig,
 } from './guest-files.js';
 import { buildMbr, chs } from './mbr.js';
 import { modinfoDepends, moduleName, modulesDep, parseModinfo, resolveModules } from './modules.js';
@@ -22,11 +32,89 @@ describe('cpioNewc', () => {
       { type: 'char', path: 'console', major: 5, minor: 1 },
     ]);
     const expected =
-      '070701' + '00000001' + '000041ed' + '00000000' + '00000000' + '00000002' + '00000000' + '00000000' + '00000000' + '00000000' + '00000000' + '00000000' + '00000004' + '00000000' + 'bin\0' + '\0\0' +
-      '070701' + '00000002' + '000081ed' + '00000000' + '00000000' + '00000001' + '00000000' + '00000004' + '00000000' + '00000000' + '00000000' + '00000000' + '00000007' + '00000000' + 'bin/hi\0' + '\0\0\0' + 'hey\n' +
-      '070701' + '00000003' + '0000a1ff' + '00000000' + '00000000' + '00000001' + '00000000' + '00000006' + '00000000' + '00000000' + '00000000' + '00000000' + '00000003' + '00000000' + 'sh\0' + '\0\0\0' + 'bin/hi' + '\0\0' +
-      '070701' + '00000004' + '00002180' + '00000000' + '00000000' + '00000001' + '00000000' + '00000000' + '00000000' + '00000000' + '00000005' + '00000001' + '00000008' + '00000000' + 'console\0' + '\0\0' +
-      '070701' + '00000000' + '00000000' + '00000000' + '00000000' + '00000001' + '00000000' + '00000000' + '00000000' + '00000000' + '00000000' + '00000000' + '0000000b' + '00000000' + 'TRAILER!!!\0' + '\0\0\0';
+      '070701' +
+      '00000001' +
+      '000041ed' +
+      '00000000' +
+      '00000000' +
+      '00000002' +
+      '00000000' +
+      '00000000' +
+      '00000000' +
+      '00000000' +
+      '00000000' +
+      '00000000' +
+      '00000004' +
+      '00000000' +
+      'bin\0' +
+      '\0\0' +
+      '070701' +
+      '00000002' +
+      '000081ed' +
+      '00000000' +
+      '00000000' +
+      '00000001' +
+      '00000000' +
+      '00000004' +
+      '00000000' +
+      '00000000' +
+      '00000000' +
+      '00000000' +
+      '00000007' +
+      '00000000' +
+      'bin/hi\0' +
+      '\0\0\0' +
+      'hey\n' +
+      '070701' +
+      '00000003' +
+      '0000a1ff' +
+      '00000000' +
+      '00000000' +
+      '00000001' +
+      '00000000' +
+      '00000006' +
+      '00000000' +
+      '00000000' +
+      '00000000' +
+      '00000000' +
+      '00000003' +
+      '00000000' +
+      'sh\0' +
+      '\0\0\0' +
+      'bin/hi' +
+      '\0\0' +
+      '070701' +
+      '00000004' +
+      '00002180' +
+      '00000000' +
+      '00000000' +
+      '00000001' +
+      '00000000' +
+      '00000000' +
+      '00000000' +
+      '00000000' +
+      '00000005' +
+      '00000001' +
+      '00000008' +
+      '00000000' +
+      'console\0' +
+      '\0\0' +
+      '070701' +
+      '00000000' +
+      '00000000' +
+      '00000000' +
+      '00000000' +
+      '00000001' +
+      '00000000' +
+      '00000000' +
+      '00000000' +
+      '00000000' +
+      '00000000' +
+      '00000000' +
+      '0000000b' +
+      '00000000' +
+      'TRAILER!!!\0' +
+      '\0\0\0';
     expect(archive.toString('latin1')).toBe(expected);
     expect(archive.length % 4).toBe(0);
   });
@@ -35,7 +123,12 @@ describe('cpioNewc', () => {
     for (const path of ['/init', 'a/../b', './x', 'a//b', '', 'TRAILER!!!']) {
       expect(() => cpioNewc([{ type: 'dir', path }])).toThrow(RangeError);
     }
-    expect(() => cpioNewc([{ type: 'dir', path: 'a' }, { type: 'dir', path: 'a' }])).toThrow(/duplicate/);
+    expect(() =>
+      cpioNewc([
+        { type: 'dir', path: 'a' },
+        { type: 'dir', path: 'a' },
+      ]),
+    ).toThrow(/duplicate/);
   });
 });
 
@@ -60,7 +153,10 @@ describe('buildMbr', () => {
     const dir = await mkdtemp(join(tmpdir(), 'floe-mbr-'));
     try {
       const disk = join(dir, 'disk.raw');
-      await writeFile(disk, buildMbr(new Uint8Array(), [{ start: 2048, sectors: 32768, type: 0x0e, bootable: true }], 1));
+      await writeFile(
+        disk,
+        buildMbr(new Uint8Array(), [{ start: 2048, sectors: 32768, type: 0x0e, bootable: true }], 1),
+      );
       // file(1) describes partitions only when the image reaches them.
       await truncate(disk, 2 * 1024 * 1024);
       const out = spawnSync('file', ['-b', disk], { encoding: 'utf8' }).stdout;
@@ -108,11 +204,17 @@ function fakeModule(modinfo: string): Buffer {
 
 describe('kernel modules', () => {
   it('reads depends= from .modinfo', () => {
-    const info = parseModinfo(fakeModule('license=GPL\0depends=virtio_ring,virtio-pci-modern-dev,virtio\0alias=pci:v00001AF4d*\0name=virtio_pci\0'));
+    const info = parseModinfo(
+      fakeModule(
+        'license=GPL\0depends=virtio_ring,virtio-pci-modern-dev,virtio\0alias=pci:v00001AF4d*\0name=virtio_pci\0',
+      ),
+    );
     expect(info.get('name')).toEqual(['virtio_pci']);
     expect(modinfoDepends(info)).toEqual(['virtio_ring', 'virtio_pci_modern_dev', 'virtio']);
     expect(modinfoDepends(parseModinfo(fakeModule('depends=\0name=virtio_ring\0')))).toEqual([]);
-    expect(() => parseModinfo(Buffer.from('not an elf file at all, not an elf file at all, not an elf file at all'))).toThrow(/ELF/);
+    expect(() =>
+      parseModinfo(Buffer.from('not an elf file at all, not an elf file at all, not an elf file at all')),
+    ).toThrow(/ELF/);
   });
 
   const tree: Record<string, string[]> = {
@@ -130,24 +232,38 @@ describe('kernel modules', () => {
     name in tree ? { path: `kernel/x/${name}.ko`, depends: tree[name]! } : null;
 
   it('resolves dependencies first and skips built-in modules', () => {
-    const mods = resolveModules(['virtio-pci', 'virtio_blk', 'sr_mod', 'ext4'], lookup, new Set(['ext4', 'scsi_common']));
-    expect(mods.map((m) => m.name)).toEqual(['virtio_ring', 'virtio', 'virtio_pci', 'virtio_blk', 'cdrom', 'scsi_mod', 'sr_mod']);
+    const mods = resolveModules(
+      ['virtio-pci', 'virtio_blk', 'sr_mod', 'ext4'],
+      lookup,
+      new Set(['ext4', 'scsi_common']),
+    );
+    expect(mods.map((m) => m.name)).toEqual([
+      'virtio_ring',
+      'virtio',
+      'virtio_pci',
+      'virtio_blk',
+      'cdrom',
+      'scsi_mod',
+      'sr_mod',
+    ]);
     expect(mods.find((m) => m.name === 'scsi_mod')!.depends).toEqual([]);
     expect(() => resolveModules(['nope'], lookup, new Set())).toThrow(/nope not found/);
-    expect(() => resolveModules(['sr_mod'], (n) => (n === 'sr_mod' ? { path: 'a.ko', depends: ['missing'] } : null), new Set())).toThrow(/needed by sr_mod/);
+    expect(() =>
+      resolveModules(['sr_mod'], (n) => (n === 'sr_mod' ? { path: 'a.ko', depends: ['missing'] } : null), new Set()),
+    ).toThrow(/needed by sr_mod/);
   });
 
   it('writes modules.dep with every dependency listed before what it needs', () => {
     const mods = resolveModules(['virtio_pci', 'virtio_blk', 'sr_mod'], lookup, new Set());
     expect(modulesDep(mods)).toBe(
       'kernel/x/virtio_ring.ko:\n' +
-      'kernel/x/virtio.ko: kernel/x/virtio_ring.ko\n' +
-      'kernel/x/virtio_pci.ko: kernel/x/virtio.ko kernel/x/virtio_ring.ko\n' +
-      'kernel/x/virtio_blk.ko: kernel/x/virtio.ko kernel/x/virtio_ring.ko\n' +
-      'kernel/x/cdrom.ko:\n' +
-      'kernel/x/scsi_common.ko:\n' +
-      'kernel/x/scsi_mod.ko: kernel/x/scsi_common.ko\n' +
-      'kernel/x/sr_mod.ko: kernel/x/scsi_mod.ko kernel/x/scsi_common.ko kernel/x/cdrom.ko\n',
+        'kernel/x/virtio.ko: kernel/x/virtio_ring.ko\n' +
+        'kernel/x/virtio_pci.ko: kernel/x/virtio.ko kernel/x/virtio_ring.ko\n' +
+        'kernel/x/virtio_blk.ko: kernel/x/virtio.ko kernel/x/virtio_ring.ko\n' +
+        'kernel/x/cdrom.ko:\n' +
+        'kernel/x/scsi_common.ko:\n' +
+        'kernel/x/scsi_mod.ko: kernel/x/scsi_common.ko\n' +
+        'kernel/x/sr_mod.ko: kernel/x/scsi_mod.ko kernel/x/scsi_common.ko kernel/x/cdrom.ko\n',
     );
     expect(moduleName('nls-cp437.ko')).toBe('nls_cp437');
   });
@@ -155,7 +271,16 @@ describe('kernel modules', () => {
 
 describe('guest files', () => {
   it('are valid shell scripts', () => {
-    for (const script of [initScript(GUEST_MODULES), `#!/bin/sh\n${NETWORK_FUNCTIONS}`, `#!/bin/sh\n${SEED_FUNCTIONS}`, FIRSTBOOT_SCRIPT, CONSOLE_SCRIPT, SHUTDOWN_SCRIPT, POWER_BUTTON_SCRIPT, UDHCPC_SCRIPT]) {
+    for (const script of [
+      initScript(GUEST_MODULES),
+      `#!/bin/sh\n${NETWORK_FUNCTIONS}`,
+      `#!/bin/sh\n${SEED_FUNCTIONS}`,
+      FIRSTBOOT_SCRIPT,
+      CONSOLE_SCRIPT,
+      SHUTDOWN_SCRIPT,
+      POWER_BUTTON_SCRIPT,
+      UDHCPC_SCRIPT,
+    ]) {
       expect(script.startsWith('#!/bin/sh\n')).toBe(true);
       const r = spawnSync('sh', ['-n'], { input: script, encoding: 'utf8' });
       expect(r.stderr).toBe('');
@@ -182,11 +307,18 @@ describe('guest files', () => {
       for (const d of [sys, runDir, bin]) await mkdir(d);
       const log = join(dir, 'calls.log');
       // Stand-ins for busybox's ip and udhcpc: they log what they were asked; udhcpc "gets" a lease and keeps running.
-      await writeFile(join(bin, 'ip'), `#!/bin/sh\necho "ip $*" >>${log}\ncase "$*" in *"-6 addr show dev eth0"*) echo "    inet6 fd00::5/64 scope global dynamic"; echo "    inet6 fd00::9/64 scope global tentative"; echo "    inet6 fec0::7/64 scope site dynamic flags 100"; echo "    inet6 fe80::1/64 scope link";; esac\n`);
-      await writeFile(join(bin, 'udhcpc'), `#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = -i ] && i=$2; shift; done\necho "udhcpc $i" >>${log}\ntouch "$NET_RUN/lease.$i"\nexec sleep 300\n`);
+      await writeFile(
+        join(bin, 'ip'),
+        `#!/bin/sh\necho "ip $*" >>${log}\ncase "$*" in *"-6 addr show dev eth0"*) echo "    inet6 fd00::5/64 scope global dynamic"; echo "    inet6 fd00::9/64 scope global tentative"; echo "    inet6 fec0::7/64 scope site dynamic flags 100"; echo "    inet6 fe80::1/64 scope link";; esac\n`,
+      );
+      await writeFile(
+        join(bin, 'udhcpc'),
+        `#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = -i ] && i=$2; shift; done\necho "udhcpc $i" >>${log}\ntouch "$NET_RUN/lease.$i"\nexec sleep 300\n`,
+      );
       await chmod(join(bin, 'ip'), 0o755);
       await chmod(join(bin, 'udhcpc'), 0o755);
-      const nic = (name: string, ifindex: number, mac: string) => `mkdir -p $NET_SYS/${name}; echo ${ifindex} >$NET_SYS/${name}/ifindex; echo ${mac} >$NET_SYS/${name}/address`;
+      const nic = (name: string, ifindex: number, mac: string) =>
+        `mkdir -p $NET_SYS/${name}; echo ${ifindex} >$NET_SYS/${name}/ifindex; echo ${mac} >$NET_SYS/${name}/address`;
       const script = `${NETWORK_FUNCTIONS}
 ${nic('eth0', 2, '52:54:00:00:00:01')}
 net_sweep
@@ -205,7 +337,11 @@ ${nic('eth1', 4, '52:54:00:00:00:03')}
 net_sweep
 for f in $NET_RUN/nic.*; do read -r _ pid <$f; kill $pid; done
 `;
-      const r = spawnSync('sh', ['-c', script], { encoding: 'utf8', env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, NET_SYS: sys, NET_RUN: runDir, name: 'vm-1' }, timeout: 20_000 });
+      const r = spawnSync('sh', ['-c', script], {
+        encoding: 'utf8',
+        env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, NET_SYS: sys, NET_RUN: runDir, name: 'vm-1' },
+        timeout: 20_000,
+      });
       expect(r.stderr).toBe('');
       expect(r.stdout.split('\n').filter((l) => l !== '')).toEqual([
         'FLOE-TEST LINK eth0 52:54:00:00:00:01 up',
@@ -233,15 +369,27 @@ for f in $NET_RUN/nic.*; do read -r _ pid <$f; kill $pid; done
     const run = (labels: string, fs: string, call: string) => {
       const stubs = `findfs() { for e in $LABELS; do [ "LABEL=\${e#*=}" = "$1" ] && { echo "\${e%%=*}"; return 0; }; done; return 1; }
 mount() { echo "mount $*" >&3; case " $FS " in *" $2 "*) return 0 ;; esac; return 1; }`;
-      const r = spawnSync('sh', ['-c', `exec 3>&2\n${stubs}\n${SEED_FUNCTIONS}\n${call}`], { encoding: 'utf8', timeout: 10_000, env: { ...process.env, LABELS: labels, FS: fs } });
+      const r = spawnSync('sh', ['-c', `exec 3>&2\n${stubs}\n${SEED_FUNCTIONS}\n${call}`], {
+        encoding: 'utf8',
+        timeout: 10_000,
+        env: { ...process.env, LABELS: labels, FS: fs },
+      });
       return { out: r.stdout, mounts: r.stderr.split('\n').filter((l) => l !== ''), status: r.status };
     };
     expect(run('/dev/vda1=root /dev/vdb=cidata', '', 'seed_find').out).toBe('/dev/vdb\n');
     expect(run('/dev/sr0=CIDATA', '', 'seed_find').out).toBe('/dev/sr0\n');
     expect(run('/dev/vdb=cidata /dev/sr0=CIDATA', '', 'seed_find').out).toBe('/dev/vdb\n');
     expect(run('/dev/vdb=config-2 /dev/vdc=cidata2', '', 'seed_find')).toMatchObject({ out: '', status: 1 });
-    expect(run('', 'iso9660', 'seed_mount /dev/vdb')).toEqual({ out: '', mounts: ['mount -t iso9660 -o ro /dev/vdb /mnt/seed'], status: 0 });
-    expect(run('', 'vfat', 'seed_mount /dev/vdb')).toEqual({ out: '', mounts: ['mount -t iso9660 -o ro /dev/vdb /mnt/seed', 'mount -t vfat -o ro /dev/vdb /mnt/seed'], status: 0 });
+    expect(run('', 'iso9660', 'seed_mount /dev/vdb')).toEqual({
+      out: '',
+      mounts: ['mount -t iso9660 -o ro /dev/vdb /mnt/seed'],
+      status: 0,
+    });
+    expect(run('', 'vfat', 'seed_mount /dev/vdb')).toEqual({
+      out: '',
+      mounts: ['mount -t iso9660 -o ro /dev/vdb /mnt/seed', 'mount -t vfat -o ro /dev/vdb /mnt/seed'],
+      status: 0,
+    });
     expect(run('', 'ext4', 'seed_mount /dev/vdb').status).toBe(1);
   });
 
@@ -261,8 +409,13 @@ mount() { echo "mount $*" >&3; case " $FS " in *" $2 "*) return 0 ;; esac; retur
 
 describe('apt', () => {
   it('reads the candidate and its dependencies from apt-cache show', () => {
-    const text = 'Package: linux-image-amd64\nSource: linux-signed-amd64 (6.1.192+2)\nVersion: 6.1.192-2\nDepends: linux-image-6.1.0-56-amd64 (= 6.1.192-2), foo | bar\nDescription: x\n\nPackage: other\nVersion: 1\n';
-    expect(parseAptShow(text)).toEqual({ package: 'linux-image-amd64', version: '6.1.192-2', depends: ['linux-image-6.1.0-56-amd64', 'foo'] });
+    const text =
+      'Package: linux-image-amd64\nSource: linux-signed-amd64 (6.1.192+2)\nVersion: 6.1.192-2\nDepends: linux-image-6.1.0-56-amd64 (= 6.1.192-2), foo | bar\nDescription: x\n\nPackage: other\nVersion: 1\n';
+    expect(parseAptShow(text)).toEqual({
+      package: 'linux-image-amd64',
+      version: '6.1.192-2',
+      depends: ['linux-image-6.1.0-56-amd64', 'foo'],
+    });
     expect(parseAptShow('')).toBeNull();
   });
 

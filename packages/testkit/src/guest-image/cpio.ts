@@ -27,17 +27,41 @@ function pad4(n: number): number {
 }
 
 function checkPath(path: string): void {
-  if (path === TRAILER || path.length === 0 || path.startsWith('/') || path.includes('\0') || path.split('/').some((p) => p === '' || p === '.' || p === '..')) {
+  if (
+    path === TRAILER ||
+    path.length === 0 ||
+    path.startsWith('/') ||
+    path.includes('\0') ||
+    path.split('/').some((p) => p === '' || p === '.' || p === '..')
+  ) {
     throw new RangeError(`bad cpio path: ${JSON.stringify(path)}`);
   }
 }
 
-function member(ino: number, name: string, mode: number, nlink: number, data: Uint8Array, rdev: [number, number]): Buffer[] {
+function member(
+  ino: number,
+  name: string,
+  mode: number,
+  nlink: number,
+  data: Uint8Array,
+  rdev: [number, number],
+): Buffer[] {
   const nameBytes = Buffer.from(`${name}\0`, 'utf8');
   const header = [
     '070701',
-    hex8(ino), hex8(mode), hex8(0), hex8(0), hex8(nlink), hex8(0), hex8(data.length),
-    hex8(0), hex8(0), hex8(rdev[0]), hex8(rdev[1]), hex8(nameBytes.length), hex8(0),
+    hex8(ino),
+    hex8(mode),
+    hex8(0),
+    hex8(0),
+    hex8(nlink),
+    hex8(0),
+    hex8(data.length),
+    hex8(0),
+    hex8(0),
+    hex8(rdev[0]),
+    hex8(rdev[1]),
+    hex8(nameBytes.length),
+    hex8(0),
   ].join('');
   return [
     Buffer.from(header, 'ascii'),

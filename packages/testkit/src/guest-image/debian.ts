@@ -33,7 +33,8 @@ const PACKAGE_RE = /^[a-z0-9][a-z0-9+.-]+$/;
 const VERSION_RE = /^[A-Za-z0-9.+~:-]+$/;
 
 function checkPackage(p: DebPackage): void {
-  if (!PACKAGE_RE.test(p.name) || !VERSION_RE.test(p.version)) throw new Error(`bad Debian package ${p.name}=${p.version}`);
+  if (!PACKAGE_RE.test(p.name) || !VERSION_RE.test(p.version))
+    throw new Error(`bad Debian package ${p.name}=${p.version}`);
 }
 
 /** The candidate version of a package (and what it depends on), from apt's lists; null when apt does not know it. */

@@ -22,7 +22,11 @@ const LINUX = 0x83;
 const MIB = 1024 * 1024;
 
 /** Places Debian and other distributions keep syslinux's MBR boot code. */
-const MBR_BIN_CANDIDATES = ['/usr/lib/syslinux/mbr/mbr.bin', '/usr/share/syslinux/mbr.bin', '/usr/lib/syslinux/bios/mbr.bin'];
+const MBR_BIN_CANDIDATES = [
+  '/usr/lib/syslinux/mbr/mbr.bin',
+  '/usr/share/syslinux/mbr.bin',
+  '/usr/lib/syslinux/bios/mbr.bin',
+];
 
 /** syslinux's MBR boot code, or null when syslinux-common is not installed. */
 export async function findMbrBin(): Promise<string | null> {
@@ -51,9 +55,15 @@ export type BootFiles = Record<string, string>;
  * file system image of whole MiB, becomes a second (Linux) partition after
  * the boot partition.
  */
-export async function buildBootDisk(out: string, files: BootFiles, work: string, opts: { rootPartition?: string } = {}): Promise<void> {
+export async function buildBootDisk(
+  out: string,
+  files: BootFiles,
+  work: string,
+  opts: { rootPartition?: string } = {},
+): Promise<void> {
   const mbrBin = await findMbrBin();
-  if (mbrBin === null) throw new Error('syslinux MBR boot code (mbr.bin) not found; install the Debian package syslinux-common');
+  if (mbrBin === null)
+    throw new Error('syslinux MBR boot code (mbr.bin) not found; install the Debian package syslinux-common');
   let payload = 0;
   for (const path of Object.values(files)) payload += (await stat(path)).size;
   const mib = partitionMib(payload);
@@ -91,7 +101,10 @@ export async function buildBootDisk(out: string, files: BootFiles, work: string,
   }
   await pipeline(createReadStream(part), createWriteStream(out, { flags: 'r+', start: PARTITION_START * SECTOR }));
   if (opts.rootPartition !== undefined) {
-    await pipeline(createReadStream(opts.rootPartition), createWriteStream(out, { flags: 'r+', start: rootStart * SECTOR }));
+    await pipeline(
+      createReadStream(opts.rootPartition),
+      createWriteStream(out, { flags: 'r+', start: rootStart * SECTOR }),
+    );
   }
   await truncate(out, (rootStart + rootSectors) * SECTOR);
 }

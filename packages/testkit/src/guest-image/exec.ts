@@ -12,6 +12,14 @@ export { ExecError as ToolError };
 export type ToolResult = RunResult;
 
 /** Run a host tool to completion (apt and dpkg without questions); throws ToolError unless it exits 0. */
-export function runTool(cmd: string, args: readonly string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<ToolResult> {
-  return run(cmd, args, { timeoutMs: opts.timeoutMs ?? 120_000, env: { DEBIAN_FRONTEND: 'noninteractive' }, ...(opts.cwd ? { cwd: opts.cwd } : {}) });
+export function runTool(
+  cmd: string,
+  args: readonly string[],
+  opts: { cwd?: string; timeoutMs?: number } = {},
+): Promise<ToolResult> {
+  return run(cmd, args, {
+    timeoutMs: opts.timeoutMs ?? 120_000,
+    env: { DEBIAN_FRONTEND: 'noninteractive' },
+    ...(opts.cwd ? { cwd: opts.cwd } : {}),
+  });
 }

@@ -41,10 +41,22 @@ export const DEFAULT_GUEST_HOSTNAME = 'floe-test';
  * kernel panic as a QMP GUEST_PANICKED event).
  */
 export const GUEST_MODULES = [
-  'virtio_pci', 'virtio_blk', 'virtio_scsi', 'virtio_net', 'virtio_rng',
-  'ata_piix', 'sr_mod', 'sd_mod',
-  'isofs', 'vfat', 'nls_cp437', 'nls_utf8',
-  'button', 'evdev', 'pvpanic_mmio', 'pvpanic_pci',
+  'virtio_pci',
+  'virtio_blk',
+  'virtio_scsi',
+  'virtio_net',
+  'virtio_rng',
+  'ata_piix',
+  'sr_mod',
+  'sd_mod',
+  'isofs',
+  'vfat',
+  'nls_cp437',
+  'nls_utf8',
+  'button',
+  'evdev',
+  'pvpanic_mmio',
+  'pvpanic_pci',
 ] as const;
 
 /**
@@ -69,7 +81,22 @@ seed_mount() {
  * busybox applets the guest's scripts call that a busybox build may lack (the
  * static one has findfs but no blkid, for one); the build checks them.
  */
-export const GUEST_APPLETS = ['findfs', 'mount', 'umount', 'modprobe', 'ip', 'udhcpc', 'acpid', 'init', 'poweroff', 'hostname', 'sed', 'grep', 'head', 'tr'] as const;
+export const GUEST_APPLETS = [
+  'findfs',
+  'mount',
+  'umount',
+  'modprobe',
+  'ip',
+  'udhcpc',
+  'acpid',
+  'init',
+  'poweroff',
+  'hostname',
+  'sed',
+  'grep',
+  'head',
+  'tr',
+] as const;
 
 /** The kernel command line of the test guest: everything on the first serial port. */
 export const GUEST_KERNEL_CMDLINE = 'console=ttyS0,115200 quiet';

@@ -5,13 +5,30 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { cpioNewc, type CpioEntry } from './cpio.js';
-import { aptCandidate, aptDownload, aptListsStamp, debExtract, resolveKernelPackage, type DebPackage } from './debian.js';
+import {
+  aptCandidate,
+  aptDownload,
+  aptListsStamp,
+  debExtract,
+  resolveKernelPackage,
+  type DebPackage,
+} from './debian.js';
 import { buildBootDisk } from './disk.js';
 import { runTool, ToolError } from './exec.js';
 import { lock, lockState } from './lock.js';
 import {
-  CONSOLE_SCRIPT, ETC_FILES, FIRSTBOOT_SCRIPT, GUEST_APPLETS, GUEST_KERNEL_CMDLINE, GUEST_MODULES, INITTAB, POWER_BUTTON_SCRIPT, SHUTDOWN_SCRIPT, UDHCPC_SCRIPT,
-  initScript, syslinuxConfig,
+  CONSOLE_SCRIPT,
+  ETC_FILES,
+  FIRSTBOOT_SCRIPT,
+  GUEST_APPLETS,
+  GUEST_KERNEL_CMDLINE,
+  GUEST_MODULES,
+  INITTAB,
+  POWER_BUTTON_SCRIPT,
+  SHUTDOWN_SCRIPT,
+  UDHCPC_SCRIPT,
+  initScript,
+  syslinuxConfig,
 } from './guest-files.js';
 import { modulesDep, resolveKernelModules } from './modules.js';
 
@@ -72,8 +89,12 @@ const APT_MEMO = 'apt-versions.json';
 
 /** Host tools a build needs, with the Debian package that has each. */
 const BUILD_TOOLS: ReadonlyArray<[string, string]> = [
-  ['apt-get', 'apt'], ['dpkg-deb', 'dpkg'], ['mkfs.vfat', 'dosfstools'], ['mcopy', 'mtools'],
-  ['syslinux', 'syslinux'], ['qemu-img', 'qemu-utils'],
+  ['apt-get', 'apt'],
+  ['dpkg-deb', 'dpkg'],
+  ['mkfs.vfat', 'dosfstools'],
+  ['mcopy', 'mtools'],
+  ['syslinux', 'syslinux'],
+  ['qemu-img', 'qemu-utils'],
 ];
 
 interface Manifest {
@@ -151,7 +172,12 @@ async function lookUpPackages(cacheDir: string, log: (line: string) => void): Pr
   const stamp = await aptListsStamp();
   if (stamp !== null) {
     try {
-      const memo = JSON.parse(await readFile(memoPath, 'utf8')) as { stamp: string; meta?: string; kernel: DebPackage; busybox: DebPackage };
+      const memo = JSON.parse(await readFile(memoPath, 'utf8')) as {
+        stamp: string;
+        meta?: string;
+        kernel: DebPackage;
+        busybox: DebPackage;
+      };
       // The answer holds for the same lists and the same kernel flavour only.
       if (memo.stamp === stamp && memo.meta === KERNEL_META_PACKAGE) return [memo.kernel, memo.busybox];
     } catch {
@@ -159,7 +185,10 @@ async function lookUpPackages(cacheDir: string, log: (line: string) => void): Pr
     }
   }
   const lookUp = async (): Promise<[DebPackage, DebPackage] | null> => {
-    const [kernel, busybox] = await Promise.all([resolveKernelPackage(KERNEL_META_PACKAGE), aptCandidate(BUSYBOX_PACKAGE)]);
+    const [kernel, busybox] = await Promise.all([
+      resolveKernelPackage(KERNEL_META_PACKAGE),
+      aptCandidate(BUSYBOX_PACKAGE),
+    ]);
     return kernel === null || busybox === null ? null : [kernel, { name: BUSYBOX_PACKAGE, version: busybox.version }];
   };
   let found: [DebPackage, DebPackage] | null;
@@ -167,7 +196,9 @@ async function lookUpPackages(cacheDir: string, log: (line: string) => void): Pr
     found = await lookUp();
     if (found === null && process.getuid?.() === 0) {
       log('apt does not know the packages; running apt-get update');
-      await runTool('apt-get', ['update', '-q'], { timeoutMs: 10 * 60_000 }).catch((err: unknown) => log(`apt-get update failed: ${(err as Error).message}`));
+      await runTool('apt-get', ['update', '-q'], { timeoutMs: 10 * 60_000 }).catch((err: unknown) =>
+        log(`apt-get update failed: ${(err as Error).message}`),
+      );
       found = await lookUp();
     }
   } catch (err) {
@@ -177,7 +208,10 @@ async function lookUpPackages(cacheDir: string, log: (line: string) => void): Pr
   const fresh = await aptListsStamp();
   if (found !== null && fresh !== null) {
     const tmp = `${memoPath}.${randomBytes(4).toString('hex')}.tmp`;
-    await writeFile(tmp, `${JSON.stringify({ stamp: fresh, meta: KERNEL_META_PACKAGE, kernel: found[0], busybox: found[1] })}\n`);
+    await writeFile(
+      tmp,
+      `${JSON.stringify({ stamp: fresh, meta: KERNEL_META_PACKAGE, kernel: found[0], busybox: found[1] })}\n`,
+    );
     await rename(tmp, memoPath);
   }
   return found;
@@ -194,9 +228,27 @@ async function lookUpInputs(cacheDir: string, log: (line: string) => void): Prom
   } catch {
     // not installed: the build will say so
   }
-  const recipe = [initScript(GUEST_MODULES), FIRSTBOOT_SCRIPT, CONSOLE_SCRIPT, INITTAB, SHUTDOWN_SCRIPT, POWER_BUTTON_SCRIPT, UDHCPC_SCRIPT, JSON.stringify(ETC_FILES), syslinuxConfig(GUEST_KERNEL_CMDLINE)].join('\0');
+  const recipe = [
+    initScript(GUEST_MODULES),
+    FIRSTBOOT_SCRIPT,
+    CONSOLE_SCRIPT,
+    INITTAB,
+    SHUTDOWN_SCRIPT,
+    POWER_BUTTON_SCRIPT,
+    UDHCPC_SCRIPT,
+    JSON.stringify(ETC_FILES),
+    syslinuxConfig(GUEST_KERNEL_CMDLINE),
+  ].join('\0');
   const key = createHash('sha256')
-    .update(JSON.stringify({ recipe: RECIPE_VERSION, kernel, busybox, syslinux, files: createHash('sha256').update(recipe).digest('hex') }))
+    .update(
+      JSON.stringify({
+        recipe: RECIPE_VERSION,
+        kernel,
+        busybox,
+        syslinux,
+        files: createHash('sha256').update(recipe).digest('hex'),
+      }),
+    )
     .digest('hex')
     .slice(0, 16);
   return { kernel, busybox, syslinux, key };
@@ -209,7 +261,12 @@ function parents(path: string): string[] {
 }
 
 /** The initramfs: busybox, /init and friends, the modules with their modules.dep. */
-async function buildInitramfs(kernelRoot: string, kernelVersion: string, busybox: string, log: (line: string) => void): Promise<{ cpio: Buffer; modules: number }> {
+async function buildInitramfs(
+  kernelRoot: string,
+  kernelVersion: string,
+  busybox: string,
+  log: (line: string) => void,
+): Promise<{ cpio: Buffer; modules: number }> {
   const versionDir = join(kernelRoot, 'lib', 'modules', kernelVersion);
   const modules = await resolveKernelModules(versionDir, GUEST_MODULES);
   const loaded = new Set(modules.map((m) => m.name));
@@ -225,7 +282,21 @@ async function buildInitramfs(kernelRoot: string, kernelVersion: string, busybox
       entries.push(p === path && mode !== undefined ? { type: 'dir', path: p, mode } : { type: 'dir', path: p });
     }
   };
-  for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'etc/acpi/PWRF', 'etc/udhcpc', 'proc', 'sys', 'dev', 'run', 'mnt/seed', 'var/log']) dir(d);
+  for (const d of [
+    'bin',
+    'sbin',
+    'usr/bin',
+    'usr/sbin',
+    'etc/acpi/PWRF',
+    'etc/udhcpc',
+    'proc',
+    'sys',
+    'dev',
+    'run',
+    'mnt/seed',
+    'var/log',
+  ])
+    dir(d);
   dir('tmp', 0o1777);
   dir('root', 0o700);
   entries.push({ type: 'char', path: 'dev/console', major: 5, minor: 1, mode: 0o600 });
@@ -256,7 +327,11 @@ async function build(work: string, inputs: Inputs, log: (line: string) => void):
     try {
       await runTool(tool, ['--version'], { timeoutMs: 10_000 });
     } catch (err) {
-      if (err instanceof ToolError && err.missing) throw new TestImageError(`${tool} is not installed (Debian package ${pkg}); ./floe test installs it`, 'unavailable');
+      if (err instanceof ToolError && err.missing)
+        throw new TestImageError(
+          `${tool} is not installed (Debian package ${pkg}); ./floe test installs it`,
+          'unavailable',
+        );
       // Some tools answer --version with a non-zero exit; being there is enough.
     }
   }
@@ -276,12 +351,16 @@ async function build(work: string, inputs: Inputs, log: (line: string) => void):
   await debExtract(busyboxDeb, busyboxRoot);
   await rm(debs, { recursive: true, force: true });
 
-  const applets = new Set((await runTool(join(busyboxRoot, 'bin', 'busybox'), ['--list'], { timeoutMs: 10_000 })).stdout.split('\n'));
+  const applets = new Set(
+    (await runTool(join(busyboxRoot, 'bin', 'busybox'), ['--list'], { timeoutMs: 10_000 })).stdout.split('\n'),
+  );
   const missing = GUEST_APPLETS.filter((a) => !applets.has(a));
-  if (missing.length > 0) throw new TestImageError(`${inputs.busybox.name} lacks the applets ${missing.join(', ')} the guest uses`, 'build');
+  if (missing.length > 0)
+    throw new TestImageError(`${inputs.busybox.name} lacks the applets ${missing.join(', ')} the guest uses`, 'build');
 
   const versions = await readdir(join(kernelRoot, 'lib', 'modules'));
-  if (versions.length !== 1) throw new TestImageError(`expected one kernel in ${inputs.kernel.name}, found ${versions.join(', ')}`, 'build');
+  if (versions.length !== 1)
+    throw new TestImageError(`expected one kernel in ${inputs.kernel.name}, found ${versions.join(', ')}`, 'build');
   const kernelVersion = versions[0]!;
   const { cpio } = await buildInitramfs(kernelRoot, kernelVersion, join(busyboxRoot, 'bin', 'busybox'), log);
   const initrd = join(work, 'initrd.img');
@@ -291,7 +370,11 @@ async function build(work: string, inputs: Inputs, log: (line: string) => void):
 
   log('building the boot disk');
   const raw = join(work, 'disk.raw');
-  await buildBootDisk(raw, { vmlinuz: join(kernelRoot, 'boot', `vmlinuz-${kernelVersion}`), 'initrd.img': initrd, 'syslinux.cfg': cfg }, work);
+  await buildBootDisk(
+    raw,
+    { vmlinuz: join(kernelRoot, 'boot', `vmlinuz-${kernelVersion}`), 'initrd.img': initrd, 'syslinux.cfg': cfg },
+    work,
+  );
   await rm(kernelRoot, { recursive: true, force: true });
   await rm(busyboxRoot, { recursive: true, force: true });
 
@@ -345,7 +428,10 @@ export async function ensureTestImage(opts: EnsureTestImageOptions = {}): Promis
       log(`apt cannot tell the current package versions; using the cached image ${newest.path}`);
       return newest;
     }
-    throw new TestImageError(`apt does not know ${KERNEL_META_PACKAGE} or ${BUSYBOX_PACKAGE} (no package lists or no network), and no test image is cached`, 'unavailable');
+    throw new TestImageError(
+      `apt does not know ${KERNEL_META_PACKAGE} or ${BUSYBOX_PACKAGE} (no package lists or no network), and no test image is cached`,
+      'unavailable',
+    );
   }
   const target = join(cacheDir, inputs.key);
   const running = inFlight.get(target);
@@ -353,7 +439,10 @@ export async function ensureTestImage(opts: EnsureTestImageOptions = {}): Promis
   const p = (async (): Promise<TestImage> => {
     const hit = await cachedImage(target);
     if (hit !== null) return hit;
-    const unlock = await lock(`${target}.lock`, log, { what: 'the test image', fail: (message) => new TestImageError(message, 'build') });
+    const unlock = await lock(`${target}.lock`, log, {
+      what: 'the test image',
+      fail: (message) => new TestImageError(message, 'build'),
+    });
     try {
       const again = await cachedImage(target);
       if (again !== null) return again;
@@ -372,7 +461,9 @@ export async function ensureTestImage(opts: EnsureTestImageOptions = {}): Promis
           throw err;
         }
         await prune(cacheDir, inputs.key);
-        log(`built ${join(target, TEST_IMAGE_FILE)} (${(m.sizeBytes / 1024 / 1024).toFixed(1)} MiB, kernel ${m.kernelVersion}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+        log(
+          `built ${join(target, TEST_IMAGE_FILE)} (${(m.sizeBytes / 1024 / 1024).toFixed(1)} MiB, kernel ${m.kernelVersion}) in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+        );
         return { path: join(target, TEST_IMAGE_FILE), kernelVersion: m.kernelVersion, sha256: m.sha256 };
       } catch (err) {
         if (err instanceof TestImageError) throw err;

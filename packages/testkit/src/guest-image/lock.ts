@@ -29,7 +29,10 @@ export async function lockState(path: string): Promise<LockState> {
   const pid = Number.parseInt(text, 10);
   if (Number.isInteger(pid) && pid > 0) return alive(pid) ? { state: 'held', pid } : { state: 'stale' };
   // Created but its pid not written yet: held, unless it stayed empty for long.
-  const age = await stat(path).then((s) => Date.now() - s.mtimeMs, () => null);
+  const age = await stat(path).then(
+    (s) => Date.now() - s.mtimeMs,
+    () => null,
+  );
   if (age === null) return { state: 'free' };
   return age < 10_000 ? { state: 'held', pid: null } : { state: 'stale' };
 }
@@ -39,7 +42,11 @@ export async function lockState(path: string): Promise<LockState> {
  * process holds it, for at most 20 minutes (then throws `opts.fail(message)`).
  * Returns the function that releases it.
  */
-export async function lock(path: string, log: (line: string) => void, opts: { what: string; fail: (message: string) => Error }): Promise<() => Promise<void>> {
+export async function lock(
+  path: string,
+  log: (line: string) => void,
+  opts: { what: string; fail: (message: string) => Error },
+): Promise<() => Promise<void>> {
   const deadline = Date.now() + 20 * 60_000;
   let told = false;
   for (;;) {

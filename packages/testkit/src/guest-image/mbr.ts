@@ -36,13 +36,20 @@ export function chs(lba: number): [number, number, number] {
  * mbr.bin), the disk signature, up to four primary partitions and 55 AA.
  */
 export function buildMbr(bootCode: Uint8Array, partitions: readonly MbrPartition[], diskSignature: number): Buffer {
-  if (bootCode.length > MBR_BOOT_CODE_MAX) throw new RangeError(`MBR boot code is ${bootCode.length} bytes; at most ${MBR_BOOT_CODE_MAX} fit`);
+  if (bootCode.length > MBR_BOOT_CODE_MAX)
+    throw new RangeError(`MBR boot code is ${bootCode.length} bytes; at most ${MBR_BOOT_CODE_MAX} fit`);
   if (partitions.length > 4) throw new RangeError('an MBR holds at most four primary partitions');
   const mbr = Buffer.alloc(SECTOR);
   Buffer.from(bootCode).copy(mbr, 0);
   mbr.writeUInt32LE(diskSignature >>> 0, 440);
   partitions.forEach((p, i) => {
-    if (!Number.isInteger(p.start) || !Number.isInteger(p.sectors) || p.start < 1 || p.sectors < 1 || p.start + p.sectors > 0x1_0000_0000) {
+    if (
+      !Number.isInteger(p.start) ||
+      !Number.isInteger(p.sectors) ||
+      p.start < 1 ||
+      p.sectors < 1 ||
+      p.start + p.sectors > 0x1_0000_0000
+    ) {
       throw new RangeError(`partition ${i + 1} does not fit an MBR: start ${p.start}, ${p.sectors} sectors`);
     }
     const at = 446 + i * 16;

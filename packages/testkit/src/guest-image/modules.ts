@@ -26,7 +26,11 @@ export function parseModinfo(elf: Uint8Array): Map<string, string[]> {
   const section = (i: number): { name: number; offset: number; size: number } => {
     const at = shoff + i * shentsize;
     if (at + 64 > buf.length) throw new Error('ELF section header out of range');
-    return { name: buf.readUInt32LE(at), offset: Number(buf.readBigUInt64LE(at + 0x18)), size: Number(buf.readBigUInt64LE(at + 0x20)) };
+    return {
+      name: buf.readUInt32LE(at),
+      offset: Number(buf.readBigUInt64LE(at + 0x18)),
+      size: Number(buf.readBigUInt64LE(at + 0x20)),
+    };
   };
   const strtab = section(shstrndx);
   const info = new Map<string, string[]>();
@@ -49,7 +53,10 @@ export function parseModinfo(elf: Uint8Array): Map<string, string[]> {
 
 /** The modules a module's `.modinfo` says it depends on. */
 export function modinfoDepends(info: Map<string, string[]>): string[] {
-  return (info.get('depends') ?? []).flatMap((d) => d.split(',')).filter((d) => d.length > 0).map(moduleName);
+  return (info.get('depends') ?? [])
+    .flatMap((d) => d.split(','))
+    .filter((d) => d.length > 0)
+    .map(moduleName);
 }
 
 /** A module chosen for the image: where it lives below `/lib/modules/<version>/`, and what it needs. */
@@ -79,7 +86,8 @@ export function resolveModules(
     if (done.has(name) || builtin.has(name)) return;
     if (visiting.has(name)) throw new Error(`module dependency cycle: ${[...chain, name].join(' -> ')}`);
     const found = lookup(name);
-    if (found === null) throw new Error(`kernel module ${name} not found${chain.length ? ` (needed by ${chain.join(' -> ')})` : ''}`);
+    if (found === null)
+      throw new Error(`kernel module ${name} not found${chain.length ? ` (needed by ${chain.join(' -> ')})` : ''}`);
     visiting.add(name);
     for (const dep of found.depends) visit(dep, [...chain, name]);
     visiting.delete(name);
@@ -137,7 +145,12 @@ export async function resolveKernelModules(versionDir: string, wanted: readonly 
   } catch {
     // no list: every module must then be a file
   }
-  const builtin = new Set(builtinText.split('\n').filter((l) => l.length > 0).map((l) => moduleName(l.split('/').pop()!)));
+  const builtin = new Set(
+    builtinText
+      .split('\n')
+      .filter((l) => l.length > 0)
+      .map((l) => moduleName(l.split('/').pop()!)),
+  );
   const cache = new Map<string, { path: string; depends: string[] } | null>();
   // Read each candidate once, up front; lookups in resolveModules stay synchronous.
   const pending = new Set(wanted.map(moduleName));
@@ -150,7 +163,8 @@ export async function resolveKernelModules(versionDir: string, wanted: readonly 
       cache.set(name, null);
       continue;
     }
-    if (path.endsWith('.xz') || path.endsWith('.zst') || path.endsWith('.gz')) throw new Error(`compressed kernel modules are not supported: ${path}`);
+    if (path.endsWith('.xz') || path.endsWith('.zst') || path.endsWith('.gz'))
+      throw new Error(`compressed kernel modules are not supported: ${path}`);
     const depends = modinfoDepends(parseModinfo(await readFile(join(versionDir, path))));
     cache.set(name, { path, depends });
     for (const d of depends) if (!cache.has(d)) pending.add(d);

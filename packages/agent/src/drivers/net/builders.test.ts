@@ -5,13 +5,27 @@ import { bridgeCommands, gatewayMac, networkCommands, tapCommands } from './buil
 import { NET, NIC } from './spec.fixtures.js';
 import type { NetSpec, NicSpec, ObservedLink, ObservedNet } from './types.js';
 
-
-
 describe('bridgeCommands', () => {
   it('builds bridge, unicast VXLAN, flood entries per peer and the host gateway', () => {
     expect(bridgeCommands(NET, { underlay: '192.0.2.1' })).toEqual([
       ['ip', 'link', 'add', 'flbrad9af9a2ebc', 'address', '02:ad:9a:f9:a2:eb', 'mtu', '1450', 'type', 'bridge'],
-      ['ip', 'link', 'add', 'flvxad9af9a2ebc', 'mtu', '1450', 'type', 'vxlan', 'id', '100', 'local', '192.0.2.1', 'dstport', '4789', 'nolearning'],
+      [
+        'ip',
+        'link',
+        'add',
+        'flvxad9af9a2ebc',
+        'mtu',
+        '1450',
+        'type',
+        'vxlan',
+        'id',
+        '100',
+        'local',
+        '192.0.2.1',
+        'dstport',
+        '4789',
+        'nolearning',
+      ],
       ['ip', 'link', 'set', 'flvxad9af9a2ebc', 'master', 'flbrad9af9a2ebc', 'up'],
       ['ip', 'addr', 'replace', '10.10.0.1/24', 'dev', 'flbrad9af9a2ebc'],
       ['ip', 'addr', 'replace', 'fd00:10::1/64', 'dev', 'flbrad9af9a2ebc', 'nodad'],
@@ -25,7 +39,23 @@ describe('bridgeCommands', () => {
     const cmds = bridgeCommands({ ...NET, gatewayMode: 'vm', peers: [] }, { underlay: 'fd00:ff::1' });
     expect(cmds).toEqual([
       ['ip', 'link', 'add', 'flbrad9af9a2ebc', 'address', '02:ad:9a:f9:a2:eb', 'mtu', '1450', 'type', 'bridge'],
-      ['ip', 'link', 'add', 'flvxad9af9a2ebc', 'mtu', '1450', 'type', 'vxlan', 'id', '100', 'local', 'fd00:ff::1', 'dstport', '4789', 'nolearning'],
+      [
+        'ip',
+        'link',
+        'add',
+        'flvxad9af9a2ebc',
+        'mtu',
+        '1450',
+        'type',
+        'vxlan',
+        'id',
+        '100',
+        'local',
+        'fd00:ff::1',
+        'dstport',
+        '4789',
+        'nolearning',
+      ],
       ['ip', 'link', 'set', 'flvxad9af9a2ebc', 'master', 'flbrad9af9a2ebc', 'up'],
       ['ip', 'link', 'set', 'flbrad9af9a2ebc', 'up'],
     ]);
@@ -35,19 +65,39 @@ describe('bridgeCommands', () => {
     expect(fieldOf(() => bridgeCommands({ ...NET, vni: 0 }, { underlay: '192.0.2.1' }))).toBe('vni');
     expect(fieldOf(() => bridgeCommands({ ...NET, vni: 1 << 24 }, { underlay: '192.0.2.1' }))).toBe('vni');
     expect(fieldOf(() => bridgeCommands({ ...NET, mtu: 1200 }, { underlay: '192.0.2.1' }))).toBe('mtu');
-    expect(fieldOf(() => bridgeCommands({ ...NET, peers: ['192.0.2.2 dev lo'] }, { underlay: '192.0.2.1' }))).toBe('peers[0]');
+    expect(fieldOf(() => bridgeCommands({ ...NET, peers: ['192.0.2.2 dev lo'] }, { underlay: '192.0.2.1' }))).toBe(
+      'peers[0]',
+    );
     expect(fieldOf(() => bridgeCommands(NET, { underlay: 'eth0' }))).toBe('underlay');
     expect(fieldOf(() => bridgeCommands({ ...NET, uplink: 'eth0 x' }, { underlay: '192.0.2.1' }))).toBe('uplink');
-    expect(fieldOf(() => bridgeCommands({ ...NET, ipv4: { cidr: '10.10.0.0/24', gateway: '10.10.0.1/24' } }, { underlay: '192.0.2.1' }))).toBe('ipv4.gateway');
-    expect(fieldOf(() => bridgeCommands({ ...NET, ipv4: { cidr: 'fd00::/64', gateway: null } }, { underlay: '192.0.2.1' }))).toBe('ipv4.cidr');
-    expect(fieldOf(() => bridgeCommands({ ...NET, ipv4: null, ipv6: null }, { underlay: '192.0.2.1' }))).toBe('gateway');
-    expect(fieldOf(() => bridgeCommands({ ...NET, gatewayMode: 'nat' as 'host' }, { underlay: '192.0.2.1' }))).toBe('gateway_mode');
+    expect(
+      fieldOf(() =>
+        bridgeCommands({ ...NET, ipv4: { cidr: '10.10.0.0/24', gateway: '10.10.0.1/24' } }, { underlay: '192.0.2.1' }),
+      ),
+    ).toBe('ipv4.gateway');
+    expect(
+      fieldOf(() => bridgeCommands({ ...NET, ipv4: { cidr: 'fd00::/64', gateway: null } }, { underlay: '192.0.2.1' })),
+    ).toBe('ipv4.cidr');
+    expect(fieldOf(() => bridgeCommands({ ...NET, ipv4: null, ipv6: null }, { underlay: '192.0.2.1' }))).toBe(
+      'gateway',
+    );
+    expect(fieldOf(() => bridgeCommands({ ...NET, gatewayMode: 'nat' as 'host' }, { underlay: '192.0.2.1' }))).toBe(
+      'gateway_mode',
+    );
   });
 });
 
 describe('networkCommands', () => {
   const link = (name: string, kind: string | null, extra: Partial<ObservedLink> = {}): ObservedLink => ({
-    name, kind, master: null, mtu: 1450, up: true, address: '00:00:00:00:00:00', vni: null, local: null, ...extra,
+    name,
+    kind,
+    master: null,
+    mtu: 1450,
+    up: true,
+    address: '00:00:00:00:00:00',
+    vni: null,
+    local: null,
+    ...extra,
   });
   const healthy: ObservedNet = {
     bridge: link('flbrad9af9a2ebc', 'bridge', { address: '02:ad:9a:f9:a2:eb' }),
@@ -62,7 +112,13 @@ describe('networkCommands', () => {
   });
 
   it('builds everything on a fresh host, as bridgeCommands', () => {
-    expect(networkCommands(NET, { bridge: undefined, vxlan: undefined, bridgeAddrs: [], floods: [], ports: [] }, '192.0.2.1')).toEqual(bridgeCommands(NET, { underlay: '192.0.2.1' }));
+    expect(
+      networkCommands(
+        NET,
+        { bridge: undefined, vxlan: undefined, bridgeAddrs: [], floods: [], ports: [] },
+        '192.0.2.1',
+      ),
+    ).toEqual(bridgeCommands(NET, { underlay: '192.0.2.1' }));
   });
 
   it('repairs only what drifted: a lost address, a peer that left, a stale flood entry, a port out of its bridge, a bridge that went down', () => {
@@ -83,7 +139,13 @@ describe('networkCommands', () => {
   });
 
   it('rebuilds a bridge deleted by hand, with its VXLAN device, entries and ports', () => {
-    const gone: ObservedNet = { bridge: undefined, vxlan: undefined, bridgeAddrs: [], floods: [], ports: [{ ...healthy.ports[0]!, master: null, up: false }] };
+    const gone: ObservedNet = {
+      bridge: undefined,
+      vxlan: undefined,
+      bridgeAddrs: [],
+      floods: [],
+      ports: [{ ...healthy.ports[0]!, master: null, up: false }],
+    };
     expect(networkCommands(NET, gone, '192.0.2.1')).toEqual([
       ...bridgeCommands(NET, { underlay: '192.0.2.1' }).filter((c) => c[0] === 'ip'),
       ['ip', 'link', 'set', 'fltp2b9227216a2', 'mtu', '1450', 'master', 'flbrad9af9a2ebc', 'up'],
@@ -91,12 +153,32 @@ describe('networkCommands', () => {
     ]);
   });
 
-  it('replaces a VXLAN device with another VNI or source; fixes the bridge\'s MAC and MTU in place', () => {
-    const other: ObservedNet = { ...healthy, bridge: { ...healthy.bridge!, mtu: 1500 }, vxlan: { ...healthy.vxlan!, vni: 7 } };
+  it("replaces a VXLAN device with another VNI or source; fixes the bridge's MAC and MTU in place", () => {
+    const other: ObservedNet = {
+      ...healthy,
+      bridge: { ...healthy.bridge!, mtu: 1500 },
+      vxlan: { ...healthy.vxlan!, vni: 7 },
+    };
     expect(networkCommands(NET, other, '192.0.2.1')).toEqual([
       ['ip', 'link', 'set', 'flbrad9af9a2ebc', 'address', '02:ad:9a:f9:a2:eb', 'mtu', '1450'],
       ['ip', 'link', 'del', 'flvxad9af9a2ebc'],
-      ['ip', 'link', 'add', 'flvxad9af9a2ebc', 'mtu', '1450', 'type', 'vxlan', 'id', '100', 'local', '192.0.2.1', 'dstport', '4789', 'nolearning'],
+      [
+        'ip',
+        'link',
+        'add',
+        'flvxad9af9a2ebc',
+        'mtu',
+        '1450',
+        'type',
+        'vxlan',
+        'id',
+        '100',
+        'local',
+        '192.0.2.1',
+        'dstport',
+        '4789',
+        'nolearning',
+      ],
       ['ip', 'link', 'set', 'flvxad9af9a2ebc', 'master', 'flbrad9af9a2ebc', 'up'],
       // The new device starts without entries.
       ['bridge', 'fdb', 'append', '00:00:00:00:00:00', 'dev', 'flvxad9af9a2ebc', 'dst', '192.0.2.2'],
@@ -104,20 +186,34 @@ describe('networkCommands', () => {
     ]);
   });
 
-  it('puts the host\'s DHCP addresses on the bridge in none and vm mode, checked against the network', () => {
-    const none: NetSpec = { ...NET, gatewayMode: 'none', ipv4: { cidr: '10.10.0.0/24', gateway: null }, ipv6: { cidr: 'fd00:10::/64', gateway: null }, hostAddrs: ['10.10.0.1/24', 'fd00:10::1/64'] };
+  it("puts the host's DHCP addresses on the bridge in none and vm mode, checked against the network", () => {
+    const none: NetSpec = {
+      ...NET,
+      gatewayMode: 'none',
+      ipv4: { cidr: '10.10.0.0/24', gateway: null },
+      ipv6: { cidr: 'fd00:10::/64', gateway: null },
+      hostAddrs: ['10.10.0.1/24', 'fd00:10::1/64'],
+    };
     expect(networkCommands(none, { ...healthy, bridgeAddrs: [] }, '192.0.2.1')).toEqual([
       ['ip', 'addr', 'replace', '10.10.0.1/24', 'dev', 'flbrad9af9a2ebc'],
       ['ip', 'addr', 'replace', 'fd00:10::1/64', 'dev', 'flbrad9af9a2ebc', 'nodad'],
     ]);
     expect(networkCommands(none, healthy, '192.0.2.1')).toEqual([]);
-    expect(fieldOf(() => networkCommands({ ...none, hostAddrs: ['10.10.0.1/16'] }, healthy, '192.0.2.1'))).toBe('host_addrs[0]');
-    expect(fieldOf(() => networkCommands({ ...none, hostAddrs: ['10.10.0.1 dev lo/24'] }, healthy, '192.0.2.1'))).toBe('host_addrs[0]');
-    expect(fieldOf(() => networkCommands({ ...NET, hostAddrs: ['10.10.0.1/24'] }, healthy, '192.0.2.1'))).toBe('host_addrs');
+    expect(fieldOf(() => networkCommands({ ...none, hostAddrs: ['10.10.0.1/16'] }, healthy, '192.0.2.1'))).toBe(
+      'host_addrs[0]',
+    );
+    expect(fieldOf(() => networkCommands({ ...none, hostAddrs: ['10.10.0.1 dev lo/24'] }, healthy, '192.0.2.1'))).toBe(
+      'host_addrs[0]',
+    );
+    expect(fieldOf(() => networkCommands({ ...NET, hostAddrs: ['10.10.0.1/24'] }, healthy, '192.0.2.1'))).toBe(
+      'host_addrs',
+    );
   });
 
   it('refuses to take over an interface of that name that is no bridge', () => {
-    expect(() => networkCommands(NET, { ...healthy, bridge: link('flbrad9af9a2ebc', 'dummy') }, '192.0.2.1')).toThrow(/not a bridge/);
+    expect(() => networkCommands(NET, { ...healthy, bridge: link('flbrad9af9a2ebc', 'dummy') }, '192.0.2.1')).toThrow(
+      /not a bridge/,
+    );
   });
 });
 

@@ -1,7 +1,16 @@
 import { createHash } from 'node:crypto';
 import { FloeError } from '@floe/api';
 import {
-  bridgeName, checkCidr, checkHostname, checkId, checkIfName, checkInt, checkIp, checkMac, tapName, vxlanName,
+  bridgeName,
+  checkCidr,
+  checkHostname,
+  checkId,
+  checkIfName,
+  checkInt,
+  checkIp,
+  checkMac,
+  tapName,
+  vxlanName,
 } from './names.js';
 import type { NetSpec, NicSpec, ObservedNet } from './types.js';
 
@@ -39,21 +48,28 @@ export function gatewayMac(netId: string): string {
 /** Validate a NetSpec once; every builder starts here. */
 export function checkNet(net: NetSpec): CheckedNet {
   checkId('network_id', net.id);
-  if (net.kind !== undefined && net.kind !== 'private' && net.kind !== 'public') throw invalid('kind', `unknown network kind ${JSON.stringify(net.kind)}`);
+  if (net.kind !== undefined && net.kind !== 'private' && net.kind !== 'public')
+    throw invalid('kind', `unknown network kind ${JSON.stringify(net.kind)}`);
   const pub = net.kind === 'public';
   checkInt('vni', net.vni, 1, 0xffffff);
   checkInt('mtu', net.mtu, net.ipv6 ? 1280 : 576, 9000);
-  if (!['host', 'none', 'vm'].includes(net.gatewayMode)) throw invalid('gateway_mode', `unknown gateway mode ${JSON.stringify(net.gatewayMode)}`);
+  if (!['host', 'none', 'vm'].includes(net.gatewayMode))
+    throw invalid('gateway_mode', `unknown gateway mode ${JSON.stringify(net.gatewayMode)}`);
   if (!Array.isArray(net.peers)) throw invalid('peers', 'peers must be a list of addresses');
   net.peers.forEach((p, i) => checkIp(`peers[${i}]`, p));
   if (net.uplink !== undefined) checkIfName('uplink', net.uplink);
-  if (net.dhcpv6 !== undefined && typeof net.dhcpv6 !== 'boolean') throw invalid('dhcpv6', 'dhcpv6 must be true or false');
-  if (net.dhcpv6 === true && (net.ipv6 === null || pub)) throw invalid('dhcpv6', 'DHCPv6 needs the IPv6 range of a private network');
+  if (net.dhcpv6 !== undefined && typeof net.dhcpv6 !== 'boolean')
+    throw invalid('dhcpv6', 'dhcpv6 must be true or false');
+  if (net.dhcpv6 === true && (net.ipv6 === null || pub))
+    throw invalid('dhcpv6', 'DHCPv6 needs the IPv6 range of a private network');
   if (pub) {
-    if (net.physical === undefined) throw invalid('physical', 'a public network needs the host interface its bridge takes over');
+    if (net.physical === undefined)
+      throw invalid('physical', 'a public network needs the host interface its bridge takes over');
     checkIfName('physical', net.physical);
-    if (/^fl(br|vx|tp)/.test(net.physical)) throw invalid('physical', `${net.physical} is an interface of floe, not a physical one`);
-    if (net.gatewayMode === 'host') throw invalid('gateway_mode', 'the router of a public network is on its LAN, not the host');
+    if (/^fl(br|vx|tp)/.test(net.physical))
+      throw invalid('physical', `${net.physical} is an interface of floe, not a physical one`);
+    if (net.gatewayMode === 'host')
+      throw invalid('gateway_mode', 'the router of a public network is on its LAN, not the host');
     if (net.ipv4 === null) throw invalid('ipv4', 'a public network needs an IPv4 range');
   } else if (net.physical !== undefined) {
     throw invalid('physical', 'only public networks take over a physical interface');
@@ -67,18 +83,28 @@ export function checkNet(net: NetSpec): CheckedNet {
   const v4 = fam(net.ipv4, 4, 'ipv4');
   const v6 = fam(net.ipv6, 6, 'ipv6');
   if (net.hostAddrs !== undefined) {
-    if (!Array.isArray(net.hostAddrs) || pub || net.gatewayMode === 'host') throw invalid('host_addrs', 'host addresses are for private networks in none or vm mode');
+    if (!Array.isArray(net.hostAddrs) || pub || net.gatewayMode === 'host')
+      throw invalid('host_addrs', 'host addresses are for private networks in none or vm mode');
     net.hostAddrs.forEach((a, i) => {
       const m = /^([^/]+)\/(\d{1,3})$/.exec(a);
       const fam = m === null ? null : m[1]!.includes(':') ? v6 : v4;
-      if (m === null || fam === null || Number(m[2]) !== fam.prefix) throw invalid(`host_addrs[${i}]`, `${JSON.stringify(a)} is not an address/prefix of the network`);
+      if (m === null || fam === null || Number(m[2]) !== fam.prefix)
+        throw invalid(`host_addrs[${i}]`, `${JSON.stringify(a)} is not an address/prefix of the network`);
       checkIp(`host_addrs[${i}]`, m[1]!, m[1]!.includes(':') ? 6 : 4);
     });
   }
   if (net.gatewayMode === 'host' && (v4?.gateway ?? v6?.gateway ?? null) === null) {
     throw invalid('gateway', 'a host gateway needs a gateway address');
   }
-  return { net, bridge: bridgeName(net.id), vxlan: vxlanName(net.id), physical: pub ? net.physical! : null, gatewayMac: gatewayMac(net.id), v4, v6 };
+  return {
+    net,
+    bridge: bridgeName(net.id),
+    vxlan: vxlanName(net.id),
+    physical: pub ? net.physical! : null,
+    gatewayMac: gatewayMac(net.id),
+    v4,
+    v6,
+  };
 }
 
 /** Validate a NicSpec; `field` prefixes the error's field name. */
@@ -102,7 +128,23 @@ export function bridgeCreateCommands(c: CheckedNet): Argv[] {
 export function vxlanCreateCommands(c: CheckedNet, underlay: string): Argv[] {
   checkIp('underlay', underlay);
   return [
-    ['ip', 'link', 'add', c.vxlan, 'mtu', String(c.net.mtu), 'type', 'vxlan', 'id', String(c.net.vni), 'local', underlay, 'dstport', String(VXLAN_PORT), 'nolearning'],
+    [
+      'ip',
+      'link',
+      'add',
+      c.vxlan,
+      'mtu',
+      String(c.net.mtu),
+      'type',
+      'vxlan',
+      'id',
+      String(c.net.vni),
+      'local',
+      underlay,
+      'dstport',
+      String(VXLAN_PORT),
+      'nolearning',
+    ],
     ['ip', 'link', 'set', c.vxlan, 'master', c.bridge, 'up'],
   ];
 }
@@ -120,7 +162,15 @@ export function fdbCommand(c: CheckedNet, peer: string, action: 'append' | 'del'
  */
 export function addressCommands(c: CheckedNet): Argv[] {
   if (c.net.gatewayMode !== 'host') {
-    return (c.net.hostAddrs ?? []).map((a) => ['ip', 'addr', 'replace', a, 'dev', c.bridge, ...(a.includes(':') ? ['nodad'] : [])]);
+    return (c.net.hostAddrs ?? []).map((a) => [
+      'ip',
+      'addr',
+      'replace',
+      a,
+      'dev',
+      c.bridge,
+      ...(a.includes(':') ? ['nodad'] : []),
+    ]);
   }
   const out: Argv[] = [];
   if (c.v4?.gateway) out.push(['ip', 'addr', 'replace', `${c.v4.gateway}/${c.v4.prefix}`, 'dev', c.bridge]);
@@ -138,7 +188,11 @@ export function addressCommands(c: CheckedNet): Argv[] {
  * for (const [cmd, ...args] of bridgeCommands(net, { underlay: '192.0.2.1' })) await run(cmd, args);
  */
 export function bridgeCommands(net: NetSpec, host: { underlay: string }): Argv[] {
-  return networkCommands(net, { bridge: undefined, vxlan: undefined, bridgeAddrs: [], floods: [], ports: [] }, host.underlay);
+  return networkCommands(
+    net,
+    { bridge: undefined, vxlan: undefined, bridgeAddrs: [], floods: [], ports: [] },
+    host.underlay,
+  );
 }
 
 /**
@@ -156,19 +210,23 @@ export function bridgeCommands(net: NetSpec, host: { underlay: string }): Argv[]
  */
 export function networkCommands(net: NetSpec, o: ObservedNet, underlay: string): Argv[] {
   const c = checkNet(net);
-  if (c.physical !== null) throw invalid('kind', 'a public network is built from what its physical interface has: see takeoverCommands');
+  if (c.physical !== null)
+    throw invalid('kind', 'a public network is built from what its physical interface has: see takeoverCommands');
   checkIp('underlay', underlay);
   const mtu = String(net.mtu);
   const ip: Argv[] = [];
   const br: Argv[] = [];
-  if (o.bridge !== undefined && o.bridge.kind !== 'bridge') throw new FloeError('invalid_state', `interface ${c.bridge} exists and is not a bridge`, { interface: c.bridge });
+  if (o.bridge !== undefined && o.bridge.kind !== 'bridge')
+    throw new FloeError('invalid_state', `interface ${c.bridge} exists and is not a bridge`, { interface: c.bridge });
   if (o.bridge === undefined) ip.push(...bridgeCreateCommands(c));
-  else if (o.bridge.address !== c.gatewayMac || o.bridge.mtu !== net.mtu) ip.push(['ip', 'link', 'set', c.bridge, 'address', c.gatewayMac, 'mtu', mtu]);
+  else if (o.bridge.address !== c.gatewayMac || o.bridge.mtu !== net.mtu)
+    ip.push(['ip', 'link', 'set', c.bridge, 'address', c.gatewayMac, 'mtu', mtu]);
   const vx = o.vxlan;
   const vxOk = vx !== undefined && vx.kind === 'vxlan' && vx.vni === net.vni && vx.local === underlay;
   if (vx !== undefined && !vxOk) ip.push(['ip', 'link', 'del', c.vxlan]);
   if (!vxOk) ip.push(...vxlanCreateCommands(c, underlay));
-  else if (vx.master !== c.bridge || !vx.up || vx.mtu !== net.mtu) ip.push(['ip', 'link', 'set', c.vxlan, 'mtu', mtu, 'master', c.bridge, 'up']);
+  else if (vx.master !== c.bridge || !vx.up || vx.mtu !== net.mtu)
+    ip.push(['ip', 'link', 'set', c.vxlan, 'mtu', mtu, 'master', c.bridge, 'up']);
   // A new VXLAN device has no entries; a kept one may have stale ones.
   const have = vxOk ? o.floods : [];
   for (const p of net.peers) if (!have.includes(p)) br.push(fdbCommand(c, p, 'append'));
@@ -188,10 +246,7 @@ export function tapCommands(nic: NicSpec, net: NetSpec): Argv[] {
   const c = checkNet(net);
   checkNic(nic);
   const tap = tapName(nic.id);
-  return [
-    ['ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap'],
-    ...portCommands(tap, c),
-  ];
+  return [['ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap'], ...portCommands(tap, c)];
 }
 
 /** Attach an existing interface (a tap, or a veth standing in for one) to the bridge with the network's MTU. */

@@ -3,8 +3,14 @@ import { dnsmasqFiles, dnsmasqPaths, dnsmasqRunDir } from './dnsmasq.js';
 import { NET, NIC } from './spec.fixtures.js';
 import type { NetSpec, NicSpec } from './types.js';
 
-
-const REMOTE: NicSpec = { ...NIC, id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C7', mac: '52:54:00:00:00:07', ipv4: '10.10.0.7', ipv6: null, hostname: 'db-1' };
+const REMOTE: NicSpec = {
+  ...NIC,
+  id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C7',
+  mac: '52:54:00:00:00:07',
+  ipv4: '10.10.0.7',
+  ipv6: null,
+  hostname: 'db-1',
+};
 const PATHS = dnsmasqPaths('/var/lib/floe/agent', NET.id, '/run/floe/dnsmasq-test');
 const DIR = '/var/lib/floe/agent/net/net_01JB8X0Q3E6M2T9K4V7W5YB1C3';
 const RUN = '/run/floe/dnsmasq-test/net_01JB8X0Q3E6M2T9K4V7W5YB1C3';
@@ -74,18 +80,26 @@ dhcp-hostsfile=${RUN}/dhcp-hosts
     });
   });
 
-  it('with DHCPv6: managed RAs without SLAAC, and the NIC\'s pinned IPv6 address beside its IPv4 one', () => {
+  it("with DHCPv6: managed RAs without SLAAC, and the NIC's pinned IPv6 address beside its IPv4 one", () => {
     const files = dnsmasqFiles({ ...NET, dhcpv6: true }, [NIC], PATHS, [REMOTE]);
     const base = dnsmasqFiles(NET, [NIC], PATHS, [REMOTE]);
     const lines = files.conf.split('\n');
     const baseLines = base.conf.split('\n');
-    expect(lines.filter((l) => !baseLines.includes(l))).toEqual(['dhcp-range=set:v6,::,constructor:flbrad9af9a2ebc,static,64,12h']);
-    expect(baseLines.filter((l) => !lines.includes(l))).toEqual(['dhcp-range=set:v6,::,constructor:flbrad9af9a2ebc,ra-stateless,64,12h']);
+    expect(lines.filter((l) => !baseLines.includes(l))).toEqual([
+      'dhcp-range=set:v6,::,constructor:flbrad9af9a2ebc,static,64,12h',
+    ]);
+    expect(baseLines.filter((l) => !lines.includes(l))).toEqual([
+      'dhcp-range=set:v6,::,constructor:flbrad9af9a2ebc,ra-stateless,64,12h',
+    ]);
     expect(files.hosts).toBe('52:54:00:12:34:56,10.10.0.5,[fd00:10::5054:ff:fe12:3456],web-1\n');
     // Without DNS the guests are told of no DNS server over DHCPv6 either.
-    expect(dnsmasqFiles({ ...NET, dhcpv6: true, dns: false }, [NIC], PATHS).conf).toContain('\ndhcp-option=option6:dns-server\n');
+    expect(dnsmasqFiles({ ...NET, dhcpv6: true, dns: false }, [NIC], PATHS).conf).toContain(
+      '\ndhcp-option=option6:dns-server\n',
+    );
     // An IPv6-only NIC gets a line of its own.
-    expect(dnsmasqFiles({ ...NET, dhcpv6: true }, [{ ...NIC, ipv4: null }], PATHS).hosts).toBe('52:54:00:12:34:56,[fd00:10::5054:ff:fe12:3456],web-1\n');
+    expect(dnsmasqFiles({ ...NET, dhcpv6: true }, [{ ...NIC, ipv4: null }], PATHS).hosts).toBe(
+      '52:54:00:12:34:56,[fd00:10::5054:ff:fe12:3456],web-1\n',
+    );
   });
 
   it('refuses DHCPv6 without IPv6 or on a public network', () => {
@@ -93,10 +107,18 @@ dhcp-hostsfile=${RUN}/dhcp-hosts
     expect(() => dnsmasqFiles({ ...NET, dhcpv6: 'yes' as unknown as boolean }, [NIC], PATHS)).toThrow(/true or false/);
   });
 
-  it('on a public network: floe\'s NICs only, not authoritative, the LAN\'s router, no RAs, no DNS unless asked', () => {
+  it("on a public network: floe's NICs only, not authoritative, the LAN's router, no RAs, no DNS unless asked", () => {
     const pub: NetSpec = {
-      id: 'net_01JB8X0Q3E6M2T9K4V7W5YB1CB', kind: 'public', physical: 'eth1', vni: 102, ipv4: { cidr: '203.0.113.0/24', gateway: '203.0.113.1' },
-      ipv6: { cidr: '2001:db8::/64', gateway: null }, mtu: 1500, gatewayMode: 'vm', dns: false, peers: [],
+      id: 'net_01JB8X0Q3E6M2T9K4V7W5YB1CB',
+      kind: 'public',
+      physical: 'eth1',
+      vni: 102,
+      ipv4: { cidr: '203.0.113.0/24', gateway: '203.0.113.1' },
+      ipv6: { cidr: '2001:db8::/64', gateway: null },
+      mtu: 1500,
+      gatewayMode: 'vm',
+      dns: false,
+      peers: [],
     };
     const nic: NicSpec = { ...NIC, networkId: pub.id, ipv4: '203.0.113.50', ipv6: null, hostname: 'pub-1' };
     const paths = dnsmasqPaths('/var/lib/floe/agent', pub.id, '/run/floe/dnsmasq-test');
@@ -132,33 +154,55 @@ dhcp-hostsfile=${run}/dhcp-hosts
   it('refuses values that would inject config lines or escape the state directory', () => {
     expect(() => dnsmasqFiles(NET, [{ ...NIC, hostname: 'web\nserver=1.1.1.1' }], PATHS)).toThrow(/not a DNS label/);
     expect(() => dnsmasqFiles(NET, [], PATHS, [{ ...REMOTE, ipv4: '10.10.0.7\n10.0.0.1 evil' }])).toThrow();
-    expect(() => dnsmasqFiles({ ...NET, ipv4: { cidr: '10.10.0.0/24\nx', gateway: null } }, [], PATHS)).toThrow(/prefix/);
+    expect(() => dnsmasqFiles({ ...NET, ipv4: { cidr: '10.10.0.0/24\nx', gateway: null } }, [], PATHS)).toThrow(
+      /prefix/,
+    );
     expect(() => dnsmasqPaths('/var/lib/floe', '../x')).toThrow(/malformed/);
     expect(() => dnsmasqPaths('relative', NET.id)).toThrow(/absolute/);
     expect(() => dnsmasqPaths('/var/lib/floe', NET.id, '/run/a b')).toThrow(/without spaces/);
   });
 
   it('keeps what dnsmasq re-reads unprivileged under /run, one directory per agent', () => {
-    expect(dnsmasqPaths('/var/lib/floe/agent', NET.id).hostsFile).toBe(`${dnsmasqRunDir('/var/lib/floe/agent')}/${NET.id}/dhcp-hosts`);
+    expect(dnsmasqPaths('/var/lib/floe/agent', NET.id).hostsFile).toBe(
+      `${dnsmasqRunDir('/var/lib/floe/agent')}/${NET.id}/dhcp-hosts`,
+    );
     expect(dnsmasqRunDir('/var/lib/floe/agent')).toMatch(/^\/run\/floe\/dnsmasq-[0-9a-f]{12}$/);
     expect(dnsmasqRunDir('/var/lib/floe/agent')).not.toBe(dnsmasqRunDir('/srv/floe/agent'));
   });
 });
 
 describe('dnsmasqFiles: the route to the metadata service', () => {
-  const routes = (net: NetSpec) => dnsmasqFiles(net, [NIC], PATHS).conf.split('\n').filter((l) => l.includes('option:router') || l.includes('classless'));
+  const routes = (net: NetSpec) =>
+    dnsmasqFiles(net, [NIC], PATHS)
+      .conf.split('\n')
+      .filter((l) => l.includes('option:router') || l.includes('classless'));
 
   it('with a host gateway the default route reaches the host: no option 121', () => {
     expect(routes(NET)).toEqual(['dhcp-option=tag:v4,option:router,10.10.0.1']);
   });
 
   it("without a router: a route to 169.254.169.254 via the host's address on the bridge", () => {
-    const net: NetSpec = { ...NET, gatewayMode: 'none', ipv4: { cidr: '10.10.0.0/24', gateway: null }, ipv6: null, hostAddrs: ['10.10.0.1/24'] };
-    expect(routes(net)).toEqual(['dhcp-option=tag:v4,option:router', 'dhcp-option=tag:v4,option:classless-static-route,169.254.169.254/32,10.10.0.1']);
+    const net: NetSpec = {
+      ...NET,
+      gatewayMode: 'none',
+      ipv4: { cidr: '10.10.0.0/24', gateway: null },
+      ipv6: null,
+      hostAddrs: ['10.10.0.1/24'],
+    };
+    expect(routes(net)).toEqual([
+      'dhcp-option=tag:v4,option:router',
+      'dhcp-option=tag:v4,option:classless-static-route,169.254.169.254/32,10.10.0.1',
+    ]);
   });
 
   it('with a router VM: the metadata route via the host and the default route via the VM, since option 121 overrides option 3', () => {
-    const net: NetSpec = { ...NET, gatewayMode: 'vm', ipv4: { cidr: '10.10.0.0/24', gateway: '10.10.0.254' }, ipv6: null, hostAddrs: ['10.10.0.1/24'] };
+    const net: NetSpec = {
+      ...NET,
+      gatewayMode: 'vm',
+      ipv4: { cidr: '10.10.0.0/24', gateway: '10.10.0.254' },
+      ipv6: null,
+      hostAddrs: ['10.10.0.1/24'],
+    };
     expect(routes(net)).toEqual([
       'dhcp-option=tag:v4,option:router,10.10.0.254',
       'dhcp-option=tag:v4,option:classless-static-route,169.254.169.254/32,10.10.0.1,0.0.0.0/0,10.10.0.254',
@@ -166,7 +210,15 @@ describe('dnsmasqFiles: the route to the metadata service', () => {
   });
 
   it('on a public network the LAN router is the way: requests to it are handed to the host on the bridge', () => {
-    const net: NetSpec = { ...NET, kind: 'public', physical: 'eth1', gatewayMode: 'vm', ipv4: { cidr: '192.0.2.0/24', gateway: '192.0.2.1' }, ipv6: null, peers: [] };
+    const net: NetSpec = {
+      ...NET,
+      kind: 'public',
+      physical: 'eth1',
+      gatewayMode: 'vm',
+      ipv4: { cidr: '192.0.2.0/24', gateway: '192.0.2.1' },
+      ipv6: null,
+      peers: [],
+    };
     expect(routes(net)).toEqual(['dhcp-option=tag:v4,option:router,192.0.2.1']);
   });
 });

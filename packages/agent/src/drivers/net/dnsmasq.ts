@@ -53,14 +53,28 @@ export function dnsmasqRunDir(stateDir: string): string {
  * leases and names under `runDir` (it re-reads them unprivileged).
  */
 export function dnsmasqPaths(stateDir: string, netId: string, runDir = dnsmasqRunDir(stateDir)): DnsmasqPaths {
-  for (const [field, d] of [['state_dir', stateDir], ['run_dir', runDir]] as const) {
-    if (!isAbsolute(d) || /[\u0000-\u001f\u007f\s]/.test(d)) throw new FloeError('validation_failed', `${field} must be an absolute path without spaces: ${JSON.stringify(d)}`, { field });
+  for (const [field, d] of [
+    ['state_dir', stateDir],
+    ['run_dir', runDir],
+  ] as const) {
+    if (!isAbsolute(d) || /[\u0000-\u001f\u007f\s]/.test(d))
+      throw new FloeError(
+        'validation_failed',
+        `${field} must be an absolute path without spaces: ${JSON.stringify(d)}`,
+        { field },
+      );
   }
   const dir = join(stateDir, 'net', checkId('network_id', netId));
   const run = join(runDir, netId);
   return {
-    dir, runDir: run, conf: join(dir, 'dnsmasq.conf'), hostsFile: join(run, 'dhcp-hosts'), namesFile: join(run, 'names'),
-    pidFile: join(dir, 'dnsmasq.pid'), leaseFile: join(dir, 'dnsmasq.leases'), logFile: join(dir, 'dnsmasq.log'),
+    dir,
+    runDir: run,
+    conf: join(dir, 'dnsmasq.conf'),
+    hostsFile: join(run, 'dhcp-hosts'),
+    namesFile: join(run, 'names'),
+    pidFile: join(dir, 'dnsmasq.pid'),
+    leaseFile: join(dir, 'dnsmasq.leases'),
+    logFile: join(dir, 'dnsmasq.log'),
   };
 }
 
@@ -97,7 +111,12 @@ export interface DnsmasqFiles {
  * const files = dnsmasqFiles(net, localNics, paths, remoteNics);
  * await writeFile(paths.conf, files.conf);
  */
-export function dnsmasqFiles(net: NetSpec, nics: readonly NicSpec[], paths: DnsmasqPaths, remoteNics: readonly NicSpec[] = []): DnsmasqFiles {
+export function dnsmasqFiles(
+  net: NetSpec,
+  nics: readonly NicSpec[],
+  paths: DnsmasqPaths,
+  remoteNics: readonly NicSpec[] = [],
+): DnsmasqFiles {
   const c = checkNet(net);
   nics.forEach((n, i) => checkNic(n, `nics[${i}]`));
   remoteNics.forEach((n, i) => checkNic(n, `remote_nics[${i}]`));
@@ -121,7 +140,7 @@ export function dnsmasqFiles(net: NetSpec, nics: readonly NicSpec[], paths: Dnsm
   } else {
     lines.push('port=0', 'no-resolv');
   }
-  const router = net.gatewayMode === 'none' ? null : c.v4?.gateway ?? null;
+  const router = net.gatewayMode === 'none' ? null : (c.v4?.gateway ?? null);
   if (c.v4) {
     lines.push(`dhcp-range=set:v4,${c.v4.address},static,${ipv4Netmask(c.v4.prefix)},12h`);
     lines.push(router ? `dhcp-option=tag:v4,option:router,${router}` : 'dhcp-option=tag:v4,option:router');
@@ -153,7 +172,8 @@ export function dnsmasqFiles(net: NetSpec, nics: readonly NicSpec[], paths: Dnsm
   }
   const names: string[] = [];
   if (net.dns) {
-    for (const n of [...nics, ...remoteNics]) for (const a of [n.ipv4, n.ipv6]) if (a !== null) names.push(`${a} ${n.hostname}`);
+    for (const n of [...nics, ...remoteNics])
+      for (const a of [n.ipv4, n.ipv6]) if (a !== null) names.push(`${a} ${n.hostname}`);
   }
   const text = (l: string[]) => (l.length === 0 ? '' : `${l.join('\n')}\n`);
   return { conf: text(lines), hosts: text(hosts), names: text(names) };

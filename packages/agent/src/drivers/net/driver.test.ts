@@ -25,7 +25,13 @@ const reason = await netnsUnavailable('network namespace tests');
 
 const sfx = randomBytes(3).toString('hex');
 const ns = {
-  hA: `floe-t-${sfx}-ha`, hB: `floe-t-${sfx}-hb`, inet: `floe-t-${sfx}-in`, vm1: `floe-t-${sfx}-v1`, vm2: `floe-t-${sfx}-v2`, vm3: `floe-t-${sfx}-v3`, vm4: `floe-t-${sfx}-v4`,
+  hA: `floe-t-${sfx}-ha`,
+  hB: `floe-t-${sfx}-hb`,
+  inet: `floe-t-${sfx}-in`,
+  vm1: `floe-t-${sfx}-v1`,
+  vm2: `floe-t-${sfx}-v2`,
+  vm3: `floe-t-${sfx}-v3`,
+  vm4: `floe-t-${sfx}-v4`,
 };
 
 // A DHCPv6 client for the "VM" of the DHCPv6 test (Debian's dhcpcd-base); under CI it must be there.
@@ -36,20 +42,53 @@ if (dhcpcd === null && reason === null) {
 }
 
 const NET1: NetSpec = {
-  id: `net_t${sfx}a`, vni: 4242, ipv4: { cidr: '10.10.0.0/24', gateway: '10.10.0.1' }, ipv6: { cidr: 'fd00:10::/64', gateway: 'fd00:10::1' },
-  mtu: 1450, gatewayMode: 'host', dns: true, peers: [],
+  id: `net_t${sfx}a`,
+  vni: 4242,
+  ipv4: { cidr: '10.10.0.0/24', gateway: '10.10.0.1' },
+  ipv6: { cidr: 'fd00:10::/64', gateway: 'fd00:10::1' },
+  mtu: 1450,
+  gatewayMode: 'host',
+  dns: true,
+  peers: [],
 };
-const NET2: NetSpec = { id: `net_t${sfx}b`, vni: 4343, ipv4: { cidr: '10.20.0.0/24', gateway: '10.20.0.1' }, ipv6: null, mtu: 1450, gatewayMode: 'host', dns: false, peers: [] };
+const NET2: NetSpec = {
+  id: `net_t${sfx}b`,
+  vni: 4343,
+  ipv4: { cidr: '10.20.0.0/24', gateway: '10.20.0.1' },
+  ipv6: null,
+  mtu: 1450,
+  gatewayMode: 'host',
+  dns: false,
+  peers: [],
+};
 const NET1_A: NetSpec = { ...NET1, peers: ['192.0.2.2'], uplink: 'up0' };
 const NET1_B: NetSpec = { ...NET1, peers: ['192.0.2.1'] };
 const NET2_A: NetSpec = { ...NET2, uplink: 'up0' };
 
 function nic(n: number, net: NetSpec, ipv4: string, hostname: string): NicSpec {
   const mac = `52:54:00:00:${sfx.slice(0, 2)}:0${n}`;
-  return { id: `nic_t${sfx}${n}`, instanceId: `inst_t${sfx}${n}`, networkId: net.id, mac, ipv4, ipv6: net.ipv6 ? eui64Address(net.ipv6.cidr, mac) : null, hostname };
+  return {
+    id: `nic_t${sfx}${n}`,
+    instanceId: `inst_t${sfx}${n}`,
+    networkId: net.id,
+    mac,
+    ipv4,
+    ipv6: net.ipv6 ? eui64Address(net.ipv6.cidr, mac) : null,
+    hostname,
+  };
 }
 /** IPv6 only, addresses by stateful DHCPv6, no router. */
-const NET3: NetSpec = { id: `net_t${sfx}c`, vni: 4444, ipv4: null, ipv6: { cidr: 'fd00:30::/64', gateway: null }, mtu: 1450, gatewayMode: 'none', dns: false, peers: [], dhcpv6: true };
+const NET3: NetSpec = {
+  id: `net_t${sfx}c`,
+  vni: 4444,
+  ipv4: null,
+  ipv6: { cidr: 'fd00:30::/64', gateway: null },
+  mtu: 1450,
+  gatewayMode: 'none',
+  dns: false,
+  peers: [],
+  dhcpv6: true,
+};
 const NIC1 = nic(1, NET1, '10.10.0.5', 'web-1');
 const NIC2 = nic(2, NET1, '10.10.0.6', 'web-2');
 const NIC3 = nic(3, NET2, '10.20.0.5', 'other-1');
@@ -57,8 +96,6 @@ const NIC3 = nic(3, NET2, '10.20.0.5', 'other-1');
 let state: string;
 let hostA: HostNetworkDriver;
 let hostB: HostNetworkDriver;
-
-
 
 /** A "VM": namespace `vm` whose eth0 (the NIC's MAC, the network MTU) is wired to `tapName(nic)` in `host`. */
 async function plugVm(vm: string, host: string, driver: HostNetworkDriver, n: NicSpec, net: NetSpec): Promise<void> {
@@ -70,14 +107,28 @@ async function plugVm(vm: string, host: string, driver: HostNetworkDriver, n: Ni
 
 /** Ask dnsmasq for an address like a guest would (busybox udhcpc), and configure what it offered. */
 async function dhcp(vm: string, gateway: string): Promise<string> {
-  const out = await inNs(vm, 'busybox', 'udhcpc', '-i', 'eth0', '-f', '-q', '-n', '-t', '5', '-T', '1', '-s', '/bin/true');
+  const out = await inNs(
+    vm,
+    'busybox',
+    'udhcpc',
+    '-i',
+    'eth0',
+    '-f',
+    '-q',
+    '-n',
+    '-t',
+    '5',
+    '-T',
+    '1',
+    '-s',
+    '/bin/true',
+  );
   const m = /lease of (\d+\.\d+\.\d+\.\d+) obtained/.exec(out.stdout + out.stderr);
   if (!m) throw new Error(`udhcpc got no lease: ${out.stdout}${out.stderr}`);
   await ipIn(vm, 'addr', 'add', `${m[1]}/24`, 'dev', 'eth0');
   await ipIn(vm, 'route', 'add', 'default', 'via', gateway);
   return m[1]!;
 }
-
 
 async function hasAddr(vm: string, addr: string): Promise<boolean> {
   const { stdout } = await ipIn(vm, '-j', 'addr', 'show', 'dev', 'eth0');
@@ -118,9 +169,17 @@ describe.skipIf(reason !== null)('HostNetworkDriver in network namespaces', () =
 
   afterAll(async () => {
     // dnsmasq first: a process inside a namespace keeps it alive after `ip netns del`.
-    for (const [d, id] of [[hostA, NET1.id], [hostA, NET2.id], [hostB, NET1.id], [hostA, NET3.id]] as const) await d?.stopDhcp(id).catch(() => undefined);
+    for (const [d, id] of [
+      [hostA, NET1.id],
+      [hostA, NET2.id],
+      [hostB, NET1.id],
+      [hostA, NET3.id],
+    ] as const)
+      await d?.stopDhcp(id).catch(() => undefined);
     for (const n of Object.values(ns)) await run('ip', ['netns', 'del', n], { allowFail: true });
-    if (state) for (const d of [state, join(state, 'a'), join(state, 'b')]) await rm(dnsmasqRunDir(d), { recursive: true, force: true });
+    if (state)
+      for (const d of [state, join(state, 'a'), join(state, 'b')])
+        await rm(dnsmasqRunDir(d), { recursive: true, force: true });
     if (state) await rm(state, { recursive: true, force: true });
   });
 
@@ -129,7 +188,12 @@ describe.skipIf(reason !== null)('HostNetworkDriver in network namespaces', () =
     expect(again).toBe(bridgeName(NET1.id));
     const o = await hostA.observe();
     expect(o.links.get(bridgeName(NET1.id))).toMatchObject({ kind: 'bridge', mtu: 1450, up: true });
-    expect(o.links.get(vxlanName(NET1.id))).toMatchObject({ kind: 'vxlan', vni: 4242, local: '192.0.2.1', master: bridgeName(NET1.id) });
+    expect(o.links.get(vxlanName(NET1.id))).toMatchObject({
+      kind: 'vxlan',
+      vni: 4242,
+      local: '192.0.2.1',
+      master: bridgeName(NET1.id),
+    });
     expect(o.links.get(tapName(NIC1.id))?.master).toBe(bridgeName(NET1.id));
     expect(o.floods.get(vxlanName(NET1.id))).toEqual(['192.0.2.2']);
     expect(o.addrs.get(bridgeName(NET1.id))).toEqual(expect.arrayContaining(['10.10.0.1/24', 'fd00:10::1/64']));
@@ -171,7 +235,6 @@ describe.skipIf(reason !== null)('HostNetworkDriver in network namespaces', () =
     expect(await hostA.dhcpPid(NET1.id)).toBe(pid);
   }, 30_000);
 
-
   it('connects VMs of one network across hosts over VXLAN, IPv4 and IPv6', async () => {
     expect(await ping(ns.vm1, '10.10.0.6')).toBe(true);
     expect(await ping(ns.vm2, '10.10.0.5')).toBe(true);
@@ -193,7 +256,7 @@ describe.skipIf(reason !== null)('HostNetworkDriver in network namespaces', () =
     expect(await ping(ns.vm1, '198.51.100.2')).toBe(true);
     expect(await ping(ns.vm3, '198.51.100.2')).toBe(true);
     // The "internet" has no route back to 10.10.0.0/24: the reply can only have come through masquerade.
-    expect((await ipIn(ns.inet, 'route', 'get', '10.10.0.5').catch(() => null))).toBeNull();
+    expect(await ipIn(ns.inet, 'route', 'get', '10.10.0.5').catch(() => null)).toBeNull();
   });
 
   it('drops frames with a spoofed source IP or MAC; the others keep working', async () => {
@@ -221,7 +284,11 @@ describe.skipIf(reason !== null)('HostNetworkDriver in network namespaces', () =
       handle = await startProcess('ip', ['netns', 'exec', ns.vm2, process.execPath, '-e', listener]);
       await sleep(500);
       for (const dst of ['10.10.0.6', '10.10.0.255']) await inNs(ns.vm1, process.execPath, '-e', sender, dst);
-      await waitFor('the control packet', async () => (await readFile(out, 'utf8').catch(() => '')).includes('control'), 3000);
+      await waitFor(
+        'the control packet',
+        async () => (await readFile(out, 'utf8').catch(() => '')).includes('control'),
+        3000,
+      );
       const got = await readFile(out, 'utf8');
       expect(got).toContain('control');
       expect(got).not.toContain('rogue');
@@ -244,37 +311,58 @@ describe.skipIf(reason !== null)('HostNetworkDriver in network namespaces', () =
     expect((await hostA.observe()).floods.get(vxlanName(NET1.id))).toEqual(['192.0.2.2']);
   }, 15_000);
 
-  it.skipIf(dhcpcd === null)('with DHCPv6 hands a VM its pinned IPv6 address by DHCPv6, in managed RAs without SLAAC', async () => {
-    // An address IPAM chose, not the EUI-64 one SLAAC would make from the MAC.
-    const nic4: NicSpec = { id: `nic_t${sfx}4`, instanceId: `inst_t${sfx}4`, networkId: NET3.id, mac: `52:54:00:00:${sfx.slice(0, 2)}:04`, ipv4: null, ipv6: 'fd00:30::42', hostname: 'v6-1' };
-    await hostA.ensureNetwork(NET3);
-    // dnsmasq needs an address of the prefix on its interface to serve it.
-    await ipIn(ns.hA, 'addr', 'replace', 'fd00:30::1/64', 'dev', bridgeName(NET3.id), 'nodad');
-    await hostA.applyFirewall([NET1_A, NET2_A, NET3], [NIC1, NIC3, nic4]);
-    expect((await hostA.ensureDhcp(NET3, [nic4])).started).toBe(true);
-    await plugVm(ns.vm4, ns.hA, hostA, nic4, NET3);
-    // dhcpcd's test mode asks and prints what it was given, without configuring anything; it keeps a DUID, removed again if it was not there.
-    const duid = '/var/lib/dhcpcd/duid';
-    const hadDuid = await access(duid).then(() => true, () => false);
-    const ask = () => inNs(ns.vm4, 'dhcpcd', '-6', '-1', '-T', '-t', '20', '--nohook', 'resolv.conf', 'eth0');
-    try {
-      const out = await ask();
-      const vars = Object.fromEntries([...out.stdout.matchAll(/^(\w+)='([^']*)'$/gm)].map((m) => [m[1]!, m[2]!]));
-      expect(vars.new_dhcp6_ia_na1_ia_addr1, out.stdout + out.stderr).toBe('fd00:30::42');
-      expect(vars.nd1_flags).toContain('M');
-      expect(vars.nd1_prefix_information1_flags ?? '').not.toContain('A');
-      // Another VM joins: the same dnsmasq re-reads its leases and keeps serving this one.
-      const pid = await hostA.dhcpPid(NET3.id);
-      const other: NicSpec = { ...nic4, id: `nic_t${sfx}5`, mac: `52:54:00:00:${sfx.slice(0, 2)}:05`, ipv6: 'fd00:30::43', hostname: 'v6-2' };
-      expect(await hostA.ensureDhcp(NET3, [nic4, other])).toEqual({ pid, started: false, reloaded: true });
-      // The same client (same DUID) asks again.
-      const again = await ask();
-      expect(again.stdout).toContain("new_dhcp6_ia_na1_ia_addr1='fd00:30::42'");
-      expect(await hostA.dhcpPid(NET3.id)).toBe(pid);
-    } finally {
-      if (!hadDuid) await rm(duid, { force: true });
-    }
-  }, 40_000);
+  it.skipIf(dhcpcd === null)(
+    'with DHCPv6 hands a VM its pinned IPv6 address by DHCPv6, in managed RAs without SLAAC',
+    async () => {
+      // An address IPAM chose, not the EUI-64 one SLAAC would make from the MAC.
+      const nic4: NicSpec = {
+        id: `nic_t${sfx}4`,
+        instanceId: `inst_t${sfx}4`,
+        networkId: NET3.id,
+        mac: `52:54:00:00:${sfx.slice(0, 2)}:04`,
+        ipv4: null,
+        ipv6: 'fd00:30::42',
+        hostname: 'v6-1',
+      };
+      await hostA.ensureNetwork(NET3);
+      // dnsmasq needs an address of the prefix on its interface to serve it.
+      await ipIn(ns.hA, 'addr', 'replace', 'fd00:30::1/64', 'dev', bridgeName(NET3.id), 'nodad');
+      await hostA.applyFirewall([NET1_A, NET2_A, NET3], [NIC1, NIC3, nic4]);
+      expect((await hostA.ensureDhcp(NET3, [nic4])).started).toBe(true);
+      await plugVm(ns.vm4, ns.hA, hostA, nic4, NET3);
+      // dhcpcd's test mode asks and prints what it was given, without configuring anything; it keeps a DUID, removed again if it was not there.
+      const duid = '/var/lib/dhcpcd/duid';
+      const hadDuid = await access(duid).then(
+        () => true,
+        () => false,
+      );
+      const ask = () => inNs(ns.vm4, 'dhcpcd', '-6', '-1', '-T', '-t', '20', '--nohook', 'resolv.conf', 'eth0');
+      try {
+        const out = await ask();
+        const vars = Object.fromEntries([...out.stdout.matchAll(/^(\w+)='([^']*)'$/gm)].map((m) => [m[1]!, m[2]!]));
+        expect(vars.new_dhcp6_ia_na1_ia_addr1, out.stdout + out.stderr).toBe('fd00:30::42');
+        expect(vars.nd1_flags).toContain('M');
+        expect(vars.nd1_prefix_information1_flags ?? '').not.toContain('A');
+        // Another VM joins: the same dnsmasq re-reads its leases and keeps serving this one.
+        const pid = await hostA.dhcpPid(NET3.id);
+        const other: NicSpec = {
+          ...nic4,
+          id: `nic_t${sfx}5`,
+          mac: `52:54:00:00:${sfx.slice(0, 2)}:05`,
+          ipv6: 'fd00:30::43',
+          hostname: 'v6-2',
+        };
+        expect(await hostA.ensureDhcp(NET3, [nic4, other])).toEqual({ pid, started: false, reloaded: true });
+        // The same client (same DUID) asks again.
+        const again = await ask();
+        expect(again.stdout).toContain("new_dhcp6_ia_na1_ia_addr1='fd00:30::42'");
+        expect(await hostA.dhcpPid(NET3.id)).toBe(pid);
+      } finally {
+        if (!hadDuid) await rm(duid, { force: true });
+      }
+    },
+    40_000,
+  );
 
   it('removes a network with its dnsmasq', async () => {
     const pid = await hostA.dhcpPid(NET2.id);

@@ -12,7 +12,15 @@ import type { NetSpec, NicSpec, ObservedLink, ObservedNet } from './types.js';
 
 export type { ObservedLink } from './types.js';
 import {
-  hostConfig, parseIfAddrs, parseRoutes, releaseCommands, takeoverCommands, toBatch, type HostConfig, type HostRoute, type UplinkObserved,
+  hostConfig,
+  parseIfAddrs,
+  parseRoutes,
+  releaseCommands,
+  takeoverCommands,
+  toBatch,
+  type HostConfig,
+  type HostRoute,
+  type UplinkObserved,
 } from './uplink.js';
 
 /** How a HostNetworkDriver reaches its host. */
@@ -81,7 +89,7 @@ function ipv4ToInt(ip: string): number {
 function inIpv4Subnet(ip: string, net: string, prefix: number): boolean {
   if (!/^\d+\.\d+\.\d+\.\d+$/.test(ip)) return false;
   const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  return ((ipv4ToInt(ip) & mask) >>> 0) === ((ipv4ToInt(net) & mask) >>> 0);
+  return (ipv4ToInt(ip) & mask) >>> 0 === (ipv4ToInt(net) & mask) >>> 0;
 }
 
 /**
@@ -104,7 +112,9 @@ export class HostNetworkDriver {
   async exec(argv: Argv, options: RunOptions = {}): Promise<RunResult> {
     const [cmd, ...args] = argv;
     if (cmd === undefined) throw new Error('empty command');
-    return this.netns === undefined ? run(cmd, args, options) : run('ip', ['netns', 'exec', this.netns, cmd, ...args], options);
+    return this.netns === undefined
+      ? run(cmd, args, options)
+      : run('ip', ['netns', 'exec', this.netns, cmd, ...args], options);
   }
 
   /**
@@ -126,13 +136,24 @@ export class HostNetworkDriver {
         vni: l.linkinfo?.info_data?.id ?? null,
         local: l.linkinfo?.info_data?.local ?? null,
       });
-      out.addrs.set(l.ifname, (l.addr_info ?? []).map((i) => `${i.local}/${i.prefixlen}`));
+      out.addrs.set(
+        l.ifname,
+        (l.addr_info ?? []).map((i) => `${i.local}/${i.prefixlen}`),
+      );
     }
     const devices = floodsOf === undefined ? [undefined] : floodsOf.filter((d) => out.links.get(d)?.kind === 'vxlan');
     for (const dev of devices) {
-      const fdb = await this.exec(['bridge', '-j', 'fdb', 'show', ...(dev === undefined ? [] : ['dev', checkIfName('dev', dev)])], { allowFail: dev !== undefined });
+      const fdb = await this.exec(
+        ['bridge', '-j', 'fdb', 'show', ...(dev === undefined ? [] : ['dev', checkIfName('dev', dev)])],
+        { allowFail: dev !== undefined },
+      );
       if (fdb.code !== 0) continue;
-      for (const e of JSON.parse(fdb.stdout || '[]') as { mac: string; ifname?: string; dev?: string; dst?: string }[]) {
+      for (const e of JSON.parse(fdb.stdout || '[]') as {
+        mac: string;
+        ifname?: string;
+        dev?: string;
+        dst?: string;
+      }[]) {
         const name = e.ifname ?? e.dev ?? dev;
         if (e.mac !== ZERO_MAC || name === undefined || e.dst === undefined) continue;
         out.floods.set(name, [...(out.floods.get(name) ?? []), e.dst]);
@@ -176,9 +197,13 @@ export class HostNetworkDriver {
     if (observed.bridge === undefined) await this.stopDhcp(net.id);
     await this.batch(cmds);
     if (cmds.length > 0 && observed.bridge !== undefined) {
-      this.opts.logger?.warn({ network: net.id, bridge: c.bridge, commands: cmds.map((a) => a.join(' ')) }, 'network repaired on this host');
+      this.opts.logger?.warn(
+        { network: net.id, bridge: c.bridge, commands: cmds.map((a) => a.join(' ')) },
+        'network repaired on this host',
+      );
     }
-    if (net.gatewayMode === 'host' && net.uplink !== undefined) await this.ensureForwarding(c.v4 !== null, c.v6 !== null);
+    if (net.gatewayMode === 'host' && net.uplink !== undefined)
+      await this.ensureForwarding(c.v4 !== null, c.v6 !== null);
     return c.bridge;
   }
 
@@ -190,7 +215,10 @@ export class HostNetworkDriver {
    * once per driver, since nobody else changes a namespace the test made.
    */
   private async ensureForwarding(v4: boolean, v6: boolean): Promise<void> {
-    const want = [...(v4 ? [[4, '/proc/sys/net/ipv4/ip_forward', 'net.ipv4.ip_forward'] as const] : []), ...(v6 ? [[6, '/proc/sys/net/ipv6/conf/all/forwarding', 'net.ipv6.conf.all.forwarding'] as const] : [])];
+    const want = [
+      ...(v4 ? [[4, '/proc/sys/net/ipv4/ip_forward', 'net.ipv4.ip_forward'] as const] : []),
+      ...(v6 ? [[6, '/proc/sys/net/ipv6/conf/all/forwarding', 'net.ipv6.conf.all.forwarding'] as const] : []),
+    ];
     for (const [family, file, key] of want) {
       if (this.netns === undefined) {
         if ((await readFile(file, 'utf8').catch(() => '')).trim() !== '1') await writeFile(file, '1\n');
@@ -213,7 +241,8 @@ export class HostNetworkDriver {
     const phys = c.physical!;
     const o = await this.observeUplink(c);
     const link = (await this.observe([])).links.get(c.bridge);
-    if (link !== undefined && link.kind !== 'bridge') throw new Error(`interface ${c.bridge} exists and is not a bridge`);
+    if (link !== undefined && link.kind !== 'bridge')
+      throw new Error(`interface ${c.bridge} exists and is not a bridge`);
     // A dnsmasq of a vanished bridge holds sockets on an interface that is gone; ensureDhcp starts a fresh one.
     if (!o.bridgeExists) await this.stopDhcp(c.net.id);
     const cfg = hostConfig(o);
@@ -222,7 +251,10 @@ export class HostNetworkDriver {
     try {
       await this.exec(['ip', '-batch', '-'], { input: toBatch(cmds) });
     } catch (err) {
-      await this.exec(['ip', '-force', '-batch', '-'], { input: toBatch(releaseCommands(c, cfg)), allowFail: true }).catch(() => undefined);
+      await this.exec(['ip', '-force', '-batch', '-'], {
+        input: toBatch(releaseCommands(c, cfg)),
+        allowFail: true,
+      }).catch(() => undefined);
       throw err;
     }
     return c.bridge;
@@ -244,7 +276,10 @@ export class HostNetworkDriver {
       return { ...parsed, routes };
     };
     const p = await show(phys);
-    if (p === null) throw new FloeError('validation_failed', `network ${c.net.id}: the host has no interface ${phys}`, { field: 'physical' });
+    if (p === null)
+      throw new FloeError('validation_failed', `network ${c.net.id}: the host has no interface ${phys}`, {
+        field: 'physical',
+      });
     const b = await show(c.bridge);
     const saved = await this.loadUplink(c.net.id);
     return {
@@ -291,7 +326,18 @@ export class HostNetworkDriver {
     const rec = await this.loadUplink(netId);
     if (rec !== null) {
       // Only the id is known here: a minimal public spec names the bridge and the interface.
-      const c = checkNet({ id: netId, kind: 'public', physical: rec.physical, vni: 1, mtu: 1500, gatewayMode: 'none', dns: false, peers: [], ipv4: { cidr: '192.0.2.0/24', gateway: null }, ipv6: null });
+      const c = checkNet({
+        id: netId,
+        kind: 'public',
+        physical: rec.physical,
+        vni: 1,
+        mtu: 1500,
+        gatewayMode: 'none',
+        dns: false,
+        peers: [],
+        ipv4: { cidr: '192.0.2.0/24', gateway: null },
+        ipv6: null,
+      });
       const physGone = (await this.exec(['ip', 'link', 'show', 'dev', rec.physical], { allowFail: true })).code !== 0;
       if (!physGone) {
         // What is on the bridge and the interface now wins over the record (an address the admin changed since).
@@ -318,7 +364,10 @@ export class HostNetworkDriver {
     if (link !== undefined && link.kind !== 'tun') throw new Error(`interface ${tap} exists and is not a tap`);
     const c = checkNet(net);
     if (link !== undefined && link.master === c.bridge && link.up && link.mtu === net.mtu) return tap;
-    await this.batch([...(link === undefined ? [['ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap']] : []), ...portCommands(tap, c)]);
+    await this.batch([
+      ...(link === undefined ? [['ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap']] : []),
+      ...portCommands(tap, c),
+    ]);
     return tap;
   }
 
@@ -352,13 +401,19 @@ export class HostNetworkDriver {
       const have = (await this.observe([])).addrs.get(c.bridge) ?? [];
       if (!have.some((a) => c.v4 !== null && inIpv4Subnet(a.split('/')[0]!, c.v4.address, c.v4.prefix))) {
         await this.stopDhcp(net.id);
-        return { pid: null, started: false, skipped: `the host has no address of ${c.v4?.cidr} on ${c.bridge}: no DHCP, guests need static network-config` };
+        return {
+          pid: null,
+          started: false,
+          skipped: `the host has no address of ${c.v4?.cidr} on ${c.bridge}: no DHCP, guests need static network-config`,
+        };
       }
     }
     await mkdir(paths.dir, { recursive: true, mode: 0o755 });
     await mkdir(paths.runDir, { recursive: true, mode: 0o755 });
     // Leases and names first, whole files renamed into place: dnsmasq never reads half of one.
-    const changed = (await Promise.all([writeIfChanged(paths.hostsFile, files.hosts), writeIfChanged(paths.namesFile, files.names)])).some(Boolean);
+    const changed = (
+      await Promise.all([writeIfChanged(paths.hostsFile, files.hosts), writeIfChanged(paths.namesFile, files.names)])
+    ).some(Boolean);
     const running = await this.dhcpPid(net.id);
     const old = await readFile(paths.conf, 'utf8').catch(() => null);
     if (running !== null && old === files.conf) {

@@ -1,7 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { FloeError } from '@floe/api';
 import {
-  bridgeName, checkCidr, checkHostname, checkIfName, checkIp, checkMac, checkNetns, eui64Address, ipv4Netmask, tapName, vxlanName,
+  bridgeName,
+  checkCidr,
+  checkHostname,
+  checkIfName,
+  checkIp,
+  checkMac,
+  checkNetns,
+  eui64Address,
+  ipv4Netmask,
+  tapName,
+  vxlanName,
 } from './names.js';
 
 function expectInvalid(fn: () => unknown, field: string): void {

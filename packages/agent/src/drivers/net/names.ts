@@ -19,7 +19,8 @@ function invalid(field: string, message: string): FloeError {
 
 /** An id that may reach an interface name or a path; throws `validation_failed` otherwise. */
 export function checkId(field: string, id: string): string {
-  if (typeof id !== 'string' || !NET_ID_RE.test(id)) throw invalid(field, `${field} ${JSON.stringify(id)} is malformed`);
+  if (typeof id !== 'string' || !NET_ID_RE.test(id))
+    throw invalid(field, `${field} ${JSON.stringify(id)} is malformed`);
   return id;
 }
 
@@ -45,26 +46,30 @@ export function tapName(nicId: string): string {
 
 /** A Linux interface name (≤ 15 characters, no `/`, whitespace or shell-ish characters). */
 export function checkIfName(field: string, name: string): string {
-  if (typeof name !== 'string' || !IFNAME_RE.test(name)) throw invalid(field, `${field} ${JSON.stringify(name)} is not a valid interface name`);
+  if (typeof name !== 'string' || !IFNAME_RE.test(name))
+    throw invalid(field, `${field} ${JSON.stringify(name)} is not a valid interface name`);
   return name;
 }
 
 /** A network namespace name, as `ip netns` accepts and files under /run/netns may be named. */
 export function checkNetns(field: string, name: string): string {
-  if (typeof name !== 'string' || !NETNS_RE.test(name)) throw invalid(field, `${field} ${JSON.stringify(name)} is not a valid namespace name`);
+  if (typeof name !== 'string' || !NETNS_RE.test(name))
+    throw invalid(field, `${field} ${JSON.stringify(name)} is not a valid namespace name`);
   return name;
 }
 
 /** A unicast Ethernet address in lower-case colon form. */
 export function checkMac(field: string, mac: string): string {
-  if (typeof mac !== 'string' || !MAC_RE.test(mac)) throw invalid(field, `${field} ${JSON.stringify(mac)} is not a lower-case MAC address`);
+  if (typeof mac !== 'string' || !MAC_RE.test(mac))
+    throw invalid(field, `${field} ${JSON.stringify(mac)} is not a lower-case MAC address`);
   if ((parseInt(mac.slice(0, 2), 16) & 1) === 1) throw invalid(field, `${field} ${mac} is a multicast MAC address`);
   return mac;
 }
 
 /** A DNS label used as a guest hostname. */
 export function checkHostname(field: string, name: string): string {
-  if (typeof name !== 'string' || name.length > 63 || !HOSTNAME_RE.test(name)) throw invalid(field, `${field} ${JSON.stringify(name)} is not a DNS label`);
+  if (typeof name !== 'string' || name.length > 63 || !HOSTNAME_RE.test(name))
+    throw invalid(field, `${field} ${JSON.stringify(name)} is not a DNS label`);
   return name;
 }
 
@@ -72,7 +77,8 @@ export function checkHostname(field: string, name: string): string {
 export function checkIp(field: string, ip: string, family?: 4 | 6): string {
   // isIP accepts zone ids (`fe80::1%eth0`); floe never wants one.
   const v = typeof ip === 'string' && !ip.includes('%') ? isIP(ip) : 0;
-  if (v === 0 || (family !== undefined && v !== family)) throw invalid(field, `${field} ${JSON.stringify(ip)} is not an IPv${family ?? '4/6'} address`);
+  if (v === 0 || (family !== undefined && v !== family))
+    throw invalid(field, `${field} ${JSON.stringify(ip)} is not an IPv${family ?? '4/6'} address`);
   return ip;
 }
 
@@ -87,7 +93,8 @@ export interface Cidr {
 export function checkCidr(field: string, cidr: string, family?: 4 | 6): Cidr {
   const m = typeof cidr === 'string' ? /^([^/]+)\/(\d{1,3})$/.exec(cidr) : null;
   const v = m && !m[1]!.includes('%') ? isIP(m[1]!) : 0;
-  if (!m || v === 0 || (family !== undefined && v !== family)) throw invalid(field, `${field} ${JSON.stringify(cidr)} is not an IPv${family ?? '4/6'} prefix`);
+  if (!m || v === 0 || (family !== undefined && v !== family))
+    throw invalid(field, `${field} ${JSON.stringify(cidr)} is not an IPv${family ?? '4/6'} prefix`);
   const prefix = Number(m[2]);
   const max = v === 4 ? 30 : 128;
   if (prefix < 8 || prefix > max) throw invalid(field, `${field} ${cidr} has a prefix length outside 8..${max}`);
@@ -96,7 +103,8 @@ export function checkCidr(field: string, cidr: string, family?: 4 | 6): Cidr {
 
 /** An integer in [min, max]. */
 export function checkInt(field: string, value: number, min: number, max: number): number {
-  if (!Number.isInteger(value) || value < min || value > max) throw invalid(field, `${field} must be an integer from ${min} to ${max}, not ${value}`);
+  if (!Number.isInteger(value) || value < min || value > max)
+    throw invalid(field, `${field} must be an integer from ${min} to ${max}, not ${value}`);
   return value;
 }
 
@@ -118,12 +126,19 @@ function bigIntToV6(n: bigint): string {
   const groups: string[] = [];
   for (let i = 7; i >= 0; i--) groups.push(((n >> BigInt(i * 16)) & 0xffffn).toString(16));
   // Compress the longest run of zero groups, as `ip` prints addresses.
-  let best = -1, bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== '0') { i++; continue; }
+  let best = -1,
+    bestLen = 0;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== '0') {
+      i++;
+      continue;
+    }
     let j = i;
     while (j < 8 && groups[j] === '0') j++;
-    if (j - i > bestLen && j - i > 1) { best = i; bestLen = j - i; }
+    if (j - i > bestLen && j - i > 1) {
+      best = i;
+      bestLen = j - i;
+    }
     i = j;
   }
   if (best < 0) return groups.join(':');
@@ -137,8 +152,13 @@ function bigIntToV6(n: bigint): string {
 export function eui64Address(cidr: string, mac: string): string {
   const c = checkCidr('cidr', cidr, 6);
   if (c.prefix !== 64) throw invalid('cidr', `SLAAC needs a /64, not /${c.prefix}`);
-  const b = checkMac('mac', mac).split(':').map((x) => parseInt(x, 16));
-  const iid = [b[0]! ^ 0x02, b[1]!, b[2]!, 0xff, 0xfe, b[3]!, b[4]!, b[5]!].reduce((acc, x) => (acc << 8n) | BigInt(x), 0n);
+  const b = checkMac('mac', mac)
+    .split(':')
+    .map((x) => parseInt(x, 16));
+  const iid = [b[0]! ^ 0x02, b[1]!, b[2]!, 0xff, 0xfe, b[3]!, b[4]!, b[5]!].reduce(
+    (acc, x) => (acc << 8n) | BigInt(x),
+    0n,
+  );
   const net = (v6ToBigInt(c.address) >> 64n) << 64n;
   return bigIntToV6(net | iid);
 }

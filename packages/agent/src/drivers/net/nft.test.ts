@@ -6,10 +6,26 @@ import { nftRuleset } from './nft.js';
 import { NET, NIC } from './spec.fixtures.js';
 import type { NetSpec, NicSpec } from './types.js';
 
-
 /** A second network with a VM as gateway; its router NIC keeps only its MAC pinned. */
-const VMNET: NetSpec = { id: 'net_01JB8X0Q3E6M2T9K4V7W5YB1C8', vni: 101, ipv4: { cidr: '10.20.0.0/24', gateway: '10.20.0.1' }, ipv6: null, mtu: 1450, gatewayMode: 'vm', dns: false, peers: [] };
-const ROUTER: NicSpec = { id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C9', instanceId: 'inst_01JB8X0Q3E6M2T9K4V7W5YB1CA', networkId: VMNET.id, mac: '52:54:00:00:00:01', ipv4: '10.20.0.1', ipv6: null, hostname: 'fw' };
+const VMNET: NetSpec = {
+  id: 'net_01JB8X0Q3E6M2T9K4V7W5YB1C8',
+  vni: 101,
+  ipv4: { cidr: '10.20.0.0/24', gateway: '10.20.0.1' },
+  ipv6: null,
+  mtu: 1450,
+  gatewayMode: 'vm',
+  dns: false,
+  peers: [],
+};
+const ROUTER: NicSpec = {
+  id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C9',
+  instanceId: 'inst_01JB8X0Q3E6M2T9K4V7W5YB1CA',
+  networkId: VMNET.id,
+  mac: '52:54:00:00:00:01',
+  ipv4: '10.20.0.1',
+  ipv6: null,
+  hostname: 'fw',
+};
 
 const GOLDEN = `table bridge floe
 delete table bridge floe
@@ -70,10 +86,26 @@ table inet floe_nat {
 
 /** A public network over eth1 whose router 203.0.113.1 is on the LAN, and a guest on it. */
 const PUBNET: NetSpec = {
-  id: 'net_01JB8X0Q3E6M2T9K4V7W5YB1CB', kind: 'public', physical: 'eth1', vni: 102, ipv4: { cidr: '203.0.113.0/24', gateway: '203.0.113.1' }, ipv6: null,
-  mtu: 1500, gatewayMode: 'vm', dns: false, peers: [],
+  id: 'net_01JB8X0Q3E6M2T9K4V7W5YB1CB',
+  kind: 'public',
+  physical: 'eth1',
+  vni: 102,
+  ipv4: { cidr: '203.0.113.0/24', gateway: '203.0.113.1' },
+  ipv6: null,
+  mtu: 1500,
+  gatewayMode: 'vm',
+  dns: false,
+  peers: [],
 };
-const PUBNIC: NicSpec = { id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1CC', instanceId: 'inst_01JB8X0Q3E6M2T9K4V7W5YB1CD', networkId: PUBNET.id, mac: '52:54:00:00:00:0b', ipv4: '203.0.113.50', ipv6: null, hostname: 'pub-1' };
+const PUBNIC: NicSpec = {
+  id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1CC',
+  instanceId: 'inst_01JB8X0Q3E6M2T9K4V7W5YB1CD',
+  networkId: PUBNET.id,
+  mac: '52:54:00:00:00:0b',
+  ipv4: '203.0.113.50',
+  ipv6: null,
+  hostname: 'pub-1',
+};
 
 describe('nftRuleset', () => {
   it('pins guests of a public bridge like any tap, with no VXLAN rules, no NAT and the host-gateway NAT out through the public bridge', () => {
@@ -128,7 +160,7 @@ table inet floe_nat {
     expect(text).not.toContain('eth1');
   });
 
-  it('does not exempt a public network\'s NIC as a router, even with the router\'s address', () => {
+  it("does not exempt a public network's NIC as a router, even with the router's address", () => {
     const text = nftRuleset([PUBNET], [{ ...PUBNIC, ipv4: '203.0.113.1' }]);
     expect(text).toContain('\t\tip saddr != 203.0.113.1 drop\n');
   });
@@ -166,9 +198,21 @@ table inet floe_nat {
       // Applied twice: the ruleset replaces itself.
       await run('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: GOLDEN });
       await run('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: GOLDEN });
-      const { stdout } = await run('ip', ['netns', 'exec', ns, 'nft', 'list', 'chain', 'bridge', 'floe', 'tap_fltp2b9227216a2']);
+      const { stdout } = await run('ip', [
+        'netns',
+        'exec',
+        ns,
+        'nft',
+        'list',
+        'chain',
+        'bridge',
+        'floe',
+        'tap_fltp2b9227216a2',
+      ]);
       expect(stdout).toContain('ether saddr != 52:54:00:12:34:56 drop');
-      await expect(run('ip', ['netns', 'exec', ns, 'nft', '-c', '-f', '-'], { input: GOLDEN.replace('drop', 'dorp') })).rejects.toThrow();
+      await expect(
+        run('ip', ['netns', 'exec', ns, 'nft', '-c', '-f', '-'], { input: GOLDEN.replace('drop', 'dorp') }),
+      ).rejects.toThrow();
     } finally {
       await run('ip', ['netns', 'del', ns]);
     }

@@ -13,7 +13,10 @@ function tapChain(nic: NicSpec, net: CheckedNet | undefined): string[] {
   r.push(`\t\tarp saddr ether != ${nic.mac} drop`);
   // A router VM forwards packets of other hosts and advertises itself: only its MAC is pinned.
   // On a public network the router is on the LAN, never a floe NIC.
-  const router = net?.physical === null && net.net.gatewayMode === 'vm' && ((nic.ipv4 !== null && nic.ipv4 === net.v4?.gateway) || (nic.ipv6 !== null && nic.ipv6 === net.v6?.gateway));
+  const router =
+    net?.physical === null &&
+    net.net.gatewayMode === 'vm' &&
+    ((nic.ipv4 !== null && nic.ipv4 === net.v4?.gateway) || (nic.ipv6 !== null && nic.ipv6 === net.v6?.gateway));
   if (router) {
     r.push('\t}');
     return r;

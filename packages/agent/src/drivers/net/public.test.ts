@@ -28,24 +28,41 @@ const sfx = randomBytes(3).toString('hex');
 const ns = { lan: `floe-t-${sfx}-lan`, host: `floe-t-${sfx}-h`, vm: `floe-t-${sfx}-vm` };
 
 const PUB: NetSpec = {
-  id: `net_t${sfx}p`, kind: 'public', physical: 'phys0', vni: 77, ipv4: { cidr: '192.0.2.0/24', gateway: '192.0.2.1' }, ipv6: null,
-  mtu: 1500, gatewayMode: 'vm', dns: false, peers: [],
+  id: `net_t${sfx}p`,
+  kind: 'public',
+  physical: 'phys0',
+  vni: 77,
+  ipv4: { cidr: '192.0.2.0/24', gateway: '192.0.2.1' },
+  ipv6: null,
+  mtu: 1500,
+  gatewayMode: 'vm',
+  dns: false,
+  peers: [],
 };
-const NIC: NicSpec = { id: `nic_t${sfx}p`, instanceId: `inst_t${sfx}p`, networkId: PUB.id, mac: '52:54:00:ab:cd:01', ipv4: '192.0.2.50', ipv6: null, hostname: 'pub-1' };
+const NIC: NicSpec = {
+  id: `nic_t${sfx}p`,
+  instanceId: `inst_t${sfx}p`,
+  networkId: PUB.id,
+  mac: '52:54:00:ab:cd:01',
+  ipv4: '192.0.2.50',
+  ipv6: null,
+  hostname: 'pub-1',
+};
 const BR = bridgeName(PUB.id);
 
 let state: string;
 let host: HostNetworkDriver;
 let physMac: string;
 
-
-
-
 /** Global addresses of an interface of the host namespace, as `address/prefix`. */
 async function globalAddrs(dev: string): Promise<string[]> {
   const { stdout } = await ipIn(ns.host, '-j', 'addr', 'show', 'dev', dev);
-  const info = (JSON.parse(stdout) as { addr_info: { local: string; prefixlen: number; scope: string }[] }[])[0]?.addr_info ?? [];
-  return info.filter((a) => a.scope === 'global').map((a) => `${a.local}/${a.prefixlen}`).sort();
+  const info =
+    (JSON.parse(stdout) as { addr_info: { local: string; prefixlen: number; scope: string }[] }[])[0]?.addr_info ?? [];
+  return info
+    .filter((a) => a.scope === 'global')
+    .map((a) => `${a.local}/${a.prefixlen}`)
+    .sort();
 }
 
 /** The device of the host namespace's default route of a family. */
@@ -62,7 +79,28 @@ async function link(dev: string): Promise<{ master?: string; address: string } |
 /** Ask for an address like a guest would (busybox udhcpc); null when nobody answers. */
 async function dhcp(from: string): Promise<{ ip: string; router: string | null } | null> {
   // The script prints what dnsmasq offered: the address and the router option.
-  const out = await run('ip', ['netns', 'exec', from, 'busybox', 'udhcpc', '-i', 'eth0', '-f', '-q', '-n', '-t', '3', '-T', '1', '-s', join(state, 'udhcpc.sh')], { allowFail: true });
+  const out = await run(
+    'ip',
+    [
+      'netns',
+      'exec',
+      from,
+      'busybox',
+      'udhcpc',
+      '-i',
+      'eth0',
+      '-f',
+      '-q',
+      '-n',
+      '-t',
+      '3',
+      '-T',
+      '1',
+      '-s',
+      join(state, 'udhcpc.sh'),
+    ],
+    { allowFail: true },
+  );
   const ip = /OFFER ip=(\S+) router=(\S*)/.exec(out.stdout);
   return ip ? { ip: ip[1]!, router: ip[2] || null } : null;
 }
@@ -70,10 +108,27 @@ async function dhcp(from: string): Promise<{ ip: string; router: string | null }
 describe.skipIf(reason !== null)('public network in network namespaces', () => {
   beforeAll(async () => {
     state = await mkdtemp(join(tmpdir(), 'floe-pub-'));
-    await writeFile(join(state, 'udhcpc.sh'), '#!/bin/sh\n[ "$1" = bound ] && echo "OFFER ip=$ip router=$router"\nexit 0\n', { mode: 0o755 });
+    await writeFile(
+      join(state, 'udhcpc.sh'),
+      '#!/bin/sh\n[ "$1" = bound ] && echo "OFFER ip=$ip router=$router"\nexit 0\n',
+      { mode: 0o755 },
+    );
     for (const n of Object.values(ns)) await run('ip', ['netns', 'add', n]);
     for (const n of Object.values(ns)) await ipIn(n, 'link', 'set', 'lo', 'up');
-    await run('ip', ['link', 'add', 'phys0', 'netns', ns.host, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.lan]);
+    await run('ip', [
+      'link',
+      'add',
+      'phys0',
+      'netns',
+      ns.host,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'eth0',
+      'netns',
+      ns.lan,
+    ]);
     await ipIn(ns.lan, 'addr', 'add', '192.0.2.1/24', 'dev', 'eth0');
     await ipIn(ns.lan, 'addr', 'add', '2001:db8::1/64', 'dev', 'eth0', 'nodad');
     await ipIn(ns.lan, 'addr', 'add', '198.51.100.1/32', 'dev', 'lo');
@@ -97,9 +152,13 @@ describe.skipIf(reason !== null)('public network in network namespaces', () => {
     if (state) await rm(dnsmasqRunDir(join(state, 'agent')), { recursive: true, force: true });
   });
 
-  it('moves the host\'s addresses and routes onto the bridge, keeping its MAC and connectivity', async () => {
+  it("moves the host's addresses and routes onto the bridge, keeping its MAC and connectivity", async () => {
     // A ping every 10 ms from the LAN to the host during the takeover counts what is lost.
-    const pinger = run('ip', ['netns', 'exec', ns.lan, 'ping', '-4', '-i', '0.01', '-c', '150', '-W', '1', '192.0.2.10'], { allowFail: true });
+    const pinger = run(
+      'ip',
+      ['netns', 'exec', ns.lan, 'ping', '-4', '-i', '0.01', '-c', '150', '-W', '1', '192.0.2.10'],
+      { allowFail: true },
+    );
     await sleep(400);
     const t0 = performance.now();
     expect(await host.ensureNetwork(PUB)).toBe(BR);
@@ -118,7 +177,9 @@ describe.skipIf(reason !== null)('public network in network namespaces', () => {
     expect(await defaultDev(4)).toBe(BR);
     expect(await defaultDev(6)).toBe(BR);
     const { stdout } = await ipIn(ns.host, '-j', 'route', 'show', '198.51.100.0/24');
-    expect(JSON.parse(stdout)).toEqual([expect.objectContaining({ dev: BR, gateway: '192.0.2.1', protocol: 'static', metric: 50 })]);
+    expect(JSON.parse(stdout)).toEqual([
+      expect.objectContaining({ dev: BR, gateway: '192.0.2.1', protocol: 'static', metric: 50 }),
+    ]);
     expect(await ping(ns.host, '192.0.2.1')).toBe(true);
     expect(await ping(ns.host, '198.51.100.1')).toBe(true);
     expect(await ping(ns.host, '2001:db8::1', { v6: true })).toBe(true);
@@ -137,7 +198,20 @@ describe.skipIf(reason !== null)('public network in network namespaces', () => {
     const d = await host.ensureDhcp(PUB, [NIC]);
     expect(d.started).toBe(true);
     expect(d.pid).not.toBeNull();
-    await run('ip', ['link', 'add', tapName(NIC.id), 'netns', ns.host, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.vm]);
+    await run('ip', [
+      'link',
+      'add',
+      tapName(NIC.id),
+      'netns',
+      ns.host,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'eth0',
+      'netns',
+      ns.vm,
+    ]);
     await ipIn(ns.vm, 'link', 'set', 'eth0', 'address', NIC.mac, 'up');
     await host.attachPort(tapName(NIC.id), PUB);
     expect(await dhcp(ns.vm)).toEqual({ ip: '192.0.2.50', router: '192.0.2.1' });
@@ -148,11 +222,11 @@ describe.skipIf(reason !== null)('public network in network namespaces', () => {
     expect(await ping(ns.vm, '192.0.2.10')).toBe(true);
   }, 20_000);
 
-  it('does not answer DHCP for the LAN\'s own machines', async () => {
+  it("does not answer DHCP for the LAN's own machines", async () => {
     expect(await dhcp(ns.lan)).toBeNull();
   }, 10_000);
 
-  it('drops a guest\'s spoofed source address; its own keeps working', async () => {
+  it("drops a guest's spoofed source address; its own keeps working", async () => {
     await ipIn(ns.vm, 'addr', 'add', '192.0.2.99/24', 'dev', 'eth0');
     expect(await ping(ns.vm, '192.0.2.1', { source: '192.0.2.99' })).toBe(false);
     await ipIn(ns.vm, 'addr', 'del', '192.0.2.99/24', 'dev', 'eth0');
@@ -160,7 +234,7 @@ describe.skipIf(reason !== null)('public network in network namespaces', () => {
     await waitFor('the guest with its own address', () => ping(ns.vm, '192.0.2.1'));
   }, 15_000);
 
-  it('repairs drift: a bridge deleted by hand comes back with the host\'s addresses', async () => {
+  it("repairs drift: a bridge deleted by hand comes back with the host's addresses", async () => {
     await ipIn(ns.host, 'link', 'del', BR);
     // The host lost its address with the bridge.
     expect(await globalAddrs('phys0')).toEqual([]);
@@ -176,7 +250,7 @@ describe.skipIf(reason !== null)('public network in network namespaces', () => {
     expect(await dhcp(ns.vm)).toEqual({ ip: '192.0.2.50', router: '192.0.2.1' });
   }, 20_000);
 
-  it('skips DHCP when the host has no address in the network\'s subnet', async () => {
+  it("skips DHCP when the host has no address in the network's subnet", async () => {
     const other: NetSpec = { ...PUB, ipv4: { cidr: '203.0.113.0/24', gateway: '203.0.113.1' } };
     const d = await host.ensureDhcp(other, [{ ...NIC, ipv4: '203.0.113.50' }]);
     expect(d).toMatchObject({ pid: null, started: false, skipped: expect.stringContaining('203.0.113.0/24') });

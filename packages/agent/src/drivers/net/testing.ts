@@ -41,7 +41,19 @@ export const ipIn = (ns: string, ...args: string[]): Promise<RunResult> => run('
 
 /** One ping from a namespace, 1 s to answer; true when it came back. */
 export async function ping(from: string, to: string, opts: { source?: string; v6?: boolean } = {}): Promise<boolean> {
-  const args = ['netns', 'exec', from, 'ping', opts.v6 ? '-6' : '-4', '-c', '1', '-W', '1', ...(opts.source ? ['-I', opts.source] : []), to];
+  const args = [
+    'netns',
+    'exec',
+    from,
+    'ping',
+    opts.v6 ? '-6' : '-4',
+    '-c',
+    '1',
+    '-W',
+    '1',
+    ...(opts.source ? ['-I', opts.source] : []),
+    to,
+  ];
   return (await run('ip', args, { allowFail: true })).code === 0;
 }
 

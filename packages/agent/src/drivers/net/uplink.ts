@@ -73,7 +73,15 @@ interface IpAddrJson {
   ifname?: string;
   address?: string;
   master?: string;
-  addr_info?: Array<{ family?: string; local?: string; prefixlen?: number; scope?: string; dynamic?: boolean; temporary?: boolean; deprecated?: boolean }>;
+  addr_info?: Array<{
+    family?: string;
+    local?: string;
+    prefixlen?: number;
+    scope?: string;
+    dynamic?: boolean;
+    temporary?: boolean;
+    deprecated?: boolean;
+  }>;
 }
 
 /**
@@ -92,7 +100,11 @@ export function parseIfAddrs(json: string): { mac: string; master: string | null
     if (a.scope !== 'global' || a.local === undefined || a.prefixlen === undefined) continue;
     const family = a.family === 'inet6' ? 6 : 4;
     if (family === 6 && (a.dynamic === true || a.temporary === true)) continue;
-    addrs.push({ address: checkIp('address', a.local, family), prefix: checkInt('prefix', a.prefixlen, 1, family === 4 ? 32 : 128), family });
+    addrs.push({
+      address: checkIp('address', a.local, family),
+      prefix: checkInt('prefix', a.prefixlen, 1, family === 4 ? 32 : 128),
+      family,
+    });
   }
   return { mac: l.address ?? '', master: l.master ?? null, addrs };
 }
@@ -120,9 +132,13 @@ export function parseRoutes(json: string, family: 4 | 6): HostRoute[] {
     const protocol = r.protocol === undefined || r.protocol === 'boot' ? null : String(r.protocol);
     if (protocol !== null && (SKIPPED_PROTOCOLS.has(protocol) || !PROTOCOL_RE.test(protocol))) continue;
     if (family === 6 && r.dst.startsWith('fe80:')) continue;
-    const dst = r.dst === 'default' ? 'default' : checkPrefix('dst', r.dst.includes('/') ? r.dst : `${r.dst}/${family === 4 ? 32 : 128}`, family);
+    const dst =
+      r.dst === 'default'
+        ? 'default'
+        : checkPrefix('dst', r.dst.includes('/') ? r.dst : `${r.dst}/${family === 4 ? 32 : 128}`, family);
     out.push({
-      family, dst,
+      family,
+      dst,
       gateway: r.gateway === undefined ? null : checkIp('gateway', r.gateway, family),
       metric: r.metric === undefined ? null : checkInt('metric', r.metric, 0, 0xffffffff),
       protocol,
@@ -152,7 +168,8 @@ export function hostConfig(o: UplinkObserved): HostConfig {
   const mac = o.saved?.mac ?? o.physical.mac;
   const addrs = dedupe([...o.bridgeAddrs, ...o.physAddrs], addrKey);
   const routes = dedupe([...o.bridgeRoutes, ...o.physRoutes], routeKey);
-  if (addrs.length === 0 && routes.length === 0 && o.saved !== null) return { mac, addrs: [...o.saved.addrs], routes: [...o.saved.routes] };
+  if (addrs.length === 0 && routes.length === 0 && o.saved !== null)
+    return { mac, addrs: [...o.saved.addrs], routes: [...o.saved.routes] };
   return { mac, addrs, routes };
 }
 
@@ -169,7 +186,8 @@ export function routeCommand(r: HostRoute, dev: string): Argv {
   out.push('dev', dev);
   if (r.onlink) out.push('onlink');
   if (r.protocol !== null) {
-    if (!PROTOCOL_RE.test(r.protocol)) throw invalid('protocol', `route protocol ${JSON.stringify(r.protocol)} is malformed`);
+    if (!PROTOCOL_RE.test(r.protocol))
+      throw invalid('protocol', `route protocol ${JSON.stringify(r.protocol)} is malformed`);
     out.push('proto', r.protocol);
   }
   if (r.scope !== null) {
@@ -204,12 +222,14 @@ export function takeoverCommands(c: CheckedNet, o: UplinkObserved): Argv[] {
   const cfg = hostConfig(o);
   const mac = checkMac('mac', cfg.mac);
   const out: Argv[] = [];
-  if (!o.bridgeExists) out.push(['ip', 'link', 'add', c.bridge, 'address', mac, 'mtu', String(c.net.mtu), 'type', 'bridge']);
+  if (!o.bridgeExists)
+    out.push(['ip', 'link', 'add', c.bridge, 'address', mac, 'mtu', String(c.net.mtu), 'type', 'bridge']);
   out.push(['ip', 'link', 'set', c.bridge, 'up']);
   if (o.physical.master !== c.bridge) out.push(['ip', 'link', 'set', phys, 'master', c.bridge, 'up']);
   const onBridge = new Set(o.bridgeAddrs.map(addrKey));
   for (const a of cfg.addrs) {
-    if (!onBridge.has(addrKey(a))) out.push(['ip', 'addr', 'replace', ...addrArgs(a), 'dev', c.bridge, ...(a.family === 6 ? ['nodad'] : [])]);
+    if (!onBridge.has(addrKey(a)))
+      out.push(['ip', 'addr', 'replace', ...addrArgs(a), 'dev', c.bridge, ...(a.family === 6 ? ['nodad'] : [])]);
   }
   const routesOnBridge = new Set(o.bridgeRoutes.map((r) => JSON.stringify(r)));
   for (const r of cfg.routes) if (!routesOnBridge.has(JSON.stringify(r))) out.push(routeCommand(r, c.bridge));
@@ -228,7 +248,15 @@ export function releaseCommands(c: CheckedNet, cfg: HostConfig): Argv[] {
   const phys = c.physical;
   if (phys === null) throw invalid('kind', 'only public networks release an interface');
   return [
-    ...cfg.addrs.map((a): Argv => ['ip', 'addr', 'replace', ...addrArgs(a), 'dev', phys, ...(a.family === 6 ? ['nodad'] : [])]),
+    ...cfg.addrs.map((a): Argv => [
+      'ip',
+      'addr',
+      'replace',
+      ...addrArgs(a),
+      'dev',
+      phys,
+      ...(a.family === 6 ? ['nodad'] : []),
+    ]),
     ...cfg.routes.map((r) => routeCommand(r, phys)),
     ['ip', 'link', 'set', phys, 'nomaster'],
   ];
@@ -236,10 +264,16 @@ export function releaseCommands(c: CheckedNet, cfg: HostConfig): Argv[] {
 
 /** `ip -batch` (or `bridge -batch`) input for commands that all run that tool: one process, so the steps follow each other without gaps. */
 export function toBatch(cmds: readonly Argv[], tool: 'ip' | 'bridge' = 'ip'): string {
-  return cmds.map((cmd) => {
-    if (cmd[0] !== tool) throw new Error(`not ${tool === 'ip' ? 'an' : 'a'} ${tool} command: ${cmd.join(' ')}`);
-    // Every value was validated: no whitespace, quotes or comment characters reach the batch parser.
-    for (const a of cmd) if (!/^[A-Za-z0-9_.:/-]+$/.test(a)) throw invalid('argument', `${JSON.stringify(a)} cannot go into a ${tool} batch`);
-    return cmd.slice(1).join(' ');
-  }).join('\n') + '\n';
+  return (
+    cmds
+      .map((cmd) => {
+        if (cmd[0] !== tool) throw new Error(`not ${tool === 'ip' ? 'an' : 'a'} ${tool} command: ${cmd.join(' ')}`);
+        // Every value was validated: no whitespace, quotes or comment characters reach the batch parser.
+        for (const a of cmd)
+          if (!/^[A-Za-z0-9_.:/-]+$/.test(a))
+            throw invalid('argument', `${JSON.stringify(a)} cannot go into a ${tool} batch`);
+        return cmd.slice(1).join(' ');
+      })
+      .join('\n') + '\n'
+  );
 }

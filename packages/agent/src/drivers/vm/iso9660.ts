@@ -42,7 +42,8 @@ const FIRST_FREE_SECTOR = 23;
 export const ISO_PAD_SECTORS = 150;
 const RRIP_ID = 'RRIP_1991A';
 const RRIP_DES = 'THE ROCK RIDGE INTERCHANGE PROTOCOL PROVIDES SUPPORT FOR POSIX FILE SYSTEM SEMANTICS';
-const RRIP_SRC = 'PLEASE CONTACT DISC PUBLISHER FOR SPECIFICATION SOURCE.  SEE PUBLISHER IDENTIFIER IN PRIMARY VOLUME DESCRIPTOR FOR CONTACT INFORMATION.';
+const RRIP_SRC =
+  'PLEASE CONTACT DISC PUBLISHER FOR SPECIFICATION SOURCE.  SEE PUBLISHER IDENTIFIER IN PRIMARY VOLUME DESCRIPTOR FOR CONTACT INFORMATION.';
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
 
@@ -78,7 +79,15 @@ function ucs2be(text: string): Buffer {
 
 /** The 7-byte date of a directory record (UTC). */
 function recordDate(d: Date): Buffer {
-  return Buffer.from([d.getUTCFullYear() - 1900, d.getUTCMonth() + 1, d.getUTCDate(), d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds(), 0]);
+  return Buffer.from([
+    d.getUTCFullYear() - 1900,
+    d.getUTCMonth() + 1,
+    d.getUTCDate(),
+    d.getUTCHours(),
+    d.getUTCMinutes(),
+    d.getUTCSeconds(),
+    0,
+  ]);
 }
 
 /** The 17-byte date of a volume descriptor (UTC); `null` for "not specified". */
@@ -104,7 +113,13 @@ interface Extent {
 }
 
 /** One directory record (ECMA-119 9.1) with its system use area. */
-function dirRecord(id: Buffer, extent: Extent, isDir: boolean, date: Date, systemUse: Buffer = Buffer.alloc(0)): Buffer {
+function dirRecord(
+  id: Buffer,
+  extent: Extent,
+  isDir: boolean,
+  date: Date,
+  systemUse: Buffer = Buffer.alloc(0),
+): Buffer {
   const pad = id.length % 2 === 0 ? 1 : 0;
   const length = 33 + id.length + pad + systemUse.length;
   if (length > 255) throw new RangeError(`directory record of ${length} bytes is too long`);
@@ -192,7 +207,16 @@ function volumeDescriptor(opts: {
   d.writeUInt32LE(opts.lPathSector, 140);
   d.writeUInt32BE(opts.mPathSector, 148);
   opts.root.copy(d, 156);
-  for (const [at, len] of [[190, 128], [318, 128], [446, 128], [574, 128], [702, 37], [739, 37], [776, 37]] as const) textField('', len, joliet).copy(d, at);
+  for (const [at, len] of [
+    [190, 128],
+    [318, 128],
+    [446, 128],
+    [574, 128],
+    [702, 37],
+    [739, 37],
+    [776, 37],
+  ] as const)
+    textField('', len, joliet).copy(d, at);
   textField('FLOE', 128, joliet).copy(d, 574);
   volumeDate(opts.date).copy(d, 813);
   volumeDate(opts.date).copy(d, 830);
@@ -213,12 +237,17 @@ function volumeDescriptor(opts: {
 export function buildIso(volume: IsoVolume): Buffer {
   if (!LABEL_RE.test(volume.label)) throw new RangeError(`bad volume label ${JSON.stringify(volume.label)}`);
   const date = volume.date;
-  if (Number.isNaN(date.getTime()) || date.getUTCFullYear() < 1900 || date.getUTCFullYear() > 2155) throw new RangeError('volume date out of range');
+  if (Number.isNaN(date.getTime()) || date.getUTCFullYear() < 1900 || date.getUTCFullYear() > 2155)
+    throw new RangeError('volume date out of range');
   const files = volume.files.map((f) => {
-    if (!FILE_NAME_RE.test(f.name) || f.name === '.' || f.name === '..') throw new RangeError(`bad file name ${JSON.stringify(f.name)}`);
+    if (!FILE_NAME_RE.test(f.name) || f.name === '.' || f.name === '..')
+      throw new RangeError(`bad file name ${JSON.stringify(f.name)}`);
     return { ...f, iso: isoLevel1Name(f.name) };
   });
-  for (const [key, what] of [['name', 'name'], ['iso', '8.3 name']] as const) {
+  for (const [key, what] of [
+    ['name', 'name'],
+    ['iso', '8.3 name'],
+  ] as const) {
     const seen = new Set<string>();
     for (const f of files) {
       if (seen.has(f[key])) throw new RangeError(`two files with the ${what} ${f[key]}`);
@@ -231,27 +260,44 @@ export function buildIso(volume: IsoVolume): Buffer {
   const primaryRecords = (root: Extent, ce: Extent, fileExtents: Extent[]): Buffer[] => {
     const ceEntry = susp('CE', Buffer.concat([both32(ce.sector), both32(0), both32(ce.size)]));
     const sp = susp('SP', Buffer.from([0xbe, 0xef, 0]));
-    const sorted = files.map((f, i) => ({ f, e: fileExtents[i] ?? none })).sort((a, b) => (a.f.iso < b.f.iso ? -1 : a.f.iso > b.f.iso ? 1 : 0));
+    const sorted = files
+      .map((f, i) => ({ f, e: fileExtents[i] ?? none }))
+      .sort((a, b) => (a.f.iso < b.f.iso ? -1 : a.f.iso > b.f.iso ? 1 : 0));
     return [
       dirRecord(Buffer.from([0]), root, true, date, Buffer.concat([sp, rrPx(S_IFDIR | 0o755, 2), rrTf(date), ceEntry])),
       dirRecord(Buffer.from([1]), root, true, date, Buffer.concat([rrPx(S_IFDIR | 0o755, 2), rrTf(date)])),
       ...sorted.map(({ f, e }) =>
-        dirRecord(Buffer.from(f.iso, 'latin1'), e, false, date, Buffer.concat([rrPx(S_IFREG | 0o644, 1), rrTf(date), susp('NM', Buffer.concat([Buffer.from([0]), Buffer.from(f.name, 'latin1')]))])),
+        dirRecord(
+          Buffer.from(f.iso, 'latin1'),
+          e,
+          false,
+          date,
+          Buffer.concat([
+            rrPx(S_IFREG | 0o644, 1),
+            rrTf(date),
+            susp('NM', Buffer.concat([Buffer.from([0]), Buffer.from(f.name, 'latin1')])),
+          ]),
+        ),
       ),
     ];
   };
   const jolietRecords = (root: Extent, fileExtents: Extent[]): Buffer[] => {
-    const sorted = files.map((f, i) => ({ f, e: fileExtents[i] ?? none })).sort((a, b) => Buffer.compare(ucs2be(a.f.name), ucs2be(b.f.name)));
+    const sorted = files
+      .map((f, i) => ({ f, e: fileExtents[i] ?? none }))
+      .sort((a, b) => Buffer.compare(ucs2be(a.f.name), ucs2be(b.f.name)));
     return [
       dirRecord(Buffer.from([0]), root, true, date),
       dirRecord(Buffer.from([1]), root, true, date),
       ...sorted.map(({ f, e }) => dirRecord(ucs2be(f.name), e, false, date)),
     ];
   };
-  const er = susp('ER', Buffer.concat([
-    Buffer.from([RRIP_ID.length, RRIP_DES.length, RRIP_SRC.length, 1]),
-    Buffer.from(`${RRIP_ID}${RRIP_DES}${RRIP_SRC}`, 'latin1'),
-  ]));
+  const er = susp(
+    'ER',
+    Buffer.concat([
+      Buffer.from([RRIP_ID.length, RRIP_DES.length, RRIP_SRC.length, 1]),
+      Buffer.from(`${RRIP_ID}${RRIP_DES}${RRIP_SRC}`, 'latin1'),
+    ]),
+  );
 
   const primaryBytes = packDirectory(primaryRecords(none, none, [])).length;
   const jolietBytes = packDirectory(jolietRecords(none, [])).length;
@@ -269,8 +315,20 @@ export function buildIso(volume: IsoVolume): Buffer {
   const image = Buffer.alloc(total * ISO_SECTOR);
   const at = (sector: number) => sector * ISO_SECTOR;
   const common = { volumeSectors: total, pathTableSize: 10, date, label: volume.label };
-  volumeDescriptor({ ...common, type: 1, lPathSector: 19, mPathSector: 20, root: dirRecord(Buffer.from([0]), primaryRoot, true, date) }).copy(image, at(16));
-  volumeDescriptor({ ...common, type: 2, lPathSector: 21, mPathSector: 22, root: dirRecord(Buffer.from([0]), jolietRoot, true, date) }).copy(image, at(17));
+  volumeDescriptor({
+    ...common,
+    type: 1,
+    lPathSector: 19,
+    mPathSector: 20,
+    root: dirRecord(Buffer.from([0]), primaryRoot, true, date),
+  }).copy(image, at(16));
+  volumeDescriptor({
+    ...common,
+    type: 2,
+    lPathSector: 21,
+    mPathSector: 22,
+    root: dirRecord(Buffer.from([0]), jolietRoot, true, date),
+  }).copy(image, at(17));
   image[at(18)] = 255;
   image.write('CD001', at(18) + 1, 'latin1');
   image[at(18) + 6] = 1;
@@ -281,6 +339,8 @@ export function buildIso(volume: IsoVolume): Buffer {
   packDirectory(primaryRecords(primaryRoot, ce, fileExtents)).copy(image, at(primaryRoot.sector));
   er.copy(image, at(ce.sector));
   packDirectory(jolietRecords(jolietRoot, fileExtents)).copy(image, at(jolietRoot.sector));
-  files.forEach((f, i) => Buffer.from(f.data.buffer, f.data.byteOffset, f.data.byteLength).copy(image, at(fileExtents[i]!.sector)));
+  files.forEach((f, i) =>
+    Buffer.from(f.data.buffer, f.data.byteOffset, f.data.byteLength).copy(image, at(fileExtents[i]!.sector)),
+  );
   return image;
 }

@@ -34,14 +34,30 @@ export function networkConfig(nics: readonly DesiredNic[]): string | null {
     check(MAC_RE.test(nic.mac), `MAC ${JSON.stringify(nic.mac)}`, `${f}.mac`);
     check(Number.isInteger(nic.mtu) && nic.mtu >= 576 && nic.mtu <= 9000, 'the MTU', `${f}.mtu`);
     const name = `eth${nic.index}`;
-    lines.push(`  ${name}:`, '    match:', `      macaddress: "${nic.mac}"`, `    set-name: "${name}"`, `    mtu: ${nic.mtu}`, '    dhcp4: false', '    dhcp6: false');
+    lines.push(
+      `  ${name}:`,
+      '    match:',
+      `      macaddress: "${nic.mac}"`,
+      `    set-name: "${name}"`,
+      `    mtu: ${nic.mtu}`,
+      '    dhcp4: false',
+      '    dhcp6: false',
+    );
     const addresses: string[] = [];
     if (nic.ipv4 !== null) {
-      check(V4_RE.test(nic.ipv4) && Number.isInteger(nic.ipv4_prefix) && nic.ipv4_prefix! >= 8 && nic.ipv4_prefix! <= 30, `IPv4 ${JSON.stringify(nic.ipv4)}`, `${f}.ipv4`);
+      check(
+        V4_RE.test(nic.ipv4) && Number.isInteger(nic.ipv4_prefix) && nic.ipv4_prefix! >= 8 && nic.ipv4_prefix! <= 30,
+        `IPv4 ${JSON.stringify(nic.ipv4)}`,
+        `${f}.ipv4`,
+      );
       addresses.push(`${nic.ipv4}/${nic.ipv4_prefix}`);
     }
     if (nic.ipv6 !== null) {
-      check(V6_RE.test(nic.ipv6) && Number.isInteger(nic.ipv6_prefix) && nic.ipv6_prefix! >= 48 && nic.ipv6_prefix! <= 128, `IPv6 ${JSON.stringify(nic.ipv6)}`, `${f}.ipv6`);
+      check(
+        V6_RE.test(nic.ipv6) && Number.isInteger(nic.ipv6_prefix) && nic.ipv6_prefix! >= 48 && nic.ipv6_prefix! <= 128,
+        `IPv6 ${JSON.stringify(nic.ipv6)}`,
+        `${f}.ipv6`,
+      );
       addresses.push(`${nic.ipv6}/${nic.ipv6_prefix}`);
     }
     if (addresses.length > 0) lines.push('    addresses:', ...addresses.map((a) => `      - "${a}"`));
@@ -58,7 +74,8 @@ export function networkConfig(nics: readonly DesiredNic[]): string | null {
     }
     if (routes.length > 0) lines.push('    routes:', ...routes);
     if (nic.dns_servers.length > 0) {
-      for (const [i, s] of nic.dns_servers.entries()) check(V4_RE.test(s) || V6_RE.test(s), `DNS server ${JSON.stringify(s)}`, `${f}.dns_servers[${i}]`);
+      for (const [i, s] of nic.dns_servers.entries())
+        check(V4_RE.test(s) || V6_RE.test(s), `DNS server ${JSON.stringify(s)}`, `${f}.dns_servers[${i}]`);
       lines.push('    nameservers:', '      addresses:', ...nic.dns_servers.map((s) => `        - "${s}"`));
     }
   }

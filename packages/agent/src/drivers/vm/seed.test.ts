@@ -23,30 +23,43 @@ describe('seedFiles', () => {
     const files = seedFiles(desiredInstance({ id: ID, name: 'db', spec: { ssh_keys: [KEY_A, `  ${KEY_B}\n`] } }));
     expect(files['meta-data']).toBe(
       'instance-id: inst_01JB8X0Q3E6M2T9K4V7W5YB1C3\n' +
-      'local-hostname: db\n' +
-      'public-keys:\n' +
-      '  - "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOlL0kHd5y2Qmk8 alice@laptop"\n' +
-      '  - "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 \\"bob\\" \\\\ home"\n',
+        'local-hostname: db\n' +
+        'public-keys:\n' +
+        '  - "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOlL0kHd5y2Qmk8 alice@laptop"\n' +
+        '  - "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 \\"bob\\" \\\\ home"\n',
     );
     expect(files['user-data']).toBe(
       '#cloud-config\n' +
-      'ssh_authorized_keys:\n' +
-      '  - "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOlL0kHd5y2Qmk8 alice@laptop"\n' +
-      '  - "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 \\"bob\\" \\\\ home"\n',
+        'ssh_authorized_keys:\n' +
+        '  - "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOlL0kHd5y2Qmk8 alice@laptop"\n' +
+        '  - "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 \\"bob\\" \\\\ home"\n',
     );
     expect(files['vendor-data']).toBeUndefined();
   });
 
   it('adds network-config with the static addresses of the NICs', () => {
-    const nics = [{
-      id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C3', network_id: 'net_01JB8X0Q3E6M2T9K4V7W5YB1C3', vni: 7, index: 0, mac: '02:12:34:56:78:9a',
-      ipv4: '10.10.0.2', ipv4_prefix: 24, ipv6: null, ipv6_prefix: null, gateway4: null, gateway6: null, mtu: 1450, dns_servers: [],
-    }];
+    const nics = [
+      {
+        id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C3',
+        network_id: 'net_01JB8X0Q3E6M2T9K4V7W5YB1C3',
+        vni: 7,
+        index: 0,
+        mac: '02:12:34:56:78:9a',
+        ipv4: '10.10.0.2',
+        ipv4_prefix: 24,
+        ipv6: null,
+        ipv6_prefix: null,
+        gateway4: null,
+        gateway6: null,
+        mtu: 1450,
+        dns_servers: [],
+      },
+    ];
     const files = seedFiles(desiredInstance({ id: ID, name: 'web-1', nics }));
     expect(Object.keys(files).sort()).toEqual(['meta-data', 'network-config', 'user-data']);
     expect(files['network-config']).toBe(
       'version: 2\nethernets:\n  eth0:\n    match:\n      macaddress: "02:12:34:56:78:9a"\n    set-name: "eth0"\n    mtu: 1450\n' +
-      '    dhcp4: false\n    dhcp6: false\n    addresses:\n      - "10.10.0.2/24"\n',
+        '    dhcp4: false\n    dhcp6: false\n    addresses:\n      - "10.10.0.2/24"\n',
     );
     expect(seedFiles(desiredInstance({ id: ID, name: 'web-1', nics: [] }))['network-config']).toBeUndefined();
   });
@@ -57,15 +70,19 @@ describe('seedFiles', () => {
     expect(files['user-data']).toBe(doc);
     expect(files['meta-data']).toBe(
       'instance-id: inst_01JB8X0Q3E6M2T9K4V7W5YB1C3\n' +
-      'local-hostname: web\n' +
-      'public-keys:\n' +
-      '  - "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOlL0kHd5y2Qmk8 alice@laptop"\n',
+        'local-hostname: web\n' +
+        'public-keys:\n' +
+        '  - "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOlL0kHd5y2Qmk8 alice@laptop"\n',
     );
   });
 
   it('passes a script through byte for byte and adds vendor-data when given', () => {
     const script = '#!/bin/sh\necho "hello from $(hostname)"\n';
-    expect(seedFiles(desiredInstance({ id: ID, name: 'job', spec: { user_data: script } }), { vendorData: '#cloud-config\ntimezone: UTC\n' })).toEqual({
+    expect(
+      seedFiles(desiredInstance({ id: ID, name: 'job', spec: { user_data: script } }), {
+        vendorData: '#cloud-config\ntimezone: UTC\n',
+      }),
+    ).toEqual({
       'meta-data': 'instance-id: inst_01JB8X0Q3E6M2T9K4V7W5YB1C3\nlocal-hostname: job\n',
       'user-data': script,
       'vendor-data': '#cloud-config\ntimezone: UTC\n',
@@ -74,12 +91,28 @@ describe('seedFiles', () => {
 
   it('passes MIME multipart user-data (cloud-config and shell script parts, CRLF lines) through byte for byte', () => {
     const multipart = [
-      'Content-Type: multipart/mixed; boundary="==b=="', 'MIME-Version: 1.0', '',
-      '--==b==', 'Content-Type: text/cloud-config; charset="us-ascii"', '', '#cloud-config', 'runcmd:', '  - [touch, /x]', '',
-      '--==b==', 'Content-Type: text/x-shellscript; charset="us-ascii"', '', '#!/bin/sh', 'echo hi > /y', '',
-      '--==b==--', '',
+      'Content-Type: multipart/mixed; boundary="==b=="',
+      'MIME-Version: 1.0',
+      '',
+      '--==b==',
+      'Content-Type: text/cloud-config; charset="us-ascii"',
+      '',
+      '#cloud-config',
+      'runcmd:',
+      '  - [touch, /x]',
+      '',
+      '--==b==',
+      'Content-Type: text/x-shellscript; charset="us-ascii"',
+      '',
+      '#!/bin/sh',
+      'echo hi > /y',
+      '',
+      '--==b==--',
+      '',
     ].join('\r\n');
-    const files = seedFiles(desiredInstance({ id: ID, name: 'mime', spec: { user_data: multipart, ssh_keys: [KEY_A] } }));
+    const files = seedFiles(
+      desiredInstance({ id: ID, name: 'mime', spec: { user_data: multipart, ssh_keys: [KEY_A] } }),
+    );
     expect(files['user-data']).toBe(multipart);
     // The keys still reach the guest through meta-data, as with any document of the user's.
     expect(files['meta-data']).toContain(KEY_A);
@@ -156,7 +189,9 @@ describe('writeSeedIso', () => {
 
   it('refuses file names cloud-init does not read and seeds without meta-data', async () => {
     dir = await mkdtemp(join(tmpdir(), 'floe-seed-'));
-    await expect(writeSeedIso(dir, { 'meta-data': '', 'user-data': '', '../evil': 'x' })).rejects.toMatchObject({ code: 'validation_failed' });
+    await expect(writeSeedIso(dir, { 'meta-data': '', 'user-data': '', '../evil': 'x' })).rejects.toMatchObject({
+      code: 'validation_failed',
+    });
     await expect(writeSeedIso(dir, { 'user-data': '' })).rejects.toMatchObject({ code: 'validation_failed' });
     expect(await readdir(dir)).toEqual([]);
   });

@@ -31,7 +31,10 @@ const SEED_FILE_RE = /^(meta-data|user-data|vendor-data|network-config)$/;
  * paragraph separators, BOM) are escaped as well.
  */
 export function yamlString(value: string): string {
-  return JSON.stringify(value).replace(/[\u007f-\u009f\u2028\u2029\ufeff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(value).replace(
+    /[\u007f-\u009f\u2028\u2029\ufeff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 /** The instance's ssh keys, each one trimmed line; throws `validation_failed` for a key that is not. */
@@ -39,7 +42,9 @@ export function sshKeys(vm: DesiredInstance): string[] {
   return vm.spec.ssh_keys.map((key, i) => {
     const k = key.trim();
     if (k.length === 0 || /[\r\n]/.test(k)) {
-      throw new FloeError('validation_failed', `ssh key ${i + 1} must be one non-empty line`, { field: `ssh_keys[${i}]` });
+      throw new FloeError('validation_failed', `ssh key ${i + 1} must be one non-empty line`, {
+        field: `ssh_keys[${i}]`,
+      });
     }
     return k;
   });
@@ -55,12 +60,19 @@ export function sshKeys(vm: DesiredInstance): string[] {
  * seedFiles(vm) // { 'meta-data': 'instance-id: inst_...\nlocal-hostname: web\n', 'user-data': '#cloud-config\n' }
  */
 export function seedFiles(vm: DesiredInstance, opts: { vendorData?: string } = {}): SeedFiles {
-  if (!ID_RE.test(vm.id)) throw new FloeError('validation_failed', `instance id ${JSON.stringify(vm.id)} is malformed`, { field: 'id' });
-  if (!NAME_RE.test(vm.name)) throw new FloeError('validation_failed', `instance name ${JSON.stringify(vm.name)} is not a DNS label`, { field: 'name' });
+  if (!ID_RE.test(vm.id))
+    throw new FloeError('validation_failed', `instance id ${JSON.stringify(vm.id)} is malformed`, { field: 'id' });
+  if (!NAME_RE.test(vm.name))
+    throw new FloeError('validation_failed', `instance name ${JSON.stringify(vm.name)} is not a DNS label`, {
+      field: 'name',
+    });
   const keys = sshKeys(vm);
   const userData = vm.spec.user_data;
   if (userData !== null && Buffer.byteLength(userData, 'utf8') > USER_DATA_MAX_BYTES) {
-    throw new FloeError('validation_failed', `user_data is larger than ${USER_DATA_MAX_BYTES} bytes`, { field: 'user_data', limit: USER_DATA_MAX_BYTES });
+    throw new FloeError('validation_failed', `user_data is larger than ${USER_DATA_MAX_BYTES} bytes`, {
+      field: 'user_data',
+      limit: USER_DATA_MAX_BYTES,
+    });
   }
 
   let metaData = `instance-id: ${vm.id}\nlocal-hostname: ${vm.name}\n`;
@@ -94,7 +106,10 @@ export function seedFiles(vm: DesiredInstance, opts: { vendorData?: string } = {
 export async function writeSeedIso(dir: string, files: SeedFiles, opts: { date?: Date } = {}): Promise<string> {
   const names = Object.keys(files).sort();
   for (const name of names) {
-    if (!SEED_FILE_RE.test(name)) throw new FloeError('validation_failed', `${JSON.stringify(name)} is not a NoCloud seed file`, { field: 'files' });
+    if (!SEED_FILE_RE.test(name))
+      throw new FloeError('validation_failed', `${JSON.stringify(name)} is not a NoCloud seed file`, {
+        field: 'files',
+      });
   }
   if (!names.includes('meta-data') || !names.includes('user-data')) {
     throw new FloeError('validation_failed', 'a NoCloud seed needs meta-data and user-data', { field: 'files' });
@@ -112,6 +127,8 @@ export async function writeSeedIso(dir: string, files: SeedFiles, opts: { date?:
     return target;
   } catch (err) {
     await rm(partial, { force: true });
-    throw new FloeError('host_operation_failed', `cannot write the seed ISO: ${(err as Error).message}`, { path: target });
+    throw new FloeError('host_operation_failed', `cannot write the seed ISO: ${(err as Error).message}`, {
+      path: target,
+    });
   }
 }

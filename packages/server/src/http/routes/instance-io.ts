@@ -33,12 +33,25 @@ export function consoleCloseCode(code: string): number {
 
 const ConsoleQuery = Type.Object({
   project: Type.Optional(Name),
-  access_token: Type.Optional(Type.String({ maxLength: 500, description: 'the API token, for clients that cannot send an Authorization header (browsers)' })),
+  access_token: Type.Optional(
+    Type.String({
+      maxLength: 500,
+      description: 'the API token, for clients that cannot send an Authorization header (browsers)',
+    }),
+  ),
 });
 const LogsQuery = Type.Object({
   project: Type.Optional(Name),
-  tail_bytes: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_TAIL_BYTES, description: 'only the last N bytes of the history (default: all the host keeps)' })),
-  follow: Type.Optional(Type.Boolean({ default: false, description: 'keep the response open and stream new output until the client goes' })),
+  tail_bytes: Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      maximum: MAX_TAIL_BYTES,
+      description: 'only the last N bytes of the history (default: all the host keeps)',
+    }),
+  ),
+  follow: Type.Optional(
+    Type.Boolean({ default: false, description: 'keep the response open and stream new output until the client goes' }),
+  ),
 });
 
 /** Consoles opened in preHandler, waiting for their WebSocket. */
@@ -66,7 +79,11 @@ function closeConsole(socket: WebSocket, end: ChannelEnd): void {
 export function instanceIoRoutes(app: FastifyInstance, s: Services): void {
   /** The instance and the host it is placed on. */
   async function locate(req: FastifyRequest): Promise<{ instance: Instance; hostId: string }> {
-    const instance = await s.instances.get(req.principal, (req.params as { id: string }).id, projectOf(req.query as { project?: string }));
+    const instance = await s.instances.get(
+      req.principal,
+      (req.params as { id: string }).id,
+      projectOf(req.query as { project?: string }),
+    );
     const hostId = instance.status.host;
     if (hostId === null) throw new FloeError('invalid_state', `instance ${instance.name} is not placed on a host`);
     return { instance, hostId };
@@ -77,15 +94,23 @@ export function instanceIoRoutes(app: FastifyInstance, s: Services): void {
     url: '/v1/instances/:id/console',
     schema: {
       tags: ['instances'],
-      summary: 'Serial console (WebSocket): binary frames carry the bytes both ways. Errors before the upgrade are JSON answers; a console that fails later sends the error envelope as a text frame and closes with 4000 + its HTTP status. Browsers may pass ?access_token=.',
+      summary:
+        'Serial console (WebSocket): binary frames carry the bytes both ways. Errors before the upgrade are JSON answers; a console that fails later sends the error envelope as a text frame and closes with 4000 + its HTTP status. Browsers may pass ?access_token=.',
       params: IdOrNameParams,
       querystring: ConsoleQuery,
       response: { ...errors },
     },
     preHandler: async (req) => {
-      if (!req.ws) throw new FloeError('validation_failed', 'the console is a WebSocket; upgrade the connection', { field: 'upgrade' });
+      if (!req.ws)
+        throw new FloeError('validation_failed', 'the console is a WebSocket; upgrade the connection', {
+          field: 'upgrade',
+        });
       const { instance, hostId } = await locate(req);
-      const channel = await s.hub.openChannel(hostId, { type: 'console.open', instance_id: instance.id }, HOST_ANSWER_MS);
+      const channel = await s.hub.openChannel(
+        hostId,
+        { type: 'console.open', instance_id: instance.id },
+        HOST_ANSWER_MS,
+      );
       // Covers a client that leaves before or during the upgrade.
       if (req.raw.socket.destroyed) {
         channel.close();
@@ -95,7 +120,9 @@ export function instanceIoRoutes(app: FastifyInstance, s: Services): void {
       req.raw.socket.once('close', () => channel.close());
     },
     handler: async () => {
-      throw new FloeError('validation_failed', 'the console is a WebSocket; upgrade the connection', { field: 'upgrade' });
+      throw new FloeError('validation_failed', 'the console is a WebSocket; upgrade the connection', {
+        field: 'upgrade',
+      });
     },
     wsHandler: (socket, req) => {
       const channel = consoles.get(req);
@@ -108,14 +135,21 @@ export function instanceIoRoutes(app: FastifyInstance, s: Services): void {
       ping.unref();
       channel.onData((chunk) => {
         if (socket.bufferedAmount > MAX_QUEUED_BYTES) {
-          channel.close({ code: 'stream_overflow', message: 'the console output came faster than this client read it; reconnect to continue' });
+          channel.close({
+            code: 'stream_overflow',
+            message: 'the console output came faster than this client read it; reconnect to continue',
+          });
           return;
         }
         socket.send(chunk, { binary: true });
       });
       channel.onClose((end) => closeConsole(socket, end));
       socket.on('message', (data) => {
-        if (channel.backedUp) channel.close({ code: 'stream_overflow', message: 'input came faster than the host took it; reconnect to continue' });
+        if (channel.backedUp)
+          channel.close({
+            code: 'stream_overflow',
+            message: 'input came faster than the host took it; reconnect to continue',
+          });
         else channel.write(bytesOf(data));
       });
       socket.on('close', () => {
@@ -125,53 +159,80 @@ export function instanceIoRoutes(app: FastifyInstance, s: Services): void {
     },
   });
 
-  app.get('/v1/instances/:id/logs', {
-    schema: {
-      tags: ['instances'],
-      summary: 'Console log of an instance as text: the history the host keeps (or its last tail_bytes); with follow=true the response stays open and streams new output',
-      params: IdOrNameParams,
-      querystring: LogsQuery,
-      response: { 200: { description: 'console output, as the guest wrote it', content: { 'text/plain': { schema: Type.String() } } }, ...errors },
+  app.get(
+    '/v1/instances/:id/logs',
+    {
+      schema: {
+        tags: ['instances'],
+        summary:
+          'Console log of an instance as text: the history the host keeps (or its last tail_bytes); with follow=true the response stays open and streams new output',
+        params: IdOrNameParams,
+        querystring: LogsQuery,
+        response: {
+          200: {
+            description: 'console output, as the guest wrote it',
+            content: { 'text/plain': { schema: Type.String() } },
+          },
+          ...errors,
+        },
+      },
     },
-  }, async (req, reply) => {
-    const q = req.query as { tail_bytes?: number; follow?: boolean };
-    const { instance, hostId } = await locate(req);
-    const follow = q.follow === true;
-    const channel = await s.hub.openChannel(hostId, {
-      type: 'logs.open', instance_id: instance.id, follow, ...(q.tail_bytes === undefined ? {} : { tail_bytes: q.tail_bytes }),
-    }, HOST_ANSWER_MS);
-    const res = reply.raw;
-    reply.hijack();
-    if (res.destroyed || req.raw.socket.destroyed) {
-      channel.close(); // the client left while the host was opening the log
-      return;
-    }
-    res.on('close', () => channel.close());
-    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
-    res.flushHeaders();
-    channel.onData((chunk) => {
-      if (res.writableLength > MAX_QUEUED_BYTES) {
-        channel.close({ code: 'stream_overflow', message: 'the client read the log too slowly' });
+    async (req, reply) => {
+      const q = req.query as { tail_bytes?: number; follow?: boolean };
+      const { instance, hostId } = await locate(req);
+      const follow = q.follow === true;
+      const channel = await s.hub.openChannel(
+        hostId,
+        {
+          type: 'logs.open',
+          instance_id: instance.id,
+          follow,
+          ...(q.tail_bytes === undefined ? {} : { tail_bytes: q.tail_bytes }),
+        },
+        HOST_ANSWER_MS,
+      );
+      const res = reply.raw;
+      reply.hijack();
+      if (res.destroyed || req.raw.socket.destroyed) {
+        channel.close(); // the client left while the host was opening the log
         return;
       }
-      res.write(chunk);
-    });
-    channel.onClose((end) => {
-      if (end !== undefined) req.log.info({ instance: instance.id, code: end.code }, 'log stream ended early');
-      res.end();
-    });
-  });
-
-  app.get('/v1/instances/:id/stats', {
-    schema: {
-      tags: ['instances'],
-      summary: 'Counters of a running instance: CPU time, memory, disk and network bytes (read from its host; 409 invalid_state when it is not running)',
-      params: IdOrNameParams,
-      querystring: Type.Object({ project: Type.Optional(Name) }),
-      response: { 200: InstanceStats, ...errors },
+      res.on('close', () => channel.close());
+      res.writeHead(200, {
+        'content-type': 'text/plain; charset=utf-8',
+        'cache-control': 'no-cache',
+        'x-accel-buffering': 'no',
+      });
+      res.flushHeaders();
+      channel.onData((chunk) => {
+        if (res.writableLength > MAX_QUEUED_BYTES) {
+          channel.close({ code: 'stream_overflow', message: 'the client read the log too slowly' });
+          return;
+        }
+        res.write(chunk);
+      });
+      channel.onClose((end) => {
+        if (end !== undefined) req.log.info({ instance: instance.id, code: end.code }, 'log stream ended early');
+        res.end();
+      });
     },
-  }, async (req): Promise<InstanceStats> => {
-    const { instance, hostId } = await locate(req);
-    return s.hub.request(hostId, { type: 'stats.get', instance_id: instance.id }, HOST_ANSWER_MS);
-  });
+  );
+
+  app.get(
+    '/v1/instances/:id/stats',
+    {
+      schema: {
+        tags: ['instances'],
+        summary:
+          'Counters of a running instance: CPU time, memory, disk and network bytes (read from its host; 409 invalid_state when it is not running)',
+        params: IdOrNameParams,
+        querystring: Type.Object({ project: Type.Optional(Name) }),
+        response: { 200: InstanceStats, ...errors },
+      },
+    },
+    async (req): Promise<InstanceStats> => {
+      const { instance, hostId } = await locate(req);
+      return s.hub.request(hostId, { type: 'stats.get', instance_id: instance.id }, HOST_ANSWER_MS);
+    },
+  );
 }

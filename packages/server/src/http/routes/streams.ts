@@ -25,9 +25,13 @@ export function streamRoutes(app: FastifyInstance, s: Services): void {
     url: '/v1/events',
     schema: {
       tags: ['events'],
-      summary: 'Event stream: Server-Sent Events with Accept: text/event-stream, a WebSocket on upgrade, else a JSON page of events after ?since=',
+      summary:
+        'Event stream: Server-Sent Events with Accept: text/event-stream, a WebSocket on upgrade, else a JSON page of events after ?since=',
       querystring: EventsQuery,
-      response: { 200: Type.Object({ items: Type.Array(Event), next_cursor: Type.Union([Type.String(), Type.Null()]) }), ...errors },
+      response: {
+        200: Type.Object({ items: Type.Array(Event), next_cursor: Type.Union([Type.String(), Type.Null()]) }),
+        ...errors,
+      },
     },
     handler: async (req, reply) => {
       const q = req.query as EventsQueryT;
@@ -46,11 +50,18 @@ export function streamRoutes(app: FastifyInstance, s: Services): void {
       const unsubscribe = s.bus.subscribe((e) => {
         if (!matches(e, filter)) return;
         if (buffered) buffered.push(e);
-        else if (e.seq > lastSent) { lastSent = e.seq; write(e); }
+        else if (e.seq > lastSent) {
+          lastSent = e.seq;
+          write(e);
+        }
       });
       let keepalive: NodeJS.Timeout | undefined;
       let closed = false;
-      req.raw.on('close', () => { closed = true; clearInterval(keepalive); unsubscribe(); });
+      req.raw.on('close', () => {
+        closed = true;
+        clearInterval(keepalive);
+        unsubscribe();
+      });
       try {
         lastSent = since ?? (await s.bus.lastSeq());
       } catch (err) {
@@ -59,16 +70,32 @@ export function streamRoutes(app: FastifyInstance, s: Services): void {
       }
       reply.hijack();
       if (closed) return;
-      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+      });
       res.write(': floe events\n\n');
       keepalive = setInterval(() => res.write(': keepalive\n\n'), KEEPALIVE_MS);
       if (since !== null) {
-        for (let batch = await s.bus.replay(lastSent, filter); batch.length > 0; batch = await s.bus.replay(lastSent, filter)) {
-          for (const e of batch) { write(e); lastSent = e.seq; }
+        for (
+          let batch = await s.bus.replay(lastSent, filter);
+          batch.length > 0;
+          batch = await s.bus.replay(lastSent, filter)
+        ) {
+          for (const e of batch) {
+            write(e);
+            lastSent = e.seq;
+          }
           if (batch.length < 1000) break;
         }
       }
-      for (const e of buffered) if (e.seq > lastSent) { write(e); lastSent = e.seq; }
+      for (const e of buffered)
+        if (e.seq > lastSent) {
+          write(e);
+          lastSent = e.seq;
+        }
       buffered = null;
     },
     wsHandler: async (socket, req) => {
@@ -78,7 +105,12 @@ export function streamRoutes(app: FastifyInstance, s: Services): void {
       // As for SSE: subscribe first and buffer, then replay in batches, then go live.
       let buffered: EventT[] | null = [];
       let lastSent = 0;
-      const send = (e: EventT) => { if (e.seq > lastSent) { lastSent = e.seq; socket.send(JSON.stringify(e)); } };
+      const send = (e: EventT) => {
+        if (e.seq > lastSent) {
+          lastSent = e.seq;
+          socket.send(JSON.stringify(e));
+        }
+      };
       const unsubscribe = s.bus.subscribe((e) => {
         if (!matches(e, filter)) return;
         if (buffered) buffered.push(e);
@@ -87,7 +119,11 @@ export function streamRoutes(app: FastifyInstance, s: Services): void {
       socket.on('close', unsubscribe);
       lastSent = since ?? (await s.bus.lastSeq());
       if (since !== null) {
-        for (let batch = await s.bus.replay(lastSent, filter); batch.length > 0; batch = await s.bus.replay(lastSent, filter)) {
+        for (
+          let batch = await s.bus.replay(lastSent, filter);
+          batch.length > 0;
+          batch = await s.bus.replay(lastSent, filter)
+        ) {
           for (const e of batch) send(e);
           if (batch.length < 1000) break;
         }
@@ -104,7 +140,9 @@ export function streamRoutes(app: FastifyInstance, s: Services): void {
     schema: { hide: true },
     preValidation: requireAgentCertificate,
     handler: async () => {
-      throw new FloeError('validation_failed', 'the agent link is a WebSocket; upgrade the connection', { field: 'upgrade' });
+      throw new FloeError('validation_failed', 'the agent link is a WebSocket; upgrade the connection', {
+        field: 'upgrade',
+      });
     },
     wsHandler: (socket, req) => {
       const cert = (req.raw.socket as TLSSocket).getPeerCertificate();

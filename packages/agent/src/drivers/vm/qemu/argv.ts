@@ -77,21 +77,27 @@ function invalid(field: string, message: string): FloeError {
  */
 export function checkQemuPath(field: string, path: string): string {
   if (!isAbsolute(path)) throw invalid(field, `${field} must be an absolute path: ${JSON.stringify(path)}`);
-  if (path.includes(',')) throw invalid(field, `${field} must not contain a comma (QEMU's option separator): ${JSON.stringify(path)}`);
-  if (/[\u0000-\u001f\u007f]/.test(path)) throw invalid(field, `${field} must not contain control characters: ${JSON.stringify(path)}`);
+  if (path.includes(','))
+    throw invalid(field, `${field} must not contain a comma (QEMU's option separator): ${JSON.stringify(path)}`);
+  if (/[\u0000-\u001f\u007f]/.test(path))
+    throw invalid(field, `${field} must not contain control characters: ${JSON.stringify(path)}`);
   return path;
 }
 
 function checkSocketPath(field: string, path: string): string {
   checkQemuPath(field, path);
   if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) {
-    throw invalid(field, `${field} is longer than a unix socket path may be (${MAX_SOCKET_PATH_BYTES} bytes); use a shorter state directory: ${path}`);
+    throw invalid(
+      field,
+      `${field} is longer than a unix socket path may be (${MAX_SOCKET_PATH_BYTES} bytes); use a shorter state directory: ${path}`,
+    );
   }
   return path;
 }
 
 function checkInt(field: string, value: number, min: number, max: number): number {
-  if (!Number.isInteger(value) || value < min || value > max) throw invalid(field, `${field} must be an integer from ${min} to ${max}, not ${value}`);
+  if (!Number.isInteger(value) || value < min || value > max)
+    throw invalid(field, `${field} must be an integer from ${min} to ${max}, not ${value}`);
   return value;
 }
 
@@ -126,7 +132,10 @@ export function nicSlot(nic: QemuNic, position: number): number {
  * The `netdev_add` and `device_add` arguments of one NIC, as QMP takes them:
  * the same tap netdev and virtio-net-pci device `nicArgs` puts on the command line.
  */
-export function nicQmpArgs(nic: QemuNic, position: number): { netdev: Record<string, unknown>; device: Record<string, unknown> } {
+export function nicQmpArgs(
+  nic: QemuNic,
+  position: number,
+): { netdev: Record<string, unknown>; device: Record<string, unknown> } {
   const slot = checkNic(nic, position);
   return {
     netdev: { type: 'tap', id: `nd-${nic.id}`, ifname: nic.tap, script: 'no', downscript: 'no', vhost: false },
@@ -137,10 +146,16 @@ export function nicQmpArgs(nic: QemuNic, position: number): { netdev: Record<str
 function checkNic(nic: QemuNic, position: number): number {
   const field = `nics[${position}]`;
   const slot = nicSlot(nic, position);
-  if (!Number.isInteger(slot) || slot < 0 || slot >= MAX_NICS) throw invalid(nic.index === undefined ? 'nics' : `${field}.index`, `an instance has at most ${MAX_NICS} NICs, in slots 0 to ${MAX_NICS - 1}`);
+  if (!Number.isInteger(slot) || slot < 0 || slot >= MAX_NICS)
+    throw invalid(
+      nic.index === undefined ? 'nics' : `${field}.index`,
+      `an instance has at most ${MAX_NICS} NICs, in slots 0 to ${MAX_NICS - 1}`,
+    );
   if (!NIC_ID_RE.test(nic.id)) throw invalid(`${field}.id`, `NIC id ${JSON.stringify(nic.id)} is malformed`);
-  if (!TAP_RE.test(nic.tap)) throw invalid(`${field}.tap`, `tap name ${JSON.stringify(nic.tap)} is not a valid interface name`);
-  if (!MAC_RE.test(nic.mac) || (parseInt(nic.mac.slice(0, 2), 16) & 1) === 1) throw invalid(`${field}.mac`, `${JSON.stringify(nic.mac)} is not a lower-case unicast MAC address`);
+  if (!TAP_RE.test(nic.tap))
+    throw invalid(`${field}.tap`, `tap name ${JSON.stringify(nic.tap)} is not a valid interface name`);
+  if (!MAC_RE.test(nic.mac) || (parseInt(nic.mac.slice(0, 2), 16) & 1) === 1)
+    throw invalid(`${field}.mac`, `${JSON.stringify(nic.mac)} is not a lower-case unicast MAC address`);
   return slot;
 }
 
@@ -194,8 +209,10 @@ export function qemuArgv(spec: QemuSpec): string[] {
   if (!NAME_RE.test(spec.name)) throw invalid('name', `instance name ${JSON.stringify(spec.name)} is not a DNS label`);
   const vcpus = checkInt('vcpus', spec.vcpus, 1, 256);
   const memory = checkInt('memory_mib', spec.memoryMib, 16, 4 * 1024 * 1024);
-  if (spec.accelerator !== 'kvm' && spec.accelerator !== 'tcg') throw invalid('accelerator', `unknown accelerator ${JSON.stringify(spec.accelerator)}`);
-  if (spec.diskCache !== 'none' && spec.diskCache !== 'writeback') throw invalid('disk_cache', `unknown disk cache mode ${JSON.stringify(spec.diskCache)}`);
+  if (spec.accelerator !== 'kvm' && spec.accelerator !== 'tcg')
+    throw invalid('accelerator', `unknown accelerator ${JSON.stringify(spec.accelerator)}`);
+  if (spec.diskCache !== 'none' && spec.diskCache !== 'writeback')
+    throw invalid('disk_cache', `unknown disk cache mode ${JSON.stringify(spec.diskCache)}`);
   const p = spec.paths;
   const pidfile = checkQemuPath('pidfile', p.pidfile);
   const qmp = checkSocketPath('qmp_socket', p.qmpSocket);
@@ -205,25 +222,39 @@ export function qemuArgv(spec: QemuSpec): string[] {
   const seed = p.seedIso === null ? null : checkQemuPath('seed_iso', p.seedIso);
 
   const argv = [
-    '-name', `guest=${spec.name}`,
-    '-machine', `q35,accel=${spec.accelerator},graphics=off`,
+    '-name',
+    `guest=${spec.name}`,
+    '-machine',
+    `q35,accel=${spec.accelerator},graphics=off`,
     // TCG cannot pass the host CPU through; `max` is everything TCG emulates.
-    '-cpu', spec.accelerator === 'kvm' ? 'host' : 'max',
-    '-smp', String(vcpus),
-    '-m', `${memory}M`,
+    '-cpu',
+    spec.accelerator === 'kvm' ? 'host' : 'max',
+    '-smp',
+    String(vcpus),
+    '-m',
+    `${memory}M`,
     '-nodefaults',
     '-no-user-config',
-    '-display', 'none',
+    '-display',
+    'none',
     '-daemonize',
-    '-pidfile', pidfile,
-    '-qmp', `unix:${qmp},server=on,wait=off`,
-    '-chardev', `socket,id=serial0,path=${serial},server=on,wait=off,logfile=${log},logappend=on`,
-    '-serial', 'chardev:serial0',
+    '-pidfile',
+    pidfile,
+    '-qmp',
+    `unix:${qmp},server=on,wait=off`,
+    '-chardev',
+    `socket,id=serial0,path=${serial},server=on,wait=off,logfile=${log},logappend=on`,
+    '-serial',
+    'chardev:serial0',
     // Guests (cloud-init's key generation, above all) would otherwise wait for entropy under TCG.
-    '-object', 'rng-random,id=rng0,filename=/dev/urandom',
-    '-device', 'virtio-rng-pci,rng=rng0',
-    '-drive', `if=none,id=disk0,file=${disk},format=qcow2,cache=${spec.diskCache},discard=unmap`,
-    '-device', 'virtio-blk-pci,drive=disk0,bootindex=0',
+    '-object',
+    'rng-random,id=rng0,filename=/dev/urandom',
+    '-device',
+    'virtio-rng-pci,rng=rng0',
+    '-drive',
+    `if=none,id=disk0,file=${disk},format=qcow2,cache=${spec.diskCache},discard=unmap`,
+    '-device',
+    'virtio-blk-pci,drive=disk0,bootindex=0',
   ];
   const nics = spec.nics ?? [];
   checkNics(nics);
@@ -234,7 +265,11 @@ export function qemuArgv(spec: QemuSpec): string[] {
   });
   if (spec.smbiosSerial !== undefined) {
     // QEMU reads a comma as the next option; nothing but printable ASCII goes into the firmware table.
-    if (!/^[\x21-\x2b\x2d-\x7e]{1,200}$/.test(spec.smbiosSerial)) throw invalid('smbios_serial', `SMBIOS serial ${JSON.stringify(spec.smbiosSerial)} must be printable ASCII without spaces or commas`);
+    if (!/^[\x21-\x2b\x2d-\x7e]{1,200}$/.test(spec.smbiosSerial))
+      throw invalid(
+        'smbios_serial',
+        `SMBIOS serial ${JSON.stringify(spec.smbiosSerial)} must be printable ASCII without spaces or commas`,
+      );
     argv.push('-smbios', `type=1,serial=${spec.smbiosSerial}`);
   }
   if (seed !== null) argv.push(...seedDriveArgs(seed));
@@ -254,7 +289,9 @@ export const SEED_DISK_SERIAL = 'cidata';
 export function seedDriveArgs(seedPath: string): string[] {
   const seed = checkQemuPath('seed_iso', seedPath);
   return [
-    '-drive', `if=none,id=seed,file=${seed},format=raw,readonly=on`,
-    '-device', `virtio-blk-pci,drive=seed,serial=${SEED_DISK_SERIAL}`,
+    '-drive',
+    `if=none,id=seed,file=${seed},format=raw,readonly=on`,
+    '-device',
+    `virtio-blk-pci,drive=seed,serial=${SEED_DISK_SERIAL}`,
   ];
 }

@@ -92,7 +92,11 @@ export class LogFollower {
   ) {}
 
   /** Start following `path` from its current end. */
-  static async start(path: string, listener: (data: Buffer) => void, opts: LogFollowerOptions = {}): Promise<LogFollower> {
+  static async start(
+    path: string,
+    listener: (data: Buffer) => void,
+    opts: LogFollowerOptions = {},
+  ): Promise<LogFollower> {
     const f = new LogFollower(path, listener);
     const s = await sizeOf(path);
     f.offset = s?.size ?? 0;

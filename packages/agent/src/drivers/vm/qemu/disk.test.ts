@@ -17,7 +17,16 @@ if (qemuImg === null) {
 describe('overlayCreateArgs', () => {
   it('builds qemu-img create with the backing format', () => {
     expect(overlayCreateArgs('/images/base.qcow2', 'qcow2', '/vms/a/disk.qcow2', 10 * GIB)).toEqual([
-      'create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', '/images/base.qcow2', '/vms/a/disk.qcow2', '10737418240',
+      'create',
+      '-q',
+      '-f',
+      'qcow2',
+      '-F',
+      'qcow2',
+      '-b',
+      '/images/base.qcow2',
+      '/vms/a/disk.qcow2',
+      '10737418240',
     ]);
   });
 
@@ -78,7 +87,11 @@ describe.skipIf(qemuImg === null)('qcow2 overlays', () => {
   it('grows an existing disk to a bigger request, never shrinks it', async () => {
     const overlay = join(dir, 'vm4.qcow2');
     await ensureOverlay(base, overlay, GIB);
-    expect(await ensureOverlay(base, overlay, 2 * GIB)).toEqual({ created: false, resized: true, virtualSize: 2 * GIB });
+    expect(await ensureOverlay(base, overlay, 2 * GIB)).toEqual({
+      created: false,
+      resized: true,
+      virtualSize: 2 * GIB,
+    });
     expect((await imageInfo(overlay)).virtualSize).toBe(2 * GIB);
     expect(await growDisk(overlay, GIB)).toEqual({ resized: false, virtualSize: 2 * GIB });
     expect((await imageInfo(overlay)).virtualSize).toBe(2 * GIB);

@@ -35,15 +35,31 @@ export interface DiskOptions {
 }
 
 function hostError(what: string, err: unknown): unknown {
-  if (err instanceof ExecError) return new FloeError('host_operation_failed', `${what}: ${err.message}`, { stderr: err.stderr.slice(0, 2000) });
+  if (err instanceof ExecError)
+    return new FloeError('host_operation_failed', `${what}: ${err.message}`, { stderr: err.stderr.slice(0, 2000) });
   return err;
 }
 
 /** The arguments of `qemu-img create` for an overlay on `base` (pure); ensureOverlay writes the same file itself. */
 export function overlayCreateArgs(base: string, baseFormat: string, overlay: string, sizeBytes: number): string[] {
-  if (!/^[a-z0-9]+$/.test(baseFormat)) throw new FloeError('validation_failed', `unknown image format ${JSON.stringify(baseFormat)}`, { field: 'format' });
-  if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) throw new FloeError('validation_failed', `disk size must be a positive number of bytes, not ${sizeBytes}`, { field: 'disk_gib' });
-  return ['create', '-q', '-f', 'qcow2', '-F', baseFormat, '-b', checkQemuPath('image', base), checkQemuPath('disk', overlay), String(sizeBytes)];
+  if (!/^[a-z0-9]+$/.test(baseFormat))
+    throw new FloeError('validation_failed', `unknown image format ${JSON.stringify(baseFormat)}`, { field: 'format' });
+  if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0)
+    throw new FloeError('validation_failed', `disk size must be a positive number of bytes, not ${sizeBytes}`, {
+      field: 'disk_gib',
+    });
+  return [
+    'create',
+    '-q',
+    '-f',
+    'qcow2',
+    '-F',
+    baseFormat,
+    '-b',
+    checkQemuPath('image', base),
+    checkQemuPath('disk', overlay),
+    String(sizeBytes),
+  ];
 }
 
 /** `qemu-img info` of an image; works while a VM has it open (`-U`). */
@@ -54,7 +70,13 @@ export async function imageInfo(path: string, opts: DiskOptions = {}): Promise<Q
   } catch (err) {
     throw hostError(`cannot read the image ${path}`, err);
   }
-  const info = JSON.parse(stdout) as { format?: string; 'virtual-size'?: number; 'actual-size'?: number; 'backing-filename'?: string; 'full-backing-filename'?: string };
+  const info = JSON.parse(stdout) as {
+    format?: string;
+    'virtual-size'?: number;
+    'actual-size'?: number;
+    'backing-filename'?: string;
+    'full-backing-filename'?: string;
+  };
   if (typeof info.format !== 'string' || typeof info['virtual-size'] !== 'number') {
     throw new FloeError('host_operation_failed', `qemu-img info gave no format or size for ${path}`);
   }
@@ -97,7 +119,8 @@ const BASE_INFOS_MAX = 64;
 export async function baseImageInfo(path: string, opts: DiskOptions = {}): Promise<QemuImageInfo> {
   const st = await stat(path).catch(() => null);
   // No stat: let imageInfo say what is wrong with the file.
-  const key = st === null ? null : `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}:${opts.qemuImg ?? QEMU_IMG}`;
+  const key =
+    st === null ? null : `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}:${opts.qemuImg ?? QEMU_IMG}`;
   const known = baseInfos.get(path);
   if (key !== null && known?.key === key) return known.info;
   const info = Object.freeze(await imageInfo(path, opts));
@@ -114,7 +137,12 @@ export async function baseImageInfo(path: string, opts: DiskOptions = {}): Promi
  * smaller than the base). Idempotent: an existing overlay is kept and only
  * grown. The file appears atomically, so a crash never leaves half a disk.
  */
-export async function ensureOverlay(base: string, overlay: string, sizeBytes: number, opts: DiskOptions = {}): Promise<OverlayResult> {
+export async function ensureOverlay(
+  base: string,
+  overlay: string,
+  sizeBytes: number,
+  opts: DiskOptions = {},
+): Promise<OverlayResult> {
   if (await exists(overlay)) {
     const grown = await growDisk(overlay, sizeBytes, opts);
     return { created: false, ...grown };
@@ -137,17 +165,25 @@ export async function ensureOverlay(base: string, overlay: string, sizeBytes: nu
     await rename(partial, overlay);
   } catch (err) {
     await rm(partial, { force: true });
-    throw new FloeError('host_operation_failed', `cannot create the disk of ${overlay}: ${(err as Error).message}`, { path: overlay });
+    throw new FloeError('host_operation_failed', `cannot create the disk of ${overlay}: ${(err as Error).message}`, {
+      path: overlay,
+    });
   }
   return { created: true, resized: false, virtualSize: size };
 }
 
 /** Grow a disk image to `sizeBytes` when it is smaller; never shrinks. Fails while a VM has it open. */
-export async function growDisk(path: string, sizeBytes: number, opts: DiskOptions = {}): Promise<{ resized: boolean; virtualSize: number }> {
+export async function growDisk(
+  path: string,
+  sizeBytes: number,
+  opts: DiskOptions = {},
+): Promise<{ resized: boolean; virtualSize: number }> {
   const info = await imageInfo(checkQemuPath('disk', path), opts);
   if (info.virtualSize >= sizeBytes) return { resized: false, virtualSize: info.virtualSize };
   try {
-    await run(opts.qemuImg ?? QEMU_IMG, ['resize', '-q', '-f', info.format, path, String(sizeBytes)], { timeoutMs: 60_000 });
+    await run(opts.qemuImg ?? QEMU_IMG, ['resize', '-q', '-f', info.format, path, String(sizeBytes)], {
+      timeoutMs: 60_000,
+    });
   } catch (err) {
     throw hostError(`cannot grow the disk ${path}`, err);
   }

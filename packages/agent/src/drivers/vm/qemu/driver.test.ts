@@ -15,7 +15,9 @@ import { QmpClient } from './qmp.js';
 // Real QEMU under TCG, with a blank qcow2 as the image: SeaBIOS finds nothing
 // to boot, says so on the serial console and idles, and QEMU reports `running`.
 const TOOLS = ['qemu-system-x86_64', 'qemu-img', 'genisoimage'];
-const missing = (await Promise.all(TOOLS.map(async (t) => ((await which(t)) === null ? t : null)))).filter((t) => t !== null);
+const missing = (await Promise.all(TOOLS.map(async (t) => ((await which(t)) === null ? t : null)))).filter(
+  (t) => t !== null,
+);
 if (missing.length > 0) {
   if (process.env.CI) throw new Error(`the QEMU driver tests need ${missing.join(', ')} under CI`);
   console.warn(`skipping the QEMU driver tests: ${missing.join(', ')} not installed`);
@@ -75,7 +77,8 @@ function contractView(driver: QemuDriver, imagePath: string): VmDriver {
     list: () => driver.list(),
     create: (vm) => driver.create(vm, { imagePath }),
     start: (id) => driver.start(id),
-    stop: (id, opts = {}) => driver.stop(id, { ...opts, timeoutMs: Math.min(opts.timeoutMs ?? Infinity, CONTRACT_POWERDOWN_WAIT_MS) }),
+    stop: (id, opts = {}) =>
+      driver.stop(id, { ...opts, timeoutMs: Math.min(opts.timeoutMs ?? Infinity, CONTRACT_POWERDOWN_WAIT_MS) }),
     destroy: (id) => driver.destroy(id),
     inspect: (id) => driver.inspect(id),
     readLog: (id, opts) => driver.readLog(id, opts),
@@ -146,7 +149,10 @@ describe.skipIf(!haveQemu)('QEMU driver', () => {
       return { driver, stateDir, events };
     }
 
-    async function createdVm(driver: QemuDriver, overrides: Parameters<typeof desiredInstance>[0] = {}): Promise<DesiredInstance> {
+    async function createdVm(
+      driver: QemuDriver,
+      overrides: Parameters<typeof desiredInstance>[0] = {},
+    ): Promise<DesiredInstance> {
       const vm = desiredInstance({ id: testId('inst'), ...overrides });
       await driver.create(vm, { imagePath: base });
       return vm;
@@ -166,7 +172,14 @@ describe.skipIf(!haveQemu)('QEMU driver', () => {
       expect(info.virtualSize).toBe(2 * 1024 ** 3);
       expect((await stat(join(dir, VM_FILES.seed))).size).toBeGreaterThan(0);
       const record = JSON.parse(await readFile(join(dir, VM_FILES.record), 'utf8')) as Record<string, unknown>;
-      expect(record).toMatchObject({ id: vm.id, name: vm.name, vcpus: 2, memory_mib: 128, disk_gib: 2, image_path: base });
+      expect(record).toMatchObject({
+        id: vm.id,
+        name: vm.name,
+        vcpus: 2,
+        memory_mib: 128,
+        disk_gib: 2,
+        image_path: base,
+      });
 
       await driver.create(vm, { imagePath: base });
       expect((await stat(disk)).ino).toBe(before.ino);
@@ -184,7 +197,9 @@ describe.skipIf(!haveQemu)('QEMU driver', () => {
       }
       expect(await driver.inspect(vm.id)).toBeNull();
       expect(await readdir(stateDir)).not.toContain(vm.id);
-      await expect(driver.create({ ...vm, id: '../escape' }, { imagePath: base })).rejects.toMatchObject({ code: 'validation_failed' });
+      await expect(driver.create({ ...vm, id: '../escape' }, { imagePath: base })).rejects.toMatchObject({
+        code: 'validation_failed',
+      });
     });
 
     it('runs QEMU detached, logs the serial console, and reports stats', async () => {
@@ -199,7 +214,9 @@ describe.skipIf(!haveQemu)('QEMU driver', () => {
       expect(ppid).not.toBe(process.pid);
 
       // SeaBIOS prints to the serial port (graphics=off) and finds the blank disk unbootable.
-      await expect.poll(() => logText(driver, vm.id), { timeout: 20_000, interval: 100 }).toMatch(/SeaBIOS[\s\S]*No bootable device/);
+      await expect
+        .poll(() => logText(driver, vm.id), { timeout: 20_000, interval: 100 })
+        .toMatch(/SeaBIOS[\s\S]*No bootable device/);
       const full = await driver.readLog(vm.id);
       const tail = await driver.readLog(vm.id, { tailBytes: 16 });
       expect(tail.length).toBe(16);
@@ -227,12 +244,17 @@ describe.skipIf(!haveQemu)('QEMU driver', () => {
       await expect.poll(() => logText(driver, vm.id), { timeout: 20_000, interval: 100 }).toMatch(/No bootable device/);
 
       const first = await driver.openConsole(vm.id);
-      await expect(driver.openConsole(vm.id)).rejects.toMatchObject({ code: 'invalid_state', message: expect.stringMatching(/console busy/) });
+      await expect(driver.openConsole(vm.id)).rejects.toMatchObject({
+        code: 'invalid_state',
+        message: expect.stringMatching(/console busy/),
+      });
       const seen: Buffer[] = [];
       first.onData((d) => seen.push(d));
       // A reset makes SeaBIOS print its banner again, now to the attached console.
       await driver.qmpExecute(vm.id, 'system_reset');
-      await expect.poll(() => Buffer.concat(seen).toString('utf8'), { timeout: 20_000, interval: 100 }).toMatch(/SeaBIOS/);
+      await expect
+        .poll(() => Buffer.concat(seen).toString('utf8'), { timeout: 20_000, interval: 100 })
+        .toMatch(/SeaBIOS/);
       await expect.poll(() => events.map((e) => e.type)).toContain('log');
       first.write(Buffer.from('\r'));
       const firstClosed = new Promise<string>((r) => first.onClose(r));
@@ -259,7 +281,9 @@ describe.skipIf(!haveQemu)('QEMU driver', () => {
       const got: Buffer[] = [];
       const unfollow = await driver.followLog(vm.id, (d) => got.push(d));
       await driver.start(vm.id);
-      await expect.poll(() => Buffer.concat(got).toString('utf8'), { timeout: 20_000, interval: 100 }).toMatch(/No bootable device/);
+      await expect
+        .poll(() => Buffer.concat(got).toString('utf8'), { timeout: 20_000, interval: 100 })
+        .toMatch(/No bootable device/);
       const text = Buffer.concat(got).toString('utf8');
       // Only the new boot: the trimmed old tail is not delivered again.
       expect(text.match(/SeaBIOS \(version/g)).toHaveLength(1);
@@ -296,7 +320,9 @@ describe.skipIf(!haveQemu)('QEMU driver', () => {
       const vm = await createdVm(driver);
       const { pid } = await driver.start(vm.id);
       process.kill(pid!, 'SIGKILL');
-      await expect.poll(() => events.find((e) => e.type === 'crashed'), { timeout: 10_000 }).toMatchObject({ id: vm.id, exit_code: null });
+      await expect
+        .poll(() => events.find((e) => e.type === 'crashed'), { timeout: 10_000 })
+        .toMatchObject({ id: vm.id, exit_code: null });
       const info = await driver.inspect(vm.id);
       expect(info).toMatchObject({ state: 'stopped', pid: null });
       expect(info?.reason).toMatch(/killed or crashed/);
@@ -317,11 +343,18 @@ describe.skipIf(!haveQemu)('QEMU driver', () => {
 
       const { driver: adopted, events } = await setup({ stateDir });
       const listed = (await adopted.list()).find((v) => v.id === vm.id);
-      expect(listed).toMatchObject({ state: 'running', pid: started.pid, started_at: started.started_at, accelerator: 'tcg' });
+      expect(listed).toMatchObject({
+        state: 'running',
+        pid: started.pid,
+        started_at: started.started_at,
+        accelerator: 'tcg',
+      });
       // The QMP connection is back: disk counters come from query-blockstats.
       expect((await adopted.stats(vm.id)).disk_read_bytes).not.toBeNull();
       process.kill(started.pid!, 'SIGKILL');
-      await expect.poll(() => events.find((e) => e.type === 'crashed'), { timeout: 10_000 }).toMatchObject({ id: vm.id });
+      await expect
+        .poll(() => events.find((e) => e.type === 'crashed'), { timeout: 10_000 })
+        .toMatchObject({ id: vm.id });
     });
 
     it('reports VMs that ended while no driver watched, once', async () => {
@@ -335,13 +368,18 @@ describe.skipIf(!haveQemu)('QEMU driver', () => {
       // QEMU told to quit exits cleanly and removes its pidfile.
       const qmp = await QmpClient.connect(join(stateDir, quit.id, VM_FILES.qmp));
       await qmp.execute('quit').catch(() => {});
-      await expect.poll(async () => (await stat(join(stateDir, quit.id, VM_FILES.pidfile)).catch(() => null)) === null).toBe(true);
+      await expect
+        .poll(async () => (await stat(join(stateDir, quit.id, VM_FILES.pidfile)).catch(() => null)) === null)
+        .toBe(true);
 
       const { driver: next, events } = await setup({ stateDir });
       const states = new Map((await next.list()).map((v) => [v.id, v.state]));
       expect(states.get(killed.id)).toBe('stopped');
       expect(states.get(quit.id)).toBe('stopped');
-      expect(events.find((e) => e.id === killed.id)).toMatchObject({ type: 'crashed', message: expect.stringMatching(/not watching/) });
+      expect(events.find((e) => e.id === killed.id)).toMatchObject({
+        type: 'crashed',
+        message: expect.stringMatching(/not watching/),
+      });
       expect(events.find((e) => e.id === quit.id)).toMatchObject({ type: 'stopped', exit_code: 0 });
       await next.list();
       expect(events).toHaveLength(2);
@@ -366,82 +404,131 @@ describe.skipIf(!haveQemu)('QEMU driver', () => {
       // At the start of a line even when the shell's prompt was the last thing on the console.
       const linkUp = (mac: string) => new RegExp(`^FLOE-TEST LINK eth0 ${mac} up\\r?$`, 'm');
 
-      async function ask(serial: Awaited<ReturnType<QemuDriver['openConsole']>>, command: string, pattern: RegExp, timeoutMs = 30_000): Promise<string> {
+      async function ask(
+        serial: Awaited<ReturnType<QemuDriver['openConsole']>>,
+        command: string,
+        pattern: RegExp,
+        timeoutMs = 30_000,
+      ): Promise<string> {
         const chunks: Buffer[] = [];
         const off = serial.onData((d) => chunks.push(d));
         try {
           serial.write(Buffer.from(`${command}\r`));
-          await expect.poll(() => Buffer.concat(chunks).toString('utf8'), { timeout: timeoutMs, interval: 100 }).toMatch(pattern);
+          await expect
+            .poll(() => Buffer.concat(chunks).toString('utf8'), { timeout: timeoutMs, interval: 100 })
+            .toMatch(pattern);
           return Buffer.concat(chunks).toString('utf8');
         } finally {
           off();
         }
       }
 
-      it('hot-adds a NIC the guest sees, hot-removes it, and starts a stopped VM with the NICs set meanwhile', async (ctx) => {
-        const imagePath = await guestImage(ctx);
-        if (imagePath === null) return;
-        const { driver, events } = await setup();
-        const tap = await newTap();
-        const nic = { id: testId('nic'), tap, mac: `52:54:00:${randomBytes(3).toString('hex').match(/../g)!.join(':')}`, index: 2 };
-        const vm = desiredInstance({ id: testId('inst'), name: 'hotplug', spec: { memory_mib: 256 } });
-        await driver.create(vm, { imagePath });
-        await driver.start(vm.id);
-        await expect.poll(() => logText(driver, vm.id), { timeout: BOOT_TIMEOUT_MS, interval: 500 }).toMatch(new RegExp(`^${READY_MARKER} hotplug\\r?$`, 'm'));
-        // The guest read its seed on the way to READY, and the driver saw it (once).
-        await expect.poll(() => events.filter((e) => e.id === vm.id && e.type === 'first-boot'), { timeout: 5000 }).toEqual([
-          expect.objectContaining({ first_boot: { source: 'config-drive', fetched_at: expect.any(String) } }),
-        ]);
-        const serial = await driver.openConsole(vm.id);
-        try {
-          await ask(serial, 'ls /sys/class/net; echo listed-$((1 + 1))', /listed-2/);
+      it(
+        'hot-adds a NIC the guest sees, hot-removes it, and starts a stopped VM with the NICs set meanwhile',
+        async (ctx) => {
+          const imagePath = await guestImage(ctx);
+          if (imagePath === null) return;
+          const { driver, events } = await setup();
+          const tap = await newTap();
+          const nic = {
+            id: testId('nic'),
+            tap,
+            mac: `52:54:00:${randomBytes(3).toString('hex').match(/../g)!.join(':')}`,
+            index: 2,
+          };
+          const vm = desiredInstance({ id: testId('inst'), name: 'hotplug', spec: { memory_mib: 256 } });
+          await driver.create(vm, { imagePath });
+          await driver.start(vm.id);
+          await expect
+            .poll(() => logText(driver, vm.id), { timeout: BOOT_TIMEOUT_MS, interval: 500 })
+            .toMatch(new RegExp(`^${READY_MARKER} hotplug\\r?$`, 'm'));
+          // The guest read its seed on the way to READY, and the driver saw it (once).
+          await expect
+            .poll(() => events.filter((e) => e.id === vm.id && e.type === 'first-boot'), { timeout: 5000 })
+            .toEqual([
+              expect.objectContaining({ first_boot: { source: 'config-drive', fetched_at: expect.any(String) } }),
+            ]);
+          const serial = await driver.openConsole(vm.id);
+          try {
+            await ask(serial, 'ls /sys/class/net; echo listed-$((1 + 1))', /listed-2/);
 
-          const plugged = Date.now();
-          expect(await driver.setNics(vm.id, [nic])).toEqual({ removed: [], added: [nic.id] });
-          await expect.poll(() => logText(driver, vm.id), { timeout: 60_000, interval: 200 }).toMatch(linkUp(nic.mac));
-          console.log(`hot-add to the guest's link watcher under TCG: ${((Date.now() - plugged) / 1000).toFixed(1)} s`);
-          await ask(serial, 'cat /sys/class/net/eth0/address; ip link show eth0 | grep -c UP', new RegExp(`${nic.mac}\\s+1\\s`));
-          const cmd = await driver.qmpExecute<Array<{ name: string; type: string }>>(vm.id, 'qom-list', { path: '/machine/peripheral' });
-          expect(cmd).toContainEqual({ name: nic.id, type: 'child<virtio-net-pci>' });
-          // The same list again changes nothing.
-          expect(await driver.setNics(vm.id, [nic])).toEqual({ removed: [], added: [] });
+            const plugged = Date.now();
+            expect(await driver.setNics(vm.id, [nic])).toEqual({ removed: [], added: [nic.id] });
+            await expect
+              .poll(() => logText(driver, vm.id), { timeout: 60_000, interval: 200 })
+              .toMatch(linkUp(nic.mac));
+            console.log(
+              `hot-add to the guest's link watcher under TCG: ${((Date.now() - plugged) / 1000).toFixed(1)} s`,
+            );
+            await ask(
+              serial,
+              'cat /sys/class/net/eth0/address; ip link show eth0 | grep -c UP',
+              new RegExp(`${nic.mac}\\s+1\\s`),
+            );
+            const cmd = await driver.qmpExecute<Array<{ name: string; type: string }>>(vm.id, 'qom-list', {
+              path: '/machine/peripheral',
+            });
+            expect(cmd).toContainEqual({ name: nic.id, type: 'child<virtio-net-pci>' });
+            // The same list again changes nothing.
+            expect(await driver.setNics(vm.id, [nic])).toEqual({ removed: [], added: [] });
 
-          const pulled = Date.now();
-          expect(await driver.setNics(vm.id, [])).toEqual({ removed: [nic.id], added: [] });
-          console.log(`hot-remove (device_del to DEVICE_DELETED) under TCG: ${((Date.now() - pulled) / 1000).toFixed(1)} s`);
-          const devices = await driver.qmpExecute<Array<{ name: string }>>(vm.id, 'qom-list', { path: '/machine/peripheral' });
-          expect(devices.map((d) => d.name)).not.toContain(nic.id);
-          await expect.poll(() => logText(driver, vm.id), { timeout: 30_000, interval: 200 }).toMatch(/^FLOE-TEST LINK eth0 gone\r?$/m);
-          const listing = await ask(serial, 'ls /sys/class/net; echo listed-$((2 + 1))', /listed-3/);
-          expect(listing).not.toMatch(/eth0/);
-          // The netdev went with it: the tap is free for the NIC to be plugged in again.
-          expect(await driver.setNics(vm.id, [nic])).toEqual({ removed: [], added: [nic.id] });
-        } finally {
-          serial.close();
-        }
+            const pulled = Date.now();
+            expect(await driver.setNics(vm.id, [])).toEqual({ removed: [nic.id], added: [] });
+            console.log(
+              `hot-remove (device_del to DEVICE_DELETED) under TCG: ${((Date.now() - pulled) / 1000).toFixed(1)} s`,
+            );
+            const devices = await driver.qmpExecute<Array<{ name: string }>>(vm.id, 'qom-list', {
+              path: '/machine/peripheral',
+            });
+            expect(devices.map((d) => d.name)).not.toContain(nic.id);
+            await expect
+              .poll(() => logText(driver, vm.id), { timeout: 30_000, interval: 200 })
+              .toMatch(/^FLOE-TEST LINK eth0 gone\r?$/m);
+            const listing = await ask(serial, 'ls /sys/class/net; echo listed-$((2 + 1))', /listed-3/);
+            expect(listing).not.toMatch(/eth0/);
+            // The netdev went with it: the tap is free for the NIC to be plugged in again.
+            expect(await driver.setNics(vm.id, [nic])).toEqual({ removed: [], added: [nic.id] });
+          } finally {
+            serial.close();
+          }
 
-        await driver.stop(vm.id, { force: true });
-        const other = { ...nic, id: testId('nic'), mac: '52:54:00:fe:00:07', index: 7 };
-        expect(await driver.setNics(vm.id, [other])).toEqual({ removed: [nic.id], added: [] });
-        const record = JSON.parse(await readFile(join(driver.vmDir(vm.id), VM_FILES.record), 'utf8')) as { nics: unknown };
-        expect(record.nics).toEqual([other]);
-        const again = await driver.start(vm.id);
-        const cmdline = readFileSync(`/proc/${again.pid}/cmdline`, 'utf8').split('\0');
-        expect(cmdline).toContain(`virtio-net-pci,netdev=nd-${other.id},id=${other.id},mac=${other.mac},bus=nicport7`);
-        expect(cmdline).toContain('pcie-root-port,id=nicport7,chassis=8,slot=0,io-reserve=0');
-        await expect.poll(async () => (await logText(driver, vm.id)).split(READY_MARKER).length, { timeout: BOOT_TIMEOUT_MS, interval: 500 }).toBe(3);
-        expect((await logText(driver, vm.id)).split(READY_MARKER)[1]).toMatch(linkUp(other.mac));
-        // A NIC the guest holds on to is removed after it lets go; with no time at all the driver says so, and the NIC stays recorded.
-        const err = await driver.setNics(vm.id, [], { timeoutMs: 0 }).catch((e: unknown) => e);
-        expect(err).toBeInstanceOf(FloeError);
-        expect(err).toMatchObject({ code: 'host_operation_failed', details: { reason: 'unplug_timeout' } });
-        expect((JSON.parse(await readFile(join(driver.vmDir(vm.id), VM_FILES.record), 'utf8')) as { nics: unknown }).nics).toEqual([other]);
-        // Asked again, the unplug already under way completes.
-        expect(await driver.setNics(vm.id, [])).toEqual({ removed: [other.id], added: [] });
-        expect((JSON.parse(await readFile(join(driver.vmDir(vm.id), VM_FILES.record), 'utf8')) as { nics?: unknown }).nics).toBeUndefined();
-        await driver.stop(vm.id, { force: true });
-        expect(events.filter((e) => e.type === 'crashed')).toEqual([]);
-      }, 2 * 180_000 + 120_000);
+          await driver.stop(vm.id, { force: true });
+          const other = { ...nic, id: testId('nic'), mac: '52:54:00:fe:00:07', index: 7 };
+          expect(await driver.setNics(vm.id, [other])).toEqual({ removed: [nic.id], added: [] });
+          const record = JSON.parse(await readFile(join(driver.vmDir(vm.id), VM_FILES.record), 'utf8')) as {
+            nics: unknown;
+          };
+          expect(record.nics).toEqual([other]);
+          const again = await driver.start(vm.id);
+          const cmdline = readFileSync(`/proc/${again.pid}/cmdline`, 'utf8').split('\0');
+          expect(cmdline).toContain(
+            `virtio-net-pci,netdev=nd-${other.id},id=${other.id},mac=${other.mac},bus=nicport7`,
+          );
+          expect(cmdline).toContain('pcie-root-port,id=nicport7,chassis=8,slot=0,io-reserve=0');
+          await expect
+            .poll(async () => (await logText(driver, vm.id)).split(READY_MARKER).length, {
+              timeout: BOOT_TIMEOUT_MS,
+              interval: 500,
+            })
+            .toBe(3);
+          expect((await logText(driver, vm.id)).split(READY_MARKER)[1]).toMatch(linkUp(other.mac));
+          // A NIC the guest holds on to is removed after it lets go; with no time at all the driver says so, and the NIC stays recorded.
+          const err = await driver.setNics(vm.id, [], { timeoutMs: 0 }).catch((e: unknown) => e);
+          expect(err).toBeInstanceOf(FloeError);
+          expect(err).toMatchObject({ code: 'host_operation_failed', details: { reason: 'unplug_timeout' } });
+          expect(
+            (JSON.parse(await readFile(join(driver.vmDir(vm.id), VM_FILES.record), 'utf8')) as { nics: unknown }).nics,
+          ).toEqual([other]);
+          // Asked again, the unplug already under way completes.
+          expect(await driver.setNics(vm.id, [])).toEqual({ removed: [other.id], added: [] });
+          expect(
+            (JSON.parse(await readFile(join(driver.vmDir(vm.id), VM_FILES.record), 'utf8')) as { nics?: unknown }).nics,
+          ).toBeUndefined();
+          await driver.stop(vm.id, { force: true });
+          expect(events.filter((e) => e.type === 'crashed')).toEqual([]);
+        },
+        2 * 180_000 + 120_000,
+      );
     });
 
     describe('with a fake QEMU', () => {
@@ -449,7 +536,9 @@ describe.skipIf(!haveQemu)('QEMU driver', () => {
       // serves QMP, reporting the guest status the mode asks for.
       async function fakeQemu(mode: 'internal-error' | 'fail-later' | 'poweroff' | 'run'): Promise<string> {
         const path = join(workDir, `fake-qemu-${mode}`);
-        await writeFile(path, `#!${process.execPath}
+        await writeFile(
+          path,
+          `#!${process.execPath}
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');
@@ -492,7 +581,8 @@ if (args[0] !== '--serve') {
   });
   server.listen(qmp, () => fs.writeFileSync(pidfile, String(process.pid)));
 }
-`);
+`,
+        );
         await chmod(path, 0o755);
         return path;
       }
@@ -507,7 +597,7 @@ if (args[0] !== '--serve') {
         expect((err as FloeError).message).toBe(KVM_FAILURE_MESSAGE);
         expect((err as FloeError).message).toMatch(/FLOE_ACCEL=tcg/);
         expect(await driver.inspect(vm.id)).toMatchObject({ state: 'stopped' });
-        const leftovers = (await readFile(pidfile, 'utf8').catch(() => null));
+        const leftovers = await readFile(pidfile, 'utf8').catch(() => null);
         if (leftovers !== null) expect(alive(Number(leftovers), pidfile)).toBe(false);
         expect(events).toEqual([]);
       });
@@ -516,7 +606,9 @@ if (args[0] !== '--serve') {
         const { driver, events } = await setup({ accelerator: 'kvm', qemuBinary: await fakeQemu('fail-later') });
         const vm = await createdVm(driver);
         const { pid } = await driver.start(vm.id);
-        await expect.poll(() => events.find((e) => e.type === 'crashed'), { timeout: 10_000 }).toMatchObject({ id: vm.id, message: KVM_FAILURE_MESSAGE });
+        await expect
+          .poll(() => events.find((e) => e.type === 'crashed'), { timeout: 10_000 })
+          .toMatchObject({ id: vm.id, message: KVM_FAILURE_MESSAGE });
         expect(alive(pid!, join(driver.vmDir(vm.id), VM_FILES.pidfile))).toBe(false);
         expect((await driver.inspect(vm.id))?.reason).toBe(KVM_FAILURE_MESSAGE);
       });
@@ -527,7 +619,10 @@ if (args[0] !== '--serve') {
         const nics = [{ id: 'nic_01A', tap: 'fltp00000000001', mac: '52:54:00:12:34:56' }];
         const vm = desiredInstance({ id: testId('inst') });
         await driver.create(vm, { imagePath: base, nics });
-        const record = JSON.parse(await readFile(join(driver.vmDir(vm.id), VM_FILES.record), 'utf8')) as Record<string, unknown>;
+        const record = JSON.parse(await readFile(join(driver.vmDir(vm.id), VM_FILES.record), 'utf8')) as Record<
+          string,
+          unknown
+        >;
         expect(record.nics).toEqual(nics);
         const cmdline = async (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
         const first = await driver.start(vm.id);
@@ -549,7 +644,10 @@ if (args[0] !== '--serve') {
         expect(await readdir(driver.vmDir(vm.id))).not.toContain(VM_FILES.seed);
         const { pid } = await driver.start(vm.id);
         const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-        expect(argv.slice(argv.indexOf('-smbios'), argv.indexOf('-smbios') + 2)).toEqual(['-smbios', 'type=1,serial=ds=nocloud-net;s=http://169.254.169.254/']);
+        expect(argv.slice(argv.indexOf('-smbios'), argv.indexOf('-smbios') + 2)).toEqual([
+          '-smbios',
+          'type=1,serial=ds=nocloud-net;s=http://169.254.169.254/',
+        ]);
         expect(argv.join(' ')).not.toContain('media=cdrom');
         await driver.stop(vm.id, { force: true });
       });
@@ -558,7 +656,9 @@ if (args[0] !== '--serve') {
         const { driver, events } = await setup({ qemuBinary: await fakeQemu('poweroff') });
         const vm = await createdVm(driver);
         await driver.start(vm.id);
-        await expect.poll(() => events.find((e) => e.type !== 'log'), { timeout: 10_000 }).toEqual({ id: vm.id, type: 'stopped', message: 'guest powered off', exit_code: 0 });
+        await expect
+          .poll(() => events.find((e) => e.type !== 'log'), { timeout: 10_000 })
+          .toEqual({ id: vm.id, type: 'stopped', message: 'guest powered off', exit_code: 0 });
         expect(await driver.inspect(vm.id)).toMatchObject({ state: 'stopped', reason: null });
       });
     });

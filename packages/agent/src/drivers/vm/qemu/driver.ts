@@ -18,7 +18,19 @@ import {
 } from '@floe/api';
 import { ExecError, run } from '../../../host/exec.js';
 import { SEED_ISO_NAME, seedFiles, writeSeedIso } from '../seed.js';
-import { checkNics, INSTANCE_ID_RE, NOCLOUD_NET_SERIAL, nicPortId, nicQmpArgs, QEMU_BINARY, qemuArgv, type QemuAccelerator, type QemuDiskCache, type QemuNic, type QemuSpec } from './argv.js';
+import {
+  checkNics,
+  INSTANCE_ID_RE,
+  NOCLOUD_NET_SERIAL,
+  nicPortId,
+  nicQmpArgs,
+  QEMU_BINARY,
+  qemuArgv,
+  type QemuAccelerator,
+  type QemuDiskCache,
+  type QemuNic,
+  type QemuSpec,
+} from './argv.js';
 import { DEFAULT_LOG_MAX_BYTES, LogFollower, readLogTail, trimLog } from './console-log.js';
 import { ensureOverlay, growDisk } from './disk.js';
 import { connectWithRetry, QmpError, type QmpClient, type QmpEvent } from './qmp.js';
@@ -145,7 +157,8 @@ function notFound(id: string): FloeError {
 }
 
 function checkId(id: string): string {
-  if (!INSTANCE_ID_RE.test(id)) throw new FloeError('validation_failed', `instance id ${JSON.stringify(id)} is malformed`, { field: 'id' });
+  if (!INSTANCE_ID_RE.test(id))
+    throw new FloeError('validation_failed', `instance id ${JSON.stringify(id)} is malformed`, { field: 'id' });
   return id;
 }
 
@@ -253,7 +266,8 @@ export class QemuDriver implements VmDriver {
   private seedVendorData: ((vm: DesiredInstance) => string | null) | null = null;
 
   constructor(private readonly opts: QemuDriverOptions) {
-    if (opts.accelerator !== 'kvm' && opts.accelerator !== 'tcg') throw new Error(`unknown accelerator ${JSON.stringify(opts.accelerator)}`);
+    if (opts.accelerator !== 'kvm' && opts.accelerator !== 'tcg')
+      throw new Error(`unknown accelerator ${JSON.stringify(opts.accelerator)}`);
     // QEMU daemonizes into `/`: every path it gets must be absolute.
     this.stateDir = resolve(opts.stateDir);
     this.qemu = opts.qemuBinary ?? QEMU_BINARY;
@@ -300,7 +314,10 @@ export class QemuDriver implements VmDriver {
   async create(vm: DesiredInstance, ctx?: VmCreateContext): Promise<void> {
     this.checkOpen();
     checkId(vm.id);
-    if (!NAME_RE.test(vm.name)) throw new FloeError('validation_failed', `instance name ${JSON.stringify(vm.name)} is not a DNS label`, { field: 'name' });
+    if (!NAME_RE.test(vm.name))
+      throw new FloeError('validation_failed', `instance name ${JSON.stringify(vm.name)} is not a DNS label`, {
+        field: 'name',
+      });
     await this.locked(vm.id, async () => {
       const dir = join(this.stateDir, vm.id);
       const fresh = !(await exists(dir));
@@ -314,11 +331,18 @@ export class QemuDriver implements VmDriver {
           if (!(await exists(disk))) {
             const imagePath = ctx?.imagePath ?? null;
             if (imagePath === null) {
-              throw new FloeError('invalid_state', `image ${vm.image?.name ?? vm.spec.image} has no file; import it with floe image import`, {
-                image: vm.image?.id ?? vm.spec.image,
-              });
+              throw new FloeError(
+                'invalid_state',
+                `image ${vm.image?.name ?? vm.spec.image} has no file; import it with floe image import`,
+                {
+                  image: vm.image?.id ?? vm.spec.image,
+                },
+              );
             }
-            this.sizedDisks.set(vm.id, (await ensureOverlay(resolve(imagePath), disk, size, this.diskOpts())).virtualSize);
+            this.sizedDisks.set(
+              vm.id,
+              (await ensureOverlay(resolve(imagePath), disk, size, this.diskOpts())).virtualSize,
+            );
           } else if (!(await this.observe(vm.id, { adopt: false }))?.running) {
             this.sizedDisks.set(vm.id, (await growDisk(disk, size, this.diskOpts())).virtualSize);
           }
@@ -375,7 +399,8 @@ export class QemuDriver implements VmDriver {
     return this.locked(id, async () => {
       const seen = await this.observe(id, { adopt: false });
       if (seen === null) throw notFound(id);
-      if (seen.running && seen.pid !== null) await this.terminate(id, seen.pid, opts.force === true, opts.timeoutMs ?? this.stopTimeoutMs);
+      if (seen.running && seen.pid !== null)
+        await this.terminate(id, seen.pid, opts.force === true, opts.timeoutMs ?? this.stopTimeoutMs);
       await this.clearRuntime(id);
       this.reasons.delete(id);
       const after = await this.observe(id, { adopt: false });
@@ -436,7 +461,10 @@ export class QemuDriver implements VmDriver {
     if (seen === null) throw notFound(id);
     if (!seen.running) throw new FloeError('invalid_state', `VM ${seen.record.name} is not running`, { id });
     if (this.consoles.has(id)) {
-      throw new FloeError('invalid_state', `console busy: another session is attached to VM ${seen.record.name}`, { id, reason: 'console_busy' });
+      throw new FloeError('invalid_state', `console busy: another session is attached to VM ${seen.record.name}`, {
+        id,
+        reason: 'console_busy',
+      });
     }
     const socket = createConnection(this.path(id, 'serial'));
     const session = { close: (reason: string) => finish(reason) };
@@ -460,7 +488,13 @@ export class QemuDriver implements VmDriver {
     await new Promise<void>((resolveConnect, reject) => {
       const onError = (err: Error) => {
         finish('error');
-        reject(new FloeError('host_operation_failed', `cannot attach to the console of VM ${seen.record.name}: ${err.message}`, { id }));
+        reject(
+          new FloeError(
+            'host_operation_failed',
+            `cannot attach to the console of VM ${seen.record.name}: ${err.message}`,
+            { id },
+          ),
+        );
       };
       socket.once('error', onError);
       socket.once('connect', () => {
@@ -508,7 +542,8 @@ export class QemuDriver implements VmDriver {
     checkId(id);
     const seen = await this.observe(id, { adopt: !this.locks.has(id) });
     if (seen === null) throw notFound(id);
-    if (!seen.running || seen.pid === null) throw new FloeError('invalid_state', `VM ${seen.record.name} is not running`, { id });
+    if (!seen.running || seen.pid === null)
+      throw new FloeError('invalid_state', `VM ${seen.record.name} is not running`, { id });
     const pid = seen.pid;
     let cpu: number | null = null;
     let rss: number | null = null;
@@ -555,13 +590,23 @@ export class QemuDriver implements VmDriver {
    * driver watches the VM). For host-side features beyond VmDriver, such as
    * hot-plugging devices. Fails with `invalid_state` when the VM is not running.
    */
-  async qmpExecute<T = unknown>(id: string, command: string, args?: Record<string, unknown>, opts: { timeoutMs?: number } = {}): Promise<T> {
+  async qmpExecute<T = unknown>(
+    id: string,
+    command: string,
+    args?: Record<string, unknown>,
+    opts: { timeoutMs?: number } = {},
+  ): Promise<T> {
     this.checkOpen();
     checkId(id);
     const seen = await this.observe(id, { adopt: !this.locks.has(id) });
     if (seen === null) throw notFound(id);
     const monitor = this.monitors.get(id);
-    if (!seen.running || monitor === undefined) throw new FloeError('invalid_state', `VM ${seen.record.name} is not running (or its QMP socket does not answer)`, { id });
+    if (!seen.running || monitor === undefined)
+      throw new FloeError(
+        'invalid_state',
+        `VM ${seen.record.name} is not running (or its QMP socket does not answer)`,
+        { id },
+      );
     return monitor.client.execute<T>(command, args, opts);
   }
 
@@ -590,9 +635,17 @@ export class QemuDriver implements VmDriver {
         return { removed: recorded.filter((n) => !wantedIds.has(n.id)).map((n) => n.id), added: [] };
       }
       const monitor = this.monitors.get(id) ?? (await this.attach(id, seen.pid));
-      if (monitor === null) throw new FloeError('host_operation_failed', `the QMP socket of VM ${seen.record.name} does not answer`, { id });
+      if (monitor === null)
+        throw new FloeError('host_operation_failed', `the QMP socket of VM ${seen.record.name} does not answer`, {
+          id,
+        });
       const qmp = monitor.client;
-      const devices = new Map((await qmp.execute('qom-list', { path: '/machine/peripheral' }, { timeoutMs: 5000 })).map((d) => [d.name, d.type]));
+      const devices = new Map(
+        (await qmp.execute('qom-list', { path: '/machine/peripheral' }, { timeoutMs: 5000 })).map((d) => [
+          d.name,
+          d.type,
+        ]),
+      );
       const isNic = (name: string) => devices.get(name) === 'child<virtio-net-pci>';
       // What the VM has now: the recorded NICs QEMU still has, and any NIC device the record does not know (half done before).
       let current = recorded.filter((n) => isNic(n.id));
@@ -604,7 +657,9 @@ export class QemuDriver implements VmDriver {
         // A NIC recorded without a slot was started on the root bus, where its slot means nothing (and it cannot be unplugged): same id, tap and MAC suffice.
         const unslotted = new Set((seen.record.nics ?? []).filter((n) => n.index === undefined).map((n) => n.id));
         const keeps = (n: QemuNic & { index: number }) =>
-          wanted.some((w) => sameNic(w, n) || (unslotted.has(n.id) && w.id === n.id && w.tap === n.tap && w.mac === n.mac));
+          wanted.some(
+            (w) => sameNic(w, n) || (unslotted.has(n.id) && w.id === n.id && w.tap === n.tap && w.mac === n.mac),
+          );
         const going = [...current.filter((n) => !keeps(n)).map((n) => n.id), ...unknown];
         for (const nicId of going) {
           await this.unplugNic(qmp, seen.record.name, id, nicId, timeoutMs);
@@ -636,7 +691,9 @@ export class QemuDriver implements VmDriver {
       } finally {
         // vm.json says what the next start plugs in: everything wanted, plus what could not be unplugged yet.
         const stuck = current.filter((n) => !wanted.some((w) => w.id === n.id));
-        const next = [...wanted.filter((w) => !stuck.some((n) => n.index === w.index)), ...stuck].sort((a, b) => a.index - b.index);
+        const next = [...wanted.filter((w) => !stuck.some((n) => n.index === w.index)), ...stuck].sort(
+          (a, b) => a.index - b.index,
+        );
         await this.recordNics(seen.record, next);
       }
       // NICs recorded for a start that never came, no longer wanted: their taps may go too.
@@ -646,7 +703,10 @@ export class QemuDriver implements VmDriver {
   }
 
   private async unplugNic(qmp: QmpClient, name: string, id: string, nicId: string, timeoutMs: number): Promise<void> {
-    const present = async () => (await qmp.execute('qom-list', { path: '/machine/peripheral' }, { timeoutMs: 5000 })).some((d) => d.name === nicId);
+    const present = async () =>
+      (await qmp.execute('qom-list', { path: '/machine/peripheral' }, { timeoutMs: 5000 })).some(
+        (d) => d.name === nicId,
+      );
     let deleted = false;
     const off = qmp.onEvent('DEVICE_DELETED', (e) => {
       if (e.data.device === nicId) deleted = true;
@@ -657,7 +717,8 @@ export class QemuDriver implements VmDriver {
       } catch (err) {
         // Already gone, or an unplug asked for before is still pending: both end the same way.
         if (!(await present())) deleted = true;
-        else if (!(err instanceof QmpError) || !/progress|pending/i.test(err.desc)) throw this.nicError(err, name, id, nicId, 'unplug');
+        else if (!(err instanceof QmpError) || !/progress|pending/i.test(err.desc))
+          throw this.nicError(err, name, id, nicId, 'unplug');
       }
       const deadline = Date.now() + timeoutMs;
       let lookedAt = Date.now();
@@ -668,11 +729,15 @@ export class QemuDriver implements VmDriver {
           lookedAt = Date.now();
           if (!(await present())) break;
           if (late) {
-            throw new FloeError('host_operation_failed', `the guest of VM ${name} did not release NIC ${nicId} within ${Math.round(timeoutMs / 1000)} s; will try again`, {
-              id,
-              nic_id: nicId,
-              reason: 'unplug_timeout',
-            });
+            throw new FloeError(
+              'host_operation_failed',
+              `the guest of VM ${name} did not release NIC ${nicId} within ${Math.round(timeoutMs / 1000)} s; will try again`,
+              {
+                id,
+                nic_id: nicId,
+                reason: 'unplug_timeout',
+              },
+            );
           }
         }
         await sleep(100);
@@ -685,7 +750,10 @@ export class QemuDriver implements VmDriver {
 
   private nicError(err: unknown, name: string, id: string, nicId: string, what: string): unknown {
     if (!(err instanceof QmpError)) return err;
-    return new FloeError('host_operation_failed', `QEMU could not ${what} NIC ${nicId} of VM ${name}: ${err.desc}`, { id, nic_id: nicId });
+    return new FloeError('host_operation_failed', `QEMU could not ${what} NIC ${nicId} of VM ${name}: ${err.desc}`, {
+      id,
+      nic_id: nicId,
+    });
   }
 
   private async recordNics(record: VmRecord, nics: Array<QemuNic & { index: number }>): Promise<void> {
@@ -789,7 +857,8 @@ export class QemuDriver implements VmDriver {
       if (startedAt === null) {
         // QEMU runs but floe never recorded it (the agent died right after launching it): adopt it.
         startedAt = (await stat(pidfile).catch(() => null))?.mtime.toISOString() ?? new Date().toISOString();
-        if (opts.adopt) await writeJson(this.path(id, 'run'), { pid, started_at: startedAt, accelerator } satisfies RunRecord);
+        if (opts.adopt)
+          await writeJson(this.path(id, 'run'), { pid, started_at: startedAt, accelerator } satisfies RunRecord);
       }
       const failedAt = this.attachFailedAt.get(id);
       if (opts.adopt && !this.monitors.has(id) && (failedAt === undefined || Date.now() - failedAt > ATTACH_RETRY_MS)) {
@@ -798,7 +867,8 @@ export class QemuDriver implements VmDriver {
       }
       return { record, running: true, pid, started_at: startedAt, accelerator };
     }
-    if (opts.adopt && runRecord !== null && !this.monitors.has(id)) this.reportUnwatchedExit(id, runRecord.pid, await exists(pidfile));
+    if (opts.adopt && runRecord !== null && !this.monitors.has(id))
+      this.reportUnwatchedExit(id, runRecord.pid, await exists(pidfile));
     return { record, running: false, pid: null, started_at: null, accelerator: fallbackAccel };
   }
 
@@ -832,8 +902,10 @@ export class QemuDriver implements VmDriver {
     const accelerator = this.opts.accelerator;
     const pidfile = this.path(id, 'pidfile');
     const disk = this.path(id, 'disk');
-    if (!(await exists(disk))) throw new FloeError('invalid_state', `VM ${record.name} has no disk; delete and create it again`, { id });
-    if (sizedBytes === null || sizedBytes < record.disk_gib * GIB) await growDisk(disk, record.disk_gib * GIB, this.diskOpts());
+    if (!(await exists(disk)))
+      throw new FloeError('invalid_state', `VM ${record.name} has no disk; delete and create it again`, { id });
+    if (sizedBytes === null || sizedBytes < record.disk_gib * GIB)
+      await growDisk(disk, record.disk_gib * GIB, this.diskOpts());
     await this.clearRuntime(id);
     const followers = [...(this.followers.get(id) ?? [])];
     for (const f of followers) f.pause();
@@ -888,7 +960,9 @@ export class QemuDriver implements VmDriver {
       // Two independent files, written side by side (both done before any undo); vm.json only when the accelerator changed.
       const written = await Promise.allSettled([
         writeJson(this.path(id, 'run'), { pid, started_at: startedAt, accelerator } satisfies RunRecord),
-        record.accelerator === accelerator ? null : writeJson(this.path(id, 'record'), { ...record, accelerator } satisfies VmRecord),
+        record.accelerator === accelerator
+          ? null
+          : writeJson(this.path(id, 'record'), { ...record, accelerator } satisfies VmRecord),
       ]);
       for (const w of written) if (w.status === 'rejected') throw w.reason;
 
@@ -896,11 +970,15 @@ export class QemuDriver implements VmDriver {
       undo.push(() => client.close());
       const { status } = await client.execute('query-status', undefined, { timeoutMs: 5000 });
       if (status === 'internal-error') {
-        throw new FloeError('host_operation_failed', accelerator === 'kvm' ? KVM_FAILURE_MESSAGE : 'the guest stopped with an internal error right after starting', {
-          id,
-          accelerator,
-          qemu_status: status,
-        });
+        throw new FloeError(
+          'host_operation_failed',
+          accelerator === 'kvm' ? KVM_FAILURE_MESSAGE : 'the guest stopped with an internal error right after starting',
+          {
+            id,
+            accelerator,
+            qemu_status: status,
+          },
+        );
       }
       this.watch(id, pid, client, false);
       this.reasons.delete(id);
@@ -919,9 +997,14 @@ export class QemuDriver implements VmDriver {
 
   private launchError(record: VmRecord, err: unknown): unknown {
     if (!(err instanceof ExecError)) return err;
-    const detail = err.stderr.split('\n').map((l) => l.replace(/^qemu-system-\S+:\s*/, '').trim()).filter((l) => l.length > 0 && !/^warning:/i.test(l)).at(-1);
+    const detail = err.stderr
+      .split('\n')
+      .map((l) => l.replace(/^qemu-system-\S+:\s*/, '').trim())
+      .filter((l) => l.length > 0 && !/^warning:/i.test(l))
+      .at(-1);
     let message = `QEMU could not start VM ${record.name}: ${detail ?? err.message}`;
-    if (this.opts.accelerator === 'kvm' && /kvm/i.test(err.stderr)) message += '; if KVM does not work on this host, start floe-agent with FLOE_ACCEL=tcg';
+    if (this.opts.accelerator === 'kvm' && /kvm/i.test(err.stderr))
+      message += '; if KVM does not work on this host, start floe-agent with FLOE_ACCEL=tcg';
     return new FloeError('host_operation_failed', message, { id: record.id, stderr: err.stderr.slice(0, 2000) });
   }
 
@@ -967,7 +1050,10 @@ export class QemuDriver implements VmDriver {
     }
     this.monitors.set(id, monitor);
     client.onEvent('SHUTDOWN', (e) => {
-      monitor.shutdown = { guest: e.data.guest === true, reason: typeof e.data.reason === 'string' ? e.data.reason : 'unknown' };
+      monitor.shutdown = {
+        guest: e.data.guest === true,
+        reason: typeof e.data.reason === 'string' ? e.data.reason : 'unknown',
+      };
     });
     client.onEvent('STOP', () => {
       // A guest that KVM cannot run pauses in `internal-error`; QEMU would keep it there forever.
@@ -981,9 +1067,17 @@ export class QemuDriver implements VmDriver {
     });
     client.onClose(() => void this.onMonitorClosed(monitor));
     watchSeedReads(client, {
-      intervalMs: SEED_WATCH_INTERVAL_MS, maxMs: SEED_WATCH_MAX_MS, requireUnreadFirst: adopted,
+      intervalMs: SEED_WATCH_INTERVAL_MS,
+      maxMs: SEED_WATCH_MAX_MS,
+      requireUnreadFirst: adopted,
       onRead: (at) => {
-        if (!monitor.quiet) this.emit({ id, type: 'first-boot', message: 'the guest read its seed disk', first_boot: { source: 'config-drive', fetched_at: at } });
+        if (!monitor.quiet)
+          this.emit({
+            id,
+            type: 'first-boot',
+            message: 'the guest read its seed disk',
+            first_boot: { source: 'config-drive', fetched_at: at },
+          });
       },
     });
     return monitor;
@@ -1014,7 +1108,12 @@ export class QemuDriver implements VmDriver {
       const d = describeShutdown(monitor.shutdown.reason);
       event = { id, type: d.type, message: d.message, exit_code: d.type === 'stopped' ? 0 : null };
     } else {
-      event = { id, type: 'crashed', message: 'QEMU exited without shutting the VM down (killed or crashed)', exit_code: null };
+      event = {
+        id,
+        type: 'crashed',
+        message: 'QEMU exited without shutting the VM down (killed or crashed)',
+        exit_code: null,
+      };
     }
     if (event.type === 'crashed') this.reasons.set(id, event.message);
     else this.reasons.delete(id);
@@ -1063,7 +1162,11 @@ export class QemuDriver implements VmDriver {
       gone = await this.waitGone(pid, pidfile, 10_000);
     }
     this.dropMonitor(id);
-    if (!gone) throw new FloeError('host_operation_failed', `QEMU (pid ${pid}) of VM ${id} does not exit even after SIGKILL`, { id, pid });
+    if (!gone)
+      throw new FloeError('host_operation_failed', `QEMU (pid ${pid}) of VM ${id} does not exit even after SIGKILL`, {
+        id,
+        pid,
+      });
   }
 
   private async waitGone(pid: number, pidfile: string, timeoutMs: number): Promise<boolean> {

@@ -1,7 +1,28 @@
 /** The QEMU VM driver: detached QEMU processes, QMP, qcow2 overlays, console logs. */
 export { QemuDriver, KVM_FAILURE_MESSAGE, VM_FILES, type QemuDriverOptions } from './driver.js';
-export { qemuArgv, checkQemuPath, INSTANCE_ID_RE, QEMU_BINARY, MAX_SOCKET_PATH_BYTES, type QemuSpec, type QemuRuntimePaths, type QemuAccelerator, type QemuDiskCache } from './argv.js';
-export { baseImageInfo, ensureOverlay, growDisk, imageInfo, overlayCreateArgs, removeDisk, QEMU_IMG, type QemuImageInfo, type OverlayResult, type DiskOptions } from './disk.js';
+export {
+  qemuArgv,
+  checkQemuPath,
+  INSTANCE_ID_RE,
+  QEMU_BINARY,
+  MAX_SOCKET_PATH_BYTES,
+  type QemuSpec,
+  type QemuRuntimePaths,
+  type QemuAccelerator,
+  type QemuDiskCache,
+} from './argv.js';
+export {
+  baseImageInfo,
+  ensureOverlay,
+  growDisk,
+  imageInfo,
+  overlayCreateArgs,
+  removeDisk,
+  QEMU_IMG,
+  type QemuImageInfo,
+  type OverlayResult,
+  type DiskOptions,
+} from './disk.js';
 export {
   QmpClient,
   QmpError,

@@ -9,7 +9,8 @@ import { qcow2L1Size, qcow2OverlayLayout, QCOW2_CLUSTER, type Qcow2Layout } from
 const GIB = 1024 ** 3;
 const qemuImg = await which('qemu-img');
 const qemuIo = await which('qemu-io');
-if ((qemuImg === null || qemuIo === null) && process.env.CI) throw new Error('qemu-img and qemu-io are required under CI');
+if ((qemuImg === null || qemuIo === null) && process.env.CI)
+  throw new Error('qemu-img and qemu-io are required under CI');
 
 async function writeLayout(path: string, layout: Qcow2Layout): Promise<void> {
   const fh = await open(path, 'wx');
@@ -23,12 +24,34 @@ describe('qcow2OverlayLayout', () => {
     const l = qcow2OverlayLayout('/images/base.qcow2', 'qcow2', GIB);
     expect(l.length).toBe(3 * 65536 + 2 * 8);
     expect(l.pieces.map((p) => [p.offset, p.data.toString('hex')])).toEqual([
-      [0,
-        '514649fb' + '00000003' + '0000000000000088' + '00000012' + '00000010' + '0000000040000000' + '00000000' + '00000002' +
-        '0000000000030000' + '0000000000010000' + '00000001' + '00000000' + '0000000000000000' +
-        '0000000000000000' + '0000000000000000' + '0000000000000000' + '00000004' + '00000070' + '00' + '00000000000000' +
-        'e2792aca' + '00000005' + '71636f7732000000' + '0000000000000000' +
-        Buffer.from('/images/base.qcow2').toString('hex')],
+      [
+        0,
+        '514649fb' +
+          '00000003' +
+          '0000000000000088' +
+          '00000012' +
+          '00000010' +
+          '0000000040000000' +
+          '00000000' +
+          '00000002' +
+          '0000000000030000' +
+          '0000000000010000' +
+          '00000001' +
+          '00000000' +
+          '0000000000000000' +
+          '0000000000000000' +
+          '0000000000000000' +
+          '0000000000000000' +
+          '00000004' +
+          '00000070' +
+          '00' +
+          '00000000000000' +
+          'e2792aca' +
+          '00000005' +
+          '71636f7732000000' +
+          '0000000000000000' +
+          Buffer.from('/images/base.qcow2').toString('hex'),
+      ],
       [65536, '0000000000020000'],
       [131072, '0001000100010001'],
     ]);
@@ -43,7 +66,8 @@ describe('qcow2OverlayLayout', () => {
   });
 
   it('refuses sizes qcow2 cannot have, odd formats and names too long', () => {
-    for (const size of [0, -512, 1000, 1.5 * 512, Number.MAX_SAFE_INTEGER + 1]) expect(() => qcow2OverlayLayout('/b', 'qcow2', size)).toThrow(FloeError);
+    for (const size of [0, -512, 1000, 1.5 * 512, Number.MAX_SAFE_INTEGER + 1])
+      expect(() => qcow2OverlayLayout('/b', 'qcow2', size)).toThrow(FloeError);
     expect(() => qcow2OverlayLayout('/b', 'qcow2,x', GIB)).toThrow(FloeError);
     expect(() => qcow2OverlayLayout(`/${'x'.repeat(1023)}`, 'qcow2', GIB)).toThrow(FloeError);
   });
@@ -72,8 +96,16 @@ describe.skipIf(qemuImg === null || qemuIo === null)('qcow2OverlayLayout read by
       expect(a.subarray(0, 8).equals(b.subarray(0, 8))).toBe(true);
       expect(a.subarray(16, 104).equals(b.subarray(16, 104))).toBe(true);
       expect(a.subarray(QCOW2_CLUSTER).equals(b.subarray(QCOW2_CLUSTER))).toBe(true);
-      const info = JSON.parse((await run('qemu-img', ['info', '--output=json', ours])).stdout) as Record<string, unknown>;
-      expect(info).toMatchObject({ format: 'qcow2', 'virtual-size': size, 'backing-filename': base, 'backing-filename-format': 'qcow2' });
+      const info = JSON.parse((await run('qemu-img', ['info', '--output=json', ours])).stdout) as Record<
+        string,
+        unknown
+      >;
+      expect(info).toMatchObject({
+        format: 'qcow2',
+        'virtual-size': size,
+        'backing-filename': base,
+        'backing-filename-format': 'qcow2',
+      });
       expect((await run('qemu-img', ['check', ours])).stdout).toMatch(/No errors were found/);
     }
   });
@@ -92,7 +124,10 @@ describe.skipIf(qemuImg === null || qemuIo === null)('qcow2OverlayLayout read by
     expect((await io('read -P 0x3c 900M 64k')).stdout).toMatch(/read 65536\/65536 bytes/);
     expect((await io('read -P 0 1000M 64k')).stdout).toMatch(/read 65536\/65536 bytes/);
     // qemu-img check leaves out corruptions and leaks when there are none.
-    const check = JSON.parse((await run('qemu-img', ['check', '--output=json', overlay])).stdout) as Record<string, unknown>;
+    const check = JSON.parse((await run('qemu-img', ['check', '--output=json', overlay])).stdout) as Record<
+      string,
+      unknown
+    >;
     expect(check['check-errors']).toBe(0);
     expect(check.corruptions ?? 0).toBe(0);
     expect(check.leaks ?? 0).toBe(0);

@@ -41,18 +41,27 @@ export function qcow2L1Size(sizeBytes: number): number {
  * qcow2OverlayLayout('/var/lib/floe/images/ab12.qcow2', 'qcow2', 10 * 2 ** 30)
  */
 export function qcow2OverlayLayout(backingFile: string, backingFormat: string, sizeBytes: number): Qcow2Layout {
-  if (!/^[a-z0-9]{1,16}$/.test(backingFormat)) throw new FloeError('validation_failed', `unknown image format ${JSON.stringify(backingFormat)}`, { field: 'format' });
+  if (!/^[a-z0-9]{1,16}$/.test(backingFormat))
+    throw new FloeError('validation_failed', `unknown image format ${JSON.stringify(backingFormat)}`, {
+      field: 'format',
+    });
   if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % 512 !== 0) {
-    throw new FloeError('validation_failed', `disk size must be a positive multiple of 512 bytes, not ${sizeBytes}`, { field: 'disk_gib' });
+    throw new FloeError('validation_failed', `disk size must be a positive multiple of 512 bytes, not ${sizeBytes}`, {
+      field: 'disk_gib',
+    });
   }
   const name = Buffer.from(backingFile, 'utf8');
-  if (name.length === 0 || name.length > MAX_BACKING_NAME) throw new FloeError('validation_failed', `backing file name must be 1 to ${MAX_BACKING_NAME} bytes`, { field: 'image' });
+  if (name.length === 0 || name.length > MAX_BACKING_NAME)
+    throw new FloeError('validation_failed', `backing file name must be 1 to ${MAX_BACKING_NAME} bytes`, {
+      field: 'image',
+    });
 
   const l1Size = qcow2L1Size(sizeBytes);
   const l1Clusters = Math.max(1, Math.ceil((l1Size * 8) / QCOW2_CLUSTER));
   // Header, refcount table, refcount block, L1 table: one refcount block (cluster/2 entries of 16 bits) covers them all.
   const usedClusters = 3 + l1Clusters;
-  if (usedClusters > QCOW2_CLUSTER / 2) throw new FloeError('validation_failed', `disk size ${sizeBytes} is too large`, { field: 'disk_gib' });
+  if (usedClusters > QCOW2_CLUSTER / 2)
+    throw new FloeError('validation_failed', `disk size ${sizeBytes} is too large`, { field: 'disk_gib' });
 
   const formatExt = Buffer.alloc(8 + Math.ceil(backingFormat.length / 8) * 8);
   formatExt.writeUInt32BE(BACKING_FORMAT_EXT, 0);

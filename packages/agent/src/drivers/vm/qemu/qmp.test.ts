@@ -12,8 +12,13 @@ class FakeQmp {
   readonly received: Array<Record<string, unknown>> = [];
   readonly sockets = new Set<Socket>();
   handler: (cmd: string, args: unknown, socket: Socket) => Reply = () => ({ return: {} });
-  greeting = JSON.stringify({ QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 }, package: 'fake' }, capabilities: ['oob'] } });
-  private constructor(readonly server: Server, readonly path: string) {}
+  greeting = JSON.stringify({
+    QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 }, package: 'fake' }, capabilities: ['oob'] },
+  });
+  private constructor(
+    readonly server: Server,
+    readonly path: string,
+  ) {}
 
   static async start(path: string): Promise<FakeQmp> {
     let fake!: FakeQmp;
@@ -38,7 +43,8 @@ class FakeQmp {
         buffer = buffer.slice(nl + 1);
         const msg = JSON.parse(line) as { execute: string; arguments?: unknown; id?: unknown };
         this.received.push(msg);
-        const reply = msg.execute === 'qmp_capabilities' ? { return: {} } : this.handler(msg.execute, msg.arguments, socket);
+        const reply =
+          msg.execute === 'qmp_capabilities' ? { return: {} } : this.handler(msg.execute, msg.arguments, socket);
         if (reply !== null) socket.write(`${JSON.stringify({ ...reply, id: msg.id })}\r\n`);
       }
     });
@@ -46,7 +52,11 @@ class FakeQmp {
 
   /** Send an event to every client. */
   event(name: string, data?: Record<string, unknown>): void {
-    const msg = { timestamp: { seconds: 1700000000, microseconds: 5 }, event: name, ...(data === undefined ? {} : { data }) };
+    const msg = {
+      timestamp: { seconds: 1700000000, microseconds: 5 },
+      event: name,
+      ...(data === undefined ? {} : { data }),
+    };
     for (const s of this.sockets) s.write(`${JSON.stringify(msg)}\r\n`);
   }
 
@@ -157,7 +167,13 @@ describe('QmpClient', () => {
     fake.event('RESET', { guest: false, reason: 'host-qmp-system-reset' });
     // A command round trip orders us after the events.
     await client.execute('ping');
-    expect(shutdowns).toEqual([{ event: 'SHUTDOWN', data: { guest: true, reason: 'guest-shutdown' }, timestamp: { seconds: 1700000000, microseconds: 5 } }]);
+    expect(shutdowns).toEqual([
+      {
+        event: 'SHUTDOWN',
+        data: { guest: true, reason: 'guest-shutdown' },
+        timestamp: { seconds: 1700000000, microseconds: 5 },
+      },
+    ]);
     expect(all).toEqual(['SHUTDOWN', 'RESET']);
     off();
     fake.event('SHUTDOWN');

@@ -191,7 +191,11 @@ export class QmpClient {
   ) {
     this.commandTimeoutMs = opts.commandTimeoutMs ?? 10_000;
     socket.on('data', (chunk: string) => this.onData(chunk));
-    socket.on('error', (err) => this.shutdown(new QmpConnectionError(`QMP connection failed: ${err.message}`, (err as NodeJS.ErrnoException).code)));
+    socket.on('error', (err) =>
+      this.shutdown(
+        new QmpConnectionError(`QMP connection failed: ${err.message}`, (err as NodeJS.ErrnoException).code),
+      ),
+    );
     socket.on('close', () => this.shutdown(null));
     if (initialBuffer.length > 0) queueMicrotask(() => this.onData(initialBuffer));
   }
@@ -213,8 +217,12 @@ export class QmpClient {
         socket.destroy();
         reject(err);
       };
-      const timer = setTimeout(() => fail(new QmpTimeoutError(step === 'greeting' ? 'greeting' : 'qmp_capabilities', timeoutMs)), timeoutMs);
-      const onError = (err: NodeJS.ErrnoException) => fail(new QmpConnectionError(`cannot connect to QMP at ${path}: ${err.message}`, err.code));
+      const timer = setTimeout(
+        () => fail(new QmpTimeoutError(step === 'greeting' ? 'greeting' : 'qmp_capabilities', timeoutMs)),
+        timeoutMs,
+      );
+      const onError = (err: NodeJS.ErrnoException) =>
+        fail(new QmpConnectionError(`cannot connect to QMP at ${path}: ${err.message}`, err.code));
       const onClose = () => fail(new QmpConnectionError(`QMP at ${path} closed the connection during the handshake`));
       const onData = (chunk: string) => {
         buffer += chunk;
@@ -268,7 +276,11 @@ export class QmpClient {
   }
 
   /** Send a command and wait for its reply (matched by id). Rejects with QmpError, QmpTimeoutError or QmpConnectionError. */
-  execute<K extends QmpCommandName>(command: K, args?: QmpCommands[K]['args'], opts?: QmpExecuteOptions): Promise<QmpCommands[K]['returns']>;
+  execute<K extends QmpCommandName>(
+    command: K,
+    args?: QmpCommands[K]['args'],
+    opts?: QmpExecuteOptions,
+  ): Promise<QmpCommands[K]['returns']>;
   execute<T = unknown>(command: string, args?: Record<string, unknown>, opts?: QmpExecuteOptions): Promise<T>;
   execute(command: string, args?: Record<string, unknown>, opts: QmpExecuteOptions = {}): Promise<unknown> {
     if (this.closedWith !== undefined) {
@@ -340,7 +352,10 @@ export class QmpClient {
       const event: QmpEvent = {
         event: msg.event,
         data: (typeof msg.data === 'object' && msg.data !== null ? msg.data : {}) as Record<string, unknown>,
-        timestamp: typeof ts?.seconds === 'number' && typeof ts.microseconds === 'number' ? { seconds: ts.seconds, microseconds: ts.microseconds } : null,
+        timestamp:
+          typeof ts?.seconds === 'number' && typeof ts.microseconds === 'number'
+            ? { seconds: ts.seconds, microseconds: ts.microseconds }
+            : null,
       };
       for (const name of [msg.event, '*']) {
         for (const listener of [...(this.listeners.get(name) ?? [])]) {

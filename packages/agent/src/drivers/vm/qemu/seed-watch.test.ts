@@ -2,21 +2,31 @@ import { describe, expect, it } from 'vitest';
 import type { QmpBlockStats } from './qmp.js';
 import { seedReadState, watchSeedReads } from './seed-watch.js';
 
-const disk = (device: string, reads: number): QmpBlockStats => ({ device, stats: { rd_operations: reads, rd_bytes: reads * 512 } as QmpBlockStats['stats'] });
+const disk = (device: string, reads: number): QmpBlockStats => ({
+  device,
+  stats: { rd_operations: reads, rd_bytes: reads * 512 } as QmpBlockStats['stats'],
+});
 
 /** A QMP connection that answers query-blockstats from a script of answers, then repeats the last. */
 function fakeQmp(answers: Array<QmpBlockStats[] | Error>) {
   const closers: Array<() => void> = [];
   let calls = 0;
   return {
-    get calls() { return calls; },
-    close() { for (const c of closers) c(); },
+    get calls() {
+      return calls;
+    },
+    close() {
+      for (const c of closers) c();
+    },
     execute: async () => {
       const a = answers[Math.min(calls++, answers.length - 1)]!;
       if (a instanceof Error) throw a;
       return a;
     },
-    onClose(l: () => void) { closers.push(l); return () => {}; },
+    onClose(l: () => void) {
+      closers.push(l);
+      return () => {};
+    },
   };
 }
 
@@ -34,7 +44,12 @@ describe('seed reads', () => {
   it('are reported once, when the drive goes from unread to read, through busy moments', async () => {
     const qmp = fakeQmp([[disk('seed', 0)], new Error('busy'), [disk('seed', 0)], [disk('seed', 2)]]);
     const seen: string[] = [];
-    watchSeedReads(qmp as never, { intervalMs: 1, maxMs: 5000, requireUnreadFirst: true, onRead: (at) => seen.push(at) });
+    watchSeedReads(qmp as never, {
+      intervalMs: 1,
+      maxMs: 5000,
+      requireUnreadFirst: true,
+      onRead: (at) => seen.push(at),
+    });
     await until(() => seen.length > 0);
     await new Promise((r) => setTimeout(r, 30));
     expect(seen).toHaveLength(1);
@@ -42,7 +57,10 @@ describe('seed reads', () => {
   });
 
   it('say nothing for an adopted VM whose seed was read before, or a VM without a seed, and stop looking', async () => {
-    for (const [answers, requireUnreadFirst] of [[[[disk('seed', 5)]], true], [[[disk('disk0', 5)]], false]] as Array<[QmpBlockStats[][], boolean]>) {
+    for (const [answers, requireUnreadFirst] of [
+      [[[disk('seed', 5)]], true],
+      [[[disk('disk0', 5)]], false],
+    ] as Array<[QmpBlockStats[][], boolean]>) {
       const qmp = fakeQmp([...answers]);
       const seen: string[] = [];
       watchSeedReads(qmp as never, { intervalMs: 1, maxMs: 5000, requireUnreadFirst, onRead: (at) => seen.push(at) });
@@ -52,7 +70,12 @@ describe('seed reads', () => {
     }
     const fresh = fakeQmp([[disk('seed', 5)]]);
     const seen: string[] = [];
-    watchSeedReads(fresh as never, { intervalMs: 1, maxMs: 5000, requireUnreadFirst: false, onRead: (at) => seen.push(at) });
+    watchSeedReads(fresh as never, {
+      intervalMs: 1,
+      maxMs: 5000,
+      requireUnreadFirst: false,
+      onRead: (at) => seen.push(at),
+    });
     await until(() => seen.length > 0);
     expect(seen).toHaveLength(1);
   });
