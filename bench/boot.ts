@@ -10,7 +10,7 @@
  * run. Benchmarks report; they never fail on times.
  */
 import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Event, Operation } from '@floe/api';

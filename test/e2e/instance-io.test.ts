@@ -261,7 +261,7 @@ describe('console, logs and stats through the agent link', () => {
     let error: { code?: string } | undefined;
     ws.on('message', (d, isBinary) => {
       if (isBinary) received += (d as Buffer).length;
-      else error = (JSON.parse(String(d)) as { error: { code: string } }).error;
+      else error = (JSON.parse((d as Buffer).toString()) as { error: { code: string } }).error;
     });
     const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
     // Stop reading, then type far more than the server may queue; the fake guest echoes all of it.

@@ -73,7 +73,8 @@ function flatten(value: unknown, prefix: string, out: [string, string][]): void 
     else value.forEach((v, i) => flatten(v, `${prefix}[${i}]`, out));
     return;
   }
-  out.push([prefix, value === null || value === undefined ? '-' : oneLine(String(value))]);
+  // Objects and arrays returned above: what is left is a scalar.
+  out.push([prefix, value === null || value === undefined ? '-' : oneLine(String(value as string | number | boolean))]);
 }
 
 /** Shortens multi-line text (user-data, keys) to one line for tables and details. */

@@ -64,7 +64,7 @@ export function normalizeOpenapi(doc: Record<string, unknown>): Record<string, u
   const { servers: _servers, paths, ...rest } = doc;
   const sorted = sortKeys(rest) as Record<string, unknown>;
   const sortedPaths: Record<string, unknown> = {};
-  for (const p of Object.keys((paths ?? {}) as Record<string, unknown>).sort()) {
+  for (const p of Object.keys(paths ?? {}).sort()) {
     const item = (paths as Record<string, Record<string, unknown>>)[p]!;
     const methods = Object.keys(item).sort((a, b) => rank(METHOD_ORDER, a) - rank(METHOD_ORDER, b) || (a < b ? -1 : 1));
     const out: Record<string, unknown> = {};
