@@ -9,21 +9,13 @@ import path from 'node:path';
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const bin = (name) => path.join(root, 'node_modules', '.bin', name);
 
-function sources() {
-  const r = spawnSync('git', ['ls-files', '-co', '--exclude-standard', 'packages/*/src/**/*.ts'], {
-    cwd: root,
-    encoding: 'utf8',
-  });
-  return r.stdout.split('\n').filter((f) => f && !f.endsWith('.test.ts'));
-}
-
 const checks = [
   { name: 'format (prettier --check)', cmd: bin('prettier'), argv: ['--check', '--log-level', 'warn', '.'] },
   { name: 'lint (eslint)', cmd: bin('eslint'), argv: ['--max-warnings', '0', '.'] },
   {
     name: 'import cycles (dpdm)',
     cmd: bin('dpdm'),
-    argv: ['--no-tree', '--no-warning', '--exit-code', 'circular:1', ...sources()],
+    argv: ['--no-tree', '--no-warning', '--exit-code', 'circular:1', 'packages/*/src/**/*.ts'],
   },
   { name: 'unused code (knip)', cmd: bin('knip'), argv: ['--no-progress'] },
 ];
