@@ -26,7 +26,7 @@ import type { Api, RouteFamily } from './http/routing.js';
 import { VERSION } from './version.js';
 import { buildServices, type ControlPki, type Services } from './wiring.js';
 
-/** The routes, in the order the OpenAPI document lists them. */
+/** Every family of routes, each in its own module of http/routes. */
 const ROUTE_FAMILIES: readonly RouteFamily[] = [
   projectRoutes,
   tokenRoutes,
@@ -80,6 +80,8 @@ export async function buildApp(opts: {
   }) as unknown as FastifyInstance;
   const cluster = await openCluster(store, (err) => http.log.warn({ err }, 'cluster connection error'));
   const services = buildServices(store, config, pki, http.log, cluster);
+  // Fastify compiles each route's schemas with these once, at startup. Ajv's error format is what
+  // http/errors.ts turns into the error envelope (field, location, plain words for patterns).
   // Bodies are JSON and must have the right types ("2" is not a number);
   // query strings and path parameters are text and are converted.
   const ajvFor = (coerce: boolean) => {
