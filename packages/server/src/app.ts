@@ -139,13 +139,13 @@ export async function buildApp(opts: {
   http.get(
     '/healthz',
     { config: { public: true }, schema: { tags: ['system'], summary: 'Liveness and version', security: [] } },
-    async () => ({
+    () => ({
       status: 'ok',
       version: VERSION,
       database: store.dialect,
     }),
   );
-  http.get('/v1/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => http.swagger());
+  http.get('/v1/openapi.json', { config: { public: true }, schema: { hide: true } }, () => http.swagger());
   // Route types come from the schemas (TypeBox type provider); the validator compiler above checks them.
   const api: Api = http.withTypeProvider<TypeBoxTypeProvider>();
   for (const family of ROUTE_FAMILIES) family(api, services);

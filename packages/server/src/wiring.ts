@@ -97,10 +97,10 @@ function localOnly(store: Store): Cluster {
   return {
     origin: 'local',
     listening: store.dialect === 'sqlite',
-    publish: async () => undefined,
+    publish: () => Promise.resolve(),
     subscribe: () => () => undefined,
     onListening: () => () => undefined,
-    close: async () => undefined,
+    close: () => Promise.resolve(),
   };
 }
 

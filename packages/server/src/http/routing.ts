@@ -6,6 +6,7 @@ import type {
   FastifyInstance,
   FastifyReply,
   FastifyRequest,
+  HookHandlerDoneFunction,
   RawReplyDefaultExpression,
   RawRequestDefaultExpression,
   RawServerDefault,
@@ -37,8 +38,9 @@ export function strict<T extends TSchema>(schema: T): T {
  * preValidation hook for POSTs whose body fields are all optional: no body at
  * all (as `curl -X POST` sends) is validated as `{}` instead of failing.
  */
-export async function bodyOptional(request: FastifyRequest): Promise<void> {
+export function bodyOptional(request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
   if (request.body === undefined) request.body = {};
+  done();
 }
 
 /** Error answers every route documents. */

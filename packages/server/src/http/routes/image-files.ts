@@ -25,7 +25,7 @@ export const SHA256_HEADER = 'x-floe-sha256';
  * `GET /v1/agent/images/{id}` (agents fetch files with their client certificate).
  */
 export function imageFileRoutes(app: Api, s: Services): void {
-  void app.register(async (plain) => {
+  void app.register((plain, _options, done) => {
     const scope = plain.withTypeProvider<TypeBoxTypeProvider>();
     // Leave the body unread: the handler streams request.raw to disk. A body without a
     // content type (curl -T) is taken too; JSON and anything else is refused.
@@ -82,6 +82,7 @@ export function imageFileRoutes(app: Api, s: Services): void {
         return img;
       },
     );
+    done();
   });
 
   app.post(

@@ -104,7 +104,7 @@ export function instanceIoRoutes(app: Api, s: Services): void {
       consoles.set(req, channel);
       req.raw.socket.once('close', () => channel.close());
     },
-    handler: async () => {
+    handler: () => {
       throw new FloeError('validation_failed', 'the console is a WebSocket; upgrade the connection', {
         field: 'upgrade',
       });

@@ -51,6 +51,8 @@ export function streamRoutes(app: Api, s: Services): void {
           write(e);
         }
       });
+      // Set once the stream opens; the close handler may run before that.
+      // eslint-disable-next-line prefer-const
       let keepalive: NodeJS.Timeout | undefined;
       let closed = false;
       req.raw.on('close', () => {
@@ -135,7 +137,7 @@ export function streamRoutes(app: Api, s: Services): void {
     config: { public: true },
     schema: { hide: true },
     preValidation: requireAgentCertificate,
-    handler: async () => {
+    handler: () => {
       throw new FloeError('validation_failed', 'the agent link is a WebSocket; upgrade the connection', {
         field: 'upgrade',
       });
