@@ -2,7 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ERROR_CODES } from '@floe/api';
-import { buildApp, type ControlPki } from './app.js';
+import { buildApp } from './app.js';
+import type { ControlPki } from './wiring.js';
 import { loadConfig } from './config.js';
 import { openStore } from './db/index.js';
 
