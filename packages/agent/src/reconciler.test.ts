@@ -6,7 +6,7 @@ import type { DesiredInstance, ObservedInstance } from '@floe/api';
 import { desiredInstance, FakeVmDriver } from '@floe/testkit';
 import type { ReconcilerReporter } from './instance-status.js';
 import { InstanceReconciler } from './reconciler.js';
-import { AgentState } from './state.js';
+import { AgentState, memoryAppliedStore, type AppliedInstance } from './state.js';
 
 class Recorder implements ReconcilerReporter {
   statuses: ObservedInstance[] = [];
@@ -332,6 +332,34 @@ describe('InstanceReconciler', () => {
     await sleep(100);
     expect(driver.calls.start).toBe(1);
   });
+
+  it('saves what it applied to many instances at once in few writes, the last one holding all of them', async () => {
+    const store = memoryAppliedStore();
+    const saved: number[] = [];
+    const counting = {
+      load: () => store.load(),
+      save: async (applied: Record<string, AppliedInstance>) => {
+        // A slow disk: writes asked for meanwhile must become one.
+        await sleep(5);
+        saved.push(Object.keys(applied).length);
+        await store.save(applied);
+      },
+    };
+    const reconciler = new InstanceReconciler({
+      driver: new FakeVmDriver(),
+      reporter: new Recorder(),
+      store: counting,
+    });
+    await reconciler.start();
+    cleanups.push(() => reconciler.stop());
+    const vms = Array.from({ length: 50 }, () => desiredInstance({ revision: 4, generation: 2 }));
+    reconciler.setDesired(vms, { full: true });
+    await reconciler.whenIdle();
+    expect(saved.length).toBeLessThan(10);
+    expect(saved.at(-1)).toBe(50);
+    expect(Object.keys(store.data).sort()).toEqual(vms.map((v) => v.id).sort());
+    expect(Object.values(store.data).every((a) => a.revision === 4 && a.generation === 2)).toBe(true);
+  });
 });
 
 describe('NIC taps', () => {
@@ -579,7 +607,12 @@ describe('first boot', () => {
     });
     const vm = desiredInstance();
     reconciler.setDesired([vm], { full: true });
-    await waitFor('first boot reported', () => reporter.latest(vm.id)?.first_boot?.finished_at != null);
+    // The first boot happens during start: it comes with the 'starting' status, then stays with 'running' (which is
+    // reported once what was applied is saved, so it may come later on a slow disk).
+    await waitFor(
+      'first boot reported while running',
+      () => reporter.latest(vm.id)?.first_boot?.finished_at != null && reporter.latest(vm.id)?.state === 'running',
+    );
     const seen = reporter.latest(vm.id)!;
     expect(seen.state).toBe('running');
     expect(seen.first_boot).toMatchObject({ source: 'config-drive', result: 'ok' });
