@@ -11,7 +11,7 @@ export interface RestartBackoff {
   resetAfterMs: number;
 }
 
-export const DEFAULT_RESTART_BACKOFF: RestartBackoff = {
+const DEFAULT_RESTART_BACKOFF: RestartBackoff = {
   initialMs: 1000,
   maxMs: 5 * 60_000,
   resetAfterMs: 10 * 60_000,
