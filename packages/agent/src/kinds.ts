@@ -1,6 +1,11 @@
 import type { DesiredInstance, DesiredNetwork } from '@floe/api';
 
-/** The desired state the control plane sends, by kind; a new kind (firewalls, VPNs, volumes) is one more line. */
+/**
+ * The desired state the control plane sends, by kind. A new kind (firewalls,
+ * VPNs, volumes) is one more line here, a KindReconciler doing its passes on a
+ * WorkQueue, and one `register` call where the agent builds its reconcilers;
+ * the agent's message handling does not change.
+ */
 export interface DesiredKinds {
   instance: DesiredInstance;
   network: DesiredNetwork;
