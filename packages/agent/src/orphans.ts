@@ -1,7 +1,7 @@
 import type { VmInfo } from '@floe/api';
 
 /** An orphan as reported: an instance event of the VM. */
-export interface OrphanReport {
+interface OrphanReport {
   id: string;
   message: string;
   data: { state: VmInfo['state'] };

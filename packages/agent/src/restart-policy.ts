@@ -23,7 +23,7 @@ export function restartsAfter(policy: RestartPolicy, exitCode: number | null): b
 }
 
 /** What the restart policy decided about a VM that stopped on its own. */
-export type RestartDecision = { restart: false } | { restart: true; delayMs: number };
+type RestartDecision = { restart: false } | { restart: true; delayMs: number };
 
 // One VM's crash history; lives as long as the process.
 interface Crashes {
