@@ -83,6 +83,7 @@ export class MetadataService implements KindReconciler<'metadata'> {
     },
     network: (items: readonly DesiredNetwork[], { full }: DesiredUpdate) => {
       if (full) this.setNetworks(items);
+      else this.updateNetworks(items);
     },
   };
   private readonly log: Logger;
@@ -147,7 +148,20 @@ export class MetadataService implements KindReconciler<'metadata'> {
 
   /** The networks of this host: on public ones the bridge's MAC is the uplink's, so requests are not re-addressed. */
   setNetworks(networks: readonly DesiredNetwork[]): void {
-    const pub = new Set(networks.filter((n) => n.kind === 'public').map((n) => n.id));
+    this.setPublicNets(new Set(networks.filter((n) => n.kind === 'public').map((n) => n.id)));
+  }
+
+  /** Some networks changed (the others stay as they are). */
+  updateNetworks(networks: readonly DesiredNetwork[]): void {
+    const pub = new Set(this.publicNets);
+    for (const n of networks) {
+      if (n.kind === 'public') pub.add(n.id);
+      else pub.delete(n.id);
+    }
+    this.setPublicNets(pub);
+  }
+
+  private setPublicNets(pub: Set<string>): void {
     if (pub.size === this.publicNets.size && [...pub].every((id) => this.publicNets.has(id))) return;
     this.publicNets = pub;
     this.kick();
