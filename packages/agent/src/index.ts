@@ -44,3 +44,13 @@ export {
   type QemuDriverOptions,
   type QemuSpec,
 } from './drivers/vm/qemu/index.js';
+export { FakeVmDriver, type FakeVmDriverOptions, type FakeDriverOp } from './drivers/vm/fake.js';
+export type {
+  ConsoleStream,
+  SetNicsResult,
+  VmCreateContext,
+  VmDriver,
+  VmDriverEvent,
+  VmInfo,
+  VmNic,
+} from './drivers/vm/types.js';

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { DesiredInstance, ObservedInstance } from '@floe/api';
-import { desiredInstance, FakeVmDriver } from '@floe/testkit';
+import { desiredInstance } from '@floe/testkit';
+import { FakeVmDriver } from './drivers/vm/fake.js';
 import { Reconciler, type ReconcilerReporter } from './reconciler.js';
 import { AgentState } from './state.js';
 

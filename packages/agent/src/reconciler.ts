@@ -6,11 +6,8 @@ import {
   type DesiredInstance,
   type FirstBoot,
   type ObservedInstance,
-  type VmDriver,
-  type VmDriverEvent,
-  type VmInfo,
-  type VmNic,
 } from '@floe/api';
+import type { VmDriver, VmDriverEvent, VmInfo, VmNic } from './drivers/vm/types.js';
 import { backoffDelay } from './backoff.js';
 import type { AppliedInstance, AppliedNic, AppliedStore } from './state.js';
 

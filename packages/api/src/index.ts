@@ -10,5 +10,4 @@ export * from './errors.js';
 export * from './resources.js';
 export * from './images.js';
 export * from './agent-protocol.js';
-export * from './driver.js';
 export * from './first-boot.js';

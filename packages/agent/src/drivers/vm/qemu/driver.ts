@@ -3,19 +3,16 @@ import { constants, readFileSync, unlinkSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { join, resolve } from 'node:path';
-import {
-  FloeError,
-  NAME_PATTERN,
-  type ConsoleStream,
-  type DesiredInstance,
-  type SetNicsResult,
-  type VmCreateContext,
-  type VmNic,
-  type VmDriver,
-  type VmDriverEvent,
-  type VmInfo,
-  type VmStats,
-} from '@floe/api';
+import { FloeError, NAME_PATTERN, type DesiredInstance, type VmStats } from '@floe/api';
+import type {
+  ConsoleStream,
+  SetNicsResult,
+  VmCreateContext,
+  VmDriver,
+  VmDriverEvent,
+  VmInfo,
+  VmNic,
+} from '../types.js';
 import { ExecError, run } from '../../../host/exec.js';
 import { SEED_ISO_NAME, seedFiles, writeSeedIso } from '../seed.js';
 import {
