@@ -6,12 +6,12 @@ export { ImageCache, imageDownloadUrl, type ImageCacheOptions } from './images.j
 export { Reconciler, memoryAppliedStore, type ReconcilerOptions, type ReconcilerReporter } from './reconciler.js';
 export {
   AgentState,
-  writeFileAtomic,
   type AgentConfig,
   type AgentCredentials,
   type AppliedInstance,
   type AppliedStore,
 } from './state.js';
+export { writeFileAtomic } from './host/files.js';
 export { joinControlPlane, normalizeServerUrl, type JoinOptions, type JoinResult } from './join.js';
 export { createCsr } from './pki.js';
 export {
