@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FloeError, NAME_PATTERN, USER_DATA_MAX_BYTES, type DesiredInstance } from '@floe/api';
+import { cloudYaml } from './cloud-yaml.js';
 import { buildIso } from './iso9660.js';
 import { networkConfig } from './network-config.js';
 
@@ -25,18 +26,6 @@ const NAME_RE = new RegExp(NAME_PATTERN);
 const ID_RE = /^[a-z]{2,5}_[0-9A-HJKMNP-TV-Z]{26}$/;
 const SEED_FILE_RE = /^(meta-data|user-data|vendor-data|network-config)$/;
 
-/**
- * A YAML double-quoted scalar. JSON's escapes are a subset of YAML's; the
- * characters JSON leaves raw but YAML wants escaped (DEL, C1 controls, line and
- * paragraph separators, BOM) are escaped as well.
- */
-export function yamlString(value: string): string {
-  return JSON.stringify(value).replace(
-    /[\u007f-\u009f\u2028\u2029\ufeff]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  );
-}
-
 /** The instance's ssh keys, each one trimmed line; throws `validation_failed` for a key that is not. */
 export function sshKeys(vm: DesiredInstance): string[] {
   return vm.spec.ssh_keys.map((key, i) => {
@@ -57,7 +46,7 @@ export function sshKeys(vm: DesiredInstance): string[] {
  * (`public-keys`), which cloud-init reads next to the user's own document.
  *
  * @example
- * seedFiles(vm) // { 'meta-data': 'instance-id: inst_...\nlocal-hostname: web\n', 'user-data': '#cloud-config\n' }
+ * seedFiles(vm) // { 'meta-data': 'instance-id: "inst_..."\nlocal-hostname: "web"\n', 'user-data': '#cloud-config\n' }
  */
 export function seedFiles(vm: DesiredInstance, opts: { vendorData?: string } = {}): SeedFiles {
   if (!ID_RE.test(vm.id))
@@ -75,14 +64,17 @@ export function seedFiles(vm: DesiredInstance, opts: { vendorData?: string } = {
     });
   }
 
-  let metaData = `instance-id: ${vm.id}\nlocal-hostname: ${vm.name}\n`;
-  if (keys.length > 0) metaData += `public-keys:\n${keys.map((k) => `  - ${yamlString(k)}\n`).join('')}`;
+  const metaData = cloudYaml({
+    'instance-id': vm.id,
+    'local-hostname': vm.name,
+    ...(keys.length > 0 ? { 'public-keys': keys } : {}),
+  });
 
   let user: string;
   if (userData !== null && userData.length > 0) {
     user = userData;
   } else if (keys.length > 0) {
-    user = `#cloud-config\nssh_authorized_keys:\n${keys.map((k) => `  - ${yamlString(k)}\n`).join('')}`;
+    user = `#cloud-config\n${cloudYaml({ ssh_authorized_keys: keys })}`;
   } else {
     // NoCloud wants a user-data file even when there is nothing to do.
     user = '#cloud-config\n';
