@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
-import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FloeError, NAME_PATTERN, USER_DATA_MAX_BYTES, type DesiredInstance } from '@floe/api';
+import { writeFileAtomic } from '../../host/files.js';
 import { cloudYaml } from './cloud-yaml.js';
 import { buildIso } from './iso9660.js';
 import { networkConfig } from './network-config.js';
@@ -112,13 +111,10 @@ export async function writeSeedIso(dir: string, files: SeedFiles, opts: { date?:
     files: names.map((name) => ({ name, data: Buffer.from(files[name]!, 'utf8') })),
   });
   const target = join(dir, SEED_ISO_NAME);
-  const partial = join(dir, `.${SEED_ISO_NAME}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    await writeFile(partial, iso, { mode: 0o644 });
-    await rename(partial, target);
+    await writeFileAtomic(target, iso, 0o644);
     return target;
   } catch (err) {
-    await rm(partial, { force: true });
     throw new FloeError('host_operation_failed', `cannot write the seed ISO: ${(err as Error).message}`, {
       path: target,
     });

@@ -20,7 +20,7 @@ export interface ShutdownSeen {
 }
 
 /** How a QEMU shutdown reason is reported. Pure. */
-export function describeShutdown(reason: string): { type: 'stopped' | 'crashed'; message: string } {
+function describeShutdown(reason: string): { type: 'stopped' | 'crashed'; message: string } {
   switch (reason) {
     case 'guest-shutdown':
       return { type: 'stopped', message: 'guest powered off' };

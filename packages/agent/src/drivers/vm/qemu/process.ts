@@ -30,7 +30,7 @@ export interface Launched {
 }
 
 /** The QEMU spec of a VM from its record. Pure. */
-export function vmSpec(
+function vmSpec(
   vm: QemuVm,
   record: VmRecord,
   accelerator: QemuAccelerator,
