@@ -21,9 +21,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DesiredInstance, ObservedInstance } from '@floe/api';
 import { AgentState, InstanceReconciler, ReconcilerRegistry } from '@floe/agent';
-import { desiredInstance, FakeVmDriver } from '@floe/testkit';
+import { desiredInstance } from '@floe/testkit';
 import { desiredOf } from '../packages/agent/src/desired-messages.js';
 import { fmt, percentile, sorted, table } from './report.js';
+import { FakeVmDriver } from '@floe/agent';
 
 const VMS = Number(process.env.FLOE_BENCH_VMS ?? 1000);
 const RUNS = Number(process.env.FLOE_BENCH_RUNS ?? 5);

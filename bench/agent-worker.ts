@@ -2,7 +2,7 @@ import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { HostFacts } from '@floe/api';
 import { AGENT_VERSION, Agent } from '@floe/agent';
-import { FakeVmDriver } from '@floe/testkit/fake-driver';
+import { FakeVmDriver } from '@floe/agent';
 import { HostNetworkDriver } from '../packages/agent/src/drivers/net/driver.js';
 import { serveAgentJobs } from './worker.js';
 

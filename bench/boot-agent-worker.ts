@@ -3,7 +3,8 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
-import type { DesiredInstance, HostFacts, VmCreateContext, VmInfo } from '@floe/api';
+import type { DesiredInstance, HostFacts } from '@floe/api';
+import type { VmCreateContext, VmInfo } from '@floe/agent';
 import { AGENT_VERSION, Agent, QemuDriver } from '@floe/agent';
 import { epochMs, serveAgentJobs } from './worker.js';
 

@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { AGENT_CLOSE, type AgentMessage, type ControlMessage, type HostFacts, type ObservedInstance } from '@floe/api';
-import { desiredInstance, FakeVmDriver } from '@floe/testkit';
+import { desiredInstance } from '@floe/testkit';
+import { FakeVmDriver } from './drivers/vm/fake.js';
 // The agent never depends on the server package; only this test borrows its CA to make real certificates.
 import { createCa, issueClientCert, issueServerCert, type Pki } from '../../server/src/ca/index.js';
 import { Agent } from './agent.js';

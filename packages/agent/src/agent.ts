@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
-import type { ControlMessage, DesiredInstance, HostFacts, VmDriver } from '@floe/api';
+import type { ControlMessage, DesiredInstance, HostFacts } from '@floe/api';
+import type { VmDriver } from './drivers/vm/types.js';
 import { AgentChannels } from './channels.js';
 import { probeFacts } from './facts.js';
 import { ImageCache } from './images.js';

@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AgentMessage, ControlMessage, DesiredInstance } from '@floe/api';
-import { desiredInstance, FakeVmDriver } from '@floe/testkit';
+import { desiredInstance } from '@floe/testkit';
+import { FakeVmDriver } from './drivers/vm/fake.js';
 import { AgentChannels, chunks, dropSeen, errorBody } from './channels.js';
 
 /** A link that keeps what the channels send, with a settable send queue. */

@@ -1,12 +1,6 @@
 import { pino, type Logger } from 'pino';
-import {
-  FloeError,
-  type AgentMessage,
-  type ChannelId,
-  type ConsoleStream,
-  type ControlMessage,
-  type VmDriver,
-} from '@floe/api';
+import { FloeError, type AgentMessage, type ChannelId, type ControlMessage } from '@floe/api';
+import type { ConsoleStream, VmDriver } from './drivers/vm/types.js';
 
 /** What the channels need from the agent link. */
 export interface ChannelLink {

@@ -4,8 +4,9 @@ import { createReadStream, existsSync, readFileSync, readdirSync, renameSync, wr
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { DesiredImage, DesiredInstance, ObservedInstance, VmCreateContext } from '@floe/api';
-import { FakeVmDriver } from '@floe/testkit';
+import type { DesiredImage, DesiredInstance, ObservedInstance } from '@floe/api';
+import type { VmCreateContext } from './drivers/vm/types.js';
+import { FakeVmDriver } from './drivers/vm/fake.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // The agent never depends on the server package; only this test borrows it to run a real control plane.
 import { certificateSerial, createCa, issueClientCert } from '../../server/src/ca/index.js';

@@ -17,12 +17,12 @@ export { WorkQueue, type AddOptions, type WorkQueueOptions } from './work-queue.
 export {
   AgentState,
   memoryAppliedStore,
-  writeFileAtomic,
   type AgentConfig,
   type AgentCredentials,
   type AppliedInstance,
   type AppliedStore,
 } from './state.js';
+export { writeFileAtomic } from './host/files.js';
 export { joinControlPlane, normalizeServerUrl, type JoinOptions, type JoinResult } from './join.js';
 export { createCsr } from './pki.js';
 export {
@@ -55,3 +55,13 @@ export {
   type QemuDriverOptions,
   type QemuSpec,
 } from './drivers/vm/qemu/index.js';
+export { FakeVmDriver, type FakeVmDriverOptions, type FakeDriverOp } from './drivers/vm/fake.js';
+export type {
+  ConsoleStream,
+  SetNicsResult,
+  VmCreateContext,
+  VmDriver,
+  VmDriverEvent,
+  VmInfo,
+  VmNic,
+} from './drivers/vm/types.js';

@@ -1,12 +1,6 @@
-import {
-  mergeFirstBoot,
-  NO_FIRST_BOOT,
-  type FirstBoot,
-  type ObservedInstance,
-  type VmDriverEvent,
-  type VmInfo,
-} from '@floe/api';
+import { mergeFirstBoot, NO_FIRST_BOOT, type FirstBoot, type ObservedInstance } from '@floe/api';
 import type { AppliedInstance } from './state.js';
+import type { VmDriverEvent, VmInfo } from './drivers/vm/types.js';
 
 /** Where the instance reconciler sends what it observes (the agent link, or a test recorder). */
 export interface ReconcilerReporter {

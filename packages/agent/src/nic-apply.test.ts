@@ -1,8 +1,9 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import type { DesiredInstance, VmNic } from '@floe/api';
+import type { DesiredInstance } from '@floe/api';
 import { desiredInstance } from '@floe/testkit';
 import { applyNics, desiredNics, nicsForCreate, sameNics, withSlots, type NicHost } from './nic-apply.js';
+import type { VmNic } from './drivers/vm/types.js';
 
 const log = pino({ level: 'silent' });
 

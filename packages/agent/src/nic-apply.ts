@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
-import type { DesiredInstance, VmDriver, VmNic } from '@floe/api';
+import type { DesiredInstance } from '@floe/api';
 import type { AppliedNic } from './state.js';
+import type { VmDriver, VmNic } from './drivers/vm/types.js';
 
 /** A tap made for a NIC, as the host network side returns it. */
 export interface NicTap {

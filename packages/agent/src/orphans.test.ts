@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { VmInfo } from '@floe/api';
 import { OrphanReports } from './orphans.js';
+import type { VmInfo } from './drivers/vm/types.js';
 
 const vm = (id: string, state: VmInfo['state'] = 'running'): VmInfo => ({
   id,

@@ -1,5 +1,4 @@
-import type { VmInfo } from '@floe/api';
-
+import type { VmInfo } from './drivers/vm/types.js';
 /** An orphan as reported: an instance event of the VM. */
 interface OrphanReport {
   id: string;

@@ -3,10 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { DesiredInstance, ObservedInstance } from '@floe/api';
-import { desiredInstance, FakeVmDriver } from '@floe/testkit';
+import { desiredInstance } from '@floe/testkit';
 import type { ReconcilerReporter } from './instance-status.js';
 import { InstanceReconciler } from './reconciler.js';
 import { AgentState, memoryAppliedStore, type AppliedInstance } from './state.js';
+import { FakeVmDriver } from './drivers/vm/fake.js';
 
 class Recorder implements ReconcilerReporter {
   statuses: ObservedInstance[] = [];

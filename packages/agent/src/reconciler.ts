@@ -1,13 +1,5 @@
 import { pino, type Logger } from 'pino';
-import type {
-  DesiredImage,
-  DesiredInstance,
-  FirstBoot,
-  ObservedInstance,
-  VmDriver,
-  VmDriverEvent,
-  VmInfo,
-} from '@floe/api';
+import type { DesiredImage, DesiredInstance, FirstBoot, ObservedInstance } from '@floe/api';
 import { InstanceStatus, type ReconcilerReporter } from './instance-status.js';
 import type { DesiredUpdate, KindReconciler } from './kinds.js';
 import { applyNics, desiredNics, nicsForCreate, sameNics, type NicHost } from './nic-apply.js';
@@ -15,6 +7,7 @@ import { OrphanReports } from './orphans.js';
 import { RestartTracker, type RestartBackoff } from './restart-policy.js';
 import { memoryAppliedStore, type AppliedInstance, type AppliedStore } from './state.js';
 import { WorkQueue } from './work-queue.js';
+import type { VmDriver, VmDriverEvent, VmInfo } from './drivers/vm/types.js';
 
 /** Options of the instance reconciler; only the driver and reporter are required. */
 export interface InstanceReconcilerOptions {

@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic, writeJsonAtomic } from './host/files.js';
 
 /** `agent.json`: which control plane this agent belongs to, and as which host. */
 export interface AgentConfig {
@@ -64,19 +64,6 @@ export function memoryAppliedStore(
   return store;
 }
 
-/** Write a file completely or not at all: temp file in the same directory, then rename. */
-export async function writeFileAtomic(path: string, data: string, mode = 0o644): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  try {
-    await writeFile(tmp, data, { mode });
-    await chmod(tmp, mode);
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-}
-
 async function readOptional(path: string): Promise<string | null> {
   try {
     return await readFile(path, 'utf8');
@@ -125,7 +112,7 @@ export class AgentState {
 
   async writeConfig(config: AgentConfig): Promise<void> {
     await this.init();
-    await writeFileAtomic(this.paths.config, `${JSON.stringify(config, null, 2)}\n`, 0o600);
+    await writeJsonAtomic(this.paths.config, config, 0o600);
   }
 
   /** The agent's key, certificate and CA, or null when none of them exist yet. */

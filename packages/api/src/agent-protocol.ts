@@ -135,7 +135,7 @@ export type AgentMessage =
       type: 'stats';
       request_id: string;
       instance_id: string;
-      stats?: import('./driver.js').VmStats;
+      stats?: import('./resources.js').VmStats;
       error?: { code: string; message: string };
     };
 

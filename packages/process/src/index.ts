@@ -192,3 +192,13 @@ export async function which(cmd: string): Promise<string | null> {
   }
   return null;
 }
+
+export {
+  killProcess,
+  ownedPid,
+  processHasArg,
+  readPidFile,
+  terminateProcess,
+  waitUntilGone,
+  type TerminateOptions,
+} from './pids.js';

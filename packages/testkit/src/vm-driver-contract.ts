@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { DesiredInstance, VmDriver } from '@floe/api';
+import type { DesiredInstance } from '@floe/api';
+import type { VmDriver } from '@floe/agent';
 import { testId } from './factories.js';
 
 /** What a driver's contract run needs: the driver, optionally a way to open a second one over the same host state, and cleanup. */

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { firstBootReport } from './reports.js';
 import { desiredInstance } from '@floe/testkit';
 import { floeVendorPart, seedVendorData, vendorData } from './vendor-data.js';
@@ -11,12 +12,21 @@ describe('vendorData', () => {
       `Content-Type: multipart/mixed; boundary="${boundary}"\nMIME-Version: 1.0\n\n` +
         `--${boundary}\n` +
         'Content-Type: text/cloud-config; charset="utf-8"\nMIME-Version: 1.0\nContent-Transfer-Encoding: 8bit\nContent-Disposition: attachment; filename="floe.cfg"\n\n' +
-        '#cloud-config\nphone_home:\n  url: "http://169.254.169.254/phone-home"\n  post: [instance_id, hostname]\n  tries: 3\n' +
+        '#cloud-config\nphone_home:\n  url: "http://169.254.169.254/phone-home"\n  post:\n    - instance_id\n    - hostname\n  tries: 3\n' +
         'reporting:\n  floe:\n    type: webhook\n    endpoint: "http://169.254.169.254/report"\n    timeout: 5\n    retries: 2\n' +
         `--${boundary}--\n`,
     );
     // The same document on every request.
     expect(vendorData(null)).toBe(doc);
+  });
+
+  it("floe's part is the cloud-config it always was", () => {
+    const part = floeVendorPart();
+    expect(part.startsWith('#cloud-config\n')).toBe(true);
+    expect(parse(part, { version: '1.1' })).toEqual({
+      phone_home: { url: 'http://169.254.169.254/phone-home', post: ['instance_id', 'hostname'], tries: 3 },
+      reporting: { floe: { type: 'webhook', endpoint: 'http://169.254.169.254/report', timeout: 5, retries: 2 } },
+    });
   });
 
   it("adds the operator's vendor-data as a part whose type cloud-init guesses from its first line", () => {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { DesiredInstance } from '@floe/api';
+import { cloudYaml } from '../drivers/vm/cloud-yaml.js';
 
 /** The address guests reach the metadata service at (IPv4). */
 export const METADATA_IPV4 = '169.254.169.254';
@@ -19,20 +20,11 @@ export const REPORT_PATH = '/report';
  * carries SUCCESS, WARN or FAIL.
  */
 export function floeVendorPart(base = `http://${METADATA_IPV4}`): string {
-  return [
-    '#cloud-config',
-    'phone_home:',
-    `  url: "${base}${PHONE_HOME_PATH}"`,
-    '  post: [instance_id, hostname]',
-    '  tries: 3',
-    'reporting:',
-    '  floe:',
-    '    type: webhook',
-    `    endpoint: "${base}${REPORT_PATH}"`,
-    '    timeout: 5',
-    '    retries: 2',
-    '',
-  ].join('\n');
+  const config = {
+    phone_home: { url: `${base}${PHONE_HOME_PATH}`, post: ['instance_id', 'hostname'], tries: 3 },
+    reporting: { floe: { type: 'webhook', endpoint: `${base}${REPORT_PATH}`, timeout: 5, retries: 2 } },
+  };
+  return `#cloud-config\n${cloudYaml(config)}`;
 }
 
 // cloud-init guesses the type of a text/plain part from its first line (#cloud-config, #!, #include, ...).

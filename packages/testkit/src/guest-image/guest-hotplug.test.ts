@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { runTool } from './exec.js';
 import { ensureTestImage, IP_MARKER, READY_MARKER, TestImageError } from './index.js';
 import { LINK_MARKER } from './guest-files.js';
-// QMP and the seed builder live with the agent's VM driver; testkit cannot depend on the agent package.
+// QMP and the seed builder are internals of the agent's VM driver, which @floe/agent does not export.
 import { connectWithRetry } from '../../../agent/src/drivers/vm/qemu/qmp.js';
 import { seedFiles, writeSeedIso } from '../../../agent/src/drivers/vm/seed.js';
 import { desiredInstance } from '../factories.js';

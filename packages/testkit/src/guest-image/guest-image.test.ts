@@ -17,7 +17,7 @@ import {
   type TestImage,
 } from './index.js';
 import { desiredInstance } from '../factories.js';
-// The seed builder and the seed's QEMU arguments live with the agent's VM driver; testkit cannot depend on the agent package.
+// The seed builder and the seed's QEMU arguments are internals of the agent's VM driver, which @floe/agent does not export.
 import { seedFiles, writeSeedIso } from '../../../agent/src/drivers/vm/seed.js';
 import { seedDriveArgs } from '../../../agent/src/drivers/vm/qemu/argv.js';
 

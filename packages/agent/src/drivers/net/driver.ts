@@ -1,8 +1,8 @@
-import { mkdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { FloeError } from '@floe/api';
-import { run, type RunOptions, type RunResult } from '../../host/exec.js';
+import { ownedPid, run, terminateProcess, type RunOptions, type RunResult } from '../../host/exec.js';
+import { writeFileAtomic, writeJsonAtomic } from '../../host/files.js';
 import type { Logger } from 'pino';
 import { checkNet, checkNic, networkCommands, portCommands, type Argv, type CheckedNet } from './builders.js';
 import { dnsmasqFiles, dnsmasqPaths } from './dnsmasq.js';
@@ -58,8 +58,7 @@ export interface DhcpState {
 /** Write `text` to `file` (whole, by rename) unless it already holds it; true when it changed. */
 async function writeIfChanged(file: string, text: string): Promise<boolean> {
   if ((await readFile(file, 'utf8').catch(() => null)) === text) return false;
-  await writeFile(`${file}.tmp`, text, { mode: 0o644 });
-  await rename(`${file}.tmp`, file);
+  await writeFileAtomic(file, text, 0o644);
   return true;
 }
 
@@ -311,8 +310,7 @@ export class HostNetworkDriver {
     const file = this.uplinkFile(netId);
     await mkdir(join(file, '..'), { recursive: true, mode: 0o755 });
     // Written whole and renamed: a crash never leaves half a record of the host's addresses.
-    await writeFile(`${file}.tmp`, `${JSON.stringify(rec, null, 2)}\n`, { mode: 0o600 });
-    await rename(`${file}.tmp`, file);
+    await writeJsonAtomic(file, rec, 0o600);
   }
 
   /**
@@ -428,24 +426,17 @@ export class HostNetworkDriver {
   }
 
   /** The pid of the network's running dnsmasq, found by its pidfile and checked against its command line; null if none. */
-  async dhcpPid(netId: string): Promise<number | null> {
+  dhcpPid(netId: string): Promise<number | null> {
     const paths = dnsmasqPaths(this.opts.stateDir, netId);
-    const text = await readFile(paths.pidFile, 'utf8').catch(() => '');
-    const pid = Number.parseInt(text.trim(), 10);
-    if (!Number.isInteger(pid) || pid <= 1) return null;
-    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
     // A recycled pid belongs to some other process: never adopt or signal it.
-    return cmdline.split('\0').includes(`--conf-file=${paths.conf}`) ? pid : null;
+    return Promise.resolve(ownedPid(paths.pidFile, `--conf-file=${paths.conf}`));
   }
 
   /** Stop the network's dnsmasq (SIGTERM, then SIGKILL after 2 s) and forget its pidfile. */
   async stopDhcp(netId: string): Promise<void> {
     const pid = await this.dhcpPid(netId);
-    if (pid !== null) {
-      process.kill(pid, 'SIGTERM');
-      for (let i = 0; i < 40 && (await this.dhcpPid(netId)) !== null; i++) await sleep(50);
-      if ((await this.dhcpPid(netId)) !== null) process.kill(pid, 'SIGKILL');
-    }
+    if (pid !== null)
+      await terminateProcess(pid, { alive: async () => (await this.dhcpPid(netId)) === pid, graceMs: 2000 });
     await rm(dnsmasqPaths(this.opts.stateDir, netId).pidFile, { force: true });
   }
 }

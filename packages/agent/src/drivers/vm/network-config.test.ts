@@ -1,5 +1,6 @@
 import type { DesiredNic } from '@floe/api';
 import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { networkConfig } from './network-config.js';
 
 const nic = (over: Partial<DesiredNic>): DesiredNic => ({
@@ -56,7 +57,7 @@ describe('networkConfig', () => {
         '  eth0:\n' +
         '    match:\n' +
         '      macaddress: "02:aa:bb:cc:dd:ee"\n' +
-        '    set-name: "eth0"\n' +
+        '    set-name: eth0\n' +
         '    mtu: 1450\n' +
         '    dhcp4: false\n' +
         '    dhcp6: false\n' +
@@ -75,7 +76,7 @@ describe('networkConfig', () => {
         '  eth1:\n' +
         '    match:\n' +
         '      macaddress: "02:00:00:00:00:01"\n' +
-        '    set-name: "eth1"\n' +
+        '    set-name: eth1\n' +
         '    mtu: 1500\n' +
         '    dhcp4: false\n' +
         '    dhcp6: false\n' +
@@ -84,11 +85,21 @@ describe('networkConfig', () => {
         '  eth2:\n' +
         '    match:\n' +
         '      macaddress: "02:00:00:00:00:02"\n' +
-        '    set-name: "eth2"\n' +
+        '    set-name: eth2\n' +
         '    mtu: 1450\n' +
         '    dhcp4: false\n' +
         '    dhcp6: false\n',
     );
+    // As cloud-init's YAML 1.1 reader takes it: MACs stay strings, the MTU a number.
+    const parsed = parse(text!, { version: '1.1' }) as { ethernets: Record<string, Record<string, unknown>> };
+    expect(parsed.ethernets.eth1).toEqual({
+      match: { macaddress: '02:00:00:00:00:01' },
+      'set-name': 'eth1',
+      mtu: 1500,
+      dhcp4: false,
+      dhcp6: false,
+      addresses: ['10.20.0.5/24'],
+    });
   });
 
   it('refuses values that would break the YAML', () => {

@@ -1,4 +1,5 @@
 import { FloeError, type DesiredNic } from '@floe/api';
+import { cloudYaml } from './cloud-yaml.js';
 
 /**
  * cloud-init network-config (version 2) for a VM's NICs: static addresses
@@ -25,7 +26,7 @@ function check(ok: boolean, what: string, field: string): void {
  */
 export function networkConfig(nics: readonly DesiredNic[]): string | null {
   if (nics.length === 0) return null;
-  const lines = ['version: 2', 'ethernets:'];
+  const ethernets: Record<string, Record<string, unknown>> = {};
   let route4 = false;
   let route6 = false;
   for (const nic of [...nics].sort((a, b) => a.index - b.index)) {
@@ -34,15 +35,13 @@ export function networkConfig(nics: readonly DesiredNic[]): string | null {
     check(MAC_RE.test(nic.mac), `MAC ${JSON.stringify(nic.mac)}`, `${f}.mac`);
     check(Number.isInteger(nic.mtu) && nic.mtu >= 576 && nic.mtu <= 9000, 'the MTU', `${f}.mtu`);
     const name = `eth${nic.index}`;
-    lines.push(
-      `  ${name}:`,
-      '    match:',
-      `      macaddress: "${nic.mac}"`,
-      `    set-name: "${name}"`,
-      `    mtu: ${nic.mtu}`,
-      '    dhcp4: false',
-      '    dhcp6: false',
-    );
+    const eth: Record<string, unknown> = {
+      match: { macaddress: nic.mac },
+      'set-name': name,
+      mtu: nic.mtu,
+      dhcp4: false,
+      dhcp6: false,
+    };
     const addresses: string[] = [];
     if (nic.ipv4 !== null) {
       check(
@@ -60,24 +59,25 @@ export function networkConfig(nics: readonly DesiredNic[]): string | null {
       );
       addresses.push(`${nic.ipv6}/${nic.ipv6_prefix}`);
     }
-    if (addresses.length > 0) lines.push('    addresses:', ...addresses.map((a) => `      - "${a}"`));
-    const routes: string[] = [];
+    if (addresses.length > 0) eth.addresses = addresses;
+    const routes: Array<{ to: string; via: string }> = [];
     if (!route4 && nic.ipv4 !== null && nic.gateway4 !== null) {
       check(V4_RE.test(nic.gateway4), `gateway ${JSON.stringify(nic.gateway4)}`, `${f}.gateway4`);
-      routes.push('      - to: "0.0.0.0/0"', `        via: "${nic.gateway4}"`);
+      routes.push({ to: '0.0.0.0/0', via: nic.gateway4 });
       route4 = true;
     }
     if (!route6 && nic.ipv6 !== null && nic.gateway6 !== null) {
       check(V6_RE.test(nic.gateway6), `gateway ${JSON.stringify(nic.gateway6)}`, `${f}.gateway6`);
-      routes.push('      - to: "::/0"', `        via: "${nic.gateway6}"`);
+      routes.push({ to: '::/0', via: nic.gateway6 });
       route6 = true;
     }
-    if (routes.length > 0) lines.push('    routes:', ...routes);
+    if (routes.length > 0) eth.routes = routes;
     if (nic.dns_servers.length > 0) {
       for (const [i, s] of nic.dns_servers.entries())
         check(V4_RE.test(s) || V6_RE.test(s), `DNS server ${JSON.stringify(s)}`, `${f}.dns_servers[${i}]`);
-      lines.push('    nameservers:', '      addresses:', ...nic.dns_servers.map((s) => `        - "${s}"`));
+      eth.nameservers = { addresses: [...nic.dns_servers] };
     }
+    ethernets[name] = eth;
   }
-  return `${lines.join('\n')}\n`;
+  return cloudYaml({ version: 2, ethernets });
 }

@@ -5,7 +5,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FloeError } from '@floe/api';
 import { desiredInstance } from '@floe/testkit';
 import { run, which } from '../../host/exec.js';
-import { seedFiles, writeSeedIso, yamlString } from './seed.js';
+import { parse } from 'yaml';
+import { seedFiles, writeSeedIso } from './seed.js';
 
 const ID = 'inst_01JB8X0Q3E6M2T9K4V7W5YB1C3';
 const KEY_A = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOlL0kHd5y2Qmk8 alice@laptop';
@@ -34,6 +35,12 @@ describe('seedFiles', () => {
         '  - "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOlL0kHd5y2Qmk8 alice@laptop"\n' +
         '  - "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 \\"bob\\" \\\\ home"\n',
     );
+    expect(parse(files['meta-data']!, { version: '1.1' })).toEqual({
+      'instance-id': ID,
+      'local-hostname': 'db',
+      'public-keys': [KEY_A, KEY_B],
+    });
+    expect(parse(files['user-data']!, { version: '1.1' })).toEqual({ ssh_authorized_keys: [KEY_A, KEY_B] });
     expect(files['vendor-data']).toBeUndefined();
   });
 
@@ -58,7 +65,7 @@ describe('seedFiles', () => {
     const files = seedFiles(desiredInstance({ id: ID, name: 'web-1', nics }));
     expect(Object.keys(files).sort()).toEqual(['meta-data', 'network-config', 'user-data']);
     expect(files['network-config']).toBe(
-      'version: 2\nethernets:\n  eth0:\n    match:\n      macaddress: "02:12:34:56:78:9a"\n    set-name: "eth0"\n    mtu: 1450\n' +
+      'version: 2\nethernets:\n  eth0:\n    match:\n      macaddress: "02:12:34:56:78:9a"\n    set-name: eth0\n    mtu: 1450\n' +
         '    dhcp4: false\n    dhcp6: false\n    addresses:\n      - "10.10.0.2/24"\n',
     );
     expect(seedFiles(desiredInstance({ id: ID, name: 'web-1', nics: [] }))['network-config']).toBeUndefined();
@@ -140,11 +147,6 @@ describe('seedFiles', () => {
         expect((err as FloeError).code).toBe('validation_failed');
       }
     }
-  });
-
-  it('quotes YAML strings so that control and separator characters survive', () => {
-    expect(yamlString('a"b\\c\nd')).toBe('"a\\"b\\\\c\\nd"');
-    expect(yamlString('x\u007fy\u2028z\u0085')).toBe('"x\\u007fy\\u2028z\\u0085"');
   });
 });
 

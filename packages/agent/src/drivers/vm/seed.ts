@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto';
-import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FloeError, NAME_PATTERN, USER_DATA_MAX_BYTES, type DesiredInstance } from '@floe/api';
+import { writeFileAtomic } from '../../host/files.js';
+import { cloudYaml } from './cloud-yaml.js';
 import { buildIso } from './iso9660.js';
 import { networkConfig } from './network-config.js';
 
@@ -25,18 +25,6 @@ const NAME_RE = new RegExp(NAME_PATTERN);
 const ID_RE = /^[a-z]{2,5}_[0-9A-HJKMNP-TV-Z]{26}$/;
 const SEED_FILE_RE = /^(meta-data|user-data|vendor-data|network-config)$/;
 
-/**
- * A YAML double-quoted scalar. JSON's escapes are a subset of YAML's; the
- * characters JSON leaves raw but YAML wants escaped (DEL, C1 controls, line and
- * paragraph separators, BOM) are escaped as well.
- */
-export function yamlString(value: string): string {
-  return JSON.stringify(value).replace(
-    /[\u007f-\u009f\u2028\u2029\ufeff]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  );
-}
-
 /** The instance's ssh keys, each one trimmed line; throws `validation_failed` for a key that is not. */
 export function sshKeys(vm: DesiredInstance): string[] {
   return vm.spec.ssh_keys.map((key, i) => {
@@ -57,7 +45,7 @@ export function sshKeys(vm: DesiredInstance): string[] {
  * (`public-keys`), which cloud-init reads next to the user's own document.
  *
  * @example
- * seedFiles(vm) // { 'meta-data': 'instance-id: inst_...\nlocal-hostname: web\n', 'user-data': '#cloud-config\n' }
+ * seedFiles(vm) // { 'meta-data': 'instance-id: "inst_..."\nlocal-hostname: "web"\n', 'user-data': '#cloud-config\n' }
  */
 export function seedFiles(vm: DesiredInstance, opts: { vendorData?: string } = {}): SeedFiles {
   if (!ID_RE.test(vm.id))
@@ -75,14 +63,17 @@ export function seedFiles(vm: DesiredInstance, opts: { vendorData?: string } = {
     });
   }
 
-  let metaData = `instance-id: ${vm.id}\nlocal-hostname: ${vm.name}\n`;
-  if (keys.length > 0) metaData += `public-keys:\n${keys.map((k) => `  - ${yamlString(k)}\n`).join('')}`;
+  const metaData = cloudYaml({
+    'instance-id': vm.id,
+    'local-hostname': vm.name,
+    ...(keys.length > 0 ? { 'public-keys': keys } : {}),
+  });
 
   let user: string;
   if (userData !== null && userData.length > 0) {
     user = userData;
   } else if (keys.length > 0) {
-    user = `#cloud-config\nssh_authorized_keys:\n${keys.map((k) => `  - ${yamlString(k)}\n`).join('')}`;
+    user = `#cloud-config\n${cloudYaml({ ssh_authorized_keys: keys })}`;
   } else {
     // NoCloud wants a user-data file even when there is nothing to do.
     user = '#cloud-config\n';
@@ -120,13 +111,10 @@ export async function writeSeedIso(dir: string, files: SeedFiles, opts: { date?:
     files: names.map((name) => ({ name, data: Buffer.from(files[name]!, 'utf8') })),
   });
   const target = join(dir, SEED_ISO_NAME);
-  const partial = join(dir, `.${SEED_ISO_NAME}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    await writeFile(partial, iso, { mode: 0o644 });
-    await rename(partial, target);
+    await writeFileAtomic(target, iso, 0o644);
     return target;
   } catch (err) {
-    await rm(partial, { force: true });
     throw new FloeError('host_operation_failed', `cannot write the seed ISO: ${(err as Error).message}`, {
       path: target,
     });

@@ -4,12 +4,15 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { FloeError, type DesiredInstance, type VmDriver, type VmDriverEvent } from '@floe/api';
+import { FloeError, type DesiredInstance } from '@floe/api';
+import type { VmDriver, VmDriverEvent } from '../types.js';
 import { desiredInstance, testId, vmDriverContract } from '@floe/testkit';
 import { ensureTestImage, READY_MARKER, TestImageError } from '@floe/testkit/guest-image';
 import { run, which } from '../../../host/exec.js';
 import { imageInfo } from './disk.js';
-import { KVM_FAILURE_MESSAGE, QemuDriver, VM_FILES, type QemuDriverOptions } from './driver.js';
+import { QemuDriver, type QemuDriverOptions } from './driver.js';
+import { KVM_FAILURE_MESSAGE } from './monitor.js';
+import { VM_FILES } from './runtime.js';
 import { QmpClient } from './qmp.js';
 
 // Real QEMU under TCG, with a blank qcow2 as the image: SeaBIOS finds nothing

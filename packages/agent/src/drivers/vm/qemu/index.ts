@@ -1,5 +1,7 @@
 /** The QEMU VM driver: detached QEMU processes, QMP, qcow2 overlays, console logs. */
-export { QemuDriver, KVM_FAILURE_MESSAGE, VM_FILES, type QemuDriverOptions } from './driver.js';
+export { QemuDriver, type QemuDriverOptions } from './driver.js';
+export { KVM_FAILURE_MESSAGE } from './monitor.js';
+export { VM_FILES } from './runtime.js';
 export {
   qemuArgv,
   checkQemuPath,

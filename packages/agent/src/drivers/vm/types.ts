@@ -1,5 +1,10 @@
-import type { DesiredInstance, ObservedInstance } from './agent-protocol.js';
-import type { FirstBoot } from './resources.js';
+import type { DesiredInstance, FirstBoot, VmStats } from '@floe/api';
+
+/**
+ * The VM driver interface of the agent: what a hypervisor driver offers the
+ * reconciler. Only the stats it reads travel over the wire (`VmStats`, from
+ * @floe/api); the rest stays on the host.
+ */
 
 /** Host-side inputs for creating a VM, prepared by the agent before it calls the driver. */
 export interface VmCreateContext {
@@ -25,22 +30,6 @@ export interface SetNicsResult {
   removed: string[];
   /** NICs plugged into the running VM by this call. */
   added: string[];
-}
-
-/** Counters of one running VM. Null where the driver cannot tell. */
-export interface VmStats {
-  /** When the counters were read (ISO 8601). */
-  at: string;
-  /** CPU time used by the VM since it started, in nanoseconds. */
-  cpu_time_ns: number | null;
-  /** Memory the VM uses on the host (resident), in bytes. */
-  memory_bytes: number | null;
-  /** Memory the guest was given, in bytes. */
-  memory_assigned_bytes: number | null;
-  disk_read_bytes: number | null;
-  disk_write_bytes: number | null;
-  net_rx_bytes: number | null;
-  net_tx_bytes: number | null;
 }
 
 /** An interactive serial console: bytes both ways until either side closes. */
@@ -78,7 +67,7 @@ export interface VmDriverEvent {
 
 /**
  * The contract between the agent and a hypervisor. The agent depends on this
- * interface only; the fake driver (testkit) and the QEMU driver pass the same
+ * interface only; the fake driver (./fake.ts) and the QEMU driver pass the same
  * contract suite. Every method is idempotent: calling it again for a VM that
  * is already in the wanted state succeeds and changes nothing.
  */
@@ -119,9 +108,3 @@ export interface VmDriver {
   /** Release resources (sockets, timers). VMs keep running. */
   close(): Promise<void>;
 }
-
-/** Helper type for a reconciler's report of one instance. */
-export type ObservedFromDriver = Omit<
-  ObservedInstance,
-  'observed_revision' | 'observed_generation' | 'observed_restart_generation'
->;

@@ -2,10 +2,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { VmDriverEvent } from '@floe/api';
-import { desiredInstance } from './factories.js';
-import { FakeVmDriver } from './fake-driver.js';
-import { vmDriverContract } from './vm-driver-contract.js';
+import type { VmDriverEvent } from './types.js';
+import { desiredInstance, vmDriverContract } from '@floe/testkit';
+import { FakeVmDriver } from './fake.js';
 
 vmDriverContract(
   'fake (in memory)',

@@ -1,17 +1,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  FloeError,
-  type ConsoleStream,
-  type DesiredInstance,
-  type SetNicsResult,
-  type VmCreateContext,
-  type VmDriver,
-  type VmDriverEvent,
-  type VmInfo,
-  type VmNic,
-  type VmStats,
-} from '@floe/api';
+import { FloeError, type DesiredInstance, type VmStats } from '@floe/api';
+import type { ConsoleStream, SetNicsResult, VmCreateContext, VmDriver, VmDriverEvent, VmInfo, VmNic } from './types.js';
 
 /** Driver operations a test can make fail. */
 export type FakeDriverOp = 'create' | 'start' | 'stop' | 'destroy' | 'setNics';
