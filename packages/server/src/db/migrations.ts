@@ -1,5 +1,5 @@
 import { Migrator, sql, type CreateTableBuilder, type Kysely, type Migration, type MigrationProvider } from 'kysely';
-import type { Dialect } from './index.js';
+import type { Dialect } from './dialect.js';
 
 /** Table where applied migrations are recorded. */
 export const MIGRATION_TABLE = 'floe_migrations';

@@ -7,23 +7,15 @@ import {
   type JoinTokenCreated,
   type PageOf,
 } from '@floe/api';
-import { fromJson, isUniqueViolation, nowIso, toJson, transaction } from '../db/index.js';
+import { fromJson, isUniqueViolation, nowIso, toJson, transaction, type Db } from '../db/index.js';
 import type { HostsTable } from '../db/schema.js';
 import { newId } from '../ids.js';
-import {
-  baseFields,
-  checkMetadata,
-  checkRevision,
-  findRow,
-  listPage,
-  mergePatch,
-  newBase,
-  parseLabelSelectors,
-  recordHistory,
-  requireAdmin,
-  writeLabels,
-  type Db,
-} from './common.js';
+import { baseFields, checkMetadata, checkRevision, findRow, newBase } from './resource-rows.js';
+import { listPage } from './pagination.js';
+import { mergePatch } from './merge-patch.js';
+import { parseLabelSelectors, writeLabels } from './labels.js';
+import { recordHistory } from './history.js';
+import { requireAdmin } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';
 import { hashSecret, newSecret } from './tokens.js';
 

@@ -19,25 +19,14 @@ import {
   type Nic,
   type NicRequest,
 } from '@floe/api';
-import { fromJson, isUniqueViolation, nowIso, toJson, transaction } from '../db/index.js';
+import { fromJson, isUniqueViolation, nowIso, toJson, transaction, type Db } from '../db/index.js';
 import type { InstancesTable, OperationsTable } from '../db/schema.js';
-import {
-  baseFields,
-  canUseProject,
-  checkMetadata,
-  checkRevision,
-  decodeCursor,
-  encodeCursor,
-  findRow,
-  listPage,
-  mergePatch,
-  newBase,
-  parseLabelSelectors,
-  recordHistory,
-  visibleProjects,
-  writeLabels,
-  type Db,
-} from './common.js';
+import { baseFields, checkMetadata, checkRevision, findRow, newBase } from './resource-rows.js';
+import { canUseProject, visibleProjects } from './authz.js';
+import { decodeCursor, encodeCursor, listPage } from './pagination.js';
+import { mergePatch } from './merge-patch.js';
+import { parseLabelSelectors, writeLabels } from './labels.js';
+import { recordHistory } from './history.js';
 import { isIdOf } from '../ids.js';
 import type { Principal, ServiceContext } from './context.js';
 import type { NewEvent } from './events.js';

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { FloeError, type NetworkSpec } from '@floe/api';
-import { nowIso } from '../db/index.js';
-import type { Db } from './common.js';
+import { nowIso, type Db } from '../db/index.js';
 
 /*
  * IP address management. The pure half parses and formats addresses and works
