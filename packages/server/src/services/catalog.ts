@@ -1,5 +1,6 @@
 import {
   FloeError,
+  type DesiredImage,
   type Image,
   type ImageCreate,
   type ImagePatch,
@@ -191,6 +192,19 @@ export class ImageService {
       if (publicRow) return publicRow;
       throw err;
     }
+  }
+
+  /** What agents need to know of these images to fetch and cache their files. */
+  async desired(ids: readonly string[], db: Db = this.ctx.store.db): Promise<Map<string, DesiredImage>> {
+    const unique = [...new Set(ids)];
+    if (unique.length === 0) return new Map();
+    const rows = await db.selectFrom('images').select(['id', 'name', 'status']).where('id', 'in', unique).execute();
+    return new Map(
+      rows.map((r) => {
+        const status = fromJson<{ sha256: string | null; size_bytes: number | null }>(r.status);
+        return [r.id, { id: r.id, name: r.name, sha256: status.sha256, size_bytes: status.size_bytes }];
+      }),
+    );
   }
 
   /** Register an image record; it stays `pending` until its file is uploaded. */

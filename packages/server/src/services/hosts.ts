@@ -397,3 +397,14 @@ export class HostService {
     return rows.map((r) => r.id);
   }
 }
+
+/** The underlay IPv4 address each of these hosts reported (null when it has none). */
+export async function underlayAddresses(db: Db, hostIds: readonly string[]): Promise<Map<string, string | null>> {
+  if (hostIds.length === 0) return new Map();
+  const rows = await db
+    .selectFrom('hosts')
+    .select(['id', 'facts'])
+    .where('id', 'in', [...hostIds])
+    .execute();
+  return new Map(rows.map((h) => [h.id, fromJson<HostFacts>(h.facts)?.underlay_ipv4 ?? null]));
+}

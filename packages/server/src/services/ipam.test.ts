@@ -158,7 +158,7 @@ for (const t of storeTargets()) {
 
     it('100 concurrent NIC allocations on one network: no duplicates, no gaps', async () => {
       const net = await cp.app.services.networks.create(cp.admin, { name: 'busy', ipv4: '10.20.0.0/24', ipv6: 'auto' });
-      const s = cp.app.services.networks;
+      const s = cp.app.services.networks.nics;
       const started = performance.now();
       const results = await Promise.allSettled(
         Array.from({ length: 100 }, (_, i) =>
@@ -199,7 +199,7 @@ for (const t of storeTargets()) {
 
     it('a full network is network_full; a taken address is address_in_use', async () => {
       await cp.app.services.networks.create(cp.admin, { name: 'tiny', ipv4: '10.30.0.0/29' });
-      const s = cp.app.services.networks;
+      const s = cp.app.services.networks.nics;
       const attach = (req: Parameters<typeof s.attach>[3][number]) =>
         transaction(cp.store, (trx) => s.attach(trx, cp.admin, { id: newId('instance'), project: 'default' }, [req]));
       const got = await Promise.all(Array.from({ length: 5 }, () => attach('tiny')));

@@ -445,3 +445,20 @@ export async function release(db: Db, nicIds: readonly string[]): Promise<void> 
     .where('nic_id', 'in', [...nicIds])
     .execute();
 }
+
+/** One of `addresses` some NIC of the network holds, or undefined. */
+export async function firstHeld(db: Db, networkId: string, addresses: readonly string[]): Promise<string | undefined> {
+  if (addresses.length === 0) return undefined;
+  const row = await db
+    .selectFrom('ip_addresses')
+    .select('address')
+    .where('network_id', '=', networkId)
+    .where('address', 'in', [...addresses])
+    .executeTakeFirst();
+  return row?.address;
+}
+
+/** Forget every address of a network (it is being deleted). */
+export async function releaseNetwork(db: Db, networkId: string): Promise<void> {
+  await db.deleteFrom('ip_addresses').where('network_id', '=', networkId).execute();
+}
