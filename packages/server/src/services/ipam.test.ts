@@ -4,20 +4,8 @@ import { transaction } from '../db/index.js';
 import { storeTargets } from '../db/testing.js';
 import { newId } from '../ids.js';
 import { startTestControlPlane, type TestControlPlane } from '../testing.js';
-import {
-  addressPlan,
-  checkRequested4,
-  eui64,
-  formatIpv4,
-  formatIpv6,
-  freeIpv4,
-  macFor,
-  parseCidr4,
-  parseCidr6,
-  parseIpv4,
-  parseIpv6,
-  ula64,
-} from './ipam.js';
+import { eui64, formatIpv4, formatIpv6, parseCidr4, parseCidr6, parseIpv4, parseIpv6, ula64 } from './ip.js';
+import { addressPlan, checkRequested4, freeIpv4, macFor } from './ipam.js';
 
 const spec = (over: Partial<NetworkSpec> = {}): NetworkSpec => ({
   kind: 'private',

@@ -1,16 +1,7 @@
 import { FloeError, type NetworkCreate, type NetworkSpec } from '@floe/api';
 import { fromJson } from '../db/index.js';
-import {
-  addressPlan,
-  formatCidr6,
-  formatIpv4,
-  formatIpv6,
-  parseCidr4,
-  parseCidr6,
-  parseIpv4,
-  parseIpv6,
-  ula64,
-} from './ipam.js';
+import { formatCidr6, formatIpv4, formatIpv6, parseCidr4, parseCidr6, parseIpv4, parseIpv6, ula64 } from './ip.js';
+import { addressPlan } from './ipam.js';
 
 /* A network's spec: how a create body becomes one, and how a stored one reads (pure). */
 
