@@ -47,8 +47,8 @@ export function parseCidr4(text: string, field = 'ipv4'): Cidr4 {
     throw new FloeError('validation_failed', `"${text}" is not an IPv4 CIDR with a prefix from /8 to /30`, { field });
   }
   const address = parseIpv4(m[1]!, field);
-  const cidr = `${formatIpv4(address)}/${prefix}`;
-  const network = v4Number(ipaddr.IPv4.networkAddressFromCIDR(cidr));
+  const mask = v4Number(ipaddr.IPv4.subnetMaskFromPrefixLength(prefix));
+  const network = (address & mask) >>> 0;
   if (network !== address) {
     throw new FloeError(
       'validation_failed',
@@ -56,7 +56,7 @@ export function parseCidr4(text: string, field = 'ipv4'): Cidr4 {
       { field },
     );
   }
-  return { network, prefix, broadcast: v4Number(ipaddr.IPv4.broadcastAddressFromCIDR(cidr)) };
+  return { network, prefix, broadcast: (network | ~mask) >>> 0 };
 }
 
 // ---------------------------------------------------------------- IPv6
@@ -84,8 +84,12 @@ function ipv6Of(text: string, field: string): ipaddr.IPv6 {
     const v4 = parseIpv4(tail, field);
     hex = `${text.slice(0, text.length - tail.length)}${(v4 >>> 16).toString(16)}:${(v4 & 0xffff).toString(16)}`;
   }
-  if (hex.split(':').some((g) => g.length > 4) || !ipaddr.IPv6.isValid(hex)) throw bad();
-  return ipaddr.IPv6.parse(hex);
+  if (hex.split(':').some((g) => g.length > 4)) throw bad();
+  try {
+    return ipaddr.IPv6.parse(hex);
+  } catch {
+    throw bad();
+  }
 }
 
 /** Parse IPv6 text (with `::`, optionally an embedded IPv4 tail) to a 128-bit bigint. */
@@ -97,6 +101,9 @@ export function parseIpv6(text: string, field = 'ipv6'): bigint {
 export function formatIpv6(n: bigint): string {
   return v6Address(n).toRFC5952String();
 }
+
+/** 128 one bits. */
+const ALL_ONES_128 = (1n << 128n) - 1n;
 
 /** A parsed IPv6 CIDR. */
 export interface Cidr6 {
@@ -112,11 +119,11 @@ export function parseCidr6(text: string, field = 'ipv6'): Cidr6 {
   if (!m || !(prefix >= 48 && prefix <= 120)) {
     throw new FloeError('validation_failed', `"${text}" is not an IPv6 CIDR with a prefix from /48 to /120`, { field });
   }
-  const address = ipv6Of(m[1]!, field);
-  const cidr = `${address.toRFC5952String()}/${prefix}`;
-  const network = v6Number(ipaddr.IPv6.networkAddressFromCIDR(cidr));
-  if (network !== v6Number(address)) throw new FloeError('validation_failed', `"${text}" has host bits set`, { field });
-  return { network, prefix, last: v6Number(ipaddr.IPv6.broadcastAddressFromCIDR(cidr)) };
+  const address = parseIpv6(m[1]!, field);
+  const mask = v6Number(ipaddr.IPv6.subnetMaskFromPrefixLength(prefix));
+  const network = address & mask;
+  if (network !== address) throw new FloeError('validation_failed', `"${text}" has host bits set`, { field });
+  return { network, prefix, last: network | (ALL_ONES_128 ^ mask) };
 }
 
 /** Canonical text of an IPv6 CIDR. */

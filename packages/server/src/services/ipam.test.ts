@@ -49,8 +49,19 @@ describe('address arithmetic', () => {
     expect(formatIpv6(parseIpv6('2001:db8:0:0:1:0:0:1'))).toBe('2001:db8::1:0:0:1');
     expect(formatIpv6(parseIpv6('::'))).toBe('::');
     expect(formatIpv6(parseIpv6('::ffff:10.0.0.1'))).toBe('::ffff:a00:1');
+    // An IPv4 tail after :: is its two groups, not an IPv4-mapped address.
+    expect(formatIpv6(parseIpv6('::10.0.0.1'))).toBe('::a00:1');
     expect(formatIpv6(parseIpv6('2001:db8:1:2:3:4:5:6'))).toBe('2001:db8:1:2:3:4:5:6');
-    for (const bad of ['1::2::3', 'fd00:::1', '1:2:3:4:5:6:7:8:9', 'g::1', '12345::'])
+    for (const bad of [
+      '1::2::3',
+      'fd00:::1',
+      '1:2:3:4:5:6:7:8:9',
+      'g::1',
+      '12345::',
+      '00001::',
+      'fe80::1%eth0',
+      '::01.0.0.1',
+    ])
       expect(
         codeOf(() => parseIpv6(bad)),
         bad,
