@@ -211,8 +211,8 @@ class StripRowLocksPlugin implements KyselyPlugin {
     if (kept.length === node.endModifiers.length) return node;
     return { ...node, endModifiers: kept.length > 0 ? kept : undefined };
   }
-  async transformResult({ result }: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
-    return result;
+  transformResult({ result }: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
+    return Promise.resolve(result);
   }
 }
 

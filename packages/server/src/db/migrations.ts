@@ -344,7 +344,7 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
 
 /** The migrations as Kysely's Migrator wants them, in code so a built floed runs from any directory. */
 export function migrationProvider(dialect: Dialect): MigrationProvider {
-  return { getMigrations: async () => migrations(dialect) };
+  return { getMigrations: () => Promise.resolve(migrations(dialect)) };
 }
 
 /**

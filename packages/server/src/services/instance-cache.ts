@@ -12,7 +12,7 @@ import { deepFreeze, ReadCache } from './read-cache.js';
  * How long a cached instance is served at most. Invalidations keep the cache exact; this only bounds
  * the damage of one that never arrived (a write to the database from outside floe, a lost notification).
  */
-export const READ_CACHE_MAX_AGE_MS = 5_000;
+const READ_CACHE_MAX_AGE_MS = 5_000;
 
 /**
  * Instances by id, for single-instance GETs. Every transaction that writes the instances table calls

@@ -7,7 +7,7 @@ import { normalizeSpec } from './first-boot.js';
 import type { NicService } from './nics.js';
 
 /** Row (and its image) → what the agent must make true. */
-export function desiredFromRow(
+function desiredFromRow(
   row: InstancesTable,
   image: DesiredImage | null = null,
   nics: DesiredNic[] = [],

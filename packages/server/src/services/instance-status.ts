@@ -20,7 +20,7 @@ const PROGRESS: Record<string, number> = {
 };
 
 /** Where an operation stands given one observation of its target (pure). */
-export function settle(op: OperationsTable, obs: ObservedInstance) {
+function settle(op: OperationsTable, obs: ObservedInstance) {
   const reached = obs.observed_generation >= Number(op.target_generation ?? 0);
   if (reached && obs.state === op.target_state) {
     return { status: 'succeeded' as const, progress: 100, message: obs.state };

@@ -9,7 +9,7 @@ import { addressPlan } from './ipam.js';
 export const MAX_VNI = 16_777_215;
 
 /** Default MTU of private networks: 1500 less the 50 bytes of VXLAN over IPv4. */
-export const PRIVATE_MTU = 1450;
+const PRIVATE_MTU = 1450;
 
 /** A stored network spec, with the fields added since it was written filled in. */
 export function networkSpecOf(json: string): NetworkSpec {

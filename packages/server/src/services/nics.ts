@@ -7,7 +7,7 @@ import { addressPlan, allocate, macFor, release, type AddressPlan } from './ipam
 import { networkSpecOf } from './network-spec.js';
 
 /** Row → API shape. */
-export function nicFromRow(row: NicsTable, networkName: string): Nic {
+function nicFromRow(row: NicsTable, networkName: string): Nic {
   return {
     id: row.id,
     instance: row.instance_id,
@@ -22,7 +22,7 @@ export function nicFromRow(row: NicsTable, networkName: string): Nic {
 }
 
 /** What the agent needs for one NIC (pure). */
-export function desiredNic(nic: NicsTable, network: NetworksTable): DesiredNic {
+function desiredNic(nic: NicsTable, network: NetworksTable): DesiredNic {
   const spec = networkSpecOf(network.spec);
   const plan = addressPlan(spec);
   return {
