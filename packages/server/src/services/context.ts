@@ -4,7 +4,7 @@ import type { Config } from '../config.js';
 import type { Store } from '../db/index.js';
 import type { EventBus } from './events.js';
 
-export { SYSTEM, type Principal } from './principal.js';
+export type { Principal } from './principal.js';
 
 /** Signals between services and the agent hub, inside one control plane process. */
 export interface Signals {

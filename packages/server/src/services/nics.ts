@@ -57,7 +57,7 @@ export interface NetworkLookup {
 }
 
 /** A NIC with where its instance runs, for the agents' view of a network. */
-export interface PlacedNic {
+interface PlacedNic {
   nic_id: string;
   instance_id: string;
   network_id: string;

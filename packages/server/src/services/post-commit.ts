@@ -2,7 +2,7 @@ import type { ServiceContext } from './context.js';
 import type { NewEvent } from './events.js';
 
 /** What a committed transaction changed, for the rest of the control plane to hear of. */
-export interface Committed {
+interface Committed {
   /** Instances the transaction wrote: what reads cached while it ran is dropped. */
   forget?: ReadonlyArray<string | null | undefined>;
   /** Events to publish, in order. */
@@ -16,7 +16,7 @@ export interface Committed {
 }
 
 /** Where the after-commit steps reach: the instance read cache and the hosts of networks. */
-export interface PostCommitDeps {
+interface PostCommitDeps {
   forgotten?: (instanceId: string) => void;
   hostsOf?: (networkIds: readonly string[]) => Promise<string[]>;
 }
