@@ -50,8 +50,7 @@ export class InstanceNicChanges {
       const used = new Set(slots);
       let index = 0;
       while (used.has(index)) index++;
-      const [created] = await this.nics.attach(trx, principal, row, [req], index);
-      const nic = (await this.nics.list(trx, row.id)).find((n) => n.id === created!.id)!;
+      const nic = await this.nics.attachOne(trx, principal, row, req, index);
       const ops = await this.bump(
         trx,
         principal,

@@ -92,12 +92,34 @@ export class NicService {
     requests: readonly NicRequest[],
     firstIndex = 0,
   ): Promise<NicsTable[]> {
+    return (await this.create(trx, principal, instance, requests, firstIndex)).map((c) => c.row);
+  }
+
+  /** One NIC in slot `index`, as `attach` makes it, in its API shape. */
+  async attachOne(
+    trx: Db,
+    principal: Principal,
+    instance: { id: string; project: string },
+    request: NicRequest,
+    index: number,
+  ): Promise<Nic> {
+    const [created] = await this.create(trx, principal, instance, [request], index);
+    return nicFromRow(created!.row, created!.networkName);
+  }
+
+  private async create(
+    trx: Db,
+    principal: Principal,
+    instance: { id: string; project: string },
+    requests: readonly NicRequest[],
+    firstIndex: number,
+  ): Promise<Array<{ row: NicsTable; networkName: string }>> {
     if (firstIndex + requests.length > MAX_NICS)
       throw new FloeError('too_many_nics', `an instance has at most ${MAX_NICS} NICs`, {
         field: 'networks',
         limit: MAX_NICS,
       });
-    const out: NicsTable[] = [];
+    const out: Array<{ row: NicsTable; networkName: string }> = [];
     for (const [i, raw] of requests.entries()) {
       const req = nicRequest(raw);
       const field = `networks[${i}]`;
@@ -144,7 +166,7 @@ export class NicService {
         created_at: nowIso(),
       };
       await trx.insertInto('nics').values(row).execute();
-      out.push(row);
+      out.push({ row, networkName: network.name });
     }
     return out;
   }
