@@ -33,8 +33,11 @@ import { migrate } from './migrations.js';
 export type { Database } from './schema.js';
 export type { Transaction } from 'kysely';
 
-/** The two supported databases: SQLite for one machine, PostgreSQL for many control planes. */
-export type Dialect = 'sqlite' | 'postgres';
+import type { Dialect } from './dialect.js';
+export type { Dialect } from './dialect.js';
+
+/** Either the database or an open transaction. */
+export type Db = Kysely<Database> | Transaction<Database>;
 
 /** An open database: the Kysely handle, which dialect it speaks, and how to let go of it. */
 export interface Store {
@@ -208,8 +211,8 @@ class StripRowLocksPlugin implements KyselyPlugin {
     if (kept.length === node.endModifiers.length) return node;
     return { ...node, endModifiers: kept.length > 0 ? kept : undefined };
   }
-  async transformResult({ result }: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
-    return result;
+  transformResult({ result }: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
+    return Promise.resolve(result);
   }
 }
 

@@ -2,7 +2,7 @@ import { ERROR_CODES, type ErrorCode, type HostFacts, type Network, type Nic } f
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../app.js';
 import { storeTargets } from '../db/testing.js';
-import { eui64, formatIpv6, parseCidr6 } from '../services/ipam.js';
+import { eui64, formatIpv6, parseCidr6 } from '../services/ip.js';
 import { startTestControlPlane, type TestControlPlane } from '../testing.js';
 
 // Networks, NICs and IPAM through the HTTP API, on both dialects. No agent: hosts are

@@ -1,5 +1,6 @@
 import {
   FloeError,
+  type DesiredImage,
   type Image,
   type ImageCreate,
   type ImagePatch,
@@ -7,26 +8,17 @@ import {
   type MachineTypeCreate,
   type PageOf,
 } from '@floe/api';
-import { fromJson, isUniqueViolation, nowIso, toJson, transaction } from '../db/index.js';
+import { fromJson, isUniqueViolation, nowIso, toJson, transaction, type Db } from '../db/index.js';
 import type { ImagesTable, MachineTypesTable } from '../db/schema.js';
-import {
-  baseFields,
-  canUseProject,
-  checkMetadata,
-  checkRevision,
-  findRow,
-  listPage,
-  mergePatch,
-  newBase,
-  parseLabelSelectors,
-  recordHistory,
-  requireAdmin,
-  visibleProjects,
-  writeLabels,
-  type Db,
-} from './common.js';
+import { baseFields, checkMetadata, checkRevision, findRow, newBase } from './resource-rows.js';
+import { canUseProject, requireAdmin, visibleProjects } from './authz.js';
+import { listPage } from './pagination.js';
+import { mergePatch } from './merge-patch.js';
+import { parseLabelSelectors, writeLabels } from './labels.js';
+import { recordHistory } from './history.js';
 import type { Principal, ServiceContext } from './context.js';
 import type { ImageFileService } from './image-files.js';
+import { imageFromRow } from './image-rows.js';
 import type { OperationService } from './operations.js';
 import type { ProjectService } from './projects.js';
 
@@ -49,26 +41,6 @@ export const BUILTIN_MACHINE_TYPES: ReadonlyArray<{
 /** Row → API shape. */
 export function machineTypeFromRow(row: MachineTypesTable): MachineType {
   return { ...baseFields(row), spec: fromJson(row.spec), builtin: row.builtin === 1 };
-}
-
-/** Row → API shape. */
-export function imageFromRow(row: ImagesTable): Image {
-  // Records from before uploads existed have no virtual size.
-  return {
-    ...baseFields(row),
-    project: row.project,
-    spec: fromJson(row.spec),
-    status: {
-      virtual_size_bytes: null,
-      ...fromJson<Omit<Image['status'], 'virtual_size_bytes'> & { virtual_size_bytes?: number | null }>(row.status),
-    },
-  };
-}
-
-/** The smallest disk, in GiB, an instance of `image` may have: its minimum, and at least its file's virtual size. */
-export function imageMinDiskGib(image: Image): number {
-  const virtual = image.status.virtual_size_bytes;
-  return Math.max(image.spec.min_disk_gib, virtual === null ? 1 : Math.ceil(virtual / 1024 ** 3));
 }
 
 /** Machine types: global, readable by everyone, written by admins. */
@@ -220,6 +192,19 @@ export class ImageService {
       if (publicRow) return publicRow;
       throw err;
     }
+  }
+
+  /** What agents need to know of these images to fetch and cache their files. */
+  async desired(ids: readonly string[], db: Db = this.ctx.store.db): Promise<Map<string, DesiredImage>> {
+    const unique = [...new Set(ids)];
+    if (unique.length === 0) return new Map();
+    const rows = await db.selectFrom('images').select(['id', 'name', 'status']).where('id', 'in', unique).execute();
+    return new Map(
+      rows.map((r) => {
+        const status = fromJson<{ sha256: string | null; size_bytes: number | null }>(r.status);
+        return [r.id, { id: r.id, name: r.name, sha256: status.sha256, size_bytes: status.size_bytes }];
+      }),
+    );
   }
 
   /** Register an image record; it stays `pending` until its file is uploaded. */

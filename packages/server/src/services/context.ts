@@ -4,17 +4,7 @@ import type { Config } from '../config.js';
 import type { Store } from '../db/index.js';
 import type { EventBus } from './events.js';
 
-/** Who is asking: resolved from the bearer token. */
-export interface Principal {
-  /** Token id, or "system" / "agent:<host>" for internal callers. */
-  readonly actor: string;
-  readonly admin: boolean;
-  /** Projects a non-admin may use. Ignored for admins. */
-  readonly projects: ReadonlySet<string>;
-}
-
-/** The principal for work the control plane does on its own. */
-export const SYSTEM: Principal = Object.freeze({ actor: 'system', admin: true, projects: new Set<string>() });
+export type { Principal } from './principal.js';
 
 /** Signals between services and the agent hub, inside one control plane process. */
 export interface Signals {

@@ -2,7 +2,7 @@ import type { Event, EventsQuery } from '@floe/api';
 import { fromJson, toJson, nowIso, type Store } from '../db/index.js';
 import { newId } from '../ids.js';
 import type { Cluster } from '../cluster.js';
-import type { Principal } from './context.js';
+import type { Principal } from './principal.js';
 
 /** An event before it is stored (seq, id and time are assigned on publish). */
 export interface NewEvent {

@@ -7,23 +7,15 @@ import {
   type JoinTokenCreated,
   type PageOf,
 } from '@floe/api';
-import { fromJson, isUniqueViolation, nowIso, toJson, transaction } from '../db/index.js';
+import { fromJson, isUniqueViolation, nowIso, toJson, transaction, type Db } from '../db/index.js';
 import type { HostsTable } from '../db/schema.js';
 import { newId } from '../ids.js';
-import {
-  baseFields,
-  checkMetadata,
-  checkRevision,
-  findRow,
-  listPage,
-  mergePatch,
-  newBase,
-  parseLabelSelectors,
-  recordHistory,
-  requireAdmin,
-  writeLabels,
-  type Db,
-} from './common.js';
+import { baseFields, checkMetadata, checkRevision, findRow, newBase } from './resource-rows.js';
+import { listPage } from './pagination.js';
+import { mergePatch } from './merge-patch.js';
+import { parseLabelSelectors, writeLabels } from './labels.js';
+import { recordHistory } from './history.js';
+import { requireAdmin } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';
 import { hashSecret, newSecret } from './tokens.js';
 
@@ -404,4 +396,15 @@ export class HostService {
       .execute();
     return rows.map((r) => r.id);
   }
+}
+
+/** The underlay IPv4 address each of these hosts reported (null when it has none). */
+export async function underlayAddresses(db: Db, hostIds: readonly string[]): Promise<Map<string, string | null>> {
+  if (hostIds.length === 0) return new Map();
+  const rows = await db
+    .selectFrom('hosts')
+    .select(['id', 'facts'])
+    .where('id', 'in', [...hostIds])
+    .execute();
+  return new Map(rows.map((h) => [h.id, fromJson<HostFacts>(h.facts)?.underlay_ipv4 ?? null]));
 }

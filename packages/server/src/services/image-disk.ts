@@ -1,5 +1,5 @@
 import { FloeError, type Image } from '@floe/api';
-import { imageMinDiskGib } from './catalog.js';
+import { imageMinDiskGib } from './image-rows.js';
 
 /**
  * The smallest disk an instance of `image` may get, after checking the image

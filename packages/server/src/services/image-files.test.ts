@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { certificateSerial, issueClientCert } from '../ca/index.js';
 import { storeTargets } from '../db/testing.js';
 import { startTestControlPlane, type TestControlPlane } from '../testing.js';
-import { checkImageInfo, checkQcow2Header, parseQcow2Header, sniffImageFormat } from './image-files.js';
+import { checkImageInfo, checkQcow2Header, parseQcow2Header, sniffImageFormat } from './image-checks.js';
 
 const QEMU_IMG = spawnSync('qemu-img', ['--version']).status === 0;
 if (!QEMU_IMG) console.warn('[floe] image file tests skipped: qemu-img is not installed (Debian package qemu-utils)');

@@ -1,41 +1,23 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import { FloeError, type Image } from '@floe/api';
-import { forUpdate, fromJson, nowIso, toJson, transaction } from '../db/index.js';
+import { forUpdate, fromJson, nowIso, toJson, transaction, type Db } from '../db/index.js';
 import type { ImagesTable } from '../db/schema.js';
-import { ExecError, run } from '../exec.js';
-import { imageFromRow } from './catalog.js';
-import { canUseProject, findRow, recordHistory, type Db } from './common.js';
+import { imageFromRow } from './image-rows.js';
+import { canUseProject } from './authz.js';
+import { findRow } from './resource-rows.js';
+import { recordHistory } from './history.js';
 import type { NewEvent } from './events.js';
 import type { Principal, ServiceContext } from './context.js';
-import { checkImageInfo, checkQcow2Header, parseQcow2Header, sniffImageFormat } from './image-checks.js';
-
-export {
-  checkImageInfo,
-  checkQcow2Header,
-  parseQcow2Header,
-  sniffImageFormat,
-  type CheckedImageInfo,
-  type Qcow2Header,
-} from './image-checks.js';
+import { checkImageInfo, parseQcow2Header } from './image-checks.js';
+import { QemuImg } from './image-qemu.js';
+import { exists, receive, sha256File } from './image-stream.js';
+import { PostCommit } from './post-commit.js';
 
 /** A sha256 in hex, as floe names stored image files. */
 export const SHA256_PATTERN = /^[0-9a-f]{64}$/;
-
-/** Bytes read from the start of an upload to recognise its format and check a qcow2 header. */
-const HEAD_BYTES = 64 * 1024;
-/** Bytes read from the end: some formats (VHD, DMG) keep their signature in a footer. */
-const TAIL_BYTES = 512;
-/** sha256 (hex) of a file. */
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(path), hash);
-  return hash.digest('hex');
-}
 
 /** The smallest whole number of GiB that holds `bytes`. */
 export function gibCeil(bytes: number): number {
@@ -77,7 +59,8 @@ export class ImageFileService {
   readonly dir: string;
   /** Where uploads are received and converted before they are stored. */
   readonly tmpDir: string;
-  private readonly qemuImg: string;
+  private readonly qemuImg: QemuImg;
+  private readonly post: PostCommit;
   private prepared: Promise<void> | null = null;
   /** Per-sha256 serialization of "store file + record it" against "forget record + remove file". */
   private readonly locks = new Map<string, Promise<unknown>>();
@@ -88,7 +71,8 @@ export class ImageFileService {
   ) {
     this.dir = join(ctx.config.dataDir, 'images');
     this.tmpDir = join(this.dir, 'tmp');
-    this.qemuImg = opts.qemuImg ?? 'qemu-img';
+    this.qemuImg = new QemuImg(opts.qemuImg ?? 'qemu-img');
+    this.post = new PostCommit(ctx);
   }
 
   /** The stored file of a sha256. */
@@ -154,17 +138,17 @@ export class ImageFileService {
   async ingest(principal: Principal, id: string, file: string, opts: IngestOptions): Promise<Image> {
     const converted = `${file}.qcow2`;
     try {
-      const format = await this.detect(file);
-      const info = checkImageInfo(await this.info(file, format), format, this.ctx.config.imageMaxVirtualBytes);
+      const format = await this.qemuImg.detect(file);
+      const info = checkImageInfo(await this.qemuImg.info(file, format), format, this.ctx.config.imageMaxVirtualBytes);
       let stored = file;
       let sha256 = opts.sha256;
       if (format === 'raw') {
-        await this.qemu(['convert', '-q', '-f', 'raw', '-O', 'qcow2', file, converted], 6 * 3600_000);
+        await this.qemuImg.run(['convert', '-q', '-f', 'raw', '-O', 'qcow2', file, converted], 6 * 3600_000);
         await rm(file, { force: true });
         stored = converted;
         sha256 = await sha256File(converted);
       } else {
-        await this.check(file);
+        await this.qemuImg.check(file);
       }
       const size = (await stat(stored)).size;
       return await this.withLock(sha256, async () => {
@@ -388,97 +372,26 @@ export class ImageFileService {
       const extra = opts.within ? await opts.within(trx, next) : [];
       return { after: next, users: placed, extra };
     });
-    await this.ctx.bus.publish(
-      {
-        type: 'resource.updated',
-        project: after.project,
-        kind: 'image',
-        resource_id: after.id,
-        data: {
-          revision: after.revision,
-          state: 'ready',
-          sha256: status.sha256,
-          size_bytes: status.size_bytes,
-          uploaded_format: uploaded,
+    await this.post.run({
+      events: [
+        {
+          type: 'resource.updated',
+          project: after.project,
+          kind: 'image',
+          resource_id: after.id,
+          data: {
+            revision: after.revision,
+            state: 'ready',
+            sha256: status.sha256,
+            size_bytes: status.size_bytes,
+            uploaded_format: uploaded,
+          },
         },
-      },
-      ...extra,
-    );
-    for (const u of users) if (u.host_id !== null) this.ctx.signals.send('desired', u.id, u.host_id);
+        ...extra,
+      ],
+      desired: users.map((u) => ({ instanceId: u.id, hostId: u.host_id })),
+    });
     return after;
-  }
-
-  // Recognise the format ourselves; check a qcow2 header before qemu-img opens the file.
-  private async detect(file: string): Promise<'qcow2' | 'raw'> {
-    const fh = await open(file, 'r');
-    let head: Buffer;
-    let tail: Buffer;
-    try {
-      const { size } = await fh.stat();
-      if (size === 0) throw new FloeError('image_format_unsupported', 'the uploaded file is empty');
-      head = Buffer.alloc(Math.min(HEAD_BYTES, size));
-      await fh.read(head, 0, head.length, 0);
-      tail = Buffer.alloc(Math.min(TAIL_BYTES, size));
-      await fh.read(tail, 0, tail.length, size - tail.length);
-    } finally {
-      await fh.close();
-    }
-    const format = sniffImageFormat(head, tail);
-    if (format === 'qcow2') checkQcow2Header(parseQcow2Header(head));
-    else if (format !== 'raw')
-      throw new FloeError(
-        'image_format_unsupported',
-        `the file is a ${format} image; floe takes raw or qcow2 (convert it with qemu-img convert -O qcow2)`,
-        { format },
-      );
-    return format;
-  }
-
-  private async info(file: string, format: 'qcow2' | 'raw'): Promise<unknown> {
-    // An explicit -f: qemu-img never guesses, and without --backing-chain it opens no backing file.
-    let stdout: string;
-    try {
-      ({ stdout } = await run(this.qemuImg, ['info', '--output=json', '-U', '-f', format, file], {
-        timeoutMs: 60_000,
-      }));
-    } catch (err) {
-      if (err instanceof ExecError && err.code === 1) {
-        throw new FloeError(
-          'image_format_unsupported',
-          `qemu-img cannot read the ${format} image: ${err.stderr.trim().split('\n')[0] || 'no reason given'}`,
-        );
-      }
-      throw toFloeError(err, this.qemuImg, 'info');
-    }
-    try {
-      return JSON.parse(stdout);
-    } catch {
-      throw new FloeError('internal_error', 'qemu-img info printed something that is not JSON');
-    }
-  }
-
-  // A qcow2 kept as uploaded must be consistent: exit 2 is corruption, 1 a file qemu-img cannot check; 3 (leaked clusters) is harmless.
-  private async check(file: string): Promise<void> {
-    try {
-      await run(this.qemuImg, ['check', '-q', '-f', 'qcow2', file], { timeoutMs: 10 * 60_000 });
-    } catch (err) {
-      if (err instanceof ExecError && err.code === 3) return;
-      if (err instanceof ExecError && (err.code === 1 || err.code === 2)) {
-        throw new FloeError(
-          'image_format_unsupported',
-          `the qcow2 image is damaged: ${err.stderr.trim().split('\n')[0] || `qemu-img check exited with code ${err.code}`}`,
-        );
-      }
-      throw toFloeError(err, this.qemuImg, 'check');
-    }
-  }
-
-  private async qemu(args: string[], timeoutMs: number): Promise<{ stdout: string }> {
-    try {
-      return await run(this.qemuImg, args, { timeoutMs });
-    } catch (err) {
-      throw toFloeError(err, this.qemuImg, args[0] ?? '');
-    }
   }
 
   // Create the directories, and clear uploads a crash left behind (once per process).
@@ -504,67 +417,4 @@ export class ImageFileService {
       if (this.locks.get(key) === next) this.locks.delete(key);
     }
   }
-}
-
-// A failed qemu-img run as the error the API reports (the server log keeps the rest).
-function toFloeError(err: unknown, qemuImg: string, sub: string): unknown {
-  if (!(err instanceof ExecError)) return err;
-  if (err.code === null && /ENOENT/.test(err.message)) {
-    return new FloeError(
-      'internal_error',
-      `${qemuImg} is not installed on the control plane (Debian package qemu-utils)`,
-    );
-  }
-  return new FloeError('internal_error', `qemu-img ${sub} failed: ${err.stderr.trim().split('\n')[0] || err.message}`);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-// Stream `body` into a new file, hashing and counting; more than `maxBytes` fails with payload_too_large.
-// The body is piped, not owned: on failure it is left paused (the caller answers, then closes the
-// connection) instead of destroyed, which would also destroy the socket the answer must go out on.
-async function receive(body: Readable, file: string, maxBytes: number): Promise<{ sha256: string; size: number }> {
-  const hash = createHash('sha256');
-  let size = 0;
-  const meter = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      size += chunk.length;
-      if (size > maxBytes) {
-        done(
-          new FloeError('payload_too_large', `the image file is larger than ${maxBytes} bytes`, {
-            limit_bytes: maxBytes,
-          }),
-        );
-        return;
-      }
-      hash.update(chunk);
-      done(null, chunk);
-    },
-  });
-  const written = pipeline(meter, createWriteStream(file, { flags: 'wx', mode: 0o600 }));
-  // The client went away: a failed request, not a server fault.
-  const interrupted = () =>
-    new FloeError('validation_failed', 'the upload was interrupted before the file was complete', { field: 'body' });
-  const onError = () => meter.destroy(interrupted());
-  const onClose = () => {
-    if (!body.readableEnded) meter.destroy(interrupted());
-  };
-  body.on('error', onError);
-  body.on('close', onClose);
-  body.pipe(meter);
-  try {
-    await written;
-  } finally {
-    body.off('error', onError);
-    body.off('close', onClose);
-    body.unpipe(meter);
-  }
-  return { sha256: hash.digest('hex'), size };
 }

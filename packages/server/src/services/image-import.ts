@@ -8,11 +8,13 @@ import {
   type ImageImported,
   type Operation,
 } from '@floe/api';
-import { forUpdate, isUniqueViolation, nowIso, toJson, transaction } from '../db/index.js';
+import { forUpdate, isUniqueViolation, nowIso, toJson, transaction, type Db } from '../db/index.js';
 import type { ImagesTable, OperationsTable } from '../db/schema.js';
-import { imageFromRow } from './catalog.js';
+import { imageFromRow } from './image-rows.js';
 import { fileNameOf, findChecksum, formatChecksum, parseChecksum, type Checksum } from './checksums.js';
-import { newBase, recordHistory, writeLabels, type Db } from './common.js';
+import { newBase } from './resource-rows.js';
+import { recordHistory } from './history.js';
+import { writeLabels } from './labels.js';
 import type { Principal, ServiceContext } from './context.js';
 import type { NewEvent } from './events.js';
 import {

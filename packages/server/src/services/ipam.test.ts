@@ -4,20 +4,8 @@ import { transaction } from '../db/index.js';
 import { storeTargets } from '../db/testing.js';
 import { newId } from '../ids.js';
 import { startTestControlPlane, type TestControlPlane } from '../testing.js';
-import {
-  addressPlan,
-  checkRequested4,
-  eui64,
-  formatIpv4,
-  formatIpv6,
-  freeIpv4,
-  macFor,
-  parseCidr4,
-  parseCidr6,
-  parseIpv4,
-  parseIpv6,
-  ula64,
-} from './ipam.js';
+import { eui64, formatIpv4, formatIpv6, parseCidr4, parseCidr6, parseIpv4, parseIpv6, ula64 } from './ip.js';
+import { addressPlan, checkRequested4, freeIpv4, macFor } from './ipam.js';
 
 const spec = (over: Partial<NetworkSpec> = {}): NetworkSpec => ({
   kind: 'private',
@@ -61,8 +49,19 @@ describe('address arithmetic', () => {
     expect(formatIpv6(parseIpv6('2001:db8:0:0:1:0:0:1'))).toBe('2001:db8::1:0:0:1');
     expect(formatIpv6(parseIpv6('::'))).toBe('::');
     expect(formatIpv6(parseIpv6('::ffff:10.0.0.1'))).toBe('::ffff:a00:1');
+    // An IPv4 tail after :: is its two groups, not an IPv4-mapped address.
+    expect(formatIpv6(parseIpv6('::10.0.0.1'))).toBe('::a00:1');
     expect(formatIpv6(parseIpv6('2001:db8:1:2:3:4:5:6'))).toBe('2001:db8:1:2:3:4:5:6');
-    for (const bad of ['1::2::3', 'fd00:::1', '1:2:3:4:5:6:7:8:9', 'g::1', '12345::'])
+    for (const bad of [
+      '1::2::3',
+      'fd00:::1',
+      '1:2:3:4:5:6:7:8:9',
+      'g::1',
+      '12345::',
+      '00001::',
+      'fe80::1%eth0',
+      '::01.0.0.1',
+    ])
       expect(
         codeOf(() => parseIpv6(bad)),
         bad,
@@ -158,7 +157,7 @@ for (const t of storeTargets()) {
 
     it('100 concurrent NIC allocations on one network: no duplicates, no gaps', async () => {
       const net = await cp.app.services.networks.create(cp.admin, { name: 'busy', ipv4: '10.20.0.0/24', ipv6: 'auto' });
-      const s = cp.app.services.networks;
+      const s = cp.app.services.networks.nics;
       const started = performance.now();
       const results = await Promise.allSettled(
         Array.from({ length: 100 }, (_, i) =>
@@ -199,7 +198,7 @@ for (const t of storeTargets()) {
 
     it('a full network is network_full; a taken address is address_in_use', async () => {
       await cp.app.services.networks.create(cp.admin, { name: 'tiny', ipv4: '10.30.0.0/29' });
-      const s = cp.app.services.networks;
+      const s = cp.app.services.networks.nics;
       const attach = (req: Parameters<typeof s.attach>[3][number]) =>
         transaction(cp.store, (trx) => s.attach(trx, cp.admin, { id: newId('instance'), project: 'default' }, [req]));
       const got = await Promise.all(Array.from({ length: 5 }, () => attach('tiny')));

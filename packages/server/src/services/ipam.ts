@@ -1,156 +1,25 @@
 import { createHash } from 'node:crypto';
 import { FloeError, type NetworkSpec } from '@floe/api';
-import { nowIso } from '../db/index.js';
-import type { Db } from './common.js';
+import { nowIso, type Db } from '../db/index.js';
+import {
+  eui64,
+  formatIpv4,
+  formatIpv6,
+  parseCidr4,
+  parseCidr6,
+  parseIpv4,
+  parseIpv6,
+  type Cidr4,
+  type Cidr6,
+} from './ip.js';
 
 /*
- * IP address management. The pure half parses and formats addresses and works
- * out which addresses of a network may be handed out; the store half takes one
+ * IP address management. The pure half works out which addresses of a network
+ * may be handed out (address text is ip.ts's); the store half takes one
  * by inserting it into `ip_addresses`, whose unique (network_id, address) index
  * is the single authority: two transactions racing for one address cannot both
  * insert it, the loser moves on to the next candidate.
  */
-
-// ---------------------------------------------------------------- IPv4
-
-/** Parse dotted-quad IPv4 text to a 32-bit number; `validation_failed` on `field` otherwise. */
-export function parseIpv4(text: string, field = 'ipv4'): number {
-  const parts = text.split('.');
-  if (parts.length !== 4 || parts.some((p) => !/^(0|[1-9][0-9]{0,2})$/.test(p) || Number(p) > 255)) {
-    throw new FloeError('validation_failed', `"${text}" is not an IPv4 address`, { field });
-  }
-  return parts.reduce((n, p) => n * 256 + Number(p), 0);
-}
-
-/** 32-bit number → dotted quad. */
-export function formatIpv4(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-}
-
-/** A parsed IPv4 CIDR. */
-export interface Cidr4 {
-  network: number;
-  prefix: number;
-  /** Last address (broadcast). */
-  broadcast: number;
-}
-
-/** Parse `a.b.c.d/n` (8 ≤ n ≤ 30, no host bits set). */
-export function parseCidr4(text: string, field = 'ipv4'): Cidr4 {
-  const m = /^([^/]+)\/([0-9]{1,2})$/.exec(text);
-  const prefix = m ? Number(m[2]) : NaN;
-  if (!m || !(prefix >= 8 && prefix <= 30)) {
-    throw new FloeError('validation_failed', `"${text}" is not an IPv4 CIDR with a prefix from /8 to /30`, { field });
-  }
-  const network = parseIpv4(m[1]!, field);
-  const size = 2 ** (32 - prefix);
-  if (network % size !== 0) {
-    throw new FloeError(
-      'validation_failed',
-      `"${text}" has host bits set; the network is ${formatIpv4(network - (network % size))}/${prefix}`,
-      { field },
-    );
-  }
-  return { network, prefix, broadcast: network + size - 1 };
-}
-
-// ---------------------------------------------------------------- IPv6
-
-/** Parse IPv6 text (with `::`, optionally an embedded IPv4 tail) to a 128-bit bigint. */
-export function parseIpv6(text: string, field = 'ipv6'): bigint {
-  const bad = () => new FloeError('validation_failed', `"${text}" is not an IPv6 address`, { field });
-  if (!/^[0-9a-fA-F:.]{2,45}$/.test(text)) throw bad();
-  let groups: string[];
-  const halves = text.split('::');
-  if (halves.length > 2) throw bad();
-  const split = (s: string) => (s === '' ? [] : s.split(':'));
-  const expandV4 = (gs: string[]) => {
-    const last = gs[gs.length - 1];
-    if (last === undefined || !last.includes('.')) return gs;
-    const v4 = parseIpv4(last, field);
-    return [...gs.slice(0, -1), (v4 >>> 16).toString(16), (v4 & 0xffff).toString(16)];
-  };
-  if (halves.length === 2) {
-    const head = split(halves[0]!);
-    const tail = expandV4(split(halves[1]!));
-    const fill = 8 - head.length - tail.length;
-    if (fill < 1) throw bad();
-    groups = [...head, ...Array<string>(fill).fill('0'), ...tail];
-  } else {
-    groups = expandV4(split(text));
-  }
-  if (groups.length !== 8 || groups.some((g) => !/^[0-9a-fA-F]{1,4}$/.test(g))) throw bad();
-  return groups.reduce((n, g) => (n << 16n) | BigInt(parseInt(g, 16)), 0n);
-}
-
-/** 128-bit bigint → canonical IPv6 text (RFC 5952: lower case, longest zero run as `::`). */
-export function formatIpv6(n: bigint): string {
-  const groups: number[] = [];
-  for (let i = 7; i >= 0; i--) groups.push(Number((n >> BigInt(i * 16)) & 0xffffn));
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best === -1) return hex.join(':');
-  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
-}
-
-/** A parsed IPv6 CIDR. */
-export interface Cidr6 {
-  network: bigint;
-  prefix: number;
-  last: bigint;
-}
-
-/** Parse `addr/n` (48 ≤ n ≤ 120, no host bits set). */
-export function parseCidr6(text: string, field = 'ipv6'): Cidr6 {
-  const m = /^([^/]+)\/([0-9]{1,3})$/.exec(text);
-  const prefix = m ? Number(m[2]) : NaN;
-  if (!m || !(prefix >= 48 && prefix <= 120)) {
-    throw new FloeError('validation_failed', `"${text}" is not an IPv6 CIDR with a prefix from /48 to /120`, { field });
-  }
-  const network = parseIpv6(m[1]!, field);
-  const size = 1n << BigInt(128 - prefix);
-  if (network % size !== 0n) throw new FloeError('validation_failed', `"${text}" has host bits set`, { field });
-  return { network, prefix, last: network + size - 1n };
-}
-
-/** Canonical text of an IPv6 CIDR. */
-export function formatCidr6(c: Cidr6): string {
-  return `${formatIpv6(c.network)}/${c.prefix}`;
-}
-
-/**
- * A unique local /64 (RFC 4193) for `seed` (the network id): fd00::/8, then 40
- * bits of sha256(seed) as the global id, subnet 0. Random across networks,
- * stable for one.
- */
-export function ula64(seed: string): string {
-  const h = createHash('sha256').update(`floe-ula:${seed}`).digest();
-  let n = 0xfdn;
-  for (let i = 0; i < 5; i++) n = (n << 8n) | BigInt(h[i]!);
-  // fd + 40-bit global id + 16-bit subnet id (0) fill the top 64 bits.
-  return formatCidr6({ network: (n << 16n) << 64n, prefix: 64, last: 0n });
-}
-
-/** The SLAAC address (modified EUI-64, RFC 4291) of `mac` inside the /64 `network`. */
-export function eui64(network: bigint, mac: string): bigint {
-  const b = mac.split(':').map((x) => parseInt(x, 16));
-  const bytes = [b[0]! ^ 0x02, b[1]!, b[2]!, 0xff, 0xfe, b[3]!, b[4]!, b[5]!];
-  return network | bytes.reduce((n, x) => (n << 8n) | BigInt(x), 0n);
-}
 
 // ---------------------------------------------------------------- MACs
 
@@ -445,4 +314,21 @@ export async function release(db: Db, nicIds: readonly string[]): Promise<void> 
     .deleteFrom('ip_addresses')
     .where('nic_id', 'in', [...nicIds])
     .execute();
+}
+
+/** One of `addresses` some NIC of the network holds, or undefined. */
+export async function firstHeld(db: Db, networkId: string, addresses: readonly string[]): Promise<string | undefined> {
+  if (addresses.length === 0) return undefined;
+  const row = await db
+    .selectFrom('ip_addresses')
+    .select('address')
+    .where('network_id', '=', networkId)
+    .where('address', 'in', [...addresses])
+    .executeTakeFirst();
+  return row?.address;
+}
+
+/** Forget every address of a network (it is being deleted). */
+export async function releaseNetwork(db: Db, networkId: string): Promise<void> {
+  await db.deleteFrom('ip_addresses').where('network_id', '=', networkId).execute();
 }

@@ -6,10 +6,11 @@ import {
   type PageOf,
   type ResourceRef,
 } from '@floe/api';
-import { forUpdate, fromJson, nowIso, toJson, transaction } from '../db/index.js';
+import { forUpdate, fromJson, nowIso, toJson, transaction, type Db } from '../db/index.js';
 import type { OperationsTable } from '../db/schema.js';
 import { newId } from '../ids.js';
-import { canUseProject, decodeCursor, encodeCursor, type Db } from './common.js';
+import { canUseProject } from './authz.js';
+import { decodeCursor, encodeCursor } from './pagination.js';
 import type { Principal, ServiceContext } from './context.js';
 import type { NewEvent } from './events.js';
 

@@ -1,20 +1,12 @@
 import { FloeError, type PageOf, type Project, type ProjectCreate, type ProjectPatch } from '@floe/api';
-import { isUniqueViolation, nowIso, toJson, transaction } from '../db/index.js';
+import { isUniqueViolation, nowIso, toJson, transaction, type Db } from '../db/index.js';
 import type { ProjectsTable } from '../db/schema.js';
-import {
-  baseFields,
-  checkMetadata,
-  checkRevision,
-  findRow,
-  listPage,
-  mergePatch,
-  newBase,
-  parseLabelSelectors,
-  recordHistory,
-  requireAdmin,
-  writeLabels,
-  type Db,
-} from './common.js';
+import { baseFields, checkMetadata, checkRevision, findRow, newBase } from './resource-rows.js';
+import { listPage } from './pagination.js';
+import { mergePatch } from './merge-patch.js';
+import { parseLabelSelectors, writeLabels } from './labels.js';
+import { recordHistory } from './history.js';
+import { requireAdmin } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';
 
 /** Row → API shape. */

@@ -1,7 +1,6 @@
 import { FloeError, type HostFacts } from '@floe/api';
-import { fromJson } from '../db/index.js';
+import { fromJson, type Db } from '../db/index.js';
 import type { Config } from '../config.js';
-import type { Db } from './common.js';
 import { allocations, capacityOf } from './hosts.js';
 
 /** What an instance needs from a host. */

@@ -3,7 +3,8 @@ import { FloeError, type PageOf, type Token, type TokenCreate, type TokenCreated
 import { fromJson, nowIso, toJson } from '../db/index.js';
 import type { TokensTable } from '../db/schema.js';
 import { newId } from '../ids.js';
-import { decodeCursor, encodeCursor, requireAdmin } from './common.js';
+import { decodeCursor, encodeCursor } from './pagination.js';
+import { requireAdmin } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';
 
 /** The prefix of every API token, so leaked tokens are easy to find with a scanner. */

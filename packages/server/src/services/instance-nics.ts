@@ -1,0 +1,138 @@
+import { FloeError, MAX_NICS, type Nic, type NicRequest, type Operation } from '@floe/api';
+import { nowIso, transaction, type Db } from '../db/index.js';
+import type { InstancesTable } from '../db/schema.js';
+import type { ServiceContext } from './context.js';
+import { recordHistory } from './history.js';
+import type { InstanceCache } from './instance-cache.js';
+import { instanceFromRow, instanceRow, lockedInstanceRow } from './instance-rows.js';
+import type { NicService } from './nics.js';
+import type { OperationService } from './operations.js';
+import type { PostCommit } from './post-commit.js';
+import type { Principal } from './principal.js';
+
+/** NICs of an instance as the API changes them: hot-add and hot-remove, each an operation on the instance. */
+export class InstanceNicChanges {
+  constructor(
+    private readonly ctx: ServiceContext,
+    private readonly operations: OperationService,
+    private readonly nics: NicService,
+    private readonly cache: InstanceCache,
+    private readonly post: PostCommit,
+  ) {}
+
+  /** The NICs of an instance, in slot order. */
+  async list(principal: Principal, ref: string, project: string): Promise<Nic[]> {
+    const row = await instanceRow(principal, ref, project, this.ctx.store.db);
+    return this.nics.list(this.ctx.store.db, row.id);
+  }
+
+  /**
+   * Hot-add a NIC: record it with its MAC and addresses and bump the
+   * generation, so the agent plugs it into the VM (or into its next start).
+   */
+  async add(
+    principal: Principal,
+    ref: string,
+    project: string,
+    req: NicRequest,
+  ): Promise<{ nic: Nic; operation: Operation }> {
+    const { operation, events, hostId, instanceId, nic } = await transaction(this.ctx.store, async (trx) => {
+      const row = await lockedInstanceRow(principal, ref, project, trx);
+      if (row.deleting === 1)
+        throw new FloeError('invalid_state', `instance "${row.name}" is being deleted`, { state: row.state });
+      const slots = await this.nics.slots(trx, row.id);
+      if (slots.length >= MAX_NICS)
+        throw new FloeError('too_many_nics', `an instance has at most ${MAX_NICS} NICs`, {
+          field: 'network',
+          limit: MAX_NICS,
+        });
+      // The lowest free slot, so a removed NIC's slot is reused.
+      const used = new Set(slots);
+      let index = 0;
+      while (used.has(index)) index++;
+      const nic = await this.nics.attachOne(trx, principal, row, req, index);
+      const ops = await this.bump(
+        trx,
+        principal,
+        row,
+        'nic-add',
+        `NIC ${nic.id} on ${nic.network_name} requested`,
+        nic.id,
+      );
+      return { ...ops, hostId: row.host_id, instanceId: row.id, nic };
+    });
+    await this.post.run({
+      forget: [instanceId],
+      events,
+      desired: [{ instanceId, hostId }],
+      networks: [nic.network],
+    });
+    return { nic, operation };
+  }
+
+  /** Hot-remove a NIC: its addresses are given back at once and the agent unplugs it. */
+  async remove(principal: Principal, ref: string, project: string, nicId: string): Promise<Operation> {
+    const { operation, events, hostId, instanceId, networkId } = await transaction(this.ctx.store, async (trx) => {
+      const row = await lockedInstanceRow(principal, ref, project, trx);
+      if (row.deleting === 1)
+        throw new FloeError('invalid_state', `instance "${row.name}" is being deleted`, { state: row.state });
+      const nic = await this.nics.find(trx, row.id, nicId);
+      if (!nic)
+        throw new FloeError('nic_not_found', `instance "${row.name}" has no NIC "${nicId}"`, {
+          kind: 'nic',
+          id: nicId,
+        });
+      await this.nics.detach(trx, [nic.id]);
+      const ops = await this.bump(trx, principal, row, 'nic-remove', `removal of NIC ${nic.id} requested`, nic.id);
+      return { ...ops, hostId: row.host_id, instanceId: row.id, networkId: nic.network_id };
+    });
+    await this.post.run({
+      forget: [instanceId],
+      events,
+      desired: [{ instanceId, hostId }],
+      networkHosts: [hostId],
+      networks: [networkId],
+    });
+    return operation;
+  }
+
+  // A NIC change is an operation like start/stop: a new generation, done once the agent observed it in the wanted power state.
+  private async bump(
+    trx: Db,
+    principal: Principal,
+    row: InstancesTable,
+    action: 'nic-add' | 'nic-remove',
+    message: string,
+    nicId: string,
+  ) {
+    const before = instanceFromRow(row);
+    const generation = Number(row.generation) + 1;
+    const revision = Number(row.revision) + 1;
+    const updated_at = nowIso();
+    await this.cache.forget(trx, row.id);
+    await trx.updateTable('instances').set({ generation, revision, updated_at }).where('id', '=', row.id).execute();
+    await recordHistory(trx, {
+      kind: 'instance',
+      resource_id: row.id,
+      project: row.project,
+      revision,
+      action,
+      actor: principal.actor,
+      before,
+      after: { ...before, revision, updated_at },
+    });
+    return this.operations.create(trx, {
+      project: row.project,
+      kind: `instance.${action}`,
+      resources: [
+        { kind: 'instance', id: row.id, name: row.name },
+        { kind: 'nic', id: nicId },
+      ],
+      created_by: principal.actor,
+      message,
+      target_id: row.id,
+      target_generation: generation,
+      target_state: before.spec.power_state,
+    });
+  }
+}

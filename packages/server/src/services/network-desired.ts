@@ -1,0 +1,67 @@
+import type { DesiredNetwork } from '@floe/api';
+import type { Db } from '../db/index.js';
+import { underlayAddresses } from './hosts.js';
+import { addressPlan } from './ipam.js';
+import { networkSpecOf } from './network-spec.js';
+import type { NetworkLookup, NicService } from './nics.js';
+
+/**
+ * The agent-facing view of networks: every network with members on `hostId`, with the VXLAN peers
+ * (underlay addresses of the other hosts with members) and the DHCP leases of all its NICs.
+ */
+export async function desiredNetworksForHost(
+  db: Db,
+  networks: NetworkLookup,
+  nics: NicService,
+  hostId: string,
+): Promise<DesiredNetwork[]> {
+  const networkIds = await nics.networksOnHost(db, hostId);
+  if (networkIds.length === 0) return [];
+  const rows = await networks.byIds(db, networkIds);
+  const placed = await nics.placed(db, networkIds);
+  const underlay = await underlayAddresses(db, [
+    ...new Set(placed.map((n) => n.host_id).filter((h): h is string => h !== null && h !== hostId)),
+  ]);
+  return [...rows.values()]
+    .sort((a, b) => (a.id < b.id ? -1 : 1))
+    .map((net) => {
+      const spec = networkSpecOf(net.spec);
+      const plan = addressPlan(spec);
+      const members = placed.filter((n) => n.network_id === net.id);
+      const peers = [
+        ...new Set(
+          members
+            .map((m) => (m.host_id === null || m.host_id === hostId ? null : (underlay.get(m.host_id) ?? null)))
+            .filter((a): a is string => a !== null),
+        ),
+      ].sort();
+      return {
+        id: net.id,
+        name: net.name,
+        project: net.project,
+        kind: spec.kind,
+        vni: Number(net.vni),
+        mtu: spec.mtu,
+        ipv4: spec.ipv4,
+        ipv6: spec.ipv6,
+        gateway: spec.gateway,
+        gateway4: plan.gateway4,
+        gateway6: plan.gateway6,
+        host_ipv4: plan.host4,
+        host_ipv6: plan.host6,
+        dns: spec.dns,
+        dhcpv6: spec.dhcpv6,
+        uplink: spec.uplink,
+        peers,
+        // The first NIC of an instance on a network answers to its name; more get name-<slot>.
+        leases: members.map((m, i) => ({
+          nic_id: m.nic_id,
+          instance_id: m.instance_id,
+          mac: m.mac,
+          ipv4: m.ipv4,
+          ipv6: m.ipv6,
+          hostname: members.findIndex((o) => o.name === m.name) === i ? m.name : `${m.name}-${Number(m.idx)}`,
+        })),
+      };
+    });
+}

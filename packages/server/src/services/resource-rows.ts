@@ -1,0 +1,108 @@
+import { FloeError, METADATA_MAX_BYTES, type ErrorCode, type Kind, type Labels } from '@floe/api';
+import type { Kysely } from 'kysely';
+import { fromJson, nowIso, toJson, type Db } from '../db/index.js';
+import { isIdOf, newId } from '../ids.js';
+import { canUseProject } from './authz.js';
+import type { Principal } from './principal.js';
+
+/*
+ * What every named resource row has: lookup by id or name, the shared columns, metadata size and the
+ * revision check of If-Match.
+ */
+
+/** Tables that hold named, listable resources. */
+export type ResourceTable = 'projects' | 'hosts' | 'images' | 'machine_types' | 'instances' | 'networks';
+
+/**
+ * Find a row by id or by name (names resolve inside `project` for scoped kinds).
+ * Missing rows and rows of projects the principal may not see are the same
+ * not-found error, so existence is not leaked.
+ */
+export async function findRow<R>(
+  db: Db,
+  table: ResourceTable,
+  kind: Kind,
+  ref: string,
+  opts: { project?: string | null; principal?: Principal; code: ErrorCode; label: string },
+): Promise<R> {
+  let q: any = (db as Kysely<any>).selectFrom(table).selectAll();
+  if (isIdOf(kind, ref)) {
+    q = q.where('id', '=', ref);
+  } else {
+    q = q.where('name', '=', ref);
+    if (opts.project !== undefined && opts.project !== null) q = q.where('project', '=', opts.project);
+  }
+  const rows = (await q.limit(2).execute()) as Array<R & { project?: string }>;
+  const row = rows[0];
+  const hidden =
+    row !== undefined &&
+    opts.principal !== undefined &&
+    row.project !== undefined &&
+    !canUseProject(opts.principal, row.project);
+  if (row === undefined || hidden) {
+    throw new FloeError(opts.code, `${opts.label} "${ref}" not found`, { kind: opts.label, id: ref });
+  }
+  return row;
+}
+
+/** Parse the JSON columns every resource has. */
+export function baseFields(row: {
+  id: string;
+  name: string;
+  labels: string;
+  metadata: string;
+  revision: number;
+  created_at: string;
+  updated_at: string;
+}) {
+  return {
+    id: row.id,
+    name: row.name,
+    labels: fromJson<Labels>(row.labels) ?? {},
+    metadata: fromJson<Record<string, unknown>>(row.metadata) ?? {},
+    revision: Number(row.revision),
+    created_at: row.created_at,
+    updated_at: row.updated_at,
+  };
+}
+
+/** Column values for a new resource row. */
+export function newBase(
+  kind: Kind,
+  name: string,
+  labels: Labels | undefined,
+  metadata: Record<string, unknown> | undefined,
+) {
+  const now = nowIso();
+  return {
+    id: newId(kind),
+    name,
+    labels: toJson(labels ?? {}),
+    metadata: toJson(checkMetadata(metadata)),
+    revision: 1,
+    created_at: now,
+    updated_at: now,
+  };
+}
+
+/** Check the serialized size of `metadata`. */
+export function checkMetadata(metadata: Record<string, unknown> | undefined): Record<string, unknown> {
+  const value = metadata ?? {};
+  if (Buffer.byteLength(JSON.stringify(value), 'utf8') > METADATA_MAX_BYTES) {
+    throw new FloeError('metadata_too_large', `metadata is larger than ${METADATA_MAX_BYTES} bytes`, {
+      field: 'metadata',
+      limit: METADATA_MAX_BYTES,
+    });
+  }
+  return value;
+}
+
+/** Compare `If-Match` with the current revision. */
+export function checkRevision(ifMatch: number | undefined, current: number): void {
+  if (ifMatch !== undefined && ifMatch !== current) {
+    throw new FloeError('revision_mismatch', `the resource is at revision ${current}, not ${ifMatch}`, {
+      current,
+      expected: ifMatch,
+    });
+  }
+}
