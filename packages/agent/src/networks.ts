@@ -31,7 +31,7 @@ function gatewayMode(gateway: string): GatewayMode {
  *   mode and the per-family gateway addresses (`gateway4`/`gateway6`, null in
  *   `none` mode).
  * - `uplink` of a DesiredNetwork is the physical interface a public network's
- *   bridge takes over (NetSpec's `physical`); NetSpec's `uplink` is the
+ *   bridge takes over (NetSpec's `physical`); NetSpec's `natInterface` is the
  *   interface a host gateway NATs to, which only the agent knows (`natUplink`).
  * - A public network's gateway is its LAN's router (mode `vm`: "a router
  *   elsewhere", named to guests by DHCP) or `none`; it has no VXLAN peers.
@@ -72,7 +72,7 @@ export function toNetSpec(net: DesiredNetwork, opts: NetSpecOptions = {}): NetSp
     ...common,
     ...(net.dhcpv6 === true && net.ipv6 !== null ? { dhcpv6: true } : {}),
     peers: [...net.peers],
-    ...(mode === 'host' && opts.natUplink !== undefined ? { uplink: checkIfName('uplink', opts.natUplink) } : {}),
+    ...(mode === 'host' && opts.natUplink !== undefined ? { natInterface: checkIfName('uplink', opts.natUplink) } : {}),
     ...(mode === 'host' ? {} : { hostAddrs: hostAddrs(net) }),
   };
 }

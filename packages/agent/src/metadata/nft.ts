@@ -1,5 +1,6 @@
 import { FloeError } from '@floe/api';
-import { checkInt, checkMac, tapName } from '../drivers/net/names.js';
+import { checkInt, checkMac } from '../host/validate.js';
+import { tapName } from '../drivers/net/names.js';
 import { METADATA_IPV4, METADATA_IPV6 } from './vendor-data.js';
 
 /** One local NIC the metadata service answers: its tap, its port on the host, and its bridge's MAC when known. */

@@ -1,8 +1,8 @@
 import { pino, type Logger } from 'pino';
 import type { DesiredInstance, DesiredNetwork } from '@floe/api';
 import { PassLoop } from '../pass-loop.js';
-import { gatewayMac } from '../drivers/net/builders.js';
-import { checkId } from '../drivers/net/names.js';
+import { gatewayMac } from '../drivers/net/checked-spec.js';
+import { checkId } from '../host/validate.js';
 import type { RunOptions, RunResult } from '../host/exec.js';
 import type { MetadataContext } from './documents.js';
 import { checkPortRange, metadataRuleset, METADATA_NFT_REMOVE, type MetadataNic, type PortRange } from './nft.js';

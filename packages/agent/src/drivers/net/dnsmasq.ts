@@ -2,8 +2,9 @@ import { createHash } from 'node:crypto';
 import { isAbsolute, join } from 'node:path';
 import { FloeError } from '@floe/api';
 import { METADATA_IPV4 } from '../../metadata/vendor-data.js';
-import { checkNet, checkNic, type CheckedNet } from './builders.js';
-import { checkId, ipv4Netmask } from './names.js';
+import { checkId } from '../../host/validate.js';
+import { checkNet, checkNic, type CheckedNet } from './checked-spec.js';
+import { ipv4Netmask } from './ip.js';
 import type { NetSpec, NicSpec } from './types.js';
 
 /**
@@ -57,6 +58,7 @@ export function dnsmasqPaths(stateDir: string, netId: string, runDir = dnsmasqRu
     ['state_dir', stateDir],
     ['run_dir', runDir],
   ] as const) {
+    // eslint-disable-next-line no-control-regex -- control characters are what it refuses
     if (!isAbsolute(d) || /[\u0000-\u001f\u007f\s]/.test(d))
       throw new FloeError(
         'validation_failed',

@@ -4,10 +4,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { FloeError } from '@floe/api';
 import { run, type RunOptions, type RunResult } from '../../host/exec.js';
 import type { Logger } from 'pino';
-import { checkNet, checkNic, networkCommands, portCommands, type Argv, type CheckedNet } from './builders.js';
+import { checkId, checkIfName, checkIp, checkNetns } from '../../host/validate.js';
+import { checkNet, checkNic, type CheckedNet } from './checked-spec.js';
+import { networkCommands, portCommands, toBatch, type Argv } from './link-commands.js';
 import { dnsmasqFiles, dnsmasqPaths } from './dnsmasq.js';
-import { nftRuleset } from './nft.js';
-import { bridgeName, checkId, checkIfName, checkIp, checkNetns, tapName, vxlanName } from './names.js';
+import { inSubnet } from './ip.js';
+import { nftRuleset } from './ruleset.js';
+import { bridgeName, tapName, vxlanName } from './names.js';
 import type { NetSpec, NicSpec, ObservedLink, ObservedNet } from './types.js';
 
 export type { ObservedLink } from './types.js';
@@ -17,11 +20,10 @@ import {
   parseRoutes,
   releaseCommands,
   takeoverCommands,
-  toBatch,
   type HostConfig,
   type HostRoute,
-  type UplinkObserved,
-} from './uplink.js';
+  type TakeoverObserved,
+} from './takeover-commands.js';
 
 /** How a HostNetworkDriver reaches its host. */
 export interface HostNetworkOptions {
@@ -80,17 +82,6 @@ interface IpLink {
 }
 
 const ZERO_MAC = '00:00:00:00:00:00';
-
-function ipv4ToInt(ip: string): number {
-  return ip.split('.').reduce((acc, x) => ((acc << 8) | Number(x)) >>> 0, 0);
-}
-
-/** Whether an IPv4 address lies in `net/prefix` (false for IPv6 addresses). */
-function inIpv4Subnet(ip: string, net: string, prefix: number): boolean {
-  if (!/^\d+\.\d+\.\d+\.\d+$/.test(ip)) return false;
-  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  return (ipv4ToInt(ip) & mask) >>> 0 === (ipv4ToInt(net) & mask) >>> 0;
-}
 
 /**
  * The host half of floe networking: bridges joined by VXLAN or bridged to a
@@ -202,7 +193,7 @@ export class HostNetworkDriver {
         'network repaired on this host',
       );
     }
-    if (net.gatewayMode === 'host' && net.uplink !== undefined)
+    if (net.gatewayMode === 'host' && net.natInterface !== undefined)
       await this.ensureForwarding(c.v4 !== null, c.v6 !== null);
     return c.bridge;
   }
@@ -261,7 +252,7 @@ export class HostNetworkDriver {
   }
 
   /** Read the physical interface and the bridge of a public network (addresses, routes) and the record of the last takeover. */
-  async observeUplink(c: CheckedNet): Promise<UplinkObserved> {
+  async observeUplink(c: CheckedNet): Promise<TakeoverObserved> {
     const phys = c.physical!;
     const show = async (dev: string) => {
       const a = await this.exec(['ip', '-j', 'addr', 'show', 'dev', dev], { allowFail: true });
@@ -399,7 +390,7 @@ export class HostNetworkDriver {
     if (net.kind === 'public') {
       const c = checkNet(net);
       const have = (await this.observe([])).addrs.get(c.bridge) ?? [];
-      if (!have.some((a) => c.v4 !== null && inIpv4Subnet(a.split('/')[0]!, c.v4.address, c.v4.prefix))) {
+      if (!have.some((a) => c.v4 !== null && inSubnet(a.split('/')[0]!, c.v4.address, c.v4.prefix))) {
         await this.stopDhcp(net.id);
         return {
           pid: null,

@@ -1,4 +1,4 @@
-import { checkNet, checkNic, type CheckedNet } from './builders.js';
+import { checkNet, checkNic, type CheckedNet } from './checked-spec.js';
 import { tapName } from './names.js';
 import type { NetSpec, NicSpec } from './types.js';
 
@@ -44,7 +44,7 @@ function tapChain(nic: NicSpec, net: CheckedNet | undefined): string[] {
  * host's gateway MAC off the VXLAN (the physical port of a public bridge is
  * not filtered);
  * `table inet floe_nat` drops routed traffic between floe bridges (isolation),
- * lets host-gateway networks out of their uplink with masquerade and keeps
+ * lets host-gateway networks out of their NAT interface with masquerade and keeps
  * other networks from being routed at all.
  *
  * @example
@@ -75,11 +75,11 @@ export function nftRuleset(nets: readonly NetSpec[], nics: readonly NicSpec[]): 
   i.push('\tchain forward {', '\t\ttype filter hook forward priority 0; policy accept;');
   // With br_netfilter loaded, frames bridged inside one network pass this hook too, in and out of the same bridge.
   for (const c of sortedNets) i.push(`\t\tiifname "${c.bridge}" oifname "${c.bridge}" accept`);
-  // NAT first: the uplink may itself be a floe bridge, that of a public network holding the host's address.
+  // NAT first: the NAT interface may itself be a floe bridge, that of a public network holding the host's address.
   for (const c of privateNets) {
-    if (c.net.gatewayMode === 'host' && c.net.uplink !== undefined) {
-      i.push(`\t\tiifname "${c.bridge}" oifname "${c.net.uplink}" accept`);
-      i.push(`\t\tiifname "${c.net.uplink}" oifname "${c.bridge}" ct state established,related accept`);
+    if (c.net.gatewayMode === 'host' && c.net.natInterface !== undefined) {
+      i.push(`\t\tiifname "${c.bridge}" oifname "${c.net.natInterface}" accept`);
+      i.push(`\t\tiifname "${c.net.natInterface}" oifname "${c.bridge}" ct state established,related accept`);
     }
   }
   i.push('\t\tiifname "flbr*" oifname "flbr*" drop');
@@ -88,9 +88,9 @@ export function nftRuleset(nets: readonly NetSpec[], nics: readonly NicSpec[]): 
   i.push('\t}');
   i.push('\tchain postrouting {', '\t\ttype nat hook postrouting priority srcnat; policy accept;');
   for (const c of privateNets) {
-    if (c.net.gatewayMode !== 'host' || c.net.uplink === undefined) continue;
-    if (c.v4) i.push(`\t\tip saddr ${c.v4.address}/${c.v4.prefix} oifname "${c.net.uplink}" masquerade`);
-    if (c.v6) i.push(`\t\tip6 saddr ${c.v6.address}/${c.v6.prefix} oifname "${c.net.uplink}" masquerade`);
+    if (c.net.gatewayMode !== 'host' || c.net.natInterface === undefined) continue;
+    if (c.v4) i.push(`\t\tip saddr ${c.v4.address}/${c.v4.prefix} oifname "${c.net.natInterface}" masquerade`);
+    if (c.v6) i.push(`\t\tip6 saddr ${c.v6.address}/${c.v6.prefix} oifname "${c.net.natInterface}" masquerade`);
   }
   i.push('\t}', '}');
   return `${[...b, ...i].join('\n')}\n`;
