@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto';
 import { isAbsolute, join } from 'node:path';
 import { FloeError } from '@floe/api';
 import { METADATA_IPV4 } from '../../metadata/vendor-data.js';
-import { checkId } from '../../host/validate.js';
 import { checkNet, checkNic, type CheckedNet } from './checked-spec.js';
 import { ipv4Netmask } from './ip.js';
+import { networkStateDir } from './names.js';
 import type { NetSpec, NicSpec } from './types.js';
 
 /**
@@ -66,7 +66,7 @@ export function dnsmasqPaths(stateDir: string, netId: string, runDir = dnsmasqRu
         { field },
       );
   }
-  const dir = join(stateDir, 'net', checkId('network_id', netId));
+  const dir = networkStateDir(stateDir, netId);
   const run = join(runDir, netId);
   return {
     dir,

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { join } from 'node:path';
 import { checkId } from '../../host/validate.js';
 
 // The network reconciler reads these from here; they are defined once, in host/validate.ts.
@@ -25,4 +26,9 @@ export function vxlanName(netId: string): string {
 /** The tap of a NIC: `fltp` + 11 hex of sha256(id). */
 export function tapName(nicId: string): string {
   return hashed('fltp', nicId, 'nic_id');
+}
+
+/** The directory of a network's state on a host (`<stateDir>/net/<id>`): its existence marks a network built there. */
+export function networkStateDir(stateDir: string, netId: string): string {
+  return join(stateDir, 'net', checkId('network_id', netId));
 }

@@ -187,7 +187,7 @@ describe.skipIf(reason !== null)('public network in network namespaces', () => {
 
   it('is idempotent: a second pass finds nothing left to move', async () => {
     const c = checkNet(PUB);
-    expect(takeoverCommands(c, await host.observeUplink(c))).toEqual([['ip', 'link', 'set', BR, 'up']]);
+    expect(takeoverCommands(c, await host.observeTakeover(c))).toEqual([['ip', 'link', 'set', BR, 'up']]);
     await host.ensureNetwork(PUB);
     expect(await globalAddrs(BR)).toEqual(['192.0.2.10/24', '2001:db8::10/64']);
     expect(await defaultDev(4)).toBe(BR);
