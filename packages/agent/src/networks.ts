@@ -5,6 +5,7 @@ import { FloeError, type DesiredInstance, type DesiredNetwork } from '@floe/api'
 import { PassLoop } from './pass-loop.js';
 import type { HostNetworkDriver } from './drivers/net/driver.js';
 import { bridgeName, checkCidr, checkId, checkIfName, checkIp, NET_ID_RE } from './drivers/net/names.js';
+import { isIfName } from './host/validate.js';
 import type { GatewayMode, NetSpec, NicSpec } from './drivers/net/types.js';
 
 /** The part of HostNetworkDriver the network reconciler uses (a recording fake in unit tests). */
@@ -109,7 +110,7 @@ export function parseDefaultRoute(json: string): string | null {
   try {
     const routes = JSON.parse(json || '[]') as { dst?: string; dev?: string }[];
     const dev = routes.find((r) => r.dst === 'default' && typeof r.dev === 'string')?.dev ?? null;
-    return dev !== null && /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/.test(dev) ? dev : null;
+    return isIfName(dev) ? dev : null;
   } catch {
     return null;
   }
