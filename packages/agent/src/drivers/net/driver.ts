@@ -12,8 +12,6 @@ import type { TakeoverObserved } from './takeover-commands.js';
 import type { NetSpec, NicSpec } from './types.js';
 
 export type { DhcpState } from './areas.js';
-export type { ObservedHost } from './host-exec.js';
-export type { ObservedLink } from './types.js';
 
 /** How a HostNetworkDriver reaches its host. */
 export interface HostNetworkOptions {

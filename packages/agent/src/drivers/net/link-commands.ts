@@ -14,17 +14,15 @@ import type { NetSpec, NicSpec, ObservedNet } from './types.js';
 export type Argv = readonly string[];
 
 /** The UDP port of VXLAN (IANA). */
-export const VXLAN_PORT = 4789;
-/** Bytes VXLAN adds over IPv4 (outer IP 20 + UDP 8 + VXLAN 8 + inner Ethernet 14); the underlay MTU must be this much larger. */
-export const VXLAN_OVERHEAD = 50;
+const VXLAN_PORT = 4789;
 
 /** Create the network's bridge (down, with its MTU and the shared gateway MAC). */
-export function bridgeCreateCommands(c: CheckedNet): Argv[] {
+function bridgeCreateCommands(c: CheckedNet): Argv[] {
   return [['ip', 'link', 'add', c.bridge, 'address', c.gatewayMac, 'mtu', String(c.net.mtu), 'type', 'bridge']];
 }
 
 /** Create the VXLAN device (unicast only: no group, no learning) and enslave it to the bridge. */
-export function vxlanCreateCommands(c: CheckedNet, underlay: string): Argv[] {
+function vxlanCreateCommands(c: CheckedNet, underlay: string): Argv[] {
   checkIp('underlay', underlay);
   return [
     [
@@ -49,7 +47,7 @@ export function vxlanCreateCommands(c: CheckedNet, underlay: string): Argv[] {
 }
 
 /** One head-end replication target: broadcast/unknown frames go to `peer` too. */
-export function fdbCommand(c: CheckedNet, peer: string, action: 'append' | 'del'): Argv {
+function fdbCommand(c: CheckedNet, peer: string, action: 'append' | 'del'): Argv {
   checkIp('peer', peer);
   return ['bridge', 'fdb', action, '00:00:00:00:00:00', 'dev', c.vxlan, 'dst', peer];
 }
@@ -59,7 +57,7 @@ export function fdbCommand(c: CheckedNet, peer: string, action: 'append' | 'del'
  * gateway, else the addresses dnsmasq serves from (`hostAddrs`); `replace`
  * keeps it idempotent.
  */
-export function addressCommands(c: CheckedNet): Argv[] {
+function addressCommands(c: CheckedNet): Argv[] {
   if (c.net.gatewayMode !== 'host') {
     return (c.net.hostAddrs ?? []).map((a) => [
       'ip',

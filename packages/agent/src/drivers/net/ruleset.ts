@@ -12,7 +12,7 @@ import type { NetSpec, NicSpec } from './types.js';
  */
 
 /** The name of the chain of a NIC's own rules. */
-export function nicChainName(nicId: string): string {
+function nicChainName(nicId: string): string {
   return `tap_${tapName(nicId)}`;
 }
 
