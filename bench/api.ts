@@ -17,6 +17,7 @@ import path from 'node:path';
 import Fastify from 'fastify';
 import { sql } from 'kysely';
 import type { Event, Operation } from '@floe/api';
+import { until } from '@floe/testkit';
 import { FloeClient } from '@floe/client';
 import { transaction } from '../packages/server/src/db/index.js';
 import type { StoreTarget } from '../packages/server/src/db/testing.js';
@@ -156,20 +157,6 @@ async function profiled<T>(name: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-async function until<T>(
-  check: () => Promise<T | false | undefined> | T | false | undefined,
-  what: string,
-  timeoutMs: number,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== false && v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** Register a host and write an agent data directory for it. */
 function prepareAgent(cp: TestControlPlane, name: string): Promise<{ hostId: string; dataDir: string }> {
   return prepareAgentDir(cp, name);
@@ -248,9 +235,9 @@ async function benchStore(target: StoreTarget, load: BenchWorker<LoadJob>): Prom
     } satisfies AgentWorkerData);
     await agent.call({ kind: 'start' });
     await until(
-      async () => (await client.hosts.get(prepared.hostId)).status.state === 'online',
       'the agent to connect',
-      60_000,
+      async () => (await client.hosts.get(prepared.hostId)).status.state === 'online',
+      { timeoutMs: 60_000, intervalMs: 50 },
     );
     await client.images.create({ name: 'bench' });
 
@@ -272,11 +259,10 @@ async function benchStore(target: StoreTarget, load: BenchWorker<LoadJob>): Prom
         machineType: 'nano',
       });
       try {
-        await until(
-          () => result.operationIds.every((id) => finished.has(id)),
-          'every create operation to end',
-          120_000,
-        );
+        await until('every create operation to end', () => result.operationIds.every((id) => finished.has(id)), {
+          timeoutMs: 120_000,
+          intervalMs: 50,
+        });
       } catch (err) {
         log(`${tag} ${(err as Error).message}`);
       }

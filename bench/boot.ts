@@ -10,13 +10,13 @@
  * run. Benchmarks report; they never fail on times.
  */
 import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Event, Operation } from '@floe/api';
 import { probeKvm, run } from '@floe/agent';
 import { FloeClient } from '@floe/client';
-import { desiredInstance, testId } from '@floe/testkit';
+import { desiredInstance, testId, until } from '@floe/testkit';
 import { ensureTestImage, READY_MARKER } from '@floe/testkit/guest-image';
 import { ensureOverlay, overlayCreateArgs, QEMU_IMG } from '../packages/agent/src/drivers/vm/qemu/disk.js';
 import { connectWithRetry, type QmpClient } from '../packages/agent/src/drivers/vm/qemu/qmp.js';
@@ -95,20 +95,6 @@ const spread = (x: Summary, f: (v: number) => string) => `${f(x.p50)} (p10 ${f(x
 /** Register a host and write an agent data directory for it in `dataDir`. */
 async function prepareAgent(cp: TestControlPlane, name: string, dataDir: string): Promise<string> {
   return (await prepareAgentDir(cp, name, dataDir)).hostId;
-}
-
-async function until<T>(
-  check: () => Promise<T | false | undefined> | T | false | undefined,
-  what: string,
-  timeoutMs: number,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== false && v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 /**
@@ -322,13 +308,13 @@ async function bootFloe(
       log(`  warning: deleting ${name} failed: ${(err as Error).message}`);
     }
     await until(
+      `the VM directory of ${name} to go`,
       async () =>
         !(await stat(path.join(ctx.vmsDir, instance.id)).then(
           () => true,
           () => false,
         )),
-      `the VM directory of ${name} to go`,
-      30_000,
+      { timeoutMs: 30_000, intervalMs: 20 },
     );
   }
 }
@@ -463,11 +449,10 @@ async function main(): Promise<void> {
       accelerator,
     } satisfies BootAgentWorkerData);
     await agent.call({ kind: 'start' });
-    await until(
-      async () => (await client!.hosts.get(hostId)).status.state === 'online',
-      'the agent to connect',
-      60_000,
-    );
+    await until('the agent to connect', async () => (await client!.hosts.get(hostId)).status.state === 'online', {
+      timeoutMs: 60_000,
+      intervalMs: 20,
+    });
     await client.images.create({ name: IMAGE_NAME });
     await client.images.upload(IMAGE_NAME, image.path);
     const type = await client.machineTypes.get(MACHINE_TYPE);

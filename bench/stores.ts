@@ -9,7 +9,7 @@ export interface StoreResults<R> {
   /** The stores that were asked for, in table order. */
   names: string[];
   /** A table cell of one store: `f` of its result, or what happened instead (— when it did not run). */
-  cell(name: string, f: (r: R) => string): string;
+  cell(this: void, name: string, f: (r: R) => string): string;
 }
 
 /**
@@ -47,7 +47,7 @@ export async function benchEachStore<R>(
       const r = results.get(name);
       if (r === undefined) return '—';
       if (r === 'skipped' || r === 'failed') return r as 'skipped' | 'failed';
-      return f(r as R);
+      return f(r);
     },
   };
 }

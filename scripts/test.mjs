@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The whole test suite: type-check and build every package, then run every
+// The whole test suite: type-check and build every package, run the static
+// checks (format, lint, import cycles, unused code), then run every
 // test (unit, store on SQLite and PostgreSQL, API, agent over mTLS, CLI end to
 // end) and close with one summary line.
 import { spawnSync } from 'node:child_process';
@@ -19,6 +20,12 @@ function run(cmd, argv, opts = {}) {
 console.log('== build (tsc -b) and type-check of the tests, benchmarks and scripts');
 if (run('npm', ['run', '--silent', 'typecheck']) !== 0) {
   console.log('build: 0 passed, 1 failed');
+  process.exit(1);
+}
+
+console.log('== static checks: format, lint, import cycles, unused code');
+if (run('node', ['scripts/check.mjs']) !== 0) {
+  console.log('checks: failed (see above); tests: 0 passed, 1 failed');
   process.exit(1);
 }
 

@@ -79,7 +79,7 @@ export async function eventually<T>(
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+  throw new Error(`timed out waiting for ${what}${last ? `: ${JSON.stringify(last)}` : ''}`);
 }
 
 /** A client for the test control plane. */
@@ -96,7 +96,7 @@ export function collectEvents(
   const ac = new AbortController();
   void (async () => {
     try {
-      for await (const e of client.events.stream(query as never, { signal: ac.signal })) events.push(e);
+      for await (const e of client.events.stream(query, { signal: ac.signal })) events.push(e);
     } catch {
       // aborted
     }

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { InstanceStats } from '@floe/api';
 import { FloeApiError, type ConsoleSession, type FloeClient } from '@floe/client';
+import { waitFor } from '@floe/testkit';
 import { run } from '../../packages/cli/src/program.js';
 import { storeTargets } from '../../packages/server/src/db/testing.js';
 import { startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
@@ -17,15 +18,6 @@ function collect(session: ConsoleSession): { text: () => string } {
   const chunks: Buffer[] = [];
   session.onData((d) => chunks.push(d));
   return { text: () => Buffer.concat(chunks).toString('utf8') };
-}
-
-/** Wait (polling briefly) until `check` holds. */
-async function until(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
 }
 
 /** What `p` resolves to, or `fallback` after `ms`. */
@@ -126,7 +118,7 @@ describe('console, logs and stats through the agent link', () => {
     const session = await client.instances.console('web');
     const seen = collect(session);
     session.write('hello-console\r\n');
-    await until('echo', () => seen.text().includes('hello-console'));
+    await waitFor('echo', () => seen.text().includes('hello-console'), { intervalMs: 2 });
     // Round-trip latency: type a fresh marker, take the time when its echo arrives, many times.
     const times: number[] = [];
     for (let i = 0; i < 50; i++) {
@@ -167,10 +159,10 @@ describe('console, logs and stats through the agent link', () => {
     })();
     const text = () => Buffer.concat(parts).toString('utf8');
     try {
-      await until('history', () => text().includes('FLOE-FAKE READY web'));
+      await waitFor('history', () => text().includes('FLOE-FAKE READY web'), { intervalMs: 2 });
       const session = await client.instances.console('web');
       session.write('followed-line\r\n');
-      await until('followed output', () => text().includes('followed-line'));
+      await waitFor('followed output', () => text().includes('followed-line'), { intervalMs: 2 });
       session.close();
       // Written once, shown once.
       expect(text().split('followed-line').length).toBe(2);
@@ -231,7 +223,7 @@ describe('console, logs and stats through the agent link', () => {
       if (isBinary) got.push(d as Buffer);
     });
     ws.send(Buffer.from('raw-frame\r\n'));
-    await until('raw echo', () => Buffer.concat(got).toString().includes('raw-frame'));
+    await waitFor('raw echo', () => Buffer.concat(got).toString().includes('raw-frame'), { intervalMs: 2 });
     ws.close();
     const status = await new Promise<number>((resolve) => {
       const anon = new WebSocket(base, { ca: cp.ca.certPem });
@@ -261,7 +253,7 @@ describe('console, logs and stats through the agent link', () => {
     let error: { code?: string } | undefined;
     ws.on('message', (d, isBinary) => {
       if (isBinary) received += (d as Buffer).length;
-      else error = (JSON.parse(String(d)) as { error: { code: string } }).error;
+      else error = (JSON.parse((d as Buffer).toString()) as { error: { code: string } }).error;
     });
     const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
     // Stop reading, then type far more than the server may queue; the fake guest echoes all of it.

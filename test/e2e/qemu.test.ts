@@ -1,27 +1,16 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FloeClient } from '@floe/client';
+import { freePort, waitFor as waitForCondition } from '@floe/testkit';
 import { ensureTestImage } from '@floe/testkit/guest-image';
 import { ROOT } from './helpers.js';
 
 const HAVE_QEMU = spawnSync('qemu-system-x86_64', ['--version']).status === 0;
 const skip = !HAVE_QEMU && !process.env.CI ? 'qemu-system-x86_64 is not installed' : null;
 if (skip) console.warn(`skipping real-VM end-to-end tests: ${skip}`);
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -62,14 +51,8 @@ describe.skipIf(skip)('real VMs with QEMU, end to end', () => {
     json<{ id: string; status: { state: string; accelerator: string | null } }>('vm', 'show', name);
   const pidOf = (id: string) => Number(readFileSync(path.join(data, 'agent', 'vms', id, 'qemu.pid'), 'utf8').trim());
   const logsOf = (name: string) => floe('vm', 'logs', name).out;
-  const waitFor = async (what: string, check: () => boolean, timeoutMs = 180_000) => {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      if (check()) return;
-      await sleep(1000);
-    }
-    throw new Error(`timed out waiting for ${what}`);
-  };
+  const waitFor = (what: string, check: () => boolean, timeoutMs = 180_000) =>
+    waitForCondition(what, check, { timeoutMs, intervalMs: 1000 });
 
   beforeAll(async () => {
     if (!existsSync(cli)) {

@@ -6,10 +6,12 @@ import { probeFacts } from './facts.js';
 import { ImageCache } from './images.js';
 import { AgentLink, type BackoffOptions } from './link.js';
 import { NetworkReconciler, type NetworkReconcilerOptions } from './networks.js';
+import { desiredOf } from './desired-messages.js';
+import { ReconcilerRegistry } from './kinds.js';
 import { MetadataService } from './metadata/service.js';
 import type { PortRange } from './metadata/nft.js';
 import type { FirstBootEvent } from './metadata/reports.js';
-import { Reconciler, type ReconcilerOptions } from './reconciler.js';
+import { InstanceReconciler, type InstanceReconcilerOptions } from './reconciler.js';
 import { AgentState, type AgentConfig } from './state.js';
 
 /** Options of the agent. */
@@ -24,7 +26,10 @@ export interface AgentOptions {
   facts?: () => Promise<HostFacts>;
   linkBackoff?: BackoffOptions;
   /** Reconciler timing (resync, retry and restart backoff, stop timeout). */
-  reconciler?: Pick<ReconcilerOptions, 'resyncIntervalMs' | 'retryBackoff' | 'restartBackoff' | 'stopTimeoutMs'>;
+  reconciler?: Pick<
+    InstanceReconcilerOptions,
+    'resyncIntervalMs' | 'retryBackoff' | 'restartBackoff' | 'stopTimeoutMs'
+  >;
   /** Build this host's networks (bridges, VXLAN, dnsmasq, firewall); without it the agent ignores networks. */
   network?: Omit<NetworkReconcilerOptions, 'logger'>;
   /**
@@ -50,9 +55,11 @@ export class Agent {
   private readonly log: Logger;
   private readonly state: AgentState;
   private link: AgentLink | null = null;
-  private reconciler: Reconciler | null = null;
-  private networks: NetworkReconciler | null = null;
-  private metadata: MetadataService | null = null;
+  /** The reconcilers by kind; the messages' desired state goes there. */
+  private readonly registry: ReconcilerRegistry;
+  /** The instance reconciler also answers `hello` and hears of first boots. */
+  private instances: InstanceReconciler | null = null;
+  private started = false;
   private channels: AgentChannels | null = null;
   private config: AgentConfig | null = null;
   private stopping: Promise<void> | null = null;
@@ -61,6 +68,9 @@ export class Agent {
     this.log = opts.logger ?? pino({ level: 'silent' });
     this.state = new AgentState(opts.dataDir);
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
+    this.registry = new ReconcilerRegistry((kind) =>
+      this.log.debug({ kind }, 'no reconciler for this kind on this host; ignored'),
+    );
   }
 
   /** The host id the control plane gave this agent, once known. */
@@ -90,10 +100,10 @@ export class Agent {
               : { resyncIntervalMs: this.opts.reconciler.resyncIntervalMs }),
             logger: this.log.child({ component: 'networks' }),
           });
-    this.networks = networks;
+    if (networks !== null) this.registry.register(networks);
     if (network !== undefined && this.opts.metadata !== false) {
       const ports = this.opts.metadata?.ports;
-      this.metadata = new MetadataService({
+      const metadata = new MetadataService({
         exec: (argv, o) => network.host.exec(argv, o),
         ...(ports === undefined ? {} : { ports }),
         ...(this.opts.reconciler?.resyncIntervalMs === undefined
@@ -102,12 +112,13 @@ export class Agent {
         logger: this.log.child({ component: 'metadata' }),
         onFirstBoot: (instanceId, event) => this.firstBoot(instanceId, event),
       });
+      this.registry.register(metadata);
     } else if (network !== undefined) {
       await MetadataService.removeRules((argv, o) => network.host.exec(argv, o)).catch((err: unknown) => {
         this.log.warn({ err: (err as Error).message }, 'cannot remove the metadata rules');
       });
     }
-    const reconciler = new Reconciler({
+    const reconciler = new InstanceReconciler({
       ...this.opts.reconciler,
       ...(networks === null || network === undefined
         ? {}
@@ -144,9 +155,11 @@ export class Agent {
       },
     });
     await reconciler.start();
-    this.reconciler = reconciler;
+    this.instances = reconciler;
+    this.registry.register(reconciler);
+    this.started = true;
     if (this.stopping !== null) {
-      // stop() came while starting: do not dial.
+      // stop() came while starting (and stopped the others): do not dial.
       await reconciler.stop();
       return;
     }
@@ -189,9 +202,8 @@ export class Agent {
     this.stopping ??= (async () => {
       await this.link?.stop();
       this.channels?.closeAll();
-      await this.reconciler?.stop();
-      await this.networks?.stop();
-      await this.metadata?.stop();
+      // The instances first (registered last), then the networks their VMs use.
+      await this.registry.stop();
       await this.opts.driver.close();
       this.log.info('agent stopped');
     })();
@@ -199,30 +211,18 @@ export class Agent {
   }
 
   private onMessage(msg: ControlMessage): void {
-    const reconciler = this.reconciler;
-    if (reconciler === null) return;
+    if (!this.started) return;
     if (this.channels?.handle(msg) === true) return;
+    const desired = desiredOf(msg);
+    if (desired !== null) {
+      this.log.debug({ type: msg.type, full: desired.update.full }, 'desired state');
+      this.registry.apply(desired.state, desired.update);
+      return;
+    }
     switch (msg.type) {
       case 'welcome':
         this.log.info({ host_id: msg.host_id, host_name: msg.host_name }, 'welcomed by the control plane');
         void this.remember(msg.host_id, msg.host_name);
-        break;
-      case 'snapshot':
-        this.log.debug({ instances: msg.instances.length }, 'snapshot');
-        this.networks?.setInstances(msg.instances);
-        this.metadata?.setInstances(msg.instances);
-        if (msg.networks !== undefined) this.networks?.setNetworks(msg.networks);
-        if (msg.networks !== undefined) this.metadata?.setNetworks(msg.networks);
-        reconciler.setSnapshot(msg.instances);
-        break;
-      case 'networks':
-        this.networks?.setNetworks(msg.networks);
-        this.metadata?.setNetworks(msg.networks);
-        break;
-      case 'instance':
-        this.networks?.updateInstance(msg.instance);
-        this.metadata?.updateInstance(msg.instance);
-        reconciler.update(msg.instance);
         break;
       case 'error':
         this.log.warn({ code: msg.code, message: msg.message }, 'the control plane reported an error');
@@ -234,7 +234,7 @@ export class Agent {
   // instance's status (first_boot) and reports it as a `first-boot` instance event.
   private firstBoot(instanceId: string, event: FirstBootEvent): void {
     this.log.info({ id: instanceId, ...event }, 'first boot');
-    this.reconciler?.noteFirstBoot(
+    this.instances?.noteFirstBoot(
       instanceId,
       event.type === 'fetched'
         ? { source: 'metadata', fetched_at: event.at }

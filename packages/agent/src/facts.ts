@@ -1,11 +1,12 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { access, mkdtemp, readFile, rm, statfs } from 'node:fs/promises';
 import { createSocket } from 'node:dgram';
-import { createConnection, isIPv4 } from 'node:net';
+import { isIPv4 } from 'node:net';
 import { FloeError } from '@floe/api';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { HostFacts } from '@floe/api';
+import { QmpClient } from './drivers/vm/qemu/qmp.js';
 import { run, startProcess, which, type ProcessHandle } from './host/exec.js';
 
 /** What the KVM probe found out; goes into HostFacts.kvm. */
@@ -66,55 +67,14 @@ function trackProbe(dir: string): { dir: string; procs: Set<ProcessHandle> } {
   return probe;
 }
 
-// Ask a QEMU for its run state over QMP: greeting, qmp_capabilities, query-status.
-function qmpQueryStatus(socketPath: string, timeoutMs: number): Promise<string> {
-  return new Promise((resolvePromise, reject) => {
-    const conn = createConnection(socketPath);
-    let buffer = '';
-    let step: 'greeting' | 'capabilities' | 'status' = 'greeting';
-    let settled = false;
-    const finish = (err: Error | null, status?: string) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      conn.destroy();
-      if (err) reject(err);
-      else resolvePromise(status!);
-    };
-    const timer = setTimeout(() => finish(new Error('QMP did not answer')), timeoutMs);
-    conn.setEncoding('utf8');
-    conn.on('error', (err) => finish(err));
-    conn.on('close', () => finish(new Error('QMP connection closed')));
-    conn.on('data', (data: string) => {
-      buffer += data;
-      let newline: number;
-      while ((newline = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, newline).trim();
-        buffer = buffer.slice(newline + 1);
-        if (line.length === 0) continue;
-        let msg: Record<string, unknown>;
-        try {
-          msg = JSON.parse(line) as Record<string, unknown>;
-        } catch {
-          finish(new Error('QMP sent something that is not JSON'));
-          return;
-        }
-        if ('event' in msg) continue;
-        if ('error' in msg) {
-          finish(new Error(`QMP error: ${JSON.stringify(msg.error)}`));
-        } else if (step === 'greeting' && 'QMP' in msg) {
-          step = 'capabilities';
-          conn.write('{"execute":"qmp_capabilities"}\n');
-        } else if (step === 'capabilities' && 'return' in msg) {
-          step = 'status';
-          conn.write('{"execute":"query-status"}\n');
-        } else if (step === 'status' && 'return' in msg) {
-          const ret = msg.return as { status?: unknown };
-          finish(null, typeof ret.status === 'string' ? ret.status : 'unknown');
-        }
-      }
-    });
-  });
+// Ask a QEMU for its run state over QMP (the driver's client: greeting, qmp_capabilities, query-status).
+async function qmpQueryStatus(socketPath: string, timeoutMs: number): Promise<string> {
+  const qmp = await QmpClient.connect(socketPath, { timeoutMs, commandTimeoutMs: timeoutMs });
+  try {
+    return (await qmp.execute('query-status')).status;
+  } finally {
+    qmp.close();
+  }
 }
 
 // The line of QEMU's stderr that explains a failure (warnings are noise).

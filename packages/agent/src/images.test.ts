@@ -12,7 +12,7 @@ import { certificateSerial, createCa, issueClientCert } from '../../server/src/c
 import { storeTargets } from '../../server/src/db/testing.js';
 import { startTestControlPlane, type TestControlPlane } from '../../server/src/testing.js';
 import { ImageCache, imageDownloadUrl } from './images.js';
-import { Reconciler } from './reconciler.js';
+import { InstanceReconciler } from './reconciler.js';
 import type { AgentCredentials } from './state.js';
 
 const QEMU_IMG = spawnSync('qemu-img', ['--version']).status === 0;
@@ -184,7 +184,7 @@ describe.skipIf(!QEMU_IMG || storeTargets()[0]!.skip !== null)('image cache agai
     };
     const statuses: ObservedInstance[] = [];
     const dir = join(work, 'cache-delta');
-    const reconciler = new Reconciler({
+    const reconciler = new InstanceReconciler({
       driver,
       reporter: { status: (s) => statuses.push(s), event: () => undefined },
       images: new ImageCache({ dir, server: cp.url, credentials }),
@@ -193,7 +193,7 @@ describe.skipIf(!QEMU_IMG || storeTargets()[0]!.skip !== null)('image cache agai
     });
     await reconciler.start();
     try {
-      reconciler.setSnapshot([desired]);
+      reconciler.setDesired([desired], { full: true });
       const until = async (what: string, check: () => boolean) => {
         const deadline = Date.now() + 10_000;
         while (!check()) {

@@ -3,9 +3,20 @@ export { Agent, type AgentExit, type AgentOptions } from './agent.js';
 export { AgentLink, agentLinkUrl, type AgentLinkOptions, type BackoffOptions } from './link.js';
 export { backoffDelay } from './backoff.js';
 export { ImageCache, imageDownloadUrl, type ImageCacheOptions } from './images.js';
-export { Reconciler, memoryAppliedStore, type ReconcilerOptions, type ReconcilerReporter } from './reconciler.js';
+export { InstanceReconciler, type InstanceReconcilerOptions } from './reconciler.js';
+export type { ReconcilerReporter } from './instance-status.js';
+export {
+  ReconcilerRegistry,
+  type DesiredKinds,
+  type DesiredState,
+  type DesiredUpdate,
+  type Kind,
+  type KindReconciler,
+} from './kinds.js';
+export { WorkQueue, type AddOptions, type WorkQueueOptions } from './work-queue.js';
 export {
   AgentState,
+  memoryAppliedStore,
   writeFileAtomic,
   type AgentConfig,
   type AgentCredentials,

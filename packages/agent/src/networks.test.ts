@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { DesiredInstance, DesiredNetwork } from '@floe/api';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { run, which, type RunOptions, type RunResult } from './host/exec.js';
+import { run, type RunOptions, type RunResult } from './host/exec.js';
 import { dnsmasqRunDir } from './drivers/net/dnsmasq.js';
 import { HostNetworkDriver, type DhcpState } from './drivers/net/driver.js';
 import { ipIn, netnsUnavailable } from './drivers/net/testing.js';
@@ -217,7 +217,7 @@ class RecordingHost implements NetworkHost {
   async exec(argv: readonly string[], _o?: RunOptions): Promise<RunResult> {
     this.calls.push(argv.join(' '));
     const stdout = argv.includes('route') ? '[{"dst":"default","dev":"up0"}]' : '';
-    return { code: 0, stdout, stderr: '' } as RunResult;
+    return { code: 0, stdout, stderr: '' };
   }
   ports: Array<{ net: string; nics: string[] }> = [];
   async ensureNetwork(net: NetSpec, nics: readonly NicSpec[] = []): Promise<string> {
@@ -262,14 +262,14 @@ describe('NetworkReconciler', () => {
 
   it('does nothing until the control plane sends networks', async () => {
     rec.setInstances([instance('inst_01A', 'nic_01A')]);
-    await rec.settled();
+    await rec.whenIdle();
     expect(host.calls).toEqual([]);
   });
 
   it('builds networks with local leases pinned and NATs host gateways to the default route', async () => {
     rec.setInstances([instance('inst_01A', 'nic_01A')]);
-    rec.setNetworks([NET]);
-    await rec.settled();
+    rec.setDesired([NET], { full: true });
+    await rec.whenIdle();
     expect(host.calls).toContain(`ensureNetwork ${NET.id} uplink=up0`);
     expect(host.dhcp.at(-1)).toEqual({ net: NET.id, local: ['nic_01A'], remote: ['nic_01B'] });
     expect(host.firewall.at(-1)).toEqual({ nets: [NET.id], nics: ['nic_01A'] });
@@ -277,19 +277,19 @@ describe('NetworkReconciler', () => {
 
     // A deleted instance's NIC is no longer local.
     rec.updateInstance(instance('inst_01A', 'nic_01A', true));
-    await rec.settled();
+    await rec.whenIdle();
     expect(host.dhcp.at(-1)?.local).toEqual([]);
     expect(host.firewall.at(-1)?.nics).toEqual([]);
   });
 
   it('removes networks that are gone, also those built before a restart', async () => {
     await mkdir(join(dir, 'net', 'net_01OLD'), { recursive: true });
-    rec.setNetworks([NET]);
-    await rec.settled();
+    rec.setDesired([NET], { full: true });
+    await rec.whenIdle();
     expect(host.calls).toContain('removeNetwork net_01OLD');
     expect(host.calls).not.toContain(`removeNetwork ${NET.id}`);
-    rec.setNetworks([]);
-    await rec.settled();
+    rec.setDesired([], { full: true });
+    await rec.whenIdle();
     expect(host.calls).toContain(`removeNetwork ${NET.id}`);
     expect(host.firewall.at(-1)).toEqual({ nets: [], nics: [] });
     expect(await readdir(join(dir, 'net'))).toEqual([]);
@@ -302,18 +302,18 @@ describe('NetworkReconciler', () => {
         code: 0,
         stdout: argv.includes('route') ? '[{"dst":"default","dev":"eth1"}]' : '',
         stderr: '',
-      } as RunResult;
+      };
     };
-    rec.setNetworks([NET, PUBLIC]);
-    await rec.settled();
+    rec.setDesired([NET, PUBLIC], { full: true });
+    await rec.whenIdle();
     const ensured = host.calls.filter((c) => c.startsWith('ensureNetwork'));
     expect(ensured).toEqual([
       `ensureNetwork ${PUBLIC.id} uplink=-`,
       `ensureNetwork ${NET.id} uplink=${bridgeName(PUBLIC.id)}`,
     ]);
     expect(host.firewall.at(-1)?.nets).toEqual([PUBLIC.id, NET.id]);
-    rec.setNetworks([NET]);
-    await rec.settled();
+    rec.setDesired([NET], { full: true });
+    await rec.whenIdle();
     // With the public network gone, eth1 is the uplink again.
     expect(host.calls.filter((c) => c.startsWith('ensureNetwork')).at(-1)).toBe(`ensureNetwork ${NET.id} uplink=eth1`);
   });
@@ -326,16 +326,16 @@ describe('NetworkReconciler', () => {
         code: 0,
         stdout: argv.includes('route') ? `[{"dst":"default","dev":"${dev}"}]` : '',
         stderr: '',
-      } as RunResult;
+      };
     };
-    rec.setNetworks([PUBLIC, NET]);
-    await rec.settled();
+    rec.setDesired([PUBLIC, NET], { full: true });
+    await rec.whenIdle();
     expect(host.calls.filter((c) => c.startsWith('ensureNetwork')).at(-1)).toBe(
       `ensureNetwork ${NET.id} uplink=${bridgeName(PUBLIC.id)}`,
     );
     dev = 'eth1';
-    rec.setNetworks([NET]);
-    await rec.settled();
+    rec.setDesired([NET], { full: true });
+    await rec.whenIdle();
     expect(host.calls.filter((c) => c.startsWith('ensureNetwork')).at(-1)).toBe(`ensureNetwork ${NET.id} uplink=eth1`);
   });
 
@@ -348,8 +348,8 @@ describe('NetworkReconciler', () => {
       stateDir: dir,
       logger: pino({ level: 'info' }, { write: (l: string) => void lines.push(l) }),
     });
-    rec.setNetworks([PUBLIC]);
-    await rec.settled();
+    rec.setDesired([PUBLIC], { full: true });
+    await rec.whenIdle();
     expect(lines.map((l) => JSON.parse(l) as { msg: string; reason?: string })).toContainEqual(
       expect.objectContaining({ msg: 'no DHCP on this network', reason: expect.stringContaining('203.0.113.0/24') }),
     );
@@ -361,8 +361,8 @@ describe('NetworkReconciler', () => {
     await rec.stop();
     rec = new NetworkReconciler({ host, stateDir: dir, resyncIntervalMs: 50 });
     rec.setInstances([instance('inst_01A', 'nic_01A')]);
-    rec.setNetworks([NET]);
-    await rec.settled();
+    rec.setDesired([NET], { full: true });
+    await rec.whenIdle();
     const passes = () => host.calls.filter((c) => c.startsWith('ensureNetwork')).length;
     expect(passes()).toBe(1);
     expect(host.ports.at(-1)).toEqual({ net: NET.id, nics: ['nic_01A'] });
@@ -378,7 +378,7 @@ describe('NetworkReconciler', () => {
 
   it('retries a failed pass with backoff', async () => {
     host.failNext = 2;
-    rec.setNetworks([NET]);
+    rec.setDesired([NET], { full: true });
     const deadline = Date.now() + 3000;
     while (!host.calls.some((c) => c.startsWith('ensureNetwork')) && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 10));
@@ -407,7 +407,7 @@ describe('NetworkReconciler taps', () => {
       vm.nics!.reverse();
       await expect(rec.ensureTaps(vm)).rejects.toThrow(/not built on this host yet/);
       rec.setInstances([vm]);
-      rec.setNetworks([NET, { ...NET, id: 'net_01OTHER', vni: 4201, leases: [] }]);
+      rec.setDesired([NET, { ...NET, id: 'net_01OTHER', vni: 4201, leases: [] }], { full: true });
       expect(await rec.ensureTaps(vm)).toEqual([
         { id: 'nic_01A', tap: 'tap-nic_01A', mac: '52:54:00:00:00:01' },
         { id: 'nic_01Z', tap: 'tap-nic_01Z', mac: '52:54:00:00:00:01' },
@@ -497,8 +497,8 @@ describe.skipIf(netnsReason !== null)('NetworkReconciler on a real host (namespa
 
   it('builds the network, serves the pinned lease in none mode, repairs drift and removes it', async () => {
     rec.setInstances([vm1, vm2]);
-    rec.setNetworks([net]);
-    await rec.settled();
+    rec.setDesired([net], { full: true });
+    await rec.whenIdle();
     const br = bridgeName(net.id);
     expect((await links()).map((l) => l.ifname)).toContain(br);
     expect((await ipIn(hostNs, '-j', 'addr', 'show', 'dev', br)).stdout).toContain('"local":"10.10.0.1"');
@@ -551,15 +551,15 @@ describe.skipIf(netnsReason !== null)('NetworkReconciler on a real host (namespa
 
     // Drift: a bridge deleted by hand is back after the next pass.
     await ipIn(hostNs, 'link', 'del', br);
-    rec.setNetworks([net]);
-    await rec.settled();
+    rec.setDesired([net], { full: true });
+    await rec.whenIdle();
     expect((await links()).map((l) => l.ifname)).toContain(br);
     expect(await host.dhcpPid(net.id)).not.toBe(null);
 
     await rec.removeTaps(vm1);
     expect((await links()).map((l) => l.ifname)).not.toContain(tapName(vm1.nics![0]!.id));
-    rec.setNetworks([]);
-    await rec.settled();
+    rec.setDesired([], { full: true });
+    await rec.whenIdle();
     expect((await links()).map((l) => l.ifname)).not.toContain(br);
     expect(await host.dhcpPid(net.id)).toBe(null);
     expect(await readdir(join(dir, 'net'))).toEqual([]);
@@ -660,8 +660,8 @@ describe.skipIf(netnsReason !== null)('NetworkReconciler with a public network (
 
   it('takes over the interface, NATs a private network out through the public bridge, and gives the interface back', async () => {
     rec.setInstances([vm]);
-    rec.setNetworks([lan, pub]);
-    await rec.settled();
+    rec.setDesired([lan, pub], { full: true });
+    await rec.whenIdle();
     const pubBr = bridgeName(pub.id);
     expect(await defaultDev()).toBe(pubBr);
     expect((await ipIn(ns.host, '-j', 'addr', 'show', 'dev', pubBr)).stdout).toContain('"local":"192.0.2.10"');
@@ -693,8 +693,8 @@ describe.skipIf(netnsReason !== null)('NetworkReconciler with a public network (
     expect(await ping(ns.vm, '192.0.2.1')).toBe(true);
     expect(await ping(ns.host, '192.0.2.1')).toBe(true);
 
-    rec.setNetworks([lan]);
-    await rec.settled();
+    rec.setDesired([lan], { full: true });
+    await rec.whenIdle();
     expect(await defaultDev()).toBe('phys0');
     expect((await ipIn(ns.host, '-j', 'addr', 'show', 'dev', 'phys0')).stdout).toContain('"local":"192.0.2.10"');
     expect((await run('ip', ['netns', 'exec', ns.host, 'nft', 'list', 'table', 'inet', 'floe_nat'])).stdout).toContain(

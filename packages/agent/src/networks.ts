@@ -2,7 +2,8 @@ import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { FloeError, type DesiredInstance, type DesiredNetwork } from '@floe/api';
-import { PassLoop } from './pass-loop.js';
+import type { DesiredUpdate, KindReconciler } from './kinds.js';
+import { WorkQueue } from './work-queue.js';
 import type { HostNetworkDriver } from './drivers/net/driver.js';
 import { bridgeName, checkCidr, checkId, checkIfName, checkIp, NET_ID_RE } from './drivers/net/names.js';
 import { isIfName } from './host/validate.js';
@@ -144,12 +145,23 @@ export interface LocalNic {
  * removed. Level-triggered and idempotent: every pass compares with the host;
  * a failed pass is retried with backoff, and a new message triggers a pass.
  */
-export class NetworkReconciler {
+export class NetworkReconciler implements KindReconciler<'network'> {
+  readonly kind = 'network';
+  /** The instances placed here tell which NICs are local. */
+  readonly follows = {
+    instance: (items: readonly DesiredInstance[], { full }: DesiredUpdate) => {
+      if (full) this.setInstances(items);
+      else for (const i of items) this.updateInstance(i);
+    },
+  };
   private readonly log: Logger;
   private networks: DesiredNetwork[] | null = null;
   /** Instances on this host (not being deleted): their NICs are local. */
   private instances = new Map<string, DesiredInstance>();
-  private readonly loop: PassLoop;
+  /** One key: a pass looks at all the host's networks at once. */
+  private readonly queue: WorkQueue<'host'>;
+  private resyncTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
   private firewallApplied = false;
   private uplink: string | null | undefined;
   /** Networks the last pass built here, by id: taps can only be plugged into these. */
@@ -158,22 +170,30 @@ export class NetworkReconciler {
   constructor(private readonly opts: NetworkReconcilerOptions) {
     this.log = opts.logger ?? pino({ level: 'silent' });
     this.uplink = opts.natUplink;
-    this.loop = new PassLoop(() => this.pass(), {
-      ...(opts.retryBackoff === undefined ? {} : { retryBackoff: opts.retryBackoff }),
-      ...(opts.resyncIntervalMs === undefined ? {} : { resyncIntervalMs: opts.resyncIntervalMs }),
+    this.queue = new WorkQueue({
+      handler: () => this.pass(),
+      retryBackoff: opts.retryBackoff ?? { initialMs: 1000, maxMs: 30_000 },
     });
   }
 
-  /** The full list of this host's networks (snapshot or `networks` message). */
-  setNetworks(networks: DesiredNetwork[]): void {
-    this.networks = networks;
+  /** The networks of this host: the full list (snapshot or `networks` message), or changed ones by id. */
+  setDesired(networks: readonly DesiredNetwork[], { full }: DesiredUpdate): void {
+    if (full) this.networks = [...networks];
+    else {
+      const byId = new Map((this.networks ?? []).map((n) => [n.id, n]));
+      for (const n of networks) byId.set(n.id, n);
+      this.networks = [...byId.values()];
+    }
     // Drift (a bridge deleted by hand, a dnsmasq killed) is found by looking again now and then.
-    this.loop.startResync();
+    if (this.resyncTimer === null && !this.stopped) {
+      this.resyncTimer = setInterval(() => this.resync(), this.opts.resyncIntervalMs ?? 30_000);
+      this.resyncTimer.unref();
+    }
     this.kick();
   }
 
   /** The instances of a snapshot: which NICs are local. */
-  setInstances(instances: DesiredInstance[]): void {
+  setInstances(instances: readonly DesiredInstance[]): void {
     this.instances = new Map(instances.filter((i) => !i.deleting).map((i) => [i.id, i]));
     this.kick();
   }
@@ -185,13 +205,18 @@ export class NetworkReconciler {
     this.kick();
   }
 
+  /** A pass now, unless one is due anyway (running, or waiting to retry). */
+  resync(): void {
+    if (this.networks !== null && !this.queue.has('host')) this.queue.add('host');
+  }
+
   /**
    * Create the taps of a local instance's NICs, plugged into their bridges,
    * before QEMU starts; returns them in guest order for the VM driver. Fails
    * (and the instance reconciler retries) while a network is not built yet.
    */
   async ensureTaps(vm: DesiredInstance): Promise<LocalNic[]> {
-    await this.settled();
+    await this.whenIdle();
     const out: LocalNic[] = [];
     for (const nic of [...(vm.nics ?? [])].sort((a, b) => a.index - b.index)) {
       const net = this.built.get(nic.network_id);
@@ -225,18 +250,25 @@ export class NetworkReconciler {
     }
   }
 
-  /** Wait for the pass in flight (tests, shutdown). */
-  async settled(): Promise<void> {
-    await this.loop.settled();
+  /** Wait for the pass in flight and those asked for. */
+  whenIdle(): Promise<void> {
+    return this.queue.whenIdle();
+  }
+
+  isIdle(): boolean {
+    return this.queue.size === 0;
   }
 
   /** Stop retrying; the host's networks stay as they are (guests keep their connectivity). */
   async stop(): Promise<void> {
-    await this.loop.stop();
+    this.stopped = true;
+    if (this.resyncTimer !== null) clearInterval(this.resyncTimer);
+    this.resyncTimer = null;
+    await this.queue.stop();
   }
 
   private kick(): void {
-    if (this.networks !== null) this.loop.kick();
+    if (this.networks !== null) this.queue.add('host');
   }
 
   private async pass(): Promise<void> {
@@ -324,7 +356,7 @@ export class NetworkReconciler {
       }
     }
 
-    // Each failure was logged where it happened; the loop retries the whole pass with backoff.
+    // Each failure was logged where it happened; the queue retries the whole pass with backoff.
     if (failed) throw new Error('network pass failed');
   }
 }

@@ -8,7 +8,7 @@ const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 
 /** Make the agent's key (ECDSA P-256, PKCS#8 PEM) and a PKCS#10 request for it; the key never leaves the host. */
 export async function createCsr(commonName: string): Promise<{ csrPem: string; keyPem: string }> {
-  const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']);
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
     name: `CN=${commonName.replace(/([\\,+"<>;=#])/g, '\\$1')}`,
     keys,

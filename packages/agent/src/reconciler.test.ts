@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { DesiredInstance, ObservedInstance } from '@floe/api';
 import { desiredInstance, FakeVmDriver } from '@floe/testkit';
-import { Reconciler, type ReconcilerReporter } from './reconciler.js';
-import { AgentState } from './state.js';
+import type { ReconcilerReporter } from './instance-status.js';
+import { InstanceReconciler } from './reconciler.js';
+import { AgentState, memoryAppliedStore, type AppliedInstance } from './state.js';
 
 class Recorder implements ReconcilerReporter {
   statuses: ObservedInstance[] = [];
@@ -52,7 +53,7 @@ afterEach(async () => {
 async function setup(opts: { driver?: FakeVmDriver; dataDir?: string } = {}) {
   const driver = opts.driver ?? new FakeVmDriver();
   const reporter = new Recorder();
-  const reconciler = new Reconciler({
+  const reconciler = new InstanceReconciler({
     driver,
     reporter,
     ...(opts.dataDir === undefined ? {} : { store: new AgentState(opts.dataDir).appliedStore() }),
@@ -84,7 +85,7 @@ function bump(
   };
 }
 
-describe('Reconciler', () => {
+describe('InstanceReconciler', () => {
   it('applies a snapshot once, and an identical snapshot changes nothing', async () => {
     const { driver, reporter, reconciler } = await setup();
     const running = desiredInstance({ generation: 3, revision: 5 });
@@ -93,7 +94,7 @@ describe('Reconciler', () => {
     await driver.create(doomed);
     await driver.start(doomed.id);
 
-    reconciler.setSnapshot([running, stopped, doomed]);
+    reconciler.setDesired([running, stopped, doomed], { full: true });
     await reconciler.whenIdle();
 
     expect(mutating(driver)).toEqual({ create: 3, start: 2, stop: 0, destroy: 1 });
@@ -117,7 +118,7 @@ describe('Reconciler', () => {
 
     const before = mutating(driver);
     const reported = reporter.statuses.length;
-    reconciler.setSnapshot([running, stopped, doomed]);
+    reconciler.setDesired([running, stopped, doomed], { full: true });
     await reconciler.whenIdle();
     await reconciler.resync();
     await reconciler.whenIdle();
@@ -131,7 +132,7 @@ describe('Reconciler', () => {
   it('stops a running VM when asked, honouring force_stop', async () => {
     const { driver, reporter, reconciler } = await setup();
     const vm = desiredInstance();
-    reconciler.setSnapshot([vm]);
+    reconciler.setDesired([vm], { full: true });
     await reconciler.whenIdle();
     const stop = bump(vm, { generation: 2, power_state: 'stopped', force_stop: true });
     let forced: boolean | undefined;
@@ -140,7 +141,7 @@ describe('Reconciler', () => {
       forced = opts?.force;
       return realStop(id, opts);
     };
-    reconciler.update(stop);
+    reconciler.setDesired([stop], { full: false });
     await reconciler.whenIdle();
     expect(forced).toBe(true);
     expect(mutating(driver).stop).toBe(1);
@@ -158,12 +159,12 @@ describe('Reconciler', () => {
     const stateDir = join(dataDir, 'fake');
     const first = await setup({ driver: new FakeVmDriver({ stateDir }), dataDir });
     const vm = desiredInstance({ generation: 1, restart_generation: 0 });
-    first.reconciler.setSnapshot([vm]);
+    first.reconciler.setDesired([vm], { full: true });
     await first.reconciler.whenIdle();
     const startedAt = (await first.driver.inspect(vm.id))?.started_at;
 
     const restarted = bump(vm, { generation: 2, restart_generation: 1 });
-    first.reconciler.update(restarted);
+    first.reconciler.setDesired([restarted], { full: false });
     await first.reconciler.whenIdle();
     expect(mutating(first.driver)).toMatchObject({ start: 2, stop: 1 });
     expect(
@@ -175,7 +176,7 @@ describe('Reconciler', () => {
     expect(first.reporter.latest(vm.id)).toMatchObject({ observed_restart_generation: 1, observed_generation: 2 });
     expect((await first.driver.inspect(vm.id))?.started_at).not.toBe(startedAt);
 
-    first.reconciler.setSnapshot([restarted]);
+    first.reconciler.setDesired([restarted], { full: true });
     await first.reconciler.whenIdle();
     expect(mutating(first.driver)).toMatchObject({ start: 2, stop: 1 });
 
@@ -192,12 +193,12 @@ describe('Reconciler', () => {
     expect(hello).toEqual([
       expect.objectContaining({ id: vm.id, state: 'running', observed_restart_generation: 1, observed_generation: 2 }),
     ]);
-    second.reconciler.setSnapshot([restarted]);
+    second.reconciler.setDesired([restarted], { full: true });
     await second.reconciler.whenIdle();
     expect(mutating(second.driver)).toEqual({ create: 0, start: 0, stop: 0, destroy: 0 });
     expect((await second.driver.inspect(vm.id))?.state).toBe('running');
 
-    second.reconciler.update(bump(restarted, { generation: 3, restart_generation: 2 }));
+    second.reconciler.setDesired([bump(restarted, { generation: 3, restart_generation: 2 })], { full: false });
     await second.reconciler.whenIdle();
     expect(mutating(second.driver)).toMatchObject({ start: 1, stop: 1 });
   });
@@ -205,7 +206,7 @@ describe('Reconciler', () => {
   it('restarts a crashed VM under on-failure, with an event', async () => {
     const { driver, reporter, reconciler } = await setup();
     const vm = desiredInstance({ spec: { restart_policy: 'on-failure' } });
-    reconciler.setSnapshot([vm]);
+    reconciler.setDesired([vm], { full: true });
     await reconciler.whenIdle();
 
     driver.crash(vm.id, 1);
@@ -226,7 +227,7 @@ describe('Reconciler', () => {
   it('restarts under always even after a clean power-off, and backs off between crashes', async () => {
     const { driver, reporter, reconciler } = await setup();
     const vm = desiredInstance({ spec: { restart_policy: 'always' } });
-    reconciler.setSnapshot([vm]);
+    reconciler.setDesired([vm], { full: true });
     await reconciler.whenIdle();
     driver.guestShutdown(vm.id);
     await waitFor('the first restart', () => (driver.calls.start ?? 0) === 2);
@@ -241,7 +242,7 @@ describe('Reconciler', () => {
   it('leaves a crashed VM stopped under never, until the user starts it again', async () => {
     const { driver, reporter, reconciler } = await setup();
     const vm = desiredInstance({ spec: { restart_policy: 'never' } });
-    reconciler.setSnapshot([vm]);
+    reconciler.setDesired([vm], { full: true });
     await reconciler.whenIdle();
 
     driver.crash(vm.id, 1);
@@ -253,7 +254,7 @@ describe('Reconciler', () => {
     expect(reporter.latest(vm.id)?.state).toBe('stopped');
     expect(reporter.eventsOf(vm.id)).toEqual(['crashed']);
 
-    reconciler.update(bump(vm, { generation: vm.generation + 1 }));
+    reconciler.setDesired([bump(vm, { generation: vm.generation + 1 })], { full: false });
     await reconciler.whenIdle();
     expect(driver.calls.start).toBe(2);
     expect(reporter.latest(vm.id)?.state).toBe('running');
@@ -266,13 +267,13 @@ describe('Reconciler', () => {
     await driver.start(orphan.id);
     const wanted = desiredInstance();
 
-    reconciler.setSnapshot([wanted]);
+    reconciler.setDesired([wanted], { full: true });
     await reconciler.whenIdle();
     await waitFor('the orphan event', () => reporter.eventsOf(orphan.id).length > 0);
-    reconciler.setSnapshot([wanted]);
+    reconciler.setDesired([wanted], { full: true });
     await reconciler.resync();
     await reconciler.whenIdle();
-    reconciler.setSnapshot([]);
+    reconciler.setDesired([], { full: true });
     await reconciler.resync();
     await reconciler.whenIdle();
 
@@ -293,7 +294,7 @@ describe('Reconciler', () => {
     let failures = 0;
     driver.failOn = { start: () => failures++ < 3 };
     const t0 = Date.now();
-    reconciler.setSnapshot([vm]);
+    reconciler.setDesired([vm], { full: true });
     await waitFor('running', () => reporter.latest(vm.id)?.state === 'running');
     // Delays at least ~10 + 20 + 40 ms (jitter keeps half of 20, 40, 80).
     expect(Date.now() - t0).toBeGreaterThanOrEqual(60);
@@ -308,10 +309,10 @@ describe('Reconciler', () => {
     const dataDir = await tempDir();
     const { driver, reporter, reconciler } = await setup({ dataDir });
     const vm = desiredInstance();
-    reconciler.setSnapshot([vm]);
+    reconciler.setDesired([vm], { full: true });
     await reconciler.whenIdle();
     expect(Object.keys(await new AgentState(dataDir).readApplied())).toEqual([vm.id]);
-    reconciler.update(bump(vm, { deleting: true }));
+    reconciler.setDesired([bump(vm, { deleting: true })], { full: false });
     await reconciler.whenIdle();
     expect(driver.calls.destroy).toBe(1);
     expect(reporter.latest(vm.id)?.state).toBe('deleted');
@@ -323,13 +324,41 @@ describe('Reconciler', () => {
   it('stopping the reconciler leaves VMs running', async () => {
     const { driver, reconciler } = await setup();
     const vm = desiredInstance();
-    reconciler.setSnapshot([vm]);
+    reconciler.setDesired([vm], { full: true });
     await reconciler.whenIdle();
     await reconciler.stop();
     expect((await driver.inspect(vm.id))?.state).toBe('running');
     driver.crash(vm.id);
     await sleep(100);
     expect(driver.calls.start).toBe(1);
+  });
+
+  it('saves what it applied to many instances at once in few writes, the last one holding all of them', async () => {
+    const store = memoryAppliedStore();
+    const saved: number[] = [];
+    const counting = {
+      load: () => store.load(),
+      save: async (applied: Record<string, AppliedInstance>) => {
+        // A slow disk: writes asked for meanwhile must become one.
+        await sleep(5);
+        saved.push(Object.keys(applied).length);
+        await store.save(applied);
+      },
+    };
+    const reconciler = new InstanceReconciler({
+      driver: new FakeVmDriver(),
+      reporter: new Recorder(),
+      store: counting,
+    });
+    await reconciler.start();
+    cleanups.push(() => reconciler.stop());
+    const vms = Array.from({ length: 50 }, () => desiredInstance({ revision: 4, generation: 2 }));
+    reconciler.setDesired(vms, { full: true });
+    await reconciler.whenIdle();
+    expect(saved.length).toBeLessThan(10);
+    expect(saved.at(-1)).toBe(50);
+    expect(Object.keys(store.data).sort()).toEqual(vms.map((v) => v.id).sort());
+    expect(Object.values(store.data).every((a) => a.revision === 4 && a.generation === 2)).toBe(true);
   });
 });
 
@@ -343,7 +372,7 @@ describe('NIC taps', () => {
       return create(vm, ctx);
     };
     const calls: string[] = [];
-    const reconciler = new Reconciler({
+    const reconciler = new InstanceReconciler({
       driver,
       reporter: new Recorder(),
       resyncIntervalMs: 60_000,
@@ -380,13 +409,13 @@ describe('NIC taps', () => {
       dns_servers: [],
     };
     const vm: DesiredInstance = { ...base, nics: [nic] };
-    reconciler.setSnapshot([vm]);
+    reconciler.setDesired([vm], { full: true });
     await waitFor('running', async () => (await driver.inspect(vm.id))?.state === 'running');
     expect(contexts).toEqual([
       expect.objectContaining({ nics: [{ id: 'nic_01A', tap: 'tap-0', mac: '52:54:00:00:00:01', index: 0 }] }),
     ]);
     expect(calls).toEqual([`ensure ${vm.id}`, `ensure ${vm.id}`]);
-    reconciler.update({ ...vm, revision: vm.revision + 1, deleting: true });
+    reconciler.setDesired([{ ...vm, revision: vm.revision + 1, deleting: true }], { full: false });
     await waitFor('removed', () => calls.includes(`remove ${vm.id}`));
     expect(await driver.inspect(vm.id)).toBeNull();
   });
@@ -413,7 +442,7 @@ describe('NIC hot-plug', () => {
     const driver = opts.driver ?? new FakeVmDriver();
     const reporter = new Recorder();
     const calls: string[] = [];
-    const reconciler = new Reconciler({
+    const reconciler = new InstanceReconciler({
       driver,
       reporter,
       ...(opts.dataDir === undefined ? {} : { store: new AgentState(opts.dataDir).appliedStore() }),
@@ -445,7 +474,7 @@ describe('NIC hot-plug', () => {
   it('hot-adds and hot-removes NICs of a running VM, then reports the generation', async () => {
     const { driver, reporter, reconciler, calls } = await setupNics();
     const vm: DesiredInstance = { ...desiredInstance({ spec: { power_state: 'running' } }), nics: [nic(1)] };
-    reconciler.setSnapshot([vm]);
+    reconciler.setDesired([vm], { full: true });
     await waitFor('running', generationSeen(reporter, vm.id, vm.generation));
     expect(calls).toEqual(['ensure nic_01A1', 'ensure nic_01A1']);
     calls.length = 0;
@@ -456,7 +485,7 @@ describe('NIC hot-plug', () => {
       generation: vm.generation + 1,
       nics: [nic(1), nic(2, 5)],
     };
-    reconciler.update(added);
+    reconciler.setDesired([added], { full: false });
     await waitFor('the added NIC applied', generationSeen(reporter, vm.id, added.generation));
     expect(driver.nicsOf(vm.id)).toEqual([
       { id: 'nic_01A1', tap: 'tap-A1', mac: '52:54:00:00:00:01', index: 1 },
@@ -470,7 +499,7 @@ describe('NIC hot-plug', () => {
     const setNicsCalls = driver.calls.setNics;
     await reconciler.resync();
     await reconciler.whenIdle();
-    reconciler.update({ ...added, revision: added.revision + 1 });
+    reconciler.setDesired([{ ...added, revision: added.revision + 1 }], { full: false });
     await reconciler.whenIdle();
     expect(calls).toEqual(['ensure nic_01A1,nic_01A2']);
     expect(driver.calls.setNics).toBe(setNicsCalls);
@@ -481,7 +510,7 @@ describe('NIC hot-plug', () => {
       generation: added.generation + 1,
       nics: [nic(2, 5)],
     };
-    reconciler.update(removed);
+    reconciler.setDesired([removed], { full: false });
     await waitFor('the removed NIC applied', generationSeen(reporter, vm.id, removed.generation));
     expect(driver.nicsOf(vm.id).map((n) => n.id)).toEqual(['nic_01A2']);
     expect(calls.slice(1)).toEqual(['ensure nic_01A2', 'removeNic nic_01A1']);
@@ -493,7 +522,7 @@ describe('NIC hot-plug', () => {
       generation: removed.generation + 1,
       nics: [],
     };
-    reconciler.update(none);
+    reconciler.setDesired([none], { full: false });
     await waitFor('no NICs', generationSeen(reporter, vm.id, none.generation));
     expect(driver.nicsOf(vm.id)).toEqual([]);
     // No taps to make for no NICs; the last one's tap goes.
@@ -504,7 +533,7 @@ describe('NIC hot-plug', () => {
     const driver = new FakeVmDriver();
     const { reporter, reconciler, calls } = await setupNics({ driver });
     const vm: DesiredInstance = { ...desiredInstance({ spec: { power_state: 'running' } }), nics: [nic(1), nic(2)] };
-    reconciler.setSnapshot([vm]);
+    reconciler.setDesired([vm], { full: true });
     await waitFor('running', generationSeen(reporter, vm.id, vm.generation));
     calls.length = 0;
 
@@ -515,7 +544,7 @@ describe('NIC hot-plug', () => {
       generation: vm.generation + 1,
       nics: [nic(2)],
     };
-    reconciler.update(removed);
+    reconciler.setDesired([removed], { full: false });
     await waitFor('an error', () => reporter.latest(vm.id)?.state === 'error');
     expect(reporter.latest(vm.id)).toMatchObject({
       observed_generation: vm.generation,
@@ -535,7 +564,7 @@ describe('NIC hot-plug', () => {
     const driver = new FakeVmDriver();
     const first = await setupNics({ dataDir, driver });
     const vm: DesiredInstance = { ...desiredInstance({ spec: { power_state: 'stopped' } }), nics: [nic(1)] };
-    first.reconciler.setSnapshot([vm]);
+    first.reconciler.setDesired([vm], { full: true });
     await waitFor('created', () => first.reporter.latest(vm.id)?.state === 'stopped');
     const changed: DesiredInstance = {
       ...vm,
@@ -543,7 +572,7 @@ describe('NIC hot-plug', () => {
       generation: vm.generation + 1,
       nics: [nic(3, 2)],
     };
-    first.reconciler.update(changed);
+    first.reconciler.setDesired([changed], { full: false });
     await waitFor('recorded', () => first.reporter.latest(vm.id)?.observed_generation === changed.generation);
     expect(driver.nicsOf(vm.id)).toEqual([{ id: 'nic_01A3', tap: 'tap-A3', mac: '52:54:00:00:00:03', index: 2 }]);
     expect(first.calls).toEqual(['ensure nic_01A1', 'ensure nic_01A3', 'removeNic nic_01A1']);
@@ -552,7 +581,7 @@ describe('NIC hot-plug', () => {
 
     // A restarted agent with the same state: nothing to redo for the NICs.
     const second = await setupNics({ dataDir, driver });
-    second.reconciler.setSnapshot([changed]);
+    second.reconciler.setDesired([changed], { full: true });
     await second.reconciler.whenIdle();
     expect(second.calls).toEqual([]);
     const started: DesiredInstance = {
@@ -561,7 +590,7 @@ describe('NIC hot-plug', () => {
       generation: changed.generation + 1,
       spec: { ...changed.spec, power_state: 'running' },
     };
-    second.reconciler.update(started);
+    second.reconciler.setDesired([started], { full: false });
     await waitFor('running', generationSeen(second.reporter, vm.id, started.generation));
     // Taps are made again before the start (they do not survive a host reboot); the NICs are unchanged.
     expect(second.calls).toEqual(['ensure nic_01A3']);
@@ -577,8 +606,13 @@ describe('first boot', () => {
       dataDir: dir,
     });
     const vm = desiredInstance();
-    reconciler.setSnapshot([vm]);
-    await waitFor('first boot reported', () => reporter.latest(vm.id)?.first_boot?.finished_at != null);
+    reconciler.setDesired([vm], { full: true });
+    // The first boot happens during start: it comes with the 'starting' status, then stays with 'running' (which is
+    // reported once what was applied is saved, so it may come later on a slow disk).
+    await waitFor(
+      'first boot reported while running',
+      () => reporter.latest(vm.id)?.first_boot?.finished_at != null && reporter.latest(vm.id)?.state === 'running',
+    );
     const seen = reporter.latest(vm.id)!;
     expect(seen.state).toBe('running');
     expect(seen.first_boot).toMatchObject({ source: 'config-drive', result: 'ok' });
@@ -609,7 +643,7 @@ describe('first boot', () => {
     const first = await setup({ driver: new FakeVmDriver({ stateDir: dir, simulateFirstBoot: true }), dataDir: dir });
     const noSeed = desiredInstance({ spec: { config_drive: false } });
     const seeded = desiredInstance();
-    first.reconciler.setSnapshot([noSeed, seeded]);
+    first.reconciler.setDesired([noSeed, seeded], { full: true });
     await waitFor(
       'both running',
       () =>
@@ -620,7 +654,7 @@ describe('first boot', () => {
     await first.reconciler.stop();
 
     const again = await setup({ driver: new FakeVmDriver({ stateDir: dir, simulateFirstBoot: true }), dataDir: dir });
-    again.reconciler.setSnapshot([noSeed, seeded]);
+    again.reconciler.setDesired([noSeed, seeded], { full: true });
     await again.reconciler.whenIdle();
     await waitFor('status after restart', () => again.reporter.latest(seeded.id)?.state === 'running');
     expect(again.reporter.latest(seeded.id)!.first_boot).toBeUndefined();

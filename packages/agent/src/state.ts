@@ -49,6 +49,21 @@ export interface AppliedStore {
   save(applied: Record<string, AppliedInstance>): Promise<void>;
 }
 
+/** An in-memory AppliedStore (tests, and agents that keep no state). */
+export function memoryAppliedStore(
+  initial: Record<string, AppliedInstance> = {},
+): AppliedStore & { data: Record<string, AppliedInstance> } {
+  const store = {
+    data: structuredClone(initial),
+    load: () => Promise.resolve(structuredClone(store.data)),
+    save: (applied: Record<string, AppliedInstance>) => {
+      store.data = structuredClone(applied);
+      return Promise.resolve();
+    },
+  };
+  return store;
+}
+
 /** Write a file completely or not at all: temp file in the same directory, then rename. */
 export async function writeFileAtomic(path: string, data: string, mode = 0o644): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;

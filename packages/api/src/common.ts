@@ -104,9 +104,11 @@ export type ListQuery = Static<typeof ListQuery>;
 
 /** Path parameter naming a resource by id or by name (names resolve inside `?project=`). */
 export const IdOrNameParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100 }) });
+export type IdOrNameParams = Static<typeof IdOrNameParams>;
 
 /** Query parameter selecting the project a name resolves in. */
 export const ProjectQuery = Type.Object({ project: Type.Optional(Name) });
+export type ProjectQuery = Static<typeof ProjectQuery>;
 
 /** Body of the labels/metadata part shared by create requests. */
 export const CommonCreateFields = {

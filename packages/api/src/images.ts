@@ -107,3 +107,15 @@ export const ImagePatch = Type.Object({
   ),
 });
 export type ImagePatch = Static<typeof ImagePatch>;
+
+/** Query of `PUT /v1/images/{id}/file`: the project a name resolves in, and the expected sha256. */
+export const ImageUploadQuery = Type.Object({
+  project: Type.Optional(Name),
+  sha256: Type.Optional(
+    Type.String({
+      pattern: '^[0-9a-fA-F]{64}$',
+      description: 'expected sha256 of the uploaded bytes (or header X-Floe-Sha256)',
+    }),
+  ),
+});
+export type ImageUploadQuery = Static<typeof ImageUploadQuery>;

@@ -2,7 +2,6 @@ import { Type, type Static } from 'typebox';
 import {
   CommonCreateFields,
   Id,
-  Labels,
   LabelsPatch,
   Metadata,
   Name,
@@ -11,8 +10,7 @@ import {
   ResourceFields,
   Timestamp,
 } from './common.js';
-import { Image } from './images.js';
-import { ErrorBody } from './errors.js';
+import { MAX_NICS, NicRequest } from './networks.js';
 
 // ---------------------------------------------------------------- projects
 
@@ -124,6 +122,7 @@ export type HostPatch = Static<typeof HostPatch>;
 export const JoinTokenCreate = Type.Object({
   expires_in_minutes: Type.Optional(Type.Integer({ minimum: 1, maximum: 60 * 24 * 7, default: 60 })),
 });
+export type JoinTokenCreate = Static<typeof JoinTokenCreate>;
 /** A one-time host join token, shown once. */
 export const JoinTokenCreated = Type.Object({ id: Id, token: Type.String(), expires_at: Timestamp });
 export type JoinTokenCreated = Static<typeof JoinTokenCreated>;
@@ -166,140 +165,6 @@ export const MachineTypeCreate = Type.Object({
   disk_gib: Type.Optional(Type.Integer({ minimum: 1, maximum: 65536 })),
 });
 export type MachineTypeCreate = Static<typeof MachineTypeCreate>;
-
-// ---------------------------------------------------------------- networks
-
-/** Most NICs one instance may have. */
-export const MAX_NICS = 8;
-
-/** `private`: a VXLAN-joined L2 segment; `public` (admin): bridged to a host uplink, addresses from a pool. */
-export const NetworkKind = Type.Union([Type.Literal('private'), Type.Literal('public')]);
-export type NetworkKind = Static<typeof NetworkKind>;
-
-/** An IPv4 CIDR such as `10.10.0.0/24`. */
-export const Ipv4Cidr = Type.String({
-  pattern: '^[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}$',
-  maxLength: 18,
-  description: 'IPv4 CIDR, e.g. 10.10.0.0/24',
-});
-/** An IPv6 CIDR such as `fd12:3456:789a::/64`. */
-export const Ipv6Cidr = Type.String({
-  pattern: '^[0-9a-fA-F:]+/[0-9]{1,3}$',
-  maxLength: 43,
-  description: 'IPv6 CIDR, e.g. fd12:3456:789a::/64',
-});
-
-/** The desired shape of a network. */
-export const NetworkSpec = Type.Object({
-  kind: NetworkKind,
-  ipv4: Nullable(Ipv4Cidr),
-  ipv6: Nullable(Ipv6Cidr),
-  gateway: Type.String({
-    description:
-      '"host" (the host routes and NATs), "none" (isolated) or the IPv4 address of a VM on the network that routes',
-  }),
-  mtu: Type.Integer({ minimum: 576, maximum: 9000 }),
-  dns: Type.Boolean({ description: 'the host answers DNS for instance names on the network' }),
-  dhcpv6: Type.Boolean({
-    description:
-      'IPv6 addresses come from stateful DHCPv6, pinned to IPAM (router advertisements set the managed flag, no SLAAC); otherwise SLAAC, with stateless DHCPv6 for DNS',
-  }),
-  reserved: Type.Array(Type.String({ maxLength: 45 }), {
-    maxItems: 256,
-    description: 'addresses IPAM never hands out',
-  }),
-  pool: Nullable(
-    Type.Object(
-      { start: Type.String({ maxLength: 45 }), end: Type.String({ maxLength: 45 }) },
-      { description: 'public networks: the IPv4 range instances get addresses from' },
-    ),
-  ),
-  uplink: Nullable(
-    Type.String({ maxLength: 15, description: 'public networks: host interface the bridge takes over' }),
-  ),
-});
-export type NetworkSpec = Static<typeof NetworkSpec>;
-
-/** A layer-2 network instances attach NICs to. */
-export const Network = Type.Object({
-  ...ProjectScopedFields,
-  spec: NetworkSpec,
-  vni: Type.Integer({ minimum: 1, maximum: 16777215, description: 'VXLAN network identifier, unique' }),
-  status: Type.Object({
-    hosts: Type.Array(Type.String(), { description: 'ids of the hosts that run members' }),
-    nics: Type.Integer({ description: 'NICs attached' }),
-    gateway4: Nullable(Type.String()),
-    gateway6: Nullable(Type.String()),
-    host_ipv4: Nullable(
-      Type.String({ description: 'address of the host on the bridge (DHCP, DNS, and gateway when "host")' }),
-    ),
-    host_ipv6: Nullable(Type.String()),
-  }),
-});
-export type Network = Static<typeof Network>;
-
-/** Body of `POST /v1/networks`. */
-export const NetworkCreate = Type.Object({
-  ...CommonCreateFields,
-  project: Type.Optional(Name),
-  kind: Type.Optional(NetworkKind),
-  ipv4: Type.Optional(Nullable(Ipv4Cidr)),
-  ipv6: Type.Optional(
-    Nullable(Type.Union([Ipv6Cidr, Type.Literal('auto')], { description: 'CIDR, or "auto" for a ULA /64' })),
-  ),
-  gateway: Type.Optional(Type.String({ minLength: 1, maxLength: 45 })),
-  mtu: Type.Optional(Type.Integer({ minimum: 576, maximum: 9000 })),
-  dns: Type.Optional(Type.Boolean()),
-  dhcpv6: Type.Optional(Type.Boolean({ description: 'stateful DHCPv6 instead of SLAAC (default false); needs IPv6' })),
-  reserved: Type.Optional(Type.Array(Type.String({ minLength: 2, maxLength: 45 }), { maxItems: 256 })),
-  pool: Type.Optional(
-    Nullable(Type.Object({ start: Type.String({ maxLength: 45 }), end: Type.String({ maxLength: 45 }) })),
-  ),
-  uplink: Type.Optional(Nullable(Type.String({ pattern: '^[a-zA-Z0-9_.-]{1,15}$' }))),
-});
-export type NetworkCreate = Static<typeof NetworkCreate>;
-
-/** Body of `PATCH /v1/networks/{id}`: labels, metadata, DNS, DHCPv6, reserved addresses. */
-export const NetworkPatch = Type.Object({
-  labels: Type.Optional(LabelsPatch),
-  metadata: Type.Optional(Metadata),
-  spec: Type.Optional(
-    Type.Object({
-      dns: Type.Optional(Type.Boolean()),
-      dhcpv6: Type.Optional(Type.Boolean()),
-      reserved: Type.Optional(Type.Array(Type.String({ minLength: 2, maxLength: 45 }), { maxItems: 256 })),
-    }),
-  ),
-});
-export type NetworkPatch = Static<typeof NetworkPatch>;
-
-/** A network interface of an instance, with its stable MAC and addresses. */
-export const Nic = Type.Object({
-  id: Id,
-  instance: Type.String({ description: 'instance id' }),
-  network: Type.String({ description: 'network id' }),
-  network_name: Name,
-  index: Type.Integer({ minimum: 0, description: 'slot of the NIC in the VM, from 0' }),
-  mac: Type.String(),
-  ipv4: Nullable(Type.String()),
-  ipv6: Nullable(Type.String()),
-  created_at: Timestamp,
-});
-export type Nic = Static<typeof Nic>;
-
-/** A NIC to create: a network id or name, or the network with requested addresses. */
-export const NicRequest = Type.Union([
-  Type.String({ minLength: 1, maxLength: 100, description: 'network id or name' }),
-  Type.Object(
-    {
-      network: Type.String({ minLength: 1, maxLength: 100 }),
-      ipv4: Type.Optional(Type.String({ minLength: 7, maxLength: 15 })),
-      ipv6: Type.Optional(Type.String({ minLength: 2, maxLength: 45 })),
-    },
-    { additionalProperties: false },
-  ),
-]);
-export type NicRequest = Static<typeof NicRequest>;
 
 // ---------------------------------------------------------------- instances
 
@@ -445,6 +310,38 @@ export type InstancePatch = Static<typeof InstancePatch>;
 export const InstanceStop = Type.Object({
   force: Type.Optional(Type.Boolean({ default: false, description: 'kill at once instead of an ACPI power-down' })),
 });
+export type InstanceStop = Static<typeof InstanceStop>;
+
+/** The largest `tail_bytes` of a console log request (the host keeps less than this anyway). */
+export const LOG_TAIL_MAX_BYTES = 64 * 1024 * 1024;
+
+/** Query of `GET /v1/instances/{id}/console` (a WebSocket). */
+export const ConsoleQuery = Type.Object({
+  project: Type.Optional(Name),
+  access_token: Type.Optional(
+    Type.String({
+      maxLength: 500,
+      description: 'the API token, for clients that cannot send an Authorization header (browsers)',
+    }),
+  ),
+});
+export type ConsoleQuery = Static<typeof ConsoleQuery>;
+
+/** Query of `GET /v1/instances/{id}/logs`. */
+export const LogsQuery = Type.Object({
+  project: Type.Optional(Name),
+  tail_bytes: Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      maximum: LOG_TAIL_MAX_BYTES,
+      description: 'only the last N bytes of the history (default: all the host keeps)',
+    }),
+  ),
+  follow: Type.Optional(
+    Type.Boolean({ default: false, description: 'keep the response open and stream new output until the client goes' }),
+  ),
+});
+export type LogsQuery = Static<typeof LogsQuery>;
 
 /** Counters of a running VM (`GET /v1/instances/{id}/stats`); the schema of the driver's `VmStats`. Null where the host cannot tell. */
 export const InstanceStats = Type.Object({
@@ -474,99 +371,3 @@ export const HistoryEntry = Type.Object({
   after: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()]),
 });
 export type HistoryEntry = Static<typeof HistoryEntry>;
-
-// ---------------------------------------------------------------- operations
-
-/** Operation states; only `pending` can be cancelled. */
-export const OperationStatus = Type.Union([
-  Type.Literal('pending'),
-  Type.Literal('running'),
-  Type.Literal('succeeded'),
-  Type.Literal('failed'),
-  Type.Literal('cancelled'),
-]);
-export type OperationStatus = Static<typeof OperationStatus>;
-
-/** A reference to a resource an operation touches. */
-export const ResourceRef = Type.Object({ kind: Type.String(), id: Type.String(), name: Type.Optional(Type.String()) });
-export type ResourceRef = Static<typeof ResourceRef>;
-
-/** Work on a host, tracked until it ends. */
-export const Operation = Type.Object({
-  id: Id,
-  project: Nullable(Name),
-  kind: Type.String({ description: 'e.g. instance.create, instance.stop' }),
-  status: OperationStatus,
-  progress: Type.Integer({ minimum: 0, maximum: 100 }),
-  message: Type.String(),
-  resources: Type.Array(ResourceRef),
-  error: Nullable(ErrorBody),
-  transfer: Type.Optional(
-    Type.Object(
-      {
-        done_bytes: Type.Integer({ minimum: 0 }),
-        total_bytes: Nullable(Type.Integer({ minimum: 0, description: 'null when the server sent no Content-Length' })),
-      },
-      { description: 'operations that move a file (image.import): bytes so far' },
-    ),
-  ),
-  created_by: Type.String(),
-  created_at: Timestamp,
-  updated_at: Timestamp,
-  finished_at: Nullable(Timestamp),
-});
-export type Operation = Static<typeof Operation>;
-
-/** Answer of `POST /v1/images/import`: the image (importing) and the operation that downloads its file. */
-export const ImageImported = Type.Object({ image: Image, operation: Operation });
-export type ImageImported = Static<typeof ImageImported>;
-
-/** Query of `GET /v1/operations/{id}`. */
-export const OperationWaitQuery = Type.Object({
-  wait: Type.Optional(
-    Type.Number({ minimum: 0, maximum: 3600, description: 'block up to this many seconds until the operation ends' }),
-  ),
-});
-
-/** Query of `POST` routes that answer with an operation. */
-export const WaitQuery = OperationWaitQuery;
-
-// ---------------------------------------------------------------- events
-
-/** Event types on `/v1/events`. */
-export const EVENT_TYPES = [
-  'resource.created',
-  'resource.updated',
-  'resource.deleted',
-  'instance.state',
-  'instance.event',
-  'operation.created',
-  'operation.updated',
-  'host.online',
-  'host.offline',
-  'log',
-] as const;
-export type EventType = (typeof EVENT_TYPES)[number];
-
-/** One event. `seq` orders events and resumes a stream (`?since=` or `Last-Event-ID`). */
-export const Event = Type.Object({
-  seq: Type.Integer(),
-  id: Id,
-  time: Timestamp,
-  type: Type.String(),
-  project: Nullable(Name),
-  kind: Type.String({ description: 'resource kind: instance, operation, host, ...' }),
-  resource_id: Type.String(),
-  data: Type.Record(Type.String(), Type.Unknown()),
-});
-export type Event = Static<typeof Event>;
-
-/** Query of `GET /v1/events`. */
-export const EventsQuery = Type.Object({
-  project: Type.Optional(Name),
-  kind: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String())])),
-  type: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String())])),
-  resource: Type.Optional(Type.String({ maxLength: 100 })),
-  since: Type.Optional(Type.Integer({ minimum: 0, description: 'replay events after this seq' })),
-});
-export type EventsQuery = Static<typeof EventsQuery>;

@@ -69,11 +69,20 @@ function flatten(value: unknown, prefix: string, out: [string, string][]): void 
   }
   if (Array.isArray(value)) {
     const simple = value.every((v) => v === null || typeof v !== 'object');
-    if (simple) out.push([prefix, value.length === 0 ? '[]' : value.map((v) => oneLine(String(v))).join(', ')]);
+    if (simple)
+      out.push([
+        prefix,
+        value.length === 0
+          ? '[]'
+          : (value as (string | number | boolean | null)[]).map((v) => oneLine(String(v))).join(', '),
+      ]);
     else value.forEach((v, i) => flatten(v, `${prefix}[${i}]`, out));
     return;
   }
-  out.push([prefix, value === null || value === undefined ? '-' : oneLine(String(value))]);
+  out.push([
+    prefix,
+    value === null || value === undefined ? '-' : oneLine(typeof value === 'string' ? value : JSON.stringify(value)),
+  ]);
 }
 
 /** Shortens multi-line text (user-data, keys) to one line for tables and details. */

@@ -74,7 +74,7 @@ export function reportError(runtime: CliRuntime, err: unknown): number {
 
 /** A hint for the usual TLS trouble with floe's own CA. */
 function tlsHint(err: FloeApiError): string {
-  const cause = String(err.details.cause ?? '');
+  const cause = typeof err.details.cause === 'string' ? err.details.cause : '';
   if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(cause))
     return "the server's certificate is not trusted: pass floe's CA with --ca <file> (login) or FLOE_CA";
   return '';

@@ -385,7 +385,7 @@ describe("https with floe's own CA", () => {
     const subtle = webcrypto.subtle;
     const notBefore = new Date(Date.now() - 60_000);
     const notAfter = new Date(Date.now() + 3600_000);
-    const caKeys = (await subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+    const caKeys = await subtle.generateKey(alg, true, ['sign', 'verify']);
     const ca = await x509.X509CertificateGenerator.createSelfSigned({
       serialNumber: '01',
       name: 'CN=floe test CA',
@@ -398,7 +398,7 @@ describe("https with floe's own CA", () => {
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true),
       ],
     });
-    const leafKeys = (await subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+    const leafKeys = await subtle.generateKey(alg, true, ['sign', 'verify']);
     const leaf = await x509.X509CertificateGenerator.create({
       serialNumber: '02',
       subject: 'CN=127.0.0.1',

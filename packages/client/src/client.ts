@@ -3,17 +3,13 @@ import type { Dispatcher } from 'undici';
 import type WebSocket from 'ws';
 import { openWebSocket, type WebSocketSettings } from './io.js';
 import type { Query } from './query.js';
-import {
-  EventsApi,
-  HostsApi,
-  ImagesApi,
-  InstancesApi,
-  MachineTypesApi,
-  NetworksApi,
-  OperationsApi,
-  ProjectsApi,
-  TokensApi,
-} from './resources.js';
+import { EventsApi } from './events.js';
+import { HostsApi, MachineTypesApi } from './hosts.js';
+import { ImagesApi } from './images.js';
+import { InstancesApi } from './instances.js';
+import { NetworksApi } from './networks.js';
+import { OperationsApi } from './operations.js';
+import { ProjectsApi, TokensApi } from './projects.js';
 import {
   HttpTransport,
   type ApiResponse,

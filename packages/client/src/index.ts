@@ -7,10 +7,24 @@
  * const { instance, operation } = await client.instances.create({ name: 'web', image: 'debian-12', machine_type: 'small' });
  * const done = await client.operations.wait(operation);
  */
+export {
+  ListApi,
+  type CallOptions,
+  type MergePatch,
+  type OperationCallOptions,
+  type PostOptions,
+  type UpdateOptions,
+} from './calls.js';
 export * from './client.js';
 export * from './errors.js';
+export * from './events.js';
+export * from './hosts.js';
+export * from './images.js';
+export * from './instances.js';
 export * from './io.js';
+export * from './networks.js';
+export * from './operations.js';
+export * from './projects.js';
 export * from './query.js';
-export * from './resources.js';
 export * from './sse.js';
 export * from './transport.js';

@@ -157,7 +157,7 @@ export function connectConsole(ws: WebSocket, signal?: AbortSignal): Promise<Con
     ws.on('error', (err) => {
       if (opened || failure !== null) return;
       failure = networkError(err, 'GET', url);
-      reject(signal?.aborted === true ? (signal.reason ?? err) : failure);
+      reject(signal?.aborted === true ? (signal.reason instanceof Error ? signal.reason : err) : failure);
     });
     ws.on('message', (data, isBinary) => {
       const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);

@@ -1,142 +1,51 @@
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import fastifyWebsocket from '@fastify/websocket';
 import { Ajv } from 'ajv';
 import ajvFormats from 'ajv-formats';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Config } from './config.js';
 import type { Store } from './db/index.js';
-import { AgentHub } from './agent-hub.js';
-import { openCluster, type Cluster } from './cluster.js';
+import { openCluster } from './cluster.js';
 import { scheduleMaintenance } from './maintenance.js';
 import { installErrorHandlers } from './http/errors.js';
 import { installIdempotency } from './http/idempotency.js';
-import { computeRoutes } from './http/routes/compute.js';
-import { networkRoutes } from './http/routes/networks.js';
+import { hostRoutes } from './http/routes/hosts.js';
 import { imageFileRoutes } from './http/routes/image-files.js';
+import { imageRoutes } from './http/routes/images.js';
 import { acceptsQueryToken, instanceIoRoutes } from './http/routes/instance-io.js';
-import { resourceRoutes } from './http/routes/resources.js';
+import { instanceRoutes } from './http/routes/instances.js';
+import { machineTypeRoutes } from './http/routes/machine-types.js';
+import { networkRoutes } from './http/routes/networks.js';
+import { operationRoutes } from './http/routes/operations.js';
+import { projectRoutes } from './http/routes/projects.js';
 import { streamRoutes } from './http/routes/streams.js';
-import { ImageService, MachineTypeService } from './services/catalog.js';
-import { ImageFileService } from './services/image-files.js';
-import { ImageImportService } from './services/image-import.js';
-import { SignalBus, type ServiceContext } from './services/context.js';
-import { EventBus } from './services/events.js';
-import { HostService } from './services/hosts.js';
-import { InstanceService } from './services/instances.js';
-import { NetworkService } from './services/networks.js';
-import { OperationService } from './services/operations.js';
-import { ProjectService } from './services/projects.js';
-import { TokenService } from './services/tokens.js';
+import { tokenRoutes } from './http/routes/tokens.js';
+import type { Api, RouteFamily } from './http/routing.js';
 import { VERSION } from './version.js';
+import { buildServices, type ControlPki, type Services } from './wiring.js';
 
-/** The certificate authority as the control plane uses it. */
-export interface ControlPki {
-  caPem: string;
-  /** TLS material of this control plane's HTTPS listener. */
-  server: { certPem: string; keyPem: string };
-  /** Sign an agent's CSR for `hostId` (CN = host id). */
-  signCsr(csrPem: string, hostId: string): Promise<{ certPem: string; serial: string }>;
-}
-
-/** Everything the routes call. */
-export interface Services {
-  bus: EventBus;
-  projects: ProjectService;
-  tokens: TokenService;
-  hosts: HostService;
-  images: ImageService;
-  /** Image files: upload, agent download, removal. */
-  imageFiles: ImageFileService;
-  /** Images downloaded from URLs. */
-  imageImports: ImageImportService;
-  machineTypes: MachineTypeService;
-  instances: InstanceService;
-  /** Networks and the agents' view of them. */
-  networks: NetworkService;
-  operations: OperationService;
-  hub: AgentHub;
-  pki: ControlPki;
-}
+/** Every family of routes, each in its own module of http/routes. */
+const ROUTE_FAMILIES: readonly RouteFamily[] = [
+  projectRoutes,
+  tokenRoutes,
+  imageRoutes,
+  machineTypeRoutes,
+  instanceRoutes,
+  operationRoutes,
+  hostRoutes,
+  networkRoutes,
+  imageFileRoutes,
+  instanceIoRoutes,
+  streamRoutes,
+];
 
 /** A built control plane: the HTTP server and its services. */
 export interface App {
   http: FastifyInstance;
   services: Services;
   close(): Promise<void>;
-}
-
-/** Build the services over a store. */
-export function buildServices(
-  store: Store,
-  config: Config,
-  pki: ControlPki,
-  log: FastifyInstance['log'],
-  cluster?: Cluster,
-): Services {
-  const bus = new EventBus(store, cluster);
-  const ctx: ServiceContext = {
-    store,
-    config,
-    bus,
-    signals: new SignalBus(cluster),
-    cluster: cluster ?? localOnly(store),
-  };
-  const projects = new ProjectService(ctx);
-  const imageFiles = new ImageFileService(ctx);
-  const operations = new OperationService(ctx);
-  const images = new ImageService(ctx, projects, imageFiles, operations);
-  const imageImports = new ImageImportService(ctx, projects, operations, imageFiles);
-  const machineTypes = new MachineTypeService(ctx);
-  const networks = new NetworkService(ctx, projects);
-  const instances = new InstanceService(ctx, projects, images, machineTypes, operations, networks);
-  const hosts = new HostService(ctx);
-  const hub = new AgentHub(ctx, hosts, instances, log, networks);
-  return {
-    bus,
-    projects,
-    tokens: new TokenService(ctx),
-    hosts,
-    images,
-    imageFiles,
-    imageImports,
-    machineTypes,
-    instances,
-    networks,
-    operations,
-    hub,
-    pki,
-  };
-}
-
-/**
- * Stand-in for services built without a cluster (init, tools). It hears nothing, so on PostgreSQL,
- * where other control planes may write, it says it is not listening (which keeps read caches off).
- */
-function localOnly(store: Store): Cluster {
-  return {
-    origin: 'local',
-    listening: store.dialect === 'sqlite',
-    publish: async () => undefined,
-    subscribe: () => () => undefined,
-    onListening: () => () => undefined,
-    close: async () => undefined,
-  };
-}
-
-/** Create the default project and the builtin machine types if they are missing. */
-export async function seed(services: Services): Promise<void> {
-  await services.machineTypes.seed();
-  try {
-    await services.projects.get({ actor: 'system', admin: true, projects: new Set() }, 'default');
-  } catch {
-    await services.projects
-      .create(
-        { actor: 'system', admin: true, projects: new Set() },
-        { name: 'default', description: 'created on first start' },
-      )
-      .catch(() => undefined);
-  }
 }
 
 /**
@@ -171,6 +80,8 @@ export async function buildApp(opts: {
   }) as unknown as FastifyInstance;
   const cluster = await openCluster(store, (err) => http.log.warn({ err }, 'cluster connection error'));
   const services = buildServices(store, config, pki, http.log, cluster);
+  // Fastify compiles each route's schemas with these once, at startup. Ajv's error format is what
+  // http/errors.ts turns into the error envelope (field, location, plain words for patterns).
   // Bodies are JSON and must have the right types ("2" is not a number);
   // query strings and path parameters are text and are converted.
   const ajvFor = (coerce: boolean) => {
@@ -228,19 +139,16 @@ export async function buildApp(opts: {
   http.get(
     '/healthz',
     { config: { public: true }, schema: { tags: ['system'], summary: 'Liveness and version', security: [] } },
-    async () => ({
+    () => ({
       status: 'ok',
       version: VERSION,
       database: store.dialect,
     }),
   );
-  http.get('/v1/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => http.swagger());
-  resourceRoutes(http, services);
-  computeRoutes(http, services);
-  networkRoutes(http, services);
-  imageFileRoutes(http, services);
-  instanceIoRoutes(http, services);
-  streamRoutes(http, services);
+  http.get('/v1/openapi.json', { config: { public: true }, schema: { hide: true } }, () => http.swagger());
+  // Route types come from the schemas (TypeBox type provider); the validator compiler above checks them.
+  const api: Api = http.withTypeProvider<TypeBoxTypeProvider>();
+  for (const family of ROUTE_FAMILIES) family(api, services);
 
   await http.ready();
   services.hub.start(config);

@@ -5,7 +5,8 @@ import { isIP } from 'node:net';
 import type { Config } from './config.js';
 import { issueClientCert, loadOrCreatePki, signCsr, certificateSerial } from './ca/index.js';
 import { openStore, type Store } from './db/index.js';
-import { buildApp, buildServices, seed, type App, type ControlPki } from './app.js';
+import { buildApp, type App } from './app.js';
+import { buildServices, seed, type ControlPki } from './wiring.js';
 
 /** Paths inside the data directory. */
 export function dataPaths(dataDir: string) {

@@ -2,7 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ERROR_CODES } from '@floe/api';
-import { buildApp, type ControlPki } from './app.js';
+import { buildApp } from './app.js';
+import type { ControlPki } from './wiring.js';
 import { loadConfig } from './config.js';
 import { openStore } from './db/index.js';
 
@@ -64,7 +65,7 @@ export function normalizeOpenapi(doc: Record<string, unknown>): Record<string, u
   const { servers: _servers, paths, ...rest } = doc;
   const sorted = sortKeys(rest) as Record<string, unknown>;
   const sortedPaths: Record<string, unknown> = {};
-  for (const p of Object.keys((paths ?? {}) as Record<string, unknown>).sort()) {
+  for (const p of Object.keys(paths ?? {}).sort()) {
     const item = (paths as Record<string, Record<string, unknown>>)[p]!;
     const methods = Object.keys(item).sort((a, b) => rank(METHOD_ORDER, a) - rank(METHOD_ORDER, b) || (a < b ? -1 : 1));
     const out: Record<string, unknown> = {};

@@ -1,5 +1,6 @@
 /** @floe/server: the floe control plane. */
-export { buildApp, buildServices, seed, type App, type ControlPki, type Services } from './app.js';
+export { buildApp, type App } from './app.js';
+export { buildServices, seed, type ControlPki, type Services } from './wiring.js';
 export { loadConfig, type Config } from './config.js';
 export { init, start, openPki, openConfiguredStore, dataPaths, localHostName, type InitResult } from './control.js';
 export { openStore, type Store } from './db/index.js';

@@ -2,7 +2,8 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { buildApp, type App, type ControlPki } from './app.js';
+import { buildApp, type App } from './app.js';
+import type { ControlPki } from './wiring.js';
 import { certificateSerial, createCa, issueClientCert, issueServerCert, signCsr, type Pki } from './ca/index.js';
 import { loadConfig, type Config } from './config.js';
 import type { Store } from './db/index.js';
@@ -48,7 +49,7 @@ export async function startTestControlPlane(
   const config = loadConfig({ FLOE_DATA: dataDir, FLOE_LISTEN: `${host}:0`, FLOE_LOG_LEVEL: 'warn', ...env });
   const { ca, pki } = shared ?? (await testPki(host === '127.0.0.1' ? [] : [host]));
   const app = await buildApp({ store, config, pki, logger: { level: env.FLOE_LOG_LEVEL ?? 'warn' } });
-  const { seed } = await import('./app.js');
+  const { seed } = await import('./wiring.js');
   await seed(app.services);
   // With a shared database the first control plane made the admin token; others get ''.
   const adminToken = (await app.services.tokens.bootstrapAdmin()) ?? '';

@@ -36,7 +36,7 @@ lines.on('line', (line) => {
     });
     service.setInstances(state.instances);
     if (state.networks !== undefined) service.setNetworks(state.networks);
-    await service.settled();
+    await service.whenIdle();
     print({ ready: Object.fromEntries(service.listening()) });
   })().catch((err: unknown) => {
     print({ error: (err as Error).message });

@@ -1,9 +1,10 @@
 import { pino, type Logger } from 'pino';
 import type { DesiredInstance, DesiredNetwork } from '@floe/api';
-import { PassLoop } from '../pass-loop.js';
 import { gatewayMac } from '../drivers/net/checked-spec.js';
 import { checkId } from '../host/validate.js';
 import type { RunOptions, RunResult } from '../host/exec.js';
+import type { DesiredUpdate, KindReconciler } from '../kinds.js';
+import { WorkQueue } from '../work-queue.js';
 import type { MetadataContext } from './documents.js';
 import { checkPortRange, metadataRuleset, METADATA_NFT_REMOVE, type MetadataNic, type PortRange } from './nft.js';
 import type { FirstBootEvent } from './reports.js';
@@ -72,7 +73,19 @@ export function planMetadata(
  * rules stop. Level-triggered: a failed pass is retried; applying again
  * changes nothing. An agent restart builds both again from the first snapshot.
  */
-export class MetadataService {
+export class MetadataService implements KindReconciler<'metadata'> {
+  /** A pass of its own: the control plane sends no desired state of this kind, it follows instances and networks. */
+  readonly kind = 'metadata';
+  readonly follows = {
+    instance: (items: readonly DesiredInstance[], { full }: DesiredUpdate) => {
+      if (full) this.setInstances(items);
+      else for (const i of items) this.updateInstance(i);
+    },
+    network: (items: readonly DesiredNetwork[], { full }: DesiredUpdate) => {
+      if (full) this.setNetworks(items);
+      else this.updateNetworks(items);
+    },
+  };
   private readonly log: Logger;
   private readonly range: PortRange;
   private readonly server: MetadataServer;
@@ -80,7 +93,9 @@ export class MetadataService {
   private instances = new Map<string, DesiredInstance>();
   private byNic = new Map<string, DesiredInstance>();
   private publicNets = new Set<string>();
-  private readonly loop: PassLoop;
+  /** One key: a pass plans all NICs at once. */
+  private readonly queue: WorkQueue<'host'>;
+  private readonly resyncTimer: NodeJS.Timeout;
   private appliedRules: string | null = null;
   /** The last ruleset logged: a resync that applies the same rules again says so only at debug level. */
   private loggedRules: string | null = null;
@@ -96,22 +111,30 @@ export class MetadataService {
       ...(opts.onFirstBoot === undefined ? {} : { onFirstBoot: opts.onFirstBoot }),
       ...(opts.host === undefined ? {} : { host: opts.host }),
     });
-    this.loop = new PassLoop(() => this.pass(), {
-      ...(opts.retryBackoff === undefined ? {} : { retryBackoff: opts.retryBackoff }),
-      ...(opts.resyncIntervalMs === undefined ? {} : { resyncIntervalMs: opts.resyncIntervalMs }),
-      onResync: () => {
-        this.appliedRules = null;
-      },
-      onFailure: (err, delay) => {
+    this.queue = new WorkQueue({
+      handler: () => this.pass(),
+      retryBackoff: opts.retryBackoff ?? { initialMs: 1000, maxMs: 30_000 },
+      onError: (_key, err, delay) => {
         this.appliedRules = null;
         this.log.warn({ err: (err as Error).message, retry_in_ms: delay }, 'metadata service pass failed');
       },
     });
-    this.loop.startResync();
+    this.resyncTimer = setInterval(() => this.resync(), opts.resyncIntervalMs ?? 30_000);
+    this.resyncTimer.unref();
+  }
+
+  /** The desired state of no kind names the metadata service: it follows instances and networks. */
+  setDesired(): void {}
+
+  /** Apply the rules again now (rules flushed by hand), unless a pass is due anyway. */
+  resync(): void {
+    if (this.queue.has('host')) return;
+    this.appliedRules = null;
+    this.queue.add('host');
   }
 
   /** The instances of a snapshot (those being deleted lose their listeners). */
-  setInstances(instances: DesiredInstance[]): void {
+  setInstances(instances: readonly DesiredInstance[]): void {
     this.instances = new Map(instances.filter((i) => !i.deleting).map((i) => [i.id, i]));
     this.kick();
   }
@@ -124,8 +147,21 @@ export class MetadataService {
   }
 
   /** The networks of this host: on public ones the bridge's MAC is the uplink's, so requests are not re-addressed. */
-  setNetworks(networks: DesiredNetwork[]): void {
-    const pub = new Set(networks.filter((n) => n.kind === 'public').map((n) => n.id));
+  setNetworks(networks: readonly DesiredNetwork[]): void {
+    this.setPublicNets(new Set(networks.filter((n) => n.kind === 'public').map((n) => n.id)));
+  }
+
+  /** Some networks changed (the others stay as they are). */
+  updateNetworks(networks: readonly DesiredNetwork[]): void {
+    const pub = new Set(this.publicNets);
+    for (const n of networks) {
+      if (n.kind === 'public') pub.add(n.id);
+      else pub.delete(n.id);
+    }
+    this.setPublicNets(pub);
+  }
+
+  private setPublicNets(pub: Set<string>): void {
     if (pub.size === this.publicNets.size && [...pub].every((id) => this.publicNets.has(id))) return;
     this.publicNets = pub;
     this.kick();
@@ -136,14 +172,19 @@ export class MetadataService {
     return this.server.ports();
   }
 
-  /** Wait for the pass in flight. */
-  async settled(): Promise<void> {
-    await this.loop.settled();
+  /** Wait for the pass in flight and those asked for. */
+  whenIdle(): Promise<void> {
+    return this.queue.whenIdle();
+  }
+
+  isIdle(): boolean {
+    return this.queue.size === 0;
   }
 
   /** Stop: listeners close, the rules stay (a restarted agent replaces them; until then requests are refused). */
   async stop(): Promise<void> {
-    await this.loop.stop();
+    clearInterval(this.resyncTimer);
+    await this.queue.stop();
     await this.server.stop();
   }
 
@@ -172,7 +213,7 @@ export class MetadataService {
   }
 
   private kick(): void {
-    this.loop.kick();
+    this.queue.add('host');
   }
 
   private async pass(): Promise<void> {

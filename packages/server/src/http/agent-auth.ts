@@ -32,6 +32,10 @@ export function agentPeer(req: FastifyRequest): AgentPeer {
 }
 
 /** preValidation hook form of `agentPeer`. */
-export async function requireAgentCertificate(req: FastifyRequest): Promise<void> {
-  agentPeer(req);
+export function requireAgentCertificate(req: FastifyRequest): Promise<void> {
+  // The executor's throw becomes the rejection fastify answers with.
+  return new Promise<void>((resolve) => {
+    agentPeer(req);
+    resolve();
+  });
 }

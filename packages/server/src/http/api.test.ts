@@ -144,7 +144,7 @@ class Api {
             try {
               resolve(decode(res.statusCode ?? 0, res.headers, Buffer.concat(chunks).toString('utf8')));
             } catch (err) {
-              reject(err);
+              reject(err instanceof Error ? err : new Error(String(err)));
             }
           });
         },

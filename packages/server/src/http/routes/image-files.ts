@@ -1,23 +1,21 @@
 import { createReadStream } from 'node:fs';
-import { FloeError, IdOrNameParams, Image, ImageImport, ImageImported, Name, OperationWaitQuery } from '@floe/api';
+import {
+  FloeError,
+  IdOrNameParams,
+  Image,
+  ImageImport,
+  ImageImported,
+  ImageUploadQuery,
+  OperationWaitQuery,
+} from '@floe/api';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import type { FastifyInstance, FastifySchemaCompiler } from 'fastify';
-import type { Services } from '../../app.js';
+import type { FastifySchemaCompiler } from 'fastify';
+import type { Services } from '../../wiring.js';
+import { isTerminal } from '../../services/operations.js';
 import { agentPeer, requireAgentCertificate } from '../agent-auth.js';
 import { etag, projectOf } from '../request.js';
-import { isTerminal } from '../../services/operations.js';
-import { errors, strict } from './resources.js';
-
-/** Query of the upload: the project a name resolves in, and the expected sha256. */
-const UploadQuery = Type.Object({
-  project: Type.Optional(Name),
-  sha256: Type.Optional(
-    Type.String({
-      pattern: '^[0-9a-fA-F]{64}$',
-      description: 'expected sha256 of the uploaded bytes (or header X-Floe-Sha256)',
-    }),
-  ),
-});
+import { errors, strict, type Api } from '../routing.js';
 
 /** Header carrying a sha256: expected on upload, of the sent file on download. */
 export const SHA256_HEADER = 'x-floe-sha256';
@@ -26,8 +24,9 @@ export const SHA256_HEADER = 'x-floe-sha256';
  * `PUT /v1/images/{id}/file` (the upload, streamed: no JSON body limit) and
  * `GET /v1/agent/images/{id}` (agents fetch files with their client certificate).
  */
-export function imageFileRoutes(app: FastifyInstance, s: Services): void {
-  void app.register(async (scope) => {
+export function imageFileRoutes(app: Api, s: Services): void {
+  void app.register((plain, _options, done) => {
+    const scope = plain.withTypeProvider<TypeBoxTypeProvider>();
     // Leave the body unread: the handler streams request.raw to disk. A body without a
     // content type (curl -T) is taken too; JSON and anything else is refused.
     scope.removeAllContentTypeParsers();
@@ -51,14 +50,14 @@ export function imageFileRoutes(app: FastifyInstance, s: Services): void {
           description:
             'Only an image without a file takes one. A raw upload is converted to qcow2; `status.sha256` is the sha256 of the stored qcow2. A qcow2 with a backing file or an external data file is refused.',
           params: IdOrNameParams,
-          querystring: UploadQuery,
+          querystring: ImageUploadQuery,
           consumes: ['application/octet-stream'],
           body: Type.String({ format: 'binary', description: 'the disk image' }),
           response: { 200: Image, ...errors },
         },
       },
       async (req, reply) => {
-        const q = req.query as { project?: string; sha256?: string };
+        const q = req.query;
         const header = req.headers[SHA256_HEADER];
         const fromHeader = typeof header === 'string' ? header.trim() : undefined;
         if (q.sha256 !== undefined && fromHeader !== undefined && q.sha256.toLowerCase() !== fromHeader.toLowerCase()) {
@@ -70,7 +69,7 @@ export function imageFileRoutes(app: FastifyInstance, s: Services): void {
         const length = req.headers['content-length'];
         let img;
         try {
-          img = await s.imageFiles.upload(req.principal, (req.params as { id: string }).id, projectOf(q), req.raw, {
+          img = await s.imageFiles.upload(req.principal, req.params.id, projectOf(q), req.raw, {
             ...(sha256 === undefined ? {} : { sha256 }),
             ...(length === undefined ? {} : { contentLength: Number(length) }),
           });
@@ -83,6 +82,7 @@ export function imageFileRoutes(app: FastifyInstance, s: Services): void {
         return img;
       },
     );
+    done();
   });
 
   app.post(
@@ -103,8 +103,8 @@ export function imageFileRoutes(app: FastifyInstance, s: Services): void {
       },
     },
     async (req, reply) => {
-      let { image, operation } = await s.imageImports.importFromUrl(req.principal, req.body as ImageImport);
-      const wait = (req.query as { wait?: number }).wait ?? 0;
+      let { image, operation } = await s.imageImports.importFromUrl(req.principal, req.body);
+      const wait = req.query.wait ?? 0;
       if (wait > 0) {
         operation = await s.operations.wait(req.principal, operation.id, wait);
         image = await s.images.get(req.principal, image.id, image.project).catch(() => image);
@@ -129,7 +129,7 @@ export function imageFileRoutes(app: FastifyInstance, s: Services): void {
       if (host.cert_serial !== null && host.cert_serial.toLowerCase() !== peer.serial.toLowerCase()) {
         throw new FloeError('client_certificate_required', 'the client certificate was superseded by a newer one');
       }
-      const file = await s.imageFiles.forHost(peer.hostId, (req.params as { id: string }).id);
+      const file = await s.imageFiles.forHost(peer.hostId, req.params.id);
       reply.header('content-type', 'application/octet-stream');
       reply.header('content-length', String(file.size));
       reply.header(SHA256_HEADER, file.sha256);

@@ -1,11 +1,21 @@
-import { ERROR_CODES, FloeError, IdOrNameParams, InstanceStats, isErrorCode, Name, type Instance } from '@floe/api';
+import {
+  ConsoleQuery,
+  ERROR_CODES,
+  FloeError,
+  IdOrNameParams,
+  InstanceStats,
+  isErrorCode,
+  LogsQuery,
+  ProjectQuery,
+  type Instance,
+} from '@floe/api';
 import { Type } from 'typebox';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
-import type { Services } from '../../app.js';
 import type { ChannelEnd, ServerChannel } from '../../channels.js';
+import type { Services } from '../../wiring.js';
 import { projectOf } from '../request.js';
-import { errors } from './resources.js';
+import { errors, type Api } from '../routing.js';
 
 /** How long the host may take to open a console or log, or to answer a stats request. */
 const HOST_ANSWER_MS = 5000;
@@ -13,8 +23,6 @@ const HOST_ANSWER_MS = 5000;
 const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
 /** Keepalive pings on an idle console, so proxies do not cut it. */
 const PING_MS = 30_000;
-/** The largest `tail_bytes` accepted (the host keeps less than this anyway). */
-const MAX_TAIL_BYTES = 64 * 1024 * 1024;
 
 const CONSOLE_PATH = /^\/v1\/instances\/[^/?#]+\/console(?:[?#]|$)/;
 
@@ -30,29 +38,6 @@ export function acceptsQueryToken(url: string): boolean {
 export function consoleCloseCode(code: string): number {
   return 4000 + (isErrorCode(code) ? ERROR_CODES[code].status : 502);
 }
-
-const ConsoleQuery = Type.Object({
-  project: Type.Optional(Name),
-  access_token: Type.Optional(
-    Type.String({
-      maxLength: 500,
-      description: 'the API token, for clients that cannot send an Authorization header (browsers)',
-    }),
-  ),
-});
-const LogsQuery = Type.Object({
-  project: Type.Optional(Name),
-  tail_bytes: Type.Optional(
-    Type.Integer({
-      minimum: 0,
-      maximum: MAX_TAIL_BYTES,
-      description: 'only the last N bytes of the history (default: all the host keeps)',
-    }),
-  ),
-  follow: Type.Optional(
-    Type.Boolean({ default: false, description: 'keep the response open and stream new output until the client goes' }),
-  ),
-});
 
 /** Consoles opened in preHandler, waiting for their WebSocket. */
 const consoles = new WeakMap<FastifyRequest, ServerChannel>();
@@ -76,14 +61,14 @@ function closeConsole(socket: WebSocket, end: ChannelEnd): void {
 }
 
 /** Serial console (WebSocket), console log (streamed text) and stats of an instance: all through its host's agent link. */
-export function instanceIoRoutes(app: FastifyInstance, s: Services): void {
+export function instanceIoRoutes(app: Api, s: Services): void {
   /** The instance and the host it is placed on. */
-  async function locate(req: FastifyRequest): Promise<{ instance: Instance; hostId: string }> {
-    const instance = await s.instances.get(
-      req.principal,
-      (req.params as { id: string }).id,
-      projectOf(req.query as { project?: string }),
-    );
+  async function locate(
+    req: FastifyRequest,
+    params: IdOrNameParams,
+    query: ProjectQuery,
+  ): Promise<{ instance: Instance; hostId: string }> {
+    const instance = await s.instances.get(req.principal, params.id, projectOf(query));
     const hostId = instance.status.host;
     if (hostId === null) throw new FloeError('invalid_state', `instance ${instance.name} is not placed on a host`);
     return { instance, hostId };
@@ -105,7 +90,7 @@ export function instanceIoRoutes(app: FastifyInstance, s: Services): void {
         throw new FloeError('validation_failed', 'the console is a WebSocket; upgrade the connection', {
           field: 'upgrade',
         });
-      const { instance, hostId } = await locate(req);
+      const { instance, hostId } = await locate(req, req.params, req.query);
       const channel = await s.hub.openChannel(
         hostId,
         { type: 'console.open', instance_id: instance.id },
@@ -119,7 +104,7 @@ export function instanceIoRoutes(app: FastifyInstance, s: Services): void {
       consoles.set(req, channel);
       req.raw.socket.once('close', () => channel.close());
     },
-    handler: async () => {
+    handler: () => {
       throw new FloeError('validation_failed', 'the console is a WebSocket; upgrade the connection', {
         field: 'upgrade',
       });
@@ -178,8 +163,8 @@ export function instanceIoRoutes(app: FastifyInstance, s: Services): void {
       },
     },
     async (req, reply) => {
-      const q = req.query as { tail_bytes?: number; follow?: boolean };
-      const { instance, hostId } = await locate(req);
+      const q = req.query;
+      const { instance, hostId } = await locate(req, req.params, req.query);
       const follow = q.follow === true;
       const channel = await s.hub.openChannel(
         hostId,
@@ -226,12 +211,12 @@ export function instanceIoRoutes(app: FastifyInstance, s: Services): void {
         summary:
           'Counters of a running instance: CPU time, memory, disk and network bytes (read from its host; 409 invalid_state when it is not running)',
         params: IdOrNameParams,
-        querystring: Type.Object({ project: Type.Optional(Name) }),
+        querystring: ProjectQuery,
         response: { 200: InstanceStats, ...errors },
       },
     },
     async (req): Promise<InstanceStats> => {
-      const { instance, hostId } = await locate(req);
+      const { instance, hostId } = await locate(req, req.params, req.query);
       return s.hub.request(hostId, { type: 'stats.get', instance_id: instance.id }, HOST_ANSWER_MS);
     },
   );

@@ -4,48 +4,22 @@ import {
   Network,
   NetworkCreate,
   NetworkPatch,
-  Nic,
-  NicRequest,
+  NicAdd,
+  NicAdded,
+  NicList,
+  NicParams,
   Operation,
-  OperationWaitQuery,
   Page,
   ProjectQuery,
+  ProjectWaitQuery,
+  type NicRequest,
 } from '@floe/api';
-import { Type } from 'typebox';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Services } from '../../app.js';
-import { isTerminal } from '../../services/operations.js';
+import type { Services } from '../../wiring.js';
 import { etag, ifMatch, projectOf } from '../request.js';
-import { errors, noContent, strict } from './resources.js';
-
-const ProjectWaitQuery = Type.Object({ ...ProjectQuery.properties, ...OperationWaitQuery.properties });
-type PW = { project?: string; wait?: number };
-
-/** Body of `POST /v1/instances/{id}/nics`: the network, and optionally the addresses wanted. */
-const NicAdd = Type.Object({
-  network: Type.String({ minLength: 1, maxLength: 100, description: 'network id or name' }),
-  ipv4: Type.Optional(Type.String({ minLength: 7, maxLength: 15 })),
-  ipv6: Type.Optional(Type.String({ minLength: 2, maxLength: 45 })),
-});
-const NicParams = Type.Object({
-  id: Type.String({ minLength: 1, maxLength: 100 }),
-  nic: Type.String({ minLength: 1, maxLength: 100 }),
-});
-const NicOp = Type.Object({ nic: Nic, operation: Operation });
-
-// Operations answer 202 while they run and 200 once ended (after `?wait=`), as instance actions do.
-async function waitFor(s: Services, req: FastifyRequest, op: Operation): Promise<Operation> {
-  const wait = (req.query as PW).wait ?? 0;
-  return wait > 0 ? s.operations.wait(req.principal, op.id, wait) : op;
-}
-
-function answer(reply: FastifyReply, op: Operation, body: unknown = op): FastifyReply {
-  reply.header('location', `/v1/operations/${op.id}`);
-  return reply.code(isTerminal(op.status) ? 200 : 202).send(body);
-}
+import { answerOperation, errors, noContent, strict, waited, type Api } from '../routing.js';
 
 /** Networks and the NICs of instances. */
-export function networkRoutes(app: FastifyInstance, s: Services): void {
+export function networkRoutes(app: Api, s: Services): void {
   app.get(
     '/v1/networks',
     {
@@ -56,7 +30,7 @@ export function networkRoutes(app: FastifyInstance, s: Services): void {
         response: { 200: Page(Network), ...errors },
       },
     },
-    (req) => s.networks.list(req.principal, req.query as ListQuery),
+    (req) => s.networks.list(req.principal, req.query),
   );
   app.post(
     '/v1/networks',
@@ -69,7 +43,7 @@ export function networkRoutes(app: FastifyInstance, s: Services): void {
       },
     },
     async (req, reply) => {
-      const n = await s.networks.create(req.principal, req.body as NetworkCreate);
+      const n = await s.networks.create(req.principal, req.body);
       etag(reply, n.revision);
       reply.header('location', `/v1/networks/${n.id}`);
       return reply.code(201).send(n);
@@ -87,7 +61,7 @@ export function networkRoutes(app: FastifyInstance, s: Services): void {
       },
     },
     async (req, reply) => {
-      const n = await s.networks.get(req.principal, (req.params as { id: string }).id, projectOf(req.query as PW));
+      const n = await s.networks.get(req.principal, req.params.id, projectOf(req.query));
       etag(reply, n.revision);
       return n;
     },
@@ -105,13 +79,7 @@ export function networkRoutes(app: FastifyInstance, s: Services): void {
       },
     },
     async (req, reply) => {
-      const n = await s.networks.update(
-        req.principal,
-        (req.params as { id: string }).id,
-        projectOf(req.query as PW),
-        req.body as NetworkPatch,
-        ifMatch(req),
-      );
+      const n = await s.networks.update(req.principal, req.params.id, projectOf(req.query), req.body, ifMatch(req));
       etag(reply, n.revision);
       return n;
     },
@@ -128,13 +96,8 @@ export function networkRoutes(app: FastifyInstance, s: Services): void {
       },
     },
     async (req, reply) => {
-      await s.networks.delete(
-        req.principal,
-        (req.params as { id: string }).id,
-        projectOf(req.query as PW),
-        ifMatch(req),
-      );
-      return reply.code(204).send();
+      await s.networks.delete(req.principal, req.params.id, projectOf(req.query), ifMatch(req));
+      return reply.code(204).send(null);
     },
   );
 
@@ -146,11 +109,11 @@ export function networkRoutes(app: FastifyInstance, s: Services): void {
         summary: 'List the NICs of an instance',
         params: IdOrNameParams,
         querystring: ProjectQuery,
-        response: { 200: Type.Object({ items: Type.Array(Nic) }), ...errors },
+        response: { 200: NicList, ...errors },
       },
     },
     async (req) => ({
-      items: await s.instances.nics(req.principal, (req.params as { id: string }).id, projectOf(req.query as PW)),
+      items: await s.instances.nics(req.principal, req.params.id, projectOf(req.query)),
     }),
   );
   app.post(
@@ -162,19 +125,18 @@ export function networkRoutes(app: FastifyInstance, s: Services): void {
         params: IdOrNameParams,
         querystring: ProjectWaitQuery,
         body: strict(NicAdd),
-        response: { 200: NicOp, 202: NicOp, ...errors },
+        response: { 200: NicAdded, 202: NicAdded, ...errors },
       },
     },
     async (req, reply) => {
-      const body = req.body as { network: string; ipv4?: string; ipv6?: string };
       const { nic, operation } = await s.instances.addNic(
         req.principal,
-        (req.params as { id: string }).id,
-        projectOf(req.query as PW),
-        body satisfies NicRequest,
+        req.params.id,
+        projectOf(req.query),
+        req.body satisfies NicRequest,
       );
-      const op = await waitFor(s, req, operation);
-      return answer(reply, op, { nic, operation: op });
+      const op = await waited(s, req, operation, req.query.wait);
+      return answerOperation(reply, op, { nic, operation: op });
     },
   );
   app.delete(
@@ -189,11 +151,9 @@ export function networkRoutes(app: FastifyInstance, s: Services): void {
       },
     },
     async (req, reply) => {
-      const p = req.params as { id: string; nic: string };
-      return answer(
-        reply,
-        await waitFor(s, req, await s.instances.removeNic(req.principal, p.id, projectOf(req.query as PW), p.nic)),
-      );
+      const { id, nic } = req.params;
+      const op = await s.instances.removeNic(req.principal, id, projectOf(req.query), nic);
+      return answerOperation(reply, await waited(s, req, op, req.query.wait));
     },
   );
 }

@@ -1,11 +1,10 @@
 import type { TLSSocket } from 'node:tls';
-import { Event, EventsQuery, FloeError, type Event as EventT, type EventsQuery as EventsQueryT } from '@floe/api';
-import { Type } from 'typebox';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { Services } from '../../app.js';
+import { Event, EventsQuery, FloeError, Page, type Event as EventT, type EventsQuery as EventsQueryT } from '@floe/api';
+import type { FastifyRequest } from 'fastify';
 import { filterFromQuery, matches } from '../../services/events.js';
+import type { Services } from '../../wiring.js';
 import { requireAgentCertificate } from '../agent-auth.js';
-import { errors } from './resources.js';
+import { errors, type Api } from '../routing.js';
 
 /** How often an idle event stream gets a keepalive. */
 const KEEPALIVE_MS = 15_000;
@@ -19,7 +18,7 @@ function resumeFrom(req: FastifyRequest, q: EventsQueryT): number | null {
 }
 
 /** `/v1/events` (SSE, WebSocket or a JSON page) and `/v1/agent` (the agent link). */
-export function streamRoutes(app: FastifyInstance, s: Services): void {
+export function streamRoutes(app: Api, s: Services): void {
   app.route({
     method: 'GET',
     url: '/v1/events',
@@ -28,13 +27,10 @@ export function streamRoutes(app: FastifyInstance, s: Services): void {
       summary:
         'Event stream: Server-Sent Events with Accept: text/event-stream, a WebSocket on upgrade, else a JSON page of events after ?since=',
       querystring: EventsQuery,
-      response: {
-        200: Type.Object({ items: Type.Array(Event), next_cursor: Type.Union([Type.String(), Type.Null()]) }),
-        ...errors,
-      },
+      response: { 200: Page(Event), ...errors },
     },
     handler: async (req, reply) => {
-      const q = req.query as EventsQueryT;
+      const q = req.query;
       const filter = filterFromQuery(req.principal, q);
       const since = resumeFrom(req, q);
       if (!String(req.headers.accept ?? '').includes('text/event-stream')) {
@@ -55,6 +51,8 @@ export function streamRoutes(app: FastifyInstance, s: Services): void {
           write(e);
         }
       });
+      // Set once the stream opens; the close handler may run before that.
+      // eslint-disable-next-line prefer-const
       let keepalive: NodeJS.Timeout | undefined;
       let closed = false;
       req.raw.on('close', () => {
@@ -99,7 +97,7 @@ export function streamRoutes(app: FastifyInstance, s: Services): void {
       buffered = null;
     },
     wsHandler: async (socket, req) => {
-      const q = req.query as EventsQueryT;
+      const q = req.query;
       const filter = filterFromQuery(req.principal, q);
       const since = resumeFrom(req, q);
       // As for SSE: subscribe first and buffer, then replay in batches, then go live.
@@ -139,7 +137,7 @@ export function streamRoutes(app: FastifyInstance, s: Services): void {
     config: { public: true },
     schema: { hide: true },
     preValidation: requireAgentCertificate,
-    handler: async () => {
+    handler: () => {
       throw new FloeError('validation_failed', 'the agent link is a WebSocket; upgrade the connection', {
         field: 'upgrade',
       });

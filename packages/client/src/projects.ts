@@ -1,0 +1,49 @@
+import type { Project, ProjectCreate, ProjectPatch, Token, TokenCreate, TokenCreated } from '@floe/api';
+import { defined, ListApi, type CallOptions, type MergePatch, type PostOptions, type UpdateOptions } from './calls.js';
+
+/**
+ * Projects (tenants): `client.projects`.
+ *
+ * @example
+ * const p = await client.projects.create({ name: 'shop', description: 'web shop' });
+ * await client.projects.update('shop', { labels: { team: 'web' } });
+ */
+export class ProjectsApi extends ListApi<Project> {
+  /** Fetches one project by id or name. */
+  get(id: string, options: CallOptions = {}): Promise<Project> {
+    return this.t.request('GET', this.path(id), defined({ signal: options.signal }));
+  }
+  /** Creates a project. */
+  create(body: ProjectCreate, options: PostOptions = {}): Promise<Project> {
+    return this.t.request('POST', this.base, defined({ body, ...options }));
+  }
+  /** Changes labels, metadata or description (JSON merge patch). */
+  update(id: string, patch: MergePatch<ProjectPatch>, options: UpdateOptions = {}): Promise<Project> {
+    return this.t.request(
+      'PATCH',
+      this.path(id),
+      defined({ body: patch, ifMatch: options.ifMatch, signal: options.signal }),
+    );
+  }
+  /** Deletes an empty project (`in_use` otherwise). */
+  async delete(id: string, options: CallOptions = {}): Promise<void> {
+    await this.t.request('DELETE', this.path(id), defined({ signal: options.signal }));
+  }
+}
+
+/**
+ * API tokens: `client.tokens`. The secret is returned once, by `create`.
+ *
+ * @example
+ * const { token, secret } = await client.tokens.create({ name: 'ci', projects: ['shop'], expires_in_days: 30 });
+ */
+export class TokensApi extends ListApi<Token> {
+  /** Creates a token; the answer holds its secret, which is never shown again. */
+  create(body: TokenCreate, options: PostOptions = {}): Promise<TokenCreated> {
+    return this.t.request('POST', this.base, defined({ body, ...options }));
+  }
+  /** Revokes a token. */
+  async delete(id: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    await this.t.request('DELETE', this.path(id), defined({ signal: options.signal }));
+  }
+}

@@ -1,0 +1,120 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { Config } from './config.js';
+import type { Store } from './db/index.js';
+import { AgentHub } from './agent-hub.js';
+import type { Cluster } from './cluster.js';
+import { ImageService, MachineTypeService } from './services/catalog.js';
+import { ImageFileService } from './services/image-files.js';
+import { ImageImportService } from './services/image-import.js';
+import { SignalBus, type ServiceContext } from './services/context.js';
+import { EventBus } from './services/events.js';
+import { HostService } from './services/hosts.js';
+import { InstanceService } from './services/instances.js';
+import { NetworkService } from './services/networks.js';
+import { OperationService } from './services/operations.js';
+import { ProjectService } from './services/projects.js';
+import { TokenService } from './services/tokens.js';
+
+// The services of a control plane and how they are wired together; the HTTP layer (app.ts, http/**) only calls them.
+
+/** The certificate authority as the control plane uses it. */
+export interface ControlPki {
+  caPem: string;
+  /** TLS material of this control plane's HTTPS listener. */
+  server: { certPem: string; keyPem: string };
+  /** Sign an agent's CSR for `hostId` (CN = host id). */
+  signCsr(csrPem: string, hostId: string): Promise<{ certPem: string; serial: string }>;
+}
+
+/** Everything the routes call. */
+export interface Services {
+  bus: EventBus;
+  projects: ProjectService;
+  tokens: TokenService;
+  hosts: HostService;
+  images: ImageService;
+  /** Image files: upload, agent download, removal. */
+  imageFiles: ImageFileService;
+  /** Images downloaded from URLs. */
+  imageImports: ImageImportService;
+  machineTypes: MachineTypeService;
+  instances: InstanceService;
+  /** Networks and the agents' view of them. */
+  networks: NetworkService;
+  operations: OperationService;
+  hub: AgentHub;
+  pki: ControlPki;
+}
+
+/** Build the services over a store. */
+export function buildServices(
+  store: Store,
+  config: Config,
+  pki: ControlPki,
+  log: FastifyBaseLogger,
+  cluster?: Cluster,
+): Services {
+  const bus = new EventBus(store, cluster);
+  const ctx: ServiceContext = {
+    store,
+    config,
+    bus,
+    signals: new SignalBus(cluster),
+    cluster: cluster ?? localOnly(store),
+  };
+  const projects = new ProjectService(ctx);
+  const imageFiles = new ImageFileService(ctx);
+  const operations = new OperationService(ctx);
+  const images = new ImageService(ctx, projects, imageFiles, operations);
+  const imageImports = new ImageImportService(ctx, projects, operations, imageFiles);
+  const machineTypes = new MachineTypeService(ctx);
+  const networks = new NetworkService(ctx, projects);
+  const instances = new InstanceService(ctx, projects, images, machineTypes, operations, networks);
+  const hosts = new HostService(ctx);
+  const hub = new AgentHub(ctx, hosts, instances, log, networks);
+  return {
+    bus,
+    projects,
+    tokens: new TokenService(ctx),
+    hosts,
+    images,
+    imageFiles,
+    imageImports,
+    machineTypes,
+    instances,
+    networks,
+    operations,
+    hub,
+    pki,
+  };
+}
+
+/**
+ * Stand-in for services built without a cluster (init, tools). It hears nothing, so on PostgreSQL,
+ * where other control planes may write, it says it is not listening (which keeps read caches off).
+ */
+function localOnly(store: Store): Cluster {
+  return {
+    origin: 'local',
+    listening: store.dialect === 'sqlite',
+    publish: () => Promise.resolve(),
+    subscribe: () => () => undefined,
+    onListening: () => () => undefined,
+    close: () => Promise.resolve(),
+  };
+}
+
+/** Create the default project and the builtin machine types if they are missing. */
+export async function seed(services: Services): Promise<void> {
+  await services.machineTypes.seed();
+  try {
+    await services.projects.get({ actor: 'system', admin: true, projects: new Set() }, 'default');
+  } catch {
+    await services.projects
+      .create(
+        { actor: 'system', admin: true, projects: new Set() },
+        { name: 'default', description: 'created on first start' },
+      )
+      .catch(() => undefined);
+  }
+}
