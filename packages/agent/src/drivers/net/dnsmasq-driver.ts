@@ -16,6 +16,15 @@ async function writeIfChanged(file: string, text: string): Promise<boolean> {
   return true;
 }
 
+/** Whether a process exists and is not a zombie (a zombie has closed its files and sockets). */
+async function holdsResources(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
+  if (stat === null) return false;
+  // The state follows the command name in parentheses, which may itself hold spaces or parentheses.
+  const state = stat.slice(stat.lastIndexOf(')') + 2)[0];
+  return state !== 'Z' && state !== 'X';
+}
+
 /**
  * The DHCP/DNS area on Linux: one dnsmasq per network, its files under the
  * agent's state directory and under /run (see dnsmasqPaths). A dnsmasq
@@ -82,13 +91,19 @@ export class DnsmasqDriver implements DhcpDriver {
     return cmdline.split('\0').includes(`--conf-file=${paths.conf}`) ? pid : null;
   }
 
-  /** Stop the network's dnsmasq (SIGTERM, then SIGKILL after 2 s) and forget its pidfile. */
+  /** Stop the network's dnsmasq (SIGTERM, then SIGKILL after 2 s), wait until it has let go of its sockets, and forget its pidfile. */
   async stopDhcp(netId: string): Promise<void> {
     const pid = await this.dhcpPid(netId);
     if (pid !== null) {
       process.kill(pid, 'SIGTERM');
-      for (let i = 0; i < 40 && (await this.dhcpPid(netId)) !== null; i++) await sleep(50);
-      if ((await this.dhcpPid(netId)) !== null) process.kill(pid, 'SIGKILL');
+      // An exiting dnsmasq loses its command line before it closes its sockets: wait for both, or a new one
+      // started right after finds its addresses in use.
+      const gone = async () => (await this.dhcpPid(netId)) === null && !(await holdsResources(pid));
+      for (let i = 0; i < 40 && !(await gone()); i++) await sleep(50);
+      if ((await this.dhcpPid(netId)) !== null) {
+        process.kill(pid, 'SIGKILL');
+        for (let i = 0; i < 20 && (await holdsResources(pid)); i++) await sleep(50);
+      }
     }
     await rm(dnsmasqPaths(this.stateDir, netId).pidFile, { force: true });
   }

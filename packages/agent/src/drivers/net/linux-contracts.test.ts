@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe } from 'vitest';
@@ -89,8 +89,13 @@ describe.skipIf(reason !== null)('host network areas on Linux, in network namesp
       prepare: async (net) => void (await h.driver.network.ensureNetwork(net)),
       kill: async (netId) => {
         const pid = await h.driver.dhcpPid(netId);
-        if (pid !== null) process.kill(pid, 'SIGKILL');
-        await waitFor('dnsmasq to die', async () => (await h.driver.dhcpPid(netId)) === null);
+        if (pid === null) return;
+        process.kill(pid, 'SIGKILL');
+        // Gone, or a zombie: either way its sockets are closed.
+        await waitFor('dnsmasq to die', async () => {
+          const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
+          return stat === null || /^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
+        });
       },
       cleanup: h.cleanup,
     };
