@@ -121,18 +121,18 @@ describe('DesiredNetwork → NetSpec', () => {
       dns: true,
       gatewayMode: 'host',
       peers: ['192.0.2.2'],
-      uplink: 'eth0',
+      natInterface: 'eth0',
       ipv4: { cidr: '10.10.0.0/24', gateway: '10.10.0.1' },
       ipv6: { cidr: 'fd00:10::/64', gateway: 'fd00:10::1' },
     });
-    expect(toNetSpec(NET).uplink).toBeUndefined();
+    expect(toNetSpec(NET).natInterface).toBeUndefined();
     expect(toNetSpec(NET).hostAddrs).toBeUndefined();
   });
 
   it('keeps no gateway in none mode and puts the host address on the bridge itself', () => {
     const none = { ...NET, gateway: 'none', gateway4: null, gateway6: null };
     const spec = toNetSpec(none, { natUplink: 'eth0' });
-    expect([spec.gatewayMode, spec.ipv4?.gateway, spec.ipv6?.gateway, spec.uplink]).toEqual([
+    expect([spec.gatewayMode, spec.ipv4?.gateway, spec.ipv6?.gateway, spec.natInterface]).toEqual([
       'none',
       null,
       null,
@@ -225,7 +225,7 @@ class RecordingHost implements NetworkHost {
       this.failNext--;
       throw new Error('bridge busy');
     }
-    this.calls.push(`ensureNetwork ${net.id} uplink=${net.uplink ?? '-'}`);
+    this.calls.push(`ensureNetwork ${net.id} uplink=${net.natInterface ?? '-'}`);
     this.ports.push({ net: net.id, nics: nics.map((n) => n.id) });
     return 'br';
   }

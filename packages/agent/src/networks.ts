@@ -6,6 +6,7 @@ import type { DesiredUpdate, KindReconciler } from './kinds.js';
 import { WorkQueue } from './work-queue.js';
 import type { HostNetworkDriver } from './drivers/net/driver.js';
 import { bridgeName, checkCidr, checkId, checkIfName, checkIp, NET_ID_RE } from './drivers/net/names.js';
+import { isIfName } from './host/validate.js';
 import type { GatewayMode, NetSpec, NicSpec } from './drivers/net/types.js';
 
 /** The part of HostNetworkDriver the network reconciler uses (a recording fake in unit tests). */
@@ -32,7 +33,7 @@ function gatewayMode(gateway: string): GatewayMode {
  *   mode and the per-family gateway addresses (`gateway4`/`gateway6`, null in
  *   `none` mode).
  * - `uplink` of a DesiredNetwork is the physical interface a public network's
- *   bridge takes over (NetSpec's `physical`); NetSpec's `uplink` is the
+ *   bridge takes over (NetSpec's `physical`); NetSpec's `natInterface` is the
  *   interface a host gateway NATs to, which only the agent knows (`natUplink`).
  * - A public network's gateway is its LAN's router (mode `vm`: "a router
  *   elsewhere", named to guests by DHCP) or `none`; it has no VXLAN peers.
@@ -73,7 +74,7 @@ export function toNetSpec(net: DesiredNetwork, opts: NetSpecOptions = {}): NetSp
     ...common,
     ...(net.dhcpv6 === true && net.ipv6 !== null ? { dhcpv6: true } : {}),
     peers: [...net.peers],
-    ...(mode === 'host' && opts.natUplink !== undefined ? { uplink: checkIfName('uplink', opts.natUplink) } : {}),
+    ...(mode === 'host' && opts.natUplink !== undefined ? { natInterface: checkIfName('uplink', opts.natUplink) } : {}),
     ...(mode === 'host' ? {} : { hostAddrs: hostAddrs(net) }),
   };
 }
@@ -110,7 +111,7 @@ export function parseDefaultRoute(json: string): string | null {
   try {
     const routes = JSON.parse(json || '[]') as { dst?: string; dev?: string }[];
     const dev = routes.find((r) => r.dst === 'default' && typeof r.dev === 'string')?.dev ?? null;
-    return dev !== null && /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/.test(dev) ? dev : null;
+    return isIfName(dev) ? dev : null;
   } catch {
     return null;
   }

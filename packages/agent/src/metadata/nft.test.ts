@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { desiredInstance } from '@floe/testkit';
-import { gatewayMac } from '../drivers/net/builders.js';
+import { gatewayMac } from '../drivers/net/checked-spec.js';
 import { fieldOf } from '../drivers/net/testing.js';
 import { metadataMark, metadataRuleset, parsePortRange } from './nft.js';
 import { planMetadata } from './service.js';

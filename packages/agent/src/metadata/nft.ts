@@ -1,5 +1,7 @@
 import { FloeError } from '@floe/api';
-import { checkInt, checkMac, tapName } from '../drivers/net/names.js';
+import { checkInt, checkMac } from '../host/validate.js';
+import { tapName } from '../drivers/net/names.js';
+import { removeTablesScript, renderTables } from '../drivers/net/nft-tables.js';
 import { METADATA_IPV4, METADATA_IPV6 } from './vendor-data.js';
 
 /** One local NIC the metadata service answers: its tap, its port on the host, and its bridge's MAC when known. */
@@ -44,9 +46,13 @@ export function parsePortRange(text: string): PortRange {
   return checkPortRange({ first: Number(m[1]), last: Number(m[2]) });
 }
 
+const TABLES = [
+  { family: 'bridge', name: 'floe_meta' },
+  { family: 'inet', name: 'floe_meta' },
+] as const;
+
 /** The nft script that removes floe's metadata tables (declared first, so it works when they are absent). */
-export const METADATA_NFT_REMOVE =
-  'table bridge floe_meta\ndelete table bridge floe_meta\ntable inet floe_meta\ndelete table inet floe_meta\n';
+export const METADATA_NFT_REMOVE = removeTablesScript(TABLES);
 
 /**
  * The metadata service's firewall as one `nft -f` transaction (tables
@@ -74,31 +80,48 @@ export function metadataRuleset(nics: readonly MetadataNic[], range: PortRange):
     ports.add(n.port);
     if (n.bridgeMac !== undefined) checkMac(`nics[${i}].bridge_mac`, n.bridgeMac);
   });
-  const b: string[] = ['table bridge floe_meta', 'delete table bridge floe_meta', 'table bridge floe_meta {'];
-  // After floe's anti-spoofing chain (priority -200): a frame with a forged source is dropped there whatever happens here.
-  b.push('\tchain prerouting {', '\t\ttype filter hook prerouting priority -150; policy accept;');
-  for (const n of sorted) {
-    const tap = tapName(n.nicId);
-    const to = `meta mark set ${metadataMark(n.port)}${n.bridgeMac === undefined ? '' : ` ether daddr set ${n.bridgeMac}`} meta pkttype set host`;
-    b.push(`\t\tiifname "${tap}" ip daddr ${METADATA_IPV4} tcp dport 80 ${to}`);
-    b.push(`\t\tiifname "${tap}" ip6 daddr ${METADATA_IPV6} tcp dport 80 ${to}`);
-  }
-  // Anything else from a guest to the metadata address (another port, UDP) goes nowhere: not out of a host gateway's
-  // NAT to whatever answers there on the host's network (a cloud's own metadata service), nor to a router VM.
-  b.push(`\t\tiifname "fltp*" ip daddr ${METADATA_IPV4} meta mark & 0xffff0000 != 0x666c0000 drop`);
-  b.push(`\t\tiifname "fltp*" ip6 daddr ${METADATA_IPV6} meta mark & 0xffff0000 != 0x666c0000 drop`);
-  b.push('\t}', '}');
-  const i: string[] = ['table inet floe_meta', 'delete table inet floe_meta', 'table inet floe_meta {'];
-  i.push('\tchain prerouting {', '\t\ttype nat hook prerouting priority dstnat; policy accept;');
-  for (const n of sorted) {
-    i.push(`\t\tmeta mark ${metadataMark(n.port)} ip daddr ${METADATA_IPV4} tcp dport 80 redirect to :${n.port}`);
-    i.push(`\t\tmeta mark ${metadataMark(n.port)} ip6 daddr ${METADATA_IPV6} tcp dport 80 redirect to :${n.port}`);
-  }
-  i.push('\t}');
-  i.push('\tchain input {', '\t\ttype filter hook input priority filter; policy accept;');
-  for (const n of sorted) i.push(`\t\tmeta mark ${metadataMark(n.port)} tcp dport ${n.port} ct status dnat accept`);
-  // Only new connections: a reply to the host's own outgoing connection from a port in the range passes.
-  i.push(`\t\ttcp dport ${range.first}-${range.last} ct state new drop`);
-  i.push('\t}', '}');
-  return `${[...b, ...i].join('\n')}\n`;
+  const tag = (port: number, bridgeMac: string | undefined) =>
+    `meta mark set ${metadataMark(port)}${bridgeMac === undefined ? '' : ` ether daddr set ${bridgeMac}`} meta pkttype set host`;
+  const marking = sorted.flatMap((n) => [
+    `iifname "${tapName(n.nicId)}" ip daddr ${METADATA_IPV4} tcp dport 80 ${tag(n.port, n.bridgeMac)}`,
+    `iifname "${tapName(n.nicId)}" ip6 daddr ${METADATA_IPV6} tcp dport 80 ${tag(n.port, n.bridgeMac)}`,
+  ]);
+  const redirects = sorted.flatMap((n) => [
+    `meta mark ${metadataMark(n.port)} ip daddr ${METADATA_IPV4} tcp dport 80 redirect to :${n.port}`,
+    `meta mark ${metadataMark(n.port)} ip6 daddr ${METADATA_IPV6} tcp dport 80 redirect to :${n.port}`,
+  ]);
+  return renderTables([
+    {
+      ...TABLES[0],
+      chains: [
+        {
+          name: 'prerouting',
+          // After floe's anti-spoofing chain (priority -200): a frame with a forged source is dropped there whatever happens here.
+          hook: 'type filter hook prerouting priority -150; policy accept;',
+          rules: [
+            ...marking,
+            // Anything else from a guest to the metadata address (another port, UDP) goes nowhere: not out of a host gateway's
+            // NAT to whatever answers there on the host's network (a cloud's own metadata service), nor to a router VM.
+            `iifname "fltp*" ip daddr ${METADATA_IPV4} meta mark & 0xffff0000 != 0x666c0000 drop`,
+            `iifname "fltp*" ip6 daddr ${METADATA_IPV6} meta mark & 0xffff0000 != 0x666c0000 drop`,
+          ],
+        },
+      ],
+    },
+    {
+      ...TABLES[1],
+      chains: [
+        { name: 'prerouting', hook: 'type nat hook prerouting priority dstnat; policy accept;', rules: redirects },
+        {
+          name: 'input',
+          hook: 'type filter hook input priority filter; policy accept;',
+          rules: [
+            ...sorted.map((n) => `meta mark ${metadataMark(n.port)} tcp dport ${n.port} ct status dnat accept`),
+            // Only new connections: a reply to the host's own outgoing connection from a port in the range passes.
+            `tcp dport ${range.first}-${range.last} ct state new drop`,
+          ],
+        },
+      ],
+    },
+  ]);
 }

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { DesiredInstance, DesiredNetwork } from '@floe/api';
 import { desiredInstance } from '@floe/testkit';
-import { gatewayMac } from '../drivers/net/builders.js';
+import { gatewayMac } from '../drivers/net/checked-spec.js';
 import { ReconcilerRegistry } from '../kinds.js';
 import { MetadataService } from './service.js';
 

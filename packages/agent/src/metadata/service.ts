@@ -1,7 +1,7 @@
 import { pino, type Logger } from 'pino';
 import type { DesiredInstance, DesiredNetwork } from '@floe/api';
-import { gatewayMac } from '../drivers/net/builders.js';
-import { checkId } from '../drivers/net/names.js';
+import { gatewayMac } from '../drivers/net/checked-spec.js';
+import { checkId } from '../host/validate.js';
 import type { RunOptions, RunResult } from '../host/exec.js';
 import type { DesiredUpdate, KindReconciler } from '../kinds.js';
 import { WorkQueue } from '../work-queue.js';

@@ -2,8 +2,9 @@ import { createHash } from 'node:crypto';
 import { isAbsolute, join } from 'node:path';
 import { FloeError } from '@floe/api';
 import { METADATA_IPV4 } from '../../metadata/vendor-data.js';
-import { checkNet, checkNic, type CheckedNet } from './builders.js';
-import { checkId, ipv4Netmask } from './names.js';
+import { checkNet, checkNic, type CheckedNet } from './checked-spec.js';
+import { ipv4Netmask } from './ip.js';
+import { networkStateDir } from './names.js';
 import type { NetSpec, NicSpec } from './types.js';
 
 /**
@@ -57,6 +58,7 @@ export function dnsmasqPaths(stateDir: string, netId: string, runDir = dnsmasqRu
     ['state_dir', stateDir],
     ['run_dir', runDir],
   ] as const) {
+    // eslint-disable-next-line no-control-regex -- control characters are what it refuses
     if (!isAbsolute(d) || /[\u0000-\u001f\u007f\s]/.test(d))
       throw new FloeError(
         'validation_failed',
@@ -64,7 +66,7 @@ export function dnsmasqPaths(stateDir: string, netId: string, runDir = dnsmasqRu
         { field },
       );
   }
-  const dir = join(stateDir, 'net', checkId('network_id', netId));
+  const dir = networkStateDir(stateDir, netId);
   const run = join(runDir, netId);
   return {
     dir,

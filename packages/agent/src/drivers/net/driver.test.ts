@@ -8,7 +8,8 @@ import { run, startProcess, which, type ProcessHandle } from '../../host/exec.js
 import { dnsmasqRunDir } from './dnsmasq.js';
 import { HostNetworkDriver } from './driver.js';
 import { inNs, ipIn, netnsUnavailable, ping, waitFor } from './testing.js';
-import { bridgeName, eui64Address, tapName, vxlanName } from './names.js';
+import { eui64Address } from './ip.js';
+import { bridgeName, tapName, vxlanName } from './names.js';
 import type { NetSpec, NicSpec } from './types.js';
 
 /*
@@ -61,9 +62,9 @@ const NET2: NetSpec = {
   dns: false,
   peers: [],
 };
-const NET1_A: NetSpec = { ...NET1, peers: ['192.0.2.2'], uplink: 'up0' };
+const NET1_A: NetSpec = { ...NET1, peers: ['192.0.2.2'], natInterface: 'up0' };
 const NET1_B: NetSpec = { ...NET1, peers: ['192.0.2.1'] };
-const NET2_A: NetSpec = { ...NET2, uplink: 'up0' };
+const NET2_A: NetSpec = { ...NET2, natInterface: 'up0' };
 
 function nic(n: number, net: NetSpec, ipv4: string, hostname: string): NicSpec {
   const mac = `52:54:00:00:${sfx.slice(0, 2)}:0${n}`;

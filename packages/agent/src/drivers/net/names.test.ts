@@ -1,18 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { FloeError } from '@floe/api';
-import {
-  bridgeName,
-  checkCidr,
-  checkHostname,
-  checkIfName,
-  checkIp,
-  checkMac,
-  checkNetns,
-  eui64Address,
-  ipv4Netmask,
-  tapName,
-  vxlanName,
-} from './names.js';
+import { checkCidr, checkHostname, checkIfName, checkIp, checkMac, checkNetns } from '../../host/validate.js';
+import { eui64Address, inSubnet, ipv4Netmask } from './ip.js';
+import { bridgeName, tapName, vxlanName } from './names.js';
 
 function expectInvalid(fn: () => unknown, field: string): void {
   let thrown: unknown;
@@ -79,5 +69,9 @@ describe('validators', () => {
     expect(eui64Address('fd00:10::/64', '52:54:00:12:34:56')).toBe('fd00:10::5054:ff:fe12:3456');
     expect(eui64Address('2001:db8:1:2::/64', '02:00:00:00:00:01')).toBe('2001:db8:1:2:0:ff:fe00:1');
     expectInvalid(() => eui64Address('fd00::/48', '52:54:00:12:34:56'), 'cidr');
+    expect(inSubnet('10.10.0.7', '10.10.0.0', 24)).toBe(true);
+    expect(inSubnet('10.10.1.7', '10.10.0.0', 24)).toBe(false);
+    expect(inSubnet('fd00:10::5', '10.10.0.0', 24)).toBe(false);
+    expect(inSubnet('fd00:10::5', 'fd00:10::', 64)).toBe(true);
   });
 });

@@ -4,14 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { run, which } from '../../host/exec.js';
-import { checkNet } from './builders.js';
+import { run } from '../../host/exec.js';
+import { checkNet } from './checked-spec.js';
 import { dnsmasqRunDir } from './dnsmasq.js';
 import { HostNetworkDriver } from './driver.js';
-import { inNs, ipIn, netnsUnavailable, ping, waitFor } from './testing.js';
+import { ipIn, netnsUnavailable, ping, waitFor } from './testing.js';
 import { bridgeName, tapName } from './names.js';
 import type { NetSpec, NicSpec } from './types.js';
-import { takeoverCommands } from './uplink.js';
+import { takeoverCommands } from './takeover-commands.js';
 
 /*
  * A public network: a "lan" namespace with the router (192.0.2.1/24,
@@ -187,7 +187,7 @@ describe.skipIf(reason !== null)('public network in network namespaces', () => {
 
   it('is idempotent: a second pass finds nothing left to move', async () => {
     const c = checkNet(PUB);
-    expect(takeoverCommands(c, await host.observeUplink(c))).toEqual([['ip', 'link', 'set', BR, 'up']]);
+    expect(takeoverCommands(c, await host.observeTakeover(c))).toEqual([['ip', 'link', 'set', BR, 'up']]);
     await host.ensureNetwork(PUB);
     expect(await globalAddrs(BR)).toEqual(['192.0.2.10/24', '2001:db8::10/64']);
     expect(await defaultDev(4)).toBe(BR);

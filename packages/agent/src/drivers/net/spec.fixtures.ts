@@ -10,7 +10,7 @@ export const NET: NetSpec = {
   gatewayMode: 'host',
   dns: true,
   peers: ['192.0.2.2', '192.0.2.3'],
-  uplink: 'eth0',
+  natInterface: 'eth0',
 };
 
 /** A NIC on NET. */

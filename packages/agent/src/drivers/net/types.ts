@@ -45,8 +45,13 @@ export interface NetSpec {
   dhcpv6?: boolean;
   /** Underlay IPs of the other hosts with members (VXLAN head-end replication targets); unused by public networks. */
   peers: string[];
-  /** The host interface NATed to when gatewayMode is `host` (private networks); no NAT without it. */
-  uplink?: string;
+  /**
+   * Private networks in `host` mode: the host interface their traffic leaves by,
+   * masqueraded (the default route's device, or the bridge of a public network
+   * that took it over); no NAT without it. Not to be confused with `physical`,
+   * nor with the `uplink` of the wire's DesiredNetwork, which is `physical`.
+   */
+  natInterface?: string;
   /**
    * Private networks in `none` and `vm` mode: the host's own addresses on the
    * bridge (`address/prefix`), where dnsmasq answers DHCP and DNS without

@@ -1,4 +1,5 @@
 import { FloeError, type DesiredNic } from '@floe/api';
+import { isMac } from '../../host/validate.js';
 import { cloudYaml } from './cloud-yaml.js';
 
 /**
@@ -8,7 +9,6 @@ import { cloudYaml } from './cloud-yaml.js';
  * with a gateway (per family) gets the default route.
  */
 
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 const V4_RE = /^[0-9]{1,3}(\.[0-9]{1,3}){3}$/;
 const V6_RE = /^[0-9a-f:]{2,39}$/;
 
@@ -32,7 +32,7 @@ export function networkConfig(nics: readonly DesiredNic[]): string | null {
   for (const nic of [...nics].sort((a, b) => a.index - b.index)) {
     const f = `nics[${nic.index}]`;
     check(Number.isInteger(nic.index) && nic.index >= 0 && nic.index < 64, 'the NIC slot', `${f}.index`);
-    check(MAC_RE.test(nic.mac), `MAC ${JSON.stringify(nic.mac)}`, `${f}.mac`);
+    check(isMac(nic.mac), `MAC ${JSON.stringify(nic.mac)}`, `${f}.mac`);
     check(Number.isInteger(nic.mtu) && nic.mtu >= 576 && nic.mtu <= 9000, 'the MTU', `${f}.mtu`);
     const name = `eth${nic.index}`;
     const eth: Record<string, unknown> = {

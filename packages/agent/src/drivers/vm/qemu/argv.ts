@@ -1,5 +1,6 @@
 import { isAbsolute } from 'node:path';
 import { FloeError, NAME_PATTERN } from '@floe/api';
+import { isIfName, isMac } from '../../../host/validate.js';
 
 /** Accelerators the QEMU driver runs guests with. */
 export type QemuAccelerator = 'kvm' | 'tcg';
@@ -102,8 +103,6 @@ function checkInt(field: string, value: number, min: number, max: number): numbe
 }
 
 const NIC_ID_RE = /^[a-z]{2,8}_[0-9A-Za-z]{1,40}$/;
-const TAP_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 /** Most NICs an instance may have. */
 export const MAX_NICS = 8;
 
@@ -152,9 +151,9 @@ function checkNic(nic: QemuNic, position: number): number {
       `an instance has at most ${MAX_NICS} NICs, in slots 0 to ${MAX_NICS - 1}`,
     );
   if (!NIC_ID_RE.test(nic.id)) throw invalid(`${field}.id`, `NIC id ${JSON.stringify(nic.id)} is malformed`);
-  if (!TAP_RE.test(nic.tap))
+  if (!isIfName(nic.tap))
     throw invalid(`${field}.tap`, `tap name ${JSON.stringify(nic.tap)} is not a valid interface name`);
-  if (!MAC_RE.test(nic.mac) || (parseInt(nic.mac.slice(0, 2), 16) & 1) === 1)
+  if (!isMac(nic.mac))
     throw invalid(`${field}.mac`, `${JSON.stringify(nic.mac)} is not a lower-case unicast MAC address`);
   return slot;
 }

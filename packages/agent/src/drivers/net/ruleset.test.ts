@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { run, which } from '../../host/exec.js';
 import { bridgeName } from './names.js';
-import { nftRuleset } from './nft.js';
+import { nftRuleset } from './ruleset.js';
 import { NET, NIC } from './spec.fixtures.js';
 import type { NetSpec, NicSpec } from './types.js';
 
@@ -109,7 +109,7 @@ const PUBNIC: NicSpec = {
 
 describe('nftRuleset', () => {
   it('pins guests of a public bridge like any tap, with no VXLAN rules, no NAT and the host-gateway NAT out through the public bridge', () => {
-    const text = nftRuleset([PUBNET, { ...NET, uplink: bridgeName(PUBNET.id) }], [PUBNIC]);
+    const text = nftRuleset([PUBNET, { ...NET, natInterface: bridgeName(PUBNET.id) }], [PUBNIC]);
     const pubBr = bridgeName(PUBNET.id);
     expect(pubBr).toBe('flbr079b079bcba');
     expect(text).toBe(`table bridge floe
@@ -181,7 +181,7 @@ table inet floe_nat {
 
   it('refuses NICs and networks with unsafe values', () => {
     expect(() => nftRuleset([NET], [{ ...NIC, mac: '52:54:00:12:34:56 accept' }])).toThrow(/MAC/);
-    expect(() => nftRuleset([{ ...NET, uplink: 'eth0" accept' }], [])).toThrow(/interface name/);
+    expect(() => nftRuleset([{ ...NET, natInterface: 'eth0" accept' }], [])).toThrow(/interface name/);
   });
 
   it('is accepted by nft in check mode', async (ctx) => {

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { fieldOf } from './testing.js';
-import { FloeError } from '@floe/api';
-import { bridgeCommands, gatewayMac, networkCommands, tapCommands } from './builders.js';
+import { gatewayMac } from './checked-spec.js';
+import { bridgeCommands, networkCommands, tapCommands } from './link-commands.js';
 import { NET, NIC } from './spec.fixtures.js';
-import type { NetSpec, NicSpec, ObservedLink, ObservedNet } from './types.js';
+import type { NetSpec, ObservedLink, ObservedNet } from './types.js';
 
 describe('bridgeCommands', () => {
   it('builds bridge, unicast VXLAN, flood entries per peer and the host gateway', () => {
@@ -69,7 +69,9 @@ describe('bridgeCommands', () => {
       'peers[0]',
     );
     expect(fieldOf(() => bridgeCommands(NET, { underlay: 'eth0' }))).toBe('underlay');
-    expect(fieldOf(() => bridgeCommands({ ...NET, uplink: 'eth0 x' }, { underlay: '192.0.2.1' }))).toBe('uplink');
+    expect(fieldOf(() => bridgeCommands({ ...NET, natInterface: 'eth0 x' }, { underlay: '192.0.2.1' }))).toBe(
+      'nat_interface',
+    );
     expect(
       fieldOf(() =>
         bridgeCommands({ ...NET, ipv4: { cidr: '10.10.0.0/24', gateway: '10.10.0.1/24' } }, { underlay: '192.0.2.1' }),

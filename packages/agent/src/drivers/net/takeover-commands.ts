@@ -1,6 +1,7 @@
 import { FloeError } from '@floe/api';
-import type { Argv, CheckedNet } from './builders.js';
-import { checkIfName, checkInt, checkIp, checkMac } from './names.js';
+import { checkIfName, checkInt, checkIp, checkMac, checkPrefix, invalid } from '../../host/validate.js';
+import type { CheckedNet } from './checked-spec.js';
+import type { Argv } from './link-commands.js';
 
 /*
  * A public network's bridge takes over a physical interface of the host: the
@@ -40,7 +41,7 @@ export interface HostConfig {
 }
 
 /** What a takeover starts from, read from the host (`ip -j`) and from the record of the last takeover. */
-export interface UplinkObserved {
+export interface TakeoverObserved {
   physical: { mac: string; master: string | null };
   bridgeExists: boolean;
   physAddrs: HostAddr[];
@@ -55,19 +56,6 @@ export interface UplinkObserved {
 const SKIPPED_PROTOCOLS = new Set(['kernel', 'ra', 'redirect', '2', '9', '1']);
 const PROTOCOL_RE = /^[a-z0-9_-]{1,20}$/;
 const SCOPES = new Set(['link', 'host']);
-
-function invalid(field: string, message: string): FloeError {
-  return new FloeError('validation_failed', message, { field });
-}
-
-/** `address/prefix` of any length of its family (routes may be host routes or wide aggregates). */
-function checkPrefix(field: string, value: string, family: 4 | 6): string {
-  const m = /^([^/]+)\/(\d{1,3})$/.exec(value);
-  if (!m) throw invalid(field, `${field} ${JSON.stringify(value)} is not an IPv${family} prefix`);
-  checkIp(field, m[1]!, family);
-  checkInt(field, Number(m[2]), 0, family === 4 ? 32 : 128);
-  return value;
-}
 
 interface IpAddrJson {
   ifname?: string;
@@ -164,7 +152,7 @@ function dedupe<T>(items: readonly T[], key: (t: T) => string): T[] {
  * (after it), or only in the record of the last takeover (the bridge was
  * deleted by hand and took them with it).
  */
-export function hostConfig(o: UplinkObserved): HostConfig {
+export function hostConfig(o: TakeoverObserved): HostConfig {
   const mac = o.saved?.mac ?? o.physical.mac;
   const addrs = dedupe([...o.bridgeAddrs, ...o.physAddrs], addrKey);
   const routes = dedupe([...o.bridgeRoutes, ...o.physRoutes], routeKey);
@@ -213,7 +201,7 @@ export function routeCommand(r: HostRoute, dev: string): Argv {
  * @example
  * await run('ip', ['-batch', '-'], { input: toBatch(takeoverCommands(c, observed)) });
  */
-export function takeoverCommands(c: CheckedNet, o: UplinkObserved): Argv[] {
+export function takeoverCommands(c: CheckedNet, o: TakeoverObserved): Argv[] {
   const phys = c.physical;
   if (phys === null) throw invalid('kind', 'only public networks take over an interface');
   if (o.physical.master !== null && o.physical.master !== c.bridge) {
@@ -260,20 +248,4 @@ export function releaseCommands(c: CheckedNet, cfg: HostConfig): Argv[] {
     ...cfg.routes.map((r) => routeCommand(r, phys)),
     ['ip', 'link', 'set', phys, 'nomaster'],
   ];
-}
-
-/** `ip -batch` (or `bridge -batch`) input for commands that all run that tool: one process, so the steps follow each other without gaps. */
-export function toBatch(cmds: readonly Argv[], tool: 'ip' | 'bridge' = 'ip'): string {
-  return (
-    cmds
-      .map((cmd) => {
-        if (cmd[0] !== tool) throw new Error(`not ${tool === 'ip' ? 'an' : 'a'} ${tool} command: ${cmd.join(' ')}`);
-        // Every value was validated: no whitespace, quotes or comment characters reach the batch parser.
-        for (const a of cmd)
-          if (!/^[A-Za-z0-9_.:/-]+$/.test(a))
-            throw invalid('argument', `${JSON.stringify(a)} cannot go into a ${tool} batch`);
-        return cmd.slice(1).join(' ');
-      })
-      .join('\n') + '\n'
-  );
 }

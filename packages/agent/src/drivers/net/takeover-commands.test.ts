@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { fieldOf } from './testing.js';
 import { FloeError } from '@floe/api';
-import { bridgeCommands, checkNet } from './builders.js';
+import { checkNet } from './checked-spec.js';
+import { bridgeCommands, toBatch } from './link-commands.js';
 import type { NetSpec } from './types.js';
 import {
   hostConfig,
@@ -10,11 +11,10 @@ import {
   releaseCommands,
   routeCommand,
   takeoverCommands,
-  toBatch,
   type HostAddr,
   type HostRoute,
-  type UplinkObserved,
-} from './uplink.js';
+  type TakeoverObserved,
+} from './takeover-commands.js';
 
 const PUB: NetSpec = {
   id: 'net_01JB8X0Q3E6M2T9K4V7W5YB1CB',
@@ -64,7 +64,7 @@ const STATIC: HostRoute = {
 };
 
 /** The host before the takeover: everything on eth1. */
-const FRESH: UplinkObserved = {
+const FRESH: TakeoverObserved = {
   physical: { mac: MAC, master: null },
   bridgeExists: false,
   physAddrs: [V4, V6],
@@ -107,7 +107,7 @@ describe('takeoverCommands', () => {
   });
 
   it('leaves an enslaved interface and what already moved alone', () => {
-    const done: UplinkObserved = {
+    const done: TakeoverObserved = {
       ...FRESH,
       physical: { mac: MAC, master: BR },
       bridgeExists: true,
@@ -120,7 +120,7 @@ describe('takeoverCommands', () => {
   });
 
   it('finishes a takeover that stopped halfway', () => {
-    const half: UplinkObserved = {
+    const half: TakeoverObserved = {
       ...FRESH,
       physical: { mac: MAC, master: BR },
       bridgeExists: true,
@@ -155,7 +155,7 @@ describe('takeoverCommands', () => {
   });
 
   it('rebuilds a bridge deleted by hand from the record of the last takeover', () => {
-    const gone: UplinkObserved = {
+    const gone: TakeoverObserved = {
       ...FRESH,
       physical: { mac: MAC, master: null },
       physAddrs: [],
