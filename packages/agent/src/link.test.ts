@@ -160,11 +160,11 @@ describe('AgentLink', () => {
     expect(beat?.type === 'heartbeat' && !Number.isNaN(Date.parse(beat.time))).toBe(true);
     expect(received[0]).toMatchObject({ type: 'welcome', heartbeat_interval_ms: 50 });
 
-    const snapshot: ControlMessage = { type: 'snapshot', instances: [desiredInstance()] };
+    const snapshot: ControlMessage = { type: 'snapshot', desired: { instance: [desiredInstance()] } };
     cp.send(conn, snapshot);
     await waitFor('snapshot', () => received.length === 2);
     expect(received[1]).toEqual(snapshot);
-    const networks: ControlMessage = { type: 'networks', networks: [] };
+    const networks: ControlMessage = { type: 'desired', kind: 'network', items: [], full: true };
     cp.send(conn, networks);
     await waitFor('networks', () => received.length === 3);
     expect(received[2]).toEqual(networks);

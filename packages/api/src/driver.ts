@@ -1,4 +1,4 @@
-import type { DesiredInstance, ObservedInstance } from './agent-protocol.js';
+import type { DesiredInstance, ObservedInstance, VmStats } from './agent-protocol.js';
 import type { FirstBoot } from './resources.js';
 
 /** Host-side inputs for creating a VM, prepared by the agent before it calls the driver. */
@@ -25,22 +25,6 @@ export interface SetNicsResult {
   removed: string[];
   /** NICs plugged into the running VM by this call. */
   added: string[];
-}
-
-/** Counters of one running VM. Null where the driver cannot tell. */
-export interface VmStats {
-  /** When the counters were read (ISO 8601). */
-  at: string;
-  /** CPU time used by the VM since it started, in nanoseconds. */
-  cpu_time_ns: number | null;
-  /** Memory the VM uses on the host (resident), in bytes. */
-  memory_bytes: number | null;
-  /** Memory the guest was given, in bytes. */
-  memory_assigned_bytes: number | null;
-  disk_read_bytes: number | null;
-  disk_write_bytes: number | null;
-  net_rx_bytes: number | null;
-  net_tx_bytes: number | null;
 }
 
 /** An interactive serial console: bytes both ways until either side closes. */

@@ -404,7 +404,7 @@ export class ImageFileService {
       },
       ...extra,
     );
-    for (const u of users) if (u.host_id !== null) this.ctx.signals.send('desired', u.id, u.host_id);
+    for (const u of users) if (u.host_id !== null) this.ctx.signals.send('desired', 'instance', u.host_id, u.id);
     return after;
   }
 

@@ -343,7 +343,7 @@ export class InstanceService {
       },
       ...result.events,
     );
-    this.ctx.signals.send('desired', result.instance.id, result.instance.status.host!);
+    this.ctx.signals.send('desired', 'instance', result.instance.status.host!, result.instance.id);
     this.networks.announce(await this.networks.hostsOf(result.networkIds));
     return { instance: result.instance, operation: result.operation };
   }
@@ -410,7 +410,7 @@ export class InstanceService {
       resource_id: after.id,
       data: { revision: after.revision },
     });
-    if (hostId) this.ctx.signals.send('desired', after.id, hostId);
+    if (hostId) this.ctx.signals.send('desired', 'instance', hostId, after.id);
     return after;
   }
 
@@ -475,7 +475,7 @@ export class InstanceService {
     });
     this.forgotten(instanceId);
     await this.ctx.bus.publish(...events);
-    if (hostId) this.ctx.signals.send('desired', instanceId, hostId);
+    if (hostId) this.ctx.signals.send('desired', 'instance', hostId, instanceId);
     return operation;
   }
 
@@ -516,7 +516,7 @@ export class InstanceService {
     });
     this.forgotten(instanceId);
     await this.ctx.bus.publish(...events);
-    if (hostId) this.ctx.signals.send('desired', instanceId, hostId);
+    if (hostId) this.ctx.signals.send('desired', 'instance', hostId, instanceId);
     return operation;
   }
 
@@ -564,7 +564,7 @@ export class InstanceService {
     });
     this.forgotten(instanceId);
     await this.ctx.bus.publish(...events);
-    if (hostId) this.ctx.signals.send('desired', instanceId, hostId);
+    if (hostId) this.ctx.signals.send('desired', 'instance', hostId, instanceId);
     this.networks.announce(await this.networks.hostsOf([nic.network]));
     return { nic, operation };
   }
@@ -599,7 +599,7 @@ export class InstanceService {
     });
     this.forgotten(instanceId);
     await this.ctx.bus.publish(...events);
-    if (hostId) this.ctx.signals.send('desired', instanceId, hostId);
+    if (hostId) this.ctx.signals.send('desired', 'instance', hostId, instanceId);
     this.networks.announce([...(hostId ? [hostId] : []), ...(await this.networks.hostsOf([networkId]))]);
     return operation;
   }
