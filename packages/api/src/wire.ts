@@ -62,10 +62,10 @@ export function messageDecoder<T>(variants: readonly TObject[]): (text: string) 
     const variant = candidates.find((v) => v.kind === null || v.kind === kind);
     if (variant === undefined) return { ok: false, type, error: `/kind: unknown kind ${JSON.stringify(kind)}` };
     if (variant.check.Check(value)) return { ok: true, value: value as T };
-    const errors = variant.check
-      .Errors(value)
-      .slice(0, MAX_ERRORS)
-      .map((e) => `${e.instancePath === '' ? '/' : e.instancePath}: ${e.message}`);
-    return { ok: false, type, error: errors.join('; ') || 'does not match its schema' };
+    // A union reports each of its members; the same line once is enough.
+    const errors = new Set(
+      variant.check.Errors(value).map((e) => `${e.instancePath === '' ? '/' : e.instancePath}: ${e.message}`),
+    );
+    return { ok: false, type, error: [...errors].slice(0, MAX_ERRORS).join('; ') || 'does not match its schema' };
   };
 }
