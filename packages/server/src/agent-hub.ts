@@ -38,6 +38,12 @@ function text(data: RawData): string {
   );
 }
 
+/** One kind's whole set for a host. */
+interface DesiredSet {
+  provider: DesiredStateProvider;
+  items: Awaited<ReturnType<DesiredStateProvider['forHost']>>;
+}
+
 /** How long an agent has to say hello after connecting. */
 const HELLO_TIMEOUT_MS = 10_000;
 
@@ -239,18 +245,14 @@ export class AgentHub {
         });
         // What the agent already runs first, so operations settle from real state.
         for (const obs of msg.instances) await this.instances.applyObserved(link.hostId, obs);
-        const desired: Partial<Record<DesiredKind, readonly unknown[]>> = {};
-        const counts: Record<string, number> = {};
-        const sets: Array<[DesiredStateProvider, Awaited<ReturnType<DesiredStateProvider['forHost']>>]> = [];
-        for (const p of this.providers.values()) {
-          const items = await p.forHost(link.hostId);
-          desired[p.kind] = items;
-          counts[p.kind] = items.length;
-          sets.push([p, items]);
-        }
-        this.send(link, { type: 'snapshot', desired } as ControlMessage);
+        const sets: DesiredSet[] = [];
+        for (const provider of this.providers.values())
+          sets.push({ provider, items: await provider.forHost(link.hostId) });
+        const desired = Object.fromEntries(sets.map((s) => [s.provider.kind, s.items]));
+        this.send(link, { type: 'snapshot', desired });
         link.ready = true;
-        for (const [p, items] of sets) await p.sent?.(link.hostId, items, true);
+        for (const { provider, items } of sets) await provider.sent?.(link.hostId, items, true);
+        const counts = Object.fromEntries(sets.map((s) => [s.provider.kind, s.items.length]));
         this.log.info({ hostId: link.hostId, desired: counts }, 'agent connected');
         return;
       }
@@ -282,7 +284,7 @@ export class AgentHub {
     const link = this.links.get(hostId);
     const provider = this.providers.get(kind);
     if (!link || !link.ready || provider === undefined) return;
-    let items: Awaited<ReturnType<DesiredStateProvider['forHost']>>;
+    let items: DesiredSet['items'];
     let full: boolean;
     if (id !== undefined && provider.one !== undefined) {
       const one = await provider.one(id);
