@@ -62,7 +62,7 @@ async function agentReconciler(driver: FakeVmDriver, dataDir: string) {
 }
 
 function snapshot(registry: ReconcilerRegistry, instances: DesiredInstance[]): void {
-  const desired = desiredOf({ type: 'snapshot', instances });
+  const desired = desiredOf({ type: 'snapshot', desired: { instance: instances } });
   if (desired === null) throw new Error('a snapshot carries desired state');
   registry.apply(desired.state, desired.update);
 }

@@ -128,7 +128,7 @@ describe('Agent', () => {
     expect((await new AgentState(dataDir).readConfig())?.host_id).toBe(HOST_ID);
 
     const vm = desiredInstance({ generation: 4 });
-    send(conns[first]!, { type: 'snapshot', instances: [vm] });
+    send(conns[first]!, { type: 'snapshot', desired: { instance: [vm] } });
     await waitFor('running', () => statusesOf(conns[first], vm.id).at(-1)?.state === 'running');
     expect(statusesOf(conns[first], vm.id).map((s) => s.state)).toEqual(['creating', 'starting', 'running']);
 
@@ -200,7 +200,7 @@ describe('Agent', () => {
       const hello = conns[first]!.messages[0];
       expect(hello?.type === 'hello' && hello.facts.vm_driver).toBe('fake');
       const vm = desiredInstance();
-      send(conns[first]!, { type: 'snapshot', instances: [vm] });
+      send(conns[first]!, { type: 'snapshot', desired: { instance: [vm] } });
       await waitFor('running', () => statusesOf(conns[first], vm.id).at(-1)?.state === 'running');
       child.kill('SIGTERM');
       expect(await exited).toBe(0);

@@ -181,6 +181,7 @@ export class Agent {
       credentials,
       logger: this.log.child({ component: 'link' }),
       ...(this.opts.linkBackoff === undefined ? {} : { backoff: this.opts.linkBackoff }),
+      hostId: config.host_id,
       hello: async () => ({ facts: await facts(), instances: await reconciler.observed() }),
       onMessage: (msg) => this.onMessage(msg),
       onDown: () => this.channels?.closeAll(),

@@ -62,7 +62,7 @@ describe('AgentChannels', () => {
 
   it('leaves other control messages to the agent', () => {
     expect(channels.handle({ type: 'error', code: 'x', message: 'y' })).toBe(false);
-    expect(channels.handle({ type: 'snapshot', instances: [] })).toBe(false);
+    expect(channels.handle({ type: 'snapshot', desired: { instance: [] } })).toBe(false);
   });
 
   it('opens a console, acknowledges it, carries bytes both ways and closes on request', async () => {

@@ -8,20 +8,23 @@ describe('desiredOf', () => {
   const net = { id: 'net_01A' } as DesiredNetwork;
 
   it('reads a snapshot as the full desired state of the kinds it carries', () => {
-    expect(desiredOf({ type: 'snapshot', instances: [vm], networks: [net] })).toEqual({
+    expect(desiredOf({ type: 'snapshot', desired: { instance: [vm], network: [net] } })).toEqual({
       state: { instance: [vm], network: [net] },
       update: { full: true },
     });
-    // Without networks (an older control plane), the networks stay as they are.
-    expect(desiredOf({ type: 'snapshot', instances: [] })).toEqual({ state: { instance: [] }, update: { full: true } });
+    // Without networks (a control plane that does not manage them), the networks stay as they are.
+    expect(desiredOf({ type: 'snapshot', desired: { instance: [] } })).toEqual({
+      state: { instance: [] },
+      update: { full: true },
+    });
   });
 
-  it('reads networks as all networks, and an instance as a change of one', () => {
-    expect(desiredOf({ type: 'networks', networks: [net] })).toEqual({
+  it('reads a full change as all of its kind, and an upsert as a change of the items it carries', () => {
+    expect(desiredOf({ type: 'desired', kind: 'network', items: [net], full: true })).toEqual({
       state: { network: [net] },
       update: { full: true },
     });
-    expect(desiredOf({ type: 'instance', instance: vm })).toEqual({
+    expect(desiredOf({ type: 'desired', kind: 'instance', items: [vm], full: false })).toEqual({
       state: { instance: [vm] },
       update: { full: false },
     });

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { pino, type Logger } from 'pino';
 import { AGENT_CLOSE, AGENT_PROTOCOL_VERSION, type AgentMessage, type ControlMessage, type HostFacts } from '@floe/api';
 import { desiredInstance } from '@floe/testkit';
 // The agent never depends on the server package; only this test borrows its CA to make real certificates.
@@ -132,11 +133,12 @@ describe('AgentLink', () => {
 
   function link(
     server: string,
-    extra: { onMessage?: (m: ControlMessage) => void; onRevoked?: (r: string) => void } = {},
+    extra: { onMessage?: (m: ControlMessage) => void; onRevoked?: (r: string) => void; logger?: Logger } = {},
   ): AgentLink {
     const l = new AgentLink({
       server,
       credentials: creds,
+      ...(extra.logger === undefined ? {} : { logger: extra.logger }),
       hello: async () => ({ facts, instances: [] }),
       onMessage: extra.onMessage ?? (() => {}),
       ...(extra.onRevoked === undefined ? {} : { onRevoked: extra.onRevoked }),
@@ -160,11 +162,11 @@ describe('AgentLink', () => {
     expect(beat?.type === 'heartbeat' && !Number.isNaN(Date.parse(beat.time))).toBe(true);
     expect(received[0]).toMatchObject({ type: 'welcome', heartbeat_interval_ms: 50 });
 
-    const snapshot: ControlMessage = { type: 'snapshot', instances: [desiredInstance()] };
+    const snapshot: ControlMessage = { type: 'snapshot', desired: { instance: [desiredInstance()] } };
     cp.send(conn, snapshot);
     await waitFor('snapshot', () => received.length === 2);
     expect(received[1]).toEqual(snapshot);
-    const networks: ControlMessage = { type: 'networks', networks: [] };
+    const networks: ControlMessage = { type: 'desired', kind: 'network', items: [], full: true };
     cp.send(conn, networks);
     await waitFor('networks', () => received.length === 3);
     expect(received[2]).toEqual(networks);
@@ -218,6 +220,50 @@ describe('AgentLink', () => {
     expect(cp.conns).toHaveLength(0);
     expect(l.connected).toBe(false);
     expect(l.connections).toBe(0);
+  });
+
+  it('drops a malformed control message, logs it with the host id, and stays up', async () => {
+    const cp = await plane();
+    const received: ControlMessage[] = [];
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino(
+      { level: 'warn' },
+      { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) },
+    );
+    const l = link(cp.url, { onMessage: (m) => received.push(m), logger });
+    l.start();
+    await waitFor('welcome', () => received.length === 1);
+    const conn = cp.conns[0]!;
+    const bad = [
+      // An instance change whose item is not an instance.
+      { type: 'desired', kind: 'instance', items: [{ id: 'inst_x' }], full: false },
+      // A kind this protocol does not have.
+      { type: 'desired', kind: 'volume', items: [], full: true },
+      // A console without the instance it is for.
+      { type: 'console.open', channel: 'ch1' },
+      // The old, per-kind message of protocol 1.
+      { type: 'networks', networks: [] },
+    ];
+    for (const m of bad) conn.ws.send(JSON.stringify(m));
+    const good: ControlMessage = { type: 'channel.close', channel: 'ch1' };
+    cp.send(conn, good);
+    await waitFor('the next good message', () => received.length === 2);
+    expect(received[1]).toEqual(good);
+    const dropped = lines.filter((l) => l.msg === 'dropping a malformed control message');
+    expect(dropped.map((d) => [d.host_id, d.type])).toEqual([
+      ['host_01JB8X0Q3E6M2T9K4V7W5YB1C3', 'desired'],
+      ['host_01JB8X0Q3E6M2T9K4V7W5YB1C3', 'desired'],
+      ['host_01JB8X0Q3E6M2T9K4V7W5YB1C3', 'console.open'],
+      ['host_01JB8X0Q3E6M2T9K4V7W5YB1C3', 'networks'],
+    ]);
+    expect(dropped.map((d) => d.error)).toEqual([
+      expect.stringContaining('/items/0'),
+      '/kind: unknown kind "volume"',
+      expect.stringContaining('instance_id'),
+      '/type: unknown message type "networks"',
+    ]);
+    expect(l.connected).toBe(true);
+    expect(l.connections).toBe(1);
   });
 
   it('builds the agent endpoint URL and backoff delays', () => {

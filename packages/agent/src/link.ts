@@ -3,6 +3,7 @@ import { pino, type Logger } from 'pino';
 import {
   AGENT_CLOSE,
   AGENT_PROTOCOL_VERSION,
+  decodeControlMessage,
   type AgentMessage,
   type ControlMessage,
   type HostFacts,
@@ -26,8 +27,10 @@ export interface AgentLinkOptions {
   credentials: AgentCredentials;
   /** The full picture for `hello`, asked for on every (re)connect. */
   hello: () => Promise<{ facts: HostFacts; instances: ObservedInstance[] }>;
-  /** Every control message (welcome, snapshot, instance, error). */
+  /** Every control message that matches its schema (welcome, snapshot, desired, error, channels); others are dropped and logged. */
   onMessage: (msg: ControlMessage) => void;
+  /** This host's id, for logs (the `welcome` message updates it). */
+  hostId?: string;
   /** The control plane revoked this host: the link has stopped for good. */
   onRevoked?: (reason: string) => void;
   /** A connection closed (channels of that connection are gone). */
@@ -38,21 +41,6 @@ export interface AgentLinkOptions {
   heartbeatIntervalMs?: number;
   handshakeTimeoutMs?: number;
 }
-
-// Every control message type, checked against the protocol's union: a type added there and missing here is a compile error.
-const CONTROL_TYPE_LIST: Record<ControlMessage['type'], true> = {
-  welcome: true,
-  snapshot: true,
-  networks: true,
-  instance: true,
-  error: true,
-  'console.open': true,
-  'logs.open': true,
-  'channel.data': true,
-  'channel.close': true,
-  'stats.get': true,
-};
-const CONTROL_TYPES = new Set<string>(Object.keys(CONTROL_TYPE_LIST));
 
 /** The wss URL of the agent endpoint for a control plane base URL. */
 export function agentLinkUrl(server: string): string {
@@ -84,12 +72,14 @@ export class AgentLink {
   private heartbeatMs: number;
   private lastSeen = 0;
   private connectCount = 0;
+  private hostId: string | undefined;
 
   constructor(private readonly opts: AgentLinkOptions) {
     this.url = agentLinkUrl(opts.server);
     this.log = opts.logger ?? pino({ level: 'silent' });
     this.backoff = { initialMs: 250, maxMs: 30_000, stableMs: 10_000, ...opts.backoff };
     this.heartbeatMs = opts.heartbeatIntervalMs ?? 15_000;
+    this.hostId = opts.hostId;
   }
 
   /** True while connected and past `hello`. */
@@ -205,7 +195,9 @@ export class AgentLink {
         this.log.warn('ignoring a binary message on the agent link');
         return;
       }
-      this.receive(data.toString());
+      this.receive(
+        (Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data)).toString(),
+      );
     });
     ws.on('error', (err) => {
       // 'close' follows; only note why.
@@ -259,20 +251,24 @@ export class AgentLink {
     this.log.info({ url: this.url, instances: hello.instances.length }, 'agent link up');
   }
 
+  /**
+   * A malformed control message is dropped (and logged), the link stays up: the
+   * control plane is the authority here, and reconnecting would only fetch the
+   * same message again. Level-triggered state heals with the next snapshot.
+   */
   private receive(text: string): void {
-    let msg: ControlMessage;
-    try {
-      msg = JSON.parse(text) as ControlMessage;
-    } catch {
-      this.log.warn('ignoring a control message that is not JSON');
+    const decoded = decodeControlMessage(text);
+    if (!decoded.ok) {
+      this.log.warn(
+        { host_id: this.hostId, type: decoded.type, error: decoded.error },
+        'dropping a malformed control message',
+      );
       return;
     }
-    if (typeof msg !== 'object' || msg === null || !CONTROL_TYPES.has((msg as { type?: unknown }).type as string)) {
-      this.log.warn({ type: (msg as { type?: unknown } | null)?.type }, 'ignoring an unknown control message');
-      return;
-    }
-    if (msg.type === 'welcome' && Number.isFinite(msg.heartbeat_interval_ms) && msg.heartbeat_interval_ms > 0) {
-      this.startHeartbeat(Math.max(100, msg.heartbeat_interval_ms));
+    const msg = decoded.value;
+    if (msg.type === 'welcome') {
+      this.hostId = msg.host_id;
+      if (msg.heartbeat_interval_ms > 0) this.startHeartbeat(Math.max(100, msg.heartbeat_interval_ms));
     }
     try {
       this.opts.onMessage(msg);

@@ -1,115 +1,148 @@
-import type { FirstBoot, HostFacts, InstanceSpec, InstanceState } from './resources.js';
+import { Type, type Static, type TSchema } from 'typebox';
+import { Nullable } from './common.js';
+import { FirstBoot, HostFacts, InstanceSpec, InstanceState, InstanceStats } from './resources.js';
+import { messageDecoder } from './wire.js';
 
 /**
  * The agent link: JSON messages over one WebSocket (mutual TLS), agent dials
  * out to `GET /v1/agent`. The control plane sends desired state; the agent
  * reconciles and reports what it observes. Both sides are level-triggered: a
  * reconnect sends a full snapshot again and nothing is duplicated.
+ *
+ * Every message is a TypeBox schema below; each side checks what it receives
+ * against them (`decodeAgentMessage`, `decodeControlMessage`) before acting on it.
+ * Objects may carry fields a side does not know (newer peers add optional ones).
+ *
+ * Version 2: desired state travels by kind (`snapshot.desired`, `desired`)
+ * instead of one message type per kind (`instance`, `networks`).
  */
-export const AGENT_PROTOCOL_VERSION = 1;
+export const AGENT_PROTOCOL_VERSION = 2;
 
 /** The base image of an instance, as the agent needs it to fetch and cache the file. */
-export interface DesiredImage {
-  id: string;
-  name: string;
+export const DesiredImage = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
   /** sha256 of the stored qcow2 file; null when the image is a record without a file. */
-  sha256: string | null;
-  size_bytes: number | null;
-}
+  sha256: Nullable(Type.String()),
+  size_bytes: Nullable(Type.Integer({ minimum: 0 })),
+});
+export type DesiredImage = Static<typeof DesiredImage>;
 
 /** One NIC of an instance, with everything the host needs for its tap, DHCP lease and network-config. */
-export interface DesiredNic {
-  id: string;
-  network_id: string;
-  vni: number;
+export const DesiredNic = Type.Object({
+  id: Type.String(),
+  network_id: Type.String(),
+  vni: Type.Integer(),
   /** Slot in the VM, from 0; also the order of network-config entries. */
-  index: number;
-  mac: string;
-  ipv4: string | null;
-  ipv4_prefix: number | null;
-  ipv6: string | null;
-  ipv6_prefix: number | null;
-  gateway4: string | null;
-  gateway6: string | null;
-  mtu: number;
-  dns_servers: string[];
-}
+  index: Type.Integer({ minimum: 0 }),
+  mac: Type.String(),
+  ipv4: Nullable(Type.String()),
+  ipv4_prefix: Nullable(Type.Integer()),
+  ipv6: Nullable(Type.String()),
+  ipv6_prefix: Nullable(Type.Integer()),
+  gateway4: Nullable(Type.String()),
+  gateway6: Nullable(Type.String()),
+  mtu: Type.Integer(),
+  dns_servers: Type.Array(Type.String()),
+});
+export type DesiredNic = Static<typeof DesiredNic>;
+
+/** A DHCP lease pinned to IPAM: one NIC on a network (on any host), with its DNS name. */
+export const DesiredLease = Type.Object({
+  nic_id: Type.String(),
+  instance_id: Type.String(),
+  mac: Type.String(),
+  ipv4: Nullable(Type.String()),
+  ipv6: Nullable(Type.String()),
+  hostname: Type.String(),
+});
+export type DesiredLease = Static<typeof DesiredLease>;
 
 /** A network with members on the receiving host: what its bridge, VXLAN device and dnsmasq need. */
-export interface DesiredNetwork {
-  id: string;
-  name: string;
-  project: string;
-  kind: 'private' | 'public';
-  vni: number;
-  mtu: number;
+export const DesiredNetwork = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  project: Type.String(),
+  kind: Type.Union([Type.Literal('private'), Type.Literal('public')]),
+  vni: Type.Integer(),
+  mtu: Type.Integer(),
   /** CIDRs, or null when the family is off. */
-  ipv4: string | null;
-  ipv6: string | null;
-  gateway: string;
-  gateway4: string | null;
-  gateway6: string | null;
+  ipv4: Nullable(Type.String()),
+  ipv6: Nullable(Type.String()),
+  gateway: Type.String(),
+  gateway4: Nullable(Type.String()),
+  gateway6: Nullable(Type.String()),
   /** The host's own address on the bridge (DHCP/DNS server; router when the gateway is "host"). */
-  host_ipv4: string | null;
-  host_ipv6: string | null;
-  dns: boolean;
+  host_ipv4: Nullable(Type.String()),
+  host_ipv6: Nullable(Type.String()),
+  dns: Type.Boolean(),
   /** IPv6 addresses by stateful DHCPv6 (pinned to the leases) instead of SLAAC. Absent from older control planes: false. */
-  dhcpv6?: boolean;
+  dhcpv6: Type.Optional(Type.Boolean()),
   /** Public networks: host interface the bridge takes over; null for private ones. */
-  uplink: string | null;
+  uplink: Nullable(Type.String()),
   /** Underlay addresses of the other hosts with members: the VXLAN unicast forwarding entries. */
-  peers: string[];
+  peers: Type.Array(Type.String()),
   /** DHCP leases pinned to IPAM: every NIC on the network (on any host), with its DNS name. */
-  leases: Array<{
-    nic_id: string;
-    instance_id: string;
-    mac: string;
-    ipv4: string | null;
-    ipv6: string | null;
-    hostname: string;
-  }>;
-}
+  leases: Type.Array(DesiredLease),
+});
+export type DesiredNetwork = Static<typeof DesiredNetwork>;
 
 /** Everything the agent must make true for one instance. */
-export interface DesiredInstance {
-  id: string;
-  name: string;
-  project: string;
+export const DesiredInstance = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  project: Type.String(),
   /** Instance revision this desired state was taken from. */
-  revision: number;
-  spec: InstanceSpec;
+  revision: Type.Integer(),
+  spec: InstanceSpec,
   /** The base image; the agent fetches it from `GET /v1/agent/images/{id}` (mTLS) and caches it by sha256. */
-  image: DesiredImage | null;
+  image: Nullable(DesiredImage),
   /** True once the user deleted it: the agent tears it down and reports `deleted`. */
-  deleting: boolean;
+  deleting: Type.Boolean(),
   /** Bumped by every start/stop/restart request; operations wait for the agent to observe it. */
-  generation: number;
+  generation: Type.Integer(),
   /** Bumped only by restart requests: the agent restarts the VM when this exceeds what it last applied. */
-  restart_generation: number;
+  restart_generation: Type.Integer(),
   /** Stop without an ACPI power-down (set by `stop --force`). */
-  force_stop: boolean;
+  force_stop: Type.Boolean(),
   /** NICs in slot order; absent from control planes without networking (no NICs). */
-  nics?: DesiredNic[];
+  nics: Type.Optional(Type.Array(DesiredNic)),
   /** The vendor-data the guest gets: the instance's own, else the operator's default; null for none. */
-  vendor_data?: string | null;
-}
+  vendor_data: Type.Optional(Nullable(Type.String())),
+});
+export type DesiredInstance = Static<typeof DesiredInstance>;
+
+/**
+ * The kinds of desired state, each with the schema of one item. A new kind is
+ * one more entry here and in the `snapshot` and `desired` messages below.
+ */
+export const DesiredKinds = { instance: DesiredInstance, network: DesiredNetwork } as const;
+export type DesiredKind = keyof typeof DesiredKinds;
+export const DESIRED_KINDS = Object.keys(DesiredKinds) as DesiredKind[];
+/** One item of desired state of a kind. */
+export type DesiredItem<K extends DesiredKind> = Static<(typeof DesiredKinds)[K]>;
 
 /** What the agent observes for one instance. */
-export interface ObservedInstance {
-  id: string;
+export const ObservedInstance = Type.Object({
+  id: Type.String(),
   /** `deleted` means the agent removed every trace of it. */
-  state: InstanceState | 'deleted';
+  state: Type.Union([InstanceState, Type.Literal('deleted')]),
   /** Revision and generation of the desired state last applied. */
-  observed_revision: number;
-  observed_generation: number;
-  observed_restart_generation: number;
-  reason: string | null;
-  accelerator: 'kvm' | 'tcg' | 'fake' | null;
-  started_at: string | null;
-  stopped_at: string | null;
+  observed_revision: Type.Integer(),
+  observed_generation: Type.Integer(),
+  observed_restart_generation: Type.Integer(),
+  reason: Nullable(Type.String()),
+  accelerator: Nullable(Type.Union([Type.Literal('kvm'), Type.Literal('tcg'), Type.Literal('fake')])),
+  started_at: Nullable(Type.String()),
+  stopped_at: Nullable(Type.String()),
   /** What the agent saw of first boot; absent or null fields leave what the control plane has. */
-  first_boot?: Partial<FirstBoot>;
-}
+  first_boot: Type.Optional(Type.Partial(FirstBoot)),
+});
+export type ObservedInstance = Static<typeof ObservedInstance>;
+
+/** Counters of one running VM, as a driver reads them and the agent reports them: the API's `InstanceStats`. */
+export const VmStats = InstanceStats;
+export type VmStats = Static<typeof VmStats>;
 
 /**
  * Streams multiplexed on the link (console, logs) are named by a `channel` the
@@ -119,44 +152,87 @@ export interface ObservedInstance {
  * `channel.data` (or `channel.closed` with an error), so the control plane can
  * answer the user's request with a plain HTTP status before streaming.
  */
-export type ChannelId = string;
+export const ChannelId = Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,100}$' });
+export type ChannelId = Static<typeof ChannelId>;
 
-/** Agent → control plane. */
-export type AgentMessage =
-  | { type: 'hello'; protocol: number; facts: HostFacts; instances: ObservedInstance[] }
-  | { type: 'heartbeat'; time: string }
-  | { type: 'status'; instance: ObservedInstance }
-  | { type: 'event'; instance_id: string; event: string; message: string; data?: Record<string, unknown> }
+/** A failure the other side reports (`code` from the error table when it knows one). */
+export const WireError = Type.Object({ code: Type.String(), message: Type.String() });
+export type WireError = Static<typeof WireError>;
+
+const message = <T extends string, P extends Record<string, TSchema>>(type: T, props: P) =>
+  Type.Object({ type: Type.Literal(type), ...props });
+
+/** Agent → control plane, one schema per message type. */
+export const AgentMessages = [
+  message('hello', { protocol: Type.Integer(), facts: HostFacts, instances: Type.Array(ObservedInstance) }),
+  message('heartbeat', { time: Type.String() }),
+  message('status', { instance: ObservedInstance }),
+  message('event', {
+    instance_id: Type.String(),
+    event: Type.String(),
+    message: Type.String(),
+    data: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  }),
   /** Bytes of a console or log channel. */
-  | { type: 'channel.data'; channel: ChannelId; data: string }
+  message('channel.data', { channel: ChannelId, data: Type.String() }),
   /** The channel ended (log read done, console closed); `error` when it could not open. */
-  | { type: 'channel.closed'; channel: ChannelId; error?: { code: string; message: string } }
-  | {
-      type: 'stats';
-      request_id: string;
-      instance_id: string;
-      stats?: import('./resources.js').VmStats;
-      error?: { code: string; message: string };
-    };
+  message('channel.closed', { channel: ChannelId, error: Type.Optional(WireError) }),
+  message('stats', {
+    request_id: Type.String(),
+    instance_id: Type.String(),
+    stats: Type.Optional(VmStats),
+    error: Type.Optional(WireError),
+  }),
+] as const;
+export const AgentMessage = Type.Union([...AgentMessages]);
+export type AgentMessage = Static<typeof AgentMessage>;
 
-/** Control plane → agent. */
-export type ControlMessage =
-  | { type: 'welcome'; host_id: string; host_name: string; heartbeat_interval_ms: number }
-  /** `networks`: every network with members on this host (absent from control planes without networking). */
-  | { type: 'snapshot'; instances: DesiredInstance[]; networks?: DesiredNetwork[] }
-  /** The networks of this host changed (members or peers): the full list again, level-triggered. */
-  | { type: 'networks'; networks: DesiredNetwork[] }
-  | { type: 'instance'; instance: DesiredInstance }
-  | { type: 'error'; code: string; message: string }
+const desired = <K extends DesiredKind>(kind: K) =>
+  message('desired', { kind: Type.Literal(kind), items: Type.Array(DesiredKinds[kind]), full: Type.Boolean() });
+
+/** Control plane → agent, one schema per message type (and per kind for `desired`). */
+export const ControlMessages = [
+  message('welcome', { host_id: Type.String(), host_name: Type.String(), heartbeat_interval_ms: Type.Integer() }),
+  /**
+   * Everything this host must run, by kind: the whole set of each kind present
+   * (a kind the control plane does not manage is absent, and the agent leaves it alone).
+   */
+  message('snapshot', {
+    desired: Type.Object({
+      instance: Type.Optional(Type.Array(DesiredInstance)),
+      network: Type.Optional(Type.Array(DesiredNetwork)),
+    }),
+  }),
+  /**
+   * Desired state of one kind changed. `full`: `items` is the kind's whole set
+   * (what it omits goes). Otherwise `items` are upserts; a kind whose items go
+   * away marks them (an instance's `deleting`) and its next full set drops them.
+   */
+  desired('instance'),
+  desired('network'),
+  message('error', { code: Type.String(), message: Type.String() }),
   /** Attach to the serial console of an instance. */
-  | { type: 'console.open'; channel: ChannelId; instance_id: string }
+  message('console.open', { channel: ChannelId, instance_id: Type.String() }),
   /** Read the console history (`tail_bytes` of its end), then keep following when `follow`. */
-  | { type: 'logs.open'; channel: ChannelId; instance_id: string; tail_bytes?: number; follow: boolean }
+  message('logs.open', {
+    channel: ChannelId,
+    instance_id: Type.String(),
+    tail_bytes: Type.Optional(Type.Integer({ minimum: 0 })),
+    follow: Type.Boolean(),
+  }),
   /** Keystrokes for a console channel. */
-  | { type: 'channel.data'; channel: ChannelId; data: string }
+  message('channel.data', { channel: ChannelId, data: Type.String() }),
   /** Close a console or log channel. */
-  | { type: 'channel.close'; channel: ChannelId }
-  | { type: 'stats.get'; request_id: string; instance_id: string };
+  message('channel.close', { channel: ChannelId }),
+  message('stats.get', { request_id: Type.String(), instance_id: Type.String() }),
+] as const;
+export const ControlMessage = Type.Union([...ControlMessages]);
+export type ControlMessage = Static<typeof ControlMessage>;
+
+/** The `desired` message for a kind (one place where the kind and its items are tied together). */
+export function desiredMessage<K extends DesiredKind>(kind: K, items: DesiredItem<K>[], full: boolean): ControlMessage {
+  return { type: 'desired', kind, items, full } as ControlMessage;
+}
 
 /** WebSocket close codes the control plane uses on the agent link. */
 export const AGENT_CLOSE = {
@@ -164,6 +240,12 @@ export const AGENT_CLOSE = {
   replaced: 4001,
   /** The host was deleted or its certificate revoked. */
   revoked: 4003,
-  /** Protocol violation. */
+  /** Protocol violation (a message that is not JSON or does not match its schema, a wrong protocol version). */
   protocol: 4002,
 } as const;
+
+/** Check a message an agent sent (JSON text) against its schema. */
+export const decodeAgentMessage = messageDecoder<AgentMessage>(AgentMessages);
+
+/** Check a message the control plane sent (JSON text) against its schema. */
+export const decodeControlMessage = messageDecoder<ControlMessage>(ControlMessages);

@@ -12,4 +12,5 @@ export * from './networks.js';
 export * from './operations.js';
 export * from './images.js';
 export * from './agent-protocol.js';
+export * from './wire.js';
 export * from './first-boot.js';

@@ -355,8 +355,6 @@ export const InstanceStats = Type.Object({
   net_tx_bytes: Nullable(Type.Number()),
 });
 export type InstanceStats = Static<typeof InstanceStats>;
-/** Counters of one running VM as the agent reads them from its driver and sends them (`stats` message). */
-export type VmStats = InstanceStats;
 
 // ---------------------------------------------------------------- history
 

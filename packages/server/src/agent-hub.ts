@@ -3,18 +3,21 @@ import {
   AGENT_CLOSE,
   AGENT_PROTOCOL_VERSION,
   FloeError,
+  decodeAgentMessage,
+  desiredMessage,
   type AgentMessage,
   type ControlMessage,
+  type DesiredKind,
   type VmStats,
 } from '@floe/api';
 import type { FastifyBaseLogger } from 'fastify';
-import type { WebSocket } from 'ws';
+import type { RawData, WebSocket } from 'ws';
 import { LinkChannels, type ChannelOpen, type ServerChannel } from './channels.js';
 import type { Config } from './config.js';
+import type { DesiredStateProvider } from './desired-state.js';
 import type { ServiceContext } from './services/context.js';
 import type { HostService } from './services/hosts.js';
 import type { InstanceService } from './services/instances.js';
-import type { NetworkService } from './services/networks.js';
 
 /** One live agent link. */
 interface Link {
@@ -28,13 +31,28 @@ interface Link {
   channels: LinkChannels;
 }
 
+/** A WebSocket message as text (JSON is sent as text frames; a binary one fails its check). */
+function text(data: RawData): string {
+  return (Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data)).toString(
+    'utf8',
+  );
+}
+
+/** One kind's whole set for a host. */
+interface DesiredSet {
+  provider: DesiredStateProvider;
+  items: Awaited<ReturnType<DesiredStateProvider['forHost']>>;
+}
+
 /** How long an agent has to say hello after connecting. */
 const HELLO_TIMEOUT_MS = 10_000;
 
 /**
  * The control plane's side of the agent links: greets agents, sends them the
- * desired state (a full snapshot on connect, then changes), applies their
- * reports, and marks hosts offline when links close or heartbeats stop.
+ * desired state (a full snapshot on connect, then changes) as the registered
+ * providers assemble it, kind by kind, applies their reports, and marks hosts
+ * offline when links close or heartbeats stop. Every agent message is checked
+ * against its schema first: a malformed one closes the link.
  */
 export class AgentHub {
   private readonly links = new Map<string, Link>();
@@ -43,6 +61,8 @@ export class AgentHub {
   /** Work of links that closed but is not finished yet (close() waits for it). */
   private readonly draining = new Set<Promise<void>>();
   private readonly stopSignals: () => void;
+  /** Desired state by kind, in registration order (the order of the snapshot's work). */
+  private readonly providers = new Map<string, DesiredStateProvider>();
   /** Identifies this control plane process in `hosts.connected_to`. */
   readonly processId = randomUUID();
 
@@ -51,20 +71,20 @@ export class AgentHub {
     private readonly hosts: HostService,
     private readonly instances: InstanceService,
     private readonly log: FastifyBaseLogger,
-    private readonly networks?: NetworkService,
+    providers: readonly DesiredStateProvider[] = [],
   ) {
-    const stopDesired = ctx.signals.listen('desired', (instanceId, hostId) => {
-      void this.push(instanceId, hostId).catch((err) =>
-        this.log.error({ err, instanceId }, 'pushing desired state failed'),
+    for (const p of providers) this.register(p);
+    this.stopSignals = ctx.signals.listen('desired', (kind, hostId, id) => {
+      void this.push(kind, hostId, id).catch((err) =>
+        this.log.error({ err, kind, hostId, id }, 'pushing desired state failed'),
       );
     });
-    const stopNetworks = ctx.signals.listen('networks', (hostId) => {
-      void this.pushNetworks(hostId).catch((err) => this.log.error({ err, hostId }, 'pushing networks failed'));
-    });
-    this.stopSignals = () => {
-      stopDesired();
-      stopNetworks();
-    };
+  }
+
+  /** Add the provider of a kind of desired state; agents connecting from now on get it in their snapshot. */
+  register(provider: DesiredStateProvider): void {
+    if (this.providers.has(provider.kind)) throw new Error(`a provider for ${provider.kind} is registered already`);
+    this.providers.set(provider.kind, provider);
   }
 
   /** Start the heartbeat sweeper. */
@@ -115,13 +135,20 @@ export class AgentHub {
       if (!link.ready) socket.close(AGENT_CLOSE.protocol, 'no hello');
     }, HELLO_TIMEOUT_MS);
     socket.on('message', (data) => {
-      let msg: AgentMessage;
-      try {
-        msg = JSON.parse(String(data)) as AgentMessage;
-      } catch {
-        socket.close(AGENT_CLOSE.protocol, 'invalid JSON');
+      // After a refusal, nothing more from this link is looked at.
+      if (socket.readyState !== socket.OPEN) return;
+      const decoded = decodeAgentMessage(text(data));
+      if (!decoded.ok) {
+        // The agent and this control plane disagree on the protocol: carrying on would drop its reports
+        // silently. Closing makes it reconnect and say hello again with the full picture (and log the refusal).
+        this.log.warn(
+          { hostId, type: decoded.type, error: decoded.error },
+          'refusing a malformed agent message; closing the link',
+        );
+        socket.close(AGENT_CLOSE.protocol, 'malformed message');
         return;
       }
+      const msg = decoded.value;
       // Channel bytes and stats answers skip the queue: they must not wait behind database work.
       if (link.ready && link.channels.deliver(msg)) return;
       link.queue = link.queue
@@ -218,21 +245,15 @@ export class AgentHub {
         });
         // What the agent already runs first, so operations settle from real state.
         for (const obs of msg.instances) await this.instances.applyObserved(link.hostId, obs);
-        const desired = await this.instances.desiredForHost(link.hostId);
-        const networks = this.networks === undefined ? undefined : await this.networks.desiredForHost(link.hostId);
-        this.send(link, { type: 'snapshot', instances: desired, ...(networks === undefined ? {} : { networks }) });
+        const sets: DesiredSet[] = [];
+        for (const provider of this.providers.values())
+          sets.push({ provider, items: await provider.forHost(link.hostId) });
+        const desired = Object.fromEntries(sets.map((s) => [s.provider.kind, s.items]));
+        this.send(link, { type: 'snapshot', desired });
         link.ready = true;
-        await this.instances.dispatched(
-          link.hostId,
-          desired.map((d) => d.id),
-        );
-        // Its underlay address may have changed: the other members' hosts refresh their VXLAN peers.
-        if (networks !== undefined && networks.length > 0) {
-          this.networks!.announce(
-            (await this.networks!.hostsOf(networks.map((n) => n.id))).filter((h) => h !== link.hostId),
-          );
-        }
-        this.log.info({ hostId: link.hostId, instances: desired.length }, 'agent connected');
+        for (const { provider, items } of sets) await provider.sent?.(link.hostId, items, true);
+        const counts = Object.fromEntries(sets.map((s) => [s.provider.kind, s.items.length]));
+        this.log.info({ hostId: link.hostId, desired: counts }, 'agent connected');
         return;
       }
       case 'heartbeat':
@@ -258,21 +279,24 @@ export class AgentHub {
     }
   }
 
-  /** Send one instance's desired state to its agent, if connected here. */
-  private async push(instanceId: string, hostId: string): Promise<void> {
+  /** Send a change of one kind to the host's agent, if connected here: the item `id` names, else the kind's whole set. */
+  private async push(kind: DesiredKind, hostId: string, id: string | undefined): Promise<void> {
     const link = this.links.get(hostId);
-    if (!link || !link.ready) return;
-    const desired = await this.instances.desiredOne(instanceId);
-    if (!desired) return;
-    this.send(link, { type: 'instance', instance: desired });
-    await this.instances.dispatched(hostId, [instanceId]);
-  }
-
-  /** Send a host's networks (members, VXLAN peers, leases) to its agent, if connected here. */
-  private async pushNetworks(hostId: string): Promise<void> {
-    const link = this.links.get(hostId);
-    if (!link || !link.ready || this.networks === undefined) return;
-    this.send(link, { type: 'networks', networks: await this.networks.desiredForHost(hostId) });
+    const provider = this.providers.get(kind);
+    if (!link || !link.ready || provider === undefined) return;
+    let items: DesiredSet['items'];
+    let full: boolean;
+    if (id !== undefined && provider.one !== undefined) {
+      const one = await provider.one(id);
+      if (one === null) return;
+      items = [one];
+      full = false;
+    } else {
+      items = await provider.forHost(hostId);
+      full = true;
+    }
+    this.send(link, desiredMessage(kind, items, full));
+    await provider.sent?.(hostId, items, false);
   }
 
   /** Mark hosts without recent heartbeats offline and drop their links. */

@@ -1,5 +1,12 @@
 import { X509Certificate } from 'node:crypto';
-import { AGENT_PROTOCOL_VERSION, type ControlMessage, type DesiredNetwork, type HostFacts } from '@floe/api';
+import {
+  AGENT_PROTOCOL_VERSION,
+  type ControlMessage,
+  type DesiredItem,
+  type DesiredKind,
+  type DesiredNetwork,
+  type HostFacts,
+} from '@floe/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { issueClientCert } from './ca/index.js';
@@ -7,7 +14,7 @@ import { storeTargets } from './db/testing.js';
 import { startTestControlPlane, type TestControlPlane } from './testing.js';
 
 // What agents hear about networks over a real agent link (mutual TLS on loopback): the
-// snapshot's networks, NICs in desired instances, and `networks` pushes when members or
+// snapshot's networks, NICs in desired instances, and network pushes when members or
 // VXLAN peers change on any host.
 
 const FACTS: HostFacts = {
@@ -85,12 +92,31 @@ class FakeAgent {
     }
   }
 
-  /** Wait until the latest `networks` list satisfies `check`. */
+  /** The first `desired` message of `kind` after `from`, waiting for it. */
+  async desired<K extends DesiredKind>(kind: K, from = 0, timeoutMs = 5000): Promise<DesiredItem<K>[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = this.messages.slice(from).find((x) => x.type === 'desired' && x.kind === kind);
+      if (m?.type === 'desired') return m.items as DesiredItem<K>[];
+      if (Date.now() > deadline)
+        throw new Error(`no ${kind} message; got ${this.messages.map((x) => x.type).join(', ')}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** Wait until the latest list of networks (snapshot or full `desired`) satisfies `check`. */
   async networks(check: (n: DesiredNetwork[]) => boolean, timeoutMs = 5000): Promise<DesiredNetwork[]> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const last = [...this.messages].reverse().find((x) => x.type === 'networks' || x.type === 'snapshot');
-      const list = last?.type === 'networks' ? last.networks : last?.type === 'snapshot' ? (last.networks ?? []) : [];
+      const last = [...this.messages]
+        .reverse()
+        .find((x) => (x.type === 'desired' && x.kind === 'network' && x.full) || x.type === 'snapshot');
+      const list =
+        last?.type === 'desired' && last.kind === 'network'
+          ? last.items
+          : last?.type === 'snapshot'
+            ? (last.desired.network ?? [])
+            : [];
       if (check(list)) return list;
       if (Date.now() > deadline) throw new Error(`networks never matched; last: ${JSON.stringify(list)}`);
       await new Promise((r) => setTimeout(r, 20));
@@ -137,7 +163,7 @@ for (const t of storeTargets()) {
     });
 
     it('sends NICs with instances and networks with their VXLAN peers to every member host', async () => {
-      expect((await a.next('snapshot')).networks).toEqual([]);
+      expect((await a.next('snapshot')).desired.network).toEqual([]);
       const lan = await cp.app.services.networks.create(cp.admin, { name: 'lan', ipv4: '10.10.0.0/24', ipv6: 'auto' });
       await cp.app.services.hosts.update(cp.admin, b.hostId, { spec: { schedulable: false } });
       const fromA = a.messages.length;
@@ -149,8 +175,9 @@ for (const t of storeTargets()) {
         networks: ['lan'],
       });
       expect(one.instance.status.host).toBe(a.hostId);
-      const pushed = await a.next('instance', fromA);
-      expect(pushed.instance.nics).toEqual([
+      const pushed = await a.desired('instance', fromA);
+      expect(pushed).toHaveLength(1);
+      expect(pushed[0]!.nics).toEqual([
         expect.objectContaining({
           network_id: lan.id,
           vni: lan.vni,

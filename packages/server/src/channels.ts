@@ -196,7 +196,7 @@ export class LinkChannels {
     });
   }
 
-  /** Route one agent message; false when it is not a channel or stats message. */
+  /** Route one agent message (checked against its schema already); false when it is not a channel or stats message. */
   deliver(msg: AgentMessage): boolean {
     switch (msg.type) {
       case 'channel.data': {
@@ -210,7 +210,7 @@ export class LinkChannels {
         }
         const ch = this.open.get(msg.channel);
         if (ch !== undefined) {
-          if (typeof msg.data === 'string' && msg.data !== '') ch.deliver(Buffer.from(msg.data, 'base64'));
+          if (msg.data !== '') ch.deliver(Buffer.from(msg.data, 'base64'));
         } else if (!this.closing.has(msg.channel)) {
           // Nobody here knows this channel: stop the agent from streaming into the void.
           this.forget(msg.channel, true);
@@ -218,8 +218,7 @@ export class LinkChannels {
         return true;
       }
       case 'channel.closed': {
-        const error =
-          msg.error === undefined ? undefined : { code: String(msg.error.code), message: String(msg.error.message) };
+        const error = msg.error === undefined ? undefined : { code: msg.error.code, message: msg.error.message };
         const opening = this.opening.get(msg.channel);
         if (opening !== undefined) {
           clearTimeout(opening.timer);

@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from './config.js';
 import type { Store } from './db/index.js';
 import { AgentHub } from './agent-hub.js';
+import { instanceDesiredState, networkDesiredState } from './desired-state.js';
 import type { Cluster } from './cluster.js';
 import { ImageService, MachineTypeService } from './services/catalog.js';
 import { ImageFileService } from './services/image-files.js';
@@ -71,7 +72,10 @@ export function buildServices(
   const networks = new NetworkService(ctx, projects);
   const instances = new InstanceService(ctx, projects, images, machineTypes, operations, networks);
   const hosts = new HostService(ctx);
-  const hub = new AgentHub(ctx, hosts, instances, log, networks);
+  const hub = new AgentHub(ctx, hosts, instances, log, [
+    instanceDesiredState(instances),
+    networkDesiredState(networks),
+  ]);
   return {
     bus,
     projects,

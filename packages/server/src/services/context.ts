@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { DesiredKind } from '@floe/api';
 import type { Cluster } from '../cluster.js';
 import type { Config } from '../config.js';
 import type { Store } from '../db/index.js';
@@ -8,10 +9,11 @@ export type { Principal } from './principal.js';
 
 /** Signals between services and the agent hub, inside one control plane process. */
 export interface Signals {
-  /** Desired state of an instance changed: push it to its host's agent. */
-  desired: (instanceId: string, hostId: string) => void;
-  /** Networks with members on a host changed (members, peers, leases): push the list to its agent. */
-  networks: (hostId: string) => void;
+  /**
+   * Desired state of `kind` on a host changed: push it to the host's agent.
+   * `id` names the one item that changed; without it, the kind's whole set is sent again.
+   */
+  desired: (kind: DesiredKind, hostId: string, id?: string) => void;
 }
 
 /**
@@ -26,10 +28,8 @@ export class SignalBus extends EventEmitter {
     super();
     this.unsubscribe =
       cluster?.subscribe('floe_desired', (p) => {
-        if (typeof p.instance_id === 'string' && typeof p.host_id === 'string')
-          this.emit('desired', p.instance_id, p.host_id);
-        // A network change names only the host (no instance).
-        else if (p.instance_id === null && typeof p.host_id === 'string') this.emit('networks', p.host_id);
+        if (typeof p.kind === 'string' && typeof p.host_id === 'string')
+          this.emit('desired', p.kind, p.host_id, typeof p.id === 'string' ? p.id : undefined);
       }) ?? (() => undefined);
   }
 
@@ -37,11 +37,8 @@ export class SignalBus extends EventEmitter {
   send<K extends keyof Signals>(name: K, ...args: Parameters<Signals[K]>): void {
     this.emit(name, ...args);
     if (this.cluster && name === 'desired') {
-      const [instance_id, host_id] = args as [string, string];
-      void this.cluster.publish('floe_desired', { instance_id, host_id }).catch(() => undefined);
-    } else if (this.cluster && name === 'networks') {
-      const [host_id] = args as [string];
-      void this.cluster.publish('floe_desired', { instance_id: null, host_id }).catch(() => undefined);
+      const [kind, host_id, id] = args;
+      void this.cluster.publish('floe_desired', { kind, host_id, id: id ?? null }).catch(() => undefined);
     }
   }
 

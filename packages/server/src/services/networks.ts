@@ -317,7 +317,7 @@ export class NetworkService implements NetworkLookup {
 
   /** Tell the agents of these hosts that their networks changed. */
   announce(hostIds: Iterable<string>): void {
-    for (const hostId of new Set(hostIds)) this.ctx.signals.send('networks', hostId);
+    for (const hostId of new Set(hostIds)) this.ctx.signals.send('desired', 'network', hostId);
   }
 }
 

@@ -34,10 +34,10 @@ export class PostCommit {
   async run(c: Committed): Promise<void> {
     for (const id of c.forget ?? []) if (id) this.deps.forgotten?.(id);
     if (c.events !== undefined && c.events.length > 0) await this.ctx.bus.publish(...c.events);
-    for (const d of c.desired ?? []) if (d.hostId) this.ctx.signals.send('desired', d.instanceId, d.hostId);
+    for (const d of c.desired ?? []) if (d.hostId) this.ctx.signals.send('desired', 'instance', d.hostId, d.instanceId);
     const hosts = (c.networkHosts ?? []).filter((h): h is string => h !== null);
     if (c.networks !== undefined && c.networks.length > 0 && this.deps.hostsOf)
       hosts.push(...(await this.deps.hostsOf(c.networks)));
-    for (const hostId of new Set(hosts)) this.ctx.signals.send('networks', hostId);
+    for (const hostId of new Set(hosts)) this.ctx.signals.send('desired', 'network', hostId);
   }
 }
