@@ -49,10 +49,10 @@ describe('PostCommit', () => {
     expect(log).toEqual([
       'forget ins_1',
       'publish ins_1,op_1',
-      'desired ins_1 host_a',
+      'desired instance host_a ins_1',
       'hostsOf net_1',
-      'networks host_a',
-      'networks host_b',
+      'desired network host_a',
+      'desired network host_b',
     ]);
   });
 
