@@ -4,7 +4,10 @@
  * in the parent). It answers the parent's requests over the IPC channel.
  */
 import { rm } from 'node:fs/promises';
+import { sql } from 'kysely';
+import { transaction } from '../packages/server/src/db/index.js';
 import { storeTargetsFor } from '../packages/server/src/db/testing.js';
+import { newId } from '../packages/server/src/ids.js';
 import { placeInstance } from '../packages/server/src/services/scheduler.js';
 import { prepareAgentDir, startTestControlPlane, type TestControlPlane } from '../packages/server/src/testing.js';
 
@@ -12,6 +15,7 @@ import { prepareAgentDir, startTestControlPlane, type TestControlPlane } from '.
 export type CpRequest =
   | { kind: 'start'; store: 'sqlite' | 'postgres'; agents: number; env: Record<string, string> }
   | { kind: 'probe'; samples: number }
+  | { kind: 'seed'; template: string; count: number; hostIds: string[] }
   | { kind: 'stats' }
   | { kind: 'stop' };
 
@@ -88,6 +92,41 @@ async function probe(samples: number): Promise<number[]> {
   return out;
 }
 
+/**
+ * Copy the instance named `template` `count` times under new ids and names,
+ * placed round-robin on `hostIds` as spread placement would: valid scheduled
+ * instances, inserted directly without the API's per-create cost. Agents that
+ * connect afterwards get them in their snapshot.
+ */
+async function seed(req: Extract<CpRequest, { kind: 'seed' }>): Promise<null> {
+  const c = cp!;
+  const template = await c.store.db
+    .selectFrom('instances')
+    .selectAll()
+    .where('name', '=', req.template)
+    .executeTakeFirstOrThrow();
+  const status = JSON.parse(template.status) as Record<string, unknown>;
+  const BATCH = 500;
+  await transaction(c.store, async (trx) => {
+    for (let done = 0; done < req.count; done += BATCH) {
+      const rows = Array.from({ length: Math.min(BATCH, req.count - done) }, (_, i) => {
+        const host = req.hostIds[(done + i) % req.hostIds.length]!;
+        return {
+          ...template,
+          id: newId('instance'),
+          name: `seed-${String(done + i).padStart(6, '0')}`,
+          host_id: host,
+          state: 'scheduled',
+          status: JSON.stringify({ ...status, state: 'scheduled', host: host }),
+        };
+      });
+      await trx.insertInto('instances').values(rows).execute();
+    }
+  });
+  if (c.store.dialect === 'postgres') await sql`analyze instances`.execute(c.store.db);
+  return null;
+}
+
 async function stats(): Promise<CpStats> {
   const c = cp!;
   const m = process.memoryUsage();
@@ -123,6 +162,8 @@ process.on('message', (msg: Envelope) => {
         return start(msg.req);
       case 'probe':
         return probe(msg.req.samples);
+      case 'seed':
+        return seed(msg.req);
       case 'stats':
         return stats();
       case 'stop':

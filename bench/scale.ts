@@ -26,6 +26,7 @@ const { values: args } = parseArgs({
     concurrency: { type: 'string', default: '32' },
     threads: { type: 'string', default: '4' },
     store: { type: 'string', default: 'sqlite' },
+    seed: { type: 'string', default: '0' },
   },
 });
 const AGENTS = Number(args.agents);
@@ -33,6 +34,8 @@ const INSTANCES = Number(args.instances);
 const CONCURRENCY = Number(args.concurrency);
 const THREADS = Math.max(1, Math.min(Number(args.threads), AGENTS - 1 || 1));
 const STORE = args.store === 'postgres' ? 'postgres' : 'sqlite';
+/** Instances inserted directly into the store before the fleet connects (on top of which the API creates run). */
+const SEED = Number(args.seed);
 /** What each agent reports instead of this machine's size: room for far more `nano` instances than it gets. */
 const AGENT_CPUS = 256;
 const AGENT_MEMORY_MIB = 256 * 1024;
@@ -150,26 +153,6 @@ async function main(): Promise<void> {
     const oneHost = summarize(await cp.call<number[]>({ kind: 'probe', samples: PROBE_SAMPLES }));
     log(`placement, 1 host online, 0 instances: p50 ${fmt(oneHost.p50, 2)} ms, p99 ${fmt(oneHost.p99, 2)} ms`);
 
-    // ---- the rest of the fleet
-    const rest = info.agents.slice(1);
-    const perThread = Math.ceil(rest.length / THREADS);
-    const connectStart = performance.now();
-    for (let i = 0; i < rest.length; i += perThread) {
-      fleets.push(new BenchWorker<FleetJob>(fleetUrl, fleetData(rest.slice(i, i + perThread))));
-    }
-    await Promise.all(fleets.slice(1).map((f) => f.call({ kind: 'start' })));
-    await until(async () => (await stats()).hostsOnline === AGENTS, `all ${AGENTS} agents online`, 600_000);
-    const connectS = (performance.now() - connectStart) / 1000;
-    const idleStats = await stats();
-    log(
-      `${AGENTS} agents online after ${connectS.toFixed(1)} s; control plane RSS ${fmt(idleStats.rssMib)} MiB, heap ${fmt(idleStats.heapUsedMib)} MiB`,
-    );
-    const allHosts = summarize(await cp.call<number[]>({ kind: 'probe', samples: PROBE_SAMPLES }));
-    log(
-      `placement, ${AGENTS} hosts online, 0 instances: p50 ${fmt(allHosts.p50, 2)} ms, p99 ${fmt(allHosts.p99, 2)} ms`,
-    );
-
-    // ---- the creates
     const headers = { authorization: `Bearer ${info.token}`, 'content-type': 'application/json' };
     const pool = new Pool(info.url, { connections: CONCURRENCY, pipelining: 1, connect: { ca: info.ca } });
     const image = await pool.request({
@@ -180,6 +163,71 @@ async function main(): Promise<void> {
     });
     if (image.statusCode >= 300) throw new Error(`creating the image: ${image.statusCode} ${await image.body.text()}`);
     await image.body.dump();
+    const counts = async () => {
+      const all = await Promise.all(fleets.map((f) => f.call<FleetCount>({ kind: 'count' })));
+      return {
+        created: all.reduce((n, c) => n + c.created, 0),
+        running: all.reduce((n, c) => n + c.running, 0),
+        lastCreateAt: Math.max(...all.map((c) => c.lastCreateAt ?? 0)),
+      };
+    };
+
+    // ---- seeded instances: one through the API (on the first host), copies of it on the others
+    if (SEED > 0) {
+      const res = await pool.request({
+        path: '/v1/instances',
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ name: 'seed-template', image: 'bench', machine_type: 'nano' }),
+      });
+      if (res.statusCode >= 300)
+        throw new Error(`creating the seed template: ${res.statusCode} ${await res.body.text()}`);
+      await res.body.dump();
+      const seedStart = performance.now();
+      const hostIds = (AGENTS > 1 ? info.agents.slice(1) : info.agents).map((a) => a.hostId);
+      await cp.call({ kind: 'seed', template: 'seed-template', count: SEED - 1, hostIds });
+      log(
+        `seeded ${SEED} instances (copies of one created through the API) in ${((performance.now() - seedStart) / 1000).toFixed(1)} s`,
+      );
+    }
+
+    // ---- the rest of the fleet
+    const fleetStartAt = epochMs();
+    const rest = info.agents.slice(1);
+    const perThread = Math.ceil(rest.length / THREADS);
+    const connectStart = performance.now();
+    for (let i = 0; i < rest.length; i += perThread) {
+      fleets.push(new BenchWorker<FleetJob>(fleetUrl, fleetData(rest.slice(i, i + perThread))));
+    }
+    await Promise.all(fleets.slice(1).map((f) => f.call({ kind: 'start' })));
+    await until(async () => (await stats()).hostsOnline === AGENTS, `all ${AGENTS} agents online`, 600_000);
+    const connectS = (performance.now() - connectStart) / 1000;
+    let seedSeenS: number | null = null;
+    let seedReportedS: number | null = null;
+    if (SEED > 0) {
+      try {
+        await until(async () => (await counts()).running >= SEED, 'every agent to run its seeded instances', 1_800_000);
+        seedSeenS = ((await counts()).lastCreateAt - fleetStartAt) / 1000;
+        await until(async () => (await stats()).running >= SEED, 'the seeded instances reported running', 1_800_000);
+        seedReportedS = (epochMs() - fleetStartAt) / 1000;
+      } catch (err) {
+        log((err as Error).message);
+      }
+      log(
+        `seeded instances: the last agent saw its last one ${fmt(seedSeenS, 1)} s after the fleet started, ` +
+          `the control plane had them all reported running after ${fmt(seedReportedS, 1)} s`,
+      );
+    }
+    const idleStats = await stats();
+    log(
+      `${AGENTS} agents online after ${connectS.toFixed(1)} s; control plane RSS ${fmt(idleStats.rssMib)} MiB, heap ${fmt(idleStats.heapUsedMib)} MiB`,
+    );
+    const allHosts = summarize(await cp.call<number[]>({ kind: 'probe', samples: PROBE_SAMPLES }));
+    log(
+      `placement, ${AGENTS} hosts online, ${SEED} instances: p50 ${fmt(allHosts.p50, 2)} ms, p99 ${fmt(allHosts.p99, 2)} ms`,
+    );
+
+    // ---- the creates
     const latencies: number[] = [];
     const statuses: Record<string, number> = {};
     let firstError: string | null = null;
@@ -236,7 +284,7 @@ async function main(): Promise<void> {
     creating = false;
     await watcher;
     await pool.close();
-    const ok = (statuses['202'] ?? 0) + (statuses['200'] ?? 0) + (statuses['201'] ?? 0);
+    const ok = SEED + (statuses['202'] ?? 0) + (statuses['200'] ?? 0) + (statuses['201'] ?? 0);
     log(
       `POST /v1/instances x${INSTANCES}: ${JSON.stringify(statuses)} in ${createS.toFixed(1)} s = ${fmt(INSTANCES / createS)}/s`,
     );
@@ -245,14 +293,6 @@ async function main(): Promise<void> {
     if (error !== null) log(`first create error: ${error}`);
 
     // ---- every agent sees (and runs) its instances; the control plane hears back
-    const counts = async () => {
-      const all = await Promise.all(fleets.map((f) => f.call<FleetCount>({ kind: 'count' })));
-      return {
-        created: all.reduce((n, c) => n + c.created, 0),
-        running: all.reduce((n, c) => n + c.running, 0),
-        lastCreateAt: Math.max(...all.map((c) => c.lastCreateAt ?? 0)),
-      };
-    };
     let seen = await counts();
     try {
       await until(
@@ -307,7 +347,7 @@ async function main(): Promise<void> {
         '',
       ],
       [
-        `placement, ${AGENTS} hosts, 0 instances: p50 / p99`,
+        `placement, ${AGENTS} hosts, ${SEED} instances: p50 / p99`,
         `${fmt(allHosts.p50, 2)} / ${fmt(allHosts.p99, 2)} ms`,
         ratio(allHosts),
         '',
@@ -336,6 +376,24 @@ async function main(): Promise<void> {
       ],
       [`create throughput (c=${CONCURRENCY})`, `${fmt(INSTANCES / createS)} instances/s`, '', 'reported', ''],
       [`all ${AGENTS} agents online after start`, `${connectS.toFixed(1)} s`, '', 'reported', ''],
+      ...(SEED > 0
+        ? [
+            [
+              `${SEED} seeded: last agent saw its last, after fleet start`,
+              `${fmt(seedSeenS, 1)} s`,
+              '',
+              'reported',
+              '',
+            ],
+            [
+              `${SEED} seeded: all reported running, after fleet start`,
+              `${fmt(seedReportedS, 1)} s`,
+              '',
+              'reported',
+              '',
+            ],
+          ]
+        : []),
       [
         'last agent saw its last instance, after first POST',
         `${fmt(allSeenS, 1)} s`,
@@ -345,7 +403,7 @@ async function main(): Promise<void> {
       ],
       ['every instance reported running, after first POST', `${fmt(reportedAfterS, 1)} s`, '', 'reported', ''],
       ['control plane process RSS, modules loaded, before start', `${fmt(info.loadedRssMib)} MiB`, '', 'reported', ''],
-      [`control plane RSS, ${AGENTS} hosts, 0 instances`, `${fmt(idleStats.rssMib)} MiB`, '', 'reported', ''],
+      [`control plane RSS, ${AGENTS} hosts, ${SEED} instances`, `${fmt(idleStats.rssMib)} MiB`, '', 'reported', ''],
       [
         `control plane RSS at ${atEnd.instances} instances`,
         `${fmt(atEnd.rssMib)} MiB`,
