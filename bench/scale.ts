@@ -27,6 +27,7 @@ const { values: args } = parseArgs({
     threads: { type: 'string', default: '4' },
     store: { type: 'string', default: 'sqlite' },
     seed: { type: 'string', default: '0' },
+    'max-wait': { type: 'string', default: '1800' },
   },
 });
 const AGENTS = Number(args.agents);
@@ -36,6 +37,8 @@ const THREADS = Math.max(1, Math.min(Number(args.threads), AGENTS - 1 || 1));
 const STORE = args.store === 'postgres' ? 'postgres' : 'sqlite';
 /** Instances inserted directly into the store before the fleet connects (on top of which the API creates run). */
 const SEED = Number(args.seed);
+/** Longest wait (ms) for the fleet to connect or for instances to reach the agents, before reporting what there is. */
+const MAX_WAIT_MS = Number(args['max-wait']) * 1000;
 /** What each agent reports instead of this machine's size: room for far more `nano` instances than it gets. */
 const AGENT_CPUS = 256;
 const AGENT_MEMORY_MIB = 256 * 1024;
@@ -105,7 +108,7 @@ async function until(check: () => Promise<boolean>, what: string, timeoutMs: num
   for (;;) {
     if (await check()) return performance.now() - t0;
     if (performance.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(100);
+    await sleep(500);
   }
 }
 
@@ -200,15 +203,41 @@ async function main(): Promise<void> {
       fleets.push(new BenchWorker<FleetJob>(fleetUrl, fleetData(rest.slice(i, i + perThread))));
     }
     await Promise.all(fleets.slice(1).map((f) => f.call({ kind: 'start' })));
-    await until(async () => (await stats()).hostsOnline === AGENTS, `all ${AGENTS} agents online`, 600_000);
+    let lastProgress = performance.now();
+    /** Every 30 s while waiting: what the fleet and the control plane have got to. */
+    const progress = async (s: CpStats) => {
+      if (performance.now() - lastProgress < 30_000) return;
+      lastProgress = performance.now();
+      const c = await counts();
+      log(
+        `  ${((performance.now() - started) / 1000).toFixed(0)} s: ${s.hostsOnline} hosts online, agents run ${c.running} VMs, ` +
+          `${s.running} reported running; control plane RSS ${fmt(s.rssMib)} MiB, busy ${fmt(100 * s.elu, 0)}%; load ${loadavg()}`,
+      );
+    };
+    const watched = async () => {
+      const s = await stats();
+      await progress(s);
+      return s;
+    };
+    await until(async () => (await watched()).hostsOnline === AGENTS, `all ${AGENTS} agents online`, MAX_WAIT_MS).catch(
+      (err: Error) => log(err.message),
+    );
     const connectS = (performance.now() - connectStart) / 1000;
     let seedSeenS: number | null = null;
     let seedReportedS: number | null = null;
     if (SEED > 0) {
       try {
-        await until(async () => (await counts()).running >= SEED, 'every agent to run its seeded instances', 1_800_000);
+        await until(
+          async () => (await watched()) !== null && (await counts()).running >= SEED,
+          'every agent to run its seeded instances',
+          MAX_WAIT_MS,
+        );
         seedSeenS = ((await counts()).lastCreateAt - fleetStartAt) / 1000;
-        await until(async () => (await stats()).running >= SEED, 'the seeded instances reported running', 1_800_000);
+        await until(
+          async () => (await watched()).running >= SEED,
+          'the seeded instances reported running',
+          MAX_WAIT_MS,
+        );
         seedReportedS = (epochMs() - fleetStartAt) / 1000;
       } catch (err) {
         log((err as Error).message);
@@ -298,18 +327,18 @@ async function main(): Promise<void> {
       await until(
         async () => (seen = await counts()).created >= ok && seen.running >= ok,
         'every agent to run its instances',
-        600_000,
+        MAX_WAIT_MS,
       );
     } catch (err) {
       log((err as Error).message);
     }
     const allSeenS = seen.created >= ok ? (seen.lastCreateAt - firstPostAt) / 1000 : null;
     let reported: CpStats = await stats();
-    // Within the poll interval (100 ms).
+    // Within the poll interval (500 ms).
     const reportedAfterS = await until(
       async () => (reported = await stats()).running >= ok,
       'the control plane to hear every instance running',
-      600_000,
+      MAX_WAIT_MS,
     )
       .then(() => (epochMs() - firstPostAt) / 1000)
       .catch((err: Error) => {
