@@ -3,7 +3,9 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { HostFacts } from '@floe/api';
 import { AGENT_VERSION, Agent } from '@floe/agent';
 import { FakeVmDriver } from '@floe/agent';
+import WebSocket from 'ws';
 import { HostNetworkDriver } from '../packages/agent/src/drivers/net/driver.js';
+import { Trace, timed, traceWebSockets } from './trace.js';
 import { serveAgentJobs } from './worker.js';
 
 /** What the agent thread is started with. */
@@ -20,10 +22,12 @@ export interface AgentWorkerData {
    * 127.0.0.1. Without it the agent ignores networks.
    */
   network?: { netns: string; stateDir: string; underlay: string };
+  /** Note link messages and driver calls for the `trace` job (see trace.ts). */
+  trace?: boolean;
 }
 
 /** Jobs of the agent thread. */
-export type AgentJob = { kind: 'start' } | { kind: 'stop' } | { kind: 'count' };
+export type AgentJob = { kind: 'start' } | { kind: 'stop' } | { kind: 'count' } | { kind: 'trace' };
 
 // A real floe agent (link over mutual TLS, reconcilers, applied-state file) in
 // its own thread, so its work does not share the control plane's event loop,
@@ -45,18 +49,26 @@ const facts: HostFacts = {
   vm_driver: 'fake',
   ...(data.network === undefined ? {} : { underlay_ipv4: data.network.underlay }),
 };
-const driver = new FakeVmDriver();
+const trace = new Trace();
+if (data.trace === true) traceWebSockets(WebSocket, 'agent', trace);
+const traced = <T extends object>(target: T, name: string): T =>
+  data.trace === true ? timed(target, name, trace) : target;
+const fake = new FakeVmDriver();
+const driver = traced(fake, 'vm');
 const net = data.network;
 const agent = new Agent({
   dataDir: data.dataDir,
   server: data.server,
   driver,
-  facts: async () => facts,
+  facts: () => Promise.resolve(facts),
   ...(net === undefined
     ? {}
     : {
         network: {
-          host: new HostNetworkDriver({ stateDir: net.stateDir, underlay: net.underlay, netns: net.netns }),
+          host: traced(
+            new HostNetworkDriver({ stateDir: net.stateDir, underlay: net.underlay, netns: net.netns }),
+            'net',
+          ),
           stateDir: net.stateDir,
         },
       }),
@@ -64,8 +76,6 @@ const agent = new Agent({
   metadata: false,
 });
 
-serveAgentJobs<AgentJob>(
-  parentPort!,
-  agent,
-  async () => (await driver.list()).filter((vm) => vm.state === 'running').length,
+serveAgentJobs<AgentJob>(parentPort!, agent, async (job) =>
+  job.kind === 'trace' ? trace.take() : (await fake.list()).filter((vm) => vm.state === 'running').length,
 );

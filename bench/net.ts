@@ -20,6 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Network, Nic } from '@floe/api';
 import { FloeClient } from '@floe/client';
+import WebSocket from 'ws';
 import { bridgeCommands, tapCommands } from '../packages/agent/src/drivers/net/link-commands.js';
 import { dnsmasqFiles, dnsmasqPaths, dnsmasqRunDir } from '../packages/agent/src/drivers/net/dnsmasq.js';
 import { HostNetworkDriver } from '../packages/agent/src/drivers/net/driver.js';
@@ -28,10 +29,12 @@ import { nftRuleset } from '../packages/agent/src/drivers/net/ruleset.js';
 import type { NetSpec, NicSpec } from '../packages/agent/src/drivers/net/types.js';
 import { run } from '../packages/agent/src/host/exec.js';
 import { storeTargetsFor } from '../packages/server/src/db/testing.js';
+import { SignalBus } from '../packages/server/src/services/context.js';
 import { prepareAgentDir, startTestControlPlane, type TestControlPlane } from '../packages/server/src/testing.js';
 import type { AgentJob, AgentWorkerData } from './agent-worker.js';
 import { fmt, percentile, sorted, table } from './report.js';
-import { BenchWorker } from './worker.js';
+import { Trace, traceSteps, traceWebSockets, type TraceEntry } from './trace.js';
+import { BenchWorker, epochMs } from './worker.js';
 
 const ROUNDS = Number(process.env.FLOE_BENCH_RUNS ?? 10);
 const UNDERLAY = '192.0.2.1';
@@ -232,6 +235,34 @@ interface ApiRig {
   stateDir: string;
   reader: HostNetworkDriver;
   hostNs: string;
+  /** The control plane's side of the path (HTTP, signals, link messages, operations). */
+  trace: Trace;
+}
+
+/** Note the control plane's moments: requests in and answered, signals, link messages, operations ending. */
+function traceControlPlane(cp: TestControlPlane): Trace {
+  const trace = new Trace();
+  traceWebSockets(WebSocket, 'cp', trace);
+  const proto = SignalBus.prototype as unknown as { send: (this: SignalBus, ...args: unknown[]) => void };
+  const send = proto.send;
+  proto.send = function (this: SignalBus, ...args: unknown[]) {
+    trace.note(`cp signal ${String(args[0])}`);
+    send.apply(this, args);
+  };
+  cp.app.http.server.on(
+    'request',
+    (req: { method?: string; url?: string }, res: { once: (e: string, f: () => void) => void }) => {
+      const what = `${req.method} ${(req.url ?? '').replace(/[0-9A-Z]{26}/g, '{id}').split('?')[0]}`;
+      trace.note(`cp http ${what}`);
+      res.once('finish', () => trace.note(`cp http answered ${what}`));
+    },
+  );
+  cp.app.services.bus.subscribe((e) => {
+    const op =
+      e.kind === 'operation' ? (e.data.operation as { kind?: string; status?: string } | undefined) : undefined;
+    if (op?.status === 'succeeded' || op?.status === 'failed') trace.note(`cp operation ${op.kind} ${op.status}`);
+  });
+  return trace;
 }
 
 async function startRig(state: string, hostNs: string): Promise<ApiRig> {
@@ -246,6 +277,7 @@ async function startRig(state: string, hostNs: string): Promise<ApiRig> {
     cpus: 64,
     memoryMib: 64 * 1024,
     network: { netns: hostNs, stateDir, underlay: UNDERLAY },
+    trace: true,
   } satisfies AgentWorkerData);
   const rig: ApiRig = {
     cp,
@@ -255,6 +287,7 @@ async function startRig(state: string, hostNs: string): Promise<ApiRig> {
     stateDir,
     reader: new HostNetworkDriver({ stateDir, underlay: UNDERLAY, netns: hostNs }),
     hostNs,
+    trace: traceControlPlane(cp),
   };
   try {
     await agent.call({ kind: 'start' });
@@ -294,7 +327,7 @@ async function links(ns: string): Promise<Map<string, { master: string | null; u
 async function viaApi(
   rig: ApiRig,
   round: string,
-): Promise<{ round: Round; network: Network; nic: Nic; hostname: string }> {
+): Promise<{ round: Round; network: Network; nic: Nic; hostname: string; trace: TraceEntry[]; startAt: number }> {
   const { client, hostNs } = rig;
   // The MAC is not known before the API answers: the VM's eth0 gets it while floe works.
   const vm = await vmNamespace(hostNs, null, 1450);
@@ -302,6 +335,9 @@ async function viaApi(
   let network: Network | null = null;
   let instanceId: string | null = null;
   try {
+    rig.trace.take();
+    await rig.agent.call({ kind: 'trace' });
+    const startAt = epochMs();
     const t0 = performance.now();
     const at = () => performance.now() - t0;
     network = await client.networks.create({ name, ipv4: IPV4, ipv6: IPV6, gateway: 'host' });
@@ -344,7 +380,13 @@ async function viaApi(
     });
     const [tapAt, { dnsmasqAt, leaseAt }] = await Promise.all([tapDone, leaseDone]);
     const ms = Math.max(tapAt, leaseAt);
+    const trace = [...rig.trace.take(), ...(await rig.agent.call<TraceEntry[]>({ kind: 'trace' }))];
+    trace.push({ at: startAt + dnsmasqAt, what: "bench sees dnsmasq with the NIC's lease" });
+    trace.push({ at: startAt + tapAt, what: 'bench sees the tap in the bridge' });
+    trace.push({ at: startAt + leaseAt, what: 'bench: udhcpc leased the address' });
     return {
+      trace,
+      startAt,
       round: {
         ms,
         parts: { network: networkAt, instance: instanceAt, dnsmasq: dnsmasqAt, tap: tapAt, lease: leaseAt },
@@ -428,6 +470,7 @@ async function main(): Promise<void> {
   const hand: Column = { label: 'by hand: ip, bridge, nft, dnsmasq', rounds: [] };
   const driver: Column = { label: 'floe HostNetworkDriver', rounds: [] };
   const api: Column = { label: 'floe API request → working network', rounds: [] };
+  const traces: Array<{ startAt: number; entries: TraceEntry[] }> = [];
   try {
     rig = await startRig(state, hostNs);
     log(
@@ -445,7 +488,11 @@ async function main(): Promise<void> {
       const order = [
         async () => hand.rounds.push(await byHand(path.join(state, `h${i}`), subject)),
         async () => driver.rounds.push(await viaDriver(path.join(state, `d${i}`), subject)),
-        async () => api.rounds.push((await viaApi(rig!, String(i))).round),
+        async () => {
+          const r = await viaApi(rig!, String(i));
+          api.rounds.push(r.round);
+          traces.push({ startAt: r.startAt, entries: r.trace });
+        },
       ];
       for (let k = 0; k < order.length; k++) await order[(i + k) % order.length]!();
       const last = (c: Column) => fmt(c.rounds.at(-1)!.ms);
@@ -475,6 +522,16 @@ async function main(): Promise<void> {
         }[k]!,
         mid(api.rounds.map((r) => r.parts[k]!)),
       ]),
+    ),
+  );
+  log('');
+  log(
+    'The API rounds step by step (ms after the request was sent, median (p10, p90); cp = control plane, agent = agent thread):',
+  );
+  log(
+    table(
+      ['step', 'at'],
+      traceSteps(traces).map(([step, xs]) => [step, mid(xs)]),
     ),
   );
   log(

@@ -282,6 +282,46 @@ describe('NetworkReconciler', () => {
     expect(host.firewall.at(-1)?.nics).toEqual([]);
   });
 
+  it('gives taps a network that arrives just after the instance instead of failing', async () => {
+    const vm = instance('inst_01A', 'nic_01A');
+    rec.setInstances([vm]);
+    const taps = rec.ensureTaps(vm);
+    setTimeout(() => rec.setDesired([NET], { full: true }), 50);
+    expect(await taps).toEqual([{ id: 'nic_01A', tap: 'tap', mac: vm.nics![0]!.mac }]);
+  });
+
+  it('applies the same firewall again only after a resync interval', async () => {
+    rec.setInstances([instance('inst_01A', 'nic_01A')]);
+    rec.setDesired([NET], { full: true });
+    await rec.whenIdle();
+    expect(host.firewall).toHaveLength(1);
+    // A change that leaves the ruleset as it is (an instance whose NIC has no lease here) does not run nft again.
+    rec.updateInstance(instance('inst_01C', 'nic_01Z'));
+    await rec.whenIdle();
+    expect(host.firewall).toHaveLength(1);
+    // One that changes it does.
+    rec.updateInstance(instance('inst_01A', 'nic_01A', true));
+    await rec.whenIdle();
+    expect(host.firewall).toEqual([
+      { nets: [NET.id], nics: ['nic_01A'] },
+      { nets: [NET.id], nics: [] },
+    ]);
+
+    // With no resync interval left, even the same ruleset is applied again (drift repair).
+    const quick = new NetworkReconciler({ host, stateDir: dir, resyncIntervalMs: 20 });
+    try {
+      quick.setDesired([NET], { full: true });
+      await quick.whenIdle();
+      await new Promise((r) => setTimeout(r, 50));
+      quick.setDesired([NET], { full: true });
+      await quick.whenIdle();
+      expect(host.firewall.length).toBeGreaterThanOrEqual(4);
+      expect(host.firewall.slice(2).every((f) => f.nets[0] === NET.id && f.nics.length === 0)).toBe(true);
+    } finally {
+      await quick.stop();
+    }
+  });
+
   it('removes networks that are gone, also those built before a restart', async () => {
     await mkdir(join(dir, 'net', 'net_01OLD'), { recursive: true });
     rec.setDesired([NET], { full: true });

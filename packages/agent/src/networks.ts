@@ -117,6 +117,9 @@ export function parseDefaultRoute(json: string): string | null {
   }
 }
 
+/** How long `ensureTaps` waits for a NIC's network to be built before it fails. */
+const NETWORK_WAIT_MS = 2_000;
+
 /** Options of the network reconciler. */
 export interface NetworkReconcilerOptions {
   host: NetworkHost;
@@ -163,9 +166,17 @@ export class NetworkReconciler implements KindReconciler<'network'> {
   private resyncTimer: NodeJS.Timeout | null = null;
   private stopped = false;
   private firewallApplied = false;
+  /**
+   * What the firewall was last applied with, and when. A pass that would apply the very same ruleset again
+   * skips it (one `nft` process on the path of every change) until a resync interval has passed, so drift
+   * is still repaired.
+   */
+  private lastFirewall: { key: string; at: number } | null = null;
   private uplink: string | null | undefined;
   /** Networks the last pass built here, by id: taps can only be plugged into these. */
   private built = new Map<string, NetSpec>();
+  /** Called at the end of the next pass: `ensureTaps` waiting for a network the control plane is sending. */
+  private passWaiters: Array<() => void> = [];
 
   constructor(private readonly opts: NetworkReconcilerOptions) {
     this.log = opts.logger ?? pino({ level: 'silent' });
@@ -217,6 +228,19 @@ export class NetworkReconciler implements KindReconciler<'network'> {
    */
   async ensureTaps(vm: DesiredInstance): Promise<LocalNic[]> {
     await this.whenIdle();
+    // An instance and its new network come in two messages, the instance often first: give the
+    // network's pass a moment instead of failing into the instance reconciler's retry backoff.
+    const deadline = Date.now() + NETWORK_WAIT_MS;
+    const missing = () => (vm.nics ?? []).some((n) => !this.built.has(n.network_id));
+    while (missing() && Date.now() < deadline) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.passWaiters.push(resolve)),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, deadline - Date.now()))),
+      ]);
+      clearTimeout(timer);
+      await this.whenIdle();
+    }
     const out: LocalNic[] = [];
     for (const nic of [...(vm.nics ?? [])].sort((a, b) => a.index - b.index)) {
       const net = this.built.get(nic.network_id);
@@ -272,6 +296,16 @@ export class NetworkReconciler implements KindReconciler<'network'> {
   }
 
   private async pass(): Promise<void> {
+    try {
+      await this.buildAll();
+    } finally {
+      const waiters = this.passWaiters;
+      this.passWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  private async buildAll(): Promise<void> {
     const networks = this.networks ?? [];
     let failed = false;
     const fail = (err: unknown, what: string, network?: string) => {
@@ -348,11 +382,18 @@ export class NetworkReconciler implements KindReconciler<'network'> {
     this.built = builtById;
 
     if (built.length > 0 || stale.length > 0 || this.firewallApplied) {
-      try {
-        await this.opts.host.applyFirewall(built, localNics);
-        this.firewallApplied = true;
-      } catch (err) {
-        fail(err, 'cannot apply the firewall');
+      const key = JSON.stringify([built, localNics]);
+      const last = this.lastFirewall;
+      const same = last !== null && last.key === key && Date.now() - last.at < (this.opts.resyncIntervalMs ?? 30_000);
+      if (!same) {
+        try {
+          this.lastFirewall = null;
+          await this.opts.host.applyFirewall(built, localNics);
+          this.firewallApplied = true;
+          this.lastFirewall = { key, at: Date.now() };
+        } catch (err) {
+          fail(err, 'cannot apply the firewall');
+        }
       }
     }
 

@@ -333,12 +333,75 @@ function imageImports(dialect: Dialect): Migration {
   };
 }
 
+/**
+ * What each host holds (instances, vCPUs, MiB), kept by triggers on `instances` in the same
+ * transaction as every write to it: the scheduler reads one row per host instead of summing every
+ * instance, and no writer can forget to update it (API, undo, direct inserts alike).
+ */
+function hostAllocations(dialect: Dialect): Migration {
+  return {
+    async up(db: AnyDb) {
+      await db.schema
+        .createTable('host_allocations')
+        .addColumn('host_id', textType(dialect), (c) => c.primaryKey().notNull())
+        .addColumn('instances', 'integer', (c) => c.notNull())
+        .addColumn('vcpus', 'integer', (c) => c.notNull())
+        .addColumn('memory_mib', 'integer', (c) => c.notNull())
+        .execute();
+      await sql`insert into host_allocations (host_id, instances, vcpus, memory_mib)
+        select host_id, count(*), sum(vcpus), sum(memory_mib) from instances
+        where host_id is not null group by host_id`.execute(db);
+      if (dialect === 'sqlite') {
+        const add = (row: 'new') => sql`insert into host_allocations (host_id, instances, vcpus, memory_mib)
+          select ${sql.raw(row)}.host_id, 1, ${sql.raw(row)}.vcpus, ${sql.raw(row)}.memory_mib where ${sql.raw(row)}.host_id is not null
+          on conflict (host_id) do update set instances = instances + 1, vcpus = vcpus + excluded.vcpus,
+            memory_mib = memory_mib + excluded.memory_mib;`;
+        const remove = sql`update host_allocations set instances = instances - 1, vcpus = vcpus - old.vcpus,
+          memory_mib = memory_mib - old.memory_mib where host_id = old.host_id;`;
+        await sql`create trigger host_allocations_insert after insert on instances begin ${add('new')} end`.execute(db);
+        await sql`create trigger host_allocations_delete after delete on instances begin ${remove} end`.execute(db);
+        await sql`create trigger host_allocations_update after update of host_id, vcpus, memory_mib on instances
+          begin ${remove} ${add('new')} end`.execute(db);
+      } else {
+        await sql`create function floe_host_allocations() returns trigger language plpgsql as $$
+          begin
+            if tg_op in ('UPDATE', 'DELETE') and old.host_id is not null then
+              update host_allocations set instances = instances - 1, vcpus = vcpus - old.vcpus,
+                memory_mib = memory_mib - old.memory_mib where host_id = old.host_id;
+            end if;
+            if tg_op in ('UPDATE', 'INSERT') and new.host_id is not null then
+              insert into host_allocations (host_id, instances, vcpus, memory_mib)
+                values (new.host_id, 1, new.vcpus, new.memory_mib)
+                on conflict (host_id) do update set instances = host_allocations.instances + 1,
+                  vcpus = host_allocations.vcpus + excluded.vcpus,
+                  memory_mib = host_allocations.memory_mib + excluded.memory_mib;
+            end if;
+            return null;
+          end $$`.execute(db);
+        await sql`create trigger host_allocations after insert or delete or update of host_id, vcpus, memory_mib
+          on instances for each row execute function floe_host_allocations()`.execute(db);
+      }
+    },
+    async down(db: AnyDb) {
+      if (dialect === 'sqlite') {
+        for (const t of ['insert', 'delete', 'update'])
+          await sql`drop trigger host_allocations_${sql.raw(t)}`.execute(db);
+      } else {
+        await sql`drop trigger host_allocations on instances`.execute(db);
+        await sql`drop function floe_host_allocations()`.execute(db);
+      }
+      await db.schema.dropTable('host_allocations').execute();
+    },
+  };
+}
+
 /** Every migration, by name; names sort in the order they apply. Never edit one that has shipped: add the next. */
 export function migrations(dialect: Dialect): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
     '0002_networks': networks(dialect),
     '0003_image_imports': imageImports(dialect),
+    '0004_host_allocations': hostAllocations(dialect),
   };
 }
 

@@ -182,6 +182,14 @@ export interface IdempotencyKeysTable {
 }
 
 /** The whole database, for Kysely. */
+/** What one host holds, kept by triggers on `instances` (see migration 0004); hosts that never held one have no row. */
+export interface HostAllocationsTable {
+  host_id: string;
+  instances: number;
+  vcpus: number;
+  memory_mib: number;
+}
+
 export interface Database {
   projects: ProjectsTable;
   tokens: TokensTable;
@@ -190,6 +198,7 @@ export interface Database {
   images: ImagesTable;
   machine_types: MachineTypesTable;
   instances: InstancesTable;
+  host_allocations: HostAllocationsTable;
   networks: NetworksTable;
   nics: NicsTable;
   ip_addresses: IpAddressesTable;

@@ -106,6 +106,7 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
   },
   machine_types: { pk: ['id'], row: { ...resource('mt_1', 'small'), spec: toJson({ vcpus: 1 }), builtin: 1 } },
   instances: { pk: ['id'], row: instance('inst_1', 'web') },
+  host_allocations: { pk: ['host_id'], row: { host_id: 'host_none', instances: 3, vcpus: 6, memory_mib: 3072 } },
   networks: {
     pk: ['id'],
     row: {
@@ -363,7 +364,12 @@ for (const t of storeTargets()) {
           .executeTakeFirst();
         expect(row?.name).toBe('keep');
         const applied = await sql<{ name: string }>`select name from ${sql.table(MIGRATION_TABLE)}`.execute(again.db);
-        expect(applied.rows.map((r) => r.name)).toEqual(['0001_initial', '0002_networks', '0003_image_imports']);
+        expect(applied.rows.map((r) => r.name)).toEqual([
+          '0001_initial',
+          '0002_networks',
+          '0003_image_imports',
+          '0004_host_allocations',
+        ]);
       } finally {
         await again.close();
       }
@@ -677,7 +683,12 @@ for (const t of storeTargets()) {
         const opened = await open2();
         for (const s of opened) await s.close();
         const applied = await sql<{ name: string }>`select name from ${sql.table(MIGRATION_TABLE)}`.execute(fresh.db);
-        expect(applied.rows.map((r) => r.name)).toEqual(['0001_initial', '0002_networks', '0003_image_imports']);
+        expect(applied.rows.map((r) => r.name)).toEqual([
+          '0001_initial',
+          '0002_networks',
+          '0003_image_imports',
+          '0004_host_allocations',
+        ]);
         expect(await migrate(fresh.db, fresh.dialect)).toEqual([]);
       } finally {
         await fresh.close();

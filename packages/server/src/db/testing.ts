@@ -277,6 +277,7 @@ export const SCHEMA_COLUMNS: SchemaColumns = {
     resource_id: 'text',
     data: 'text',
   },
+  host_allocations: { host_id: 'text', instances: 'integer', vcpus: 'integer', memory_mib: 'integer' },
   idempotency_keys: {
     token_id: 'text',
     key: 'text',

@@ -28,22 +28,19 @@ export interface Allocation {
 
 const EMPTY: Allocation = { instances: 0, vcpus: 0, memory_mib: 0 };
 
-/** Sum what is placed on each host (deleting instances still hold their resources). */
+/**
+ * What is placed on each host (deleting instances still hold their resources): one row per host
+ * in `host_allocations`, which triggers keep equal to the sums over `instances`.
+ */
 export async function allocations(db: Db, hostIds?: string[]): Promise<Map<string, Allocation>> {
-  let q = db
-    .selectFrom('instances')
-    .select((eb) => [
-      'host_id',
-      eb.fn.countAll<number>().as('n'),
-      eb.fn.sum<number>('vcpus').as('v'),
-      eb.fn.sum<number>('memory_mib').as('m'),
-    ])
-    .where('host_id', 'is not', null)
-    .groupBy('host_id');
+  let q = db.selectFrom('host_allocations').select(['host_id', 'instances', 'vcpus', 'memory_mib']);
   if (hostIds) q = q.where('host_id', 'in', hostIds.length > 0 ? hostIds : ['']);
   const rows = await q.execute();
   return new Map(
-    rows.map((r) => [r.host_id!, { instances: Number(r.n), vcpus: Number(r.v ?? 0), memory_mib: Number(r.m ?? 0) }]),
+    rows.map((r) => [
+      r.host_id,
+      { instances: Number(r.instances), vcpus: Number(r.vcpus), memory_mib: Number(r.memory_mib) },
+    ]),
   );
 }
 
