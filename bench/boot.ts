@@ -9,17 +9,15 @@
  * Medians with p10/p90 over the runs; the baselines are measured in this same
  * run. Benchmarks report; they never fail on times.
  */
-import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, open, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Event, Operation } from '@floe/api';
 import { probeKvm, run } from '@floe/agent';
 import { FloeClient } from '@floe/client';
-import { desiredInstance, testId, until } from '@floe/testkit';
+import { until } from '@floe/testkit';
 import { ensureTestImage, READY_MARKER } from '@floe/testkit/guest-image';
-import { ensureOverlay, overlayCreateArgs, QEMU_IMG } from '../packages/agent/src/drivers/vm/qemu/disk.js';
-import { connectWithRetry, type QmpClient } from '../packages/agent/src/drivers/vm/qemu/qmp.js';
+import { QEMU_IMG } from '../packages/agent/src/drivers/vm/qemu/disk.js';
 import {
   QEMU_BINARY,
   qemuArgv,
@@ -27,218 +25,36 @@ import {
   type QemuDiskCache,
   type QemuSpec,
 } from '../packages/agent/src/drivers/vm/qemu/argv.js';
-import { seedFiles, writeSeedIso } from '../packages/agent/src/drivers/vm/seed.js';
 import { openStore } from '../packages/server/src/db/index.js';
 import { prepareAgentDir, startTestControlPlane, type TestControlPlane } from '../packages/server/src/testing.js';
 import type { BootAgentJob, BootAgentWorkerData, DriverTimings } from './boot-agent-worker.js';
-import { fmt, percentile, sorted, table } from './report.js';
+import {
+  BOOT_TIMEOUT_MS,
+  bootBare,
+  ourQemus,
+  prepareBare,
+  readCmdline,
+  sleep,
+  waitForText,
+  waitGone,
+  type BareRun,
+} from './boot-bare.js';
+import { benchDisks, DISK_RUNS } from './boot-disks.js';
+import { loadavg, ms, printReport, s, type FloeRun } from './boot-report.js';
 import { BenchWorker, epochMs } from './worker.js';
 
 /** Boots per side (floe and bare); FLOE_BENCH_RUNS overrides. */
 const RUNS = Math.max(1, Number.parseInt(process.env.FLOE_BENCH_RUNS ?? '10', 10) || 10);
-/** Disk provisionings per side: each takes milliseconds, so many more than boots. */
-const DISK_RUNS = 40;
-/** Every boot must reach READY within this. */
-const BOOT_TIMEOUT_MS = 180_000;
-/** How often the console log files are read while waiting for READY (the same for floe and bare). */
-const POLL_MS = 5;
 /** The size the VMs get (1 vCPU, 256 MiB, 1 GiB disk): the bare baseline uses the same. */
 const MACHINE_TYPE = 'nano';
 const IMAGE_NAME = 'floe-test';
 
-const QMP_DELTA_TARGET_MS = 50;
-const READY_RATIO_TARGET = 1.03;
-const DISK_RATIO_TARGET = 2;
-
 const GIB = 1024 ** 3;
 const log = (line: string) => process.stdout.write(`${line}\n`);
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** One floe boot, in epoch ms (`post` is when the client sent POST /v1/instances). */
-interface FloeRun {
-  post: number;
-  postAnswered: number;
-  driver: DriverTimings;
-  /** When the control plane marked the create operation succeeded (the agent reported running). */
-  opSucceeded: number | null;
-  readyFile: number;
-  /** When READY arrived through GET /v1/instances/{id}/logs?follow=true; null if it did not. */
-  readyApi: number | null;
-}
-
-/** One bare boot, in epoch ms. */
-interface BareRun {
-  spawn: number;
-  /** The `-daemonize` parent exited: QEMU is initialized. */
-  daemonized: number;
-  qmp: number;
-  ready: number;
-}
-
-/** Median, p10 and p90 of some values. */
-interface Summary {
-  p10: number;
-  p50: number;
-  p90: number;
-  n: number;
-}
-
-function summary(values: number[]): Summary {
-  const s = sorted(values);
-  return { p10: percentile(s, 0.1), p50: percentile(s, 0.5), p90: percentile(s, 0.9), n: s.length };
-}
-
-const ms = (v: number, digits = 1) => `${fmt(v, digits)} ms`;
-const s = (v: number) => `${(v / 1000).toFixed(2)} s`;
-const spread = (x: Summary, f: (v: number) => string) => `${f(x.p50)} (p10 ${f(x.p10)}, p90 ${f(x.p90)})`;
 
 /** Register a host and write an agent data directory for it in `dataDir`. */
 async function prepareAgent(cp: TestControlPlane, name: string, dataDir: string): Promise<string> {
   return (await prepareAgentDir(cp, name, dataDir)).hostId;
-}
-
-/**
- * The moment `text` first shows up in `file` (which may not exist yet),
- * reading what was appended every POLL_MS. Used alike for floe's and the
- * bare VM's console log, so both are seen with the same delay.
- */
-async function waitForText(file: string, text: string, timeoutMs: number, signal?: AbortSignal): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  const buf = Buffer.alloc(64 * 1024);
-  let fh: Awaited<ReturnType<typeof open>> | null = null;
-  let offset = 0;
-  let tail = '';
-  try {
-    for (;;) {
-      if (signal?.aborted) throw new Error('aborted');
-      if (fh === null) fh = await open(file, 'r').catch(() => null);
-      if (fh !== null) {
-        for (;;) {
-          const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
-          if (bytesRead === 0) break;
-          offset += bytesRead;
-          tail = (tail + buf.subarray(0, bytesRead).toString('latin1')).slice(-4096);
-          if (tail.includes(text)) return epochMs();
-        }
-      }
-      if (Date.now() > deadline) throw new Error(`"${text}" did not appear in ${file} within ${timeoutMs / 1000} s`);
-      await sleep(POLL_MS);
-    }
-  } finally {
-    await fh?.close();
-  }
-}
-
-function readCmdline(pid: number): string[] | null {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(0, -1);
-  } catch {
-    return null;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    // A dead process nobody reaped yet is as good as gone.
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
-/** QEMU processes this benchmark started: their command line names a file under `root`. */
-async function ourQemus(root: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const argv = readCmdline(Number(entry));
-    if (argv !== null && argv[0]?.endsWith(QEMU_BINARY) && argv.some((a) => a.includes(root))) pids.push(Number(entry));
-  }
-  return pids;
-}
-
-async function waitGone(pid: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (alive(pid)) {
-    if (Date.now() > deadline) return false;
-    await sleep(20);
-  }
-  return true;
-}
-
-/** Everything a bare boot needs that is not timed: a VM directory with an overlay and a seed, and QEMU's arguments. */
-interface BareVm {
-  dir: string;
-  spec: QemuSpec;
-  marker: string;
-}
-
-async function prepareBare(
-  root: string,
-  base: string,
-  size: { vcpus: number; memoryMib: number; diskBytes: number },
-  accelerator: QemuAccelerator,
-  diskCache: QemuDiskCache,
-  name: string,
-): Promise<BareVm> {
-  const id = testId('inst');
-  const dir = path.join(root, 'bare', id);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const disk = path.join(dir, 'disk.qcow2');
-  await run(QEMU_IMG, overlayCreateArgs(base, 'qcow2', disk, size.diskBytes));
-  // The same seed floe writes for an instance of this name (no user-data, no keys).
-  const seed = await writeSeedIso(
-    dir,
-    seedFiles(desiredInstance({ id, name, spec: { user_data: null, ssh_keys: [] } })),
-  );
-  const spec: QemuSpec = {
-    id,
-    name,
-    vcpus: size.vcpus,
-    memoryMib: size.memoryMib,
-    accelerator,
-    diskCache,
-    paths: {
-      pidfile: path.join(dir, 'qemu.pid'),
-      qmpSocket: path.join(dir, 'qmp.sock'),
-      serialSocket: path.join(dir, 'serial.sock'),
-      consoleLog: path.join(dir, 'console.log'),
-      disk,
-      seedIso: seed,
-    },
-  };
-  return { dir, spec, marker: `${READY_MARKER} ${name}` };
-}
-
-/** Boot a prepared bare VM: spawn, QMP `query-status` answered, READY on the serial console. Always leaves nothing running. */
-async function bootBare(vm: BareVm): Promise<BareRun> {
-  let qmp: QmpClient | null = null;
-  const abort = new AbortController();
-  try {
-    const argv = qemuArgv(vm.spec);
-    const spawned = epochMs();
-    // Watched from the start, as floe's log is from the POST: the polling loads both alike.
-    const readyFile = waitForText(vm.spec.paths.consoleLog, vm.marker, BOOT_TIMEOUT_MS, abort.signal);
-    readyFile.catch(() => {});
-    await run(QEMU_BINARY, argv, { timeoutMs: 60_000 });
-    const daemonized = epochMs();
-    qmp = await connectWithRetry(vm.spec.paths.qmpSocket, { attempts: 5000, delayMs: 1, timeoutMs: 5000 });
-    const { status } = await qmp.execute('query-status', undefined, { timeoutMs: 5000 });
-    const answered = epochMs();
-    if (status !== 'running') throw new Error(`bare QEMU is ${status}, not running`);
-    const ready = await readyFile;
-    return { spawn: spawned, daemonized, qmp: answered, ready };
-  } finally {
-    abort.abort();
-    const pid = Number.parseInt(await readFile(vm.spec.paths.pidfile, 'utf8').catch(() => ''), 10);
-    await qmp?.execute('quit', undefined, { timeoutMs: 3000 }).catch(() => {});
-    qmp?.close();
-    if (Number.isInteger(pid) && pid > 1 && !(await waitGone(pid, 5000))) {
-      process.kill(pid, 'SIGKILL');
-      await waitGone(pid, 5000);
-    }
-    await rm(vm.dir, { recursive: true, force: true });
-  }
 }
 
 /** Everything a floe boot needs. */
@@ -319,56 +135,6 @@ async function bootFloe(
   }
 }
 
-/**
- * The disk work the QEMU driver does for a new VM: `ensureOverlay` in create
- * (`qemu-img info` of the base, remembered while the base is unchanged, then
- * `qemu-img create` under a temporary name and a rename). The start right
- * after create trusts the size create left instead of checking it again.
- */
-async function floeDisk(base: string, overlay: string, bytes: number): Promise<void> {
-  await ensureOverlay(base, overlay, bytes);
-}
-
-/** One bare `qemu-img create` of the same overlay. */
-async function bareDisk(base: string, overlay: string, bytes: number): Promise<void> {
-  await run(QEMU_IMG, ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, overlay, String(bytes)], {
-    timeoutMs: 60_000,
-  });
-}
-
-async function benchDisks(
-  root: string,
-  base: string,
-  bytes: number,
-): Promise<{ floe: number[]; bare: number[]; floeFirst: number }> {
-  const dir = path.join(root, 'disks');
-  await mkdir(dir, { recursive: true });
-  const floe: number[] = [];
-  const bare: number[] = [];
-  const timed = async (fn: (b: string, o: string, n: number) => Promise<void>, overlay: string) => {
-    const t0 = performance.now();
-    await fn(base, overlay, bytes);
-    const t = performance.now() - t0;
-    await rm(overlay, { force: true });
-    return t;
-  };
-  // The first call in this process, before any warm-up: nothing of floe's is cached yet.
-  const floeFirst = await timed(floeDisk, path.join(dir, 'first.qcow2'));
-  for (let i = 0; i < 3; i++) {
-    await timed(bareDisk, path.join(dir, `warm-bare-${i}.qcow2`));
-    await timed(floeDisk, path.join(dir, `warm-floe-${i}.qcow2`));
-  }
-  for (let i = 0; i < DISK_RUNS; i++) {
-    const order = i % 2 === 0 ? (['bare', 'floe'] as const) : (['floe', 'bare'] as const);
-    for (const side of order) {
-      if (side === 'bare') bare.push(await timed(bareDisk, path.join(dir, `bare-${i}.qcow2`)));
-      else floe.push(await timed(floeDisk, path.join(dir, `floe-${i}.qcow2`)));
-    }
-  }
-  await rm(dir, { recursive: true, force: true });
-  return { floe, bare, floeFirst };
-}
-
 /** The accelerator both sides use: TCG unless FLOE_ACCEL says kvm, or auto (KVM when the agent's probe sees a guest run under it). */
 async function chooseAccelerator(): Promise<{ accelerator: QemuAccelerator; why: string }> {
   const want = process.env.FLOE_ACCEL ?? 'tcg';
@@ -387,12 +153,6 @@ async function toolVersion(cmd: string): Promise<string> {
     return 'not installed';
   }
 }
-
-const loadavg = () =>
-  os
-    .loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ');
 
 async function main(): Promise<void> {
   const started = performance.now();
@@ -542,111 +302,17 @@ async function main(): Promise<void> {
     log('');
     const disks = await benchDisks(root, base, size.diskBytes);
 
-    // ---- report
-    const bareQmp = summary(bareRuns.map((r) => r.qmp - r.spawn));
-    const floeQmp = summary(floeRuns.map((r) => r.driver.startDone! - r.post));
-    const pairQmp = summary(
-      floeRuns.map((r, i) => r.driver.startDone! - r.post - (bareRuns[i]!.qmp - bareRuns[i]!.spawn)),
-    );
-    const qmpDelta = floeQmp.p50 - bareQmp.p50;
-    const bareReady = summary(bareRuns.map((r) => r.ready - r.spawn));
-    const floeReady = summary(floeRuns.map((r) => r.readyFile - r.post));
-    const pairReady = summary(
-      floeRuns.map((r, i) => (r.readyFile - r.post) / (bareRuns[i]!.ready - bareRuns[i]!.spawn)),
-    );
-    const readyRatio = floeReady.p50 / bareReady.p50;
-    const bareDiskS = summary(disks.bare);
-    const floeDiskS = summary(disks.floe);
-    const diskRatio = floeDiskS.p50 / bareDiskS.p50;
-
-    log('Where the time goes (medians over the runs):');
-    const phase = (label: string, values: number[]) =>
-      log(`  ${label.padEnd(58)} ${spread(summary(values), (v) => ms(v))}`);
-    phase(
-      'floe: POST sent → POST answered (202)',
-      floeRuns.map((r) => r.postAnswered - r.post),
-    );
-    phase(
-      'floe: POST sent → driver.create called (control plane, link)',
-      floeRuns.map((r) => r.driver.createCalled! - r.post),
-    );
-    phase(
-      'floe: driver.create (overlay, seed ISO, vm.json)',
-      floeRuns.map((r) => r.driver.createDone! - r.driver.createCalled!),
-    );
-    phase(
-      'floe: create done → driver.start called (reconciler)',
-      floeRuns.map((r) => r.driver.startCalled! - r.driver.createDone!),
-    );
-    phase(
-      'floe: driver.start (disk check, QEMU up, QMP query-status)',
-      floeRuns.map((r) => r.driver.startDone! - r.driver.startCalled!),
-    );
-    phase(
-      'bare: spawn → -daemonize parent exited',
-      bareRuns.map((r) => r.daemonized - r.spawn),
-    );
-    phase(
-      'bare: daemonized → QMP query-status answered',
-      bareRuns.map((r) => r.qmp - r.daemonized),
-    );
-    const opDone = floeRuns.filter((r) => r.opSucceeded !== null);
-    phase(
-      `floe: QMP answered → create operation succeeded (${opDone.length}/${floeRuns.length})`,
-      opDone.map((r) => r.opSucceeded! - r.driver.startDone!),
-    );
-    const viaApi = floeRuns.filter((r) => r.readyApi !== null);
-    phase(
-      `floe: READY in console.log → READY via GET /logs?follow (${viaApi.length}/${floeRuns.length})`,
-      viaApi.map((r) => r.readyApi! - r.readyFile),
-    );
-    log(
-      `  floe disk work for a new VM: first call (base image not known yet) ${ms(disks.floeFirst)}, then ${spread(floeDiskS, (v) => ms(v))}; ` +
-        `bare qemu-img create ${spread(bareDiskS, (v) => ms(v))}`,
-    );
-    log(
-      `  per-pair floe − bare QMP: ${spread(pairQmp, (v) => ms(v))}; per-pair READY ratio: ${spread(pairReady, (v) => `${v.toFixed(3)}x`)}`,
-    );
-
-    const rows: string[][] = [
-      ['bare qemu → QMP answering (baseline)', spread(bareQmp, (v) => ms(v)), 'baseline', ''],
-      ['floe API create → QMP answering', spread(floeQmp, (v) => ms(v)), '', ''],
-      [
-        'QMP: floe − bare (difference of medians)',
-        ms(qmpDelta),
-        `<= ${QMP_DELTA_TARGET_MS} ms`,
-        qmpDelta <= QMP_DELTA_TARGET_MS ? 'yes' : 'NO',
-      ],
-      ['bare qemu → READY (baseline)', spread(bareReady, s), 'baseline', ''],
-      ['floe API create → READY', spread(floeReady, s), '', ''],
-      [
-        'READY: floe ÷ bare (ratio of medians)',
-        `${readyRatio.toFixed(3)}x`,
-        `<= ${READY_RATIO_TARGET.toFixed(2)}x`,
-        readyRatio <= READY_RATIO_TARGET ? 'yes' : 'NO',
-      ],
-      ['bare qemu-img create (baseline)', spread(bareDiskS, (v) => ms(v)), 'baseline', ''],
-      ['floe disk provisioning', spread(floeDiskS, (v) => ms(v)), '', ''],
-      [
-        'disk: floe ÷ bare (ratio of medians)',
-        `${diskRatio.toFixed(2)}x`,
-        `<= ${DISK_RATIO_TARGET.toFixed(2)}x`,
-        diskRatio <= DISK_RATIO_TARGET ? 'yes' : 'NO',
-      ],
-    ];
-    const noise = (bareReady.p90 - bareReady.p10) / bareReady.p50;
-    if (noise > 0.1) {
-      log(
-        `  WARNING: bare boots to READY alone varied by ${(100 * noise).toFixed(0)}% (p10 to p90) between runs, so the machine was busy; ` +
-          `a READY ratio within a few percent of 1 is inside that noise: rerun on a quiet machine, or with more runs (FLOE_BENCH_RUNS)`,
-      );
-    }
-    log('');
-    log(
-      `Summary (${cpus.length} CPU(s), ${accelerator.toUpperCase()}, QEMU ${qemuVersion}, Node.js ${process.version}; ${RUNS} boots per side, ` +
-        `${DISK_RUNS} disks per side; whole run ${((performance.now() - started) / 1000).toFixed(0)} s; load average ${loadavg()} after it)`,
-    );
-    log(table(['metric', 'measured: median (p10, p90)', 'target', 'met?'], rows));
+    printReport({
+      floeRuns,
+      bareRuns,
+      disks,
+      cpuCount: cpus.length,
+      accelerator,
+      qemuVersion,
+      runs: RUNS,
+      diskRuns: DISK_RUNS,
+      started,
+    });
   } finally {
     unsubscribe?.();
     await client?.close();
