@@ -74,7 +74,7 @@ describe('Agent', () => {
       conns.push(conn);
       ws.on('close', () => (conn.closed = true));
       ws.on('message', (data) => {
-        const msg = JSON.parse(data.toString()) as AgentMessage;
+        const msg = JSON.parse((data as Buffer).toString()) as AgentMessage;
         conn.messages.push(msg);
         if (msg.type === 'hello') {
           const welcome: ControlMessage = {

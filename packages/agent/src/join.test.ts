@@ -25,38 +25,42 @@ describe('joinControlPlane', () => {
     server = createServer({ cert: serverPki.certPem, key: serverPki.keyPem }, (req, res) => {
       let body = '';
       req.on('data', (c: Buffer) => (body += c.toString()));
-      req.on('end', async () => {
-        res.setHeader('content-type', 'application/json');
-        if (req.method !== 'POST' || req.url !== '/v1/hosts/join') {
-          res.statusCode = 404;
-          res.end(JSON.stringify({ error: { code: 'not_found', message: 'no route' } }));
-          return;
-        }
-        const joinReq = JSON.parse(body) as HostJoin;
-        requests.push(joinReq);
-        if (joinReq.token !== TOKEN) {
-          res.statusCode = 401;
-          res.end(
-            JSON.stringify({
-              error: { code: 'join_token_invalid', message: 'the join token is unknown, used or expired' },
-            }),
-          );
-          return;
-        }
-        try {
-          const { certPem } = await signCsr(ca, joinReq.csr, { commonName: joinReq.name });
-          res.end(
-            JSON.stringify({
-              host: { id: 'host_01JB8X0Q3E6M2T9K4V7W5YB1C3', name: joinReq.name },
-              certificate: certPem,
-              ca: ca.certPem,
-            }),
-          );
-        } catch (err) {
-          res.statusCode = 400;
-          res.end(JSON.stringify({ error: (err as FloeError).toBody() }));
-        }
-      });
+      req.on(
+        'end',
+        () =>
+          void (async () => {
+            res.setHeader('content-type', 'application/json');
+            if (req.method !== 'POST' || req.url !== '/v1/hosts/join') {
+              res.statusCode = 404;
+              res.end(JSON.stringify({ error: { code: 'not_found', message: 'no route' } }));
+              return;
+            }
+            const joinReq = JSON.parse(body) as HostJoin;
+            requests.push(joinReq);
+            if (joinReq.token !== TOKEN) {
+              res.statusCode = 401;
+              res.end(
+                JSON.stringify({
+                  error: { code: 'join_token_invalid', message: 'the join token is unknown, used or expired' },
+                }),
+              );
+              return;
+            }
+            try {
+              const { certPem } = await signCsr(ca, joinReq.csr, { commonName: joinReq.name });
+              res.end(
+                JSON.stringify({
+                  host: { id: 'host_01JB8X0Q3E6M2T9K4V7W5YB1C3', name: joinReq.name },
+                  certificate: certPem,
+                  ca: ca.certPem,
+                }),
+              );
+            } catch (err) {
+              res.statusCode = 400;
+              res.end(JSON.stringify({ error: (err as FloeError).toBody() }));
+            }
+          })(),
+      );
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -65,7 +65,7 @@ class TestControlPlane {
       };
       this.conns.push(conn);
       ws.on('message', (data) => {
-        const msg = JSON.parse(data.toString()) as AgentMessage;
+        const msg = JSON.parse((data as Buffer).toString()) as AgentMessage;
         conn.messages.push(msg);
         if (msg.type === 'hello') {
           this.send(conn, {

@@ -39,7 +39,7 @@ class FakeAgent {
     readonly hostId: string,
     private readonly ws: WebSocket,
   ) {
-    ws.on('message', (data) => this.messages.push(JSON.parse(String(data)) as ControlMessage));
+    ws.on('message', (data) => this.messages.push(JSON.parse((data as Buffer).toString()) as ControlMessage));
   }
 
   static async connect(

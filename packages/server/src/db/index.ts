@@ -115,7 +115,7 @@ const INT8_OID = 20;
 // pg hands int8 (bigserial, count(*), sum of integers) back as strings; floe's values fit in a JS number.
 const pgTypeParser = ((oid: number, format?: string) => {
   if (oid === INT8_OID && format !== 'binary') return parseInt8;
-  return pg.types.getTypeParser(oid, format as 'text');
+  return pg.types.getTypeParser(oid, format as 'text') as (value: string) => unknown;
 }) as typeof pg.types.getTypeParser;
 
 function parseInt8(text: string): number {

@@ -7,8 +7,10 @@ export const MIGRATION_TABLE = 'floe_migrations';
 export const MIGRATION_LOCK_TABLE = 'floe_migrations_lock';
 
 // Kysely's builders are typed per table; migrations describe history, not the current schema.
+/* eslint-disable @typescript-eslint/no-explicit-any -- the schema of a past migration has no type of its own */
 type AnyDb = Kysely<any>;
 type AnyTable = CreateTableBuilder<any, any>;
+/* eslint-enable @typescript-eslint/no-explicit-any */
 
 /**
  * Text columns compare bytewise on both dialects: SQLite's default collation is binary, and on
@@ -425,7 +427,7 @@ export async function migrate(db: AnyDb, dialect: Dialect): Promise<string[]> {
   if (error !== undefined) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName;
     throw new Error(
-      `database migration ${failed ?? ''} failed: ${String(error instanceof Error ? error.message : error)}`,
+      `database migration ${failed ?? ''} failed: ${error instanceof Error ? error.message : JSON.stringify(error)}`,
       {
         cause: error,
       },

@@ -66,7 +66,7 @@ describe('SQLite store with cached statements', () => {
     for (let i = 0; i < 5; i++)
       await store.db
         .insertInto('t' as never)
-        .values({ id: i, v: `v${i}` } as never)
+        .values({ id: i, v: `v${i}` })
         .execute();
     for (let i = 0; i < 5; i++) {
       const row = await sql<{ v: string }>`select v from t where id = ${i}`.execute(store.db);

@@ -112,10 +112,7 @@ export function checkImageInfo(info: unknown, expected: 'qcow2' | 'raw', maxVirt
       `qemu-img reads the file as ${String(i.format)}, expected ${expected}`,
     );
   }
-  const data = ((i['format-specific'] as { data?: Record<string, unknown> } | undefined)?.data ?? {}) as Record<
-    string,
-    unknown
-  >;
+  const data = (i['format-specific'] as { data?: Record<string, unknown> } | undefined)?.data ?? {};
   if (i['backing-filename'] !== undefined || i['full-backing-filename'] !== undefined) {
     throw new FloeError(
       'image_backing_file_forbidden',

@@ -123,7 +123,7 @@ function guardedLookup(url: URL): LookupFunction {
     dns.lookup(hostname, { ...options, all: true }, (err, addresses) => {
       if (err) return callback(err, '', 0);
       const bad = addresses.find((a) => isPrivateAddress(a.address));
-      if (bad) return callback(forbidden(url, bad.address) as unknown as NodeJS.ErrnoException, '', 0);
+      if (bad) return callback(forbidden(url, bad.address), '', 0);
       if (options.all) return (callback as unknown as (e: null, a: dns.LookupAddress[]) => void)(null, addresses);
       const first = addresses[0];
       if (!first) return callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), '', 0);
@@ -201,7 +201,7 @@ async function open(start: URL, opts: DownloadOptions, stop: AbortSignal): Promi
       });
       req.once('error', (err) => {
         clearTimeout(timer);
-        reject(stop.aborted ? stop.reason : connectError(err, url));
+        reject(stop.aborted && stop.reason instanceof Error ? stop.reason : connectError(err, url));
       });
       req.end();
     });

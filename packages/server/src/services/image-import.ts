@@ -327,7 +327,7 @@ export class ImageImportService {
       // Gone before the operation says it ended: whoever sees it failed sees nothing left.
       if (file !== null) await rm(file, { force: true });
       if (!(err instanceof Cancelled) && !(signal.reason instanceof Cancelled)) {
-        const reason = signal.aborted ? signal.reason : err;
+        const reason: unknown = signal.aborted ? signal.reason : err;
         await this.fail(opId, reason).catch(() => undefined);
       }
     } finally {

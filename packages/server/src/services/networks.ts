@@ -8,7 +8,8 @@ import {
   type NetworkSpec,
   type PageOf,
 } from '@floe/api';
-import { isUniqueViolation, nowIso, toJson, transaction, type Db } from '../db/index.js';
+import type { ExpressionBuilder } from 'kysely';
+import { isUniqueViolation, nowIso, toJson, transaction, type Database, type Db } from '../db/index.js';
 import type { NetworksTable } from '../db/schema.js';
 import { requireAdmin, visibleProjects } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';
@@ -78,7 +79,7 @@ export class NetworkService implements NetworkLookup {
           projects === null
             ? undefined
             : (qb) =>
-                qb.where((eb: any) =>
+                qb.where((eb: ExpressionBuilder<Database, 'networks'>) =>
                   eb.or([eb('kind', '=', 'public'), ...(projects.length > 0 ? [eb('project', 'in', projects)] : [])]),
                 ),
       },

@@ -1,8 +1,8 @@
 import { FloeError, type PageOf } from '@floe/api';
-import type { Kysely } from 'kysely';
-import type { Db } from '../db/index.js';
+import type { ExpressionBuilder, Kysely } from 'kysely';
+import type { Database, Db } from '../db/index.js';
 import type { LabelSelector } from './labels.js';
-import type { ResourceTable } from './resource-rows.js';
+import type { ResourceQuery, ResourceTable } from './resource-rows.js';
 
 /** Encode the last id of a page as an opaque cursor. */
 export function encodeCursor(id: string): string {
@@ -28,7 +28,7 @@ export interface ListOptions {
   /** Restrict to these projects (null: no restriction). */
   projects?: readonly string[] | null;
   /** Extra filter applied to the query builder. */
-  where?: (qb: any) => any;
+  where?: (qb: ResourceQuery) => ResourceQuery;
 }
 
 /**
@@ -42,7 +42,7 @@ export async function listPage<R extends { id: string }, T>(
   map: (row: R) => T,
 ): Promise<PageOf<T>> {
   const limit = Math.min(Math.max(opts.limit ?? 100, 1), 1000);
-  let q: any = (db as Kysely<any>)
+  let q: ResourceQuery = (db as Kysely<Database>)
     .selectFrom(table)
     .selectAll()
     .orderBy('id', 'asc')
@@ -53,7 +53,7 @@ export async function listPage<R extends { id: string }, T>(
     q = q.where('project', 'in', opts.projects);
   }
   for (const sel of opts.labels ?? []) {
-    q = q.where('id', 'in', (eb: any) => {
+    q = q.where('id', 'in', (eb: ExpressionBuilder<Database, 'resource_labels'>) => {
       let sub = eb.selectFrom('resource_labels').select('resource_id').where('key', '=', sel.key);
       if (sel.value !== null) sub = sub.where('value', '=', sel.value);
       return sub;

@@ -1,6 +1,6 @@
 import { FloeError, METADATA_MAX_BYTES, type ErrorCode, type Kind, type Labels } from '@floe/api';
-import type { Kysely } from 'kysely';
-import { fromJson, nowIso, toJson, type Db } from '../db/index.js';
+import type { Kysely, SelectQueryBuilder } from 'kysely';
+import { fromJson, nowIso, toJson, type Database, type Db } from '../db/index.js';
 import { isIdOf, newId } from '../ids.js';
 import { canUseProject } from './authz.js';
 import type { Principal } from './principal.js';
@@ -14,6 +14,13 @@ import type { Principal } from './principal.js';
 export type ResourceTable = 'projects' | 'hosts' | 'images' | 'machine_types' | 'instances' | 'networks';
 
 /**
+ * A query over one of the resource tables, chosen at run time: every column of every such table may be named
+ * (the shared ones are id, name, project, labels, metadata, revision and the timestamps).
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the table is a run-time choice among several
+export type ResourceQuery = SelectQueryBuilder<Database, any, any>;
+
+/**
  * Find a row by id or by name (names resolve inside `project` for scoped kinds).
  * Missing rows and rows of projects the principal may not see are the same
  * not-found error, so existence is not leaked.
@@ -25,7 +32,7 @@ export async function findRow<R>(
   ref: string,
   opts: { project?: string | null; principal?: Principal; code: ErrorCode; label: string },
 ): Promise<R> {
-  let q: any = (db as Kysely<any>).selectFrom(table).selectAll();
+  let q: ResourceQuery = (db as Kysely<Database>).selectFrom(table).selectAll();
   if (isIdOf(kind, ref)) {
     q = q.where('id', '=', ref);
   } else {

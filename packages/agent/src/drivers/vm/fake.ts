@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/require-await -- async like the real driver: a refusal is a rejected promise, never a throw */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FloeError, type DesiredInstance, type VmStats } from '@floe/api';

@@ -80,6 +80,7 @@ export function checkQemuPath(field: string, path: string): string {
   if (!isAbsolute(path)) throw invalid(field, `${field} must be an absolute path: ${JSON.stringify(path)}`);
   if (path.includes(','))
     throw invalid(field, `${field} must not contain a comma (QEMU's option separator): ${JSON.stringify(path)}`);
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what this refuses
   if (/[\u0000-\u001f\u007f]/.test(path))
     throw invalid(field, `${field} must not contain control characters: ${JSON.stringify(path)}`);
   return path;

@@ -21,9 +21,9 @@ class FakeQmp {
   ) {}
 
   static async start(path: string): Promise<FakeQmp> {
-    let fake!: FakeQmp;
-    const server = createServer((socket) => fake.accept(socket));
-    fake = new FakeQmp(server, path);
+    const server = createServer();
+    const fake = new FakeQmp(server, path);
+    server.on('connection', (socket) => fake.accept(socket));
     await new Promise<void>((r) => server.listen(path, r));
     return fake;
   }
