@@ -28,16 +28,7 @@ export interface AgentChannelsOptions {
 }
 
 /** The largest `tail_bytes` a log channel honours. */
-export const MAX_LOG_TAIL_BYTES = 64 * 1024 * 1024;
-
-/** The control messages {@link AgentChannels.handle} takes. */
-export const CHANNEL_CONTROL_TYPES: ReadonlySet<string> = new Set([
-  'console.open',
-  'logs.open',
-  'channel.data',
-  'channel.close',
-  'stats.get',
-]);
+const MAX_LOG_TAIL_BYTES = 64 * 1024 * 1024;
 
 const INSTANCE_ID = /^inst_[0-9A-HJKMNP-TV-Z]{26}$/;
 const CHANNEL_ID = /^[A-Za-z0-9_.:-]{1,100}$/;

@@ -28,12 +28,3 @@ export async function isSignedBy(certPem: string, caPem: string): Promise<boolea
     return false;
   }
 }
-
-/** The subject common name of a PEM certificate, or null. */
-export function certificateCommonName(certPem: string): string | null {
-  try {
-    return new x509.X509Certificate(certPem).subjectName.getField('CN')[0] ?? null;
-  } catch {
-    return null;
-  }
-}

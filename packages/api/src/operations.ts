@@ -60,9 +60,6 @@ export const OperationWaitQuery = Type.Object({
 
 export type OperationWaitQuery = Static<typeof OperationWaitQuery>;
 
-/** Query of `POST` routes that answer with an operation. */
-export const WaitQuery = OperationWaitQuery;
-
 // ---------------------------------------------------------------- events
 
 /** Event types on `/v1/events`. */

@@ -58,7 +58,7 @@ export function configPath(env: Env = process.env): string {
 }
 
 /** Checks the parsed file's shape; throws `config_invalid` naming the problem. */
-export function parseConfig(text: string, path: string): FloeConfig {
+function parseConfig(text: string, path: string): FloeConfig {
   let raw: unknown;
   try {
     raw = JSON.parse(text);

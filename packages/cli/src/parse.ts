@@ -39,7 +39,7 @@ export function checkName(value: string, what = 'name'): string {
 }
 
 /** Splits and checks `key=value` (an empty value is allowed: `key=`). */
-export function parseLabel(arg: string): [string, string] {
+function parseLabel(arg: string): [string, string] {
   const eq = arg.indexOf('=');
   if (eq <= 0) throw new UsageError(`invalid label ${JSON.stringify(arg)}: expected key=value`);
   const key = arg.slice(0, eq);

@@ -15,7 +15,7 @@ export function progressMode(rt: CliRuntime, cmd: Command): ProgressMode {
 }
 
 /** One plain progress line: `instance.start running 40% booting`. */
-export function progressLine(op: Operation): string {
+function progressLine(op: Operation): string {
   return [op.kind, op.status, `${op.progress}%`, op.message].filter((s) => s !== '').join(' ');
 }
 

@@ -26,7 +26,7 @@ export interface TestControlPlane {
 }
 
 /** Make a PKI for tests (fresh CA, server cert for 127.0.0.1, ::1, localhost and any `extraIps`). */
-export async function testPki(extraIps: readonly string[] = []): Promise<{ ca: Pki; pki: ControlPki }> {
+async function testPki(extraIps: readonly string[] = []): Promise<{ ca: Pki; pki: ControlPki }> {
   const ca = await createCa({ commonName: 'floe test CA' });
   const server = await issueServerCert(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1', ...extraIps] });
   return { ca, pki: { caPem: ca.certPem, server, signCsr: (csr, hostId) => signCsr(ca, csr, { commonName: hostId }) } };
@@ -102,7 +102,7 @@ export async function prepareAgentDir(
 }
 
 /** Facts of a test host with room for anything (64 CPUs, 128 GiB). */
-export const TEST_HOST_FACTS: HostFacts = {
+const TEST_HOST_FACTS: HostFacts = {
   hostname: 'test',
   agent_version: '0.0.0',
   arch: 'x86_64',

@@ -11,7 +11,7 @@ import type { FirstBootEvent } from './reports.js';
 import { MetadataServer } from './server.js';
 
 /** The default metadata port range: below Linux's ephemeral ports (32768..), so the host's own connections never use one. */
-export const DEFAULT_METADATA_PORTS: PortRange = { first: 20000, last: 20999 };
+const DEFAULT_METADATA_PORTS: PortRange = { first: 20000, last: 20999 };
 
 /** Options of the metadata service. */
 export interface MetadataServiceOptions {

@@ -9,7 +9,7 @@ import { examples } from './shared.js';
 const SUMMARY_KEYS = ['state', 'status', 'progress', 'message', 'reason', 'line'];
 
 /** One table line per event: `time type kind name/id summary`. */
-export function eventLine(ev: Event): string {
+function eventLine(ev: Event): string {
   const data = ev.data;
   const name = typeof data.name === 'string' ? `${data.name}/${ev.resource_id}` : ev.resource_id;
   const parts = SUMMARY_KEYS.filter((k) => data[k] !== undefined && data[k] !== null && data[k] !== '').map((k) =>

@@ -6,7 +6,7 @@ import { runtimeOf } from '../runtime.js';
 import { examples, fetchPage, listOptions, type ListFlags } from './shared.js';
 
 /** Table rows of hosts. */
-export function hostTable(items: Host[], now: number, c: Colors): string {
+function hostTable(items: Host[], now: number, c: Colors): string {
   return renderTable(
     ['NAME', 'STATE', 'CPUS', 'MEMORY', 'ALLOCATED', 'INSTANCES', 'ACCEL', 'DRIVER', 'LAST SEEN'],
     items.map((h) => {
@@ -29,7 +29,7 @@ export function hostTable(items: Host[], now: number, c: Colors): string {
 }
 
 /** The command an operator runs on a new host to join it. */
-export function agentJoinLine(url: string, token: string, name: string, caFile: string): string {
+function agentJoinLine(url: string, token: string, name: string, caFile: string): string {
   return `floe-agent --server ${url} --join-token ${token} --name ${name} --ca ${caFile}`;
 }
 

@@ -7,7 +7,7 @@ import { registerImageImport } from './image-import.js';
 import { examples, fetchPage, listOptions, type ListFlags } from './shared.js';
 
 /** Table rows of images. */
-export function imageTable(items: Image[], now: number, c: Colors): string {
+function imageTable(items: Image[], now: number, c: Colors): string {
   return renderTable(
     ['NAME', 'STATE', 'FORMAT', 'OS', 'MIN DISK', 'PUBLIC', 'SIZE', 'AGE'],
     items.map((i) => [

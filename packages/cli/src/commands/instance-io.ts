@@ -7,7 +7,7 @@ import { runtimeOf, type CliRuntime, type Writer } from '../runtime.js';
 import { examples } from './shared.js';
 
 /** The detach key of `floe vm console`: Ctrl-] (0x1d), as in telnet and virsh. */
-export const DETACH_BYTE = 0x1d;
+const DETACH_BYTE = 0x1d;
 
 /** Splits typed input at the detach key: the bytes before it, and whether it was pressed. */
 export function splitAtDetach(input: Buffer): { send: Buffer; detach: boolean } {

@@ -11,7 +11,7 @@ import { parseNetworkArg } from './network.js';
 import { examples, fetchPage, listOptions, nameMap, type ListFlags } from './shared.js';
 
 /** Table rows of instances; host and image ids are shown by name when known. */
-export function instanceTable(
+function instanceTable(
   items: Instance[],
   now: number,
   c: Colors,
@@ -33,7 +33,7 @@ export function instanceTable(
 }
 
 /** The top-level fields that differ between two versions of a resource (`spec.vcpus, labels.env`). */
-export function changedFields(before: Record<string, unknown> | null, after: Record<string, unknown> | null): string[] {
+function changedFields(before: Record<string, unknown> | null, after: Record<string, unknown> | null): string[] {
   const flat = (v: unknown, prefix: string, out: Map<string, string>): Map<string, string> => {
     if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
       for (const [k, x] of Object.entries(v as Record<string, unknown>))
@@ -49,7 +49,7 @@ export function changedFields(before: Record<string, unknown> | null, after: Rec
 }
 
 /** Table rows of a history page. */
-export function historyTable(items: HistoryEntry[], now: number): string {
+function historyTable(items: HistoryEntry[], now: number): string {
   return renderTable(
     ['REVISION', 'ACTION', 'ACTOR', 'AGE', 'CHANGED'],
     items.map((h) => {
@@ -79,7 +79,7 @@ interface CreateFlags {
 }
 
 /** Builds the create body from flags (reading user-data and key files). */
-export function instanceCreateBody(name: string, flags: CreateFlags, project: string | undefined): InstanceCreate {
+function instanceCreateBody(name: string, flags: CreateFlags, project: string | undefined): InstanceCreate {
   checkName(name, 'instance name');
   if (flags.type !== undefined && (flags.vcpus !== undefined || flags.memoryMib !== undefined)) {
     throw new UsageError('give either --type or --vcpus with --memory-mib, not both');

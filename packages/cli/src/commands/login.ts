@@ -8,7 +8,7 @@ import { runtimeOf } from '../runtime.js';
 import { examples } from './shared.js';
 
 /** A default context name from the server URL: its host name. */
-export function contextNameFromUrl(url: string): string {
+function contextNameFromUrl(url: string): string {
   const host = new URL(url).hostname.replace(/^\[|\]$/g, '').replace(/[^A-Za-z0-9._-]/g, '-');
   return /^[A-Za-z0-9]/.test(host) ? host.slice(0, 63) : 'default';
 }

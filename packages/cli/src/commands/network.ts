@@ -8,7 +8,7 @@ import { runtimeOf, type CliRuntime } from '../runtime.js';
 import { examples, fetchPage, listOptions, type ListFlags } from './shared.js';
 
 /** Table rows of networks. */
-export function networkTable(items: Network[], now: number, _c: Colors): string {
+function networkTable(items: Network[], now: number, _c: Colors): string {
   return renderTable(
     ['NAME', 'KIND', 'IPV4', 'IPV6', 'GATEWAY', 'VNI', 'MTU', 'NICS', 'HOSTS', 'AGE'],
     items.map((n) => [
@@ -27,7 +27,7 @@ export function networkTable(items: Network[], now: number, _c: Colors): string 
 }
 
 /** Table rows of NICs. */
-export function nicTable(items: Nic[]): string {
+function nicTable(items: Nic[]): string {
   return renderTable(
     ['SLOT', 'ID', 'NETWORK', 'MAC', 'IPV4', 'IPV6'],
     items.map((n) => [String(n.index), n.id, n.network_name, n.mac, n.ipv4 ?? '-', n.ipv6 ?? '-']),
@@ -67,7 +67,7 @@ interface CreateFlags {
 }
 
 /** The body of `floe net create` (pure, for tests). */
-export function networkCreateBody(name: string, flags: CreateFlags, project: string | undefined): NetworkCreate {
+function networkCreateBody(name: string, flags: CreateFlags, project: string | undefined): NetworkCreate {
   checkName(name, 'network name');
   const body: NetworkCreate = { name };
   if (project !== undefined) body.project = project;
@@ -246,7 +246,7 @@ export function registerNetwork(program: Command): void {
 }
 
 /** The id of an instance's only NIC on a network (by name or id); a usage error when it has none or several there. */
-export function pickNic(nics: readonly Nic[], instance: string, network: string): string {
+function pickNic(nics: readonly Nic[], instance: string, network: string): string {
   const on = nics.filter((n) => n.network_name === network || n.network === network);
   if (on.length === 1) return on[0]!.id;
   if (on.length === 0)

@@ -6,7 +6,7 @@ import { runtimeOf } from '../runtime.js';
 import { examples, fetchPage, listOptions, type ListFlags } from './shared.js';
 
 /** Table rows of operations. */
-export function operationTable(items: Operation[], now: number, c: Colors): string {
+function operationTable(items: Operation[], now: number, c: Colors): string {
   return renderTable(
     ['ID', 'KIND', 'STATUS', 'PROGRESS', 'RESOURCES', 'MESSAGE', 'AGE'],
     items.map((o) => [

@@ -6,7 +6,7 @@ import { runtimeOf } from '../runtime.js';
 import { examples, fetchPage, listOptions, type ListFlags } from './shared.js';
 
 /** Table rows of projects. */
-export function projectTable(items: Project[], now: number): string {
+function projectTable(items: Project[], now: number): string {
   return renderTable(
     ['NAME', 'DESCRIPTION', 'LABELS', 'AGE'],
     items.map((p) => [p.name, p.description, labelList(p.labels), age(p.created_at, now)]),

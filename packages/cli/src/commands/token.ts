@@ -6,7 +6,7 @@ import { runtimeOf } from '../runtime.js';
 import { examples, fetchPage, listOptions, type ListFlags } from './shared.js';
 
 /** Table rows of tokens. */
-export function tokenTable(items: Token[], now: number): string {
+function tokenTable(items: Token[], now: number): string {
   return renderTable(
     ['ID', 'NAME', 'ADMIN', 'PROJECTS', 'EXPIRES', 'LAST USED', 'AGE'],
     items.map((t) => [

@@ -6,7 +6,7 @@ import { runtimeOf } from '../runtime.js';
 import { examples, fetchPage, listOptions, type ListFlags } from './shared.js';
 
 /** Table rows of machine types. */
-export function typeTable(items: MachineType[]): string {
+function typeTable(items: MachineType[]): string {
   return renderTable(
     ['NAME', 'VCPUS', 'MEMORY', 'DISK', 'BUILTIN'],
     items.map((t) => [

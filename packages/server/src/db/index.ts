@@ -59,7 +59,7 @@ export interface OpenStoreOptions {
 }
 
 /** True when `url` names a PostgreSQL database rather than a SQLite file. */
-export function isPostgresUrl(url: string | undefined): url is string {
+function isPostgresUrl(url: string | undefined): url is string {
   return url !== undefined && /^postgres(ql)?:\/\//i.test(url);
 }
 
@@ -141,7 +141,7 @@ class TransactionalDdlSqliteAdapter extends SqliteAdapter {
 }
 
 /** How many prepared SQLite statements the store keeps; floe's queries are far fewer, `in (?, ?, ...)` lists vary. */
-export const STATEMENT_CACHE_SIZE = 500;
+const STATEMENT_CACHE_SIZE = 500;
 
 /**
  * The SQLite database as Kysely sees it, with prepared statements kept by SQL text (least recently used
@@ -234,7 +234,7 @@ export function isUniqueViolation(err: unknown): boolean {
 }
 
 /** True for the PostgreSQL failures that mean "run the transaction again": serialization failure, deadlock. */
-export function isRetryableTransactionError(err: unknown): boolean {
+function isRetryableTransactionError(err: unknown): boolean {
   const code = errorCode(err);
   return code === '40001' || code === '40P01';
 }

@@ -398,7 +398,7 @@ function hostAllocations(dialect: Dialect): Migration {
 }
 
 /** Every migration, by name; names sort in the order they apply. Never edit one that has shipped: add the next. */
-export function migrations(dialect: Dialect): Record<string, Migration> {
+function migrations(dialect: Dialect): Record<string, Migration> {
   return {
     '0001_initial': initial(dialect),
     '0002_networks': networks(dialect),

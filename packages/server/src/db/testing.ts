@@ -23,7 +23,7 @@ export interface StoreTarget {
 }
 
 /** The PostgreSQL server tests create their databases on, unless FLOE_TEST_DATABASE_URL says otherwise. */
-export const DEFAULT_TEST_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+const DEFAULT_TEST_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 
 let cached: StoreTarget[] | undefined;
 

@@ -23,7 +23,7 @@ function fieldOf(err: FastifyError): string {
 }
 
 /** Map any error to the envelope and its status. The one place errors meet HTTP. */
-export function toEnvelope(err: unknown): { status: number; body: { error: ErrorBody }; internal: boolean } {
+function toEnvelope(err: unknown): { status: number; body: { error: ErrorBody }; internal: boolean } {
   if (err instanceof FloeError) return { status: err.status, body: { error: err.toBody() }, internal: false };
   const fe = err as FastifyError;
   if (fe.validation) {

@@ -110,12 +110,3 @@ export function installIdempotency(app: FastifyInstance, store: Store): void {
       .execute();
   });
 }
-
-/** Forget answers older than the TTL. */
-export async function expireIdempotencyKeys(store: Store): Promise<number> {
-  const res = await store.db
-    .deleteFrom('idempotency_keys')
-    .where('created_at', '<', new Date(Date.now() - IDEMPOTENCY_TTL_MS).toISOString())
-    .executeTakeFirst();
-  return Number(res.numDeletedRows);
-}

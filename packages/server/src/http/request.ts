@@ -13,11 +13,6 @@ declare module 'fastify' {
   }
 }
 
-/** The principal of an authenticated request. */
-export function principalOf(request: FastifyRequest): Principal {
-  return request.principal;
-}
-
 /** Parse `If-Match: "3"` (or `W/"3"`, `3`) into a revision; `*` or absent → undefined. */
 export function ifMatch(request: FastifyRequest): number | undefined {
   const raw = request.headers['if-match'];

@@ -23,7 +23,7 @@ import type { OperationService } from './operations.js';
 import type { ProjectService } from './projects.js';
 
 /** Sizes seeded into every new installation: 1 vCPU/256 MiB upwards. */
-export const BUILTIN_MACHINE_TYPES: ReadonlyArray<{
+const BUILTIN_MACHINE_TYPES: ReadonlyArray<{
   name: string;
   vcpus: number;
   memory_mib: number;
@@ -39,7 +39,7 @@ export const BUILTIN_MACHINE_TYPES: ReadonlyArray<{
 ];
 
 /** Row → API shape. */
-export function machineTypeFromRow(row: MachineTypesTable): MachineType {
+function machineTypeFromRow(row: MachineTypesTable): MachineType {
   return { ...baseFields(row), spec: fromJson(row.spec), builtin: row.builtin === 1 };
 }
 

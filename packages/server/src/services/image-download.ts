@@ -11,9 +11,9 @@ import { FloeError } from '@floe/api';
 import type { ChecksumAlgo } from './checksums.js';
 
 /** Redirects followed before a download fails with image_download_too_many_redirects. */
-export const MAX_REDIRECTS = 5;
+const MAX_REDIRECTS = 5;
 /** Largest checksum file read. */
-export const MAX_CHECKSUM_FILE_BYTES = 1024 * 1024;
+const MAX_CHECKSUM_FILE_BYTES = 1024 * 1024;
 /** Where Debian keeps the system's CA certificates (ca-certificates). */
 const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
 

@@ -17,10 +17,10 @@ import { exists, receive, sha256File } from './image-stream.js';
 import { PostCommit } from './post-commit.js';
 
 /** A sha256 in hex, as floe names stored image files. */
-export const SHA256_PATTERN = /^[0-9a-f]{64}$/;
+const SHA256_PATTERN = /^[0-9a-f]{64}$/;
 
 /** The smallest whole number of GiB that holds `bytes`. */
-export function gibCeil(bytes: number): number {
+function gibCeil(bytes: number): number {
   return Math.max(1, Math.ceil(bytes / 1024 ** 3));
 }
 

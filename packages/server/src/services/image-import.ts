@@ -30,7 +30,7 @@ import { isTerminal, operationFromRow, type OperationService } from './operation
 import type { ProjectService } from './projects.js';
 
 /** Kind of the operations that download an image. */
-export const IMPORT_KIND = 'image.import';
+const IMPORT_KIND = 'image.import';
 /** How often a running import writes its progress (and so shows it is alive). */
 const PROGRESS_EVERY_MS = 1000;
 const HEARTBEAT_EVERY_MS = 15_000;

@@ -163,7 +163,7 @@ export function* freeIpv4(plan: AddressPlan, taken: ReadonlySet<string>): Genera
 const V6_SCAN_LIMIT = 65536n;
 
 /** The IPv6 addresses of a plan that may go to NICs, lowest first (from ::2), skipping `taken`. */
-export function* freeIpv6(plan: AddressPlan, taken: ReadonlySet<string>): Generator<string> {
+function* freeIpv6(plan: AddressPlan, taken: ReadonlySet<string>): Generator<string> {
   if (plan.v6 === null) return;
   const end = plan.v6.last < plan.v6.network + V6_SCAN_LIMIT ? plan.v6.last : plan.v6.network + V6_SCAN_LIMIT;
   for (let a = plan.v6.network + 1n; a <= end; a++) {
@@ -185,7 +185,7 @@ export function checkRequested4(plan: AddressPlan, text: string, field: string):
 }
 
 /** Check a requested IPv6 against the plan; returns its canonical text. */
-export function checkRequested6(plan: AddressPlan, text: string, field: string): string {
+function checkRequested6(plan: AddressPlan, text: string, field: string): string {
   if (plan.v6 === null) throw new FloeError('validation_failed', 'the network has no IPv6 range', { field });
   const a = parseIpv6(text, field);
   const canonical = formatIpv6(a);
@@ -211,7 +211,7 @@ export interface Allocation {
 }
 
 /** Take `address` on a network for a NIC; false when someone has it (or is taking it in a transaction still open). */
-export async function claimAddress(
+async function claimAddress(
   db: Db,
   networkId: string,
   family: 4 | 6,

@@ -26,7 +26,7 @@ import type { ProjectService } from './projects.js';
 import { baseFields, checkMetadata, checkRevision, findRow, newBase } from './resource-rows.js';
 
 /** Row → API shape, with the status computed from the NICs. */
-export function networkFromRow(
+function networkFromRow(
   row: NetworksTable,
   members: { hosts: string[]; nics: number } = { hosts: [], nics: 0 },
 ): Network {

@@ -6,6 +6,3 @@ export interface Principal {
   /** Projects a non-admin may use. Ignored for admins. */
   readonly projects: ReadonlySet<string>;
 }
-
-/** The principal for work the control plane does on its own. */
-export const SYSTEM: Principal = Object.freeze({ actor: 'system', admin: true, projects: new Set<string>() });

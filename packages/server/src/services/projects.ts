@@ -10,7 +10,7 @@ import { requireAdmin } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';
 
 /** Row → API shape. */
-export function projectFromRow(row: ProjectsTable): Project {
+function projectFromRow(row: ProjectsTable): Project {
   return { ...baseFields(row), description: row.description };
 }
 

@@ -8,7 +8,7 @@ import { requireAdmin } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';
 
 /** The prefix of every API token, so leaked tokens are easy to find with a scanner. */
-export const TOKEN_PREFIX = 'floe_';
+const TOKEN_PREFIX = 'floe_';
 
 /** sha256 of a secret, hex. Tokens are 256-bit random, so a fast hash is enough. */
 export function hashSecret(secret: string): string {

@@ -24,7 +24,7 @@ import {
  */
 
 /** Host tools a build needs, with the Debian package that has each. */
-export const CLOUD_BUILD_TOOLS: ReadonlyArray<[string, string]> = [
+const CLOUD_BUILD_TOOLS: ReadonlyArray<[string, string]> = [
   ['mmdebstrap', 'mmdebstrap'],
   ['mkfs.ext4', 'e2fsprogs'],
   ['mkfs.vfat', 'dosfstools'],
@@ -50,7 +50,7 @@ export class CloudImageError extends Error {
 }
 
 /** Check that every build tool can be started. */
-export async function checkBuildTools(): Promise<void> {
+async function checkBuildTools(): Promise<void> {
   for (const [tool, pkg] of CLOUD_BUILD_TOOLS) {
     try {
       await runTool(tool, ['--version'], { timeoutMs: 10_000 });

@@ -12,10 +12,10 @@ import type { DebPackage } from '../guest-image/debian.js';
  */
 
 /** Bumped whenever the build changes in a way the other inputs of the key do not show. */
-export const CLOUD_IMAGE_RECIPE_VERSION = 1;
+const CLOUD_IMAGE_RECIPE_VERSION = 1;
 
 /** The Debian release the image is built from. */
-export const CLOUD_IMAGE_SUITE = 'bookworm';
+const CLOUD_IMAGE_SUITE = 'bookworm';
 
 /** Debian's cloud kernel: virtio drivers, no AHCI, no sound or graphics (the meta-package). */
 export const CLOUD_KERNEL_META_PACKAGE = 'linux-image-cloud-amd64';
@@ -44,7 +44,7 @@ export const CLOUD_IMAGE_PACKAGES: readonly string[] = [
 ];
 
 /** Files dpkg leaves out of the image: documentation, manuals, translations. */
-export const DPKG_PATH_EXCLUDES: readonly string[] = [
+const DPKG_PATH_EXCLUDES: readonly string[] = [
   'path-exclude=/usr/share/man/*',
   'path-exclude=/usr/share/info/*',
   'path-exclude=/usr/share/doc/*',

@@ -14,7 +14,7 @@ import { buildMbr, SECTOR, type MbrPartition } from './mbr.js';
  */
 
 /** Where the partition starts (sectors): 1 MiB, as partitioning tools align it. */
-export const PARTITION_START = 2048;
+const PARTITION_START = 2048;
 /** MBR type byte of a FAT16 partition addressed by LBA. */
 const FAT16_LBA = 0x0e;
 /** MBR type byte of a Linux file system partition. */
@@ -29,7 +29,7 @@ const MBR_BIN_CANDIDATES = [
 ];
 
 /** syslinux's MBR boot code, or null when syslinux-common is not installed. */
-export async function findMbrBin(): Promise<string | null> {
+async function findMbrBin(): Promise<string | null> {
   for (const path of MBR_BIN_CANDIDATES) {
     try {
       await access(path);

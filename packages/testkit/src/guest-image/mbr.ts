@@ -6,7 +6,7 @@
 /** Bytes in a disk sector. */
 export const SECTOR = 512;
 /** Bytes of boot code an MBR has room for (then the disk signature and the table). */
-export const MBR_BOOT_CODE_MAX = 440;
+const MBR_BOOT_CODE_MAX = 440;
 
 /** One primary partition. */
 export interface MbrPartition {

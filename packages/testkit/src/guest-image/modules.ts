@@ -125,7 +125,7 @@ export function modulesDep(modules: readonly ResolvedModule[]): string {
 }
 
 /** Every `.ko` below `dir`, by module name, as paths relative to `base`. */
-export async function indexModuleFiles(dir: string, base: string): Promise<Map<string, string>> {
+async function indexModuleFiles(dir: string, base: string): Promise<Map<string, string>> {
   const found = new Map<string, string>();
   const entries = await readdir(dir, { withFileTypes: true, recursive: true });
   for (const e of entries) {

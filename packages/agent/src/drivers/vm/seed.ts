@@ -16,7 +16,7 @@ import { networkConfig } from './network-config.js';
 /** File name of the seed ISO inside a VM's directory. */
 export const SEED_ISO_NAME = 'seed.iso';
 /** Volume label cloud-init's NoCloud data source looks for. */
-export const SEED_VOLUME_LABEL = 'cidata';
+const SEED_VOLUME_LABEL = 'cidata';
 
 /** The seed files cloud-init reads; `vendor-data` only when given. */
 export type SeedFiles = Record<string, string>;

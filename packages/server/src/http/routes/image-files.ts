@@ -18,7 +18,7 @@ import { etag, projectOf } from '../request.js';
 import { errors, strict, type Api } from '../routing.js';
 
 /** Header carrying a sha256: expected on upload, of the sent file on download. */
-export const SHA256_HEADER = 'x-floe-sha256';
+const SHA256_HEADER = 'x-floe-sha256';
 
 /**
  * `PUT /v1/images/{id}/file` (the upload, streamed: no JSON body limit) and

@@ -35,7 +35,7 @@ export function acceptsQueryToken(url: string): boolean {
  * The WebSocket close code for a failed console: 4000 + the HTTP status of
  * the error code (4409 invalid_state, 4503 host_offline, ...).
  */
-export function consoleCloseCode(code: string): number {
+function consoleCloseCode(code: string): number {
   return 4000 + (isErrorCode(code) ? ERROR_CODES[code].status : 502);
 }
 

@@ -65,7 +65,7 @@ export const QEMU_BINARY = 'qemu-system-x86_64';
 export const INSTANCE_ID_RE = /^[a-z]{2,5}_[0-9A-HJKMNP-TV-Z]{26}$/;
 const NAME_RE = new RegExp(NAME_PATTERN);
 /** A unix socket path must fit `sun_path` (108 bytes with the terminating NUL). */
-export const MAX_SOCKET_PATH_BYTES = 107;
+const MAX_SOCKET_PATH_BYTES = 107;
 
 function invalid(field: string, message: string): FloeError {
   return new FloeError('validation_failed', message, { field });
@@ -105,7 +105,7 @@ function checkInt(field: string, value: number, min: number, max: number): numbe
 
 const NIC_ID_RE = /^[a-z]{2,8}_[0-9A-Za-z]{1,40}$/;
 /** Most NICs an instance may have. */
-export const MAX_NICS = 8;
+const MAX_NICS = 8;
 
 /** QEMU id of the PCIe root port of NIC slot `index`. */
 export function nicPortId(index: number): string {
@@ -119,12 +119,12 @@ export function nicPortId(index: number): string {
  * ports from claiming I/O space (a 4 KiB window each would run the 64 KiB I/O
  * space out), which virtio-net (modern, MMIO) does not need.
  */
-export function nicPortArgs(index: number): string {
+function nicPortArgs(index: number): string {
   return `pcie-root-port,id=${nicPortId(index)},chassis=${index + 1},slot=0,io-reserve=0`;
 }
 
 /** The slot of a NIC (its `index`, or its position for records from before slots). */
-export function nicSlot(nic: QemuNic, position: number): number {
+function nicSlot(nic: QemuNic, position: number): number {
   return nic.index ?? position;
 }
 
@@ -166,7 +166,7 @@ function checkNic(nic: QemuNic, position: number): number {
  * derive from the NIC id, not its position, so QMP `device_del <nic id>` /
  * `netdev_del nd-<nic id>` hot-remove the right one.
  */
-export function nicArgs(nic: QemuNic, position: number): { netdev: string; device: string } {
+function nicArgs(nic: QemuNic, position: number): { netdev: string; device: string } {
   const slot = checkNic(nic, position);
   return {
     netdev: `tap,id=nd-${nic.id},ifname=${nic.tap},script=no,downscript=no,vhost=off`,
@@ -277,7 +277,7 @@ export function qemuArgv(spec: QemuSpec): string[] {
 }
 
 /** The serial number the seed disk shows the guest (`/dev/disk/by-id/virtio-cidata`). */
-export const SEED_DISK_SERIAL = 'cidata';
+const SEED_DISK_SERIAL = 'cidata';
 
 /**
  * The NoCloud seed as a read-only raw virtio-blk disk. Cloud kernels (Debian's

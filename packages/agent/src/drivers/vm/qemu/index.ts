@@ -1,30 +1,8 @@
 /** The QEMU VM driver: detached QEMU processes, QMP, qcow2 overlays, console logs. */
 export { QemuDriver, type QemuDriverOptions } from './driver.js';
 export { KVM_FAILURE_MESSAGE } from './monitor.js';
-export { VM_FILES } from './runtime.js';
-export {
-  qemuArgv,
-  checkQemuPath,
-  INSTANCE_ID_RE,
-  QEMU_BINARY,
-  MAX_SOCKET_PATH_BYTES,
-  type QemuSpec,
-  type QemuRuntimePaths,
-  type QemuAccelerator,
-  type QemuDiskCache,
-} from './argv.js';
-export {
-  baseImageInfo,
-  ensureOverlay,
-  growDisk,
-  imageInfo,
-  overlayCreateArgs,
-  removeDisk,
-  QEMU_IMG,
-  type QemuImageInfo,
-  type OverlayResult,
-  type DiskOptions,
-} from './disk.js';
+export { qemuArgv, type QemuSpec, type QemuRuntimePaths, type QemuAccelerator, type QemuDiskCache } from './argv.js';
+export { type QemuImageInfo, type OverlayResult, type DiskOptions } from './disk.js';
 export {
   QmpClient,
   QmpError,
@@ -41,4 +19,3 @@ export {
   type QmpExecuteOptions,
   type QmpRetryOptions,
 } from './qmp.js';
-export { DEFAULT_LOG_MAX_BYTES, LogFollower, readLogTail, trimLog } from './console-log.js';

@@ -1,7 +1,7 @@
 import type { QmpBlockStats, QmpClient } from './qmp.js';
 
 /** The QEMU drive id of the seed disk (`-drive id=seed`), as `query-blockstats` names it. */
-export const SEED_DRIVE_ID = 'seed';
+const SEED_DRIVE_ID = 'seed';
 
 /**
  * Whether the guest has read its seed disk, from one `query-blockstats`
