@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { RunOptions, RunResult } from '../../host/exec.js';
 import { checkNetns } from '../../host/validate.js';
-import type { DhcpDriver, DhcpState, FirewallDriver, NetworkDriver } from './areas.js';
+import { ComposedHostNetwork } from './composed.js';
 import type { CheckedNet } from './checked-spec.js';
 import { DnsmasqDriver } from './dnsmasq-driver.js';
 import { hostExec, observeHost, type HostExec, type ObservedHost } from './host-exec.js';
@@ -9,7 +9,6 @@ import type { Argv } from './link-commands.js';
 import { LinuxNetworkDriver } from './network-driver.js';
 import { NftFirewall } from './nft-firewall.js';
 import type { TakeoverObserved } from './takeover-commands.js';
-import type { NetSpec, NicSpec } from './types.js';
 
 export type { DhcpState } from './areas.js';
 
@@ -28,15 +27,16 @@ export interface HostNetworkOptions {
 /**
  * The host half of floe networking on Linux, as the network reconciler calls
  * it: the three areas (network links, DHCP/DNS, firewall) composed over one
- * way of running commands. It only orders them: a network's dnsmasq goes
- * before its bridge is rebuilt or removed, and its files after.
+ * way of running commands. A network's dnsmasq also goes before its bridge is
+ * rebuilt.
  */
-export class HostNetworkDriver implements NetworkDriver, DhcpDriver, FirewallDriver {
+export class HostNetworkDriver extends ComposedHostNetwork<LinuxNetworkDriver, DnsmasqDriver, NftFirewall> {
   readonly network: LinuxNetworkDriver;
   readonly dhcp: DnsmasqDriver;
   readonly firewall: NftFirewall;
 
   constructor(opts: HostNetworkOptions) {
+    super();
     const netns = opts.netns === undefined ? undefined : checkNetns('netns', opts.netns);
     const direct = hostExec(netns);
     this.direct = direct;
@@ -69,48 +69,5 @@ export class HostNetworkDriver implements NetworkDriver, DhcpDriver, FirewallDri
   /** What a public network's takeover starts from (see LinuxNetworkDriver.observeTakeover). */
   observeTakeover(c: CheckedNet): Promise<TakeoverObserved> {
     return this.network.observeTakeover(c);
-  }
-
-  ensureNetwork(net: NetSpec, nics: readonly NicSpec[] = []): Promise<string> {
-    return this.network.ensureNetwork(net, nics);
-  }
-
-  /** Remove the network from this host: its dnsmasq, then its links and state, then dnsmasq's files. */
-  async removeNetwork(netId: string): Promise<void> {
-    await this.dhcp.stopDhcp(netId);
-    await this.network.removeNetwork(netId);
-    await this.dhcp.removeDhcp(netId);
-  }
-
-  ensureTap(nic: NicSpec, net: NetSpec): Promise<string> {
-    return this.network.ensureTap(nic, net);
-  }
-
-  attachPort(ifname: string, net: NetSpec): Promise<void> {
-    return this.network.attachPort(ifname, net);
-  }
-
-  removeTap(nicId: string): Promise<void> {
-    return this.network.removeTap(nicId);
-  }
-
-  applyFirewall(nets: readonly NetSpec[], nics: readonly NicSpec[]): Promise<void> {
-    return this.firewall.applyFirewall(nets, nics);
-  }
-
-  ensureDhcp(net: NetSpec, nics: readonly NicSpec[], remoteNics: readonly NicSpec[] = []): Promise<DhcpState> {
-    return this.dhcp.ensureDhcp(net, nics, remoteNics);
-  }
-
-  dhcpPid(netId: string): Promise<number | null> {
-    return this.dhcp.dhcpPid(netId);
-  }
-
-  stopDhcp(netId: string): Promise<void> {
-    return this.dhcp.stopDhcp(netId);
-  }
-
-  removeDhcp(netId: string): Promise<void> {
-    return this.dhcp.removeDhcp(netId);
   }
 }

@@ -1,8 +1,7 @@
 import type { RunOptions, RunResult } from '../../host/exec.js';
-import type { DhcpDriver, DhcpState, FirewallDriver, NetworkDriver } from './areas.js';
+import { ComposedHostNetwork } from './composed.js';
 import { FakeDhcpDriver, FakeFirewall, FakeHost, FakeNetworkDriver } from './fake.js';
 import type { Argv } from './link-commands.js';
-import type { NetSpec, NicSpec } from './types.js';
 
 /** How a FakeHostNetwork is set up. */
 export interface FakeHostNetworkOptions {
@@ -21,7 +20,7 @@ export interface FakeHostNetworkOptions {
  * the default route lookup (through the bridge of a public network that took
  * the route's interface over, as on Linux).
  */
-export class FakeHostNetwork implements NetworkDriver, DhcpDriver, FirewallDriver {
+export class FakeHostNetwork extends ComposedHostNetwork<FakeNetworkDriver, FakeDhcpDriver, FakeFirewall> {
   readonly host: FakeHost;
   readonly network: FakeNetworkDriver;
   readonly dhcp: FakeDhcpDriver;
@@ -29,6 +28,7 @@ export class FakeHostNetwork implements NetworkDriver, DhcpDriver, FirewallDrive
   private readonly defaultRoute: string | undefined;
 
   constructor(opts: FakeHostNetworkOptions) {
+    super();
     this.host = opts.host ?? new FakeHost();
     this.defaultRoute = opts.defaultRoute;
     if (opts.defaultRoute !== undefined && !this.host.links.has(opts.defaultRoute))
@@ -58,47 +58,5 @@ export class FakeHostNetwork implements NetworkDriver, DhcpDriver, FirewallDrive
       stdout: JSON.stringify(dev === undefined ? [] : [{ dst: 'default', dev }]),
       stderr: '',
     });
-  }
-
-  ensureNetwork(net: NetSpec, nics: readonly NicSpec[] = []): Promise<string> {
-    return this.network.ensureNetwork(net, nics);
-  }
-
-  async removeNetwork(netId: string): Promise<void> {
-    await this.dhcp.stopDhcp(netId);
-    await this.network.removeNetwork(netId);
-    await this.dhcp.removeDhcp(netId);
-  }
-
-  ensureTap(nic: NicSpec, net: NetSpec): Promise<string> {
-    return this.network.ensureTap(nic, net);
-  }
-
-  attachPort(ifname: string, net: NetSpec): Promise<void> {
-    return this.network.attachPort(ifname, net);
-  }
-
-  removeTap(nicId: string): Promise<void> {
-    return this.network.removeTap(nicId);
-  }
-
-  applyFirewall(nets: readonly NetSpec[], nics: readonly NicSpec[]): Promise<void> {
-    return this.firewall.applyFirewall(nets, nics);
-  }
-
-  ensureDhcp(net: NetSpec, nics: readonly NicSpec[], remoteNics: readonly NicSpec[] = []): Promise<DhcpState> {
-    return this.dhcp.ensureDhcp(net, nics, remoteNics);
-  }
-
-  dhcpPid(netId: string): Promise<number | null> {
-    return this.dhcp.dhcpPid(netId);
-  }
-
-  stopDhcp(netId: string): Promise<void> {
-    return this.dhcp.stopDhcp(netId);
-  }
-
-  removeDhcp(netId: string): Promise<void> {
-    return this.dhcp.removeDhcp(netId);
   }
 }

@@ -1,0 +1,68 @@
+import type { RunOptions, RunResult } from '../../host/exec.js';
+import type { DhcpDriver, DhcpState, FirewallDriver, NetworkDriver } from './areas.js';
+import type { Argv } from './link-commands.js';
+import type { NetSpec, NicSpec } from './types.js';
+
+/**
+ * The three host areas (network links, DHCP/DNS, firewall) composed as the
+ * network reconciler calls them. It only orders them: a network's dnsmasq
+ * goes before its links are removed, and its files after. The Linux host and
+ * the fake host differ only in the areas they compose and in `exec`.
+ */
+export abstract class ComposedHostNetwork<
+  N extends NetworkDriver = NetworkDriver,
+  D extends DhcpDriver = DhcpDriver,
+  F extends FirewallDriver = FirewallDriver,
+>
+  implements NetworkDriver, DhcpDriver, FirewallDriver
+{
+  abstract readonly network: N;
+  abstract readonly dhcp: D;
+  abstract readonly firewall: F;
+
+  /** Run one built command on the host (the default route lookup, for one). */
+  abstract exec(argv: Argv, options?: RunOptions): Promise<RunResult>;
+
+  ensureNetwork(net: NetSpec, nics: readonly NicSpec[] = []): Promise<string> {
+    return this.network.ensureNetwork(net, nics);
+  }
+
+  /** Remove the network from this host: its dnsmasq, then its links and state, then dnsmasq's files. */
+  async removeNetwork(netId: string): Promise<void> {
+    await this.dhcp.stopDhcp(netId);
+    await this.network.removeNetwork(netId);
+    await this.dhcp.removeDhcp(netId);
+  }
+
+  ensureTap(nic: NicSpec, net: NetSpec): Promise<string> {
+    return this.network.ensureTap(nic, net);
+  }
+
+  attachPort(ifname: string, net: NetSpec): Promise<void> {
+    return this.network.attachPort(ifname, net);
+  }
+
+  removeTap(nicId: string): Promise<void> {
+    return this.network.removeTap(nicId);
+  }
+
+  applyFirewall(nets: readonly NetSpec[], nics: readonly NicSpec[]): Promise<void> {
+    return this.firewall.applyFirewall(nets, nics);
+  }
+
+  ensureDhcp(net: NetSpec, nics: readonly NicSpec[], remoteNics: readonly NicSpec[] = []): Promise<DhcpState> {
+    return this.dhcp.ensureDhcp(net, nics, remoteNics);
+  }
+
+  dhcpPid(netId: string): Promise<number | null> {
+    return this.dhcp.dhcpPid(netId);
+  }
+
+  stopDhcp(netId: string): Promise<void> {
+    return this.dhcp.stopDhcp(netId);
+  }
+
+  removeDhcp(netId: string): Promise<void> {
+    return this.dhcp.removeDhcp(netId);
+  }
+}
