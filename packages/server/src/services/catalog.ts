@@ -10,10 +10,9 @@ import {
 } from '@floe/api';
 import { fromJson, isUniqueViolation, nowIso, toJson, transaction, type Db } from '../db/index.js';
 import type { ImagesTable, MachineTypesTable } from '../db/schema.js';
-import { baseFields, checkMetadata, checkRevision, findRow, newBase } from './resource-rows.js';
+import { baseFields, checkRevision, findRow, newBase, patchedBase } from './resource-rows.js';
 import { canUseProject, requireAdmin, visibleProjects } from './authz.js';
 import { listPage } from './pagination.js';
-import { mergePatch } from './merge-patch.js';
 import { parseLabelSelectors, writeLabels } from './labels.js';
 import { recordHistory } from './history.js';
 import type { Principal, ServiceContext } from './context.js';
@@ -280,14 +279,7 @@ export class ImageService {
       checkRevision(ifMatch, before.revision);
       const next: Image = {
         ...before,
-        labels:
-          patch.labels === undefined
-            ? before.labels
-            : (mergePatch(before.labels, patch.labels) as Record<string, string>),
-        metadata:
-          patch.metadata === undefined
-            ? before.metadata
-            : checkMetadata(mergePatch(before.metadata, patch.metadata) as Record<string, unknown>),
+        ...patchedBase(before, patch),
         spec: {
           ...before.spec,
           ...(patch.spec?.os !== undefined ? { os: patch.spec.os } : {}),

@@ -10,9 +10,8 @@ import {
 import { fromJson, isUniqueViolation, nowIso, toJson, transaction, type Db } from '../db/index.js';
 import type { HostsTable } from '../db/schema.js';
 import { newId } from '../ids.js';
-import { baseFields, checkMetadata, checkRevision, findRow, newBase } from './resource-rows.js';
+import { baseFields, checkRevision, findRow, newBase, patchedBase } from './resource-rows.js';
 import { listPage } from './pagination.js';
-import { mergePatch } from './merge-patch.js';
 import { parseLabelSelectors, writeLabels } from './labels.js';
 import { recordHistory } from './history.js';
 import { requireAdmin } from './authz.js';
@@ -111,14 +110,7 @@ export class HostService {
       checkRevision(ifMatch, before.revision);
       const after: Host = {
         ...before,
-        labels:
-          patch.labels === undefined
-            ? before.labels
-            : (mergePatch(before.labels, patch.labels) as Record<string, string>),
-        metadata:
-          patch.metadata === undefined
-            ? before.metadata
-            : checkMetadata(mergePatch(before.metadata, patch.metadata) as Record<string, unknown>),
+        ...patchedBase(before, patch),
         spec: {
           ...before.spec,
           ...(patch.spec?.schedulable !== undefined ? { schedulable: patch.spec.schedulable } : {}),

@@ -27,7 +27,6 @@ import { checkInstanceCreate, instanceSpecFrom, scheduledStatus } from './instan
 import { InstanceStatusIntake } from './instance-status.js';
 import { undoInstanceOperation, type InstanceUndo } from './instance-undo.js';
 import { parseLabelSelectors, writeLabels } from './labels.js';
-import { mergePatch } from './merge-patch.js';
 import type { NetworkService } from './networks.js';
 import type { NicService } from './nics.js';
 import type { OperationService } from './operations.js';
@@ -35,7 +34,7 @@ import { listPage } from './pagination.js';
 import { PostCommit } from './post-commit.js';
 import type { Principal } from './principal.js';
 import type { ProjectService } from './projects.js';
-import { checkMetadata, checkRevision, newBase } from './resource-rows.js';
+import { checkMetadata, checkRevision, newBase, patchedBase } from './resource-rows.js';
 import { placeInstance } from './scheduler.js';
 
 /** The answer of create: the instance and the operation that brings it up. */
@@ -224,14 +223,7 @@ export class InstanceService {
       checkRevision(ifMatch, before.revision);
       const after: Instance = {
         ...before,
-        labels:
-          patch.labels === undefined
-            ? before.labels
-            : (mergePatch(before.labels, patch.labels) as Record<string, string>),
-        metadata:
-          patch.metadata === undefined
-            ? before.metadata
-            : checkMetadata(mergePatch(before.metadata, patch.metadata) as Record<string, unknown>),
+        ...patchedBase(before, patch),
         spec: {
           ...before.spec,
           ...(patch.spec?.restart_policy !== undefined ? { restart_policy: patch.spec.restart_policy } : {}),

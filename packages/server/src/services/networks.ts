@@ -16,14 +16,13 @@ import type { Principal, ServiceContext } from './context.js';
 import { recordHistory } from './history.js';
 import { addressPlan, firstHeld, releaseNetwork } from './ipam.js';
 import { parseLabelSelectors, writeLabels } from './labels.js';
-import { mergePatch } from './merge-patch.js';
 import { desiredNetworksForHost } from './network-desired.js';
 import { canonicalReserved, checkDhcpv6, MAX_VNI, networkSpecFrom, networkSpecOf } from './network-spec.js';
 import { NicService, type NetworkLookup } from './nics.js';
 import { listPage } from './pagination.js';
 import { PostCommit } from './post-commit.js';
 import type { ProjectService } from './projects.js';
-import { baseFields, checkMetadata, checkRevision, findRow, newBase } from './resource-rows.js';
+import { baseFields, checkMetadata, checkRevision, findRow, newBase, patchedBase } from './resource-rows.js';
 
 /** Row → API shape, with the status computed from the NICs. */
 function networkFromRow(
@@ -206,14 +205,7 @@ export class NetworkService implements NetworkLookup {
       }
       const after: Network = {
         ...before,
-        labels:
-          patch.labels === undefined
-            ? before.labels
-            : (mergePatch(before.labels, patch.labels) as Record<string, string>),
-        metadata:
-          patch.metadata === undefined
-            ? before.metadata
-            : checkMetadata(mergePatch(before.metadata, patch.metadata) as Record<string, unknown>),
+        ...patchedBase(before, patch),
         spec,
         revision: before.revision + 1,
         updated_at: nowIso(),

@@ -1,9 +1,8 @@
 import { FloeError, type PageOf, type Project, type ProjectCreate, type ProjectPatch } from '@floe/api';
 import { isUniqueViolation, nowIso, toJson, transaction, type Db } from '../db/index.js';
 import type { ProjectsTable } from '../db/schema.js';
-import { baseFields, checkMetadata, checkRevision, findRow, newBase } from './resource-rows.js';
+import { baseFields, checkRevision, findRow, newBase, patchedBase } from './resource-rows.js';
 import { listPage } from './pagination.js';
-import { mergePatch } from './merge-patch.js';
 import { parseLabelSelectors, writeLabels } from './labels.js';
 import { recordHistory } from './history.js';
 import { requireAdmin } from './authz.js';
@@ -101,14 +100,7 @@ export class ProjectService {
     const updated = await transaction(this.ctx.store, async (trx) => {
       const before = await this.get(principal, ref, trx);
       checkRevision(ifMatch, before.revision);
-      const labels =
-        patch.labels === undefined
-          ? before.labels
-          : (mergePatch(before.labels, patch.labels) as Record<string, string>);
-      const metadata =
-        patch.metadata === undefined
-          ? before.metadata
-          : checkMetadata(mergePatch(before.metadata, patch.metadata) as Record<string, unknown>);
+      const { labels, metadata } = patchedBase(before, patch);
       const after: Project = {
         ...before,
         labels,

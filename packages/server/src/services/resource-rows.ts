@@ -3,6 +3,7 @@ import type { Kysely, SelectQueryBuilder } from 'kysely';
 import { fromJson, nowIso, toJson, type Database, type Db } from '../db/index.js';
 import { isIdOf, newId } from '../ids.js';
 import { canUseProject } from './authz.js';
+import { mergePatch } from './merge-patch.js';
 import type { Principal } from './principal.js';
 
 /*
@@ -112,4 +113,18 @@ export function checkRevision(ifMatch: number | undefined, current: number): voi
       expected: ifMatch,
     });
   }
+}
+
+/** The labels and metadata of a resource after a PATCH: each the JSON merge patch of what it had, metadata checked again. */
+export function patchedBase(
+  before: { labels: Labels; metadata: Record<string, unknown> },
+  patch: { labels?: unknown; metadata?: unknown },
+): { labels: Labels; metadata: Record<string, unknown> } {
+  return {
+    labels: patch.labels === undefined ? before.labels : (mergePatch(before.labels, patch.labels) as Labels),
+    metadata:
+      patch.metadata === undefined
+        ? before.metadata
+        : checkMetadata(mergePatch(before.metadata, patch.metadata) as Record<string, unknown>),
+  };
 }
