@@ -357,6 +357,21 @@ describe('commands call the client', () => {
     expect(yes.code).toBe(0);
     expect(yes.calls).toEqual([{ method: 'instances.delete', args: ['web', { project: undefined }] }]);
   });
+
+  it('network rm asks first, and needs --yes without a terminal, as instance rm does', async () => {
+    const noTty = await floe(['net', 'rm', 'lan']);
+    expect(noTty.code).toBe(2);
+    expect(noTty.err).toMatch(/refusing to delete network lan without --yes/);
+    expect(noTty.calls).toEqual([]);
+    const declined = await floe(['net', 'rm', 'lan'], { confirm: () => Promise.resolve(false) });
+    expect(declined.code).toBe(1);
+    expect(declined.calls).toEqual([]);
+    const yes = await floe(['net', 'rm', 'lan', '--yes'], {
+      responses: { 'networks.delete': () => Promise.resolve(undefined) },
+    });
+    expect(yes.code).toBe(0);
+    expect(yes.calls).toEqual([{ method: 'networks.delete', args: ['lan', { project: undefined }] }]);
+  });
 });
 
 describe('exit codes', () => {

@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import type { HistoryEntry, Instance, InstanceCreate, Operation, RestartPolicy } from '@floe/api';
-import { CliError, UsageError } from '../errors.js';
+import { UsageError } from '../errors.js';
 import { age, mib, oneLine, renderDetails, renderTable, stateColor, type Colors } from '../output.js';
 import { checkName, collect, intArg, parseLabels, readSshKeys, readUserData } from '../parse.js';
 import { followOperation } from '../progress.js';
@@ -8,7 +8,7 @@ import { runtimeOf, type CliRuntime } from '../runtime.js';
 import { waitFirstBoot } from './first-boot.js';
 import { registerInstanceIo } from './instance-io.js';
 import { parseNetworkArg } from './network.js';
-import { examples, fetchPage, listOptions, nameMap, type ListFlags } from './shared.js';
+import { confirmDeletion, examples, fetchPage, listOptions, nameMap, type ListFlags } from './shared.js';
 
 /** Table rows of instances; host and image ids are shown by name when known. */
 function instanceTable(
@@ -273,10 +273,7 @@ export function registerInstance(program: Command): void {
     .option('--wait', 'wait until it is gone')
     .action(async (id: string, opts: { yes?: boolean; wait?: boolean }, cmd: Command) => {
       const rt = runtimeOf(cmd);
-      if (opts.yes !== true) {
-        if (!rt.canAsk) throw new UsageError(`refusing to delete instance ${id} without --yes (no terminal to ask)`);
-        if (!(await rt.confirm(`delete instance ${id} and its disk?`))) throw new CliError('not deleted', 'aborted');
-      }
+      await confirmDeletion(rt, opts.yes, `instance ${id}`, `delete instance ${id} and its disk?`);
       const op = await rt.client(cmd).instances.delete(id, { project: rt.project(cmd) });
       await reportOperation(rt, cmd, op, opts.wait, `deletion of ${id} requested`);
     });

@@ -5,7 +5,7 @@ import { age, renderDetails, renderTable, type Colors } from '../output.js';
 import { checkName, collect, intArg, parseLabels } from '../parse.js';
 import { followOperation } from '../progress.js';
 import { runtimeOf, type CliRuntime } from '../runtime.js';
-import { examples, fetchPage, listOptions, type ListFlags } from './shared.js';
+import { confirmDeletion, examples, fetchPage, listOptions, type ListFlags } from './shared.js';
 
 /** Table rows of networks. */
 function networkTable(items: Network[], now: number, _c: Colors): string {
@@ -177,8 +177,10 @@ export function registerNetwork(program: Command): void {
     .command('rm')
     .description('delete a network (refused while instances have NICs on it)')
     .argument('<id>', 'network id or name')
-    .action(async (id: string, _opts: unknown, cmd: Command) => {
+    .option('-y, --yes', 'do not ask for confirmation')
+    .action(async (id: string, opts: { yes?: boolean }, cmd: Command) => {
       const rt = runtimeOf(cmd);
+      await confirmDeletion(rt, opts.yes, `network ${id}`, `delete network ${id}?`);
       await rt.client(cmd).networks.delete(id, { project: rt.project(cmd) });
       rt.print(cmd, { deleted: id }, () => `network ${id} deleted\n`);
     });

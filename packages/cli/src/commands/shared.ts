@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander';
 import type { PageOf } from '@floe/api';
 import { collect, intArg, parseSelectors } from '../parse.js';
+import { CliError, UsageError } from '../errors.js';
 import type { CliRuntime } from '../runtime.js';
 
 /** Flags every `ls` takes. */
@@ -59,4 +60,14 @@ export async function nameMap(load: () => Promise<{ id: string; name: string }[]
 /** Attaches examples shown after the help text. */
 export function examples(cmd: Command, lines: string[]): Command {
   return cmd.addHelpText('after', `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`);
+}
+
+/**
+ * Asks before a deletion unless `--yes` was given; without a terminal to ask,
+ * refuses (a usage error) rather than deleting unasked.
+ */
+export async function confirmDeletion(rt: CliRuntime, yes: boolean | undefined, what: string, question: string) {
+  if (yes === true) return;
+  if (!rt.canAsk) throw new UsageError(`refusing to delete ${what} without --yes (no terminal to ask)`);
+  if (!(await rt.confirm(question))) throw new CliError('not deleted', 'aborted');
 }
