@@ -127,7 +127,7 @@ export async function buildApp(opts: {
   http.addHook('onRequest', async (request) => {
     if (request.routeOptions.config.public || request.url.startsWith('/docs')) return;
     const header = request.headers.authorization;
-    let token = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
+    let token = typeof header === 'string' ? bearerToken(header) : undefined;
     // Browsers cannot set headers on WebSocket and EventSource requests.
     if (token === undefined && (request.url.startsWith('/v1/events') || acceptsQueryToken(request.url))) {
       token = (request.query as { access_token?: string }).access_token;
@@ -171,4 +171,12 @@ export async function buildApp(opts: {
       await cluster.close();
     },
   };
+}
+
+/**
+ * The token of an `Authorization: Bearer <token>` header (RFC 6750: the scheme in any case, one space, the token's
+ * own characters and nothing else); undefined for anything else, which then authenticates as no token.
+ */
+function bearerToken(header: string): string | undefined {
+  return /^Bearer ([A-Za-z0-9._~+/-]+=*)$/i.exec(header)?.[1];
 }

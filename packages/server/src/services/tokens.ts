@@ -74,7 +74,9 @@ export class TokenService {
       projects: new Set(fromJson<string[]>(row.projects) ?? []),
     });
     if (this.cache.size > 10_000) this.cache.clear();
-    this.cache.set(hash, { principal, expiresAt: now + CACHE_MS });
+    // Never cached past the token's own expiry: an expired token is refused at once.
+    const expiry = row.expires_at === null ? Infinity : Date.parse(row.expires_at);
+    this.cache.set(hash, { principal, expiresAt: Math.min(now + CACHE_MS, expiry) });
     // last_used_at is informative: write it at most once a minute per token.
     if ((this.lastUsedWritten.get(row.id) ?? 0) < now - 60_000) {
       this.lastUsedWritten.set(row.id, now);
