@@ -47,14 +47,17 @@ export const LabelsPatch = Type.Record(
 );
 export type LabelsPatch = Static<typeof LabelsPatch>;
 
-/** Opaque customer JSON, at most 64 KiB when serialized (checked by the server). */
+/** Opaque customer JSON, at most 64 KiB when serialized and 32 levels deep (checked by the server). */
 export const Metadata = Type.Record(Type.String(), Type.Unknown(), {
-  description: 'opaque JSON object, at most 64 KiB',
+  description: 'opaque JSON object, at most 64 KiB and 32 levels of nested objects and arrays',
 });
 export type Metadata = Static<typeof Metadata>;
 
 /** Largest serialized size of `metadata`, in bytes. */
 export const METADATA_MAX_BYTES = 64 * 1024;
+
+/** Deepest nesting of objects and arrays in `metadata` (the metadata object itself is level 1). */
+export const METADATA_MAX_DEPTH = 32;
 
 /** ISO 8601 timestamp in UTC. */
 export const Timestamp = Type.String({ format: 'date-time' });

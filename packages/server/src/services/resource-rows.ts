@@ -1,4 +1,4 @@
-import { FloeError, METADATA_MAX_BYTES, type ErrorCode, type Kind, type Labels } from '@floe/api';
+import { FloeError, METADATA_MAX_BYTES, METADATA_MAX_DEPTH, type ErrorCode, type Kind, type Labels } from '@floe/api';
 import type { Kysely, SelectQueryBuilder } from 'kysely';
 import { fromJson, nowIso, toJson, type Database, type Db } from '../db/index.js';
 import { isIdOf, newId } from '../ids.js';
@@ -96,6 +96,7 @@ export function newBase(
 /** Check the serialized size of `metadata`. */
 export function checkMetadata(metadata: Record<string, unknown> | undefined): Record<string, unknown> {
   const value = metadata ?? {};
+  checkMetadataDepth(value);
   if (Buffer.byteLength(JSON.stringify(value), 'utf8') > METADATA_MAX_BYTES) {
     throw new FloeError('metadata_too_large', `metadata is larger than ${METADATA_MAX_BYTES} bytes`, {
       field: 'metadata',
@@ -125,6 +126,34 @@ export function patchedBase(
     metadata:
       patch.metadata === undefined
         ? before.metadata
-        : checkMetadata(mergePatch(before.metadata, patch.metadata) as Record<string, unknown>),
+        : checkMetadata(mergePatch(before.metadata, checkMetadataDepth(patch.metadata)) as Record<string, unknown>),
   };
+}
+
+/**
+ * How deep objects and arrays nest in a JSON value (a scalar is 0, `{}` is 1), found without recursion and
+ * given up once past `limit`, so no input can exhaust the stack.
+ */
+export function jsonDepth(value: unknown, limit: number): number {
+  let deepest = 0;
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth > deepest) deepest = depth;
+    if (deepest > limit) return deepest;
+    for (const child of Array.isArray(v) ? (v as unknown[]) : Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return deepest;
+}
+
+/** `metadata` (or a merge patch of it) as it came, or `validation_failed` when it nests too deep. */
+function checkMetadataDepth<T>(metadata: T): T {
+  if (jsonDepth(metadata, METADATA_MAX_DEPTH) > METADATA_MAX_DEPTH) {
+    throw new FloeError('validation_failed', `metadata nests deeper than ${METADATA_MAX_DEPTH} levels`, {
+      field: 'metadata',
+      limit: METADATA_MAX_DEPTH,
+    });
+  }
+  return metadata;
 }
