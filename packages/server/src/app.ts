@@ -5,11 +5,12 @@ import fastifyWebsocket from '@fastify/websocket';
 import { Ajv } from 'ajv';
 import ajvFormats from 'ajv-formats';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Socket } from 'node:net';
 import type { Config } from './config.js';
 import type { Store } from './db/index.js';
 import { openCluster } from './cluster.js';
 import { scheduleMaintenance } from './maintenance.js';
-import { installErrorHandlers } from './http/errors.js';
+import { clientErrorResponse, frameworkErrors, installErrorHandlers } from './http/errors.js';
 import { installIdempotency } from './http/idempotency.js';
 import { hostRoutes } from './http/routes/hosts.js';
 import { imageFileRoutes } from './http/routes/image-files.js';
@@ -74,6 +75,13 @@ export async function buildApp(opts: {
         }
       : {}),
     return503OnClosing: true,
+    frameworkErrors,
+    clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket) {
+      // A reset connection has nobody left to answer.
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      if (socket.writable) socket.write(clientErrorResponse(err.code));
+      socket.destroy(err);
+    },
     forceCloseConnections: true,
     // Per-request lines are noise at this level; errors are logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),

@@ -1,5 +1,5 @@
 import { FloeError, LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN, NAME_PATTERN, type ErrorBody } from '@floe/api';
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 /** Plain words for the patterns of the API schemas, instead of the regular expression. */
 const PATTERN_WORDS: Record<string, string> = {
@@ -58,6 +58,28 @@ function toEnvelope(err: unknown): { status: number; body: { error: ErrorBody };
         },
         internal: false,
       };
+    case 'FST_ERR_BAD_URL':
+      return {
+        status: 400,
+        body: {
+          error: new FloeError('validation_failed', 'the path is not valid (bad percent-encoding)', {
+            field: 'path',
+            location: 'params',
+          }).toBody(),
+        },
+        internal: false,
+      };
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return {
+        status: 400,
+        body: {
+          error: new FloeError('validation_failed', 'a path parameter is longer than 100 characters', {
+            field: 'path',
+            location: 'params',
+          }).toBody(),
+        },
+        internal: false,
+      };
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return {
@@ -87,6 +109,29 @@ function toEnvelope(err: unknown): { status: number; body: { error: ErrorBody };
     body: { error: new FloeError('internal_error', 'internal error; see the server log').toBody() },
     internal: true,
   };
+}
+
+/**
+ * The answer to what fastify finds wrong before routing (a bad percent-encoding, an over-long path parameter):
+ * the same envelope as every other error.
+ */
+export function frameworkErrors(err: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const { status, body } = toEnvelope(err);
+  void reply.code(status).type('application/json').send(body);
+}
+
+/**
+ * The answer to a request Node's HTTP parser refuses (a NUL or other bad byte in a header, a malformed request
+ * line, headers too large): the error envelope in a minimal HTTP/1.1 response, then the connection closes.
+ */
+export function clientErrorResponse(code: string | undefined): string {
+  const tooLarge = code === 'HPE_HEADER_OVERFLOW';
+  const error = tooLarge
+    ? new FloeError('payload_too_large', 'the request headers are too large')
+    : new FloeError('validation_failed', 'the request is not valid HTTP', { field: 'request' });
+  const body = JSON.stringify({ error: error.toBody() });
+  const status = tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request';
+  return `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 }
 
 /** Install the error and not-found handlers. */
