@@ -22,6 +22,12 @@ function fieldOf(err: FastifyError): string {
   return base || (err.validationContext ?? 'body');
 }
 
+/** A request whose path fastify could not route: validation_failed on `path`. */
+function pathError(message: string): { status: number; body: { error: ErrorBody }; internal: boolean } {
+  const e = new FloeError('validation_failed', message, { field: 'path', location: 'params' });
+  return { status: 400, body: { error: e.toBody() }, internal: false };
+}
+
 /** Map any error to the envelope and its status. The one place errors meet HTTP. */
 function toEnvelope(err: unknown): { status: number; body: { error: ErrorBody }; internal: boolean } {
   if (err instanceof FloeError) return { status: err.status, body: { error: err.toBody() }, internal: false };
@@ -59,27 +65,9 @@ function toEnvelope(err: unknown): { status: number; body: { error: ErrorBody };
         internal: false,
       };
     case 'FST_ERR_BAD_URL':
-      return {
-        status: 400,
-        body: {
-          error: new FloeError('validation_failed', 'the path is not valid (bad percent-encoding)', {
-            field: 'path',
-            location: 'params',
-          }).toBody(),
-        },
-        internal: false,
-      };
+      return pathError('the path is not valid (bad percent-encoding)');
     case 'FST_ERR_MAX_PARAM_LENGTH':
-      return {
-        status: 400,
-        body: {
-          error: new FloeError('validation_failed', 'a path parameter is longer than 100 characters', {
-            field: 'path',
-            location: 'params',
-          }).toBody(),
-        },
-        internal: false,
-      };
+      return pathError('a path parameter is longer than 100 characters');
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return {
