@@ -38,14 +38,23 @@ export type ProjectPatch = Static<typeof ProjectPatch>;
 
 // ---------------------------------------------------------------- tokens
 
+/** Whether a token is accepted: `active`, or refused because it is `expired` or `revoked`. */
+export const TokenState = Type.Union([Type.Literal('active'), Type.Literal('expired'), Type.Literal('revoked')]);
+export type TokenState = Static<typeof TokenState>;
+
 /** An API token. Its secret is shown once, at creation, and stored only as a hash. */
 export const Token = Type.Object({
   id: Id,
   name: Name,
   admin: Type.Boolean({ description: 'sees and manages everything, including hosts' }),
-  projects: Type.Array(Name, { description: 'projects a non-admin token may use' }),
+  projects: Type.Array(Name, {
+    description:
+      'projects a non-admin token may use; a grant names the project itself, so it goes when the project is deleted',
+  }),
+  state: TokenState,
   created_at: Timestamp,
   expires_at: Nullable(Timestamp),
+  revoked_at: Nullable(Timestamp),
   last_used_at: Nullable(Timestamp),
 });
 export type Token = Static<typeof Token>;

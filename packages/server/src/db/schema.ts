@@ -29,11 +29,16 @@ export interface TokensTable {
   name: string;
   secret_hash: string; // hex sha256 of the secret
   admin: number; // 0 | 1
-  projects: string; // JSON array of project names
   created_at: string;
   expires_at: string | null;
   last_used_at: string | null;
   revoked_at: string | null;
+}
+
+/** One project a non-admin token may use, by id (migration 0005); deleting the project deletes the row. */
+export interface TokenProjectsTable {
+  token_id: string;
+  project_id: string;
 }
 
 export interface HostsTable extends ResourceRow {
@@ -193,6 +198,7 @@ export interface HostAllocationsTable {
 export interface Database {
   projects: ProjectsTable;
   tokens: TokensTable;
+  token_projects: TokenProjectsTable;
   hosts: HostsTable;
   join_tokens: JoinTokensTable;
   images: ImagesTable;

@@ -63,13 +63,13 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
       name: 'ci',
       secret_hash: 'ab'.repeat(32),
       admin: 1,
-      projects: toJson(['alpha', 'beta']),
       created_at: T0,
       expires_at: '2026-01-01T00:00:00.000Z',
       last_used_at: T0,
       revoked_at: T0,
     },
   },
+  token_projects: { pk: ['token_id', 'project_id'], row: { token_id: 'tok_1', project_id: 'prj_1' } },
   hosts: {
     pk: ['id'],
     row: {
@@ -204,6 +204,8 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
 const EXPECTED_INDEXES = [
   'unique projects(name)',
   'unique tokens(secret_hash)',
+  'primary token_projects(token_id,project_id)',
+  'index token_projects(project_id)',
   'unique hosts(name)',
   'unique join_tokens(secret_hash)',
   'unique images(project,name)',
@@ -369,6 +371,7 @@ for (const t of storeTargets()) {
           '0002_networks',
           '0003_image_imports',
           '0004_host_allocations',
+          '0005_token_grant_ids',
         ]);
       } finally {
         await again.close();
@@ -401,7 +404,6 @@ for (const t of storeTargets()) {
       }
       const tok = await db.selectFrom('tokens').selectAll().where('id', '=', 'tok_1').executeTakeFirstOrThrow();
       expect(tok.admin).toBe(1);
-      expect(fromJson<string[]>(tok.projects)).toEqual(['alpha', 'beta']);
       const inst = await db.selectFrom('instances').selectAll().where('id', '=', 'inst_1').executeTakeFirstOrThrow();
       expect(fromJson(inst.metadata)).toEqual({ note: 'ä 😀 "quoted"', nested: { a: [1, 2.5, null, true] } });
       expect(inst.created_at).toBe(T0);
@@ -688,6 +690,7 @@ for (const t of storeTargets()) {
           '0002_networks',
           '0003_image_imports',
           '0004_host_allocations',
+          '0005_token_grant_ids',
         ]);
         expect(await migrate(fresh.db, fresh.dialect)).toEqual([]);
       } finally {

@@ -180,12 +180,12 @@ export const SCHEMA_COLUMNS: SchemaColumns = {
     name: 'text',
     secret_hash: 'text',
     admin: 'integer',
-    projects: 'text',
     created_at: 'text',
     expires_at: 'text null',
     last_used_at: 'text null',
     revoked_at: 'text null',
   },
+  token_projects: { token_id: 'text', project_id: 'text' },
   hosts: {
     ...resourceColumns,
     spec: 'text',

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { FloeError, type PageOf, type Token, type TokenCreate, type TokenCreated } from '@floe/api';
-import { fromJson, nowIso, toJson } from '../db/index.js';
+import { FloeError, type PageOf, type Token, type TokenCreate, type TokenCreated, type TokenState } from '@floe/api';
+import { nowIso, transaction, type Db } from '../db/index.js';
 import type { TokensTable } from '../db/schema.js';
 import { newId } from '../ids.js';
 import { decodeCursor, encodeCursor } from './pagination.js';
@@ -20,16 +20,40 @@ export function newSecret(prefix = TOKEN_PREFIX): string {
   return prefix + randomBytes(32).toString('base64url');
 }
 
-function tokenFromRow(row: TokensTable): Token {
+/** Active, or why the token is refused: revocation wins over expiry. */
+function stateOf(row: TokensTable, now: string): TokenState {
+  if (row.revoked_at !== null) return 'revoked';
+  if (row.expires_at !== null && row.expires_at <= now) return 'expired';
+  return 'active';
+}
+
+function tokenFromRow(row: TokensTable, projects: readonly string[], now: string): Token {
   return {
     id: row.id,
     name: row.name,
     admin: row.admin === 1,
-    projects: fromJson<string[]>(row.projects) ?? [],
+    projects: [...projects],
+    state: stateOf(row, now),
     created_at: row.created_at,
     expires_at: row.expires_at,
+    revoked_at: row.revoked_at,
     last_used_at: row.last_used_at,
   };
+}
+
+/** The names of the projects each token may use, read through the grants (which name projects by id). */
+async function grantedProjects(db: Db, tokenIds: readonly string[]): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>(tokenIds.map((id) => [id, []]));
+  if (tokenIds.length === 0) return out;
+  const rows = await db
+    .selectFrom('token_projects')
+    .innerJoin('projects', 'projects.id', 'token_projects.project_id')
+    .select(['token_projects.token_id', 'projects.name'])
+    .where('token_projects.token_id', 'in', [...tokenIds])
+    .orderBy('projects.name')
+    .execute();
+  for (const r of rows) out.get(r.token_id)?.push(r.name);
+  return out;
 }
 
 interface CachedPrincipal {
@@ -45,7 +69,12 @@ export class TokenService {
   private readonly cache = new Map<string, CachedPrincipal>();
   private readonly lastUsedWritten = new Map<string, number>();
 
-  constructor(private readonly ctx: ServiceContext) {}
+  constructor(private readonly ctx: ServiceContext) {
+    // A cached principal holds project names; once a project is deleted, a new one may take its name.
+    ctx.bus.subscribe((e) => {
+      if (e.kind === 'project' && e.type === 'resource.deleted') this.cache.clear();
+    });
+  }
 
   /**
    * The principal for a bearer token, or an `unauthenticated` error. Verified
@@ -68,11 +97,8 @@ export class TokenService {
       this.cache.delete(hash);
       throw new FloeError('unauthenticated', 'the token is unknown, revoked or expired');
     }
-    const principal: Principal = Object.freeze({
-      actor: row.id,
-      admin: row.admin === 1,
-      projects: new Set(fromJson<string[]>(row.projects) ?? []),
-    });
+    const projects = row.admin === 1 ? [] : ((await grantedProjects(this.ctx.store.db, [row.id])).get(row.id) ?? []);
+    const principal: Principal = Object.freeze({ actor: row.id, admin: row.admin === 1, projects: new Set(projects) });
     if (this.cache.size > 10_000) this.cache.clear();
     // Never cached past the token's own expiry: an expired token is refused at once.
     const expiry = row.expires_at === null ? Infinity : Date.parse(row.expires_at);
@@ -85,16 +111,19 @@ export class TokenService {
     return principal;
   }
 
-  /** Create a token; the secret is returned once and stored only as a hash. */
+  /**
+   * Create a token; the secret is returned once and stored only as a hash. Projects may be given by
+   * name or id; `projectId` resolves each to the id the grant stores, in the same transaction as the
+   * insert, so a grant never names a project by a name that could later belong to another.
+   */
   async create(
     principal: Principal,
     body: TokenCreate,
-    projectExists: (name: string) => Promise<void>,
+    projectId: (ref: string, db: Db) => Promise<string>,
   ): Promise<TokenCreated> {
     requireAdmin(principal, 'create tokens');
-    const projects = [...new Set(body.projects ?? [])];
-    for (const p of projects) await projectExists(p);
-    if (!body.admin && projects.length === 0) {
+    const refs = [...new Set(body.projects ?? [])];
+    if (!body.admin && refs.length === 0) {
       throw new FloeError('validation_failed', 'a non-admin token needs at least one project', { field: 'projects' });
     }
     const secret = newSecret();
@@ -103,13 +132,23 @@ export class TokenService {
       name: body.name,
       secret_hash: hashSecret(secret),
       admin: body.admin ? 1 : 0,
-      projects: toJson(projects),
       created_at: nowIso(),
       expires_at: body.expires_in_days ? new Date(Date.now() + body.expires_in_days * 86_400_000).toISOString() : null,
       last_used_at: null,
       revoked_at: null,
     };
-    await this.ctx.store.db.insertInto('tokens').values(row).execute();
+    const projects = await transaction(this.ctx.store, async (trx) => {
+      const ids: string[] = [];
+      for (const ref of refs) ids.push(await projectId(ref, trx));
+      await trx.insertInto('tokens').values(row).execute();
+      const unique = [...new Set(ids)];
+      if (unique.length > 0)
+        await trx
+          .insertInto('token_projects')
+          .values(unique.map((project_id) => ({ token_id: row.id, project_id })))
+          .execute();
+      return (await grantedProjects(trx, [row.id])).get(row.id) ?? [];
+    });
     await this.ctx.bus.publish({
       type: 'resource.created',
       project: null,
@@ -117,10 +156,19 @@ export class TokenService {
       resource_id: row.id,
       data: { name: row.name, admin: row.admin === 1 },
     });
-    return { token: tokenFromRow(row), secret };
+    return { token: tokenFromRow(row, projects, nowIso()), secret };
   }
 
-  /** Tokens that are not revoked (admin). */
+  /** One token by id, revoked or not (admin). */
+  async get(principal: Principal, id: string): Promise<Token> {
+    requireAdmin(principal, 'read tokens');
+    const row = await this.ctx.store.db.selectFrom('tokens').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw new FloeError('token_not_found', `token "${id}" not found`, { kind: 'token', id });
+    const projects = await grantedProjects(this.ctx.store.db, [row.id]);
+    return tokenFromRow(row, projects.get(row.id) ?? [], nowIso());
+  }
+
+  /** Tokens that are not revoked (admin); expired ones say so in their `state`. */
   async list(principal: Principal, q: { limit?: number; cursor?: string }): Promise<PageOf<Token>> {
     requireAdmin(principal, 'list tokens');
     const limit = Math.min(q.limit ?? 100, 1000);
@@ -133,8 +181,13 @@ export class TokenService {
     if (q.cursor) query = query.where('id', '>', decodeCursor(q.cursor));
     const rows = await query.execute();
     const page = rows.slice(0, limit);
+    const projects = await grantedProjects(
+      this.ctx.store.db,
+      page.map((r) => r.id),
+    );
+    const now = nowIso();
     return {
-      items: page.map(tokenFromRow),
+      items: page.map((r) => tokenFromRow(r, projects.get(r.id) ?? [], now)),
       next_cursor: rows.length > limit ? encodeCursor(page[page.length - 1]!.id) : null,
     };
   }
@@ -178,7 +231,6 @@ export class TokenService {
         name: 'admin',
         secret_hash: hashSecret(secret),
         admin: 1,
-        projects: '[]',
         created_at: nowIso(),
         expires_at: null,
         last_used_at: null,

@@ -27,9 +27,25 @@ export function tokenRoutes(app: Api, s: Services): void {
       },
     },
     async (req, reply) => {
-      const created = await s.tokens.create(req.principal, req.body, (name) => s.projects.require(req.principal, name));
+      const created = await s.tokens.create(
+        req.principal,
+        req.body,
+        async (ref, db) => (await s.projects.get(req.principal, ref, db)).id,
+      );
       return reply.code(201).send(created);
     },
+  );
+  app.get(
+    '/v1/tokens/:id',
+    {
+      schema: {
+        tags: ['tokens'],
+        summary: 'Show an API token (admin): its projects and whether it is active, expired or revoked',
+        params: IdOrNameParams,
+        response: { 200: Token, ...errors },
+      },
+    },
+    (req) => s.tokens.get(req.principal, req.params.id),
   );
   app.delete(
     '/v1/tokens/:id',
