@@ -115,7 +115,7 @@ function instance(over: Partial<Instance> = {}): Instance {
     updated_at: '2025-01-01T22:00:00.000Z',
     spec: {
       image: 'img_01JB8X0Q3E6M2T9K4V7W5YB1C3',
-      machine_type: 'm1-small',
+      machine_type: 'small',
       vcpus: 2,
       memory_mib: 2048,
       disk_gib: 10,
@@ -172,7 +172,7 @@ describe('commands call the client', () => {
         '--image',
         'debian-12',
         '--type',
-        'm1-small',
+        'small',
         '--label',
         'env=prod',
         '--label',
@@ -208,7 +208,7 @@ describe('commands call the client', () => {
             name: 'web',
             project: 'shop',
             image: 'debian-12',
-            machine_type: 'm1-small',
+            machine_type: 'small',
             disk_gib: 20,
             user_data: '#!/bin/sh\necho hi\n',
             ssh_keys: ['ssh-rsa AAAAB3 x@y', 'ssh-ed25519 AAAAC3Nza one@host', 'ecdsa-sha2-nistp256 AAAAE2 two@host'],
@@ -478,19 +478,15 @@ describe('--wait', () => {
 
   it('with -o json prints only the final operation', async () => {
     const done = op({ kind: 'instance.create', status: 'succeeded', progress: 100 });
-    const r = await floe(
-      ['-o', 'json', 'vm', 'create', 'web', '--image', 'debian-12', '--type', 'm1-small', '--wait'],
-      {
-        responses: {
-          'instances.create': () =>
-            Promise.resolve({ instance: instance(), operation: op({ kind: 'instance.create' }) }),
-          'operations.wait': (_o: Operation, opts: { onUpdate: (x: Operation) => void }) => {
-            opts.onUpdate(done);
-            return Promise.resolve(done);
-          },
+    const r = await floe(['-o', 'json', 'vm', 'create', 'web', '--image', 'debian-12', '--type', 'small', '--wait'], {
+      responses: {
+        'instances.create': () => Promise.resolve({ instance: instance(), operation: op({ kind: 'instance.create' }) }),
+        'operations.wait': (_o: Operation, opts: { onUpdate: (x: Operation) => void }) => {
+          opts.onUpdate(done);
+          return Promise.resolve(done);
         },
       },
-    );
+    });
     expect(r.code).toBe(0);
     expect(JSON.parse(r.out)).toEqual(done);
   });
@@ -593,7 +589,7 @@ describe('with the real client', () => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(
         JSON.stringify({
-          items: [{ name: 'm1-small', spec: { vcpus: 1, memory_mib: 1024, disk_gib: 10 }, builtin: true }],
+          items: [{ name: 'small', spec: { vcpus: 1, memory_mib: 1024, disk_gib: 10 }, builtin: true }],
           next_cursor: null,
         }),
       );
@@ -607,7 +603,7 @@ describe('with the real client', () => {
       });
       expect(r.err).toBe('');
       expect(r.code).toBe(0);
-      expect(r.out).toMatch(/^NAME\s+VCPUS\s+MEMORY\s+DISK\s+BUILTIN\nm1-small\s+1\s+1 GiB\s+10 GiB\s+yes\n$/);
+      expect(r.out).toMatch(/^NAME\s+VCPUS\s+MEMORY\s+DISK\s+BUILTIN\nsmall\s+1\s+1 GiB\s+10 GiB\s+yes\n$/);
       expect(seen[0]?.url).toBe('/v1/machine-types?limit=5');
       expect(seen[0]?.headers.authorization).toBe('Bearer tok-9');
     } finally {

@@ -35,7 +35,7 @@ export class HostsApi extends ListApi<Host> {
  * Machine types (sizes): `client.machineTypes`.
  *
  * @example
- * await client.machineTypes.create({ name: 'm1-small', vcpus: 1, memory_mib: 1024, disk_gib: 10 });
+ * await client.machineTypes.create({ name: 'db-16g', vcpus: 4, memory_mib: 16384, disk_gib: 100 });
  */
 export class MachineTypesApi extends ListApi<MachineType> {
   /** Fetches one machine type by id or name. */

@@ -36,8 +36,13 @@ export class ProjectsApi extends ListApi<Project> {
  *
  * @example
  * const { token, secret } = await client.tokens.create({ name: 'ci', projects: ['shop'], expires_in_days: 30 });
+ * const expired = (await client.tokens.listAll()).filter((t) => t.state === 'expired');
  */
 export class TokensApi extends ListApi<Token> {
+  /** Fetches one token by id, revoked or not; `state` says whether it is `active`, `expired` or `revoked`. */
+  get(id: string, options: CallOptions = {}): Promise<Token> {
+    return this.t.request('GET', this.path(id), defined({ signal: options.signal }));
+  }
   /** Creates a token; the answer holds its secret, which is never shown again. */
   create(body: TokenCreate, options: PostOptions = {}): Promise<TokenCreated> {
     return this.t.request('POST', this.base, defined({ body, ...options }));

@@ -5,15 +5,16 @@ import { checkName, intArg } from '../parse.js';
 import { runtimeOf } from '../runtime.js';
 import { examples, fetchPage, listOptions, type ListFlags } from './shared.js';
 
-/** Table rows of tokens. */
+/** Table rows of tokens: STATE says which are expired (or revoked), not only when they expire. */
 function tokenTable(items: Token[], now: number): string {
   return renderTable(
-    ['ID', 'NAME', 'ADMIN', 'PROJECTS', 'EXPIRES', 'LAST USED', 'AGE'],
+    ['ID', 'NAME', 'STATE', 'ADMIN', 'PROJECTS', 'EXPIRES', 'LAST USED', 'AGE'],
     items.map((t) => [
       t.id,
       t.name,
+      t.state,
       t.admin ? 'yes' : 'no',
-      t.admin ? '*' : t.projects.join(','),
+      t.admin ? '*' : t.projects.length === 0 ? '-' : t.projects.join(','),
       t.expires_at === null ? 'never' : t.expires_at,
       ago(t.last_used_at, now),
       age(t.created_at, now),
@@ -21,7 +22,7 @@ function tokenTable(items: Token[], now: number): string {
   );
 }
 
-/** `floe token ls|create|rm`. */
+/** `floe token ls|show|create|rm`. */
 export function registerToken(program: Command): void {
   const token = program.command('token').description('manage API tokens');
 
@@ -30,6 +31,16 @@ export function registerToken(program: Command): void {
     const page = await fetchPage(rt, rt.client(cmd).tokens, {}, opts);
     rt.print(cmd, page, () => tokenTable(page.items, rt.now()));
   });
+
+  token
+    .command('show')
+    .description('show an API token: its projects and whether it is active, expired or revoked')
+    .argument('<id>', 'token id')
+    .action(async (id: string, _opts: unknown, cmd: Command) => {
+      const rt = runtimeOf(cmd);
+      const t = await rt.client(cmd).tokens.get(id);
+      rt.print(cmd, t, () => tokenTable([t], rt.now()));
+    });
 
   const create = token
     .command('create')

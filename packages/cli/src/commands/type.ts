@@ -64,7 +64,10 @@ export function registerType(program: Command): void {
           `machine type ${t.name} created (${t.spec.vcpus} vCPU, ${mib(t.spec.memory_mib)}, ${t.spec.disk_gib} GiB)\n`,
       );
     });
-  examples(create, ['floe type create m1-small --vcpus 1 --memory-mib 1024 --disk-gib 10']);
+  examples(create, [
+    'floe type create db-16g --vcpus 4 --memory-mib 16384 --disk-gib 100',
+    'floe vm create db --image debian-12 --type db-16g',
+  ]);
 
   type
     .command('rm')

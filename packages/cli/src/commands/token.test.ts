@@ -1,0 +1,85 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Token } from '@floe/api';
+import type { FloeClient } from '@floe/client';
+import { describe, expect, it } from 'vitest';
+import { run } from '../program.js';
+import { OutputBuffer as Buf } from '../testing.js';
+
+const NOW = Date.parse('2025-01-02T00:00:00.000Z');
+
+function token(over: Partial<Token>): Token {
+  return {
+    id: 'tok_01JB8X0Q3E6M2T9K4V7W5YB1C3',
+    name: 'ci',
+    admin: false,
+    projects: ['shop'],
+    state: 'active',
+    created_at: '2025-01-01T00:00:00.000Z',
+    expires_at: null,
+    revoked_at: null,
+    last_used_at: null,
+    ...over,
+  };
+}
+
+/** Runs the CLI against a client whose tokens answer with `items`. */
+async function floe(argv: string[], items: Token[]) {
+  const asked: string[] = [];
+  const client = {
+    tokens: {
+      list: () => Promise.resolve({ items, next_cursor: null }),
+      get: (id: string) => {
+        asked.push(id);
+        return Promise.resolve(items.find((t) => t.id === id));
+      },
+    },
+    close: () => Promise.resolve(),
+  } as unknown as FloeClient;
+  const out = new Buf();
+  const err = new Buf();
+  const code = await run(argv, {
+    createClient: () => client,
+    stdout: out,
+    stderr: err,
+    env: {
+      FLOE_CONFIG: join(tmpdir(), 'floe-cli-token-test-none.json'),
+      FLOE_URL: 'http://127.0.0.1:1',
+      FLOE_TOKEN: 'tok',
+      NO_COLOR: '1',
+    },
+    stdinIsTTY: false,
+    now: () => NOW,
+  });
+  return { code, out: out.text, err: err.text, asked };
+}
+
+describe('floe token', () => {
+  const active = token({ id: 'tok_01JB8X0Q3E6M2T9K4V7W5YB1C1', name: 'live' });
+  const expired = token({
+    id: 'tok_01JB8X0Q3E6M2T9K4V7W5YB1C2',
+    name: 'old',
+    state: 'expired',
+    expires_at: '2025-01-01T12:00:00.000Z',
+    projects: [],
+  });
+
+  it('ls says which tokens are expired', async () => {
+    const r = await floe(['token', 'ls'], [active, expired]);
+    expect(r.code, r.err).toBe(0);
+    const [head, ...rows] = r.out.trimEnd().split('\n');
+    expect(head).toMatch(/^ID\s+NAME\s+STATE\s+ADMIN\s+PROJECTS\s+EXPIRES/);
+    expect(rows[0]).toMatch(/^tok_\w+\s+live\s+active\s+no\s+shop\s+never/);
+    // A token whose projects were all deleted holds no grant: '-', not an empty cell.
+    expect(rows[1]).toMatch(/^tok_\w+\s+old\s+expired\s+no\s+-\s+2025-01-01T12:00:00.000Z/);
+  });
+
+  it('show prints one token with its state, and -o json the API shape', async () => {
+    const r = await floe(['token', 'show', expired.id], [active, expired]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.asked).toEqual([expired.id]);
+    expect(r.out).toMatch(/\nold\s|\stok_\w+\s+old\s+expired\s/);
+    const j = await floe(['-o', 'json', 'token', 'show', expired.id], [active, expired]);
+    expect(JSON.parse(j.out)).toMatchObject({ id: expired.id, state: 'expired' });
+  });
+});
