@@ -420,7 +420,7 @@ for (const target of storeTargets()) {
       const token = await cp.app.services.tokens.create(
         cp.admin,
         { name: 'other', projects: ['other'] },
-        async () => undefined,
+        async (ref, db) => (await cp.app.services.projects.get(cp.admin, ref, db)).id,
       );
       const file = join(work, `typed-${target.name}.qcow2`);
       qemuImg('create', '-q', '-f', 'qcow2', file, '1M');

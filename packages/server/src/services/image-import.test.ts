@@ -506,7 +506,7 @@ for (const target of storeTargets()) {
       const token = await cp.app.services.tokens.create(
         cp.admin,
         { name: `user-${target.name}`, projects: ['default'] },
-        async () => undefined,
+        async (ref, db) => (await cp.app.services.projects.get(cp.admin, ref, db)).id,
       );
       const asUser = { authorization: `Bearer ${token.secret}` };
       const literal = await call(
