@@ -42,10 +42,22 @@ const ROUTE_FAMILIES: readonly RouteFamily[] = [
   streamRoutes,
 ];
 
+/** One route of the control plane as registered: what the authorization matrix test walks. */
+export interface RouteRecord {
+  method: string;
+  url: string;
+  /** Answered without a bearer token (config.public). */
+  public: boolean;
+  /** Upgrades to a WebSocket (it has a wsHandler). */
+  websocket: boolean;
+}
+
 /** A built control plane: the HTTP server and its services. */
 export interface App {
   http: FastifyInstance;
   services: Services;
+  /** Every route registered, in order (HEAD twins of GET routes included). */
+  routes: readonly RouteRecord[];
   close(): Promise<void>;
 }
 
@@ -86,6 +98,17 @@ export async function buildApp(opts: {
     // Per-request lines are noise at this level; errors are logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),
   }) as unknown as FastifyInstance;
+  const routes: RouteRecord[] = [];
+  http.addHook('onRoute', (r) => {
+    for (const method of [r.method].flat())
+      routes.push({
+        method,
+        url: r.url,
+        public: r.config?.public === true,
+        websocket:
+          (r as { wsHandler?: unknown }).wsHandler !== undefined || (r as { websocket?: boolean }).websocket === true,
+      });
+  });
   const cluster = await openCluster(store, (err) => http.log.warn({ err }, 'cluster connection error'));
   const services = buildServices(store, config, pki, http.log, cluster);
   // Fastify compiles each route's schemas with these once, at startup. Ajv's error format is what
@@ -168,6 +191,7 @@ export async function buildApp(opts: {
   return {
     http,
     services,
+    routes,
     async close() {
       await stopMaintenance();
       await services.imageImports.close();

@@ -113,6 +113,8 @@ export class ImageImportService {
    */
   async importFromUrl(principal: Principal, body: ImageImport): Promise<ImageImported> {
     const project = body.project ?? 'default';
+    // A project the caller cannot use is not found, before anything is said about the request's URLs.
+    await this.projects.require(principal, project);
     const url = checkImageUrl(body.source.url);
     if (body.source.checksum !== undefined && body.source.checksum_url !== undefined) {
       throw new FloeError('validation_failed', 'give source.checksum or source.checksum_url, not both', {

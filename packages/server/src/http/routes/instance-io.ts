@@ -86,11 +86,12 @@ export function instanceIoRoutes(app: Api, s: Services): void {
       response: { ...errors },
     },
     preHandler: async (req) => {
+      // The instance first: one the caller cannot see is not found, however it was asked for.
+      const { instance, hostId } = await locate(req, req.params, req.query);
       if (!req.ws)
         throw new FloeError('validation_failed', 'the console is a WebSocket; upgrade the connection', {
           field: 'upgrade',
         });
-      const { instance, hostId } = await locate(req, req.params, req.query);
       const channel = await s.hub.openChannel(
         hostId,
         { type: 'console.open', instance_id: instance.id },
