@@ -370,6 +370,11 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
       const failures: string[] = [];
       for (const route of routes) {
         const policy = POLICY[keyOf(route)]!;
+        // What the route itself says (config.public) and what the table says agree.
+        if (route.public !== (policy.access === 'public' || policy.access === 'agent'))
+          failures.push(
+            `${keyOf(route)}: the route says public=${route.public}, the policy table says ${policy.access}`,
+          );
         const resources: readonly Resource[] = policy.target === null ? ['own'] : RESOURCES;
         const variants = route.websocket && route.method === 'GET' ? (['http', 'ws'] as const) : (['http'] as const);
         for (const variant of variants) {
