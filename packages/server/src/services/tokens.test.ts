@@ -162,6 +162,14 @@ for (const t of storeTargets()) {
         await expect(
           store.db.insertInto('token_projects').values({ token_id: 'tok_3', project_id: 'prj_b' }).execute(),
         ).rejects.toThrow();
+        // Down again: the names come back from the grants that are left.
+        expect((await migrator.migrateDown()).error).toBeUndefined();
+        const back = await old.selectFrom('tokens').select(['id', 'projects']).orderBy('id').execute();
+        expect(back).toEqual([
+          { id: 'tok_1', projects: '["alpha"]' },
+          { id: 'tok_2', projects: '[]' },
+          { id: 'tok_3', projects: '[]' },
+        ]);
       } finally {
         await store.close();
       }
