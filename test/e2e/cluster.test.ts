@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Operation } from '@floe/api';
 import { openStore } from '../../packages/server/src/db/index.js';
 import { storeTargets } from '../../packages/server/src/db/testing.js';
-import { startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
+import { injectJson, startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
 import { clientFor, collectEvents, eventually, kill, prepareAgent, startAgent } from './helpers.js';
 
 /**
@@ -72,5 +72,20 @@ describe.skipIf(pgTarget.skip)('two control planes sharing PostgreSQL', () => {
     const op = await c1.instances.stop('vm-x', { wait: 10 });
     expect(op.status).toBe('succeeded');
     expect((await c1.instances.get('vm-x')).status.state).toBe('stopped');
+  });
+
+  it('a token revoked on one control plane is refused by the other at once, not after its cache', async () => {
+    const created = await injectJson(cp1, 'POST', '/v1/tokens', { name: 'short-lived', admin: true });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const secret = created.body.secret as string;
+    // The second control plane has verified (and cached) the token.
+    expect((await injectJson(cp2, 'GET', '/v1/hosts', undefined, secret)).status).toBe(200);
+    expect((await injectJson(cp1, 'DELETE', `/v1/tokens/${created.body.token.id as string}`)).status).toBe(204);
+    // Well inside the cache's 5 s: the revocation's event reached the other control plane.
+    await eventually(
+      async () => (await injectJson(cp2, 'GET', '/v1/hosts', undefined, secret)).status === 401,
+      'revoked token refused by the other control plane',
+      2_000,
+    );
   });
 });

@@ -70,9 +70,12 @@ export class TokenService {
   private readonly lastUsedWritten = new Map<string, number>();
 
   constructor(private readonly ctx: ServiceContext) {
-    // A cached principal holds project names; once a project is deleted, a new one may take its name.
+    // Events reach every control plane: a project deleted anywhere drops the cached grants, and a
+    // token revoked anywhere is forgotten here at once rather than when its cache entry runs out.
     ctx.bus.subscribe((e) => {
-      if (e.kind === 'project' && e.type === 'resource.deleted') this.cache.clear();
+      if (e.type !== 'resource.deleted') return;
+      if (e.kind === 'project') this.cache.clear();
+      if (e.kind === 'token') this.forget(e.resource_id);
     });
   }
 
@@ -190,6 +193,10 @@ export class TokenService {
       items: page.map((r) => tokenFromRow(r, projects.get(r.id) ?? [], now)),
       next_cursor: rows.length > limit ? encodeCursor(page[page.length - 1]!.id) : null,
     };
+  }
+
+  private forget(tokenId: string): void {
+    for (const [hash, hit] of this.cache) if (hit.principal.actor === tokenId) this.cache.delete(hash);
   }
 
   /** Revoke a token at once (the cache forgets it too). */
