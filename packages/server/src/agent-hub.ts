@@ -14,6 +14,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import { LinkChannels, type ChannelOpen, type ServerChannel } from './channels.js';
 import type { Config } from './config.js';
+import { isStoreUnavailable } from './db/unavailable.js';
 import type { DesiredStateProvider } from './desired-state.js';
 import type { ServiceContext } from './services/context.js';
 import type { HostService } from './services/hosts.js';
@@ -91,7 +92,12 @@ export class AgentHub {
   start(config: Config): void {
     const every = Math.max(100, Math.min(1000, Math.floor(config.hostOfflineAfterMs / 3)));
     this.sweeper = setInterval(
-      () => void this.sweep(config.hostOfflineAfterMs).catch((err) => this.log.error({ err }, 'host sweep failed')),
+      () =>
+        void this.sweep(config.hostOfflineAfterMs).catch((err) =>
+          isStoreUnavailable(err)
+            ? this.log.warn({ reason: (err as Error).message }, 'host sweep skipped: the database is unavailable')
+            : this.log.error({ err }, 'host sweep failed'),
+        ),
       every,
     );
     this.sweeper.unref();
