@@ -1,5 +1,5 @@
 import { request } from 'node:https';
-import BetterSqlite3 from 'better-sqlite3';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPgProxy, type PgProxy } from '@floe/testkit';
 import { openStore } from '../../packages/server/src/db/index.js';
@@ -201,14 +201,26 @@ describe('SQLite locked past the busy timeout', () => {
   });
 
   it('answers 503 store_unavailable with Retry-After, then serves again once the lock is gone', async () => {
-    const other = new BetterSqlite3(store.options.sqlitePath);
-    other.exec('BEGIN IMMEDIATE');
+    // Another process's view of the file: a second connection that holds the write lock.
+    const other = await openStore({ sqlitePath: store.options.sqlitePath!, migrate: false });
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let locked!: () => void;
+    const lockTaken = new Promise<void>((r) => (locked = r));
+    const holding = other.db.connection().execute(async (conn) => {
+      await sql`begin immediate`.execute(conn);
+      locked();
+      await released;
+      await sql`rollback`.execute(conn);
+    });
+    await lockTaken;
     let a: Answer;
     try {
       a = await call(cp, 'POST', '/v1/instances', { name: 'locked', image: 'img', machine_type: 'nano' });
     } finally {
-      other.exec('ROLLBACK');
-      other.close();
+      release();
+      await holding;
+      await other.close();
     }
     expect(a.status).toBe(503);
     expect(a.code).toBe('store_unavailable');

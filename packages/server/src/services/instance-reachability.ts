@@ -1,5 +1,5 @@
 import type { InstanceStatus } from '@floe/api';
-import { fromJson, nowIso, toJson, transaction, type Db } from '../db/index.js';
+import { forUpdate, fromJson, nowIso, toJson, transaction, type Db } from '../db/index.js';
 import type { ServiceContext } from './context.js';
 import type { NewEvent } from './events.js';
 import { normalizeStatus } from './first-boot.js';
@@ -46,7 +46,13 @@ export class InstanceReachability {
     const ids: string[] = [];
     const events = await transaction(this.ctx.store, async (trx) => {
       ids.length = 0;
-      const name = await hostName(trx, hostId);
+      // The host row is locked first: an agent saying hello marks it online only after this commits, and then
+      // gives the instances their state back; a host already back online is left alone.
+      const host = await forUpdate(
+        trx.selectFrom('hosts').select(['name', 'state']).where('id', '=', hostId),
+      ).executeTakeFirst();
+      if (host === undefined || host.state === 'online') return [];
+      const name = host.name;
       const message = waitingForHost(name, since);
       const rows = await trx.selectFrom('instances').selectAll().where('host_id', '=', hostId).execute();
       const out: NewEvent[] = [];
