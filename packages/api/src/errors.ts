@@ -129,6 +129,11 @@ export const ERROR_CODES = {
   unsupported_media_type: { status: 415, description: 'The request body is not JSON (or merge-patch JSON for PATCH).' },
   rate_limited: { status: 429, description: 'Too many requests.' },
   internal_error: { status: 500, description: 'An unexpected error; the server log has the details.' },
+  store_unavailable: {
+    status: 503,
+    description:
+      "The control plane cannot reach its database (it is down, restarting or locked past the busy timeout). Retry after the `Retry-After` header's seconds, with the same `Idempotency-Key` for a POST; `GET /readyz` says when the control plane is ready again.",
+  },
   host_operation_failed: {
     status: 502,
     description: 'The host could not carry out the operation; `message` says why.',

@@ -259,6 +259,15 @@ export const InstanceStatus = Type.Object({
   started_at: Nullable(Timestamp),
   stopped_at: Nullable(Timestamp),
   first_boot: FirstBoot,
+  host_unreachable_since: Type.Optional(
+    Type.String({
+      format: 'date-time',
+      description:
+        'present while the host does not answer (its agent is disconnected or missed its heartbeats): since when. `state` is then `unknown` until the host reports again',
+    }),
+  ),
+  /** Present while the host does not answer: the state it last reported. */
+  last_known_state: Type.Optional(InstanceState),
 });
 export type InstanceStatus = Static<typeof InstanceStatus>;
 

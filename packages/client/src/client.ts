@@ -61,6 +61,19 @@ export interface Health {
 }
 
 /**
+ * Answer of `GET /readyz` while the control plane can serve requests; while it cannot reach its database,
+ * the call rejects with a {@link FloeApiError} of code `store_unavailable` (HTTP 503).
+ *
+ * @example
+ * const ready = await client.ready().then(() => true, () => false);
+ */
+export interface Readiness {
+  status: 'ready';
+  version: string;
+  database: 'sqlite' | 'postgres';
+}
+
+/**
  * The typed floe API client. Every call returns the server's JSON; failures
  * reject with a {@link FloeApiError} carrying the stable error code.
  *
@@ -152,6 +165,15 @@ export class FloeClient implements Transport {
     return this.#http.request<Health>(
       'GET',
       '/healthz',
+      options.signal === undefined ? {} : { signal: options.signal },
+    );
+  }
+
+  /** Checks that the server can serve requests: its database answers (`GET /readyz`, no token needed). */
+  ready(options: { signal?: AbortSignal } = {}): Promise<Readiness> {
+    return this.#http.request<Readiness>(
+      'GET',
+      '/readyz',
       options.signal === undefined ? {} : { signal: options.signal },
     );
   }

@@ -14,6 +14,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
 import { LinkChannels, type ChannelOpen, type ServerChannel } from './channels.js';
 import type { Config } from './config.js';
+import { isStoreUnavailable } from './db/unavailable.js';
 import type { DesiredStateProvider } from './desired-state.js';
 import type { ServiceContext } from './services/context.js';
 import type { HostService } from './services/hosts.js';
@@ -91,7 +92,12 @@ export class AgentHub {
   start(config: Config): void {
     const every = Math.max(100, Math.min(1000, Math.floor(config.hostOfflineAfterMs / 3)));
     this.sweeper = setInterval(
-      () => void this.sweep(config.hostOfflineAfterMs).catch((err) => this.log.error({ err }, 'host sweep failed')),
+      () =>
+        void this.sweep(config.hostOfflineAfterMs).catch((err) =>
+          isStoreUnavailable(err)
+            ? this.log.warn({ reason: (err as Error).message }, 'host sweep skipped: the database is unavailable')
+            : this.log.error({ err }, 'host sweep failed'),
+        ),
       every,
     );
     this.sweeper.unref();
@@ -165,8 +171,10 @@ export class AgentHub {
       const last = link.queue
         .then(async () => {
           if (!admitted) return;
-          if (await this.hosts.markOffline(hostId, 'agent disconnected', link.id))
+          if (await this.hosts.markOffline(hostId, 'agent disconnected', link.id)) {
             this.log.info({ hostId }, 'host offline: agent disconnected');
+            await this.instances.hostUnreachable(hostId);
+          }
         })
         .catch((err) => this.log.error({ err, hostId }, 'marking host offline failed'));
       this.draining.add(last);
@@ -245,6 +253,7 @@ export class AgentHub {
         });
         // What the agent already runs first, so operations settle from real state.
         for (const obs of msg.instances) await this.instances.applyObserved(link.hostId, obs);
+        await this.instances.hostReachable(link.hostId);
         const sets: DesiredSet[] = [];
         for (const provider of this.providers.values())
           sets.push({ provider, items: await provider.forHost(link.hostId) });
@@ -308,6 +317,7 @@ export class AgentHub {
       if (await this.hosts.markOffline(hostId, 'heartbeats missed')) {
         this.log.warn({ hostId }, 'host offline: heartbeats missed');
         link?.socket.terminate();
+        await this.instances.hostUnreachable(hostId);
       }
     }
   }
@@ -328,7 +338,9 @@ export class AgentHub {
       link.channels.closeAll({ code: 'host_offline', message: 'the control plane is shutting down' });
     for (const link of links) link.socket.close(1001, 'control plane shutting down');
     await Promise.all([...links.map((l) => l.queue), ...this.draining]);
-    for (const link of links)
-      await this.hosts.markOffline(link.hostId, 'control plane shut down', link.id).catch(() => false);
+    for (const link of links) {
+      const offline = await this.hosts.markOffline(link.hostId, 'control plane shut down', link.id).catch(() => false);
+      if (offline) await this.instances.hostUnreachable(link.hostId).catch(() => undefined);
+    }
   }
 }

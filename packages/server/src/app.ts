@@ -23,6 +23,7 @@ import { operationRoutes } from './http/routes/operations.js';
 import { projectRoutes } from './http/routes/projects.js';
 import { streamRoutes } from './http/routes/streams.js';
 import { tokenRoutes } from './http/routes/tokens.js';
+import { checkStore } from './http/readiness.js';
 import type { Api, RouteFamily } from './http/routing.js';
 import { VERSION } from './version.js';
 import { buildServices, type ControlPki, type Services } from './wiring.js';
@@ -169,12 +170,34 @@ export async function buildApp(opts: {
 
   http.get(
     '/healthz',
-    { config: { public: true }, schema: { tags: ['system'], summary: 'Liveness and version', security: [] } },
+    {
+      config: { public: true },
+      schema: {
+        tags: ['system'],
+        summary: 'Liveness and version (the process serves HTTP; /readyz says whether it can serve requests)',
+        security: [],
+      },
+    },
     () => ({
       status: 'ok',
       version: VERSION,
       database: store.dialect,
     }),
+  );
+  http.get(
+    '/readyz',
+    {
+      config: { public: true },
+      schema: {
+        tags: ['system'],
+        summary: 'Readiness: 200 while the database answers, else 503 store_unavailable with the reason',
+        security: [],
+      },
+    },
+    async () => {
+      await checkStore(store);
+      return { status: 'ready', version: VERSION, database: store.dialect };
+    },
   );
   http.get('/v1/openapi.json', { config: { public: true }, schema: { hide: true } }, () => http.swagger());
   // Route types come from the schemas (TypeBox type provider); the validator compiler above checks them.

@@ -2,3 +2,4 @@
 export { vmDriverContract, type VmDriverContractSetup } from './vm-driver-contract.js';
 export { desiredInstance, testId, type DesiredInstanceOverrides } from './factories.js';
 export { freePort, until, waitFor, type WaitOptions } from './wait.js';
+export { startPgProxy, type PgProxy, type PgProxyMode } from './pg-proxy.js';

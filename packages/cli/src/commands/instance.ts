@@ -22,7 +22,9 @@ function instanceTable(
     ['NAME', 'STATE', 'HOST', 'VCPUS', 'MEMORY', 'IMAGE', 'AGE'],
     items.map((i) => [
       i.name,
-      stateColor(c, i.status.state),
+      i.status.host_unreachable_since === undefined
+        ? stateColor(c, i.status.state)
+        : `${stateColor(c, i.status.state)} (host unreachable for ${age(i.status.host_unreachable_since, now)})`,
       i.status.host === null ? null : (hosts.get(i.status.host) ?? i.status.host),
       i.spec.vcpus,
       mib(i.spec.memory_mib),

@@ -27,6 +27,7 @@ import {
 } from 'kysely';
 import { FloeError } from '@floe/api';
 import type { Database } from './schema.js';
+import { guardedDialect } from './guarded-dialect.js';
 import { migrate } from './migrations.js';
 
 /** The table shapes and Kysely's transaction handle, so callers import the store from one place. */
@@ -77,11 +78,22 @@ export async function openStore(opts: OpenStoreOptions): Promise<Store> {
   return store;
 }
 
+/** How long opening a PostgreSQL connection may take. */
+const PG_CONNECT_TIMEOUT_MS = 5000;
+
 function openPostgres(url: string, onError: ((err: Error) => void) | undefined): Store {
-  const pool = new pg.Pool({ connectionString: url, types: { getTypeParser: pgTypeParser } });
+  const pool = new pg.Pool({
+    connectionString: url,
+    types: { getTypeParser: pgTypeParser },
+    // A server that does not answer (a dropped network) fails requests with store_unavailable, not a hang.
+    connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS,
+  });
   // An idle client that loses its connection emits on the pool; unhandled, that would end the process.
   pool.on('error', (err) => onError?.(err));
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  // So does a checked-out client between two queries (the server shut down, the network dropped): the pool only
+  // listens to idle ones. Its next query fails (store_unavailable) and the pool drops it when it is released.
+  pool.on('connect', (client) => client.on('error', (err) => onError?.(err)));
+  const db = new Kysely<Database>({ dialect: guardedDialect(new PostgresDialect({ pool })) });
   return { db, dialect: 'postgres', url, close: () => db.destroy() };
 }
 
@@ -96,7 +108,7 @@ function openSqlite(path: string | undefined): Store {
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
   const db = new Kysely<Database>({
-    dialect: new FloeSqliteDialect({ database: new StatementCache(sqlite, STATEMENT_CACHE_SIZE) }),
+    dialect: guardedDialect(new FloeSqliteDialect({ database: new StatementCache(sqlite, STATEMENT_CACHE_SIZE) })),
     plugins: [new StripRowLocksPlugin()],
   });
   return {

@@ -1,5 +1,6 @@
 import { FloeError, LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN, NAME_PATTERN, type ErrorBody } from '@floe/api';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { STORE_RETRY_AFTER_SECONDS } from '../db/unavailable.js';
 
 /** Plain words for the patterns of the API schemas, instead of the regular expression. */
 const PATTERN_WORDS: Record<string, string> = {
@@ -127,6 +128,10 @@ export function installErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler((err, request, reply) => {
     const { status, body, internal } = toEnvelope(err);
     if (internal) request.log.error({ err }, 'request failed');
+    if (body.error.code === 'store_unavailable') {
+      request.log.warn({ reason: body.error.message }, 'request failed: the database is unavailable');
+      void reply.header('retry-after', String(STORE_RETRY_AFTER_SECONDS));
+    }
     return reply.code(status).type('application/json').send(body);
   });
   app.setNotFoundHandler((request, reply) => {

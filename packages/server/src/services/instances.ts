@@ -24,6 +24,7 @@ import { DesiredInstances } from './instance-desired.js';
 import { InstanceNicChanges } from './instance-nics.js';
 import { instanceFromRow, instanceRow } from './instance-rows.js';
 import { checkInstanceCreate, instanceSpecFrom, scheduledStatus } from './instance-spec.js';
+import { InstanceReachability, unreachableMessage } from './instance-reachability.js';
 import { InstanceStatusIntake } from './instance-status.js';
 import { undoInstanceOperation, type InstanceUndo } from './instance-undo.js';
 import { parseLabelSelectors, writeLabels } from './labels.js';
@@ -54,6 +55,7 @@ export class InstanceService {
   private readonly post: PostCommit;
   private readonly desired: DesiredInstances;
   private readonly intake: InstanceStatusIntake;
+  private readonly reachability: InstanceReachability;
   private readonly nicChanges: InstanceNicChanges;
 
   constructor(
@@ -73,6 +75,7 @@ export class InstanceService {
     });
     this.desired = new DesiredInstances(ctx, images, nics);
     this.intake = new InstanceStatusIntake(ctx, operations, nics, this.cache, this.post);
+    this.reachability = new InstanceReachability(ctx, operations, this.cache, this.post);
     this.nicChanges = new InstanceNicChanges(ctx, operations, nics, this.cache, this.post);
     operations.onCancel('instance.', (trx, op, undo) =>
       undoInstanceOperation(trx, op, undo as InstanceUndo | null, { cache: this.cache, nics }),
@@ -318,7 +321,7 @@ export class InstanceService {
         kind: `instance.${action}`,
         resources: [{ kind: 'instance', id: row.id, name: row.name }],
         created_by: principal.actor,
-        message: `${action} requested`,
+        message: (await unreachableMessage(trx, before.status)) ?? `${action} requested`,
         target_id: row.id,
         target_generation: generation,
         target_state: power_state,
@@ -352,7 +355,7 @@ export class InstanceService {
         kind: 'instance.delete',
         resources: [{ kind: 'instance', id: row.id, name: row.name }],
         created_by: principal.actor,
-        message: 'delete requested',
+        message: (await unreachableMessage(trx, instanceFromRow(row).status)) ?? 'delete requested',
         target_id: row.id,
         target_generation: generation,
         target_state: 'deleted',
@@ -418,6 +421,16 @@ export class InstanceService {
   /** Pending operations for instances on a host become running once the agent has their desired state. */
   dispatched(hostId: string, instanceIds: string[]): Promise<void> {
     return this.intake.dispatched(hostId, instanceIds);
+  }
+
+  /** The host stopped answering (see InstanceReachability). */
+  hostUnreachable(hostId: string, since?: string): Promise<void> {
+    return this.reachability.hostUnreachable(hostId, since);
+  }
+
+  /** The host is back and reported what it runs (see InstanceReachability). */
+  hostReachable(hostId: string): Promise<void> {
+    return this.reachability.hostReachable(hostId);
   }
 
   /** Apply what an agent observed (see InstanceStatusIntake). */
