@@ -49,6 +49,7 @@ const docs: Policy = { access: 'docs', target: null };
 /** The policy table: one entry per route (HEAD twins follow their GET). */
 const POLICY: Record<string, Policy> = {
   'GET /healthz': { access: 'public', target: null },
+  'GET /readyz': { access: 'public', target: null },
   'GET /v1/openapi.json': { access: 'public', target: null },
   'GET /docs': docs,
   'GET /docs/': docs,
