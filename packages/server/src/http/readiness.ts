@@ -21,7 +21,10 @@ export async function checkStore(store: Store): Promise<void> {
     await Promise.race([sql`select 1`.execute(store.db), timeout]);
   } catch (err) {
     if (err instanceof FloeError) throw err;
-    throw new FloeError('store_unavailable', `the database does not answer: ${(err as Error).message}`);
+    // Anyone may probe readiness: say what kind of failure it is, never the database's address or its text.
+    const code = (err as { code?: unknown }).code;
+    const kind = typeof code === 'string' && /^[A-Z0-9_]{1,32}$/.test(code) ? ` (${code})` : '';
+    throw new FloeError('store_unavailable', `the database does not answer${kind}`);
   } finally {
     clearTimeout(timer);
   }
