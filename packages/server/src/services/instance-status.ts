@@ -41,6 +41,16 @@ function settle(op: OperationsTable, obs: ObservedInstance) {
   return { status: 'running' as const, progress: Math.min(progress, 95), message: obs.state };
 }
 
+/**
+ * Where an operation stands once its instance is deleted (pure): a delete got what it asked for,
+ * whatever generation it targeted; anything else can no longer happen.
+ */
+function gone(op: OperationsTable) {
+  return op.kind === 'instance.delete'
+    ? { status: 'succeeded' as const, progress: 100, message: 'deleted' }
+    : { status: 'cancelled' as const, progress: Number(op.progress), message: 'the instance was deleted' };
+}
+
 /** What agents report about instances: dispatch of desired state, observed status, the end of deletes. */
 export class InstanceStatusIntake {
   constructor(
@@ -105,6 +115,9 @@ export class InstanceStatusIntake {
           resource_id: row.id,
           data: { name: row.name },
         });
+        // No report comes for an instance that is gone: whatever still waits on it ends now.
+        out.push(...(await this.operations.advance(trx, row.id, gone)));
+        return out;
       } else {
         const status: InstanceStatus = {
           state: row.deleting === 1 && obs.state !== 'error' ? 'deleting' : obs.state,

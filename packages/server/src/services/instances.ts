@@ -22,7 +22,7 @@ import { checkImageDisk } from './image-disk.js';
 import { InstanceCache } from './instance-cache.js';
 import { DesiredInstances } from './instance-desired.js';
 import { InstanceNicChanges } from './instance-nics.js';
-import { instanceFromRow, instanceRow } from './instance-rows.js';
+import { instanceFromRow, instanceRow, lockedInstanceRow } from './instance-rows.js';
 import { checkInstanceCreate, instanceSpecFrom, scheduledStatus } from './instance-spec.js';
 import { InstanceStatusIntake } from './instance-status.js';
 import { undoInstanceOperation, type InstanceUndo } from './instance-undo.js';
@@ -335,11 +335,16 @@ export class InstanceService {
     return operation;
   }
 
-  /** Delete: the agent tears the VM down, then the record goes. */
+  /**
+   * Delete: the agent tears the VM down, then the record goes. A delete while one is under way
+   * answers that operation, so every caller waits for the same outcome.
+   */
   async delete(principal: Principal, ref: string, project: string, ifMatch?: number): Promise<Operation> {
     const { operation, events, hostId, instanceId } = await transaction(this.ctx.store, async (trx) => {
-      const row = await instanceRow(principal, ref, project, trx);
+      const row = await lockedInstanceRow(principal, ref, project, trx);
       checkRevision(ifMatch, Number(row.revision));
+      const current = row.deleting === 1 ? await this.operations.inFlight(trx, row.id, 'instance.delete') : null;
+      if (current) return { operation: current, events: [], hostId: null, instanceId: row.id };
       const generation = Number(row.generation) + 1;
       await this.cache.forget(trx, row.id);
       await trx

@@ -168,6 +168,19 @@ export class OperationService {
     return { operation, events };
   }
 
+  /** The unfinished operation of `kind` on a target, if there is one (the newest). */
+  async inFlight(trx: Db, targetId: string, kind: string): Promise<Operation | null> {
+    const row = await trx
+      .selectFrom('operations')
+      .selectAll()
+      .where('target_id', '=', targetId)
+      .where('kind', '=', kind)
+      .where('status', 'in', ['pending', 'running'])
+      .orderBy('id', 'desc')
+      .executeTakeFirst();
+    return row ? operationFromRow(row) : null;
+  }
+
   /** An operation.updated event for `op`. */
   event(op: Operation): NewEvent {
     return {
