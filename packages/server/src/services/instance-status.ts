@@ -1,5 +1,5 @@
 import { mergeFirstBoot, type InstanceStatus, type ObservedInstance } from '@floe/api';
-import { fromJson, toJson, transaction } from '../db/index.js';
+import { forUpdate, fromJson, toJson, transaction } from '../db/index.js';
 import type { OperationsTable } from '../db/schema.js';
 import type { ServiceContext } from './context.js';
 import type { NewEvent } from './events.js';
@@ -90,7 +90,8 @@ export class InstanceStatusIntake {
     const events = await transaction(this.ctx.store, async (trx) => {
       wrote = false;
       changedNetworks.length = 0;
-      const row = await trx.selectFrom('instances').selectAll().where('id', '=', obs.id).executeTakeFirst();
+      // Locked, as the API's writers lock it: a report and a request on one instance never interleave.
+      const row = await forUpdate(trx.selectFrom('instances').selectAll().where('id', '=', obs.id)).executeTakeFirst();
       if (!row || row.host_id !== hostId) return [];
       const out: NewEvent[] = [];
       const before = normalizeStatus(fromJson<InstanceStatus>(row.status));

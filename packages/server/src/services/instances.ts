@@ -218,7 +218,8 @@ export class InstanceService {
     ifMatch?: number,
   ): Promise<Instance> {
     const { after, hostId } = await transaction(this.ctx.store, async (trx) => {
-      const row = await instanceRow(principal, ref, project, trx);
+      // Locked: concurrent writers must not both pass If-Match or compute the same next revision.
+      const row = await lockedInstanceRow(principal, ref, project, trx);
       const before = instanceFromRow(row);
       checkRevision(ifMatch, before.revision);
       const after: Instance = {
@@ -281,7 +282,7 @@ export class InstanceService {
     force = false,
   ): Promise<Operation> {
     const { operation, events, hostId, instanceId } = await transaction(this.ctx.store, async (trx) => {
-      const row = await instanceRow(principal, ref, project, trx);
+      const row = await lockedInstanceRow(principal, ref, project, trx);
       if (row.deleting === 1)
         throw new FloeError('invalid_state', `instance "${row.name}" is being deleted`, { state: row.state });
       const before = instanceFromRow(row);
