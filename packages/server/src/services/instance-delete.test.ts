@@ -1,5 +1,6 @@
 import type { Instance, ObservedInstance, Operation } from '@floe/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { transaction } from '../db/index.js';
 import { storeTargets } from '../db/testing.js';
 import { injectJson, onlineTestHost, startTestControlPlane, type TestControlPlane } from '../testing.js';
 
@@ -36,6 +37,7 @@ for (const target of storeTargets()) {
       });
       hostId = await onlineTestHost(cp.app, 'node-1');
       expect((await call(cp, 'POST', '/v1/images', { name: 'img' })).status).toBe(201);
+      expect((await call(cp, 'POST', '/v1/networks', { name: 'net', ipv4: '10.78.0.0/24' })).status).toBe(201);
     });
 
     afterAll(async () => {
@@ -79,6 +81,35 @@ for (const target of storeTargets()) {
       await cp.app.services.instances.applyObserved(hostId, observed(i, { state: 'deleted', observed_generation: 2 }));
       expect((await call(cp, 'GET', `/v1/instances/${i.id}`)).status).toBe(404);
       expect(await operation(retry.body.id)).toMatchObject({ status: 'succeeded', progress: 100 });
+    });
+    it('a request that waited for the row of an instance deleted meanwhile finds no instance', async () => {
+      const i = await runningInstance('vanishing');
+      expect((await call(cp, 'DELETE', `/v1/instances/${i.id}`)).status).toBe(202);
+      // The agent's report that it is gone holds the row while the requests come in.
+      let locked!: () => void;
+      let release!: () => void;
+      const isLocked = new Promise<void>((r) => (locked = r));
+      const released = new Promise<void>((r) => (release = r));
+      const report = transaction(cp.store, async (trx) => {
+        await trx.selectFrom('instances').selectAll().where('id', '=', i.id).forUpdate().execute();
+        locked();
+        await released;
+        await trx.deleteFrom('instances').where('id', '=', i.id).execute();
+      });
+      await isLocked;
+      const waiting = [
+        call(cp, 'DELETE', `/v1/instances/${i.id}`),
+        call(cp, 'POST', `/v1/instances/${i.id}/nics`, { network: 'net' }),
+        call(cp, 'PATCH', `/v1/instances/${i.id}`, { labels: { a: 'b' } }),
+        call(cp, 'POST', `/v1/instances/${i.id}/stop`),
+      ];
+      await new Promise((r) => setTimeout(r, 300));
+      release();
+      await report;
+      for (const res of await Promise.all(waiting)) {
+        expect(res.status, JSON.stringify(res.body)).toBe(404);
+        expect(res.body.error.code).toBe('instance_not_found');
+      }
     });
   });
 }
