@@ -117,6 +117,19 @@ for (const target of storeTargets()) {
       return res.body.items as HistoryEntry[];
     }
 
+    /** Every event of `type` about one resource, oldest first. */
+    async function events(resource: string, type: string): Promise<Array<{ seq: number; data: any }>> {
+      const all: Array<{ seq: number; data: any }> = [];
+      let since = 0;
+      for (;;) {
+        const res = await call('GET', `/v1/events?resource=${resource}&type=${type}&since=${since}`);
+        expect(res.status).toBe(200);
+        all.push(...res.body.items);
+        if (res.body.next_cursor === null) return all;
+        since = Number(res.body.next_cursor);
+      }
+    }
+
     /** The history's revisions are distinct and increasing, and the last is the instance's. */
     async function expectHistoryConsistent(name: string): Promise<void> {
       const vm = await instance(name);
@@ -171,7 +184,7 @@ for (const target of storeTargets()) {
 
     for (const n of SIZES) {
       it(`${n} concurrent deletes share one outcome: the instance is gone and every delete succeeded`, async () => {
-        await running(`del-${n}`);
+        const vm = await running(`del-${n}`);
         // As `floe vm rm --wait` does: each caller waits for its operation.
         const responses = await race(`${n} deletes`, n, () => call('DELETE', `/v1/instances/del-${n}?wait=15`));
         expectSane(responses);
@@ -183,6 +196,8 @@ for (const target of storeTargets()) {
         for (const op of ops) expect(op.status, JSON.stringify(op)).toBe('succeeded');
         expect(new Set(ops.map((o) => o.id)).size).toBe(1);
         expect((await call('GET', `/v1/instances/del-${n}`)).status).toBe(404);
+        expect(await events(vm.id, 'resource.deleted')).toHaveLength(1);
+        expect((await events(vm.id, 'instance.state')).at(-1)?.data.state).toBe('deleted');
         const again = await call('DELETE', `/v1/instances/del-${n}`);
         expect(again.body?.error?.code).toBe('instance_not_found');
       });
@@ -211,11 +226,34 @@ for (const target of storeTargets()) {
           const v = await instance(name);
           return v.status.state === v.spec.power_state ? v : undefined;
         }, `${name} as its spec says`);
+        await eventually(
+          async () => (await events(vm.id, 'instance.state')).at(-1)?.data.state === vm.status.state,
+          'the last state event',
+        );
         // The last operation asked for what the spec now says, and it is the one that succeeded.
         const winners = ops.filter((o) => o.status === 'succeeded');
         expect(winners.length).toBe(1);
         expect(winners[0]!.kind).toBe(vm.spec.power_state === 'stopped' ? 'instance.stop' : 'instance.start');
         await expectHistoryConsistent(name);
+      });
+
+      it(`${n} concurrent stops and deletes: the deletes share one operation, every stop ends or is refused`, async () => {
+        const name = `stopdel-${n}`;
+        const vm = await running(name);
+        const responses = await race(`${n} stops and deletes`, n, (i) =>
+          i % 2 === 0 ? call('POST', `/v1/instances/${name}/stop`) : call('DELETE', `/v1/instances/${name}`),
+        );
+        expectSane(responses);
+        for (const r of responses.filter((x) => x.status >= 400))
+          expect(['invalid_state', 'instance_not_found'], JSON.stringify(r.body)).toContain(r.body?.error?.code);
+        const ops = await settled(OPS_OF(responses), `${n} stops and deletes`);
+        const deletes = ops.filter((o) => o.kind === 'instance.delete');
+        expect(deletes.length).toBeGreaterThanOrEqual(1);
+        expect(new Set(deletes.map((o) => o.id)).size).toBe(1);
+        expect(deletes[0]!.status).toBe('succeeded');
+        for (const o of ops.filter((x) => x.kind === 'instance.stop')) expect(o.status).not.toBe('failed');
+        expect((await call('GET', `/v1/instances/${name}`)).status).toBe(404);
+        expect(await events(vm.id, 'resource.deleted')).toHaveLength(1);
       });
 
       it(`${n} concurrent PATCHes: with If-Match exactly one wins, without it every one gets its own revision`, async () => {
