@@ -1,4 +1,4 @@
-import type { Instance, InstanceSpec, InstanceStatus } from '@floe/api';
+import { FloeError, type Instance, type InstanceSpec, type InstanceStatus } from '@floe/api';
 import { fromJson, type Db } from '../db/index.js';
 import type { InstancesTable } from '../db/schema.js';
 import { normalizeSpec, normalizeStatus } from './first-boot.js';
@@ -25,7 +25,10 @@ export function instanceRow(principal: Principal, ref: string, project: string, 
   });
 }
 
-/** The instance row, locked until the transaction ends: concurrent NIC changes must not pick the same slot or generation. */
+/**
+ * The instance row, locked until the transaction ends: concurrent writers must not pick the same slot,
+ * generation or revision. A row deleted while this waited for its lock is not found, as it would be later.
+ */
 export async function lockedInstanceRow(
   principal: Principal,
   ref: string,
@@ -33,5 +36,8 @@ export async function lockedInstanceRow(
   trx: Db,
 ): Promise<InstancesTable> {
   const found = await instanceRow(principal, ref, project, trx);
-  return trx.selectFrom('instances').selectAll().where('id', '=', found.id).forUpdate().executeTakeFirstOrThrow();
+  const row = await trx.selectFrom('instances').selectAll().where('id', '=', found.id).forUpdate().executeTakeFirst();
+  if (row === undefined)
+    throw new FloeError('instance_not_found', `instance "${ref}" not found`, { kind: 'instance', id: ref });
+  return row;
 }

@@ -1,5 +1,5 @@
 import { mergeFirstBoot, type InstanceStatus, type ObservedInstance } from '@floe/api';
-import { fromJson, toJson, transaction } from '../db/index.js';
+import { forUpdate, fromJson, toJson, transaction } from '../db/index.js';
 import type { OperationsTable } from '../db/schema.js';
 import type { ServiceContext } from './context.js';
 import type { NewEvent } from './events.js';
@@ -41,6 +41,16 @@ function settle(op: OperationsTable, obs: ObservedInstance) {
   return { status: 'running' as const, progress: Math.min(progress, 95), message: obs.state };
 }
 
+/**
+ * Where an operation stands once its instance is deleted (pure): a delete got what it asked for,
+ * whatever generation it targeted; anything else can no longer happen.
+ */
+function gone(op: OperationsTable) {
+  return op.kind === 'instance.delete'
+    ? { status: 'succeeded' as const, progress: 100, message: 'deleted' }
+    : { status: 'cancelled' as const, progress: Number(op.progress), message: 'the instance was deleted' };
+}
+
 /** What agents report about instances: dispatch of desired state, observed status, the end of deletes. */
 export class InstanceStatusIntake {
   constructor(
@@ -80,7 +90,8 @@ export class InstanceStatusIntake {
     const events = await transaction(this.ctx.store, async (trx) => {
       wrote = false;
       changedNetworks.length = 0;
-      const row = await trx.selectFrom('instances').selectAll().where('id', '=', obs.id).executeTakeFirst();
+      // Locked, as the API's writers lock it: a report and a request on one instance never interleave.
+      const row = await forUpdate(trx.selectFrom('instances').selectAll().where('id', '=', obs.id)).executeTakeFirst();
       if (!row || row.host_id !== hostId) return [];
       const out: NewEvent[] = [];
       const before = normalizeStatus(fromJson<InstanceStatus>(row.status));
@@ -105,6 +116,9 @@ export class InstanceStatusIntake {
           resource_id: row.id,
           data: { name: row.name },
         });
+        // No report comes for an instance that is gone: whatever still waits on it ends now.
+        out.push(...(await this.operations.advance(trx, row.id, gone)));
+        return out;
       } else {
         const status: InstanceStatus = {
           state: row.deleting === 1 && obs.state !== 'error' ? 'deleting' : obs.state,

@@ -22,7 +22,7 @@ import { checkImageDisk } from './image-disk.js';
 import { InstanceCache } from './instance-cache.js';
 import { DesiredInstances } from './instance-desired.js';
 import { InstanceNicChanges } from './instance-nics.js';
-import { instanceFromRow, instanceRow } from './instance-rows.js';
+import { instanceFromRow, instanceRow, lockedInstanceRow } from './instance-rows.js';
 import { checkInstanceCreate, instanceSpecFrom, scheduledStatus } from './instance-spec.js';
 import { InstanceReachability, unreachableMessage } from './instance-reachability.js';
 import { InstanceStatusIntake } from './instance-status.js';
@@ -221,7 +221,8 @@ export class InstanceService {
     ifMatch?: number,
   ): Promise<Instance> {
     const { after, hostId } = await transaction(this.ctx.store, async (trx) => {
-      const row = await instanceRow(principal, ref, project, trx);
+      // Locked: concurrent writers must not both pass If-Match or compute the same next revision.
+      const row = await lockedInstanceRow(principal, ref, project, trx);
       const before = instanceFromRow(row);
       checkRevision(ifMatch, before.revision);
       const after: Instance = {
@@ -284,7 +285,7 @@ export class InstanceService {
     force = false,
   ): Promise<Operation> {
     const { operation, events, hostId, instanceId } = await transaction(this.ctx.store, async (trx) => {
-      const row = await instanceRow(principal, ref, project, trx);
+      const row = await lockedInstanceRow(principal, ref, project, trx);
       if (row.deleting === 1)
         throw new FloeError('invalid_state', `instance "${row.name}" is being deleted`, { state: row.state });
       const before = instanceFromRow(row);
@@ -338,11 +339,16 @@ export class InstanceService {
     return operation;
   }
 
-  /** Delete: the agent tears the VM down, then the record goes. */
+  /**
+   * Delete: the agent tears the VM down, then the record goes. A delete while one is under way
+   * answers that operation, so every caller waits for the same outcome.
+   */
   async delete(principal: Principal, ref: string, project: string, ifMatch?: number): Promise<Operation> {
     const { operation, events, hostId, instanceId } = await transaction(this.ctx.store, async (trx) => {
-      const row = await instanceRow(principal, ref, project, trx);
+      const row = await lockedInstanceRow(principal, ref, project, trx);
       checkRevision(ifMatch, Number(row.revision));
+      const current = row.deleting === 1 ? await this.operations.inFlight(trx, row.id, 'instance.delete') : null;
+      if (current) return { operation: current, events: [], hostId: null, instanceId: row.id };
       const generation = Number(row.generation) + 1;
       await this.cache.forget(trx, row.id);
       await trx

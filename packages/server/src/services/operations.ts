@@ -139,11 +139,14 @@ export class OperationService {
       transfer: null,
     };
     for (const o of older) {
-      await trx
+      // Guarded by status: an operation that ended meanwhile (PostgreSQL, READ COMMITTED) keeps its end.
+      const res = await trx
         .updateTable('operations')
         .set({ status: 'cancelled', message: `superseded by ${row.id}`, updated_at: now, finished_at: now })
         .where('id', '=', o.id)
-        .execute();
+        .where('status', 'in', ['pending', 'running'])
+        .executeTakeFirst();
+      if (Number(res.numUpdatedRows) === 0) continue;
       events.push(
         this.event(
           operationFromRow({
@@ -166,6 +169,19 @@ export class OperationService {
       data: { operation },
     });
     return { operation, events };
+  }
+
+  /** The unfinished operation of `kind` on a target, if there is one (the newest). */
+  async inFlight(trx: Db, targetId: string, kind: string): Promise<Operation | null> {
+    const row = await trx
+      .selectFrom('operations')
+      .selectAll()
+      .where('target_id', '=', targetId)
+      .where('kind', '=', kind)
+      .where('status', 'in', ['pending', 'running'])
+      .orderBy('id', 'desc')
+      .executeTakeFirst();
+    return row ? operationFromRow(row) : null;
   }
 
   /** An operation.updated event for `op`. */
@@ -322,7 +338,14 @@ export class OperationService {
         updated_at: now,
         finished_at: isTerminal(next.status) ? now : null,
       };
-      await trx.updateTable('operations').set(patch).where('id', '=', row.id).execute();
+      // Guarded by status: an operation cancelled or superseded since it was read is never revived.
+      const res = await trx
+        .updateTable('operations')
+        .set(patch)
+        .where('id', '=', row.id)
+        .where('status', 'in', ['pending', 'running'])
+        .executeTakeFirst();
+      if (Number(res.numUpdatedRows) === 0) continue;
       events.push(this.event(operationFromRow({ ...row, ...patch })));
     }
     return events;
