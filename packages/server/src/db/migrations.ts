@@ -1,5 +1,6 @@
 import { Migrator, sql, type CreateTableBuilder, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 import type { Dialect } from './dialect.js';
+import { idempotencyLeases } from './migrations/0006_idempotency_leases.js';
 
 /** Table where applied migrations are recorded. */
 export const MIGRATION_TABLE = 'floe_migrations';
@@ -404,6 +405,7 @@ function migrations(dialect: Dialect): Record<string, Migration> {
     '0002_networks': networks(dialect),
     '0003_image_imports': imageImports(dialect),
     '0004_host_allocations': hostAllocations(dialect),
+    '0006_idempotency_leases': idempotencyLeases(dialect),
   };
 }
 
