@@ -8,7 +8,7 @@ import { freePort } from '@floe/testkit';
 import { openStore, type Store } from '../../packages/server/src/db/index.js';
 import { storeTargets, type TestStore } from '../../packages/server/src/db/testing.js';
 import { FloedProcess } from './floed.js';
-import { eventually } from './helpers.js';
+import { eventually, kill, startAgent } from './helpers.js';
 import { httpCaller } from './http.js';
 
 /**
@@ -135,4 +135,56 @@ describe('Idempotency-Key after a crash of the control plane', () => {
     expect(replay.headers['idempotent-replayed']).toBe('true');
     expect(replay.body.id).toBe(retry.body.id);
   }, 120_000);
+
+  it('SQLite: killed -9 after the write committed, before it answered: the retry gets the answer, nothing runs twice', async () => {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), 'floe-idem-'));
+    floed = new FloedProcess({ dataDir, port: await freePort(), env: { FLOE_HEARTBEAT_MS: '500' } });
+    floed.init();
+    await floed.start();
+    const agent = startAgent(floed.url, floed.agentDir);
+    cleanup.push(() => kill(agent));
+    const http = httpCaller(floed.url, floed.ca, floed.adminToken);
+    cleanup.push(() => http.close());
+    const f = floed;
+    await eventually(
+      async () => (await http.call('GET', `/v1/hosts/${f.hostId}`)).body?.status?.state === 'online',
+      'host online',
+      60_000,
+    );
+    expect((await http.call('POST', '/v1/images', { name: 'img' })).status).toBe(201);
+    expect(
+      (await http.call('POST', '/v1/networks', { name: 'net', kind: 'private', ipv4: '10.78.0.0/24' })).status,
+    ).toBe(201);
+    const store = await openStore({ sqlitePath: path.join(dataDir, 'floe.db') });
+    cleanup.push(() => store.close());
+    // A stopped agent never finishes the operation: ?wait holds the answer back after the write committed.
+    agent.kill('SIGSTOP');
+    cleanup.push(async () => agent.kill('SIGCONT'));
+    const create = { name: 'vm-1', image: 'img', machine_type: 'nano', networks: ['net'] };
+    void http.call('POST', '/v1/instances?wait=60', create, 'k-create');
+    await eventually(
+      async () =>
+        (await store.db.selectFrom('instances').select('id').where('name', '=', 'vm-1').execute()).length === 1,
+      'instance committed',
+    );
+    const [instance] = await store.db.selectFrom('instances').select('id').where('name', '=', 'vm-1').execute();
+    void http.call('POST', `/v1/instances/${instance!.id}/nics?wait=60`, { network: 'net' }, 'k-nic');
+    await eventually(
+      async () =>
+        (await store.db.selectFrom('nics').select('id').where('instance_id', '=', instance!.id).execute()).length === 2,
+      'second NIC committed',
+    );
+    await floed.crash();
+    agent.kill('SIGCONT');
+    await floed.start();
+
+    const again = await http.call('POST', '/v1/instances?wait=60', create, 'k-create');
+    expect(again.status, JSON.stringify(again.body)).toBeLessThan(300);
+    expect(again.body.instance.id).toBe(instance!.id);
+    const nic = await http.call('POST', `/v1/instances/${instance!.id}/nics?wait=60`, { network: 'net' }, 'k-nic');
+    expect(nic.status, JSON.stringify(nic.body)).toBeLessThan(300);
+    const nics = await store.db.selectFrom('nics').select('id').where('instance_id', '=', instance!.id).execute();
+    expect(nics).toHaveLength(2);
+    expect(nics.map((n) => n.id)).toContain(nic.body.nic.id);
+  }, 180_000);
 });

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { FloeError } from '@floe/api';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { isUniqueViolation, nowIso, type Store } from '../db/index.js';
+import type { CommitHook } from '../services/commit-hook.js';
 import { holdReservations, type ReservationHolder } from './idempotency-leases.js';
 
 /** How long a stored answer is replayed. */
@@ -10,6 +11,8 @@ export const IDEMPOTENCY_TTL_MS = 24 * 3600_000;
 interface Reservation {
   tokenId: string;
   key: string;
+  /** The control plane process holding it. */
+  owner: string;
 }
 
 const reservations = new WeakMap<FastifyRequest, Reservation>();
@@ -64,7 +67,7 @@ export function installIdempotency(
       }
       if (found.status_code === 0) {
         if (!(await leases.takeOver(found))) throw inProgress();
-        reservations.set(request, { tokenId, key });
+        reservations.set(request, { tokenId, key, owner: holder.id });
         return;
       }
       reply.header('idempotent-replayed', 'true');
@@ -90,7 +93,7 @@ export function installIdempotency(
       if (isUniqueViolation(err)) throw inProgress();
       throw err;
     }
-    reservations.set(request, { tokenId, key });
+    reservations.set(request, { tokenId, key, owner: holder.id });
   });
 
   app.addHook('onSend', async (request, reply, payload) => {
@@ -103,7 +106,8 @@ export function installIdempotency(
       .deleteFrom('idempotency_keys')
       .where('token_id', '=', r.tokenId)
       .where('key', '=', r.key)
-      .where('owner', '=', holder.id);
+      .where('owner', '=', holder.id)
+      .where('status_code', '=', 0); // an answer stored with the write stays: the write happened
     if (reply.statusCode >= 500 || typeof payload !== 'string') {
       await q.execute(); // not final: let the client retry with the same key
     } else {
@@ -133,4 +137,28 @@ export function installIdempotency(
       .execute();
   });
   return () => leases.stop();
+}
+
+/**
+ * For a write whose request holds an Idempotency-Key: the hook that stores `render(result)` as the
+ * answer inside the write's own transaction, so a crash between the commit and the reply cannot lose
+ * it (a retry would otherwise run the write again: a second NIC, or a name conflict for its own
+ * instance). The reply sent later replaces it. Undefined when the request has no key.
+ */
+export function answerAtCommit<T>(
+  request: FastifyRequest,
+  render: (result: T) => { status: number; body: unknown },
+): CommitHook<T> | undefined {
+  const r = reservations.get(request);
+  if (!r) return undefined;
+  return async (trx, result) => {
+    const { status, body } = render(result);
+    await trx
+      .updateTable('idempotency_keys')
+      .set({ status_code: status, response: JSON.stringify(body), lease_until: null })
+      .where('token_id', '=', r.tokenId)
+      .where('key', '=', r.key)
+      .where('owner', '=', r.owner)
+      .execute();
+  };
 }
