@@ -2,9 +2,9 @@ import { createHash, randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '@floe/testkit';
+import { sql } from 'kysely';
 import { openStore, type Store } from '../../packages/server/src/db/index.js';
 import { storeTargets, type TestStore } from '../../packages/server/src/db/testing.js';
 import { FloedProcess } from './floed.js';
@@ -51,11 +51,24 @@ describe('Idempotency-Key after a crash of the control plane', () => {
       cleanup.push(() => http.close());
 
       // Hold the projects table so the create blocks after its key is reserved.
-      const locker = new pg.Client({ connectionString: store.options.url! });
-      await locker.connect();
-      cleanup.push(() => locker.end());
-      await locker.query('begin');
-      await locker.query('lock table projects in access exclusive mode');
+      let unlock = () => {};
+      const unlocked = new Promise<void>((r) => (unlock = r));
+      let locked = () => {};
+      const isLocked = new Promise<void>((r) => (locked = r));
+      const holding = store.db
+        .transaction()
+        .execute(async (trx) => {
+          await sql`lock table projects in access exclusive mode`.execute(trx);
+          locked();
+          await unlocked;
+          throw new Error('rollback');
+        })
+        .catch(() => undefined);
+      cleanup.push(async () => {
+        unlock();
+        await holding;
+      });
+      await isLocked;
       const key = `k-${randomUUID()}`;
       const body = { name: 'after-crash' };
       void http.call('POST', '/v1/projects', body, key);
@@ -66,7 +79,8 @@ describe('Idempotency-Key after a crash of the control plane', () => {
       expect(live.body.error.code).toBe('idempotency_key_in_progress');
 
       await floed.crash();
-      await locker.query('rollback');
+      unlock();
+      await holding;
       const [stale] = await reservations(store, key);
       expect(stale!.status_code).toBe(0);
       await floed.start();

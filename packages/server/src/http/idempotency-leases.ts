@@ -2,8 +2,8 @@ import type { Selectable } from 'kysely';
 import { nowIso, type Store } from '../db/index.js';
 import type { IdempotencyKeysTable } from '../db/schema.js';
 
-/** How long a reservation stays held without being renewed. */
-export const IDEMPOTENCY_LEASE_MS = 15_000;
+/** How long a reservation stays held without being renewed, unless the configuration says otherwise. */
+const IDEMPOTENCY_LEASE_MS = 15_000;
 
 /** The control plane process that makes reservations. */
 export interface ReservationHolder {
