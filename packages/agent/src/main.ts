@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino, type Level } from 'pino';
 import { FloeError } from '@floe/api';
+import { acquireInstanceLock, InstanceLockedError, type InstanceLock } from '@floe/process';
 import type { VmDriver } from './drivers/vm/types.js';
 import { FakeVmDriver } from './drivers/vm/fake.js';
 import { Agent } from './agent.js';
@@ -56,13 +57,39 @@ Options:
   -h, --help            show this help
   --version             show the version
 
+One agent runs per data directory: a second one started on the same directory
+exits at once (status 4), naming the pid of the one already running.
+
 Exit status: 0 after SIGTERM/SIGINT, 1 on errors, 2 on bad usage, 3 when the
-control plane revoked this host.
+control plane revoked this host, 4 when another agent runs on the data directory.
 `;
 
 const LEVELS = new Set<string>(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
 class UsageError extends Error {}
+
+/** Another agent holds the data directory. */
+class AlreadyRunningError extends Error {}
+
+/** Exit status of an agent that found another one running on its data directory. */
+const EXIT_ALREADY_RUNNING = 4;
+
+/**
+ * Hold the data directory for this process: two agents on one directory would take the link from
+ * each other and the host would flap offline and online. The kernel lets go when the process dies.
+ */
+async function lockDataDir(dataDir: string): Promise<InstanceLock> {
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  try {
+    return await acquireInstanceLock(dataDir, 'agent');
+  } catch (err) {
+    if (!(err instanceof InstanceLockedError)) throw err;
+    const pid = err.holder.pid > 0 ? `pid ${err.holder.pid}` : 'pid unknown';
+    throw new AlreadyRunningError(
+      `another floe-agent (${pid}) is already running with the data directory ${resolve(dataDir)}; stop it first, or keep using it`,
+    );
+  }
+}
 
 const ACCELERATORS = new Set<string>(['auto', 'kvm', 'tcg']);
 
@@ -124,6 +151,7 @@ async function main(argv: string[]): Promise<number> {
   if (!LEVELS.has(level)) throw new UsageError(`unknown log level "${level}"`);
   const log = pino({ level: level as Level, base: { service: 'floe-agent' } });
   const dataDir = values.data ?? join(process.env.FLOE_DATA ?? './data', 'agent');
+  const lock = await lockDataDir(dataDir);
   const { driver, accelerator } = await openDriver(
     values.driver,
     dataDir,
@@ -225,6 +253,7 @@ async function main(argv: string[]): Promise<number> {
   process.once('SIGINT', onSignal);
   await agent.start();
   const exit = await agent.done;
+  await lock.release();
   if (exit.reason === 'revoked') {
     process.stderr.write(
       `floe-agent: the control plane revoked this host (${exit.message}); join again with a new token to come back\n`,
@@ -240,6 +269,6 @@ main(process.argv.slice(2)).then(
     const usage = err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
     const message = err instanceof FloeError ? `${err.message} (${err.code})` : (err as Error).message;
     process.stderr.write(`floe-agent: ${message}\n${usage ? 'Try floe-agent --help.\n' : ''}`);
-    process.exit(usage ? 2 : 1);
+    process.exit(usage ? 2 : err instanceof AlreadyRunningError ? EXIT_ALREADY_RUNNING : 1);
   },
 );

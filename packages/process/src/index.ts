@@ -202,3 +202,10 @@ export {
   waitUntilGone,
   type TerminateOptions,
 } from './pids.js';
+export {
+  acquireInstanceLock,
+  InstanceLockedError,
+  probeInstanceLock,
+  type InstanceLock,
+  type LockHolder,
+} from './instance-lock.js';

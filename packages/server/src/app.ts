@@ -166,7 +166,12 @@ export async function buildApp(opts: {
     }
     request.principal = await services.tokens.authenticate(token);
   });
-  installIdempotency(http, store);
+  const stopLeases = installIdempotency(
+    http,
+    store,
+    { id: cluster.origin, shared: store.dialect === 'postgres' },
+    config.idempotencyLeaseMs,
+  );
 
   http.get(
     '/healthz',
@@ -220,6 +225,7 @@ export async function buildApp(opts: {
       await services.imageImports.close();
       await services.hub.close();
       await http.close();
+      await stopLeases();
       await services.bus.idle();
       services.bus.close();
       services.instances.close();

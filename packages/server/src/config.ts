@@ -49,6 +49,11 @@ export interface Config {
   readonly readCacheEntries: number;
   /** The operator's default cloud-init vendor-data (FLOE_VENDOR_DATA_FILE, read at start); null for none. */
   readonly vendorData: string | null;
+  /**
+   * How long an Idempotency-Key reservation of a control plane that stopped renewing it (it died)
+   * blocks a retry on PostgreSQL (FLOE_IDEMPOTENCY_LEASE_S); renewed every third of it while alive.
+   */
+  readonly idempotencyLeaseMs: number;
 }
 
 function num(env: NodeJS.ProcessEnv, key: string, fallback: number, min: number, max: number): number {
@@ -149,6 +154,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     logLevel: env.FLOE_LOG_LEVEL || 'info',
     readCacheEntries: readCacheRaw === 'on' ? readCacheEntries : 0,
     vendorData: readVendorData(env.FLOE_VENDOR_DATA_FILE, cwd),
+    idempotencyLeaseMs: num(env, 'FLOE_IDEMPOTENCY_LEASE_S', 15, 1, 3600) * 1000,
   };
   return Object.freeze(config);
 }

@@ -38,6 +38,9 @@ Environment:
                                        loopback, private and link-local addresses
   FLOE_VENDOR_DATA_FILE        cloud-init vendor-data every instance gets unless it brings its own
                                (#cloud-config, #! script or MIME multipart; at most 64 KiB)
+  FLOE_IDEMPOTENCY_LEASE_S     a request with an Idempotency-Key whose control plane died can be
+                               retried after this many seconds (PostgreSQL; default 15; at once
+                               on SQLite, which has one control plane)
   FLOE_LOG_LEVEL               info (default), debug, warn, ...
 `;
 

@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { FloeClient } from '@floe/client';
+import { probeInstanceLock } from '@floe/process';
 import { CliError } from '../errors.js';
 import { saveContext } from '../config.js';
 import { runtimeOf, type CliRuntime } from '../runtime.js';
@@ -175,11 +176,17 @@ async function up(rt: CliRuntime, flags: UpFlags): Promise<void> {
   mkdirSync(paths.run, { recursive: true, mode: 0o700 });
   mkdirSync(paths.logs, { recursive: true, mode: 0o700 });
   const detach = flags.detach === true;
+  const serverStarted = Date.now();
   const server = daemon(floed, ['run'], env, paths.log('floed'), detach);
   writeFileSync(paths.pid('floed'), `${server.pid}\n`);
   const children: ChildProcess[] = [server];
+  /** An agent already running on the agent directory (left by an earlier `up` whose control plane died). */
+  let reused: number | null = null;
   const stopAll = async () => {
     for (const c of children.reverse()) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+    // The lock, not the pid alone, says the process is still that agent.
+    if (reused !== null && (await probeInstanceLock(result.agent_dir, 'agent').catch(() => null))?.pid === reused)
+      process.kill(reused, 'SIGTERM');
     await sleep(300);
     rmSync(paths.pid('floed'), { force: true });
     rmSync(paths.pid('agent'), { force: true });
@@ -193,27 +200,40 @@ async function up(rt: CliRuntime, flags: UpFlags): Promise<void> {
       paths.log('floed'),
       30_000,
     );
-    const agent = daemon(
-      agentMain,
-      ['--server', result.url, '--data', result.agent_dir, '--driver', driver],
-      env,
-      paths.log('agent'),
-      detach,
-    );
-    children.push(agent);
-    writeFileSync(paths.pid('agent'), `${agent.pid}\n`);
+    // One agent per data directory: one still running (its control plane died under it) is kept, as a
+    // second one would take the link from it again and again.
+    const holder = await probeInstanceLock(result.agent_dir, 'agent');
+    let agent: ChildProcess | null = null;
+    if (holder !== null) {
+      reused = holder.pid > 0 ? holder.pid : null;
+      rt.warn(
+        `the local agent is already running (pid ${holder.pid > 0 ? holder.pid : 'unknown'}); using it instead of starting another`,
+      );
+      if (reused !== null) writeFileSync(paths.pid('agent'), `${reused}\n`);
+    } else {
+      agent = daemon(
+        agentMain,
+        ['--server', result.url, '--data', result.agent_dir, '--driver', driver],
+        env,
+        paths.log('agent'),
+        detach,
+      );
+      children.push(agent);
+      writeFileSync(paths.pid('agent'), `${agent.pid}\n`);
+    }
     let hostLine = `${result.host.name} (${result.host.id})`;
     if (token) {
-      // A host record can still say "online" from before a crash: wait for a connection made by this agent.
-      const agentStarted = new Date(Date.now() - 1000).toISOString();
+      // A host record can still say "online" from before a crash: wait for a connection made since
+      // this control plane started (by the new agent, or by the running one coming back to it).
+      const agentStarted = new Date(serverStarted - 1000).toISOString();
       await waitFor(
         async () => {
           const h = await client.hosts.get(result.host.id);
           return h.status.state === 'online' && h.status.connected_at !== null && h.status.connected_at >= agentStarted;
         },
-        agent,
-        'the local agent',
-        paths.log('agent'),
+        agent ?? server,
+        agent ? 'the local agent' : 'the control plane',
+        paths.log(agent ? 'agent' : 'floed'),
         60_000,
       );
       const host = await client.hosts.get(result.host.id);
@@ -222,7 +242,7 @@ async function up(rt: CliRuntime, flags: UpFlags): Promise<void> {
         hostLine += `: online, ${f.cpus} CPUs, ${Math.round(f.memory_mib / 1024)} GiB, accelerator ${f.accelerator} (${f.kvm.detail})`;
     } else {
       await sleep(1500);
-      if (agent.exitCode !== null)
+      if (agent !== null && agent.exitCode !== null)
         throw new CliError(
           `the local agent exited; see ${paths.log('agent')}:\n${tail(paths.log('agent'))}`,
           'start_failed',

@@ -1,6 +1,7 @@
 import { Migrator, sql, type CreateTableBuilder, type Kysely, type Migration, type MigrationProvider } from 'kysely';
 import type { Dialect } from './dialect.js';
 import { tokenGrantIds } from './migrations/0005_token_grant_ids.js';
+import { idempotencyLeases } from './migrations/0006_idempotency_leases.js';
 
 /** Table where applied migrations are recorded. */
 export const MIGRATION_TABLE = 'floe_migrations';
@@ -406,6 +407,7 @@ function migrations(dialect: Dialect): Record<string, Migration> {
     '0003_image_imports': imageImports(dialect),
     '0004_host_allocations': hostAllocations(dialect),
     '0005_token_grant_ids': tokenGrantIds(dialect),
+    '0006_idempotency_leases': idempotencyLeases(dialect),
   };
 }
 

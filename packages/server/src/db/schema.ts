@@ -184,6 +184,10 @@ export interface IdempotencyKeysTable {
   status_code: number;
   response: string; // JSON body
   created_at: string;
+  /** Control plane process that holds a reservation (status_code 0); null on rows made before leases. */
+  owner: string | null;
+  /** Until when that process holds it unless it renews (ISO 8601). */
+  lease_until: string | null;
 }
 
 /** The whole database, for Kysely. */

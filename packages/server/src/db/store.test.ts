@@ -196,6 +196,8 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
       status_code: 201,
       response: toJson({ id: 'prj_1' }),
       created_at: T0,
+      owner: 'a3c0e2f4-5b6d-4e8f-9a1b-2c3d4e5f6a7b',
+      lease_until: T0,
     },
   },
 };
@@ -372,6 +374,7 @@ for (const t of storeTargets()) {
           '0003_image_imports',
           '0004_host_allocations',
           '0005_token_grant_ids',
+          '0006_idempotency_leases',
         ]);
       } finally {
         await again.close();
@@ -691,6 +694,7 @@ for (const t of storeTargets()) {
           '0003_image_imports',
           '0004_host_allocations',
           '0005_token_grant_ids',
+          '0006_idempotency_leases',
         ]);
         expect(await migrate(fresh.db, fresh.dialect)).toEqual([]);
       } finally {

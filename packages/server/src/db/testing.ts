@@ -287,5 +287,7 @@ export const SCHEMA_COLUMNS: SchemaColumns = {
     status_code: 'integer',
     response: 'text',
     created_at: 'text',
+    owner: 'text null',
+    lease_until: 'text null',
   },
 };

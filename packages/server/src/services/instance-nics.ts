@@ -1,6 +1,7 @@
 import { FloeError, MAX_NICS, type Nic, type NicRequest, type Operation } from '@floe/api';
 import { nowIso, transaction, type Db } from '../db/index.js';
 import type { InstancesTable } from '../db/schema.js';
+import type { CommitHook } from './commit-hook.js';
 import type { ServiceContext } from './context.js';
 import { recordHistory } from './history.js';
 import type { InstanceCache } from './instance-cache.js';
@@ -28,13 +29,15 @@ export class InstanceNicChanges {
 
   /**
    * Hot-add a NIC: record it with its MAC and addresses and bump the
-   * generation, so the agent plugs it into the VM (or into its next start).
+   * generation, so the agent plugs it into the VM (or into its next start). `onCommit` records the
+   * answer in the same transaction.
    */
   async add(
     principal: Principal,
     ref: string,
     project: string,
     req: NicRequest,
+    onCommit?: CommitHook<{ nic: Nic; operation: Operation }>,
   ): Promise<{ nic: Nic; operation: Operation }> {
     const { operation, events, hostId, instanceId, nic } = await transaction(this.ctx.store, async (trx) => {
       const row = await lockedInstanceRow(principal, ref, project, trx);
@@ -59,6 +62,7 @@ export class InstanceNicChanges {
         `NIC ${nic.id} on ${nic.network_name} requested`,
         nic.id,
       );
+      await onCommit?.(trx, { nic, operation: ops.operation });
       return { ...ops, hostId: row.host_id, instanceId: row.id, nic };
     });
     await this.post.run({

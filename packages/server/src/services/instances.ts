@@ -18,6 +18,7 @@ import { visibleProjects } from './authz.js';
 import type { ImageService, MachineTypeService } from './catalog.js';
 import type { ServiceContext } from './context.js';
 import { historyPage, recordHistory } from './history.js';
+import type { CommitHook } from './commit-hook.js';
 import { checkImageDisk } from './image-disk.js';
 import { InstanceCache } from './instance-cache.js';
 import { DesiredInstances } from './instance-desired.js';
@@ -122,9 +123,14 @@ export class InstanceService {
 
   /**
    * Validate, size, place and record a new instance, with the operation that
-   * tracks it to running. All or nothing: a failure leaves no trace.
+   * tracks it to running. All or nothing: a failure leaves no trace. `onCommit` records the answer
+   * in the same transaction.
    */
-  async create(principal: Principal, body: InstanceCreate): Promise<CreatedInstance> {
+  async create(
+    principal: Principal,
+    body: InstanceCreate,
+    onCommit?: CommitHook<CreatedInstance>,
+  ): Promise<CreatedInstance> {
     const project = body.project ?? 'default';
     checkInstanceCreate(body);
     const metadata = checkMetadata(body.metadata);
@@ -183,6 +189,7 @@ export class InstanceService {
             undo: { action: 'create' },
             new_target: true,
           });
+          await onCommit?.(trx, { instance, operation });
           return { instance, operation, events, networkIds: nics.map((n) => n.network_id) };
         });
       } catch (err) {
@@ -394,8 +401,9 @@ export class InstanceService {
     ref: string,
     project: string,
     req: NicRequest,
+    onCommit?: CommitHook<{ nic: Nic; operation: Operation }>,
   ): Promise<{ nic: Nic; operation: Operation }> {
-    return this.nicChanges.add(principal, ref, project, req);
+    return this.nicChanges.add(principal, ref, project, req, onCommit);
   }
 
   /** Hot-remove a NIC (see InstanceNicChanges). */

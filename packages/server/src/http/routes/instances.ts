@@ -16,6 +16,7 @@ import {
 import type { FastifyReply } from 'fastify';
 import type { Services } from '../../wiring.js';
 import { isTerminal } from '../../services/operations.js';
+import { answerAtCommit } from '../idempotency.js';
 import { etag, ifMatch, projectOf } from '../request.js';
 import { answerOperation, bodyOptional, errors, sendJson, strict, waited, type Api } from '../routing.js';
 
@@ -48,7 +49,12 @@ export function instanceRoutes(app: Api, s: Services): void {
       },
     },
     async (req, reply) => {
-      const created = await s.instances.create(req.principal, req.body);
+      // Until it is waited for, the answer is the one without a wait; kept with the instance if floed dies here.
+      const created = await s.instances.create(
+        req.principal,
+        req.body,
+        answerAtCommit(req, (r) => ({ status: isTerminal(r.operation.status) ? 200 : 202, body: r })),
+      );
       const wait = req.query.wait ?? 0;
       let { instance, operation } = created;
       if (wait > 0) {

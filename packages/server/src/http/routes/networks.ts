@@ -15,6 +15,8 @@ import {
   type NicRequest,
 } from '@floe/api';
 import type { Services } from '../../wiring.js';
+import { isTerminal } from '../../services/operations.js';
+import { answerAtCommit } from '../idempotency.js';
 import { etag, ifMatch, projectOf } from '../request.js';
 import { answerOperation, errors, noContent, strict, waited, type Api } from '../routing.js';
 
@@ -134,6 +136,7 @@ export function networkRoutes(app: Api, s: Services): void {
         req.params.id,
         projectOf(req.query),
         req.body satisfies NicRequest,
+        answerAtCommit(req, (r) => ({ status: isTerminal(r.operation.status) ? 200 : 202, body: r })),
       );
       const op = await waited(s, req, operation, req.query.wait);
       return answerOperation(reply, op, { nic, operation: op });
