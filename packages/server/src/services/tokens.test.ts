@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Migrator } from 'kysely';
-import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrate, migrationProvider } from '../db/migrations.js';
+import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from '../db/migrations.js';
 import { storeTargets } from '../db/testing.js';
 import { injectJson, startTestControlPlane, type TestControlPlane } from '../testing.js';
 
@@ -140,7 +140,9 @@ for (const t of storeTargets()) {
           .insertInto('tokens')
           .values([token('tok_1', ['alpha', 'beta']), token('tok_2', ['gone', 'beta']), token('tok_3', ['gone'])])
           .execute();
-        expect(await migrate(store.db, store.dialect)).toEqual(['0005_token_grant_ids']);
+        const up = await migrator.migrateTo('0005_token_grant_ids');
+        expect(up.error).toBeUndefined();
+        expect(up.results?.map((r) => r.migrationName)).toEqual(['0005_token_grant_ids']);
         const grants = await store.db
           .selectFrom('token_projects')
           .select(['token_id', 'project_id'])
