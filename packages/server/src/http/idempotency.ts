@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { FloeError } from '@floe/api';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { isUniqueViolation, nowIso, type Store } from '../db/index.js';
+import type { Principal } from '../services/context.js';
 
 /** How long a stored answer is replayed. */
 export const IDEMPOTENCY_TTL_MS = 24 * 3600_000;
@@ -14,14 +15,17 @@ interface Reservation {
 const reservations = new WeakMap<FastifyRequest, Reservation>();
 
 /**
- * `Idempotency-Key` on every POST: the first request with a key is processed
- * and its answer stored; a repeat with the same body gets the same answer (and
- * `Idempotent-Replayed: true`); a repeat with another body is a 422; a repeat
- * while the first is still running is a 409.
+ * `Idempotency-Key` on every authenticated POST, one key space per token: the first request with a key is
+ * processed and its answer stored; a repeat with the same body gets the same answer (and
+ * `Idempotent-Replayed: true`); a repeat with another body is a 422; a repeat while the first is still running
+ * is a 409. Unauthenticated endpoints (a host's join) ignore the header: an anonymous caller never writes a row.
  */
 export function installIdempotency(app: FastifyInstance, store: Store): void {
   app.addHook('preHandler', async (request, reply) => {
     if (request.method !== 'POST') return;
+    // Public routes leave the principal unset.
+    const principal = request.principal as Principal | undefined;
+    if (principal === undefined) return;
     const raw = request.headers['idempotency-key'];
     if (raw === undefined) return;
     const key = String(raw);
@@ -29,7 +33,7 @@ export function installIdempotency(app: FastifyInstance, store: Store): void {
       throw new FloeError('validation_failed', 'Idempotency-Key must be 1 to 200 characters', {
         field: 'Idempotency-Key',
       });
-    const tokenId = request.principal?.actor ?? 'public';
+    const tokenId = principal.actor;
     const path = request.url;
     const bodyHash = createHash('sha256')
       .update(JSON.stringify(request.body ?? null))
