@@ -127,7 +127,11 @@ export const ERROR_CODES = {
       'The virtual size of the uploaded image is over the limit of this control plane (FLOE_IMAGE_MAX_VIRTUAL_GIB).',
   },
   unsupported_media_type: { status: 415, description: 'The request body is not JSON (or merge-patch JSON for PATCH).' },
-  rate_limited: { status: 429, description: 'Too many requests.' },
+  rate_limited: {
+    status: 429,
+    description:
+      'Too many unauthenticated requests, host joins or failed authentications from this address; `Retry-After` says when to try again.',
+  },
   internal_error: { status: 500, description: 'An unexpected error; the server log has the details.' },
   host_operation_failed: {
     status: 502,

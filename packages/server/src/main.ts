@@ -38,6 +38,12 @@ Environment:
                                        loopback, private and link-local addresses
   FLOE_VENDOR_DATA_FILE        cloud-init vendor-data every instance gets unless it brings its own
                                (#cloud-config, #! script or MIME multipart; at most 64 KiB)
+  FLOE_RATE_LIMIT_WINDOW_S     window of the limits below, per client address (default 60)
+  FLOE_RATE_LIMIT_PUBLIC       requests to /healthz, /v1/openapi.json and /docs a window (default 300)
+  FLOE_RATE_LIMIT_JOIN         host joins a window (default 10)
+  FLOE_RATE_LIMIT_AUTH_FAILURES  failed authentications a window (default 30); past it every
+                               request from the address is refused until the window ends
+                               (0 turns any of these limits off)
   FLOE_LOG_LEVEL               info (default), debug, warn, ...
 `;
 
