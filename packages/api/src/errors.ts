@@ -63,6 +63,10 @@ export const ERROR_CODES = {
     description: "The agent endpoint needs a client certificate signed by floe's CA.",
   },
   payload_too_large: { status: 413, description: 'The request body is larger than the server accepts.' },
+  headers_too_large: {
+    status: 431,
+    description: 'The request line and headers together are too large (a very long URL or query string counts).',
+  },
   image_checksum_mismatch: {
     status: 400,
     description: 'The uploaded or downloaded image file does not have the expected checksum; nothing was kept.',

@@ -1,5 +1,5 @@
 import { connect } from 'node:tls';
-import { isErrorCode } from '@floe/api';
+import { ERROR_CODES, isErrorCode } from '@floe/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storeTargets } from '../db/testing.js';
 import { startTestControlPlane, type TestControlPlane } from '../testing.js';
@@ -48,6 +48,18 @@ describe('errors found before routing use the envelope', () => {
     const parsed = JSON.parse(body!) as { error: { code: string } };
     expect(parsed.error.code).toBe('validation_failed');
     expect(isErrorCode(parsed.error.code)).toBe(true);
+  });
+
+  it('a request line and headers over the limit of Node are a 431 with the code of that status', async () => {
+    const answer = await rawRequest(
+      cp.url,
+      `GET /v1/projects?project=${'a'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`,
+    );
+    const [head, body] = answer.split('\r\n\r\n');
+    expect(head).toMatch(/^HTTP\/1\.1 431 /);
+    const parsed = JSON.parse(body!) as { error: { code: string } };
+    expect(parsed.error.code).toBe('headers_too_large');
+    expect(isErrorCode(parsed.error.code) && ERROR_CODES[parsed.error.code].status).toBe(431);
   });
 
   it('a path under /docs/static/ that tries to leave it is a 404 or 400 in the envelope, over a real socket', async () => {

@@ -141,7 +141,7 @@ export function frameworkErrors(err: FastifyError, _request: FastifyRequest, rep
 export function clientErrorResponse(code: string | undefined): string {
   const tooLarge = code === 'HPE_HEADER_OVERFLOW';
   const error = tooLarge
-    ? new FloeError('payload_too_large', 'the request headers are too large')
+    ? new FloeError('headers_too_large', 'the request line and headers are too large')
     : new FloeError('validation_failed', 'the request is not valid HTTP', { field: 'request' });
   const body = JSON.stringify({ error: error.toBody() });
   const status = tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request';
