@@ -1,6 +1,5 @@
 import https from 'node:https';
 import { isErrorCode } from '@floe/api';
-import type { Response as InjectResponse } from 'light-my-request';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../config.js';
 import { storeTargets } from '../db/testing.js';
@@ -65,7 +64,7 @@ describe('rate limits with the production defaults', () => {
       headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
       ...(payload === undefined ? {} : { payload: payload as Record<string, unknown> }),
     });
-  const limited = (res: InjectResponse) => expectLimited(res.statusCode, res.headers, res.body);
+  const limited = (res: Awaited<ReturnType<typeof from>>) => expectLimited(res.statusCode, res.headers, res.body);
 
   it('are the documented defaults', () => {
     expect(limits).toEqual({ windowMs: 60_000, publicRequests: 300, joins: 10, authFailures: 30 });
