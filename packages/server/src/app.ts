@@ -143,7 +143,9 @@ export async function buildApp(opts: {
     let token = typeof header === 'string' ? bearerToken(header) : undefined;
     // Browsers cannot set headers on WebSocket and EventSource requests.
     if (token === undefined && (request.url.startsWith('/v1/events') || acceptsQueryToken(request.url))) {
-      token = (request.query as { access_token?: string }).access_token;
+      // The query is not validated yet: a repeated access_token is an array, which is no token.
+      const fromQuery = (request.query as { access_token?: unknown }).access_token;
+      token = typeof fromQuery === 'string' ? fromQuery : undefined;
     }
     request.principal = await services.tokens.authenticate(token);
   });
