@@ -63,6 +63,10 @@ export const ERROR_CODES = {
     description: "The agent endpoint needs a client certificate signed by floe's CA.",
   },
   payload_too_large: { status: 413, description: 'The request body is larger than the server accepts.' },
+  headers_too_large: {
+    status: 431,
+    description: 'The request line and headers together are too large (a very long URL or query string counts).',
+  },
   image_checksum_mismatch: {
     status: 400,
     description: 'The uploaded or downloaded image file does not have the expected checksum; nothing was kept.',
@@ -127,7 +131,11 @@ export const ERROR_CODES = {
       'The virtual size of the uploaded image is over the limit of this control plane (FLOE_IMAGE_MAX_VIRTUAL_GIB).',
   },
   unsupported_media_type: { status: 415, description: 'The request body is not JSON (or merge-patch JSON for PATCH).' },
-  rate_limited: { status: 429, description: 'Too many requests.' },
+  rate_limited: {
+    status: 429,
+    description:
+      'Too many unauthenticated requests, host joins or failed authentications from this address; `Retry-After` says when to try again.',
+  },
   internal_error: { status: 500, description: 'An unexpected error; the server log has the details.' },
   store_unavailable: {
     status: 503,

@@ -12,6 +12,7 @@ import { openCluster } from './cluster.js';
 import { scheduleMaintenance } from './maintenance.js';
 import { clientErrorResponse, frameworkErrors, installErrorHandlers } from './http/errors.js';
 import { installIdempotency } from './http/idempotency.js';
+import { installRateLimits } from './http/rate-limits.js';
 import { hostRoutes } from './http/routes/hosts.js';
 import { imageFileRoutes } from './http/routes/image-files.js';
 import { imageRoutes } from './http/routes/images.js';
@@ -140,6 +141,7 @@ export async function buildApp(opts: {
     http.getDefaultJsonParser('error', 'error'),
   );
 
+  await installRateLimits(http, config.rateLimits);
   await http.register(fastifySwagger, {
     openapi: {
       openapi: '3.1.0',
@@ -147,7 +149,10 @@ export async function buildApp(opts: {
         title: 'floe API',
         version: VERSION,
         description:
-          'Virtual machines, networks and tenants on your own hosts. Every request needs `Authorization: Bearer <token>` unless marked otherwise.',
+          'Virtual machines, networks and tenants on your own hosts. Every request needs `Authorization: Bearer <token>` ' +
+          'unless marked otherwise. `Idempotency-Key` on a POST with a token replays its answer for 24 hours (per token); ' +
+          'requests without a token ignore it. Unauthenticated requests, host joins and failed authentications are ' +
+          'limited per client address: past the limit the answer is 429 `rate_limited` with `Retry-After`.',
       },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
@@ -162,7 +167,9 @@ export async function buildApp(opts: {
     let token = typeof header === 'string' ? bearerToken(header) : undefined;
     // Browsers cannot set headers on WebSocket and EventSource requests.
     if (token === undefined && (request.url.startsWith('/v1/events') || acceptsQueryToken(request.url))) {
-      token = (request.query as { access_token?: string }).access_token;
+      // The query is not validated yet: a repeated access_token is an array, which is no token.
+      const fromQuery = (request.query as { access_token?: unknown }).access_token;
+      token = typeof fromQuery === 'string' ? fromQuery : undefined;
     }
     request.principal = await services.tokens.authenticate(token);
   });

@@ -47,6 +47,8 @@ export interface Config {
    * LISTEN/NOTIFY latency.
    */
   readonly readCacheEntries: number;
+  /** Per-client-address limits on unauthenticated requests and failed authentications. */
+  readonly rateLimits: RateLimits;
   /** The operator's default cloud-init vendor-data (FLOE_VENDOR_DATA_FILE, read at start); null for none. */
   readonly vendorData: string | null;
   /**
@@ -54,6 +56,24 @@ export interface Config {
    * blocks a retry on PostgreSQL (FLOE_IDEMPOTENCY_LEASE_S); renewed every third of it while alive.
    */
   readonly idempotencyLeaseMs: number;
+}
+
+/**
+ * Requests allowed per client address and window (`windowMs`); 0 turns a limit off. Authenticated requests
+ * with a valid token are never counted.
+ */
+export interface RateLimits {
+  readonly windowMs: number;
+  /** Unauthenticated endpoints: /healthz, the OpenAPI document, /docs (FLOE_RATE_LIMIT_PUBLIC). */
+  readonly publicRequests: number;
+  /** Host joins, `POST /v1/hosts/join` (FLOE_RATE_LIMIT_JOIN). */
+  readonly joins: number;
+  /**
+   * Failed authentications (a missing, unknown, revoked or expired bearer token, or a missing agent
+   * certificate); past it, every request from the address is refused until the window ends
+   * (FLOE_RATE_LIMIT_AUTH_FAILURES).
+   */
+  readonly authFailures: number;
 }
 
 function num(env: NodeJS.ProcessEnv, key: string, fallback: number, min: number, max: number): number {
@@ -153,6 +173,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     imageImportPrivate: importPrivate === 'allow',
     logLevel: env.FLOE_LOG_LEVEL || 'info',
     readCacheEntries: readCacheRaw === 'on' ? readCacheEntries : 0,
+    rateLimits: Object.freeze({
+      windowMs: num(env, 'FLOE_RATE_LIMIT_WINDOW_S', 60, 1, 86400) * 1000,
+      publicRequests: num(env, 'FLOE_RATE_LIMIT_PUBLIC', 300, 0, 1_000_000_000),
+      joins: num(env, 'FLOE_RATE_LIMIT_JOIN', 10, 0, 1_000_000_000),
+      authFailures: num(env, 'FLOE_RATE_LIMIT_AUTH_FAILURES', 30, 0, 1_000_000_000),
+    }),
     vendorData: readVendorData(env.FLOE_VENDOR_DATA_FILE, cwd),
     idempotencyLeaseMs: num(env, 'FLOE_IDEMPOTENCY_LEASE_S', 15, 1, 3600) * 1000,
   };

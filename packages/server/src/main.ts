@@ -41,6 +41,12 @@ Environment:
   FLOE_IDEMPOTENCY_LEASE_S     a request with an Idempotency-Key whose control plane died can be
                                retried after this many seconds (PostgreSQL; default 15; at once
                                on SQLite, which has one control plane)
+  FLOE_RATE_LIMIT_WINDOW_S     window of the limits below, per client address (default 60)
+  FLOE_RATE_LIMIT_PUBLIC       requests to /healthz, /v1/openapi.json and /docs a window (default 300)
+  FLOE_RATE_LIMIT_JOIN         host joins a window (default 10)
+  FLOE_RATE_LIMIT_AUTH_FAILURES  failed authentications a window (default 30); past it every
+                               request from the address is refused until the window ends
+                               (0 turns any of these limits off)
   FLOE_LOG_LEVEL               info (default), debug, warn, ...
 `;
 

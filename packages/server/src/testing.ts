@@ -25,6 +25,16 @@ export interface TestControlPlane {
   close(): Promise<void>;
 }
 
+/**
+ * Tests call from 127.0.0.1 many times a second, also without tokens on purpose: limits far above that.
+ * A test of the limits themselves passes '' for each, which means the production default.
+ */
+const TEST_RATE_LIMITS = {
+  FLOE_RATE_LIMIT_PUBLIC: '1000000',
+  FLOE_RATE_LIMIT_JOIN: '1000000',
+  FLOE_RATE_LIMIT_AUTH_FAILURES: '1000000',
+};
+
 /** Make a PKI for tests (fresh CA, server cert for 127.0.0.1, ::1, localhost and any `extraIps`). */
 async function testPki(extraIps: readonly string[] = []): Promise<{ ca: Pki; pki: ControlPki }> {
   const ca = await createCa({ commonName: 'floe test CA' });
@@ -46,7 +56,13 @@ export async function startTestControlPlane(
   host = '127.0.0.1',
 ): Promise<TestControlPlane> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'floe-cp-'));
-  const config = loadConfig({ FLOE_DATA: dataDir, FLOE_LISTEN: `${host}:0`, FLOE_LOG_LEVEL: 'warn', ...env });
+  const config = loadConfig({
+    FLOE_DATA: dataDir,
+    FLOE_LISTEN: `${host}:0`,
+    FLOE_LOG_LEVEL: 'warn',
+    ...TEST_RATE_LIMITS,
+    ...env,
+  });
   const { ca, pki } = shared ?? (await testPki(host === '127.0.0.1' ? [] : [host]));
   const app = await buildApp({ store, config, pki, logger: { level: env.FLOE_LOG_LEVEL ?? 'warn' } });
   const { seed } = await import('./wiring.js');

@@ -50,4 +50,23 @@ describe('bearer tokens', () => {
     await new Promise((r) => setTimeout(r, 500));
     expect((await get(`Bearer ${secret}`)).statusCode).toBe(401);
   });
+
+  it('a repeated ?access_token= (an array, before validation) is no token: 401, not a 500', async () => {
+    const created = await cp.app.http.inject({
+      method: 'POST',
+      url: '/v1/projects',
+      headers: { authorization: `Bearer ${cp.adminToken}` },
+      payload: { name: 'query-token' },
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    for (const url of [
+      `/v1/events?access_token=x&access_token=${cp.adminToken}`,
+      '/v1/instances/any/console?project=query-token&access_token=a&access_token=b',
+      '/v1/instances/any/logs?access_token[]=a',
+    ]) {
+      const res = await cp.app.http.inject({ method: 'GET', url });
+      expect(res.statusCode, `${url}: ${res.body}`).toBe(401);
+      expect(res.json<{ error: { code: string } }>().error.code).toBe('unauthenticated');
+    }
+  });
 });

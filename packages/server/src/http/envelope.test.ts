@@ -1,5 +1,5 @@
 import { connect } from 'node:tls';
-import { isErrorCode } from '@floe/api';
+import { ERROR_CODES, isErrorCode } from '@floe/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storeTargets } from '../db/testing.js';
 import { startTestControlPlane, type TestControlPlane } from '../testing.js';
@@ -48,5 +48,53 @@ describe('errors found before routing use the envelope', () => {
     const parsed = JSON.parse(body!) as { error: { code: string } };
     expect(parsed.error.code).toBe('validation_failed');
     expect(isErrorCode(parsed.error.code)).toBe(true);
+  });
+
+  it('a request line and headers over the limit of Node are a 431 with the code of that status', async () => {
+    const answer = await rawRequest(
+      cp.url,
+      `GET /v1/projects?project=${'a'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`,
+    );
+    const [head, body] = answer.split('\r\n\r\n');
+    expect(head).toMatch(/^HTTP\/1\.1 431 /);
+    const parsed = JSON.parse(body!) as { error: { code: string } };
+    expect(parsed.error.code).toBe('headers_too_large');
+    expect(isErrorCode(parsed.error.code) && ERROR_CODES[parsed.error.code].status).toBe(431);
+  });
+
+  it('a path under /docs/static/ that tries to leave it is a 404 or 400 in the envelope, over a real socket', async () => {
+    const variants = [
+      '/docs/static/../../../../etc/passwd',
+      '/docs/static/..',
+      '/docs/static/%2e%2e',
+      '/docs/static/%2e%2e/%2e%2e/etc/passwd',
+      '/docs/static/.%2e/.%2e/package.json',
+      '/docs/static/..%2f..%2f..%2fetc%2fpasswd',
+      '/docs/static/%252e%252e%252fpackage.json',
+      '/docs/static/..%5c..%5cpackage.json',
+      '/docs/static/..\\..\\package.json',
+      '/docs/static/%00',
+      '/docs/static/index.html%00',
+      '/docs/static/..%00/',
+      '/docs/static/%c0%ae%c0%ae/',
+      '/docs/static/%2fetc%2fpasswd',
+      '/docs/%2e%2e/v1/projects',
+    ];
+    for (const path of variants) {
+      const answer = await rawRequest(cp.url, `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      const [head, body] = answer.split('\r\n\r\n');
+      const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(head!)?.[1]);
+      expect([400, 404], `${path}: ${head}`).toContain(status);
+      expect(head, path).toMatch(/content-type: application\/json/i);
+      const parsed = JSON.parse(body!) as { error: { code: string; message: string } };
+      expect(isErrorCode(parsed.error.code), path).toBe(true);
+      expect(body, path).not.toMatch(/root:|"workspaces"/);
+    }
+    // The files themselves are still served.
+    const ok = await rawRequest(
+      cp.url,
+      'GET /docs/static/swagger-ui.css HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    );
+    expect(ok).toMatch(/^HTTP\/1\.1 200 /);
   });
 });

@@ -29,6 +29,34 @@ function pathError(message: string): { status: number; body: { error: ErrorBody 
   return { status: 400, body: { error: e.toBody() }, internal: false };
 }
 
+/**
+ * A client error raised by fastify or a plugin that has no case above (the static files of /docs refuse a
+ * `..` or a NUL in the path with 403 or 400): a code of the table by its status, and a message of ours, as
+ * the library's own may name files of the server.
+ */
+function clientError(status: number): FloeError {
+  switch (status) {
+    case 401:
+      return new FloeError('unauthenticated', 'a valid bearer token is required (Authorization: Bearer floe_...)');
+    case 403:
+    case 404:
+    case 410:
+      // A path a file server refuses to look up is, to the client, one that does not exist.
+      return new FloeError('not_found', 'no such resource');
+    case 413:
+      return new FloeError('payload_too_large', 'the request body is too large');
+    case 415:
+      return new FloeError(
+        'unsupported_media_type',
+        'send JSON (application/json, or application/merge-patch+json for PATCH)',
+      );
+    case 429:
+      return new FloeError('rate_limited', 'too many requests');
+    default:
+      return new FloeError('validation_failed', `the request is not valid (HTTP ${status})`, { field: 'request' });
+  }
+}
+
 /** Map any error to the envelope and its status. The one place errors meet HTTP. */
 function toEnvelope(err: unknown): { status: number; body: { error: ErrorBody }; internal: boolean } {
   if (err instanceof FloeError) return { status: err.status, body: { error: err.toBody() }, internal: false };
@@ -79,19 +107,17 @@ function toEnvelope(err: unknown): { status: number; body: { error: ErrorBody };
     default:
       break;
   }
-  if (fe.statusCode === 429) {
-    return {
-      status: 429,
-      body: { error: new FloeError('rate_limited', 'too many requests').toBody() },
-      internal: false,
-    };
-  }
   if (fe.statusCode !== undefined && fe.statusCode >= 400 && fe.statusCode < 500 && err instanceof SyntaxError) {
     return {
       status: 400,
       body: { error: new FloeError('validation_failed', 'the body is not valid JSON', { field: 'body' }).toBody() },
       internal: false,
     };
+  }
+  const status = fe.statusCode ?? (err as { status?: unknown } | null)?.status;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    const e = clientError(status);
+    return { status: e.status, body: { error: e.toBody() }, internal: false };
   }
   return {
     status: 500,
@@ -116,7 +142,7 @@ export function frameworkErrors(err: FastifyError, _request: FastifyRequest, rep
 export function clientErrorResponse(code: string | undefined): string {
   const tooLarge = code === 'HPE_HEADER_OVERFLOW';
   const error = tooLarge
-    ? new FloeError('payload_too_large', 'the request headers are too large')
+    ? new FloeError('headers_too_large', 'the request line and headers are too large')
     : new FloeError('validation_failed', 'the request is not valid HTTP', { field: 'request' });
   const body = JSON.stringify({ error: error.toBody() });
   const status = tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request';

@@ -3,6 +3,7 @@ import { FloeError } from '@floe/api';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { isUniqueViolation, nowIso, type Store } from '../db/index.js';
 import type { CommitHook } from '../services/commit-hook.js';
+import type { Principal } from '../services/context.js';
 import { holdReservations, type ReservationHolder } from './idempotency-leases.js';
 
 /** How long a stored answer is replayed. */
@@ -23,12 +24,12 @@ const inProgress = () =>
   });
 
 /**
- * `Idempotency-Key` on every POST: the first request with a key is processed
- * and its answer stored; a repeat with the same body gets the same answer (and
- * `Idempotent-Replayed: true`); a repeat with another body is a 422; a repeat
- * while the first is still running is a 409. A reservation whose control plane
- * died (see idempotency-leases.ts) is taken over by the repeat, which then runs.
- * Returns the function that stops renewing this process's reservations.
+ * `Idempotency-Key` on every authenticated POST, one key space per token: the first request with a key is
+ * processed and its answer stored; a repeat with the same body gets the same answer (and
+ * `Idempotent-Replayed: true`); a repeat with another body is a 422; a repeat while the first is still running
+ * is a 409. A reservation whose control plane died (see idempotency-leases.ts) is taken over by the repeat,
+ * which then runs. Unauthenticated endpoints (a host's join) ignore the header: an anonymous caller never
+ * writes a row. Returns the function that stops renewing this process's reservations.
  */
 export function installIdempotency(
   app: FastifyInstance,
@@ -39,6 +40,9 @@ export function installIdempotency(
   const leases = holdReservations(store, holder, leaseMs);
   app.addHook('preHandler', async (request, reply) => {
     if (request.method !== 'POST') return;
+    // Public routes leave the principal unset.
+    const principal = request.principal as Principal | undefined;
+    if (principal === undefined) return;
     const raw = request.headers['idempotency-key'];
     if (raw === undefined) return;
     const key = String(raw);
@@ -46,7 +50,7 @@ export function installIdempotency(
       throw new FloeError('validation_failed', 'Idempotency-Key must be 1 to 200 characters', {
         field: 'Idempotency-Key',
       });
-    const tokenId = request.principal?.actor ?? 'public';
+    const tokenId = principal.actor;
     const path = request.url;
     const bodyHash = createHash('sha256')
       .update(JSON.stringify(request.body ?? null))

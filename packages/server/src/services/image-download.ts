@@ -346,6 +346,8 @@ async function withResponse<T>(
     } catch (err) {
       if (stop.signal.aborted) throw stop.signal.reason;
       if (err instanceof FloeError) throw err;
+      // Writing the file failed (an fs error names its path): a fault of this server, not of the connection.
+      if (typeof (err as NodeJS.ErrnoException | null)?.path === 'string') throw err;
       // The connection broke off mid-body (a reset, or a close before the last chunk).
       throw new FloeError(
         'image_download_incomplete',

@@ -10,6 +10,7 @@ import {
 } from '@floe/api';
 import { forUpdate, isUniqueViolation, nowIso, toJson, transaction, type Db } from '../db/index.js';
 import type { ImagesTable, OperationsTable } from '../db/schema.js';
+import { hidePaths } from './hide-paths.js';
 import { imageFromRow } from './image-rows.js';
 import { fileNameOf, findChecksum, formatChecksum, parseChecksum, type Checksum } from './checksums.js';
 import { newBase } from './resource-rows.js';
@@ -38,6 +39,14 @@ const HEARTBEAT_EVERY_MS = 15_000;
 const STALE_AFTER_MS = 2 * 60_000;
 /** Share of the progress bar the download takes; checks and conversion take the rest. */
 const DOWNLOAD_SHARE = 90;
+
+/**
+ * Remove a partial download. A failure to (a broken image directory) must not replace the import's own error,
+ * nor escape the job unhandled, which would leave the operation running and stop the process.
+ */
+function removePartial(file: string): Promise<void> {
+  return rm(file, { force: true }).catch(() => undefined);
+}
 
 /** The progress message of a download: `downloading 12.0 MiB of 100.0 MiB`. */
 export function downloadMessage(done: number, total: number | null): string {
@@ -199,7 +208,10 @@ export class ImageImportService {
       checksumUrl,
       body.source.ca_pem,
       abort.signal,
-    ).finally(() => this.jobs.delete(created.operation.id));
+    )
+      // run() ends the operation itself, also on failure; nothing it could still throw may go unhandled.
+      .catch(() => undefined)
+      .finally(() => this.jobs.delete(created.operation.id));
     return { image, operation: created.operation };
   }
 
@@ -327,14 +339,14 @@ export class ImageImportService {
       clearInterval(heartbeat);
       await writing;
       // Gone before the operation says it ended: whoever sees it failed sees nothing left.
-      if (file !== null) await rm(file, { force: true });
+      if (file !== null) await removePartial(file);
       if (!(err instanceof Cancelled) && !(signal.reason instanceof Cancelled)) {
         const reason: unknown = signal.aborted ? signal.reason : err;
         await this.fail(opId, reason).catch(() => undefined);
       }
     } finally {
       clearInterval(heartbeat);
-      if (file !== null) await rm(file, { force: true });
+      if (file !== null) await removePartial(file);
     }
   }
 
@@ -343,7 +355,10 @@ export class ImageImportService {
     const error: ErrorBody =
       err instanceof FloeError
         ? err.toBody()
-        : { code: 'internal_error', message: `the import failed: ${(err as Error)?.message ?? String(err)}` };
+        : {
+            code: 'internal_error',
+            message: `the import failed: ${hidePaths((err as Error)?.message ?? String(err))}`,
+          };
     const events = await transaction(this.ctx.store, async (trx) => {
       const row = await forUpdate(trx.selectFrom('operations').selectAll().where('id', '=', opId)).executeTakeFirst();
       if (!row || isTerminal(row.status)) return [];

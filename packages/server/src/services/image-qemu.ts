@@ -1,6 +1,7 @@
 import { open } from 'node:fs/promises';
 import { FloeError } from '@floe/api';
 import { ExecError, run } from '../exec.js';
+import { hidePaths } from './hide-paths.js';
 import { checkQcow2Header, parseQcow2Header, sniffImageFormat } from './image-checks.js';
 
 /** Bytes read from the start of an upload to recognise its format and check a qcow2 header. */
@@ -49,10 +50,10 @@ export class QemuImg {
       if (err instanceof ExecError && err.code === 1) {
         throw new FloeError(
           'image_format_unsupported',
-          `qemu-img cannot read the ${format} image: ${err.stderr.trim().split('\n')[0] || 'no reason given'}`,
+          `qemu-img cannot read the ${format} image: ${reasonOf(err.stderr) || 'no reason given'}`,
         );
       }
-      throw toFloeError(err, this.path, 'info');
+      throw toFloeError(err, 'info');
     }
     try {
       return JSON.parse(stdout);
@@ -70,10 +71,10 @@ export class QemuImg {
       if (err instanceof ExecError && (err.code === 1 || err.code === 2)) {
         throw new FloeError(
           'image_format_unsupported',
-          `the qcow2 image is damaged: ${err.stderr.trim().split('\n')[0] || `qemu-img check exited with code ${err.code}`}`,
+          `the qcow2 image is damaged: ${reasonOf(err.stderr) || `qemu-img check exited with code ${err.code}`}`,
         );
       }
-      throw toFloeError(err, this.path, 'check');
+      throw toFloeError(err, 'check');
     }
   }
 
@@ -81,19 +82,29 @@ export class QemuImg {
     try {
       return await run(this.path, args, { timeoutMs });
     } catch (err) {
-      throw toFloeError(err, this.path, args[0] ?? '');
+      throw toFloeError(err, args[0] ?? '');
     }
   }
 }
 
+/**
+ * What qemu-img says went wrong, fit for the API: the first line of its stderr without the "qemu-img:" and
+ * "Could not open '<file>':" in front, and no path of the server (the file is always the one uploaded).
+ */
+function reasonOf(stderr: string): string {
+  const first = stderr.trim().split('\n')[0] ?? '';
+  return hidePaths(first.replace(/^qemu-img: /, '').replace(/^Could not open '[^']*': /, '')).trim();
+}
+
 // A failed qemu-img run as the error the API reports (the server log keeps the rest).
-function toFloeError(err: unknown, qemuImg: string, sub: string): unknown {
+function toFloeError(err: unknown, sub: string): unknown {
   if (!(err instanceof ExecError)) return err;
-  if (err.code === null && /ENOENT/.test(err.message)) {
+  if (err.missing) {
     return new FloeError(
       'internal_error',
-      `${qemuImg} is not installed on the control plane (Debian package qemu-utils)`,
+      'qemu-img is not installed on the control plane (Debian package qemu-utils)',
     );
   }
-  return new FloeError('internal_error', `qemu-img ${sub} failed: ${err.stderr.trim().split('\n')[0] || err.message}`);
+  const why = reasonOf(err.stderr) || (err.code === null ? 'it did not finish' : `exit code ${err.code}`);
+  return new FloeError('internal_error', `qemu-img ${sub} failed: ${why}`);
 }

@@ -97,6 +97,10 @@ export function hostRoutes(app: Api, s: Services): void {
       schema: {
         tags: ['hosts'],
         summary: 'An agent trades a join token and a CSR for its certificate',
+        description:
+          'Needs no bearer token: the one-time join token is the credential. `Idempotency-Key` is ignored here, ' +
+          'as on every unauthenticated request (nothing is stored for anonymous callers); a repeated join is ' +
+          'refused because its token is spent. Limited per client address (FLOE_RATE_LIMIT_JOIN joins a window).',
         security: [],
         body: strict(HostJoin),
         response: { 201: HostJoined, ...errors },
