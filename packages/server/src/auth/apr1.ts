@@ -36,7 +36,7 @@ export function md5Crypt(password: string, salt: string, magic: '$apr1$' | '$1$'
   for (let left = pw.length; left > 0; left -= 16) ctx.update(alt.subarray(0, Math.min(left, 16)));
   // For every bit of the length: a zero byte when set, the password's first byte when clear.
   for (let i = pw.length; i > 0; i >>>= 1) ctx.update(i & 1 ? Buffer.of(0) : pw.subarray(0, 1));
-  let final = ctx.digest();
+  let final: Buffer = ctx.digest();
   for (let i = 0; i < 1000; i++) {
     const parts: Buffer[] = [i & 1 ? pw : final];
     if (i % 3) parts.push(sb);
