@@ -68,7 +68,7 @@ export interface Authenticator {
 }
 
 /** Longest username any authenticator accepts; longer ones are unknown users, checked before any backend sees them. */
-export const USERNAME_MAX_LENGTH = 256;
+const USERNAME_MAX_LENGTH = 256;
 /** Longest password checked; longer ones are refused without hashing (a cheap denial of service otherwise). */
 export const PASSWORD_MAX_LENGTH = 1024;
 
