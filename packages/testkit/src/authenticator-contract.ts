@@ -26,18 +26,28 @@ export interface AuthenticatorContractSetup {
   cleanup: () => Promise<void>;
 }
 
-// Rounds of each refusal timed; the median of each is compared.
+// Rounds of each refusal timed per attempt, and attempts before the timing case fails.
 const TIMING_ROUNDS = 15;
+const TIMING_ATTEMPTS = 3;
 
-async function median(run: () => Promise<unknown>): Promise<number> {
-  const times: number[] = [];
-  for (let i = 0; i < TIMING_ROUNDS; i++) {
+/**
+ * The fastest of several interleaved runs of each: the minimum is the cost
+ * of the work itself, least disturbed by other load on the machine, and
+ * interleaving exposes both to the same conditions.
+ */
+async function fastest(a: () => Promise<unknown>, b: () => Promise<unknown>): Promise<[number, number]> {
+  let minA = Infinity;
+  let minB = Infinity;
+  const time = async (run: () => Promise<unknown>): Promise<number> => {
     const t = process.hrtime.bigint();
     await run();
-    times.push(Number(process.hrtime.bigint() - t) / 1e6);
+    return Number(process.hrtime.bigint() - t) / 1e6;
+  };
+  for (let i = 0; i < TIMING_ROUNDS; i++) {
+    minA = Math.min(minA, await time(a));
+    minB = Math.min(minB, await time(b));
   }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)]!;
+  return [minA, minB];
 }
 
 /**
@@ -95,13 +105,17 @@ export function authenticatorContract(name: string, setup: () => Promise<Authent
       }
       const a = ctx.authenticator;
       await a.verifyPassword('warm-up', 'x');
-      const unknown = await median(() => a.verifyPassword('nobody-here', 'wrong password'));
-      const wrong = await median(() => a.verifyPassword(ctx.user.username, 'wrong password'));
-      const ratio = unknown / wrong;
-      expect(ratio, `unknown user ${unknown.toFixed(2)} ms, wrong password ${wrong.toFixed(2)} ms`).toBeGreaterThan(
-        0.5,
-      );
-      expect(ratio, `unknown user ${unknown.toFixed(2)} ms, wrong password ${wrong.toFixed(2)} ms`).toBeLessThan(2);
+      let last = '';
+      for (let attempt = 0; attempt < TIMING_ATTEMPTS; attempt++) {
+        const [unknown, wrong] = await fastest(
+          () => a.verifyPassword('nobody-here', 'wrong password'),
+          () => a.verifyPassword(ctx.user.username, 'wrong password'),
+        );
+        const ratio = unknown / wrong;
+        if (ratio > 1 / 3 && ratio < 3) return;
+        last = `unknown user ${unknown.toFixed(2)} ms, wrong password ${wrong.toFixed(2)} ms`;
+      }
+      expect.fail(`refusals differ by more than 3x in time: ${last}`);
     });
 
     it('answers unavailable, not ok, when the backend cannot answer', async () => {
