@@ -46,6 +46,11 @@ beforeAll(async () => {
     let data = '';
     req.on('data', (c: Buffer) => (data += c.toString()));
     req.on('end', () => {
+      if (req.url === '/elsewhere') {
+        // Where the redirect case points: an answer that must not be followed to.
+        res.writeHead(200).end('{"allow":true,"user":{"subject":"redirected"}}');
+        return;
+      }
       const body = JSON.parse(data) as Record<string, unknown>;
       seen.push(body);
       seenHeaders.push(req.headers);
@@ -125,8 +130,9 @@ describe('external checker', () => {
 
   const broken: [string, Handler][] = [
     ['a 500', (_b, res) => res.writeHead(500).end('{"allow":true,"user":{"subject":"x"}}')],
-    ['a 403', (_b, res) => res.writeHead(403).end()],
-    ['a redirect', (_b, res) => res.writeHead(302, { location: url }).end()],
+    ['a 403', (_b, res) => res.writeHead(403).end('{"allow":true,"user":{"subject":"x"}}')],
+    ['a 204', (_b, res) => res.writeHead(204).end()],
+    ['a redirect', (_b, res) => res.writeHead(307, { location: url.replace('/check', '/elsewhere') }).end()],
     ['no JSON', (_b, res) => res.writeHead(200).end('allow')],
     ['allow as a string', (_b, res) => res.writeHead(200).end('{"allow":"true","user":{"subject":"x"}}')],
     ['allow without a user', (_b, res) => res.writeHead(200).end('{"allow":true}')],
