@@ -79,7 +79,11 @@ describe('Idempotency-Key and who may store answers', () => {
       });
     const mine = await post(cp.adminToken, 'idem-a');
     expect(mine.statusCode, mine.body).toBe(201);
-    const other = await cp.app.services.tokens.create(cp.admin, { name: 'second-admin', admin: true }, async () => {});
+    const other = await cp.app.services.tokens.create(
+      cp.admin,
+      { name: 'second-admin', admin: true },
+      async (ref) => ref,
+    );
     const theirs = await post(other.secret, 'idem-b');
     expect(theirs.statusCode, theirs.body).toBe(201);
     expect(theirs.headers['idempotent-replayed']).toBeUndefined();
