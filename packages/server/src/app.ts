@@ -75,6 +75,8 @@ export async function buildApp(opts: {
   config: Config;
   pki: ControlPki;
   logger?: FastifyServerOptions['logger'];
+  /** Record requests in the audit log (default). Only the audit benchmark turns it off, to measure its cost. */
+  audit?: boolean;
 }): Promise<App> {
   const { store, config, pki } = opts;
   const http = Fastify({
@@ -145,7 +147,7 @@ export async function buildApp(opts: {
   );
 
   await installRateLimits(http, config.rateLimits);
-  installAudit(http, services.audit);
+  if (opts.audit !== false) installAudit(http, services.audit);
   await http.register(fastifySwagger, {
     openapi: {
       openapi: '3.1.0',

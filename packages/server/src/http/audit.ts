@@ -133,28 +133,32 @@ export function auditEntries(request: FastifyRequest, reply: FastifyReply, at: s
 
 /**
  * Record every mutating request (refused and failed ones too) and every authentication event in the
- * audit log, after the answer has been sent. Bodies, headers and secrets are never recorded: the
+ * audit log as the answer goes out; records are written to the database later, in batches. Bodies, headers and secrets are never recorded: the
  * error code and the created resource's id are read from the answer, nothing else.
  */
 export function installAudit(app: FastifyInstance, audit: AuditLog): void {
-  app.addHook('onSend', async (request, reply, payload) => {
-    if (!audited(request) || typeof payload !== 'string') return payload;
-    const failed = reply.statusCode >= 400;
-    const created = request.method === 'POST' && !failed && request.auditAnswer === undefined;
-    if (!failed && !created) return payload;
-    try {
-      const body = JSON.parse(payload) as Record<string, unknown> | null;
-      if (failed) {
-        const code = (body?.error as { code?: unknown } | undefined)?.code;
-        if (typeof code === 'string') request.auditAnswer = { code };
-      } else if (body !== null && typeof body === 'object') request.auditAnswer = createdId(body);
-    } catch {
-      // Not JSON: nothing to read.
+  // One callback-style hook (no promise per request): the status and the answer are final here, and
+  // queueing the record costs a push; the write happens later, in a batch.
+  app.addHook('onSend', (request, reply, payload, done) => {
+    if (audited(request)) {
+      if (typeof payload === 'string') readAnswer(request, reply, payload);
+      for (const entry of auditEntries(request, reply, new Date().toISOString())) audit.record(entry);
     }
-    return payload;
+    done(null, payload);
   });
-  app.addHook('onResponse', async (request, reply) => {
-    if (!audited(request)) return;
-    for (const entry of auditEntries(request, reply, new Date().toISOString())) audit.record(entry);
-  });
+}
+
+/** The error code of a refused request, or the id of what a POST created, from the answer's JSON. */
+function readAnswer(request: FastifyRequest, reply: FastifyReply, payload: string): void {
+  const failed = reply.statusCode >= 400;
+  if (!failed && request.method !== 'POST') return;
+  try {
+    const body = JSON.parse(payload) as Record<string, unknown> | null;
+    if (failed) {
+      const code = (body?.error as { code?: unknown } | undefined)?.code;
+      if (typeof code === 'string') request.auditAnswer = { code };
+    } else if (body !== null && typeof body === 'object') request.auditAnswer = createdId(body);
+  } catch {
+    // Not JSON: nothing to read.
+  }
 }
