@@ -3,6 +3,7 @@ import type { Dispatcher } from 'undici';
 import type WebSocket from 'ws';
 import { openWebSocket, type WebSocketSettings } from './io.js';
 import type { Query } from './query.js';
+import { AuditApi } from './audit.js';
 import { EventsApi } from './events.js';
 import { HostsApi, MachineTypesApi } from './hosts.js';
 import { ImagesApi } from './images.js';
@@ -106,6 +107,8 @@ export class FloeClient implements Transport {
   readonly operations: OperationsApi;
   /** The event stream. */
   readonly events: EventsApi;
+  /** The audit log (admin): list, listAll, iterate. */
+  readonly audit: AuditApi;
 
   constructor(options: FloeClientOptions) {
     this.#http = new HttpTransport({ ...options, userAgent: options.userAgent ?? `floe-client/${CLIENT_VERSION}` });
@@ -124,6 +127,7 @@ export class FloeClient implements Transport {
     this.networks = new NetworksApi(this, '/v1/networks');
     this.operations = new OperationsApi(this, '/v1/operations');
     this.events = new EventsApi(this);
+    this.audit = new AuditApi(this, '/v1/audit');
   }
 
   /** The base URL this client talks to. */

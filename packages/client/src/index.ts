@@ -15,6 +15,7 @@ export {
   type PostOptions,
   type UpdateOptions,
 } from './calls.js';
+export * from './audit.js';
 export * from './client.js';
 export * from './errors.js';
 export * from './events.js';

@@ -11,8 +11,10 @@ import type { Store } from './db/index.js';
 import { openCluster } from './cluster.js';
 import { scheduleMaintenance } from './maintenance.js';
 import { clientErrorResponse, frameworkErrors, installErrorHandlers } from './http/errors.js';
+import { installAudit } from './http/audit.js';
 import { installIdempotency } from './http/idempotency.js';
 import { installRateLimits } from './http/rate-limits.js';
+import { auditRoutes } from './http/routes/audit.js';
 import { hostRoutes } from './http/routes/hosts.js';
 import { imageFileRoutes } from './http/routes/image-files.js';
 import { imageRoutes } from './http/routes/images.js';
@@ -42,6 +44,7 @@ const ROUTE_FAMILIES: readonly RouteFamily[] = [
   imageFileRoutes,
   instanceIoRoutes,
   streamRoutes,
+  auditRoutes,
 ];
 
 /** One route of the control plane as registered: what the authorization matrix test walks. */
@@ -72,6 +75,8 @@ export async function buildApp(opts: {
   config: Config;
   pki: ControlPki;
   logger?: FastifyServerOptions['logger'];
+  /** Record requests in the audit log (default). Only the audit benchmark turns it off, to measure its cost. */
+  audit?: boolean;
 }): Promise<App> {
   const { store, config, pki } = opts;
   const http = Fastify({
@@ -142,6 +147,7 @@ export async function buildApp(opts: {
   );
 
   await installRateLimits(http, config.rateLimits);
+  if (opts.audit !== false) installAudit(http, services.audit);
   await http.register(fastifySwagger, {
     openapi: {
       openapi: '3.1.0',
@@ -171,7 +177,10 @@ export async function buildApp(opts: {
       const fromQuery = (request.query as { access_token?: unknown }).access_token;
       token = typeof fromQuery === 'string' ? fromQuery : undefined;
     }
-    request.principal = await services.tokens.authenticate(token);
+    request.principal = await services.tokens.authenticate(
+      token,
+      (n) => (request.auditAuth = { ...request.auditAuth, ...n }),
+    );
   });
   const stopLeases = installIdempotency(
     http,
@@ -232,6 +241,7 @@ export async function buildApp(opts: {
       await services.imageImports.close();
       await services.hub.close();
       await http.close();
+      await services.audit.flush();
       await stopLeases();
       await services.bus.idle();
       services.bus.close();

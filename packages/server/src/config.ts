@@ -26,6 +26,8 @@ export interface Config {
   readonly scheduler: 'spread' | 'pack';
   /** Events older than this many days are deleted (streams resume only within it). */
   readonly eventRetentionDays: number;
+  /** Audit records older than this many days are deleted; 0 keeps them forever (FLOE_AUDIT_RETENTION_DAYS). */
+  readonly auditRetentionDays: number;
   /** Largest request body, in bytes. */
   readonly bodyLimit: number;
   /** Largest image file upload, in bytes (FLOE_IMAGE_MAX_UPLOAD_BYTES); JSON bodies stay under `bodyLimit`. */
@@ -164,6 +166,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     memoryOvercommit: num(env, 'FLOE_MEMORY_OVERCOMMIT', 1, 0.1, 16),
     scheduler,
     eventRetentionDays: num(env, 'FLOE_EVENT_RETENTION_DAYS', 7, 1, 3650),
+    auditRetentionDays: num(env, 'FLOE_AUDIT_RETENTION_DAYS', 90, 0, 36500),
     bodyLimit: num(env, 'FLOE_BODY_LIMIT', 1024 * 1024, 1024, 1024 * 1024 * 1024),
     imageMaxUploadBytes: num(env, 'FLOE_IMAGE_MAX_UPLOAD_BYTES', 64 * 1024 ** 3, 1024, Number.MAX_SAFE_INTEGER),
     imageMaxVirtualBytes: num(env, 'FLOE_IMAGE_MAX_VIRTUAL_GIB', 1024, 1, 1024 * 1024) * 1024 ** 3,

@@ -25,6 +25,7 @@ Environment:
   FLOE_MEMORY_OVERCOMMIT       memory overcommit ratio (default 1)
   FLOE_SCHEDULER               spread (default) | pack
   FLOE_EVENT_RETENTION_DAYS    keep events this many days (default 7)
+  FLOE_AUDIT_RETENTION_DAYS    keep audit records this many days (default 90; 0 keeps them forever)
   FLOE_BODY_LIMIT              largest JSON request body in bytes (default 1 MiB)
   FLOE_READ_CACHE              on (default) | off: cache single-instance reads; other control
                                planes see a write within the LISTEN/NOTIFY latency

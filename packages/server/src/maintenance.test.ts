@@ -42,12 +42,17 @@ for (const t of storeTargets()) {
           .values([ev('evt_old', old), ev('evt_new', recent)])
           .execute();
         const r = await maintain(store, config, now);
-        expect(r).toEqual({ ran: true, idempotencyKeys: 1, events: 1 });
+        expect(r).toEqual({ ran: true, idempotencyKeys: 1, events: 1, auditRecords: 0 });
         expect((await store.db.selectFrom('idempotency_keys').select('key').execute()).map((x) => x.key)).toEqual([
           'new',
         ]);
         expect((await store.db.selectFrom('events').select('id').execute()).map((x) => x.id)).toEqual(['evt_new']);
-        expect(await maintain(store, config, now)).toEqual({ ran: true, idempotencyKeys: 0, events: 0 });
+        expect(await maintain(store, config, now)).toEqual({
+          ran: true,
+          idempotencyKeys: 0,
+          events: 0,
+          auditRecords: 0,
+        });
       } finally {
         await store.close();
       }

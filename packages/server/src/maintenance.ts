@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import type { Config } from './config.js';
 import { transaction, type Store } from './db/index.js';
 import { IDEMPOTENCY_TTL_MS } from './http/idempotency.js';
+import { AuditLog } from './services/audit.js';
 
 /** Advisory lock key of the housekeeping job ("floe" in ASCII), so one control plane runs it at a time. */
 const LOCK_KEY = 0x666c6f65;
@@ -12,11 +13,13 @@ export interface MaintenanceResult {
   ran: boolean;
   idempotencyKeys: number;
   events: number;
+  /** Audit records past FLOE_AUDIT_RETENTION_DAYS. */
+  auditRecords: number;
 }
 
 /**
- * Housekeeping: forget stored Idempotency-Key answers after their TTL and
- * events after the retention period. On PostgreSQL an advisory lock makes
+ * Housekeeping: forget stored Idempotency-Key answers after their TTL, and
+ * events and audit records after their retention periods. On PostgreSQL an advisory lock makes
  * sure only one control plane does it per pass.
  */
 export async function maintain(store: Store, config: Config, now = Date.now()): Promise<MaintenanceResult> {
@@ -25,7 +28,7 @@ export async function maintain(store: Store, config: Config, now = Date.now()): 
       const { rows } = await sql<{ locked: boolean }>`select pg_try_advisory_xact_lock(${LOCK_KEY}) as locked`.execute(
         trx,
       );
-      if (!rows[0]?.locked) return { ran: false, idempotencyKeys: 0, events: 0 };
+      if (!rows[0]?.locked) return { ran: false, idempotencyKeys: 0, events: 0, auditRecords: 0 };
     }
     const keys = await trx
       .deleteFrom('idempotency_keys')
@@ -35,7 +38,13 @@ export async function maintain(store: Store, config: Config, now = Date.now()): 
       .deleteFrom('events')
       .where('time', '<', new Date(now - config.eventRetentionDays * 86_400_000).toISOString())
       .executeTakeFirst();
-    return { ran: true, idempotencyKeys: Number(keys.numDeletedRows), events: Number(events.numDeletedRows) };
+    const auditRecords = await AuditLog.prune(trx, config.auditRetentionDays, now);
+    return {
+      ran: true,
+      idempotencyKeys: Number(keys.numDeletedRows),
+      events: Number(events.numDeletedRows),
+      auditRecords,
+    };
   });
 }
 
@@ -50,7 +59,7 @@ export function scheduleMaintenance(
   const pass = () => {
     running = maintain(store, config)
       .then((r) => {
-        if (r.ran && (r.idempotencyKeys > 0 || r.events > 0)) log.info(r, 'housekeeping');
+        if (r.ran && (r.idempotencyKeys > 0 || r.events > 0 || r.auditRecords > 0)) log.info(r, 'housekeeping');
       })
       .catch((err) => log.warn({ err }, 'housekeeping failed'));
   };

@@ -4,6 +4,7 @@ import type { Store } from './db/index.js';
 import { AgentHub } from './agent-hub.js';
 import { instanceDesiredState, networkDesiredState } from './desired-state.js';
 import type { Cluster } from './cluster.js';
+import { AuditLog } from './services/audit.js';
 import { ImageService, MachineTypeService } from './services/catalog.js';
 import { ImageFileService } from './services/image-files.js';
 import { ImageImportService } from './services/image-import.js';
@@ -45,6 +46,8 @@ export interface Services {
   operations: OperationService;
   hub: AgentHub;
   pki: ControlPki;
+  /** The audit log: records written after each answer, read by operators. */
+  audit: AuditLog;
 }
 
 /** Build the services over a store. */
@@ -90,6 +93,7 @@ export function buildServices(
     operations,
     hub,
     pki,
+    audit: new AuditLog(store, log),
   };
 }
 

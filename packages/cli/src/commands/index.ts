@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerAudit } from './audit.js';
 import { registerEvents } from './events.js';
 import { registerHost } from './host.js';
 import { registerImage } from './image.js';
@@ -24,4 +25,5 @@ export function registerCommands(program: Command): void {
   registerNetwork(program);
   registerOperation(program);
   registerEvents(program);
+  registerAudit(program);
 }

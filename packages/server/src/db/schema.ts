@@ -199,6 +199,28 @@ export interface HostAllocationsTable {
   memory_mib: number;
 }
 
+/** One audit record (migration 0008); see services/audit.ts. */
+export interface AuditLogTable {
+  id: string;
+  at: string;
+  action: string;
+  outcome: 'ok' | 'error';
+  status: number | null;
+  error_code: string | null;
+  reason: string | null;
+  token_id: string | null;
+  user_id: string | null;
+  user_name: string | null;
+  authenticator: string | null;
+  source_address: string | null;
+  method: string | null;
+  route: string | null;
+  resource_kind: string | null;
+  resource_id: string | null;
+  project: string | null;
+  request_id: string | null;
+}
+
 export interface Database {
   projects: ProjectsTable;
   tokens: TokensTable;
@@ -217,4 +239,5 @@ export interface Database {
   operations: OperationsTable;
   events: EventsTable;
   idempotency_keys: IdempotencyKeysTable;
+  audit_log: AuditLogTable;
 }

@@ -231,6 +231,9 @@ const EXPECTED_INDEXES = [
   'unique nics(network_id,mac)',
   'unique ip_addresses(network_id,address)',
   'index ip_addresses(nic_id)',
+  'index audit_log(at)',
+  'index audit_log(token_id,id)',
+  'index audit_log(resource_id,id)',
 ].sort();
 
 async function indexesOf(store: Store): Promise<string[]> {
@@ -375,6 +378,7 @@ for (const t of storeTargets()) {
           '0004_host_allocations',
           '0005_token_grant_ids',
           '0006_idempotency_leases',
+          '0008_audit',
         ]);
       } finally {
         await again.close();
@@ -695,6 +699,7 @@ for (const t of storeTargets()) {
           '0004_host_allocations',
           '0005_token_grant_ids',
           '0006_idempotency_leases',
+          '0008_audit',
         ]);
         expect(await migrate(fresh.db, fresh.dialect)).toEqual([]);
       } finally {

@@ -132,6 +132,7 @@ const POLICY: Record<string, Policy> = {
   'DELETE /v1/networks/:id': scoped('network'),
 
   'GET /v1/events': list,
+  'GET /v1/audit': admin(),
   'GET /v1/agent': { access: 'agent', target: null },
 };
 

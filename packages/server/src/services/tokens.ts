@@ -5,6 +5,7 @@ import type { TokensTable } from '../db/schema.js';
 import { newId } from '../ids.js';
 import { decodeCursor, encodeCursor } from './pagination.js';
 import { requireAdmin } from './authz.js';
+import type { AuthNoter } from './audit-note.js';
 import type { Principal, ServiceContext } from './context.js';
 
 /** The prefix of every API token, so leaked tokens are easy to find with a scanner. */
@@ -83,8 +84,9 @@ export class TokenService {
    * The principal for a bearer token, or an `unauthenticated` error. Verified
    * tokens are cached for a few seconds so authenticated reads stay cheap.
    */
-  async authenticate(secret: string | undefined): Promise<Principal> {
+  async authenticate(secret: string | undefined, note?: AuthNoter): Promise<Principal> {
     if (!secret || !secret.startsWith(TOKEN_PREFIX) || secret.length > 200) {
+      note?.({ failure: secret ? 'malformed' : 'missing' });
       throw new FloeError('unauthenticated', 'a valid bearer token is required (Authorization: Bearer floe_...)');
     }
     const hash = hashSecret(secret);
@@ -98,6 +100,9 @@ export class TokenService {
       .executeTakeFirst();
     if (!row || row.revoked_at !== null || (row.expires_at !== null && row.expires_at <= nowIso())) {
       this.cache.delete(hash);
+      note?.(
+        row ? { failure: row.revoked_at !== null ? 'revoked' : 'expired', tokenId: row.id } : { failure: 'unknown' },
+      );
       throw new FloeError('unauthenticated', 'the token is unknown, revoked or expired');
     }
     const projects = row.admin === 1 ? [] : ((await grantedProjects(this.ctx.store.db, [row.id])).get(row.id) ?? []);
@@ -109,7 +114,10 @@ export class TokenService {
     // last_used_at is informative: write it at most once a minute per token.
     if ((this.lastUsedWritten.get(row.id) ?? 0) < now - 60_000) {
       this.lastUsedWritten.set(row.id, now);
-      await this.ctx.store.db.updateTable('tokens').set({ last_used_at: nowIso() }).where('id', '=', row.id).execute();
+      const first = row.last_used_at === null;
+      const set = this.ctx.store.db.updateTable('tokens').set({ last_used_at: nowIso() }).where('id', '=', row.id);
+      const res = await (first ? set.where('last_used_at', 'is', null) : set).executeTakeFirst();
+      if (first && Number(res.numUpdatedRows) > 0) note?.({ firstUse: row.id });
     }
     return principal;
   }
