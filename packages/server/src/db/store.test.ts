@@ -200,6 +200,29 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
       lease_until: T0,
     },
   },
+  audit_log: {
+    pk: ['id'],
+    row: {
+      id: 'aud_1',
+      at: T0,
+      action: 'instance.create',
+      outcome: 'error',
+      status: 409,
+      error_code: 'name_conflict',
+      reason: 'taken',
+      token_id: 'tok_1',
+      user_id: 'usr_1',
+      user_name: 'ada',
+      authenticator: 'token',
+      source_address: '127.0.0.1',
+      method: 'POST',
+      route: '/v1/instances',
+      resource_kind: 'instance',
+      resource_id: 'inst_1',
+      project: 'alpha',
+      request_id: 'req-1',
+    },
+  },
 };
 
 /** Non-primary-key indexes as `unique|index table(columns)`, plus composite primary keys as `primary ...`. */
