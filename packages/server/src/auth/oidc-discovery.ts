@@ -35,7 +35,7 @@ const checkJwks = Compile(Jwks);
  * Whether a URL the provider names may be used: https, or http to this
  * machine only (a provider for tests or behind a local proxy).
  */
-export function acceptableUrl(value: string): boolean {
+function acceptableUrl(value: string): boolean {
   let u: URL;
   try {
     u = new URL(value);
@@ -77,13 +77,13 @@ export class ProviderMetadata {
   async get(limits: Pick<FetchLimits, 'signal'> = {}): Promise<OidcDiscovery> {
     const cached = this.discovery;
     if (cached !== undefined && cached.expires > this.opts.now()) return cached.value;
-    this.discoveryPending ??= this.fetchDiscovery(limits).finally(() => (this.discoveryPending = undefined));
-    return this.discoveryPending;
+    this.discoveryPending ??= this.fetchDiscovery().finally(() => (this.discoveryPending = undefined));
+    return untilAborted(this.discoveryPending, limits.signal);
   }
 
-  private async fetchDiscovery(limits: Pick<FetchLimits, 'signal'>): Promise<OidcDiscovery> {
+  private async fetchDiscovery(): Promise<OidcDiscovery> {
     const url = `${this.opts.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
-    const answer = await fetchJson(url, {}, { timeoutMs: this.opts.timeoutMs, signal: limits.signal });
+    const answer = await fetchJson(url, {}, { timeoutMs: this.opts.timeoutMs });
     if (answer.status !== 200) throw new OidcUnavailable(`discovery: HTTP ${answer.status}`);
     const d = checked(checkDiscovery, answer.body, 'discovery document');
     if (d.issuer !== this.opts.issuer) throw new OidcUnavailable('discovery: the document names another issuer');
@@ -113,17 +113,36 @@ export class ProviderMetadata {
       this.kidRefetchAt === undefined || this.opts.now() - this.kidRefetchAt >= this.opts.jwksCooldownMs;
     if (stale || (unknownKid && mayRefetch)) {
       if (!stale) this.kidRefetchAt = this.opts.now();
-      this.keysPending ??= this.fetchKeys(d.jwks_uri, limits).finally(() => (this.keysPending = undefined));
-      await this.keysPending;
+      this.keysPending ??= this.fetchKeys(d.jwks_uri).finally(() => (this.keysPending = undefined));
+      await untilAborted(this.keysPending, limits.signal);
     }
     return this.keys!.getKey;
   }
 
-  private async fetchKeys(uri: string, limits: Pick<FetchLimits, 'signal'>): Promise<void> {
-    const answer = await fetchJson(uri, {}, { timeoutMs: this.opts.timeoutMs, signal: limits.signal });
+  private async fetchKeys(uri: string): Promise<void> {
+    const answer = await fetchJson(uri, {}, { timeoutMs: this.opts.timeoutMs });
     if (answer.status !== 200) throw new OidcUnavailable(`keys: HTTP ${answer.status}`);
     const set = checked(checkJwks, answer.body, 'key set');
     const kids = new Set(set.keys.flatMap((key) => (key.kid === undefined ? [] : [key.kid])));
     this.keys = { getKey: createLocalJWKSet(set), kids, uri };
+  }
+}
+
+/**
+ * The shared fetch's result, or an abort when this caller gave up: a fetch
+ * several logins wait for runs to its own time limit, whoever leaves.
+ */
+async function untilAborted<T>(shared: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return shared;
+  signal.throwIfAborted();
+  let stop: () => void = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    stop = () => reject(new OidcUnavailable('the caller gave up'));
+    signal.addEventListener('abort', stop, { once: true });
+  });
+  try {
+    return await Promise.race([shared, aborted]);
+  } finally {
+    signal.removeEventListener('abort', stop);
   }
 }

@@ -342,6 +342,21 @@ describe('OpenID Connect provider failures', () => {
     expect(Date.now() - t).toBeLessThan(2000);
   });
 
+  it('stops waiting when the caller gives up, without ending the fetch others share', async () => {
+    tp.mode = (path) => (path.startsWith('/.well-known') ? 'hang' : 'up');
+    const a = client('floe', { timeoutMs: 1000 });
+    const gaveUp = new AbortController();
+    const t = Date.now();
+    const [left, waited] = await Promise.all([
+      a.beginLogin({ signal: gaveUp.signal }),
+      a.beginLogin(),
+      new Promise((r) => setTimeout(r, 100)).then(() => gaveUp.abort()),
+    ]);
+    expect(left).toMatchObject({ ok: false, reason: 'unavailable', detail: 'oidc: the caller gave up' });
+    expect(waited).toMatchObject({ ok: false, reason: 'unavailable', detail: expect.stringContaining('1000 ms') });
+    expect(Date.now() - t).toBeGreaterThanOrEqual(900);
+  });
+
   it('answers unavailable when the token endpoint or the keys fail after discovery', async () => {
     for (const broken of ['/token', '/jwks']) {
       const a = client();
