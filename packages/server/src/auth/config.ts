@@ -8,6 +8,7 @@ import { ExternalChecker } from './checker.js';
 import { HtpasswdAuthenticator } from './htpasswd.js';
 import { LdapAuthenticator, type LdapBind } from './ldap.js';
 import { LocalAuthenticator, type LocalUserStore } from './local.js';
+import { OidcAuthenticator } from './oidc.js';
 import { DEFAULT_ARGON2_PARAMS } from './passwords.js';
 import type { RoleMapping } from './roles.js';
 import type { Authenticator } from './types.js';
@@ -98,11 +99,50 @@ const CheckerEntry = Type.Object(
   strict,
 );
 
+const HttpsUrl = Type.String({
+  pattern: '^(https://[^\\s]+|http://(127\\.0\\.0\\.1|localhost|\\[::1\\])([:/][^\\s]*)?)$',
+  maxLength: 2048,
+});
+const OidcEntry = Type.Object(
+  {
+    kind: Type.Literal('oidc'),
+    name: Type.Optional(Name),
+    issuer: HttpsUrl,
+    clientId: Text,
+    clientSecret: Type.Optional(Text),
+    clientSecretFile: Type.Optional(Text),
+    clientAuth: Type.Optional(
+      Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post'), Type.Literal('none')]),
+    ),
+    redirectUri: HttpsUrl,
+    scopes: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5b\\x5d-\\x7e]{1,128}$' }), { maxItems: 32 }),
+    ),
+    claims: Type.Optional(
+      Type.Object(
+        {
+          username: Type.Optional(Text),
+          groups: Type.Optional(Text),
+          email: Type.Optional(Text),
+          displayName: Type.Optional(Text),
+        },
+        strict,
+      ),
+    ),
+    timeoutMs: Type.Optional(Ms(60_000)),
+    clockSkewSec: Type.Optional(Type.Integer({ minimum: 0, maximum: 300 })),
+    discoveryTtlMs: Type.Optional(Ms(86_400_000)),
+    jwksCooldownMs: Type.Optional(Ms(3_600_000)),
+  },
+  strict,
+);
+
 const ENTRY_SCHEMAS: Record<string, TSchema> = {
   local: LocalEntry,
   htpasswd: HtpasswdEntry,
   ldap: LdapEntry,
   checker: CheckerEntry,
+  oidc: OidcEntry,
 };
 const entryChecks: Record<string, ReturnType<typeof Compile<TSchema>> | undefined> = Object.fromEntries(
   Object.entries(ENTRY_SCHEMAS).map(([k, s]) => [k, Compile(s)]),
@@ -139,7 +179,11 @@ const topCheck = Compile(TopSchema);
 
 /** One configured authenticator. */
 export type AuthEntryConfig =
-  Static<typeof LocalEntry> | Static<typeof HtpasswdEntry> | Static<typeof LdapEntry> | Static<typeof CheckerEntry>;
+  | Static<typeof LocalEntry>
+  | Static<typeof HtpasswdEntry>
+  | Static<typeof LdapEntry>
+  | Static<typeof CheckerEntry>
+  | Static<typeof OidcEntry>;
 
 /** The operator's authentication configuration: the chain, in order, and the group → role mapping. */
 export interface AuthConfig {
@@ -191,6 +235,14 @@ export function parseAuthConfig(raw: unknown, source = 'auth'): AuthConfig {
       if ((e.bind.servicePassword === undefined) === (e.bind.servicePasswordFile === undefined)) {
         throw invalid(source, `/chain/${i}/bind`, 'needs exactly one of servicePassword and servicePasswordFile');
       }
+    }
+    if (e.kind === 'oidc') {
+      const secrets = (e.clientSecret !== undefined ? 1 : 0) + (e.clientSecretFile !== undefined ? 1 : 0);
+      if (secrets > 1) throw invalid(source, `/chain/${i}`, 'needs at most one of clientSecret and clientSecretFile');
+      if (e.clientAuth === 'none' && secrets > 0)
+        throw invalid(source, `/chain/${i}/clientAuth`, 'is none, so no client secret is sent; remove the secret');
+      if (e.clientAuth !== undefined && e.clientAuth !== 'none' && secrets === 0)
+        throw invalid(source, `/chain/${i}/clientAuth`, `${e.clientAuth} needs clientSecret or clientSecretFile`);
     }
     return Object.freeze(e);
   });
@@ -258,6 +310,16 @@ export function buildAuthChain(config: AuthConfig, deps: AuthChainDeps = {}): Au
       }
       case 'checker':
         return new ExternalChecker({ ...e, name });
+      case 'oidc': {
+        const { clientSecretFile, ...rest } = e;
+        return new OidcAuthenticator({
+          ...rest,
+          name,
+          ...(clientSecretFile !== undefined
+            ? { clientSecret: readSecretFile(at(clientSecretFile), `chain/${i}/clientSecretFile`) }
+            : {}),
+        });
+      }
     }
   };
   return new AuthChain(config.chain.map(build), deps.log);
