@@ -91,7 +91,7 @@ describe('OpenID Connect login against a real provider', () => {
       email: 'alice@example.org',
       groups: ['devs', 'Admins'],
     });
-    const roles = mapRoles(r as { groups: string[] }, {
+    const roles = mapRoles(r as { groups: readonly string[] }, {
       operators: ['admins'],
       projects: [
         { project: 'web', member: ['devs'] },
