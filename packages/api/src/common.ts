@@ -134,6 +134,7 @@ export const ID_PREFIX = {
   history: 'hist',
   network: 'net',
   nic: 'nic',
+  user: 'usr',
 } as const;
 /** Resource kinds that have ids. */
 export type Kind = keyof typeof ID_PREFIX;

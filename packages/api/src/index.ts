@@ -14,3 +14,4 @@ export * from './images.js';
 export * from './agent-protocol.js';
 export * from './wire.js';
 export * from './first-boot.js';
+export * from './users.js';

@@ -2,6 +2,7 @@ import { Migrator, sql, type CreateTableBuilder, type Kysely, type Migration, ty
 import type { Dialect } from './dialect.js';
 import { tokenGrantIds } from './migrations/0005_token_grant_ids.js';
 import { idempotencyLeases } from './migrations/0006_idempotency_leases.js';
+import { users } from './migrations/0007_users.js';
 
 /** Table where applied migrations are recorded. */
 export const MIGRATION_TABLE = 'floe_migrations';
@@ -408,6 +409,7 @@ function migrations(dialect: Dialect): Record<string, Migration> {
     '0004_host_allocations': hostAllocations(dialect),
     '0005_token_grant_ids': tokenGrantIds(dialect),
     '0006_idempotency_leases': idempotencyLeases(dialect),
+    '0007_users': users(dialect),
   };
 }
 
