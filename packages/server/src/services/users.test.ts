@@ -73,6 +73,16 @@ for (const t of storeTargets()) {
     it('gives the first admin token to the operator user the migration made', async () => {
       const me = await ok('GET', '/v1/users/me');
       expect(me).toMatchObject({ name: 'admin', operator: true, disabled: false });
+      // Nor does it lock itself out.
+      for (const [method, body] of [
+        ['PATCH', { disabled: true }],
+        ['PATCH', { operator: false }],
+        ['DELETE', undefined],
+      ] as const) {
+        const refused = await injectJson(cp, method, '/v1/users/admin', body);
+        expect([refused.status, refused.body.error.code]).toEqual([403, 'forbidden']);
+      }
+      expect((await ok('GET', '/v1/users/me')).disabled).toBe(false);
       const tokens = await ok('GET', '/v1/tokens');
       expect(tokens.items.find((x: { admin: boolean }) => x.admin).user).toBe('admin');
     });

@@ -100,6 +100,8 @@ export class UserService {
   async update(principal: Principal, ref: string, patch: UserPatch): Promise<User> {
     requireAdmin(principal, 'change users');
     const before = await findUser(this.ctx.store.db, ref);
+    if (principal.user === before.id && (patch.disabled === true || patch.operator === false))
+      throw new FloeError('forbidden', 'an operator may not disable itself or take its own operator role away');
     const after: UsersTable = {
       ...before,
       display_name: patch.display_name ?? before.display_name,
@@ -127,6 +129,8 @@ export class UserService {
   async delete(principal: Principal, ref: string): Promise<void> {
     requireAdmin(principal, 'delete users');
     const row = await findUser(this.ctx.store.db, ref);
+    // Its own token would go with it: another operator may delete it.
+    if (principal.user === row.id) throw new FloeError('forbidden', 'an operator may not delete itself');
     await this.ctx.store.db.deleteFrom('users').where('id', '=', row.id).execute();
     await this.changed('resource.deleted', row);
   }
