@@ -4,7 +4,7 @@ import type { Principal } from './principal.js';
 import { roleAllows, type Verb } from './verbs.js';
 
 /** The principal's role in `project`, or null when it may not see the project at all (admins: null too). */
-export function roleIn(principal: Principal, project: string): ProjectRole | null {
+function roleIn(principal: Principal, project: string): ProjectRole | null {
   if (!principal.projects.has(project)) return null;
   return principal.roles?.get(project) ?? 'member';
 }
