@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Migrator } from 'kysely';
+import { openStore } from '../db/index.js';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from '../db/migrations.js';
 import { storeTargets } from '../db/testing.js';
 import { injectJson, startTestControlPlane, type TestControlPlane } from '../testing.js';
@@ -313,3 +314,55 @@ for (const t of storeTargets()) {
     });
   });
 }
+
+const pgTarget = storeTargets().find((t) => t.name === 'postgres')!;
+describe.skipIf(pgTarget.skip)('personal tokens across two control planes on PostgreSQL', () => {
+  let cp1: TestControlPlane;
+  let cp2: TestControlPlane;
+
+  beforeAll(async () => {
+    const store1 = await pgTarget.open();
+    cp1 = await startTestControlPlane(store1, { FLOE_LOG_LEVEL: 'silent' });
+    cp2 = await startTestControlPlane(
+      await openStore({ url: store1.options.url! }),
+      { FLOE_LOG_LEVEL: 'silent' },
+      { ca: cp1.ca, pki: cp1.pki },
+    );
+  }, 30_000);
+  afterAll(async () => {
+    await cp2?.close(); // first: the test database is dropped with the first store
+    await cp1?.close();
+  });
+
+  /** Milliseconds until `cp2` answers `status` to the token, polling; fails after 2 s (the token cache keeps 5 s). */
+  async function until(token: string, url: string, status: number): Promise<number> {
+    const start = Date.now();
+    for (;;) {
+      const res = await injectJson(cp2, 'GET', url, undefined, token);
+      if (res.status === status) return Date.now() - start;
+      if (Date.now() - start > 2_000) throw new Error(`still ${res.status} after 2 s`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  it('a membership removed or a user disabled on one control plane stops the token cached on the other', async () => {
+    const admin = cp1.adminToken;
+    const ok = async (method: 'POST' | 'PATCH' | 'DELETE', url: string, body?: unknown) => {
+      const res = await injectJson(cp1, method, url, body, admin);
+      if (res.status >= 300) throw new Error(`${method} ${url}: ${res.status} ${JSON.stringify(res.body)}`);
+      return res.body;
+    };
+    await ok('POST', '/v1/projects', { name: 'far' });
+    await ok('POST', '/v1/users', { name: 'remote' });
+    await ok('POST', '/v1/projects/far/members', { user: 'remote', role: 'member' });
+    const token = (await ok('POST', '/v1/tokens', { name: 'remote', user: 'remote' })).secret as string;
+    expect((await injectJson(cp2, 'GET', '/v1/projects/far', undefined, token)).status).toBe(200);
+    await ok('DELETE', '/v1/projects/far/members/remote');
+    await until(token, '/v1/projects/far', 404);
+
+    await ok('POST', '/v1/projects/far/members', { user: 'remote', role: 'member' });
+    await until(token, '/v1/projects/far', 200);
+    await ok('PATCH', '/v1/users/remote', { disabled: true });
+    await until(token, '/v1/projects/far', 401);
+  });
+});
