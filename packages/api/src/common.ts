@@ -135,6 +135,7 @@ export const ID_PREFIX = {
   network: 'net',
   nic: 'nic',
   audit: 'aud',
+  user: 'usr',
 } as const;
 /** Resource kinds that have ids. */
 export type Kind = keyof typeof ID_PREFIX;

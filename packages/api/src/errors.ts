@@ -17,6 +17,8 @@ export const ERROR_CODES = {
   not_found: { status: 404, description: 'No such route.' },
   project_not_found: { status: 404, description: 'No project with that id or name is visible to this token.' },
   token_not_found: { status: 404, description: 'No API token with that id.' },
+  user_not_found: { status: 404, description: 'No user with that id or name.' },
+  member_not_found: { status: 404, description: 'The user is not a member of the project.' },
   host_not_found: { status: 404, description: 'No host with that id or name.' },
   image_not_found: { status: 404, description: 'No image with that id or name in the project.' },
   machine_type_not_found: { status: 404, description: 'No machine type with that id or name.' },
@@ -38,6 +40,10 @@ export const ERROR_CODES = {
     description: 'The `Idempotency-Key` was used before with a different request.',
   },
   invalid_state: { status: 409, description: 'The resource is in a state that does not allow this action.' },
+  last_owner: {
+    status: 409,
+    description: 'The change would leave the project without an owner: make another member owner first.',
+  },
   in_use: { status: 409, description: 'The resource is still used by others (for example, a project with instances).' },
   operation_not_cancellable: {
     status: 409,

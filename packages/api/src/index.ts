@@ -15,3 +15,4 @@ export * from './agent-protocol.js';
 export * from './wire.js';
 export * from './first-boot.js';
 export * from './audit.js';
+export * from './users.js';

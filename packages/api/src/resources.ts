@@ -51,6 +51,7 @@ export const Token = Type.Object({
     description:
       'projects a non-admin token may use; a grant names the project itself, so it goes when the project is deleted',
   }),
+  user: Nullable(Name),
   state: TokenState,
   created_at: Timestamp,
   expires_at: Nullable(Timestamp),
@@ -64,6 +65,14 @@ export const TokenCreate = Type.Object({
   name: Name,
   admin: Type.Optional(Type.Boolean({ default: false })),
   projects: Type.Optional(Type.Array(Name, { maxItems: 100 })),
+  user: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 63,
+      description:
+        "a personal token of this user (name or id): never more than the user may do at the time of a request; without projects it follows all of the user's projects",
+    }),
+  ),
   expires_in_days: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650 })),
 });
 export type TokenCreate = Static<typeof TokenCreate>;

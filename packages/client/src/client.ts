@@ -11,6 +11,7 @@ import { InstancesApi } from './instances.js';
 import { NetworksApi } from './networks.js';
 import { OperationsApi } from './operations.js';
 import { ProjectsApi, TokensApi } from './projects.js';
+import { MembersApi, UsersApi } from './users.js';
 import {
   HttpTransport,
   type ApiResponse,
@@ -93,6 +94,10 @@ export class FloeClient implements Transport {
   readonly projects: ProjectsApi;
   /** API tokens: list, create, delete. */
   readonly tokens: TokensApi;
+  /** Users: list, get, me, create, update, delete, changePassword. */
+  readonly users: UsersApi;
+  /** Members of projects: list, add, update, remove. */
+  readonly members: MembersApi;
   /** Hosts (admin): list, get, update, delete, joinToken. */
   readonly hosts: HostsApi;
   /** Images: list, get, create, update, delete. */
@@ -120,6 +125,8 @@ export class FloeClient implements Transport {
     };
     this.projects = new ProjectsApi(this, '/v1/projects');
     this.tokens = new TokensApi(this, '/v1/tokens');
+    this.users = new UsersApi(this, '/v1/users');
+    this.members = new MembersApi(this);
     this.hosts = new HostsApi(this, '/v1/hosts');
     this.images = new ImagesApi(this, '/v1/images');
     this.machineTypes = new MachineTypesApi(this, '/v1/machine-types');

@@ -26,6 +26,7 @@ export * from './io.js';
 export * from './networks.js';
 export * from './operations.js';
 export * from './projects.js';
+export * from './users.js';
 export * from './query.js';
 export * from './sse.js';
 export * from './transport.js';

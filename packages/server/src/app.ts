@@ -26,15 +26,19 @@ import { operationRoutes } from './http/routes/operations.js';
 import { projectRoutes } from './http/routes/projects.js';
 import { streamRoutes } from './http/routes/streams.js';
 import { tokenRoutes } from './http/routes/tokens.js';
+import { userRoutes } from './http/routes/users.js';
 import { checkStore } from './http/readiness.js';
 import type { Api, RouteFamily } from './http/routing.js';
 import { VERSION } from './version.js';
 import { buildServices, type ControlPki, type Services } from './wiring.js';
+import { withVerb } from './services/authz.js';
+import { verbOfMethod } from './services/verbs.js';
 
 /** Every family of routes, each in its own module of http/routes. */
 const ROUTE_FAMILIES: readonly RouteFamily[] = [
   projectRoutes,
   tokenRoutes,
+  userRoutes,
   imageRoutes,
   machineTypeRoutes,
   instanceRoutes,
@@ -177,10 +181,12 @@ export async function buildApp(opts: {
       const fromQuery = (request.query as { access_token?: unknown }).access_token;
       token = typeof fromQuery === 'string' ? fromQuery : undefined;
     }
-    request.principal = await services.tokens.authenticate(
+    const verb = request.routeOptions.config.verb ?? verbOfMethod(request.method);
+    const principal = await services.tokens.authenticate(
       token,
       (n) => (request.auditAuth = { ...request.auditAuth, ...n }),
     );
+    request.principal = withVerb(principal, verb);
   });
   const stopLeases = installIdempotency(
     http,

@@ -16,6 +16,8 @@ import { NetworkService } from './services/networks.js';
 import { OperationService } from './services/operations.js';
 import { ProjectService } from './services/projects.js';
 import { TokenService } from './services/tokens.js';
+import { UserService } from './services/users.js';
+import { MemberService } from './services/members.js';
 
 // The services of a control plane and how they are wired together; the HTTP layer (app.ts, http/**) only calls them.
 
@@ -33,6 +35,9 @@ export interface Services {
   bus: EventBus;
   projects: ProjectService;
   tokens: TokenService;
+  users: UserService;
+  /** The members of projects and their roles. */
+  members: MemberService;
   hosts: HostService;
   images: ImageService;
   /** Image files: upload, agent download, removal. */
@@ -83,6 +88,8 @@ export function buildServices(
     bus,
     projects,
     tokens: new TokenService(ctx),
+    users: new UserService(ctx),
+    members: new MemberService(ctx, projects),
     hosts,
     images,
     imageFiles,

@@ -9,6 +9,7 @@ import { registerNetwork } from './network.js';
 import { registerOperation } from './operation.js';
 import { registerProject } from './project.js';
 import { registerToken } from './token.js';
+import { registerUser } from './user.js';
 import { registerType } from './type.js';
 import { registerUp } from './up.js';
 
@@ -18,6 +19,7 @@ export function registerCommands(program: Command): void {
   registerLogin(program);
   registerProject(program);
   registerToken(program);
+  registerUser(program);
   registerHost(program);
   registerImage(program);
   registerType(program);

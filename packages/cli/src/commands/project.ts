@@ -4,6 +4,7 @@ import { age, labelList, renderDetails, renderTable } from '../output.js';
 import { checkName, collect, labelPatch, parseLabels } from '../parse.js';
 import { runtimeOf } from '../runtime.js';
 import { examples, fetchPage, listOptions, type ListFlags } from './shared.js';
+import { registerMember } from './user.js';
 
 /** Table rows of projects. */
 function projectTable(items: Project[], now: number): string {
@@ -20,6 +21,7 @@ export function registerProject(program: Command): void {
     'floe project create shop --description "web shop" --label team=web',
     'floe project label shop env=prod old-',
   ]);
+  registerMember(project);
 
   listOptions(project.command('ls').description('list projects')).action(async (opts: ListFlags, cmd: Command) => {
     const rt = runtimeOf(cmd);

@@ -19,6 +19,7 @@ function token(over: Partial<Token>): Token {
     expires_at: null,
     revoked_at: null,
     last_used_at: null,
+    user: null,
     ...over,
   };
 }
@@ -68,10 +69,10 @@ describe('floe token', () => {
     const r = await floe(['token', 'ls'], [active, expired]);
     expect(r.code, r.err).toBe(0);
     const [head, ...rows] = r.out.trimEnd().split('\n');
-    expect(head).toMatch(/^ID\s+NAME\s+STATE\s+ADMIN\s+PROJECTS\s+EXPIRES/);
-    expect(rows[0]).toMatch(/^tok_\w+\s+live\s+active\s+no\s+shop\s+never/);
+    expect(head).toMatch(/^ID\s+NAME\s+STATE\s+ADMIN\s+USER\s+PROJECTS\s+EXPIRES/);
+    expect(rows[0]).toMatch(/^tok_\w+\s+live\s+active\s+no\s+-\s+shop\s+never/);
     // A token whose projects were all deleted holds no grant: '-', not an empty cell.
-    expect(rows[1]).toMatch(/^tok_\w+\s+old\s+expired\s+no\s+-\s+2025-01-01T12:00:00.000Z/);
+    expect(rows[1]).toMatch(/^tok_\w+\s+old\s+expired\s+no\s+-\s+-\s+2025-01-01T12:00:00.000Z/);
   });
 
   it('show prints one token with its state, and -o json the API shape', async () => {

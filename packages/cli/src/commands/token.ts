@@ -8,12 +8,13 @@ import { examples, fetchPage, listOptions, type ListFlags } from './shared.js';
 /** Table rows of tokens: STATE says which are expired (or revoked), not only when they expire. */
 function tokenTable(items: Token[], now: number): string {
   return renderTable(
-    ['ID', 'NAME', 'STATE', 'ADMIN', 'PROJECTS', 'EXPIRES', 'LAST USED', 'AGE'],
+    ['ID', 'NAME', 'STATE', 'ADMIN', 'USER', 'PROJECTS', 'EXPIRES', 'LAST USED', 'AGE'],
     items.map((t) => [
       t.id,
       t.name,
       t.state,
       t.admin ? 'yes' : 'no',
+      t.user ?? '-',
       t.admin ? '*' : t.projects.length === 0 ? '-' : t.projects.join(','),
       t.expires_at === null ? 'never' : t.expires_at,
       ago(t.last_used_at, now),
@@ -47,12 +48,16 @@ export function registerToken(program: Command): void {
     .description('create an API token and print its secret (shown only once)')
     .argument('<name>', 'token name')
     .option('--admin', 'the token may do everything, including managing hosts')
+    .option(
+      '--user <user>',
+      "a personal token of this user: never more than the user may do (all of the user's projects unless --project limits it)",
+    )
     .addOption(new Option('--expires-in-days <n>', 'expire after this many days').argParser(intArg(1, 3650)))
     .addHelpText(
       'after',
       '\nThe projects a non-admin token may use are given with --project (repeatable, or comma-separated).\n',
     )
-    .action(async (name: string, opts: { admin?: boolean; expiresInDays?: number }, cmd: Command) => {
+    .action(async (name: string, opts: { admin?: boolean; user?: string; expiresInDays?: number }, cmd: Command) => {
       const rt = runtimeOf(cmd);
       checkName(name, 'token name');
       const projects = rt.globals(cmd).projects;
@@ -60,13 +65,18 @@ export function registerToken(program: Command): void {
       const res = await rt.client(cmd).tokens.create({
         name,
         ...(opts.admin === true ? { admin: true } : {}),
+        ...(opts.user === undefined ? {} : { user: opts.user }),
         ...(projects.length > 0 ? { projects } : {}),
         ...(opts.expiresInDays === undefined ? {} : { expires_in_days: opts.expiresInDays }),
       });
       rt.print(cmd, res, () => `token ${res.token.name} created (${res.token.id})\nsecret: ${res.secret}\n`);
       rt.warn('warning: the secret is shown only now; store it safely, it cannot be shown again');
     });
-  examples(create, ['floe token create ci --project shop --expires-in-days 30', 'floe token create ops --admin']);
+  examples(create, [
+    'floe token create ci --project shop --expires-in-days 30',
+    'floe token create ops --admin',
+    'floe token create ada-laptop --user ada',
+  ]);
 
   token
     .command('rm')

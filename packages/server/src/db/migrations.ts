@@ -2,6 +2,7 @@ import { Migrator, sql, type CreateTableBuilder, type Kysely, type Migration, ty
 import type { Dialect } from './dialect.js';
 import { tokenGrantIds } from './migrations/0005_token_grant_ids.js';
 import { idempotencyLeases } from './migrations/0006_idempotency_leases.js';
+import { users } from './migrations/0007_users.js';
 import { auditLog } from './migrations/0008_audit.js';
 
 /** Table where applied migrations are recorded. */
@@ -409,6 +410,7 @@ function migrations(dialect: Dialect): Record<string, Migration> {
     '0004_host_allocations': hostAllocations(dialect),
     '0005_token_grant_ids': tokenGrantIds(dialect),
     '0006_idempotency_leases': idempotencyLeases(dialect),
+    '0007_users': users(dialect),
     '0008_audit': auditLog(dialect),
   };
 }

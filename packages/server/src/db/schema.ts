@@ -33,6 +33,29 @@ export interface TokensTable {
   expires_at: string | null;
   last_used_at: string | null;
   revoked_at: string | null;
+  /** The user the token belongs to (migration 0007): it never has more rights than the user. */
+  user_id: string | null;
+}
+
+/** People (migration 0007). */
+export interface UsersTable {
+  id: string;
+  name: string;
+  display_name: string;
+  email: string | null;
+  disabled: number; // 0 | 1
+  password_hash: string | null; // argon2id PHC string
+  operator: number; // 0 | 1
+  created_at: string;
+  updated_at: string;
+}
+
+/** A user's role in a project (migration 0007); deleting either side deletes the row. */
+export interface ProjectMembersTable {
+  project_id: string;
+  user_id: string;
+  role: 'owner' | 'member' | 'viewer';
+  created_at: string;
 }
 
 /** One project a non-admin token may use, by id (migration 0005); deleting the project deletes the row. */
@@ -225,6 +248,8 @@ export interface Database {
   projects: ProjectsTable;
   tokens: TokensTable;
   token_projects: TokenProjectsTable;
+  users: UsersTable;
+  project_members: ProjectMembersTable;
   hosts: HostsTable;
   join_tokens: JoinTokensTable;
   images: ImagesTable;

@@ -56,6 +56,20 @@ function project(id: string, name: string): Insertable<Database['projects']> {
 /** One full row per table, every nullable column set; the primary key columns name the row. */
 const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unknown> } } = {
   projects: { pk: ['id'], row: project('prj_1', 'alpha') },
+  users: {
+    pk: ['id'],
+    row: {
+      id: 'usr_1',
+      name: 'alice',
+      display_name: 'Alice Ä',
+      email: 'alice@example.org',
+      disabled: 1,
+      password_hash: '$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA',
+      operator: 1,
+      created_at: T0,
+      updated_at: T0,
+    },
+  },
   tokens: {
     pk: ['id'],
     row: {
@@ -67,9 +81,14 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
       expires_at: '2026-01-01T00:00:00.000Z',
       last_used_at: T0,
       revoked_at: T0,
+      user_id: 'usr_1',
     },
   },
   token_projects: { pk: ['token_id', 'project_id'], row: { token_id: 'tok_1', project_id: 'prj_1' } },
+  project_members: {
+    pk: ['project_id', 'user_id'],
+    row: { project_id: 'prj_1', user_id: 'usr_1', role: 'viewer', created_at: T0 },
+  },
   hosts: {
     pk: ['id'],
     row: {
@@ -231,6 +250,10 @@ const EXPECTED_INDEXES = [
   'unique tokens(secret_hash)',
   'primary token_projects(token_id,project_id)',
   'index token_projects(project_id)',
+  'unique users(name)',
+  'primary project_members(project_id,user_id)',
+  'index project_members(user_id)',
+  'index tokens(user_id)',
   'unique hosts(name)',
   'unique join_tokens(secret_hash)',
   'unique images(project,name)',
@@ -401,6 +424,7 @@ for (const t of storeTargets()) {
           '0004_host_allocations',
           '0005_token_grant_ids',
           '0006_idempotency_leases',
+          '0007_users',
           '0008_audit',
         ]);
       } finally {
@@ -415,7 +439,8 @@ for (const t of storeTargets()) {
         const nulled: Record<string, unknown> = { ...row };
         for (const [col, kind] of Object.entries(columns)) if (kind.endsWith(' null')) nulled[col] = null;
         for (const c of pk) nulled[c] = `${String(row[c])}_nulls`;
-        if (table === 'projects' || table === 'hosts' || table === 'machine_types') nulled.name = 'other';
+        if (table === 'projects' || table === 'hosts' || table === 'machine_types' || table === 'users')
+          nulled.name = 'other';
         if (table === 'images' || table === 'instances') nulled.name = 'other';
         if (table === 'tokens' || table === 'join_tokens') nulled.secret_hash = '00'.repeat(32);
         if (table === 'networks') Object.assign(nulled, { name: 'other', vni: 4243 });
@@ -722,6 +747,7 @@ for (const t of storeTargets()) {
           '0004_host_allocations',
           '0005_token_grant_ids',
           '0006_idempotency_leases',
+          '0007_users',
           '0008_audit',
         ]);
         expect(await migrate(fresh.db, fresh.dialect)).toEqual([]);

@@ -4,6 +4,7 @@ import { ERROR_CODES, type Kind } from '@floe/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RouteRecord } from '../app.js';
 import { storeTargets } from '../db/testing.js';
+import { hashPassword } from '../auth/passwords.js';
 import { newId } from '../ids.js';
 import { injectJson, onlineTestHost, startTestControlPlane, type TestControlPlane } from '../testing.js';
 
@@ -13,21 +14,44 @@ import { injectJson, onlineTestHost, startTestControlPlane, type TestControlPlan
 // name, so a new route cannot arrive without saying who may call it. Answers for a resource the
 // caller may not see must be indistinguishable from the answers for a missing one.
 
-const CALLERS = ['none', 'expired', 'revoked', 'other', 'own', 'admin'] as const;
+const CALLERS = ['none', 'expired', 'revoked', 'other', 'own', 'viewer', 'member', 'owner', 'admin'] as const;
 type Caller = (typeof CALLERS)[number];
-/** Relative to project A: `own` lives in A (the project of the `own`, `expired` and `revoked` tokens), `foreign` in B. */
+/**
+ * Callers of project A: the project tokens `own`, `expired` and `revoked`, and the personal tokens of users
+ * who are `viewer`, `member` and `owner` of A. `other` is a project token of B; `admin` is the first admin
+ * token, which belongs to the operator user `admin`.
+ */
+const OF_A = new Set<Caller>(['own', 'expired', 'revoked', 'viewer', 'member', 'owner']);
+/** Callers whose token belongs to a user. */
+const USERS = new Set<Caller>(['viewer', 'member', 'owner', 'admin']);
+/** What a role may do to its project's resources, spelled out here rather than taken from the code under test. */
+type Verb = 'read' | 'write' | 'console' | 'power' | 'manage';
+const MAY: Record<'owner' | 'member' | 'viewer', readonly Verb[]> = {
+  owner: ['read', 'write', 'console', 'power', 'manage'],
+  member: ['read', 'write', 'console', 'power'],
+  viewer: ['read'],
+};
+/** The role of a caller in the project it may see: a project token's grant is a member's. */
+const roleOf = (caller: Caller) => (caller === 'viewer' ? 'viewer' : caller === 'owner' ? 'owner' : 'member');
+/** The password of every user of the matrix. */
+const PASSWORD = 'matrix password 1';
+/** Relative to project A: `own` lives in A, `foreign` in B. */
 const RESOURCES = ['own', 'foreign', 'missing'] as const;
 type Resource = (typeof RESOURCES)[number];
 
 /**
  * Who may call a route. public: no token needed, and the token changes nothing; docs: the API
  * documentation; agent: a host's client certificate, never a bearer token; admin: admin tokens only;
- * authenticated: any valid token; project: tokens of the resource's project (and admins).
+ * authenticated: any valid token; project: tokens of the resource's project (and admins), as far as
+ * their role allows the route's verb; manage: owners of the project (and admins); self: tokens of users.
  */
-type Access = 'public' | 'docs' | 'agent' | 'admin' | 'authenticated' | 'project';
+type Access = 'public' | 'docs' | 'agent' | 'admin' | 'authenticated' | 'project' | 'manage' | 'self';
 
-/** What a request is about: a resource kind (`:id` names one), a project (collections), or nothing. */
-type Target = Kind | 'collection' | null;
+/**
+ * What a request is about: a resource kind (`:id` names one), a project (collections), a member of a
+ * project (`:id` the project, `:user` the user), or nothing.
+ */
+type Target = Kind | 'collection' | 'member' | null;
 
 interface Policy {
   access: Access;
@@ -38,6 +62,10 @@ interface Policy {
   query?: boolean;
   /** Extra path segments after `:id` are filled from the fixture (nics). */
   contentType?: string;
+  /** What the route does when its method does not say (GET and HEAD read, the others write). */
+  verb?: Verb;
+  /** A user named as the request's unique name exists before the request (bodies that name a user). */
+  user?: boolean;
 }
 
 const admin = (target: Target = null, body?: Policy['body']): Policy => ({ access: 'admin', target, body });
@@ -45,6 +73,8 @@ const scoped = (target: Target, body?: Policy['body']): Policy => ({ access: 'pr
 const list: Policy = { access: 'project', target: 'collection', query: true };
 const labels = () => ({ labels: { matrix: 'yes' } });
 const docs: Policy = { access: 'docs', target: null };
+const self: Policy = { access: 'self', target: null };
+const manage = (target: Target, body?: Policy['body']): Policy => ({ access: 'manage', target, body });
 
 /** The policy table: one entry per route (HEAD twins follow their GET). */
 const POLICY: Record<string, Policy> = {
@@ -69,6 +99,18 @@ const POLICY: Record<string, Policy> = {
   'POST /v1/tokens': admin('collection', (project, name) => ({ name, projects: [project] })),
   'GET /v1/tokens/:id': admin('token'),
   'DELETE /v1/tokens/:id': admin('token'),
+
+  'GET /v1/users': admin(),
+  'POST /v1/users': admin(null, (_p, name) => ({ name })),
+  'GET /v1/users/me': self,
+  'POST /v1/users/me/password': { ...self, body: () => ({ old_password: PASSWORD, new_password: PASSWORD }) },
+  'GET /v1/users/:id': admin('user'),
+  'PATCH /v1/users/:id': admin('user', () => ({ display_name: 'matrix' })),
+  'DELETE /v1/users/:id': admin('user'),
+  'GET /v1/projects/:id/members': scoped('project'),
+  'POST /v1/projects/:id/members': { ...manage('project', (_p, name) => ({ user: name, role: 'viewer' })), user: true },
+  'PATCH /v1/projects/:id/members/:user': manage('member', () => ({ role: 'member' })),
+  'DELETE /v1/projects/:id/members/:user': manage('member'),
 
   'GET /v1/images': list,
   'POST /v1/images': scoped('collection', (project, name) => ({ name, project })),
@@ -99,14 +141,14 @@ const POLICY: Record<string, Policy> = {
   'GET /v1/instances/:id': scoped('instance'),
   'PATCH /v1/instances/:id': scoped('instance', labels),
   'DELETE /v1/instances/:id': scoped('instance'),
-  'POST /v1/instances/:id/start': scoped('instance'),
-  'POST /v1/instances/:id/stop': scoped('instance'),
-  'POST /v1/instances/:id/restart': scoped('instance'),
+  'POST /v1/instances/:id/start': { ...scoped('instance'), verb: 'power' },
+  'POST /v1/instances/:id/stop': { ...scoped('instance'), verb: 'power' },
+  'POST /v1/instances/:id/restart': { ...scoped('instance'), verb: 'power' },
   'GET /v1/instances/:id/history': scoped('instance'),
   'GET /v1/instances/:id/nics': scoped('instance'),
   'POST /v1/instances/:id/nics': scoped('instance', () => ({ network: 'lan' })),
   'DELETE /v1/instances/:id/nics/:nic': scoped('nic'),
-  'GET /v1/instances/:id/console': scoped('instance'),
+  'GET /v1/instances/:id/console': { ...scoped('instance'), verb: 'console' },
   'GET /v1/instances/:id/logs': scoped('instance'),
   'GET /v1/instances/:id/stats': scoped('instance'),
 
@@ -142,14 +184,20 @@ const PROJECT_QUERY = new Set<Target>(['image', 'instance', 'network', 'nic']);
 type Outcome = 'allowed' | 'hidden' | 'forbidden' | 'unauthenticated' | 'agent-only' | 'same-for-all';
 
 /** What the policy says a caller gets for a resource. */
-function expected(policy: Policy, caller: Caller, resource: Resource): Outcome {
+function expected(policy: Policy, method: string, caller: Caller, resource: Resource): Outcome {
   if (policy.access === 'public' || policy.access === 'docs') return 'same-for-all';
   if (policy.access === 'agent') return 'agent-only';
   if (caller === 'none' || caller === 'expired' || caller === 'revoked') return 'unauthenticated';
   if (policy.access === 'admin' && caller !== 'admin') return 'forbidden';
+  // A token of nobody has no user to show.
+  if (policy.access === 'self') return USERS.has(caller) ? 'allowed' : 'hidden';
   if (resource === 'missing') return 'hidden';
-  if (policy.access !== 'project' || caller === 'admin' || policy.target === null) return 'allowed';
-  return (caller === 'own') === (resource === 'own') ? 'allowed' : 'hidden';
+  const scopedAccess = policy.access === 'project' || policy.access === 'manage';
+  if (!scopedAccess || caller === 'admin' || policy.target === null) return 'allowed';
+  if (OF_A.has(caller) !== (resource === 'own')) return 'hidden';
+  const verb: Verb =
+    policy.access === 'manage' ? 'manage' : (policy.verb ?? (method === 'GET' || method === 'HEAD' ? 'read' : 'write'));
+  return MAY[roleOf(caller)].includes(verb) ? 'allowed' : 'forbidden';
 }
 
 /** True when the outcome is what was wanted. */
@@ -219,6 +267,17 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
       const revoked = await ok('POST', '/v1/tokens', { name: 'revoked', projects: [A] });
       await ok('DELETE', `/v1/tokens/${revoked.token.id}`);
       secret.revoked = revoked.secret;
+      for (const role of ['viewer', 'member', 'owner'] as const) {
+        const user = `mx-${role}`;
+        await ok('POST', '/v1/users', { name: user, password: PASSWORD });
+        await ok('POST', `/v1/projects/${A}/members`, { user, role });
+        secret[role] = (await ok('POST', '/v1/tokens', { name: user, user })).secret;
+      }
+      await cp.store.db
+        .updateTable('users')
+        .set({ password_hash: await hashPassword(PASSWORD) })
+        .where('name', '=', 'admin')
+        .execute();
     }, 60_000);
     afterAll(async () => {
       await cp?.close();
@@ -232,6 +291,8 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
           return { id: (await injectJson(cp, 'GET', `/v1/projects/${project}`)).body.id };
         case 'token':
           return { id: (await ok('POST', '/v1/tokens', { name, projects: [project] })).token.id };
+        case 'user':
+          return { id: (await ok('POST', '/v1/users', { name })).id };
         case 'image':
           return { id: (await ok('POST', '/v1/images', { name, project })).id };
         case 'network':
@@ -261,7 +322,7 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
       const name = unique('mx');
       const names = [name];
       // The project a missing resource is asked for in: the one the hidden counterpart lives in.
-      const hiddenProject = caller === 'own' ? B : A;
+      const hiddenProject = OF_A.has(caller) ? B : A;
       const project = resource === 'own' ? A : resource === 'foreign' ? B : hiddenProject;
       let url = route.url;
       const query = new URLSearchParams();
@@ -270,6 +331,17 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
         const p = resource === 'missing' ? 'mx-missing' : project;
         names.push(p);
         if (policy.query) query.set('project', p);
+      } else if (target === 'member') {
+        // A viewer of the project, by name; a missing member is asked for in a project that does not exist.
+        const projectId =
+          resource === 'missing' ? newId('project') : (await injectJson(cp, 'GET', `/v1/projects/${project}`)).body.id;
+        const user = unique('mxu');
+        if (resource !== 'missing') {
+          await ok('POST', '/v1/users', { name: user });
+          await ok('POST', `/v1/projects/${project}/members`, { user, role: 'viewer' });
+        }
+        names.push(projectId, user);
+        url = url.replace(':id', projectId).replace(':user', user);
       } else if (target !== null) {
         const found =
           resource === 'missing'
@@ -281,6 +353,7 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
         if (PROJECT_QUERY.has(target)) query.set('project', project);
       }
       if (route.url.includes('*')) url = url.replace('*', 'index.css');
+      if (policy.user === true) await ok('POST', '/v1/users', { name });
       const body =
         policy.body === undefined
           ? undefined
@@ -392,7 +465,7 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
                   : await send(route, policy, url, body, caller, names);
               requests++;
               answers.set(resource, got);
-              const want = expected(policy, caller, resource);
+              const want = expected(policy, route.method, caller, resource);
               const label = `${route.method} ${route.url}${variant === 'ws' ? ' (upgrade)' : ''} as ${caller} on ${resource}`;
               // The test hosts have no agent connected: reading from one is host_offline (a HEAD shows only the 503).
               const offline = got.status === 503 && (got.code === 'host_offline' || route.method === 'HEAD');
@@ -410,7 +483,13 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
             for (const resource of ['own', 'foreign'] as const) {
               const a = answers.get(resource);
               if (missing === undefined || a === undefined) continue;
-              if (expected(policy, caller, resource) !== 'allowed' && a.shape !== missing.shape)
+              // (A viewer's write to its own project is forbidden, not hidden: it sees what it may not change.)
+              const want = expected(policy, route.method, caller, resource);
+              if (
+                want !== 'allowed' &&
+                want === expected(policy, route.method, caller, 'missing') &&
+                a.shape !== missing.shape
+              )
                 failures.push(
                   `${route.method} ${route.url} as ${caller}: ${resource} answers ${a.shape.slice(0, 200)} but missing answers ${missing.shape.slice(0, 200)}`,
                 );

@@ -1,6 +1,7 @@
 import { FloeError } from '@floe/api';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Principal } from '../services/context.js';
+import type { Verb } from '../services/verbs.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -10,6 +11,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** No bearer token needed. */
     public?: boolean;
+    /** What the route does to a project's resources, when its method does not say (see services/verbs.ts). */
+    verb?: Verb;
   }
 }
 

@@ -64,7 +64,7 @@ describe('audit log writes', () => {
       routeOptions: { url: '/v1/instances/:id' },
       params: { id: 'inst_1' },
       query: { project: 'shop' },
-      principal: { actor: 'tok_1', admin: false, projects: new Set(['shop']), user: { id: 'usr_1', name: 'ada' } },
+      principal: { actor: 'tok_1', admin: false, projects: new Set(['shop']), user: 'usr_1', userName: 'ada' },
       socket: { remoteAddress: '192.0.2.1' },
       ip: '192.0.2.1',
       id: 'req-1',

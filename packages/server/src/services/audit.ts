@@ -19,8 +19,9 @@ const MAX_QUEUED = 50_000;
 
 /** The user behind a principal, when it has one (users arrive with their own service). */
 export function principalUser(principal: Principal | undefined): { id: string; name: string } | null {
-  const user = (principal as { user?: { id?: unknown; name?: unknown } } | undefined)?.user;
-  return typeof user?.id === 'string' && typeof user.name === 'string' ? { id: user.id, name: user.name } : null;
+  return principal?.user !== undefined && principal.userName !== undefined
+    ? { id: principal.user, name: principal.userName }
+    : null;
 }
 
 /**

@@ -1,9 +1,35 @@
 import { FloeError } from '@floe/api';
+import type { ProjectRole } from '../auth/types.js';
 import type { Principal } from './principal.js';
+import { roleAllows, type Verb } from './verbs.js';
 
-/** True when the principal may use resources of `project`. */
+/** The principal's role in `project`, or null when it may not see the project at all (admins: null too). */
+function roleIn(principal: Principal, project: string): ProjectRole | null {
+  if (!principal.projects.has(project)) return null;
+  return principal.roles?.get(project) ?? 'member';
+}
+
+/**
+ * Whether the principal may do `verb` (by default the verb of its request) to the resources of `project`.
+ * False when it may not see the project: the caller answers not-found, as for a missing resource. When it
+ * sees the project but its role does not allow the verb (a viewer writing), `forbidden` is thrown.
+ */
+export function authorize(principal: Principal, project: string, verb: Verb = principal.verb ?? 'write'): boolean {
+  if (principal.admin) return true;
+  const role = roleIn(principal, project);
+  if (role === null) return false;
+  if (!roleAllows(role, verb))
+    throw new FloeError('forbidden', `a ${role} of project "${project}" may not ${verb} its resources`, {
+      project,
+      role,
+      verb,
+    });
+  return true;
+}
+
+/** True when the principal may use resources of `project` for its request (see authorize). */
 export function canUseProject(principal: Principal, project: string): boolean {
-  return principal.admin || principal.projects.has(project);
+  return authorize(principal, project);
 }
 
 /** Projects a principal may list in, or null for all (admins). */
@@ -15,4 +41,9 @@ export function visibleProjects(principal: Principal, requested?: string): reado
 /** Only admins pass. */
 export function requireAdmin(principal: Principal, what: string): void {
   if (!principal.admin) throw new FloeError('forbidden', `only an admin token may ${what}`);
+}
+
+/** The principal as it asks for one request: the same rights, doing `verb`. */
+export function withVerb(principal: Principal, verb: Verb): Principal {
+  return Object.freeze({ ...principal, verb });
 }

@@ -178,7 +178,8 @@ export class ImageService {
         }),
       );
     } catch (err) {
-      if (!(err instanceof FloeError) || err.code !== 'image_not_found') throw err;
+      // A viewer of the image's project who writes elsewhere still uses the project's public images.
+      if (!(err instanceof FloeError) || (err.code !== 'image_not_found' && err.code !== 'forbidden')) throw err;
       const publicRow = (
         await db
           .selectFrom('images')

@@ -107,7 +107,8 @@ export class NetworkService implements NetworkLookup {
         label: 'network',
       });
     } catch (err) {
-      if (!(err instanceof FloeError) || err.code !== 'network_not_found') throw err;
+      // A viewer of the network's project who writes elsewhere still uses the public networks.
+      if (!(err instanceof FloeError) || (err.code !== 'network_not_found' && err.code !== 'forbidden')) throw err;
       const q = db.selectFrom('networks').selectAll().where('kind', '=', 'public');
       const pub = await (ref.startsWith('net_') ? q.where('id', '=', ref) : q.where('name', '=', ref))
         .orderBy('id')

@@ -1,8 +1,23 @@
+import type { ProjectRole } from '../auth/types.js';
+import type { Verb } from './verbs.js';
+
 /** Who is asking: resolved from the bearer token. */
 export interface Principal {
   /** Token id, or "system" / "agent:<host>" for internal callers. */
   readonly actor: string;
+  /** Operator (admin token, or a personal token of an operator user): every project and the global resources. */
   readonly admin: boolean;
-  /** Projects a non-admin may use. Ignored for admins. */
+  /** Projects a non-admin may see (by name). Ignored for admins. */
   readonly projects: ReadonlySet<string>;
+  /**
+   * The role in each project of `projects` (by name). A project without an entry is a project token's
+   * grant, which allows everything on the project's resources (`member`).
+   */
+  readonly roles?: ReadonlyMap<string, ProjectRole>;
+  /** The user a personal token belongs to (its id), or absent. */
+  readonly user?: string;
+  /** That user's name, as the audit log records it. */
+  readonly userName?: string;
+  /** What the request does (set per request from its route); absent means a write. */
+  readonly verb?: Verb;
 }

@@ -5,7 +5,7 @@ import { baseFields, checkRevision, findRow, newBase, patchedBase } from './reso
 import { listPage } from './pagination.js';
 import { parseLabelSelectors, writeLabels } from './labels.js';
 import { recordHistory } from './history.js';
-import { requireAdmin } from './authz.js';
+import { canUseProject, requireAdmin } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';
 
 /** Row → API shape. */
@@ -42,7 +42,7 @@ export class ProjectService {
       code: 'project_not_found',
       label: 'project',
     });
-    if (!principal.admin && !principal.projects.has(row.name)) {
+    if (!canUseProject(principal, row.name)) {
       throw new FloeError('project_not_found', `project "${ref}" not found`, { kind: 'project', id: ref });
     }
     return projectFromRow(row);

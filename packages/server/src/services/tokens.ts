@@ -2,8 +2,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { FloeError, type PageOf, type Token, type TokenCreate, type TokenCreated, type TokenState } from '@floe/api';
 import { nowIso, transaction, type Db } from '../db/index.js';
 import type { TokensTable } from '../db/schema.js';
-import { newId } from '../ids.js';
+import { FIRST_OPERATOR } from '../db/migrations/0007_users.js';
+import { isIdOf, newId } from '../ids.js';
 import { decodeCursor, encodeCursor } from './pagination.js';
+import { principalOfToken } from './token-principal.js';
 import { requireAdmin } from './authz.js';
 import type { AuthNoter } from './audit-note.js';
 import type { Principal, ServiceContext } from './context.js';
@@ -28,12 +30,13 @@ function stateOf(row: TokensTable, now: string): TokenState {
   return 'active';
 }
 
-function tokenFromRow(row: TokensTable, projects: readonly string[], now: string): Token {
+function tokenFromRow(row: TokensTable, projects: readonly string[], now: string, user: string | null): Token {
   return {
     id: row.id,
     name: row.name,
     admin: row.admin === 1,
     projects: [...projects],
+    user,
     state: stateOf(row, now),
     created_at: row.created_at,
     expires_at: row.expires_at,
@@ -57,6 +60,25 @@ async function grantedProjects(db: Db, tokenIds: readonly string[]): Promise<Map
   return out;
 }
 
+/** The id of a user named by name or id, or `user_not_found`. */
+async function userId(db: Db, ref: string): Promise<string> {
+  const user = await db
+    .selectFrom('users')
+    .select('id')
+    .where(isIdOf('user', ref) ? 'id' : 'name', '=', ref)
+    .executeTakeFirst();
+  if (!user) throw new FloeError('user_not_found', `user "${ref}" not found`, { kind: 'user', id: ref });
+  return user.id;
+}
+
+/** The names of the users the tokens belong to, by user id. */
+async function userNames(db: Db, rows: readonly TokensTable[]): Promise<Map<string, string>> {
+  const ids = [...new Set(rows.flatMap((r) => (r.user_id === null ? [] : [r.user_id])))];
+  if (ids.length === 0) return new Map();
+  const users = await db.selectFrom('users').select(['id', 'name']).where('id', 'in', ids).execute();
+  return new Map(users.map((u) => [u.id, u.name]));
+}
+
 interface CachedPrincipal {
   principal: Principal;
   expiresAt: number;
@@ -69,13 +91,17 @@ const CACHE_MS = 5_000;
 export class TokenService {
   private readonly cache = new Map<string, CachedPrincipal>();
   private readonly lastUsedWritten = new Map<string, number>();
+  /** Counts cache clears: a principal read before a clear is not cached after it. */
+  private generation = 0;
 
   constructor(private readonly ctx: ServiceContext) {
     // Events reach every control plane: a project deleted anywhere drops the cached grants, and a
     // token revoked anywhere is forgotten here at once rather than when its cache entry runs out.
     ctx.bus.subscribe((e) => {
+      // A user changed, disabled or deleted, or a membership changed: personal tokens are read again.
+      if (e.kind === 'user') this.clear();
       if (e.type !== 'resource.deleted') return;
-      if (e.kind === 'project') this.cache.clear();
+      if (e.kind === 'project') this.clear();
       if (e.kind === 'token') this.forget(e.resource_id);
     });
   }
@@ -93,6 +119,7 @@ export class TokenService {
     const now = Date.now();
     const hit = this.cache.get(hash);
     if (hit && hit.expiresAt > now) return hit.principal;
+    const generation = this.generation;
     const row = await this.ctx.store.db
       .selectFrom('tokens')
       .selectAll()
@@ -105,12 +132,17 @@ export class TokenService {
       );
       throw new FloeError('unauthenticated', 'the token is unknown, revoked or expired');
     }
-    const projects = row.admin === 1 ? [] : ((await grantedProjects(this.ctx.store.db, [row.id])).get(row.id) ?? []);
-    const principal: Principal = Object.freeze({ actor: row.id, admin: row.admin === 1, projects: new Set(projects) });
+    const principal = await principalOfToken(this.ctx.store.db, row);
+    if (principal === null) {
+      this.cache.delete(hash);
+      throw new FloeError('unauthenticated', 'the token is unknown, revoked or expired');
+    }
     if (this.cache.size > 10_000) this.cache.clear();
-    // Never cached past the token's own expiry: an expired token is refused at once.
+    // Never cached past the token's own expiry: an expired token is refused at once. Nor when the
+    // rights it was read with changed meanwhile (a membership removed while the rows were read).
     const expiry = row.expires_at === null ? Infinity : Date.parse(row.expires_at);
-    this.cache.set(hash, { principal, expiresAt: Math.min(now + CACHE_MS, expiry) });
+    if (generation === this.generation)
+      this.cache.set(hash, { principal, expiresAt: Math.min(now + CACHE_MS, expiry) });
     // last_used_at is informative: write it at most once a minute per token.
     if ((this.lastUsedWritten.get(row.id) ?? 0) < now - 60_000) {
       this.lastUsedWritten.set(row.id, now);
@@ -134,7 +166,7 @@ export class TokenService {
   ): Promise<TokenCreated> {
     requireAdmin(principal, 'create tokens');
     const refs = [...new Set(body.projects ?? [])];
-    if (!body.admin && refs.length === 0) {
+    if (!body.admin && refs.length === 0 && body.user === undefined) {
       throw new FloeError('validation_failed', 'a non-admin token needs at least one project', { field: 'projects' });
     }
     const secret = newSecret();
@@ -147,8 +179,10 @@ export class TokenService {
       expires_at: body.expires_in_days ? new Date(Date.now() + body.expires_in_days * 86_400_000).toISOString() : null,
       last_used_at: null,
       revoked_at: null,
+      user_id: null,
     };
     const projects = await transaction(this.ctx.store, async (trx) => {
+      if (body.user !== undefined) row.user_id = await userId(trx, body.user);
       const ids: string[] = [];
       for (const ref of refs) ids.push(await projectId(ref, trx));
       await trx.insertInto('tokens').values(row).execute();
@@ -167,7 +201,10 @@ export class TokenService {
       resource_id: row.id,
       data: { name: row.name, admin: row.admin === 1 },
     });
-    return { token: tokenFromRow(row, projects, nowIso()), secret };
+    return {
+      token: tokenFromRow(row, projects, nowIso(), body.user === undefined ? null : await this.userName(row)),
+      secret,
+    };
   }
 
   /** One token by id, revoked or not (admin). */
@@ -176,7 +213,7 @@ export class TokenService {
     const row = await this.ctx.store.db.selectFrom('tokens').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) throw new FloeError('token_not_found', `token "${id}" not found`, { kind: 'token', id });
     const projects = await grantedProjects(this.ctx.store.db, [row.id]);
-    return tokenFromRow(row, projects.get(row.id) ?? [], nowIso());
+    return tokenFromRow(row, projects.get(row.id) ?? [], nowIso(), await this.userName(row));
   }
 
   /** Tokens that are not revoked (admin); expired ones say so in their `state`. */
@@ -197,14 +234,24 @@ export class TokenService {
       page.map((r) => r.id),
     );
     const now = nowIso();
+    const users = await userNames(this.ctx.store.db, page);
     return {
-      items: page.map((r) => tokenFromRow(r, projects.get(r.id) ?? [], now)),
+      items: page.map((r) => tokenFromRow(r, projects.get(r.id) ?? [], now, users.get(r.user_id ?? '') ?? null)),
       next_cursor: rows.length > limit ? encodeCursor(page[page.length - 1]!.id) : null,
     };
   }
 
+  private clear(): void {
+    this.generation++;
+    this.cache.clear();
+  }
+
   private forget(tokenId: string): void {
     for (const [hash, hit] of this.cache) if (hit.principal.actor === tokenId) this.cache.delete(hash);
+  }
+
+  private async userName(row: TokensTable): Promise<string | null> {
+    return (await userNames(this.ctx.store.db, [row])).get(row.user_id ?? '') ?? null;
   }
 
   /** Revoke a token at once (the cache forgets it too). */
@@ -238,6 +285,15 @@ export class TokenService {
       .limit(1)
       .executeTakeFirst();
     if (any) return null;
+    // Owned by the operator user the migration made, while it is one; a token of nobody otherwise, so
+    // that a disabled or deleted `admin` user cannot lock the operator out.
+    const owner = await this.ctx.store.db
+      .selectFrom('users')
+      .select('id')
+      .where('name', '=', FIRST_OPERATOR)
+      .where('operator', '=', 1)
+      .where('disabled', '=', 0)
+      .executeTakeFirst();
     const secret = newSecret();
     await this.ctx.store.db
       .insertInto('tokens')
@@ -250,6 +306,7 @@ export class TokenService {
         expires_at: null,
         last_used_at: null,
         revoked_at: null,
+        user_id: owner?.id ?? null,
       })
       .execute();
     return secret;

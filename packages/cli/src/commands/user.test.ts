@@ -1,0 +1,121 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { User } from '@floe/api';
+import type { FloeClient } from '@floe/client';
+import { describe, expect, it } from 'vitest';
+import { run } from '../program.js';
+import { OutputBuffer as Buf } from '../testing.js';
+
+const NOW = Date.parse('2025-01-02T00:00:00.000Z');
+
+const ada: User = {
+  id: 'usr_01JB8X0Q3E6M2T9K4V7W5YB1C3',
+  name: 'ada',
+  display_name: 'Ada L.',
+  email: 'ada@example.org',
+  disabled: false,
+  operator: false,
+  has_password: true,
+  created_at: '2025-01-01T00:00:00.000Z',
+  updated_at: '2025-01-01T00:00:00.000Z',
+};
+
+/** Runs the CLI against a client that records what it is asked. */
+async function floe(argv: string[], env: Record<string, string> = {}) {
+  const calls: unknown[][] = [];
+  const record =
+    (name: string, answer: unknown = ada) =>
+    (...args: unknown[]) => {
+      calls.push([name, ...args]);
+      return Promise.resolve(answer);
+    };
+  const member = { user: 'ada', user_id: ada.id, role: 'viewer', created_at: ada.created_at };
+  const client = {
+    users: {
+      list: record('users.list', { items: [ada], next_cursor: null }),
+      get: record('users.get'),
+      me: record('users.me'),
+      create: record('users.create'),
+      update: record('users.update'),
+      delete: record('users.delete', undefined),
+      changePassword: record('users.changePassword', undefined),
+    },
+    members: {
+      list: record('members.list', [member]),
+      add: record('members.add', member),
+      update: record('members.update', { ...member, role: 'member' }),
+      remove: record('members.remove', undefined),
+    },
+    close: () => Promise.resolve(),
+  } as unknown as FloeClient;
+  const out = new Buf();
+  const err = new Buf();
+  const code = await run(argv, {
+    createClient: () => client,
+    stdout: out,
+    stderr: err,
+    env: {
+      FLOE_CONFIG: join(tmpdir(), 'floe-cli-user-test-none.json'),
+      FLOE_URL: 'http://127.0.0.1:1',
+      FLOE_TOKEN: 'tok',
+      NO_COLOR: '1',
+      ...env,
+    },
+    stdinIsTTY: false,
+    now: () => NOW,
+  });
+  return { code, out: out.text, err: err.text, calls };
+}
+
+describe('floe user', () => {
+  it('creates a user with a password taken from the environment, never from the command line', async () => {
+    const r = await floe(['user', 'create', 'ada', '--email', 'ada@example.org', '--password-env', 'PW'], {
+      PW: 'a long secret 1',
+    });
+    expect(r.code).toBe(0);
+    expect(r.calls).toEqual([['users.create', { name: 'ada', email: 'ada@example.org', password: 'a long secret 1' }]]);
+    const missing = await floe(['user', 'create', 'ada', '--password-env', 'UNSET']);
+    expect(missing.code).not.toBe(0);
+    expect(missing.err).toContain('UNSET');
+    expect(missing.calls).toEqual([]);
+  });
+
+  it('lists users, shows one or itself, disables, demotes and deletes', async () => {
+    const ls = await floe(['user', 'ls']);
+    expect(ls.out).toMatch(/^NAME\s+DISPLAY NAME\s+EMAIL\s+OPERATOR\s+DISABLED/);
+    expect(ls.out).toContain('ada@example.org');
+    expect((await floe(['user', 'show', 'me'])).calls).toEqual([['users.me']]);
+    expect((await floe(['user', 'show', 'ada'])).calls).toEqual([['users.get', 'ada']]);
+    expect((await floe(['user', 'update', 'ada', '--disable', '--no-operator', '--email', ''])).calls).toEqual([
+      ['users.update', 'ada', { email: null, disabled: true, operator: false }],
+    ]);
+    expect((await floe(['user', 'update', 'ada', '--disable', '--enable'])).code).not.toBe(0);
+    expect((await floe(['user', 'rm', 'ada'])).calls).toEqual([['users.delete', 'ada']]);
+  });
+
+  it('changes its own password from two environment variables', async () => {
+    const r = await floe(['user', 'passwd', '--old-env', 'OLD', '--new-env', 'NEW'], {
+      OLD: 'old secret 12',
+      NEW: 'new secret 12',
+    });
+    expect(r.code).toBe(0);
+    expect(r.calls).toEqual([['users.changePassword', 'old secret 12', 'new secret 12']]);
+  });
+});
+
+describe('floe project member', () => {
+  it('adds, lists, changes and removes members, and checks the role', async () => {
+    expect((await floe(['project', 'member', 'add', 'shop', 'ada', '--role', 'viewer'])).calls).toEqual([
+      ['members.add', 'shop', { user: 'ada', role: 'viewer' }],
+    ]);
+    const bad = await floe(['project', 'member', 'add', 'shop', 'ada', '--role', 'admin']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.calls).toEqual([]);
+    const ls = await floe(['project', 'member', 'ls', 'shop']);
+    expect(ls.out).toMatch(/^USER\s+ROLE\s+AGE\nada\s+viewer/);
+    expect((await floe(['project', 'member', 'update', 'shop', 'ada', '--role', 'member'])).calls).toEqual([
+      ['members.update', 'shop', 'ada', 'member'],
+    ]);
+    expect((await floe(['project', 'member', 'rm', 'shop', 'ada'])).calls).toEqual([['members.remove', 'shop', 'ada']]);
+  });
+});

@@ -1,0 +1,60 @@
+import type { ProjectRole } from '../auth/types.js';
+import type { Db } from '../db/index.js';
+import type { TokensTable } from '../db/schema.js';
+import type { Principal } from './principal.js';
+
+/**
+ * What a token may do now, or null when it may do nothing (its user is gone or disabled).
+ *
+ * A project token (no user) is an admin, or may use the projects of its grants with every verb.
+ * A personal token has at most its user's rights, read at the time of the request: it is an operator
+ * only when both the token is an admin token and the user an operator; otherwise it reaches the
+ * projects the user is a member of (only those of its grants, when it has grants), each with the
+ * user's role there. An operator's non-admin token reaches its grants, as a project token does.
+ */
+export async function principalOfToken(db: Db, row: TokensTable): Promise<Principal | null> {
+  const grants = await db
+    .selectFrom('token_projects')
+    .innerJoin('projects', 'projects.id', 'token_projects.project_id')
+    .select('projects.name')
+    .where('token_projects.token_id', '=', row.id)
+    .execute();
+  const granted = new Set(grants.map((g) => g.name));
+  if (row.user_id === null) {
+    const admin = row.admin === 1;
+    return Object.freeze({ actor: row.id, admin, projects: admin ? new Set<string>() : granted });
+  }
+  const user = await db
+    .selectFrom('users')
+    .select(['id', 'name', 'disabled', 'operator'])
+    .where('id', '=', row.user_id)
+    .executeTakeFirst();
+  if (user === undefined || user.disabled === 1) return null;
+  const operator = user.operator === 1;
+  if (operator && row.admin === 1)
+    return Object.freeze({
+      actor: row.id,
+      admin: true,
+      projects: new Set<string>(),
+      user: user.id,
+      userName: user.name,
+    });
+  if (operator)
+    return Object.freeze({ actor: row.id, admin: false, projects: granted, user: user.id, userName: user.name });
+  const memberships = await db
+    .selectFrom('project_members')
+    .innerJoin('projects', 'projects.id', 'project_members.project_id')
+    .select(['projects.name', 'project_members.role'])
+    .where('project_members.user_id', '=', user.id)
+    .execute();
+  const roles = new Map<string, ProjectRole>();
+  for (const m of memberships) if (granted.size === 0 || granted.has(m.name)) roles.set(m.name, m.role);
+  return Object.freeze({
+    actor: row.id,
+    admin: false,
+    projects: new Set(roles.keys()),
+    roles,
+    user: user.id,
+    userName: user.name,
+  });
+}
