@@ -58,8 +58,9 @@ for (const t of storeTargets()) {
         status: 201,
         error_code: null,
         token_id: adminId,
-        user_id: null,
-        user_name: null,
+        // The first admin token belongs to the operator user 'admin'.
+        user_id: expect.stringMatching(/^usr_/),
+        user_name: 'admin',
         authenticator: 'token',
         source_address: '127.0.0.1',
         method: 'POST',
