@@ -1,11 +1,8 @@
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { InstanceStats } from '@floe/api';
 import { FloeApiError, type FloeClient, type LogsOptions } from '@floe/client';
 import { describe, expect, it } from 'vitest';
-import { run } from '../program.js';
 import { cpuTime, splitAtDetach, statsTable } from './instance-io.js';
-import { OutputBuffer as Buf } from '../testing.js';
+import { runWithClient } from '../testing.js';
 
 const STATS: InstanceStats = {
   at: '2025-01-02T00:00:00.000Z',
@@ -39,21 +36,7 @@ async function floe(argv: string[], answers: { chunks?: string[]; stats?: () => 
     },
     close: () => Promise.resolve(),
   } as unknown as FloeClient;
-  const out = new Buf();
-  const err = new Buf();
-  const code = await run(argv, {
-    createClient: () => client,
-    stdout: out,
-    stderr: err,
-    env: {
-      FLOE_CONFIG: join(tmpdir(), 'floe-cli-io-test-none.json'),
-      FLOE_URL: 'http://127.0.0.1:1',
-      FLOE_TOKEN: 'tok',
-      NO_COLOR: '1',
-    },
-    stdinIsTTY: false,
-  });
-  return { code, out: out.text, err: err.text, calls };
+  return { ...(await runWithClient(argv, client)), calls };
 }
 
 describe('floe vm logs', () => {

@@ -1,10 +1,7 @@
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { User } from '@floe/api';
 import type { FloeClient } from '@floe/client';
 import { describe, expect, it } from 'vitest';
-import { run } from '../program.js';
-import { OutputBuffer as Buf } from '../testing.js';
+import { runWithClient } from '../testing.js';
 
 const NOW = Date.parse('2025-01-02T00:00:00.000Z');
 
@@ -48,23 +45,7 @@ async function floe(argv: string[], env: Record<string, string> = {}) {
     },
     close: () => Promise.resolve(),
   } as unknown as FloeClient;
-  const out = new Buf();
-  const err = new Buf();
-  const code = await run(argv, {
-    createClient: () => client,
-    stdout: out,
-    stderr: err,
-    env: {
-      FLOE_CONFIG: join(tmpdir(), 'floe-cli-user-test-none.json'),
-      FLOE_URL: 'http://127.0.0.1:1',
-      FLOE_TOKEN: 'tok',
-      NO_COLOR: '1',
-      ...env,
-    },
-    stdinIsTTY: false,
-    now: () => NOW,
-  });
-  return { code, out: out.text, err: err.text, calls };
+  return { ...(await runWithClient(argv, client, { now: NOW, env })), calls };
 }
 
 describe('floe user', () => {
