@@ -65,26 +65,14 @@ export class InstanceReachability {
             host_unreachable_since: since,
             last_known_state: before.state,
           };
-          await this.cache.forget(trx, row.id);
           ids.push(row.id);
-          await trx
-            .updateTable('instances')
-            .set({ status: toJson(status), state: status.state })
-            .where('id', '=', row.id)
-            .execute();
-          out.push({
-            type: 'instance.state',
-            project: row.project,
-            kind: 'instance',
-            resource_id: row.id,
-            data: {
-              name: row.name,
-              state: 'unknown',
+          out.push(
+            await this.setStatus(trx, row, status, {
               previous: before.state,
               reason: `host ${name} is unreachable`,
               host_unreachable_since: since,
-            },
-          });
+            }),
+          );
         }
         out.push(
           ...(await this.operations.advance(trx, row.id, (op) => ({
@@ -115,20 +103,8 @@ export class InstanceReachability {
         if (before.host_unreachable_since !== undefined) {
           const { host_unreachable_since: _since, last_known_state, ...rest } = before;
           const status: InstanceStatus = { ...rest, state: last_known_state ?? 'unknown' };
-          await this.cache.forget(trx, row.id);
           ids.push(row.id);
-          await trx
-            .updateTable('instances')
-            .set({ status: toJson(status), state: status.state })
-            .where('id', '=', row.id)
-            .execute();
-          out.push({
-            type: 'instance.state',
-            project: row.project,
-            kind: 'instance',
-            resource_id: row.id,
-            data: { name: row.name, state: status.state, previous: before.state, reason: null },
-          });
+          out.push(await this.setStatus(trx, row, status, { previous: before.state, reason: null }));
         }
         out.push(
           ...(await this.operations.advance(trx, row.id, (op) =>
@@ -145,5 +121,27 @@ export class InstanceReachability {
       return out;
     });
     await this.post.run({ forget: ids, events });
+  }
+
+  /** Writes an instance's new status and returns its `instance.state` event. */
+  private async setStatus(
+    trx: Db,
+    row: { id: string; name: string; project: string },
+    status: InstanceStatus,
+    data: Record<string, unknown>,
+  ): Promise<NewEvent> {
+    await this.cache.forget(trx, row.id);
+    await trx
+      .updateTable('instances')
+      .set({ status: toJson(status), state: status.state })
+      .where('id', '=', row.id)
+      .execute();
+    return {
+      type: 'instance.state',
+      project: row.project,
+      kind: 'instance',
+      resource_id: row.id,
+      data: { name: row.name, state: status.state, ...data },
+    };
   }
 }
