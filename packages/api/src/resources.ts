@@ -9,6 +9,7 @@ import {
   ProjectScopedFields,
   ResourceFields,
   Timestamp,
+  type Kind,
 } from './common.js';
 import { MAX_NICS, NicRequest } from './networks.js';
 
@@ -42,6 +43,57 @@ export type ProjectPatch = Static<typeof ProjectPatch>;
 export const TokenState = Type.Union([Type.Literal('active'), Type.Literal('expired'), Type.Literal('revoked')]);
 export type TokenState = Static<typeof TokenState>;
 
+/**
+ * What a request does to a project's resources (a route's verb, see the API reference): read; create,
+ * update and delete; power (start, stop, restart); console; manage (members and tokens).
+ */
+export const VERBS = ['read', 'create', 'update', 'delete', 'power', 'console', 'manage'] as const;
+export type Verb = (typeof VERBS)[number];
+export const VerbName = Type.Union([
+  Type.Literal('read'),
+  Type.Literal('create'),
+  Type.Literal('update'),
+  Type.Literal('delete'),
+  Type.Literal('power'),
+  Type.Literal('console'),
+  Type.Literal('manage'),
+]);
+
+/** Resource kinds a token's scope may name. */
+export const ScopeKind = Type.Union([
+  Type.Literal('project'),
+  Type.Literal('token'),
+  Type.Literal('user'),
+  Type.Literal('image'),
+  Type.Literal('machine_type'),
+  Type.Literal('instance'),
+  Type.Literal('operation'),
+  Type.Literal('host'),
+  Type.Literal('network'),
+  Type.Literal('nic'),
+  Type.Literal('event'),
+  Type.Literal('audit'),
+  Type.Literal('join_token'),
+]);
+export type ScopeKind = Static<typeof ScopeKind> & Kind;
+
+/**
+ * What a token may do, beyond its projects: only these kinds of resources, only these resources
+ * (given by name or id, shown by id; they must be in the token's one project), only these verbs.
+ * A scope only narrows: a personal token never exceeds its user.
+ */
+export const TokenScope = Type.Object(
+  {
+    kinds: Type.Optional(Type.Array(ScopeKind, { minItems: 1, maxItems: 20, uniqueItems: true })),
+    resources: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 63 }), { minItems: 1, maxItems: 100, uniqueItems: true }),
+    ),
+    verbs: Type.Optional(Type.Array(VerbName, { minItems: 1, maxItems: 7, uniqueItems: true })),
+  },
+  { additionalProperties: false },
+);
+export type TokenScope = Static<typeof TokenScope>;
+
 /** An API token. Its secret is shown once, at creation, and stored only as a hash. */
 export const Token = Type.Object({
   id: Id,
@@ -52,6 +104,7 @@ export const Token = Type.Object({
       'projects a non-admin token may use; a grant names the project itself, so it goes when the project is deleted',
   }),
   user: Nullable(Name),
+  scope: Nullable(TokenScope),
   state: TokenState,
   created_at: Timestamp,
   expires_at: Nullable(Timestamp),
@@ -74,6 +127,7 @@ export const TokenCreate = Type.Object({
     }),
   ),
   expires_in_days: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650 })),
+  scope: Type.Optional(TokenScope),
 });
 export type TokenCreate = Static<typeof TokenCreate>;
 

@@ -32,7 +32,8 @@ import type { Api, RouteFamily } from './http/routing.js';
 import { VERSION } from './version.js';
 import { buildServices, type ControlPki, type Services } from './wiring.js';
 import { withVerb } from './services/authz.js';
-import { verbOfMethod } from './services/verbs.js';
+import { policyOf } from './http/policy.js';
+import { enforceScope } from './http/scope.js';
 
 /** Every family of routes, each in its own module of http/routes. */
 const ROUTE_FAMILIES: readonly RouteFamily[] = [
@@ -111,7 +112,19 @@ export async function buildApp(opts: {
   }) as unknown as FastifyInstance;
   const routes: RouteRecord[] = [];
   http.addHook('onRoute', (r) => {
-    for (const method of [r.method].flat())
+    // Every route has an entry in the policy table, and the table and the route agree on whether it is public.
+    const methods = [r.method].flat();
+    const policy = policyOf(methods[0]!, r.url);
+    for (const method of methods) {
+      const entry = policyOf(method, r.url);
+      const open = entry.access === 'public' || entry.access === 'agent';
+      if (open !== (r.config?.public === true))
+        throw new Error(
+          `route ${method} ${r.url}: public=${r.config?.public === true}, the policy table says ${entry.access}`,
+        );
+    }
+    r.config = { ...r.config, policy };
+    for (const method of methods)
       routes.push({
         method,
         url: r.url,
@@ -181,12 +194,14 @@ export async function buildApp(opts: {
       const fromQuery = (request.query as { access_token?: unknown }).access_token;
       token = typeof fromQuery === 'string' ? fromQuery : undefined;
     }
-    const verb = request.routeOptions.config.verb ?? verbOfMethod(request.method);
+    const policy = request.routeOptions.config.policy;
     const principal = await services.tokens.authenticate(
       token,
       (n) => (request.auditAuth = { ...request.auditAuth, ...n }),
     );
-    request.principal = withVerb(principal, verb);
+    // Requests no route answers (404) carry no policy: they do nothing.
+    request.principal = withVerb(principal, policy?.verb ?? 'read');
+    if (policy !== undefined) await enforceScope(store.db, principal, policy, request.params, request.query);
   });
   const stopLeases = installIdempotency(
     http,

@@ -17,6 +17,7 @@ function token(over: Partial<Token>): Token {
     revoked_at: null,
     last_used_at: null,
     user: null,
+    scope: null,
     ...over,
   };
 }

@@ -35,6 +35,8 @@ export interface TokensTable {
   revoked_at: string | null;
   /** The user the token belongs to (migration 0007): it never has more rights than the user. */
   user_id: string | null;
+  /** JSON `{ kinds?, resources?, verbs? }` narrowing what the token may do (migration 0009), or NULL. */
+  scope: string | null;
 }
 
 /** People (migration 0007). */

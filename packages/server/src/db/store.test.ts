@@ -82,6 +82,7 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
       last_used_at: T0,
       revoked_at: T0,
       user_id: 'usr_1',
+      scope: '{"kinds":["instance"],"resources":["inst_1"],"verbs":["power"]}',
     },
   },
   token_projects: { pk: ['token_id', 'project_id'], row: { token_id: 'tok_1', project_id: 'prj_1' } },
@@ -426,6 +427,7 @@ for (const t of storeTargets()) {
           '0006_idempotency_leases',
           '0007_users',
           '0008_audit',
+          '0009_token_scopes',
         ]);
       } finally {
         await again.close();
@@ -749,6 +751,7 @@ for (const t of storeTargets()) {
           '0006_idempotency_leases',
           '0007_users',
           '0008_audit',
+          '0009_token_scopes',
         ]);
         expect(await migrate(fresh.db, fresh.dialect)).toEqual([]);
       } finally {

@@ -183,6 +183,7 @@ export const SCHEMA_COLUMNS: SchemaColumns = {
     created_at: 'text',
     expires_at: 'text null',
     last_used_at: 'text null',
+    scope: 'text null',
     revoked_at: 'text null',
     user_id: 'text null',
   },

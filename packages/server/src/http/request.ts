@@ -1,7 +1,7 @@
 import { FloeError } from '@floe/api';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Principal } from '../services/context.js';
-import type { Verb } from '../services/verbs.js';
+import type { RoutePolicy } from './policy.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -11,8 +11,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** No bearer token needed. */
     public?: boolean;
-    /** What the route does to a project's resources, when its method does not say (see services/verbs.ts). */
-    verb?: Verb;
+    /** The route's entry in the policy table (http/policy.ts), set when the route is registered. */
+    policy?: RoutePolicy;
   }
 }
 

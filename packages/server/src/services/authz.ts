@@ -12,9 +12,9 @@ function roleIn(principal: Principal, project: string): ProjectRole | null {
 /**
  * Whether the principal may do `verb` (by default the verb of its request) to the resources of `project`.
  * False when it may not see the project: the caller answers not-found, as for a missing resource. When it
- * sees the project but its role does not allow the verb (a viewer writing), `forbidden` is thrown.
+ * sees the project but its role does not allow the verb (a viewer deleting), `forbidden` is thrown.
  */
-export function authorize(principal: Principal, project: string, verb: Verb = principal.verb ?? 'write'): boolean {
+export function authorize(principal: Principal, project: string, verb: Verb = principal.verb ?? 'update'): boolean {
   if (principal.admin) return true;
   const role = roleIn(principal, project);
   if (role === null) return false;

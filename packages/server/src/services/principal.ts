@@ -1,5 +1,17 @@
+import type { Kind } from '@floe/api';
 import type { ProjectRole } from '../auth/types.js';
 import type { Verb } from './verbs.js';
+
+/**
+ * A token's scope: what it may do beyond its projects and its user's roles (each absent part limits
+ * nothing). Checked once per request against the route's policy (http/scope.ts).
+ */
+export interface PrincipalScope {
+  readonly kinds?: ReadonlySet<Kind>;
+  /** Ids of the only resources whose routes (`:id`) the token may call. */
+  readonly resources?: ReadonlySet<string>;
+  readonly verbs?: ReadonlySet<Verb>;
+}
 
 /** Who is asking: resolved from the bearer token. */
 export interface Principal {
@@ -18,6 +30,8 @@ export interface Principal {
   readonly user?: string;
   /** That user's name, as the audit log records it. */
   readonly userName?: string;
-  /** What the request does (set per request from its route); absent means a write. */
+  /** What the request does (set per request from its route's policy); absent means an update. */
   readonly verb?: Verb;
+  /** The token's scope, when it has one. */
+  readonly scope?: PrincipalScope;
 }

@@ -1,7 +1,34 @@
+import { TokenScope } from '@floe/api';
+import { Compile } from 'typebox/compile';
 import type { ProjectRole } from '../auth/types.js';
 import type { Db } from '../db/index.js';
 import type { TokensTable } from '../db/schema.js';
-import type { Principal } from './principal.js';
+import type { Principal, PrincipalScope } from './principal.js';
+
+const checkScope = Compile(TokenScope);
+
+/**
+ * A token's stored scope: absent (null), what it allows, or `invalid` when the text is not one (the
+ * token is then refused rather than taken as unlimited).
+ */
+export function parseScope(text: string | null): TokenScope | null | 'invalid' {
+  if (text === null) return null;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return 'invalid';
+  }
+  return checkScope.Check(value) ? value : 'invalid';
+}
+
+function principalScope(scope: TokenScope): PrincipalScope {
+  return Object.freeze({
+    ...(scope.kinds === undefined ? {} : { kinds: new Set(scope.kinds) }),
+    ...(scope.resources === undefined ? {} : { resources: new Set(scope.resources) }),
+    ...(scope.verbs === undefined ? {} : { verbs: new Set(scope.verbs) }),
+  });
+}
 
 /**
  * What a token may do now, or null when it may do nothing (its user is gone or disabled).
@@ -11,8 +38,18 @@ import type { Principal } from './principal.js';
  * only when both the token is an admin token and the user an operator; otherwise it reaches the
  * projects the user is a member of (only those of its grants, when it has grants), each with the
  * user's role there. An operator's non-admin token reaches its grants, as a project token does.
+ * A token with a scope has it too, and it only narrows all of this (checked per request, http/scope.ts);
+ * a scope that cannot be read refuses the token.
  */
 export async function principalOfToken(db: Db, row: TokensTable): Promise<Principal | null> {
+  const stored = parseScope(row.scope);
+  if (stored === 'invalid') return null;
+  const principal = await unscoped(db, row);
+  if (principal === null || stored === null) return principal;
+  return Object.freeze({ ...principal, scope: principalScope(stored) });
+}
+
+async function unscoped(db: Db, row: TokensTable): Promise<Principal | null> {
   // An admin token's grants do not matter: it is not asked for them (nor does it wait on the projects table).
   const grantsOf = async () => {
     const grants = await db

@@ -1,11 +1,20 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { FloeError, type PageOf, type Token, type TokenCreate, type TokenCreated, type TokenState } from '@floe/api';
+import {
+  FloeError,
+  type PageOf,
+  type Token,
+  type TokenCreate,
+  type TokenCreated,
+  type TokenScope,
+  type TokenState,
+} from '@floe/api';
 import { nowIso, transaction, type Db } from '../db/index.js';
 import type { TokensTable } from '../db/schema.js';
 import { FIRST_OPERATOR } from '../db/migrations/0007_users.js';
 import { isIdOf, newId } from '../ids.js';
 import { decodeCursor, encodeCursor } from './pagination.js';
-import { principalOfToken } from './token-principal.js';
+import { parseScope, principalOfToken } from './token-principal.js';
+import { resolveScope } from './token-scope.js';
 import { requireAdmin } from './authz.js';
 import type { AuthNoter } from './audit-note.js';
 import type { Principal, ServiceContext } from './context.js';
@@ -31,12 +40,14 @@ function stateOf(row: TokensTable, now: string): TokenState {
 }
 
 function tokenFromRow(row: TokensTable, projects: readonly string[], now: string, user: string | null): Token {
+  const scope = parseScope(row.scope);
   return {
     id: row.id,
     name: row.name,
     admin: row.admin === 1,
     projects: [...projects],
     user,
+    scope: scope === 'invalid' ? null : scope,
     state: stateOf(row, now),
     created_at: row.created_at,
     expires_at: row.expires_at,
@@ -77,6 +88,41 @@ async function userNames(db: Db, rows: readonly TokensTable[]): Promise<Map<stri
   if (ids.length === 0) return new Map();
   const users = await db.selectFrom('users').select(['id', 'name']).where('id', 'in', ids).execute();
   return new Map(users.map((u) => [u.id, u.name]));
+}
+
+/**
+ * For a user's own token (a non-admin creating one): the user it is for, after checking it stays
+ * within the user (admin tokens only for an operator's admin token, no other user). Null for admins,
+ * whose body says whom the token is for. Tokens of nobody and tokens with a scope create no tokens.
+ */
+function selfService(principal: Principal, body: TokenCreate): string | null {
+  if (principal.scope !== undefined)
+    throw new FloeError('forbidden', 'a token with a scope may not create tokens; use an unscoped token');
+  if (principal.admin) return null;
+  if (principal.user === undefined) throw new FloeError('forbidden', 'only an admin token may create project tokens');
+  if (body.admin === true) throw new FloeError('forbidden', 'only an operator’s admin token may create admin tokens');
+  if (body.user !== undefined && body.user !== principal.user && body.user !== principal.userName)
+    throw new FloeError('forbidden', 'a personal token may only create tokens for its own user');
+  return principal.user;
+}
+
+/** The tokens a principal may see: all for admins, its user's own for a personal token; `forbidden` otherwise. */
+function ownTokens(db: Db, principal: Principal, what: string) {
+  const all = db.selectFrom('tokens').selectAll();
+  if (principal.admin) return all;
+  if (principal.user === undefined) requireAdmin(principal, what);
+  return all.where('user_id', '=', principal.user!);
+}
+
+/** A new token's scope as stored (resources by id, in the token's one project), or null for none. */
+async function scopeText(db: Db, scope: TokenScope | undefined, projectIds: readonly string[]): Promise<string | null> {
+  let project: string | null = null;
+  if (scope?.resources !== undefined && projectIds.length === 1) {
+    const row = await db.selectFrom('projects').select('name').where('id', '=', projectIds[0]!).executeTakeFirst();
+    project = row?.name ?? null;
+  }
+  const resolved = await resolveScope(db, scope, project);
+  return resolved === null ? null : JSON.stringify(resolved);
 }
 
 interface CachedPrincipal {
@@ -164,9 +210,9 @@ export class TokenService {
     body: TokenCreate,
     projectId: (ref: string, db: Db) => Promise<string>,
   ): Promise<TokenCreated> {
-    requireAdmin(principal, 'create tokens');
+    const self = selfService(principal, body);
     const refs = [...new Set(body.projects ?? [])];
-    if (!body.admin && refs.length === 0 && body.user === undefined) {
+    if (!body.admin && refs.length === 0 && body.user === undefined && self === null) {
       throw new FloeError('validation_failed', 'a non-admin token needs at least one project', { field: 'projects' });
     }
     const secret = newSecret();
@@ -179,14 +225,16 @@ export class TokenService {
       expires_at: body.expires_in_days ? new Date(Date.now() + body.expires_in_days * 86_400_000).toISOString() : null,
       last_used_at: null,
       revoked_at: null,
-      user_id: null,
+      user_id: self,
+      scope: null,
     };
     const projects = await transaction(this.ctx.store, async (trx) => {
-      if (body.user !== undefined) row.user_id = await userId(trx, body.user);
+      if (body.user !== undefined && self === null) row.user_id = await userId(trx, body.user);
       const ids: string[] = [];
       for (const ref of refs) ids.push(await projectId(ref, trx));
-      await trx.insertInto('tokens').values(row).execute();
       const unique = [...new Set(ids)];
+      row.scope = await scopeText(trx, body.scope, unique);
+      await trx.insertInto('tokens').values(row).execute();
       if (unique.length > 0)
         await trx
           .insertInto('token_projects')
@@ -202,27 +250,23 @@ export class TokenService {
       data: { name: row.name, admin: row.admin === 1 },
     });
     return {
-      token: tokenFromRow(row, projects, nowIso(), body.user === undefined ? null : await this.userName(row)),
+      token: tokenFromRow(row, projects, nowIso(), row.user_id === null ? null : await this.userName(row)),
       secret,
     };
   }
 
-  /** One token by id, revoked or not (admin). */
+  /** One token by id, revoked or not (admins: any; users: their own). */
   async get(principal: Principal, id: string): Promise<Token> {
-    requireAdmin(principal, 'read tokens');
-    const row = await this.ctx.store.db.selectFrom('tokens').selectAll().where('id', '=', id).executeTakeFirst();
+    const row = await ownTokens(this.ctx.store.db, principal, 'read tokens').where('id', '=', id).executeTakeFirst();
     if (!row) throw new FloeError('token_not_found', `token "${id}" not found`, { kind: 'token', id });
     const projects = await grantedProjects(this.ctx.store.db, [row.id]);
     return tokenFromRow(row, projects.get(row.id) ?? [], nowIso(), await this.userName(row));
   }
 
-  /** Tokens that are not revoked (admin); expired ones say so in their `state`. */
+  /** Tokens that are not revoked (admins: all; users: their own); expired ones say so in their `state`. */
   async list(principal: Principal, q: { limit?: number; cursor?: string }): Promise<PageOf<Token>> {
-    requireAdmin(principal, 'list tokens');
     const limit = Math.min(q.limit ?? 100, 1000);
-    let query = this.ctx.store.db
-      .selectFrom('tokens')
-      .selectAll()
+    let query = ownTokens(this.ctx.store.db, principal, 'list tokens')
       .where('revoked_at', 'is', null)
       .orderBy('id', 'asc')
       .limit(limit + 1);
@@ -254,12 +298,9 @@ export class TokenService {
     return (await userNames(this.ctx.store.db, [row])).get(row.user_id ?? '') ?? null;
   }
 
-  /** Revoke a token at once (the cache forgets it too). */
+  /** Revoke a token at once (the cache forgets it too): admins any, users their own. */
   async revoke(principal: Principal, id: string): Promise<void> {
-    requireAdmin(principal, 'revoke tokens');
-    const row = await this.ctx.store.db
-      .selectFrom('tokens')
-      .selectAll()
+    const row = await ownTokens(this.ctx.store.db, principal, 'revoke tokens')
       .where('id', '=', id)
       .where('revoked_at', 'is', null)
       .executeTakeFirst();
@@ -307,6 +348,7 @@ export class TokenService {
         last_used_at: null,
         revoked_at: null,
         user_id: owner?.id ?? null,
+        scope: null,
       })
       .execute();
     return secret;

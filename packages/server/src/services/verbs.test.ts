@@ -2,9 +2,9 @@ import { FloeError } from '@floe/api';
 import { describe, expect, it } from 'vitest';
 import { authorize, withVerb } from './authz.js';
 import type { Principal } from './principal.js';
-import { roleAllows, verbOfMethod, type Verb } from './verbs.js';
+import { roleAllows, type Verb } from './verbs.js';
 
-const VERBS: Verb[] = ['read', 'write', 'console', 'power', 'manage'];
+const VERBS: Verb[] = ['read', 'create', 'update', 'delete', 'power', 'console', 'manage'];
 
 describe('what each project role allows', () => {
   it('lets owners do everything, members all but manage, viewers only read', () => {
@@ -12,21 +12,10 @@ describe('what each project role allows', () => {
       (['owner', 'member', 'viewer'] as const).map((role) => [role, VERBS.filter((v) => roleAllows(role, v))]),
     );
     expect(table).toEqual({
-      owner: ['read', 'write', 'console', 'power', 'manage'],
-      member: ['read', 'write', 'console', 'power'],
+      owner: ['read', 'create', 'update', 'delete', 'power', 'console', 'manage'],
+      member: ['read', 'create', 'update', 'delete', 'power', 'console'],
       viewer: ['read'],
     });
-  });
-
-  it('reads for GET and HEAD, writes for every other method', () => {
-    expect(['GET', 'HEAD', 'POST', 'PATCH', 'PUT', 'DELETE'].map(verbOfMethod)).toEqual([
-      'read',
-      'read',
-      'write',
-      'write',
-      'write',
-      'write',
-    ]);
   });
 });
 
@@ -37,12 +26,12 @@ describe('authorize', () => {
 
   it('hides projects the principal does not see, whatever the verb', () => {
     expect(authorize(viewer, 'b', 'read')).toBe(false);
-    expect(authorize(viewer, 'b', 'write')).toBe(false);
+    expect(authorize(viewer, 'b', 'delete')).toBe(false);
   });
 
   it('refuses a verb the role does not allow with forbidden, on a project it sees', () => {
     expect(authorize(viewer, 'a', 'read')).toBe(true);
-    for (const verb of ['write', 'console', 'power', 'manage'] as const) {
+    for (const verb of ['create', 'update', 'delete', 'console', 'power', 'manage'] as const) {
       const err = (() => {
         try {
           return authorize(viewer, 'a', verb);
@@ -55,9 +44,9 @@ describe('authorize', () => {
     }
   });
 
-  it('takes the verb of the request, and a write when it has none', () => {
+  it('takes the verb of the request, and an update when it has none', () => {
     expect(authorize(withVerb(viewer, 'read'), 'a')).toBe(true);
-    expect(() => authorize(withVerb(viewer, 'write'), 'a')).toThrow(FloeError);
+    expect(() => authorize(withVerb(viewer, 'create'), 'a')).toThrow(FloeError);
     expect(() => authorize(viewer, 'a')).toThrow(FloeError);
   });
 

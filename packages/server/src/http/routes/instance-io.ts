@@ -77,7 +77,6 @@ export function instanceIoRoutes(app: Api, s: Services): void {
   app.route({
     method: 'GET',
     url: '/v1/instances/:id/console',
-    config: { verb: 'console' },
     schema: {
       tags: ['instances'],
       summary:

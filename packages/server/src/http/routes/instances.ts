@@ -128,7 +128,6 @@ export function instanceRoutes(app: Api, s: Services): void {
     app.post(
       `/v1/instances/:id/${action}`,
       {
-        config: { verb: 'power' },
         schema: {
           tags: ['instances'],
           summary: `${action[0]!.toUpperCase()}${action.slice(1)} an instance`,
@@ -146,7 +145,6 @@ export function instanceRoutes(app: Api, s: Services): void {
   app.post(
     '/v1/instances/:id/stop',
     {
-      config: { verb: 'power' },
       preValidation: bodyOptional,
       schema: {
         tags: ['instances'],

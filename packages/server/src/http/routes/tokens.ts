@@ -1,15 +1,16 @@
 import { IdOrNameParams, ListQuery, Page, Token, TokenCreate, TokenCreated } from '@floe/api';
+import { withVerb } from '../../services/authz.js';
 import type { Services } from '../../wiring.js';
 import { errors, noContent, strict, type Api } from '../routing.js';
 
-/** API tokens (admin). */
+/** API tokens: admins manage every token; users their own personal tokens. */
 export function tokenRoutes(app: Api, s: Services): void {
   app.get(
     '/v1/tokens',
     {
       schema: {
         tags: ['tokens'],
-        summary: 'List API tokens (admin)',
+        summary: 'List API tokens: every token for admins, their own personal tokens for users',
         querystring: ListQuery,
         response: { 200: Page(Token), ...errors },
       },
@@ -21,7 +22,8 @@ export function tokenRoutes(app: Api, s: Services): void {
     {
       schema: {
         tags: ['tokens'],
-        summary: 'Create an API token (admin); the secret is shown once',
+        summary:
+          'Create an API token; the secret is shown once. Admins create any token; users their own personal tokens, within their projects, optionally narrowed by a scope',
         body: strict(TokenCreate),
         response: { 201: TokenCreated, ...errors },
       },
@@ -30,7 +32,8 @@ export function tokenRoutes(app: Api, s: Services): void {
       const created = await s.tokens.create(
         req.principal,
         req.body,
-        async (ref, db) => (await s.projects.get(req.principal, ref, db)).id,
+        // Any project the caller sees may be granted (a viewer's personal token stays a viewer's).
+        async (ref, db) => (await s.projects.get(withVerb(req.principal, 'read'), ref, db)).id,
       );
       return reply.code(201).send(created);
     },
@@ -40,7 +43,8 @@ export function tokenRoutes(app: Api, s: Services): void {
     {
       schema: {
         tags: ['tokens'],
-        summary: 'Show an API token (admin): its projects and whether it is active, expired or revoked',
+        summary:
+          'Show an API token (admins: any; users: their own): its projects, scope and whether it is active, expired or revoked',
         params: IdOrNameParams,
         response: { 200: Token, ...errors },
       },
@@ -52,7 +56,7 @@ export function tokenRoutes(app: Api, s: Services): void {
     {
       schema: {
         tags: ['tokens'],
-        summary: 'Revoke an API token (admin)',
+        summary: 'Revoke an API token (admins: any; users: their own)',
         params: IdOrNameParams,
         response: { ...noContent, ...errors },
       },

@@ -123,7 +123,6 @@ export function userRoutes(app: Api, s: Services): void {
   app.post(
     '/v1/projects/:id/members',
     {
-      config: { verb: 'manage' },
       schema: {
         tags: ['projects'],
         summary: 'Add a member to a project (owners and operators)',
@@ -137,7 +136,6 @@ export function userRoutes(app: Api, s: Services): void {
   app.patch(
     '/v1/projects/:id/members/:user',
     {
-      config: { verb: 'manage' },
       schema: {
         tags: ['projects'],
         summary: 'Change a member’s role (owners and operators); the last owner stays owner',
@@ -151,7 +149,6 @@ export function userRoutes(app: Api, s: Services): void {
   app.delete(
     '/v1/projects/:id/members/:user',
     {
-      config: { verb: 'manage' },
       schema: {
         tags: ['projects'],
         summary: 'Remove a member (owners and operators); the last owner cannot be removed',

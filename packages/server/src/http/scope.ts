@@ -1,0 +1,100 @@
+import { FloeError, type ErrorCode, type Kind } from '@floe/api';
+import type { Db } from '../db/index.js';
+import { isIdOf } from '../ids.js';
+import type { Principal, PrincipalScope } from '../services/principal.js';
+import { idKindOf, kindOf, type RoutePolicy } from './policy.js';
+
+/*
+ * A token's scope, checked once per request against the route's policy: the one place that enforces
+ * it. A scope only narrows what the token may do otherwise (its projects, its user's roles), which the
+ * services check as for any token.
+ */
+
+/** What a scope says of a route before any resource is looked at. */
+export type ScopeDecision =
+  | { readonly allow: true }
+  | { readonly refuse: FloeError }
+  /** Allowed when the route's `:id` is one of the scoped resources (of this kind). */
+  | { readonly checkId: Kind };
+
+/** Decide from the scope and the route's policy alone (pure). */
+export function scopeDecision(scope: PrincipalScope, policy: RoutePolicy): ScopeDecision {
+  if (scope.verbs !== undefined && !scope.verbs.has(policy.verb))
+    return {
+      refuse: new FloeError(
+        'forbidden',
+        `this token may not ${policy.verb}: its scope allows only ${[...scope.verbs].join(', ')}`,
+        { verb: policy.verb },
+      ),
+    };
+  const kind = kindOf(policy);
+  if (scope.kinds !== undefined && (kind === null || !scope.kinds.has(kind)))
+    return {
+      refuse: new FloeError(
+        'forbidden',
+        `this token may not use ${kind === null ? 'this route' : `${kind} resources`}: its scope allows only ${[...scope.kinds].join(', ')}`,
+        kind === null ? {} : { kind },
+      ),
+    };
+  if (scope.resources === undefined) return { allow: true };
+  const idKind = idKindOf(policy);
+  if (idKind === null)
+    return {
+      refuse: new FloeError(
+        'forbidden',
+        'this token is limited to single resources: it may not list, create or use routes without a resource',
+      ),
+    };
+  return { checkId: idKind };
+}
+
+/** Tables in which a scoped resource's name resolves inside its project. */
+const NAMED: Partial<Record<Kind, 'instances' | 'images' | 'networks'>> = {
+  instance: 'instances',
+  image: 'images',
+  network: 'networks',
+};
+
+/** The id a route's `:id` names in `project`, or null when it names nothing there. */
+async function idOf(db: Db, kind: Kind, ref: string, project: string): Promise<string | null> {
+  if (isIdOf(kind, ref)) return ref;
+  const table = NAMED[kind];
+  if (table === undefined) return null;
+  const row = await db
+    .selectFrom(table)
+    .select('id')
+    .where('name', '=', ref)
+    .where('project', '=', project)
+    .executeTakeFirst();
+  return row?.id ?? null;
+}
+
+/**
+ * Refuse a request its principal's scope does not allow: 403 `forbidden` for a verb or kind outside
+ * the scope (and for lists and creates of a token limited to single resources), and for a resource
+ * outside it the same not-found answer as for a resource of another project.
+ */
+export async function enforceScope(
+  db: Db,
+  principal: Principal,
+  policy: RoutePolicy,
+  params: unknown,
+  query: unknown,
+): Promise<void> {
+  if (principal.scope === undefined) return;
+  const decision = scopeDecision(principal.scope, policy);
+  if ('allow' in decision) return;
+  if ('refuse' in decision) throw decision.refuse;
+  const kind = decision.checkId;
+  const ref = (params as { id?: unknown } | undefined)?.id;
+  const fromQuery = (query as { project?: unknown } | undefined)?.project;
+  const project = typeof fromQuery === 'string' ? fromQuery : 'default';
+  if (typeof ref === 'string') {
+    const id = await idOf(db, kind, ref, project);
+    if (id !== null && principal.scope.resources?.has(id) === true) return;
+  }
+  throw new FloeError(`${kind}_not_found` as ErrorCode, `${kind} "${String(ref)}" not found`, {
+    kind,
+    id: String(ref),
+  });
+}

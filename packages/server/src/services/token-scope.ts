@@ -1,0 +1,59 @@
+import { FloeError, type ErrorCode, type Kind, type TokenScope } from '@floe/api';
+import type { Db } from '../db/index.js';
+import { isIdOf } from '../ids.js';
+
+/** Kinds whose resources a token's scope may name one by one: named resources of a project. */
+const SCOPABLE = { instance: 'instances', image: 'images', network: 'networks' } as const;
+type Scopable = keyof typeof SCOPABLE;
+const isScopable = (k: Kind): k is Scopable => k in SCOPABLE;
+
+const invalid = (message: string) => new FloeError('validation_failed', message, { field: 'scope.resources' });
+
+/**
+ * The kind a scoped resource reference names: the kind of its id, or for a name the one kind the
+ * scope names (a name alone says nothing of its kind).
+ */
+function kindOfRef(ref: string, kinds: readonly Kind[] | undefined): Scopable {
+  const byId = (Object.keys(SCOPABLE) as Scopable[]).find((k) => isIdOf(k, ref));
+  if (byId !== undefined) {
+    if (kinds !== undefined && !kinds.includes(byId))
+      throw invalid(`resource "${ref}" is a ${byId}, which the scope's kinds leave out`);
+    return byId;
+  }
+  const named = (kinds ?? []).filter(isScopable);
+  if (kinds === undefined || kinds.length !== 1 || named.length !== 1)
+    throw invalid(
+      `resource "${ref}" is a name: name exactly one kind of ${Object.keys(SCOPABLE).join(', ')} in the scope, or give ids`,
+    );
+  return named[0]!;
+}
+
+/**
+ * A scope as stored: resources given by name or id resolved to the ids of resources of `project` (the
+ * token's one project), in the transaction that creates the token. An unknown resource is its kind's
+ * not-found error; resources need exactly one project.
+ */
+export async function resolveScope(
+  db: Db,
+  scope: TokenScope | undefined,
+  project: string | null,
+): Promise<TokenScope | null> {
+  if (scope === undefined) return null;
+  if (scope.resources === undefined) return scope;
+  if (project === null)
+    throw invalid('a token limited to resources needs exactly one project (projects), in which they are');
+  const ids: string[] = [];
+  for (const ref of scope.resources) {
+    const kind = kindOfRef(ref, scope.kinds);
+    const row = await db
+      .selectFrom(SCOPABLE[kind])
+      .select('id')
+      .where(isIdOf(kind, ref) ? 'id' : 'name', '=', ref)
+      .where('project', '=', project)
+      .executeTakeFirst();
+    if (row === undefined)
+      throw new FloeError(`${kind}_not_found` as ErrorCode, `${kind} "${ref}" not found`, { kind, id: ref });
+    ids.push(row.id);
+  }
+  return { ...scope, resources: [...new Set(ids)] };
+}
