@@ -1,35 +1,60 @@
 import { request as httpsRequest } from 'node:https';
 import { randomBytes } from 'node:crypto';
-import { ERROR_CODES, type Kind } from '@floe/api';
+import { ERROR_CODES, type Kind, type Verb } from '@floe/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RouteRecord } from '../app.js';
 import { storeTargets } from '../db/testing.js';
 import { hashPassword } from '../auth/passwords.js';
 import { newId } from '../ids.js';
+import { POLICY as ROUTE_POLICY, policyKey, type RoutePolicy } from './policy.js';
 import { injectJson, onlineTestHost, startTestControlPlane, type TestControlPlane } from '../testing.js';
 
 // The authorization matrix: every route the control plane registers × every kind of caller × a
-// resource of the caller's project, of another project, and one that does not exist. What each
-// route allows comes from POLICY below, keyed by route; a route without an entry fails the test by
-// name, so a new route cannot arrive without saying who may call it. Answers for a resource the
-// caller may not see must be indistinguishable from the answers for a missing one.
+// resource of the caller's project, of another project, and one that does not exist. Who may call each
+// route, its verb and what it is about come from the policy table of the source (policy.ts), which the
+// app itself enforces; what each role and scope allows is spelled out here, so the test can fail.
+// Answers for a resource the caller may not see must be indistinguishable from those for a missing one.
 
-const CALLERS = ['none', 'expired', 'revoked', 'other', 'own', 'viewer', 'member', 'owner', 'admin'] as const;
+const CALLERS = [
+  'none',
+  'expired',
+  'revoked',
+  'other',
+  'own',
+  'viewer',
+  'member',
+  'owner',
+  'admin',
+  'ci',
+  'reader',
+] as const;
 type Caller = (typeof CALLERS)[number];
 /**
  * Callers of project A: the project tokens `own`, `expired` and `revoked`, and the personal tokens of users
  * who are `viewer`, `member` and `owner` of A. `other` is a project token of B; `admin` is the first admin
- * token, which belongs to the operator user `admin`.
+ * token, which belongs to the operator user `admin`. `ci` is a project token of A limited by its scope to
+ * the instance `vm` of A and the verb power; `reader` a personal token of A's member limited to reading
+ * instances.
  */
-const OF_A = new Set<Caller>(['own', 'expired', 'revoked', 'viewer', 'member', 'owner']);
-/** Callers whose token belongs to a user. */
-const USERS = new Set<Caller>(['viewer', 'member', 'owner', 'admin']);
+const OF_A = new Set<Caller>(['own', 'expired', 'revoked', 'viewer', 'member', 'owner', 'ci', 'reader']);
+/** The user each personal token belongs to. */
+const USER_OF: Partial<Record<Caller, string>> = {
+  viewer: 'mx-viewer',
+  member: 'mx-member',
+  owner: 'mx-owner',
+  admin: 'admin',
+  reader: 'mx-member',
+};
 /** What a role may do to its project's resources, spelled out here rather than taken from the code under test. */
-type Verb = 'read' | 'write' | 'console' | 'power' | 'manage';
 const MAY: Record<'owner' | 'member' | 'viewer', readonly Verb[]> = {
-  owner: ['read', 'write', 'console', 'power', 'manage'],
-  member: ['read', 'write', 'console', 'power'],
+  owner: ['read', 'create', 'update', 'delete', 'power', 'console', 'manage'],
+  member: ['read', 'create', 'update', 'delete', 'power', 'console'],
   viewer: ['read'],
+};
+/** The scopes of the scoped callers, as created (resources: the instance of A they are limited to). */
+const SCOPES: Partial<Record<Caller, { kinds: Kind[]; verbs: Verb[]; resource?: string }>> = {
+  ci: { kinds: ['instance'], verbs: ['power'], resource: 'vm' },
+  reader: { kinds: ['instance'], verbs: ['read'] },
 };
 /** The role of a caller in the project it may see: a project token's grant is a member's. */
 const roleOf = (caller: Caller) => (caller === 'viewer' ? 'viewer' : caller === 'owner' ? 'owner' : 'member');
@@ -39,164 +64,96 @@ const PASSWORD = 'matrix password 1';
 const RESOURCES = ['own', 'foreign', 'missing'] as const;
 type Resource = (typeof RESOURCES)[number];
 
-/**
- * Who may call a route. public: no token needed, and the token changes nothing; docs: the API
- * documentation; agent: a host's client certificate, never a bearer token; admin: admin tokens only;
- * authenticated: any valid token; project: tokens of the resource's project (and admins), as far as
- * their role allows the route's verb; manage: owners of the project (and admins); self: tokens of users.
- */
-type Access = 'public' | 'docs' | 'agent' | 'admin' | 'authenticated' | 'project' | 'manage' | 'self';
-
-/**
- * What a request is about: a resource kind (`:id` names one), a project (collections), a member of a
- * project (`:id` the project, `:user` the user), or nothing.
- */
-type Target = Kind | 'collection' | 'member' | null;
-
-interface Policy {
-  access: Access;
-  target: Target;
+/** How to make a route's request: what the policy table does not say. */
+interface Fixture {
   /** Body of the request, given the project and a name unique to the request. */
   body?: (project: string, name: string) => unknown;
   /** Collections: the project goes into the query (lists) rather than the body (creates). */
   query?: boolean;
-  /** Extra path segments after `:id` are filled from the fixture (nics). */
   contentType?: string;
-  /** What the route does when its method does not say (GET and HEAD read, the others write). */
-  verb?: Verb;
   /** A user named as the request's unique name exists before the request (bodies that name a user). */
   user?: boolean;
 }
+/** A route's entry in the policy table with the test's fixture for it. */
+type Policy = RoutePolicy & Fixture;
 
-const admin = (target: Target = null, body?: Policy['body']): Policy => ({ access: 'admin', target, body });
-const scoped = (target: Target, body?: Policy['body']): Policy => ({ access: 'project', target, body });
-const list: Policy = { access: 'project', target: 'collection', query: true };
 const labels = () => ({ labels: { matrix: 'yes' } });
-const docs: Policy = { access: 'docs', target: null };
-const self: Policy = { access: 'self', target: null };
-const manage = (target: Target, body?: Policy['body']): Policy => ({ access: 'manage', target, body });
+const list: Fixture = { query: true };
 
-/** The policy table: one entry per route (HEAD twins follow their GET). */
-const POLICY: Record<string, Policy> = {
-  'GET /healthz': { access: 'public', target: null },
-  'GET /readyz': { access: 'public', target: null },
-  'GET /v1/openapi.json': { access: 'public', target: null },
-  'GET /docs': docs,
-  'GET /docs/': docs,
-  'GET /docs/static/index.html': docs,
-  'GET /docs/static/swagger-initializer.js': docs,
-  'GET /docs/json': docs,
-  'GET /docs/yaml': docs,
-  'GET /docs/static/*': docs,
-
-  'GET /v1/projects': { access: 'project', target: null },
-  'POST /v1/projects': admin(null, (_p, name) => ({ name })),
-  'GET /v1/projects/:id': scoped('project'),
-  'PATCH /v1/projects/:id': scoped('project', labels),
-  'DELETE /v1/projects/:id': admin('project'),
-
-  'GET /v1/tokens': admin(),
-  'POST /v1/tokens': admin('collection', (project, name) => ({ name, projects: [project] })),
-  'GET /v1/tokens/:id': admin('token'),
-  'DELETE /v1/tokens/:id': admin('token'),
-
-  'GET /v1/users': admin(),
-  'POST /v1/users': admin(null, (_p, name) => ({ name })),
-  'GET /v1/users/me': self,
-  'POST /v1/users/me/password': { ...self, body: () => ({ old_password: PASSWORD, new_password: PASSWORD }) },
-  'GET /v1/users/:id': admin('user'),
-  'PATCH /v1/users/:id': admin('user', () => ({ display_name: 'matrix' })),
-  'DELETE /v1/users/:id': admin('user'),
-  'GET /v1/projects/:id/members': scoped('project'),
-  'POST /v1/projects/:id/members': { ...manage('project', (_p, name) => ({ user: name, role: 'viewer' })), user: true },
-  'PATCH /v1/projects/:id/members/:user': manage('member', () => ({ role: 'member' })),
-  'DELETE /v1/projects/:id/members/:user': manage('member'),
-
+/** Request fixtures of the routes that need one (bodies, content types), keyed as the policy table. */
+const FIXTURES: Record<string, Fixture> = {
+  'POST /v1/projects': { body: (_p, name) => ({ name }) },
+  'PATCH /v1/projects/:id': { body: labels },
+  'POST /v1/tokens': { body: (project, name) => ({ name, projects: [project] }) },
+  'POST /v1/users': { body: (_p, name) => ({ name }) },
+  'POST /v1/users/me/password': { body: () => ({ old_password: PASSWORD, new_password: PASSWORD }) },
+  'PATCH /v1/users/:id': { body: () => ({ display_name: 'matrix' }) },
+  'POST /v1/projects/:id/members': { body: (_p, name) => ({ user: name, role: 'viewer' }), user: true },
+  'PATCH /v1/projects/:id/members/:user': { body: () => ({ role: 'member' }) },
   'GET /v1/images': list,
-  'POST /v1/images': scoped('collection', (project, name) => ({ name, project })),
-  'GET /v1/images/:id': scoped('image'),
-  'PATCH /v1/images/:id': scoped('image', labels),
-  'DELETE /v1/images/:id': scoped('image'),
-  'PUT /v1/images/:id/file': { access: 'project', target: 'image', contentType: 'application/octet-stream' },
-  'POST /v1/images/import': scoped('collection', (project, name) => ({
-    name,
-    project,
-    source: { url: 'http://127.0.0.1:9/disk.img' },
-  })),
-  'GET /v1/agent/images/:id': { access: 'agent', target: 'image' },
-
-  'GET /v1/machine-types': { access: 'authenticated', target: null },
-  'POST /v1/machine-types': admin(null, (_p, name) => ({ name, vcpus: 1, memory_mib: 128 })),
-  'GET /v1/machine-types/:id': { access: 'authenticated', target: 'machine_type' },
-  'DELETE /v1/machine-types/:id': admin('machine_type'),
-
-  'GET /v1/instances': list,
-  'POST /v1/instances': scoped('collection', (project, name) => ({
-    name,
-    project,
-    image: 'img',
-    vcpus: 1,
-    memory_mib: 128,
-  })),
-  'GET /v1/instances/:id': scoped('instance'),
-  'PATCH /v1/instances/:id': scoped('instance', labels),
-  'DELETE /v1/instances/:id': scoped('instance'),
-  'POST /v1/instances/:id/start': { ...scoped('instance'), verb: 'power' },
-  'POST /v1/instances/:id/stop': { ...scoped('instance'), verb: 'power' },
-  'POST /v1/instances/:id/restart': { ...scoped('instance'), verb: 'power' },
-  'GET /v1/instances/:id/history': scoped('instance'),
-  'GET /v1/instances/:id/nics': scoped('instance'),
-  'POST /v1/instances/:id/nics': scoped('instance', () => ({ network: 'lan' })),
-  'DELETE /v1/instances/:id/nics/:nic': scoped('nic'),
-  'GET /v1/instances/:id/console': { ...scoped('instance'), verb: 'console' },
-  'GET /v1/instances/:id/logs': scoped('instance'),
-  'GET /v1/instances/:id/stats': scoped('instance'),
-
-  'GET /v1/operations': list,
-  'GET /v1/operations/:id': scoped('operation'),
-  'POST /v1/operations/:id/cancel': scoped('operation'),
-
-  'GET /v1/hosts': admin(),
-  'GET /v1/hosts/:id': admin('host'),
-  'PATCH /v1/hosts/:id': admin('host', labels),
-  'DELETE /v1/hosts/:id': admin('host'),
-  'POST /v1/hosts/join-tokens': admin(null, () => ({})),
-  'POST /v1/hosts/join': {
-    access: 'public',
-    target: null,
-    body: (_p, name) => ({ token: 'floe_join_not-a-real-one', name, csr: 'x'.repeat(200) }),
+  'POST /v1/images': { body: (project, name) => ({ name, project }) },
+  'PATCH /v1/images/:id': { body: labels },
+  'PUT /v1/images/:id/file': { contentType: 'application/octet-stream' },
+  'POST /v1/images/import': {
+    body: (project, name) => ({ name, project, source: { url: 'http://127.0.0.1:9/disk.img' } }),
   },
-
+  'POST /v1/machine-types': { body: (_p, name) => ({ name, vcpus: 1, memory_mib: 128 }) },
+  'GET /v1/instances': list,
+  'POST /v1/instances': { body: (project, name) => ({ name, project, image: 'img', vcpus: 1, memory_mib: 128 }) },
+  'PATCH /v1/instances/:id': { body: labels },
+  'POST /v1/instances/:id/nics': { body: () => ({ network: 'lan' }) },
+  'GET /v1/operations': list,
+  'PATCH /v1/hosts/:id': { body: labels },
+  'POST /v1/hosts/join-tokens': { body: () => ({}) },
+  'POST /v1/hosts/join': { body: (_p, name) => ({ token: 'floe_join_not-a-real-one', name, csr: 'x'.repeat(200) }) },
   'GET /v1/networks': list,
-  'POST /v1/networks': scoped('collection', (project, name) => ({ name, project, gateway: 'none' })),
-  'GET /v1/networks/:id': scoped('network'),
-  'PATCH /v1/networks/:id': scoped('network', labels),
-  'DELETE /v1/networks/:id': scoped('network'),
-
+  'POST /v1/networks': { body: (project, name) => ({ name, project, gateway: 'none' }) },
+  'PATCH /v1/networks/:id': { body: labels },
   'GET /v1/events': list,
-  'GET /v1/audit': admin(),
-  'GET /v1/agent': { access: 'agent', target: null },
 };
 
 /** Kinds whose names resolve inside `?project=`; the query names the resource's project for them. */
-const PROJECT_QUERY = new Set<Target>(['image', 'instance', 'network', 'nic']);
+const PROJECT_QUERY = new Set<RoutePolicy['target']>(['image', 'instance', 'network', 'nic']);
 
 type Outcome = 'allowed' | 'hidden' | 'forbidden' | 'unauthenticated' | 'agent-only' | 'same-for-all';
 
+/** The kind a route is about as a scope sees it: what its `:id` names, else what the table says. */
+function aboutKind(policy: Policy): Kind | null {
+  if (policy.target === 'member') return 'project';
+  if (policy.target === null || policy.target === 'collection') return policy.kind ?? null;
+  return policy.target;
+}
+
 /** What the policy says a caller gets for a resource. */
-function expected(policy: Policy, method: string, caller: Caller, resource: Resource): Outcome {
+function expected(policy: Policy, caller: Caller, resource: Resource): Outcome {
   if (policy.access === 'public' || policy.access === 'docs') return 'same-for-all';
   if (policy.access === 'agent') return 'agent-only';
   if (caller === 'none' || caller === 'expired' || caller === 'revoked') return 'unauthenticated';
+  // A scope is checked before anything else the token may do: outside it, the answer is the same for every resource.
+  const scope = SCOPES[caller];
+  if (scope !== undefined) {
+    if (!scope.verbs.includes(policy.verb)) return 'forbidden';
+    const kind = aboutKind(policy);
+    if (kind === null || !scope.kinds.includes(kind)) return 'forbidden';
+    if (scope.resource !== undefined && (policy.target === null || policy.target === 'collection')) return 'forbidden';
+  }
   if (policy.access === 'admin' && caller !== 'admin') return 'forbidden';
   // A token of nobody has no user to show.
-  if (policy.access === 'self') return USERS.has(caller) ? 'allowed' : 'hidden';
+  if (policy.access === 'self') return USER_OF[caller] !== undefined ? 'allowed' : 'hidden';
+  if (policy.access === 'tokens') {
+    // Users manage their own personal tokens, in the projects they are members of; admins every token.
+    if (USER_OF[caller] === undefined) return 'forbidden';
+    if (policy.target === null) return 'allowed';
+    if (resource === 'missing') return 'hidden';
+    return caller === 'admin' || resource === 'own' ? 'allowed' : 'hidden';
+  }
   if (resource === 'missing') return 'hidden';
   const scopedAccess = policy.access === 'project' || policy.access === 'manage';
   if (!scopedAccess || caller === 'admin' || policy.target === null) return 'allowed';
   if (OF_A.has(caller) !== (resource === 'own')) return 'hidden';
-  const verb: Verb =
-    policy.access === 'manage' ? 'manage' : (policy.verb ?? (method === 'GET' || method === 'HEAD' ? 'read' : 'write'));
+  // A token limited to one resource sees only it: the cells of its own project use it where its kind fits.
+  if (scope?.resource !== undefined && policy.target !== 'instance') return 'hidden';
+  const verb: Verb = policy.access === 'manage' ? 'manage' : policy.verb;
   return MAY[roleOf(caller)].includes(verb) ? 'allowed' : 'forbidden';
 }
 
@@ -235,6 +192,8 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
     let cp: TestControlPlane;
     const secret: Partial<Record<Caller, string>> = {};
     let seq = 0;
+    /** The id of the one instance `ci` may use. */
+    let scopedId = '';
     const unique = (prefix: string) => `${prefix}-${(seq++).toString(36)}`;
     const A = 'mx-a';
     const B = 'mx-b';
@@ -247,7 +206,8 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
 
     beforeAll(async () => {
       cp = await startTestControlPlane(await t.open(), { FLOE_LOG_LEVEL: 'silent' });
-      await onlineTestHost(cp.app, 'mx-node');
+      // Room for every instance the cells create.
+      await onlineTestHost(cp.app, 'mx-node', { cpus: 4096, memory_mib: 8_388_608 });
       for (const p of [A, B]) {
         await ok('POST', '/v1/projects', { name: p });
         await ok('POST', '/v1/images', { name: 'img', project: p });
@@ -273,6 +233,23 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
         await ok('POST', `/v1/projects/${A}/members`, { user, role });
         secret[role] = (await ok('POST', '/v1/tokens', { name: user, user })).secret;
       }
+      const ci = SCOPES.ci!;
+      secret.ci = (
+        await ok('POST', '/v1/tokens', {
+          name: 'ci',
+          projects: [A],
+          scope: { kinds: ci.kinds, verbs: ci.verbs, resources: [ci.resource] },
+        })
+      ).secret;
+      scopedId = (await injectJson(cp, 'GET', `/v1/instances/${ci.resource}?project=${A}`)).body.id;
+      const reader = SCOPES.reader!;
+      secret.reader = (
+        await ok('POST', '/v1/tokens', {
+          name: 'reader',
+          user: USER_OF.reader,
+          scope: { kinds: reader.kinds, verbs: reader.verbs },
+        })
+      ).secret;
       await cp.store.db
         .updateTable('users')
         .set({ password_hash: await hashPassword(PASSWORD) })
@@ -343,10 +320,15 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
         names.push(projectId, user);
         url = url.replace(':id', projectId).replace(':user', user);
       } else if (target !== null) {
-        const found =
+        const user = USER_OF[caller];
+        const found: { id: string; parent?: string } =
           resource === 'missing'
             ? { id: newId(target === 'nic' ? 'nic' : target), parent: newId('instance') }
-            : await fixture(target, project);
+            : SCOPES[caller]?.resource !== undefined && resource === 'own' && target === 'instance'
+              ? { id: scopedId }
+              : target === 'token' && resource === 'own' && user !== undefined
+                ? { id: (await ok('POST', '/v1/tokens', { name, user })).token.id }
+                : await fixture(target, project);
         names.push(found.id);
         if (found.parent !== undefined) names.push(found.parent);
         url = url.replace(':id', target === 'nic' ? found.parent! : found.id).replace(':nic', found.id);
@@ -435,24 +417,33 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
 
     it('gives every route, caller and resource what its policy says, and hides foreign resources as missing', async () => {
       const routes = cp.app.routes;
-      const keyOf = (r: RouteRecord) => `${r.method === 'HEAD' ? 'GET' : r.method} ${r.url}`;
-      const unlisted = routes.map(keyOf).filter((key) => POLICY[key] === undefined);
+      const keyOf = (r: RouteRecord) => policyKey(r.method, r.url);
+      const unlisted = routes.map(keyOf).filter((key) => ROUTE_POLICY[key] === undefined);
       expect([...new Set(unlisted)], 'routes without an entry in the policy table').toEqual([]);
-      const stale = Object.keys(POLICY).filter((k) => !routes.some((r) => keyOf(r) === k));
+      const stale = Object.keys(ROUTE_POLICY).filter((k) => !routes.some((r) => keyOf(r) === k));
       expect(stale, 'policy entries without a route').toEqual([]);
+      const strayFixtures = Object.keys(FIXTURES).filter((k) => ROUTE_POLICY[k] === undefined);
+      expect(strayFixtures, 'fixtures of routes the policy table does not have').toEqual([]);
+      const policyOf = (r: RouteRecord): Policy => ({ ...ROUTE_POLICY[keyOf(r)]!, ...FIXTURES[keyOf(r)] });
+      const resourcesOf = (policy: Policy): readonly Resource[] => (policy.target === null ? ['own'] : RESOURCES);
+      const variantsOf = (r: RouteRecord) =>
+        r.websocket && r.method === 'GET' ? (['http', 'ws'] as const) : (['http'] as const);
+      const size = routes.reduce(
+        (n, r) => n + variantsOf(r).length * CALLERS.length * resourcesOf(policyOf(r)).length,
+        0,
+      );
 
       let requests = 0;
       const failures: string[] = [];
       for (const route of routes) {
-        const policy = POLICY[keyOf(route)]!;
+        const policy = policyOf(route);
         // What the route itself says (config.public) and what the table says agree.
         if (route.public !== (policy.access === 'public' || policy.access === 'agent'))
           failures.push(
             `${keyOf(route)}: the route says public=${route.public}, the policy table says ${policy.access}`,
           );
-        const resources: readonly Resource[] = policy.target === null ? ['own'] : RESOURCES;
-        const variants = route.websocket && route.method === 'GET' ? (['http', 'ws'] as const) : (['http'] as const);
-        for (const variant of variants) {
+        const resources = resourcesOf(policy);
+        for (const variant of variantsOf(route)) {
           const perCaller = new Map<Caller, Map<Resource, Answer>>();
           for (const caller of CALLERS) {
             const answers = new Map<Resource, Answer>();
@@ -465,7 +456,7 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
                   : await send(route, policy, url, body, caller, names);
               requests++;
               answers.set(resource, got);
-              const want = expected(policy, route.method, caller, resource);
+              const want = expected(policy, caller, resource);
               const label = `${route.method} ${route.url}${variant === 'ws' ? ' (upgrade)' : ''} as ${caller} on ${resource}`;
               // The test hosts have no agent connected: reading from one is host_offline (a HEAD shows only the 503).
               const offline = got.status === 503 && (got.code === 'host_offline' || route.method === 'HEAD');
@@ -484,12 +475,8 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
               const a = answers.get(resource);
               if (missing === undefined || a === undefined) continue;
               // (A viewer's write to its own project is forbidden, not hidden: it sees what it may not change.)
-              const want = expected(policy, route.method, caller, resource);
-              if (
-                want !== 'allowed' &&
-                want === expected(policy, route.method, caller, 'missing') &&
-                a.shape !== missing.shape
-              )
+              const want = expected(policy, caller, resource);
+              if (want !== 'allowed' && want === expected(policy, caller, 'missing') && a.shape !== missing.shape)
                 failures.push(
                   `${route.method} ${route.url} as ${caller}: ${resource} answers ${a.shape.slice(0, 200)} but missing answers ${missing.shape.slice(0, 200)}`,
                 );
@@ -508,6 +495,9 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
       console.log(
         `authorization matrix: ${routes.length} routes × ${CALLERS.length} callers × up to ${RESOURCES.length} resources = ${requests} requests`,
       );
+      expect(requests, 'every cell of the matrix was asked').toBe(size);
+      expect(CALLERS.length * RESOURCES.length).toBe(33);
+      expect(routes.length).toBeGreaterThanOrEqual(Object.keys(ROUTE_POLICY).length);
       expect(failures).toEqual([]);
     }, 300_000);
   });
