@@ -100,6 +100,143 @@ for (const t of storeTargets()) {
       expect(missing.body.error.code).toBe('token_not_found');
     });
 
+    it('lets a user create, list, show and revoke personal tokens of their own, and nothing of others', async () => {
+      expect((await injectJson(cp, 'POST', '/v1/projects', { name: 'self-a' })).status).toBe(201);
+      expect((await injectJson(cp, 'POST', '/v1/projects', { name: 'self-b' })).status).toBe(201);
+      for (const name of ['self-ann', 'self-bob']) {
+        expect((await injectJson(cp, 'POST', '/v1/users', { name })).status).toBe(201);
+        const added = await injectJson(cp, 'POST', '/v1/projects/self-a/members', { user: name, role: 'viewer' });
+        expect(added.status, JSON.stringify(added.body)).toBe(201);
+      }
+      const ann = (await injectJson(cp, 'POST', '/v1/tokens', { name: 'ann', user: 'self-ann' })).body;
+      const bob = (await injectJson(cp, 'POST', '/v1/tokens', { name: 'bob', user: 'self-bob' })).body;
+      const as = (secret: string, method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, body?: unknown) =>
+        injectJson(cp, method, url, body, secret);
+
+      // Created for the user, whatever the body leaves out; within the user's projects.
+      const mine = await as(ann.secret, 'POST', '/v1/tokens', { name: 'laptop', projects: ['self-a'] });
+      expect(mine.status, JSON.stringify(mine.body)).toBe(201);
+      expect(mine.body.token).toMatchObject({ user: 'self-ann', admin: false, projects: ['self-a'], scope: null });
+      const bare = await as(ann.secret, 'POST', '/v1/tokens', { name: 'all-mine', user: 'self-ann' });
+      expect(bare.status).toBe(201);
+      expect(bare.body.token.user).toBe('self-ann');
+      // A viewer's new token is still a viewer's.
+      expect((await as(mine.body.secret, 'GET', '/v1/projects/self-a')).status).toBe(200);
+      const patched = await as(mine.body.secret, 'PATCH', '/v1/projects/self-a', { description: 'x' });
+      expect([patched.status, patched.body.error?.code]).toEqual([403, 'forbidden']);
+
+      // Not a project the user is no member of (the same 404 as a project that does not exist).
+      const other = await as(ann.secret, 'POST', '/v1/tokens', { name: 'x', projects: ['self-b'] });
+      const none = await as(ann.secret, 'POST', '/v1/tokens', { name: 'x', projects: ['self-nowhere'] });
+      expect([other.status, other.body.error.code]).toEqual([404, 'project_not_found']);
+      expect(none.status).toBe(404);
+      expect((await as(ann.secret, 'POST', '/v1/tokens', { name: 'x', admin: true })).body.error.code).toBe(
+        'forbidden',
+      );
+      expect((await as(ann.secret, 'POST', '/v1/tokens', { name: 'x', user: 'self-bob' })).body.error.code).toBe(
+        'forbidden',
+      );
+
+      // Their own tokens only; someone else's token is as missing as one that does not exist.
+      const listed = await as(ann.secret, 'GET', '/v1/tokens?limit=1000');
+      expect(listed.status).toBe(200);
+      expect(new Set((listed.body.items as Array<{ user: string }>).map((x) => x.user))).toEqual(new Set(['self-ann']));
+      expect((listed.body.items as unknown[]).length).toBe(3);
+      const foreign = await as(ann.secret, 'GET', `/v1/tokens/${bob.token.id}`);
+      const missing = await as(ann.secret, 'GET', '/v1/tokens/tok_01JB8X0Q3E6M2T9K4V7W5YB1C3');
+      expect([foreign.status, foreign.body.error.code]).toEqual([404, 'token_not_found']);
+      expect(missing.status).toBe(404);
+      expect((await as(ann.secret, 'DELETE', `/v1/tokens/${bob.token.id}`)).status).toBe(404);
+      expect((await as(bob.secret, 'GET', '/v1/projects')).status).toBe(200);
+      expect((await as(ann.secret, 'GET', `/v1/tokens/${mine.body.token.id}`)).body.name).toBe('laptop');
+      expect((await as(ann.secret, 'DELETE', `/v1/tokens/${mine.body.token.id}`)).status).toBe(204);
+      expect((await as(mine.body.secret, 'GET', '/v1/projects')).status).toBe(401);
+      // The admin sees them all.
+      const all = await injectJson(cp, 'GET', '/v1/tokens?limit=1000');
+      expect((all.body.items as Array<{ id: string }>).some((x) => x.id === bob.token.id)).toBe(true);
+
+      // Project tokens (of nobody) stay the admin's to manage.
+      const project = (await injectJson(cp, 'POST', '/v1/tokens', { name: 'p', projects: ['self-a'] })).body;
+      for (const [method, url, body] of [
+        ['GET', '/v1/tokens', undefined],
+        ['POST', '/v1/tokens', { name: 'y', projects: ['self-a'] }],
+        ['GET', `/v1/tokens/${project.token.id}`, undefined],
+      ] as const) {
+        const res = await as(project.secret, method, url, body);
+        expect([res.status, res.body.error.code]).toEqual([403, 'forbidden']);
+      }
+    });
+
+    it('resolves a scope’s resources to ids of the token’s one project, in the same request', async () => {
+      expect((await injectJson(cp, 'POST', '/v1/projects', { name: 'scope-a' })).status).toBe(201);
+      expect((await injectJson(cp, 'POST', '/v1/projects', { name: 'scope-b' })).status).toBe(201);
+      const image = await injectJson(cp, 'POST', '/v1/images', { name: 'disk', project: 'scope-a' });
+      expect(image.status).toBe(201);
+      const create = (body: object) => injectJson(cp, 'POST', '/v1/tokens', { name: 'scoped', ...body });
+
+      const byName = await create({ projects: ['scope-a'], scope: { kinds: ['image'], resources: ['disk'] } });
+      expect(byName.status, JSON.stringify(byName.body)).toBe(201);
+      expect(byName.body.token.scope).toEqual({ kinds: ['image'], resources: [image.body.id] });
+      const byId = await create({ projects: ['scope-a'], scope: { resources: [image.body.id], verbs: ['read'] } });
+      expect(byId.body.token.scope).toEqual({ resources: [image.body.id], verbs: ['read'] });
+      const row = await cp.store.db
+        .selectFrom('tokens')
+        .select('scope')
+        .where('id', '=', byId.body.token.id)
+        .executeTakeFirstOrThrow();
+      expect(JSON.parse(row.scope!)).toEqual({ resources: [image.body.id], verbs: ['read'] });
+      const shown = await injectJson(cp, 'GET', `/v1/tokens/${byId.body.token.id}`);
+      expect(shown.body.scope).toEqual({ resources: [image.body.id], verbs: ['read'] });
+      // Kinds and verbs alone need no project of their own.
+      const wide = await create({ admin: true, scope: { kinds: ['instance'], verbs: ['read', 'power'] } });
+      expect(wide.status).toBe(201);
+
+      const refused = async (body: object, status: number, code: string) => {
+        const res = await create(body);
+        expect([res.status, res.body.error?.code], JSON.stringify(res.body)).toEqual([status, code]);
+      };
+      await refused(
+        { projects: ['scope-b'], scope: { kinds: ['image'], resources: ['disk'] } },
+        404,
+        'image_not_found',
+      );
+      await refused(
+        { projects: ['scope-a'], scope: { kinds: ['image'], resources: ['nope'] } },
+        404,
+        'image_not_found',
+      );
+      await refused({ projects: ['scope-a'], scope: { resources: ['disk'] } }, 400, 'validation_failed');
+      await refused({ scope: { kinds: ['image'], resources: ['disk'] }, admin: true }, 400, 'validation_failed');
+      await refused(
+        { projects: ['scope-a', 'scope-b'], scope: { kinds: ['image'], resources: ['disk'] } },
+        400,
+        'validation_failed',
+      );
+      await refused({ projects: ['scope-a'], scope: { verbs: ['write'] } }, 400, 'validation_failed');
+      await refused(
+        { projects: ['scope-a'], scope: { kinds: ['instance'], resources: [image.body.id] } },
+        400,
+        'validation_failed',
+      );
+      // Nothing of a refused token was written.
+      const names = await cp.store.db.selectFrom('tokens').select('id').where('name', '=', 'scoped').execute();
+      expect(names).toHaveLength(3);
+    });
+
+    it('refuses a token whose stored scope is not one, rather than taking it as unlimited', async () => {
+      const made = (await injectJson(cp, 'POST', '/v1/tokens', { name: 'broken', admin: true })).body;
+      const fine = (await injectJson(cp, 'POST', '/v1/tokens', { name: 'fine', admin: true })).body;
+      // Changed before either is first used, so that no verified principal is cached.
+      await cp.store.db
+        .updateTable('tokens')
+        .set({ scope: '{"verbs":["everything"]}' })
+        .where('id', '=', made.token.id)
+        .execute();
+      await cp.store.db.updateTable('tokens').set({ scope: '{}' }).where('id', '=', fine.token.id).execute();
+      expect((await injectJson(cp, 'GET', '/v1/projects', undefined, fine.secret)).status).toBe(200);
+      expect((await injectJson(cp, 'GET', '/v1/projects', undefined, made.secret)).status).toBe(401);
+    });
+
     it('converts grants by name into grants by id when migrating, dropping names no project holds', async () => {
       const store = await t.open({ migrate: false });
       try {
