@@ -1,4 +1,4 @@
-import type { Token } from '@floe/api';
+import type { Token, TokenCreate } from '@floe/api';
 import type { FloeClient } from '@floe/client';
 import { describe, expect, it } from 'vitest';
 import { runWithClient } from '../testing.js';
@@ -25,8 +25,13 @@ function token(over: Partial<Token>): Token {
 /** Runs the CLI against a client whose tokens answer with `items`. */
 async function floe(argv: string[], items: Token[]) {
   const asked: string[] = [];
+  const created: TokenCreate[] = [];
   const client = {
     tokens: {
+      create: (body: TokenCreate) => {
+        created.push(body);
+        return Promise.resolve({ token: token({ name: body.name, scope: body.scope ?? null }), secret: 'floe_s3cret' });
+      },
       list: () => Promise.resolve({ items, next_cursor: null }),
       get: (id: string) => {
         asked.push(id);
@@ -35,7 +40,7 @@ async function floe(argv: string[], items: Token[]) {
     },
     close: () => Promise.resolve(),
   } as unknown as FloeClient;
-  return { ...(await runWithClient(argv, client, { now: NOW })), asked };
+  return { ...(await runWithClient(argv, client, { now: NOW })), asked, created };
 }
 
 describe('floe token', () => {
@@ -52,10 +57,10 @@ describe('floe token', () => {
     const r = await floe(['token', 'ls'], [active, expired]);
     expect(r.code, r.err).toBe(0);
     const [head, ...rows] = r.out.trimEnd().split('\n');
-    expect(head).toMatch(/^ID\s+NAME\s+STATE\s+ADMIN\s+USER\s+PROJECTS\s+EXPIRES/);
-    expect(rows[0]).toMatch(/^tok_\w+\s+live\s+active\s+no\s+-\s+shop\s+never/);
+    expect(head).toMatch(/^ID\s+NAME\s+STATE\s+ADMIN\s+USER\s+PROJECTS\s+SCOPE\s+EXPIRES/);
+    expect(rows[0]).toMatch(/^tok_\w+\s+live\s+active\s+no\s+-\s+shop\s+-\s+never/);
     // A token whose projects were all deleted holds no grant: '-', not an empty cell.
-    expect(rows[1]).toMatch(/^tok_\w+\s+old\s+expired\s+no\s+-\s+-\s+2025-01-01T12:00:00.000Z/);
+    expect(rows[1]).toMatch(/^tok_\w+\s+old\s+expired\s+no\s+-\s+-\s+-\s+2025-01-01T12:00:00.000Z/);
   });
 
   it('show prints one token with its state, and -o json the API shape', async () => {
@@ -65,5 +70,66 @@ describe('floe token', () => {
     expect(r.out).toMatch(/\nold\s|\stok_\w+\s+old\s+expired\s/);
     const j = await floe(['-o', 'json', 'token', 'show', expired.id], [active, expired]);
     expect(JSON.parse(j.out)).toMatchObject({ id: expired.id, state: 'expired' });
+  });
+
+  it('ls shows each token’s scope', async () => {
+    const ci = token({
+      name: 'ci',
+      scope: { kinds: ['instance'], resources: ['inst_01JB8X0Q3E6M2T9K4V7W5YB1C9'], verbs: ['power'] },
+    });
+    const r = await floe(['token', 'ls'], [active, ci]);
+    expect(r.code, r.err).toBe(0);
+    const [head, plain, scoped] = r.out.trimEnd().split('\n');
+    expect(head).toMatch(/\sPROJECTS\s+SCOPE\s+EXPIRES\s/);
+    expect(plain).toMatch(/\sshop\s+-\s+never\s/);
+    expect(scoped).toContain('kinds=instance verbs=power resources=inst_01JB8X0Q3E6M2T9K4V7W5YB1C9');
+  });
+
+  it('create sends the scope of --kind, --resource and --verb (repeatable) with the projects', async () => {
+    const r = await floe(
+      [
+        'token',
+        'create',
+        'ci-restart',
+        '--project',
+        'shop',
+        '--kind',
+        'instance',
+        '--resource',
+        'web-1',
+        '--resource',
+        'web-2',
+        '--verb',
+        'power',
+        '--verb',
+        'read',
+        '--expires-in-days',
+        '30',
+      ],
+      [],
+    );
+    expect(r.code, r.err).toBe(0);
+    expect(r.created).toEqual([
+      {
+        name: 'ci-restart',
+        projects: ['shop'],
+        expires_in_days: 30,
+        scope: { kinds: ['instance'], resources: ['web-1', 'web-2'], verbs: ['power', 'read'] },
+      },
+    ]);
+    expect(r.out).toContain('secret: floe_s3cret');
+    const plain = await floe(['token', 'create', 'laptop'], []);
+    expect(plain.code, plain.err).toBe(0);
+    expect(plain.created).toEqual([{ name: 'laptop' }]);
+  });
+
+  it('create --help shows the scope flags with an example', async () => {
+    const r = await floe(['token', 'create', '--help'], []);
+    expect(r.out).toMatch(/--kind <kind>/);
+    expect(r.out).toMatch(/--resource <name-or-id>/);
+    expect(r.out).toMatch(/--verb <verb>/);
+    expect(r.out).toContain(
+      'floe token create ci-restart --project shop --kind instance --resource web-1 --verb power',
+    );
   });
 });
