@@ -1,4 +1,4 @@
-import { FloeError, type Kind, type Verb } from '@floe/api';
+import type { Kind, Verb } from '@floe/api';
 import { describe, expect, it } from 'vitest';
 import { POLICY } from './policy.js';
 import { scopeDecision } from './scope.js';
@@ -10,7 +10,7 @@ const scope = (s: { kinds?: Kind[]; verbs?: Verb[]; resources?: string[] }) => (
 });
 const decide = (s: Parameters<typeof scope>[0], route: string) => {
   const d = scopeDecision(scope(s), POLICY[route]!);
-  return 'refuse' in d ? (d.refuse as FloeError).message : d;
+  return 'refuse' in d ? d.refuse.message : d;
 };
 
 describe('what a token’s scope says of a route', () => {

@@ -1,7 +1,8 @@
-import { FloeError, type ErrorCode, type Kind } from '@floe/api';
+import { FloeError, type Kind } from '@floe/api';
 import type { Db } from '../db/index.js';
 import { isIdOf } from '../ids.js';
 import type { Principal, PrincipalScope } from '../services/principal.js';
+import { notFound } from '../services/token-scope.js';
 import { idKindOf, kindOf, type RoutePolicy } from './policy.js';
 
 /*
@@ -93,8 +94,5 @@ export async function enforceScope(
     const id = await idOf(db, kind, ref, project);
     if (id !== null && principal.scope.resources?.has(id) === true) return;
   }
-  throw new FloeError(`${kind}_not_found` as ErrorCode, `${kind} "${String(ref)}" not found`, {
-    kind,
-    id: String(ref),
-  });
+  throw notFound(kind, String(ref));
 }

@@ -7,6 +7,25 @@ const SCOPABLE = { instance: 'instances', image: 'images', network: 'networks' }
 type Scopable = keyof typeof SCOPABLE;
 const isScopable = (k: Kind): k is Scopable => k in SCOPABLE;
 
+/** The not-found error of each kind a route's `:id` or a scope's resource may name. */
+const NOT_FOUND: Partial<Record<Kind, ErrorCode>> = {
+  project: 'project_not_found',
+  token: 'token_not_found',
+  user: 'user_not_found',
+  host: 'host_not_found',
+  image: 'image_not_found',
+  machine_type: 'machine_type_not_found',
+  instance: 'instance_not_found',
+  network: 'network_not_found',
+  nic: 'nic_not_found',
+  operation: 'operation_not_found',
+};
+
+/** `<kind> "<ref>" not found`, as the services answer for a missing resource or one of another project. */
+export function notFound(kind: Kind, ref: string): FloeError {
+  return new FloeError(NOT_FOUND[kind] ?? 'not_found', `${kind} "${ref}" not found`, { kind, id: ref });
+}
+
 const invalid = (message: string) => new FloeError('validation_failed', message, { field: 'scope.resources' });
 
 /**
@@ -51,8 +70,7 @@ export async function resolveScope(
       .where(isIdOf(kind, ref) ? 'id' : 'name', '=', ref)
       .where('project', '=', project)
       .executeTakeFirst();
-    if (row === undefined)
-      throw new FloeError(`${kind}_not_found` as ErrorCode, `${kind} "${ref}" not found`, { kind, id: ref });
+    if (row === undefined) throw notFound(kind, ref);
     ids.push(row.id);
   }
   return { ...scope, resources: [...new Set(ids)] };
