@@ -32,7 +32,7 @@ import type { Api, RouteFamily } from './http/routing.js';
 import { VERSION } from './version.js';
 import { buildServices, type ControlPki, type Services } from './wiring.js';
 import { withVerb } from './services/authz.js';
-import { policyOf } from './http/policy.js';
+import { policyForRoute } from './http/policy.js';
 import { enforceScope } from './http/scope.js';
 
 /** Every family of routes, each in its own module of http/routes. */
@@ -114,15 +114,7 @@ export async function buildApp(opts: {
   http.addHook('onRoute', (r) => {
     // Every route has an entry in the policy table, and the table and the route agree on whether it is public.
     const methods = [r.method].flat();
-    const policy = policyOf(methods[0]!, r.url);
-    for (const method of methods) {
-      const entry = policyOf(method, r.url);
-      const open = entry.access === 'public' || entry.access === 'agent';
-      if (open !== (r.config?.public === true))
-        throw new Error(
-          `route ${method} ${r.url}: public=${r.config?.public === true}, the policy table says ${entry.access}`,
-        );
-    }
+    const policy = policyForRoute(methods, r.url, r.config?.public === true);
     r.config = { ...r.config, policy };
     for (const method of methods)
       routes.push({

@@ -135,13 +135,27 @@ export function policyKey(method: string, url: string): string {
 }
 
 /** The entry of a route, or an error naming the route: every route needs one. */
-export function policyOf(method: string, url: string): RoutePolicy {
+function policyOf(method: string, url: string): RoutePolicy {
   const entry = POLICY[policyKey(method, url)];
   if (entry === undefined)
     throw new Error(
       `route ${policyKey(method, url)} has no entry in the policy table (packages/server/src/http/policy.ts)`,
     );
   return entry;
+}
+
+/**
+ * The policy of a route as it is registered. Throws, so that the app does not build, when the route has
+ * no entry or when the route (`config.public`) and the table disagree on whether it needs a token.
+ */
+export function policyForRoute(methods: readonly string[], url: string, isPublic: boolean): RoutePolicy {
+  for (const method of methods) {
+    const entry = policyOf(method, url);
+    const open = entry.access === 'public' || entry.access === 'agent';
+    if (open !== isPublic)
+      throw new Error(`route ${method} ${url}: public=${isPublic}, but the policy table says ${entry.access}`);
+  }
+  return policyOf(methods[0]!, url);
 }
 
 /** The kind a route's `:id` names, when a token limited to some resources may call it at all. */

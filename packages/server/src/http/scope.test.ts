@@ -1,6 +1,6 @@
 import type { Kind, Verb } from '@floe/api';
 import { describe, expect, it } from 'vitest';
-import { POLICY } from './policy.js';
+import { POLICY, policyForRoute } from './policy.js';
 import { scopeDecision } from './scope.js';
 
 const scope = (s: { kinds?: Kind[]; verbs?: Verb[]; resources?: string[] }) => ({
@@ -40,5 +40,24 @@ describe('what a token’s scope says of a route', () => {
     expect(decide(one, 'GET /v1/instances')).toMatch(/limited to single resources/);
     expect(decide(one, 'POST /v1/instances')).toMatch(/limited to single resources/);
     expect(decide(one, 'GET /v1/projects')).toMatch(/limited to single resources/);
+  });
+});
+
+describe('the policy table at registration', () => {
+  it('gives a route its entry, HEAD twins their GET’s', () => {
+    expect(policyForRoute(['GET', 'HEAD'], '/v1/instances', false)).toBe(POLICY['GET /v1/instances']);
+    expect(policyForRoute(['POST'], '/v1/instances/:id/restart', false).verb).toBe('power');
+  });
+
+  it('refuses a route without an entry, so that the app does not build', () => {
+    expect(() => policyForRoute(['GET'], '/v1/unheard-of', false)).toThrow(
+      'route GET /v1/unheard-of has no entry in the policy table',
+    );
+    expect(() => policyForRoute(['GET', 'DELETE'], '/v1/instances', false)).toThrow(/DELETE \/v1\/instances/);
+  });
+
+  it('refuses a route that says otherwise than the table about needing a token', () => {
+    expect(() => policyForRoute(['GET'], '/healthz', false)).toThrow(/policy table says public/);
+    expect(() => policyForRoute(['GET'], '/v1/projects', true)).toThrow(/policy table says project/);
   });
 });
