@@ -115,7 +115,18 @@ export function auditEntries(request: FastifyRequest, reply: FastifyReply, at: s
     request_id: String(request.id),
   };
   const out: AuditEntry[] = [];
-  if (auth?.failure !== undefined) out.push({ ...base, action: 'auth.failed', reason: auth.failure });
+  const login = auth?.login;
+  if (login !== undefined)
+    out.push({
+      ...base,
+      action: login.action,
+      reason: login.reason ?? null,
+      token_id: login.tokenId ?? base.token_id,
+      user_id: login.user?.id ?? base.user_id,
+      user_name: login.user?.name ?? base.user_name,
+      authenticator: login.authenticator ?? base.authenticator,
+    });
+  else if (auth?.failure !== undefined) out.push({ ...base, action: 'auth.failed', reason: auth.failure });
   else if (MUTATING.has(request.method)) out.push(base);
   if (auth?.firstUse !== undefined)
     out.push({
