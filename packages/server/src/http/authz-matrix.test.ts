@@ -173,6 +173,18 @@ const POLICY: Record<string, Policy> = {
   'PATCH /v1/networks/:id': scoped('network', labels),
   'DELETE /v1/networks/:id': scoped('network'),
 
+  'POST /v1/auth/login': {
+    access: 'public',
+    target: null,
+    body: (_p, name) => ({ username: name, password: 'not the password' }),
+  },
+  // Every caller of the matrix holds an API token, which logout refuses (409) once authenticated.
+  'POST /v1/auth/logout': { access: 'authenticated', target: null },
+  'POST /v1/users/me/totp': self,
+  'POST /v1/users/me/totp/confirm': { ...self, body: () => ({ code: '000000' }) },
+  'DELETE /v1/users/me/totp': { ...self, body: () => ({ code: '000000' }) },
+  'DELETE /v1/users/:id/totp': admin('user'),
+
   'GET /v1/events': list,
   'GET /v1/audit': admin(),
   'GET /v1/agent': { access: 'agent', target: null },
