@@ -262,7 +262,10 @@ function readAuthConfig(file: string | undefined, cwd: string): { auth: AuthConf
   try {
     raw = JSON.parse(readFileSync(full, 'utf8'));
   } catch (err) {
-    const why = err instanceof SyntaxError ? `is not valid JSON (${err.message})` : `cannot be read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
+    const why =
+      err instanceof SyntaxError
+        ? `is not valid JSON (${err.message})`
+        : `cannot be read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
     throw new FloeError('validation_failed', `FLOE_AUTH_CONFIG ${full} ${why}`, { field: 'FLOE_AUTH_CONFIG' });
   }
   try {

@@ -10,7 +10,7 @@ const NAME = new RegExp(NAME_PATTERN);
 const EMAIL = /^[^@\s]+@[^@\s]+$/;
 
 /** The profile fields an authenticator's answer sets on a floe user (invalid values are left out). */
-export function profileOf(success: AuthSuccess): { display_name?: string; email?: string } {
+function profileOf(success: AuthSuccess): { display_name?: string; email?: string } {
   const out: { display_name?: string; email?: string } = {};
   if (success.displayName !== undefined) out.display_name = success.displayName.slice(0, 200);
   if (success.email !== undefined && success.email.length <= 254 && EMAIL.test(success.email))
@@ -47,7 +47,8 @@ export function membershipChanges(
     if (m === undefined) out.push({ op: 'add', projectId, role });
     else if (m.via === 'mapping' && m.role !== role) out.push({ op: 'set', projectId, role });
   }
-  for (const m of current) if (m.via === 'mapping' && !want.has(m.projectId)) out.push({ op: 'remove', projectId: m.projectId });
+  for (const m of current)
+    if (m.via === 'mapping' && !want.has(m.projectId)) out.push({ op: 'remove', projectId: m.projectId });
   return out;
 }
 

@@ -40,7 +40,8 @@ export class LoginThrottle {
     const t = this.now();
     for (const [kind, key] of this.keys(username, address)) {
       const c = this.counters.get(key);
-      if (c !== undefined && c.lockedUntil > t) return { key: kind, retryAfterS: Math.ceil((c.lockedUntil - t) / 1000) };
+      if (c !== undefined && c.lockedUntil > t)
+        return { key: kind, retryAfterS: Math.ceil((c.lockedUntil - t) / 1000) };
     }
     return null;
   }

@@ -70,8 +70,7 @@ export class UserTotpService {
   async disable(principal: Principal, code: string): Promise<void> {
     const user = await this.own(principal);
     const store = new DbTotpStore(this.ctx.store.db);
-    if ((await store.get(user.id)) === null)
-      throw new FloeError('invalid_state', 'TOTP is not on for this user');
+    if ((await store.get(user.id)) === null) throw new FloeError('invalid_state', 'TOTP is not on for this user');
     const result = await verifySecondFactor(store, user.id, code);
     if (!result.ok) throw new FloeError('validation_failed', 'the code does not match', { field: 'code' });
     await this.remove(user.id);

@@ -28,7 +28,7 @@ export function authRoutes(app: Api, s: Services): void {
         return { token: done.token, token_id: done.session.id, expires_at: done.session.expires_at!, user: done.user };
       } catch (err) {
         if (err instanceof FloeError && err.code === 'rate_limited')
-          void reply.header('retry-after', String(err.details?.retry_after_s ?? 60));
+          void reply.header('retry-after', String(Number(err.details?.retry_after_s ?? 60)));
         throw err;
       }
     },
