@@ -2,6 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { generate } from 'otplib';
+import { freePort } from '@floe/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../config.js';
 import { storeTargets } from '../db/testing.js';
@@ -147,6 +148,57 @@ describe('no user enumeration through timing', () => {
     expect(ratio).toBeGreaterThan(1 / 3);
     expect(ratio).toBeLessThan(3);
   }, 120_000);
+});
+
+describe('a backend that does not answer', () => {
+  let cp: TestControlPlane;
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'floe-login-down-'));
+    const file = path.join(dir, 'auth.json');
+    await writeFile(
+      file,
+      JSON.stringify({
+        chain: [
+          { kind: 'local' },
+          {
+            kind: 'ldap',
+            name: 'down',
+            url: `ldap://127.0.0.1:${await freePort()}`,
+            timeoutMs: 1000,
+            bind: { mode: 'template', dnTemplate: 'uid={username},dc=x' },
+          },
+        ],
+      }),
+    );
+    cp = await startTestControlPlane(await sqlite.open(), { FLOE_AUTH_CONFIG: file });
+    await injectJson(cp, 'POST', '/v1/users', { name: 'kai', password: PASSWORD });
+  }, 60_000);
+  afterAll(async () => {
+    await cp?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('answers 503 when the user may live there, and does not count it as a failure', async () => {
+    for (let i = 0; i < 6; i++) {
+      const down = await login(cp, { username: 'in-ldap', password: PASSWORD });
+      expect([down.status, down.body.error.code]).toEqual([503, 'auth_unavailable']);
+    }
+    // Local users are answered by the local entry first: a right password works, a wrong one is 401.
+    expect((await login(cp, { username: 'kai', password: PASSWORD })).status).toBe(200);
+    expect((await login(cp, { username: 'kai', password: 'wrong password' })).body.error.code).toBe(
+      'invalid_credentials',
+    );
+    await cp.app.services.audit.flush();
+    const rows = await cp.store.db
+      .selectFrom('audit_log')
+      .select(['reason', 'authenticator'])
+      .where('action', '=', 'auth.login_failed')
+      .where('reason', '=', 'unavailable')
+      .execute();
+    expect(rows.length).toBe(6);
+    expect(rows[0]!.authenticator).toBe('down');
+  }, 60_000);
 });
 
 describe('FLOE_AUTH_CONFIG', () => {
