@@ -13,6 +13,8 @@ const USER = {
   disabled: false,
   operator: false,
   has_password: true,
+  source: null,
+  totp: false,
   created_at: '2025-01-01T00:00:00.000Z',
   updated_at: '2025-01-01T00:00:00.000Z',
 };

@@ -9,13 +9,15 @@ import { examples, fetchPage, listOptions, type ListFlags } from './shared.js';
 /** Table rows of users. */
 function userTable(items: User[], now: number): string {
   return renderTable(
-    ['NAME', 'DISPLAY NAME', 'EMAIL', 'OPERATOR', 'DISABLED', 'AGE'],
+    ['NAME', 'DISPLAY NAME', 'EMAIL', 'OPERATOR', 'DISABLED', 'TOTP', 'SOURCE', 'AGE'],
     items.map((u) => [
       u.name,
       u.display_name,
       u.email ?? '-',
       u.operator ? 'yes' : 'no',
       u.disabled ? 'yes' : 'no',
+      u.totp ? 'on' : 'off',
+      u.source ?? 'local',
       age(u.created_at, now),
     ]),
   );

@@ -132,7 +132,13 @@ for (const t of storeTargets()) {
 
     it('creates an htpasswd user on its first login, syncs mapped memberships and keeps hand-made ones', async () => {
       const first = await logins.login({ username: 'carol', password: 'carol pw' }, { remoteAddress: address() });
-      expect(first.user).toMatchObject({ name: 'carol', operator: false, has_password: false });
+      expect(first.user).toMatchObject({
+        name: 'carol',
+        operator: false,
+        has_password: false,
+        source: 'contractors',
+        totp: false,
+      });
       const row = await cp.store.db
         .selectFrom('users')
         .selectAll()
@@ -217,7 +223,9 @@ for (const t of storeTargets()) {
       await awayFromStepEdge();
       const now = Date.now();
       expect((await refusal(totp.confirm(as(tess), '000000'))).code).toBe('validation_failed');
+      expect((await cp.app.services.users.get(cp.admin, 'tess')).totp).toBe(false);
       await totp.confirm(as(tess), await codeAt(enrolment.secret, now - 30_000));
+      expect((await cp.app.services.users.get(cp.admin, 'tess')).totp).toBe(true);
       expect((await refusal(totp.enrol(as(tess)))).code).toBe('invalid_state');
 
       const at = address();
