@@ -180,6 +180,37 @@ for (const t of storeTargets()) {
       expect((await injectJson(cp, 'GET', '/v1/projects/lg', undefined, second.token)).status).toBe(200);
     });
 
+    it('completeLogin turns another login’s success (OIDC, a checker) into a user and a session, with granted roles', async () => {
+      const success = {
+        ok: true as const,
+        authenticator: 'sso',
+        subject: 'erin',
+        displayName: 'Erin E.',
+        email: 'not an email',
+        groups: [],
+        roles: [{ role: 'viewer' as const, project: 'other' }, { role: 'operator' as const }],
+      };
+      const done = await logins.completeLogin(success, { remoteAddress: address(), sessionName: 'browser' });
+      expect(done.user).toMatchObject({
+        name: 'erin',
+        display_name: 'Erin E.',
+        email: null,
+        source: 'sso',
+        operator: true,
+      });
+      expect(done.session).toMatchObject({ name: 'browser', admin: true, user: 'erin' });
+      const members = await injectJson(cp, 'GET', '/v1/projects/other/members');
+      expect(members.body.items.map((m: { user: string; role: string }) => `${m.user}:${m.role}`)).toContain(
+        'erin:viewer',
+      );
+      await injectJson(cp, 'PATCH', '/v1/users/erin', { disabled: true });
+      expect((await refusal(logins.completeLogin(success, {}))).code).toBe('invalid_credentials');
+      // An unusable subject is refused with a reason, and no user is made.
+      const odd = await refusal(logins.completeLogin({ ...success, subject: 'Erin@Corp' }, {}));
+      expect(odd.code).toBe('name_conflict');
+      expect(odd.message).toMatch(/not a valid floe user name/);
+    });
+
     it('never hands the local admin to an external subject of the same name', async () => {
       const adminBefore = await cp.store.db
         .selectFrom('users')
