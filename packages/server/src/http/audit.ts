@@ -125,6 +125,9 @@ export function auditEntries(request: FastifyRequest, reply: FastifyReply, at: s
       user_id: login.user?.id ?? base.user_id,
       user_name: login.user?.name ?? base.user_name,
       authenticator: login.authenticator ?? base.authenticator,
+      // What the login made or ended: the session token; a failed login is about the user, once known.
+      resource_kind: login.tokenId !== undefined ? 'token' : 'user',
+      resource_id: login.tokenId ?? login.user?.id ?? null,
     });
   else if (auth?.failure !== undefined) out.push({ ...base, action: 'auth.failed', reason: auth.failure });
   else if (MUTATING.has(request.method)) out.push(base);

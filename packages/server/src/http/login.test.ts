@@ -85,7 +85,17 @@ describe('POST /v1/auth/login and logout over HTTP', () => {
     await cp.app.services.audit.flush();
     const rows = await cp.store.db
       .selectFrom('audit_log')
-      .select(['action', 'reason', 'user_name', 'authenticator', 'source_address', 'outcome', 'token_id'])
+      .select([
+        'action',
+        'reason',
+        'user_name',
+        'authenticator',
+        'source_address',
+        'outcome',
+        'token_id',
+        'resource_kind',
+        'resource_id',
+      ])
       .where('action', 'like', 'auth.%')
       .where('user_name', '=', 'ivo')
       .orderBy('id')
@@ -99,6 +109,11 @@ describe('POST /v1/auth/login and logout over HTTP', () => {
       'auth.login::ok',
     ]);
     for (const r of rows) expect(r.source_address).toBe('127.0.0.1');
+    // A login names the session it made, as token and as resource; a logout the session it ended.
+    expect(rows[0]!.token_id).toMatch(/^tok_/);
+    expect([rows[0]!.resource_kind, rows[0]!.resource_id]).toEqual(['token', rows[0]!.token_id]);
+    expect(rows[4]!.resource_id).toBe(rows[3]!.token_id);
+    expect(rows[1]!.resource_kind).toBe('user');
     expect(rows.filter((r) => r.action !== 'auth.logout').every((r) => r.authenticator === 'local')).toBe(true);
     const failed = await cp.store.db
       .selectFrom('audit_log')
