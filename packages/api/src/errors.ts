@@ -10,6 +10,15 @@ export const ERROR_CODES = {
   invalid_label_selector: { status: 400, description: 'A `label` filter is not `key` or `key=value`.' },
   metadata_too_large: { status: 400, description: '`metadata` serializes to more than 64 KiB.' },
   unauthenticated: { status: 401, description: 'No bearer token, or the token is unknown, revoked or expired.' },
+  invalid_credentials: {
+    status: 401,
+    description:
+      'The username, password or second-factor code is wrong, or the user is unknown or disabled (one answer for all, so that users cannot be guessed).',
+  },
+  totp_required: {
+    status: 401,
+    description: 'The password was right and the user has TOTP: send the login again with `totp_code`.',
+  },
   forbidden: {
     status: 403,
     description: 'The token is valid but may not do this (for example, an admin-only action).',
@@ -140,13 +149,18 @@ export const ERROR_CODES = {
   rate_limited: {
     status: 429,
     description:
-      'Too many unauthenticated requests, host joins or failed authentications from this address; `Retry-After` says when to try again.',
+      'Too many unauthenticated requests, host joins or failed authentications from this address, or too many failed logins for this username or from this address; `Retry-After` says when to try again.',
   },
   internal_error: { status: 500, description: 'An unexpected error; the server log has the details.' },
   store_unavailable: {
     status: 503,
     description:
       "The control plane cannot reach its database (it is down, restarting or locked past the busy timeout). Retry after the `Retry-After` header's seconds, with the same `Idempotency-Key` for a POST; `GET /readyz` says when the control plane is ready again.",
+  },
+  auth_unavailable: {
+    status: 503,
+    description:
+      'No authenticator could decide the login: a backend (LDAP, an htpasswd file, an external checker) did not answer. Retry later.',
   },
   host_operation_failed: {
     status: 502,

@@ -20,6 +20,13 @@ export const User = Type.Object({
   disabled: Type.Boolean({ description: 'a disabled user and all its tokens are refused at once' }),
   operator: Type.Boolean(),
   has_password: Type.Boolean(),
+  source: Nullable(
+    Type.String({
+      description:
+        'the authenticator that created the user on its first login (LDAP, htpasswd, ...); null for local users',
+    }),
+  ),
+  totp: Type.Boolean({ description: 'logins need a TOTP code (or a recovery code)' }),
   created_at: Timestamp,
   updated_at: Timestamp,
 });

@@ -3,6 +3,48 @@ import type { Command } from 'commander';
 import { FloeClient, type FloeClientOptions } from '@floe/client';
 import { configPath, loadConfig, resolveContext, type Env, type FloeConfig, type ResolvedContext } from './config.js';
 import { colorsFor, renderJson, type Colors, type OutputFormat } from './output.js';
+import { UsageError } from './errors.js';
+
+async function readAllStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(Buffer.from(chunk as Buffer));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** A question on the terminal; a secret answer is read with echo off (raw mode), so it never shows. */
+async function terminalPrompt(question: string, secret: boolean, err: Writer): Promise<string> {
+  if (!secret) {
+    const rl = createInterface({ input: process.stdin, output: process.stderr });
+    try {
+      return (await rl.question(`${question}: `)).trim();
+    } finally {
+      rl.close();
+    }
+  }
+  err.write(`${question}: `);
+  const stdin = process.stdin;
+  return new Promise((resolve, reject) => {
+    let answer = '';
+    const done = (fn: () => void) => {
+      stdin.setRawMode(false);
+      stdin.pause();
+      stdin.off('data', onData);
+      err.write('\n');
+      fn();
+    };
+    const onData = (data: Buffer) => {
+      for (const ch of data.toString('utf8')) {
+        if (ch === '\r' || ch === '\n' || ch === '\u0004') return done(() => resolve(answer));
+        if (ch === '\u0003') return done(() => reject(new UsageError('cancelled')));
+        if (ch === '\u007f' || ch === '\b') answer = answer.slice(0, -1);
+        else answer += ch;
+      }
+    };
+    stdin.setRawMode(true);
+    stdin.resume();
+    stdin.on('data', onData);
+  });
+}
 
 /** Where the CLI writes: process.stdout/stderr, or a buffer in tests. */
 export interface Writer {
@@ -21,6 +63,10 @@ export interface CliDeps {
   stdinIsTTY?: boolean;
   /** Asks a yes/no question (default: a readline prompt on stdin). */
   confirm?: (question: string) => Promise<boolean>;
+  /** Asks for a line of text; `secret` answers are not echoed (default: a prompt on the terminal). */
+  prompt?: (question: string, opts: { secret: boolean }) => Promise<string>;
+  /** Reads all of standard input (`--password-stdin`). */
+  readStdin?: () => Promise<string>;
   /** Clock for ages in tables. */
   now?: () => number;
   /** Stops `floe events` (default: Ctrl-C). */
@@ -64,6 +110,8 @@ export class CliRuntime {
   readonly signal: AbortSignal | undefined;
   readonly #createClient: (options: FloeClientOptions) => FloeClient;
   readonly #confirm: ((q: string) => Promise<boolean>) | undefined;
+  readonly #prompt: CliDeps['prompt'];
+  readonly #readStdin: () => Promise<string>;
   readonly #clients: FloeClient[] = [];
   #client: FloeClient | undefined;
 
@@ -77,6 +125,8 @@ export class CliRuntime {
     this.signal = deps.signal;
     this.#createClient = deps.createClient ?? ((o) => new FloeClient(o));
     this.#confirm = deps.confirm;
+    this.#prompt = deps.prompt;
+    this.#readStdin = deps.readStdin ?? readAllStdin;
   }
 
   /** The global options as seen from `cmd`. */
@@ -156,6 +206,21 @@ export class CliRuntime {
     } finally {
       rl.close();
     }
+  }
+
+  /**
+   * Asks for a line (a username, a password, a code); secret answers are not echoed. Throws a usage
+   * error naming `fallback` when nobody can answer (no terminal).
+   */
+  async ask(question: string, opts: { secret: boolean; fallback: string }): Promise<string> {
+    if (this.#prompt !== undefined) return this.#prompt(question, { secret: opts.secret });
+    if (!this.stdinIsTTY) throw new UsageError(`cannot ask "${question}" without a terminal: ${opts.fallback}`);
+    return terminalPrompt(question, opts.secret, this.err);
+  }
+
+  /** All of standard input, for secrets piped in. */
+  readStdin(): Promise<string> {
+    return this.#readStdin();
   }
 
   /** Closes every client this run opened. */

@@ -27,7 +27,14 @@ export interface CliRun {
 export async function runWithClient(
   argv: readonly string[],
   client: FloeClient,
-  opts: { now?: number; env?: Record<string, string> } = {},
+  opts: {
+    now?: number;
+    env?: Record<string, string>;
+    /** Answers questions (username, password, TOTP code) as a terminal user would. */
+    prompt?: (question: string, o: { secret: boolean }) => Promise<string>;
+    /** What standard input holds. */
+    stdin?: string;
+  } = {},
 ): Promise<CliRun> {
   const out = new OutputBuffer();
   const err = new OutputBuffer();
@@ -45,6 +52,8 @@ export async function runWithClient(
     },
     stdinIsTTY: false,
     ...(now === undefined ? {} : { now: () => now }),
+    ...(opts.prompt === undefined ? {} : { prompt: opts.prompt }),
+    ...(opts.stdin === undefined ? {} : { readStdin: () => Promise.resolve(opts.stdin!) }),
   });
   return { code, out: out.text, err: err.text };
 }

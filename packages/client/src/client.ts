@@ -12,6 +12,7 @@ import { NetworksApi } from './networks.js';
 import { OperationsApi } from './operations.js';
 import { ProjectsApi, TokensApi } from './projects.js';
 import { MembersApi, UsersApi } from './users.js';
+import { AuthApi } from './auth.js';
 import {
   HttpTransport,
   type ApiResponse,
@@ -98,6 +99,8 @@ export class FloeClient implements Transport {
   readonly users: UsersApi;
   /** Members of projects: list, add, update, remove. */
   readonly members: MembersApi;
+  /** Password login and logout of sessions. */
+  readonly auth: AuthApi;
   /** Hosts (admin): list, get, update, delete, joinToken. */
   readonly hosts: HostsApi;
   /** Images: list, get, create, update, delete. */
@@ -127,6 +130,7 @@ export class FloeClient implements Transport {
     this.tokens = new TokensApi(this, '/v1/tokens');
     this.users = new UsersApi(this, '/v1/users');
     this.members = new MembersApi(this);
+    this.auth = new AuthApi(this);
     this.hosts = new HostsApi(this, '/v1/hosts');
     this.images = new ImagesApi(this, '/v1/images');
     this.machineTypes = new MachineTypesApi(this, '/v1/machine-types');

@@ -30,3 +30,4 @@ export * from './users.js';
 export * from './query.js';
 export * from './sse.js';
 export * from './transport.js';
+export * from './auth.js';

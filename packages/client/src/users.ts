@@ -1,4 +1,4 @@
-import type { Member, MemberAdd, ProjectRoleName, User, UserCreate, UserPatch } from '@floe/api';
+import type { Member, MemberAdd, ProjectRoleName, TotpEnrolment, User, UserCreate, UserPatch } from '@floe/api';
 import { defined, ListApi, type CallOptions, type MergePatch, type PostOptions } from './calls.js';
 import { segment } from './query.js';
 import type { Transport } from './transport.js';
@@ -39,6 +39,22 @@ export class UsersApi extends ListApi<User> {
       `${this.base}/me/password`,
       defined({ body: { old_password: oldPassword, new_password: newPassword }, ...options }),
     );
+  }
+  /** Starts TOTP for the token's own user: secret, otpauth URI, QR codes and recovery codes (pending until confirmed). */
+  totpEnrol(options: PostOptions = {}): Promise<TotpEnrolment> {
+    return this.t.request('POST', `${this.base}/me/totp`, defined({ ...options }));
+  }
+  /** Confirms a pending TOTP enrolment with a code from the app. */
+  async totpConfirm(code: string, options: PostOptions = {}): Promise<void> {
+    await this.t.request('POST', `${this.base}/me/totp/confirm`, defined({ body: { code }, ...options }));
+  }
+  /** Turns TOTP off for the token's own user; needs a current code or an unused recovery code. */
+  async totpDisable(code: string, options: CallOptions = {}): Promise<void> {
+    await this.t.request('DELETE', `${this.base}/me/totp`, defined({ body: { code }, signal: options.signal }));
+  }
+  /** Removes another user's TOTP (operators). */
+  async totpReset(id: string, options: CallOptions = {}): Promise<void> {
+    await this.t.request('DELETE', `${this.path(id)}/totp`, defined({ signal: options.signal }));
   }
 }
 

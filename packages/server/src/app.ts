@@ -15,6 +15,7 @@ import { installAudit } from './http/audit.js';
 import { installIdempotency } from './http/idempotency.js';
 import { installRateLimits } from './http/rate-limits.js';
 import { auditRoutes } from './http/routes/audit.js';
+import { authRoutes } from './http/routes/auth.js';
 import { hostRoutes } from './http/routes/hosts.js';
 import { imageFileRoutes } from './http/routes/image-files.js';
 import { imageRoutes } from './http/routes/images.js';
@@ -50,6 +51,7 @@ const ROUTE_FAMILIES: readonly RouteFamily[] = [
   instanceIoRoutes,
   streamRoutes,
   auditRoutes,
+  authRoutes,
 ];
 
 /** One route of the control plane as registered: what the authorization matrix test walks. */
@@ -259,6 +261,7 @@ export async function buildApp(opts: {
       await services.bus.idle();
       services.bus.close();
       services.instances.close();
+      await services.authChain.close();
       await cluster.close();
     },
   };

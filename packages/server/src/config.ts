@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { FloeError, USER_DATA_MAX_BYTES } from '@floe/api';
+import { parseAuthConfig, type AuthConfig } from './auth/config.js';
 
 /** Control plane settings, parsed once at start and frozen. */
 export interface Config {
@@ -58,6 +59,24 @@ export interface Config {
    * blocks a retry on PostgreSQL (FLOE_IDEMPOTENCY_LEASE_S); renewed every third of it while alive.
    */
   readonly idempotencyLeaseMs: number;
+  /** The authenticator chain and the role mapping (FLOE_AUTH_CONFIG, a JSON file read at start; default: local passwords). */
+  readonly auth: AuthConfig;
+  /** Relative file names in the auth configuration resolve here (the configuration file's directory). */
+  readonly authBaseDir: string;
+  /** How long a login's session token lives (FLOE_SESSION_TTL_HOURS, default 12). */
+  readonly sessionTtlMs: number;
+  /** Failed logins before a username or an address is locked out for a while. */
+  readonly loginLockout: LoginLockout;
+}
+
+/** Failed logins counted per username and per source address, in memory per control plane process. */
+export interface LoginLockout {
+  /** Failures of one username within `windowMs` before it is locked (FLOE_LOGIN_MAX_FAILURES_PER_USER, 5; 0 = off). */
+  readonly perUsername: number;
+  /** Failures from one address within `windowMs` before it is locked (FLOE_LOGIN_MAX_FAILURES_PER_ADDRESS, 20; 0 = off). */
+  readonly perAddress: number;
+  /** The counting window and the length of a lockout (FLOE_LOGIN_LOCKOUT_MINUTES, 15). */
+  readonly windowMs: number;
 }
 
 /**
@@ -184,6 +203,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     }),
     vendorData: readVendorData(env.FLOE_VENDOR_DATA_FILE, cwd),
     idempotencyLeaseMs: num(env, 'FLOE_IDEMPOTENCY_LEASE_S', 15, 1, 3600) * 1000,
+    ...readAuthConfig(env.FLOE_AUTH_CONFIG, cwd),
+    sessionTtlMs: num(env, 'FLOE_SESSION_TTL_HOURS', 12, 0.01, 24 * 365) * 3_600_000,
+    loginLockout: Object.freeze({
+      perUsername: num(env, 'FLOE_LOGIN_MAX_FAILURES_PER_USER', 5, 0, 1_000_000),
+      perAddress: num(env, 'FLOE_LOGIN_MAX_FAILURES_PER_ADDRESS', 20, 0, 1_000_000),
+      windowMs: num(env, 'FLOE_LOGIN_LOCKOUT_MINUTES', 15, 0.01, 24 * 60) * 60_000,
+    }),
   };
   return Object.freeze(config);
 }
@@ -219,4 +245,33 @@ function readVendorData(file: string | undefined, cwd: string): string | null {
     );
   }
   return text;
+}
+
+/** Without FLOE_AUTH_CONFIG: local passwords only. */
+const DEFAULT_AUTH: unknown = { chain: [{ kind: 'local' }] };
+
+/**
+ * The authentication configuration: the JSON file FLOE_AUTH_CONFIG names, checked once at start so a
+ * mistake stops floed with the place named (`/etc/floe/auth.json/chain/1/url: ...`) instead of running
+ * with another chain than the operator meant.
+ */
+function readAuthConfig(file: string | undefined, cwd: string): { auth: AuthConfig; authBaseDir: string } {
+  if (file === undefined || file === '') return { auth: parseAuthConfig(DEFAULT_AUTH, 'default'), authBaseDir: cwd };
+  const full = path.resolve(cwd, file);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(full, 'utf8'));
+  } catch (err) {
+    const why =
+      err instanceof SyntaxError
+        ? `is not valid JSON (${err.message})`
+        : `cannot be read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
+    throw new FloeError('validation_failed', `FLOE_AUTH_CONFIG ${full} ${why}`, { field: 'FLOE_AUTH_CONFIG' });
+  }
+  try {
+    return { auth: parseAuthConfig(raw, full), authBaseDir: path.dirname(full) };
+  } catch (err) {
+    if (err instanceof FloeError) throw new FloeError(err.code, `FLOE_AUTH_CONFIG: ${err.message}`, err.details);
+    throw err;
+  }
 }

@@ -95,6 +95,7 @@ export interface InitResult {
 export async function init(config: Config): Promise<InitResult> {
   const pki = await openPki(config);
   const store = await openConfiguredStore(config);
+  let closeChain = (): Promise<void> => Promise.resolve();
   try {
     const silent = {
       level: 'silent',
@@ -109,6 +110,7 @@ export async function init(config: Config): Promise<InitResult> {
       },
     } as never;
     const services = buildServices(store, config, pki, silent);
+    closeChain = () => services.authChain.close();
     await seed(services);
     const adminToken = await services.tokens.bootstrapAdmin();
     const name = localHostName();
@@ -155,6 +157,7 @@ export async function init(config: Config): Promise<InitResult> {
       agent_dir: agentDir,
     };
   } finally {
+    await closeChain();
     await store.close();
   }
 }

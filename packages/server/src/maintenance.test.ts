@@ -41,8 +41,34 @@ for (const t of storeTargets()) {
           .insertInto('events')
           .values([ev('evt_old', old), ev('evt_new', recent)])
           .execute();
+        const token = (id: string, kind: 'session' | null, expires: string | null, revoked: string | null) => ({
+          id,
+          name: id,
+          secret_hash: id,
+          admin: 0,
+          created_at: old,
+          expires_at: expires,
+          last_used_at: null,
+          revoked_at: revoked,
+          user_id: null,
+          kind,
+        });
+        const dayAgo = new Date(now - 86_400_000 - 60_000).toISOString();
+        await store.db
+          .insertInto('tokens')
+          .values([
+            token('tok_expired_session', 'session', dayAgo, null),
+            token('tok_revoked_session', 'session', null, dayAgo),
+            token('tok_fresh_session', 'session', recent, null),
+            token('tok_expired_api', null, dayAgo, dayAgo),
+          ])
+          .execute();
         const r = await maintain(store, config, now);
-        expect(r).toEqual({ ran: true, idempotencyKeys: 1, events: 1, auditRecords: 0 });
+        expect(r).toEqual({ ran: true, idempotencyKeys: 1, events: 1, auditRecords: 0, sessions: 2 });
+        expect((await store.db.selectFrom('tokens').select('id').orderBy('id').execute()).map((x) => x.id)).toEqual([
+          'tok_expired_api',
+          'tok_fresh_session',
+        ]);
         expect((await store.db.selectFrom('idempotency_keys').select('key').execute()).map((x) => x.key)).toEqual([
           'new',
         ]);
@@ -52,6 +78,7 @@ for (const t of storeTargets()) {
           idempotencyKeys: 0,
           events: 0,
           auditRecords: 0,
+          sessions: 0,
         });
       } finally {
         await store.close();

@@ -18,6 +18,11 @@ import { ProjectService } from './services/projects.js';
 import { TokenService } from './services/tokens.js';
 import { UserService } from './services/users.js';
 import { MemberService } from './services/members.js';
+import { buildAuthChain } from './auth/config.js';
+import type { AuthChain } from './auth/chain.js';
+import { LoginService } from './services/logins.js';
+import { DbLocalUserStore } from './services/login-stores.js';
+import { UserTotpService } from './services/user-totp.js';
 
 // The services of a control plane and how they are wired together; the HTTP layer (app.ts, http/**) only calls them.
 
@@ -53,6 +58,12 @@ export interface Services {
   pki: ControlPki;
   /** The audit log: records written after each answer, read by operators. */
   audit: AuditLog;
+  /** The operator's authenticators (FLOE_AUTH_CONFIG), in order; closed with the app. */
+  authChain: AuthChain;
+  /** Password logins, sessions and logout; `completeLogin` for other ways of logging in. */
+  logins: LoginService;
+  /** Users' TOTP second factor. */
+  userTotp: UserTotpService;
 }
 
 /** Build the services over a store. */
@@ -84,11 +95,19 @@ export function buildServices(
     instanceDesiredState(instances),
     networkDesiredState(networks),
   ]);
+  const tokens = new TokenService(ctx);
+  const users = new UserService(ctx);
+  const authChain = buildAuthChain(config.auth, {
+    localStore: new DbLocalUserStore(store.db),
+    baseDir: config.authBaseDir,
+    warn: (message) => log.warn(message),
+    log: (entry) => log.debug(entry, 'authenticator answered'),
+  });
   return {
     bus,
     projects,
-    tokens: new TokenService(ctx),
-    users: new UserService(ctx),
+    tokens,
+    users,
     members: new MemberService(ctx, projects),
     hosts,
     images,
@@ -101,6 +120,9 @@ export function buildServices(
     hub,
     pki,
     audit: new AuditLog(store, log),
+    authChain,
+    logins: new LoginService(ctx, authChain, config.auth, tokens, users),
+    userTotp: new UserTotpService(ctx),
   };
 }
 

@@ -1,10 +1,11 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { checkContextName, readCaFile, removeContext, saveContext, writeConfig } from '../config.js';
+import { FloeApiError, type FloeClient } from '@floe/client';
+import { checkContextName, loadConfig, readCaFile, removeContext, saveContext, writeConfig } from '../config.js';
 import { CliError, UsageError } from '../errors.js';
 import { checkName } from '../parse.js';
 import { renderTable } from '../output.js';
-import { runtimeOf } from '../runtime.js';
+import { runtimeOf, type CliRuntime } from '../runtime.js';
 import { examples } from './shared.js';
 
 /** A default context name from the server URL: its host name. */
@@ -13,15 +14,59 @@ function contextNameFromUrl(url: string): string {
   return /^[A-Za-z0-9]/.test(host) ? host.slice(0, 63) : 'default';
 }
 
-/** `floe login`: checks the server and the token, then saves a context. */
+interface LoginFlags {
+  token?: string;
+  ca?: string;
+  username?: string;
+  passwordStdin?: boolean;
+  totp?: string;
+}
+
+/**
+ * Log in with a username and password (asked for, or from $FLOE_PASSWORD / stdin) and, when the
+ * server answers `totp_required`, a TOTP code; returns the session token and who it belongs to.
+ */
+async function passwordLogin(
+  rt: CliRuntime,
+  client: FloeClient,
+  opts: LoginFlags,
+): Promise<{ token: string; user: string; expires_at: string }> {
+  const username = opts.username ?? (await rt.ask('Username', { secret: false, fallback: 'give it with --username' }));
+  let password: string;
+  if (opts.passwordStdin === true) password = (await rt.readStdin()).replace(/\r?\n$/, '');
+  else if (rt.env.FLOE_PASSWORD !== undefined && rt.env.FLOE_PASSWORD !== '') password = rt.env.FLOE_PASSWORD;
+  else password = await rt.ask('Password', { secret: true, fallback: 'set $FLOE_PASSWORD or use --password-stdin' });
+  if (username === '' || password === '') throw new UsageError('a username and a password are needed');
+  const attempt = (totp_code?: string) =>
+    client.auth.login({ username, password, ...(totp_code !== undefined ? { totp_code } : {}), session_name: 'cli' });
+  try {
+    const done = await attempt(opts.totp);
+    return { token: done.token, user: done.user.name, expires_at: done.expires_at };
+  } catch (err) {
+    if (!(err instanceof FloeApiError) || err.code !== 'totp_required' || opts.totp !== undefined) throw err;
+    const code = await rt.ask('TOTP code (or a recovery code)', {
+      secret: false,
+      fallback: 'give it with --totp CODE',
+    });
+    const done = await attempt(code);
+    return { token: done.token, user: done.user.name, expires_at: done.expires_at };
+  }
+}
+
+/** `floe login`: checks the server and the token (or logs in with a password), then saves a context. */
 export function registerLogin(program: Command): void {
   const login = program
     .command('login')
-    .description('check a floe server and token, and save them as a context')
+    .description(
+      'log in to a floe server (with a token, or a username and password for a session) and save it as a context',
+    )
     .argument('<url>', 'API URL, e.g. https://floe.example:8443')
-    .option('--token <token>', 'API token (default: $FLOE_TOKEN)')
+    .option('--token <token>', 'API token (default: $FLOE_TOKEN); without one, floe asks for a username and password')
+    .option('--username <name>', 'log in as this user (the password comes from $FLOE_PASSWORD, stdin or a prompt)')
+    .option('--password-stdin', 'read the password from standard input (for scripts)')
+    .option('--totp <code>', 'TOTP code (or recovery code), when the user has TOTP')
     .option('--ca <file>', "PEM file with floe's CA certificate (for https with floe's own CA)")
-    .action(async (url: string, opts: { token?: string; ca?: string }, cmd: Command) => {
+    .action(async (url: string, opts: LoginFlags, cmd: Command) => {
       const rt = runtimeOf(cmd);
       const g = rt.globals(cmd);
       let parsed: URL;
@@ -32,14 +77,21 @@ export function registerLogin(program: Command): void {
       }
       if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
         throw new UsageError('the URL must start with http:// or https://');
-      const token = opts.token ?? rt.env.FLOE_TOKEN;
-      if (token === undefined || token === '')
-        throw new UsageError('a token is needed: --token <token> (or $FLOE_TOKEN)');
+      const given = opts.token ?? (opts.username === undefined ? rt.env.FLOE_TOKEN : undefined);
       const name = checkContextName(g.context ?? contextNameFromUrl(url));
       if (g.project !== undefined) checkName(g.project, 'project');
       const caFile = opts.ca === undefined ? undefined : resolve(opts.ca);
       const ca = caFile === undefined ? undefined : readCaFile(caFile);
 
+      let token = given;
+      let session: { user: string; expires_at: string } | undefined;
+      if (token === undefined || token === '') {
+        const anonymous = rt.connect({ url, ca });
+        await anonymous.health();
+        const done = await passwordLogin(rt, anonymous, opts);
+        token = done.token;
+        session = done;
+      }
       const client = rt.connect({ url, token, ca });
       const health = await client.health();
       await client.projects.list({ limit: 1 }); // proves the token works
@@ -52,14 +104,45 @@ export function registerLogin(program: Command): void {
       );
       rt.print(
         cmd,
-        { context: name, url, version: health.version, project: g.project ?? null, config: path },
-        () => `logged in to ${url} (floe ${health.version}); context "${name}" saved in ${path} and made current\n`,
+        {
+          context: name,
+          url,
+          version: health.version,
+          project: g.project ?? null,
+          config: path,
+          ...(session !== undefined ? { user: session.user, session_expires_at: session.expires_at } : {}),
+        },
+        () =>
+          `logged in to ${url} (floe ${health.version})${session !== undefined ? ` as ${session.user}, session until ${session.expires_at}` : ''}; context "${name}" saved in ${path} and made current\n`,
       );
     });
   examples(login, [
+    'floe login https://floe.example:8443 --ca ./ca.pem          # asks for username, password (and TOTP code)',
+    'FLOE_PASSWORD=... floe login https://floe.example:8443 --username ada --totp 123456',
     'floe login https://floe.example:8443 --token floe_xxx --ca ./ca.pem',
     'floe login http://127.0.0.1:8080 --token floe_xxx --context lab --project web',
   ]);
+
+  program
+    .command('logout')
+    .description("revoke the current context's session token and remove it from the context")
+    .action(async (_opts: unknown, cmd: Command) => {
+      const rt = runtimeOf(cmd);
+      const ctx = rt.context(cmd);
+      await rt.client(cmd).auth.logout();
+      if (ctx.name !== undefined) {
+        const config = loadConfig(rt.configPath);
+        const saved = config.contexts[ctx.name];
+        if (saved !== undefined && saved.token === ctx.token) {
+          delete saved.token;
+          writeConfig(rt.configPath, config);
+        }
+      }
+      rt.say(
+        cmd,
+        `logged out${ctx.name !== undefined ? `; context "${ctx.name}" keeps its URL, without a token` : ''}`,
+      );
+    });
 
   const ctx = program.command('context').description('list, switch and remove saved contexts (servers and tokens)');
   ctx

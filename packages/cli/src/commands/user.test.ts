@@ -13,6 +13,8 @@ const ada: User = {
   disabled: false,
   operator: false,
   has_password: true,
+  source: null,
+  totp: false,
   created_at: '2025-01-01T00:00:00.000Z',
   updated_at: '2025-01-01T00:00:00.000Z',
 };
@@ -63,7 +65,8 @@ describe('floe user', () => {
 
   it('lists users, shows one or itself, disables, demotes and deletes', async () => {
     const ls = await floe(['user', 'ls']);
-    expect(ls.out).toMatch(/^NAME\s+DISPLAY NAME\s+EMAIL\s+OPERATOR\s+DISABLED/);
+    expect(ls.out).toMatch(/^NAME\s+DISPLAY NAME\s+EMAIL\s+OPERATOR\s+DISABLED\s+TOTP\s+SOURCE/);
+    expect(ls.out).toMatch(/\n\s*ada\s+Ada L\.\s+ada@example\.org\s+no\s+no\s+off\s+local\s/);
     expect(ls.out).toContain('ada@example.org');
     expect((await floe(['user', 'show', 'me'])).calls).toEqual([['users.me']]);
     expect((await floe(['user', 'show', 'ada'])).calls).toEqual([['users.get', 'ada']]);

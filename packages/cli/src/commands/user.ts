@@ -9,13 +9,15 @@ import { examples, fetchPage, listOptions, type ListFlags } from './shared.js';
 /** Table rows of users. */
 function userTable(items: User[], now: number): string {
   return renderTable(
-    ['NAME', 'DISPLAY NAME', 'EMAIL', 'OPERATOR', 'DISABLED', 'AGE'],
+    ['NAME', 'DISPLAY NAME', 'EMAIL', 'OPERATOR', 'DISABLED', 'TOTP', 'SOURCE', 'AGE'],
     items.map((u) => [
       u.name,
       u.display_name,
       u.email ?? '-',
       u.operator ? 'yes' : 'no',
       u.disabled ? 'yes' : 'no',
+      u.totp ? 'on' : 'off',
+      u.source ?? 'local',
       age(u.created_at, now),
     ]),
   );
@@ -153,6 +155,55 @@ export function registerUser(program: Command): void {
       rt.print(cmd, { changed: true }, () => 'password changed\n');
     });
   examples(passwd, ['OLD=... NEW=... floe user passwd --old-env OLD --new-env NEW']);
+
+  const totp = user
+    .command('totp')
+    .description('your TOTP second factor: enrol, confirm, disable (and reset for operators)');
+  examples(totp, ['floe user totp enrol', 'floe user totp confirm 123456', 'floe user totp disable 123456']);
+  totp
+    .command('enrol')
+    .description('start TOTP: prints a QR code for your authenticator app, its URI and recovery codes')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const rt = runtimeOf(cmd);
+      const e = await rt.client(cmd).users.totpEnrol();
+      rt.print(
+        cmd,
+        e,
+        () =>
+          `${e.qr_terminal}\n` +
+          `Scan the code with your authenticator app, or enter the secret by hand:\n  ${e.secret}\n  ${e.uri}\n\n` +
+          `Recovery codes (each works once; keep them safe, they are not shown again):\n` +
+          e.recovery_codes.map((c) => `  ${c}`).join('\n') +
+          `\n\nThen confirm with a code from the app: floe user totp confirm <code>\n`,
+      );
+    });
+  totp
+    .command('confirm')
+    .description('confirm TOTP with a code from the app; from then on logins ask for a code')
+    .argument('<code>', 'the 6-digit code the app shows')
+    .action(async (code: string, _opts: unknown, cmd: Command) => {
+      const rt = runtimeOf(cmd);
+      await rt.client(cmd).users.totpConfirm(code);
+      rt.print(cmd, { totp: true }, () => 'TOTP is on: logins now ask for a code\n');
+    });
+  totp
+    .command('disable')
+    .description('turn TOTP off; needs a current code or an unused recovery code')
+    .argument('<code>', 'a current code or a recovery code')
+    .action(async (code: string, _opts: unknown, cmd: Command) => {
+      const rt = runtimeOf(cmd);
+      await rt.client(cmd).users.totpDisable(code);
+      rt.print(cmd, { totp: false }, () => 'TOTP is off\n');
+    });
+  totp
+    .command('reset')
+    .description("remove another user's TOTP (operators), when the device and the recovery codes are lost")
+    .argument('<user>', 'user id or name')
+    .action(async (ref: string, _opts: unknown, cmd: Command) => {
+      const rt = runtimeOf(cmd);
+      await rt.client(cmd).users.totpReset(ref);
+      rt.print(cmd, { user: ref, totp: false }, () => `TOTP of ${ref} removed\n`);
+    });
 }
 
 /** `floe project member ls|add|update|rm`. */

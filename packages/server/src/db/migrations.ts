@@ -5,6 +5,7 @@ import { idempotencyLeases } from './migrations/0006_idempotency_leases.js';
 import { users } from './migrations/0007_users.js';
 import { auditLog } from './migrations/0008_audit.js';
 import { tokenScopes } from './migrations/0009_token_scopes.js';
+import { logins } from './migrations/0010_logins.js';
 
 /** Table where applied migrations are recorded. */
 export const MIGRATION_TABLE = 'floe_migrations';
@@ -414,6 +415,7 @@ function migrations(dialect: Dialect): Record<string, Migration> {
     '0007_users': users(dialect),
     '0008_audit': auditLog(dialect),
     '0009_token_scopes': tokenScopes(dialect),
+    '0010_logins': logins(dialect),
   };
 }
 

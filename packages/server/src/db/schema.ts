@@ -37,6 +37,8 @@ export interface TokensTable {
   user_id: string | null;
   /** JSON `{ kinds?, resources?, verbs? }` narrowing what the token may do (migration 0009), or NULL. */
   scope: string | null;
+  /** 'session' for a token a login made (migration 0010); NULL for API tokens. */
+  kind?: 'session' | null;
 }
 
 /** People (migration 0007). */
@@ -50,6 +52,10 @@ export interface UsersTable {
   operator: number; // 0 | 1
   created_at: string;
   updated_at: string;
+  /** The authenticator that created the user on its first login (migration 0010); NULL for local users. */
+  source?: string | null;
+  /** The user's subject in that authenticator; unique with `source`. */
+  external_subject?: string | null;
 }
 
 /** A user's role in a project (migration 0007); deleting either side deletes the row. */
@@ -58,6 +64,23 @@ export interface ProjectMembersTable {
   user_id: string;
   role: 'owner' | 'member' | 'viewer';
   created_at: string;
+  /** 'mapping' when the role mapping gave it (re-synced on each login, migration 0010); NULL when added by hand. */
+  via?: 'mapping' | null;
+}
+
+/** A user's TOTP secret (migration 0010): pending until `confirmed_at`; `last_step` guards against replays. */
+export interface UserTotpTable {
+  user_id: string;
+  secret: string;
+  confirmed_at: string | null;
+  last_step: number;
+  created_at: string;
+}
+
+/** The hash of one unused recovery code of a user (migration 0010). */
+export interface UserRecoveryCodesTable {
+  user_id: string;
+  code_hash: string;
 }
 
 /** One project a non-admin token may use, by id (migration 0005); deleting the project deletes the row. */
@@ -252,6 +275,8 @@ export interface Database {
   token_projects: TokenProjectsTable;
   users: UsersTable;
   project_members: ProjectMembersTable;
+  user_totp: UserTotpTable;
+  user_recovery_codes: UserRecoveryCodesTable;
   hosts: HostsTable;
   join_tokens: JoinTokensTable;
   images: ImagesTable;

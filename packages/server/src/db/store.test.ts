@@ -68,6 +68,8 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
       operator: 1,
       created_at: T0,
       updated_at: T0,
+      source: 'corp-ldap',
+      external_subject: 'alice',
     },
   },
   tokens: {
@@ -83,13 +85,19 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
       revoked_at: T0,
       user_id: 'usr_1',
       scope: '{"kinds":["instance"],"resources":["inst_1"],"verbs":["power"]}',
+      kind: 'session',
     },
   },
   token_projects: { pk: ['token_id', 'project_id'], row: { token_id: 'tok_1', project_id: 'prj_1' } },
   project_members: {
     pk: ['project_id', 'user_id'],
-    row: { project_id: 'prj_1', user_id: 'usr_1', role: 'viewer', created_at: T0 },
+    row: { project_id: 'prj_1', user_id: 'usr_1', role: 'viewer', created_at: T0, via: 'mapping' },
   },
+  user_totp: {
+    pk: ['user_id'],
+    row: { user_id: 'usr_1', secret: 'JBSWY3DPEHPK3PXP', confirmed_at: T0, last_step: 59_000_000, created_at: T0 },
+  },
+  user_recovery_codes: { pk: ['user_id', 'code_hash'], row: { user_id: 'usr_1', code_hash: 'ef'.repeat(32) } },
   hosts: {
     pk: ['id'],
     row: {
@@ -255,6 +263,8 @@ const EXPECTED_INDEXES = [
   'primary project_members(project_id,user_id)',
   'index project_members(user_id)',
   'index tokens(user_id)',
+  'unique users(source,external_subject)',
+  'primary user_recovery_codes(user_id,code_hash)',
   'unique hosts(name)',
   'unique join_tokens(secret_hash)',
   'unique images(project,name)',
@@ -428,6 +438,7 @@ for (const t of storeTargets()) {
           '0007_users',
           '0008_audit',
           '0009_token_scopes',
+          '0010_logins',
         ]);
       } finally {
         await again.close();
@@ -752,6 +763,7 @@ for (const t of storeTargets()) {
           '0007_users',
           '0008_audit',
           '0009_token_scopes',
+          '0010_logins',
         ]);
         expect(await migrate(fresh.db, fresh.dialect)).toEqual([]);
       } finally {

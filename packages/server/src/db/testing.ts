@@ -186,6 +186,7 @@ export const SCHEMA_COLUMNS: SchemaColumns = {
     scope: 'text null',
     revoked_at: 'text null',
     user_id: 'text null',
+    kind: 'text null',
   },
   token_projects: { token_id: 'text', project_id: 'text' },
   users: {
@@ -198,8 +199,12 @@ export const SCHEMA_COLUMNS: SchemaColumns = {
     operator: 'integer',
     created_at: 'text',
     updated_at: 'text',
+    source: 'text null',
+    external_subject: 'text null',
   },
-  project_members: { project_id: 'text', user_id: 'text', role: 'text', created_at: 'text' },
+  project_members: { project_id: 'text', user_id: 'text', role: 'text', created_at: 'text', via: 'text null' },
+  user_totp: { user_id: 'text', secret: 'text', confirmed_at: 'text null', last_step: 'integer', created_at: 'text' },
+  user_recovery_codes: { user_id: 'text', code_hash: 'text' },
   hosts: {
     ...resourceColumns,
     spec: 'text',

@@ -115,7 +115,21 @@ export function auditEntries(request: FastifyRequest, reply: FastifyReply, at: s
     request_id: String(request.id),
   };
   const out: AuditEntry[] = [];
-  if (auth?.failure !== undefined) out.push({ ...base, action: 'auth.failed', reason: auth.failure });
+  const login = auth?.login;
+  if (login !== undefined)
+    out.push({
+      ...base,
+      action: login.action,
+      reason: login.reason ?? null,
+      token_id: login.tokenId ?? base.token_id,
+      user_id: login.user?.id ?? base.user_id,
+      user_name: login.user?.name ?? base.user_name,
+      authenticator: login.authenticator ?? base.authenticator,
+      // What the login made or ended: the session token; a failed login is about the user, once known.
+      resource_kind: login.tokenId !== undefined ? 'token' : 'user',
+      resource_id: login.tokenId ?? login.user?.id ?? null,
+    });
+  else if (auth?.failure !== undefined) out.push({ ...base, action: 'auth.failed', reason: auth.failure });
   else if (MUTATING.has(request.method)) out.push(base);
   if (auth?.firstUse !== undefined)
     out.push({

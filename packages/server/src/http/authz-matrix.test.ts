@@ -109,6 +109,9 @@ const FIXTURES: Record<string, Fixture> = {
   'GET /v1/networks': list,
   'POST /v1/networks': { body: (project, name) => ({ name, project, gateway: 'none' }) },
   'PATCH /v1/networks/:id': { body: labels },
+  'POST /v1/auth/login': { body: (_p, name) => ({ username: name, password: 'not the password' }) },
+  'POST /v1/users/me/totp/confirm': { body: () => ({ code: '000000' }) },
+  'DELETE /v1/users/me/totp': { body: () => ({ code: '000000' }) },
   'GET /v1/events': list,
 };
 

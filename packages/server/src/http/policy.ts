@@ -65,6 +65,13 @@ export const POLICY: Readonly<Record<string, RoutePolicy>> = {
   'GET /v1/tokens/:id': p('tokens', 'token', 'manage'),
   'DELETE /v1/tokens/:id': p('tokens', 'token', 'manage'),
 
+  // Logging in needs no token; logging out ends the session the request carries.
+  'POST /v1/auth/login': p('public', null, 'create', 'token'),
+  'POST /v1/auth/logout': p('authenticated', null, 'delete', 'token'),
+  'POST /v1/users/me/totp': p('self', null, 'update', 'user'),
+  'POST /v1/users/me/totp/confirm': p('self', null, 'update', 'user'),
+  'DELETE /v1/users/me/totp': p('self', null, 'update', 'user'),
+  'DELETE /v1/users/:id/totp': p('admin', 'user', 'update'),
   'GET /v1/users': p('admin', null, 'read', 'user'),
   'POST /v1/users': p('admin', null, 'create', 'user'),
   'GET /v1/users/me': p('self', null, 'read', 'user'),

@@ -7,7 +7,19 @@ import { requireAdmin } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';
 import { decodeCursor, encodeCursor } from './pagination.js';
 
-function userFromRow(row: UsersTable): User {
+/** The ids among `ids` of users whose TOTP is on (confirmed). */
+async function totpOn(db: Db, ids: readonly string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const rows = await db
+    .selectFrom('user_totp')
+    .select('user_id')
+    .where('user_id', 'in', [...ids])
+    .where('confirmed_at', 'is not', null)
+    .execute();
+  return new Set(rows.map((r) => r.user_id));
+}
+
+function userFromRow(row: UsersTable, totp: boolean): User {
   return {
     id: row.id,
     name: row.name,
@@ -16,6 +28,8 @@ function userFromRow(row: UsersTable): User {
     disabled: row.disabled === 1,
     operator: row.operator === 1,
     has_password: row.password_hash !== null,
+    source: row.source ?? null,
+    totp,
     created_at: row.created_at,
     updated_at: row.updated_at,
   };
@@ -65,7 +79,7 @@ export class UserService {
       throw err;
     }
     await this.changed('resource.created', row);
-    return userFromRow(row);
+    return userFromRow(row, false);
   }
 
   /** Users by id (operators). */
@@ -80,8 +94,12 @@ export class UserService {
     if (q.cursor) query = query.where('id', '>', decodeCursor(q.cursor));
     const rows = await query.execute();
     const page = rows.slice(0, limit);
+    const totp = await totpOn(
+      this.ctx.store.db,
+      page.map((r) => r.id),
+    );
     return {
-      items: page.map(userFromRow),
+      items: page.map((r) => userFromRow(r, totp.has(r.id))),
       next_cursor: rows.length > limit ? encodeCursor(page[page.length - 1]!.id) : null,
     };
   }
@@ -89,12 +107,12 @@ export class UserService {
   /** One user (operators). */
   async get(principal: Principal, ref: string): Promise<User> {
     requireAdmin(principal, 'read users');
-    return userFromRow(await findUser(this.ctx.store.db, ref));
+    return this.shown(await findUser(this.ctx.store.db, ref));
   }
 
   /** The user the caller's token belongs to; a token of nobody has none. */
   async me(principal: Principal): Promise<User> {
-    return userFromRow(await this.own(principal));
+    return this.shown(await this.own(principal));
   }
 
   async update(principal: Principal, ref: string, patch: UserPatch): Promise<User> {
@@ -122,7 +140,7 @@ export class UserService {
       .where('id', '=', before.id)
       .execute();
     await this.changed('resource.updated', after);
-    return userFromRow(after);
+    return this.shown(after);
   }
 
   /** Delete a user, its memberships and its tokens. */
@@ -146,6 +164,10 @@ export class UserService {
       .where('id', '=', row.id)
       .execute();
     await this.changed('user.password_changed', row);
+  }
+
+  private async shown(row: UsersTable): Promise<User> {
+    return userFromRow(row, (await totpOn(this.ctx.store.db, [row.id])).has(row.id));
   }
 
   private async own(principal: Principal): Promise<UsersTable> {

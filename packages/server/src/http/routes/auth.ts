@@ -1,0 +1,108 @@
+import { FloeError, IdOrNameParams, LoginRequest, LoginResponse, TotpCode, TotpEnrolment } from '@floe/api';
+import type { Services } from '../../wiring.js';
+import { errors, noContent, strict, type Api } from '../routing.js';
+
+/** Password logins, logout, and the TOTP second factor of users. */
+export function authRoutes(app: Api, s: Services): void {
+  app.post(
+    '/v1/auth/login',
+    {
+      config: { public: true },
+      schema: {
+        tags: ['auth'],
+        summary:
+          'Log in with a username and password (and a TOTP code when the user has one); answers a session token, shown once',
+        security: [],
+        body: strict(LoginRequest),
+        response: { 200: LoginResponse, ...errors },
+      },
+    },
+    async (req, reply) => {
+      const remoteAddress = req.socket?.remoteAddress ?? req.ip;
+      try {
+        const done = await s.logins.login(
+          req.body,
+          { remoteAddress, ...(req.body.session_name !== undefined ? { sessionName: req.body.session_name } : {}) },
+          (login) => (req.auditAuth = { ...req.auditAuth, login }),
+        );
+        return { token: done.token, token_id: done.session.id, expires_at: done.session.expires_at!, user: done.user };
+      } catch (err) {
+        if (err instanceof FloeError && err.code === 'rate_limited')
+          void reply.header('retry-after', String(Number(err.details?.retry_after_s ?? 60)));
+        throw err;
+      }
+    },
+  );
+  app.post(
+    '/v1/auth/logout',
+    {
+      schema: {
+        tags: ['auth'],
+        summary: 'Revoke the session token of this request (API tokens are revoked with DELETE /v1/tokens/{id})',
+        response: { ...noContent, ...errors },
+      },
+    },
+    async (req, reply) => {
+      await s.logins.logout(req.principal);
+      req.auditAuth = { ...req.auditAuth, login: { action: 'auth.logout', tokenId: req.principal.actor } };
+      return reply.code(204).send(null);
+    },
+  );
+  app.post(
+    '/v1/users/me/totp',
+    {
+      schema: {
+        tags: ['users'],
+        summary:
+          'Start TOTP for the token’s user: a new secret (URI, QR codes) and recovery codes, pending until confirmed',
+        response: { 201: TotpEnrolment, ...errors },
+      },
+    },
+    async (req, reply) => reply.code(201).send(await s.userTotp.enrol(req.principal)),
+  );
+  app.post(
+    '/v1/users/me/totp/confirm',
+    {
+      schema: {
+        tags: ['users'],
+        summary: 'Confirm a pending TOTP enrolment with a code from the app; logins then ask for a code',
+        body: strict(TotpCode),
+        response: { ...noContent, ...errors },
+      },
+    },
+    async (req, reply) => {
+      await s.userTotp.confirm(req.principal, req.body.code);
+      return reply.code(204).send(null);
+    },
+  );
+  app.delete(
+    '/v1/users/me/totp',
+    {
+      schema: {
+        tags: ['users'],
+        summary: 'Turn TOTP off for the token’s user; needs a current code or an unused recovery code',
+        body: strict(TotpCode),
+        response: { ...noContent, ...errors },
+      },
+    },
+    async (req, reply) => {
+      await s.userTotp.disable(req.principal, req.body.code);
+      return reply.code(204).send(null);
+    },
+  );
+  app.delete(
+    '/v1/users/:id/totp',
+    {
+      schema: {
+        tags: ['users'],
+        summary: 'Remove a user’s TOTP (operators), for a user who lost the device and its recovery codes',
+        params: IdOrNameParams,
+        response: { ...noContent, ...errors },
+      },
+    },
+    async (req, reply) => {
+      await s.userTotp.reset(req.principal, req.params.id);
+      return reply.code(204).send(null);
+    },
+  );
+}
