@@ -39,6 +39,20 @@ export const UserCreate = Type.Object({
   email: Type.Optional(Nullable(Email)),
   operator: Type.Optional(Type.Boolean({ default: false })),
   password: Type.Optional(Password),
+  authenticator: Type.Optional(
+    Type.String({
+      pattern: '^[a-z][a-z0-9-]{0,62}$',
+      description:
+        'an authenticator of the chain other than `local` (an LDAP directory, say): the user logs in there, and its first login finds this user, with the memberships given meanwhile',
+    }),
+  ),
+  subject: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 256,
+      description: "the user's identifier in that authenticator (default: the name)",
+    }),
+  ),
 });
 export type UserCreate = Static<typeof UserCreate>;
 

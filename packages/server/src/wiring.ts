@@ -96,7 +96,10 @@ export function buildServices(
     networkDesiredState(networks),
   ]);
   const tokens = new TokenService(ctx);
-  const users = new UserService(ctx);
+  const users = new UserService(
+    ctx,
+    new Set(config.auth.chain.filter((e) => e.kind !== 'local').map((e) => e.name ?? e.kind)),
+  );
   const authChain = buildAuthChain(config.auth, {
     localStore: new DbLocalUserStore(store.db),
     baseDir: config.authBaseDir,

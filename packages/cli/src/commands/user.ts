@@ -81,10 +81,19 @@ export function registerUser(program: Command): void {
     .option('--email <address>', 'email address')
     .option('--operator', 'the user manages hosts, public networks, machine types, projects and users')
     .option('--password-env <variable>', 'set the password from this environment variable')
+    .option('--authenticator <name>', 'the user logs in with this authenticator of the chain (e.g. an LDAP directory)')
+    .option('--subject <id>', "the user's identifier in that authenticator (default: the name)")
     .action(
       async (
         name: string,
-        opts: { displayName?: string; email?: string; operator?: boolean; passwordEnv?: string },
+        opts: {
+          displayName?: string;
+          email?: string;
+          operator?: boolean;
+          passwordEnv?: string;
+          authenticator?: string;
+          subject?: string;
+        },
         cmd: Command,
       ) => {
         const rt = runtimeOf(cmd);
@@ -95,6 +104,8 @@ export function registerUser(program: Command): void {
           ...(opts.email === undefined ? {} : { email: opts.email }),
           ...(opts.operator === true ? { operator: true } : {}),
           ...(opts.passwordEnv === undefined ? {} : { password: passwordFrom(rt, opts.passwordEnv) }),
+          ...(opts.authenticator === undefined ? {} : { authenticator: opts.authenticator }),
+          ...(opts.subject === undefined ? {} : { subject: opts.subject }),
         });
         rt.print(cmd, u, () => `user ${u.name} created (${u.id})\n`);
       },
@@ -102,6 +113,7 @@ export function registerUser(program: Command): void {
   examples(create, [
     'floe user create ada --email ada@example.org',
     'FLOE_NEW_PASSWORD=... floe user create ops --operator --password-env FLOE_NEW_PASSWORD',
+    'floe user create alice --authenticator corp   # logs in over LDAP; add memberships before the first login',
   ]);
 
   const update = user

@@ -51,10 +51,18 @@ export async function findUser(db: Db, ref: string): Promise<UsersTable> {
  * Every change is an event of kind `user`, which makes every control plane read its tokens' rights again.
  */
 export class UserService {
-  constructor(private readonly ctx: ServiceContext) {}
+  /**
+   * @param externalAuthenticators the names of the chain's authenticators other than local ones: a user
+   *   created for one of them is found by its first login there.
+   */
+  constructor(
+    private readonly ctx: ServiceContext,
+    private readonly externalAuthenticators: ReadonlySet<string> = new Set(),
+  ) {}
 
   async create(principal: Principal, body: UserCreate): Promise<User> {
     requireAdmin(principal, 'create users');
+    const source = this.sourceOf(body);
     const now = nowIso();
     const row: UsersTable = {
       id: newId('user'),
@@ -66,20 +74,59 @@ export class UserService {
       operator: body.operator ? 1 : 0,
       created_at: now,
       updated_at: now,
+      source: source?.authenticator ?? null,
+      external_subject: source?.subject ?? null,
     };
     try {
       await this.ctx.store.db.insertInto('users').values(row).execute();
     } catch (err) {
-      if (isUniqueViolation(err))
+      if (isUniqueViolation(err)) {
+        const taken = await this.ctx.store.db
+          .selectFrom('users')
+          .select('name')
+          .where('name', '=', body.name)
+          .executeTakeFirst();
+        if (taken === undefined && source !== undefined)
+          throw new FloeError(
+            'name_conflict',
+            `the ${source.authenticator} user "${source.subject}" already has a floe user`,
+            { field: 'subject', kind: 'user', name: body.name },
+          );
         throw new FloeError('name_conflict', `user "${body.name}" already exists`, {
           field: 'name',
           kind: 'user',
           name: body.name,
         });
+      }
       throw err;
     }
     await this.changed('resource.created', row);
     return userFromRow(row, false);
+  }
+
+  /** Where a new user logs in, when not with a local password: checked against the configured chain. */
+  private sourceOf(body: UserCreate): { authenticator: string; subject: string } | undefined {
+    if (body.authenticator === undefined) {
+      if (body.subject !== undefined)
+        throw new FloeError('validation_failed', 'subject goes with authenticator', { field: 'subject' });
+      return undefined;
+    }
+    if (!this.externalAuthenticators.has(body.authenticator)) {
+      const known = [...this.externalAuthenticators];
+      throw new FloeError(
+        'validation_failed',
+        `"${body.authenticator}" is not an authenticator of the chain other than a local one` +
+          (known.length === 0 ? ' (the chain has none)' : ` (the chain has: ${known.join(', ')})`),
+        { field: 'authenticator' },
+      );
+    }
+    if (body.password !== undefined)
+      throw new FloeError(
+        'validation_failed',
+        `a user of ${body.authenticator} logs in with the password it has there; give no password`,
+        { field: 'password' },
+      );
+    return { authenticator: body.authenticator, subject: body.subject ?? body.name };
   }
 
   /** Users by id (operators). */
