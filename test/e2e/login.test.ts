@@ -1,28 +1,15 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../packages/cli/src/program.js';
 import { OutputBuffer } from '../../packages/cli/src/testing.js';
 import { slapdMissing, startSlapd, type TestSlapd } from '../../packages/server/src/auth/slapd-testing.js';
 import { storeTargets } from '../../packages/server/src/db/testing.js';
 import { injectJson, startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
+import { awayFromStepEnd, totpAt } from './totp.js';
 
 const PASSWORD = 'ada’s long password';
-
-/** RFC 6238 (SHA-1, 6 digits, 30 s), as an authenticator app computes it, from a base32 secret. */
-function totpAt(secret: string, ms: number): string {
-  let bits = '';
-  for (const c of secret.replace(/=+$/, ''))
-    bits += 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'.indexOf(c).toString(2).padStart(5, '0');
-  const key = Buffer.from(bits.match(/.{8}/g)!.map((b) => parseInt(b, 2)));
-  const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(Math.floor(ms / 30_000)));
-  const h = createHmac('sha1', key).update(counter).digest();
-  const o = h[h.length - 1]! & 0xf;
-  return String((h.readUInt32BE(o) & 0x7fffffff) % 1_000_000).padStart(6, '0');
-}
 
 // The CLI with the real client against a real control plane over HTTPS: password login, TOTP
 // enrolment, a login that is asked for the code, and logout.
@@ -89,8 +76,7 @@ describe('floe login, floe user totp and floe logout against a control plane', (
     const enrol = await floe(['user', 'totp', 'enrol', '-o', 'json']);
     expect(enrol.code).toBe(0);
     const e = JSON.parse(enrol.out) as { secret: string; recovery_codes: string[] };
-    const into = Date.now() % 30_000;
-    if (into > 26_000) await new Promise((r) => setTimeout(r, 30_000 - into + 200));
+    await awayFromStepEnd();
     const now = Date.now();
     const codeAt = (ms: number) => Promise.resolve(totpAt(e.secret, ms));
     expect((await floe(['user', 'totp', 'confirm', await codeAt(now - 30_000)])).code).toBe(0);
@@ -210,8 +196,7 @@ describe.skipIf(slapdMissing() !== null)('floe login over LDAP (a real slapd) wi
     expect(other.err).toContain('project_not_found');
 
     const e = JSON.parse((await floe(['user', 'totp', 'enrol', '-o', 'json'])).out) as { secret: string };
-    const into = Date.now() % 30_000;
-    if (into > 26_000) await new Promise((r) => setTimeout(r, 30_000 - into + 200));
+    await awayFromStepEnd();
     const now = Date.now();
     expect((await floe(['user', 'totp', 'confirm', totpAt(e.secret, now - 30_000)])).code).toBe(0);
     expect((await floe(['logout'])).code).toBe(0);

@@ -62,7 +62,10 @@ export function reportError(runtime: CliRuntime, err: unknown): number {
     return err.exitCode;
   }
   if (err instanceof FloeApiError) {
-    const hint = tlsHint(err);
+    const hint =
+      err.code === 'unauthenticated' && runtime.loggedOutOf !== undefined
+        ? `you are not logged in: floe login ${runtime.loggedOutOf}`
+        : tlsHint(err);
     runtime.err.write(`error: ${err.message} (${err.code})\n${hint === '' ? '' : `hint: ${hint}\n`}`);
     return EXIT.failure;
   }

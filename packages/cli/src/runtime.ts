@@ -114,6 +114,8 @@ export class CliRuntime {
   readonly #readStdin: () => Promise<string>;
   readonly #clients: FloeClient[] = [];
   #client: FloeClient | undefined;
+  /** The server the current context points at when it holds no token (after `floe logout`), for the error hint. */
+  loggedOutOf: string | undefined;
 
   constructor(deps: CliDeps = {}) {
     this.out = deps.stdout ?? process.stdout;
@@ -162,6 +164,7 @@ export class CliRuntime {
     if (this.#client === undefined) {
       const ctx = this.context(cmd);
       this.#client = this.connect({ url: ctx.url, token: ctx.token, ca: ctx.ca });
+      if (ctx.token === undefined) this.loggedOutOf = ctx.url;
     }
     return this.#client;
   }
