@@ -2,7 +2,9 @@
  * The API benchmark (`npm run bench:api`). For SQLite and PostgreSQL it
  * measures, against baselines taken in this same process and run:
  *   1. authenticated GET /v1/instances/{id} throughput, as a ratio to a bare
- *      Fastify hello-world on the same transport (HTTPS, same CA, keep-alive);
+ *      Fastify hello-world on the same transport (HTTPS, same CA, keep-alive),
+ *      for an admin token, a user's session token, a token scoped to that one
+ *      instance, and an opaque credential an external checker allows (cached);
  *   2. POST /v1/instances throughput with a real agent (fake VM driver) over
  *      mutual TLS, and how long until every create operation succeeded;
  *   3. latency of GET /v1/instances?limit=100 pages out of 10,000 instances.
@@ -28,6 +30,7 @@ import type { CreatesResult, LoadJob, RateResult, Target, WalkResult } from './l
 import { fmt, percentile, sorted, table } from './report.js';
 import { benchEachStore, type StoreResults } from './stores.js';
 import { BenchWorker, epochMs } from './worker.js';
+import { CHECKER_BEARER, benchCallers, startBenchChecker } from './auth-callers.js';
 
 const CONNECTIONS = 32;
 const WARMUP_MS = 1_000;
@@ -52,6 +55,11 @@ interface StoreResult {
   version: string;
   bare: GetResult;
   get: GetResult;
+  session: GetResult;
+  scoped: GetResult;
+  checker: GetResult;
+  /** Questions the external checker answered during the whole run (floe caches its answers). */
+  checkerQuestions: number;
   creates: CreatesResult;
   /** Seconds from the first create sent until the last create operation succeeded; null if some never did. */
   allSucceededS: number | null;
@@ -215,7 +223,8 @@ async function databaseVersion(cp: TestControlPlane): Promise<string> {
 
 async function benchStore(target: StoreTarget, load: BenchWorker<LoadJob>): Promise<StoreResult> {
   const tag = `[${target.name}]`;
-  const cp = await startTestControlPlane(await target.open(), { FLOE_LOG_LEVEL: 'error' });
+  const checker = await startBenchChecker();
+  const cp = await startTestControlPlane(await target.open(), { FLOE_LOG_LEVEL: 'error', ...checker.env });
   const client = new FloeClient({ url: cp.url, token: cp.adminToken, ca: cp.ca.certPem });
   let agentDir: string | null = null;
   let agent: BenchWorker<AgentJob> | null = null;
@@ -303,15 +312,24 @@ async function benchStore(target: StoreTarget, load: BenchWorker<LoadJob>): Prom
     // ---- 1. GET one instance vs bare Fastify, same transport and load
     const instance = await client.instances.get('bench-00000');
     const bareServer = await startBareFastify(cp);
+    const callers = await benchCallers(cp.url, cp.ca.certPem, client, instance.id);
+    const as = (authorization: string): Target => ({ ...floe, headers: { authorization } });
+    const one = `/v1/instances/${instance.id}`;
     let bare: GetResult;
     let get: GetResult;
+    let session: GetResult;
+    let scoped: GetResult;
+    let checked: GetResult;
     try {
-      [bare, get] = (await profiled(`${target.name}-get`, () =>
+      [bare, get, session, scoped, checked] = (await profiled(`${target.name}-get`, () =>
         measureGets(load, [
           { target: { ...floe, origin: bareServer.url }, path: '/' },
-          { target: floe, path: `/v1/instances/${instance.id}` },
+          { target: floe, path: one },
+          { target: as(`Bearer ${callers.session}`), path: one },
+          { target: as(`Bearer ${callers.scoped}`), path: one },
+          { target: as(CHECKER_BEARER), path: one },
         ]),
-      )) as [GetResult, GetResult];
+      )) as [GetResult, GetResult, GetResult, GetResult, GetResult];
     } finally {
       await bareServer.close();
     }
@@ -320,6 +338,11 @@ async function benchStore(target: StoreTarget, load: BenchWorker<LoadJob>): Prom
       `server thread ${fmt((100 * r.busyMs) / r.wallMs, 0)}% busy = ${fmt(busyUs(r), 0)} µs/request, non-2xx ${r.non2xx}, errors ${r.errors}`;
     log(`${tag} bare Fastify GET /: ${describe(bare)}`);
     log(`${tag} floe GET /v1/instances/{id}: ${describe(get)}`);
+    log(`${tag} ... with a session token: ${describe(session)}`);
+    log(`${tag} ... with a token scoped to the instance and read: ${describe(scoped)}`);
+    log(`${tag} ... with a credential the external checker allows: ${describe(checked)}`);
+    const checkerQuestions = await checker.questions();
+    log(`${tag} the external checker was asked ${checkerQuestions} time(s) in all (floe caches its answers)`);
     const windows = get.perWindow.map((n, i) => n / bare.perWindow[i]!);
     log(
       `${tag} ratio ${(rps(get) / rps(bare)).toFixed(2)}x (per window: ${windows.map((r) => r.toFixed(2)).join(', ')}); ` +
@@ -346,11 +369,27 @@ async function benchStore(target: StoreTarget, load: BenchWorker<LoadJob>): Prom
       `${tag} GET /v1/instances?limit=${LIST_LIMIT} x${LIST_REQUESTS}: p50 ${fmt(percentile(lat, 0.5), 2)} ms, p95 ${fmt(percentile(lat, 0.95), 2)} ms, ` +
         `first request (cold) ${fmt(list.latencies[0], 2)} ms, pages 90-99 p50 ${fmt(percentile(deep, 0.5), 2)} ms; items per full walk ${JSON.stringify(list.itemsPerWalk)}, non-2xx ${list.non2xx}`,
     );
-    return { name: target.name, version, bare, get, creates, allSucceededS, succeeded, failed, running, list };
+    return {
+      name: target.name,
+      version,
+      bare,
+      get,
+      session,
+      scoped,
+      checker: checked,
+      checkerQuestions,
+      creates,
+      allSucceededS,
+      succeeded,
+      failed,
+      running,
+      list,
+    };
   } finally {
     await client.close();
     if (agent) await agent.close();
     await cp.close();
+    await checker.close();
     if (agentDir) await rm(agentDir, { recursive: true, force: true });
   }
 }
@@ -385,7 +424,7 @@ async function main(): Promise<void> {
     (load) => benchEachStore(log, (target) => benchStore(target, load)),
   );
   const { names, cell } = results;
-  const ratio = (r: StoreResult) => rps(r.get) / rps(r.bare);
+  const ratio = (r: StoreResult, g: GetResult = r.get) => rps(g) / rps(r.bare);
   const p50 = (r: StoreResult) => percentile(sorted(r.list.latencies), 0.5);
   const met = (f: (r: StoreResult) => boolean) =>
     names.map((n) => `${n} ${cell(n, (r) => (f(r) ? 'yes' : 'NO'))}`).join(', ');
@@ -403,6 +442,26 @@ async function main(): Promise<void> {
       ...names.map((n) => cell(n, (r) => `${ratio(r).toFixed(2)}x`)),
       `>= ${GET_TARGET.toFixed(2)}x`,
       met((r) => ratio(r) >= GET_TARGET),
+    ],
+    [
+      'GET ratio, session token',
+      ...names.map((n) => cell(n, (r) => `${ratio(r, r.session).toFixed(2)}x`)),
+      `>= ${GET_TARGET.toFixed(2)}x`,
+      met((r) => ratio(r, r.session) >= GET_TARGET),
+    ],
+    [
+      'GET ratio, token scoped to the instance',
+      ...names.map((n) => cell(n, (r) => `${ratio(r, r.scoped).toFixed(2)}x`)),
+      `>= ${GET_TARGET.toFixed(2)}x`,
+      met((r) => ratio(r, r.scoped) >= GET_TARGET),
+    ],
+    [
+      'GET ratio, external checker (cached)',
+      ...names.map((n) =>
+        cell(n, (r) => `${ratio(r, r.checker).toFixed(2)}x (non-2xx ${r.checker.non2xx}, ${r.checkerQuestions} asked)`),
+      ),
+      'reported',
+      '',
     ],
     [
       `POST /v1/instances (req/s, c=${CREATE_CONCURRENCY})`,
