@@ -16,3 +16,4 @@ export * from './wire.js';
 export * from './first-boot.js';
 export * from './audit.js';
 export * from './users.js';
+export * from './oidc-login.js';

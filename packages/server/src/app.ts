@@ -12,6 +12,9 @@ import { openCluster } from './cluster.js';
 import { scheduleMaintenance } from './maintenance.js';
 import { clientErrorResponse, frameworkErrors, installErrorHandlers } from './http/errors.js';
 import { installAudit } from './http/audit.js';
+import { isFloeBearer, principalFromChecker, type CheckerWiring } from './http/checker-auth.js';
+import { installOidcLogin } from './http/routes/oidc-login.js';
+import type { OidcLoginDeps } from './services/oidc-logins.js';
 import { installIdempotency } from './http/idempotency.js';
 import { installRateLimits } from './http/rate-limits.js';
 import { auditRoutes } from './http/routes/audit.js';
@@ -33,6 +36,7 @@ import { VERSION } from './version.js';
 import { buildServices, type ControlPki, type Services } from './wiring.js';
 import { withVerb } from './services/authz.js';
 import { verbOfMethod } from './services/verbs.js';
+import type { AuthNote } from './services/audit-note.js';
 
 /** Every family of routes, each in its own module of http/routes. */
 const ROUTE_FAMILIES: readonly RouteFamily[] = [
@@ -61,6 +65,14 @@ export interface RouteRecord {
   websocket: boolean;
 }
 
+/** Authentication beyond floe's own tokens, made once the services exist (they may need them). */
+export interface AuthWiring {
+  /** OpenID logins over HTTP (`/v1/auth/oidc/...`); without it those routes know no authenticator. */
+  readonly oidc?: OidcLoginDeps;
+  /** Decides each request whose Authorization header is not a floe token; without it such requests are 401. */
+  readonly checker?: CheckerWiring;
+}
+
 /** A built control plane: the HTTP server and its services. */
 export interface App {
   http: FastifyInstance;
@@ -81,6 +93,7 @@ export async function buildApp(opts: {
   logger?: FastifyServerOptions['logger'];
   /** Record requests in the audit log (default). Only the audit benchmark turns it off, to measure its cost. */
   audit?: boolean;
+  auth?: (services: Services) => AuthWiring;
 }): Promise<App> {
   const { store, config, pki } = opts;
   const http = Fastify({
@@ -122,6 +135,7 @@ export async function buildApp(opts: {
   });
   const cluster = await openCluster(store, (err) => http.log.warn({ err }, 'cluster connection error'));
   const services = buildServices(store, config, pki, http.log, cluster);
+  const auth = opts.auth?.(services) ?? {};
   // Fastify compiles each route's schemas with these once, at startup. Ajv's error format is what
   // http/errors.ts turns into the error envelope (field, location, plain words for patterns).
   // Bodies are JSON and must have the right types ("2" is not a number);
@@ -174,6 +188,15 @@ export async function buildApp(opts: {
   http.addHook('onRequest', async (request) => {
     if (request.routeOptions.config.public || request.url.startsWith('/docs')) return;
     const header = request.headers.authorization;
+    const verb = request.routeOptions.config.verb ?? verbOfMethod(request.method);
+    const noteAuth = (n: AuthNote) => (request.auditAuth = { ...request.auditAuth, ...n });
+    if (auth.checker !== undefined && typeof header === 'string' && !isFloeBearer(header)) {
+      const { method, url, params, query } = request;
+      const asked = { authorization: header, method, url, params, query };
+      const principal = await principalFromChecker(auth.checker, asked, noteAuth);
+      request.principal = withVerb(principal, verb);
+      return;
+    }
     let token = typeof header === 'string' ? bearerToken(header) : undefined;
     // Browsers cannot set headers on WebSocket and EventSource requests.
     if (token === undefined && (request.url.startsWith('/v1/events') || acceptsQueryToken(request.url))) {
@@ -181,11 +204,7 @@ export async function buildApp(opts: {
       const fromQuery = (request.query as { access_token?: unknown }).access_token;
       token = typeof fromQuery === 'string' ? fromQuery : undefined;
     }
-    const verb = request.routeOptions.config.verb ?? verbOfMethod(request.method);
-    const principal = await services.tokens.authenticate(
-      token,
-      (n) => (request.auditAuth = { ...request.auditAuth, ...n }),
-    );
+    const principal = await services.tokens.authenticate(token, noteAuth);
     request.principal = withVerb(principal, verb);
   });
   const stopLeases = installIdempotency(
@@ -230,6 +249,7 @@ export async function buildApp(opts: {
   // Route types come from the schemas (TypeBox type provider); the validator compiler above checks them.
   const api: Api = http.withTypeProvider<TypeBoxTypeProvider>();
   for (const family of ROUTE_FAMILIES) family(api, services);
+  installOidcLogin(api, store, auth.oidc);
 
   await http.ready();
   services.hub.start(config);

@@ -4,6 +4,7 @@ import { tokenGrantIds } from './migrations/0005_token_grant_ids.js';
 import { idempotencyLeases } from './migrations/0006_idempotency_leases.js';
 import { users } from './migrations/0007_users.js';
 import { auditLog } from './migrations/0008_audit.js';
+import { loginRequests } from './migrations/0011_login_requests.js';
 
 /** Table where applied migrations are recorded. */
 export const MIGRATION_TABLE = 'floe_migrations';
@@ -412,6 +413,7 @@ function migrations(dialect: Dialect): Record<string, Migration> {
     '0006_idempotency_leases': idempotencyLeases(dialect),
     '0007_users': users(dialect),
     '0008_audit': auditLog(dialect),
+    '0011_login_requests': loginRequests(dialect),
   };
 }
 

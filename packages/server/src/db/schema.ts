@@ -244,6 +244,31 @@ export interface AuditLogTable {
   request_id: string | null;
 }
 
+/** An OpenID login under way (migration 0011); see services/oidc-logins.ts. */
+export interface LoginRequestsTable {
+  id: string;
+  /** The configured name of the OpenID authenticator. */
+  authenticator: string;
+  /** sha256 of the `state` sent to the provider (hex). */
+  state_hash: string;
+  code_verifier: string;
+  nonce: string;
+  redirect_uri: string;
+  /** sha256 of the poll secret given to the client (hex). */
+  poll_hash: string;
+  session_name: string | null;
+  created_at: string;
+  expires_at: string;
+  /** When the browser came back (the state was spent). */
+  completed_at: string | null;
+  /** The provider's verified answer (AuthSuccess as JSON), until collected. */
+  result: string | null;
+  /** Why the login failed, for the client that polls. */
+  error: string | null;
+  /** When the client collected the outcome; nothing is given twice. */
+  consumed_at: string | null;
+}
+
 export interface Database {
   projects: ProjectsTable;
   tokens: TokensTable;
@@ -265,4 +290,5 @@ export interface Database {
   events: EventsTable;
   idempotency_keys: IdempotencyKeysTable;
   audit_log: AuditLogTable;
+  login_requests: LoginRequestsTable;
 }

@@ -176,6 +176,15 @@ const POLICY: Record<string, Policy> = {
   'GET /v1/events': list,
   'GET /v1/audit': admin(),
   'GET /v1/agent': { access: 'agent', target: null },
+
+  // OpenID logins: public; the poll secret, not a bearer token, guards the session (asked with a malformed login id).
+  'POST /v1/auth/oidc/:name/start': { access: 'public', target: null, body: () => ({}) },
+  'GET /v1/auth/oidc/callback': { access: 'public', target: null },
+  'POST /v1/auth/oidc/poll': {
+    access: 'public',
+    target: null,
+    body: () => ({ login_id: 'not-a-login', poll_secret: 'not the secret' }),
+  },
 };
 
 /** Kinds whose names resolve inside `?project=`; the query names the resource's project for them. */
