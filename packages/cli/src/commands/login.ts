@@ -1,10 +1,11 @@
 import { resolve } from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { checkContextName, readCaFile, removeContext, saveContext, writeConfig } from '../config.js';
 import { CliError, UsageError } from '../errors.js';
 import { checkName } from '../parse.js';
 import { renderTable } from '../output.js';
 import { runtimeOf } from '../runtime.js';
+import { loginWithOidc } from './login-oidc.js';
 import { examples } from './shared.js';
 
 /** A default context name from the server URL: its host name. */
@@ -13,7 +14,15 @@ function contextNameFromUrl(url: string): string {
   return /^[A-Za-z0-9]/.test(host) ? host.slice(0, 63) : 'default';
 }
 
-/** `floe login`: checks the server and the token, then saves a context. */
+interface LoginOptions {
+  token?: string;
+  ca?: string;
+  oidc?: string;
+  timeout: string;
+  pollMs: string;
+}
+
+/** `floe login`: checks the server and the token (or logs in through an OpenID provider), then saves a context. */
 export function registerLogin(program: Command): void {
   const login = program
     .command('login')
@@ -21,7 +30,10 @@ export function registerLogin(program: Command): void {
     .argument('<url>', 'API URL, e.g. https://floe.example:8443')
     .option('--token <token>', 'API token (default: $FLOE_TOKEN)')
     .option('--ca <file>', "PEM file with floe's CA certificate (for https with floe's own CA)")
-    .action(async (url: string, opts: { token?: string; ca?: string }, cmd: Command) => {
+    .option('--oidc <name>', 'log in through the OpenID provider the server calls <name>, in a browser')
+    .option('--timeout <seconds>', 'with --oidc: how long to wait for the browser login', '600')
+    .addOption(new Option('--poll-ms <ms>').default('2000').hideHelp())
+    .action(async (url: string, opts: LoginOptions, cmd: Command) => {
       const rt = runtimeOf(cmd);
       const g = rt.globals(cmd);
       let parsed: URL;
@@ -32,6 +44,25 @@ export function registerLogin(program: Command): void {
       }
       if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
         throw new UsageError('the URL must start with http:// or https://');
+      if (opts.oidc !== undefined) {
+        if (opts.token !== undefined) throw new UsageError('--token and --oidc exclude each other');
+        const timeoutSeconds = Number(opts.timeout);
+        const pollMs = Number(opts.pollMs);
+        if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 1 || timeoutSeconds > 3600)
+          throw new UsageError('--timeout must be a whole number of seconds from 1 to 3600');
+        if (!Number.isInteger(pollMs) || pollMs < 10) throw new UsageError('--poll-ms must be at least 10');
+        const caFile = opts.ca === undefined ? undefined : resolve(opts.ca);
+        return loginWithOidc(rt, cmd, {
+          url,
+          authenticator: opts.oidc,
+          context: checkContextName(g.context ?? contextNameFromUrl(url)),
+          project: g.project === undefined ? undefined : checkName(g.project, 'project'),
+          ca: caFile === undefined ? undefined : readCaFile(caFile),
+          caFile,
+          timeoutSeconds,
+          pollMs,
+        });
+      }
       const token = opts.token ?? rt.env.FLOE_TOKEN;
       if (token === undefined || token === '')
         throw new UsageError('a token is needed: --token <token> (or $FLOE_TOKEN)');
@@ -58,6 +89,7 @@ export function registerLogin(program: Command): void {
     });
   examples(login, [
     'floe login https://floe.example:8443 --token floe_xxx --ca ./ca.pem',
+    'floe login https://floe.example:8443 --oidc corp-sso',
     'floe login http://127.0.0.1:8080 --token floe_xxx --context lab --project web',
   ]);
 

@@ -1,16 +1,12 @@
-import { FloeError } from '@floe/api';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { OidcAuthenticator } from '../auth/oidc.js';
 import { startTestOidcProvider, type TestOidcProvider } from '../auth/oidc-testing.js';
 import { openStore } from '../db/index.js';
 import { storeTargets } from '../db/testing.js';
-import type { CompleteLogin } from '../services/oidc-logins.js';
-import type { Principal } from '../services/principal.js';
+import { completeLoginForTests } from '../services/oidc-logins-testing.js';
 import { injectJson, startTestControlPlane, type TestControlPlane } from '../testing.js';
-import type { Services } from '../wiring.js';
 
 const ALICE = { sub: 'u-2001', username: 'alice', name: 'Alice', email: 'alice@example.org', groups: ['devs'] };
-const OPERATOR: Principal = { actor: 'test-login', admin: true, projects: new Set() };
 
 let tp: TestOidcProvider;
 beforeAll(async () => {
@@ -23,28 +19,6 @@ beforeEach(() => {
   tp.mode = () => 'up';
   tp.rewrite = undefined;
 });
-
-/**
- * What the login service will do, done here with floe's own services: the user named by the
- * provider (made on first login) gets a real personal token, valid for a day.
- */
-function completeLoginWith(s: Services, calls: string[]): CompleteLogin {
-  return async (success, ctx) => {
-    calls.push(success.subject);
-    const name = (success as { username?: string }).username ?? success.subject;
-    const user = await s.users.get(OPERATOR, name).catch(async (err: unknown) => {
-      if (err instanceof FloeError && err.code === 'user_not_found')
-        return s.users.create(OPERATOR, { name, email: success.email ?? null });
-      throw err;
-    });
-    const created = await s.tokens.create(
-      OPERATOR,
-      { name: ctx.sessionName ?? 'oidc-session', user: name, expires_in_days: 1 },
-      () => Promise.reject(new FloeError('validation_failed', 'no projects here')),
-    );
-    return { token: created.secret, session: created.token, user };
-  };
-}
 
 function authenticator(name: string): OidcAuthenticator {
   return new OidcAuthenticator({
@@ -70,7 +44,10 @@ async function startWithOidc(
     shared === undefined ? undefined : { ca: shared.ca, pki: shared.pki },
     '127.0.0.1',
     (s) => ({
-      oidc: { authenticators: new Map([['corp', authenticator('corp')]]), completeLogin: completeLoginWith(s, calls) },
+      oidc: {
+        authenticators: new Map([['corp', authenticator('corp')]]),
+        completeLogin: completeLoginForTests(s, calls),
+      },
     }),
   );
 }
