@@ -82,6 +82,19 @@ describe('floe login --oidc', () => {
     expect(saved.contexts.work).toEqual({ url: 'https://floe.example:8443', token: 'floe_session_1' });
   });
 
+  it('asks again when the server is busy or briefly unreachable', async () => {
+    const busy = new FloeApiError({ status: 429, code: 'rate_limited', message: 'too many requests' });
+    const gone = new FloeApiError({ status: 0, code: 'network_error', message: 'ECONNRESET' });
+    const { client, calls } = fakeClient([busy, gone, PENDING, SESSION]);
+    const r = await runWithClient(
+      ['login', 'https://floe.example:8443', '--oidc', 'corp-sso', '--poll-ms', '10'],
+      client,
+      { env: { FLOE_CONFIG: join(dir, 'c.json') } },
+    );
+    expect(r.code, r.err).toBe(0);
+    expect(calls.filter((c) => c[0] === 'oidc.poll')).toHaveLength(4);
+  });
+
   it('with -o json prints only the result on stdout', async () => {
     const { client } = fakeClient([SESSION]);
     const r = await runWithClient(['login', 'https://floe.example:8443', '--oidc', 'corp-sso', '-o', 'json'], client, {

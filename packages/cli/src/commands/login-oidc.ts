@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { LoginSession } from '@floe/api';
-import type { FloeClient } from '@floe/client';
+import { FloeApiError, type FloeClient } from '@floe/client';
 import { saveContext } from '../config.js';
 import { CliError } from '../errors.js';
 import type { CliRuntime } from '../runtime.js';
@@ -21,6 +21,8 @@ export interface OidcLoginRequest {
 }
 
 const SPINNER = ['|', '/', '-', '\\'];
+/** Poll failures that say nothing about the login: wait and ask again. */
+const TRANSIENT = new Set(['rate_limited', 'store_unavailable', 'network_error']);
 
 const sleep = (ms: number, signal: AbortSignal | undefined) =>
   new Promise<void>((resolve) => {
@@ -39,8 +41,12 @@ async function waitForSession(
   const begun = rt.now();
   const deadline = Math.min(Date.parse(started.expires_at), begun + req.timeoutSeconds * 1000);
   for (;;) {
-    const answer = await client.oidc.poll(started.login_id, started.poll_secret);
-    if (!('status' in answer)) return answer;
+    const answer = await client.oidc.poll(started.login_id, started.poll_secret).catch((err: unknown) => {
+      // A busy or briefly unreachable server is asked again; the login itself goes on meanwhile.
+      if (err instanceof FloeApiError && TRANSIENT.has(err.code)) return undefined;
+      throw err;
+    });
+    if (answer !== undefined && !('status' in answer)) return answer;
     if (rt.now() >= deadline || rt.signal?.aborted === true)
       throw new CliError(
         `the login was not completed in the browser within ${Math.round((rt.now() - begun) / 1000)} s; run floe login again`,
