@@ -58,11 +58,21 @@ describe('floe login --oidc against a real provider', () => {
         err += s;
         // The person opens the printed URL; the provider sends the browser back to floe's callback.
         const url = /https?:\/\/\S+\/auth\?\S+/.exec(err)?.[0];
-        if (url !== undefined && browsed === undefined)
+        const code = /enter this code: (\S+)/.exec(err)?.[1];
+        if (url !== undefined && code !== undefined && browsed === undefined)
           browsed = tp.browse(url, 'grace').then(async (query) => {
             // The browser's return, carried to floe's callback (the test's browser does not trust floe's CA).
             const back = await cp.app.http.inject({ method: 'GET', url: `/v1/auth/oidc/callback?${query.toString()}` });
             expect(back.statusCode).toBe(200);
+            // The person types the code the terminal shows into floe's page.
+            const secret = /name="confirm" value="([^"]+)"/.exec(back.body)![1]!;
+            const confirmed = await cp.app.http.inject({
+              method: 'POST',
+              url: '/v1/auth/oidc/confirm',
+              headers: { 'content-type': 'application/x-www-form-urlencoded' },
+              payload: new URLSearchParams({ confirm: secret, code }).toString(),
+            });
+            expect(confirmed.body).toContain('login complete');
           });
         return true;
       },

@@ -23,6 +23,9 @@ export const OidcLoginStarted = Type.Object({
   login_id: LoginId,
   authorization_url: Type.String({ description: "the identity provider's page; open it in a browser" }),
   poll_secret: Type.String({ description: 'secret of this login, shown once; needed to collect the session' }),
+  user_code: Type.String({
+    description: 'code to show the person: floe’s page asks for it after the provider, to confirm the login',
+  }),
   expires_at: Timestamp,
 });
 export type OidcLoginStarted = Static<typeof OidcLoginStarted>;
@@ -58,3 +61,10 @@ export const OidcCallbackQuery = Type.Object(
   { additionalProperties: true },
 );
 export type OidcCallbackQuery = Static<typeof OidcCallbackQuery>;
+
+/** Body of `POST /v1/auth/oidc/confirm`: the form of floe's page after the provider (form-encoded). */
+export const OidcConfirm = Type.Object({
+  confirm: Type.String({ minLength: 1, maxLength: 128, description: 'the page’s confirmation secret' }),
+  code: Type.String({ minLength: 1, maxLength: 64, description: 'the code the terminal shows' }),
+});
+export type OidcConfirm = Static<typeof OidcConfirm>;

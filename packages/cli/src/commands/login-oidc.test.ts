@@ -21,6 +21,7 @@ const STARTED: OidcLoginStarted = {
   login_id: 'lgn_AAAAAAAAAAAAAAAAAAAAAA',
   authorization_url: 'https://id.example.org/auth?client_id=floe&state=s1',
   poll_secret: 'poll-secret-1',
+  user_code: 'BCDF-GHJK',
   expires_at: new Date(Date.now() + 600_000).toISOString(),
 };
 const SESSION: LoginSession = { token: 'floe_session_1', expires_at: '2030-01-01T00:00:00.000Z', user: ada };
@@ -64,6 +65,7 @@ describe('floe login --oidc', () => {
     );
     expect(r.code, r.err).toBe(0);
     expect(r.err).toContain(STARTED.authorization_url);
+    expect(r.err).toContain('enter this code: BCDF-GHJK');
     expect(r.err).toContain('waiting for the login');
     expect(r.out).toContain('as ada until 2030-01-01T00:00:00.000Z; context "work"');
     expect(r.out).not.toContain('floe_session_1');

@@ -68,7 +68,10 @@ export async function loginWithOidc(rt: CliRuntime, cmd: Command, req: OidcLogin
   const started = await client.oidc.start(req.authenticator, { session_name: 'floe-cli' });
   const json = rt.globals(cmd).output === 'json';
   // The URL goes to stderr, so `-o json` keeps stdout for the result alone.
-  rt.warn(`Open this URL in a browser to log in with "${req.authenticator}":\n\n  ${started.authorization_url}\n`);
+  rt.warn(
+    `Open this URL in a browser to log in with "${req.authenticator}":\n\n  ${started.authorization_url}\n\n` +
+      `When floe's page asks for it, enter this code: ${started.user_code}\n`,
+  );
   const tty = rt.err.isTTY === true && !json;
   if (!tty) rt.warn(`waiting for the login to be completed in the browser (until ${started.expires_at})...`);
   let frame = 0;

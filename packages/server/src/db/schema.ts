@@ -256,6 +256,14 @@ export interface LoginRequestsTable {
   redirect_uri: string;
   /** sha256 of the poll secret given to the client (hex). */
   poll_hash: string;
+  /** sha256 of the code the client shows its user, who types it into floe's page to confirm (hex). */
+  user_code_hash: string;
+  /** sha256 of the confirmation secret in the page the returning browser got (hex). */
+  confirm_hash: string | null;
+  /** Wrong codes typed so far; a few end the login. */
+  confirm_attempts: number;
+  /** When the returning browser confirmed with the right code. */
+  confirmed_at: string | null;
   session_name: string | null;
   created_at: string;
   expires_at: string;

@@ -252,6 +252,10 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
       nonce: 'n'.repeat(43),
       redirect_uri: 'https://floe.example.org/v1/auth/oidc/callback',
       poll_hash: 'cd'.repeat(32),
+      user_code_hash: 'ef'.repeat(32),
+      confirm_hash: '12'.repeat(32),
+      confirm_attempts: 2,
+      confirmed_at: T0,
       session_name: 'cli',
       created_at: T0,
       expires_at: T0,
@@ -300,6 +304,7 @@ const EXPECTED_INDEXES = [
   'index audit_log(token_id,id)',
   'index audit_log(resource_id,id)',
   'unique login_requests(state_hash)',
+  'unique login_requests(confirm_hash)',
   'index login_requests(expires_at)',
 ].sort();
 

@@ -180,6 +180,7 @@ const POLICY: Record<string, Policy> = {
   // OpenID logins: public; the poll secret, not a bearer token, guards the session (asked with a malformed login id).
   'POST /v1/auth/oidc/:name/start': { access: 'public', target: null, body: () => ({}) },
   'GET /v1/auth/oidc/callback': { access: 'public', target: null },
+  'POST /v1/auth/oidc/confirm': { access: 'public', target: null, body: () => ({ confirm: 'x', code: 'y' }) },
   'POST /v1/auth/oidc/poll': {
     access: 'public',
     target: null,

@@ -1,3 +1,4 @@
+import type { OidcLoginStarted } from '@floe/api';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { OidcAuthenticator } from '../auth/oidc.js';
 import { startTestOidcProvider, type TestOidcProvider } from '../auth/oidc-testing.js';
@@ -55,13 +56,26 @@ async function startWithOidc(
 async function start(cp: TestControlPlane, body?: unknown) {
   const res = await injectJson(cp, 'POST', '/v1/auth/oidc/corp/start', body, '');
   expect(res.status, JSON.stringify(res.body)).toBe(201);
-  return res.body as { login_id: string; authorization_url: string; poll_secret: string; expires_at: string };
+  return res.body as OidcLoginStarted;
 }
 
 /** The browser's return to floe: the provider's query, carried to floe's callback as the redirect would. */
 async function callback(cp: TestControlPlane, query: URLSearchParams | string) {
   const res = await cp.app.http.inject({ method: 'GET', url: `/v1/auth/oidc/callback?${query.toString()}` });
   return { status: res.statusCode, html: res.body, type: String(res.headers['content-type']) };
+}
+
+/** The person types `code` into floe's page: the page's form, posted as the browser would. */
+async function confirm(cp: TestControlPlane, html: string, code: string) {
+  const secret = /name="confirm" value="([^"]+)"/.exec(html)?.[1];
+  if (secret === undefined) throw new Error(`the page has no confirmation form: ${html}`);
+  const res = await cp.app.http.inject({
+    method: 'POST',
+    url: '/v1/auth/oidc/confirm',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: new URLSearchParams({ confirm: secret, code }).toString(),
+  });
+  return { status: res.statusCode, html: res.body };
 }
 
 async function poll(cp: TestControlPlane, login_id: string, poll_secret: string) {
@@ -93,13 +107,20 @@ for (const t of storeTargets()) {
       expect(waiting.status).toBe(202);
       expect(waiting.body).toEqual({ status: 'pending', expires_at: started.expires_at });
 
+      expect(started.user_code).toMatch(/^[B-DF-HJ-NP-TV-XZ]{4}-[B-DF-HJ-NP-TV-XZ]{4}$/);
       const q = await tp.browse(started.authorization_url, 'alice');
       const page = await callback(cp, q);
       expect(page.status).toBe(200);
       expect(page.type).toContain('text/html');
-      expect(page.html).toContain('login complete');
+      expect(page.html).toContain('enter the code your terminal shows');
       expect(page.html).not.toContain(q.get('code')!);
-      expect(page.html).not.toContain('floe_');
+      expect(page.html).not.toContain(started.user_code);
+      // Not collected until the browser that came back confirms with the terminal's code.
+      expect((await poll(cp, started.login_id, started.poll_secret)).status).toBe(202);
+      const done = await confirm(cp, page.html, ` ${started.user_code.toLowerCase().replace('-', ' ')} `);
+      expect(done.status).toBe(200);
+      expect(done.html).toContain('login complete');
+      expect(done.html).not.toContain('floe_');
 
       const got = await poll(cp, started.login_id, started.poll_secret);
       expect(got.status, JSON.stringify(got.body)).toBe(200);
@@ -149,13 +170,53 @@ for (const t of storeTargets()) {
     it('spends the state on its first return: a replay is refused and makes no second session', async () => {
       const started = await start(cp);
       const q = await tp.browse(started.authorization_url, 'alice');
-      expect((await callback(cp, q)).status).toBe(200);
+      const page = await callback(cp, q);
+      expect(page.status).toBe(200);
       const before = calls.length;
       const again = await callback(cp, q);
       expect(again.status).toBe(400);
       expect(again.html).toContain('already completed');
+      expect(again.html).not.toContain('name="confirm"');
+      expect((await confirm(cp, page.html, started.user_code)).status).toBe(200);
       expect((await poll(cp, started.login_id, started.poll_secret)).status).toBe(200);
       expect(calls.length).toBe(before + 1);
+    });
+
+    it('does not hand a login finished in someone else’s browser to whoever started it', async () => {
+      // Someone starts a login and gets another person to open its URL; that person is signed in at the provider.
+      const started = await start(cp);
+      const page = await callback(cp, await tp.browse(started.authorization_url, 'alice'));
+      expect(page.html).toContain('If you did not start a login');
+      // Whoever started it has the code, but not the page's secret, which only that browser got.
+      const forged = await confirm(
+        cp,
+        page.html.replace(/name="confirm" value="[^"]+"/, 'name="confirm" value="guess"'),
+        started.user_code,
+      );
+      expect(forged.status).toBe(400);
+      // The person does not know the code: a few tries, then the login ends and nothing can be collected.
+      for (let left = 4; left >= 1; left--) {
+        const wrong = await confirm(cp, page.html, 'BBBB-BBBB');
+        expect(wrong.status).toBe(401);
+        expect(wrong.html).toContain(`${left} tries left`);
+        expect((await poll(cp, started.login_id, started.poll_secret)).status).toBe(202);
+      }
+      const last = await confirm(cp, page.html, 'BBBB-BBBB');
+      expect(last.html).toContain('typed wrong too often');
+      expect(last.html).not.toContain('name="confirm"');
+      expect((await confirm(cp, page.html, started.user_code)).status).toBe(400);
+      const res = await poll(cp, started.login_id, started.poll_secret);
+      expect(res.status).toBe(401);
+      expect(res.body.error.code).toBe('login_failed');
+      // A malformed form gets a page too, not a JSON error.
+      const bad = await cp.app.http.inject({
+        method: 'POST',
+        url: '/v1/auth/oidc/confirm',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload: 'code=x',
+      });
+      expect(bad.statusCode).toBe(400);
+      expect(bad.headers['content-type']).toContain('text/html');
     });
 
     it('refuses a wrong poll secret and an unknown login alike, without spending the login', async () => {
@@ -260,7 +321,9 @@ describe.skipIf(pg.skip)('OpenID login across two control planes on PostgreSQL',
   it('starts on one, comes back to the other, and is collected from the first', async () => {
     const started = await start(cp1);
     const q = await tp.browse(started.authorization_url, 'alice');
-    expect((await callback(cp2, q)).status).toBe(200);
+    const page = await callback(cp2, q);
+    expect(page.status).toBe(200);
+    expect((await confirm(cp1, page.html, started.user_code)).status).toBe(200);
     const got = await poll(cp1, started.login_id, started.poll_secret);
     expect(got.status).toBe(200);
     expect((await injectJson(cp2, 'GET', '/v1/users/me', undefined, got.body.token)).body.name).toBe('alice');

@@ -41,6 +41,8 @@ export interface CallbackOutcome {
   readonly authenticator: string | null;
   /** The provider's subject (or username) on success. */
   readonly user: string | null;
+  /** The page's confirmation secret, while the login waits for its code. */
+  readonly confirm?: string;
 }
 
 /** What a poll found: the client waits, gets its session once, or learns that the login ended otherwise. */
@@ -51,6 +53,10 @@ export type PollDecision =
   | { readonly kind: 'failed'; readonly message: string }
   | { readonly kind: 'ready'; readonly result: string };
 
+/** Wrong codes a returning browser may type before the login ends. */
+const CONFIRM_ATTEMPTS = 5;
+/** Letters of user codes: consonants only, so no word can be spelled and none looks like a digit (RFC 8628 6.1). */
+const CODE_LETTERS = 'BCDFGHJKLMNPQRSTVWXZ';
 const DEFAULT_TTL_MS = 10 * 60_000;
 const DEFAULT_COLLECT_MS = 2 * 60_000;
 /** Rows are removed this long after they expired. */
@@ -59,6 +65,22 @@ const KEEP_EXPIRED_MS = 24 * 3600_000;
 const sha256 = (s: string): string => createHash('sha256').update(s, 'utf8').digest('hex');
 const random = (bytes: number): string => randomBytes(bytes).toString('base64url');
 const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** A new user code, `XXXX-XXXX` (about 35 bits). */
+function newUserCode(): string {
+  const bytes = randomBytes(8);
+  const letters = [...bytes].map((b) => CODE_LETTERS[b % CODE_LETTERS.length]!);
+  return `${letters.slice(0, 4).join('')}-${letters.slice(4).join('')}`;
+}
+
+/** A code as typed: case, spaces and dashes do not matter. */
+const codeHash = (typed: string): string => sha256(typed.toUpperCase().replace(/[^A-Z]/g, ''));
+
+/** The name a stored result gives the user, for the audit log. */
+function who(result: string): string | null {
+  const r = JSON.parse(result) as { username?: unknown; subject?: unknown };
+  return typeof r.username === 'string' ? r.username : typeof r.subject === 'string' ? r.subject : null;
+}
 
 /** Equal hex hashes, compared in constant time. */
 function sameHash(a: string, b: string): boolean {
@@ -76,7 +98,7 @@ function decidePoll(row: LoginRequestsTable, now: string): PollDecision {
   if (row.consumed_at !== null) return { kind: 'collected' };
   if (row.expires_at <= now) return { kind: 'expired' };
   if (row.error !== null) return { kind: 'failed', message: row.error };
-  if (row.result === null) return { kind: 'pending' };
+  if (row.result === null || row.confirmed_at === null) return { kind: 'pending' };
   return { kind: 'ready', result: row.result };
 }
 
@@ -143,6 +165,7 @@ export class OidcLoginService {
       });
     const now = Date.now();
     const pollSecret = random(32);
+    const userCode = newUserCode();
     const row: LoginRequestsTable = {
       id: `lgn_${random(16)}`,
       authenticator: name,
@@ -151,6 +174,10 @@ export class OidcLoginService {
       nonce: begun.pending.nonce,
       redirect_uri: begun.pending.redirectUri,
       poll_hash: sha256(pollSecret),
+      user_code_hash: codeHash(userCode),
+      confirm_hash: null,
+      confirm_attempts: 0,
+      confirmed_at: null,
       session_name: opts.sessionName ?? null,
       created_at: iso(now),
       expires_at: iso(now + this.ttlMs),
@@ -170,6 +197,7 @@ export class OidcLoginService {
       login_id: row.id,
       authorization_url: begun.authorizationUrl,
       poll_secret: pollSecret,
+      user_code: userCode,
       expires_at: row.expires_at,
     };
   }
@@ -231,19 +259,89 @@ export class OidcLoginService {
         result.reason,
         `The login could not be completed: ${result.detail ?? result.reason}.`,
       );
+    // Kept until this browser confirms with the code the terminal shows: only it got the secret for that.
+    const confirm = random(32);
     await db
       .updateTable('login_requests')
-      .set({ result: JSON.stringify(result), expires_at: iso(Date.now() + this.collectMs) })
+      .set({
+        result: JSON.stringify(result),
+        confirm_hash: sha256(confirm),
+        expires_at: iso(Date.now() + this.collectMs),
+      })
       .where('id', '=', row.id)
       .execute();
     return {
       status: 200,
       ok: true,
-      message: 'Login complete: return to your terminal.',
+      message: 'One more step: enter the code your terminal shows, to confirm that this login is yours.',
       reason: null,
       authenticator: row.authenticator,
       user: result.username ?? result.subject,
+      confirm,
     };
+  }
+
+  /**
+   * The returning browser confirms the login with the code the terminal shows. A wrong code may be
+   * typed again a few times; then the login ends. Without the page's secret nothing can be confirmed,
+   * so whoever started a login cannot confirm one that another person's browser completed.
+   */
+  async confirm(confirm: string, code: string): Promise<CallbackOutcome> {
+    const db = this.store.db;
+    const row = await db
+      .selectFrom('login_requests')
+      .selectAll()
+      .where('confirm_hash', '=', sha256(confirm))
+      .executeTakeFirst();
+    const refuse = (status: number, reason: string, message: string, again?: string): CallbackOutcome => ({
+      status,
+      ok: false,
+      message,
+      reason,
+      authenticator: row?.authenticator ?? null,
+      user: null,
+      ...(again !== undefined ? { confirm: again } : {}),
+    });
+    if (row === undefined || row.result === null || row.error !== null || row.consumed_at !== null)
+      return refuse(400, 'unknown_state', 'There is no login waiting for this confirmation: start it again.');
+    if (row.expires_at <= iso(Date.now()))
+      return refuse(410, 'expired', 'This login took too long and has expired: start it again.');
+    const done: CallbackOutcome = {
+      status: 200,
+      ok: true,
+      message: 'Login complete: return to your terminal.',
+      reason: null,
+      authenticator: row.authenticator,
+      user: who(row.result),
+    };
+    if (row.confirmed_at !== null) return done;
+    if (!sameHash(row.user_code_hash, codeHash(code))) {
+      const counted = await db
+        .updateTable('login_requests')
+        .set({ confirm_attempts: row.confirm_attempts + 1 })
+        .where('id', '=', row.id)
+        .where('confirm_attempts', '=', row.confirm_attempts)
+        .executeTakeFirst();
+      const left = CONFIRM_ATTEMPTS - row.confirm_attempts - 1;
+      // A wrong code typed at the same moment elsewhere was counted instead of this one.
+      if (Number(counted.numUpdatedRows) !== 1)
+        return refuse(401, 'wrong_code', 'That is not the code your terminal shows.', confirm);
+      if (left > 0)
+        return refuse(401, 'wrong_code', `That is not the code your terminal shows: ${left} tries left.`, confirm);
+      await db
+        .updateTable('login_requests')
+        .set({ error: 'The login was not confirmed: the code was typed wrong too often.' })
+        .where('id', '=', row.id)
+        .execute();
+      return refuse(401, 'wrong_code', 'The code was typed wrong too often: the login has ended. Start it again.');
+    }
+    await db
+      .updateTable('login_requests')
+      .set({ confirmed_at: iso(Date.now()) })
+      .where('id', '=', row.id)
+      .where('confirmed_at', 'is', null)
+      .execute();
+    return done;
   }
 
   /**

@@ -7,7 +7,9 @@ import type { Dialect } from '../dialect.js';
  * started the login collects its session with the poll secret. In the database rather than in memory,
  * so the browser may come back to any control plane and the client may poll any other. The state and
  * the poll secret are kept only as hashes; no session token is ever stored here (it is made when the
- * client collects it).
+ * client collects it). A login is collected only once the browser that came back confirmed it with the
+ * code the client was shown (its hash here, with the hash of the confirmation secret that browser got
+ * and the wrong codes tried), so a login started by one person cannot be finished in another's browser.
  */
 export function loginRequests(dialect: Dialect): Migration {
   const text = dialect === 'postgres' ? sql`text collate "C"` : sql`text`;
@@ -23,6 +25,10 @@ export function loginRequests(dialect: Dialect): Migration {
         .addColumn('nonce', text, (c) => c.notNull())
         .addColumn('redirect_uri', text, (c) => c.notNull())
         .addColumn('poll_hash', text, (c) => c.notNull())
+        .addColumn('user_code_hash', text, (c) => c.notNull())
+        .addColumn('confirm_hash', text)
+        .addColumn('confirm_attempts', 'integer', (c) => c.notNull())
+        .addColumn('confirmed_at', text)
         .addColumn('session_name', text)
         .addColumn('created_at', text, (c) => c.notNull())
         .addColumn('expires_at', text, (c) => c.notNull())
@@ -36,6 +42,12 @@ export function loginRequests(dialect: Dialect): Migration {
         .unique()
         .on('login_requests')
         .column('state_hash')
+        .execute();
+      await db.schema
+        .createIndex('login_requests_confirm_hash_key')
+        .unique()
+        .on('login_requests')
+        .column('confirm_hash')
         .execute();
       await db.schema.createIndex('login_requests_expires_at_idx').on('login_requests').column('expires_at').execute();
     },

@@ -2,12 +2,15 @@ import {
   FloeError,
   LoginSession,
   OidcCallbackQuery,
+  OidcConfirm,
   OidcLoginStarted,
   OidcPoll,
   OidcPollPending,
   OidcStart,
   OidcStartParams,
 } from '@floe/api';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { Store } from '../../db/index.js';
 import { OidcLoginService, type CallbackOutcome, type OidcLoginDeps } from '../../services/oidc-logins.js';
@@ -17,14 +20,64 @@ import { bodyOptional, errors, strict, type Api } from '../routing.js';
 function page(outcome: CallbackOutcome): string {
   const escape = (s: string) =>
     s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
-  const title = outcome.ok ? 'floe: login complete' : 'floe: login failed';
+  const title =
+    outcome.confirm !== undefined && outcome.ok
+      ? 'floe: confirm the login'
+      : outcome.ok
+        ? 'floe: login complete'
+        : 'floe: login failed';
+  // The form posts to `confirm` beside this page: /v1/auth/oidc/confirm from the callback and from itself.
+  const form =
+    outcome.confirm === undefined
+      ? ''
+      : '<form method="post" action="confirm">' +
+        `<input type="hidden" name="confirm" value="${escape(outcome.confirm)}">` +
+        '<label>Code: <input name="code" autocomplete="off" autofocus required maxlength="64"></label> ' +
+        '<button type="submit">Confirm</button></form>' +
+        '<p>If you did not start a login to floe in a terminal, close this window: someone else did.</p>';
   return (
     `<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>${title}</title>` +
     '<meta name="viewport" content="width=device-width"><meta name="referrer" content="no-referrer"></head>' +
-    `<body><h1>${title}</h1><p>${escape(outcome.message)}</p>` +
-    (outcome.ok ? '<p>You may close this window.</p>' : '') +
+    `<body><h1>${title}</h1><p>${escape(outcome.message)}</p>${form}` +
+    (outcome.ok && outcome.confirm === undefined ? '<p>You may close this window.</p>' : '') +
     '</body></html>\n'
   );
+}
+
+/** An HTML page as the answer of every status (routes a browser visits). */
+const htmlPages = {
+  200: { description: 'the next step, or the login complete', content: { 'text/html': { schema: Type.String() } } },
+  '4xx': { description: 'login refused', content: { 'text/html': { schema: Type.String() } } },
+  '5xx': { description: 'provider unavailable', content: { 'text/html': { schema: Type.String() } } },
+};
+
+const invalidForm: CallbackOutcome = {
+  status: 400,
+  ok: false,
+  message: 'The form is not one floe accepts: go back and type the code again.',
+  reason: 'invalid',
+  authenticator: null,
+  user: null,
+};
+
+/** Answer a browser with the page for `outcome`, and record it in the audit log as `action`. */
+function answerPage(req: FastifyRequest, reply: FastifyReply, action: string, outcome: CallbackOutcome): FastifyReply {
+  req.auditOverride = {
+    action,
+    outcome: outcome.ok ? 'ok' : 'error',
+    reason: outcome.reason,
+    error_code: outcome.ok ? null : 'login_failed',
+    authenticator: outcome.authenticator,
+    user_name: outcome.user,
+    resource_kind: 'login',
+  };
+  return reply
+    .code(outcome.status)
+    .header('cache-control', 'no-store')
+    .header('content-security-policy', "default-src 'none'; form-action 'self'")
+    .header('referrer-policy', 'no-referrer')
+    .type('text/html; charset=utf-8')
+    .send(page(outcome));
 }
 
 const NO_LOGINS: OidcLoginDeps = {
@@ -76,33 +129,45 @@ export function installOidcLogin(app: Api, store: Store, deps: OidcLoginDeps | u
           "Where the OpenID provider sends the browser back (the authenticator's `redirectUri`); answers a small HTML page",
         security: [],
         querystring: OidcCallbackQuery,
-        response: {
-          200: { description: 'login complete', content: { 'text/html': { schema: Type.String() } } },
-          '4xx': { description: 'login refused', content: { 'text/html': { schema: Type.String() } } },
-          '5xx': { description: 'provider unavailable', content: { 'text/html': { schema: Type.String() } } },
-        },
+        response: htmlPages,
       },
     },
     async (req, reply) => {
       const outcome = await logins.callback(req.validationError === undefined ? req.query : 'invalid');
-      req.auditOverride = {
-        action: 'auth.oidc_callback',
-        outcome: outcome.ok ? 'ok' : 'error',
-        reason: outcome.reason,
-        error_code: outcome.ok ? null : 'login_failed',
-        authenticator: outcome.authenticator,
-        user_name: outcome.user,
-        resource_kind: 'login',
-      };
-      return reply
-        .code(outcome.status)
-        .header('cache-control', 'no-store')
-        .header('content-security-policy', "default-src 'none'")
-        .header('referrer-policy', 'no-referrer')
-        .type('text/html; charset=utf-8')
-        .send(page(outcome));
+      return answerPage(req, reply, 'auth.oidc_callback', outcome);
     },
   );
+
+  // The page's form is the one body floe takes form-encoded: the parser is registered for this route alone.
+  void app.register((scope, _opts, registered) => {
+    scope.addContentTypeParser(
+      'application/x-www-form-urlencoded',
+      { parseAs: 'string', bodyLimit: 4096 },
+      (_req, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))),
+    );
+    scope.withTypeProvider<TypeBoxTypeProvider>().post(
+      '/v1/auth/oidc/confirm',
+      {
+        config: { public: true },
+        attachValidation: true,
+        schema: {
+          tags: ['auth'],
+          summary:
+            'The form of the page after the provider: the code the terminal shows confirms the login (answers a small HTML page)',
+          security: [],
+          consumes: ['application/x-www-form-urlencoded'],
+          body: OidcConfirm,
+          response: htmlPages,
+        },
+      },
+      async (req, reply) => {
+        const outcome =
+          req.validationError === undefined ? await logins.confirm(req.body.confirm, req.body.code) : invalidForm;
+        return answerPage(req, reply, 'auth.oidc_confirm', outcome);
+      },
+    );
+    registered();
+  });
 
   app.post(
     '/v1/auth/oidc/poll',
