@@ -175,7 +175,7 @@ for (const t of storeTargets()) {
       const before = calls.length;
       const again = await callback(cp, q);
       expect(again.status).toBe(400);
-      expect(again.html).toContain('already completed');
+      expect(again.html).toContain('already came back here once');
       expect(again.html).not.toContain('name="confirm"');
       expect((await confirm(cp, page.html, started.user_code)).status).toBe(200);
       expect((await poll(cp, started.login_id, started.poll_secret)).status).toBe(200);

@@ -126,11 +126,12 @@ function failureStatus(reason: AuthFailureReason): number {
 
 /**
  * OpenID Connect logins for clients that cannot receive the browser's return themselves (the CLI):
- * the client starts a login and gets the provider's URL and a poll secret; the browser comes back to
- * floe's callback, which verifies the provider's answer and keeps it; the client polls with its
- * secret and gets a session once. Everything in between is in the database (login_requests), so each
- * step may reach another control plane. The state is spent by its first use, every login expires, and
- * the session token is made only when the client collects it: no token is ever at rest here.
+ * the client starts a login and gets the provider's URL, a poll secret and a code to show; the
+ * browser comes back to floe's callback, which verifies the provider's answer and keeps it; that
+ * browser confirms with the code the terminal shows; the client polls with its secret and gets a
+ * session once. Everything in between is in the database (login_requests), so each step may reach
+ * another control plane. The state is spent by its first use, every login expires, and the session
+ * token is made only when the client collects it: no token is ever at rest here.
  */
 export class OidcLoginService {
   private readonly ttlMs: number;
@@ -234,7 +235,12 @@ export class OidcLoginService {
       .where('completed_at', 'is', null)
       .executeTakeFirst();
     if (Number(claimed.numUpdatedRows) !== 1)
-      return refuse(400, 'replayed', 'This login was already completed: return to your terminal.', row.authenticator);
+      return refuse(
+        400,
+        'replayed',
+        'This login already came back here once: if its code was not confirmed on that page, start the login again.',
+        row.authenticator,
+      );
 
     const fail = async (status: number, reason: string, message: string): Promise<CallbackOutcome> => {
       await db.updateTable('login_requests').set({ error: message }).where('id', '=', row.id).execute();

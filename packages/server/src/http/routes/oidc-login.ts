@@ -86,10 +86,11 @@ const NO_LOGINS: OidcLoginDeps = {
 };
 
 /**
- * OpenID Connect login over HTTP, for the CLI and the browser: start (the provider's URL and a poll
- * secret), the provider's return to floe (the configured `redirectUri` points at the callback), and
- * the client's poll for its session. All three are public; without `deps` (no OpenID authenticator
- * configured) a start answers `authenticator_not_found`.
+ * OpenID Connect login over HTTP, for the CLI and the browser: start (the provider's URL, a poll
+ * secret and a code), the provider's return to floe (the configured `redirectUri` points at the
+ * callback), the returning browser's confirmation with the code, and the client's poll for its
+ * session. All four are public; without `deps` (no OpenID authenticator configured) a start answers
+ * `authenticator_not_found`.
  */
 export function installOidcLogin(app: Api, store: Store, deps: OidcLoginDeps | undefined): void {
   const logins = new OidcLoginService(store, deps ?? NO_LOGINS);
