@@ -16,12 +16,19 @@ export const AuditRecord = Type.Object({
   status: Nullable(Type.Integer({ description: 'HTTP status of the answer' })),
   error_code: Nullable(Type.String({ description: 'the error code of a refused or failed request' })),
   reason: Nullable(
-    Type.String({ description: 'why authentication failed: missing, malformed, unknown, revoked, expired' }),
+    Type.String({
+      description:
+        'why authentication failed: missing, malformed, unknown, revoked, expired; denied, unavailable (external checker)',
+    }),
   ),
   token_id: Nullable(Type.String({ description: 'the token the request authenticated with' })),
   user_id: Nullable(Type.String()),
   user_name: Nullable(Type.String()),
-  authenticator: Nullable(Type.String({ description: 'how the caller authenticated, e.g. `token`' })),
+  authenticator: Nullable(
+    Type.String({
+      description: 'how the caller authenticated: `token`, or an external checker’s or OpenID login’s name',
+    }),
+  ),
   source_address: Nullable(Type.String({ description: 'address of the connection (no proxy is trusted)' })),
   method: Nullable(Type.String()),
   route: Nullable(Type.String({ description: 'the route pattern, e.g. `/v1/instances/:id`' })),

@@ -151,6 +151,23 @@ export const ERROR_CODES = {
     description:
       'Too many unauthenticated requests, host joins or failed authentications from this address, or too many failed logins for this username or from this address; `Retry-After` says when to try again.',
   },
+  authenticator_not_found: {
+    status: 404,
+    description: 'No login method (authenticator) of that name and kind is configured on this control plane.',
+  },
+  authenticator_unavailable: {
+    status: 503,
+    description:
+      'The external checker or identity provider could not be asked (down, timed out, or answered nonsense); floe fails closed. Retry later.',
+  },
+  login_expired: {
+    status: 410,
+    description: 'The login was not finished in time, or its session was already collected: start a new login.',
+  },
+  login_failed: {
+    status: 401,
+    description: 'The identity provider refused the login, or floe could not complete it; `message` says why.',
+  },
   internal_error: { status: 500, description: 'An unexpected error; the server log has the details.' },
   store_unavailable: {
     status: 503,

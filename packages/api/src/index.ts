@@ -17,3 +17,4 @@ export * from './first-boot.js';
 export * from './audit.js';
 export * from './users.js';
 export * from './logins.js';
+export * from './oidc-login.js';

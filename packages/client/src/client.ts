@@ -13,6 +13,7 @@ import { OperationsApi } from './operations.js';
 import { ProjectsApi, TokensApi } from './projects.js';
 import { MembersApi, UsersApi } from './users.js';
 import { AuthApi } from './auth.js';
+import { OidcApi } from './oidc.js';
 import {
   HttpTransport,
   type ApiResponse,
@@ -117,6 +118,8 @@ export class FloeClient implements Transport {
   readonly events: EventsApi;
   /** The audit log (admin): list, listAll, iterate. */
   readonly audit: AuditApi;
+  /** OpenID Connect logins (no token needed): start, poll. */
+  readonly oidc: OidcApi;
 
   constructor(options: FloeClientOptions) {
     this.#http = new HttpTransport({ ...options, userAgent: options.userAgent ?? `floe-client/${CLIENT_VERSION}` });
@@ -139,6 +142,7 @@ export class FloeClient implements Transport {
     this.operations = new OperationsApi(this, '/v1/operations');
     this.events = new EventsApi(this);
     this.audit = new AuditApi(this, '/v1/audit');
+    this.oidc = new OidcApi(this);
   }
 
   /** The base URL this client talks to. */

@@ -12,10 +12,13 @@ import { openCluster } from './cluster.js';
 import { scheduleMaintenance } from './maintenance.js';
 import { clientErrorResponse, frameworkErrors, installErrorHandlers } from './http/errors.js';
 import { installAudit } from './http/audit.js';
+import { isFloeBearer, principalFromChecker } from './http/checker-auth.js';
+import { installOidcLogin } from './http/routes/oidc-login.js';
 import { installIdempotency } from './http/idempotency.js';
 import { installRateLimits } from './http/rate-limits.js';
 import { auditRoutes } from './http/routes/audit.js';
 import { authRoutes } from './http/routes/auth.js';
+import { authWiringOf, type AuthWiring } from './auth-wiring.js';
 import { hostRoutes } from './http/routes/hosts.js';
 import { imageFileRoutes } from './http/routes/image-files.js';
 import { imageRoutes } from './http/routes/images.js';
@@ -35,6 +38,7 @@ import { buildServices, type ControlPki, type Services } from './wiring.js';
 import { withVerb } from './services/authz.js';
 import { policyForRoute } from './http/policy.js';
 import { enforceScope } from './http/scope.js';
+import type { AuthNote } from './services/audit-note.js';
 
 /** Every family of routes, each in its own module of http/routes. */
 const ROUTE_FAMILIES: readonly RouteFamily[] = [
@@ -64,6 +68,8 @@ export interface RouteRecord {
   websocket: boolean;
 }
 
+/** Authentication beyond floe's own tokens, made once the services exist (they may need them). */
+
 /** A built control plane: the HTTP server and its services. */
 export interface App {
   http: FastifyInstance;
@@ -84,6 +90,7 @@ export async function buildApp(opts: {
   logger?: FastifyServerOptions['logger'];
   /** Record requests in the audit log (default). Only the audit benchmark turns it off, to measure its cost. */
   audit?: boolean;
+  auth?: (services: Services) => AuthWiring;
 }): Promise<App> {
   const { store, config, pki } = opts;
   const http = Fastify({
@@ -129,6 +136,7 @@ export async function buildApp(opts: {
   });
   const cluster = await openCluster(store, (err) => http.log.warn({ err }, 'cluster connection error'));
   const services = buildServices(store, config, pki, http.log, cluster);
+  const auth = opts.auth?.(services) ?? authWiringOf(services, config.auth.roles);
   // Fastify compiles each route's schemas with these once, at startup. Ajv's error format is what
   // http/errors.ts turns into the error envelope (field, location, plain words for patterns).
   // Bodies are JSON and must have the right types ("2" is not a number);
@@ -181,6 +189,17 @@ export async function buildApp(opts: {
   http.addHook('onRequest', async (request) => {
     if (request.routeOptions.config.public || request.url.startsWith('/docs')) return;
     const header = request.headers.authorization;
+    const policy = request.routeOptions.config.policy;
+    // Requests no route answers (404) carry no policy: they do nothing.
+    const verb = policy?.verb ?? 'read';
+    const noteAuth = (n: AuthNote) => (request.auditAuth = { ...request.auditAuth, ...n });
+    if (auth.checker !== undefined && typeof header === 'string' && !isFloeBearer(header)) {
+      const { method, url, params, query } = request;
+      const asked = { authorization: header, method, url, params, query };
+      const principal = await principalFromChecker(auth.checker, asked, noteAuth);
+      request.principal = withVerb(principal, verb);
+      return;
+    }
     let token = typeof header === 'string' ? bearerToken(header) : undefined;
     // Browsers cannot set headers on WebSocket and EventSource requests.
     if (token === undefined && (request.url.startsWith('/v1/events') || acceptsQueryToken(request.url))) {
@@ -188,13 +207,8 @@ export async function buildApp(opts: {
       const fromQuery = (request.query as { access_token?: unknown }).access_token;
       token = typeof fromQuery === 'string' ? fromQuery : undefined;
     }
-    const policy = request.routeOptions.config.policy;
-    const principal = await services.tokens.authenticate(
-      token,
-      (n) => (request.auditAuth = { ...request.auditAuth, ...n }),
-    );
-    // Requests no route answers (404) carry no policy: they do nothing.
-    request.principal = withVerb(principal, policy?.verb ?? 'read');
+    const principal = await services.tokens.authenticate(token, noteAuth);
+    request.principal = withVerb(principal, verb);
     if (policy !== undefined) await enforceScope(store.db, principal, policy, request.params, request.query);
   });
   const stopLeases = installIdempotency(
@@ -239,6 +253,7 @@ export async function buildApp(opts: {
   // Route types come from the schemas (TypeBox type provider); the validator compiler above checks them.
   const api: Api = http.withTypeProvider<TypeBoxTypeProvider>();
   for (const family of ROUTE_FAMILIES) family(api, services);
+  installOidcLogin(api, store, auth.oidc);
 
   await http.ready();
   services.hub.start(config);

@@ -3,7 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { buildApp, type App } from './app.js';
-import type { ControlPki } from './wiring.js';
+import type { AuthWiring } from './auth-wiring.js';
+import type { ControlPki, Services } from './wiring.js';
 import { certificateSerial, createCa, issueClientCert, issueServerCert, signCsr, type Pki } from './ca/index.js';
 import { loadConfig, type Config } from './config.js';
 import type { Store } from './db/index.js';
@@ -54,6 +55,8 @@ export async function startTestControlPlane(
   /** Share the CA of another control plane (several control planes, one database). */
   shared?: { ca: Pki; pki: ControlPki },
   host = '127.0.0.1',
+  /** Authentication beyond floe's tokens (OpenID logins, an external checker), made from the services. */
+  auth?: (services: Services) => AuthWiring,
 ): Promise<TestControlPlane> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'floe-cp-'));
   const config = loadConfig({
@@ -64,7 +67,13 @@ export async function startTestControlPlane(
     ...env,
   });
   const { ca, pki } = shared ?? (await testPki(host === '127.0.0.1' ? [] : [host]));
-  const app = await buildApp({ store, config, pki, logger: { level: env.FLOE_LOG_LEVEL ?? 'warn' } });
+  const app = await buildApp({
+    store,
+    config,
+    pki,
+    logger: { level: env.FLOE_LOG_LEVEL ?? 'warn' },
+    ...(auth !== undefined ? { auth } : {}),
+  });
   const { seed } = await import('./wiring.js');
   await seed(app.services);
   // With a shared database the first control plane made the admin token; others get ''.

@@ -1,11 +1,12 @@
 import { resolve } from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { FloeApiError, type FloeClient } from '@floe/client';
 import { checkContextName, loadConfig, readCaFile, removeContext, saveContext, writeConfig } from '../config.js';
 import { CliError, UsageError } from '../errors.js';
 import { checkName } from '../parse.js';
 import { renderTable } from '../output.js';
 import { runtimeOf, type CliRuntime } from '../runtime.js';
+import { loginWithOidc } from './login-oidc.js';
 import { examples } from './shared.js';
 
 /** A default context name from the server URL: its host name. */
@@ -20,6 +21,9 @@ interface LoginFlags {
   username?: string;
   passwordStdin?: boolean;
   totp?: string;
+  oidc?: string;
+  timeout: string;
+  pollMs: string;
 }
 
 /**
@@ -58,7 +62,7 @@ export function registerLogin(program: Command): void {
   const login = program
     .command('login')
     .description(
-      'log in to a floe server (with a token, or a username and password for a session) and save it as a context',
+      'log in to a floe server (with a token, a username and password, or an OpenID provider) and save it as a context',
     )
     .argument('<url>', 'API URL, e.g. https://floe.example:8443')
     .option('--token <token>', 'API token (default: $FLOE_TOKEN); without one, floe asks for a username and password')
@@ -66,6 +70,9 @@ export function registerLogin(program: Command): void {
     .option('--password-stdin', 'read the password from standard input (for scripts)')
     .option('--totp <code>', 'TOTP code (or recovery code), when the user has TOTP')
     .option('--ca <file>', "PEM file with floe's CA certificate (for https with floe's own CA)")
+    .option('--oidc <name>', 'log in through the OpenID provider the server calls <name>, in a browser')
+    .option('--timeout <seconds>', 'with --oidc: how long to wait for the browser login', '600')
+    .addOption(new Option('--poll-ms <ms>').default('2000').hideHelp())
     .action(async (url: string, opts: LoginFlags, cmd: Command) => {
       const rt = runtimeOf(cmd);
       const g = rt.globals(cmd);
@@ -77,6 +84,26 @@ export function registerLogin(program: Command): void {
       }
       if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
         throw new UsageError('the URL must start with http:// or https://');
+      if (opts.oidc !== undefined) {
+        if (opts.token !== undefined || opts.username !== undefined)
+          throw new UsageError('--oidc excludes --token and --username');
+        const timeoutSeconds = Number(opts.timeout);
+        const pollMs = Number(opts.pollMs);
+        if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 1 || timeoutSeconds > 3600)
+          throw new UsageError('--timeout must be a whole number of seconds from 1 to 3600');
+        if (!Number.isInteger(pollMs) || pollMs < 10) throw new UsageError('--poll-ms must be at least 10');
+        const caFile = opts.ca === undefined ? undefined : resolve(opts.ca);
+        return loginWithOidc(rt, cmd, {
+          url,
+          authenticator: opts.oidc,
+          context: checkContextName(g.context ?? contextNameFromUrl(url)),
+          project: g.project === undefined ? undefined : checkName(g.project, 'project'),
+          ca: caFile === undefined ? undefined : readCaFile(caFile),
+          caFile,
+          timeoutSeconds,
+          pollMs,
+        });
+      }
       const given = opts.token ?? (opts.username === undefined ? rt.env.FLOE_TOKEN : undefined);
       const name = checkContextName(g.context ?? contextNameFromUrl(url));
       if (g.project !== undefined) checkName(g.project, 'project');
@@ -120,6 +147,7 @@ export function registerLogin(program: Command): void {
     'floe login https://floe.example:8443 --ca ./ca.pem          # asks for username, password (and TOTP code)',
     'FLOE_PASSWORD=... floe login https://floe.example:8443 --username ada --totp 123456',
     'floe login https://floe.example:8443 --token floe_xxx --ca ./ca.pem',
+    'floe login https://floe.example:8443 --oidc keycloak     # prints the URL to open and a code to type there',
     'floe login http://127.0.0.1:8080 --token floe_xxx --context lab --project web',
   ]);
 

@@ -50,6 +50,11 @@ export class AuthChain {
     return unavailable ?? last!;
   }
 
+  /** The authenticators, in order (the routes of OpenID logins and the per-request checker pick theirs from here). */
+  get entries(): readonly Authenticator[] {
+    return this.authenticators;
+  }
+
   /** Close every authenticator. */
   async close(): Promise<void> {
     await Promise.all(this.authenticators.map(async (a) => a.close?.()));

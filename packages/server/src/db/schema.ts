@@ -269,6 +269,39 @@ export interface AuditLogTable {
   request_id: string | null;
 }
 
+/** An OpenID login under way (migration 0011); see services/oidc-logins.ts. */
+export interface LoginRequestsTable {
+  id: string;
+  /** The configured name of the OpenID authenticator. */
+  authenticator: string;
+  /** sha256 of the `state` sent to the provider (hex). */
+  state_hash: string;
+  code_verifier: string;
+  nonce: string;
+  redirect_uri: string;
+  /** sha256 of the poll secret given to the client (hex). */
+  poll_hash: string;
+  /** sha256 of the code the client shows its user, who types it into floe's page to confirm (hex). */
+  user_code_hash: string;
+  /** sha256 of the confirmation secret in the page the returning browser got (hex). */
+  confirm_hash: string | null;
+  /** Wrong codes typed so far; a few end the login. */
+  confirm_attempts: number;
+  /** When the returning browser confirmed with the right code. */
+  confirmed_at: string | null;
+  session_name: string | null;
+  created_at: string;
+  expires_at: string;
+  /** When the browser came back (the state was spent). */
+  completed_at: string | null;
+  /** The provider's verified answer (AuthSuccess as JSON), until collected. */
+  result: string | null;
+  /** Why the login failed, for the client that polls. */
+  error: string | null;
+  /** When the client collected the outcome; nothing is given twice. */
+  consumed_at: string | null;
+}
+
 export interface Database {
   projects: ProjectsTable;
   tokens: TokensTable;
@@ -292,4 +325,5 @@ export interface Database {
   events: EventsTable;
   idempotency_keys: IdempotencyKeysTable;
   audit_log: AuditLogTable;
+  login_requests: LoginRequestsTable;
 }

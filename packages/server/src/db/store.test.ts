@@ -251,6 +251,29 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
       request_id: 'req-1',
     },
   },
+  login_requests: {
+    pk: ['id'],
+    row: {
+      id: 'lgn_AAAAAAAAAAAAAAAAAAAAAA',
+      authenticator: 'corp',
+      state_hash: 'ab'.repeat(32),
+      code_verifier: 'v'.repeat(43),
+      nonce: 'n'.repeat(43),
+      redirect_uri: 'https://floe.example.org/v1/auth/oidc/callback',
+      poll_hash: 'cd'.repeat(32),
+      user_code_hash: 'ef'.repeat(32),
+      confirm_hash: '12'.repeat(32),
+      confirm_attempts: 2,
+      confirmed_at: T0,
+      session_name: 'cli',
+      created_at: T0,
+      expires_at: T0,
+      completed_at: T0,
+      result: toJson({ subject: 'u-1' }),
+      error: 'oidc: provider answered access_denied',
+      consumed_at: T0,
+    },
+  },
 };
 
 /** Non-primary-key indexes as `unique|index table(columns)`, plus composite primary keys as `primary ...`. */
@@ -291,6 +314,9 @@ const EXPECTED_INDEXES = [
   'index audit_log(at)',
   'index audit_log(token_id,id)',
   'index audit_log(resource_id,id)',
+  'unique login_requests(state_hash)',
+  'unique login_requests(confirm_hash)',
+  'index login_requests(expires_at)',
 ].sort();
 
 async function indexesOf(store: Store): Promise<string[]> {
@@ -439,6 +465,7 @@ for (const t of storeTargets()) {
           '0008_audit',
           '0009_token_scopes',
           '0010_logins',
+          '0011_login_requests',
         ]);
       } finally {
         await again.close();
@@ -456,6 +483,7 @@ for (const t of storeTargets()) {
           nulled.name = 'other';
         if (table === 'images' || table === 'instances') nulled.name = 'other';
         if (table === 'tokens' || table === 'join_tokens') nulled.secret_hash = '00'.repeat(32);
+        if (table === 'login_requests') nulled.state_hash = '00'.repeat(32);
         if (table === 'networks') Object.assign(nulled, { name: 'other', vni: 4243 });
         if (table === 'nics') Object.assign(nulled, { idx: 1, mac: '02:00:00:00:00:02' });
 
@@ -764,6 +792,7 @@ for (const t of storeTargets()) {
           '0008_audit',
           '0009_token_scopes',
           '0010_logins',
+          '0011_login_requests',
         ]);
         expect(await migrate(fresh.db, fresh.dialect)).toEqual([]);
       } finally {

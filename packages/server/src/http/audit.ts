@@ -8,6 +8,11 @@ declare module 'fastify' {
     auditAuth?: AuthNote;
     /** The error code, or the created resource, read from the answer for the audit log. */
     auditAnswer?: { code?: string; id?: string; project?: string };
+    /**
+     * What a route records itself (an action its method and URL do not name, the user a login named); also
+     * records a GET. Null: the request leaves no record (a poll that found nothing new).
+     */
+    auditOverride?: Partial<AuditEntry> | null;
   }
 }
 
@@ -73,7 +78,8 @@ function createdId(body: Record<string, unknown>): { id?: string; project?: stri
 }
 
 function audited(request: FastifyRequest): boolean {
-  return MUTATING.has(request.method) || request.auditAuth !== undefined;
+  if (request.auditOverride === null) return false;
+  return MUTATING.has(request.method) || request.auditAuth !== undefined || request.auditOverride !== undefined;
 }
 
 /** The records one finished request leaves: its own (mutating or failed authentication) and a token's first use. */
@@ -82,11 +88,10 @@ export function auditEntries(request: FastifyRequest, reply: FastifyReply, at: s
   const auth = request.auditAuth;
   const principal = (request as { principal?: FastifyRequest['principal'] }).principal;
   const user = principalUser(principal);
-  const tokenId = principal?.actor ?? auth?.tokenId ?? null;
+  // A caller an external checker vouched for presented no floe token: its actor is not a token's id.
+  const tokenId = (principal?.authenticator === undefined ? principal?.actor : undefined) ?? auth?.tokenId ?? null;
   const presented = principal !== undefined || (auth?.failure !== undefined && auth.failure !== 'missing');
-  const authenticator = presented
-    ? (((principal as { authenticator?: unknown } | undefined)?.authenticator as string | undefined) ?? 'token')
-    : null;
+  const authenticator = presented ? (principal?.authenticator ?? auth?.authenticator ?? 'token') : null;
   const params = (request.params ?? {}) as Record<string, string | undefined>;
   const { action, kind } = actionOf(request.method, route);
   const answer = request.auditAnswer ?? {};
@@ -113,6 +118,7 @@ export function auditEntries(request: FastifyRequest, reply: FastifyReply, at: s
         answer.project,
     ),
     request_id: String(request.id),
+    ...request.auditOverride,
   };
   const out: AuditEntry[] = [];
   const login = auth?.login;
@@ -130,7 +136,7 @@ export function auditEntries(request: FastifyRequest, reply: FastifyReply, at: s
       resource_id: login.tokenId ?? login.user?.id ?? null,
     });
   else if (auth?.failure !== undefined) out.push({ ...base, action: 'auth.failed', reason: auth.failure });
-  else if (MUTATING.has(request.method)) out.push(base);
+  else if (MUTATING.has(request.method) || request.auditOverride != null) out.push(base);
   if (auth?.firstUse !== undefined)
     out.push({
       ...base,

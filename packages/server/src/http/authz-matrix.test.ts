@@ -113,6 +113,10 @@ const FIXTURES: Record<string, Fixture> = {
   'POST /v1/users/me/totp/confirm': { body: () => ({ code: '000000' }) },
   'DELETE /v1/users/me/totp': { body: () => ({ code: '000000' }) },
   'GET /v1/events': list,
+  // OpenID logins: public; the poll secret, not a bearer token, guards the session (asked with a malformed login id).
+  'POST /v1/auth/oidc/:name/start': { body: () => ({}) },
+  'POST /v1/auth/oidc/confirm': { body: () => ({ confirm: 'x', code: 'y' }) },
+  'POST /v1/auth/oidc/poll': { body: () => ({ login_id: 'not-a-login', poll_secret: 'not the secret' }) },
 };
 
 /** Kinds whose names resolve inside `?project=`; the query names the resource's project for them. */

@@ -72,6 +72,11 @@ export const POLICY: Readonly<Record<string, RoutePolicy>> = {
   'POST /v1/users/me/totp/confirm': p('self', null, 'update', 'user'),
   'DELETE /v1/users/me/totp': p('self', null, 'update', 'user'),
   'DELETE /v1/users/:id/totp': p('admin', 'user', 'update'),
+  // OpenID logins: the poll secret and the confirmation code, not a bearer token, guard the session.
+  'POST /v1/auth/oidc/:name/start': p('public', null, 'create', 'token'),
+  'GET /v1/auth/oidc/callback': open,
+  'POST /v1/auth/oidc/confirm': p('public', null, 'create', 'token'),
+  'POST /v1/auth/oidc/poll': p('public', null, 'create', 'token'),
   'GET /v1/users': p('admin', null, 'read', 'user'),
   'POST /v1/users': p('admin', null, 'create', 'user'),
   'GET /v1/users/me': p('self', null, 'read', 'user'),

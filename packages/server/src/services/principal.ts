@@ -28,8 +28,10 @@ export interface Principal {
   readonly roles?: ReadonlyMap<string, ProjectRole>;
   /** The user a personal token belongs to (its id), or absent. */
   readonly user?: string;
-  /** That user's name, as the audit log records it. */
+  /** That user's name, as the audit log records it (for an external checker's caller: its subject). */
   readonly userName?: string;
+  /** The authenticator that vouched for the caller of this one request (an external checker); absent for tokens. */
+  readonly authenticator?: string;
   /** What the request does (set per request from its route's policy); absent means an update. */
   readonly verb?: Verb;
   /** The token's scope, when it has one. */
