@@ -128,6 +128,25 @@ describe('external checker', () => {
     expect(seen).toHaveLength(6);
   });
 
+  it('asks once for a burst of the same question, and apart for different ones', async () => {
+    const c = checker({ cacheTtlMs: 10_000 });
+    const answers = await Promise.all([
+      ...Array.from({ length: 20 }, () => c.check(request)),
+      c.check({ ...request, project: 'other' }),
+    ]);
+    expect(answers.every((a) => a.ok)).toBe(true);
+    expect(seen).toHaveLength(2);
+    // A failed answer is shared by the burst that waited for it, and not kept for the next one.
+    handler = () => {};
+    const down = checker({ timeoutMs: 200 });
+    const failed = await Promise.all(Array.from({ length: 5 }, () => down.check({ ...request, project: 'x' })));
+    expect(failed.every((a) => !a.ok && a.reason === 'unavailable')).toBe(true);
+    expect(seen).toHaveLength(3);
+    handler = sensible;
+    expect(await down.check({ ...request, project: 'x' })).toMatchObject({ ok: true });
+    expect(seen).toHaveLength(4);
+  });
+
   const broken: [string, Handler][] = [
     ['a 500', (_b, res) => res.writeHead(500).end('{"allow":true,"user":{"subject":"x"}}')],
     ['a 403', (_b, res) => res.writeHead(403).end('{"allow":true,"user":{"subject":"x"}}')],

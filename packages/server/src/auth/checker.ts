@@ -83,6 +83,8 @@ export class ExternalChecker implements Authenticator {
   readonly kind = 'checker';
   readonly name: string;
   private readonly cache: TtlCache<AuthResult>;
+  /** Questions on their way to the checker, by cache key. */
+  private readonly inFlight = new Map<string, Promise<AuthResult>>();
 
   constructor(private readonly opts: CheckerOptions) {
     this.name = opts.name ?? 'checker';
@@ -108,6 +110,19 @@ export class ExternalChecker implements Authenticator {
     const key = createHash('sha256').update(JSON.stringify(question)).digest('base64');
     const cached = this.cache.get(key);
     if (cached !== undefined) return cached;
+    // Requests that arrive together with the same question share one answer: a burst of a client's
+    // parallel requests asks the checker once, not once per request.
+    const pending = this.inFlight.get(key);
+    if (pending !== undefined) return pending;
+    const asked = this.askChecker(key, question).finally(() => this.inFlight.delete(key));
+    this.inFlight.set(key, asked);
+    return asked;
+  }
+
+  private async askChecker(
+    key: string,
+    question: CheckRequest & { purpose: 'login' | 'request' },
+  ): Promise<AuthResult> {
     let answer: CheckerAnswer;
     try {
       answer = await this.post(question);
