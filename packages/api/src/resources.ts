@@ -129,7 +129,7 @@ export const TokenCreate = Type.Object({
   project_token: Type.Optional(
     Type.Boolean({
       description:
-        "a project token: a token of nobody, granted `projects`, which keeps working when its creator leaves them. Operators, and owners of every one of the projects, may create one",
+        'a project token: a token of nobody, granted `projects`, which keeps working when its creator leaves them. Operators, and owners of every one of the projects, may create one',
     }),
   ),
   expires_in_days: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650 })),

@@ -10,7 +10,7 @@ import type { Principal } from './context.js';
  */
 
 /** The names of the projects the principal owns (by its user's role there); none for admins and tokens of nobody. */
-export function ownedProjects(principal: Principal): string[] {
+function ownedProjects(principal: Principal): string[] {
   if (principal.admin || principal.user === undefined || principal.roles === undefined) return [];
   // A token with a scope manages no tokens but its user's own.
   if (principal.scope !== undefined) return [];

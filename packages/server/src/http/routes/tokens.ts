@@ -10,7 +10,8 @@ export function tokenRoutes(app: Api, s: Services): void {
     {
       schema: {
         tags: ['tokens'],
-        summary: 'List API tokens: every token for admins; for users their own personal tokens and the project tokens of projects they own; `project` keeps the tokens granted that project',
+        summary:
+          'List API tokens: every token for admins; for users their own personal tokens and the project tokens of projects they own; `project` keeps the tokens granted that project',
         querystring: ListQuery,
         response: { 200: Page(Token), ...errors },
       },
