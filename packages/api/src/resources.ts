@@ -126,6 +126,12 @@ export const TokenCreate = Type.Object({
         "a personal token of this user (name or id): never more than the user may do at the time of a request; without projects it follows all of the user's projects",
     }),
   ),
+  project_token: Type.Optional(
+    Type.Boolean({
+      description:
+        'a project token: a token of nobody, granted `projects`, which keeps working when its creator leaves them. Operators, and owners of every one of the projects, may create one',
+    }),
+  ),
   expires_in_days: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650 })),
   scope: Type.Optional(TokenScope),
 });

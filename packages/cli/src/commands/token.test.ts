@@ -26,13 +26,17 @@ function token(over: Partial<Token>): Token {
 async function floe(argv: string[], items: Token[]) {
   const asked: string[] = [];
   const created: TokenCreate[] = [];
+  const listed: unknown[] = [];
   const client = {
     tokens: {
       create: (body: TokenCreate) => {
         created.push(body);
         return Promise.resolve({ token: token({ name: body.name, scope: body.scope ?? null }), secret: 'floe_s3cret' });
       },
-      list: () => Promise.resolve({ items, next_cursor: null }),
+      list: (query: unknown) => {
+        listed.push(query);
+        return Promise.resolve({ items, next_cursor: null });
+      },
       get: (id: string) => {
         asked.push(id);
         return Promise.resolve(items.find((t) => t.id === id));
@@ -40,7 +44,7 @@ async function floe(argv: string[], items: Token[]) {
     },
     close: () => Promise.resolve(),
   } as unknown as FloeClient;
-  return { ...(await runWithClient(argv, client, { now: NOW })), asked, created };
+  return { ...(await runWithClient(argv, client, { now: NOW })), asked, created, listed };
 }
 
 describe('floe token', () => {
@@ -131,5 +135,24 @@ describe('floe token', () => {
     expect(r.out).toContain(
       'floe token create ci-restart --project shop --kind instance --resource web-1 --verb power',
     );
+  });
+
+  it('ls --project asks for the tokens granted that project, and no project without it', async () => {
+    const r = await floe(['token', 'ls', '--project', 'shop'], [active]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.listed).toEqual([{ project: 'shop' }]);
+    expect((await floe(['token', 'ls'], [active])).listed).toEqual([{}]);
+    const bad = await floe(['token', 'ls', '--project', 'Not A Name'], [active]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.listed).toEqual([]);
+  });
+
+  it('create --project-token asks for a project token, which the help says owners may create', async () => {
+    const r = await floe(['token', 'create', 'deploy', '--project', 'shop', '--project-token'], []);
+    expect(r.code, r.err).toBe(0);
+    expect(r.created).toEqual([{ name: 'deploy', project_token: true, projects: ['shop'] }]);
+    const help = await floe(['token', 'create', '--help'], []);
+    expect(help.out).toMatch(/--project-token\s/);
+    expect(help.out).toContain('owner of every project named, a project token with --project-token');
   });
 });

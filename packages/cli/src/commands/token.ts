@@ -36,6 +36,7 @@ function tokenTable(items: Token[], now: number): string {
 interface CreateFlags {
   admin?: boolean;
   user?: string;
+  projectToken?: boolean;
   expiresInDays?: number;
   kind?: string[];
   resource?: string[];
@@ -59,10 +60,14 @@ export function registerToken(program: Command): void {
   listOptions(
     token
       .command('ls')
-      .description('list API tokens (admins: every token; users: their own) with their projects and scope'),
+      .description(
+        'list API tokens (admins: every token; users: their own, and the project tokens of projects they own) with their projects and scope; --project keeps the tokens granted that project',
+      ),
   ).action(async (opts: ListFlags, cmd: Command) => {
     const rt = runtimeOf(cmd);
-    const page = await fetchPage(rt, rt.client(cmd).tokens, {}, opts);
+    const project = rt.globals(cmd).project;
+    if (project !== undefined) checkName(project, 'project');
+    const page = await fetchPage(rt, rt.client(cmd).tokens, project === undefined ? {} : { project }, opts);
     rt.print(cmd, page, () => tokenTable(page.items, rt.now()));
   });
 
@@ -79,13 +84,17 @@ export function registerToken(program: Command): void {
   const create = token
     .command('create')
     .description(
-      'create an API token and print its secret (shown only once); users create personal tokens for themselves',
+      'create an API token and print its secret (shown only once); users create personal tokens for themselves, owners project tokens of their projects',
     )
     .argument('<name>', 'token name')
     .option('--admin', 'the token may do everything, including managing hosts')
     .option(
       '--user <user>',
       "a personal token of this user: never more than the user may do (all of the user's projects unless --project limits it)",
+    )
+    .option(
+      '--project-token',
+      'a project token of the --project projects, of nobody: it keeps working when its creator leaves them (admins, and owners of every one of the projects)',
     )
     .option('--kind <kind>', 'scope: only resources of this kind, e.g. instance (repeatable)', collect)
     .option(
@@ -102,6 +111,8 @@ export function registerToken(program: Command): void {
     .addHelpText(
       'after',
       '\nThe projects a non-admin token may use are given with --project (repeatable, or comma-separated).\n' +
+        'Admins create project tokens with --project alone; a user creates a personal token of its own, or, as\n' +
+        'owner of every project named, a project token with --project-token (members and viewers may not).\n' +
         'A scope only narrows what the token may do: --kind, --resource and --verb each limit it further.\n',
     )
     .action(async (name: string, opts: CreateFlags, cmd: Command) => {
@@ -113,6 +124,7 @@ export function registerToken(program: Command): void {
         name,
         ...(opts.admin === true ? { admin: true } : {}),
         ...(opts.user === undefined ? {} : { user: opts.user }),
+        ...(opts.projectToken === true ? { project_token: true } : {}),
         ...(projects.length > 0 ? { projects } : {}),
         ...(opts.expiresInDays === undefined ? {} : { expires_in_days: opts.expiresInDays }),
         ...scopeOf(opts),
@@ -122,6 +134,7 @@ export function registerToken(program: Command): void {
     });
   examples(create, [
     'floe token create ci --project shop --expires-in-days 30',
+    'floe token create deploy --project shop --project-token --expires-in-days 90',
     'floe token create ops --admin',
     'floe token create ada-laptop --user ada',
     'floe token create ci-restart --project shop --kind instance --resource web-1 --verb power --expires-in-days 90',

@@ -56,6 +56,11 @@ const SCOPES: Partial<Record<Caller, { kinds: Kind[]; verbs: Verb[]; resource?: 
   ci: { kinds: ['instance'], verbs: ['power'], resource: 'vm' },
   reader: { kinds: ['instance'], verbs: ['read'] },
 };
+/**
+ * Callers whose `POST /v1/tokens` asks for a project token (`project_token`) rather than a personal one:
+ * only owners may have one; the owner's `own` token in the token cells is a project token of A too.
+ */
+const ASKS_PROJECT_TOKEN = new Set<Caller>(['owner', 'member']);
 /** The role of a caller in the project it may see: a project token's grant is a member's. */
 const roleOf = (caller: Caller) => (caller === 'viewer' ? 'viewer' : caller === 'owner' ? 'owner' : 'member');
 /** The password of every user of the matrix. */
@@ -148,11 +153,17 @@ function expected(policy: Policy, caller: Caller, resource: Resource): Outcome {
   // A token of nobody has no user to show.
   if (policy.access === 'self') return USER_OF[caller] !== undefined ? 'allowed' : 'hidden';
   if (policy.access === 'tokens') {
-    // Users manage their own personal tokens, in the projects they are members of; admins every token.
+    // Users manage their own personal tokens, in the projects they are members of; owners also the
+    // project tokens of their projects (B's are foreign to them); admins every token.
     if (USER_OF[caller] === undefined) return 'forbidden';
     if (policy.target === null) return 'allowed';
     if (resource === 'missing') return 'hidden';
-    return caller === 'admin' || resource === 'own' ? 'allowed' : 'hidden';
+    if (caller === 'admin') return 'allowed';
+    if (resource !== 'own') return 'hidden';
+    // A project token of A is the owners' to issue: a member sees A, so it is told no rather than 404.
+    if (policy.target === 'collection' && ASKS_PROJECT_TOKEN.has(caller))
+      return MAY[roleOf(caller)].includes('manage') ? 'allowed' : 'forbidden';
+    return 'allowed';
   }
   if (resource === 'missing') return 'hidden';
   const scopedAccess = policy.access === 'project' || policy.access === 'manage';
@@ -333,7 +344,7 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
             ? { id: newId(target === 'nic' ? 'nic' : target), parent: newId('instance') }
             : SCOPES[caller]?.resource !== undefined && resource === 'own' && target === 'instance'
               ? { id: scopedId }
-              : target === 'token' && resource === 'own' && user !== undefined
+              : target === 'token' && resource === 'own' && user !== undefined && caller !== 'owner'
                 ? { id: (await ok('POST', '/v1/tokens', { name, user })).token.id }
                 : await fixture(target, project);
         names.push(found.id);
@@ -343,10 +354,12 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
       }
       if (route.url.includes('*')) url = url.replace('*', 'index.css');
       if (policy.user === true) await ok('POST', '/v1/users', { name });
-      const body =
+      const asked =
         policy.body === undefined
           ? undefined
           : policy.body(target === 'collection' && resource === 'missing' ? 'mx-missing' : project, name);
+      const projectToken = route.method === 'POST' && route.url === '/v1/tokens' && ASKS_PROJECT_TOKEN.has(caller);
+      const body = projectToken ? { ...(asked as object), project_token: true } : asked;
       const qs = query.toString();
       return { url: qs === '' ? url : `${url}?${qs}`, body, names };
     }

@@ -13,8 +13,8 @@ import type { Verb } from '../services/verbs.js';
  * documentation; agent: a host's client certificate, never a bearer token; admin: admin tokens only;
  * authenticated: any valid token; project: tokens of the resource's project (and admins), as far as
  * their role allows the route's verb; manage: owners of the project (and admins); self: tokens of
- * users, about themselves; tokens: admins for every token, users for their own personal tokens
- * (tokens of nobody: forbidden).
+ * users, about themselves; tokens: admins for every token, users for their own personal tokens and
+ * owners for the project tokens of projects they own (tokens of nobody: forbidden).
  */
 export type Access = 'public' | 'docs' | 'agent' | 'admin' | 'authenticated' | 'project' | 'manage' | 'self' | 'tokens';
 

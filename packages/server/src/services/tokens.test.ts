@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Migrator } from 'kysely';
 import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from '../db/migrations.js';
 import { storeTargets } from '../db/testing.js';
+import { until, waitFor } from '@floe/testkit';
 import { injectJson, startTestControlPlane, type TestControlPlane } from '../testing.js';
 
 // A token's projects are granted by project id: deleting a project takes its grants along, so a
@@ -165,6 +166,128 @@ for (const t of storeTargets()) {
         const res = await as(project.secret, method, url, body);
         expect([res.status, res.body.error.code]).toEqual([403, 'forbidden']);
       }
+    });
+
+    it('lets an owner issue, list, show and revoke project tokens of the projects it owns, and no others', async () => {
+      for (const name of ['own-a', 'own-b', 'own-c'])
+        expect((await injectJson(cp, 'POST', '/v1/projects', { name })).status).toBe(201);
+      const roles: Array<[string, string, string]> = [
+        ['own-olga', 'own-a', 'owner'],
+        ['own-olga', 'own-b', 'owner'],
+        ['own-olga', 'own-c', 'member'],
+        ['own-mia', 'own-a', 'member'],
+        ['own-vic', 'own-a', 'viewer'],
+        // A second owner, so that the first may leave.
+        ['own-oz', 'own-a', 'owner'],
+      ];
+      for (const name of ['own-olga', 'own-mia', 'own-vic', 'own-oz'])
+        expect((await injectJson(cp, 'POST', '/v1/users', { name })).status).toBe(201);
+      for (const [user, project, role] of roles)
+        expect((await injectJson(cp, 'POST', `/v1/projects/${project}/members`, { user, role })).status).toBe(201);
+      const tokenOf = async (user: string) =>
+        (await injectJson(cp, 'POST', '/v1/tokens', { name: user, user })).body as {
+          token: { id: string };
+          secret: string;
+        };
+      const [olga, mia, vic] = [await tokenOf('own-olga'), await tokenOf('own-mia'), await tokenOf('own-vic')];
+      const as = (secret: string, method: 'GET' | 'POST' | 'DELETE', url: string, body?: unknown) =>
+        injectJson(cp, method, url, body, secret);
+      const refused = async (secret: string, body: object, status: number, code: string) => {
+        const res = await as(secret, 'POST', '/v1/tokens', { name: 'nope', project_token: true, ...body });
+        expect([res.status, res.body.error?.code], JSON.stringify(res.body)).toEqual([status, code]);
+      };
+
+      // A token of nobody, granted the project, with a scope and an expiry if asked.
+      const ci = await as(olga.secret, 'POST', '/v1/tokens', {
+        name: 'ci',
+        project_token: true,
+        projects: ['own-a'],
+        scope: { kinds: ['instance'], verbs: ['read', 'power'] },
+        expires_in_days: 30,
+      });
+      expect(ci.status, JSON.stringify(ci.body)).toBe(201);
+      expect(ci.body.token).toMatchObject({ user: null, admin: false, projects: ['own-a'], state: 'active' });
+      expect(ci.body.token.scope).toEqual({ kinds: ['instance'], verbs: ['read', 'power'] });
+      expect(ci.body.token.expires_at).not.toBeNull();
+      const both = await as(olga.secret, 'POST', '/v1/tokens', {
+        name: 'both',
+        project_token: true,
+        projects: ['own-a', 'own-b'],
+      });
+      expect(both.status).toBe(201);
+      // The audit log names the owner as the requestor.
+      // (Recorded once the answer is sent.)
+      const audit = await until('the audit record of the creation', async () => {
+        const res = await injectJson(cp, 'GET', `/v1/audit?action=token.create&resource=${ci.body.token.id}`);
+        return (res.body.items as unknown[]).length > 0 ? res.body.items : null;
+      });
+      expect(audit).toHaveLength(1);
+      expect(audit[0]).toMatchObject({ outcome: 'ok', token_id: olga.token.id, user_name: 'own-olga' });
+
+      // Refused: a project it only is a member of (alone or with one it owns), one it cannot see (as one
+      // that does not exist), from members and viewers, admin tokens, tokens for a user.
+      await refused(olga.secret, { projects: ['own-c'] }, 403, 'forbidden');
+      await refused(olga.secret, { projects: ['own-a', 'own-c'] }, 403, 'forbidden');
+      await refused(olga.secret, { projects: ['self-b'] }, 404, 'project_not_found');
+      await refused(olga.secret, { projects: ['own-nowhere'] }, 404, 'project_not_found');
+      await refused(mia.secret, { projects: ['own-a'] }, 403, 'forbidden');
+      await refused(vic.secret, { projects: ['own-a'] }, 403, 'forbidden');
+      await refused(olga.secret, { projects: ['own-a'], admin: true }, 400, 'validation_failed');
+      await refused(olga.secret, { projects: ['own-a'], user: 'own-olga' }, 400, 'validation_failed');
+      await refused(olga.secret, {}, 400, 'validation_failed');
+      await refused(ci.body.secret, { projects: ['own-a'] }, 403, 'forbidden');
+      // Without `project_token`, an owner's token with projects stays a personal token of its own.
+      const personal = await as(olga.secret, 'POST', '/v1/tokens', { name: 'laptop', projects: ['own-a'] });
+      expect(personal.body.token).toMatchObject({ user: 'own-olga', projects: ['own-a'] });
+      // Nothing of the refused ones was written.
+      expect(await cp.store.db.selectFrom('tokens').select('id').where('name', '=', 'nope').execute()).toEqual([]);
+
+      // Project tokens granted another project (even one the owner is a member of) stay hidden.
+      const admins = await injectJson(cp, 'POST', '/v1/tokens', { name: 'mixed', projects: ['own-a', 'own-c'] });
+      const onlyB = await injectJson(cp, 'POST', '/v1/tokens', { name: 'only-b', projects: ['own-b'] });
+      const mine = async (url: string) =>
+        ((await as(olga.secret, 'GET', url)).body.items as Array<{ id: string }>).map((x) => x.id).sort();
+      const expected = [ci.body.token.id, both.body.token.id, onlyB.body.token.id, olga.token.id];
+      expect(await mine('/v1/tokens?limit=1000')).toEqual([...expected, personal.body.token.id].sort());
+      expect(await mine('/v1/tokens?project=own-a')).toEqual(
+        [ci.body.token.id, both.body.token.id, personal.body.token.id].sort(),
+      );
+      expect(await mine('/v1/tokens?project=own-c')).toEqual([]);
+      expect(await mine('/v1/tokens?project=own-nowhere')).toEqual([]);
+      expect((await as(olga.secret, 'GET', `/v1/tokens/${onlyB.body.token.id}`)).body.name).toBe('only-b');
+      for (const id of [admins.body.token.id, mia.token.id]) {
+        const shown = await as(olga.secret, 'GET', `/v1/tokens/${id}`);
+        expect([shown.status, shown.body.error?.code]).toEqual([404, 'token_not_found']);
+        expect((await as(olga.secret, 'DELETE', `/v1/tokens/${id}`)).status).toBe(404);
+      }
+      // Members and viewers see none of the project's tokens.
+      for (const who of [mia, vic]) {
+        const listed = await as(who.secret, 'GET', '/v1/tokens?limit=1000');
+        expect((listed.body.items as Array<{ id: string }>).map((x) => x.id)).toEqual([who.token.id]);
+        expect((await as(who.secret, 'GET', `/v1/tokens/${ci.body.token.id}`)).status).toBe(404);
+        expect((await as(who.secret, 'DELETE', `/v1/tokens/${ci.body.token.id}`)).status).toBe(404);
+      }
+
+      // The token is the project's: it keeps working when its owner leaves, and the owner no longer sees it.
+      expect((await as(ci.body.secret, 'GET', '/v1/instances?project=own-a')).status).toBe(200);
+      expect((await injectJson(cp, 'DELETE', '/v1/projects/own-a/members/own-olga')).status).toBe(204);
+      expect((await as(ci.body.secret, 'GET', '/v1/instances?project=own-a')).status).toBe(200);
+      // (The change reaches the cache of verified tokens through an event.)
+      await waitFor('the owner to lose sight of the token', async () => {
+        return (await as(olga.secret, 'GET', `/v1/tokens/${ci.body.token.id}`)).status === 404;
+      });
+      expect((await as(olga.secret, 'DELETE', `/v1/tokens/${both.body.token.id}`)).status).toBe(404);
+      // Owning it again, the owner revokes it, and it stops at once.
+      expect(
+        (await injectJson(cp, 'POST', '/v1/projects/own-a/members', { user: 'own-olga', role: 'owner' })).status,
+      ).toBe(201);
+      await waitFor('the owner to see the token again', async () => {
+        return (await as(olga.secret, 'GET', `/v1/tokens/${ci.body.token.id}`)).status === 200;
+      });
+      expect((await as(olga.secret, 'DELETE', `/v1/tokens/${ci.body.token.id}`)).status).toBe(204);
+      expect((await as(ci.body.secret, 'GET', '/v1/instances?project=own-a')).status).toBe(401);
+      expect((await as(olga.secret, 'GET', `/v1/tokens/${ci.body.token.id}`)).body.state).toBe('revoked');
+      expect(await mine('/v1/tokens?project=own-a')).not.toContain(ci.body.token.id);
     });
 
     it('resolves a scope’s resources to ids of the token’s one project, in the same request', async () => {

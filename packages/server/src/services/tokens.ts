@@ -16,6 +16,7 @@ import { decodeCursor, encodeCursor } from './pagination.js';
 import { parseScope, principalOfToken } from './token-principal.js';
 import { resolveScope } from './token-scope.js';
 import { requireAdmin } from './authz.js';
+import { checkOwned, ownedProjectIds, ownerProjectToken } from './token-owners.js';
 import type { AuthNoter } from './audit-note.js';
 import type { Principal, ServiceContext } from './context.js';
 
@@ -96,22 +97,43 @@ async function userNames(db: Db, rows: readonly TokensTable[]): Promise<Map<stri
  * whose body says whom the token is for. Tokens of nobody and tokens with a scope create no tokens.
  */
 function selfService(principal: Principal, body: TokenCreate): string | null {
-  if (principal.scope !== undefined)
-    throw new FloeError('forbidden', 'a token with a scope may not create tokens; use an unscoped token');
   if (principal.admin) return null;
-  if (principal.user === undefined) throw new FloeError('forbidden', 'only an admin token may create project tokens');
+  if (principal.user === undefined)
+    throw new FloeError('forbidden', 'only admins and owners of the projects may create project tokens');
   if (body.admin === true) throw new FloeError('forbidden', 'only an operator’s admin token may create admin tokens');
   if (body.user !== undefined && body.user !== principal.user && body.user !== principal.userName)
     throw new FloeError('forbidden', 'a personal token may only create tokens for its own user');
   return principal.user;
 }
 
-/** The tokens a principal may see: all for admins, its user's own for a personal token; `forbidden` otherwise. */
-function ownTokens(db: Db, principal: Principal, what: string) {
+/**
+ * The tokens a principal may see: all for admins; for a personal token its user's own, and the project
+ * tokens whose grants are all in projects the user owns (a project token with a grant elsewhere, or with
+ * none left, stays hidden); `forbidden` for tokens of nobody.
+ */
+async function ownTokens(db: Db, principal: Principal, what: string) {
   const all = db.selectFrom('tokens').selectAll();
   if (principal.admin) return all;
   if (principal.user === undefined) requireAdmin(principal, what);
-  return all.where('user_id', '=', principal.user!);
+  const user = principal.user!;
+  const owned = await ownedProjectIds(db, principal);
+  if (owned.length === 0) return all.where('user_id', '=', user);
+  return all.where((eb) => {
+    const grants = () =>
+      eb
+        .selectFrom('token_projects')
+        .select('token_projects.token_id')
+        .whereRef('token_projects.token_id', '=', 'tokens.id');
+    return eb.or([
+      eb('user_id', '=', user),
+      eb.and([
+        eb('user_id', 'is', null),
+        eb('admin', '=', 0),
+        eb.exists(grants()),
+        eb.not(eb.exists(grants().where('token_projects.project_id', 'not in', owned))),
+      ]),
+    ]);
+  });
 }
 
 /** A new token's scope as stored (resources by id, in the token's one project), or null for none. */
@@ -210,7 +232,10 @@ export class TokenService {
     body: TokenCreate,
     projectId: (ref: string, db: Db) => Promise<string>,
   ): Promise<TokenCreated> {
-    const self = selfService(principal, body);
+    if (principal.scope !== undefined)
+      throw new FloeError('forbidden', 'a token with a scope may not create tokens; use an unscoped token');
+    const ofOwner = ownerProjectToken(principal, body);
+    const self = ofOwner ? null : selfService(principal, body);
     const refs = [...new Set(body.projects ?? [])];
     if (!body.admin && refs.length === 0 && body.user === undefined && self === null) {
       throw new FloeError('validation_failed', 'a non-admin token needs at least one project', { field: 'projects' });
@@ -233,6 +258,7 @@ export class TokenService {
       const ids: string[] = [];
       for (const ref of refs) ids.push(await projectId(ref, trx));
       const unique = [...new Set(ids)];
+      if (ofOwner) await checkOwned(trx, principal, unique);
       row.scope = await scopeText(trx, body.scope, unique);
       await trx.insertInto('tokens').values(row).execute();
       if (unique.length > 0)
@@ -257,20 +283,37 @@ export class TokenService {
 
   /** One token by id, revoked or not (admins: any; users: their own). */
   async get(principal: Principal, id: string): Promise<Token> {
-    const row = await ownTokens(this.ctx.store.db, principal, 'read tokens').where('id', '=', id).executeTakeFirst();
+    const row = await (
+      await ownTokens(this.ctx.store.db, principal, 'read tokens')
+    )
+      .where('id', '=', id)
+      .executeTakeFirst();
     if (!row) throw new FloeError('token_not_found', `token "${id}" not found`, { kind: 'token', id });
     const projects = await grantedProjects(this.ctx.store.db, [row.id]);
     return tokenFromRow(row, projects.get(row.id) ?? [], nowIso(), await this.userName(row));
   }
 
   /** Tokens that are not revoked (admins: all; users: their own); expired ones say so in their `state`. */
-  async list(principal: Principal, q: { limit?: number; cursor?: string }): Promise<PageOf<Token>> {
+  async list(principal: Principal, q: { limit?: number; cursor?: string; project?: string }): Promise<PageOf<Token>> {
     const limit = Math.min(q.limit ?? 100, 1000);
-    let query = ownTokens(this.ctx.store.db, principal, 'list tokens')
+    let query = (await ownTokens(this.ctx.store.db, principal, 'list tokens'))
       .where('revoked_at', 'is', null)
       .orderBy('id', 'asc')
       .limit(limit + 1);
     if (q.cursor) query = query.where('id', '>', decodeCursor(q.cursor));
+    // Tokens granted the project (by name): an unknown project lists nothing, as one the caller cannot see.
+    const project = q.project;
+    if (project !== undefined)
+      query = query.where((eb) =>
+        eb.exists(
+          eb
+            .selectFrom('token_projects')
+            .innerJoin('projects', 'projects.id', 'token_projects.project_id')
+            .select('token_projects.token_id')
+            .whereRef('token_projects.token_id', '=', 'tokens.id')
+            .where('projects.name', '=', project),
+        ),
+      );
     const rows = await query.execute();
     const page = rows.slice(0, limit);
     const projects = await grantedProjects(
@@ -300,7 +343,9 @@ export class TokenService {
 
   /** Revoke a token at once (the cache forgets it too): admins any, users their own. */
   async revoke(principal: Principal, id: string): Promise<void> {
-    const row = await ownTokens(this.ctx.store.db, principal, 'revoke tokens')
+    const row = await (
+      await ownTokens(this.ctx.store.db, principal, 'revoke tokens')
+    )
       .where('id', '=', id)
       .where('revoked_at', 'is', null)
       .executeTakeFirst();

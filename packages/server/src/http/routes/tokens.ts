@@ -3,14 +3,15 @@ import { withVerb } from '../../services/authz.js';
 import type { Services } from '../../wiring.js';
 import { errors, noContent, strict, type Api } from '../routing.js';
 
-/** API tokens: admins manage every token; users their own personal tokens. */
+/** API tokens: admins manage every token; users their own personal tokens, owners their projects' project tokens. */
 export function tokenRoutes(app: Api, s: Services): void {
   app.get(
     '/v1/tokens',
     {
       schema: {
         tags: ['tokens'],
-        summary: 'List API tokens: every token for admins, their own personal tokens for users',
+        summary:
+          'List API tokens: every token for admins; for users their own personal tokens and the project tokens of projects they own; `project` keeps the tokens granted that project',
         querystring: ListQuery,
         response: { 200: Page(Token), ...errors },
       },
@@ -23,7 +24,7 @@ export function tokenRoutes(app: Api, s: Services): void {
       schema: {
         tags: ['tokens'],
         summary:
-          'Create an API token; the secret is shown once. Admins create any token; users their own personal tokens, within their projects, optionally narrowed by a scope',
+          'Create an API token; the secret is shown once. Admins create any token; users their own personal tokens, within their projects; owners project tokens (`project_token`) of projects they own; each optionally narrowed by a scope',
         body: strict(TokenCreate),
         response: { 201: TokenCreated, ...errors },
       },
@@ -44,7 +45,7 @@ export function tokenRoutes(app: Api, s: Services): void {
       schema: {
         tags: ['tokens'],
         summary:
-          'Show an API token (admins: any; users: their own): its projects, scope and whether it is active, expired or revoked',
+          'Show an API token (admins: any; users: their own, and project tokens of projects they own): its projects, scope and whether it is active, expired or revoked',
         params: IdOrNameParams,
         response: { 200: Token, ...errors },
       },
@@ -56,7 +57,7 @@ export function tokenRoutes(app: Api, s: Services): void {
     {
       schema: {
         tags: ['tokens'],
-        summary: 'Revoke an API token (admins: any; users: their own)',
+        summary: 'Revoke an API token (admins: any; users: their own, and project tokens of projects they own)',
         params: IdOrNameParams,
         response: { ...noContent, ...errors },
       },
