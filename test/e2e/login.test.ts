@@ -2,11 +2,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { run } from '../../packages/cli/src/program.js';
-import { OutputBuffer } from '../../packages/cli/src/testing.js';
 import { slapdMissing, startSlapd, type TestSlapd } from '../../packages/server/src/auth/slapd-testing.js';
 import { storeTargets } from '../../packages/server/src/db/testing.js';
 import { injectJson, startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
+import { runCli } from './cli.js';
 import { awayFromStepEnd, totpAt } from './totp.js';
 
 const PASSWORD = 'ada’s long password';
@@ -17,29 +16,9 @@ describe('floe login, floe user totp and floe logout against a control plane', (
   let cp: TestControlPlane;
   let dir: string;
   let caFile: string;
-  const floe = async (
-    argv: string[],
-    opts: { env?: Record<string, string>; answers?: Record<string, string> } = {},
-  ) => {
-    const out = new OutputBuffer();
-    const err = new OutputBuffer();
-    const asked: string[] = [];
-    const code = await run(argv, {
-      stdout: out,
-      stderr: err,
-      env: { FLOE_CONFIG: path.join(dir, 'config.json'), ...opts.env },
-      stdinIsTTY: false,
-      ...(opts.answers === undefined
-        ? {}
-        : {
-            prompt: (q: string) => {
-              asked.push(q);
-              return Promise.resolve(opts.answers![q] ?? '');
-            },
-          }),
-    });
-    return { code, out: out.text, err: err.text, asked };
-  };
+  const floe = (argv: string[], opts?: Parameters<typeof runCli>[2]) =>
+    runCli(path.join(dir, 'config.json'), argv, opts);
+
   const savedToken = async () =>
     (
       JSON.parse(await readFile(path.join(dir, 'config.json'), 'utf8')) as {
@@ -118,21 +97,8 @@ describe.skipIf(slapdMissing() !== null)('floe login over LDAP (a real slapd) wi
   let slapd: TestSlapd;
   let cp: TestControlPlane;
   let dir: string;
-  const floe = async (
-    argv: string[],
-    opts: { env?: Record<string, string>; answers?: Record<string, string> } = {},
-  ) => {
-    const out = new OutputBuffer();
-    const err = new OutputBuffer();
-    const code = await run(argv, {
-      stdout: out,
-      stderr: err,
-      env: { FLOE_CONFIG: path.join(dir, 'config.json'), ...opts.env },
-      stdinIsTTY: false,
-      ...(opts.answers === undefined ? {} : { prompt: (q: string) => Promise.resolve(opts.answers![q] ?? '') }),
-    });
-    return { code, out: out.text, err: err.text };
-  };
+  const floe = (argv: string[], opts?: Parameters<typeof runCli>[2]) =>
+    runCli(path.join(dir, 'config.json'), argv, opts);
 
   beforeAll(async () => {
     slapd = await startSlapd(BASE);

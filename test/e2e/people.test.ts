@@ -3,12 +3,11 @@ import os from 'node:os';
 import path from 'node:path';
 import type { AuditRecord } from '@floe/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { run } from '../../packages/cli/src/program.js';
-import { OutputBuffer } from '../../packages/cli/src/testing.js';
 import { slapdMissing, startSlapd, type TestSlapd } from '../../packages/server/src/auth/slapd-testing.js';
 import { storeTargets } from '../../packages/server/src/db/testing.js';
 import { startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
 import { clientFor, eventually, kill, prepareAgent, startAgent } from './helpers.js';
+import { runCli, type CliRun } from './cli.js';
 import { awayFromStepEnd, totpAt } from './totp.js';
 
 // The walk of issue "people, not just tokens", each person with the CLI and its own configuration:
@@ -24,13 +23,6 @@ const GROUPS = `ou=groups,${BASE}`;
 const person = (uid: string, cn: string) =>
   `dn: uid=${uid},${PEOPLE}\nobjectClass: inetOrgPerson\nuid: ${uid}\ncn: ${cn}\nsn: ${cn}\nmail: ${uid}@example.org\nuserPassword: ${uid} pw\n`;
 
-interface Result {
-  code: number;
-  out: string;
-  err: string;
-  asked: string[];
-}
-
 describe.skipIf(slapdMissing() !== null)('people: an operator, LDAP users with TOTP, a viewer, a CI token', () => {
   let slapd: TestSlapd;
   let cp: TestControlPlane;
@@ -40,27 +32,9 @@ describe.skipIf(slapdMissing() !== null)('people: an operator, LDAP users with T
   let ca: string;
 
   /** The CLI as `who` runs it: its own configuration file, environment and answers to prompts. */
-  const floe = async (
-    who: string,
-    argv: string[],
-    opts: { env?: Record<string, string>; answers?: Record<string, string> } = {},
-  ): Promise<Result> => {
-    const out = new OutputBuffer();
-    const err = new OutputBuffer();
-    const asked: string[] = [];
-    const code = await run(argv, {
-      stdout: out,
-      stderr: err,
-      env: { FLOE_CONFIG: path.join(dir, `${who}.json`), ...opts.env },
-      stdinIsTTY: false,
-      prompt: (q: string) => {
-        asked.push(q);
-        return Promise.resolve(opts.answers?.[q] ?? '');
-      },
-    });
-    return { code, out: out.text, err: err.text, asked };
-  };
-  const ok = async (who: string, argv: string[], opts?: Parameters<typeof floe>[2]): Promise<Result> => {
+  const floe = (who: string, argv: string[], opts: Parameters<typeof runCli>[2] = {}): Promise<CliRun> =>
+    runCli(path.join(dir, `${who}.json`), argv, { answers: {}, ...opts });
+  const ok = async (who: string, argv: string[], opts?: Parameters<typeof floe>[2]): Promise<CliRun> => {
     const r = await floe(who, argv, opts);
     expect(r.code, `${who}: floe ${argv.join(' ')}\n${r.err}`).toBe(0);
     return r;
