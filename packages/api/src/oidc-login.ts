@@ -3,7 +3,11 @@ import { Name, Nullable, Timestamp } from './common.js';
 import { User } from './users.js';
 
 /** An authenticator's name in the configuration. @example "corp-sso" */
-const AuthenticatorName = Type.String({ pattern: '^[a-z][a-z0-9-]{0,62}$', description: 'the configured name' });
+const AuthenticatorName = Type.String({
+  pattern: '^[a-z][a-z0-9-]{0,62}$',
+  maxLength: 63,
+  description: 'the configured name',
+});
 
 /** The id of a pending login. */
 const LoginId = Type.String({ pattern: '^lgn_[A-Za-z0-9_-]{22}$', description: 'id of the pending login' });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Migrator, sql, type Insertable } from 'kysely';
-import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrate, migrationProvider } from './migrations.js';
+import { sql, type Insertable } from 'kysely';
+import { migrate, migratorOf } from './migrations.js';
 import type { Database } from './schema.js';
 import { storeTargets, type TestStore } from './testing.js';
 
@@ -88,12 +88,7 @@ for (const t of storeTargets()) {
     it('is filled from the instances already there when the migration runs', async () => {
       const store = await t.open({ migrate: false });
       try {
-        const migrator = new Migrator({
-          db: store.db,
-          provider: migrationProvider(store.dialect),
-          migrationTableName: MIGRATION_TABLE,
-          migrationLockTableName: MIGRATION_LOCK_TABLE,
-        });
+        const migrator = migratorOf(store.db, store.dialect);
         expect((await migrator.migrateTo('0003_image_imports')).error).toBeUndefined();
         await store.db
           .insertInto('instances')

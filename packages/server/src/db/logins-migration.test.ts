@@ -1,6 +1,5 @@
-import { Migrator } from 'kysely';
 import { describe, expect, it } from 'vitest';
-import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from './migrations.js';
+import { migratorOf } from './migrations.js';
 import { storeTargets } from './testing.js';
 
 const T0 = '2025-01-01T00:00:00.000Z';
@@ -10,12 +9,7 @@ for (const t of storeTargets()) {
     it('goes down and up again keeping users, memberships and tokens (sessions become plain tokens)', async () => {
       const store = await t.open();
       try {
-        const migrator = new Migrator({
-          db: store.db,
-          provider: migrationProvider(store.dialect),
-          migrationTableName: MIGRATION_TABLE,
-          migrationLockTableName: MIGRATION_LOCK_TABLE,
-        });
+        const migrator = migratorOf(store.db, store.dialect);
         await store.db
           .insertInto('users')
           .values({

@@ -426,17 +426,22 @@ export function migrationProvider(dialect: Dialect): MigrationProvider {
   return { getMigrations: () => Promise.resolve(migrations(dialect)) };
 }
 
-/**
- * Applies pending migrations and returns the names it applied (none when up to date). Safe to run
- * from several control planes at once: PostgreSQL takes an advisory lock, SQLite the write lock.
- */
-export async function migrate(db: AnyDb, dialect: Dialect): Promise<string[]> {
-  const migrator = new Migrator({
+/** Kysely's migrator over floe's migrations and tables (tests use it to stop at an older schema). */
+export function migratorOf(db: AnyDb, dialect: Dialect): Migrator {
+  return new Migrator({
     db,
     provider: migrationProvider(dialect),
     migrationTableName: MIGRATION_TABLE,
     migrationLockTableName: MIGRATION_LOCK_TABLE,
   });
+}
+
+/**
+ * Applies pending migrations and returns the names it applied (none when up to date). Safe to run
+ * from several control planes at once: PostgreSQL takes an advisory lock, SQLite the write lock.
+ */
+export async function migrate(db: AnyDb, dialect: Dialect): Promise<string[]> {
+  const migrator = migratorOf(db, dialect);
   const { error, results } = await migrator.migrateToLatest();
   if (error !== undefined) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName;

@@ -19,6 +19,8 @@ const BODILESS = new Set([
   'POST /v1/instances/{id}/start',
   'POST /v1/instances/{id}/restart',
   'POST /v1/operations/{id}/cancel',
+  'POST /v1/auth/logout',
+  'POST /v1/users/me/totp',
 ]);
 
 async function operations(): Promise<[string, Operation][]> {

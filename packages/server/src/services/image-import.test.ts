@@ -6,9 +6,8 @@ import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ERROR_CODES, type ErrorCode, type HostFacts, type Image, type Operation } from '@floe/api';
-import { Migrator } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrate, migrationProvider, MIGRATION_LOCK_TABLE, MIGRATION_TABLE } from '../db/migrations.js';
+import { migrate, migratorOf } from '../db/migrations.js';
 import { storeTargets } from '../db/testing.js';
 import { startImageServer, type ImageServer } from '../testing-image-server.js';
 import { startTestControlPlane, type TestControlPlane } from '../testing.js';
@@ -769,12 +768,7 @@ for (const target of storeTargets()) {
     it('raises min_disk_gib of existing images to their virtual size and adds operations.transfer', async () => {
       const store = await target.open({ migrate: false });
       try {
-        const migrator = new Migrator({
-          db: store.db,
-          provider: migrationProvider(store.dialect),
-          migrationTableName: MIGRATION_TABLE,
-          migrationLockTableName: MIGRATION_LOCK_TABLE,
-        });
+        const migrator = migratorOf(store.db, store.dialect);
         expect((await migrator.migrateTo('0002_networks')).error).toBeUndefined();
         const base = {
           labels: '{}',

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Migrator } from 'kysely';
-import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from '../db/migrations.js';
+import { migratorOf } from '../db/migrations.js';
 import { storeTargets } from '../db/testing.js';
 import { until, waitFor } from '@floe/testkit';
 import { injectJson, startTestControlPlane, type TestControlPlane } from '../testing.js';
@@ -363,12 +362,7 @@ for (const t of storeTargets()) {
     it('converts grants by name into grants by id when migrating, dropping names no project holds', async () => {
       const store = await t.open({ migrate: false });
       try {
-        const migrator = new Migrator({
-          db: store.db,
-          provider: migrationProvider(store.dialect),
-          migrationTableName: MIGRATION_TABLE,
-          migrationLockTableName: MIGRATION_LOCK_TABLE,
-        });
+        const migrator = migratorOf(store.db, store.dialect);
         expect((await migrator.migrateTo('0004_host_allocations')).error).toBeUndefined();
         const old = store.db as any;
         const project = (id: string, name: string) => ({

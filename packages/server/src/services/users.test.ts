@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Migrator } from 'kysely';
 import { openStore } from '../db/index.js';
-import { MIGRATION_LOCK_TABLE, MIGRATION_TABLE, migrationProvider } from '../db/migrations.js';
+import { migratorOf } from '../db/migrations.js';
 import { storeTargets } from '../db/testing.js';
 import { injectJson, startTestControlPlane, type TestControlPlane } from '../testing.js';
 
@@ -270,12 +269,7 @@ for (const t of storeTargets()) {
     it('migrates: the oldest active admin token becomes the operator admin’s, project tokens stay as they were', async () => {
       const store = await t.open({ migrate: false });
       try {
-        const migrator = new Migrator({
-          db: store.db,
-          provider: migrationProvider(store.dialect),
-          migrationTableName: MIGRATION_TABLE,
-          migrationLockTableName: MIGRATION_LOCK_TABLE,
-        });
+        const migrator = migratorOf(store.db, store.dialect);
         expect((await migrator.migrateTo('0006_idempotency_leases')).error).toBeUndefined();
         const old = store.db as any;
         const token = (id: string, admin: number, revoked: string | null, created = T0) => ({
