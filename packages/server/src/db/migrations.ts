@@ -11,7 +11,7 @@ import { loginRequests } from './migrations/0011_login_requests.js';
 /** Table where applied migrations are recorded. */
 export const MIGRATION_TABLE = 'floe_migrations';
 /** Table Kysely's Migrator uses as its lock row. */
-export const MIGRATION_LOCK_TABLE = 'floe_migrations_lock';
+const MIGRATION_LOCK_TABLE = 'floe_migrations_lock';
 
 // Kysely's builders are typed per table; migrations describe history, not the current schema.
 /* eslint-disable @typescript-eslint/no-explicit-any -- the schema of a past migration has no type of its own */
@@ -422,7 +422,7 @@ function migrations(dialect: Dialect): Record<string, Migration> {
 }
 
 /** The migrations as Kysely's Migrator wants them, in code so a built floed runs from any directory. */
-export function migrationProvider(dialect: Dialect): MigrationProvider {
+function migrationProvider(dialect: Dialect): MigrationProvider {
   return { getMigrations: () => Promise.resolve(migrations(dialect)) };
 }
 
