@@ -52,3 +52,19 @@ export const MeteringReport = Type.Object({
   items: Type.Array(MeteringRow),
 });
 export type MeteringReport = Static<typeof MeteringReport>;
+
+/** The columns of the CSV export, in order. */
+const METERING_CSV_COLUMNS = ['day', 'dimension', 'resource_kind', 'resource_id', 'quantity_seconds'] as const;
+
+/**
+ * A report as CSV (the server's `format=csv` and `floe project metering --csv`): a header line, then one line per row (RFC 4180 quoting where needed).
+ */
+export function meteringCsv(report: MeteringReport): string {
+  const cell = (v: string | number | null) => {
+    const s = v === null ? '' : String(v);
+    return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+  };
+  const lines = [METERING_CSV_COLUMNS.join(',')];
+  for (const row of report.items) lines.push(METERING_CSV_COLUMNS.map((c) => cell(row[c])).join(','));
+  return `${lines.join('\r\n')}\r\n`;
+}

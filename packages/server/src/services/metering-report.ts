@@ -55,19 +55,6 @@ export function sumRanges(ranges: readonly RangeRow[], from: number, to: number,
   return [...sums.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, row]) => row);
 }
 
-const CSV_COLUMNS = ['day', 'dimension', 'resource_kind', 'resource_id', 'quantity_seconds'] as const;
-
-/** A report as CSV: a header line, then one line per row (RFC 4180 quoting where needed). */
-export function meteringCsv(report: MeteringReport): string {
-  const cell = (v: string | number | null) => {
-    const s = v === null ? '' : String(v);
-    return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
-  };
-  const lines = [CSV_COLUMNS.join(',')];
-  for (const row of report.items) lines.push(CSV_COLUMNS.map((c) => cell(row[c])).join(','));
-  return `${lines.join('\r\n')}\r\n`;
-}
-
 /** Reads what a project's resources held over a window. */
 export class MeteringService {
   constructor(

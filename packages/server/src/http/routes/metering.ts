@@ -1,5 +1,4 @@
-import { IdOrNameParams, MeteringQuery, MeteringReport } from '@floe/api';
-import { meteringCsv } from '../../services/metering-report.js';
+import { IdOrNameParams, meteringCsv, MeteringQuery, MeteringReport } from '@floe/api';
 import type { Services } from '../../wiring.js';
 import { errors, type Api } from '../routing.js';
 
