@@ -121,19 +121,17 @@ function registerMetering(project: Command): void {
     .option('--to <time>', 'end of the window, exclusive (default: now)')
     .option('--group-by <groups>', 'dimension, resource, day (comma-separated)', 'dimension')
     .option('--csv', 'print CSV: day, dimension, resource_kind, resource_id, quantity_seconds')
-    .action(
-      async (id: string, opts: { from?: string; to?: string; groupBy: string; csv?: boolean }, cmd: Command) => {
-        const rt = runtimeOf(cmd);
-        const now = new Date(rt.now());
-        const monthStart = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString();
-        const report = await rt.client(cmd).projects.metering(id, {
-          from: opts.from ?? monthStart,
-          to: opts.to ?? now.toISOString(),
-          group_by: opts.groupBy,
-        });
-        if (opts.csv === true) rt.out.write(meteringCsv(report));
-        else rt.print(cmd, report, () => meteringTable(report));
-      },
-    );
+    .action(async (id: string, opts: { from?: string; to?: string; groupBy: string; csv?: boolean }, cmd: Command) => {
+      const rt = runtimeOf(cmd);
+      const now = new Date(rt.now());
+      const monthStart = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString();
+      const report = await rt.client(cmd).projects.metering(id, {
+        from: opts.from ?? monthStart,
+        to: opts.to ?? now.toISOString(),
+        group_by: opts.groupBy,
+      });
+      if (opts.csv === true) rt.out.write(meteringCsv(report));
+      else rt.print(cmd, report, () => meteringTable(report));
+    });
   examples(metering, ['floe project metering shop --from 2026-12-01T00:00:00Z --group-by resource,day --csv']);
 }

@@ -19,7 +19,10 @@ const range = (p: Partial<RangeRow>): RangeRow => ({
 describe('sums of metering ranges', () => {
   it('clips every range to [from, to) and counts an open range until now', () => {
     const rows = sumRanges(
-      [range({}), range({ resource_id: 'inst_b', quantity: 4, started_at: '2026-12-02T01:00:00.000Z', ended_at: null })],
+      [
+        range({}),
+        range({ resource_id: 'inst_b', quantity: 4, started_at: '2026-12-02T01:00:00.000Z', ended_at: null }),
+      ],
       t('2026-12-01T23:00:00Z'),
       t('2026-12-03T00:00:00Z'),
       t('2026-12-02T03:00:00Z'),
@@ -27,7 +30,13 @@ describe('sums of metering ranges', () => {
     );
     // inst_a: 2 vCPUs × 3 h inside the window; inst_b: 4 × 2 h until now.
     expect(rows).toEqual([
-      { dimension: 'vcpus', resource_kind: null, resource_id: null, day: null, quantity_seconds: (2 * 3 + 4 * 2) * 3600 },
+      {
+        dimension: 'vcpus',
+        resource_kind: null,
+        resource_id: null,
+        day: null,
+        quantity_seconds: (2 * 3 + 4 * 2) * 3600,
+      },
     ]);
   });
 
@@ -48,7 +57,9 @@ describe('sums of metering ranges', () => {
   });
 
   it('ignores ranges outside the window', () => {
-    expect(sumRanges([range({})], t('2026-12-03T00:00:00Z'), t('2026-12-04T00:00:00Z'), Date.now(), ['dimension'])).toEqual([]);
+    expect(
+      sumRanges([range({})], t('2026-12-03T00:00:00Z'), t('2026-12-04T00:00:00Z'), Date.now(), ['dimension']),
+    ).toEqual([]);
   });
 });
 
@@ -62,7 +73,12 @@ for (const target of storeTargets()) {
       cp = await startTestControlPlane(await target.open(), { FLOE_LOG_LEVEL: 'silent' });
       hostId = await onlineTestHost(cp.app, 'node-1');
       expect((await injectJson(cp, 'POST', '/v1/images', { name: 'img' })).status).toBe(201);
-      const res = await injectJson(cp, 'POST', '/v1/instances', { name: 'vm', image: 'img', vcpus: 2, memory_mib: 256 });
+      const res = await injectJson(cp, 'POST', '/v1/instances', {
+        name: 'vm',
+        image: 'img',
+        vcpus: 2,
+        memory_mib: 256,
+      });
       expect(res.status).toBe(202);
       instance = res.body.instance as Instance;
       await cp.app.services.instances.applyObserved(hostId, {
@@ -119,7 +135,11 @@ for (const target of storeTargets()) {
     });
 
     it('refuses a window that ends before it starts, and a group it does not know', async () => {
-      const bad = await injectJson(cp, 'GET', '/v1/projects/default/metering?from=2026-12-02T00:00:00Z&to=2026-12-01T00:00:00Z');
+      const bad = await injectJson(
+        cp,
+        'GET',
+        '/v1/projects/default/metering?from=2026-12-02T00:00:00Z&to=2026-12-01T00:00:00Z',
+      );
       expect(bad.status).toBe(400);
       expect(bad.body.error.code).toBe('validation_failed');
       const group = await injectJson(cp, 'GET', `/v1/projects/default/metering?${window()}&group_by=month`);

@@ -26,7 +26,13 @@ export function groupsOf(groupBy: string | undefined): Group[] {
  * Sum quantity × seconds per group, clipping every range to [from, to) (pure). An open range counts
  * until `now` (never into the future). Rows sort by day, dimension, resource.
  */
-export function sumRanges(ranges: readonly RangeRow[], from: number, to: number, now: number, groups: Group[]): MeteringRow[] {
+export function sumRanges(
+  ranges: readonly RangeRow[],
+  from: number,
+  to: number,
+  now: number,
+  groups: Group[],
+): MeteringRow[] {
   const byResource = groups.includes('resource');
   const byDay = groups.includes('day');
   const sums = new Map<string, MeteringRow>();

@@ -74,7 +74,11 @@ for (const target of storeTargets()) {
     async function start(): Promise<void> {
       const store = await openStore({ ...base.options, migrate: false });
       const shared = cp === undefined ? undefined : { ca: cp.ca, pki: cp.pki };
-      const next = await startTestControlPlane(store, { FLOE_HOST_OFFLINE_AFTER_MS: '3600000', FLOE_LOG_LEVEL: 'silent' }, shared);
+      const next = await startTestControlPlane(
+        store,
+        { FLOE_HOST_OFFLINE_AFTER_MS: '3600000', FLOE_LOG_LEVEL: 'silent' },
+        shared,
+      );
       adminToken ||= next.adminToken;
       cp = { ...next, adminToken };
       hostId = await onlineTestHost(cp.app, 'node-1');
@@ -84,7 +88,11 @@ for (const target of storeTargets()) {
       base = await target.open();
       await start();
       expect((await injectJson(cp, 'POST', '/v1/images', { name: 'img' })).status).toBe(201);
-      const pub = await injectJson(cp, 'POST', '/v1/networks', { name: 'pub', kind: 'public', ipv4: '198.51.100.0/24' });
+      const pub = await injectJson(cp, 'POST', '/v1/networks', {
+        name: 'pub',
+        kind: 'public',
+        ipv4: '198.51.100.0/24',
+      });
       expect(pub.status, JSON.stringify(pub.body)).toBe(201);
       const priv = await injectJson(cp, 'POST', '/v1/networks', { name: 'priv', ipv4: '10.77.0.0/24' });
       expect(priv.status, JSON.stringify(priv.body)).toBe(201);
@@ -164,17 +172,25 @@ for (const target of storeTargets()) {
           const res = await injectJson(cp, 'POST', `/v1/instances/${id}/start`);
           expect([202, 409], ctx).toContain(res.status);
           const at = await laterThan(vm.instance.created_at);
-          await cp.app.services.instances.applyObserved(hostId, observed(vm.instance, { state: 'running', started_at: at }));
+          await cp.app.services.instances.applyObserved(
+            hostId,
+            observed(vm.instance, { state: 'running', started_at: at }),
+          );
           if (!vm.running) openRange(id, 'running', 1, at);
           vm.running = true;
         } else if (action === 'stop' || action === 'crash') {
-          if (action === 'stop') expect([202, 409], ctx).toContain((await injectJson(cp, 'POST', `/v1/instances/${id}/stop`)).status);
+          if (action === 'stop')
+            expect([202, 409], ctx).toContain((await injectJson(cp, 'POST', `/v1/instances/${id}/stop`)).status);
           // A crash is seen by the host at its own time; a stop's report may carry none (then: when it arrives).
           const started = ranges(id, 'running').at(-1)?.started_at ?? vm.instance.created_at;
           const at = action === 'crash' ? await laterThan(started) : null;
           await cp.app.services.instances.applyObserved(
             hostId,
-            observed(vm.instance, { state: action === 'crash' ? 'error' : 'stopped', stopped_at: at, reason: 'crashed' }),
+            observed(vm.instance, {
+              state: action === 'crash' ? 'error' : 'stopped',
+              stopped_at: at,
+              reason: 'crashed',
+            }),
           );
           if (vm.running) closeRange(id, 'running', at);
           vm.running = false;
@@ -199,7 +215,10 @@ for (const target of storeTargets()) {
         } else if (action === 'delete') {
           const res = await injectJson(cp, 'DELETE', `/v1/instances/${id}`);
           expect(res.status, `${ctx}: ${JSON.stringify(res.body)}`).toBe(202);
-          await cp.app.services.instances.applyObserved(hostId, observed(vm.instance, { state: 'deleted', observed_generation: 99 }));
+          await cp.app.services.instances.applyObserved(
+            hostId,
+            observed(vm.instance, { state: 'deleted', observed_generation: 99 }),
+          );
           for (const dim of ['allocated', 'vcpus', 'memory_mib', 'disk_gib', 'running']) closeRange(id, dim, null);
           for (const nic of vm.nics) closeRange(nic, 'public_ipv4', null);
           live.delete(id);

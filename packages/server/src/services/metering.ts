@@ -13,13 +13,7 @@ import type { Db } from '../db/index.js';
 
 /** What is metered. `allocated` and `running` have quantity 1 while they hold. */
 export type MeterDimension =
-  | 'allocated'
-  | 'running'
-  | 'vcpus'
-  | 'memory_mib'
-  | 'disk_gib'
-  | 'public_ipv4'
-  | 'image_bytes';
+  'allocated' | 'running' | 'vcpus' | 'memory_mib' | 'disk_gib' | 'public_ipv4' | 'image_bytes';
 
 export interface MeterKey {
   readonly project: string;
@@ -34,7 +28,7 @@ function later(a: string, b: string): string {
 }
 
 /** `at` as an ISO time, or `fallback` when it is missing or not a time. */
-export function isoOr(at: string | null | undefined, fallback: string): string {
+function isoOr(at: string | null | undefined, fallback: string): string {
   const ms = at == null ? Number.NaN : Date.parse(at);
   return Number.isFinite(ms) ? new Date(ms).toISOString() : fallback;
 }
