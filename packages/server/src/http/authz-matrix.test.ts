@@ -215,7 +215,11 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
     };
 
     beforeAll(async () => {
-      cp = await startTestControlPlane(await t.open(), { FLOE_LOG_LEVEL: 'silent' });
+      cp = await startTestControlPlane(await t.open(), {
+        FLOE_LOG_LEVEL: 'silent',
+        // The walk takes minutes on a loaded machine; the test host must not go offline meanwhile.
+        FLOE_HOST_OFFLINE_AFTER_MS: '3600000',
+      });
       // Room for every instance the cells create.
       await onlineTestHost(cp.app, 'mx-node', { cpus: 4096, memory_mib: 8_388_608 });
       for (const p of [A, B]) {
