@@ -1,4 +1,13 @@
-import type { Project, ProjectCreate, ProjectPatch, Token, TokenCreate, TokenCreated } from '@floe/api';
+import type {
+  MeteringQuery,
+  MeteringReport,
+  Project,
+  ProjectCreate,
+  ProjectPatch,
+  Token,
+  TokenCreate,
+  TokenCreated,
+} from '@floe/api';
 import { defined, ListApi, type CallOptions, type MergePatch, type PostOptions, type UpdateOptions } from './calls.js';
 
 /**
@@ -24,6 +33,13 @@ export class ProjectsApi extends ListApi<Project> {
       this.path(id),
       defined({ body: patch, ifMatch: options.ifMatch, signal: options.signal }),
     );
+  }
+  /**
+   * What the project's resources held over [from, to): quantity × seconds per dimension (and per
+   * resource or UTC day with `group_by`), e.g. `{ from: '2026-12-01T00:00:00Z', to: '2027-01-01T00:00:00Z', group_by: 'resource' }`.
+   */
+  metering(id: string, query: Omit<MeteringQuery, 'format'>, options: CallOptions = {}): Promise<MeteringReport> {
+    return this.t.request('GET', `${this.path(id)}/metering`, defined({ query, signal: options.signal }));
   }
   /** Deletes an empty project (`in_use` otherwise). */
   async delete(id: string, options: CallOptions = {}): Promise<void> {

@@ -25,6 +25,7 @@ import { imageRoutes } from './http/routes/images.js';
 import { acceptsQueryToken, instanceIoRoutes } from './http/routes/instance-io.js';
 import { instanceRoutes } from './http/routes/instances.js';
 import { machineTypeRoutes } from './http/routes/machine-types.js';
+import { meteringRoutes } from './http/routes/metering.js';
 import { networkRoutes } from './http/routes/networks.js';
 import { operationRoutes } from './http/routes/operations.js';
 import { projectRoutes } from './http/routes/projects.js';
@@ -56,6 +57,7 @@ const ROUTE_FAMILIES: readonly RouteFamily[] = [
   streamRoutes,
   auditRoutes,
   authRoutes,
+  meteringRoutes,
 ];
 
 /** One route of the control plane as registered: what the authorization matrix test walks. */

@@ -23,6 +23,7 @@ import type { AuthChain } from './auth/chain.js';
 import { LoginService } from './services/logins.js';
 import { DbLocalUserStore } from './services/login-stores.js';
 import { UserTotpService } from './services/user-totp.js';
+import { MeteringService } from './services/metering-report.js';
 
 // The services of a control plane and how they are wired together; the HTTP layer (app.ts, http/**) only calls them.
 
@@ -41,6 +42,8 @@ export interface Services {
   projects: ProjectService;
   tokens: TokenService;
   users: UserService;
+  /** What each project's resources held over time (services/metering.ts). */
+  metering: MeteringService;
   /** The members of projects and their roles. */
   members: MemberService;
   hosts: HostService;
@@ -112,6 +115,7 @@ export function buildServices(
     tokens,
     users,
     members: new MemberService(ctx, projects),
+    metering: new MeteringService(ctx, projects),
     hosts,
     images,
     imageFiles,

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { Project } from '@floe/api';
+import { meteringCsv, type MeteringReport, type Project } from '@floe/api';
 import { age, labelList, renderDetails, renderTable } from '../output.js';
 import { checkName, collect, labelPatch, parseLabels } from '../parse.js';
 import { runtimeOf } from '../runtime.js';
@@ -22,6 +22,7 @@ export function registerProject(program: Command): void {
     'floe project label shop env=prod old-',
   ]);
   registerMember(project);
+  registerMetering(project);
 
   listOptions(project.command('ls').description('list projects')).action(async (opts: ListFlags, cmd: Command) => {
     const rt = runtimeOf(cmd);
@@ -82,4 +83,55 @@ export function registerProject(program: Command): void {
       );
       if (kept.length > 0) rt.warn(`warning: the server kept label(s) ${kept.join(', ')} instead of removing them`);
     });
+}
+
+/** Units of quantity × seconds, per dimension, as the table shows them (in hours). */
+const HOUR_UNITS: Record<string, string> = {
+  allocated: 'hours',
+  running: 'hours',
+  vcpus: 'vCPU-hours',
+  memory_mib: 'MiB-hours',
+  disk_gib: 'GiB-hours',
+  public_ipv4: 'address-hours',
+  image_bytes: 'byte-hours',
+};
+
+/** Table rows of a metering report (quantity × hours). */
+function meteringTable(report: MeteringReport): string {
+  const byResource = report.group_by.includes('resource');
+  const byDay = report.group_by.includes('day');
+  const head = [...(byDay ? ['DAY'] : []), 'DIMENSION', ...(byResource ? ['RESOURCE'] : []), 'USAGE', 'UNIT'];
+  const rows = report.items.map((r) => [
+    ...(byDay ? [r.day ?? ''] : []),
+    r.dimension,
+    ...(byResource ? [`${r.resource_kind ?? ''}/${r.resource_id ?? ''}`] : []),
+    (r.quantity_seconds / 3600).toFixed(3),
+    HOUR_UNITS[r.dimension] ?? '',
+  ]);
+  return `${report.project}, ${report.from} to ${report.to}\n${renderTable(head, rows)}`;
+}
+
+/** `floe project metering`: what a project's resources held over a window. */
+function registerMetering(project: Command): void {
+  const metering = project
+    .command('metering')
+    .description('what the project held over a window: quantity × time per dimension (resource, day)')
+    .argument('<id>', 'project id or name')
+    .option('--from <time>', 'start of the window, ISO 8601 (default: the start of this UTC month)')
+    .option('--to <time>', 'end of the window, exclusive (default: now)')
+    .option('--group-by <groups>', 'dimension, resource, day (comma-separated)', 'dimension')
+    .option('--csv', 'print CSV: day, dimension, resource_kind, resource_id, quantity_seconds')
+    .action(async (id: string, opts: { from?: string; to?: string; groupBy: string; csv?: boolean }, cmd: Command) => {
+      const rt = runtimeOf(cmd);
+      const now = new Date(rt.now());
+      const monthStart = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString();
+      const report = await rt.client(cmd).projects.metering(id, {
+        from: opts.from ?? monthStart,
+        to: opts.to ?? now.toISOString(),
+        group_by: opts.groupBy,
+      });
+      if (opts.csv === true) rt.out.write(meteringCsv(report));
+      else rt.print(cmd, report, () => meteringTable(report));
+    });
+  examples(metering, ['floe project metering shop --from 2026-12-01T00:00:00Z --group-by resource,day --csv']);
 }

@@ -302,6 +302,23 @@ export interface LoginRequestsTable {
   consumed_at: string | null;
 }
 
+/**
+ * One billable quantity a resource held from `started_at` until `ended_at` (NULL while it holds);
+ * migration 0013, see services/metering.ts.
+ */
+export interface MeterRangesTable {
+  id: string;
+  project: string;
+  /** instance, nic or image. */
+  resource_kind: string;
+  resource_id: string;
+  /** vcpus, memory_mib, disk_gib, allocated, running, public_ipv4 or image_bytes. */
+  dimension: string;
+  quantity: number;
+  started_at: string;
+  ended_at: string | null;
+}
+
 export interface Database {
   projects: ProjectsTable;
   tokens: TokensTable;
@@ -326,4 +343,5 @@ export interface Database {
   idempotency_keys: IdempotencyKeysTable;
   audit_log: AuditLogTable;
   login_requests: LoginRequestsTable;
+  meter_ranges: MeterRangesTable;
 }

@@ -274,6 +274,19 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
       consumed_at: T0,
     },
   },
+  meter_ranges: {
+    pk: ['id'],
+    row: {
+      id: 'mtr_1',
+      project: 'alpha',
+      resource_kind: 'image',
+      resource_id: 'img_1',
+      dimension: 'image_bytes',
+      quantity: 5 * 1024 ** 3,
+      started_at: T0,
+      ended_at: T0,
+    },
+  },
 };
 
 /** Non-primary-key indexes as `unique|index table(columns)`, plus composite primary keys as `primary ...`. */
@@ -317,6 +330,8 @@ const EXPECTED_INDEXES = [
   'unique login_requests(state_hash)',
   'unique login_requests(confirm_hash)',
   'index login_requests(expires_at)',
+  'unique meter_ranges(resource_id,dimension)',
+  'index meter_ranges(project,started_at)',
 ].sort();
 
 async function indexesOf(store: Store): Promise<string[]> {
@@ -466,6 +481,7 @@ for (const t of storeTargets()) {
           '0009_token_scopes',
           '0010_logins',
           '0011_login_requests',
+          '0013_metering',
         ]);
       } finally {
         await again.close();
@@ -793,6 +809,7 @@ for (const t of storeTargets()) {
           '0009_token_scopes',
           '0010_logins',
           '0011_login_requests',
+          '0013_metering',
         ]);
         expect(await migrate(fresh.db, fresh.dialect)).toEqual([]);
       } finally {

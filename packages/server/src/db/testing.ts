@@ -349,4 +349,14 @@ export const SCHEMA_COLUMNS: SchemaColumns = {
     error: 'text null',
     consumed_at: 'text null',
   },
+  meter_ranges: {
+    id: 'text',
+    project: 'text',
+    resource_kind: 'text',
+    resource_id: 'text',
+    dimension: 'text',
+    quantity: 'integer',
+    started_at: 'text',
+    ended_at: 'text null',
+  },
 };

@@ -78,6 +78,8 @@ interface Fixture {
   contentType?: string;
   /** A user named as the request's unique name exists before the request (bodies that name a user). */
   user?: boolean;
+  /** Query parameters the route requires. */
+  params?: Record<string, string>;
 }
 /** A route's entry in the policy table with the test's fixture for it. */
 type Policy = RoutePolicy & Fixture;
@@ -95,6 +97,7 @@ const FIXTURES: Record<string, Fixture> = {
   'PATCH /v1/users/:id': { body: () => ({ display_name: 'matrix' }) },
   'POST /v1/projects/:id/members': { body: (_p, name) => ({ user: name, role: 'viewer' }), user: true },
   'PATCH /v1/projects/:id/members/:user': { body: () => ({ role: 'member' }) },
+  'GET /v1/projects/:id/metering': { params: { from: '2026-01-01T00:00:00Z', to: '2027-01-01T00:00:00Z' } },
   'GET /v1/images': list,
   'POST /v1/images': { body: (project, name) => ({ name, project }) },
   'PATCH /v1/images/:id': { body: labels },
@@ -223,7 +226,11 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
     };
 
     beforeAll(async () => {
-      cp = await startTestControlPlane(await t.open(), { FLOE_LOG_LEVEL: 'silent' });
+      cp = await startTestControlPlane(await t.open(), {
+        FLOE_LOG_LEVEL: 'silent',
+        // The walk takes minutes on a loaded machine; the test host must not go offline meanwhile.
+        FLOE_HOST_OFFLINE_AFTER_MS: '3600000',
+      });
       // Room for every instance the cells create.
       await onlineTestHost(cp.app, 'mx-node', { cpus: 4096, memory_mib: 8_388_608 });
       for (const p of [A, B]) {
@@ -352,6 +359,7 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
         url = url.replace(':id', target === 'nic' ? found.parent! : found.id).replace(':nic', found.id);
         if (PROJECT_QUERY.has(target)) query.set('project', project);
       }
+      for (const [k, v] of Object.entries(policy.params ?? {})) query.set(k, v);
       if (route.url.includes('*')) url = url.replace('*', 'index.css');
       if (policy.user === true) await ok('POST', '/v1/users', { name });
       const asked =

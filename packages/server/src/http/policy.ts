@@ -85,6 +85,7 @@ export const POLICY: Readonly<Record<string, RoutePolicy>> = {
   'PATCH /v1/users/:id': p('admin', 'user', 'update'),
   'DELETE /v1/users/:id': p('admin', 'user', 'delete'),
   'GET /v1/projects/:id/members': p('project', 'project', 'read'),
+  'GET /v1/projects/:id/metering': p('project', 'project', 'read'),
   'POST /v1/projects/:id/members': p('manage', 'project', 'manage'),
   'PATCH /v1/projects/:id/members/:user': p('manage', 'member', 'manage'),
   'DELETE /v1/projects/:id/members/:user': p('manage', 'member', 'manage'),

@@ -20,6 +20,7 @@ import type { ImageFileService } from './image-files.js';
 import { imageFromRow } from './image-rows.js';
 import type { OperationService } from './operations.js';
 import type { ProjectService } from './projects.js';
+import { closeAll } from './metering.js';
 
 /** Sizes seeded into every new installation: 1 vCPU/256 MiB upwards. */
 const BUILTIN_MACHINE_TYPES: ReadonlyArray<{
@@ -375,6 +376,7 @@ export class ImageService {
         });
       await trx.deleteFrom('images').where('id', '=', img.id).execute();
       await trx.deleteFrom('resource_labels').where('resource_id', '=', img.id).execute();
+      await closeAll(trx, [img.id], nowIso());
       await recordHistory(trx, {
         kind: 'image',
         resource_id: img.id,

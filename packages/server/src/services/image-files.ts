@@ -15,6 +15,7 @@ import { checkImageInfo, parseQcow2Header } from './image-checks.js';
 import { QemuImg } from './image-qemu.js';
 import { exists, receive, sha256File } from './image-stream.js';
 import { PostCommit } from './post-commit.js';
+import { setQuantity } from './metering.js';
 
 /** A sha256 in hex, as floe names stored image files. */
 const SHA256_PATTERN = /^[0-9a-f]{64}$/;
@@ -359,6 +360,12 @@ export class ImageFileService {
         })
         .where('id', '=', id)
         .execute();
+      await setQuantity(
+        trx,
+        { project: before.project, resource_kind: 'image', resource_id: id, dimension: 'image_bytes' },
+        status.size_bytes,
+        next.updated_at,
+      );
       await recordHistory(trx, {
         kind: 'image',
         resource_id: id,

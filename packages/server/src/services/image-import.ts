@@ -29,6 +29,7 @@ import {
 import type { ImageFileService } from './image-files.js';
 import { isTerminal, operationFromRow, type OperationService } from './operations.js';
 import type { ProjectService } from './projects.js';
+import { closeAll } from './metering.js';
 
 /** Kind of the operations that download an image. */
 const IMPORT_KIND = 'image.import';
@@ -386,6 +387,7 @@ export class ImageImportService {
     if (img.status.state !== 'importing') return null;
     await trx.deleteFrom('images').where('id', '=', img.id).execute();
     await trx.deleteFrom('resource_labels').where('resource_id', '=', img.id).execute();
+    await closeAll(trx, [img.id], nowIso());
     await recordHistory(trx, {
       kind: 'image',
       resource_id: img.id,

@@ -1,5 +1,5 @@
 import { mergeFirstBoot, type InstanceStatus, type ObservedInstance } from '@floe/api';
-import { forUpdate, fromJson, toJson, transaction } from '../db/index.js';
+import { forUpdate, fromJson, nowIso, toJson, transaction } from '../db/index.js';
 import type { OperationsTable } from '../db/schema.js';
 import type { ServiceContext } from './context.js';
 import type { NewEvent } from './events.js';
@@ -8,6 +8,7 @@ import type { InstanceCache } from './instance-cache.js';
 import type { NicService } from './nics.js';
 import type { OperationService } from './operations.js';
 import type { PostCommit } from './post-commit.js';
+import { closeAll, runningFromReport, setQuantity } from './metering.js';
 
 /** Progress shown for each observed state while an operation runs. */
 const PROGRESS: Record<string, number> = {
@@ -101,6 +102,7 @@ export class InstanceStatusIntake {
         await this.cache.forget(trx, row.id);
         wrote = true;
         await trx.deleteFrom('instances').where('id', '=', row.id).execute();
+        await closeAll(trx, [row.id], nowIso());
         await trx.deleteFrom('resource_labels').where('resource_id', '=', row.id).execute();
         out.push({
           type: 'instance.state',
@@ -139,6 +141,14 @@ export class InstanceStatusIntake {
             .where('id', '=', row.id)
             .execute();
         }
+        const running = runningFromReport(obs, row.created_at, nowIso());
+        if (running)
+          await setQuantity(
+            trx,
+            { project: row.project, resource_kind: 'instance', resource_id: row.id, dimension: 'running' },
+            running.quantity,
+            running.at,
+          );
         if (status.state !== before.state || status.reason !== before.reason) {
           out.push({
             type: 'instance.state',

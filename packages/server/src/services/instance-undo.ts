@@ -6,6 +6,7 @@ import { recordHistory } from './history.js';
 import type { InstanceCache } from './instance-cache.js';
 import { instanceFromRow } from './instance-rows.js';
 import type { NicService } from './nics.js';
+import { closeAll } from './metering.js';
 
 /** What cancelling an instance operation restores. */
 export interface InstanceUndo {
@@ -33,6 +34,7 @@ export async function undoInstanceOperation(
   if (undo.action === 'create') {
     await deps.nics.detachAll(trx, row.id);
     await trx.deleteFrom('instances').where('id', '=', row.id).execute();
+    await closeAll(trx, [row.id], nowIso());
     await trx.deleteFrom('resource_labels').where('resource_id', '=', row.id).execute();
     await recordHistory(trx, {
       kind: 'instance',

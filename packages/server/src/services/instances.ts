@@ -38,6 +38,7 @@ import type { Principal } from './principal.js';
 import type { ProjectService } from './projects.js';
 import { checkMetadata, checkRevision, newBase, patchedBase } from './resource-rows.js';
 import { placeInstance } from './scheduler.js';
+import { setQuantities } from './metering.js';
 
 /** The answer of create: the instance and the operation that brings it up. */
 export interface CreatedInstance {
@@ -164,6 +165,12 @@ export class InstanceService {
           // A new id is in no cache (misses are not cached), so no other control plane needs telling.
           this.cache.invalidateLocal(row.id);
           await trx.insertInto('instances').values(row).execute();
+          await setQuantities(
+            trx,
+            { project, resource_kind: 'instance', resource_id: row.id },
+            { allocated: 1, vcpus: spec.vcpus, memory_mib: spec.memory_mib, disk_gib: spec.disk_gib },
+            row.created_at,
+          );
           const nics = await this.nicService.attach(trx, principal, row, body.networks ?? []);
           await writeLabels(trx, row.id, body.labels ?? {}, true);
           const instance = instanceFromRow(row);

@@ -5,6 +5,7 @@ import { newId } from '../ids.js';
 import type { Principal, ServiceContext } from './context.js';
 import { addressPlan, allocate, macFor, release, type AddressPlan } from './ipam.js';
 import { networkSpecOf } from './network-spec.js';
+import { closeAll, setQuantity } from './metering.js';
 
 /** Row → API shape. */
 function nicFromRow(row: NicsTable, networkName: string): Nic {
@@ -166,6 +167,14 @@ export class NicService {
         created_at: nowIso(),
       };
       await trx.insertInto('nics').values(row).execute();
+      // An address on a public network is billed while the NIC holds it.
+      if (network.kind === 'public' && row.ipv4 !== null)
+        await setQuantity(
+          trx,
+          { project: row.project, resource_kind: 'nic', resource_id: id, dimension: 'public_ipv4' },
+          1,
+          row.created_at,
+        );
       out.push({ row, networkName: network.name });
     }
     return out;
@@ -175,6 +184,7 @@ export class NicService {
   async detach(trx: Db, nicIds: readonly string[]): Promise<void> {
     if (nicIds.length === 0) return;
     await release(trx, nicIds);
+    await closeAll(trx, nicIds, nowIso());
     await trx
       .deleteFrom('nics')
       .where('id', 'in', [...nicIds])

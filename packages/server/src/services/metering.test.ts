@@ -1,0 +1,284 @@
+import type { Instance, ObservedInstance } from '@floe/api';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openStore } from '../db/index.js';
+import { storeTargets, type TestStore } from '../db/testing.js';
+import { injectJson, onlineTestHost, startTestControlPlane, type TestControlPlane } from '../testing.js';
+
+// A property test of metering: a fixed-seed random walk of creates, starts, stops, crashes (the agent
+// reports the VM stopped, at a time of its own), NIC attaches and detaches, deletes and control plane
+// restarts on the same database. After it, the ranges in the database equal those of a model kept
+// here: per resource and dimension, the same quantities in the same order, the allocation of an
+// instance one range from its creation to its deletion, running time exactly the agent's times,
+// and no two ranges of one resource and dimension overlapping. There is no resize in the API.
+
+const SEED = 0x5eed13;
+const STEPS = Number(process.env.FLOE_METERING_STEPS ?? 2000);
+
+/** mulberry32: a small seeded PRNG. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A range as the model expects it: `started_at`/`ended_at` null where the test cannot know the time. */
+interface ModelRange {
+  quantity: number;
+  started_at: string | null;
+  ended: boolean;
+  ended_at: string | null;
+}
+
+interface LiveInstance {
+  instance: Instance;
+  running: boolean;
+  nics: string[];
+}
+
+function observed(instance: Instance, patch: Partial<ObservedInstance>): ObservedInstance {
+  return {
+    id: instance.id,
+    state: 'running',
+    observed_revision: instance.revision,
+    observed_generation: 1,
+    observed_restart_generation: 0,
+    reason: null,
+    accelerator: 'fake',
+    started_at: null,
+    stopped_at: null,
+    ...patch,
+  };
+}
+
+/** A time strictly later than `after` (ISO), so a report's time is never the instant a range opened. */
+async function laterThan(after: string): Promise<string> {
+  for (;;) {
+    const now = new Date().toISOString();
+    if (Date.parse(now) > Date.parse(after)) return now;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+for (const target of storeTargets()) {
+  describe.skipIf(target.skip)(`metering on ${target.name}`, () => {
+    let base: TestStore;
+    let cp: TestControlPlane;
+    let hostId: string;
+    let adminToken: string;
+
+    async function start(): Promise<void> {
+      const store = await openStore({ ...base.options, migrate: false });
+      const shared = cp === undefined ? undefined : { ca: cp.ca, pki: cp.pki };
+      const next = await startTestControlPlane(
+        store,
+        { FLOE_HOST_OFFLINE_AFTER_MS: '3600000', FLOE_LOG_LEVEL: 'silent' },
+        shared,
+      );
+      adminToken ||= next.adminToken;
+      cp = { ...next, adminToken };
+      hostId = await onlineTestHost(cp.app, 'node-1');
+    }
+
+    beforeAll(async () => {
+      base = await target.open();
+      await start();
+      expect((await injectJson(cp, 'POST', '/v1/images', { name: 'img' })).status).toBe(201);
+      const pub = await injectJson(cp, 'POST', '/v1/networks', {
+        name: 'pub',
+        kind: 'public',
+        ipv4: '198.51.100.0/24',
+      });
+      expect(pub.status, JSON.stringify(pub.body)).toBe(201);
+      const priv = await injectJson(cp, 'POST', '/v1/networks', { name: 'priv', ipv4: '10.77.0.0/24' });
+      expect(priv.status, JSON.stringify(priv.body)).toBe(201);
+    });
+
+    afterAll(async () => {
+      await cp?.close();
+      await base?.close();
+    });
+
+    it(`random walks of ${STEPS} steps (seed ${SEED}) leave the ranges the model has`, async () => {
+      const rand = prng(SEED);
+      const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+      const model = new Map<string, ModelRange[]>(); // `${resource_id}/${dimension}`
+      const ranges = (id: string, dim: string) => {
+        const key = `${id}/${dim}`;
+        if (!model.has(key)) model.set(key, []);
+        return model.get(key)!;
+      };
+      const openRange = (id: string, dim: string, quantity: number, at: string | null) =>
+        ranges(id, dim).push({ quantity, started_at: at, ended: false, ended_at: null });
+      const closeRange = (id: string, dim: string, at: string | null) => {
+        const open = ranges(id, dim).find((r) => !r.ended);
+        if (open) Object.assign(open, { ended: true, ended_at: at });
+      };
+      const live = new Map<string, LiveInstance>();
+      const counts: Record<string, number> = {};
+      let serial = 0;
+
+      for (let step = 0; step < STEPS; step++) {
+        const ids = [...live.keys()];
+        const action =
+          rand() < 0.01
+            ? 'restart'
+            : ids.length === 0 || (ids.length < 6 && rand() < 0.2)
+              ? 'create'
+              : pick(['start', 'stop', 'crash', 'attach', 'detach', 'delete', 'start', 'stop', 'crash', 'attach']);
+        counts[action] = (counts[action] ?? 0) + 1;
+        const ctx = `step ${step} ${action}`;
+        if (action === 'restart') {
+          await cp.app.close();
+          await cp.store.close();
+          await start();
+          continue;
+        }
+        if (action === 'create') {
+          const networks = pick([[], ['priv'], ['pub'], ['pub', 'priv']]);
+          const res = await injectJson(cp, 'POST', '/v1/instances', {
+            name: `vm-${serial++}`,
+            image: 'img',
+            vcpus: pick([1, 2, 4]),
+            memory_mib: pick([128, 256, 512]),
+            ...(rand() < 0.5 ? { disk_gib: pick([1, 2, 5]) } : {}),
+            networks: networks.map((network) => ({ network })),
+          });
+          expect(res.status, `${ctx}: ${JSON.stringify(res.body)}`).toBe(202);
+          const instance = res.body.instance as Instance;
+          for (const [dim, q] of [
+            ['allocated', 1],
+            ['vcpus', instance.spec.vcpus],
+            ['memory_mib', instance.spec.memory_mib],
+            ['disk_gib', instance.spec.disk_gib],
+          ] as const)
+            openRange(instance.id, dim, q, instance.created_at);
+          const nics = (await injectJson(cp, 'GET', `/v1/instances/${instance.id}/nics`)).body.items as Array<{
+            id: string;
+            network_name: string;
+            created_at: string;
+          }>;
+          for (const n of nics) if (n.network_name === 'pub') openRange(n.id, 'public_ipv4', 1, n.created_at);
+          live.set(instance.id, { instance, running: false, nics: nics.map((n) => n.id) });
+          continue;
+        }
+        const vm = live.get(pick(ids))!;
+        const id = vm.instance.id;
+        if (action === 'start') {
+          const res = await injectJson(cp, 'POST', `/v1/instances/${id}/start`);
+          expect([202, 409], ctx).toContain(res.status);
+          const at = await laterThan(vm.instance.created_at);
+          await cp.app.services.instances.applyObserved(
+            hostId,
+            observed(vm.instance, { state: 'running', started_at: at }),
+          );
+          if (!vm.running) openRange(id, 'running', 1, at);
+          vm.running = true;
+        } else if (action === 'stop' || action === 'crash') {
+          if (action === 'stop')
+            expect([202, 409], ctx).toContain((await injectJson(cp, 'POST', `/v1/instances/${id}/stop`)).status);
+          // A crash is seen by the host at its own time; a stop's report may carry none (then: when it arrives).
+          const started = ranges(id, 'running').at(-1)?.started_at ?? vm.instance.created_at;
+          const at = action === 'crash' ? await laterThan(started) : null;
+          await cp.app.services.instances.applyObserved(
+            hostId,
+            observed(vm.instance, {
+              state: action === 'crash' ? 'error' : 'stopped',
+              stopped_at: at,
+              reason: 'crashed',
+            }),
+          );
+          if (vm.running) closeRange(id, 'running', at);
+          vm.running = false;
+        } else if (action === 'attach') {
+          const network = pick(['pub', 'priv']);
+          const res = await injectJson(cp, 'POST', `/v1/instances/${id}/nics`, { network });
+          if (vm.nics.length >= 8) {
+            expect(res.status, ctx).toBe(409);
+            continue;
+          }
+          expect(res.status, `${ctx}: ${JSON.stringify(res.body)}`).toBeLessThan(300);
+          const nic = (res.body.nic ?? res.body) as { id: string; created_at?: string };
+          vm.nics.push(nic.id);
+          if (network === 'pub') openRange(nic.id, 'public_ipv4', 1, nic.created_at ?? null);
+        } else if (action === 'detach') {
+          if (vm.nics.length === 0) continue;
+          const nic = pick(vm.nics);
+          const res = await injectJson(cp, 'DELETE', `/v1/instances/${id}/nics/${nic}`);
+          expect(res.status, `${ctx}: ${JSON.stringify(res.body)}`).toBeLessThan(300);
+          vm.nics = vm.nics.filter((n) => n !== nic);
+          closeRange(nic, 'public_ipv4', null);
+        } else if (action === 'delete') {
+          const res = await injectJson(cp, 'DELETE', `/v1/instances/${id}`);
+          expect(res.status, `${ctx}: ${JSON.stringify(res.body)}`).toBe(202);
+          await cp.app.services.instances.applyObserved(
+            hostId,
+            observed(vm.instance, { state: 'deleted', observed_generation: 99 }),
+          );
+          for (const dim of ['allocated', 'vcpus', 'memory_mib', 'disk_gib', 'running']) closeRange(id, dim, null);
+          for (const nic of vm.nics) closeRange(nic, 'public_ipv4', null);
+          live.delete(id);
+        }
+      }
+
+      // Every kind of step happened, restarts included.
+      for (const a of ['create', 'start', 'stop', 'crash', 'attach', 'detach', 'delete', 'restart'])
+        expect(counts[a] ?? 0, a).toBeGreaterThan(2);
+
+      const rows = await cp.store.db
+        .selectFrom('meter_ranges')
+        .selectAll()
+        .orderBy('resource_id')
+        .orderBy('dimension')
+        .orderBy('started_at')
+        .execute();
+      const actual = new Map<string, typeof rows>();
+      for (const r of rows) {
+        const key = `${r.resource_id}/${r.dimension}`;
+        actual.set(key, [...(actual.get(key) ?? []), r]);
+      }
+      const expectedKeys = [...model.entries()].filter(([, rs]) => rs.length > 0).map(([k]) => k);
+      expect([...actual.keys()].sort()).toEqual(expectedKeys.sort());
+      for (const [key, want] of model) {
+        if (want.length === 0) continue;
+        const got = actual.get(key)!;
+        expect(
+          got.map((r) => ({ quantity: Number(r.quantity), ended: r.ended_at !== null })),
+          key,
+        ).toEqual(want.map((r) => ({ quantity: r.quantity, ended: r.ended })));
+        for (const [i, r] of want.entries()) {
+          if (r.started_at !== null) expect(got[i]!.started_at, `${key} #${i} start`).toBe(r.started_at);
+          if (r.ended_at !== null) expect(got[i]!.ended_at, `${key} #${i} end`).toBe(r.ended_at);
+        }
+        // No overlap: each range ends after it starts and no later than the next starts.
+        for (const [i, r] of got.entries()) {
+          if (r.ended_at !== null) expect(Date.parse(r.ended_at), key).toBeGreaterThan(Date.parse(r.started_at));
+          const next = got[i + 1];
+          if (next) expect(Date.parse(r.ended_at!), key).toBeLessThanOrEqual(Date.parse(next.started_at));
+        }
+      }
+      // No gap: what an instance holds starts and ends with its allocation, for every dimension.
+      const byInstance = new Map<string, typeof rows>();
+      for (const r of rows)
+        if (r.resource_kind === 'instance' && r.dimension !== 'running')
+          byInstance.set(r.resource_id, [...(byInstance.get(r.resource_id) ?? []), r]);
+      for (const [id, rs] of byInstance) {
+        expect(rs, id).toHaveLength(4);
+        expect(new Set(rs.map((r) => r.started_at)).size, id).toBe(1);
+        expect(new Set(rs.map((r) => r.ended_at)).size, id).toBe(1);
+        expect(rs[0]!.ended_at === null, id).toBe(live.has(id));
+        for (const r of rows.filter((x) => x.resource_id === id && x.dimension === 'running')) {
+          expect(Date.parse(r.started_at)).toBeGreaterThanOrEqual(Date.parse(rs[0]!.started_at));
+          if (rs[0]!.ended_at !== null) expect(r.ended_at).not.toBeNull();
+        }
+      }
+      // Open ranges: one per live resource and dimension, never more (restarts opened no duplicates).
+      const open = rows.filter((r) => r.ended_at === null);
+      expect(new Set(open.map((r) => `${r.resource_id}/${r.dimension}`)).size).toBe(open.length);
+    }, 600_000);
+  });
+}
