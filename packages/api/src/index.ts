@@ -18,3 +18,4 @@ export * from './audit.js';
 export * from './users.js';
 export * from './logins.js';
 export * from './oidc-login.js';
+export * from './quotas.js';
