@@ -73,6 +73,11 @@ interface Fixture {
   contentType?: string;
   /** A user named as the request's unique name exists before the request (bodies that name a user). */
   user?: boolean;
+  /**
+   * Routes the table opens to every token whose service decides further (`authenticated`): what a caller
+   * gets where the table alone would allow it.
+   */
+  narrow?: (caller: Caller, resource: Resource) => Outcome;
 }
 /** A route's entry in the policy table with the test's fixture for it. */
 type Policy = RoutePolicy & Fixture;
@@ -82,7 +87,17 @@ const list: Fixture = { query: true };
 
 /** Request fixtures of the routes that need one (bodies, content types), keyed as the policy table. */
 const FIXTURES: Record<string, Fixture> = {
-  'POST /v1/projects': { body: (_p, name) => ({ name }) },
+  // Top-level projects: admins only (sub-projects: owners of the parent, see quota.test.ts).
+  'POST /v1/projects': {
+    body: (_p, name) => ({ name }),
+    narrow: (caller) => (caller === 'admin' ? 'allowed' : 'forbidden'),
+  },
+  // Limits of a top-level project: admins only; others see it (forbidden) or not (hidden).
+  'PUT /v1/projects/:id/limits': {
+    body: () => ({ networks: null }),
+    narrow: (caller, resource) =>
+      caller === 'admin' ? 'allowed' : OF_A.has(caller) === (resource === 'own') ? 'forbidden' : 'hidden',
+  },
   'PATCH /v1/projects/:id': { body: labels },
   'POST /v1/tokens': { body: (project, name) => ({ name, projects: [project] }) },
   'POST /v1/users': { body: (_p, name) => ({ name }) },
@@ -156,7 +171,8 @@ function expected(policy: Policy, caller: Caller, resource: Resource): Outcome {
   }
   if (resource === 'missing') return 'hidden';
   const scopedAccess = policy.access === 'project' || policy.access === 'manage';
-  if (!scopedAccess || caller === 'admin' || policy.target === null) return 'allowed';
+  if (!scopedAccess || caller === 'admin' || policy.target === null)
+    return policy.narrow?.(caller, resource) ?? 'allowed';
   if (OF_A.has(caller) !== (resource === 'own')) return 'hidden';
   // A token limited to one resource sees only it: the cells of its own project use it where its kind fits.
   if (scope?.resource !== undefined && policy.target !== 'instance') return 'hidden';
@@ -212,7 +228,11 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
     };
 
     beforeAll(async () => {
-      cp = await startTestControlPlane(await t.open(), { FLOE_LOG_LEVEL: 'silent' });
+      // The host stays online however long the matrix takes on a loaded machine.
+      cp = await startTestControlPlane(await t.open(), {
+        FLOE_LOG_LEVEL: 'silent',
+        FLOE_HOST_OFFLINE_AFTER_MS: '3600000',
+      });
       // Room for every instance the cells create.
       await onlineTestHost(cp.app, 'mx-node', { cpus: 4096, memory_mib: 8_388_608 });
       for (const p of [A, B]) {

@@ -72,7 +72,7 @@ async function lockProjects(db: Db, ids: readonly string[], mode: 'update' | 'sh
 const num = (v: unknown): number => (v === null || v === undefined ? 0 : Number(v));
 
 /** What the projects named use of one dimension, counted from the resource tables. */
-export async function countUsage(
+async function countUsage(
   db: Db,
   dialect: Dialect,
   names: readonly string[],
