@@ -1,4 +1,14 @@
-import type { Project, ProjectCreate, ProjectPatch, Token, TokenCreate, TokenCreated } from '@floe/api';
+import type {
+  Project,
+  ProjectCreate,
+  ProjectLimits,
+  ProjectPatch,
+  ProjectUsage,
+  QuotaLimitsChange,
+  Token,
+  TokenCreate,
+  TokenCreated,
+} from '@floe/api';
 import { defined, ListApi, type CallOptions, type MergePatch, type PostOptions, type UpdateOptions } from './calls.js';
 
 /**
@@ -24,6 +34,18 @@ export class ProjectsApi extends ListApi<Project> {
       this.path(id),
       defined({ body: patch, ifMatch: options.ifMatch, signal: options.signal }),
     );
+  }
+  /** What the project and its sub-projects allocate against its limits, per dimension. */
+  usage(id: string, options: CallOptions = {}): Promise<ProjectUsage> {
+    return this.t.request('GET', `${this.path(id)}/usage`, defined({ signal: options.signal }));
+  }
+  /** The project's own limits. */
+  limits(id: string, options: CallOptions = {}): Promise<ProjectLimits> {
+    return this.t.request('GET', `${this.path(id)}/limits`, defined({ signal: options.signal }));
+  }
+  /** Changes the project's limits (null removes one): admins, or owners of its parent. */
+  setLimits(id: string, change: QuotaLimitsChange, options: CallOptions = {}): Promise<ProjectLimits> {
+    return this.t.request('PUT', `${this.path(id)}/limits`, defined({ body: change, signal: options.signal }));
   }
   /** Deletes an empty project (`in_use` otherwise). */
   async delete(id: string, options: CallOptions = {}): Promise<void> {

@@ -72,12 +72,7 @@ async function lockProjects(db: Db, ids: readonly string[], mode: 'update' | 'sh
 const num = (v: unknown): number => (v === null || v === undefined ? 0 : Number(v));
 
 /** What the projects named use of one dimension, counted from the resource tables. */
-async function countUsage(
-  db: Db,
-  dialect: Dialect,
-  names: readonly string[],
-  d: QuotaDimension,
-): Promise<number> {
+async function countUsage(db: Db, dialect: Dialect, names: readonly string[], d: QuotaDimension): Promise<number> {
   if (names.length === 0) return 0;
   const list = [...names];
   switch (d) {
