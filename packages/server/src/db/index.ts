@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -269,15 +270,18 @@ export const TRANSACTION_RETRIES = 5;
  * on PostgreSQL it runs outside the transaction.
  */
 export async function transaction<T>(store: Store, fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
-  if (store.dialect !== 'postgres') return runTransaction(store, fn);
+  // A transaction begun inside another (on its own connection) does not wait for a place the outer one holds.
+  if (store.dialect !== 'postgres' || insideGate.getStore() === store) return runTransaction(store, fn);
   const gate = gateOf(store);
   await gate.enter();
   try {
-    return await runTransaction(store, fn);
+    return await insideGate.run(store, () => runTransaction(store, fn));
   } finally {
     gate.leave();
   }
 }
+
+const insideGate = new AsyncLocalStorage<Store>();
 
 /**
  * Transactions open at once on one PostgreSQL store, a little under the pool's size. A crowd of
