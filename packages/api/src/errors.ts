@@ -53,6 +53,16 @@ export const ERROR_CODES = {
     status: 409,
     description: 'The change would leave the project without an owner: make another member owner first.',
   },
+  quota_exceeded: {
+    status: 409,
+    description:
+      'The change would take more than a project limit allows: `details` names the `dimension`, the `project` of the tree whose limit blocks, its `limit`, its current use (`used`) and what was asked (`requested`).',
+  },
+  limit_below_allocation: {
+    status: 409,
+    description:
+      'A limit may not go below what the project already uses or has given to its sub-projects: `details` names the `dimension`, the `blocker` (`usage`, `delegated` or `parent`), the `limit` asked and the amount in the way.',
+  },
   in_use: { status: 409, description: 'The resource is still used by others (for example, a project with instances).' },
   operation_not_cancellable: {
     status: 409,

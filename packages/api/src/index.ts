@@ -19,3 +19,4 @@ export * from './users.js';
 export * from './logins.js';
 export * from './oidc-login.js';
 export * from './metering.js';
+export * from './quotas.js';

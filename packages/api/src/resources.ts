@@ -12,6 +12,7 @@ import {
   type Kind,
 } from './common.js';
 import { MAX_NICS, NicRequest } from './networks.js';
+import { QuotaLimits } from './quotas.js';
 
 // ---------------------------------------------------------------- projects
 
@@ -19,6 +20,8 @@ import { MAX_NICS, NicRequest } from './networks.js';
 export const Project = Type.Object({
   ...ResourceFields,
   description: Type.String({ maxLength: 1024 }),
+  /** The project this one is a sub-project of (its limits are carved out of the parent's), or null. */
+  parent: Nullable(Name),
 });
 export type Project = Static<typeof Project>;
 
@@ -26,6 +29,10 @@ export type Project = Static<typeof Project>;
 export const ProjectCreate = Type.Object({
   ...CommonCreateFields,
   description: Type.Optional(Type.String({ maxLength: 1024 })),
+  /** Make it a sub-project of this project: owners of the parent (and admins) may. */
+  parent: Type.Optional(Name),
+  /** Its limits; for a sub-project carved out of the parent's. Without: the operator's defaults (top-level projects) or none. */
+  limits: Type.Optional(QuotaLimits),
 });
 export type ProjectCreate = Static<typeof ProjectCreate>;
 

@@ -3,7 +3,10 @@ import type {
   MeteringReport,
   Project,
   ProjectCreate,
+  ProjectLimits,
   ProjectPatch,
+  ProjectUsage,
+  QuotaLimitsChange,
   Token,
   TokenCreate,
   TokenCreated,
@@ -40,6 +43,18 @@ export class ProjectsApi extends ListApi<Project> {
    */
   metering(id: string, query: Omit<MeteringQuery, 'format'>, options: CallOptions = {}): Promise<MeteringReport> {
     return this.t.request('GET', `${this.path(id)}/metering`, defined({ query, signal: options.signal }));
+  }
+  /** What the project and its sub-projects allocate against its limits, per dimension. */
+  usage(id: string, options: CallOptions = {}): Promise<ProjectUsage> {
+    return this.t.request('GET', `${this.path(id)}/usage`, defined({ signal: options.signal }));
+  }
+  /** The project's own limits. */
+  limits(id: string, options: CallOptions = {}): Promise<ProjectLimits> {
+    return this.t.request('GET', `${this.path(id)}/limits`, defined({ signal: options.signal }));
+  }
+  /** Changes the project's limits (null removes one): admins, or owners of its parent. */
+  setLimits(id: string, change: QuotaLimitsChange, options: CallOptions = {}): Promise<ProjectLimits> {
+    return this.t.request('PUT', `${this.path(id)}/limits`, defined({ body: change, signal: options.signal }));
   }
   /** Deletes an empty project (`in_use` otherwise). */
   async delete(id: string, options: CallOptions = {}): Promise<void> {

@@ -28,7 +28,7 @@ import { machineTypeRoutes } from './http/routes/machine-types.js';
 import { meteringRoutes } from './http/routes/metering.js';
 import { networkRoutes } from './http/routes/networks.js';
 import { operationRoutes } from './http/routes/operations.js';
-import { projectRoutes } from './http/routes/projects.js';
+import { projectRoutes, quotaRoutes } from './http/routes/projects.js';
 import { streamRoutes } from './http/routes/streams.js';
 import { tokenRoutes } from './http/routes/tokens.js';
 import { userRoutes } from './http/routes/users.js';
@@ -44,6 +44,7 @@ import type { AuthNote } from './services/audit-note.js';
 /** Every family of routes, each in its own module of http/routes. */
 const ROUTE_FAMILIES: readonly RouteFamily[] = [
   projectRoutes,
+  quotaRoutes,
   tokenRoutes,
   userRoutes,
   imageRoutes,

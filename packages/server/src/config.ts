@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { FloeError, USER_DATA_MAX_BYTES } from '@floe/api';
+import { FloeError, USER_DATA_MAX_BYTES, type QuotaLimits } from '@floe/api';
 import { parseAuthConfig, type AuthConfig } from './auth/config.js';
+import { parseDefaultLimits } from './services/quota-rules.js';
 
 /** Control plane settings, parsed once at start and frozen. */
 export interface Config {
@@ -31,6 +32,8 @@ export interface Config {
   readonly auditRetentionDays: number;
   /** Largest request body, in bytes. */
   readonly bodyLimit: number;
+  /** Limits a new top-level project gets (FLOE_DEFAULT_LIMITS, `vcpus=100,memory_mib=204800`; default none). */
+  readonly defaultLimits: QuotaLimits;
   /** Largest image file upload, in bytes (FLOE_IMAGE_MAX_UPLOAD_BYTES); JSON bodies stay under `bodyLimit`. */
   readonly imageMaxUploadBytes: number;
   /** Largest virtual disk size an uploaded image may describe, in bytes (FLOE_IMAGE_MAX_VIRTUAL_GIB). */
@@ -184,6 +187,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     cpuOvercommit: num(env, 'FLOE_CPU_OVERCOMMIT', 4, 0.1, 64),
     memoryOvercommit: num(env, 'FLOE_MEMORY_OVERCOMMIT', 1, 0.1, 16),
     scheduler,
+    defaultLimits: parseDefaultLimits(env.FLOE_DEFAULT_LIMITS ?? ''),
     eventRetentionDays: num(env, 'FLOE_EVENT_RETENTION_DAYS', 7, 1, 3650),
     auditRetentionDays: num(env, 'FLOE_AUDIT_RETENTION_DAYS', 90, 0, 36500),
     bodyLimit: num(env, 'FLOE_BODY_LIMIT', 1024 * 1024, 1024, 1024 * 1024 * 1024),

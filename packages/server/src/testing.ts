@@ -159,7 +159,7 @@ export interface InjectedResponse {
 /** A JSON request through the control plane's full HTTP stack (hooks, auth, validation), without a socket. */
 export async function injectJson(
   cp: TestControlPlane,
-  method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
   url: string,
   body?: unknown,
   token = cp.adminToken,

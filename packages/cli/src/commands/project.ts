@@ -5,6 +5,7 @@ import { checkName, collect, labelPatch, parseLabels } from '../parse.js';
 import { runtimeOf } from '../runtime.js';
 import { examples, fetchPage, listOptions, type ListFlags } from './shared.js';
 import { registerMember } from './user.js';
+import { registerProjectQuota } from './project-quota.js';
 
 /** Table rows of projects. */
 function projectTable(items: Project[], now: number): string {
@@ -20,9 +21,13 @@ export function registerProject(program: Command): void {
   examples(project, [
     'floe project create shop --description "web shop" --label team=web',
     'floe project label shop env=prod old-',
+    'floe project create shop-dev --parent shop',
+    'floe project limits set shop-dev --vcpus 16 --memory-mib 32768',
+    'floe project usage shop',
   ]);
   registerMember(project);
   registerMetering(project);
+  registerProjectQuota(project);
 
   listOptions(project.command('ls').description('list projects')).action(async (opts: ListFlags, cmd: Command) => {
     const rt = runtimeOf(cmd);
@@ -35,13 +40,15 @@ export function registerProject(program: Command): void {
     .description('create a project')
     .argument('<name>', 'project name (a DNS label)')
     .option('--description <text>', 'free text')
+    .option('--parent <project>', 'make it a sub-project of this project (its owners may)')
     .option('--label <key=value>', 'label (repeatable)', collect)
-    .action(async (name: string, opts: { description?: string; label?: string[] }, cmd: Command) => {
+    .action(async (name: string, opts: { description?: string; parent?: string; label?: string[] }, cmd: Command) => {
       const rt = runtimeOf(cmd);
       checkName(name, 'project name');
       const body = {
         name,
         ...(opts.description === undefined ? {} : { description: opts.description }),
+        ...(opts.parent === undefined ? {} : { parent: opts.parent }),
         ...(opts.label === undefined ? {} : { labels: parseLabels(opts.label) }),
       };
       const p = await rt.client(cmd).projects.create(body);

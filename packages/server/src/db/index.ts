@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -269,6 +270,60 @@ export const TRANSACTION_RETRIES = 5;
  * on PostgreSQL it runs outside the transaction.
  */
 export async function transaction<T>(store: Store, fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
+  // A transaction begun inside another (on its own connection) does not wait for a place the outer one holds.
+  if (store.dialect !== 'postgres' || insideGate.getStore() === store) return runTransaction(store, fn);
+  const gate = gateOf(store);
+  await gate.enter();
+  try {
+    return await insideGate.run(store, () => runTransaction(store, fn));
+  } finally {
+    gate.leave();
+  }
+}
+
+const insideGate = new AsyncLocalStorage<Store>();
+
+/**
+ * Transactions open at once on one PostgreSQL store, a little under the pool's size. A crowd of
+ * transactions that wait on the same rows (creates in one project) would otherwise hold every pooled
+ * connection while waiting, and the requests behind them would give up on the pool after its connect
+ * timeout (store_unavailable) though the database is fine: here they wait in memory, in order, and the
+ * pool keeps connections for reads.
+ */
+const OPEN_TRANSACTIONS = 8;
+
+/** A counting semaphore, first come first served. */
+class Gate {
+  #free: number;
+  readonly #waiting: (() => void)[] = [];
+  constructor(size: number) {
+    this.#free = size;
+  }
+  enter(): Promise<void> {
+    if (this.#free > 0) {
+      this.#free--;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+  leave(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#free++;
+  }
+}
+
+const gates = new WeakMap<Store, Gate>();
+function gateOf(store: Store): Gate {
+  let gate = gates.get(store);
+  if (gate === undefined) {
+    gate = new Gate(OPEN_TRANSACTIONS);
+    gates.set(store, gate);
+  }
+  return gate;
+}
+
+async function runTransaction<T>(store: Store, fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
   for (let retry = 0; ; retry++) {
     try {
       const builder =

@@ -7,6 +7,7 @@ import { auditLog } from './migrations/0008_audit.js';
 import { tokenScopes } from './migrations/0009_token_scopes.js';
 import { logins } from './migrations/0010_logins.js';
 import { loginRequests } from './migrations/0011_login_requests.js';
+import { quotas } from './migrations/0012_quotas.js';
 import { metering } from './migrations/0013_metering.js';
 
 /** Table where applied migrations are recorded. */
@@ -419,6 +420,7 @@ function migrations(dialect: Dialect): Record<string, Migration> {
     '0009_token_scopes': tokenScopes(dialect),
     '0010_logins': logins(dialect),
     '0011_login_requests': loginRequests(dialect),
+    '0012_quotas': quotas(dialect),
     '0013_metering': metering(dialect),
   };
 }

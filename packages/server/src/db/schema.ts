@@ -22,6 +22,16 @@ export interface ResourceRow {
 
 export interface ProjectsTable extends ResourceRow {
   description: string;
+  /** The project this one is a sub-project of (migration 0012), or null for a top-level project. */
+  parent_id: string | null;
+}
+
+/** A project's limit on one dimension (migration 0012); no row: no limit of its own. */
+export interface ProjectLimitsTable {
+  project_id: string;
+  /** A QuotaDimension name. */
+  dimension: string;
+  value: number;
 }
 
 export interface TokensTable {
@@ -321,6 +331,7 @@ export interface MeterRangesTable {
 
 export interface Database {
   projects: ProjectsTable;
+  project_limits: ProjectLimitsTable;
   tokens: TokensTable;
   token_projects: TokenProjectsTable;
   users: UsersTable;

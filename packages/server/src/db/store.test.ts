@@ -50,7 +50,7 @@ function instance(id: string, name: string, project = 'alpha'): Insertable<Datab
 }
 
 function project(id: string, name: string): Insertable<Database['projects']> {
-  return { ...resource(id, name), description: 'a project' };
+  return { ...resource(id, name), description: 'a project', parent_id: 'prj_parent' };
 }
 
 /** One full row per table, every nullable column set; the primary key columns name the row. */
@@ -87,6 +87,10 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
       scope: '{"kinds":["instance"],"resources":["inst_1"],"verbs":["power"]}',
       kind: 'session',
     },
+  },
+  project_limits: {
+    pk: ['project_id', 'dimension'],
+    row: { project_id: 'prj_1', dimension: 'vcpus', value: 8_000_000_000 },
   },
   token_projects: { pk: ['token_id', 'project_id'], row: { token_id: 'tok_1', project_id: 'prj_1' } },
   project_members: {
@@ -292,6 +296,8 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
 /** Non-primary-key indexes as `unique|index table(columns)`, plus composite primary keys as `primary ...`. */
 const EXPECTED_INDEXES = [
   'unique projects(name)',
+  'index projects(parent_id)',
+  'primary project_limits(project_id,dimension)',
   'unique tokens(secret_hash)',
   'primary token_projects(token_id,project_id)',
   'index token_projects(project_id)',
@@ -481,6 +487,7 @@ for (const t of storeTargets()) {
           '0009_token_scopes',
           '0010_logins',
           '0011_login_requests',
+          '0012_quotas',
           '0013_metering',
         ]);
       } finally {
@@ -809,6 +816,7 @@ for (const t of storeTargets()) {
           '0009_token_scopes',
           '0010_logins',
           '0011_login_requests',
+          '0012_quotas',
           '0013_metering',
         ]);
         expect(await migrate(fresh.db, fresh.dialect)).toEqual([]);

@@ -174,7 +174,8 @@ const resourceColumns = {
 
 /** What a fully migrated database must contain, checked against the live tables by the store suite. */
 export const SCHEMA_COLUMNS: SchemaColumns = {
-  projects: { ...resourceColumns, description: 'text' },
+  projects: { ...resourceColumns, description: 'text', parent_id: 'text null' },
+  project_limits: { project_id: 'text', dimension: 'text', value: 'integer' },
   tokens: {
     id: 'text',
     name: 'text',

@@ -80,6 +80,11 @@ interface Fixture {
   user?: boolean;
   /** Query parameters the route requires. */
   params?: Record<string, string>;
+  /**
+   * Routes the table opens to every token whose service decides further (`authenticated`): what a caller
+   * gets where the table alone would allow it.
+   */
+  narrow?: (caller: Caller, resource: Resource) => Outcome;
 }
 /** A route's entry in the policy table with the test's fixture for it. */
 type Policy = RoutePolicy & Fixture;
@@ -89,7 +94,17 @@ const list: Fixture = { query: true };
 
 /** Request fixtures of the routes that need one (bodies, content types), keyed as the policy table. */
 const FIXTURES: Record<string, Fixture> = {
-  'POST /v1/projects': { body: (_p, name) => ({ name }) },
+  // Top-level projects: admins only (sub-projects: owners of the parent, see quota.test.ts).
+  'POST /v1/projects': {
+    body: (_p, name) => ({ name }),
+    narrow: (caller) => (caller === 'admin' ? 'allowed' : 'forbidden'),
+  },
+  // Limits of a top-level project: admins only; others see it (forbidden) or not (hidden).
+  'PUT /v1/projects/:id/limits': {
+    body: () => ({ networks: null }),
+    narrow: (caller, resource) =>
+      caller === 'admin' ? 'allowed' : OF_A.has(caller) === (resource === 'own') ? 'forbidden' : 'hidden',
+  },
   'PATCH /v1/projects/:id': { body: labels },
   'POST /v1/tokens': { body: (project, name) => ({ name, projects: [project] }) },
   'POST /v1/users': { body: (_p, name) => ({ name }) },
@@ -170,7 +185,8 @@ function expected(policy: Policy, caller: Caller, resource: Resource): Outcome {
   }
   if (resource === 'missing') return 'hidden';
   const scopedAccess = policy.access === 'project' || policy.access === 'manage';
-  if (!scopedAccess || caller === 'admin' || policy.target === null) return 'allowed';
+  if (!scopedAccess || caller === 'admin' || policy.target === null)
+    return policy.narrow?.(caller, resource) ?? 'allowed';
   if (OF_A.has(caller) !== (resource === 'own')) return 'hidden';
   // A token limited to one resource sees only it: the cells of its own project use it where its kind fits.
   if (scope?.resource !== undefined && policy.target !== 'instance') return 'hidden';

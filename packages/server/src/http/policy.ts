@@ -55,10 +55,15 @@ export const POLICY: Readonly<Record<string, RoutePolicy>> = {
   'GET /docs/static/*': docs,
 
   'GET /v1/projects': p('project', null, 'read', 'project'),
-  'POST /v1/projects': p('admin', null, 'create', 'project'),
+  // Top-level projects: admins; sub-projects: owners of the parent (the service checks which).
+  'POST /v1/projects': p('authenticated', null, 'create', 'project'),
   'GET /v1/projects/:id': p('project', 'project', 'read'),
   'PATCH /v1/projects/:id': p('project', 'project', 'update'),
   'DELETE /v1/projects/:id': p('admin', 'project', 'delete'),
+  'GET /v1/projects/:id/usage': p('project', 'project', 'read'),
+  'GET /v1/projects/:id/limits': p('project', 'project', 'read'),
+  // A project's limits are its parent's to give: admins, or owners of the parent (the service checks).
+  'PUT /v1/projects/:id/limits': p('authenticated', 'project', 'manage'),
 
   'GET /v1/tokens': p('tokens', null, 'manage', 'token'),
   'POST /v1/tokens': p('tokens', 'collection', 'manage', 'token'),

@@ -47,3 +47,10 @@ export function requireAdmin(principal: Principal, what: string): void {
 export function withVerb(principal: Principal, verb: Verb): Principal {
   return Object.freeze({ ...principal, verb });
 }
+
+/** Admins and owners of `project` pass; others are forbidden to do `what`. */
+export function requireOwner(principal: Principal, project: string, what: string): void {
+  if (principal.admin) return;
+  if (roleIn(principal, project) !== 'owner')
+    throw new FloeError('forbidden', `only an owner of project "${project}" (or an admin) may ${what}`, { project });
+}

@@ -9,6 +9,7 @@ import { imageFromRow } from './image-rows.js';
 import { canUseProject } from './authz.js';
 import { findRow } from './resource-rows.js';
 import { recordHistory } from './history.js';
+import { reserve } from './quota.js';
 import type { NewEvent } from './events.js';
 import type { Principal, ServiceContext } from './context.js';
 import { checkImageInfo, parseQcow2Header } from './image-checks.js';
@@ -321,6 +322,7 @@ export class ImageFileService {
           state: before.status.state,
         });
       }
+      await reserve(trx, this.ctx.store.dialect, row.project, { image_bytes: status.size_bytes });
       const minDisk = Math.max(before.spec.min_disk_gib, gibCeil(status.virtual_size_bytes));
       const next: Image = {
         ...before,

@@ -4,6 +4,7 @@ import type { InstancesTable } from '../db/schema.js';
 import type { CommitHook } from './commit-hook.js';
 import type { ServiceContext } from './context.js';
 import { recordHistory } from './history.js';
+import { nicDeltas, reserve } from './quota.js';
 import type { InstanceCache } from './instance-cache.js';
 import { instanceFromRow, instanceRow, lockedInstanceRow } from './instance-rows.js';
 import type { NicService } from './nics.js';
@@ -54,6 +55,8 @@ export class InstanceNicChanges {
       let index = 0;
       while (used.has(index)) index++;
       const nic = await this.nics.attachOne(trx, principal, row, req, index);
+      const taken = await trx.selectFrom('nics').select(['network_id', 'ipv4']).where('id', '=', nic.id).execute();
+      await reserve(trx, this.ctx.store.dialect, row.project, await nicDeltas(trx, taken), { written: true });
       const ops = await this.bump(
         trx,
         principal,

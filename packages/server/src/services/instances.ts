@@ -20,6 +20,7 @@ import type { ServiceContext } from './context.js';
 import { historyPage, recordHistory } from './history.js';
 import type { CommitHook } from './commit-hook.js';
 import { checkImageDisk } from './image-disk.js';
+import { nicDeltas, reserve } from './quota.js';
 import { InstanceCache } from './instance-cache.js';
 import { DesiredInstances } from './instance-desired.js';
 import { InstanceNicChanges } from './instance-nics.js';
@@ -142,6 +143,13 @@ export class InstanceService {
           const image = await this.images.get(principal, body.image, project, trx);
           const type = body.machine_type === undefined ? null : await this.types.get(body.machine_type, trx);
           const spec = instanceSpecFrom(body, image, type, checkImageDisk(image, body.disk_gib));
+          // Before placement, so a create over quota is refused before it waits on the hosts' rows.
+          await reserve(trx, this.ctx.store.dialect, project, {
+            instances: 1,
+            vcpus: spec.vcpus,
+            memory_mib: spec.memory_mib,
+            disk_gib: spec.disk_gib,
+          });
           const hostId = await placeInstance(trx, this.ctx.store.dialect, this.ctx.config, {
             vcpus: spec.vcpus,
             memory_mib: spec.memory_mib,
@@ -172,6 +180,8 @@ export class InstanceService {
             row.created_at,
           );
           const nics = await this.nicService.attach(trx, principal, row, body.networks ?? []);
+          // The addresses the NICs took are known once they are taken: checked after, rolled back on refusal.
+          await reserve(trx, this.ctx.store.dialect, project, await nicDeltas(trx, nics), { written: true });
           await writeLabels(trx, row.id, body.labels ?? {}, true);
           const instance = instanceFromRow(row);
           await recordHistory(trx, {

@@ -14,6 +14,7 @@ import type { NetworksTable } from '../db/schema.js';
 import { requireAdmin, visibleProjects } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';
 import { recordHistory } from './history.js';
+import { reserve } from './quota.js';
 import { addressPlan, firstHeld, releaseNetwork } from './ipam.js';
 import { parseLabelSelectors, writeLabels } from './labels.js';
 import { desiredNetworksForHost } from './network-desired.js';
@@ -136,6 +137,7 @@ export class NetworkService implements NetworkLookup {
       try {
         const network = await transaction(this.ctx.store, async (trx) => {
           await this.projects.require(principal, project, trx);
+          await reserve(trx, this.ctx.store.dialect, project, { networks: 1 });
           await trx.insertInto('networks').values(row).execute();
           await writeLabels(trx, row.id, body.labels ?? {}, true);
           const network = networkFromRow(row);

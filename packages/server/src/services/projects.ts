@@ -1,16 +1,35 @@
-import { FloeError, type PageOf, type Project, type ProjectCreate, type ProjectPatch } from '@floe/api';
+import {
+  FloeError,
+  type PageOf,
+  type Project,
+  type ProjectCreate,
+  type ProjectLimits,
+  type ProjectPatch,
+  type ProjectUsage,
+  type QuotaLimitsChange,
+} from '@floe/api';
 import { isUniqueViolation, nowIso, toJson, transaction, type Db } from '../db/index.js';
 import type { ProjectsTable } from '../db/schema.js';
 import { baseFields, checkRevision, findRow, newBase, patchedBase } from './resource-rows.js';
 import { listPage } from './pagination.js';
 import { parseLabelSelectors, writeLabels } from './labels.js';
 import { recordHistory } from './history.js';
-import { canUseProject, requireAdmin } from './authz.js';
+import { canUseProject, requireAdmin, requireOwner, withVerb } from './authz.js';
+import { applyLimits, limitsOfProject, loadTree, usageOf } from './quota.js';
 import type { Principal, ServiceContext } from './context.js';
 
-/** Row → API shape. */
-function projectFromRow(row: ProjectsTable): Project {
-  return { ...baseFields(row), description: row.description };
+/** Row → API shape; `names` gives the parent's name from its id. */
+function projectFromRow(row: ProjectsTable, names: ReadonlyMap<string, string>): Project {
+  return {
+    ...baseFields(row),
+    description: row.description,
+    parent: row.parent_id === null ? null : (names.get(row.parent_id) ?? null),
+  };
+}
+
+/** Project ids to names. */
+async function projectNames(db: Db): Promise<Map<string, string>> {
+  return new Map((await loadTree(db)).map((n) => [n.id, n.name]));
 }
 
 /** Tenants. Only admins create and delete them; tokens see the projects they are scoped to. */
@@ -23,6 +42,7 @@ export class ProjectService {
     q: { limit?: number; cursor?: string; label?: string | string[] },
   ): Promise<PageOf<Project>> {
     const names = principal.admin ? null : [...principal.projects];
+    const parents = await projectNames(this.ctx.store.db);
     return listPage<ProjectsTable, Project>(
       this.ctx.store.db,
       'projects',
@@ -32,7 +52,7 @@ export class ProjectService {
         labels: parseLabelSelectors(q.label),
         where: names === null ? undefined : (qb) => qb.where('name', 'in', names.length > 0 ? names : ['']),
       },
-      projectFromRow,
+      (row) => projectFromRow(row, parents),
     );
   }
 
@@ -45,7 +65,7 @@ export class ProjectService {
     if (!canUseProject(principal, row.name)) {
       throw new FloeError('project_not_found', `project "${ref}" not found`, { kind: 'project', id: ref });
     }
-    return projectFromRow(row);
+    return projectFromRow(row, row.parent_id === null ? new Map() : await projectNames(db));
   }
 
   /** Throw project_not_found unless the project exists and the principal may use it. */
@@ -53,16 +73,38 @@ export class ProjectService {
     await this.get(principal, name, db);
   }
 
-  /** Create a project (admin). */
+  /**
+   * Create a project: a top-level one (admin; it gets the operator's default limits unless the body
+   * names its own), or a sub-project of `parent` (its owners, and admins), whose limits are carved out
+   * of the parent's. A user who creates a sub-project becomes its owner.
+   */
   async create(principal: Principal, body: ProjectCreate): Promise<Project> {
-    requireAdmin(principal, 'create projects');
-    const row: ProjectsTable = {
+    if (body.parent === undefined) requireAdmin(principal, 'create top-level projects');
+    const base: ProjectsTable = {
       ...newBase('project', body.name, body.labels, body.metadata),
       description: body.description ?? '',
+      parent_id: null,
     };
+    let row = base;
     try {
       await transaction(this.ctx.store, async (trx) => {
+        if (body.parent !== undefined) {
+          const parent = await this.get(principal, body.parent, trx);
+          requireOwner(principal, parent.name, 'create its sub-projects');
+          row = { ...base, parent_id: parent.id };
+        }
         await trx.insertInto('projects').values(row).execute();
+        await applyLimits(
+          trx,
+          this.ctx.store.dialect,
+          row.name,
+          body.limits ?? (body.parent === undefined ? this.ctx.config.defaultLimits : {}),
+        );
+        if (body.parent !== undefined && principal.user !== undefined && !principal.admin)
+          await trx
+            .insertInto('project_members')
+            .values({ project_id: row.id, user_id: principal.user, role: 'owner', created_at: nowIso() })
+            .execute();
         await writeLabels(trx, row.id, body.labels ?? {});
         await recordHistory(trx, {
           kind: 'project',
@@ -72,7 +114,7 @@ export class ProjectService {
           action: 'create',
           actor: principal.actor,
           before: null,
-          after: projectFromRow(row),
+          after: projectFromRow(row, new Map(body.parent === undefined ? [] : [[row.parent_id!, body.parent]])),
         });
       });
     } catch (err) {
@@ -84,7 +126,7 @@ export class ProjectService {
         });
       throw err;
     }
-    const project = projectFromRow(row);
+    const project = await this.get(Object.freeze({ ...principal, admin: true }), row.id);
     await this.ctx.bus.publish({
       type: 'resource.created',
       project: row.name,
@@ -143,6 +185,43 @@ export class ProjectService {
     return updated;
   }
 
+  /** Allocated against limits, per dimension, for the project and its subtree (anyone who sees the project). */
+  async usage(principal: Principal, ref: string): Promise<ProjectUsage> {
+    const p = await this.get(principal, ref);
+    return usageOf(this.ctx.store.db, this.ctx.store.dialect, p.name);
+  }
+
+  /** The project's own limits (anyone who sees the project). */
+  async limits(principal: Principal, ref: string): Promise<ProjectLimits> {
+    const p = await this.get(principal, ref);
+    return limitsOfProject(this.ctx.store.db, p);
+  }
+
+  /**
+   * Change the project's limits: admins for any project, owners of the parent for a sub-project (the
+   * limits are the parent's to give). Checked and written under the locks of the project's chain; the audit log keeps who changed them.
+   */
+  async setLimits(principal: Principal, ref: string, change: QuotaLimitsChange): Promise<ProjectLimits> {
+    const result = await transaction(this.ctx.store, async (trx) => {
+      // Owners of the parent see a sub-project as viewers: reading it is enough to find it.
+      const p = await this.get(withVerb(principal, 'read'), ref, trx);
+      if (!principal.admin) {
+        if (p.parent === null) requireAdmin(principal, 'change the limits of a top-level project');
+        else requireOwner(principal, p.parent, `change the limits of its sub-project "${p.name}"`);
+      }
+      const after = await applyLimits(trx, this.ctx.store.dialect, p.name, change);
+      return { p, after };
+    });
+    await this.ctx.bus.publish({
+      type: 'resource.updated',
+      project: result.p.name,
+      kind: 'project',
+      resource_id: result.p.id,
+      data: { limits: result.after.limits },
+    });
+    return result.after;
+  }
+
   /** Delete an empty project (admin). */
   async delete(principal: Principal, ref: string, ifMatch?: number): Promise<void> {
     requireAdmin(principal, 'delete projects');
@@ -152,13 +231,15 @@ export class ProjectService {
       const used =
         (await trx.selectFrom('instances').select('id').where('project', '=', p.name).limit(1).executeTakeFirst()) ??
         (await trx.selectFrom('images').select('id').where('project', '=', p.name).limit(1).executeTakeFirst()) ??
-        (await trx.selectFrom('networks').select('id').where('project', '=', p.name).limit(1).executeTakeFirst());
+        (await trx.selectFrom('networks').select('id').where('project', '=', p.name).limit(1).executeTakeFirst()) ??
+        (await trx.selectFrom('projects').select('id').where('parent_id', '=', p.id).limit(1).executeTakeFirst());
       if (used)
-        throw new FloeError('in_use', `project "${p.name}" still has instances, images or networks`, {
+        throw new FloeError('in_use', `project "${p.name}" still has instances, images, networks or sub-projects`, {
           kind: 'project',
           id: p.id,
         });
       await trx.deleteFrom('projects').where('id', '=', p.id).execute();
+      await trx.deleteFrom('project_limits').where('project_id', '=', p.id).execute();
       await trx.deleteFrom('resource_labels').where('resource_id', '=', p.id).execute();
       await recordHistory(trx, {
         kind: 'project',

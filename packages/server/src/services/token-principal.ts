@@ -90,6 +90,7 @@ async function unscoped(db: Db, row: TokensTable): Promise<Principal | null> {
     .execute();
   const roles = new Map<string, ProjectRole>();
   for (const m of memberships) if (granted.size === 0 || granted.has(m.name)) roles.set(m.name, m.role);
+  await addDescendants(db, roles);
   return Object.freeze({
     actor: row.id,
     admin: false,
@@ -98,4 +99,30 @@ async function unscoped(db: Db, row: TokensTable): Promise<Principal | null> {
     user: user.id,
     userName: user.name,
   });
+}
+
+/**
+ * Members of a project see its sub-projects, all levels down, as viewers (they do not own them): a
+ * sub-project the user is a member of directly keeps that role.
+ */
+async function addDescendants(db: Db, roles: Map<string, ProjectRole>): Promise<void> {
+  if (roles.size === 0) return;
+  const children = await db
+    .selectFrom('projects as c')
+    .innerJoin('projects as p', 'p.id', 'c.parent_id')
+    .select(['c.name as child', 'p.name as parent'])
+    .execute();
+  if (children.length === 0) return;
+  const byParent = new Map<string, string[]>();
+  for (const c of children) byParent.set(c.parent, [...(byParent.get(c.parent) ?? []), c.child]);
+  const queue = [...roles.keys()];
+  const seen = new Set(queue);
+  while (queue.length > 0) {
+    for (const child of byParent.get(queue.shift()!) ?? []) {
+      if (seen.has(child)) continue;
+      seen.add(child);
+      if (!roles.has(child)) roles.set(child, 'viewer');
+      queue.push(child);
+    }
+  }
 }

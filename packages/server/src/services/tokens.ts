@@ -163,11 +163,13 @@ export class TokenService {
   private generation = 0;
 
   constructor(private readonly ctx: ServiceContext) {
-    // Events reach every control plane: a project deleted anywhere drops the cached grants, and a
+    // Events reach every control plane: a project made or deleted anywhere drops the cached grants, and a
     // token revoked anywhere is forgotten here at once rather than when its cache entry runs out.
     ctx.bus.subscribe((e) => {
       // A user changed, disabled or deleted, or a membership changed: personal tokens are read again.
       if (e.kind === 'user') this.clear();
+      // A sub-project made: members of its ancestors see it (and its creator owns it).
+      if (e.kind === 'project' && e.type === 'resource.created') this.clear();
       if (e.type !== 'resource.deleted') return;
       if (e.kind === 'project') this.clear();
       if (e.kind === 'token') this.forget(e.resource_id);

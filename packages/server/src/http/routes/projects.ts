@@ -1,4 +1,14 @@
-import { IdOrNameParams, ListQuery, Page, Project, ProjectCreate, ProjectPatch } from '@floe/api';
+import {
+  IdOrNameParams,
+  ListQuery,
+  Page,
+  Project,
+  ProjectCreate,
+  ProjectLimits,
+  ProjectPatch,
+  ProjectUsage,
+  QuotaLimitsChange,
+} from '@floe/api';
 import type { Services } from '../../wiring.js';
 import { etag, ifMatch } from '../request.js';
 import { errors, noContent, strict, type Api } from '../routing.js';
@@ -80,5 +90,46 @@ export function projectRoutes(app: Api, s: Services): void {
       await s.projects.delete(req.principal, req.params.id, ifMatch(req));
       return reply.code(204).send(null);
     },
+  );
+}
+
+/** A project's limits and what it uses of them. */
+export function quotaRoutes(app: Api, s: Services): void {
+  app.get(
+    '/v1/projects/:id/usage',
+    {
+      schema: {
+        tags: ['projects'],
+        summary: 'Allocated vs limit per dimension, for the project and its subtree',
+        params: IdOrNameParams,
+        response: { 200: ProjectUsage, ...errors },
+      },
+    },
+    (req) => s.projects.usage(req.principal, req.params.id),
+  );
+  app.get(
+    '/v1/projects/:id/limits',
+    {
+      schema: {
+        tags: ['projects'],
+        summary: "The project's own limits",
+        params: IdOrNameParams,
+        response: { 200: ProjectLimits, ...errors },
+      },
+    },
+    (req) => s.projects.limits(req.principal, req.params.id),
+  );
+  app.put(
+    '/v1/projects/:id/limits',
+    {
+      schema: {
+        tags: ['projects'],
+        summary: "Change the project's limits (admins; owners of the parent for a sub-project); null removes one",
+        params: IdOrNameParams,
+        body: strict(QuotaLimitsChange),
+        response: { 200: ProjectLimits, ...errors },
+      },
+    },
+    (req) => s.projects.setLimits(req.principal, req.params.id, req.body),
   );
 }

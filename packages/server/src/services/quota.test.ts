@@ -1,0 +1,216 @@
+import type { ProjectUsage, QuotaUsageLine } from '@floe/api';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { storeTargets } from '../db/testing.js';
+import { injectJson, onlineTestHost, startTestControlPlane, type TestControlPlane } from '../testing.js';
+
+// Quotas on both dialects through the HTTP API: 1,000 creates racing for 100 vCPUs take exactly 100,
+// in one project and across a parent and two children; a three-level tree rolls usage up and names the
+// project whose limit blocks.
+
+const call = injectJson;
+
+for (const target of storeTargets()) {
+  describe.skipIf(target.skip)(`quotas on ${target.name}`, () => {
+    let cp: TestControlPlane;
+
+    const ok = async (method: 'POST' | 'PUT', url: string, body: unknown) => {
+      const res = await call(cp, method, url, body);
+      if (res.status >= 300) throw new Error(`${method} ${url}: ${res.status} ${JSON.stringify(res.body)}`);
+      return res.body;
+    };
+    const line = async (project: string, d: string): Promise<QuotaUsageLine> => {
+      const res = await call(cp, 'GET', `/v1/projects/${project}/usage`);
+      expect(res.status).toBe(200);
+      return (res.body as ProjectUsage).dimensions.find((l) => l.dimension === d)!;
+    };
+    /** `n` creates of 1 vCPU at once, spread over `projects`; the statuses and error codes answered. */
+    const race = async (n: number, projects: readonly string[], prefix: string) => {
+      const answers = await Promise.all(
+        Array.from({ length: n }, (_, i) =>
+          call(cp, 'POST', '/v1/instances', {
+            name: `${prefix}-${i}`,
+            project: projects[i % projects.length],
+            image: 'img',
+            vcpus: 1,
+            memory_mib: 128,
+          }),
+        ),
+      );
+      const tally: Record<string, number> = {};
+      for (const a of answers) {
+        const key = a.status === 202 ? '202' : `${a.status} ${a.body?.error?.code ?? a.body?.code}`;
+        tally[key] = (tally[key] ?? 0) + 1;
+      }
+      return { answers, tally };
+    };
+
+    beforeAll(async () => {
+      cp = await startTestControlPlane(await target.open(), {
+        FLOE_HOST_OFFLINE_AFTER_MS: '3600000',
+        FLOE_LOG_LEVEL: 'silent',
+      });
+      await onlineTestHost(cp.app, 'q-node', { cpus: 100_000, memory_mib: 100_000_000 });
+    });
+
+    afterAll(async () => {
+      await cp?.close();
+    });
+
+    it('1,000 concurrent creates against 100 vCPUs: exactly 100 succeed, 900 quota_exceeded, no 5xx', async () => {
+      await ok('POST', '/v1/projects', { name: 'flat', limits: { vcpus: 100 } });
+      await ok('POST', '/v1/images', { name: 'img', project: 'flat' });
+      const { answers, tally } = await race(1000, ['flat'], 'vm');
+      expect(tally).toEqual({ '202': 100, '409 quota_exceeded': 900 });
+      const refused = answers.find((a) => a.status === 409)!.body.error;
+      expect(refused.details).toMatchObject({
+        dimension: 'vcpus',
+        project: 'flat',
+        limit: 100,
+        used: 100,
+        requested: 1,
+      });
+      expect(await line('flat', 'vcpus')).toMatchObject({ limit: 100, used: 100, used_subtree: 100, available: 0 });
+      expect(await line('flat', 'instances')).toMatchObject({ limit: null, used: 100 });
+    }, 60_000);
+
+    it('a parent and two children racing for the parent limit: exactly 100 in the tree', async () => {
+      await ok('POST', '/v1/projects', { name: 'race', limits: { vcpus: 100 } });
+      await ok('POST', '/v1/projects', { name: 'race-a', parent: 'race' });
+      await ok('POST', '/v1/projects', { name: 'race-b', parent: 'race' });
+      for (const p of ['race', 'race-a', 'race-b']) await ok('POST', '/v1/images', { name: 'img', project: p });
+      const { answers, tally } = await race(1000, ['race', 'race-a', 'race-b'], 'vm');
+      expect(tally).toEqual({ '202': 100, '409 quota_exceeded': 900 });
+      for (const a of answers.filter((x) => x.status === 409))
+        expect(a.body.error.details).toMatchObject({ dimension: 'vcpus', project: 'race', limit: 100, used: 100 });
+      const own = await Promise.all(['race', 'race-a', 'race-b'].map(async (p) => (await line(p, 'vcpus')).used));
+      expect(own.reduce((a, b) => a + b, 0)).toBe(100);
+      expect(await line('race', 'vcpus')).toMatchObject({ used_subtree: 100, available: 0 });
+    }, 60_000);
+
+    it('a three-level tree: limits carved from the parent, usage rolls up, refusals name the blocker', async () => {
+      await ok('POST', '/v1/projects', { name: 'org', limits: { vcpus: 10, instances: 5 } });
+      await ok('POST', '/v1/projects', { name: 'team', parent: 'org', limits: { vcpus: 6 } });
+      await ok('POST', '/v1/projects', { name: 'dev', parent: 'team', limits: { vcpus: 4 } });
+      for (const p of ['org', 'team', 'dev']) await ok('POST', '/v1/images', { name: 'img', project: p });
+      const create = (project: string, name: string, vcpus: number) =>
+        call(cp, 'POST', '/v1/instances', { name, project, image: 'img', vcpus, memory_mib: 128 });
+
+      // The sum of children's limits may not pass the parent's.
+      const greedy = await call(cp, 'POST', '/v1/projects', { name: 'greedy', parent: 'org', limits: { vcpus: 5 } });
+      expect(greedy.status).toBe(409);
+      expect(greedy.body.error).toMatchObject({
+        code: 'quota_exceeded',
+        details: { dimension: 'vcpus', project: 'org', limit: 10, used: 6, requested: 5 },
+      });
+
+      // Nothing used yet: what team gave dev is what blocks lowering team's limit.
+      const stillDelegated = await call(cp, 'PUT', '/v1/projects/team/limits', { vcpus: 3 });
+      expect(stillDelegated.status).toBe(409);
+      expect(stillDelegated.body.error).toMatchObject({
+        code: 'limit_below_allocation',
+        details: { project: 'team', blocker: 'delegated', dimension: 'vcpus', limit: 3, amount: 4 },
+      });
+
+      expect((await create('dev', 'd1', 3)).status).toBe(202);
+      // dev's own limit blocks first.
+      const overDev = await create('dev', 'd2', 2);
+      expect(overDev.status).toBe(409);
+      expect(overDev.body.error.details).toMatchObject({ project: 'dev', dimension: 'vcpus', limit: 4, used: 3 });
+      expect((await create('team', 't1', 3)).status).toBe(202);
+      // dev fits its own limit (3 + 1 ≤ 4), but team holds 6 already.
+      const overTeam = await create('dev', 'd3', 1);
+      expect(overTeam.body.error.details).toMatchObject({ project: 'team', dimension: 'vcpus', limit: 6, used: 6 });
+      expect((await create('org', 'o1', 4)).status).toBe(202);
+      const overOrg = await create('org', 'o2', 1);
+      expect(overOrg.body.error.details).toMatchObject({ project: 'org', dimension: 'vcpus', limit: 10, used: 10 });
+
+      // Roll-up.
+      expect(await line('org', 'vcpus')).toMatchObject({
+        limit: 10,
+        used: 4,
+        used_subtree: 10,
+        delegated: 6,
+        available: 0,
+      });
+      expect(await line('team', 'vcpus')).toMatchObject({ limit: 6, used: 3, used_subtree: 6, delegated: 4 });
+      expect(await line('dev', 'vcpus')).toMatchObject({ limit: 4, used: 3, used_subtree: 3, available: 0 });
+      expect(await line('org', 'instances')).toMatchObject({ limit: 5, used_subtree: 3, available: 2 });
+      const usage = (await call(cp, 'GET', '/v1/projects/org/usage')).body as ProjectUsage;
+      expect(usage.subprojects.sort()).toEqual(['dev', 'team']);
+      expect((await call(cp, 'GET', '/v1/projects/dev/usage')).body.parent).toBe('team');
+
+      // Lowering limits: below what is used, below what is delegated.
+      const belowUse = await call(cp, 'PUT', '/v1/projects/dev/limits', { vcpus: 2 });
+      expect(belowUse.status).toBe(409);
+      expect(belowUse.body.error).toMatchObject({
+        code: 'limit_below_allocation',
+        details: { project: 'dev', blocker: 'usage', dimension: 'vcpus', limit: 2, amount: 3 },
+      });
+      const belowDelegated = await call(cp, 'PUT', '/v1/projects/org/limits', { vcpus: 5 });
+      expect(belowDelegated.body.error.details).toMatchObject({ project: 'org', blocker: 'usage' });
+      // Raising a child past what its parent can give names the parent.
+      const raise = await call(cp, 'PUT', '/v1/projects/dev/limits', { vcpus: 7 });
+      expect(raise.body.error).toMatchObject({ code: 'quota_exceeded', details: { project: 'team', limit: 6 } });
+      // Removing a limit is always allowed; a limit that fits is kept.
+      expect((await call(cp, 'PUT', '/v1/projects/dev/limits', { vcpus: null, instances: 2 })).body).toEqual({
+        project: 'dev',
+        limits: { instances: 2 },
+      });
+      expect((await call(cp, 'GET', '/v1/projects/dev/limits')).body.limits).toEqual({ instances: 2 });
+      // A parent with sub-projects is not deleted.
+      expect((await call(cp, 'DELETE', '/v1/projects/team')).body.error.code).toBe('in_use');
+    }, 60_000);
+
+    it('networks and NICs count too; a refused NIC leaves no address taken', async () => {
+      await ok('POST', '/v1/projects', { name: 'netq', limits: { networks: 1, ipv4_private: 1 } });
+      await ok('POST', '/v1/images', { name: 'img', project: 'netq' });
+      await ok('POST', '/v1/networks', { name: 'lan', project: 'netq', ipv4: '10.93.0.0/24' });
+      const second = await call(cp, 'POST', '/v1/networks', { name: 'lan2', project: 'netq', ipv4: '10.94.0.0/24' });
+      expect(second.body.error).toMatchObject({ code: 'quota_exceeded', details: { dimension: 'networks', limit: 1 } });
+      const vm = { image: 'img', project: 'netq', vcpus: 1, memory_mib: 128, networks: [{ network: 'lan' }] };
+      expect((await call(cp, 'POST', '/v1/instances', { ...vm, name: 'n1' })).status).toBe(202);
+      const over = await call(cp, 'POST', '/v1/instances', { ...vm, name: 'n2' });
+      expect(over.body.error.details).toMatchObject({ dimension: 'ipv4_private', project: 'netq', used: 1 });
+      const hot = await call(cp, 'POST', '/v1/instances/n1/nics?project=netq', { network: 'lan' });
+      expect(hot.body.error.details).toMatchObject({ dimension: 'ipv4_private', used: 1, requested: 1 });
+      expect(await line('netq', 'nics')).toMatchObject({ used: 1 });
+      expect(await line('netq', 'ipv4_private')).toMatchObject({ used: 1, limit: 1 });
+    }, 60_000);
+
+    it('owners of a parent create sub-projects and set their limits; members see them read-only', async () => {
+      await ok('POST', '/v1/projects', { name: 'deleg', limits: { vcpus: 8 } });
+      const user = async (name: string, role: string) => {
+        await ok('POST', '/v1/users', { name, password: 'quota password 1' });
+        await ok('POST', '/v1/projects/deleg/members', { user: name, role });
+        const login = await call(cp, 'POST', '/v1/auth/login', { username: name, password: 'quota password 1' }, '');
+        expect(login.status, JSON.stringify(login.body)).toBe(200);
+        return login.body.token as string;
+      };
+      const owner = await user('q-owner', 'owner');
+      const member = await user('q-member', 'member');
+      const child = await call(
+        cp,
+        'POST',
+        '/v1/projects',
+        { name: 'deleg-kid', parent: 'deleg', limits: { vcpus: 3 } },
+        owner,
+      );
+      expect(child.status, JSON.stringify(child.body)).toBe(201);
+      expect(child.body.parent).toBe('deleg');
+      expect((await call(cp, 'POST', '/v1/projects', { name: 'top' }, owner)).status).toBe(403);
+      expect((await call(cp, 'POST', '/v1/projects', { name: 'x', parent: 'deleg' }, member)).status).toBe(403);
+      expect((await call(cp, 'PUT', '/v1/projects/deleg-kid/limits', { vcpus: 5 }, owner)).status).toBe(200);
+      expect((await call(cp, 'PUT', '/v1/projects/deleg-kid/limits', { vcpus: 6 }, member)).status).toBe(403);
+      // An owner of a sub-project may not raise its own limits: they are the parent's to give.
+      expect((await call(cp, 'PUT', '/v1/projects/deleg/limits', { vcpus: 80 }, owner)).status).toBe(403);
+      // The member sees the child and its usage, and may not create in it.
+      expect((await call(cp, 'GET', '/v1/projects/deleg-kid/usage', undefined, member)).status).toBe(200);
+      const names = (await call(cp, 'GET', '/v1/projects', undefined, member)).body.items.map(
+        (p: { name: string }) => p.name,
+      );
+      expect(names.sort()).toEqual(['deleg', 'deleg-kid']);
+      const write = await call(cp, 'POST', '/v1/images', { name: 'img', project: 'deleg-kid' }, member);
+      expect(write.status).toBe(403);
+    }, 60_000);
+  });
+}
