@@ -253,6 +253,8 @@ for (const target of storeTargets()) {
         expect(deletes[0]!.status).toBe('succeeded');
         for (const o of ops.filter((x) => x.kind === 'instance.stop')) expect(o.status).not.toBe('failed');
         expect((await call('GET', `/v1/instances/${name}`)).status).toBe(404);
+        // Events are published just after the transaction that deleted the row commits.
+        await eventually(async () => (await events(vm.id, 'resource.deleted')).length > 0, 'the deletion event');
         expect(await events(vm.id, 'resource.deleted')).toHaveLength(1);
       });
 
