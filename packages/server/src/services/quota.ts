@@ -71,33 +71,41 @@ async function lockProjects(db: Db, ids: readonly string[], mode: 'update' | 'sh
 
 const num = (v: unknown): number => (v === null || v === undefined ? 0 : Number(v));
 
-/** What the projects named use of one dimension, counted from the resource tables. */
+/** The dimensions an instance row holds. */
+type InstanceDimension = 'instances' | 'vcpus' | 'memory_mib' | 'disk_gib';
+type InstanceTotals = Readonly<Record<InstanceDimension, number>>;
+const isInstanceDimension = (d: QuotaDimension): d is InstanceDimension =>
+  d === 'instances' || d === 'vcpus' || d === 'memory_mib' || d === 'disk_gib';
+
+/** What the instances of the projects named hold, every dimension in one query. */
+async function instanceTotals(db: Db, dialect: Dialect, list: string[]): Promise<InstanceTotals> {
+  const disk =
+    dialect === 'postgres'
+      ? sql<number>`coalesce(sum(((spec::jsonb)->>'disk_gib')::bigint), 0)`
+      : sql<number>`coalesce(sum(json_extract(spec, '$.disk_gib')), 0)`;
+  const r = await db
+    .selectFrom('instances')
+    .select((eb) => [
+      eb.fn.countAll<number>().as('n'),
+      eb.fn.sum<number>('vcpus').as('vcpus'),
+      eb.fn.sum<number>('memory_mib').as('memory_mib'),
+      disk.as('disk_gib'),
+    ])
+    .where('project', 'in', list)
+    .executeTakeFirst();
+  return { instances: num(r?.n), vcpus: num(r?.vcpus), memory_mib: num(r?.memory_mib), disk_gib: num(r?.disk_gib) };
+}
+
+/** What the projects named use of one dimension other than an instance's, counted from the resource tables. */
 async function countUsage(db: Db, dialect: Dialect, names: readonly string[], d: QuotaDimension): Promise<number> {
   if (names.length === 0) return 0;
   const list = [...names];
   switch (d) {
     case 'instances':
     case 'vcpus':
-    case 'memory_mib': {
-      const r = await db
-        .selectFrom('instances')
-        .select((eb) => [
-          eb.fn.countAll<number>().as('n'),
-          eb.fn.sum<number>('vcpus').as('vcpus'),
-          eb.fn.sum<number>('memory_mib').as('memory_mib'),
-        ])
-        .where('project', 'in', list)
-        .executeTakeFirst();
-      return num(d === 'instances' ? r?.n : r?.[d]);
-    }
-    case 'disk_gib': {
-      const disk =
-        dialect === 'postgres'
-          ? sql<number>`coalesce(sum(((spec::jsonb)->>'disk_gib')::bigint), 0)`
-          : sql<number>`coalesce(sum(json_extract(spec, '$.disk_gib')), 0)`;
-      const r = await db.selectFrom('instances').select(disk.as('n')).where('project', 'in', list).executeTakeFirst();
-      return num(r?.n);
-    }
+    case 'memory_mib':
+    case 'disk_gib':
+      return (await instanceTotals(db, dialect, list))[d];
     case 'networks': {
       const r = await db
         .selectFrom('networks')
@@ -137,21 +145,20 @@ async function countUsage(db: Db, dialect: Dialect, names: readonly string[], d:
   }
 }
 
-/** Use of each project's subtree, counted once per (project, dimension) asked. */
+/** Use of each project's subtree, counted once per (project, dimension) asked; an instance's dimensions in one query. */
 function subtreeCounter(db: Db, dialect: Dialect, tree: readonly TreeNode[]) {
-  const memo = new Map<string, Promise<number>>();
-  return (id: string, d: QuotaDimension): Promise<number> => {
-    const key = `${id}\u0000${d}`;
-    let p = memo.get(key);
-    if (p === undefined) {
-      p = countUsage(
-        db,
-        dialect,
-        subtreeOf(tree, id).map((n) => n.name),
-        d,
-      );
-      memo.set(key, p);
+  const instances = new Map<string, Promise<InstanceTotals>>();
+  const others = new Map<string, Promise<number>>();
+  return async (id: string, d: QuotaDimension): Promise<number> => {
+    const names = () => subtreeOf(tree, id).map((n) => n.name);
+    if (isInstanceDimension(d)) {
+      let p = instances.get(id);
+      if (p === undefined) instances.set(id, (p = instanceTotals(db, dialect, names())));
+      return (await p)[d];
     }
+    const key = `${id}\u0000${d}`;
+    let p = others.get(key);
+    if (p === undefined) others.set(key, (p = countUsage(db, dialect, names(), d)));
     return p;
   };
 }
@@ -218,6 +225,12 @@ export async function reserve(
   const { tree, chain } = await chainOfProject(trx, project);
   const ids = chain.map((n) => n.id);
   let limits: LimitMap = await loadLimits(trx, ids);
+  if (dialect !== 'postgres') {
+    // SQLite runs one transaction at a time: what is read here holds until this one commits.
+    if (dimensionsToCheck(chain, limits, deltas).length > 0)
+      await checkNow(trx, dialect, tree, chain, limits, deltas, written);
+    return;
+  }
   if (dimensionsToCheck(chain, limits, deltas).length === 0) {
     await lockProjects(trx, ids, 'share');
     limits = await loadLimits(trx, ids);
