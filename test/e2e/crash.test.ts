@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort } from '@floe/testkit';
+import { freePort, seededRandom } from '@floe/testkit';
 import { openStore, type Store } from '../../packages/server/src/db/index.js';
 import { storeTargets } from '../../packages/server/src/db/testing.js';
 import { checkStore, unfinishedOperations, type Acknowledged, type Finding } from './crash-checks.js';
@@ -21,18 +21,6 @@ import { httpCaller, type Answer } from './http.js';
 const SEED = Number(process.env.FLOE_CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const ROUNDS = Number(process.env.FLOE_CRASH_ROUNDS ?? 4);
 const WORKERS = 4;
-
-/** mulberry32: a small seeded generator, so a failing run can be repeated. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A write whose answer was lost (connection cut, 5xx, or "in progress"): retried after the restart. */
 interface Unanswered {
@@ -56,7 +44,7 @@ for (const target of storeTargets()) {
     it(`keeps every acknowledged write through kill -9 of the control plane (seed ${SEED})`, async () => {
       const began = Date.now();
       const say = (line: string) => console.log(`[crash ${target.name} seed=${SEED}] ${line}`);
-      const rand = random(SEED + (target.name === 'postgres' ? 1 : 0));
+      const rand = seededRandom(SEED + (target.name === 'postgres' ? 1 : 0));
       const pick = <T>(xs: readonly T[]): T | undefined => xs[Math.floor(rand() * xs.length)];
 
       const dataDir = await mkdtemp(path.join(os.tmpdir(), 'floe-crash-'));

@@ -6,6 +6,7 @@ import { slapdMissing, startSlapd, type TestSlapd } from '../../packages/server/
 import { storeTargets } from '../../packages/server/src/db/testing.js';
 import { injectJson, startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
 import { runCli } from './cli.js';
+import { BASE, GROUPS, PEOPLE, writeLdapAuthConfig } from './ldap.js';
 import { awayFromStepEnd, totpAt } from './totp.js';
 
 const PASSWORD = 'ada’s long password';
@@ -88,10 +89,6 @@ describe('floe login, floe user totp and floe logout against a control plane', (
   }, 60_000);
 });
 
-const BASE = 'dc=floe,dc=test';
-const PEOPLE = `ou=people,${BASE}`;
-const GROUPS = `ou=groups,${BASE}`;
-
 // The same with a user of a real slapd: created on its first login, its group giving it a project.
 describe.skipIf(slapdMissing() !== null)('floe login over LDAP (a real slapd) with TOTP', () => {
   let slapd: TestSlapd;
@@ -112,22 +109,7 @@ describe.skipIf(slapdMissing() !== null)('floe login over LDAP (a real slapd) wi
     );
     dir = await mkdtemp(path.join(os.tmpdir(), 'floe-e2e-ldap-'));
     const auth = path.join(dir, 'auth.json');
-    await writeFile(
-      auth,
-      JSON.stringify({
-        chain: [
-          { kind: 'local' },
-          {
-            kind: 'ldap',
-            name: 'corp',
-            url: slapd.url,
-            bind: { mode: 'template', dnTemplate: `uid={username},${PEOPLE}` },
-            groups: { mode: 'search', baseDn: GROUPS, filter: '(&(objectClass=groupOfNames)(member={dn}))' },
-          },
-        ],
-        roles: { projects: [{ project: 'web', member: ['web-devs'] }] },
-      }),
-    );
+    await writeLdapAuthConfig(auth, slapd.url, { projects: [{ project: 'web', member: ['web-devs'] }] });
     cp = await startTestControlPlane(
       await storeTargets()
         .find((t) => t.name === 'sqlite')!

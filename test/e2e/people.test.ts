@@ -8,6 +8,7 @@ import { storeTargets } from '../../packages/server/src/db/testing.js';
 import { startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
 import { clientFor, eventually, kill, prepareAgent, startAgent } from './helpers.js';
 import { runCli, type CliRun } from './cli.js';
+import { BASE, GROUPS, PEOPLE, writeLdapAuthConfig } from './ldap.js';
 import { awayFromStepEnd, totpAt } from './totp.js';
 
 // The walk of issue "people, not just tokens", each person with the CLI and its own configuration:
@@ -17,9 +18,6 @@ import { awayFromStepEnd, totpAt } from './totp.js';
 // reads the VM but may not open its console or stop it; a token scoped to that one instance and the
 // power verb restarts it and is refused everything else; the audit log shows each step with who did it.
 
-const BASE = 'dc=floe,dc=test';
-const PEOPLE = `ou=people,${BASE}`;
-const GROUPS = `ou=groups,${BASE}`;
 const person = (uid: string, cn: string) =>
   `dn: uid=${uid},${PEOPLE}\nobjectClass: inetOrgPerson\nuid: ${uid}\ncn: ${cn}\nsn: ${cn}\nmail: ${uid}@example.org\nuserPassword: ${uid} pw\n`;
 
@@ -59,22 +57,7 @@ describe.skipIf(slapdMissing() !== null)('people: an operator, LDAP users with T
     dir = await mkdtemp(path.join(os.tmpdir(), 'floe-e2e-people-'));
     ca = path.join(dir, 'ca.pem');
     const auth = path.join(dir, 'auth.json');
-    await writeFile(
-      auth,
-      JSON.stringify({
-        chain: [
-          { kind: 'local' },
-          {
-            kind: 'ldap',
-            name: 'corp',
-            url: slapd.url,
-            bind: { mode: 'template', dnTemplate: `uid={username},${PEOPLE}` },
-            groups: { mode: 'search', baseDn: GROUPS, filter: '(&(objectClass=groupOfNames)(member={dn}))' },
-          },
-        ],
-        roles: { projects: [{ project: 'web', viewer: ['web-viewers'] }] },
-      }),
-    );
+    await writeLdapAuthConfig(auth, slapd.url, { projects: [{ project: 'web', viewer: ['web-viewers'] }] });
     const sqlite = storeTargets().find((t) => t.name === 'sqlite')!;
     cp = await startTestControlPlane(await sqlite.open(), { FLOE_AUTH_CONFIG: auth });
     await writeFile(ca, cp.ca.certPem);

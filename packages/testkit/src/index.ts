@@ -2,4 +2,5 @@
 export { vmDriverContract, type VmDriverContractSetup } from './vm-driver-contract.js';
 export { desiredInstance, testId, type DesiredInstanceOverrides } from './factories.js';
 export { freePort, until, waitFor, type WaitOptions } from './wait.js';
+export { seededRandom } from './random.js';
 export { startPgProxy, type PgProxy, type PgProxyMode } from './pg-proxy.js';

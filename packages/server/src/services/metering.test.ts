@@ -1,3 +1,4 @@
+import { seededRandom } from '@floe/testkit';
 import type { Instance, ObservedInstance } from '@floe/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore } from '../db/index.js';
@@ -14,18 +15,6 @@ import { injectJson, onlineTestHost, startTestControlPlane, type TestControlPlan
 const SEED = 0x5eed13;
 /** Steps of the walk: 2,000 on SQLite; PostgreSQL, some ten times slower per step, walks 1,000 of the same sequence. */
 const STEPS_OF = (store: string) => Number(process.env.FLOE_METERING_STEPS ?? (store === 'postgres' ? 1000 : 2000));
-
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A range as the model expects it: `started_at`/`ended_at` null where the test cannot know the time. */
 interface ModelRange {
@@ -105,7 +94,7 @@ for (const target of storeTargets()) {
     });
 
     it(`random walks of ${STEPS_OF(target.name)} steps (seed ${SEED}) leave the ranges the model has`, async () => {
-      const rand = prng(SEED);
+      const rand = seededRandom(SEED);
       const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
       const model = new Map<string, ModelRange[]>(); // `${resource_id}/${dimension}`
       const ranges = (id: string, dim: string) => {
