@@ -1,5 +1,6 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { User } from '@floe/api';
 import type { FloeClient } from '@floe/client';
 import { run } from './program.js';
 
@@ -56,4 +57,22 @@ export async function runWithClient(
     ...(opts.stdin === undefined ? {} : { readStdin: () => Promise.resolve(opts.stdin!) }),
   });
   return { code, out: out.text, err: err.text };
+}
+
+/** A user as the API answers it, for fake clients: `ada`, a local user without TOTP, changed by `overrides`. */
+export function sampleUser(overrides: Partial<User> = {}): User {
+  return {
+    id: 'usr_01JB8X0Q3E6M2T9K4V7W5YB1C3',
+    name: 'ada',
+    display_name: 'Ada L.',
+    email: 'ada@example.org',
+    disabled: false,
+    operator: false,
+    has_password: true,
+    source: null,
+    totp: false,
+    created_at: '2025-01-01T00:00:00.000Z',
+    updated_at: '2025-01-01T00:00:00.000Z',
+    ...overrides,
+  };
 }

@@ -1,24 +1,12 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { LoginSession, OidcLoginStarted, OidcPollPending, User } from '@floe/api';
+import type { LoginSession, OidcLoginStarted, OidcPollPending } from '@floe/api';
 import { FloeApiError, type FloeClient } from '@floe/client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { runWithClient } from '../testing.js';
+import { runWithClient, sampleUser } from '../testing.js';
 
-const ada: User = {
-  id: 'usr_01JB8X0Q3E6M2T9K4V7W5YB1C3',
-  name: 'ada',
-  display_name: 'Ada L.',
-  email: 'ada@example.org',
-  disabled: false,
-  operator: false,
-  has_password: false,
-  source: null,
-  totp: false,
-  created_at: '2025-01-01T00:00:00.000Z',
-  updated_at: '2025-01-01T00:00:00.000Z',
-};
+const ada = sampleUser({ has_password: false });
 const STARTED: OidcLoginStarted = {
   login_id: 'lgn_AAAAAAAAAAAAAAAAAAAAAA',
   authorization_url: 'https://id.example.org/auth?client_id=floe&state=s1',

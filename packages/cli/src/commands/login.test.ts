@@ -3,21 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FloeApiError, type FloeClient } from '@floe/client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { runWithClient } from '../testing.js';
+import { runWithClient, sampleUser } from '../testing.js';
 
-const USER = {
-  id: 'usr_01JB8X0Q3E6M2T9K4V7W5YB1C3',
-  name: 'ada',
-  display_name: '',
-  email: null,
-  disabled: false,
-  operator: false,
-  has_password: true,
-  source: null,
-  totp: false,
-  created_at: '2025-01-01T00:00:00.000Z',
-  updated_at: '2025-01-01T00:00:00.000Z',
-};
+const USER = sampleUser({ display_name: '', email: null });
 const SESSION = { token: 'floe_session', token_id: 'tok_1', expires_at: '2025-01-02T12:00:00.000Z', user: USER };
 
 let dir: string;

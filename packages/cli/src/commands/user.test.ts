@@ -1,23 +1,10 @@
-import type { User } from '@floe/api';
 import type { FloeClient } from '@floe/client';
 import { describe, expect, it } from 'vitest';
-import { runWithClient } from '../testing.js';
+import { runWithClient, sampleUser } from '../testing.js';
 
 const NOW = Date.parse('2025-01-02T00:00:00.000Z');
 
-const ada: User = {
-  id: 'usr_01JB8X0Q3E6M2T9K4V7W5YB1C3',
-  name: 'ada',
-  display_name: 'Ada L.',
-  email: 'ada@example.org',
-  disabled: false,
-  operator: false,
-  has_password: true,
-  source: null,
-  totp: false,
-  created_at: '2025-01-01T00:00:00.000Z',
-  updated_at: '2025-01-01T00:00:00.000Z',
-};
+const ada = sampleUser();
 
 /** Runs the CLI against a client that records what it is asked. */
 async function floe(argv: string[], env: Record<string, string> = {}) {
