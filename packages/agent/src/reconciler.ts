@@ -7,7 +7,7 @@ import { OrphanReports } from './orphans.js';
 import { RestartTracker, type RestartBackoff } from './restart-policy.js';
 import { memoryAppliedStore, type AppliedInstance, type AppliedStore } from './state.js';
 import { WorkQueue } from './work-queue.js';
-import type { VmDriver, VmDriverEvent, VmInfo } from './drivers/vm/types.js';
+import type { VmDriver, VmDriverEvent, VmInfo, VmSize } from './drivers/vm/types.js';
 
 /** Options of the instance reconciler; only the driver and reporter are required. */
 export interface InstanceReconcilerOptions {
@@ -286,6 +286,8 @@ export class InstanceReconciler implements KindReconciler<'instance'> {
             this.queue.addAfter(id, wait);
             return;
           }
+          // Every start boots with the size asked for, whatever this agent saw while the VM was stopped.
+          await this.driver.resize(id, sizeOf(desired));
           this.status.report(this.status.observation(id, 'starting'));
           // Taps do not survive a host reboot or a hand-deleted link: make them exist before QEMU opens them.
           if (this.opts.nics !== undefined && (desired.nics ?? []).length > 0) await this.opts.nics.ensure(desired);
@@ -297,6 +299,9 @@ export class InstanceReconciler implements KindReconciler<'instance'> {
     } else {
       if (vm.state !== 'stopped') vm = await this.stopVm(desired, vm);
       this.restarts.cancel(id);
+      // The size the next start boots with (and the disk grown now); only a stopped VM is resized.
+      if (desired.revision !== applied.revision && vm.state === 'stopped')
+        await this.driver.resize(id, sizeOf(desired));
     }
 
     const next: AppliedInstance = {
@@ -422,4 +427,9 @@ export class InstanceReconciler implements KindReconciler<'instance'> {
       this.reporter.event(orphan.id, 'orphan', orphan.message, orphan.data);
     }
   }
+}
+
+/** The size a desired instance boots with. */
+function sizeOf(desired: DesiredInstance): VmSize {
+  return { vcpus: desired.spec.vcpus, memory_mib: desired.spec.memory_mib, disk_gib: desired.spec.disk_gib };
 }

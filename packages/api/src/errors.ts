@@ -136,6 +136,11 @@ export const ERROR_CODES = {
     status: 422,
     description: 'The URL answered with a web page or other text instead of a disk image.',
   },
+  disk_shrink_refused: {
+    status: 422,
+    description:
+      'A resize asked for a smaller disk than the instance has; disks only grow (`details` give the current and the requested GiB).',
+  },
   disk_too_small: {
     status: 422,
     description:

@@ -400,6 +400,27 @@ export const InstancePatch = Type.Object({
 });
 export type InstancePatch = Static<typeof InstancePatch>;
 
+/**
+ * Body of `POST /v1/instances/{id}/resize`: the new size of a stopped instance, from a machine type and/or
+ * explicit fields (a field given wins over the machine type's). vCPUs and memory may go down; the disk only
+ * grows. The next start boots with the new size.
+ *
+ * @example { "vcpus": 4, "memory_mib": 4096, "disk_gib": 40 }
+ */
+export const InstanceResize = Type.Object({
+  machine_type: Type.Optional(Type.String({ minLength: 1, maxLength: 100, description: 'machine type id or name' })),
+  vcpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
+  memory_mib: Type.Optional(Type.Integer({ minimum: 128, maximum: 4 * 1024 * 1024 })),
+  disk_gib: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: 65536,
+      description: 'the new disk size; smaller than the current one is refused (disk_shrink_refused)',
+    }),
+  ),
+});
+export type InstanceResize = Static<typeof InstanceResize>;
+
 /** Body of `POST /v1/instances/{id}/stop`. */
 export const InstanceStop = Type.Object({
   force: Type.Optional(Type.Boolean({ default: false, description: 'kill at once instead of an ACPI power-down' })),

@@ -4,6 +4,7 @@ import type {
   InstanceCreate,
   InstanceCreated,
   InstancePatch,
+  InstanceResize,
   InstanceStats,
   InstanceStop,
   ListQuery,
@@ -100,6 +101,16 @@ export class InstancesApi extends ListApi<Instance> {
   stop(id: string, options: OperationCallOptions & InstanceStop = {}): Promise<Operation> {
     const body: InstanceStop = options.force === undefined ? {} : { force: options.force };
     return this.#power(id, 'stop', body, options);
+  }
+  /**
+   * Resizes a stopped instance (vCPUs, memory, a larger disk); the next start boots with the new size.
+   *
+   * @example
+   * await client.instances.stop('web', { wait: 60 });
+   * await client.instances.resize('web', { vcpus: 4, memory_mib: 4096, disk_gib: 40 }, { wait: 60 });
+   */
+  resize(id: string, body: InstanceResize, options: OperationCallOptions = {}): Promise<Operation> {
+    return this.#power(id, 'resize', body, options);
   }
   /** Restarts an instance. */
   restart(id: string, options: OperationCallOptions = {}): Promise<Operation> {

@@ -107,6 +107,27 @@ export function vmDriverContract(
     );
 
     it(
+      'resizes a stopped VM idempotently, refuses a smaller disk and a running VM, and starts with the new size',
+      async () => {
+        const vm = sample(testId('inst'));
+        await driver.create(vm);
+        const size = { vcpus: vm.spec.vcpus + 1, memory_mib: vm.spec.memory_mib + 128, disk_gib: vm.spec.disk_gib + 1 };
+        await driver.resize(vm.id, size);
+        await driver.resize(vm.id, size);
+        await expect(driver.resize(vm.id, { ...size, disk_gib: vm.spec.disk_gib })).rejects.toMatchObject({
+          code: 'disk_shrink_refused',
+        });
+        await expect(driver.resize(testId('inst'), size)).rejects.toMatchObject({ code: 'instance_not_found' });
+        expect((await driver.start(vm.id)).state).toBe('running');
+        await expect(driver.resize(vm.id, { ...size, vcpus: 1 })).rejects.toMatchObject({ code: 'invalid_state' });
+        // Growing to the size it has changes nothing on a stopped VM.
+        await driver.stop(vm.id, { force: true });
+        await driver.resize(vm.id, size);
+      },
+      CASE_TIMEOUT_MS,
+    );
+
+    it(
       'force-stops a VM',
       async () => {
         const id = await created();

@@ -125,6 +125,7 @@ const FIXTURES: Record<string, Fixture> = {
   'POST /v1/instances': { body: (project, name) => ({ name, project, image: 'img', vcpus: 1, memory_mib: 128 }) },
   'PATCH /v1/instances/:id': { body: labels },
   'POST /v1/instances/:id/nics': { body: () => ({ network: 'lan' }) },
+  'POST /v1/instances/:id/resize': { body: () => ({ vcpus: 2 }) },
   'GET /v1/operations': list,
   'PATCH /v1/hosts/:id': { body: labels },
   'POST /v1/hosts/join-tokens': { body: () => ({}) },

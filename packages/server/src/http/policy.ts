@@ -117,6 +117,7 @@ export const POLICY: Readonly<Record<string, RoutePolicy>> = {
   'POST /v1/instances/:id/start': p('project', 'instance', 'power'),
   'POST /v1/instances/:id/stop': p('project', 'instance', 'power'),
   'POST /v1/instances/:id/restart': p('project', 'instance', 'power'),
+  'POST /v1/instances/:id/resize': p('project', 'instance', 'update'),
   'GET /v1/instances/:id/history': p('project', 'instance', 'read'),
   'GET /v1/instances/:id/nics': p('project', 'instance', 'read'),
   'POST /v1/instances/:id/nics': p('project', 'instance', 'create'),

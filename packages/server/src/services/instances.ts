@@ -5,6 +5,7 @@ import {
   type Instance,
   type InstanceCreate,
   type InstancePatch,
+  type InstanceResize,
   type InstanceSpec,
   type ObservedInstance,
   type Operation,
@@ -26,6 +27,7 @@ import { DesiredInstances } from './instance-desired.js';
 import { InstanceNicChanges } from './instance-nics.js';
 import { instanceFromRow, instanceRow, lockedInstanceRow } from './instance-rows.js';
 import { checkInstanceCreate, instanceSpecFrom, scheduledStatus } from './instance-spec.js';
+import { InstanceResizes } from './instance-resize.js';
 import { InstanceReachability, unreachableMessage } from './instance-reachability.js';
 import { InstanceStatusIntake } from './instance-status.js';
 import { undoInstanceOperation, type InstanceUndo } from './instance-undo.js';
@@ -60,6 +62,7 @@ export class InstanceService {
   private readonly intake: InstanceStatusIntake;
   private readonly reachability: InstanceReachability;
   private readonly nicChanges: InstanceNicChanges;
+  private readonly resizes: InstanceResizes;
 
   constructor(
     private readonly ctx: ServiceContext,
@@ -80,6 +83,7 @@ export class InstanceService {
     this.intake = new InstanceStatusIntake(ctx, operations, nics, this.cache, this.post);
     this.reachability = new InstanceReachability(ctx, operations, this.cache, this.post);
     this.nicChanges = new InstanceNicChanges(ctx, operations, nics, this.cache, this.post);
+    this.resizes = new InstanceResizes(ctx, types, operations, this.cache, this.post);
     operations.onCancel('instance.', (trx, op, undo) =>
       undoInstanceOperation(trx, op, undo as InstanceUndo | null, { cache: this.cache, nics }),
     );
@@ -361,6 +365,11 @@ export class InstanceService {
     });
     await this.post.run({ forget: [instanceId], events, desired: [{ instanceId, hostId }] });
     return operation;
+  }
+
+  /** Resize a stopped instance (see InstanceResizes). */
+  resize(principal: Principal, ref: string, project: string, body: InstanceResize): Promise<Operation> {
+    return this.resizes.resize(principal, ref, project, body);
   }
 
   /**

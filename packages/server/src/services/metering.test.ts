@@ -6,11 +6,11 @@ import { storeTargets, type TestStore } from '../db/testing.js';
 import { injectJson, onlineTestHost, startTestControlPlane, type TestControlPlane } from '../testing.js';
 
 // A property test of metering: a fixed-seed random walk of creates, starts, stops, crashes (the agent
-// reports the VM stopped, at a time of its own), NIC attaches and detaches, deletes and control plane
-// restarts on the same database. After it, the ranges in the database equal those of a model kept
+// reports the VM stopped, at a time of its own), resizes (refused unless stopped, and for a smaller
+// disk), NIC attaches and detaches, deletes and control plane restarts on the same database. After it, the ranges in the database equal those of a model kept
 // here: per resource and dimension, the same quantities in the same order, the allocation of an
 // instance one range from its creation to its deletion, running time exactly the agent's times,
-// and no two ranges of one resource and dimension overlapping. There is no resize in the API.
+// and no two ranges of one resource and dimension overlapping, nor a gap between them.
 
 const SEED = 0x5eed13;
 /** Steps of the walk: 2,000 on SQLite; PostgreSQL, some ten times slower per step, walks 1,000 of the same sequence. */
@@ -27,6 +27,8 @@ interface ModelRange {
 interface LiveInstance {
   instance: Instance;
   running: boolean;
+  /** The spec says stopped (a stop was asked for, not a crash): only then may it be resized. */
+  stopped: boolean;
   nics: string[];
 }
 
@@ -119,7 +121,20 @@ for (const target of storeTargets()) {
             ? 'restart'
             : ids.length === 0 || (ids.length < 6 && rand() < 0.2)
               ? 'create'
-              : pick(['start', 'stop', 'crash', 'attach', 'detach', 'delete', 'start', 'stop', 'crash', 'attach']);
+              : pick([
+                  'start',
+                  'stop',
+                  'crash',
+                  'attach',
+                  'detach',
+                  'delete',
+                  'start',
+                  'stop',
+                  'crash',
+                  'attach',
+                  'resize',
+                  'resize',
+                ]);
         counts[action] = (counts[action] ?? 0) + 1;
         const ctx = `step ${step} ${action}`;
         if (action === 'restart') {
@@ -153,7 +168,7 @@ for (const target of storeTargets()) {
             created_at: string;
           }>;
           for (const n of nics) if (n.network_name === 'pub') openRange(n.id, 'public_ipv4', 1, n.created_at);
-          live.set(instance.id, { instance, running: false, nics: nics.map((n) => n.id) });
+          live.set(instance.id, { instance, running: false, stopped: false, nics: nics.map((n) => n.id) });
           continue;
         }
         const vm = live.get(pick(ids))!;
@@ -168,9 +183,12 @@ for (const target of storeTargets()) {
           );
           if (!vm.running) openRange(id, 'running', 1, at);
           vm.running = true;
+          vm.stopped = false;
         } else if (action === 'stop' || action === 'crash') {
-          if (action === 'stop')
+          if (action === 'stop') {
             expect([202, 409], ctx).toContain((await injectJson(cp, 'POST', `/v1/instances/${id}/stop`)).status);
+            vm.stopped = true;
+          }
           // A crash is seen by the host at its own time; a stop's report may carry none (then: when it arrives).
           const started = ranges(id, 'running').at(-1)?.started_at ?? vm.instance.created_at;
           const at = action === 'crash' ? await laterThan(started) : null;
@@ -184,6 +202,37 @@ for (const target of storeTargets()) {
           );
           if (vm.running) closeRange(id, 'running', at);
           vm.running = false;
+        } else if (action === 'resize') {
+          const spec = vm.instance.spec;
+          const shrink = rand() < 0.1 && spec.disk_gib > 1;
+          const want = {
+            vcpus: pick([1, 2, 4]),
+            memory_mib: pick([128, 256, 512]),
+            disk_gib: shrink ? spec.disk_gib - 1 : spec.disk_gib + pick([0, 0, 1, 3]),
+          };
+          const res = await injectJson(cp, 'POST', `/v1/instances/${id}/resize`, want);
+          if (!vm.stopped) {
+            expect(res.status, `${ctx}: ${JSON.stringify(res.body)}`).toBe(409);
+            expect(res.body.error.code, ctx).toBe('invalid_state');
+            continue;
+          }
+          if (shrink) {
+            expect(res.status, `${ctx}: ${JSON.stringify(res.body)}`).toBe(422);
+            expect(res.body.error.code, ctx).toBe('disk_shrink_refused');
+            continue;
+          }
+          expect(res.status, `${ctx}: ${JSON.stringify(res.body)}`).toBe(202);
+          const after = (await injectJson(cp, 'GET', `/v1/instances/${id}`)).body as Instance;
+          expect(
+            { vcpus: after.spec.vcpus, memory_mib: after.spec.memory_mib, disk_gib: after.spec.disk_gib },
+            ctx,
+          ).toEqual(want);
+          for (const dim of ['vcpus', 'memory_mib', 'disk_gib'] as const) {
+            if (after.spec[dim] === spec[dim]) continue;
+            closeRange(id, dim, after.updated_at);
+            openRange(id, dim, after.spec[dim], after.updated_at);
+          }
+          vm.instance = after;
         } else if (action === 'attach') {
           const network = pick(['pub', 'priv']);
           const res = await injectJson(cp, 'POST', `/v1/instances/${id}/nics`, { network });
@@ -216,7 +265,7 @@ for (const target of storeTargets()) {
       }
 
       // Every kind of step happened, restarts included.
-      for (const a of ['create', 'start', 'stop', 'crash', 'attach', 'detach', 'delete', 'restart'])
+      for (const a of ['create', 'start', 'stop', 'crash', 'resize', 'attach', 'detach', 'delete', 'restart'])
         expect(counts[a] ?? 0, a).toBeGreaterThan(2);
 
       const rows = await cp.store.db
@@ -251,21 +300,28 @@ for (const target of storeTargets()) {
           if (next) expect(Date.parse(r.ended_at!), key).toBeLessThanOrEqual(Date.parse(next.started_at));
         }
       }
-      // No gap: what an instance holds starts and ends with its allocation, for every dimension.
-      const byInstance = new Map<string, typeof rows>();
-      for (const r of rows)
-        if (r.resource_kind === 'instance' && r.dimension !== 'running')
-          byInstance.set(r.resource_id, [...(byInstance.get(r.resource_id) ?? []), r]);
-      for (const [id, rs] of byInstance) {
-        expect(rs, id).toHaveLength(4);
-        expect(new Set(rs.map((r) => r.started_at)).size, id).toBe(1);
-        expect(new Set(rs.map((r) => r.ended_at)).size, id).toBe(1);
-        expect(rs[0]!.ended_at === null, id).toBe(live.has(id));
-        for (const r of rows.filter((x) => x.resource_id === id && x.dimension === 'running')) {
-          expect(Date.parse(r.started_at)).toBeGreaterThanOrEqual(Date.parse(rs[0]!.started_at));
-          if (rs[0]!.ended_at !== null) expect(r.ended_at).not.toBeNull();
+      // No gap: what an instance holds starts and ends with its allocation, for every dimension, and a
+      // resize closes one range where it opens the next.
+      let resized = 0;
+      for (const [key, allocated] of actual) {
+        if (!key.endsWith('/allocated')) continue;
+        const id = key.slice(0, -'/allocated'.length);
+        expect(allocated, id).toHaveLength(1);
+        const alloc = allocated[0]!;
+        expect(alloc.ended_at === null, id).toBe(live.has(id));
+        for (const dim of ['vcpus', 'memory_mib', 'disk_gib']) {
+          const rs = actual.get(`${id}/${dim}`)!;
+          resized += rs.length - 1;
+          expect(rs[0]!.started_at, `${id}/${dim}`).toBe(alloc.started_at);
+          expect(rs.at(-1)!.ended_at, `${id}/${dim}`).toBe(alloc.ended_at);
+          for (let i = 1; i < rs.length; i++) expect(rs[i]!.started_at, `${id}/${dim} #${i}`).toBe(rs[i - 1]!.ended_at);
+        }
+        for (const r of actual.get(`${id}/running`) ?? []) {
+          expect(Date.parse(r.started_at)).toBeGreaterThanOrEqual(Date.parse(alloc.started_at));
+          if (alloc.ended_at !== null) expect(r.ended_at).not.toBeNull();
         }
       }
+      expect(resized, 'ranges a resize opened').toBeGreaterThan(2);
       // Open ranges: one per live resource and dimension, never more (restarts opened no duplicates).
       const open = rows.filter((r) => r.ended_at === null);
       expect(new Set(open.map((r) => `${r.resource_id}/${r.dimension}`)).size).toBe(open.length);

@@ -2,10 +2,19 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FloeError, type DesiredInstance, type VmStats } from '@floe/api';
-import type { ConsoleStream, SetNicsResult, VmCreateContext, VmDriver, VmDriverEvent, VmInfo, VmNic } from './types.js';
+import type {
+  ConsoleStream,
+  SetNicsResult,
+  VmCreateContext,
+  VmDriver,
+  VmDriverEvent,
+  VmInfo,
+  VmNic,
+  VmSize,
+} from './types.js';
 
 /** Driver operations a test can make fail. */
-export type FakeDriverOp = 'create' | 'start' | 'stop' | 'destroy' | 'setNics';
+export type FakeDriverOp = 'create' | 'start' | 'stop' | 'destroy' | 'setNics' | 'resize';
 
 /** Options of the fake driver; every field is optional. */
 export interface FakeVmDriverOptions {
@@ -35,6 +44,10 @@ interface FakeVm {
   seed?: boolean;
   /** The simulated guest has been through its first boot. */
   booted?: boolean;
+  /** The size the next start gives the VM; absent in files written before resize. */
+  size?: VmSize;
+  /** The size the running VM booted with. */
+  booted_size?: VmSize;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -89,8 +102,29 @@ export class FakeVmDriver implements VmDriver {
       pid: null,
       nics: slotted(ctx?.nics ?? []),
       seed: vm.spec.config_drive !== false,
+      size: { vcpus: vm.spec.vcpus, memory_mib: vm.spec.memory_mib, disk_gib: vm.spec.disk_gib },
     });
     this.save();
+  }
+
+  async resize(id: string, size: VmSize): Promise<void> {
+    this.enter('resize', id);
+    const vm = this.get(id);
+    if (vm.state === 'running') throw new FloeError('invalid_state', `VM ${vm.name} runs; stop it to resize it`);
+    const disk = vm.size?.disk_gib ?? 0;
+    if (size.disk_gib < disk)
+      throw new FloeError('disk_shrink_refused', `VM ${vm.name} has a ${disk} GiB disk; it cannot shrink`, {
+        current_gib: disk,
+        requested_gib: size.disk_gib,
+      });
+    vm.size = { vcpus: size.vcpus, memory_mib: size.memory_mib, disk_gib: size.disk_gib };
+    this.save();
+  }
+
+  /** Test hook: the size the VM has (what its next start, or its running guest, gets); null before create recorded one. */
+  sizeOf(id: string): { next: VmSize | null; booted: VmSize | null } {
+    const vm = this.get(id);
+    return { next: vm.size ?? null, booted: vm.booted_size ?? null };
   }
 
   /**
@@ -145,6 +179,7 @@ export class FakeVmDriver implements VmDriver {
       current.reason = null;
       current.started_at = new Date().toISOString();
       current.pid = this.nextPid++;
+      if (current.size !== undefined) current.booted_size = { ...current.size };
       this.save();
       this.console(id, `fake VM ${current.name} started\r\nFLOE-FAKE READY ${current.name}\r\n`);
       if (this.opts.simulateFirstBoot === true && current.booted !== true && current.seed !== false) {

@@ -44,6 +44,13 @@ export interface ConsoleStream {
   close(): void;
 }
 
+/** The size a VM boots with. */
+export interface VmSize {
+  vcpus: number;
+  memory_mib: number;
+  disk_gib: number;
+}
+
 /** One VM as a driver sees it on its host. */
 export interface VmInfo {
   id: string;
@@ -103,6 +110,12 @@ export interface VmDriver {
    * (the caller retries; the NIC stays recorded until it is gone).
    */
   setNics(id: string, nics: VmNic[], opts?: { timeoutMs?: number }): Promise<SetNicsResult>;
+  /**
+   * Give a stopped VM a new size: vCPUs and memory for its next start, and its disk grown now. Idempotent.
+   * Fails with `instance_not_found` for an unknown VM, `invalid_state` while it runs, and
+   * `disk_shrink_refused` for a disk smaller than it has.
+   */
+  resize(id: string, size: VmSize): Promise<void>;
   /** Register a listener for unsolicited events; returns an unsubscribe function. */
   onEvent(listener: (event: VmDriverEvent) => void): () => void;
   /** Release resources (sockets, timers). VMs keep running. */

@@ -5,6 +5,7 @@ import {
   InstanceCreate,
   InstanceCreated,
   InstancePatch,
+  InstanceResize,
   InstanceStop,
   ListQuery,
   Operation,
@@ -162,6 +163,24 @@ export function instanceRoutes(app: Api, s: Services): void {
     },
   );
   power('restart');
+  app.post(
+    '/v1/instances/:id/resize',
+    {
+      schema: {
+        tags: ['instances'],
+        summary:
+          'Resize a stopped instance: vCPUs and memory up or down, the disk only up; the next start boots with the new size',
+        params: IdOrNameParams,
+        querystring: ProjectWaitQuery,
+        body: strict(InstanceResize),
+        response: { 200: Operation, 202: Operation, ...errors },
+      },
+    },
+    async (req, reply) => {
+      const op = await s.instances.resize(req.principal, req.params.id, projectOf(req.query), req.body);
+      return answerOperation(reply, await waited(s, req, op, req.query.wait));
+    },
+  );
   app.get(
     '/v1/instances/:id/history',
     {

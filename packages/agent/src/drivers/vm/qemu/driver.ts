@@ -10,6 +10,7 @@ import type {
   VmDriverEvent,
   VmInfo,
   VmNic,
+  VmSize,
 } from '../types.js';
 import { checkNics, INSTANCE_ID_RE, QEMU_BINARY, type QemuAccelerator, type QemuDiskCache } from './argv.js';
 import { openSerialConsole } from './console.js';
@@ -368,6 +369,32 @@ export class QemuDriver implements VmDriver {
       const unplugTimeoutMs = opts.timeoutMs ?? this.nicUnplugTimeoutMs;
       const { unplugged, added } = await applyNicPlan({ vm, record, qmp, unplugTimeoutMs }, plan, wanted);
       return { removed: removedNics(recorded, wanted, unplugged), added };
+    });
+  }
+
+  async resize(id: string, size: VmSize): Promise<void> {
+    this.checkOpen();
+    const vm = this.vm(checkId(id));
+    await vm.locked(async () => {
+      const seen = await vm.observe({ adopt: true });
+      if (seen === null) throw notFound(id);
+      const { record } = seen;
+      if (seen.running) throw new FloeError('invalid_state', `VM ${record.name} runs; stop it to resize it`, { id });
+      if (size.disk_gib < record.disk_gib)
+        throw new FloeError(
+          'disk_shrink_refused',
+          `VM ${record.name} has a ${record.disk_gib} GiB disk; it cannot shrink`,
+          {
+            current_gib: record.disk_gib,
+            requested_gib: size.disk_gib,
+          },
+        );
+      if (record.vcpus === size.vcpus && record.memory_mib === size.memory_mib && record.disk_gib === size.disk_gib)
+        return;
+      // The disk first: a record that promises a larger disk than the file has is never written.
+      if (size.disk_gib > record.disk_gib) await growDisk(vm.path('disk'), size.disk_gib * GIB, this.diskOpts());
+      vm.sizedDisk = null;
+      await vm.writeRecord({ ...record, vcpus: size.vcpus, memory_mib: size.memory_mib, disk_gib: size.disk_gib });
     });
   }
 
