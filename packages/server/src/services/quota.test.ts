@@ -5,7 +5,7 @@ import { injectJson, onlineTestHost, startTestControlPlane, type TestControlPlan
 
 // Quotas on both dialects through the HTTP API: 1,000 creates racing for 100 vCPUs take exactly 100,
 // in one project and across a parent and two children; a three-level tree rolls usage up and names the
-// project whose limit blocks.
+// project whose limit blocks; resizes take their growth from the same limits.
 
 const call = injectJson;
 
@@ -159,6 +159,72 @@ for (const target of storeTargets()) {
       expect((await call(cp, 'GET', '/v1/projects/dev/limits')).body.limits).toEqual({ instances: 2 });
       // A parent with sub-projects is not deleted.
       expect((await call(cp, 'DELETE', '/v1/projects/team')).body.error.code).toBe('in_use');
+    }, 60_000);
+
+    it('a resize takes growth from every limit up the tree, gives back what shrinks, and races exactly', async () => {
+      await ok('POST', '/v1/projects', { name: 'rs', limits: { vcpus: 16, memory_mib: 4096, disk_gib: 30 } });
+      await ok('POST', '/v1/projects', { name: 'rs-kid', parent: 'rs', limits: { vcpus: 12 } });
+      await ok('POST', '/v1/images', { name: 'img', project: 'rs-kid' });
+      const vm = { image: 'img', project: 'rs-kid', vcpus: 1, memory_mib: 128, disk_gib: 1, start: false };
+      for (let i = 0; i < 10; i++)
+        expect((await call(cp, 'POST', '/v1/instances', { ...vm, name: `r${i}` })).status).toBe(202);
+      // Ten resizes from 1 to 2 vCPUs at once against the child's 12: exactly two fit.
+      const raced = await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          call(cp, 'POST', `/v1/instances/r${i}/resize?project=rs-kid`, { vcpus: 2 }),
+        ),
+      );
+      const tally: Record<string, number> = {};
+      for (const a of raced) {
+        const key = a.status === 202 ? '202' : `${a.status} ${a.body.error.code}`;
+        tally[key] = (tally[key] ?? 0) + 1;
+      }
+      expect(tally).toEqual({ '202': 2, '409 quota_exceeded': 8 });
+      expect(await line('rs-kid', 'vcpus')).toMatchObject({ limit: 12, used: 12, available: 0 });
+      const grown = raced.findIndex((a) => a.status === 202);
+      const big = `/v1/instances/r${grown}/resize?project=rs-kid`;
+      const overKid = await call(cp, 'POST', big, { vcpus: 3 });
+      expect(overKid.body.error).toMatchObject({
+        code: 'quota_exceeded',
+        details: { dimension: 'vcpus', project: 'rs-kid', limit: 12, used: 12, requested: 1 },
+      });
+      // The child has no limit on disk or memory: its parent's blocks, and is named.
+      const overParent = await call(cp, 'POST', big, { disk_gib: 22 });
+      expect(overParent.body.error).toMatchObject({
+        code: 'quota_exceeded',
+        details: { dimension: 'disk_gib', project: 'rs', limit: 30, used: 10, requested: 21 },
+      });
+      expect((await call(cp, 'POST', big, { disk_gib: 21 })).status).toBe(202);
+      expect(await line('rs', 'disk_gib')).toMatchObject({ limit: 30, used_subtree: 30, available: 0 });
+      const shrink = await call(cp, 'POST', big, { disk_gib: 20 });
+      expect(shrink.status).toBe(422);
+      expect(shrink.body.error).toMatchObject({
+        code: 'disk_shrink_refused',
+        details: { field: 'disk_gib', current_gib: 21, requested_gib: 20 },
+      });
+      // Shrinking vCPUs and memory gives back at once; the freed vCPU goes to another instance.
+      expect((await call(cp, 'POST', big, { vcpus: 1 })).status).toBe(202);
+      expect(await line('rs-kid', 'vcpus')).toMatchObject({ used: 11, available: 1 });
+      const other = raced.findIndex((a) => a.status === 409);
+      expect((await call(cp, 'POST', `/v1/instances/r${other}/resize?project=rs-kid`, { vcpus: 2 })).status).toBe(202);
+      const overMemory = await call(cp, 'POST', big, { memory_mib: 4096 });
+      expect(overMemory.body.error.details).toMatchObject({ dimension: 'memory_mib', project: 'rs', limit: 4096 });
+      // A running (or to-be-running) instance is not resized.
+      expect((await call(cp, 'POST', `/v1/instances/r${other}/start?project=rs-kid`)).status).toBe(202);
+      const running = await call(cp, 'POST', `/v1/instances/r${other}/resize?project=rs-kid`, { vcpus: 1 });
+      expect(running.status).toBe(409);
+      expect(running.body.error.code).toBe('invalid_state');
+      const history = (await call(cp, 'GET', `/v1/instances/r${grown}/history?project=rs-kid`)).body.items as Array<{
+        action: string;
+        before: { spec: { disk_gib: number } } | null;
+        after: { spec: { disk_gib: number } } | null;
+      }>;
+      const resizes = history.filter((h) => h.action === 'resize');
+      expect(resizes.map((h) => [h.before?.spec.disk_gib, h.after?.spec.disk_gib])).toEqual([
+        [1, 1],
+        [1, 21],
+        [21, 21],
+      ]);
     }, 60_000);
 
     it('networks and NICs count too; a refused NIC leaves no address taken', async () => {
