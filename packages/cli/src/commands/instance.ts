@@ -7,6 +7,7 @@ import { followOperation } from '../progress.js';
 import { runtimeOf, type CliRuntime } from '../runtime.js';
 import { waitFirstBoot } from './first-boot.js';
 import { registerInstanceIo } from './instance-io.js';
+import { registerInstanceResize } from './instance-resize.js';
 import { parseNetworkArg } from './network.js';
 import { confirmDeletion, examples, fetchPage, listOptions, nameMap, type ListFlags } from './shared.js';
 
@@ -311,5 +312,6 @@ export function registerInstance(program: Command): void {
     rt.print(cmd, page, () => historyTable(page.items, rt.now()));
   });
 
+  registerInstanceResize(instance);
   registerInstanceIo(instance);
 }
