@@ -155,6 +155,34 @@ describe('InstanceReconciler', () => {
     expect(reporter.latest(vm.id)).toMatchObject({ observed_generation: 2, started_at: null });
   });
 
+  it('gives a stopped VM its new size at once and boots it with that size at the next start', async () => {
+    const { driver, reporter, reconciler } = await setup();
+    const vm = desiredInstance();
+    reconciler.setDesired([vm], { full: true });
+    await reconciler.whenIdle();
+    const first = { vcpus: vm.spec.vcpus, memory_mib: vm.spec.memory_mib, disk_gib: vm.spec.disk_gib };
+    expect(driver.sizeOf(vm.id)).toEqual({ next: first, booted: first });
+    const stopped = bump(vm, { generation: 2, power_state: 'stopped' });
+    reconciler.setDesired([stopped], { full: false });
+    await reconciler.whenIdle();
+    const size = { vcpus: 3, memory_mib: 768, disk_gib: vm.spec.disk_gib + 4 };
+    const resized: DesiredInstance = {
+      ...stopped,
+      revision: stopped.revision + 1,
+      generation: 3,
+      spec: { ...stopped.spec, ...size },
+    };
+    reconciler.setDesired([resized], { full: false });
+    await reconciler.whenIdle();
+    // Recorded while stopped; the guest that last ran still had the old size.
+    expect(driver.sizeOf(vm.id)).toEqual({ next: size, booted: first });
+    expect(reporter.latest(vm.id)).toMatchObject({ state: 'stopped', observed_generation: 3 });
+    reconciler.setDesired([bump(resized, { generation: 4, power_state: 'running' })], { full: false });
+    await reconciler.whenIdle();
+    expect(driver.sizeOf(vm.id)).toEqual({ next: size, booted: size });
+    expect(reporter.latest(vm.id)).toMatchObject({ state: 'running', observed_generation: 4 });
+  });
+
   it('restarts once per restart_generation, also across an agent restart', async () => {
     const dataDir = await tempDir();
     const stateDir = join(dataDir, 'fake');
