@@ -89,6 +89,7 @@ function contractView(driver: QemuDriver, imagePath: string): VmDriver {
     openConsole: (id) => driver.openConsole(id),
     stats: (id) => driver.stats(id),
     setNics: (id, nics, opts) => driver.setNics(id, nics, opts),
+    resize: (id, size) => driver.resize(id, size),
     onEvent: (listener) => driver.onEvent(listener),
     close: () => driver.close(),
   };
@@ -187,6 +188,23 @@ describe.skipIf(!haveQemu)('QEMU driver', () => {
       await driver.create(vm, { imagePath: base });
       expect((await stat(disk)).ino).toBe(before.ino);
       expect(await driver.inspect(vm.id)).toMatchObject({ state: 'stopped', accelerator: 'tcg', pid: null });
+    });
+
+    it('resizes a stopped VM: the disk image grows at once, the record keeps the size its next QEMU boots with', async () => {
+      const { driver, stateDir } = await setup();
+      const vm = await createdVm(driver, { spec: { disk_gib: 1, vcpus: 1 } });
+      const dir = join(stateDir, vm.id);
+      await driver.resize(vm.id, { vcpus: 2, memory_mib: 256, disk_gib: 3 });
+      expect((await imageInfo(join(dir, VM_FILES.disk))).virtualSize).toBe(3 * 1024 ** 3);
+      const record = JSON.parse(await readFile(join(dir, VM_FILES.record), 'utf8')) as Record<string, unknown>;
+      expect(record).toMatchObject({ vcpus: 2, memory_mib: 256, disk_gib: 3, image_path: base });
+      await driver.start(vm.id);
+      const cmdline = readFileSync(`/proc/${(await driver.inspect(vm.id))!.pid}/cmdline`, 'utf8').split('\0');
+      expect(cmdline[cmdline.indexOf('-smp') + 1]).toBe('2');
+      expect(cmdline[cmdline.indexOf('-m') + 1]).toBe('256M');
+      const err = await driver.resize(vm.id, { vcpus: 1, memory_mib: 128, disk_gib: 3 }).catch((e: unknown) => e);
+      expect((err as FloeError).code).toBe('invalid_state');
+      await driver.stop(vm.id, { force: true });
     });
 
     it('refuses to create a VM whose image has no file, and leaves nothing behind', async () => {
