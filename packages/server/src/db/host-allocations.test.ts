@@ -28,6 +28,7 @@ function instance(
     state: 'running',
     vcpus,
     memory_mib: memoryMib,
+    disk_gib: 1,
     deleting: 0,
     generation: 1,
     restart_generation: 0,
@@ -92,7 +93,12 @@ for (const t of storeTargets()) {
         expect((await migrator.migrateTo('0003_image_imports')).error).toBeUndefined();
         await store.db
           .insertInto('instances')
-          .values([instance('a', 'h1', 1, 512), instance('b', 'h1', 2, 512), instance('c', 'h2', 1, 128)])
+          .values(
+            // Rows as the schema before 0014_instance_disk had them.
+            [instance('a', 'h1', 1, 512), instance('b', 'h1', 2, 512), instance('c', 'h2', 1, 128)].map(
+              ({ disk_gib: _, ...row }) => row as Insertable<Database['instances']>,
+            ),
+          )
           .execute();
         // 0004 runs first, then every later migration.
         expect((await migrate(store.db, store.dialect))[0]).toBe('0004_host_allocations');
@@ -102,6 +108,30 @@ for (const t of storeTargets()) {
           .values(instance('d', 'h2', 2, 128))
           .execute();
         expect(await kept(store)).toEqual(await summed(store));
+      } finally {
+        await store.close();
+      }
+    });
+  });
+}
+
+for (const t of storeTargets()) {
+  describe.skipIf(t.skip)(`instances.disk_gib on ${t.name}`, () => {
+    it("is filled from each instance's spec when the migration runs", async () => {
+      const store = await t.open({ migrate: false });
+      try {
+        expect((await migratorOf(store.db, store.dialect).migrateTo('0013_metering')).error).toBeUndefined();
+        const rows = [
+          { ...instance('a', 'h1', 1, 512), spec: JSON.stringify({ disk_gib: 7 }) },
+          { ...instance('b', 'h1', 1, 512), spec: '{}' },
+        ].map(({ disk_gib: _, ...row }) => row as Insertable<Database['instances']>);
+        await store.db.insertInto('instances').values(rows).execute();
+        expect(await migrate(store.db, store.dialect)).toEqual(['0014_instance_disk']);
+        const got = await store.db.selectFrom('instances').select(['id', 'disk_gib']).orderBy('id').execute();
+        expect(got.map((r) => [r.id, Number(r.disk_gib)])).toEqual([
+          ['a', 7],
+          ['b', 0],
+        ]);
       } finally {
         await store.close();
       }

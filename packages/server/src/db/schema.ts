@@ -141,6 +141,8 @@ export interface InstancesTable extends ResourceRow {
   state: string;
   vcpus: number;
   memory_mib: number;
+  /** The spec's disk_gib, so quota checks sum it like vcpus and memory_mib. */
+  disk_gib: number;
   deleting: number; // 0 | 1
   generation: number;
   restart_generation: number;

@@ -42,6 +42,7 @@ function instance(id: string, name: string, project = 'alpha'): Insertable<Datab
     state: 'running',
     vcpus: 2,
     memory_mib: 2048,
+    disk_gib: 20,
     deleting: 0,
     generation: 3,
     restart_generation: 1,
@@ -489,6 +490,7 @@ for (const t of storeTargets()) {
           '0011_login_requests',
           '0012_quotas',
           '0013_metering',
+          '0014_instance_disk',
         ]);
       } finally {
         await again.close();
@@ -818,6 +820,7 @@ for (const t of storeTargets()) {
           '0011_login_requests',
           '0012_quotas',
           '0013_metering',
+          '0014_instance_disk',
         ]);
         expect(await migrate(fresh.db, fresh.dialect)).toEqual([]);
       } finally {

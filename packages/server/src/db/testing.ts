@@ -237,6 +237,7 @@ export const SCHEMA_COLUMNS: SchemaColumns = {
     state: 'text',
     vcpus: 'integer',
     memory_mib: 'integer',
+    disk_gib: 'integer',
     deleting: 'integer',
     generation: 'integer',
     restart_generation: 'integer',

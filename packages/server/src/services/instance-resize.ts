@@ -53,6 +53,7 @@ export class InstanceResizes {
             spec: toJson(spec),
             vcpus: spec.vcpus,
             memory_mib: spec.memory_mib,
+            disk_gib: spec.disk_gib,
             generation,
             revision,
             updated_at,

@@ -169,6 +169,7 @@ export class InstanceService {
             state: 'scheduled',
             vcpus: spec.vcpus,
             memory_mib: spec.memory_mib,
+            disk_gib: spec.disk_gib,
             deleting: 0,
             generation: 1,
             restart_generation: 0,

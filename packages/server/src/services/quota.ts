@@ -77,19 +77,15 @@ type InstanceTotals = Readonly<Record<InstanceDimension, number>>;
 const isInstanceDimension = (d: QuotaDimension): d is InstanceDimension =>
   d === 'instances' || d === 'vcpus' || d === 'memory_mib' || d === 'disk_gib';
 
-/** What the instances of the projects named hold, every dimension in one query. */
-async function instanceTotals(db: Db, dialect: Dialect, list: string[]): Promise<InstanceTotals> {
-  const disk =
-    dialect === 'postgres'
-      ? sql<number>`coalesce(sum(((spec::jsonb)->>'disk_gib')::bigint), 0)`
-      : sql<number>`coalesce(sum(json_extract(spec, '$.disk_gib')), 0)`;
+/** What the instances of the projects named hold, every dimension in one query over the rows' size columns. */
+async function instanceTotals(db: Db, list: string[]): Promise<InstanceTotals> {
   const r = await db
     .selectFrom('instances')
     .select((eb) => [
       eb.fn.countAll<number>().as('n'),
       eb.fn.sum<number>('vcpus').as('vcpus'),
       eb.fn.sum<number>('memory_mib').as('memory_mib'),
-      disk.as('disk_gib'),
+      eb.fn.sum<number>('disk_gib').as('disk_gib'),
     ])
     .where('project', 'in', list)
     .executeTakeFirst();
@@ -105,7 +101,7 @@ async function countUsage(db: Db, dialect: Dialect, names: readonly string[], d:
     case 'vcpus':
     case 'memory_mib':
     case 'disk_gib':
-      return (await instanceTotals(db, dialect, list))[d];
+      return (await instanceTotals(db, list))[d];
     case 'networks': {
       const r = await db
         .selectFrom('networks')
@@ -153,7 +149,7 @@ function subtreeCounter(db: Db, dialect: Dialect, tree: readonly TreeNode[]) {
     const names = () => subtreeOf(tree, id).map((n) => n.name);
     if (isInstanceDimension(d)) {
       let p = instances.get(id);
-      if (p === undefined) instances.set(id, (p = instanceTotals(db, dialect, names())));
+      if (p === undefined) instances.set(id, (p = instanceTotals(db, names())));
       return (await p)[d];
     }
     const key = `${id}\u0000${d}`;
@@ -203,16 +199,38 @@ async function checkNow(
 }
 
 /**
+ * Lock the rows of these projects until the transaction ends (in id order, as lockProjects) and read
+ * their limits, in one statement.
+ */
+async function lockedLimits(db: Db, ids: readonly string[], mode: 'update' | 'share'): Promise<LimitMap> {
+  const q = db
+    .selectFrom('projects as p')
+    .leftJoin('project_limits as l', 'l.project_id', 'p.id')
+    .select(['p.id as project_id', 'l.dimension', 'l.value'])
+    .where('p.id', 'in', [...ids])
+    .orderBy('p.id');
+  const rows = await (mode === 'update' ? q.forUpdate('p') : q.forKeyShare('p')).execute();
+  const out = new Map<string, Map<QuotaDimension, number>>();
+  for (const r of rows) {
+    if (r.dimension === null || !(QUOTA_DIMENSIONS as readonly string[]).includes(r.dimension)) continue;
+    const m = out.get(r.project_id) ?? new Map<QuotaDimension, number>();
+    m.set(r.dimension as QuotaDimension, Number(r.value));
+    out.set(r.project_id, m);
+  }
+  return out;
+}
+
+/**
  * Take `deltas` from the limits of `project` and every ancestor, inside the caller's transaction: throws
  * quota_exceeded naming the nearest blocking project. Only what grows is checked, and only dimensions
  * limited somewhere on the chain are counted. `written`: the caller already wrote the rows of the change
  * in this transaction (they are in the count), as when what a change takes is known only once it is made
  * (the addresses NICs got); the transaction then rolls back on refusal.
  *
- * A change that does not fit what is committed now is refused before any lock is taken, so a crowd of
- * requests over a full quota does not queue behind the ones that fit. One that seems to fit locks the
- * chain and is checked again. Without a limit on the chain, the chain is only share-locked, so a limit
- * set meanwhile waits for the change (and counts it).
+ * A change where nothing grows is not checked. On PostgreSQL, a change the limits read unlocked concern
+ * locks the chain for update and reads the limits again with the lock (one statement), then counts once;
+ * without a limit on the chain, the chain is only share-locked, so a limit set meanwhile waits for the
+ * change (and counts it).
  */
 export async function reserve(
   trx: Db,
@@ -221,6 +239,8 @@ export async function reserve(
   deltas: Deltas,
   opts: { written?: boolean } = {},
 ): Promise<void> {
+  // Nothing grows: no limit can be passed, now or by a limit set meanwhile.
+  if (!QUOTA_DIMENSIONS.some((d) => (deltas[d] ?? 0) > 0)) return;
   const written = opts.written === true;
   const { tree, chain } = await chainOfProject(trx, project);
   const ids = chain.map((n) => n.id);
@@ -232,12 +252,11 @@ export async function reserve(
     return;
   }
   if (dimensionsToCheck(chain, limits, deltas).length === 0) {
-    await lockProjects(trx, ids, 'share');
-    limits = await loadLimits(trx, ids);
+    limits = await lockedLimits(trx, ids, 'share');
+    // A limit set since the first read: take the lock a check needs.
     if (dimensionsToCheck(chain, limits, deltas).length === 0) return;
-  } else await checkNow(trx, dialect, tree, chain, limits, deltas, written);
-  await lockProjects(trx, ids, 'update');
-  limits = await loadLimits(trx, ids);
+  }
+  limits = await lockedLimits(trx, ids, 'update');
   await checkNow(trx, dialect, tree, chain, limits, deltas, written);
 }
 
