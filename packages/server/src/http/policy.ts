@@ -62,6 +62,7 @@ export const POLICY: Readonly<Record<string, RoutePolicy>> = {
   'DELETE /v1/projects/:id': p('admin', 'project', 'delete'),
   'GET /v1/projects/:id/usage': p('project', 'project', 'read'),
   'GET /v1/projects/:id/limits': p('project', 'project', 'read'),
+  'GET /v1/projects/:id/history': p('project', 'project', 'read'),
   // A project's limits are its parent's to give: admins, or owners of the parent (the service checks).
   'PUT /v1/projects/:id/limits': p('authenticated', 'project', 'manage'),
 

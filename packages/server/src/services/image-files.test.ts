@@ -230,6 +230,40 @@ for (const target of storeTargets()) {
       await cp?.close();
     });
 
+    it('counts image bytes against the limit, and a refused upload leaves no file behind', async () => {
+      const file = join(work, `quota-${target.name}.qcow2`);
+      qemuImg('create', '-q', '-f', 'qcow2', file, '1M');
+      const size = statSync(file).size;
+      const made = await call('POST', '/v1/projects', { body: { name: 'imgq', limits: { image_bytes: size + 10 } } });
+      expect(made.status, JSON.stringify(made.body)).toBe(201);
+      expect((await call('POST', '/v1/images', { body: { name: 'one', project: 'imgq' } })).status).toBe(201);
+      expect((await call('POST', '/v1/images', { body: { name: 'two', project: 'imgq' } })).status).toBe(201);
+      expect((await upload('one', file, '?project=imgq')).status).toBe(200);
+      const usage = await call('GET', '/v1/projects/imgq/usage');
+      expect(usage.body.dimensions.find((d: { dimension: string }) => d.dimension === 'image_bytes')).toMatchObject({
+        limit: size + 10,
+        used: size,
+        available: 10,
+      });
+      // A different file (not shared with "one"), over what is left: refused, and nothing of it is kept.
+      const other = join(work, `quota-other-${target.name}.qcow2`);
+      qemuImg('create', '-q', '-f', 'qcow2', other, '2M');
+      const before = stored();
+      const refused = await upload('two', other, '?project=imgq');
+      expectError(refused, 'quota_exceeded');
+      expect(refused.body.error.details).toMatchObject({
+        dimension: 'image_bytes',
+        project: 'imgq',
+        limit: size + 10,
+        used: size,
+        requested: statSync(other).size,
+      });
+      expect(stored()).toEqual(before);
+      expect(stored()).not.toContain(`${sha256Of(other)}.qcow2`);
+      expect(leftovers()).toEqual([]);
+      expect((await call('GET', '/v1/images/two?project=imgq')).body.status.state).toBe('pending');
+    });
+
     it('keeps an uploaded qcow2 as it is, by its sha256', async () => {
       const file = join(work, `keep-${target.name}.qcow2`);
       qemuImg('create', '-q', '-f', 'qcow2', file, '1M');

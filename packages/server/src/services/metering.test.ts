@@ -7,7 +7,8 @@ import { injectJson, onlineTestHost, startTestControlPlane, type TestControlPlan
 
 // A property test of metering: a fixed-seed random walk of creates, starts, stops, crashes (the agent
 // reports the VM stopped, at a time of its own), resizes (refused unless stopped, and for a smaller
-// disk), NIC attaches and detaches, deletes and control plane restarts on the same database. After it, the ranges in the database equal those of a model kept
+// disk), NIC attaches and detaches, deletes and control plane restarts on the same database. On
+// PostgreSQL two control planes share the database and each step goes to either. After it, the ranges in the database equal those of a model kept
 // here: per resource and dimension, the same quantities in the same order, the allocation of an
 // instance one range from its creation to its deletion, running time exactly the agent's times,
 // and no two ranges of one resource and dimension overlapping, nor a gap between them.
@@ -59,26 +60,34 @@ async function laterThan(after: string): Promise<string> {
 for (const target of storeTargets()) {
   describe.skipIf(target.skip)(`metering on ${target.name}`, () => {
     let base: TestStore;
+    /** The control plane of the current step: one of `cps`. */
     let cp: TestControlPlane;
+    /** Control planes on the one database: two on PostgreSQL (as behind a load balancer), one on SQLite. */
+    const cps: TestControlPlane[] = [];
+    const PLANES = target.name === 'postgres' ? 2 : 1;
     let hostId: string;
     let adminToken: string;
 
-    async function start(): Promise<void> {
+    /** Start a control plane into `slot` (a new one, or the replacement of one that was closed). */
+    async function start(slot: number): Promise<void> {
       const store = await openStore({ ...base.options, migrate: false });
-      const shared = cp === undefined ? undefined : { ca: cp.ca, pki: cp.pki };
+      const other = cps.find((c) => c !== undefined);
+      const shared = other === undefined ? undefined : { ca: other.ca, pki: other.pki };
       const next = await startTestControlPlane(
         store,
         { FLOE_HOST_OFFLINE_AFTER_MS: '3600000', FLOE_LOG_LEVEL: 'silent' },
         shared,
       );
       adminToken ||= next.adminToken;
-      cp = { ...next, adminToken };
+      cps[slot] = { ...next, adminToken };
+      cp = cps[slot];
       hostId = await onlineTestHost(cp.app, 'node-1');
     }
 
     beforeAll(async () => {
       base = await target.open();
-      await start();
+      for (let slot = 0; slot < PLANES; slot++) await start(slot);
+      cp = cps[0]!;
       expect((await injectJson(cp, 'POST', '/v1/images', { name: 'img' })).status).toBe(201);
       const pub = await injectJson(cp, 'POST', '/v1/networks', {
         name: 'pub',
@@ -91,7 +100,7 @@ for (const target of storeTargets()) {
     });
 
     afterAll(async () => {
-      await cp?.close();
+      for (const c of cps) await c?.close();
       await base?.close();
     });
 
@@ -114,7 +123,11 @@ for (const target of storeTargets()) {
       const counts: Record<string, number> = {};
       let serial = 0;
 
+      const served = new Array<number>(PLANES).fill(0);
       for (let step = 0; step < STEPS_OF(target.name); step++) {
+        const slot = PLANES === 1 ? 0 : Math.floor(rand() * PLANES);
+        cp = cps[slot]!;
+        served[slot]!++;
         const ids = [...live.keys()];
         const action =
           rand() < 0.01
@@ -140,7 +153,7 @@ for (const target of storeTargets()) {
         if (action === 'restart') {
           await cp.app.close();
           await cp.store.close();
-          await start();
+          await start(slot);
           continue;
         }
         if (action === 'create') {
@@ -264,7 +277,8 @@ for (const target of storeTargets()) {
         }
       }
 
-      // Every kind of step happened, restarts included.
+      // Every control plane served steps; every kind of step happened, restarts included.
+      for (const n of served) expect(n).toBeGreaterThan(STEPS_OF(target.name) / (3 * PLANES));
       for (const a of ['create', 'start', 'stop', 'crash', 'resize', 'attach', 'detach', 'delete', 'restart'])
         expect(counts[a] ?? 0, a).toBeGreaterThan(2);
 

@@ -1,5 +1,6 @@
 import {
   FloeError,
+  type HistoryEntry,
   type PageOf,
   type Project,
   type ProjectCreate,
@@ -13,7 +14,7 @@ import type { ProjectsTable } from '../db/schema.js';
 import { baseFields, checkRevision, findRow, newBase, patchedBase } from './resource-rows.js';
 import { listPage } from './pagination.js';
 import { parseLabelSelectors, writeLabels } from './labels.js';
-import { recordHistory } from './history.js';
+import { historyPage, recordHistory } from './history.js';
 import { canUseProject, requireAdmin, requireOwner, withVerb } from './authz.js';
 import { applyLimits, limitsOfProject, loadTree, usageOf } from './quota.js';
 import type { Principal, ServiceContext } from './context.js';
@@ -209,7 +210,24 @@ export class ProjectService {
         if (p.parent === null) requireAdmin(principal, 'change the limits of a top-level project');
         else requireOwner(principal, p.parent, `change the limits of its sub-project "${p.name}"`);
       }
+      const before = await limitsOfProject(trx, p);
       const after = await applyLimits(trx, this.ctx.store.dialect, p.name, change);
+      // A change of limits is a change of the project: a new revision and a history entry with both sets.
+      // Read under the chain's lock applyLimits took: a concurrent change of the project cannot take the same revision.
+      const current = await trx.selectFrom('projects').select('revision').where('id', '=', p.id).executeTakeFirstOrThrow();
+      const revision = Number(current.revision) + 1;
+      const updated_at = nowIso();
+      await trx.updateTable('projects').set({ revision, updated_at }).where('id', '=', p.id).execute();
+      await recordHistory(trx, {
+        kind: 'project',
+        resource_id: p.id,
+        project: p.name,
+        revision,
+        action: 'set-limits',
+        actor: principal.actor,
+        before: { ...p, limits: before.limits },
+        after: { ...p, revision, updated_at, limits: after.limits },
+      });
       return { p, after };
     });
     await this.ctx.bus.publish({
@@ -220,6 +238,12 @@ export class ProjectService {
       data: { limits: result.after.limits },
     });
     return result.after;
+  }
+
+  /** Change history of a project (creation, changes, limits), oldest first. */
+  async history(principal: Principal, ref: string, q: { limit?: number; cursor?: string }): Promise<PageOf<HistoryEntry>> {
+    const p = await this.get(principal, ref);
+    return historyPage(this.ctx.store.db, p.id, q);
   }
 
   /** Delete an empty project (admin). */

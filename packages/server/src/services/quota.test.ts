@@ -243,6 +243,56 @@ for (const target of storeTargets()) {
       expect(await line('netq', 'ipv4_private')).toMatchObject({ used: 1, limit: 1 });
     }, 60_000);
 
+    it('public IPv4 addresses count apart from private ones, at create and on a hot-added NIC', async () => {
+      await ok('POST', '/v1/projects', { name: 'pubq', limits: { ipv4_public: 1 } });
+      await ok('POST', '/v1/images', { name: 'img', project: 'pubq' });
+      // Public networks are the operator's, found from every project.
+      await ok('POST', '/v1/networks', { name: 'pubq-wan', kind: 'public', ipv4: '203.0.113.0/24' });
+      await ok('POST', '/v1/networks', { name: 'lan', project: 'pubq', ipv4: '10.95.0.0/24' });
+      const vm = { image: 'img', project: 'pubq', vcpus: 1, memory_mib: 128 };
+      expect(
+        (await call(cp, 'POST', '/v1/instances', { ...vm, name: 'p1', networks: [{ network: 'pubq-wan' }] })).status,
+      ).toBe(202);
+      // Private addresses are not held against the public limit.
+      expect(
+        (await call(cp, 'POST', '/v1/instances', { ...vm, name: 'p2', networks: [{ network: 'lan' }] })).status,
+      ).toBe(202);
+      const over = await call(cp, 'POST', '/v1/instances', { ...vm, name: 'p3', networks: [{ network: 'pubq-wan' }] });
+      expect(over.body.error).toMatchObject({
+        code: 'quota_exceeded',
+        details: { dimension: 'ipv4_public', project: 'pubq', limit: 1, used: 1, requested: 1 },
+      });
+      const hot = await call(cp, 'POST', '/v1/instances/p2/nics?project=pubq', { network: 'pubq-wan' });
+      expect(hot.body.error.details).toMatchObject({ dimension: 'ipv4_public', used: 1, requested: 1 });
+      expect(await line('pubq', 'ipv4_public')).toMatchObject({ limit: 1, used: 1, available: 0 });
+      expect(await line('pubq', 'ipv4_private')).toMatchObject({ used: 1 });
+      expect(await line('pubq', 'nics')).toMatchObject({ used: 2 });
+      // Deleting the holder gives the address back.
+      expect((await call(cp, 'DELETE', '/v1/instances/p1?project=pubq')).status).toBe(202);
+    }, 60_000);
+
+    it("records a change of limits in the project's history, with the limits before and after", async () => {
+      await ok('POST', '/v1/projects', { name: 'histq', limits: { vcpus: 4 } });
+      await ok('PUT', '/v1/projects/histq/limits', { vcpus: 8, instances: 2 });
+      const refused = await call(cp, 'PUT', '/v1/projects/histq/limits', { vcpus: -1 });
+      expect(refused.status).toBe(400);
+      await ok('PUT', '/v1/projects/histq/limits', { instances: null });
+      const page = await call(cp, 'GET', '/v1/projects/histq/history');
+      expect(page.status).toBe(200);
+      const entries = page.body.items as Array<{
+        action: string;
+        revision: number;
+        before: { limits?: unknown } | null;
+        after: { limits?: unknown; revision?: number } | null;
+      }>;
+      expect(entries.map((e) => e.action)).toEqual(['create', 'set-limits', 'set-limits']);
+      expect(entries.map((e) => e.revision)).toEqual([1, 2, 3]);
+      expect(entries[1]!.before!.limits).toEqual({ vcpus: 4 });
+      expect(entries[1]!.after!.limits).toEqual({ vcpus: 8, instances: 2 });
+      expect(entries[2]!.after!.limits).toEqual({ vcpus: 8 });
+      expect((await call(cp, 'GET', '/v1/projects/histq')).body.revision).toBe(3);
+    }, 60_000);
+
     it('owners of a parent create sub-projects and set their limits; members see them read-only', async () => {
       await ok('POST', '/v1/projects', { name: 'deleg', limits: { vcpus: 8 } });
       const user = async (name: string, role: string) => {

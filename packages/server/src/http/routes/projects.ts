@@ -1,4 +1,5 @@
 import {
+  HistoryEntry,
   IdOrNameParams,
   ListQuery,
   Page,
@@ -131,5 +132,18 @@ export function quotaRoutes(app: Api, s: Services): void {
       },
     },
     (req) => s.projects.setLimits(req.principal, req.params.id, req.body),
+  );
+  app.get(
+    '/v1/projects/:id/history',
+    {
+      schema: {
+        tags: ['projects'],
+        summary: 'Change history of a project: creation, changes and limits',
+        params: IdOrNameParams,
+        querystring: ListQuery,
+        response: { 200: Page(HistoryEntry), ...errors },
+      },
+    },
+    (req) => s.projects.history(req.principal, req.params.id, req.query),
   );
 }
