@@ -1,10 +1,13 @@
 import type {
+  HistoryEntry,
+  ListQuery,
   MeteringQuery,
   MeteringReport,
   Project,
   ProjectCreate,
   ProjectLimits,
   ProjectPatch,
+  PageOf,
   ProjectUsage,
   QuotaLimitsChange,
   Token,
@@ -55,6 +58,14 @@ export class ProjectsApi extends ListApi<Project> {
   /** Changes the project's limits (null removes one): admins, or owners of its parent. */
   setLimits(id: string, change: QuotaLimitsChange, options: CallOptions = {}): Promise<ProjectLimits> {
     return this.t.request('PUT', `${this.path(id)}/limits`, defined({ body: change, signal: options.signal }));
+  }
+  /** One page of the project's change history (creation, changes, limits), oldest first. */
+  history(
+    id: string,
+    query: Omit<ListQuery, 'label'> = {},
+    options: { signal?: AbortSignal } = {},
+  ): Promise<PageOf<HistoryEntry>> {
+    return this.t.request('GET', `${this.path(id)}/history`, defined({ query, signal: options.signal }));
   }
   /** Deletes an empty project (`in_use` otherwise). */
   async delete(id: string, options: CallOptions = {}): Promise<void> {

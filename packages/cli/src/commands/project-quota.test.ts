@@ -1,4 +1,4 @@
-import type { ProjectUsage, QuotaLimitsChange } from '@floe/api';
+import type { HistoryEntry, ProjectUsage, QuotaLimitsChange } from '@floe/api';
 import type { FloeClient } from '@floe/client';
 import { describe, expect, it } from 'vitest';
 import { runWithClient } from '../testing.js';
@@ -13,12 +13,38 @@ const USAGE: ProjectUsage = {
   ],
 };
 
+const HISTORY: HistoryEntry[] = [
+  {
+    id: 'hist_1',
+    kind: 'project',
+    resource_id: 'prj_1',
+    revision: 1,
+    action: 'create',
+    actor: 'tok_admin',
+    time: '2026-01-01T00:00:00.000Z',
+    before: null,
+    after: { name: 'team' },
+  },
+  {
+    id: 'hist_2',
+    kind: 'project',
+    resource_id: 'prj_1',
+    revision: 2,
+    action: 'set-limits',
+    actor: 'tok_owner',
+    time: '2026-01-01T00:00:00.000Z',
+    before: { name: 'team', limits: { vcpus: 4, instances: 2 } },
+    after: { name: 'team', limits: { vcpus: 8, memory_mib: 4096 } },
+  },
+];
+
 function fake() {
   const sent: { id: string; change: QuotaLimitsChange }[] = [];
   const client = {
     close: () => undefined,
     projects: {
       usage: () => Promise.resolve(USAGE),
+      history: () => Promise.resolve({ items: HISTORY, next_cursor: null }),
       setLimits: (id: string, change: QuotaLimitsChange) => {
         sent.push({ id, change });
         return Promise.resolve({ project: id, limits: { vcpus: 16 } });
@@ -51,5 +77,13 @@ describe('floe project usage and limits', () => {
     expect(bad.code).toBe(2);
     expect(bad.err).toContain('--vcpus must be a whole number');
     expect((await runWithClient(['project', 'limits', 'set', 'dev'], client)).code).toBe(2);
+  });
+
+  it('shows the history with what each change did to the limits', async () => {
+    const { client } = fake();
+    const run = await runWithClient(['project', 'history', 'team'], client);
+    expect(run.code, run.err).toBe(0);
+    expect(run.out).toMatch(/1\s+create\s+tok_admin/);
+    expect(run.out).toMatch(/2\s+set-limits\s+tok_owner\s+.*instances 2->-, vcpus 4->8, memory_mib -->4096/);
   });
 });

@@ -1,7 +1,13 @@
 import type { Command } from 'commander';
-import { QUOTA_DIMENSIONS, type ProjectUsage, type QuotaDimension, type QuotaLimitsChange } from '@floe/api';
+import {
+  QUOTA_DIMENSIONS,
+  type HistoryEntry,
+  type ProjectUsage,
+  type QuotaDimension,
+  type QuotaLimitsChange,
+} from '@floe/api';
 import { UsageError } from '../errors.js';
-import { renderTable } from '../output.js';
+import { age, renderTable } from '../output.js';
 import { runtimeOf } from '../runtime.js';
 
 /** `--vcpus` for vcpus, `--memory-mib` for memory_mib. */
@@ -13,6 +19,16 @@ function bar(used: number, limit: number | null, width = 20): string {
   if (limit === null) return '';
   const filled = limit === 0 ? width : Math.min(width, Math.round((used / limit) * width));
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${limit === 0 ? 100 : Math.round((used / limit) * 100)}%`;
+}
+
+/** What a history entry changed of the limits: `vcpus 4->8, instances -->2` (empty when it changed none). */
+function limitsChangeText(h: HistoryEntry): string {
+  const of = (side: Record<string, unknown> | null) => (side?.limits ?? {}) as Record<string, number | undefined>;
+  const before = of(h.before);
+  const after = of(h.after);
+  return QUOTA_DIMENSIONS.filter((d) => before[d] !== after[d])
+    .map((d) => `${d} ${before[d] ?? '-'}->${after[d] ?? '-'}`)
+    .join(', ');
 }
 
 /** The usage table: one row per dimension, the subtree's use against the project's own limit. */
@@ -67,6 +83,20 @@ export function registerProjectQuota(project: Command): void {
       const rt = runtimeOf(cmd);
       const u = await rt.client(cmd).projects.usage(id);
       rt.print(cmd, u, () => usageTable(u));
+    });
+  project
+    .command('history')
+    .description("a project's change history: creation, changes and limits (who, when, before and after)")
+    .argument('<id>', 'project id or name')
+    .action(async (id: string, _opts: unknown, cmd: Command) => {
+      const rt = runtimeOf(cmd);
+      const page = await rt.client(cmd).projects.history(id);
+      rt.print(cmd, page, () =>
+        renderTable(
+          ['REVISION', 'ACTION', 'ACTOR', 'AGE', 'LIMITS'],
+          page.items.map((h) => [h.revision, h.action, h.actor, age(h.time, rt.now()), limitsChangeText(h)]),
+        ),
+      );
     });
   const limits = project.command('limits').description("a project's limits");
   limits
