@@ -12,6 +12,7 @@ import type { OperationService } from './operations.js';
 import type { PostCommit } from './post-commit.js';
 import type { Principal } from './principal.js';
 import { reserve } from './quota.js';
+import { checkHostRoom } from './scheduler.js';
 
 /**
  * Resize of a stopped instance: vCPUs and memory up or down, the disk only up. The new size, the quota
@@ -43,6 +44,8 @@ export class InstanceResizes {
         const deltas = sizeDeltas(before.spec, spec);
         // Growth is checked against every limit up to the root; shrinking gives back at once.
         await reserve(trx, this.ctx.store.dialect, row.project, deltas);
+        // The host keeps room for what its instances hold, stopped ones included.
+        await checkHostRoom(trx, this.ctx.store.dialect, this.ctx.config, row.host_id, deltas);
         const generation = Number(row.generation) + 1;
         const revision = Number(row.revision) + 1;
         const updated_at = nowIso();

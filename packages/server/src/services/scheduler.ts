@@ -97,3 +97,32 @@ export async function placeInstance(
   }
   return chosen.id;
 }
+
+/**
+ * Refuse with no_host_capacity when the instance's host has no room for `growth` (a resize to more vCPUs
+ * or memory), inside the caller's transaction and before the instance's row changes. On PostgreSQL the
+ * host's row is locked as placement locks it, so a resize and a placement cannot both take the last room.
+ * An instance on no host (or a host that is gone) is placed again with its new size by whoever places it.
+ */
+export async function checkHostRoom(
+  trx: Db,
+  dialect: 'sqlite' | 'postgres',
+  config: Config,
+  hostId: string | null,
+  growth: Demand,
+): Promise<void> {
+  if (hostId === null || (growth.vcpus <= 0 && growth.memory_mib <= 0)) return;
+  let q = trx.selectFrom('hosts').select(['id', 'name', 'facts']).where('id', '=', hostId);
+  if (dialect === 'postgres') q = q.forUpdate();
+  const host = await q.executeTakeFirst();
+  if (host === undefined) return;
+  const capacity = capacityOf(parseHostJson<HostFacts>(host.facts), config.cpuOvercommit, config.memoryOvercommit);
+  const used = (await allocations(trx, [hostId])).get(hostId) ?? { vcpus: 0, memory_mib: 0, instances: 0 };
+  const free = { vcpus: capacity.vcpus - used.vcpus, memory_mib: capacity.memory_mib - used.memory_mib };
+  if (free.vcpus >= Math.max(growth.vcpus, 0) && free.memory_mib >= Math.max(growth.memory_mib, 0)) return;
+  throw new FloeError(
+    'no_host_capacity',
+    `host ${host.name} has ${free.vcpus} vCPU(s) and ${free.memory_mib} MiB free; the resize needs ${Math.max(growth.vcpus, 0)} and ${Math.max(growth.memory_mib, 0)} more`,
+    { host: host.name, requested: growth, free },
+  );
+}
