@@ -214,7 +214,11 @@ export class ProjectService {
       const after = await applyLimits(trx, this.ctx.store.dialect, p.name, change);
       // A change of limits is a change of the project: a new revision and a history entry with both sets.
       // Read under the chain's lock applyLimits took: a concurrent change of the project cannot take the same revision.
-      const current = await trx.selectFrom('projects').select('revision').where('id', '=', p.id).executeTakeFirstOrThrow();
+      const current = await trx
+        .selectFrom('projects')
+        .select('revision')
+        .where('id', '=', p.id)
+        .executeTakeFirstOrThrow();
       const revision = Number(current.revision) + 1;
       const updated_at = nowIso();
       await trx.updateTable('projects').set({ revision, updated_at }).where('id', '=', p.id).execute();
@@ -241,7 +245,11 @@ export class ProjectService {
   }
 
   /** Change history of a project (creation, changes, limits), oldest first. */
-  async history(principal: Principal, ref: string, q: { limit?: number; cursor?: string }): Promise<PageOf<HistoryEntry>> {
+  async history(
+    principal: Principal,
+    ref: string,
+    q: { limit?: number; cursor?: string },
+  ): Promise<PageOf<HistoryEntry>> {
     const p = await this.get(principal, ref);
     return historyPage(this.ctx.store.db, p.id, q);
   }
