@@ -1,8 +1,10 @@
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { FloeApiError, type ConsoleSession, type FloeClient } from '@floe/client';
 import { distinctColours, foregroundShare, RfbClient, type RfbTransport } from '@floe/testkit';
+import { run } from '../../packages/cli/src/program.js';
 import { storeTargets } from '../../packages/server/src/db/testing.js';
 import { startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
 import { clientFor, eventually, kill, prepareAgent, startAgent } from './helpers.js';
@@ -39,6 +41,15 @@ async function webSocketTransport(url: string, ca: string): Promise<{ io: RfbTra
       },
     },
   };
+}
+
+/** A CLI writer that keeps what it was given. */
+class Buf {
+  text = '';
+  write(s: string | Uint8Array): boolean {
+    this.text += typeof s === 'string' ? s : Buffer.from(s).toString('utf8');
+    return true;
+  }
 }
 
 const sessionTransport = (s: ConsoleSession): RfbTransport => ({
@@ -191,5 +202,27 @@ describe.each(storeTargets())('graphical console and stats history through the a
     expect([bad.status, bad.code]).toEqual([400, 'validation_failed']);
     // A stopped VM has no samples (it has not run while the agent watched), but asking is no error.
     expect((await client.instances.statsHistory('idle')).samples).toEqual([]);
+
+    // The CLI draws it.
+    const caFile = path.join(cp.dataDir, 'cli-ca.pem');
+    await writeFile(caFile, cp.ca.certPem);
+    const out = new Buf();
+    const err = new Buf();
+    const code = await run(['vm', 'stats', 'web', '--history', '--since', '1h'], {
+      stdout: out,
+      stderr: err,
+      env: {
+        FLOE_CONFIG: path.join(cp.dataDir, 'cli.json'),
+        FLOE_URL: cp.url,
+        FLOE_TOKEN: cp.adminToken,
+        FLOE_CA: caFile,
+        NO_COLOR: '1',
+      },
+      stdinIsTTY: false,
+    });
+    expect(code, err.text).toBe(0);
+    expect(out.text).toMatch(/samples every 1 s/);
+    expect(out.text).toMatch(/CPU\s+1\.0 %/);
+    expect(out.text).toMatch(/[▁▂▃▄▅▆▇█]{2,}/);
   }, 40_000);
 });
