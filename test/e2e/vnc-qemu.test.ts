@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FloeClient } from '@floe/client';
-import { distinctColours, foregroundShare, freePort, RfbClient, until } from '@floe/testkit';
+import { CTRL_ALT_DEL, distinctColours, foregroundShare, freePort, RfbClient, until } from '@floe/testkit';
 import { ensureTestImage, READY_MARKER, TestImageError } from '@floe/testkit/guest-image';
 import { run } from '../../packages/cli/src/program.js';
 import { FloedProcess } from './floed.js';
@@ -192,4 +192,26 @@ describe.skipIf(skip)('a real VM: graphical console and stats history', () => {
     // What was sampled before the crash is still there.
     expect(history.samples.filter((p) => times.has(p.at)).length).toBe(history.samples.length);
   }, 360_000);
+
+  it('carries the keyboard: Ctrl-Alt-Del typed on the graphical console reaches the guest', async (ctx) => {
+    if (imageMissing !== null) return ctx.skip(imageMissing);
+    const session = await client.instances.vnc('gfx');
+    try {
+      const rfb = await RfbClient.connect({ write: (d) => session.write(d), onData: (l) => session.onData(l) }, 30_000);
+      await rfb.frame(30_000);
+      // The test image's init powers off on Ctrl-Alt-Del (PS/2 keyboard -> kernel -> init).
+      rfb.chord(...CTRL_ALT_DEL);
+      await eventually(
+        async () => {
+          const logs: Buffer[] = [];
+          for await (const chunk of client.instances.logs('gfx', { tailBytes: 4096 })) logs.push(chunk);
+          return Buffer.concat(logs).toString('utf8').includes('floe-test: shutting down');
+        },
+        'the guest shutting down',
+        120_000,
+      );
+    } finally {
+      session.close();
+    }
+  }, 180_000);
 });

@@ -141,6 +141,21 @@ export class RfbClient {
     }
   }
 
+  /** Press (`down`) or release a key, by its X keysym (0xffe3 Control_L, 0xffe9 Alt_L, 0xffff Delete, ...). */
+  key(keysym: number, down: boolean): void {
+    const msg = Buffer.alloc(8);
+    msg.writeUInt8(4, 0);
+    msg.writeUInt8(down ? 1 : 0, 1);
+    msg.writeUInt32BE(keysym, 4);
+    this.io.write(msg);
+  }
+
+  /** Press keys together, then release them in reverse (a chord such as Ctrl-Alt-Del). */
+  chord(...keysyms: number[]): void {
+    for (const k of keysyms) this.key(k, true);
+    for (const k of [...keysyms].reverse()) this.key(k, false);
+  }
+
   /** Stop listening (the transport is the caller's to close). */
   close(): void {
     this.off();
@@ -176,6 +191,9 @@ export class RfbClient {
     } else throw new Error(`RFB: unknown server message type ${type}`);
   }
 }
+
+/** X keysyms of the keys of Ctrl-Alt-Del. */
+export const CTRL_ALT_DEL = [0xffe3, 0xffe9, 0xffff] as const;
 
 /** How many different colours a framebuffer shows (a blank screen shows one). */
 export function distinctColours(fb: RfbFramebuffer): number {
