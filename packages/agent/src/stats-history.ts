@@ -5,9 +5,9 @@ import type { VmDriver } from './drivers/vm/types.js';
 import { writeJsonAtomic } from './host/files.js';
 
 /** How often the agent samples each running VM by default. */
-export const STATS_INTERVAL_MS = 10_000;
+const STATS_INTERVAL_MS = 10_000;
 /** How far back the history reaches by default. */
-export const STATS_RETENTION_MS = 60 * 60 * 1000;
+const STATS_RETENTION_MS = 60 * 60 * 1000;
 
 /**
  * A fixed-capacity ring of samples, oldest first: pushing onto a full ring
