@@ -161,7 +161,10 @@ describe.skipIf(skip)('a real VM: graphical console and stats history', () => {
     );
     expect(history).toMatchObject({ instance_id: id, interval_seconds: 1, retention_seconds: 3600, vcpus: 1 });
     const rated = history.samples.slice(1);
-    expect(rated.every((p) => p.cpu_percent !== null && p.cpu_percent >= 0)).toBe(true);
+    expect(
+      rated.every((p) => p.cpu_percent !== null && p.cpu_percent >= 0),
+      JSON.stringify(history.samples),
+    ).toBe(true);
     expect(Math.max(...rated.map((p) => p.cpu_percent!))).toBeGreaterThan(0);
     const memoryMib = (await client.instances.get('gfx')).spec.memory_mib;
     for (const p of history.samples) {
