@@ -2,6 +2,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FloeError, type DesiredInstance, type VmStats } from '@floe/api';
+import { FakeRfbServer } from './fake-rfb.js';
 import type {
   ConsoleStream,
   SetNicsResult,
@@ -312,6 +313,48 @@ export class FakeVmDriver implements VmDriver {
     };
   }
 
+  /** A graphical console: a tiny RFB server showing a fixed picture drawn from the VM's name (see fake-rfb.ts). */
+  async openVnc(id: string): Promise<ConsoleStream> {
+    this.enter('openVnc');
+    const vm = this.get(id);
+    if (vm.state !== 'running') throw new FloeError('invalid_state', `VM ${vm.name} is not running`);
+    const data = new Set<(d: Buffer) => void>();
+    const closers = new Set<(reason: string) => void>();
+    // What the server says before anyone listens (its version) waits for the first listener.
+    let early: Buffer[] | null = [];
+    let open = true;
+    const finish = (reason: string) => {
+      if (!open) return;
+      open = false;
+      for (const l of [...closers]) l(reason);
+    };
+    const server = new FakeRfbServer(
+      vm.name,
+      (d) => {
+        if (early !== null) early.push(d);
+        else for (const l of [...data]) l(d);
+      },
+      finish,
+    );
+    return {
+      write: (d) => {
+        if (open) server.input(d);
+      },
+      onData: (l) => {
+        data.add(l);
+        const waiting = early ?? [];
+        early = null;
+        for (const d of waiting) l(d);
+        return () => data.delete(l);
+      },
+      onClose: (l) => {
+        closers.add(l);
+        return () => closers.delete(l);
+      },
+      close: () => finish('closed'),
+    };
+  }
+
   /** Counters that grow with the time the VM has run. */
   async stats(id: string): Promise<VmStats> {
     this.enter('stats');
@@ -326,8 +369,8 @@ export class FakeVmDriver implements VmDriver {
       memory_assigned_bytes: 256 * 1024 * 1024,
       disk_read_bytes: ms * 100,
       disk_write_bytes: ms * 10,
-      net_rx_bytes: 0,
-      net_tx_bytes: 0,
+      net_rx_bytes: ms * 3,
+      net_tx_bytes: ms * 2,
     };
   }
 

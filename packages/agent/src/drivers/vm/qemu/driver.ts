@@ -13,7 +13,7 @@ import type {
   VmSize,
 } from '../types.js';
 import { checkNics, INSTANCE_ID_RE, QEMU_BINARY, type QemuAccelerator, type QemuDiskCache } from './argv.js';
-import { openSerialConsole } from './console.js';
+import { openSerialConsole, openVncConsole } from './console.js';
 import { DEFAULT_LOG_MAX_BYTES, LogFollower, readLogTail } from './console-log.js';
 import { ensureOverlay, growDisk, type DiskOptions } from './disk.js';
 import { planNics, removedNics, slotted } from './hotplug-plan.js';
@@ -21,7 +21,7 @@ import { applyNicPlan, peripherals, recordNics } from './hotplug.js';
 import { probeDiskCache } from './odirect.js';
 import { launchQemu, terminateQemu } from './process.js';
 import { exists, type VmRecord } from './runtime.js';
-import { processCounters, vmStats } from './stats.js';
+import { guestNetCounters, processCounters, readTapCounters, vmStats } from './stats.js';
 import { QemuVm, type Observation, type VmHost } from './vm.js';
 
 /** Options of the QEMU driver. */
@@ -299,6 +299,12 @@ export class QemuDriver implements VmDriver {
     return openSerialConsole(vm, seen.record.name, seen.pid!);
   }
 
+  /** Attach to the graphical console (QEMU's VNC server on the VM's `vnc.sock`); see `openVncConsole`. */
+  async openVnc(id: string): Promise<ConsoleStream> {
+    const { vm, seen } = await this.running(id);
+    return openVncConsole(vm, seen.record.name, seen.pid!);
+  }
+
   async stats(id: string): Promise<VmStats> {
     const { vm, seen } = await this.running(id);
     const proc = await processCounters(seen.pid!);
@@ -310,7 +316,8 @@ export class QemuDriver implements VmDriver {
         // QMP busy or gone: the disk counters stay unknown this time.
       }
     }
-    return vmStats(new Date(), proc, seen.record.memory_mib, blocks);
+    const taps = await Promise.all((seen.record.nics ?? []).map((nic) => readTapCounters(nic.tap)));
+    return vmStats(new Date(), proc, seen.record.memory_mib, blocks, guestNetCounters(taps));
   }
 
   /**
