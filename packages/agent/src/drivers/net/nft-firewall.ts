@@ -1,7 +1,7 @@
 import type { FirewallDriver } from './areas.js';
 import type { HostExec } from './host-exec.js';
 import { nftRuleset } from './ruleset.js';
-import type { NetSpec, NicSpec } from './types.js';
+import type { NetSpec, NicSpec, SecurityGroupSpec } from './types.js';
 
 /**
  * The firewall area on Linux: the whole ruleset of ruleset.ts in one `nft -f`
@@ -12,7 +12,11 @@ export class NftFirewall implements FirewallDriver {
   constructor(private readonly exec: HostExec) {}
 
   /** Replace floe's whole nftables ruleset (all networks and NICs of this host) in one transaction. */
-  async applyFirewall(nets: readonly NetSpec[], nics: readonly NicSpec[]): Promise<void> {
-    await this.exec(['nft', '-f', '-'], { input: nftRuleset(nets, nics) });
+  async applyFirewall(
+    nets: readonly NetSpec[],
+    nics: readonly NicSpec[],
+    groups: readonly SecurityGroupSpec[] = [],
+  ): Promise<void> {
+    await this.exec(['nft', '-f', '-'], { input: nftRuleset(nets, nics, groups) });
   }
 }
