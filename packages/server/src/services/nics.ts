@@ -199,7 +199,13 @@ export class NicService {
       const addresses = await allocate(trx, network, plan, id, mac, req, field);
       // Stored as ids, so a group renamed or named by its id means the same; none named: the project's default.
       const groups = this.groups
-        ? await this.groups.resolve(trx, principal, instance.project, req.security_groups ?? [], `${field}.security_groups`)
+        ? await this.groups.resolve(
+            trx,
+            principal,
+            instance.project,
+            req.security_groups ?? [],
+            `${field}.security_groups`,
+          )
         : [];
       const row: NicsTable = {
         id,

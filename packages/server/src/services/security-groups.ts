@@ -53,7 +53,8 @@ export class SecurityGroupService {
     q: { limit?: number; cursor?: string; label?: string | string[]; project?: string },
   ): Promise<PageOf<SecurityGroup>> {
     const projects = visibleProjects(principal, q.project);
-    if (q.project !== undefined) await this.ensureDefault(this.ctx.store.db, q.project);
+    if (q.project !== undefined && (projects === null || projects.includes(q.project)))
+      await this.ensureDefault(this.ctx.store.db, q.project).catch(() => undefined);
     const page = await listPage<SecurityGroupsTable, SecurityGroupsTable>(
       this.ctx.store.db,
       'security_groups',
@@ -71,7 +72,7 @@ export class SecurityGroupService {
 
   /** One group by id, or by name inside `project`. */
   async get(principal: Principal, ref: string, project: string): Promise<SecurityGroup> {
-    if (ref === DEFAULT_GROUP) await this.ensureDefault(this.ctx.store.db, project);
+    if (ref === DEFAULT_GROUP) await this.ensureDefault(this.ctx.store.db, project).catch(() => undefined);
     const row = await this.row(principal, ref, project, this.ctx.store.db);
     return this.fromRow(row, (await this.memberCounts([row])).get(row.id));
   }
@@ -270,6 +271,10 @@ export class SecurityGroupService {
         .executeTakeFirst();
     const found = await find();
     if (found) return found;
+    // Only for a project that exists: asking in a missing one creates nothing.
+    const exists = await db.selectFrom('projects').select('id').where('name', '=', project).executeTakeFirst();
+    if (exists === undefined)
+      throw new FloeError('project_not_found', `project "${project}" not found`, { kind: 'project', id: project });
     const base = newBase('security_group', DEFAULT_GROUP, {}, {});
     await db
       .insertInto('security_groups')
@@ -381,7 +386,7 @@ export class SecurityGroupService {
     edit: (before: SecurityGroup, trx: Db) => SecurityGroup | Promise<SecurityGroup>,
   ): Promise<SecurityGroup> {
     const after = await transaction(this.ctx.store, async (trx) => {
-      if (ref === DEFAULT_GROUP) await this.ensureDefault(trx, project);
+      if (ref === DEFAULT_GROUP) await this.ensureDefault(trx, project).catch(() => undefined);
       const row = await this.row(principal, ref, project, trx);
       const before = this.fromRow(row, (await this.memberCounts([row], trx)).get(row.id));
       checkRevision(ifMatch, before.revision);
@@ -447,4 +452,3 @@ export class SecurityGroupService {
     return out;
   }
 }
-

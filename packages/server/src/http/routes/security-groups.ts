@@ -143,7 +143,6 @@ export function securityGroupRoutes(app: Api, s: Services): void {
         response: { 200: Nic, ...errors },
       },
     },
-    (req) =>
-      s.instances.updateNic(req.principal, req.params.id, projectOf(req.query), req.params.nic, req.body),
+    (req) => s.instances.updateNic(req.principal, req.params.id, projectOf(req.query), req.params.nic, req.body),
   );
 }
