@@ -158,9 +158,11 @@ export class NetworkReconciler implements KindReconciler<'network'> {
     },
     // The firewall is one ruleset: the security groups of the local NICs go into it.
     security_group: (items: readonly DesiredSecurityGroup[], { full }: DesiredUpdate) => {
+      const before = JSON.stringify([...this.groups.values()]);
       if (full) this.groups = new Map(items.map((g) => [g.id, g]));
       else for (const g of items) this.groups.set(g.id, g);
-      this.kick();
+      // Groups are sent again on every change of the project's members: a pass only when they changed.
+      if (JSON.stringify([...this.groups.values()]) !== before) this.kick();
     },
   };
   /** Security groups the local NICs use or name as remotes, by id. */
