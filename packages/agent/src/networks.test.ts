@@ -290,8 +290,9 @@ describe('NetworkReconciler', () => {
   });
 
   it('puts the security groups of local NICs into the firewall, a NIC closed until its groups arrive', async () => {
-    const vm = instance('inst_01A', 'nic_01A');
-    vm.nics![0] = { ...vm.nics![0]!, security_groups: ['sg_01W'], filtering: true };
+    const plain = instance('inst_01A', 'nic_01A');
+    const nic = { ...plain.nics![0]!, security_groups: ['sg_01W'], filtering: true };
+    const vm = { ...plain, nics: [nic] };
     rec.setInstances([vm]);
     rec.setDesired([NET], { full: true });
     await rec.whenIdle();
@@ -318,7 +319,7 @@ describe('NetworkReconciler', () => {
     await rec.whenIdle();
     expect(host.sg.at(-1)).toEqual({ nics: [['nic_01A', ['sg_01W'], true]], groups: ['sg_01W'] });
     // Filtering off on the NIC: anti-spoofing only.
-    rec.updateInstance({ ...vm, nics: [{ ...vm.nics![0]!, filtering: false }] });
+    rec.updateInstance({ ...vm, nics: [{ ...nic, filtering: false }] });
     await rec.whenIdle();
     expect(host.sg.at(-1)?.nics).toEqual([['nic_01A', ['sg_01W'], false]]);
   });

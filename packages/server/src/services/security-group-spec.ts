@@ -23,7 +23,7 @@ export const DEFAULT_GROUP = 'default';
 const invalid = (field: string, message: string) => new FloeError('validation_failed', message, { field });
 
 /** A short id for a rule, unique inside its group. */
-export function ruleId(): string {
+function ruleId(): string {
   return `r${randomBytes(5).toString('hex')}`;
 }
 
@@ -58,7 +58,7 @@ export function defaultGroupSpec(id: string): SecurityGroupSpec {
 }
 
 /** A CIDR with its host bits cleared (`10.1.2.3/8` → `10.0.0.0/8`), or a validation error naming `field`. */
-export function canonicalCidr(text: string, field: string): string {
+function canonicalCidr(text: string, field: string): string {
   let parsed: [ipaddr.IPv4 | ipaddr.IPv6, number];
   try {
     parsed = ipaddr.parseCIDR(text);
@@ -77,10 +77,10 @@ export function canonicalCidr(text: string, field: string): string {
 /** `22` or `8000-8100` → [min, max]; null when absent. */
 function portRange(port: string | undefined, field: string): [number, number] | [null, null] {
   if (port === undefined) return [null, null];
-  const [lo, hi = lo] = port.split('-').map(Number) as [number, number?];
-  if (!(lo >= 1 && lo <= 65535 && hi! >= lo && hi! <= 65535))
+  const [lo = 0, hi = lo] = port.split('-').map(Number);
+  if (!(lo >= 1 && lo <= 65535 && hi >= lo && hi <= 65535))
     throw invalid(field, `${field} "${port}" is not a port or a range from 1 to 65535`);
-  return [lo, hi!];
+  return [lo, hi];
 }
 
 /** A rule as stored, from the API's form; `remoteGroup` is the resolved id of `rule.remote_group`. */

@@ -28,7 +28,7 @@ import type { NicSpec, SecurityGroupSpec, SgRule } from './types.js';
  */
 
 /** The packet mark bit of established/related connections (cleared again by the bridge chains). */
-export const SG_ESTABLISHED_MARK = 0x00100000;
+const SG_ESTABLISHED_MARK = 0x00100000;
 const MARK = `0x${SG_ESTABLISHED_MARK.toString(16).padStart(8, '0')}`;
 const UNMARK = `0x${(~SG_ESTABLISHED_MARK >>> 0).toString(16).padStart(8, '0')}`;
 
@@ -38,7 +38,7 @@ const ND_OUT =
   'icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, mld-listener-report, mld2-listener-report } accept';
 
 /** Whether a NIC's traffic is filtered by security groups. */
-export function isFiltered(nic: NicSpec): boolean {
+function isFiltered(nic: NicSpec): boolean {
   return nic.filtering !== false && nic.securityGroups !== undefined;
 }
 
@@ -62,7 +62,7 @@ function l4Match(r: SgRule, field: string, family: 4 | 6): string | null {
   if (r.protocol === 'icmpv6') return family === 6 ? 'meta l4proto ipv6-icmp' : null;
   if (r.protocol === 'any') return '';
   if (r.protocol !== 'tcp' && r.protocol !== 'udp')
-    throw invalid(`${field}.protocol`, `unknown protocol ${r.protocol}`);
+    throw invalid(`${field}.protocol`, `unknown protocol ${String(r.protocol)}`);
   if (r.portMin === null) return `meta l4proto ${r.protocol}`;
   const lo = checkInt(`${field}.port_min`, r.portMin, 1, 65535);
   const hi = checkInt(`${field}.port_max`, r.portMax ?? lo, lo, 65535);
