@@ -21,7 +21,7 @@ import { bridgeName, tapName } from '../packages/agent/src/drivers/net/names.js'
 import { nftRuleset } from '../packages/agent/src/drivers/net/ruleset.js';
 import type { NetSpec, NicSpec, SecurityGroupSpec, SgRule } from '../packages/agent/src/drivers/net/types.js';
 import { startRig, stopRig } from './net-api.js';
-import { deleteNamespace, hostNamespace, ip, namespaces, until } from './net-ns.js';
+import { deleteNamespace, hostNamespace, ip, killDnsmasqUnder, namespaces, until } from './net-ns.js';
 import { fmt, percentile, sorted, table } from './report.js';
 
 const ROUNDS = Number(process.env.FLOE_BENCH_RUNS ?? 5);
@@ -93,6 +93,7 @@ async function latency(): Promise<string[][]> {
     ];
   } finally {
     await stopRig(rig);
+    await killDnsmasqUnder(state);
     await deleteNamespace(hostNs);
     await rm(state, { recursive: true, force: true });
   }
