@@ -63,7 +63,11 @@ function traceControlPlane(cp: TestControlPlane): Trace {
   return trace;
 }
 
-export async function startRig(state: string, hostNs: string): Promise<ApiRig> {
+export async function startRig(
+  state: string,
+  hostNs: string,
+  capacity: { cpus: number; memoryMib: number } = { cpus: 64, memoryMib: 64 * 1024 },
+): Promise<ApiRig> {
   const target = storeTargetsFor(process.env).find((t) => t.name === 'sqlite')!;
   const cp = await startTestControlPlane(await target.open(), { FLOE_LOG_LEVEL: 'error' });
   const client = new FloeClient({ url: cp.url, token: cp.adminToken, ca: cp.ca.certPem });
@@ -72,8 +76,8 @@ export async function startRig(state: string, hostNs: string): Promise<ApiRig> {
   const agent = new BenchWorker<AgentJob>(new URL('./agent-worker.ts', import.meta.url), {
     dataDir,
     server: cp.url,
-    cpus: 64,
-    memoryMib: 64 * 1024,
+    cpus: capacity.cpus,
+    memoryMib: capacity.memoryMib,
     network: { netns: hostNs, stateDir, underlay: UNDERLAY },
     trace: true,
   } satisfies AgentWorkerData);

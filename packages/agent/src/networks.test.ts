@@ -11,7 +11,7 @@ import { HostNetworkDriver, type DhcpState } from './drivers/net/driver.js';
 import { ipIn, netnsUnavailable } from './drivers/net/testing.js';
 import { bridgeName, tapName } from './drivers/net/names.js';
 import { NetworkReconciler, parseDefaultRoute, toNetSpec, toNicSpecs, type NetworkHost } from './networks.js';
-import type { NetSpec, NicSpec } from './drivers/net/types.js';
+import type { NetSpec, NicSpec, SecurityGroupSpec } from './drivers/net/types.js';
 
 const NET: DesiredNetwork = {
   id: 'net_01AAA',
@@ -237,8 +237,15 @@ class RecordingHost implements NetworkHost {
     this.dhcp.push({ net: net.id, local: nics.map((n) => n.id), remote: remote.map((n) => n.id) });
     return { pid: 1, started: false };
   }
-  async applyFirewall(nets: readonly NetSpec[], nics: readonly NicSpec[]): Promise<void> {
+  /** The security-group side of each firewall applied: the NICs' groups and filtering, the groups sent. */
+  sg: Array<{ nics: unknown[]; groups: string[] }> = [];
+  async applyFirewall(
+    nets: readonly NetSpec[],
+    nics: readonly NicSpec[],
+    groups: readonly SecurityGroupSpec[] = [],
+  ): Promise<void> {
     this.firewall.push({ nets: nets.map((n) => n.id), nics: nics.map((n) => n.id) });
+    this.sg.push({ nics: nics.map((n) => [n.id, n.securityGroups, n.filtering]), groups: groups.map((g) => g.id) });
   }
   async ensureTap(_nic: NicSpec, _net: NetSpec): Promise<string> {
     return 'tap';
@@ -280,6 +287,41 @@ describe('NetworkReconciler', () => {
     await rec.whenIdle();
     expect(host.dhcp.at(-1)?.local).toEqual([]);
     expect(host.firewall.at(-1)?.nics).toEqual([]);
+  });
+
+  it('puts the security groups of local NICs into the firewall, a NIC closed until its groups arrive', async () => {
+    const plain = instance('inst_01A', 'nic_01A');
+    const nic = { ...plain.nics![0]!, security_groups: ['sg_01W'], filtering: true };
+    const vm = { ...plain, nics: [nic] };
+    rec.setInstances([vm]);
+    rec.setDesired([NET], { full: true });
+    await rec.whenIdle();
+    expect(host.sg.at(-1)).toEqual({ nics: [['nic_01A', [], true]], groups: [] });
+    const web = {
+      id: 'sg_01W',
+      name: 'web',
+      project: 'default',
+      ingress_default: 'deny' as const,
+      egress_default: 'allow' as const,
+      rules: [
+        {
+          direction: 'ingress' as const,
+          protocol: 'tcp' as const,
+          port_min: 22,
+          port_max: 22,
+          remote_cidr: null,
+          remote_group: null,
+        },
+      ],
+      members: ['10.10.0.5'],
+    };
+    rec.follows.security_group([web], { full: true });
+    await rec.whenIdle();
+    expect(host.sg.at(-1)).toEqual({ nics: [['nic_01A', ['sg_01W'], true]], groups: ['sg_01W'] });
+    // Filtering off on the NIC: anti-spoofing only.
+    rec.updateInstance({ ...vm, nics: [{ ...nic, filtering: false }] });
+    await rec.whenIdle();
+    expect(host.sg.at(-1)?.nics).toEqual([['nic_01A', ['sg_01W'], false]]);
   });
 
   it('gives taps a network that arrives just after the instance instead of failing', async () => {

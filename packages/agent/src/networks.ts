@@ -1,13 +1,13 @@
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { FloeError, type DesiredInstance, type DesiredNetwork } from '@floe/api';
+import { FloeError, type DesiredInstance, type DesiredNetwork, type DesiredSecurityGroup } from '@floe/api';
 import type { DesiredUpdate, KindReconciler } from './kinds.js';
 import { WorkQueue } from './work-queue.js';
 import type { HostNetworkDriver } from './drivers/net/driver.js';
 import { bridgeName, checkCidr, checkId, checkIfName, checkIp, NET_ID_RE } from './drivers/net/names.js';
 import { isIfName } from './host/validate.js';
-import type { GatewayMode, NetSpec, NicSpec } from './drivers/net/types.js';
+import type { GatewayMode, NetSpec, NicSpec, SecurityGroupSpec } from './drivers/net/types.js';
 
 /** The part of HostNetworkDriver the network reconciler uses (a recording fake in unit tests). */
 export type NetworkHost = Pick<
@@ -156,7 +156,17 @@ export class NetworkReconciler implements KindReconciler<'network'> {
       if (full) this.setInstances(items);
       else for (const i of items) this.updateInstance(i);
     },
+    // The firewall is one ruleset: the security groups of the local NICs go into it.
+    security_group: (items: readonly DesiredSecurityGroup[], { full }: DesiredUpdate) => {
+      const before = JSON.stringify([...this.groups.values()]);
+      if (full) this.groups = new Map(items.map((g) => [g.id, g]));
+      else for (const g of items) this.groups.set(g.id, g);
+      // Groups are sent again on every change of the project's members: a pass only when they changed.
+      if (JSON.stringify([...this.groups.values()]) !== before) this.kick();
+    },
   };
+  /** Security groups the local NICs use or name as remotes, by id. */
+  private groups = new Map<string, DesiredSecurityGroup>();
   private readonly log: Logger;
   private networks: DesiredNetwork[] | null = null;
   /** Instances on this host (not being deleted): their NICs are local. */
@@ -313,7 +323,18 @@ export class NetworkReconciler implements KindReconciler<'network'> {
       this.log.warn({ err: (err as Error).message, network }, what);
     };
     const localNicIds = new Set<string>();
-    for (const inst of this.instances.values()) for (const n of inst.nics ?? []) localNicIds.add(n.id);
+    const filters = new Map<string, Pick<NicSpec, 'securityGroups' | 'filtering'>>();
+    for (const inst of this.instances.values())
+      for (const n of inst.nics ?? []) {
+        localNicIds.add(n.id);
+        // Control planes without security groups send none: the NIC is not filtered.
+        // A group not heard of yet (its message follows the instance's) leaves the NIC closed until it comes.
+        if (n.security_groups !== undefined)
+          filters.set(n.id, {
+            securityGroups: n.security_groups.filter((g) => this.groups.has(g)),
+            filtering: n.filtering !== false,
+          });
+      }
 
     // Networks built here before (this run or an earlier one) that are no longer wanted; removed first, so that a
     // public network giving the host's address back to its interface does so before the NAT uplink is looked up.
@@ -357,7 +378,7 @@ export class NetworkReconciler implements KindReconciler<'network'> {
         continue;
       }
       const nics = toNicSpecs(net);
-      const local = nics.filter((n) => localNicIds.has(n.id));
+      const local = nics.filter((n) => localNicIds.has(n.id)).map((n) => ({ ...n, ...filters.get(n.id) }));
       try {
         // The marker first: a network half built before a failure is still found and removed later.
         await mkdir(join(this.opts.stateDir, 'net', net.id), { recursive: true, mode: 0o755 });
@@ -382,13 +403,14 @@ export class NetworkReconciler implements KindReconciler<'network'> {
     this.built = builtById;
 
     if (built.length > 0 || stale.length > 0 || this.firewallApplied) {
-      const key = JSON.stringify([built, localNics]);
+      const groups = [...this.groups.values()].map(toGroupSpec);
+      const key = JSON.stringify([built, localNics, groups]);
       const last = this.lastFirewall;
       const same = last !== null && last.key === key && Date.now() - last.at < (this.opts.resyncIntervalMs ?? 30_000);
       if (!same) {
         try {
           this.lastFirewall = null;
-          await this.opts.host.applyFirewall(built, localNics);
+          await this.opts.host.applyFirewall(built, localNics, groups);
           this.firewallApplied = true;
           this.lastFirewall = { key, at: Date.now() };
         } catch (err) {
@@ -400,4 +422,22 @@ export class NetworkReconciler implements KindReconciler<'network'> {
     // Each failure was logged where it happened; the queue retries the whole pass with backoff.
     if (failed) throw new Error('network pass failed');
   }
+}
+
+/** A DesiredSecurityGroup as the firewall builder takes it (the builder checks every value). */
+function toGroupSpec(g: DesiredSecurityGroup): SecurityGroupSpec {
+  return {
+    id: g.id,
+    ingressDefault: g.ingress_default,
+    egressDefault: g.egress_default,
+    rules: g.rules.map((r) => ({
+      direction: r.direction,
+      protocol: r.protocol,
+      portMin: r.port_min,
+      portMax: r.port_max,
+      remoteCidr: r.remote_cidr,
+      remoteGroup: r.remote_group,
+    })),
+    members: g.members,
+  };
 }

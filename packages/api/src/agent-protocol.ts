@@ -1,6 +1,7 @@
 import { Type, type Static, type TSchema } from 'typebox';
 import { Nullable } from './common.js';
 import { FirstBoot, HostFacts, InstanceSpec, InstanceState, InstanceStats } from './resources.js';
+import { DesiredSecurityGroup } from './security-groups.js';
 import { messageDecoder } from './wire.js';
 import { VmStatsSample } from './stats-history.js';
 
@@ -45,6 +46,11 @@ export const DesiredNic = Type.Object({
   gateway6: Nullable(Type.String()),
   mtu: Type.Integer(),
   dns_servers: Type.Array(Type.String()),
+  // Security groups: absent from older control planes (the NIC is then not filtered).
+  /** Ids of the security groups that apply (the project's `default` when the NIC names none). */
+  security_groups: Type.Optional(Type.Array(Type.String())),
+  /** False: the NIC's traffic is not filtered by security groups (anti-spoofing stays). */
+  filtering: Type.Optional(Type.Boolean()),
 });
 export type DesiredNic = Static<typeof DesiredNic>;
 
@@ -117,7 +123,11 @@ export type DesiredInstance = Static<typeof DesiredInstance>;
  * The kinds of desired state, each with the schema of one item. A new kind is
  * one more entry here and in the `snapshot` and `desired` messages below.
  */
-export const DesiredKinds = { instance: DesiredInstance, network: DesiredNetwork } as const;
+export const DesiredKinds = {
+  instance: DesiredInstance,
+  network: DesiredNetwork,
+  security_group: DesiredSecurityGroup,
+} as const;
 export type DesiredKind = keyof typeof DesiredKinds;
 export const DESIRED_KINDS = Object.keys(DesiredKinds) as DesiredKind[];
 /** One item of desired state of a kind. */
@@ -211,6 +221,7 @@ export const ControlMessages = [
     desired: Type.Object({
       instance: Type.Optional(Type.Array(DesiredInstance)),
       network: Type.Optional(Type.Array(DesiredNetwork)),
+      security_group: Type.Optional(Type.Array(DesiredSecurityGroup)),
     }),
   }),
   /**
@@ -220,6 +231,7 @@ export const ControlMessages = [
    */
   desired('instance'),
   desired('network'),
+  desired('security_group'),
   message('error', { code: Type.String(), message: Type.String() }),
   /** Attach to the serial console of an instance. */
   message('console.open', { channel: ChannelId, instance_id: Type.String() }),

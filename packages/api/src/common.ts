@@ -134,6 +134,7 @@ export const ID_PREFIX = {
   history: 'hist',
   network: 'net',
   nic: 'nic',
+  security_group: 'sg',
   audit: 'aud',
   user: 'usr',
 } as const;

@@ -37,6 +37,10 @@ export const ERROR_CODES = {
     description: 'No network with that id or name in the project (public networks are found from every project).',
   },
   nic_not_found: { status: 404, description: 'No NIC with that id on the instance.' },
+  security_group_not_found: {
+    status: 404,
+    description: 'No security group (or rule of one) with that id or name in the project.',
+  },
   operation_not_found: { status: 404, description: 'No operation with that id visible to this token.' },
   name_conflict: { status: 409, description: 'A resource of that kind and name already exists in the project.' },
   revision_mismatch: { status: 412, description: '`If-Match` does not match the current revision (ETag).' },

@@ -10,6 +10,7 @@ export * from './errors.js';
 export * from './resources.js';
 export * from './stats-history.js';
 export * from './networks.js';
+export * from './security-groups.js';
 export * from './operations.js';
 export * from './images.js';
 export * from './agent-protocol.js';

@@ -9,6 +9,7 @@ import {
   ProjectScopedFields,
   Timestamp,
 } from './common.js';
+import { NicGroups } from './security-groups.js';
 
 // ---------------------------------------------------------------- networks
 
@@ -126,6 +127,11 @@ export const Nic = Type.Object({
   mac: Type.String(),
   ipv4: Nullable(Type.String()),
   ipv6: Nullable(Type.String()),
+  // Security groups.
+  security_groups: Type.Array(Type.String(), {
+    description: "names of the security groups that apply (the project's default when none was named)",
+  }),
+  filtering: Type.Boolean({ description: 'security-group filtering on (anti-spoofing applies either way)' }),
   created_at: Timestamp,
 });
 export type Nic = Static<typeof Nic>;
@@ -138,6 +144,8 @@ export const NicRequest = Type.Union([
       network: Type.String({ minLength: 1, maxLength: 100 }),
       ipv4: Type.Optional(Type.String({ minLength: 7, maxLength: 15 })),
       ipv6: Type.Optional(Type.String({ minLength: 2, maxLength: 45 })),
+      security_groups: Type.Optional(NicGroups),
+      filtering: Type.Optional(Type.Boolean()),
     },
     { additionalProperties: false },
   ),
@@ -149,6 +157,8 @@ export const NicAdd = Type.Object({
   network: Type.String({ minLength: 1, maxLength: 100, description: 'network id or name' }),
   ipv4: Type.Optional(Type.String({ minLength: 7, maxLength: 15 })),
   ipv6: Type.Optional(Type.String({ minLength: 2, maxLength: 45 })),
+  security_groups: Type.Optional(NicGroups),
+  filtering: Type.Optional(Type.Boolean()),
 });
 export type NicAdd = Static<typeof NicAdd>;
 

@@ -15,6 +15,7 @@ export const QuotaDimension = Type.Union([
   Type.Literal('ipv4_private'),
   Type.Literal('ipv4_public'),
   Type.Literal('image_bytes'),
+  Type.Literal('security_groups'),
 ]);
 export type QuotaDimension = Static<typeof QuotaDimension>;
 
@@ -29,6 +30,7 @@ export const QUOTA_DIMENSIONS: readonly QuotaDimension[] = [
   'ipv4_private',
   'ipv4_public',
   'image_bytes',
+  'security_groups',
 ];
 
 const Amount = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
@@ -45,6 +47,7 @@ export const QuotaLimits = Type.Object(
     ipv4_private: Type.Optional(Amount),
     ipv4_public: Type.Optional(Amount),
     image_bytes: Type.Optional(Amount),
+    security_groups: Type.Optional(Amount),
   },
   { additionalProperties: false },
 );
@@ -63,6 +66,7 @@ export const QuotaLimitsChange = Type.Object(
     ipv4_private: Type.Optional(AmountOrNull),
     ipv4_public: Type.Optional(AmountOrNull),
     image_bytes: Type.Optional(AmountOrNull),
+    security_groups: Type.Optional(AmountOrNull),
   },
   { additionalProperties: false },
 );

@@ -78,6 +78,7 @@ export const ScopeKind = Type.Union([
   Type.Literal('host'),
   Type.Literal('network'),
   Type.Literal('nic'),
+  Type.Literal('security_group'),
   Type.Literal('event'),
   Type.Literal('audit'),
   Type.Literal('join_token'),

@@ -10,6 +10,7 @@ import type {
   InstanceStop,
   ListQuery,
   Nic,
+  NicPatch,
   NicAdd,
   NicAdded,
   NicList,
@@ -192,6 +193,14 @@ export class InstancesApi extends ListApi<Instance> {
         signal: options.signal,
         timeoutMs: waitTimeout(this.t, options.wait),
       }),
+    );
+  }
+  /** Changes a NIC's security groups or filtering (running VMs too); the NIC after. */
+  updateNic(id: string, nic: string, patch: NicPatch, options: CallOptions = {}): Promise<Nic> {
+    return this.t.request(
+      'PATCH',
+      this.path(id, `/nics/${segment(nic)}`),
+      defined({ query: scoped(options), body: patch, signal: options.signal }),
     );
   }
   /** Removes a NIC (hot-unplugged when running); its addresses are freed. */

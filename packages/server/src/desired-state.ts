@@ -1,6 +1,8 @@
 import type { DesiredItem, DesiredKind } from '@floe/api';
 import type { InstanceService } from './services/instances.js';
 import type { NetworkService } from './services/networks.js';
+import type { SignalBus } from './services/context.js';
+import type { SecurityGroupService } from './services/security-groups.js';
 
 /**
  * Assembles one kind of desired state for the agents. The agent hub asks every
@@ -45,4 +47,23 @@ export function networkDesiredState(networks: NetworkService): DesiredStateProvi
       networks.announce((await networks.hostsOf(items.map((n) => n.id))).filter((h) => h !== hostId));
     },
   };
+}
+
+/**
+ * Security groups: the host's whole list on every change. Their members are NICs anywhere in the
+ * project, so a change of a host's networks (an instance placed, a NIC added or removed, a NIC's
+ * groups changed) is also one for every host running instances of the projects on that host.
+ */
+export function securityGroupDesiredState(
+  groups: SecurityGroupService,
+  signals: SignalBus,
+): DesiredStateProvider<'security_group'> {
+  signals.listen('desired', (kind, hostId) => {
+    if (kind !== 'network') return;
+    void groups
+      .projectsOnHost(hostId)
+      .then((projects) => Promise.all(projects.map((p) => groups.announceProject(p))))
+      .catch(() => undefined);
+  });
+  return { kind: 'security_group', forHost: (hostId) => groups.desiredForHost(hostId) };
 }

@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from './config.js';
 import type { Store } from './db/index.js';
 import { AgentHub } from './agent-hub.js';
-import { instanceDesiredState, networkDesiredState } from './desired-state.js';
+import { instanceDesiredState, networkDesiredState, securityGroupDesiredState } from './desired-state.js';
 import type { Cluster } from './cluster.js';
 import { AuditLog } from './services/audit.js';
 import { ImageService, MachineTypeService } from './services/catalog.js';
@@ -12,6 +12,7 @@ import { SignalBus, type ServiceContext } from './services/context.js';
 import { EventBus } from './services/events.js';
 import { HostService } from './services/hosts.js';
 import { InstanceService } from './services/instances.js';
+import { SecurityGroupService } from './services/security-groups.js';
 import { NetworkService } from './services/networks.js';
 import { OperationService } from './services/operations.js';
 import { ProjectService } from './services/projects.js';
@@ -56,6 +57,8 @@ export interface Services {
   instances: InstanceService;
   /** Networks and the agents' view of them. */
   networks: NetworkService;
+  /** Security groups, their rules, and the agents' view of them. */
+  securityGroups: SecurityGroupService;
   operations: OperationService;
   hub: AgentHub;
   pki: ControlPki;
@@ -91,12 +94,14 @@ export function buildServices(
   const images = new ImageService(ctx, projects, imageFiles, operations);
   const imageImports = new ImageImportService(ctx, projects, operations, imageFiles);
   const machineTypes = new MachineTypeService(ctx);
-  const networks = new NetworkService(ctx, projects);
+  const securityGroups = new SecurityGroupService(ctx, projects);
+  const networks = new NetworkService(ctx, projects, securityGroups);
   const instances = new InstanceService(ctx, projects, images, machineTypes, operations, networks);
   const hosts = new HostService(ctx);
   const hub = new AgentHub(ctx, hosts, instances, log, [
     instanceDesiredState(instances),
     networkDesiredState(networks),
+    securityGroupDesiredState(securityGroups, ctx.signals),
   ]);
   const tokens = new TokenService(ctx);
   const users = new UserService(
@@ -123,6 +128,7 @@ export function buildServices(
     machineTypes,
     instances,
     networks,
+    securityGroups,
     operations,
     hub,
     pki,

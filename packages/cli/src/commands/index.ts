@@ -8,6 +8,7 @@ import { registerLogin } from './login.js';
 import { registerNetwork } from './network.js';
 import { registerOperation } from './operation.js';
 import { registerProject } from './project.js';
+import { registerSecurityGroup } from './security-group.js';
 import { registerToken } from './token.js';
 import { registerUser } from './user.js';
 import { registerType } from './type.js';
@@ -25,6 +26,7 @@ export function registerCommands(program: Command): void {
   registerType(program);
   registerInstance(program);
   registerNetwork(program);
+  registerSecurityGroup(program);
   registerOperation(program);
   registerEvents(program);
   registerAudit(program);

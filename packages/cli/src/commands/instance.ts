@@ -1,3 +1,4 @@
+import { registerInstanceUpdate } from './security-group.js';
 import { Option, type Command } from 'commander';
 import type { HistoryEntry, Instance, InstanceCreate, Operation, RestartPolicy } from '@floe/api';
 import { UsageError } from '../errors.js';
@@ -129,6 +130,7 @@ export function registerInstance(program: Command): void {
     'floe vm ls --label env=prod',
     'floe vm stop web --force --wait',
   ]);
+  registerInstanceUpdate(instance);
 
   listOptions(instance.command('ls').description('list instances')).action(async (opts: ListFlags, cmd: Command) => {
     const rt = runtimeOf(cmd);

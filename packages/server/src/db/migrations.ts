@@ -10,6 +10,7 @@ import { loginRequests } from './migrations/0011_login_requests.js';
 import { quotas } from './migrations/0012_quotas.js';
 import { metering } from './migrations/0013_metering.js';
 import { instanceDisk } from './migrations/0014_instance_disk.js';
+import { securityGroups } from './migrations/0015_security_groups.js';
 
 /** Table where applied migrations are recorded. */
 export const MIGRATION_TABLE = 'floe_migrations';
@@ -424,6 +425,7 @@ function migrations(dialect: Dialect): Record<string, Migration> {
     '0012_quotas': quotas(dialect),
     '0013_metering': metering(dialect),
     '0014_instance_disk': instanceDisk(dialect),
+    '0015_security_groups': securityGroups(dialect),
   };
 }
 

@@ -169,6 +169,18 @@ export interface NicsTable {
   ipv4: string | null;
   ipv6: string | null;
   created_at: string;
+  // Security groups (migration 0015).
+  /** JSON array of security group ids; [] (NICs older than security groups): the project's `default` group. */
+  security_groups: string;
+  /** 1: filtered by its security groups; 0: anti-spoofing only. */
+  filtering: number;
+}
+
+/** A security group (migration 0015): its rules and default verdicts are the JSON `spec`. */
+export interface SecurityGroupsTable extends ResourceRow {
+  project: string;
+  description: string;
+  spec: string;
 }
 
 /** One address taken on a network; the unique (network_id, address) is what keeps IPAM from handing it out twice. */
@@ -357,4 +369,5 @@ export interface Database {
   audit_log: AuditLogTable;
   login_requests: LoginRequestsTable;
   meter_ranges: MeterRangesTable;
+  security_groups: SecurityGroupsTable;
 }

@@ -162,6 +162,8 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
       ipv4: '10.0.0.2',
       ipv6: null,
       created_at: T0,
+      security_groups: '["sg_1"]',
+      filtering: 0,
     },
   },
   ip_addresses: {
@@ -292,6 +294,21 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
       ended_at: T0,
     },
   },
+  security_groups: {
+    pk: ['id'],
+    row: {
+      id: 'sg_1',
+      name: 'web',
+      labels: '{"tier":"front"}',
+      metadata: '{}',
+      revision: 2,
+      created_at: T0,
+      updated_at: T0,
+      project: 'alpha',
+      description: 'front ends',
+      spec: '{"ingress_default":"deny","egress_default":"allow","rules":[]}',
+    },
+  },
 };
 
 /** Non-primary-key indexes as `unique|index table(columns)`, plus composite primary keys as `primary ...`. */
@@ -339,6 +356,7 @@ const EXPECTED_INDEXES = [
   'index login_requests(expires_at)',
   'unique meter_ranges(resource_id,dimension)',
   'index meter_ranges(project,started_at)',
+  'unique security_groups(project,name)',
 ].sort();
 
 async function indexesOf(store: Store): Promise<string[]> {
@@ -491,6 +509,7 @@ for (const t of storeTargets()) {
           '0012_quotas',
           '0013_metering',
           '0014_instance_disk',
+          '0015_security_groups',
         ]);
       } finally {
         await again.close();
@@ -506,7 +525,7 @@ for (const t of storeTargets()) {
         for (const c of pk) nulled[c] = `${String(row[c])}_nulls`;
         if (table === 'projects' || table === 'hosts' || table === 'machine_types' || table === 'users')
           nulled.name = 'other';
-        if (table === 'images' || table === 'instances') nulled.name = 'other';
+        if (table === 'images' || table === 'instances' || table === 'security_groups') nulled.name = 'other';
         if (table === 'tokens' || table === 'join_tokens') nulled.secret_hash = '00'.repeat(32);
         if (table === 'login_requests') nulled.state_hash = '00'.repeat(32);
         if (table === 'networks') Object.assign(nulled, { name: 'other', vni: 4243 });
@@ -821,6 +840,7 @@ for (const t of storeTargets()) {
           '0012_quotas',
           '0013_metering',
           '0014_instance_disk',
+          '0015_security_groups',
         ]);
         expect(await migrate(fresh.db, fresh.dialect)).toEqual([]);
       } finally {

@@ -254,6 +254,8 @@ export const SCHEMA_COLUMNS: SchemaColumns = {
     ipv4: 'text null',
     ipv6: 'text null',
     created_at: 'text',
+    security_groups: 'text',
+    filtering: 'integer',
   },
   ip_addresses: { network_id: 'text', address: 'text', family: 'integer', nic_id: 'text null', created_at: 'text' },
   resource_labels: { resource_id: 'text', key: 'text', value: 'text' },
@@ -361,4 +363,5 @@ export const SCHEMA_COLUMNS: SchemaColumns = {
     started_at: 'text',
     ended_at: 'text null',
   },
+  security_groups: { ...resourceColumns, project: 'text', description: 'text', spec: 'text' },
 };

@@ -133,6 +133,11 @@ const FIXTURES: Record<string, Fixture> = {
   'GET /v1/networks': list,
   'POST /v1/networks': { body: (project, name) => ({ name, project, gateway: 'none' }) },
   'PATCH /v1/networks/:id': { body: labels },
+  'GET /v1/security-groups': list,
+  'POST /v1/security-groups': { body: (project, name) => ({ name, project }) },
+  'PATCH /v1/security-groups/:id': { body: labels },
+  'POST /v1/security-groups/:id/rules': { body: () => ({ direction: 'ingress', protocol: 'tcp', port: '80' }) },
+  'PATCH /v1/instances/:id/nics/:nic': { body: () => ({ filtering: false }) },
   'POST /v1/auth/login': { body: (_p, name) => ({ username: name, password: 'not the password' }) },
   'POST /v1/users/me/totp/confirm': { body: () => ({ code: '000000' }) },
   'DELETE /v1/users/me/totp': { body: () => ({ code: '000000' }) },
@@ -144,7 +149,7 @@ const FIXTURES: Record<string, Fixture> = {
 };
 
 /** Kinds whose names resolve inside `?project=`; the query names the resource's project for them. */
-const PROJECT_QUERY = new Set<RoutePolicy['target']>(['image', 'instance', 'network', 'nic']);
+const PROJECT_QUERY = new Set<RoutePolicy['target']>(['image', 'instance', 'network', 'nic', 'security_group']);
 
 type Outcome = 'allowed' | 'hidden' | 'forbidden' | 'unauthenticated' | 'agent-only' | 'same-for-all';
 
@@ -303,7 +308,7 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
     });
 
     /** A fresh resource of `kind` in `project` (global kinds ignore it): its id and, for NICs, its instance. */
-    async function fixture(kind: Kind, project: string): Promise<{ id: string; parent?: string }> {
+    async function fixture(kind: Kind, project: string): Promise<{ id: string; parent?: string; rule?: string }> {
       const name = unique('fx');
       switch (kind) {
         case 'project':
@@ -316,6 +321,14 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
           return { id: (await ok('POST', '/v1/images', { name, project })).id };
         case 'network':
           return { id: (await ok('POST', '/v1/networks', { name, project, gateway: 'none' })).id };
+        case 'security_group': {
+          const g = await ok('POST', '/v1/security-groups', {
+            name,
+            project,
+            rules: [{ direction: 'ingress', protocol: 'tcp', port: '22' }],
+          });
+          return { id: g.id, rule: g.spec.rules[0].id };
+        }
         case 'machine_type':
           return { id: (await ok('POST', '/v1/machine-types', { name, vcpus: 1, memory_mib: 128 })).id };
         case 'host':
@@ -363,7 +376,7 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
         url = url.replace(':id', projectId).replace(':user', user);
       } else if (target !== null) {
         const user = USER_OF[caller];
-        const found: { id: string; parent?: string } =
+        const found: { id: string; parent?: string; rule?: string } =
           resource === 'missing'
             ? { id: newId(target === 'nic' ? 'nic' : target), parent: newId('instance') }
             : SCOPES[caller]?.resource !== undefined && resource === 'own' && target === 'instance'
@@ -373,7 +386,10 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
                 : await fixture(target, project);
         names.push(found.id);
         if (found.parent !== undefined) names.push(found.parent);
-        url = url.replace(':id', target === 'nic' ? found.parent! : found.id).replace(':nic', found.id);
+        url = url
+          .replace(':id', target === 'nic' ? found.parent! : found.id)
+          .replace(':nic', found.id)
+          .replace(':rule', found.rule ?? 'r0');
         if (PROJECT_QUERY.has(target)) query.set('project', project);
       }
       for (const [k, v] of Object.entries(policy.params ?? {})) query.set(k, v);

@@ -267,6 +267,9 @@ for (const t of storeTargets()) {
           gateway6: lan.status.gateway6,
           mtu: 1450,
           dns_servers: ['10.10.0.1', lan.status.host_ipv6],
+          // Named none: the project's default group.
+          security_groups: [expect.stringMatching(/^sg_/) as string],
+          filtering: true,
         },
         expect.objectContaining({ index: 1, ipv4: '10.10.0.50' }),
         expect.objectContaining({

@@ -146,6 +146,15 @@ export const POLICY: Readonly<Record<string, RoutePolicy>> = {
   'PATCH /v1/networks/:id': p('project', 'network', 'update'),
   'DELETE /v1/networks/:id': p('project', 'network', 'delete'),
 
+  'GET /v1/security-groups': collection('security_group', 'read'),
+  'POST /v1/security-groups': collection('security_group', 'create'),
+  'GET /v1/security-groups/:id': p('project', 'security_group', 'read'),
+  'PATCH /v1/security-groups/:id': p('project', 'security_group', 'update'),
+  'DELETE /v1/security-groups/:id': p('project', 'security_group', 'delete'),
+  'POST /v1/security-groups/:id/rules': p('project', 'security_group', 'update'),
+  'DELETE /v1/security-groups/:id/rules/:rule': p('project', 'security_group', 'update'),
+  'PATCH /v1/instances/:id/nics/:nic': p('project', 'nic', 'update'),
+
   'GET /v1/events': collection('event', 'read'),
   'GET /v1/audit': p('admin', null, 'read', 'audit'),
   'GET /v1/agent': p('agent', null, 'read'),

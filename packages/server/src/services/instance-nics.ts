@@ -1,4 +1,4 @@
-import { FloeError, MAX_NICS, type Nic, type NicRequest, type Operation } from '@floe/api';
+import { FloeError, MAX_NICS, type Nic, type NicPatch, type NicRequest, type Operation } from '@floe/api';
 import { nowIso, transaction, type Db } from '../db/index.js';
 import type { InstancesTable } from '../db/schema.js';
 import type { CommitHook } from './commit-hook.js';
@@ -75,6 +75,39 @@ export class InstanceNicChanges {
       networks: [nic.network],
     });
     return { nic, operation };
+  }
+
+  /**
+   * Change a NIC's security groups or filtering. Nothing in the VM changes: the hosts rebuild their
+   * firewall (this one for the NIC, the others for the groups' members) as soon as they hear of it.
+   */
+  async update(principal: Principal, ref: string, project: string, nicId: string, patch: NicPatch): Promise<Nic> {
+    const { nic, hostId, instanceId } = await transaction(this.ctx.store, async (trx) => {
+      const row = await lockedInstanceRow(principal, ref, project, trx);
+      const found = await this.nics.find(trx, row.id, nicId);
+      if (!found)
+        throw new FloeError('nic_not_found', `instance "${row.name}" has no NIC "${nicId}"`, {
+          kind: 'nic',
+          id: nicId,
+        });
+      const nic = await this.nics.setGroups(trx, principal, found, patch);
+      return { nic, hostId: row.host_id, instanceId: row.id };
+    });
+    await this.post.run({
+      forget: [instanceId],
+      events: [
+        {
+          type: 'resource.updated',
+          project,
+          kind: 'nic',
+          resource_id: nic.id,
+          data: { instance: instanceId, security_groups: nic.security_groups, filtering: nic.filtering },
+        },
+      ],
+      desired: [{ instanceId, hostId }],
+      networkHosts: [hostId],
+    });
+    return nic;
   }
 
   /** Hot-remove a NIC: its addresses are given back at once and the agent unplugs it. */

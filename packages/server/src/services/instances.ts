@@ -11,6 +11,7 @@ import {
   type Operation,
   type PageOf,
   type Nic,
+  type NicPatch,
   type NicRequest,
 } from '@floe/api';
 import { isUniqueViolation, nowIso, toJson, transaction, type Db } from '../db/index.js';
@@ -431,6 +432,11 @@ export class InstanceService {
     onCommit?: CommitHook<{ nic: Nic; operation: Operation }>,
   ): Promise<{ nic: Nic; operation: Operation }> {
     return this.nicChanges.add(principal, ref, project, req, onCommit);
+  }
+
+  /** Change a NIC's security groups or filtering (see InstanceNicChanges). */
+  updateNic(principal: Principal, ref: string, project: string, nicId: string, patch: NicPatch): Promise<Nic> {
+    return this.nicChanges.update(principal, ref, project, nicId, patch);
   }
 
   /** Hot-remove a NIC (see InstanceNicChanges). */

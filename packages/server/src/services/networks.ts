@@ -19,7 +19,7 @@ import { addressPlan, firstHeld, releaseNetwork } from './ipam.js';
 import { parseLabelSelectors, writeLabels } from './labels.js';
 import { desiredNetworksForHost } from './network-desired.js';
 import { canonicalReserved, checkDhcpv6, MAX_VNI, networkSpecFrom, networkSpecOf } from './network-spec.js';
-import { NicService, type NetworkLookup } from './nics.js';
+import { NicService, type GroupLookup, type NetworkLookup } from './nics.js';
 import { listPage } from './pagination.js';
 import { PostCommit } from './post-commit.js';
 import type { ProjectService } from './projects.js';
@@ -57,8 +57,9 @@ export class NetworkService implements NetworkLookup {
   constructor(
     private readonly ctx: ServiceContext,
     private readonly projects: ProjectService,
+    groups?: GroupLookup,
   ) {
-    this.nics = new NicService(ctx, this);
+    this.nics = new NicService(ctx, this, groups);
     this.post = new PostCommit(ctx, { hostsOf: (ids) => this.nics.hostsOf(ids) });
   }
 

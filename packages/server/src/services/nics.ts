@@ -1,5 +1,5 @@
-import { FloeError, MAX_NICS, type DesiredNic, type Nic, type NicRequest } from '@floe/api';
-import { nowIso, type Db } from '../db/index.js';
+import { FloeError, MAX_NICS, type DesiredNic, type Nic, type NicPatch, type NicRequest } from '@floe/api';
+import { fromJson, nowIso, toJson, type Db } from '../db/index.js';
 import type { NetworksTable, NicsTable } from '../db/schema.js';
 import { newId } from '../ids.js';
 import type { Principal, ServiceContext } from './context.js';
@@ -7,8 +7,12 @@ import { addressPlan, allocate, macFor, release, type AddressPlan } from './ipam
 import { networkSpecOf } from './network-spec.js';
 import { closeAll, setQuantity } from './metering.js';
 
-/** Row → API shape. */
-function nicFromRow(row: NicsTable, networkName: string): Nic {
+/** The group ids a NIC row names ([]: the project's default group). */
+const groupIds = (row: Pick<NicsTable, 'security_groups'>): string[] => fromJson<string[]>(row.security_groups) ?? [];
+
+/** Row → API shape; `groups` names the security groups by id (the NIC's, or its project's default). */
+function nicFromRow(row: NicsTable, networkName: string, groups: ReadonlyMap<string, string> = new Map()): Nic {
+  const ids = groupIds(row);
   return {
     id: row.id,
     instance: row.instance_id,
@@ -18,12 +22,15 @@ function nicFromRow(row: NicsTable, networkName: string): Nic {
     mac: row.mac,
     ipv4: row.ipv4,
     ipv6: row.ipv6,
+    security_groups: ids.length > 0 ? ids.map((id) => groups.get(id) ?? id) : ['default'],
+    filtering: row.filtering !== 0,
     created_at: row.created_at,
   };
 }
 
 /** What the agent needs for one NIC (pure). */
-function desiredNic(nic: NicsTable, network: NetworksTable): DesiredNic {
+function desiredNic(nic: NicsTable, network: NetworksTable, defaultGroup: string | undefined): DesiredNic {
+  const ids = groupIds(nic);
   const spec = networkSpecOf(network.spec);
   const plan = addressPlan(spec);
   return {
@@ -41,11 +48,19 @@ function desiredNic(nic: NicsTable, network: NetworksTable): DesiredNic {
     gateway6: plan.gateway6,
     mtu: spec.mtu,
     dns_servers: plan.dnsServers,
+    security_groups: ids.length > 0 ? ids : defaultGroup === undefined ? [] : [defaultGroup],
+    filtering: nic.filtering !== 0,
   };
 }
 
 /** A NIC request in its object form. */
-function nicRequest(r: NicRequest): { network: string; ipv4?: string; ipv6?: string } {
+function nicRequest(r: NicRequest): {
+  network: string;
+  ipv4?: string;
+  ipv6?: string;
+  security_groups?: string[];
+  filtering?: boolean;
+} {
   return typeof r === 'string' ? { network: r } : r;
 }
 
@@ -55,6 +70,14 @@ export interface NetworkLookup {
   row(principal: Principal, ref: string, project: string, db: Db): Promise<NetworksTable>;
   /** Network rows by id. */
   byIds(db: Db, ids: readonly string[]): Promise<Map<string, NetworksTable>>;
+}
+
+/** What the NIC service asks of the security groups service. */
+export interface GroupLookup {
+  /** Ids of the groups `refs` name in `project` (none: the default group), inside the caller's transaction. */
+  resolve(trx: Db, principal: Principal, project: string, refs: readonly string[], field: string): Promise<string[]>;
+  /** Group names by id. */
+  namesOf(db: Db, ids: readonly string[]): Promise<Map<string, string>>;
 }
 
 /** A NIC with where its instance runs, for the agents' view of a network. */
@@ -79,7 +102,26 @@ export class NicService {
   constructor(
     private readonly ctx: ServiceContext,
     private readonly networks: NetworkLookup,
+    private readonly groups?: GroupLookup,
   ) {}
+
+  /** Set a NIC's security groups and filtering, inside the caller's transaction; the NIC after. */
+  async setGroups(trx: Db, principal: Principal, nic: NicsTable, patch: NicPatch): Promise<Nic> {
+    const set: Partial<NicsTable> = {};
+    if (patch.security_groups !== undefined && this.groups)
+      set.security_groups = toJson(
+        await this.groups.resolve(trx, principal, nic.project, patch.security_groups, 'security_groups'),
+      );
+    if (patch.filtering !== undefined) set.filtering = patch.filtering ? 1 : 0;
+    if (Object.keys(set).length > 0) await trx.updateTable('nics').set(set).where('id', '=', nic.id).execute();
+    const row = { ...nic, ...set };
+    const network = (await this.networks.byIds(trx, [nic.network_id])).get(nic.network_id)!;
+    return nicFromRow(row, network.name, await this.names(trx, [row]));
+  }
+
+  private async names(db: Db, rows: readonly NicsTable[]): Promise<Map<string, string>> {
+    return this.groups ? this.groups.namesOf(db, rows.flatMap(groupIds)) : new Map();
+  }
 
   /**
    * Create NICs for an instance inside the caller's transaction: one per
@@ -105,7 +147,7 @@ export class NicService {
     index: number,
   ): Promise<Nic> {
     const [created] = await this.create(trx, principal, instance, [request], index);
-    return nicFromRow(created!.row, created!.networkName);
+    return nicFromRow(created!.row, created!.networkName, await this.names(trx, [created!.row]));
   }
 
   private async create(
@@ -155,6 +197,16 @@ export class NicService {
         mac = macFor(id, attempt);
       }
       const addresses = await allocate(trx, network, plan, id, mac, req, field);
+      // Stored as ids, so a group renamed or named by its id means the same; none named: the project's default.
+      const groups = this.groups
+        ? await this.groups.resolve(
+            trx,
+            principal,
+            instance.project,
+            req.security_groups ?? [],
+            `${field}.security_groups`,
+          )
+        : [];
       const row: NicsTable = {
         id,
         project: instance.project,
@@ -165,6 +217,8 @@ export class NicService {
         ipv4: addresses.ipv4,
         ipv6: addresses.ipv6,
         created_at: nowIso(),
+        security_groups: toJson(groups),
+        filtering: req.filtering === false ? 0 : 1,
       };
       await trx.insertInto('nics').values(row).execute();
       // An address on a public network is billed while the NIC holds it.
@@ -228,7 +282,8 @@ export class NicService {
       db,
       rows.map((r) => r.network_id),
     );
-    return rows.map((r) => nicFromRow(r, networks.get(r.network_id)!.name));
+    const names = await this.names(db, rows);
+    return rows.map((r) => nicFromRow(r, networks.get(r.network_id)!.name, names));
   }
 
   /** Agent-facing NICs of these instances, in slot order. */
@@ -246,9 +301,23 @@ export class NicService {
       db,
       nics.map((n) => n.network_id),
     );
+    // NICs older than security groups name none: their project's default group applies.
+    const projects = [...new Set(nics.filter((n) => groupIds(n).length === 0).map((n) => n.project))];
+    const defaults = new Map(
+      projects.length === 0
+        ? []
+        : (
+            await db
+              .selectFrom('security_groups')
+              .select(['project', 'id'])
+              .where('name', '=', 'default')
+              .where('project', 'in', projects)
+              .execute()
+          ).map((r) => [r.project, r.id]),
+    );
     for (const nic of nics) {
       const list = out.get(nic.instance_id) ?? [];
-      list.push(desiredNic(nic, networks.get(nic.network_id)!));
+      list.push(desiredNic(nic, networks.get(nic.network_id)!, defaults.get(nic.project)));
       out.set(nic.instance_id, list);
     }
     return out;

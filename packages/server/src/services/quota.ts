@@ -110,6 +110,14 @@ async function countUsage(db: Db, dialect: Dialect, names: readonly string[], d:
         .executeTakeFirst();
       return num(r?.n);
     }
+    case 'security_groups': {
+      const r = await db
+        .selectFrom('security_groups')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('project', 'in', list)
+        .executeTakeFirst();
+      return num(r?.n);
+    }
     case 'nics': {
       const r = await db
         .selectFrom('nics')

@@ -18,6 +18,7 @@ const NOT_FOUND: Partial<Record<Kind, ErrorCode>> = {
   instance: 'instance_not_found',
   network: 'network_not_found',
   nic: 'nic_not_found',
+  security_group: 'security_group_not_found',
   operation: 'operation_not_found',
 };
 

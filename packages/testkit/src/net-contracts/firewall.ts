@@ -1,12 +1,13 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { tapName, type FirewallDriver, type NetSpec } from '@floe/agent/net';
+import { tapName, type FirewallDriver, type NetSpec, type SecurityGroupSpec } from '@floe/agent/net';
+import { testId } from '../factories.js';
 import { nicOn, privateNet } from './samples.js';
 
 /** What a firewall driver's contract run needs. */
 export interface FirewallContractSetup {
   driver: FirewallDriver;
-  /** The names of the chains of one of floe's tables as the host has it now (`bridge floe`, `inet floe_nat`); [] when it has none. */
-  chains: (table: 'bridge floe' | 'inet floe_nat') => Promise<string[]>;
+  /** The names of the chains of one of floe's tables as the host has it now (`bridge floe`, `inet floe_nat`, `inet floe_sg`); [] when it has none. */
+  chains: (table: 'bridge floe' | 'inet floe_nat' | 'inet floe_sg') => Promise<string[]>;
   cleanup: () => Promise<void>;
 }
 
@@ -45,6 +46,33 @@ export function firewallDriverContract(name: string, setup: () => Promise<Firewa
       expect(await ctx.chains('bridge floe')).not.toContain(`tap_${tapName(a.id)}`);
       await ctx.driver.applyFirewall([], []);
       expect((await ctx.chains('bridge floe')).sort()).toEqual(['output', 'prerouting']);
+    });
+
+    it('gives filtered NICs security-group chains, and none to a NIC with filtering off', async () => {
+      const group: SecurityGroupSpec = {
+        id: testId('sg'),
+        ingressDefault: 'deny',
+        egressDefault: 'allow',
+        rules: [
+          { direction: 'ingress', protocol: 'tcp', portMin: 22, portMax: 22, remoteCidr: null, remoteGroup: null },
+        ],
+        members: [],
+      };
+      const a = { ...nicOn(net, 5), securityGroups: [group.id] };
+      const b = { ...nicOn(net, 6), securityGroups: [group.id], filtering: false };
+      await ctx.driver.applyFirewall([net], [a, b], [group]);
+      const chains = await ctx.chains('bridge floe');
+      expect(chains).toEqual(
+        expect.arrayContaining([`sgi_${tapName(a.id)}`, `sgo_${tapName(a.id)}`, `sg_${group.id}_in`, 'sg_forward']),
+      );
+      expect(chains).not.toContain(`sgi_${tapName(b.id)}`);
+      expect((await ctx.chains('inet floe_sg')).sort()).toEqual(['output', 'prerouting']);
+      // A NIC naming a group the host was not sent is refused whole.
+      await expect(ctx.driver.applyFirewall([net], [a], [])).rejects.toThrow();
+      expect(await ctx.chains('bridge floe')).toContain(`sgi_${tapName(a.id)}`);
+      await ctx.driver.applyFirewall([net], [b], [group]);
+      expect(await ctx.chains('bridge floe')).not.toContain('sg_forward');
+      expect(await ctx.chains('inet floe_sg')).toEqual([]);
     });
 
     it('leaves the previous ruleset when a new one is refused', async () => {

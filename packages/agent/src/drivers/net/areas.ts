@@ -1,4 +1,4 @@
-import type { NetSpec, NicSpec } from './types.js';
+import type { NetSpec, NicSpec, SecurityGroupSpec } from './types.js';
 
 /*
  * The three host areas of floe networking, each an interface with a real
@@ -51,9 +51,15 @@ export interface DhcpDriver {
 
 /**
  * The host's floe firewall (isolation of networks, anti-spoofing per NIC, NAT
- * of host gateways), built whole by the pure builder in ruleset.ts and
- * replaced atomically: after a failed apply the previous ruleset stands.
+ * of host gateways, security groups of the NICs that have them), built whole
+ * by the pure builder in ruleset.ts and replaced atomically: after a failed
+ * apply the previous ruleset stands.
  */
 export interface FirewallDriver {
-  applyFirewall(nets: readonly NetSpec[], nics: readonly NicSpec[]): Promise<void>;
+  /** Replace the ruleset; `groups` are the security groups the NICs use or name as remotes. */
+  applyFirewall(
+    nets: readonly NetSpec[],
+    nics: readonly NicSpec[],
+    groups?: readonly SecurityGroupSpec[],
+  ): Promise<void>;
 }

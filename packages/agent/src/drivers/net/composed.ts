@@ -1,7 +1,7 @@
 import type { RunOptions, RunResult } from '../../host/exec.js';
 import type { DhcpDriver, DhcpState, FirewallDriver, NetworkDriver } from './areas.js';
 import type { Argv } from './link-commands.js';
-import type { NetSpec, NicSpec } from './types.js';
+import type { NetSpec, NicSpec, SecurityGroupSpec } from './types.js';
 
 /**
  * The three host areas (network links, DHCP/DNS, firewall) composed as the
@@ -46,8 +46,12 @@ export abstract class ComposedHostNetwork<
     return this.network.removeTap(nicId);
   }
 
-  applyFirewall(nets: readonly NetSpec[], nics: readonly NicSpec[]): Promise<void> {
-    return this.firewall.applyFirewall(nets, nics);
+  applyFirewall(
+    nets: readonly NetSpec[],
+    nics: readonly NicSpec[],
+    groups: readonly SecurityGroupSpec[] = [],
+  ): Promise<void> {
+    return this.firewall.applyFirewall(nets, nics, groups);
   }
 
   ensureDhcp(net: NetSpec, nics: readonly NicSpec[], remoteNics: readonly NicSpec[] = []): Promise<DhcpState> {

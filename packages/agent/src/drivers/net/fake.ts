@@ -16,7 +16,7 @@ import {
   type HostConfig,
   type TakeoverObserved,
 } from './takeover-commands.js';
-import type { NetSpec, NicSpec, ObservedLink } from './types.js';
+import type { NetSpec, NicSpec, ObservedLink, SecurityGroupSpec } from './types.js';
 
 /*
  * Fakes of the three host areas over one in-memory host. The network fake
@@ -343,8 +343,12 @@ export class FakeDhcpDriver implements DhcpDriver {
 export class FakeFirewall implements FirewallDriver {
   constructor(readonly host: FakeHost) {}
 
-  applyFirewall(nets: readonly NetSpec[], nics: readonly NicSpec[]): Promise<void> {
+  applyFirewall(
+    nets: readonly NetSpec[],
+    nics: readonly NicSpec[],
+    groups: readonly SecurityGroupSpec[] = [],
+  ): Promise<void> {
     // Built first: a ruleset that does not build leaves the previous one, as a refused `nft -f` transaction does.
-    return settle(() => void (this.host.ruleset = nftRuleset(nets, nics)));
+    return settle(() => void (this.host.ruleset = nftRuleset(nets, nics, groups)));
   }
 }

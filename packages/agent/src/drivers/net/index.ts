@@ -4,4 +4,14 @@ export { HostNetworkDriver, type HostNetworkOptions } from './driver.js';
 export { FakeHostNetwork, type FakeHostNetworkOptions } from './fake-host-network.js';
 export { FakeDhcpDriver, FakeFirewall, FakeHost, FakeNetworkDriver, type FakeDnsmasq, type FakeLink } from './fake.js';
 export { bridgeName, tapName, vxlanName } from './names.js';
-export type { GatewayMode, NetFamily, NetKind, NetSpec, NicSpec, ObservedLink } from './types.js';
+export type {
+  GatewayMode,
+  NetFamily,
+  NetKind,
+  NetSpec,
+  NicSpec,
+  ObservedLink,
+  SecurityGroupSpec,
+  SgProtocol,
+  SgRule,
+} from './types.js';

@@ -82,6 +82,8 @@ table inet floe_nat {
 		ip6 saddr fd00:10::/64 oifname "eth0" masquerade
 	}
 }
+table inet floe_sg
+delete table inet floe_sg
 `;
 
 /** A public network over eth1 whose router 203.0.113.1 is on the LAN, and a guest on it. */
@@ -156,6 +158,8 @@ table inet floe_nat {
 		ip6 saddr fd00:10::/64 oifname "flbr079b079bcba" masquerade
 	}
 }
+table inet floe_sg
+delete table inet floe_sg
 `);
     expect(text).not.toContain('eth1');
   });

@@ -1,7 +1,8 @@
 import { checkNet, checkNic, type CheckedNet } from './checked-spec.js';
 import { tapName } from './names.js';
-import { renderTables, type NftChain, type NftTable } from './nft-tables.js';
-import type { NetSpec, NicSpec } from './types.js';
+import { removeTablesScript, renderTables, type NftChain, type NftTable } from './nft-tables.js';
+import { sgTables, type SgTables } from './sg-ruleset.js';
+import type { NetSpec, NicSpec, SecurityGroupSpec } from './types.js';
 
 /*
  * The host's floe firewall, built whole from the networks and NICs of the
@@ -55,7 +56,7 @@ function antiSpoofing(nic: NicSpec, net: CheckedNet | undefined): string[] {
  * public bridges alike; each host's gateway MAC stays off the VXLAN (the
  * physical port of a public bridge is not filtered).
  */
-function bridgeTable(nets: readonly CheckedNet[], nics: readonly NicSpec[]): NftTable {
+function bridgeTable(nets: readonly CheckedNet[], nics: readonly NicSpec[], sg: SgTables): NftTable {
   const byId = new Map(nets.map((c) => [c.net.id, c]));
   const privateNets = nets.filter((c) => c.physical === null);
   const prerouting: NftChain = {
@@ -77,7 +78,8 @@ function bridgeTable(nets: readonly CheckedNet[], nics: readonly NicSpec[]): Nft
     name: nicChainName(n.id),
     rules: antiSpoofing(n, byId.get(n.networkId)),
   }));
-  return { family: 'bridge', name: 'floe', chains: [prerouting, output, ...perNic] };
+  const table: NftTable = { family: 'bridge', name: 'floe', chains: [prerouting, output, ...perNic, ...sg.chains] };
+  return sg.sets.length > 0 ? { ...table, sets: sg.sets } : table;
 }
 
 /**
@@ -117,17 +119,29 @@ function natTable(nets: readonly CheckedNet[]): NftTable {
 /**
  * The whole floe firewall of a host as one `nft -f` transaction (each table is
  * declared, deleted and redefined, so applying it is atomic and idempotent):
- * the bridge table (per-NIC anti-spoofing, gateway MACs off the VXLAN) and the
- * NAT table (isolation between networks, masquerade of host gateways).
+ * the bridge table (per-NIC anti-spoofing, gateway MACs off the VXLAN, and
+ * the security groups of filtered NICs, sg-ruleset.ts), the NAT table
+ * (isolation between networks, masquerade of host gateways), and the table
+ * marking established connections for the security groups (removed when no
+ * NIC is filtered).
  * Networks and NICs are sorted by id, so the same host gives the same text.
  *
  * @example
  * await run('nft', ['-f', '-'], { input: nftRuleset(nets, nics) });
  */
-export function nftRuleset(nets: readonly NetSpec[], nics: readonly NicSpec[]): string {
+export function nftRuleset(
+  nets: readonly NetSpec[],
+  nics: readonly NicSpec[],
+  groups: readonly SecurityGroupSpec[] = [],
+): string {
   const checked = nets.map(checkNet);
   nics.forEach((n, i) => checkNic(n, `nics[${i}]`));
   const sortedNics = [...nics].sort((a, b) => a.id.localeCompare(b.id));
   const sortedNets = [...checked].sort((a, b) => a.net.id.localeCompare(b.net.id));
-  return renderTables([bridgeTable(sortedNets, sortedNics), natTable(sortedNets)]);
+  const sg = sgTables(sortedNics, groups);
+  const marks = { family: 'inet', name: 'floe_sg' } as const;
+  return (
+    renderTables([bridgeTable(sortedNets, sortedNics, sg), natTable(sortedNets), ...(sg.marks ? [sg.marks] : [])]) +
+    (sg.marks ? '' : removeTablesScript([marks]))
+  );
 }

@@ -70,6 +70,40 @@ export interface NicSpec {
   ipv6: string | null;
   /** The instance's DNS label, served by dnsmasq and sent by DHCP. */
   hostname: string;
+  // Security groups (filtering of what the NIC may send and receive).
+  /** Ids of the security groups applied to the NIC (see SecurityGroupSpec); absent: not filtered (older control planes). */
+  securityGroups?: readonly string[];
+  /** False turns security-group filtering off for this NIC; anti-spoofing stays. Absent: true. */
+  filtering?: boolean;
+}
+
+/** Protocols a security group rule can match; `any` matches every IP packet. */
+export type SgProtocol = 'tcp' | 'udp' | 'icmp' | 'icmpv6' | 'any';
+
+/** One allow rule of a security group. */
+export interface SgRule {
+  direction: 'ingress' | 'egress';
+  protocol: SgProtocol;
+  /** tcp/udp only: the destination port range (both null: every port). */
+  portMin: number | null;
+  portMax: number | null;
+  /** The peer: a CIDR (v4 or v6), the members of a security group (by id), or both null for anywhere. */
+  remoteCidr: string | null;
+  remoteGroup: string | null;
+}
+
+/**
+ * A security group as a host enforces it: allow rules per direction on top of
+ * a default verdict, and the current addresses of its members (on every host),
+ * which rules of groups naming it as their remote match as a named set.
+ */
+export interface SecurityGroupSpec {
+  id: string;
+  ingressDefault: 'allow' | 'deny';
+  egressDefault: 'allow' | 'deny';
+  rules: readonly SgRule[];
+  /** Addresses of its members' NICs (IPv4 and IPv6 together). */
+  members: readonly string[];
 }
 
 /** One interface as `ip -j -d addr` reports it, reduced to what floe compares. */
