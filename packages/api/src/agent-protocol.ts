@@ -2,6 +2,7 @@ import { Type, type Static, type TSchema } from 'typebox';
 import { Nullable } from './common.js';
 import { FirstBoot, HostFacts, InstanceSpec, InstanceState, InstanceStats } from './resources.js';
 import { messageDecoder } from './wire.js';
+import { DesiredVpn } from './vpn.js';
 
 /**
  * The agent link: JSON messages over one WebSocket (mutual TLS), agent dials
@@ -116,7 +117,7 @@ export type DesiredInstance = Static<typeof DesiredInstance>;
  * The kinds of desired state, each with the schema of one item. A new kind is
  * one more entry here and in the `snapshot` and `desired` messages below.
  */
-export const DesiredKinds = { instance: DesiredInstance, network: DesiredNetwork } as const;
+export const DesiredKinds = { instance: DesiredInstance, network: DesiredNetwork, vpn: DesiredVpn } as const;
 export type DesiredKind = keyof typeof DesiredKinds;
 export const DESIRED_KINDS = Object.keys(DesiredKinds) as DesiredKind[];
 /** One item of desired state of a kind. */
@@ -201,6 +202,7 @@ export const ControlMessages = [
     desired: Type.Object({
       instance: Type.Optional(Type.Array(DesiredInstance)),
       network: Type.Optional(Type.Array(DesiredNetwork)),
+      vpn: Type.Optional(Type.Array(DesiredVpn)),
     }),
   }),
   /**
@@ -210,6 +212,7 @@ export const ControlMessages = [
    */
   desired('instance'),
   desired('network'),
+  desired('vpn'),
   message('error', { code: Type.String(), message: Type.String() }),
   /** Attach to the serial console of an instance. */
   message('console.open', { channel: ChannelId, instance_id: Type.String() }),

@@ -136,6 +136,9 @@ export const ID_PREFIX = {
   nic: 'nic',
   audit: 'aud',
   user: 'usr',
+  vpn_pool: 'vpool',
+  vpn_network: 'vnet',
+  vpn_peer: 'vpeer',
 } as const;
 /** Resource kinds that have ids. */
 export type Kind = keyof typeof ID_PREFIX;

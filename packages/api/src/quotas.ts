@@ -15,6 +15,8 @@ export const QuotaDimension = Type.Union([
   Type.Literal('ipv4_private'),
   Type.Literal('ipv4_public'),
   Type.Literal('image_bytes'),
+  Type.Literal('vpn_networks'),
+  Type.Literal('vpn_peers'),
 ]);
 export type QuotaDimension = Static<typeof QuotaDimension>;
 
@@ -29,6 +31,8 @@ export const QUOTA_DIMENSIONS: readonly QuotaDimension[] = [
   'ipv4_private',
   'ipv4_public',
   'image_bytes',
+  'vpn_networks',
+  'vpn_peers',
 ];
 
 const Amount = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
@@ -45,6 +49,8 @@ export const QuotaLimits = Type.Object(
     ipv4_private: Type.Optional(Amount),
     ipv4_public: Type.Optional(Amount),
     image_bytes: Type.Optional(Amount),
+    vpn_networks: Type.Optional(Amount),
+    vpn_peers: Type.Optional(Amount),
   },
   { additionalProperties: false },
 );
@@ -63,6 +69,8 @@ export const QuotaLimitsChange = Type.Object(
     ipv4_private: Type.Optional(AmountOrNull),
     ipv4_public: Type.Optional(AmountOrNull),
     image_bytes: Type.Optional(AmountOrNull),
+    vpn_networks: Type.Optional(AmountOrNull),
+    vpn_peers: Type.Optional(AmountOrNull),
   },
   { additionalProperties: false },
 );

@@ -27,6 +27,7 @@ import { instanceRoutes } from './http/routes/instances.js';
 import { machineTypeRoutes } from './http/routes/machine-types.js';
 import { meteringRoutes } from './http/routes/metering.js';
 import { networkRoutes } from './http/routes/networks.js';
+import { vpnRoutes } from './http/routes/vpn.js';
 import { operationRoutes } from './http/routes/operations.js';
 import { projectRoutes, quotaRoutes } from './http/routes/projects.js';
 import { streamRoutes } from './http/routes/streams.js';
@@ -53,6 +54,7 @@ const ROUTE_FAMILIES: readonly RouteFamily[] = [
   operationRoutes,
   hostRoutes,
   networkRoutes,
+  vpnRoutes,
   imageFileRoutes,
   instanceIoRoutes,
   streamRoutes,

@@ -1,6 +1,7 @@
 import type { DesiredItem, DesiredKind } from '@floe/api';
 import type { InstanceService } from './services/instances.js';
 import type { NetworkService } from './services/networks.js';
+import type { VpnService } from './services/vpn.js';
 
 /**
  * Assembles one kind of desired state for the agents. The agent hub asks every
@@ -45,4 +46,9 @@ export function networkDesiredState(networks: NetworkService): DesiredStateProvi
       networks.announce((await networks.hostsOf(items.map((n) => n.id))).filter((h) => h !== hostId));
     },
   };
+}
+
+/** VPN networks: a gateway's whole list on every change (interfaces, peers, reach). */
+export function vpnDesiredState(vpn: VpnService): DesiredStateProvider<'vpn'> {
+  return { kind: 'vpn', forHost: (hostId) => vpn.desiredForHost(hostId) };
 }

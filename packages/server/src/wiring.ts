@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from './config.js';
 import type { Store } from './db/index.js';
 import { AgentHub } from './agent-hub.js';
-import { instanceDesiredState, networkDesiredState } from './desired-state.js';
+import { instanceDesiredState, networkDesiredState, vpnDesiredState } from './desired-state.js';
 import type { Cluster } from './cluster.js';
 import { AuditLog } from './services/audit.js';
 import { ImageService, MachineTypeService } from './services/catalog.js';
@@ -24,6 +24,7 @@ import { LoginService } from './services/logins.js';
 import { DbLocalUserStore } from './services/login-stores.js';
 import { UserTotpService } from './services/user-totp.js';
 import { MeteringService } from './services/metering-report.js';
+import { VpnService } from './services/vpn.js';
 
 // The services of a control plane and how they are wired together; the HTTP layer (app.ts, http/**) only calls them.
 
@@ -56,6 +57,8 @@ export interface Services {
   instances: InstanceService;
   /** Networks and the agents' view of them. */
   networks: NetworkService;
+  /** VPN pools, VPN networks and their peers. */
+  vpn: VpnService;
   operations: OperationService;
   hub: AgentHub;
   pki: ControlPki;
@@ -94,9 +97,11 @@ export function buildServices(
   const networks = new NetworkService(ctx, projects);
   const instances = new InstanceService(ctx, projects, images, machineTypes, operations, networks);
   const hosts = new HostService(ctx);
+  const vpn = new VpnService(ctx, projects, networks);
   const hub = new AgentHub(ctx, hosts, instances, log, [
     instanceDesiredState(instances),
     networkDesiredState(networks),
+    vpnDesiredState(vpn),
   ]);
   const tokens = new TokenService(ctx);
   const users = new UserService(
@@ -123,6 +128,7 @@ export function buildServices(
     machineTypes,
     instances,
     networks,
+    vpn,
     operations,
     hub,
     pki,

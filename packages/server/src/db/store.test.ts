@@ -291,7 +291,39 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
       ended_at: T0,
     },
   },
+  vpn_pools: {
+    pk: ['id'],
+    row: { ...resource('vpool_1', 'edge'), spec: '{"ipv6":"fd00:1::/40","network_prefix":48}' },
+  },
+  vpn_networks: {
+    pk: ['id'],
+    row: {
+      ...resource('vnet_1', 'office'),
+      project: 'alpha',
+      pool_id: 'vpool_1',
+      slot: 3,
+      spec: '{"networks":["net_1"]}',
+      public_key: 'x'.repeat(43) + '=',
+      private_key: 'v1:sealed',
+    },
+  },
+  vpn_peers: {
+    pk: ['id'],
+    row: {
+      ...resource('vpeer_1', 'laptop'),
+      project: 'alpha',
+      vpn_network_id: 'vnet_1',
+      host_index: 2,
+      public_key: 'y'.repeat(43) + '=',
+      subnets: '["10.1.0.0/24"]',
+    },
+  },
 };
+
+/** The columns every named resource has. */
+function resource(id: string, name: string) {
+  return { id, name, labels: '{"a":"b"}', metadata: '{}', revision: 1, created_at: T0, updated_at: T0 };
+}
 
 /** Non-primary-key indexes as `unique|index table(columns)`, plus composite primary keys as `primary ...`. */
 const EXPECTED_INDEXES = [
@@ -338,6 +370,12 @@ const EXPECTED_INDEXES = [
   'index login_requests(expires_at)',
   'unique meter_ranges(resource_id,dimension)',
   'index meter_ranges(project,started_at)',
+  'unique vpn_pools(name)',
+  'unique vpn_networks(project,name)',
+  'unique vpn_networks(pool_id,slot)',
+  'unique vpn_peers(project,name)',
+  'unique vpn_peers(vpn_network_id,host_index)',
+  'unique vpn_peers(public_key)',
 ].sort();
 
 async function indexesOf(store: Store): Promise<string[]> {
@@ -489,6 +527,7 @@ for (const t of storeTargets()) {
           '0011_login_requests',
           '0012_quotas',
           '0013_metering',
+          '0017_vpn',
         ]);
       } finally {
         await again.close();
@@ -818,6 +857,7 @@ for (const t of storeTargets()) {
           '0011_login_requests',
           '0012_quotas',
           '0013_metering',
+          '0017_vpn',
         ]);
         expect(await migrate(fresh.db, fresh.dialect)).toEqual([]);
       } finally {

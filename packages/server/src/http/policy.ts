@@ -142,6 +142,22 @@ export const POLICY: Readonly<Record<string, RoutePolicy>> = {
   'PATCH /v1/networks/:id': p('project', 'network', 'update'),
   'DELETE /v1/networks/:id': p('project', 'network', 'delete'),
 
+  // VPN pools: operators set them up; every user sees them to pick one (without the gateway hosts).
+  'GET /v1/vpn-pools': p('authenticated', null, 'read', 'vpn_pool'),
+  'POST /v1/vpn-pools': p('admin', null, 'create', 'vpn_pool'),
+  'GET /v1/vpn-pools/:id': p('authenticated', 'vpn_pool', 'read'),
+  'DELETE /v1/vpn-pools/:id': p('admin', 'vpn_pool', 'delete'),
+  'GET /v1/vpn-networks': collection('vpn_network', 'read'),
+  'POST /v1/vpn-networks': collection('vpn_network', 'create'),
+  'GET /v1/vpn-networks/:id': p('project', 'vpn_network', 'read'),
+  'DELETE /v1/vpn-networks/:id': p('project', 'vpn_network', 'delete'),
+  'GET /v1/vpn-peers': collection('vpn_peer', 'read'),
+  'POST /v1/vpn-peers': collection('vpn_peer', 'create'),
+  'GET /v1/vpn-peers/:id': p('project', 'vpn_peer', 'read'),
+  'DELETE /v1/vpn-peers/:id': p('project', 'vpn_peer', 'delete'),
+  'GET /v1/vpn-peers/:id/config': p('project', 'vpn_peer', 'read'),
+  'GET /v1/vpn-peers/:id/qr.png': p('project', 'vpn_peer', 'read'),
+
   'GET /v1/events': collection('event', 'read'),
   'GET /v1/audit': p('admin', null, 'read', 'audit'),
   'GET /v1/agent': p('agent', null, 'read'),
