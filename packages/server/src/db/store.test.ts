@@ -320,10 +320,6 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
   },
 };
 
-/** The columns every named resource has. */
-function resource(id: string, name: string) {
-  return { id, name, labels: '{"a":"b"}', metadata: '{}', revision: 1, created_at: T0, updated_at: T0 };
-}
 
 /** Non-primary-key indexes as `unique|index table(columns)`, plus composite primary keys as `primary ...`. */
 const EXPECTED_INDEXES = [
