@@ -1,4 +1,4 @@
-import type { DesiredInstance, DesiredNetwork } from '@floe/api';
+import type { DesiredInstance, DesiredNetwork, DesiredVpn } from '@floe/api';
 
 /**
  * The desired state the control plane sends, by kind. A new kind (firewalls,
@@ -9,6 +9,7 @@ import type { DesiredInstance, DesiredNetwork } from '@floe/api';
 export interface DesiredKinds {
   instance: DesiredInstance;
   network: DesiredNetwork;
+  vpn: DesiredVpn;
 }
 
 /** A kind of desired state. */

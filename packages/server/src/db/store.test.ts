@@ -544,6 +544,9 @@ for (const t of storeTargets()) {
         if (table === 'login_requests') nulled.state_hash = '00'.repeat(32);
         if (table === 'networks') Object.assign(nulled, { name: 'other', vni: 4243 });
         if (table === 'nics') Object.assign(nulled, { idx: 1, mac: '02:00:00:00:00:02' });
+        if (table === 'vpn_pools') nulled.name = 'other';
+        if (table === 'vpn_networks') Object.assign(nulled, { name: 'other', slot: 4 });
+        if (table === 'vpn_peers') Object.assign(nulled, { name: 'other', host_index: 3, public_key: `${'z'.repeat(43)}=` });
 
         for (const sample of [row, nulled]) {
           await anyDb.insertInto(table).values(sample).execute();
