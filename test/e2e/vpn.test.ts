@@ -184,7 +184,8 @@ describe.skipIf(missing !== null)(`WireGuard access (${mode})`, () => {
     // The gateway no longer has the peer: its next packet finds no one to decrypt it.
     expect(await ping(clients.a1!, '10.31.0.10')).toBe(false);
     console.log(`peer removed from the gateway ${cutMs} ms after the API call (${mode})`);
-    expect(cutMs).toBeLessThan(1000);
+    // One pass of the gateway: about ten `ip netns exec` processes, ~1 s on a loaded 2-core machine.
+    expect(cutMs).toBeLessThan(3000);
     expect(await ping(c2, '10.31.0.10')).toBe(true);
     const after = new Map(await handshakes());
     expect(after.get(a2.peer.public_key)).toBe(before.get(a2.peer.public_key));

@@ -49,6 +49,7 @@ async function withKeyFile<T>(key: string, fn: (file: string) => Promise<T>): Pr
 
 interface IpLink {
   ifname: string;
+  flags?: string[];
   linkinfo?: { info_kind?: string };
   addr_info?: { local: string; prefixlen: number; scope?: string }[];
 }
@@ -64,8 +65,11 @@ export class LinuxVpnDriver implements VpnDriver {
     private readonly exec: HostExec,
   ) {}
 
-  private run(argv: Argv, input?: string) {
-    return this.exec(argv, input === undefined ? {} : { input });
+  private readonly forwardingOn = new Set<string>();
+  private lastFilter: string | null = null;
+
+  private run(argv: Argv, input?: string, allowFail = false) {
+    return this.exec(argv, { ...(input === undefined ? {} : { input }), ...(allowFail ? { allowFail } : {}) });
   }
 
   private async links(): Promise<IpLink[]> {
@@ -98,7 +102,7 @@ export class LinuxVpnDriver implements VpnDriver {
       .filter((a) => a.scope !== 'link')
       .map((a) => `${a.local}/${a.prefixlen}`);
     for (const c of addressCommands(spec.name, have, spec.addresses)) await this.run(c);
-    await this.run(['ip', 'link', 'set', spec.name, 'up']);
+    if (!(link.flags ?? []).includes('UP')) await this.run(['ip', 'link', 'set', spec.name, 'up']);
     for (const c of routeCommands(spec.name, await this.routes(spec.name), wantedRoutes(spec))) await this.run(c);
     await this.forwarding(spec);
   }
@@ -119,7 +123,10 @@ export class LinuxVpnDriver implements VpnDriver {
     const keys: string[] = [];
     if (spec.addresses.some((a) => !a.includes(':'))) keys.push('net.ipv4.ip_forward=1');
     if (spec.addresses.some((a) => a.includes(':'))) keys.push('net.ipv6.conf.all.forwarding=1');
-    if (keys.length > 0) await this.run(['sysctl', '-q', '-w', ...keys]);
+    const todo = keys.filter((k) => !this.forwardingOn.has(k));
+    if (todo.length === 0) return;
+    await this.run(['sysctl', '-q', '-w', ...todo]);
+    for (const k of todo) this.forwardingOn.add(k);
   }
 
   async remove(name: string): Promise<void> {
@@ -129,7 +136,12 @@ export class LinuxVpnDriver implements VpnDriver {
   }
 
   async applyFilter(specs: readonly VpnInterfaceSpec[]): Promise<void> {
-    await this.run(['nft', '-f', '-'], nftScript(specs.map(checkSpec)));
+    const script = nftScript(specs.map(checkSpec));
+    // Unchanged since the last write: no nft process on the path of a peer change.
+    if (script === this.lastFilter && (await this.run(['nft', 'list', 'table', 'inet', 'floe_vpn'], undefined, true)).code === 0)
+      return;
+    await this.run(['nft', '-f', '-'], script);
+    this.lastFilter = script;
   }
 
   async stats(name: string): Promise<VpnPeerStats[] | null> {
