@@ -11,7 +11,12 @@ import { hostExec } from '../../packages/agent/src/drivers/net/host-exec.js';
 import { vpnIfName } from '../../packages/agent/src/drivers/vpn/commands.js';
 import { VpnReconciler } from '../../packages/agent/src/vpn.js';
 import { storeTargets } from '../../packages/server/src/db/testing.js';
-import { injectJson, onlineTestHost, startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
+import {
+  injectJson,
+  onlineTestHost,
+  startTestControlPlane,
+  type TestControlPlane,
+} from '../../packages/server/src/testing.js';
 import { eventually } from './helpers.js';
 import { Namespaces } from './netns.js';
 
@@ -136,7 +141,11 @@ describe.skipIf(missing !== null)(`WireGuard access (${mode})`, () => {
   });
 
   it('brings a stock wg-quick client in with the file floe printed: ping and TCP to the VM over IPv6 and IPv4', async () => {
-    const a1 = (await call('POST', '/v1/vpn-peers', { name: 'laptop', project: 'vpa', vpn_network: 'office' })) as VpnPeerCreated;
+    const a1 = (await call('POST', '/v1/vpn-peers', {
+      name: 'laptop',
+      project: 'vpa',
+      vpn_network: 'office',
+    })) as VpnPeerCreated;
     await push();
     const c = await client('a1', '198.51.100.11/24', a1);
     for (const to of ['fd31::10', '10.31.0.10']) {
@@ -151,7 +160,11 @@ describe.skipIf(missing !== null)(`WireGuard access (${mode})`, () => {
   }, 120_000);
 
   it("keeps a second tenant's client away from the first tenant's VMs and peers", async () => {
-    const b1 = (await call('POST', '/v1/vpn-peers', { name: 'laptop', project: 'vpb', vpn_network: 'office' })) as VpnPeerCreated;
+    const b1 = (await call('POST', '/v1/vpn-peers', {
+      name: 'laptop',
+      project: 'vpb',
+      vpn_network: 'office',
+    })) as VpnPeerCreated;
     await push();
     const c = await client('b1', '198.51.100.21/24', b1);
     await eventually(() => ping(c, '10.32.0.10'), 'tenant B reaches its own VM', 20_000);
@@ -166,7 +179,11 @@ describe.skipIf(missing !== null)(`WireGuard access (${mode})`, () => {
   }, 120_000);
 
   it('cuts a removed peer within a second while the other peer keeps its session', async () => {
-    const a2 = (await call('POST', '/v1/vpn-peers', { name: 'phone', project: 'vpa', vpn_network: 'office' })) as VpnPeerCreated;
+    const a2 = (await call('POST', '/v1/vpn-peers', {
+      name: 'phone',
+      project: 'vpa',
+      vpn_network: 'office',
+    })) as VpnPeerCreated;
     await push();
     const c2 = await client('a2', '198.51.100.12/24', a2);
     await eventually(() => ping(c2, '10.31.0.10'), 'the second peer is in', 20_000);
@@ -175,7 +192,7 @@ describe.skipIf(missing !== null)(`WireGuard access (${mode})`, () => {
       (await ns.exec(gw, ['wg', 'show', iface, 'latest-handshakes'])).stdout
         .trim()
         .split('\n')
-        .map((l) => l.split('\t'));
+        .map((l) => l.split('\t') as [string, string]);
     const before = new Map(await handshakes());
     const t0 = Date.now();
     await call('DELETE', '/v1/vpn-peers/laptop?project=vpa');

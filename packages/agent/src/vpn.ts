@@ -14,7 +14,7 @@ export interface VpnReconcilerOptions {
 }
 
 /** A DesiredVpn as the driver builds it (pure). */
-export function toInterfaceSpec(v: DesiredVpn): VpnInterfaceSpec {
+function toInterfaceSpec(v: DesiredVpn): VpnInterfaceSpec {
   return {
     name: vpnIfName(v.id),
     listenPort: v.listen_port,

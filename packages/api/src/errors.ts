@@ -46,7 +46,7 @@ export const ERROR_CODES = {
   vpn_prefix_overlap: {
     status: 409,
     description:
-      'A prefix overlaps one already routed by the same gateways: another pool, a connected network, a VPN network or a peer\'s subnet; `details` names both.',
+      "A prefix overlaps one already routed by the same gateways: another pool, a connected network, a VPN network or a peer's subnet; `details` names both.",
   },
   vpn_key_invalid: {
     status: 400,

@@ -320,7 +320,6 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
   },
 };
 
-
 /** Non-primary-key indexes as `unique|index table(columns)`, plus composite primary keys as `primary ...`. */
 const EXPECTED_INDEXES = [
   'unique projects(name)',
@@ -546,7 +545,8 @@ for (const t of storeTargets()) {
         if (table === 'nics') Object.assign(nulled, { idx: 1, mac: '02:00:00:00:00:02' });
         if (table === 'vpn_pools') nulled.name = 'other';
         if (table === 'vpn_networks') Object.assign(nulled, { name: 'other', slot: 4 });
-        if (table === 'vpn_peers') Object.assign(nulled, { name: 'other', host_index: 3, public_key: `${'z'.repeat(43)}=` });
+        if (table === 'vpn_peers')
+          Object.assign(nulled, { name: 'other', host_index: 3, public_key: `${'z'.repeat(43)}=` });
 
         for (const sample of [row, nulled]) {
           await anyDb.insertInto(table).values(sample).execute();

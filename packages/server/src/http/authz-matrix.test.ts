@@ -150,7 +150,14 @@ const FIXTURES: Record<string, Fixture> = {
 };
 
 /** Kinds whose names resolve inside `?project=`; the query names the resource's project for them. */
-const PROJECT_QUERY = new Set<RoutePolicy['target']>(['image', 'instance', 'network', 'nic', 'vpn_network', 'vpn_peer']);
+const PROJECT_QUERY = new Set<RoutePolicy['target']>([
+  'image',
+  'instance',
+  'network',
+  'nic',
+  'vpn_network',
+  'vpn_peer',
+]);
 
 type Outcome = 'allowed' | 'hidden' | 'forbidden' | 'unauthenticated' | 'agent-only' | 'same-for-all';
 

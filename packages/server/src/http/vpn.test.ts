@@ -112,23 +112,46 @@ for (const t of storeTargets()) {
     });
 
     it('carves VPN networks from the pool, connected to the project networks, with a gateway key', async () => {
-      const a = await call('POST', '/v1/vpn-networks', { name: 'office', project: 'vpa', pool: 'edge', networks: ['lan'] }, userToken);
+      const a = await call(
+        'POST',
+        '/v1/vpn-networks',
+        { name: 'office', project: 'vpa', pool: 'edge', networks: ['lan'] },
+        userToken,
+      );
       expect(a.status, JSON.stringify(a.body)).toBe(201);
       const net = a.body as VpnNetwork;
       expect(net).toMatchObject({ ipv6: 'fd50::/48', ipv4: '10.250.0.0/24', endpoint: 'vpn.example.org:51820' });
       expect(net.public_key).toMatch(/^[A-Za-z0-9+/]{43}=$/);
       expect(JSON.stringify(net)).not.toMatch(/private/);
-      const b = await call('POST', '/v1/vpn-networks', { name: 'office', project: 'vpb', pool: 'edge', networks: ['lan'] }, otherToken);
+      const b = await call(
+        'POST',
+        '/v1/vpn-networks',
+        { name: 'office', project: 'vpb', pool: 'edge', networks: ['lan'] },
+        otherToken,
+      );
       expect(b.body).toMatchObject({ ipv6: 'fd50:0:1::/48', ipv4: '10.250.1.0/24', endpoint: 'vpn.example.org:51821' });
       // B cannot name A's VPN network.
       expectError(await call('GET', `/v1/vpn-networks/${net.id}`, undefined, otherToken), 'vpn_network_not_found');
       // A network whose range overlaps another tenant's connected network on the same gateways.
-      expect((await call('POST', '/v1/networks', { name: 'dup', project: 'vpa', ipv4: '10.32.0.0/25' })).status).toBe(201);
-      await refused('vpn_prefix_overlap', 'POST', '/v1/vpn-networks', { name: 'x', project: 'vpa', pool: 'edge', networks: ['dup'] }, userToken);
+      expect((await call('POST', '/v1/networks', { name: 'dup', project: 'vpa', ipv4: '10.32.0.0/25' })).status).toBe(
+        201,
+      );
+      await refused(
+        'vpn_prefix_overlap',
+        'POST',
+        '/v1/vpn-networks',
+        { name: 'x', project: 'vpa', pool: 'edge', networks: ['dup'] },
+        userToken,
+      );
     });
 
     it('adds peers with generated or supplied keys, a wg-quick file and a QR code; refuses bad and duplicate keys', async () => {
-      const gen = await call('POST', '/v1/vpn-peers', { name: 'phone', project: 'vpa', vpn_network: 'office' }, userToken);
+      const gen = await call(
+        'POST',
+        '/v1/vpn-peers',
+        { name: 'phone', project: 'vpa', vpn_network: 'office' },
+        userToken,
+      );
       expect(gen.status, JSON.stringify(gen.body)).toBe(201);
       const created = gen.body as VpnPeerCreated;
       expect(created.peer).toMatchObject({ ipv6: 'fd50::2/128', ipv4: '10.250.0.2/32', subnets: [] });
@@ -152,7 +175,9 @@ for (const t of storeTargets()) {
       expect(png.subarray(1, 4).toString()).toBe('PNG');
       // The public key floe printed derives from the private key it gave (checked with wg when present).
       try {
-        const pub = execFileSync('wg', ['pubkey'], { input: `${created.private_key}\n` }).toString().trim();
+        const pub = execFileSync('wg', ['pubkey'], { input: `${created.private_key}\n` })
+          .toString()
+          .trim();
         expect(pub).toBe(created.peer.public_key);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
@@ -176,14 +201,21 @@ for (const t of storeTargets()) {
       });
       expect(qr.headers['content-type']).toBe('image/png');
       expect(qr.rawPayload.subarray(1, 4).toString()).toBe('PNG');
-      const everything = JSON.stringify(await vpnRows(cp)) + JSON.stringify((await call('GET', '/v1/events?limit=1000')).body);
+      const everything =
+        JSON.stringify(await vpnRows(cp)) + JSON.stringify((await call('GET', '/v1/events?limit=1000')).body);
       expect(everything).not.toContain(created.private_key!);
 
       const mine = generateKeyPair();
       const own = await call(
         'POST',
         '/v1/vpn-peers',
-        { name: 'site', project: 'vpa', vpn_network: 'office', public_key: mine.publicKey, subnets: ['192.168.77.0/24'] },
+        {
+          name: 'site',
+          project: 'vpa',
+          vpn_network: 'office',
+          public_key: mine.publicKey,
+          subnets: ['192.168.77.0/24'],
+        },
         userToken,
       );
       expect(own.status, JSON.stringify(own.body)).toBe(201);
@@ -193,13 +225,27 @@ for (const t of storeTargets()) {
       const body = (name: string, extra: object) => ({ name, project: 'vpa', vpn_network: 'office', ...extra });
       for (const bad of ['not-a-key', `${mine.publicKey.slice(0, 43)}`, 'A'.repeat(44), `${'A'.repeat(42)}B=`])
         await refused('vpn_key_invalid', 'POST', '/v1/vpn-peers', body('bad', { public_key: bad }), userToken);
-      await refused('vpn_key_conflict', 'POST', '/v1/vpn-peers', body('dup', { public_key: mine.publicKey }), userToken);
+      await refused(
+        'vpn_key_conflict',
+        'POST',
+        '/v1/vpn-peers',
+        body('dup', { public_key: mine.publicKey }),
+        userToken,
+      );
       await refused('vpn_key_conflict', 'POST', '/v1/vpn-peers', body('gw', { public_key: net.public_key }), userToken);
       // Another tenant cannot take the key either (one key, one peer).
-      await call('POST', '/v1/vpn-peers', { name: 'x', project: 'vpb', vpn_network: 'office', public_key: mine.publicKey }, otherToken).then((r) =>
-        expectError(r, 'vpn_key_conflict'),
-      );
-      for (const subnets of [['192.168.77.128/25'], ['10.31.0.0/16'], ['fd50:0:5::/64'], ['10.40.0.0/24', '10.40.0.0/23']])
+      await call(
+        'POST',
+        '/v1/vpn-peers',
+        { name: 'x', project: 'vpb', vpn_network: 'office', public_key: mine.publicKey },
+        otherToken,
+      ).then((r) => expectError(r, 'vpn_key_conflict'));
+      for (const subnets of [
+        ['192.168.77.128/25'],
+        ['10.31.0.0/16'],
+        ['fd50:0:5::/64'],
+        ['10.40.0.0/24', '10.40.0.0/23'],
+      ])
         await refused('vpn_prefix_overlap', 'POST', '/v1/vpn-peers', body('s2', { subnets }), userToken);
       await refused('validation_failed', 'POST', '/v1/vpn-peers', body('s3', { subnets: ['10.40.0.1/24'] }), userToken);
 
@@ -216,7 +262,9 @@ for (const t of storeTargets()) {
       expect(desired[0]!.reach).toContain('10.31.0.0/24');
       expect(desired[0]!.reach).toContain('192.168.77.0/24');
       expect(desired[0]!.reach).not.toContain('10.32.0.0/24');
-      const pub = execFileSync('wg', ['pubkey'], { input: `${desired[0]!.private_key}\n` }).toString().trim();
+      const pub = execFileSync('wg', ['pubkey'], { input: `${desired[0]!.private_key}\n` })
+        .toString()
+        .trim();
       expect(pub).toBe(net.public_key);
       // The gateway's private key is stored sealed, not in the clear.
       const rows = await vpnRows(cp);
@@ -245,16 +293,38 @@ for (const t of storeTargets()) {
       expect((await call('GET', '/v1/vpn-networks/t2?project=vpb', undefined, otherToken)).body.endpoint).toBe(
         '[2001:db8::1]:52001',
       );
-      await refused('vpn_pool_exhausted', 'POST', '/v1/vpn-networks', { name: 't3', project: 'vpb', pool: 'tiny' }, otherToken);
+      await refused(
+        'vpn_pool_exhausted',
+        'POST',
+        '/v1/vpn-networks',
+        { name: 't3', project: 'vpb', pool: 'tiny' },
+        otherToken,
+      );
       expect((await call('DELETE', '/v1/vpn-networks/t1?project=vpb', undefined, otherToken)).status).toBe(204);
       const reuse = await call('POST', '/v1/vpn-networks', { name: 't4', project: 'vpb', pool: 'tiny' }, otherToken);
       expect(reuse.body.ipv6).toBe('fd70::/64');
       expectError(await call('DELETE', '/v1/vpn-pools/tiny'), 'in_use');
 
-      expect((await call('PUT' as 'POST', '/v1/projects/vpb/limits', { vpn_networks: 3, vpn_peers: 1 })).status).toBe(200);
-      await refused('quota_exceeded', 'POST', '/v1/vpn-networks', { name: 't5', project: 'vpb', pool: 'tiny' }, otherToken);
-      expect((await call('POST', '/v1/vpn-peers', { name: 'p1', project: 'vpb', vpn_network: 't4' }, otherToken)).status).toBe(201);
-      await refused('quota_exceeded', 'POST', '/v1/vpn-peers', { name: 'p2', project: 'vpb', vpn_network: 't4' }, otherToken);
+      expect((await call('PUT' as 'POST', '/v1/projects/vpb/limits', { vpn_networks: 3, vpn_peers: 1 })).status).toBe(
+        200,
+      );
+      await refused(
+        'quota_exceeded',
+        'POST',
+        '/v1/vpn-networks',
+        { name: 't5', project: 'vpb', pool: 'tiny' },
+        otherToken,
+      );
+      expect(
+        (await call('POST', '/v1/vpn-peers', { name: 'p1', project: 'vpb', vpn_network: 't4' }, otherToken)).status,
+      ).toBe(201);
+      await refused(
+        'quota_exceeded',
+        'POST',
+        '/v1/vpn-peers',
+        { name: 'p2', project: 'vpb', vpn_network: 't4' },
+        otherToken,
+      );
       const usage = await call('GET', '/v1/projects/vpb/usage', undefined, otherToken);
       expect(JSON.stringify(usage.body)).toMatch(/vpn_networks/);
     });

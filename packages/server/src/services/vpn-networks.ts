@@ -12,7 +12,16 @@ import type { ProjectService } from './projects.js';
 import { reserve } from './quota.js';
 import { baseFields, checkMetadata, findRow, newBase } from './resource-rows.js';
 import { generateKeyPair, type SecretBox } from './vpn-keys.js';
-import { firstOverlap, freeSlot, networkPlan, overlapError, parseRange, poolCapacity, rangeText, type Range } from './vpn-plan.js';
+import {
+  firstOverlap,
+  freeSlot,
+  networkPlan,
+  overlapError,
+  parseRange,
+  poolCapacity,
+  rangeText,
+  type Range,
+} from './vpn-plan.js';
 import type { VpnPoolService } from './vpn-pools.js';
 
 /** What a VPN network row stores in `spec`. */
@@ -24,7 +33,11 @@ export interface VpnNetworkSpecRow {
 export async function networkRanges(db: Db, ids: readonly string[]): Promise<Map<string, Range[]>> {
   const out = new Map<string, Range[]>();
   if (ids.length === 0) return out;
-  for (const row of await db.selectFrom('networks').select(['id', 'spec']).where('id', 'in', [...ids]).execute()) {
+  for (const row of await db
+    .selectFrom('networks')
+    .select(['id', 'spec'])
+    .where('id', 'in', [...ids])
+    .execute()) {
     const spec = networkSpecOf(row.spec);
     const r: Range[] = [];
     if (spec.ipv6 !== null) r.push(parseRange(spec.ipv6, 'ipv6'));
@@ -35,7 +48,7 @@ export async function networkRanges(db: Db, ids: readonly string[]): Promise<Map
 }
 
 /** Row → API shape (no private key: it never leaves the control plane but to the gateways). */
-export function vpnNetworkFromRow(row: VpnNetworksTable, pool: VpnPoolSpec, peers: number): VpnNetwork {
+function vpnNetworkFromRow(row: VpnNetworksTable, pool: VpnPoolSpec, peers: number): VpnNetwork {
   const plan = networkPlan(pool, Number(row.slot));
   return {
     ...baseFields(row),
@@ -160,7 +173,12 @@ export class VpnNetworkService {
       } catch (err) {
         if (!isUniqueViolation(err)) throw err;
         // Two creates took the same slot: the loser takes the next one.
-        if (/slot/.test(String((err as { message?: unknown }).message) + String((err as { constraint?: unknown }).constraint)) && attempt < 8)
+        if (
+          /slot/.test(
+            String((err as { message?: unknown }).message) + String((err as { constraint?: unknown }).constraint),
+          ) &&
+          attempt < 8
+        )
           continue;
         throw new FloeError('name_conflict', `VPN network "${body.name}" already exists in project "${project}"`, {
           field: 'name',

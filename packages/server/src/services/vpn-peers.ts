@@ -226,7 +226,8 @@ export class VpnPeerService {
       for (let j = i + 1; j < subnets.length; j++)
         if (firstOverlap([subnets[i]!], [subnets[j]!]) !== null)
           throw overlapError(subnets[i]!, subnets[j]!, 'another subnet of the peer');
-      for (const [r, what] of routed) if (firstOverlap([subnets[i]!], [r]) !== null) throw overlapError(subnets[i]!, r, what);
+      for (const [r, what] of routed)
+        if (firstOverlap([subnets[i]!], [r]) !== null) throw overlapError(subnets[i]!, r, what);
     }
   }
 
@@ -268,7 +269,11 @@ export class VpnPeerService {
   async config(principal: Principal, ref: string, project: string): Promise<string> {
     const db = this.ctx.store.db;
     const row = await this.row(principal, ref, project, db);
-    const net = await db.selectFrom('vpn_networks').selectAll().where('id', '=', row.vpn_network_id).executeTakeFirstOrThrow();
+    const net = await db
+      .selectFrom('vpn_networks')
+      .selectAll()
+      .where('id', '=', row.vpn_network_id)
+      .executeTakeFirstOrThrow();
     return this.configOf(db, row, net, null);
   }
 

@@ -42,7 +42,7 @@ export function rangeText(r: Range): string {
 }
 
 /** Whether two ranges share an address (never across families). */
-export function overlaps(a: Range, b: Range): boolean {
+function overlaps(a: Range, b: Range): boolean {
   if (a.family !== b.family) return false;
   const p = BigInt(bitsOf(a) - Math.min(a.prefix, b.prefix));
   return a.network >> p === b.network >> p;
@@ -156,7 +156,7 @@ export function networkPlan(spec: VpnPoolSpec, slot: number): NetworkPlan {
 }
 
 /** How many peers a network holds (its IPv4 subnet less network, gateway and broadcast). */
-export function peerCapacity(plan: NetworkPlan): number {
+function peerCapacity(plan: NetworkPlan): number {
   const v6 = plan.ipv6.prefix >= 112 ? 2 ** (128 - plan.ipv6.prefix) - 2 : MAX_PEERS;
   const v4 = plan.ipv4 === null ? MAX_PEERS : 2 ** (32 - plan.ipv4.prefix) - 3;
   return Math.min(v6, v4, MAX_PEERS);
@@ -167,10 +167,14 @@ export function freePeerIndex(taken: readonly number[], plan: NetworkPlan, netwo
   const used = new Set(taken);
   const capacity = peerCapacity(plan);
   for (let i = 2; i < capacity + 2; i++) if (!used.has(i)) return i;
-  throw new FloeError('vpn_pool_exhausted', `VPN network "${network}" has no free peer address: ${capacity} are taken`, {
-    vpn_network: network,
-    capacity,
-  });
+  throw new FloeError(
+    'vpn_pool_exhausted',
+    `VPN network "${network}" has no free peer address: ${capacity} are taken`,
+    {
+      vpn_network: network,
+      capacity,
+    },
+  );
 }
 
 /** A peer's own addresses, as single-address CIDRs: IPv6 first. */
@@ -198,7 +202,7 @@ export interface PeerConfigInput {
 }
 
 /** Placeholder for a private key floe does not have. */
-export const PRIVATE_KEY_PLACEHOLDER = '<your private key>';
+const PRIVATE_KEY_PLACEHOLDER = '<your private key>';
 
 /**
  * A wg-quick configuration file. No DNS line (wg-quick would need resolvconf); a keepalive so that

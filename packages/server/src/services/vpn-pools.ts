@@ -10,7 +10,7 @@ import { baseFields, checkMetadata, findRow, newBase } from './resource-rows.js'
 import { firstOverlap, overlapError, parseRange, poolCapacity, poolSpecFrom, type Range } from './vpn-plan.js';
 
 /** A pool's prefixes as ranges. */
-export function poolRanges(spec: VpnPoolSpec): Range[] {
+function poolRanges(spec: VpnPoolSpec): Range[] {
   const out = [parseRange(spec.ipv6, 'ipv6')];
   if (spec.ipv4 !== null) out.push(parseRange(spec.ipv4, 'ipv4'));
   return out;

@@ -11,7 +11,7 @@ import { VpnPoolService } from './vpn-pools.js';
 import { networkPlan, peerAddresses, rangeText } from './vpn-plan.js';
 
 /** The file under the data directory that holds the key sealing the gateways' private keys. */
-export const VPN_SECRET_FILE = 'vpn-secret.key';
+const VPN_SECRET_FILE = 'vpn-secret.key';
 
 /** VPN pools, networks and peers, and the gateways' view of them. */
 export class VpnService {

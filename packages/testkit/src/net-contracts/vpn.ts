@@ -12,7 +12,10 @@ export interface VpnContractSetup {
 function keyPair(): { privateKey: string; publicKey: string } {
   const { privateKey, publicKey } = generateKeyPairSync('x25519');
   const b64 = (s: string | undefined) => Buffer.from(s!, 'base64url').toString('base64');
-  return { privateKey: b64(privateKey.export({ format: 'jwk' }).d), publicKey: b64(publicKey.export({ format: 'jwk' }).x) };
+  return {
+    privateKey: b64(privateKey.export({ format: 'jwk' }).d),
+    publicKey: b64(publicKey.export({ format: 'jwk' }).x),
+  };
 }
 
 let seq = 0;

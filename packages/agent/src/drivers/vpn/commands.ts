@@ -15,7 +15,7 @@ export type Argv = readonly string[];
 /** Prefix of floe's WireGuard interfaces. */
 export const VPN_IF_PREFIX = 'fv';
 /** The nftables table of the VPN area. */
-export const VPN_TABLE = 'floe_vpn';
+const VPN_TABLE = 'floe_vpn';
 
 /** The interface of a VPN network on every gateway: `fv` + 11 hex of sha256(id), 13 characters. */
 export function vpnIfName(vpnNetworkId: string): string {
@@ -27,7 +27,7 @@ export function vpnIfName(vpnNetworkId: string): string {
 }
 
 /** A CIDR of either family with any prefix length (a /32 or /128 included); `validation_failed` otherwise. */
-export function checkCidr(field: string, cidr: string): { address: string; prefix: number; family: 4 | 6 } {
+function checkCidr(field: string, cidr: string): { address: string; prefix: number; family: 4 | 6 } {
   const m = /^([0-9a-fA-F:.]{2,45})\/([0-9]{1,3})$/.exec(cidr);
   const family = m === null ? 0 : isIP(m[1]!);
   const prefix = m === null ? NaN : Number(m[2]);
@@ -44,7 +44,9 @@ export function checkSpec(spec: VpnInterfaceSpec): VpnInterfaceSpec {
   if (!spec.name.startsWith(VPN_IF_PREFIX))
     throw new FloeError('validation_failed', `${spec.name} is not a floe VPN interface`, { field: 'name' });
   if (!Number.isInteger(spec.listenPort) || spec.listenPort < 1 || spec.listenPort > 65535)
-    throw new FloeError('validation_failed', `listen port ${spec.listenPort} is out of range`, { field: 'listen_port' });
+    throw new FloeError('validation_failed', `listen port ${spec.listenPort} is out of range`, {
+      field: 'listen_port',
+    });
   if (!KEY_RE.test(spec.privateKey))
     throw new FloeError('validation_failed', 'the private key is not a WireGuard key', { field: 'private_key' });
   for (const a of spec.addresses) checkCidr('addresses', a);
@@ -143,7 +145,10 @@ export function wantedRoutes(spec: VpnInterfaceSpec): string[] {
   return [...new Set(spec.peers.flatMap((p) => p.allowedIps).filter((c) => !inside(c)))];
 }
 
-function containsCidr(outer: { address: string; prefix: number; family: 4 | 6 }, inner: { address: string; family: 4 | 6 }) {
+function containsCidr(
+  outer: { address: string; prefix: number; family: 4 | 6 },
+  inner: { address: string; family: 4 | 6 },
+) {
   const bits = outer.family === 4 ? 32 : 128;
   const toBig = (a: string, fam: 4 | 6) =>
     fam === 4
@@ -180,11 +185,11 @@ export function routeCommands(name: string, have: readonly string[], want: reado
  */
 export function vpnRuleset(specs: readonly VpnInterfaceSpec[]): string {
   const sorted = [...specs].sort((a, b) => (a.name < b.name ? -1 : 1));
-  const set = (family: 4 | 6) => (s: VpnInterfaceSpec) =>
-    s.reach.filter((c) => (c.includes(':') ? 6 : 4) === family);
+  const set = (family: 4 | 6) => (s: VpnInterfaceSpec) => s.reach.filter((c) => (c.includes(':') ? 6 : 4) === family);
   const lines: string[] = [`table inet ${VPN_TABLE} {`];
   lines.push('\tchain forward {', '\t\ttype filter hook forward priority -10; policy accept;');
-  for (const s of sorted) lines.push(`\t\tiifname "${s.name}" jump from_${s.name}`, `\t\toifname "${s.name}" jump to_${s.name}`);
+  for (const s of sorted)
+    lines.push(`\t\tiifname "${s.name}" jump from_${s.name}`, `\t\toifname "${s.name}" jump to_${s.name}`);
   lines.push('\t}');
   lines.push('\tchain input {', '\t\ttype filter hook input priority -10; policy accept;');
   for (const s of sorted)

@@ -13,7 +13,8 @@ vpnDriverContract('fake', () => Promise.resolve({ driver: new FakeVpnDriver(), c
 
 const reason = await netnsUnavailable('VPN driver contract tests');
 const mode = await detectWireguard();
-if (reason === null && mode === null) console.log('skipping the Linux VPN contract: neither the wireguard module nor wireguard-go is here');
+if (reason === null && mode === null)
+  console.log('skipping the Linux VPN contract: neither the wireguard module nor wireguard-go is here');
 describe.skipIf(reason !== null || mode === null)('Linux VPN driver', () => {
   vpnDriverContract(`linux (${mode})`, async () => {
     const ns = `floe-v-${randomBytes(4).toString('hex')}`;

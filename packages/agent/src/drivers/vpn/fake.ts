@@ -38,7 +38,10 @@ export class FakeVpnDriver implements VpnDriver {
   }
 
   applyFilter(specs: readonly VpnInterfaceSpec[]): Promise<void> {
-    this.filtered = specs.map((s) => checkSpec(s).name).filter((n) => n.startsWith(VPN_IF_PREFIX)).sort();
+    this.filtered = specs
+      .map((s) => checkSpec(s).name)
+      .filter((n) => n.startsWith(VPN_IF_PREFIX))
+      .sort();
     return Promise.resolve();
   }
 

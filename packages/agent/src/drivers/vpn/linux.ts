@@ -30,7 +30,10 @@ export async function detectWireguard(): Promise<WireguardMode | null> {
 /** The public half of a WireGuard private key (X25519, base64). */
 export function publicKeyOf(privateKey: string): string {
   // PKCS#8 wrapping of a raw X25519 private key.
-  const der = Buffer.concat([Buffer.from('302e020100300506032b656e04220420', 'hex'), Buffer.from(privateKey, 'base64')]);
+  const der = Buffer.concat([
+    Buffer.from('302e020100300506032b656e04220420', 'hex'),
+    Buffer.from(privateKey, 'base64'),
+  ]);
   const jwk = createPublicKey(createPrivateKey({ key: der, format: 'der', type: 'pkcs8' })).export({ format: 'jwk' });
   return Buffer.from(jwk.x!, 'base64url').toString('base64');
 }
@@ -98,9 +101,7 @@ export class LinuxVpnDriver implements VpnDriver {
       await withKeyFile(spec.privateKey, (file) => this.run(setKeyCommand(spec.name, spec.listenPort, file)));
     const peers = peerCommand(spec.name, observed, spec);
     if (peers !== null) await this.run(peers);
-    const have = (link.addr_info ?? [])
-      .filter((a) => a.scope !== 'link')
-      .map((a) => `${a.local}/${a.prefixlen}`);
+    const have = (link.addr_info ?? []).filter((a) => a.scope !== 'link').map((a) => `${a.local}/${a.prefixlen}`);
     for (const c of addressCommands(spec.name, have, spec.addresses)) await this.run(c);
     if (!(link.flags ?? []).includes('UP')) await this.run(['ip', 'link', 'set', spec.name, 'up']);
     for (const c of routeCommands(spec.name, await this.routes(spec.name), wantedRoutes(spec))) await this.run(c);
@@ -138,7 +139,10 @@ export class LinuxVpnDriver implements VpnDriver {
   async applyFilter(specs: readonly VpnInterfaceSpec[]): Promise<void> {
     const script = nftScript(specs.map(checkSpec));
     // Unchanged since the last write: no nft process on the path of a peer change.
-    if (script === this.lastFilter && (await this.run(['nft', 'list', 'table', 'inet', 'floe_vpn'], undefined, true)).code === 0)
+    if (
+      script === this.lastFilter &&
+      (await this.run(['nft', 'list', 'table', 'inet', 'floe_vpn'], undefined, true)).code === 0
+    )
       return;
     await this.run(['nft', '-f', '-'], script);
     this.lastFilter = script;

@@ -208,7 +208,7 @@ export function vpnRoutes(app: Api, s: Services): void {
     async (req, reply) => {
       const text = await s.vpn.peers.config(req.principal, req.params.id, projectOf(req.query));
       reply.header('content-type', 'text/plain; charset=utf-8');
-      return reply.send(text as never);
+      return reply.send(text);
     },
   );
   app.get(
