@@ -9,6 +9,7 @@ import { HostsApi, MachineTypesApi } from './hosts.js';
 import { ImagesApi } from './images.js';
 import { InstancesApi } from './instances.js';
 import { NetworksApi } from './networks.js';
+import { VpnNetworksApi, VpnPeersApi, VpnPoolsApi } from './vpn.js';
 import { OperationsApi } from './operations.js';
 import { ProjectsApi, TokensApi } from './projects.js';
 import { MembersApi, UsersApi } from './users.js';
@@ -112,6 +113,12 @@ export class FloeClient implements Transport {
   readonly instances: InstancesApi;
   /** Networks: list, get, create, update, delete. */
   readonly networks: NetworksApi;
+  /** VPN pools (operators). */
+  readonly vpnPools: VpnPoolsApi;
+  /** VPN networks of projects. */
+  readonly vpnNetworks: VpnNetworksApi;
+  /** Peers of VPN networks, with their wg-quick files. */
+  readonly vpnPeers: VpnPeersApi;
   /** Operations: list, get, cancel, wait. */
   readonly operations: OperationsApi;
   /** The event stream. */
@@ -139,6 +146,9 @@ export class FloeClient implements Transport {
     this.machineTypes = new MachineTypesApi(this, '/v1/machine-types');
     this.instances = new InstancesApi(this, '/v1/instances');
     this.networks = new NetworksApi(this, '/v1/networks');
+    this.vpnPools = new VpnPoolsApi(this, '/v1/vpn-pools');
+    this.vpnNetworks = new VpnNetworksApi(this, '/v1/vpn-networks');
+    this.vpnPeers = new VpnPeersApi(this, '/v1/vpn-peers');
     this.operations = new OperationsApi(this, '/v1/operations');
     this.events = new EventsApi(this);
     this.audit = new AuditApi(this, '/v1/audit');
