@@ -80,7 +80,7 @@ describe('floe vpn', () => {
     const run = await runWithClient(['vpn', 'peer', 'add', 'office', 'laptop'], client);
     expect(run.code, run.err).toBe(0);
     expect(sent.peers).toEqual([{ name: 'laptop', vpn_network: 'office' }]);
-    expect(run.out).toContain('shown this once');
+    expect(run.err).toContain('shown this once');
     expect(run.out).toContain(CONFIG);
     expect(run.out).toMatch(/[▀▄█]/);
     const own = await runWithClient(
@@ -89,7 +89,8 @@ describe('floe vpn', () => {
     );
     expect(own.code, own.err).toBe(0);
     expect(sent.peers[1]).toEqual({ name: 'site', vpn_network: 'office', public_key: 'x'.repeat(43) + '=', subnets: ['192.168.20.0/24'] });
-    expect(own.out).toContain('put your private key in the PrivateKey line');
+    expect(own.err).toContain('put your private key in the PrivateKey line');
+    expect(own.out).toBe(CONFIG);
     expect(own.out).not.toMatch(/[▀▄█]/);
   });
 

@@ -158,20 +158,18 @@ function registerPeer(vpn: Command): void {
         if (f.label !== undefined) body.labels = parseLabels(f.label);
         const created = await rt.client(cmd).vpnPeers.create(body);
         const text = await configWithQr(created.config, f.qr);
-        rt.print(
-          cmd,
-          created,
-          () =>
-            `peer ${created.peer.name} added (${created.peer.ipv6}${created.peer.ipv4 === null ? '' : `, ${created.peer.ipv4}`})\n` +
+        // What is said about the file goes to stderr: stdout is the file itself (with --no-qr).
+        rt.warn(
+          `peer ${created.peer.name} added (${created.peer.ipv6}${created.peer.ipv4 === null ? '' : `, ${created.peer.ipv4}`}); ` +
             (created.private_key === null
-              ? 'put your private key in the PrivateKey line:\n'
-              : 'the private key below is shown this once: save the file now\n') +
-            `\n${text}`,
+              ? 'put your private key in the PrivateKey line'
+              : 'its private key is in this file, shown this once: save it now'),
         );
+        rt.print(cmd, created, () => text);
       },
     );
   examples(add, [
-    'floe vpn peer add office laptop > laptop.conf && wg-quick up ./laptop.conf',
+    'floe vpn peer add office laptop --no-qr > laptop.conf && wg-quick up ./laptop.conf',
     'floe vpn peer add office phone            # scan the QR code with the WireGuard app',
     'floe vpn peer add office site-b --public-key "$(wg pubkey < b.key)" --subnet 192.168.20.0/24',
   ]);
