@@ -21,7 +21,7 @@ function toInterfaceSpec(v: DesiredVpn): VpnInterfaceSpec {
     privateKey: v.private_key,
     addresses: v.addresses,
     reach: v.reach,
-    peers: v.peers.map((p) => ({ publicKey: p.public_key, allowedIps: p.allowed_ips })),
+    peers: v.peers.map((p) => ({ publicKey: p.public_key, allowedIps: p.allowed_ips, endpoint: p.endpoint ?? null })),
   };
 }
 

@@ -97,6 +97,7 @@ export const VpnPeer = Type.Object({
   ipv6: Type.String({ description: "the peer's address in the VPN network" }),
   ipv4: Nullable(Type.String()),
   subnets: Type.Array(Type.String(), { description: 'site-to-site: networks behind the peer, routed to it' }),
+  endpoint: Nullable(Type.String({ description: 'site-to-site: where the gateways dial the peer (host:port)' })),
 });
 export type VpnPeer = Static<typeof VpnPeer>;
 
@@ -110,6 +111,13 @@ export const VpnPeerCreate = Type.Object({
     Type.Array(Type.String({ minLength: 3, maxLength: 43 }), {
       maxItems: 32,
       description: 'site-to-site: CIDRs behind the peer (its AllowedIPs beyond its own addresses)',
+    }),
+  ),
+  endpoint: Type.Optional(
+    Type.String({
+      maxLength: 261,
+      pattern: '^([A-Za-z0-9.-]+|\\[[0-9A-Fa-f:.]+\\]):[0-9]{1,5}$',
+      description: 'site-to-site: where the gateways dial the peer (host:port, [v6]:port), e.g. another gateway',
     }),
   ),
 });
@@ -132,6 +140,8 @@ export const DesiredVpnPeer = Type.Object({
   public_key: Type.String(),
   /** The peer's own addresses (/128, /32) and its subnets: its AllowedIPs, routed into the interface. */
   allowed_ips: Type.Array(Type.String()),
+  /** Where the gateway dials it (site-to-site), or null: the peer dials in. */
+  endpoint: Type.Optional(Nullable(Type.String())),
 });
 export type DesiredVpnPeer = Static<typeof DesiredVpnPeer>;
 

@@ -357,6 +357,8 @@ export interface VpnPeersTable extends ResourceRow {
   public_key: string;
   /** JSON array of CIDRs behind the peer (site-to-site). */
   subnets: string;
+  /** Where the gateways dial the peer (site-to-site), or null. */
+  endpoint: string | null;
 }
 
 export interface Database {

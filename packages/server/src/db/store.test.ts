@@ -316,6 +316,7 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
       host_index: 2,
       public_key: 'y'.repeat(43) + '=',
       subnets: '["10.1.0.0/24"]',
+      endpoint: 'site-b.example.org:51820',
     },
   },
 };

@@ -377,5 +377,6 @@ export const SCHEMA_COLUMNS: SchemaColumns = {
     host_index: 'integer',
     public_key: 'text',
     subnets: 'text',
+    endpoint: 'text null',
   },
 };

@@ -215,6 +215,7 @@ for (const t of storeTargets()) {
           vpn_network: 'office',
           public_key: mine.publicKey,
           subnets: ['192.168.77.0/24'],
+          endpoint: 'site.example.org:51820',
         },
         userToken,
       );
@@ -259,6 +260,7 @@ for (const t of storeTargets()) {
         ['fd50::2/128', '10.250.0.2/32'],
         ['fd50::3/128', '10.250.0.3/32', '192.168.77.0/24'],
       ]);
+      expect(desired[0]!.peers.map((p) => p.endpoint)).toEqual([null, 'site.example.org:51820']);
       expect(desired[0]!.reach).toContain('10.31.0.0/24');
       expect(desired[0]!.reach).toContain('192.168.77.0/24');
       expect(desired[0]!.reach).not.toContain('10.32.0.0/24');

@@ -43,6 +43,7 @@ function peerFromRow(row: VpnPeersTable, pool: VpnPoolSpec, slot: number): VpnPe
     ipv6: a.ipv6,
     ipv4: a.ipv4,
     subnets: fromJson<string[]>(row.subnets),
+    endpoint: row.endpoint,
   };
 }
 
@@ -137,6 +138,7 @@ export class VpnPeerService {
             host_index: index,
             public_key: publicKey,
             subnets: toJson(subnets.map(rangeText)),
+            endpoint: body.endpoint ?? null,
           };
           await trx.insertInto('vpn_peers').values(row).execute();
           await writeLabels(trx, row.id, body.labels ?? {}, true);

@@ -102,6 +102,7 @@ export class VpnService {
             id: p.id,
             public_key: p.public_key,
             allowed_ips: [a.ipv6, ...(a.ipv4 === null ? [] : [a.ipv4]), ...fromJson<string[]>(p.subnets)],
+            endpoint: p.endpoint,
           };
         }),
       };

@@ -107,6 +107,22 @@ describe('VPN commands', () => {
       [`${PRIV}\t${K3}\t51820\toff`, ...spec.peers.map((p) => `${p.publicKey}\t(none)\t(none)\t${p.allowedIps.join(',')}\t0\t0\t0\toff`)].join('\n'),
     );
     expect(peerCommand(spec.name, same, spec)).toBeNull();
+    // A site-to-site peer the gateway dials gets its endpoint until wg has one.
+    const dialing = { ...spec, peers: [spec.peers[0]!, { ...spec.peers[1]!, endpoint: '203.0.113.2:51820' }] };
+    expect(peerCommand(spec.name, same, dialing)).toEqual([
+      'wg',
+      'set',
+      spec.name,
+      'peer',
+      K2,
+      'allowed-ips',
+      'fd50::3/128,10.250.0.3/32,192.168.77.0/24',
+      'endpoint',
+      '203.0.113.2:51820',
+      'persistent-keepalive',
+      '25',
+    ]);
+    expect(() => checkSpec({ ...dialing, peers: [{ ...spec.peers[1]!, endpoint: '-o x' }] })).toThrow(/host:port/);
   });
 
   it('adds and removes addresses and the routes of site-to-site subnets', () => {

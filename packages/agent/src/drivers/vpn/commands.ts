@@ -57,6 +57,10 @@ export function checkSpec(spec: VpnInterfaceSpec): VpnInterfaceSpec {
         field: 'peers',
       });
     for (const a of p.allowedIps) checkCidr('allowed_ips', a);
+    if (p.endpoint != null && !/^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$/.test(p.endpoint))
+      throw new FloeError('validation_failed', `peer endpoint ${JSON.stringify(p.endpoint)} is not host:port`, {
+        field: 'endpoint',
+      });
   }
   return spec;
 }
@@ -113,8 +117,11 @@ export function peerCommand(name: string, observed: ObservedInterface, spec: Vpn
   const have = new Map(observed.peers.map((p) => [p.publicKey, p]));
   for (const p of spec.peers) {
     const h = have.get(p.publicKey);
-    if (h !== undefined && sameSet(h.allowedIps, p.allowedIps.map(canonicalWgCidr))) continue;
+    // A peer the gateway dials (site-to-site): its endpoint is set until it has one (wg may learn a newer one).
+    const dial = p.endpoint != null && (h === undefined || h.endpoint === null);
+    if (h !== undefined && sameSet(h.allowedIps, p.allowedIps.map(canonicalWgCidr)) && !dial) continue;
     args.push('peer', p.publicKey, 'allowed-ips', p.allowedIps.join(','));
+    if (dial) args.push('endpoint', p.endpoint!, 'persistent-keepalive', '25');
   }
   return args.length === 0 ? null : ['wg', 'set', name, ...args];
 }

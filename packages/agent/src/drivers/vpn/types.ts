@@ -6,6 +6,8 @@ export interface VpnPeerSpec {
   readonly publicKey: string;
   /** Its own addresses and the subnets behind it; routed into the interface. */
   readonly allowedIps: readonly string[];
+  /** Where the gateway dials it (site-to-site), or absent/null: the peer dials in. */
+  readonly endpoint?: string | null;
 }
 
 /** One WireGuard interface of a gateway: a VPN network. */

@@ -54,6 +54,7 @@ export function vpn(dialect: Dialect): Migration {
         .addColumn('host_index', 'integer', (c) => c.notNull())
         .addColumn('public_key', text, (c) => c.notNull())
         .addColumn('subnets', text, (c) => c.notNull())
+        .addColumn('endpoint', text)
         .execute();
       await db.schema
         .createIndex('vpn_peers_project_name_key')
