@@ -4,7 +4,12 @@ import { detectWireguard, LinuxVpnDriver } from '../../packages/agent/src/driver
 import { hostExec } from '../../packages/agent/src/drivers/net/host-exec.js';
 import { VpnReconciler } from '../../packages/agent/src/vpn.js';
 import { storeTargets } from '../../packages/server/src/db/testing.js';
-import { injectJson, onlineTestHost, startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
+import {
+  injectJson,
+  onlineTestHost,
+  startTestControlPlane,
+  type TestControlPlane,
+} from '../../packages/server/src/testing.js';
 import { eventually } from './helpers.js';
 import { Namespaces } from './netns.js';
 
@@ -15,7 +20,8 @@ import { Namespaces } from './netns.js';
  */
 
 const mode = await detectWireguard();
-const missing = process.getuid?.() !== 0 ? 'needs root' : mode === null ? 'no WireGuard (module or wireguard-go)' : null;
+const missing =
+  process.getuid?.() !== 0 ? 'needs root' : mode === null ? 'no WireGuard (module or wireguard-go)' : null;
 if (missing !== null) console.log(`skipping the site-to-site test: ${missing}`);
 
 interface Site {

@@ -3,7 +3,8 @@ import type { FloeClient } from '@floe/client';
 import { describe, expect, it } from 'vitest';
 import { runWithClient } from '../testing.js';
 
-const CONFIG = '[Interface]\nPrivateKey = k\nAddress = fd50::2/128\n\n[Peer]\nPublicKey = g\nEndpoint = vpn.example.org:51820\nAllowedIPs = fd50::/48\nPersistentKeepalive = 25\n';
+const CONFIG =
+  '[Interface]\nPrivateKey = k\nAddress = fd50::2/128\n\n[Peer]\nPublicKey = g\nEndpoint = vpn.example.org:51820\nAllowedIPs = fd50::/48\nPersistentKeepalive = 25\n';
 const T = '2026-01-01T00:00:00.000Z';
 const PEER = {
   id: 'vpeer_1',
@@ -39,11 +40,26 @@ function fake() {
     vpnNetworks: {
       create: (b: VpnNetworkCreate) => {
         sent.networks.push(b);
-        return Promise.resolve({ id: 'vnet_1', name: b.name, ipv6: 'fd50::/48', ipv4: null, endpoint: 'vpn.example.org:51820' });
+        return Promise.resolve({
+          id: 'vnet_1',
+          name: b.name,
+          ipv6: 'fd50::/48',
+          ipv4: null,
+          endpoint: 'vpn.example.org:51820',
+        });
       },
       list: () =>
         Promise.resolve({
-          items: [{ name: 'office', ipv6: 'fd50::/48', ipv4: '10.250.0.0/24', endpoint: 'vpn.example.org:51820', status: { peers: 2 }, created_at: T }],
+          items: [
+            {
+              name: 'office',
+              ipv6: 'fd50::/48',
+              ipv4: '10.250.0.0/24',
+              endpoint: 'vpn.example.org:51820',
+              status: { peers: 2 },
+              created_at: T,
+            },
+          ],
           next_cursor: null,
         }),
       delete: (id: string) => {
@@ -54,7 +70,12 @@ function fake() {
     vpnPeers: {
       create: (b: VpnPeerCreate): Promise<VpnPeerCreated> => {
         sent.peers.push(b);
-        return Promise.resolve({ peer: PEER, private_key: b.public_key === undefined ? 'k' : null, config: CONFIG, qr_png: '' });
+        return Promise.resolve({
+          peer: PEER,
+          private_key: b.public_key === undefined ? 'k' : null,
+          config: CONFIG,
+          qr_png: '',
+        });
       },
       config: () => Promise.resolve(CONFIG.replace('PrivateKey = k', 'PrivateKey = <your private key>')),
       list: () => Promise.resolve({ items: [PEER], next_cursor: null }),
@@ -66,7 +87,10 @@ function fake() {
 describe('floe vpn', () => {
   it('creates a VPN network from a pool, connected to networks, and lists them', async () => {
     const { client, sent } = fake();
-    const run = await runWithClient(['vpn', 'create', 'office', '--pool', 'edge', '--network', 'lan', '--project', 'shop'], client);
+    const run = await runWithClient(
+      ['vpn', 'create', 'office', '--pool', 'edge', '--network', 'lan', '--project', 'shop'],
+      client,
+    );
     expect(run.code, run.err).toBe(0);
     expect(sent.networks).toEqual([{ name: 'office', pool: 'edge', project: 'shop', networks: ['lan'] }]);
     expect(run.out).toContain('VPN network office created (vnet_1, fd50::/48, endpoint vpn.example.org:51820)');
@@ -84,11 +108,27 @@ describe('floe vpn', () => {
     expect(run.out).toContain(CONFIG);
     expect(run.out).toMatch(/[▀▄█]/);
     const own = await runWithClient(
-      ['vpn', 'peer', 'add', 'office', 'site', '--public-key', 'x'.repeat(43) + '=', '--subnet', '192.168.20.0/24', '--no-qr'],
+      [
+        'vpn',
+        'peer',
+        'add',
+        'office',
+        'site',
+        '--public-key',
+        'x'.repeat(43) + '=',
+        '--subnet',
+        '192.168.20.0/24',
+        '--no-qr',
+      ],
       client,
     );
     expect(own.code, own.err).toBe(0);
-    expect(sent.peers[1]).toEqual({ name: 'site', vpn_network: 'office', public_key: 'x'.repeat(43) + '=', subnets: ['192.168.20.0/24'] });
+    expect(sent.peers[1]).toEqual({
+      name: 'site',
+      vpn_network: 'office',
+      public_key: 'x'.repeat(43) + '=',
+      subnets: ['192.168.20.0/24'],
+    });
     expect(own.err).toContain('put your private key in the PrivateKey line');
     expect(own.out).toBe(CONFIG);
     expect(own.out).not.toMatch(/[▀▄█]/);
@@ -104,11 +144,26 @@ describe('floe vpn', () => {
     expect((await runWithClient(['vpn', 'rm', 'office', '--yes'], client)).code).toBe(0);
     expect(sent.deleted).toEqual(['office']);
     const pool = await runWithClient(
-      ['vpn', 'pool', 'create', 'edge', '--ipv6', 'fd50::/40', '--network-prefix', '48', '--host', 'gw-1', '--endpoint', 'vpn.example.org'],
+      [
+        'vpn',
+        'pool',
+        'create',
+        'edge',
+        '--ipv6',
+        'fd50::/40',
+        '--network-prefix',
+        '48',
+        '--host',
+        'gw-1',
+        '--endpoint',
+        'vpn.example.org',
+      ],
       client,
     );
     expect(pool.code, pool.err).toBe(0);
-    expect(sent.pools).toEqual([{ name: 'edge', ipv6: 'fd50::/40', network_prefix: 48, hosts: ['gw-1'], endpoint: 'vpn.example.org' }]);
+    expect(sent.pools).toEqual([
+      { name: 'edge', ipv6: 'fd50::/40', network_prefix: 48, hosts: ['gw-1'], endpoint: 'vpn.example.org' },
+    ]);
     expect(pool.out).toContain('room for 256 VPN networks');
   });
 });

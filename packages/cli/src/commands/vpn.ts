@@ -78,7 +78,9 @@ function poolBody(name: string, f: PoolFlags): VpnPoolCreate {
 
 /** `floe vpn pool ...` (operators). */
 function registerPool(vpn: Command): void {
-  const pool = vpn.command('pool').description('VPN pools: prefixes carved into VPN networks, served by gateways (operators)');
+  const pool = vpn
+    .command('pool')
+    .description('VPN pools: prefixes carved into VPN networks, served by gateways (operators)');
   listOptions(pool.command('ls').description('list VPN pools')).action(async (opts: ListFlags, cmd: Command) => {
     const rt = runtimeOf(cmd);
     const page = await fetchPage(rt, rt.client(cmd).vpnPools, {}, opts);
@@ -89,11 +91,17 @@ function registerPool(vpn: Command): void {
     .description('create a VPN pool (admin)')
     .argument('<name>', 'pool name (a DNS label)')
     .requiredOption('--ipv6 <cidr>', 'the IPv6 prefix carved into VPN networks, e.g. fd50::/40')
-    .addOption(new Option('--network-prefix <n>', 'prefix length of each VPN network (default 64)').argParser(intArg(8, 120)))
+    .addOption(
+      new Option('--network-prefix <n>', 'prefix length of each VPN network (default 64)').argParser(intArg(8, 120)),
+    )
     .option('--ipv4 <cidr>', 'an IPv4 range carved into subnets too')
-    .addOption(new Option('--ipv4-prefix <n>', 'IPv4 subnet size of each VPN network (default 24)').argParser(intArg(8, 30)))
+    .addOption(
+      new Option('--ipv4-prefix <n>', 'IPv4 subnet size of each VPN network (default 24)').argParser(intArg(8, 30)),
+    )
     .requiredOption('--host <host>', 'gateway host by name or id (repeatable)', collect)
-    .addOption(new Option('--port <n>', 'listen port of the first VPN network (default 51820)').argParser(intArg(1, 65535)))
+    .addOption(
+      new Option('--port <n>', 'listen port of the first VPN network (default 51820)').argParser(intArg(1, 65535)),
+    )
     .requiredOption('--endpoint <name>', 'host name or address clients dial')
     .option('--label <key=value>', 'label (repeatable)', collect)
     .action(async (name: string, flags: PoolFlags, cmd: Command) => {
@@ -120,9 +128,12 @@ function registerPool(vpn: Command): void {
 /** `floe vpn peer ...`. */
 function registerPeer(vpn: Command): void {
   const peer = vpn.command('peer').description('peers of VPN networks: devices and sites');
-  listOptions(peer.command('ls').description('list peers').option('--vpn <network>', 'only those of this VPN network'), {
-    labels: false,
-  }).action(async (opts: ListFlags & { vpn?: string }, cmd: Command) => {
+  listOptions(
+    peer.command('ls').description('list peers').option('--vpn <network>', 'only those of this VPN network'),
+    {
+      labels: false,
+    },
+  ).action(async (opts: ListFlags & { vpn?: string }, cmd: Command) => {
     const rt = runtimeOf(cmd);
     const page = await fetchPage(
       rt,
@@ -224,7 +235,7 @@ export function registerVpn(program: Command): void {
     .description('take the next free prefix of a pool for a VPN network')
     .argument('<name>', 'VPN network name (a DNS label)')
     .requiredOption('--pool <pool>', 'the VPN pool (see "floe vpn pool ls")')
-    .option('--network <network>', "a private network of the project its peers reach (repeatable)", collect)
+    .option('--network <network>', 'a private network of the project its peers reach (repeatable)', collect)
     .option('--label <key=value>', 'label (repeatable)', collect)
     .action(async (name: string, f: { pool: string; network?: string[]; label?: string[] }, cmd: Command) => {
       const rt = runtimeOf(cmd);

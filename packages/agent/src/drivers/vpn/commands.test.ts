@@ -43,7 +43,14 @@ describe('VPN commands', () => {
   });
 
   it('creates interfaces in the kernel or with wireguard-go, and sets the key from a file', () => {
-    expect(createCommand('kernel', 'fv0123456789a')).toEqual(['ip', 'link', 'add', 'fv0123456789a', 'type', 'wireguard']);
+    expect(createCommand('kernel', 'fv0123456789a')).toEqual([
+      'ip',
+      'link',
+      'add',
+      'fv0123456789a',
+      'type',
+      'wireguard',
+    ]);
     expect(createCommand('wireguard-go', 'fv0123456789a')).toEqual(['wireguard-go', 'fv0123456789a']);
     expect(setKeyCommand('fv0123456789a', 51821, '/tmp/floe-wg-x/key')).toEqual([
       'wg',
@@ -104,7 +111,10 @@ describe('VPN commands', () => {
       'fd50::3/128,10.250.0.3/32,192.168.77.0/24',
     ]);
     const same = parseDump(
-      [`${PRIV}\t${K3}\t51820\toff`, ...spec.peers.map((p) => `${p.publicKey}\t(none)\t(none)\t${p.allowedIps.join(',')}\t0\t0\t0\toff`)].join('\n'),
+      [
+        `${PRIV}\t${K3}\t51820\toff`,
+        ...spec.peers.map((p) => `${p.publicKey}\t(none)\t(none)\t${p.allowedIps.join(',')}\t0\t0\t0\toff`),
+      ].join('\n'),
     );
     expect(peerCommand(spec.name, same, spec)).toBeNull();
     // A site-to-site peer the gateway dials gets its endpoint until wg has one.
@@ -200,6 +210,8 @@ describe('VPN commands', () => {
 }
 `);
     expect(nftScript([])).toBe('table inet floe_vpn\ndelete table inet floe_vpn\n');
-    expect(nftScript([spec]).startsWith('table inet floe_vpn\ndelete table inet floe_vpn\ntable inet floe_vpn {\n')).toBe(true);
+    expect(
+      nftScript([spec]).startsWith('table inet floe_vpn\ndelete table inet floe_vpn\ntable inet floe_vpn {\n'),
+    ).toBe(true);
   });
 });
