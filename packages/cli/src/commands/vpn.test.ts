@@ -20,6 +20,7 @@ const PEER = {
   ipv6: 'fd50::2/128',
   ipv4: '10.250.0.2/32',
   subnets: [],
+  endpoint: null,
 };
 
 function fake() {
