@@ -118,10 +118,11 @@ export function peerCommand(name: string, observed: ObservedInterface, spec: Vpn
   for (const p of spec.peers) {
     const h = have.get(p.publicKey);
     // A peer the gateway dials (site-to-site): its endpoint is set until it has one (wg may learn a newer one).
-    const dial = p.endpoint != null && (h === undefined || h.endpoint === null);
+    const endpoint = p.endpoint ?? null;
+    const dial = endpoint !== null && (h === undefined || h.endpoint === null);
     if (h !== undefined && sameSet(h.allowedIps, p.allowedIps.map(canonicalWgCidr)) && !dial) continue;
     args.push('peer', p.publicKey, 'allowed-ips', p.allowedIps.join(','));
-    if (dial) args.push('endpoint', p.endpoint!, 'persistent-keepalive', '25');
+    if (dial) args.push('endpoint', endpoint, 'persistent-keepalive', '25');
   }
   return args.length === 0 ? null : ['wg', 'set', name, ...args];
 }
