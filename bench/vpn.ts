@@ -149,6 +149,13 @@ async function main(): Promise<void> {
   } finally {
     server?.kill('SIGKILL');
     await reconciler.current?.stop();
+    // Interfaces go first, so that wireguard-go daemons exit and remove their sockets.
+    const g = made.find((n) => n.endsWith('g'));
+    if (g !== undefined && mode !== null) {
+      const driver = new LinuxVpnDriver(mode, hostExec(g));
+      for (const name of await driver.list()) await driver.remove(name);
+    }
+    await sh(made.find((n) => n.endsWith('c')) ?? '', ['ip', 'link', 'del', `wg${tag}`], true).catch(() => undefined);
     for (const ns of made) {
       const pids = await run('ip', ['netns', 'pids', ns], { allowFail: true });
       for (const pid of pids.stdout.split(/\s+/).filter(Boolean)) {

@@ -98,6 +98,9 @@ describe.skipIf(missing !== null)(`site-to-site over WireGuard (${mode})`, () =>
   afterAll(async () => {
     for (const s of Object.values(sites)) {
       await s.reconciler.stop();
+      // Interfaces go first, so that wireguard-go daemons exit and remove their sockets.
+      const driver = new LinuxVpnDriver(mode!, hostExec(s.gw));
+      for (const name of await driver.list()) await driver.remove(name);
       await s.cp.close();
     }
     await ns.cleanup();

@@ -134,6 +134,17 @@ describe.skipIf(missing !== null)(`WireGuard access (${mode})`, () => {
 
   afterAll(async () => {
     await reconciler?.stop();
+    // Interfaces go first, so that wireguard-go daemons exit and remove their sockets.
+    for (const c of Object.values(clients)) {
+      const links = await ns.exec(c, ['ip', '-j', 'link', 'show'], { allowFail: true });
+      for (const l of JSON.parse(links.stdout || '[]') as { ifname: string }[])
+        if (l.ifname.startsWith(`wg${tag}`)) await ns.exec(c, ['ip', 'link', 'del', l.ifname], { allowFail: true });
+    }
+    if (gw !== undefined) {
+      const driver = new LinuxVpnDriver(mode!, hostExec(gw));
+      for (const name of await driver.list()) await driver.remove(name);
+    }
+    await new Promise((r) => setTimeout(r, 300));
     for (const s of servers) s.kill('SIGKILL');
     await ns.cleanup();
     await cp?.close();
