@@ -7,6 +7,8 @@ import { probeFacts } from './facts.js';
 import { ImageCache } from './images.js';
 import { AgentLink, type BackoffOptions } from './link.js';
 import { NetworkReconciler, type NetworkReconcilerOptions } from './networks.js';
+import { VpnReconciler } from './vpn.js';
+import type { VpnDriver } from './drivers/vpn/types.js';
 import { desiredOf } from './desired-messages.js';
 import { ReconcilerRegistry } from './kinds.js';
 import { MetadataService } from './metadata/service.js';
@@ -34,6 +36,8 @@ export interface AgentOptions {
   >;
   /** Build this host's networks (bridges, VXLAN, dnsmasq, firewall); without it the agent ignores networks. */
   network?: Omit<NetworkReconcilerOptions, 'logger'>;
+  /** Serve this host's VPN networks as a gateway (WireGuard interfaces); without it the agent ignores them. */
+  vpn?: VpnDriver;
   /**
    * The metadata service on 169.254.169.254 (needs `network`): on by default
    * with the default port range; false turns it off and removes its rules.
@@ -106,6 +110,16 @@ export class Agent {
             logger: this.log.child({ component: 'networks' }),
           });
     if (networks !== null) this.registry.register(networks);
+    if (this.opts.vpn !== undefined)
+      this.registry.register(
+        new VpnReconciler({
+          driver: this.opts.vpn,
+          ...(this.opts.reconciler?.resyncIntervalMs === undefined
+            ? {}
+            : { resyncIntervalMs: this.opts.reconciler.resyncIntervalMs }),
+          logger: this.log.child({ component: 'vpn' }),
+        }),
+      );
     if (network !== undefined && this.opts.metadata !== false) {
       const ports = this.opts.metadata?.ports;
       const metadata = new MetadataService({

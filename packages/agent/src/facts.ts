@@ -367,6 +367,7 @@ export async function probeFacts(opts: ProbeFactsOptions): Promise<HostFacts> {
     kvm,
     accelerator: qemu_version === null ? 'none' : (opts.accelerator ?? (kvm.usable ? 'kvm' : 'tcg')),
     wireguard_kernel,
+    wireguard: wireguard_kernel ? 'kernel' : (await which('wireguard-go')) !== null ? 'wireguard-go' : 'none',
     vm_driver: opts.driver,
     underlay_ipv4:
       opts.underlay !== undefined

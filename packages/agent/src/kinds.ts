@@ -1,4 +1,4 @@
-import type { DesiredInstance, DesiredNetwork, DesiredSecurityGroup } from '@floe/api';
+import type { DesiredInstance, DesiredNetwork, DesiredSecurityGroup, DesiredVpn } from '@floe/api';
 
 /**
  * The desired state the control plane sends, by kind. A new kind (firewalls,
@@ -10,6 +10,7 @@ export interface DesiredKinds {
   instance: DesiredInstance;
   network: DesiredNetwork;
   security_group: DesiredSecurityGroup;
+  vpn: DesiredVpn;
 }
 
 /** A kind of desired state. */

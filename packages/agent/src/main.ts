@@ -10,6 +10,8 @@ import { FakeVmDriver } from './drivers/vm/fake.js';
 import { Agent } from './agent.js';
 import { QemuDriver } from './drivers/vm/qemu/index.js';
 import { HostNetworkDriver } from './drivers/net/driver.js';
+import { hostExec } from './drivers/net/host-exec.js';
+import { detectWireguard, LinuxVpnDriver } from './drivers/vpn/linux.js';
 import { AGENT_VERSION, checkUnderlay, detectUnderlay, probeFacts, probeKvm } from './facts.js';
 import { joinControlPlane } from './join.js';
 import { parsePortRange, type PortRange } from './metadata/nft.js';
@@ -219,6 +221,10 @@ async function main(argv: string[]): Promise<number> {
     };
   }
   log.info({ network_driver: networkDriver, underlay }, 'networking');
+  // VPN gateways go with host networking: the kernel's WireGuard where it has it, else wireguard-go.
+  const wgMode = network === undefined ? null : await detectWireguard();
+  const vpn = wgMode === null ? undefined : new LinuxVpnDriver(wgMode, hostExec(undefined));
+  if (network !== undefined) log.info({ wireguard: wgMode ?? 'none' }, 'VPN gateway');
   if (values.metadata !== 'on' && values.metadata !== 'off')
     throw new UsageError(`--metadata wants on or off, not "${values.metadata}"`);
   let metadataPorts: PortRange | undefined;
@@ -251,6 +257,7 @@ async function main(argv: string[]): Promise<number> {
     statsHistory: { intervalMs: statsS * 1000 },
     ...(values.server === undefined ? {} : { server: values.server }),
     ...(network === undefined ? {} : { network }),
+    ...(vpn === undefined ? {} : { vpn }),
     metadata,
   });
   const onSignal = (signal: NodeJS.Signals) => {

@@ -4,6 +4,7 @@ import { FirstBoot, HostFacts, InstanceSpec, InstanceState, InstanceStats } from
 import { DesiredSecurityGroup } from './security-groups.js';
 import { messageDecoder } from './wire.js';
 import { VmStatsSample } from './stats-history.js';
+import { DesiredVpn } from './vpn.js';
 
 /**
  * The agent link: JSON messages over one WebSocket (mutual TLS), agent dials
@@ -127,6 +128,7 @@ export const DesiredKinds = {
   instance: DesiredInstance,
   network: DesiredNetwork,
   security_group: DesiredSecurityGroup,
+  vpn: DesiredVpn,
 } as const;
 export type DesiredKind = keyof typeof DesiredKinds;
 export const DESIRED_KINDS = Object.keys(DesiredKinds) as DesiredKind[];
@@ -222,6 +224,7 @@ export const ControlMessages = [
       instance: Type.Optional(Type.Array(DesiredInstance)),
       network: Type.Optional(Type.Array(DesiredNetwork)),
       security_group: Type.Optional(Type.Array(DesiredSecurityGroup)),
+      vpn: Type.Optional(Type.Array(DesiredVpn)),
     }),
   }),
   /**
@@ -232,6 +235,7 @@ export const ControlMessages = [
   desired('instance'),
   desired('network'),
   desired('security_group'),
+  desired('vpn'),
   message('error', { code: Type.String(), message: Type.String() }),
   /** Attach to the serial console of an instance. */
   message('console.open', { channel: ChannelId, instance_id: Type.String() }),

@@ -137,6 +137,9 @@ export const ID_PREFIX = {
   security_group: 'sg',
   audit: 'aud',
   user: 'usr',
+  vpn_pool: 'vpool',
+  vpn_network: 'vnet',
+  vpn_peer: 'vpeer',
 } as const;
 /** Resource kinds that have ids. */
 export type Kind = keyof typeof ID_PREFIX;

@@ -36,6 +36,23 @@ export const ERROR_CODES = {
     status: 404,
     description: 'No network with that id or name in the project (public networks are found from every project).',
   },
+  vpn_pool_not_found: { status: 404, description: 'No VPN pool with that id or name.' },
+  vpn_network_not_found: { status: 404, description: 'No VPN network with that id or name in the project.' },
+  vpn_peer_not_found: { status: 404, description: 'No VPN peer with that id or name in the project.' },
+  vpn_pool_exhausted: {
+    status: 409,
+    description: 'Every prefix (or listen port) of the VPN pool is taken, or every peer address of the VPN network.',
+  },
+  vpn_prefix_overlap: {
+    status: 409,
+    description:
+      "A prefix overlaps one already routed by the same gateways: another pool, a connected network, a VPN network or a peer's subnet; `details` names both.",
+  },
+  vpn_key_invalid: {
+    status: 400,
+    description: 'The WireGuard public key is not 32 bytes in base64 (44 characters ending in "=").',
+  },
+  vpn_key_conflict: { status: 409, description: 'Another VPN peer already has that public key.' },
   nic_not_found: { status: 404, description: 'No NIC with that id on the instance.' },
   security_group_not_found: {
     status: 404,

@@ -22,3 +22,4 @@ export * from './logins.js';
 export * from './oidc-login.js';
 export * from './metering.js';
 export * from './quotas.js';
+export * from './vpn.js';

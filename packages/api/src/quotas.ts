@@ -16,6 +16,8 @@ export const QuotaDimension = Type.Union([
   Type.Literal('ipv4_public'),
   Type.Literal('image_bytes'),
   Type.Literal('security_groups'),
+  Type.Literal('vpn_networks'),
+  Type.Literal('vpn_peers'),
 ]);
 export type QuotaDimension = Static<typeof QuotaDimension>;
 
@@ -31,6 +33,8 @@ export const QUOTA_DIMENSIONS: readonly QuotaDimension[] = [
   'ipv4_public',
   'image_bytes',
   'security_groups',
+  'vpn_networks',
+  'vpn_peers',
 ];
 
 const Amount = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
@@ -48,6 +52,8 @@ export const QuotaLimits = Type.Object(
     ipv4_public: Type.Optional(Amount),
     image_bytes: Type.Optional(Amount),
     security_groups: Type.Optional(Amount),
+    vpn_networks: Type.Optional(Amount),
+    vpn_peers: Type.Optional(Amount),
   },
   { additionalProperties: false },
 );
@@ -67,6 +73,8 @@ export const QuotaLimitsChange = Type.Object(
     ipv4_public: Type.Optional(AmountOrNull),
     image_bytes: Type.Optional(AmountOrNull),
     security_groups: Type.Optional(AmountOrNull),
+    vpn_networks: Type.Optional(AmountOrNull),
+    vpn_peers: Type.Optional(AmountOrNull),
   },
   { additionalProperties: false },
 );

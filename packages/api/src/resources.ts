@@ -168,6 +168,11 @@ export const HostFacts = Type.Object({
   }),
   accelerator: Type.Union([Type.Literal('kvm'), Type.Literal('tcg'), Type.Literal('none')]),
   wireguard_kernel: Type.Boolean(),
+  wireguard: Type.Optional(
+    Type.Union([Type.Literal('kernel'), Type.Literal('wireguard-go'), Type.Literal('none')], {
+      description: 'how VPN gateways run here: the kernel module, the wireguard-go userspace daemon, or not at all',
+    }),
+  ),
   vm_driver: Type.String({ description: '"qemu", or "fake" when VMs are simulated' }),
   underlay_ipv4: Type.Optional(
     Nullable(Type.String({ description: 'address other hosts reach this one at for VXLAN' })),

@@ -10,6 +10,7 @@ import { ImagesApi } from './images.js';
 import { InstancesApi } from './instances.js';
 import { NetworksApi } from './networks.js';
 import { SecurityGroupsApi } from './security-groups.js';
+import { VpnNetworksApi, VpnPeersApi, VpnPoolsApi } from './vpn.js';
 import { OperationsApi } from './operations.js';
 import { ProjectsApi, TokensApi } from './projects.js';
 import { MembersApi, UsersApi } from './users.js';
@@ -115,6 +116,12 @@ export class FloeClient implements Transport {
   readonly networks: NetworksApi;
   /** Security groups: list, get, create, update, delete, rules. */
   readonly securityGroups: SecurityGroupsApi;
+  /** VPN pools (operators). */
+  readonly vpnPools: VpnPoolsApi;
+  /** VPN networks of projects. */
+  readonly vpnNetworks: VpnNetworksApi;
+  /** Peers of VPN networks, with their wg-quick files. */
+  readonly vpnPeers: VpnPeersApi;
   /** Operations: list, get, cancel, wait. */
   readonly operations: OperationsApi;
   /** The event stream. */
@@ -143,6 +150,9 @@ export class FloeClient implements Transport {
     this.instances = new InstancesApi(this, '/v1/instances');
     this.networks = new NetworksApi(this, '/v1/networks');
     this.securityGroups = new SecurityGroupsApi(this, '/v1/security-groups');
+    this.vpnPools = new VpnPoolsApi(this, '/v1/vpn-pools');
+    this.vpnNetworks = new VpnNetworksApi(this, '/v1/vpn-networks');
+    this.vpnPeers = new VpnPeersApi(this, '/v1/vpn-peers');
     this.operations = new OperationsApi(this, '/v1/operations');
     this.events = new EventsApi(this);
     this.audit = new AuditApi(this, '/v1/audit');

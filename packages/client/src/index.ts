@@ -25,6 +25,7 @@ export * from './instances.js';
 export * from './io.js';
 export * from './networks.js';
 export * from './security-groups.js';
+export * from './vpn.js';
 export * from './oidc.js';
 export * from './operations.js';
 export * from './projects.js';

@@ -28,6 +28,7 @@ import { machineTypeRoutes } from './http/routes/machine-types.js';
 import { meteringRoutes } from './http/routes/metering.js';
 import { networkRoutes } from './http/routes/networks.js';
 import { securityGroupRoutes } from './http/routes/security-groups.js';
+import { vpnRoutes } from './http/routes/vpn.js';
 import { operationRoutes } from './http/routes/operations.js';
 import { projectRoutes, quotaRoutes } from './http/routes/projects.js';
 import { streamRoutes } from './http/routes/streams.js';
@@ -55,6 +56,7 @@ const ROUTE_FAMILIES: readonly RouteFamily[] = [
   hostRoutes,
   networkRoutes,
   securityGroupRoutes,
+  vpnRoutes,
   imageFileRoutes,
   instanceIoRoutes,
   streamRoutes,

@@ -3,6 +3,7 @@ import type { InstanceService } from './services/instances.js';
 import type { NetworkService } from './services/networks.js';
 import type { SignalBus } from './services/context.js';
 import type { SecurityGroupService } from './services/security-groups.js';
+import type { VpnService } from './services/vpn.js';
 
 /**
  * Assembles one kind of desired state for the agents. The agent hub asks every
@@ -66,4 +67,9 @@ export function securityGroupDesiredState(
       .catch(() => undefined);
   });
   return { kind: 'security_group', forHost: (hostId) => groups.desiredForHost(hostId) };
+}
+
+/** VPN networks: a gateway's whole list on every change (interfaces, peers, reach). */
+export function vpnDesiredState(vpn: VpnService): DesiredStateProvider<'vpn'> {
+  return { kind: 'vpn', forHost: (hostId) => vpn.desiredForHost(hostId) };
 }

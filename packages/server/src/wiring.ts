@@ -2,7 +2,12 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from './config.js';
 import type { Store } from './db/index.js';
 import { AgentHub } from './agent-hub.js';
-import { instanceDesiredState, networkDesiredState, securityGroupDesiredState } from './desired-state.js';
+import {
+  instanceDesiredState,
+  networkDesiredState,
+  securityGroupDesiredState,
+  vpnDesiredState,
+} from './desired-state.js';
 import type { Cluster } from './cluster.js';
 import { AuditLog } from './services/audit.js';
 import { ImageService, MachineTypeService } from './services/catalog.js';
@@ -25,6 +30,7 @@ import { LoginService } from './services/logins.js';
 import { DbLocalUserStore } from './services/login-stores.js';
 import { UserTotpService } from './services/user-totp.js';
 import { MeteringService } from './services/metering-report.js';
+import { VpnService } from './services/vpn.js';
 
 // The services of a control plane and how they are wired together; the HTTP layer (app.ts, http/**) only calls them.
 
@@ -59,6 +65,8 @@ export interface Services {
   networks: NetworkService;
   /** Security groups, their rules, and the agents' view of them. */
   securityGroups: SecurityGroupService;
+  /** VPN pools, VPN networks and their peers. */
+  vpn: VpnService;
   operations: OperationService;
   hub: AgentHub;
   pki: ControlPki;
@@ -98,10 +106,12 @@ export function buildServices(
   const networks = new NetworkService(ctx, projects, securityGroups);
   const instances = new InstanceService(ctx, projects, images, machineTypes, operations, networks);
   const hosts = new HostService(ctx);
+  const vpn = new VpnService(ctx, projects, networks);
   const hub = new AgentHub(ctx, hosts, instances, log, [
     instanceDesiredState(instances),
     networkDesiredState(networks),
     securityGroupDesiredState(securityGroups, ctx.signals),
+    vpnDesiredState(vpn),
   ]);
   const tokens = new TokenService(ctx);
   const users = new UserService(
@@ -129,6 +139,7 @@ export function buildServices(
     instances,
     networks,
     securityGroups,
+    vpn,
     operations,
     hub,
     pki,

@@ -6,6 +6,7 @@ import { registerImage } from './image.js';
 import { registerInstance } from './instance.js';
 import { registerLogin } from './login.js';
 import { registerNetwork } from './network.js';
+import { registerVpn } from './vpn.js';
 import { registerOperation } from './operation.js';
 import { registerProject } from './project.js';
 import { registerSecurityGroup } from './security-group.js';
@@ -27,6 +28,7 @@ export function registerCommands(program: Command): void {
   registerInstance(program);
   registerNetwork(program);
   registerSecurityGroup(program);
+  registerVpn(program);
   registerOperation(program);
   registerEvents(program);
   registerAudit(program);

@@ -343,6 +343,38 @@ export interface MeterRangesTable {
   ended_at: string | null;
 }
 
+/** An operator's VPN pool (migration 0017); `spec` is the JSON VpnPoolSpec. */
+export interface VpnPoolsTable extends ResourceRow {
+  spec: string;
+}
+
+/** A project's VPN network: slot `slot` of its pool (migration 0017). */
+export interface VpnNetworksTable extends ResourceRow {
+  project: string;
+  pool_id: string;
+  /** Which prefix and listen port of the pool it has; unique per pool. */
+  slot: number;
+  /** JSON: { networks: string[] } (connected private networks by id). */
+  spec: string;
+  public_key: string;
+  /** The gateway's private key, sealed by services/vpn-keys.ts. */
+  private_key: string;
+}
+
+/** A WireGuard peer of a VPN network (migration 0017). */
+export interface VpnPeersTable extends ResourceRow {
+  project: string;
+  vpn_network_id: string;
+  /** The peer's address within the network's prefixes; unique per network. */
+  host_index: number;
+  /** Unique across all peers. */
+  public_key: string;
+  /** JSON array of CIDRs behind the peer (site-to-site). */
+  subnets: string;
+  /** Where the gateways dial the peer (site-to-site), or null. */
+  endpoint: string | null;
+}
+
 export interface Database {
   projects: ProjectsTable;
   project_limits: ProjectLimitsTable;
@@ -370,4 +402,7 @@ export interface Database {
   login_requests: LoginRequestsTable;
   meter_ranges: MeterRangesTable;
   security_groups: SecurityGroupsTable;
+  vpn_pools: VpnPoolsTable;
+  vpn_networks: VpnNetworksTable;
+  vpn_peers: VpnPeersTable;
 }

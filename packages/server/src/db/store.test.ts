@@ -309,6 +309,34 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
       spec: '{"ingress_default":"deny","egress_default":"allow","rules":[]}',
     },
   },
+  vpn_pools: {
+    pk: ['id'],
+    row: { ...resource('vpool_1', 'edge'), spec: '{"ipv6":"fd00:1::/40","network_prefix":48}' },
+  },
+  vpn_networks: {
+    pk: ['id'],
+    row: {
+      ...resource('vnet_1', 'office'),
+      project: 'alpha',
+      pool_id: 'vpool_1',
+      slot: 3,
+      spec: '{"networks":["net_1"]}',
+      public_key: 'x'.repeat(43) + '=',
+      private_key: 'v1:sealed',
+    },
+  },
+  vpn_peers: {
+    pk: ['id'],
+    row: {
+      ...resource('vpeer_1', 'laptop'),
+      project: 'alpha',
+      vpn_network_id: 'vnet_1',
+      host_index: 2,
+      public_key: 'y'.repeat(43) + '=',
+      subnets: '["10.1.0.0/24"]',
+      endpoint: 'site-b.example.org:51820',
+    },
+  },
 };
 
 /** Non-primary-key indexes as `unique|index table(columns)`, plus composite primary keys as `primary ...`. */
@@ -357,6 +385,12 @@ const EXPECTED_INDEXES = [
   'unique meter_ranges(resource_id,dimension)',
   'index meter_ranges(project,started_at)',
   'unique security_groups(project,name)',
+  'unique vpn_pools(name)',
+  'unique vpn_networks(project,name)',
+  'unique vpn_networks(pool_id,slot)',
+  'unique vpn_peers(project,name)',
+  'unique vpn_peers(vpn_network_id,host_index)',
+  'unique vpn_peers(public_key)',
 ].sort();
 
 async function indexesOf(store: Store): Promise<string[]> {
@@ -510,6 +544,7 @@ for (const t of storeTargets()) {
           '0013_metering',
           '0014_instance_disk',
           '0015_security_groups',
+          '0017_vpn',
         ]);
       } finally {
         await again.close();
@@ -530,6 +565,10 @@ for (const t of storeTargets()) {
         if (table === 'login_requests') nulled.state_hash = '00'.repeat(32);
         if (table === 'networks') Object.assign(nulled, { name: 'other', vni: 4243 });
         if (table === 'nics') Object.assign(nulled, { idx: 1, mac: '02:00:00:00:00:02' });
+        if (table === 'vpn_pools') nulled.name = 'other';
+        if (table === 'vpn_networks') Object.assign(nulled, { name: 'other', slot: 4 });
+        if (table === 'vpn_peers')
+          Object.assign(nulled, { name: 'other', host_index: 3, public_key: `${'z'.repeat(43)}=` });
 
         for (const sample of [row, nulled]) {
           await anyDb.insertInto(table).values(sample).execute();
@@ -841,6 +880,7 @@ for (const t of storeTargets()) {
           '0013_metering',
           '0014_instance_disk',
           '0015_security_groups',
+          '0017_vpn',
         ]);
         expect(await migrate(fresh.db, fresh.dialect)).toEqual([]);
       } finally {

@@ -364,4 +364,23 @@ export const SCHEMA_COLUMNS: SchemaColumns = {
     ended_at: 'text null',
   },
   security_groups: { ...resourceColumns, project: 'text', description: 'text', spec: 'text' },
+  vpn_pools: { ...resourceColumns, spec: 'text' },
+  vpn_networks: {
+    ...resourceColumns,
+    project: 'text',
+    pool_id: 'text',
+    slot: 'integer',
+    spec: 'text',
+    public_key: 'text',
+    private_key: 'text',
+  },
+  vpn_peers: {
+    ...resourceColumns,
+    project: 'text',
+    vpn_network_id: 'text',
+    host_index: 'integer',
+    public_key: 'text',
+    subnets: 'text',
+    endpoint: 'text null',
+  },
 };

@@ -142,6 +142,13 @@ const FIXTURES: Record<string, Fixture> = {
   'POST /v1/users/me/totp/confirm': { body: () => ({ code: '000000' }) },
   'DELETE /v1/users/me/totp': { body: () => ({ code: '000000' }) },
   'GET /v1/events': list,
+  'POST /v1/vpn-pools': {
+    body: (_p, name) => ({ name, ipv6: 'fdb0::/40', hosts: ['mx-node'], endpoint: 'vpn.example.org' }),
+  },
+  'GET /v1/vpn-networks': list,
+  'POST /v1/vpn-networks': { body: (project, name) => ({ name, project, pool: 'mx-pool' }) },
+  'GET /v1/vpn-peers': list,
+  'POST /v1/vpn-peers': { body: (project, name) => ({ name, project, vpn_network: 'vpn' }) },
   // OpenID logins: public; the poll secret, not a bearer token, guards the session (asked with a malformed login id).
   'POST /v1/auth/oidc/:name/start': { body: () => ({}) },
   'POST /v1/auth/oidc/confirm': { body: () => ({ confirm: 'x', code: 'y' }) },
@@ -149,7 +156,15 @@ const FIXTURES: Record<string, Fixture> = {
 };
 
 /** Kinds whose names resolve inside `?project=`; the query names the resource's project for them. */
-const PROJECT_QUERY = new Set<RoutePolicy['target']>(['image', 'instance', 'network', 'nic', 'security_group']);
+const PROJECT_QUERY = new Set<RoutePolicy['target']>([
+  'image',
+  'instance',
+  'network',
+  'nic',
+  'security_group',
+  'vpn_network',
+  'vpn_peer',
+]);
 
 type Outcome = 'allowed' | 'hidden' | 'forbidden' | 'unauthenticated' | 'agent-only' | 'same-for-all';
 
@@ -255,8 +270,16 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
       });
       // Room for every instance the cells create.
       await onlineTestHost(cp.app, 'mx-node', { cpus: 4096, memory_mib: 8_388_608 });
+      await ok('POST', '/v1/vpn-pools', {
+        name: 'mx-pool',
+        ipv6: 'fd90::/40',
+        hosts: ['mx-node'],
+        endpoint: 'vpn.example.org',
+      });
       for (const p of [A, B]) {
         await ok('POST', '/v1/projects', { name: p });
+        await ok('POST', '/v1/vpn-networks', { name: 'vpn', project: p, pool: 'mx-pool' });
+        await ok('POST', '/v1/vpn-peers', { name: 'peer', project: p, vpn_network: 'vpn' });
         await ok('POST', '/v1/images', { name: 'img', project: p });
         await ok('POST', '/v1/networks', { name: 'lan', project: p, ipv4: p === A ? '10.91.0.0/24' : '10.92.0.0/24' });
         await ok('POST', '/v1/instances', { name: 'vm', project: p, image: 'img', vcpus: 1, memory_mib: 128 });
@@ -333,6 +356,21 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
           return { id: (await ok('POST', '/v1/machine-types', { name, vcpus: 1, memory_mib: 128 })).id };
         case 'host':
           return { id: await onlineTestHost(cp.app, name) };
+        case 'vpn_pool':
+          return {
+            id: (
+              await ok('POST', '/v1/vpn-pools', {
+                name,
+                ipv6: `fda0:${(seq++).toString(16)}::/48`,
+                hosts: ['mx-node'],
+                endpoint: 'vpn.example.org',
+              })
+            ).id,
+          };
+        case 'vpn_network':
+          return { id: (await ok('POST', '/v1/vpn-networks', { name, project, pool: 'mx-pool' })).id };
+        case 'vpn_peer':
+          return { id: (await ok('POST', '/v1/vpn-peers', { name, project, vpn_network: 'vpn' })).peer.id };
         case 'instance':
         case 'operation':
         case 'nic': {

@@ -138,6 +138,15 @@ async function countUsage(db: Db, dialect: Dialect, names: readonly string[], d:
         .executeTakeFirst();
       return num(r?.n);
     }
+    case 'vpn_networks':
+    case 'vpn_peers': {
+      const r = await db
+        .selectFrom(d)
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('project', 'in', list)
+        .executeTakeFirst();
+      return num(r?.n);
+    }
     case 'image_bytes': {
       const size =
         dialect === 'postgres'

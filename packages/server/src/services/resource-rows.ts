@@ -13,7 +13,16 @@ import type { Principal } from './principal.js';
 
 /** Tables that hold named, listable resources. */
 export type ResourceTable =
-  'projects' | 'hosts' | 'images' | 'machine_types' | 'instances' | 'networks' | 'security_groups';
+  | 'projects'
+  | 'hosts'
+  | 'images'
+  | 'machine_types'
+  | 'instances'
+  | 'networks'
+  | 'security_groups'
+  | 'vpn_pools'
+  | 'vpn_networks'
+  | 'vpn_peers';
 
 /**
  * A query over one of the resource tables, chosen at run time: every column of every such table may be named

@@ -19,6 +19,9 @@ const NOT_FOUND: Partial<Record<Kind, ErrorCode>> = {
   network: 'network_not_found',
   nic: 'nic_not_found',
   security_group: 'security_group_not_found',
+  vpn_pool: 'vpn_pool_not_found',
+  vpn_network: 'vpn_network_not_found',
+  vpn_peer: 'vpn_peer_not_found',
   operation: 'operation_not_found',
 };
 

@@ -9,3 +9,4 @@ export { networkDriverContract, type NetworkContractSetup, type NetworkProbe, ty
 export { dhcpDriverContract, type DhcpContractSetup } from './dhcp.js';
 export { firewallDriverContract, type FirewallContractSetup } from './firewall.js';
 export { nicOn, privateNet } from './samples.js';
+export { vpnDriverContract, type VpnContractSetup } from './vpn.js';

@@ -98,6 +98,9 @@ function natTable(nets: readonly CheckedNet[]): NftTable {
     forward.push(`iifname "${c.bridge}" oifname "${c.net.natInterface}" accept`);
     forward.push(`iifname "${c.net.natInterface}" oifname "${c.bridge}" ct state established,related accept`);
   }
+  // VPN gateways' interfaces reach the bridges; table floe_vpn (which runs first) decides which.
+  if (privateNets.length > 0)
+    forward.push('iifname "fv*" oifname "flbr*" accept', 'iifname "flbr*" oifname "fv*" accept');
   forward.push('iifname "flbr*" oifname "flbr*" drop');
   // A public bridge is the host's own LAN interface: what the host routes there is none of floe's business.
   for (const c of privateNets) forward.push(`iifname "${c.bridge}" drop`, `oifname "${c.bridge}" drop`);

@@ -1,0 +1,111 @@
+import { join } from 'node:path';
+import type { DesiredVpn, VpnPoolSpec } from '@floe/api';
+import { fromJson, type Db } from '../db/index.js';
+import type { ServiceContext } from './context.js';
+import type { NetworkService } from './networks.js';
+import type { ProjectService } from './projects.js';
+import { SecretBox } from './vpn-keys.js';
+import { networkRanges, VpnNetworkService, type VpnNetworkSpecRow } from './vpn-networks.js';
+import { VpnPeerService } from './vpn-peers.js';
+import { VpnPoolService } from './vpn-pools.js';
+import { networkPlan, peerAddresses, rangeText } from './vpn-plan.js';
+
+/** The file under the data directory that holds the key sealing the gateways' private keys. */
+const VPN_SECRET_FILE = 'vpn-secret.key';
+
+/** VPN pools, networks and peers, and the gateways' view of them. */
+export class VpnService {
+  readonly pools: VpnPoolService;
+  readonly networks: VpnNetworkService;
+  readonly peers: VpnPeerService;
+  private box: SecretBox | null = null;
+
+  constructor(
+    private readonly ctx: ServiceContext,
+    projects: ProjectService,
+    networks: NetworkService,
+  ) {
+    this.pools = new VpnPoolService(ctx);
+    const announce = (ids: readonly string[]) => this.announce(ids);
+    this.networks = new VpnNetworkService(ctx, projects, this.pools, networks, () => this.secretBox(), announce);
+    this.peers = new VpnPeerService(ctx, this.networks, announce);
+  }
+
+  private secretBox(): SecretBox {
+    this.box ??= SecretBox.fromFile(join(this.ctx.config.dataDir, VPN_SECRET_FILE));
+    return this.box;
+  }
+
+  /** Tell the gateways of these pools that their VPN networks changed. */
+  async announce(poolIds: readonly string[]): Promise<void> {
+    if (poolIds.length === 0) return;
+    const pools = await this.ctx.store.db
+      .selectFrom('vpn_pools')
+      .select('spec')
+      .where('id', 'in', [...poolIds])
+      .execute();
+    const hosts = new Set(pools.flatMap((p) => fromJson<VpnPoolSpec>(p.spec).hosts));
+    for (const h of hosts) this.ctx.signals.send('desired', 'vpn', h);
+  }
+
+  /** Every VPN network a gateway host serves: one WireGuard interface each, with its peers and what they reach. */
+  async desiredForHost(hostId: string, db: Db = this.ctx.store.db): Promise<DesiredVpn[]> {
+    const pools = (await db.selectFrom('vpn_pools').select(['id', 'spec']).execute())
+      .map((p) => ({ id: p.id, spec: fromJson<VpnPoolSpec>(p.spec) }))
+      .filter((p) => p.spec.hosts.includes(hostId));
+    if (pools.length === 0) return [];
+    const specs = new Map(pools.map((p) => [p.id, p.spec]));
+    const nets = await db
+      .selectFrom('vpn_networks')
+      .selectAll()
+      .where(
+        'pool_id',
+        'in',
+        pools.map((p) => p.id),
+      )
+      .orderBy('id')
+      .execute();
+    if (nets.length === 0) return [];
+    const peers = await db
+      .selectFrom('vpn_peers')
+      .selectAll()
+      .where(
+        'vpn_network_id',
+        'in',
+        nets.map((n) => n.id),
+      )
+      .orderBy('id')
+      .execute();
+    const connected = await networkRanges(db, [
+      ...new Set(nets.flatMap((n) => fromJson<VpnNetworkSpecRow>(n.spec).networks)),
+    ]);
+    const box = this.secretBox();
+    return nets.map((n) => {
+      const plan = networkPlan(specs.get(n.pool_id)!, Number(n.slot));
+      const mine = peers.filter((p) => p.vpn_network_id === n.id);
+      const subnets = mine.flatMap((p) => fromJson<string[]>(p.subnets));
+      return {
+        id: n.id,
+        project: n.project,
+        listen_port: plan.listenPort,
+        private_key: box.open(n.private_key),
+        addresses: plan.gatewayAddresses,
+        reach: [
+          rangeText(plan.ipv6),
+          ...(plan.ipv4 === null ? [] : [rangeText(plan.ipv4)]),
+          ...fromJson<VpnNetworkSpecRow>(n.spec).networks.flatMap((id) => (connected.get(id) ?? []).map(rangeText)),
+          ...subnets,
+        ],
+        peers: mine.map((p) => {
+          const a = peerAddresses(plan, Number(p.host_index));
+          return {
+            id: p.id,
+            public_key: p.public_key,
+            allowed_ips: [a.ipv6, ...(a.ipv4 === null ? [] : [a.ipv4]), ...fromJson<string[]>(p.subnets)],
+            endpoint: p.endpoint,
+          };
+        }),
+      };
+    });
+  }
+}
