@@ -1,7 +1,8 @@
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { FloeError, type DesiredInstance, type DesiredNetwork } from '@floe/api';
+import { FloeError, type DesiredInstance, type DesiredNetwork, type RateLimit } from '@floe/api';
+import { rateKey } from './nic-apply.js';
 import type { DesiredUpdate, KindReconciler } from './kinds.js';
 import { WorkQueue } from './work-queue.js';
 import type { HostNetworkDriver } from './drivers/net/driver.js';
@@ -12,7 +13,15 @@ import type { GatewayMode, NetSpec, NicSpec } from './drivers/net/types.js';
 /** The part of HostNetworkDriver the network reconciler uses (a recording fake in unit tests). */
 export type NetworkHost = Pick<
   HostNetworkDriver,
-  'exec' | 'ensureNetwork' | 'removeNetwork' | 'ensureDhcp' | 'applyFirewall' | 'ensureTap' | 'removeTap'
+  | 'exec'
+  | 'ensureNetwork'
+  | 'removeNetwork'
+  | 'ensureDhcp'
+  | 'applyFirewall'
+  | 'ensureTap'
+  | 'removeTap'
+  | 'applyRateLimit'
+  | 'clearRateLimit'
 >;
 
 /** Options of the adapter: what the agent knows about its host that the control plane does not send. */
@@ -175,6 +184,8 @@ export class NetworkReconciler implements KindReconciler<'network'> {
   private uplink: string | null | undefined;
   /** Networks the last pass built here, by id: taps can only be plugged into these. */
   private built = new Map<string, NetSpec>();
+  /** Rate limits last put on local taps, by NIC id, and when. */
+  private readonly ratesApplied = new Map<string, { key: string; at: number }>();
   /** Called at the end of the next pass: `ensureTaps` waiting for a network the control plane is sending. */
   private passWaiters: Array<() => void> = [];
 
@@ -261,17 +272,51 @@ export class NetworkReconciler implements KindReconciler<'network'> {
         ipv6: nic.ipv6,
         hostname: lease?.hostname ?? vm.name,
       };
-      out.push({ id: nic.id, tap: await this.opts.host.ensureTap(spec, net), mac: nic.mac });
+      const tap = await this.opts.host.ensureTap(spec, net);
+      // A tap made again has lost its limits: put them on before QEMU sends anything through it.
+      await this.applyRateLimit(nic.id, nic.rate_limit ?? null);
+      out.push({ id: nic.id, tap, mac: nic.mac });
     }
     return out;
   }
 
   /** Delete the taps of an instance's NICs (after its VM is gone); missing taps are fine. */
   async removeTaps(vm: DesiredInstance): Promise<void> {
-    for (const nic of vm.nics ?? []) {
-      checkId('nic_id', nic.id);
-      await this.opts.host.removeTap(nic.id);
-    }
+    for (const nic of vm.nics ?? []) await this.removeTap(nic.id);
+  }
+
+  /** Delete a NIC's tap and what its rate limits left beside it; a missing tap is fine. */
+  async removeTap(nicId: string): Promise<void> {
+    checkId('nic_id', nicId);
+    await this.opts.host.removeTap(nicId);
+    await this.opts.host.clearRateLimit(nicId);
+    this.ratesApplied.delete(nicId);
+  }
+
+  /** Put a NIC's limits on its tap now, and remember them so that passes do not repeat it. */
+  private async applyRateLimit(nicId: string, limit: RateLimit | null): Promise<void> {
+    const key = rateKey({ rate_limit: limit }) ?? '';
+    if (await this.opts.host.applyRateLimit(nicId, limit)) this.ratesApplied.set(nicId, { key, at: Date.now() });
+  }
+
+  /**
+   * The limits of every local NIC whose tap exists, unless applied the same
+   * within a resync interval (a limit changed on a running instance, or drift).
+   */
+  private async applyRateLimits(fail: (err: unknown, what: string) => void): Promise<void> {
+    const every = this.opts.resyncIntervalMs ?? 30_000;
+    for (const inst of this.instances.values())
+      for (const nic of inst.nics ?? []) {
+        const key = rateKey(nic) ?? '';
+        const last = this.ratesApplied.get(nic.id);
+        // A tap found without limits once stays so: no commands for it on every resync.
+        if (last !== undefined && last.key === key && (key === '' || Date.now() - last.at < every)) continue;
+        try {
+          await this.applyRateLimit(nic.id, nic.rate_limit ?? null);
+        } catch (err) {
+          fail(err, 'cannot apply rate limits');
+        }
+      }
   }
 
   /** Wait for the pass in flight and those asked for. */
@@ -396,6 +441,8 @@ export class NetworkReconciler implements KindReconciler<'network'> {
         }
       }
     }
+
+    await this.applyRateLimits(fail);
 
     // Each failure was logged where it happened; the queue retries the whole pass with backoff.
     if (failed) throw new Error('network pass failed');

@@ -1,5 +1,6 @@
 import { Type, type Static, type TSchema } from 'typebox';
 import { Nullable } from './common.js';
+import { RateLimit } from './networks.js';
 import { FirstBoot, HostFacts, InstanceSpec, InstanceState, InstanceStats } from './resources.js';
 import { messageDecoder } from './wire.js';
 
@@ -44,6 +45,8 @@ export const DesiredNic = Type.Object({
   gateway6: Nullable(Type.String()),
   mtu: Type.Integer(),
   dns_servers: Type.Array(Type.String()),
+  /** Bandwidth and packet rate limits of the NIC's tap; absent or null: none. */
+  rate_limit: Type.Optional(Nullable(RateLimit)),
 });
 export type DesiredNic = Static<typeof DesiredNic>;
 

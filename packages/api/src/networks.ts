@@ -116,6 +116,41 @@ export const NetworkPatch = Type.Object({
 });
 export type NetworkPatch = Static<typeof NetworkPatch>;
 
+// ---------------------------------------------------------------- rate limits
+
+/** Highest bandwidth limit, in kbit/s (100 Gbit/s). */
+const MAX_KBPS = 100_000_000;
+/** Highest packet rate limit, in packets per second. */
+const MAX_PPS = 100_000_000;
+
+/**
+ * Bandwidth and packet rate limits of one NIC, seen from the instance:
+ * `ingress` is traffic to it, `egress` traffic from it. An absent field is no
+ * limit. Bandwidth is shaped on the host (queued, not dropped); packet rates
+ * are policed (packets over the rate are dropped).
+ *
+ * @example
+ * { "ingress_kbps": 10000, "egress_kbps": 10000, "egress_pps": 5000 }
+ */
+export const RateLimit = Type.Object(
+  {
+    ingress_kbps: Type.Optional(
+      Type.Integer({ minimum: 8, maximum: MAX_KBPS, description: 'bandwidth to the instance, kbit/s' }),
+    ),
+    egress_kbps: Type.Optional(
+      Type.Integer({ minimum: 8, maximum: MAX_KBPS, description: 'bandwidth from the instance, kbit/s' }),
+    ),
+    ingress_pps: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: MAX_PPS, description: 'packets per second to the instance' }),
+    ),
+    egress_pps: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: MAX_PPS, description: 'packets per second from the instance' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type RateLimit = Static<typeof RateLimit>;
+
 /** A network interface of an instance, with its stable MAC and addresses. */
 export const Nic = Type.Object({
   id: Id,
@@ -126,6 +161,7 @@ export const Nic = Type.Object({
   mac: Type.String(),
   ipv4: Nullable(Type.String()),
   ipv6: Nullable(Type.String()),
+  rate_limit: Type.Union([RateLimit, Type.Null()], { description: 'bandwidth and packet rate limits; null: none' }),
   created_at: Timestamp,
 });
 export type Nic = Static<typeof Nic>;
@@ -138,6 +174,7 @@ export const NicRequest = Type.Union([
       network: Type.String({ minLength: 1, maxLength: 100 }),
       ipv4: Type.Optional(Type.String({ minLength: 7, maxLength: 15 })),
       ipv6: Type.Optional(Type.String({ minLength: 2, maxLength: 45 })),
+      rate_limit: Type.Optional(RateLimit),
     },
     { additionalProperties: false },
   ),
@@ -149,8 +186,15 @@ export const NicAdd = Type.Object({
   network: Type.String({ minLength: 1, maxLength: 100, description: 'network id or name' }),
   ipv4: Type.Optional(Type.String({ minLength: 7, maxLength: 15 })),
   ipv6: Type.Optional(Type.String({ minLength: 2, maxLength: 45 })),
+  rate_limit: Type.Optional(RateLimit),
 });
 export type NicAdd = Static<typeof NicAdd>;
+
+/** Body of `PATCH /v1/instances/{id}/nics/{nic}`: what a NIC may change while its instance runs. */
+export const NicPatch = Type.Object({
+  rate_limit: Type.Optional(Type.Union([RateLimit, Type.Null()], { description: 'new limits; null removes them' })),
+});
+export type NicPatch = Static<typeof NicPatch>;
 
 /** Path parameters of one NIC of an instance: `/v1/instances/{id}/nics/{nic}`. */
 export const NicParams = Type.Object({

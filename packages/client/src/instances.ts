@@ -11,6 +11,7 @@ import type {
   NicAdd,
   NicAdded,
   NicList,
+  NicPatch,
   Operation,
   PageOf,
 } from '@floe/api';
@@ -156,6 +157,25 @@ export class InstancesApi extends ListApi<Instance> {
     );
   }
   /** Removes a NIC (hot-unplugged when running); its addresses are freed. */
+  /**
+   * Change a NIC's rate limits; the host applies them to the running instance.
+   *
+   * @example
+   * await client.instances.updateNic('web', nic.id, { rate_limit: { ingress_kbps: 10_000 } }, { wait: 30 });
+   */
+  updateNic(id: string, nic: string, body: NicPatch, options: OperationCallOptions = {}): Promise<NicAdded> {
+    return this.t.request(
+      'PATCH',
+      this.path(id, `/nics/${segment(nic)}`),
+      defined({
+        query: scoped(options, { wait: options.wait }),
+        body,
+        signal: options.signal,
+        timeoutMs: waitTimeout(this.t, options.wait),
+      }),
+    );
+  }
+
   removeNic(id: string, nic: string, options: OperationCallOptions = {}): Promise<Operation> {
     return this.t.request(
       'DELETE',

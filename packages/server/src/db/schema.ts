@@ -166,6 +166,8 @@ export interface NicsTable {
   mac: string;
   ipv4: string | null;
   ipv6: string | null;
+  /** JSON of the NIC's RateLimit, null for none. */
+  rate_limit: string | null;
   created_at: string;
 }
 

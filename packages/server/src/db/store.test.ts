@@ -160,6 +160,7 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
       mac: '02:00:00:00:00:01',
       ipv4: '10.0.0.2',
       ipv6: null,
+      rate_limit: toJson({ ingress_kbps: 10000 }),
       created_at: T0,
     },
   },
@@ -489,6 +490,7 @@ for (const t of storeTargets()) {
           '0011_login_requests',
           '0012_quotas',
           '0013_metering',
+          '0016_nic_rate_limits',
         ]);
       } finally {
         await again.close();
@@ -818,6 +820,7 @@ for (const t of storeTargets()) {
           '0011_login_requests',
           '0012_quotas',
           '0013_metering',
+          '0016_nic_rate_limits',
         ]);
         expect(await migrate(fresh.db, fresh.dialect)).toEqual([]);
       } finally {

@@ -252,6 +252,7 @@ export const SCHEMA_COLUMNS: SchemaColumns = {
     mac: 'text',
     ipv4: 'text null',
     ipv6: 'text null',
+    rate_limit: 'text null',
     created_at: 'text',
   },
   ip_addresses: { network_id: 'text', address: 'text', family: 'integer', nic_id: 'text null', created_at: 'text' },

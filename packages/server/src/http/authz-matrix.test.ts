@@ -125,6 +125,7 @@ const FIXTURES: Record<string, Fixture> = {
   'POST /v1/instances': { body: (project, name) => ({ name, project, image: 'img', vcpus: 1, memory_mib: 128 }) },
   'PATCH /v1/instances/:id': { body: labels },
   'POST /v1/instances/:id/nics': { body: () => ({ network: 'lan' }) },
+  'PATCH /v1/instances/:id/nics/:nic': { body: () => ({ rate_limit: { ingress_kbps: 10000 } }) },
   'GET /v1/operations': list,
   'PATCH /v1/hosts/:id': { body: labels },
   'POST /v1/hosts/join-tokens': { body: () => ({}) },

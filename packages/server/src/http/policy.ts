@@ -120,6 +120,7 @@ export const POLICY: Readonly<Record<string, RoutePolicy>> = {
   'GET /v1/instances/:id/history': p('project', 'instance', 'read'),
   'GET /v1/instances/:id/nics': p('project', 'instance', 'read'),
   'POST /v1/instances/:id/nics': p('project', 'instance', 'create'),
+  'PATCH /v1/instances/:id/nics/:nic': p('project', 'nic', 'update'),
   'DELETE /v1/instances/:id/nics/:nic': p('project', 'nic', 'delete'),
   'GET /v1/instances/:id/console': p('project', 'instance', 'console'),
   'GET /v1/instances/:id/logs': p('project', 'instance', 'read'),

@@ -1,4 +1,4 @@
-import { FloeError, MAX_NICS, type Nic, type NicRequest, type Operation } from '@floe/api';
+import { FloeError, MAX_NICS, type Nic, type NicPatch, type NicRequest, type Operation } from '@floe/api';
 import { nowIso, transaction, type Db } from '../db/index.js';
 import type { InstancesTable } from '../db/schema.js';
 import type { CommitHook } from './commit-hook.js';
@@ -103,12 +103,44 @@ export class InstanceNicChanges {
     return operation;
   }
 
+  /**
+   * Change a NIC's rate limits: recorded at once and applied by the agent to the
+   * NIC's tap, while the instance runs; done once the agent observed it.
+   */
+  async update(
+    principal: Principal,
+    ref: string,
+    project: string,
+    nicId: string,
+    patch: NicPatch,
+  ): Promise<{ nic: Nic; operation: Operation }> {
+    const { operation, events, hostId, instanceId, nic } = await transaction(this.ctx.store, async (trx) => {
+      const row = await lockedInstanceRow(principal, ref, project, trx);
+      if (row.deleting === 1)
+        throw new FloeError('invalid_state', `instance "${row.name}" is being deleted`, { state: row.state });
+      const found = await this.nics.find(trx, row.id, nicId);
+      if (!found)
+        throw new FloeError('nic_not_found', `instance "${row.name}" has no NIC "${nicId}"`, {
+          kind: 'nic',
+          id: nicId,
+        });
+      const nic =
+        patch.rate_limit === undefined
+          ? (await this.nics.list(trx, row.id)).find((n) => n.id === found.id)!
+          : await this.nics.setRateLimit(trx, found, patch.rate_limit);
+      const ops = await this.bump(trx, principal, row, 'nic-update', `change of NIC ${nic.id} requested`, nic.id);
+      return { ...ops, hostId: row.host_id, instanceId: row.id, nic };
+    });
+    await this.post.run({ forget: [instanceId], events, desired: [{ instanceId, hostId }] });
+    return { nic, operation };
+  }
+
   // A NIC change is an operation like start/stop: a new generation, done once the agent observed it in the wanted power state.
   private async bump(
     trx: Db,
     principal: Principal,
     row: InstancesTable,
-    action: 'nic-add' | 'nic-remove',
+    action: 'nic-add' | 'nic-remove' | 'nic-update',
     message: string,
     nicId: string,
   ) {

@@ -10,6 +10,7 @@ import {
   type Operation,
   type PageOf,
   type Nic,
+  type NicPatch,
   type NicRequest,
 } from '@floe/api';
 import { isUniqueViolation, nowIso, toJson, transaction, type Db } from '../db/index.js';
@@ -421,6 +422,17 @@ export class InstanceService {
     onCommit?: CommitHook<{ nic: Nic; operation: Operation }>,
   ): Promise<{ nic: Nic; operation: Operation }> {
     return this.nicChanges.add(principal, ref, project, req, onCommit);
+  }
+
+  /** Change a NIC's rate limits (see InstanceNicChanges). */
+  updateNic(
+    principal: Principal,
+    ref: string,
+    project: string,
+    nicId: string,
+    patch: NicPatch,
+  ): Promise<{ nic: Nic; operation: Operation }> {
+    return this.nicChanges.update(principal, ref, project, nicId, patch);
   }
 
   /** Hot-remove a NIC (see InstanceNicChanges). */

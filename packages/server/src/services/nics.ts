@@ -1,5 +1,5 @@
-import { FloeError, MAX_NICS, type DesiredNic, type Nic, type NicRequest } from '@floe/api';
-import { nowIso, type Db } from '../db/index.js';
+import { FloeError, MAX_NICS, type DesiredNic, type Nic, type NicRequest, type RateLimit } from '@floe/api';
+import { fromJson, nowIso, toJson, type Db } from '../db/index.js';
 import type { NetworksTable, NicsTable } from '../db/schema.js';
 import { newId } from '../ids.js';
 import type { Principal, ServiceContext } from './context.js';
@@ -18,8 +18,19 @@ function nicFromRow(row: NicsTable, networkName: string): Nic {
     mac: row.mac,
     ipv4: row.ipv4,
     ipv6: row.ipv6,
+    rate_limit: rateLimitOf(row),
     created_at: row.created_at,
   };
+}
+
+/** The NIC's limits (null: none). */
+function rateLimitOf(row: NicsTable): RateLimit | null {
+  return fromJson<RateLimit>(row.rate_limit);
+}
+
+/** Limits as stored: null when no field is set, so `{}` and null mean the same. */
+export function rateLimitColumn(limit: RateLimit | null | undefined): string | null {
+  return limit == null || Object.keys(limit).length === 0 ? null : toJson(limit);
 }
 
 /** What the agent needs for one NIC (pure). */
@@ -41,11 +52,12 @@ function desiredNic(nic: NicsTable, network: NetworksTable): DesiredNic {
     gateway6: plan.gateway6,
     mtu: spec.mtu,
     dns_servers: plan.dnsServers,
+    rate_limit: rateLimitOf(nic),
   };
 }
 
 /** A NIC request in its object form. */
-function nicRequest(r: NicRequest): { network: string; ipv4?: string; ipv6?: string } {
+function nicRequest(r: NicRequest): { network: string; ipv4?: string; ipv6?: string; rate_limit?: RateLimit } {
   return typeof r === 'string' ? { network: r } : r;
 }
 
@@ -164,6 +176,7 @@ export class NicService {
         mac,
         ipv4: addresses.ipv4,
         ipv6: addresses.ipv6,
+        rate_limit: rateLimitColumn(req.rate_limit),
         created_at: nowIso(),
       };
       await trx.insertInto('nics').values(row).execute();
@@ -213,6 +226,14 @@ export class NicService {
       .where('instance_id', '=', instanceId)
       .where('id', '=', nicId)
       .executeTakeFirst();
+  }
+
+  /** Change a NIC's limits inside the caller's transaction; the NIC in its API shape. */
+  async setRateLimit(trx: Db, row: NicsTable, limit: RateLimit | null): Promise<Nic> {
+    const rate_limit = rateLimitColumn(limit);
+    await trx.updateTable('nics').set({ rate_limit }).where('id', '=', row.id).execute();
+    const networks = await this.networks.byIds(trx, [row.network_id]);
+    return nicFromRow({ ...row, rate_limit }, networks.get(row.network_id)!.name);
   }
 
   /** The slots the NICs of an instance use. */

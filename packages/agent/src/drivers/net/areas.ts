@@ -1,3 +1,4 @@
+import type { RateLimit } from '@floe/api';
 import type { NetSpec, NicSpec } from './types.js';
 
 /*
@@ -56,4 +57,18 @@ export interface DhcpDriver {
  */
 export interface FirewallDriver {
   applyFirewall(nets: readonly NetSpec[], nics: readonly NicSpec[]): Promise<void>;
+}
+
+/**
+ * Rate limits of the NICs' taps (tc token buckets, an IFB device per NIC for
+ * what its instance sends, nftables packet rates), built by the pure builders
+ * in tc.ts. Every method is safe to call again.
+ */
+export interface RateLimitDriver {
+  /** Make the NIC's tap carry `limit` (null or `{}`: none). False when the tap does not exist: nothing was done. */
+  applyRateLimit(nicId: string, limit: RateLimit | null): Promise<boolean>;
+  /** The limits the NIC's tap carries now (`{}`: none, or no tap). */
+  observeRateLimit(nicId: string): Promise<RateLimit>;
+  /** Remove what the limits left beside a NIC's tap (its IFB device, its table) once the tap is gone or going. */
+  clearRateLimit(nicId: string): Promise<void>;
 }

@@ -1,10 +1,11 @@
 import type { RunOptions, RunResult } from '../../host/exec.js';
-import type { DhcpDriver, DhcpState, FirewallDriver, NetworkDriver } from './areas.js';
+import type { RateLimit } from '@floe/api';
+import type { DhcpDriver, DhcpState, FirewallDriver, NetworkDriver, RateLimitDriver } from './areas.js';
 import type { Argv } from './link-commands.js';
 import type { NetSpec, NicSpec } from './types.js';
 
 /**
- * The three host areas (network links, DHCP/DNS, firewall) composed as the
+ * The host areas (network links, DHCP/DNS, firewall, rate limits) composed as the
  * network reconciler calls them. It only orders them: a network's dnsmasq
  * goes before its links are removed, and its files after. The Linux host and
  * the fake host differ only in the areas they compose and in `exec`.
@@ -14,11 +15,12 @@ export abstract class ComposedHostNetwork<
   D extends DhcpDriver = DhcpDriver,
   F extends FirewallDriver = FirewallDriver,
 >
-  implements NetworkDriver, DhcpDriver, FirewallDriver
+  implements NetworkDriver, DhcpDriver, FirewallDriver, RateLimitDriver
 {
   abstract readonly network: N;
   abstract readonly dhcp: D;
   abstract readonly firewall: F;
+  abstract readonly rates: RateLimitDriver;
 
   /** Run one built command on the host (the default route lookup, for one). */
   abstract exec(argv: Argv, options?: RunOptions): Promise<RunResult>;
@@ -48,6 +50,18 @@ export abstract class ComposedHostNetwork<
 
   applyFirewall(nets: readonly NetSpec[], nics: readonly NicSpec[]): Promise<void> {
     return this.firewall.applyFirewall(nets, nics);
+  }
+
+  applyRateLimit(nicId: string, limit: RateLimit | null): Promise<boolean> {
+    return this.rates.applyRateLimit(nicId, limit);
+  }
+
+  observeRateLimit(nicId: string): Promise<RateLimit> {
+    return this.rates.observeRateLimit(nicId);
+  }
+
+  clearRateLimit(nicId: string): Promise<void> {
+    return this.rates.clearRateLimit(nicId);
   }
 
   ensureDhcp(net: NetSpec, nics: readonly NicSpec[], remoteNics: readonly NicSpec[] = []): Promise<DhcpState> {
