@@ -52,7 +52,8 @@ function desiredNic(nic: NicsTable, network: NetworksTable): DesiredNic {
     gateway6: plan.gateway6,
     mtu: spec.mtu,
     dns_servers: plan.dnsServers,
-    rate_limit: rateLimitOf(nic),
+    // Sent only when there are limits: absent means none.
+    ...(nic.rate_limit === null ? {} : { rate_limit: rateLimitOf(nic) }),
   };
 }
 
