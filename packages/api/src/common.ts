@@ -136,6 +136,8 @@ export const ID_PREFIX = {
   nic: 'nic',
   audit: 'aud',
   user: 'usr',
+  floating_ip: 'fip',
+  port_forward: 'pfw',
 } as const;
 /** Resource kinds that have ids. */
 export type Kind = keyof typeof ID_PREFIX;

@@ -9,6 +9,7 @@ export * from './common.js';
 export * from './errors.js';
 export * from './resources.js';
 export * from './networks.js';
+export * from './floating-ips.js';
 export * from './operations.js';
 export * from './images.js';
 export * from './agent-protocol.js';

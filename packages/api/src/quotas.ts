@@ -15,6 +15,8 @@ export const QuotaDimension = Type.Union([
   Type.Literal('ipv4_private'),
   Type.Literal('ipv4_public'),
   Type.Literal('image_bytes'),
+  Type.Literal('floating_ips'),
+  Type.Literal('port_forwards'),
 ]);
 export type QuotaDimension = Static<typeof QuotaDimension>;
 
@@ -29,6 +31,8 @@ export const QUOTA_DIMENSIONS: readonly QuotaDimension[] = [
   'ipv4_private',
   'ipv4_public',
   'image_bytes',
+  'floating_ips',
+  'port_forwards',
 ];
 
 const Amount = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
@@ -45,6 +49,8 @@ export const QuotaLimits = Type.Object(
     ipv4_private: Type.Optional(Amount),
     ipv4_public: Type.Optional(Amount),
     image_bytes: Type.Optional(Amount),
+    floating_ips: Type.Optional(Amount),
+    port_forwards: Type.Optional(Amount),
   },
   { additionalProperties: false },
 );
@@ -63,6 +69,8 @@ export const QuotaLimitsChange = Type.Object(
     ipv4_private: Type.Optional(AmountOrNull),
     ipv4_public: Type.Optional(AmountOrNull),
     image_bytes: Type.Optional(AmountOrNull),
+    floating_ips: Type.Optional(AmountOrNull),
+    port_forwards: Type.Optional(AmountOrNull),
   },
   { additionalProperties: false },
 );

@@ -78,6 +78,8 @@ export const ScopeKind = Type.Union([
   Type.Literal('host'),
   Type.Literal('network'),
   Type.Literal('nic'),
+  Type.Literal('floating_ip'),
+  Type.Literal('port_forward'),
   Type.Literal('event'),
   Type.Literal('audit'),
   Type.Literal('join_token'),

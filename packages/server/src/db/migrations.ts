@@ -9,7 +9,7 @@ import { logins } from './migrations/0010_logins.js';
 import { loginRequests } from './migrations/0011_login_requests.js';
 import { quotas } from './migrations/0012_quotas.js';
 import { metering } from './migrations/0013_metering.js';
-import { nicRateLimits } from './migrations/0016_nic_rate_limits.js';
+import { natAndRateLimits } from './migrations/0016_nat_and_rate_limits.js';
 
 /** Table where applied migrations are recorded. */
 export const MIGRATION_TABLE = 'floe_migrations';
@@ -423,7 +423,7 @@ function migrations(dialect: Dialect): Record<string, Migration> {
     '0011_login_requests': loginRequests(dialect),
     '0012_quotas': quotas(dialect),
     '0013_metering': metering(dialect),
-    '0016_nic_rate_limits': nicRateLimits(dialect),
+    '0016_nat_and_rate_limits': natAndRateLimits(dialect),
   };
 }
 

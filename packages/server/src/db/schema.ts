@@ -171,6 +171,27 @@ export interface NicsTable {
   created_at: string;
 }
 
+/** A public IPv4 of a public network's pool held by a project; attached to at most one NIC. */
+export interface FloatingIpsTable extends ResourceRow {
+  project: string;
+  network_id: string;
+  address: string;
+  instance_id: string | null;
+  nic_id: string | null;
+}
+
+/** A port of a floating IP or of the host forwarded to a port of a NIC. */
+export interface PortForwardsTable extends ResourceRow {
+  project: string;
+  protocol: string; // tcp | udp
+  /** The floating IP's id, or `host` for the host's own addresses. */
+  listen: string;
+  port: number;
+  instance_id: string;
+  nic_id: string;
+  target_port: number;
+}
+
 /** One address taken on a network; the unique (network_id, address) is what keeps IPAM from handing it out twice. */
 export interface IpAddressesTable {
   network_id: string;
@@ -348,6 +369,8 @@ export interface Database {
   host_allocations: HostAllocationsTable;
   networks: NetworksTable;
   nics: NicsTable;
+  floating_ips: FloatingIpsTable;
+  port_forwards: PortForwardsTable;
   ip_addresses: IpAddressesTable;
   resource_labels: ResourceLabelsTable;
   history: HistoryTable;

@@ -164,6 +164,30 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
       created_at: T0,
     },
   },
+  floating_ips: {
+    pk: ['id'],
+    row: {
+      ...resource('fip_1', 'web'),
+      project: 'alpha',
+      network_id: 'net_1',
+      address: '198.51.100.50',
+      instance_id: 'inst_1',
+      nic_id: 'nic_1',
+    },
+  },
+  port_forwards: {
+    pk: ['id'],
+    row: {
+      ...resource('pfw_1', 'ssh'),
+      project: 'alpha',
+      protocol: 'tcp',
+      listen: 'fip_1',
+      port: 2222,
+      instance_id: 'inst_1',
+      nic_id: 'nic_1',
+      target_port: 22,
+    },
+  },
   ip_addresses: {
     pk: ['network_id', 'address'],
     row: { network_id: 'net_1', address: '10.0.0.2', family: 4, nic_id: null, created_at: T0 },
@@ -329,6 +353,11 @@ const EXPECTED_INDEXES = [
   'unique networks(vni)',
   'unique nics(instance_id,idx)',
   'unique nics(network_id,mac)',
+  'unique floating_ips(project,name)',
+  'index floating_ips(nic_id)',
+  'unique port_forwards(project,name)',
+  'unique port_forwards(listen,protocol,port)',
+  'index port_forwards(nic_id)',
   'unique ip_addresses(network_id,address)',
   'index ip_addresses(nic_id)',
   'index audit_log(at)',
@@ -490,7 +519,7 @@ for (const t of storeTargets()) {
           '0011_login_requests',
           '0012_quotas',
           '0013_metering',
-          '0016_nic_rate_limits',
+          '0016_nat_and_rate_limits',
         ]);
       } finally {
         await again.close();
@@ -511,6 +540,8 @@ for (const t of storeTargets()) {
         if (table === 'login_requests') nulled.state_hash = '00'.repeat(32);
         if (table === 'networks') Object.assign(nulled, { name: 'other', vni: 4243 });
         if (table === 'nics') Object.assign(nulled, { idx: 1, mac: '02:00:00:00:00:02' });
+        if (table === 'floating_ips') nulled.name = 'other';
+        if (table === 'port_forwards') Object.assign(nulled, { name: 'other', port: 2223 });
 
         for (const sample of [row, nulled]) {
           await anyDb.insertInto(table).values(sample).execute();
@@ -820,7 +851,7 @@ for (const t of storeTargets()) {
           '0011_login_requests',
           '0012_quotas',
           '0013_metering',
-          '0016_nic_rate_limits',
+          '0016_nat_and_rate_limits',
         ]);
         expect(await migrate(fresh.db, fresh.dialect)).toEqual([]);
       } finally {

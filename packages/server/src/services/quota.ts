@@ -134,6 +134,15 @@ async function countUsage(db: Db, dialect: Dialect, names: readonly string[], d:
         .executeTakeFirst();
       return num(r?.n);
     }
+    case 'floating_ips':
+    case 'port_forwards': {
+      const r = await db
+        .selectFrom(d === 'floating_ips' ? 'floating_ips' : 'port_forwards')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('project', 'in', list)
+        .executeTakeFirst();
+      return num(r?.n);
+    }
     case 'image_bytes': {
       const size =
         dialect === 'postgres'
