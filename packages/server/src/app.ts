@@ -27,6 +27,7 @@ import { instanceRoutes } from './http/routes/instances.js';
 import { machineTypeRoutes } from './http/routes/machine-types.js';
 import { meteringRoutes } from './http/routes/metering.js';
 import { networkRoutes } from './http/routes/networks.js';
+import { natRoutes } from './http/routes/nat.js';
 import { operationRoutes } from './http/routes/operations.js';
 import { projectRoutes, quotaRoutes } from './http/routes/projects.js';
 import { streamRoutes } from './http/routes/streams.js';
@@ -53,6 +54,7 @@ const ROUTE_FAMILIES: readonly RouteFamily[] = [
   operationRoutes,
   hostRoutes,
   networkRoutes,
+  natRoutes,
   imageFileRoutes,
   instanceIoRoutes,
   streamRoutes,

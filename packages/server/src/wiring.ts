@@ -13,6 +13,8 @@ import { EventBus } from './services/events.js';
 import { HostService } from './services/hosts.js';
 import { InstanceService } from './services/instances.js';
 import { NetworkService } from './services/networks.js';
+import { FloatingIpService } from './services/floating-ips.js';
+import { PortForwardService } from './services/port-forwards.js';
 import { OperationService } from './services/operations.js';
 import { ProjectService } from './services/projects.js';
 import { TokenService } from './services/tokens.js';
@@ -56,6 +58,10 @@ export interface Services {
   instances: InstanceService;
   /** Networks and the agents' view of them. */
   networks: NetworkService;
+  /** Floating IPs of public networks, NATed one to one to NICs. */
+  floatingIps: FloatingIpService;
+  /** Ports of floating IPs or hosts forwarded to NICs. */
+  portForwards: PortForwardService;
   operations: OperationService;
   hub: AgentHub;
   pki: ControlPki;
@@ -93,6 +99,8 @@ export function buildServices(
   const machineTypes = new MachineTypeService(ctx);
   const networks = new NetworkService(ctx, projects);
   const instances = new InstanceService(ctx, projects, images, machineTypes, operations, networks);
+  const floatingIps = new FloatingIpService(ctx, projects, networks);
+  const portForwards = new PortForwardService(ctx, projects, floatingIps);
   const hosts = new HostService(ctx);
   const hub = new AgentHub(ctx, hosts, instances, log, [
     instanceDesiredState(instances),
@@ -123,6 +131,8 @@ export function buildServices(
     machineTypes,
     instances,
     networks,
+    floatingIps,
+    portForwards,
     operations,
     hub,
     pki,

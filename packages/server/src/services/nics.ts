@@ -1,4 +1,12 @@
-import { FloeError, MAX_NICS, type DesiredNic, type Nic, type NicRequest, type RateLimit } from '@floe/api';
+import {
+  FloeError,
+  MAX_NICS,
+  type DesiredForward,
+  type DesiredNic,
+  type Nic,
+  type NicRequest,
+  type RateLimit,
+} from '@floe/api';
 import { fromJson, nowIso, toJson, type Db } from '../db/index.js';
 import type { NetworksTable, NicsTable } from '../db/schema.js';
 import { newId } from '../ids.js';
@@ -6,6 +14,7 @@ import type { Principal, ServiceContext } from './context.js';
 import { addressPlan, allocate, macFor, release, type AddressPlan } from './ipam.js';
 import { networkSpecOf } from './network-spec.js';
 import { closeAll, setQuantity } from './metering.js';
+import { desiredNat, releaseNat } from './nat-rows.js';
 
 /** Row → API shape. */
 function nicFromRow(row: NicsTable, networkName: string): Nic {
@@ -33,8 +42,12 @@ export function rateLimitColumn(limit: RateLimit | null | undefined): string | n
   return limit == null || Object.keys(limit).length === 0 ? null : toJson(limit);
 }
 
-/** What the agent needs for one NIC (pure). */
-function desiredNic(nic: NicsTable, network: NetworksTable): DesiredNic {
+/** What the agent needs for one NIC (pure); `nat` is its floating IP and forwarded ports. */
+function desiredNic(
+  nic: NicsTable,
+  network: NetworksTable,
+  nat?: { floating_ipv4: string | null; forwards: DesiredForward[] },
+): DesiredNic {
   const spec = networkSpecOf(network.spec);
   const plan = addressPlan(spec);
   return {
@@ -54,6 +67,8 @@ function desiredNic(nic: NicsTable, network: NetworksTable): DesiredNic {
     dns_servers: plan.dnsServers,
     // Sent only when there are limits: absent means none.
     ...(nic.rate_limit === null ? {} : { rate_limit: rateLimitOf(nic) }),
+    ...(nat?.floating_ipv4 == null ? {} : { floating_ipv4: nat.floating_ipv4 }),
+    ...(nat === undefined || nat.forwards.length === 0 ? {} : { forwards: nat.forwards }),
   };
 }
 
@@ -197,6 +212,7 @@ export class NicService {
   /** Remove NICs and give back their addresses, inside the caller's transaction. */
   async detach(trx: Db, nicIds: readonly string[]): Promise<void> {
     if (nicIds.length === 0) return;
+    await releaseNat(trx, nicIds);
     await release(trx, nicIds);
     await closeAll(trx, nicIds, nowIso());
     await trx
@@ -268,9 +284,13 @@ export class NicService {
       db,
       nics.map((n) => n.network_id),
     );
+    const nat = await desiredNat(
+      db,
+      nics.map((n) => n.id),
+    );
     for (const nic of nics) {
       const list = out.get(nic.instance_id) ?? [];
-      list.push(desiredNic(nic, networks.get(nic.network_id)!));
+      list.push(desiredNic(nic, networks.get(nic.network_id)!, nat.get(nic.id)));
       out.set(nic.instance_id, list);
     }
     return out;

@@ -12,7 +12,8 @@ import type { Principal } from './principal.js';
  */
 
 /** Tables that hold named, listable resources. */
-export type ResourceTable = 'projects' | 'hosts' | 'images' | 'machine_types' | 'instances' | 'networks';
+export type ResourceTable =
+  'projects' | 'hosts' | 'images' | 'machine_types' | 'instances' | 'networks' | 'floating_ips' | 'port_forwards';
 
 /**
  * A query over one of the resource tables, chosen at run time: every column of every such table may be named

@@ -18,6 +18,8 @@ const NOT_FOUND: Partial<Record<Kind, ErrorCode>> = {
   instance: 'instance_not_found',
   network: 'network_not_found',
   nic: 'nic_not_found',
+  floating_ip: 'floating_ip_not_found',
+  port_forward: 'port_forward_not_found',
   operation: 'operation_not_found',
 };
 
