@@ -1,4 +1,5 @@
 import type { RateLimit } from '@floe/api';
+import type { NatNic } from './nat-rules.js';
 import type { NetSpec, NicSpec } from './types.js';
 
 /*
@@ -71,4 +72,16 @@ export interface RateLimitDriver {
   observeRateLimit(nicId: string): Promise<RateLimit>;
   /** Remove what the limits left beside a NIC's tap (its IFB device, its table) once the tap is gone or going. */
   clearRateLimit(nicId: string): Promise<void>;
+}
+
+/**
+ * NAT of public traffic to the NICs of this host (floating IPs one to one,
+ * forwarded ports), built whole by the pure builder in nat-rules.ts and
+ * replaced in one transaction, with the public addresses the host answers for.
+ */
+export interface NatDriver {
+  /** Make this host's NAT exactly that of `nics`. */
+  applyNat(nics: readonly NatNic[]): Promise<void>;
+  /** The public addresses the host holds for NAT, as `address@interface`. */
+  heldAddresses(): Promise<string[]>;
 }

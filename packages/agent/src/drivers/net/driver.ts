@@ -9,6 +9,7 @@ import type { Argv } from './link-commands.js';
 import { LinuxNetworkDriver } from './network-driver.js';
 import { NftFirewall } from './nft-firewall.js';
 import { TcRateLimiter } from './rate-limiter.js';
+import { NftNat } from './nat-driver.js';
 import type { TakeoverObserved } from './takeover-commands.js';
 
 export type { DhcpState } from './areas.js';
@@ -27,7 +28,7 @@ export interface HostNetworkOptions {
 
 /**
  * The host half of floe networking on Linux, as the network reconciler calls
- * it: the areas (network links, DHCP/DNS, firewall, rate limits) composed over one
+ * it: the areas (network links, DHCP/DNS, firewall, rate limits, NAT) composed over one
  * way of running commands. A network's dnsmasq also goes before its bridge is
  * rebuilt.
  */
@@ -36,6 +37,7 @@ export class HostNetworkDriver extends ComposedHostNetwork<LinuxNetworkDriver, D
   readonly dhcp: DnsmasqDriver;
   readonly firewall: NftFirewall;
   readonly rates: TcRateLimiter;
+  readonly nat: NftNat;
 
   constructor(opts: HostNetworkOptions) {
     super();
@@ -55,6 +57,7 @@ export class HostNetworkDriver extends ComposedHostNetwork<LinuxNetworkDriver, D
     });
     this.firewall = new NftFirewall(exec);
     this.rates = new TcRateLimiter(exec);
+    this.nat = new NftNat(exec, opts.stateDir);
   }
 
   private readonly direct: HostExec;

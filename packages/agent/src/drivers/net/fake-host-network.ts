@@ -1,6 +1,7 @@
 import type { RunOptions, RunResult } from '../../host/exec.js';
 import { ComposedHostNetwork } from './composed.js';
 import { FakeDhcpDriver, FakeFirewall, FakeHost, FakeNetworkDriver } from './fake.js';
+import { FakeNat } from './fake-nat.js';
 import { FakeRateLimiter } from './fake-rate-limit.js';
 import type { Argv } from './link-commands.js';
 
@@ -27,6 +28,7 @@ export class FakeHostNetwork extends ComposedHostNetwork<FakeNetworkDriver, Fake
   readonly dhcp: FakeDhcpDriver;
   readonly firewall: FakeFirewall;
   readonly rates: FakeRateLimiter;
+  readonly nat = new FakeNat();
   private readonly defaultRoute: string | undefined;
 
   constructor(opts: FakeHostNetworkOptions) {

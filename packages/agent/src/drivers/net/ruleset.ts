@@ -95,6 +95,8 @@ function natTable(nets: readonly CheckedNet[]): NftTable {
   for (const c of natted) {
     forward.push(`iifname "${c.bridge}" oifname "${c.net.natInterface}" accept`);
     forward.push(`iifname "${c.net.natInterface}" oifname "${c.bridge}" ct state established,related accept`);
+    // Floating IPs and forwarded ports (nat-rules.ts): new connections the host translated to a NIC of the network.
+    forward.push(`iifname "${c.net.natInterface}" oifname "${c.bridge}" ct status dnat accept`);
   }
   forward.push('iifname "flbr*" oifname "flbr*" drop');
   // A public bridge is the host's own LAN interface: what the host routes there is none of floe's business.
