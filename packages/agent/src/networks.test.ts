@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { DesiredInstance, DesiredNetwork, RateLimit } from '@floe/api';
+import type { DesiredForward, DesiredInstance, DesiredNetwork, RateLimit } from '@floe/api';
 import { rateKey } from './nic-apply.js';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -13,6 +13,7 @@ import { ipIn, netnsUnavailable } from './drivers/net/testing.js';
 import { bridgeName, tapName } from './drivers/net/names.js';
 import { NetworkReconciler, parseDefaultRoute, toNetSpec, toNicSpecs, type NetworkHost } from './networks.js';
 import type { NetSpec, NicSpec } from './drivers/net/types.js';
+import type { NatNic } from './drivers/net/nat-rules.js';
 
 const NET: DesiredNetwork = {
   id: 'net_01AAA',
@@ -252,6 +253,10 @@ class RecordingHost implements NetworkHost {
     if (this.noTap.has(nicId)) return false;
     this.rates.push(`${nicId} ${rateKey({ rate_limit: limit }) ?? '-'}`);
     return true;
+  }
+  nat: NatNic[][] = [];
+  async applyNat(nics: readonly NatNic[]): Promise<void> {
+    this.nat.push([...nics]);
   }
   cleared: string[] = [];
   async clearRateLimit(nicId: string): Promise<void> {
@@ -493,6 +498,55 @@ describe('NetworkReconciler rate limits', () => {
     rec.resync();
     await rec.whenIdle();
     expect(host.rates).toEqual(['nic_01A egress_kbps=1000']);
+  });
+});
+
+describe('NetworkReconciler NAT', () => {
+  let dir: string;
+  let host: RecordingHost;
+  let rec: NetworkReconciler;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'floe-netrec-'));
+    host = new RecordingHost(dir);
+    rec = new NetworkReconciler({ host, stateDir: dir, natUplink: 'up0', retryBackoff: { initialMs: 10, maxMs: 20 } });
+  });
+  afterEach(async () => {
+    await rec.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const withNat = (id: string, nicId: string, fip: string | null, forwards: DesiredForward[] = []) => {
+    const vm = instance(id, nicId);
+    vm.nics![0]!.floating_ipv4 = fip;
+    vm.nics![0]!.forwards = forwards;
+    return vm;
+  };
+
+  it('clears what an earlier run left, then translates local NICs through their network’s NAT interface as they change', async () => {
+    rec.setInstances([instance('inst_01A', 'nic_01A')]);
+    rec.setDesired([NET], { full: true });
+    await rec.whenIdle();
+    expect(host.nat).toEqual([[]]);
+    rec.updateInstance(withNat('inst_01A', 'nic_01A', '198.51.100.50'));
+    await rec.whenIdle();
+    expect(host.nat.at(-1)).toEqual([
+      { nicId: 'nic_01A', ipv4: '10.10.0.5', natInterface: 'up0', floatingIpv4: '198.51.100.50', forwards: [] },
+    ]);
+    // Moved to another instance in one change: both NICs in the same apply.
+    rec.setInstances([
+      withNat('inst_01A', 'nic_01A', null),
+      withNat('inst_01B', 'nic_01B', '198.51.100.50', [
+        { protocol: 'tcp', address: null, port: 2222, target_port: 22 },
+      ]),
+    ]);
+    await rec.whenIdle();
+    expect(host.nat.at(-1)!.map((n) => [n.nicId, n.floatingIpv4, n.forwards.length])).toEqual([
+      ['nic_01B', '198.51.100.50', 1],
+    ]);
+    const applies = host.nat.length;
+    rec.resync();
+    await rec.whenIdle();
+    expect(host.nat).toHaveLength(applies);
   });
 });
 

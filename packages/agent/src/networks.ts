@@ -9,6 +9,7 @@ import type { HostNetworkDriver } from './drivers/net/driver.js';
 import { bridgeName, checkCidr, checkId, checkIfName, checkIp, NET_ID_RE } from './drivers/net/names.js';
 import { isIfName } from './host/validate.js';
 import type { GatewayMode, NetSpec, NicSpec } from './drivers/net/types.js';
+import type { NatNic } from './drivers/net/nat-rules.js';
 
 /** The part of HostNetworkDriver the network reconciler uses (a recording fake in unit tests). */
 export type NetworkHost = Pick<
@@ -22,6 +23,7 @@ export type NetworkHost = Pick<
   | 'removeTap'
   | 'applyRateLimit'
   | 'clearRateLimit'
+  | 'applyNat'
 >;
 
 /** Options of the adapter: what the agent knows about its host that the control plane does not send. */
@@ -184,6 +186,8 @@ export class NetworkReconciler implements KindReconciler<'network'> {
   private uplink: string | null | undefined;
   /** Networks the last pass built here, by id: taps can only be plugged into these. */
   private built = new Map<string, NetSpec>();
+  /** The NAT last applied and when (as the firewall's). */
+  private lastNat: { key: string; at: number } | null = null;
   /** Rate limits last put on local taps, by NIC id, and when. */
   private readonly ratesApplied = new Map<string, { key: string; at: number }>();
   /** Called at the end of the next pass: `ensureTaps` waiting for a network the control plane is sending. */
@@ -291,6 +295,46 @@ export class NetworkReconciler implements KindReconciler<'network'> {
     await this.opts.host.removeTap(nicId);
     await this.opts.host.clearRateLimit(nicId);
     this.ratesApplied.delete(nicId);
+  }
+
+  /**
+   * NAT of the local NICs' floating IPs and forwarded ports, in one transaction, on the first pass (what
+   * an earlier run left goes), then when it changed or a resync interval passed. A NIC whose network has no NAT interface here gets none (and a warning).
+   */
+  private async applyNat(
+    built: ReadonlyMap<string, NetSpec>,
+    fail: (err: unknown, what: string) => void,
+  ): Promise<void> {
+    const nat: NatNic[] = [];
+    for (const inst of this.instances.values())
+      for (const nic of inst.nics ?? []) {
+        if (nic.floating_ipv4 == null && (nic.forwards ?? []).length === 0) continue;
+        const natInterface = built.get(nic.network_id)?.natInterface;
+        if (nic.ipv4 === null || natInterface === undefined) {
+          this.log.warn(
+            { nic: nic.id, network: nic.network_id },
+            'no NAT interface for this NIC: its floating IP and forwards wait',
+          );
+          continue;
+        }
+        nat.push({
+          nicId: nic.id,
+          ipv4: nic.ipv4,
+          natInterface,
+          floatingIpv4: nic.floating_ipv4 ?? null,
+          forwards: nic.forwards ?? [],
+        });
+      }
+    const key = JSON.stringify(nat);
+    const last = this.lastNat;
+    if (last !== null && last.key === key && Date.now() - last.at < (this.opts.resyncIntervalMs ?? 30_000)) return;
+    try {
+      this.lastNat = null;
+      await this.opts.host.applyNat(nat);
+      this.lastNat = { key, at: Date.now() };
+    } catch (err) {
+      fail(err, 'cannot apply NAT');
+    }
   }
 
   /** Put a NIC's limits on its tap now, and remember them so that passes do not repeat it. */
@@ -443,6 +487,7 @@ export class NetworkReconciler implements KindReconciler<'network'> {
     }
 
     await this.applyRateLimits(fail);
+    await this.applyNat(builtById, fail);
 
     // Each failure was logged where it happened; the queue retries the whole pass with backoff.
     if (failed) throw new Error('network pass failed');
