@@ -9,6 +9,7 @@ import { HostsApi, MachineTypesApi } from './hosts.js';
 import { ImagesApi } from './images.js';
 import { InstancesApi } from './instances.js';
 import { NetworksApi } from './networks.js';
+import { FloatingIpsApi, PortForwardsApi } from './nat.js';
 import { OperationsApi } from './operations.js';
 import { ProjectsApi, TokensApi } from './projects.js';
 import { MembersApi, UsersApi } from './users.js';
@@ -112,6 +113,10 @@ export class FloeClient implements Transport {
   readonly instances: InstancesApi;
   /** Networks: list, get, create, update, delete. */
   readonly networks: NetworksApi;
+  /** Floating IPs: list, get, create, attach, detach, delete, history. */
+  readonly floatingIps: FloatingIpsApi;
+  /** Port forwards: list, get, create, delete. */
+  readonly portForwards: PortForwardsApi;
   /** Operations: list, get, cancel, wait. */
   readonly operations: OperationsApi;
   /** The event stream. */
@@ -139,6 +144,8 @@ export class FloeClient implements Transport {
     this.machineTypes = new MachineTypesApi(this, '/v1/machine-types');
     this.instances = new InstancesApi(this, '/v1/instances');
     this.networks = new NetworksApi(this, '/v1/networks');
+    this.floatingIps = new FloatingIpsApi(this, '/v1/floating-ips');
+    this.portForwards = new PortForwardsApi(this, '/v1/port-forwards');
     this.operations = new OperationsApi(this, '/v1/operations');
     this.events = new EventsApi(this);
     this.audit = new AuditApi(this, '/v1/audit');

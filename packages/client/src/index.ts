@@ -24,6 +24,7 @@ export * from './images.js';
 export * from './instances.js';
 export * from './io.js';
 export * from './networks.js';
+export * from './nat.js';
 export * from './oidc.js';
 export * from './operations.js';
 export * from './projects.js';

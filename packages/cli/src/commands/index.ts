@@ -6,6 +6,7 @@ import { registerImage } from './image.js';
 import { registerInstance } from './instance.js';
 import { registerLogin } from './login.js';
 import { registerNetwork } from './network.js';
+import { registerFloatingIp, registerForward } from './nat.js';
 import { registerOperation } from './operation.js';
 import { registerProject } from './project.js';
 import { registerToken } from './token.js';
@@ -25,6 +26,8 @@ export function registerCommands(program: Command): void {
   registerType(program);
   registerInstance(program);
   registerNetwork(program);
+  registerFloatingIp(program);
+  registerForward(program);
   registerOperation(program);
   registerEvents(program);
   registerAudit(program);
