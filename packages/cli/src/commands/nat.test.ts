@@ -74,7 +74,7 @@ for (const t of storeTargets()) {
         ['web-1', 'lan'],
         ['web-2', 'lan'],
         ['dark-1', 'dark'],
-      ])
+      ] as const)
         await ok(['vm', 'create', name, '--image', 'img', '--vcpus', '1', '--memory-mib', '128', '--network', net]);
     });
     afterAll(async () => {
