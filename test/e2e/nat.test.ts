@@ -88,6 +88,7 @@ describe.skipIf(skip !== null && !process.env.CI)('floating IPs and port forward
     agentDir = dataDir;
     agent = startAgentIn(h1, cp.url, dataDir, `${base}.1.2`);
     await eventually(async () => (await client.hosts.get(hostId)).status.state === 'online', 'agent online', 60_000);
+    await client.hosts.update(hostId, { spec: { schedulable: true } });
 
     const image = await ensureTestImage();
     await client.images.create({ name: 'floe-test' });
@@ -125,7 +126,7 @@ describe.skipIf(skip !== null && !process.env.CI)('floating IPs and port forward
         `${name} booted with its address\n${agent?.output().slice(-3000) ?? ''}`,
         240_000,
       );
-      const r = await shells[name]!.sh(
+      const r = await shells[name].sh(
         `mkdir -p /tmp/w && echo vm-${name} > /tmp/w/who && busybox httpd -p 80 -h /tmp/w`,
       );
       expect(r.code, r.out).toBe(0);

@@ -34,7 +34,9 @@ export const FloatingIpCreate = Type.Object({
   network: Type.Optional(Ref),
   address: Type.Optional(Ipv4),
   instance: Type.Optional(Ref),
-  nic: Type.Optional(Type.String({ minLength: 1, maxLength: 100, description: 'NIC id; default the instance’s first NIC with IPv4' })),
+  nic: Type.Optional(
+    Type.String({ minLength: 1, maxLength: 100, description: 'NIC id; default the instance’s first NIC with IPv4' }),
+  ),
 });
 export type FloatingIpCreate = Static<typeof FloatingIpCreate>;
 
@@ -59,7 +61,9 @@ const Port = Type.Integer({ minimum: 1, maximum: 65535 });
 export const PortForward = Type.Object({
   ...ProjectScopedFields,
   protocol: ForwardProtocol,
-  floating_ip: Nullable(Type.String({ description: 'id of the floating IP listened on; null: the host’s own addresses' })),
+  floating_ip: Nullable(
+    Type.String({ description: 'id of the floating IP listened on; null: the host’s own addresses' }),
+  ),
   address: Nullable(Type.String({ description: 'the floating IP’s address; null for the host’s' })),
   port: Port,
   instance: Type.String({ description: 'id of the instance forwarded to' }),

@@ -6,7 +6,7 @@ import {
   type HistoryEntry,
   type PageOf,
 } from '@floe/api';
-import { isUniqueViolation, nowIso, toJson, transaction, type Db } from '../db/index.js';
+import { isUniqueViolation, nowIso, transaction, type Db } from '../db/index.js';
 import type { FloatingIpsTable, InstancesTable } from '../db/schema.js';
 import { visibleProjects } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';

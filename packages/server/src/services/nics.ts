@@ -38,7 +38,7 @@ function rateLimitOf(row: NicsTable): RateLimit | null {
 }
 
 /** Limits as stored: null when no field is set, so `{}` and null mean the same. */
-export function rateLimitColumn(limit: RateLimit | null | undefined): string | null {
+function rateLimitColumn(limit: RateLimit | null | undefined): string | null {
   return limit == null || Object.keys(limit).length === 0 ? null : toJson(limit);
 }
 

@@ -27,7 +27,7 @@ export interface NatNic {
 }
 
 /** The table's name and family. */
-export const NAT_TABLE = { family: 'ip', name: 'floe_fwd' } as const;
+const NAT_TABLE = { family: 'ip', name: 'floe_fwd' } as const;
 
 function checked(n: NatNic, i: number): NatNic {
   const at = `nat[${i}]`;
@@ -51,7 +51,7 @@ function checked(n: NatNic, i: number): NatNic {
  * public addresses it holds). Each group is sorted (NIC, protocol, port), so the
  * same NAT gives the same text.
  */
-export function natTable(nics: readonly NatNic[]): NftTable {
+function natTable(nics: readonly NatNic[]): NftTable {
   const sorted = nics.map(checked).sort((a, b) => a.nicId.localeCompare(b.nicId));
   const publicAddrs = [...new Set(natAddresses(sorted).map((a) => a.split('@')[0]!))];
   const onAddress: string[] = [];
