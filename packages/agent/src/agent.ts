@@ -145,8 +145,8 @@ export class Agent {
             nics: {
               ensure: (vm: DesiredInstance) => networks.ensureTaps(vm),
               remove: (vm: DesiredInstance) => networks.removeTaps(vm),
-              // A hot-removed NIC's tap; the host driver checks the id before it reaches `ip`.
-              removeNic: (nicId: string) => network.host.removeTap(nicId),
+              // A hot-removed NIC's tap and what its limits left beside it.
+              removeNic: (nicId: string) => networks.removeTap(nicId),
             },
           }),
       driver,

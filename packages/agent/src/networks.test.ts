@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { DesiredInstance, DesiredNetwork } from '@floe/api';
+import type { DesiredForward, DesiredInstance, DesiredNetwork, RateLimit } from '@floe/api';
+import { rateKey } from './nic-apply.js';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { run, type RunOptions, type RunResult } from './host/exec.js';
@@ -12,6 +13,7 @@ import { ipIn, netnsUnavailable } from './drivers/net/testing.js';
 import { bridgeName, tapName } from './drivers/net/names.js';
 import { NetworkReconciler, parseDefaultRoute, toNetSpec, toNicSpecs, type NetworkHost } from './networks.js';
 import type { NetSpec, NicSpec, SecurityGroupSpec } from './drivers/net/types.js';
+import type { NatNic } from './drivers/net/nat-rules.js';
 
 const NET: DesiredNetwork = {
   id: 'net_01AAA',
@@ -251,6 +253,22 @@ class RecordingHost implements NetworkHost {
     return 'tap';
   }
   async removeTap(_nicId: string): Promise<void> {}
+  /** Rate limits put on taps, as `nic key` (no key: none); taps in `noTap` do not exist. */
+  rates: string[] = [];
+  noTap = new Set<string>();
+  async applyRateLimit(nicId: string, limit: RateLimit | null): Promise<boolean> {
+    if (this.noTap.has(nicId)) return false;
+    this.rates.push(`${nicId} ${rateKey({ rate_limit: limit }) ?? '-'}`);
+    return true;
+  }
+  nat: NatNic[][] = [];
+  async applyNat(nics: readonly NatNic[]): Promise<void> {
+    this.nat.push([...nics]);
+  }
+  cleared: string[] = [];
+  async clearRateLimit(nicId: string): Promise<void> {
+    this.cleared.push(nicId);
+  }
 }
 
 describe('NetworkReconciler', () => {
@@ -466,6 +484,111 @@ describe('NetworkReconciler', () => {
       await new Promise((r) => setTimeout(r, 10));
     expect(host.failNext).toBe(0);
     expect(host.calls.filter((c) => c.startsWith('ensureNetwork'))).toHaveLength(1);
+  });
+});
+
+describe('NetworkReconciler rate limits', () => {
+  let dir: string;
+  let host: RecordingHost;
+  let rec: NetworkReconciler;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'floe-netrec-'));
+    host = new RecordingHost(dir);
+    rec = new NetworkReconciler({ host, stateDir: dir, retryBackoff: { initialMs: 10, maxMs: 20 } });
+  });
+  afterEach(async () => {
+    await rec.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const limited = (limit: RateLimit | null) => {
+    const vm = instance('inst_01A', 'nic_01A');
+    vm.nics![0]!.rate_limit = limit;
+    return vm;
+  };
+
+  it('puts a NIC’s limits on its tap as it is made, changes them on a running instance, and clears them with it', async () => {
+    rec.setInstances([limited({ ingress_kbps: 10_000 })]);
+    rec.setDesired([NET], { full: true });
+    await rec.whenIdle();
+    await rec.ensureTaps(limited({ ingress_kbps: 10_000 }));
+    expect(host.rates).toEqual(['nic_01A ingress_kbps=10000', 'nic_01A ingress_kbps=10000']);
+    // The same limits again: no commands until a resync interval has passed.
+    rec.updateInstance(limited({ ingress_kbps: 10_000 }));
+    await rec.whenIdle();
+    expect(host.rates).toHaveLength(2);
+    rec.updateInstance(limited({ ingress_kbps: 10_000, egress_pps: 500 }));
+    await rec.whenIdle();
+    rec.updateInstance(limited(null));
+    await rec.whenIdle();
+    expect(host.rates.slice(2)).toEqual(['nic_01A ingress_kbps=10000,egress_pps=500', 'nic_01A -']);
+    // Without limits they stay off: nothing more on later passes.
+    rec.resync();
+    await rec.whenIdle();
+    expect(host.rates).toHaveLength(4);
+    await rec.removeTap('nic_01A');
+    expect(host.cleared).toEqual(['nic_01A']);
+  });
+
+  it('tries again on each pass while the tap is not there', async () => {
+    host.noTap.add('nic_01A');
+    rec.setInstances([limited({ egress_kbps: 1_000 })]);
+    rec.setDesired([NET], { full: true });
+    await rec.whenIdle();
+    expect(host.rates).toEqual([]);
+    host.noTap.clear();
+    rec.resync();
+    await rec.whenIdle();
+    expect(host.rates).toEqual(['nic_01A egress_kbps=1000']);
+  });
+});
+
+describe('NetworkReconciler NAT', () => {
+  let dir: string;
+  let host: RecordingHost;
+  let rec: NetworkReconciler;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'floe-netrec-'));
+    host = new RecordingHost(dir);
+    rec = new NetworkReconciler({ host, stateDir: dir, natUplink: 'up0', retryBackoff: { initialMs: 10, maxMs: 20 } });
+  });
+  afterEach(async () => {
+    await rec.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const withNat = (id: string, nicId: string, fip: string | null, forwards: DesiredForward[] = []) => {
+    const vm = instance(id, nicId);
+    vm.nics![0]!.floating_ipv4 = fip;
+    vm.nics![0]!.forwards = forwards;
+    return vm;
+  };
+
+  it('clears what an earlier run left, then translates local NICs through their network’s NAT interface as they change', async () => {
+    rec.setInstances([instance('inst_01A', 'nic_01A')]);
+    rec.setDesired([NET], { full: true });
+    await rec.whenIdle();
+    expect(host.nat).toEqual([[]]);
+    rec.updateInstance(withNat('inst_01A', 'nic_01A', '198.51.100.50'));
+    await rec.whenIdle();
+    expect(host.nat.at(-1)).toEqual([
+      { nicId: 'nic_01A', ipv4: '10.10.0.5', natInterface: 'up0', floatingIpv4: '198.51.100.50', forwards: [] },
+    ]);
+    // Moved to another instance in one change: both NICs in the same apply.
+    rec.setInstances([
+      withNat('inst_01A', 'nic_01A', null),
+      withNat('inst_01B', 'nic_01B', '198.51.100.50', [
+        { protocol: 'tcp', address: null, port: 2222, target_port: 22 },
+      ]),
+    ]);
+    await rec.whenIdle();
+    expect(host.nat.at(-1)!.map((n) => [n.nicId, n.floatingIpv4, n.forwards.length])).toEqual([
+      ['nic_01B', '198.51.100.50', 1],
+    ]);
+    const applies = host.nat.length;
+    rec.resync();
+    await rec.whenIdle();
+    expect(host.nat).toHaveLength(applies);
   });
 });
 

@@ -1,18 +1,35 @@
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { FloeError, type DesiredInstance, type DesiredNetwork, type DesiredSecurityGroup } from '@floe/api';
+import {
+  FloeError,
+  type DesiredInstance,
+  type DesiredNetwork,
+  type DesiredSecurityGroup,
+  type RateLimit,
+} from '@floe/api';
+import { rateKey } from './nic-apply.js';
 import type { DesiredUpdate, KindReconciler } from './kinds.js';
 import { WorkQueue } from './work-queue.js';
 import type { HostNetworkDriver } from './drivers/net/driver.js';
 import { bridgeName, checkCidr, checkId, checkIfName, checkIp, NET_ID_RE } from './drivers/net/names.js';
 import { isIfName } from './host/validate.js';
 import type { GatewayMode, NetSpec, NicSpec, SecurityGroupSpec } from './drivers/net/types.js';
+import type { NatNic } from './drivers/net/nat-rules.js';
 
 /** The part of HostNetworkDriver the network reconciler uses (a recording fake in unit tests). */
 export type NetworkHost = Pick<
   HostNetworkDriver,
-  'exec' | 'ensureNetwork' | 'removeNetwork' | 'ensureDhcp' | 'applyFirewall' | 'ensureTap' | 'removeTap'
+  | 'exec'
+  | 'ensureNetwork'
+  | 'removeNetwork'
+  | 'ensureDhcp'
+  | 'applyFirewall'
+  | 'ensureTap'
+  | 'removeTap'
+  | 'applyRateLimit'
+  | 'clearRateLimit'
+  | 'applyNat'
 >;
 
 /** Options of the adapter: what the agent knows about its host that the control plane does not send. */
@@ -185,6 +202,10 @@ export class NetworkReconciler implements KindReconciler<'network'> {
   private uplink: string | null | undefined;
   /** Networks the last pass built here, by id: taps can only be plugged into these. */
   private built = new Map<string, NetSpec>();
+  /** The NAT last applied and when (as the firewall's). */
+  private lastNat: { key: string; at: number } | null = null;
+  /** Rate limits last put on local taps, by NIC id, and when. */
+  private readonly ratesApplied = new Map<string, { key: string; at: number }>();
   /** Called at the end of the next pass: `ensureTaps` waiting for a network the control plane is sending. */
   private passWaiters: Array<() => void> = [];
 
@@ -271,17 +292,91 @@ export class NetworkReconciler implements KindReconciler<'network'> {
         ipv6: nic.ipv6,
         hostname: lease?.hostname ?? vm.name,
       };
-      out.push({ id: nic.id, tap: await this.opts.host.ensureTap(spec, net), mac: nic.mac });
+      const tap = await this.opts.host.ensureTap(spec, net);
+      // A tap made again has lost its limits: put them on before QEMU sends anything through it.
+      await this.applyRateLimit(nic.id, nic.rate_limit ?? null);
+      out.push({ id: nic.id, tap, mac: nic.mac });
     }
     return out;
   }
 
   /** Delete the taps of an instance's NICs (after its VM is gone); missing taps are fine. */
   async removeTaps(vm: DesiredInstance): Promise<void> {
-    for (const nic of vm.nics ?? []) {
-      checkId('nic_id', nic.id);
-      await this.opts.host.removeTap(nic.id);
+    for (const nic of vm.nics ?? []) await this.removeTap(nic.id);
+  }
+
+  /** Delete a NIC's tap and what its rate limits left beside it; a missing tap is fine. */
+  async removeTap(nicId: string): Promise<void> {
+    checkId('nic_id', nicId);
+    await this.opts.host.removeTap(nicId);
+    await this.opts.host.clearRateLimit(nicId);
+    this.ratesApplied.delete(nicId);
+  }
+
+  /**
+   * NAT of the local NICs' floating IPs and forwarded ports, in one transaction, on the first pass (what
+   * an earlier run left goes), then when it changed or a resync interval passed. A NIC whose network has no NAT interface here gets none (and a warning).
+   */
+  private async applyNat(
+    built: ReadonlyMap<string, NetSpec>,
+    fail: (err: unknown, what: string) => void,
+  ): Promise<void> {
+    const nat: NatNic[] = [];
+    for (const inst of this.instances.values())
+      for (const nic of inst.nics ?? []) {
+        if (nic.floating_ipv4 == null && (nic.forwards ?? []).length === 0) continue;
+        const natInterface = built.get(nic.network_id)?.natInterface;
+        if (nic.ipv4 === null || natInterface === undefined) {
+          this.log.warn(
+            { nic: nic.id, network: nic.network_id },
+            'no NAT interface for this NIC: its floating IP and forwards wait',
+          );
+          continue;
+        }
+        nat.push({
+          nicId: nic.id,
+          ipv4: nic.ipv4,
+          natInterface,
+          floatingIpv4: nic.floating_ipv4 ?? null,
+          forwards: nic.forwards ?? [],
+        });
+      }
+    const key = JSON.stringify(nat);
+    const last = this.lastNat;
+    if (last !== null && last.key === key && Date.now() - last.at < (this.opts.resyncIntervalMs ?? 30_000)) return;
+    try {
+      this.lastNat = null;
+      await this.opts.host.applyNat(nat);
+      this.lastNat = { key, at: Date.now() };
+    } catch (err) {
+      fail(err, 'cannot apply NAT');
     }
+  }
+
+  /** Put a NIC's limits on its tap now, and remember them so that passes do not repeat it. */
+  private async applyRateLimit(nicId: string, limit: RateLimit | null): Promise<void> {
+    const key = rateKey({ rate_limit: limit }) ?? '';
+    if (await this.opts.host.applyRateLimit(nicId, limit)) this.ratesApplied.set(nicId, { key, at: Date.now() });
+  }
+
+  /**
+   * The limits of every local NIC whose tap exists, unless applied the same
+   * within a resync interval (a limit changed on a running instance, or drift).
+   */
+  private async applyRateLimits(fail: (err: unknown, what: string) => void): Promise<void> {
+    const every = this.opts.resyncIntervalMs ?? 30_000;
+    for (const inst of this.instances.values())
+      for (const nic of inst.nics ?? []) {
+        const key = rateKey(nic) ?? '';
+        const last = this.ratesApplied.get(nic.id);
+        // A tap found without limits once stays so: no commands for it on every resync.
+        if (last !== undefined && last.key === key && (key === '' || Date.now() - last.at < every)) continue;
+        try {
+          await this.applyRateLimit(nic.id, nic.rate_limit ?? null);
+        } catch (err) {
+          fail(err, 'cannot apply rate limits');
+        }
+      }
   }
 
   /** Wait for the pass in flight and those asked for. */
@@ -418,6 +513,9 @@ export class NetworkReconciler implements KindReconciler<'network'> {
         }
       }
     }
+
+    await this.applyRateLimits(fail);
+    await this.applyNat(builtById, fail);
 
     // Each failure was logged where it happened; the queue retries the whole pass with backoff.
     if (failed) throw new Error('network pass failed');

@@ -2,7 +2,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { DesiredInstance } from '@floe/api';
 import { desiredInstance } from '@floe/testkit';
-import { applyNics, desiredNics, nicsForCreate, sameNics, withSlots, type NicHost } from './nic-apply.js';
+import { applyNics, desiredNics, nicsForCreate, rateKey, sameNics, withSlots, type NicHost } from './nic-apply.js';
 import type { VmNic } from './drivers/vm/types.js';
 
 const log = pino({ level: 'silent' });
@@ -52,6 +52,18 @@ describe('NIC application', () => {
     expect(sameNics(undefined, want)).toBe(false);
     expect(sameNics(want.slice(0, 1), want)).toBe(false);
     expect(sameNics([{ ...want[0]!, mac: 'x' }, want[1]!], want)).toBe(false);
+  });
+
+  it('counts a change of rate limits as a change of NICs, whatever order the fields came in', () => {
+    const vm = withNics([['nic_a', 0]]);
+    const before = desiredNics(vm);
+    vm.nics![0]!.rate_limit = { egress_pps: 100, ingress_kbps: 10_000 };
+    const limited = desiredNics(vm);
+    expect(limited[0]!.rate).toBe(rateKey({ rate_limit: { ingress_kbps: 10_000, egress_pps: 100 } }));
+    expect(limited[0]!.rate).toBe('ingress_kbps=10000,egress_pps=100');
+    expect(sameNics(before, limited)).toBe(false);
+    vm.nics![0]!.rate_limit = {};
+    expect(sameNics(before, desiredNics(vm))).toBe(true);
   });
 
   it("gives each tap its NIC's slot", () => {

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { DesiredInstance } from '@floe/api';
+import type { DesiredInstance, DesiredNic } from '@floe/api';
 import type { AppliedNic } from './state.js';
 import type { VmDriver, VmNic } from './drivers/vm/types.js';
 
@@ -21,17 +21,32 @@ export interface NicHost {
   removeNic(nicId: string): Promise<void>;
 }
 
-/** The NICs of a desired instance as the reconciler records them once applied, in slot order. */
-export function desiredNics(vm: DesiredInstance): AppliedNic[] {
-  return (vm.nics ?? []).map((n) => ({ id: n.id, index: n.index, mac: n.mac })).sort((a, b) => a.index - b.index);
+/** A NIC's rate limits as one string, the same for the same limits (fields in a fixed order); undefined: none. */
+export function rateKey(nic: Pick<DesiredNic, 'rate_limit'>): string | undefined {
+  const l = nic.rate_limit;
+  if (l == null) return undefined;
+  const parts = (['ingress_kbps', 'egress_kbps', 'ingress_pps', 'egress_pps'] as const)
+    .filter((f) => l[f] !== undefined)
+    .map((f) => `${f}=${l[f]}`);
+  return parts.length === 0 ? undefined : parts.join(',');
 }
 
-/** Whether the NICs applied are the ones wanted (ids, slots and MACs, in order). */
+/** The NICs of a desired instance as the reconciler records them once applied, in slot order. */
+export function desiredNics(vm: DesiredInstance): AppliedNic[] {
+  return (vm.nics ?? [])
+    .map((n) => {
+      const rate = rateKey(n);
+      return { id: n.id, index: n.index, mac: n.mac, ...(rate === undefined ? {} : { rate }) };
+    })
+    .sort((a, b) => a.index - b.index);
+}
+
+/** Whether the NICs applied are the ones wanted (ids, slots, MACs and rate limits, in order). */
 export function sameNics(a: AppliedNic[] | undefined, b: AppliedNic[]): boolean {
   return (
     a !== undefined &&
     a.length === b.length &&
-    a.every((n, i) => n.id === b[i]!.id && n.index === b[i]!.index && n.mac === b[i]!.mac)
+    a.every((n, i) => n.id === b[i]!.id && n.index === b[i]!.index && n.mac === b[i]!.mac && n.rate === b[i]!.rate)
   );
 }
 

@@ -41,6 +41,8 @@ export interface AppliedNic {
   id: string;
   index: number;
   mac: string;
+  /** The NIC's rate limits as applied to its tap (rateKey of nic-apply.ts); absent: none. */
+  rate?: string;
 }
 
 /** Where the reconciler keeps what it applied. */

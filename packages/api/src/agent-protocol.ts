@@ -1,5 +1,6 @@
 import { Type, type Static, type TSchema } from 'typebox';
 import { Nullable } from './common.js';
+import { RateLimit } from './networks.js';
 import { FirstBoot, HostFacts, InstanceSpec, InstanceState, InstanceStats } from './resources.js';
 import { DesiredSecurityGroup } from './security-groups.js';
 import { messageDecoder } from './wire.js';
@@ -31,6 +32,16 @@ export const DesiredImage = Type.Object({
 });
 export type DesiredImage = Static<typeof DesiredImage>;
 
+/** A port forwarded to a NIC: `address:port/protocol` on the host to `target_port` of the NIC's IPv4. */
+export const DesiredForward = Type.Object({
+  protocol: Type.Union([Type.Literal('tcp'), Type.Literal('udp')]),
+  /** A floating IP's address the host answers for; null: the host's own addresses. */
+  address: Nullable(Type.String()),
+  port: Type.Integer({ minimum: 1, maximum: 65535 }),
+  target_port: Type.Integer({ minimum: 1, maximum: 65535 }),
+});
+export type DesiredForward = Static<typeof DesiredForward>;
+
 /** One NIC of an instance, with everything the host needs for its tap, DHCP lease and network-config. */
 export const DesiredNic = Type.Object({
   id: Type.String(),
@@ -52,6 +63,12 @@ export const DesiredNic = Type.Object({
   security_groups: Type.Optional(Type.Array(Type.String())),
   /** False: the NIC's traffic is not filtered by security groups (anti-spoofing stays). */
   filtering: Type.Optional(Type.Boolean()),
+  /** Bandwidth and packet rate limits of the NIC's tap; absent or null: none. */
+  rate_limit: Type.Optional(Nullable(RateLimit)),
+  /** A floating IPv4 attached one to one: the host NATs it to and from the NIC's address. */
+  floating_ipv4: Type.Optional(Nullable(Type.String())),
+  /** Ports forwarded to the NIC: from a floating IP's address, or from the host's own (`address` null). */
+  forwards: Type.Optional(Type.Array(DesiredForward)),
 });
 export type DesiredNic = Static<typeof DesiredNic>;
 

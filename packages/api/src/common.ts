@@ -140,6 +140,8 @@ export const ID_PREFIX = {
   vpn_pool: 'vpool',
   vpn_network: 'vnet',
   vpn_peer: 'vpeer',
+  floating_ip: 'fip',
+  port_forward: 'pfw',
 } as const;
 /** Resource kinds that have ids. */
 export type Kind = keyof typeof ID_PREFIX;

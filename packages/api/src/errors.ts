@@ -58,6 +58,8 @@ export const ERROR_CODES = {
     status: 404,
     description: 'No security group (or rule of one) with that id or name in the project.',
   },
+  floating_ip_not_found: { status: 404, description: 'No floating IP with that id, name or address in the project.' },
+  port_forward_not_found: { status: 404, description: 'No port forward with that id or name in the project.' },
   operation_not_found: { status: 404, description: 'No operation with that id visible to this token.' },
   name_conflict: { status: 409, description: 'A resource of that kind and name already exists in the project.' },
   revision_mismatch: { status: 412, description: '`If-Match` does not match the current revision (ETag).' },
@@ -96,6 +98,10 @@ export const ERROR_CODES = {
   address_in_use: {
     status: 409,
     description: 'The requested address is already given to another NIC, or reserved, on that network.',
+  },
+  port_in_use: {
+    status: 409,
+    description: 'Another port forward already listens on that address, protocol and port.',
   },
   too_many_nics: { status: 409, description: 'An instance has at most 8 NICs.' },
   no_host_capacity: { status: 409, description: 'No online host has enough free vCPUs and memory for the instance.' },

@@ -11,6 +11,7 @@ export * from './resources.js';
 export * from './stats-history.js';
 export * from './networks.js';
 export * from './security-groups.js';
+export * from './floating-ips.js';
 export * from './operations.js';
 export * from './images.js';
 export * from './agent-protocol.js';

@@ -34,7 +34,7 @@ export type MeteringQuery = Static<typeof MeteringQuery>;
 /** One sum: quantity × seconds held inside the window, for one group. */
 export const MeteringRow = Type.Object({
   dimension: MeterDimension,
-  resource_kind: Nullable(Type.String({ description: 'instance, nic or image (with group_by=resource)' })),
+  resource_kind: Nullable(Type.String({ description: 'instance, nic, floating_ip or image (with group_by=resource)' })),
   resource_id: Nullable(Type.String({ description: 'with group_by=resource' })),
   day: Nullable(Type.String({ description: 'the UTC day, YYYY-MM-DD (with group_by=day)' })),
   quantity_seconds: Type.Number({

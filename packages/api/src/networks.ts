@@ -117,6 +117,41 @@ export const NetworkPatch = Type.Object({
 });
 export type NetworkPatch = Static<typeof NetworkPatch>;
 
+// ---------------------------------------------------------------- rate limits
+
+/** Highest bandwidth limit, in kbit/s (100 Gbit/s). */
+const MAX_KBPS = 100_000_000;
+/** Highest packet rate limit, in packets per second. */
+const MAX_PPS = 100_000_000;
+
+/**
+ * Bandwidth and packet rate limits of one NIC, seen from the instance:
+ * `ingress` is traffic to it, `egress` traffic from it. An absent field is no
+ * limit. Bandwidth is shaped on the host (queued, not dropped); packet rates
+ * are policed (packets over the rate are dropped).
+ *
+ * @example
+ * { "ingress_kbps": 10000, "egress_kbps": 10000, "egress_pps": 5000 }
+ */
+export const RateLimit = Type.Object(
+  {
+    ingress_kbps: Type.Optional(
+      Type.Integer({ minimum: 8, maximum: MAX_KBPS, description: 'bandwidth to the instance, kbit/s' }),
+    ),
+    egress_kbps: Type.Optional(
+      Type.Integer({ minimum: 8, maximum: MAX_KBPS, description: 'bandwidth from the instance, kbit/s' }),
+    ),
+    ingress_pps: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: MAX_PPS, description: 'packets per second to the instance' }),
+    ),
+    egress_pps: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: MAX_PPS, description: 'packets per second from the instance' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type RateLimit = Static<typeof RateLimit>;
+
 /** A network interface of an instance, with its stable MAC and addresses. */
 export const Nic = Type.Object({
   id: Id,
@@ -132,6 +167,7 @@ export const Nic = Type.Object({
     description: "names of the security groups that apply (the project's default when none was named)",
   }),
   filtering: Type.Boolean({ description: 'security-group filtering on (anti-spoofing applies either way)' }),
+  rate_limit: Type.Union([RateLimit, Type.Null()], { description: 'bandwidth and packet rate limits; null: none' }),
   created_at: Timestamp,
 });
 export type Nic = Static<typeof Nic>;
@@ -146,6 +182,7 @@ export const NicRequest = Type.Union([
       ipv6: Type.Optional(Type.String({ minLength: 2, maxLength: 45 })),
       security_groups: Type.Optional(NicGroups),
       filtering: Type.Optional(Type.Boolean()),
+      rate_limit: Type.Optional(RateLimit),
     },
     { additionalProperties: false },
   ),
@@ -159,8 +196,19 @@ export const NicAdd = Type.Object({
   ipv6: Type.Optional(Type.String({ minLength: 2, maxLength: 45 })),
   security_groups: Type.Optional(NicGroups),
   filtering: Type.Optional(Type.Boolean()),
+  rate_limit: Type.Optional(RateLimit),
 });
 export type NicAdd = Static<typeof NicAdd>;
+
+/** Body of `PATCH /v1/instances/{id}/nics/{nic}`: what a NIC may change while its instance runs. */
+export const NicPatch = Type.Object({
+  security_groups: Type.Optional(NicGroups),
+  filtering: Type.Optional(
+    Type.Boolean({ description: 'false: no security-group filtering for this NIC (anti-spoofing stays)' }),
+  ),
+  rate_limit: Type.Optional(Type.Union([RateLimit, Type.Null()], { description: 'new limits; null removes them' })),
+});
+export type NicPatch = Static<typeof NicPatch>;
 
 /** Path parameters of one NIC of an instance: `/v1/instances/{id}/nics/{nic}`. */
 export const NicParams = Type.Object({

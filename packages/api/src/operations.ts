@@ -115,6 +115,6 @@ export type OperationListQuery = Static<typeof OperationListQuery>;
 export const InstanceCreated = Type.Object({ instance: Instance, operation: Operation });
 export type InstanceCreated = Static<typeof InstanceCreated>;
 
-/** Answer of `POST /v1/instances/{id}/nics`: the new NIC and the operation plugging it in. */
+/** Answer of `POST /v1/instances/{id}/nics` and `PATCH .../nics/{nic}`: the NIC and the operation applying it. */
 export const NicAdded = Type.Object({ nic: Nic, operation: Operation });
 export type NicAdded = Static<typeof NicAdded>;

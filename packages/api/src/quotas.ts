@@ -18,6 +18,8 @@ export const QuotaDimension = Type.Union([
   Type.Literal('security_groups'),
   Type.Literal('vpn_networks'),
   Type.Literal('vpn_peers'),
+  Type.Literal('floating_ips'),
+  Type.Literal('port_forwards'),
 ]);
 export type QuotaDimension = Static<typeof QuotaDimension>;
 
@@ -35,6 +37,8 @@ export const QUOTA_DIMENSIONS: readonly QuotaDimension[] = [
   'security_groups',
   'vpn_networks',
   'vpn_peers',
+  'floating_ips',
+  'port_forwards',
 ];
 
 const Amount = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
@@ -54,6 +58,8 @@ export const QuotaLimits = Type.Object(
     security_groups: Type.Optional(Amount),
     vpn_networks: Type.Optional(Amount),
     vpn_peers: Type.Optional(Amount),
+    floating_ips: Type.Optional(Amount),
+    port_forwards: Type.Optional(Amount),
   },
   { additionalProperties: false },
 );
@@ -75,6 +81,8 @@ export const QuotaLimitsChange = Type.Object(
     security_groups: Type.Optional(AmountOrNull),
     vpn_networks: Type.Optional(AmountOrNull),
     vpn_peers: Type.Optional(AmountOrNull),
+    floating_ips: Type.Optional(AmountOrNull),
+    port_forwards: Type.Optional(AmountOrNull),
   },
   { additionalProperties: false },
 );

@@ -79,6 +79,8 @@ export const ScopeKind = Type.Union([
   Type.Literal('network'),
   Type.Literal('nic'),
   Type.Literal('security_group'),
+  Type.Literal('floating_ip'),
+  Type.Literal('port_forward'),
   Type.Literal('event'),
   Type.Literal('audit'),
   Type.Literal('join_token'),

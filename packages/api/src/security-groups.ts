@@ -113,18 +113,6 @@ export const NicGroups = Type.Array(Type.String({ minLength: 1, maxLength: 100 }
   description: "security groups by name or id; none: the project's default group",
 });
 
-/** Body of `PATCH /v1/instances/{id}/nics/{nic}`: the NIC's security groups and filtering, on a running VM too. */
-export const NicPatch = Type.Object(
-  {
-    security_groups: Type.Optional(NicGroups),
-    filtering: Type.Optional(
-      Type.Boolean({ description: 'false: no security-group filtering for this NIC (anti-spoofing stays)' }),
-    ),
-  },
-  { additionalProperties: false },
-);
-export type NicPatch = Static<typeof NicPatch>;
-
 /** A security group as a host enforces it (sent to the agents with the current member addresses). */
 export const DesiredSecurityGroup = Type.Object({
   id: Type.String(),

@@ -875,9 +875,87 @@ describe('networks', () => {
 
     const v6 = await floe(['net', 'create', 'v6', '--ipv4', 'none', '--ipv6', 'fd00:60::/64', '--dhcpv6']);
     expect(v6.calls[0]!.args[0]).toMatchObject({ name: 'v6', ipv4: null, ipv6: 'fd00:60::/64', dhcpv6: true });
-    const l = await floe(['net', 'nics', 'web'], { responses: { 'instances.nics': () => Promise.resolve([nic]) } });
+    const l = await floe(['net', 'nics', 'web'], {
+      responses: { 'instances.nics': () => Promise.resolve([{ ...nic, rate_limit: { ingress_kbps: 10_000 } }]) },
+    });
     expect(l.out).toMatch(
-      /^SLOT\s+ID\s+NETWORK\s+MAC\s+IPV4\s+IPV6\n1\s+nic_01JB8X0Q3E6M2T9K4V7W5YB1C3\s+lan\s+02:aa:bb:cc:dd:ee\s+10\.10\.0\.7\s+-\n$/,
+      /^SLOT\s+ID\s+NETWORK\s+MAC\s+IPV4\s+IPV6\s+RATE LIMIT\n1\s+nic_01JB8X0Q3E6M2T9K4V7W5YB1C3\s+lan\s+02:aa:bb:cc:dd:ee\s+10\.10\.0\.7\s+-\s+in=10mbit\n$/,
     );
+  });
+
+  it('rate limits: on create, on attach, and changed with net limit', async () => {
+    const created = await floe(
+      [
+        'vm',
+        'create',
+        'web',
+        '--image',
+        'img',
+        '--type',
+        'small',
+        '--network',
+        'lan',
+        '--network',
+        'dmz=10.20.0.5',
+        '--rate-limit',
+        '10mbit',
+      ],
+      {
+        responses: {
+          'instances.create': () =>
+            Promise.resolve({ instance: instance(), operation: op({ kind: 'instance.create' }) }),
+        },
+      },
+    );
+    expect(created.code, created.err).toBe(0);
+    const both = { ingress_kbps: 10_000, egress_kbps: 10_000 };
+    expect((created.calls[0]!.args[0] as { networks: unknown }).networks).toEqual([
+      { network: 'lan', rate_limit: both },
+      { network: 'dmz', ipv4: '10.20.0.5', rate_limit: both },
+    ]);
+    const alone = await floe(['vm', 'create', 'web', '--image', 'img', '--type', 'small', '--rate-limit', '10mbit']);
+    expect([alone.code, alone.err]).toEqual([2, expect.stringContaining('give one')]);
+
+    const nic = {
+      id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C3',
+      index: 1,
+      network_name: 'lan',
+      mac: '02:aa:bb:cc:dd:ee',
+      ipv4: '10.10.0.7',
+      ipv6: null,
+      rate_limit: { egress_pps: 500 },
+    };
+    const a = await floe(['net', 'attach', 'web', 'lan', '--rate-limit', 'out-pps=500'], {
+      responses: { 'instances.addNic': () => Promise.resolve({ nic, operation: op({ kind: 'instance.nic-add' }) }) },
+    });
+    expect(a.calls[0]!.args[1]).toEqual({ network: 'lan', rate_limit: { egress_pps: 500 } });
+    const changed = await floe(['net', 'limit', 'web', 'lan', 'in=5mbit,out-pps=500'], {
+      responses: {
+        'instances.nics': () => Promise.resolve([nic]),
+        'instances.updateNic': () =>
+          Promise.resolve({
+            nic: { ...nic, rate_limit: { ingress_kbps: 5000, egress_pps: 500 } },
+            operation: op({ kind: 'instance.nic-update' }),
+          }),
+      },
+    });
+    expect(changed.code, changed.err).toBe(0);
+    expect(changed.calls[1]).toEqual({
+      method: 'instances.updateNic',
+      args: ['web', nic.id, { rate_limit: { ingress_kbps: 5000, egress_pps: 500 } }, { project: undefined }],
+    });
+    expect(changed.out).toContain(`NIC ${nic.id} of web: rate limit in=5mbit,out-pps=500`);
+    const off = await floe(['net', 'limit', 'web', nic.id, 'none'], {
+      responses: {
+        'instances.updateNic': () =>
+          Promise.resolve({ nic: { ...nic, rate_limit: null }, operation: op({ kind: 'instance.nic-update' }) }),
+      },
+    });
+    expect(off.calls).toEqual([
+      { method: 'instances.updateNic', args: ['web', nic.id, { rate_limit: null }, { project: undefined }] },
+    ]);
+    const bad = await floe(['net', 'limit', 'web', nic.id, 'fast']);
+    expect([bad.code, bad.err]).toEqual([2, expect.stringContaining('not a bandwidth')]);
+    expect(bad.calls).toEqual([]);
   });
 });

@@ -11,6 +11,7 @@ import { InstancesApi } from './instances.js';
 import { NetworksApi } from './networks.js';
 import { SecurityGroupsApi } from './security-groups.js';
 import { VpnNetworksApi, VpnPeersApi, VpnPoolsApi } from './vpn.js';
+import { FloatingIpsApi, PortForwardsApi } from './nat.js';
 import { OperationsApi } from './operations.js';
 import { ProjectsApi, TokensApi } from './projects.js';
 import { MembersApi, UsersApi } from './users.js';
@@ -122,6 +123,10 @@ export class FloeClient implements Transport {
   readonly vpnNetworks: VpnNetworksApi;
   /** Peers of VPN networks, with their wg-quick files. */
   readonly vpnPeers: VpnPeersApi;
+  /** Floating IPs: list, get, create, attach, detach, delete, history. */
+  readonly floatingIps: FloatingIpsApi;
+  /** Port forwards: list, get, create, delete. */
+  readonly portForwards: PortForwardsApi;
   /** Operations: list, get, cancel, wait. */
   readonly operations: OperationsApi;
   /** The event stream. */
@@ -153,6 +158,8 @@ export class FloeClient implements Transport {
     this.vpnPools = new VpnPoolsApi(this, '/v1/vpn-pools');
     this.vpnNetworks = new VpnNetworksApi(this, '/v1/vpn-networks');
     this.vpnPeers = new VpnPeersApi(this, '/v1/vpn-peers');
+    this.floatingIps = new FloatingIpsApi(this, '/v1/floating-ips');
+    this.portForwards = new PortForwardsApi(this, '/v1/port-forwards');
     this.operations = new OperationsApi(this, '/v1/operations');
     this.events = new EventsApi(this);
     this.audit = new AuditApi(this, '/v1/audit');

@@ -26,6 +26,7 @@ export * from './io.js';
 export * from './networks.js';
 export * from './security-groups.js';
 export * from './vpn.js';
+export * from './nat.js';
 export * from './oidc.js';
 export * from './operations.js';
 export * from './projects.js';

@@ -10,10 +10,10 @@ import type {
   InstanceStop,
   ListQuery,
   Nic,
-  NicPatch,
   NicAdd,
   NicAdded,
   NicList,
+  NicPatch,
   Operation,
   PageOf,
 } from '@floe/api';
@@ -195,12 +195,22 @@ export class InstancesApi extends ListApi<Instance> {
       }),
     );
   }
-  /** Changes a NIC's security groups or filtering (running VMs too); the NIC after. */
-  updateNic(id: string, nic: string, patch: NicPatch, options: CallOptions = {}): Promise<Nic> {
+  /**
+   * Change a NIC's security groups, filtering or rate limits; the host applies them to the running instance.
+   *
+   * @example
+   * await client.instances.updateNic('web', nic.id, { rate_limit: { ingress_kbps: 10_000 } }, { wait: 30 });
+   */
+  updateNic(id: string, nic: string, body: NicPatch, options: OperationCallOptions = {}): Promise<NicAdded> {
     return this.t.request(
       'PATCH',
       this.path(id, `/nics/${segment(nic)}`),
-      defined({ query: scoped(options), body: patch, signal: options.signal }),
+      defined({
+        query: scoped(options, { wait: options.wait }),
+        body,
+        signal: options.signal,
+        timeoutMs: waitTimeout(this.t, options.wait),
+      }),
     );
   }
   /** Removes a NIC (hot-unplugged when running); its addresses are freed. */

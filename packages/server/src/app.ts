@@ -29,6 +29,7 @@ import { meteringRoutes } from './http/routes/metering.js';
 import { networkRoutes } from './http/routes/networks.js';
 import { securityGroupRoutes } from './http/routes/security-groups.js';
 import { vpnRoutes } from './http/routes/vpn.js';
+import { natRoutes } from './http/routes/nat.js';
 import { operationRoutes } from './http/routes/operations.js';
 import { projectRoutes, quotaRoutes } from './http/routes/projects.js';
 import { streamRoutes } from './http/routes/streams.js';
@@ -57,6 +58,7 @@ const ROUTE_FAMILIES: readonly RouteFamily[] = [
   networkRoutes,
   securityGroupRoutes,
   vpnRoutes,
+  natRoutes,
   imageFileRoutes,
   instanceIoRoutes,
   streamRoutes,

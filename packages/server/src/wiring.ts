@@ -19,6 +19,8 @@ import { HostService } from './services/hosts.js';
 import { InstanceService } from './services/instances.js';
 import { SecurityGroupService } from './services/security-groups.js';
 import { NetworkService } from './services/networks.js';
+import { FloatingIpService } from './services/floating-ips.js';
+import { PortForwardService } from './services/port-forwards.js';
 import { OperationService } from './services/operations.js';
 import { ProjectService } from './services/projects.js';
 import { TokenService } from './services/tokens.js';
@@ -67,6 +69,10 @@ export interface Services {
   securityGroups: SecurityGroupService;
   /** VPN pools, VPN networks and their peers. */
   vpn: VpnService;
+  /** Floating IPs of public networks, NATed one to one to NICs. */
+  floatingIps: FloatingIpService;
+  /** Ports of floating IPs or hosts forwarded to NICs. */
+  portForwards: PortForwardService;
   operations: OperationService;
   hub: AgentHub;
   pki: ControlPki;
@@ -105,6 +111,8 @@ export function buildServices(
   const securityGroups = new SecurityGroupService(ctx, projects);
   const networks = new NetworkService(ctx, projects, securityGroups);
   const instances = new InstanceService(ctx, projects, images, machineTypes, operations, networks);
+  const floatingIps = new FloatingIpService(ctx, projects, networks);
+  const portForwards = new PortForwardService(ctx, projects, floatingIps);
   const hosts = new HostService(ctx);
   const vpn = new VpnService(ctx, projects, networks);
   const hub = new AgentHub(ctx, hosts, instances, log, [
@@ -140,6 +148,8 @@ export function buildServices(
     networks,
     securityGroups,
     vpn,
+    floatingIps,
+    portForwards,
     operations,
     hub,
     pki,

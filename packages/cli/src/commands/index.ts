@@ -7,6 +7,7 @@ import { registerInstance } from './instance.js';
 import { registerLogin } from './login.js';
 import { registerNetwork } from './network.js';
 import { registerVpn } from './vpn.js';
+import { registerFloatingIp, registerForward } from './nat.js';
 import { registerOperation } from './operation.js';
 import { registerProject } from './project.js';
 import { registerSecurityGroup } from './security-group.js';
@@ -29,6 +30,8 @@ export function registerCommands(program: Command): void {
   registerNetwork(program);
   registerSecurityGroup(program);
   registerVpn(program);
+  registerFloatingIp(program);
+  registerForward(program);
   registerOperation(program);
   registerEvents(program);
   registerAudit(program);

@@ -1,6 +1,6 @@
 import { registerInstanceUpdate } from './security-group.js';
 import { Option, type Command } from 'commander';
-import type { HistoryEntry, Instance, InstanceCreate, Operation, RestartPolicy } from '@floe/api';
+import type { HistoryEntry, Instance, InstanceCreate, Operation, RateLimit, RestartPolicy } from '@floe/api';
 import { UsageError } from '../errors.js';
 import { age, mib, oneLine, renderDetails, renderTable, stateColor, type Colors } from '../output.js';
 import { checkName, collect, intArg, parseLabels, readSshKeys, readUserData } from '../parse.js';
@@ -9,7 +9,8 @@ import { runtimeOf, type CliRuntime } from '../runtime.js';
 import { waitFirstBoot } from './first-boot.js';
 import { registerInstanceIo } from './instance-io.js';
 import { registerInstanceResize } from './instance-resize.js';
-import { parseNetworkArg } from './network.js';
+import { parseNetworkArg, RATE_LIMIT_HELP } from './network.js';
+import { parseRateLimit } from './rate-limit.js';
 import { confirmDeletion, examples, fetchPage, listOptions, nameMap, type ListFlags } from './shared.js';
 
 /** Table rows of instances; host and image ids are shown by name when known. */
@@ -78,6 +79,7 @@ interface CreateFlags {
   start: boolean;
   restartPolicy?: RestartPolicy;
   network?: string[];
+  rateLimit?: RateLimit | null;
   wait?: boolean;
   waitBoot?: number | true;
 }
@@ -104,6 +106,13 @@ function instanceCreateBody(name: string, flags: CreateFlags, project: string | 
   if (!flags.start) body.start = false;
   if (flags.restartPolicy !== undefined) body.restart_policy = flags.restartPolicy;
   if (flags.network !== undefined) body.networks = flags.network.map(parseNetworkArg);
+  if (flags.rateLimit != null) {
+    if (body.networks === undefined) throw new UsageError('--rate-limit applies to the NICs of --network: give one');
+    const rate_limit = flags.rateLimit;
+    body.networks = body.networks.map((n) =>
+      typeof n === 'string' ? { network: n, rate_limit } : { ...n, rate_limit },
+    );
+  }
   return body;
 }
 
@@ -193,6 +202,7 @@ export function registerInstance(program: Command): void {
       'a NIC on this network, optionally with its addresses: lan=10.10.0.7,fd00::7 (repeatable, in slot order)',
       (v: string, prev: string[] = []) => [...prev, v],
     )
+    .option('--rate-limit <limits>', `for every --network NIC: ${RATE_LIMIT_HELP}`, parseRateLimit)
     .option('--no-start', 'create the instance stopped')
     .addOption(
       new Option('--restart-policy <policy>', 'what to do when the VM stops by itself').choices([

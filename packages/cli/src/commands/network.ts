@@ -1,10 +1,11 @@
 import { Option, type Command } from 'commander';
-import type { Network, NetworkCreate, Nic, NicRequest, Operation } from '@floe/api';
+import type { Network, NetworkCreate, Nic, NicRequest, Operation, RateLimit } from '@floe/api';
 import { UsageError } from '../errors.js';
 import { age, renderDetails, renderTable, type Colors } from '../output.js';
 import { checkName, collect, intArg, parseLabels } from '../parse.js';
 import { followOperation } from '../progress.js';
 import { runtimeOf, type CliRuntime } from '../runtime.js';
+import { formatRateLimit, parseRateLimit } from './rate-limit.js';
 import { confirmDeletion, examples, fetchPage, listOptions, type ListFlags } from './shared.js';
 
 /** Table rows of networks. */
@@ -29,10 +30,22 @@ function networkTable(items: Network[], now: number, _c: Colors): string {
 /** Table rows of NICs. */
 function nicTable(items: Nic[]): string {
   return renderTable(
-    ['SLOT', 'ID', 'NETWORK', 'MAC', 'IPV4', 'IPV6'],
-    items.map((n) => [String(n.index), n.id, n.network_name, n.mac, n.ipv4 ?? '-', n.ipv6 ?? '-']),
+    ['SLOT', 'ID', 'NETWORK', 'MAC', 'IPV4', 'IPV6', 'RATE LIMIT'],
+    items.map((n) => [
+      String(n.index),
+      n.id,
+      n.network_name,
+      n.mac,
+      n.ipv4 ?? '-',
+      n.ipv6 ?? '-',
+      formatRateLimit(n.rate_limit),
+    ]),
   );
 }
+
+/** Help of every `--rate-limit`. */
+export const RATE_LIMIT_HELP =
+  'bandwidth and packet rate limits: 10mbit (both ways), in=10mbit,out=2mbit,in-pps=1000,out-pps=1000 (in: to the instance), or none';
 
 /**
  * One `--network` of `floe instance create`: `lan`, or `lan=10.10.0.7` for a
@@ -202,12 +215,13 @@ export function registerNetwork(program: Command): void {
     .argument('<network>', 'network id or name')
     .option('--ipv4 <address>', 'IPv4 address to take (default: the next free one)')
     .option('--ipv6 <address>', 'IPv6 address to take (default: SLAAC address of the MAC on a /64)')
+    .option('--rate-limit <limits>', RATE_LIMIT_HELP, parseRateLimit)
     .option('--wait', 'wait until the host has plugged it in')
     .action(
       async (
         instance: string,
         network: string,
-        opts: { ipv4?: string; ipv6?: string; wait?: boolean },
+        opts: { ipv4?: string; ipv6?: string; rateLimit?: RateLimit | null; wait?: boolean },
         cmd: Command,
       ) => {
         const rt = runtimeOf(cmd);
@@ -215,6 +229,7 @@ export function registerNetwork(program: Command): void {
           network,
           ...(opts.ipv4 === undefined ? {} : { ipv4: opts.ipv4 }),
           ...(opts.ipv6 === undefined ? {} : { ipv6: opts.ipv6 }),
+          ...(opts.rateLimit == null ? {} : { rate_limit: opts.rateLimit }),
         };
         const { nic, operation } = await rt.client(cmd).instances.addNic(instance, body, { project: rt.project(cmd) });
         await report(
@@ -226,7 +241,46 @@ export function registerNetwork(program: Command): void {
         );
       },
     );
-  examples(attach, ['floe net attach web lan', 'floe net attach fw dmz --ipv4 10.20.0.254 --wait']);
+  examples(attach, [
+    'floe net attach web lan',
+    'floe net attach fw dmz --ipv4 10.20.0.254 --wait',
+    'floe net attach web lan --rate-limit 10mbit',
+  ]);
+
+  const limit = net
+    .command('limit')
+    .description("change a NIC's bandwidth and packet rate limits; a running instance gets them at once")
+    .argument('<instance>', 'instance id or name')
+    .argument('<nic>', 'NIC id (see "floe net nics <instance>"), or the network of its only NIC there')
+    .argument('<limits>', RATE_LIMIT_HELP)
+    .option('--wait', 'wait until the host has applied them')
+    .action(async (instance: string, nicRef: string, limits: string, opts: { wait?: boolean }, cmd: Command) => {
+      const rt = runtimeOf(cmd);
+      const rateLimit = parseRateLimit(limits);
+      const client = rt.client(cmd);
+      const project = rt.project(cmd);
+      const nicId = nicRef.startsWith('nic_')
+        ? nicRef
+        : pickNic(await client.instances.nics(instance, { project }), instance, nicRef);
+      const { nic, operation } = await client.instances.updateNic(
+        instance,
+        nicId,
+        { rate_limit: rateLimit },
+        { project },
+      );
+      await report(
+        rt,
+        cmd,
+        operation,
+        opts.wait,
+        `NIC ${nic.id} of ${instance}: rate limit ${formatRateLimit(nic.rate_limit)}`,
+      );
+    });
+  examples(limit, [
+    'floe net limit web lan 10mbit --wait',
+    'floe net limit web nic_01J9Z8K3W5 in=100mbit,out=10mbit,out-pps=20000',
+    'floe net limit web lan none',
+  ]);
 
   const detach = net
     .command('detach')

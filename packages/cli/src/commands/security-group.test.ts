@@ -54,6 +54,7 @@ const NIC: Nic = {
   ipv6: null,
   security_groups: ['default'],
   filtering: true,
+  rate_limit: null,
   created_at: T,
 };
 
@@ -76,10 +77,13 @@ function fake() {
       updateNic: (_id: string, nic: string, patch: NicPatch) => {
         patches.push({ nic, patch });
         return Promise.resolve({
-          ...NIC,
-          id: nic,
-          security_groups: patch.security_groups ?? NIC.security_groups,
-          filtering: patch.filtering ?? true,
+          nic: {
+            ...NIC,
+            id: nic,
+            security_groups: patch.security_groups ?? NIC.security_groups,
+            filtering: patch.filtering ?? true,
+          },
+          operation: { id: 'op_1', status: 'succeeded' },
         });
       },
     },

@@ -212,18 +212,18 @@ export function registerInstanceUpdate(instance: Command): void {
         if (chosen.length === 0)
           throw new UsageError(flags.nic === undefined ? `instance ${id} has no NICs` : `no NIC ${flags.nic} on ${id}`);
         const out: Nic[] = [];
-        for (const n of chosen)
-          out.push(
-            await client.instances.updateNic(
-              id,
-              n.id,
-              {
-                ...(groups !== undefined ? { security_groups: groups } : {}),
-                ...(filteringSet ? { filtering: flags.filtering !== false } : {}),
-              },
-              { project },
-            ),
+        for (const n of chosen) {
+          const { nic } = await client.instances.updateNic(
+            id,
+            n.id,
+            {
+              ...(groups !== undefined ? { security_groups: groups } : {}),
+              ...(filteringSet ? { filtering: flags.filtering !== false } : {}),
+            },
+            { project },
           );
+          out.push(nic);
+        }
         rt.print(cmd, { items: out }, () =>
           out
             .map((n) => `NIC ${n.id}: ${n.security_groups.join(', ')}${n.filtering ? '' : ' (filtering off)'}\n`)

@@ -168,6 +168,8 @@ export interface NicsTable {
   mac: string;
   ipv4: string | null;
   ipv6: string | null;
+  /** JSON of the NIC's RateLimit, null for none. */
+  rate_limit: string | null;
   created_at: string;
   // Security groups (migration 0015).
   /** JSON array of security group ids; [] (NICs older than security groups): the project's `default` group. */
@@ -181,6 +183,27 @@ export interface SecurityGroupsTable extends ResourceRow {
   project: string;
   description: string;
   spec: string;
+}
+
+/** A public IPv4 of a public network's pool held by a project; attached to at most one NIC. */
+export interface FloatingIpsTable extends ResourceRow {
+  project: string;
+  network_id: string;
+  address: string;
+  instance_id: string | null;
+  nic_id: string | null;
+}
+
+/** A port of a floating IP or of the host forwarded to a port of a NIC. */
+export interface PortForwardsTable extends ResourceRow {
+  project: string;
+  protocol: string; // tcp | udp
+  /** The floating IP's id, or `host` for the host's own addresses. */
+  listen: string;
+  port: number;
+  instance_id: string;
+  nic_id: string;
+  target_port: number;
 }
 
 /** One address taken on a network; the unique (network_id, address) is what keeps IPAM from handing it out twice. */
@@ -392,6 +415,8 @@ export interface Database {
   host_allocations: HostAllocationsTable;
   networks: NetworksTable;
   nics: NicsTable;
+  floating_ips: FloatingIpsTable;
+  port_forwards: PortForwardsTable;
   ip_addresses: IpAddressesTable;
   resource_labels: ResourceLabelsTable;
   history: HistoryTable;

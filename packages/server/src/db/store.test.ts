@@ -161,9 +161,34 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
       mac: '02:00:00:00:00:01',
       ipv4: '10.0.0.2',
       ipv6: null,
+      rate_limit: toJson({ ingress_kbps: 10000 }),
       created_at: T0,
       security_groups: '["sg_1"]',
       filtering: 0,
+    },
+  },
+  floating_ips: {
+    pk: ['id'],
+    row: {
+      ...resource('fip_1', 'web'),
+      project: 'alpha',
+      network_id: 'net_1',
+      address: '198.51.100.50',
+      instance_id: 'inst_1',
+      nic_id: 'nic_1',
+    },
+  },
+  port_forwards: {
+    pk: ['id'],
+    row: {
+      ...resource('pfw_1', 'ssh'),
+      project: 'alpha',
+      protocol: 'tcp',
+      listen: 'fip_1',
+      port: 2222,
+      instance_id: 'inst_1',
+      nic_id: 'nic_1',
+      target_port: 22,
     },
   },
   ip_addresses: {
@@ -374,6 +399,11 @@ const EXPECTED_INDEXES = [
   'unique networks(vni)',
   'unique nics(instance_id,idx)',
   'unique nics(network_id,mac)',
+  'unique floating_ips(project,name)',
+  'index floating_ips(nic_id)',
+  'unique port_forwards(project,name)',
+  'unique port_forwards(listen,protocol,port)',
+  'index port_forwards(nic_id)',
   'unique ip_addresses(network_id,address)',
   'index ip_addresses(nic_id)',
   'index audit_log(at)',
@@ -545,6 +575,7 @@ for (const t of storeTargets()) {
           '0014_instance_disk',
           '0015_security_groups',
           '0017_vpn',
+          '0016_nat_and_rate_limits',
         ]);
       } finally {
         await again.close();
@@ -569,6 +600,8 @@ for (const t of storeTargets()) {
         if (table === 'vpn_networks') Object.assign(nulled, { name: 'other', slot: 4 });
         if (table === 'vpn_peers')
           Object.assign(nulled, { name: 'other', host_index: 3, public_key: `${'z'.repeat(43)}=` });
+        if (table === 'floating_ips') nulled.name = 'other';
+        if (table === 'port_forwards') Object.assign(nulled, { name: 'other', port: 2223 });
 
         for (const sample of [row, nulled]) {
           await anyDb.insertInto(table).values(sample).execute();
@@ -881,6 +914,7 @@ for (const t of storeTargets()) {
           '0014_instance_disk',
           '0015_security_groups',
           '0017_vpn',
+          '0016_nat_and_rate_limits',
         ]);
         expect(await migrate(fresh.db, fresh.dialect)).toEqual([]);
       } finally {

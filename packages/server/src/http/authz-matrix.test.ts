@@ -126,11 +126,17 @@ const FIXTURES: Record<string, Fixture> = {
   'PATCH /v1/instances/:id': { body: labels },
   'POST /v1/instances/:id/nics': { body: () => ({ network: 'lan' }) },
   'POST /v1/instances/:id/resize': { body: () => ({ vcpus: 2 }) },
+  'GET /v1/floating-ips': list,
+  'POST /v1/floating-ips': { body: (project, name) => ({ name, project }) },
+  'POST /v1/floating-ips/:id/attach': { body: () => ({ instance: 'vm' }) },
+  'GET /v1/port-forwards': list,
+  'POST /v1/port-forwards': { body: (project, name) => ({ name, project, port: 2222, instance: 'vm' }) },
   'GET /v1/operations': list,
   'PATCH /v1/hosts/:id': { body: labels },
   'POST /v1/hosts/join-tokens': { body: () => ({}) },
   'POST /v1/hosts/join': { body: (_p, name) => ({ token: 'floe_join_not-a-real-one', name, csr: 'x'.repeat(200) }) },
-  'GET /v1/networks': list,
+  // Public networks are listed in every project: the list asks for the projects' own by label.
+  'GET /v1/networks': { query: true, params: { label: 'matrix=lan' } },
   'POST /v1/networks': { body: (project, name) => ({ name, project, gateway: 'none' }) },
   'PATCH /v1/networks/:id': { body: labels },
   'GET /v1/security-groups': list,
@@ -164,6 +170,8 @@ const PROJECT_QUERY = new Set<RoutePolicy['target']>([
   'security_group',
   'vpn_network',
   'vpn_peer',
+  'floating_ip',
+  'port_forward',
 ]);
 
 type Outcome = 'allowed' | 'hidden' | 'forbidden' | 'unauthenticated' | 'agent-only' | 'same-for-all';
@@ -281,8 +289,35 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
         await ok('POST', '/v1/vpn-networks', { name: 'vpn', project: p, pool: 'mx-pool' });
         await ok('POST', '/v1/vpn-peers', { name: 'peer', project: p, vpn_network: 'vpn' });
         await ok('POST', '/v1/images', { name: 'img', project: p });
-        await ok('POST', '/v1/networks', { name: 'lan', project: p, ipv4: p === A ? '10.91.0.0/24' : '10.92.0.0/24' });
+        await ok('POST', '/v1/networks', {
+          name: 'lan',
+          project: p,
+          ipv4: p === A ? '10.91.0.0/24' : '10.92.0.0/24',
+          labels: { matrix: 'lan' },
+        });
         await ok('POST', '/v1/instances', { name: 'vm', project: p, image: 'img', vcpus: 1, memory_mib: 128 });
+      }
+      // Floating IPs come from the one public network.
+      await ok('POST', '/v1/networks', {
+        name: 'pub',
+        project: A,
+        kind: 'public',
+        ipv4: '100.64.0.0/16',
+        gateway: '100.64.0.1',
+        pool: { start: '100.64.0.10', end: '100.64.250.250' },
+        uplink: 'eth9',
+      });
+      for (const p of [A, B]) {
+        await ok('POST', '/v1/floating-ips', { name: 'fip', project: p });
+        await ok('POST', '/v1/instances', {
+          name: 'fwd',
+          project: p,
+          image: 'img',
+          vcpus: 1,
+          memory_mib: 128,
+          networks: ['lan'],
+        });
+        await ok('POST', '/v1/port-forwards', { name: 'pf', project: p, port: p === A ? 2201 : 2202, instance: 'fwd' });
       }
       secret.admin = cp.adminToken;
       secret.own = (await ok('POST', '/v1/tokens', { name: 'own', projects: [A] })).secret;
@@ -381,6 +416,22 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
             network: 'lan',
           });
           return { id: nic.nic.id, parent: created.instance.id };
+        }
+        case 'floating_ip':
+          return { id: (await ok('POST', '/v1/floating-ips', { name, project })).id };
+        case 'port_forward': {
+          const created = await ok('POST', '/v1/instances', {
+            name,
+            project,
+            image: 'img',
+            vcpus: 1,
+            memory_mib: 128,
+            networks: ['lan'],
+          });
+          const port = 10_000 + seq;
+          return {
+            id: (await ok('POST', '/v1/port-forwards', { name, project, port, instance: created.instance.id })).id,
+          };
         }
         default:
           throw new Error(`no fixture for ${kind}`);

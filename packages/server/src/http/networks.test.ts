@@ -409,6 +409,59 @@ for (const t of storeTargets()) {
       expectError(await call('POST', '/v1/instances/web/nics?project=net', { network: 'dmz' }), 'too_many_nics');
     });
 
+    it('sets rate limits on a new NIC and changes them on an existing one as operations the agent sees', async () => {
+      const web = (await call('GET', '/v1/instances/web?project=net')).body;
+      const last = (await nicsOf('web')).at(-1)!;
+      expect((await call('DELETE', `/v1/instances/web/nics/${last.id}?project=net`)).status).toBe(202);
+      const limit = { ingress_kbps: 10_000, egress_kbps: 10_000 };
+      const added = await call(
+        'POST',
+        '/v1/instances/web/nics?project=net',
+        { network: 'dmz', rate_limit: limit },
+        userToken,
+      );
+      expect(added.status, JSON.stringify(added.body)).toBe(202);
+      expect(added.body.nic.rate_limit).toEqual(limit);
+      const nicId: string = added.body.nic.id;
+      const desiredLimit = async () =>
+        (await cp.app.services.instances.desiredOne(web.id))!.nics!.find((n) => n.id === nicId)!.rate_limit;
+      expect(await desiredLimit()).toEqual(limit);
+
+      const changed = await call(
+        'PATCH',
+        `/v1/instances/web/nics/${nicId}?project=net`,
+        { rate_limit: { egress_pps: 2000 } },
+        userToken,
+      );
+      expect(changed.status, JSON.stringify(changed.body)).toBe(202);
+      expect(changed.body.operation).toMatchObject({ kind: 'instance.nic-update', status: 'pending' });
+      expect(changed.body.nic.rate_limit).toEqual({ egress_pps: 2000 });
+      expect((await nicsOf('web')).find((n) => n.id === nicId)!.rate_limit).toEqual({ egress_pps: 2000 });
+      expect(await desiredLimit()).toEqual({ egress_pps: 2000 });
+      const history = (await call('GET', '/v1/instances/web/history?project=net')).body.items as { action: string }[];
+      expect(history.at(-1)!.action).toBe('nic-update');
+
+      // Null and an empty object both remove them.
+      await call('PATCH', `/v1/instances/web/nics/${nicId}?project=net`, { rate_limit: {} });
+      expect((await nicsOf('web')).find((n) => n.id === nicId)!.rate_limit).toBeNull();
+      await call('PATCH', `/v1/instances/web/nics/${nicId}?project=net`, { rate_limit: { ingress_pps: 5 } });
+      await call('PATCH', `/v1/instances/web/nics/${nicId}?project=net`, { rate_limit: null });
+      expect(await desiredLimit()).toBeUndefined();
+
+      expectError(
+        await call('PATCH', `/v1/instances/web/nics/${nicId}?project=net`, { rate_limit: { ingress_kbps: 0 } }),
+        'validation_failed',
+      );
+      expectError(
+        await call('PATCH', `/v1/instances/web/nics/${nicId}?project=net`, { rate_limit: { burst: 5 } }),
+        'validation_failed',
+      );
+      expectError(
+        await call('PATCH', '/v1/instances/web/nics/nic_01JB8X0Q3E6M2T9K4V7W5YB1C3?project=net', { rate_limit: null }),
+        'nic_not_found',
+      );
+    });
+
     it('refuses to delete a network with NICs (409), frees addresses when the instance is gone, then deletes', async () => {
       expectError(await call('DELETE', '/v1/networks/lan?project=net'), 'in_use');
       for (const name of ['web', 'db']) {

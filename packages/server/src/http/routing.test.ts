@@ -21,6 +21,7 @@ const BODILESS = new Set([
   'POST /v1/operations/{id}/cancel',
   'POST /v1/auth/logout',
   'POST /v1/users/me/totp',
+  'POST /v1/floating-ips/{id}/detach',
 ]);
 
 async function operations(): Promise<[string, Operation][]> {

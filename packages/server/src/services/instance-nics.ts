@@ -77,39 +77,6 @@ export class InstanceNicChanges {
     return { nic, operation };
   }
 
-  /**
-   * Change a NIC's security groups or filtering. Nothing in the VM changes: the hosts rebuild their
-   * firewall (this one for the NIC, the others for the groups' members) as soon as they hear of it.
-   */
-  async update(principal: Principal, ref: string, project: string, nicId: string, patch: NicPatch): Promise<Nic> {
-    const { nic, hostId, instanceId } = await transaction(this.ctx.store, async (trx) => {
-      const row = await lockedInstanceRow(principal, ref, project, trx);
-      const found = await this.nics.find(trx, row.id, nicId);
-      if (!found)
-        throw new FloeError('nic_not_found', `instance "${row.name}" has no NIC "${nicId}"`, {
-          kind: 'nic',
-          id: nicId,
-        });
-      const nic = await this.nics.setGroups(trx, principal, found, patch);
-      return { nic, hostId: row.host_id, instanceId: row.id };
-    });
-    await this.post.run({
-      forget: [instanceId],
-      events: [
-        {
-          type: 'resource.updated',
-          project,
-          kind: 'nic',
-          resource_id: nic.id,
-          data: { instance: instanceId, security_groups: nic.security_groups, filtering: nic.filtering },
-        },
-      ],
-      desired: [{ instanceId, hostId }],
-      networkHosts: [hostId],
-    });
-    return nic;
-  }
-
   /** Hot-remove a NIC: its addresses are given back at once and the agent unplugs it. */
   async remove(principal: Principal, ref: string, project: string, nicId: string): Promise<Operation> {
     const { operation, events, hostId, instanceId, networkId } = await transaction(this.ctx.store, async (trx) => {
@@ -136,12 +103,63 @@ export class InstanceNicChanges {
     return operation;
   }
 
+  /**
+   * Change a NIC's security groups, filtering or rate limits, while the instance runs too: recorded at
+   * once; the agent applies the limits to the NIC's tap, and the hosts rebuild their firewall (this one
+   * for the NIC, the others for the groups' members) as soon as they hear of it. Done once the agent
+   * observed it.
+   */
+  async update(
+    principal: Principal,
+    ref: string,
+    project: string,
+    nicId: string,
+    patch: NicPatch,
+  ): Promise<{ nic: Nic; operation: Operation }> {
+    const { operation, events, hostId, instanceId, nic } = await transaction(this.ctx.store, async (trx) => {
+      const row = await lockedInstanceRow(principal, ref, project, trx);
+      if (row.deleting === 1)
+        throw new FloeError('invalid_state', `instance "${row.name}" is being deleted`, { state: row.state });
+      const found = await this.nics.find(trx, row.id, nicId);
+      if (!found)
+        throw new FloeError('nic_not_found', `instance "${row.name}" has no NIC "${nicId}"`, {
+          kind: 'nic',
+          id: nicId,
+        });
+      if (patch.security_groups !== undefined || patch.filtering !== undefined)
+        await this.nics.setGroups(trx, principal, found, patch);
+      if (patch.rate_limit !== undefined) await this.nics.setRateLimit(trx, found, patch.rate_limit);
+      const nic = (await this.nics.list(trx, row.id)).find((n) => n.id === found.id)!;
+      const ops = await this.bump(trx, principal, row, 'nic-update', `change of NIC ${nic.id} requested`, nic.id);
+      return { ...ops, hostId: row.host_id, instanceId: row.id, nic };
+    });
+    const groupsChanged = patch.security_groups !== undefined || patch.filtering !== undefined;
+    await this.post.run({
+      forget: [instanceId],
+      events: groupsChanged
+        ? [
+            ...events,
+            {
+              type: 'resource.updated',
+              project,
+              kind: 'nic',
+              resource_id: nic.id,
+              data: { instance: instanceId, security_groups: nic.security_groups, filtering: nic.filtering },
+            },
+          ]
+        : events,
+      desired: [{ instanceId, hostId }],
+      ...(groupsChanged ? { networkHosts: [hostId] } : {}),
+    });
+    return { nic, operation };
+  }
+
   // A NIC change is an operation like start/stop: a new generation, done once the agent observed it in the wanted power state.
   private async bump(
     trx: Db,
     principal: Principal,
     row: InstancesTable,
-    action: 'nic-add' | 'nic-remove',
+    action: 'nic-add' | 'nic-remove' | 'nic-update',
     message: string,
     nicId: string,
   ) {

@@ -434,8 +434,14 @@ export class InstanceService {
     return this.nicChanges.add(principal, ref, project, req, onCommit);
   }
 
-  /** Change a NIC's security groups or filtering (see InstanceNicChanges). */
-  updateNic(principal: Principal, ref: string, project: string, nicId: string, patch: NicPatch): Promise<Nic> {
+  /** Change a NIC's security groups, filtering or rate limits (see InstanceNicChanges). */
+  updateNic(
+    principal: Principal,
+    ref: string,
+    project: string,
+    nicId: string,
+    patch: NicPatch,
+  ): Promise<{ nic: Nic; operation: Operation }> {
     return this.nicChanges.update(principal, ref, project, nicId, patch);
   }
 

@@ -307,6 +307,31 @@ export async function allocate(
   return { ipv4, ipv6 };
 }
 
+/**
+ * Take one IPv4 address of a network for `ownerId` (a floating IP) inside the caller's transaction: the
+ * one requested if free (`address_in_use` otherwise), else the lowest free one of the range or pool.
+ */
+export async function allocateIpv4(
+  db: Db,
+  network: { id: string; name: string },
+  plan: AddressPlan,
+  ownerId: string,
+  requested: string | undefined,
+  field: string,
+): Promise<string> {
+  if (plan.v4 === null)
+    throw new FloeError('validation_failed', `network "${network.name}" has no IPv4 range`, { field });
+  if (requested === undefined)
+    return claimNext(db, network.id, 4, freeIpv4(plan, await taken(db, network.id, 4)), ownerId, network.name);
+  const address = checkRequested4(plan, requested, field);
+  if (!(await claimAddress(db, network.id, 4, address, ownerId)))
+    throw new FloeError('address_in_use', `${address} is already used on network "${network.name}"`, {
+      field,
+      address,
+    });
+  return address;
+}
+
 /** Give back every address of these NICs. */
 export async function release(db: Db, nicIds: readonly string[]): Promise<void> {
   if (nicIds.length === 0) return;

@@ -17,7 +17,7 @@ export type MeterDimension =
 
 export interface MeterKey {
   readonly project: string;
-  readonly resource_kind: 'instance' | 'nic' | 'image';
+  readonly resource_kind: 'instance' | 'nic' | 'image' | 'floating_ip';
   readonly resource_id: string;
   readonly dimension: MeterDimension;
 }

@@ -266,6 +266,16 @@ export class NetworkService implements NetworkLookup {
           id: row.id,
           instance: nic.instance_id,
         });
+      const fip = await trx
+        .selectFrom('floating_ips')
+        .select('name')
+        .where('network_id', '=', row.id)
+        .executeTakeFirst();
+      if (fip)
+        throw new FloeError('in_use', `network "${row.name}" still holds floating IP "${fip.name}"; delete it first`, {
+          kind: 'network',
+          id: row.id,
+        });
       await releaseNetwork(trx, row.id);
       await trx.deleteFrom('networks').where('id', '=', row.id).execute();
       await trx.deleteFrom('resource_labels').where('resource_id', '=', row.id).execute();

@@ -1,4 +1,13 @@
-import { FloeError, MAX_NICS, type DesiredNic, type Nic, type NicPatch, type NicRequest } from '@floe/api';
+import {
+  FloeError,
+  MAX_NICS,
+  type DesiredForward,
+  type DesiredNic,
+  type Nic,
+  type NicPatch,
+  type NicRequest,
+  type RateLimit,
+} from '@floe/api';
 import { fromJson, nowIso, toJson, type Db } from '../db/index.js';
 import type { NetworksTable, NicsTable } from '../db/schema.js';
 import { newId } from '../ids.js';
@@ -6,6 +15,7 @@ import type { Principal, ServiceContext } from './context.js';
 import { addressPlan, allocate, macFor, release, type AddressPlan } from './ipam.js';
 import { networkSpecOf } from './network-spec.js';
 import { closeAll, setQuantity } from './metering.js';
+import { desiredNat, releaseNat } from './nat-rows.js';
 
 /** The group ids a NIC row names ([]: the project's default group). */
 const groupIds = (row: Pick<NicsTable, 'security_groups'>): string[] => fromJson<string[]>(row.security_groups) ?? [];
@@ -24,12 +34,28 @@ function nicFromRow(row: NicsTable, networkName: string, groups: ReadonlyMap<str
     ipv6: row.ipv6,
     security_groups: ids.length > 0 ? ids.map((id) => groups.get(id) ?? id) : ['default'],
     filtering: row.filtering !== 0,
+    rate_limit: rateLimitOf(row),
     created_at: row.created_at,
   };
 }
 
-/** What the agent needs for one NIC (pure). */
-function desiredNic(nic: NicsTable, network: NetworksTable, defaultGroup: string | undefined): DesiredNic {
+/** The NIC's limits (null: none). */
+function rateLimitOf(row: NicsTable): RateLimit | null {
+  return fromJson<RateLimit>(row.rate_limit);
+}
+
+/** Limits as stored: null when no field is set, so `{}` and null mean the same. */
+function rateLimitColumn(limit: RateLimit | null | undefined): string | null {
+  return limit == null || Object.keys(limit).length === 0 ? null : toJson(limit);
+}
+
+/** What the agent needs for one NIC (pure); `defaultGroup` applies when it names none, `nat` is its floating IP and forwarded ports. */
+function desiredNic(
+  nic: NicsTable,
+  network: NetworksTable,
+  defaultGroup: string | undefined,
+  nat?: { floating_ipv4: string | null; forwards: DesiredForward[] },
+): DesiredNic {
   const ids = groupIds(nic);
   const spec = networkSpecOf(network.spec);
   const plan = addressPlan(spec);
@@ -50,6 +76,10 @@ function desiredNic(nic: NicsTable, network: NetworksTable, defaultGroup: string
     dns_servers: plan.dnsServers,
     security_groups: ids.length > 0 ? ids : defaultGroup === undefined ? [] : [defaultGroup],
     filtering: nic.filtering !== 0,
+    // Sent only when there are limits: absent means none.
+    ...(nic.rate_limit === null ? {} : { rate_limit: rateLimitOf(nic) }),
+    ...(nat?.floating_ipv4 == null ? {} : { floating_ipv4: nat.floating_ipv4 }),
+    ...(nat === undefined || nat.forwards.length === 0 ? {} : { forwards: nat.forwards }),
   };
 }
 
@@ -60,6 +90,7 @@ function nicRequest(r: NicRequest): {
   ipv6?: string;
   security_groups?: string[];
   filtering?: boolean;
+  rate_limit?: RateLimit;
 } {
   return typeof r === 'string' ? { network: r } : r;
 }
@@ -216,6 +247,7 @@ export class NicService {
         mac,
         ipv4: addresses.ipv4,
         ipv6: addresses.ipv6,
+        rate_limit: rateLimitColumn(req.rate_limit),
         created_at: nowIso(),
         security_groups: toJson(groups),
         filtering: req.filtering === false ? 0 : 1,
@@ -237,6 +269,7 @@ export class NicService {
   /** Remove NICs and give back their addresses, inside the caller's transaction. */
   async detach(trx: Db, nicIds: readonly string[]): Promise<void> {
     if (nicIds.length === 0) return;
+    await releaseNat(trx, nicIds);
     await release(trx, nicIds);
     await closeAll(trx, nicIds, nowIso());
     await trx
@@ -267,6 +300,14 @@ export class NicService {
       .where('instance_id', '=', instanceId)
       .where('id', '=', nicId)
       .executeTakeFirst();
+  }
+
+  /** Change a NIC's limits inside the caller's transaction; the NIC in its API shape. */
+  async setRateLimit(trx: Db, row: NicsTable, limit: RateLimit | null): Promise<Nic> {
+    const rate_limit = rateLimitColumn(limit);
+    await trx.updateTable('nics').set({ rate_limit }).where('id', '=', row.id).execute();
+    const networks = await this.networks.byIds(trx, [row.network_id]);
+    return nicFromRow({ ...row, rate_limit }, networks.get(row.network_id)!.name, await this.names(trx, [row]));
   }
 
   /** The slots the NICs of an instance use. */
@@ -315,9 +356,13 @@ export class NicService {
               .execute()
           ).map((r) => [r.project, r.id]),
     );
+    const nat = await desiredNat(
+      db,
+      nics.map((n) => n.id),
+    );
     for (const nic of nics) {
       const list = out.get(nic.instance_id) ?? [];
-      list.push(desiredNic(nic, networks.get(nic.network_id)!, defaults.get(nic.project)));
+      list.push(desiredNic(nic, networks.get(nic.network_id)!, defaults.get(nic.project), nat.get(nic.id)));
       out.set(nic.instance_id, list);
     }
     return out;

@@ -139,7 +139,9 @@ async function countUsage(db: Db, dialect: Dialect, names: readonly string[], d:
       return num(r?.n);
     }
     case 'vpn_networks':
-    case 'vpn_peers': {
+    case 'vpn_peers':
+    case 'floating_ips':
+    case 'port_forwards': {
       const r = await db
         .selectFrom(d)
         .select((eb) => eb.fn.countAll<number>().as('n'))

@@ -22,7 +22,9 @@ export type ResourceTable =
   | 'security_groups'
   | 'vpn_pools'
   | 'vpn_networks'
-  | 'vpn_peers';
+  | 'vpn_peers'
+  | 'floating_ips'
+  | 'port_forwards';
 
 /**
  * A query over one of the resource tables, chosen at run time: every column of every such table may be named

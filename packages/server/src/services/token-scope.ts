@@ -22,6 +22,8 @@ const NOT_FOUND: Partial<Record<Kind, ErrorCode>> = {
   vpn_pool: 'vpn_pool_not_found',
   vpn_network: 'vpn_network_not_found',
   vpn_peer: 'vpn_peer_not_found',
+  floating_ip: 'floating_ip_not_found',
+  port_forward: 'port_forward_not_found',
   operation: 'operation_not_found',
 };
 

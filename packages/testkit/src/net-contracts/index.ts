@@ -8,5 +8,6 @@
 export { networkDriverContract, type NetworkContractSetup, type NetworkProbe, type ProbedLink } from './network.js';
 export { dhcpDriverContract, type DhcpContractSetup } from './dhcp.js';
 export { firewallDriverContract, type FirewallContractSetup } from './firewall.js';
+export { rateLimitDriverContract, type RateLimitContractSetup } from './rate-limit.js';
 export { nicOn, privateNet } from './samples.js';
 export { vpnDriverContract, type VpnContractSetup } from './vpn.js';

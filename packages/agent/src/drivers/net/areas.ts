@@ -1,3 +1,5 @@
+import type { RateLimit } from '@floe/api';
+import type { NatNic } from './nat-rules.js';
 import type { NetSpec, NicSpec, SecurityGroupSpec } from './types.js';
 
 /*
@@ -62,4 +64,30 @@ export interface FirewallDriver {
     nics: readonly NicSpec[],
     groups?: readonly SecurityGroupSpec[],
   ): Promise<void>;
+}
+
+/**
+ * Rate limits of the NICs' taps (tc token buckets, an IFB device per NIC for
+ * what its instance sends, nftables packet rates), built by the pure builders
+ * in tc.ts. Every method is safe to call again.
+ */
+export interface RateLimitDriver {
+  /** Make the NIC's tap carry `limit` (null or `{}`: none). False when the tap does not exist: nothing was done. */
+  applyRateLimit(nicId: string, limit: RateLimit | null): Promise<boolean>;
+  /** The limits the NIC's tap carries now (`{}`: none, or no tap). */
+  observeRateLimit(nicId: string): Promise<RateLimit>;
+  /** Remove what the limits left beside a NIC's tap (its IFB device, its table) once the tap is gone or going. */
+  clearRateLimit(nicId: string): Promise<void>;
+}
+
+/**
+ * NAT of public traffic to the NICs of this host (floating IPs one to one,
+ * forwarded ports), built whole by the pure builder in nat-rules.ts and
+ * replaced in one transaction, with the public addresses the host answers for.
+ */
+export interface NatDriver {
+  /** Make this host's NAT exactly that of `nics`. */
+  applyNat(nics: readonly NatNic[]): Promise<void>;
+  /** The public addresses the host holds for NAT, as `address@interface`. */
+  heldAddresses(): Promise<string[]>;
 }

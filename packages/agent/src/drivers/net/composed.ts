@@ -1,10 +1,12 @@
 import type { RunOptions, RunResult } from '../../host/exec.js';
-import type { DhcpDriver, DhcpState, FirewallDriver, NetworkDriver } from './areas.js';
+import type { RateLimit } from '@floe/api';
+import type { DhcpDriver, DhcpState, FirewallDriver, NatDriver, NetworkDriver, RateLimitDriver } from './areas.js';
+import type { NatNic } from './nat-rules.js';
 import type { Argv } from './link-commands.js';
 import type { NetSpec, NicSpec, SecurityGroupSpec } from './types.js';
 
 /**
- * The three host areas (network links, DHCP/DNS, firewall) composed as the
+ * The host areas (network links, DHCP/DNS, firewall, rate limits, NAT) composed as the
  * network reconciler calls them. It only orders them: a network's dnsmasq
  * goes before its links are removed, and its files after. The Linux host and
  * the fake host differ only in the areas they compose and in `exec`.
@@ -14,11 +16,13 @@ export abstract class ComposedHostNetwork<
   D extends DhcpDriver = DhcpDriver,
   F extends FirewallDriver = FirewallDriver,
 >
-  implements NetworkDriver, DhcpDriver, FirewallDriver
+  implements NetworkDriver, DhcpDriver, FirewallDriver, RateLimitDriver, NatDriver
 {
   abstract readonly network: N;
   abstract readonly dhcp: D;
   abstract readonly firewall: F;
+  abstract readonly rates: RateLimitDriver;
+  abstract readonly nat: NatDriver;
 
   /** Run one built command on the host (the default route lookup, for one). */
   abstract exec(argv: Argv, options?: RunOptions): Promise<RunResult>;
@@ -52,6 +56,26 @@ export abstract class ComposedHostNetwork<
     groups: readonly SecurityGroupSpec[] = [],
   ): Promise<void> {
     return this.firewall.applyFirewall(nets, nics, groups);
+  }
+
+  applyNat(nics: readonly NatNic[]): Promise<void> {
+    return this.nat.applyNat(nics);
+  }
+
+  heldAddresses(): Promise<string[]> {
+    return this.nat.heldAddresses();
+  }
+
+  applyRateLimit(nicId: string, limit: RateLimit | null): Promise<boolean> {
+    return this.rates.applyRateLimit(nicId, limit);
+  }
+
+  observeRateLimit(nicId: string): Promise<RateLimit> {
+    return this.rates.observeRateLimit(nicId);
+  }
+
+  clearRateLimit(nicId: string): Promise<void> {
+    return this.rates.clearRateLimit(nicId);
   }
 
   ensureDhcp(net: NetSpec, nics: readonly NicSpec[], remoteNics: readonly NicSpec[] = []): Promise<DhcpState> {

@@ -8,6 +8,8 @@ import { hostExec, observeHost, type HostExec, type ObservedHost } from './host-
 import type { Argv } from './link-commands.js';
 import { LinuxNetworkDriver } from './network-driver.js';
 import { NftFirewall } from './nft-firewall.js';
+import { TcRateLimiter } from './rate-limiter.js';
+import { NftNat } from './nat-driver.js';
 import type { TakeoverObserved } from './takeover-commands.js';
 
 export type { DhcpState } from './areas.js';
@@ -26,7 +28,7 @@ export interface HostNetworkOptions {
 
 /**
  * The host half of floe networking on Linux, as the network reconciler calls
- * it: the three areas (network links, DHCP/DNS, firewall) composed over one
+ * it: the areas (network links, DHCP/DNS, firewall, rate limits, NAT) composed over one
  * way of running commands. A network's dnsmasq also goes before its bridge is
  * rebuilt.
  */
@@ -34,6 +36,8 @@ export class HostNetworkDriver extends ComposedHostNetwork<LinuxNetworkDriver, D
   readonly network: LinuxNetworkDriver;
   readonly dhcp: DnsmasqDriver;
   readonly firewall: NftFirewall;
+  readonly rates: TcRateLimiter;
+  readonly nat: NftNat;
 
   constructor(opts: HostNetworkOptions) {
     super();
@@ -52,6 +56,8 @@ export class HostNetworkDriver extends ComposedHostNetwork<LinuxNetworkDriver, D
       beforeBridgeCreated: (netId) => this.dhcp.stopDhcp(netId),
     });
     this.firewall = new NftFirewall(exec);
+    this.rates = new TcRateLimiter(exec);
+    this.nat = new NftNat(exec, opts.stateDir);
   }
 
   private readonly direct: HostExec;

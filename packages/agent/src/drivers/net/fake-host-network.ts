@@ -1,6 +1,8 @@
 import type { RunOptions, RunResult } from '../../host/exec.js';
 import { ComposedHostNetwork } from './composed.js';
 import { FakeDhcpDriver, FakeFirewall, FakeHost, FakeNetworkDriver } from './fake.js';
+import { FakeNat } from './fake-nat.js';
+import { FakeRateLimiter } from './fake-rate-limit.js';
 import type { Argv } from './link-commands.js';
 
 /** How a FakeHostNetwork is set up. */
@@ -25,6 +27,8 @@ export class FakeHostNetwork extends ComposedHostNetwork<FakeNetworkDriver, Fake
   readonly network: FakeNetworkDriver;
   readonly dhcp: FakeDhcpDriver;
   readonly firewall: FakeFirewall;
+  readonly rates: FakeRateLimiter;
+  readonly nat = new FakeNat();
   private readonly defaultRoute: string | undefined;
 
   constructor(opts: FakeHostNetworkOptions) {
@@ -39,6 +43,7 @@ export class FakeHostNetwork extends ComposedHostNetwork<FakeNetworkDriver, Fake
       beforeBridgeCreated: (netId) => this.dhcp.stopDhcp(netId),
     });
     this.firewall = new FakeFirewall(this.host);
+    this.rates = new FakeRateLimiter(this.host);
   }
 
   /** `ip -j route show default` only; any other command is refused. */

@@ -1,8 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { dhcpDriverContract, firewallDriverContract, networkDriverContract } from '@floe/testkit/net-contracts';
+import {
+  dhcpDriverContract,
+  firewallDriverContract,
+  networkDriverContract,
+  rateLimitDriverContract,
+} from '@floe/testkit/net-contracts';
 import { FakeDhcpDriver, FakeFirewall, FakeHost, FakeNetworkDriver } from './fake.js';
 import { FakeHostNetwork } from './fake-host-network.js';
-import { bridgeName } from './names.js';
+import { FakeRateLimiter } from './fake-rate-limit.js';
+import { bridgeName, tapName } from './names.js';
 import { NET, NIC } from './spec.fixtures.js';
 import type { NetSpec } from './types.js';
 
@@ -51,6 +57,17 @@ firewallDriverContract('fake', () => {
   return Promise.resolve({
     driver: new FakeFirewall(host),
     chains: (table) => Promise.resolve(chainsOf(host.ruleset, table)),
+    cleanup: () => Promise.resolve(),
+  });
+});
+
+rateLimitDriverContract('fake', () => {
+  const host = new FakeHost();
+  return Promise.resolve({
+    driver: new FakeRateLimiter(host),
+    makeTap: (nicId) => Promise.resolve(void host.run(['ip', 'tuntap', 'add', 'dev', tapName(nicId), 'mode', 'tap'])),
+    deleteTap: (nicId) => Promise.resolve(void host.deleteLink(tapName(nicId))),
+    hasLink: (name) => Promise.resolve(host.links.has(name)),
     cleanup: () => Promise.resolve(),
   });
 });

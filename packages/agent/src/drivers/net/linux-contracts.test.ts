@@ -3,10 +3,16 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe } from 'vitest';
-import { dhcpDriverContract, firewallDriverContract, networkDriverContract } from '@floe/testkit/net-contracts';
+import {
+  dhcpDriverContract,
+  firewallDriverContract,
+  networkDriverContract,
+  rateLimitDriverContract,
+} from '@floe/testkit/net-contracts';
 import { run } from '../../host/exec.js';
 import { dnsmasqRunDir } from './dnsmasq.js';
 import { HostNetworkDriver } from './driver.js';
+import { tapName } from './names.js';
 import { inNs, ipIn, netnsUnavailable, waitFor } from './testing.js';
 
 /*
@@ -111,6 +117,18 @@ describe.skipIf(reason !== null)('host network areas on Linux, in network namesp
         });
         return out.code !== 0 ? [] : [...out.stdout.matchAll(/^\s*chain (\S+) \{$/gm)].map((m) => m[1]!);
       },
+      cleanup: h.cleanup,
+    };
+  });
+
+  rateLimitDriverContract('Linux (tc, nftables)', async () => {
+    const h = await host();
+    return {
+      driver: h.driver.rates,
+      makeTap: async (nicId) => void (await ipIn(h.ns, 'tuntap', 'add', 'dev', tapName(nicId), 'mode', 'tap')),
+      deleteTap: async (nicId) => void (await ipIn(h.ns, 'link', 'del', tapName(nicId))),
+      hasLink: async (name) =>
+        (await run('ip', ['-n', h.ns, 'link', 'show', 'dev', name], { allowFail: true })).code === 0,
       cleanup: h.cleanup,
     };
   });

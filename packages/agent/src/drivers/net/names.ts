@@ -28,6 +28,11 @@ export function tapName(nicId: string): string {
   return hashed('fltp', nicId, 'nic_id');
 }
 
+/** The IFB device that shapes what a NIC's instance sends: `flib` + 11 hex of sha256(id). */
+export function ifbName(nicId: string): string {
+  return hashed('flib', nicId, 'nic_id');
+}
+
 /** The directory of a network's state on a host (`<stateDir>/net/<id>`): its existence marks a network built there. */
 export function networkStateDir(stateDir: string, netId: string): string {
   return join(stateDir, 'net', checkId('network_id', netId));

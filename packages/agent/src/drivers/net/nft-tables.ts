@@ -28,7 +28,7 @@ export interface NftChain {
 
 /** One table of floe's. */
 export interface NftTable {
-  family: 'bridge' | 'inet' | 'ip' | 'ip6';
+  family: 'bridge' | 'inet' | 'ip' | 'ip6' | 'netdev';
   name: string;
   sets?: readonly NftSet[];
   chains: readonly NftChain[];

@@ -72,6 +72,7 @@ table inet floe_nat {
 		iifname "eth0" oifname "flbrad9af9a2ebc" ct state established,related accept
 		iifname "fv*" oifname "flbr*" accept
 		iifname "flbr*" oifname "fv*" accept
+		iifname "eth0" oifname "flbrad9af9a2ebc" ct status dnat accept
 		iifname "flbr*" oifname "flbr*" drop
 		iifname "flbrad9af9a2ebc" drop
 		oifname "flbrad9af9a2ebc" drop
@@ -152,6 +153,7 @@ table inet floe_nat {
 		iifname "flbr079b079bcba" oifname "flbrad9af9a2ebc" ct state established,related accept
 		iifname "fv*" oifname "flbr*" accept
 		iifname "flbr*" oifname "fv*" accept
+		iifname "flbr079b079bcba" oifname "flbrad9af9a2ebc" ct status dnat accept
 		iifname "flbr*" oifname "flbr*" drop
 		iifname "flbrad9af9a2ebc" drop
 		oifname "flbrad9af9a2ebc" drop

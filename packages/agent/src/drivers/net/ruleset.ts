@@ -97,6 +97,8 @@ function natTable(nets: readonly CheckedNet[]): NftTable {
   for (const c of natted) {
     forward.push(`iifname "${c.bridge}" oifname "${c.net.natInterface}" accept`);
     forward.push(`iifname "${c.net.natInterface}" oifname "${c.bridge}" ct state established,related accept`);
+    // Floating IPs and forwarded ports (nat-rules.ts): new connections the host translated to a NIC of the network.
+    forward.push(`iifname "${c.net.natInterface}" oifname "${c.bridge}" ct status dnat accept`);
   }
   // VPN gateways' interfaces reach the bridges; table floe_vpn (which runs first) decides which.
   if (privateNets.length > 0)

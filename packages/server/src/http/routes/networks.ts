@@ -8,6 +8,7 @@ import {
   NicAdded,
   NicList,
   NicParams,
+  NicPatch,
   Operation,
   Page,
   ProjectQuery,
@@ -138,6 +139,25 @@ export function networkRoutes(app: Api, s: Services): void {
         req.body satisfies NicRequest,
         answerAtCommit(req, (r) => ({ status: isTerminal(r.operation.status) ? 200 : 202, body: r })),
       );
+      const op = await waited(s, req, operation, req.query.wait);
+      return answerOperation(reply, op, { nic, operation: op });
+    },
+  );
+  app.patch(
+    '/v1/instances/:id/nics/:nic',
+    {
+      schema: {
+        tags: ['instances'],
+        summary: "Change a NIC's security groups, filtering or rate limits (applied to the running instance)",
+        params: NicParams,
+        querystring: ProjectWaitQuery,
+        body: strict(NicPatch),
+        response: { 200: NicAdded, 202: NicAdded, ...errors },
+      },
+    },
+    async (req, reply) => {
+      const { id, nic: nicId } = req.params;
+      const { nic, operation } = await s.instances.updateNic(req.principal, id, projectOf(req.query), nicId, req.body);
       const op = await waited(s, req, operation, req.query.wait);
       return answerOperation(reply, op, { nic, operation: op });
     },

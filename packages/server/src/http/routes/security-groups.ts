@@ -1,9 +1,6 @@
 import {
   IdOrNameParams,
   ListQuery,
-  Nic,
-  NicParams,
-  NicPatch,
   Page,
   ProjectQuery,
   SecurityGroup,
@@ -130,19 +127,5 @@ export function securityGroupRoutes(app: Api, s: Services): void {
       },
     },
     (req) => s.securityGroups.removeRule(req.principal, req.params.id, projectOf(req.query), req.params.rule),
-  );
-  app.patch(
-    '/v1/instances/:id/nics/:nic',
-    {
-      schema: {
-        tags: ['instances'],
-        summary: "Change a NIC's security groups or turn its filtering off, on a running VM too",
-        params: NicParams,
-        querystring: ProjectQuery,
-        body: strict(NicPatch),
-        response: { 200: Nic, ...errors },
-      },
-    },
-    (req) => s.instances.updateNic(req.principal, req.params.id, projectOf(req.query), req.params.nic, req.body),
   );
 }
