@@ -183,7 +183,7 @@ describe('control messages', () => {
   });
 
   it('has a message schema for every kind', () => {
-    expect(DESIRED_KINDS).toEqual(['instance', 'network', 'security_group']);
+    expect(DESIRED_KINDS).toEqual(['instance', 'network', 'security_group', 'vpn']);
     for (const kind of DESIRED_KINDS)
       expect(decodeControlMessage(json({ type: 'desired', kind, items: [], full: true })).ok).toBe(true);
   });

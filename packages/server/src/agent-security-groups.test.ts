@@ -98,7 +98,7 @@ for (const t of storeTargets()) {
       expect(onB.find((g) => g.name === 'default')!.rules).toHaveLength(4);
 
       // Filtering off is sent with the NIC; the groups stay.
-      const off = await cp.app.services.instances.updateNic(cp.admin, 'two', 'default', nicTwo!.id, {
+      const { nic: off } = await cp.app.services.instances.updateNic(cp.admin, 'two', 'default', nicTwo!.id, {
         filtering: false,
       });
       expect(off).toMatchObject({ security_groups: ['default'], filtering: false });

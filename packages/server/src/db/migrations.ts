@@ -11,8 +11,8 @@ import { quotas } from './migrations/0012_quotas.js';
 import { metering } from './migrations/0013_metering.js';
 import { instanceDisk } from './migrations/0014_instance_disk.js';
 import { securityGroups } from './migrations/0015_security_groups.js';
-import { vpn } from './migrations/0017_vpn.js';
 import { natAndRateLimits } from './migrations/0016_nat_and_rate_limits.js';
+import { vpn } from './migrations/0017_vpn.js';
 
 /** Table where applied migrations are recorded. */
 export const MIGRATION_TABLE = 'floe_migrations';
@@ -428,8 +428,8 @@ function migrations(dialect: Dialect): Record<string, Migration> {
     '0013_metering': metering(dialect),
     '0014_instance_disk': instanceDisk(dialect),
     '0015_security_groups': securityGroups(dialect),
-    '0017_vpn': vpn(dialect),
     '0016_nat_and_rate_limits': natAndRateLimits(dialect),
+    '0017_vpn': vpn(dialect),
   };
 }
 

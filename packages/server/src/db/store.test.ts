@@ -574,8 +574,8 @@ for (const t of storeTargets()) {
           '0013_metering',
           '0014_instance_disk',
           '0015_security_groups',
-          '0017_vpn',
           '0016_nat_and_rate_limits',
+          '0017_vpn',
         ]);
       } finally {
         await again.close();
@@ -913,8 +913,8 @@ for (const t of storeTargets()) {
           '0013_metering',
           '0014_instance_disk',
           '0015_security_groups',
-          '0017_vpn',
           '0016_nat_and_rate_limits',
+          '0017_vpn',
         ]);
         expect(await migrate(fresh.db, fresh.dialect)).toEqual([]);
       } finally {

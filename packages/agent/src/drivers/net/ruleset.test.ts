@@ -70,9 +70,9 @@ table inet floe_nat {
 		iifname "flbrf8d0e2ef27d" oifname "flbrf8d0e2ef27d" accept
 		iifname "flbrad9af9a2ebc" oifname "eth0" accept
 		iifname "eth0" oifname "flbrad9af9a2ebc" ct state established,related accept
+		iifname "eth0" oifname "flbrad9af9a2ebc" ct status dnat accept
 		iifname "fv*" oifname "flbr*" accept
 		iifname "flbr*" oifname "fv*" accept
-		iifname "eth0" oifname "flbrad9af9a2ebc" ct status dnat accept
 		iifname "flbr*" oifname "flbr*" drop
 		iifname "flbrad9af9a2ebc" drop
 		oifname "flbrad9af9a2ebc" drop
@@ -151,9 +151,9 @@ table inet floe_nat {
 		iifname "flbr079b079bcba" oifname "flbr079b079bcba" accept
 		iifname "flbrad9af9a2ebc" oifname "flbr079b079bcba" accept
 		iifname "flbr079b079bcba" oifname "flbrad9af9a2ebc" ct state established,related accept
+		iifname "flbr079b079bcba" oifname "flbrad9af9a2ebc" ct status dnat accept
 		iifname "fv*" oifname "flbr*" accept
 		iifname "flbr*" oifname "fv*" accept
-		iifname "flbr079b079bcba" oifname "flbrad9af9a2ebc" ct status dnat accept
 		iifname "flbr*" oifname "flbr*" drop
 		iifname "flbrad9af9a2ebc" drop
 		oifname "flbrad9af9a2ebc" drop

@@ -151,6 +151,9 @@ table inet floe_nat {
 		iifname "flbrad9af9a2ebc" oifname "flbrad9af9a2ebc" accept
 		iifname "flbrad9af9a2ebc" oifname "eth0" accept
 		iifname "eth0" oifname "flbrad9af9a2ebc" ct state established,related accept
+		iifname "eth0" oifname "flbrad9af9a2ebc" ct status dnat accept
+		iifname "fv*" oifname "flbr*" accept
+		iifname "flbr*" oifname "fv*" accept
 		iifname "flbr*" oifname "flbr*" drop
 		iifname "flbrad9af9a2ebc" drop
 		oifname "flbrad9af9a2ebc" drop
