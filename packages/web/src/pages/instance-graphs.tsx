@@ -1,0 +1,105 @@
+import type { InstanceStats } from '@floe/api';
+import { FloeApiError } from '@floe/client/browser';
+import { useEffect, useMemo, useState } from 'react';
+import { client, errorText } from '../api.js';
+import { niceMax, svgPath, toSeries, type Point, type Sample } from '../logic/chart.js';
+import { formatBytes } from '../logic/format.js';
+
+const HOUR_MS = 3600_000;
+const W = 600;
+const H = 140;
+
+/** One graph: lines of series in an SVG, a scale and the newest values. */
+function Chart(props: { title: string; lines: { label: string; points: Point[]; cls: string }[]; unit: (v: number) => string; from: number; to: number }) {
+  const max = niceMax(props.lines.flatMap((l) => l.points.map((p) => p.v)));
+  const drawn = props.lines.some((l) => l.points.length > 0);
+  return (
+    <figure className="chart" data-chart={props.title}>
+      <figcaption>
+        <strong>{props.title}</strong>{' '}
+        {props.lines.map((l) => (
+          <span key={l.label} className={`legend ${l.cls}`}>
+            {l.label}: {l.points.length > 0 ? props.unit(l.points[l.points.length - 1]!.v) : '–'}
+          </span>
+        ))}
+      </figcaption>
+      <svg viewBox={`0 0 ${W} ${H}`} preserveAspectRatio="none" role="img" aria-label={`${props.title}, last hour, up to ${props.unit(max)}`}>
+        <line x1={0} y1={H / 2} x2={W} y2={H / 2} className="grid" />
+        {props.lines.map((l) => (
+          <path key={l.label} d={svgPath(l.points, props.from, props.to, max, W, H)} className={`line ${l.cls}`} />
+        ))}
+      </svg>
+      <div className="axis small muted">
+        <span>−60 min</span>
+        <span>{drawn ? `max ${props.unit(max)}` : 'no samples yet'}</span>
+        <span>now</span>
+      </div>
+    </figure>
+  );
+}
+
+/** Stats of the last hour: the host's bounded history, then a sample every few seconds while the page is open. */
+export function Graphs(props: { instance: string; project: string }) {
+  const [samples, setSamples] = useState<Sample[]>([]);
+  const [error, setError] = useState<string>();
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    let live = true;
+    const id = encodeURIComponent(props.instance);
+    client
+      .request<{ items?: Sample[]; samples?: Sample[] }>('GET', `/v1/instances/${id}/stats/history`, { query: { project: props.project } })
+      .then(
+        (h) => live && setSamples(h.items ?? h.samples ?? []),
+        (err: unknown) => {
+          // Older servers keep no history: the graph then starts with this page.
+          if (!(err instanceof FloeApiError && err.code === 'not_found') && live) setError(errorText(err));
+        },
+      );
+    const poll = async () => {
+      try {
+        const s: InstanceStats = await client.instances.stats(props.instance, { project: props.project });
+        if (live) setSamples((list) => [...list.filter((x) => x.at !== s.at), s].slice(-2000));
+        if (live) setError(undefined);
+      } catch (err) {
+        if (live) setError(errorText(err));
+      }
+      if (live) setNow(Date.now());
+    };
+    void poll();
+    const timer = setInterval(() => void poll(), 5000);
+    return () => {
+      live = false;
+      clearInterval(timer);
+    };
+  }, [props.instance, props.project]);
+  const from = now - HOUR_MS;
+  const series = useMemo(() => toSeries(samples.filter((s) => Date.parse(s.at) >= from - 60_000)), [samples, from]);
+  const rate = (v: number) => `${formatBytes(v)}/s`;
+  return (
+    <section aria-label="Graphs" className="graphs">
+      {error !== undefined && <p className="muted small">{error}</p>}
+      <Chart title="CPU" from={from} to={now} unit={(v) => `${v.toFixed(1)} %`} lines={[{ label: 'used', points: series.cpu, cls: 'a' }]} />
+      <Chart title="Memory" from={from} to={now} unit={formatBytes} lines={[{ label: 'resident', points: series.memory, cls: 'a' }]} />
+      <Chart
+        title="Disk"
+        from={from}
+        to={now}
+        unit={rate}
+        lines={[
+          { label: 'read', points: series.disk_read, cls: 'a' },
+          { label: 'write', points: series.disk_write, cls: 'b' },
+        ]}
+      />
+      <Chart
+        title="Network"
+        from={from}
+        to={now}
+        unit={rate}
+        lines={[
+          { label: 'in', points: series.net_rx, cls: 'a' },
+          { label: 'out', points: series.net_tx, cls: 'b' },
+        ]}
+      />
+    </section>
+  );
+}
