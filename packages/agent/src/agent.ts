@@ -14,6 +14,7 @@ import type { PortRange } from './metadata/nft.js';
 import type { FirstBootEvent } from './metadata/reports.js';
 import { InstanceReconciler, type InstanceReconcilerOptions } from './reconciler.js';
 import { AgentState, type AgentConfig } from './state.js';
+import { StatsSampler } from './stats-history.js';
 
 /** Options of the agent. */
 export interface AgentOptions {
@@ -38,6 +39,8 @@ export interface AgentOptions {
    * with the default port range; false turns it off and removes its rules.
    */
   metadata?: { ports?: PortRange } | false;
+  /** Stats history sampling (default: every 10 s, the last hour, saved in the data directory across restarts). */
+  statsHistory?: { intervalMs?: number; retentionMs?: number };
   /** Also told of every first-boot event of the metadata service (the instance's status gets them either way). */
   onFirstBoot?: (instanceId: string, event: FirstBootEvent) => void;
 }
@@ -62,6 +65,7 @@ export class Agent {
   private instances: InstanceReconciler | null = null;
   private started = false;
   private channels: AgentChannels | null = null;
+  private sampler: StatsSampler | null = null;
   private config: AgentConfig | null = null;
   private stopping: Promise<void> | null = null;
 
@@ -165,9 +169,17 @@ export class Agent {
       return;
     }
 
+    this.sampler = new StatsSampler({
+      driver,
+      ...this.opts.statsHistory,
+      file: join(this.opts.dataDir, 'stats-history.json'),
+      logger: this.log.child({ component: 'stats' }),
+    });
+    await this.sampler.start();
     const link = (): AgentLink | null => this.link;
     this.channels = new AgentChannels({
       driver,
+      history: this.sampler,
       logger: this.log.child({ component: 'channels' }),
       link: {
         send: (msg) => link()?.send(msg) ?? false,
@@ -204,6 +216,7 @@ export class Agent {
     this.stopping ??= (async () => {
       await this.link?.stop();
       this.channels?.closeAll();
+      await this.sampler?.stop();
       // The instances first (registered last), then the networks their VMs use.
       await this.registry.stop();
       await this.opts.driver.close();

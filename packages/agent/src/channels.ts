@@ -1,6 +1,7 @@
 import { pino, type Logger } from 'pino';
 import { FloeError, type AgentMessage, type ChannelId, type ControlMessage } from '@floe/api';
 import type { ConsoleStream, VmDriver } from './drivers/vm/types.js';
+import type { StatsSampler } from './stats-history.js';
 
 /** What the channels need from the agent link. */
 export interface ChannelLink {
@@ -14,6 +15,8 @@ export interface ChannelLink {
 export interface AgentChannelsOptions {
   driver: VmDriver;
   link: ChannelLink;
+  /** The stats history the agent keeps; without it, `stats.history.get` is answered with an error. */
+  history?: Pick<StatsSampler, 'history' | 'intervalMs' | 'retentionMs'>;
   logger?: Logger;
   /** Largest `channel.data` payload before base64, in bytes (default 32 KiB). */
   chunkBytes?: number;
@@ -102,7 +105,10 @@ export class AgentChannels {
   handle(msg: ControlMessage): boolean {
     switch (msg.type) {
       case 'console.open':
-        this.openConsole(msg.channel, msg.instance_id);
+        this.openConsole(msg.channel, msg.instance_id, (id) => this.opts.driver.openConsole(id));
+        return true;
+      case 'vnc.open':
+        this.openConsole(msg.channel, msg.instance_id, (id) => this.opts.driver.openVnc(id));
         return true;
       case 'logs.open':
         this.openLogs(msg.channel, msg.instance_id, msg.tail_bytes, msg.follow === true);
@@ -117,6 +123,9 @@ export class AgentChannels {
       }
       case 'stats.get':
         void this.stats(msg.request_id, msg.instance_id);
+        return true;
+      case 'stats.history.get':
+        this.statsHistory(msg.request_id, msg.instance_id, msg.since);
         return true;
       default:
         return false;
@@ -146,10 +155,11 @@ export class AgentChannels {
     return ch;
   }
 
-  private openConsole(id: ChannelId, instanceId: string): void {
+  /** A console channel: the serial console or the graphical one (raw RFB), whichever `open` attaches to. */
+  private openConsole(id: ChannelId, instanceId: string, open: (instanceId: string) => Promise<ConsoleStream>): void {
     const ch = this.begin(id, 'console', instanceId);
     if (ch === null) return;
-    this.opts.driver.openConsole(instanceId).then(
+    open(instanceId).then(
       (stream) => {
         if (ch.closed) {
           stream.close();
@@ -246,6 +256,28 @@ export class AgentChannels {
     } catch (err) {
       this.opts.link.send({ type: 'stats', request_id: requestId, instance_id: instanceId, error: errorBody(err) });
     }
+  }
+
+  private statsHistory(requestId: string, instanceId: string, since: string | undefined): void {
+    const answer = { type: 'stats.history', request_id: requestId, instance_id: String(instanceId) } as const;
+    const history = this.opts.history;
+    if (typeof instanceId !== 'string' || !INSTANCE_ID.test(instanceId)) {
+      this.opts.link.send({ ...answer, error: { code: 'validation_failed', message: 'the instance id is not valid' } });
+      return;
+    }
+    if (history === undefined) {
+      this.opts.link.send({
+        ...answer,
+        error: { code: 'host_operation_failed', message: 'this agent keeps no stats history' },
+      });
+      return;
+    }
+    this.opts.link.send({
+      ...answer,
+      interval_ms: history.intervalMs,
+      retention_ms: history.retentionMs,
+      samples: history.history(instanceId, since),
+    });
   }
 
   /** The channel is open: an empty data message tells the control plane so. */

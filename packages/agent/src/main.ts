@@ -47,6 +47,9 @@ Options:
                         toward the control plane)
   --resync SECONDS      look at every VM and network again this often, repairing
                         drift such as a bridge deleted by hand (default: 30)
+  --stats-interval SECONDS
+                        sample each running VM's counters this often for the
+                        stats history, which keeps the last hour (default: 10)
   --metadata on|off     serve 169.254.169.254 to the VMs of this host's networks
                         (default: on, with the host network driver)
   --metadata-ports FIRST-LAST
@@ -129,6 +132,7 @@ async function main(argv: string[]): Promise<number> {
       'network-driver': { type: 'string' },
       underlay: { type: 'string' },
       resync: { type: 'string' },
+      'stats-interval': { type: 'string' },
       metadata: { type: 'string', default: 'on' },
       'metadata-ports': { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
@@ -147,6 +151,9 @@ async function main(argv: string[]): Promise<number> {
   const resyncS = values.resync === undefined ? 30 : Number(values.resync);
   if (!Number.isFinite(resyncS) || resyncS < 1 || resyncS > 3600)
     throw new UsageError(`--resync wants seconds from 1 to 3600, not "${values.resync}"`);
+  const statsS = values['stats-interval'] === undefined ? 10 : Number(values['stats-interval']);
+  if (!Number.isFinite(statsS) || statsS < 1 || statsS > 3600)
+    throw new UsageError(`--stats-interval wants seconds from 1 to 3600, not "${values['stats-interval']}"`);
   const level = values['log-level'];
   if (!LEVELS.has(level)) throw new UsageError(`unknown log level "${level}"`);
   const log = pino({ level: level as Level, base: { service: 'floe-agent' } });
@@ -241,6 +248,7 @@ async function main(argv: string[]): Promise<number> {
     facts,
     logger: log,
     reconciler: { resyncIntervalMs: resyncS * 1000 },
+    statsHistory: { intervalMs: statsS * 1000 },
     ...(values.server === undefined ? {} : { server: values.server }),
     ...(network === undefined ? {} : { network }),
     metadata,

@@ -2,6 +2,7 @@ import { Type, type Static, type TSchema } from 'typebox';
 import { Nullable } from './common.js';
 import { FirstBoot, HostFacts, InstanceSpec, InstanceState, InstanceStats } from './resources.js';
 import { messageDecoder } from './wire.js';
+import { VmStatsSample } from './stats-history.js';
 
 /**
  * The agent link: JSON messages over one WebSocket (mutual TLS), agent dials
@@ -183,6 +184,15 @@ export const AgentMessages = [
     stats: Type.Optional(VmStats),
     error: Type.Optional(WireError),
   }),
+  /** The answer to `stats.history.get`: the samples the agent keeps of a VM, oldest first. */
+  message('stats.history', {
+    request_id: Type.String(),
+    instance_id: Type.String(),
+    interval_ms: Type.Optional(Type.Integer({ minimum: 1 })),
+    retention_ms: Type.Optional(Type.Integer({ minimum: 1 })),
+    samples: Type.Optional(Type.Array(VmStatsSample)),
+    error: Type.Optional(WireError),
+  }),
 ] as const;
 export const AgentMessage = Type.Union([...AgentMessages]);
 export type AgentMessage = Static<typeof AgentMessage>;
@@ -213,6 +223,8 @@ export const ControlMessages = [
   message('error', { code: Type.String(), message: Type.String() }),
   /** Attach to the serial console of an instance. */
   message('console.open', { channel: ChannelId, instance_id: Type.String() }),
+  /** Attach to the graphical console (VNC) of an instance: the channel carries raw RFB bytes both ways. */
+  message('vnc.open', { channel: ChannelId, instance_id: Type.String() }),
   /** Read the console history (`tail_bytes` of its end), then keep following when `follow`. */
   message('logs.open', {
     channel: ChannelId,
@@ -225,6 +237,12 @@ export const ControlMessages = [
   /** Close a console or log channel. */
   message('channel.close', { channel: ChannelId }),
   message('stats.get', { request_id: Type.String(), instance_id: Type.String() }),
+  /** The stats history the agent keeps of a VM; `since` (RFC 3339) leaves out older samples. */
+  message('stats.history.get', {
+    request_id: Type.String(),
+    instance_id: Type.String(),
+    since: Type.Optional(Type.String()),
+  }),
 ] as const;
 export const ControlMessage = Type.Union([...ControlMessages]);
 export type ControlMessage = Static<typeof ControlMessage>;

@@ -198,6 +198,11 @@ export const ERROR_CODES = {
     status: 502,
     description: 'The host could not carry out the operation; `message` says why.',
   },
+  vnc_unavailable: {
+    status: 409,
+    description:
+      'The VM has no graphical console: it was started before floe gave VMs one (or by a driver without one). Restart the instance to get it.',
+  },
   host_offline: { status: 503, description: 'The host that runs the resource is not connected.' },
   stream_overflow: {
     status: 503,

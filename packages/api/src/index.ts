@@ -8,6 +8,7 @@
 export * from './common.js';
 export * from './errors.js';
 export * from './resources.js';
+export * from './stats-history.js';
 export * from './networks.js';
 export * from './operations.js';
 export * from './images.js';

@@ -5,6 +5,7 @@ import type {
   InstanceCreated,
   InstancePatch,
   InstanceStats,
+  InstanceStatsHistory,
   InstanceStop,
   ListQuery,
   Nic,
@@ -116,12 +117,39 @@ export class InstancesApi extends ListApi<Instance> {
   stats(id: string, options: CallOptions = {}): Promise<InstanceStats> {
     return this.t.request('GET', this.path(id, '/stats'), defined({ query: scoped(options), signal: options.signal }));
   }
+  /**
+   * Stats over time from the bounded history the host keeps (the last hour,
+   * one sample every 10 s): CPU %, memory and disk/network rates per sample,
+   * oldest first. Pass the last sample's `at` as `since` to poll for new ones.
+   */
+  statsHistory(id: string, options: CallOptions & { since?: string } = {}): Promise<InstanceStatsHistory> {
+    return this.t.request(
+      'GET',
+      this.path(id, '/stats/history'),
+      defined({ query: scoped(options, { since: options.since }), signal: options.signal }),
+    );
+  }
   /** Attaches to the serial console over a WebSocket; rejects with the server's error when it cannot. */
   console(id: string, options: ConsoleOptions = {}): Promise<ConsoleSession> {
+    return this.#socket(id, '/console', options);
+  }
+  /**
+   * Attaches to the graphical console over a WebSocket: the session carries
+   * raw RFB (VNC) bytes both ways. Rejects with the server's error when it
+   * cannot (`vnc_unavailable` for a VM started before it had one).
+   */
+  vnc(id: string, options: ConsoleOptions = {}): Promise<ConsoleSession> {
+    return this.#socket(id, '/vnc', options);
+  }
+  /** The API path of the graphical console's WebSocket (for noVNC and other RFB-over-WebSocket clients). */
+  vncPath(id: string): string {
+    return this.path(id, '/vnc');
+  }
+  #socket(id: string, suffix: string, options: ConsoleOptions): Promise<ConsoleSession> {
     const t = this.t as Transport & Partial<WebSocketOpener>;
     if (typeof t.openWebSocket !== 'function')
       return Promise.reject(new TypeError('this transport cannot open WebSockets'));
-    return connectConsole(t.openWebSocket(this.path(id, '/console'), scoped(options)), options.signal);
+    return connectConsole(t.openWebSocket(this.path(id, suffix), scoped(options)), options.signal);
   }
   /** One page of the instance's change history. */
   history(

@@ -12,7 +12,7 @@ import {
 } from '@floe/api';
 import type { FastifyBaseLogger } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
-import { LinkChannels, type ChannelOpen, type ServerChannel } from './channels.js';
+import { LinkChannels, type AgentStatsHistory, type ChannelOpen, type ServerChannel } from './channels.js';
 import type { Config } from './config.js';
 import { isStoreUnavailable } from './db/unavailable.js';
 import type { DesiredStateProvider } from './desired-state.js';
@@ -225,6 +225,16 @@ export class AgentHub {
   /** Ask a connected host for one answer (a VM's stats); `host_timeout` after `timeoutMs`. */
   async request(hostId: string, msg: { type: 'stats.get'; instance_id: string }, timeoutMs = 5000): Promise<VmStats> {
     return this.linkFor(hostId).channels.stats(msg.instance_id, timeoutMs);
+  }
+
+  /** Ask a connected host for the stats history it keeps of a VM; `host_timeout` after `timeoutMs`. */
+  async statsHistory(
+    hostId: string,
+    instanceId: string,
+    since: string | undefined,
+    timeoutMs = 5000,
+  ): Promise<AgentStatsHistory> {
+    return this.linkFor(hostId).channels.statsHistory(instanceId, since, timeoutMs);
   }
 
   private async handle(link: Link, msg: AgentMessage): Promise<void> {

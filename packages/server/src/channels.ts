@@ -5,11 +5,13 @@ import {
   type ChannelId,
   type ControlMessage,
   type VmStats,
+  type VmStatsSample,
 } from '@floe/api';
 
-/** What opens a channel on the agent: a serial console or the console log. */
+/** What opens a channel on the agent: a serial console, the graphical console (VNC) or the console log. */
 export type ChannelOpen =
   | { type: 'console.open'; instance_id: string }
+  | { type: 'vnc.open'; instance_id: string }
   | { type: 'logs.open'; instance_id: string; tail_bytes?: number; follow: boolean };
 
 /** How a channel ended: nothing for a normal end, else why. */
@@ -116,11 +118,26 @@ interface Opening {
   timer: NodeJS.Timeout;
 }
 
+/** The agent's answer to `stats.history.get`. */
+export interface AgentStatsHistory {
+  interval_ms: number | null;
+  retention_ms: number | null;
+  samples: VmStatsSample[];
+}
+
 interface PendingRequest {
-  resolve: (stats: VmStats) => void;
+  kind: 'stats' | 'stats.history';
+  resolve: (answer: never) => void;
   reject: (err: FloeError) => void;
   timer: NodeJS.Timeout;
 }
+
+/** What each channel opener is called in messages. */
+const CHANNEL_NOUN: Record<ChannelOpen['type'], string> = {
+  'console.open': 'console',
+  'vnc.open': 'graphical console',
+  'logs.open': 'log',
+};
 
 /**
  * The channels and requests of one agent link: picks channel and request ids,
@@ -162,10 +179,7 @@ export class LinkChannels {
         this.forget(id, true);
         channel.finish({ code: 'host_timeout', message: 'the host did not answer' });
         reject(
-          new FloeError(
-            'host_timeout',
-            `the host did not open the ${req.type === 'console.open' ? 'console' : 'log'} within ${timeoutMs} ms`,
-          ),
+          new FloeError('host_timeout', `the host did not open the ${CHANNEL_NOUN[req.type]} within ${timeoutMs} ms`),
         );
       }, timeoutMs);
       this.opening.set(id, { channel, resolve, reject, timer });
@@ -179,21 +193,59 @@ export class LinkChannels {
 
   /** Ask the agent for a VM's counters. */
   stats(instanceId: string, timeoutMs: number): Promise<VmStats> {
+    return this.ask<VmStats>(
+      'stats',
+      (id) => ({ type: 'stats.get', request_id: id, instance_id: instanceId }),
+      'stats',
+      timeoutMs,
+    );
+  }
+
+  /** Ask the agent for the stats history it keeps of a VM (samples after `since` when given). */
+  statsHistory(instanceId: string, since: string | undefined, timeoutMs: number): Promise<AgentStatsHistory> {
+    return this.ask<AgentStatsHistory>(
+      'stats.history',
+      (id) => ({
+        type: 'stats.history.get',
+        request_id: id,
+        instance_id: instanceId,
+        ...(since === undefined ? {} : { since }),
+      }),
+      'the stats history',
+      timeoutMs,
+    );
+  }
+
+  private ask<T>(
+    kind: PendingRequest['kind'],
+    build: (id: string) => ControlMessage,
+    what: string,
+    timeoutMs: number,
+  ): Promise<T> {
     if (this.down !== null)
       return Promise.reject(new FloeError('host_offline', this.down?.message ?? 'the host is not connected'));
     const id = `rq${(++this.counter).toString(36)}`;
-    return new Promise<VmStats>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.requests.delete(id);
-        reject(new FloeError('host_timeout', `the host did not report stats within ${timeoutMs} ms`));
+        reject(new FloeError('host_timeout', `the host did not report ${what} within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.requests.set(id, { resolve, reject, timer });
-      if (!this.send({ type: 'stats.get', request_id: id, instance_id: instanceId })) {
+      this.requests.set(id, { kind, resolve: resolve as (answer: never) => void, reject, timer });
+      if (!this.send(build(id))) {
         clearTimeout(timer);
         this.requests.delete(id);
         reject(new FloeError('host_offline', 'the host is not connected'));
       }
     });
+  }
+
+  /** The pending request an answer belongs to (removed from the waiting list), or undefined. */
+  private answered(requestId: string, kind: PendingRequest['kind']): PendingRequest | undefined {
+    const pending = this.requests.get(requestId);
+    if (pending === undefined || pending.kind !== kind) return undefined;
+    clearTimeout(pending.timer);
+    this.requests.delete(requestId);
+    return pending;
   }
 
   /** Route one agent message (checked against its schema already); false when it is not a channel or stats message. */
@@ -242,13 +294,26 @@ export class LinkChannels {
         return true;
       }
       case 'stats': {
-        const pending = this.requests.get(msg.request_id);
+        const pending = this.answered(msg.request_id, 'stats');
         if (pending === undefined) return true;
-        clearTimeout(pending.timer);
-        this.requests.delete(msg.request_id);
-        if (msg.stats !== undefined) pending.resolve(msg.stats);
+        if (msg.stats !== undefined) (pending.resolve as (s: VmStats) => void)(msg.stats);
         else
           pending.reject(agentError(msg.error ?? { code: 'host_operation_failed', message: 'the host sent no stats' }));
+        return true;
+      }
+      case 'stats.history': {
+        const pending = this.answered(msg.request_id, 'stats.history');
+        if (pending === undefined) return true;
+        if (msg.samples !== undefined)
+          (pending.resolve as (h: AgentStatsHistory) => void)({
+            interval_ms: msg.interval_ms ?? null,
+            retention_ms: msg.retention_ms ?? null,
+            samples: msg.samples,
+          });
+        else
+          pending.reject(
+            agentError(msg.error ?? { code: 'host_operation_failed', message: 'the host sent no stats history' }),
+          );
         return true;
       }
       default:

@@ -129,6 +129,8 @@ export const POLICY: Readonly<Record<string, RoutePolicy>> = {
   'GET /v1/instances/:id/console': p('project', 'instance', 'console'),
   'GET /v1/instances/:id/logs': p('project', 'instance', 'read'),
   'GET /v1/instances/:id/stats': p('project', 'instance', 'read'),
+  'GET /v1/instances/:id/stats/history': p('project', 'instance', 'read'),
+  'GET /v1/instances/:id/vnc': p('project', 'instance', 'console'),
 
   'GET /v1/operations': collection('operation', 'read'),
   'GET /v1/operations/:id': p('project', 'operation', 'read'),

@@ -2,6 +2,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FloeError, type DesiredInstance, type VmStats } from '@floe/api';
+import { FakeRfbServer } from './fake-rfb.js';
 import type { ConsoleStream, SetNicsResult, VmCreateContext, VmDriver, VmDriverEvent, VmInfo, VmNic } from './types.js';
 
 /** Driver operations a test can make fail. */
@@ -274,6 +275,48 @@ export class FakeVmDriver implements VmDriver {
         unfollow();
         for (const l of closers) l('closed');
       },
+    };
+  }
+
+  /** A graphical console: a tiny RFB server showing a fixed picture drawn from the VM's name (see fake-rfb.ts). */
+  async openVnc(id: string): Promise<ConsoleStream> {
+    this.enter('openVnc');
+    const vm = this.get(id);
+    if (vm.state !== 'running') throw new FloeError('invalid_state', `VM ${vm.name} is not running`);
+    const data = new Set<(d: Buffer) => void>();
+    const closers = new Set<(reason: string) => void>();
+    // What the server says before anyone listens (its version) waits for the first listener.
+    let early: Buffer[] | null = [];
+    let open = true;
+    const finish = (reason: string) => {
+      if (!open) return;
+      open = false;
+      for (const l of [...closers]) l(reason);
+    };
+    const server = new FakeRfbServer(
+      vm.name,
+      (d) => {
+        if (early !== null) early.push(d);
+        else for (const l of [...data]) l(d);
+      },
+      finish,
+    );
+    return {
+      write: (d) => {
+        if (open) server.input(d);
+      },
+      onData: (l) => {
+        data.add(l);
+        const waiting = early ?? [];
+        early = null;
+        for (const d of waiting) l(d);
+        return () => data.delete(l);
+      },
+      onClose: (l) => {
+        closers.add(l);
+        return () => closers.delete(l);
+      },
+      close: () => finish('closed'),
     };
   }
 

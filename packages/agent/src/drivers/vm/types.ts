@@ -32,7 +32,7 @@ export interface SetNicsResult {
   added: string[];
 }
 
-/** An interactive serial console: bytes both ways until either side closes. */
+/** An interactive console (serial, or a VNC display's RFB stream): bytes both ways until either side closes. */
 export interface ConsoleStream {
   /** Send keystrokes to the guest. */
   write(data: Buffer): void;
@@ -92,6 +92,13 @@ export interface VmDriver {
   followLog(id: string, listener: (data: Buffer) => void): Promise<() => void>;
   /** Attach to the VM's serial console. Fails with `invalid_state` when the VM is not running. */
   openConsole(id: string): Promise<ConsoleStream>;
+  /**
+   * Attach to the VM's graphical console: a stream of raw RFB (VNC) bytes both
+   * ways, as a VNC client speaks it. Several sessions may be open at once.
+   * Fails with `invalid_state` when the VM is not running and with
+   * `vnc_unavailable` when the running VM has no VNC display (started before it got one).
+   */
+  openVnc(id: string): Promise<ConsoleStream>;
   /** Counters of a running VM. Fails with `invalid_state` when it is not running. */
   stats(id: string): Promise<VmStats>;
   /**

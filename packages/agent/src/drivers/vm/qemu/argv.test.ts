@@ -17,6 +17,7 @@ function spec(overrides: Partial<QemuSpec> = {}, paths: Partial<QemuSpec['paths'
       pidfile: `${dir}/qemu.pid`,
       qmpSocket: `${dir}/qmp.sock`,
       serialSocket: `${dir}/serial.sock`,
+      vncSocket: `${dir}/vnc.sock`,
       consoleLog: `${dir}/console.log`,
       disk: `${dir}/disk.qcow2`,
       seedIso: `${dir}/seed.iso`,
@@ -54,6 +55,8 @@ describe('qemuArgv', () => {
       '-no-user-config',
       '-display',
       'none',
+      '-vnc',
+      'unix:/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/vnc.sock',
       '-daemonize',
       '-pidfile',
       '/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/qemu.pid',
@@ -91,6 +94,8 @@ describe('qemuArgv', () => {
       'if=none,id=seed,file=/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/seed.iso,format=raw,readonly=on',
       '-device',
       'virtio-blk-pci,drive=seed,serial=cidata',
+      '-device',
+      'VGA,id=video0',
     ]);
   });
 
@@ -112,6 +117,8 @@ describe('qemuArgv', () => {
       '-no-user-config',
       '-display',
       'none',
+      '-vnc',
+      'unix:/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/vnc.sock',
       '-daemonize',
       '-pidfile',
       '/var/lib/floe/agent/vms/inst_01JB8X0Q3E6M2T9K4V7W5YB1C3/qemu.pid',
@@ -145,6 +152,8 @@ describe('qemuArgv', () => {
       'pcie-root-port,id=nicport6,chassis=7,slot=0,io-reserve=0',
       '-device',
       'pcie-root-port,id=nicport7,chassis=8,slot=0,io-reserve=0',
+      '-device',
+      'VGA,id=video0',
     ]);
   });
 
@@ -183,6 +192,19 @@ describe('qemuArgv', () => {
   it('refuses socket paths longer than a unix socket allows', () => {
     const long = `/${'d'.repeat(100)}/serial.sock`;
     expectInvalid(() => qemuArgv(spec({}, { serialSocket: long })), 'serial_socket');
+    expectInvalid(() => qemuArgv(spec({}, { vncSocket: long })), 'vnc_socket');
+    expectInvalid(() => qemuArgv(spec({}, { vncSocket: '/srv/vnc.sock,password=on' })), 'vnc_socket');
+  });
+
+  it('serves the graphical console on the unix socket only, and adds the VGA card after every other device', () => {
+    const argv = qemuArgv(
+      spec({ nics: [{ id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1C4', tap: 'fltp0', mac: '52:54:00:12:34:56' }] }),
+    );
+    expect(argv.filter((a, i) => argv[i - 1] === '-vnc')).toEqual([`unix:${dir}/vnc.sock`]);
+    // No TCP listener: nothing that looks like host:display or a websocket port.
+    expect(argv.join(' ')).not.toMatch(/-vnc [^u]|websocket|to=/);
+    expect(argv.slice(-2)).toEqual(['-device', 'VGA,id=video0']);
+    expect(argv.filter((a) => a.startsWith('VGA'))).toHaveLength(1);
   });
 
   it('refuses impossible sizes and unknown modes', () => {
@@ -274,6 +296,8 @@ describe('qemuArgv without a seed disk', () => {
     expect(argv.slice(argv.indexOf('-smbios'))).toEqual([
       '-smbios',
       'type=1,serial=ds=nocloud-net;s=http://169.254.169.254/',
+      '-device',
+      'VGA,id=video0',
     ]);
     expect(argv.join(' ')).not.toContain('media=cdrom');
     expect(qemuArgv(spec())).not.toContain('-smbios');

@@ -13,6 +13,8 @@ export interface QemuRuntimePaths {
   pidfile: string;
   qmpSocket: string;
   serialSocket: string;
+  /** The graphical console: QEMU's VNC server listens here (a unix socket, never a TCP port). */
+  vncSocket: string;
   /** The console history; QEMU appends everything the guest writes to the serial port. */
   consoleLog: string;
   /** The VM's qcow2 overlay. */
@@ -194,8 +196,8 @@ export function checkNics(nics: readonly QemuNic[]): number[] {
 
 /**
  * The arguments of `qemu-system-x86_64` for one VM: q35, detached
- * (`-daemonize` + pidfile), QMP and the serial console on unix sockets in the
- * runtime directory, the console logged to a file, a virtio disk, one PCIe
+ * (`-daemonize` + pidfile), QMP, the serial console and a VNC display on unix
+ * sockets in the runtime directory (a standard VGA card, added last), the console logged to a file, a virtio disk, one PCIe
  * root port per NIC slot (so NICs can be hot-plugged later) with each NIC on
  * its slot's port, and the seed (see `seedDriveArgs`). `graphics=off` makes SeaBIOS print to the serial
  * port, so boot failures show up in the console log. Pure; throws
@@ -217,6 +219,7 @@ export function qemuArgv(spec: QemuSpec): string[] {
   const pidfile = checkQemuPath('pidfile', p.pidfile);
   const qmp = checkSocketPath('qmp_socket', p.qmpSocket);
   const serial = checkSocketPath('serial_socket', p.serialSocket);
+  const vnc = checkSocketPath('vnc_socket', p.vncSocket);
   const log = checkQemuPath('console_log', p.consoleLog);
   const disk = checkQemuPath('disk', p.disk);
   const seed = p.seedIso === null ? null : checkQemuPath('seed_iso', p.seedIso);
@@ -237,6 +240,9 @@ export function qemuArgv(spec: QemuSpec): string[] {
     '-no-user-config',
     '-display',
     'none',
+    // The graphical console, for the agent alone (the socket is in the VM's private runtime directory): no password.
+    '-vnc',
+    `unix:${vnc}`,
     '-daemonize',
     '-pidfile',
     pidfile,
@@ -273,8 +279,18 @@ export function qemuArgv(spec: QemuSpec): string[] {
     argv.push('-smbios', `type=1,serial=${spec.smbiosSerial}`);
   }
   if (seed !== null) argv.push(...seedDriveArgs(seed));
+  // Last, so it takes the next free PCI slot and every device above keeps the address guests already know.
+  argv.push('-device', DISPLAY_DEVICE);
   return argv;
 }
+
+/**
+ * The graphics card the VNC display shows: the standard VGA, which every
+ * firmware and guest kernel drives without extra drivers (text mode for the
+ * BIOS and boot loader, a linear framebuffer later). Keyboard and mouse are
+ * q35's built-in PS/2 ones.
+ */
+export const DISPLAY_DEVICE = 'VGA,id=video0';
 
 /** The serial number the seed disk shows the guest (`/dev/disk/by-id/virtio-cidata`). */
 const SEED_DISK_SERIAL = 'cidata';

@@ -1,6 +1,7 @@
 import { createConnection } from 'node:net';
 import { FloeError } from '@floe/api';
 import type { ConsoleStream } from '../types.js';
+import { exists } from './runtime.js';
 import type { QemuVm } from './vm.js';
 
 /** Call every listener; one that throws must not keep the others from hearing. */
@@ -14,24 +15,28 @@ function tell<T>(listeners: Iterable<(value: T) => void>, value: T): void {
   }
 }
 
+/** A session the VM holds so it can end it (VM stopped, deleted, driver closed). */
+interface Session {
+  close(reason: string): void;
+}
+
 /**
- * Attach to the serial console of a running VM (QEMU `pid`). QEMU serves one
- * client at a time on the serial socket (a second one would wait silently
- * until the first leaves), so a second console on the same VM is refused with
- * `invalid_state` ("console busy") instead. The console log keeps recording
- * either way.
+ * Connect to one of a running VM's unix sockets and wrap it as a
+ * ConsoleStream. `hold`/`release` register the session with the VM; `what`
+ * names the console in errors.
  */
-export async function openSerialConsole(vm: QemuVm, name: string, pid: number): Promise<ConsoleStream> {
+async function socketStream(
+  vm: QemuVm,
+  pid: number,
+  path: string,
+  what: string,
+  hold: (session: Session) => void,
+  release: (session: Session) => void,
+): Promise<ConsoleStream> {
   const { id } = vm;
-  if (vm.console !== null) {
-    throw new FloeError('invalid_state', `console busy: another session is attached to VM ${name}`, {
-      id,
-      reason: 'console_busy',
-    });
-  }
-  const socket = createConnection(vm.path('serial'));
-  const session = { close: (reason: string) => finish(reason) };
-  vm.console = session;
+  const socket = createConnection(path);
+  const session: Session = { close: (reason: string) => finish(reason) };
+  hold(session);
   const data = new Set<(d: Buffer) => void>();
   const closers = new Set<(reason: string) => void>();
   let open = true;
@@ -39,15 +44,13 @@ export async function openSerialConsole(vm: QemuVm, name: string, pid: number): 
     if (!open) return;
     open = false;
     socket.destroy();
-    if (vm.console === session) vm.console = null;
+    release(session);
     tell(closers, reason);
   };
   await new Promise<void>((resolveConnect, reject) => {
     const onError = (err: Error) => {
       finish('error');
-      reject(
-        new FloeError('host_operation_failed', `cannot attach to the console of VM ${name}: ${err.message}`, { id }),
-      );
+      reject(new FloeError('host_operation_failed', `cannot attach to ${what}: ${err.message}`, { id }));
     };
     socket.once('error', onError);
     socket.once('connect', () => {
@@ -79,4 +82,55 @@ export async function openSerialConsole(vm: QemuVm, name: string, pid: number): 
     },
     close: () => finish('closed'),
   };
+}
+
+/**
+ * Attach to the serial console of a running VM (QEMU `pid`). QEMU serves one
+ * client at a time on the serial socket (a second one would wait silently
+ * until the first leaves), so a second console on the same VM is refused with
+ * `invalid_state` ("console busy") instead. The console log keeps recording
+ * either way.
+ */
+export async function openSerialConsole(vm: QemuVm, name: string, pid: number): Promise<ConsoleStream> {
+  if (vm.console !== null) {
+    throw new FloeError('invalid_state', `console busy: another session is attached to VM ${name}`, {
+      id: vm.id,
+      reason: 'console_busy',
+    });
+  }
+  return socketStream(
+    vm,
+    pid,
+    vm.path('serial'),
+    `the console of VM ${name}`,
+    (session) => (vm.console = session),
+    (session) => {
+      if (vm.console === session) vm.console = null;
+    },
+  );
+}
+
+/**
+ * Attach to the graphical console (QEMU's VNC server on `vnc.sock`) of a
+ * running VM: raw RFB both ways. QEMU takes several VNC clients at once, so
+ * sessions do not exclude each other. A VM started before floe gave VMs a
+ * VNC display has no socket: `vnc_unavailable` (a restart gives it one).
+ */
+export async function openVncConsole(vm: QemuVm, name: string, pid: number): Promise<ConsoleStream> {
+  const path = vm.path('vnc');
+  if (!(await exists(path))) {
+    throw new FloeError(
+      'vnc_unavailable',
+      `VM ${name} has no graphical console: it was started before floe gave VMs one; restart it to get one`,
+      { id: vm.id },
+    );
+  }
+  return socketStream(
+    vm,
+    pid,
+    path,
+    `the graphical console of VM ${name}`,
+    (session) => vm.displays.add(session),
+    (session) => vm.displays.delete(session),
+  );
 }

@@ -12,7 +12,7 @@ import type {
   VmNic,
 } from '../types.js';
 import { checkNics, INSTANCE_ID_RE, QEMU_BINARY, type QemuAccelerator, type QemuDiskCache } from './argv.js';
-import { openSerialConsole } from './console.js';
+import { openSerialConsole, openVncConsole } from './console.js';
 import { DEFAULT_LOG_MAX_BYTES, LogFollower, readLogTail } from './console-log.js';
 import { ensureOverlay, growDisk, type DiskOptions } from './disk.js';
 import { planNics, removedNics, slotted } from './hotplug-plan.js';
@@ -296,6 +296,12 @@ export class QemuDriver implements VmDriver {
   async openConsole(id: string): Promise<ConsoleStream> {
     const { vm, seen } = await this.running(id);
     return openSerialConsole(vm, seen.record.name, seen.pid!);
+  }
+
+  /** Attach to the graphical console (QEMU's VNC server on the VM's `vnc.sock`); see `openVncConsole`. */
+  async openVnc(id: string): Promise<ConsoleStream> {
+    const { vm, seen } = await this.running(id);
+    return openVncConsole(vm, seen.record.name, seen.pid!);
   }
 
   async stats(id: string): Promise<VmStats> {

@@ -48,6 +48,7 @@ function vmSpec(
       pidfile: vm.path('pidfile'),
       qmpSocket: vm.path('qmp'),
       serialSocket: vm.path('serial'),
+      vncSocket: vm.path('vnc'),
       consoleLog: vm.path('console'),
       disk: vm.path('disk'),
       seedIso: seed ? vm.path('seed') : null,

@@ -17,6 +17,8 @@ export const VM_FILES = {
   pidfile: 'qemu.pid',
   qmp: 'qmp.sock',
   serial: 'serial.sock',
+  /** The graphical console (VNC); absent for a VM started before it had one. */
+  vnc: 'vnc.sock',
   console: 'console.log',
 } as const;
 
@@ -127,7 +129,7 @@ export class VmRuntimeDir {
 
   /** Leftovers of a QEMU that no longer runs: sockets, a pidfile SIGKILL left, the run token. */
   async clearRuntime(): Promise<void> {
-    for (const file of ['run', 'pidfile', 'qmp', 'serial'] as const) {
+    for (const file of ['run', 'pidfile', 'qmp', 'serial', 'vnc'] as const) {
       await unlink(this.path(file)).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
       });

@@ -36,6 +36,8 @@ export class QemuVm extends VmRuntimeDir {
   monitor: QemuMonitor | null = null;
   /** The attached console session, if any (QEMU serves one client at a time). */
   console: { close(reason: string): void } | null = null;
+  /** Attached graphical console (VNC) sessions; QEMU's VNC server takes several clients at once. */
+  readonly displays = new Set<{ close(reason: string): void }>();
   readonly followers = new Set<LogFollower>();
   /** Why the VM last stopped on its own; cleared by start. */
   reason: string | null = null;
@@ -66,6 +68,7 @@ export class QemuVm extends VmRuntimeDir {
       this.monitor === null &&
       this.attaching === null &&
       this.console === null &&
+      this.displays.size === 0 &&
       this.followers.size === 0 &&
       this.reason === null &&
       this.sizedDisk === null
@@ -190,8 +193,10 @@ export class QemuVm extends VmRuntimeDir {
     await this.attaching?.catch(() => null);
   }
 
+  /** Close the serial console session and every graphical console session. */
   closeConsole(reason: string): void {
     this.console?.close(reason);
+    for (const display of [...this.displays]) display.close(reason);
   }
 
   stopFollowers(): void {
