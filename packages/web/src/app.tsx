@@ -1,4 +1,5 @@
 import type { Member, Project, User } from '@floe/api';
+import { csrfFromCookies } from '@floe/client/browser';
 import { useCallback, useEffect, useMemo, useState } from 'react';
 import { client, errorText, listAll, onSessionEnded } from './api.js';
 import { NAV } from './nav.js';
@@ -15,7 +16,9 @@ const PROJECT_KEY = 'floe.project';
 export function App() {
   const [user, setUser] = useState<User | null | undefined>(undefined);
   useEffect(() => {
-    client.users.me().then(setUser, () => setUser(null));
+    // Without the session's readable CSRF cookie there is no session to ask about (and no 401 to log).
+    if (csrfFromCookies(document.cookie) === undefined) setUser(null);
+    else client.users.me().then(setUser, () => setUser(null));
     return onSessionEnded(() => setUser(null));
   }, []);
   if (user === undefined) return <p className="loading">Loading…</p>;

@@ -1,14 +1,14 @@
-/** Stats samples into rates and SVG paths, for the graphs of an instance. */
+/** Stats history points into series and SVG paths, for the graphs of an instance. */
 
-/** One sample of the stats history: a time and counters (cumulative) or gauges. */
-export interface Sample {
+/** One point of `GET /v1/instances/:id/stats/history`: rates over the interval that ends at `at`. */
+export interface StatsPoint {
   at: string;
-  cpu_time_ns?: number | null;
-  memory_bytes?: number | null;
-  disk_read_bytes?: number | null;
-  disk_write_bytes?: number | null;
-  net_rx_bytes?: number | null;
-  net_tx_bytes?: number | null;
+  cpu_percent: number | null;
+  memory_bytes: number | null;
+  disk_read_bytes_per_second: number | null;
+  disk_write_bytes_per_second: number | null;
+  net_rx_bytes_per_second: number | null;
+  net_tx_bytes_per_second: number | null;
 }
 
 /** A point of a series: milliseconds since the epoch and a value. */
@@ -28,35 +28,34 @@ export interface Series {
 }
 
 /**
- * Turns samples into series: CPU as percent of one vCPU, memory as bytes, disk and network as bytes per
- * second. Rates need two samples; a counter that went down (a restart) starts over.
+ * Turns history points into series, oldest first; unknown values (null) leave a gap in their series only.
  *
  * @example
- * toSeries([{ at: '2026-01-01T00:00:00Z', cpu_time_ns: 0 }, { at: '2026-01-01T00:00:10Z', cpu_time_ns: 5e9 }]).cpu
- * // [{ t: 1767225610000, v: 50 }]
+ * toSeries([{ at: '2026-01-01T00:00:10Z', cpu_percent: 50, memory_bytes: null, ... }]).cpu // [{ t: 1767225610000, v: 50 }]
  */
-export function toSeries(samples: readonly Sample[]): Series {
+export function toSeries(points: readonly StatsPoint[]): Series {
   const s: Series = { cpu: [], memory: [], disk_read: [], disk_write: [], net_rx: [], net_tx: [] };
-  const sorted = [...samples].sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
-  const rate = (prev: number | null | undefined, cur: number | null | undefined, dt: number) =>
-    prev == null || cur == null || cur < prev || dt <= 0 ? null : (cur - prev) / dt;
-  for (let i = 0; i < sorted.length; i++) {
-    const cur = sorted[i]!;
-    const t = Date.parse(cur.at);
-    if (cur.memory_bytes != null) s.memory.push({ t, v: cur.memory_bytes });
-    if (i === 0) continue;
-    const prev = sorted[i - 1]!;
-    const dt = (t - Date.parse(prev.at)) / 1000;
-    const push = (into: Point[], v: number | null, scale = 1) => {
-      if (v !== null) into.push({ t, v: v * scale });
+  const sorted = [...points].sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
+  for (const p of sorted) {
+    const t = Date.parse(p.at);
+    const push = (into: Point[], v: number | null) => {
+      if (v !== null) into.push({ t, v });
     };
-    push(s.cpu, rate(prev.cpu_time_ns, cur.cpu_time_ns, dt), 100 / 1e9);
-    push(s.disk_read, rate(prev.disk_read_bytes, cur.disk_read_bytes, dt));
-    push(s.disk_write, rate(prev.disk_write_bytes, cur.disk_write_bytes, dt));
-    push(s.net_rx, rate(prev.net_rx_bytes, cur.net_rx_bytes, dt));
-    push(s.net_tx, rate(prev.net_tx_bytes, cur.net_tx_bytes, dt));
+    push(s.cpu, p.cpu_percent);
+    push(s.memory, p.memory_bytes);
+    push(s.disk_read, p.disk_read_bytes_per_second);
+    push(s.disk_write, p.disk_write_bytes_per_second);
+    push(s.net_rx, p.net_rx_bytes_per_second);
+    push(s.net_tx, p.net_tx_bytes_per_second);
   }
   return s;
+}
+
+/** Adds newly polled points to those already held: one per time, oldest first, none older than `from`. */
+export function mergePoints(held: readonly StatsPoint[], fresh: readonly StatsPoint[], from: number): StatsPoint[] {
+  const byAt = new Map(held.map((p) => [p.at, p]));
+  for (const p of fresh) byAt.set(p.at, p);
+  return [...byAt.values()].filter((p) => Date.parse(p.at) >= from).sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
 }
 
 /**

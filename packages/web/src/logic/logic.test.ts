@@ -1,7 +1,7 @@
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { csrfFromCookies } from '@floe/client/browser';
-import { niceMax, svgPath, toSeries } from './chart.js';
+import { mergePoints, niceMax, svgPath, toSeries } from './chart.js';
 import { checkUserData } from './cloud-config.js';
 import { diff } from './diff.js';
 import { ago, formatBytes, formatMib } from './format.js';
@@ -116,16 +116,23 @@ describe('history diffs', () => {
 });
 
 describe('graphs', () => {
-  it('turns counters into rates and draws paths', () => {
-    const s = toSeries([
-      { at: '2026-01-01T00:00:10Z', cpu_time_ns: 5e9, net_rx_bytes: 1000, memory_bytes: 2 },
-      { at: '2026-01-01T00:00:00Z', cpu_time_ns: 0, net_rx_bytes: 0, memory_bytes: 1 },
-      { at: '2026-01-01T00:00:20Z', cpu_time_ns: 1e9, net_rx_bytes: null, memory_bytes: 3 },
-    ]);
+  it('turns history points into series, merges polls and draws paths', () => {
+    const pt = (at: string, cpu: number | null, mem: number | null, rx: number | null = null) => ({
+      at,
+      cpu_percent: cpu,
+      memory_bytes: mem,
+      disk_read_bytes_per_second: null,
+      disk_write_bytes_per_second: null,
+      net_rx_bytes_per_second: rx,
+      net_tx_bytes_per_second: null,
+    });
+    const s = toSeries([pt('2026-01-01T00:00:10Z', 50, 2, 100), pt('2026-01-01T00:00:00Z', null, 1), pt('2026-01-01T00:00:20Z', 10, 3)]);
     const t10 = Date.parse('2026-01-01T00:00:10Z');
-    expect(s.cpu).toEqual([{ t: t10, v: 50 }]);
+    expect(s.cpu).toEqual([{ t: t10, v: 50 }, { t: t10 + 10_000, v: 10 }]);
     expect(s.net_rx).toEqual([{ t: t10, v: 100 }]);
     expect(s.memory.map((p) => p.v)).toEqual([1, 2, 3]);
+    const merged = mergePoints([pt('2026-01-01T00:00:00Z', 1, 1), pt('2026-01-01T00:00:10Z', 2, 2)], [pt('2026-01-01T00:00:10Z', 3, 3), pt('2026-01-01T00:00:20Z', 4, 4)], t10);
+    expect(merged.map((p) => p.cpu_percent)).toEqual([3, 4]);
     expect(svgPath([{ t: 0, v: 0 }, { t: 10, v: 1 }], 0, 10, 1, 100, 50)).toBe('M0 50L100 0');
     expect(svgPath([{ t: 5, v: 3 }], 0, 10, 2, 100, 50)).toBe('M50 0');
     expect(svgPath([], 0, 10, 1, 100, 50)).toBe('');

@@ -1,8 +1,6 @@
-import type { InstanceStats } from '@floe/api';
-import { FloeApiError } from '@floe/client/browser';
 import { useEffect, useMemo, useState } from 'react';
 import { client, errorText } from '../api.js';
-import { niceMax, svgPath, toSeries, type Point, type Sample } from '../logic/chart.js';
+import { mergePoints, niceMax, svgPath, toSeries, type Point, type StatsPoint } from '../logic/chart.js';
 import { formatBytes } from '../logic/format.js';
 
 const HOUR_MS = 3600_000;
@@ -38,42 +36,42 @@ function Chart(props: { title: string; lines: { label: string; points: Point[]; 
   );
 }
 
-/** Stats of the last hour: the host's bounded history, then a sample every few seconds while the page is open. */
+/** Stats of the last hour from the bounded history the host keeps, polled for new samples while the page is open. */
 export function Graphs(props: { instance: string; project: string }) {
-  const [samples, setSamples] = useState<Sample[]>([]);
+  const [points, setPoints] = useState<StatsPoint[]>([]);
   const [error, setError] = useState<string>();
   const [now, setNow] = useState(Date.now());
   useEffect(() => {
     let live = true;
-    const id = encodeURIComponent(props.instance);
-    client
-      .request<{ items?: Sample[]; samples?: Sample[] }>('GET', `/v1/instances/${id}/stats/history`, { query: { project: props.project } })
-      .then(
-        (h) => live && setSamples(h.items ?? h.samples ?? []),
-        (err: unknown) => {
-          // Older servers keep no history: the graph then starts with this page.
-          if (!(err instanceof FloeApiError && err.code === 'not_found') && live) setError(errorText(err));
-        },
-      );
+    let last: string | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const poll = async () => {
+      let interval = 10;
       try {
-        const s: InstanceStats = await client.instances.stats(props.instance, { project: props.project });
-        if (live) setSamples((list) => [...list.filter((x) => x.at !== s.at), s].slice(-2000));
-        if (live) setError(undefined);
+        const h = await client.instances.statsHistory(props.instance, {
+          project: props.project,
+          ...(last === undefined ? {} : { since: last }),
+        });
+        interval = h.interval_seconds;
+        if (!live) return;
+        if (h.samples.length > 0) last = h.samples[h.samples.length - 1]!.at;
+        setPoints((held) => mergePoints(held, h.samples, Date.now() - HOUR_MS));
+        setError(undefined);
       } catch (err) {
         if (live) setError(errorText(err));
       }
-      if (live) setNow(Date.now());
+      if (!live) return;
+      setNow(Date.now());
+      timer = setTimeout(() => void poll(), Math.max(2, Math.min(interval, 30)) * 1000);
     };
     void poll();
-    const timer = setInterval(() => void poll(), 5000);
     return () => {
       live = false;
-      clearInterval(timer);
+      clearTimeout(timer);
     };
   }, [props.instance, props.project]);
   const from = now - HOUR_MS;
-  const series = useMemo(() => toSeries(samples.filter((s) => Date.parse(s.at) >= from - 60_000)), [samples, from]);
+  const series = useMemo(() => toSeries(points), [points]);
   const rate = (v: number) => `${formatBytes(v)}/s`;
   return (
     <section aria-label="Graphs" className="graphs">

@@ -12,7 +12,7 @@ export function GraphicalConsole(props: { instance: string; project: string }) {
   const rfbRef = useRef<RFB | null>(null);
   const [state, setState] = useState('Connecting…');
   useEffect(() => {
-    const ws = client.webSocket(`/v1/instances/${encodeURIComponent(props.instance)}/vnc`, { project: props.project });
+    const ws = client.webSocket(client.instances.vncPath(props.instance), { project: props.project });
     ws.binaryType = 'arraybuffer';
     const rfb = new RFB(screen.current!, ws, { shared: true });
     rfb.scaleViewport = true;
