@@ -12,7 +12,7 @@ import type { Store } from './db/index.js';
 import { openCluster } from './cluster.js';
 import { scheduleMaintenance } from './maintenance.js';
 import { clientErrorResponse, frameworkErrors, installErrorHandlers, type WebFallback } from './http/errors.js';
-import { installWeb } from './http/web.js';
+import { installWeb, wantsWebPage } from './http/web.js';
 import { installAudit } from './http/audit.js';
 import { isFloeBearer, principalFromChecker } from './http/checker-auth.js';
 import { installOidcLogin } from './http/routes/oidc-login.js';
@@ -197,6 +197,8 @@ export async function buildApp(opts: {
     if (request.routeOptions.config.public || request.url.startsWith('/docs')) return;
     const header = request.headers.authorization;
     const policy = request.routeOptions.config.policy;
+    // A page of the web UI no route has (a client-side route) gets the app's index.html: nothing to authorize.
+    if (policy === undefined && wantsWebPage(request.method, request.url, request.headers.accept)) return;
     // Requests no route answers (404) carry no policy: they do nothing.
     const verb = policy?.verb ?? 'read';
     const noteAuth = (n: AuthNote) => (request.auditAuth = { ...request.auditAuth, ...n });

@@ -54,7 +54,8 @@ export async function installWeb(
   root = WEB_ROOT,
 ): Promise<((request: FastifyRequest, reply: FastifyReply) => FastifyReply) | undefined> {
   const built = existsSync(`${root}/index.html`);
-  if (built) await http.register(fastifyStatic, { root, serve: false });
+  // Cache headers are set here per file, not by the plugin.
+  if (built) await http.register(fastifyStatic, { root, serve: false, cacheControl: false });
   else http.log.info({ root }, 'the web UI is not built (npm run build); serving the API only');
   const missing = () => {
     throw new FloeError('not_found', 'the web UI is not built: run npm run build');
