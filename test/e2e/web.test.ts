@@ -175,9 +175,16 @@ describe.skipIf(skip !== null)('web UI journey in a real browser', () => {
     await page.getByText(/^Connected/).waitFor({ timeout: 60_000 });
     const screenDrawn = () =>
       page.evaluate(() => {
-        const c = document.querySelector<HTMLCanvasElement>('[data-testid="vnc-screen"] canvas');
+        // Runs in the page (these tests are type-checked without the DOM's types).
+        type Canvas = {
+          width: number;
+          height: number;
+          getContext(k: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } };
+        };
+        const doc = (globalThis as unknown as { document: { querySelector(s: string): Canvas | null } }).document;
+        const c = doc.querySelector('[data-testid="vnc-screen"] canvas');
         if (!c || c.width === 0 || c.height === 0) return 0;
-        const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
         let lit = 0;
         for (let i = 0; i < d.length; i += 4) if (d[i]! + d[i + 1]! + d[i + 2]! > 96) lit++;
         return lit;
