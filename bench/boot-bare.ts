@@ -147,6 +147,7 @@ export async function prepareBare(
       pidfile: path.join(dir, 'qemu.pid'),
       qmpSocket: path.join(dir, 'qmp.sock'),
       serialSocket: path.join(dir, 'serial.sock'),
+      vncSocket: path.join(dir, 'vnc.sock'),
       consoleLog: path.join(dir, 'console.log'),
       disk,
       seedIso: seed,

@@ -259,6 +259,7 @@ async function main(): Promise<void> {
         pidfile: path.join(warmDir, 'qemu.pid'),
         qmpSocket: path.join(warmDir, 'qmp.sock'),
         serialSocket: path.join(warmDir, 'serial.sock'),
+        vncSocket: path.join(warmDir, 'vnc.sock'),
         consoleLog: path.join(warmDir, 'console.log'),
         disk: path.join(warmDir, 'disk.qcow2'),
         seedIso: path.join(warmDir, 'seed.iso'),

@@ -3,6 +3,7 @@ import type { AgentMessage, ControlMessage, DesiredInstance } from '@floe/api';
 import { desiredInstance } from '@floe/testkit';
 import { FakeVmDriver } from './drivers/vm/fake.js';
 import { AgentChannels, chunks, dropSeen, errorBody } from './channels.js';
+import { StatsSampler } from './stats-history.js';
 
 /** A link that keeps what the channels send, with a settable send queue. */
 class FakeLink {
@@ -167,6 +168,47 @@ describe('AgentChannels', () => {
     expect(r1.error).toBeUndefined();
     expect(r2.stats).toBeUndefined();
     expect(r2.error?.code).toBe('invalid_state');
+  });
+
+  it('opens a graphical console: raw RFB both ways, several at once; refused for a stopped VM', async () => {
+    send({ type: 'vnc.open', channel: 'v1', instance_id: vm.id });
+    send({ type: 'vnc.open', channel: 'v2', instance_id: vm.id });
+    send({ type: 'vnc.open', channel: 'v3', instance_id: stopped.id });
+    await until('versions', () => link.bytes('v1') === 'RFB 003.008\n' && link.bytes('v2') === 'RFB 003.008\n');
+    expect(link.of('v1')[0]).toEqual({ type: 'channel.data', channel: 'v1', data: '' });
+    send({ type: 'channel.data', channel: 'v1', data: b64('RFB 003.008\n') });
+    await until('security types', () => link.bytes('v1').length > 12);
+    expect(Buffer.from(link.bytes('v1').slice(12), 'latin1')).toEqual(Buffer.from([1, 1]));
+    await until('refusal', () => link.closed('v3') !== undefined);
+    expect(link.closed('v3')?.error?.code).toBe('invalid_state');
+    expect(channels.size).toBe(2);
+    send({ type: 'channel.close', channel: 'v1' });
+    expect(channels.size).toBe(1);
+  });
+
+  it('answers stats history requests from the sampler, or says there is none', async () => {
+    send({ type: 'stats.history.get', request_id: 'h0', instance_id: vm.id });
+    const answer = (id: string) =>
+      link.sent.find((m) => m.type === 'stats.history' && m.request_id === id) as
+        Extract<AgentMessage, { type: 'stats.history' }> | undefined;
+    await until('no history', () => answer('h0') !== undefined);
+    expect(answer('h0')?.error?.code).toBe('host_operation_failed');
+
+    const sampler = new StatsSampler({ driver, intervalMs: 10_000 });
+    await sampler.sample();
+    await new Promise((r) => setTimeout(r, 5));
+    await sampler.sample();
+    const withHistory = new AgentChannels({ driver, link, history: sampler });
+    withHistory.handle({ type: 'stats.history.get', request_id: 'h1', instance_id: vm.id });
+    const since = sampler.history(vm.id)[1]!.at;
+    withHistory.handle({ type: 'stats.history.get', request_id: 'h2', instance_id: vm.id, since });
+    withHistory.handle({ type: 'stats.history.get', request_id: 'h3', instance_id: 'nope' });
+    await until('answers', () => ['h1', 'h2', 'h3'].every((id) => answer(id) !== undefined));
+    expect(answer('h1')).toMatchObject({ interval_ms: 10_000, retention_ms: 3600_000 });
+    expect(answer('h1')?.samples).toHaveLength(2);
+    expect(answer('h1')?.samples?.[0]?.started_at).not.toBeNull();
+    expect(answer('h2')?.samples).toEqual([]);
+    expect(answer('h3')?.error?.code).toBe('validation_failed');
   });
 
   it('closes every channel when the link drops', async () => {

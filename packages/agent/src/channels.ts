@@ -166,6 +166,8 @@ export class AgentChannels {
           return;
         }
         ch.console = stream;
+        // Acknowledged first: a stream may hand over what it already holds as soon as it is listened to.
+        this.ack(ch);
         ch.cleanup.push(
           stream.onData((d) => this.live(ch, d)),
           stream.onClose((reason) => {
@@ -175,7 +177,6 @@ export class AgentChannels {
           }),
           () => ch.console?.close(),
         );
-        this.ack(ch);
         const pending = ch.pending;
         ch.pending = [];
         ch.pendingBytes = 0;

@@ -115,7 +115,7 @@ export class StatsSampler {
   /** Load the saved history, take a first sample and keep sampling. */
   async start(): Promise<void> {
     await this.load();
-    this.schedule(0);
+    void this.sample().finally(() => this.schedule(this.intervalMs));
   }
 
   /** Stop sampling and save the history (when there is a file). */
@@ -140,7 +140,7 @@ export class StatsSampler {
   }
 
   private schedule(delayMs: number): void {
-    if (this.stopped) return;
+    if (this.stopped || this.timer !== null) return;
     this.timer = setTimeout(() => {
       this.timer = null;
       void this.sample().finally(() => this.schedule(this.intervalMs));

@@ -136,6 +136,48 @@ describe('LinkChannels', () => {
     await expect(b).rejects.toMatchObject({ code: 'invalid_state' });
   });
 
+  it('answers stats history requests by id, and never with an answer of the other kind', async () => {
+    const { channels, last } = fakeLink();
+    const h = channels.statsHistory('inst_a', '2025-01-01T00:00:00Z', 1000);
+    const rh = (last() as { request_id: string }).request_id;
+    expect(last()).toEqual({
+      type: 'stats.history.get',
+      request_id: rh,
+      instance_id: 'inst_a',
+      since: '2025-01-01T00:00:00Z',
+    });
+    const s = channels.stats('inst_a', 1000);
+    const rs = (last() as { request_id: string }).request_id;
+    // A stats answer under the history's id is not taken for the history.
+    channels.deliver({ type: 'stats', request_id: rh, instance_id: 'inst_a', stats: STATS });
+    channels.deliver({
+      type: 'stats.history',
+      request_id: rh,
+      instance_id: 'inst_a',
+      interval_ms: 10_000,
+      retention_ms: 3_600_000,
+      samples: [{ ...STATS, started_at: null }],
+    });
+    await expect(h).resolves.toEqual({
+      interval_ms: 10_000,
+      retention_ms: 3_600_000,
+      samples: [{ ...STATS, started_at: null }],
+    });
+    channels.deliver({ type: 'stats', request_id: rs, instance_id: 'inst_a', stats: STATS });
+    await expect(s).resolves.toEqual(STATS);
+    const failed = channels.statsHistory('inst_b', undefined, 1000);
+    const rf = (last() as { request_id: string }).request_id;
+    expect(last()).not.toHaveProperty('since');
+    channels.deliver({
+      type: 'stats.history',
+      request_id: rf,
+      instance_id: 'inst_b',
+      error: { code: 'instance_not_found', message: 'no' },
+    });
+    await expect(failed).rejects.toMatchObject({ code: 'instance_not_found' });
+    await expect(channels.statsHistory('inst_c', undefined, 20)).rejects.toMatchObject({ code: 'host_timeout' });
+  });
+
   it('fails everything with host_offline when the link goes away', async () => {
     const { channels, last } = fakeLink();
     const open = channels.openChannel({ type: 'console.open', instance_id: 'inst_x' }, 1000);

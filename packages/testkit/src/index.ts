@@ -4,3 +4,4 @@ export { desiredInstance, testId, type DesiredInstanceOverrides } from './factor
 export { freePort, until, waitFor, type WaitOptions } from './wait.js';
 export { seededRandom } from './random.js';
 export { startPgProxy, type PgProxy, type PgProxyMode } from './pg-proxy.js';
+export { CTRL_ALT_DEL, distinctColours, foregroundShare, RfbClient, type RfbFramebuffer, type RfbTransport } from './rfb.js';

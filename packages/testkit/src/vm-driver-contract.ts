@@ -2,6 +2,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { DesiredInstance } from '@floe/api';
 import type { VmDriver } from '@floe/agent';
 import { testId } from './factories.js';
+import { distinctColours, RfbClient } from './rfb.js';
+import { until } from './wait.js';
 
 /** What a driver's contract run needs: the driver, optionally a way to open a second one over the same host state, and cleanup. */
 export interface VmDriverContractSetup {
@@ -224,6 +226,41 @@ export function vmDriverContract(
           expect(await reopened.inspect(id)).toBeNull();
         } finally {
           await reopened.close();
+        }
+      },
+      CASE_TIMEOUT_MS,
+    );
+
+    it(
+      'serves a graphical console: RFB with no password, a non-blank frame, several sessions at once',
+      async () => {
+        const id = await created();
+        await expect(driver.openVnc(id)).rejects.toMatchObject({ code: 'invalid_state' });
+        await expect(driver.openVnc(testId('inst'))).rejects.toMatchObject({ code: 'instance_not_found' });
+        await driver.start(id);
+        const first = await driver.openVnc(id);
+        const second = await driver.openVnc(id);
+        try {
+          const [a, b] = await Promise.all([RfbClient.connect(first), RfbClient.connect(second)]);
+          expect(a.handshake.version).toBe('RFB 003.008');
+          expect(a.handshake.securityTypes).toContain(1);
+          expect(a.fb.width * a.fb.height).toBeGreaterThan(0);
+          // The firmware (or the fake's picture) draws something before long: more than one colour.
+          const fb = await until(
+            'a non-blank frame',
+            async () => {
+              const frame = await a.frame();
+              return distinctColours(frame) > 1 ? frame : null;
+            },
+            { timeoutMs: 60_000, intervalMs: 500 },
+          );
+          expect(fb.pixels.length).toBe(fb.width * fb.height * 4);
+          expect((await b.frame()).width).toBe(fb.width);
+          a.close();
+          b.close();
+        } finally {
+          first.close();
+          second.close();
         }
       },
       CASE_TIMEOUT_MS,

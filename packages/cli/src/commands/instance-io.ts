@@ -4,7 +4,9 @@ import type { ConsoleEnd, ConsoleSession } from '@floe/client';
 import { bytes, renderTable } from '../output.js';
 import { intArg } from '../parse.js';
 import { runtimeOf, type CliRuntime, type Writer } from '../runtime.js';
+import { UsageError } from '../errors.js';
 import { examples } from './shared.js';
+import { historyTable, sinceArg } from './instance-stats.js';
 
 /** The detach key of `floe vm console`: Ctrl-] (0x1d), as in telnet and virsh. */
 const DETACH_BYTE = 0x1d;
@@ -194,12 +196,36 @@ export function registerInstanceIo(instance: Command): void {
 
   const stats = instance
     .command('stats')
-    .description('show CPU time, memory, disk and network counters of a running instance')
+    .description(
+      'show CPU time, memory, disk and network counters of a running instance; --history shows the last hour the host kept, as rates with sparklines',
+    )
     .argument('<id>', 'instance id or name')
-    .action(async (id: string, _opts: unknown, cmd: Command) => {
+    .option('--history', 'the stats history: CPU %, memory, disk and network rates over the last hour')
+    .addOption(
+      new Option('--since <when>', 'with --history: only samples after this (15m, 1h, or an RFC 3339 time)').argParser(
+        (v) => sinceArg(v),
+      ),
+    )
+    .addOption(new Option('--width <chars>', 'with --history: sparkline width').argParser(intArg(8, 400)).default(40))
+    .action(async (id: string, opts: { history?: boolean; since?: string; width: number }, cmd: Command) => {
       const rt = runtimeOf(cmd);
+      if (opts.since !== undefined && opts.history !== true)
+        throw new UsageError('--since goes with --history (floe vm stats NAME --history --since 15m)');
+      if (opts.history === true) {
+        const h = await rt.client(cmd).instances.statsHistory(id, {
+          project: rt.project(cmd),
+          ...(opts.since === undefined ? {} : { since: opts.since }),
+        });
+        rt.print(cmd, h, () => historyTable(h, opts.width));
+        return;
+      }
       const s = await rt.client(cmd).instances.stats(id, { project: rt.project(cmd) });
       rt.print(cmd, s, () => statsTable(s));
     });
-  examples(stats, ['floe vm stats web', 'floe vm stats web -o json | jq .cpu_time_ns']);
+  examples(stats, [
+    'floe vm stats web',
+    'floe vm stats web -o json | jq .cpu_time_ns',
+    'floe vm stats web --history',
+    'floe vm stats web --history --since 15m -o json | jq ".samples[].cpu_percent"',
+  ]);
 }

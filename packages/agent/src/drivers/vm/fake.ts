@@ -334,8 +334,8 @@ export class FakeVmDriver implements VmDriver {
       memory_assigned_bytes: 256 * 1024 * 1024,
       disk_read_bytes: ms * 100,
       disk_write_bytes: ms * 10,
-      net_rx_bytes: 0,
-      net_tx_bytes: 0,
+      net_rx_bytes: ms * 3,
+      net_tx_bytes: ms * 2,
     };
   }
 

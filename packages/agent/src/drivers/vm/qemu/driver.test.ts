@@ -87,6 +87,7 @@ function contractView(driver: QemuDriver, imagePath: string): VmDriver {
     readLog: (id, opts) => driver.readLog(id, opts),
     followLog: (id, listener) => driver.followLog(id, listener),
     openConsole: (id) => driver.openConsole(id),
+    openVnc: (id) => driver.openVnc(id),
     stats: (id) => driver.stats(id),
     setNics: (id, nics, opts) => driver.setNics(id, nics, opts),
     onEvent: (listener) => driver.onEvent(listener),

@@ -20,7 +20,7 @@ import { applyNicPlan, peripherals, recordNics } from './hotplug.js';
 import { probeDiskCache } from './odirect.js';
 import { launchQemu, terminateQemu } from './process.js';
 import { exists, type VmRecord } from './runtime.js';
-import { processCounters, vmStats } from './stats.js';
+import { guestNetCounters, processCounters, readTapCounters, vmStats } from './stats.js';
 import { QemuVm, type Observation, type VmHost } from './vm.js';
 
 /** Options of the QEMU driver. */
@@ -315,7 +315,8 @@ export class QemuDriver implements VmDriver {
         // QMP busy or gone: the disk counters stay unknown this time.
       }
     }
-    return vmStats(new Date(), proc, seen.record.memory_mib, blocks);
+    const taps = await Promise.all((seen.record.nics ?? []).map((nic) => readTapCounters(nic.tap)));
+    return vmStats(new Date(), proc, seen.record.memory_mib, blocks, guestNetCounters(taps));
   }
 
   /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { QmpBlockStats } from './qmp.js';
-import { cpuTimeNs, residentBytes, vmStats } from './stats.js';
+import { cpuTimeNs, guestNetCounters, readTapCounters, residentBytes, vmStats } from './stats.js';
 
 describe('process counters', () => {
   it('reads user + system CPU time from /proc/<pid>/stat, a command name with spaces and parentheses included', () => {
@@ -33,5 +33,30 @@ describe('vmStats', () => {
       net_tx_bytes: null,
     });
     expect(vmStats(at, { cpu: null, rss: null }, 1, null).disk_read_bytes).toBeNull();
+    expect(vmStats(at, { cpu: 1, rss: 1 }, 1, [], { rx: 30, tx: 4 })).toMatchObject({
+      net_rx_bytes: 30,
+      net_tx_bytes: 4,
+    });
+  });
+});
+
+describe('guest network counters', () => {
+  it("turns the taps' host counters around and sums them: the host receives what the guest sends", () => {
+    expect(
+      guestNetCounters([
+        { rx: 100, tx: 2000 },
+        { rx: 5, tx: 70 },
+      ]),
+    ).toEqual({ rx: 2070, tx: 105 });
+    expect(guestNetCounters([])).toEqual({ rx: 0, tx: 0 });
+    expect(guestNetCounters([{ rx: 1, tx: 1 }, null])).toBeNull();
+  });
+
+  it('reads the counters of a real interface and refuses names that are not interface names', async () => {
+    const lo = await readTapCounters('lo');
+    expect(lo).not.toBeNull();
+    expect(Number.isSafeInteger(lo!.rx)).toBe(true);
+    expect(await readTapCounters('../../../etc')).toBeNull();
+    expect(await readTapCounters('flnope0')).toBeNull();
   });
 });

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { VmStats } from '@floe/api';
+import { isIfName } from '../../../host/validate.js';
 import type { QmpBlockStats } from './qmp.js';
 
 const MIB = 1024 ** 2;
@@ -33,12 +34,45 @@ export async function processCounters(pid: number): Promise<{ cpu: number | null
   return { cpu, rss };
 }
 
-/** A VM's counters from its QEMU's process counters and QMP block stats (null when QMP did not answer). Pure. */
+/** Bytes through one tap, as the host counts them (`rx`: from the guest; `tx`: to the guest). */
+export interface TapCounters {
+  rx: number;
+  tx: number;
+}
+
+/**
+ * The guest's network counters from its taps' host counters: what the host
+ * receives on a tap the guest sent, and the other way round. Null when a
+ * tap could not be read (it is being replaced); zero for a VM without NICs. Pure.
+ */
+export function guestNetCounters(taps: ReadonlyArray<TapCounters | null>): { rx: number; tx: number } | null {
+  if (taps.some((t) => t === null)) return null;
+  return (taps as TapCounters[]).reduce((sum, t) => ({ rx: sum.rx + t.tx, tx: sum.tx + t.rx }), { rx: 0, tx: 0 });
+}
+
+/** The host counters of one tap from `/sys/class/net/<tap>/statistics`; null when it is not there (or the name is not an interface name). */
+export async function readTapCounters(tap: string): Promise<TapCounters | null> {
+  if (!isIfName(tap)) return null;
+  try {
+    const dir = `/sys/class/net/${tap}/statistics`;
+    const [rx, tx] = await Promise.all([readFile(`${dir}/rx_bytes`, 'utf8'), readFile(`${dir}/tx_bytes`, 'utf8')]);
+    const counters = { rx: Number(rx.trim()), tx: Number(tx.trim()) };
+    return Number.isSafeInteger(counters.rx) && Number.isSafeInteger(counters.tx) ? counters : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A VM's counters from its QEMU's process counters, QMP block stats (null
+ * when QMP did not answer) and its guest network counters (null when unknown). Pure.
+ */
 export function vmStats(
   at: Date,
   proc: { cpu: number | null; rss: number | null },
   memoryMib: number,
   blocks: readonly QmpBlockStats[] | null,
+  net: { rx: number; tx: number } | null = null,
 ): VmStats {
   return {
     at: at.toISOString(),
@@ -47,8 +81,7 @@ export function vmStats(
     memory_assigned_bytes: memoryMib * MIB,
     disk_read_bytes: blocks === null ? null : blocks.reduce((sum, d) => sum + (d.stats.rd_bytes ?? 0), 0),
     disk_write_bytes: blocks === null ? null : blocks.reduce((sum, d) => sum + (d.stats.wr_bytes ?? 0), 0),
-    // NICs arrive with networking.
-    net_rx_bytes: null,
-    net_tx_bytes: null,
+    net_rx_bytes: net?.rx ?? null,
+    net_tx_bytes: net?.tx ?? null,
   };
 }
