@@ -41,7 +41,10 @@ describe.skipIf(skip !== null)('web UI journey in a real browser', () => {
 
   beforeAll(async () => {
     const h = await ns.add('w1');
-    await ns.link({ ns: null, name: `fe${ns.tag}w0`, addr: `${base}.1.1/24` }, { ns: h, name: 'cp0', addr: `${base}.1.2/24` });
+    await ns.link(
+      { ns: null, name: `fe${ns.tag}w0`, addr: `${base}.1.1/24` },
+      { ns: h, name: 'cp0', addr: `${base}.1.2/24` },
+    );
     cp = await startTestControlPlane(await sqlite.open(), { FLOE_HEARTBEAT_MS: '500' }, undefined, `${base}.1.1`);
     admin = clientFor(cp);
     const { hostId, dataDir } = await prepareAgentDir(cp, 'web-host');
@@ -110,7 +113,14 @@ describe.skipIf(skip !== null)('web UI journey in a real browser', () => {
       // What the browser showed, for the failure report.
       const shot = `${process.env.FLOE_E2E_SHOTS ?? '/tmp'}/floe-web-failure.png`;
       await page.screenshot({ path: shot, fullPage: true }).catch(() => undefined);
-      console.error(`screenshot: ${shot}\n${(await page.locator('main').textContent().catch(() => '')) ?? ''}`);
+      console.error(
+        `screenshot: ${shot}\n${
+          (await page
+            .locator('main')
+            .textContent()
+            .catch(() => '')) ?? ''
+        }`,
+      );
       console.error(`agent:\n${agent?.output().slice(-3000)}`);
     });
     page.on('dialog', (d) => void d.accept());
@@ -179,7 +189,9 @@ describe.skipIf(skip !== null)('web UI journey in a real browser', () => {
         type Canvas = {
           width: number;
           height: number;
-          getContext(k: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } };
+          getContext(k: '2d'): {
+            getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray };
+          };
         };
         const doc = (globalThis as unknown as { document: { querySelector(s: string): Canvas | null } }).document;
         const c = doc.querySelector('[data-testid="vnc-screen"] canvas');
@@ -229,7 +241,11 @@ describe.skipIf(skip !== null)('web UI journey in a real browser', () => {
     await page.getByRole('button', { name: 'Delete' }).click();
     await page.waitForURL(/\/instances$/);
     await list.locator('tr[data-instance="webvm"]').waitFor({ state: 'detached', timeout: 120_000 });
-    await eventually(async () => (await admin.instances.list({ project: 'web' })).items.length === 0, 'VM gone', 120_000);
+    await eventually(
+      async () => (await admin.instances.list({ project: 'web' })).items.length === 0,
+      'VM gone',
+      120_000,
+    );
 
     // Signing out clears the session cookie.
     await page.getByRole('button', { name: 'Sign out' }).click();

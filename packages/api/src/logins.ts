@@ -30,7 +30,9 @@ export type LoginResponse = Static<typeof LoginResponse>;
 export const SessionLogin = Type.Object({
   token_id: Type.String(),
   expires_at: Timestamp,
-  csrf_token: Type.String({ description: 'send as `X-CSRF-Token` on every cookie-authenticated POST, PUT, PATCH and DELETE' }),
+  csrf_token: Type.String({
+    description: 'send as `X-CSRF-Token` on every cookie-authenticated POST, PUT, PATCH and DELETE',
+  }),
   user: User,
 });
 export type SessionLogin = Static<typeof SessionLogin>;

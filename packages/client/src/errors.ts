@@ -110,4 +110,3 @@ export function errorFromResponse(status: number, headers: Record<string, string
     ...(requestId === undefined ? {} : { requestId }),
   });
 }
-

@@ -53,7 +53,6 @@ export function useLoad<T>(load: (signal: AbortSignal) => Promise<T>, deps: read
       },
     );
     return () => ac.abort();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [...deps, tick]);
   const reload = useCallback(() => setTick((t) => t + 1), []);
   return { data, error, loading, reload, set: setData };

@@ -46,7 +46,7 @@ function open(project: string, s: Stream, delayMs = 1000): void {
 }
 
 /** Listens to the events of a project ('' for all the caller may see) while `listener` is subscribed. */
-export function subscribe(project: string, listener: Listener): () => void {
+function subscribe(project: string, listener: Listener): () => void {
   let s = streams.get(project);
   if (s === undefined) {
     s = { listeners: new Set(), socket: null, lastSeq: null, retry: null, closed: false };

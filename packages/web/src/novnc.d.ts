@@ -1,7 +1,11 @@
 // The parts of noVNC's RFB client the graphical console uses (the package ships no types).
 declare module '@novnc/novnc' {
   export default class RFB extends EventTarget {
-    constructor(target: HTMLElement, urlOrChannel: string | WebSocket, options?: { shared?: boolean; credentials?: { password?: string } });
+    constructor(
+      target: HTMLElement,
+      urlOrChannel: string | WebSocket,
+      options?: { shared?: boolean; credentials?: { password?: string } },
+    );
     scaleViewport: boolean;
     resizeSession: boolean;
     clipViewport: boolean;

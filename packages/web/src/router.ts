@@ -30,8 +30,3 @@ export function useRoute(): Route {
   const path = useSyncExternalStore(subscribe, () => location.pathname + location.search);
   return parseRoute(path);
 }
-
-/** A query parameter of the current URL. */
-export function queryParam(name: string): string | null {
-  return new URLSearchParams(location.search).get(name);
-}

@@ -11,9 +11,9 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 /** The HttpOnly cookie holding the session token. */
 export const SESSION_COOKIE = 'floe_session';
 /** The cookie scripts read the CSRF token from. */
-export const CSRF_COOKIE = 'floe_csrf';
+const CSRF_COOKIE = 'floe_csrf';
 /** The header that must carry the CSRF token on cookie-authenticated changes. */
-export const CSRF_HEADER = 'x-csrf-token';
+const CSRF_HEADER = 'x-csrf-token';
 
 /**
  * The cookies of a `Cookie` header, by name (the first of a repeated name wins; malformed pairs are skipped).

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
  */
 
 /** Where the built web UI lives (packages/web/dist, from both src/ and dist/ of this package). */
-export const WEB_ROOT = fileURLToPath(new URL('../../../web/dist/', import.meta.url));
+const WEB_ROOT = fileURLToPath(new URL('../../../web/dist/', import.meta.url));
 
 /** Paths that are never the web UI's, even for a browser asking for HTML. */
 const NOT_WEB = /^\/(v1|docs|healthz|readyz)(\/|$|\?)/;
@@ -30,9 +30,7 @@ const CSP =
  * wantsWebPage('GET', '/v1/nope', 'text/html') // false
  */
 export function wantsWebPage(method: string, url: string, accept: string | undefined): boolean {
-  return (
-    (method === 'GET' || method === 'HEAD') && !NOT_WEB.test(url) && (accept ?? '').includes('text/html')
-  );
+  return (method === 'GET' || method === 'HEAD') && !NOT_WEB.test(url) && (accept ?? '').includes('text/html');
 }
 
 /** Sends index.html with the headers every page of the app gets. */

@@ -65,7 +65,14 @@ export function mergePoints(held: readonly StatsPoint[], fresh: readonly StatsPo
  * @example
  * svgPath([{ t: 0, v: 0 }, { t: 10, v: 1 }], 0, 10, 1, 100, 50) // 'M0 50L100 0'
  */
-export function svgPath(points: readonly Point[], from: number, to: number, max: number, width: number, height: number): string {
+export function svgPath(
+  points: readonly Point[],
+  from: number,
+  to: number,
+  max: number,
+  width: number,
+  height: number,
+): string {
   if (points.length === 0 || to <= from || max <= 0) return '';
   const x = (t: number) => Math.round(((t - from) / (to - from)) * width * 10) / 10;
   const y = (v: number) => Math.round((height - (Math.min(v, max) / max) * height) * 10) / 10;
@@ -77,5 +84,5 @@ export function niceMax(values: readonly number[]): number {
   const m = Math.max(0, ...values);
   if (m === 0) return 1;
   const p = 10 ** Math.floor(Math.log10(m));
-  return ([1, 2, 5, 10].map((f) => f * p).find((c) => c >= m) ?? 10 * p);
+  return [1, 2, 5, 10].map((f) => f * p).find((c) => c >= m) ?? 10 * p;
 }

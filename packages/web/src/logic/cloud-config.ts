@@ -2,14 +2,13 @@
 
 /** The outcome of a check: fine (with what kind of user-data it is), or the problem and where. */
 export type UserDataCheck =
-  | { ok: true; kind: 'empty' | 'cloud-config' | 'script' | 'other' }
-  | { ok: false; message: string; line?: number };
+  { ok: true; kind: 'empty' | 'cloud-config' | 'script' | 'other' } | { ok: false; message: string; line?: number };
 
 /** The parse function of a YAML library (loaded on demand: most pages never need it). */
 export type YamlParse = (text: string) => unknown;
 
 /** The largest user-data the API takes, in bytes. */
-export const USER_DATA_MAX_BYTES = 64 * 1024;
+const USER_DATA_MAX_BYTES = 64 * 1024;
 
 /**
  * Checks user-data: `#cloud-config` documents must be a YAML mapping; scripts (`#!`) and other cloud-init

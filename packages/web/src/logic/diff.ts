@@ -7,8 +7,7 @@ export interface Change {
   after: unknown;
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
  * The leaves that differ between `before` and `after`, in path order (arrays compare as wholes).

@@ -38,7 +38,12 @@ export function headroom(lines: readonly UsageLine[], req: Request): Headroom[] 
     .filter((l) => l.dimension in asked)
     .map((l) => {
       const n = asked[l.dimension]!;
-      return { dimension: l.dimension, asked: n, available: l.available, fits: l.available === null || n <= l.available };
+      return {
+        dimension: l.dimension,
+        asked: n,
+        available: l.available,
+        fits: l.available === null || n <= l.available,
+      };
     });
 }
 

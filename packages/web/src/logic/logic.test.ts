@@ -8,6 +8,7 @@ import { ago, formatBytes, formatMib } from './format.js';
 import { allFit, headroom } from './headroom.js';
 import { labelQuery, matchesLabels, parseLabelFilter } from './labels.js';
 import { actionOf, applyAction, canDo, upsert, type LiveInstance } from './live.js';
+import { closeText, mergeOperation } from './ops.js';
 import { parseRoute, routePath } from './route.js';
 
 const inst = (id: string, name: string, state: string): LiveInstance => ({
@@ -126,14 +127,37 @@ describe('graphs', () => {
       net_rx_bytes_per_second: rx,
       net_tx_bytes_per_second: null,
     });
-    const s = toSeries([pt('2026-01-01T00:00:10Z', 50, 2, 100), pt('2026-01-01T00:00:00Z', null, 1), pt('2026-01-01T00:00:20Z', 10, 3)]);
+    const s = toSeries([
+      pt('2026-01-01T00:00:10Z', 50, 2, 100),
+      pt('2026-01-01T00:00:00Z', null, 1),
+      pt('2026-01-01T00:00:20Z', 10, 3),
+    ]);
     const t10 = Date.parse('2026-01-01T00:00:10Z');
-    expect(s.cpu).toEqual([{ t: t10, v: 50 }, { t: t10 + 10_000, v: 10 }]);
+    expect(s.cpu).toEqual([
+      { t: t10, v: 50 },
+      { t: t10 + 10_000, v: 10 },
+    ]);
     expect(s.net_rx).toEqual([{ t: t10, v: 100 }]);
     expect(s.memory.map((p) => p.v)).toEqual([1, 2, 3]);
-    const merged = mergePoints([pt('2026-01-01T00:00:00Z', 1, 1), pt('2026-01-01T00:00:10Z', 2, 2)], [pt('2026-01-01T00:00:10Z', 3, 3), pt('2026-01-01T00:00:20Z', 4, 4)], t10);
+    const merged = mergePoints(
+      [pt('2026-01-01T00:00:00Z', 1, 1), pt('2026-01-01T00:00:10Z', 2, 2)],
+      [pt('2026-01-01T00:00:10Z', 3, 3), pt('2026-01-01T00:00:20Z', 4, 4)],
+      t10,
+    );
     expect(merged.map((p) => p.cpu_percent)).toEqual([3, 4]);
-    expect(svgPath([{ t: 0, v: 0 }, { t: 10, v: 1 }], 0, 10, 1, 100, 50)).toBe('M0 50L100 0');
+    expect(
+      svgPath(
+        [
+          { t: 0, v: 0 },
+          { t: 10, v: 1 },
+        ],
+        0,
+        10,
+        1,
+        100,
+        50,
+      ),
+    ).toBe('M0 50L100 0');
     expect(svgPath([{ t: 5, v: 3 }], 0, 10, 2, 100, 50)).toBe('M50 0');
     expect(svgPath([], 0, 10, 1, 100, 50)).toBe('');
     expect([niceMax([]), niceMax([0.3]), niceMax([3]), niceMax([17]), niceMax([100])]).toEqual([1, 0.5, 5, 20, 100]);
@@ -165,5 +189,21 @@ describe('formats, routes and cookies', () => {
   it('reads the CSRF token from the cookies', () => {
     expect(csrfFromCookies('a=1; floe_csrf=abc=; b=2')).toBe('abc=');
     expect(csrfFromCookies('a=1')).toBeUndefined();
+  });
+});
+
+describe('task panel and console ends', () => {
+  it('keeps the newest operations first, one row each, at most the limit', () => {
+    const op = (id: string, at: string) => ({ id, created_at: at });
+    let list = [op('a', '2026-01-01T00:00:01Z'), op('b', '2026-01-01T00:00:00Z')];
+    list = mergeOperation(list, op('c', '2026-01-01T00:00:02Z'));
+    expect(list.map((o) => o.id)).toEqual(['c', 'a', 'b']);
+    list = mergeOperation(list, { id: 'b', created_at: '2026-01-01T00:00:00Z' }, 2);
+    expect(list.map((o) => o.id)).toEqual(['c', 'a']);
+  });
+  it('says why a console closed', () => {
+    expect(closeText(1000, '')).toBe('Console closed.');
+    expect(closeText(4409, 'invalid_state')).toBe('Console refused: invalid_state (HTTP 409).');
+    expect(closeText(1006, '')).toBe('Console connection lost (1006).');
   });
 });

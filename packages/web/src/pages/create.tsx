@@ -46,17 +46,14 @@ export function CreatePage() {
   const [operation, setOperation] = useState<Operation>();
   const [busy, setBusy] = useState(false);
 
-  const choices = useLoad(
-    async () => {
-      const [images, nets, types] = await Promise.all([
-        listAll<Image>((q) => client.images.list({ ...q, project })),
-        listAll<Network>((q) => client.networks.list({ ...q, project })),
-        listAll<MachineType>((q) => client.machineTypes.list(q)),
-      ]);
-      return { images: images.filter((i) => i.status.state === 'ready'), nets, types };
-    },
-    [project],
-  );
+  const choices = useLoad(async () => {
+    const [images, nets, types] = await Promise.all([
+      listAll<Image>((q) => client.images.list({ ...q, project })),
+      listAll<Network>((q) => client.networks.list({ ...q, project })),
+      listAll<MachineType>((q) => client.machineTypes.list(q)),
+    ]);
+    return { images: images.filter((i) => i.status.state === 'ready'), nets, types };
+  }, [project]);
   const usage = useLoad<ProjectUsage | undefined>(
     () => client.projects.usage(project).catch(() => undefined),
     [project, step === 4],
@@ -162,14 +159,22 @@ export function CreatePage() {
             <div role="radiogroup" aria-label="Image" className="cards">
               {choices.data?.images.map((i) => (
                 <label key={i.id} className={image === i.name ? 'card selected' : 'card'}>
-                  <input type="radio" name="image" value={i.name} checked={image === i.name} onChange={() => setImage(i.name)} />
+                  <input
+                    type="radio"
+                    name="image"
+                    value={i.name}
+                    checked={image === i.name}
+                    onChange={() => setImage(i.name)}
+                  />
                   <strong>{i.name}</strong>
                   <span className="muted small">
                     {i.spec.os || 'unknown OS'} · min {i.spec.min_disk_gib} GiB{i.spec.public ? ' · public' : ''}
                   </span>
                 </label>
               ))}
-              {choices.data?.images.length === 0 && <p className="muted">No ready image: upload or import one first.</p>}
+              {choices.data?.images.length === 0 && (
+                <p className="muted">No ready image: upload or import one first.</p>
+              )}
             </div>
           </fieldset>
         )}
@@ -187,7 +192,10 @@ export function CreatePage() {
                     setNetworks((list) => (e.target.checked ? [...list, n.name] : list.filter((x) => x !== n.name)))
                   }
                 />
-                {n.name} <span className="muted small">{n.spec.ipv4 ?? ''} {n.spec.ipv6 ?? ''}</span>
+                {n.name}{' '}
+                <span className="muted small">
+                  {n.spec.ipv4 ?? ''} {n.spec.ipv6 ?? ''}
+                </span>
               </label>
             ))}
             {choices.data?.nets.length === 0 && <p className="muted">No network: the instance gets no NIC.</p>}
@@ -211,11 +219,25 @@ export function CreatePage() {
               <div className="row">
                 <label>
                   vCPUs
-                  <input name="vcpus" type="number" min={1} max={256} value={vcpus} onChange={(e) => setVcpus(Number(e.target.value))} />
+                  <input
+                    name="vcpus"
+                    type="number"
+                    min={1}
+                    max={256}
+                    value={vcpus}
+                    onChange={(e) => setVcpus(Number(e.target.value))}
+                  />
                 </label>
                 <label>
                   Memory (MiB)
-                  <input name="memory" type="number" min={128} step={128} value={memory} onChange={(e) => setMemory(Number(e.target.value))} />
+                  <input
+                    name="memory"
+                    type="number"
+                    min={128}
+                    step={128}
+                    value={memory}
+                    onChange={(e) => setMemory(Number(e.target.value))}
+                  />
                 </label>
               </div>
             )}
@@ -263,7 +285,11 @@ export function CreatePage() {
             </p>
             <label>
               Restart policy
-              <select name="restart_policy" value={restart} onChange={(e) => setRestart(e.target.value as RestartPolicy)}>
+              <select
+                name="restart_policy"
+                value={restart}
+                onChange={(e) => setRestart(e.target.value as RestartPolicy)}
+              >
                 <option value="never">never</option>
                 <option value="on-failure">on failure</option>
                 <option value="always">always</option>

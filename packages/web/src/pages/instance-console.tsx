@@ -2,22 +2,25 @@ import { Terminal } from '@xterm/xterm';
 import '@xterm/xterm/css/xterm.css';
 import { useEffect, useRef, useState } from 'react';
 import { client } from '../api.js';
-
-/** Why a console WebSocket closed, from its close code (4000 + HTTP status) and reason (the error code). */
-export function closeText(code: number, reason: string): string {
-  if (code === 1000 || code === 1005) return 'Console closed.';
-  if (code >= 4000 && code < 5000) return `Console refused: ${reason || 'error'} (HTTP ${code - 4000}).`;
-  return `Console connection lost (${code}).`;
-}
+import { closeText } from '../logic/ops.js';
 
 /** The serial console: xterm.js over the instance's console WebSocket (bytes both ways). */
 export function SerialConsole(props: { instance: string; project: string }) {
   const box = useRef<HTMLDivElement>(null);
   const [state, setState] = useState('Connecting…');
   useEffect(() => {
-    const term = new Terminal({ convertEol: false, cursorBlink: true, fontSize: 14, scrollback: 5000, cols: 100, rows: 30 });
+    const term = new Terminal({
+      convertEol: false,
+      cursorBlink: true,
+      fontSize: 14,
+      scrollback: 5000,
+      cols: 100,
+      rows: 30,
+    });
     term.open(box.current!);
-    const ws = client.webSocket(`/v1/instances/${encodeURIComponent(props.instance)}/console`, { project: props.project });
+    const ws = client.webSocket(`/v1/instances/${encodeURIComponent(props.instance)}/console`, {
+      project: props.project,
+    });
     ws.binaryType = 'arraybuffer';
     const enc = new TextEncoder();
     ws.onopen = () => {
@@ -35,7 +38,8 @@ export function SerialConsole(props: { instance: string; project: string }) {
         }
       }
     };
-    ws.onclose = (e) => setState((s) => (s.startsWith('Connected') || s.startsWith('Connecting') ? closeText(e.code, e.reason) : s));
+    ws.onclose = (e) =>
+      setState((s) => (s.startsWith('Connected') || s.startsWith('Connecting') ? closeText(e.code, e.reason) : s));
     const sub = term.onData((d) => {
       if (ws.readyState === WebSocket.OPEN) ws.send(enc.encode(d));
     });

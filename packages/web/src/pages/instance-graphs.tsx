@@ -8,7 +8,13 @@ const W = 600;
 const H = 140;
 
 /** One graph: lines of series in an SVG, a scale and the newest values. */
-function Chart(props: { title: string; lines: { label: string; points: Point[]; cls: string }[]; unit: (v: number) => string; from: number; to: number }) {
+function Chart(props: {
+  title: string;
+  lines: { label: string; points: Point[]; cls: string }[];
+  unit: (v: number) => string;
+  from: number;
+  to: number;
+}) {
   const max = niceMax(props.lines.flatMap((l) => l.points.map((p) => p.v)));
   const drawn = props.lines.some((l) => l.points.length > 0);
   return (
@@ -21,7 +27,12 @@ function Chart(props: { title: string; lines: { label: string; points: Point[]; 
           </span>
         ))}
       </figcaption>
-      <svg viewBox={`0 0 ${W} ${H}`} preserveAspectRatio="none" role="img" aria-label={`${props.title}, last hour, up to ${props.unit(max)}`}>
+      <svg
+        viewBox={`0 0 ${W} ${H}`}
+        preserveAspectRatio="none"
+        role="img"
+        aria-label={`${props.title}, last hour, up to ${props.unit(max)}`}
+      >
         <line x1={0} y1={H / 2} x2={W} y2={H / 2} className="grid" />
         {props.lines.map((l) => (
           <path key={l.label} d={svgPath(l.points, props.from, props.to, max, W, H)} className={`line ${l.cls}`} />
@@ -76,8 +87,20 @@ export function Graphs(props: { instance: string; project: string }) {
   return (
     <section aria-label="Graphs" className="graphs">
       {error !== undefined && <p className="muted small">{error}</p>}
-      <Chart title="CPU" from={from} to={now} unit={(v) => `${v.toFixed(1)} %`} lines={[{ label: 'used', points: series.cpu, cls: 'a' }]} />
-      <Chart title="Memory" from={from} to={now} unit={formatBytes} lines={[{ label: 'resident', points: series.memory, cls: 'a' }]} />
+      <Chart
+        title="CPU"
+        from={from}
+        to={now}
+        unit={(v) => `${v.toFixed(1)} %`}
+        lines={[{ label: 'used', points: series.cpu, cls: 'a' }]}
+      />
+      <Chart
+        title="Memory"
+        from={from}
+        to={now}
+        unit={formatBytes}
+        lines={[{ label: 'resident', points: series.memory, cls: 'a' }]}
+      />
       <Chart
         title="Disk"
         from={from}

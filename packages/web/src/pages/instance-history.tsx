@@ -19,7 +19,8 @@ export function History(props: { instance: string; project: string }) {
         {[...(h.data ?? [])].reverse().map((e) => (
           <li key={e.id}>
             <p>
-              <strong>r{e.revision}</strong> {e.action} by <code>{e.actor}</code> <span className="muted">{ago(e.time)}</span>
+              <strong>r{e.revision}</strong> {e.action} by <code>{e.actor}</code>{' '}
+              <span className="muted">{ago(e.time)}</span>
             </p>
             <table className="diff">
               <tbody>

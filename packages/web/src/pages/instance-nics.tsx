@@ -6,7 +6,10 @@ import { ErrorLine } from '../ui/kit.js';
 /** The NICs of an instance: hot attach on a network, hot detach. */
 export function Nics(props: { instance: string; project: string; writable: boolean }) {
   const nics = useLoad(() => client.instances.nics(props.instance, { project: props.project }), [props.instance]);
-  const nets = useLoad(() => listAll<Network>((q) => client.networks.list({ ...q, project: props.project })), [props.project]);
+  const nets = useLoad(
+    () => listAll<Network>((q) => client.networks.list({ ...q, project: props.project })),
+    [props.project],
+  );
   const [network, setNetwork] = useState('');
   const [ipv4, setIpv4] = useState('');
   const [busy, setBusy] = useState(false);

@@ -42,7 +42,8 @@ export function InstancePage(props: { id: string; tab: string }) {
   useEvents(project, (e) => {
     if (i === undefined || e.resource_id !== i.id) return;
     const a = actionOf(e);
-    if (a.kind === 'state') inst.set({ ...i, status: { ...i.status, state: a.state as Instance['status']['state'], reason: a.reason } });
+    if (a.kind === 'state')
+      inst.set({ ...i, status: { ...i.status, state: a.state as Instance['status']['state'], reason: a.reason } });
     else if (a.kind === 'refetch') inst.reload();
     else if (a.kind === 'remove') navigate('/instances');
   });
@@ -74,7 +75,9 @@ export function InstancePage(props: { id: string; tab: string }) {
   const setRestart = async (policy: RestartPolicy) => {
     if (i === undefined) return;
     try {
-      inst.set(await client.instances.update(i.id, { spec: { restart_policy: policy } }, { project, ifMatch: i.revision }));
+      inst.set(
+        await client.instances.update(i.id, { spec: { restart_policy: policy } }, { project, ifMatch: i.revision }),
+      );
     } catch (err) {
       setError(errorText(err));
     }
@@ -124,7 +127,8 @@ export function InstancePage(props: { id: string; tab: string }) {
           </dd>
           <dt>Size</dt>
           <dd>
-            {i.spec.machine_type ?? 'custom'}: {i.spec.vcpus} vCPU · {formatMib(i.spec.memory_mib)} · {i.spec.disk_gib} GiB
+            {i.spec.machine_type ?? 'custom'}: {i.spec.vcpus} vCPU · {formatMib(i.spec.memory_mib)} · {i.spec.disk_gib}{' '}
+            GiB
           </dd>
           <dt>Image</dt>
           <dd>{i.spec.image}</dd>
@@ -135,7 +139,13 @@ export function InstancePage(props: { id: string; tab: string }) {
           <dt>Started</dt>
           <dd>{ago(i.status.started_at)}</dd>
           <dt>First boot</dt>
-          <dd>{i.status.first_boot.finished_at ? `finished ${ago(i.status.first_boot.finished_at)}` : i.status.first_boot.fetched_at ? 'data fetched' : '–'}</dd>
+          <dd>
+            {i.status.first_boot.finished_at
+              ? `finished ${ago(i.status.first_boot.finished_at)}`
+              : i.status.first_boot.fetched_at
+                ? 'data fetched'
+                : '–'}
+          </dd>
           <dt>Labels</dt>
           <dd>
             <Labels labels={i.labels} />
@@ -143,7 +153,11 @@ export function InstancePage(props: { id: string; tab: string }) {
           <dt>Restart policy</dt>
           <dd>
             {writable ? (
-              <select aria-label="Restart policy" value={i.spec.restart_policy} onChange={(e) => void setRestart(e.target.value as RestartPolicy)}>
+              <select
+                aria-label="Restart policy"
+                value={i.spec.restart_policy}
+                onChange={(e) => void setRestart(e.target.value as RestartPolicy)}
+              >
                 <option value="never">never</option>
                 <option value="on-failure">on failure</option>
                 <option value="always">always</option>

@@ -162,7 +162,9 @@ export function InstancesPage() {
           </tbody>
         </table>
       </div>
-      {!loaded.loading && shown.length === 0 && <p className="muted">No instances{terms.length > 0 ? ' match' : ''}.</p>}
+      {!loaded.loading && shown.length === 0 && (
+        <p className="muted">No instances{terms.length > 0 ? ' match' : ''}.</p>
+      )}
       <p className="muted small" id="instance-count">
         {shown.length} of {items.length} instances
       </p>

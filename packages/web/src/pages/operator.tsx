@@ -18,7 +18,12 @@ export function HostsPage() {
       <Header title="Hosts">
         <button
           type="button"
-          onClick={() => void client.hosts.joinToken({ expires_in_minutes: 60 }).then((t) => setJoin(t.token), (e: unknown) => setError(errorText(e)))}
+          onClick={() =>
+            void client.hosts.joinToken({ expires_in_minutes: 60 }).then(
+              (t) => setJoin(t.token),
+              (e: unknown) => setError(errorText(e)),
+            )
+          }
         >
           New join token
         </button>
@@ -33,10 +38,13 @@ export function HostsPage() {
           return (
             <article key={h.id} className="card host" aria-label={`Host ${h.name}`}>
               <header>
-                <strong>{h.name}</strong> <Badge value={h.status.state} /> {!h.spec.schedulable && <Badge value="drained" />}
+                <strong>{h.name}</strong> <Badge value={h.status.state} />{' '}
+                {!h.spec.schedulable && <Badge value="drained" />}
               </header>
               <p className="small muted">
-                {f ? `${f.hostname} · ${f.arch} · kernel ${f.kernel} · ${f.accelerator} · QEMU ${f.qemu_version ?? '–'} · agent ${f.agent_version}` : 'no facts yet'}
+                {f
+                  ? `${f.hostname} · ${f.arch} · kernel ${f.kernel} · ${f.accelerator} · QEMU ${f.qemu_version ?? '–'} · agent ${f.agent_version}`
+                  : 'no facts yet'}
               </p>
               <p className="small">
                 vCPUs {a.vcpus} / {c.vcpus}
@@ -47,7 +55,8 @@ export function HostsPage() {
               </p>
               <Meter value={a.memory_mib} max={c.memory_mib} label={`${h.name} memory allocated`} />
               <p className="small">
-                {a.instances} instances · disk free {f ? `${f.disk_free_gib.toFixed(0)} GiB` : '–'} · heartbeat {ago(h.status.last_heartbeat_at)}
+                {a.instances} instances · disk free {f ? `${f.disk_free_gib.toFixed(0)} GiB` : '–'} · heartbeat{' '}
+                {ago(h.status.last_heartbeat_at)}
               </p>
               <button type="button" onClick={() => void drain(h)}>
                 {h.spec.schedulable ? 'Drain' : 'Undrain'}
@@ -70,7 +79,12 @@ export function AuditPage() {
       <Header title="Audit log" />
       <label className="filter">
         <span>Action</span>
-        <input type="search" value={action} onChange={(e) => setAction(e.target.value.trim())} placeholder="instance.create" />
+        <input
+          type="search"
+          value={action}
+          onChange={(e) => setAction(e.target.value.trim())}
+          placeholder="instance.create"
+        />
       </label>
       <ErrorLine error={log.error} />
       <div className="table-wrap">

@@ -105,7 +105,9 @@ export function ProjectPage(props: { id: string }) {
                   <select
                     aria-label={`Role of ${m.user}`}
                     value={m.role}
-                    onChange={(e) => void run(client.members.update(props.id, m.user, e.target.value as ProjectRoleName))}
+                    onChange={(e) =>
+                      void run(client.members.update(props.id, m.user, e.target.value as ProjectRoleName))
+                    }
                   >
                     {ROLES.map((r) => (
                       <option key={r}>{r}</option>
@@ -113,7 +115,11 @@ export function ProjectPage(props: { id: string }) {
                   </select>
                 </td>
                 <td>
-                  <button type="button" className="danger" onClick={() => void run(client.members.remove(props.id, m.user))}>
+                  <button
+                    type="button"
+                    className="danger"
+                    onClick={() => void run(client.members.remove(props.id, m.user))}
+                  >
                     Remove
                   </button>
                 </td>
@@ -184,7 +190,13 @@ export function TokensPage() {
                 <td className="hide-narrow">{ago(t.last_used_at)}</td>
                 <td>
                   {t.state === 'active' && (
-                    <button type="button" className="danger" onClick={() => void client.tokens.delete(t.id).then(tokens.reload, (e: unknown) => setError(errorText(e)))}>
+                    <button
+                      type="button"
+                      className="danger"
+                      onClick={() =>
+                        void client.tokens.delete(t.id).then(tokens.reload, (e: unknown) => setError(errorText(e)))
+                      }
+                    >
                       Revoke
                     </button>
                   )}
@@ -198,12 +210,13 @@ export function TokensPage() {
         className="inline-form panel"
         onSubmit={(e) => {
           e.preventDefault();
-          client.tokens
-            .create({ name, user: user.name, projects: [project], expires_in_days: days })
-            .then((c) => {
+          client.tokens.create({ name, user: user.name, projects: [project], expires_in_days: days }).then(
+            (c) => {
               setSecret(c.secret);
               tokens.reload();
-            }, (err: unknown) => setError(errorText(err)));
+            },
+            (err: unknown) => setError(errorText(err)),
+          );
         }}
       >
         <label>
@@ -250,7 +263,12 @@ export function AccountPage() {
         >
           <label>
             Current password
-            <input type="password" autoComplete="current-password" value={current} onChange={(e) => setCurrent(e.target.value)} />
+            <input
+              type="password"
+              autoComplete="current-password"
+              value={current}
+              onChange={(e) => setCurrent(e.target.value)}
+            />
           </label>
           <label>
             New password
@@ -296,7 +314,9 @@ export function UsersPage() {
                   <button
                     type="button"
                     onClick={() =>
-                      void client.users.update(u.id, { disabled: !u.disabled }).then(users.reload, (e: unknown) => setError(errorText(e)))
+                      void client.users
+                        .update(u.id, { disabled: !u.disabled })
+                        .then(users.reload, (e: unknown) => setError(errorText(e)))
                     }
                   >
                     {u.disabled ? 'Enable' : 'Disable'}
@@ -320,7 +340,13 @@ export function UsersPage() {
         </label>
         <label>
           Password
-          <input type="password" autoComplete="new-password" value={password} onChange={(e) => setPassword(e.target.value)} required />
+          <input
+            type="password"
+            autoComplete="new-password"
+            value={password}
+            onChange={(e) => setPassword(e.target.value)}
+            required
+          />
         </label>
         <button type="submit">Create user</button>
       </form>

@@ -78,7 +78,11 @@ export function ImagesPage() {
                       <button
                         type="button"
                         className="danger"
-                        onClick={() => void client.images.delete(i.id, { project }).then(images.reload, (e: unknown) => setError(errorText(e)))}
+                        onClick={() =>
+                          void client.images
+                            .delete(i.id, { project })
+                            .then(images.reload, (e: unknown) => setError(errorText(e)))
+                        }
                       >
                         Delete
                       </button>
@@ -122,7 +126,12 @@ export function ImagesPage() {
           >
             <label>
               Import from URL
-              <input type="url" value={url} onChange={(e) => setUrl(e.target.value)} placeholder="https://…/image.qcow2" />
+              <input
+                type="url"
+                value={url}
+                onChange={(e) => setUrl(e.target.value)}
+                placeholder="https://…/image.qcow2"
+              />
             </label>
             <button type="submit" disabled={url === '' || name === ''}>
               Import
@@ -171,7 +180,11 @@ export function NetworksPage() {
                     <button
                       type="button"
                       className="danger"
-                      onClick={() => void client.networks.delete(n.id, { project }).then(nets.reload, (e: unknown) => setError(errorText(e)))}
+                      onClick={() =>
+                        void client.networks
+                          .delete(n.id, { project })
+                          .then(nets.reload, (e: unknown) => setError(errorText(e)))
+                      }
                     >
                       Delete
                     </button>
@@ -189,12 +202,13 @@ export function NetworksPage() {
           onSubmit={(e) => {
             e.preventDefault();
             setError(undefined);
-            client.networks
-              .create({ name, project, ...(ipv4 === '' ? {} : { ipv4 }) })
-              .then(() => {
+            client.networks.create({ name, project, ...(ipv4 === '' ? {} : { ipv4 }) }).then(
+              () => {
                 setName('');
                 nets.reload();
-              }, (err: unknown) => setError(errorText(err)));
+              },
+              (err: unknown) => setError(errorText(err)),
+            );
           }}
         >
           <label>

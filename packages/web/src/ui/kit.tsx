@@ -73,7 +73,14 @@ export function Labels(props: { labels: Record<string, string> }) {
 export function Meter(props: { value: number; max: number; label: string }) {
   const pct = props.max > 0 ? Math.min(100, (props.value / props.max) * 100) : 0;
   return (
-    <div className="meter" role="meter" aria-label={props.label} aria-valuenow={props.value} aria-valuemin={0} aria-valuemax={props.max}>
+    <div
+      className="meter"
+      role="meter"
+      aria-label={props.label}
+      aria-valuenow={props.value}
+      aria-valuemin={0}
+      aria-valuemax={props.max}
+    >
       <div className={pct > 90 ? 'meter-fill high' : 'meter-fill'} style={{ width: `${pct}%` }} />
     </div>
   );

@@ -3,15 +3,9 @@ import { useEffect, useState } from 'react';
 import { client } from '../api.js';
 import { useEvents } from '../events.js';
 import { ago } from '../logic/format.js';
+import { mergeOperation } from '../logic/ops.js';
 import { useSession } from '../session.js';
 import { Badge } from './kit.js';
-
-/** Keeps the newest operations first, at most `max`, one row per id. */
-export function mergeOperation(list: readonly Operation[], op: Operation, max = 50): Operation[] {
-  return [op, ...list.filter((o) => o.id !== op.id)]
-    .sort((a, b) => b.created_at.localeCompare(a.created_at))
-    .slice(0, max);
-}
 
 /** The task panel at the bottom of every page: running and recent operations of the project, live. */
 export function TaskPanel() {

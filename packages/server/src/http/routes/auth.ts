@@ -66,7 +66,12 @@ export function authRoutes(app: Api, s: Services): void {
       const maxAgeS = (Date.parse(expiresAt) - Date.now()) / 1000;
       void reply.header('set-cookie', sessionCookies(done.token, maxAgeS, req.protocol === 'https'));
       void reply.header('cache-control', 'no-store');
-      return { token_id: done.session.id, expires_at: expiresAt, csrf_token: csrfTokenFor(done.token), user: done.user };
+      return {
+        token_id: done.session.id,
+        expires_at: expiresAt,
+        csrf_token: csrfTokenFor(done.token),
+        user: done.user,
+      };
     },
   );
   app.post(
