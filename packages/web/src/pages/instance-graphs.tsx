@@ -31,7 +31,7 @@ function Chart(props: {
         viewBox={`0 0 ${W} ${H}`}
         preserveAspectRatio="none"
         role="img"
-        aria-label={`${props.title}, last hour, up to ${props.unit(max)}`}
+        aria-label={`${props.title}, last ${Math.round((props.to - props.from) / 60_000)} min, up to ${props.unit(max)}`}
       >
         <line x1={0} y1={H / 2} x2={W} y2={H / 2} className="grid" />
         {props.lines.map((l) => (
@@ -39,7 +39,7 @@ function Chart(props: {
         ))}
       </svg>
       <div className="axis small muted">
-        <span>−60 min</span>
+        <span>−{Math.round((props.to - props.from) / 60_000)} min</span>
         <span>{drawn ? `max ${props.unit(max)}` : 'no samples yet'}</span>
         <span>now</span>
       </div>
@@ -81,7 +81,9 @@ export function Graphs(props: { instance: string; project: string }) {
       clearTimeout(timer);
     };
   }, [props.instance, props.project]);
-  const from = now - HOUR_MS;
+  // The last hour, or since the first sample when the host has less (a VM started a few minutes ago).
+  const first = points[0] === undefined ? now - HOUR_MS : Date.parse(points[0].at);
+  const from = Math.max(now - HOUR_MS, Math.min(first, now - 60_000));
   const series = useMemo(() => toSeries(points), [points]);
   const rate = (v: number) => `${formatBytes(v)}/s`;
   return (

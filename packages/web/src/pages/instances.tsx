@@ -1,5 +1,5 @@
 import type { Instance } from '@floe/api';
-import { useEffect, useMemo, useState } from 'react';
+import { memo, useDeferredValue, useEffect, useMemo, useState } from 'react';
 import { client, errorText, listAll, useLoad } from '../api.js';
 import { useEvents } from '../events.js';
 import { formatMib } from '../logic/format.js';
@@ -14,7 +14,9 @@ type Bulk = 'start' | 'stop' | 'delete';
 export function InstancesPage() {
   const { project, role } = useSession();
   const [filter, setFilter] = useState(new URLSearchParams(location.search).get('label') ?? '');
-  const terms = useMemo(() => parseLabelFilter(filter), [filter]);
+  // Typing stays responsive on a long list: the rows follow the filter a moment later.
+  const deferredFilter = useDeferredValue(filter);
+  const terms = useMemo(() => parseLabelFilter(deferredFilter), [deferredFilter]);
   const [selected, setSelected] = useState<Set<string>>(new Set());
   const [error, setError] = useState<string>();
   const [busy, setBusy] = useState(false);
@@ -60,13 +62,16 @@ export function InstancesPage() {
     if (failures.length > 0) setError(failures.join('; '));
   };
 
-  const toggle = (id: string) =>
-    setSelected((s) => {
-      const n = new Set(s);
-      if (n.has(id)) n.delete(id);
-      else n.add(id);
-      return n;
-    });
+  const toggle = useMemo(
+    () => (id: string) =>
+      setSelected((s) => {
+        const n = new Set(s);
+        if (n.has(id)) n.delete(id);
+        else n.add(id);
+        return n;
+      }),
+    [],
+  );
 
   return (
     <>
@@ -134,30 +139,7 @@ export function InstancesPage() {
           </thead>
           <tbody>
             {shown.map((i) => (
-              <tr key={i.id} data-instance={i.name}>
-                {writable && (
-                  <td>
-                    <input
-                      type="checkbox"
-                      aria-label={`Select ${i.name}`}
-                      checked={selected.has(i.id)}
-                      onChange={() => toggle(i.id)}
-                    />
-                  </td>
-                )}
-                <td>
-                  <Link to={`/instances/${encodeURIComponent(i.name)}`}>{i.name}</Link>
-                </td>
-                <td>
-                  <Badge value={i.status.state} />
-                </td>
-                <td className="hide-narrow">
-                  {i.spec.vcpus} vCPU · {formatMib(i.spec.memory_mib)} · {i.spec.disk_gib} GiB
-                </td>
-                <td className="hide-narrow">
-                  <Labels labels={i.labels} />
-                </td>
-              </tr>
+              <Row key={i.id} i={i} writable={writable} selected={selected.has(i.id)} toggle={toggle} />
             ))}
           </tbody>
         </table>
@@ -171,3 +153,39 @@ export function InstancesPage() {
     </>
   );
 }
+
+/** One row of the list; drawn again only when its instance or its selection changes. */
+const Row = memo(function Row(props: {
+  i: Instance;
+  writable: boolean;
+  selected: boolean;
+  toggle: (id: string) => void;
+}) {
+  const { i } = props;
+  return (
+    <tr data-instance={i.name}>
+      {props.writable && (
+        <td>
+          <input
+            type="checkbox"
+            aria-label={`Select ${i.name}`}
+            checked={props.selected}
+            onChange={() => props.toggle(i.id)}
+          />
+        </td>
+      )}
+      <td>
+        <Link to={`/instances/${encodeURIComponent(i.name)}`}>{i.name}</Link>
+      </td>
+      <td>
+        <Badge value={i.status.state} />
+      </td>
+      <td className="hide-narrow">
+        {i.spec.vcpus} vCPU · {formatMib(i.spec.memory_mib)} · {i.spec.disk_gib} GiB
+      </td>
+      <td className="hide-narrow">
+        <Labels labels={i.labels} />
+      </td>
+    </tr>
+  );
+});
