@@ -56,6 +56,7 @@ describe.skipIf(skip !== null)('web UI journey in a real browser', () => {
     await admin.images.create({ name: 'floe-test', project: 'web' });
     await admin.images.upload('floe-test', image.path, { project: 'web' });
     await admin.networks.create({ name: 'lan', project: 'web', ipv4: '10.77.0.0/24', gateway: 'host' });
+    await admin.networks.create({ name: 'back', project: 'web', ipv4: '10.78.0.0/24', gateway: 'none' });
     for (const [name, project, role] of [
       ['alice', 'web', 'member'],
       ['vera', 'web', 'viewer'],
@@ -131,6 +132,16 @@ describe.skipIf(skip !== null)('web UI journey in a real browser', () => {
     expect(session.sameSite).toBe('Strict');
     expect(session.secure).toBe(true);
     await page.getByLabel('Project').selectOption('web');
+
+    // An image uploaded from the browser, with progress, becomes ready.
+    await page.getByRole('link', { name: 'Images' }).click();
+    await page.getByLabel('Name', { exact: true }).fill('blank');
+    await page
+      .getByLabel(/File/)
+      .setInputFiles({ name: 'blank.raw', mimeType: 'application/octet-stream', buffer: Buffer.alloc(4 << 20) });
+    await page.getByRole('button', { name: 'Upload' }).click();
+    await page.locator('tr', { hasText: 'blank' }).locator('[data-state="ready"]').waitFor({ timeout: 60_000 });
+    expect((await admin.images.get('blank', { project: 'web' })).status.state).toBe('ready');
 
     // A second tab keeps the instance list open: the new VM must appear and reach running there by events alone.
     const list = await context.newPage();
@@ -212,6 +223,27 @@ describe.skipIf(skip !== null)('web UI journey in a real browser', () => {
         interval: 2000,
       })
       .toMatch(/^M[\d.]+ [\d.]+L/);
+
+    // A second NIC, hot-plugged into the running VM, then unplugged.
+    await page.getByRole('link', { name: 'NICs' }).click();
+    await page.getByLabel('Network').selectOption('back');
+    await page.getByRole('button', { name: 'Attach NIC' }).click();
+    await page.getByRole('cell', { name: 'back' }).waitFor({ timeout: 120_000 });
+    expect((await admin.instances.nics('webvm', { project: 'web' })).map((n) => n.network_name)).toEqual([
+      'lan',
+      'back',
+    ]);
+    await page.getByRole('row', { name: /back/ }).getByRole('button', { name: 'Detach' }).click();
+    await page.getByRole('cell', { name: 'back' }).waitFor({ state: 'detached', timeout: 120_000 });
+
+    // The history shows the change of power state as a diff.
+    await page.getByRole('link', { name: 'History' }).click();
+    await page
+      .getByRole('rowheader', { name: 'spec.power_state' })
+      .first()
+      .waitFor()
+      .catch(() => undefined);
+    await page.locator('.history li').first().waitFor();
 
     // A viewer of the project reads the VM but gets no console; a user of another project never sees it.
     const viewer = await watchedContext(browser, 390, 844);

@@ -133,6 +133,8 @@ const FIXTURES: Record<string, Fixture> = {
   'POST /v1/networks': { body: (project, name) => ({ name, project, gateway: 'none' }) },
   'PATCH /v1/networks/:id': { body: labels },
   'POST /v1/auth/login': { body: (_p, name) => ({ username: name, password: 'not the password' }) },
+  // Other usernames than the login's, so the two routes' failures do not lock each other's users out.
+  'POST /v1/auth/session': { body: (_p, name) => ({ username: `browser-${name}`, password: 'not the password' }) },
   'POST /v1/users/me/totp/confirm': { body: () => ({ code: '000000' }) },
   'DELETE /v1/users/me/totp': { body: () => ({ code: '000000' }) },
   'GET /v1/events': list,
