@@ -176,6 +176,7 @@ export class Agent {
       logger: this.log.child({ component: 'stats' }),
     });
     await this.sampler.start();
+    if (this.stopping !== null) return; // stop() came while the history was loading
     const link = (): AgentLink | null => this.link;
     this.channels = new AgentChannels({
       driver,

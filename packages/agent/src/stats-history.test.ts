@@ -130,6 +130,25 @@ describe('StatsSampler', () => {
     expect(later.history(running).filter((s) => saved.some((o) => o.at === s.at))).toEqual([]);
   });
 
+  it('a stop that comes while the history is loading keeps the saved history whole', async () => {
+    const dir = await mkdtemp(join(os.tmpdir(), 'floe-stats-'));
+    dirs.push(dir);
+    const file = join(dir, 'stats-history.json');
+    const driver = new FakeVmDriver();
+    const { running } = await twoVms(driver);
+    const first = new StatsSampler({ driver, intervalMs: 60_000, file });
+    await first.start();
+    await first.stop();
+    const saved = first.history(running);
+    expect(saved.length).toBeGreaterThan(0);
+    const second = new StatsSampler({ driver, intervalMs: 60_000, file });
+    const starting = second.start();
+    await second.stop();
+    await starting;
+    const after = JSON.parse(await readFile(file, 'utf8')) as { instances: Record<string, unknown[]> };
+    expect(after.instances[running]).toEqual(saved);
+  });
+
   it('ignores a malformed history file', async () => {
     const dir = await mkdtemp(join(os.tmpdir(), 'floe-stats-'));
     dirs.push(dir);

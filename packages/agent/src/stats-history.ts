@@ -5,9 +5,9 @@ import type { VmDriver } from './drivers/vm/types.js';
 import { writeJsonAtomic } from './host/files.js';
 
 /** How often the agent samples each running VM by default. */
-export const STATS_INTERVAL_MS = 10_000;
+const STATS_INTERVAL_MS = 10_000;
 /** How far back the history reaches by default. */
-export const STATS_RETENTION_MS = 60 * 60 * 1000;
+const STATS_RETENTION_MS = 60 * 60 * 1000;
 
 /**
  * A fixed-capacity ring of samples, oldest first: pushing onto a full ring
@@ -96,6 +96,7 @@ export class StatsSampler {
   private readonly now: () => number;
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
+  private loading: Promise<void> | null = null;
   private stopped = false;
 
   constructor(private readonly opts: StatsSamplerOptions) {
@@ -114,7 +115,9 @@ export class StatsSampler {
 
   /** Load the saved history, take a first sample and keep sampling. */
   async start(): Promise<void> {
-    await this.load();
+    this.loading = this.load();
+    await this.loading;
+    if (this.stopped) return;
     void this.sample().finally(() => this.schedule(this.intervalMs));
   }
 
@@ -123,6 +126,8 @@ export class StatsSampler {
     this.stopped = true;
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
+    // Saved after the file was read and the last sample taken: never a half-loaded history over the whole one.
+    await this.loading;
     await this.running;
     await this.save();
   }

@@ -230,7 +230,7 @@ export class LinkChannels {
         this.requests.delete(id);
         reject(new FloeError('host_timeout', `the host did not report ${what} within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.requests.set(id, { kind, resolve: resolve as (answer: never) => void, reject, timer });
+      this.requests.set(id, { kind, resolve, reject, timer });
       if (!this.send(build(id))) {
         clearTimeout(timer);
         this.requests.delete(id);

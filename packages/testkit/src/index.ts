@@ -4,4 +4,11 @@ export { desiredInstance, testId, type DesiredInstanceOverrides } from './factor
 export { freePort, until, waitFor, type WaitOptions } from './wait.js';
 export { seededRandom } from './random.js';
 export { startPgProxy, type PgProxy, type PgProxyMode } from './pg-proxy.js';
-export { CTRL_ALT_DEL, distinctColours, foregroundShare, RfbClient, type RfbFramebuffer, type RfbTransport } from './rfb.js';
+export {
+  CTRL_ALT_DEL,
+  distinctColours,
+  foregroundShare,
+  RfbClient,
+  type RfbFramebuffer,
+  type RfbTransport,
+} from './rfb.js';

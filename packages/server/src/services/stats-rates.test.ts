@@ -103,6 +103,30 @@ describe('statsPoints', () => {
     expect(points.map((p) => p.disk_read_bytes_per_second)).toEqual([null, null, 20]);
   });
 
+  it('takes start times a moment apart for one start (a host guesses it while the VM starts)', () => {
+    const points = statsPoints(
+      [
+        sample(0, { cpu_time_ns: 1e9, started_at: '2026-01-01T00:00:00.400Z' }),
+        sample(10, { cpu_time_ns: 2e9, started_at: '2026-01-01T00:00:01.000Z' }),
+        sample(20, { cpu_time_ns: 3e9, started_at: '2026-01-01T00:00:07.000Z' }),
+      ],
+      1,
+    );
+    expect(points.map((p) => p.cpu_percent)).toEqual([null, 10, null]);
+  });
+
+  it('rates samples that do not know when the VM started by their counters alone', () => {
+    const points = statsPoints(
+      [
+        sample(0, { cpu_time_ns: 1e9, started_at: null }),
+        sample(10, { cpu_time_ns: 2e9 }),
+        sample(20, { cpu_time_ns: 1e8, started_at: null }),
+      ],
+      1,
+    );
+    expect(points.map((p) => p.cpu_percent)).toEqual([null, 10, null]);
+  });
+
   it('has no rate for a counter that went down (a NIC unplugged), and keeps the others', () => {
     const points = statsPoints(
       [sample(0, { net_rx_bytes: 9000, cpu_time_ns: 0 }), sample(10, { net_rx_bytes: 4000, cpu_time_ns: 1e9 })],

@@ -7,9 +7,18 @@ export function counterRate(before: number | null, after: number | null, seconds
   return (after - before) / seconds;
 }
 
-/** Whether two samples belong to the same run of the VM (its counters continue from one to the other). */
+/** Start times closer than this are one start seen twice (a host may only guess it while the VM is starting). */
+const SAME_START_MS = 5000;
+
+/**
+ * Whether two samples may belong to the same run of the VM (its counters
+ * continue from one to the other): not when both know when the VM started and
+ * the times are further apart than SAME_START_MS. Where one does not know, a
+ * counter that went down still tells a restart.
+ */
 function sameRun(a: VmStatsSample, b: VmStatsSample): boolean {
-  return a.started_at === b.started_at;
+  if (a.started_at === null || b.started_at === null || a.started_at === b.started_at) return true;
+  return Math.abs(Date.parse(a.started_at) - Date.parse(b.started_at)) <= SAME_START_MS;
 }
 
 /**

@@ -81,8 +81,10 @@ function encodePixel(f: PixelFormat, [r, g, b]: [number, number, number]): Buffe
   const size = f.bitsPerPixel / 8;
   const out = Buffer.alloc(size);
   if (size === 1) out.writeUInt8(value & 0xff, 0);
-  else if (size === 2) (f.bigEndian ? out.writeUInt16BE : out.writeUInt16LE).call(out, value & 0xffff, 0);
-  else (f.bigEndian ? out.writeUInt32BE : out.writeUInt32LE).call(out, value, 0);
+  else if (size === 2 && f.bigEndian) out.writeUInt16BE(value & 0xffff, 0);
+  else if (size === 2) out.writeUInt16LE(value & 0xffff, 0);
+  else if (f.bigEndian) out.writeUInt32BE(value, 0);
+  else out.writeUInt32LE(value, 0);
   return out;
 }
 

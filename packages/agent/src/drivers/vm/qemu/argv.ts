@@ -290,7 +290,7 @@ export function qemuArgv(spec: QemuSpec): string[] {
  * BIOS and boot loader, a linear framebuffer later). Keyboard and mouse are
  * q35's built-in PS/2 ones.
  */
-export const DISPLAY_DEVICE = 'VGA,id=video0';
+const DISPLAY_DEVICE = 'VGA,id=video0';
 
 /** The serial number the seed disk shows the guest (`/dev/disk/by-id/virtio-cidata`). */
 const SEED_DISK_SERIAL = 'cidata';

@@ -15,6 +15,9 @@ function tell<T>(listeners: Iterable<(value: T) => void>, value: T): void {
   }
 }
 
+/** Output kept for a stream nobody listens to yet, at most. */
+const MAX_EARLY_BYTES = 1024 * 1024;
+
 /** A session the VM holds so it can end it (VM stopped, deleted, driver closed). */
 interface Session {
   close(reason: string): void;
@@ -40,6 +43,8 @@ async function socketStream(
   const data = new Set<(d: Buffer) => void>();
   const closers = new Set<(reason: string) => void>();
   let open = true;
+  let early: Buffer[] | null = [];
+  let earlyBytes = 0;
   const finish = (reason: string) => {
     if (!open) return;
     open = false;
@@ -58,7 +63,13 @@ async function socketStream(
       resolveConnect();
     });
   });
-  socket.on('data', (chunk: Buffer) => tell(data, chunk));
+  socket.on('data', (chunk: Buffer) => {
+    if (early === null) tell(data, chunk);
+    else if (earlyBytes + chunk.length <= MAX_EARLY_BYTES) {
+      early.push(chunk);
+      earlyBytes += chunk.length;
+    }
+  });
   socket.on('error', () => finish('error'));
   socket.on('close', () => {
     // QEMU closes the socket as it exits; give it a moment to be gone before saying why.
@@ -70,6 +81,10 @@ async function socketStream(
     },
     onData: (l) => {
       data.add(l);
+      // What came before anyone listened (a VNC server greets at once) goes to the first listener.
+      const waiting = early ?? [];
+      early = null;
+      for (const chunk of waiting) l(chunk);
       return () => data.delete(l);
     },
     onClose: (l) => {
