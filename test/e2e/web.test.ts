@@ -150,6 +150,7 @@ describe.skipIf(skip !== null)('web UI journey in a real browser', () => {
     let reloads = 0;
     list.on('framenavigated', () => reloads++);
 
+    await page.getByRole('link', { name: 'Instances', exact: true }).click();
     await page.getByRole('link', { name: 'Create instance' }).click();
     await page.getByLabel('Name', { exact: true }).fill('webvm');
     await page.getByRole('radio', { name: /floe-test/ }).check();
