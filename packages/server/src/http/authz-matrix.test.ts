@@ -248,6 +248,8 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
         FLOE_LOG_LEVEL: 'silent',
         // The walk takes minutes on a loaded machine; the test host must not go offline meanwhile.
         FLOE_HOST_OFFLINE_AFTER_MS: '3600000',
+        // Both login routes (token and browser session) fail once per caller, all from this one address.
+        FLOE_LOGIN_MAX_FAILURES_PER_ADDRESS: '1000',
       });
       // Room for every instance the cells create.
       await onlineTestHost(cp.app, 'mx-node', { cpus: 4096, memory_mib: 8_388_608 });
