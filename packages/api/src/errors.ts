@@ -23,6 +23,11 @@ export const ERROR_CODES = {
     status: 403,
     description: 'The token is valid but may not do this (for example, an admin-only action).',
   },
+  csrf_failed: {
+    status: 403,
+    description:
+      'A request authenticated by the browser session cookie changes something but lacks the right `X-CSRF-Token` header, or a WebSocket comes from another origin.',
+  },
   not_found: { status: 404, description: 'No such route.' },
   project_not_found: { status: 404, description: 'No project with that id or name is visible to this token.' },
   token_not_found: { status: 404, description: 'No API token with that id.' },

@@ -22,6 +22,21 @@ export const LoginResponse = Type.Object({
 });
 export type LoginResponse = Static<typeof LoginResponse>;
 
+/**
+ * Answer of `POST /v1/auth/session`, a browser login: the session token stays in an HttpOnly cookie and never
+ * reaches scripts; `csrf_token` (also in the readable `floe_csrf` cookie) goes in the `X-CSRF-Token` header of
+ * every request that changes something.
+ */
+export const SessionLogin = Type.Object({
+  token_id: Type.String(),
+  expires_at: Timestamp,
+  csrf_token: Type.String({
+    description: 'send as `X-CSRF-Token` on every cookie-authenticated POST, PUT, PATCH and DELETE',
+  }),
+  user: User,
+});
+export type SessionLogin = Static<typeof SessionLogin>;
+
 /** Answer of `POST /v1/users/me/totp`: the new secret three ways and the recovery codes, pending until confirmed. */
 export const TotpEnrolment = Type.Object({
   secret: Type.String({ description: 'base32, for typing into an authenticator app by hand' }),

@@ -128,3 +128,24 @@ export class ListApi<T, Q extends object = ListQuery> {
     return `${this.base}/${segment(id)}${suffix}`;
   }
 }
+
+/**
+ * Waits `ms` milliseconds, in Node and in browsers alike; rejects with the signal's reason when it aborts.
+ *
+ * @example
+ * await delay(500, ac.signal);
+ */
+export function delay(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason as Error);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason as Error);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

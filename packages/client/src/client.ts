@@ -6,7 +6,7 @@ import type { Query } from './query.js';
 import { AuditApi } from './audit.js';
 import { EventsApi } from './events.js';
 import { HostsApi, MachineTypesApi } from './hosts.js';
-import { ImagesApi } from './images.js';
+import { ImagesApi } from './images-upload.js';
 import { InstancesApi } from './instances.js';
 import { NetworksApi } from './networks.js';
 import { SecurityGroupsApi } from './security-groups.js';

@@ -55,3 +55,58 @@ export class FloeApiError extends Error {
 export function isFloeApiError(err: unknown, code?: string): err is FloeApiError {
   return err instanceof FloeApiError && (code === undefined || err.code === code);
 }
+
+/**
+ * Wraps a transport failure (refused, reset, timeout, TLS) as a `network_error`.
+ *
+ * @example
+ * networkError(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }), 'GET', url).details // { cause: 'ECONNREFUSED' }
+ */
+export function networkError(err: unknown, method: string, url: string): FloeApiError {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const cause = typeof e?.code === 'string' ? e.code : undefined;
+  const why = typeof e?.message === 'string' && e.message !== '' ? e.message : String(err);
+  return new FloeApiError(
+    {
+      status: 0,
+      code: 'network_error',
+      message: `${method} ${url}: ${why}`,
+      details: cause === undefined ? {} : { cause },
+    },
+    { cause: err },
+  );
+}
+
+/**
+ * Builds the error for a non-2xx answer from its body text: the floe envelope, or `invalid_response`.
+ *
+ * @example
+ * errorFromResponse(404, {}, '{"error":{"code":"instance_not_found","message":"no"}}').code // 'instance_not_found'
+ */
+export function errorFromResponse(status: number, headers: Record<string, string>, text: string): FloeApiError {
+  const requestId = headers['x-request-id'] ?? headers['request-id'];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  const body = (parsed as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)?.error;
+  if (body !== undefined && typeof body.code === 'string') {
+    return new FloeApiError({
+      status,
+      code: body.code,
+      message: typeof body.message === 'string' ? body.message : body.code,
+      details:
+        typeof body.details === 'object' && body.details !== null ? (body.details as Record<string, unknown>) : {},
+      ...(requestId === undefined ? {} : { requestId }),
+    });
+  }
+  const excerpt = text.trim().slice(0, 200);
+  return new FloeApiError({
+    status,
+    code: 'invalid_response',
+    message: `HTTP ${status} without a floe error body${excerpt === '' ? '' : `: ${excerpt}`}`,
+    ...(requestId === undefined ? {} : { requestId }),
+  });
+}

@@ -1,11 +1,10 @@
 import type { Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Event, EventsQuery } from '@floe/api';
-import { defined } from './calls.js';
-import { FloeApiError, isFloeApiError } from './errors.js';
+import { defined, delay } from './calls.js';
+import { FloeApiError, isFloeApiError, networkError } from './errors.js';
 import type { Query } from './query.js';
 import { SseParser } from './sse.js';
-import { networkError, type Transport } from './transport.js';
+import type { Transport } from './transport.js';
 
 /**
  * Options of {@link EventsApi.stream}.
@@ -109,7 +108,7 @@ export class EventsApi {
 /** Sleeps `ms`; false when the signal aborted meanwhile. */
 async function pause(ms: number, signal: AbortSignal | undefined): Promise<boolean> {
   try {
-    await sleep(ms, undefined, signal === undefined ? {} : { signal });
+    await delay(ms, signal);
     return true;
   } catch {
     return false;

@@ -21,6 +21,7 @@ export * from './errors.js';
 export * from './events.js';
 export * from './hosts.js';
 export * from './images.js';
+export * from './images-upload.js';
 export * from './instances.js';
 export * from './io.js';
 export * from './networks.js';

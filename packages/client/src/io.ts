@@ -1,8 +1,8 @@
 import type { Readable } from 'node:stream';
 import WebSocket from 'ws';
-import { FloeApiError } from './errors.js';
+import { errorFromResponse, FloeApiError, networkError } from './errors.js';
 import { joinUrl, type Query } from './query.js';
-import { errorFromResponse, networkError, type Transport } from './transport.js';
+import type { Transport } from './transport.js';
 
 /**
  * What a WebSocket to the API needs: the base URL, the token (sent as a

@@ -1,6 +1,5 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Operation, OperationListQuery, OperationStatus } from '@floe/api';
-import { defined, ListApi, waitTimeout, type PostOptions } from './calls.js';
+import { defined, delay, ListApi, waitTimeout, type PostOptions } from './calls.js';
 import { FloeApiError } from './errors.js';
 
 /**
@@ -109,7 +108,7 @@ export class OperationsApi extends ListApi<Operation, OperationsQuery> {
       if (isTerminal(next)) return next;
       // A server that answered at once without news would make this loop spin.
       if (!isNew && Date.now() - started < 250)
-        await sleep(Math.min(1000, Math.max(0, deadline - Date.now())), undefined, defined({ signal: options.signal }));
+        await delay(Math.min(1000, Math.max(0, deadline - Date.now())), options.signal);
     }
   }
 }

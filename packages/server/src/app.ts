@@ -1,3 +1,4 @@
+import { FloeError } from '@floe/api';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -10,7 +11,8 @@ import type { Config } from './config.js';
 import type { Store } from './db/index.js';
 import { openCluster } from './cluster.js';
 import { scheduleMaintenance } from './maintenance.js';
-import { clientErrorResponse, frameworkErrors, installErrorHandlers } from './http/errors.js';
+import { clientErrorResponse, frameworkErrors, installErrorHandlers, type WebFallback } from './http/errors.js';
+import { installWeb, wantsWebPage } from './http/web.js';
 import { installAudit } from './http/audit.js';
 import { isFloeBearer, principalFromChecker } from './http/checker-auth.js';
 import { installOidcLogin } from './http/routes/oidc-login.js';
@@ -18,6 +20,7 @@ import { installIdempotency } from './http/idempotency.js';
 import { installRateLimits } from './http/rate-limits.js';
 import { auditRoutes } from './http/routes/audit.js';
 import { authRoutes } from './http/routes/auth.js';
+import { sessionFromCookie } from './http/cookie-session.js';
 import { authWiringOf, type AuthWiring } from './auth-wiring.js';
 import { hostRoutes } from './http/routes/hosts.js';
 import { imageFileRoutes } from './http/routes/image-files.js';
@@ -165,7 +168,8 @@ export async function buildApp(opts: {
   const textAjv = ajvFor(true);
   http.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema));
 
-  installErrorHandlers(http);
+  const web: WebFallback = {};
+  installErrorHandlers(http, web);
   // Bodies are JSON only: without this, text/plain would be parsed as a string and fail validation as a 400, not a 415.
   http.removeContentTypeParser('text/plain');
   http.addContentTypeParser(
@@ -199,6 +203,8 @@ export async function buildApp(opts: {
     if (request.routeOptions.config.public || request.url.startsWith('/docs')) return;
     const header = request.headers.authorization;
     const policy = request.routeOptions.config.policy;
+    // A page of the web UI no route has (a client-side route) gets the app's index.html: nothing to authorize.
+    if (policy === undefined && wantsWebPage(request.method, request.url, request.headers.accept)) return;
     // Requests no route answers (404) carry no policy: they do nothing.
     const verb = policy?.verb ?? 'read';
     const noteAuth = (n: AuthNote) => (request.auditAuth = { ...request.auditAuth, ...n });
@@ -216,6 +222,9 @@ export async function buildApp(opts: {
       const fromQuery = (request.query as { access_token?: unknown }).access_token;
       token = typeof fromQuery === 'string' ? fromQuery : undefined;
     }
+    // A browser session: the cookie counts only with the CSRF token (changes) or from floe's own origin (WebSockets).
+    if (token === undefined && header === undefined)
+      token = sessionFromCookie(request, (why) => new FloeError('csrf_failed', why));
     const principal = await services.tokens.authenticate(token, noteAuth);
     request.principal = withVerb(principal, verb);
     if (policy !== undefined) await enforceScope(store.db, principal, policy, request.params, request.query);
@@ -263,6 +272,7 @@ export async function buildApp(opts: {
   const api: Api = http.withTypeProvider<TypeBoxTypeProvider>();
   for (const family of ROUTE_FAMILIES) family(api, services);
   installOidcLogin(api, store, auth.oidc);
+  web.page = await installWeb(http);
 
   await http.ready();
   services.hub.start(config);

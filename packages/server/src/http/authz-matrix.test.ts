@@ -145,6 +145,8 @@ const FIXTURES: Record<string, Fixture> = {
   'POST /v1/security-groups/:id/rules': { body: () => ({ direction: 'ingress', protocol: 'tcp', port: '80' }) },
   'PATCH /v1/instances/:id/nics/:nic': { body: () => ({ filtering: false }) },
   'POST /v1/auth/login': { body: (_p, name) => ({ username: name, password: 'not the password' }) },
+  // Other usernames than the login's, so the two routes' failures do not lock each other's users out.
+  'POST /v1/auth/session': { body: (_p, name) => ({ username: `browser-${name}`, password: 'not the password' }) },
   'POST /v1/users/me/totp/confirm': { body: () => ({ code: '000000' }) },
   'DELETE /v1/users/me/totp': { body: () => ({ code: '000000' }) },
   'GET /v1/events': list,
@@ -275,6 +277,8 @@ for (const t of storeTargets().filter((x) => x.name === 'sqlite')) {
         FLOE_LOG_LEVEL: 'silent',
         // The walk takes minutes on a loaded machine; the test host must not go offline meanwhile.
         FLOE_HOST_OFFLINE_AFTER_MS: '3600000',
+        // Both login routes (token and browser session) fail once per caller, all from this one address.
+        FLOE_LOGIN_MAX_FAILURES_PER_ADDRESS: '1000',
       });
       // Room for every instance the cells create.
       await onlineTestHost(cp.app, 'mx-node', { cpus: 4096, memory_mib: 8_388_608 });

@@ -1,3 +1,4 @@
+import { wantsWebPage } from './web.js';
 import { FloeError, LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN, NAME_PATTERN, type ErrorBody } from '@floe/api';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { STORE_RETRY_AFTER_SECONDS } from '../db/unavailable.js';
@@ -149,8 +150,13 @@ export function clientErrorResponse(code: string | undefined): string {
   return `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 }
 
-/** Install the error and not-found handlers. */
-export function installErrorHandlers(app: FastifyInstance): void {
+/** The web UI's answer to a page no route has (its client-side routes), set once the UI is installed. */
+export interface WebFallback {
+  page?: (request: FastifyRequest, reply: FastifyReply) => FastifyReply;
+}
+
+/** Install the error and not-found handlers; GETs of HTML pages no route answers go to `web.page` when set. */
+export function installErrorHandlers(app: FastifyInstance, web: WebFallback = {}): void {
   app.setErrorHandler((err, request, reply) => {
     const { status, body, internal } = toEnvelope(err);
     if (internal) request.log.error({ err }, 'request failed');
@@ -161,6 +167,8 @@ export function installErrorHandlers(app: FastifyInstance): void {
     return reply.code(status).type('application/json').send(body);
   });
   app.setNotFoundHandler((request, reply) => {
+    if (web.page !== undefined && wantsWebPage(request.method, request.url, request.headers.accept))
+      return web.page(request, reply);
     const e = new FloeError('not_found', `no route ${request.method} ${request.url.split('?')[0]}`);
     return reply.code(404).send({ error: e.toBody() });
   });

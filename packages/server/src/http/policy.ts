@@ -46,6 +46,9 @@ export const POLICY: Readonly<Record<string, RoutePolicy>> = {
   'GET /healthz': open,
   'GET /readyz': open,
   'GET /v1/openapi.json': open,
+  // The web UI's page and its assets (client-side routes get the page from the not-found handler).
+  'GET /': open,
+  'GET /assets/*': open,
   'GET /docs': docs,
   'GET /docs/': docs,
   'GET /docs/static/index.html': docs,
@@ -73,6 +76,8 @@ export const POLICY: Readonly<Record<string, RoutePolicy>> = {
 
   // Logging in needs no token; logging out ends the session the request carries.
   'POST /v1/auth/login': p('public', null, 'create', 'token'),
+  // The same login for browsers: the session goes into an HttpOnly cookie (changes then need X-CSRF-Token).
+  'POST /v1/auth/session': p('public', null, 'create', 'token'),
   'POST /v1/auth/logout': p('authenticated', null, 'delete', 'token'),
   'POST /v1/users/me/totp': p('self', null, 'update', 'user'),
   'POST /v1/users/me/totp/confirm': p('self', null, 'update', 'user'),
