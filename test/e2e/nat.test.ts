@@ -147,6 +147,16 @@ describe.skipIf(skip !== null && !process.env.CI)('floating IPs and port forward
     const fip = await client.floatingIps.create({ name: 'web', instance: 'a' });
     expect(fip.address).toBe('198.51.100.50');
     expect(fip.nic).toBe(nics.a!.id);
+    // Forwarded traffic meets the NIC's security groups: the project's default group lets ICMP in
+    // (so the floating IP answers pings once the host NATs it) but not HTTP, until a rule allows it.
+    await eventually(
+      async () =>
+        (await ns.exec(inet, ['ping', '-c', '1', '-W', '2', '198.51.100.50'], { allowFail: true })).code === 0,
+      'the floating IP answering pings',
+      30_000,
+    );
+    expect(await fromInternet('http://198.51.100.50/who')).toBeNull();
+    await client.securityGroups.addRule('default', { direction: 'ingress', protocol: 'tcp', port: '80' });
     await answers('http://198.51.100.50/who', 'vm-a', 'the floating IP reaches a');
     // a's own traffic to the internet leaves from its floating IP.
     const out = await shells.a!.sh('ping -c 1 -W 3 198.51.100.2');
