@@ -10,7 +10,7 @@ import { isUniqueViolation, nowIso, transaction, type Db } from '../db/index.js'
 import type { FloatingIpsTable, InstancesTable } from '../db/schema.js';
 import { visibleProjects } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';
-import { historyPage, recordHistory } from './history.js';
+import { historyPage, deleteWithHistory, recordHistory } from './history.js';
 import { instanceRow } from './instance-rows.js';
 import { addressPlan, allocateIpv4, release } from './ipam.js';
 import { parseLabelSelectors, writeLabels } from './labels.js';
@@ -196,17 +196,11 @@ export class FloatingIpService {
       const touched = await this.touched(trx, [row.instance_id]);
       await release(trx, [row.id]);
       await closeAll(trx, [row.id], nowIso());
-      await trx.deleteFrom('floating_ips').where('id', '=', row.id).execute();
-      await trx.deleteFrom('resource_labels').where('resource_id', '=', row.id).execute();
-      await recordHistory(trx, {
+      await deleteWithHistory(trx, 'floating_ips', {
         kind: 'floating_ip',
-        resource_id: row.id,
-        project: row.project,
-        revision: Number(row.revision) + 1,
-        action: 'delete',
+        row,
         actor: principal.actor,
         before: floatingIpFromRow(row),
-        after: null,
       });
       return { row, touched };
     });

@@ -34,6 +34,35 @@ export async function recordHistory(
     .execute();
 }
 
+/**
+ * Delete one resource row with its labels and record the deletion in its history (revision + 1),
+ * inside the caller's transaction.
+ */
+export async function deleteWithHistory(
+  db: Db,
+  table: 'networks' | 'security_groups' | 'floating_ips' | 'port_forwards' | 'vpn_pools' | 'vpn_peers',
+  entry: {
+    kind: string;
+    row: { id: string; project?: string; revision: number | string };
+    actor: string;
+    before: unknown;
+  },
+): Promise<void> {
+  const { row } = entry;
+  await db.deleteFrom(table).where('id', '=', row.id).execute();
+  await db.deleteFrom('resource_labels').where('resource_id', '=', row.id).execute();
+  await recordHistory(db, {
+    kind: entry.kind,
+    resource_id: row.id,
+    project: row.project ?? null,
+    revision: Number(row.revision) + 1,
+    action: 'delete',
+    actor: entry.actor,
+    before: entry.before,
+    after: null,
+  });
+}
+
 /** The change history of one resource, oldest first, one page. */
 export async function historyPage(
   db: Db,

@@ -13,7 +13,7 @@ import { isUniqueViolation, nowIso, toJson, transaction, type Database, type Db 
 import type { NetworksTable } from '../db/schema.js';
 import { requireAdmin, visibleProjects } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';
-import { recordHistory } from './history.js';
+import { deleteWithHistory, recordHistory } from './history.js';
 import { reserve } from './quota.js';
 import { addressPlan, firstHeld, releaseNetwork } from './ipam.js';
 import { parseLabelSelectors, writeLabels } from './labels.js';
@@ -277,17 +277,11 @@ export class NetworkService implements NetworkLookup {
           id: row.id,
         });
       await releaseNetwork(trx, row.id);
-      await trx.deleteFrom('networks').where('id', '=', row.id).execute();
-      await trx.deleteFrom('resource_labels').where('resource_id', '=', row.id).execute();
-      await recordHistory(trx, {
+      await deleteWithHistory(trx, 'networks', {
         kind: 'network',
-        resource_id: row.id,
-        project: row.project,
-        revision: Number(row.revision) + 1,
-        action: 'delete',
+        row,
         actor: principal.actor,
         before: networkFromRow(row),
-        after: null,
       });
       return row;
     });

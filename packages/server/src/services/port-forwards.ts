@@ -4,7 +4,7 @@ import type { PortForwardsTable } from '../db/schema.js';
 import { visibleProjects } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';
 import type { FloatingIpService } from './floating-ips.js';
-import { historyPage, recordHistory } from './history.js';
+import { historyPage, deleteWithHistory, recordHistory } from './history.js';
 import { instanceRow } from './instance-rows.js';
 import { parseLabelSelectors, writeLabels } from './labels.js';
 import { natTarget, portForwardFromRow } from './nat-rows.js';
@@ -179,18 +179,7 @@ export class PortForwardService {
         .select('host_id')
         .where('id', '=', row.instance_id)
         .executeTakeFirst();
-      await trx.deleteFrom('port_forwards').where('id', '=', row.id).execute();
-      await trx.deleteFrom('resource_labels').where('resource_id', '=', row.id).execute();
-      await recordHistory(trx, {
-        kind: 'port_forward',
-        resource_id: row.id,
-        project: row.project,
-        revision: Number(row.revision) + 1,
-        action: 'delete',
-        actor: principal.actor,
-        before,
-        after: null,
-      });
+      await deleteWithHistory(trx, 'port_forwards', { kind: 'port_forward', row, actor: principal.actor, before });
       return { row, hostId: inst?.host_id ?? null };
     });
     await this.post.run({

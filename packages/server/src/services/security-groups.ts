@@ -14,7 +14,7 @@ import type { SecurityGroupsTable } from '../db/schema.js';
 import { isIdOf } from '../ids.js';
 import { visibleProjects } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';
-import { recordHistory } from './history.js';
+import { deleteWithHistory, recordHistory } from './history.js';
 import { parseLabelSelectors, writeLabels } from './labels.js';
 import { listPage } from './pagination.js';
 import type { ProjectService } from './projects.js';
@@ -206,17 +206,11 @@ export class SecurityGroupService {
           kind: 'security_group',
           id: row.id,
         });
-      await trx.deleteFrom('security_groups').where('id', '=', row.id).execute();
-      await trx.deleteFrom('resource_labels').where('resource_id', '=', row.id).execute();
-      await recordHistory(trx, {
+      await deleteWithHistory(trx, 'security_groups', {
         kind: 'security_group',
-        resource_id: row.id,
-        project: row.project,
-        revision: Number(row.revision) + 1,
-        action: 'delete',
+        row,
         actor: principal.actor,
         before: this.fromRow(row),
-        after: null,
       });
       return row;
     });

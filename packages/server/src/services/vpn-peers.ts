@@ -12,7 +12,7 @@ import { fromJson, isUniqueViolation, toJson, transaction, type Db } from '../db
 import type { VpnNetworksTable, VpnPeersTable } from '../db/schema.js';
 import { visibleProjects } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';
-import { recordHistory } from './history.js';
+import { deleteWithHistory, recordHistory } from './history.js';
 import { writeLabels } from './labels.js';
 import { listPage } from './pagination.js';
 import { reserve } from './quota.js';
@@ -243,18 +243,7 @@ export class VpnPeerService {
         .select('pool_id')
         .where('id', '=', row.vpn_network_id)
         .executeTakeFirstOrThrow();
-      await trx.deleteFrom('vpn_peers').where('id', '=', row.id).execute();
-      await trx.deleteFrom('resource_labels').where('resource_id', '=', row.id).execute();
-      await recordHistory(trx, {
-        kind: 'vpn_peer',
-        resource_id: row.id,
-        project: row.project,
-        revision: Number(row.revision) + 1,
-        action: 'delete',
-        actor: principal.actor,
-        before,
-        after: null,
-      });
+      await deleteWithHistory(trx, 'vpn_peers', { kind: 'vpn_peer', row, actor: principal.actor, before });
       return { row, poolId: net.pool_id };
     });
     await this.ctx.bus.publish({

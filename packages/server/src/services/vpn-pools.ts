@@ -3,7 +3,7 @@ import { fromJson, isUniqueViolation, toJson, transaction, type Db } from '../db
 import type { VpnPoolsTable } from '../db/schema.js';
 import { requireAdmin } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';
-import { recordHistory } from './history.js';
+import { deleteWithHistory, recordHistory } from './history.js';
 import { parseLabelSelectors, writeLabels } from './labels.js';
 import { listPage } from './pagination.js';
 import { baseFields, checkMetadata, findRow, newBase } from './resource-rows.js';
@@ -121,17 +121,11 @@ export class VpnPoolService {
           id: row.id,
           vpn_network: used.id,
         });
-      await trx.deleteFrom('vpn_pools').where('id', '=', row.id).execute();
-      await trx.deleteFrom('resource_labels').where('resource_id', '=', row.id).execute();
-      await recordHistory(trx, {
+      await deleteWithHistory(trx, 'vpn_pools', {
         kind: 'vpn_pool',
-        resource_id: row.id,
-        project: null,
-        revision: Number(row.revision) + 1,
-        action: 'delete',
+        row,
         actor: principal.actor,
         before: poolFromRow(row, 0, true),
-        after: null,
       });
       return row;
     });
