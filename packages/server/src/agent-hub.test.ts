@@ -82,7 +82,10 @@ describe('agent hub', () => {
     const agent = await connect(cp, 'node-snap');
     open.push(agent.ws);
     expect(agent.messages.map((m) => m.type)).toEqual(['welcome', 'snapshot']);
-    expect(agent.messages[1]).toEqual({ type: 'snapshot', desired: { instance: [], network: [] } });
+    expect(agent.messages[1]).toEqual({
+      type: 'snapshot',
+      desired: { instance: [], network: [], security_group: [], vpn: [] },
+    });
   });
 
   it('closes the link on a malformed agent message and logs it with the host id', async () => {
