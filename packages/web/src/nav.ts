@@ -13,6 +13,7 @@ export const NAV: readonly NavEntry[] = [
   { path: '/instances', label: 'Instances' },
   { path: '/images', label: 'Images' },
   { path: '/networks', label: 'Networks' },
+  { path: '/security-groups', label: 'Security groups' },
   { path: '/projects', label: 'Projects' },
   { path: '/tokens', label: 'Tokens' },
   { path: '/hosts', label: 'Hosts', operator: true },
