@@ -14,6 +14,8 @@ export const NAV: readonly NavEntry[] = [
   { path: '/images', label: 'Images' },
   { path: '/networks', label: 'Networks' },
   { path: '/security-groups', label: 'Security groups' },
+  { path: '/floating-ips', label: 'Floating IPs' },
+  { path: '/vpn', label: 'VPN' },
   { path: '/projects', label: 'Projects' },
   { path: '/tokens', label: 'Tokens' },
   { path: '/hosts', label: 'Hosts', operator: true },

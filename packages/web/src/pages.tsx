@@ -6,6 +6,8 @@ import { AuditPage, HostsPage } from './pages/operator.js';
 import { AccountPage, ProjectPage, ProjectsPage, TokensPage, UsersPage } from './pages/people.js';
 import { ImagesPage, NetworksPage } from './pages/resources.js';
 import { SecurityGroupsPage } from './pages/security-groups.js';
+import { NatPage } from './pages/nat.js';
+import { VpnPage } from './pages/vpn.js';
 import { useSession } from './session.js';
 import { Header, Link } from './ui/kit.js';
 
@@ -28,6 +30,10 @@ export function Pages(props: { route: Route }) {
       return <NetworksPage />;
     case 'security-groups':
       return <SecurityGroupsPage />;
+    case 'floating-ips':
+      return <NatPage />;
+    case 'vpn':
+      return <VpnPage />;
     case 'projects':
       return <ProjectsPage />;
     case 'project':

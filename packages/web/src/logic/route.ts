@@ -8,6 +8,8 @@ export type Route =
   | { page: 'images' }
   | { page: 'networks' }
   | { page: 'security-groups' }
+  | { page: 'floating-ips' }
+  | { page: 'vpn' }
   | { page: 'projects' }
   | { page: 'project'; id: string }
   | { page: 'tokens' }
@@ -40,6 +42,8 @@ export function parseRoute(path: string): Route {
     'images',
     'networks',
     'security-groups',
+    'floating-ips',
+    'vpn',
     'projects',
     'tokens',
     'hosts',
