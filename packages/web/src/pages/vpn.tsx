@@ -92,6 +92,7 @@ export function VpnPage() {
               <th>VPN network</th>
               <th>Addresses</th>
               <th className="hide-narrow">Public key</th>
+              <th>Files</th>
               {writable && <th />}
             </tr>
           </thead>
@@ -106,6 +107,14 @@ export function VpnPage() {
                 </td>
                 <td className="hide-narrow">
                   <code>{p.public_key}</code>
+                </td>
+                <td>
+                  <a href={peerFile(p, 'config', project)} download={configFileName(vpnName(p.vpn_network), p.name)}>
+                    config
+                  </a>{' '}
+                  <a href={peerFile(p, 'qr.png', project)} target="_blank" rel="noreferrer">
+                    QR
+                  </a>
                 </td>
                 {writable && (
                   <td>
@@ -135,6 +144,11 @@ export function VpnPage() {
       {d !== undefined && <VpnPools pools={d.pools} operator={user.operator} onChange={data.reload} />}
     </>
   );
+}
+
+/** The URL of a peer's wg-quick file or its QR code (without the private key floe does not keep). */
+function peerFile(p: VpnPeer, file: 'config' | 'qr.png', project: string): string {
+  return client.transport.url(`/v1/vpn-peers/${encodeURIComponent(p.id)}/${file}`, { project });
 }
 
 type Act = (work: Promise<unknown>) => Promise<unknown>;
