@@ -161,7 +161,9 @@ describe.skipIf(skip !== null)('web UI journey in a real browser', () => {
     expect((await admin.securityGroups.get('websg', { project: 'web' })).spec.rules).toEqual([]);
     await group.getByRole('button', { name: 'Delete group' }).click();
     await group.waitFor({ state: 'detached' });
-    await expect(admin.securityGroups.get('websg', { project: 'web' })).rejects.toMatchObject({ code: 'security_group_not_found' });
+    await expect(admin.securityGroups.get('websg', { project: 'web' })).rejects.toMatchObject({
+      code: 'security_group_not_found',
+    });
     expect([...watch.errors, ...viewer.watch.errors]).toEqual([]);
     await Promise.all([context.close(), viewer.context.close()]);
   }, 120_000);
