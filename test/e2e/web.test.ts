@@ -107,6 +107,67 @@ describe.skipIf(skip !== null)('web UI journey in a real browser', () => {
     await context.close();
   });
 
+  it('edits a security group through its page; a viewer gets no write buttons', async () => {
+    const { context, watch } = await watchedContext(browser, 1280, 800);
+    const page = await context.newPage();
+    await signIn(page, cp.url, 'alice', PASSWORD);
+    await page.getByRole('link', { name: 'Security groups' }).first().click();
+    await page.getByRole('heading', { name: 'Security groups' }).waitFor();
+    const create = page.getByRole('form', { name: 'New security group' });
+    await create.getByLabel('Name').fill('websg');
+    await create.getByRole('button', { name: 'Create security group' }).click();
+    const group = page.getByRole('region', { name: 'Security group websg' });
+    const form = group.getByRole('form', { name: 'Add a rule to websg' });
+    // A bad port is refused in the page before anything is sent.
+    await form.getByLabel('Port or range').fill('100-10');
+    await form.getByRole('button', { name: 'Add rule' }).click();
+    await form.getByText(/low before high/).waitFor();
+    await form.getByLabel('Port or range').fill('8000-8100');
+    await form.getByLabel('Remote CIDR or group').fill('10.0.0.0/8');
+    await form.getByLabel('Description').fill('app ports');
+    await form.getByRole('button', { name: 'Add rule' }).click();
+    await group.getByRole('cell', { name: '8000-8100', exact: true }).waitFor();
+    const sg = await admin.securityGroups.get('websg', { project: 'web' });
+    expect(sg.spec.rules.map(({ id: _id, ...r }) => r)).toEqual([
+      {
+        direction: 'ingress',
+        protocol: 'tcp',
+        port_min: 8000,
+        port_max: 8100,
+        remote_cidr: '10.0.0.0/8',
+        remote_group: null,
+        description: 'app ports',
+      },
+    ]);
+    await group.getByLabel('Default egress').selectOption('deny');
+    await eventually(
+      async () => (await admin.securityGroups.get('websg', { project: 'web' })).spec.egress_default === 'deny',
+      'egress default deny',
+      30_000,
+    );
+
+    const viewer = await watchedContext(browser, 1280, 800);
+    const vp = await viewer.context.newPage();
+    await signIn(vp, cp.url, 'vera', PASSWORD);
+    await vp.goto(`${cp.url}/security-groups`);
+    const seen = vp.getByRole('region', { name: 'Security group websg' });
+    await seen.getByRole('cell', { name: '8000-8100', exact: true }).waitFor();
+    for (const name of [/^Remove rule/, 'Add rule', 'Delete group', 'Create security group'])
+      expect(await vp.getByRole('button', { name }).count(), String(name)).toBe(0);
+    expect(await seen.getByLabel('Default egress').isDisabled()).toBe(true);
+
+    await group.getByRole('button', { name: /^Remove rule/ }).click();
+    await group.getByRole('cell', { name: '8000-8100', exact: true }).waitFor({ state: 'detached' });
+    expect((await admin.securityGroups.get('websg', { project: 'web' })).spec.rules).toEqual([]);
+    await group.getByRole('button', { name: 'Delete group' }).click();
+    await group.waitFor({ state: 'detached' });
+    await expect(admin.securityGroups.get('websg', { project: 'web' })).rejects.toMatchObject({
+      code: 'security_group_not_found',
+    });
+    expect([...watch.errors, ...viewer.watch.errors]).toEqual([]);
+    await Promise.all([context.close(), viewer.context.close()]);
+  }, 120_000);
+
   it('signs in, creates a VM with the wizard, uses both consoles and the graphs, then stops and deletes it', async () => {
     const { context, watch } = await watchedContext(browser, 1280, 800);
     const page = await context.newPage();

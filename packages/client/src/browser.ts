@@ -22,6 +22,9 @@ import { ProjectsApi, TokensApi } from './projects.js';
 import { buildQuery, type Query } from './query.js';
 import type { HttpMethod, OpenStream, RequestOptions, Transport } from './transport.js';
 import { MembersApi, UsersApi } from './users.js';
+import { FloatingIpsApi, PortForwardsApi } from './nat.js';
+import { SecurityGroupsApi } from './security-groups.js';
+import { VpnNetworksApi, VpnPeersApi, VpnPoolsApi } from './vpn.js';
 
 export { FloeApiError, isFloeApiError } from './errors.js';
 export { segment, buildQuery, type Query } from './query.js';
@@ -180,6 +183,13 @@ export class BrowserClient {
   readonly networks: NetworksApi;
   readonly operations: OperationsApi;
   readonly audit: AuditApi;
+  readonly securityGroups: SecurityGroupsApi;
+  readonly floatingIps: FloatingIpsApi;
+  readonly portForwards: PortForwardsApi;
+  readonly vpnPools: VpnPoolsApi;
+  readonly vpnNetworks: VpnNetworksApi;
+  /** VPN peers (their wg-quick file comes with the answer of `create`; `config()` is for Node). */
+  readonly vpnPeers: VpnPeersApi;
   /** Browser sessions: log in to the HttpOnly cookie, log out. */
   readonly session: {
     login(body: LoginRequest, options?: PostOptions): Promise<SessionLogin>;
@@ -200,6 +210,12 @@ export class BrowserClient {
     this.networks = new NetworksApi(t, '/v1/networks');
     this.operations = new OperationsApi(t, '/v1/operations');
     this.audit = new AuditApi(t, '/v1/audit');
+    this.securityGroups = new SecurityGroupsApi(t, '/v1/security-groups');
+    this.floatingIps = new FloatingIpsApi(t, '/v1/floating-ips');
+    this.portForwards = new PortForwardsApi(t, '/v1/port-forwards');
+    this.vpnPools = new VpnPoolsApi(t, '/v1/vpn-pools');
+    this.vpnNetworks = new VpnNetworksApi(t, '/v1/vpn-networks');
+    this.vpnPeers = new VpnPeersApi(t, '/v1/vpn-peers');
     this.session = {
       login: (body, opts = {}) => t.request('POST', '/v1/auth/session', defined({ body, ...opts })),
       logout: async () => {

@@ -5,6 +5,9 @@ import { InstancesPage } from './pages/instances.js';
 import { AuditPage, HostsPage } from './pages/operator.js';
 import { AccountPage, ProjectPage, ProjectsPage, TokensPage, UsersPage } from './pages/people.js';
 import { ImagesPage, NetworksPage } from './pages/resources.js';
+import { SecurityGroupsPage } from './pages/security-groups.js';
+import { NatPage } from './pages/nat.js';
+import { VpnPage } from './pages/vpn.js';
 import { useSession } from './session.js';
 import { Header, Link } from './ui/kit.js';
 
@@ -25,6 +28,12 @@ export function Pages(props: { route: Route }) {
       return <ImagesPage />;
     case 'networks':
       return <NetworksPage />;
+    case 'security-groups':
+      return <SecurityGroupsPage />;
+    case 'floating-ips':
+      return <NatPage />;
+    case 'vpn':
+      return <VpnPage />;
     case 'projects':
       return <ProjectsPage />;
     case 'project':

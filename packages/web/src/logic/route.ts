@@ -7,6 +7,9 @@ export type Route =
   | { page: 'instance'; id: string; tab: string }
   | { page: 'images' }
   | { page: 'networks' }
+  | { page: 'security-groups' }
+  | { page: 'floating-ips' }
+  | { page: 'vpn' }
   | { page: 'projects' }
   | { page: 'project'; id: string }
   | { page: 'tokens' }
@@ -35,7 +38,19 @@ export function parseRoute(path: string): Route {
     if ((INSTANCE_TABS as readonly string[]).includes(tab)) return { page: 'instance', id: b, tab };
   }
   if (a === 'projects' && b !== undefined && parts.length === 2) return { page: 'project', id: b };
-  const simple = ['images', 'networks', 'projects', 'tokens', 'hosts', 'users', 'audit', 'account'] as const;
+  const simple = [
+    'images',
+    'networks',
+    'security-groups',
+    'floating-ips',
+    'vpn',
+    'projects',
+    'tokens',
+    'hosts',
+    'users',
+    'audit',
+    'account',
+  ] as const;
   if (parts.length === 1 && (simple as readonly string[]).includes(a)) return { page: a as (typeof simple)[number] };
   return { page: 'not-found', path };
 }

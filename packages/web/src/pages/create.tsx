@@ -1,9 +1,10 @@
-import type { Image, MachineType, Network, Operation, ProjectUsage, RestartPolicy } from '@floe/api';
+import type { Image, MachineType, Network, Operation, ProjectUsage, RestartPolicy, SecurityGroup } from '@floe/api';
 import { useEffect, useMemo, useState } from 'react';
 import { client, errorText, listAll, useLoad } from '../api.js';
 import { checkUserData, type UserDataCheck } from '../logic/cloud-config.js';
 import { formatMib } from '../logic/format.js';
 import { allFit, headroom } from '../logic/headroom.js';
+import { nicRequests } from '../logic/sg.js';
 import { navigate } from '../router.js';
 import { useSession } from '../session.js';
 import { Badge, ErrorLine, Header, Link } from '../ui/kit.js';
@@ -35,6 +36,7 @@ export function CreatePage() {
   const [name, setName] = useState('');
   const [image, setImage] = useState('');
   const [networks, setNetworks] = useState<string[]>([]);
+  const [groups, setGroups] = useState<string[]>([]);
   const [machineType, setMachineType] = useState('');
   const [vcpus, setVcpus] = useState(1);
   const [memory, setMemory] = useState(512);
@@ -47,12 +49,13 @@ export function CreatePage() {
   const [busy, setBusy] = useState(false);
 
   const choices = useLoad(async () => {
-    const [images, nets, types] = await Promise.all([
+    const [images, nets, types, sgs] = await Promise.all([
       listAll<Image>((q) => client.images.list({ ...q, project })),
       listAll<Network>((q) => client.networks.list({ ...q, project })),
       listAll<MachineType>((q) => client.machineTypes.list(q)),
+      listAll<SecurityGroup>((q) => client.securityGroups.list({ ...q, project })),
     ]);
-    return { images: images.filter((i) => i.status.state === 'ready'), nets, types };
+    return { images: images.filter((i) => i.status.state === 'ready'), nets, types, sgs };
   }, [project]);
   const usage = useLoad<ProjectUsage | undefined>(
     () => client.projects.usage(project).catch(() => undefined),
@@ -108,7 +111,7 @@ export function CreatePage() {
         image,
         ...(type ? { machine_type: type.name } : { vcpus, memory_mib: memory }),
         ...(disk === '' ? {} : { disk_gib: disk }),
-        ...(networks.length > 0 ? { networks } : {}),
+        ...(networks.length > 0 ? { networks: nicRequests(networks, groups) } : {}),
         ...(keys.length > 0 ? { ssh_keys: keys } : {}),
         ...(userData.trim() === '' ? {} : { user_data: userData }),
         restart_policy: restart,
@@ -199,6 +202,25 @@ export function CreatePage() {
               </label>
             ))}
             {choices.data?.nets.length === 0 && <p className="muted">No network: the instance gets no NIC.</p>}
+            {networks.length > 0 && (choices.data?.sgs.length ?? 0) > 0 && (
+              <fieldset>
+                <legend>Security groups of the NICs (none: the project&apos;s default)</legend>
+                {choices.data?.sgs.map((g) => (
+                  <label key={g.id} className="check">
+                    <input
+                      type="checkbox"
+                      name="security-group"
+                      value={g.name}
+                      checked={groups.includes(g.name)}
+                      onChange={(e) =>
+                        setGroups((list) => (e.target.checked ? [...list, g.name] : list.filter((x) => x !== g.name)))
+                      }
+                    />
+                    {g.name}
+                  </label>
+                ))}
+              </fieldset>
+            )}
           </fieldset>
         )}
         {step === 2 && (
@@ -307,6 +329,8 @@ export function CreatePage() {
               <dd>{image}</dd>
               <dt>Networks</dt>
               <dd>{networks.join(', ') || 'none'}</dd>
+              <dt>Security groups</dt>
+              <dd>{networks.length === 0 ? '–' : groups.join(', ') || 'default'}</dd>
               <dt>Size</dt>
               <dd>
                 {size.vcpus} vCPU · {formatMib(size.memory_mib)} · {diskGib} GiB

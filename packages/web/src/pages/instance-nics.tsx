@@ -1,15 +1,21 @@
-import type { Network, Nic } from '@floe/api';
-import { useState } from 'react';
+import type { Network, Nic, SecurityGroup } from '@floe/api';
+import { Fragment, useState } from 'react';
 import { client, errorText, listAll, useLoad } from '../api.js';
 import { ErrorLine } from '../ui/kit.js';
+import { NicSettings } from './nic-settings.js';
 
-/** The NICs of an instance: hot attach on a network, hot detach. */
+/** The NICs of an instance: hot attach on a network, hot detach, security groups, filtering, rate limits. */
 export function Nics(props: { instance: string; project: string; writable: boolean }) {
   const nics = useLoad(() => client.instances.nics(props.instance, { project: props.project }), [props.instance]);
   const nets = useLoad(
     () => listAll<Network>((q) => client.networks.list({ ...q, project: props.project })),
     [props.project],
   );
+  const sgs = useLoad(
+    () => listAll<SecurityGroup>((q) => client.securityGroups.list({ ...q, project: props.project })),
+    [props.project],
+  );
+  const [editing, setEditing] = useState<string>();
   const [network, setNetwork] = useState('');
   const [ipv4, setIpv4] = useState('');
   const [busy, setBusy] = useState(false);
@@ -38,37 +44,71 @@ export function Nics(props: { instance: string; project: string; writable: boole
               <th>MAC</th>
               <th>IPv4</th>
               <th>IPv6</th>
+              <th>Security groups</th>
+              <th className="hide-narrow">Rate limits</th>
               {props.writable && <th />}
             </tr>
           </thead>
           <tbody>
             {nics.data?.map((n: Nic) => (
-              <tr key={n.id}>
-                <td>{n.index}</td>
-                <td>{n.network_name}</td>
-                <td>
-                  <code>{n.mac}</code>
-                </td>
-                <td>{n.ipv4 ?? '–'}</td>
-                <td>{n.ipv6 ?? '–'}</td>
-                {props.writable && (
+              <Fragment key={n.id}>
+                <tr>
+                  <td>{n.index}</td>
+                  <td>{n.network_name}</td>
                   <td>
-                    <button
-                      type="button"
-                      className="danger"
-                      disabled={busy}
-                      onClick={() =>
-                        void run(async () => {
-                          const op = await client.instances.removeNic(props.instance, n.id, { project: props.project });
-                          await client.operations.wait(op, { timeoutMs: 300_000 });
-                        })
-                      }
-                    >
-                      Detach
-                    </button>
+                    <code>{n.mac}</code>
                   </td>
+                  <td>{n.ipv4 ?? '–'}</td>
+                  <td>{n.ipv6 ?? '–'}</td>
+                  <td>
+                    {n.security_groups.map((g) => sgName(g, sgs.data)).join(', ') || 'default'}
+                    {!n.filtering && <span className="chip">no filtering</span>}
+                  </td>
+                  <td className="hide-narrow">{rateText(n)}</td>
+                  {props.writable && (
+                    <td>
+                      <button
+                        type="button"
+                        aria-expanded={editing === n.id}
+                        onClick={() => setEditing(editing === n.id ? undefined : n.id)}
+                      >
+                        Settings
+                      </button>{' '}
+                      <button
+                        type="button"
+                        className="danger"
+                        disabled={busy}
+                        onClick={() =>
+                          void run(async () => {
+                            const op = await client.instances.removeNic(props.instance, n.id, {
+                              project: props.project,
+                            });
+                            await client.operations.wait(op, { timeoutMs: 300_000 });
+                          })
+                        }
+                      >
+                        Detach
+                      </button>
+                    </td>
+                  )}
+                </tr>
+                {props.writable && editing === n.id && sgs.data !== undefined && (
+                  <tr>
+                    <td colSpan={8}>
+                      <NicSettings
+                        instance={props.instance}
+                        project={props.project}
+                        nic={n}
+                        groups={sgs.data}
+                        onDone={() => {
+                          setEditing(undefined);
+                          nics.reload();
+                        }}
+                      />
+                    </td>
+                  </tr>
                 )}
-              </tr>
+              </Fragment>
             ))}
           </tbody>
         </table>
@@ -110,4 +150,22 @@ export function Nics(props: { instance: string; project: string; writable: boole
       )}
     </section>
   );
+}
+
+/** A group's name from its id (or the id when the group is not listed). */
+function sgName(id: string, groups: readonly SecurityGroup[] | undefined): string {
+  return groups?.find((g) => g.id === id)?.name ?? id;
+}
+
+/** A NIC's limits in short: `in 10000 kbit/s, out 500 pps` or `none`. */
+function rateText(n: Nic): string {
+  const r = n.rate_limit;
+  if (r === null) return 'none';
+  const parts = [
+    r.ingress_kbps === undefined ? '' : `in ${r.ingress_kbps} kbit/s`,
+    r.ingress_pps === undefined ? '' : `in ${r.ingress_pps} pps`,
+    r.egress_kbps === undefined ? '' : `out ${r.egress_kbps} kbit/s`,
+    r.egress_pps === undefined ? '' : `out ${r.egress_pps} pps`,
+  ];
+  return parts.filter((p) => p !== '').join(', ') || 'none';
 }
