@@ -11,7 +11,8 @@ import { dnsmasqRunDir } from './drivers/net/dnsmasq.js';
 import { HostNetworkDriver, type DhcpState } from './drivers/net/driver.js';
 import { ipIn, netnsUnavailable } from './drivers/net/testing.js';
 import { bridgeName, tapName } from './drivers/net/names.js';
-import { NetworkReconciler, parseDefaultRoute, toNetSpec, toNicSpecs, type NetworkHost } from './networks.js';
+import { NetworkReconciler, type NetworkHost } from './networks.js';
+import { parseDefaultRoute, toNetSpec, toNicSpecs } from './net-specs.js';
 import type { NetSpec, NicSpec, SecurityGroupSpec } from './drivers/net/types.js';
 import type { NatNic } from './drivers/net/nat-rules.js';
 
