@@ -13,6 +13,7 @@ import { instanceDisk } from './migrations/0014_instance_disk.js';
 import { securityGroups } from './migrations/0015_security_groups.js';
 import { natAndRateLimits } from './migrations/0016_nat_and_rate_limits.js';
 import { vpn } from './migrations/0017_vpn.js';
+import { imagePublic } from './migrations/0022_image_public.js';
 
 /** Table where applied migrations are recorded. */
 export const MIGRATION_TABLE = 'floe_migrations';
@@ -430,6 +431,7 @@ function migrations(dialect: Dialect): Record<string, Migration> {
     '0015_security_groups': securityGroups(dialect),
     '0016_nat_and_rate_limits': natAndRateLimits(dialect),
     '0017_vpn': vpn(dialect),
+    '0022_image_public': imagePublic(dialect),
   };
 }
 

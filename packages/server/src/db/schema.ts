@@ -124,6 +124,8 @@ export interface ImagesTable extends ResourceRow {
   project: string;
   spec: string; // JSON
   status: string; // JSON
+  /** The spec's `public` (0 | 1), so lists find every project's public images with one indexed condition. */
+  public: number;
 }
 
 export interface MachineTypesTable extends ResourceRow {

@@ -135,6 +135,7 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
       project: 'alpha',
       spec: toJson({ url: 'x' }),
       status: toJson({ ready: true }),
+      public: 1,
     },
   },
   machine_types: { pk: ['id'], row: { ...resource('mt_1', 'small'), spec: toJson({ vcpus: 1 }), builtin: 1 } },
@@ -382,6 +383,7 @@ const EXPECTED_INDEXES = [
   'unique join_tokens(secret_hash)',
   'unique images(project,name)',
   'index images(project,id)',
+  'index images(public)',
   'unique machine_types(name)',
   'unique instances(project,name)',
   'index instances(project,id)',
@@ -576,6 +578,7 @@ for (const t of storeTargets()) {
           '0015_security_groups',
           '0016_nat_and_rate_limits',
           '0017_vpn',
+          '0022_image_public',
         ]);
       } finally {
         await again.close();
@@ -915,6 +918,7 @@ for (const t of storeTargets()) {
           '0015_security_groups',
           '0016_nat_and_rate_limits',
           '0017_vpn',
+          '0022_image_public',
         ]);
         expect(await migrate(fresh.db, fresh.dialect)).toEqual([]);
       } finally {

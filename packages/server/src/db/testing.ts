@@ -225,7 +225,7 @@ export const SCHEMA_COLUMNS: SchemaColumns = {
     used_at: 'text null',
     host_id: 'text null',
   },
-  images: { ...resourceColumns, project: 'text', spec: 'text', status: 'text' },
+  images: { ...resourceColumns, project: 'text', spec: 'text', status: 'text', public: 'integer' },
   machine_types: { ...resourceColumns, spec: 'text', builtin: 'integer' },
   instances: {
     ...resourceColumns,

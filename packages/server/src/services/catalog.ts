@@ -150,16 +150,33 @@ export class ImageService {
     private readonly operations?: Pick<OperationService, 'cancel'>,
   ) {}
 
-  /** Images of the visible projects (plus public ones when `project` is given). */
+  /**
+   * Images of the visible projects and the public images of every project: those are usable from any
+   * project (an operator's library of distribution images), so a project's list offers them too. A
+   * project the principal may not see lists nothing.
+   */
   async list(
     principal: Principal,
     q: { limit?: number; cursor?: string; label?: string | string[]; project?: string },
   ): Promise<PageOf<Image>> {
     const projects = visibleProjects(principal, q.project);
+    const labels = parseLabelSelectors(q.label);
+    if (projects === null || projects.length === 0)
+      return listPage<ImagesTable, Image>(
+        this.ctx.store.db,
+        'images',
+        { limit: q.limit, cursor: q.cursor, labels, projects },
+        imageFromRow,
+      );
     return listPage<ImagesTable, Image>(
       this.ctx.store.db,
       'images',
-      { limit: q.limit, cursor: q.cursor, labels: parseLabelSelectors(q.label), projects },
+      {
+        limit: q.limit,
+        cursor: q.cursor,
+        labels,
+        where: (qb) => qb.where((eb) => eb.or([eb('project', 'in', projects), eb('public', '=', 1)])),
+      },
       imageFromRow,
     );
   }
@@ -181,16 +198,14 @@ export class ImageService {
     } catch (err) {
       // A viewer of the image's project who writes elsewhere still uses the project's public images.
       if (!(err instanceof FloeError) || (err.code !== 'image_not_found' && err.code !== 'forbidden')) throw err;
-      const publicRow = (
-        await db
-          .selectFrom('images')
-          .selectAll()
-          .where((eb) => eb.or([eb('id', '=', ref), eb('name', '=', ref)]))
-          .execute()
-      )
-        .map(imageFromRow)
-        .find((img) => img.spec.public);
-      if (publicRow) return publicRow;
+      const publicRow = await db
+        .selectFrom('images')
+        .selectAll()
+        .where('public', '=', 1)
+        .where((eb) => eb.or([eb('id', '=', ref), eb('name', '=', ref)]))
+        .orderBy('id', 'asc')
+        .executeTakeFirst();
+      if (publicRow) return imageFromRow(publicRow);
       throw err;
     }
   }
@@ -224,6 +239,7 @@ export class ImageService {
         public: body.public ?? false,
       }),
       status: toJson({ state: 'pending', size_bytes: null, sha256: null, virtual_size_bytes: null }),
+      public: body.public ? 1 : 0,
     };
     try {
       await transaction(this.ctx.store, async (trx) => {
@@ -296,6 +312,7 @@ export class ImageService {
           labels: toJson(next.labels),
           metadata: toJson(next.metadata),
           spec: toJson(next.spec),
+          public: next.spec.public ? 1 : 0,
           revision: next.revision,
           updated_at: next.updated_at,
         })

@@ -666,6 +666,7 @@ for (const target of storeTargets()) {
         .values({
           id: 'img_01OLDWIDE',
           name: 'old-wide',
+          public: 0,
           labels: '{}',
           metadata: '{}',
           revision: 1,
@@ -745,6 +746,7 @@ for (const target of storeTargets()) {
         .values({
           id: image.id,
           name: image.name,
+          public: 0,
           labels: '{}',
           metadata: '{}',
           revision: 1,
@@ -797,7 +799,8 @@ for (const target of storeTargets()) {
             image('img_declared', 10, 3 * GiB),
             image('img_old', 1, undefined),
             image('img_null', 1, null),
-          ])
+            // Rows as the schema before 0022_image_public had them.
+          ] as never)
           .execute();
         // 0003 runs first, then every later migration.
         expect((await migrate(store.db, store.dialect))[0]).toBe('0003_image_imports');

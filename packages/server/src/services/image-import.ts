@@ -148,6 +148,7 @@ export class ImageImportService {
         public: body.public ?? false,
       }),
       status: toJson({ state: 'importing', size_bytes: null, sha256: null, virtual_size_bytes: null }),
+      public: body.public ? 1 : 0,
     };
     const image = imageFromRow(row);
     let created: { operation: Operation; events: NewEvent[] };
