@@ -3,8 +3,8 @@
  * plane and an agent with the fake VM driver, seeds 1,000 instances (copies of a created one), signs in
  * with Debian's chromium and measures, in the same run:
  *
- * - page weight: the JavaScript the instance list loads, raw and gzipped (floed sends it uncompressed;
- *   the gzipped size is what a compressing proxy sends), and the lazy chunks it does not load;
+ * - page weight: the JavaScript the instance list loads, raw and gzipped (floed sends the build's brotli
+ *   or gzip copy to browsers that accept one; brotli is smaller still), and the lazy chunks it does not load;
  * - time to interactive of the list with 1,000 instances (navigation until every row is drawn and the
  *   page answers input), against two baselines measured alike: the same page with no instances, and the
  *   bare API request the page makes for its data;

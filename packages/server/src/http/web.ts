@@ -37,6 +37,7 @@ export function wantsWebPage(method: string, url: string, accept: string | undef
 function sendIndex(reply: FastifyReply): FastifyReply {
   return reply
     .header('cache-control', 'no-cache')
+    .header('vary', 'accept-encoding')
     .header('content-security-policy', CSP)
     .header('x-content-type-options', 'nosniff')
     .header('referrer-policy', 'same-origin')
@@ -52,8 +53,9 @@ export async function installWeb(
   root = WEB_ROOT,
 ): Promise<((request: FastifyRequest, reply: FastifyReply) => FastifyReply) | undefined> {
   const built = existsSync(`${root}/index.html`);
-  // Cache headers are set here per file, not by the plugin.
-  if (built) await http.register(fastifyStatic, { root, serve: false, cacheControl: false });
+  // Cache headers are set here per file, not by the plugin. The build writes .br and .gz copies of the
+  // larger assets: a browser that accepts them gets those bytes, others the file itself.
+  if (built) await http.register(fastifyStatic, { root, serve: false, cacheControl: false, preCompressed: true });
   else http.log.info({ root }, 'the web UI is not built (npm run build); serving the API only');
   const missing = () => {
     throw new FloeError('not_found', 'the web UI is not built: run npm run build');
@@ -68,7 +70,10 @@ export async function installWeb(
       const file = req.params['*'];
       // Vite names assets by their content's hash: they never change under the same name.
       if (!built || !/^[A-Za-z0-9._-]{1,200}$/.test(file)) return missing();
-      return reply.header('cache-control', 'public, max-age=31536000, immutable').sendFile(`assets/${file}`);
+      return reply
+        .header('cache-control', 'public, max-age=31536000, immutable')
+        .header('vary', 'accept-encoding')
+        .sendFile(`assets/${file}`);
     },
   );
   return built ? (_req, reply) => sendIndex(reply) : undefined;
