@@ -71,6 +71,19 @@ async function idOf(db: Db, kind: Kind, ref: string, project: string): Promise<s
 }
 
 /**
+ * Whether the request reads an operation this very token started: whatever its scope, a token may follow
+ * (`GET`, also with `?wait`) what it did, so a CI token limited to restarting one instance can wait for
+ * the restart to finish. Cancelling stays a verb of its own.
+ */
+async function readsOwnOperation(db: Db, principal: Principal, policy: RoutePolicy, params: unknown): Promise<boolean> {
+  if (policy.target !== 'operation' || policy.verb !== 'read') return false;
+  const ref = (params as { id?: unknown } | undefined)?.id;
+  if (typeof ref !== 'string' || !isIdOf('operation', ref)) return false;
+  const row = await db.selectFrom('operations').select('created_by').where('id', '=', ref).executeTakeFirst();
+  return row?.created_by === principal.actor;
+}
+
+/**
  * Refuse a request its principal's scope does not allow: 403 `forbidden` for a verb or kind outside
  * the scope (and for lists and creates of a token limited to single resources), and for a resource
  * outside it the same not-found answer as for a resource of another project.
@@ -83,6 +96,7 @@ export async function enforceScope(
   query: unknown,
 ): Promise<void> {
   if (principal.scope === undefined) return;
+  if (await readsOwnOperation(db, principal, policy, params)) return;
   const decision = scopeDecision(principal.scope, policy);
   if ('allow' in decision) return;
   if ('refuse' in decision) throw decision.refuse;

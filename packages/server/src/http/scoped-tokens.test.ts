@@ -54,6 +54,22 @@ for (const t of storeTargets()) {
       }
     });
 
+    it('follows the operations it started, and no others', async () => {
+      const restart = await as('POST', `/v1/instances/${web1}/restart`);
+      const own = restart.body.operation?.id ?? restart.body.id;
+      expect(typeof own, JSON.stringify(restart.body)).toBe('string');
+      const read = await as('GET', `/v1/operations/${own}`);
+      expect([read.status, read.body.id], JSON.stringify(read.body)).toEqual([200, own]);
+      expect((await as('GET', `/v1/operations/${own}?wait=1`)).status).toBe(200);
+      const cancel = await as('POST', `/v1/operations/${own}/cancel`);
+      expect([cancel.status, cancel.body.error?.code]).toEqual([403, 'forbidden']);
+      // The same restart by the admin token: an operation on the same instance, but not this token's.
+      const other = await injectJson(cp, 'POST', `/v1/instances/${web1}/restart`);
+      const theirs = other.body.operation?.id ?? other.body.id;
+      const refused = await as('GET', `/v1/operations/${theirs}`);
+      expect([refused.status, refused.body.error?.code]).toEqual([403, 'forbidden']);
+    });
+
     it('is refused every other verb, kind and collection with forbidden', async () => {
       const refusals: Array<[method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, body?: unknown]> = [
         ['GET', '/v1/instances/web-1?project=ci-p'],
