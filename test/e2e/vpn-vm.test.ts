@@ -252,6 +252,43 @@ describe.skipIf(skip !== null && !process.env.CI)(`WireGuard into private networ
     ).toBe(false);
   }, 120_000);
 
+  it('a VM on a network without a gateway answers the VPN by the routes the gateway host gives it by DHCP (option 121)', async () => {
+    const c = clients.a1!;
+    const host4 = (await client.networks.get('iso')).status.host_ipv4!;
+    // A site behind a peer, added now: the gateway host's DHCP answers follow.
+    await client.vpnPeers.create({ name: 'site', vpn_network: 'office', subnets: ['192.168.77.0/24'] });
+    // The guest's boot-time DHCP hook sets no classless routes: without them it has no way back.
+    expect(await ping(c, nics.n!.ipv4!)).toBe(false);
+    // Ask floe's DHCP server as a client that applies option 121 does (systemd-networkd, dhclient).
+    const hook = [
+      '#!/bin/sh',
+      '[ "$1" = bound ] || exit 0',
+      'echo "ROUTES $staticroutes"',
+      'set -- $staticroutes',
+      'while [ $# -ge 2 ]; do ip route replace "$1" via "$2" dev "$interface"; shift 2; done',
+    ];
+    await shells.n!.sh(
+      `printf '%s\\n' ${hook.map((l) => `'${l}'`).join(' ')} > /tmp/routes.sh && chmod +x /tmp/routes.sh`,
+    );
+    const want = `${office.ipv4} ${host4}`;
+    const out = await shells.n!.until(
+      `udhcpc -i eth0 -n -q -f -O staticroutes -s /tmp/routes.sh -t 5 -T 2 2>/dev/null | grep ROUTES | grep '192.168.77.0/24 ${host4}'`,
+      'the VPN prefixes in the DHCP answer',
+      60_000,
+    );
+    expect(out).toContain(want);
+    expect(out).toContain(`169.254.169.254/32 ${host4}`);
+    const routes = await shells.n!.sh('ip -4 route show');
+    expect(routes.out).toContain(`${office.ipv4} via ${host4} dev eth0`);
+    await eventually(
+      () => ping(c, nics.n!.ipv4!),
+      'the VPN client reaching the VM on the network without a gateway',
+      20_000,
+    );
+    // The rule naming the VPN prefix applies to this VM as well (default group).
+    expect(await web(c, nics.n!.ipv4!)).toBe('vm-n');
+  }, 180_000);
+
   it("keeps a second tenant's client on the same gateway away from the first tenant's VMs", async () => {
     const b1 = await client.vpnPeers.create({ name: 'laptop', project: 'vpb', vpn_network: 'office' });
     const c = await wgClient('b1', '198.51.100.21/24', b1);
@@ -262,8 +299,10 @@ describe.skipIf(skip !== null && !process.env.CI)(`WireGuard into private networ
     // A's VM, by both families, even by routes the client adds itself.
     await ns.exec(c, ['ip', 'route', 'add', '10.41.0.0/24', 'dev', `wg${tag}b1`], { allowFail: true });
     await ns.exec(c, ['ip', '-6', 'route', 'add', 'fd41::/64', 'dev', `wg${tag}b1`], { allowFail: true });
-    for (const to of [nics.a!.ipv4!, nics.a!.ipv6!]) expect(await ping(c, to), to).toBe(false);
-    for (const to of [nics.a!.ipv4!, nics.a!.ipv6!]) expect(await web(c, to), to).toBeNull();
+    await ns.exec(c, ['ip', 'route', 'add', '10.43.0.0/24', 'dev', `wg${tag}b1`], { allowFail: true });
+    const theirs = [nics.a!.ipv4!, nics.a!.ipv6!, nics.n!.ipv4!];
+    for (const to of theirs) expect(await ping(c, to), to).toBe(false);
+    for (const to of theirs) expect(await web(c, to), to).toBeNull();
     // While A's client still gets in.
     expect(await web(clients.a1!, nics.a!.ipv4!)).toBe('vm-a');
   }, 120_000);
