@@ -1,6 +1,5 @@
 import type { VpnPoolSpec } from '@floe/api';
 import { fromJson, type Db } from '../db/index.js';
-import type { VpnNetworkSpecRow } from './vpn-networks.js';
 import { networkPlan, rangeText } from './vpn-plan.js';
 
 /*
@@ -62,7 +61,7 @@ export async function vpnRoutesForHost(
   )
     .map((n) => ({
       ...n,
-      networks: fromJson<VpnNetworkSpecRow>(n.spec).networks.filter((id) => networkIds.includes(id)),
+      networks: fromJson<{ networks: string[] }>(n.spec).networks.filter((id) => networkIds.includes(id)),
     }))
     .filter((n) => n.networks.length > 0);
   if (nets.length === 0) return new Map();
