@@ -32,6 +32,7 @@ function gatewayMode(gateway: string): GatewayMode {
  * - The host's own address on the bridge (`host_ipv4`/`host_ipv6`, where
  *   dnsmasq answers DHCP and DNS) is the gateway in `host` mode; in
  *   `none`/`vm` mode it goes into NetSpec's `hostAddrs`.
+ * - `vpn_routes` (what the host routes as a VPN gateway) become `vpnRoutes`.
  */
 export function toNetSpec(net: DesiredNetwork, opts: NetSpecOptions = {}): NetSpec {
   checkId('network_id', net.id);
@@ -68,6 +69,7 @@ export function toNetSpec(net: DesiredNetwork, opts: NetSpecOptions = {}): NetSp
     peers: [...net.peers],
     ...(mode === 'host' && opts.natUplink !== undefined ? { natInterface: checkIfName('uplink', opts.natUplink) } : {}),
     ...(mode === 'host' ? {} : { hostAddrs: hostAddrs(net) }),
+    ...(net.vpn_routes === undefined || net.vpn_routes.length === 0 ? {} : { vpnRoutes: [...net.vpn_routes] }),
   };
 }
 

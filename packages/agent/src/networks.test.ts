@@ -151,6 +151,15 @@ describe('DesiredNetwork → NetSpec', () => {
     expect(spec.hostAddrs).toEqual(['10.10.0.1/24', 'fd00:10::1/64']);
   });
 
+  it('passes the VPN routes the host serves for the network on; none sent or an empty list: none', () => {
+    expect(toNetSpec({ ...NET, vpn_routes: ['fd50::/64', '10.250.0.0/24'] }).vpnRoutes).toEqual([
+      'fd50::/64',
+      '10.250.0.0/24',
+    ]);
+    expect(toNetSpec({ ...NET, vpn_routes: [] }).vpnRoutes).toBeUndefined();
+    expect(toNetSpec(NET).vpnRoutes).toBeUndefined();
+  });
+
   it('passes DHCPv6 on for networks with IPv6 only; a control plane that never sent it means SLAAC', () => {
     expect(toNetSpec({ ...NET, dhcpv6: true }).dhcpv6).toBe(true);
     expect(toNetSpec({ ...NET, dhcpv6: true, ipv6: null, gateway6: null, host_ipv6: null }).dhcpv6).toBeUndefined();

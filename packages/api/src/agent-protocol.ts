@@ -107,6 +107,12 @@ export const DesiredNetwork = Type.Object({
   uplink: Nullable(Type.String()),
   /** Underlay addresses of the other hosts with members: the VXLAN unicast forwarding entries. */
   peers: Type.Array(Type.String()),
+  /**
+   * What the receiving host routes for the network as a VPN gateway: the prefixes of the VPN networks
+   * connected to it that the host serves, and the subnets behind their site-to-site peers. Guests
+   * whose router is not this host learn them by DHCP. Absent from older control planes: none.
+   */
+  vpn_routes: Type.Optional(Type.Array(Type.String({ maxLength: 43 }), { maxItems: 4096 })),
   /** DHCP leases pinned to IPAM: every NIC on the network (on any host), with its DNS name. */
   leases: Type.Array(DesiredLease),
 });

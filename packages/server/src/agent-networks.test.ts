@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storeTargets } from './db/testing.js';
 import { FakeAgent } from './testing-agent.js';
-import { startTestControlPlane, type TestControlPlane } from './testing.js';
+import { injectJson, startTestControlPlane, type TestControlPlane } from './testing.js';
 
 // What agents hear about networks over a real agent link (mutual TLS on loopback): the
 // snapshot's networks, NICs in desired instances, and network pushes when members or
@@ -98,6 +98,43 @@ for (const t of storeTargets()) {
       await b.networks((n) => n.length === 0);
       expect((await a.networks((n) => n[0]?.peers.length === 0))[0]!.leases.map((l) => l.hostname)).toEqual(['one']);
       expect((await cp.app.services.instances.desiredOne(two.instance.id))!.nics).toEqual([]);
+    });
+
+    it('tells the VPN gateway host of the prefixes it routes for a connected network, and no other host', async () => {
+      const call = async (url: string, body: unknown) => {
+        const res = await injectJson(cp, 'POST', url, body);
+        expect(res.status, JSON.stringify(res.body)).toBe(201);
+      };
+      // node-a has `one` on lan (the test above); node-b gets a member again.
+      await cp.app.services.hosts.update(cp.admin, b.hostId, { spec: { schedulable: true } });
+      await cp.app.services.hosts.update(cp.admin, a.hostId, { spec: { schedulable: false } });
+      await cp.app.services.instances.create(cp.admin, {
+        name: 'three',
+        image: 'img',
+        vcpus: 1,
+        memory_mib: 128,
+        networks: ['lan'],
+      });
+      await b.networks((n) => n.length === 1);
+      await call('/v1/vpn-pools', {
+        name: 'edge',
+        ipv6: 'fd50::/40',
+        network_prefix: 48,
+        ipv4: '10.250.0.0/16',
+        ipv4_prefix: 24,
+        hosts: ['node-a'],
+        endpoint: 'vpn.example.org',
+      });
+      await call('/v1/vpn-networks', { name: 'office', pool: 'edge', networks: ['lan'] });
+      const onA = await a.networks((n) => n[0]?.vpn_routes !== undefined);
+      expect(onA[0]!.vpn_routes).toEqual(['fd50::/48', '10.250.0.0/24']);
+      // A site's subnets behind a peer reach the gateway's DHCP answers too.
+      await call('/v1/vpn-peers', { name: 'site', vpn_network: 'office', subnets: ['192.168.77.0/24'] });
+      const again = await a.networks((n) => n[0]?.vpn_routes?.length === 3);
+      expect(again[0]!.vpn_routes).toEqual(['fd50::/48', '10.250.0.0/24', '192.168.77.0/24']);
+      // node-b is not a gateway of the pool: it routes nothing to the VPN.
+      const onB = await b.networks((n) => n.length === 1);
+      expect(onB[0]!.vpn_routes).toBeUndefined();
     });
   });
 }

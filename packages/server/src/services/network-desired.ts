@@ -4,10 +4,12 @@ import { underlayAddresses } from './hosts.js';
 import { addressPlan } from './ipam.js';
 import { networkSpecOf } from './network-spec.js';
 import type { NetworkLookup, NicService } from './nics.js';
+import { vpnRoutesForHost } from './vpn-routes.js';
 
 /**
  * The agent-facing view of networks: every network with members on `hostId`, with the VXLAN peers
- * (underlay addresses of the other hosts with members) and the DHCP leases of all its NICs.
+ * (underlay addresses of the other hosts with members), the DHCP leases of all its NICs, and what
+ * the host routes for it as a VPN gateway.
  */
 export async function desiredNetworksForHost(
   db: Db,
@@ -19,6 +21,7 @@ export async function desiredNetworksForHost(
   if (networkIds.length === 0) return [];
   const rows = await networks.byIds(db, networkIds);
   const placed = await nics.placed(db, networkIds);
+  const vpnRoutes = await vpnRoutesForHost(db, hostId, networkIds);
   const underlay = await underlayAddresses(db, [
     ...new Set(placed.map((n) => n.host_id).filter((h): h is string => h !== null && h !== hostId)),
   ]);
@@ -53,6 +56,7 @@ export async function desiredNetworksForHost(
         dhcpv6: spec.dhcpv6,
         uplink: spec.uplink,
         peers,
+        ...(vpnRoutes.has(net.id) ? { vpn_routes: vpnRoutes.get(net.id) } : {}),
         // The first NIC of an instance on a network answers to its name; more get name-<slot>.
         leases: members.map((m, i) => ({
           nic_id: m.nic_id,

@@ -45,7 +45,11 @@ export class VpnService {
       .where('id', 'in', [...poolIds])
       .execute();
     const hosts = new Set(pools.flatMap((p) => fromJson<VpnPoolSpec>(p.spec).hosts));
-    for (const h of hosts) this.ctx.signals.send('desired', 'vpn', h);
+    for (const h of hosts) {
+      this.ctx.signals.send('desired', 'vpn', h);
+      // The connected networks' DHCP answers name the VPN prefixes (vpn-routes.ts).
+      this.ctx.signals.send('desired', 'network', h);
+    }
   }
 
   /** Every VPN network a gateway host serves: one WireGuard interface each, with its peers and what they reach. */

@@ -7,6 +7,7 @@ import {
   checkInt,
   checkIp,
   checkMac,
+  checkPrefix,
   invalid,
 } from '../../host/validate.js';
 import { bridgeName, vxlanName } from './names.js';
@@ -78,6 +79,10 @@ export function checkNet(net: NetSpec): CheckedNet {
         throw invalid(`host_addrs[${i}]`, `${JSON.stringify(a)} is not an address/prefix of the network`);
       checkIp(`host_addrs[${i}]`, m[1]!, m[1]!.includes(':') ? 6 : 4);
     });
+  }
+  if (net.vpnRoutes !== undefined) {
+    if (!Array.isArray(net.vpnRoutes) || pub) throw invalid('vpn_routes', 'VPN routes are for private networks');
+    net.vpnRoutes.forEach((r, i) => checkPrefix(`vpn_routes[${i}]`, r, r.includes(':') ? 6 : 4));
   }
   if (net.gatewayMode === 'host' && (v4?.gateway ?? v6?.gateway ?? null) === null) {
     throw invalid('gateway', 'a host gateway needs a gateway address');

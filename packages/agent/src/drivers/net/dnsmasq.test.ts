@@ -222,3 +222,56 @@ describe('dnsmasqFiles: the route to the metadata service', () => {
     expect(routes(net)).toEqual(['dhcp-option=tag:v4,option:router,192.0.2.1']);
   });
 });
+
+describe('dnsmasqFiles: the routes to VPN networks the host serves as their gateway', () => {
+  const routes = (net: NetSpec) =>
+    dnsmasqFiles(net, [NIC], PATHS)
+      .conf.split('\n')
+      .filter((l) => l.includes('option:router') || l.includes('classless') || l.startsWith('ra-param'));
+  const VPN = ['fd50::/64', '10.250.0.0/24', '192.168.77.0/24', 'fd77:1::/48'];
+
+  it('without a router: each IPv4 prefix via the host, next to the metadata route; IPv6 ones have no RA option', () => {
+    const net: NetSpec = {
+      ...NET,
+      gatewayMode: 'none',
+      ipv4: { cidr: '10.10.0.0/24', gateway: null },
+      ipv6: { cidr: 'fd00:10::/64', gateway: null },
+      hostAddrs: ['10.10.0.1/24', 'fd00:10::1/64'],
+      vpnRoutes: VPN,
+    };
+    expect(routes(net)).toEqual([
+      'dhcp-option=tag:v4,option:router',
+      'dhcp-option=tag:v4,option:classless-static-route,169.254.169.254/32,10.10.0.1,10.250.0.0/24,10.10.0.1,192.168.77.0/24,10.10.0.1',
+      'ra-param=flbrad9af9a2ebc,mtu:1450,60,0',
+    ]);
+  });
+
+  it('with a router VM: the VPN prefixes via the host, everything else via the VM', () => {
+    const net: NetSpec = {
+      ...NET,
+      gatewayMode: 'vm',
+      ipv4: { cidr: '10.10.0.0/24', gateway: '10.10.0.254' },
+      ipv6: null,
+      hostAddrs: ['10.10.0.1/24'],
+      vpnRoutes: VPN,
+    };
+    expect(routes(net)).toEqual([
+      'dhcp-option=tag:v4,option:router,10.10.0.254',
+      'dhcp-option=tag:v4,option:classless-static-route,169.254.169.254/32,10.10.0.1,10.250.0.0/24,10.10.0.1,192.168.77.0/24,10.10.0.1,0.0.0.0/0,10.10.0.254',
+    ]);
+  });
+
+  it('with the host as the gateway its default route already leads there: nothing more', () => {
+    expect(routes({ ...NET, vpnRoutes: VPN })).toEqual(routes(NET));
+  });
+
+  it('refuses a route that is not a prefix before anything is written', () => {
+    const net: NetSpec = {
+      ...NET,
+      gatewayMode: 'none',
+      hostAddrs: ['10.10.0.1/24'],
+      vpnRoutes: ['10.250.0.0/24,1.2.3.4'],
+    };
+    expect(() => dnsmasqFiles(net, [NIC], PATHS)).toThrow(/vpn_routes\[0\]/);
+  });
+});

@@ -8,18 +8,30 @@ import { networkStateDir } from './names.js';
 import type { NetSpec, NicSpec } from './types.js';
 
 /**
- * Classless static routes (DHCP option 121) to the metadata address of a
- * private network whose host is not the router (`none`, or a router VM): via
- * the host's own address on the bridge, so a guest reaches the service even
- * while its router VM is down. Clients ignore option 3 when option 121 is
+ * Classless static routes (DHCP option 121) of a private network whose host
+ * is not the router (`none`, or a router VM), via the host's own address on
+ * the bridge: the metadata address, so a guest reaches the service even while
+ * its router VM is down, and the IPv4 prefixes the host routes as a VPN
+ * gateway (`vpnRoutes`), so guests answer VPN peers through the host and not
+ * their router (or nobody). Clients ignore option 3 when option 121 is
  * present, so the default route goes in as well. Null when the host routes
  * (its gateway address is the default route) or has no address there.
+ *
+ * The IPv6 VPN prefixes are not announced: a route information option
+ * (RFC 4191) in the router advertisements would carry them, and dnsmasq 2.90
+ * has no setting for one (`ra-param` sets only the MTU, priority, interval
+ * and router lifetime).
  */
-function metadataRoutes(c: CheckedNet, router: string | null): string | null {
+function classlessRoutes(c: CheckedNet, router: string | null): string | null {
   if (c.physical !== null || c.net.gatewayMode === 'host') return null;
   const host = (c.net.hostAddrs ?? []).find((a) => !a.includes(':'))?.split('/')[0];
   if (host === undefined) return null;
-  return `${METADATA_IPV4}/32,${host}${router === null ? '' : `,0.0.0.0/0,${router}`}`;
+  const vpn = (c.net.vpnRoutes ?? []).filter((r) => !r.includes(':'));
+  return [
+    `${METADATA_IPV4}/32,${host}`,
+    ...vpn.map((r) => `${r},${host}`),
+    ...(router === null ? [] : [`0.0.0.0/0,${router}`]),
+  ].join(',');
 }
 
 /** Where one network's dnsmasq keeps its files. */
@@ -146,7 +158,7 @@ export function dnsmasqFiles(
   if (c.v4) {
     lines.push(`dhcp-range=set:v4,${c.v4.address},static,${ipv4Netmask(c.v4.prefix)},12h`);
     lines.push(router ? `dhcp-option=tag:v4,option:router,${router}` : 'dhcp-option=tag:v4,option:router');
-    const routes = metadataRoutes(c, router);
+    const routes = classlessRoutes(c, router);
     if (routes !== null) lines.push(`dhcp-option=tag:v4,option:classless-static-route,${routes}`);
     lines.push(`dhcp-option=tag:v4,option:mtu,${net.mtu}`);
     if (!net.dns) lines.push('dhcp-option=tag:v4,option:dns-server');

@@ -58,6 +58,12 @@ export interface NetSpec {
    * routing anything. In `host` mode the gateway addresses serve.
    */
   hostAddrs?: string[];
+  /**
+   * What this host routes for the network as a VPN gateway (prefixes of either family, see
+   * DesiredNetwork's `vpn_routes`). In `none` and `vm` mode guests do not route through the host, so
+   * DHCP names these IPv4 prefixes to them (option 121, via `hostAddrs`).
+   */
+  vpnRoutes?: string[];
 }
 
 /** One NIC of an instance, with its stable MAC and its IPAM addresses. */
