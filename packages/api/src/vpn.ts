@@ -102,15 +102,18 @@ export const VpnNetworkPatch = Type.Object({
   labels: Type.Optional(LabelsPatch),
   metadata: Type.Optional(Metadata),
   spec: Type.Optional(
-    Type.Object({
-      networks: Type.Optional(
-        Type.Array(Type.String({ minLength: 1, maxLength: 100 }), {
-          maxItems: 16,
-          description:
-            "the project's private networks (ids or names) its peers reach, replacing the list; the gateways change it in place and the peers keep their sessions",
-        }),
-      ),
-    }),
+    Type.Object(
+      {
+        networks: Type.Optional(
+          Type.Array(Type.String({ minLength: 1, maxLength: 100 }), {
+            maxItems: 16,
+            description:
+              "the project's private networks (ids or names) its peers reach, replacing the list; the gateways change it in place and the peers keep their sessions",
+          }),
+        ),
+      },
+      { additionalProperties: false },
+    ),
   ),
 });
 export type VpnNetworkPatch = Static<typeof VpnNetworkPatch>;

@@ -49,7 +49,9 @@ export class FakeVpnDriver implements VpnDriver {
       const keyA = publicKeyOf(a.privateKey);
       for (const p of a.peers) {
         const m = /^(?:127\.0\.0\.1|\[::1\]|localhost):([0-9]+)$/.exec(p.endpoint ?? '');
-        const b = specs.find((s) => m !== null && s.listenPort === Number(m[1]) && publicKeyOf(s.privateKey) === p.publicKey);
+        const b = specs.find(
+          (s) => m !== null && s.listenPort === Number(m[1]) && publicKeyOf(s.privateKey) === p.publicKey,
+        );
         if (b === undefined || !b.peers.some((q) => q.publicKey === keyA)) continue;
         if (this.counters.get(a.name)?.has(p.publicKey) === true) continue;
         const at = Math.floor(Date.now() / 1000);
