@@ -72,10 +72,14 @@ function statsTable(stats: VpnNetworkStats, now: number): string {
 }
 
 /** The merge patch of `floe vpn update` (pure). */
-function updatePatch(f: { network?: string[]; disconnect?: boolean; label?: string[] }): VpnNetworkPatch {
+function updatePatch(f: {
+  network?: string[];
+  disconnect?: boolean;
+  label?: string[];
+}): Pick<VpnNetworkPatch, 'spec' | 'labels'> {
   if (f.disconnect === true && f.network !== undefined)
     throw new UsageError('--disconnect and --network contradict each other');
-  const patch: VpnNetworkPatch = {};
+  const patch: Pick<VpnNetworkPatch, 'spec' | 'labels'> = {};
   if (f.disconnect === true) patch.spec = { networks: [] };
   else if (f.network !== undefined) patch.spec = { networks: f.network };
   if (f.label !== undefined) patch.labels = labelPatch(f.label);
