@@ -411,6 +411,54 @@ for (const t of storeTargets()) {
       expect(shrunk.reach).not.toContain('10.35.0.0/24');
     });
 
+    it('lets concurrent changes of one pool take turns: never two overlapping connections, never a deleted one', async () => {
+      const make = async (name: string, project: string, ipv4: string) =>
+        expect((await call('POST', '/v1/networks', { name, project, ipv4 })).status).toBe(201);
+      await make('race-a', 'vpa', '10.60.0.0/24');
+      await make('race-b', 'vpb', '10.60.0.0/25');
+      const [a, b] = await Promise.all([
+        call('PATCH', '/v1/vpn-networks/office?project=vpa', { spec: { networks: ['lan', 'race-a'] } }, userToken),
+        call('PATCH', '/v1/vpn-networks/office?project=vpb', { spec: { networks: ['lan', 'race-b'] } }, otherToken),
+      ]);
+      expect([a.status, b.status].sort()).toEqual([200, 409]);
+      expect([a, b].find((r) => r.status === 409)!.body.error.code).toBe('vpn_prefix_overlap');
+      for (const [p, token] of [
+        ['vpa', userToken],
+        ['vpb', otherToken],
+      ] as const)
+        expect(
+          (await call('PATCH', `/v1/vpn-networks/office?project=${p}`, { spec: { networks: ['lan'] } }, token)).status,
+        ).toBe(200);
+      for (let i = 0; i < 4; i++) {
+        await make(`race-c${i}`, 'vpa', `10.61.${i}.0/24`);
+        const [patch, del] = await Promise.all([
+          call(
+            'PATCH',
+            '/v1/vpn-networks/office?project=vpa',
+            { spec: { networks: ['lan', `race-c${i}`] } },
+            userToken,
+          ),
+          call('DELETE', `/v1/networks/race-c${i}?project=vpa`, undefined, userToken),
+        ]);
+        const office = (await call('GET', '/v1/vpn-networks/office?project=vpa', undefined, userToken))
+          .body as VpnNetwork;
+        const exists = (await call('GET', `/v1/networks/race-c${i}?project=vpa`)).status === 200;
+        if (patch.status === 200) {
+          expectError(del, 'in_use');
+          expect(exists).toBe(true);
+          expect(office.spec.networks).toHaveLength(2);
+          expect(
+            (await call('PATCH', '/v1/vpn-networks/office?project=vpa', { spec: { networks: ['lan'] } })).status,
+          ).toBe(200);
+        } else {
+          expect(del.status).toBe(204);
+          expectError(patch, 'network_not_found');
+          expect(exists).toBe(false);
+          expect(office.spec.networks).toHaveLength(1);
+        }
+      }
+    });
+
     it('refuses to delete a private network a VPN network is connected to, naming it', async () => {
       const rows = async () => ({
         vpn: await vpnRows(cp),

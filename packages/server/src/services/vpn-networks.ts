@@ -54,6 +54,14 @@ export async function networkRanges(db: Db, ids: readonly string[]): Promise<Map
   return out;
 }
 
+/**
+ * Lock a pool until the transaction ends (PostgreSQL): the route checks of its VPN networks read all
+ * of them, so two changes on one pool take turns rather than both passing and overlapping.
+ */
+async function lockPool(trx: Db, poolId: string): Promise<void> {
+  await forUpdate(trx.selectFrom('vpn_pools').select('id').where('id', '=', poolId)).execute();
+}
+
 /** Row → API shape (no private key: it never leaves the control plane but to the gateways). */
 function vpnNetworkFromRow(row: VpnNetworksTable, pool: VpnPoolSpec, peers: number): VpnNetwork {
   const plan = networkPlan(pool, Number(row.slot));
@@ -126,6 +134,7 @@ export class VpnNetworkService {
         const { network, poolId } = await transaction(this.ctx.store, async (trx) => {
           await this.projects.require(principal, project, trx);
           const pool = await this.pools.row(body.pool, trx);
+          await lockPool(trx, pool.id);
           const spec = fromJson<VpnPoolSpec>(pool.spec);
           const connected = await this.connect(principal, project, body.networks ?? [], 'networks', trx);
           const siblings = await trx.selectFrom('vpn_networks').selectAll().where('pool_id', '=', pool.id).execute();
@@ -240,6 +249,7 @@ export class VpnNetworkService {
       if (patch.spec?.networks !== undefined) {
         connected = await this.connect(principal, row.project, patch.spec.networks, 'spec.networks', trx);
         const pool = await this.pools.row(row.pool_id, trx);
+        await lockPool(trx, pool.id);
         const siblings = await trx
           .selectFrom('vpn_networks')
           .selectAll()
