@@ -247,9 +247,10 @@ export class VpnNetworkService {
       checkRevision(ifMatch, before.revision);
       let connected = before.spec.networks;
       if (patch.spec?.networks !== undefined) {
-        connected = await this.connect(principal, row.project, patch.spec.networks, 'spec.networks', trx);
+        // The pool first, as at creation: changes on one pool take their locks in one order.
         const pool = await this.pools.row(row.pool_id, trx);
         await lockPool(trx, pool.id);
+        connected = await this.connect(principal, row.project, patch.spec.networks, 'spec.networks', trx);
         const siblings = await trx
           .selectFrom('vpn_networks')
           .selectAll()
