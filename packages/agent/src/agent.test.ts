@@ -10,6 +10,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { AGENT_CLOSE, type AgentMessage, type ControlMessage, type HostFacts, type ObservedInstance } from '@floe/api';
 import { desiredInstance } from '@floe/testkit';
 import { FakeVmDriver } from './drivers/vm/fake.js';
+import { FakeVpnDriver } from './drivers/vpn/fake.js';
 // The agent never depends on the server package; only this test borrows its CA to make real certificates.
 import { createCa, issueClientCert, issueServerCert, type Pki } from '../../server/src/ca/index.js';
 import { Agent } from './agent.js';
@@ -145,6 +146,64 @@ describe('Agent', () => {
     const after = new FakeVmDriver({ stateDir });
     expect((await after.inspect(vm.id))?.state).toBe('running');
     await after.close();
+  });
+
+  it('answers vpn.stats.get from its VPN interfaces, and says so when it runs no gateway', async () => {
+    const vpnAgent = async (name: string, vpn: FakeVpnDriver | undefined) => {
+      const dataDir = await joinedDataDir(name);
+      const first = conns.length;
+      const agent = new Agent({
+        dataDir,
+        driver: new FakeVmDriver({ stateDir: join(dataDir, 'fake') }),
+        ...(vpn === undefined ? {} : { vpn }),
+        facts: async () => facts,
+        linkBackoff: { initialMs: 50, maxMs: 200 },
+      });
+      await agent.start();
+      await waitFor('hello', () => conns[first]?.messages[0]?.type === 'hello');
+      return { agent, conn: conns[first]! };
+    };
+    const answer = async (conn: Conn, id: string) => {
+      send(conn, { type: 'vpn.stats.get', request_id: `rq-${id}`, vpn_network_id: id });
+      await waitFor('vpn.stats', () =>
+        conn.messages.some((m) => m.type === 'vpn.stats' && m.request_id === `rq-${id}`),
+      );
+      return conn.messages.find((m) => m.type === 'vpn.stats' && m.request_id === `rq-${id}`);
+    };
+    const driver = new FakeVpnDriver();
+    const gw = await vpnAgent('vpn-gw', driver);
+    const key = `${'A'.repeat(43)}=`;
+    send(gw.conn, {
+      type: 'snapshot',
+      desired: {
+        instance: [],
+        vpn: [
+          {
+            id: 'vnet_1',
+            project: 'p',
+            listen_port: 51820,
+            private_key: `${'Q'.repeat(43)}=`,
+            addresses: ['fd50::1/64'],
+            reach: ['fd50::/64'],
+            peers: [{ id: 'vpeer_1', public_key: key, allowed_ips: ['fd50::2/128'] }],
+          },
+        ],
+      },
+    });
+    await waitFor('the interface', () => driver.interfaces.size === 1);
+    expect(await answer(gw.conn, 'vnet_1')).toEqual({
+      type: 'vpn.stats',
+      request_id: 'rq-vnet_1',
+      vpn_network_id: 'vnet_1',
+      peers: [{ public_key: key, endpoint: null, latest_handshake: 0, rx_bytes: 0, tx_bytes: 0 }],
+    });
+    expect(await answer(gw.conn, 'vnet_2')).toMatchObject({ error: { code: 'invalid_state' } });
+    await gw.agent.stop();
+    const plain = await vpnAgent('vpn-none', undefined);
+    expect(await answer(plain.conn, 'vnet_1')).toMatchObject({
+      error: { code: 'invalid_state', message: expect.stringContaining('no VPN gateway') as string },
+    });
+    await plain.agent.stop();
   });
 
   it('stops for good when the control plane revokes the host, VMs untouched', async () => {

@@ -67,6 +67,8 @@ export class Agent {
   private readonly registry: ReconcilerRegistry;
   /** The instance reconciler also answers `hello` and hears of first boots. */
   private instances: InstanceReconciler | null = null;
+  /** The VPN reconciler (gateways only) also answers for its interfaces' counters. */
+  private vpn: VpnReconciler | null = null;
   private started = false;
   private channels: AgentChannels | null = null;
   private sampler: StatsSampler | null = null;
@@ -110,16 +112,16 @@ export class Agent {
             logger: this.log.child({ component: 'networks' }),
           });
     if (networks !== null) this.registry.register(networks);
-    if (this.opts.vpn !== undefined)
-      this.registry.register(
-        new VpnReconciler({
-          driver: this.opts.vpn,
-          ...(this.opts.reconciler?.resyncIntervalMs === undefined
-            ? {}
-            : { resyncIntervalMs: this.opts.reconciler.resyncIntervalMs }),
-          logger: this.log.child({ component: 'vpn' }),
-        }),
-      );
+    if (this.opts.vpn !== undefined) {
+      this.vpn = new VpnReconciler({
+        driver: this.opts.vpn,
+        ...(this.opts.reconciler?.resyncIntervalMs === undefined
+          ? {}
+          : { resyncIntervalMs: this.opts.reconciler.resyncIntervalMs }),
+        logger: this.log.child({ component: 'vpn' }),
+      });
+      this.registry.register(this.vpn);
+    }
     if (network !== undefined && this.opts.metadata !== false) {
       const ports = this.opts.metadata?.ports;
       const metadata = new MetadataService({
@@ -257,6 +259,9 @@ export class Agent {
       case 'error':
         this.log.warn({ code: msg.code, message: msg.message }, 'the control plane reported an error');
         break;
+      case 'vpn.stats.get':
+        void this.vpnStats(msg.request_id, msg.vpn_network_id);
+        break;
     }
   }
 
@@ -271,6 +276,19 @@ export class Agent {
         : { finished_at: event.at, result: event.result, detail: event.detail ?? null },
     );
     this.opts.onFirstBoot?.(instanceId, event);
+  }
+
+  private async vpnStats(requestId: string, vpnNetworkId: string): Promise<void> {
+    const answer =
+      this.vpn === null
+        ? ({
+            type: 'vpn.stats',
+            request_id: requestId,
+            vpn_network_id: vpnNetworkId,
+            error: { code: 'invalid_state', message: 'this host runs no VPN gateway (no WireGuard here)' },
+          } as const)
+        : await this.vpn.answerStats(requestId, vpnNetworkId);
+    this.link?.send(answer);
   }
 
   // Keep agent.json in step with what the control plane calls this host.

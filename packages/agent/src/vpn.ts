@@ -1,5 +1,6 @@
 import { pino, type Logger } from 'pino';
-import type { DesiredVpn } from '@floe/api';
+import { FloeError, type AgentMessage, type DesiredVpn, type VpnPeerCounters } from '@floe/api';
+import { errorBody } from './channels.js';
 import type { DesiredUpdate, KindReconciler } from './kinds.js';
 import { WorkQueue } from './work-queue.js';
 import { vpnIfName } from './drivers/vpn/commands.js';
@@ -22,6 +23,17 @@ function toInterfaceSpec(v: DesiredVpn): VpnInterfaceSpec {
     addresses: v.addresses,
     reach: v.reach,
     peers: v.peers.map((p) => ({ publicKey: p.public_key, allowedIps: p.allowed_ips, endpoint: p.endpoint ?? null })),
+  };
+}
+
+/** A peer's counters as the agent link carries them (pure). */
+export function countersOf(p: VpnPeerStats): VpnPeerCounters {
+  return {
+    public_key: p.publicKey,
+    endpoint: p.endpoint,
+    latest_handshake: p.latestHandshake,
+    rx_bytes: p.rxBytes,
+    tx_bytes: p.txBytes,
   };
 }
 
@@ -83,6 +95,22 @@ export class VpnReconciler implements KindReconciler<'vpn'> {
   /** Peer counters of a VPN network's interface here, or null when it has none. */
   stats(vpnNetworkId: string): Promise<VpnPeerStats[] | null> {
     return this.opts.driver.stats(vpnIfName(vpnNetworkId));
+  }
+
+  /**
+   * The answer to `vpn.stats.get`: the counters of the VPN network's interface here, or an error
+   * (`validation_failed` for a malformed id, `invalid_state` when this host has no such interface).
+   */
+  async answerStats(requestId: string, vpnNetworkId: string): Promise<Extract<AgentMessage, { type: 'vpn.stats' }>> {
+    const answer = { type: 'vpn.stats', request_id: requestId, vpn_network_id: vpnNetworkId } as const;
+    try {
+      const stats = await this.stats(vpnNetworkId);
+      if (stats === null)
+        throw new FloeError('invalid_state', `this gateway has no interface for VPN network ${vpnNetworkId} yet`);
+      return { ...answer, peers: stats.map(countersOf) };
+    } catch (err) {
+      return { ...answer, error: errorBody(err) };
+    }
   }
 
   private async pass(): Promise<void> {

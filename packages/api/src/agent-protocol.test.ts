@@ -100,6 +100,21 @@ describe('agent messages', () => {
       { type: 'channel.data', channel: 'ch1', data: '' },
       { type: 'channel.closed', channel: 'ch1', error: { code: 'invalid_state', message: 'not running' } },
       { type: 'stats', request_id: 'rq1', instance_id: instance.id, error: { code: 'x', message: 'y' } },
+      {
+        type: 'vpn.stats',
+        request_id: 'rq2',
+        vpn_network_id: 'vnet_1',
+        peers: [
+          {
+            public_key: `${'A'.repeat(43)}=`,
+            endpoint: '198.51.100.7:40001',
+            latest_handshake: 1764000000,
+            rx_bytes: 1240,
+            tx_bytes: 980,
+          },
+        ],
+      },
+      { type: 'vpn.stats', request_id: 'rq3', vpn_network_id: 'vnet_1', error: { code: 'x', message: 'y' } },
     ];
     for (const m of messages) expect(decodeAgentMessage(json(m))).toEqual({ ok: true, value: m });
   });
@@ -115,6 +130,15 @@ describe('agent messages', () => {
       type: 'channel.data',
       error: expect.stringContaining('/channel: must be string') as string,
     });
+    const peer = { public_key: `${'A'.repeat(43)}=`, endpoint: null, latest_handshake: 0, rx_bytes: 0, tx_bytes: 0 };
+    for (const [bad, field] of [
+      [{ ...peer, rx_bytes: -1 }, '/peers/0/rx_bytes'],
+      [{ ...peer, latest_handshake: 1.5 }, '/peers/0/latest_handshake'],
+      [{ ...peer, public_key: 'x; reboot' }, '/peers/0/public_key'],
+    ] as const)
+      expect(
+        decodeAgentMessage(json({ type: 'vpn.stats', request_id: 'r', vpn_network_id: 'v', peers: [bad] })),
+      ).toMatchObject({ ok: false, type: 'vpn.stats', error: expect.stringContaining(field) as string });
     expect(decodeAgentMessage(json({ type: 'heartbeat' }))).toMatchObject({
       ok: false,
       error: expect.stringContaining('time') as string,
@@ -150,6 +174,7 @@ describe('control messages', () => {
       { type: 'logs.open', channel: 'ch2', instance_id: instance.id, tail_bytes: 100, follow: true },
       { type: 'channel.close', channel: 'ch1' },
       { type: 'stats.get', request_id: 'rq1', instance_id: instance.id },
+      { type: 'vpn.stats.get', request_id: 'rq2', vpn_network_id: 'vnet_1' },
     ];
     for (const m of messages) expect(decodeControlMessage(json(m))).toEqual({ ok: true, value: m });
   });

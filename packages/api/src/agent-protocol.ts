@@ -5,7 +5,7 @@ import { FirstBoot, HostFacts, InstanceSpec, InstanceState, InstanceStats } from
 import { DesiredSecurityGroup } from './security-groups.js';
 import { messageDecoder } from './wire.js';
 import { VmStatsSample } from './stats-history.js';
-import { DesiredVpn } from './vpn.js';
+import { DesiredVpn, VpnPeerCounters } from './vpn.js';
 
 /**
  * The agent link: JSON messages over one WebSocket (mutual TLS), agent dials
@@ -183,7 +183,7 @@ export type VmStats = Static<typeof VmStats>;
 /**
  * Streams multiplexed on the link (console, logs) are named by a `channel` the
  * control plane picks (unique per link). Bytes travel base64-encoded.
- * Requests with one answer (stats) carry a `request_id`.
+ * Requests with one answer (stats, VPN stats) carry a `request_id`.
  * When a console or log channel opens, the agent first sends an empty
  * `channel.data` (or `channel.closed` with an error), so the control plane can
  * answer the user's request with a plain HTTP status before streaming.
@@ -226,6 +226,13 @@ export const AgentMessages = [
     interval_ms: Type.Optional(Type.Integer({ minimum: 1 })),
     retention_ms: Type.Optional(Type.Integer({ minimum: 1 })),
     samples: Type.Optional(Type.Array(VmStatsSample)),
+    error: Type.Optional(WireError),
+  }),
+  /** The answer to `vpn.stats.get`: the peers of a VPN network's interface on this gateway. */
+  message('vpn.stats', {
+    request_id: Type.String(),
+    vpn_network_id: Type.String(),
+    peers: Type.Optional(Type.Array(VpnPeerCounters, { maxItems: 100_000 })),
     error: Type.Optional(WireError),
   }),
 ] as const;
@@ -282,6 +289,8 @@ export const ControlMessages = [
     instance_id: Type.String(),
     since: Type.Optional(Type.String()),
   }),
+  /** Handshakes and transfer counters of a VPN network's peers on this gateway. */
+  message('vpn.stats.get', { request_id: Type.String(), vpn_network_id: Type.String() }),
 ] as const;
 export const ControlMessage = Type.Union([...ControlMessages]);
 export type ControlMessage = Static<typeof ControlMessage>;

@@ -1,5 +1,13 @@
 import { Type, type Static } from 'typebox';
-import { CommonCreateFields, Name, Nullable, ProjectScopedFields, ResourceFields } from './common.js';
+import {
+  CommonCreateFields,
+  LabelsPatch,
+  Metadata,
+  Name,
+  Nullable,
+  ProjectScopedFields,
+  ResourceFields,
+} from './common.js';
 import { Ipv4Cidr, Ipv6Cidr } from './networks.js';
 
 // ---------------------------------------------------------------- VPN pools, networks and peers
@@ -88,6 +96,66 @@ export const VpnNetworkCreate = Type.Object({
   ),
 });
 export type VpnNetworkCreate = Static<typeof VpnNetworkCreate>;
+
+/** Body of `PATCH /v1/vpn-networks/{id}` (JSON merge patch). */
+export const VpnNetworkPatch = Type.Object({
+  labels: Type.Optional(LabelsPatch),
+  metadata: Type.Optional(Metadata),
+  spec: Type.Optional(
+    Type.Object(
+      {
+        networks: Type.Optional(
+          Type.Array(Type.String({ minLength: 1, maxLength: 100 }), {
+            maxItems: 16,
+            description:
+              "the project's private networks (ids or names) its peers reach, replacing the list; the gateways change it in place and the peers keep their sessions",
+          }),
+        ),
+      },
+      { additionalProperties: false },
+    ),
+  ),
+});
+export type VpnNetworkPatch = Static<typeof VpnNetworkPatch>;
+
+/** What one peer of a VPN network has done, merged over the gateways that answered. */
+export const VpnPeerActivity = Type.Object({
+  peer: Type.String({ description: 'id of the peer' }),
+  name: Type.String(),
+  public_key: Type.String(),
+  endpoint: Nullable(Type.String({ description: 'where its latest packets came from (host:port), null before any' })),
+  latest_handshake: Nullable(Type.String({ format: 'date-time', description: 'null: no handshake yet' })),
+  handshake_age_seconds: Nullable(Type.Integer({ description: 'seconds since the latest handshake' })),
+  rx_bytes: Type.Integer({ description: 'bytes the gateways received from the peer' }),
+  tx_bytes: Type.Integer({ description: 'bytes the gateways sent to the peer' }),
+});
+export type VpnPeerActivity = Static<typeof VpnPeerActivity>;
+
+/** Answer of `GET /v1/vpn-networks/{id}/stats`: every peer's latest handshake and transfer, as the gateways count them. */
+export const VpnNetworkStats = Type.Object({
+  vpn_network: Type.String({ description: 'id of the VPN network' }),
+  time: Type.String({ format: 'date-time', description: 'when the gateways were asked' }),
+  gateways: Type.Object({
+    total: Type.Integer({ description: 'gateway hosts of the pool' }),
+    answered: Type.Integer({ description: 'gateways whose counters are in the answer' }),
+  }),
+  peers: Type.Array(VpnPeerActivity),
+});
+export type VpnNetworkStats = Static<typeof VpnNetworkStats>;
+
+/**
+ * One peer's counters as a gateway's agent reports them (`wg show <if> dump`): checked against this
+ * schema when it arrives.
+ */
+export const VpnPeerCounters = Type.Object({
+  public_key: Type.String({ pattern: '^[A-Za-z0-9+/]{43}=$' }),
+  endpoint: Nullable(Type.String({ maxLength: 261 })),
+  /** Seconds since the epoch of the latest handshake, 0 for none yet. */
+  latest_handshake: Type.Integer({ minimum: 0 }),
+  rx_bytes: Type.Integer({ minimum: 0 }),
+  tx_bytes: Type.Integer({ minimum: 0 }),
+});
+export type VpnPeerCounters = Static<typeof VpnPeerCounters>;
 
 /** A WireGuard peer of a VPN network: a phone, a laptop, or a site's router with subnets behind it. */
 export const VpnPeer = Type.Object({

@@ -1,6 +1,8 @@
 import type {
   VpnNetwork,
   VpnNetworkCreate,
+  VpnNetworkPatch,
+  VpnNetworkStats,
   VpnPeer,
   VpnPeerCreate,
   VpnPeerCreated,
@@ -8,7 +10,15 @@ import type {
   VpnPool,
   VpnPoolCreate,
 } from '@floe/api';
-import { defined, ListApi, scoped, type CallOptions, type PostOptions } from './calls.js';
+import {
+  defined,
+  ListApi,
+  scoped,
+  type CallOptions,
+  type MergePatch,
+  type PostOptions,
+  type UpdateOptions,
+} from './calls.js';
 
 /**
  * VPN pools (operators create them; every user may list them): `client.vpnPools`.
@@ -45,6 +55,18 @@ export class VpnNetworksApi extends ListApi<VpnNetwork> {
   /** Takes the next free prefix of a pool. */
   create(body: VpnNetworkCreate, options: PostOptions = {}): Promise<VpnNetwork> {
     return this.t.request('POST', this.base, defined({ body, ...options }));
+  }
+  /** Changes labels, metadata or the connected networks (`spec.networks`, the whole list); peers keep their sessions. */
+  update(id: string, patch: MergePatch<VpnNetworkPatch>, options: UpdateOptions = {}): Promise<VpnNetwork> {
+    return this.t.request(
+      'PATCH',
+      this.path(id),
+      defined({ query: scoped(options), body: patch, ifMatch: options.ifMatch, signal: options.signal }),
+    );
+  }
+  /** Every peer's latest handshake and transfer, read from the gateways (`host_offline` when none is connected). */
+  stats(id: string, options: CallOptions = {}): Promise<VpnNetworkStats> {
+    return this.t.request('GET', this.path(id, '/stats'), defined({ query: scoped(options), signal: options.signal }));
   }
   /** Deletes a VPN network and its peers. */
   async delete(id: string, options: CallOptions = {}): Promise<void> {

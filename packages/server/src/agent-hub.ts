@@ -9,6 +9,7 @@ import {
   type ControlMessage,
   type DesiredKind,
   type VmStats,
+  type VpnPeerCounters,
 } from '@floe/api';
 import type { FastifyBaseLogger } from 'fastify';
 import type { RawData, WebSocket } from 'ws';
@@ -235,6 +236,11 @@ export class AgentHub {
     timeoutMs = 5000,
   ): Promise<AgentStatsHistory> {
     return this.linkFor(hostId).channels.statsHistory(instanceId, since, timeoutMs);
+  }
+
+  /** Ask a connected gateway for the counters of a VPN network's peers; `host_timeout` after `timeoutMs`. */
+  async vpnStats(hostId: string, vpnNetworkId: string, timeoutMs = 5000): Promise<VpnPeerCounters[]> {
+    return this.linkFor(hostId).channels.vpnStats(vpnNetworkId, timeoutMs);
   }
 
   private async handle(link: Link, msg: AgentMessage): Promise<void> {

@@ -6,6 +6,7 @@ import {
   type ControlMessage,
   type VmStats,
   type VmStatsSample,
+  type VpnPeerCounters,
 } from '@floe/api';
 
 /** What opens a channel on the agent: a serial console, the graphical console (VNC) or the console log. */
@@ -126,7 +127,7 @@ export interface AgentStatsHistory {
 }
 
 interface PendingRequest {
-  kind: 'stats' | 'stats.history';
+  kind: 'stats' | 'stats.history' | 'vpn.stats';
   resolve: (answer: never) => void;
   reject: (err: FloeError) => void;
   timer: NodeJS.Timeout;
@@ -212,6 +213,16 @@ export class LinkChannels {
         ...(since === undefined ? {} : { since }),
       }),
       'the stats history',
+      timeoutMs,
+    );
+  }
+
+  /** Ask a gateway's agent for the handshakes and counters of a VPN network's peers. */
+  vpnStats(vpnNetworkId: string, timeoutMs: number): Promise<VpnPeerCounters[]> {
+    return this.ask<VpnPeerCounters[]>(
+      'vpn.stats',
+      (id) => ({ type: 'vpn.stats.get', request_id: id, vpn_network_id: vpnNetworkId }),
+      'VPN peer counters',
       timeoutMs,
     );
   }
@@ -313,6 +324,16 @@ export class LinkChannels {
         else
           pending.reject(
             agentError(msg.error ?? { code: 'host_operation_failed', message: 'the host sent no stats history' }),
+          );
+        return true;
+      }
+      case 'vpn.stats': {
+        const pending = this.answered(msg.request_id, 'vpn.stats');
+        if (pending === undefined) return true;
+        if (msg.peers !== undefined) (pending.resolve as (p: VpnPeerCounters[]) => void)(msg.peers);
+        else
+          pending.reject(
+            agentError(msg.error ?? { code: 'host_operation_failed', message: 'the host sent no VPN peer counters' }),
           );
         return true;
       }

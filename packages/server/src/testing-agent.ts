@@ -142,6 +142,11 @@ export class FakeAgent {
     }
   }
 
+  /** Send a message as the agent would (unchecked: tests send malformed ones too). */
+  send(msg: unknown): void {
+    this.ws.send(JSON.stringify(msg));
+  }
+
   close(): void {
     this.ws.close();
   }

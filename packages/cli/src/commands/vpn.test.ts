@@ -1,4 +1,11 @@
-import type { VpnNetworkCreate, VpnPeerCreate, VpnPeerCreated, VpnPoolCreate } from '@floe/api';
+import type {
+  VpnNetworkCreate,
+  VpnNetworkPatch,
+  VpnNetworkStats,
+  VpnPeerCreate,
+  VpnPeerCreated,
+  VpnPoolCreate,
+} from '@floe/api';
 import type { FloeClient } from '@floe/client';
 import { describe, expect, it } from 'vitest';
 import { runWithClient } from '../testing.js';
@@ -23,12 +30,50 @@ const PEER = {
   endpoint: null,
 };
 
+const NOW = Date.parse('2026-01-01T12:00:00.000Z');
+const STATS: VpnNetworkStats = {
+  vpn_network: 'vnet_1',
+  time: '2026-01-01T12:00:00.000Z',
+  gateways: { total: 2, answered: 1 },
+  peers: [
+    {
+      peer: 'vpeer_1',
+      name: 'laptop',
+      public_key: PEER.public_key,
+      endpoint: '198.51.100.7:40001',
+      latest_handshake: '2026-01-01T11:59:18.000Z',
+      handshake_age_seconds: 42,
+      rx_bytes: 1_288_490,
+      tx_bytes: 980,
+    },
+    {
+      peer: 'vpeer_2',
+      name: 'phone',
+      public_key: 'q'.repeat(43) + '=',
+      endpoint: null,
+      latest_handshake: null,
+      handshake_age_seconds: null,
+      rx_bytes: 0,
+      tx_bytes: 0,
+    },
+  ],
+};
+
 function fake() {
-  const sent: { pools: VpnPoolCreate[]; networks: VpnNetworkCreate[]; peers: VpnPeerCreate[]; deleted: string[] } = {
+  const sent: {
+    pools: VpnPoolCreate[];
+    networks: VpnNetworkCreate[];
+    peers: VpnPeerCreate[];
+    deleted: string[];
+    updates: [string, VpnNetworkPatch, unknown][];
+    stats: [string, unknown][];
+  } = {
     pools: [],
     networks: [],
     peers: [],
     deleted: [],
+    updates: [],
+    stats: [],
   };
   const client = {
     close: () => undefined,
@@ -66,6 +111,18 @@ function fake() {
       delete: (id: string) => {
         sent.deleted.push(id);
         return Promise.resolve();
+      },
+      update: (id: string, patch: VpnNetworkPatch, options: unknown) => {
+        sent.updates.push([id, patch, options]);
+        return Promise.resolve({
+          name: 'office',
+          revision: 3,
+          spec: { pool: 'vpool_1', networks: patch.spec?.networks ?? ['net_1'] },
+        });
+      },
+      stats: (id: string, options: unknown): Promise<VpnNetworkStats> => {
+        sent.stats.push([id, options]);
+        return Promise.resolve(STATS);
       },
     },
     vpnPeers: {
@@ -166,5 +223,40 @@ describe('floe vpn', () => {
       { name: 'edge', ipv6: 'fd50::/40', network_prefix: 48, hosts: ['gw-1'], endpoint: 'vpn.example.org' },
     ]);
     expect(pool.out).toContain('room for 256 VPN networks');
+  });
+
+  it("shows each peer's last handshake age and transfer, and says when a gateway did not answer", async () => {
+    const { client, sent } = fake();
+    const run = await runWithClient(['vpn', 'stats', 'office', '--project', 'shop'], client, { now: NOW });
+    expect(run.code, run.err).toBe(0);
+    expect(sent.stats).toEqual([['office', { project: 'shop' }]]);
+    const lines = run.out.split('\n');
+    expect(lines[0]).toMatch(/^PEER\s+ENDPOINT\s+HANDSHAKE\s+RX\s+TX$/);
+    expect(lines[1]).toMatch(/^laptop\s+198\.51\.100\.7:40001\s+42s ago\s+1\.2 MiB\s+980 B$/);
+    expect(lines[2]).toMatch(/^phone\s+-\s+never\s+0 B\s+0 B$/);
+    expect(run.out).toContain('(1 of 2 gateways answered)');
+    const json = await runWithClient(['vpn', 'stats', 'office', '-o', 'json'], client, { now: NOW });
+    expect(JSON.parse(json.out)).toEqual(STATS);
+  });
+
+  it('changes the connected networks and labels, and refuses an update that says nothing', async () => {
+    const { client, sent } = fake();
+    const run = await runWithClient(
+      ['vpn', 'update', 'office', '--network', 'lan', '--network', 'lab', '--label', 'team=ops', '--label', 'old-'],
+      client,
+    );
+    expect(run.code, run.err).toBe(0);
+    expect(sent.updates[0]!.slice(0, 2)).toEqual([
+      'office',
+      { spec: { networks: ['lan', 'lab'] }, labels: { team: 'ops', old: null } },
+    ]);
+    expect(run.out).toContain('VPN network office updated (revision 3, 2 connected networks)');
+    expect(run.err).toContain('floe vpn peer config');
+    const none = await runWithClient(['vpn', 'update', 'office', '--disconnect'], client);
+    expect(none.code, none.err).toBe(0);
+    expect(sent.updates[1]![1]).toEqual({ spec: { networks: [] } });
+    expect((await runWithClient(['vpn', 'update', 'office'], client)).code).toBe(2);
+    expect((await runWithClient(['vpn', 'update', 'office', '--disconnect', '--network', 'lan'], client)).code).toBe(2);
+    expect(sent.updates).toHaveLength(2);
   });
 });

@@ -1,9 +1,17 @@
 import { Option, type Command } from 'commander';
 import QRCode from 'qrcode';
-import type { VpnNetwork, VpnPeer, VpnPeerCreate, VpnPool, VpnPoolCreate } from '@floe/api';
+import type {
+  VpnNetwork,
+  VpnNetworkPatch,
+  VpnNetworkStats,
+  VpnPeer,
+  VpnPeerCreate,
+  VpnPool,
+  VpnPoolCreate,
+} from '@floe/api';
 import { UsageError } from '../errors.js';
-import { age, renderDetails, renderTable } from '../output.js';
-import { checkName, collect, intArg, parseLabels } from '../parse.js';
+import { age, ago, bytes, renderDetails, renderTable } from '../output.js';
+import { checkName, collect, intArg, labelPatch, parseLabels } from '../parse.js';
 import { runtimeOf } from '../runtime.js';
 import { confirmDeletion, examples, fetchPage, listOptions, type ListFlags } from './shared.js';
 
@@ -45,6 +53,39 @@ function peerTable(items: VpnPeer[], now: number): string {
       age(p.created_at, now),
     ]),
   );
+}
+
+/** Table rows of peer activity: the latest handshake's age and the transfer the gateways counted. */
+function statsTable(stats: VpnNetworkStats, now: number): string {
+  const table = renderTable(
+    ['PEER', 'ENDPOINT', 'HANDSHAKE', 'RX', 'TX'],
+    stats.peers.map((p) => [
+      p.name,
+      p.endpoint ?? '-',
+      ago(p.latest_handshake, now),
+      bytes(p.rx_bytes),
+      bytes(p.tx_bytes),
+    ]),
+  );
+  const { answered, total } = stats.gateways;
+  return answered < total ? `${table}(${answered} of ${total} gateways answered)\n` : table;
+}
+
+/** The merge patch of `floe vpn update` (pure). */
+function updatePatch(f: {
+  network?: string[];
+  disconnect?: boolean;
+  label?: string[];
+}): Pick<VpnNetworkPatch, 'spec' | 'labels'> {
+  if (f.disconnect === true && f.network !== undefined)
+    throw new UsageError('--disconnect and --network contradict each other');
+  const patch: Pick<VpnNetworkPatch, 'spec' | 'labels'> = {};
+  if (f.disconnect === true) patch.spec = { networks: [] };
+  else if (f.network !== undefined) patch.spec = { networks: f.network };
+  if (f.label !== undefined) patch.labels = labelPatch(f.label);
+  if (patch.spec === undefined && patch.labels === undefined)
+    throw new UsageError('say what to change: --network, --disconnect or --label');
+  return patch;
 }
 
 /** A wg-quick file and its QR code for the terminal (phones scan it with the WireGuard app). */
@@ -255,6 +296,39 @@ export function registerVpn(program: Command): void {
         () =>
           `VPN network ${n.name} created (${n.id}, ${n.ipv6}${n.ipv4 === null ? '' : `, ${n.ipv4}`}, endpoint ${n.endpoint})\nadd peers with "floe vpn peer add ${n.name} NAME"\n`,
       );
+    });
+  const update = vpn
+    .command('update')
+    .description('change the private networks its peers reach (in place: peers keep their sessions) or its labels')
+    .argument('<vpn>', 'VPN network id or name')
+    .option('--network <network>', 'a private network of the project (repeatable; replaces the list)', collect)
+    .option('--disconnect', 'connect no private network')
+    .option('--label <key=value|key->', 'set or remove a label (repeatable)', collect)
+    .action(async (id: string, f: { network?: string[]; disconnect?: boolean; label?: string[] }, cmd: Command) => {
+      const rt = runtimeOf(cmd);
+      const patch = updatePatch(f);
+      const n = await rt.client(cmd).vpnNetworks.update(id, patch, { project: rt.project(cmd) });
+      rt.print(
+        cmd,
+        n,
+        () =>
+          `VPN network ${n.name} updated (revision ${n.revision}, ${n.spec.networks.length} connected network${n.spec.networks.length === 1 ? '' : 's'})\n`,
+      );
+      // The peers' own files list what they route into the tunnel.
+      if (patch.spec !== undefined)
+        rt.warn(
+          'peers route the connected networks by their AllowedIPs: "floe vpn peer config PEER" prints the new file',
+        );
+    });
+  examples(update, ['floe vpn update office --network lan --network lab', 'floe vpn update office --label team=ops']);
+  vpn
+    .command('stats')
+    .description("every peer's latest handshake and transfer, read from the gateways (RX: from the peer, TX: to it)")
+    .argument('<vpn>', 'VPN network id or name')
+    .action(async (id: string, _o: unknown, cmd: Command) => {
+      const rt = runtimeOf(cmd);
+      const stats = await rt.client(cmd).vpnNetworks.stats(id, { project: rt.project(cmd) });
+      rt.print(cmd, stats, () => statsTable(stats, rt.now()));
     });
   vpn
     .command('rm')

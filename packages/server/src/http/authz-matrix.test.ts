@@ -155,6 +155,7 @@ const FIXTURES: Record<string, Fixture> = {
   },
   'GET /v1/vpn-networks': list,
   'POST /v1/vpn-networks': { body: (project, name) => ({ name, project, pool: 'mx-pool' }) },
+  'PATCH /v1/vpn-networks/:id': { body: labels },
   'GET /v1/vpn-peers': list,
   'POST /v1/vpn-peers': { body: (project, name) => ({ name, project, vpn_network: 'vpn' }) },
   // OpenID logins: public; the poll secret, not a bearer token, guards the session (asked with a malformed login id).

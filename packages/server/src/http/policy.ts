@@ -167,6 +167,8 @@ export const POLICY: Readonly<Record<string, RoutePolicy>> = {
   'GET /v1/vpn-networks': collection('vpn_network', 'read'),
   'POST /v1/vpn-networks': collection('vpn_network', 'create'),
   'GET /v1/vpn-networks/:id': p('project', 'vpn_network', 'read'),
+  'PATCH /v1/vpn-networks/:id': p('project', 'vpn_network', 'update'),
+  'GET /v1/vpn-networks/:id/stats': p('project', 'vpn_network', 'read'),
   'DELETE /v1/vpn-networks/:id': p('project', 'vpn_network', 'delete'),
   'GET /v1/vpn-peers': collection('vpn_peer', 'read'),
   'POST /v1/vpn-peers': collection('vpn_peer', 'create'),

@@ -1,9 +1,17 @@
 import { execFileSync } from 'node:child_process';
-import { ERROR_CODES, type ErrorCode, type VpnNetwork, type VpnPeerCreated, type VpnPool } from '@floe/api';
+import {
+  ERROR_CODES,
+  type ErrorCode,
+  type VpnNetwork,
+  type VpnNetworkStats,
+  type VpnPeerCreated,
+  type VpnPool,
+} from '@floe/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storeTargets } from '../db/testing.js';
 import { generateKeyPair } from '../services/vpn-keys.js';
 import { injectJson, onlineTestHost, startTestControlPlane, type TestControlPlane } from '../testing.js';
+import { FakeAgent } from '../testing-agent.js';
 
 // VPN pools, networks and peers through the HTTP API on both stores: addresses carved from the pool,
 // the wg-quick file and QR code, the gateways' desired state, and each refusal with its own code that
@@ -30,7 +38,7 @@ for (const t of storeTargets()) {
     let userToken: string;
     let otherToken: string;
     let gateway: string;
-    const call = async (method: 'GET' | 'POST' | 'DELETE', url: string, body?: unknown, token?: string) => {
+    const call = async (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, body?: unknown, token?: string) => {
       const res = await injectJson(cp, method, url, body, token);
       return res as Res;
     };
@@ -39,7 +47,13 @@ for (const t of storeTargets()) {
       expect(res.status).toBe(ERROR_CODES[code].status);
     };
     /** A request that must be refused with `code` and leave the VPN tables untouched. */
-    const refused = async (code: ErrorCode, method: 'POST' | 'DELETE', url: string, body: unknown, token?: string) => {
+    const refused = async (
+      code: ErrorCode,
+      method: 'POST' | 'PATCH' | 'DELETE',
+      url: string,
+      body: unknown,
+      token?: string,
+    ) => {
       const before = await vpnRows(cp);
       expectError(await call(method, url, body, token), code);
       expect(await vpnRows(cp)).toEqual(before);
@@ -329,6 +343,230 @@ for (const t of storeTargets()) {
       );
       const usage = await call('GET', '/v1/projects/vpb/usage', undefined, otherToken);
       expect(JSON.stringify(usage.body)).toMatch(/vpn_networks/);
+    });
+
+    it('changes the connected networks in place: overlap checks as at creation, history, the gateways told', async () => {
+      const lab = await call('POST', '/v1/networks', {
+        name: 'lab',
+        project: 'vpa',
+        ipv4: '10.35.0.0/24',
+        ipv6: 'auto',
+      });
+      expect(lab.status, JSON.stringify(lab.body)).toBe(201);
+      const lan = (await call('GET', '/v1/networks/lan?project=vpa')).body;
+      const before = (await call('GET', '/v1/vpn-networks/office?project=vpa', undefined, userToken))
+        .body as VpnNetwork;
+      const desiredBefore = (await cp.app.services.vpn.desiredForHost(gateway)).find((d) => d.id === before.id)!;
+      expect(desiredBefore.reach).not.toContain('10.35.0.0/24');
+
+      const res = await call(
+        'PATCH',
+        '/v1/vpn-networks/office?project=vpa',
+        { spec: { networks: ['lan', 'lab'] }, labels: { team: 'ops' } },
+        userToken,
+      );
+      expect(res.status, JSON.stringify(res.body)).toBe(200);
+      const after = res.body as VpnNetwork;
+      expect(after.spec.networks).toEqual([lan.id, lab.body.id]);
+      expect(after.labels).toEqual({ team: 'ops' });
+      expect(after.revision).toBe(before.revision + 1);
+      expect({ ...after, spec: before.spec, labels: before.labels, revision: 0, updated_at: '' }).toEqual({
+        ...before,
+        revision: 0,
+        updated_at: '',
+      });
+      // The gateway's interface keeps its key, port, addresses and peers; only what the peers reach grows.
+      const desired = (await cp.app.services.vpn.desiredForHost(gateway)).find((d) => d.id === before.id)!;
+      expect(desired.reach).toContain('10.35.0.0/24');
+      expect(desired.reach).toContain(lab.body.spec.ipv6);
+      expect({ ...desired, reach: [] }).toEqual({ ...desiredBefore, reach: [] });
+      const history = await cp.store.db
+        .selectFrom('history')
+        .select(['action', 'revision'])
+        .where('resource_id', '=', before.id)
+        .orderBy('revision')
+        .execute();
+      expect(history.map((h) => [h.action, Number(h.revision)])).toEqual([
+        ['create', 1],
+        ['update', 2],
+      ]);
+
+      // Each refusal has its code and changes nothing.
+      const office = '/v1/vpn-networks/office?project=vpa';
+      await refused('vpn_prefix_overlap', 'PATCH', office, { spec: { networks: ['lan', 'dup'] } }, userToken);
+      await refused('network_not_found', 'PATCH', office, { spec: { networks: ['lan', 'nope'] } }, userToken);
+      await refused('validation_failed', 'PATCH', office, { spec: { netwroks: ['lan'] } }, userToken);
+      await refused('vpn_network_not_found', 'PATCH', office, { spec: { networks: [] } }, otherToken);
+      // A network in the pool's own prefix cannot be connected either.
+      const inPool = await call('POST', '/v1/networks', { name: 'inpool', project: 'vpa', ipv4: '10.250.9.0/24' });
+      expect(inPool.status, JSON.stringify(inPool.body)).toBe(201);
+      await refused('vpn_prefix_overlap', 'PATCH', office, { spec: { networks: ['inpool'] } }, userToken);
+      expect((await call('DELETE', '/v1/networks/inpool?project=vpa')).status).toBe(204);
+
+      // Back to one network: the gateway's reach shrinks again, labels stay.
+      const back = await call('PATCH', office, { spec: { networks: ['lan'] } }, userToken);
+      expect(back.status, JSON.stringify(back.body)).toBe(200);
+      expect(back.body.labels).toEqual({ team: 'ops' });
+      const shrunk = (await cp.app.services.vpn.desiredForHost(gateway)).find((d) => d.id === before.id)!;
+      expect(shrunk.reach).not.toContain('10.35.0.0/24');
+    });
+
+    it('lets concurrent changes of one pool take turns: never two overlapping connections, never a deleted one', async () => {
+      const make = async (name: string, project: string, ipv4: string) =>
+        expect((await call('POST', '/v1/networks', { name, project, ipv4 })).status).toBe(201);
+      await make('race-a', 'vpa', '10.60.0.0/24');
+      await make('race-b', 'vpb', '10.60.0.0/25');
+      const [a, b] = await Promise.all([
+        call('PATCH', '/v1/vpn-networks/office?project=vpa', { spec: { networks: ['lan', 'race-a'] } }, userToken),
+        call('PATCH', '/v1/vpn-networks/office?project=vpb', { spec: { networks: ['lan', 'race-b'] } }, otherToken),
+      ]);
+      expect([a.status, b.status].sort()).toEqual([200, 409]);
+      expect([a, b].find((r) => r.status === 409)!.body.error.code).toBe('vpn_prefix_overlap');
+      for (const [p, token] of [
+        ['vpa', userToken],
+        ['vpb', otherToken],
+      ] as const)
+        expect(
+          (await call('PATCH', `/v1/vpn-networks/office?project=${p}`, { spec: { networks: ['lan'] } }, token)).status,
+        ).toBe(200);
+      for (let i = 0; i < 4; i++) {
+        await make(`race-c${i}`, 'vpa', `10.61.${i}.0/24`);
+        const [patch, del] = await Promise.all([
+          call(
+            'PATCH',
+            '/v1/vpn-networks/office?project=vpa',
+            { spec: { networks: ['lan', `race-c${i}`] } },
+            userToken,
+          ),
+          call('DELETE', `/v1/networks/race-c${i}?project=vpa`, undefined, userToken),
+        ]);
+        const office = (await call('GET', '/v1/vpn-networks/office?project=vpa', undefined, userToken))
+          .body as VpnNetwork;
+        const exists = (await call('GET', `/v1/networks/race-c${i}?project=vpa`)).status === 200;
+        if (patch.status === 200) {
+          expectError(del, 'in_use');
+          expect(exists).toBe(true);
+          expect(office.spec.networks).toHaveLength(2);
+          expect(
+            (await call('PATCH', '/v1/vpn-networks/office?project=vpa', { spec: { networks: ['lan'] } })).status,
+          ).toBe(200);
+        } else {
+          expect(del.status).toBe(204);
+          expectError(patch, 'network_not_found');
+          expect(exists).toBe(false);
+          expect(office.spec.networks).toHaveLength(1);
+        }
+      }
+    });
+
+    it('refuses to delete a private network a VPN network is connected to, naming it', async () => {
+      const rows = async () => ({
+        vpn: await vpnRows(cp),
+        networks: await cp.store.db.selectFrom('networks').selectAll().orderBy('id').execute(),
+      });
+      const before = await rows();
+      const res = await call('DELETE', '/v1/networks/lan?project=vpa', undefined, userToken);
+      expectError(res, 'in_use');
+      expect(res.body.error.message).toContain('"office"');
+      expect(res.body.error.details).toMatchObject({ kind: 'network', vpn_networks: ['office'] });
+      expect(await rows()).toEqual(before);
+      // Not connected (any more): deleted as before.
+      expect((await call('DELETE', '/v1/networks/lab?project=vpa', undefined, userToken)).status).toBe(204);
+    });
+
+    it("reads peers' handshakes and transfer from the gateways over their agent links", async () => {
+      const agent = await FakeAgent.connect(cp, 'gw-live', '192.0.2.10');
+      try {
+        const pool = await call('POST', '/v1/vpn-pools', {
+          name: 'live',
+          ipv6: 'fd80::/40',
+          network_prefix: 48,
+          hosts: ['gw-live', 'gw-1'],
+          listen_port: 53000,
+          endpoint: 'live.example.org',
+        });
+        expect(pool.status, JSON.stringify(pool.body)).toBe(201);
+        const net = await call('POST', '/v1/vpn-networks', { name: 'remote', project: 'vpa', pool: 'live' }, userToken);
+        expect(net.status, JSON.stringify(net.body)).toBe(201);
+        const peer = (name: string) =>
+          call('POST', '/v1/vpn-peers', { name, project: 'vpa', vpn_network: 'remote' }, userToken);
+        const laptop = (await peer('laptop')).body as VpnPeerCreated;
+        const spare = (await peer('spare')).body as VpnPeerCreated;
+        // The gateway gets the new interface.
+        await agent.latest('vpn', (items) => items.some((v) => v.id === net.body.id && v.peers.length === 2));
+
+        /** Ask for the stats; the stand-in gateway answers with `reply` (built from the request it got). */
+        const ask = async (reply: () => unknown) => {
+          const from = agent.messages.length;
+          const pending = call('GET', '/v1/vpn-networks/remote/stats?project=vpa', undefined, userToken);
+          const req = await agent.next('vpn.stats.get', from);
+          expect(req.vpn_network_id).toBe(net.body.id);
+          agent.send({ ...(reply() as object), request_id: req.request_id, vpn_network_id: req.vpn_network_id });
+          return pending;
+        };
+        const now = Math.floor(Date.now() / 1000);
+        const stranger = generateKeyPair().publicKey;
+        const res = await ask(() => ({
+          type: 'vpn.stats',
+          peers: [
+            { public_key: stranger, endpoint: '203.0.113.1:1', latest_handshake: now, rx_bytes: 5, tx_bytes: 5 },
+            {
+              public_key: laptop.peer.public_key,
+              endpoint: '198.51.100.7:40001',
+              latest_handshake: now - 30,
+              rx_bytes: 1240,
+              tx_bytes: 980,
+            },
+            { public_key: spare.peer.public_key, endpoint: null, latest_handshake: 0, rx_bytes: 0, tx_bytes: 0 },
+          ],
+        }));
+        expect(res.status, JSON.stringify(res.body)).toBe(200);
+        const stats = res.body as VpnNetworkStats;
+        // gw-1 is not connected: one of the two gateways answered.
+        expect(stats.gateways).toEqual({ total: 2, answered: 1 });
+        expect(stats.vpn_network).toBe(net.body.id);
+        expect(stats.peers.map((p) => p.name)).toEqual(['laptop', 'spare']);
+        const [l, s] = stats.peers;
+        expect(l).toMatchObject({
+          peer: laptop.peer.id,
+          public_key: laptop.peer.public_key,
+          endpoint: '198.51.100.7:40001',
+          latest_handshake: new Date((now - 30) * 1000).toISOString(),
+          rx_bytes: 1240,
+          tx_bytes: 980,
+        });
+        expect(l!.handshake_age_seconds).toBeGreaterThanOrEqual(30);
+        expect(l!.handshake_age_seconds).toBeLessThan(40);
+        expect(s).toMatchObject({ endpoint: null, latest_handshake: null, handshake_age_seconds: null, rx_bytes: 0 });
+        expect(JSON.stringify(stats)).not.toContain(stranger);
+
+        // The gateway has no interface yet: its reason is the answer (the other gateway is offline).
+        const early = await ask(() => ({
+          type: 'vpn.stats',
+          error: { code: 'invalid_state', message: 'this gateway has no interface for it yet' },
+        }));
+        expectError(early, 'invalid_state');
+        // Another tenant cannot read them.
+        expectError(
+          await call('GET', `/v1/vpn-networks/${net.body.id}/stats`, undefined, otherToken),
+          'vpn_network_not_found',
+        );
+        // A pool whose only gateway is not connected.
+        expectError(
+          await call('GET', '/v1/vpn-networks/office/stats?project=vpa', undefined, userToken),
+          'host_offline',
+        );
+        // Counters that fail the schema are refused: the link is closed, nothing of them is shown.
+        const bad = await ask(() => ({
+          type: 'vpn.stats',
+          peers: [
+            { public_key: laptop.peer.public_key, endpoint: null, latest_handshake: 0, rx_bytes: -1, tx_bytes: 0 },
+          ],
+        }));
+        expectError(bad, 'host_offline');
+      } finally {
+        agent.close();
+      }
     });
   });
 }

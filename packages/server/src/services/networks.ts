@@ -9,7 +9,7 @@ import {
   type PageOf,
 } from '@floe/api';
 import type { ExpressionBuilder } from 'kysely';
-import { isUniqueViolation, nowIso, toJson, transaction, type Database, type Db } from '../db/index.js';
+import { forUpdate, isUniqueViolation, nowIso, toJson, transaction, type Database, type Db } from '../db/index.js';
 import type { NetworksTable } from '../db/schema.js';
 import { requireAdmin, visibleProjects } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';
@@ -24,6 +24,7 @@ import { listPage } from './pagination.js';
 import { PostCommit } from './post-commit.js';
 import type { ProjectService } from './projects.js';
 import { baseFields, checkMetadata, checkRevision, findRow, newBase, patchedBase } from './resource-rows.js';
+import { vpnNetworksConnecting } from './vpn-connected.js';
 
 /** Row → API shape, with the status computed from the NICs. */
 function networkFromRow(
@@ -259,6 +260,15 @@ export class NetworkService implements NetworkLookup {
       const row = await this.row(principal, ref, project, trx);
       if (row.kind === 'public') requireAdmin(principal, 'delete public networks');
       checkRevision(ifMatch, Number(row.revision));
+      // Locked first: a VPN network connecting it meanwhile waits (its share lock), then finds it gone.
+      await forUpdate(trx.selectFrom('networks').select('id').where('id', '=', row.id)).execute();
+      const vpns = await vpnNetworksConnecting(trx, row.project, row.id);
+      if (vpns.length > 0)
+        throw new FloeError(
+          'in_use',
+          `network "${row.name}" is connected to VPN networks ${vpns.map((v) => `"${v}"`).join(', ')}; take it out of their networks or delete them first`,
+          { kind: 'network', id: row.id, vpn_networks: vpns },
+        );
       const nic = await this.nics.anyOn(trx, row.id);
       if (nic)
         throw new FloeError('in_use', `network "${row.name}" still has NICs; remove them or their instances first`, {

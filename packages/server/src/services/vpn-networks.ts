@@ -1,5 +1,12 @@
-import { FloeError, type PageOf, type VpnNetwork, type VpnNetworkCreate, type VpnPoolSpec } from '@floe/api';
-import { fromJson, isUniqueViolation, toJson, transaction, type Db } from '../db/index.js';
+import {
+  FloeError,
+  type PageOf,
+  type VpnNetwork,
+  type VpnNetworkCreate,
+  type VpnNetworkPatch,
+  type VpnPoolSpec,
+} from '@floe/api';
+import { forUpdate, fromJson, isUniqueViolation, nowIso, toJson, transaction, type Db } from '../db/index.js';
 import type { VpnNetworksTable } from '../db/schema.js';
 import { visibleProjects } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';
@@ -10,7 +17,7 @@ import type { NetworkService } from './networks.js';
 import { listPage } from './pagination.js';
 import type { ProjectService } from './projects.js';
 import { reserve } from './quota.js';
-import { baseFields, checkMetadata, findRow, newBase } from './resource-rows.js';
+import { baseFields, checkMetadata, checkRevision, findRow, newBase, patchedBase } from './resource-rows.js';
 import { generateKeyPair, type SecretBox } from './vpn-keys.js';
 import {
   firstOverlap,
@@ -45,6 +52,14 @@ export async function networkRanges(db: Db, ids: readonly string[]): Promise<Map
     out.set(row.id, r);
   }
   return out;
+}
+
+/**
+ * Lock a pool until the transaction ends (PostgreSQL): the route checks of its VPN networks read all
+ * of them, so two changes on one pool take turns rather than both passing and overlapping.
+ */
+async function lockPool(trx: Db, poolId: string): Promise<void> {
+  await forUpdate(trx.selectFrom('vpn_pools').select('id').where('id', '=', poolId)).execute();
 }
 
 /** Row → API shape (no private key: it never leaves the control plane but to the gateways). */
@@ -119,18 +134,11 @@ export class VpnNetworkService {
         const { network, poolId } = await transaction(this.ctx.store, async (trx) => {
           await this.projects.require(principal, project, trx);
           const pool = await this.pools.row(body.pool, trx);
+          await lockPool(trx, pool.id);
           const spec = fromJson<VpnPoolSpec>(pool.spec);
-          const connected: string[] = [];
-          for (const [i, ref] of (body.networks ?? []).entries()) {
-            const net = await this.networks.row(principal, ref, project, trx);
-            if (net.kind !== 'private' || net.project !== project)
-              throw new FloeError('validation_failed', `"${ref}" is not a private network of project "${project}"`, {
-                field: `networks[${i}]`,
-              });
-            if (!connected.includes(net.id)) connected.push(net.id);
-          }
+          const connected = await this.connect(principal, project, body.networks ?? [], 'networks', trx);
           const siblings = await trx.selectFrom('vpn_networks').selectAll().where('pool_id', '=', pool.id).execute();
-          await this.checkRoutes(trx, spec, connected, siblings);
+          await this.checkRoutes(trx, pool.id, spec, connected, siblings);
           await reserve(trx, this.ctx.store.dialect, project, { vpn_networks: 1 });
           const slot = freeSlot(
             siblings.map((s) => Number(s.slot)),
@@ -190,11 +198,121 @@ export class VpnNetworkService {
   }
 
   /**
+   * The ids of the project's private networks named by `refs` (each once), share-locked until the
+   * transaction ends so that none is deleted under a VPN network that connects it.
+   */
+  private async connect(principal: Principal, project: string, refs: readonly string[], field: string, trx: Db) {
+    const connected: string[] = [];
+    for (const [i, ref] of refs.entries()) {
+      const net = await this.networks.row(principal, ref, project, trx);
+      if (net.kind !== 'private' || net.project !== project)
+        throw new FloeError('validation_failed', `"${ref}" is not a private network of project "${project}"`, {
+          field: `${field}[${i}]`,
+        });
+      if (!connected.includes(net.id)) connected.push(net.id);
+    }
+    if (connected.length > 0) {
+      const held = await trx
+        .selectFrom('networks')
+        .select('id')
+        .where('id', 'in', connected)
+        .orderBy('id')
+        .forShare()
+        .execute();
+      // A network deleted while this waited for its lock.
+      if (held.length !== connected.length)
+        throw new FloeError('network_not_found', 'a connected network was deleted meanwhile', { field });
+    }
+    return connected;
+  }
+
+  /**
+   * Change a VPN network's labels, metadata or connected networks (JSON merge patch). New connected
+   * networks pass the same overlap checks as at creation; the gateways change the interface in place,
+   * so the peers keep their sessions.
+   */
+  async update(
+    principal: Principal,
+    ref: string,
+    project: string,
+    patch: VpnNetworkPatch,
+    ifMatch?: number,
+  ): Promise<VpnNetwork> {
+    const { after, poolId } = await transaction(this.ctx.store, async (trx) => {
+      const found = await this.row(principal, ref, project, trx);
+      const row = await forUpdate(
+        trx.selectFrom('vpn_networks').selectAll().where('id', '=', found.id),
+      ).executeTakeFirstOrThrow();
+      const before = (await this.shapes(trx, [row]))[0]!;
+      checkRevision(ifMatch, before.revision);
+      let connected = before.spec.networks;
+      if (patch.spec?.networks !== undefined) {
+        // The pool first, as at creation: changes on one pool take their locks in one order.
+        const pool = await this.pools.row(row.pool_id, trx);
+        await lockPool(trx, pool.id);
+        connected = await this.connect(principal, row.project, patch.spec.networks, 'spec.networks', trx);
+        const siblings = await trx
+          .selectFrom('vpn_networks')
+          .selectAll()
+          .where('pool_id', '=', pool.id)
+          .where('id', '!=', row.id)
+          .execute();
+        await this.checkRoutes(trx, pool.id, fromJson<VpnPoolSpec>(pool.spec), connected, siblings);
+      }
+      const after: VpnNetwork = {
+        ...before,
+        ...patchedBase(before, patch),
+        spec: { ...before.spec, networks: connected },
+        revision: before.revision + 1,
+        updated_at: nowIso(),
+      };
+      await trx
+        .updateTable('vpn_networks')
+        .set({
+          labels: toJson(after.labels),
+          metadata: toJson(after.metadata),
+          spec: toJson({ networks: connected } satisfies VpnNetworkSpecRow),
+          revision: after.revision,
+          updated_at: after.updated_at,
+        })
+        .where('id', '=', row.id)
+        .execute();
+      await writeLabels(trx, row.id, after.labels);
+      await recordHistory(trx, {
+        kind: 'vpn_network',
+        resource_id: row.id,
+        project: row.project,
+        revision: after.revision,
+        action: 'update',
+        actor: principal.actor,
+        before,
+        after,
+      });
+      return { after, poolId: row.pool_id };
+    });
+    await this.ctx.bus.publish({
+      type: 'resource.updated',
+      project: after.project,
+      kind: 'vpn_network',
+      resource_id: after.id,
+      data: { revision: after.revision },
+    });
+    await this.announce([poolId]);
+    return after;
+  }
+
+  /**
    * The gateways of a pool route every VPN network's prefixes and connected networks in one table:
    * a connected network may not overlap the pool's prefixes, nor another VPN network's connected
    * networks (unless it is the same network).
    */
-  private async checkRoutes(db: Db, pool: VpnPoolSpec, connected: string[], siblings: VpnNetworksTable[]) {
+  private async checkRoutes(
+    db: Db,
+    poolId: string,
+    pool: VpnPoolSpec,
+    connected: string[],
+    siblings: VpnNetworksTable[],
+  ) {
     const ranges = await networkRanges(db, connected);
     const poolRanges = [parseRange(pool.ipv6, 'ipv6'), ...(pool.ipv4 === null ? [] : [parseRange(pool.ipv4, 'ipv4')])];
     const otherIds = [...new Set(siblings.flatMap((s) => fromJson<VpnNetworkSpecRow>(s.spec).networks))].filter(
@@ -217,7 +335,7 @@ export class VpnNetworkService {
       .selectFrom('vpn_peers')
       .innerJoin('vpn_networks', 'vpn_networks.id', 'vpn_peers.vpn_network_id')
       .select('vpn_peers.subnets')
-      .where('vpn_networks.pool_id', 'in', siblings.length === 0 ? ['-'] : [siblings[0]!.pool_id])
+      .where('vpn_networks.pool_id', '=', poolId)
       .execute();
     const behind = subnets.flatMap((s) => fromJson<string[]>(s.subnets).map((t) => parseRange(t, 'subnets')));
     const hitPeer = firstOverlap(mine, behind);

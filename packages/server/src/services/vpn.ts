@@ -1,7 +1,7 @@
 import { join } from 'node:path';
-import type { DesiredVpn, VpnPoolSpec } from '@floe/api';
+import type { DesiredVpn, VpnNetworkStats, VpnPoolSpec } from '@floe/api';
 import { fromJson, type Db } from '../db/index.js';
-import type { ServiceContext } from './context.js';
+import type { Principal, ServiceContext } from './context.js';
 import type { NetworkService } from './networks.js';
 import type { ProjectService } from './projects.js';
 import { SecretBox } from './vpn-keys.js';
@@ -9,6 +9,7 @@ import { networkRanges, VpnNetworkService, type VpnNetworkSpecRow } from './vpn-
 import { VpnPeerService } from './vpn-peers.js';
 import { VpnPoolService } from './vpn-pools.js';
 import { networkPlan, peerAddresses, rangeText } from './vpn-plan.js';
+import { vpnNetworkStats, type AskGateway } from './vpn-stats.js';
 
 /** The file under the data directory that holds the key sealing the gateways' private keys. */
 const VPN_SECRET_FILE = 'vpn-secret.key';
@@ -29,6 +30,11 @@ export class VpnService {
     const announce = (ids: readonly string[]) => this.announce(ids);
     this.networks = new VpnNetworkService(ctx, projects, this.pools, networks, () => this.secretBox(), announce);
     this.peers = new VpnPeerService(ctx, this.networks, announce);
+  }
+
+  /** Every peer's latest handshake and transfer, as the gateways of the VPN network's pool count them. */
+  stats(principal: Principal, ref: string, project: string, ask: AskGateway): Promise<VpnNetworkStats> {
+    return vpnNetworkStats(this.ctx.store.db, this.networks, principal, ref, project, ask);
   }
 
   private secretBox(): SecretBox {

@@ -1,6 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { vpnIfName, type VpnDriver, type VpnInterfaceSpec } from '@floe/agent/vpn';
+import { until } from '../wait.js';
 
 /** What a VPN driver's contract run needs. */
 export interface VpnContractSetup {
@@ -33,6 +34,24 @@ function sample(peers: number): VpnInterfaceSpec {
       publicKey: keyPair().publicKey,
       allowedIps: [`fd7c:${n.toString(16)}::${i + 2}/128`, `10.77.${n}.${i + 2}/32`],
     })),
+  };
+}
+
+/**
+ * Two interfaces that are each other's peer, `a` dialing `b` on loopback (site-to-site between two
+ * gateways): their handshake needs no addresses routed, only the UDP ports.
+ */
+function dialingPair(): { a: VpnInterfaceSpec; b: VpnInterfaceSpec } {
+  const keysA = keyPair();
+  const keysB = keyPair();
+  const a = { ...sample(0), privateKey: keysA.privateKey };
+  const b = { ...sample(0), privateKey: keysB.privateKey };
+  return {
+    a: {
+      ...a,
+      peers: [{ publicKey: keysB.publicKey, allowedIps: ['10.31.0.0/24'], endpoint: `127.0.0.1:${b.listenPort}` }],
+    },
+    b: { ...b, peers: [{ publicKey: keysA.publicKey, allowedIps: ['10.33.0.0/24'] }] },
   };
 }
 
@@ -75,6 +94,39 @@ export function vpnDriverContract(name: string, setup: () => Promise<VpnContract
       expect(stats.map((p) => p.publicKey).sort()).toEqual([b!.publicKey, site.publicKey].sort());
       expect(stats.find((p) => p.publicKey === site.publicKey)!.allowedIps).toContain('192.168.88.0/24');
       expect(stats.some((p) => p.publicKey === a!.publicKey)).toBe(false);
+    });
+
+    it('reads handshakes, transfer and endpoints, and keeps a session when the interface changes around it', async () => {
+      const { a, b } = dialingPair();
+      await ctx.driver.ensure(b);
+      await ctx.driver.ensure(a);
+      const now = Date.now() / 1000;
+      const dialed = await until(
+        'a handshake between the two interfaces',
+        async () => {
+          const p = (await ctx.driver.stats(a.name))![0]!;
+          return p.latestHandshake > 0 && p.rxBytes > 0 && p.txBytes > 0 ? p : null;
+        },
+        { timeoutMs: 10_000 },
+      );
+      expect(Math.abs(dialed.latestHandshake - now)).toBeLessThan(60);
+      expect(dialed.endpoint).toBe(`127.0.0.1:${b.listenPort}`);
+      const answered = await until('the answering side to count it', async () => {
+        const p = (await ctx.driver.stats(b.name))![0]!;
+        return p.latestHandshake > 0 && p.rxBytes > 0 ? p : null;
+      });
+      expect(answered.endpoint).toBe(`127.0.0.1:${a.listenPort}`);
+      // Another peer comes, the reach and the dialed peer's subnets change: its session goes on.
+      const more = {
+        ...a,
+        reach: [...a.reach, '10.44.0.0/24'],
+        peers: [{ ...a.peers[0]!, allowedIps: ['10.31.0.0/24', '10.32.0.0/24'] }, ...sample(1).peers],
+      };
+      await ctx.driver.ensure(more);
+      const after = (await ctx.driver.stats(a.name))!.find((p) => p.publicKey === a.peers[0]!.publicKey)!;
+      expect(after.latestHandshake).toBe(dialed.latestHandshake);
+      expect(after.rxBytes).toBeGreaterThanOrEqual(dialed.rxBytes);
+      expect([...after.allowedIps].sort()).toEqual(['10.31.0.0/24', '10.32.0.0/24']);
     });
 
     it('keeps interfaces apart, removes one, and answers null for stats of a missing one', async () => {

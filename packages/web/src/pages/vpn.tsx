@@ -5,6 +5,7 @@ import { configFileName } from '../logic/vpn.js';
 import { canWrite, useSession } from '../session.js';
 import { ErrorLine, Header } from '../ui/kit.js';
 import { VpnPools } from './vpn-pools.js';
+import { VpnPeerActivity } from './vpn-stats.js';
 
 /** WireGuard VPN: the project's VPN networks and their peers; operators also manage the pools. */
 export function VpnPage() {
@@ -20,6 +21,7 @@ export function VpnPage() {
   }, [project]);
   const [error, setError] = useState<string>();
   const [created, setCreated] = useState<{ vpn: string; result: VpnPeerCreated }>();
+  const [activity, setActivity] = useState<VpnNetwork>();
   const writable = canWrite(role);
   const act = (work: Promise<unknown>) =>
     work.then(
@@ -48,6 +50,7 @@ export function VpnPage() {
               <th className="hide-narrow">Endpoint</th>
               <th>Reaches</th>
               <th>Peers</th>
+              <th />
               {writable && <th />}
             </tr>
           </thead>
@@ -65,6 +68,11 @@ export function VpnPage() {
                 </td>
                 <td>{v.spec.networks.map(netName).join(', ') || '–'}</td>
                 <td>{v.status.peers}</td>
+                <td>
+                  <button type="button" onClick={() => setActivity(v)}>
+                    Activity
+                  </button>
+                </td>
                 {writable && (
                   <td>
                     <button
@@ -81,6 +89,15 @@ export function VpnPage() {
           </tbody>
         </table>
       </div>
+      {activity !== undefined && (
+        <VpnPeerActivity
+          key={activity.id}
+          id={activity.id}
+          name={activity.name}
+          project={project}
+          onClose={() => setActivity(undefined)}
+        />
+      )}
       {writable && d !== undefined && <NewVpnNetwork pools={d.pools} networks={d.networks} act={act} />}
       <h2>Peers</h2>
       {created !== undefined && <CreatedPeer {...created} onClose={() => setCreated(undefined)} />}

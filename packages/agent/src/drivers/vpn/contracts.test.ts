@@ -19,6 +19,8 @@ describe.skipIf(reason !== null || mode === null)('Linux VPN driver', () => {
   vpnDriverContract(`linux (${mode})`, async () => {
     const ns = `floe-v-${randomBytes(4).toString('hex')}`;
     await run('ip', ['netns', 'add', ns]);
+    // Loopback up: two interfaces of the namespace may dial each other on 127.0.0.1.
+    await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     return {
       driver: new LinuxVpnDriver(mode!, hostExec(ns)),
       cleanup: async () => {

@@ -1,4 +1,5 @@
 import { checkSpec, VPN_IF_PREFIX } from './commands.js';
+import { publicKeyOf } from './linux.js';
 import type { VpnDriver, VpnInterfaceSpec, VpnPeerStats, WireguardMode } from './types.js';
 
 /** A VPN driver in memory, for unit tests of what uses one; it passes the same contract suite. */
@@ -11,6 +12,8 @@ export class FakeVpnDriver implements VpnDriver {
   /** The interfaces the filter covers. */
   filtered: string[] = [];
   private clock = 0;
+  /** What each interface's peers have done, by interface and peer key (see `handshakes`). */
+  private readonly counters = new Map<string, Map<string, { at: number; endpoint: string; rx: number; tx: number }>>();
 
   list(): Promise<string[]> {
     return Promise.resolve([...this.interfaces.keys()].sort());
@@ -29,11 +32,45 @@ export class FakeVpnDriver implements VpnDriver {
     }
     this.interfaces.set(spec.name, spec);
     this.sessions.set(spec.name, sessions);
+    const counters = this.counters.get(spec.name);
+    if (counters !== undefined)
+      for (const key of [...counters.keys()]) if (!spec.peers.some((p) => p.publicKey === key)) counters.delete(key);
+    this.handshakes();
+  }
+
+  /**
+   * As WireGuard on one host: a peer with an endpoint on loopback whose port is another interface's
+   * listen port, when the two are each other's peers, completes a handshake (initiation 148 bytes,
+   * response 92) once; the answering side learns the dialer's address.
+   */
+  private handshakes(): void {
+    const specs = [...this.interfaces.values()];
+    for (const a of specs) {
+      const keyA = publicKeyOf(a.privateKey);
+      for (const p of a.peers) {
+        const m = /^(?:127\.0\.0\.1|\[::1\]|localhost):([0-9]+)$/.exec(p.endpoint ?? '');
+        const b = specs.find(
+          (s) => m !== null && s.listenPort === Number(m[1]) && publicKeyOf(s.privateKey) === p.publicKey,
+        );
+        if (b === undefined || !b.peers.some((q) => q.publicKey === keyA)) continue;
+        if (this.counters.get(a.name)?.has(p.publicKey) === true) continue;
+        const at = Math.floor(Date.now() / 1000);
+        this.count(a.name, p.publicKey, { at, endpoint: p.endpoint!, rx: 92, tx: 148 });
+        this.count(b.name, keyA, { at, endpoint: `127.0.0.1:${a.listenPort}`, rx: 148, tx: 92 });
+      }
+    }
+  }
+
+  private count(name: string, key: string, c: { at: number; endpoint: string; rx: number; tx: number }): void {
+    const map = this.counters.get(name) ?? new Map<string, { at: number; endpoint: string; rx: number; tx: number }>();
+    map.set(key, c);
+    this.counters.set(name, map);
   }
 
   remove(name: string): Promise<void> {
     this.interfaces.delete(name);
     this.sessions.delete(name);
+    this.counters.delete(name);
     return Promise.resolve();
   }
 
@@ -48,15 +85,19 @@ export class FakeVpnDriver implements VpnDriver {
   stats(name: string): Promise<VpnPeerStats[] | null> {
     const spec = this.interfaces.get(name);
     if (spec === undefined) return Promise.resolve(null);
+    const counters = this.counters.get(name);
     return Promise.resolve(
-      spec.peers.map((p) => ({
-        publicKey: p.publicKey,
-        endpoint: null,
-        allowedIps: [...p.allowedIps],
-        latestHandshake: 0,
-        rxBytes: 0,
-        txBytes: 0,
-      })),
+      spec.peers.map((p) => {
+        const c = counters?.get(p.publicKey);
+        return {
+          publicKey: p.publicKey,
+          endpoint: c?.endpoint ?? p.endpoint ?? null,
+          allowedIps: [...p.allowedIps],
+          latestHandshake: c?.at ?? 0,
+          rxBytes: c?.rx ?? 0,
+          txBytes: c?.tx ?? 0,
+        };
+      }),
     );
   }
 }

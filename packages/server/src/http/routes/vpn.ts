@@ -6,6 +6,8 @@ import {
   ProjectQuery,
   VpnNetwork,
   VpnNetworkCreate,
+  VpnNetworkPatch,
+  VpnNetworkStats,
   VpnPeer,
   VpnPeerCreate,
   VpnPeerCreated,
@@ -14,8 +16,11 @@ import {
   VpnPoolCreate,
 } from '@floe/api';
 import type { Services } from '../../wiring.js';
-import { projectOf } from '../request.js';
+import { etag, ifMatch, projectOf } from '../request.js';
 import { errors, noContent, strict, type Api } from '../routing.js';
+
+/** How long a gateway may take to report its peers' counters. */
+const GATEWAY_ANSWER_MS = 5000;
 
 /** VPN pools (operators), VPN networks and their peers (projects). */
 export function vpnRoutes(app: Api, s: Services): void {
@@ -115,6 +120,42 @@ export function vpnRoutes(app: Api, s: Services): void {
       },
     },
     (req) => s.vpn.networks.get(req.principal, req.params.id, projectOf(req.query)),
+  );
+  app.patch(
+    '/v1/vpn-networks/:id',
+    {
+      schema: {
+        tags: ['vpn'],
+        summary:
+          'Change the labels, metadata or connected private networks of a VPN network (JSON merge patch); the gateways change it in place and its peers keep their sessions (409 vpn_prefix_overlap as at creation)',
+        params: IdOrNameParams,
+        querystring: ProjectQuery,
+        body: strict(VpnNetworkPatch),
+        response: { 200: VpnNetwork, ...errors },
+      },
+    },
+    async (req, reply) => {
+      const n = await s.vpn.networks.update(req.principal, req.params.id, projectOf(req.query), req.body, ifMatch(req));
+      etag(reply, n.revision);
+      return n;
+    },
+  );
+  app.get(
+    '/v1/vpn-networks/:id/stats',
+    {
+      schema: {
+        tags: ['vpn'],
+        summary:
+          "Every peer's latest handshake, endpoint and transfer, read from the gateways (503 host_offline when no gateway is connected, 504 host_timeout when none answers in time)",
+        params: IdOrNameParams,
+        querystring: ProjectQuery,
+        response: { 200: VpnNetworkStats, ...errors },
+      },
+    },
+    (req) =>
+      s.vpn.stats(req.principal, req.params.id, projectOf(req.query), (host, id) =>
+        s.hub.vpnStats(host, id, GATEWAY_ANSWER_MS),
+      ),
   );
   app.delete(
     '/v1/vpn-networks/:id',
