@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,7 +9,7 @@ import { dnsmasqRunDir } from './dnsmasq.js';
 import { HostNetworkDriver } from './driver.js';
 import type { NatNic } from './nat-rules.js';
 import { tapName } from './names.js';
-import { inNs, ipIn, netnsUnavailable, waitFor } from './testing.js';
+import { echoRequestsIn, inNs, ipIn, netnsUnavailable, waitFor } from './testing.js';
 import type { NetSpec } from './types.js';
 
 /*
@@ -166,5 +167,28 @@ describe.skipIf(reason !== null)('NAT of floating IPs and forwarded ports (names
     expect(await fetchFromInternet('http://203.0.113.1:8081/who')).toBeNull();
     await driver.applyNat([]);
     expect(await fetchFromInternet('http://203.0.113.1:8080/who')).toBeNull();
+  }, 60_000);
+
+  it('a flow open before a floating IP moves follows it to the new instance', async () => {
+    const echoes = async (k: 'a' | 'b') => echoRequestsIn((await inNs(ns[k], 'cat', '/proc/net/snmp')).stdout);
+    await driver.applyNat([nat('a', { floatingIpv4: FIP })]);
+    await waitFor('the floating IP to answer', async () => (await fetchFromInternet(`http://${FIP}/who`)) === 'vm-a');
+    // One ping process sends every request with the same identifier: one tracked flow for its whole run.
+    const stream = spawn('ip', ['netns', 'exec', ns.inet, 'ping', '-i', '0.2', FIP], { stdio: 'ignore' });
+    try {
+      const a0 = await echoes('a');
+      await waitFor('the stream to reach a', async () => (await echoes('a')) >= a0 + 3);
+      const b0 = await echoes('b');
+      await driver.applyNat([nat('a', {}), nat('b', { floatingIpv4: FIP })]);
+      await waitFor('the open stream to reach b', async () => (await echoes('b')) >= b0 + 5, 10_000);
+      // And no longer a: at most the request in flight during the move still lands there.
+      const a1 = await echoes('a');
+      const b1 = await echoes('b');
+      await waitFor('more of the stream to reach b', async () => (await echoes('b')) >= b1 + 5, 10_000);
+      expect(await echoes('a')).toBeLessThanOrEqual(a1 + 1);
+    } finally {
+      stream.kill();
+    }
+    await driver.applyNat([]);
   }, 60_000);
 });

@@ -76,3 +76,14 @@ export function fieldOf(fn: () => unknown): string | undefined {
   }
   throw new Error('expected a validation error');
 }
+
+/** The echo requests a network stack has received, from the text of its `/proc/net/snmp` (Icmp InEchos). */
+export function echoRequestsIn(snmp: string): number {
+  const rows = snmp.split('\n').filter((l) => l.startsWith('Icmp:'));
+  const names = rows[0]?.split(/\s+/) ?? [];
+  const values = rows[1]?.split(/\s+/) ?? [];
+  const i = names.indexOf('InEchos');
+  const n = i < 0 ? NaN : Number(values[i]);
+  if (!Number.isInteger(n)) throw new Error('no Icmp InEchos in this /proc/net/snmp');
+  return n;
+}
