@@ -89,7 +89,7 @@ export class InstanceNicChanges {
           kind: 'nic',
           id: nicId,
         });
-      await this.nics.detach(trx, [nic.id]);
+      await this.nics.detach(trx, [nic.id], principal.actor);
       const ops = await this.bump(trx, principal, row, 'nic-remove', `removal of NIC ${nic.id} requested`, nic.id);
       return { ...ops, hostId: row.host_id, instanceId: row.id, networkId: nic.network_id };
     });

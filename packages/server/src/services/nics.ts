@@ -266,10 +266,13 @@ export class NicService {
     return out;
   }
 
-  /** Remove NICs and give back their addresses, inside the caller's transaction. */
-  async detach(trx: Db, nicIds: readonly string[]): Promise<void> {
+  /**
+   * Remove NICs and give back their addresses, inside the caller's transaction; their floating IPs are
+   * detached and their port forwards removed, in those resources' history by `actor`.
+   */
+  async detach(trx: Db, nicIds: readonly string[], actor: string): Promise<void> {
     if (nicIds.length === 0) return;
-    await releaseNat(trx, nicIds);
+    await releaseNat(trx, nicIds, actor);
     await release(trx, nicIds);
     await closeAll(trx, nicIds, nowIso());
     await trx
@@ -278,8 +281,8 @@ export class NicService {
       .execute();
   }
 
-  /** Remove every NIC of an instance (inside the caller's transaction); the networks they were on. */
-  async detachAll(trx: Db, instanceId: string): Promise<string[]> {
+  /** Remove every NIC of an instance (inside the caller's transaction, as detach); the networks they were on. */
+  async detachAll(trx: Db, instanceId: string, actor: string): Promise<string[]> {
     const nics = await trx
       .selectFrom('nics')
       .select(['id', 'network_id'])
@@ -288,6 +291,7 @@ export class NicService {
     await this.detach(
       trx,
       nics.map((n) => n.id),
+      actor,
     );
     return nics.map((n) => n.network_id);
   }
