@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pino, type Logger } from 'pino';
+import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ExecError } from '../../host/exec.js';
 import type { HostExec } from './host-exec.js';
@@ -117,7 +117,7 @@ describe('the NAT applier and connection tracking', () => {
       return Promise.resolve({ code: r.code, stdout: '', stderr: r.stderr });
     };
     const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line).msg) });
-    return { dir, ran, warnings, nat: new NftNat(exec, dir, logger as Logger) };
+    return { dir, ran, warnings, nat: new NftNat(exec, dir, logger) };
   }
 
   it('drops the flows of a moved floating IP after the new table is in, and remembers what it applied', async () => {
