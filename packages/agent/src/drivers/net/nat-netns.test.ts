@@ -9,7 +9,7 @@ import { dnsmasqRunDir } from './dnsmasq.js';
 import { HostNetworkDriver } from './driver.js';
 import type { NatNic } from './nat-rules.js';
 import { tapName } from './names.js';
-import { echoRequestsIn, inNs, ipIn, netnsUnavailable, waitFor } from './testing.js';
+import { echoRequestsIn, inNs, ipIn, netnsUnavailable, snmpCounter, waitFor } from './testing.js';
 import type { NetSpec } from './types.js';
 
 /*
@@ -190,5 +190,40 @@ describe.skipIf(reason !== null)('NAT of floating IPs and forwarded ports (names
       stream.kill();
     }
     await driver.applyNat([]);
+  }, 60_000);
+
+  it('a flow open through a forwarded port stops reaching the instance once the forward is removed', async (ctx) => {
+    if ((await which('python3')) === null) {
+      if (process.env.CI) throw new Error('this test needs python3 under CI');
+      ctx.skip();
+    }
+    // Datagrams to a port nothing listens on: counted as NoPorts by whichever stack they reach.
+    const udp = async (n: string) => snmpCounter((await inNs(n, 'cat', '/proc/net/snmp')).stdout, 'Udp', 'NoPorts');
+    await driver.applyNat([
+      nat('a', { forwards: [{ protocol: 'udp', address: null, port: 5353, target_port: 5353 }] }),
+    ]);
+    // One source port for the whole run: one tracked flow.
+    const sender = [
+      'import socket, time',
+      's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+      "s.bind(('203.0.113.2', 40053))",
+      'while True:',
+      "    s.sendto(b'x', ('203.0.113.1', 5353))",
+      '    time.sleep(0.1)',
+    ].join('\n');
+    const stream = spawn('ip', ['netns', 'exec', ns.inet, 'python3', '-c', sender], { stdio: 'ignore' });
+    try {
+      const a0 = await udp(ns.a);
+      await waitFor('the stream to reach a through the forward', async () => (await udp(ns.a)) >= a0 + 3);
+      const h0 = await udp(ns.host);
+      await driver.applyNat([]);
+      await waitFor('the stream to end at the host itself', async () => (await udp(ns.host)) >= h0 + 5, 10_000);
+      const a1 = await udp(ns.a);
+      const h1 = await udp(ns.host);
+      await waitFor('more of the stream at the host', async () => (await udp(ns.host)) >= h1 + 5, 10_000);
+      expect(await udp(ns.a)).toBeLessThanOrEqual(a1 + 1);
+    } finally {
+      stream.kill();
+    }
   }, 60_000);
 });
