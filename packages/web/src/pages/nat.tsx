@@ -36,6 +36,8 @@ export function NatPage() {
       work.then(async (r) => {
         const say = (op: FloatingIpChanged['operation']) => setChange(changeText(r.floating_ip, to, op));
         say(r.operation);
+        // The table shows where it is now; the status line, when its host has it.
+        data.reload();
         say(await client.operations.wait(r.operation, { timeoutMs: 300_000, onUpdate: say }));
       }),
     );
