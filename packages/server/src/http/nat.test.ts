@@ -48,6 +48,11 @@ for (const t of storeTargets()) {
         stopped_at: null,
       });
     };
+    /** The types of the events published about a resource, oldest first. */
+    const eventsOf = async (id: string) =>
+      (
+        await cp.store.db.selectFrom('events').select('type').where('resource_id', '=', id).orderBy('seq').execute()
+      ).map((e) => e.type);
     const op = async (id: string): Promise<Operation> => (await call('GET', `/v1/operations/${id}`)).body;
     const historyOf = async (url: string) =>
       ((await call('GET', `${url}/history?project=shop`)).body.items as { action: string; actor: string }[]).map(
@@ -193,6 +198,9 @@ for (const t of storeTargets()) {
         .where('resource_id', '=', pf.body.id)
         .execute();
       expect(labels).toEqual([]);
+      // And it is said at once to whoever listens, as when they are changed themselves.
+      expect((await eventsOf(pf.body.id)).at(-1)).toBe('resource.deleted');
+      expect((await eventsOf(fip.id)).at(-1)).toBe('resource.updated');
     });
 
     it("records the detach when the instance's deletion ends, by the system", async () => {
@@ -213,6 +221,10 @@ for (const t of storeTargets()) {
       });
       expect(((await call('GET', '/v1/floating-ips/web?project=shop')).body as FloatingIp).instance).toBeNull();
       expect((await historyOf('/v1/floating-ips/web')).at(-1)).toBe('detach by system');
+      const fip = (await call('GET', '/v1/floating-ips/web?project=shop')).body as FloatingIp;
+      const updates = (await eventsOf(fip.id)).filter((e) => e === 'resource.updated').length;
+      // Attached to b, detached, attached to c, detached by the NIC's removal, attached to a, detached by the deletion.
+      expect(updates).toBe(6);
     });
   });
 }

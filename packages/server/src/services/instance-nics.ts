@@ -89,9 +89,15 @@ export class InstanceNicChanges {
           kind: 'nic',
           id: nicId,
         });
-      await this.nics.detach(trx, [nic.id], principal.actor);
+      const released = await this.nics.detach(trx, [nic.id], principal.actor);
       const ops = await this.bump(trx, principal, row, 'nic-remove', `removal of NIC ${nic.id} requested`, nic.id);
-      return { ...ops, hostId: row.host_id, instanceId: row.id, networkId: nic.network_id };
+      return {
+        ...ops,
+        events: [...ops.events, ...released],
+        hostId: row.host_id,
+        instanceId: row.id,
+        networkId: nic.network_id,
+      };
     });
     await this.post.run({
       forget: [instanceId],
