@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -7,6 +7,7 @@ import type { Nic } from '@floe/api';
 import type { FloeClient } from '@floe/client';
 import { ensureTestImage } from '@floe/testkit/guest-image';
 import { dnsmasqRunDir } from '../../packages/agent/src/drivers/net/dnsmasq.js';
+import { echoRequestsIn } from '../../packages/agent/src/drivers/net/testing.js';
 import { storeTargets } from '../../packages/server/src/db/testing.js';
 import { prepareAgentDir, startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
 import { clientFor, eventually, kill } from './helpers.js';
@@ -167,13 +168,46 @@ describe.skipIf(skip !== null && !process.env.CI)('floating IPs and port forward
         new RegExp(`src=${nics.a!.ipv4!.replaceAll('.', '\\.')} dst=198\\.51\\.100\\.2 .* dst=198\\.51\\.100\\.50 `),
       );
 
-    const started = Date.now();
-    const moved = await client.floatingIps.attach('web', { instance: 'b' });
-    expect(moved.nic).toBe(nics.b!.id);
-    await answers('http://198.51.100.50/who', 'vm-b', 'traffic follows the floating IP to b');
-    console.log(`floating IP moved: traffic followed within ${Date.now() - started} ms`);
+    /** The echo requests a VM's network stack has received so far. */
+    const echoes = async (vm: 'a' | 'b') => {
+      const r = await shells[vm]!.sh('cat /proc/net/snmp');
+      expect(r.code, r.out).toBe(0);
+      return echoRequestsIn(r.out);
+    };
+    // A stream open before the move: one ping process sends every request with one identifier, so the
+    // host tracks it as one flow for its whole run (its translation would otherwise outlive the move).
+    const stream = spawn('ip', ['netns', 'exec', inet, 'ping', '-i', '0.2', '198.51.100.50'], { stdio: 'ignore' });
+    try {
+      const a0 = await echoes('a');
+      await eventually(async () => (await echoes('a')) >= a0 + 3, 'the open stream reaching a', 30_000);
+      const b0 = await echoes('b');
+      const started = Date.now();
+      const { floating_ip: moved, operation } = await client.floatingIps.attach('web', { instance: 'b' });
+      expect(moved.nic).toBe(nics.b!.id);
+      expect(operation.kind).toBe('instance.floating-ip-attach');
+      expect(operation.resources[0]!.id).toBe(moved.instance);
+      const done = await client.operations.wait(operation.id, { timeoutMs: 60_000 });
+      expect(done.status, done.message).toBe('succeeded');
+      console.log(`floating IP moved: the operation ended after ${Date.now() - started} ms`);
+      await eventually(
+        async () => (await echoes('b')) >= b0 + 5,
+        `the stream open before the move reaching b\n${agent?.output().slice(-3000) ?? ''}`,
+        30_000,
+      );
+      console.log(`floating IP moved: the open stream followed within ${Date.now() - started} ms`);
+      // And it no longer reaches a: at most a request in flight during the move still landed there.
+      const a1 = await echoes('a');
+      const b1 = await echoes('b');
+      await eventually(async () => (await echoes('b')) >= b1 + 5, 'more of the stream reaching b', 30_000);
+      expect(await echoes('a')).toBeLessThanOrEqual(a1 + 1);
+    } finally {
+      stream.kill();
+    }
+    await answers('http://198.51.100.50/who', 'vm-b', 'new connections follow the floating IP to b');
 
-    await client.floatingIps.detach('web');
+    const detached = await client.floatingIps.detach('web');
+    expect(detached.floating_ip.instance).toBeNull();
+    expect((await client.operations.wait(detached.operation.id, { timeoutMs: 60_000 })).status).toBe('succeeded');
     await eventually(async () => (await fromInternet('http://198.51.100.50/who')) === null, 'detached', 30_000);
   }, 180_000);
 

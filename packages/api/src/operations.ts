@@ -1,6 +1,7 @@
 import { Type, type Static } from 'typebox';
 import { Id, ListQuery, Name, Nullable, ProjectQuery, Timestamp } from './common.js';
 import { ErrorBody } from './errors.js';
+import { FloatingIp } from './floating-ips.js';
 import { Image } from './images.js';
 import { Nic } from './networks.js';
 import { Instance } from './resources.js';
@@ -118,3 +119,10 @@ export type InstanceCreated = Static<typeof InstanceCreated>;
 /** Answer of `POST /v1/instances/{id}/nics` and `PATCH .../nics/{nic}`: the NIC and the operation applying it. */
 export const NicAdded = Type.Object({ nic: Nic, operation: Operation });
 export type NicAdded = Static<typeof NicAdded>;
+
+/**
+ * Answer of `POST /v1/floating-ips/{id}/attach` and `.../detach`: the floating IP as it now is, and the
+ * operation on the instance it goes to (attach) or leaves (detach), done once that instance's host has it.
+ */
+export const FloatingIpChanged = Type.Object({ floating_ip: FloatingIp, operation: Operation });
+export type FloatingIpChanged = Static<typeof FloatingIpChanged>;

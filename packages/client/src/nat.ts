@@ -1,13 +1,22 @@
 import type {
   FloatingIp,
   FloatingIpAttach,
+  FloatingIpChanged,
   FloatingIpCreate,
   HistoryEntry,
   PageOf,
   PortForward,
   PortForwardCreate,
 } from '@floe/api';
-import { defined, ListApi, scoped, type CallOptions, type PostOptions } from './calls.js';
+import {
+  defined,
+  ListApi,
+  scoped,
+  waitTimeout,
+  type CallOptions,
+  type OperationCallOptions,
+  type PostOptions,
+} from './calls.js';
 
 /**
  * Floating IPs: `client.floatingIps`. An address of a public network's pool,
@@ -15,7 +24,8 @@ import { defined, ListApi, scoped, type CallOptions, type PostOptions } from './
  *
  * @example
  * const fip = await client.floatingIps.create({ name: 'web', project: 'shop', instance: 'web-1' });
- * await client.floatingIps.attach(fip.id, { instance: 'web-2' }, { project: 'shop' });
+ * const { operation } = await client.floatingIps.attach(fip.id, { instance: 'web-2' }, { project: 'shop' });
+ * await client.operations.wait(operation.id);
  */
 export class FloatingIpsApi extends ListApi<FloatingIp> {
   /** Fetches one floating IP by id, name or address. */
@@ -26,20 +36,32 @@ export class FloatingIpsApi extends ListApi<FloatingIp> {
   create(body: FloatingIpCreate, options: PostOptions = {}): Promise<FloatingIp> {
     return this.t.request('POST', this.base, defined({ body, ...options }));
   }
-  /** Attaches it to an instance's NIC, moving it from where it was. */
-  attach(id: string, body: FloatingIpAttach, options: CallOptions = {}): Promise<FloatingIp> {
+  /**
+   * Attaches it to an instance's NIC, moving it from where it was: the floating IP as it now is, and
+   * the operation on that instance, done once its host has the change (`wait` seconds to wait for it).
+   */
+  attach(id: string, body: FloatingIpAttach, options: OperationCallOptions = {}): Promise<FloatingIpChanged> {
     return this.t.request(
       'POST',
       this.path(id, '/attach'),
-      defined({ query: scoped(options), body, signal: options.signal }),
+      defined({
+        query: scoped(options, { wait: options.wait }),
+        body,
+        signal: options.signal,
+        timeoutMs: waitTimeout(this.t, options.wait),
+      }),
     );
   }
-  /** Detaches it; the project keeps the address. */
-  detach(id: string, options: CallOptions = {}): Promise<FloatingIp> {
+  /** Detaches it (the project keeps the address), as an operation on the instance it leaves. */
+  detach(id: string, options: OperationCallOptions = {}): Promise<FloatingIpChanged> {
     return this.t.request(
       'POST',
       this.path(id, '/detach'),
-      defined({ query: scoped(options), signal: options.signal }),
+      defined({
+        query: scoped(options, { wait: options.wait }),
+        signal: options.signal,
+        timeoutMs: waitTimeout(this.t, options.wait),
+      }),
     );
   }
   /** Gives the address back to the pool; `in_use` while port forwards use it. */

@@ -111,7 +111,7 @@ export function buildServices(
   const securityGroups = new SecurityGroupService(ctx, projects);
   const networks = new NetworkService(ctx, projects, securityGroups);
   const instances = new InstanceService(ctx, projects, images, machineTypes, operations, networks);
-  const floatingIps = new FloatingIpService(ctx, projects, networks);
+  const floatingIps = new FloatingIpService(ctx, projects, networks, instances);
   const portForwards = new PortForwardService(ctx, projects, floatingIps);
   const hosts = new HostService(ctx);
   const vpn = new VpnService(ctx, projects, networks);

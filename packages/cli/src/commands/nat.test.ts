@@ -20,6 +20,7 @@ for (const t of storeTargets()) {
     let cp: TestControlPlane;
     let dir: string;
     let env: Record<string, string>;
+    let host: string;
 
     async function floe(argv: string[]) {
       const out = new Buf();
@@ -39,6 +40,36 @@ for (const t of storeTargets()) {
       return { fip: nic.floating_ipv4 ?? null, forwards: nic.forwards ?? [] };
     };
 
+    /**
+     * Runs `work` while a host reports every instance placed on it at the generation and power state
+     * it wants, as its agent would once it applied them: operations waited for end.
+     */
+    async function whileHostApplies<T>(work: Promise<T>): Promise<T> {
+      let done = false;
+      const result = work.finally(() => (done = true));
+      while (!done) {
+        const rows = await cp.store.db
+          .selectFrom('instances')
+          .select(['id', 'generation', 'revision', 'spec'])
+          .where('host_id', '=', host)
+          .execute();
+        for (const r of rows)
+          await cp.app.services.instances.applyObserved(host, {
+            id: r.id,
+            state: (JSON.parse(String(r.spec)) as { power_state: 'running' | 'stopped' }).power_state,
+            observed_revision: Number(r.revision),
+            observed_generation: Number(r.generation),
+            observed_restart_generation: 0,
+            reason: null,
+            accelerator: 'tcg',
+            started_at: null,
+            stopped_at: null,
+          });
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      return result;
+    }
+
     beforeAll(async () => {
       cp = await startTestControlPlane(await t.open());
       dir = await mkdtemp(join(tmpdir(), 'floe-cli-nat-'));
@@ -51,7 +82,7 @@ for (const t of storeTargets()) {
         FLOE_PROJECT: 'shop',
         NO_COLOR: '1',
       };
-      await onlineTestHost(cp.app, 'node-1');
+      host = await onlineTestHost(cp.app, 'node-1');
       expect((await injectJson(cp, 'POST', '/v1/projects', { name: 'shop' })).status).toBe(201);
       expect((await injectJson(cp, 'POST', '/v1/images', { name: 'img', project: 'shop' })).status).toBe(201);
       await ok(['net', 'create', 'lan', '--ipv4', '10.10.0.0/24', '--gateway', 'host']);
@@ -87,7 +118,11 @@ for (const t of storeTargets()) {
         'floating IP web 198.51.100.50 attached to web-1\n',
       );
       expect(await natOf('web-1')).toEqual({ fip: '198.51.100.50', forwards: [] });
-      await ok(['fip', 'attach', 'web', 'web-2']);
+      // It waits until the host has the move, showing the operation on web-2 as it goes.
+      const moved = await whileHostApplies(ok(['fip', 'attach', 'web', 'web-2']));
+      expect(moved).toMatch(/^op_\S+ instance\.floating-ip-attach pending 0% /);
+      expect(moved).toMatch(/\nop_\S+ instance\.floating-ip-attach succeeded 100% running\n/);
+      expect(moved.endsWith('\nfloating IP web 198.51.100.50 attached to web-2\n')).toBe(true);
       expect(await natOf('web-1')).toEqual({ fip: null, forwards: [] });
       expect(await natOf('web-2')).toEqual({ fip: '198.51.100.50', forwards: [] });
       const ls = await ok(['fip', 'ls']);
@@ -96,8 +131,12 @@ for (const t of storeTargets()) {
         action: string;
       }[];
       expect(history.map((h) => h.action)).toEqual(['create', 'attach']);
-      // By address too.
-      expect(await ok(['fip', 'detach', '198.51.100.50'])).toBe('floating IP web 198.51.100.50 detached\n');
+      // By address too, and without waiting: the answer names the operation to follow.
+      const detached = await ok(['fip', 'detach', '198.51.100.50', '--no-wait']);
+      const opId = /operation (op_\S+) pending/.exec(detached)?.[1];
+      expect(detached).toBe(
+        `floating IP web 198.51.100.50 detached: operation ${opId} pending (follow it with "floe operation wait ${opId}")\n`,
+      );
       expect(await natOf('web-2')).toEqual({ fip: null, forwards: [] });
 
       // Metered as a public IPv4 address while held.

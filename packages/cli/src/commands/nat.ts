@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
-import type { FloatingIp, FloatingIpCreate, PortForward, PortForwardCreate } from '@floe/api';
+import type { FloatingIp, FloatingIpChanged, FloatingIpCreate, PortForward, PortForwardCreate } from '@floe/api';
 import { UsageError } from '../errors.js';
 import { age, renderDetails, renderTable } from '../output.js';
 import { checkName, collect, intArg, parseLabels } from '../parse.js';
-import { runtimeOf } from '../runtime.js';
+import { followOperation } from '../progress.js';
+import { runtimeOf, type CliRuntime } from '../runtime.js';
 import { confirmDeletion, examples, fetchPage, listOptions, type ListFlags } from './shared.js';
 
 function fipTable(items: FloatingIp[], now: number): string {
@@ -27,6 +28,24 @@ function forwardTable(items: PortForward[], now: number): string {
   );
 }
 
+/**
+ * Follows the operation of an attach or detach until the host has the change, then says what was
+ * done (with `-o json` the operation as it ended); with --no-wait prints the answer at once.
+ */
+async function settle(rt: CliRuntime, cmd: Command, r: FloatingIpChanged, wait: boolean, what: string): Promise<void> {
+  const op = r.operation;
+  if (!wait) {
+    rt.print(
+      cmd,
+      r,
+      () => `${what}: operation ${op.id} ${op.status} (follow it with "floe operation wait ${op.id}")\n`,
+    );
+    return;
+  }
+  await followOperation(rt, cmd, op);
+  if (rt.globals(cmd).output !== 'json') rt.out.write(`${what}\n`);
+}
+
 /** `floe fip` (alias `floating-ip`): public addresses NATed one to one to instances. */
 export function registerFloatingIp(program: Command): void {
   const fip = program
@@ -35,8 +54,8 @@ export function registerFloatingIp(program: Command): void {
     .description("public IPv4 addresses from a public network's pool, attached one to one to instances");
   examples(fip, [
     'floe fip create web --attach web-1',
-    'floe fip attach web web-2        # moved in one step',
-    'floe fip detach web',
+    'floe fip attach web web-2        # moved in one step; waits until the host has it',
+    'floe fip detach web --no-wait',
   ]);
 
   listOptions(fip.command('ls').description('list floating IPs')).action(async (opts: ListFlags, cmd: Command) => {
@@ -97,21 +116,25 @@ export function registerFloatingIp(program: Command): void {
     .argument('<fip>', 'floating IP id, name or address')
     .argument('<instance>', 'instance id or name')
     .option('--nic <id>', "the NIC (default: the instance's first with IPv4)")
-    .action(async (ref: string, instance: string, opts: { nic?: string }, cmd: Command) => {
+    .option('--no-wait', 'answer with the operation at once instead of waiting until the host has the change')
+    .action(async (ref: string, instance: string, opts: { nic?: string; wait: boolean }, cmd: Command) => {
       const rt = runtimeOf(cmd);
       const body = opts.nic === undefined ? { instance } : { instance, nic: opts.nic };
-      const f = await rt.client(cmd).floatingIps.attach(ref, body, { project: rt.project(cmd) });
-      rt.print(cmd, f, () => `floating IP ${f.name} ${f.address} attached to ${instance}\n`);
+      const r = await rt.client(cmd).floatingIps.attach(ref, body, { project: rt.project(cmd) });
+      const f = r.floating_ip;
+      await settle(rt, cmd, r, opts.wait, `floating IP ${f.name} ${f.address} attached to ${instance}`);
     });
 
   fip
     .command('detach')
     .description('detach from its instance; the project keeps the address')
     .argument('<fip>', 'floating IP id, name or address')
-    .action(async (ref: string, _opts: unknown, cmd: Command) => {
+    .option('--no-wait', 'answer with the operation at once instead of waiting until the host has the change')
+    .action(async (ref: string, opts: { wait: boolean }, cmd: Command) => {
       const rt = runtimeOf(cmd);
-      const f = await rt.client(cmd).floatingIps.detach(ref, { project: rt.project(cmd) });
-      rt.print(cmd, f, () => `floating IP ${f.name} ${f.address} detached\n`);
+      const r = await rt.client(cmd).floatingIps.detach(ref, { project: rt.project(cmd) });
+      const f = r.floating_ip;
+      await settle(rt, cmd, r, opts.wait, `floating IP ${f.name} ${f.address} detached`);
     });
 
   fip

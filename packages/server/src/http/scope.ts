@@ -2,7 +2,7 @@ import { FloeError, type Kind } from '@floe/api';
 import type { Db } from '../db/index.js';
 import { isIdOf } from '../ids.js';
 import type { Principal, PrincipalScope } from '../services/principal.js';
-import { notFound } from '../services/token-scope.js';
+import { notFound, SCOPABLE } from '../services/token-scope.js';
 import { idKindOf, kindOf, type RoutePolicy } from './policy.js';
 
 /*
@@ -49,18 +49,11 @@ export function scopeDecision(scope: PrincipalScope, policy: RoutePolicy): Scope
   return { checkId: idKind };
 }
 
-/** Tables in which a scoped resource's name resolves inside its project. */
-const NAMED: Partial<Record<Kind, 'instances' | 'images' | 'networks'>> = {
-  instance: 'instances',
-  image: 'images',
-  network: 'networks',
-};
-
 /** The id a route's `:id` names in `project`, or null when it names nothing there. */
 async function idOf(db: Db, kind: Kind, ref: string, project: string): Promise<string | null> {
   if (isIdOf(kind, ref)) return ref;
-  const table = NAMED[kind];
-  if (table === undefined) return null;
+  if (!(kind in SCOPABLE)) return null;
+  const table = SCOPABLE[kind as keyof typeof SCOPABLE];
   const row = await db
     .selectFrom(table)
     .select('id')

@@ -141,4 +141,72 @@ for (const t of storeTargets()) {
       expect((await as('GET', `/v1/instances/${web1}`, undefined, token)).status).toBe(200);
     });
   });
+
+  describe.skipIf(t.skip)(`a token scoped to one security group on ${t.name}`, () => {
+    let cp: TestControlPlane;
+    const make = async (url: string, body: object) => {
+      const res = await injectJson(cp, 'POST', url, body);
+      expect(res.status, JSON.stringify(res.body)).toBeLessThan(300);
+      return res.body;
+    };
+    const groupId = async (name: string, project = 'sg-p') =>
+      (await injectJson(cp, 'GET', `/v1/security-groups/${name}?project=${project}`)).body.id as string;
+
+    beforeAll(async () => {
+      cp = await startTestControlPlane(await t.open(), { FLOE_LOG_LEVEL: 'silent' });
+      for (const project of ['sg-p', 'sg-q']) {
+        await make('/v1/projects', { name: project });
+        for (const name of ['web', 'db']) await make('/v1/security-groups', { name, project });
+      }
+    }, 60_000);
+    afterAll(async () => {
+      await cp?.close();
+    });
+
+    it('names the group by name or id at creation, stored by id, and changes only that group', async () => {
+      const web = await groupId('web');
+      const byName = await make('/v1/tokens', {
+        name: 'fw-web',
+        projects: ['sg-p'],
+        scope: { kinds: ['security_group'], resources: ['web'], verbs: ['read', 'update'] },
+      });
+      expect(byName.token.scope).toEqual({ kinds: ['security_group'], resources: [web], verbs: ['read', 'update'] });
+      const byId = await make('/v1/tokens', { name: 'fw-web-id', projects: ['sg-p'], scope: { resources: [web] } });
+      expect(byId.token.scope).toEqual({ resources: [web] });
+
+      const as = (method: 'GET' | 'POST', url: string, body?: unknown) =>
+        injectJson(cp, method, url, body, byName.secret);
+      for (const ref of ['web?project=sg-p', web]) {
+        const res = await as('GET', `/v1/security-groups/${ref}`);
+        expect(res.status, JSON.stringify(res.body)).toBe(200);
+        expect(res.body.id).toBe(web);
+      }
+      const rule = await as('POST', '/v1/security-groups/web/rules?project=sg-p', {
+        direction: 'ingress',
+        protocol: 'tcp',
+        port: '443',
+      });
+      expect(rule.status, JSON.stringify(rule.body)).toBeLessThan(300);
+      // The other group of its project, and the one of the same name elsewhere, are not there for it.
+      for (const [ref, project] of [
+        ['db', 'sg-p'],
+        [await groupId('db'), 'sg-p'],
+        [await groupId('web', 'sg-q'), 'sg-q'],
+      ] as const) {
+        const res = await as('GET', `/v1/security-groups/${ref}?project=${project}`);
+        expect([res.status, res.body.error?.code], ref).toEqual([404, 'security_group_not_found']);
+      }
+    });
+
+    it('refuses an unknown group by its not-found error, creating nothing', async () => {
+      const before = (await injectJson(cp, 'GET', '/v1/tokens')).body.items.length as number;
+      const res = await injectJson(cp, 'POST', '/v1/tokens', {
+        name: 'fw-none',
+        projects: ['sg-p'],
+        scope: { kinds: ['security_group'], resources: ['nope'] },
+      });
+      expect([res.status, res.body.error?.code]).toEqual([404, 'security_group_not_found']);
+      expect((await injectJson(cp, 'GET', '/v1/tokens')).body.items.length).toBe(before);
+    });
+  });
 }

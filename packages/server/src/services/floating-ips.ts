@@ -2,6 +2,7 @@ import {
   FloeError,
   type FloatingIp,
   type FloatingIpAttach,
+  type FloatingIpChanged,
   type FloatingIpCreate,
   type HistoryEntry,
   type PageOf,
@@ -11,7 +12,8 @@ import type { FloatingIpsTable, InstancesTable } from '../db/schema.js';
 import { visibleProjects } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';
 import { historyPage, deleteWithHistory, recordHistory } from './history.js';
-import { instanceRow } from './instance-rows.js';
+import { instanceRow, lockedInstanceRow } from './instance-rows.js';
+import type { InstanceService } from './instances.js';
 import { addressPlan, allocateIpv4, release } from './ipam.js';
 import { parseLabelSelectors, writeLabels } from './labels.js';
 import { closeAll, setQuantity } from './metering.js';
@@ -30,7 +32,8 @@ type Touched = { instanceId: string; hostId: string | null };
 /**
  * Floating IPs: public IPv4 addresses of a public network's pool, held by a project (metered as public
  * IPv4 while held), attached one to one to an instance's NIC and moved between instances in one
- * request. The hosts of the instances involved hear of it at once and change their NAT.
+ * request. The hosts of the instances involved hear of it at once and change their NAT; an attach
+ * or detach is an operation on the instance the address goes to or leaves.
  */
 export class FloatingIpService {
   private readonly post: PostCommit;
@@ -39,6 +42,7 @@ export class FloatingIpService {
     private readonly ctx: ServiceContext,
     private readonly projects: ProjectService,
     private readonly networks: NetworkService,
+    private readonly instances: InstanceService,
   ) {
     this.post = new PostCommit(ctx);
   }
@@ -163,15 +167,17 @@ export class FloatingIpService {
   }
 
   /** Attach to an instance's NIC, moving it from where it was in the same transaction. */
-  attach(principal: Principal, ref: string, project: string, body: FloatingIpAttach): Promise<FloatingIp> {
+  attach(principal: Principal, ref: string, project: string, body: FloatingIpAttach): Promise<FloatingIpChanged> {
     return this.change(principal, ref, project, 'attach', async (row, trx) => {
-      const target = await this.target(principal, row, body.instance, body.nic, project, trx);
-      return { instance: target.instance, nicId: target.nicId };
+      // Locked before anything is checked: the generation the operation waits for is this one's.
+      const locked = await lockedInstanceRow(principal, body.instance, project, trx);
+      const target = await this.target(principal, row, locked.id, body.nic, project, trx);
+      return { instance: locked, nicId: target.nicId };
     });
   }
 
   /** Detach from its NIC; the project keeps the address. */
-  detach(principal: Principal, ref: string, project: string): Promise<FloatingIp> {
+  detach(principal: Principal, ref: string, project: string): Promise<FloatingIpChanged> {
     return this.change(principal, ref, project, 'detach', () => Promise.resolve(null));
   }
 
@@ -229,17 +235,37 @@ export class FloatingIpService {
     return historyPage(this.ctx.store.db, row.id, q);
   }
 
+  /**
+   * Attach (`to` gives the instance, its row locked) or detach, as one operation on the instance the
+   * address goes to, or leaves when detached: done once that instance's host has the change. Both hosts
+   * are told at once.
+   */
   private async change(
     principal: Principal,
     ref: string,
     project: string,
     action: 'attach' | 'detach',
     to: (row: FloatingIpsTable, trx: Db) => Promise<{ instance: InstancesTable; nicId: string } | null>,
-  ): Promise<FloatingIp> {
-    const { after, touched } = await transaction(this.ctx.store, async (trx) => {
+  ): Promise<FloatingIpChanged> {
+    const { after, touched, operation, events } = await transaction(this.ctx.store, async (trx) => {
       const row = await this.row(principal, ref, project, trx);
       const before = floatingIpFromRow(row);
       const target = await to(row, trx);
+      const tracked =
+        target?.instance ??
+        (row.instance_id === null
+          ? null
+          : await trx
+              .selectFrom('instances')
+              .selectAll()
+              .where('id', '=', row.instance_id)
+              .forUpdate()
+              .executeTakeFirst());
+      if (tracked == null)
+        throw new FloeError('invalid_state', `floating IP "${row.name}" is not attached`, {
+          kind: 'floating_ip',
+          id: row.id,
+        });
       const next = {
         instance_id: target?.instance.id ?? null,
         nic_id: target?.nicId ?? null,
@@ -258,11 +284,24 @@ export class FloatingIpService {
         before,
         after,
       });
+      const { operation, events } = await this.instances.trackChange(trx, principal, tracked, {
+        action: `floating-ip-${action}`,
+        kind: `instance.floating-ip-${action}`,
+        message: `${action} of floating IP ${row.name} (${row.address}) requested`,
+        resources: [{ kind: 'floating_ip', id: row.id, name: row.name }],
+      });
       // The instance it leaves and the one it goes to: both hosts change their NAT.
-      return { after, touched: await this.touched(trx, [row.instance_id, next.instance_id]) };
+      return {
+        after,
+        operation,
+        events,
+        touched: await this.touched(trx, [row.instance_id, next.instance_id]),
+      };
     });
-    await this.post.run({
+    await this.instances.afterCommit({
+      forget: [operation.resources[0]!.id],
       events: [
+        ...events,
         {
           type: 'resource.updated',
           project: after.project,
@@ -273,7 +312,7 @@ export class FloatingIpService {
       ],
       desired: touched,
     });
-    return after;
+    return { floating_ip: after, operation };
   }
 
   /** The public network a floating IP comes from: the one named, or the only public network there is. */

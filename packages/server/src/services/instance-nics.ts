@@ -1,12 +1,12 @@
 import { FloeError, MAX_NICS, type Nic, type NicPatch, type NicRequest, type Operation } from '@floe/api';
-import { nowIso, transaction, type Db } from '../db/index.js';
+import { transaction, type Db } from '../db/index.js';
 import type { InstancesTable } from '../db/schema.js';
 import type { CommitHook } from './commit-hook.js';
 import type { ServiceContext } from './context.js';
-import { recordHistory } from './history.js';
+import { bumpForChange } from './instance-bump.js';
 import { nicDeltas, reserve } from './quota.js';
 import type { InstanceCache } from './instance-cache.js';
-import { instanceFromRow, instanceRow, lockedInstanceRow } from './instance-rows.js';
+import { instanceRow, lockedInstanceRow } from './instance-rows.js';
 import type { NicService } from './nics.js';
 import type { OperationService } from './operations.js';
 import type { PostCommit } from './post-commit.js';
@@ -89,9 +89,15 @@ export class InstanceNicChanges {
           kind: 'nic',
           id: nicId,
         });
-      await this.nics.detach(trx, [nic.id]);
+      const released = await this.nics.detach(trx, [nic.id], principal.actor);
       const ops = await this.bump(trx, principal, row, 'nic-remove', `removal of NIC ${nic.id} requested`, nic.id);
-      return { ...ops, hostId: row.host_id, instanceId: row.id, networkId: nic.network_id };
+      return {
+        ...ops,
+        events: [...ops.events, ...released],
+        hostId: row.host_id,
+        instanceId: row.id,
+        networkId: nic.network_id,
+      };
     });
     await this.post.run({
       forget: [instanceId],
@@ -155,7 +161,7 @@ export class InstanceNicChanges {
   }
 
   // A NIC change is an operation like start/stop: a new generation, done once the agent observed it in the wanted power state.
-  private async bump(
+  private bump(
     trx: Db,
     principal: Principal,
     row: InstancesTable,
@@ -163,34 +169,11 @@ export class InstanceNicChanges {
     message: string,
     nicId: string,
   ) {
-    const before = instanceFromRow(row);
-    const generation = Number(row.generation) + 1;
-    const revision = Number(row.revision) + 1;
-    const updated_at = nowIso();
-    await this.cache.forget(trx, row.id);
-    await trx.updateTable('instances').set({ generation, revision, updated_at }).where('id', '=', row.id).execute();
-    await recordHistory(trx, {
-      kind: 'instance',
-      resource_id: row.id,
-      project: row.project,
-      revision,
+    return bumpForChange(trx, { cache: this.cache, operations: this.operations }, principal, row, {
       action,
-      actor: principal.actor,
-      before,
-      after: { ...before, revision, updated_at },
-    });
-    return this.operations.create(trx, {
-      project: row.project,
       kind: `instance.${action}`,
-      resources: [
-        { kind: 'instance', id: row.id, name: row.name },
-        { kind: 'nic', id: nicId },
-      ],
-      created_by: principal.actor,
       message,
-      target_id: row.id,
-      target_generation: generation,
-      target_state: before.spec.power_state,
+      resources: [{ kind: 'nic', id: nicId }],
     });
   }
 }

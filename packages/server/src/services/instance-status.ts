@@ -98,7 +98,9 @@ export class InstanceStatusIntake {
       const before = normalizeStatus(fromJson<InstanceStatus>(row.status));
       if (obs.state === 'deleted') {
         if (row.deleting !== 1) return []; // a stale report; the instance is wanted
-        changedNetworks.push(...(await this.nics.detachAll(trx, row.id)));
+        const released = await this.nics.detachAll(trx, row.id, 'system');
+        changedNetworks.push(...released.networks);
+        out.push(...released.events);
         await this.cache.forget(trx, row.id);
         wrote = true;
         await trx.deleteFrom('instances').where('id', '=', row.id).execute();

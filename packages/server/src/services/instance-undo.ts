@@ -32,7 +32,7 @@ export async function undoInstanceOperation(
   if (!row || !undo || !['create', 'start', 'stop', 'restart', 'delete'].includes(undo.action)) return [];
   await deps.cache.forget(trx, row.id);
   if (undo.action === 'create') {
-    await deps.nics.detachAll(trx, row.id);
+    const gone = await deps.nics.detachAll(trx, row.id, 'system');
     await trx.deleteFrom('instances').where('id', '=', row.id).execute();
     await closeAll(trx, [row.id], nowIso());
     await trx.deleteFrom('resource_labels').where('resource_id', '=', row.id).execute();
@@ -47,6 +47,7 @@ export async function undoInstanceOperation(
       after: null,
     });
     return [
+      ...gone.events,
       {
         type: 'resource.deleted',
         project: row.project,

@@ -23,6 +23,7 @@ import { historyPage, recordHistory } from './history.js';
 import type { CommitHook } from './commit-hook.js';
 import { checkImageDisk } from './image-disk.js';
 import { nicDeltas, reserve } from './quota.js';
+import { bumpForChange, type TrackedChange } from './instance-bump.js';
 import { InstanceCache } from './instance-cache.js';
 import { DesiredInstances } from './instance-desired.js';
 import { InstanceNicChanges } from './instance-nics.js';
@@ -448,6 +449,19 @@ export class InstanceService {
   /** Hot-remove a NIC (see InstanceNicChanges). */
   removeNic(principal: Principal, ref: string, project: string, nicId: string): Promise<Operation> {
     return this.nicChanges.remove(principal, ref, project, nicId);
+  }
+
+  /**
+   * Make a change another service records on a running instance (a floating IP attached) an operation
+   * on it, inside that service's transaction; the instance row must be locked (lockedInstanceRow).
+   */
+  trackChange(trx: Db, principal: Principal, row: InstancesTable, change: TrackedChange) {
+    return bumpForChange(trx, { cache: this.cache, operations: this.operations }, principal, row, change);
+  }
+
+  /** The after-commit steps of such a change (the read cache forgets the instances, events, signals). */
+  afterCommit(c: Parameters<PostCommit['run']>[0]): Promise<void> {
+    return this.post.run(c);
   }
 
   /** Change history of one instance, oldest first. */

@@ -212,7 +212,9 @@ for (const t of storeTargets()) {
       await expect(attach('tiny')).rejects.toMatchObject({ code: 'network_full' });
       await expect(attach({ network: 'tiny', ipv4: '10.30.0.3' })).rejects.toMatchObject({ code: 'address_in_use' });
       // Released addresses go back to the pool.
-      await transaction(cp.store, (trx) => s.detach(trx, [got.find(([n]) => n!.ipv4 === '10.30.0.3')![0]!.id]));
+      await transaction(cp.store, (trx) =>
+        s.detach(trx, [got.find(([n]) => n!.ipv4 === '10.30.0.3')![0]!.id], 'system'),
+      );
       expect((await attach('tiny'))[0]!.ipv4).toBe('10.30.0.3');
     });
   });

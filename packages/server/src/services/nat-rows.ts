@@ -1,6 +1,8 @@
 import { FloeError, type DesiredForward, type FloatingIp, type PortForward } from '@floe/api';
-import type { Db } from '../db/index.js';
+import { nowIso, type Db } from '../db/index.js';
 import type { FloatingIpsTable, InstancesTable, NicsTable, PortForwardsTable } from '../db/schema.js';
+import type { NewEvent } from './events.js';
+import { deleteWithHistory, recordHistory } from './history.js';
 import { networkSpecOf } from './network-spec.js';
 import { baseFields } from './resource-rows.js';
 
@@ -107,16 +109,62 @@ export async function desiredNat(
   return out;
 }
 
-/** A NIC going away: its floating IP is detached and the ports forwarded to it removed (inside the caller's transaction). */
-export async function releaseNat(db: Db, nicIds: readonly string[]): Promise<void> {
-  if (nicIds.length === 0) return;
-  await db
-    .updateTable('floating_ips')
-    .set({ nic_id: null, instance_id: null })
+/**
+ * A NIC going away: its floating IP is detached and the ports forwarded to it removed, each with its
+ * history entry (by `actor`), inside the caller's transaction. Returns their events, for after the commit.
+ */
+export async function releaseNat(db: Db, nicIds: readonly string[], actor: string): Promise<NewEvent[]> {
+  if (nicIds.length === 0) return [];
+  const events: NewEvent[] = [];
+  const now = nowIso();
+  const fips = await db
+    .selectFrom('floating_ips')
+    .selectAll()
     .where('nic_id', 'in', [...nicIds])
     .execute();
-  await db
-    .deleteFrom('port_forwards')
-    .where('nic_id', 'in', [...nicIds])
+  for (const row of fips) {
+    const next = { nic_id: null, instance_id: null, revision: Number(row.revision) + 1, updated_at: now };
+    await db.updateTable('floating_ips').set(next).where('id', '=', row.id).execute();
+    await recordHistory(db, {
+      kind: 'floating_ip',
+      resource_id: row.id,
+      project: row.project,
+      revision: next.revision,
+      action: 'detach',
+      actor,
+      before: floatingIpFromRow(row),
+      after: floatingIpFromRow({ ...row, ...next }),
+    });
+    events.push({
+      type: 'resource.updated',
+      project: row.project,
+      kind: 'floating_ip',
+      resource_id: row.id,
+      data: { revision: next.revision, instance: null, nic: null },
+    });
+  }
+  const forwards = await db
+    .selectFrom('port_forwards')
+    .innerJoin('nics', 'nics.id', 'port_forwards.nic_id')
+    .leftJoin('floating_ips', 'floating_ips.id', 'port_forwards.listen')
+    .selectAll('port_forwards')
+    .select(['floating_ips.address as listen_address', 'nics.ipv4 as target_address'])
+    .where('port_forwards.nic_id', 'in', [...nicIds])
     .execute();
+  for (const { listen_address, target_address, ...row } of forwards) {
+    await deleteWithHistory(db, 'port_forwards', {
+      kind: 'port_forward',
+      row,
+      actor,
+      before: portForwardFromRow(row, listen_address ?? null, target_address ?? ''),
+    });
+    events.push({
+      type: 'resource.deleted',
+      project: row.project,
+      kind: 'port_forward',
+      resource_id: row.id,
+      data: { name: row.name },
+    });
+  }
+  return events;
 }

@@ -15,6 +15,7 @@ import type { Principal, ServiceContext } from './context.js';
 import { addressPlan, allocate, macFor, release, type AddressPlan } from './ipam.js';
 import { networkSpecOf } from './network-spec.js';
 import { closeAll, setQuantity } from './metering.js';
+import type { NewEvent } from './events.js';
 import { desiredNat, releaseNat } from './nat-rows.js';
 
 /** The group ids a NIC row names ([]: the project's default group). */
@@ -266,30 +267,36 @@ export class NicService {
     return out;
   }
 
-  /** Remove NICs and give back their addresses, inside the caller's transaction. */
-  async detach(trx: Db, nicIds: readonly string[]): Promise<void> {
-    if (nicIds.length === 0) return;
-    await releaseNat(trx, nicIds);
+  /**
+   * Remove NICs and give back their addresses, inside the caller's transaction; their floating IPs are
+   * detached and their port forwards removed, in those resources' history by `actor`; their events,
+   * for after the commit.
+   */
+  async detach(trx: Db, nicIds: readonly string[], actor: string): Promise<NewEvent[]> {
+    if (nicIds.length === 0) return [];
+    const events = await releaseNat(trx, nicIds, actor);
     await release(trx, nicIds);
     await closeAll(trx, nicIds, nowIso());
     await trx
       .deleteFrom('nics')
       .where('id', 'in', [...nicIds])
       .execute();
+    return events;
   }
 
-  /** Remove every NIC of an instance (inside the caller's transaction); the networks they were on. */
-  async detachAll(trx: Db, instanceId: string): Promise<string[]> {
+  /** Remove every NIC of an instance (inside the caller's transaction, as detach): the networks they were on, and the events. */
+  async detachAll(trx: Db, instanceId: string, actor: string): Promise<{ networks: string[]; events: NewEvent[] }> {
     const nics = await trx
       .selectFrom('nics')
       .select(['id', 'network_id'])
       .where('instance_id', '=', instanceId)
       .execute();
-    await this.detach(
+    const events = await this.detach(
       trx,
       nics.map((n) => n.id),
+      actor,
     );
-    return nics.map((n) => n.network_id);
+    return { networks: nics.map((n) => n.network_id), events };
   }
 
   /** One NIC of an instance, or undefined. */

@@ -2,8 +2,13 @@ import { FloeError, type ErrorCode, type Kind, type TokenScope } from '@floe/api
 import type { Db } from '../db/index.js';
 import { isIdOf } from '../ids.js';
 
-/** Kinds whose resources a token's scope may name one by one: named resources of a project. */
-const SCOPABLE = { instance: 'instances', image: 'images', network: 'networks' } as const;
+/** Kinds whose resources a token's scope may name one by one (by name or id): named resources of a project, with their tables. */
+export const SCOPABLE = {
+  instance: 'instances',
+  image: 'images',
+  network: 'networks',
+  security_group: 'security_groups',
+} as const;
 type Scopable = keyof typeof SCOPABLE;
 const isScopable = (k: Kind): k is Scopable => k in SCOPABLE;
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { listenText, parsePort } from './nat.js';
+import { changeText, listenText, parsePort } from './nat.js';
 import { configFileName, splitList } from './vpn.js';
 import { parseRoute, routePath } from './route.js';
 
@@ -17,6 +17,33 @@ describe('listenText', () => {
   it('names the floating IP or the host', () => {
     expect(listenText({ address: '203.0.113.5', port: 80, protocol: 'tcp' })).toBe('203.0.113.5:80/tcp');
     expect(listenText({ address: null, port: 2222, protocol: 'udp' })).toBe('host:2222/udp');
+  });
+});
+
+describe('changeText', () => {
+  const ip = { name: 'web', address: '203.0.113.5' };
+  it('says an attach or detach waits for the host until its operation ends', () => {
+    expect(changeText(ip, 'b', { status: 'pending', message: 'requested' })).toBe(
+      'Attaching web (203.0.113.5) to b: waiting for its host…',
+    );
+    expect(changeText(ip, null, { status: 'running', message: 'running' })).toBe(
+      'Detaching web (203.0.113.5): waiting for its host…',
+    );
+  });
+  it('says where it went once done', () => {
+    expect(changeText(ip, 'b', { status: 'succeeded', message: 'running' })).toBe('web (203.0.113.5) now goes to b.');
+    expect(changeText(ip, null, { status: 'succeeded', message: 'stopped' })).toBe('web (203.0.113.5) is detached.');
+  });
+  it('says why not when it failed or was cancelled', () => {
+    expect(
+      changeText(ip, 'b', { status: 'failed', message: 'error', error: { message: 'the host reported an error' } }),
+    ).toBe('Attaching web (203.0.113.5) to b failed: the host reported an error.');
+    expect(changeText(ip, 'b', { status: 'failed', message: '', error: null })).toBe(
+      'Attaching web (203.0.113.5) to b failed: no reason given.',
+    );
+    expect(changeText(ip, null, { status: 'cancelled', message: 'the instance was deleted' })).toBe(
+      'Detaching web (203.0.113.5) was cancelled (the instance was deleted).',
+    );
   });
 });
 

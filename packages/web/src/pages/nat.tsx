@@ -1,7 +1,7 @@
-import type { FloatingIp, Instance, Network, PortForward } from '@floe/api';
+import type { FloatingIp, FloatingIpChanged, Instance, Network, PortForward } from '@floe/api';
 import { useState } from 'react';
 import { client, errorText, listAll, useLoad } from '../api.js';
-import { listenText, parsePort } from '../logic/nat.js';
+import { changeText, listenText, parsePort } from '../logic/nat.js';
 import { canWrite, useSession } from '../session.js';
 import { ErrorLine, Header } from '../ui/kit.js';
 
@@ -29,11 +29,24 @@ export function NatPage() {
       },
       (e: unknown) => setError(errorText(e)),
     );
+  const [change, setChange] = useState<string>();
+  /** An attach or detach: its operation followed until the host has the change, said in a status line. */
+  const follow = (work: Promise<FloatingIpChanged>, to: string | null) =>
+    act(
+      work.then(async (r) => {
+        const say = (op: FloatingIpChanged['operation']) => setChange(changeText(r.floating_ip, to, op));
+        say(r.operation);
+        // The table shows where it is now; the status line, when its host has it.
+        data.reload();
+        say(await client.operations.wait(r.operation, { timeoutMs: 300_000, onUpdate: say }));
+      }),
+    );
   return (
     <>
       <Header title="Floating IPs and port forwards" />
       <ErrorLine error={error ?? data.error} />
       <h2>Floating IPs</h2>
+      {change !== undefined && <p role="status">{change}</p>}
       <div className="table-wrap">
         <table aria-label="Floating IPs">
           <thead>
@@ -54,9 +67,12 @@ export function NatPage() {
                 <td>{instanceName(ip.instance)}</td>
                 {writable && (
                   <td>
-                    <AttachForm ip={ip} instances={data.data?.instances ?? []} act={act} />
+                    <AttachForm ip={ip} instances={data.data?.instances ?? []} follow={follow} />
                     {ip.instance !== null && (
-                      <button type="button" onClick={() => void act(client.floatingIps.detach(ip.id, { project }))}>
+                      <button
+                        type="button"
+                        onClick={() => void follow(client.floatingIps.detach(ip.id, { project }), null)}
+                      >
                         Detach
                       </button>
                     )}{' '}
@@ -128,7 +144,11 @@ export function NatPage() {
 type Act = (work: Promise<unknown>) => Promise<unknown>;
 
 /** Attaches a floating IP to an instance, or moves it there from where it is. */
-function AttachForm(props: { ip: FloatingIp; instances: readonly Instance[]; act: Act }) {
+function AttachForm(props: {
+  ip: FloatingIp;
+  instances: readonly Instance[];
+  follow: (work: Promise<FloatingIpChanged>, to: string | null) => Promise<unknown>;
+}) {
   const { project } = useSession();
   const [instance, setInstance] = useState('');
   return (
@@ -137,7 +157,7 @@ function AttachForm(props: { ip: FloatingIp; instances: readonly Instance[]; act
       aria-label={`Attach ${props.ip.name}`}
       onSubmit={(e) => {
         e.preventDefault();
-        void props.act(client.floatingIps.attach(props.ip.id, { instance }, { project }));
+        void props.follow(client.floatingIps.attach(props.ip.id, { instance }, { project }), instance);
       }}
     >
       <select value={instance} onChange={(e) => setInstance(e.target.value)} aria-label="Instance" required>

@@ -57,7 +57,7 @@ export class HostNetworkDriver extends ComposedHostNetwork<LinuxNetworkDriver, D
     });
     this.firewall = new NftFirewall(exec);
     this.rates = new TcRateLimiter(exec);
-    this.nat = new NftNat(exec, opts.stateDir);
+    this.nat = new NftNat(exec, opts.stateDir, opts.logger);
   }
 
   private readonly direct: HostExec;

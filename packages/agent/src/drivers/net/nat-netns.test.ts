@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,7 +9,7 @@ import { dnsmasqRunDir } from './dnsmasq.js';
 import { HostNetworkDriver } from './driver.js';
 import type { NatNic } from './nat-rules.js';
 import { tapName } from './names.js';
-import { inNs, ipIn, netnsUnavailable, waitFor } from './testing.js';
+import { echoRequestsIn, inNs, ipIn, netnsUnavailable, snmpCounter, waitFor } from './testing.js';
 import type { NetSpec } from './types.js';
 
 /*
@@ -166,5 +167,63 @@ describe.skipIf(reason !== null)('NAT of floating IPs and forwarded ports (names
     expect(await fetchFromInternet('http://203.0.113.1:8081/who')).toBeNull();
     await driver.applyNat([]);
     expect(await fetchFromInternet('http://203.0.113.1:8080/who')).toBeNull();
+  }, 60_000);
+
+  it('a flow open before a floating IP moves follows it to the new instance', async () => {
+    const echoes = async (k: 'a' | 'b') => echoRequestsIn((await inNs(ns[k], 'cat', '/proc/net/snmp')).stdout);
+    await driver.applyNat([nat('a', { floatingIpv4: FIP })]);
+    await waitFor('the floating IP to answer', async () => (await fetchFromInternet(`http://${FIP}/who`)) === 'vm-a');
+    // One ping process sends every request with the same identifier: one tracked flow for its whole run.
+    const stream = spawn('ip', ['netns', 'exec', ns.inet, 'ping', '-i', '0.2', FIP], { stdio: 'ignore' });
+    try {
+      const a0 = await echoes('a');
+      await waitFor('the stream to reach a', async () => (await echoes('a')) >= a0 + 3);
+      const b0 = await echoes('b');
+      await driver.applyNat([nat('a', {}), nat('b', { floatingIpv4: FIP })]);
+      await waitFor('the open stream to reach b', async () => (await echoes('b')) >= b0 + 5, 10_000);
+      // And no longer a: at most the request in flight during the move still lands there.
+      const a1 = await echoes('a');
+      const b1 = await echoes('b');
+      await waitFor('more of the stream to reach b', async () => (await echoes('b')) >= b1 + 5, 10_000);
+      expect(await echoes('a')).toBeLessThanOrEqual(a1 + 1);
+    } finally {
+      stream.kill();
+    }
+    await driver.applyNat([]);
+  }, 60_000);
+
+  it('a flow open through a forwarded port stops reaching the instance once the forward is removed', async (ctx) => {
+    if ((await which('python3')) === null) {
+      if (process.env.CI) throw new Error('this test needs python3 under CI');
+      ctx.skip();
+    }
+    // Datagrams to a port nothing listens on: counted as NoPorts by whichever stack they reach.
+    const udp = async (n: string) => snmpCounter((await inNs(n, 'cat', '/proc/net/snmp')).stdout, 'Udp', 'NoPorts');
+    await driver.applyNat([
+      nat('a', { forwards: [{ protocol: 'udp', address: null, port: 5353, target_port: 5353 }] }),
+    ]);
+    // One source port for the whole run: one tracked flow.
+    const sender = [
+      'import socket, time',
+      's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+      "s.bind(('203.0.113.2', 40053))",
+      'while True:',
+      "    s.sendto(b'x', ('203.0.113.1', 5353))",
+      '    time.sleep(0.1)',
+    ].join('\n');
+    const stream = spawn('ip', ['netns', 'exec', ns.inet, 'python3', '-c', sender], { stdio: 'ignore' });
+    try {
+      const a0 = await udp(ns.a);
+      await waitFor('the stream to reach a through the forward', async () => (await udp(ns.a)) >= a0 + 3);
+      const h0 = await udp(ns.host);
+      await driver.applyNat([]);
+      await waitFor('the stream to end at the host itself', async () => (await udp(ns.host)) >= h0 + 5, 10_000);
+      const a1 = await udp(ns.a);
+      const h1 = await udp(ns.host);
+      await waitFor('more of the stream at the host', async () => (await udp(ns.host)) >= h1 + 5, 10_000);
+      expect(await udp(ns.a)).toBeLessThanOrEqual(a1 + 1);
+    } finally {
+      stream.kill();
+    }
   }, 60_000);
 });

@@ -76,3 +76,19 @@ export function fieldOf(fn: () => unknown): string | undefined {
   }
   throw new Error('expected a validation error');
 }
+
+/** A counter of a network stack's `/proc/net/snmp` text, e.g. ('Icmp', 'InEchos'): the requests of pings received. */
+export function snmpCounter(snmp: string, group: 'Icmp' | 'Udp', name: string): number {
+  const rows = snmp.split('\n').filter((l) => l.startsWith(`${group}:`));
+  const names = rows[0]?.split(/\s+/) ?? [];
+  const values = rows[1]?.split(/\s+/) ?? [];
+  const i = names.indexOf(name);
+  const n = i < 0 ? NaN : Number(values[i]);
+  if (!Number.isInteger(n)) throw new Error(`no ${group} ${name} in this /proc/net/snmp`);
+  return n;
+}
+
+/** The echo requests a network stack has received, from the text of its `/proc/net/snmp` (Icmp InEchos). */
+export function echoRequestsIn(snmp: string): number {
+  return snmpCounter(snmp, 'Icmp', 'InEchos');
+}

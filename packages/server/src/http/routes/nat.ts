@@ -1,6 +1,7 @@
 import {
   FloatingIp,
   FloatingIpAttach,
+  FloatingIpChanged,
   FloatingIpCreate,
   HistoryEntry,
   IdOrNameParams,
@@ -9,10 +10,11 @@ import {
   PortForward,
   PortForwardCreate,
   ProjectQuery,
+  ProjectWaitQuery,
 } from '@floe/api';
 import type { Services } from '../../wiring.js';
 import { etag, projectOf } from '../request.js';
-import { errors, noContent, strict, type Api } from '../routing.js';
+import { answerOperation, errors, noContent, strict, waited, type Api } from '../routing.js';
 
 /** Floating IPs and port forwards: public traffic NATed to NICs. */
 export function natRoutes(app: Api, s: Services): void {
@@ -67,17 +69,19 @@ export function natRoutes(app: Api, s: Services): void {
     {
       schema: {
         tags: ['floating-ips'],
-        summary: "Attach to an instance's NIC (one to one NAT), moving it from where it was in one step",
+        summary:
+          "Attach to an instance's NIC (one to one NAT), moving it from where it was in one step: an operation on that instance",
         params: IdOrNameParams,
-        querystring: ProjectQuery,
+        querystring: ProjectWaitQuery,
         body: strict(FloatingIpAttach),
-        response: { 200: FloatingIp, ...errors },
+        response: { 200: FloatingIpChanged, 202: FloatingIpChanged, ...errors },
       },
     },
     async (req, reply) => {
-      const f = await s.floatingIps.attach(req.principal, req.params.id, projectOf(req.query), req.body);
-      etag(reply, f.revision);
-      return f;
+      const r = await s.floatingIps.attach(req.principal, req.params.id, projectOf(req.query), req.body);
+      const op = await waited(s, req, r.operation, req.query.wait);
+      etag(reply, r.floating_ip.revision);
+      return answerOperation(reply, op, { floating_ip: r.floating_ip, operation: op });
     },
   );
   app.post(
@@ -85,16 +89,17 @@ export function natRoutes(app: Api, s: Services): void {
     {
       schema: {
         tags: ['floating-ips'],
-        summary: 'Detach from its NIC; the project keeps the address',
+        summary: 'Detach from its NIC, an operation on the instance it leaves; the project keeps the address',
         params: IdOrNameParams,
-        querystring: ProjectQuery,
-        response: { 200: FloatingIp, ...errors },
+        querystring: ProjectWaitQuery,
+        response: { 200: FloatingIpChanged, 202: FloatingIpChanged, ...errors },
       },
     },
     async (req, reply) => {
-      const f = await s.floatingIps.detach(req.principal, req.params.id, projectOf(req.query));
-      etag(reply, f.revision);
-      return f;
+      const r = await s.floatingIps.detach(req.principal, req.params.id, projectOf(req.query));
+      const op = await waited(s, req, r.operation, req.query.wait);
+      etag(reply, r.floating_ip.revision);
+      return answerOperation(reply, op, { floating_ip: r.floating_ip, operation: op });
     },
   );
   app.delete(
