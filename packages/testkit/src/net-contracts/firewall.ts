@@ -63,14 +63,13 @@ export function firewallDriverContract(name: string, setup: () => Promise<Firewa
       const b = { ...nicOn(net, 6), securityGroups: [group.id], filtering: false };
       await ctx.driver.applyFirewall([net], [a, b], [group]);
       const chains = await ctx.chains('bridge floe');
-      expect(chains).toEqual(
-        expect.arrayContaining([`sgi_${tapName(a.id)}`, `sgo_${tapName(a.id)}`, `sg_${group.id}_in`, 'sg_forward']),
-      );
-      expect(chains).not.toContain(`sgi_${tapName(b.id)}`);
+      expect(chains).toEqual(expect.arrayContaining([`sg_${group.id}_in`, `sg_${group.id}_out`, 'sg_forward']));
+      // The chains of a's set of groups (b's are the same, but b is not filtered and needs none).
+      expect(chains.filter((c) => c.startsWith('sgi_') || c.startsWith('sgo_'))).toHaveLength(2);
       expect((await ctx.chains('inet floe_sg')).sort()).toEqual(['output', 'prerouting']);
       // A NIC naming a group the host was not sent is refused whole.
       await expect(ctx.driver.applyFirewall([net], [a], [])).rejects.toThrow();
-      expect(await ctx.chains('bridge floe')).toContain(`sgi_${tapName(a.id)}`);
+      expect(await ctx.chains('bridge floe')).toContain(`sg_${group.id}_in`);
       await ctx.driver.applyFirewall([net], [b], [group]);
       expect(await ctx.chains('bridge floe')).not.toContain('sg_forward');
       expect(await ctx.chains('inet floe_sg')).toEqual([]);
@@ -101,9 +100,7 @@ export function firewallDriverContract(name: string, setup: () => Promise<Firewa
       // A rule or a NIC more is not a change of members.
       expect(await ctx.driver.updateFirewallMembers([net], [a], [group([b.ipv4!], [22, 80])])).toBe(false);
       expect(await ctx.driver.updateFirewallMembers([net], [a, b], [group([b.ipv4!], [22])])).toBe(false);
-      expect((await ctx.chains('bridge floe')).sort()).not.toContain(`sgi_${tapName(b.id)}`);
       await ctx.driver.applyFirewall([net], [a, b], [group([a.ipv4!, b.ipv4!], [22, 80])]);
-      expect(await ctx.chains('bridge floe')).toContain(`sgi_${tapName(b.id)}`);
       expect(await ctx.driver.updateFirewallMembers([net], [a, b], [group([a.ipv4!], [22, 80])])).toBe(true);
     });
 

@@ -5,6 +5,7 @@ import { firewallTables, memberSetUpdate, nftRuleset } from './ruleset.js';
 import { GROUPS, NET, SG_ADMIN, SG_DEFAULT, SG_NICS, SG_WEB } from './sg-ruleset.fixtures.js';
 import { sgTables } from './sg-ruleset.js';
 import { renderTables } from './nft-tables.js';
+import { tapName } from './names.js';
 import { fieldOf } from './testing.js';
 
 /** The whole firewall of a host with three NICs: one in `web`, one in `admin` and `default`, one unfiltered. */
@@ -77,33 +78,33 @@ table bridge floe {
 	chain sg_forward {
 		type filter hook forward priority 0; policy accept;
 		meta mark & 0x00100000 == 0x00100000 accept
-		iifname vmap { "fltp2b9227216a2" : jump sgo_fltp2b9227216a2, "fltpf3f90968c74" : jump sgo_fltpf3f90968c74 }
-		oifname vmap { "fltp2b9227216a2" : jump sgi_fltp2b9227216a2, "fltpf3f90968c74" : jump sgi_fltpf3f90968c74 }
+		iifname vmap { "fltp2b9227216a2" : jump sgo_d50712bd8667c3b0, "fltpf3f90968c74" : jump sgo_da150a94e449b9e6 }
+		oifname vmap { "fltp2b9227216a2" : jump sgi_d50712bd8667c3b0, "fltpf3f90968c74" : jump sgi_da150a94e449b9e6 }
 	}
 	chain sg_input {
 		type filter hook input priority 0; policy accept;
 		meta mark & 0x00100000 == 0x00100000 meta mark set meta mark & 0xffefffff accept
-		iifname vmap { "fltp2b9227216a2" : jump sgo_fltp2b9227216a2, "fltpf3f90968c74" : jump sgo_fltpf3f90968c74 }
+		iifname vmap { "fltp2b9227216a2" : jump sgo_d50712bd8667c3b0, "fltpf3f90968c74" : jump sgo_da150a94e449b9e6 }
 	}
 	chain sg_output {
 		type filter hook output priority 100; policy accept;
 		meta mark & 0x00100000 == 0x00100000 accept
-		oifname vmap { "fltp2b9227216a2" : jump sgi_fltp2b9227216a2, "fltpf3f90968c74" : jump sgi_fltpf3f90968c74 }
+		oifname vmap { "fltp2b9227216a2" : jump sgi_d50712bd8667c3b0, "fltpf3f90968c74" : jump sgi_da150a94e449b9e6 }
 	}
-	chain sgi_fltp2b9227216a2 {
+	chain sgi_d50712bd8667c3b0 {
 		ether type != { ip, ip6 } accept
 		icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert, mld-listener-query } accept
 		udp sport { 67, 547 } udp dport { 68, 546 } accept
 		jump sg_sg_01JB8X0Q3E6M2T9K4V7W5YB1D1_in
 		drop
 	}
-	chain sgo_fltp2b9227216a2 {
+	chain sgo_d50712bd8667c3b0 {
 		ether type != { ip, ip6 } accept
 		icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, mld-listener-report, mld2-listener-report } accept
 		udp sport { 68, 546 } udp dport { 67, 547 } accept
 		jump sg_sg_01JB8X0Q3E6M2T9K4V7W5YB1D1_out
 	}
-	chain sgi_fltpf3f90968c74 {
+	chain sgi_da150a94e449b9e6 {
 		ether type != { ip, ip6 } accept
 		icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert, mld-listener-query } accept
 		udp sport { 67, 547 } udp dport { 68, 546 } accept
@@ -111,7 +112,7 @@ table bridge floe {
 		jump sg_sg_01JB8X0Q3E6M2T9K4V7W5YB1D3_in
 		drop
 	}
-	chain sgo_fltpf3f90968c74 {
+	chain sgo_da150a94e449b9e6 {
 		ether type != { ip, ip6 } accept
 		icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, mld-listener-report, mld2-listener-report } accept
 		udp sport { 68, 546 } udp dport { 67, 547 } accept
@@ -190,6 +191,18 @@ describe('security groups in the ruleset', () => {
     const b = nftRuleset([NET], SG_NICS, more).split('\n');
     expect(b.length).toBe(a.length);
     expect(b).toContain('\t\telements = { 10.10.0.50, 10.10.0.6, 10.10.0.9 }');
+  });
+
+  it('gives NICs with the same groups the same chains: a NIC more is one map element per hook', () => {
+    const twin = { ...SG_NICS[1]!, id: 'nic_01JB8X0Q3E6M2T9K4V7W5YB1D6', securityGroups: [SG_ADMIN, SG_DEFAULT] };
+    const a = nftRuleset([NET], SG_NICS, GROUPS);
+    const b = nftRuleset([NET], [...SG_NICS, twin], GROUPS);
+    const chains = (t: string) => [...t.matchAll(/^\tchain (\S+) \{$/gm)].map((m) => m[1]!);
+    expect(chains(b).filter((c) => c.startsWith('sg'))).toEqual(chains(a).filter((c) => c.startsWith('sg')));
+    expect(chains(b).filter((c) => c.startsWith('sg') && !c.startsWith('sg_'))).toHaveLength(4);
+    const tap = tapName(twin.id);
+    expect(b).toContain(`"${tap}" : jump sgi_da150a94e449b9e6`);
+    expect(b).toContain(`"${tap}" : jump sgo_da150a94e449b9e6`);
   });
 
   it('adds nothing and removes the marking table when no NIC is filtered', () => {
