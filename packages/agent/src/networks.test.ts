@@ -290,7 +290,10 @@ class RecordingHost implements NetworkHost {
   /** Rate limits put on taps, as `nic key` (no key: none); taps in `noTap` do not exist. */
   rates: string[] = [];
   noTap = new Set<string>();
+  /** Every call, tap or not. */
+  rateCalls = 0;
   async applyRateLimit(nicId: string, limit: RateLimit | null): Promise<boolean> {
+    this.rateCalls++;
     if (this.noTap.has(nicId)) return false;
     this.rates.push(`${nicId} ${rateKey({ rate_limit: limit }) ?? '-'}`);
     return true;
@@ -692,6 +695,23 @@ describe('NetworkReconciler rate limits', () => {
     expect(host.rates).toHaveLength(4);
     await rec.removeTap('nic_01A');
     expect(host.cleared).toEqual(['nic_01A']);
+  });
+
+  it('does not look again for the missing tap of a NIC without limits (a stopped instance)', async () => {
+    host.noTap.add('nic_01A');
+    rec.setInstances([limited(null)]);
+    rec.setDesired([NET], { full: true });
+    await rec.whenIdle();
+    expect(host.rateCalls).toBe(1);
+    rec.resync();
+    await rec.whenIdle();
+    expect(host.rateCalls).toBe(1);
+    // Its tap made: the limits go on with it, and on a change.
+    host.noTap.clear();
+    await rec.ensureTaps(limited(null));
+    rec.updateInstance(limited({ ingress_kbps: 5_000 }));
+    await rec.whenIdle();
+    expect(host.rates).toEqual(['nic_01A -', 'nic_01A ingress_kbps=5000']);
   });
 
   it('tries again on each pass while the tap is not there', async () => {

@@ -259,7 +259,10 @@ export class NetworkReconciler implements KindReconciler<'network'> {
   /** Put a NIC's limits on its tap now, and remember them so that passes do not repeat it. */
   private async applyRateLimit(nicId: string, limit: RateLimit | null): Promise<void> {
     const key = rateKey({ rate_limit: limit }) ?? '';
-    if (await this.opts.host.applyRateLimit(nicId, limit)) this.ratesApplied.set(nicId, { key, at: Date.now() });
+    const done = await this.opts.host.applyRateLimit(nicId, limit);
+    // No limits and no tap (a stopped instance): nothing to do until `ensureTaps` makes the tap and puts its
+    // limits on. Not asking again saves every pass a look for each such NIC, a command each.
+    if (done || key === '') this.ratesApplied.set(nicId, { key, at: Date.now() });
   }
 
   /**
