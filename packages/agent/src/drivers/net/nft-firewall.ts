@@ -17,6 +17,16 @@ export class NftFirewall implements FirewallDriver {
   private bridgeTracking = false;
   /** The tables the host was last given (whole or in place); null before the first and after a failure. */
   private applied: NftTable[] | null = null;
+  /** The tables last built and what from: a change that is not one of members only is built once, not twice. */
+  private built: { key: string; tables: NftTable[] } | null = null;
+
+  private tables(nets: readonly NetSpec[], nics: readonly NicSpec[], groups: readonly SecurityGroupSpec[]): NftTable[] {
+    const key = JSON.stringify([nets, nics, groups]);
+    if (this.built?.key === key) return this.built.tables;
+    const tables = firewallTables({ nets, nics, groups });
+    this.built = { key, tables };
+    return tables;
+  }
 
   /** Replace floe's whole nftables ruleset (all networks and NICs of this host) in one transaction. */
   async applyFirewall(
@@ -24,7 +34,7 @@ export class NftFirewall implements FirewallDriver {
     nics: readonly NicSpec[],
     groups: readonly SecurityGroupSpec[] = [],
   ): Promise<void> {
-    const tables = firewallTables({ nets, nics, groups });
+    const tables = this.tables(nets, nics, groups);
     // Security groups are stateful through the inet hooks' connection tracking, which sees bridged packets
     // only with br_netfilter and its sysctls on (per network namespace). Best effort: a kernel without it
     // still gets the ruleset (and only stateless filtering works there).
@@ -52,7 +62,7 @@ export class NftFirewall implements FirewallDriver {
     groups: readonly SecurityGroupSpec[] = [],
   ): Promise<boolean> {
     if (this.applied === null) return false;
-    const tables = firewallTables({ nets, nics, groups });
+    const tables = this.tables(nets, nics, groups);
     const script = memberSetUpdate(this.applied, tables);
     if (script === null) return false;
     if (script !== '') {
