@@ -5,7 +5,12 @@
  *      is in the host's nftables, through a control plane in this process and
  *      a real agent (fake VM driver) whose network commands run in a
  *      namespace. Baseline, same run: the same ruleset loaded by hand with one
- *      `nft -f` (what applying it costs at the least).
+ *      `nft -f` (what applying it costs at the least). The rounds of adding
+ *      are traced (control plane signals and link messages, the agent's
+ *      firewall calls): where the time goes, step by step. And, through the
+ *      Linux firewall driver alone on the same 100 NICs: a change of a
+ *      group's members refilled in place against the whole ruleset applied
+ *      again.
  *   2. throughput through the firewall: iperf3 between two "VM" namespaces on
  *      one bridge, each behind a veth named as a floe tap, with no ruleset at
  *      all (the baseline), then with floe's ruleset whose group holds 1,000
@@ -18,11 +23,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { run, which } from '../packages/agent/src/host/exec.js';
 import { bridgeName, tapName } from '../packages/agent/src/drivers/net/names.js';
+import { hostExec, type HostExec } from '../packages/agent/src/drivers/net/host-exec.js';
+import { NftFirewall } from '../packages/agent/src/drivers/net/nft-firewall.js';
 import { nftRuleset } from '../packages/agent/src/drivers/net/ruleset.js';
 import type { NetSpec, NicSpec, SecurityGroupSpec, SgRule } from '../packages/agent/src/drivers/net/types.js';
 import { startRig, stopRig } from './net-api.js';
 import { deleteNamespace, hostNamespace, ip, killDnsmasqUnder, namespaces, until } from './net-ns.js';
 import { fmt, percentile, sorted, table } from './report.js';
+import { traceSteps, type TraceEntry } from './trace.js';
+import { epochMs } from './worker.js';
 
 const ROUNDS = Number(process.env.FLOE_BENCH_RUNS ?? 5);
 const NICS = 100;
@@ -31,8 +40,8 @@ const IPERF_SECONDS = Number(process.env.FLOE_BENCH_IPERF_SECONDS ?? 3);
 const log = (line: string) => process.stdout.write(`${line}\n`);
 const median = (v: readonly number[]) => percentile(sorted(v), 0.5);
 
-/** Part 1: API request → rule in the host's nftables, for a group of 100 NICs. */
-async function latency(): Promise<string[][]> {
+/** Part 1: API request → rule in the host's nftables, for a group of 100 NICs; and the steps on the way. */
+async function latency(): Promise<{ rows: string[][]; steps: string[][] }> {
   const state = await mkdtemp(path.join(os.tmpdir(), 'floe-bench-fw-'));
   const hostNs = await hostNamespace();
   const rig = await startRig(state, hostNs, { cpus: 1024, memoryMib: 1024 * 1024 });
@@ -69,12 +78,22 @@ async function latency(): Promise<string[][]> {
     const apiAdd: number[] = [];
     const apiRm: number[] = [];
     const byHand: number[] = [];
+    const traces: Array<{ startAt: number; entries: TraceEntry[] }> = [];
     for (let r = 0; r < ROUNDS; r++) {
       const port = String(10_000 + r);
+      rig.trace.take();
+      await rig.agent.call({ kind: 'trace' });
+      const startAt = epochMs();
       let t0 = performance.now();
       const g = await client.securityGroups.addRule('web', { direction: 'ingress', protocol: 'tcp', port });
+      rig.trace.note('bench: API answered');
       await until(async () => (await chain()).includes(`tcp dport ${port} accept`), 'the rule on the host', 120_000);
       apiAdd.push(performance.now() - t0);
+      rig.trace.note('bench sees the rule');
+      traces.push({
+        startAt,
+        entries: [...rig.trace.take(), ...(await rig.agent.call<TraceEntry[]>({ kind: 'trace' }))],
+      });
       const id = g.spec.rules.find((x) => x.port_min === Number(port))!.id;
       t0 = performance.now();
       await client.securityGroups.removeRule('web', id);
@@ -86,11 +105,15 @@ async function latency(): Promise<string[][]> {
       byHand.push(performance.now() - t0);
     }
     const base = median(byHand);
-    return [
-      ['nft -f by hand (baseline)', fmt(base), '1.00'],
-      [`API add rule → active (${NICS} NICs)`, fmt(median(apiAdd)), fmt(median(apiAdd) / base, 2)],
-      [`API remove rule → gone (${NICS} NICs)`, fmt(median(apiRm)), fmt(median(apiRm) / base, 2)],
-    ];
+    const size = ruleset.stdout.split('\n').length;
+    return {
+      rows: [
+        [`nft -f by hand (baseline; ${size} lines listed)`, fmt(base), '1.00'],
+        [`API add rule → active (${NICS} NICs)`, fmt(median(apiAdd)), fmt(median(apiAdd) / base, 2)],
+        [`API remove rule → gone (${NICS} NICs)`, fmt(median(apiRm)), fmt(median(apiRm) / base, 2)],
+      ],
+      steps: traceSteps(traces).map(([step, xs]) => [step, fmt(median(xs))]),
+    };
   } finally {
     await stopRig(rig);
     await killDnsmasqUnder(state);
@@ -120,6 +143,51 @@ const nic = (n: number): NicSpec => ({
   hostname: `vm-${n}`,
   securityGroups: [SG],
 });
+
+/**
+ * Through the Linux firewall driver alone, in a namespace of its own: the ruleset of 100 NICs in one
+ * group whose rule names the group itself, then a member more (another host's NIC joining) refilled
+ * in place, against the same change applied as the whole ruleset.
+ */
+async function members(): Promise<string[][]> {
+  const ns = await hostNamespace();
+  try {
+    const exec: HostExec = hostExec(ns);
+    const driver = new NftFirewall(exec);
+    const nics = Array.from({ length: NICS }, (_, i) => ({
+      ...nic(0),
+      id: `nic_01JB8X0Q3E6M2T9K4V7W5Y${String(i).padStart(4, '0')}`,
+      mac: `52:54:00:00:01:${i.toString(16).padStart(2, '0')}`,
+      ipv4: `10.10.0.${i + 10}`,
+    }));
+    const group = (n: number): SecurityGroupSpec => ({
+      id: SG,
+      ingressDefault: 'deny',
+      egressDefault: 'allow',
+      rules: [{ direction: 'ingress', protocol: 'tcp', portMin: 22, portMax: 22, remoteCidr: null, remoteGroup: SG }],
+      members: [...nics.map((x) => x.ipv4), ...Array.from({ length: n }, (_, i) => `10.10.1.${i + 1}`)],
+    });
+    await driver.applyFirewall([NET], nics, [group(0)]);
+    const inPlace: number[] = [];
+    const whole: number[] = [];
+    for (let r = 1; r <= ROUNDS; r++) {
+      let t0 = performance.now();
+      if (!(await driver.updateFirewallMembers([NET], nics, [group(2 * r - 1)])))
+        throw new Error('the driver did not update the members in place');
+      inPlace.push(performance.now() - t0);
+      t0 = performance.now();
+      await driver.applyFirewall([NET], nics, [group(2 * r)]);
+      whole.push(performance.now() - t0);
+    }
+    const base = median(whole);
+    return [
+      [`whole ruleset, a member more (driver, ${NICS} NICs)`, fmt(base), '1.00'],
+      [`member sets refilled in place (driver, ${NICS} NICs)`, fmt(median(inPlace)), fmt(median(inPlace) / base, 2)],
+    ];
+  } finally {
+    await deleteNamespace(ns);
+  }
+}
 
 /** 1,000 allow rules of assorted ports and CIDRs; iperf3's port (5201) from the group itself comes last. */
 function thousandRules(): SgRule[] {
@@ -247,7 +315,12 @@ async function main(): Promise<void> {
     log(table(['', 'Gbit/s', 'ratio'], await throughput()));
   }
   log(`\nrule application latency, a group used by ${NICS} NICs (ms, median)`);
-  log(table(['', 'ms', 'ratio'], await latency()));
+  const { rows, steps } = await latency();
+  log(table(['', 'ms', 'ratio'], rows));
+  log('\nwhere the time of adding a rule goes: each step, ms after the API request (median)');
+  log(table(['step', 'at'], steps));
+  log(`\na change of members only, ${NICS} NICs on the host (ms, median)`);
+  log(table(['', 'ms', 'ratio'], await members()));
 }
 
 await main();

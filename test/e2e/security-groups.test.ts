@@ -147,17 +147,30 @@ describe.skipIf(skip !== null && !process.env.CI)('security groups with real VMs
       port: '80',
       remote_group: 'admins',
     });
-    const ms = await activeAfter(t0, (c) => c.includes('tcp dport 80 accept'), 'the rule for 80 on the host');
-    console.log(`security group rule active on the host ${ms} ms after the API request`);
+    const answered = Date.now();
+    const ms = await activeAfter(answered, (c) => c.includes('tcp dport 80 accept'), 'the rule for 80 on the host');
+    console.log(
+      `security group rule active on the host ${ms} ms after the API answered (${ms + answered - t0} ms after the request)`,
+    );
+    // The issue's bound: within a second of the change. The agent applies a group change on its own, without
+    // waiting for its pass over the networks; this is measured by polling the host's ruleset every 100 ms.
+    expect(ms).toBeLessThan(1000);
+    // The first connection a makes after that gets through. Its own time is mostly the guest console's round
+    // trip (a shell command typed on a serial line of a TCG VM), so it is printed, not held to the second.
+    const c0 = Date.now();
     expect(await connects(80)).toBe(true);
+    console.log(
+      `first connection to 80 succeeded ${Date.now() - answered} ms after the API answered (the attempt took ${Date.now() - c0} ms)`,
+    );
     await shells.a!.sh('echo held-2 >&3');
     await shells.a!.until('grep -q held-2 /tmp/held', 'the held connection to echo after the change', 10_000);
 
     const rule = added.spec.rules.find((r) => r.port_min === 80)!;
-    const t1 = Date.now();
     await client.securityGroups.removeRule('web', rule.id);
+    const t1 = Date.now();
     const gone = await activeAfter(t1, (c) => c.includes('dport 22') && !c.includes('dport 80'), 'the rule gone');
-    console.log(`security group rule removed on the host ${gone} ms after the API request`);
+    console.log(`security group rule removed on the host ${gone} ms after the API answered`);
+    expect(gone).toBeLessThan(1000);
     expect(await connects(80)).toBe(false);
     // The ssh-like session allowed throughout is still up.
     await shells.a!.sh('echo held-3 >&3');

@@ -15,6 +15,8 @@ import { NetworkReconciler, type NetworkHost } from './networks.js';
 import { parseDefaultRoute, toNetSpec, toNicSpecs } from './net-specs.js';
 import type { NetSpec, NicSpec, SecurityGroupSpec } from './drivers/net/types.js';
 import type { NatNic } from './drivers/net/nat-rules.js';
+import type { NftTable } from './drivers/net/nft-tables.js';
+import { firewallTables, memberSetUpdate } from './drivers/net/ruleset.js';
 
 const NET: DesiredNetwork = {
   id: 'net_01AAA',
@@ -251,13 +253,44 @@ class RecordingHost implements NetworkHost {
   }
   /** The security-group side of each firewall applied: the NICs' groups and filtering, the groups sent. */
   sg: Array<{ nics: unknown[]; groups: string[] }> = [];
+  /** The groups of each whole firewall applied, as sent. */
+  groupsApplied: SecurityGroupSpec[][] = [];
+  /** Held until resolved: the next whole firewall waits for it (a slow `nft`). */
+  firewallGate: Promise<void> | null = null;
+  /** Tables as the Linux driver keeps them, to tell a change of members only (with the real pure function). */
+  private tables: NftTable[] | null = null;
   async applyFirewall(
     nets: readonly NetSpec[],
     nics: readonly NicSpec[],
     groups: readonly SecurityGroupSpec[] = [],
   ): Promise<void> {
+    const tables = firewallTables({ nets, nics, groups });
     this.firewall.push({ nets: nets.map((n) => n.id), nics: nics.map((n) => n.id) });
     this.sg.push({ nics: nics.map((n) => [n.id, n.securityGroups, n.filtering]), groups: groups.map((g) => g.id) });
+    this.groupsApplied.push([...groups]);
+    if (this.firewallGate !== null) await this.firewallGate;
+    this.tables = tables;
+  }
+  /** Member sets refilled in place, as the scripts; `refuseMembers` makes the host refuse the next ones. */
+  memberUpdates: string[] = [];
+  refuseMembers = 0;
+  async updateFirewallMembers(
+    nets: readonly NetSpec[],
+    nics: readonly NicSpec[],
+    groups: readonly SecurityGroupSpec[] = [],
+  ): Promise<boolean> {
+    if (this.tables === null) return false;
+    const tables = firewallTables({ nets, nics, groups });
+    const script = memberSetUpdate(this.tables, tables);
+    if (script === null) return false;
+    this.tables = null;
+    if (this.refuseMembers > 0) {
+      this.refuseMembers--;
+      throw new Error('Error: No such file or directory; did you mean set ‘sgm4_x’');
+    }
+    this.memberUpdates.push(script);
+    this.tables = tables;
+    return true;
   }
   async ensureTap(_nic: NicSpec, _net: NetSpec): Promise<string> {
     return 'tap';
@@ -266,7 +299,10 @@ class RecordingHost implements NetworkHost {
   /** Rate limits put on taps, as `nic key` (no key: none); taps in `noTap` do not exist. */
   rates: string[] = [];
   noTap = new Set<string>();
+  /** Every call, tap or not. */
+  rateCalls = 0;
   async applyRateLimit(nicId: string, limit: RateLimit | null): Promise<boolean> {
+    this.rateCalls++;
     if (this.noTap.has(nicId)) return false;
     this.rates.push(`${nicId} ${rateKey({ rate_limit: limit }) ?? '-'}`);
     return true;
@@ -350,6 +386,136 @@ describe('NetworkReconciler', () => {
     rec.updateInstance({ ...vm, nics: [{ ...nic, filtering: false }] });
     await rec.whenIdle();
     expect(host.sg.at(-1)?.nics).toEqual([['nic_01A', ['sg_01W'], false]]);
+  });
+
+  describe('security group changes', () => {
+    /** web: TCP 22 from its own members; `port` adds a rule for that port. */
+    const web = (members: string[], port?: number) => ({
+      id: 'sg_01W',
+      name: 'web',
+      project: 'default',
+      ingress_default: 'deny' as const,
+      egress_default: 'allow' as const,
+      rules: [22, ...(port === undefined ? [] : [port])].map((p) => ({
+        direction: 'ingress' as const,
+        protocol: 'tcp' as const,
+        port_min: p,
+        port_max: p,
+        remote_cidr: null,
+        remote_group: 'sg_01W',
+      })),
+      members,
+    });
+    const ports = (groups: SecurityGroupSpec[] | undefined) =>
+      (groups ?? []).flatMap((g) => g.rules.map((r) => r.portMin));
+    const passes = () => host.calls.filter((c) => c.startsWith('ensureNetwork')).length;
+    const setUp = async () => {
+      const plain = instance('inst_01A', 'nic_01A');
+      const vm = { ...plain, nics: [{ ...plain.nics![0]!, security_groups: ['sg_01W'], filtering: true }] };
+      rec.setInstances([vm]);
+      rec.follows.security_group([web(['10.10.0.5'])], { full: true });
+      rec.setDesired([NET], { full: true });
+      await rec.whenIdle();
+      expect(host.firewall).toHaveLength(1);
+      return vm;
+    };
+
+    it('reapplies the firewall alone, without waiting for a pass over the networks that is under way', async () => {
+      await setUp();
+      // A pass stuck in building a bridge (a slow `ip`, dnsmasq starting).
+      let release!: () => void;
+      const stuck = new Promise<void>((r) => (release = r));
+      const ensureNetwork = host.ensureNetwork.bind(host);
+      host.ensureNetwork = async (net, nics) => {
+        await stuck;
+        return ensureNetwork(net, nics);
+      };
+      try {
+        rec.resync();
+        await new Promise((r) => setTimeout(r, 20));
+        rec.follows.security_group([web(['10.10.0.5'], 80)], { full: true });
+        const deadline = Date.now() + 2000;
+        while (host.firewall.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+        expect(ports(host.groupsApplied.at(-1))).toEqual([22, 80]);
+        expect(host.firewall.at(-1)).toEqual({ nets: [NET.id], nics: ['nic_01A'] });
+        expect(passes()).toBe(1);
+      } finally {
+        release();
+      }
+      await rec.whenIdle();
+      // The pass finds the firewall as it should be: not applied again.
+      expect(passes()).toBe(2);
+      expect(host.firewall).toHaveLength(2);
+    });
+
+    it('coalesces a burst of changes into one more application, with the last of them', async () => {
+      await setUp();
+      let release!: () => void;
+      host.firewallGate = new Promise<void>((r) => (release = r));
+      rec.follows.security_group([web(['10.10.0.5'], 1000)], { full: true });
+      await new Promise((r) => setTimeout(r, 20));
+      for (let p = 1001; p <= 1020; p++) rec.follows.security_group([web(['10.10.0.5'], p)], { full: true });
+      host.firewallGate = null;
+      release();
+      await rec.whenIdle();
+      expect(host.groupsApplied.slice(1).map(ports)).toEqual([
+        [22, 1000],
+        [22, 1020],
+      ]);
+      expect(passes()).toBe(1);
+    });
+
+    it('refills the member sets in place when only members changed, the whole ruleset otherwise', async () => {
+      await setUp();
+      rec.follows.security_group([web(['10.10.0.5', '10.10.0.6'])], { full: true });
+      await rec.whenIdle();
+      expect(host.firewall).toHaveLength(1);
+      expect(host.memberUpdates).toEqual([
+        'flush set bridge floe sgm4_sg_01W\nadd element bridge floe sgm4_sg_01W { 10.10.0.5, 10.10.0.6 }\n',
+      ]);
+      // A rule changed: the whole ruleset.
+      rec.follows.security_group([web(['10.10.0.5', '10.10.0.6'], 80)], { full: true });
+      await rec.whenIdle();
+      expect(host.firewall).toHaveLength(2);
+      expect(host.memberUpdates).toHaveLength(1);
+      // The host refuses the update in place (its set was deleted by hand): the whole ruleset instead.
+      host.refuseMembers = 1;
+      rec.follows.security_group([web(['10.10.0.5'], 80)], { full: true });
+      await rec.whenIdle();
+      expect(host.firewall).toHaveLength(3);
+      expect(host.memberUpdates).toHaveLength(1);
+      expect(ports(host.groupsApplied.at(-1))).toEqual([22, 80]);
+      // Members again, in place; the same groups sent again change nothing.
+      rec.follows.security_group([web(['10.10.0.5', '10.10.0.7'], 80)], { full: true });
+      rec.follows.security_group([web(['10.10.0.5', '10.10.0.7'], 80)], { full: true });
+      await rec.whenIdle();
+      expect(host.firewall).toHaveLength(3);
+      expect(host.memberUpdates).toHaveLength(2);
+      expect(passes()).toBe(1);
+    });
+
+    it('follows a NIC moved to another group on a running instance without waiting for the pass', async () => {
+      const vm = await setUp();
+      const db = { ...web(['10.10.0.5']), id: 'sg_01D', name: 'db' };
+      rec.follows.security_group([web([]), db], { full: true });
+      await rec.whenIdle();
+      let release!: () => void;
+      const stuck = new Promise<void>((r) => (release = r));
+      host.ensureNetwork = async () => {
+        await stuck;
+        return 'br';
+      };
+      try {
+        rec.updateInstance({ ...vm, nics: [{ ...vm.nics[0]!, security_groups: ['sg_01D'] }] });
+        const deadline = Date.now() + 2000;
+        while (host.sg.at(-1)?.nics[0]?.toString() !== 'nic_01A,sg_01D,true' && Date.now() < deadline)
+          await new Promise((r) => setTimeout(r, 5));
+        expect(host.sg.at(-1)?.nics).toEqual([['nic_01A', ['sg_01D'], true]]);
+      } finally {
+        release();
+      }
+      await rec.whenIdle();
+    });
   });
 
   it('gives taps a network that arrives just after the instance instead of failing', async () => {
@@ -538,6 +704,23 @@ describe('NetworkReconciler rate limits', () => {
     expect(host.rates).toHaveLength(4);
     await rec.removeTap('nic_01A');
     expect(host.cleared).toEqual(['nic_01A']);
+  });
+
+  it('does not look again for the missing tap of a NIC without limits (a stopped instance)', async () => {
+    host.noTap.add('nic_01A');
+    rec.setInstances([limited(null)]);
+    rec.setDesired([NET], { full: true });
+    await rec.whenIdle();
+    expect(host.rateCalls).toBe(1);
+    rec.resync();
+    await rec.whenIdle();
+    expect(host.rateCalls).toBe(1);
+    // Its tap made: the limits go on with it, and on a change.
+    host.noTap.clear();
+    await rec.ensureTaps(limited(null));
+    rec.updateInstance(limited({ ingress_kbps: 5_000 }));
+    await rec.whenIdle();
+    expect(host.rates).toEqual(['nic_01A -', 'nic_01A ingress_kbps=5000']);
   });
 
   it('tries again on each pass while the tap is not there', async () => {

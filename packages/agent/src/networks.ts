@@ -13,7 +13,8 @@ import type { DesiredUpdate, KindReconciler } from './kinds.js';
 import { WorkQueue } from './work-queue.js';
 import type { HostNetworkDriver } from './drivers/net/driver.js';
 import { bridgeName, checkId, NET_ID_RE } from './drivers/net/names.js';
-import { parseDefaultRoute, toGroupSpec, toNetSpec, toNicSpecs } from './net-specs.js';
+import { parseDefaultRoute, toNetSpec, toNicSpecs } from './net-specs.js';
+import { FirewallApplier, firewallInput } from './firewall-applier.js';
 import type { NetSpec, NicSpec } from './drivers/net/types.js';
 import type { NatNic } from './drivers/net/nat-rules.js';
 
@@ -25,6 +26,7 @@ export type NetworkHost = Pick<
   | 'removeNetwork'
   | 'ensureDhcp'
   | 'applyFirewall'
+  | 'updateFirewallMembers'
   | 'ensureTap'
   | 'removeTap'
   | 'applyRateLimit'
@@ -71,13 +73,14 @@ export class NetworkReconciler implements KindReconciler<'network'> {
       if (full) this.setInstances(items);
       else for (const i of items) this.updateInstance(i);
     },
-    // The firewall is one ruleset: the security groups of the local NICs go into it.
+    // The firewall is one ruleset: the security groups of the local NICs go into it. A change of them
+    // reapplies the firewall alone, on its own key: it does not wait for a pass over the networks.
     security_group: (items: readonly DesiredSecurityGroup[], { full }: DesiredUpdate) => {
       const before = JSON.stringify([...this.groups.values()]);
       if (full) this.groups = new Map(items.map((g) => [g.id, g]));
       else for (const g of items) this.groups.set(g.id, g);
-      // Groups are sent again on every change of the project's members: a pass only when they changed.
-      if (JSON.stringify([...this.groups.values()]) !== before) this.kick();
+      // Groups are sent again on every change of the project's members: the firewall only when they changed.
+      if (JSON.stringify([...this.groups.values()]) !== before) this.kickFirewall();
     },
   };
   /** Security groups the local NICs use or name as remotes, by id. */
@@ -86,17 +89,16 @@ export class NetworkReconciler implements KindReconciler<'network'> {
   private networks: DesiredNetwork[] | null = null;
   /** Instances on this host (not being deleted): their NICs are local. */
   private instances = new Map<string, DesiredInstance>();
-  /** One key: a pass looks at all the host's networks at once. */
-  private readonly queue: WorkQueue<'host'>;
+  /**
+   * `host`: a pass over all the host's networks at once; `firewall`: the firewall alone, from the
+   * networks and local NICs of the last pass and the groups and instances as they are now.
+   */
+  private readonly queue: WorkQueue<'host' | 'firewall'>;
   private resyncTimer: NodeJS.Timeout | null = null;
   private stopped = false;
-  private firewallApplied = false;
-  /**
-   * What the firewall was last applied with, and when. A pass that would apply the very same ruleset again
-   * skips it (one `nft` process on the path of every change) until a resync interval has passed, so drift
-   * is still repaired.
-   */
-  private lastFirewall: { key: string; at: number } | null = null;
+  private readonly firewall: FirewallApplier;
+  /** The networks and local NICs (without filters) the last pass gave the firewall; null before. */
+  private firewallBase: { nets: NetSpec[]; nics: NicSpec[] } | null = null;
   private uplink: string | null | undefined;
   /** Networks the last pass built here, by id: taps can only be plugged into these. */
   private built = new Map<string, NetSpec>();
@@ -110,8 +112,9 @@ export class NetworkReconciler implements KindReconciler<'network'> {
   constructor(private readonly opts: NetworkReconcilerOptions) {
     this.log = opts.logger ?? pino({ level: 'silent' });
     this.uplink = opts.natUplink;
+    this.firewall = new FirewallApplier(opts.host, this.log, opts.resyncIntervalMs ?? 30_000);
     this.queue = new WorkQueue({
-      handler: () => this.pass(),
+      handler: (key) => (key === 'host' ? this.pass() : this.applyFirewallOnly()),
       retryBackoff: opts.retryBackoff ?? { initialMs: 1000, maxMs: 30_000 },
     });
   }
@@ -143,6 +146,8 @@ export class NetworkReconciler implements KindReconciler<'network'> {
     if (instance.deleting) this.instances.delete(instance.id);
     else this.instances.set(instance.id, instance);
     this.kick();
+    // Its NICs' groups or filtering may have changed on a running instance: the firewall need not wait for the pass.
+    this.kickFirewall();
   }
 
   /** A pass now, unless one is due anyway (running, or waiting to retry). */
@@ -254,7 +259,10 @@ export class NetworkReconciler implements KindReconciler<'network'> {
   /** Put a NIC's limits on its tap now, and remember them so that passes do not repeat it. */
   private async applyRateLimit(nicId: string, limit: RateLimit | null): Promise<void> {
     const key = rateKey({ rate_limit: limit }) ?? '';
-    if (await this.opts.host.applyRateLimit(nicId, limit)) this.ratesApplied.set(nicId, { key, at: Date.now() });
+    const done = await this.opts.host.applyRateLimit(nicId, limit);
+    // No limits and no tap (a stopped instance): nothing to do until `ensureTaps` makes the tap and puts its
+    // limits on. Not asking again saves every pass a look for each such NIC, a command each.
+    if (done || key === '') this.ratesApplied.set(nicId, { key, at: Date.now() });
   }
 
   /**
@@ -298,6 +306,22 @@ export class NetworkReconciler implements KindReconciler<'network'> {
     if (this.networks !== null) this.queue.add('host');
   }
 
+  private kickFirewall(): void {
+    if (this.networks !== null && this.firewallBase !== null) this.queue.add('firewall');
+  }
+
+  /** The firewall alone: the networks and local NICs of the last pass, with the groups and instances of now. */
+  private async applyFirewallOnly(): Promise<void> {
+    const base = this.firewallBase;
+    if (base === null) return;
+    try {
+      await this.firewall.apply(() => firewallInput(base.nets, base.nics, this.instances.values(), this.groups));
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot apply the firewall');
+      throw err;
+    }
+  }
+
   private async pass(): Promise<void> {
     try {
       await this.buildAll();
@@ -316,18 +340,7 @@ export class NetworkReconciler implements KindReconciler<'network'> {
       this.log.warn({ err: (err as Error).message, network }, what);
     };
     const localNicIds = new Set<string>();
-    const filters = new Map<string, Pick<NicSpec, 'securityGroups' | 'filtering'>>();
-    for (const inst of this.instances.values())
-      for (const n of inst.nics ?? []) {
-        localNicIds.add(n.id);
-        // Control planes without security groups send none: the NIC is not filtered.
-        // A group not heard of yet (its message follows the instance's) leaves the NIC closed until it comes.
-        if (n.security_groups !== undefined)
-          filters.set(n.id, {
-            securityGroups: n.security_groups.filter((g) => this.groups.has(g)),
-            filtering: n.filtering !== false,
-          });
-      }
+    for (const inst of this.instances.values()) for (const n of inst.nics ?? []) localNicIds.add(n.id);
 
     // Networks built here before (this run or an earlier one) that are no longer wanted; removed first, so that a
     // public network giving the host's address back to its interface does so before the NAT uplink is looked up.
@@ -371,7 +384,7 @@ export class NetworkReconciler implements KindReconciler<'network'> {
         continue;
       }
       const nics = toNicSpecs(net);
-      const local = nics.filter((n) => localNicIds.has(n.id)).map((n) => ({ ...n, ...filters.get(n.id) }));
+      const local = nics.filter((n) => localNicIds.has(n.id));
       try {
         // The marker first: a network half built before a failure is still found and removed later.
         await mkdir(join(this.opts.stateDir, 'net', net.id), { recursive: true, mode: 0o755 });
@@ -395,20 +408,13 @@ export class NetworkReconciler implements KindReconciler<'network'> {
 
     this.built = builtById;
 
-    if (built.length > 0 || stale.length > 0 || this.firewallApplied) {
-      const groups = [...this.groups.values()].map(toGroupSpec);
-      const key = JSON.stringify([built, localNics, groups]);
-      const last = this.lastFirewall;
-      const same = last !== null && last.key === key && Date.now() - last.at < (this.opts.resyncIntervalMs ?? 30_000);
-      if (!same) {
-        try {
-          this.lastFirewall = null;
-          await this.opts.host.applyFirewall(built, localNics, groups);
-          this.firewallApplied = true;
-          this.lastFirewall = { key, at: Date.now() };
-        } catch (err) {
-          fail(err, 'cannot apply the firewall');
-        }
+    if (built.length > 0 || stale.length > 0 || this.firewall.applied) {
+      // The security groups and filters as they are when the firewall's turn comes (a change may have come meanwhile).
+      this.firewallBase = { nets: built, nics: localNics };
+      try {
+        await this.firewall.apply(() => firewallInput(built, localNics, this.instances.values(), this.groups));
+      } catch (err) {
+        fail(err, 'cannot apply the firewall');
       }
     }
 

@@ -65,6 +65,11 @@ export class AgentHub {
   private readonly stopSignals: () => void;
   /** Desired state by kind, in registration order (the order of the snapshot's work). */
   private readonly providers = new Map<string, DesiredStateProvider>();
+  /**
+   * Whole sets being pushed, by kind and host: a change that comes meanwhile marks the push to run
+   * once more when it is done, instead of a push of its own.
+   */
+  private readonly wholePushes = new Map<string, { again: boolean }>();
   /** Identifies this control plane process in `hosts.connected_to`. */
   readonly processId = randomUUID();
 
@@ -309,19 +314,41 @@ export class AgentHub {
     const link = this.links.get(hostId);
     const provider = this.providers.get(kind);
     if (!link || !link.ready || provider === undefined) return;
-    let items: DesiredSet['items'];
-    let full: boolean;
     if (id !== undefined && provider.one !== undefined) {
       const one = await provider.one(id);
       if (one === null) return;
-      items = [one];
-      full = false;
-    } else {
-      items = await provider.forHost(hostId);
-      full = true;
+      this.send(link, desiredMessage(kind, [one], false));
+      await provider.sent?.(hostId, [one], false);
+      return;
     }
-    this.send(link, desiredMessage(kind, items, full));
-    await provider.sent?.(hostId, items, false);
+    // A burst of changes (a group edited while its members come and go) is one whole set being assembled and
+    // one more after it, with all of them: each host gets its sets in the order they were read, the newest last.
+    const key = `${kind}\0${hostId}`;
+    const running = this.wholePushes.get(key);
+    if (running !== undefined) {
+      running.again = true;
+      return;
+    }
+    const state = { again: true };
+    this.wholePushes.set(key, state);
+    try {
+      while (state.again) {
+        state.again = false;
+        const current = this.links.get(hostId);
+        if (!current?.ready) return;
+        try {
+          const items = await provider.forHost(hostId);
+          this.send(current, desiredMessage(kind, items, true));
+          await provider.sent?.(hostId, items, false);
+        } catch (err) {
+          // A change that came meanwhile still gets its push.
+          if (!state.again) throw err;
+          this.log.error({ err, kind, hostId }, 'pushing desired state failed');
+        }
+      }
+    } finally {
+      this.wholePushes.delete(key);
+    }
   }
 
   /** Mark hosts without recent heartbeats offline and drop their links. */

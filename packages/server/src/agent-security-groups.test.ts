@@ -119,6 +119,33 @@ for (const t of storeTargets()) {
       expect(history.revision).toBe(2);
     });
 
+    it('keeps every rule of a burst of changes and pushes them to the host in order, the newest last', async () => {
+      const sg = cp.app.services.securityGroups;
+      const isGroups = (m: (typeof a.messages)[number]) => m.type === 'desired' && m.kind === 'security_group';
+      const from = a.messages.length;
+      // Twenty rules added at once, each announced to the hosts of the project as it commits.
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          sg.addRule(cp.admin, 'web', 'default', { direction: 'ingress', protocol: 'udp', port: String(5000 + i) }),
+        ),
+      );
+      const udp = (m: (typeof a.messages)[number]) =>
+        m.type === 'desired'
+          ? (m.items as { rules: { protocol: string }[] }[]).flatMap((g) => g.rules).filter((r) => r.protocol === 'udp')
+              .length
+          : 0;
+      await a.latest('security_group', (l) => l.some((g) => g.rules.filter((r) => r.protocol === 'udp').length === 20));
+      await new Promise((r) => setTimeout(r, 300));
+      const pushed = a.messages.slice(from).filter(isGroups);
+      console.log(
+        `${t.name}: 20 changes, ${pushed.length} pushes of the groups, with ${pushed.map(udp).join(' ')} rules`,
+      );
+      // In the order they were read: never an older set after a newer one.
+      const counts = pushed.map(udp);
+      expect(counts).toEqual([...counts].sort((x, y) => x - y));
+      expect(counts.at(-1)).toBe(20);
+    });
+
     it('refuses rules that do not make sense', async () => {
       const sg = cp.app.services.securityGroups;
       const bad = (rule: object) =>

@@ -9,7 +9,7 @@ import {
   type SecurityGroupSpec,
   type SgRuleCreate,
 } from '@floe/api';
-import { fromJson, isUniqueViolation, nowIso, toJson, transaction, type Db } from '../db/index.js';
+import { forUpdate, fromJson, isUniqueViolation, nowIso, toJson, transaction, type Db } from '../db/index.js';
 import type { SecurityGroupsTable } from '../db/schema.js';
 import { isIdOf } from '../ids.js';
 import { visibleProjects } from './authz.js';
@@ -381,7 +381,13 @@ export class SecurityGroupService {
   ): Promise<SecurityGroup> {
     const after = await transaction(this.ctx.store, async (trx) => {
       if (ref === DEFAULT_GROUP) await this.ensureDefault(trx, project).catch(() => undefined);
-      const row = await this.row(principal, ref, project, trx);
+      const found = await this.row(principal, ref, project, trx);
+      // Changes of one group at the same time (rules added at once) go one after the other, each editing the
+      // group as the one before left it: otherwise the last to commit would drop the others' rules.
+      const row =
+        (await forUpdate(
+          trx.selectFrom('security_groups').selectAll().where('id', '=', found.id),
+        ).executeTakeFirst()) ?? found;
       const before = this.fromRow(row, (await this.memberCounts([row], trx)).get(row.id));
       checkRevision(ifMatch, before.revision);
       const edited = await edit(before, trx);

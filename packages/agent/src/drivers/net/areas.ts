@@ -55,7 +55,8 @@ export interface DhcpDriver {
  * The host's floe firewall (isolation of networks, anti-spoofing per NIC, NAT
  * of host gateways, security groups of the NICs that have them), built whole
  * by the pure builder in ruleset.ts and replaced atomically: after a failed
- * apply the previous ruleset stands.
+ * apply the previous ruleset stands. Members of groups coming and going only
+ * refill their named sets.
  */
 export interface FirewallDriver {
   /** Replace the ruleset; `groups` are the security groups the NICs use or name as remotes. */
@@ -64,6 +65,17 @@ export interface FirewallDriver {
     nics: readonly NicSpec[],
     groups?: readonly SecurityGroupSpec[],
   ): Promise<void>;
+  /**
+   * Put the current members of the groups into their named sets in place, when that is all that
+   * differs from the ruleset this driver last applied (same networks, NICs and rules), in one
+   * transaction. False, with nothing done, when the whole ruleset is needed; throws when the host
+   * refused the update (the sets are as they were: apply the whole ruleset).
+   */
+  updateFirewallMembers(
+    nets: readonly NetSpec[],
+    nics: readonly NicSpec[],
+    groups?: readonly SecurityGroupSpec[],
+  ): Promise<boolean>;
 }
 
 /**

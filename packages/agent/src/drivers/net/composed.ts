@@ -58,6 +58,14 @@ export abstract class ComposedHostNetwork<
     return this.firewall.applyFirewall(nets, nics, groups);
   }
 
+  updateFirewallMembers(
+    nets: readonly NetSpec[],
+    nics: readonly NicSpec[],
+    groups: readonly SecurityGroupSpec[] = [],
+  ): Promise<boolean> {
+    return this.firewall.updateFirewallMembers(nets, nics, groups);
+  }
+
   applyNat(nics: readonly NatNic[]): Promise<void> {
     return this.nat.applyNat(nics);
   }

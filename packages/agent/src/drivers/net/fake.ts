@@ -7,7 +7,8 @@ import type { ObservedHost } from './host-exec.js';
 import { inSubnet } from './ip.js';
 import { networkCommands, portCommands, type Argv } from './link-commands.js';
 import { bridgeName, tapName, vxlanName } from './names.js';
-import { nftRuleset } from './ruleset.js';
+import type { NftTable } from './nft-tables.js';
+import { firewallTables, memberSetUpdate, renderFirewall } from './ruleset.js';
 import {
   hostConfig,
   releaseCommands,
@@ -343,12 +344,39 @@ export class FakeDhcpDriver implements DhcpDriver {
 export class FakeFirewall implements FirewallDriver {
   constructor(readonly host: FakeHost) {}
 
+  /** The tables last applied, as the Linux driver keeps them to tell a change of members only. */
+  private applied: NftTable[] | null = null;
+  /** Member-set updates done in place, as the scripts the Linux driver would have run. */
+  readonly memberUpdates: string[] = [];
+
   applyFirewall(
     nets: readonly NetSpec[],
     nics: readonly NicSpec[],
     groups: readonly SecurityGroupSpec[] = [],
   ): Promise<void> {
     // Built first: a ruleset that does not build leaves the previous one, as a refused `nft -f` transaction does.
-    return settle(() => void (this.host.ruleset = nftRuleset(nets, nics, groups)));
+    return settle(() => {
+      const tables = firewallTables({ nets, nics, groups });
+      this.host.ruleset = renderFirewall(tables);
+      this.applied = tables;
+    });
+  }
+
+  updateFirewallMembers(
+    nets: readonly NetSpec[],
+    nics: readonly NicSpec[],
+    groups: readonly SecurityGroupSpec[] = [],
+  ): Promise<boolean> {
+    return settle(() => {
+      if (this.applied === null) return false;
+      const tables = firewallTables({ nets, nics, groups });
+      const script = memberSetUpdate(this.applied, tables);
+      if (script === null) return false;
+      if (script !== '') this.memberUpdates.push(script);
+      // The sets refilled in place leave the host with the ruleset the whole tables render to.
+      this.host.ruleset = renderFirewall(tables);
+      this.applied = tables;
+      return true;
+    });
   }
 }

@@ -45,6 +45,30 @@ interface IpLink {
 
 const ZERO_MAC = '00:00:00:00:00:00';
 
+function toLink(l: IpLink): ObservedLink {
+  return {
+    name: l.ifname,
+    kind: l.linkinfo?.info_kind ?? null,
+    master: l.master ?? null,
+    mtu: l.mtu,
+    up: (l.flags ?? []).includes('UP'),
+    address: l.address ?? '',
+    vni: l.linkinfo?.info_data?.id ?? null,
+    local: l.linkinfo?.info_data?.local ?? null,
+  };
+}
+
+/**
+ * Read one link (`ip -j -d link show dev`); undefined when there is none. One small answer to parse,
+ * where `observeHost` reads every link of the host: what looking at one tap of many should cost.
+ */
+export async function observeLink(exec: HostExec, name: string): Promise<ObservedLink | undefined> {
+  const out = await exec(['ip', '-j', '-d', 'link', 'show', 'dev', checkIfName('dev', name)], { allowFail: true });
+  if (out.code !== 0) return undefined;
+  const found = (JSON.parse(out.stdout || '[]') as IpLink[]).find((l) => l.ifname === name);
+  return found === undefined ? undefined : toLink(found);
+}
+
 /**
  * Read links with their addresses (`ip -j -d addr`, one process) and the
  * flood entries of the VXLAN devices in `floodsOf` (`bridge -j fdb show dev`;
@@ -54,16 +78,7 @@ export async function observeHost(exec: HostExec, floodsOf?: readonly string[]):
   const out: ObservedHost = { links: new Map(), addrs: new Map(), floods: new Map() };
   const addrs = await exec(['ip', '-j', '-d', 'addr', 'show']);
   for (const l of JSON.parse(addrs.stdout || '[]') as IpLink[]) {
-    out.links.set(l.ifname, {
-      name: l.ifname,
-      kind: l.linkinfo?.info_kind ?? null,
-      master: l.master ?? null,
-      mtu: l.mtu,
-      up: (l.flags ?? []).includes('UP'),
-      address: l.address ?? '',
-      vni: l.linkinfo?.info_data?.id ?? null,
-      local: l.linkinfo?.info_data?.local ?? null,
-    });
+    out.links.set(l.ifname, toLink(l));
     out.addrs.set(
       l.ifname,
       (l.addr_info ?? []).map((i) => `${i.local}/${i.prefixlen}`),

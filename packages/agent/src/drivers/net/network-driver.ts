@@ -6,7 +6,7 @@ import { writeJsonAtomic } from '../../host/files.js';
 import { checkId, checkIfName, checkIp } from '../../host/validate.js';
 import type { NetworkDriver } from './areas.js';
 import { checkNet, checkNic, type CheckedNet } from './checked-spec.js';
-import { observeHost, runBatch, type HostExec, type ObservedHost } from './host-exec.js';
+import { observeHost, observeLink, runBatch, type HostExec, type ObservedHost } from './host-exec.js';
 import { networkCommands, portCommands, toBatch } from './link-commands.js';
 import { bridgeName, networkStateDir, tapName, vxlanName } from './names.js';
 import {
@@ -246,8 +246,8 @@ export class LinuxNetworkDriver implements NetworkDriver {
   async ensureTap(nic: NicSpec, net: NetSpec): Promise<string> {
     checkNic(nic);
     const tap = tapName(nic.id);
-    const o = await this.observe([]);
-    const link = o.links.get(tap);
+    // This tap only: a host with many NICs makes them one after the other, and each look at the whole host is big.
+    const link = await observeLink(this.exec, tap);
     if (link !== undefined && link.kind !== 'tun') throw new Error(`interface ${tap} exists and is not a tap`);
     const c = checkNet(net);
     if (link !== undefined && link.master === c.bridge && link.up && link.mtu === net.mtu) return tap;

@@ -74,3 +74,18 @@ export function renderTables(tables: readonly NftTable[]): string {
 export function removeTablesScript(tables: readonly Pick<NftTable, 'family' | 'name'>[]): string {
   return tables.map((t) => `${tableId(t)}\ndelete ${tableId(t)}\n`).join('');
 }
+
+/**
+ * The `nft -f` script that replaces the elements of `sets` of a table in place, in one transaction:
+ * each set flushed, then given its elements. The sets must exist (with the same type): otherwise
+ * nftables refuses the whole script and nothing changes.
+ */
+export function setElementsScript(table: Pick<NftTable, 'family' | 'name'>, sets: readonly NftSet[]): string {
+  const out: string[] = [];
+  for (const s of sets) {
+    const set = `${table.family} ${checkName('table', table.name)} ${checkName('set', s.name)}`;
+    out.push(`flush set ${set}`);
+    if (s.elements.length > 0) out.push(`add element ${set} { ${s.elements.join(', ')} }`);
+  }
+  return out.length === 0 ? '' : `${out.join('\n')}\n`;
+}

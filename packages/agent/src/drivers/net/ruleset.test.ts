@@ -32,8 +32,7 @@ delete table bridge floe
 table bridge floe {
 	chain prerouting {
 		type filter hook prerouting priority -200; policy accept;
-		iifname "fltp2b9227216a2" jump tap_fltp2b9227216a2
-		iifname "fltp0b8fc36fdb9" jump tap_fltp0b8fc36fdb9
+		iifname vmap { "fltp2b9227216a2" : jump tap_fltp2b9227216a2, "fltp0b8fc36fdb9" : jump tap_fltp0b8fc36fdb9 }
 		iifname "flvxad9af9a2ebc" ether saddr 02:ad:9a:f9:a2:eb drop
 		iifname "flvxf8d0e2ef27d" ether saddr 02:f8:d0:e2:ef:27 drop
 	}
@@ -122,7 +121,7 @@ delete table bridge floe
 table bridge floe {
 	chain prerouting {
 		type filter hook prerouting priority -200; policy accept;
-		iifname "fltp66a1d8a6d49" jump tap_fltp66a1d8a6d49
+		iifname vmap { "fltp66a1d8a6d49" : jump tap_fltp66a1d8a6d49 }
 		iifname "flvxad9af9a2ebc" ether saddr 02:ad:9a:f9:a2:eb drop
 	}
 	chain output {

@@ -1,6 +1,6 @@
 import { checkNet, checkNic, type CheckedNet } from './checked-spec.js';
 import { tapName } from './names.js';
-import { removeTablesScript, renderTables, type NftChain, type NftTable } from './nft-tables.js';
+import { removeTablesScript, renderTables, setElementsScript, type NftChain, type NftTable } from './nft-tables.js';
 import { sgTables, type SgTables } from './sg-ruleset.js';
 import type { NetSpec, NicSpec, SecurityGroupSpec } from './types.js';
 
@@ -63,7 +63,10 @@ function bridgeTable(nets: readonly CheckedNet[], nics: readonly NicSpec[], sg: 
     name: 'prerouting',
     hook: 'type filter hook prerouting priority -200; policy accept;',
     rules: [
-      ...nics.map((n) => `iifname "${tapName(n.id)}" jump ${nicChainName(n.id)}`),
+      // One lookup per frame however many taps the host has.
+      ...(nics.length === 0
+        ? []
+        : [`iifname vmap { ${nics.map((n) => `"${tapName(n.id)}" : jump ${nicChainName(n.id)}`).join(', ')} }`]),
       // Each host answers as the gateway for its own guests only: the shared gateway MAC never crosses the VXLAN.
       // Public networks have no VXLAN, and their physical port is the LAN, not a guest: no rules for it.
       ...privateNets.map((c) => `iifname "${c.vxlan}" ether saddr ${c.gatewayMac} drop`),
@@ -121,15 +124,45 @@ function natTable(nets: readonly CheckedNet[]): NftTable {
   };
 }
 
+/** What the firewall is built from: this host's networks, its local NICs, and the security groups they use or name. */
+export interface FirewallInput {
+  nets: readonly NetSpec[];
+  nics: readonly NicSpec[];
+  groups?: readonly SecurityGroupSpec[];
+}
+
+const MARKS = { family: 'inet', name: 'floe_sg' } as const;
+
 /**
- * The whole floe firewall of a host as one `nft -f` transaction (each table is
- * declared, deleted and redefined, so applying it is atomic and idempotent):
- * the bridge table (per-NIC anti-spoofing, gateway MACs off the VXLAN, and
- * the security groups of filtered NICs, sg-ruleset.ts), the NAT table
- * (isolation between networks, masquerade of host gateways), and the table
- * marking established connections for the security groups (removed when no
- * NIC is filtered).
- * Networks and NICs are sorted by id, so the same host gives the same text.
+ * The tables of the host's whole floe firewall: the bridge table (per-NIC
+ * anti-spoofing, gateway MACs off the VXLAN, and the security groups of
+ * filtered NICs, sg-ruleset.ts), the NAT table (isolation between networks,
+ * masquerade of host gateways), and the table marking established
+ * connections for the security groups (absent when no NIC is filtered).
+ * Networks and NICs are sorted by id, so the same host gives the same tables.
+ */
+export function firewallTables({ nets, nics, groups = [] }: FirewallInput): NftTable[] {
+  const checked = nets.map(checkNet);
+  nics.forEach((n, i) => checkNic(n, `nics[${i}]`));
+  const sortedNics = [...nics].sort((a, b) => a.id.localeCompare(b.id));
+  const sortedNets = [...checked].sort((a, b) => a.net.id.localeCompare(b.net.id));
+  const sg = sgTables(sortedNics, groups);
+  return [bridgeTable(sortedNets, sortedNics, sg), natTable(sortedNets), ...(sg.marks ? [sg.marks] : [])];
+}
+
+/**
+ * The `nft -f` script of `firewallTables`: each table declared, deleted and
+ * redefined, so applying it is atomic and idempotent; the marking table is
+ * removed when the tables have none.
+ */
+export function renderFirewall(tables: readonly NftTable[]): string {
+  const marked = tables.some((t) => t.family === MARKS.family && t.name === MARKS.name);
+  return renderTables(tables) + (marked ? '' : removeTablesScript([MARKS]));
+}
+
+/**
+ * The whole floe firewall of a host as one `nft -f` transaction (see
+ * `firewallTables` and `renderFirewall`).
  *
  * @example
  * await run('nft', ['-f', '-'], { input: nftRuleset(nets, nics) });
@@ -139,14 +172,29 @@ export function nftRuleset(
   nics: readonly NicSpec[],
   groups: readonly SecurityGroupSpec[] = [],
 ): string {
-  const checked = nets.map(checkNet);
-  nics.forEach((n, i) => checkNic(n, `nics[${i}]`));
-  const sortedNics = [...nics].sort((a, b) => a.id.localeCompare(b.id));
-  const sortedNets = [...checked].sort((a, b) => a.net.id.localeCompare(b.net.id));
-  const sg = sgTables(sortedNics, groups);
-  const marks = { family: 'inet', name: 'floe_sg' } as const;
-  return (
-    renderTables([bridgeTable(sortedNets, sortedNics, sg), natTable(sortedNets), ...(sg.marks ? [sg.marks] : [])]) +
-    (sg.marks ? '' : removeTablesScript([marks]))
-  );
+  return renderFirewall(firewallTables({ nets, nics, groups }));
+}
+
+/** A table with its sets emptied: what stays the same when only members of groups come and go. */
+const withoutElements = (t: NftTable): NftTable => ({
+  ...t,
+  ...(t.sets === undefined ? {} : { sets: t.sets.map((s) => ({ ...s, elements: [] })) }),
+});
+
+/**
+ * How to go from the firewall `before` (as applied) to `after` in place, when
+ * they differ in the elements of named sets only (members of security groups
+ * came or went, the rules and NICs are the same): one `nft -f` transaction
+ * that flushes and refills just the sets that changed; '' when nothing
+ * changed. Null when anything else differs: then the whole ruleset is needed.
+ */
+export function memberSetUpdate(before: readonly NftTable[], after: readonly NftTable[]): string | null {
+  if (JSON.stringify(before.map(withoutElements)) !== JSON.stringify(after.map(withoutElements))) return null;
+  const out: string[] = [];
+  after.forEach((t, i) => {
+    const old = new Map((before[i]?.sets ?? []).map((s) => [s.name, s.elements.join(',')]));
+    const changed = (t.sets ?? []).filter((s) => old.get(s.name) !== s.elements.join(','));
+    out.push(setElementsScript(t, changed));
+  });
+  return out.join('');
 }

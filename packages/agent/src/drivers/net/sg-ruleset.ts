@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { checkId, checkInt, checkIp, checkPrefix, invalid } from '../../host/validate.js';
 import { tapName } from './names.js';
@@ -9,9 +10,12 @@ import type { NicSpec, SecurityGroupSpec, SgRule } from './types.js';
  * frames between a tap and the host (its gateway, DHCP, DNS, metadata, and
  * what it routes or forwards from outside), are judged in the bridge family
  * per tap: the `forward`, `input` and `output` hooks send a tap's outgoing
- * frames to its egress chain (`sgo_<tap>`) and its incoming ones to its
- * ingress chain (`sgi_<tap>`). Those jump to one chain per group and
- * direction (`sg_<group>_in`/`_out`) holding the group's allow rules, whose
+ * frames to the egress chain of its set of groups (`sgo_<hash>`) and its
+ * incoming ones to their ingress chain (`sgi_<hash>`), through verdict maps
+ * keyed by interface name; NICs with the same groups share these chains, so
+ * the ruleset grows by one map element per NIC, not by chains. Those jump to
+ * one chain per group and direction (`sg_<group>_in`/`_out`) holding the
+ * group's allow rules, whose
  * remotes are CIDRs or named sets of a group's member addresses
  * (`sgm4_<group>`, `sgm6_<group>`): a rule costs one line however many
  * members its remote group has, and a member coming or going changes a set's
@@ -42,8 +46,13 @@ function isFiltered(nic: NicSpec): boolean {
   return nic.filtering !== false && nic.securityGroups !== undefined;
 }
 
-const sgIngress = (nic: NicSpec) => `sgi_${tapName(nic.id)}`;
-const sgEgress = (nic: NicSpec) => `sgo_${tapName(nic.id)}`;
+/** The groups of a NIC, sorted: NICs with the same ones share their chains. */
+const groupsKey = (nic: NicSpec) => [...(nic.securityGroups ?? [])].sort().join(',');
+/** The chains of a set of groups (`sgi_`/`sgo_` + 16 hex of sha256 of their sorted ids). */
+const comboChain = (prefix: 'sgi' | 'sgo', key: string) =>
+  `${prefix}_${createHash('sha256').update(key).digest('hex').slice(0, 16)}`;
+const sgIngress = (nic: NicSpec) => comboChain('sgi', groupsKey(nic));
+const sgEgress = (nic: NicSpec) => comboChain('sgo', groupsKey(nic));
 const groupChain = (id: string, dir: 'in' | 'out') => `sg_${id}_${dir}`;
 const memberSet = (id: string, family: 4 | 6) => `sgm${family}_${id}`;
 
@@ -102,8 +111,9 @@ export interface SgTables {
 }
 
 /**
- * Build the security-group part of the host's firewall: for each filtered NIC
- * (sorted by id) its ingress and egress chains; for each group a NIC uses its
+ * Build the security-group part of the host's firewall: for each set of groups
+ * filtered NICs have (sorted) its ingress and egress chains, which the NICs'
+ * taps (sorted by NIC id) are mapped to; for each group a NIC uses its
  * rule chains; for each group a rule names as remote its member sets. A NIC
  * naming a group the host was not sent is refused: the reconciler waits for it.
  */
@@ -148,7 +158,8 @@ export function sgTables(nics: readonly NicSpec[], groups: readonly SecurityGrou
     sets.push({ name: memberSet(id, 6), type: 'ipv6_addr', flags: ['interval'], elements: fam(6) });
   }
   const nicChains: NftChain[] = [];
-  for (const n of filtered) {
+  const combos = new Map(filtered.map((n) => [groupsKey(n), n]));
+  for (const n of [...combos.keys()].sort().map((k) => combos.get(k)!)) {
     const gs = [...(n.securityGroups ?? [])].sort();
     const open = (d: 'ingressDefault' | 'egressDefault') => gs.some((g) => byId.get(g)![d] === 'allow');
     nicChains.push({
