@@ -1,6 +1,7 @@
 import type { HistoryEntry, PageOf } from '@floe/api';
 import { fromJson, nowIso, toJson, type Db } from '../db/index.js';
 import { newId } from '../ids.js';
+import { writeLabels } from './labels.js';
 import { decodeCursor, encodeCursor } from './pagination.js';
 
 /** Record one change in the history table. */
@@ -60,6 +61,49 @@ export async function deleteWithHistory(
     actor: entry.actor,
     before: entry.before,
     after: null,
+  });
+}
+
+/**
+ * Write an updated resource row (labels, metadata, revision and time from `after`, the spec and other
+ * columns from `set`) with its labels, and record the update in its history, inside the caller's
+ * transaction.
+ */
+export async function updateWithHistory(
+  db: Db,
+  table: 'instances' | 'networks' | 'security_groups' | 'vpn_networks',
+  entry: {
+    kind: string;
+    row: { id: string; project: string };
+    actor: string;
+    before: unknown;
+    after: { labels: Record<string, string>; metadata: Record<string, unknown>; revision: number; updated_at: string };
+    /** The table's own columns: the spec as JSON, and a description where the table has one. */
+    set: { spec: string; description?: string };
+  },
+): Promise<void> {
+  const { row, after } = entry;
+  await db
+    .updateTable(table)
+    .set({
+      labels: toJson(after.labels),
+      metadata: toJson(after.metadata),
+      ...entry.set,
+      revision: after.revision,
+      updated_at: after.updated_at,
+    })
+    .where('id', '=', row.id)
+    .execute();
+  await writeLabels(db, row.id, after.labels);
+  await recordHistory(db, {
+    kind: entry.kind,
+    resource_id: row.id,
+    project: row.project,
+    revision: after.revision,
+    action: 'update',
+    actor: entry.actor,
+    before: entry.before,
+    after,
   });
 }
 

@@ -19,7 +19,7 @@ import type { InstancesTable } from '../db/schema.js';
 import { visibleProjects } from './authz.js';
 import type { ImageService, MachineTypeService } from './catalog.js';
 import type { ServiceContext } from './context.js';
-import { historyPage, recordHistory } from './history.js';
+import { historyPage, recordHistory, updateWithHistory } from './history.js';
 import type { CommitHook } from './commit-hook.js';
 import { checkImageDisk } from './image-disk.js';
 import { nicDeltas, reserve } from './quota.js';
@@ -267,27 +267,13 @@ export class InstanceService {
         updated_at: nowIso(),
       };
       await this.cache.forget(trx, row.id);
-      await trx
-        .updateTable('instances')
-        .set({
-          labels: toJson(after.labels),
-          metadata: toJson(after.metadata),
-          spec: toJson(after.spec),
-          revision: after.revision,
-          updated_at: after.updated_at,
-        })
-        .where('id', '=', row.id)
-        .execute();
-      await writeLabels(trx, row.id, after.labels);
-      await recordHistory(trx, {
+      await updateWithHistory(trx, 'instances', {
         kind: 'instance',
-        resource_id: row.id,
-        project: row.project,
-        revision: after.revision,
-        action: 'update',
+        row,
         actor: principal.actor,
         before,
         after,
+        set: { spec: toJson(after.spec) },
       });
       return { after, hostId: row.host_id };
     });

@@ -13,7 +13,7 @@ import { forUpdate, isUniqueViolation, nowIso, toJson, transaction, type Databas
 import type { NetworksTable } from '../db/schema.js';
 import { requireAdmin, visibleProjects } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';
-import { deleteWithHistory, recordHistory } from './history.js';
+import { deleteWithHistory, recordHistory, updateWithHistory } from './history.js';
 import { reserve } from './quota.js';
 import { addressPlan, firstHeld, releaseNetwork } from './ipam.js';
 import { parseLabelSelectors, writeLabels } from './labels.js';
@@ -215,27 +215,13 @@ export class NetworkService implements NetworkLookup {
         revision: before.revision + 1,
         updated_at: nowIso(),
       };
-      await trx
-        .updateTable('networks')
-        .set({
-          labels: toJson(after.labels),
-          metadata: toJson(after.metadata),
-          spec: toJson(spec),
-          revision: after.revision,
-          updated_at: after.updated_at,
-        })
-        .where('id', '=', row.id)
-        .execute();
-      await writeLabels(trx, row.id, after.labels);
-      await recordHistory(trx, {
+      await updateWithHistory(trx, 'networks', {
         kind: 'network',
-        resource_id: row.id,
-        project: row.project,
-        revision: after.revision,
-        action: 'update',
+        row,
         actor: principal.actor,
         before,
         after,
+        set: { spec: toJson(spec) },
       });
       return { after, hosts: before.status.hosts };
     });

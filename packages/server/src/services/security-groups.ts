@@ -14,7 +14,7 @@ import type { SecurityGroupsTable } from '../db/schema.js';
 import { isIdOf } from '../ids.js';
 import { visibleProjects } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';
-import { deleteWithHistory, recordHistory } from './history.js';
+import { deleteWithHistory, recordHistory, updateWithHistory } from './history.js';
 import { parseLabelSelectors, writeLabels } from './labels.js';
 import { listPage } from './pagination.js';
 import type { ProjectService } from './projects.js';
@@ -392,28 +392,13 @@ export class SecurityGroupService {
       checkRevision(ifMatch, before.revision);
       const edited = await edit(before, trx);
       const after: SecurityGroup = { ...edited, revision: before.revision + 1, updated_at: nowIso() };
-      await trx
-        .updateTable('security_groups')
-        .set({
-          labels: toJson(after.labels),
-          metadata: toJson(after.metadata),
-          description: after.description,
-          spec: toJson(after.spec),
-          revision: after.revision,
-          updated_at: after.updated_at,
-        })
-        .where('id', '=', row.id)
-        .execute();
-      await writeLabels(trx, row.id, after.labels);
-      await recordHistory(trx, {
+      await updateWithHistory(trx, 'security_groups', {
         kind: 'security_group',
-        resource_id: row.id,
-        project: row.project,
-        revision: after.revision,
-        action: 'update',
+        row,
         actor: principal.actor,
         before,
         after,
+        set: { description: after.description, spec: toJson(after.spec) },
       });
       return after;
     });

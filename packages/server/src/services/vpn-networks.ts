@@ -10,7 +10,7 @@ import { forUpdate, fromJson, isUniqueViolation, nowIso, toJson, transaction, ty
 import type { VpnNetworksTable } from '../db/schema.js';
 import { visibleProjects } from './authz.js';
 import type { Principal, ServiceContext } from './context.js';
-import { recordHistory } from './history.js';
+import { recordHistory, updateWithHistory } from './history.js';
 import { parseLabelSelectors, writeLabels } from './labels.js';
 import { networkSpecOf } from './network-spec.js';
 import type { NetworkService } from './networks.js';
@@ -266,27 +266,13 @@ export class VpnNetworkService {
         revision: before.revision + 1,
         updated_at: nowIso(),
       };
-      await trx
-        .updateTable('vpn_networks')
-        .set({
-          labels: toJson(after.labels),
-          metadata: toJson(after.metadata),
-          spec: toJson({ networks: connected } satisfies VpnNetworkSpecRow),
-          revision: after.revision,
-          updated_at: after.updated_at,
-        })
-        .where('id', '=', row.id)
-        .execute();
-      await writeLabels(trx, row.id, after.labels);
-      await recordHistory(trx, {
+      await updateWithHistory(trx, 'vpn_networks', {
         kind: 'vpn_network',
-        resource_id: row.id,
-        project: row.project,
-        revision: after.revision,
-        action: 'update',
+        row,
         actor: principal.actor,
         before,
         after,
+        set: { spec: toJson({ networks: connected } satisfies VpnNetworkSpecRow) },
       });
       return { after, poolId: row.pool_id };
     });
