@@ -5,13 +5,12 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Nic } from '@floe/api';
 import type { FloeClient } from '@floe/client';
-import { ensureTestImage } from '@floe/testkit/guest-image';
 import { dnsmasqRunDir } from '../../packages/agent/src/drivers/net/dnsmasq.js';
 import { echoRequestsIn } from '../../packages/agent/src/drivers/net/testing.js';
-import { storeTargets } from '../../packages/server/src/db/testing.js';
-import { prepareAgentDir, startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
-import { clientFor, eventually, kill } from './helpers.js';
+import type { TestControlPlane } from '../../packages/server/src/testing.js';
+import { eventually, kill } from './helpers.js';
 import { GuestShell, Namespaces, startAgentIn } from './netns.js';
+import { startVmHost } from './vm-host.js';
 
 const have = (cmd: string, ...args: string[]) => spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
 const skip =
@@ -23,8 +22,6 @@ const skip =
         ? 'curl is not installed'
         : null;
 if (skip && !process.env.CI) console.warn(`skipping floating IP end-to-end tests: ${skip}`);
-
-const sqlite = storeTargets().find((t) => t.name === 'sqlite')!;
 
 /**
  * Floating IPs and port forwards with real VMs from the test image: one
@@ -66,34 +63,23 @@ describe.skipIf(skip !== null && !process.env.CI)('floating IPs and port forward
     );
 
   beforeAll(async () => {
-    h1 = await ns.add('h1');
     inet = await ns.add('in');
-    await ns.link(
-      { ns: null, name: `fe${ns.tag}c1`, addr: `${base}.1.1/24` },
-      { ns: h1, name: 'cp0', addr: `${base}.1.2/24` },
-    );
-    await ns.link(
-      { ns: h1, name: 'up0', addr: '198.51.100.1/24' },
-      { ns: inet, name: 'eth0', addr: '198.51.100.2/24' },
-    );
-    await ns.exec(h1, ['ip', 'route', 'add', 'default', 'via', '198.51.100.2']);
-
-    cp = await startTestControlPlane(
-      await sqlite.open(),
-      { FLOE_HEARTBEAT_MS: '500', FLOE_HOST_OFFLINE_AFTER_MS: '5000' },
-      undefined,
-      `${base}.1.1`,
-    );
-    client = clientFor(cp);
-    const { hostId, dataDir } = await prepareAgentDir(cp, 'h1');
-    agentDir = dataDir;
-    agent = startAgentIn(h1, cp.url, dataDir, `${base}.1.2`);
-    await eventually(async () => (await client.hosts.get(hostId)).status.state === 'online', 'agent online', 60_000);
-    await client.hosts.update(hostId, { spec: { schedulable: true } });
-
-    const image = await ensureTestImage();
-    await client.images.create({ name: 'floe-test' });
-    await client.images.upload('floe-test', image.path);
+    ({
+      ns: h1,
+      cp,
+      client,
+      agentDir,
+      agent,
+    } = await startVmHost(ns, base, {
+      name: 'h1',
+      prepare: async (h) => {
+        await ns.link(
+          { ns: h, name: 'up0', addr: '198.51.100.1/24' },
+          { ns: inet, name: 'eth0', addr: '198.51.100.2/24' },
+        );
+        await ns.exec(h, ['ip', 'route', 'add', 'default', 'via', '198.51.100.2']);
+      },
+    }));
     await client.networks.create({ name: 'lan', ipv4: '10.10.0.0/24', gateway: 'host' });
     // The public network's pool is routed on the uplink's LAN; no instance joins it, so its bridge is never built.
     await client.networks.create({

@@ -5,12 +5,11 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Nic, SecurityGroup } from '@floe/api';
 import type { FloeClient } from '@floe/client';
-import { ensureTestImage } from '@floe/testkit/guest-image';
 import { dnsmasqRunDir } from '../../packages/agent/src/drivers/net/dnsmasq.js';
-import { storeTargets } from '../../packages/server/src/db/testing.js';
-import { prepareAgentDir, startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
-import { clientFor, eventually, kill } from './helpers.js';
+import type { TestControlPlane } from '../../packages/server/src/testing.js';
+import { eventually, kill } from './helpers.js';
 import { GuestShell, Namespaces, startAgentIn } from './netns.js';
+import { startVmHost } from './vm-host.js';
 
 const have = (cmd: string, ...args: string[]) => spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
 const skip =
@@ -22,8 +21,6 @@ const skip =
         ? 'dnsmasq is not installed'
         : null;
 if (skip && !process.env.CI) console.warn(`skipping security group end-to-end tests: ${skip}`);
-
-const sqlite = storeTargets().find((t) => t.name === 'sqlite')!;
 
 /**
  * Security groups with real VMs (QEMU, TCG) on one host namespace: `a` is in
@@ -57,29 +54,7 @@ describe.skipIf(skip !== null && !process.env.CI)('security groups with real VMs
   };
 
   beforeAll(async () => {
-    h1 = await ns.add('s1');
-    await ns.link(
-      { ns: null, name: `fe${ns.tag}c1`, addr: `${base}.1.1/24` },
-      { ns: h1, name: 'cp0', addr: `${base}.1.2/24` },
-    );
-    cp = await startTestControlPlane(
-      await sqlite.open(),
-      { FLOE_HEARTBEAT_MS: '500', FLOE_HOST_OFFLINE_AFTER_MS: '5000' },
-      undefined,
-      `${base}.1.1`,
-    );
-    client = clientFor(cp);
-    const { hostId, dataDir } = await prepareAgentDir(cp, 's1');
-    agentDir = dataDir;
-    agent = startAgentIn(h1, cp.url, dataDir, `${base}.1.2`);
-    await eventually(
-      async () => (await client.hosts.get(hostId)).status.state === 'online',
-      `the agent online\n${agent?.output() ?? ''}`,
-      60_000,
-    );
-    const image = await ensureTestImage();
-    await client.images.create({ name: 'floe-test' });
-    await client.images.upload('floe-test', image.path);
+    ({ ns: h1, cp, client, agentDir, agent } = await startVmHost(ns, base, { name: 's1' }));
     await client.networks.create({ name: 'lan', ipv4: '10.10.0.0/24', ipv6: null, gateway: 'none' });
     await client.securityGroups.create({ name: 'admins' });
     web = await client.securityGroups.create({

@@ -6,13 +6,12 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Nic, VpnNetwork, VpnPeerCreated } from '@floe/api';
 import type { FloeClient } from '@floe/client';
-import { ensureTestImage } from '@floe/testkit/guest-image';
 import { dnsmasqRunDir } from '../../packages/agent/src/drivers/net/dnsmasq.js';
 import { detectWireguard } from '../../packages/agent/src/drivers/vpn/linux.js';
-import { storeTargets } from '../../packages/server/src/db/testing.js';
-import { prepareAgentDir, startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
-import { clientFor, eventually, kill } from './helpers.js';
+import type { TestControlPlane } from '../../packages/server/src/testing.js';
+import { eventually, kill } from './helpers.js';
 import { GuestShell, Namespaces, startAgentIn } from './netns.js';
+import { startVmHost } from './vm-host.js';
 
 const have = (cmd: string, ...args: string[]) => spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
 const mode = await detectWireguard();
@@ -27,8 +26,6 @@ const skip =
           ? 'wg-quick (wireguard-tools) or curl is not installed'
           : null;
 if (skip && !process.env.CI) console.warn(`skipping the WireGuard end-to-end tests with real VMs: ${skip}`);
-
-const sqlite = storeTargets().find((t) => t.name === 'sqlite')!;
 
 /**
  * WireGuard into private networks with real VMs (QEMU, TCG): one agent in a namespace standing in for
@@ -103,30 +100,20 @@ describe.skipIf(skip !== null && !process.env.CI)(`WireGuard into private networ
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'floe-vpn-vm-'));
-    h1 = await ns.add('h1');
-    await ns.link(
-      { ns: null, name: `fe${ns.tag}c1`, addr: `${base}.1.1/24` },
-      { ns: h1, name: 'cp0', addr: `${base}.1.2/24` },
-    );
-    await ns.exec(h1, ['ip', 'link', 'add', 'wan0', 'type', 'bridge']);
-    await ns.exec(h1, ['ip', 'addr', 'add', '198.51.100.1/24', 'dev', 'wan0']);
-    await ns.exec(h1, ['ip', 'link', 'set', 'wan0', 'up']);
-    cp = await startTestControlPlane(
-      await sqlite.open(),
-      { FLOE_HEARTBEAT_MS: '500', FLOE_HOST_OFFLINE_AFTER_MS: '5000' },
-      undefined,
-      `${base}.1.1`,
-    );
-    client = clientFor(cp);
-    const { hostId, dataDir } = await prepareAgentDir(cp, 'h1');
-    agentDir = dataDir;
-    agent = startAgentIn(h1, cp.url, dataDir, `${base}.1.2`);
-    await eventually(async () => (await client.hosts.get(hostId)).status.state === 'online', 'agent online', 60_000);
-    await client.hosts.update(hostId, { spec: { schedulable: true } });
-
-    const image = await ensureTestImage();
-    await client.images.create({ name: 'floe-test' });
-    await client.images.upload('floe-test', image.path);
+    ({
+      ns: h1,
+      cp,
+      client,
+      agentDir,
+      agent,
+    } = await startVmHost(ns, base, {
+      name: 'h1',
+      prepare: async (h) => {
+        await ns.exec(h, ['ip', 'link', 'add', 'wan0', 'type', 'bridge']);
+        await ns.exec(h, ['ip', 'addr', 'add', '198.51.100.1/24', 'dev', 'wan0']);
+        await ns.exec(h, ['ip', 'link', 'set', 'wan0', 'up']);
+      },
+    }));
     await client.networks.create({ name: 'lan', ipv4: '10.41.0.0/24', ipv6: 'fd41::/64', gateway: 'host' });
     await client.networks.create({ name: 'iso', ipv4: '10.43.0.0/24', ipv6: 'fd43::/64', gateway: 'none' });
     await client.projects.create({ name: 'vpb' });
