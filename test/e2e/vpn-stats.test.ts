@@ -4,16 +4,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DesiredVpn, VpnNetwork, VpnNetworkStats, VpnPeerCreated } from '@floe/api';
-import { run } from '@floe/process';
 import { hostExec } from '../../packages/agent/src/drivers/net/host-exec.js';
 import { vpnIfName } from '../../packages/agent/src/drivers/vpn/commands.js';
-import { detectWireguard, LinuxVpnDriver } from '../../packages/agent/src/drivers/vpn/linux.js';
+import { LinuxVpnDriver } from '../../packages/agent/src/drivers/vpn/linux.js';
 import { VpnReconciler } from '../../packages/agent/src/vpn.js';
 import { storeTargets } from '../../packages/server/src/db/testing.js';
 import { FakeAgent } from '../../packages/server/src/testing-agent.js';
 import { injectJson, startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
 import { eventually } from './helpers.js';
 import { Namespaces } from './netns.js';
+import { wireguardForTests } from './wireguard.js';
 
 /*
  * Peer stats and connected-network changes with real WireGuard, through a real agent link: the gateway
@@ -22,16 +22,7 @@ import { Namespaces } from './netns.js';
  * there. A stock wg-quick client dials in with the file floe printed.
  */
 
-const mode = await detectWireguard();
-const missing =
-  process.getuid?.() !== 0
-    ? 'needs root'
-    : mode === null
-      ? 'neither the wireguard module nor wireguard-go is installed'
-      : (await run('sh', ['-c', 'command -v wg-quick'], { allowFail: true })).code !== 0
-        ? 'wg-quick (wireguard-tools) is not installed'
-        : null;
-if (missing !== null) console.log(`skipping the VPN stats end-to-end test: ${missing}`);
+const { mode, missing } = await wireguardForTests('the VPN stats end-to-end test');
 
 describe.skipIf(missing !== null)(`VPN peer stats and connected networks (${mode})`, () => {
   const ns = new Namespaces();

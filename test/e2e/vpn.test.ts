@@ -5,8 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VpnPeerCreated } from '@floe/api';
-import { run } from '@floe/process';
-import { detectWireguard, LinuxVpnDriver } from '../../packages/agent/src/drivers/vpn/linux.js';
+import { LinuxVpnDriver } from '../../packages/agent/src/drivers/vpn/linux.js';
 import { hostExec } from '../../packages/agent/src/drivers/net/host-exec.js';
 import { vpnIfName } from '../../packages/agent/src/drivers/vpn/commands.js';
 import { VpnReconciler } from '../../packages/agent/src/vpn.js';
@@ -19,6 +18,7 @@ import {
 } from '../../packages/server/src/testing.js';
 import { eventually } from './helpers.js';
 import { Namespaces } from './netns.js';
+import { wireguardForTests } from './wireguard.js';
 
 /*
  * Real WireGuard: a gateway namespace runs the agent's VPN reconciler and driver on what the control
@@ -28,16 +28,7 @@ import { Namespaces } from './netns.js';
  * reachability, isolation and peer removal are those of the gateway, which is what these cases test.
  */
 
-const mode = await detectWireguard();
-const missing =
-  process.getuid?.() !== 0
-    ? 'needs root'
-    : mode === null
-      ? 'neither the wireguard module nor wireguard-go is installed'
-      : (await run('sh', ['-c', 'command -v wg-quick'], { allowFail: true })).code !== 0
-        ? 'wg-quick (wireguard-tools) is not installed'
-        : null;
-if (missing !== null) console.log(`skipping the WireGuard end-to-end tests: ${missing}`);
+const { mode, missing } = await wireguardForTests('the WireGuard end-to-end tests');
 
 describe.skipIf(missing !== null)(`WireGuard access (${mode})`, () => {
   const ns = new Namespaces();
