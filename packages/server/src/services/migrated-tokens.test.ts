@@ -17,7 +17,6 @@ for (const t of storeTargets()) {
       const store = await t.open({ migrate: false });
       const migrator = migratorOf(store.db, store.dialect);
       expect((await migrator.migrateTo('0006_idempotency_leases')).error).toBeUndefined();
-      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the schema of a past migration has no type of its own
       const old = store.db as any;
       const project = (id: string, name: string) => ({
         id,
