@@ -69,6 +69,9 @@ for (const t of storeTargets()) {
         expect([foreign.status, foreign.body.error.code]).toEqual([404, 'project_not_found']);
         const users = await get('/v1/users', projectSecret);
         expect([users.status, users.body.error.code]).toEqual([403, 'forbidden']);
+        // Their use is recorded on the token, as for any token.
+        const shown = await get('/v1/tokens/tok_old_project', adminSecret);
+        expect([shown.status, shown.body.state, typeof shown.body.last_used_at]).toEqual([200, 'active', 'string']);
 
         // The audit log names the operator user as the old admin token's requestor.
         await cp.app.services.audit.flush();
