@@ -364,4 +364,37 @@ for (const target of storeTargets()) {
       expect(write.status).toBe(403);
     }, 60_000);
   });
+
+  describe.skipIf(target.skip)(`operator default limits on ${target.name}`, () => {
+    let cp: TestControlPlane;
+    beforeAll(async () => {
+      cp = await startTestControlPlane(await target.open(), {
+        FLOE_DEFAULT_LIMITS: 'vcpus=4,instances=2',
+        FLOE_HOST_OFFLINE_AFTER_MS: '3600000',
+        FLOE_LOG_LEVEL: 'silent',
+      });
+      await onlineTestHost(cp.app, 'd-node');
+    });
+    afterAll(async () => {
+      await cp?.close();
+    });
+
+    it('new top-level projects (the first-start default included) get them; sub-projects and given limits do not', async () => {
+      const limitsOf = async (p: string) => (await call(cp, 'GET', `/v1/projects/${p}/limits`)).body.limits;
+      expect(await limitsOf('default')).toEqual({ vcpus: 4, instances: 2 });
+      expect((await call(cp, 'POST', '/v1/projects', { name: 'plain' })).status).toBe(201);
+      expect(await limitsOf('plain')).toEqual({ vcpus: 4, instances: 2 });
+      expect((await call(cp, 'POST', '/v1/projects', { name: 'given', limits: { vcpus: 16 } })).status).toBe(201);
+      expect(await limitsOf('given')).toEqual({ vcpus: 16 });
+      expect((await call(cp, 'POST', '/v1/projects', { name: 'plain-kid', parent: 'plain' })).status).toBe(201);
+      expect(await limitsOf('plain-kid')).toEqual({});
+      // The default limit is enforced like any other, on the sub-project's creates too.
+      expect((await call(cp, 'POST', '/v1/images', { name: 'img', project: 'plain-kid' })).status).toBe(201);
+      const vm = { image: 'img', project: 'plain-kid', memory_mib: 128 };
+      expect((await call(cp, 'POST', '/v1/instances', { ...vm, name: 'a', vcpus: 3 })).status).toBe(202);
+      const over = await call(cp, 'POST', '/v1/instances', { ...vm, name: 'b', vcpus: 2 });
+      expect(over.status).toBe(409);
+      expect(over.body.error.details).toMatchObject({ dimension: 'vcpus', project: 'plain', limit: 4, used: 3 });
+    }, 60_000);
+  });
 }
