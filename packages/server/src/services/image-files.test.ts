@@ -264,6 +264,45 @@ for (const target of storeTargets()) {
       expect((await call('GET', '/v1/images/two?project=imgq')).body.status.state).toBe('pending');
     });
 
+    it('meters an image file as image_bytes from its upload until the image is deleted', async () => {
+      const file = join(work, `meter-${target.name}.qcow2`);
+      qemuImg('create', '-q', '-f', 'qcow2', file, '3M');
+      const size = statSync(file).size;
+      expect((await call('POST', '/v1/projects', { body: { name: 'imgm' } })).status).toBe(201);
+      const img = await create('metered', { project: 'imgm' });
+      const ranges = () =>
+        cp.store.db.selectFrom('meter_ranges').selectAll().where('resource_id', '=', img.id).execute();
+      // An image without a file holds nothing.
+      expect(await ranges()).toEqual([]);
+
+      expect((await upload('metered', file, '?project=imgm')).status).toBe(200);
+      const [held, ...more] = await ranges();
+      expect(more).toEqual([]);
+      expect(held).toMatchObject({ project: 'imgm', resource_kind: 'image', dimension: 'image_bytes', ended_at: null });
+      expect(Number(held!.quantity)).toBe(size);
+
+      // The metering route sums it as byte-seconds, and its CSV names the image.
+      await new Promise((r) => setTimeout(r, 20));
+      const from = encodeURIComponent(new Date(Date.parse(held!.started_at) - 3_600_000).toISOString());
+      const to = encodeURIComponent(new Date(Date.now() + 3_600_000).toISOString());
+      const window = `/v1/projects/imgm/metering?from=${from}&to=${to}&group_by=resource`;
+      const report = await call('GET', window);
+      expect(report.status, JSON.stringify(report.body)).toBe(200);
+      const items = report.body.items as Array<{ dimension: string; resource_id: string; quantity_seconds: number }>;
+      expect(items.map((i) => [i.dimension, i.resource_id])).toEqual([['image_bytes', img.id]]);
+      expect(items[0]!.quantity_seconds).toBeGreaterThan(0);
+      const csv = (await call('GET', `${window}&format=csv`)).bytes.toString('utf8');
+      expect(csv).toContain(`,image_bytes,image,${img.id},`);
+
+      // Deleting the image closes the range in the same transaction; none is left open.
+      expect((await call('DELETE', '/v1/images/metered?project=imgm')).status).toBe(204);
+      const after = await ranges();
+      expect(after).toHaveLength(1);
+      expect(after[0]!.id).toBe(held!.id);
+      expect(after[0]!.ended_at).not.toBeNull();
+      expect(Date.parse(after[0]!.ended_at!)).toBeGreaterThan(Date.parse(held!.started_at));
+    });
+
     it('keeps an uploaded qcow2 as it is, by its sha256', async () => {
       const file = join(work, `keep-${target.name}.qcow2`);
       qemuImg('create', '-q', '-f', 'qcow2', file, '1M');

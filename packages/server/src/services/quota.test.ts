@@ -293,6 +293,41 @@ for (const target of storeTargets()) {
       expect((await call(cp, 'GET', '/v1/projects/histq')).body.revision).toBe(3);
     }, 60_000);
 
+    it('sub-projects made at once, and a parent lowered meanwhile, never delegate more than the parent has', async () => {
+      await ok('POST', '/v1/projects', { name: 'carve', limits: { vcpus: 10 } });
+      const made = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          call(cp, 'POST', '/v1/projects', { name: `carve-${i}`, parent: 'carve', limits: { vcpus: 4 } }),
+        ),
+      );
+      const tally: Record<string, number> = {};
+      for (const a of made) {
+        const key = `${a.status}${a.status === 201 ? '' : ` ${a.body.error.code}`}`;
+        tally[key] = (tally[key] ?? 0) + 1;
+      }
+      expect(tally).toEqual({ '201': 2, '409 quota_exceeded': 18 });
+      for (const a of made.filter((x) => x.status === 409))
+        expect(a.body.error.details).toMatchObject({ dimension: 'vcpus', project: 'carve', limit: 10, used: 8 });
+      expect(await line('carve', 'vcpus')).toMatchObject({ limit: 10, delegated: 8 });
+
+      // The parent lowered to 4 while ten children of 3 are made: whichever commits first, what the
+      // children were given ends within the parent's limit, and a lowering below it is refused.
+      await ok('POST', '/v1/projects', { name: 'carve2', limits: { vcpus: 10 } });
+      const [lowered, ...kids] = await Promise.all([
+        call(cp, 'PUT', '/v1/projects/carve2/limits', { vcpus: 4 }),
+        ...Array.from({ length: 10 }, (_, i) =>
+          call(cp, 'POST', '/v1/projects', { name: `carve2-${i}`, parent: 'carve2', limits: { vcpus: 3 } }),
+        ),
+      ]);
+      const given = kids.filter((k) => k.status === 201).length * 3;
+      const limit = (await line('carve2', 'vcpus')).limit!;
+      expect(given).toBeLessThanOrEqual(limit);
+      expect(await line('carve2', 'vcpus')).toMatchObject({ delegated: given });
+      // Lowered first (and later children refused), or refused for what the children already hold.
+      if (lowered.status === 200) expect(limit).toBe(4);
+      else expect([limit, lowered.body.error.code]).toEqual([10, 'limit_below_allocation']);
+    }, 60_000);
+
     it('owners of a parent create sub-projects and set their limits; members see them read-only', async () => {
       await ok('POST', '/v1/projects', { name: 'deleg', limits: { vcpus: 8 } });
       const user = async (name: string, role: string) => {
@@ -327,6 +362,39 @@ for (const target of storeTargets()) {
       expect(names.sort()).toEqual(['deleg', 'deleg-kid']);
       const write = await call(cp, 'POST', '/v1/images', { name: 'img', project: 'deleg-kid' }, member);
       expect(write.status).toBe(403);
+    }, 60_000);
+  });
+
+  describe.skipIf(target.skip)(`operator default limits on ${target.name}`, () => {
+    let cp: TestControlPlane;
+    beforeAll(async () => {
+      cp = await startTestControlPlane(await target.open(), {
+        FLOE_DEFAULT_LIMITS: 'vcpus=4,instances=2',
+        FLOE_HOST_OFFLINE_AFTER_MS: '3600000',
+        FLOE_LOG_LEVEL: 'silent',
+      });
+      await onlineTestHost(cp.app, 'd-node');
+    });
+    afterAll(async () => {
+      await cp?.close();
+    });
+
+    it('new top-level projects (the first-start default included) get them; sub-projects and given limits do not', async () => {
+      const limitsOf = async (p: string) => (await call(cp, 'GET', `/v1/projects/${p}/limits`)).body.limits;
+      expect(await limitsOf('default')).toEqual({ vcpus: 4, instances: 2 });
+      expect((await call(cp, 'POST', '/v1/projects', { name: 'plain' })).status).toBe(201);
+      expect(await limitsOf('plain')).toEqual({ vcpus: 4, instances: 2 });
+      expect((await call(cp, 'POST', '/v1/projects', { name: 'given', limits: { vcpus: 16 } })).status).toBe(201);
+      expect(await limitsOf('given')).toEqual({ vcpus: 16 });
+      expect((await call(cp, 'POST', '/v1/projects', { name: 'plain-kid', parent: 'plain' })).status).toBe(201);
+      expect(await limitsOf('plain-kid')).toEqual({});
+      // The default limit is enforced like any other, on the sub-project's creates too.
+      expect((await call(cp, 'POST', '/v1/images', { name: 'img', project: 'plain-kid' })).status).toBe(201);
+      const vm = { image: 'img', project: 'plain-kid', memory_mib: 128 };
+      expect((await call(cp, 'POST', '/v1/instances', { ...vm, name: 'a', vcpus: 3 })).status).toBe(202);
+      const over = await call(cp, 'POST', '/v1/instances', { ...vm, name: 'b', vcpus: 2 });
+      expect(over.status).toBe(409);
+      expect(over.body.error.details).toMatchObject({ dimension: 'vcpus', project: 'plain', limit: 4, used: 3 });
     }, 60_000);
   });
 }

@@ -187,15 +187,21 @@ async function chainOfProject(db: Db, project: string) {
   return { tree, self, chain: chainOf(tree, self.id) };
 }
 
-/** Lock the project's chain (for update) and read what checks need. */
-async function lockedChain(trx: Db, project: string) {
+/**
+ * Lock the project's chain (for update) and read what checks need. The tree is read again once the
+ * locks are held: a sub-project committed while this waited (a sibling given limits, a child of the
+ * project) must be in the sums, or two sub-projects made at once could each be given the parent's room.
+ */
+async function lockedChain(trx: Db, dialect: Dialect, project: string) {
   const found = await chainOfProject(trx, project);
+  // SQLite runs one transaction at a time: nothing can have changed since the read.
+  if (dialect !== 'postgres') return found;
   await lockProjects(
     trx,
     found.chain.map((n) => n.id),
     'update',
   );
-  return found;
+  return chainOfProject(trx, project);
 }
 
 /** Throws quota_exceeded unless `deltas` fit the chain's limits as the database holds them now. */
@@ -317,7 +323,7 @@ export async function applyLimits(
   project: string,
   change: QuotaLimitsChange,
 ): Promise<ProjectLimits> {
-  const { tree, self, chain } = await lockedChain(trx, project);
+  const { tree, self, chain } = await lockedChain(trx, dialect, project);
   const parent = chain.length > 1 ? chain[chain.length - 2]! : null;
   const children = tree.filter((n) => n.parent_id === self.id);
   const siblings = parent === null ? [] : tree.filter((n) => n.parent_id === parent.id && n.id !== self.id);
