@@ -193,12 +193,37 @@ describe.skipIf(skip !== null && !process.env.CI)('web UI pages in a real browse
     const instances = page.getByRole('row', { name: /^instances / });
     await expect.poll(() => instances.getByRole('cell').allTextContents()).toEqual(['instances', '1', '5', '4', '']);
     expect(await page.getByRole('meter', { name: 'vcpus used' }).getAttribute('aria-valuemax')).toBe('8');
+    // A member reads the members and limits but gets nothing to change them with.
+    await page.getByRole('cell', { name: 'alice', exact: true }).waitFor();
+    for (const name of ['Remove', 'Add member', 'Save limits'])
+      expect(await page.getByRole('button', { name }).count(), name).toBe(0);
+    expect(await page.getByLabel('Role of alice').isDisabled()).toBe(true);
     expect(watch.errors).toEqual([]);
     await context.close();
 
     const op = await watchedContext(browser, 1280, 800);
     const opPage = await op.context.newPage();
     await signIn(opPage, cp.url, 'olga', PASSWORD);
+    // The operator changes the project's limits on its page: a bad number is refused there, then saved.
+    await opPage.goto(`${cp.url}/projects/web`);
+    const limits = opPage.getByRole('form', { name: 'Limits' });
+    await expect.poll(() => limits.getByLabel('instances', { exact: true }).inputValue()).toBe('5');
+    await limits.getByLabel('vcpus', { exact: true }).fill('-2');
+    await limits.getByRole('button', { name: 'Save limits' }).click();
+    await limits.getByText(/^vcpus: a whole number/).waitFor();
+    await limits.getByLabel('vcpus', { exact: true }).fill('');
+    await limits.getByLabel('instances', { exact: true }).fill('3');
+    await limits.getByRole('button', { name: 'Save limits' }).click();
+    await limits.getByText('Limits saved.').waitFor();
+    expect((await admin.projects.limits('web')).limits).toEqual({ instances: 3 });
+    await expect
+      .poll(() =>
+        opPage
+          .getByRole('row', { name: /^instances / })
+          .getByRole('cell')
+          .allTextContents(),
+      )
+      .toEqual(['instances', '1', '3', '2', '']);
     await opPage.getByRole('link', { name: 'Hosts' }).click();
     const host = opPage.getByRole('article', { name: 'Host pages-host' });
     await host.getByText(/agent /).waitFor();
