@@ -1,11 +1,12 @@
 import { readFile, rm } from 'node:fs/promises';
-import type { FloeClient } from '@floe/client';
+import { FloeClient } from '@floe/client';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storeTargets } from '../../packages/server/src/db/testing.js';
 import { startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
 import { browserMissing, launchBrowser, signIn, watchedContext } from './browser.js';
 import { clientFor, eventually, kill, prepareAgent, startAgent } from './helpers.js';
+import { awayFromStepEnd, totpAt } from './totp.js';
 
 const skip = browserMissing();
 if (skip && !process.env.CI) console.warn(`skipping the web UI pages test: ${skip}`);
@@ -24,8 +25,8 @@ const fitsWidth = (page: Page) =>
  * The web UI's pages that the VM journey (web.test.ts) does not open, in Debian's chromium against a real
  * floed and an agent with the fake VM driver: the VPN page on a 390 px phone (a VPN network, a peer whose
  * wg-quick file and QR code are shown once and downloaded, the per-peer links), floating IPs, a project's
- * usage against its limits, the task panel following an operation, and the operator's hosts, users and
- * audit log. No page logs an error.
+ * usage against its limits (changed by an operator), the task panel following an operation, the keyboard,
+ * the operator's hosts, users and audit log, and a sign-in with TOTP. No page logs an error.
  */
 describe.skipIf(skip !== null && !process.env.CI)('web UI pages in a real browser', () => {
   let cp: TestControlPlane;
@@ -235,5 +236,40 @@ describe.skipIf(skip !== null && !process.env.CI)('web UI pages in a real browse
     await opPage.getByRole('cell', { name: 'alice', exact: true }).first().waitFor();
     expect(op.watch.errors).toEqual([]);
     await op.context.close();
+  }, 120_000);
+
+  it('asks a user with TOTP for the code after the password, refuses a wrong one and signs in with the right one', async () => {
+    await admin.users.create({ name: 'tina', password: PASSWORD });
+    await admin.members.add('web', { user: 'tina', role: 'viewer' });
+    const { token } = await new FloeClient({ url: cp.url, ca: cp.ca.certPem }).auth.login({
+      username: 'tina',
+      password: PASSWORD,
+    });
+    const tina = clientFor(cp, token);
+    const enrolment = await tina.users.totpEnrol();
+    await awayFromStepEnd();
+    const now = Date.now();
+    await tina.users.totpConfirm(totpAt(enrolment.secret, now - 30_000));
+    await tina.close();
+
+    const { context, watch } = await watchedContext(browser, 390, 844);
+    const page = await context.newPage();
+    await page.goto(cp.url);
+    await page.getByLabel('Username').fill('tina');
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    const code = page.getByLabel('Authentication code');
+    await code.waitFor();
+    expect((await context.cookies()).find((c) => c.name === 'floe_session')).toBeUndefined();
+    await code.fill(String((Number(totpAt(enrolment.secret, now)) + 1) % 1_000_000).padStart(6, '0'));
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('alert').waitFor();
+    await code.fill(totpAt(enrolment.secret, now));
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Instances' }).waitFor();
+    expect((await context.cookies()).find((c) => c.name === 'floe_session')?.httpOnly).toBe(true);
+    // Chromium itself logs the two 401 answers (code required, wrong code); nothing else went wrong.
+    expect(watch.errors).toEqual([expect.stringMatching(/status of 401/), expect.stringMatching(/status of 401/)]);
+    await context.close();
   }, 120_000);
 });
