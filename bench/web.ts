@@ -229,6 +229,14 @@ async function screenshots(
   }
   for (const o of ops) await admin.operations.wait(o, { timeoutMs: 60_000 });
   await admin.instances.stop('staging', { project: 'shop', wait: 30 });
+  await admin.vpnPools.create({
+    name: 'edge',
+    ipv6: 'fd50::/40',
+    ipv4: '10.250.0.0/16',
+    hosts: ['bench-host'],
+    endpoint: 'vpn.example.org',
+  });
+  await admin.vpnNetworks.create({ name: 'office', project: 'shop', pool: 'edge', networks: ['lan'] });
   for (const [width, height] of [
     [1280, 800],
     [390, 844],
@@ -251,6 +259,15 @@ async function screenshots(
     await page.getByText(/^Connected/).waitFor({ timeout: 30_000 });
     await page.waitForTimeout(1000);
     await page.screenshot({ path: path.join(dir, `vnc-${width}.png`) });
+    // A new VPN peer: its wg-quick file and QR code, shown this once.
+    await page.goto(`${url}/vpn`);
+    const peer = page.getByRole('form', { name: 'New peer' });
+    await peer.getByLabel('Name').fill(width > 400 ? 'laptop' : 'phone');
+    await peer.getByRole('button', { name: 'Add peer' }).click();
+    const created = page.getByRole('region', { name: 'New peer config' });
+    await created.getByRole('img').waitFor();
+    await created.scrollIntoViewIfNeeded();
+    await page.screenshot({ path: path.join(dir, `vpn-${width}.png`) });
     await context.close();
   }
   log(`screenshots written to ${path.relative(ROOT, dir)}/`);

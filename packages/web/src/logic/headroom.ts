@@ -51,3 +51,21 @@ export function headroom(lines: readonly UsageLine[], req: Request): Headroom[] 
 export function allFit(h: readonly Headroom[]): boolean {
   return h.every((x) => x.fits);
 }
+
+/**
+ * The change of a project's limits from the editor's fields: a whole number per dimension, or null (no
+ * limit of its own) for an empty field. Throws, naming the dimension, on anything else.
+ *
+ * @example
+ * limitsChange({ instances: '5', vcpus: '' }) // { instances: 5, vcpus: null }
+ */
+export function limitsChange(fields: Readonly<Record<string, string>>): Record<string, number | null> {
+  const change: Record<string, number | null> = {};
+  for (const [dimension, text] of Object.entries(fields)) {
+    const value = text.trim();
+    if (value === '') change[dimension] = null;
+    else if (/^\d+$/.test(value) && Number.isSafeInteger(Number(value))) change[dimension] = Number(value);
+    else throw new Error(`${dimension}: a whole number (0 or more), or empty for no limit`);
+  }
+  return change;
+}

@@ -5,7 +5,7 @@ import { mergePoints, niceMax, svgPath, toSeries } from './chart.js';
 import { checkUserData } from './cloud-config.js';
 import { diff } from './diff.js';
 import { ago, formatBytes, formatMib } from './format.js';
-import { allFit, headroom } from './headroom.js';
+import { allFit, headroom, limitsChange } from './headroom.js';
 import { labelQuery, matchesLabels, parseLabelFilter } from './labels.js';
 import { actionOf, applyAction, canDo, upsert, type LiveInstance } from './live.js';
 import { closeText, mergeOperation } from './ops.js';
@@ -96,6 +96,17 @@ describe('quota headroom', () => {
     ]);
     expect(allFit(h)).toBe(false);
     expect(allFit(h.slice(1))).toBe(true);
+  });
+
+  it("turns the limits editor's fields into a change: numbers, and null for empty", () => {
+    expect(limitsChange({ instances: '5', vcpus: '', memory_mib: ' 2048 ', floating_ips: '0' })).toEqual({
+      instances: 5,
+      vcpus: null,
+      memory_mib: 2048,
+      floating_ips: 0,
+    });
+    for (const bad of ['-1', '1.5', 'ten', '1e3', '99999999999999999'])
+      expect(() => limitsChange({ vcpus: bad }), bad).toThrow(/^vcpus: a whole number/);
   });
 });
 

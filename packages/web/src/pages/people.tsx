@@ -4,6 +4,7 @@ import { client, errorText, listAll, useLoad } from '../api.js';
 import { ago } from '../logic/format.js';
 import { useSession } from '../session.js';
 import { Badge, ErrorLine, Header, Link, Meter, Secret } from '../ui/kit.js';
+import { ProjectLimitsEditor } from './project-limits.js';
 
 /** Projects the user sees; operators create new ones. */
 export function ProjectsPage() {
@@ -45,11 +46,14 @@ const ROLES: ProjectRoleName[] = ['owner', 'member', 'viewer'];
 
 /** One project: usage against its limits, its members and their roles. */
 export function ProjectPage(props: { id: string }) {
+  const { user: me } = useSession();
   const usage = useLoad(() => client.projects.usage(props.id), [props.id]);
   const members = useLoad(() => client.members.list(props.id), [props.id]);
   const [user, setUser] = useState('');
   const [role, setRole] = useState<ProjectRoleName>('member');
   const [error, setError] = useState<string>();
+  // Owners (and operators) manage the members; everyone else reads them.
+  const owns = me.operator || members.data?.find((m) => m.user === me.name)?.role === 'owner';
   const run = (p: Promise<unknown>) =>
     p.then(
       () => members.reload(),
@@ -86,6 +90,14 @@ export function ProjectPage(props: { id: string }) {
           </tbody>
         </table>
       </div>
+      {usage.data !== undefined && (
+        <ProjectLimitsEditor
+          project={props.id}
+          parent={usage.data.parent}
+          dimensions={usage.data.dimensions.map((d) => d.dimension)}
+          onSaved={usage.reload}
+        />
+      )}
       <h2>Members</h2>
       <ErrorLine error={members.error} />
       <div className="table-wrap">
@@ -105,6 +117,7 @@ export function ProjectPage(props: { id: string }) {
                   <select
                     aria-label={`Role of ${m.user}`}
                     value={m.role}
+                    disabled={!owns}
                     onChange={(e) =>
                       void run(client.members.update(props.id, m.user, e.target.value as ProjectRoleName))
                     }
@@ -115,40 +128,45 @@ export function ProjectPage(props: { id: string }) {
                   </select>
                 </td>
                 <td>
-                  <button
-                    type="button"
-                    className="danger"
-                    onClick={() => void run(client.members.remove(props.id, m.user))}
-                  >
-                    Remove
-                  </button>
+                  {owns && (
+                    <button
+                      type="button"
+                      className="danger"
+                      onClick={() => void run(client.members.remove(props.id, m.user))}
+                    >
+                      Remove
+                    </button>
+                  )}
                 </td>
               </tr>
             ))}
           </tbody>
         </table>
       </div>
-      <form
-        className="inline-form panel"
-        onSubmit={(e) => {
-          e.preventDefault();
-          void run(client.members.add(props.id, { user, role }));
-        }}
-      >
-        <label>
-          User
-          <input value={user} onChange={(e) => setUser(e.target.value.trim())} required />
-        </label>
-        <label>
-          Role
-          <select value={role} onChange={(e) => setRole(e.target.value as ProjectRoleName)}>
-            {ROLES.map((r) => (
-              <option key={r}>{r}</option>
-            ))}
-          </select>
-        </label>
-        <button type="submit">Add member</button>
-      </form>
+      {owns && (
+        <form
+          className="inline-form panel"
+          aria-label="Add a member"
+          onSubmit={(e) => {
+            e.preventDefault();
+            void run(client.members.add(props.id, { user, role }));
+          }}
+        >
+          <label>
+            User
+            <input value={user} onChange={(e) => setUser(e.target.value.trim())} required />
+          </label>
+          <label>
+            Role
+            <select value={role} onChange={(e) => setRole(e.target.value as ProjectRoleName)}>
+              {ROLES.map((r) => (
+                <option key={r}>{r}</option>
+              ))}
+            </select>
+          </label>
+          <button type="submit">Add member</button>
+        </form>
+      )}
     </>
   );
 }
