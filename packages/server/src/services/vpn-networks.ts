@@ -59,7 +59,7 @@ export async function networkRanges(db: Db, ids: readonly string[]): Promise<Map
  * Lock a pool until the transaction ends (PostgreSQL): the route checks of its VPN networks read all
  * of them, so two changes on one pool take turns rather than both passing and overlapping.
  */
-async function lockPool(trx: Db, poolId: string): Promise<void> {
+export async function lockPool(trx: Db, poolId: string): Promise<void> {
   await forUpdate(trx.selectFrom('vpn_pools').select('id').where('id', '=', poolId)).execute();
 }
 
