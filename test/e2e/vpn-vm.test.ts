@@ -11,6 +11,7 @@ import { detectWireguard } from '../../packages/agent/src/drivers/vpn/linux.js';
 import type { TestControlPlane } from '../../packages/server/src/testing.js';
 import { eventually, kill } from './helpers.js';
 import { GuestShell, Namespaces, startAgentIn } from './netns.js';
+import { routesByDhcp } from './wireguard.js';
 import { startVmHost } from './vm-host.js';
 
 const have = (cmd: string, ...args: string[]) => spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
@@ -246,23 +247,8 @@ describe.skipIf(skip !== null && !process.env.CI)(`WireGuard into private networ
     await client.vpnPeers.create({ name: 'site', vpn_network: 'office', subnets: ['192.168.77.0/24'] });
     // The guest's boot-time DHCP hook sets no classless routes: without them it has no way back.
     expect(await ping(c, nics.n!.ipv4!)).toBe(false);
-    // Ask floe's DHCP server as a client that applies option 121 does (systemd-networkd, dhclient).
-    const hook = [
-      '#!/bin/sh',
-      '[ "$1" = bound ] || exit 0',
-      'echo "ROUTES $staticroutes"',
-      'set -- $staticroutes',
-      'while [ $# -ge 2 ]; do ip route replace "$1" via "$2" dev "$interface"; shift 2; done',
-    ];
-    await shells.n!.sh(
-      `printf '%s\\n' ${hook.map((l) => `'${l}'`).join(' ')} > /tmp/routes.sh && chmod +x /tmp/routes.sh`,
-    );
     const want = `${office.ipv4} ${host4}`;
-    const out = await shells.n!.until(
-      `udhcpc -i eth0 -n -q -f -O staticroutes -s /tmp/routes.sh -t 5 -T 2 2>/dev/null | grep ROUTES | grep '192.168.77.0/24 ${host4}'`,
-      'the VPN prefixes in the DHCP answer',
-      60_000,
-    );
+    const out = await routesByDhcp(shells.n!, `192.168.77.0/24 ${host4}`);
     expect(out).toContain(want);
     expect(out).toContain(`169.254.169.254/32 ${host4}`);
     const routes = await shells.n!.sh('ip -4 route show');

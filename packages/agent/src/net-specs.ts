@@ -32,7 +32,7 @@ function gatewayMode(gateway: string): GatewayMode {
  * - The host's own address on the bridge (`host_ipv4`/`host_ipv6`, where
  *   dnsmasq answers DHCP and DNS) is the gateway in `host` mode; in
  *   `none`/`vm` mode it goes into NetSpec's `hostAddrs`.
- * - `vpn_routes` (what the host routes as a VPN gateway) become `vpnRoutes`.
+ * - `vpn_routes` (what the host routes as a VPN gateway) become `vpnRoutes`, `vpn_port` `vpnPort`.
  */
 export function toNetSpec(net: DesiredNetwork, opts: NetSpecOptions = {}): NetSpec {
   checkId('network_id', net.id);
@@ -70,6 +70,15 @@ export function toNetSpec(net: DesiredNetwork, opts: NetSpecOptions = {}): NetSp
     ...(mode === 'host' && opts.natUplink !== undefined ? { natInterface: checkIfName('uplink', opts.natUplink) } : {}),
     ...(mode === 'host' ? {} : { hostAddrs: hostAddrs(net) }),
     ...(net.vpn_routes === undefined || net.vpn_routes.length === 0 ? {} : { vpnRoutes: [...net.vpn_routes] }),
+    ...(net.vpn_port === undefined
+      ? {}
+      : {
+          vpnPort: {
+            mac: net.vpn_port.mac,
+            ipv4: net.vpn_port.ipv4,
+            gateways: net.vpn_port.gateways.map((g) => ({ mac: g.mac, ipv4: g.ipv4, routes: [...g.routes] })),
+          },
+        }),
   };
 }
 

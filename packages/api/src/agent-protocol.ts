@@ -83,6 +83,29 @@ export const DesiredLease = Type.Object({
 });
 export type DesiredLease = Static<typeof DesiredLease>;
 
+/** The port of a VPN gateway host on a network, as other hosts of the network route through it. */
+export const DesiredVpnGateway = Type.Object({
+  mac: Type.String({ maxLength: 17 }),
+  /** Its address on the network; null when the network has no IPv4 (IPv6 goes to its link-local address). */
+  ipv4: Nullable(Type.String({ maxLength: 15 })),
+  /** What this host routes through it: the VPN prefixes and site subnets of the VPN networks it serves. */
+  routes: Type.Array(Type.String({ maxLength: 43 }), { maxItems: 4096 }),
+});
+export type DesiredVpnGateway = Static<typeof DesiredVpnGateway>;
+
+/**
+ * A host's VPN router port on a network: a port on the bridge with a MAC of its own, so that VPN
+ * traffic crosses the VXLAN between hosts (the shared gateway MAC and address never do). A gateway
+ * host's port holds its own address on the network (`ipv4`); other hosts' ports route what
+ * `gateways` lists through the gateways' ports.
+ */
+export const DesiredVpnPort = Type.Object({
+  mac: Type.String({ maxLength: 17 }),
+  ipv4: Nullable(Type.String({ maxLength: 15 })),
+  gateways: Type.Array(DesiredVpnGateway, { maxItems: 64 }),
+});
+export type DesiredVpnPort = Static<typeof DesiredVpnPort>;
+
 /** A network with members on the receiving host: what its bridge, VXLAN device and dnsmasq need. */
 export const DesiredNetwork = Type.Object({
   id: Type.String(),
@@ -113,6 +136,8 @@ export const DesiredNetwork = Type.Object({
    * whose router is not this host learn them by DHCP. Absent from older control planes: none.
    */
   vpn_routes: Type.Optional(Type.Array(Type.String({ maxLength: 43 }), { maxItems: 4096 })),
+  /** This host's VPN router port on the network, where a VPN network connected to it has a gateway. Absent: none. */
+  vpn_port: Type.Optional(DesiredVpnPort),
   /** DHCP leases pinned to IPAM: every NIC on the network (on any host), with its DNS name. */
   leases: Type.Array(DesiredLease),
 });

@@ -132,9 +132,73 @@ for (const t of storeTargets()) {
       await call('/v1/vpn-peers', { name: 'site', vpn_network: 'office', subnets: ['192.168.77.0/24'] });
       const again = await a.networks((n) => n[0]?.vpn_routes?.length === 3);
       expect(again[0]!.vpn_routes).toEqual(['fd50::/48', '10.250.0.0/24', '192.168.77.0/24']);
-      // node-b is not a gateway of the pool: it routes nothing to the VPN.
-      const onB = await b.networks((n) => n.length === 1);
+      // node-b is not a gateway of the pool: it routes nothing to the VPN itself, but to node-a's port on lan.
+      const onB = await b.networks((n) => n[0]?.vpn_port?.gateways[0]?.routes.length === 3);
       expect(onB[0]!.vpn_routes).toBeUndefined();
+      const port = again[0]!.vpn_port!;
+      expect(port).toEqual({
+        mac: expect.stringMatching(/^02:/),
+        ipv4: expect.stringMatching(/^10\.10\.0\./),
+        gateways: [],
+      });
+      expect(onB[0]!.vpn_port).toEqual({
+        mac: expect.stringMatching(/^02:/),
+        ipv4: null,
+        gateways: [{ mac: port.mac, ipv4: port.ipv4, routes: ['fd50::/48', '10.250.0.0/24', '192.168.77.0/24'] }],
+      });
+      expect(onB[0]!.vpn_port!.mac).not.toBe(port.mac);
+      // The gateway's address is IPAM's: no NIC gets it.
+      const held = await cp.store.db
+        .selectFrom('ip_addresses')
+        .select(['address', 'nic_id'])
+        .where('address', '=', port.ipv4!)
+        .execute();
+      expect(held).toEqual([{ address: port.ipv4, nic_id: `vpn-gw:${a.hostId}` }]);
+    });
+
+    it('puts a gateway host without VMs on the connected network, and takes it off with the VPN network', async () => {
+      const call = async (method: 'POST' | 'DELETE', url: string, body?: unknown) => {
+        const res = await injectJson(cp, method, url, body);
+        expect(res.status, JSON.stringify(res.body)).toBe(method === 'POST' ? 201 : 204);
+      };
+      const g = await FakeAgent.connect(cp, 'node-g', '192.0.2.20');
+      try {
+        await cp.app.services.hosts.update(cp.admin, g.hostId, { spec: { schedulable: false } });
+        await call('POST', '/v1/vpn-pools', {
+          name: 'far',
+          ipv6: 'fd60::/40',
+          network_prefix: 48,
+          hosts: ['node-g'],
+          endpoint: 'far.example.org',
+        });
+        await call('POST', '/v1/vpn-networks', { name: 'remote', pool: 'far', networks: ['lan'] });
+        // node-g has no member on lan, yet joins its VXLAN with the members' hosts, and they with it.
+        const onG = await g.networks((n) => n.length === 1);
+        expect(onG[0]).toMatchObject({ name: 'lan', peers: ['192.0.2.10', '192.0.2.11'], vpn_routes: ['fd60::/48'] });
+        // It serves `remote` and routes `office`'s prefixes to node-a's port, like any other host of lan.
+        expect(onG[0]!.vpn_port).toMatchObject({
+          ipv4: expect.stringMatching(/^10\.10\.0\./),
+          gateways: [{ routes: ['fd50::/48', '10.250.0.0/24', '192.168.77.0/24'] }],
+        });
+        const onB = await b.networks((n) => n[0]?.peers.includes('192.0.2.20') === true);
+        expect(onB[0]!.vpn_port!.gateways.map((x) => x.routes)).toEqual([
+          ['fd50::/48', '10.250.0.0/24', '192.168.77.0/24'],
+          ['fd60::/48'],
+        ]);
+        await a.networks((n) => n[0]?.peers.includes('192.0.2.20') === true);
+
+        await call('DELETE', '/v1/vpn-networks/remote?project=default');
+        await g.networks((n) => n.length === 0);
+        expect((await b.networks((n) => !n[0]!.peers.includes('192.0.2.20')))[0]!.vpn_port!.gateways).toHaveLength(1);
+        const left = await cp.store.db
+          .selectFrom('ip_addresses')
+          .select('nic_id')
+          .where('nic_id', '=', `vpn-gw:${g.hostId}`)
+          .execute();
+        expect(left).toEqual([]);
+      } finally {
+        g.close();
+      }
     });
   });
 }

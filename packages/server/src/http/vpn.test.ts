@@ -411,6 +411,40 @@ for (const t of storeTargets()) {
       expect(shrunk.reach).not.toContain('10.35.0.0/24');
     });
 
+    it("never lets a site peer's subnet and a connected network that overlap it in at once", async () => {
+      for (let i = 0; i < 3; i++) {
+        expect(
+          (await call('POST', '/v1/networks', { name: `site-net${i}`, project: 'vpa', ipv4: `10.62.${i}.0/24` }))
+            .status,
+        ).toBe(201);
+        const [patch, peer] = await Promise.all([
+          call(
+            'PATCH',
+            '/v1/vpn-networks/office?project=vpa',
+            { spec: { networks: ['lan', `site-net${i}`] } },
+            userToken,
+          ),
+          call(
+            'POST',
+            '/v1/vpn-peers',
+            { name: `site${i}`, project: 'vpa', vpn_network: 'office', subnets: [`10.62.${i}.128/25`] },
+            userToken,
+          ),
+        ]);
+        // One of them first, whichever: the other sees it and is refused.
+        expect(patch.status === 200 ? peer.status : patch.status, JSON.stringify([patch.body, peer.body])).toBe(409);
+        expect(patch.status === 200 || peer.status === 201).toBe(true);
+        expect([patch, peer].find((r) => r.status === 409)!.body.error.code).toBe('vpn_prefix_overlap');
+        if (patch.status === 200)
+          expect(
+            (await call('PATCH', '/v1/vpn-networks/office?project=vpa', { spec: { networks: ['lan'] } }, userToken))
+              .status,
+          ).toBe(200);
+        else
+          expect((await call('DELETE', `/v1/vpn-peers/site${i}?project=vpa`, undefined, userToken)).status).toBe(204);
+      }
+    });
+
     it('lets concurrent changes of one pool take turns: never two overlapping connections, never a deleted one', async () => {
       const make = async (name: string, project: string, ipv4: string) =>
         expect((await call('POST', '/v1/networks', { name, project, ipv4 })).status).toBe(201);

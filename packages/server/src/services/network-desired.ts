@@ -4,12 +4,14 @@ import { underlayAddresses } from './hosts.js';
 import { addressPlan } from './ipam.js';
 import { networkSpecOf } from './network-spec.js';
 import type { NetworkLookup, NicService } from './nics.js';
+import { gatewayAddresses, gatewayHosts, loadVpnLinks, portFor } from './vpn-gateways.js';
 import { vpnRoutesForHost } from './vpn-routes.js';
 
 /**
- * The agent-facing view of networks: every network with members on `hostId`, with the VXLAN peers
- * (underlay addresses of the other hosts with members), the DHCP leases of all its NICs, and what
- * the host routes for it as a VPN gateway.
+ * The agent-facing view of networks: every network with members on `hostId` or connected to a VPN
+ * network it serves as a gateway, with the VXLAN peers (underlay addresses of the other hosts with
+ * members, and of its VPN gateways), the DHCP leases of all its NICs, what the host routes for it as a
+ * VPN gateway, and its VPN router port (vpn-gateways.ts).
  */
 export async function desiredNetworksForHost(
   db: Db,
@@ -17,14 +19,19 @@ export async function desiredNetworksForHost(
   nics: NicService,
   hostId: string,
 ): Promise<DesiredNetwork[]> {
-  const networkIds = await nics.networksOnHost(db, hostId);
+  const links = await loadVpnLinks(db);
+  const served = links.filter((l) => l.hosts.includes(hostId)).flatMap((l) => l.networks);
+  const networkIds = [...new Set([...(await nics.networksOnHost(db, hostId)), ...served])];
   if (networkIds.length === 0) return [];
+  const gateways = gatewayHosts(links);
+  const addresses = await gatewayAddresses(db, networkIds);
   const rows = await networks.byIds(db, networkIds);
   const placed = await nics.placed(db, networkIds);
   const vpnRoutes = await vpnRoutesForHost(db, hostId, networkIds);
-  const underlay = await underlayAddresses(db, [
-    ...new Set(placed.map((n) => n.host_id).filter((h): h is string => h !== null && h !== hostId)),
-  ]);
+  const others = [...placed.map((n) => n.host_id), ...networkIds.flatMap((id) => gateways.get(id) ?? [])].filter(
+    (h): h is string => h !== null && h !== hostId,
+  );
+  const underlay = await underlayAddresses(db, [...new Set(others)]);
   return [...rows.values()]
     .sort((a, b) => (a.id < b.id ? -1 : 1))
     .map((net) => {
@@ -33,11 +40,13 @@ export async function desiredNetworksForHost(
       const members = placed.filter((n) => n.network_id === net.id);
       const peers = [
         ...new Set(
-          members
-            .map((m) => (m.host_id === null || m.host_id === hostId ? null : (underlay.get(m.host_id) ?? null)))
+          [...members.map((m) => m.host_id), ...(gateways.get(net.id) ?? [])]
+            .map((h) => (h === null || h === hostId ? null : (underlay.get(h) ?? null)))
             .filter((a): a is string => a !== null),
         ),
       ].sort();
+      const port =
+        spec.kind === 'private' ? portFor(links, net.id, hostId, addresses.get(net.id) ?? new Map()) : undefined;
       return {
         id: net.id,
         name: net.name,
@@ -57,6 +66,7 @@ export async function desiredNetworksForHost(
         uplink: spec.uplink,
         peers,
         ...(vpnRoutes.has(net.id) ? { vpn_routes: vpnRoutes.get(net.id) } : {}),
+        ...(port === undefined ? {} : { vpn_port: port }),
         // The first NIC of an instance on a network answers to its name; more get name-<slot>.
         leases: members.map((m, i) => ({
           nic_id: m.nic_id,

@@ -17,6 +17,7 @@ import { networkSpecOf } from './network-spec.js';
 import { closeAll, setQuantity } from './metering.js';
 import type { NewEvent } from './events.js';
 import { desiredNat, releaseNat } from './nat-rows.js';
+import { gatewayHosts, loadVpnLinks } from './vpn-gateways.js';
 
 /** The group ids a NIC row names ([]: the project's default group). */
 const groupIds = (row: Pick<NicsTable, 'security_groups'>): string[] => fromJson<string[]>(row.security_groups) ?? [];
@@ -415,7 +416,10 @@ export class NicService {
       .where('nics.network_id', 'in', [...networkIds])
       .distinct()
       .execute();
-    return rows.map((r) => r.host_id).filter((h): h is string => h !== null);
+    // VPN gateway hosts are on the networks their VPN networks connect, with or without VMs there.
+    const gateways = gatewayHosts(await loadVpnLinks(db, networkIds));
+    const vpn = networkIds.flatMap((id) => gateways.get(id) ?? []);
+    return [...new Set([...rows.map((r) => r.host_id).filter((h): h is string => h !== null), ...vpn])];
   }
 
   /** Networks with a NIC of an instance placed on `hostId`. */

@@ -30,6 +30,7 @@ import {
   type Range,
 } from './vpn-plan.js';
 import type { VpnPoolService } from './vpn-pools.js';
+import { syncGatewayAddresses } from './vpn-gateways.js';
 
 /** What a VPN network row stores in `spec`. */
 export interface VpnNetworkSpecRow {
@@ -58,7 +59,7 @@ export async function networkRanges(db: Db, ids: readonly string[]): Promise<Map
  * Lock a pool until the transaction ends (PostgreSQL): the route checks of its VPN networks read all
  * of them, so two changes on one pool take turns rather than both passing and overlapping.
  */
-async function lockPool(trx: Db, poolId: string): Promise<void> {
+export async function lockPool(trx: Db, poolId: string): Promise<void> {
   await forUpdate(trx.selectFrom('vpn_pools').select('id').where('id', '=', poolId)).execute();
 }
 
@@ -85,7 +86,7 @@ export class VpnNetworkService {
     private readonly pools: VpnPoolService,
     private readonly networks: NetworkService,
     private readonly box: () => SecretBox,
-    private readonly announce: (poolIds: readonly string[]) => Promise<void>,
+    private readonly announce: (poolIds: readonly string[], networkIds?: readonly string[]) => Promise<void>,
   ) {}
 
   /** VPN networks of the visible projects. */
@@ -156,6 +157,7 @@ export class VpnNetworkService {
           };
           await trx.insertInto('vpn_networks').values(row).execute();
           await writeLabels(trx, row.id, body.labels ?? {}, true);
+          await syncGatewayAddresses(trx, connected);
           const network = vpnNetworkFromRow(row, spec, 0);
           await recordHistory(trx, {
             kind: 'vpn_network',
@@ -238,7 +240,7 @@ export class VpnNetworkService {
     patch: VpnNetworkPatch,
     ifMatch?: number,
   ): Promise<VpnNetwork> {
-    const { after, poolId } = await transaction(this.ctx.store, async (trx) => {
+    const { after, poolId, touched } = await transaction(this.ctx.store, async (trx) => {
       const found = await this.row(principal, ref, project, trx);
       const row = await forUpdate(
         trx.selectFrom('vpn_networks').selectAll().where('id', '=', found.id),
@@ -274,7 +276,9 @@ export class VpnNetworkService {
         after,
         set: { spec: toJson({ networks: connected } satisfies VpnNetworkSpecRow) },
       });
-      return { after, poolId: row.pool_id };
+      const touched = [...new Set([...before.spec.networks, ...connected])];
+      await syncGatewayAddresses(trx, touched);
+      return { after, poolId: row.pool_id, touched };
     });
     await this.ctx.bus.publish({
       type: 'resource.updated',
@@ -283,7 +287,7 @@ export class VpnNetworkService {
       resource_id: after.id,
       data: { revision: after.revision },
     });
-    await this.announce([poolId]);
+    await this.announce([poolId], touched);
     return after;
   }
 
@@ -338,6 +342,7 @@ export class VpnNetworkService {
       await trx.deleteFrom('vpn_peers').where('vpn_network_id', '=', row.id).execute();
       await trx.deleteFrom('vpn_networks').where('id', '=', row.id).execute();
       await trx.deleteFrom('resource_labels').where('resource_id', 'in', ids).execute();
+      await syncGatewayAddresses(trx, before.spec.networks);
       await recordHistory(trx, {
         kind: 'vpn_network',
         resource_id: row.id,
@@ -348,7 +353,7 @@ export class VpnNetworkService {
         before,
         after: null,
       });
-      return row;
+      return { ...row, networks: before.spec.networks };
     });
     await this.ctx.bus.publish({
       type: 'resource.deleted',
@@ -357,7 +362,7 @@ export class VpnNetworkService {
       resource_id: row.id,
       data: { name: row.name },
     });
-    await this.announce([row.pool_id]);
+    await this.announce([row.pool_id], row.networks);
   }
 
   /** API shapes of rows, with their pools' plans and peer counts. */

@@ -18,7 +18,7 @@ import { listPage } from './pagination.js';
 import { reserve } from './quota.js';
 import { baseFields, checkMetadata, findRow, newBase } from './resource-rows.js';
 import { checkPublicKey, generateKeyPair } from './vpn-keys.js';
-import { networkRanges, type VpnNetworkService, type VpnNetworkSpecRow } from './vpn-networks.js';
+import { lockPool, networkRanges, type VpnNetworkService, type VpnNetworkSpecRow } from './vpn-networks.js';
 import {
   canonicalSubnets,
   firstOverlap,
@@ -117,6 +117,8 @@ export class VpnPeerService {
               id: body.vpn_network,
             });
           await this.checkKey(trx, publicKey);
+          // Subnets are judged against the pool's connected networks: changes of those wait, as they do for each other.
+          if (subnets.length > 0) await lockPool(trx, net.pool_id);
           const pool = await poolOf(trx, net);
           const plan = networkPlan(pool, Number(net.slot));
           await this.checkSubnets(trx, net, subnets);

@@ -24,11 +24,11 @@ export class VpnService {
   constructor(
     private readonly ctx: ServiceContext,
     projects: ProjectService,
-    networks: NetworkService,
+    private readonly networkService: NetworkService,
   ) {
     this.pools = new VpnPoolService(ctx);
-    const announce = (ids: readonly string[]) => this.announce(ids);
-    this.networks = new VpnNetworkService(ctx, projects, this.pools, networks, () => this.secretBox(), announce);
+    const announce = (ids: readonly string[], networkIds: readonly string[] = []) => this.announce(ids, networkIds);
+    this.networks = new VpnNetworkService(ctx, projects, this.pools, networkService, () => this.secretBox(), announce);
     this.peers = new VpnPeerService(ctx, this.networks, announce);
   }
 
@@ -42,8 +42,11 @@ export class VpnService {
     return this.box;
   }
 
-  /** Tell the gateways of these pools that their VPN networks changed. */
-  async announce(poolIds: readonly string[]): Promise<void> {
+  /**
+   * Tell the gateways of these pools that their VPN networks changed, and the hosts of the networks
+   * they connect (and of `networkIds`, connected before the change) that their routes may have.
+   */
+  async announce(poolIds: readonly string[], networkIds: readonly string[] = []): Promise<void> {
     if (poolIds.length === 0) return;
     const pools = await this.ctx.store.db
       .selectFrom('vpn_pools')
@@ -56,6 +59,15 @@ export class VpnService {
       // The connected networks' DHCP answers name the VPN prefixes (vpn-routes.ts).
       this.ctx.signals.send('desired', 'network', h);
     }
+    const nets = await this.ctx.store.db
+      .selectFrom('vpn_networks')
+      .select('spec')
+      .where('pool_id', 'in', [...poolIds])
+      .execute();
+    const connected = [
+      ...new Set([...networkIds, ...nets.flatMap((n) => fromJson<VpnNetworkSpecRow>(n.spec).networks)]),
+    ];
+    this.networkService.announce((await this.networkService.hostsOf(connected)).filter((h) => !hosts.has(h)));
   }
 
   /** Every VPN network a gateway host serves: one WireGuard interface each, with its peers and what they reach. */

@@ -84,6 +84,19 @@ export function checkNet(net: NetSpec): CheckedNet {
     if (!Array.isArray(net.vpnRoutes) || pub) throw invalid('vpn_routes', 'VPN routes are for private networks');
     net.vpnRoutes.forEach((r, i) => checkPrefix(`vpn_routes[${i}]`, r, r.includes(':') ? 6 : 4));
   }
+  if (net.vpnPort !== undefined) {
+    const port = net.vpnPort;
+    if (pub || typeof port !== 'object' || port === null || !Array.isArray(port.gateways))
+      throw invalid('vpn_port', 'a VPN port is for private networks and lists its gateways');
+    checkMac('vpn_port.mac', port.mac);
+    if (port.ipv4 !== null) checkIp('vpn_port.ipv4', port.ipv4, 4);
+    port.gateways.forEach((g, i) => {
+      checkMac(`vpn_port.gateways[${i}].mac`, g.mac);
+      if (g.ipv4 !== null) checkIp(`vpn_port.gateways[${i}].ipv4`, g.ipv4, 4);
+      if (!Array.isArray(g.routes)) throw invalid(`vpn_port.gateways[${i}].routes`, 'routes must be a list');
+      g.routes.forEach((r, j) => checkPrefix(`vpn_port.gateways[${i}].routes[${j}]`, r, r.includes(':') ? 6 : 4));
+    });
+  }
   if (net.gatewayMode === 'host' && (v4?.gateway ?? v6?.gateway ?? null) === null) {
     throw invalid('gateway', 'a host gateway needs a gateway address');
   }

@@ -13,7 +13,8 @@ import type { NetSpec, NicSpec } from './types.js';
  * the bridge: the metadata address, so a guest reaches the service even while
  * its router VM is down, and the IPv4 prefixes the host routes as a VPN
  * gateway (`vpnRoutes`), so guests answer VPN peers through the host and not
- * their router (or nobody). Clients ignore option 3 when option 121 is
+ * their router (or nobody), and those routed by gateways on other hosts via
+ * the gateways' VPN ports. Clients ignore option 3 when option 121 is
  * present, so the default route goes in as well. Null when the host routes
  * (its gateway address is the default route) or has no address there.
  *
@@ -27,9 +28,14 @@ function classlessRoutes(c: CheckedNet, router: string | null): string | null {
   const host = (c.net.hostAddrs ?? []).find((a) => !a.includes(':'))?.split('/')[0];
   if (host === undefined) return null;
   const vpn = (c.net.vpnRoutes ?? []).filter((r) => !r.includes(':'));
+  // VPN networks served by gateways elsewhere: their prefixes via the gateways' ports (vpn-port.ts).
+  const remote = (c.net.vpnPort?.gateways ?? []).flatMap((g) =>
+    g.ipv4 === null ? [] : g.routes.filter((r) => !r.includes(':') && !vpn.includes(r)).map((r) => `${r},${g.ipv4}`),
+  );
   return [
     `${METADATA_IPV4}/32,${host}`,
     ...vpn.map((r) => `${r},${host}`),
+    ...remote,
     ...(router === null ? [] : [`0.0.0.0/0,${router}`]),
   ].join(',');
 }

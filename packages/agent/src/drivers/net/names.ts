@@ -23,6 +23,11 @@ export function vxlanName(netId: string): string {
   return hashed('flvx', netId, 'network_id');
 }
 
+/** The VPN router port of a network on a host (a macvlan on its bridge): `flgw` + 11 hex of sha256(id). */
+export function vpnPortName(netId: string): string {
+  return hashed('flgw', netId, 'network_id');
+}
+
 /** The tap of a NIC: `fltp` + 11 hex of sha256(id). */
 export function tapName(nicId: string): string {
   return hashed('fltp', nicId, 'nic_id');

@@ -8,7 +8,7 @@ import type { NetworkDriver } from './areas.js';
 import { checkNet, checkNic, type CheckedNet } from './checked-spec.js';
 import { observeHost, observeLink, runBatch, type HostExec, type ObservedHost } from './host-exec.js';
 import { networkCommands, portCommands, toBatch } from './link-commands.js';
-import { bridgeName, networkStateDir, tapName, vxlanName } from './names.js';
+import { bridgeName, networkStateDir, tapName, vpnPortName, vxlanName } from './names.js';
 import {
   hostConfig,
   parseIfAddrs,
@@ -20,6 +20,7 @@ import {
   type TakeoverObserved,
 } from './takeover-commands.js';
 import type { NetSpec, NicSpec, ObservedLink, ObservedNet } from './types.js';
+import { applyVpnPort, removeVpnRules } from './vpn-port-apply.js';
 
 /** What the Linux network driver needs of its host. */
 export interface LinuxNetworkOptions {
@@ -56,6 +57,7 @@ interface TakeoverRecord {
 export class LinuxNetworkDriver implements NetworkDriver {
   private readonly exec: HostExec;
   private forwarding = { 4: false, 6: false };
+  private readonly withoutPort = new Set<string>();
 
   constructor(private readonly opts: LinuxNetworkOptions) {
     checkIp('underlay', opts.underlay);
@@ -99,7 +101,23 @@ export class LinuxNetworkDriver implements NetworkDriver {
     }
     if (net.gatewayMode === 'host' && net.natInterface !== undefined)
       await this.ensureForwarding(c.v4 !== null, c.v6 !== null);
+    await this.ensureVpnPort(c);
     return c.bridge;
+  }
+
+  /**
+   * The network's VPN router port (vpn-port.ts), or its removal. A network seen without one in this
+   * process is not looked at again until its spec asks for a port: most networks never have one.
+   */
+  private async ensureVpnPort(c: CheckedNet): Promise<void> {
+    const id = c.net.id;
+    if (c.net.vpnPort === undefined && this.withoutPort.has(id)) return;
+    if (c.net.vpnPort !== undefined) await this.ensureForwarding(c.v4 !== null, c.v6 !== null);
+    this.withoutPort.delete(id);
+    const cmds = await applyVpnPort(this.exec, c);
+    if (c.net.vpnPort === undefined) this.withoutPort.add(id);
+    if (cmds.length > 0)
+      this.opts.logger?.info({ network: id, commands: cmds.map((a) => a.join(' ')) }, 'VPN port changed');
   }
 
   /**
@@ -237,6 +255,9 @@ export class LinuxNetworkDriver implements NetworkDriver {
         await this.exec(['ip', '-batch', '-'], { input: toBatch(releaseCommands(c, cfg)) });
       }
     }
+    await removeVpnRules(this.exec, netId);
+    this.withoutPort.delete(netId);
+    await this.exec(['ip', 'link', 'del', vpnPortName(netId)], { allowFail: true });
     await this.exec(['ip', 'link', 'del', vxlanName(netId)], { allowFail: true });
     await this.exec(['ip', 'link', 'del', bridgeName(netId)], { allowFail: true });
     await rm(networkStateDir(this.opts.stateDir, netId), { recursive: true, force: true });

@@ -2,6 +2,7 @@ import { checkNet, checkNic, type CheckedNet } from './checked-spec.js';
 import { tapName } from './names.js';
 import { removeTablesScript, renderTables, setElementsScript, type NftChain, type NftTable } from './nft-tables.js';
 import { sgTables, type SgTables } from './sg-ruleset.js';
+import { vpnPortForwardRules } from './vpn-port.js';
 import type { NetSpec, NicSpec, SecurityGroupSpec } from './types.js';
 
 /*
@@ -106,6 +107,8 @@ function natTable(nets: readonly CheckedNet[]): NftTable {
   // VPN gateways' interfaces reach the bridges; table floe_vpn (which runs first) decides which.
   if (privateNets.length > 0)
     forward.push('iifname "fv*" oifname "flbr*" accept', 'iifname "flbr*" oifname "fv*" accept');
+  // VPN router ports carry VPN traffic between hosts (vpn-port.ts).
+  for (const c of privateNets) forward.push(...vpnPortForwardRules(c));
   forward.push('iifname "flbr*" oifname "flbr*" drop');
   // A public bridge is the host's own LAN interface: what the host routes there is none of floe's business.
   for (const c of privateNets) forward.push(`iifname "${c.bridge}" drop`, `oifname "${c.bridge}" drop`);

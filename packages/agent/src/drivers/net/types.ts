@@ -64,6 +64,24 @@ export interface NetSpec {
    * DHCP names these IPv4 prefixes to them (option 121, via `hostAddrs`).
    */
   vpnRoutes?: string[];
+  /** The host's VPN router port on the bridge (vpn-port.ts); absent: none. */
+  vpnPort?: VpnPortSpec;
+}
+
+/** A VPN gateway host's router port on a network, as the other hosts route through it. */
+export interface VpnGatewayPort {
+  mac: string;
+  /** Its address on the network; null without IPv4 (IPv6 goes to its link-local address). */
+  ipv4: string | null;
+  /** The VPN prefixes and site subnets routed through it. */
+  routes: string[];
+}
+
+/** This host's VPN router port on a private network: its MAC, its address (gateway hosts), and the gateways' ports. */
+export interface VpnPortSpec {
+  mac: string;
+  ipv4: string | null;
+  gateways: VpnGatewayPort[];
 }
 
 /** One NIC of an instance, with its stable MAC and its IPAM addresses. */
