@@ -528,6 +528,7 @@ describe('output', () => {
         kind: 'instance',
         resource_id: 'inst_1',
         data: { name: 'web', state: 'running' },
+        actor: null,
       },
       {
         seq: 2,
@@ -538,6 +539,7 @@ describe('output', () => {
         kind: 'operation',
         resource_id: 'op_1',
         data: { status: 'running', progress: 50, message: 'booting' },
+        actor: 'tok_01JB8X0Q3E6M2T9K4V7W5YB1C3',
       },
     ];
     const responses: Responses = {
