@@ -88,6 +88,13 @@ export const Event = Type.Object({
   kind: Type.String({ description: 'resource kind: instance, operation, host, ...' }),
   resource_id: Type.String(),
   data: Type.Record(Type.String(), Type.Unknown()),
+  actor: Nullable(
+    Type.String({
+      description:
+        'who caused the event: the id of the requesting token (or `checker:<authenticator>:<subject>`), as the ' +
+        'audit log and history name it; null when nobody asked (agent reports, heartbeats, background work)',
+    }),
+  ),
 });
 export type Event = Static<typeof Event>;
 

@@ -528,6 +528,7 @@ describe('output', () => {
         kind: 'instance',
         resource_id: 'inst_1',
         data: { name: 'web', state: 'running' },
+        actor: null,
       },
       {
         seq: 2,
@@ -538,6 +539,7 @@ describe('output', () => {
         kind: 'operation',
         resource_id: 'op_1',
         data: { status: 'running', progress: 50, message: 'booting' },
+        actor: 'tok_01JB8X0Q3E6M2T9K4V7W5YB1C3',
       },
     ];
     const responses: Responses = {
@@ -552,7 +554,7 @@ describe('output', () => {
     expect(table.calls[0]?.args[0]).toEqual({ project: 'shop', kind: ['instance', 'operation'], since: 0 });
     expect(table.out).toBe(
       '2025-01-01T00:00:01.000Z instance.state instance web/inst_1 state=running\n' +
-        '2025-01-01T00:00:02.000Z operation.updated operation op_1 status=running 50% booting\n',
+        '2025-01-01T00:00:02.000Z operation.updated operation op_1 status=running 50% booting by=tok_01JB8X0Q3E6M2T9K4V7W5YB1C3\n',
     );
     const json = await floe(['events', '-o', 'json'], { responses });
     expect(

@@ -292,6 +292,7 @@ function sseEvent(seq: number, type = 'instance.state'): string {
     kind: 'instance',
     resource_id: 'inst_01JB8X0Q3E6M2T9K4V7W5YB1C3',
     data: { state: 'running', n: seq },
+    actor: null,
   };
   return `id: ${seq}\nevent: ${type}\ndata: ${JSON.stringify(ev)}\n\n`;
 }

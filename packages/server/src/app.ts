@@ -14,6 +14,7 @@ import { scheduleMaintenance } from './maintenance.js';
 import { clientErrorResponse, frameworkErrors, installErrorHandlers, type WebFallback } from './http/errors.js';
 import { installWeb, wantsWebPage } from './http/web.js';
 import { installAudit } from './http/audit.js';
+import { installActorScope } from './http/actor-scope.js';
 import { isFloeBearer, principalFromChecker } from './http/checker-auth.js';
 import { installOidcLogin } from './http/routes/oidc-login.js';
 import { installIdempotency } from './http/idempotency.js';
@@ -229,6 +230,7 @@ export async function buildApp(opts: {
     request.principal = withVerb(principal, verb);
     if (policy !== undefined) await enforceScope(store.db, principal, policy, request.params, request.query);
   });
+  installActorScope(http);
   const stopLeases = installIdempotency(
     http,
     store,

@@ -8,7 +8,7 @@ import { examples } from './shared.js';
 /** Fields worth showing in an event's one-line summary, in order. */
 const SUMMARY_KEYS = ['state', 'status', 'progress', 'message', 'reason', 'line'];
 
-/** One table line per event: `time type kind name/id summary`. */
+/** One table line per event: `time type kind name/id summary by=actor` (no `by=` when nobody asked). */
 function eventLine(ev: Event): string {
   const data = ev.data;
   const name = typeof data.name === 'string' ? `${data.name}/${ev.resource_id}` : ev.resource_id;
@@ -25,7 +25,9 @@ function eventLine(ev: Event): string {
       : Object.keys(data).filter((k) => k !== 'name').length > 0
         ? JSON.stringify(data)
         : '';
-  return [ev.time, ev.type, ev.kind, name, oneLine(summary, 120)].filter((s) => s !== '').join(' ');
+  // A server from before events named their actor sends none.
+  const by = typeof ev.actor === 'string' ? `by=${ev.actor}` : '';
+  return [ev.time, ev.type, ev.kind, name, oneLine(summary, 120), by].filter((s) => s !== '').join(' ');
 }
 
 /** `floe events`: follows the event stream until Ctrl-C. */

@@ -14,6 +14,7 @@ import { securityGroups } from './migrations/0015_security_groups.js';
 import { natAndRateLimits } from './migrations/0016_nat_and_rate_limits.js';
 import { vpn } from './migrations/0017_vpn.js';
 import { imagePublic } from './migrations/0022_image_public.js';
+import { eventActor } from './migrations/0023_event_actor.js';
 
 /** Table where applied migrations are recorded. */
 export const MIGRATION_TABLE = 'floe_migrations';
@@ -432,6 +433,7 @@ function migrations(dialect: Dialect): Record<string, Migration> {
     '0016_nat_and_rate_limits': natAndRateLimits(dialect),
     '0017_vpn': vpn(dialect),
     '0022_image_public': imagePublic(dialect),
+    '0023_event_actor': eventActor(),
   };
 }
 

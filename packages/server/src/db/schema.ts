@@ -270,6 +270,8 @@ export interface EventsTable {
   kind: string;
   resource_id: string;
   data: string; // JSON
+  /** Who caused the event (the requesting token's id, as history and the audit log name it); null for none. */
+  actor: string | null;
 }
 
 export interface IdempotencyKeysTable {

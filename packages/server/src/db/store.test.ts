@@ -244,6 +244,7 @@ const SAMPLES: { [K in keyof Database]: { pk: string[]; row: Record<string, unkn
       kind: 'instance',
       resource_id: 'inst_1',
       data: toJson({ x: 1 }),
+      actor: 'tok_1',
     },
   },
   idempotency_keys: {
@@ -579,6 +580,7 @@ for (const t of storeTargets()) {
           '0016_nat_and_rate_limits',
           '0017_vpn',
           '0022_image_public',
+          '0023_event_actor',
         ]);
       } finally {
         await again.close();
@@ -919,6 +921,7 @@ for (const t of storeTargets()) {
           '0016_nat_and_rate_limits',
           '0017_vpn',
           '0022_image_public',
+          '0023_event_actor',
         ]);
         expect(await migrate(fresh.db, fresh.dialect)).toEqual([]);
       } finally {

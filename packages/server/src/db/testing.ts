@@ -318,6 +318,7 @@ export const SCHEMA_COLUMNS: SchemaColumns = {
     kind: 'text',
     resource_id: 'text',
     data: 'text',
+    actor: 'text null',
   },
   host_allocations: { host_id: 'text', instances: 'integer', vcpus: 'integer', memory_mib: 'integer' },
   idempotency_keys: {

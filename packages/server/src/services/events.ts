@@ -2,6 +2,8 @@ import type { Event, EventsQuery } from '@floe/api';
 import { fromJson, toJson, nowIso, type Store } from '../db/index.js';
 import { newId } from '../ids.js';
 import type { Cluster } from '../cluster.js';
+import type { EventsTable } from '../db/schema.js';
+import { currentActor } from './actor.js';
 import type { Principal } from './principal.js';
 
 /** An event before it is stored (seq, id and time are assigned on publish). */
@@ -11,6 +13,16 @@ export interface NewEvent {
   kind: string;
   resource_id: string;
   data: Record<string, unknown>;
+  /**
+   * Who caused it. Absent: the actor of the request being answered (null outside one); a publisher that
+   * knows better (or knows it acts for nobody) says so.
+   */
+  actor?: string | null;
+}
+
+/** An event as stored, as the API shows it. */
+function eventFromRow(r: Omit<EventsTable, 'seq'> & { seq: number | bigint | string }): Event {
+  return { ...r, seq: Number(r.seq), data: fromJson<Record<string, unknown>>(r.data) ?? {}, actor: r.actor ?? null };
 }
 
 /** A filter over events, from `/v1/events` query parameters and the caller's token. */
@@ -59,7 +71,7 @@ export function filterFromQuery(principal: Principal, q: EventsQuery): EventFilt
 
 type Listener = (event: Event) => void;
 
-/** Events stored per INSERT statement (7 parameters each). */
+/** Events stored per INSERT statement (8 parameters each). */
 const EVENT_INSERT_CHUNK = 500;
 
 /**
@@ -87,9 +99,7 @@ export class EventBus {
 
   private async deliverRemote(seqs: number[]): Promise<void> {
     const rows = await this.store.db.selectFrom('events').selectAll().where('seq', 'in', seqs).orderBy('seq').execute();
-    this.deliver(
-      rows.map((r) => ({ ...r, seq: Number(r.seq), data: fromJson<Record<string, unknown>>(r.data) ?? {} })),
-    );
+    this.deliver(rows.map(eventFromRow));
   }
 
   private deliver(events: Event[]): void {
@@ -112,12 +122,15 @@ export class EventBus {
   /** Store events and deliver them to subscribers, in order. */
   async publish(...events: NewEvent[]): Promise<Event[]> {
     if (events.length === 0) return [];
-    const run = this.tail.then(() => this.insertAndDeliver(events));
+    // The actor is read here, in the publisher's context, not in the queued insert's.
+    const actor = currentActor();
+    const stamped = events.map((e) => ({ ...e, actor: e.actor === undefined ? actor : e.actor }));
+    const run = this.tail.then(() => this.insertAndDeliver(stamped));
     this.tail = run.catch(() => undefined);
     return run;
   }
 
-  private async insertAndDeliver(events: NewEvent[]): Promise<Event[]> {
+  private async insertAndDeliver(events: Array<NewEvent & { actor: string | null }>): Promise<Event[]> {
     const out: Event[] = [];
     // One multi-row insert per chunk rather than one per event: a round trip and (on PostgreSQL) a
     // commit with its WAL flush per publish, not per event. Chunks stay far below parameter limits.
@@ -131,6 +144,7 @@ export class EventBus {
         kind: e.kind,
         resource_id: e.resource_id,
         data: toJson(e.data),
+        actor: e.actor,
       }));
       const inserted = await this.store.db.insertInto('events').values(rows).returning(['id', 'seq']).execute();
       const seqOf = new Map(inserted.map((r) => [r.id, Number(r.seq)]));
@@ -170,9 +184,7 @@ export class EventBus {
     if (types.length > 0)
       q = q.where((eb) => eb.or(types.flatMap((t) => [eb('type', '=', t), eb('type', 'like', `${t}.%`)])));
     const rows = await q.execute();
-    return rows
-      .map((r) => ({ ...r, seq: Number(r.seq), data: fromJson<Record<string, unknown>>(r.data) ?? {} }))
-      .filter((e) => matches(e, filter));
+    return rows.map(eventFromRow).filter((e) => matches(e, filter));
   }
 
   /** Highest stored seq (0 when empty). */

@@ -10,6 +10,7 @@ import {
 } from '@floe/api';
 import { forUpdate, isUniqueViolation, nowIso, toJson, transaction, type Db } from '../db/index.js';
 import type { ImagesTable, OperationsTable } from '../db/schema.js';
+import { runDetached } from './actor.js';
 import { hidePaths } from './hide-paths.js';
 import { imageFromRow } from './image-rows.js';
 import { fileNameOf, findChecksum, formatChecksum, parseChecksum, type Checksum } from './checksums.js';
@@ -201,15 +202,9 @@ export class ImageImportService {
     const abort = new AbortController();
     const job: Job = { abort, done: Promise.resolve() };
     this.jobs.set(created.operation.id, job);
-    job.done = this.run(
-      principal,
-      image,
-      created.operation.id,
-      url,
-      checksum,
-      checksumUrl,
-      body.source.ca_pem,
-      abort.signal,
+    // The download outlives the request: what it publishes names nobody (its operation names the requestor).
+    job.done = runDetached(() =>
+      this.run(principal, image, created.operation.id, url, checksum, checksumUrl, body.source.ca_pem, abort.signal),
     )
       // run() ends the operation itself, also on failure; nothing it could still throw may go unhandled.
       .catch(() => undefined)
