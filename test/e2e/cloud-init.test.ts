@@ -9,10 +9,10 @@ import type { FloeClient } from '@floe/client';
 import { run } from '@floe/process';
 import { ensureCloudImage } from '@floe/testkit/cloud-image';
 import { dnsmasqRunDir } from '../../packages/agent/src/drivers/net/dnsmasq.js';
-import { storeTargets } from '../../packages/server/src/db/testing.js';
-import { prepareAgentDir, startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
-import { clientFor, eventually, kill } from './helpers.js';
-import { Namespaces, startAgentIn } from './netns.js';
+import type { TestControlPlane } from '../../packages/server/src/testing.js';
+import { eventually, kill } from './helpers.js';
+import { Namespaces, type startAgentIn } from './netns.js';
+import { startVmHost } from './vm-host.js';
 
 const have = (cmd: string, ...args: string[]) => spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
 // ssh-keygen has no --version; it is there when it starts at all.
@@ -28,8 +28,6 @@ const skip =
           ? 'ssh or ssh-keygen is not installed (Debian package openssh-client)'
           : null;
 if (skip && !process.env.CI) console.warn(`skipping the real cloud image test: ${skip}`);
-
-const sqlite = storeTargets().find((t) => t.name === 'sqlite')!;
 
 /** What cloud-init's final stage prints on the console when it is done (its default final_message). */
 const FINISHED_RE = /Cloud-init v\. \S+ finished at [^\n]*Datasource (\S+)[^\n]*Up ([\d.]+) seconds/;
@@ -166,26 +164,8 @@ describe.skipIf(skip !== null && !process.env.CI)('a real cloud image (Debian 12
     await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'floe-e2e', '-f', path.join(keyDir, 'id')]);
     const publicKey = (await readFile(path.join(keyDir, 'id.pub'), 'utf8')).trim();
 
-    h1 = await ns.add('h1');
-    await ns.link(
-      { ns: null, name: `fe${ns.tag}c1`, addr: `${base}.1.1/24` },
-      { ns: h1, name: 'cp0', addr: `${base}.1.2/24` },
-    );
-    cp = await startTestControlPlane(
-      await sqlite.open(),
-      { FLOE_HEARTBEAT_MS: '500', FLOE_HOST_OFFLINE_AFTER_MS: '5000' },
-      undefined,
-      `${base}.1.1`,
-    );
-    client = clientFor(cp);
-    const prepared = await prepareAgentDir(cp, 'h1');
-    agentDir = prepared.dataDir;
-    agent = startAgentIn(h1, cp.url, agentDir, `${base}.1.2`);
-    await eventually(
-      async () => (await client.hosts.get(prepared.hostId)).status.state === 'online',
-      `the agent online\n${agent?.output()}`,
-      60_000,
-    );
+    const host = await startVmHost(ns, base, { name: 'h1', image: null });
+    ({ ns: h1, cp, client, agent, agentDir } = host);
 
     await client.images.create({ name: 'debian-12' });
     await client.images.upload('debian-12', image.path);

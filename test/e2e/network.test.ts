@@ -11,9 +11,9 @@ import { run } from '@floe/process';
 import { ensureTestImage } from '@floe/testkit/guest-image';
 import { dnsmasqRunDir } from '../../packages/agent/src/drivers/net/dnsmasq.js';
 import { bridgeName, tapName, vxlanName } from '../../packages/agent/src/drivers/net/names.js';
-import { storeTargets } from '../../packages/server/src/db/testing.js';
-import { prepareAgentDir, startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
-import { clientFor, eventually, kill } from './helpers.js';
+import type { TestControlPlane } from '../../packages/server/src/testing.js';
+import { eventually, kill } from './helpers.js';
+import { startTwoHosts } from './vm-host.js';
 import { GuestShell, Namespaces, startAgentIn } from './netns.js';
 
 const have = (cmd: string, ...args: string[]) => spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
@@ -26,8 +26,6 @@ const skip =
         ? 'dnsmasq is not installed'
         : null;
 if (skip && !process.env.CI) console.warn(`skipping networking end-to-end tests: ${skip}`);
-
-const sqlite = storeTargets().find((t) => t.name === 'sqlite')!;
 
 /**
  * a's user-data: once DHCP has configured eth0, read its own documents from
@@ -69,7 +67,7 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
   let inet = '';
   let cp: TestControlPlane;
   let client: FloeClient;
-  const agents: ReturnType<typeof startAgentIn>[] = [];
+  let agents: ReturnType<typeof startAgentIn>[] = [];
   const hostIds: Record<string, string> = {};
   const agentDirs: Record<string, string> = {};
   const vms: Record<string, Instance> = {};
@@ -87,20 +85,7 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
     return Buffer.concat(parts).toString('utf8');
   };
   // What the agents logged, without the retries of one failure over and over.
-  const agentOutput = () =>
-    agents
-      .map((a, i) => {
-        const lines = [
-          ...new Set(
-            a
-              .output()
-              .split('\n')
-              .map((l) => l.replace(/"time":\d+,|"retry_in_ms":\d+,|"failures":\d+,/g, '')),
-          ),
-        ];
-        return `--- agent ${i + 1}\n${lines.join('\n').slice(-4000)}`;
-      })
-      .join('\n');
+  let agentOutput = () => '';
   /** Wait until a guest has booted (its shell takes input only then) and announced `ip` leased by DHCP on eth0. */
   const booted = (name: string, ip: string) =>
     eventually(
@@ -128,50 +113,19 @@ describe.skipIf(skip !== null && !process.env.CI)('networking with real VMs', ()
   };
 
   beforeAll(async () => {
-    h1 = await ns.add('h1');
-    h2 = await ns.add('h2');
-    inet = await ns.add('in');
-    await ns.link(
-      { ns: null, name: `fe${ns.tag}c1`, addr: `${base}.1.1/24` },
-      { ns: h1, name: 'cp0', addr: `${base}.1.2/24` },
-    );
-    await ns.link(
-      { ns: null, name: `fe${ns.tag}c2`, addr: `${base}.2.1/24` },
-      { ns: h2, name: 'cp0', addr: `${base}.2.2/24` },
-    );
-    await ns.exec(h2, ['ip', 'route', 'add', `${base}.1.0/24`, 'via', `${base}.2.1`]);
-    await ns.link({ ns: h1, name: 'ul0', addr: `${base}.0.1/24` }, { ns: h2, name: 'ul0', addr: `${base}.0.2/24` });
-    await ns.link(
-      { ns: h1, name: 'up0', addr: '198.51.100.1/24' },
-      { ns: inet, name: 'eth0', addr: '198.51.100.2/24' },
-    );
-    await ns.exec(h1, ['ip', 'route', 'add', 'default', 'via', '198.51.100.2']);
-
-    cp = await startTestControlPlane(
-      await sqlite.open(),
-      { FLOE_HEARTBEAT_MS: '500', FLOE_HOST_OFFLINE_AFTER_MS: '5000' },
-      undefined,
-      `${base}.1.1`,
-    );
-    client = clientFor(cp);
-    for (const [name, netns, underlay] of [
-      ['h1', h1, `${base}.0.1`],
-      ['h2', h2, `${base}.0.2`],
-    ] as const) {
-      const { hostId, dataDir } = await prepareAgentDir(cp, name);
-      hostIds[name] = hostId;
-      agentDirs[name] = dataDir;
-      agents.push(startAgentIn(netns, cp.url, dataDir, underlay));
-    }
-    await eventually(
-      async () => {
-        for (const id of Object.values(hostIds))
-          if ((await client.hosts.get(id)).status.state !== 'online') return false;
-        return true;
+    const hosts = await startTwoHosts(ns, base, {
+      prepare: async (one) => {
+        inet = await ns.add('in');
+        await ns.link(
+          { ns: one, name: 'up0', addr: '198.51.100.1/24' },
+          { ns: inet, name: 'eth0', addr: '198.51.100.2/24' },
+        );
+        await ns.exec(one, ['ip', 'route', 'add', 'default', 'via', '198.51.100.2']);
       },
-      `both agents online\n${agentOutput()}`,
-      60_000,
-    );
+    });
+    ({ h1, h2, cp, client, agents, output: agentOutput } = hosts);
+    Object.assign(hostIds, hosts.hostIds);
+    Object.assign(agentDirs, hosts.agentDirs);
 
     const image = await ensureTestImage();
     await client.images.create({ name: 'floe-test' });

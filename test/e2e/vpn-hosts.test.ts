@@ -8,10 +8,10 @@ import type { FloeClient } from '@floe/client';
 import { ensureTestImage } from '@floe/testkit/guest-image';
 import { dnsmasqRunDir } from '../../packages/agent/src/drivers/net/dnsmasq.js';
 import { vpnPortName } from '../../packages/agent/src/drivers/net/names.js';
-import { storeTargets } from '../../packages/server/src/db/testing.js';
-import { prepareAgentDir, startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
-import { clientFor, eventually, kill } from './helpers.js';
-import { GuestShell, Namespaces, startAgentIn } from './netns.js';
+import type { TestControlPlane } from '../../packages/server/src/testing.js';
+import { eventually, kill } from './helpers.js';
+import { GuestShell, Namespaces, type startAgentIn } from './netns.js';
+import { startTwoHosts } from './vm-host.js';
 import { routesByDhcp, wireguardForTests } from './wireguard.js';
 
 const { mode, missing } = await wireguardForTests('the WireGuard end-to-end test across hosts');
@@ -37,11 +37,11 @@ describe.skipIf(missing !== null)(`a VPN into VMs on other hosts than its gatewa
   let cp: TestControlPlane;
   let client: FloeClient;
   let office: VpnNetwork;
-  const agents: ReturnType<typeof startAgentIn>[] = [];
-  const agentDirs: string[] = [];
+  let agents: ReturnType<typeof startAgentIn>[] = [];
+  let agentDirs: string[] = [];
   const nics: Record<string, Nic> = {};
   const shells: Record<string, GuestShell> = {};
-  const output = () => agents.map((a, i) => `--- agent h${i + 1}\n${a.output().slice(-3000)}`).join('\n');
+  let output = () => '';
 
   const ping = async (to: string) =>
     (await ns.exec(c, ['ping', '-c', '1', '-W', '2', to], { allowFail: true, timeoutMs: 8000 })).code === 0;
@@ -61,51 +61,21 @@ describe.skipIf(missing !== null)(`a VPN into VMs on other hosts than its gatewa
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'floe-vpn-hosts-'));
-    h1 = await ns.add('h1');
-    h2 = await ns.add('h2');
-    c = await ns.add('c');
-    await ns.link(
-      { ns: null, name: `fe${ns.tag}c1`, addr: `${base}.1.1/24` },
-      { ns: h1, name: 'cp0', addr: `${base}.1.2/24` },
-    );
-    await ns.link(
-      { ns: null, name: `fe${ns.tag}c2`, addr: `${base}.2.1/24` },
-      { ns: h2, name: 'cp0', addr: `${base}.2.2/24` },
-    );
-    await ns.link({ ns: h1, name: 'ul0', addr: `${base}.0.1/24` }, { ns: h2, name: 'ul0', addr: `${base}.0.2/24` });
-    await ns.exec(h1, ['ip', 'link', 'add', 'wan0', 'type', 'bridge']);
-    await ns.exec(h1, ['ip', 'addr', 'add', '198.51.100.1/24', 'dev', 'wan0']);
-    await ns.exec(h1, ['ip', 'link', 'set', 'wan0', 'up']);
-    await ns.link({ ns: c, name: 'eth0', addr: '198.51.100.11/24' }, { ns: h1, name: 'wc' });
-    await ns.exec(h1, ['ip', 'link', 'set', 'wc', 'master', 'wan0']);
-
-    const sqlite = storeTargets().find((t) => t.name === 'sqlite')!;
-    cp = await startTestControlPlane(
-      await sqlite.open(),
-      { FLOE_HEARTBEAT_MS: '500', FLOE_HOST_OFFLINE_AFTER_MS: '5000' },
-      undefined,
-      `${base}.1.1`,
-    );
-    client = clientFor(cp);
-    await ns.exec(h2, ['ip', 'route', 'add', `${base}.1.0/24`, 'via', `${base}.2.1`]);
-    const hostIds: string[] = [];
-    for (const [name, netns, underlay] of [
-      ['h1', h1, `${base}.0.1`],
-      ['h2', h2, `${base}.0.2`],
-    ] as const) {
-      const { hostId, dataDir } = await prepareAgentDir(cp, name);
-      hostIds.push(hostId);
-      agentDirs.push(dataDir);
-      agents.push(startAgentIn(netns, cp.url, dataDir, underlay));
-    }
-    await eventually(
-      async () => {
-        for (const id of hostIds) if ((await client.hosts.get(id)).status.state !== 'online') return false;
-        return true;
+    const hosts = await startTwoHosts(ns, base, {
+      prepare: async (one) => {
+        c = await ns.add('c');
+        await ns.exec(one, ['ip', 'link', 'add', 'wan0', 'type', 'bridge']);
+        await ns.exec(one, ['ip', 'addr', 'add', '198.51.100.1/24', 'dev', 'wan0']);
+        await ns.exec(one, ['ip', 'link', 'set', 'wan0', 'up']);
+        await ns.link({ ns: c, name: 'eth0', addr: '198.51.100.11/24' }, { ns: one, name: 'wc' });
+        await ns.exec(one, ['ip', 'link', 'set', 'wc', 'master', 'wan0']);
       },
-      `both agents online\n${output()}`,
-      60_000,
-    );
+    });
+    ({ h1, h2, cp, client } = hosts);
+    agents = hosts.agents;
+    output = hosts.output;
+    agentDirs = Object.values(hosts.agentDirs);
+    const hostIds = [hosts.hostIds.h1, hosts.hostIds.h2];
     // VMs only on h2.
     await client.hosts.update(hostIds[0]!, { spec: { schedulable: false } });
     await client.hosts.update(hostIds[1]!, { spec: { schedulable: true } });

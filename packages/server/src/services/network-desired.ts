@@ -4,8 +4,7 @@ import { underlayAddresses } from './hosts.js';
 import { addressPlan } from './ipam.js';
 import { networkSpecOf } from './network-spec.js';
 import type { NetworkLookup, NicService } from './nics.js';
-import { gatewayAddresses, gatewayHosts, loadVpnLinks, portFor } from './vpn-gateways.js';
-import { vpnRoutesForHost } from './vpn-routes.js';
+import { gatewayAddresses, gatewayHosts, loadVpnLinks, portFor, routesServedBy } from './vpn-gateways.js';
 
 /**
  * The agent-facing view of networks: every network with members on `hostId` or connected to a VPN
@@ -27,7 +26,7 @@ export async function desiredNetworksForHost(
   const addresses = await gatewayAddresses(db, networkIds);
   const rows = await networks.byIds(db, networkIds);
   const placed = await nics.placed(db, networkIds);
-  const vpnRoutes = await vpnRoutesForHost(db, hostId, networkIds);
+  const vpnRoutes = routesServedBy(links, hostId, networkIds);
   const others = [...placed.map((n) => n.host_id), ...networkIds.flatMap((id) => gateways.get(id) ?? [])].filter(
     (h): h is string => h !== null && h !== hostId,
   );

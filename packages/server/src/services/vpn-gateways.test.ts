@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { gatewayHosts, portFor, portMac, type VpnLink } from './vpn-gateways.js';
+import { gatewayHosts, portFor, portMac, routesServedBy, type VpnLink } from './vpn-gateways.js';
 
 const OFFICE: VpnLink = {
   hosts: ['hst_a', 'hst_b'],
@@ -53,5 +53,15 @@ describe('VPN gateway ports', () => {
     expect(macs.size).toBe(4);
     expect(portMac('net_lan', 'hst_a')).toBe(portMac('net_lan', 'hst_a'));
     expect(portMac('net_lan', 'hst_a')).toMatch(/^02(:[0-9a-f]{2}){5}$/);
+  });
+
+  it('gives a gateway the routes of the VPN networks it serves, by connected network, each once', () => {
+    const DB: VpnLink = { hosts: ['hst_a'], networks: ['net_lan'], routes: ['fd52::/48', '10.250.0.0/24'] };
+    expect(Object.fromEntries(routesServedBy([OFFICE, SITE, DB], 'hst_a', ['net_lan', 'net_db']))).toEqual({
+      net_lan: ['fd50::/48', '10.250.0.0/24', 'fd52::/48'],
+      net_db: ['fd50::/48', '10.250.0.0/24'],
+    });
+    expect(routesServedBy([OFFICE, SITE], 'hst_c', ['net_db']).size).toBe(0);
+    expect(Object.fromEntries(routesServedBy([OFFICE, SITE], 'hst_c', ['net_lan']))).toEqual({ net_lan: SITE.routes });
   });
 });

@@ -75,6 +75,29 @@ export function portFor(
   return { mac: portMac(networkId, hostId), ipv4: isGateway ? (addresses.get(hostId) ?? null) : null, gateways };
 }
 
+/**
+ * What a host routes as a VPN gateway, by private network id: the prefixes and site subnets of the VPN
+ * networks it serves that connect the network, each once, in a stable order. Its DHCP server names them
+ * to guests that do not route through the host. Pure.
+ */
+export function routesServedBy(
+  links: readonly VpnLink[],
+  hostId: string,
+  networkIds: readonly string[],
+): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const l of links) {
+    if (!l.hosts.includes(hostId)) continue;
+    for (const id of l.networks) {
+      if (!networkIds.includes(id)) continue;
+      const list = out.get(id) ?? [];
+      for (const r of l.routes) if (!list.includes(r)) list.push(r);
+      out.set(id, list);
+    }
+  }
+  return out;
+}
+
 /** Every VPN network with its pool's hosts, connected networks and routes; only those connected to `networkIds` when given. */
 export async function loadVpnLinks(db: Db, networkIds?: readonly string[]): Promise<VpnLink[]> {
   if (networkIds !== undefined && networkIds.length === 0) return [];

@@ -56,7 +56,7 @@ export class VpnService {
     const hosts = new Set(pools.flatMap((p) => fromJson<VpnPoolSpec>(p.spec).hosts));
     for (const h of hosts) {
       this.ctx.signals.send('desired', 'vpn', h);
-      // The connected networks' DHCP answers name the VPN prefixes (vpn-routes.ts).
+      // The connected networks' DHCP answers name the VPN prefixes (vpn-gateways.ts).
       this.ctx.signals.send('desired', 'network', h);
     }
     const nets = await this.ctx.store.db
