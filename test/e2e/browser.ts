@@ -46,3 +46,41 @@ export async function signIn(page: Page, url: string, username: string, password
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByRole('heading', { name: 'Instances' }).waitFor();
 }
+
+/**
+ * What would make a phone user scroll sideways: the page itself wider than the viewport, an element
+ * reaching past its right edge, or an element that scrolls sideways inside the page (as a tab bar with
+ * `overflow-x: auto` does, which the page's own width does not show). Each as `tag.class (why)`; [] when
+ * everything fits.
+ */
+export function sidewaysOverflow(page: Page): Promise<string[]> {
+  return page.evaluate(() => {
+    interface El {
+      tagName: string;
+      className: unknown;
+      scrollWidth: number;
+      clientWidth: number;
+      getBoundingClientRect(): { left: number; right: number; width: number; height: number };
+    }
+    const g = globalThis as unknown as {
+      innerWidth: number;
+      document: { documentElement: El; querySelectorAll(s: string): Iterable<El> };
+      getComputedStyle(e: El): { overflowX: string };
+    };
+    const width = g.innerWidth;
+    const out: string[] = [];
+    const root = g.document.documentElement;
+    if (root.scrollWidth > width) out.push(`html (${root.scrollWidth} px wide)`);
+    for (const el of g.document.querySelectorAll('body *')) {
+      const r = el.getBoundingClientRect();
+      if (r.width === 0 && r.height === 0) continue;
+      const cls = typeof el.className === 'string' && el.className.trim() !== '' ? el.className.trim() : '';
+      const name = el.tagName.toLowerCase() + (cls === '' ? '' : `.${cls.split(/\s+/).join('.')}`);
+      if (r.right > width + 0.5) out.push(`${name} (right edge at ${Math.round(r.right)} px)`);
+      const ox = g.getComputedStyle(el).overflowX;
+      if ((ox === 'auto' || ox === 'scroll') && el.scrollWidth > el.clientWidth + 1)
+        out.push(`${name} (scrolls sideways: ${el.scrollWidth} px in ${el.clientWidth} px)`);
+    }
+    return out;
+  });
+}

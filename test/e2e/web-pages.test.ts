@@ -4,7 +4,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storeTargets } from '../../packages/server/src/db/testing.js';
 import { startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
-import { browserMissing, launchBrowser, signIn, watchedContext } from './browser.js';
+import { browserMissing, launchBrowser, sidewaysOverflow, signIn, watchedContext } from './browser.js';
 import { clientFor, eventually, kill, prepareAgent, startAgent } from './helpers.js';
 import { awayFromStepEnd, totpAt } from './totp.js';
 
@@ -26,7 +26,8 @@ const fitsWidth = (page: Page) =>
  * floed and an agent with the fake VM driver: the VPN page on a 390 px phone (a VPN network, a peer whose
  * wg-quick file and QR code are shown once and downloaded, the per-peer links), floating IPs, a project's
  * usage against its limits (changed by an operator), the task panel following an operation, the keyboard,
- * the operator's hosts, users and audit log, and a sign-in with TOTP. No page logs an error.
+ * the operator's hosts, users and audit log, a sign-in with TOTP, and an instance page's tabs on a phone.
+ * No page logs an error.
  */
 describe.skipIf(skip !== null && !process.env.CI)('web UI pages in a real browser', () => {
   let cp: TestControlPlane;
@@ -270,6 +271,58 @@ describe.skipIf(skip !== null && !process.env.CI)('web UI pages in a real browse
     expect((await context.cookies()).find((c) => c.name === 'floe_session')?.httpOnly).toBe(true);
     // Chromium itself logs the two 401 answers (code required, wrong code); nothing else went wrong.
     expect(watch.errors).toEqual([expect.stringMatching(/status of 401/), expect.stringMatching(/status of 401/)]);
+    await context.close();
+  }, 120_000);
+
+  it('on a 390 px phone, the instance page fits the screen: its tabs wrap and the keyboard walks them', async () => {
+    await admin.instances.create({
+      name: 'phone-1',
+      project: 'web',
+      image: 'debian-12',
+      machine_type: 'nano',
+      networks: ['lan'],
+    });
+    const { context, watch } = await watchedContext(browser, 390, 844);
+    const page = await context.newPage();
+    await signIn(page, cp.url, 'alice', PASSWORD);
+    await page.getByLabel('Project').selectOption('web');
+    await page.getByRole('link', { name: 'phone-1' }).click();
+    const tabs = page.getByRole('navigation', { name: 'Instance' });
+    const labels = ['Overview', 'Serial console', 'Graphical console', 'Logs', 'Graphs', 'NICs', 'History'];
+    await tabs.getByRole('link', { name: 'Operations' }).waitFor();
+    await page.getByText('Restart policy').waitFor();
+    // Nothing reaches past the screen's edge and nothing scrolls sideways, the tab bar included.
+    expect(await sidewaysOverflow(page)).toEqual([]);
+    const width = 390;
+    for (const name of [...labels, 'Operations']) {
+      const box = (await tabs.getByRole('link', { name, exact: true }).boundingBox())!;
+      expect(box.x, name).toBeGreaterThanOrEqual(0);
+      expect(box.x + box.width, name).toBeLessThanOrEqual(width);
+    }
+    expect(await tabs.getByRole('link', { name: 'Overview' }).getAttribute('aria-current')).toBe('page');
+
+    // The keyboard: Tab walks the tabs in their order, Enter opens one, which is then the current one.
+    await tabs.getByRole('link', { name: 'Overview' }).focus();
+    const focused = () =>
+      page.evaluate(
+        () =>
+          (globalThis as unknown as { document: { activeElement: { textContent: string } } }).document.activeElement
+            .textContent,
+      );
+    const walked = [await focused()];
+    for (let n = 1; n < labels.length + 1; n++) {
+      await page.keyboard.press('Tab');
+      walked.push(await focused());
+    }
+    expect(walked).toEqual([...labels, 'Operations']);
+    for (let n = 0; n < 4; n++) await page.keyboard.press('Shift+Tab');
+    expect(await focused()).toBe('Logs');
+    await page.keyboard.press('Enter');
+    await page.waitForURL(/\/instances\/phone-1\/logs$/);
+    await expect.poll(() => tabs.getByRole('link', { name: 'Logs' }).getAttribute('aria-current')).toBe('page');
+    expect(await tabs.getByRole('link', { name: 'Overview' }).getAttribute('aria-current')).toBeNull();
+    expect(await sidewaysOverflow(page)).toEqual([]);
+    expect(watch.errors).toEqual([]);
     await context.close();
   }, 120_000);
 });

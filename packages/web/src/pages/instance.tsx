@@ -110,7 +110,12 @@ export function InstancePage(props: { id: string; tab: string }) {
       <ErrorLine error={error ?? inst.error} />
       <nav className="tabs" aria-label="Instance">
         {tabs.map((t) => (
-          <Link key={t} to={t === 'overview' ? base : `${base}/${t}`} className={t === tab ? 'tab active' : 'tab'}>
+          <Link
+            key={t}
+            to={t === 'overview' ? base : `${base}/${t}`}
+            className={t === tab ? 'tab active' : 'tab'}
+            current={t === tab}
+          >
             {TAB_LABEL[t]}
           </Link>
         ))}

@@ -2,12 +2,20 @@ import { useEffect, useRef, type ReactNode } from 'react';
 import { navigate } from '../router.js';
 
 /** A link inside the app (no page load). */
-export function Link(props: { to: string; children: ReactNode; className?: string; label?: string }) {
+export function Link(props: {
+  to: string;
+  children: ReactNode;
+  className?: string;
+  label?: string;
+  /** The link to the page (or tab) shown now: `aria-current="page"`. */
+  current?: boolean;
+}) {
   return (
     <a
       href={props.to}
       className={props.className}
       aria-label={props.label}
+      aria-current={props.current === true ? 'page' : undefined}
       onClick={(e) => {
         if (e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
         e.preventDefault();
