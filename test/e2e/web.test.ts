@@ -311,9 +311,12 @@ describe.skipIf(skip !== null && !process.env.CI)('web UI journey in a real brow
     const viewer = await watchedContext(browser, 390, 844);
     const vp = await viewer.context.newPage();
     await signIn(vp, cp.url, 'vera', PASSWORD);
+    // Until the project's members are read the page knows no role and shows nothing one could change: wait for it.
+    await vp.locator('.whoami').getByText('(viewer)').waitFor();
     await vp.locator('tr[data-instance="webvm"]').waitFor();
     await vp.getByRole('link', { name: 'webvm' }).click();
     await vp.getByRole('link', { name: 'Overview' }).waitFor();
+    await vp.getByRole('link', { name: 'Logs' }).waitFor();
     expect(await vp.getByRole('link', { name: /console/i }).count()).toBe(0);
     expect(await vp.getByRole('button', { name: 'Stop' }).count()).toBe(0);
     const other = await watchedContext(browser, 1280, 800);
