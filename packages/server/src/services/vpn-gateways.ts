@@ -101,17 +101,22 @@ export function routesServedBy(
 /** Every VPN network with its pool's hosts, connected networks and routes; only those connected to `networkIds` when given. */
 export async function loadVpnLinks(db: Db, networkIds?: readonly string[]): Promise<VpnLink[]> {
   if (networkIds !== undefined && networkIds.length === 0) return [];
-  const pools = new Map(
-    (await db.selectFrom('vpn_pools').select(['id', 'spec']).execute()).map(
-      (p) => [p.id, fromJson<VpnPoolSpec>(p.spec)] as const,
-    ),
-  );
+  // VPN networks first: most installations have none, and then nothing else is read.
   const nets = (await db.selectFrom('vpn_networks').select(['id', 'pool_id', 'slot', 'spec']).orderBy('id').execute())
     .map((n) => ({ ...n, networks: fromJson<{ networks: string[] }>(n.spec).networks }))
     .filter(
       (n) => n.networks.length > 0 && (networkIds === undefined || n.networks.some((id) => networkIds.includes(id))),
     );
   if (nets.length === 0) return [];
+  const pools = new Map(
+    (
+      await db
+        .selectFrom('vpn_pools')
+        .select(['id', 'spec'])
+        .where('id', 'in', [...new Set(nets.map((n) => n.pool_id))])
+        .execute()
+    ).map((p) => [p.id, fromJson<VpnPoolSpec>(p.spec)] as const),
+  );
   const peers = await db
     .selectFrom('vpn_peers')
     .select(['vpn_network_id', 'subnets'])
