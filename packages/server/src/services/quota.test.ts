@@ -1,4 +1,5 @@
 import type { ProjectUsage, QuotaUsageLine } from '@floe/api';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storeTargets } from '../db/testing.js';
 import { injectJson, onlineTestHost, startTestControlPlane, type TestControlPlane } from '../testing.js';
@@ -327,6 +328,86 @@ for (const target of storeTargets()) {
       if (lowered.status === 200) expect(limit).toBe(4);
       else expect([limit, lowered.body.error.code]).toEqual([10, 'limit_below_allocation']);
     }, 60_000);
+
+    // A create reads the project tree, then waits for the chain's lock; a sub-project made and used while
+    // it waits must be in its count. Another transaction holds the lock, adds a child with 2 vCPUs in use
+    // (rows written directly: the child's own create would wait for the same lock), then lets go.
+    it.skipIf(target.name !== 'postgres')(
+      'a create waiting for the lock counts a sub-project made and used meanwhile',
+      async () => {
+        const gap = (await ok('POST', '/v1/projects', { name: 'gap', limits: { vcpus: 2 } })) as { id: string };
+        await ok('POST', '/v1/images', { name: 'img', project: 'gap' });
+        const image = await cp.store.db
+          .selectFrom('images')
+          .select('id')
+          .where('project', '=', 'gap')
+          .executeTakeFirstOrThrow();
+        const host = await cp.store.db.selectFrom('hosts').select('id').executeTakeFirstOrThrow();
+        let locked!: () => void;
+        let release!: () => void;
+        const holding = new Promise<void>((r) => (locked = r));
+        const go = new Promise<void>((r) => (release = r));
+        const holder = cp.store.db.transaction().execute(async (trx) => {
+          await trx.selectFrom('projects').select('id').where('id', '=', gap.id).forUpdate().execute();
+          locked();
+          await go;
+          const now = new Date().toISOString();
+          const base = { labels: '{}', metadata: '{}', revision: 1, created_at: now, updated_at: now };
+          await trx
+            .insertInto('projects')
+            .values({ ...base, id: 'prj_gapchild', name: 'gap-child', description: '', parent_id: gap.id })
+            .execute();
+          await trx
+            .insertInto('instances')
+            .values({
+              ...base,
+              id: 'inst_gapchild',
+              name: 'early',
+              project: 'gap-child',
+              spec: '{}',
+              status: '{}',
+              host_id: host.id,
+              image_id: image.id,
+              state: 'stopped',
+              vcpus: 2,
+              memory_mib: 128,
+              disk_gib: 1,
+              deleting: 0,
+              generation: 1,
+              restart_generation: 0,
+              force_stop: 0,
+            })
+            .execute();
+        });
+        await holding;
+        const create = call(cp, 'POST', '/v1/instances', {
+          name: 'late',
+          project: 'gap',
+          image: 'img',
+          vcpus: 2,
+          memory_mib: 128,
+        });
+        // The create has read the tree and waits for the lock.
+        const waiting = async () =>
+          Number(
+            (
+              await sql<{
+                n: string;
+              }>`select count(*) as n from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()`.execute(
+                cp.store.db,
+              )
+            ).rows[0]!.n,
+          ) > 0;
+        for (let i = 0; i < 100 && !(await waiting()); i++) await new Promise((r) => setTimeout(r, 50));
+        expect(await waiting()).toBe(true);
+        release();
+        await holder;
+        const answer = await create;
+        expect(answer.status, JSON.stringify(answer.body)).toBe(409);
+        expect(answer.body.error.details).toMatchObject({ dimension: 'vcpus', project: 'gap', limit: 2, used: 2 });
+      },
+      30_000,
+    );
 
     it('owners of a parent create sub-projects and set their limits; members see them read-only', async () => {
       await ok('POST', '/v1/projects', { name: 'deleg', limits: { vcpus: 8 } });

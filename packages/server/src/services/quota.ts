@@ -253,7 +253,8 @@ async function lockedLimits(db: Db, ids: readonly string[], mode: 'update' | 'sh
  * (the addresses NICs got); the transaction then rolls back on refusal.
  *
  * A change where nothing grows is not checked. On PostgreSQL, a change the limits read unlocked concern
- * locks the chain for update and reads the limits again with the lock (one statement), then counts once;
+ * locks the chain for update and reads the limits again with the lock (one statement) and the tree
+ * (sub-projects made meanwhile), then counts once;
  * without a limit on the chain, the chain is only share-locked, so a limit set meanwhile waits for the
  * change (and counts it).
  */
@@ -282,7 +283,8 @@ export async function reserve(
     if (dimensionsToCheck(chain, limits, deltas).length === 0) return;
   }
   limits = await lockedLimits(trx, ids, 'update');
-  await checkNow(trx, dialect, tree, chain, limits, deltas, written);
+  // Read again under the lock: a sub-project made and used while this waited must be in the count.
+  await checkNow(trx, dialect, await loadTree(trx), chain, limits, deltas, written);
 }
 
 /** What some NICs take: one NIC each, and a private or public IPv4 address each that has one. */
