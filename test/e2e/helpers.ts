@@ -103,3 +103,23 @@ export function collectEvents(
   })();
   return { events, stop: () => ac.abort() };
 }
+
+/** A fake-driver agent registered as `name` and started, once its host is online; stopped again if it never is. */
+export async function startOnlineAgent(
+  cp: TestControlPlane,
+  name: string,
+): Promise<{ hostId: string; dataDir: string; agent: ReturnType<typeof startAgent> }> {
+  const { hostId, dataDir } = await prepareAgent(cp, name);
+  const agent = startAgent(cp.url, dataDir);
+  try {
+    await eventually(
+      async () => (await clientFor(cp).hosts.get(hostId)).status.state === 'online',
+      `host ${name} online\n${agent.output()}`,
+      60_000,
+    );
+  } catch (err) {
+    await kill(agent);
+    throw err;
+  }
+  return { hostId, dataDir, agent };
+}

@@ -5,6 +5,17 @@ import { prepareAgentDir, startTestControlPlane, type TestControlPlane } from '.
 import { clientFor, eventually, kill } from './helpers.js';
 import { startAgentIn, type Namespaces } from './netns.js';
 
+/** A control plane on SQLite listening on `address`, with a short heartbeat: hosts go offline within seconds. */
+async function controlPlaneAt(address: string): Promise<TestControlPlane> {
+  const sqlite = storeTargets().find((t) => t.name === 'sqlite')!;
+  return startTestControlPlane(
+    await sqlite.open(),
+    { FLOE_HEARTBEAT_MS: '500', FLOE_HOST_OFFLINE_AFTER_MS: '5000' },
+    undefined,
+    address,
+  );
+}
+
 /** A control plane on SQLite and one QEMU agent in a namespace of its own, with the test image uploaded. */
 export interface VmHost {
   /** The agent's namespace. */
@@ -34,13 +45,7 @@ export async function startVmHost(
     { ns, name: 'cp0', addr: `${base}.1.2/24` },
   );
   await opts.prepare?.(ns);
-  const sqlite = storeTargets().find((t) => t.name === 'sqlite')!;
-  const cp = await startTestControlPlane(
-    await sqlite.open(),
-    { FLOE_HEARTBEAT_MS: '500', FLOE_HOST_OFFLINE_AFTER_MS: '5000' },
-    undefined,
-    `${base}.1.1`,
-  );
+  const cp = await controlPlaneAt(`${base}.1.1`);
   const client = clientFor(cp);
   const { hostId, dataDir } = await prepareAgentDir(cp, name);
   const agent = startAgentIn(ns, cp.url, dataDir, `${base}.1.2`);
@@ -109,13 +114,7 @@ export async function startTwoHosts(
     { ns: h2, name: 'ul0', addr: `${base}.0.2/24` },
   );
   await opts.prepare?.(h1, h2);
-  const sqlite = storeTargets().find((s) => s.name === 'sqlite')!;
-  const cp = await startTestControlPlane(
-    await sqlite.open(),
-    { FLOE_HEARTBEAT_MS: '500', FLOE_HOST_OFFLINE_AFTER_MS: '5000' },
-    undefined,
-    `${base}.1.1`,
-  );
+  const cp = await controlPlaneAt(`${base}.1.1`);
   const client = clientFor(cp);
   const agents: ReturnType<typeof startAgentIn>[] = [];
   const output = () =>

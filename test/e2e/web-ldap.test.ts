@@ -8,7 +8,7 @@ import { slapdMissing, startSlapd, type TestSlapd } from '../../packages/server/
 import { storeTargets } from '../../packages/server/src/db/testing.js';
 import { startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
 import { browserMissing, launchBrowser, signIn, watchedContext } from './browser.js';
-import { clientFor, eventually, kill, prepareAgent, startAgent } from './helpers.js';
+import { clientFor, eventually, kill, startOnlineAgent, type startAgent } from './helpers.js';
 import { BASE, GROUPS, PEOPLE, writeLdapAuthConfig } from './ldap.js';
 
 const skip = browserMissing() ?? slapdMissing();
@@ -56,14 +56,7 @@ describe.skipIf(skip !== null && !process.env.CI)('web UI sign-in through LDAP i
     const sqlite = storeTargets().find((t) => t.name === 'sqlite')!;
     cp = await startTestControlPlane(await sqlite.open(), { FLOE_AUTH_CONFIG: auth, FLOE_HEARTBEAT_MS: '500' });
     admin = clientFor(cp);
-    const prepared = await prepareAgent(cp, 'ldap-host');
-    agentDir = prepared.dataDir;
-    agent = startAgent(cp.url, agentDir);
-    await eventually(
-      async () => (await admin.hosts.get(prepared.hostId)).status.state === 'online',
-      'host online',
-      60_000,
-    );
+    ({ dataDir: agentDir, agent } = await startOnlineAgent(cp, 'ldap-host'));
     // The project exists before anyone of the directory signs in: the mapping only names projects.
     await admin.projects.create({ name: 'web' });
     await admin.images.create({ name: 'debian-12', project: 'web', os: 'debian', format: 'raw' });

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storeTargets } from '../../packages/server/src/db/testing.js';
 import { startTestControlPlane, type TestControlPlane } from '../../packages/server/src/testing.js';
 import { browserMissing, launchBrowser, sidewaysOverflow, signIn, watchedContext } from './browser.js';
-import { clientFor, eventually, kill, prepareAgent, startAgent } from './helpers.js';
+import { clientFor, kill, startOnlineAgent, type startAgent } from './helpers.js';
 import { awayFromStepEnd, totpAt } from './totp.js';
 
 const skip = browserMissing();
@@ -39,14 +39,7 @@ describe.skipIf(skip !== null && !process.env.CI)('web UI pages in a real browse
   beforeAll(async () => {
     cp = await startTestControlPlane(await sqlite.open(), { FLOE_HEARTBEAT_MS: '500' });
     admin = clientFor(cp);
-    const prepared = await prepareAgent(cp, 'pages-host');
-    dataDir = prepared.dataDir;
-    agent = startAgent(cp.url, dataDir);
-    await eventually(
-      async () => (await admin.hosts.get(prepared.hostId)).status.state === 'online',
-      'host online',
-      60_000,
-    );
+    ({ dataDir: dataDir, agent } = await startOnlineAgent(cp, 'pages-host'));
     await admin.projects.create({ name: 'web' });
     await admin.projects.setLimits('web', { instances: 5, vcpus: 8 });
     await admin.images.create({ name: 'debian-12', project: 'web', os: 'debian', format: 'raw' });
