@@ -23,7 +23,9 @@ export async function desiredNetworksForHost(
   const networkIds = [...new Set([...(await nics.networksOnHost(db, hostId)), ...served])];
   if (networkIds.length === 0) return [];
   const gateways = gatewayHosts(links);
-  const addresses = await gatewayAddresses(db, networkIds);
+  // Without VPN networks there are no gateway addresses to look up.
+  const addresses =
+    links.length === 0 ? new Map<string, Map<string, string>>() : await gatewayAddresses(db, networkIds);
   const rows = await networks.byIds(db, networkIds);
   const placed = await nics.placed(db, networkIds);
   const vpnRoutes = routesServedBy(links, hostId, networkIds);
